@@ -1,0 +1,42 @@
+/*  qn_client - talk to a coordinator's client socket.
+
+    One DEALER socket, one request at a time.  Every call has a deadline: a
+    coordinator that cannot be reached gives a clear error, never a hang.
+*/
+#ifndef QN_CLIENT_H_INCLUDED
+#define QN_CLIENT_H_INCLUDED
+
+#include "qn_msg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  Default client endpoint of a coordinator on this machine.
+#define QN_DEFAULT_CLIENT_ENDPOINT  "tcp://127.0.0.1:7710"
+#define QN_DEFAULT_AGENT_ENDPOINT   "tcp://127.0.0.1:7711"
+
+typedef struct _qn_client_t qn_client_t;
+
+//  Connects to endpoint (NULL: $QANAT_COORDINATOR, else the default).
+//  timeout_ms bounds every call.  NULL on failure.
+qn_client_t *
+    qn_client_new (const char *endpoint, int timeout_ms);
+
+void
+    qn_client_destroy (qn_client_t **self_p);
+
+const char *
+    qn_client_endpoint (qn_client_t *self);
+
+//  Sends request (its id is set here) and waits for the matching reply.
+//  Returns the reply envelope (free with qn_msg_free), whose ->reply is
+//  set, or NULL with *error_p a malloc'd message.  A reply of type Error is
+//  returned as NULL too, with its message in *error_p.
+Qanat__Envelope *
+    qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

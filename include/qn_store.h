@@ -1,0 +1,160 @@
+/*  qn_store - the coordinator's metadata store on LMDB.
+
+    One environment in a data directory, one named sub-database per record
+    kind.  Keys are big-endian integers (or name + big-endian integer) so
+    that cursor order is run order and, within a run, log order.  Values are
+    protobuf-encoded messages from proto/qanat.proto.
+
+    Writes happen inside one write transaction that the caller opens with
+    qn_store_begin and closes with qn_store_commit: the coordinator groups
+    all the writes of one loop turn into one durable commit, and sends
+    nothing that depends on them before the commit returns.  Reads made while
+    a write transaction is open see its uncommitted writes; otherwise each
+    read uses its own read-only transaction.
+
+    Every function returns 0 / -1 (or NULL) and never aborts on bad data in
+    the store: an undecodable record is skipped and reported through
+    qn_store_error.  Returned protobuf messages belong to the caller; free
+    one with protobuf_c_message_free_unpacked (msg, NULL), or an array with
+    qn_store_free_array.
+*/
+#ifndef QN_STORE_H_INCLUDED
+#define QN_STORE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "qanat.pb-c.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QN_STORE_SCHEMA_VERSION  1
+
+typedef struct _qn_store_t qn_store_t;
+
+//  Opens (creating if needed) the store in directory dir (created 0700 if
+//  missing).  durable=false skips fsync on commit (faster, loses the last
+//  commits on power loss; never corrupts).  A store written by a newer
+//  schema is refused.  NULL on failure with *error_p a malloc'd message.
+qn_store_t *
+    qn_store_new (const char *dir, bool durable, char **error_p);
+
+void
+    qn_store_destroy (qn_store_t **self_p);
+
+//  Message for the last failure; never NULL.
+const char *
+    qn_store_error (qn_store_t *self);
+
+//  Opens the write transaction if none is open.  0 or -1.
+int
+    qn_store_begin (qn_store_t *self);
+
+//  Commits the open write transaction (no-op when none is open).  On
+//  failure (disk full, ...) the transaction is aborted: none of its writes
+//  happened.  0 or -1.
+int
+    qn_store_commit (qn_store_t *self);
+
+//  Drops the open write transaction, if any.
+void
+    qn_store_abort (qn_store_t *self);
+
+bool
+    qn_store_in_txn (qn_store_t *self);
+
+//  ---- workflows (writes need an open transaction) ----
+
+//  Stores source as a new version of workflow name, unless it is byte for
+//  byte the latest version.  Sets *version_p and *created_p.
+int
+    qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
+                           const void *source, size_t len, uint32_t *version_p, bool *created_p);
+
+//  The stored source of one version (filename + source), or NULL.
+Qanat__SubmitWorkflow *
+    qn_store_get_workflow (qn_store_t *self, const char *name, uint32_t version);
+
+//  ---- runs ----
+
+//  Allocates the next run id (1, 2, ...).  Needs an open transaction.
+int
+    qn_store_new_run_id (qn_store_t *self, uint64_t *run_id_p);
+
+//  Inserts or replaces a run.  run->tasks is not stored (tasks have their
+//  own records).  Also maintains the per-workflow index and the set of
+//  active (queued or running) runs.
+int
+    qn_store_put_run (qn_store_t *self, const Qanat__RunInfo *run);
+
+Qanat__RunInfo *
+    qn_store_get_run (qn_store_t *self, uint64_t run_id);
+
+//  Newest first; workflow NULL or "" lists every workflow; limit 0 = 50.
+Qanat__RunList *
+    qn_store_list_runs (qn_store_t *self, const char *workflow, uint32_t limit);
+
+//  Ids of queued or running runs, oldest first (malloc'd array).
+int
+    qn_store_active_runs (qn_store_t *self, uint64_t **ids_p, size_t *count_p);
+
+//  ---- tasks of a run ----
+
+int
+    qn_store_put_task (qn_store_t *self, uint64_t run_id, const Qanat__TaskInfo *task);
+
+//  All tasks of a run, in index order (malloc'd array of messages).
+int
+    qn_store_get_tasks (qn_store_t *self, uint64_t run_id, Qanat__TaskInfo ***tasks_p,
+                        size_t *count_p);
+
+//  ---- logs ----
+
+//  Appends one log line to a run, giving it the next run-wide log sequence
+//  (1, 2, ...), returned in *log_seq_p if not NULL.
+int
+    qn_store_append_log (qn_store_t *self, uint64_t run_id, const Qanat__LogLine *line,
+                         uint64_t *log_seq_p);
+
+//  Reads up to limit lines with log sequence > after, keeping those of task
+//  (NULL or "" = every task) and attempt (0 = every attempt).  *last_p gets
+//  the highest log sequence examined, to pass as after next time (it may
+//  be larger than the last returned line's when lines were filtered out).
+int
+    qn_store_read_logs (qn_store_t *self, uint64_t run_id, uint64_t after, const char *task,
+                        uint32_t attempt, uint32_t limit, Qanat__LogLine ***lines_p,
+                        size_t *count_p, uint64_t *last_p);
+
+//  ---- metrics ----
+
+int
+    qn_store_append_metric (qn_store_t *self, uint64_t run_id, const Qanat__MetricRecord *record);
+
+//  Every metric record of a run in arrival order, only those named name
+//  unless name is NULL or "".
+int
+    qn_store_read_metrics (qn_store_t *self, uint64_t run_id, const char *name,
+                           Qanat__MetricRecord ***records_p, size_t *count_p);
+
+//  ---- agents ----
+
+int
+    qn_store_put_agent (qn_store_t *self, const Qanat__AgentInfo *agent);
+
+//  Every agent ever registered, by name.
+int
+    qn_store_list_agents (qn_store_t *self, Qanat__AgentInfo ***agents_p, size_t *count_p);
+
+//  ---- helpers ----
+
+//  Frees count protobuf messages and the array itself.
+void
+    qn_store_free_array (void *array, size_t count);
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,120 @@
+/*  qn_workflow - a parsed and validated workflow file (YAML, via libyaml).
+
+    A workflow is immutable once parsed.  Parsing validates everything the
+    coordinator relies on: known keys, types, non-empty commands, unknown
+    or duplicate tasks, dependency cycles.  Errors are reported as
+    "file:line:col: message" lines (1-based line and column), one per
+    problem found, all in one malloc'd string.
+
+    Top-level keys: name, description, params, tasks.  See
+    docs/workflow-format.md for every key.
+*/
+#ifndef QN_WORKFLOW_H_INCLUDED
+#define QN_WORKFLOW_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "qn_check.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    char *key;
+    char *value;
+} qn_kv_t;
+
+typedef struct {
+    char *name;
+    char *default_value;         //  NULL when the parameter is required
+    char *description;           //  may be NULL
+} qn_param_t;
+
+typedef struct {
+    qn_check_t *check;
+    qn_severity_t severity;
+} qn_task_check_t;
+
+typedef struct {
+    char *name;
+    size_t line, col;            //  where the task is defined
+    char **argv;                 //  NULL-terminated; a shell string becomes {"/bin/sh", "-c", cmd}
+    size_t argc;
+    char *shell;                 //  the shell string as written, or NULL for an argv list
+    char **needs;                //  names, as written
+    size_t needs_count;
+    size_t *need_index;          //  resolved indexes into the workflow's tasks
+    qn_kv_t *env;
+    size_t env_count;
+    qn_kv_t *selector;           //  "on": labels an agent must carry
+    size_t selector_count;
+    uint32_t cpus;               //  0 = unspecified
+    uint64_t memory_mb;          //  0 = unspecified; YAML accepts 512, "512M", "4G", "1Gi"
+    uint32_t gpus;
+    uint32_t retries;            //  extra attempts after the first failure
+    uint32_t timeout_s;          //  0 = none; YAML accepts 90, "90s", "30m", "2h"
+    char **metrics;              //  declared metric names (informational)
+    size_t metrics_count;
+    qn_task_check_t *checks;
+    size_t checks_count;
+} qn_task_t;
+
+typedef struct _qn_workflow_t qn_workflow_t;
+
+//  Parses len bytes of YAML text.  filename is only used in messages.
+//  Returns NULL on any error, with *error_p (if not NULL) set to a malloc'd
+//  string of "filename:line:col: message" lines.
+qn_workflow_t *
+    qn_workflow_parse (const char *filename, const char *text, size_t len, char **error_p);
+
+//  Reads and parses a file.  Same error contract; a file that cannot be
+//  read gives "path: <strerror>".
+qn_workflow_t *
+    qn_workflow_load (const char *path, char **error_p);
+
+void
+    qn_workflow_destroy (qn_workflow_t **self_p);
+
+const char *
+    qn_workflow_name (qn_workflow_t *self);
+
+//  May be NULL.
+const char *
+    qn_workflow_description (qn_workflow_t *self);
+
+size_t
+    qn_workflow_task_count (qn_workflow_t *self);
+
+//  Tasks are in file order.  NULL when index is out of range.
+const qn_task_t *
+    qn_workflow_task (qn_workflow_t *self, size_t index);
+
+//  Index of the named task, or -1.
+int
+    qn_workflow_task_index (qn_workflow_t *self, const char *name);
+
+size_t
+    qn_workflow_param_count (qn_workflow_t *self);
+
+const qn_param_t *
+    qn_workflow_param (qn_workflow_t *self, size_t index);
+
+//  Resolves run parameters: every declared parameter gets the override from
+//  overrides (count pairs) or its default.  Returns a malloc'd array of
+//  param_count pairs (free with qn_kv_free), or NULL with *error_p set
+//  ("unknown parameter 'x'", "parameter 'y' is required").
+qn_kv_t *
+    qn_workflow_resolve_params (qn_workflow_t *self, const qn_kv_t *overrides, size_t count,
+                                char **error_p);
+
+//  Frees an array of count pairs made by this module.
+void
+    qn_kv_free (qn_kv_t *pairs, size_t count);
+
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/*  qn_msg - protocol envelope codec.  See include/qn_msg.h. */
+#include "qn_msg.h"
+#include <sys/time.h>
+
+zframe_t *
+qn_msg_encode (Qanat__Envelope *env)
+{
+    assert (env);
+    env->version = QN_PROTOCOL_VERSION;
+    size_t size = qanat__envelope__get_packed_size (env);
+    if (size > QN_MAX_MESSAGE_SIZE)
+        return NULL;
+    zframe_t *frame = zframe_new (NULL, size);
+    if (!frame)
+        return NULL;
+    qanat__envelope__pack (env, zframe_data (frame));
+    return frame;
+}
+
+//  protobuf-c accepts an empty buffer as an all-default message; an
+//  envelope without a body is as useless to us as garbage, so both are
+//  "malformed".
+Qanat__Envelope *
+qn_msg_decode (const void *data, size_t size, qn_msg_status_t *status, uint32_t *version_p)
+{
+    qn_msg_status_t dummy;
+    if (!status)
+        status = &dummy;
+    if (size > QN_MAX_MESSAGE_SIZE) {
+        *status = QN_MSG_TOO_LARGE;
+        return NULL;
+    }
+    Qanat__Envelope *env = qanat__envelope__unpack (NULL, size, (const uint8_t *) data);
+    if (!env) {
+        *status = QN_MSG_MALFORMED;
+        return NULL;
+    }
+    if (env->version != QN_PROTOCOL_VERSION) {
+        if (version_p)
+            *version_p = env->version;
+        *status = QN_MSG_BAD_VERSION;
+        qanat__envelope__free_unpacked (env, NULL);
+        return NULL;
+    }
+    if (env->body_case == QANAT__ENVELOPE__BODY__NOT_SET) {
+        *status = QN_MSG_MALFORMED;
+        qanat__envelope__free_unpacked (env, NULL);
+        return NULL;
+    }
+    *status = QN_MSG_OK;
+    return env;
+}
+
+void
+qn_msg_free (Qanat__Envelope **env_p)
+{
+    assert (env_p);
+    if (*env_p) {
+        qanat__envelope__free_unpacked (*env_p, NULL);
+        *env_p = NULL;
+    }
+}
+
+int
+qn_msg_send (zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env)
+{
+    zframe_t *frame = qn_msg_encode (env);
+    if (!frame)
+        return -1;
+    if (routing_id) {
+        zframe_t *id = zframe_dup (routing_id);
+        if (zframe_send (&id, sock, ZFRAME_MORE) == -1) {
+            zframe_destroy (&id);
+            zframe_destroy (&frame);
+            return -1;
+        }
+    }
+    if (zframe_send (&frame, sock, 0) == -1) {
+        zframe_destroy (&frame);
+        return -1;
+    }
+    return 0;
+}
+
+const char *
+qn_msg_status_str (qn_msg_status_t status)
+{
+    switch (status) {
+        case QN_MSG_OK:          return "ok";
+        case QN_MSG_TOO_LARGE:   return "message too large";
+        case QN_MSG_MALFORMED:   return "malformed message";
+        case QN_MSG_BAD_VERSION: return "unsupported protocol version";
+    }
+    return "unknown";
+}
+
+int
+qn_msg_prepare_socket (zsock_t *sock)
+{
+    assert (sock);
+    //  libzmq drops an oversized message at the transport, before we ever
+    //  allocate it; our own check in qn_msg_decode covers the rest.
+    zsock_set_maxmsgsize (sock, QN_MAX_MESSAGE_SIZE + 1024);
+    zsock_set_linger (sock, 0);
+    return 0;
+}
+
+int64_t
+qn_now_us (void)
+{
+    struct timeval tv;
+    gettimeofday (&tv, NULL);
+    return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+}
