@@ -1,1 +1,292 @@
-int main (void) { return 1; }
+/*  qanat-agent - runs qanat tasks on this machine for a coordinator.
+
+    Parses options and hands them to the engine (qn_agent).
+*/
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include "qn_agent.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+#define S_DEFAULT_ENDPOINT  "tcp://127.0.0.1:7711"
+#define S_MAX_LABELS        256
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: qanat-agent [OPTION]...\n"
+        "Run qanat tasks on this machine for a coordinator.\n"
+        "\n"
+        "  -c, --coordinator ENDPOINT  coordinator's agent endpoint\n"
+        "                              (default $QANAT_AGENT_ENDPOINT, else " S_DEFAULT_ENDPOINT ")\n"
+        "  -n, --name NAME             agent name (default: the host name)\n"
+        "  -l, --labels K=V[,K=V...]   labels offered to task selectors (repeatable)\n"
+        "  -L, --label K=V             one label (repeatable)\n"
+        "  -s, --slots N               tasks run at once (default: online CPUs)\n"
+        "  -d, --data-dir DIR          attempts' directories (default $HOME/.qanat/agent)\n"
+        "  -v, --verbose               log debugging detail\n"
+        "  -h, --help                  show this help and exit\n"
+        "  -V, --version               show the version and exit\n");
+}
+
+typedef struct {
+    char *keys [S_MAX_LABELS];
+    char *values [S_MAX_LABELS];
+    size_t count;
+} s_labels_t;
+
+static bool
+s_label_key_ok (const char *key, size_t size)
+{
+    if (size == 0)
+        return false;
+    for (size_t i = 0; i < size; i++) {
+        char c = key [i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  Adds "k=v,k=v" (--labels) or "k=v" (--label; values never hold
+//  commas, so both parse alike).  Returns 0, or -1 with a message on
+//  stderr.  A later label replaces an earlier one with the same key.
+static int
+s_add_labels (s_labels_t *labels, const char *text)
+{
+    const char *cur = text;
+    while (true) {
+        const char *end = strchr (cur, ',');
+        size_t size = end? (size_t) (end - cur): strlen (cur);
+        const char *eq = memchr (cur, '=', size);
+        if (!eq || !s_label_key_ok (cur, (size_t) (eq - cur))) {
+            fprintf (stderr, "qanat-agent: invalid label '%.*s' in '%s': expected "
+                     "KEY=VALUE with KEY made of letters, digits, '_', '.' or '-'\n",
+                     (int) size, cur, text);
+            return -1;
+        }
+        char *key = strndup (cur, (size_t) (eq - cur));
+        char *value = strndup (eq + 1, size - (size_t) (eq - cur) - 1);
+        if (!key || !value) {
+            free (key);
+            free (value);
+            fprintf (stderr, "qanat-agent: out of memory\n");
+            return -1;
+        }
+        size_t i;
+        for (i = 0; i < labels->count; i++)
+            if (streq (labels->keys [i], key))
+                break;
+        if (i < labels->count) {
+            free (labels->keys [i]);
+            free (labels->values [i]);
+        }
+        else
+        if (labels->count == S_MAX_LABELS) {
+            free (key);
+            free (value);
+            fprintf (stderr, "qanat-agent: more than %d labels\n", S_MAX_LABELS);
+            return -1;
+        }
+        else
+            labels->count++;
+        labels->keys [i] = key;
+        labels->values [i] = value;
+        if (!end)
+            return 0;
+        cur = end + 1;
+    }
+}
+
+static void
+s_labels_free (s_labels_t *labels)
+{
+    for (size_t i = 0; i < labels->count; i++) {
+        free (labels->keys [i]);
+        free (labels->values [i]);
+    }
+    labels->count = 0;
+}
+
+//  mkdir -p, the last component with mode; missing parents get 0700 too,
+//  since they hold nothing but ours.
+static int
+s_make_dirs (const char *path, mode_t mode)
+{
+    char *copy = strdup (path);
+    if (!copy)
+        return -1;
+    for (char *cur = copy + 1; *cur; cur++) {
+        if (*cur != '/')
+            continue;
+        *cur = '\0';
+        if (mkdir (copy, mode) == -1 && errno != EEXIST) {
+            free (copy);
+            return -1;
+        }
+        *cur = '/';
+    }
+    free (copy);
+    if (mkdir (path, mode) == -1 && errno != EEXIST)
+        return -1;
+    struct stat st;
+    if (stat (path, &st) == -1 || !S_ISDIR (st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+int
+main (int argc, char *argv [])
+{
+    static const struct option options [] = {
+        { "coordinator", required_argument, NULL, 'c' },
+        { "name",        required_argument, NULL, 'n' },
+        { "labels",      required_argument, NULL, 'l' },
+        { "label",       required_argument, NULL, 'L' },
+        { "slots",       required_argument, NULL, 's' },
+        { "data-dir",    required_argument, NULL, 'd' },
+        { "verbose",     no_argument,       NULL, 'v' },
+        { "help",        no_argument,       NULL, 'h' },
+        { "version",     no_argument,       NULL, 'V' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *endpoint = getenv ("QANAT_AGENT_ENDPOINT");
+    if (!endpoint || !*endpoint)
+        endpoint = S_DEFAULT_ENDPOINT;
+    const char *name = NULL;
+    const char *data_dir = NULL;
+    long slots = 0;
+    bool verbose = false;
+    s_labels_t labels = { { NULL }, { NULL }, 0 };
+    int rc = 1;
+
+    int opt;
+    while ((opt = getopt_long (argc, argv, "c:n:l:L:s:d:vhV", options, NULL)) != -1) {
+        switch (opt) {
+            case 'c':
+                endpoint = optarg;
+                break;
+            case 'n':
+                name = optarg;
+                break;
+            case 'l':
+            case 'L':
+                if (s_add_labels (&labels, optarg) == -1)
+                    goto done;
+                break;
+            case 's': {
+                char *end = NULL;
+                errno = 0;
+                slots = strtol (optarg, &end, 10);
+                if (errno || !end || *end || end == optarg || slots < 1 || slots > 100000) {
+                    fprintf (stderr, "qanat-agent: --slots wants a number from 1 to 100000, "
+                             "not '%s'\n", optarg);
+                    goto done;
+                }
+                break;
+            }
+            case 'd':
+                data_dir = optarg;
+                break;
+            case 'v':
+                verbose = true;
+                break;
+            case 'h':
+                s_usage (stdout);
+                rc = 0;
+                goto done;
+            case 'V':
+                printf ("qanat-agent %s\n", PACKAGE_VERSION);
+                rc = 0;
+                goto done;
+            default:
+                s_usage (stderr);
+                goto done;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "qanat-agent: unexpected argument '%s'\n", argv [optind]);
+        s_usage (stderr);
+        goto done;
+    }
+    if (name && !*name) {
+        fprintf (stderr, "qanat-agent: --name must not be empty\n");
+        goto done;
+    }
+    if (slots == 0) {
+        long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+        slots = cpus > 0? cpus: 1;
+    }
+    char default_dir [4096];
+    if (!data_dir) {
+        const char *home = getenv ("HOME");
+        if (!home || !*home) {
+            fprintf (stderr, "qanat-agent: $HOME is not set; give --data-dir\n");
+            goto done;
+        }
+        snprintf (default_dir, sizeof (default_dir), "%s/.qanat/agent", home);
+        data_dir = default_dir;
+    }
+    if (s_make_dirs (data_dir, 0700) == -1) {
+        fprintf (stderr, "qanat-agent: cannot create data directory %s: %s\n",
+                 data_dir, strerror (errno));
+        goto done;
+    }
+    qn_agent_log_set_verbose (verbose);
+
+    char hostname [256] = "";
+    if (!name) {
+        if (gethostname (hostname, sizeof (hostname) - 1) == -1 || !*hostname)
+            snprintf (hostname, sizeof (hostname), "localhost");
+        name = hostname;
+    }
+    qn_agent_config_t config = {
+        .endpoint = endpoint,
+        .name = name,
+        .label_keys = (const char **) labels.keys,
+        .label_values = (const char **) labels.values,
+        .label_count = labels.count,
+        .slots = (uint32_t) slots,
+        .data_dir = data_dir
+    };
+    char label_text [2048] = "";
+    size_t at = 0;
+    for (size_t i = 0; i < labels.count && at < sizeof (label_text); i++) {
+        int n = snprintf (label_text + at, sizeof (label_text) - at, "%s%s=%s",
+                          i? ",": "", labels.keys [i], labels.values [i]);
+        if (n < 0)
+            break;
+        at += (size_t) n;
+    }
+    qn_agent_log (QN_LOG_INFO, "qanat-agent %s connecting to %s with labels %s and %ld slots",
+                  name, endpoint, labels.count? label_text: "(none)", slots);
+
+    qn_agent_t *agent = qn_agent_new (&config);
+    if (!agent) {
+        fprintf (stderr, "qanat-agent: cannot start (bad endpoint '%s'?)\n", endpoint);
+        goto done;
+    }
+    rc = qn_agent_run (agent) == 0? 0: 1;
+    qn_agent_destroy (&agent);
+    qn_agent_log (QN_LOG_INFO, "qanat-agent %s stopped", name);
+
+done:
+    s_labels_free (&labels);
+    return rc;
+}

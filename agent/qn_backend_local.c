@@ -1,1 +1,973 @@
-/* placeholder: being written */
+/*  qn_backend_local - runs attempts as local processes.  See qn_backend.h.
+
+    Each attempt gets <data-dir>/attempts/<run_id>-<task>-<attempt>/ with a
+    fresh work/ directory (the process's cwd) and an empty metrics file
+    (named by $QANAT_METRICS).  The process runs in its own process group,
+    stdin from /dev/null, stdout and stderr on two non-blocking pipes read
+    from the agent's zloop.
+
+    One timer per backend (every S_TICK_MS) reaps exited processes, fires
+    timeouts and SIGKILLs, reads new metrics lines, and finishes attempts:
+    Finished is reported only once the process was reaped, both pipes hit
+    end of file (or S_EOF_GRACE_MS passed since the exit, when a grandchild
+    holds a pipe open), and the metrics file was read to its end.
+*/
+#include "qn_backend.h"
+#include "qn_agent.h"
+#include "qn_linebuf.h"
+#include "qn_metric.h"
+#include "qn_msg.h"
+#include "qn_stacktrace.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define S_TICK_MS              20
+#define S_METRICS_POLL_MS      150
+#define S_EOF_GRACE_MS         2000
+#define S_PIPE_READ_MAX        65536
+#define S_METRICS_READ_MAX     (1024 * 1024)
+#define S_TASK_NAME_MAX        100
+
+typedef struct _s_local_t s_local_t;
+
+typedef struct {
+    s_local_t *backend;
+    void *handle;               //  in backend->attempts
+    qn_attempt_key_t key;
+    pid_t pid;
+    bool exited;
+    int status;                 //  from waitpid
+    int64_t exit_ms;            //  zclock_mono when reaped
+
+    int out_fd;                 //  -1 once closed
+    int err_fd;
+    bool polling;               //  pipes registered on the loop
+    qn_linebuf_t *out_buf;
+    qn_linebuf_t *err_buf;
+    qn_stacktrace_t *ring;      //  last stderr lines
+
+    int metrics_fd;             //  -1 once read to the end after exit
+    qn_linebuf_t *metrics_buf;
+    uint64_t metrics_line;      //  line number for error messages
+    bool metrics_overlong;      //  inside a line longer than a chunk
+    int64_t metrics_next_ms;
+
+    int64_t deadline_ms;        //  timeout; 0 = none
+    uint32_t timeout_s;
+    int64_t kill_ms;            //  SIGKILL time after a SIGTERM; 0 = none
+    char *stop_reason;          //  set on timeout or cancel
+} s_attempt_t;
+
+struct _s_local_t {
+    zloop_t *loop;
+    const qn_backend_events_t *events;
+    void *arg;
+    char *data_dir;
+    char *host;
+    int kill_grace_ms;
+    zlistx_t *attempts;         //  s_attempt_t, in start order
+    int timer_id;
+    bool paused;
+};
+
+static int s_tick (zloop_t *loop, int timer_id, void *arg);
+static int s_pipe_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg);
+
+
+//  ---------------------------------------------------------------------
+//  Attempt records
+
+static void
+s_attempt_unpoll (s_attempt_t *self)
+{
+    if (!self->polling)
+        return;
+    zmq_pollitem_t item = { NULL, 0, ZMQ_POLLIN, 0 };
+    if (self->out_fd != -1) {
+        item.fd = self->out_fd;
+        zloop_poller_end (self->backend->loop, &item);
+    }
+    if (self->err_fd != -1) {
+        item.fd = self->err_fd;
+        zloop_poller_end (self->backend->loop, &item);
+    }
+    self->polling = false;
+}
+
+static int
+s_attempt_poll (s_attempt_t *self)
+{
+    if (self->polling)
+        return 0;
+    int fds [2] = { self->out_fd, self->err_fd };
+    for (int i = 0; i < 2; i++) {
+        if (fds [i] == -1)
+            continue;
+        zmq_pollitem_t item = { NULL, fds [i], ZMQ_POLLIN, 0 };
+        if (zloop_poller (self->backend->loop, &item, s_pipe_readable, self) == -1)
+            return -1;
+        //  POLLHUP shows as an error; we see the end of file in read()
+        zloop_poller_set_tolerant (self->backend->loop, &item);
+    }
+    self->polling = true;
+    return 0;
+}
+
+static void
+s_attempt_destroy (s_attempt_t **self_p)
+{
+    s_attempt_t *self = *self_p;
+    if (!self)
+        return;
+    s_attempt_unpoll (self);
+    if (self->out_fd != -1)
+        close (self->out_fd);
+    if (self->err_fd != -1)
+        close (self->err_fd);
+    if (self->metrics_fd != -1)
+        close (self->metrics_fd);
+    qn_linebuf_destroy (&self->out_buf);
+    qn_linebuf_destroy (&self->err_buf);
+    qn_linebuf_destroy (&self->metrics_buf);
+    qn_stacktrace_destroy (&self->ring);
+    free (self->stop_reason);
+    free (self);
+    *self_p = NULL;
+}
+
+static s_attempt_t *
+s_attempt_new (s_local_t *backend, const qn_attempt_key_t *key)
+{
+    s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
+    if (!self)
+        return NULL;
+    self->backend = backend;
+    self->key = *key;
+    self->pid = -1;
+    self->out_fd = -1;
+    self->err_fd = -1;
+    self->metrics_fd = -1;
+    self->out_buf = qn_linebuf_new (0);
+    self->err_buf = qn_linebuf_new (0);
+    self->metrics_buf = qn_linebuf_new (0);
+    self->ring = qn_stacktrace_new (0);
+    if (!self->out_buf || !self->err_buf || !self->metrics_buf || !self->ring)
+        s_attempt_destroy (&self);
+    return self;
+}
+
+static s_attempt_t *
+s_lookup (s_local_t *self, const qn_attempt_key_t *key)
+{
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt) {
+        if (attempt->key.run_id == key->run_id
+        &&  attempt->key.task_index == key->task_index
+        &&  attempt->key.attempt == key->attempt)
+            return attempt;
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+    return NULL;
+}
+
+//  Process groups outlive their leader as long as a member lives; we
+//  signal the group even after the leader was reaped so that grandchildren
+//  go too.
+static void
+s_attempt_signal (s_attempt_t *self, int sig)
+{
+    if (self->pid > 0)
+        kill (-self->pid, sig);
+}
+
+//  SIGTERM now, SIGKILL after the grace.  The first reason wins: a task
+//  canceled while it is being timed out stays "timed out".
+static void
+s_attempt_terminate (s_attempt_t *self, const char *reason)
+{
+    if (!self->stop_reason)
+        self->stop_reason = strdup (reason);
+    if (self->kill_ms)
+        return;
+    s_attempt_signal (self, SIGTERM);
+    self->kill_ms = zclock_mono () + self->backend->kill_grace_ms;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Output
+
+typedef struct {
+    s_attempt_t *attempt;
+    Qanat__Stream stream;
+    int64_t time_us;
+} s_line_ctx_t;
+
+static void
+s_on_log_line (const char *data, size_t size, bool partial, void *arg)
+{
+    s_line_ctx_t *ctx = (s_line_ctx_t *) arg;
+    s_attempt_t *attempt = ctx->attempt;
+    if (ctx->stream == QANAT__STREAM__STREAM_STDERR)
+        qn_stacktrace_add (attempt->ring, data, size, partial);
+    attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
+                                   data, size, partial, ctx->time_us);
+}
+
+static void
+s_system_log (s_attempt_t *self, const char *format, ...)
+{
+    char text [512];
+    va_list args;
+    va_start (args, format);
+    int size = vsnprintf (text, sizeof (text), format, args);
+    va_end (args);
+    if (size < 0)
+        return;
+    if ((size_t) size >= sizeof (text))
+        size = sizeof (text) - 1;
+    self->backend->events->log (self->backend->arg, &self->key, QANAT__STREAM__STREAM_SYSTEM,
+                                text, (size_t) size, false, qn_now_us ());
+}
+
+//  Closes one pipe after its end of file (or when we give up on it),
+//  handing out a last unterminated line.
+static void
+s_close_pipe (s_attempt_t *self, int *fd_p)
+{
+    if (*fd_p == -1)
+        return;
+    if (self->polling) {
+        zmq_pollitem_t item = { NULL, *fd_p, ZMQ_POLLIN, 0 };
+        zloop_poller_end (self->backend->loop, &item);
+    }
+    close (*fd_p);
+    bool is_out = fd_p == &self->out_fd;
+    *fd_p = -1;
+    s_line_ctx_t ctx = {
+        self,
+        is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR,
+        qn_now_us ()
+    };
+    qn_linebuf_flush (is_out? self->out_buf: self->err_buf, s_on_log_line, &ctx);
+    if (self->out_fd == -1 && self->err_fd == -1)
+        self->polling = false;
+}
+
+static void
+s_read_pipe (s_attempt_t *self, int *fd_p)
+{
+    char buffer [S_PIPE_READ_MAX];
+    ssize_t got = read (*fd_p, buffer, sizeof (buffer));
+    if (got > 0) {
+        bool is_out = fd_p == &self->out_fd;
+        s_line_ctx_t ctx = {
+            self,
+            is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR,
+            qn_now_us ()
+        };
+        qn_linebuf_feed (is_out? self->out_buf: self->err_buf, buffer, (size_t) got,
+                         s_on_log_line, &ctx);
+    }
+    else
+    if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        s_close_pipe (self, fd_p);
+}
+
+static int
+s_pipe_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    s_attempt_t *self = (s_attempt_t *) arg;
+    if (item->fd == self->out_fd)
+        s_read_pipe (self, &self->out_fd);
+    else
+    if (item->fd == self->err_fd)
+        s_read_pipe (self, &self->err_fd);
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Metrics
+
+static void
+s_on_metrics_line (const char *data, size_t size, bool partial, void *arg)
+{
+    s_attempt_t *self = (s_attempt_t *) arg;
+    if (self->metrics_overlong) {
+        //  Rest of a line we already reported
+        if (!partial)
+            self->metrics_overlong = false;
+        return;
+    }
+    self->metrics_line++;
+    if (partial) {
+        self->metrics_overlong = true;
+        s_system_log (self, "ignored metrics line %" PRIu64 ": line too long",
+                      self->metrics_line);
+        return;
+    }
+    bool blank = true;
+    for (size_t i = 0; i < size && blank; i++)
+        if (data [i] != ' ' && data [i] != '\t' && data [i] != '\r')
+            blank = false;
+    if (blank)
+        return;
+
+    char name [QN_METRIC_NAME_MAX + 1];
+    double value = 0;
+    int64_t step = 0;
+    bool has_step = false;
+    const char *error = NULL;
+    if (qn_metric_parse_line (data, size, name, &value, &step, &has_step, &error) == 0)
+        self->backend->events->metric (self->backend->arg, &self->key, name, value,
+                                       step, has_step, qn_now_us ());
+    else
+        s_system_log (self, "ignored metrics line %" PRIu64 ": %s", self->metrics_line,
+                      error? error: "invalid line");
+}
+
+//  Reads up to S_METRICS_READ_MAX new bytes.  Returns 1 when the end of
+//  the file was reached, 0 when there is more to read.
+static int
+s_read_metrics (s_attempt_t *self)
+{
+    if (self->metrics_fd == -1)
+        return 1;
+    char buffer [65536];
+    size_t total = 0;
+    while (total < S_METRICS_READ_MAX) {
+        ssize_t got = read (self->metrics_fd, buffer, sizeof (buffer));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return 1;
+        qn_linebuf_feed (self->metrics_buf, buffer, (size_t) got, s_on_metrics_line, self);
+        total += (size_t) got;
+    }
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Finishing
+
+static void
+s_describe_signal (int sig, char *buffer, size_t size)
+{
+    const char *abbrev = sigabbrev_np (sig);
+    if (abbrev)
+        snprintf (buffer, size, "SIG%s", abbrev);
+    else
+        snprintf (buffer, size, "signal %d", sig);
+}
+
+static void
+s_attempt_finish (s_attempt_t *self)
+{
+    int exit_code = 0;
+    int sig = 0;
+    if (WIFEXITED (self->status))
+        exit_code = WEXITSTATUS (self->status);
+    else
+    if (WIFSIGNALED (self->status)) {
+        sig = WTERMSIG (self->status);
+        exit_code = 128 + sig;
+    }
+    char reason [600] = "";
+    if (self->stop_reason)
+        snprintf (reason, sizeof (reason), "%s", self->stop_reason);
+    else
+    if (sig) {
+        char name [64];
+        s_describe_signal (sig, name, sizeof (name));
+        snprintf (reason, sizeof (reason), "killed by signal %s", name);
+    }
+    else
+    if (exit_code != 0)
+        snprintf (reason, sizeof (reason), "exit code %d", exit_code);
+
+    char *stack_trace = NULL;
+    if (exit_code != 0 || sig != 0)
+        stack_trace = qn_stacktrace_extract (self->ring);
+    self->backend->events->finished (self->backend->arg, &self->key, exit_code, sig,
+                                     stack_trace? stack_trace: "", reason);
+    free (stack_trace);
+}
+
+//  One step of an attempt's life, run from the tick.  Returns true when
+//  the attempt has finished and can be forgotten.
+static bool
+s_attempt_step (s_attempt_t *self, int64_t now)
+{
+    s_local_t *backend = self->backend;
+    if (!self->exited) {
+        int status;
+        pid_t rc = waitpid (self->pid, &status, WNOHANG);
+        if (rc == self->pid || (rc == -1 && errno == ECHILD)) {
+            self->exited = true;
+            self->status = rc == self->pid? status: 0;
+            self->exit_ms = now;
+        }
+    }
+    if (!self->exited && self->deadline_ms && now >= self->deadline_ms && !self->stop_reason) {
+        char reason [64];
+        snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
+        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u %s",
+                      self->key.run_id, self->key.task_index, self->key.attempt, reason);
+        s_attempt_terminate (self, reason);
+    }
+    //  After the grace, kill whatever remains of the group, leader or not
+    if (self->kill_ms && now >= self->kill_ms) {
+        s_attempt_signal (self, SIGKILL);
+        self->kill_ms = 0;
+    }
+    if (backend->paused)
+        return false;
+
+    if (now >= self->metrics_next_ms && !self->exited) {
+        s_read_metrics (self);
+        self->metrics_next_ms = now + S_METRICS_POLL_MS;
+    }
+    if (!self->exited)
+        return false;
+
+    if (self->out_fd != -1 || self->err_fd != -1) {
+        if (now - self->exit_ms < S_EOF_GRACE_MS)
+            return false;
+        //  A grandchild holds a pipe open: stop reading, and stop it, so
+        //  that nothing of the task outlives its attempt
+        qn_agent_log (QN_LOG_DEBUG, "attempt %" PRIu64 "/%u/%u: output still open %d ms "
+                      "after exit, killing the process group",
+                      self->key.run_id, self->key.task_index, self->key.attempt,
+                      S_EOF_GRACE_MS);
+        s_attempt_signal (self, SIGKILL);
+        s_close_pipe (self, &self->out_fd);
+        s_close_pipe (self, &self->err_fd);
+    }
+    //  Last read of the metrics, in slices so that a huge file cannot
+    //  stall the loop
+    if (!s_read_metrics (self))
+        return false;
+    qn_linebuf_flush (self->metrics_buf, s_on_metrics_line, self);
+    s_attempt_finish (self);
+    return true;
+}
+
+//  Callbacks may pause or resume us, which walks the list; so we walk a
+//  copy of it here.
+static int
+s_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    s_local_t *self = (s_local_t *) arg;
+    size_t count = zlistx_size (self->attempts);
+    if (count == 0)
+        return 0;
+    s_attempt_t **attempts = (s_attempt_t **) malloc (count * sizeof (s_attempt_t *));
+    if (!attempts)
+        return 0;               //  try again next tick
+    size_t index = 0;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt && index < count) {
+        attempts [index++] = attempt;
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < index; i++) {
+        if (s_attempt_step (attempts [i], now)) {
+            zlistx_delete (self->attempts, attempts [i]->handle);
+            s_attempt_destroy (&attempts [i]);
+        }
+    }
+    free (attempts);
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Starting
+
+//  Keeps [A-Za-z0-9_.-] of a task name so that a hostile name cannot
+//  leave the attempts directory.
+static void
+s_safe_name (const char *name, char *buffer, size_t size)
+{
+    size_t at = 0;
+    for (const char *cur = name; *cur && at + 1 < size && at < S_TASK_NAME_MAX; cur++) {
+        char c = *cur;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+               || c == '_' || c == '.' || c == '-';
+        buffer [at++] = ok? c: '_';
+    }
+    if (at == 0 && size > 1)
+        buffer [at++] = '_';
+    buffer [at] = '\0';
+}
+
+static int
+s_mkdir (const char *path, mode_t mode)
+{
+    if (mkdir (path, mode) == 0 || errno == EEXIST)
+        return 0;
+    return -1;
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static int
+s_remove_tree (const char *path)
+{
+    struct stat st;
+    if (lstat (path, &st) == -1)
+        return errno == ENOENT? 0: -1;
+    return nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static bool
+s_env_key_ok (const char *key)
+{
+    return key && *key && !strchr (key, '=');
+}
+
+//  Child environment: ours, overridden by Assign.env, overridden by the
+//  QANAT_* variables we own.  Returns a NULL-terminated array of strings
+//  (all owned by the array), or NULL.
+static char **
+s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir)
+{
+    size_t ours = 0;
+    while (environ && environ [ours])
+        ours++;
+    size_t max = ours + assign->n_env + 3;
+    char **envp = (char **) calloc (max, sizeof (char *));
+    if (!envp)
+        return NULL;
+    size_t count = 0;
+    bool failed = false;
+
+    //  Later entries replace earlier ones with the same key
+    #define S_ENV_PUT(entry) do { \
+        char *s_entry = (entry); \
+        if (!s_entry) { failed = true; break; } \
+        size_t s_klen = strcspn (s_entry, "="); \
+        size_t s_i; \
+        for (s_i = 0; s_i < count; s_i++) \
+            if (strncmp (envp [s_i], s_entry, s_klen) == 0 && envp [s_i][s_klen] == '=') \
+                break; \
+        if (s_i < count) { free (envp [s_i]); envp [s_i] = s_entry; } \
+        else envp [count++] = s_entry; \
+    } while (0)
+
+    for (size_t i = 0; i < ours && !failed; i++)
+        if (strchr (environ [i], '='))
+            S_ENV_PUT (strdup (environ [i]));
+    for (size_t i = 0; i < assign->n_env && !failed; i++) {
+        const Qanat__Label *label = assign->env [i];
+        if (!label || !s_env_key_ok (label->key))
+            continue;
+        char *entry = NULL;
+        if (asprintf (&entry, "%s=%s", label->key, label->value? label->value: "") < 0)
+            entry = NULL;
+        S_ENV_PUT (entry);
+    }
+    if (!failed) {
+        char *entry = NULL;
+        if (asprintf (&entry, "QANAT_METRICS=%s", metrics) < 0)
+            entry = NULL;
+        S_ENV_PUT (entry);
+    }
+    if (!failed) {
+        char *entry = NULL;
+        if (asprintf (&entry, "QANAT_WORKDIR=%s", workdir) < 0)
+            entry = NULL;
+        S_ENV_PUT (entry);
+    }
+    #undef S_ENV_PUT
+    if (failed) {
+        for (size_t i = 0; i < count; i++)
+            free (envp [i]);
+        free (envp);
+        return NULL;
+    }
+    return envp;
+}
+
+static void
+s_free_strings (char **strings)
+{
+    if (!strings)
+        return;
+    for (size_t i = 0; strings [i]; i++)
+        free (strings [i]);
+    free (strings);
+}
+
+static void
+s_write_all (int fd, const char *text)
+{
+    size_t size = strlen (text);
+    while (size > 0) {
+        ssize_t rc = write (fd, text, size);
+        if (rc <= 0)
+            return;
+        text += rc;
+        size -= (size_t) rc;
+    }
+}
+
+//  Runs in the forked child, which may share the parent's address space
+//  state with other threads (libzmq's I/O threads): only async-signal-safe
+//  calls from here on, everything else was prepared before fork.
+static void
+s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
+         const char *cannot_run)
+{
+    setpgid (0, 0);
+    sigset_t all;
+    sigemptyset (&all);
+    sigprocmask (SIG_SETMASK, &all, NULL);
+    signal (SIGPIPE, SIG_DFL);
+
+    int null_fd = open ("/dev/null", O_RDONLY);
+    if (null_fd != -1 && null_fd != STDIN_FILENO) {
+        dup2 (null_fd, STDIN_FILENO);
+        close (null_fd);
+    }
+    dup2 (out_w, STDOUT_FILENO);
+    dup2 (err_w, STDERR_FILENO);
+    if (chdir (workdir) == -1) {
+        s_write_all (STDERR_FILENO, "qanat-agent: cannot enter work directory\n");
+        _exit (127);
+    }
+    //  execvp searches the PATH of environ, which must be the task's
+    environ = envp;
+    execvp (argv [0], argv);
+    int error = errno;
+    s_write_all (STDERR_FILENO, cannot_run);
+    s_write_all (STDERR_FILENO, strerror (error));
+    s_write_all (STDERR_FILENO, "\n");
+    _exit (error == ENOENT? 127: 126);
+}
+
+static int
+s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
+{
+    s_local_t *self = (s_local_t *) state;
+    assert (self);
+    assert (assign && assign->attempt);
+    qn_attempt_key_t key = {
+        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
+    };
+    if (s_lookup (self, &key)) {
+        snprintf (error, error_size, "attempt is already running");
+        return -1;
+    }
+    if (assign->n_argv == 0 || !assign->argv [0] || !*assign->argv [0]) {
+        snprintf (error, error_size, "empty command");
+        return -1;
+    }
+    for (size_t i = 0; i < assign->n_argv; i++)
+        if (!assign->argv [i]) {
+            snprintf (error, error_size, "missing argument %zu", i);
+            return -1;
+        }
+
+    char safe [S_TASK_NAME_MAX + 1];
+    s_safe_name (assign->task_name? assign->task_name: "", safe, sizeof (safe));
+    char *attempts_dir = NULL;
+    char *dir = NULL;
+    char *workdir = NULL;
+    char *metrics = NULL;
+    char **envp = NULL;
+    char **argv = NULL;
+    char *cannot_run = NULL;
+    s_attempt_t *attempt = NULL;
+    int out_pipe [2] = { -1, -1 };
+    int err_pipe [2] = { -1, -1 };
+    int rc = -1;
+
+    if (asprintf (&attempts_dir, "%s/attempts", self->data_dir) < 0)
+        attempts_dir = NULL;
+    if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u", self->data_dir,
+                  key.run_id, safe, key.attempt) < 0)
+        dir = NULL;
+    if (dir && asprintf (&workdir, "%s/work", dir) < 0)
+        workdir = NULL;
+    if (dir && asprintf (&metrics, "%s/metrics", dir) < 0)
+        metrics = NULL;
+    if (asprintf (&cannot_run, "qanat-agent: cannot run '%.200s': ", assign->argv [0]) < 0)
+        cannot_run = NULL;
+    if (!attempts_dir || !dir || !workdir || !metrics || !cannot_run) {
+        snprintf (error, error_size, "out of memory");
+        goto done;
+    }
+    if (s_mkdir (attempts_dir, 0700) == -1 || s_mkdir (dir, 0700) == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", dir, strerror (errno));
+        goto done;
+    }
+    //  A fresh work directory, even when an earlier agent left one behind
+    if (s_remove_tree (workdir) == -1 || mkdir (workdir, 0700) == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", workdir, strerror (errno));
+        goto done;
+    }
+    int metrics_w = open (metrics, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (metrics_w == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", metrics, strerror (errno));
+        goto done;
+    }
+    close (metrics_w);
+
+    attempt = s_attempt_new (self, &key);
+    envp = s_build_env (assign, metrics, workdir);
+    argv = (char **) calloc (assign->n_argv + 1, sizeof (char *));
+    if (!attempt || !envp || !argv) {
+        snprintf (error, error_size, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < assign->n_argv; i++)
+        argv [i] = assign->argv [i];
+
+    attempt->metrics_fd = open (metrics, O_RDONLY | O_CLOEXEC);
+    if (attempt->metrics_fd == -1
+    ||  pipe2 (out_pipe, O_CLOEXEC) == -1
+    ||  pipe2 (err_pipe, O_CLOEXEC) == -1) {
+        snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
+        goto done;
+    }
+    pid_t pid = fork ();
+    if (pid == -1) {
+        snprintf (error, error_size, "cannot fork: %s", strerror (errno));
+        goto done;
+    }
+    if (pid == 0)
+        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], cannot_run);
+
+    //  Also from the parent, so that a kill right away reaches the group
+    setpgid (pid, pid);
+    close (out_pipe [1]);
+    close (err_pipe [1]);
+    out_pipe [1] = err_pipe [1] = -1;
+    attempt->pid = pid;
+    attempt->out_fd = out_pipe [0];
+    attempt->err_fd = err_pipe [0];
+    out_pipe [0] = err_pipe [0] = -1;
+    fcntl (attempt->out_fd, F_SETFL, fcntl (attempt->out_fd, F_GETFL) | O_NONBLOCK);
+    fcntl (attempt->err_fd, F_SETFL, fcntl (attempt->err_fd, F_GETFL) | O_NONBLOCK);
+    attempt->timeout_s = assign->timeout_s;
+    if (assign->timeout_s)
+        attempt->deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
+    attempt->metrics_next_ms = zclock_mono () + S_METRICS_POLL_MS;
+    if (!self->paused && s_attempt_poll (attempt) == -1)
+        qn_agent_log (QN_LOG_WARNING, "cannot watch the output of pid %d", (int) pid);
+    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    self->events->started (self->arg, &key, pid, self->host, workdir);
+    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
+                  key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
+    attempt = NULL;
+    rc = 0;
+
+done:
+    for (int i = 0; i < 2; i++) {
+        if (out_pipe [i] != -1)
+            close (out_pipe [i]);
+        if (err_pipe [i] != -1)
+            close (err_pipe [i]);
+    }
+    s_attempt_destroy (&attempt);
+    s_free_strings (envp);
+    free (argv);                //  the strings belong to assign
+    free (attempts_dir);
+    free (dir);
+    free (workdir);
+    free (metrics);
+    free (cannot_run);
+    return rc;
+}
+
+
+//  ---------------------------------------------------------------------
+//  The rest of the ops table
+
+static void *
+s_local_create (zloop_t *loop, const qn_backend_config_t *config,
+                const qn_backend_events_t *events, void *arg)
+{
+    assert (loop);
+    assert (config && config->data_dir);
+    assert (events);
+    s_local_t *self = (s_local_t *) calloc (1, sizeof (s_local_t));
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->events = events;
+    self->arg = arg;
+    self->kill_grace_ms = config->kill_grace_ms > 0? config->kill_grace_ms
+                                                   : QN_BACKEND_KILL_GRACE_MS;
+    self->data_dir = strdup (config->data_dir);
+    self->host = strdup (config->host? config->host: "");
+    self->attempts = zlistx_new ();
+    self->timer_id = zloop_timer (loop, S_TICK_MS, 0, s_tick, self);
+    if (!self->data_dir || !self->host || !self->attempts || self->timer_id == -1) {
+        if (self->timer_id > 0)
+            zloop_timer_end (loop, self->timer_id);
+        zlistx_destroy (&self->attempts);
+        free (self->data_dir);
+        free (self->host);
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+static int
+s_local_cancel (void *state, const qn_attempt_key_t *key, const char *reason)
+{
+    s_local_t *self = (s_local_t *) state;
+    s_attempt_t *attempt = s_lookup (self, key);
+    if (!attempt)
+        return -1;
+    char text [600];
+    snprintf (text, sizeof (text), "canceled: %.500s", reason? reason: "");
+    s_attempt_terminate (attempt, text);
+    return 0;
+}
+
+static void
+s_local_set_paused (void *state, bool paused)
+{
+    s_local_t *self = (s_local_t *) state;
+    if (self->paused == paused)
+        return;
+    self->paused = paused;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt) {
+        if (paused)
+            s_attempt_unpoll (attempt);
+        else {
+            s_attempt_poll (attempt);
+            //  Time spent paused does not count against the EOF grace
+            if (attempt->exited)
+                attempt->exit_ms = zclock_mono ();
+        }
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+}
+
+static size_t
+s_local_running (void *state)
+{
+    s_local_t *self = (s_local_t *) state;
+    return zlistx_size (self->attempts);
+}
+
+//  Blocking on purpose: we are leaving, and want the tasks gone first.
+static void
+s_local_shutdown (void *state, int grace_ms, const char *reason)
+{
+    s_local_t *self = (s_local_t *) state;
+    if (zlistx_size (self->attempts) == 0)
+        return;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt) {
+        if (!attempt->stop_reason)
+            attempt->stop_reason = strdup (reason);
+        s_attempt_signal (attempt, SIGTERM);
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+    int64_t kill_at = zclock_mono () + grace_ms;
+    bool killed = false;
+    while (true) {
+        bool all_reaped = true;
+        attempt = (s_attempt_t *) zlistx_first (self->attempts);
+        while (attempt) {
+            if (!attempt->exited) {
+                int status;
+                pid_t rc = waitpid (attempt->pid, &status, WNOHANG);
+                if (rc == attempt->pid || (rc == -1 && errno == ECHILD)) {
+                    attempt->exited = true;
+                    attempt->status = rc == attempt->pid? status: 0;
+                }
+                else
+                    all_reaped = false;
+            }
+            attempt = (s_attempt_t *) zlistx_next (self->attempts);
+        }
+        if (all_reaped)
+            break;
+        if (!killed && zclock_mono () >= kill_at) {
+            attempt = (s_attempt_t *) zlistx_first (self->attempts);
+            while (attempt) {
+                s_attempt_signal (attempt, SIGKILL);
+                attempt = (s_attempt_t *) zlistx_next (self->attempts);
+            }
+            killed = true;
+        }
+        zclock_sleep (S_TICK_MS);
+    }
+    //  Take what output is already there, then report
+    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
+        s_attempt_signal (attempt, SIGKILL);
+        for (int i = 0; i < 16 && attempt->out_fd != -1; i++)
+            s_read_pipe (attempt, &attempt->out_fd);
+        for (int i = 0; i < 16 && attempt->err_fd != -1; i++)
+            s_read_pipe (attempt, &attempt->err_fd);
+        s_close_pipe (attempt, &attempt->out_fd);
+        s_close_pipe (attempt, &attempt->err_fd);
+        s_read_metrics (attempt);
+        qn_linebuf_flush (attempt->metrics_buf, s_on_metrics_line, attempt);
+        zlistx_delete (self->attempts, attempt->handle);
+        s_attempt_finish (attempt);
+        s_attempt_destroy (&attempt);
+    }
+}
+
+static void
+s_local_destroy (void **state_p)
+{
+    assert (state_p);
+    s_local_t *self = (s_local_t *) *state_p;
+    if (!self)
+        return;
+    s_attempt_t *attempt;
+    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
+        s_attempt_signal (attempt, SIGKILL);
+        if (!attempt->exited)
+            waitpid (attempt->pid, NULL, 0);
+        zlistx_delete (self->attempts, attempt->handle);
+        s_attempt_destroy (&attempt);
+    }
+    zlistx_destroy (&self->attempts);
+    zloop_timer_end (self->loop, self->timer_id);
+    free (self->data_dir);
+    free (self->host);
+    free (self);
+    *state_p = NULL;
+}
+
+const qn_backend_ops_t qn_backend_local = {
+    .name = "local",
+    .create = s_local_create,
+    .start = s_local_start,
+    .cancel = s_local_cancel,
+    .set_paused = s_local_set_paused,
+    .running = s_local_running,
+    .shutdown = s_local_shutdown,
+    .destroy = s_local_destroy
+};

@@ -1,1 +1,163 @@
-int main (void) { return 1; }
+/*  qanatd - the qanat coordinator.
+
+    Holds every workflow, run and agent in an LMDB store under --data-dir,
+    listens for agents and clients on two ZeroMQ endpoints (loopback by
+    default), and dispatches work.
+*/
+#include "qn_coordinator.h"
+#include "qanat.h"
+#include <getopt.h>
+#include <sys/stat.h>
+#include "config.h"
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "usage: qanatd [options]\n"
+        "\n"
+        "The qanat coordinator.\n"
+        "\n"
+        "  --data-dir DIR          where the LMDB store lives (default ~/.qanat/coordinator)\n"
+        "  --client-endpoint EP    socket for the CLI and clients (default " QN_DEFAULT_CLIENT_ENDPOINT ")\n"
+        "  --agent-endpoint EP     socket agents connect to (default " QN_DEFAULT_AGENT_ENDPOINT ")\n"
+        "  --config FILE           read settings from a ZPL file (keys as the long options,\n"
+        "                          with '_' for '-', under a 'qanatd' section)\n"
+        "  --heartbeat-ms N        heartbeat interval agents are told to use (default 1000)\n"
+        "  --lost-after-ms N       an agent silent this long is lost (default 30000)\n"
+        "  --no-sync               do not fsync each commit: faster, but a power loss\n"
+        "                          loses the last commits (never corrupts the store)\n"
+        "  -v, --verbose           log every dispatch and run result\n"
+        "  -h, --help              this help\n");
+}
+
+static char *
+s_default_data_dir (void)
+{
+    const char *home = getenv ("HOME");
+    return zsys_sprintf ("%s/.qanat/coordinator", home && *home? home: ".");
+}
+
+static int
+s_mkdir_parents (const char *path)
+{
+    char *copy = strdup (path);
+    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        mkdir (copy, 0700);
+        *slash = '/';
+    }
+    free (copy);
+    return 0;
+}
+
+int
+main (int argc, char *argv [])
+{
+    char *data_dir = NULL;
+    char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
+    char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
+    long heartbeat_ms = 1000, lost_after_ms = 30000;
+    bool durable = true, verbose = false;
+
+    static struct option options [] = {
+        {"data-dir", required_argument, 0, 'd'},
+        {"client-endpoint", required_argument, 0, 'c'},
+        {"agent-endpoint", required_argument, 0, 'a'},
+        {"config", required_argument, 0, 'f'},
+        {"heartbeat-ms", required_argument, 0, 'b'},
+        {"lost-after-ms", required_argument, 0, 'l'},
+        {"no-sync", no_argument, 0, 'n'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}
+    };
+    //  First pass: the config file, so that flags override it.
+    int opt;
+    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
+        if (opt == 'f') {
+            zconfig_t *config = zconfig_load (optarg);
+            if (!config) {
+                fprintf (stderr, "qanatd: cannot read config file %s\n", optarg);
+                return 2;
+            }
+            const char *value;
+            if ((value = zconfig_get (config, "qanatd/data_dir", NULL)))
+                { free (data_dir); data_dir = strdup (value); }
+            if ((value = zconfig_get (config, "qanatd/client_endpoint", NULL)))
+                { free (client_endpoint); client_endpoint = strdup (value); }
+            if ((value = zconfig_get (config, "qanatd/agent_endpoint", NULL)))
+                { free (agent_endpoint); agent_endpoint = strdup (value); }
+            if ((value = zconfig_get (config, "qanatd/heartbeat_ms", NULL)))
+                heartbeat_ms = atol (value);
+            if ((value = zconfig_get (config, "qanatd/lost_after_ms", NULL)))
+                lost_after_ms = atol (value);
+            if ((value = zconfig_get (config, "qanatd/sync", NULL)))
+                durable = !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
+            zconfig_destroy (&config);
+        }
+        else
+        if (opt == '?') {
+            s_usage (stderr);
+            return 2;
+        }
+    }
+    optind = 1;
+    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
+        char *end = NULL;
+        switch (opt) {
+            case 'd': free (data_dir); data_dir = strdup (optarg); break;
+            case 'c': free (client_endpoint); client_endpoint = strdup (optarg); break;
+            case 'a': free (agent_endpoint); agent_endpoint = strdup (optarg); break;
+            case 'b': heartbeat_ms = strtol (optarg, &end, 10); break;
+            case 'l': lost_after_ms = strtol (optarg, &end, 10); break;
+            case 'n': durable = false; break;
+            case 'v': verbose = true; break;
+            case 'h': s_usage (stdout); return 0;
+            default: break;
+        }
+        if (end && (*end || end == optarg)) {
+            fprintf (stderr, "qanatd: '%s' is not a number\n", optarg);
+            return 2;
+        }
+    }
+    if (heartbeat_ms < 10 || heartbeat_ms > 3600000 || lost_after_ms < heartbeat_ms) {
+        fprintf (stderr, "qanatd: need 10 <= --heartbeat-ms <= 3600000 and --lost-after-ms >= --heartbeat-ms\n");
+        return 2;
+    }
+    if (!data_dir)
+        data_dir = s_default_data_dir ();
+    s_mkdir_parents (data_dir);
+
+    zsys_init ();
+    zsys_set_logident ("qanatd");
+    qn_coordinator_config_t config = {
+        .data_dir = data_dir,
+        .client_endpoint = client_endpoint,
+        .agent_endpoint = agent_endpoint,
+        .durable = durable,
+        .heartbeat_ms = (uint32_t) heartbeat_ms,
+        .lost_after_ms = (uint32_t) lost_after_ms,
+        .verbose = verbose
+    };
+    char *error = NULL;
+    qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
+    if (!coordinator) {
+        fprintf (stderr, "qanatd: %s\n", error? error: "cannot start");
+        free (error);
+        return 1;
+    }
+    if (!durable)
+        zsys_warning ("--no-sync: commits are not fsynced; a power loss may lose the last ones");
+    printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
+            qn_coordinator_client_endpoint (coordinator),
+            qn_coordinator_agent_endpoint (coordinator), data_dir);
+    fflush (stdout);
+    qn_coordinator_run (coordinator);
+    qn_coordinator_destroy (&coordinator);
+    zsys_info ("stopped");
+    free (data_dir);
+    free (client_endpoint);
+    free (agent_endpoint);
+    return 0;
+}

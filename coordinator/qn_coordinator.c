@@ -1,1 +1,1747 @@
-/* placeholder: being written */
+/*  qn_coordinator - the coordinator engine.  See qn_coordinator.h.
+
+    Memory and store.  The store is the truth; the engine keeps the active
+    runs (queued or running) in memory as full RunInfo messages, marks what
+    a loop turn changed as dirty, and writes the dirty records in the turn's
+    single write transaction.  Finished runs live only in the store.
+
+    Durable before visible.  Everything a turn wants to send that depends
+    on its writes (assignments, acknowledgements, client replies) waits in
+    an outbox until the commit succeeded.  If a commit fails (disk full),
+    the engine throws its memory away and reloads it from the store, tells
+    every agent to register again (so each replays the events it has not
+    seen acknowledged) and answers waiting clients with an error.
+
+    Messages are hostile until decoded: a frame we cannot decode is counted,
+    logged with the peer's identity, and dropped.
+*/
+#include "qn_coordinator.h"
+#include "qn_dag.h"
+#include "qanat.h"
+#include <math.h>
+
+#define BATCH_MAX            512        //  messages read per socket per turn
+#define LOG_PAGE_DEFAULT     500
+#define HISTORY_RUNS_MAX     1000
+
+typedef struct {
+    char *name;
+    zframe_t *routing_id;               //  NULL while not connected
+    char *route_key;                    //  hex of routing_id, key in by_route
+    Qanat__AgentInfo *info;             //  owned; labels, capacity, credit...
+    int64_t last_seen;                  //  zclock_mono of its last message
+} agent_t;
+
+typedef struct {
+    uint64_t id;
+    qn_workflow_t *wf;
+    qn_dag_t *dag;
+    Qanat__RunInfo *info;               //  owned, with every task
+    bool dirty;                         //  run record to write
+    bool *dirty_task;
+} run_t;
+
+//  A task waiting for an agent.
+typedef struct {
+    uint64_t run_id;
+    uint32_t task;
+} ready_t;
+
+//  Something to send once the turn's commit has succeeded.
+typedef struct {
+    zsock_t *sock;
+    zframe_t *routing_id;
+    zframe_t *frame;
+    uint64_t request_id;                //  client replies only, else 0
+} outgoing_t;
+
+struct _qn_coordinator_t {
+    qn_coordinator_config_t config;
+    char *data_dir;
+    qn_store_t *store;
+    zsock_t *agents_sock;
+    zsock_t *clients_sock;
+    char *agent_endpoint;
+    char *client_endpoint;
+    zloop_t *loop;
+    zhashx_t *agents;                   //  name -> agent_t
+    zhashx_t *by_route;                 //  route key -> agent_t (not owned)
+    zhashx_t *runs;                     //  "%llu" id -> run_t
+    zlistx_t *ready;                    //  ready_t, oldest first
+    zlistx_t *outbox;                   //  outgoing_t
+    Qanat__Stats stats;
+    int64_t started;
+};
+
+static void s_run_destroy (run_t **run_p);
+static int s_reload (qn_coordinator_t *self, char **error_p);
+
+//  ---------------------------------------------------------------------
+//  Small helpers
+
+static char *
+s_strdup (const char *text)
+{
+    return strdup (text? text: "");
+}
+
+static void
+s_free_message (void *message)
+{
+    if (message)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) message, NULL);
+}
+
+static char *
+s_run_key (uint64_t run_id)
+{
+    static char key [32];
+    snprintf (key, sizeof key, "%llu", (unsigned long long) run_id);
+    return key;
+}
+
+static char *
+s_route_key (zframe_t *routing_id)
+{
+    return zframe_strhex (routing_id);
+}
+
+static Qanat__Label *
+s_label_new (const char *key, const char *value)
+{
+    Qanat__Label *label = (Qanat__Label *) malloc (sizeof (Qanat__Label));
+    qanat__label__init (label);
+    label->key = s_strdup (key);
+    label->value = s_strdup (value);
+    return label;
+}
+
+//  Appends an element to a protobuf repeated field of pointers.
+static void
+s_append (void ***array, size_t *count, void *item)
+{
+    *array = realloc (*array, (*count + 1) * sizeof (void *));
+    (*array) [(*count)++] = item;
+}
+
+//  Queues env for sending after the next successful commit.
+static void
+s_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env,
+        uint64_t request_id)
+{
+    zframe_t *frame = qn_msg_encode (env);
+    if (!frame) {
+        zsys_error ("cannot encode an outgoing message");
+        return;
+    }
+    outgoing_t *out = (outgoing_t *) zmalloc (sizeof (outgoing_t));
+    out->sock = sock;
+    out->routing_id = zframe_dup (routing_id);
+    out->frame = frame;
+    out->request_id = request_id;
+    zlistx_add_end (self->outbox, out);
+}
+
+static void
+s_outgoing_destroy (outgoing_t **out_p)
+{
+    if (*out_p) {
+        zframe_destroy (&(*out_p)->routing_id);
+        zframe_destroy (&(*out_p)->frame);
+        free (*out_p);
+        *out_p = NULL;
+    }
+}
+
+static void
+s_send_now (zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env)
+{
+    qn_msg_send (sock, routing_id, env);
+}
+
+static void
+s_refuse (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+          Qanat__RefusalCode code, const char *message)
+{
+    Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
+    refusal.code = code;
+    refusal.message = (char *) message;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REFUSAL;
+    env.refusal = &refusal;
+    s_send_now (sock, routing_id, &env);
+}
+
+static void
+s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
+{
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+    env.reply = reply;
+    s_post (self, self->clients_sock, routing_id, &env, reply->id);
+}
+
+static void
+s_post_error (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
+              const char *message)
+{
+    Qanat__Error error = QANAT__ERROR__INIT;
+    error.message = (char *) message;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_ERROR;
+    reply.error = &error;
+    s_post_reply (self, routing_id, &reply);
+}
+
+//  ---------------------------------------------------------------------
+//  Agents
+
+static void
+s_agent_destroy (agent_t **agent_p)
+{
+    agent_t *agent = *agent_p;
+    if (agent) {
+        free (agent->name);
+        zframe_destroy (&agent->routing_id);
+        free (agent->route_key);
+        s_free_message (agent->info);
+        free (agent);
+        *agent_p = NULL;
+    }
+}
+
+static void
+s_agent_destructor (void **item)
+{
+    s_agent_destroy ((agent_t **) item);
+}
+
+static agent_t *
+s_agent_new (const char *name)
+{
+    agent_t *agent = (agent_t *) zmalloc (sizeof (agent_t));
+    agent->name = strdup (name);
+    agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
+    qanat__agent_info__init (agent->info);
+    agent->info->name = strdup (name);
+    return agent;
+}
+
+static void
+s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
+{
+    if (agent->route_key)
+        zhashx_delete (self->by_route, agent->route_key);
+    zstr_free (&agent->route_key);
+    zframe_destroy (&agent->routing_id);
+    agent->info->connected = false;
+    agent->info->credit = 0;
+}
+
+static bool
+s_agent_matches (agent_t *agent, const qn_task_t *task)
+{
+    for (size_t s = 0; s < task->selector_count; s++) {
+        bool found = false;
+        for (size_t l = 0; l < agent->info->n_labels && !found; l++)
+            if (streq (agent->info->labels [l]->key, task->selector [s].key)
+            &&  streq (agent->info->labels [l]->value, task->selector [s].value))
+                found = true;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static void
+s_agent_persist (qn_coordinator_t *self, agent_t *agent)
+{
+    if (qn_store_begin (self->store) == 0)
+        qn_store_put_agent (self->store, agent->info);
+}
+
+//  ---------------------------------------------------------------------
+//  Runs
+
+static run_t *
+s_run_find (qn_coordinator_t *self, uint64_t run_id)
+{
+    return (run_t *) zhashx_lookup (self->runs, s_run_key (run_id));
+}
+
+static void
+s_run_destroy (run_t **run_p)
+{
+    run_t *run = *run_p;
+    if (run) {
+        qn_dag_destroy (&run->dag);
+        qn_workflow_destroy (&run->wf);
+        s_free_message (run->info);
+        free (run->dirty_task);
+        free (run);
+        *run_p = NULL;
+    }
+}
+
+static void
+s_run_destructor (void **item)
+{
+    s_run_destroy ((run_t **) item);
+}
+
+static Qanat__TaskInfo *
+s_task (run_t *run, size_t index)
+{
+    return run->info->tasks [index];
+}
+
+static Qanat__AttemptInfo *
+s_current_attempt (Qanat__TaskInfo *task)
+{
+    return task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
+}
+
+static void
+s_task_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
+{
+    qn_dag_set_status (run->dag, index, status);
+    s_task (run, index)->status = status;
+    run->dirty_task [index] = true;
+}
+
+static bool
+s_run_has_warnings (run_t *run)
+{
+    for (size_t t = 0; t < run->info->n_tasks; t++) {
+        Qanat__TaskInfo *task = s_task (run, t);
+        for (size_t c = 0; c < task->n_checks; c++)
+            if (!task->checks [c]->passed && streq (task->checks [c]->severity, "warning"))
+                return true;
+    }
+    return false;
+}
+
+static void
+s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
+{
+    ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
+    ready->run_id = run->id;
+    ready->task = (uint32_t) index;
+    zlistx_add_end (self->ready, ready);
+}
+
+//  Promotes tasks whose dependencies are done and queues them.
+static void
+s_run_advance (qn_coordinator_t *self, run_t *run)
+{
+    size_t count = qn_dag_size (run->dag);
+    size_t *ready = (size_t *) calloc (count? count: 1, sizeof (size_t));
+    size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, ready);
+    for (size_t i = 0; i < promoted; i++) {
+        s_task (run, ready [i])->status = QANAT__TASK_STATUS__TASK_QUEUED;
+        run->dirty_task [ready [i]] = true;
+        s_queue_ready (self, run, ready [i]);
+    }
+    free (ready);
+
+    Qanat__RunStatus status = qn_dag_run_status (run->dag, run->info->cancel_requested,
+                                                 s_run_has_warnings (run));
+    if (status != run->info->status) {
+        run->info->status = status;
+        run->dirty = true;
+        if (qn_dag_finished (run->dag)) {
+            run->info->finished_us = qn_now_us ();
+            if (self->config.verbose)
+                zsys_info ("run %llu %s", (unsigned long long) run->id, qn_run_status_name (status));
+        }
+    }
+}
+
+//  Builds the in-memory run from a parsed workflow.
+static run_t *
+s_run_new (uint64_t run_id, qn_workflow_t *wf, uint32_t version, const char *filename,
+           const qn_kv_t *params, size_t param_count)
+{
+    run_t *run = (run_t *) zmalloc (sizeof (run_t));
+    run->id = run_id;
+    run->wf = wf;
+    run->dag = qn_dag_new (wf);
+    size_t count = qn_workflow_task_count (wf);
+    run->dirty_task = (bool *) calloc (count? count: 1, sizeof (bool));
+    Qanat__RunInfo *info = (Qanat__RunInfo *) malloc (sizeof (Qanat__RunInfo));
+    qanat__run_info__init (info);
+    info->run_id = run_id;
+    info->workflow = s_strdup (qn_workflow_name (wf));
+    info->version = version;
+    info->filename = s_strdup (filename);
+    info->status = QANAT__RUN_STATUS__RUN_QUEUED;
+    info->created_us = qn_now_us ();
+    for (size_t p = 0; p < param_count; p++) {
+        Qanat__Param *param = (Qanat__Param *) malloc (sizeof (Qanat__Param));
+        qanat__param__init (param);
+        param->name = s_strdup (params [p].key);
+        param->value = s_strdup (params [p].value);
+        s_append ((void ***) &info->params, &info->n_params, param);
+    }
+    for (size_t t = 0; t < count; t++) {
+        const qn_task_t *spec = qn_workflow_task (wf, t);
+        Qanat__TaskInfo *task = (Qanat__TaskInfo *) malloc (sizeof (Qanat__TaskInfo));
+        qanat__task_info__init (task);
+        task->index = (uint32_t) t;
+        task->name = s_strdup (spec->name);
+        for (size_t n = 0; n < spec->needs_count; n++)
+            s_append ((void ***) &task->needs, &task->n_needs, s_strdup (spec->needs [n]));
+        for (size_t s = 0; s < spec->selector_count; s++)
+            s_append ((void ***) &task->selector, &task->n_selector,
+                      s_label_new (spec->selector [s].key, spec->selector [s].value));
+        s_append ((void ***) &info->tasks, &info->n_tasks, task);
+        run->dirty_task [t] = true;
+    }
+    run->info = info;
+    run->dirty = true;
+    return run;
+}
+
+//  Writes the run's dirty records into the open transaction.
+static int
+s_run_persist (qn_coordinator_t *self, run_t *run)
+{
+    if (qn_store_begin (self->store))
+        return -1;
+    if (run->dirty) {
+        if (qn_store_put_run (self->store, run->info))
+            return -1;
+        run->dirty = false;
+    }
+    for (size_t t = 0; t < run->info->n_tasks; t++)
+        if (run->dirty_task [t]) {
+            if (qn_store_put_task (self->store, run->id, s_task (run, t)))
+                return -1;
+            run->dirty_task [t] = false;
+        }
+    return 0;
+}
+
+//  Ends the current attempt of a task and decides what follows: another
+//  attempt (retries left), or failure and the skipping of dependents.
+static void
+s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const char *reason)
+{
+    Qanat__TaskInfo *task = s_task (run, index);
+    Qanat__AttemptInfo *attempt = s_current_attempt (task);
+    if (attempt && !attempt->finished) {
+        attempt->finished = true;
+        attempt->finished_us = qn_now_us ();
+        free (attempt->reason);
+        attempt->reason = s_strdup (reason);
+    }
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    if (!run->info->cancel_requested && task->n_attempts <= spec->retries) {
+        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_QUEUED);
+        s_queue_ready (self, run, index);
+    }
+    else {
+        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
+        size_t *changed = (size_t *) calloc (run->info->n_tasks, sizeof (size_t));
+        size_t count = qn_dag_skip_dependents (run->dag, index, changed);
+        for (size_t i = 0; i < count; i++) {
+            s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
+            free (s_task (run, changed [i])->waiting_reason);
+            s_task (run, changed [i])->waiting_reason =
+                zsys_sprintf ("skipped: %s failed", spec->name);
+            run->dirty_task [changed [i]] = true;
+        }
+        free (changed);
+    }
+    run->dirty_task [index] = true;
+    s_run_advance (self, run);
+}
+
+static agent_t *
+s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
+{
+    return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
+}
+
+static void
+s_agent_release_slot (agent_t *agent)
+{
+    if (agent && agent->info->running > 0)
+        agent->info->running--;
+}
+
+static void
+s_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
+               uint32_t attempt, const char *reason)
+{
+    if (!agent || !agent->routing_id)
+        return;
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = run_id;
+    ref.task_index = task;
+    ref.attempt = attempt;
+    Qanat__Cancel cancel = QANAT__CANCEL__INIT;
+    cancel.attempt = &ref;
+    cancel.reason = (char *) reason;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
+    env.cancel = &cancel;
+    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+}
+
+//  ---------------------------------------------------------------------
+//  Dispatch: match ready tasks to agents with credit and matching labels.
+
+static char *
+s_selector_text (const qn_task_t *spec)
+{
+    if (spec->selector_count == 0)
+        return strdup ("any agent");
+    size_t size = 64;
+    for (size_t s = 0; s < spec->selector_count; s++)
+        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
+    char *text = (char *) malloc (size);
+    strcpy (text, "an agent with ");
+    for (size_t s = 0; s < spec->selector_count; s++) {
+        if (s)
+            strcat (text, ",");
+        strcat (text, spec->selector [s].key);
+        strcat (text, "=");
+        strcat (text, spec->selector [s].value);
+    }
+    return text;
+}
+
+static void
+s_set_waiting (run_t *run, size_t index, char *reason)
+{
+    Qanat__TaskInfo *task = s_task (run, index);
+    if (task->waiting_reason && streq (task->waiting_reason, reason)) {
+        free (reason);
+        return;
+    }
+    free (task->waiting_reason);
+    task->waiting_reason = reason;
+    run->dirty_task [index] = true;
+}
+
+static void
+s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    Qanat__TaskInfo *task = s_task (run, index);
+    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
+    qanat__attempt_info__init (attempt);
+    attempt->attempt = (uint32_t) task->n_attempts + 1;
+    attempt->agent = s_strdup (agent->name);
+    attempt->started_us = qn_now_us ();
+    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    free (task->waiting_reason);
+    task->waiting_reason = s_strdup ("");
+    task->n_checks = 0;
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
+    agent->info->credit--;
+    agent->info->running++;
+    s_run_advance (self, run);
+
+    //  The assignment: argv, and an environment that tells the task who it is.
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = run->id;
+    ref.task_index = (uint32_t) index;
+    ref.attempt = attempt->attempt;
+    Qanat__Assign assign = QANAT__ASSIGN__INIT;
+    assign.attempt = &ref;
+    assign.task_name = spec->name;
+    assign.workflow = run->info->workflow;
+    assign.argv = spec->argv;
+    assign.n_argv = spec->argc;
+    assign.timeout_s = spec->timeout_s;
+    assign.cpus = spec->cpus;
+    assign.memory_mb = spec->memory_mb;
+    assign.gpus = spec->gpus;
+    size_t env_count = 3 + run->info->n_params + spec->env_count;
+    Qanat__Label **env = (Qanat__Label **) calloc (env_count, sizeof (Qanat__Label *));
+    size_t n = 0;
+    char number [32];
+    snprintf (number, sizeof number, "%llu", (unsigned long long) run->id);
+    env [n++] = s_label_new ("QANAT_RUN_ID", number);
+    env [n++] = s_label_new ("QANAT_TASK", spec->name);
+    snprintf (number, sizeof number, "%u", attempt->attempt);
+    env [n++] = s_label_new ("QANAT_ATTEMPT", number);
+    for (size_t p = 0; p < run->info->n_params; p++) {
+        char *name = zsys_sprintf ("QANAT_PARAM_%s", run->info->params [p]->name);
+        for (char *c = name; *c; c++)
+            *c = isalnum ((unsigned char) *c)? (char) toupper ((unsigned char) *c): '_';
+        env [n++] = s_label_new (name, run->info->params [p]->value);
+        zstr_free (&name);
+    }
+    for (size_t e = 0; e < spec->env_count; e++)
+        env [n++] = s_label_new (spec->env [e].key, spec->env [e].value);
+    assign.env = env;
+    assign.n_env = n;
+    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
+    envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
+    envelope.assign = &assign;
+    s_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
+    for (size_t i = 0; i < n; i++)
+        s_free_message (env [i]);
+    free (env);
+    if (self->config.verbose)
+        zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
+                   spec->name, attempt->attempt, agent->name);
+}
+
+//  One pass over the ready list.  Each task goes to the connected,
+//  matching agent with the most free credit; a task that cannot be placed
+//  stays in the list with the reason recorded for `qanat status`.
+static void
+s_dispatch (qn_coordinator_t *self)
+{
+    ready_t *ready = (ready_t *) zlistx_first (self->ready);
+    while (ready) {
+        void *handle = zlistx_cursor (self->ready);
+        ready_t *next = (ready_t *) zlistx_next (self->ready);
+        run_t *run = s_run_find (self, ready->run_id);
+        bool drop = !run || qn_dag_status (run->dag, ready->task) != QANAT__TASK_STATUS__TASK_QUEUED;
+        if (!drop) {
+            const qn_task_t *spec = qn_workflow_task (run->wf, ready->task);
+            agent_t *best = NULL;
+            size_t matching = 0;
+            for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+                 agent = (agent_t *) zhashx_next (self->agents)) {
+                if (!agent->routing_id || !s_agent_matches (agent, spec))
+                    continue;
+                matching++;
+                if (agent->info->credit > 0 && (!best || agent->info->credit > best->info->credit))
+                    best = agent;
+            }
+            if (best) {
+                s_assign (self, run, ready->task, best);
+                drop = true;
+            }
+            else {
+                char *selector = s_selector_text (spec);
+                if (matching)
+                    s_set_waiting (run, ready->task, zsys_sprintf (
+                        "waiting for a free slot on %s (%zu connected, all busy)", selector, matching));
+                else
+                    s_set_waiting (run, ready->task, zsys_sprintf ("waiting for %s", selector));
+                free (selector);
+            }
+        }
+        //  Tasks queued by s_assign land at the end and are seen in
+        //  this same pass, since the cursor already stands past them.
+        if (drop)
+            zlistx_delete (self->ready, handle);
+        ready = next;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Agent messages
+
+static void
+s_post_welcome (qn_coordinator_t *self, agent_t *agent)
+{
+    Qanat__Welcome welcome = QANAT__WELCOME__INIT;
+    welcome.agent_name = agent->name;
+    welcome.heartbeat_ms = self->config.heartbeat_ms;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
+    env.welcome = &welcome;
+    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+}
+
+static bool
+s_reported (Qanat__Register *reg, uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    for (size_t i = 0; i < reg->n_running; i++)
+        if (reg->running [i]->run_id == run_id && reg->running [i]->task_index == task
+        &&  reg->running [i]->attempt == attempt)
+            return true;
+    return false;
+}
+
+//  An agent (re)registers.  Its report of the attempts it still runs is
+//  reconciled with ours: attempts we consider current continue; attempts
+//  it runs that are no longer current are killed; attempts we believe it
+//  runs but it does not know of have been lost with its previous life.
+static void
+s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register *reg)
+{
+    if (!reg->name || !*reg->name || strlen (reg->name) > 128) {
+        s_refuse (self, self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+                  "register: the agent name must be 1 to 128 characters");
+        return;
+    }
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, reg->name);
+    if (!agent) {
+        agent = s_agent_new (reg->name);
+        zhashx_insert (self->agents, agent->name, agent);
+    }
+    else
+        s_agent_disconnect (self, agent);
+    //  A connection that registers under a new name leaves its old one.
+    char *route_key = s_route_key (routing_id);
+    agent_t *previous = (agent_t *) zhashx_lookup (self->by_route, route_key);
+    if (previous && previous != agent)
+        s_agent_disconnect (self, previous);
+    agent->routing_id = zframe_dup (routing_id);
+    agent->route_key = route_key;
+    zhashx_insert (self->by_route, route_key, agent);
+    agent->last_seen = zclock_mono ();
+
+    Qanat__AgentInfo *info = agent->info;
+    for (size_t i = 0; i < info->n_labels; i++)
+        s_free_message (info->labels [i]);
+    free (info->labels);
+    info->labels = NULL;
+    info->n_labels = 0;
+    for (size_t i = 0; i < reg->n_labels; i++)
+        s_append ((void ***) &info->labels, &info->n_labels,
+                  s_label_new (reg->labels [i]->key, reg->labels [i]->value));
+    for (size_t i = 0; i < info->n_backends; i++)
+        free (info->backends [i]);
+    free (info->backends);
+    info->backends = NULL;
+    info->n_backends = 0;
+    for (size_t i = 0; i < reg->n_backends; i++)
+        s_append ((void ***) &info->backends, &info->n_backends, s_strdup (reg->backends [i]));
+    info->capacity = reg->capacity;
+    info->credit = 0;
+    info->running = 0;
+    info->connected = true;
+    info->last_seen_us = qn_now_us ();
+
+    //  Reconcile, run by run.
+    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
+         run = (run_t *) zhashx_next (self->runs)) {
+        for (size_t t = 0; t < run->info->n_tasks; t++) {
+            Qanat__TaskInfo *task = s_task (run, t);
+            Qanat__AttemptInfo *attempt = s_current_attempt (task);
+            if (task->status != QANAT__TASK_STATUS__TASK_RUNNING || !attempt
+            ||  !streq (attempt->agent, agent->name))
+                continue;
+            if (s_reported (reg, run->id, (uint32_t) t, attempt->attempt))
+                info->running++;
+            else
+                s_task_attempt_failed (self, run, t, "agent lost: it restarted without this attempt");
+        }
+    }
+    for (size_t i = 0; i < reg->n_running; i++) {
+        Qanat__AttemptRef *ref = reg->running [i];
+        run_t *run = s_run_find (self, ref->run_id);
+        Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
+                                s_task (run, ref->task_index): NULL;
+        Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+        bool current = attempt && attempt->attempt == ref->attempt
+                    && task->status == QANAT__TASK_STATUS__TASK_RUNNING
+                    && streq (attempt->agent, agent->name);
+        if (!current)
+            s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
+                           "this attempt is no longer current");
+    }
+    s_agent_persist (self, agent);
+    s_post_welcome (self, agent);
+    zsys_info ("agent %s registered (%zu labels, %u slots, %u attempts running)",
+               agent->name, info->n_labels, info->capacity, info->running);
+}
+
+static void
+s_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref, uint64_t seq)
+{
+    Qanat__Ack ack = QANAT__ACK__INIT;
+    ack.attempt = ref;
+    ack.seq = seq;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+}
+
+//  Evaluates the task's checks over the metrics its attempt reported.
+//  Returns the first failing error check's description, or NULL.
+static char *
+s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t attempt_number)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    Qanat__TaskInfo *task = s_task (run, index);
+    for (size_t c = 0; c < task->n_checks; c++)
+        s_free_message (task->checks [c]);
+    free (task->checks);
+    task->checks = NULL;
+    task->n_checks = 0;
+    char *failure = NULL;
+    for (size_t c = 0; c < spec->checks_count; c++) {
+        qn_check_t *check = spec->checks [c].check;
+        Qanat__MetricRecord **records = NULL;
+        size_t count = 0;
+        qn_store_read_metrics (self->store, run->id, qn_check_metric (check), &records, &count);
+        double *values = (double *) calloc (count? count: 1, sizeof (double));
+        size_t found = 0;
+        for (size_t r = 0; r < count; r++)
+            if (streq (records [r]->task, spec->name) && records [r]->attempt == attempt_number
+            &&  records [r]->point)
+                values [found++] = records [r]->point->value;
+        qn_store_free_array (records, count);
+        bool passed = false;
+        char *detail = qn_check_eval (check, values, found, &passed);
+        free (values);
+        Qanat__CheckResult *result = (Qanat__CheckResult *) malloc (sizeof (Qanat__CheckResult));
+        qanat__check_result__init (result);
+        result->expr = s_strdup (qn_check_expr (check));
+        bool warning = spec->checks [c].severity == QN_SEVERITY_WARNING;
+        result->severity = s_strdup (warning? "warning": "error");
+        result->passed = passed;
+        result->detail = detail;
+        s_append ((void ***) &task->checks, &task->n_checks, result);
+        if (!passed && !warning && !failure)
+            failure = zsys_sprintf ("check failed: %s (%s)", qn_check_expr (check), detail);
+    }
+    return failure;
+}
+
+static void
+s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent,
+                   Qanat__AttemptInfo *attempt, Qanat__Finished *finished)
+{
+    attempt->exit_code = finished->exit_code;
+    attempt->signal = finished->signal;
+    free (attempt->stack_trace);
+    attempt->stack_trace = s_strdup (finished->stack_trace);
+    free (attempt->reason);
+    attempt->reason = s_strdup (finished->reason);
+    s_agent_release_slot (agent);
+    bool ok = finished->exit_code == 0 && finished->signal == 0;
+    if (ok) {
+        char *failure = s_evaluate_checks (self, run, index, attempt->attempt);
+        if (failure) {
+            s_task_attempt_failed (self, run, index, failure);
+            free (failure);
+            return;
+        }
+        attempt->finished = true;
+        attempt->finished_us = qn_now_us ();
+        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
+        s_run_advance (self, run);
+    }
+    else {
+        char *reason = *finished->reason? strdup (finished->reason)
+                     : finished->signal? zsys_sprintf ("killed by signal %d", finished->signal)
+                     : zsys_sprintf ("exit code %d", finished->exit_code);
+        s_task_attempt_failed (self, run, index, reason);
+        free (reason);
+    }
+}
+
+//  One event of one attempt.  Fencing: only the current attempt of a
+//  running task may change it; anything else is acknowledged (so the agent
+//  can let go of it) and, if the attempt may still run, killed.
+static void
+s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
+{
+    Qanat__AttemptRef *ref = event->attempt;
+    if (!ref || event->seq == 0 || event->body_case == QANAT__EVENT__BODY__NOT_SET) {
+        self->stats.malformed_agent_frames++;
+        return;
+    }
+    run_t *run = s_run_find (self, ref->run_id);
+    Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
+                            s_task (run, ref->task_index): NULL;
+    Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+    bool current = attempt && attempt->attempt == ref->attempt
+                && task->status == QANAT__TASK_STATUS__TASK_RUNNING
+                && streq (attempt->agent, agent->name);
+    if (!current) {
+        s_post_ack (self, agent, ref, event->seq);
+        if (event->body_case != QANAT__EVENT__BODY_FINISHED)
+            s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
+                           "this attempt is no longer current");
+        return;
+    }
+    if (event->seq <= attempt->last_seq) {
+        self->stats.duplicate_events++;
+        s_post_ack (self, agent, ref, attempt->last_seq);
+        return;
+    }
+    if (event->seq != attempt->last_seq + 1)
+        return;     //  a gap: the agent replays from its last acknowledgement
+
+    switch (event->body_case) {
+        case QANAT__EVENT__BODY_STARTED:
+            attempt->pid = event->started->pid;
+            break;
+        case QANAT__EVENT__BODY_LOG: {
+            Qanat__LogLine line = QANAT__LOG_LINE__INIT;
+            line.task = task->name;
+            line.attempt = attempt->attempt;
+            line.seq = event->seq;
+            line.chunk = event->log;
+            if (qn_store_begin (self->store) == 0)
+                qn_store_append_log (self->store, run->id, &line, NULL);
+            break;
+        }
+        case QANAT__EVENT__BODY_METRIC: {
+            if (!event->metric->name || !*event->metric->name || !isfinite (event->metric->value)) {
+                self->stats.malformed_agent_frames++;
+                break;
+            }
+            Qanat__MetricRecord record = QANAT__METRIC_RECORD__INIT;
+            record.task = task->name;
+            record.attempt = attempt->attempt;
+            record.seq = event->seq;
+            record.point = event->metric;
+            if (qn_store_begin (self->store) == 0)
+                qn_store_append_metric (self->store, run->id, &record);
+            break;
+        }
+        default:
+            break;
+    }
+    attempt->last_seq = event->seq;
+    run->dirty_task [ref->task_index] = true;
+    self->stats.events_committed++;
+    if (event->body_case == QANAT__EVENT__BODY_FINISHED)
+        s_handle_finished (self, run, ref->task_index, agent, attempt, event->finished);
+    s_post_ack (self, agent, ref, event->seq);
+}
+
+static void
+s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
+{
+    if (env->body_case == QANAT__ENVELOPE__BODY_REGISTER) {
+        s_handle_register (self, routing_id, env->register_);
+        return;
+    }
+    char *route_key = s_route_key (routing_id);
+    agent_t *agent = (agent_t *) zhashx_lookup (self->by_route, route_key);
+    free (route_key);
+    if (!agent) {
+        //  We restarted, or declared it lost: it must register again.
+        s_refuse (self, self->agents_sock, routing_id,
+                  QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "register first");
+        return;
+    }
+    agent->last_seen = zclock_mono ();
+    agent->info->last_seen_us = qn_now_us ();
+    switch (env->body_case) {
+        case QANAT__ENVELOPE__BODY_HEARTBEAT: {
+            Qanat__Heartbeat heartbeat = QANAT__HEARTBEAT__INIT;
+            heartbeat.running = agent->info->running;
+            Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
+            reply.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
+            reply.heartbeat = &heartbeat;
+            s_send_now (self->agents_sock, routing_id, &reply);
+            break;
+        }
+        case QANAT__ENVELOPE__BODY_CREDIT: {
+            uint64_t credit = (uint64_t) agent->info->credit + env->credit->slots;
+            uint32_t room = agent->info->capacity > agent->info->running?
+                            agent->info->capacity - agent->info->running: 0;
+            agent->info->credit = credit > room? room: (uint32_t) credit;
+            break;
+        }
+        case QANAT__ENVELOPE__BODY_EVENT:
+            s_handle_event (self, agent, env->event);
+            break;
+        default:
+            self->stats.malformed_agent_frames++;
+            s_refuse (self, self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+                      "not a message an agent may send");
+            break;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Client requests
+
+static qn_workflow_t *
+s_parse_submitted (Qanat__SubmitWorkflow *submit, char **error_p)
+{
+    if (!submit) {
+        *error_p = strdup ("no workflow given");
+        return NULL;
+    }
+    const char *filename = submit->filename && *submit->filename? submit->filename: "workflow";
+    return qn_workflow_parse (filename, (const char *) submit->source.data, submit->source.len,
+                              error_p);
+}
+
+static void
+s_handle_submit (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    char *error = NULL;
+    qn_workflow_t *wf = s_parse_submitted (request->submit, &error);
+    if (!wf) {
+        s_post_error (self, routing_id, request->id, error);
+        free (error);
+        return;
+    }
+    Qanat__WorkflowVersion version = QANAT__WORKFLOW_VERSION__INIT;
+    version.name = (char *) qn_workflow_name (wf);
+    uint32_t number = 0;
+    bool created = false;
+    if (qn_store_begin (self->store)
+    ||  qn_store_put_workflow (self->store, version.name, request->submit->filename,
+                               request->submit->source.data, request->submit->source.len,
+                               &number, &created))
+        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
+    else {
+        version.version = number;
+        version.created = created;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request->id;
+        reply.body_case = QANAT__REPLY__BODY_WORKFLOW;
+        reply.workflow = &version;
+        s_post_reply (self, routing_id, &reply);
+    }
+    qn_workflow_destroy (&wf);
+}
+
+static void
+s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__StartRun *start = request->start_run;
+    char *error = NULL;
+    qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
+    if (!wf) {
+        s_post_error (self, routing_id, request->id, error);
+        free (error);
+        return;
+    }
+    qn_kv_t *overrides = (qn_kv_t *) calloc (start->n_params + 1, sizeof (qn_kv_t));
+    for (size_t p = 0; p < start->n_params; p++) {
+        overrides [p].key = start->params [p]->name;
+        overrides [p].value = start->params [p]->value;
+    }
+    qn_kv_t *params = qn_workflow_resolve_params (wf, overrides, start->n_params, &error);
+    free (overrides);
+    if (!params) {
+        s_post_error (self, routing_id, request->id, error);
+        free (error);
+        qn_workflow_destroy (&wf);
+        return;
+    }
+    size_t param_count = qn_workflow_param_count (wf);
+    uint32_t version = 0;
+    bool created = false;
+    uint64_t run_id = 0;
+    if (qn_store_begin (self->store)
+    ||  qn_store_put_workflow (self->store, qn_workflow_name (wf), start->workflow->filename,
+                               start->workflow->source.data, start->workflow->source.len,
+                               &version, &created)
+    ||  qn_store_new_run_id (self->store, &run_id)) {
+        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
+        qn_kv_free (params, param_count);
+        qn_workflow_destroy (&wf);
+        return;
+    }
+    run_t *run = s_run_new (run_id, wf, version, start->workflow->filename, params, param_count);
+    qn_kv_free (params, param_count);
+    zhashx_insert (self->runs, s_run_key (run_id), run);
+    s_run_advance (self, run);
+    s_dispatch (self);
+    s_run_persist (self, run);
+    zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
+               run->info->workflow, version);
+
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = run->info;
+    s_post_reply (self, routing_id, &reply);
+}
+
+//  The run as clients see it: from memory while active, else the store.
+//  Sets *owned when the caller must free the result.
+static Qanat__RunInfo *
+s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *owned)
+{
+    run_t *run = s_run_find (self, run_id);
+    if (run) {
+        *owned = false;
+        return run->info;
+    }
+    Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
+    if (info && with_tasks) {
+        Qanat__TaskInfo **tasks = NULL;
+        size_t count = 0;
+        if (qn_store_get_tasks (self->store, run_id, &tasks, &count) == 0) {
+            info->tasks = tasks;
+            info->n_tasks = count;
+        }
+    }
+    *owned = true;
+    return info;
+}
+
+static void
+s_handle_get_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    bool owned = false;
+    Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
+    if (!info) {
+        char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = info;
+    s_post_reply (self, routing_id, &reply);
+    if (owned)
+        s_free_message (info);
+}
+
+static void
+s_handle_list_runs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__RunList *list = qn_store_list_runs (self->store, request->list_runs->workflow,
+                                               request->list_runs->limit);
+    if (!list) {
+        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
+        return;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUNS;
+    reply.runs = list;
+    s_post_reply (self, routing_id, &reply);
+    s_free_message (list);
+}
+
+static void
+s_handle_read_logs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__ReadLogs *read = request->read_logs;
+    bool owned = false;
+    Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
+    if (!info) {
+        char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    bool finished = info->status != QANAT__RUN_STATUS__RUN_QUEUED
+                 && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
+    if (owned)
+        s_free_message (info);
+    uint64_t after = 0;
+    if (read->cursor.len == 8)
+        for (size_t i = 0; i < 8; i++)
+            after = (after << 8) | read->cursor.data [i];
+    uint32_t limit = read->limit && read->limit <= 5000? read->limit: LOG_PAGE_DEFAULT;
+    Qanat__LogLine **lines = NULL;
+    size_t count = 0;
+    uint64_t last = after;
+    if (qn_store_read_logs (self->store, read->run_id, after, read->task, read->attempt, limit,
+                            &lines, &count, &last)) {
+        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
+        return;
+    }
+    uint8_t cursor [8];
+    for (size_t i = 0; i < 8; i++)
+        cursor [i] = (uint8_t) (last >> (56 - 8 * i));
+    Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
+    page.lines = lines;
+    page.n_lines = count;
+    page.cursor.data = cursor;
+    page.cursor.len = 8;
+    //  The run had ended before we read, so a short page is the very end.
+    page.run_finished = finished && count < limit;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_LOGS;
+    reply.logs = &page;
+    s_post_reply (self, routing_id, &reply);
+    qn_store_free_array (lines, count);
+}
+
+static Qanat__MetricSeries *
+s_series_find (Qanat__MetricReport *report, uint64_t run_id, const char *task, const char *name)
+{
+    for (size_t i = 0; i < report->n_series; i++) {
+        Qanat__MetricSeries *series = report->series [i];
+        if (series->run_id == run_id && streq (series->task, task) && streq (series->name, name))
+            return series;
+    }
+    Qanat__MetricSeries *series = (Qanat__MetricSeries *) malloc (sizeof (Qanat__MetricSeries));
+    qanat__metric_series__init (series);
+    series->run_id = run_id;
+    series->task = s_strdup (task);
+    series->name = s_strdup (name);
+    s_append ((void ***) &report->series, &report->n_series, series);
+    return series;
+}
+
+static Qanat__MetricPoint *
+s_point_copy (const Qanat__MetricPoint *point)
+{
+    Qanat__MetricPoint *copy = (Qanat__MetricPoint *) malloc (sizeof (Qanat__MetricPoint));
+    *copy = *point;
+    copy->name = s_strdup (point->name);
+    return copy;
+}
+
+//  One run: every series.  A workflow: for each of its runs (newest
+//  first), the last value of each metric - the history across runs.
+static void
+s_handle_read_metrics (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__ReadMetrics *read = request->read_metrics;
+    Qanat__MetricReport *report = (Qanat__MetricReport *) malloc (sizeof (Qanat__MetricReport));
+    qanat__metric_report__init (report);
+    uint64_t *run_ids = NULL;
+    size_t run_count = 0;
+    bool history = read->run_id == 0;
+    if (history) {
+        if (!read->workflow || !*read->workflow) {
+            s_post_error (self, routing_id, request->id, "read metrics: give a run or a workflow");
+            s_free_message (report);
+            return;
+        }
+        Qanat__RunList *list = qn_store_list_runs (self->store, read->workflow, HISTORY_RUNS_MAX);
+        if (list) {
+            run_ids = (uint64_t *) calloc (list->n_runs + 1, sizeof (uint64_t));
+            for (size_t i = list->n_runs; i-- > 0; )
+                run_ids [run_count++] = list->runs [i]->run_id;     //  oldest first
+            s_free_message (list);
+        }
+    }
+    else {
+        run_ids = (uint64_t *) calloc (1, sizeof (uint64_t));
+        run_ids [run_count++] = read->run_id;
+    }
+    for (size_t r = 0; r < run_count; r++) {
+        Qanat__MetricRecord **records = NULL;
+        size_t count = 0;
+        if (qn_store_read_metrics (self->store, run_ids [r], read->name, &records, &count))
+            continue;
+        for (size_t i = 0; i < count; i++) {
+            if (!records [i]->point)
+                continue;
+            Qanat__MetricSeries *series = s_series_find (report, run_ids [r], records [i]->task,
+                                                         records [i]->point->name);
+            if (history && series->n_points) {
+                //  Keep only the last value per run.
+                s_free_message (series->points [0]);
+                series->points [0] = s_point_copy (records [i]->point);
+            }
+            else
+                s_append ((void ***) &series->points, &series->n_points,
+                          s_point_copy (records [i]->point));
+        }
+        qn_store_free_array (records, count);
+    }
+    free (run_ids);
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_METRICS;
+    reply.metrics = report;
+    s_post_reply (self, routing_id, &reply);
+    s_free_message (report);
+}
+
+static void
+s_handle_list_agents (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    size_t count = zhashx_size (self->agents);
+    list.agents = (Qanat__AgentInfo **) calloc (count + 1, sizeof (Qanat__AgentInfo *));
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents))
+        list.agents [list.n_agents++] = agent->info;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
+    s_post_reply (self, routing_id, &reply);
+    free (list.agents);
+}
+
+//  Cancels every task not yet finished: queued and pending ones are
+//  skipped, running attempts are told to stop and end as canceled now;
+//  whatever they send afterwards is no longer current and is ignored.
+static void
+s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    uint64_t run_id = request->cancel_run->run_id;
+    run_t *run = s_run_find (self, run_id);
+    if (!run) {
+        bool owned;
+        Qanat__RunInfo *info = s_lookup_run (self, run_id, false, &owned);
+        char *message = info? zsys_sprintf ("run %llu has already ended (%s)",
+                                            (unsigned long long) run_id,
+                                            qn_run_status_name (info->status))
+                            : zsys_sprintf ("no run %llu", (unsigned long long) run_id);
+        if (info && owned)
+            s_free_message (info);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    run->info->cancel_requested = true;
+    run->dirty = true;
+    for (size_t t = 0; t < run->info->n_tasks; t++) {
+        Qanat__TaskInfo *task = s_task (run, t);
+        if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
+            Qanat__AttemptInfo *attempt = s_current_attempt (task);
+            agent_t *agent = s_agent_of (self, attempt);
+            s_post_cancel (self, agent, run_id, (uint32_t) t, attempt->attempt, "run canceled");
+            s_agent_release_slot (agent);
+            attempt->finished = true;
+            attempt->finished_us = qn_now_us ();
+            free (attempt->reason);
+            attempt->reason = s_strdup ("canceled");
+            s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_CANCELED);
+        }
+        else
+        if (task->status == QANAT__TASK_STATUS__TASK_PENDING
+        ||  task->status == QANAT__TASK_STATUS__TASK_QUEUED) {
+            free (task->waiting_reason);
+            task->waiting_reason = s_strdup ("skipped: run canceled");
+            s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_SKIPPED);
+        }
+    }
+    s_run_advance (self, run);
+    zsys_info ("run %llu canceled", (unsigned long long) run_id);
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = run->info;
+    s_post_reply (self, routing_id, &reply);
+}
+
+static void
+s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
+{
+    if (env->body_case != QANAT__ENVELOPE__BODY_REQUEST) {
+        self->stats.malformed_client_frames++;
+        s_refuse (self, self->clients_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+                  "clients send requests only");
+        return;
+    }
+    Qanat__Request *request = env->request;
+    switch (request->body_case) {
+        case QANAT__REQUEST__BODY_SUBMIT:       s_handle_submit (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_START_RUN:
+            if (!request->start_run->workflow)
+                s_post_error (self, routing_id, request->id, "start run: no workflow given");
+            else
+                s_handle_start_run (self, routing_id, request);
+            break;
+        case QANAT__REQUEST__BODY_GET_RUN:      s_handle_get_run (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_LIST_RUNS:    s_handle_list_runs (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_READ_LOGS:    s_handle_read_logs (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_READ_METRICS: s_handle_read_metrics (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_LIST_AGENTS:  s_handle_list_agents (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_CANCEL_RUN:   s_handle_cancel_run (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_GET_STATS: {
+            Qanat__Reply reply = QANAT__REPLY__INIT;
+            reply.id = request->id;
+            reply.body_case = QANAT__REPLY__BODY_STATS;
+            reply.stats = &self->stats;
+            s_post_reply (self, routing_id, &reply);
+            break;
+        }
+        default:
+            self->stats.malformed_client_frames++;
+            s_post_error (self, routing_id, request->id, "unknown request");
+            break;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Loading from the store (at start, and after a failed commit)
+
+static run_t *
+s_run_load (qn_coordinator_t *self, uint64_t run_id)
+{
+    Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
+    if (!info)
+        return NULL;
+    Qanat__SubmitWorkflow *source = qn_store_get_workflow (self->store, info->workflow, info->version);
+    char *error = NULL;
+    qn_workflow_t *wf = source? qn_workflow_parse (source->filename, (const char *) source->source.data,
+                                                   source->source.len, &error): NULL;
+    s_free_message (source);
+    Qanat__TaskInfo **tasks = NULL;
+    size_t count = 0;
+    if (!wf || qn_store_get_tasks (self->store, run_id, &tasks, &count)
+    ||  count != qn_workflow_task_count (wf)) {
+        zsys_error ("run %llu cannot be reloaded (%s); it is marked failed",
+                    (unsigned long long) run_id, error? error: "its records are incomplete");
+        free (error);
+        qn_store_free_array (tasks, count);
+        qn_workflow_destroy (&wf);
+        info->status = QANAT__RUN_STATUS__RUN_FAILED;
+        info->finished_us = qn_now_us ();
+        if (qn_store_begin (self->store) == 0)
+            qn_store_put_run (self->store, info);
+        s_free_message (info);
+        return NULL;
+    }
+    run_t *run = (run_t *) zmalloc (sizeof (run_t));
+    run->id = run_id;
+    run->wf = wf;
+    run->dag = qn_dag_new (wf);
+    run->dirty_task = (bool *) calloc (count? count: 1, sizeof (bool));
+    info->tasks = tasks;
+    info->n_tasks = count;
+    run->info = info;
+    for (size_t t = 0; t < count; t++)
+        qn_dag_set_status (run->dag, t, tasks [t]->status);
+    return run;
+}
+
+static void
+s_ready_destructor (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static int
+s_reload (qn_coordinator_t *self, char **error_p)
+{
+    zhashx_purge (self->runs);
+    zlistx_purge (self->ready);
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (qn_store_active_runs (self->store, &ids, &count)) {
+        *error_p = strdup (qn_store_error (self->store));
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        run_t *run = s_run_load (self, ids [i]);
+        if (!run)
+            continue;
+        zhashx_insert (self->runs, s_run_key (run->id), run);
+        for (size_t t = 0; t < run->info->n_tasks; t++)
+            if (s_task (run, t)->status == QANAT__TASK_STATUS__TASK_QUEUED)
+                s_queue_ready (self, run, t);
+        s_run_advance (self, run);
+    }
+    free (ids);
+    return 0;
+}
+
+static void
+s_load_agents (qn_coordinator_t *self)
+{
+    Qanat__AgentInfo **agents = NULL;
+    size_t count = 0;
+    if (qn_store_list_agents (self->store, &agents, &count))
+        return;
+    for (size_t i = 0; i < count; i++) {
+        agent_t *agent = s_agent_new (agents [i]->name);
+        s_free_message (agent->info);
+        agent->info = agents [i];
+        agent->info->connected = false;
+        agent->info->credit = 0;
+        agent->info->running = 0;
+        //  Known agents get a full lost deadline from our start to come back.
+        agent->last_seen = zclock_mono ();
+        zhashx_insert (self->agents, agent->name, agent);
+    }
+    free (agents);
+}
+
+//  ---------------------------------------------------------------------
+//  The loop turn
+
+//  A commit failed: nothing of this turn happened.  Start again from the
+//  store; agents re-register and replay what we never acknowledged.
+static void
+s_recover (qn_coordinator_t *self)
+{
+    const char *why = qn_store_error (self->store);
+    zsys_error ("store commit failed (%s); reloading from the store", why);
+    outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
+    while (out) {
+        if (out->request_id) {
+            char *message = zsys_sprintf ("the coordinator could not store this change (%s); "
+                                          "nothing was changed", why);
+            Qanat__Error error = QANAT__ERROR__INIT;
+            error.message = message;
+            Qanat__Reply reply = QANAT__REPLY__INIT;
+            reply.id = out->request_id;
+            reply.body_case = QANAT__REPLY__BODY_ERROR;
+            reply.error = &error;
+            Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+            env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+            env.reply = &reply;
+            s_send_now (out->sock, out->routing_id, &env);
+            free (message);
+        }
+        out = (outgoing_t *) zlistx_next (self->outbox);
+    }
+    zlistx_purge (self->outbox);
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents))
+        if (agent->routing_id) {
+            s_refuse (self, self->agents_sock, agent->routing_id,
+                      QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "register again");
+            s_agent_disconnect (self, agent);
+        }
+    char *error = NULL;
+    if (s_reload (self, &error)) {
+        zsys_error ("cannot reload from the store: %s", error);
+        free (error);
+    }
+    qn_store_abort (self->store);
+}
+
+static void
+s_end_turn (qn_coordinator_t *self)
+{
+    s_dispatch (self);
+    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
+         run = (run_t *) zhashx_next (self->runs))
+        s_run_persist (self, run);
+    if (qn_store_commit (self->store)) {
+        s_recover (self);
+        return;
+    }
+    //  Finished runs leave memory once they are safely stored.
+    zlistx_t *done = zlistx_new ();
+    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
+         run = (run_t *) zhashx_next (self->runs))
+        if (qn_dag_finished (run->dag))
+            zlistx_add_end (done, strdup (s_run_key (run->id)));
+    for (char *key = (char *) zlistx_first (done); key; key = (char *) zlistx_next (done)) {
+        zhashx_delete (self->runs, key);
+        free (key);
+    }
+    zlistx_destroy (&done);
+
+    outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
+    while (out) {
+        zframe_t *frame = out->frame;
+        out->frame = NULL;
+        zframe_t *id = out->routing_id;
+        out->routing_id = NULL;
+        if (zframe_send (&id, out->sock, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0)
+            zframe_send (&frame, out->sock, ZFRAME_DONTWAIT);
+        zframe_destroy (&id);
+        zframe_destroy (&frame);
+        out = (outgoing_t *) zlistx_next (self->outbox);
+    }
+    zlistx_purge (self->outbox);
+}
+
+static void
+s_outgoing_destructor (void **item)
+{
+    s_outgoing_destroy ((outgoing_t **) item);
+}
+
+//  Reads up to BATCH_MAX messages from a ROUTER socket and applies each.
+static int
+s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
+{
+    for (int count = 0; count < BATCH_MAX && (zsock_events (sock) & ZMQ_POLLIN); count++) {
+        zmsg_t *msg = zmsg_recv (sock);
+        if (!msg)
+            break;
+        zframe_t *routing_id = zmsg_pop (msg);
+        zframe_t *payload = zmsg_pop (msg);
+        uint64_t *malformed = agents? &self->stats.malformed_agent_frames
+                                    : &self->stats.malformed_client_frames;
+        if (!routing_id || !payload || zmsg_size (msg) != 0) {
+            (*malformed)++;
+            char *peer = routing_id? zframe_strhex (routing_id): strdup ("?");
+            zsys_warning ("dropped a message of %zu frames from %s peer %s",
+                          zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
+            free (peer);
+        }
+        else {
+            qn_msg_status_t status;
+            uint32_t version = 0;
+            Qanat__Envelope *env = qn_msg_decode (zframe_data (payload), zframe_size (payload),
+                                                  &status, &version);
+            if (!env) {
+                char *peer = zframe_strhex (routing_id);
+                if (status == QN_MSG_BAD_VERSION) {
+                    self->stats.bad_version++;
+                    char *message = zsys_sprintf ("protocol version %u is not supported; this "
+                                                  "coordinator speaks version %u",
+                                                  version, QN_PROTOCOL_VERSION);
+                    s_refuse (self, sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, message);
+                    free (message);
+                }
+                else
+                    (*malformed)++;
+                zsys_warning ("dropped %s (%zu bytes) from %s peer %s", qn_msg_status_str (status),
+                              zframe_size (payload), agents? "agent": "client", peer);
+                free (peer);
+            }
+            else {
+                if (agents)
+                    s_handle_agent_message (self, routing_id, env);
+                else
+                    s_handle_client_message (self, routing_id, env);
+                qn_msg_free (&env);
+            }
+        }
+        zframe_destroy (&routing_id);
+        zframe_destroy (&payload);
+        zmsg_destroy (&msg);
+    }
+    s_end_turn (self);
+    return 0;
+}
+
+static int
+s_on_agents (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    return s_read_socket ((qn_coordinator_t *) arg, sock, true);
+}
+
+static int
+s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    return s_read_socket ((qn_coordinator_t *) arg, sock, false);
+}
+
+//  Agents silent past the deadline are lost, and so are the attempts they
+//  ran, which then retry by policy.  Attempts of agents that never came
+//  back after our own restart end the same way.
+static int
+s_on_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    int64_t now = zclock_mono ();
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents))
+        if (agent->routing_id && now - agent->last_seen > self->config.lost_after_ms) {
+            zsys_warning ("agent %s lost: silent for %lld ms", agent->name,
+                          (long long) (now - agent->last_seen));
+            s_agent_disconnect (self, agent);
+            s_agent_persist (self, agent);
+        }
+    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
+         run = (run_t *) zhashx_next (self->runs))
+        for (size_t t = 0; t < run->info->n_tasks; t++) {
+            Qanat__TaskInfo *task = s_task (run, t);
+            if (task->status != QANAT__TASK_STATUS__TASK_RUNNING)
+                continue;
+            agent_t *agent = s_agent_of (self, s_current_attempt (task));
+            if (!agent || (!agent->routing_id && now - agent->last_seen > self->config.lost_after_ms))
+                s_task_attempt_failed (self, run, t, "agent lost");
+        }
+    s_end_turn (self);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+static int
+s_bind (zsock_t *sock, const char *endpoint, char **bound_p, char **error_p)
+{
+    qn_msg_prepare_socket (sock);
+    zsock_set_router_mandatory (sock, 0);
+    if (zsock_bind (sock, "%s", endpoint) == -1) {
+        *error_p = zsys_sprintf ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    *bound_p = zsock_last_endpoint (sock);
+    return 0;
+}
+
+qn_coordinator_t *
+qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
+{
+    qn_coordinator_t *self = (qn_coordinator_t *) zmalloc (sizeof (qn_coordinator_t));
+    self->config = *config;
+    if (!self->config.heartbeat_ms)
+        self->config.heartbeat_ms = 1000;
+    if (!self->config.lost_after_ms)
+        self->config.lost_after_ms = 30000;
+    self->data_dir = strdup (config->data_dir);
+    self->config.data_dir = self->data_dir;
+    qanat__stats__init (&self->stats);
+    self->agents = zhashx_new ();
+    zhashx_set_destructor (self->agents, s_agent_destructor);
+    self->by_route = zhashx_new ();
+    self->runs = zhashx_new ();
+    zhashx_set_destructor (self->runs, s_run_destructor);
+    self->ready = zlistx_new ();
+    zlistx_set_destructor (self->ready, s_ready_destructor);
+    self->outbox = zlistx_new ();
+    zlistx_set_destructor (self->outbox, s_outgoing_destructor);
+
+    self->store = qn_store_new (self->data_dir, config->durable, error_p);
+    if (!self->store) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
+    s_load_agents (self);
+    if (s_reload (self, error_p) || qn_store_commit (self->store)) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
+    self->agents_sock = zsock_new (ZMQ_ROUTER);
+    self->clients_sock = zsock_new (ZMQ_ROUTER);
+    if (!self->agents_sock || !self->clients_sock
+    ||  s_bind (self->agents_sock, config->agent_endpoint, &self->agent_endpoint, error_p)
+    ||  s_bind (self->clients_sock, config->client_endpoint, &self->client_endpoint, error_p)) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
+    self->started = zclock_mono ();
+    return self;
+}
+
+void
+qn_coordinator_destroy (qn_coordinator_t **self_p)
+{
+    assert (self_p);
+    qn_coordinator_t *self = *self_p;
+    if (self) {
+        zloop_destroy (&self->loop);
+        zsock_destroy (&self->agents_sock);
+        zsock_destroy (&self->clients_sock);
+        zlistx_destroy (&self->outbox);
+        zlistx_destroy (&self->ready);
+        zhashx_destroy (&self->runs);
+        zhashx_destroy (&self->by_route);
+        zhashx_destroy (&self->agents);
+        if (self->store)
+            qn_store_commit (self->store);
+        qn_store_destroy (&self->store);
+        zstr_free (&self->agent_endpoint);
+        zstr_free (&self->client_endpoint);
+        free (self->data_dir);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+const char *
+qn_coordinator_client_endpoint (qn_coordinator_t *self)
+{
+    return self->client_endpoint;
+}
+
+const char *
+qn_coordinator_agent_endpoint (qn_coordinator_t *self)
+{
+    return self->agent_endpoint;
+}
+
+int
+qn_coordinator_run (qn_coordinator_t *self)
+{
+    self->loop = zloop_new ();
+    zloop_reader (self->loop, self->agents_sock, s_on_agents, self);
+    zloop_reader (self->loop, self->clients_sock, s_on_clients, self);
+    zloop_timer (self->loop, 250, 0, s_on_timer, self);
+    zloop_start (self->loop);
+    s_end_turn (self);
+    return 0;
+}

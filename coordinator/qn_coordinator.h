@@ -1,1 +1,45 @@
-/* placeholder */
+/*  qn_coordinator - the coordinator engine behind qanatd.
+
+    Binds a ROUTER socket for agents and one for clients, keeps every active
+    run's graph in memory with the LMDB store as the truth underneath, and
+    drives a zloop: it reads a batch of messages, applies them, dispatches
+    ready tasks, commits once, and only then sends what depends on that
+    commit (assignments, acknowledgements, replies).
+*/
+#ifndef QN_COORDINATOR_H_INCLUDED
+#define QN_COORDINATOR_H_INCLUDED
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *data_dir;
+    const char *client_endpoint;     //  e.g. tcp://127.0.0.1:7710
+    const char *agent_endpoint;      //  e.g. tcp://127.0.0.1:7711
+    bool durable;                    //  fsync every commit (default true)
+    uint32_t heartbeat_ms;           //  interval agents are told to use
+    uint32_t lost_after_ms;          //  an agent silent this long is lost
+    bool verbose;
+} qn_coordinator_config_t;
+
+typedef struct _qn_coordinator_t qn_coordinator_t;
+
+//  Opens the store, reloads active runs and binds both sockets.  NULL on
+//  failure with *error_p a malloc'd message.
+qn_coordinator_t *
+    qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p);
+
+void
+    qn_coordinator_destroy (qn_coordinator_t **self_p);
+
+//  Runs until interrupted (SIGINT/SIGTERM).  Returns 0.
+int
+    qn_coordinator_run (qn_coordinator_t *self);
+
+//  The endpoints actually bound (a "*" port resolved).
+const char *
+    qn_coordinator_client_endpoint (qn_coordinator_t *self);
+const char *
+    qn_coordinator_agent_endpoint (qn_coordinator_t *self);
+
+#endif

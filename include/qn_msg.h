@@ -54,6 +54,12 @@ const char *
 int
     qn_msg_prepare_socket (zsock_t *sock);
 
+//  Lower-case names of statuses, as the CLI prints them.
+const char *
+    qn_task_status_name (Qanat__TaskStatus status);
+const char *
+    qn_run_status_name (Qanat__RunStatus status);
+
 //  Current wall-clock time in microseconds.
 int64_t
     qn_now_us (void);

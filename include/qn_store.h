@@ -38,6 +38,9 @@ typedef struct _qn_store_t qn_store_t;
 //  missing).  durable=false skips fsync on commit (faster, loses the last
 //  commits on power loss; never corrupts).  A store written by a newer
 //  schema is refused.  NULL on failure with *error_p a malloc'd message.
+//  The environment variable QANAT_STORE_MAP_SIZE (bytes) sets the LMDB
+//  map size, for tests that need a full store; the default is 64 GiB of
+//  address space (smaller if the process cannot map that much).
 qn_store_t *
     qn_store_new (const char *dir, bool durable, char **error_p);
 
@@ -74,6 +77,7 @@ int
                            const void *source, size_t len, uint32_t *version_p, bool *created_p);
 
 //  The stored source of one version (filename + source), or NULL.
+//  version 0 means the latest version.
 Qanat__SubmitWorkflow *
     qn_store_get_workflow (qn_store_t *self, const char *name, uint32_t version);
 
@@ -89,6 +93,7 @@ int
 int
     qn_store_put_run (qn_store_t *self, const Qanat__RunInfo *run);
 
+//  The run without its tasks (see qn_store_get_tasks), or NULL.
 Qanat__RunInfo *
     qn_store_get_run (qn_store_t *self, uint64_t run_id);
 
@@ -113,7 +118,8 @@ int
 //  ---- logs ----
 
 //  Appends one log line to a run, giving it the next run-wide log sequence
-//  (1, 2, ...), returned in *log_seq_p if not NULL.
+//  (1, 2, ...), returned in *log_seq_p if not NULL.  The line is stored
+//  as given (its seq field is the caller's, not the log sequence).
 int
     qn_store_append_log (qn_store_t *self, uint64_t run_id, const Qanat__LogLine *line,
                          uint64_t *log_seq_p);

@@ -112,3 +112,32 @@ qn_now_us (void)
     gettimeofday (&tv, NULL);
     return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
 }
+
+const char *
+qn_task_status_name (Qanat__TaskStatus status)
+{
+    switch (status) {
+        case QANAT__TASK_STATUS__TASK_PENDING:   return "pending";
+        case QANAT__TASK_STATUS__TASK_QUEUED:    return "queued";
+        case QANAT__TASK_STATUS__TASK_RUNNING:   return "running";
+        case QANAT__TASK_STATUS__TASK_SUCCEEDED: return "succeeded";
+        case QANAT__TASK_STATUS__TASK_FAILED:    return "failed";
+        case QANAT__TASK_STATUS__TASK_SKIPPED:   return "skipped";
+        case QANAT__TASK_STATUS__TASK_CANCELED:  return "canceled";
+        default:                                 return "unknown";
+    }
+}
+
+const char *
+qn_run_status_name (Qanat__RunStatus status)
+{
+    switch (status) {
+        case QANAT__RUN_STATUS__RUN_QUEUED:    return "queued";
+        case QANAT__RUN_STATUS__RUN_RUNNING:   return "running";
+        case QANAT__RUN_STATUS__RUN_SUCCEEDED: return "succeeded";
+        case QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS: return "succeeded with warnings";
+        case QANAT__RUN_STATUS__RUN_FAILED:    return "failed";
+        case QANAT__RUN_STATUS__RUN_CANCELED:  return "canceled";
+        default:                               return "unknown";
+    }
+}

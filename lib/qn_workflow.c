@@ -1,1 +1,1893 @@
-/* placeholder: being written */
+/*  qn_workflow - a parsed and validated workflow file (YAML, via libyaml).
+
+    Parsing runs in two passes.  The first turns libyaml's event stream
+    into a small tree of our own that keeps every node's position, refuses
+    aliases and anchors, and bounds the nesting depth.  We do not use
+    libyaml's document API because it silently resolves aliases and keeps
+    no trace of duplicate keys.  The second pass walks the tree, checks
+    every key and value, and builds the immutable workflow.
+
+    Every problem becomes one "file:line:col: message" error; we keep
+    going after an error so that a user fixes a file in one round trip.
+    Only a broken YAML stream or a hostile input (too big, too deep) stops
+    the parse early.  Errors come out sorted by position.
+*/
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "qn_workflow.h"
+
+#define S_MAX_INPUT     (1024 * 1024)
+#define S_MAX_TASKS     10000
+#define S_MAX_PARAMS    1000
+#define S_MAX_DEPTH     32
+#define S_NAME_MAX      128
+#define S_MAX_ERRORS    100     //  more are summarised in one line
+#define S_MAX_SUGGEST   50      //  bounds the edit-distance work on hostile input
+#define S_ECHO_MAX      64      //  user text echoed into messages is cut here
+#define S_CYCLE_SHOWN   12      //  longer cycles are elided in the middle
+
+//  ---------------------------------------------------------------------
+//  The node tree built from libyaml events
+
+typedef enum { S_SCALAR, S_SEQUENCE, S_MAPPING } s_kind_t;
+
+typedef struct s_node_t s_node_t;
+struct s_node_t {
+    s_kind_t kind;
+    char *value;                //  scalar text, NUL-terminated
+    bool plain;                 //  plain (unquoted) scalar
+    bool skip;                  //  mapping key to ignore: duplicate or not a scalar
+    size_t line, col;           //  1-based
+    s_node_t **items;           //  sequence items, or key, value, key, value...
+    size_t count;
+    size_t cap;
+};
+
+typedef struct {
+    size_t line, col;
+    size_t seq;                 //  discovery order, keeps the sort stable
+    char *text;
+} s_error_t;
+
+typedef struct {
+    const char *filename;
+    s_error_t *errors;
+    size_t count, cap;
+    bool oom;
+} s_ctx_t;
+
+struct _qn_workflow_t {
+    char *name;
+    char *description;
+    qn_param_t *params;
+    size_t param_count;
+    qn_task_t *tasks;
+    size_t task_count;
+    size_t *by_name;            //  task indexes sorted by name, for lookups
+};
+
+static const char *s_top_keys [] = { "name", "description", "params", "tasks", NULL };
+static const char *s_task_keys [] = {
+    "run", "needs", "env", "on", "resources", "retries", "timeout", "metrics", "checks", NULL
+};
+static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
+static const char *s_param_keys [] = { "default", "description", NULL };
+static const char *s_check_entry_keys [] = { "expr", "severity", NULL };
+
+
+//  ---------------------------------------------------------------------
+//  Errors
+
+static void
+s_error (s_ctx_t *ctx, size_t line, size_t col, const char *format, ...)
+{
+    if (ctx->count == ctx->cap) {
+        size_t cap = ctx->cap? ctx->cap * 2: 16;
+        s_error_t *errors = (s_error_t *) realloc (ctx->errors, cap * sizeof (s_error_t));
+        if (!errors) {
+            ctx->oom = true;
+            return;
+        }
+        ctx->errors = errors;
+        ctx->cap = cap;
+    }
+    va_list args;
+    va_start (args, format);
+    char *text = NULL;
+    if (vasprintf (&text, format, args) < 0)
+        text = NULL;
+    va_end (args);
+    if (!text) {
+        ctx->oom = true;
+        return;
+    }
+    s_error_t *error = &ctx->errors [ctx->count];
+    error->line = line;
+    error->col = col;
+    error->seq = ctx->count;
+    error->text = text;
+    ctx->count++;
+}
+
+static void
+s_node_error (s_ctx_t *ctx, s_node_t *node, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *text = NULL;
+    if (vasprintf (&text, format, args) < 0)
+        text = NULL;
+    va_end (args);
+    if (!text) {
+        ctx->oom = true;
+        return;
+    }
+    s_error (ctx, node->line, node->col, "%s", text);
+    free (text);
+}
+
+static int
+s_error_compare (const void *a, const void *b)
+{
+    const s_error_t *x = (const s_error_t *) a;
+    const s_error_t *y = (const s_error_t *) b;
+    if (x->line != y->line)
+        return x->line < y->line? -1: 1;
+    if (x->col != y->col)
+        return x->col < y->col? -1: 1;
+    return x->seq < y->seq? -1: (x->seq > y->seq);
+}
+
+//  Joins the errors, sorted by position, into one malloc'd string of lines
+//  (no trailing newline).  Frees the error list.
+static char *
+s_errors_take (s_ctx_t *ctx)
+{
+    if (ctx->count > 1)
+        qsort (ctx->errors, ctx->count, sizeof (s_error_t), s_error_compare);
+    char *result = NULL;
+    size_t size = 0;
+    FILE *stream = open_memstream (&result, &size);
+    if (stream) {
+        size_t shown = ctx->count < S_MAX_ERRORS? ctx->count: S_MAX_ERRORS;
+        for (size_t i = 0; i < shown; i++)
+            fprintf (stream, "%s%s:%zu:%zu: %s", i? "\n": "", ctx->filename,
+                     ctx->errors [i].line, ctx->errors [i].col, ctx->errors [i].text);
+        if (ctx->count > shown)
+            fprintf (stream, "\n%s: %zu more errors not shown", ctx->filename,
+                     ctx->count - shown);
+        if (ctx->oom)
+            fprintf (stream, "%s%s: out of memory", ctx->count? "\n": "", ctx->filename);
+        if (fclose (stream) != 0) {
+            free (result);
+            result = NULL;
+        }
+    }
+    for (size_t i = 0; i < ctx->count; i++)
+        free (ctx->errors [i].text);
+    free (ctx->errors);
+    ctx->errors = NULL;
+    ctx->count = ctx->cap = 0;
+    return result;
+}
+
+//  Makes user text safe to echo in a message: control and non-ASCII bytes
+//  become '?', long text is cut.  buf must hold S_ECHO_MAX + 4 bytes.
+static const char *
+s_echo (const char *text, char *buf)
+{
+    size_t i = 0;
+    for (; text [i] && i < S_ECHO_MAX; i++) {
+        unsigned char c = (unsigned char) text [i];
+        buf [i] = (c >= 0x20 && c < 0x7f)? (char) c: '?';
+    }
+    if (text [i]) {
+        memcpy (buf + i, "...", 3);
+        i += 3;
+    }
+    buf [i] = '\0';
+    return buf;
+}
+
+typedef char s_echo_buf_t [S_ECHO_MAX + 4];
+
+
+//  ---------------------------------------------------------------------
+//  Suggestions ("did you mean ...?")
+
+//  Edit distance with two rows; strings longer than S_NAME_MAX are not
+//  compared (they are never near a real name anyway).
+static size_t
+s_distance (const char *a, const char *b)
+{
+    size_t la = strlen (a), lb = strlen (b);
+    if (la > S_NAME_MAX || lb > S_NAME_MAX)
+        return SIZE_MAX;
+    size_t row0 [S_NAME_MAX + 1], row1 [S_NAME_MAX + 1];
+    size_t *prev = row0, *cur = row1;
+    for (size_t j = 0; j <= lb; j++)
+        prev [j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur [0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a [i - 1] == b [j - 1]? 0: 1;
+            size_t best = prev [j - 1] + cost;
+            if (prev [j] + 1 < best)
+                best = prev [j] + 1;
+            if (cur [j - 1] + 1 < best)
+                best = cur [j - 1] + 1;
+            cur [j] = best;
+        }
+        size_t *swap = prev;
+        prev = cur;
+        cur = swap;
+    }
+    return prev [lb];
+}
+
+//  A candidate is close when it is at most two edits away (and not just
+//  two edits from a one- or two-letter word), or when one name is a prefix
+//  of the other ("prep" for "prepare").  Returns the closest, or NULL.
+static const char *
+s_closest (const char *word, const char **candidates, size_t count)
+{
+    const char *best = NULL;
+    size_t best_distance = SIZE_MAX;
+    size_t word_len = strlen (word);
+    for (size_t i = 0; i < count; i++) {
+        const char *candidate = candidates [i];
+        if (!candidate)
+            continue;
+        size_t distance = s_distance (word, candidate);
+        if (distance == SIZE_MAX || distance == 0)
+            continue;
+        size_t cand_len = strlen (candidate);
+        size_t shorter = word_len < cand_len? word_len: cand_len;
+        bool prefix = shorter >= 3 && strncmp (word, candidate, shorter) == 0;
+        bool near = distance <= 2 && distance < cand_len && distance < word_len + 1;
+        if ((near || prefix) && distance < best_distance) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    return best;
+}
+
+static void
+s_unknown_key (s_ctx_t *ctx, s_node_t *key, const char **known, const char *where)
+{
+    size_t count = 0;
+    while (known [count])
+        count++;
+    const char *suggestion = s_closest (key->value, known, count);
+    s_echo_buf_t echo;
+    if (suggestion)
+        s_node_error (ctx, key, "unknown key '%s'%s (did you mean '%s'?)",
+                      s_echo (key->value, echo), where, suggestion);
+    else
+        s_node_error (ctx, key, "unknown key '%s'%s", s_echo (key->value, echo), where);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Pass one: events to tree
+
+static void
+s_node_free (s_node_t **node_p)
+{
+    s_node_t *node = *node_p;
+    if (!node)
+        return;
+    for (size_t i = 0; i < node->count; i++)
+        s_node_free (&node->items [i]);
+    free (node->items);
+    free (node->value);
+    free (node);
+    *node_p = NULL;
+}
+
+static s_node_t *
+s_node_new (s_kind_t kind, yaml_mark_t mark)
+{
+    s_node_t *node = (s_node_t *) calloc (1, sizeof (s_node_t));
+    if (node) {
+        node->kind = kind;
+        node->line = mark.line + 1;
+        node->col = mark.column + 1;
+    }
+    return node;
+}
+
+static int
+s_node_append (s_node_t *parent, s_node_t *child)
+{
+    if (parent->count == parent->cap) {
+        size_t cap = parent->cap? parent->cap * 2: 4;
+        s_node_t **items = (s_node_t **) realloc (parent->items, cap * sizeof (s_node_t *));
+        if (!items)
+            return -1;
+        parent->items = items;
+        parent->cap = cap;
+    }
+    parent->items [parent->count++] = child;
+    return 0;
+}
+
+static bool
+s_is_null (s_node_t *node)
+{
+    if (!node)
+        return true;
+    if (node->kind != S_SCALAR || !node->plain)
+        return false;
+    const char *v = node->value;
+    return !*v || strcmp (v, "~") == 0 || strcmp (v, "null") == 0
+        || strcmp (v, "Null") == 0 || strcmp (v, "NULL") == 0;
+}
+
+//  Position of a libyaml reader error, which carries a byte offset only.
+static void
+s_offset_position (const char *text, size_t len, size_t offset, size_t *line_p, size_t *col_p)
+{
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i < offset && i < len; i++) {
+        if (text [i] == '\n') {
+            line++;
+            col = 1;
+        }
+        else
+        if (((unsigned char) text [i] & 0xC0) != 0x80)
+            col++;
+    }
+    *line_p = line;
+    *col_p = col;
+}
+
+static void
+s_syntax_error (s_ctx_t *ctx, yaml_parser_t *parser, const char *text, size_t len)
+{
+    const char *problem = parser->problem? parser->problem: "invalid YAML";
+    if (parser->error == YAML_READER_ERROR) {
+        size_t line, col;
+        s_offset_position (text, len, parser->problem_offset, &line, &col);
+        s_error (ctx, line, col, "YAML error: %s", problem);
+    }
+    else
+    if (parser->error == YAML_MEMORY_ERROR)
+        ctx->oom = true;
+    else
+    if (parser->context)
+        s_error (ctx, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+                 "YAML syntax error: %s (%s at line %zu)", problem, parser->context,
+                 (size_t) parser->context_mark.line + 1);
+    else
+        s_error (ctx, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+                 "YAML syntax error: %s", problem);
+}
+
+//  Reads the event stream into a tree.  Returns the document's root (NULL
+//  for an empty stream) and sets *fatal when the stream is broken or
+//  hostile, in which case the tree is not worth validating.
+static s_node_t *
+s_build_tree (s_ctx_t *ctx, const char *text, size_t len, bool *fatal)
+{
+    *fatal = false;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize (&parser)) {
+        ctx->oom = true;
+        *fatal = true;
+        return NULL;
+    }
+    yaml_parser_set_input_string (&parser, (const unsigned char *) text, len);
+    yaml_parser_set_encoding (&parser, YAML_UTF8_ENCODING);
+
+    s_node_t *root = NULL;
+    s_node_t *stack [S_MAX_DEPTH];
+    size_t depth = 0;
+    size_t documents = 0;
+    bool done = false;
+
+    while (!done) {
+        yaml_event_t event;
+        if (!yaml_parser_parse (&parser, &event)) {
+            s_syntax_error (ctx, &parser, text, len);
+            *fatal = true;
+            break;
+        }
+        s_node_t *node = NULL;
+        bool push = false;
+        const char *anchor = NULL;
+
+        switch (event.type) {
+            case YAML_STREAM_END_EVENT:
+                done = true;
+                break;
+            case YAML_DOCUMENT_START_EVENT:
+                if (++documents > 1) {
+                    s_error (ctx, event.start_mark.line + 1, event.start_mark.column + 1,
+                             "only one YAML document is allowed in a workflow file");
+                    *fatal = true;
+                    done = true;
+                }
+                break;
+            case YAML_ALIAS_EVENT:
+                s_error (ctx, event.start_mark.line + 1, event.start_mark.column + 1,
+                         "YAML aliases are not supported");
+                //  A null stand-in keeps keys and values paired
+                node = s_node_new (S_SCALAR, event.start_mark);
+                if (node) {
+                    node->plain = true;
+                    node->value = strdup ("");
+                }
+                break;
+            case YAML_SCALAR_EVENT:
+                anchor = (const char *) event.data.scalar.anchor;
+                node = s_node_new (S_SCALAR, event.start_mark);
+                if (node) {
+                    node->plain = event.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                    node->value = strndup ((const char *) event.data.scalar.value,
+                                           event.data.scalar.length);
+                    if (node->value && strlen (node->value) != event.data.scalar.length)
+                        s_error (ctx, node->line, node->col,
+                                 "NUL characters are not allowed in strings");
+                }
+                break;
+            case YAML_SEQUENCE_START_EVENT:
+                anchor = (const char *) event.data.sequence_start.anchor;
+                node = s_node_new (S_SEQUENCE, event.start_mark);
+                push = true;
+                break;
+            case YAML_MAPPING_START_EVENT:
+                anchor = (const char *) event.data.mapping_start.anchor;
+                node = s_node_new (S_MAPPING, event.start_mark);
+                push = true;
+                break;
+            case YAML_SEQUENCE_END_EVENT:
+            case YAML_MAPPING_END_EVENT:
+                if (depth > 0)
+                    depth--;
+                break;
+            default:
+                break;
+        }
+        if (anchor) {
+            s_echo_buf_t echo;
+            s_error (ctx, event.start_mark.line + 1, event.start_mark.column + 1,
+                     "YAML anchors are not supported ('&%s')", s_echo (anchor, echo));
+        }
+        if (push && depth == S_MAX_DEPTH) {
+            s_error (ctx, event.start_mark.line + 1, event.start_mark.column + 1,
+                     "nesting is deeper than %d levels", S_MAX_DEPTH);
+            s_node_free (&node);
+            *fatal = true;
+            done = true;
+        }
+        yaml_event_delete (&event);
+
+        if (node) {
+            if (node->kind == S_SCALAR && !node->value) {
+                s_node_free (&node);
+                ctx->oom = true;
+                *fatal = true;
+                break;
+            }
+            if (depth > 0) {
+                if (s_node_append (stack [depth - 1], node)) {
+                    s_node_free (&node);
+                    ctx->oom = true;
+                    *fatal = true;
+                    break;
+                }
+            }
+            else
+            if (!root)
+                root = node;
+            else
+                s_node_free (&node);        //  cannot happen with one document
+            if (push && node)
+                stack [depth++] = node;
+        }
+        else
+        if (push) {
+            ctx->oom = true;
+            *fatal = true;
+            break;
+        }
+    }
+    yaml_parser_delete (&parser);
+    return root;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Duplicate keys
+
+typedef struct {
+    const char *key;
+    size_t index;
+} s_key_ref_t;
+
+static int
+s_key_ref_compare (const void *a, const void *b)
+{
+    const s_key_ref_t *x = (const s_key_ref_t *) a;
+    const s_key_ref_t *y = (const s_key_ref_t *) b;
+    int rc = strcmp (x->key, y->key);
+    if (rc)
+        return rc;
+    return x->index < y->index? -1: (x->index > y->index);
+}
+
+//  Marks, everywhere in the tree, mapping keys that are not scalars or that
+//  repeat an earlier key, and reports them at the later occurrence.  Sorts
+//  keys rather than comparing pairs: a hostile mapping may be huge.
+static void
+s_mark_duplicates (s_ctx_t *ctx, s_node_t *node, bool is_root, bool is_tasks)
+{
+    if (node->kind == S_MAPPING) {
+        size_t pairs = node->count / 2;
+        s_key_ref_t *refs = (s_key_ref_t *) calloc (pairs? pairs: 1, sizeof (s_key_ref_t));
+        if (!refs) {
+            ctx->oom = true;
+            return;
+        }
+        size_t used = 0;
+        for (size_t i = 0; i < pairs; i++) {
+            s_node_t *key = node->items [2 * i];
+            if (key->kind != S_SCALAR) {
+                s_node_error (ctx, key, "mapping keys must be strings");
+                key->skip = true;
+            }
+            else {
+                refs [used].key = key->value;
+                refs [used].index = i;
+                used++;
+            }
+        }
+        qsort (refs, used, sizeof (s_key_ref_t), s_key_ref_compare);
+        for (size_t i = 1; i < used; i++) {
+            size_t first = i;
+            while (first > 0 && strcmp (refs [first - 1].key, refs [i].key) == 0)
+                first--;
+            if (first == i)
+                continue;
+            s_node_t *key = node->items [2 * refs [i].index];
+            s_node_t *orig = node->items [2 * refs [first].index];
+            s_echo_buf_t echo;
+            key->skip = true;
+            if (is_tasks)
+                s_node_error (ctx, key, "duplicate task '%s' (first defined at line %zu)",
+                              s_echo (key->value, echo), orig->line);
+            else
+                s_node_error (ctx, key, "duplicate key '%s' (first defined at line %zu)",
+                              s_echo (key->value, echo), orig->line);
+        }
+        free (refs);
+    }
+    //  The first 'tasks' at the top level holds tasks, not keys
+    bool tasks_seen = false;
+    for (size_t i = 0; i < node->count; i++) {
+        bool child_is_tasks = false;
+        if (is_root && node->kind == S_MAPPING && i % 2 == 1) {
+            s_node_t *key = node->items [i - 1];
+            if (!key->skip && !tasks_seen && strcmp (key->value, "tasks") == 0)
+                child_is_tasks = tasks_seen = true;
+        }
+        s_mark_duplicates (ctx, node->items [i], false, child_is_tasks);
+    }
+}
+
+//  The value of the first, non-duplicate occurrence of key, or NULL.
+static s_node_t *
+s_map_get (s_node_t *map, const char *key, s_node_t **key_p)
+{
+    for (size_t i = 0; i + 1 < map->count; i += 2) {
+        s_node_t *k = map->items [i];
+        if (!k->skip && strcmp (k->value, key) == 0) {
+            if (key_p)
+                *key_p = k;
+            return map->items [i + 1];
+        }
+    }
+    return NULL;
+}
+
+static bool
+s_is_known (const char *key, const char **known)
+{
+    for (size_t i = 0; known [i]; i++)
+        if (strcmp (key, known [i]) == 0)
+            return true;
+    return false;
+}
+
+//  Reports unknown keys of a mapping; where is e.g. " in task 'train'".
+static void
+s_check_keys (s_ctx_t *ctx, s_node_t *map, const char **known, const char *where)
+{
+    for (size_t i = 0; i + 1 < map->count; i += 2) {
+        s_node_t *key = map->items [i];
+        if (!key->skip && !s_is_known (key->value, known))
+            s_unknown_key (ctx, key, known, where);
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Scalar conversions
+
+static char *
+s_strdup (s_ctx_t *ctx, const char *text)
+{
+    char *copy = strdup (text);
+    if (!copy)
+        ctx->oom = true;
+    return copy;
+}
+
+//  Task, workflow and parameter names double as path components and
+//  label values elsewhere, so they are kept to a safe alphabet.
+static bool
+s_valid_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len > S_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) name [i];
+        if (!(isascii (c) && (isalnum (c) || c == '_' || c == '.' || c == '-')))
+            return false;
+    }
+    return strcmp (name, ".") != 0 && strstr (name, "..") == NULL;
+}
+
+static bool
+s_valid_metric_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len > S_NAME_MAX)
+        return false;
+    unsigned char c = (unsigned char) name [0];
+    if (!(isascii (c) && (isalpha (c) || c == '_')))
+        return false;
+    for (size_t i = 1; i < len; i++) {
+        c = (unsigned char) name [i];
+        if (!(isascii (c) && (isalnum (c) || c == '_' || c == '.' || c == '/' || c == '-')))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_valid_env_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len > S_NAME_MAX)
+        return false;
+    if (isdigit ((unsigned char) name [0]))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) name [i];
+        if (!(isascii (c) && (isalnum (c) || c == '_')))
+            return false;
+    }
+    return true;
+}
+
+//  Reads leading decimal digits at *text_p into *value_p; -1 on overflow
+//  past max or when there are no digits.
+static int
+s_read_digits (const char **text_p, uint64_t max, uint64_t *value_p)
+{
+    const char *p = *text_p;
+    uint64_t value = 0;
+    if (!isdigit ((unsigned char) *p))
+        return -1;
+    while (isdigit ((unsigned char) *p)) {
+        uint64_t digit = (uint64_t) (*p - '0');
+        if (value > (max - digit) / 10)
+            return -1;
+        value = value * 10 + digit;
+        p++;
+    }
+    *text_p = p;
+    *value_p = value;
+    return 0;
+}
+
+//  A non-negative integer field.  Quoted digits are accepted; plain
+//  true/false and anything else are type errors.
+static int
+s_get_uint32 (s_ctx_t *ctx, s_node_t *node, const char *key, uint32_t *value_p)
+{
+    if (node->kind == S_SCALAR) {
+        const char *p = node->value;
+        uint64_t value;
+        if (s_read_digits (&p, UINT32_MAX, &value) == 0 && *p == '\0') {
+            *value_p = (uint32_t) value;
+            return 0;
+        }
+        //  Tell overflow apart from non-numbers
+        p = node->value;
+        while (isdigit ((unsigned char) *p))
+            p++;
+        if (p != node->value && *p == '\0') {
+            s_node_error (ctx, node, "value for '%s' is too large (at most %u)",
+                          key, (unsigned) UINT32_MAX);
+            return -1;
+        }
+    }
+    s_node_error (ctx, node, "expected a non-negative integer for '%s'", key);
+    return -1;
+}
+
+//  Memory: plain megabytes, or a number with M/G/T (optionally Mi/MB/MiB
+//  and so on).  Binary units throughout: 1G = 1024 MB.
+static int
+s_get_memory (s_ctx_t *ctx, s_node_t *node, uint64_t *mb_p)
+{
+    if (node->kind == S_SCALAR) {
+        const char *p = node->value;
+        uint64_t value;
+        if (s_read_digits (&p, UINT64_MAX, &value) == 0) {
+            uint64_t scale = 0;
+            if (*p == '\0')
+                scale = 1;
+            else {
+                const char *units = "MGT";
+                const char *unit = strchr (units, *p);
+                if (*p && unit) {
+                    const char *rest = p + 1;
+                    if (*rest == '\0' || strcmp (rest, "i") == 0 || strcmp (rest, "B") == 0
+                    ||  strcmp (rest, "iB") == 0)
+                        scale = (uint64_t) 1 << (10 * (unit - units));
+                }
+            }
+            if (scale) {
+                if (value > UINT64_MAX / scale) {
+                    s_node_error (ctx, node, "value for 'memory' is too large");
+                    return -1;
+                }
+                *mb_p = value * scale;
+                return 0;
+            }
+        }
+    }
+    s_node_error (ctx, node,
+                  "expected a memory size for 'memory' (megabytes, or like 512M, 4G, 1Gi)");
+    return -1;
+}
+
+//  Timeout: plain seconds, or units d/h/m/s in that order, each at most
+//  once ("90s", "30m", "2h", "1h30m").
+static int
+s_get_duration (s_ctx_t *ctx, s_node_t *node, const char *key, uint32_t *seconds_p)
+{
+    if (node->kind == S_SCALAR && node->value [0]) {
+        const char *p = node->value;
+        uint64_t total = 0;
+        uint64_t value;
+        bool ok = true;
+        if (s_read_digits (&p, UINT32_MAX, &value) == 0 && *p == '\0')
+            total = value;
+        else {
+            static const char units [] = "dhms";
+            static const uint64_t scales [] = { 86400, 3600, 60, 1 };
+            size_t next_unit = 0;
+            p = node->value;
+            while (*p && ok) {
+                if (s_read_digits (&p, UINT32_MAX, &value)) {
+                    ok = false;
+                    break;
+                }
+                const char *unit = *p? strchr (units + next_unit, *p): NULL;
+                if (!unit) {
+                    ok = false;
+                    break;
+                }
+                size_t at = (size_t) (unit - units);
+                total += value * scales [at];
+                if (total > UINT32_MAX) {
+                    ok = false;
+                    break;
+                }
+                next_unit = at + 1;
+                p++;
+            }
+        }
+        if (ok && total <= UINT32_MAX) {
+            *seconds_p = (uint32_t) total;
+            return 0;
+        }
+    }
+    s_node_error (ctx, node,
+                  "expected a duration for '%s' (seconds, or like 90s, 30m, 2h, 1h30m)", key);
+    return -1;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Freeing
+
+static void
+s_strv_free (char **strv, size_t count)
+{
+    if (!strv)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free (strv [i]);
+    free (strv);
+}
+
+void
+qn_kv_free (qn_kv_t *pairs, size_t count)
+{
+    if (!pairs)
+        return;
+    for (size_t i = 0; i < count; i++) {
+        free (pairs [i].key);
+        free (pairs [i].value);
+    }
+    free (pairs);
+}
+
+static void
+s_task_free (qn_task_t *task)
+{
+    free (task->name);
+    if (task->argv) {
+        for (size_t i = 0; task->argv [i]; i++)
+            free (task->argv [i]);
+        free (task->argv);
+    }
+    free (task->shell);
+    s_strv_free (task->needs, task->needs_count);
+    free (task->need_index);
+    qn_kv_free (task->env, task->env_count);
+    qn_kv_free (task->selector, task->selector_count);
+    s_strv_free (task->metrics, task->metrics_count);
+    for (size_t i = 0; i < task->checks_count; i++)
+        qn_check_destroy (&task->checks [i].check);
+    free (task->checks);
+    memset (task, 0, sizeof (qn_task_t));
+}
+
+void
+qn_workflow_destroy (qn_workflow_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        qn_workflow_t *self = *self_p;
+        free (self->name);
+        free (self->description);
+        for (size_t i = 0; i < self->param_count; i++) {
+            free (self->params [i].name);
+            free (self->params [i].default_value);
+            free (self->params [i].description);
+        }
+        free (self->params);
+        for (size_t i = 0; i < self->task_count; i++)
+            s_task_free (&self->tasks [i]);
+        free (self->tasks);
+        free (self->by_name);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Pass two: tree to workflow
+
+//  Per task, what we need after the tree walk for error positions.
+typedef struct {
+    s_node_t **need_nodes;      //  scalar of each entry in needs
+    bool valid_name;
+} s_task_extra_t;
+
+//  A list field that accepts one scalar or a sequence of scalars.
+//  Returns the scalars through *items_p (pointers into the tree).
+static int
+s_scalar_list (s_ctx_t *ctx, s_node_t *node, const char *expected,
+               s_node_t ***items_p, size_t *count_p)
+{
+    *items_p = NULL;
+    *count_p = 0;
+    if (s_is_null (node))
+        return 0;
+    if (node->kind == S_MAPPING) {
+        s_node_error (ctx, node, "expected %s", expected);
+        return -1;
+    }
+    size_t count = node->kind == S_SCALAR? 1: node->count;
+    s_node_t **items = (s_node_t **) calloc (count? count: 1, sizeof (s_node_t *));
+    if (!items) {
+        ctx->oom = true;
+        return -1;
+    }
+    size_t used = 0;
+    int rc = 0;
+    if (node->kind == S_SCALAR)
+        items [used++] = node;
+    else
+        for (size_t i = 0; i < node->count; i++) {
+            s_node_t *item = node->items [i];
+            if (item->kind != S_SCALAR || s_is_null (item)) {
+                s_node_error (ctx, item, "expected %s", expected);
+                rc = -1;
+            }
+            else
+                items [used++] = item;
+        }
+    *items_p = items;
+    *count_p = used;
+    return rc;
+}
+
+static void
+s_parse_run (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    s_echo_buf_t echo;
+    if (node->kind == S_MAPPING) {
+        s_node_error (ctx, node, "expected a command string or a list of strings for 'run'");
+        return;
+    }
+    if (node->kind == S_SCALAR) {
+        const char *p = node->value;
+        while (isspace ((unsigned char) *p))
+            p++;
+        if (*p == '\0' || s_is_null (node)) {
+            s_node_error (ctx, node, "empty command for task '%s'", s_echo (task->name, echo));
+            return;
+        }
+        task->argv = (char **) calloc (4, sizeof (char *));
+        if (!task->argv) {
+            ctx->oom = true;
+            return;
+        }
+        task->argv [0] = s_strdup (ctx, "/bin/sh");
+        task->argv [1] = s_strdup (ctx, "-c");
+        task->argv [2] = s_strdup (ctx, node->value);
+        task->argc = 3;
+        task->shell = s_strdup (ctx, node->value);
+        return;
+    }
+    //  A list is the argv as written; only its first word must be non-empty
+    if (node->count == 0) {
+        s_node_error (ctx, node, "empty command for task '%s'", s_echo (task->name, echo));
+        return;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < node->count; i++) {
+        s_node_t *item = node->items [i];
+        if (item->kind != S_SCALAR || s_is_null (item)) {
+            s_node_error (ctx, item, "expected a string in the 'run' list of task '%s'",
+                          s_echo (task->name, echo));
+            ok = false;
+        }
+    }
+    if (!ok)
+        return;
+    if (node->items [0]->value [0] == '\0') {
+        s_node_error (ctx, node->items [0], "empty command for task '%s'",
+                      s_echo (task->name, echo));
+        return;
+    }
+    task->argv = (char **) calloc (node->count + 1, sizeof (char *));
+    if (!task->argv) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < node->count; i++)
+        task->argv [i] = s_strdup (ctx, node->items [i]->value);
+    task->argc = node->count;
+}
+
+//  A mapping of names to scalars: env and on.  what names the field in
+//  messages; env keys must be valid variable names, outside QANAT_*.
+static void
+s_parse_pairs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node, bool is_env,
+               qn_kv_t **pairs_p, size_t *count_p)
+{
+    s_echo_buf_t echo, echo2;
+    const char *field = is_env? "env": "on";
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        if (is_env)
+            s_node_error (ctx, node, "expected a mapping of variable names to values for 'env'");
+        else
+            s_node_error (ctx, node, "expected a mapping of labels to values for 'on'");
+        return;
+    }
+    size_t pairs = node->count / 2;
+    qn_kv_t *kv = (qn_kv_t *) calloc (pairs? pairs: 1, sizeof (qn_kv_t));
+    if (!kv) {
+        ctx->oom = true;
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = node->items [2 * i];
+        s_node_t *value = node->items [2 * i + 1];
+        if (key->skip)
+            continue;
+        if (is_env && !s_valid_env_name (key->value)) {
+            s_node_error (ctx, key, "invalid environment variable name '%s' in task '%s'",
+                          s_echo (key->value, echo), s_echo (task->name, echo2));
+            continue;
+        }
+        if (is_env && strncmp (key->value, "QANAT_", 6) == 0) {
+            s_node_error (ctx, key, "environment variable '%s' is reserved for qanat",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        if (!is_env && (key->value [0] == '\0' || strlen (key->value) > S_NAME_MAX)) {
+            s_node_error (ctx, key, "invalid label name '%s' in 'on'", s_echo (key->value, echo));
+            continue;
+        }
+        //  An empty env value is fine ("FOO:" sets FOO to ""); a label
+        //  must say what it selects
+        if (value->kind != S_SCALAR || (!is_env && s_is_null (value))) {
+            s_node_error (ctx, value, "expected a string or number for '%s' in '%s'",
+                          s_echo (key->value, echo), field);
+            continue;
+        }
+        kv [used].key = s_strdup (ctx, key->value);
+        kv [used].value = s_strdup (ctx, s_is_null (value)? "": value->value);
+        used++;
+    }
+    *pairs_p = kv;
+    *count_p = used;
+}
+
+static void
+s_parse_resources (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping with cpus, memory, gpus for 'resources'");
+        return;
+    }
+    s_echo_buf_t echo;
+    char where [S_ECHO_MAX + 64];
+    snprintf (where, sizeof (where), " in resources of task '%s'", s_echo (task->name, echo));
+    s_check_keys (ctx, node, s_resource_keys, where);
+    s_node_t *value;
+    if ((value = s_map_get (node, "cpus", NULL)))
+        s_get_uint32 (ctx, value, "cpus", &task->cpus);
+    if ((value = s_map_get (node, "gpus", NULL)))
+        s_get_uint32 (ctx, value, "gpus", &task->gpus);
+    if ((value = s_map_get (node, "memory", NULL)))
+        s_get_memory (ctx, value, &task->memory_mb);
+}
+
+static void
+s_parse_metrics (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    s_node_t **items;
+    size_t count;
+    s_scalar_list (ctx, node, "a metric name or a list of metric names for 'metrics'",
+                   &items, &count);
+    if (count > 0) {
+        task->metrics = (char **) calloc (count, sizeof (char *));
+        if (!task->metrics)
+            ctx->oom = true;
+    }
+    for (size_t i = 0; task->metrics && i < count; i++) {
+        s_echo_buf_t echo;
+        if (!s_valid_metric_name (items [i]->value)) {
+            s_node_error (ctx, items [i], "invalid metric name '%s' in 'metrics'",
+                          s_echo (items [i]->value, echo));
+            continue;
+        }
+        task->metrics [task->metrics_count++] = s_strdup (ctx, items [i]->value);
+    }
+    free (items);
+}
+
+static void
+s_parse_check (s_ctx_t *ctx, qn_task_t *task, s_node_t *item)
+{
+    s_echo_buf_t echo;
+    s_node_t *expr = item;
+    qn_severity_t severity = QN_SEVERITY_ERROR;
+    bool ok = true;
+
+    if (item->kind == S_MAPPING) {
+        char where [S_ECHO_MAX + 64];
+        snprintf (where, sizeof (where), " in a check of task '%s'", s_echo (task->name, echo));
+        s_check_keys (ctx, item, s_check_entry_keys, where);
+        expr = s_map_get (item, "expr", NULL);
+        s_node_t *sev = s_map_get (item, "severity", NULL);
+        if (sev) {
+            if (sev->kind == S_SCALAR && strcmp (sev->value, "error") == 0)
+                severity = QN_SEVERITY_ERROR;
+            else
+            if (sev->kind == S_SCALAR && strcmp (sev->value, "warning") == 0)
+                severity = QN_SEVERITY_WARNING;
+            else {
+                if (sev->kind == S_SCALAR)
+                    s_node_error (ctx, sev, "invalid severity '%s' (use error or warning)",
+                                  s_echo (sev->value, echo));
+                else
+                    s_node_error (ctx, sev, "expected error or warning for 'severity'");
+                ok = false;
+            }
+        }
+        if (!expr) {
+            s_node_error (ctx, item, "check in task '%s' has no 'expr'",
+                          s_echo (task->name, echo));
+            return;
+        }
+    }
+    else
+    if (item->kind != S_SCALAR) {
+        s_node_error (ctx, item,
+                      "expected a check expression or a mapping with 'expr' and 'severity'");
+        return;
+    }
+    if (expr->kind != S_SCALAR || s_is_null (expr)) {
+        s_node_error (ctx, expr, "expected a check expression for 'expr'");
+        return;
+    }
+    char *message = NULL;
+    size_t offset = 0;
+    qn_check_t *check = qn_check_new (expr->value, &message, &offset);
+    if (!check) {
+        s_node_error (ctx, expr, "invalid check '%s': %s (at character %zu)",
+                      s_echo (expr->value, echo), message? message: "parse error",
+                      offset + 1);
+        free (message);
+        return;
+    }
+    if (!ok) {
+        qn_check_destroy (&check);
+        return;
+    }
+    qn_task_check_t *entry = &task->checks [task->checks_count++];
+    entry->check = check;
+    entry->severity = severity;
+}
+
+static void
+s_parse_checks (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    if (s_is_null (node))
+        return;
+    if (node->kind == S_MAPPING) {
+        s_node_error (ctx, node, "expected a list of checks for 'checks'");
+        return;
+    }
+    size_t count = node->kind == S_SCALAR? 1: node->count;
+    if (count == 0)
+        return;
+    task->checks = (qn_task_check_t *) calloc (count, sizeof (qn_task_check_t));
+    if (!task->checks) {
+        ctx->oom = true;
+        return;
+    }
+    if (node->kind == S_SCALAR)
+        s_parse_check (ctx, task, node);
+    else
+        for (size_t i = 0; i < node->count; i++)
+            s_parse_check (ctx, task, node->items [i]);
+}
+
+static void
+s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
+              s_node_t *key, s_node_t *value)
+{
+    s_echo_buf_t echo;
+    task->line = key->line;
+    task->col = key->col;
+    task->name = s_strdup (ctx, key->value);
+    if (!task->name)
+        return;
+    extra->valid_name = s_valid_name (key->value);
+    if (!extra->valid_name)
+        s_node_error (ctx, key, "invalid task name '%s' (use letters, digits, '_', '.', '-', "
+                      "at most %d characters, no '..')", s_echo (key->value, echo), S_NAME_MAX);
+
+    if (s_is_null (value)) {
+        s_node_error (ctx, key, "task '%s' has no 'run' command", s_echo (key->value, echo));
+        return;
+    }
+    if (value->kind != S_MAPPING) {
+        s_node_error (ctx, value, "expected a mapping for task '%s'", s_echo (key->value, echo));
+        return;
+    }
+    char where [S_ECHO_MAX + 32];
+    snprintf (where, sizeof (where), " in task '%s'", s_echo (key->value, echo));
+    s_check_keys (ctx, value, s_task_keys, where);
+
+    s_node_t *field;
+    if ((field = s_map_get (value, "run", NULL)))
+        s_parse_run (ctx, task, field);
+    else
+        s_node_error (ctx, key, "task '%s' has no 'run' command", s_echo (key->value, echo));
+
+    if ((field = s_map_get (value, "needs", NULL))) {
+        size_t count;
+        s_scalar_list (ctx, field, "a task name or a list of task names for 'needs'",
+                       &extra->need_nodes, &count);
+        if (count > 0) {
+            task->needs = (char **) calloc (count, sizeof (char *));
+            task->need_index = (size_t *) calloc (count, sizeof (size_t));
+            if (!task->needs || !task->need_index)
+                ctx->oom = true;
+            else {
+                for (size_t i = 0; i < count; i++)
+                    task->needs [i] = s_strdup (ctx, extra->need_nodes [i]->value);
+                task->needs_count = count;
+            }
+        }
+    }
+    if ((field = s_map_get (value, "env", NULL)))
+        s_parse_pairs (ctx, task, field, true, &task->env, &task->env_count);
+    if ((field = s_map_get (value, "on", NULL)))
+        s_parse_pairs (ctx, task, field, false, &task->selector, &task->selector_count);
+    if ((field = s_map_get (value, "resources", NULL)))
+        s_parse_resources (ctx, task, field);
+    if ((field = s_map_get (value, "retries", NULL)))
+        s_get_uint32 (ctx, field, "retries", &task->retries);
+    if ((field = s_map_get (value, "timeout", NULL)))
+        s_get_duration (ctx, field, "timeout", &task->timeout_s);
+    if ((field = s_map_get (value, "metrics", NULL)))
+        s_parse_metrics (ctx, task, field);
+    if ((field = s_map_get (value, "checks", NULL)))
+        s_parse_checks (ctx, task, field);
+}
+
+static void
+s_parse_params (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
+{
+    s_echo_buf_t echo, echo2;
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping of parameter names for 'params'");
+        return;
+    }
+    size_t pairs = node->count / 2;
+    if (pairs > S_MAX_PARAMS) {
+        s_node_error (ctx, node, "too many parameters: %zu (limit %d)", pairs, S_MAX_PARAMS);
+        return;
+    }
+    self->params = (qn_param_t *) calloc (pairs? pairs: 1, sizeof (qn_param_t));
+    if (!self->params) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = node->items [2 * i];
+        s_node_t *value = node->items [2 * i + 1];
+        if (key->skip)
+            continue;
+        if (!s_valid_name (key->value)) {
+            s_node_error (ctx, key, "invalid parameter name '%s' (use letters, digits, "
+                          "'_', '.', '-')", s_echo (key->value, echo));
+            continue;
+        }
+        //  Parameters reach tasks as QANAT_PARAM_<NAME>: two names must not
+        //  collapse into one variable
+        bool clash = false;
+        for (size_t j = 0; j < self->param_count && !clash; j++) {
+            const char *a = key->value, *b = self->params [j].name;
+            while (*a && *b && (isalnum ((unsigned char) *a)? toupper ((unsigned char) *a): '_')
+                            == (isalnum ((unsigned char) *b)? toupper ((unsigned char) *b): '_')) {
+                a++;
+                b++;
+            }
+            if (*a == '\0' && *b == '\0') {
+                s_node_error (ctx, key, "parameter '%s' clashes with '%s' (both become "
+                              "QANAT_PARAM_ variable names alike)", s_echo (key->value, echo),
+                              s_echo (self->params [j].name, echo2));
+                clash = true;
+            }
+        }
+        if (clash)
+            continue;
+
+        s_node_t *dflt = value;
+        s_node_t *desc = NULL;
+        if (value->kind == S_MAPPING) {
+            char where [S_ECHO_MAX + 32];
+            snprintf (where, sizeof (where), " in parameter '%s'", s_echo (key->value, echo));
+            s_check_keys (ctx, value, s_param_keys, where);
+            dflt = s_map_get (value, "default", NULL);
+            desc = s_map_get (value, "description", NULL);
+        }
+        else
+        if (value->kind != S_SCALAR) {
+            s_node_error (ctx, value, "expected a default value or a mapping with 'default' "
+                          "and 'description' for parameter '%s'", s_echo (key->value, echo));
+            continue;
+        }
+        if (dflt && dflt->kind != S_SCALAR) {
+            s_node_error (ctx, dflt, "expected a string or number for the default of "
+                          "parameter '%s'", s_echo (key->value, echo));
+            continue;
+        }
+        if (desc && desc->kind != S_SCALAR) {
+            s_node_error (ctx, desc, "expected a string for the description of parameter '%s'",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        qn_param_t *param = &self->params [self->param_count++];
+        param->name = s_strdup (ctx, key->value);
+        if (dflt && !s_is_null (dflt))
+            param->default_value = s_strdup (ctx, dflt->value);
+        if (desc && !s_is_null (desc))
+            param->description = s_strdup (ctx, desc->value);
+    }
+}
+
+static int
+s_by_name_compare (const void *a, const void *b, void *arg)
+{
+    const qn_task_t *tasks = (const qn_task_t *) arg;
+    size_t x = *(const size_t *) a, y = *(const size_t *) b;
+    int rc = strcmp (tasks [x].name, tasks [y].name);
+    return rc? rc: (x < y? -1: (x > y));
+}
+
+//  Index of name among tasks, through the sorted index; -1 when absent.
+static int
+s_lookup (const qn_task_t *tasks, const size_t *by_name, size_t count, const char *name)
+{
+    size_t low = 0, high = count;
+    while (low < high) {
+        size_t mid = low + (high - low) / 2;
+        int rc = strcmp (tasks [by_name [mid]].name, name);
+        if (rc == 0)
+            return (int) by_name [mid];
+        if (rc < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return -1;
+}
+
+//  Resolves needs into need_index; SIZE_MAX marks an edge that failed.
+static void
+s_resolve_needs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
+{
+    s_echo_buf_t echo, echo2;
+    size_t n = self->task_count;
+    const char **names = (const char **) calloc (n? n: 1, sizeof (char *));
+    if (!names) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        names [i] = self->tasks [i].name;
+    size_t suggestions = 0;
+
+    for (size_t t = 0; t < n; t++) {
+        qn_task_t *task = &self->tasks [t];
+        for (size_t i = 0; i < task->needs_count; i++) {
+            s_node_t *where = extra [t].need_nodes [i];
+            const char *need = task->needs [i];
+            task->need_index [i] = SIZE_MAX;
+            if (!need)
+                continue;
+            int index = s_lookup (self->tasks, self->by_name, n, need);
+            if (index < 0) {
+                const char *close = NULL;
+                if (suggestions++ < S_MAX_SUGGEST)
+                    close = s_closest (need, names, n);
+                if (close)
+                    s_node_error (ctx, where, "task '%s' needs unknown task '%s' "
+                                  "(did you mean '%s'?)", s_echo (task->name, echo),
+                                  s_echo (need, echo2), close);
+                else
+                    s_node_error (ctx, where, "task '%s' needs unknown task '%s'",
+                                  s_echo (task->name, echo), s_echo (need, echo2));
+                continue;
+            }
+            if ((size_t) index == t) {
+                s_node_error (ctx, where, "task '%s' needs itself", s_echo (task->name, echo));
+                continue;
+            }
+            bool repeated = false;
+            for (size_t j = 0; j < i && !repeated; j++)
+                repeated = task->needs [j] && strcmp (task->needs [j], need) == 0;
+            if (repeated) {
+                s_node_error (ctx, where, "task '%s' needs '%s' more than once",
+                              s_echo (task->name, echo), s_echo (need, echo2));
+                continue;
+            }
+            task->need_index [i] = (size_t) index;
+        }
+    }
+    free (names);
+}
+
+//  Reports one cycle per strongly connected component (Tarjan, iterative so
+//  a 10,000-task chain cannot blow the C stack).  The cycle starts at the
+//  component's first task in file order, follows needs, and is found by a
+//  breadth-first search, so it is a shortest one through that task.
+static void
+s_find_cycles (s_ctx_t *ctx, qn_workflow_t *self)
+{
+    size_t n = self->task_count;
+    if (n == 0)
+        return;
+    size_t *index = (size_t *) malloc (n * sizeof (size_t));
+    size_t *low = (size_t *) malloc (n * sizeof (size_t));
+    size_t *comp = (size_t *) malloc (n * sizeof (size_t));
+    size_t *comp_size = (size_t *) calloc (n, sizeof (size_t));
+    bool *reported = (bool *) calloc (n, sizeof (bool));
+    bool *on_stack = (bool *) calloc (n, sizeof (bool));
+    size_t *stack = (size_t *) malloc (n * sizeof (size_t));
+    size_t *frame_v = (size_t *) malloc (n * sizeof (size_t));
+    size_t *frame_e = (size_t *) malloc (n * sizeof (size_t));
+    size_t *parent = (size_t *) malloc (n * sizeof (size_t));
+    size_t *queue = (size_t *) malloc (n * sizeof (size_t));
+    size_t *path = (size_t *) malloc ((n + 1) * sizeof (size_t));
+    if (!index || !low || !comp || !comp_size || !reported || !on_stack || !stack
+    ||  !frame_v || !frame_e || !parent || !queue || !path) {
+        ctx->oom = true;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        index [i] = SIZE_MAX;
+        comp [i] = SIZE_MAX;
+        parent [i] = SIZE_MAX;
+    }
+    size_t counter = 0, comps = 0, sp = 0;
+    for (size_t root = 0; root < n; root++) {
+        if (index [root] != SIZE_MAX)
+            continue;
+        size_t fp = 0;
+        index [root] = low [root] = counter++;
+        stack [sp++] = root;
+        on_stack [root] = true;
+        frame_v [fp] = root;
+        frame_e [fp++] = 0;
+        while (fp > 0) {
+            size_t v = frame_v [fp - 1];
+            qn_task_t *task = &self->tasks [v];
+            if (frame_e [fp - 1] < task->needs_count) {
+                size_t w = task->need_index [frame_e [fp - 1]++];
+                if (w == SIZE_MAX)
+                    continue;
+                if (index [w] == SIZE_MAX) {
+                    index [w] = low [w] = counter++;
+                    stack [sp++] = w;
+                    on_stack [w] = true;
+                    frame_v [fp] = w;
+                    frame_e [fp++] = 0;
+                }
+                else
+                if (on_stack [w] && index [w] < low [v])
+                    low [v] = index [w];
+                continue;
+            }
+            if (low [v] == index [v]) {
+                size_t w;
+                do {
+                    w = stack [--sp];
+                    on_stack [w] = false;
+                    comp [w] = comps;
+                    comp_size [comps]++;
+                } while (w != v);
+                comps++;
+            }
+            fp--;
+            if (fp > 0) {
+                size_t u = frame_v [fp - 1];
+                if (low [v] < low [u])
+                    low [u] = low [v];
+            }
+        }
+    }
+
+    for (size_t start = 0; start < n; start++) {
+        size_t c = comp [start];
+        if (comp_size [c] < 2 || reported [c])
+            continue;
+        reported [c] = true;
+        //  Breadth-first from start, within its component, back to start
+        size_t head = 0, tail = 0, last = SIZE_MAX;
+        queue [tail++] = start;
+        parent [start] = start;
+        while (head < tail && last == SIZE_MAX) {
+            size_t v = queue [head++];
+            qn_task_t *task = &self->tasks [v];
+            for (size_t i = 0; i < task->needs_count; i++) {
+                size_t w = task->need_index [i];
+                if (w == SIZE_MAX || comp [w] != c)
+                    continue;
+                if (w == start) {
+                    last = v;
+                    break;
+                }
+                if (parent [w] == SIZE_MAX) {
+                    parent [w] = v;
+                    queue [tail++] = w;
+                }
+            }
+        }
+        size_t length = 0;
+        if (last != SIZE_MAX) {
+            for (size_t v = last; v != start; v = parent [v])
+                path [length++] = v;
+            path [length++] = start;
+        }
+        for (size_t i = 0; i < tail; i++)
+            parent [queue [i]] = SIZE_MAX;
+        if (length == 0)
+            continue;               //  cannot happen in a real component
+
+        //  path holds the cycle backwards; print it forwards, eliding a
+        //  long middle so a hostile file cannot make the message huge
+        char *text = NULL;
+        size_t size = 0;
+        FILE *stream = open_memstream (&text, &size);
+        if (!stream) {
+            ctx->oom = true;
+            break;
+        }
+        s_echo_buf_t echo;
+        for (size_t k = 0; k < length; k++) {
+            size_t v = path [length - 1 - k];
+            if (length > S_CYCLE_SHOWN && k == S_CYCLE_SHOWN - 2) {
+                fprintf (stream, " -> ... (%zu more)", length - S_CYCLE_SHOWN + 1);
+                k = length - 2;
+                continue;
+            }
+            fprintf (stream, "%s%s", k? " -> ": "", s_echo (self->tasks [v].name, echo));
+        }
+        fprintf (stream, " -> %s", s_echo (self->tasks [start].name, echo));
+        if (fclose (stream) == 0 && text)
+            s_error (ctx, self->tasks [start].line, self->tasks [start].col,
+                     "dependency cycle: %s", text);
+        else
+            ctx->oom = true;
+        free (text);
+    }
+done:
+    free (index);
+    free (low);
+    free (comp);
+    free (comp_size);
+    free (reported);
+    free (on_stack);
+    free (stack);
+    free (frame_v);
+    free (frame_e);
+    free (parent);
+    free (queue);
+    free (path);
+}
+
+static void
+s_parse_workflow (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *root)
+{
+    s_echo_buf_t echo;
+    if (!root || s_is_null (root)) {
+        s_error (ctx, 1, 1, "the workflow file is empty (needs 'name' and 'tasks')");
+        return;
+    }
+    if (root->kind != S_MAPPING) {
+        s_node_error (ctx, root, "expected a mapping with 'name' and 'tasks' at the top level");
+        return;
+    }
+    s_check_keys (ctx, root, s_top_keys, "");
+
+    s_node_t *key = NULL;
+    s_node_t *node = s_map_get (root, "name", NULL);
+    if (!node)
+        s_node_error (ctx, root, "missing required key 'name'");
+    else
+    if (node->kind != S_SCALAR || s_is_null (node))
+        s_node_error (ctx, node, "expected a workflow name for 'name'");
+    else
+    if (!s_valid_name (node->value))
+        s_node_error (ctx, node, "invalid workflow name '%s' (use letters, digits, '_', '.', "
+                      "'-', at most %d characters, no '..')", s_echo (node->value, echo),
+                      S_NAME_MAX);
+    else
+        self->name = s_strdup (ctx, node->value);
+
+    node = s_map_get (root, "description", NULL);
+    if (node && node->kind != S_SCALAR)
+        s_node_error (ctx, node, "expected a string for 'description'");
+    else
+    if (node && !s_is_null (node))
+        self->description = s_strdup (ctx, node->value);
+
+    node = s_map_get (root, "params", NULL);
+    if (node)
+        s_parse_params (ctx, self, node);
+
+    node = s_map_get (root, "tasks", &key);
+    if (!node) {
+        s_node_error (ctx, root, "missing required key 'tasks'");
+        return;
+    }
+    if (s_is_null (node)) {
+        s_node_error (ctx, key, "'tasks' is empty: a workflow needs at least one task");
+        return;
+    }
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping of task names to tasks for 'tasks'");
+        return;
+    }
+    size_t pairs = node->count / 2;
+    if (pairs == 0) {
+        s_node_error (ctx, node, "'tasks' is empty: a workflow needs at least one task");
+        return;
+    }
+    if (pairs > S_MAX_TASKS) {
+        s_node_error (ctx, key, "too many tasks: %zu (limit %d)", pairs, S_MAX_TASKS);
+        return;
+    }
+    self->tasks = (qn_task_t *) calloc (pairs, sizeof (qn_task_t));
+    s_task_extra_t *extra = (s_task_extra_t *) calloc (pairs, sizeof (s_task_extra_t));
+    if (!self->tasks || !extra) {
+        free (extra);
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *task_key = node->items [2 * i];
+        if (task_key->skip)
+            continue;
+        size_t t = self->task_count++;
+        s_parse_task (ctx, &self->tasks [t], &extra [t], task_key, node->items [2 * i + 1]);
+        if (!self->tasks [t].name) {
+            self->task_count--;
+            break;
+        }
+    }
+    self->by_name = (size_t *) malloc ((self->task_count? self->task_count: 1)
+                                       * sizeof (size_t));
+    if (!self->by_name)
+        ctx->oom = true;
+    else {
+        for (size_t i = 0; i < self->task_count; i++)
+            self->by_name [i] = i;
+        //  qsort_r, not a static: several threads may parse at once
+        qsort_r (self->by_name, self->task_count, sizeof (size_t), s_by_name_compare,
+                 self->tasks);
+        if (!ctx->oom) {
+            s_resolve_needs (ctx, self, extra);
+            s_find_cycles (ctx, self);
+        }
+    }
+    for (size_t i = 0; i < pairs; i++)
+        free (extra [i].need_nodes);
+    free (extra);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Public API
+
+qn_workflow_t *
+qn_workflow_parse (const char *filename, const char *text, size_t len, char **error_p)
+{
+    if (error_p)
+        *error_p = NULL;
+    s_ctx_t ctx = { .filename = filename? filename: "<input>" };
+    if (!text)
+        len = 0;
+
+    qn_workflow_t *self = NULL;
+    if (len > S_MAX_INPUT)
+        s_error (&ctx, 1, 1, "input is larger than 1 MiB (%zu bytes)", len);
+    else {
+        bool fatal = false;
+        s_node_t *root = s_build_tree (&ctx, text? text: "", len, &fatal);
+        if (!fatal) {
+            self = (qn_workflow_t *) calloc (1, sizeof (qn_workflow_t));
+            if (!self)
+                ctx.oom = true;
+            else {
+                //  Duplicates first: the walk below skips marked keys
+                if (root)
+                    s_mark_duplicates (&ctx, root, true, false);
+                s_parse_workflow (&ctx, self, root);
+            }
+        }
+        s_node_free (&root);
+    }
+    if (ctx.count > 0 || ctx.oom) {
+        qn_workflow_destroy (&self);
+        char *errors = s_errors_take (&ctx);
+        if (error_p)
+            *error_p = errors;
+        else
+            free (errors);
+        return NULL;
+    }
+    free (ctx.errors);
+    return self;
+}
+
+qn_workflow_t *
+qn_workflow_load (const char *path, char **error_p)
+{
+    assert (path);
+    if (error_p)
+        *error_p = NULL;
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (error_p && asprintf (error_p, "%s: %s", path, strerror (errno)) < 0)
+            *error_p = NULL;
+        return NULL;
+    }
+    //  Read one byte past the limit to tell "exactly 1 MiB" from "more"
+    char *text = (char *) malloc (S_MAX_INPUT + 1);
+    size_t len = 0;
+    int err = 0;
+    if (!text)
+        err = ENOMEM;
+    while (text && len <= S_MAX_INPUT) {
+        ssize_t got = read (fd, text + len, S_MAX_INPUT + 1 - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            err = errno;
+            break;
+        }
+        if (got == 0)
+            break;
+        len += (size_t) got;
+    }
+    close (fd);
+    qn_workflow_t *self = NULL;
+    if (err) {
+        if (error_p && asprintf (error_p, "%s: %s", path, strerror (err)) < 0)
+            *error_p = NULL;
+    }
+    else
+    if (len > S_MAX_INPUT) {
+        if (error_p && asprintf (error_p, "%s: file is larger than 1 MiB", path) < 0)
+            *error_p = NULL;
+    }
+    else
+        self = qn_workflow_parse (path, text, len, error_p);
+    free (text);
+    return self;
+}
+
+const char *
+qn_workflow_name (qn_workflow_t *self)
+{
+    assert (self);
+    return self->name;
+}
+
+const char *
+qn_workflow_description (qn_workflow_t *self)
+{
+    assert (self);
+    return self->description;
+}
+
+size_t
+qn_workflow_task_count (qn_workflow_t *self)
+{
+    assert (self);
+    return self->task_count;
+}
+
+const qn_task_t *
+qn_workflow_task (qn_workflow_t *self, size_t index)
+{
+    assert (self);
+    return index < self->task_count? &self->tasks [index]: NULL;
+}
+
+int
+qn_workflow_task_index (qn_workflow_t *self, const char *name)
+{
+    assert (self);
+    if (!name)
+        return -1;
+    return s_lookup (self->tasks, self->by_name, self->task_count, name);
+}
+
+size_t
+qn_workflow_param_count (qn_workflow_t *self)
+{
+    assert (self);
+    return self->param_count;
+}
+
+const qn_param_t *
+qn_workflow_param (qn_workflow_t *self, size_t index)
+{
+    assert (self);
+    return index < self->param_count? &self->params [index]: NULL;
+}
+
+//  Every problem is reported, one per line, so a user fixes a command line
+//  in one go.  The last override of a name wins.
+qn_kv_t *
+qn_workflow_resolve_params (qn_workflow_t *self, const qn_kv_t *overrides, size_t count,
+                            char **error_p)
+{
+    assert (self);
+    if (error_p)
+        *error_p = NULL;
+    if (!overrides)
+        count = 0;
+    char *errors = NULL;
+    size_t size = 0;
+    FILE *stream = open_memstream (&errors, &size);
+    if (!stream)
+        return NULL;
+    bool failed = false;
+    s_echo_buf_t echo;
+
+    for (size_t i = 0; i < count; i++) {
+        const char *name = overrides [i].key;
+        bool known = false;
+        for (size_t j = 0; name && j < self->param_count && !known; j++)
+            known = strcmp (self->params [j].name, name) == 0;
+        if (known)
+            continue;
+        fprintf (stream, "%sunknown parameter '%s'", failed? "\n": "",
+                 s_echo (name? name: "", echo));
+        if (self->param_count == 0)
+            fprintf (stream, " (this workflow declares no parameters)");
+        else {
+            fprintf (stream, " (declared: ");
+            for (size_t j = 0; j < self->param_count; j++)
+                fprintf (stream, "%s%s", j? ", ": "", self->params [j].name);
+            fprintf (stream, ")");
+        }
+        failed = true;
+    }
+    qn_kv_t *pairs = (qn_kv_t *) calloc (self->param_count + 1, sizeof (qn_kv_t));
+    if (!pairs)
+        failed = true;
+    for (size_t j = 0; pairs && j < self->param_count; j++) {
+        const qn_param_t *param = &self->params [j];
+        const char *value = param->default_value;
+        for (size_t i = 0; i < count; i++)
+            if (overrides [i].key && strcmp (overrides [i].key, param->name) == 0)
+                value = overrides [i].value? overrides [i].value: "";
+        if (!value) {
+            fprintf (stream, "%sparameter '%s' is required (it has no default)",
+                     failed? "\n": "", param->name);
+            failed = true;
+            continue;
+        }
+        pairs [j].key = strdup (param->name);
+        pairs [j].value = strdup (value);
+        if (!pairs [j].key || !pairs [j].value) {
+            fprintf (stream, "%sout of memory", failed? "\n": "");
+            failed = true;
+        }
+    }
+    fclose (stream);
+    if (failed) {
+        qn_kv_free (pairs, self->param_count);
+        if (error_p)
+            *error_p = errors;
+        else
+            free (errors);
+        return NULL;
+    }
+    free (errors);
+    return pairs;
+}
