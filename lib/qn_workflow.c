@@ -237,8 +237,9 @@ s_distance (const char *a, const char *b)
 }
 
 //  A candidate is close when it is at most two edits away (and not just
-//  two edits from a one- or two-letter word), or when one name is a prefix
-//  of the other ("prep" for "prepare").  Returns the closest, or NULL.
+//  two edits from a one- or two-letter word), three edits between longer
+//  words ("retry" for "retries"), or when one name is a prefix of the
+//  other ("prep" for "prepare").  Returns the closest, or NULL.
 static const char *
 s_closest (const char *word, const char **candidates, size_t count)
 {
@@ -255,7 +256,8 @@ s_closest (const char *word, const char **candidates, size_t count)
         size_t cand_len = strlen (candidate);
         size_t shorter = word_len < cand_len? word_len: cand_len;
         bool prefix = shorter >= 3 && strncmp (word, candidate, shorter) == 0;
-        bool near = distance <= 2 && distance < cand_len && distance < word_len + 1;
+        bool near = (distance <= 2 && distance < cand_len)
+                 || (distance == 3 && word_len >= 5 && cand_len >= 5);
         if ((near || prefix) && distance < best_distance) {
             best = candidate;
             best_distance = distance;
@@ -470,6 +472,7 @@ s_build_tree (s_ctx_t *ctx, const char *text, size_t len, bool *fatal)
             s_error (ctx, event.start_mark.line + 1, event.start_mark.column + 1,
                      "nesting is deeper than %d levels", S_MAX_DEPTH);
             s_node_free (&node);
+            push = false;
             *fatal = true;
             done = true;
         }
@@ -556,12 +559,12 @@ s_mark_duplicates (s_ctx_t *ctx, s_node_t *node, bool is_root, bool is_tasks)
             }
         }
         qsort (refs, used, sizeof (s_key_ref_t), s_key_ref_compare);
+        size_t first = 0;           //  start of the current run of equal keys
         for (size_t i = 1; i < used; i++) {
-            size_t first = i;
-            while (first > 0 && strcmp (refs [first - 1].key, refs [i].key) == 0)
-                first--;
-            if (first == i)
+            if (strcmp (refs [i].key, refs [first].key) != 0) {
+                first = i;
                 continue;
+            }
             s_node_t *key = node->items [2 * refs [i].index];
             s_node_t *orig = node->items [2 * refs [first].index];
             s_echo_buf_t echo;
@@ -1369,10 +1372,15 @@ s_resolve_needs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
     s_echo_buf_t echo, echo2;
     size_t n = self->task_count;
     const char **names = (const char **) calloc (n? n: 1, sizeof (char *));
-    if (!names) {
+    size_t *seen = (size_t *) malloc ((n? n: 1) * sizeof (size_t));
+    if (!names || !seen) {
+        free (names);
+        free (seen);
         ctx->oom = true;
         return;
     }
+    for (size_t i = 0; i < n; i++)
+        seen [i] = SIZE_MAX;
     for (size_t i = 0; i < n; i++)
         names [i] = self->tasks [i].name;
     size_t suggestions = 0;
@@ -1403,18 +1411,19 @@ s_resolve_needs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
                 s_node_error (ctx, where, "task '%s' needs itself", s_echo (task->name, echo));
                 continue;
             }
-            bool repeated = false;
-            for (size_t j = 0; j < i && !repeated; j++)
-                repeated = task->needs [j] && strcmp (task->needs [j], need) == 0;
-            if (repeated) {
+            //  seen [index] remembers the last task that needed index, so
+            //  a hostile list of a million repeats stays linear
+            if (seen [index] == t) {
                 s_node_error (ctx, where, "task '%s' needs '%s' more than once",
                               s_echo (task->name, echo), s_echo (need, echo2));
                 continue;
             }
+            seen [index] = t;
             task->need_index [i] = (size_t) index;
         }
     }
     free (names);
+    free (seen);
 }
 
 //  Reports one cycle per strongly connected component (Tarjan, iterative so

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian 12 packages qanat needs to build, test and run.
+# Used by quickstart.sh, tests/run-all.sh and CI; safe to run again.
+set -e
+PACKAGES="build-essential autoconf automake libtool pkg-config
+  libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
+  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libcmocka-dev
+  python3 python3-zmq valgrind procps"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,106 @@
+"""The CLI as a user meets it: clear errors, validation with file:line:col,
+--help everywhere, --json everywhere, cancel, and logs --follow."""
+import json
+import subprocess
+import time
+import harness
+from harness import check, task, QANAT
+
+
+def test_unreachable_coordinator_is_a_clear_error_within_seconds(c):
+    started = time.time()
+    result = subprocess.run([QANAT, "--coordinator", "tcp://127.0.0.1:%d" % harness.free_port(),
+                             "--timeout", "2", "runs"], capture_output=True, text=True, timeout=30)
+    took = time.time() - started
+    check(result.returncode == 3, "exit code %d" % result.returncode)
+    check("cannot reach the coordinator" in result.stderr, "stderr: " + result.stderr)
+    check(took < 10, "took %.1f s" % took)
+
+
+def test_validate_reports_file_line_col(c):
+    bad = c.write("bad.yaml", "name: bad\ntasks:\n  a:\n    run: echo a\n    need: [b]\n")
+    result = subprocess.run([QANAT, "validate", bad], capture_output=True, text=True)
+    check(result.returncode == 2, "exit %d" % result.returncode)
+    check("%s:5:5:" % bad in result.stderr, "position: " + result.stderr)
+    check("did you mean 'needs'" in result.stderr, "suggestion: " + result.stderr)
+    cycle = c.write("cycle.yaml", "name: c\ntasks:\n  a:\n    run: x\n    needs: [b]\n  b:\n    run: y\n    needs: [a]\n")
+    result = subprocess.run([QANAT, "validate", cycle], capture_output=True, text=True)
+    check(result.returncode == 2 and "cycle" in result.stderr, "cycle: " + result.stderr)
+    good = c.write("good.yaml", "name: good\ntasks:\n  a:\n    run: echo a\n")
+    result = subprocess.run([QANAT, "validate", good], capture_output=True, text=True)
+    check(result.returncode == 0 and "ok" in result.stdout, "valid file: " + result.stdout + result.stderr)
+
+
+def test_help_on_every_command(c):
+    result = subprocess.run([QANAT, "--help"], capture_output=True, text=True)
+    check(result.returncode == 0, "qanat --help")
+    for command in ("run", "runs", "status", "logs", "metrics", "agents", "cancel", "validate"):
+        check(command in result.stdout, "%s missing from help" % command)
+        one = subprocess.run([QANAT, command, "--help"], capture_output=True, text=True)
+        check(one.returncode == 0 and ("usage: qanat " + command) in one.stdout,
+              "%s --help: %s" % (command, one.stdout + one.stderr))
+
+
+def test_cancel_kills_the_running_task(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    pidfile = c.dir + "/pid"
+    wf = c.write("long.yaml", """\
+name: long
+tasks:
+  sleeper:
+    run: sh -c 'echo $$ > %s; echo sleeping; exec sleep 300'
+  after:
+    needs: [sleeper]
+    run: echo never
+""" % pidfile)
+    run_id = c.start_run(wf)
+    c.wait_for(lambda: any(l["data"] == "sleeping" for l in c.logs_json(run_id)), "the task to start")
+    pid = int(open(pidfile).read())
+    out = c.qanat("cancel", run_id).stdout
+    check("canceled" in out, "cancel output: " + out)
+    run = c.wait_run(run_id)
+    check(run["status"] == "canceled", "run %s" % run["status"])
+    check(task(run, "sleeper")["status"] == "canceled", "sleeper")
+    check(task(run, "after")["status"] == "skipped", "after")
+
+    def gone():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+    c.wait_for(gone, "the sleeping process to be killed", timeout=15)
+    result = c.qanat("cancel", run_id, check=False)
+    check(result.returncode != 0 and "already ended" in result.stderr, "second cancel: " + result.stderr)
+
+
+def test_logs_follow_and_json_everywhere(c):
+    c.start_coordinator()
+    c.start_agent("a1", {"env": "test"})
+    wf = c.write("f.yaml", """\
+name: follow
+tasks:
+  ticker:
+    run: sh -c 'for i in 1 2 3 4 5; do echo "tick $i"; sleep 0.2; done'
+""")
+    run_id = c.start_run(wf)
+    out = c.qanat("logs", run_id, "--follow", timeout=60).stdout
+    check(all(("tick %d" % i) in out for i in range(1, 6)), "follow output:\n" + out)
+    for args in (["runs"], ["runs", "follow"], ["status", run_id], ["agents"], ["metrics", run_id],
+                 ["stats"]):
+        json.loads(c.qanat(*args, "--json").stdout)
+    agents = c.qanat_json("agents")
+    check(agents[0]["labels"] == {"env": "test"}, "labels %s" % agents)
+    check(agents[0]["capacity"] == 2, "slots %s" % agents)
+    runs = c.qanat("runs").stdout
+    check("follow" in runs and "succeeded" in runs, "runs table:\n" + runs)
+    missing = c.qanat("status", "999", check=False)
+    check(missing.returncode == 3 and "no run 999" in missing.stderr, "missing run: " + missing.stderr)
+    bad_param = c.qanat("run", wf, "--param", "nope=1", check=False)
+    check(bad_param.returncode != 0 and "unknown parameter 'nope'" in bad_param.stderr,
+          "unknown param: " + bad_param.stderr)
+
+
+if __name__ == "__main__":
+    harness.main(globals())

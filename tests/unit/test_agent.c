@@ -1,0 +1,895 @@
+/*  Tests for the agent: a fake coordinator (ROUTER on tcp://127.0.0.1:*,
+    the real codec) drives the built qanat-agent binary, started as a
+    child process.  Every wait has a deadline, so a broken agent fails the
+    test instead of hanging it.
+
+    The binary is $QANAT_BUILDDIR/agent/qanat-agent, else
+    ./agent/qanat-agent (tests run from the build's top directory).
+    Set QANAT_TEST_VERBOSE=1 to see the agent's log on stderr.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <czmq.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "qn_msg.h"
+
+#define MAX_EVENTS  512
+
+typedef struct {
+    zsock_t *router;
+    char *endpoint;
+    zframe_t *agent_id;             //  routing id of the agent
+    pid_t pid;
+    char dir [256];                 //  temporary data directory
+
+    //  What the fake coordinator does on its own
+    bool auto_welcome;
+    bool auto_ack;
+    bool auto_heartbeat;
+    uint32_t heartbeat_ms;          //  sent in Welcome
+
+    //  What it saw
+    Qanat__Envelope *events [MAX_EVENTS];
+    size_t event_count;
+    size_t registers;
+    Qanat__Envelope *last_register;
+    size_t credits;                 //  Credit messages
+    uint64_t credit_slots;          //  sum of their slots
+    size_t heartbeats;
+    Qanat__Envelope *transient;     //  the last message not kept above
+} fake_t;
+
+
+//  ---------------------------------------------------------------------
+//  The fake coordinator
+
+static void
+s_send (fake_t *fake, Qanat__Envelope *env)
+{
+    assert_non_null (fake->agent_id);
+    assert_int_equal (qn_msg_send (fake->router, fake->agent_id, env), 0);
+}
+
+static void
+s_send_raw (fake_t *fake, const void *data, size_t size)
+{
+    zframe_t *id = zframe_dup (fake->agent_id);
+    zframe_send (&id, fake->router, ZFRAME_MORE);
+    zframe_t *frame = zframe_new (data, size);
+    zframe_send (&frame, fake->router, 0);
+}
+
+static void
+s_send_welcome (fake_t *fake)
+{
+    Qanat__Welcome welcome = QANAT__WELCOME__INIT;
+    welcome.agent_name = "test-agent";
+    welcome.heartbeat_ms = fake->heartbeat_ms;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
+    env.welcome = &welcome;
+    s_send (fake, &env);
+}
+
+static void
+s_send_ack (fake_t *fake, const Qanat__AttemptRef *attempt, uint64_t seq)
+{
+    Qanat__AttemptRef ref = *attempt;
+    Qanat__Ack ack = QANAT__ACK__INIT;
+    ack.attempt = &ref;
+    ack.seq = seq;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    s_send (fake, &env);
+}
+
+static void
+s_send_refusal (fake_t *fake, uint32_t code, const char *message)
+{
+    Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
+    refusal.code = code;
+    refusal.message = (char *) message;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REFUSAL;
+    env.refusal = &refusal;
+    s_send (fake, &env);
+}
+
+static void
+s_send_cancel (fake_t *fake, uint64_t run_id, const char *reason)
+{
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = run_id;
+    ref.attempt = 1;
+    Qanat__Cancel cancel = QANAT__CANCEL__INIT;
+    cancel.attempt = &ref;
+    cancel.reason = (char *) reason;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
+    env.cancel = &cancel;
+    s_send (fake, &env);
+}
+
+//  Assigns attempt 1 of task 0 of run_id, running argv (NULL-terminated),
+//  with env given as "K=V" strings (NULL-terminated, may be NULL).
+static void
+s_send_assign (fake_t *fake, uint64_t run_id, uint32_t timeout_s,
+               const char **argv, const char **env)
+{
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = run_id;
+    ref.attempt = 1;
+    Qanat__Assign assign = QANAT__ASSIGN__INIT;
+    assign.attempt = &ref;
+    assign.task_name = "task";
+    assign.workflow = "wf";
+    size_t argc = 0;
+    while (argv [argc])
+        argc++;
+    assign.n_argv = argc;
+    assign.argv = (char **) argv;
+    Qanat__Label labels [8];
+    Qanat__Label *label_ptrs [8];
+    char keys [8][64];
+    size_t n_env = 0;
+    for (; env && env [n_env] && n_env < 8; n_env++) {
+        qanat__label__init (&labels [n_env]);
+        const char *eq = strchr (env [n_env], '=');
+        assert_non_null (eq);
+        snprintf (keys [n_env], sizeof (keys [n_env]), "%.*s", (int) (eq - env [n_env]),
+                  env [n_env]);
+        labels [n_env].key = keys [n_env];
+        labels [n_env].value = (char *) eq + 1;
+        label_ptrs [n_env] = &labels [n_env];
+    }
+    assign.n_env = n_env;
+    assign.env = label_ptrs;
+    assign.timeout_s = timeout_s;
+    assign.cpus = 1;
+    Qanat__Envelope env_msg = QANAT__ENVELOPE__INIT;
+    env_msg.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
+    env_msg.assign = &assign;
+    s_send (fake, &env_msg);
+}
+
+//  Receives one message (waiting at most until deadline, zclock_mono ms),
+//  reacts as configured and records it.  Returns the envelope (owned by
+//  the fake, valid until the next call for non-events) or NULL on timeout.
+static Qanat__Envelope *
+s_pump_one (fake_t *fake, int64_t deadline)
+{
+    qn_msg_free (&fake->transient);
+    int64_t wait = deadline - zclock_mono ();
+    if (wait < 0)
+        wait = 0;
+    zpoller_t *poller = zpoller_new (fake->router, NULL);
+    void *which = zpoller_wait (poller, (int) wait);
+    zpoller_destroy (&poller);
+    if (!which)
+        return NULL;
+    zmsg_t *msg = zmsg_recv (fake->router);
+    assert_non_null (msg);
+    assert_int_equal (zmsg_size (msg), 2);
+    zframe_t *id = zmsg_pop (msg);
+    if (!fake->agent_id)
+        fake->agent_id = zframe_dup (id);
+    else
+    if (!zframe_eq (id, fake->agent_id)) {
+        zframe_destroy (&fake->agent_id);
+        fake->agent_id = zframe_dup (id);
+    }
+    zframe_destroy (&id);
+    zframe_t *frame = zmsg_first (msg);
+    qn_msg_status_t status;
+    Qanat__Envelope *env = qn_msg_decode (zframe_data (frame), zframe_size (frame),
+                                          &status, NULL);
+    zmsg_destroy (&msg);
+    assert_non_null (env);
+
+    switch (env->body_case) {
+        case QANAT__ENVELOPE__BODY_REGISTER:
+            fake->registers++;
+            qn_msg_free (&fake->last_register);
+            fake->last_register = env;
+            if (fake->auto_welcome)
+                s_send_welcome (fake);
+            return env;
+        case QANAT__ENVELOPE__BODY_HEARTBEAT:
+            fake->heartbeats++;
+            if (fake->auto_heartbeat) {
+                Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
+                Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
+                reply.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
+                reply.heartbeat = &beat;
+                s_send (fake, &reply);
+            }
+            break;
+        case QANAT__ENVELOPE__BODY_CREDIT:
+            fake->credits++;
+            fake->credit_slots += env->credit->slots;
+            break;
+        case QANAT__ENVELOPE__BODY_EVENT:
+            assert_non_null (env->event->attempt);
+            assert_true (fake->event_count < MAX_EVENTS);
+            fake->events [fake->event_count++] = env;
+            if (fake->auto_ack)
+                s_send_ack (fake, env->event->attempt, env->event->seq);
+            return env;
+        default:
+            fail_msg ("unexpected message from the agent (body %d)", (int) env->body_case);
+    }
+    fake->transient = env;
+    return env;
+}
+
+//  Pumps until the given number of credit messages has been seen.
+static bool
+s_wait_credits (fake_t *fake, size_t credits, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (fake->credits < credits)
+        if (!s_pump_one (fake, deadline))
+            return false;
+    return true;
+}
+
+static bool
+s_wait_registers (fake_t *fake, size_t registers, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (fake->registers < registers)
+        if (!s_pump_one (fake, deadline))
+            return false;
+    return true;
+}
+
+static Qanat__Event *
+s_find_event (fake_t *fake, uint64_t run_id, Qanat__Event__BodyCase body, size_t skip)
+{
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->body_case == body) {
+            if (skip == 0)
+                return event;
+            skip--;
+        }
+    }
+    return NULL;
+}
+
+//  Pumps until the attempt of run_id sent its Finished event.
+static Qanat__Event *
+s_wait_event (fake_t *fake, uint64_t run_id, Qanat__Event__BodyCase body, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    Qanat__Event *event;
+    while (!(event = s_find_event (fake, run_id, body, 0)))
+        if (!s_pump_one (fake, deadline))
+            return NULL;
+    return event;
+}
+
+//  Pumps for the whole duration, whatever comes.
+static void
+s_pump_for (fake_t *fake, int duration_ms)
+{
+    int64_t deadline = zclock_mono () + duration_ms;
+    while (zclock_mono () < deadline)
+        s_pump_one (fake, deadline);
+}
+
+static size_t
+s_count_events (fake_t *fake, uint64_t run_id)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < fake->event_count; i++)
+        if (fake->events [i]->event->attempt->run_id == run_id)
+            count++;
+    return count;
+}
+
+//  Checks that run_id's events carry seq 1, 2, 3... with Started first
+//  and Finished last, in the order received.
+static void
+s_check_sequence (fake_t *fake, uint64_t run_id)
+{
+    uint64_t expect = 1;
+    size_t count = 0;
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id != run_id)
+            continue;
+        assert_int_equal (event->seq, expect);
+        if (expect == 1)
+            assert_int_equal (event->body_case, QANAT__EVENT__BODY_STARTED);
+        expect++;
+        count++;
+    }
+    assert_true (count >= 2);
+    Qanat__Event *finished = s_find_event (fake, run_id, QANAT__EVENT__BODY_FINISHED, 0);
+    assert_non_null (finished);
+    assert_int_equal (finished->seq, expect - 1);
+}
+
+static Qanat__Event *
+s_find_log (fake_t *fake, uint64_t run_id, Qanat__Stream stream, const char *text)
+{
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id != run_id || event->body_case != QANAT__EVENT__BODY_LOG)
+            continue;
+        if (event->log->stream == stream && event->log->data.len == strlen (text)
+        &&  memcmp (event->log->data.data, text, strlen (text)) == 0)
+            return event;
+    }
+    return NULL;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Starting and stopping the agent
+
+static const char *
+s_agent_path (void)
+{
+    static char path [1024];
+    const char *builddir = getenv ("QANAT_BUILDDIR");
+    if (builddir && *builddir)
+        snprintf (path, sizeof (path), "%s/agent/qanat-agent", builddir);
+    else
+        snprintf (path, sizeof (path), "./agent/qanat-agent");
+    return path;
+}
+
+static int
+s_setup (void **state)
+{
+    fake_t *fake = (fake_t *) calloc (1, sizeof (fake_t));
+    assert_non_null (fake);
+    fake->auto_welcome = true;
+    fake->auto_ack = true;
+    fake->auto_heartbeat = true;
+    fake->heartbeat_ms = 200;
+    fake->router = zsock_new (ZMQ_ROUTER);
+    assert_non_null (fake->router);
+    qn_msg_prepare_socket (fake->router);
+    assert_true (zsock_bind (fake->router, "tcp://127.0.0.1:*") > 0);
+    fake->endpoint = zsock_last_endpoint (fake->router);
+    snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
+    assert_non_null (mkdtemp (fake->dir));
+
+    const char *path = s_agent_path ();
+    char data_dir [300];
+    char log_path [300];
+    snprintf (data_dir, sizeof (data_dir), "%s/data", fake->dir);
+    snprintf (log_path, sizeof (log_path), "%s/agent.log", fake->dir);
+    fake->pid = fork ();
+    assert_true (fake->pid >= 0);
+    if (fake->pid == 0) {
+        if (!getenv ("QANAT_TEST_VERBOSE")) {
+            FILE *log = freopen (log_path, "w", stderr);
+            (void) log;
+        }
+        execl (path, path, "--coordinator", fake->endpoint, "--name", "test-agent",
+               "--slots", "2", "--data-dir", data_dir, "--labels", "env=test,zone=a",
+               "--label", "gpu=none", "--verbose", (char *) NULL);
+        fprintf (stderr, "cannot run %s: %s\n", path, strerror (errno));
+        _exit (127);
+    }
+    *state = fake;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    if (fake->pid > 0) {
+        kill (fake->pid, SIGTERM);
+        int64_t deadline = zclock_mono () + 10000;
+        while (waitpid (fake->pid, NULL, WNOHANG) == 0) {
+            if (zclock_mono () > deadline) {
+                kill (fake->pid, SIGKILL);
+                waitpid (fake->pid, NULL, 0);
+                break;
+            }
+            zclock_sleep (20);
+        }
+    }
+    for (size_t i = 0; i < fake->event_count; i++)
+        qn_msg_free (&fake->events [i]);
+    qn_msg_free (&fake->last_register);
+    qn_msg_free (&fake->transient);
+    zframe_destroy (&fake->agent_id);
+    zstr_free (&fake->endpoint);
+    zsock_destroy (&fake->router);
+    char command [600];
+    snprintf (command, sizeof (command), "rm -rf '%s'", fake->dir);
+    if (system (command) != 0)
+        fprintf (stderr, "could not remove %s\n", fake->dir);
+    free (fake);
+    return 0;
+}
+
+static void
+s_welcomed (fake_t *fake)
+{
+    assert_true (s_wait_credits (fake, 1, 10000));
+}
+
+
+//  ---------------------------------------------------------------------
+//  Cases
+
+static void
+test_register_welcome_credit (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    Qanat__Register *reg = fake->last_register->register_;
+    assert_string_equal (reg->name, "test-agent");
+    assert_int_equal (reg->capacity, 2);
+    assert_int_equal (reg->n_backends, 1);
+    assert_string_equal (reg->backends [0], "local");
+    assert_int_equal (reg->n_running, 0);
+    assert_true (strlen (reg->version) > 0);
+    assert_int_equal (reg->n_labels, 3);
+    assert_string_equal (reg->labels [0]->key, "env");
+    assert_string_equal (reg->labels [0]->value, "test");
+    assert_string_equal (reg->labels [1]->key, "zone");
+    assert_string_equal (reg->labels [2]->key, "gpu");
+    assert_string_equal (reg->labels [2]->value, "none");
+    assert_int_equal (fake->credit_slots, 2);
+    //  Heartbeats follow, every 200 ms as the Welcome said
+    s_pump_for (fake, 700);
+    assert_true (fake->heartbeats >= 2);
+    assert_int_equal (fake->registers, 1);
+}
+
+static void
+test_run_exit_code (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c",
+        "echo out; echo err >&2; echo \"acc 0.5 1\" >> \"$QANAT_METRICS\"; "
+        "echo 'bad metric line' >> \"$QANAT_METRICS\"; exit 3", NULL };
+    s_send_assign (fake, 7, 0, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 7, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    s_check_sequence (fake, 7);
+
+    Qanat__Event *started = s_find_event (fake, 7, QANAT__EVENT__BODY_STARTED, 0);
+    assert_true (started->started->pid > 0);
+    assert_true (strlen (started->started->host) > 0);
+    assert_non_null (strstr (started->started->workdir, "/attempts/7-task-1/work"));
+
+    assert_non_null (s_find_log (fake, 7, QANAT__STREAM__STREAM_STDOUT, "out"));
+    assert_non_null (s_find_log (fake, 7, QANAT__STREAM__STREAM_STDERR, "err"));
+    assert_null (s_find_log (fake, 7, QANAT__STREAM__STREAM_STDOUT, "err"));
+
+    Qanat__Event *metric = s_find_event (fake, 7, QANAT__EVENT__BODY_METRIC, 0);
+    assert_non_null (metric);
+    assert_string_equal (metric->metric->name, "acc");
+    assert_true (metric->metric->value == 0.5);
+    assert_true (metric->metric->has_step);
+    assert_int_equal (metric->metric->step, 1);
+    assert_null (s_find_event (fake, 7, QANAT__EVENT__BODY_METRIC, 1));
+
+    //  The bad line is reported on the system stream with its number
+    bool reported = false;
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == 7 && event->body_case == QANAT__EVENT__BODY_LOG
+        &&  event->log->stream == QANAT__STREAM__STREAM_SYSTEM
+        &&  event->log->data.len > 22
+        &&  memcmp (event->log->data.data, "ignored metrics line 2", 22) == 0)
+            reported = true;
+    }
+    assert_true (reported);
+
+    assert_int_equal (finished->finished->exit_code, 3);
+    assert_int_equal (finished->finished->signal, 0);
+    assert_string_equal (finished->finished->reason, "exit code 3");
+    assert_non_null (strstr (finished->finished->stack_trace, "err"));
+
+    //  The slot comes back
+    assert_true (s_wait_credits (fake, 2, 5000));
+    assert_int_equal (fake->credit_slots, 3);
+}
+
+static void
+test_environment (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c",
+        "echo \"FOO=$FOO\"; echo \"M=$QANAT_METRICS\"; echo \"W=$QANAT_WORKDIR\"; "
+        "echo \"P=$(pwd -P)\"; test -f \"$QANAT_METRICS\" && echo metrics-exists; "
+        "read line; echo \"stdin=$? $line\"", NULL };
+    const char *env [] = { "FOO=bar baz", NULL };
+    s_send_assign (fake, 8, 0, argv, env);
+    Qanat__Event *finished = s_wait_event (fake, 8, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->exit_code, 0);
+    assert_string_equal (finished->finished->reason, "");
+    assert_string_equal (finished->finished->stack_trace, "");
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, "FOO=bar baz"));
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, "metrics-exists"));
+    //  stdin is /dev/null: read fails at once
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, "stdin=1 "));
+
+    char expect [600];
+    char real_dir [PATH_MAX];
+    assert_non_null (realpath (fake->dir, real_dir));
+    snprintf (expect, sizeof (expect), "M=%s/data/attempts/8-task-1/metrics", fake->dir);
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, expect));
+    snprintf (expect, sizeof (expect), "W=%s/data/attempts/8-task-1/work", fake->dir);
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, expect));
+    snprintf (expect, sizeof (expect), "P=%s/data/attempts/8-task-1/work", real_dir);
+    assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, expect));
+}
+
+static void
+test_command_not_found (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "qanat-no-such-command", "x", NULL };
+    s_send_assign (fake, 9, 0, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 9, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->exit_code, 127);
+    assert_string_equal (finished->finished->reason, "exit code 127");
+    assert_non_null (s_find_log (fake, 9, QANAT__STREAM__STREAM_STDERR,
+        "qanat-agent: cannot run 'qanat-no-such-command': No such file or directory"));
+    assert_non_null (strstr (finished->finished->stack_trace, "cannot run"));
+}
+
+static void
+test_long_line (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c",
+        "head -c 20000 /dev/zero | tr '\\000' x; echo; echo short", NULL };
+    s_send_assign (fake, 10, 0, argv, NULL);
+    assert_non_null (s_wait_event (fake, 10, QANAT__EVENT__BODY_FINISHED, 10000));
+    s_check_sequence (fake, 10);
+    size_t sizes [3] = { 8192, 8192, 20000 - 16384 };
+    for (size_t i = 0; i < 3; i++) {
+        Qanat__Event *chunk = s_find_event (fake, 10, QANAT__EVENT__BODY_LOG, i);
+        assert_non_null (chunk);
+        assert_int_equal (chunk->log->stream, QANAT__STREAM__STREAM_STDOUT);
+        assert_int_equal (chunk->log->data.len, sizes [i]);
+        assert_int_equal (chunk->log->partial, i < 2);
+        for (size_t j = 0; j < chunk->log->data.len; j++)
+            if (chunk->log->data.data [j] != 'x')
+                fail_msg ("byte %zu of chunk %zu is %d", j, i, chunk->log->data.data [j]);
+    }
+    Qanat__Event *last = s_find_event (fake, 10, QANAT__EVENT__BODY_LOG, 3);
+    assert_non_null (last);
+    assert_false (last->log->partial);
+    assert_int_equal (last->log->data.len, 5);
+    assert_memory_equal (last->log->data.data, "short", 5);
+}
+
+static void
+test_python_traceback (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    if (system ("command -v python3 >/dev/null 2>&1") != 0)
+        skip ();
+    s_welcomed (fake);
+    const char *argv [] = { "python3", "-c",
+        "import sys\nprint('working', file=sys.stderr)\n"
+        "def f():\n    raise ValueError(\"boom\")\nf()\n", NULL };
+    s_send_assign (fake, 11, 0, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 11, QANAT__EVENT__BODY_FINISHED, 20000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->exit_code, 1);
+    const char *trace = finished->finished->stack_trace;
+    const char *header = "Traceback (most recent call last):";
+    assert_memory_equal (trace, header, strlen (header));
+    const char *tail = "ValueError: boom";
+    assert_true (strlen (trace) > strlen (tail));
+    assert_string_equal (trace + strlen (trace) - strlen (tail), tail);
+    assert_null (strstr (trace, "working"));
+}
+
+static void
+test_timeout (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sleep", "100", NULL };
+    int64_t start = zclock_mono ();
+    s_send_assign (fake, 12, 1, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 12, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    int64_t took = zclock_mono () - start;
+    assert_true (took >= 900 && took < 5000);
+    assert_int_equal (finished->finished->signal, SIGTERM);
+    assert_int_equal (finished->finished->exit_code, 128 + SIGTERM);
+    assert_string_equal (finished->finished->reason, "timed out after 1s");
+}
+
+static void
+test_timeout_needs_kill (void **state)
+{
+    //  A task that ignores SIGTERM is killed after the grace
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done", NULL };
+    s_send_assign (fake, 13, 1, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 13, QANAT__EVENT__BODY_FINISHED, 15000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->signal, SIGKILL);
+    assert_string_equal (finished->finished->reason, "timed out after 1s");
+}
+
+static void
+test_cancel (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sleep", "100", NULL };
+    s_send_assign (fake, 14, 0, argv, NULL);
+    Qanat__Event *started = s_wait_event (fake, 14, QANAT__EVENT__BODY_STARTED, 10000);
+    assert_non_null (started);
+    pid_t pid = (pid_t) started->started->pid;
+    s_send_cancel (fake, 14, "user asked");
+    Qanat__Event *finished = s_wait_event (fake, 14, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_string_equal (finished->finished->reason, "canceled: user asked");
+    assert_int_equal (finished->finished->signal, SIGTERM);
+    //  Reaped by the agent: the pid is gone
+    assert_int_equal (kill (pid, 0), -1);
+    //  A cancel of an unknown attempt is harmless
+    s_send_cancel (fake, 999, "nothing");
+    s_pump_for (fake, 200);
+}
+
+static void
+test_replay_after_refusal (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    fake->auto_ack = false;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "echo a; echo b; echo c", NULL };
+    s_send_assign (fake, 15, 0, argv, NULL);
+    assert_non_null (s_wait_event (fake, 15, QANAT__EVENT__BODY_FINISHED, 10000));
+    s_check_sequence (fake, 15);
+    size_t first = s_count_events (fake, 15);
+    assert_int_equal (first, 5);        //  started, a, b, c, finished
+
+    //  Acknowledge the first two only; the coordinator then "restarts"
+    s_send_ack (fake, fake->events [0]->event->attempt, 2);
+    s_pump_for (fake, 100);
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "who are you");
+    size_t registers = fake->registers;
+    size_t credits = fake->credits;
+    assert_true (s_wait_registers (fake, registers + 1, 5000));
+    assert_true (s_wait_credits (fake, credits + 1, 5000));
+    int64_t deadline = zclock_mono () + 5000;
+    while (s_count_events (fake, 15) < first + 3 && s_pump_one (fake, deadline))
+        ;
+    assert_int_equal (s_count_events (fake, 15), first + 3);
+    //  Events 3, 4, 5 again, in order and identical
+    for (size_t i = 0; i < 3; i++) {
+        Qanat__Event *orig = fake->events [first - 3 + i]->event;
+        Qanat__Event *again = fake->events [fake->event_count - 3 + i]->event;
+        assert_int_equal (again->seq, 3 + i);
+        assert_int_equal (again->body_case, orig->body_case);
+        if (again->body_case == QANAT__EVENT__BODY_LOG) {
+            assert_int_equal (again->log->data.len, orig->log->data.len);
+            assert_memory_equal (again->log->data.data, orig->log->data.data,
+                                 orig->log->data.len);
+        }
+    }
+    //  Once everything is acknowledged, nothing more is replayed
+    s_send_ack (fake, fake->events [0]->event->attempt, 5);
+    s_pump_for (fake, 100);
+    size_t total = fake->event_count;
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "again");
+    assert_true (s_wait_registers (fake, fake->registers + 1, 5000));
+    s_pump_for (fake, 500);
+    assert_int_equal (fake->event_count, total);
+}
+
+static void
+test_reconnect_after_silence (void **state)
+{
+    //  A coordinator that stops answering: the agent re-registers after
+    //  5 heartbeats, buffering the events of a task meanwhile
+    fake_t *fake = (fake_t *) *state;
+    fake->heartbeat_ms = 100;
+    s_welcomed (fake);
+    fake->auto_heartbeat = false;
+    fake->auto_welcome = false;
+    const char *argv [] = { "sh", "-c", "sleep 1; echo late", NULL };
+    s_send_assign (fake, 16, 0, argv, NULL);
+    size_t registers = fake->registers;
+    assert_true (s_wait_registers (fake, registers + 1, 5000));
+    //  Still registering every heartbeat, and no events sent meanwhile
+    size_t events_before = s_count_events (fake, 16);
+    assert_true (s_wait_registers (fake, registers + 3, 5000));
+    zclock_sleep (1500);        //  the task ends while we are "away"
+    s_pump_for (fake, 300);
+    assert_int_equal (s_count_events (fake, 16), events_before);
+    Qanat__Register *reg = fake->last_register->register_;
+    (void) reg;
+    fake->auto_welcome = true;
+    fake->auto_heartbeat = true;
+    assert_non_null (s_wait_event (fake, 16, QANAT__EVENT__BODY_FINISHED, 5000));
+    assert_non_null (s_find_log (fake, 16, QANAT__STREAM__STREAM_STDOUT, "late"));
+}
+
+static void
+test_running_in_register (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sleep", "100", NULL };
+    s_send_assign (fake, 17, 0, argv, NULL);
+    assert_non_null (s_wait_event (fake, 17, QANAT__EVENT__BODY_STARTED, 10000));
+    size_t credits = fake->credits;
+    uint64_t slots = fake->credit_slots;
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "restart");
+    assert_true (s_wait_credits (fake, credits + 1, 5000));
+    Qanat__Register *reg = fake->last_register->register_;
+    assert_int_equal (reg->n_running, 1);
+    assert_int_equal (reg->running [0]->run_id, 17);
+    assert_int_equal (reg->running [0]->attempt, 1);
+    //  One of the two slots is taken
+    assert_int_equal (fake->credit_slots - slots, 1);
+    //  A duplicate Assign does not start it twice
+    s_send_assign (fake, 17, 0, argv, NULL);
+    s_pump_for (fake, 300);
+    assert_null (s_find_event (fake, 17, QANAT__EVENT__BODY_STARTED, 1));
+}
+
+static void
+test_garbage (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    //  Random bytes, an empty frame, a huge frame
+    s_send_raw (fake, "\xff\xff\xff\xff garbage", 13);
+    s_send_raw (fake, "", 0);
+    size_t huge_size = 2 * 1024 * 1024;
+    char *huge = malloc (huge_size);
+    for (size_t i = 0; i < huge_size; i++)
+        huge [i] = (char) (i * 131 + 7);
+    s_send_raw (fake, huge, huge_size);
+    free (huge);
+    //  A message of two frames
+    zframe_t *id = zframe_dup (fake->agent_id);
+    zframe_send (&id, fake->router, ZFRAME_MORE);
+    zstr_sendm (fake->router, "one");
+    zstr_send (fake->router, "two");
+    //  Valid envelopes that make no sense here
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    Qanat__Assign assign = QANAT__ASSIGN__INIT;        //  no attempt
+    env.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
+    env.assign = &assign;
+    s_send (fake, &env);
+    Qanat__Ack ack = QANAT__ACK__INIT;                 //  no attempt
+    env.body_case = QANAT__ENVELOPE__BODY_ACK;
+    env.ack = &ack;
+    s_send (fake, &env);
+    Qanat__Credit credit = QANAT__CREDIT__INIT;        //  wrong direction
+    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
+    env.credit = &credit;
+    s_send (fake, &env);
+    //  A wrong protocol version
+    Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
+    Qanat__Envelope bad = QANAT__ENVELOPE__INIT;
+    bad.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
+    bad.heartbeat = &beat;
+    zframe_t *frame = qn_msg_encode (&bad);
+    zframe_data (frame) [1] = 99;       //  version field's value
+    s_send_raw (fake, zframe_data (frame), zframe_size (frame));
+    zframe_destroy (&frame);
+    //  An Assign with an empty command and a hostile task name
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = 18;
+    ref.attempt = 1;
+    assign.attempt = &ref;
+    assign.task_name = "../../etc";
+    env.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
+    env.assign = &assign;
+    s_send (fake, &env);
+    Qanat__Event *finished = s_wait_event (fake, 18, QANAT__EVENT__BODY_FINISHED, 5000);
+    assert_non_null (finished);
+    assert_non_null (strstr (finished->finished->reason, "cannot start"));
+    s_check_sequence (fake, 18);
+
+    //  Still alive and working
+    assert_int_equal (waitpid (fake->pid, NULL, WNOHANG), 0);
+    const char *argv [] = { "echo", "alive", NULL };
+    s_send_assign (fake, 19, 0, argv, NULL);
+    assert_non_null (s_wait_event (fake, 19, QANAT__EVENT__BODY_FINISHED, 10000));
+    assert_non_null (s_find_log (fake, 19, QANAT__STREAM__STREAM_STDOUT, "alive"));
+}
+
+static void
+test_sigterm_kills_tasks (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "sleep 100 & sleep 100; wait", NULL };
+    s_send_assign (fake, 20, 0, argv, NULL);
+    Qanat__Event *started = s_wait_event (fake, 20, QANAT__EVENT__BODY_STARTED, 10000);
+    assert_non_null (started);
+    pid_t group = (pid_t) started->started->pid;
+    zclock_sleep (200);
+    assert_int_equal (kill (-group, 0), 0);
+    kill (fake->pid, SIGTERM);
+    int status = 0;
+    int64_t deadline = zclock_mono () + 10000;
+    pid_t rc;
+    while ((rc = waitpid (fake->pid, &status, WNOHANG)) == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    assert_int_equal (rc, fake->pid);
+    fake->pid = 0;
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), 0);
+    //  The whole process group is gone
+    zclock_sleep (100);
+    assert_int_equal (kill (-group, 0), -1);
+    assert_int_equal (errno, ESRCH);
+}
+
+static void
+test_bad_version_refusal_exits (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, "speak v2");
+    int status = 0;
+    int64_t deadline = zclock_mono () + 10000;
+    pid_t rc;
+    while ((rc = waitpid (fake->pid, &status, WNOHANG)) == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    assert_int_equal (rc, fake->pid);
+    fake->pid = 0;
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), 1);
+}
+
+int
+main (void)
+{
+    //  Our own fork/exec children must not inherit a SIGPIPE ignore etc.
+    zsys_init ();
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test_setup_teardown (test_register_welcome_credit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_run_exit_code, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_environment, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_command_not_found, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_long_line, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_python_traceback, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_timeout_needs_kill, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_cancel, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_replay_after_refusal, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_reconnect_after_silence, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_running_in_register, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_garbage, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_sigterm_kills_tasks, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_bad_version_refusal_exits, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
