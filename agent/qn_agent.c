@@ -277,13 +277,12 @@ s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
     s_event_t *event = (s_event_t *) zlistx_last (attempt->events);
     if (!event || event->seq <= attempt->sent)
         return 0;
-    while (true) {
-        s_event_t *prev = (s_event_t *) zlistx_prev (attempt->events);
-        if (!prev || prev->seq <= attempt->sent)
-            break;
-        event = prev;
-    }
-    //  The cursor now rests on event
+    //  Walk back to the last sent event (or the list's head)...
+    s_event_t *prev;
+    while ((prev = (s_event_t *) zlistx_prev (attempt->events)) && prev->seq > attempt->sent)
+        ;
+    //  ...so that the next one is the first unsent
+    event = (s_event_t *) zlistx_next (attempt->events);
     while (event) {
         if (s_send_frame (self, event->frame) == -1) {
             s_arm_retry (self);

@@ -530,7 +530,7 @@ test_environment (void **state)
     //  stdin is /dev/null: read fails at once
     assert_non_null (s_find_log (fake, 8, QANAT__STREAM__STREAM_STDOUT, "stdin=1 "));
 
-    char expect [600];
+    char expect [PATH_MAX + 100];
     char real_dir [PATH_MAX];
     assert_non_null (realpath (fake->dir, real_dir));
     snprintf (expect, sizeof (expect), "M=%s/data/attempts/8-task-1/metrics", fake->dir);

@@ -469,7 +469,7 @@ test_run_status (void **state)
     s_graph_close (&graph);
 }
 
-//  Builds a workflow text: a root, width children that each need it, 
+//  Builds a workflow text: a root, width children that each need it,
 //  width independent tasks, and a sink that needs every child.
 static char *
 s_fan_yaml (size_t width)
