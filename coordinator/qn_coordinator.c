@@ -85,6 +85,16 @@ s_strdup (const char *text)
     return strdup (text? text: "");
 }
 
+//  Replaces a string field of a message we own.  Fields start out as
+//  protobuf-c's shared empty string, which must never be freed.
+static void
+s_replace_string (char **field, char *value)
+{
+    if (*field && *field != protobuf_c_empty_string)
+        free (*field);
+    *field = value;
+}
+
 static void
 s_free_message (void *message)
 {
@@ -302,6 +312,17 @@ s_current_attempt (Qanat__TaskInfo *task)
     return task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
 }
 
+//  Check results belong to the latest attempt only.
+static void
+s_task_clear_checks (Qanat__TaskInfo *task)
+{
+    for (size_t c = 0; c < task->n_checks; c++)
+        s_free_message (task->checks [c]);
+    free (task->checks);
+    task->checks = NULL;
+    task->n_checks = 0;
+}
+
 static void
 s_task_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
 {
@@ -433,8 +454,7 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
     if (attempt && !attempt->finished) {
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
-        free (attempt->reason);
-        attempt->reason = s_strdup (reason);
+        s_replace_string (&attempt->reason, s_strdup (reason));
     }
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     if (!run->info->cancel_requested && task->n_attempts <= spec->retries) {
@@ -447,9 +467,8 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
         size_t count = qn_dag_skip_dependents (run->dag, index, changed);
         for (size_t i = 0; i < count; i++) {
             s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-            free (s_task (run, changed [i])->waiting_reason);
-            s_task (run, changed [i])->waiting_reason =
-                zsys_sprintf ("skipped: %s failed", spec->name);
+            s_replace_string (&s_task (run, changed [i])->waiting_reason,
+                              zsys_sprintf ("skipped: %s failed", spec->name));
             run->dirty_task [changed [i]] = true;
         }
         free (changed);
@@ -521,8 +540,7 @@ s_set_waiting (run_t *run, size_t index, char *reason)
         free (reason);
         return;
     }
-    free (task->waiting_reason);
-    task->waiting_reason = reason;
+    s_replace_string (&task->waiting_reason, reason);
     run->dirty_task [index] = true;
 }
 
@@ -537,9 +555,8 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     attempt->agent = s_strdup (agent->name);
     attempt->started_us = qn_now_us ();
     s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    free (task->waiting_reason);
-    task->waiting_reason = s_strdup ("");
-    task->n_checks = 0;
+    s_replace_string (&task->waiting_reason, s_strdup (""));
+    s_task_clear_checks (task);
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
     agent->info->credit--;
     agent->info->running++;
@@ -767,11 +784,7 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     Qanat__TaskInfo *task = s_task (run, index);
-    for (size_t c = 0; c < task->n_checks; c++)
-        s_free_message (task->checks [c]);
-    free (task->checks);
-    task->checks = NULL;
-    task->n_checks = 0;
+    s_task_clear_checks (task);
     char *failure = NULL;
     for (size_t c = 0; c < spec->checks_count; c++) {
         qn_check_t *check = spec->checks [c].check;
@@ -808,10 +821,8 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index, agent_t *ag
 {
     attempt->exit_code = finished->exit_code;
     attempt->signal = finished->signal;
-    free (attempt->stack_trace);
-    attempt->stack_trace = s_strdup (finished->stack_trace);
-    free (attempt->reason);
-    attempt->reason = s_strdup (finished->reason);
+    s_replace_string (&attempt->stack_trace, s_strdup (finished->stack_trace));
+    s_replace_string (&attempt->reason, s_strdup (finished->reason));
     s_agent_release_slot (agent);
     bool ok = finished->exit_code == 0 && finished->signal == 0;
     if (ok) {
@@ -1294,15 +1305,13 @@ s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
             s_agent_release_slot (agent);
             attempt->finished = true;
             attempt->finished_us = qn_now_us ();
-            free (attempt->reason);
-            attempt->reason = s_strdup ("canceled");
+            s_replace_string (&attempt->reason, s_strdup ("canceled"));
             s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_CANCELED);
         }
         else
         if (task->status == QANAT__TASK_STATUS__TASK_PENDING
         ||  task->status == QANAT__TASK_STATUS__TASK_QUEUED) {
-            free (task->waiting_reason);
-            task->waiting_reason = s_strdup ("skipped: run canceled");
+            s_replace_string (&task->waiting_reason, s_strdup ("skipped: run canceled"));
             s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_SKIPPED);
         }
     }
