@@ -37,6 +37,8 @@ s_usage (FILE *out)
         "  -L, --label K=V             one label (repeatable)\n"
         "  -s, --slots N               tasks run at once (default: online CPUs)\n"
         "  -d, --data-dir DIR          attempts' directories (default $HOME/.qanat/agent)\n"
+        "      --max-unacked BYTES     unacknowledged event bytes before task output\n"
+        "                              is paused (default 64 MiB)\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -161,6 +163,7 @@ main (int argc, char *argv [])
         { "label",       required_argument, NULL, 'L' },
         { "slots",       required_argument, NULL, 's' },
         { "data-dir",    required_argument, NULL, 'd' },
+        { "max-unacked", required_argument, NULL, 'M' },
         { "verbose",     no_argument,       NULL, 'v' },
         { "help",        no_argument,       NULL, 'h' },
         { "version",     no_argument,       NULL, 'V' },
@@ -172,6 +175,7 @@ main (int argc, char *argv [])
     const char *name = NULL;
     const char *data_dir = NULL;
     long slots = 0;
+    long long max_unacked = 0;
     bool verbose = false;
     s_labels_t labels = { { NULL }, { NULL }, 0 };
     int rc = 1;
@@ -204,6 +208,17 @@ main (int argc, char *argv [])
             case 'd':
                 data_dir = optarg;
                 break;
+            case 'M': {
+                char *end = NULL;
+                errno = 0;
+                max_unacked = strtoll (optarg, &end, 10);
+                if (errno || !end || *end || end == optarg || max_unacked < 1024) {
+                    fprintf (stderr, "qanat-agent: --max-unacked wants a number of bytes "
+                             "(at least 1024), not '%s'\n", optarg);
+                    goto done;
+                }
+                break;
+            }
             case 'v':
                 verbose = true;
                 break;
@@ -263,7 +278,8 @@ main (int argc, char *argv [])
         .label_values = (const char **) labels.values,
         .label_count = labels.count,
         .slots = (uint32_t) slots,
-        .data_dir = data_dir
+        .data_dir = data_dir,
+        .outbox_limit = (size_t) max_unacked
     };
     char label_text [2048] = "";
     size_t at = 0;

@@ -509,7 +509,7 @@ s_print_metric_summary (qn_client_t *client, uint64_t run_id)
 }
 
 static int
-s_follow_run (qn_client_t *client, options_t *options, uint64_t run_id, size_t task_count)
+s_follow_run (qn_client_t *client, uint64_t run_id, size_t task_count)
 {
     Qanat__TaskStatus *seen = (Qanat__TaskStatus *) calloc (task_count + 1, sizeof (Qanat__TaskStatus));
     uint32_t *seen_attempts = (uint32_t *) calloc (task_count + 1, sizeof (uint32_t));
@@ -609,7 +609,7 @@ s_cmd_run (options_t *options, int argc, char **argv)
     qn_msg_free (&reply);
     int rc = 0;
     if (options->follow)
-        rc = s_follow_run (client, options, run_id, task_count);
+        rc = s_follow_run (client, run_id, task_count);
     qn_client_destroy (&client);
     return rc;
 }
@@ -749,6 +749,8 @@ s_cmd_metrics (options_t *options, int argc, char **argv)
 static int
 s_cmd_agents (options_t *options, int argc, char **argv)
 {
+    (void) argc;
+    (void) argv;
     Qanat__ListAgents list = QANAT__LIST_AGENTS__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_LIST_AGENTS;
@@ -824,6 +826,8 @@ s_cmd_cancel (options_t *options, int argc, char **argv)
 static int
 s_cmd_stats (options_t *options, int argc, char **argv)
 {
+    (void) argc;
+    (void) argv;
     Qanat__GetStats get = QANAT__GET_STATS__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_GET_STATS;

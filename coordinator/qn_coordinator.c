@@ -170,7 +170,7 @@ s_send_now (zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env)
 }
 
 static void
-s_refuse (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+s_refuse (zsock_t *sock, zframe_t *routing_id,
           Qanat__RefusalCode code, const char *message)
 {
     Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
@@ -688,7 +688,7 @@ static void
 s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register *reg)
 {
     if (!reg->name || !*reg->name || strlen (reg->name) > 128) {
-        s_refuse (self, self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+        s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
                   "register: the agent name must be 1 to 128 characters");
         return;
     }
@@ -930,7 +930,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
     free (route_key);
     if (!agent) {
         //  We restarted, or declared it lost: it must register again.
-        s_refuse (self, self->agents_sock, routing_id,
+        s_refuse (self->agents_sock, routing_id,
                   QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "register first");
         return;
     }
@@ -958,7 +958,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             break;
         default:
             self->stats.malformed_agent_frames++;
-            s_refuse (self, self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+            s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
                       "not a message an agent may send");
             break;
     }
@@ -1329,7 +1329,7 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
 {
     if (env->body_case != QANAT__ENVELOPE__BODY_REQUEST) {
         self->stats.malformed_client_frames++;
-        s_refuse (self, self->clients_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+        s_refuse (self->clients_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
                   "clients send requests only");
         return;
     }
@@ -1492,7 +1492,7 @@ s_recover (qn_coordinator_t *self)
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents))
         if (agent->routing_id) {
-            s_refuse (self, self->agents_sock, agent->routing_id,
+            s_refuse (self->agents_sock, agent->routing_id,
                       QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "register again");
             s_agent_disconnect (self, agent);
         }
@@ -1579,7 +1579,7 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
                     char *message = zsys_sprintf ("protocol version %u is not supported; this "
                                                   "coordinator speaks version %u",
                                                   version, QN_PROTOCOL_VERSION);
-                    s_refuse (self, sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, message);
+                    s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, message);
                     free (message);
                 }
                 else
@@ -1607,12 +1607,14 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
 static int
 s_on_agents (zloop_t *loop, zsock_t *sock, void *arg)
 {
+    (void) loop;
     return s_read_socket ((qn_coordinator_t *) arg, sock, true);
 }
 
 static int
 s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
 {
+    (void) loop;
     return s_read_socket ((qn_coordinator_t *) arg, sock, false);
 }
 
@@ -1622,6 +1624,8 @@ s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
 static int
 s_on_timer (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_coordinator_t *self = (qn_coordinator_t *) arg;
     int64_t now = zclock_mono ();
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;

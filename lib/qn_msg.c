@@ -35,6 +35,13 @@ qn_msg_decode (const void *data, size_t size, qn_msg_status_t *status, uint32_t 
         *status = QN_MSG_MALFORMED;
         return NULL;
     }
+    //  Neither a version nor a body: not an envelope of any version (an
+    //  empty buffer, or bytes protobuf-c took for unknown fields).
+    if (env->version == 0 && env->body_case == QANAT__ENVELOPE__BODY__NOT_SET) {
+        *status = QN_MSG_MALFORMED;
+        qanat__envelope__free_unpacked (env, NULL);
+        return NULL;
+    }
     if (env->version != QN_PROTOCOL_VERSION) {
         if (version_p)
             *version_p = env->version;

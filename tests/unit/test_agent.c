@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include "qn_msg.h"
 
-#define MAX_EVENTS  512
+#define MAX_EVENTS  50000
 
 typedef struct {
     zsock_t *router;
@@ -170,11 +170,17 @@ static Qanat__Envelope *
 s_pump_one (fake_t *fake, int64_t deadline)
 {
     qn_msg_free (&fake->transient);
-    int64_t wait = deadline - zclock_mono ();
-    if (wait < 0)
-        wait = 0;
+    //  zpoller_wait also returns early on a signal: wait again
     zpoller_t *poller = zpoller_new (fake->router, NULL);
-    void *which = zpoller_wait (poller, (int) wait);
+    void *which = NULL;
+    while (!which) {
+        int64_t wait = deadline - zclock_mono ();
+        if (wait < 0)
+            wait = 0;
+        which = zpoller_wait (poller, (int) wait);
+        if (!which && zclock_mono () >= deadline)
+            break;
+    }
     zpoller_destroy (&poller);
     if (!which)
         return NULL;
@@ -352,6 +358,9 @@ s_agent_path (void)
     return path;
 }
 
+//  One more option for the agent of the next test
+static const char *s_extra_option = NULL;
+
 static int
 s_setup (void **state)
 {
@@ -381,9 +390,31 @@ s_setup (void **state)
             FILE *log = freopen (log_path, "w", stderr);
             (void) log;
         }
-        execl (path, path, "--coordinator", fake->endpoint, "--name", "test-agent",
-               "--slots", "2", "--data-dir", data_dir, "--labels", "env=test,zone=a",
-               "--label", "gpu=none", "--verbose", (char *) NULL);
+        const char *args [32];
+        size_t n = 0;
+        //  QANAT_AGENT_WRAPPER (a program such as a valgrind script) gets
+        //  the agent's command line as its arguments
+        const char *wrapper = getenv ("QANAT_AGENT_WRAPPER");
+        if (wrapper && *wrapper)
+            args [n++] = wrapper;
+        args [n++] = path;
+        args [n++] = "--coordinator";
+        args [n++] = fake->endpoint;
+        args [n++] = "--name";
+        args [n++] = "test-agent";
+        args [n++] = "--slots";
+        args [n++] = "2";
+        args [n++] = "--data-dir";
+        args [n++] = data_dir;
+        args [n++] = "--labels";
+        args [n++] = "env=test,zone=a";
+        args [n++] = "--label";
+        args [n++] = "gpu=none";
+        args [n++] = "--verbose";
+        if (s_extra_option)
+            args [n++] = s_extra_option;
+        args [n] = NULL;
+        execv (args [0], (char **) args);
         fprintf (stderr, "cannot run %s: %s\n", path, strerror (errno));
         _exit (127);
     }
@@ -395,16 +426,25 @@ static int
 s_teardown (void **state)
 {
     fake_t *fake = (fake_t *) *state;
+    int rc = 0;
     if (fake->pid > 0) {
+        //  SIGTERM must end the agent with status 0
         kill (fake->pid, SIGTERM);
-        int64_t deadline = zclock_mono () + 10000;
-        while (waitpid (fake->pid, NULL, WNOHANG) == 0) {
+        int64_t deadline = zclock_mono () + 20000;
+        int status = 0;
+        while (waitpid (fake->pid, &status, WNOHANG) == 0) {
             if (zclock_mono () > deadline) {
+                fprintf (stderr, "agent did not stop on SIGTERM\n");
                 kill (fake->pid, SIGKILL);
-                waitpid (fake->pid, NULL, 0);
+                waitpid (fake->pid, &status, 0);
                 break;
             }
             zclock_sleep (20);
+        }
+        if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+            fprintf (stderr, "agent ended with status 0x%x (see %s/agent.log)\n",
+                     status, fake->dir);
+            rc = -1;
         }
     }
     for (size_t i = 0; i < fake->event_count; i++)
@@ -416,10 +456,19 @@ s_teardown (void **state)
     zsock_destroy (&fake->router);
     char command [600];
     snprintf (command, sizeof (command), "rm -rf '%s'", fake->dir);
-    if (system (command) != 0)
+    if (rc == 0 && system (command) != 0)
         fprintf (stderr, "could not remove %s\n", fake->dir);
     free (fake);
-    return 0;
+    return rc;
+}
+
+static int
+s_setup_small_outbox (void **state)
+{
+    s_extra_option = "--max-unacked=65536";
+    int rc = s_setup (state);
+    s_extra_option = NULL;
+    return rc;
 }
 
 static void
@@ -878,11 +927,68 @@ test_bad_version_refusal_exits (void **state)
     assert_int_equal (WEXITSTATUS (status), 1);
 }
 
+static size_t
+s_log_bytes (fake_t *fake, uint64_t run_id, size_t *events_p)
+{
+    size_t bytes = 0;
+    size_t events = 0;
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->body_case == QANAT__EVENT__BODY_LOG) {
+            bytes += event->log->data.len;
+            events++;
+        }
+    }
+    if (events_p)
+        *events_p = events;
+    return bytes;
+}
+
+static void
+test_back_pressure (void **state)
+{
+    //  With nothing acknowledged, the agent stops reading the task's
+    //  output once 64 KiB of events wait; the task blocks on its pipe.
+    //  Acknowledging lets everything through, in order.
+    fake_t *fake = (fake_t *) *state;
+    fake->auto_ack = false;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "i=0; while [ $i -lt 40000 ]; do "
+                            "echo \"line $i of a task that talks a lot\"; i=$((i+1)); done",
+                            NULL };
+    s_send_assign (fake, 21, 0, argv, NULL);
+    s_pump_for (fake, 2500);
+    size_t bytes = s_log_bytes (fake, 21, NULL);
+    assert_true (bytes > 1000);
+    //  64 KiB of events, plus what one read of the pipe brings
+    assert_true (bytes < 200 * 1024);
+    assert_null (s_find_event (fake, 21, QANAT__EVENT__BODY_FINISHED, 0));
+
+    //  Now acknowledge as we go
+    int64_t deadline = zclock_mono () + 60000;
+    Qanat__AttemptRef ref = *fake->events [fake->event_count - 1]->event->attempt;
+    s_send_ack (fake, &ref, fake->events [fake->event_count - 1]->event->seq);
+    fake->auto_ack = true;
+    while (!s_find_event (fake, 21, QANAT__EVENT__BODY_FINISHED, 0))
+        if (!s_pump_one (fake, deadline))
+            fail_msg ("no Finished after acknowledging");
+    s_check_sequence (fake, 21);
+    size_t lines = 0;
+    s_log_bytes (fake, 21, &lines);
+    assert_int_equal (lines, 40000);
+    Qanat__Event *last = s_find_event (fake, 21, QANAT__EVENT__BODY_LOG, 39999);
+    const char *text = "line 39999 of a task that talks a lot";
+    assert_int_equal (last->log->data.len, strlen (text));
+    assert_memory_equal (last->log->data.data, text, strlen (text));
+}
+
 int
 main (void)
 {
-    //  Our own fork/exec children must not inherit a SIGPIPE ignore etc.
     zsys_init ();
+    //  QANAT_TEST_FILTER=test_cancel runs matching cases only
+    if (getenv ("QANAT_TEST_FILTER"))
+        cmocka_set_test_filter (getenv ("QANAT_TEST_FILTER"));
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_register_welcome_credit, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_run_exit_code, s_setup, s_teardown),
@@ -899,6 +1005,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_garbage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_sigterm_kills_tasks, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_bad_version_refusal_exits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_back_pressure, s_setup_small_outbox, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

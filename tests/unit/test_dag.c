@@ -392,6 +392,20 @@ test_reverse_file_order (void **state)
     s_set (&graph, "middle", FAILED);         //  as after a failed retry
     s_skip_expect (&graph, "middle", "last");
     s_graph_close (&graph);
+
+    //  Skipping, too, follows the needs against the file order
+    s_graph_open (&graph,
+        "name: reversed-chain\n"
+        "tasks:\n"
+        "  z: {run: \"true\", needs: [y]}\n"
+        "  y: {run: \"true\", needs: [x]}\n"
+        "  x: {run: \"true\", needs: [w]}\n"
+        "  w: {run: \"true\"}\n"
+        "  v: {run: \"true\", needs: [z]}\n");
+    s_promote_expect (&graph, "w");
+    s_set (&graph, "w", FAILED);
+    s_skip_expect (&graph, "w", "x y z v");
+    s_graph_close (&graph);
 }
 
 static void
