@@ -6,7 +6,7 @@
     stdin from /dev/null, stdout and stderr on two non-blocking pipes read
     from the agent's zloop.
 
-    One timer per backend (every S_TICK_MS) reaps exited processes, fires
+    One timer per backend (every S_TICK_MS, while attempts exist) reaps exited processes, fires
     timeouts and SIGKILLs, reads new metrics lines, and finishes attempts:
     Finished is reported only once the process was reaped, both pipes hit
     end of file (or S_EOF_GRACE_MS passed since the exit, when a grandchild
@@ -47,6 +47,7 @@ typedef struct {
     s_local_t *backend;
     void *handle;               //  in backend->attempts
     qn_attempt_key_t key;
+    char *dir;                  //  the attempt's directory
     pid_t pid;
     bool exited;
     int status;                 //  from waitpid
@@ -144,6 +145,7 @@ s_attempt_destroy (s_attempt_t **self_p)
     qn_linebuf_destroy (&self->metrics_buf);
     qn_stacktrace_destroy (&self->ring);
     free (self->stop_reason);
+    free (self->dir);
     free (self);
     *self_p = NULL;
 }
@@ -493,6 +495,11 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
         }
     }
     free (attempts);
+    //  No attempts, no ticking: an idle agent sleeps
+    if (zlistx_size (self->attempts) == 0) {
+        zloop_timer_end (self->loop, self->timer_id);
+        self->timer_id = -1;
+    }
     return 0;
 }
 
@@ -708,6 +715,19 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u", self->data_dir,
                   key.run_id, safe, key.attempt) < 0)
         dir = NULL;
+    //  Two live tasks whose names differ only in characters we replaced
+    //  must not share a directory
+    s_attempt_t *other = (s_attempt_t *) zlistx_first (self->attempts);
+    while (dir && other) {
+        if (other->dir && streq (other->dir, dir)) {
+            free (dir);
+            if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u-%u", self->data_dir,
+                          key.run_id, safe, key.attempt, key.task_index) < 0)
+                dir = NULL;
+            break;
+        }
+        other = (s_attempt_t *) zlistx_next (self->attempts);
+    }
     if (dir && asprintf (&workdir, "%s/work", dir) < 0)
         workdir = NULL;
     if (dir && asprintf (&metrics, "%s/metrics", dir) < 0)
@@ -765,6 +785,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     close (err_pipe [1]);
     out_pipe [1] = err_pipe [1] = -1;
     attempt->pid = pid;
+    attempt->dir = dir;
+    dir = NULL;
     attempt->out_fd = out_pipe [0];
     attempt->err_fd = err_pipe [0];
     out_pipe [0] = err_pipe [0] = -1;
@@ -777,6 +799,11 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     if (!self->paused && s_attempt_poll (attempt) == -1)
         qn_agent_log (QN_LOG_WARNING, "cannot watch the output of pid %d", (int) pid);
     attempt->handle = zlistx_add_end (self->attempts, attempt);
+    if (self->timer_id == -1) {
+        self->timer_id = zloop_timer (self->loop, S_TICK_MS, 0, s_tick, self);
+        if (self->timer_id == -1)
+            qn_agent_log (QN_LOG_ERROR, "cannot start the process timer");
+    }
     self->events->started (self->arg, &key, pid, self->host, workdir);
     qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
@@ -823,10 +850,8 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->data_dir = strdup (config->data_dir);
     self->host = strdup (config->host? config->host: "");
     self->attempts = zlistx_new ();
-    self->timer_id = zloop_timer (loop, S_TICK_MS, 0, s_tick, self);
-    if (!self->data_dir || !self->host || !self->attempts || self->timer_id == -1) {
-        if (self->timer_id > 0)
-            zloop_timer_end (loop, self->timer_id);
+    self->timer_id = -1;
+    if (!self->data_dir || !self->host || !self->attempts) {
         zlistx_destroy (&self->attempts);
         free (self->data_dir);
         free (self->host);
@@ -954,7 +979,8 @@ s_local_destroy (void **state_p)
         s_attempt_destroy (&attempt);
     }
     zlistx_destroy (&self->attempts);
-    zloop_timer_end (self->loop, self->timer_id);
+    if (self->timer_id != -1)
+        zloop_timer_end (self->loop, self->timer_id);
     free (self->data_dir);
     free (self->host);
     free (self);
