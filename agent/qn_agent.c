@@ -374,7 +374,10 @@ s_send_credit (qn_agent_t *self, uint32_t slots)
 static void
 s_send_register (qn_agent_t *self)
 {
-    size_t running = s_running (self);
+    //  Every attempt we still hold: running, or finished with events the
+    //  coordinator has not acknowledged (its Finished comes in the replay).
+    //  Either way the coordinator must not declare it lost.
+    size_t running = zhashx_size (self->attempts);
     Qanat__Label *labels = (Qanat__Label *) calloc (self->label_count + 1, sizeof (Qanat__Label));
     Qanat__Label **label_ptrs = (Qanat__Label **) calloc (self->label_count + 1, sizeof (void *));
     Qanat__AttemptRef *refs = (Qanat__AttemptRef *) calloc (running + 1, sizeof (Qanat__AttemptRef));
@@ -397,11 +400,9 @@ s_send_register (qn_agent_t *self)
         size_t count = 0;
         s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
         while (attempt && count < running) {
-            if (attempt->running) {
-                s_attempt_ref (&attempt->key, &refs [count]);
-                ref_ptrs [count] = &refs [count];
-                count++;
-            }
+            s_attempt_ref (&attempt->key, &refs [count]);
+            ref_ptrs [count] = &refs [count];
+            count++;
             attempt = (s_attempt_t *) zhashx_next (self->attempts);
         }
         reg.n_running = count;
