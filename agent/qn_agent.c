@@ -308,6 +308,8 @@ s_flush_all (qn_agent_t *self)
 static int
 s_retry (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     self->retry_armed = false;
     s_flush_all (self);
@@ -751,6 +753,7 @@ s_handle_message (qn_agent_t *self, zmsg_t *msg)
 static int
 s_socket_readable (zloop_t *loop, zsock_t *sock, void *arg)
 {
+    (void) loop;
     qn_agent_t *self = (qn_agent_t *) arg;
     for (int count = 0; count < S_RECV_BURST; count++) {
         if (!(zsock_events (sock) & ZMQ_POLLIN))
@@ -774,6 +777,8 @@ s_socket_readable (zloop_t *loop, zsock_t *sock, void *arg)
 static int
 s_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     int64_t now = zclock_mono ();
     if (self->registered

@@ -292,6 +292,7 @@ s_read_pipe (s_attempt_t *self, int *fd_p)
 static int
 s_pipe_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
+    (void) loop;
     s_attempt_t *self = (s_attempt_t *) arg;
     if (item->fd == self->out_fd)
         s_read_pipe (self, &self->out_fd);
@@ -474,6 +475,8 @@ s_attempt_step (s_attempt_t *self, int64_t now)
 static int
 s_tick (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     s_local_t *self = (s_local_t *) arg;
     size_t count = zlistx_size (self->attempts);
     if (count == 0)
@@ -535,6 +538,9 @@ s_mkdir (const char *path, mode_t mode)
 static int
 s_remove_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
+    (void) sb;
+    (void) flag;
+    (void) ftw;
     return remove (path);
 }
 

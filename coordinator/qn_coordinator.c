@@ -810,7 +810,7 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
         result->detail = detail;
         s_append ((void ***) &task->checks, &task->n_checks, result);
         if (!passed && !warning && !failure)
-            failure = zsys_sprintf ("check failed: %s (%s)", qn_check_expr (check), detail);
+            failure = zsys_sprintf ("check failed: %s", detail);
     }
     return failure;
 }

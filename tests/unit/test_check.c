@@ -43,6 +43,7 @@ s_eval (const char *expr, const double *values, size_t count, bool *passed)
 static void
 test_parse_simple (void **state)
 {
+    (void) state;
     char *error = NULL;
     qn_check_t *check = qn_check_new ("  accuracy >= 0.9  ", &error, NULL);
     assert_non_null (check);
@@ -57,6 +58,7 @@ test_parse_simple (void **state)
 static void
 test_parse_forms (void **state)
 {
+    (void) state;
     const char *good [] = {
         "max(loss) < 2.5", "mean( latency_ms )<=40", "min (val/loss) > -1e3",
         "last(a.b-c) == 3", "x != 0", "x>.5", "x < 5.", "_m >= +2", "x<1E-3",
@@ -78,6 +80,7 @@ test_parse_forms (void **state)
 static void
 test_parse_errors (void **state)
 {
+    (void) state;
     s_expect_error ("", 0, "empty");
     s_expect_error ("   ", 3, "empty");
     s_expect_error ("accuracy >=", 11, "expected a number");
@@ -118,6 +121,7 @@ test_parse_errors (void **state)
 static void
 test_eval_last (void **state)
 {
+    (void) state;
     double values [] = { 0.5, 0.95, 0.82 };
     bool passed = true;
     char *detail = s_eval ("accuracy >= 0.9", values, 3, &passed);
@@ -134,6 +138,7 @@ test_eval_last (void **state)
 static void
 test_eval_aggregates (void **state)
 {
+    (void) state;
     double loss [] = { 3.1, 2.0, 1.0 };
     bool passed = true;
     char *detail = s_eval ("max(loss) < 2.5", loss, 3, &passed);
@@ -165,6 +170,7 @@ test_eval_aggregates (void **state)
 static void
 test_eval_operators (void **state)
 {
+    (void) state;
     double one [] = { 2 };
     struct { const char *expr; bool expected; } cases [] = {
         { "x < 2", false }, { "x < 3", true }, { "x <= 2", true }, { "x <= 1.9", false },
@@ -183,6 +189,7 @@ test_eval_operators (void **state)
 static void
 test_eval_never_reported (void **state)
 {
+    (void) state;
     bool passed = true;
     char *detail = s_eval ("accuracy >= 0.9", NULL, 0, &passed);
     assert_false (passed);
@@ -200,6 +207,7 @@ test_eval_never_reported (void **state)
 static void
 test_eval_nan (void **state)
 {
+    (void) state;
     //  A NaN that slips into the series never passes, not even with !=
     double values [] = { 1, NAN, 2 };
     bool passed = true;

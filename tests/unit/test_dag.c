@@ -162,6 +162,7 @@ static const char *s_diamond =
 static void
 test_diamond_success (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph, s_diamond);
     assert_int_equal (qn_dag_size (graph.dag), 4);
@@ -213,6 +214,7 @@ test_diamond_success (void **state)
 static void
 test_diamond_failure (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph, s_diamond);
     s_promote_expect (&graph, "a");
@@ -246,6 +248,7 @@ test_diamond_failure (void **state)
 static void
 test_diamond_root_failure (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph, s_diamond);
     s_promote_expect (&graph, "a");
@@ -263,6 +266,7 @@ test_diamond_root_failure (void **state)
 static void
 test_transitive_skip (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: deep\n"
@@ -305,6 +309,7 @@ test_transitive_skip (void **state)
 static void
 test_skip_leaves_finished_tasks (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: partial\n"
@@ -326,6 +331,7 @@ test_skip_leaves_finished_tasks (void **state)
 static void
 test_cancel_skips (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph, s_diamond);
     s_promote_expect (&graph, "a");
@@ -346,6 +352,7 @@ test_cancel_skips (void **state)
 static void
 test_chain (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: chain\n"
@@ -376,6 +383,7 @@ test_chain (void **state)
 static void
 test_reverse_file_order (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: reversed\n"
@@ -411,6 +419,7 @@ test_reverse_file_order (void **state)
 static void
 test_independent_roots (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: roots\n"
@@ -438,6 +447,7 @@ test_independent_roots (void **state)
 static void
 test_run_status (void **state)
 {
+    (void) state;
     graph_t graph;
     s_graph_open (&graph,
         "name: pair\n"
@@ -507,6 +517,7 @@ s_fan_yaml (size_t width)
 static void
 test_big_fan_out (void **state)
 {
+    (void) state;
     const size_t width = 1000;
     char *yaml = s_fan_yaml (width);
     graph_t graph;
@@ -558,6 +569,7 @@ test_big_fan_out (void **state)
 static void
 test_big_fan_skip (void **state)
 {
+    (void) state;
     const size_t width = 1000;
     char *yaml = s_fan_yaml (width);
     graph_t graph;

@@ -43,6 +43,7 @@ s_chunks_free (chunks_t *chunks)
 static void
 test_simple_lines (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     assert_non_null (buf);
     chunks_t chunks = { .count = 0 };
@@ -67,6 +68,7 @@ test_simple_lines (void **state)
 static void
 test_byte_by_byte (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     chunks_t chunks = { .count = 0 };
     const char *text = "alpha\nbeta\n";
@@ -82,6 +84,7 @@ test_byte_by_byte (void **state)
 static void
 test_empty_lines (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     chunks_t chunks = { .count = 0 };
     qn_linebuf_feed (buf, "\n\nx\n\n", 5, s_collect, &chunks);
@@ -99,6 +102,7 @@ test_empty_lines (void **state)
 static void
 test_crlf_kept (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     chunks_t chunks = { .count = 0 };
     qn_linebuf_feed (buf, "dos\r\nmac\rline\n", 14, s_collect, &chunks);
@@ -112,6 +116,7 @@ test_crlf_kept (void **state)
 static void
 test_eof_flush (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     chunks_t chunks = { .count = 0 };
     qn_linebuf_feed (buf, "done\nno newline", 15, s_collect, &chunks);
@@ -129,6 +134,7 @@ test_eof_flush (void **state)
 static void
 test_binary_nul (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (0);
     chunks_t chunks = { .count = 0 };
     const char data [] = { 'a', '\0', 'b', '\n', '\xff', '\0', '\n' };
@@ -181,6 +187,7 @@ s_check_long (size_t size, bool newline, size_t step)
 static void
 test_long_lines (void **state)
 {
+    (void) state;
     size_t steps [] = { 1, 7, 4096, 8192, 8193, 100000 };
     for (size_t s = 0; s < sizeof (steps) / sizeof (steps [0]); s++) {
         s_check_long (8191, true, steps [s]);
@@ -197,6 +204,7 @@ test_long_lines (void **state)
 static void
 test_exact_chunk_then_more (void **state)
 {
+    (void) state;
     //  A line of exactly one chunk followed by another line: the first
     //  must come out whole, not partial
     qn_linebuf_t *buf = qn_linebuf_new (0);
@@ -217,6 +225,7 @@ test_exact_chunk_then_more (void **state)
 static void
 test_small_chunk (void **state)
 {
+    (void) state;
     qn_linebuf_t *buf = qn_linebuf_new (4);
     chunks_t chunks = { .count = 0 };
     qn_linebuf_feed (buf, "abcdefghij\nabcd\n", 16, s_collect, &chunks);

@@ -40,6 +40,7 @@ s_expect_bad (const char *line, const char *fragment)
 static void
 test_parse_good (void **state)
 {
+    (void) state;
     char name [QN_METRIC_NAME_MAX + 1];
     double value = 0;
     int64_t step = 99;
@@ -85,6 +86,7 @@ test_parse_good (void **state)
 static void
 test_parse_bad (void **state)
 {
+    (void) state;
     s_expect_bad ("", "empty");
     s_expect_bad ("   \r", "empty");
     s_expect_bad ("loss", "missing value");
@@ -140,6 +142,7 @@ s_read_file (const char *path)
 static void
 test_report (void **state)
 {
+    (void) state;
     char path [] = "/tmp/qn_metric_test_XXXXXX";
     int fd = mkstemp (path);
     assert_true (fd >= 0);
@@ -187,6 +190,7 @@ test_report (void **state)
 static void
 test_report_concurrent (void **state)
 {
+    (void) state;
     char path [] = "/tmp/qn_metric_conc_XXXXXX";
     int fd = mkstemp (path);
     assert_true (fd >= 0);

@@ -1094,6 +1094,7 @@ test_roundtrip (void **state)
 static void
 test_roundtrip_explicit (void **state)
 {
+    (void) state;
     Qanat__Envelope *env = s_build_event_log ();
     zframe_t *frame = qn_msg_encode (env);
     assert_non_null (frame);
@@ -1149,6 +1150,7 @@ test_roundtrip_explicit (void **state)
 static void
 test_every_body_covered (void **state)
 {
+    (void) state;
     s_seen_count = 0;
     for (size_t c = 0; c < COUNT (s_cases); c++) {
         Qanat__Envelope *env = s_cases [c]->build ();
@@ -1202,6 +1204,7 @@ s_pack_raw (Qanat__Envelope *env, size_t *size)
 static void
 test_encode_sets_version (void **state)
 {
+    (void) state;
     Qanat__Envelope *env = s_build_heartbeat ();
     env->version = 0;
     zframe_t *frame = qn_msg_encode (env);
@@ -1242,6 +1245,7 @@ s_expect_bad_version (uint32_t version, Qanat__Envelope *(*build) (void))
 static void
 test_bad_version (void **state)
 {
+    (void) state;
     s_expect_bad_version (2, s_build_heartbeat);
     s_expect_bad_version (0, s_build_heartbeat);
     s_expect_bad_version (2, s_build_reply_run);
@@ -1269,6 +1273,7 @@ test_bad_version (void **state)
 static void
 test_empty_buffer (void **state)
 {
+    (void) state;
     qn_msg_status_t status = QN_MSG_OK;
     assert_null (s_decode_copy ("", 0, &status, NULL));
     assert_int_equal (status, QN_MSG_MALFORMED);
@@ -1277,6 +1282,7 @@ test_empty_buffer (void **state)
 static void
 test_bodiless (void **state)
 {
+    (void) state;
     //  Our version, but no body
     qn_msg_status_t status;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
@@ -1323,6 +1329,7 @@ s_rand (void)
 static void
 test_random_garbage (void **state)
 {
+    (void) state;
     s_rng_state = 0x9E3779B97F4A7C15ULL;
     uint8_t buffer [512];
     size_t decoded = 0;
@@ -1346,6 +1353,7 @@ test_random_garbage (void **state)
 static void
 test_corrupted_messages (void **state)
 {
+    (void) state;
     s_rng_state = 0xC0FFEE1234567ULL;
     size_t decoded = 0, tried = 0;
     for (size_t c = 0; c < COUNT (s_cases); c++) {
@@ -1372,6 +1380,7 @@ test_corrupted_messages (void **state)
 static void
 test_truncation (void **state)
 {
+    (void) state;
     for (size_t c = 0; c < COUNT (s_cases); c++) {
         zframe_t *frame = qn_msg_encode (s_cases [c]->build ());
         assert_non_null (frame);
@@ -1393,6 +1402,7 @@ test_truncation (void **state)
 static void
 test_too_large (void **state)
 {
+    (void) state;
     //  Zeros: the size check must come before any parsing
     uint8_t *big = (uint8_t *) calloc (1, QN_MAX_MESSAGE_SIZE + 1);
     assert_non_null (big);
@@ -1504,12 +1514,14 @@ s_exchange (const char *bind_endpoint)
 static void
 test_send_inproc (void **state)
 {
+    (void) state;
     s_exchange ("inproc://test-msg");
 }
 
 static void
 test_send_tcp (void **state)
 {
+    (void) state;
     s_exchange ("tcp://127.0.0.1:*");
 }
 
@@ -1518,6 +1530,7 @@ test_send_tcp (void **state)
 static void
 test_send_unknown_peer (void **state)
 {
+    (void) state;
     zsock_t *router = zsock_new (ZMQ_ROUTER);
     assert_non_null (router);
     qn_msg_prepare_socket (router);
@@ -1536,6 +1549,7 @@ test_send_unknown_peer (void **state)
 static void
 test_names (void **state)
 {
+    (void) state;
     const char *statuses [] = {
         qn_msg_status_str (QN_MSG_OK), qn_msg_status_str (QN_MSG_TOO_LARGE),
         qn_msg_status_str (QN_MSG_MALFORMED), qn_msg_status_str (QN_MSG_BAD_VERSION)

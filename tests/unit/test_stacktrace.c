@@ -47,6 +47,7 @@ static const char *s_simple =
 static void
 test_simple_traceback (void **state)
 {
+    (void) state;
     char *text = NULL;
     assert_true (asprintf (&text, "loading data\nstep 1\n%s\n", s_simple) > 0);
     char *result = s_extract_from (text);
@@ -58,6 +59,7 @@ test_simple_traceback (void **state)
 static void
 test_traceback_then_noise (void **state)
 {
+    (void) state;
     char *text = NULL;
     assert_true (asprintf (&text, "before\n%s\ncleanup done\nbye\n", s_simple) > 0);
     char *result = s_extract_from (text);
@@ -69,6 +71,7 @@ test_traceback_then_noise (void **state)
 static void
 test_two_tracebacks_last_taken (void **state)
 {
+    (void) state;
     const char *first =
         "Traceback (most recent call last):\n"
         "  File \"a.py\", line 1, in <module>\n"
@@ -85,6 +88,7 @@ test_two_tracebacks_last_taken (void **state)
 static void
 test_incomplete_last_traceback (void **state)
 {
+    (void) state;
     //  The last traceback was cut off before its exception line: the last
     //  complete one wins
     char *text = NULL;
@@ -99,6 +103,7 @@ test_incomplete_last_traceback (void **state)
 static void
 test_chained (void **state)
 {
+    (void) state;
     const char *chain =
         "Traceback (most recent call last):\n"
         "  File \"c.py\", line 2, in <module>\n"
@@ -128,6 +133,7 @@ test_chained (void **state)
 static void
 test_no_traceback_last_20 (void **state)
 {
+    (void) state;
     qn_stacktrace_t *ring = qn_stacktrace_new (0);
     for (int i = 1; i <= 300; i++) {
         char line [32];
@@ -150,6 +156,7 @@ test_no_traceback_last_20 (void **state)
 static void
 test_few_lines (void **state)
 {
+    (void) state;
     char *result = s_extract_from ("only\ntwo lines\n");
     assert_string_equal (result, "only\ntwo lines");
     free (result);
@@ -161,6 +168,7 @@ test_few_lines (void **state)
 static void
 test_traceback_rotated_out (void **state)
 {
+    (void) state;
     //  A traceback older than the ring's 200 lines is gone; only the tail
     //  remains
     qn_stacktrace_t *ring = qn_stacktrace_new (0);
@@ -177,6 +185,7 @@ test_traceback_rotated_out (void **state)
 static void
 test_hostile (void **state)
 {
+    (void) state;
     qn_stacktrace_t *ring = qn_stacktrace_new (0);
     //  A huge line in pieces, with no newline ever
     char *huge = malloc (1024 * 1024);
@@ -215,6 +224,7 @@ test_hostile (void **state)
 static void
 test_long_traceback_lines (void **state)
 {
+    (void) state;
     //  A traceback whose exception message is longer than a log chunk
     //  arrives in partial pieces and is still recognised
     qn_stacktrace_t *ring = qn_stacktrace_new (0);

@@ -98,6 +98,7 @@ s_env (const qn_kv_t *pairs, size_t count, const char *key)
 static void
 test_full_example (void **state)
 {
+    (void) state;
     char *path = s_fixture ("full.yaml");
     char *error = NULL;
     qn_workflow_t *workflow = qn_workflow_load (path, &error);
@@ -208,6 +209,7 @@ test_full_example (void **state)
 static void
 test_minimal_and_block_style (void **state)
 {
+    (void) state;
     //  The least a workflow needs; everything else takes its default
     qn_workflow_t *workflow = s_parse_ok ("name: w\ntasks:\n  a:\n    run: echo hi\n");
     assert_string_equal (qn_workflow_name (workflow), "w");
@@ -241,6 +243,7 @@ test_minimal_and_block_style (void **state)
 static void
 test_units (void **state)
 {
+    (void) state;
     struct { const char *memory; uint64_t mb; } memory [] = {
         { "512", 512 }, { "\"512\"", 512 }, { "512M", 512 }, { "512Mi", 512 }, { "512MB", 512 },
         { "4G", 4096 }, { "1Gi", 1024 }, { "2GiB", 2048 }, { "1T", 1048576 }, { "0", 0 },
@@ -305,6 +308,7 @@ test_units (void **state)
 static void
 test_scalars_as_text (void **state)
 {
+    (void) state;
     qn_workflow_t *workflow = s_parse_ok (
         "name: w\n"
         "params:\n"
@@ -343,6 +347,7 @@ test_scalars_as_text (void **state)
 static void
 test_diamond_order (void **state)
 {
+    (void) state;
     qn_workflow_t *workflow = s_parse_ok (
         "name: diamond\n"
         "tasks:\n"
@@ -368,6 +373,7 @@ test_diamond_order (void **state)
 static void
 test_error_fixture (void **state)
 {
+    (void) state;
     char *path = s_fixture ("errors.yaml");
     char *error = NULL;
     assert_null (qn_workflow_load (path, &error));
@@ -402,6 +408,7 @@ test_error_fixture (void **state)
 static void
 test_syntax_error (void **state)
 {
+    (void) state;
     char *path = s_fixture ("syntax.yaml");
     char *error = NULL;
     assert_null (qn_workflow_load (path, &error));
@@ -429,6 +436,7 @@ test_syntax_error (void **state)
 static void
 test_unknown_keys (void **state)
 {
+    (void) state;
     char *error = s_parse_bad (
         "name: w\n"
         "descripton: d\n"
@@ -471,6 +479,7 @@ test_unknown_keys (void **state)
 static void
 test_wrong_types (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    retries: abc\n",
                    "wf.yaml:5:14: expected a non-negative integer for 'retries'");
     //  A plain true is a boolean-looking word, not a number
@@ -540,6 +549,7 @@ test_wrong_types (void **state)
 static void
 test_empty_commands (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  a:\n    run: \"\"\n",
                    "wf.yaml:4:10: empty command for task 'a'");
     s_expect_only ("name: w\ntasks:\n  a:\n    run: '   '\n",
@@ -561,6 +571,7 @@ test_empty_commands (void **state)
 static void
 test_dependencies (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  prepare: {run: x}\n  train:\n    run: x\n"
                    "    needs: [prep]\n",
                    "wf.yaml:6:13: task 'train' needs unknown task 'prep' "
@@ -581,6 +592,7 @@ test_dependencies (void **state)
 static void
 test_duplicates (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  a: {run: x}\n  b: {run: x}\n  a: {run: y}\n",
                    "wf.yaml:5:3: duplicate task 'a' (first defined at line 3)");
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    run: y\n",
@@ -608,6 +620,7 @@ test_duplicates (void **state)
 static void
 test_cycles (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  x: {run: x}\n  a: {run: x, needs: b}\n"
                    "  b: {run: x, needs: c}\n  c: {run: x, needs: [x, a]}\n",
                    "wf.yaml:4:3: dependency cycle: a -> b -> c -> a");
@@ -646,6 +659,7 @@ test_cycles (void **state)
 static void
 test_names_and_required (void **state)
 {
+    (void) state;
     s_expect_only ("tasks: {a: {run: x}}\n", "wf.yaml:1:1: missing required key 'name'");
     s_expect_only ("name: w\n", "wf.yaml:1:1: missing required key 'tasks'");
     s_expect_only ("name: w\ntasks:\n", "wf.yaml:2:1: 'tasks' is empty: a workflow needs at "
@@ -699,6 +713,7 @@ test_names_and_required (void **state)
 static void
 test_checks (void **state)
 {
+    (void) state;
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    checks:\n      - accuracy >=\n",
                    "wf.yaml:6:9: invalid check 'accuracy >=': expected a number after '>=' "
                    "(at character 12)");
@@ -726,6 +741,7 @@ test_checks (void **state)
 static void
 test_params_resolve (void **state)
 {
+    (void) state;
     qn_workflow_t *workflow = s_parse_ok (
         "name: w\n"
         "params:\n"
@@ -787,6 +803,7 @@ test_params_resolve (void **state)
 static void
 test_aliases_and_anchors (void **state)
 {
+    (void) state;
     char *error = s_parse_bad ("name: w\ncommon: &c {run: x}\ntasks:\n  a: *c\n");
     s_assert_line (error, "wf.yaml:2:9: YAML anchors are not supported ('&c')");
     s_assert_line (error, "wf.yaml:4:6: YAML aliases are not supported");
@@ -803,6 +820,7 @@ test_aliases_and_anchors (void **state)
 static void
 test_depth (void **state)
 {
+    (void) state;
     //  Depth 32 (the top mapping is 1) parses as far as structure goes
     char yaml [2048];
     strcpy (yaml, "name: w\ntasks: {a: {run: x}}\nx: ");
@@ -839,6 +857,7 @@ test_depth (void **state)
 static void
 test_size_limits (void **state)
 {
+    (void) state;
     //  More than 1 MiB is refused before parsing
     size_t big = 1024 * 1024 + 1;
     char *text = malloc (big + 1);
@@ -895,6 +914,7 @@ test_size_limits (void **state)
 static void
 test_many_errors_capped (void **state)
 {
+    (void) state;
     char *yaml = NULL;
     size_t size = 0;
     FILE *stream = open_memstream (&yaml, &size);
@@ -913,6 +933,7 @@ test_many_errors_capped (void **state)
 static void
 test_garbage (void **state)
 {
+    (void) state;
     //  NUL inside a scalar, invalid UTF-8, several documents, binary junk
     char *error = NULL;
     const char nul [] = "name: \"a\\0b\"\ntasks: {a: {run: x}}\n";
@@ -950,6 +971,7 @@ test_garbage (void **state)
 static void
 test_fuzz (void **state)
 {
+    (void) state;
     char *path = s_fixture ("full.yaml");
     FILE *file = fopen (path, "r");
     assert_non_null (file);
