@@ -13,6 +13,7 @@
     holds a pipe open), and the metrics file was read to its end.
 */
 #include "qn_backend.h"
+#include <pthread.h>
 #include "qn_agent.h"
 #include "qn_linebuf.h"
 #include "qn_metric.h"
@@ -653,10 +654,19 @@ s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
          const char *cannot_run)
 {
     setpgid (0, 0);
-    sigset_t all;
-    sigemptyset (&all);
-    sigprocmask (SIG_SETMASK, &all, NULL);
-    signal (SIGPIPE, SIG_DFL);
+    //  The parent blocked every signal around fork: the agent's own
+    //  handlers (SIGTERM, SIGINT from czmq) must not run in the child, or a
+    //  cancel that lands before exec would be swallowed.  Reset them all,
+    //  then let pending signals in, with their default effect.
+    struct sigaction default_action;
+    memset (&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction (sig, &default_action, NULL);
+    sigset_t none;
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
 
     int null_fd = open ("/dev/null", O_RDONLY);
     if (null_fd != -1 && null_fd != STDIN_FILENO) {
@@ -777,13 +787,17 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
         goto done;
     }
+    sigset_t all, saved;
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &saved);
     pid_t pid = fork ();
+    if (pid == 0)
+        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], cannot_run);
+    pthread_sigmask (SIG_SETMASK, &saved, NULL);
     if (pid == -1) {
         snprintf (error, error_size, "cannot fork: %s", strerror (errno));
         goto done;
     }
-    if (pid == 0)
-        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], cannot_run);
 
     //  Also from the parent, so that a kill right away reaches the group
     setpgid (pid, pid);
