@@ -938,25 +938,38 @@ s_cmd_agents (options_t *options, int argc, char **argv)
                 s_json_str (stdout, agent->backends [b]);
             }
             printf ("],\"capacity\":%u,\"credit\":%u,\"running\":%u,\"connected\":%s,"
-                    "\"last_seen_us\":%lld}", agent->capacity, agent->credit, agent->running,
-                    agent->connected? "true": "false", (long long) agent->last_seen_us);
+                    "\"last_seen_us\":%lld,\"state\":", agent->capacity, agent->credit,
+                    agent->running, agent->connected? "true": "false",
+                    (long long) agent->last_seen_us);
+            s_json_str (stdout, agent->state);
+            printf (",\"draining\":%s,\"heartbeat_ms\":%u,\"suspect_after_ms\":%u,"
+                    "\"lost_after_ms\":%u,\"spool_bytes\":%llu,\"spool_full\":%s}",
+                    agent->draining? "true": "false", agent->heartbeat_ms,
+                    agent->suspect_after_ms, agent->lost_after_ms,
+                    (unsigned long long) agent->spool_bytes, agent->spool_full? "true": "false");
         }
         printf ("]\n");
     }
     else {
-        printf ("%-20s %-13s %-8s %-8s %-20s %s\n", "AGENT", "STATE", "SLOTS", "RUNNING",
-                "LAST SEEN", "LABELS");
+        printf ("%-20s %-22s %-6s %-8s %-20s %-18s %s\n", "AGENT", "STATE", "SLOTS", "RUNNING",
+                "LAST SEEN", "TIMERS (s)", "LABELS");
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
-            printf ("%-20s %-13s %-8u %-8u %-20s ", agent->name,
-                    agent->connected? "connected": "disconnected", agent->capacity,
-                    agent->running, s_time_text (agent->last_seen_us));
+            char state [64], timers [64];
+            snprintf (state, sizeof state, "%s%s%s", agent->state, agent->draining? ", draining": "",
+                      agent->spool_full? ", spool full": "");
+            snprintf (timers, sizeof timers, "%g/%g/%g", agent->heartbeat_ms / 1000.0,
+                      agent->suspect_after_ms / 1000.0, agent->lost_after_ms / 1000.0);
+            printf ("%-20s %-22s %-6u %-8u %-20s %-18s ", agent->name, state, agent->capacity,
+                    agent->running, s_time_text (agent->last_seen_us), timers);
             for (size_t l = 0; l < agent->n_labels; l++)
                 printf ("%s%s=%s", l? ",": "", agent->labels [l]->key, agent->labels [l]->value);
             printf ("\n");
         }
         if (agents->n_agents == 0)
             printf ("no agents have registered yet\n");
+        else
+            printf ("\nTIMERS: heartbeat / suspect after / lost after\n");
     }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
@@ -966,12 +979,13 @@ s_cmd_agents (options_t *options, int argc, char **argv)
 static int
 s_cmd_cancel (options_t *options, int argc, char **argv)
 {
-    if (argc != 1) {
-        fprintf (stderr, "usage: qanat cancel RUN\n");
+    if (argc < 1 || argc > 2) {
+        fprintf (stderr, "usage: qanat cancel RUN [TASK]\n");
         return EXIT_USAGE;
     }
     Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
     cancel.run_id = s_parse_run_id (argv [0]);
+    cancel.task = argc > 1? argv [1]: "";
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_CANCEL_RUN;
     request.cancel_run = &cancel;
@@ -982,8 +996,40 @@ s_cmd_cancel (options_t *options, int argc, char **argv)
         printf ("\n");
     }
     else
+    if (argc > 1)
+        printf ("run %llu task %s canceled\n", (unsigned long long) cancel.run_id, argv [1]);
+    else
         printf ("run %llu %s\n", (unsigned long long) cancel.run_id,
                 qn_run_status_name (reply->reply->run->status));
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+static int
+s_cmd_agent (options_t *options, int argc, char **argv)
+{
+    if (argc != 2 || (!streq (argv [0], "drain") && !streq (argv [0], "undrain"))) {
+        fprintf (stderr, "usage: qanat agent drain|undrain NAME\n");
+        return EXIT_USAGE;
+    }
+    Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
+    drain.name = argv [1];
+    drain.drain = streq (argv [0], "drain");
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_DRAIN_AGENT;
+    request.drain_agent = &drain;
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_call (client, &request);
+    Qanat__AgentInfo *agent = reply->reply->agents->n_agents? reply->reply->agents->agents [0]: NULL;
+    if (options->json && agent)
+        printf ("{\"name\":\"%s\",\"draining\":%s,\"running\":%u}\n", agent->name,
+                agent->draining? "true": "false", agent->running);
+    else
+    if (agent)
+        printf ("agent %s %s (%u attempts running)\n", agent->name,
+                agent->draining? "draining: it finishes what it runs and takes nothing new"
+                               : "takes work again", agent->running);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -1003,14 +1049,19 @@ s_cmd_stats (options_t *options, int argc, char **argv)
     Qanat__Stats *stats = reply->reply->stats;
     printf (options->json?
             "{\"malformed_agent_frames\":%llu,\"malformed_client_frames\":%llu,"
-            "\"bad_version\":%llu,\"events_committed\":%llu,\"duplicate_events\":%llu}\n"
+            "\"bad_version\":%llu,\"events_committed\":%llu,\"duplicate_events\":%llu,"
+            "\"stale_events\":%llu,\"commits\":%llu,\"commit_failures\":%llu}\n"
           : "malformed agent frames  %llu\nmalformed client frames %llu\n"
-            "bad protocol versions   %llu\nevents committed        %llu\nduplicate events        %llu\n",
+            "bad protocol versions   %llu\nevents committed        %llu\nduplicate events        %llu\n"
+            "stale events            %llu\ncommits                 %llu\ncommit failures         %llu\n",
             (unsigned long long) stats->malformed_agent_frames,
             (unsigned long long) stats->malformed_client_frames,
             (unsigned long long) stats->bad_version,
             (unsigned long long) stats->events_committed,
-            (unsigned long long) stats->duplicate_events);
+            (unsigned long long) stats->duplicate_events,
+            (unsigned long long) stats->stale_events,
+            (unsigned long long) stats->commits,
+            (unsigned long long) stats->commit_failures);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -1034,7 +1085,9 @@ static command_t s_commands [] = {
     {"metrics", s_cmd_metrics, "metrics RUN|WORKFLOW [NAME]",
         "a run's metric series, or a workflow's last value per run"},
     {"agents", s_cmd_agents, "agents", "agents, their labels, slots and state"},
-    {"cancel", s_cmd_cancel, "cancel RUN", "cancel a run"},
+    {"cancel", s_cmd_cancel, "cancel RUN [TASK]", "cancel a run, or one task of it"},
+    {"agent", s_cmd_agent, "agent drain|undrain NAME",
+        "stop giving an agent new work (it finishes what it runs), or resume"},
     {"validate", s_cmd_validate, "validate FILE", "check a workflow file without running it"},
     {"stats", s_cmd_stats, "stats", "coordinator counters (malformed messages, events)"},
     {NULL, NULL, NULL, NULL}

@@ -24,7 +24,9 @@ s_usage (FILE *out)
         "  --config FILE           read settings from a ZPL file (keys as the long options,\n"
         "                          with '_' for '-', under a 'qanatd' section)\n"
         "  --heartbeat-ms N        heartbeat interval agents are told to use (default 1000)\n"
-        "  --lost-after-ms N       an agent silent this long is lost (default 30000)\n"
+        "  --suspect-after-ms N    an agent silent this long gets no new work (default 5000)\n"
+        "  --lost-after-ms N       an agent silent this long is lost and its attempts\n"
+        "                          are retried (default 30000); agents may bring their own\n"
         "  --no-sync               do not fsync each commit: faster, but a power loss\n"
         "                          loses the last commits (never corrupts the store)\n"
         "  -v, --verbose           log every dispatch and run result\n"
@@ -57,7 +59,7 @@ main (int argc, char *argv [])
     char *data_dir = NULL;
     char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
-    long heartbeat_ms = 1000, lost_after_ms = 30000;
+    long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
     bool durable = true, verbose = false;
 
     static struct option options [] = {
@@ -67,6 +69,7 @@ main (int argc, char *argv [])
         {"config", required_argument, 0, 'f'},
         {"heartbeat-ms", required_argument, 0, 'b'},
         {"lost-after-ms", required_argument, 0, 'l'},
+        {"suspect-after-ms", required_argument, 0, 's'},
         {"no-sync", no_argument, 0, 'n'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
@@ -90,6 +93,8 @@ main (int argc, char *argv [])
                 { free (agent_endpoint); agent_endpoint = strdup (value); }
             if ((value = zconfig_get (config, "qanatd/heartbeat_ms", NULL)))
                 heartbeat_ms = atol (value);
+            if ((value = zconfig_get (config, "qanatd/suspect_after_ms", NULL)))
+                suspect_after_ms = atol (value);
             if ((value = zconfig_get (config, "qanatd/lost_after_ms", NULL)))
                 lost_after_ms = atol (value);
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
@@ -111,6 +116,7 @@ main (int argc, char *argv [])
             case 'a': free (agent_endpoint); agent_endpoint = strdup (optarg); break;
             case 'b': heartbeat_ms = strtol (optarg, &end, 10); break;
             case 'l': lost_after_ms = strtol (optarg, &end, 10); break;
+            case 's': suspect_after_ms = strtol (optarg, &end, 10); break;
             case 'n': durable = false; break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
@@ -121,8 +127,11 @@ main (int argc, char *argv [])
             return 2;
         }
     }
-    if (heartbeat_ms < 10 || heartbeat_ms > 3600000 || lost_after_ms < heartbeat_ms) {
-        fprintf (stderr, "qanatd: need 10 <= --heartbeat-ms <= 3600000 and --lost-after-ms >= --heartbeat-ms\n");
+    if (suspect_after_ms > lost_after_ms)
+        suspect_after_ms = lost_after_ms;
+    if (heartbeat_ms < 10 || heartbeat_ms > 3600000 || suspect_after_ms < heartbeat_ms) {
+        fprintf (stderr, "qanatd: need 10 <= --heartbeat-ms <= 3600000 and "
+                 "--heartbeat-ms <= --suspect-after-ms <= --lost-after-ms\n");
         return 2;
     }
     if (!data_dir)
@@ -137,6 +146,7 @@ main (int argc, char *argv [])
         .agent_endpoint = agent_endpoint,
         .durable = durable,
         .heartbeat_ms = (uint32_t) heartbeat_ms,
+        .suspect_after_ms = (uint32_t) suspect_after_ms,
         .lost_after_ms = (uint32_t) lost_after_ms,
         .verbose = verbose
     };

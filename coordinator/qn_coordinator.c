@@ -30,6 +30,9 @@ typedef struct {
     char *route_key;                    //  hex of routing_id, key in by_route
     Qanat__AgentInfo *info;             //  owned; labels, capacity, credit...
     int64_t last_seen;                  //  zclock_mono of its last message
+    bool lost;                          //  declared lost (vs. never seen since our start)
+    bool drained_by_admin;              //  `qanat agent drain`
+    bool drained_by_itself;             //  shutting down
 } agent_t;
 
 typedef struct {
@@ -264,6 +267,41 @@ s_agent_matches (agent_t *agent, const qn_task_t *task)
     return true;
 }
 
+//  connected, suspect (silent past its grace: no new work), lost (silent
+//  past its deadline: its attempts were retried), or disconnected (known
+//  from the store, not seen since our start).
+static const char *
+s_agent_state (agent_t *agent, int64_t now)
+{
+    if (!agent->routing_id)
+        return agent->lost? "lost": "disconnected";
+    if (now - agent->last_seen > agent->info->suspect_after_ms)
+        return "suspect";
+    return "connected";
+}
+
+static void
+s_agent_update_state (agent_t *agent, int64_t now)
+{
+    const char *state = s_agent_state (agent, now);
+    if (!agent->info->state || !streq (agent->info->state, state))
+        s_replace_string (&agent->info->state, strdup (state));
+    agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
+}
+
+//  Why an agent that matches a task takes no new work, or NULL.
+static const char *
+s_agent_unavailable (agent_t *agent, int64_t now)
+{
+    if (agent->drained_by_admin || agent->drained_by_itself)
+        return "draining";
+    if (agent->info->spool_full)
+        return "spool full";
+    if (now - agent->last_seen > agent->info->suspect_after_ms)
+        return "suspect";
+    return NULL;
+}
+
 static void
 s_agent_persist (qn_coordinator_t *self, agent_t *agent)
 {
@@ -446,8 +484,54 @@ s_run_persist (qn_coordinator_t *self, run_t *run)
 
 //  Ends the current attempt of a task and decides what follows: another
 //  attempt (retries left), or failure and the skipping of dependents.
+static agent_t *
+s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
+{
+    return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
+}
+
 static void
-s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const char *reason)
+s_agent_release_slot (agent_t *agent)
+{
+    if (agent && agent->info->running > 0)
+        agent->info->running--;
+}
+
+static unsigned
+s_retry_flag (const char *end)
+{
+    if (streq (end, "timeout"))
+        return QN_RETRY_ON_TIMEOUT;
+    if (streq (end, "agent_lost") || streq (end, "start"))
+        return QN_RETRY_ON_AGENT_LOST;
+    if (streq (end, "check"))
+        return QN_RETRY_ON_CHECK;
+    if (streq (end, "exit"))
+        return QN_RETRY_ON_EXIT;
+    return 0;                               //  canceled: never retried
+}
+
+//  Exponential backoff with +-20% jitter, so that tasks failing together
+//  do not come back together.
+static int64_t
+s_retry_delay_us (const qn_task_t *spec, size_t attempts)
+{
+    double delay = spec->retry_delay_s;
+    for (size_t i = 1; i < attempts && delay < spec->retry_max_delay_s; i++)
+        delay *= 2;
+    if (delay > spec->retry_max_delay_s)
+        delay = spec->retry_max_delay_s;
+    delay *= 0.8 + 0.4 * ((double) randof (1000) / 1000.0);
+    return (int64_t) (delay * 1e6);
+}
+
+//  Ends the current attempt of a task and decides what follows: another
+//  attempt, if retries are left and the task retries this kind of ending,
+//  or failure and the skipping of dependents.  end is one of exit,
+//  timeout, canceled, agent_lost, check, start.
+static void
+s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const char *reason,
+                       const char *end)
 {
     Qanat__TaskInfo *task = s_task (run, index);
     Qanat__AttemptInfo *attempt = s_current_attempt (task);
@@ -456,8 +540,16 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
         attempt->finished_us = qn_now_us ();
         s_replace_string (&attempt->reason, s_strdup (reason));
     }
+    if (attempt)
+        s_replace_string (&attempt->end, s_strdup (end));
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    if (!run->info->cancel_requested && task->n_attempts <= spec->retries) {
+    if (!run->info->cancel_requested && task->n_attempts <= spec->retries
+    &&  (spec->retry_on & s_retry_flag (end))) {
+        int64_t delay = s_retry_delay_us (spec, task->n_attempts);
+        task->retry_at_us = qn_now_us () + delay;
+        s_replace_string (&task->waiting_reason,
+                          zsys_sprintf ("retry %zu of %u in %.1fs, after: %s", task->n_attempts,
+                                        spec->retries, delay / 1e6, reason));
         s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_QUEUED);
         s_queue_ready (self, run, index);
     }
@@ -475,19 +567,6 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
     }
     run->dirty_task [index] = true;
     s_run_advance (self, run);
-}
-
-static agent_t *
-s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
-{
-    return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
-}
-
-static void
-s_agent_release_slot (agent_t *agent)
-{
-    if (agent && agent->info->running > 0)
-        agent->info->running--;
 }
 
 static void
@@ -615,21 +694,30 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
 static void
 s_dispatch (qn_coordinator_t *self)
 {
+    int64_t now = zclock_mono ();
+    int64_t wall = qn_now_us ();
     ready_t *ready = (ready_t *) zlistx_first (self->ready);
     while (ready) {
         void *handle = zlistx_cursor (self->ready);
         ready_t *next = (ready_t *) zlistx_next (self->ready);
         run_t *run = s_run_find (self, ready->run_id);
         bool drop = !run || qn_dag_status (run->dag, ready->task) != QANAT__TASK_STATUS__TASK_QUEUED;
-        if (!drop) {
+        //  A retry waiting out its backoff keeps its place and its reason.
+        bool backing_off = !drop && s_task (run, ready->task)->retry_at_us > wall;
+        if (!drop && !backing_off) {
             const qn_task_t *spec = qn_workflow_task (run->wf, ready->task);
             agent_t *best = NULL;
             size_t matching = 0;
+            const char *unavailable = NULL;
             for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
                  agent = (agent_t *) zhashx_next (self->agents)) {
                 if (!agent->routing_id || !s_agent_matches (agent, spec))
                     continue;
                 matching++;
+                const char *why = s_agent_unavailable (agent, now);
+                if (why)
+                    unavailable = why;
+                else
                 if (agent->info->credit > 0 && (!best || agent->info->credit > best->info->credit))
                     best = agent;
             }
@@ -641,7 +729,8 @@ s_dispatch (qn_coordinator_t *self)
                 char *selector = s_selector_text (spec);
                 if (matching)
                     s_set_waiting (run, ready->task, zsys_sprintf (
-                        "waiting for a free slot on %s (%zu connected, all busy)", selector, matching));
+                        "waiting for a free slot on %s (%zu connected, all busy%s%s)", selector,
+                        matching, unavailable? " or ": "", unavailable? unavailable: ""));
                 else
                     s_set_waiting (run, ready->task, zsys_sprintf ("waiting for %s", selector));
                 free (selector);
@@ -663,7 +752,9 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent)
 {
     Qanat__Welcome welcome = QANAT__WELCOME__INIT;
     welcome.agent_name = agent->name;
-    welcome.heartbeat_ms = self->config.heartbeat_ms;
+    welcome.heartbeat_ms = agent->info->heartbeat_ms;
+    welcome.suspect_after_ms = agent->info->suspect_after_ms;
+    welcome.lost_after_ms = agent->info->lost_after_ms;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
@@ -730,6 +821,25 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->running = 0;
     info->connected = true;
     info->last_seen_us = qn_now_us ();
+    agent->lost = false;
+    agent->drained_by_itself = reg->draining;
+    //  The agent's own timer profile, within sane bounds, else ours.
+    uint32_t lost_after = reg->lost_after_ms? reg->lost_after_ms: self->config.lost_after_ms;
+    uint32_t suspect_after = reg->suspect_after_ms? reg->suspect_after_ms: self->config.suspect_after_ms;
+    uint32_t heartbeat = reg->heartbeat_ms? reg->heartbeat_ms: self->config.heartbeat_ms;
+    if (heartbeat < 10)
+        heartbeat = 10;
+    if (heartbeat > 3600000)
+        heartbeat = 3600000;
+    if (suspect_after < 2 * heartbeat)
+        suspect_after = 2 * heartbeat;
+    if (lost_after < suspect_after)
+        lost_after = suspect_after;
+    info->heartbeat_ms = heartbeat;
+    info->suspect_after_ms = suspect_after;
+    info->lost_after_ms = lost_after;
+    info->spool_full = false;
+    s_agent_update_state (agent, zclock_mono ());
 
     //  Reconcile, run by run.
     for (run_t *run = (run_t *) zhashx_first (self->runs); run;
@@ -743,7 +853,8 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
             if (s_reported (reg, run->id, (uint32_t) t, attempt->attempt))
                 info->running++;
             else
-                s_task_attempt_failed (self, run, t, "agent lost: it restarted without this attempt");
+                s_task_attempt_failed (self, run, t, "agent lost: it restarted without this attempt",
+                                       "agent_lost");
         }
     }
     for (size_t i = 0; i < reg->n_running; i++) {
@@ -828,12 +939,13 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index, agent_t *ag
     if (ok) {
         char *failure = s_evaluate_checks (self, run, index, attempt->attempt);
         if (failure) {
-            s_task_attempt_failed (self, run, index, failure);
+            s_task_attempt_failed (self, run, index, failure, "check");
             free (failure);
             return;
         }
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
+        s_replace_string (&attempt->end, strdup ("exit"));
         s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
         s_run_advance (self, run);
     }
@@ -841,7 +953,11 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index, agent_t *ag
         char *reason = *finished->reason? strdup (finished->reason)
                      : finished->signal? zsys_sprintf ("killed by signal %d", finished->signal)
                      : zsys_sprintf ("exit code %d", finished->exit_code);
-        s_task_attempt_failed (self, run, index, reason);
+        const char *end = finished->kind == QANAT__END_KIND__END_TIMEOUT? "timeout"
+                        : finished->kind == QANAT__END_KIND__END_CANCELED? "canceled"
+                        : finished->kind == QANAT__END_KIND__END_LOST? "agent_lost"
+                        : finished->kind == QANAT__END_KIND__END_START_FAILED? "start": "exit";
+        s_task_attempt_failed (self, run, index, reason, end);
         free (reason);
     }
 }
@@ -865,6 +981,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
                 && task->status == QANAT__TASK_STATUS__TASK_RUNNING
                 && streq (attempt->agent, agent->name);
     if (!current) {
+        self->stats.stale_events++;
         s_post_ack (self, agent, ref, event->seq);
         if (event->body_case != QANAT__EVENT__BODY_FINISHED)
             s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
@@ -938,6 +1055,12 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
     agent->info->last_seen_us = qn_now_us ();
     switch (env->body_case) {
         case QANAT__ENVELOPE__BODY_HEARTBEAT: {
+            if (agent->info->spool_full != env->heartbeat->spool_full) {
+                zsys_warning ("agent %s %s", agent->name, env->heartbeat->spool_full?
+                              "reports its spool full: no new work for it": "has spool room again");
+                agent->info->spool_full = env->heartbeat->spool_full;
+            }
+            agent->info->spool_bytes = env->heartbeat->spool_bytes;
             Qanat__Heartbeat heartbeat = QANAT__HEARTBEAT__INIT;
             heartbeat.running = agent->info->running;
             Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
@@ -955,6 +1078,14 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
         }
         case QANAT__ENVELOPE__BODY_EVENT:
             s_handle_event (self, agent, env->event);
+            break;
+        case QANAT__ENVELOPE__BODY_DRAIN:
+            agent->drained_by_itself = env->drain->draining;
+            s_agent_update_state (agent, zclock_mono ());
+            s_agent_persist (self, agent);
+            zsys_info ("agent %s %s%s%s", agent->name,
+                       env->drain->draining? "draining": "takes work again",
+                       *env->drain->reason? ": ": "", env->drain->reason);
             break;
         default:
             self->stats.malformed_agent_frames++;
@@ -1262,9 +1393,12 @@ s_handle_list_agents (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reque
     Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
     size_t count = zhashx_size (self->agents);
     list.agents = (Qanat__AgentInfo **) calloc (count + 1, sizeof (Qanat__AgentInfo *));
+    int64_t now = zclock_mono ();
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents))
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        s_agent_update_state (agent, now);
         list.agents [list.n_agents++] = agent->info;
+    }
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_AGENTS;
@@ -1273,13 +1407,41 @@ s_handle_list_agents (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reque
     free (list.agents);
 }
 
-//  Cancels every task not yet finished: queued and pending ones are
-//  skipped, running attempts are told to stop and end as canceled now;
-//  whatever they send afterwards is no longer current and is ignored.
+//  Cancels one task: a running attempt is told to stop and ends as
+//  canceled now (whatever it sends afterwards is no longer current and is
+//  ignored); a task not started is canceled; its dependents are skipped.
+static void
+s_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why)
+{
+    Qanat__TaskInfo *task = s_task (run, index);
+    if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
+        Qanat__AttemptInfo *attempt = s_current_attempt (task);
+        agent_t *agent = s_agent_of (self, attempt);
+        s_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
+        s_agent_release_slot (agent);
+        attempt->finished = true;
+        attempt->finished_us = qn_now_us ();
+        s_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
+        s_replace_string (&attempt->end, strdup ("canceled"));
+    }
+    s_replace_string (&task->waiting_reason, s_strdup (""));
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
+    size_t *changed = (size_t *) calloc (run->info->n_tasks, sizeof (size_t));
+    size_t count = qn_dag_skip_dependents (run->dag, index, changed);
+    for (size_t i = 0; i < count; i++) {
+        s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
+        s_replace_string (&s_task (run, changed [i])->waiting_reason,
+                          zsys_sprintf ("skipped: %s canceled", task->name));
+        run->dirty_task [changed [i]] = true;
+    }
+    free (changed);
+}
+
 static void
 s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
 {
     uint64_t run_id = request->cancel_run->run_id;
+    const char *task_name = request->cancel_run->task;
     run_t *run = s_run_find (self, run_id);
     if (!run) {
         bool owned;
@@ -1294,33 +1456,63 @@ s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
         free (message);
         return;
     }
-    run->info->cancel_requested = true;
-    run->dirty = true;
-    for (size_t t = 0; t < run->info->n_tasks; t++) {
-        Qanat__TaskInfo *task = s_task (run, t);
-        if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
-            Qanat__AttemptInfo *attempt = s_current_attempt (task);
-            agent_t *agent = s_agent_of (self, attempt);
-            s_post_cancel (self, agent, run_id, (uint32_t) t, attempt->attempt, "run canceled");
-            s_agent_release_slot (agent);
-            attempt->finished = true;
-            attempt->finished_us = qn_now_us ();
-            s_replace_string (&attempt->reason, s_strdup ("canceled"));
-            s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_CANCELED);
-        }
+    if (task_name && *task_name) {
+        int index = qn_workflow_task_index (run->wf, task_name);
+        char *message = NULL;
+        if (index < 0)
+            message = zsys_sprintf ("run %llu has no task '%s'", (unsigned long long) run_id, task_name);
         else
-        if (task->status == QANAT__TASK_STATUS__TASK_PENDING
-        ||  task->status == QANAT__TASK_STATUS__TASK_QUEUED) {
-            s_replace_string (&task->waiting_reason, s_strdup ("skipped: run canceled"));
-            s_task_set_status (run, t, QANAT__TASK_STATUS__TASK_SKIPPED);
+        if (qn_dag_finished_task (run->dag, (size_t) index))
+            message = zsys_sprintf ("task %s has already ended (%s)", task_name,
+                                    qn_task_status_name (s_task (run, (size_t) index)->status));
+        if (message) {
+            s_post_error (self, routing_id, request->id, message);
+            free (message);
+            return;
         }
+        s_cancel_task (self, run, (size_t) index, "task canceled");
+        zsys_info ("run %llu task %s canceled", (unsigned long long) run_id, task_name);
+    }
+    else {
+        run->info->cancel_requested = true;
+        run->dirty = true;
+        for (size_t t = 0; t < run->info->n_tasks; t++)
+            if (!qn_dag_finished_task (run->dag, t))
+                s_cancel_task (self, run, t, "run canceled");
+        zsys_info ("run %llu canceled", (unsigned long long) run_id);
     }
     s_run_advance (self, run);
-    zsys_info ("run %llu canceled", (unsigned long long) run_id);
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_RUN;
     reply.run = run->info;
+    s_post_reply (self, routing_id, &reply);
+}
+
+//  `qanat agent drain NAME`: the agent finishes what it runs and gets
+//  nothing new until undrained.
+static void
+s_handle_drain_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, request->drain_agent->name);
+    if (!agent) {
+        char *message = zsys_sprintf ("no agent named '%s'", request->drain_agent->name);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    agent->drained_by_admin = request->drain_agent->drain;
+    s_agent_update_state (agent, zclock_mono ());
+    s_agent_persist (self, agent);
+    zsys_info ("agent %s %s by request", agent->name, agent->drained_by_admin? "drained": "undrained");
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    Qanat__AgentInfo *one [1] = { agent->info };
+    list.agents = one;
+    list.n_agents = 1;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
     s_post_reply (self, routing_id, &reply);
 }
 
@@ -1348,6 +1540,7 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         case QANAT__REQUEST__BODY_READ_METRICS: s_handle_read_metrics (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_LIST_AGENTS:  s_handle_list_agents (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_CANCEL_RUN:   s_handle_cancel_run (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_DRAIN_AGENT:  s_handle_drain_agent (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_STATS: {
             Qanat__Reply reply = QANAT__REPLY__INIT;
             reply.id = request->id;
@@ -1452,6 +1645,12 @@ s_load_agents (qn_coordinator_t *self)
         agent->info->connected = false;
         agent->info->credit = 0;
         agent->info->running = 0;
+        agent->drained_by_admin = agent->info->draining;
+        if (!agent->info->lost_after_ms)
+            agent->info->lost_after_ms = self->config.lost_after_ms;
+        if (!agent->info->suspect_after_ms)
+            agent->info->suspect_after_ms = self->config.suspect_after_ms;
+        s_agent_update_state (agent, zclock_mono ());
         //  Known agents get a full lost deadline from our start to come back.
         agent->last_seen = zclock_mono ();
         zhashx_insert (self->agents, agent->name, agent);
@@ -1511,10 +1710,14 @@ s_end_turn (qn_coordinator_t *self)
     for (run_t *run = (run_t *) zhashx_first (self->runs); run;
          run = (run_t *) zhashx_next (self->runs))
         s_run_persist (self, run);
+    bool writing = qn_store_in_txn (self->store);
     if (qn_store_commit (self->store)) {
+        self->stats.commit_failures++;
         s_recover (self);
         return;
     }
+    if (writing)
+        self->stats.commits++;
     //  Finished runs leave memory once they are safely stored.
     zlistx_t *done = zlistx_new ();
     for (run_t *run = (run_t *) zhashx_first (self->runs); run;
@@ -1629,13 +1832,26 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     qn_coordinator_t *self = (qn_coordinator_t *) arg;
     int64_t now = zclock_mono ();
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents))
-        if (agent->routing_id && now - agent->last_seen > self->config.lost_after_ms) {
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        const char *before = agent->info->state;
+        bool was_suspect = before && streq (before, "suspect");
+        bool changed = false;
+        if (agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms) {
+            changed = true;
             zsys_warning ("agent %s lost: silent for %lld ms", agent->name,
                           (long long) (now - agent->last_seen));
             s_agent_disconnect (self, agent);
-            s_agent_persist (self, agent);
+            agent->lost = true;
+            agent->info->running = 0;
         }
+        s_agent_update_state (agent, now);
+        bool is_suspect = streq (agent->info->state, "suspect");
+        if (is_suspect && !was_suspect)
+            zsys_warning ("agent %s suspect: silent for %lld ms", agent->name,
+                          (long long) (now - agent->last_seen));
+        if (was_suspect != is_suspect || changed)
+            s_agent_persist (self, agent);
+    }
     for (run_t *run = (run_t *) zhashx_first (self->runs); run;
          run = (run_t *) zhashx_next (self->runs))
         for (size_t t = 0; t < run->info->n_tasks; t++) {
@@ -1643,8 +1859,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
             if (task->status != QANAT__TASK_STATUS__TASK_RUNNING)
                 continue;
             agent_t *agent = s_agent_of (self, s_current_attempt (task));
-            if (!agent || (!agent->routing_id && now - agent->last_seen > self->config.lost_after_ms))
-                s_task_attempt_failed (self, run, t, "agent lost");
+            if (!agent || (!agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms))
+                s_task_attempt_failed (self, run, t, "agent lost", "agent_lost");
         }
     s_end_turn (self);
     return 0;
@@ -1675,6 +1891,8 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         self->config.heartbeat_ms = 1000;
     if (!self->config.lost_after_ms)
         self->config.lost_after_ms = 30000;
+    if (!self->config.suspect_after_ms || self->config.suspect_after_ms > self->config.lost_after_ms)
+        self->config.suspect_after_ms = self->config.lost_after_ms < 5000? self->config.lost_after_ms: 5000;
     self->data_dir = strdup (config->data_dir);
     self->config.data_dir = self->data_dir;
     qanat__stats__init (&self->stats);

@@ -17,7 +17,9 @@ typedef struct {
     const char *client_endpoint;     //  e.g. tcp://127.0.0.1:7710
     const char *agent_endpoint;      //  e.g. tcp://127.0.0.1:7711
     bool durable;                    //  fsync every commit (default true)
+    //  The default timer profile; an agent may bring its own.
     uint32_t heartbeat_ms;           //  interval agents are told to use
+    uint32_t suspect_after_ms;       //  an agent silent this long gets no new work
     uint32_t lost_after_ms;          //  an agent silent this long is lost
     bool verbose;
 } qn_coordinator_config_t;

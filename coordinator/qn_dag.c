@@ -128,6 +128,13 @@ s_terminal (Qanat__TaskStatus status)
 }
 
 bool
+qn_dag_finished_task (qn_dag_t *self, size_t index)
+{
+    assert (index < self->size);
+    return s_terminal (self->status [index]);
+}
+
+bool
 qn_dag_finished (qn_dag_t *self)
 {
     for (size_t i = 0; i < self->size; i++)
@@ -147,9 +154,17 @@ qn_dag_run_status (qn_dag_t *self, bool canceled, bool warnings)
     }
     if (canceled)
         return QANAT__RUN_STATUS__RUN_CANCELED;
-    for (size_t i = 0; i < self->size; i++)
-        if (self->status [i] != QANAT__TASK_STATUS__TASK_SUCCEEDED)
+    bool any_canceled = false, any_skipped = false;
+    for (size_t i = 0; i < self->size; i++) {
+        if (self->status [i] == QANAT__TASK_STATUS__TASK_FAILED)
             return QANAT__RUN_STATUS__RUN_FAILED;
+        any_canceled |= self->status [i] == QANAT__TASK_STATUS__TASK_CANCELED;
+        any_skipped |= self->status [i] == QANAT__TASK_STATUS__TASK_SKIPPED;
+    }
+    if (any_canceled)
+        return QANAT__RUN_STATUS__RUN_CANCELED;
+    if (any_skipped)
+        return QANAT__RUN_STATUS__RUN_FAILED;
     return warnings? QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS
                    : QANAT__RUN_STATUS__RUN_SUCCEEDED;
 }

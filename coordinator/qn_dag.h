@@ -43,13 +43,18 @@ size_t
 size_t
     qn_dag_skip_dependents (qn_dag_t *self, size_t index, size_t *changed);
 
+//  True when task index is succeeded, failed, skipped or canceled.
+bool
+    qn_dag_finished_task (qn_dag_t *self, size_t index);
+
 //  True when every task is succeeded, failed, skipped or canceled.
 bool
     qn_dag_finished (qn_dag_t *self);
 
 //  The run's status: queued until any task has started, running until all
 //  are finished; then canceled if the run was canceled, failed if any task
-//  failed or was skipped, else succeeded (with warnings if warnings).
+//  failed, canceled if a task was canceled on its own, failed if any was
+//  skipped, else succeeded (with warnings if warnings).
 Qanat__RunStatus
     qn_dag_run_status (qn_dag_t *self, bool canceled, bool warnings);
 

@@ -37,6 +37,13 @@ typedef struct {
     qn_severity_t severity;
 } qn_task_check_t;
 
+//  Endings a retry answers (retry_on).
+#define QN_RETRY_ON_EXIT        1u   //  non-zero exit or a signal of the task's own
+#define QN_RETRY_ON_TIMEOUT     2u
+#define QN_RETRY_ON_AGENT_LOST  4u   //  the agent was lost or lost the process
+#define QN_RETRY_ON_CHECK       8u   //  an error check failed
+#define QN_RETRY_ON_ALL         15u
+
 typedef struct {
     char *name;
     size_t line, col;            //  where the task is defined
@@ -54,6 +61,9 @@ typedef struct {
     uint64_t memory_mb;          //  0 = unspecified; YAML accepts 512, "512M", "4G", "1Gi"
     uint32_t gpus;
     uint32_t retries;            //  extra attempts after the first failure
+    uint32_t retry_delay_s;      //  wait before the first retry (default 1 s), doubled each time
+    uint32_t retry_max_delay_s;  //  cap of that wait (default 300 s)
+    unsigned retry_on;           //  QN_RETRY_ON_* flags: which endings are retried (default all)
     uint32_t timeout_s;          //  0 = none; YAML accepts 90, "90s", "30m", "2h"
     char **metrics;              //  declared metric names (informational)
     size_t metrics_count;

@@ -79,7 +79,8 @@ struct _qn_workflow_t {
 
 static const char *s_top_keys [] = { "name", "description", "params", "tasks", NULL };
 static const char *s_task_keys [] = {
-    "run", "needs", "env", "on", "resources", "retries", "timeout", "metrics", "checks", NULL
+    "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
+    "retry_on", "timeout", "metrics", "checks", NULL
 };
 static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
 static const char *s_param_keys [] = { "default", "description", NULL };
@@ -1189,6 +1190,39 @@ s_parse_checks (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
             s_parse_check (ctx, task, node->items [i]);
 }
 
+//  retry_on: which endings a retry answers, as a list of their names.
+static void
+s_parse_retry_on (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    static const char *names [] = { "exit", "timeout", "agent_lost", "check", NULL };
+    static const unsigned flags [] = { QN_RETRY_ON_EXIT, QN_RETRY_ON_TIMEOUT,
+                                       QN_RETRY_ON_AGENT_LOST, QN_RETRY_ON_CHECK };
+    s_node_t **items;
+    size_t count;
+    if (s_scalar_list (ctx, node, "a list of exit, timeout, agent_lost, check for 'retry_on'",
+                       &items, &count))
+        count = 0;
+    task->retry_on = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = 0;
+        while (names [n] && strcmp (names [n], items [i]->value))
+            n++;
+        if (names [n])
+            task->retry_on |= flags [n];
+        else {
+            s_echo_buf_t echo;
+            const char *guess = s_closest (items [i]->value, names, 4);
+            if (guess)
+                s_node_error (ctx, items [i], "unknown retry_on value '%s' (did you mean '%s'?)",
+                              s_echo (items [i]->value, echo), guess);
+            else
+                s_node_error (ctx, items [i], "unknown retry_on value '%s' (use exit, timeout, "
+                              "agent_lost, check)", s_echo (items [i]->value, echo));
+        }
+    }
+    free (items);
+}
+
 static void
 s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
               s_node_t *key, s_node_t *value)
@@ -1246,6 +1280,15 @@ s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
         s_parse_resources (ctx, task, field);
     if ((field = s_map_get (value, "retries", NULL)))
         s_get_uint32 (ctx, field, "retries", &task->retries);
+    task->retry_delay_s = 1;
+    task->retry_max_delay_s = 300;
+    task->retry_on = QN_RETRY_ON_ALL;
+    if ((field = s_map_get (value, "retry_delay", NULL)))
+        s_get_duration (ctx, field, "retry_delay", &task->retry_delay_s);
+    if ((field = s_map_get (value, "retry_max_delay", NULL)))
+        s_get_duration (ctx, field, "retry_max_delay", &task->retry_max_delay_s);
+    if ((field = s_map_get (value, "retry_on", NULL)))
+        s_parse_retry_on (ctx, task, field);
     if ((field = s_map_get (value, "timeout", NULL)))
         s_get_duration (ctx, field, "timeout", &task->timeout_s);
     if ((field = s_map_get (value, "metrics", NULL)))

@@ -344,7 +344,10 @@ test_cancel_skips (void **state)
     s_set (&graph, "c", CANCELED);
     assert_true (qn_dag_finished (graph.dag));
     assert_int_equal (qn_dag_run_status (graph.dag, true, false), RUN_CANCELED);
-    //  Canceled tasks without a cancel request read as a failed run
+    //  Tasks canceled one by one (`qanat cancel RUN TASK`) read as a
+    //  canceled run too, unless something failed
+    assert_int_equal (qn_dag_run_status (graph.dag, false, false), RUN_CANCELED);
+    s_set (&graph, "c", FAILED);
     assert_int_equal (qn_dag_run_status (graph.dag, false, false), RUN_FAILED);
     s_graph_close (&graph);
 }
@@ -474,7 +477,9 @@ test_run_status (void **state)
         { FAILED,    FAILED,    false, true,  RUN_FAILED },
         { SUCCEEDED, SKIPPED,   false, false, RUN_FAILED },
         { SKIPPED,   SKIPPED,   false, false, RUN_FAILED },
-        { SUCCEEDED, CANCELED,  false, false, RUN_FAILED },
+        { SUCCEEDED, CANCELED,  false, false, RUN_CANCELED },
+        { FAILED,    CANCELED,  false, false, RUN_FAILED },
+        { CANCELED,  SKIPPED,   false, false, RUN_CANCELED },
         { CANCELED,  SKIPPED,   true,  false, RUN_CANCELED },
         { SUCCEEDED, SUCCEEDED, true,  true,  RUN_CANCELED },
         { FAILED,    SKIPPED,   true,  false, RUN_CANCELED },

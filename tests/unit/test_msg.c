@@ -203,6 +203,7 @@ s_attempt_info (uint32_t number, int32_t exit_code)
     info->stack_trace = "Traceback (most recent call last):\n  File \"train.py\", line 3\nValueError: x";
     info->last_seq = 100000 + number;
     info->pid = 4194304;
+    info->end = "timeout";
     return info;
 }
 
@@ -230,6 +231,7 @@ s_task_info (uint32_t index, const char *name, Qanat__TaskStatus status)
     SET_LIST (task, checks, s_check ("accuracy >= 0.9", "error", "accuracy = 0.93"),
               s_check ("max(loss) < 2.5", "warning", "max(loss) = 1.2"));
     SET_LIST (task, selector, s_label ("gpu", "a100"), s_label ("env", "onprem"));
+    task->retry_at_us = 1700000009000000LL;
     return task;
 }
 
@@ -286,6 +288,13 @@ s_agent_info (const char *name)
     agent->running = 61;
     agent->connected = true;
     agent->last_seen_us = 1700000001234567LL;
+    agent->state = "suspect";
+    agent->draining = true;
+    agent->heartbeat_ms = 10000;
+    agent->suspect_after_ms = 120000;
+    agent->lost_after_ms = 600000;
+    agent->spool_bytes = UINT64_MAX - 1;
+    agent->spool_full = true;
     return agent;
 }
 
@@ -302,6 +311,10 @@ s_build_register (void)
     reg->capacity = 16;
     SET_LIST (reg, running, s_ref (42, 3, 1), s_ref (UINT64_MAX, UINT32_MAX, UINT32_MAX));
     reg->version = "0.1.0";
+    reg->heartbeat_ms = 10000;
+    reg->suspect_after_ms = 120000;
+    reg->lost_after_ms = 600000;
+    reg->draining = true;
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_REGISTER);
     env->register_ = reg;
     return env;
@@ -312,6 +325,8 @@ s_build_heartbeat (void)
 {
     NEW (heartbeat, Qanat__Heartbeat, qanat__heartbeat__init);
     heartbeat->running = 5;
+    heartbeat->spool_bytes = 1u << 30;
+    heartbeat->spool_full = true;
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_HEARTBEAT);
     env->heartbeat = heartbeat;
     return env;
@@ -369,6 +384,7 @@ s_build_event_finished (void)
     finished->signal = 15;
     finished->stack_trace = "Traceback (most recent call last):\n  ...\nKeyError: 'x'";
     finished->reason = "timed out after 90 s";
+    finished->kind = QANAT__END_KIND__END_TIMEOUT;
     event->finished = finished;
     return env;
 }
@@ -379,6 +395,8 @@ s_build_welcome (void)
     NEW (welcome, Qanat__Welcome, qanat__welcome__init);
     welcome->agent_name = "gpu-node-7";
     welcome->heartbeat_ms = 1000;
+    welcome->suspect_after_ms = 5000;
+    welcome->lost_after_ms = 30000;
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_WELCOME);
     env->welcome = welcome;
     return env;
@@ -524,6 +542,7 @@ s_build_request_cancel_run (void)
     Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_CANCEL_RUN);
     NEW (cancel, Qanat__CancelRun, qanat__cancel_run__init);
     cancel->run_id = UINT64_MAX;
+    cancel->task = "train";
     request->cancel_run = cancel;
     return env;
 }
@@ -535,6 +554,29 @@ s_build_request_get_stats (void)
     Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_GET_STATS);
     NEW (get, Qanat__GetStats, qanat__get_stats__init);
     request->get_stats = get;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_drain_agent (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_DRAIN_AGENT);
+    NEW (drain, Qanat__DrainAgent, qanat__drain_agent__init);
+    drain->name = "gpu-node-7";
+    drain->drain = true;
+    request->drain_agent = drain;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_drain (void)
+{
+    NEW (drain, Qanat__Drain, qanat__drain__init);
+    drain->draining = true;
+    drain->reason = "agent shutting down";
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_DRAIN);
+    env->drain = drain;
     return env;
 }
 
@@ -630,6 +672,9 @@ s_build_reply_stats (void)
     stats->bad_version = 3;
     stats->events_committed = UINT64_MAX;
     stats->duplicate_events = 5;
+    stats->stale_events = 6;
+    stats->commits = 7;
+    stats->commit_failures = 8;
     reply->stats = stats;
     return env;
 }
@@ -642,7 +687,7 @@ s_build_reply_stats (void)
     X (welcome) X (assign) X (ack) X (cancel) X (refusal) \
     X (request_submit) X (request_start_run) X (request_get_run) X (request_list_runs) \
     X (request_read_logs) X (request_read_metrics) X (request_list_agents) \
-    X (request_cancel_run) X (request_get_stats) \
+    X (request_cancel_run) X (request_get_stats) X (request_drain_agent) X (drain) \
     X (reply_error) X (reply_workflow) X (reply_run) X (reply_runs) X (reply_logs) \
     X (reply_metrics) X (reply_agents) X (reply_stats)
 
