@@ -33,15 +33,24 @@ typedef struct {
     bool lost;                          //  declared lost (vs. never seen since our start)
     bool drained_by_admin;              //  `qanat agent drain`
     bool drained_by_itself;             //  shutting down
+    zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
 } agent_t;
+
+typedef struct _qn_coordinator_t qn_coordinator_t;
 
 typedef struct {
     uint64_t id;
+    qn_coordinator_t *owner;
     qn_workflow_t *wf;
     qn_dag_t *dag;
     Qanat__RunInfo *info;               //  owned, with every task
+    size_t warnings;                    //  tasks whose latest checks include a failed warning
     bool dirty;                         //  run record to write
-    bool *dirty_task;
+    bool listed;                        //  in the owner's dirty list
+    bool *dirty_task;                   //  task records to write...
+    size_t *dirty_list;                 //  ...and their indexes
+    size_t dirty_count;
+    size_t *scratch;                    //  room for every task index, for qn_dag
 } run_t;
 
 //  A task waiting for an agent.
@@ -70,7 +79,10 @@ struct _qn_coordinator_t {
     zhashx_t *agents;                   //  name -> agent_t
     zhashx_t *by_route;                 //  route key -> agent_t (not owned)
     zhashx_t *runs;                     //  "%llu" id -> run_t
-    zlistx_t *ready;                    //  ready_t, oldest first
+    zhashx_t *queues;                   //  selector text -> zlistx of ready_t, oldest first
+    zlistx_t *delayed;                  //  ready_t of retries waiting out their backoff
+    zhashx_t *with_credit;              //  name -> agent_t with credit (not owned)
+    zlistx_t *dirty_runs;               //  run_t changed this turn (not owned)
     zlistx_t *outbox;                   //  outgoing_t
     Qanat__Stats stats;
     int64_t started;
@@ -96,6 +108,13 @@ s_replace_string (char **field, char *value)
     if (*field && *field != protobuf_c_empty_string)
         free (*field);
     *field = value;
+}
+
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
 }
 
 static void
@@ -219,6 +238,7 @@ s_agent_destroy (agent_t **agent_p)
         zframe_destroy (&agent->routing_id);
         free (agent->route_key);
         s_free_message (agent->info);
+        zhashx_destroy (&agent->attempts);
         free (agent);
         *agent_p = NULL;
     }
@@ -238,7 +258,21 @@ s_agent_new (const char *name)
     agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
     qanat__agent_info__init (agent->info);
     agent->info->name = strdup (name);
+    agent->attempts = zhashx_new ();
+    zhashx_set_destructor (agent->attempts, s_free_item);
     return agent;
+}
+
+//  Credit lives in the agent record; the set of agents with credit is
+//  what dispatch walks.
+static void
+s_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
+{
+    agent->info->credit = credit;
+    if (credit && agent->routing_id)
+        zhashx_update (self->with_credit, agent->name, agent);
+    else
+        zhashx_delete (self->with_credit, agent->name);
 }
 
 static void
@@ -249,7 +283,7 @@ s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
     zstr_free (&agent->route_key);
     zframe_destroy (&agent->routing_id);
     agent->info->connected = false;
-    agent->info->credit = 0;
+    s_agent_set_credit (self, agent, 0);
 }
 
 static bool
@@ -327,6 +361,8 @@ s_run_destroy (run_t **run_p)
         qn_workflow_destroy (&run->wf);
         s_free_message (run->info);
         free (run->dirty_task);
+        free (run->dirty_list);
+        free (run->scratch);
         free (run);
         *run_p = NULL;
     }
@@ -350,10 +386,21 @@ s_current_attempt (Qanat__TaskInfo *task)
     return task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
 }
 
+static bool
+s_task_warned (Qanat__TaskInfo *task)
+{
+    for (size_t c = 0; c < task->n_checks; c++)
+        if (!task->checks [c]->passed && streq (task->checks [c]->severity, "warning"))
+            return true;
+    return false;
+}
+
 //  Check results belong to the latest attempt only.
 static void
-s_task_clear_checks (Qanat__TaskInfo *task)
+s_task_clear_checks (run_t *run, Qanat__TaskInfo *task)
 {
+    if (s_task_warned (task) && run->warnings)
+        run->warnings--;
     for (size_t c = 0; c < task->n_checks; c++)
         s_free_message (task->checks [c]);
     free (task->checks);
@@ -361,54 +408,138 @@ s_task_clear_checks (Qanat__TaskInfo *task)
     task->n_checks = 0;
 }
 
+//  Records that the run's own record changed this turn.
+static void
+s_mark_run (run_t *run)
+{
+    run->dirty = true;
+    if (!run->listed) {
+        run->listed = true;
+        zlistx_add_end (run->owner->dirty_runs, run);
+    }
+}
+
+//  Records that a task's record changed this turn.
+static void
+s_mark_task (run_t *run, size_t index)
+{
+    if (!run->dirty_task [index]) {
+        run->dirty_task [index] = true;
+        run->dirty_list [run->dirty_count++] = index;
+    }
+    if (!run->listed) {
+        run->listed = true;
+        zlistx_add_end (run->owner->dirty_runs, run);
+    }
+}
+
+static char *
+s_attempt_key (uint64_t run_id, size_t task)
+{
+    return zsys_sprintf ("%llu:%zu", (unsigned long long) run_id, task);
+}
+
+//  Keeps each agent's set of running attempts in step with task statuses:
+//  the set is what lost agents, reconciliation and slot counts read.
+static void
+s_track_running (run_t *run, size_t index, bool running)
+{
+    Qanat__AttemptInfo *attempt = s_current_attempt (s_task (run, index));
+    agent_t *agent = attempt? (agent_t *) zhashx_lookup (run->owner->agents, attempt->agent): NULL;
+    if (!agent)
+        return;
+    char *key = s_attempt_key (run->id, index);
+    if (running) {
+        ready_t *ref = (ready_t *) zmalloc (sizeof (ready_t));
+        ref->run_id = run->id;
+        ref->task = (uint32_t) index;
+        zhashx_update (agent->attempts, key, ref);
+    }
+    else
+        zhashx_delete (agent->attempts, key);
+    zstr_free (&key);
+    agent->info->running = (uint32_t) zhashx_size (agent->attempts);
+}
+
 static void
 s_task_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
 {
+    Qanat__TaskStatus old = s_task (run, index)->status;
+    if (old == QANAT__TASK_STATUS__TASK_RUNNING && status != QANAT__TASK_STATUS__TASK_RUNNING)
+        s_track_running (run, index, false);
     qn_dag_set_status (run->dag, index, status);
     s_task (run, index)->status = status;
-    run->dirty_task [index] = true;
+    if (status == QANAT__TASK_STATUS__TASK_RUNNING && old != QANAT__TASK_STATUS__TASK_RUNNING)
+        s_track_running (run, index, true);
+    s_mark_task (run, index);
 }
 
-static bool
-s_run_has_warnings (run_t *run)
+static char *
+s_selector_key (const qn_task_t *spec)
 {
-    for (size_t t = 0; t < run->info->n_tasks; t++) {
-        Qanat__TaskInfo *task = s_task (run, t);
-        for (size_t c = 0; c < task->n_checks; c++)
-            if (!task->checks [c]->passed && streq (task->checks [c]->severity, "warning"))
-                return true;
+    //  File order is fine: the same workflow always spells it the same way,
+    //  and two spellings of one selector only cost a second queue.
+    size_t size = 1;
+    for (size_t s = 0; s < spec->selector_count; s++)
+        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
+    char *key = (char *) malloc (size);
+    key [0] = 0;
+    for (size_t s = 0; s < spec->selector_count; s++) {
+        if (s)
+            strcat (key, ",");
+        strcat (key, spec->selector [s].key);
+        strcat (key, "=");
+        strcat (key, spec->selector [s].value);
     }
-    return false;
+    return key;
 }
 
+static void
+s_ready_destructor (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+//  Ready tasks wait in one queue per label selector, so that dispatch
+//  looks at the queues agents can serve, never at every waiting task.
 static void
 s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
 {
     ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
     ready->run_id = run->id;
     ready->task = (uint32_t) index;
-    zlistx_add_end (self->ready, ready);
+    if (s_task (run, index)->retry_at_us > qn_now_us ()) {
+        zlistx_add_end (self->delayed, ready);
+        return;
+    }
+    char *key = s_selector_key (qn_workflow_task (run->wf, index));
+    zlistx_t *queue = (zlistx_t *) zhashx_lookup (self->queues, key);
+    if (!queue) {
+        queue = zlistx_new ();
+        zlistx_set_destructor (queue, s_ready_destructor);
+        zhashx_insert (self->queues, key, queue);
+    }
+    free (key);
+    zlistx_add_end (queue, ready);
 }
 
 //  Promotes tasks whose dependencies are done and queues them.
 static void
 s_run_advance (qn_coordinator_t *self, run_t *run)
 {
-    size_t count = qn_dag_size (run->dag);
-    size_t *ready = (size_t *) calloc (count? count: 1, sizeof (size_t));
-    size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, ready);
+    size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, run->scratch);
     for (size_t i = 0; i < promoted; i++) {
-        s_task (run, ready [i])->status = QANAT__TASK_STATUS__TASK_QUEUED;
-        run->dirty_task [ready [i]] = true;
-        s_queue_ready (self, run, ready [i]);
+        size_t index = run->scratch [i];
+        s_task (run, index)->status = QANAT__TASK_STATUS__TASK_QUEUED;
+        s_mark_task (run, index);
+        s_queue_ready (self, run, index);
     }
-    free (ready);
-
     Qanat__RunStatus status = qn_dag_run_status (run->dag, run->info->cancel_requested,
-                                                 s_run_has_warnings (run));
+                                                 run->warnings > 0);
     if (status != run->info->status) {
         run->info->status = status;
-        run->dirty = true;
+        s_mark_run (run);
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
             if (self->config.verbose)
@@ -419,15 +550,32 @@ s_run_advance (qn_coordinator_t *self, run_t *run)
 
 //  Builds the in-memory run from a parsed workflow.
 static run_t *
-s_run_new (uint64_t run_id, qn_workflow_t *wf, uint32_t version, const char *filename,
-           const qn_kv_t *params, size_t param_count)
+s_run_alloc (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf)
 {
     run_t *run = (run_t *) zmalloc (sizeof (run_t));
     run->id = run_id;
+    run->owner = self;
     run->wf = wf;
     run->dag = qn_dag_new (wf);
+    size_t count = qn_workflow_task_count (wf) + 1;
+    run->dirty_task = (bool *) calloc (count, sizeof (bool));
+    run->dirty_list = (size_t *) calloc (count, sizeof (size_t));
+    run->scratch = (size_t *) calloc (count, sizeof (size_t));
+    if (!run->dag || !run->dirty_task || !run->dirty_list || !run->scratch) {
+        run->wf = NULL;                 //  the caller still owns it
+        s_run_destroy (&run);
+    }
+    return run;
+}
+
+static run_t *
+s_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
+           const char *filename, const qn_kv_t *params, size_t param_count)
+{
+    run_t *run = s_run_alloc (self, run_id, wf);
+    if (!run)
+        return NULL;
     size_t count = qn_workflow_task_count (wf);
-    run->dirty_task = (bool *) calloc (count? count: 1, sizeof (bool));
     Qanat__RunInfo *info = (Qanat__RunInfo *) malloc (sizeof (Qanat__RunInfo));
     qanat__run_info__init (info);
     info->run_id = run_id;
@@ -443,6 +591,7 @@ s_run_new (uint64_t run_id, qn_workflow_t *wf, uint32_t version, const char *fil
         param->value = s_strdup (params [p].value);
         s_append ((void ***) &info->params, &info->n_params, param);
     }
+    info->tasks = (Qanat__TaskInfo **) calloc (count + 1, sizeof (Qanat__TaskInfo *));
     for (size_t t = 0; t < count; t++) {
         const qn_task_t *spec = qn_workflow_task (wf, t);
         Qanat__TaskInfo *task = (Qanat__TaskInfo *) malloc (sizeof (Qanat__TaskInfo));
@@ -454,11 +603,12 @@ s_run_new (uint64_t run_id, qn_workflow_t *wf, uint32_t version, const char *fil
         for (size_t s = 0; s < spec->selector_count; s++)
             s_append ((void ***) &task->selector, &task->n_selector,
                       s_label_new (spec->selector [s].key, spec->selector [s].value));
-        s_append ((void ***) &info->tasks, &info->n_tasks, task);
-        run->dirty_task [t] = true;
+        info->tasks [info->n_tasks++] = task;
     }
     run->info = info;
-    run->dirty = true;
+    for (size_t t = 0; t < count; t++)
+        s_mark_task (run, t);
+    s_mark_run (run);
     return run;
 }
 
@@ -473,12 +623,14 @@ s_run_persist (qn_coordinator_t *self, run_t *run)
             return -1;
         run->dirty = false;
     }
-    for (size_t t = 0; t < run->info->n_tasks; t++)
-        if (run->dirty_task [t]) {
-            if (qn_store_put_task (self->store, run->id, s_task (run, t)))
-                return -1;
-            run->dirty_task [t] = false;
-        }
+    for (size_t i = 0; i < run->dirty_count; i++) {
+        size_t t = run->dirty_list [i];
+        if (qn_store_put_task (self->store, run->id, s_task (run, t)))
+            return -1;
+        run->dirty_task [t] = false;
+    }
+    run->dirty_count = 0;
+    run->listed = false;
     return 0;
 }
 
@@ -488,13 +640,6 @@ static agent_t *
 s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
 {
     return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
-}
-
-static void
-s_agent_release_slot (agent_t *agent)
-{
-    if (agent && agent->info->running > 0)
-        agent->info->running--;
 }
 
 static unsigned
@@ -555,17 +700,16 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
     }
     else {
         s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
-        size_t *changed = (size_t *) calloc (run->info->n_tasks, sizeof (size_t));
+        size_t *changed = run->scratch;
         size_t count = qn_dag_skip_dependents (run->dag, index, changed);
         for (size_t i = 0; i < count; i++) {
             s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
             s_replace_string (&s_task (run, changed [i])->waiting_reason,
                               zsys_sprintf ("skipped: %s failed", spec->name));
-            run->dirty_task [changed [i]] = true;
+            s_mark_task (run, changed [i]);
         }
-        free (changed);
     }
-    run->dirty_task [index] = true;
+    s_mark_task (run, index);
     s_run_advance (self, run);
 }
 
@@ -611,16 +755,42 @@ s_selector_text (const qn_task_t *spec)
     return text;
 }
 
-static void
-s_set_waiting (run_t *run, size_t index, char *reason)
+//  Why a queued task has not started, worked out when someone asks
+//  rather than on every dispatch.
+static char *
+s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
 {
-    Qanat__TaskInfo *task = s_task (run, index);
-    if (task->waiting_reason && streq (task->waiting_reason, reason)) {
-        free (reason);
-        return;
+    int64_t now = zclock_mono ();
+    size_t matching = 0;
+    const char *unavailable = NULL;
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        if (!agent->routing_id || !s_agent_matches (agent, spec))
+            continue;
+        matching++;
+        const char *why = s_agent_unavailable (agent, now);
+        if (why)
+            unavailable = why;
     }
-    s_replace_string (&task->waiting_reason, reason);
-    run->dirty_task [index] = true;
+    char *selector = s_selector_text (spec);
+    char *reason = matching
+        ? zsys_sprintf ("waiting for a free slot on %s (%zu connected, all busy%s%s)", selector,
+                        matching, unavailable? " or ": "", unavailable? unavailable: "")
+        : zsys_sprintf ("waiting for %s", selector);
+    free (selector);
+    return reason;
+}
+
+static void
+s_explain_waiting (qn_coordinator_t *self, run_t *run)
+{
+    int64_t wall = qn_now_us ();
+    for (size_t t = 0; t < run->info->n_tasks; t++) {
+        Qanat__TaskInfo *task = s_task (run, t);
+        if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us <= wall)
+            s_replace_string (&task->waiting_reason,
+                              s_waiting_reason (self, qn_workflow_task (run->wf, t)));
+    }
 }
 
 static void
@@ -635,10 +805,10 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     attempt->started_us = qn_now_us ();
     s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
     s_replace_string (&task->waiting_reason, s_strdup (""));
-    s_task_clear_checks (task);
+    s_task_clear_checks (run, task);
+    task->retry_at_us = 0;
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
-    agent->info->credit--;
-    agent->info->running++;
+    s_agent_set_credit (self, agent, agent->info->credit - 1);
     s_run_advance (self, run);
 
     //  The assignment: argv, and an environment that tells the task who it is.
@@ -694,53 +864,52 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
 static void
 s_dispatch (qn_coordinator_t *self)
 {
+    if (zhashx_size (self->with_credit) == 0)
+        return;
     int64_t now = zclock_mono ();
-    int64_t wall = qn_now_us ();
-    ready_t *ready = (ready_t *) zlistx_first (self->ready);
-    while (ready) {
-        void *handle = zlistx_cursor (self->ready);
-        ready_t *next = (ready_t *) zlistx_next (self->ready);
-        run_t *run = s_run_find (self, ready->run_id);
-        bool drop = !run || qn_dag_status (run->dag, ready->task) != QANAT__TASK_STATUS__TASK_QUEUED;
-        //  A retry waiting out its backoff keeps its place and its reason.
-        bool backing_off = !drop && s_task (run, ready->task)->retry_at_us > wall;
-        if (!drop && !backing_off) {
-            const qn_task_t *spec = qn_workflow_task (run->wf, ready->task);
-            agent_t *best = NULL;
-            size_t matching = 0;
-            const char *unavailable = NULL;
-            for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-                 agent = (agent_t *) zhashx_next (self->agents)) {
-                if (!agent->routing_id || !s_agent_matches (agent, spec))
-                    continue;
-                matching++;
-                const char *why = s_agent_unavailable (agent, now);
-                if (why)
-                    unavailable = why;
-                else
-                if (agent->info->credit > 0 && (!best || agent->info->credit > best->info->credit))
-                    best = agent;
+    for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
+         queue = (zlistx_t *) zhashx_next (self->queues)) {
+        if (zlistx_size (queue) == 0)
+            continue;
+        //  The agents that can serve this queue now.
+        const qn_task_t *spec = NULL;
+        zlistx_t *candidates = zlistx_new ();
+        ready_t *ready = (ready_t *) zlistx_first (queue);
+        while (ready) {
+            run_t *run = s_run_find (self, ready->run_id);
+            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
+                spec = qn_workflow_task (run->wf, ready->task);
+                break;
             }
-            if (best) {
-                s_assign (self, run, ready->task, best);
-                drop = true;
-            }
-            else {
-                char *selector = s_selector_text (spec);
-                if (matching)
-                    s_set_waiting (run, ready->task, zsys_sprintf (
-                        "waiting for a free slot on %s (%zu connected, all busy%s%s)", selector,
-                        matching, unavailable? " or ": "", unavailable? unavailable: ""));
-                else
-                    s_set_waiting (run, ready->task, zsys_sprintf ("waiting for %s", selector));
-                free (selector);
-            }
+            zlistx_delete (queue, zlistx_cursor (queue));       //  canceled or gone
+            ready = (ready_t *) zlistx_first (queue);
         }
-        //  Tasks queued by s_assign land at the end and are seen in
-        //  this same pass, since the cursor already stands past them.
-        if (drop)
-            zlistx_delete (self->ready, handle);
-        ready = next;
+        if (spec)
+            for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
+                 agent = (agent_t *) zhashx_next (self->with_credit))
+                if (s_agent_matches (agent, spec) && !s_agent_unavailable (agent, now))
+                    zlistx_add_end (candidates, agent);
+        //  Hand out tasks in order, each to the candidate with most credit
+        //  left, which spreads work across agents.
+        while (zlistx_size (candidates) && (ready = (ready_t *) zlistx_first (queue))) {
+            void *handle = zlistx_cursor (queue);
+            run_t *run = s_run_find (self, ready->run_id);
+            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
+                void *best_handle = NULL;
+                agent_t *best = NULL;
+                for (agent_t *agent = (agent_t *) zlistx_first (candidates); agent;
+                     agent = (agent_t *) zlistx_next (candidates))
+                    if (!best || agent->info->credit > best->info->credit) {
+                        best = agent;
+                        best_handle = zlistx_cursor (candidates);
+                    }
+                s_assign (self, run, ready->task, best);
+                if (best->info->credit == 0)
+                    zlistx_delete (candidates, best_handle);
+            }
+            zlistx_delete (queue, handle);
+        }
+        zlistx_destroy (&candidates);
     }
 }
 
@@ -817,8 +986,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (size_t i = 0; i < reg->n_backends; i++)
         s_append ((void ***) &info->backends, &info->n_backends, s_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
-    info->credit = 0;
-    info->running = 0;
+    s_agent_set_credit (self, agent, 0);
     info->connected = true;
     info->last_seen_us = qn_now_us ();
     agent->lost = false;
@@ -841,22 +1009,28 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->spool_full = false;
     s_agent_update_state (agent, zclock_mono ());
 
-    //  Reconcile, run by run.
-    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
-         run = (run_t *) zhashx_next (self->runs)) {
-        for (size_t t = 0; t < run->info->n_tasks; t++) {
-            Qanat__TaskInfo *task = s_task (run, t);
-            Qanat__AttemptInfo *attempt = s_current_attempt (task);
-            if (task->status != QANAT__TASK_STATUS__TASK_RUNNING || !attempt
-            ||  !streq (attempt->agent, agent->name))
-                continue;
-            if (s_reported (reg, run->id, (uint32_t) t, attempt->attempt))
-                info->running++;
-            else
-                s_task_attempt_failed (self, run, t, "agent lost: it restarted without this attempt",
-                                       "agent_lost");
+    //  Reconcile what we believe it runs with what it reports.
+    zlistx_t *gone = zlistx_new ();
+    for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+         ref = (ready_t *) zhashx_next (agent->attempts)) {
+        run_t *run = s_run_find (self, ref->run_id);
+        Qanat__AttemptInfo *attempt = run? s_current_attempt (s_task (run, ref->task)): NULL;
+        if (!attempt || !s_reported (reg, ref->run_id, ref->task, attempt->attempt))
+            zlistx_add_end (gone, ref);
+    }
+    for (ready_t *ref = (ready_t *) zlistx_first (gone); ref; ref = (ready_t *) zlistx_next (gone)) {
+        run_t *run = s_run_find (self, ref->run_id);
+        if (run)
+            s_task_attempt_failed (self, run, ref->task, "agent lost: it restarted without this attempt",
+                                   "agent_lost");
+        else {
+            char *key = s_attempt_key (ref->run_id, ref->task);
+            zhashx_delete (agent->attempts, key);
+            zstr_free (&key);
         }
     }
+    zlistx_destroy (&gone);
+    info->running = (uint32_t) zhashx_size (agent->attempts);
     for (size_t i = 0; i < reg->n_running; i++) {
         Qanat__AttemptRef *ref = reg->running [i];
         run_t *run = s_run_find (self, ref->run_id);
@@ -895,7 +1069,7 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     Qanat__TaskInfo *task = s_task (run, index);
-    s_task_clear_checks (task);
+    s_task_clear_checks (run, task);
     char *failure = NULL;
     for (size_t c = 0; c < spec->checks_count; c++) {
         qn_check_t *check = spec->checks [c].check;
@@ -923,18 +1097,19 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
         if (!passed && !warning && !failure)
             failure = zsys_sprintf ("check failed: %s", detail);
     }
+    if (s_task_warned (task))
+        run->warnings++;
     return failure;
 }
 
 static void
-s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent,
+s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
                    Qanat__AttemptInfo *attempt, Qanat__Finished *finished)
 {
     attempt->exit_code = finished->exit_code;
     attempt->signal = finished->signal;
     s_replace_string (&attempt->stack_trace, s_strdup (finished->stack_trace));
     s_replace_string (&attempt->reason, s_strdup (finished->reason));
-    s_agent_release_slot (agent);
     bool ok = finished->exit_code == 0 && finished->signal == 0;
     if (ok) {
         char *failure = s_evaluate_checks (self, run, index, attempt->attempt);
@@ -1028,10 +1203,10 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
             break;
     }
     attempt->last_seq = event->seq;
-    run->dirty_task [ref->task_index] = true;
+    s_mark_task (run, ref->task_index);
     self->stats.events_committed++;
     if (event->body_case == QANAT__EVENT__BODY_FINISHED)
-        s_handle_finished (self, run, ref->task_index, agent, attempt, event->finished);
+        s_handle_finished (self, run, ref->task_index, attempt, event->finished);
     s_post_ack (self, agent, ref, event->seq);
 }
 
@@ -1073,7 +1248,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             uint64_t credit = (uint64_t) agent->info->credit + env->credit->slots;
             uint32_t room = agent->info->capacity > agent->info->running?
                             agent->info->capacity - agent->info->running: 0;
-            agent->info->credit = credit > room? room: (uint32_t) credit;
+            s_agent_set_credit (self, agent, credit > room? room: (uint32_t) credit);
             break;
         }
         case QANAT__ENVELOPE__BODY_EVENT:
@@ -1179,8 +1354,13 @@ s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
         qn_workflow_destroy (&wf);
         return;
     }
-    run_t *run = s_run_new (run_id, wf, version, start->workflow->filename, params, param_count);
+    run_t *run = s_run_new (self, run_id, wf, version, start->workflow->filename, params, param_count);
     qn_kv_free (params, param_count);
+    if (!run) {
+        s_post_error (self, routing_id, request->id, "out of memory");
+        qn_workflow_destroy (&wf);
+        return;
+    }
     zhashx_insert (self->runs, s_run_key (run_id), run);
     s_run_advance (self, run);
     s_dispatch (self);
@@ -1222,6 +1402,9 @@ static void
 s_handle_get_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
 {
     bool owned = false;
+    run_t *active = s_run_find (self, request->get_run->run_id);
+    if (active)
+        s_explain_waiting (self, active);
     Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
@@ -1418,7 +1601,6 @@ s_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why
         Qanat__AttemptInfo *attempt = s_current_attempt (task);
         agent_t *agent = s_agent_of (self, attempt);
         s_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
-        s_agent_release_slot (agent);
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
         s_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
@@ -1426,15 +1608,14 @@ s_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why
     }
     s_replace_string (&task->waiting_reason, s_strdup (""));
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
-    size_t *changed = (size_t *) calloc (run->info->n_tasks, sizeof (size_t));
+    size_t *changed = run->scratch;
     size_t count = qn_dag_skip_dependents (run->dag, index, changed);
     for (size_t i = 0; i < count; i++) {
         s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
         s_replace_string (&s_task (run, changed [i])->waiting_reason,
                           zsys_sprintf ("skipped: %s canceled", task->name));
-        run->dirty_task [changed [i]] = true;
+        s_mark_task (run, changed [i]);
     }
-    free (changed);
 }
 
 static void
@@ -1475,7 +1656,7 @@ s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
     }
     else {
         run->info->cancel_requested = true;
-        run->dirty = true;
+        s_mark_run (run);
         for (size_t t = 0; t < run->info->n_tasks; t++)
             if (!qn_dag_finished_task (run->dag, t))
                 s_cancel_task (self, run, t, "run canceled");
@@ -1586,31 +1767,42 @@ s_run_load (qn_coordinator_t *self, uint64_t run_id)
         s_free_message (info);
         return NULL;
     }
-    run_t *run = (run_t *) zmalloc (sizeof (run_t));
-    run->id = run_id;
-    run->wf = wf;
-    run->dag = qn_dag_new (wf);
-    run->dirty_task = (bool *) calloc (count? count: 1, sizeof (bool));
+    run_t *run = s_run_alloc (self, run_id, wf);
+    if (!run) {
+        qn_store_free_array (tasks, count);
+        qn_workflow_destroy (&wf);
+        s_free_message (info);
+        return NULL;
+    }
     info->tasks = tasks;
     info->n_tasks = count;
     run->info = info;
-    for (size_t t = 0; t < count; t++)
+    for (size_t t = 0; t < count; t++) {
+        //  A status we do not know (a damaged record) ends the task.
+        if ((int) tasks [t]->status < 0 || tasks [t]->status > QANAT__TASK_STATUS__TASK_CANCELED)
+            tasks [t]->status = QANAT__TASK_STATUS__TASK_FAILED;
         qn_dag_set_status (run->dag, t, tasks [t]->status);
+        for (size_t c = 0; c < tasks [t]->n_checks; c++)
+            if (!tasks [t]->checks [c]->passed && streq (tasks [t]->checks [c]->severity, "warning")) {
+                run->warnings++;
+                break;
+            }
+    }
     return run;
-}
-
-static void
-s_ready_destructor (void **item)
-{
-    free (*item);
-    *item = NULL;
 }
 
 static int
 s_reload (qn_coordinator_t *self, char **error_p)
 {
+    zlistx_purge (self->dirty_runs);
     zhashx_purge (self->runs);
-    zlistx_purge (self->ready);
+    zhashx_purge (self->queues);
+    zlistx_purge (self->delayed);
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        zhashx_purge (agent->attempts);
+        agent->info->running = 0;
+    }
     uint64_t *ids = NULL;
     size_t count = 0;
     if (qn_store_active_runs (self->store, &ids, &count)) {
@@ -1622,9 +1814,26 @@ s_reload (qn_coordinator_t *self, char **error_p)
         if (!run)
             continue;
         zhashx_insert (self->runs, s_run_key (run->id), run);
-        for (size_t t = 0; t < run->info->n_tasks; t++)
-            if (s_task (run, t)->status == QANAT__TASK_STATUS__TASK_QUEUED)
+        for (size_t t = 0; t < run->info->n_tasks; t++) {
+            Qanat__TaskInfo *task = s_task (run, t);
+            if (task->status == QANAT__TASK_STATUS__TASK_QUEUED)
                 s_queue_ready (self, run, t);
+            else
+            if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
+                //  It waits for its agent to come back and report, or to
+                //  be declared lost; an agent we never knew gets a record.
+                Qanat__AttemptInfo *attempt = s_current_attempt (task);
+                if (attempt && !zhashx_lookup (self->agents, attempt->agent)) {
+                    agent_t *agent = s_agent_new (attempt->agent);
+                    agent->info->lost_after_ms = self->config.lost_after_ms;
+                    agent->info->suspect_after_ms = self->config.suspect_after_ms;
+                    agent->last_seen = zclock_mono ();
+                    s_agent_update_state (agent, agent->last_seen);
+                    zhashx_insert (self->agents, agent->name, agent);
+                }
+                s_track_running (run, t, true);
+            }
+        }
         s_run_advance (self, run);
     }
     free (ids);
@@ -1707,28 +1916,25 @@ static void
 s_end_turn (qn_coordinator_t *self)
 {
     s_dispatch (self);
-    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
-         run = (run_t *) zhashx_next (self->runs))
+    zlistx_t *changed = self->dirty_runs;
+    self->dirty_runs = zlistx_new ();
+    for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
         s_run_persist (self, run);
     bool writing = qn_store_in_txn (self->store);
     if (qn_store_commit (self->store)) {
+        zlistx_destroy (&changed);
         self->stats.commit_failures++;
         s_recover (self);
         return;
     }
     if (writing)
         self->stats.commits++;
-    //  Finished runs leave memory once they are safely stored.
-    zlistx_t *done = zlistx_new ();
-    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
-         run = (run_t *) zhashx_next (self->runs))
-        if (qn_dag_finished (run->dag))
-            zlistx_add_end (done, strdup (s_run_key (run->id)));
-    for (char *key = (char *) zlistx_first (done); key; key = (char *) zlistx_next (done)) {
-        zhashx_delete (self->runs, key);
-        free (key);
-    }
-    zlistx_destroy (&done);
+    //  Finished runs leave memory once they are safely stored; only a run
+    //  that changed this turn can have just finished.
+    for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
+        if (qn_dag_finished (run->dag) && !run->listed)
+            zhashx_delete (self->runs, s_run_key (run->id));
+    zlistx_destroy (&changed);
 
     outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
     while (out) {
@@ -1852,16 +2058,39 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         if (was_suspect != is_suspect || changed)
             s_agent_persist (self, agent);
     }
-    for (run_t *run = (run_t *) zhashx_first (self->runs); run;
-         run = (run_t *) zhashx_next (self->runs))
-        for (size_t t = 0; t < run->info->n_tasks; t++) {
-            Qanat__TaskInfo *task = s_task (run, t);
-            if (task->status != QANAT__TASK_STATUS__TASK_RUNNING)
-                continue;
-            agent_t *agent = s_agent_of (self, s_current_attempt (task));
-            if (!agent || (!agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms))
-                s_task_attempt_failed (self, run, t, "agent lost", "agent_lost");
+    //  The attempts of agents gone past their deadline are lost.
+    zlistx_t *lost = zlistx_new ();
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents))
+        if (!agent->routing_id && zhashx_size (agent->attempts)
+        &&  now - agent->last_seen > agent->info->lost_after_ms)
+            for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+                 ref = (ready_t *) zhashx_next (agent->attempts)) {
+                ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+                *copy = *ref;
+                zlistx_add_end (lost, copy);
+            }
+    for (ready_t *ref = (ready_t *) zlistx_first (lost); ref; ref = (ready_t *) zlistx_next (lost)) {
+        run_t *run = s_run_find (self, ref->run_id);
+        if (run && s_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
+            s_task_attempt_failed (self, run, ref->task, "agent lost", "agent_lost");
+        free (ref);
+    }
+    zlistx_destroy (&lost);
+    //  Retries whose backoff is over join their queue.
+    int64_t wall = qn_now_us ();
+    ready_t *ready = (ready_t *) zlistx_first (self->delayed);
+    while (ready) {
+        void *handle = zlistx_cursor (self->delayed);
+        ready_t *next = (ready_t *) zlistx_next (self->delayed);
+        run_t *run = s_run_find (self, ready->run_id);
+        if (!run || s_task (run, ready->task)->retry_at_us <= wall) {
+            if (run && s_task (run, ready->task)->status == QANAT__TASK_STATUS__TASK_QUEUED)
+                s_queue_ready (self, run, ready->task);
+            zlistx_delete (self->delayed, handle);
         }
+        ready = next;
+    }
     s_end_turn (self);
     return 0;
 }
@@ -1901,8 +2130,12 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     self->by_route = zhashx_new ();
     self->runs = zhashx_new ();
     zhashx_set_destructor (self->runs, s_run_destructor);
-    self->ready = zlistx_new ();
-    zlistx_set_destructor (self->ready, s_ready_destructor);
+    self->queues = zhashx_new ();
+    zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) zlistx_destroy);
+    self->delayed = zlistx_new ();
+    zlistx_set_destructor (self->delayed, s_ready_destructor);
+    self->with_credit = zhashx_new ();
+    self->dirty_runs = zlistx_new ();
     self->outbox = zlistx_new ();
     zlistx_set_destructor (self->outbox, s_outgoing_destructor);
 
@@ -1938,7 +2171,10 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
         zlistx_destroy (&self->outbox);
-        zlistx_destroy (&self->ready);
+        zhashx_destroy (&self->queues);
+        zlistx_destroy (&self->delayed);
+        zhashx_destroy (&self->with_credit);
+        zlistx_destroy (&self->dirty_runs);
         zhashx_destroy (&self->runs);
         zhashx_destroy (&self->by_route);
         zhashx_destroy (&self->agents);
