@@ -59,6 +59,15 @@ typedef struct {
     uint32_t task;
 } ready_t;
 
+//  The highest seq of one attempt to acknowledge at the end of the turn.
+typedef struct {
+    zframe_t *routing_id;
+    uint64_t run_id;
+    uint32_t task;
+    uint32_t attempt;
+    uint64_t seq;
+} pending_ack_t;
+
 //  Something to send once the turn's commit has succeeded.
 typedef struct {
     zsock_t *sock;
@@ -84,6 +93,7 @@ struct _qn_coordinator_t {
     zhashx_t *with_credit;              //  name -> agent_t with credit (not owned)
     zlistx_t *dirty_runs;               //  run_t changed this turn (not owned)
     zlistx_t *outbox;                   //  outgoing_t
+    zhashx_t *acks;                     //  pending_ack_t by connection and attempt
     Qanat__Stats stats;
     int64_t started;
 };
@@ -1050,16 +1060,56 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
                agent->name, info->n_labels, info->capacity, info->running);
 }
 
+//  Acknowledgements are coalesced per attempt and connection: one Ack
+//  with the highest seq per loop turn, sent after the turn's commit.
 static void
 s_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref, uint64_t seq)
 {
-    Qanat__Ack ack = QANAT__ACK__INIT;
-    ack.attempt = ref;
-    ack.seq = seq;
-    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-    env.body_case = QANAT__ENVELOPE__BODY_ACK;
-    env.ack = &ack;
-    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    char *key = zsys_sprintf ("%s|%llu:%u:%u", agent->route_key, (unsigned long long) ref->run_id,
+                              ref->task_index, ref->attempt);
+    pending_ack_t *pending = (pending_ack_t *) zhashx_lookup (self->acks, key);
+    if (!pending) {
+        pending = (pending_ack_t *) zmalloc (sizeof (pending_ack_t));
+        pending->routing_id = zframe_dup (agent->routing_id);
+        pending->run_id = ref->run_id;
+        pending->task = ref->task_index;
+        pending->attempt = ref->attempt;
+        zhashx_insert (self->acks, key, pending);
+    }
+    if (seq > pending->seq)
+        pending->seq = seq;
+    zstr_free (&key);
+}
+
+static void
+s_pending_ack_destructor (void **item)
+{
+    pending_ack_t *pending = (pending_ack_t *) *item;
+    if (pending) {
+        zframe_destroy (&pending->routing_id);
+        free (pending);
+        *item = NULL;
+    }
+}
+
+static void
+s_send_acks (qn_coordinator_t *self)
+{
+    for (pending_ack_t *pending = (pending_ack_t *) zhashx_first (self->acks); pending;
+         pending = (pending_ack_t *) zhashx_next (self->acks)) {
+        Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+        ref.run_id = pending->run_id;
+        ref.task_index = pending->task;
+        ref.attempt = pending->attempt;
+        Qanat__Ack ack = QANAT__ACK__INIT;
+        ack.attempt = &ref;
+        ack.seq = pending->seq;
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_ACK;
+        env.ack = &ack;
+        s_send_now (self->agents_sock, pending->routing_id, &env);
+    }
+    zhashx_purge (self->acks);
 }
 
 //  Evaluates the task's checks over the metrics its attempt reported.
@@ -1897,6 +1947,7 @@ s_recover (qn_coordinator_t *self)
         out = (outgoing_t *) zlistx_next (self->outbox);
     }
     zlistx_purge (self->outbox);
+    zhashx_purge (self->acks);
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents))
         if (agent->routing_id) {
@@ -1949,6 +2000,7 @@ s_end_turn (qn_coordinator_t *self)
         out = (outgoing_t *) zlistx_next (self->outbox);
     }
     zlistx_purge (self->outbox);
+    s_send_acks (self);
 }
 
 static void
@@ -2136,6 +2188,8 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     zlistx_set_destructor (self->delayed, s_ready_destructor);
     self->with_credit = zhashx_new ();
     self->dirty_runs = zlistx_new ();
+    self->acks = zhashx_new ();
+    zhashx_set_destructor (self->acks, s_pending_ack_destructor);
     self->outbox = zlistx_new ();
     zlistx_set_destructor (self->outbox, s_outgoing_destructor);
 
@@ -2171,6 +2225,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
         zlistx_destroy (&self->outbox);
+        zhashx_destroy (&self->acks);
         zhashx_destroy (&self->queues);
         zlistx_destroy (&self->delayed);
         zhashx_destroy (&self->with_credit);
