@@ -12,6 +12,7 @@
 #include "qanat.h"
 #include "config.h"
 #include <getopt.h>
+#include <fcntl.h>
 #include <time.h>
 
 #define EXIT_RUN_FAILED   1
@@ -20,6 +21,12 @@
 
 typedef struct {
     const char *endpoint;
+    const char *key;                //  client key file, "none", or NULL for the default
+    const char *ttl;                //  token create
+    uint32_t uses;
+    const char *labels;
+    const char *role;               //  user add
+    const char *output;
     int timeout_ms;
     bool json;
     bool follow;
@@ -61,6 +68,14 @@ static void
 s_json_str (FILE *out, const char *text)
 {
     s_json_string (out, text? text: "", text? strlen (text): 0);
+}
+
+static void
+s_free_label (Qanat__Label *label)
+{
+    free (label->key);
+    free (label->value);
+    free (label);
 }
 
 static void
@@ -115,10 +130,12 @@ s_duration_text (int64_t from_us, int64_t to_us)
 static qn_client_t *
 s_connect (options_t *options)
 {
-    qn_client_t *client = qn_client_new (options->endpoint, options->timeout_ms);
+    char *error = NULL;
+    qn_client_t *client = qn_client_new_keyed (options->endpoint, options->key,
+                                               options->timeout_ms, &error);
     if (!client) {
-        fprintf (stderr, "qanat: cannot use coordinator endpoint '%s'\n",
-                 options->endpoint? options->endpoint: QN_DEFAULT_CLIENT_ENDPOINT);
+        fprintf (stderr, "qanat: %s\n", error? error: "cannot connect");
+        free (error);
         exit (EXIT_COORDINATOR);
     }
     return client;
@@ -1009,8 +1026,22 @@ s_cmd_cancel (options_t *options, int argc, char **argv)
 static int
 s_cmd_agent (options_t *options, int argc, char **argv)
 {
+    if (argc == 2 && streq (argv [0], "revoke")) {
+        Qanat__RevokeAgent revoke = QANAT__REVOKE_AGENT__INIT;
+        revoke.name = argv [1];
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_REVOKE_AGENT;
+        request.revoke_agent = &revoke;
+        qn_client_t *client = s_connect (options);
+        Qanat__Envelope *reply = s_call (client, &request);
+        printf (options->json? "{\"revoked\":\"%s\"}\n"
+                             : "agent %s revoked: its key is refused from now on\n", argv [1]);
+        qn_msg_free (&reply);
+        qn_client_destroy (&client);
+        return 0;
+    }
     if (argc != 2 || (!streq (argv [0], "drain") && !streq (argv [0], "undrain"))) {
-        fprintf (stderr, "usage: qanat agent drain|undrain NAME\n");
+        fprintf (stderr, "usage: qanat agent drain|undrain|revoke NAME\n");
         return EXIT_USAGE;
     }
     Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
@@ -1030,6 +1061,188 @@ s_cmd_agent (options_t *options, int argc, char **argv)
         printf ("agent %s %s (%u attempts running)\n", agent->name,
                 agent->draining? "draining: it finishes what it runs and takes nothing new"
                                : "takes work again", agent->running);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+//  "90", "90s", "30m", "2h", "1d": seconds, or -1.
+static long
+s_parse_duration (const char *text)
+{
+    char *end = NULL;
+    long value = strtol (text, &end, 10);
+    if (end == text || value < 0)
+        return -1;
+    long unit = streq (end, "") || streq (end, "s")? 1: streq (end, "m")? 60
+              : streq (end, "h")? 3600: streq (end, "d")? 86400: -1;
+    return unit < 0? -1: value * unit;
+}
+
+//  "k=v,k=v" into labels (malloc'd array of malloc'd labels), or -1.
+static int
+s_parse_labels (const char *text, Qanat__Label ***labels_p, size_t *count_p)
+{
+    *labels_p = NULL;
+    *count_p = 0;
+    if (!text || !*text)
+        return 0;
+    char *copy = strdup (text);
+    int rc = 0;
+    for (char *item = strtok (copy, ","); item; item = strtok (NULL, ",")) {
+        char *equals = strchr (item, '=');
+        if (!equals || equals == item) {
+            rc = -1;
+            break;
+        }
+        *equals = 0;
+        Qanat__Label *label = (Qanat__Label *) malloc (sizeof (Qanat__Label));
+        qanat__label__init (label);
+        label->key = strdup (item);
+        label->value = strdup (equals + 1);
+        *labels_p = (Qanat__Label **) realloc (*labels_p, (*count_p + 1) * sizeof (Qanat__Label *));
+        (*labels_p) [(*count_p)++] = label;
+    }
+    free (copy);
+    return rc;
+}
+
+static int
+s_cmd_token (options_t *options, int argc, char **argv)
+{
+    if (argc != 1 || !streq (argv [0], "create")) {
+        fprintf (stderr, "usage: qanat token create [--ttl 1h] [--uses N] [--labels k=v,...]\n");
+        return EXIT_USAGE;
+    }
+    Qanat__CreateToken create = QANAT__CREATE_TOKEN__INIT;
+    long ttl = options->ttl? s_parse_duration (options->ttl): 3600;
+    if (ttl <= 0 || ttl > 365L * 86400) {
+        fprintf (stderr, "qanat: --ttl wants a duration like 90s, 30m, 1h, 7d\n");
+        return EXIT_USAGE;
+    }
+    create.ttl_s = (uint32_t) ttl;
+    create.uses = options->uses? options->uses: 1;
+    if (s_parse_labels (options->labels, &create.labels, &create.n_labels)) {
+        fprintf (stderr, "qanat: --labels wants k=v,k=v\n");
+        return EXIT_USAGE;
+    }
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_CREATE_TOKEN;
+    request.create_token = &create;
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_call (client, &request);
+    Qanat__JoinToken *token = reply->reply->token;
+    if (options->json) {
+        printf ("{\"token\":");
+        s_json_str (stdout, token->token);
+        printf (",\"id\":");
+        s_json_str (stdout, token->id);
+        printf (",\"expires_us\":%lld,\"uses\":%u}\n", (long long) token->expires_us, token->uses);
+    }
+    else {
+        printf ("%s\n", token->token);
+        fprintf (stderr, "join token %s: good for %u agent%s until %s; start an agent with\n"
+                 "  qanat-agent --join TOKEN --name NAME\n", token->id, token->uses,
+                 token->uses == 1? "": "s", s_time_text (token->expires_us));
+    }
+    for (size_t i = 0; i < create.n_labels; i++)
+        s_free_label (create.labels [i]);
+    free (create.labels);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+static int
+s_cmd_user (options_t *options, int argc, char **argv)
+{
+    if (argc != 2 || !streq (argv [0], "add")) {
+        fprintf (stderr, "usage: qanat user add NAME [--role user|admin] [-o KEYFILE]\n");
+        return EXIT_USAGE;
+    }
+    Qanat__AddUser add = QANAT__ADD_USER__INIT;
+    add.name = argv [1];
+    add.role = (char *) (options->role? options->role: "user");
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_ADD_USER;
+    request.add_user = &add;
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_call (client, &request);
+    const char *key_file = reply->reply->user_key->key_file;
+    int rc = 0;
+    if (options->output) {
+        int fd = open (options->output, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd == -1 || write (fd, key_file, strlen (key_file)) != (ssize_t) strlen (key_file)) {
+            fprintf (stderr, "qanat: cannot write %s: %s\n", options->output, strerror (errno));
+            rc = EXIT_USAGE;
+        }
+        else
+            fprintf (stderr, "user %s (%s): key written to %s; use it with --key %s\n",
+                     add.name, add.role, options->output, options->output);
+        if (fd != -1)
+            close (fd);
+    }
+    else
+        fputs (key_file, stdout);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return rc;
+}
+
+static int
+s_cmd_secret (options_t *options, int argc, char **argv)
+{
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    Qanat__SetSecret set = QANAT__SET_SECRET__INIT;
+    Qanat__ListSecrets list = QANAT__LIST_SECRETS__INIT;
+    char *value = NULL;
+    if (argc == 2 && streq (argv [0], "set")) {
+        //  From stdin, never from the command line (ps, shell history).
+        size_t size = 0, room = 4096;
+        value = (char *) malloc (room);
+        size_t got;
+        while ((got = fread (value + size, 1, room - size, stdin)) > 0) {
+            size += got;
+            if (size == room)
+                value = (char *) realloc (value, room *= 2);
+        }
+        while (size && (value [size - 1] == '\n' || value [size - 1] == '\r'))
+            size--;
+        set.name = argv [1];
+        set.value.data = (uint8_t *) value;
+        set.value.len = size;
+        request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
+        request.set_secret = &set;
+    }
+    else
+    if (argc == 1 && streq (argv [0], "list")) {
+        request.body_case = QANAT__REQUEST__BODY_LIST_SECRETS;
+        request.list_secrets = &list;
+    }
+    else {
+        fprintf (stderr, "usage: qanat secret set NAME < value-file | qanat secret list\n");
+        return EXIT_USAGE;
+    }
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_call (client, &request);
+    if (value)
+        memset (value, 0, set.value.len);
+    free (value);
+    Qanat__SecretList *secrets = reply->reply->secrets;
+    if (request.body_case == QANAT__REQUEST__BODY_SET_SECRET)
+        printf ("secret %s set\n", argv [1]);
+    else
+    if (options->json) {
+        printf ("[");
+        for (size_t i = 0; i < secrets->n_names; i++) {
+            printf ("%s", i? ",": "");
+            s_json_str (stdout, secrets->names [i]);
+        }
+        printf ("]\n");
+    }
+    else
+        for (size_t i = 0; i < secrets->n_names; i++)
+            printf ("%s\n", secrets->names [i]);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -1086,8 +1299,14 @@ static command_t s_commands [] = {
         "a run's metric series, or a workflow's last value per run"},
     {"agents", s_cmd_agents, "agents", "agents, their labels, slots and state"},
     {"cancel", s_cmd_cancel, "cancel RUN [TASK]", "cancel a run, or one task of it"},
-    {"agent", s_cmd_agent, "agent drain|undrain NAME",
-        "stop giving an agent new work (it finishes what it runs), or resume"},
+    {"agent", s_cmd_agent, "agent drain|undrain|revoke NAME",
+        "stop giving an agent new work (it finishes what it runs), resume, or cut it off"},
+    {"token", s_cmd_token, "token create [--ttl 1h] [--uses N] [--labels k=v,..]",
+        "a join token for new agents (admin)"},
+    {"user", s_cmd_user, "user add NAME [--role user|admin] [-o KEYFILE]",
+        "a user and their client key (admin)"},
+    {"secret", s_cmd_secret, "secret set NAME < FILE | secret list",
+        "store a secret, read from stdin, encrypted at rest (admin)"},
     {"validate", s_cmd_validate, "validate FILE", "check a workflow file without running it"},
     {"stats", s_cmd_stats, "stats", "coordinator counters (malformed messages, events)"},
     {NULL, NULL, NULL, NULL}
@@ -1096,12 +1315,15 @@ static command_t s_commands [] = {
 static void
 s_usage (FILE *out)
 {
-    fprintf (out, "usage: qanat [--coordinator ENDPOINT] [--timeout SECONDS] COMMAND [ARGS]\n\n"
+    fprintf (out, "usage: qanat [--coordinator ENDPOINT] [--key KEYFILE] [--timeout SECONDS] COMMAND [ARGS]\n\n"
                   "Commands:\n");
     for (command_t *command = s_commands; command->name; command++)
         fprintf (out, "  %-46s %s\n", command->usage, command->summary);
     fprintf (out, "\nEvery query takes --json.  The coordinator is ENDPOINT, else $QANAT_COORDINATOR,\n"
-                  "else " QN_DEFAULT_CLIENT_ENDPOINT ".  'qanat COMMAND --help' shows one command.\n");
+                  "else the key file's, else " QN_DEFAULT_CLIENT_ENDPOINT ".  The client key is KEYFILE, else\n"
+                  "$QANAT_KEY, else ~/.qanat/client.key, else ~/.qanat/coordinator/keys/admin.key;\n"
+                  "--key none talks plaintext to a coordinator run with --insecure.\n"
+                  "'qanat COMMAND --help' shows one command.\n");
 }
 
 int
@@ -1122,6 +1344,12 @@ main (int argc, char *argv [])
         {"param", required_argument, 0, 'p'},
         {"attempt", required_argument, 0, 'a'},
         {"limit", required_argument, 0, 'l'},
+        {"key", required_argument, 0, 'k'},
+        {"ttl", required_argument, 0, 'T'},
+        {"uses", required_argument, 0, 'U'},
+        {"labels", required_argument, 0, 'L'},
+        {"role", required_argument, 0, 'R'},
+        {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}
@@ -1129,7 +1357,7 @@ main (int argc, char *argv [])
     bool help = false;
     int opt;
     //  Options may come before or after the command (GNU permutation).
-    while ((opt = getopt_long (argc, argv, "fhjp:", long_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "fhjp:o:", long_options, NULL)) != -1) {
         switch (opt) {
             case 'c': options.endpoint = optarg; break;
             case 't': options.timeout_ms = (int) (atof (optarg) * 1000); break;
@@ -1138,6 +1366,12 @@ main (int argc, char *argv [])
             case 'p': zlistx_add_end (options.params, optarg); break;
             case 'a': options.attempt = (uint32_t) atoi (optarg); break;
             case 'l': options.limit = (uint32_t) atoi (optarg); break;
+            case 'k': options.key = optarg; break;
+            case 'T': options.ttl = optarg; break;
+            case 'U': options.uses = (uint32_t) atoi (optarg); break;
+            case 'L': options.labels = optarg; break;
+            case 'R': options.role = optarg; break;
+            case 'o': options.output = optarg; break;
             case 'h': help = true; break;
             case 'V': printf ("qanat %s\n", PACKAGE_VERSION); return 0;
             default: s_usage (stderr); return EXIT_USAGE;

@@ -29,6 +29,8 @@ s_usage (FILE *out)
         "                          are retried (default 30000); agents may bring their own\n"
         "  --no-sync               do not fsync each commit: faster, but a power loss\n"
         "                          loses the last commits (never corrupts the store)\n"
+        "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
+        "                          a trusted test setup on one machine\n"
         "  -v, --verbose           log every dispatch and run result\n"
         "  -h, --help              this help\n");
 }
@@ -60,7 +62,7 @@ main (int argc, char *argv [])
     char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
-    bool durable = true, verbose = false;
+    bool durable = true, verbose = false, insecure = false;
 
     static struct option options [] = {
         {"data-dir", required_argument, 0, 'd'},
@@ -71,6 +73,7 @@ main (int argc, char *argv [])
         {"lost-after-ms", required_argument, 0, 'l'},
         {"suspect-after-ms", required_argument, 0, 's'},
         {"no-sync", no_argument, 0, 'n'},
+        {"insecure", no_argument, 0, 'I'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}
@@ -118,6 +121,7 @@ main (int argc, char *argv [])
             case 'l': lost_after_ms = strtol (optarg, &end, 10); break;
             case 's': suspect_after_ms = strtol (optarg, &end, 10); break;
             case 'n': durable = false; break;
+            case 'I': insecure = true; break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
             default: break;
@@ -148,7 +152,8 @@ main (int argc, char *argv [])
         .heartbeat_ms = (uint32_t) heartbeat_ms,
         .suspect_after_ms = (uint32_t) suspect_after_ms,
         .lost_after_ms = (uint32_t) lost_after_ms,
-        .verbose = verbose
+        .verbose = verbose,
+        .insecure = insecure
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
@@ -159,9 +164,19 @@ main (int argc, char *argv [])
     }
     if (!durable)
         zsys_warning ("--no-sync: commits are not fsynced; a power loss may lose the last ones");
+    if (insecure) {
+        zsys_warning ("****************************************************************");
+        zsys_warning ("--insecure: NO encryption, NO authentication. Anyone who reaches");
+        zsys_warning ("these sockets can run commands on every agent. Do not use this");
+        zsys_warning ("outside a trusted test setup.");
+        zsys_warning ("****************************************************************");
+    }
     printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
             qn_coordinator_client_endpoint (coordinator),
             qn_coordinator_agent_endpoint (coordinator), data_dir);
+    if (qn_coordinator_admin_key (coordinator))
+        printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
+                qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
     fflush (stdout);
     qn_coordinator_run (coordinator);
     qn_coordinator_destroy (&coordinator);

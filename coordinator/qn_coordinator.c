@@ -17,6 +17,8 @@
 */
 #include "qn_coordinator.h"
 #include "qn_dag.h"
+#include "qn_keyring.h"
+#include "qn_vault.h"
 #include "qanat.h"
 #include <math.h>
 
@@ -96,7 +98,14 @@ struct _qn_coordinator_t {
     zhashx_t *acks;                     //  pending_ack_t by connection and attempt
     Qanat__Stats stats;
     int64_t started;
+    qn_keyring_t *keyring;              //  NULL when --insecure
+    qn_vault_t *vault;
+    const Qanat__Principal *sender;     //  who sent the message being handled
+    zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
 };
+
+//  A peer that sends this many malformed messages is cut off.
+#define STRIKES_MAX  20
 
 static void s_run_destroy (run_t **run_p);
 static int s_reload (qn_coordinator_t *self, char **error_p);
@@ -803,11 +812,69 @@ s_explain_waiting (qn_coordinator_t *self, run_t *run)
     }
 }
 
+//  The task's env with ${{ secrets.NAME }} resolved; the values used go
+//  to redact.  NULL with *error_p when a secret cannot be given.
+static Qanat__Label **
+s_task_env (qn_coordinator_t *self, const qn_task_t *spec, zlistx_t *redact, char **error_p)
+{
+    Qanat__Label **env = (Qanat__Label **) calloc (spec->env_count + 1, sizeof (Qanat__Label *));
+    for (size_t e = 0; e < spec->env_count; e++) {
+        const char *value = spec->env [e].value;
+        char *expanded = NULL;
+        if (strstr (value, "${{")) {
+            if (!self->keyring) {
+                *error_p = strdup ("secrets are only given out over CURVE: this coordinator "
+                                   "runs --insecure");
+            }
+            else
+                expanded = qn_vault_expand (self->vault, value, redact, error_p);
+            if (!expanded) {
+                for (size_t i = 0; i < e; i++)
+                    s_free_message (env [i]);
+                free (env);
+                return NULL;
+            }
+        }
+        env [e] = s_label_new (spec->env [e].key, expanded? expanded: value);
+        free (expanded);
+    }
+    return env;
+}
+
+//  A task that cannot even be handed out (a secret is missing) fails
+//  without an attempt, and without retries: nothing would change.
 static void
+s_fail_unstartable (qn_coordinator_t *self, run_t *run, size_t index, const char *reason)
+{
+    Qanat__TaskInfo *task = s_task (run, index);
+    s_replace_string (&task->waiting_reason, zsys_sprintf ("cannot start: %s", reason));
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
+    size_t count = qn_dag_skip_dependents (run->dag, index, run->scratch);
+    for (size_t i = 0; i < count; i++) {
+        s_task (run, run->scratch [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
+        s_replace_string (&s_task (run, run->scratch [i])->waiting_reason,
+                          zsys_sprintf ("skipped: %s failed", task->name));
+        s_mark_task (run, run->scratch [i]);
+    }
+    s_run_advance (self, run);
+}
+
+static bool
 s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     Qanat__TaskInfo *task = s_task (run, index);
+    zlistx_t *redact = zlistx_new ();
+    zlistx_set_destructor (redact, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (redact, (zlistx_duplicator_fn *) strdup);
+    char *error = NULL;
+    Qanat__Label **task_env = s_task_env (self, spec, redact, &error);
+    if (!task_env) {
+        s_fail_unstartable (self, run, index, error);
+        free (error);
+        zlistx_destroy (&redact);
+        return false;
+    }
     Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
     qanat__attempt_info__init (attempt);
     attempt->attempt = (uint32_t) task->n_attempts + 1;
@@ -853,9 +920,17 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
         zstr_free (&name);
     }
     for (size_t e = 0; e < spec->env_count; e++)
-        env [n++] = s_label_new (spec->env [e].key, spec->env [e].value);
+        env [n++] = task_env [e];
+    free (task_env);
     assign.env = env;
     assign.n_env = n;
+    size_t redact_count = zlistx_size (redact);
+    char **values = (char **) calloc (redact_count + 1, sizeof (char *));
+    size_t r = 0;
+    for (char *value = (char *) zlistx_first (redact); value; value = (char *) zlistx_next (redact))
+        values [r++] = value;
+    assign.redact = values;
+    assign.n_redact = r;
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
     envelope.assign = &assign;
@@ -863,9 +938,12 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     for (size_t i = 0; i < n; i++)
         s_free_message (env [i]);
     free (env);
+    free (values);
+    zlistx_destroy (&redact);
     if (self->config.verbose)
         zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
                    spec->name, attempt->attempt, agent->name);
+    return true;
 }
 
 //  One pass over the ready list.  Each task goes to the connected,
@@ -913,8 +991,7 @@ s_dispatch (qn_coordinator_t *self)
                         best = agent;
                         best_handle = zlistx_cursor (candidates);
                     }
-                s_assign (self, run, ready->task, best);
-                if (best->info->credit == 0)
+                if (s_assign (self, run, ready->task, best) && best->info->credit == 0)
                     zlistx_delete (candidates, best_handle);
             }
             zlistx_delete (queue, handle);
@@ -962,6 +1039,22 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
                   "register: the agent name must be 1 to 128 characters");
         return;
     }
+    //  With CURVE an agent is who its key says, with the labels it was
+    //  granted at enrolment, whatever it claims.
+    Qanat__Label **labels = reg->labels;
+    size_t label_count = reg->n_labels;
+    if (self->sender) {
+        if (!streq (self->sender->name, reg->name)) {
+            self->stats.denied++;
+            char *message = zsys_sprintf ("this key belongs to agent '%s', not '%s'",
+                                          self->sender->name, reg->name);
+            s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED, message);
+            free (message);
+            return;
+        }
+        labels = self->sender->labels;
+        label_count = self->sender->n_labels;
+    }
     agent_t *agent = (agent_t *) zhashx_lookup (self->agents, reg->name);
     if (!agent) {
         agent = s_agent_new (reg->name);
@@ -985,9 +1078,9 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     free (info->labels);
     info->labels = NULL;
     info->n_labels = 0;
-    for (size_t i = 0; i < reg->n_labels; i++)
+    for (size_t i = 0; i < label_count; i++)
         s_append ((void ***) &info->labels, &info->n_labels,
-                  s_label_new (reg->labels [i]->key, reg->labels [i]->value));
+                  s_label_new (labels [i]->key, labels [i]->value));
     for (size_t i = 0; i < info->n_backends; i++)
         free (info->backends [i]);
     free (info->backends);
@@ -1260,9 +1353,47 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
     s_post_ack (self, agent, ref, event->seq);
 }
 
+//  An agent connected with a join token's key presents its own key.
+static void
+s_handle_enrol (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Enrol *enrol)
+{
+    char *error = NULL;
+    const Qanat__Principal *agent = qn_keyring_enrol (
+        self->keyring, self->sender->public_key, enrol->name, enrol->public_key.data,
+        enrol->public_key.len, enrol->labels, enrol->n_labels, &error);
+    if (!agent) {
+        self->stats.denied++;
+        zsys_warning ("enrolment of agent '%s' refused: %s", enrol->name, error);
+        s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED, error);
+        free (error);
+        return;
+    }
+    zsys_info ("agent %s enrolled with join token %s", agent->name, self->sender->name);
+    Qanat__Enrolled enrolled = QANAT__ENROLLED__INIT;
+    enrolled.name = agent->name;
+    enrolled.labels = agent->labels;
+    enrolled.n_labels = agent->n_labels;
+    Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
+    reply.body_case = QANAT__ENVELOPE__BODY_ENROLLED;
+    reply.enrolled = &enrolled;
+    s_post (self, self->agents_sock, routing_id, &reply, 0);
+}
+
 static void
 s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
+    //  A join token's key is good for enrolment and nothing else.
+    bool token = self->sender && streq (self->sender->kind, "token");
+    if (token != (env->body_case == QANAT__ENVELOPE__BODY_ENROL)) {
+        self->stats.denied++;
+        s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED, token
+                  ? "a join token's key may only enrol": "this agent is enrolled already");
+        return;
+    }
+    if (token) {
+        s_handle_enrol (self, routing_id, env->enrol);
+        return;
+    }
     if (env->body_case == QANAT__ENVELOPE__BODY_REGISTER) {
         s_handle_register (self, routing_id, env->register_);
         return;
@@ -1322,6 +1453,19 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
 
 //  ---------------------------------------------------------------------
 //  Client requests
+
+static bool
+s_is_admin (qn_coordinator_t *self)
+{
+    return !self->sender || streq (self->sender->role, "admin");
+}
+
+static const char *
+s_sender_name (qn_coordinator_t *self)
+{
+    return self->sender? self->sender->name: "local";
+}
+
 
 static qn_workflow_t *
 s_parse_submitted (Qanat__SubmitWorkflow *submit, char **error_p)
@@ -1406,6 +1550,8 @@ s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
     }
     run_t *run = s_run_new (self, run_id, wf, version, start->workflow->filename, params, param_count);
     qn_kv_free (params, param_count);
+    if (run)
+        s_replace_string (&run->info->owner, strdup (s_sender_name (self)));
     if (!run) {
         s_post_error (self, routing_id, request->id, "out of memory");
         qn_workflow_destroy (&wf);
@@ -1687,6 +1833,14 @@ s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
         free (message);
         return;
     }
+    if (!s_is_admin (self) && !streq (run->info->owner, s_sender_name (self))) {
+        self->stats.denied++;
+        char *message = zsys_sprintf ("permission denied: run %llu belongs to %s",
+                                      (unsigned long long) run_id, run->info->owner);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
     if (task_name && *task_name) {
         int index = qn_workflow_task_index (run->wf, task_name);
         char *message = NULL;
@@ -1748,6 +1902,161 @@ s_handle_drain_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reque
 }
 
 static void
+s_handle_create_token (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    if (!self->keyring) {
+        s_post_error (self, routing_id, request->id,
+                      "join tokens need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    Qanat__CreateToken *create = request->create_token;
+    int64_t expires = 0;
+    char *id = NULL;
+    char *text = qn_keyring_create_token (self->keyring, create->ttl_s, create->uses,
+                                          create->labels, create->n_labels, &expires, &id);
+    if (!text) {
+        s_post_error (self, routing_id, request->id, "cannot create a join token");
+        return;
+    }
+    zsys_info ("join token %s created by %s", id, s_sender_name (self));
+    Qanat__JoinToken token = QANAT__JOIN_TOKEN__INIT;
+    token.token = text;
+    token.id = id;
+    token.expires_us = expires;
+    token.uses = create->uses? create->uses: 1;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_TOKEN;
+    reply.token = &token;
+    s_post_reply (self, routing_id, &reply);
+    free (text);
+    free (id);
+}
+
+static void
+s_handle_add_user (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    if (!self->keyring) {
+        s_post_error (self, routing_id, request->id, "users need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    char *error = NULL;
+    char *key_file = qn_keyring_add_user (self->keyring, request->add_user->name,
+                                          request->add_user->role, &error);
+    if (!key_file) {
+        s_post_error (self, routing_id, request->id, error);
+        free (error);
+        return;
+    }
+    zsys_info ("user %s (%s) added by %s", request->add_user->name, request->add_user->role,
+               s_sender_name (self));
+    Qanat__UserKey key = QANAT__USER_KEY__INIT;
+    key.name = request->add_user->name;
+    key.role = request->add_user->role;
+    key.key_file = key_file;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_USER_KEY;
+    reply.user_key = &key;
+    s_post_reply (self, routing_id, &reply);
+    free (key_file);
+}
+
+//  Revocation: the key leaves the allow-list, the agent is disconnected at
+//  once (its messages are refused from now on), and the attempts it ran
+//  end as "agent revoked" and retry elsewhere by policy.
+static void
+s_handle_revoke_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    const char *name = request->revoke_agent->name;
+    if (!self->keyring || qn_keyring_revoke_agent (self->keyring, name)) {
+        char *message = zsys_sprintf ("no enrolled agent named '%s'", name);
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (agent) {
+        s_agent_disconnect (self, agent);
+        agent->lost = true;
+        zlistx_t *refs = zlistx_new ();
+        for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+             ref = (ready_t *) zhashx_next (agent->attempts)) {
+            ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+            *copy = *ref;
+            zlistx_add_end (refs, copy);
+        }
+        for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
+            run_t *run = s_run_find (self, ref->run_id);
+            if (run)
+                s_task_attempt_failed (self, run, ref->task, "agent revoked", "agent_lost");
+            free (ref);
+        }
+        zlistx_destroy (&refs);
+        s_agent_update_state (agent, zclock_mono ());
+        s_agent_persist (self, agent);
+    }
+    zsys_warning ("agent %s revoked by %s", name, s_sender_name (self));
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    Qanat__AgentInfo *one [1] = { agent? agent->info: NULL };
+    list.agents = one;
+    list.n_agents = agent? 1: 0;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
+    s_post_reply (self, routing_id, &reply);
+}
+
+static void
+s_handle_set_secret (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__SetSecret *set = request->set_secret;
+    bool valid = set->name && *set->name && strlen (set->name) <= 128;
+    for (const char *c = set->name; valid && *c; c++)
+        valid = isalnum ((unsigned char) *c) || *c == '_' || *c == '-' || *c == '.';
+    if (!valid) {
+        s_post_error (self, routing_id, request->id,
+                      "a secret name is 1 to 128 letters, digits, '_', '-' or '.'");
+        return;
+    }
+    if (!self->vault || qn_vault_set (self->vault, set->name, set->value.data, set->value.len)) {
+        s_post_error (self, routing_id, request->id, self->vault? "cannot store the secret (at most 64 KiB)"
+                                                                : "secrets need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    zsys_info ("secret %s set by %s", set->name, s_sender_name (self));
+    Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+    char *names [1] = { set->name };
+    list.names = names;
+    list.n_names = 1;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_SECRETS;
+    reply.secrets = &list;
+    s_post_reply (self, routing_id, &reply);
+}
+
+static void
+s_handle_list_secrets (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+    char **names = NULL;
+    size_t count = 0;
+    qn_store_list_secrets (self->store, &names, &count);
+    list.names = names;
+    list.n_names = count;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_SECRETS;
+    reply.secrets = &list;
+    s_post_reply (self, routing_id, &reply);
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+}
+
+static void
 s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
     if (env->body_case != QANAT__ENVELOPE__BODY_REQUEST) {
@@ -1757,6 +2066,19 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         return;
     }
     Qanat__Request *request = env->request;
+    //  What a user may not do; an admin may do everything.
+    bool admin_only = request->body_case == QANAT__REQUEST__BODY_DRAIN_AGENT
+                   || request->body_case == QANAT__REQUEST__BODY_CREATE_TOKEN
+                   || request->body_case == QANAT__REQUEST__BODY_ADD_USER
+                   || request->body_case == QANAT__REQUEST__BODY_REVOKE_AGENT
+                   || request->body_case == QANAT__REQUEST__BODY_SET_SECRET
+                   || request->body_case == QANAT__REQUEST__BODY_LIST_SECRETS;
+    if (admin_only && !s_is_admin (self)) {
+        self->stats.denied++;
+        zsys_warning ("user %s was denied an admin request", s_sender_name (self));
+        s_post_error (self, routing_id, request->id, "permission denied: needs role admin");
+        return;
+    }
     switch (request->body_case) {
         case QANAT__REQUEST__BODY_SUBMIT:       s_handle_submit (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_START_RUN:
@@ -1772,6 +2094,11 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         case QANAT__REQUEST__BODY_LIST_AGENTS:  s_handle_list_agents (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_CANCEL_RUN:   s_handle_cancel_run (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_DRAIN_AGENT:  s_handle_drain_agent (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_CREATE_TOKEN: s_handle_create_token (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_ADD_USER:     s_handle_add_user (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_REVOKE_AGENT: s_handle_revoke_agent (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_SET_SECRET:   s_handle_set_secret (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_LIST_SECRETS: s_handle_list_secrets (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_STATS: {
             Qanat__Reply reply = QANAT__REPLY__INIT;
             reply.id = request->id;
@@ -2009,6 +2336,68 @@ s_outgoing_destructor (void **item)
     s_outgoing_destroy ((outgoing_t **) item);
 }
 
+//  Who sent this message: the principal of the CURVE key libzmq reports
+//  as the connection's User-Id.  Agents' sockets take agents and join
+//  tokens, clients' sockets take users.  Anyone else is refused, counted
+//  and logged with the key.  Without CURVE (--insecure) everyone is a
+//  local administrator.
+static bool
+s_identify (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, zframe_t *payload,
+            bool agents)
+{
+    self->sender = NULL;
+    if (!self->keyring)
+        return true;
+    const char *key = zframe_meta (payload, "User-Id");
+    const Qanat__Principal *principal = qn_keyring_lookup (self->keyring, key);
+    bool fits = principal && (agents? !streq (principal->kind, "user")
+                                    : streq (principal->kind, "user"));
+    if (!fits) {
+        self->stats.denied++;
+        zsys_warning ("refused a message from %s key %s: %s", agents? "agent": "client",
+                      key? key: "(none)", principal? "wrong socket for this key"
+                                          : "not admitted (unknown, revoked or expired)");
+        s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED,
+                  "your key is not admitted here (unknown, revoked or expired)");
+        return false;
+    }
+    self->sender = principal;
+    return true;
+}
+
+//  A peer that keeps sending malformed messages is cut off: everything it
+//  sends is dropped unread.  (A ROUTER socket cannot close one peer's
+//  connection; with CURVE the peer's key can also be revoked.)
+static bool
+s_cut_off (qn_coordinator_t *self, zframe_t *routing_id)
+{
+    if (zhashx_size (self->strikes) == 0)
+        return false;
+    char *key = s_route_key (routing_id);
+    size_t *strikes = (size_t *) zhashx_lookup (self->strikes, key);
+    zstr_free (&key);
+    return strikes && *strikes >= STRIKES_MAX;
+}
+
+static void
+s_strike (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, bool agents)
+{
+    char *key = s_route_key (routing_id);
+    size_t *strikes = (size_t *) zhashx_lookup (self->strikes, key);
+    if (!strikes) {
+        strikes = (size_t *) zmalloc (sizeof (size_t));
+        zhashx_insert (self->strikes, key, strikes);
+    }
+    if (++*strikes == STRIKES_MAX) {
+        const char *who = self->sender? self->sender->name: "";
+        zsys_warning ("cut off %s peer %s%s%s after %d malformed messages", agents? "agent": "client",
+                      key, *who? " key of ": "", who, STRIKES_MAX);
+        s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_MALFORMED,
+                  "too many malformed messages: cut off");
+    }
+    zstr_free (&key);
+}
+
 //  Reads up to BATCH_MAX messages from a ROUTER socket and applies each.
 static int
 s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
@@ -2021,6 +2410,13 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
         zframe_t *payload = zmsg_pop (msg);
         uint64_t *malformed = agents? &self->stats.malformed_agent_frames
                                     : &self->stats.malformed_client_frames;
+        uint64_t malformed_before = self->stats.malformed_agent_frames
+                                  + self->stats.malformed_client_frames + self->stats.bad_version;
+        if (routing_id && s_cut_off (self, routing_id)) {
+            (*malformed)++;
+            malformed_before++;             //  counted, but no new strike
+        }
+        else
         if (!routing_id || !payload || zmsg_size (msg) != 0) {
             (*malformed)++;
             char *peer = routing_id? zframe_strhex (routing_id): strdup ("?");
@@ -2050,13 +2446,20 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
                 free (peer);
             }
             else {
-                if (agents)
-                    s_handle_agent_message (self, routing_id, env);
-                else
-                    s_handle_client_message (self, routing_id, env);
+                if (s_identify (self, sock, routing_id, payload, agents)) {
+                    if (agents)
+                        s_handle_agent_message (self, routing_id, env);
+                    else
+                        s_handle_client_message (self, routing_id, env);
+                }
+                self->sender = NULL;
                 qn_msg_free (&env);
             }
         }
+        uint64_t malformed_after = self->stats.malformed_agent_frames
+                                 + self->stats.malformed_client_frames + self->stats.bad_version;
+        if (routing_id && malformed_after > malformed_before)
+            s_strike (self, sock, routing_id, agents);
         zframe_destroy (&routing_id);
         zframe_destroy (&payload);
         zmsg_destroy (&msg);
@@ -2129,6 +2532,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         free (ref);
     }
     zlistx_destroy (&lost);
+    if (self->keyring)
+        qn_keyring_expire (self->keyring);
     //  Retries whose backoff is over join their queue.
     int64_t wall = qn_now_us ();
     ready_t *ready = (ready_t *) zlistx_first (self->delayed);
@@ -2198,6 +2603,21 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         qn_coordinator_destroy (&self);
         return NULL;
     }
+    self->strikes = zhashx_new ();
+    zhashx_set_destructor (self->strikes, s_free_item);
+    self->vault = qn_vault_new (self->data_dir, self->store, error_p);
+    if (!self->vault) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
+    if (!config->insecure) {
+        self->keyring = qn_keyring_new (self->data_dir, self->store, config->client_endpoint,
+                                        config->agent_endpoint, error_p);
+        if (!self->keyring) {
+            qn_coordinator_destroy (&self);
+            return NULL;
+        }
+    }
     s_load_agents (self);
     if (s_reload (self, error_p) || qn_store_commit (self->store)) {
         qn_coordinator_destroy (&self);
@@ -2205,6 +2625,10 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     }
     self->agents_sock = zsock_new (ZMQ_ROUTER);
     self->clients_sock = zsock_new (ZMQ_ROUTER);
+    if (self->keyring && self->agents_sock && self->clients_sock) {
+        qn_keyring_secure (self->keyring, self->agents_sock);
+        qn_keyring_secure (self->keyring, self->clients_sock);
+    }
     if (!self->agents_sock || !self->clients_sock
     ||  s_bind (self->agents_sock, config->agent_endpoint, &self->agent_endpoint, error_p)
     ||  s_bind (self->clients_sock, config->client_endpoint, &self->client_endpoint, error_p)) {
@@ -2224,6 +2648,9 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zloop_destroy (&self->loop);
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
+        qn_keyring_destroy (&self->keyring);
+        qn_vault_destroy (&self->vault);
+        zhashx_destroy (&self->strikes);
         zlistx_destroy (&self->outbox);
         zhashx_destroy (&self->acks);
         zhashx_destroy (&self->queues);
@@ -2254,6 +2681,12 @@ const char *
 qn_coordinator_agent_endpoint (qn_coordinator_t *self)
 {
     return self->agent_endpoint;
+}
+
+const char *
+qn_coordinator_admin_key (qn_coordinator_t *self)
+{
+    return self->keyring? qn_keyring_admin_key_path (self->keyring): NULL;
 }
 
 int

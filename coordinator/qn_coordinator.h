@@ -22,6 +22,7 @@ typedef struct {
     uint32_t suspect_after_ms;       //  an agent silent this long gets no new work
     uint32_t lost_after_ms;          //  an agent silent this long is lost
     bool verbose;
+    bool insecure;                   //  plaintext sockets, no keys: for trusted test setups only
 } qn_coordinator_config_t;
 
 typedef struct _qn_coordinator_t qn_coordinator_t;
@@ -43,5 +44,9 @@ const char *
     qn_coordinator_client_endpoint (qn_coordinator_t *self);
 const char *
     qn_coordinator_agent_endpoint (qn_coordinator_t *self);
+
+//  Path of the admin client key, or NULL when insecure.
+const char *
+    qn_coordinator_admin_key (qn_coordinator_t *self);
 
 #endif

@@ -9,5 +9,6 @@
 #include "qn_store.h"
 #include "qn_client.h"
 #include "qn_metric.h"
+#include "qn_token.h"
 
 #endif

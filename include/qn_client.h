@@ -18,10 +18,21 @@ extern "C" {
 
 typedef struct _qn_client_t qn_client_t;
 
-//  Connects to endpoint (NULL: $QANAT_COORDINATOR, else the default).
-//  timeout_ms bounds every call.  NULL on failure.
+//  Connects to endpoint (NULL: $QANAT_COORDINATOR, else the endpoint in
+//  the key file, else the default) with the default client key (see
+//  qn_client_new_keyed).  timeout_ms bounds every call.  NULL on failure.
 qn_client_t *
     qn_client_new (const char *endpoint, int timeout_ms);
+
+//  Connects with CURVE using the client key file key_path (made by
+//  `qanatd` for its admin, or by `qanat user add`; it also carries the
+//  coordinator's public key).  key_path NULL: $QANAT_KEY, else
+//  ~/.qanat/client.key, else ~/.qanat/coordinator/keys/admin.key, else
+//  plaintext.  key_path "none": plaintext, for a coordinator run with
+//  --insecure.  NULL on failure with *error_p a malloc'd message.
+qn_client_t *
+    qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms,
+                         char **error_p);
 
 void
     qn_client_destroy (qn_client_t **self_p);

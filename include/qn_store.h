@@ -153,6 +153,31 @@ int
 int
     qn_store_list_agents (qn_store_t *self, Qanat__AgentInfo ***agents_p, size_t *count_p);
 
+//  ---- principals: agents, users and join tokens by public key ----
+
+//  Inserts or replaces, keyed by principal->public_key (Z85).
+int
+    qn_store_put_principal (qn_store_t *self, const Qanat__Principal *principal);
+
+int
+    qn_store_delete_principal (qn_store_t *self, const char *public_key);
+
+int
+    qn_store_list_principals (qn_store_t *self, Qanat__Principal ***principals_p, size_t *count_p);
+
+//  ---- secrets: opaque (already encrypted) values by name ----
+
+int
+    qn_store_put_secret (qn_store_t *self, const char *name, const void *data, size_t size);
+
+//  1 and a malloc'd copy when found, 0 when not, -1 on error.
+int
+    qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *size_p);
+
+//  Names only, in order (malloc'd array of malloc'd strings).
+int
+    qn_store_list_secrets (qn_store_t *self, char ***names_p, size_t *count_p);
+
 //  ---- helpers ----
 
 //  Frees count protobuf messages and the array itself.

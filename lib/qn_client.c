@@ -6,30 +6,94 @@ struct _qn_client_t {
     char *endpoint;
     int timeout_ms;
     uint64_t next_id;
+    bool secure;                    //  CURVE with a client key
 };
+
+static char *
+s_default_key (void)
+{
+    const char *env = getenv ("QANAT_KEY");
+    if (env && *env)
+        return strdup (env);
+    const char *home = getenv ("HOME");
+    if (!home || !*home)
+        return NULL;
+    char *path = zsys_sprintf ("%s/.qanat/client.key", home);
+    if (zsys_file_exists (path))
+        return path;
+    zstr_free (&path);
+    path = zsys_sprintf ("%s/.qanat/coordinator/keys/admin.key", home);
+    if (zsys_file_exists (path))
+        return path;
+    zstr_free (&path);
+    return NULL;
+}
 
 qn_client_t *
 qn_client_new (const char *endpoint, int timeout_ms)
 {
+    char *error = NULL;
+    qn_client_t *self = qn_client_new_keyed (endpoint, NULL, timeout_ms, &error);
+    if (!self && error)
+        zsys_error ("%s", error);
+    free (error);
+    return self;
+}
+
+qn_client_t *
+qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms, char **error_p)
+{
+    char *error_dummy = NULL;
+    if (!error_p)
+        error_p = &error_dummy;
+    char *path = key_path? (streq (key_path, "none")? NULL: strdup (key_path)): s_default_key ();
+    zcert_t *cert = NULL;
+    const char *server_key = NULL;
+    if (path) {
+        cert = zcert_load (path);
+        server_key = cert? zcert_meta (cert, "coordinator-key"): NULL;
+        if (!cert || !server_key || strlen (server_key) != 40) {
+            *error_p = zsys_sprintf ("%s is not a qanat client key file%s", path,
+                                     cert? " (it names no coordinator-key)": "");
+            zcert_destroy (&cert);
+            zstr_free (&path);
+            free (error_dummy);
+            return NULL;
+        }
+    }
+    zstr_free (&path);
     if (!endpoint || !*endpoint)
         endpoint = getenv ("QANAT_COORDINATOR");
+    if ((!endpoint || !*endpoint) && cert)
+        endpoint = zcert_meta (cert, "endpoint");
     if (!endpoint || !*endpoint)
         endpoint = QN_DEFAULT_CLIENT_ENDPOINT;
     qn_client_t *self = (qn_client_t *) zmalloc (sizeof (qn_client_t));
     self->sock = zsock_new (ZMQ_DEALER);
     if (!self->sock) {
+        zcert_destroy (&cert);
         free (self);
+        free (error_dummy);
         return NULL;
     }
     qn_msg_prepare_socket (self->sock);
+    if (cert) {
+        zcert_apply (cert, self->sock);
+        zsock_set_curve_serverkey (self->sock, server_key);
+        self->secure = true;
+    }
     //  Never queue requests for a peer we have not reached: a dead
     //  coordinator should make the call time out, not pile up work.
     zsock_set_immediate (self->sock, 1);
     if (zsock_connect (self->sock, "%s", endpoint) == -1) {
+        *error_p = zsys_sprintf ("cannot connect to '%s': %s", endpoint, zmq_strerror (zmq_errno ()));
+        zcert_destroy (&cert);
         zsock_destroy (&self->sock);
         free (self);
         return NULL;
     }
+    zcert_destroy (&cert);
+    free (error_dummy);
     self->endpoint = strdup (endpoint);
     self->timeout_ms = timeout_ms > 0? timeout_ms: 5000;
     self->next_id = (uint64_t) getpid () << 32;
@@ -60,7 +124,9 @@ s_unreachable (qn_client_t *self)
 {
     char *message = zsys_sprintf (
         "cannot reach the coordinator at %s: no answer within %.1f s (is qanatd running? "
-        "set --coordinator or QANAT_COORDINATOR)", self->endpoint, self->timeout_ms / 1000.0);
+        "set --coordinator or QANAT_COORDINATOR%s)", self->endpoint, self->timeout_ms / 1000.0,
+        self->secure? "; is your key (--key, QANAT_KEY) one it admits?"
+                    : "; it may want a client key: --key or QANAT_KEY");
     return message;
 }
 

@@ -58,12 +58,14 @@ typedef enum {
     DB_LOGS,
     DB_METRICS,
     DB_AGENTS,
+    DB_PRINCIPALS,
+    DB_SECRETS,
     DB_COUNT
 } s_db_t;
 
 static const char *s_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
-    "active", "tasks", "logs", "metrics", "agents"
+    "active", "tasks", "logs", "metrics", "agents", "principals", "secrets"
 };
 
 struct _qn_store_t {
@@ -1345,48 +1347,156 @@ qn_store_put_agent (qn_store_t *self, const Qanat__AgentInfo *agent)
     return s_put_message (self, DB_AGENTS, agent->name, strlen (agent->name), &agent->base, 0);
 }
 
-int
-qn_store_list_agents (qn_store_t *self, Qanat__AgentInfo ***agents_p, size_t *count_p)
+//  Every record of a sub-database keyed by name, in key order.
+static int
+s_list_messages (qn_store_t *self, s_db_t db, const ProtobufCMessageDescriptor *descriptor,
+                 void ***items_p, size_t *count_p)
 {
-    assert (self);
-    assert (agents_p);
-    assert (count_p);
-    *agents_p = NULL;
+    *items_p = NULL;
     *count_p = 0;
     MDB_txn *txn = s_read_begin (self);
     if (!txn)
         return -1;
-    MDB_cursor *cursor = s_cursor (self, txn, DB_AGENTS);
+    MDB_cursor *cursor = s_cursor (self, txn, db);
     if (!cursor) {
         s_read_end (self, txn);
         return -1;
     }
-    void **agents = NULL;
+    void **items = NULL;
     size_t count = 0, alloc = 0;
     int result = 0;
     MDB_val key, value;
     int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
     while (rc == 0) {
-        Qanat__AgentInfo *agent = (Qanat__AgentInfo *) s_decode (
-            self, DB_AGENTS, &qanat__agent_info__descriptor, &value);
-        if (agent && s_array_push (self, &agents, &count, &alloc, agent)) {
-            qanat__agent_info__free_unpacked (agent, NULL);
+        ProtobufCMessage *item = s_decode (self, db, descriptor, &value);
+        if (item && s_array_push (self, &items, &count, &alloc, item)) {
+            protobuf_c_message_free_unpacked (item, NULL);
             result = -1;
             break;
         }
         rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
     }
     if (result == 0 && rc != MDB_NOTFOUND) {
-        s_error (self, "read from agents failed: %s", mdb_strerror (rc));
+        s_error (self, "read from %s failed: %s", s_db_names [db], mdb_strerror (rc));
         result = -1;
     }
     mdb_cursor_close (cursor);
     s_read_end (self, txn);
     if (result) {
-        s_free_messages (agents, count);
+        s_free_messages (items, count);
         return -1;
     }
-    *agents_p = (Qanat__AgentInfo **) agents;
+    *items_p = items;
+    *count_p = count;
+    return 0;
+}
+
+int
+qn_store_list_agents (qn_store_t *self, Qanat__AgentInfo ***agents_p, size_t *count_p)
+{
+    assert (self);
+    assert (agents_p);
+    assert (count_p);
+    return s_list_messages (self, DB_AGENTS, &qanat__agent_info__descriptor,
+                            (void ***) agents_p, count_p);
+}
+
+//  ---- principals and secrets ----
+
+int
+qn_store_put_principal (qn_store_t *self, const Qanat__Principal *principal)
+{
+    assert (self);
+    assert (principal);
+    if (s_need_txn (self) || s_check_name (self, "principal key", principal->public_key))
+        return -1;
+    return s_put_message (self, DB_PRINCIPALS, principal->public_key,
+                          strlen (principal->public_key), &principal->base, 0);
+}
+
+int
+qn_store_delete_principal (qn_store_t *self, const char *public_key)
+{
+    assert (self);
+    if (s_need_txn (self) || s_check_name (self, "principal key", public_key))
+        return -1;
+    return s_delete (self, DB_PRINCIPALS, public_key, strlen (public_key));
+}
+
+int
+qn_store_list_principals (qn_store_t *self, Qanat__Principal ***principals_p, size_t *count_p)
+{
+    assert (self);
+    return s_list_messages (self, DB_PRINCIPALS, &qanat__principal__descriptor,
+                            (void ***) principals_p, count_p);
+}
+
+int
+qn_store_put_secret (qn_store_t *self, const char *name, const void *data, size_t size)
+{
+    assert (self);
+    if (s_need_txn (self) || s_check_name (self, "secret", name))
+        return -1;
+    return s_put_raw (self, DB_SECRETS, name, strlen (name), data, size);
+}
+
+int
+qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *size_p)
+{
+    assert (self);
+    *data_p = NULL;
+    *size_p = 0;
+    if (s_check_name (self, "secret", name))
+        return -1;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_val value;
+    int found = s_get_raw (self, txn, DB_SECRETS, name, strlen (name), &value);
+    if (found == 1) {
+        *data_p = malloc (value.mv_size? value.mv_size: 1);
+        if (*data_p) {
+            memcpy (*data_p, value.mv_data, value.mv_size);
+            *size_p = value.mv_size;
+        }
+        else
+            found = -1;
+    }
+    s_read_end (self, txn);
+    return found < 0? -1: found;
+}
+
+int
+qn_store_list_secrets (qn_store_t *self, char ***names_p, size_t *count_p)
+{
+    assert (self);
+    *names_p = NULL;
+    *count_p = 0;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_cursor *cursor = s_cursor (self, txn, DB_SECRETS);
+    if (!cursor) {
+        s_read_end (self, txn);
+        return -1;
+    }
+    char **names = NULL;
+    size_t count = 0;
+    MDB_val key, value;
+    int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+    while (rc == 0) {
+        char **grown = (char **) realloc (names, (count + 1) * sizeof (char *));
+        if (!grown)
+            break;
+        names = grown;
+        names [count] = strndup ((const char *) key.mv_data, key.mv_size);
+        if (names [count])
+            count++;
+        rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+    }
+    mdb_cursor_close (cursor);
+    s_read_end (self, txn);
+    *names_p = names;
     *count_p = count;
     return 0;
 }

@@ -4,7 +4,7 @@
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
-  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libcmocka-dev
+  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libcmocka-dev libsodium-dev
   python3 python3-zmq valgrind procps"
 missing=""
 for p in $PACKAGES; do

@@ -1,0 +1,490 @@
+/*  qn_keyring - principals, keys and the ZAP allow-list.  See qn_keyring.h. */
+#include "qn_keyring.h"
+#include "qn_msg.h"
+#include "qn_token.h"
+#include <sys/stat.h>
+
+#define TOKEN_TTL_DEFAULT_S  3600
+#define NAME_MAX_LEN         128
+
+struct _qn_keyring_t {
+    qn_store_t *store;
+    char *keys_dir;
+    char *allowed_dir;
+    char *admin_key_path;
+    char *client_endpoint;
+    char *agent_endpoint;
+    zcert_t *cert;                      //  the coordinator's key pair
+    zhashx_t *principals;               //  public key (Z85) -> Qanat__Principal
+    zactor_t *auth;
+};
+
+static void
+s_principal_destructor (void **item)
+{
+    if (*item) {
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) *item, NULL);
+        *item = NULL;
+    }
+}
+
+static bool
+s_valid_name (const char *name)
+{
+    size_t len = name? strlen (name): 0;
+    if (len == 0 || len > NAME_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum ((unsigned char) name [i]) && !strchr ("_.-", name [i]))
+            return false;
+    return true;
+}
+
+//  The allow-list file of a key: its name is the key in hex, because Z85
+//  has characters ('/', '.') that a file name cannot carry safely.
+static char *
+s_allowed_path (qn_keyring_t *self, const char *public_key)
+{
+    uint8_t binary [32];
+    if (strlen (public_key) != QN_Z85_KEY_SIZE || !zmq_z85_decode (binary, public_key))
+        return NULL;
+    char hex [65];
+    for (int i = 0; i < 32; i++)
+        snprintf (hex + 2 * i, 3, "%02x", binary [i]);
+    return zsys_sprintf ("%s/%s.cert", self->allowed_dir, hex);
+}
+
+static bool
+s_admitted (const Qanat__Principal *principal, int64_t now)
+{
+    if (principal->revoked)
+        return false;
+    if (streq (principal->kind, "token"))
+        return principal->uses_left > 0 && principal->expires_us > now;
+    return true;
+}
+
+//  Keeps the allow-list file of a principal in step with its state.
+static void
+s_mirror (qn_keyring_t *self, const Qanat__Principal *principal)
+{
+    char *path = s_allowed_path (self, principal->public_key);
+    if (!path)
+        return;
+    if (s_admitted (principal, qn_now_us ())) {
+        if (!zsys_file_exists (path)) {
+            uint8_t public_key [32], no_secret [32] = {0};
+            zmq_z85_decode (public_key, principal->public_key);
+            zcert_t *cert = zcert_new_from (public_key, no_secret);
+            if (cert) {
+                zcert_set_meta (cert, "name", "%s", principal->name);
+                zcert_set_meta (cert, "kind", "%s", principal->kind);
+                zcert_save_public (cert, path);
+                zcert_destroy (&cert);
+            }
+        }
+    }
+    else
+        unlink (path);
+    zstr_free (&path);
+}
+
+static Qanat__Principal *
+s_principal_new (const char *kind, const char *name, const char *public_key)
+{
+    Qanat__Principal *principal = (Qanat__Principal *) malloc (sizeof (Qanat__Principal));
+    qanat__principal__init (principal);
+    principal->kind = strdup (kind);
+    principal->name = strdup (name);
+    principal->public_key = strdup (public_key);
+    principal->role = strdup ("");
+    principal->created_us = qn_now_us ();
+    return principal;
+}
+
+static Qanat__Label **
+s_copy_labels (Qanat__Label **labels, size_t count)
+{
+    Qanat__Label **copy = (Qanat__Label **) calloc (count + 1, sizeof (Qanat__Label *));
+    for (size_t i = 0; i < count; i++) {
+        copy [i] = (Qanat__Label *) malloc (sizeof (Qanat__Label));
+        qanat__label__init (copy [i]);
+        copy [i]->key = strdup (labels [i]->key);
+        copy [i]->value = strdup (labels [i]->value);
+    }
+    return copy;
+}
+
+//  Stores and caches a principal (taking ownership), and mirrors it.
+static int
+s_keep (qn_keyring_t *self, Qanat__Principal *principal)
+{
+    if (qn_store_begin (self->store) || qn_store_put_principal (self->store, principal)) {
+        s_principal_destructor ((void **) &principal);
+        return -1;
+    }
+    zhashx_update (self->principals, principal->public_key, principal);
+    s_mirror (self, principal);
+    return 0;
+}
+
+//  Writes a key pair as a czmq certificate file, 0600.
+static int
+s_save_secret (zcert_t *cert, const char *path)
+{
+    mode_t old = umask (077);
+    int rc = zcert_save_secret (cert, path);
+    umask (old);
+    if (rc == 0)
+        chmod (path, 0600);
+    return rc;
+}
+
+static zcert_t *
+s_client_cert (qn_keyring_t *self, const char *name, const char *role)
+{
+    zcert_t *cert = zcert_new ();
+    if (cert) {
+        zcert_set_meta (cert, "name", "%s", name);
+        zcert_set_meta (cert, "role", "%s", role);
+        zcert_set_meta (cert, "coordinator-key", "%s", zcert_public_txt (self->cert));
+        zcert_set_meta (cert, "endpoint", "%s", self->client_endpoint);
+    }
+    return cert;
+}
+
+static bool
+s_has_admin (qn_keyring_t *self)
+{
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, "user") && streq (principal->role, "admin") && !principal->revoked)
+            return true;
+    return false;
+}
+
+qn_keyring_t *
+qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endpoint,
+                const char *agent_endpoint, char **error_p)
+{
+    qn_keyring_t *self = (qn_keyring_t *) zmalloc (sizeof (qn_keyring_t));
+    self->store = store;
+    self->keys_dir = zsys_sprintf ("%s/keys", data_dir);
+    self->allowed_dir = zsys_sprintf ("%s/keys/allowed", data_dir);
+    self->admin_key_path = zsys_sprintf ("%s/keys/admin.key", data_dir);
+    self->client_endpoint = strdup (client_endpoint);
+    self->agent_endpoint = strdup (agent_endpoint);
+    self->principals = zhashx_new ();
+    zhashx_set_destructor (self->principals, s_principal_destructor);
+    mkdir (self->keys_dir, 0700);
+    mkdir (self->allowed_dir, 0700);
+    chmod (self->keys_dir, 0700);
+
+    char *path = zsys_sprintf ("%s/coordinator.key", self->keys_dir);
+    self->cert = zsys_file_exists (path)? zcert_load (path): NULL;
+    if (!self->cert) {
+        if (zsys_file_exists (path)) {
+            *error_p = zsys_sprintf ("cannot read the coordinator key %s", path);
+            zstr_free (&path);
+            qn_keyring_destroy (&self);
+            return NULL;
+        }
+        self->cert = zcert_new ();
+        zcert_set_meta (self->cert, "name", "qanatd");
+        if (!self->cert || s_save_secret (self->cert, path)) {
+            *error_p = zsys_sprintf ("cannot write the coordinator key %s", path);
+            zstr_free (&path);
+            qn_keyring_destroy (&self);
+            return NULL;
+        }
+        zsys_info ("created the coordinator key %s", path);
+    }
+    zstr_free (&path);
+    path = zsys_sprintf ("%s/coordinator.pub", self->keys_dir);
+    zcert_save_public (self->cert, path);
+    zstr_free (&path);
+
+    Qanat__Principal **principals = NULL;
+    size_t count = 0;
+    if (qn_store_list_principals (store, &principals, &count)) {
+        *error_p = strdup (qn_store_error (store));
+        qn_keyring_destroy (&self);
+        return NULL;
+    }
+    //  The allow-list directory is rebuilt from the store, the truth.
+    zdir_t *dir = zdir_new (self->allowed_dir, NULL);
+    if (dir) {
+        zdir_remove (dir, true);
+        zdir_destroy (&dir);
+    }
+    mkdir (self->allowed_dir, 0700);
+    for (size_t i = 0; i < count; i++) {
+        zhashx_update (self->principals, principals [i]->public_key, principals [i]);
+        s_mirror (self, principals [i]);
+    }
+    free (principals);
+
+    if (!s_has_admin (self)) {
+        zcert_t *admin = s_client_cert (self, "admin", "admin");
+        if (!admin || s_save_secret (admin, self->admin_key_path)) {
+            *error_p = zsys_sprintf ("cannot write the admin key %s", self->admin_key_path);
+            zcert_destroy (&admin);
+            qn_keyring_destroy (&self);
+            return NULL;
+        }
+        Qanat__Principal *principal = s_principal_new ("user", "admin", zcert_public_txt (admin));
+        free (principal->role);
+        principal->role = strdup ("admin");
+        zcert_destroy (&admin);
+        if (s_keep (self, principal)) {
+            *error_p = strdup (qn_store_error (store));
+            qn_keyring_destroy (&self);
+            return NULL;
+        }
+        zsys_info ("created the admin client key %s", self->admin_key_path);
+    }
+    self->auth = zactor_new (zauth, NULL);
+    if (!self->auth) {
+        *error_p = strdup ("cannot start the ZAP handler (zauth)");
+        qn_keyring_destroy (&self);
+        return NULL;
+    }
+    zstr_sendx (self->auth, "CURVE", self->allowed_dir, NULL);
+    zsock_wait (self->auth);
+    return self;
+}
+
+void
+qn_keyring_destroy (qn_keyring_t **self_p)
+{
+    assert (self_p);
+    qn_keyring_t *self = *self_p;
+    if (self) {
+        zactor_destroy (&self->auth);
+        zcert_destroy (&self->cert);
+        zhashx_destroy (&self->principals);
+        free (self->keys_dir);
+        free (self->allowed_dir);
+        free (self->admin_key_path);
+        free (self->client_endpoint);
+        free (self->agent_endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+void
+qn_keyring_secure (qn_keyring_t *self, zsock_t *sock)
+{
+    zcert_apply (self->cert, sock);
+    zsock_set_curve_server (sock, 1);
+    zsock_set_zap_domain (sock, "qanat");
+    zsock_set_zap_enforce_domain (sock, 1);
+}
+
+const char *
+qn_keyring_public_key (qn_keyring_t *self)
+{
+    return zcert_public_txt (self->cert);
+}
+
+const char *
+qn_keyring_admin_key_path (qn_keyring_t *self)
+{
+    return self->admin_key_path;
+}
+
+const Qanat__Principal *
+qn_keyring_lookup (qn_keyring_t *self, const char *public_key)
+{
+    if (!public_key)
+        return NULL;
+    Qanat__Principal *principal = (Qanat__Principal *) zhashx_lookup (self->principals, public_key);
+    return principal && s_admitted (principal, qn_now_us ())? principal: NULL;
+}
+
+char *
+qn_keyring_create_token (qn_keyring_t *self, uint32_t ttl_s, uint32_t uses,
+                         Qanat__Label **labels, size_t label_count, int64_t *expires_p,
+                         char **id_p)
+{
+    zcert_t *key = zcert_new ();
+    if (!key)
+        return NULL;
+    char *token = qn_token_format (zcert_public_txt (self->cert), zcert_secret_txt (key),
+                                   self->agent_endpoint);
+    char id [16];
+    snprintf (id, sizeof id, "t%08x", (unsigned) randof (0x7fffffff));
+    Qanat__Principal *principal = s_principal_new ("token", id, zcert_public_txt (key));
+    zcert_destroy (&key);
+    principal->expires_us = qn_now_us () + (int64_t) (ttl_s? ttl_s: TOKEN_TTL_DEFAULT_S) * 1000000;
+    principal->uses_left = uses? uses: 1;
+    principal->labels = s_copy_labels (labels, label_count);
+    principal->n_labels = label_count;
+    *expires_p = principal->expires_us;
+    *id_p = strdup (id);
+    if (!token || s_keep (self, principal)) {
+        free (token);
+        zstr_free (id_p);
+        return NULL;
+    }
+    return token;
+}
+
+static bool
+s_has_label (Qanat__Label **labels, size_t count, const Qanat__Label *label)
+{
+    for (size_t i = 0; i < count; i++)
+        if (streq (labels [i]->key, label->key) && streq (labels [i]->value, label->value))
+            return true;
+    return false;
+}
+
+const Qanat__Principal *
+qn_keyring_enrol (qn_keyring_t *self, const char *token_key, const char *name,
+                  const uint8_t *public_key, size_t key_size, Qanat__Label **labels,
+                  size_t label_count, char **error_p)
+{
+    Qanat__Principal *token = (Qanat__Principal *) qn_keyring_lookup (self, token_key);
+    if (!token || !streq (token->kind, "token")) {
+        *error_p = strdup ("enrolment needs a valid join token");
+        return NULL;
+    }
+    if (!s_valid_name (name)) {
+        *error_p = strdup ("the agent name must be 1 to 128 letters, digits, '_', '.' or '-'");
+        return NULL;
+    }
+    if (key_size != 32) {
+        *error_p = strdup ("the agent's public key must be 32 bytes");
+        return NULL;
+    }
+    char z85 [QN_Z85_KEY_SIZE + 1];
+    zmq_z85_encode (z85, public_key, 32);
+    if (zhashx_lookup (self->principals, z85)) {
+        *error_p = strdup ("this key is already known");
+        return NULL;
+    }
+    for (Qanat__Principal *other = (Qanat__Principal *) zhashx_first (self->principals); other;
+         other = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (other->kind, "agent") && streq (other->name, name) && !other->revoked) {
+            *error_p = zsys_sprintf ("an agent named '%s' is already enrolled: revoke it first "
+                                     "(qanat agent revoke %s)", name, name);
+            return NULL;
+        }
+    //  The token's labels bound what the agent may claim.
+    if (token->n_labels)
+        for (size_t i = 0; i < label_count; i++)
+            if (!s_has_label (token->labels, token->n_labels, labels [i])) {
+                *error_p = zsys_sprintf ("label %s=%s is not granted by the join token",
+                                         labels [i]->key, labels [i]->value);
+                return NULL;
+            }
+    Qanat__Principal *agent = s_principal_new ("agent", name, z85);
+    if (token->n_labels) {
+        agent->labels = s_copy_labels (token->labels, token->n_labels);
+        agent->n_labels = token->n_labels;
+    }
+    else {
+        agent->labels = s_copy_labels (labels, label_count);
+        agent->n_labels = label_count;
+    }
+    token->uses_left--;
+    if (qn_store_begin (self->store) || qn_store_put_principal (self->store, token)) {
+        token->uses_left++;
+        s_principal_destructor ((void **) &agent);
+        *error_p = strdup (qn_store_error (self->store));
+        return NULL;
+    }
+    s_mirror (self, token);
+    if (s_keep (self, agent)) {
+        *error_p = strdup (qn_store_error (self->store));
+        return NULL;
+    }
+    return (const Qanat__Principal *) zhashx_lookup (self->principals, z85);
+}
+
+char *
+qn_keyring_add_user (qn_keyring_t *self, const char *name, const char *role, char **error_p)
+{
+    if (!s_valid_name (name)) {
+        *error_p = strdup ("the user name must be 1 to 128 letters, digits, '_', '.' or '-'");
+        return NULL;
+    }
+    if (!streq (role, "admin") && !streq (role, "user")) {
+        *error_p = zsys_sprintf ("unknown role '%s' (use admin or user)", role);
+        return NULL;
+    }
+    for (Qanat__Principal *other = (Qanat__Principal *) zhashx_first (self->principals); other;
+         other = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (other->kind, "user") && streq (other->name, name) && !other->revoked) {
+            *error_p = zsys_sprintf ("a user named '%s' exists already", name);
+            return NULL;
+        }
+    zcert_t *cert = s_client_cert (self, name, role);
+    //  czmq writes certificates to files only: go through a private one.
+    char *path = zsys_sprintf ("%s/.new-user-XXXXXX", self->keys_dir);
+    int fd = mkstemp (path);
+    char *text = NULL;
+    if (cert && fd != -1) {
+        close (fd);
+        if (s_save_secret (cert, path) == 0) {
+            zfile_t *file = zfile_new (NULL, path);
+            if (file && zfile_input (file) == 0) {
+                zchunk_t *chunk = zfile_read (file, zfile_cursize (file), 0);
+                if (chunk) {
+                    text = (char *) zmalloc (zchunk_size (chunk) + 1);
+                    memcpy (text, zchunk_data (chunk), zchunk_size (chunk));
+                    zchunk_destroy (&chunk);
+                }
+            }
+            zfile_destroy (&file);
+        }
+        unlink (path);
+    }
+    zstr_free (&path);
+    if (!text) {
+        zcert_destroy (&cert);
+        *error_p = strdup ("cannot make a key for the user");
+        return NULL;
+    }
+    Qanat__Principal *principal = s_principal_new ("user", name, zcert_public_txt (cert));
+    free (principal->role);
+    principal->role = strdup (role);
+    zcert_destroy (&cert);
+    if (s_keep (self, principal)) {
+        free (text);
+        *error_p = strdup (qn_store_error (self->store));
+        return NULL;
+    }
+    return text;
+}
+
+int
+qn_keyring_revoke_agent (qn_keyring_t *self, const char *name)
+{
+    int revoked = 0;
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, "agent") && streq (principal->name, name) && !principal->revoked) {
+            principal->revoked = true;
+            if (qn_store_begin (self->store) == 0)
+                qn_store_put_principal (self->store, principal);
+            s_mirror (self, principal);
+            revoked++;
+        }
+    return revoked? 0: -1;
+}
+
+void
+qn_keyring_expire (qn_keyring_t *self)
+{
+    int64_t now = qn_now_us ();
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, "token") && principal->expires_us <= now) {
+            char *path = s_allowed_path (self, principal->public_key);
+            if (path && zsys_file_exists (path))
+                unlink (path);
+            zstr_free (&path);
+        }
+}

@@ -1,0 +1,81 @@
+/*  qn_keyring - who may talk to the coordinator, and as what.
+
+    Holds the coordinator's CURVE key pair and every principal it admits:
+    users (role admin or user), agents, and join tokens (short-lived keys
+    good for one thing only, enrolment).  The principals live in the LMDB
+    store; their public keys are mirrored as certificate files into
+    <data-dir>/keys/allowed, the directory czmq's zauth reads, so that the
+    ZAP handler admits exactly the allow-list at the CURVE handshake.  There
+    is no allow-any mode.  Every message is checked again against the
+    principal of its sender's key (libzmq's User-Id), which is what makes a
+    revocation take effect at once, on live connections too.
+
+    Files (all 0600, in a 0700 directory):
+      keys/coordinator.key   the coordinator's key pair
+      keys/admin.key         the first admin's client key (with the
+                             coordinator key and endpoint in its metadata)
+*/
+#ifndef QN_KEYRING_H_INCLUDED
+#define QN_KEYRING_H_INCLUDED
+
+#include <czmq.h>
+#include "qn_store.h"
+
+typedef struct _qn_keyring_t qn_keyring_t;
+
+//  Opens the keyring of a data directory, creating the coordinator key and
+//  the admin key on first use, and starts zauth.  client_endpoint and
+//  agent_endpoint go into key files and tokens.  NULL on failure.
+qn_keyring_t *
+    qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endpoint,
+                    const char *agent_endpoint, char **error_p);
+
+void
+    qn_keyring_destroy (qn_keyring_t **self_p);
+
+//  Makes sock a CURVE server with the coordinator's key, under ZAP.
+void
+    qn_keyring_secure (qn_keyring_t *self, zsock_t *sock);
+
+const char *
+    qn_keyring_public_key (qn_keyring_t *self);
+
+const char *
+    qn_keyring_admin_key_path (qn_keyring_t *self);
+
+//  The principal behind a public key (Z85), if admitted: not revoked, and
+//  for tokens not expired and not used up.  Not owned by the caller.
+const Qanat__Principal *
+    qn_keyring_lookup (qn_keyring_t *self, const char *public_key);
+
+//  A new join token (a malloc'd string).  ttl_s 0 = 1 hour, uses 0 = 1.
+//  Writes into the store's open transaction.
+char *
+    qn_keyring_create_token (qn_keyring_t *self, uint32_t ttl_s, uint32_t uses,
+                             Qanat__Label **labels, size_t label_count, int64_t *expires_p,
+                             char **id_p);
+
+//  An agent enrols with a token: token_key is the key it connected with,
+//  public_key its own (32 bytes).  The agent is admitted under name with
+//  the token's labels (the agent may ask for a subset, never more).  One
+//  use of the token is spent.  Returns the agent's principal (not owned),
+//  or NULL with *error_p a malloc'd reason.
+const Qanat__Principal *
+    qn_keyring_enrol (qn_keyring_t *self, const char *token_key, const char *name,
+                      const uint8_t *public_key, size_t key_size, Qanat__Label **labels,
+                      size_t label_count, char **error_p);
+
+//  Adds a user with a fresh key pair; returns the client key file text
+//  (malloc'd: it holds the secret key, show it once), or NULL and *error_p.
+char *
+    qn_keyring_add_user (qn_keyring_t *self, const char *name, const char *role, char **error_p);
+
+//  Revokes every key of agent name.  0, or -1 when no such agent.
+int
+    qn_keyring_revoke_agent (qn_keyring_t *self, const char *name);
+
+//  Drops expired and used-up tokens from the allow-list.
+void
+    qn_keyring_expire (qn_keyring_t *self);
+
+#endif
