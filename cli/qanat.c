@@ -1263,10 +1263,11 @@ s_cmd_stats (options_t *options, int argc, char **argv)
     printf (options->json?
             "{\"malformed_agent_frames\":%llu,\"malformed_client_frames\":%llu,"
             "\"bad_version\":%llu,\"events_committed\":%llu,\"duplicate_events\":%llu,"
-            "\"stale_events\":%llu,\"commits\":%llu,\"commit_failures\":%llu}\n"
+            "\"stale_events\":%llu,\"commits\":%llu,\"commit_failures\":%llu,\"denied\":%llu}\n"
           : "malformed agent frames  %llu\nmalformed client frames %llu\n"
             "bad protocol versions   %llu\nevents committed        %llu\nduplicate events        %llu\n"
-            "stale events            %llu\ncommits                 %llu\ncommit failures         %llu\n",
+            "stale events            %llu\ncommits                 %llu\ncommit failures         %llu\n"
+            "denied                  %llu\n",
             (unsigned long long) stats->malformed_agent_frames,
             (unsigned long long) stats->malformed_client_frames,
             (unsigned long long) stats->bad_version,
@@ -1274,7 +1275,8 @@ s_cmd_stats (options_t *options, int argc, char **argv)
             (unsigned long long) stats->duplicate_events,
             (unsigned long long) stats->stale_events,
             (unsigned long long) stats->commits,
-            (unsigned long long) stats->commit_failures);
+            (unsigned long long) stats->commit_failures,
+            (unsigned long long) stats->denied);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;

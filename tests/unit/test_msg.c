@@ -250,6 +250,7 @@ s_run_info (uint64_t run_id)
               s_task_info (2, "evaluate", QANAT__TASK_STATUS__TASK_SKIPPED));
     run->cancel_requested = true;
     run->filename = "/home/me/ml/workflow.yaml";
+    run->owner = "alice";
     return run;
 }
 
@@ -416,6 +417,7 @@ s_build_assign (void)
     assign->cpus = 8;
     assign->memory_mb = 1ULL << 40;
     assign->gpus = 2;
+    SET_LIST (assign, redact, "hunter2", "s3cr\xc3\xa9t");
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_ASSIGN);
     env->assign = assign;
     return env;
@@ -581,6 +583,127 @@ s_build_drain (void)
 }
 
 static Qanat__Envelope *
+s_build_enrol (void)
+{
+    NEW (enrol, Qanat__Enrol, qanat__enrol__init);
+    enrol->name = "gpu-node-7";
+    static const uint8_t key [32] = { 1, 2, 3, 0, 255, 254, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
+    enrol->public_key = s_bytes ((const char *) key, sizeof key);
+    SET_LIST (enrol, labels, s_label ("env", "gpu"));
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_ENROL);
+    env->enrol = enrol;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_enrolled (void)
+{
+    NEW (enrolled, Qanat__Enrolled, qanat__enrolled__init);
+    enrolled->name = "gpu-node-7";
+    SET_LIST (enrolled, labels, s_label ("env", "gpu"), s_label ("zone", "b"));
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_ENROLLED);
+    env->enrolled = enrolled;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_create_token (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_CREATE_TOKEN);
+    NEW (create, Qanat__CreateToken, qanat__create_token__init);
+    create->ttl_s = 600;
+    create->uses = 3;
+    SET_LIST (create, labels, s_label ("env", "gpu"));
+    request->create_token = create;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_add_user (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_ADD_USER);
+    NEW (add, Qanat__AddUser, qanat__add_user__init);
+    add->name = "alice";
+    add->role = "user";
+    request->add_user = add;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_revoke_agent (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_REVOKE_AGENT);
+    NEW (revoke, Qanat__RevokeAgent, qanat__revoke_agent__init);
+    revoke->name = "stolen-laptop";
+    request->revoke_agent = revoke;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_set_secret (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_SET_SECRET);
+    NEW (set, Qanat__SetSecret, qanat__set_secret__init);
+    set->name = "DB_PASSWORD";
+    set->value = s_bytes ("hunter2\0tail", 12);
+    request->set_secret = set;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_list_secrets (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_SECRETS);
+    NEW (list, Qanat__ListSecrets, qanat__list_secrets__init);
+    request->list_secrets = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_token (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_TOKEN);
+    NEW (token, Qanat__JoinToken, qanat__join_token__init);
+    token->token = "qnj1-0000000000000000000000000000000000000000";
+    token->id = "t1234abcd";
+    token->expires_us = 1700000000000000LL;
+    token->uses = 2;
+    reply->token = token;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_user_key (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_USER_KEY);
+    NEW (key, Qanat__UserKey, qanat__user_key__init);
+    key->name = "alice";
+    key->role = "user";
+    key->key_file = "metadata\n    name = \"alice\"\n";
+    reply->user_key = key;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_secrets (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_SECRETS);
+    NEW (list, Qanat__SecretList, qanat__secret_list__init);
+    SET_LIST (list, names, "DB_PASSWORD", "S3_KEY");
+    reply->secrets = list;
+    return env;
+}
+
+static Qanat__Envelope *
 s_build_reply_error (void)
 {
     Qanat__Envelope *env;
@@ -675,6 +798,7 @@ s_build_reply_stats (void)
     stats->stale_events = 6;
     stats->commits = 7;
     stats->commit_failures = 8;
+    stats->denied = 9;
     reply->stats = stats;
     return env;
 }
@@ -688,6 +812,9 @@ s_build_reply_stats (void)
     X (request_submit) X (request_start_run) X (request_get_run) X (request_list_runs) \
     X (request_read_logs) X (request_read_metrics) X (request_list_agents) \
     X (request_cancel_run) X (request_get_stats) X (request_drain_agent) X (drain) \
+    X (enrol) X (enrolled) X (request_create_token) X (request_add_user) \
+    X (request_revoke_agent) X (request_set_secret) X (request_list_secrets) \
+    X (reply_token) X (reply_user_key) X (reply_secrets) \
     X (reply_error) X (reply_workflow) X (reply_run) X (reply_runs) X (reply_logs) \
     X (reply_metrics) X (reply_agents) X (reply_stats)
 
