@@ -2368,17 +2368,6 @@ s_identify (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, zframe_
 //  A peer that keeps sending malformed messages is cut off: everything it
 //  sends is dropped unread.  (A ROUTER socket cannot close one peer's
 //  connection; with CURVE the peer's key can also be revoked.)
-static bool
-s_cut_off (qn_coordinator_t *self, zframe_t *routing_id)
-{
-    if (zhashx_size (self->strikes) == 0)
-        return false;
-    char *key = s_route_key (routing_id);
-    size_t *strikes = (size_t *) zhashx_lookup (self->strikes, key);
-    zstr_free (&key);
-    return strikes && *strikes >= STRIKES_MAX;
-}
-
 static void
 s_strike (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, bool agents)
 {
@@ -2398,7 +2387,87 @@ s_strike (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, bool agen
     zstr_free (&key);
 }
 
-//  Reads up to BATCH_MAX messages from a ROUTER socket and applies each.
+static size_t
+s_strikes (qn_coordinator_t *self, zframe_t *routing_id)
+{
+    if (zhashx_size (self->strikes) == 0)
+        return 0;
+    char *key = s_route_key (routing_id);
+    size_t *strikes = (size_t *) zhashx_lookup (self->strikes, key);
+    zstr_free (&key);
+    return strikes? *strikes: 0;
+}
+
+//  Applies one message of a ROUTER socket (routing id, payload).  Anything
+//  else is dropped and counted; a peer's first few drops are logged with
+//  its identity, then it goes quiet so that a flood cannot fill the log.
+static void
+s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *msg)
+{
+    zframe_t *routing_id = zmsg_pop (msg);
+    zframe_t *payload = zmsg_pop (msg);
+    uint64_t *malformed = agents? &self->stats.malformed_agent_frames
+                                : &self->stats.malformed_client_frames;
+    uint64_t malformed_before = self->stats.malformed_agent_frames
+                              + self->stats.malformed_client_frames + self->stats.bad_version;
+    size_t strikes = routing_id? s_strikes (self, routing_id): 0;
+    bool quiet = strikes >= 3;
+    if (strikes >= STRIKES_MAX) {
+        (*malformed)++;
+        malformed_before++;                 //  counted, but no new strike
+    }
+    else
+    if (!routing_id || !payload || zmsg_size (msg) != 0) {
+        (*malformed)++;
+        char *peer = routing_id? zframe_strhex (routing_id): strdup ("?");
+        if (!quiet)
+            zsys_warning ("dropped a message of %zu frames from %s peer %s",
+                          zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
+        free (peer);
+    }
+    else {
+        qn_msg_status_t status;
+        uint32_t version = 0;
+        Qanat__Envelope *env = qn_msg_decode (zframe_data (payload), zframe_size (payload),
+                                              &status, &version);
+        if (!env) {
+            char *peer = zframe_strhex (routing_id);
+            if (status == QN_MSG_BAD_VERSION) {
+                self->stats.bad_version++;
+                char *message = zsys_sprintf ("protocol version %u is not supported; this "
+                                              "coordinator speaks version %u",
+                                              version, QN_PROTOCOL_VERSION);
+                s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, message);
+                free (message);
+            }
+            else
+                (*malformed)++;
+            if (!quiet)
+                zsys_warning ("dropped %s (%zu bytes) from %s peer %s", qn_msg_status_str (status),
+                              zframe_size (payload), agents? "agent": "client", peer);
+            free (peer);
+        }
+        else {
+            if (s_identify (self, sock, routing_id, payload, agents)) {
+                if (agents)
+                    s_handle_agent_message (self, routing_id, env);
+                else
+                    s_handle_client_message (self, routing_id, env);
+            }
+            self->sender = NULL;
+            qn_msg_free (&env);
+        }
+    }
+    uint64_t malformed_after = self->stats.malformed_agent_frames
+                             + self->stats.malformed_client_frames + self->stats.bad_version;
+    if (routing_id && malformed_after > malformed_before)
+        s_strike (self, sock, routing_id, agents);
+    zframe_destroy (&routing_id);
+    zframe_destroy (&payload);
+}
+
+//  Reads up to BATCH_MAX messages from a ROUTER socket and applies each,
+//  then ends the loop turn: one commit for the whole batch.
 static int
 s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
 {
@@ -2406,62 +2475,7 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
         zmsg_t *msg = zmsg_recv (sock);
         if (!msg)
             break;
-        zframe_t *routing_id = zmsg_pop (msg);
-        zframe_t *payload = zmsg_pop (msg);
-        uint64_t *malformed = agents? &self->stats.malformed_agent_frames
-                                    : &self->stats.malformed_client_frames;
-        uint64_t malformed_before = self->stats.malformed_agent_frames
-                                  + self->stats.malformed_client_frames + self->stats.bad_version;
-        if (routing_id && s_cut_off (self, routing_id)) {
-            (*malformed)++;
-            malformed_before++;             //  counted, but no new strike
-        }
-        else
-        if (!routing_id || !payload || zmsg_size (msg) != 0) {
-            (*malformed)++;
-            char *peer = routing_id? zframe_strhex (routing_id): strdup ("?");
-            zsys_warning ("dropped a message of %zu frames from %s peer %s",
-                          zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
-            free (peer);
-        }
-        else {
-            qn_msg_status_t status;
-            uint32_t version = 0;
-            Qanat__Envelope *env = qn_msg_decode (zframe_data (payload), zframe_size (payload),
-                                                  &status, &version);
-            if (!env) {
-                char *peer = zframe_strhex (routing_id);
-                if (status == QN_MSG_BAD_VERSION) {
-                    self->stats.bad_version++;
-                    char *message = zsys_sprintf ("protocol version %u is not supported; this "
-                                                  "coordinator speaks version %u",
-                                                  version, QN_PROTOCOL_VERSION);
-                    s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION, message);
-                    free (message);
-                }
-                else
-                    (*malformed)++;
-                zsys_warning ("dropped %s (%zu bytes) from %s peer %s", qn_msg_status_str (status),
-                              zframe_size (payload), agents? "agent": "client", peer);
-                free (peer);
-            }
-            else {
-                if (s_identify (self, sock, routing_id, payload, agents)) {
-                    if (agents)
-                        s_handle_agent_message (self, routing_id, env);
-                    else
-                        s_handle_client_message (self, routing_id, env);
-                }
-                self->sender = NULL;
-                qn_msg_free (&env);
-            }
-        }
-        uint64_t malformed_after = self->stats.malformed_agent_frames
-                                 + self->stats.malformed_client_frames + self->stats.bad_version;
-        if (routing_id && malformed_after > malformed_before)
-            s_strike (self, sock, routing_id, agents);
-        zframe_destroy (&routing_id);
-        zframe_destroy (&payload);
+        s_handle_message (self, sock, agents, msg);
         zmsg_destroy (&msg);
     }
     s_end_turn (self);
@@ -2681,6 +2695,18 @@ const char *
 qn_coordinator_agent_endpoint (qn_coordinator_t *self)
 {
     return self->agent_endpoint;
+}
+
+void
+qn_coordinator_feed (qn_coordinator_t *self, bool agents, const void *routing_id, size_t id_size,
+                     const void *payload, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, routing_id, id_size);
+    zmsg_addmem (msg, payload, size);
+    s_handle_message (self, agents? self->agents_sock: self->clients_sock, agents, msg);
+    zmsg_destroy (&msg);
+    s_end_turn (self);
 }
 
 const char *
