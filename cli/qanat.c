@@ -235,6 +235,10 @@ s_print_run_json (FILE *out, Qanat__RunInfo *run)
                      (long long) attempt->started_us, (long long) attempt->finished_us,
                      attempt->finished? "true": "false", attempt->exit_code, attempt->signal);
             s_json_str (out, attempt->reason);
+            fputs (",\"end\":", out);
+            s_json_str (out, attempt->end);
+            fprintf (out, ",\"pid\":%lld,\"last_seq\":%llu", (long long) attempt->pid,
+                     (unsigned long long) attempt->last_seq);
             fputs (",\"stack_trace\":", out);
             s_json_str (out, attempt->stack_trace);
             fputc ('}', out);

@@ -102,6 +102,8 @@ struct _qn_coordinator_t {
     qn_vault_t *vault;
     const Qanat__Principal *sender;     //  who sent the message being handled
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
+    int backoff_ms;                     //  pause after a failed commit, doubled while they fail
+    bool paused;                        //  readers off until the pause ends
 };
 
 //  A peer that sends this many malformed messages is cut off.
@@ -1124,7 +1126,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (ready_t *ref = (ready_t *) zlistx_first (gone); ref; ref = (ready_t *) zlistx_next (gone)) {
         run_t *run = s_run_find (self, ref->run_id);
         if (run)
-            s_task_attempt_failed (self, run, ref->task, "agent lost: it restarted without this attempt",
+            s_task_attempt_failed (self, run, ref->task, "agent lost: it does not hold this attempt",
                                    "agent_lost");
         else {
             char *key = s_attempt_key (ref->run_id, ref->task);
@@ -1426,9 +1428,12 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             break;
         }
         case QANAT__ENVELOPE__BODY_CREDIT: {
+            //  Capped at the agent's capacity, not at capacity minus what we
+            //  count as running: after a reconnect we still count attempts
+            //  whose Finished is on its way, while the agent already offers
+            //  their slots; they would never come back.
             uint64_t credit = (uint64_t) agent->info->credit + env->credit->slots;
-            uint32_t room = agent->info->capacity > agent->info->running?
-                            agent->info->capacity - agent->info->running: 0;
+            uint32_t room = agent->info->capacity;
             s_agent_set_credit (self, agent, credit > room? room: (uint32_t) credit);
             break;
         }
@@ -2290,6 +2295,37 @@ s_recover (qn_coordinator_t *self)
     qn_store_abort (self->store);
 }
 
+static int s_on_agents (zloop_t *loop, zsock_t *sock, void *arg);
+static int s_on_clients (zloop_t *loop, zsock_t *sock, void *arg);
+
+static int
+s_on_resume (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    self->paused = false;
+    zloop_reader (loop, self->agents_sock, s_on_agents, self);
+    zloop_reader (loop, self->clients_sock, s_on_clients, self);
+    return 0;
+}
+
+//  After a failed commit (a full disk) stop reading for a while, longer
+//  each time it fails again, rather than spin on commits that cannot
+//  succeed; what peers send meanwhile waits in their queues.
+static void
+s_pause (qn_coordinator_t *self)
+{
+    self->backoff_ms = self->backoff_ms? self->backoff_ms * 2: 100;
+    if (self->backoff_ms > 1000)
+        self->backoff_ms = 1000;
+    if (!self->loop || self->paused)
+        return;
+    self->paused = true;
+    zloop_reader_end (self->loop, self->agents_sock);
+    zloop_reader_end (self->loop, self->clients_sock);
+    zloop_timer (self->loop, (size_t) self->backoff_ms, 1, s_on_resume, self);
+}
+
 static void
 s_end_turn (qn_coordinator_t *self)
 {
@@ -2303,10 +2339,13 @@ s_end_turn (qn_coordinator_t *self)
         zlistx_destroy (&changed);
         self->stats.commit_failures++;
         s_recover (self);
+        s_pause (self);
         return;
     }
-    if (writing)
+    if (writing) {
         self->stats.commits++;
+        self->backoff_ms = 0;
+    }
     //  Finished runs leave memory once they are safely stored; only a run
     //  that changed this turn can have just finished.
     for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))

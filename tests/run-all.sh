@@ -14,9 +14,9 @@ rc=$?
 # The per-test results: each unit test binary and each integration test file
 # reports its own cases; sum them up from the logs.
 passed=0; failed=0
-for log in tests/unit/*.log tests/integration/*.log; do
+for log in tests/unit/*.log tests/integration/*.log tests/fault/*.log tests/*.log; do
     [ -f "$log" ] || continue
-    case "$log" in *test-suite.log) continue;; esac
+    case "$log" in *test-suite.log|*check-output.log) continue;; esac
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
     if [ -n "$line" ]; then
         p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
@@ -33,7 +33,7 @@ done
 grep -E '^(# (TOTAL|PASS|FAIL|ERROR|SKIP)|(PASS|FAIL|ERROR):)' tests/check-output.log
 if [ $rc -ne 0 ]; then
     echo "---- failing test logs ----"
-    for trs in tests/unit/*.trs tests/integration/*.trs; do
+    for trs in tests/unit/*.trs tests/integration/*.trs tests/fault/*.trs tests/*.trs; do
         grep -q ':test-result: \(FAIL\|ERROR\)' "$trs" 2>/dev/null && tail -80 "${trs%.trs}.log"
     done
     [ "$failed" -eq 0 ] && failed=1

@@ -25,6 +25,7 @@ SRC = os.environ.get("QANAT_SRCDIR") or os.path.abspath(
 QANATD = os.path.join(BUILD, "coordinator", "qanatd")
 AGENT = os.path.join(BUILD, "agent", "qanat-agent")
 QANAT = os.path.join(BUILD, "cli", "qanat")
+SECURE = False
 
 
 class TestFailure(AssertionError):
@@ -64,17 +65,32 @@ class Cluster:
     def _spawn(self, name, argv):
         path = os.path.join(self.dir, name + ".log")
         log = open(path, "ab")
-        self.logs.append(path)
+        if path not in self.logs:       # a restart appends to the same log
+            self.logs.append(path)
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
-    def start_coordinator(self, *extra, heartbeat_ms=200, lost_after_ms=5000):
-        self.coordinator = self._spawn("qanatd", [
-            QANATD, "--data-dir", os.path.join(self.dir, "coordinator"),
-            "--client-endpoint", self.client_endpoint,
-            "--agent-endpoint", self.agent_endpoint,
-            "--heartbeat-ms", str(heartbeat_ms),
-            "--lost-after-ms", str(lost_after_ms), "--verbose", *extra])
+    def start_coordinator(self, *extra, heartbeat_ms=200, lost_after_ms=5000,
+                          suspect_after_ms=None, data_dir=None, wait=True):
+        """Starts qanatd; data_dir defaults to <tmp>/coordinator (the same
+        one on every restart); suspect_after_ms is passed only when given."""
+        argv = [QANATD, "--data-dir", data_dir or os.path.join(self.dir, "coordinator"),
+                "--client-endpoint", self.client_endpoint,
+                "--agent-endpoint", self.agent_endpoint,
+                "--heartbeat-ms", str(heartbeat_ms),
+                "--lost-after-ms", str(lost_after_ms)]
+        if suspect_after_ms is not None:
+            argv += ["--suspect-after-ms", str(suspect_after_ms)]
+        # Until the agent enrols with join tokens, the suite runs plaintext.
+        if SECURE:
+            self.key = os.path.join(data_dir or os.path.join(self.dir, "coordinator"),
+                                    "keys", "admin.key")
+        else:
+            argv.append("--insecure")
+            self.key = "none"
+        self.coordinator = self._spawn("qanatd", argv + ["--verbose", *extra])
+        if not wait:
+            return
         deadline = time.time() + 15
         while time.time() < deadline:
             check(self.coordinator.poll() is None, "qanatd exited at start")
@@ -87,11 +103,23 @@ class Cluster:
         self.coordinator.send_signal(sig)
         self.coordinator.wait(10)
 
-    def start_agent(self, name, labels=None, slots=2, wait=True):
-        argv = [AGENT, "--coordinator", self.agent_endpoint, "--name", name,
+    def start_agent(self, name, labels=None, slots=2, wait=True, extra=(), endpoint=None,
+                    timers=None):
+        """Starts an agent.  Its data dir is <tmp>/agent-NAME, so starting
+        the same name again restarts it on the same data dir.  endpoint
+        replaces the coordinator's agent endpoint (e.g. a proxy); timers
+        ({"heartbeat_ms": .., "suspect_after_ms": .., "lost_after_ms": ..})
+        become --heartbeat-ms ... flags, each only if this agent build has
+        it (see agent_has_flag)."""
+        argv = [AGENT, "--coordinator", endpoint or self.agent_endpoint, "--name", name,
                 "--slots", str(slots), "--data-dir", os.path.join(self.dir, "agent-" + name)]
         if labels:
             argv += ["--labels", ",".join("%s=%s" % kv for kv in labels.items())]
+        for key, value in (timers or {}).items():
+            flag = "--" + key.replace("_", "-")
+            if agent_has_flag(flag):
+                argv += [flag, str(value)]
+        argv += [str(a) for a in extra]
         self.agents[name] = self._spawn("agent-" + name, argv)
         if wait:
             self.wait_for(lambda: any(a["name"] == name and a["connected"]
@@ -99,8 +127,37 @@ class Cluster:
                           "agent %s to register" % name)
         return self.agents[name]
 
+    def signal_agent(self, name, sig):
+        """Sends sig to the agent process only (not to its tasks, which
+        run in process groups of their own)."""
+        self.agents[name].send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.agents[name].wait(10)
+
+    def signal_coordinator(self, sig):
+        self.coordinator.send_signal(sig)
+
+    def task_processes(self):
+        """Pids of live processes whose working directory is inside this
+        cluster's temp dir: the tasks agents started (orphans included)."""
+        pids = []
+        prefix = os.path.realpath(self.dir) + os.sep
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cwd = os.readlink("/proc/%s/cwd" % entry)
+                with open("/proc/%s/stat" % entry) as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if (cwd + os.sep).startswith(prefix) and state != "Z":
+                pids.append(int(entry))
+        return pids
+
     def qanat(self, *args, check=True, timeout_s=5, timeout=120):
-        argv = [QANAT, "--coordinator", self.client_endpoint, "--timeout", str(timeout_s),
+        argv = [QANAT, "--coordinator", self.client_endpoint, "--key", getattr(self, "key", "none"),
+                "--timeout", str(timeout_s),
                 *[str(a) for a in args]]
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
@@ -150,6 +207,7 @@ class Cluster:
         for p in procs:
             if p.poll() is None:
                 try:
+                    os.killpg(p.pid, signal.SIGCONT)    # a stopped process cannot exit
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
@@ -159,6 +217,15 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
+        # Tasks orphaned by a killed agent live in their own process groups.
+        for pid in self.task_processes():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def dump_logs(self):
         for path in self.logs:
@@ -169,6 +236,22 @@ class Cluster:
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_AGENT_HELP = None
+
+
+def agent_has_flag(flag):
+    """True when `qanat-agent --help` lists flag (agent features land
+    independently of the tests that use them)."""
+    global _AGENT_HELP
+    if _AGENT_HELP is None:
+        try:
+            _AGENT_HELP = subprocess.run([AGENT, "--help"], capture_output=True, text=True,
+                                         timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _AGENT_HELP = ""
+    return flag in _AGENT_HELP
 
 
 def task(run, name):

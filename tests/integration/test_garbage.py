@@ -57,16 +57,23 @@ def test_garbage_on_both_sockets_is_dropped_and_counted(c):
     rng = random.Random(1234)
     agent_sock, agent_sent = send_garbage(c.agent_endpoint, rng)
     client_sock, client_sent = send_garbage(c.client_endpoint, rng)
-    # An unknown protocol version gets a clear refusal.
-    client_sock.send(envelope(99, 30, b"\x08\x01"))
-    refusal = None
-    deadline = time.time() + 5
-    while time.time() < deadline and refusal is None:
-        if client_sock.poll(200):
-            frame = client_sock.recv()
-            if b"protocol version 99 is not supported" in frame:
-                refusal = frame
-    check(refusal is not None, "no refusal naming the bad version")
+    # A peer that keeps sending garbage is cut off, and told so.
+    def answers(sock, text, seconds=5):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if sock.poll(200) and text in sock.recv():
+                return True
+        return False
+    check(answers(client_sock, b"too many malformed messages: cut off"), "no cut-off notice")
+    # An unknown protocol version gets a clear refusal (a fresh peer: the
+    # one that sent garbage is not listened to any more).
+    ctx = zmq.Context.instance()
+    fresh = ctx.socket(zmq.DEALER)
+    fresh.setsockopt(zmq.LINGER, 0)
+    fresh.connect(c.client_endpoint)
+    fresh.send(envelope(99, 30, b"\x08\x01"))
+    check(answers(fresh, b"protocol version 99 is not supported"), "no refusal naming the bad version")
+    fresh.close()
 
     def counted():
         stats = c.qanat_json("stats")
