@@ -27,6 +27,7 @@
     full map; an existing larger file wins over a smaller setting.
 */
 #include "qn_store.h"
+#include <sys/statvfs.h>
 
 #include <assert.h>
 #include <errno.h>
@@ -288,7 +289,17 @@ qn_store_commit (qn_store_t *self)
     //  mdb_txn_commit frees the transaction whether or not it succeeds
     self->txn = NULL;
     if (rc) {
-        s_error (self, "commit failed: %s", mdb_strerror (rc));
+        //  LMDB turns a short write on a full disk into EIO: say what it is.
+        struct statvfs fs;
+        const char *path = NULL;
+        mdb_env_get_path (self->env, &path);
+        if (path && statvfs (path, &fs) == 0
+        &&  (uint64_t) fs.f_bavail * fs.f_frsize < 4 * 1024 * 1024)
+            s_error (self, "commit failed: %s: no space left on the device of %s "
+                     "(%llu KiB free)", mdb_strerror (rc), path,
+                     (unsigned long long) fs.f_bavail * fs.f_frsize / 1024);
+        else
+            s_error (self, "commit failed: %s", mdb_strerror (rc));
         return -1;
     }
     return 0;
