@@ -293,7 +293,7 @@ qn_store_commit (qn_store_t *self)
         struct statvfs fs;
         const char *path = NULL;
         mdb_env_get_path (self->env, &path);
-        if (path && statvfs (path, &fs) == 0
+        if (rc != ENOSPC && path && statvfs (path, &fs) == 0
         &&  (uint64_t) fs.f_bavail * fs.f_frsize < 4 * 1024 * 1024)
             s_error (self, "commit failed: %s: no space left on the device of %s "
                      "(%llu KiB free)", mdb_strerror (rc), path,
