@@ -1,0 +1,26 @@
+#!/bin/sh
+# Smoke test of the benchmark suite: runs bench/qn_bench with tiny sizes (a
+# few seconds) and checks that it exited 0 and printed every figure.  It
+# asserts nothing about speed.
+set -u
+builddir=${QANAT_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+out=$(mktemp)
+"$builddir/bench/qn_bench" --smoke --agents 20,200 --builddir "$builddir" >"$out" 2>&1
+rc=$?
+cat "$out"
+missing=""
+for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.log_lines \
+           d.cpu_20 d.rss_20 d.cpu_200 d.rss_200 e.dispatch_shallow e.dispatch_deep e.ratio \
+           f.coordinator_rss f.store_size_per_100k f.agent_rss; do
+    grep -Eq "^figure: $key = [0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
+done
+grep -q '^== summary ==' "$out" || missing="$missing summary"
+rm -f "$out"
+if [ "$rc" -eq 0 ] && [ -z "$missing" ]; then
+    echo "bench smoke: every figure produced"
+    echo "1 passed, 0 failed"
+    exit 0
+fi
+echo "bench smoke: exit status $rc; missing:${missing:- none}"
+echo "0 passed, 1 failed"
+exit 1
