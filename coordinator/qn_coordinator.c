@@ -21,8 +21,10 @@
 #include "qn_vault.h"
 #include "qanat.h"
 #include <math.h>
+#include <sodium.h>
 
-#define BATCH_MAX            512        //  messages read per socket per turn
+#define BATCH_MAX            8192       //  messages read per socket per turn, at most...
+#define BATCH_MS             2          //  ...and for at most this long: one commit each
 #define LOG_PAGE_DEFAULT     500
 #define HISTORY_RUNS_MAX     1000
 
@@ -114,6 +116,32 @@ static int s_reload (qn_coordinator_t *self, char **error_p);
 
 //  ---------------------------------------------------------------------
 //  Small helpers
+
+//  zhashx's default hash is unkeyed and easy to collide, and czmq grows a
+//  table each time a lookup walks a chain longer than its limit: a few
+//  agent names or routing ids of equal hash, looked up in turn, make a
+//  table grow until allocation fails.  Every table here is keyed by what
+//  peers send, so each uses SipHash with a key made once per process:
+//  collisions cannot be chosen.
+static unsigned char s_hash_key [crypto_shorthash_KEYBYTES];
+
+static size_t
+s_keyed_hash (const void *key)
+{
+    uint64_t hash = 0;
+    crypto_shorthash ((unsigned char *) &hash, (const unsigned char *) key,
+                      strlen ((const char *) key), s_hash_key);
+    return (size_t) hash;
+}
+
+static zhashx_t *
+s_hash_new (void)
+{
+    zhashx_t *hash = zhashx_new ();
+    if (hash)
+        zhashx_set_key_hasher (hash, s_keyed_hash);
+    return hash;
+}
 
 static char *
 s_strdup (const char *text)
@@ -279,7 +307,7 @@ s_agent_new (const char *name)
     agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
     qanat__agent_info__init (agent->info);
     agent->info->name = strdup (name);
-    agent->attempts = zhashx_new ();
+    agent->attempts = s_hash_new ();
     zhashx_set_destructor (agent->attempts, s_free_item);
     return agent;
 }
@@ -1160,8 +1188,9 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
 static void
 s_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref, uint64_t seq)
 {
-    char *key = zsys_sprintf ("%s|%llu:%u:%u", agent->route_key, (unsigned long long) ref->run_id,
-                              ref->task_index, ref->attempt);
+    char key [160];
+    snprintf (key, sizeof key, "%s|%llu:%u:%u", agent->route_key, (unsigned long long) ref->run_id,
+              ref->task_index, ref->attempt);
     pending_ack_t *pending = (pending_ack_t *) zhashx_lookup (self->acks, key);
     if (!pending) {
         pending = (pending_ack_t *) zmalloc (sizeof (pending_ack_t));
@@ -1173,7 +1202,6 @@ s_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref, uint
     }
     if (seq > pending->seq)
         pending->seq = seq;
-    zstr_free (&key);
 }
 
 static void
@@ -2510,12 +2538,17 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
 static int
 s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
 {
-    for (int count = 0; count < BATCH_MAX && (zsock_events (sock) & ZMQ_POLLIN); count++) {
+    //  The sockets have a receive timeout of 0: zmsg_recv returns NULL as
+    //  soon as nothing is waiting, with no poll per message.
+    int64_t until = zclock_mono () + BATCH_MS;
+    for (int count = 0; count < BATCH_MAX; count++) {
         zmsg_t *msg = zmsg_recv (sock);
         if (!msg)
             break;
         s_handle_message (self, sock, agents, msg);
         zmsg_destroy (&msg);
+        if ((count & 63) == 63 && zclock_mono () >= until)
+            break;
     }
     s_end_turn (self);
     return 0;
@@ -2613,6 +2646,7 @@ s_bind (zsock_t *sock, const char *endpoint, char **bound_p, char **error_p)
 {
     qn_msg_prepare_socket (sock);
     zsock_set_router_mandatory (sock, 0);
+    zsock_set_rcvtimeo (sock, 0);
     if (zsock_bind (sock, "%s", endpoint) == -1) {
         *error_p = zsys_sprintf ("cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         return -1;
@@ -2624,6 +2658,15 @@ s_bind (zsock_t *sock, const char *endpoint, char **bound_p, char **error_p)
 qn_coordinator_t *
 qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
 {
+    static bool hash_keyed = false;
+    if (!hash_keyed) {
+        if (sodium_init () < 0) {
+            *error_p = strdup ("cannot initialise libsodium");
+            return NULL;
+        }
+        randombytes_buf (s_hash_key, sizeof s_hash_key);
+        hash_keyed = true;
+    }
     qn_coordinator_t *self = (qn_coordinator_t *) zmalloc (sizeof (qn_coordinator_t));
     self->config = *config;
     if (!self->config.heartbeat_ms)
@@ -2635,18 +2678,18 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     self->data_dir = strdup (config->data_dir);
     self->config.data_dir = self->data_dir;
     qanat__stats__init (&self->stats);
-    self->agents = zhashx_new ();
+    self->agents = s_hash_new ();
     zhashx_set_destructor (self->agents, s_agent_destructor);
-    self->by_route = zhashx_new ();
-    self->runs = zhashx_new ();
+    self->by_route = s_hash_new ();
+    self->runs = s_hash_new ();
     zhashx_set_destructor (self->runs, s_run_destructor);
-    self->queues = zhashx_new ();
+    self->queues = s_hash_new ();
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) zlistx_destroy);
     self->delayed = zlistx_new ();
     zlistx_set_destructor (self->delayed, s_ready_destructor);
-    self->with_credit = zhashx_new ();
+    self->with_credit = s_hash_new ();
     self->dirty_runs = zlistx_new ();
-    self->acks = zhashx_new ();
+    self->acks = s_hash_new ();
     zhashx_set_destructor (self->acks, s_pending_ack_destructor);
     self->outbox = zlistx_new ();
     zlistx_set_destructor (self->outbox, s_outgoing_destructor);
@@ -2656,7 +2699,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         qn_coordinator_destroy (&self);
         return NULL;
     }
-    self->strikes = zhashx_new ();
+    self->strikes = s_hash_new ();
     zhashx_set_destructor (self->strikes, s_free_item);
     self->vault = qn_vault_new (self->data_dir, self->store, error_p);
     if (!self->vault) {

@@ -69,7 +69,19 @@ static const char *s_db_names [DB_COUNT] = {
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets"
 };
 
+//  The last sequence of a run's logs or metrics, remembered so that an
+//  append does not seek for it every time.  Direct-mapped by run id; an
+//  aborted or failed transaction forgets everything (its appends are gone).
+#define SEQ_CACHE_SIZE  64
+
+typedef struct {
+    uint64_t run_id;
+    uint64_t last;
+    bool valid;
+} s_seq_cache_t;
+
 struct _qn_store_t {
+    s_seq_cache_t seq_cache [2][SEQ_CACHE_SIZE];    //  [0] logs, [1] metrics
     MDB_env *env;
     MDB_dbi dbi [DB_COUNT];
     MDB_txn *txn;               //  the open write transaction, or NULL
@@ -282,6 +294,7 @@ qn_store_commit (qn_store_t *self)
         mdb_txn_abort (self->txn);
         self->txn = NULL;
         self->txn_failed = false;
+        memset (self->seq_cache, 0, sizeof self->seq_cache);
         s_error (self, "commit failed: %s", self->txn_error);
         return -1;
     }
@@ -289,6 +302,7 @@ qn_store_commit (qn_store_t *self)
     //  mdb_txn_commit frees the transaction whether or not it succeeds
     self->txn = NULL;
     if (rc) {
+        memset (self->seq_cache, 0, sizeof self->seq_cache);
         //  LMDB turns a short write on a full disk into EIO: say what it is.
         struct statvfs fs;
         const char *path = NULL;
@@ -314,6 +328,7 @@ qn_store_abort (qn_store_t *self)
         self->txn = NULL;
     }
     self->txn_failed = false;
+    memset (self->seq_cache, 0, sizeof self->seq_cache);
 }
 
 bool
@@ -474,7 +489,11 @@ static int
 s_append (qn_store_t *self, s_db_t db, uint64_t run_id, const ProtobufCMessage *msg,
           uint64_t *seq_p)
 {
+    s_seq_cache_t *cached = &self->seq_cache [db == DB_LOGS? 0: 1][run_id % SEQ_CACHE_SIZE];
     uint64_t last;
+    if (cached->valid && cached->run_id == run_id)
+        last = cached->last;
+    else
     if (s_last_seq (self, self->txn, db, run_id, &last))
         return -1;
     if (last == UINT64_MAX) {
@@ -485,8 +504,13 @@ s_append (qn_store_t *self, s_db_t db, uint64_t run_id, const ProtobufCMessage *
     uint8_t key [16];
     s_be64_put (key, run_id);
     s_be64_put (key + 8, last + 1);
-    if (s_put_message (self, db, key, sizeof key, msg, MDB_NOOVERWRITE))
+    if (s_put_message (self, db, key, sizeof key, msg, MDB_NOOVERWRITE)) {
+        cached->valid = false;
         return -1;
+    }
+    cached->run_id = run_id;
+    cached->last = last + 1;
+    cached->valid = true;
     if (seq_p)
         *seq_p = last + 1;
     return 0;
