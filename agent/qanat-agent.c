@@ -10,6 +10,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,81 @@ s_usage (FILE *out)
         "  -l, --labels K=V[,K=V...]   labels offered to task selectors (repeatable)\n"
         "  -L, --label K=V             one label (repeatable)\n"
         "  -s, --slots N               tasks run at once (default: online CPUs)\n"
-        "  -d, --data-dir DIR          attempts' directories (default $HOME/.qanat/agent)\n"
+        "  -d, --data-dir DIR          attempts' directories and the event spool\n"
+        "                              (default $HOME/.qanat/agent)\n"
+        "      --spool-max BYTES       bound of the durable event spool (default 256M;\n"
+        "                              K, M, G suffixes); when full, task output pauses\n"
+        "                              and new work is refused\n"
         "      --max-unacked BYTES     unacknowledged event bytes before task output\n"
-        "                              is paused (default 64 MiB)\n"
+        "                              is paused (default: when the spool is full)\n"
+        "      --profile lan|wan       timer profile: lan = heartbeat 1 s, suspect after\n"
+        "                              5 s, lost after 30 s; wan = 10 s, 120 s, 600 s\n"
+        "      --heartbeat-ms N        heartbeat interval asked of the coordinator\n"
+        "      --suspect-after-ms N    silence before the coordinator suspects us\n"
+        "      --lost-after-ms N       silence before it declares us lost\n"
+        "                              (timers: 0 or unset = the coordinator decides)\n"
+        "      --max-backoff-ms N      cap of the reconnection backoff (default 30000)\n"
+        "      --stop-after-disconnect SECONDS\n"
+        "                              cut off from the coordinator this long, stop the\n"
+        "                              running tasks (default 0 = never)\n"
+        "      --drain-timeout SECONDS after SIGTERM, wait at most this long for tasks\n"
+        "                              to finish before killing them (default 0 = no limit;\n"
+        "                              a second SIGTERM kills them at once)\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
+}
+
+//  A number of bytes with an optional K, M or G suffix (powers of 1024).
+//  Returns 0, or -1 for anything else.
+static int
+s_parse_size (const char *text, unsigned long long *value_p)
+{
+    char *end = NULL;
+    errno = 0;
+    if (!text || *text == '-' || *text == '\0')
+        return -1;
+    unsigned long long value = strtoull (text, &end, 10);
+    if (errno || end == text)
+        return -1;
+    unsigned long long unit = 1;
+    if (*end == 'k' || *end == 'K')
+        unit = 1024ULL;
+    else
+    if (*end == 'm' || *end == 'M')
+        unit = 1024ULL * 1024;
+    else
+    if (*end == 'g' || *end == 'G')
+        unit = 1024ULL * 1024 * 1024;
+    if (unit > 1) {
+        end++;
+        if (*end == 'i' && end [1] == 'B')
+            end += 2;
+        else
+        if (*end == 'B')
+            end++;
+    }
+    if (*end || value > ULLONG_MAX / unit)
+        return -1;
+    *value_p = value * unit;
+    return 0;
+}
+
+//  A whole number from min to max.  Returns 0, or -1 with a message.
+static int
+s_parse_number (const char *option, const char *text, long long min, long long max,
+                long long *value_p)
+{
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (errno || !end || *end || end == text || value < min || value > max) {
+        fprintf (stderr, "qanat-agent: %s wants a number from %lld to %lld, not '%s'\n",
+                 option, min, max, text);
+        return -1;
+    }
+    *value_p = value;
+    return 0;
 }
 
 typedef struct {
@@ -164,6 +234,14 @@ main (int argc, char *argv [])
         { "slots",       required_argument, NULL, 's' },
         { "data-dir",    required_argument, NULL, 'd' },
         { "max-unacked", required_argument, NULL, 'M' },
+        { "spool-max",   required_argument, NULL, 'S' },
+        { "profile",     required_argument, NULL, 'P' },
+        { "heartbeat-ms", required_argument, NULL, 'H' },
+        { "suspect-after-ms", required_argument, NULL, 'U' },
+        { "lost-after-ms", required_argument, NULL, 'O' },
+        { "max-backoff-ms", required_argument, NULL, 'B' },
+        { "stop-after-disconnect", required_argument, NULL, 'D' },
+        { "drain-timeout", required_argument, NULL, 'T' },
         { "verbose",     no_argument,       NULL, 'v' },
         { "help",        no_argument,       NULL, 'h' },
         { "version",     no_argument,       NULL, 'V' },
@@ -175,7 +253,15 @@ main (int argc, char *argv [])
     const char *name = NULL;
     const char *data_dir = NULL;
     long slots = 0;
-    long long max_unacked = 0;
+    unsigned long long max_unacked = 0;
+    unsigned long long spool_max = 0;
+    long long heartbeat_ms = -1;            //  -1 = not given
+    long long suspect_ms = -1;
+    long long lost_ms = -1;
+    long long profile [3] = { 0, 0, 0 };
+    long long max_backoff_ms = 0;
+    long long stop_after_s = 0;
+    long long drain_timeout_s = 0;
     bool verbose = false;
     s_labels_t labels = { { NULL }, { NULL }, 0 };
     int rc = 1;
@@ -208,17 +294,70 @@ main (int argc, char *argv [])
             case 'd':
                 data_dir = optarg;
                 break;
-            case 'M': {
-                char *end = NULL;
-                errno = 0;
-                max_unacked = strtoll (optarg, &end, 10);
-                if (errno || !end || *end || end == optarg || max_unacked < 1024) {
+            case 'M':
+                if (s_parse_size (optarg, &max_unacked) == -1 || max_unacked < 1024) {
                     fprintf (stderr, "qanat-agent: --max-unacked wants a number of bytes "
                              "(at least 1024), not '%s'\n", optarg);
                     goto done;
                 }
                 break;
-            }
+            case 'S':
+                if (s_parse_size (optarg, &spool_max) == -1 || spool_max < 256 * 1024
+                ||  spool_max > (1ULL << 40)) {
+                    fprintf (stderr, "qanat-agent: --spool-max wants a number of bytes "
+                             "from 256K to 1024G, not '%s'\n", optarg);
+                    goto done;
+                }
+                break;
+            case 'P':
+                if (streq (optarg, "lan")) {
+                    profile [0] = 1000;
+                    profile [1] = 5000;
+                    profile [2] = 30000;
+                }
+                else
+                if (streq (optarg, "wan")) {
+                    profile [0] = 10000;
+                    profile [1] = 120000;
+                    profile [2] = 600000;
+                }
+                else {
+                    fprintf (stderr, "qanat-agent: --profile wants lan or wan, not '%s'\n",
+                             optarg);
+                    goto done;
+                }
+                break;
+            case 'H':
+                if (s_parse_number ("--heartbeat-ms", optarg, 0, 600000, &heartbeat_ms) == -1)
+                    goto done;
+                if (heartbeat_ms > 0 && heartbeat_ms < 50) {
+                    fprintf (stderr, "qanat-agent: --heartbeat-ms must be 0 or at least 50\n");
+                    goto done;
+                }
+                break;
+            case 'U':
+                if (s_parse_number ("--suspect-after-ms", optarg, 0, 86400000, &suspect_ms) == -1)
+                    goto done;
+                break;
+            case 'O':
+                if (s_parse_number ("--lost-after-ms", optarg, 0, 86400000, &lost_ms) == -1)
+                    goto done;
+                break;
+            case 'B':
+                if (s_parse_number ("--max-backoff-ms", optarg, 250, 3600000,
+                                    &max_backoff_ms) == -1)
+                    goto done;
+                break;
+            case 'D':
+                if (s_parse_number ("--stop-after-disconnect", optarg, 0, 31536000,
+                                    &stop_after_s) == -1)
+                    goto done;
+                break;
+            case 'T':
+                if (s_parse_number ("--drain-timeout", optarg, 0, 31536000,
+                                    &drain_timeout_s) == -1)
+                    goto done;
+                break;
             case 'v':
                 verbose = true;
                 break;
@@ -242,6 +381,23 @@ main (int argc, char *argv [])
     }
     if (name && !*name) {
         fprintf (stderr, "qanat-agent: --name must not be empty\n");
+        goto done;
+    }
+    //  Explicit timers override the profile's, whatever their order
+    if (heartbeat_ms < 0)
+        heartbeat_ms = profile [0];
+    if (suspect_ms < 0)
+        suspect_ms = profile [1];
+    if (lost_ms < 0)
+        lost_ms = profile [2];
+    if (heartbeat_ms && suspect_ms && suspect_ms < heartbeat_ms) {
+        fprintf (stderr, "qanat-agent: --suspect-after-ms (%lld) is shorter than the "
+                 "heartbeat (%lld ms)\n", suspect_ms, heartbeat_ms);
+        goto done;
+    }
+    if (suspect_ms && lost_ms && lost_ms < suspect_ms) {
+        fprintf (stderr, "qanat-agent: --lost-after-ms (%lld) is shorter than "
+                 "--suspect-after-ms (%lld)\n", lost_ms, suspect_ms);
         goto done;
     }
     if (slots == 0) {
@@ -279,7 +435,14 @@ main (int argc, char *argv [])
         .label_count = labels.count,
         .slots = (uint32_t) slots,
         .data_dir = data_dir,
-        .outbox_limit = (size_t) max_unacked
+        .outbox_limit = (size_t) max_unacked,
+        .spool_max = spool_max,
+        .heartbeat_ms = (uint32_t) heartbeat_ms,
+        .suspect_after_ms = (uint32_t) suspect_ms,
+        .lost_after_ms = (uint32_t) lost_ms,
+        .max_backoff_ms = (uint32_t) max_backoff_ms,
+        .stop_after_disconnect_s = (uint32_t) stop_after_s,
+        .drain_timeout_s = (uint32_t) drain_timeout_s
     };
     char label_text [2048] = "";
     size_t at = 0;

@@ -3,13 +3,24 @@
     State of the conversation: we are either registered (a Welcome came
     after our last Register, and the coordinator has not gone quiet) or
     not.  Only a registered agent sends events and credit; an agent that
-    is not registered buffers, and sends Register every heartbeat.
+    is not registered spools, and sends Register with backoff.
 
-    Every event of an attempt is encoded once into a frame and kept in the
-    attempt's outbox until an Ack covers it.  "sent" marks how far the
-    outbox went out on the current connection; a Welcome rewinds it to
-    the acknowledged seq, which replays the rest.  Sends never block: when
-    libzmq's queue is full we retry from a short timer.
+    Events and the spool.  A backend callback stamps the event with the
+    attempt's next seq, encodes it and queues it in memory ("pending").
+    A zero-delay timer, armed by the first write of a loop turn, fires at
+    the start of the next turn and commits everything the turn produced
+    (events, acknowledgements, attempts' metadata) in one durable LMDB
+    transaction; only then are the events sent, read back from the spool.
+    So a line is on disk before the coordinator can see it, and a chatty
+    task costs one disk flush per pipe read rather than one per line.
+    "sent" marks how far an attempt's events went out on the current
+    registration; a Welcome rewinds it to the acknowledged seq, which
+    replays the rest.  Sends never block: when libzmq's queue is full we
+    retry from a short timer.
+
+    An event that does not fit in the spool stays pending (in seq order,
+    holding back the later events of its attempt) until acknowledgements
+    make room: none is ever dropped.  Output is paused long before that.
 */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -17,11 +28,16 @@
 #include "qn_agent.h"
 #include "qn_backend.h"
 #include "qn_msg.h"
+#include "qn_spool.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,22 +51,42 @@
 #define S_MAX_HEARTBEAT_MS      600000
 #define S_SILENCE_BEATS         5       //  heartbeats of silence = disconnected
 #define S_RETRY_MS              10      //  retry after a full send queue
+#define S_COMMIT_RETRY_MS       1000    //  retry after a failed commit
 #define S_SHUTDOWN_GRACE_MS     2000
 #define S_RECV_BURST            256     //  messages handled per wakeup
-
-typedef struct {
-    uint64_t seq;
-    zframe_t *frame;            //  encoded Envelope{Event}
-} s_event_t;
+#define S_BACKOFF_BASE_MS       250
+#define S_WATCHDOG_MS           250
+#define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
 
 typedef struct {
     qn_attempt_key_t key;
+    char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
+    int64_t pid;
+    uint64_t start_time;
     uint64_t next_seq;          //  seq the next event gets
-    uint64_t acked;             //  every event up to here is committed
+    uint64_t committed;         //  every event up to here is in the spool
+    uint64_t acked;             //  every event up to here is acknowledged
+    uint64_t spool_acked;       //  acknowledgements applied to the spool
     uint64_t sent;              //  sent on the current registration
-    zlistx_t *events;           //  s_event_t, in seq order, all > acked
+    size_t pending;             //  events not in the spool yet
     bool running;               //  the backend has not finished it yet
+    bool finished;              //  its Finished event is stamped
+    bool finished_spooled;      //  ...and committed
+    bool meta_dirty;            //  metadata to write at the next commit
+    bool forget;                //  delete from the spool at the next commit
+    bool blocked;               //  during a commit: an event did not fit
+    uint64_t batch_seq;         //  during a commit: last seq put
 } s_attempt_t;
+
+typedef struct {
+    s_attempt_t *attempt;
+    uint64_t seq;
+    bool reserve;               //  may use the spool's reserve (Finished)
+    bool finished;
+    bool written;               //  put in the open transaction
+    size_t size;
+    uint8_t data [];            //  encoded Event
+} s_pending_t;
 
 struct _qn_agent_t {
     char *endpoint;
@@ -60,27 +96,53 @@ struct _qn_agent_t {
     char **label_values;
     size_t label_count;
     uint32_t slots;
-    size_t outbox_limit;
+    size_t outbox_limit;        //  0 = none beyond the spool's own bound
     char host [256];
+    uint32_t ask_heartbeat_ms;
+    uint32_t ask_suspect_ms;
+    uint32_t ask_lost_ms;
+    uint32_t max_backoff_ms;
+    uint32_t stop_after_s;
+    uint32_t drain_timeout_s;
 
     zsock_t *sock;
     zloop_t *loop;
     const qn_backend_ops_t *backend_ops;
     void *backend;
     qn_backend_events_t events;
+    qn_spool_t *spool;
 
     zhashx_t *attempts;         //  "run/task/attempt" -> s_attempt_t
-    size_t outbox_bytes;
+    zlistx_t *pending;          //  s_pending_t, in the order produced
+    uint64_t pending_bytes;     //  as they will count in the spool
+    bool commit_armed;
+    bool commit_retry_armed;
+    bool commit_failing;
     bool paused;                //  back-pressure applied
+    bool full;                  //  the spool is full: no new work
+    uint32_t owed_credit;       //  slots to announce once we may
 
     bool registered;
     uint32_t heartbeat_ms;
+    uint32_t suspect_after_ms;  //  from the Welcome, 0 = unknown
     int heartbeat_timer;
+    int register_timer;
+    uint32_t backoff_step;
+    unsigned int seed;
     int64_t last_rx_ms;
     int64_t last_register_ms;
+    bool cut_off_stopped;       //  stop_after_disconnect fired
     bool retry_armed;
     bool fatal;
     uint64_t malformed;
+
+    int signal_fd;
+    sigset_t saved_mask;
+    bool mask_saved;
+    int signals;                //  SIGTERM/SIGINT received
+    bool draining;
+    bool drained;               //  the drain completed
+    bool exit_now;              //  handlers return -1 to end the loop
 };
 
 
@@ -120,7 +182,7 @@ qn_agent_log (qn_log_level_t level, const char *format, ...)
 
 
 //  ---------------------------------------------------------------------
-//  Attempts and their outboxes
+//  Attempts
 
 static void
 s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
@@ -129,33 +191,10 @@ s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
 }
 
 static void
-s_event_destroy (s_event_t **self_p)
-{
-    if (*self_p) {
-        zframe_destroy (&(*self_p)->frame);
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-static void
-s_attempt_destroy (s_attempt_t **self_p)
-{
-    s_attempt_t *self = *self_p;
-    if (!self)
-        return;
-    s_event_t *event;
-    while ((event = (s_event_t *) zlistx_detach (self->events, NULL)))
-        s_event_destroy (&event);
-    zlistx_destroy (&self->events);
-    free (self);
-    *self_p = NULL;
-}
-
-static void
 s_attempt_destructor (void **item)
 {
-    s_attempt_destroy ((s_attempt_t **) item);
+    free (*item);
+    *item = NULL;
 }
 
 static s_attempt_t *
@@ -174,30 +213,14 @@ s_attempt_create (qn_agent_t *self, const qn_attempt_key_t *key)
         return NULL;
     attempt->key = *key;
     attempt->next_seq = 1;
-    attempt->running = true;
-    attempt->events = zlistx_new ();
-    if (!attempt->events) {
-        free (attempt);
-        return NULL;
-    }
+    attempt->meta_dirty = true;
     char name [64];
     s_key_string (key, name, sizeof (name));
     if (zhashx_insert (self->attempts, name, attempt) == -1) {
-        s_attempt_destroy (&attempt);
+        free (attempt);
         return NULL;
     }
     return attempt;
-}
-
-//  An attempt is forgotten once it ended and all its events are committed.
-static void
-s_attempt_maybe_forget (qn_agent_t *self, s_attempt_t *attempt)
-{
-    if (attempt->running || zlistx_size (attempt->events) > 0)
-        return;
-    char name [64];
-    s_key_string (&attempt->key, name, sizeof (name));
-    zhashx_delete (self->attempts, name);
 }
 
 static void
@@ -222,26 +245,50 @@ s_running (qn_agent_t *self)
     return running;
 }
 
+//  An attempt that ended and whose events are all acknowledged leaves the
+//  spool at the next commit.
+static void
+s_attempt_check_done (s_attempt_t *attempt)
+{
+    if (!attempt->running && attempt->finished_spooled && attempt->pending == 0
+    &&  attempt->acked >= attempt->committed)
+        attempt->forget = true;
+}
+
+//  The process's start time in clock ticks since boot, field 22 of
+//  /proc/PID/stat; 0 when it cannot be read.  With the pid it names one
+//  process for good, however pids are reused.
+static uint64_t
+s_process_start_time (int64_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof (path), "/proc/%" PRId64 "/stat", pid);
+    FILE *file = fopen (path, "re");
+    if (!file)
+        return 0;
+    char buffer [1024];
+    size_t got = fread (buffer, 1, sizeof (buffer) - 1, file);
+    fclose (file);
+    buffer [got] = '\0';
+    //  The command name may hold spaces and parentheses: fields count
+    //  from the last ')'; after it comes field 3
+    char *cur = strrchr (buffer, ')');
+    if (!cur)
+        return 0;
+    cur++;
+    for (int field = 3; field < 22 && cur; field++) {
+        cur = strchr (cur + 1, ' ');
+    }
+    if (!cur)
+        return 0;
+    return strtoull (cur + 1, NULL, 10);
+}
+
 
 //  ---------------------------------------------------------------------
 //  Sending
 
 static int s_retry (zloop_t *loop, int timer_id, void *arg);
-
-//  Sends a copy of frame without blocking.  Returns 0, or -1 when libzmq
-//  would block (queue full) or failed.
-static int
-s_send_frame (qn_agent_t *self, zframe_t *frame)
-{
-    zframe_t *copy = zframe_dup (frame);
-    if (!copy)
-        return -1;
-    if (zframe_send (&copy, self->sock, ZFRAME_DONTWAIT) == -1) {
-        zframe_destroy (&copy);
-        return -1;
-    }
-    return 0;
-}
 
 static int
 s_send (qn_agent_t *self, Qanat__Envelope *env)
@@ -266,30 +313,68 @@ s_arm_retry (qn_agent_t *self)
         self->retry_armed = true;
 }
 
-//  Sends the attempt's events after "sent", in seq order.  The common case
-//  is one new event at the tail, so we find the first unsent one walking
-//  back from the end.  Returns -1 when the socket is full.
+//  Envelope{version, event} around an encoded Event, built by hand from
+//  the spooled bytes: field 1 (varint) and field 13 (length-delimited).
+static zframe_t *
+s_event_frame (const void *data, size_t size)
+{
+    uint8_t head [16];
+    size_t at = 0;
+    head [at++] = (1 << 3) | 0;
+    head [at++] = QN_PROTOCOL_VERSION;
+    head [at++] = (13 << 3) | 2;
+    uint64_t length = size;
+    do {
+        uint8_t byte = length & 0x7f;
+        length >>= 7;
+        head [at++] = byte | (length? 0x80: 0);
+    } while (length);
+    zframe_t *frame = zframe_new (NULL, at + size);
+    if (!frame)
+        return NULL;
+    memcpy (zframe_data (frame), head, at);
+    memcpy (zframe_data (frame) + at, data, size);
+    return frame;
+}
+
+typedef struct {
+    qn_agent_t *agent;
+    s_attempt_t *attempt;
+    bool blocked;
+} s_flush_ctx_t;
+
+static int
+s_send_spooled (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
+                void *arg)
+{
+    (void) key;
+    s_flush_ctx_t *ctx = (s_flush_ctx_t *) arg;
+    if (seq > ctx->attempt->committed)
+        return 1;
+    zframe_t *frame = s_event_frame (data, size);
+    if (!frame || zframe_send (&frame, ctx->agent->sock, ZFRAME_DONTWAIT) == -1) {
+        zframe_destroy (&frame);
+        ctx->blocked = true;
+        return 1;
+    }
+    ctx->attempt->sent = seq;
+    return 0;
+}
+
+//  Sends the attempt's committed events after "sent", in seq order, read
+//  back from the spool.  Returns -1 when the socket is full.
 static int
 s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
 {
-    if (!self->registered)
+    if (!self->registered || attempt->sent >= attempt->committed)
         return 0;
-    s_event_t *event = (s_event_t *) zlistx_last (attempt->events);
-    if (!event || event->seq <= attempt->sent)
-        return 0;
-    //  Walk back to the last sent event (or the list's head)...
-    s_event_t *prev;
-    while ((prev = (s_event_t *) zlistx_prev (attempt->events)) && prev->seq > attempt->sent)
-        ;
-    //  ...so that the next one is the first unsent
-    event = (s_event_t *) zlistx_next (attempt->events);
-    while (event) {
-        if (s_send_frame (self, event->frame) == -1) {
-            s_arm_retry (self);
-            return -1;
-        }
-        attempt->sent = event->seq;
-        event = (s_event_t *) zlistx_next (attempt->events);
+    s_flush_ctx_t ctx = { self, attempt, false };
+    if (qn_spool_events (self->spool, &attempt->key, attempt->sent + 1,
+                         s_send_spooled, &ctx) == -1)
+        qn_agent_log (QN_LOG_ERROR, "cannot read the spool");
+    if (ctx.blocked) {
+        s_arm_retry (self);
+        return -1;
     }
     return 0;
 }
@@ -313,53 +398,7 @@ s_retry (zloop_t *loop, int timer_id, void *arg)
     qn_agent_t *self = (qn_agent_t *) arg;
     self->retry_armed = false;
     s_flush_all (self);
-    return 0;
-}
-
-static void
-s_update_pressure (qn_agent_t *self)
-{
-    if (!self->paused && self->outbox_bytes > self->outbox_limit) {
-        self->paused = true;
-        qn_agent_log (QN_LOG_WARNING, "%zu bytes of events wait for acknowledgement; "
-                      "pausing task output", self->outbox_bytes);
-        self->backend_ops->set_paused (self->backend, true);
-    }
-    else
-    if (self->paused && self->outbox_bytes <= self->outbox_limit / 4 * 3) {
-        self->paused = false;
-        qn_agent_log (QN_LOG_INFO, "events acknowledged; resuming task output");
-        self->backend_ops->set_paused (self->backend, false);
-    }
-}
-
-//  Stamps the event with the attempt's next seq, stores it in the outbox
-//  and sends it if we can.
-static void
-s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
-{
-    Qanat__AttemptRef ref;
-    s_attempt_ref (&attempt->key, &ref);
-    event->attempt = &ref;
-    event->seq = attempt->next_seq;
-    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-    env.body_case = QANAT__ENVELOPE__BODY_EVENT;
-    env.event = event;
-    zframe_t *frame = qn_msg_encode (&env);
-    s_event_t *entry = frame? (s_event_t *) calloc (1, sizeof (s_event_t)): NULL;
-    if (!entry || !zlistx_add_end (attempt->events, entry)) {
-        //  Only an oversized event (impossible: we cut lines at 8 KiB, and
-        //  stack traces are bounded) or no memory gets here
-        qn_agent_log (QN_LOG_ERROR, "cannot store an event; dropping it");
-        zframe_destroy (&frame);
-        free (entry);
-        return;
-    }
-    entry->seq = attempt->next_seq++;
-    entry->frame = frame;
-    self->outbox_bytes += zframe_size (frame);
-    s_flush_attempt (self, attempt);
-    s_update_pressure (self);
+    return self->exit_now? -1: 0;
 }
 
 static void
@@ -373,17 +412,41 @@ s_send_credit (qn_agent_t *self, uint32_t slots)
     s_send (self, &env);
 }
 
+//  Credit goes out only while we may take work: registered, spool not
+//  full, not draining.  What we could not announce waits here.
+static void
+s_pay_credit (qn_agent_t *self)
+{
+    if (!self->registered || self->full || self->draining || self->owed_credit == 0)
+        return;
+    s_send_credit (self, self->owed_credit);
+    self->owed_credit = 0;
+}
+
+static void
+s_send_drain (qn_agent_t *self)
+{
+    Qanat__Drain drain = QANAT__DRAIN__INIT;
+    drain.draining = true;
+    drain.reason = "agent shutting down";
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_DRAIN;
+    env.drain = &drain;
+    if (s_send (self, &env) == 0)
+        qn_agent_log (QN_LOG_INFO, "draining: told the coordinator to send no new work");
+}
+
 static void
 s_send_register (qn_agent_t *self)
 {
     //  Every attempt we still hold: running, or finished with events the
     //  coordinator has not acknowledged (its Finished comes in the replay).
     //  Either way the coordinator must not declare it lost.
-    size_t running = zhashx_size (self->attempts);
+    size_t held = zhashx_size (self->attempts);
     Qanat__Label *labels = (Qanat__Label *) calloc (self->label_count + 1, sizeof (Qanat__Label));
     Qanat__Label **label_ptrs = (Qanat__Label **) calloc (self->label_count + 1, sizeof (void *));
-    Qanat__AttemptRef *refs = (Qanat__AttemptRef *) calloc (running + 1, sizeof (Qanat__AttemptRef));
-    Qanat__AttemptRef **ref_ptrs = (Qanat__AttemptRef **) calloc (running + 1, sizeof (void *));
+    Qanat__AttemptRef *refs = (Qanat__AttemptRef *) calloc (held + 1, sizeof (Qanat__AttemptRef));
+    Qanat__AttemptRef **ref_ptrs = (Qanat__AttemptRef **) calloc (held + 1, sizeof (void *));
     if (labels && label_ptrs && refs && ref_ptrs) {
         Qanat__Register reg = QANAT__REGISTER__INIT;
         reg.name = self->name;
@@ -401,7 +464,7 @@ s_send_register (qn_agent_t *self)
         reg.capacity = self->slots;
         size_t count = 0;
         s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-        while (attempt && count < running) {
+        while (attempt && count < held) {
             s_attempt_ref (&attempt->key, &refs [count]);
             ref_ptrs [count] = &refs [count];
             count++;
@@ -410,11 +473,16 @@ s_send_register (qn_agent_t *self)
         reg.n_running = count;
         reg.running = ref_ptrs;
         reg.version = (char *) PACKAGE_VERSION;
+        reg.heartbeat_ms = self->ask_heartbeat_ms;
+        reg.suspect_after_ms = self->ask_suspect_ms;
+        reg.lost_after_ms = self->ask_lost_ms;
+        reg.draining = self->draining;
         Qanat__Envelope env = QANAT__ENVELOPE__INIT;
         env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
         env.register_ = &reg;
         if (s_send (self, &env) == 0)
-            qn_agent_log (QN_LOG_DEBUG, "sent Register (%zu running)", count);
+            qn_agent_log (QN_LOG_DEBUG, "sent Register (%zu held%s)", count,
+                          self->draining? ", draining": "");
     }
     free (labels);
     free (label_ptrs);
@@ -423,15 +491,359 @@ s_send_register (qn_agent_t *self)
     self->last_register_ms = zclock_mono ();
 }
 
+static int s_register_timer (zloop_t *loop, int timer_id, void *arg);
+
+//  Next Register in 250 ms x 2^n, capped, +-20% so that a fleet of agents
+//  cut off together does not come back in step.
+static void
+s_schedule_register (qn_agent_t *self)
+{
+    if (self->register_timer != -1)
+        zloop_timer_end (self->loop, self->register_timer);
+    uint64_t delay = S_BACKOFF_BASE_MS;
+    for (uint32_t i = 0; i < self->backoff_step && delay < self->max_backoff_ms; i++)
+        delay *= 2;
+    if (delay > self->max_backoff_ms)
+        delay = self->max_backoff_ms;
+    double jitter = 0.8 + 0.4 * ((double) rand_r (&self->seed) / RAND_MAX);
+    size_t wait = (size_t) ((double) delay * jitter);
+    if (wait < 1)
+        wait = 1;
+    if (self->backoff_step < 32)
+        self->backoff_step++;
+    self->register_timer = zloop_timer (self->loop, wait, 1, s_register_timer, self);
+}
+
+static int
+s_register_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    self->register_timer = -1;
+    if (!self->registered) {
+        s_send_register (self);
+        s_schedule_register (self);
+    }
+    return self->exit_now? -1: 0;
+}
+
+//  We are not registered (any more): Register now, then with backoff.
+static void
+s_start_registering (qn_agent_t *self)
+{
+    self->registered = false;
+    s_send_register (self);
+    s_schedule_register (self);
+}
+
 static void
 s_send_heartbeat (qn_agent_t *self)
 {
     Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
     beat.running = (uint32_t) s_running (self);
+    beat.spool_bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
+    beat.spool_full = self->full;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &beat;
     s_send (self, &env);
+}
+
+
+//  ---------------------------------------------------------------------
+//  The spool: one commit per loop turn
+
+static int s_commit_timer (zloop_t *loop, int timer_id, void *arg);
+
+static void
+s_pending_destructor (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_arm_commit (qn_agent_t *self)
+{
+    if (self->commit_armed || self->commit_retry_armed)
+        return;
+    if (zloop_timer (self->loop, 0, 1, s_commit_timer, self) != -1)
+        self->commit_armed = true;
+}
+
+static uint64_t
+s_normal_room (qn_agent_t *self)
+{
+    return qn_spool_max (self->spool) - qn_spool_reserve (self->spool);
+}
+
+//  Pauses task output above the unacknowledged-bytes limit, and declares
+//  the spool full (no credit, no new work) when what it holds, with
+//  what waits to enter it, comes within a margin of its normal room.
+//  Both lift again at three quarters.
+static void
+s_update_pressure (qn_agent_t *self, bool refused)
+{
+    uint64_t bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
+    uint64_t room = s_normal_room (self);
+    uint64_t margin = room / 8 < S_FULL_MARGIN? room / 8: S_FULL_MARGIN;
+    if (!self->full && (refused || bytes + margin > room)) {
+        self->full = true;
+        qn_agent_log (QN_LOG_WARNING, "agent spool full: %" PRIu64 " of %" PRIu64 " bytes "
+                      "wait for acknowledgement; pausing task output, taking no new work",
+                      bytes, qn_spool_max (self->spool));
+    }
+    else
+    if (self->full && !refused && bytes <= room / 4 * 3) {
+        self->full = false;
+        qn_agent_log (QN_LOG_INFO, "agent spool has room again (%" PRIu64 " bytes); "
+                      "taking work", bytes);
+        s_pay_credit (self);
+    }
+    bool over = self->outbox_limit && bytes > self->outbox_limit;
+    bool under = !self->outbox_limit || bytes <= self->outbox_limit / 4 * 3;
+    if (!self->paused && (self->full || over)) {
+        self->paused = true;
+        if (!self->full)
+            qn_agent_log (QN_LOG_WARNING, "%" PRIu64 " bytes of events wait for "
+                          "acknowledgement; pausing task output", bytes);
+        self->backend_ops->set_paused (self->backend, true);
+    }
+    else
+    if (self->paused && !self->full && under) {
+        self->paused = false;
+        qn_agent_log (QN_LOG_INFO, "events acknowledged; resuming task output");
+        self->backend_ops->set_paused (self->backend, false);
+    }
+}
+
+static void
+s_meta_of (s_attempt_t *attempt, uint64_t next_seq, bool finished, qn_spool_meta_t *meta)
+{
+    memset (meta, 0, sizeof (*meta));
+    meta->key = attempt->key;
+    meta->pid = attempt->pid;
+    meta->start_time = attempt->start_time;
+    meta->next_seq = next_seq;
+    meta->finished = finished;
+    snprintf (meta->task_name, sizeof (meta->task_name), "%s", attempt->task_name);
+}
+
+static void s_check_drained (qn_agent_t *self);
+
+//  Writes what the turn produced in one transaction.  Returns 0, or -1
+//  when the spool failed (everything stays staged; we retry later).
+static int
+s_commit (qn_agent_t *self)
+{
+    bool refused = false;
+    bool failed = false;
+    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    while (attempt) {
+        attempt->blocked = false;
+        attempt->batch_seq = attempt->committed;
+        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+    }
+    //  Acknowledgements first: the room they free is for this very batch
+    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    while (attempt && !failed) {
+        if (attempt->forget) {
+            if (qn_spool_meta_delete (self->spool, &attempt->key) == -1)
+                failed = true;
+        }
+        else
+        if (attempt->acked > attempt->spool_acked
+        &&  qn_spool_ack (self->spool, &attempt->key, attempt->acked) == -1)
+            failed = true;
+        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+    }
+    //  Events in the order produced; one that does not fit holds back the
+    //  rest of its attempt, so that each attempt's spool has no gap
+    s_pending_t *pending = (s_pending_t *) zlistx_first (self->pending);
+    while (pending && !failed) {
+        s_attempt_t *owner = pending->attempt;
+        if (!owner->blocked) {
+            if (qn_spool_put (self->spool, &owner->key, pending->seq, pending->data,
+                              pending->size, pending->reserve) == 0
+            ||  errno == EEXIST) {
+                pending->written = true;
+                owner->batch_seq = pending->seq;
+            }
+            else
+            if (errno == ENOSPC && !pending->reserve) {
+                owner->blocked = true;
+                refused = true;
+            }
+            else
+            if (errno == ENOSPC)
+                owner->blocked = true;      //  even the reserve is spent
+            else
+                failed = true;
+        }
+        pending = (s_pending_t *) zlistx_next (self->pending);
+    }
+    //  Metadata of the attempts that changed
+    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    while (attempt && !failed) {
+        if (!attempt->forget
+        &&  (attempt->meta_dirty || attempt->batch_seq > attempt->committed)) {
+            bool finished = attempt->finished_spooled;
+            pending = (s_pending_t *) zlistx_first (self->pending);
+            while (pending && !finished) {
+                if (pending->attempt == attempt && pending->written && pending->finished)
+                    finished = true;
+                pending = (s_pending_t *) zlistx_next (self->pending);
+            }
+            qn_spool_meta_t meta;
+            s_meta_of (attempt, attempt->batch_seq + 1, finished, &meta);
+            if (qn_spool_meta_put (self->spool, &meta) == -1)
+                failed = true;
+        }
+        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+    }
+    if (failed || qn_spool_commit (self->spool) == -1) {
+        qn_spool_abort (self->spool);
+        pending = (s_pending_t *) zlistx_first (self->pending);
+        while (pending) {
+            pending->written = false;
+            pending = (s_pending_t *) zlistx_next (self->pending);
+        }
+        if (!self->commit_failing)
+            qn_agent_log (QN_LOG_ERROR, "cannot write the spool; keeping %zu event(s) in "
+                          "memory and trying again", zlistx_size (self->pending));
+        self->commit_failing = true;
+        return -1;
+    }
+    if (self->commit_failing)
+        qn_agent_log (QN_LOG_INFO, "the spool takes writes again");
+    self->commit_failing = false;
+
+    //  Committed: the written events leave memory, the rest keep their order
+    zlistx_t *remaining = zlistx_new ();
+    if (remaining) {
+        zlistx_set_destructor (remaining, s_pending_destructor);
+        while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL))) {
+            if (!pending->written) {
+                if (zlistx_add_end (remaining, pending))
+                    continue;
+                //  No memory even for a list node: the event is in the
+                //  spool's care no more; say so rather than lose it quietly
+                qn_agent_log (QN_LOG_ERROR, "out of memory: event %" PRIu64 " dropped",
+                              pending->seq);
+                free (pending);
+                continue;
+            }
+            s_attempt_t *owner = pending->attempt;
+            owner->committed = pending->seq;
+            owner->pending--;
+            if (pending->finished)
+                owner->finished_spooled = true;
+            self->pending_bytes -= QN_SPOOL_KEY_SIZE + pending->size;
+            free (pending);
+        }
+        zlistx_destroy (&self->pending);
+        self->pending = remaining;
+    }
+    zlist_t *gone = zlist_new ();
+    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    while (attempt) {
+        if (attempt->forget) {
+            if (gone)
+                zlist_append (gone, (void *) zhashx_cursor (self->attempts));
+        }
+        else {
+            attempt->spool_acked = attempt->acked;
+            attempt->meta_dirty = false;
+        }
+        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+    }
+    if (gone) {
+        const char *key;
+        while ((key = (const char *) zlist_pop (gone))) {
+            char name [64];
+            snprintf (name, sizeof (name), "%s", key);
+            qn_agent_log (QN_LOG_DEBUG, "attempt %s acknowledged in full; forgotten", name);
+            zhashx_delete (self->attempts, name);
+        }
+        zlist_destroy (&gone);
+    }
+    s_update_pressure (self, refused);
+    return 0;
+}
+
+static int s_commit_retry (zloop_t *loop, int timer_id, void *arg);
+
+//  Commits, then sends what was committed, announces credit and checks
+//  whether a drain is complete.
+static void
+s_commit_and_send (qn_agent_t *self)
+{
+    if (s_commit (self) == -1) {
+        if (!self->commit_retry_armed
+        &&  zloop_timer (self->loop, S_COMMIT_RETRY_MS, 1, s_commit_retry, self) != -1)
+            self->commit_retry_armed = true;
+        return;
+    }
+    s_flush_all (self);
+    s_pay_credit (self);
+    s_check_drained (self);
+}
+
+static int
+s_commit_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    self->commit_armed = false;
+    s_commit_and_send (self);
+    return self->exit_now? -1: 0;
+}
+
+static int
+s_commit_retry (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    self->commit_retry_armed = false;
+    s_commit_and_send (self);
+    return self->exit_now? -1: 0;
+}
+
+//  Stamps the event with the attempt's next seq and stages it for the
+//  spool; it goes out after the commit at the end of this turn.
+static void
+s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
+{
+    Qanat__AttemptRef ref;
+    s_attempt_ref (&attempt->key, &ref);
+    event->attempt = &ref;
+    event->seq = attempt->next_seq;
+    size_t size = qanat__event__get_packed_size (event);
+    s_pending_t *pending = NULL;
+    if (size <= QN_MAX_MESSAGE_SIZE - 64)
+        pending = (s_pending_t *) malloc (sizeof (s_pending_t) + size);
+    if (!pending || !zlistx_add_end (self->pending, pending)) {
+        //  Only an oversized event (impossible: we cut lines at 8 KiB, and
+        //  stack traces are bounded) or no memory gets here
+        qn_agent_log (QN_LOG_ERROR, "cannot store event %" PRIu64 " of attempt %" PRIu64
+                      "/%u/%u (%zu bytes); dropping it", event->seq, attempt->key.run_id,
+                      attempt->key.task_index, attempt->key.attempt, size);
+        free (pending);
+        return;
+    }
+    pending->attempt = attempt;
+    pending->seq = attempt->next_seq++;
+    pending->finished = event->body_case == QANAT__EVENT__BODY_FINISHED;
+    pending->reserve = pending->finished;
+    pending->written = false;
+    pending->size = size;
+    qanat__event__pack (event, pending->data);
+    attempt->pending++;
+    self->pending_bytes += QN_SPOOL_KEY_SIZE + size;
+    s_arm_commit (self);
 }
 
 
@@ -456,6 +868,11 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
     s_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt)
         return;
+    if (pid > 0) {
+        attempt->pid = pid;
+        attempt->start_time = s_process_start_time (pid);
+        attempt->meta_dirty = true;
+    }
     Qanat__Started started = QANAT__STARTED__INIT;
     started.pid = pid;
     started.host = (char *) (host? host: "");
@@ -506,41 +923,68 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
     s_post_event (self, attempt, &event);
 }
 
-static void
-s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
-               int signal, const char *stack_trace, const char *reason)
+static const char *
+s_kind_name (Qanat__EndKind kind)
 {
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
+    switch (kind) {
+        case QANAT__END_KIND__END_EXIT:         return "exit";
+        case QANAT__END_KIND__END_TIMEOUT:      return "timeout";
+        case QANAT__END_KIND__END_CANCELED:     return "canceled";
+        case QANAT__END_KIND__END_LOST:         return "lost";
+        case QANAT__END_KIND__END_START_FAILED: return "start failed";
+        default:                                return "?";
+    }
+}
+
+//  Spools an attempt's Finished (it may use the spool's reserve).
+static void
+s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
+                 const char *stack_trace, const char *reason, Qanat__EndKind kind)
+{
     Qanat__Finished finished = QANAT__FINISHED__INIT;
     finished.exit_code = exit_code;
     finished.signal = signal;
     finished.stack_trace = (char *) (stack_trace? stack_trace: "");
     finished.reason = (char *) (reason? reason: "");
+    finished.kind = kind;
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_FINISHED;
     event.finished = &finished;
     s_post_event (self, attempt, &event);
+    attempt->finished = true;
+}
+
+static void
+s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
+               int signal, const char *stack_trace, const char *reason,
+               Qanat__EndKind kind)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    s_attempt_t *attempt = s_callback_attempt (self, key);
+    if (!attempt)
+        return;
+    s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
+    bool was_running = attempt->running;
     attempt->running = false;
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u finished: exit code %d%s%s",
-                  key->run_id, key->task_index, key->attempt, exit_code,
-                  *finished.reason? ", ": "", finished.reason);
-    //  While not registered the credit is recomputed at the next Welcome
-    if (self->registered)
-        s_send_credit (self, 1);
+    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
+                  key->run_id, key->task_index, key->attempt, s_kind_name (kind), exit_code,
+                  reason && *reason? ", ": "", reason? reason: "");
+    //  The slot comes back; announced after the commit, behind the
+    //  Finished (or at the next Welcome, which recomputes it)
+    if (was_running || kind == QANAT__END_KIND__END_START_FAILED)
+        self->owed_credit++;
+    if (self->draining) {
+        size_t running = s_running (self);
+        qn_agent_log (QN_LOG_INFO, "draining: %zu attempt(s) still running, %zu held",
+                      running, zhashx_size (self->attempts));
+    }
 }
 
 
 //  ---------------------------------------------------------------------
 //  Messages from the coordinator
 
-static void
-s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome);
-
-static void
-s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms);
+static void s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms);
 
 static void
 s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
@@ -551,6 +995,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     if (beat > S_MAX_HEARTBEAT_MS)
         beat = S_MAX_HEARTBEAT_MS;
     s_set_heartbeat (self, beat);
+    self->suspect_after_ms = welcome->suspect_after_ms;
     //  Several Registers may be answered by several Welcomes; credit and
     //  replay go once, after the first, and since they follow every
     //  Register we sent on the same connection, the coordinator sees them
@@ -560,17 +1005,31 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
         return;
     }
     self->registered = true;
-    qn_agent_log (QN_LOG_INFO, "registered with the coordinator as %s (heartbeat %u ms)",
+    self->backoff_step = 0;
+    self->cut_off_stopped = false;
+    if (self->register_timer != -1) {
+        zloop_timer_end (self->loop, self->register_timer);
+        self->register_timer = -1;
+    }
+    qn_agent_log (QN_LOG_INFO, "registered with the coordinator as %s (heartbeat %u ms, "
+                  "suspect after %u ms, lost after %u ms)",
                   welcome->agent_name && *welcome->agent_name? welcome->agent_name: self->name,
-                  beat);
+                  beat, welcome->suspect_after_ms, welcome->lost_after_ms);
+    if (self->draining)
+        s_send_drain (self);
     size_t running = s_running (self);
-    if (self->slots > running)
-        s_send_credit (self, (uint32_t) (self->slots - running));
+    self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
+    s_pay_credit (self);
+    size_t replay = 0;
     s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
         attempt->sent = attempt->acked;
+        replay += attempt->committed - attempt->acked;
         attempt = (s_attempt_t *) zhashx_next (self->attempts);
     }
+    if (replay)
+        qn_agent_log (QN_LOG_INFO, "replaying %zu unacknowledged event(s) of %zu attempt(s)",
+                      replay, zhashx_size (self->attempts));
     s_flush_all (self);
 }
 
@@ -590,21 +1049,15 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    //  Never acknowledge what does not exist yet
-    uint64_t seq = ack->seq < attempt->next_seq? ack->seq: attempt->next_seq - 1;
+    //  Never acknowledge what was not even committed, let alone sent
+    uint64_t seq = ack->seq < attempt->committed? ack->seq: attempt->committed;
     if (seq <= attempt->acked)
         return;
     attempt->acked = seq;
     if (attempt->sent < seq)
         attempt->sent = seq;
-    s_event_t *event;
-    while ((event = (s_event_t *) zlistx_first (attempt->events)) && event->seq <= seq) {
-        zlistx_detach_cur (attempt->events);
-        self->outbox_bytes -= zframe_size (event->frame);
-        s_event_destroy (&event);
-    }
-    s_update_pressure (self);
-    s_attempt_maybe_forget (self, attempt);
+    s_attempt_check_done (attempt);
+    s_arm_commit (self);
 }
 
 //  Reports an attempt that never started: Started with pid 0, the reason
@@ -617,7 +1070,7 @@ s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
     s_on_started (self, &attempt->key, 0, self->host, "");
     s_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
               false, qn_now_us ());
-    s_on_finished (self, &attempt->key, -1, 0, "", reason);
+    s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
 }
 
 static void
@@ -635,15 +1088,33 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    size_t running = s_running (self);
-    if (running >= self->slots)
-        qn_agent_log (QN_LOG_WARNING, "Assign beyond our %u slots; running it anyway",
-                      self->slots);
     s_attempt_t *attempt = s_attempt_create (self, &key);
     if (!attempt) {
         qn_agent_log (QN_LOG_ERROR, "out of memory accepting an Assign");
         return;
     }
+    snprintf (attempt->task_name, sizeof (attempt->task_name), "%s",
+              assign->task_name? assign->task_name: "");
+    //  A refusal is one Finished, which the spool's reserve always takes
+    if (self->draining || self->full) {
+        char reason [200];
+        if (self->draining)
+            snprintf (reason, sizeof (reason), "agent draining");
+        else
+            snprintf (reason, sizeof (reason), "agent spool full: %" PRIu64 " of %" PRIu64
+                      " bytes wait for acknowledgement",
+                      qn_spool_committed_bytes (self->spool) + self->pending_bytes,
+                      qn_spool_max (self->spool));
+        qn_agent_log (QN_LOG_WARNING, "refusing attempt %" PRIu64 "/%u/%u: %s",
+                      key.run_id, key.task_index, key.attempt, reason);
+        s_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+        return;
+    }
+    size_t running = s_running (self);
+    if (running >= self->slots)
+        qn_agent_log (QN_LOG_WARNING, "Assign beyond our %u slots; running it anyway",
+                      self->slots);
+    attempt->running = true;
     char error [512] = "";
     if (self->backend_ops->start (self->backend, assign, error, sizeof (error)) == -1) {
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
@@ -663,8 +1134,11 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
     qn_attempt_key_t key = { cancel->attempt->run_id, cancel->attempt->task_index,
                              cancel->attempt->attempt };
     s_attempt_t *attempt = s_attempt_lookup (self, &key);
+    char reason [600];
+    snprintf (reason, sizeof (reason), "canceled: %.500s", cancel->reason? cancel->reason: "");
     if (!attempt || !attempt->running
-    ||  self->backend_ops->cancel (self->backend, &key, cancel->reason? cancel->reason: "") == -1) {
+    ||  self->backend_ops->stop (self->backend, &key, reason,
+                                 QANAT__END_KIND__END_CANCELED) == -1) {
         qn_agent_log (QN_LOG_DEBUG, "Cancel for attempt %" PRIu64 "/%u/%u, not running",
                       key.run_id, key.task_index, key.attempt);
         return;
@@ -681,13 +1155,12 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
     const char *message = refusal->message? refusal->message: "";
     switch (refusal->code) {
         case QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED:
-            //  The coordinator lost us (it restarted); one Register per
-            //  heartbeat is enough however many refusals come
-            if (self->registered
-            ||  zclock_mono () - self->last_register_ms >= self->heartbeat_ms) {
+            //  The coordinator lost us (it restarted).  While we are not
+            //  registered the backoff timer sends Register; however many
+            //  refusals come, they add none.
+            if (self->registered) {
                 qn_agent_log (QN_LOG_INFO, "coordinator does not know us; registering again");
-                self->registered = false;
-                s_send_register (self);
+                s_start_registering (self);
             }
             return 0;
         case QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION:
@@ -764,15 +1237,29 @@ s_socket_readable (zloop_t *loop, zsock_t *sock, void *arg)
         self->last_rx_ms = zclock_mono ();
         int rc = s_handle_message (self, msg);
         zmsg_destroy (&msg);
-        if (rc == -1)
+        if (rc == -1) {
+            self->exit_now = true;
             return -1;
+        }
     }
-    return 0;
+    return self->exit_now? -1: 0;
 }
 
 
 //  ---------------------------------------------------------------------
-//  Heartbeat
+//  Timers: heartbeat, the silence watchdog, drain
+
+//  Silence after which we call ourselves disconnected: five heartbeats,
+//  or the coordinator's suspect timer when that is longer (a WAN agent's
+//  coordinator waits minutes before it suspects us; so do we).
+static int64_t
+s_silence_limit (qn_agent_t *self)
+{
+    int64_t limit = (int64_t) S_SILENCE_BEATS * self->heartbeat_ms;
+    if ((int64_t) self->suspect_after_ms > limit)
+        limit = self->suspect_after_ms;
+    return limit;
+}
 
 static int
 s_heartbeat (zloop_t *loop, int timer_id, void *arg)
@@ -781,17 +1268,14 @@ s_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     int64_t now = zclock_mono ();
-    if (self->registered
-    &&  now - self->last_rx_ms > (int64_t) S_SILENCE_BEATS * self->heartbeat_ms) {
+    if (self->registered && now - self->last_rx_ms > s_silence_limit (self)) {
         qn_agent_log (QN_LOG_WARNING, "no word from the coordinator for %" PRId64 " ms; "
                       "registering again", now - self->last_rx_ms);
-        self->registered = false;
+        s_start_registering (self);
     }
     if (self->registered)
         s_send_heartbeat (self);
-    else
-        s_send_register (self);
-    return 0;
+    return self->exit_now? -1: 0;
 }
 
 static void
@@ -805,6 +1289,159 @@ s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms)
     self->heartbeat_timer = zloop_timer (self->loop, heartbeat_ms, 0, s_heartbeat, self);
 }
 
+//  stop_after_disconnect: cut off too long, we stop our attempts rather
+//  than let them run on for a coordinator that has given them up.
+static int
+s_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    int64_t silence = zclock_mono () - self->last_rx_ms;
+    if (self->cut_off_stopped || silence <= (int64_t) self->stop_after_s * 1000)
+        return 0;
+    self->cut_off_stopped = true;
+    char reason [100];
+    snprintf (reason, sizeof (reason), "stopped: cut off from the coordinator for %us",
+              self->stop_after_s);
+    size_t stopped = 0;
+    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    while (attempt) {
+        if (attempt->running
+        &&  self->backend_ops->stop (self->backend, &attempt->key, reason,
+                                     QANAT__END_KIND__END_LOST) == 0)
+            stopped++;
+        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+    }
+    if (stopped)
+        qn_agent_log (QN_LOG_WARNING, "no word from the coordinator for %" PRId64 " ms: "
+                      "stopping %zu attempt(s)", silence, stopped);
+    return self->exit_now? -1: 0;
+}
+
+static void
+s_check_drained (qn_agent_t *self)
+{
+    if (!self->draining || self->exit_now)
+        return;
+    if (zhashx_size (self->attempts) > 0 || zlistx_size (self->pending) > 0)
+        return;
+    qn_agent_log (QN_LOG_INFO, "drained: every attempt finished and acknowledged; stopping");
+    self->drained = true;
+    self->exit_now = true;
+}
+
+static int
+s_drain_timeout (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    qn_agent_log (QN_LOG_WARNING, "drain timed out after %us with %zu attempt(s) running "
+                  "and %zu held; stopping", self->drain_timeout_s, s_running (self),
+                  zhashx_size (self->attempts));
+    self->exit_now = true;
+    return -1;
+}
+
+static int
+s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    qn_agent_t *self = (qn_agent_t *) arg;
+    struct signalfd_siginfo info;
+    while (read (self->signal_fd, &info, sizeof (info)) == (ssize_t) sizeof (info)) {
+        const char *name = info.ssi_signo == SIGINT? "SIGINT": "SIGTERM";
+        self->signals++;
+        if (self->signals == 1) {
+            self->draining = true;
+            qn_agent_log (QN_LOG_INFO, "%s: draining: %zu attempt(s) running, %zu held; "
+                          "taking no new work (send it again to stop at once)",
+                          name, s_running (self), zhashx_size (self->attempts));
+            if (self->registered)
+                s_send_drain (self);
+            if (self->drain_timeout_s
+            &&  zloop_timer (self->loop, (size_t) self->drain_timeout_s * 1000, 1,
+                             s_drain_timeout, self) == -1)
+                qn_agent_log (QN_LOG_ERROR, "cannot start the drain timer");
+            s_check_drained (self);
+        }
+        else {
+            qn_agent_log (QN_LOG_INFO, "%s again: stopping now", name);
+            self->exit_now = true;
+        }
+    }
+    return self->exit_now? -1: 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Taking over the spool of an earlier agent
+
+static const char *s_lost_reason = "agent restarted: the attempt's process was lost";
+
+//  Kills what is left of an attempt's process group: its pipes died with
+//  the agent that started it, so we cannot take it back.  A live process
+//  with that pid but another start time is not ours (the pid was reused)
+//  and is left alone.
+static void
+s_kill_leftover (const qn_spool_meta_t *meta)
+{
+    if (meta->pid <= 0 || kill (-(pid_t) meta->pid, 0) == -1)
+        return;
+    uint64_t start_time = s_process_start_time (meta->pid);
+    if (start_time && meta->start_time && start_time != meta->start_time) {
+        qn_agent_log (QN_LOG_INFO, "pid %" PRId64 " now belongs to another process; "
+                      "not touching it", meta->pid);
+        return;
+    }
+    qn_agent_log (QN_LOG_WARNING, "killing process group %" PRId64 " of attempt %" PRIu64
+                  "/%u/%u, left by an earlier agent", meta->pid, meta->key.run_id,
+                  meta->key.task_index, meta->key.attempt);
+    kill (-(pid_t) meta->pid, SIGKILL);
+}
+
+static int
+s_first_seq (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
+             void *arg)
+{
+    (void) key;
+    (void) data;
+    (void) size;
+    *(uint64_t *) arg = seq;
+    return 1;
+}
+
+static int
+s_take_over (const qn_spool_meta_t *meta, void *arg)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    s_attempt_t *attempt = s_attempt_create (self, &meta->key);
+    if (!attempt)
+        return -1;
+    snprintf (attempt->task_name, sizeof (attempt->task_name), "%s", meta->task_name);
+    attempt->pid = meta->pid;
+    attempt->start_time = meta->start_time;
+    attempt->next_seq = meta->next_seq;
+    attempt->committed = meta->next_seq - 1;
+    attempt->finished = attempt->finished_spooled = meta->finished;
+    attempt->meta_dirty = false;
+    uint64_t first = 0;
+    qn_spool_events (self->spool, &meta->key, 0, s_first_seq, &first);
+    attempt->acked = attempt->spool_acked = first? first - 1: attempt->committed;
+    attempt->sent = attempt->acked;
+    if (!meta->finished) {
+        s_kill_leftover (meta);
+        s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
+        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u (%s) was running when the "
+                      "agent stopped; reporting it lost", meta->key.run_id,
+                      meta->key.task_index, meta->key.attempt, meta->task_name);
+    }
+    s_attempt_check_done (attempt);
+    return 0;
+}
+
 
 //  ---------------------------------------------------------------------
 //  Life cycle
@@ -813,6 +1450,14 @@ static char *
 s_strdup_or_empty (const char *text)
 {
     return strdup (text? text: "");
+}
+
+static int
+s_mkdir (const char *path)
+{
+    if (mkdir (path, 0700) == 0 || errno == EEXIST)
+        return 0;
+    return -1;
 }
 
 qn_agent_t *
@@ -825,19 +1470,44 @@ qn_agent_new (const qn_agent_config_t *config)
     if (!self)
         return NULL;
     self->heartbeat_timer = -1;
+    self->register_timer = -1;
+    self->signal_fd = -1;
     self->backend_ops = &qn_backend_local;
+    self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
+
+    //  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
+    //  must be blocked before libzmq starts its threads, which inherit the
+    //  mask; czmq's own handling (zsys_interrupted) is switched off.
+    zsys_handler_set (NULL);
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    if (pthread_sigmask (SIG_BLOCK, &signals, &self->saved_mask) == 0)
+        self->mask_saved = true;
+    self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+
     if (gethostname (self->host, sizeof (self->host) - 1) == -1)
         snprintf (self->host, sizeof (self->host), "localhost");
     self->endpoint = strdup (config->endpoint);
     self->name = strdup (config->name && *config->name? config->name: self->host);
     self->data_dir = strdup (config->data_dir);
     self->slots = config->slots? config->slots: 1;
-    self->outbox_limit = config->outbox_limit? config->outbox_limit: QN_AGENT_OUTBOX_LIMIT;
+    self->outbox_limit = config->outbox_limit;
+    self->ask_heartbeat_ms = config->heartbeat_ms;
+    self->ask_suspect_ms = config->suspect_after_ms;
+    self->ask_lost_ms = config->lost_after_ms;
+    self->max_backoff_ms = config->max_backoff_ms? config->max_backoff_ms
+                                                 : QN_AGENT_DEFAULT_MAX_BACKOFF_MS;
+    if (self->max_backoff_ms < S_BACKOFF_BASE_MS)
+        self->max_backoff_ms = S_BACKOFF_BASE_MS;
+    self->stop_after_s = config->stop_after_disconnect_s;
+    self->drain_timeout_s = config->drain_timeout_s;
     self->label_count = config->label_count;
     self->label_keys = (char **) calloc (config->label_count + 1, sizeof (char *));
     self->label_values = (char **) calloc (config->label_count + 1, sizeof (char *));
     bool ok = self->endpoint && self->name && self->data_dir
-           && self->label_keys && self->label_values;
+           && self->label_keys && self->label_values && self->signal_fd != -1;
     for (size_t i = 0; ok && i < config->label_count; i++) {
         self->label_keys [i] = s_strdup_or_empty (config->label_keys [i]);
         self->label_values [i] = s_strdup_or_empty (config->label_values [i]);
@@ -845,17 +1515,24 @@ qn_agent_new (const qn_agent_config_t *config)
     }
     if (ok) {
         self->attempts = zhashx_new ();
+        self->pending = zlistx_new ();
         self->loop = zloop_new ();
         self->sock = zsock_new (ZMQ_DEALER);
-        ok = self->attempts && self->loop && self->sock;
+        ok = self->attempts && self->pending && self->loop && self->sock;
     }
     if (ok) {
         zhashx_set_destructor (self->attempts, s_attempt_destructor);
-        qn_msg_prepare_socket (self->sock);
-        ok = zsock_connect (self->sock, "%s", self->endpoint) == 0;
-        if (!ok)
-            qn_agent_log (QN_LOG_ERROR, "cannot connect to %s: %s", self->endpoint,
-                          zmq_strerror (zmq_errno ()));
+        zlistx_set_destructor (self->pending, s_pending_destructor);
+        zloop_set_nonstop (self->loop, true);
+        char spool_dir [4096];
+        snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
+        if (s_mkdir (spool_dir) == -1) {
+            qn_agent_log (QN_LOG_ERROR, "cannot create %s: %s", spool_dir, strerror (errno));
+            ok = false;
+        }
+        else
+            self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
+        ok = ok && self->spool;
     }
     if (ok) {
         self->events.started = s_on_started;
@@ -869,8 +1546,38 @@ qn_agent_new (const qn_agent_config_t *config)
                                                    &self->events, self);
         ok = self->backend != NULL;
     }
+    if (ok) {
+        //  What an earlier agent left: replayed after our first Welcome
+        if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
+            qn_agent_log (QN_LOG_ERROR, "cannot read the spool's attempts");
+            ok = false;
+        }
+        else
+        if (zhashx_size (self->attempts) > 0) {
+            qn_agent_log (QN_LOG_INFO, "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
+                          "unacknowledged events from an earlier agent",
+                          zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
+            if (s_commit (self) == -1)
+                ok = false;
+        }
+    }
+    if (ok) {
+        qn_msg_prepare_socket (self->sock);
+        zsock_set_reconnect_ivl (self->sock, S_BACKOFF_BASE_MS);
+        zsock_set_reconnect_ivl_max (self->sock, (int) self->max_backoff_ms);
+        ok = zsock_connect (self->sock, "%s", self->endpoint) == 0;
+        if (!ok)
+            qn_agent_log (QN_LOG_ERROR, "cannot connect to %s: %s", self->endpoint,
+                          zmq_strerror (zmq_errno ()));
+    }
     if (ok)
         ok = zloop_reader (self->loop, self->sock, s_socket_readable, self) == 0;
+    if (ok) {
+        zmq_pollitem_t item = { NULL, self->signal_fd, ZMQ_POLLIN, 0 };
+        ok = zloop_poller (self->loop, &item, s_signal_readable, self) == 0;
+    }
+    if (ok && self->stop_after_s)
+        ok = zloop_timer (self->loop, S_WATCHDOG_MS, 0, s_watchdog, self) != -1;
     if (!ok) {
         qn_agent_destroy (&self);
         return NULL;
@@ -884,17 +1591,27 @@ qn_agent_run (qn_agent_t *self)
 {
     assert (self);
     self->last_rx_ms = zclock_mono ();
-    s_set_heartbeat (self, S_DEFAULT_HEARTBEAT_MS);
-    s_send_register (self);
-    zloop_start (self->loop);
+    s_set_heartbeat (self, self->ask_heartbeat_ms? self->ask_heartbeat_ms
+                                                 : S_DEFAULT_HEARTBEAT_MS);
+    s_start_registering (self);
+    if (!self->exit_now)
+        zloop_start (self->loop);
 
-    qn_agent_log (QN_LOG_INFO, "stopping: killing %zu running attempt(s)",
-                  self->backend_ops->running (self->backend));
-    self->backend_ops->shutdown (self->backend, S_SHUTDOWN_GRACE_MS,
-                                 self->fatal? "killed: agent stopped on an error"
-                                            : "killed: agent shutting down");
-    //  Best effort: let the last events leave before the socket closes
-    s_flush_all (self);
+    if (!self->drained) {
+        size_t running = self->backend_ops->running (self->backend);
+        if (running)
+            qn_agent_log (QN_LOG_INFO, "stopping: killing %zu running attempt(s)", running);
+        self->backend_ops->shutdown (self->backend, S_SHUTDOWN_GRACE_MS,
+                                     self->fatal? "killed: agent stopped on an error"
+                                                : "killed: agent shutting down");
+    }
+    //  The last events go to the spool (a later agent replays them), and
+    //  out if they can
+    if (s_commit (self) == 0)
+        s_flush_all (self);
+    if (zlistx_size (self->pending) > 0)
+        qn_agent_log (QN_LOG_ERROR, "%zu event(s) could not be spooled and are lost",
+                      zlistx_size (self->pending));
     zsock_set_linger (self->sock, 500);
     return self->fatal? -1: 0;
 }
@@ -910,7 +1627,13 @@ qn_agent_destroy (qn_agent_t **self_p)
         self->backend_ops->destroy (&self->backend);
     zloop_destroy (&self->loop);
     zsock_destroy (&self->sock);
+    zlistx_destroy (&self->pending);
     zhashx_destroy (&self->attempts);
+    qn_spool_destroy (&self->spool);
+    if (self->signal_fd != -1)
+        close (self->signal_fd);
+    if (self->mask_saved)
+        pthread_sigmask (SIG_SETMASK, &self->saved_mask, NULL);
     for (size_t i = 0; self->label_keys && i < self->label_count; i++)
         free (self->label_keys [i]);
     for (size_t i = 0; self->label_values && i < self->label_count; i++)

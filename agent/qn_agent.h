@@ -1,17 +1,31 @@
 /*  qn_agent - the agent engine: one DEALER connection to the coordinator,
-    attempts run through a backend, events buffered until acknowledged.
+    attempts run through a backend, every event kept in a durable spool
+    (qn_spool) until acknowledged.
 
     Conversation (proto/qanat.proto, docs/protocol.md):
-    - Register at start and whenever we learn we are not registered;
+    - Register at start and whenever we learn we are not registered, again
+      after 250 ms x 2^n (capped, +-20% jitter) while no Welcome comes;
       Welcome -> Credit{capacity - running} and replay of every
-      unacknowledged event.
-    - Heartbeat every heartbeat_ms.  Silence from the coordinator for
-      5 x heartbeat_ms means disconnected: attempts keep running, events
-      keep buffering, Register is sent every heartbeat until a Welcome.
-    - Assign starts an attempt; its events carry seq 1, 2, 3...; Credit{1}
-      when it ends.  Ack{attempt, seq} drops the events up to seq.
+      unacknowledged event, in seq order, from the spool.
+    - Heartbeat{running, spool_bytes, spool_full} every heartbeat_ms.
+      Silence from the coordinator for max(5 x heartbeat_ms,
+      suspect_after_ms) means disconnected: attempts keep running, events
+      keep spooling, Register goes out with backoff until a Welcome.
+      Cut off longer than stop_after_disconnect_s (when set), the agent
+      stops its attempts (END_LOST).
+    - Assign starts an attempt; its events carry seq 1, 2, 3... and are
+      committed to the spool (one transaction per loop turn) before they
+      are sent; Credit{1} when it ends.  Ack{attempt, seq} deletes the
+      attempt's events up to seq.  A full spool pauses the tasks' output,
+      withholds credit and refuses Assigns (END_START_FAILED).
     - Cancel kills an attempt.  Refusal NOT_REGISTERED -> Register again;
       BAD_VERSION -> the engine stops with an error.
+    - A restarted agent finds its attempts in the spool, kills what is
+      left of their processes, ends those without a Finished as END_LOST,
+      reports them all in Register.running and replays their events.
+    - First SIGTERM/SIGINT: drain (Drain{true}, no new work, wait for the
+      running attempts to end and their events to be acknowledged, then
+      stop).  A second one: kill the attempts and stop.
 */
 #ifndef QN_AGENT_H_INCLUDED
 #define QN_AGENT_H_INCLUDED
@@ -24,8 +38,7 @@
 extern "C" {
 #endif
 
-//  Unacknowledged bytes above which we stop reading the attempts' output
-#define QN_AGENT_OUTBOX_LIMIT  (64 * 1024 * 1024)
+#define QN_AGENT_DEFAULT_MAX_BACKOFF_MS  30000
 
 typedef struct {
     const char *endpoint;           //  coordinator's agent endpoint
@@ -34,24 +47,37 @@ typedef struct {
     const char **label_values;
     size_t label_count;
     uint32_t slots;
-    const char *data_dir;           //  must exist
-    size_t outbox_limit;            //  0 = QN_AGENT_OUTBOX_LIMIT
+    const char *data_dir;           //  must exist; the spool is in <data_dir>/spool
+    size_t outbox_limit;            //  unacknowledged bytes above which task output
+                                    //  pauses; 0 = when the spool is full
     int kill_grace_ms;              //  0 = backend default (5 s)
+    uint64_t spool_max;             //  spool bound in bytes; 0 = QN_SPOOL_DEFAULT_MAX
+    uint32_t heartbeat_ms;          //  timer profile asked in Register;
+    uint32_t suspect_after_ms;      //  0 = the coordinator decides
+    uint32_t lost_after_ms;
+    uint32_t max_backoff_ms;        //  cap of the Register backoff; 0 = 30 s
+    uint32_t stop_after_disconnect_s;   //  0 = never stop work when cut off
+    uint32_t drain_timeout_s;       //  0 = a drain waits as long as it takes
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;
 
-//  Creates the engine and connects (ZeroMQ connects lazily: a missing
-//  coordinator is not an error).  The config is copied.  NULL on failure.
+//  Creates the engine, opens the spool (taking over the attempts an
+//  earlier agent left in it) and connects (ZeroMQ connects lazily: a
+//  missing coordinator is not an error).  Blocks SIGTERM and SIGINT in
+//  the calling process (they are read from a signalfd); call it before
+//  starting threads.  The config is copied.  NULL on failure.
 qn_agent_t *
     qn_agent_new (const qn_agent_config_t *config);
 
-//  Runs until SIGINT/SIGTERM or a fatal refusal, then kills the running
-//  attempts.  Returns 0 after a signal, -1 after a fatal error.
+//  Runs until a drain completes (first SIGTERM/SIGINT), a second signal,
+//  or a fatal refusal; kills what still runs.  Returns 0 after a signal,
+//  -1 after a fatal error.
 int
     qn_agent_run (qn_agent_t *self);
 
-//  Destroys the engine and nulls the pointer.  Idempotent.
+//  Destroys the engine, restores the signal mask, nulls the pointer.
+//  Idempotent.
 void
     qn_agent_destroy (qn_agent_t **self_p);
 

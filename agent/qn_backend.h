@@ -43,9 +43,11 @@ typedef struct {
                  const void *data, size_t size, bool partial, int64_t time_us);
     void (*metric) (void *arg, const qn_attempt_key_t *key, const char *name,
                     double value, int64_t step, bool has_step, int64_t time_us);
-    //  reason is "" for a plain successful exit
+    //  reason is "" for a plain successful exit; kind says how it ended
+    //  (END_START_FAILED also for a process whose exec failed)
     void (*finished) (void *arg, const qn_attempt_key_t *key, int exit_code,
-                      int signal, const char *stack_trace, const char *reason);
+                      int signal, const char *stack_trace, const char *reason,
+                      Qanat__EndKind kind);
 } qn_backend_events_t;
 
 typedef struct {
@@ -67,10 +69,13 @@ typedef struct {
     //  returns -1 with a message in error and no callback made.
     int (*start) (void *self, const Qanat__Assign *assign, char *error, size_t error_size);
 
-    //  Asks the attempt to stop; it finishes later with reason
-    //  "canceled: <reason>".  Returns 0, or -1 if the backend does not
-    //  know the attempt.
-    int (*cancel) (void *self, const qn_attempt_key_t *key, const char *reason);
+    //  Asks the attempt to stop (SIGTERM, SIGKILL after the grace); it
+    //  finishes later with this reason and kind (END_CANCELED for a
+    //  Cancel, END_LOST when the agent gives up its work).  A timeout
+    //  already under way keeps its own.  Returns 0, or -1 if the backend
+    //  does not know the attempt.
+    int (*stop) (void *self, const qn_attempt_key_t *key, const char *reason,
+                 Qanat__EndKind kind);
 
     //  Stops (true) or resumes (false) reading the attempts' output: the
     //  agent's back-pressure when too many events wait for acknowledgement.
@@ -80,7 +85,8 @@ typedef struct {
     size_t (*running) (void *self);
 
     //  Kills every attempt, waiting up to grace_ms for them to go after
-    //  SIGTERM, and reports each as finished with reason.  Blocks.
+    //  SIGTERM, and reports each as finished with reason and kind
+    //  END_LOST.  Blocks.
     void (*shutdown) (void *self, int grace_ms, const char *reason);
 
     //  Destroys the state (killing what still runs) and nulls the pointer.

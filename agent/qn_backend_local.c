@@ -71,6 +71,8 @@ typedef struct {
     uint32_t timeout_s;
     int64_t kill_ms;            //  SIGKILL time after a SIGTERM; 0 = none
     char *stop_reason;          //  set on timeout or cancel
+    Qanat__EndKind stop_kind;   //  goes with stop_reason
+    int exec_fd;                //  close-on-exec pipe: bytes = exec failed
 } s_attempt_t;
 
 struct _s_local_t {
@@ -141,6 +143,8 @@ s_attempt_destroy (s_attempt_t **self_p)
         close (self->err_fd);
     if (self->metrics_fd != -1)
         close (self->metrics_fd);
+    if (self->exec_fd != -1)
+        close (self->exec_fd);
     qn_linebuf_destroy (&self->out_buf);
     qn_linebuf_destroy (&self->err_buf);
     qn_linebuf_destroy (&self->metrics_buf);
@@ -163,6 +167,7 @@ s_attempt_new (s_local_t *backend, const qn_attempt_key_t *key)
     self->out_fd = -1;
     self->err_fd = -1;
     self->metrics_fd = -1;
+    self->exec_fd = -1;
     self->out_buf = qn_linebuf_new (0);
     self->err_buf = qn_linebuf_new (0);
     self->metrics_buf = qn_linebuf_new (0);
@@ -199,10 +204,12 @@ s_attempt_signal (s_attempt_t *self, int sig)
 //  SIGTERM now, SIGKILL after the grace.  The first reason wins: a task
 //  canceled while it is being timed out stays "timed out".
 static void
-s_attempt_terminate (s_attempt_t *self, const char *reason)
+s_attempt_terminate (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
 {
-    if (!self->stop_reason)
+    if (!self->stop_reason) {
         self->stop_reason = strdup (reason);
+        self->stop_kind = kind;
+    }
     if (self->kill_ms)
         return;
     s_attempt_signal (self, SIGTERM);
@@ -379,6 +386,21 @@ s_describe_signal (int sig, char *buffer, size_t size)
         snprintf (buffer, size, "signal %d", sig);
 }
 
+//  The child writes to the close-on-exec pipe only when it could not
+//  exec; a successful exec closes it empty.  Read once the process ended,
+//  so it never blocks.
+static bool
+s_exec_failed (s_attempt_t *self)
+{
+    if (self->exec_fd == -1)
+        return false;
+    char byte;
+    ssize_t got = read (self->exec_fd, &byte, 1);
+    close (self->exec_fd);
+    self->exec_fd = -1;
+    return got == 1;
+}
+
 static void
 s_attempt_finish (s_attempt_t *self)
 {
@@ -404,11 +426,18 @@ s_attempt_finish (s_attempt_t *self)
     if (exit_code != 0)
         snprintf (reason, sizeof (reason), "exit code %d", exit_code);
 
+    Qanat__EndKind kind = QANAT__END_KIND__END_EXIT;
+    if (self->stop_reason)
+        kind = self->stop_kind;
+    else
+    if (s_exec_failed (self))
+        kind = QANAT__END_KIND__END_START_FAILED;
+
     char *stack_trace = NULL;
     if (exit_code != 0 || sig != 0)
         stack_trace = qn_stacktrace_extract (self->ring);
     self->backend->events->finished (self->backend->arg, &self->key, exit_code, sig,
-                                     stack_trace? stack_trace: "", reason);
+                                     stack_trace? stack_trace: "", reason, kind);
     free (stack_trace);
 }
 
@@ -432,7 +461,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
         snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
         qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u %s",
                       self->key.run_id, self->key.task_index, self->key.attempt, reason);
-        s_attempt_terminate (self, reason);
+        s_attempt_terminate (self, reason, QANAT__END_KIND__END_TIMEOUT);
     }
     //  After the grace, kill whatever remains of the group, leader or not
     if (self->kill_ms && now >= self->kill_ms) {
@@ -651,13 +680,14 @@ s_write_all (int fd, const char *text)
 //  calls from here on, everything else was prepared before fork.
 static void
 s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
-         const char *cannot_run)
+         int exec_w, const char *cannot_run)
 {
     setpgid (0, 0);
     //  The parent blocked every signal around fork: the agent's own
-    //  handlers (SIGTERM, SIGINT from czmq) must not run in the child, or a
-    //  cancel that lands before exec would be swallowed.  Reset them all,
-    //  then let pending signals in, with their default effect.
+    //  handling (SIGTERM and SIGINT are blocked in the agent and read from
+    //  a signalfd) must not carry over to the child, or a cancel that
+    //  lands before exec would be swallowed.  Reset every disposition and
+    //  the mask, then let pending signals in, with their default effect.
     struct sigaction default_action;
     memset (&default_action, 0, sizeof default_action);
     default_action.sa_handler = SIG_DFL;
@@ -677,6 +707,7 @@ s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
     dup2 (err_w, STDERR_FILENO);
     if (chdir (workdir) == -1) {
         s_write_all (STDERR_FILENO, "qanat-agent: cannot enter work directory\n");
+        s_write_all (exec_w, "x");
         _exit (127);
     }
     //  execvp searches the PATH of environ, which must be the task's
@@ -686,6 +717,7 @@ s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
     s_write_all (STDERR_FILENO, cannot_run);
     s_write_all (STDERR_FILENO, strerror (error));
     s_write_all (STDERR_FILENO, "\n");
+    s_write_all (exec_w, "x");
     _exit (error == ENOENT? 127: 126);
 }
 
@@ -724,6 +756,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     s_attempt_t *attempt = NULL;
     int out_pipe [2] = { -1, -1 };
     int err_pipe [2] = { -1, -1 };
+    int exec_pipe [2] = { -1, -1 };
     int rc = -1;
 
     if (asprintf (&attempts_dir, "%s/attempts", self->data_dir) < 0)
@@ -783,7 +816,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     attempt->metrics_fd = open (metrics, O_RDONLY | O_CLOEXEC);
     if (attempt->metrics_fd == -1
     ||  pipe2 (out_pipe, O_CLOEXEC) == -1
-    ||  pipe2 (err_pipe, O_CLOEXEC) == -1) {
+    ||  pipe2 (err_pipe, O_CLOEXEC) == -1
+    ||  pipe2 (exec_pipe, O_CLOEXEC) == -1) {
         snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
         goto done;
     }
@@ -792,7 +826,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     pthread_sigmask (SIG_SETMASK, &all, &saved);
     pid_t pid = fork ();
     if (pid == 0)
-        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], cannot_run);
+        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], exec_pipe [1], cannot_run);
     pthread_sigmask (SIG_SETMASK, &saved, NULL);
     if (pid == -1) {
         snprintf (error, error_size, "cannot fork: %s", strerror (errno));
@@ -803,7 +837,11 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     setpgid (pid, pid);
     close (out_pipe [1]);
     close (err_pipe [1]);
-    out_pipe [1] = err_pipe [1] = -1;
+    close (exec_pipe [1]);
+    out_pipe [1] = err_pipe [1] = exec_pipe [1] = -1;
+    attempt->exec_fd = exec_pipe [0];
+    exec_pipe [0] = -1;
+    fcntl (attempt->exec_fd, F_SETFL, fcntl (attempt->exec_fd, F_GETFL) | O_NONBLOCK);
     attempt->pid = pid;
     attempt->dir = dir;
     dir = NULL;
@@ -836,6 +874,8 @@ done:
             close (out_pipe [i]);
         if (err_pipe [i] != -1)
             close (err_pipe [i]);
+        if (exec_pipe [i] != -1)
+            close (exec_pipe [i]);
     }
     s_attempt_destroy (&attempt);
     s_free_strings (envp);
@@ -882,15 +922,14 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
 }
 
 static int
-s_local_cancel (void *state, const qn_attempt_key_t *key, const char *reason)
+s_local_stop (void *state, const qn_attempt_key_t *key, const char *reason,
+              Qanat__EndKind kind)
 {
     s_local_t *self = (s_local_t *) state;
     s_attempt_t *attempt = s_lookup (self, key);
     if (!attempt)
         return -1;
-    char text [600];
-    snprintf (text, sizeof (text), "canceled: %.500s", reason? reason: "");
-    s_attempt_terminate (attempt, text);
+    s_attempt_terminate (attempt, reason? reason: "", kind);
     return 0;
 }
 
@@ -931,8 +970,10 @@ s_local_shutdown (void *state, int grace_ms, const char *reason)
         return;
     s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
     while (attempt) {
-        if (!attempt->stop_reason)
+        if (!attempt->stop_reason) {
             attempt->stop_reason = strdup (reason);
+            attempt->stop_kind = QANAT__END_KIND__END_LOST;
+        }
         s_attempt_signal (attempt, SIGTERM);
         attempt = (s_attempt_t *) zlistx_next (self->attempts);
     }
@@ -1011,7 +1052,7 @@ const qn_backend_ops_t qn_backend_local = {
     .name = "local",
     .create = s_local_create,
     .start = s_local_start,
-    .cancel = s_local_cancel,
+    .stop = s_local_stop,
     .set_paused = s_local_set_paused,
     .running = s_local_running,
     .shutdown = s_local_shutdown,

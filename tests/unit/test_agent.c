@@ -15,6 +15,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,11 @@ typedef struct {
     size_t credits;                 //  Credit messages
     uint64_t credit_slots;          //  sum of their slots
     size_t heartbeats;
+    bool spool_full;                //  in the last heartbeat
+    uint64_t spool_bytes;
+    size_t drains;                  //  Drain messages
+    char drain_reason [128];
+    int64_t register_times [64];    //  zclock_mono of the first Registers
     Qanat__Envelope *transient;     //  the last message not kept above
 } fake_t;
 
@@ -205,14 +211,24 @@ s_pump_one (fake_t *fake, int64_t deadline)
 
     switch (env->body_case) {
         case QANAT__ENVELOPE__BODY_REGISTER:
+            if (fake->registers < 64)
+                fake->register_times [fake->registers] = zclock_mono ();
             fake->registers++;
             qn_msg_free (&fake->last_register);
             fake->last_register = env;
             if (fake->auto_welcome)
                 s_send_welcome (fake);
             return env;
+        case QANAT__ENVELOPE__BODY_DRAIN:
+            fake->drains++;
+            assert_true (env->drain->draining);
+            snprintf (fake->drain_reason, sizeof (fake->drain_reason), "%s",
+                      env->drain->reason? env->drain->reason: "");
+            break;
         case QANAT__ENVELOPE__BODY_HEARTBEAT:
             fake->heartbeats++;
+            fake->spool_full = env->heartbeat->spool_full;
+            fake->spool_bytes = env->heartbeat->spool_bytes;
             if (fake->auto_heartbeat) {
                 Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
                 Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
@@ -358,26 +374,13 @@ s_agent_path (void)
     return path;
 }
 
-//  One more option for the agent of the next test
-static const char *s_extra_option = NULL;
+//  More options for the agent of the next test (NULL-terminated)
+static const char *s_extra_options [8] = { NULL };
 
-static int
-s_setup (void **state)
+//  Starts the agent on the fake's endpoint and data directory.
+static void
+s_spawn_agent (fake_t *fake)
 {
-    fake_t *fake = (fake_t *) calloc (1, sizeof (fake_t));
-    assert_non_null (fake);
-    fake->auto_welcome = true;
-    fake->auto_ack = true;
-    fake->auto_heartbeat = true;
-    fake->heartbeat_ms = 200;
-    fake->router = zsock_new (ZMQ_ROUTER);
-    assert_non_null (fake->router);
-    qn_msg_prepare_socket (fake->router);
-    assert_true (zsock_bind (fake->router, "tcp://127.0.0.1:*") > 0);
-    fake->endpoint = zsock_last_endpoint (fake->router);
-    snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
-    assert_non_null (mkdtemp (fake->dir));
-
     const char *path = s_agent_path ();
     char data_dir [300];
     char log_path [300];
@@ -387,10 +390,10 @@ s_setup (void **state)
     assert_true (fake->pid >= 0);
     if (fake->pid == 0) {
         if (!getenv ("QANAT_TEST_VERBOSE")) {
-            FILE *log = freopen (log_path, "w", stderr);
+            FILE *log = freopen (log_path, "a", stderr);
             (void) log;
         }
-        const char *args [32];
+        const char *args [40];
         size_t n = 0;
         //  QANAT_AGENT_WRAPPER (a program such as a valgrind script) gets
         //  the agent's command line as its arguments
@@ -411,15 +414,49 @@ s_setup (void **state)
         args [n++] = "--label";
         args [n++] = "gpu=none";
         args [n++] = "--verbose";
-        if (s_extra_option)
-            args [n++] = s_extra_option;
+        for (size_t i = 0; s_extra_options [i] && i < 8; i++)
+            args [n++] = s_extra_options [i];
         args [n] = NULL;
         execv (args [0], (char **) args);
         fprintf (stderr, "cannot run %s: %s\n", path, strerror (errno));
         _exit (127);
     }
+}
+
+static int
+s_setup (void **state)
+{
+    fake_t *fake = (fake_t *) calloc (1, sizeof (fake_t));
+    assert_non_null (fake);
+    fake->auto_welcome = true;
+    fake->auto_ack = true;
+    fake->auto_heartbeat = true;
+    fake->heartbeat_ms = 200;
+    fake->router = zsock_new (ZMQ_ROUTER);
+    assert_non_null (fake->router);
+    qn_msg_prepare_socket (fake->router);
+    assert_true (zsock_bind (fake->router, "tcp://127.0.0.1:*") > 0);
+    fake->endpoint = zsock_last_endpoint (fake->router);
+    snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
+    assert_non_null (mkdtemp (fake->dir));
+    s_spawn_agent (fake);
     *state = fake;
     return 0;
+}
+
+//  Waits (bounded) for the agent to exit; returns its status, or -1.
+static int
+s_wait_exit (fake_t *fake, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int status = 0;
+    pid_t rc;
+    while ((rc = waitpid (fake->pid, &status, WNOHANG)) == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    if (rc != fake->pid)
+        return -1;
+    fake->pid = 0;
+    return status;
 }
 
 static int
@@ -428,18 +465,18 @@ s_teardown (void **state)
     fake_t *fake = (fake_t *) *state;
     int rc = 0;
     if (fake->pid > 0) {
-        //  SIGTERM must end the agent with status 0
+        //  SIGTERM drains: an idle agent stops at once, with status 0; one
+        //  that still holds work stops at a second SIGTERM, also with 0
         kill (fake->pid, SIGTERM);
-        int64_t deadline = zclock_mono () + 20000;
-        int status = 0;
-        while (waitpid (fake->pid, &status, WNOHANG) == 0) {
-            if (zclock_mono () > deadline) {
-                fprintf (stderr, "agent did not stop on SIGTERM\n");
-                kill (fake->pid, SIGKILL);
-                waitpid (fake->pid, &status, 0);
-                break;
-            }
-            zclock_sleep (20);
+        int status = s_wait_exit (fake, 1000);
+        if (status == -1) {
+            kill (fake->pid, SIGTERM);
+            status = s_wait_exit (fake, 20000);
+        }
+        if (status == -1) {
+            fprintf (stderr, "agent did not stop on SIGTERM\n");
+            kill (fake->pid, SIGKILL);
+            waitpid (fake->pid, &status, 0);
         }
         if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
             fprintf (stderr, "agent ended with status 0x%x (see %s/agent.log)\n",
@@ -465,9 +502,9 @@ s_teardown (void **state)
 static int
 s_setup_small_outbox (void **state)
 {
-    s_extra_option = "--max-unacked=65536";
+    s_extra_options [0] = "--max-unacked=65536";
     int rc = s_setup (state);
-    s_extra_option = NULL;
+    s_extra_options [0] = NULL;
     return rc;
 }
 
@@ -500,9 +537,11 @@ test_register_welcome_credit (void **state)
     assert_string_equal (reg->labels [2]->key, "gpu");
     assert_string_equal (reg->labels [2]->value, "none");
     assert_int_equal (fake->credit_slots, 2);
-    //  Heartbeats follow, every 200 ms as the Welcome said
-    s_pump_for (fake, 700);
-    assert_true (fake->heartbeats >= 2);
+    //  Heartbeats follow, every 200 ms as the Welcome said (5 due in a
+    //  second; at least 3 even on a loaded machine), and no 1000 ms beat
+    s_pump_for (fake, 1000);
+    assert_true (fake->heartbeats >= 3);
+    assert_true (fake->heartbeats <= 6);
     assert_int_equal (fake->registers, 1);
 }
 
@@ -885,14 +924,19 @@ test_sigterm_kills_tasks (void **state)
     pid_t group = (pid_t) started->started->pid;
     zclock_sleep (200);
     assert_int_equal (kill (-group, 0), 0);
+    //  The first SIGTERM drains: the task runs on
     kill (fake->pid, SIGTERM);
-    int status = 0;
-    int64_t deadline = zclock_mono () + 10000;
-    pid_t rc;
-    while ((rc = waitpid (fake->pid, &status, WNOHANG)) == 0 && zclock_mono () < deadline)
-        zclock_sleep (20);
-    assert_int_equal (rc, fake->pid);
-    fake->pid = 0;
+    int64_t deadline = zclock_mono () + 5000;
+    while (fake->drains == 0 && zclock_mono () < deadline)
+        s_pump_one (fake, deadline);
+    assert_int_equal (fake->drains, 1);
+    s_pump_for (fake, 300);
+    assert_int_equal (waitpid (fake->pid, NULL, WNOHANG), 0);
+    assert_int_equal (kill (-group, 0), 0);
+    //  The second kills it, and the agent stops with status 0
+    kill (fake->pid, SIGTERM);
+    int status = s_wait_exit (fake, 10000);
+    assert_int_not_equal (status, -1);
     assert_true (WIFEXITED (status));
     assert_int_equal (WEXITSTATUS (status), 0);
     //  The whole process group is gone (the background sleep, reparented
@@ -982,6 +1026,432 @@ test_back_pressure (void **state)
     assert_memory_equal (last->log->data.data, text, strlen (text));
 }
 
+//  ---------------------------------------------------------------------
+//  Reliability: the spool, restarts, backoff, cut-off, drain
+
+static int
+s_setup_options (void **state, const char *a, const char *b, const char *c)
+{
+    s_extra_options [0] = a;
+    s_extra_options [1] = b;
+    s_extra_options [2] = c;
+    s_extra_options [3] = NULL;
+    int rc = s_setup (state);
+    s_extra_options [0] = NULL;
+    return rc;
+}
+
+static int
+s_setup_small_spool (void **state)
+{
+    return s_setup_options (state, "--spool-max=1M", NULL, NULL);
+}
+
+static int
+s_setup_wan_profile (void **state)
+{
+    //  The profile's heartbeat is overridden, whatever the order
+    return s_setup_options (state, "--heartbeat-ms=2000", "--profile=wan", NULL);
+}
+
+static int
+s_setup_stop_after (void **state)
+{
+    return s_setup_options (state, "--stop-after-disconnect=1", "--profile=lan", NULL);
+}
+
+//  Counts the events of (run_id, seq) received from index first on.
+static size_t
+s_count_seq (fake_t *fake, size_t first, uint64_t run_id, uint64_t seq)
+{
+    size_t count = 0;
+    for (size_t i = first; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->seq == seq)
+            count++;
+    }
+    return count;
+}
+
+static Qanat__Event *
+s_find_seq (fake_t *fake, size_t first, uint64_t run_id, uint64_t seq)
+{
+    for (size_t i = first; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->seq == seq)
+            return event;
+    }
+    return NULL;
+}
+
+static bool
+s_register_holds (Qanat__Register *reg, uint64_t run_id)
+{
+    for (size_t i = 0; i < reg->n_running; i++)
+        if (reg->running [i]->run_id == run_id && reg->running [i]->attempt == 1)
+            return true;
+    return false;
+}
+
+static bool
+s_group_gone (pid_t group, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (kill (-group, 0) == 0 && zclock_mono () < deadline)
+        zclock_sleep (20);
+    return kill (-group, 0) == -1 && errno == ESRCH;
+}
+
+static void
+test_restart_replays_spool (void **state)
+{
+    //  Events survive kill -9 of the agent and are replayed exactly once
+    //  by the next agent on the same data directory
+    fake_t *fake = (fake_t *) *state;
+    fake->auto_ack = false;
+    s_welcomed (fake);
+    //  30: still running at the crash; 31: finished before it; 32: its
+    //  process ends while no agent runs (events: Started, d, then the
+    //  synthetic Finished as seq 3)
+    const char *argv30 [] = { "sh", "-c", "echo a; echo b; exec sleep 100", NULL };
+    const char *argv31 [] = { "echo", "c", NULL };
+    const char *argv32 [] = { "sh", "-c", "echo d; sleep 1", NULL };
+    s_send_assign (fake, 30, 0, argv30, NULL);
+    s_send_assign (fake, 31, 0, argv31, NULL);
+    assert_non_null (s_wait_event (fake, 31, QANAT__EVENT__BODY_FINISHED, 10000));
+    s_send_assign (fake, 32, 0, argv32, NULL);
+    int64_t deadline = zclock_mono () + 10000;
+    while ((!s_find_log (fake, 30, QANAT__STREAM__STREAM_STDOUT, "b")
+            || !s_find_log (fake, 32, QANAT__STREAM__STREAM_STDOUT, "d"))
+           && s_pump_one (fake, deadline))
+        ;
+    assert_non_null (s_find_log (fake, 30, QANAT__STREAM__STREAM_STDOUT, "b"));
+    assert_non_null (s_find_log (fake, 32, QANAT__STREAM__STREAM_STDOUT, "d"));
+    pid_t group30 = (pid_t) s_find_event (fake, 30, QANAT__EVENT__BODY_STARTED, 0)->started->pid;
+    //  The coordinator committed event 1 of run 30 only
+    Qanat__AttemptRef ref30 = *s_find_event (fake, 30, QANAT__EVENT__BODY_STARTED, 0)->attempt;
+    s_send_ack (fake, &ref30, 1);
+    s_pump_for (fake, 300);
+
+    kill (fake->pid, SIGKILL);
+    int status = s_wait_exit (fake, 5000);
+    assert_true (WIFSIGNALED (status));
+    //  Its task lives on, orphaned
+    assert_int_equal (kill (-group30, 0), 0);
+    zclock_sleep (1500);        //  32's process ends meanwhile
+
+    size_t first = fake->event_count;
+    size_t registers = fake->registers;
+    s_spawn_agent (fake);
+    assert_true (s_wait_registers (fake, registers + 1, 10000));
+    Qanat__Register *reg = fake->last_register->register_;
+    assert_int_equal (reg->n_running, 3);
+    assert_true (s_register_holds (reg, 30));
+    assert_true (s_register_holds (reg, 31));
+    assert_true (s_register_holds (reg, 32));
+    //  The replay: 30 from seq 2 on, then its synthetic Finished; 31 and
+    //  32 whole
+    deadline = zclock_mono () + 10000;
+    while ((!s_find_seq (fake, first, 30, 4) || !s_find_seq (fake, first, 31, 3)
+            || !s_find_seq (fake, first, 32, 3))
+           && s_pump_one (fake, deadline))
+        ;
+    s_pump_for (fake, 500);     //  anything more would be a duplicate
+    assert_int_equal (s_count_seq (fake, first, 30, 1), 0);
+    for (uint64_t seq = 2; seq <= 4; seq++)
+        assert_int_equal (s_count_seq (fake, first, 30, seq), 1);
+    assert_int_equal (s_count_seq (fake, first, 30, 5), 0);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal (s_count_seq (fake, first, 31, seq), 1);
+    assert_int_equal (s_count_seq (fake, first, 31, 4), 0);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal (s_count_seq (fake, first, 32, seq), 1);
+    assert_int_equal (s_count_seq (fake, first, 32, 4), 0);
+    //  Replayed in seq order
+    uint64_t last = 0;
+    for (size_t i = first; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id != 30)
+            continue;
+        assert_true (event->seq > last);
+        last = event->seq;
+    }
+    Qanat__Event *b = s_find_seq (fake, first, 30, 3);
+    assert_int_equal (b->body_case, QANAT__EVENT__BODY_LOG);
+    assert_memory_equal (b->log->data.data, "b", 1);
+    Qanat__Event *lost = s_find_seq (fake, first, 30, 4);
+    assert_int_equal (lost->body_case, QANAT__EVENT__BODY_FINISHED);
+    assert_int_equal (lost->finished->exit_code, -1);
+    assert_int_equal (lost->finished->kind, QANAT__END_KIND__END_LOST);
+    assert_string_equal (lost->finished->reason,
+                         "agent restarted: the attempt's process was lost");
+    lost = s_find_seq (fake, first, 32, 3);
+    assert_int_equal (lost->body_case, QANAT__EVENT__BODY_FINISHED);
+    assert_int_equal (lost->finished->kind, QANAT__END_KIND__END_LOST);
+    Qanat__Event *real = s_find_seq (fake, first, 31, 3);
+    assert_int_equal (real->body_case, QANAT__EVENT__BODY_FINISHED);
+    assert_int_equal (real->finished->exit_code, 0);
+    assert_int_equal (real->finished->kind, QANAT__END_KIND__END_EXIT);
+    //  The leftover process group was killed
+    assert_true (s_group_gone (group30, 5000));
+
+    //  Acknowledged in full, the attempts are let go
+    Qanat__AttemptRef ref = ref30;
+    s_send_ack (fake, &ref, 4);
+    ref.run_id = 31;
+    s_send_ack (fake, &ref, 3);
+    ref.run_id = 32;
+    s_send_ack (fake, &ref, 3);
+    s_pump_for (fake, 300);
+    registers = fake->registers;
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "restart");
+    assert_true (s_wait_registers (fake, registers + 1, 5000));
+    assert_int_equal (fake->last_register->register_->n_running, 0);
+}
+
+static void
+test_spool_full (void **state)
+{
+    //  A 1 MiB spool that nobody acknowledges fills up: task output
+    //  pauses, heartbeats say so, no credit goes out, Assigns are refused
+    fake_t *fake = (fake_t *) *state;
+    fake->auto_ack = false;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "i=0; while [ $i -lt 30000 ]; do "
+                            "echo \"line $i of a task that fills the spool\"; i=$((i+1)); done",
+                            NULL };
+    s_send_assign (fake, 60, 0, argv, NULL);
+    int64_t deadline = zclock_mono () + 20000;
+    while (!fake->spool_full && s_pump_one (fake, deadline))
+        ;
+    assert_true (fake->spool_full);
+    assert_true (fake->spool_bytes > 512 * 1024);
+    assert_true (fake->spool_bytes <= 1024 * 1024);
+    size_t credits = fake->credits;
+    const char *argv61 [] = { "echo", "never", NULL };
+    s_send_assign (fake, 61, 0, argv61, NULL);
+    Qanat__Event *refused = s_wait_event (fake, 61, QANAT__EVENT__BODY_FINISHED, 5000);
+    assert_non_null (refused);
+    assert_int_equal (refused->seq, 1);
+    assert_int_equal (refused->finished->kind, QANAT__END_KIND__END_START_FAILED);
+    assert_memory_equal (refused->finished->reason, "agent spool full: ", 18);
+    assert_null (s_find_event (fake, 61, QANAT__EVENT__BODY_STARTED, 0));
+    s_pump_for (fake, 500);
+    assert_int_equal (fake->credits, credits);
+    assert_true (fake->spool_full);
+    assert_null (s_find_event (fake, 60, QANAT__EVENT__BODY_FINISHED, 0));
+
+    //  Acknowledging drains it: output resumes, credit comes back
+    Qanat__AttemptRef ref = *refused->attempt;
+    s_send_ack (fake, &ref, 1);
+    uint64_t top = 0;
+    for (size_t i = 0; i < fake->event_count; i++)
+        if (fake->events [i]->event->attempt->run_id == 60
+        &&  fake->events [i]->event->seq > top)
+            top = fake->events [i]->event->seq;
+    ref.run_id = 60;
+    s_send_ack (fake, &ref, top);
+    fake->auto_ack = true;
+    deadline = zclock_mono () + 60000;
+    while (!s_find_event (fake, 60, QANAT__EVENT__BODY_FINISHED, 0) && s_pump_one (fake, deadline))
+        ;
+    s_check_sequence (fake, 60);
+    size_t lines = 0;
+    s_log_bytes (fake, 60, &lines);
+    assert_int_equal (lines, 30000);
+    assert_true (s_wait_credits (fake, credits + 1, 5000));
+    s_pump_for (fake, 600);
+    assert_false (fake->spool_full);
+}
+
+static void
+test_register_backoff (void **state)
+{
+    //  A coordinator that never answers gets Register at 250, 500, 1000,
+    //  2000 ms (each +-20%)
+    fake_t *fake = (fake_t *) *state;
+    fake->auto_welcome = false;
+    assert_true (s_wait_registers (fake, 5, 10000));
+    Qanat__Register *reg = fake->last_register->register_;
+    assert_int_equal (reg->heartbeat_ms, 2000);
+    assert_int_equal (reg->suspect_after_ms, 120000);
+    assert_int_equal (reg->lost_after_ms, 600000);
+    assert_false (reg->draining);
+    int64_t nominal = 250;
+    for (size_t i = 1; i < 5; i++) {
+        int64_t interval = fake->register_times [i] - fake->register_times [i - 1];
+        if (interval < nominal * 8 / 10 - 30 || interval > nominal * 12 / 10 + 100)
+            fail_msg ("Register %zu came %" PRId64 " ms after the one before, not %" PRId64
+                      " ms +- 20%%", i, interval, nominal);
+        nominal *= 2;
+    }
+    //  A Welcome resets the backoff: after the next refusal, Register at
+    //  once, then 250 ms later
+    s_send_welcome (fake);
+    assert_true (s_wait_credits (fake, 1, 5000));
+    size_t registers = fake->registers;
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "restart");
+    assert_true (s_wait_registers (fake, registers + 2, 5000));
+    int64_t interval = fake->register_times [registers + 1] - fake->register_times [registers];
+    assert_true (interval >= 170 && interval <= 400);
+}
+
+static void
+test_stop_after_disconnect (void **state)
+{
+    //  Cut off for longer than --stop-after-disconnect, the agent stops
+    //  its attempts and reports them lost when it is back
+    fake_t *fake = (fake_t *) *state;
+    fake->heartbeat_ms = 100;
+    s_welcomed (fake);
+    const char *argv [] = { "sleep", "100", NULL };
+    s_send_assign (fake, 50, 0, argv, NULL);
+    Qanat__Event *started = s_wait_event (fake, 50, QANAT__EVENT__BODY_STARTED, 10000);
+    assert_non_null (started);
+    pid_t pid = (pid_t) started->started->pid;
+    s_pump_for (fake, 200);
+    //  Silence from now on
+    fake->auto_heartbeat = false;
+    fake->auto_welcome = false;
+    fake->auto_ack = false;
+    int64_t silent_since = zclock_mono ();
+    int64_t deadline = silent_since + 8000;
+    while (kill (pid, 0) == 0 && zclock_mono () < deadline)
+        s_pump_one (fake, zclock_mono () + 20);
+    int64_t took = zclock_mono () - silent_since;
+    assert_int_equal (kill (pid, 0), -1);
+    assert_true (took >= 1000);
+    assert_true (took < 6000);
+    assert_null (s_find_event (fake, 50, QANAT__EVENT__BODY_FINISHED, 0));
+    //  Back in touch: the Finished comes with the replay
+    fake->auto_heartbeat = true;
+    fake->auto_welcome = true;
+    fake->auto_ack = true;
+    Qanat__Event *finished = s_wait_event (fake, 50, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_LOST);
+    assert_int_equal (finished->finished->signal, SIGTERM);
+    assert_string_equal (finished->finished->reason,
+                         "stopped: cut off from the coordinator for 1s");
+}
+
+static void
+test_drain (void **state)
+{
+    //  SIGTERM drains: the running attempt ends normally, a new Assign is
+    //  refused, and the agent leaves with status 0 once all is acknowledged
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sh", "-c", "sleep 1; echo done", NULL };
+    s_send_assign (fake, 40, 0, argv, NULL);
+    assert_non_null (s_wait_event (fake, 40, QANAT__EVENT__BODY_STARTED, 10000));
+    kill (fake->pid, SIGTERM);
+    int64_t deadline = zclock_mono () + 5000;
+    while (fake->drains == 0 && s_pump_one (fake, deadline))
+        ;
+    assert_int_equal (fake->drains, 1);
+    assert_string_equal (fake->drain_reason, "agent shutting down");
+    size_t credits = fake->credits;
+    const char *argv41 [] = { "echo", "never", NULL };
+    s_send_assign (fake, 41, 0, argv41, NULL);
+    Qanat__Event *refused = s_wait_event (fake, 41, QANAT__EVENT__BODY_FINISHED, 5000);
+    assert_non_null (refused);
+    assert_int_equal (refused->finished->kind, QANAT__END_KIND__END_START_FAILED);
+    assert_string_equal (refused->finished->reason, "agent draining");
+    Qanat__Event *finished = s_wait_event (fake, 40, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->exit_code, 0);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_EXIT);
+    assert_non_null (s_find_log (fake, 40, QANAT__STREAM__STREAM_STDOUT, "done"));
+    //  It leaves on its own once the acknowledgements are in
+    int status = -1;
+    deadline = zclock_mono () + 10000;
+    while (zclock_mono () < deadline) {
+        s_pump_one (fake, zclock_mono () + 50);
+        status = s_wait_exit (fake, 0);
+        if (status != -1)
+            break;
+    }
+    assert_int_not_equal (status, -1);
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), 0);
+    //  No credit while draining
+    assert_int_equal (fake->credits, credits);
+}
+
+static void
+test_end_kinds (void **state)
+{
+    //  Every Finished says how the attempt ended
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *exit3 [] = { "sh", "-c", "exit 3", NULL };
+    const char *missing [] = { "qanat-no-such-command", NULL };
+    const char *slow [] = { "sleep", "100", NULL };
+    s_send_assign (fake, 70, 0, exit3, NULL);
+    s_send_assign (fake, 71, 0, missing, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 70, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_EXIT);
+    finished = s_wait_event (fake, 71, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_START_FAILED);
+    s_send_assign (fake, 72, 1, slow, NULL);
+    s_send_assign (fake, 73, 0, slow, NULL);
+    assert_non_null (s_wait_event (fake, 73, QANAT__EVENT__BODY_STARTED, 10000));
+    s_send_cancel (fake, 73, "enough");
+    finished = s_wait_event (fake, 73, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_CANCELED);
+    finished = s_wait_event (fake, 72, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_TIMEOUT);
+}
+
+//  The hex mask of a "Name:\tHEX" line of /proc/PID/status that the task
+//  of run_id printed, or UINT64_MAX when it did not.
+static uint64_t
+s_status_mask (fake_t *fake, uint64_t run_id, const char *name)
+{
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id != run_id || event->body_case != QANAT__EVENT__BODY_LOG)
+            continue;
+        char line [64];
+        snprintf (line, sizeof (line), "%.*s", (int) event->log->data.len,
+                  (const char *) event->log->data.data);
+        size_t size = strlen (name);
+        if (strncmp (line, name, size) == 0 && line [size] == ':')
+            return strtoull (line + size + 1, NULL, 16);
+    }
+    return UINT64_MAX;
+}
+
+static void
+test_child_signals (void **state)
+{
+    //  The agent blocks SIGTERM and SIGINT for its signalfd; its tasks
+    //  must start with no standard signal blocked or ignored.  (Signals
+    //  32 and 33 belong to the C library, which lets nobody reset them:
+    //  whatever the agent's parent did with them, the task inherits.)
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL };
+    s_send_assign (fake, 80, 0, argv, NULL);
+    Qanat__Event *finished = s_wait_event (fake, 80, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->exit_code, 0);
+    uint64_t standard = (1ULL << 31) - 1;       //  signals 1 to 31
+    uint64_t blocked = s_status_mask (fake, 80, "SigBlk");
+    uint64_t ignored = s_status_mask (fake, 80, "SigIgn");
+    assert_true (blocked != UINT64_MAX);
+    assert_true (ignored != UINT64_MAX);
+    if (blocked & standard)
+        fail_msg ("the task started with signals blocked: %" PRIx64, blocked);
+    if (ignored & standard)
+        fail_msg ("the task started with signals ignored: %" PRIx64, ignored);
+}
+
 int
 main (void)
 {
@@ -1006,6 +1476,13 @@ main (void)
         cmocka_unit_test_setup_teardown (test_sigterm_kills_tasks, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_bad_version_refusal_exits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_back_pressure, s_setup_small_outbox, s_teardown),
+        cmocka_unit_test_setup_teardown (test_restart_replays_spool, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_spool_full, s_setup_small_spool, s_teardown),
+        cmocka_unit_test_setup_teardown (test_register_backoff, s_setup_wan_profile, s_teardown),
+        cmocka_unit_test_setup_teardown (test_stop_after_disconnect, s_setup_stop_after, s_teardown),
+        cmocka_unit_test_setup_teardown (test_drain, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_end_kinds, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_child_signals, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
