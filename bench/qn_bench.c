@@ -53,6 +53,7 @@ typedef struct {
     size_t chain;                   //  b: tasks in the chain
     size_t log_mb;                  //  c: megabytes (10^6) of log lines
     size_t log_window;              //  c: unacknowledged events per attempt
+    size_t lines_per_event;         //  c: whole lines per LogChunk (the agent packs what one read gives)
     size_t scale [4];               //  d: agent counts
     size_t scale_count;
     double window_s;                //  d: measured window
@@ -859,17 +860,26 @@ s_sim_on_ack (sim_t *self, zsock_t *pipe, size_t index, Qanat__Ack *ack)
 static bool
 s_sim_stream_logs (sim_t *self)
 {
-    static char line [LINE_BYTES];
-    if (!line [0])
-        memset (line, 'x', sizeof line);
+    //  lines_per_event lines of LINE_BYTES - 1 characters, joined by '\n':
+    //  a chunk of whole lines, as the agent sends what one read returned.
+    static char *chunk_text = NULL;
+    static size_t chunk_size = 0;
+    size_t per_event = s_set.lines_per_event? s_set.lines_per_event: 1;
+    if (!chunk_text) {
+        chunk_size = per_event * LINE_BYTES - 1;
+        chunk_text = (char *) malloc (chunk_size);
+        memset (chunk_text, 'x', chunk_size);
+        for (size_t l = 1; l < per_event; l++)
+            chunk_text [l * LINE_BYTES - 1] = '\n';
+    }
     bool pending = false;
     for (size_t i = 0; i < self->attempt_count; i++) {
         sim_attempt_t *entry = &self->attempts [i];
         for (int burst = 0; burst < 256 && entry->logs_sent < self->log_lines
              && entry->next_seq - 1 - entry->acked < self->log_window; burst++) {
             Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
-            chunk.data.data = (uint8_t *) line;
-            chunk.data.len = sizeof line;
+            chunk.data.data = (uint8_t *) chunk_text;
+            chunk.data.len = chunk_size;
             chunk.time_us = qn_now_us ();
             Qanat__Event event = QANAT__EVENT__INIT;
             event.body_case = QANAT__EVENT__BODY_LOG;
@@ -1307,15 +1317,17 @@ static void
 s_figure_c (void)
 {
     size_t attempts = 8;
-    uint64_t lines = (uint64_t) s_set.log_mb * 1000000 / LINE_BYTES / attempts;
+    size_t per_event = s_set.lines_per_event? s_set.lines_per_event: 1;
+    uint64_t lines = (uint64_t) s_set.log_mb * 1000000 / LINE_BYTES / attempts / per_event;
     if (lines == 0)
         lines = 1;
+    //  From here "lines" counts events; each carries per_event lines.
     s_say ("\n== (c) log ingest (control plane, simulated agents) ==\n");
-    s_say ("   %zu simulated attempts (one per agent) each send %llu LogChunk events of %d-byte lines\n"
-           "   (%.1f MB in all), keeping up to %zu unacknowledged events per attempt; durable commits;\n"
-           "   from the first line sent to the Ack of the last\n",
-           attempts, (unsigned long long) lines, LINE_BYTES,
-           (double) lines * attempts * LINE_BYTES / 1e6, s_set.log_window);
+    s_say ("   %zu simulated attempts (one per agent) each send %llu LogChunk events of %zu lines of\n"
+           "   %d bytes (%.1f MB in all), keeping up to %zu unacknowledged events per attempt;\n"
+           "   durable commits; from the first line sent to the Ack of the last\n",
+           attempts, (unsigned long long) lines, per_event, LINE_BYTES,
+           (double) lines * per_event * attempts * LINE_BYTES / 1e6, s_set.log_window);
     proc_t *proc = s_qanatd_start (true);
     if (!proc) {
         s_fail ("c log ingest", "qanatd did not start");
@@ -1350,7 +1362,7 @@ s_figure_c (void)
         s_fail ("c log ingest", "the log lines were not all acknowledged");
     else {
         double seconds = (double) (sim->log_last_ack_ns - sim->log_first_ns) / 1e9;
-        double total_lines = (double) lines * attempts;
+        double total_lines = (double) lines * per_event * attempts;
         double mbps = total_lines * LINE_BYTES / 1e6 / seconds;
         long long used = 0, apparent = 0;
         s_du (proc->data_dir, &used, &apparent);
@@ -1955,6 +1967,7 @@ main (int argc, char *argv [])
     s_set.chain = 1000;
     s_set.log_mb = 200;
     s_set.log_window = 10000;
+    s_set.lines_per_event = 40;
     s_set.scale [0] = 1000;
     s_set.scale [1] = 10000;
     s_set.scale_count = 2;
@@ -1972,6 +1985,7 @@ main (int argc, char *argv [])
         {"chain", required_argument, 0, 'c'},
         {"log-mb", required_argument, 0, 'l'},
         {"log-window", required_argument, 0, 'w'},
+        {"lines-per-event", required_argument, 0, 'P'},
         {"agents", required_argument, 0, 'a'},
         {"window", required_argument, 0, 'W'},
         {"depth", required_argument, 0, 'd'},
@@ -2011,6 +2025,7 @@ main (int argc, char *argv [])
             case 'c': rc = s_parse_size (optarg, &s_set.chain); break;
             case 'l': rc = s_parse_size (optarg, &s_set.log_mb); break;
             case 'w': rc = s_parse_size (optarg, &s_set.log_window); break;
+            case 'P': rc = s_parse_size (optarg, &s_set.lines_per_event); break;
             case 'a': {
                 s_set.scale_count = 0;
                 char *copy = strdup (optarg);

@@ -333,15 +333,25 @@ s_print_log_line (Qanat__LogLine *line, bool prefix, bool json, bool *at_line_st
     if (!chunk)
         return;
     if (json) {
-        fputs ("{\"task\":", stdout);
-        s_json_str (stdout, line->task);
-        fprintf (stdout, ",\"attempt\":%u,\"seq\":%llu,\"stream\":\"%s\",\"time_us\":%lld,"
-                 "\"partial\":%s,\"data\":", line->attempt, (unsigned long long) line->seq,
-                 chunk->stream == QANAT__STREAM__STREAM_STDERR? "stderr"
-                 : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "system": "stdout",
-                 (long long) chunk->time_us, chunk->partial? "true": "false");
-        s_json_string (stdout, (const char *) chunk->data.data, chunk->data.len);
-        fputs ("}\n", stdout);
+        //  A chunk holds one or more whole lines (or a piece of a long
+        //  one): one JSON object per line.
+        const char *data = (const char *) chunk->data.data;
+        size_t left = chunk->data.len;
+        do {
+            const char *newline = left? (const char *) memchr (data, '\n', left): NULL;
+            size_t len = newline? (size_t) (newline - data): left;
+            fputs ("{\"task\":", stdout);
+            s_json_str (stdout, line->task);
+            fprintf (stdout, ",\"attempt\":%u,\"seq\":%llu,\"stream\":\"%s\",\"time_us\":%lld,"
+                     "\"partial\":%s,\"data\":", line->attempt, (unsigned long long) line->seq,
+                     chunk->stream == QANAT__STREAM__STREAM_STDERR? "stderr"
+                     : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "system": "stdout",
+                     (long long) chunk->time_us, chunk->partial && !newline? "true": "false");
+            s_json_string (stdout, data, len);
+            fputs ("}\n", stdout);
+            data += len + (newline? 1: 0);
+            left -= len + (newline? 1: 0);
+        } while (left);
         return;
     }
     if (*at_line_start && prefix) {
