@@ -38,6 +38,7 @@ typedef struct {
     bool drained_by_admin;              //  `qanat agent drain`
     bool drained_by_itself;             //  shutting down
     zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
+    const char *state;                  //  the static name last copied into info->state
 } agent_t;
 
 typedef struct _qn_coordinator_t qn_coordinator_t;
@@ -366,9 +367,14 @@ s_agent_state (agent_t *agent, int64_t now)
 static void
 s_agent_update_state (agent_t *agent, int64_t now)
 {
+    //  The state names are static strings: compare pointers, and copy
+    //  into the record only on a change (this runs for every agent on
+    //  every timer tick).
     const char *state = s_agent_state (agent, now);
-    if (!agent->info->state || !streq (agent->info->state, state))
+    if (state != agent->state) {
+        agent->state = state;
         s_replace_string (&agent->info->state, strdup (state));
+    }
     agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
 }
 
@@ -1452,7 +1458,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
             reply.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
             reply.heartbeat = &heartbeat;
-            s_send_now (self->agents_sock, routing_id, &reply);
+            s_post (self, self->agents_sock, routing_id, &reply, 0);
             break;
         }
         case QANAT__ENVELOPE__BODY_CREDIT: {
@@ -2580,8 +2586,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono ();
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
-        const char *before = agent->info->state;
-        bool was_suspect = before && streq (before, "suspect");
+        bool was_suspect = agent->state && streq (agent->state, "suspect");
         bool changed = false;
         if (agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms) {
             changed = true;
@@ -2592,7 +2597,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
             agent->info->running = 0;
         }
         s_agent_update_state (agent, now);
-        bool is_suspect = streq (agent->info->state, "suspect");
+        bool is_suspect = streq (agent->state, "suspect");
         if (is_suspect && !was_suspect)
             zsys_warning ("agent %s suspect: silent for %lld ms", agent->name,
                           (long long) (now - agent->last_seen));
