@@ -5,7 +5,7 @@ set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libcmocka-dev libsodium-dev
-  python3 python3-zmq valgrind procps"
+  python3 python3-zmq valgrind procps clang-14 libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
