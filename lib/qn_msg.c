@@ -17,6 +17,41 @@ qn_msg_encode (Qanat__Envelope *env)
     return frame;
 }
 
+//  protobuf-c keeps the unknown fields it meets and packs them again, and
+//  it accepts the tag of field number 0 (invalid in protobuf) when the
+//  varint is written in a long form, yet refuses it in the short form it
+//  packs.  Such a message would re-pack into bytes no one can read (a log
+//  chunk stored that way could never be read back), so it is malformed.
+static bool
+s_field_numbers_valid (const ProtobufCMessage *message)
+{
+    for (unsigned i = 0; i < message->n_unknown_fields; i++)
+        if (message->unknown_fields [i].tag == 0)
+            return false;
+    const ProtobufCMessageDescriptor *descriptor = message->descriptor;
+    const char *base = (const char *) message;
+    for (unsigned f = 0; f < descriptor->n_fields; f++) {
+        const ProtobufCFieldDescriptor *field = descriptor->fields + f;
+        if (field->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t count = *(const size_t *) (base + field->quantifier_offset);
+            ProtobufCMessage **items = *(ProtobufCMessage ***) (base + field->offset);
+            for (size_t i = 0; i < count; i++)
+                if (items [i] && !s_field_numbers_valid (items [i]))
+                    return false;
+            continue;
+        }
+        if ((field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        &&  *(const uint32_t *) (base + field->quantifier_offset) != field->id)
+            continue;
+        const ProtobufCMessage *child = *(ProtobufCMessage **) (base + field->offset);
+        if (child && !s_field_numbers_valid (child))
+            return false;
+    }
+    return true;
+}
+
 //  protobuf-c accepts an empty buffer as an all-default message; an
 //  envelope without a body is as useless to us as garbage, so both are
 //  "malformed".
@@ -33,6 +68,11 @@ qn_msg_decode (const void *data, size_t size, qn_msg_status_t *status, uint32_t 
     Qanat__Envelope *env = qanat__envelope__unpack (NULL, size, (const uint8_t *) data);
     if (!env) {
         *status = QN_MSG_MALFORMED;
+        return NULL;
+    }
+    if (!s_field_numbers_valid (&env->base)) {
+        *status = QN_MSG_MALFORMED;
+        qanat__envelope__free_unpacked (env, NULL);
         return NULL;
     }
     //  Neither a version nor a body: not an envelope of any version (an
