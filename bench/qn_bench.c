@@ -62,6 +62,7 @@ typedef struct {
     size_t depth_tasks;             //  e: matching tasks dispatched per case
     size_t runs;                    //  f: stored runs
     bool smoke;
+    size_t real_tasks;              //  g: tasks on real agents
     bool no_sync;                   //  every coordinator with --no-sync
     char *builddir;
 } settings_t;
@@ -1720,6 +1721,81 @@ s_real_agent_rss (proc_t *proc, qn_client_t *client, char **exe_p)
     return rss;
 }
 
+//  (a) again, with real processes: real agents, the local backend, a
+//  fork and exec of `true` per task.
+static void
+s_figure_g (void)
+{
+    size_t agents = s_set.smoke? 2: 8;
+    long cpus = sysconf (_SC_NPROCESSORS_ONLN);
+    size_t slots = (size_t) (cpus > 0? cpus: 1) * 2;
+    size_t tasks = s_set.real_tasks;
+    s_say ("\n== (a) dispatch throughput with real processes (local backend) ==\n");
+    s_say ("   %zu tasks `true` as runs of up to %d, %zu real qanat-agent processes x %zu slots;\n"
+           "   durable commits on both sides (coordinator store, agent spools); from the first\n"
+           "   StartRun until every run ended\n", tasks, RUN_TASKS_MAX, agents, slots);
+    proc_t *proc = s_qanatd_start (true);
+    if (!proc) {
+        s_fail ("g real processes", "qanatd did not start");
+        return;
+    }
+    qn_client_t *client = s_client_new (proc);
+    char *program = zsys_sprintf ("%s/agent/qanat-agent", s_set.builddir);
+    char *probe = zsys_sprintf ("%s --help 2>&1 | grep -q -- --insecure", program);
+    bool insecure_flag = system (probe) == 0;
+    free (probe);
+    pid_t *pids = (pid_t *) calloc (agents, sizeof (pid_t));
+    char slots_text [24];
+    snprintf (slots_text, sizeof slots_text, "%zu", slots);
+    bool connected = client != NULL;
+    for (size_t i = 0; i < agents && connected; i++) {
+        char *name = zsys_sprintf ("real-%zu", i);
+        char *data_dir = zsys_sprintf ("%s/agent-%zu", proc->dir, i);
+        char *log_path = zsys_sprintf ("%s/agent-%zu.log", proc->dir, i);
+        char *argv [] = {
+            program, (char *) "--coordinator", proc->agent_ep, (char *) "--name", name,
+            (char *) "--slots", slots_text, (char *) "--labels", (char *) "pool=bench",
+            (char *) "--data-dir", data_dir, insecure_flag? (char *) "--insecure": NULL, NULL
+        };
+        pids [i] = s_spawn (argv, log_path);
+        double deadline = s_now () + 20;
+        bool up = false;
+        while (pids [i] > 0 && !up && s_now () < deadline && !zsys_interrupted) {
+            up = s_agent_connected (client, name);
+            if (!up)
+                zclock_sleep (50);
+        }
+        connected = up;
+        free (name);
+        free (data_dir);
+        free (log_path);
+    }
+    if (!connected)
+        s_fail ("g real processes", "the real agents did not register");
+    else {
+        double cpu = 0, commits = 0;
+        double rate = s_dispatch_measure (proc, client, "bench-g", tasks, "bench", &cpu, &commits);
+        if (rate < 0)
+            s_fail ("g real processes", "the runs did not finish");
+        else {
+            s_say ("   %.0f tasks/s; qanatd used %.0f%% of one core\n", rate, cpu * 100);
+            s_say ("   ratio to target (>= 2,000 tasks/s): %.2f\n", rate / 2000);
+            s_figure ("g.dispatch_real", rate, "tasks/s");
+            char value [48];
+            snprintf (value, sizeof value, "%.0f tasks/s", rate);
+            s_row ("a dispatch throughput (real processes)", value, ">= 2000 tasks/s",
+                   rate >= 2000? "yes": "NO");
+        }
+    }
+    for (size_t i = 0; i < agents; i++)
+        if (pids [i] > 0)
+            s_stop_pid (pids [i], 10);
+    free (pids);
+    free (program);
+    qn_client_destroy (&client);
+    s_proc_destroy (&proc);
+}
+
 static void
 s_figure_f (void)
 {
@@ -1962,6 +2038,7 @@ main (int argc, char *argv [])
         return s_sim_child_main (argv [2], first, count);
     }
     s_set.tasks = 100000;
+    s_set.real_tasks = 20000;
     s_set.agents_a = 8;
     s_set.slots = 64;
     s_set.chain = 1000;
@@ -1980,6 +2057,7 @@ main (int argc, char *argv [])
     static struct option options [] = {
         {"only", required_argument, 0, 'o'},
         {"tasks", required_argument, 0, 't'},
+        {"real-tasks", required_argument, 0, 'G'},
         {"sim-agents", required_argument, 0, 'S'},
         {"slots", required_argument, 0, 's'},
         {"chain", required_argument, 0, 'c'},
@@ -2002,6 +2080,7 @@ main (int argc, char *argv [])
         if (streq (argv [i], "--smoke")) {
             s_set.smoke = true;
             s_set.tasks = 2000;
+            s_set.real_tasks = 100;
             s_set.chain = 50;
             s_set.log_mb = 2;
             s_set.log_window = 1000;
@@ -2026,6 +2105,7 @@ main (int argc, char *argv [])
             case 'l': rc = s_parse_size (optarg, &s_set.log_mb); break;
             case 'w': rc = s_parse_size (optarg, &s_set.log_window); break;
             case 'P': rc = s_parse_size (optarg, &s_set.lines_per_event); break;
+            case 'G': rc = s_parse_size (optarg, &s_set.real_tasks); break;
             case 'a': {
                 s_set.scale_count = 0;
                 char *copy = strdup (optarg);
@@ -2112,6 +2192,8 @@ main (int argc, char *argv [])
         s_figure_e ();
     if (s_selected ('f'))
         s_figure_f ();
+    if (s_selected ('g'))
+        s_figure_g ();
 
     char load [128] = "?";
     FILE *file = fopen ("/proc/loadavg", "r");

@@ -17,7 +17,7 @@ cat "$out"
 missing=""
 for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.log_lines \
            d.cpu_20 d.rss_20 d.cpu_200 d.rss_200 e.dispatch_shallow e.dispatch_deep e.ratio \
-           f.coordinator_rss f.store_size_per_100k f.agent_rss; do
+           f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real; do
     grep -Eq "^figure: $key = [0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
 done
 grep -q '^== summary ==' "$out" || missing="$missing summary"
