@@ -15,7 +15,18 @@ AGENT_EP="${QANAT_AGENT_ENDPOINT:-tcp://127.0.0.1:7711}"
 stop() {
     for name in agent qanatd; do
         if [ -f "$STATE/$name.pid" ]; then
-            kill "$(cat "$STATE/$name.pid")" 2>/dev/null && echo "stopped $name"
+            pid=$(cat "$STATE/$name.pid")
+            if kill "$pid" 2>/dev/null; then
+                # The agent's first SIGTERM drains: it waits for its tasks
+                # and for the coordinator to acknowledge their events; a
+                # second one stops it at once (its spool keeps the rest).
+                i=0
+                while [ "$name" = agent ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+                    sleep 0.2; i=$((i + 1))
+                done
+                kill "$pid" 2>/dev/null
+                echo "stopped $name"
+            fi
             rm -f "$STATE/$name.pid"
         fi
     done
@@ -29,6 +40,9 @@ if [ ! -x cli/qanat ] || [ ! -f Makefile ]; then
 fi
 make -j"$(nproc)" >/dev/null || { make; exit 1; }
 mkdir -p "$STATE"
+# CURVE by default: qanatd writes an admin client key on first start
+# (docs/security.md); the CLI calls below use it.
+export QANAT_KEY="$STATE/coordinator/keys/admin.key"
 QANAT="$TOP/cli/qanat --coordinator $CLIENT_EP"
 
 if ! $QANAT --timeout 1 stats >/dev/null 2>&1; then
@@ -43,8 +57,15 @@ if ! $QANAT --timeout 1 stats >/dev/null 2>&1; then
     echo "qanatd started (log: $STATE/qanatd.log)"
 fi
 if ! $QANAT agents --json 2>/dev/null | grep -q '"name":"local","labels":{[^}]*},"backends":\[[^]]*\],"capacity":[0-9]*,"credit":[0-9]*,"running":[0-9]*,"connected":true'; then
+    # The first start enrols with a join token; later ones use agent.key.
+    set --
+    if [ ! -f "$STATE/agent/agent.key" ]; then
+        token=$($QANAT token create --labels env=local 2>/dev/null) || {
+            echo "cannot make a join token for the local agent"; exit 1; }
+        set -- --join "$token"
+    fi
     ./agent/qanat-agent --coordinator "$AGENT_EP" --name local --labels env=local \
-        --data-dir "$STATE/agent" >"$STATE/agent.log" 2>&1 &
+        --data-dir "$STATE/agent" "$@" >>"$STATE/agent.log" 2>&1 &
     echo $! >"$STATE/agent.pid"
     i=0
     until $QANAT agents --json 2>/dev/null | grep -q '"connected":true'; do
@@ -52,6 +73,9 @@ if ! $QANAT agents --json 2>/dev/null | grep -q '"name":"local","labels":{[^}]*}
         sleep 0.2
     done
     echo "qanat-agent 'local' started (log: $STATE/agent.log)"
+    # A restarted qanatd takes an agent that drained itself at its last
+    # stop for one an admin drained; this agent is ours: it takes work.
+    $QANAT agent undrain local >/dev/null 2>&1
 fi
 echo
 $QANAT agents
@@ -59,6 +83,7 @@ echo
 $QANAT run examples/ml-pipeline/workflow.yaml --param code_dir="$TOP/examples/ml-pipeline" --follow
 rc=$?
 echo
-echo "The coordinator and agent keep running: try '$TOP/cli/qanat runs', 'qanat metrics ml-pipeline accuracy'."
+echo "The coordinator and agent keep running: export QANAT_KEY=$QANAT_KEY (the admin key),"
+echo "then try '$TOP/cli/qanat runs', 'qanat metrics ml-pipeline accuracy'."
 echo "Stop them with: ./quickstart.sh --stop"
 exit $rc

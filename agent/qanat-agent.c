@@ -31,10 +31,20 @@ s_usage (FILE *out)
         "Usage: qanat-agent [OPTION]...\n"
         "Run qanat tasks on this machine for a coordinator.\n"
         "\n"
-        "  -c, --coordinator ENDPOINT  coordinator's agent endpoint\n"
-        "                              (default $QANAT_AGENT_ENDPOINT, else " S_DEFAULT_ENDPOINT ")\n"
-        "  -n, --name NAME             agent name (default: the host name)\n"
-        "  -l, --labels K=V[,K=V...]   labels offered to task selectors (repeatable)\n"
+        "  -c, --coordinator ENDPOINT  coordinator's agent endpoint (default\n"
+        "                              $QANAT_AGENT_ENDPOINT, else the one this agent\n"
+        "                              enrolled through, else " S_DEFAULT_ENDPOINT ")\n"
+        "  -j, --join TOKEN            enrol with a join token (made by `qanat token\n"
+        "                              create`; default $QANAT_JOIN_TOKEN), once: the\n"
+        "                              identity goes to <data-dir>/agent.key\n"
+        "      --enrol-timeout SECONDS how long to wait for the coordinator to answer\n"
+        "                              the enrolment (default 10)\n"
+        "      --insecure              plaintext, no keys: only for a coordinator run\n"
+        "                              with --insecure on a trusted machine\n"
+        "  -n, --name NAME             agent name (default: the enrolled name, else the\n"
+        "                              host name)\n"
+        "  -l, --labels K=V[,K=V...]   labels asked for at enrolment (repeatable); once\n"
+        "                              enrolled, the granted labels are used\n"
         "  -L, --label K=V             one label (repeatable)\n"
         "  -s, --slots N               tasks run at once (default: online CPUs)\n"
         "  -d, --data-dir DIR          attempts' directories and the event spool\n"
@@ -223,6 +233,81 @@ s_make_dirs (const char *path, mode_t mode)
     return 0;
 }
 
+static bool
+s_same_labels (s_labels_t *labels, qn_agent_identity_t *identity)
+{
+    size_t count = qn_agent_identity_label_count (identity);
+    if (labels->count != count)
+        return false;
+    const char **keys = qn_agent_identity_label_keys (identity);
+    const char **values = qn_agent_identity_label_values (identity);
+    for (size_t i = 0; i < labels->count; i++) {
+        size_t j;
+        for (j = 0; j < count; j++)
+            if (streq (labels->keys [i], keys [j]) && streq (labels->values [i], values [j]))
+                break;
+        if (j == count)
+            return false;
+    }
+    return true;
+}
+
+//  Who we are: with --insecure nobody (plaintext); else the identity in
+//  <data-dir>/agent.key, made first by enrolling with the join token when
+//  there is none.  Returns 0 with *identity_p (NULL for --insecure), or
+//  -1 after telling the operator why.
+static int
+s_identify (const char *data_dir, const char *join, bool insecure, const char *endpoint,
+            const char *name, s_labels_t *labels, int enrol_timeout_ms,
+            qn_agent_identity_t **identity_p)
+{
+    *identity_p = NULL;
+    char path [4200];
+    snprintf (path, sizeof (path), "%s/" QN_AGENT_KEY_FILE, data_dir);
+    if (insecure) {
+        if (join) {
+            fprintf (stderr, "qanat-agent: --join and --insecure do not go together: a join "
+                     "token enrols with a CURVE coordinator\n");
+            return -1;
+        }
+        if (access (path, F_OK) == 0)
+            qn_agent_log (QN_LOG_INFO, "--insecure: not using %s", path);
+        return 0;
+    }
+    char *error = NULL;
+    if (access (path, F_OK) == 0) {
+        if (join)
+            qn_agent_log (QN_LOG_INFO, "already enrolled (%s): --join ignored", path);
+        *identity_p = qn_agent_identity_load (path, &error);
+    }
+    else
+    if (join) {
+        qn_agent_enrol_t request = {
+            .token = join,
+            .endpoint = endpoint,
+            .name = name,
+            .label_keys = (const char **) labels->keys,
+            .label_values = (const char **) labels->values,
+            .label_count = labels->count,
+            .path = path,
+            .timeout_ms = enrol_timeout_ms
+        };
+        *identity_p = qn_agent_enrol (&request, &error);
+    }
+    else {
+        fprintf (stderr, "qanat-agent: this agent is not enrolled: run it once with --join "
+                 "TOKEN (made by `qanat token create`), or --insecure for a coordinator run "
+                 "with --insecure\n");
+        return -1;
+    }
+    if (!*identity_p) {
+        fprintf (stderr, "qanat-agent: %s\n", error? error: "out of memory");
+        free (error);
+        return -1;
+    }
+    return 0;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -242,14 +327,24 @@ main (int argc, char *argv [])
         { "max-backoff-ms", required_argument, NULL, 'B' },
         { "stop-after-disconnect", required_argument, NULL, 'D' },
         { "drain-timeout", required_argument, NULL, 'T' },
+        { "join",        required_argument, NULL, 'j' },
+        { "enrol-timeout", required_argument, NULL, 'E' },
+        { "insecure",    no_argument,       NULL, 'I' },
         { "verbose",     no_argument,       NULL, 'v' },
         { "help",        no_argument,       NULL, 'h' },
         { "version",     no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     const char *endpoint = getenv ("QANAT_AGENT_ENDPOINT");
-    if (!endpoint || !*endpoint)
-        endpoint = S_DEFAULT_ENDPOINT;
+    if (endpoint && !*endpoint)
+        endpoint = NULL;
+    const char *join = getenv ("QANAT_JOIN_TOKEN");
+    if (join && !*join)
+        join = NULL;
+    char *join_copy = NULL;
+    bool insecure = false;
+    long long enrol_timeout_s = 0;
+    qn_agent_identity_t *identity = NULL;
     const char *name = NULL;
     const char *data_dir = NULL;
     long slots = 0;
@@ -267,10 +362,28 @@ main (int argc, char *argv [])
     int rc = 1;
 
     int opt;
-    while ((opt = getopt_long (argc, argv, "c:n:l:L:s:d:vhV", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:j:n:l:L:s:d:vhV", options, NULL)) != -1) {
         switch (opt) {
             case 'c':
                 endpoint = optarg;
+                break;
+            case 'j':
+                //  Kept aside and wiped from argv, so that ps does not show
+                //  the token for as long as the agent runs
+                free (join_copy);
+                join = join_copy = strdup (optarg);
+                if (!join) {
+                    fprintf (stderr, "qanat-agent: out of memory\n");
+                    goto done;
+                }
+                memset (optarg, 'x', strlen (optarg));
+                break;
+            case 'E':
+                if (s_parse_number ("--enrol-timeout", optarg, 1, 3600, &enrol_timeout_s) == -1)
+                    goto done;
+                break;
+            case 'I':
+                insecure = true;
                 break;
             case 'n':
                 name = optarg;
@@ -425,14 +538,41 @@ main (int argc, char *argv [])
     if (!name) {
         if (gethostname (hostname, sizeof (hostname) - 1) == -1 || !*hostname)
             snprintf (hostname, sizeof (hostname), "localhost");
-        name = hostname;
     }
+    if (s_identify (data_dir, join, insecure, endpoint, name? name: hostname, &labels,
+                    (int) enrol_timeout_s * 1000, &identity) == -1)
+        goto done;
+    const char **label_keys = (const char **) labels.keys;
+    const char **label_values = (const char **) labels.values;
+    size_t label_count = labels.count;
+    if (identity) {
+        const char *enrolled = qn_agent_identity_name (identity);
+        if (name && !streq (name, enrolled)) {
+            fprintf (stderr, "qanat-agent: this agent is enrolled as '%s' (%s/" QN_AGENT_KEY_FILE
+                     "), not '%s': drop --name, or revoke it and enrol again to rename it\n",
+                     enrolled, data_dir, name);
+            goto done;
+        }
+        name = enrolled;
+        label_keys = qn_agent_identity_label_keys (identity);
+        label_values = qn_agent_identity_label_values (identity);
+        label_count = qn_agent_identity_label_count (identity);
+        if (labels.count && !s_same_labels (&labels, identity))
+            qn_agent_log (QN_LOG_WARNING, "--labels differ from the labels granted at "
+                          "enrolment; the granted ones apply");
+        if (!endpoint && *qn_agent_identity_endpoint (identity))
+            endpoint = qn_agent_identity_endpoint (identity);
+    }
+    if (!name)
+        name = hostname;
+    if (!endpoint)
+        endpoint = S_DEFAULT_ENDPOINT;
     qn_agent_config_t config = {
         .endpoint = endpoint,
         .name = name,
-        .label_keys = (const char **) labels.keys,
-        .label_values = (const char **) labels.values,
-        .label_count = labels.count,
+        .label_keys = label_keys,
+        .label_values = label_values,
+        .label_count = label_count,
         .slots = (uint32_t) slots,
         .data_dir = data_dir,
         .outbox_limit = (size_t) max_unacked,
@@ -442,19 +582,22 @@ main (int argc, char *argv [])
         .lost_after_ms = (uint32_t) lost_ms,
         .max_backoff_ms = (uint32_t) max_backoff_ms,
         .stop_after_disconnect_s = (uint32_t) stop_after_s,
-        .drain_timeout_s = (uint32_t) drain_timeout_s
+        .drain_timeout_s = (uint32_t) drain_timeout_s,
+        .cert = identity? qn_agent_identity_cert (identity): NULL,
+        .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL
     };
     char label_text [2048] = "";
     size_t at = 0;
-    for (size_t i = 0; i < labels.count && at < sizeof (label_text); i++) {
+    for (size_t i = 0; i < label_count && at < sizeof (label_text); i++) {
         int n = snprintf (label_text + at, sizeof (label_text) - at, "%s%s=%s",
-                          i? ",": "", labels.keys [i], labels.values [i]);
+                          i? ",": "", label_keys [i], label_values [i]);
         if (n < 0)
             break;
         at += (size_t) n;
     }
-    qn_agent_log (QN_LOG_INFO, "qanat-agent %s connecting to %s with labels %s and %ld slots",
-                  name, endpoint, labels.count? label_text: "(none)", slots);
+    qn_agent_log (QN_LOG_INFO, "qanat-agent %s connecting to %s with labels %s and %ld slots"
+                  " (%s)", name, endpoint, label_count? label_text: "(none)", slots,
+                  identity? "CURVE": "plaintext, --insecure");
 
     qn_agent_t *agent = qn_agent_new (&config);
     if (!agent) {
@@ -466,6 +609,11 @@ main (int argc, char *argv [])
     qn_agent_log (QN_LOG_INFO, "qanat-agent %s stopped", name);
 
 done:
+    if (join_copy) {
+        explicit_bzero (join_copy, strlen (join_copy));
+        free (join_copy);
+    }
+    qn_agent_identity_destroy (&identity);
     s_labels_free (&labels);
     return rc;
 }

@@ -25,7 +25,10 @@ SRC = os.environ.get("QANAT_SRCDIR") or os.path.abspath(
 QANATD = os.path.join(BUILD, "coordinator", "qanatd")
 AGENT = os.path.join(BUILD, "agent", "qanat-agent")
 QANAT = os.path.join(BUILD, "cli", "qanat")
-SECURE = False
+# CURVE everywhere (see docs/security.md): the coordinator without
+# --insecure, the CLI with the admin key it made, agents enrolled with
+# join tokens.  A test that needs plaintext peers passes secure=False.
+SECURE = True
 
 
 class TestFailure(AssertionError):
@@ -71,9 +74,13 @@ class Cluster:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     def start_coordinator(self, *extra, heartbeat_ms=200, lost_after_ms=5000,
-                          suspect_after_ms=None, data_dir=None, wait=True):
+                          suspect_after_ms=None, data_dir=None, wait=True, secure=None):
         """Starts qanatd; data_dir defaults to <tmp>/coordinator (the same
-        one on every restart); suspect_after_ms is passed only when given."""
+        one on every restart); suspect_after_ms is passed only when given.
+        secure (default SECURE) runs it with CURVE: the CLI then uses the
+        admin key the coordinator writes into <data-dir>/keys/admin.key;
+        otherwise it runs --insecure and the CLI uses --key none."""
+        self.secure = SECURE if secure is None else secure
         argv = [QANATD, "--data-dir", data_dir or os.path.join(self.dir, "coordinator"),
                 "--client-endpoint", self.client_endpoint,
                 "--agent-endpoint", self.agent_endpoint,
@@ -81,8 +88,7 @@ class Cluster:
                 "--lost-after-ms", str(lost_after_ms)]
         if suspect_after_ms is not None:
             argv += ["--suspect-after-ms", str(suspect_after_ms)]
-        # Until the agent enrols with join tokens, the suite runs plaintext.
-        if SECURE:
+        if self.secure:
             self.key = os.path.join(data_dir or os.path.join(self.dir, "coordinator"),
                                     "keys", "admin.key")
         else:
@@ -94,31 +100,54 @@ class Cluster:
         deadline = time.time() + 15
         while time.time() < deadline:
             check(self.coordinator.poll() is None, "qanatd exited at start")
-            if self.qanat("stats", check=False, timeout_s=1).returncode == 0:
-                return
+            if os.path.exists(self.key) or self.key == "none":
+                if self.qanat("stats", check=False, timeout_s=1).returncode == 0:
+                    return
             time.sleep(0.1)
         raise TestFailure("qanatd did not answer within 15 s")
+
+    def agent_dir(self, name):
+        return os.path.join(self.dir, "agent-" + name)
+
+    def create_token(self, labels=None, ttl="10m", uses=None):
+        """A join token from the coordinator (admin), as text."""
+        args = ["token", "create", "--ttl", ttl]
+        if labels:
+            args += ["--labels", ",".join("%s=%s" % kv for kv in labels.items())]
+        if uses:
+            args += ["--uses", str(uses)]
+        return self.qanat_json(*args)["token"]
 
     def kill_coordinator(self, sig=signal.SIGKILL):
         self.coordinator.send_signal(sig)
         self.coordinator.wait(10)
 
     def start_agent(self, name, labels=None, slots=2, wait=True, extra=(), endpoint=None,
-                    timers=None):
+                    timers=None, token=None):
         """Starts an agent.  Its data dir is <tmp>/agent-NAME, so starting
         the same name again restarts it on the same data dir.  endpoint
         replaces the coordinator's agent endpoint (e.g. a proxy); timers
         ({"heartbeat_ms": .., "suspect_after_ms": .., "lost_after_ms": ..})
         become --heartbeat-ms ... flags, each only if this agent build has
-        it (see agent_has_flag)."""
+        it (see agent_has_flag).  With a secure coordinator, an agent not
+        enrolled yet (no agent.key in its data dir) gets --join with a
+        fresh token for its labels (or the token given); a restart needs
+        none.  Against an insecure one it runs --insecure."""
+        data_dir = self.agent_dir(name)
         argv = [AGENT, "--coordinator", endpoint or self.agent_endpoint, "--name", name,
-                "--slots", str(slots), "--data-dir", os.path.join(self.dir, "agent-" + name)]
+                "--slots", str(slots), "--data-dir", data_dir]
         if labels:
             argv += ["--labels", ",".join("%s=%s" % kv for kv in labels.items())]
         for key, value in (timers or {}).items():
             flag = "--" + key.replace("_", "-")
             if agent_has_flag(flag):
                 argv += [flag, str(value)]
+        if not getattr(self, "secure", SECURE):
+            argv.append("--insecure")
+        elif token is not None:
+            argv += ["--join", token]
+        elif not os.path.exists(os.path.join(data_dir, "agent.key")):
+            argv += ["--join", self.create_token(labels)]
         argv += [str(a) for a in extra]
         self.agents[name] = self._spawn("agent-" + name, argv)
         if wait:
@@ -203,11 +232,21 @@ class Cluster:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def stop(self):
-        procs = list(self.agents.values()) + ([self.coordinator] if self.coordinator else [])
+        agents = list(self.agents.values())
+        procs = agents + ([self.coordinator] if self.coordinator else [])
         for p in procs:
             if p.poll() is None:
                 try:
                     os.killpg(p.pid, signal.SIGCONT)    # a stopped process cannot exit
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        # An agent's first SIGTERM drains (it waits for its tasks); the
+        # second stops it at once.
+        time.sleep(0.1)
+        for p in agents:
+            if p.poll() is None:
+                try:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass

@@ -20,9 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "qn_msg.h"
+#include "qn_token.h"
 
 #define MAX_EVENTS  50000
 
@@ -53,6 +55,21 @@ typedef struct {
     char drain_reason [128];
     int64_t register_times [64];    //  zclock_mono of the first Registers
     Qanat__Envelope *transient;     //  the last message not kept above
+
+    //  CURVE: the fake is a CURVE server under czmq's zauth (any key
+    //  admitted; the key of each message is in its User-Id)
+    bool secure;
+    zactor_t *auth;
+    zcert_t *server_cert;
+    zcert_t *token_cert;            //  the join token's key pair
+    char *token;
+    bool join;                      //  start the agent with --join token
+    const char *enrol_refusal;      //  refuse Enrol with this, else grant
+    size_t enrols;
+    uint8_t enrol_key [32];         //  the public key in the last Enrol
+    size_t enrol_labels;            //  labels it asked for
+    char enrol_user [QN_Z85_KEY_SIZE + 1];      //  the key it came with
+    char register_user [QN_Z85_KEY_SIZE + 1];   //  the key of the last Register
 } fake_t;
 
 
@@ -130,8 +147,21 @@ s_send_cancel (fake_t *fake, uint64_t run_id, const char *reason)
 //  Assigns attempt 1 of task 0 of run_id, running argv (NULL-terminated),
 //  with env given as "K=V" strings (NULL-terminated, may be NULL).
 static void
+s_send_assign_redact (fake_t *fake, uint64_t run_id, uint32_t timeout_s,
+                      const char **argv, const char **env, const char **redact);
+
+static void
 s_send_assign (fake_t *fake, uint64_t run_id, uint32_t timeout_s,
                const char **argv, const char **env)
+{
+    s_send_assign_redact (fake, run_id, timeout_s, argv, env, NULL);
+}
+
+//  As s_send_assign, with secret values to redact (NULL-terminated, may
+//  be NULL).
+static void
+s_send_assign_redact (fake_t *fake, uint64_t run_id, uint32_t timeout_s,
+                      const char **argv, const char **env, const char **redact)
 {
     Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
     ref.run_id = run_id;
@@ -163,6 +193,11 @@ s_send_assign (fake_t *fake, uint64_t run_id, uint32_t timeout_s,
     assign.env = label_ptrs;
     assign.timeout_s = timeout_s;
     assign.cpus = 1;
+    size_t n_redact = 0;
+    while (redact && redact [n_redact])
+        n_redact++;
+    assign.n_redact = n_redact;
+    assign.redact = (char **) redact;
     Qanat__Envelope env_msg = QANAT__ENVELOPE__INIT;
     env_msg.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
     env_msg.assign = &assign;
@@ -206,11 +241,50 @@ s_pump_one (fake_t *fake, int64_t deadline)
     qn_msg_status_t status;
     Qanat__Envelope *env = qn_msg_decode (zframe_data (frame), zframe_size (frame),
                                           &status, NULL);
+    const char *user = fake->secure? zframe_meta (frame, "User-Id"): NULL;
+    char user_id [QN_Z85_KEY_SIZE + 1] = "";
+    if (user)
+        snprintf (user_id, sizeof (user_id), "%s", user);
     zmsg_destroy (&msg);
     assert_non_null (env);
 
     switch (env->body_case) {
+        case QANAT__ENVELOPE__BODY_ENROL: {
+            fake->enrols++;
+            snprintf (fake->enrol_user, sizeof (fake->enrol_user), "%s", user_id);
+            assert_int_equal (env->enrol->public_key.len, 32);
+            memcpy (fake->enrol_key, env->enrol->public_key.data, 32);
+            fake->enrol_labels = env->enrol->n_labels;
+            assert_string_equal (env->enrol->name, "test-agent");
+            if (fake->enrol_refusal)
+                s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_DENIED, fake->enrol_refusal);
+            else {
+                //  Admit the agent's key before answering
+                uint8_t no_secret [32] = { 0 };
+                zcert_t *cert = zcert_new_from (fake->enrol_key, no_secret);
+                char path [400];
+                snprintf (path, sizeof (path), "%s/allowed/agent-%zu.cert", fake->dir,
+                          fake->enrols);
+                assert_int_equal (zcert_save_public (cert, path), 0);
+                zcert_destroy (&cert);
+                //  Granted: one label, whatever was asked
+                Qanat__Label label = QANAT__LABEL__INIT;
+                label.key = "env";
+                label.value = "granted";
+                Qanat__Label *labels [] = { &label };
+                Qanat__Enrolled enrolled = QANAT__ENROLLED__INIT;
+                enrolled.name = "test-agent";
+                enrolled.n_labels = 1;
+                enrolled.labels = labels;
+                Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
+                reply.body_case = QANAT__ENVELOPE__BODY_ENROLLED;
+                reply.enrolled = &enrolled;
+                s_send (fake, &reply);
+            }
+            break;
+        }
         case QANAT__ENVELOPE__BODY_REGISTER:
+            snprintf (fake->register_user, sizeof (fake->register_user), "%s", user_id);
             if (fake->registers < 64)
                 fake->register_times [fake->registers] = zclock_mono ();
             fake->registers++;
@@ -414,6 +488,13 @@ s_spawn_agent (fake_t *fake)
         args [n++] = "--label";
         args [n++] = "gpu=none";
         args [n++] = "--verbose";
+        if (!fake->secure)
+            args [n++] = "--insecure";
+        else
+        if (fake->join) {
+            args [n++] = "--join";
+            args [n++] = fake->token;
+        }
         for (size_t i = 0; s_extra_options [i] && i < 8; i++)
             args [n++] = s_extra_options [i];
         args [n] = NULL;
@@ -423,8 +504,11 @@ s_spawn_agent (fake_t *fake)
     }
 }
 
+//  How the next setup starts the agent
+typedef enum { S_PLAIN, S_SECURE_JOIN, S_SECURE_NO_TOKEN, S_SECURE_BAD_TOKEN } s_mode_t;
+
 static int
-s_setup (void **state)
+s_setup_mode (void **state, s_mode_t mode)
 {
     fake_t *fake = (fake_t *) calloc (1, sizeof (fake_t));
     assert_non_null (fake);
@@ -435,13 +519,70 @@ s_setup (void **state)
     fake->router = zsock_new (ZMQ_ROUTER);
     assert_non_null (fake->router);
     qn_msg_prepare_socket (fake->router);
+    if (mode != S_PLAIN) {
+        fake->secure = true;
+        fake->join = mode == S_SECURE_JOIN || mode == S_SECURE_BAD_TOKEN;
+        //  As the coordinator does: an allow-list directory, where the
+        //  token's key is, and the agent's once it enrols (zauth then
+        //  reports each message's key as its User-Id)
+        snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
+        assert_non_null (mkdtemp (fake->dir));
+        char allowed [300];
+        snprintf (allowed, sizeof (allowed), "%s/allowed", fake->dir);
+        assert_int_equal (mkdir (allowed, 0700), 0);
+        fake->server_cert = zcert_new ();
+        fake->token_cert = zcert_new ();
+        char path [400];
+        snprintf (path, sizeof (path), "%s/token.cert", allowed);
+        assert_int_equal (zcert_save_public (fake->token_cert, path), 0);
+        fake->auth = zactor_new (zauth, NULL);
+        assert_non_null (fake->auth);
+        zstr_sendx (fake->auth, "CURVE", allowed, NULL);
+        zsock_wait (fake->auth);
+        zcert_apply (fake->server_cert, fake->router);
+        zsock_set_curve_server (fake->router, 1);
+        zsock_set_zap_domain (fake->router, "qanat");
+    }
     assert_true (zsock_bind (fake->router, "tcp://127.0.0.1:*") > 0);
     fake->endpoint = zsock_last_endpoint (fake->router);
-    snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
-    assert_non_null (mkdtemp (fake->dir));
+    if (fake->secure) {
+        fake->token = qn_token_format (zcert_public_txt (fake->server_cert),
+                                       zcert_secret_txt (fake->token_cert), fake->endpoint);
+        assert_non_null (fake->token);
+        if (mode == S_SECURE_BAD_TOKEN)
+            fake->token [7] = ' ';          //  not Z85
+    }
+    if (!*fake->dir) {
+        snprintf (fake->dir, sizeof (fake->dir), "/tmp/qanat-test-agent-XXXXXX");
+        assert_non_null (mkdtemp (fake->dir));
+    }
     s_spawn_agent (fake);
     *state = fake;
     return 0;
+}
+
+static int
+s_setup (void **state)
+{
+    return s_setup_mode (state, S_PLAIN);
+}
+
+static int
+s_setup_join (void **state)
+{
+    return s_setup_mode (state, S_SECURE_JOIN);
+}
+
+static int
+s_setup_bad_token (void **state)
+{
+    return s_setup_mode (state, S_SECURE_BAD_TOKEN);
+}
+
+static int
+s_setup_no_token (void **state)
+{
+    return s_setup_mode (state, S_SECURE_NO_TOKEN);
 }
 
 //  Waits (bounded) for the agent to exit; returns its status, or -1.
@@ -491,6 +632,10 @@ s_teardown (void **state)
     zframe_destroy (&fake->agent_id);
     zstr_free (&fake->endpoint);
     zsock_destroy (&fake->router);
+    zactor_destroy (&fake->auth);
+    zcert_destroy (&fake->server_cert);
+    zcert_destroy (&fake->token_cert);
+    zstr_free (&fake->token);
     char command [600];
     snprintf (command, sizeof (command), "rm -rf '%s'", fake->dir);
     if (rc == 0 && system (command) != 0)
@@ -1452,6 +1597,295 @@ test_child_signals (void **state)
         fail_msg ("the task started with signals ignored: %" PRIx64, ignored);
 }
 
+//  ---------------------------------------------------------------------
+//  Enrolment, identity, refusals, redaction
+
+//  The whole file (caller frees), NULL when it cannot be read.
+static char *
+s_read_file (const char *path, size_t *size_p)
+{
+    FILE *file = fopen (path, "rb");
+    if (!file)
+        return NULL;
+    size_t room = 4096, size = 0, got;
+    char *data = (char *) malloc (room + 1);
+    while (data && (got = fread (data + size, 1, room - size, file)) > 0) {
+        size += got;
+        if (size == room) {
+            room *= 2;
+            char *bigger = (char *) realloc (data, room + 1);
+            if (!bigger) {
+                free (data);
+                data = NULL;
+            }
+            data = bigger;
+        }
+    }
+    fclose (file);
+    if (data)
+        data [size] = '\0';
+    *size_p = size;
+    return data;
+}
+
+//  True when the file holds the bytes anywhere (a strings-like scan of
+//  binary files such as LMDB's data.mdb).
+static bool
+s_file_holds (const char *path, const void *needle, size_t needle_size)
+{
+    size_t size = 0;
+    char *data = s_read_file (path, &size);
+    assert_non_null (data);
+    bool found = memmem (data, size, needle, needle_size) != NULL;
+    free (data);
+    return found;
+}
+
+//  True when the agent's log holds text (always true when the log goes
+//  to the terminal, QANAT_TEST_VERBOSE).
+static bool
+s_log_holds (fake_t *fake, const char *text)
+{
+    if (getenv ("QANAT_TEST_VERBOSE"))
+        return true;
+    char path [300];
+    snprintf (path, sizeof (path), "%s/agent.log", fake->dir);
+    return s_file_holds (path, text, strlen (text));
+}
+
+static void
+s_key_path (fake_t *fake, char *path, size_t size)
+{
+    snprintf (path, size, "%s/data/agent.key", fake->dir);
+}
+
+//  Waits for the agent to exit and checks its exit code.
+static void
+s_expect_exit (fake_t *fake, int code, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int status = -1;
+    while (zclock_mono () < deadline) {
+        s_pump_one (fake, zclock_mono () + 50);
+        pid_t rc = waitpid (fake->pid, &status, WNOHANG);
+        if (rc == fake->pid) {
+            fake->pid = 0;
+            break;
+        }
+    }
+    assert_int_equal (fake->pid, 0);
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), code);
+}
+
+static void
+test_enrol_and_restart (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    //  Enrol came with the token's key, asking for the --labels
+    assert_int_equal (fake->enrols, 1);
+    assert_string_equal (fake->enrol_user, zcert_public_txt (fake->token_cert));
+    assert_int_equal (fake->enrol_labels, 3);
+    //  Register came with the agent's own key, the one it enrolled, and
+    //  the labels granted rather than those asked for
+    char enrolled_txt [QN_Z85_KEY_SIZE + 1];
+    zmq_z85_encode (enrolled_txt, fake->enrol_key, 32);
+    assert_string_equal (fake->register_user, enrolled_txt);
+    assert_string_not_equal (enrolled_txt, zcert_public_txt (fake->token_cert));
+    Qanat__Register *reg = fake->last_register->register_;
+    assert_string_equal (reg->name, "test-agent");
+    assert_int_equal (reg->n_labels, 1);
+    assert_string_equal (reg->labels [0]->key, "env");
+    assert_string_equal (reg->labels [0]->value, "granted");
+
+    //  agent.key: private, the key pair enrolled, the pinned coordinator,
+    //  and nothing of the token's secret
+    char path [300];
+    s_key_path (fake, path, sizeof (path));
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0600);
+    char data_dir [300];
+    snprintf (data_dir, sizeof (data_dir), "%s/data", fake->dir);
+    assert_int_equal (stat (data_dir, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0700);
+    zcert_t *cert = zcert_load (path);
+    assert_non_null (cert);
+    assert_memory_equal (zcert_public_key (cert), fake->enrol_key, 32);
+    assert_string_equal (zcert_meta (cert, "coordinator-key"),
+                         zcert_public_txt (fake->server_cert));
+    assert_string_equal (zcert_meta (cert, "name"), "test-agent");
+    assert_string_equal (zcert_meta (cert, "labels"), "env=granted");
+    assert_string_equal (zcert_meta (cert, "endpoint"), fake->endpoint);
+    zcert_destroy (&cert);
+    const char *token_secret = zcert_secret_txt (fake->token_cert);
+    assert_false (s_file_holds (path, token_secret, strlen (token_secret)));
+
+    //  A restart uses agent.key, without a token
+    kill (fake->pid, SIGTERM);
+    s_expect_exit (fake, 0, 10000);
+    fake->join = false;
+    zframe_destroy (&fake->agent_id);
+    memset (fake->register_user, 0, sizeof (fake->register_user));
+    size_t registers = fake->registers;
+    s_spawn_agent (fake);
+    assert_true (s_wait_registers (fake, registers + 1, 10000));
+    assert_int_equal (fake->enrols, 1);
+    assert_string_equal (fake->register_user, enrolled_txt);
+    reg = fake->last_register->register_;
+    assert_int_equal (reg->n_labels, 1);
+    assert_string_equal (reg->labels [0]->value, "granted");
+    //  ...and a token given again is ignored
+    kill (fake->pid, SIGTERM);
+    s_expect_exit (fake, 0, 10000);
+    fake->join = true;
+    s_spawn_agent (fake);
+    assert_true (s_wait_registers (fake, registers + 2, 10000));
+    assert_int_equal (fake->enrols, 1);
+    assert_string_equal (fake->register_user, enrolled_txt);
+    assert_true (s_log_holds (fake, "--join ignored"));
+}
+
+static void
+test_enrol_refused (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    fake->enrol_refusal = "label gpu=h100 is not granted by the join token";
+    s_expect_exit (fake, 1, 15000);
+    assert_int_equal (fake->enrols, 1);
+    assert_true (s_log_holds (fake, "enrolment refused: label gpu=h100 is not granted by "
+                                    "the join token"));
+    char path [300];
+    s_key_path (fake, path, sizeof (path));
+    assert_int_equal (access (path, F_OK), -1);
+    assert_int_equal (fake->registers, 0);
+}
+
+static void
+test_not_enrolled (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_expect_exit (fake, 1, 10000);
+    assert_true (s_log_holds (fake, "this agent is not enrolled: run it once with --join TOKEN"));
+    assert_int_equal (fake->registers + fake->enrols, 0);
+}
+
+static void
+test_bad_token (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_expect_exit (fake, 1, 10000);
+    assert_true (s_log_holds (fake, "bad join token"));
+    assert_int_equal (fake->enrols, 0);
+}
+
+static void
+test_denied_at_run_time (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    s_welcomed (fake);
+    const char *argv [] = { "sleep", "30", NULL };
+    s_send_assign (fake, 31, 0, argv, NULL);
+    Qanat__Event *started = s_wait_event (fake, 31, QANAT__EVENT__BODY_STARTED, 10000);
+    assert_non_null (started);
+    pid_t group = (pid_t) started->started->pid;
+    assert_true (group > 0);
+    s_send_refusal (fake, QANAT__REFUSAL_CODE__REFUSAL_DENIED,
+                    "your key is not admitted here (unknown, revoked or expired)");
+    s_expect_exit (fake, 1, 15000);
+    Qanat__Event *finished = s_find_event (fake, 31, QANAT__EVENT__BODY_FINISHED, 0);
+    assert_non_null (finished);
+    assert_int_equal (finished->finished->kind, QANAT__END_KIND__END_LOST);
+    assert_non_null (strstr (finished->finished->reason, "refuses this agent's key"));
+    assert_int_equal (kill (-group, 0), -1);
+    assert_true (s_log_holds (fake, "the coordinator refuses this agent's key (revoked?)"));
+}
+
+//  Every stdout (or stderr) byte of run_id, pieces joined.
+static char *
+s_stream_text (fake_t *fake, uint64_t run_id, Qanat__Stream stream)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->body_case == QANAT__EVENT__BODY_LOG
+        &&  event->log->stream == stream)
+            size += event->log->data.len + 1;
+    }
+    char *text = (char *) calloc (1, size + 1);
+    assert_non_null (text);
+    size_t at = 0;
+    for (size_t i = 0; i < fake->event_count; i++) {
+        Qanat__Event *event = fake->events [i]->event;
+        if (event->attempt->run_id == run_id && event->body_case == QANAT__EVENT__BODY_LOG
+        &&  event->log->stream == stream) {
+            memcpy (text + at, event->log->data.data, event->log->data.len);
+            at += event->log->data.len;
+            if (!event->log->partial)
+                text [at++] = '\n';
+        }
+    }
+    return text;
+}
+
+static void
+test_redaction (void **state)
+{
+    fake_t *fake = (fake_t *) *state;
+    //  Events stay unacknowledged, so that they stay in the spool to be
+    //  searched for the secrets
+    fake->auto_ack = false;
+    s_welcomed (fake);
+    const char *redact [] = { "s3cr3t-Value", "ab", "first-line-pw\nsecond-line-pw", NULL };
+    //  A secret on stdout, twice on stderr, one 1-byte-shifted across the
+    //  8 KiB split of a long line, a short one, a multi-line one
+    const char *argv [] = { "sh", "-c",
+        "echo \"out $MY end\"; echo \"err $MY and $MY\" >&2; "
+        "head -c 8190 /dev/zero | tr '\\0' x; echo \"${MY}tail\"; "
+        "echo 'cabd'; printf 'first-line-pw\\nsecond-line-pw\\n'; "
+        "echo \"trace $MY\" >&2; exit 3", NULL };
+    const char *env [] = { "MY=s3cr3t-Value", NULL };
+    s_send_assign_redact (fake, 41, 0, argv, env, redact);
+    Qanat__Event *finished = s_wait_event (fake, 41, QANAT__EVENT__BODY_FINISHED, 10000);
+    assert_non_null (finished);
+    s_check_sequence (fake, 41);
+    assert_non_null (s_find_log (fake, 41, QANAT__STREAM__STREAM_STDOUT, "out *** end"));
+    assert_non_null (s_find_log (fake, 41, QANAT__STREAM__STREAM_STDERR, "err *** and ***"));
+    assert_non_null (s_find_log (fake, 41, QANAT__STREAM__STREAM_STDOUT, "c***d"));
+    char *out = s_stream_text (fake, 41, QANAT__STREAM__STREAM_STDOUT);
+    char *err = s_stream_text (fake, 41, QANAT__STREAM__STREAM_STDERR);
+    assert_null (strstr (out, "s3cr3t"));
+    assert_null (strstr (err, "s3cr3t"));
+    assert_null (strstr (out, "line-pw"));
+    //  The long line: 8190 x, the secret that straddled the split, tail
+    char *long_line = strstr (out, "xxxx");
+    assert_non_null (long_line);
+    assert_int_equal (strspn (long_line, "x"), 8190);
+    assert_memory_equal (long_line + 8190, "***tail\n", 8);
+    assert_non_null (strstr (out, "\n***\n***\n"));
+    free (out);
+    free (err);
+    const char *trace = finished->finished->stack_trace;
+    assert_non_null (strstr (trace, "trace ***"));
+    assert_null (strstr (trace, "s3cr3t"));
+
+    //  Stop (the second SIGTERM: events are not acknowledged), then
+    //  search the spool's LMDB file: what was sent is there, redacted,
+    //  and the secrets are not
+    kill (fake->pid, SIGTERM);
+    zclock_sleep (300);
+    kill (fake->pid, SIGTERM);
+    s_expect_exit (fake, 0, 15000);
+    char path [300];
+    snprintf (path, sizeof (path), "%s/data/spool/data.mdb", fake->dir);
+    assert_true (s_file_holds (path, "out *** end", 11));
+    assert_true (s_file_holds (path, "trace ***", 9));
+    assert_false (s_file_holds (path, "s3cr3t-Value", 12));
+    assert_false (s_file_holds (path, "first-line-pw", 13));
+    assert_false (s_file_holds (path, "second-line-pw", 14));
+}
+
 int
 main (void)
 {
@@ -1483,6 +1917,12 @@ main (void)
         cmocka_unit_test_setup_teardown (test_drain, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_end_kinds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_child_signals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_enrol_and_restart, s_setup_join, s_teardown),
+        cmocka_unit_test_setup_teardown (test_enrol_refused, s_setup_join, s_teardown),
+        cmocka_unit_test_setup_teardown (test_not_enrolled, s_setup_no_token, s_teardown),
+        cmocka_unit_test_setup_teardown (test_bad_token, s_setup_bad_token, s_teardown),
+        cmocka_unit_test_setup_teardown (test_denied_at_run_time, s_setup_join, s_teardown),
+        cmocka_unit_test_setup_teardown (test_redaction, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
