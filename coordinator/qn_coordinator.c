@@ -376,6 +376,7 @@ s_agent_update_state (agent_t *agent, int64_t now)
         s_replace_string (&agent->info->state, strdup (state));
     }
     agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
+    agent->info->drained_by_admin = agent->drained_by_admin;
 }
 
 //  Why an agent that matches a task takes no new work, or NULL.
@@ -2270,7 +2271,9 @@ s_load_agents (qn_coordinator_t *self)
         agent->info->connected = false;
         agent->info->credit = 0;
         agent->info->running = 0;
-        agent->drained_by_admin = agent->info->draining;
+        //  Only an administrator's drain outlives us; an agent that drained
+        //  itself says so again when it registers.
+        agent->drained_by_admin = agent->info->drained_by_admin;
         if (!agent->info->lost_after_ms)
             agent->info->lost_after_ms = self->config.lost_after_ms;
         if (!agent->info->suspect_after_ms)
@@ -2706,12 +2709,13 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     }
     self->strikes = s_hash_new ();
     zhashx_set_destructor (self->strikes, s_free_item);
-    self->vault = qn_vault_new (self->data_dir, self->store, error_p);
-    if (!self->vault) {
-        qn_coordinator_destroy (&self);
-        return NULL;
-    }
     if (!config->insecure) {
+        //  Secrets only where they can be given out over CURVE.
+        self->vault = qn_vault_new (self->data_dir, self->store, error_p);
+        if (!self->vault) {
+            qn_coordinator_destroy (&self);
+            return NULL;
+        }
         self->keyring = qn_keyring_new (self->data_dir, self->store, config->client_endpoint,
                                         config->agent_endpoint, error_p);
         if (!self->keyring) {

@@ -380,11 +380,11 @@ qn_keyring_enrol (qn_keyring_t *self, const char *token_key, const char *name,
                 return NULL;
             }
     Qanat__Principal *agent = s_principal_new ("agent", name, z85);
-    if (token->n_labels) {
+    if (token->n_labels && label_count == 0) {
         agent->labels = s_copy_labels (token->labels, token->n_labels);
         agent->n_labels = token->n_labels;
     }
-    else {
+    else {                              //  what it asked for: checked above to be within the token's
         agent->labels = s_copy_labels (labels, label_count);
         agent->n_labels = label_count;
     }

@@ -1,6 +1,7 @@
 """Garbage, truncated and oversized frames sent to both coordinator sockets
-by a real ZeroMQ peer: the coordinator drops and counts them, refuses an
-unknown protocol version clearly, and keeps serving."""
+by real, authenticated ZeroMQ peers (CURVE, with keys the coordinator
+admits): the coordinator drops and counts them, cuts a peer off after a
+threshold, refuses an unknown protocol version clearly, and keeps serving."""
 import os
 import random
 import time
@@ -24,11 +25,40 @@ def envelope(version, body_field=11, body=b""):
     return b"\x08" + varint(version) + varint((body_field << 3) | 2) + varint(len(body)) + body
 
 
-def send_garbage(endpoint, rng):
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
+def read_cert(path):
+    """public key, secret key and coordinator key of a czmq key file."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            for name in ("public-key", "secret-key", "coordinator-key"):
+                if line.startswith(name + " ="):
+                    values[name] = line.split("=", 1)[1].strip().strip('"')
+    return values["public-key"], values["secret-key"], values["coordinator-key"]
+
+
+def token_keys(token):
+    """public key, secret key and coordinator key of a join token."""
+    body = token[len("qnj1-"):]
+    coordinator, secret = body[:40], body[40:80]
+    return zmq.curve_public(secret.encode()).decode(), secret, coordinator
+
+
+def peer(endpoint, keys):
+    """A DEALER with CURVE client keys (public, secret, server), or plaintext."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
+    if keys:
+        public, secret, server = keys
+        sock.curve_publickey = public.encode()
+        sock.curve_secretkey = secret.encode()
+        sock.curve_serverkey = server.encode()
     sock.connect(endpoint)
+    return sock
+
+
+def send_garbage(endpoint, rng, keys):
+    sock = peer(endpoint, keys)
     sent = 0
     for _ in range(200):
         sock.send(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))))
@@ -43,9 +73,7 @@ def send_garbage(endpoint, rng):
     sent += 2
     # An oversized frame (17 MiB): libzmq cuts the connection at the
     # transport (ZMQ_MAXMSGSIZE), before it is ever allocated.
-    big = ctx.socket(zmq.DEALER)
-    big.setsockopt(zmq.LINGER, 1000)
-    big.connect(endpoint)
+    big = peer(endpoint, keys)
     big.send(b"\x00" * (17 * 1024 * 1024))
     time.sleep(0.5)
     big.close()
@@ -55,8 +83,12 @@ def send_garbage(endpoint, rng):
 def test_garbage_on_both_sockets_is_dropped_and_counted(c):
     c.start_coordinator()
     rng = random.Random(1234)
-    agent_sock, agent_sent = send_garbage(c.agent_endpoint, rng)
-    client_sock, client_sent = send_garbage(c.client_endpoint, rng)
+    # Authenticated peers: a join token's key on the agents' socket, the
+    # admin's key on the clients' socket.
+    agent_keys = token_keys(c.qanat_json("token", "create", "--uses", "3")["token"])
+    client_keys = read_cert(c.key)
+    agent_sock, agent_sent = send_garbage(c.agent_endpoint, rng, agent_keys)
+    client_sock, client_sent = send_garbage(c.client_endpoint, rng, client_keys)
     # A peer that keeps sending garbage is cut off, and told so.
     def answers(sock, text, seconds=5):
         deadline = time.time() + seconds
@@ -67,10 +99,7 @@ def test_garbage_on_both_sockets_is_dropped_and_counted(c):
     check(answers(client_sock, b"too many malformed messages: cut off"), "no cut-off notice")
     # An unknown protocol version gets a clear refusal (a fresh peer: the
     # one that sent garbage is not listened to any more).
-    ctx = zmq.Context.instance()
-    fresh = ctx.socket(zmq.DEALER)
-    fresh.setsockopt(zmq.LINGER, 0)
-    fresh.connect(c.client_endpoint)
+    fresh = peer(c.client_endpoint, client_keys)
     fresh.send(envelope(99, 30, b"\x08\x01"))
     check(answers(fresh, b"protocol version 99 is not supported"), "no refusal naming the bad version")
     fresh.close()
@@ -94,8 +123,23 @@ def test_garbage_on_both_sockets_is_dropped_and_counted(c):
     check(c.coordinator.poll() is None, "qanatd died")
 
 
-def test_unregistered_peer_is_told_to_register(c):
+def test_unknown_key_gets_nothing_but_a_refusal(c):
     c.start_coordinator()
+    # A well-formed CURVE key that was never admitted: the handshake fails,
+    # nothing is read from it, nothing is counted as a message.
+    public, secret = zmq.curve_keypair()
+    _, _, server = read_cert(c.key)
+    sock = peer(c.client_endpoint, (public.decode(), secret.decode(), server))
+    sock.send(envelope(1, 30, b"\x08\x01"))
+    check(not sock.poll(1500), "an unknown key got an answer")
+    sock.close()
+    stats = c.qanat_json("stats")
+    check(stats["malformed_client_frames"] == 0, "stats %s" % stats)
+
+
+def test_unregistered_peer_is_told_to_register(c):
+    # Protocol behaviour, not security: plaintext is enough here.
+    c.start_coordinator(secure=False)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

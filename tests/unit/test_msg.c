@@ -296,6 +296,7 @@ s_agent_info (const char *name)
     agent->lost_after_ms = 600000;
     agent->spool_bytes = UINT64_MAX - 1;
     agent->spool_full = true;
+    agent->drained_by_admin = true;
     return agent;
 }
 
