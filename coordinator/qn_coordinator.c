@@ -1914,6 +1914,22 @@ s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
     s_post_reply (self, routing_id, &reply);
 }
 
+//  A reply naming one agent (none when agent is NULL).
+static void
+s_post_agent_reply (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
+                    agent_t *agent)
+{
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    Qanat__AgentInfo *one [1] = { agent? agent->info: NULL };
+    list.agents = one;
+    list.n_agents = agent? 1: 0;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
+    s_post_reply (self, routing_id, &reply);
+}
+
 //  `qanat agent drain NAME`: the agent finishes what it runs and gets
 //  nothing new until undrained.
 static void
@@ -1930,15 +1946,7 @@ s_handle_drain_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reque
     s_agent_update_state (agent, zclock_mono ());
     s_agent_persist (self, agent);
     zsys_info ("agent %s %s by request", agent->name, agent->drained_by_admin? "drained": "undrained");
-    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
-    Qanat__AgentInfo *one [1] = { agent->info };
-    list.agents = one;
-    list.n_agents = 1;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_AGENTS;
-    reply.agents = &list;
-    s_post_reply (self, routing_id, &reply);
+    s_post_agent_reply (self, routing_id, request->id, agent);
 }
 
 static void
@@ -2037,15 +2045,7 @@ s_handle_revoke_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Requ
         s_agent_persist (self, agent);
     }
     zsys_warning ("agent %s revoked by %s", name, s_sender_name (self));
-    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
-    Qanat__AgentInfo *one [1] = { agent? agent->info: NULL };
-    list.agents = one;
-    list.n_agents = agent? 1: 0;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_AGENTS;
-    reply.agents = &list;
-    s_post_reply (self, routing_id, &reply);
+    s_post_agent_reply (self, routing_id, request->id, agent);
 }
 
 static void

@@ -19,6 +19,10 @@ extern "C" {
 //  Longest metric name we accept.
 #define QN_METRIC_NAME_MAX  128
 
+//  True when name (len bytes) is a valid metric name.
+bool
+    qn_metric_name_valid (const char *name, size_t len);
+
 //  Parses one line (without its newline; trailing '\r' and blanks are
 //  ignored).  name is [A-Za-z_][A-Za-z0-9_./-]*, value a finite double,
 //  step an optional integer.  Returns 0 with name_buf (QN_METRIC_NAME_MAX+1

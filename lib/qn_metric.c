@@ -27,8 +27,8 @@ s_is_blank (char c)
     return c == ' ' || c == '\t';
 }
 
-static bool
-s_valid_name (const char *name, size_t len)
+bool
+qn_metric_name_valid (const char *name, size_t len)
 {
     if (len == 0 || len > QN_METRIC_NAME_MAX)
         return false;
@@ -136,7 +136,7 @@ qn_metric_parse_line (const char *line, size_t len, char *name_buf, double *valu
         *error_p = "metric name is too long";
         return -1;
     }
-    if (!s_valid_name (line + start, field_len)) {
+    if (!qn_metric_name_valid (line + start, field_len)) {
         *error_p = "invalid metric name";
         return -1;
     }
@@ -190,7 +190,7 @@ qn_metric_report (const char *name, double value, int64_t step, bool has_step)
     const char *path = getenv ("QANAT_METRICS");
     if (!path || !*path)
         return -1;
-    if (!name || !s_valid_name (name, strlen (name)))
+    if (!name || !qn_metric_name_valid (name, strlen (name)))
         return -1;
     if (!isfinite (value))
         return -1;

@@ -26,6 +26,7 @@
 #include <yaml.h>
 
 #include "qn_workflow.h"
+#include "qn_metric.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -656,21 +657,12 @@ s_valid_name (const char *name)
     return strcmp (name, ".") != 0 && strstr (name, "..") == NULL;
 }
 
+//  The same rule as the metrics file: one definition, in qn_metric.
 static bool
 s_valid_metric_name (const char *name)
 {
     size_t len = strlen (name);
-    if (len == 0 || len > S_NAME_MAX)
-        return false;
-    unsigned char c = (unsigned char) name [0];
-    if (!(isascii (c) && (isalpha (c) || c == '_')))
-        return false;
-    for (size_t i = 1; i < len; i++) {
-        c = (unsigned char) name [i];
-        if (!(isascii (c) && (isalnum (c) || c == '_' || c == '.' || c == '/' || c == '-')))
-            return false;
-    }
-    return true;
+    return len <= S_NAME_MAX && qn_metric_name_valid (name, len);
 }
 
 static bool
