@@ -1695,9 +1695,14 @@ s_real_agent_rss (proc_t *proc, qn_client_t *client, char **exe_p)
     char *program = zsys_sprintf ("%s/agent/qanat-agent", s_set.builddir);
     char *data_dir = zsys_sprintf ("%s/agent", proc->dir);
     char *log_path = zsys_sprintf ("%s/agent.log", proc->dir);
+    //  The bench's coordinator runs --insecure: so must its agent.
+    char *probe = zsys_sprintf ("%s --help 2>&1 | grep -q -- --insecure", program);
+    bool insecure_flag = system (probe) == 0;
+    free (probe);
     char *argv [] = {
         program, (char *) "--coordinator", proc->agent_ep, (char *) "--name", (char *) "bench-agent",
-        (char *) "--slots", (char *) "2", (char *) "--data-dir", data_dir, NULL
+        (char *) "--slots", (char *) "2", (char *) "--data-dir", data_dir,
+        insecure_flag? (char *) "--insecure": NULL, NULL
     };
     pid_t pid = s_spawn (argv, log_path);
     long rss = -1;
