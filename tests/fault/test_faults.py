@@ -254,7 +254,9 @@ def scenario_a(r):
 
 B_TASKS = int(os.environ.get("QANAT_FAULT_B_TASKS", "1000"))
 B_KILLS = 5
-B_RUN = ('for i in 1 2 3 4 5; do echo "$QANAT_TASK line $i"; done; '
+# Each task takes a little while, so that the run lasts long enough for five
+# kills in the middle of it however fast dispatch gets.
+B_RUN = ('sleep 0.05; for i in 1 2 3 4 5; do echo "$QANAT_TASK line $i"; done; '
          'echo "m1 1 $QANAT_ATTEMPT" >> "$QANAT_METRICS"; '
          'echo "m2 2 $QANAT_ATTEMPT" >> "$QANAT_METRICS"')
 
@@ -288,7 +290,7 @@ def scenario_b(r):
             got = done_count()
             if got and (got[0] >= threshold or got[1] not in ("queued", "running")):
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         else:
             r.stuck += 1
             raise TestFailure("the run is stuck: fewer than %d tasks done after 30 s (%s)"
