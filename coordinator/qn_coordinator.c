@@ -26,6 +26,8 @@
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
 #define LOG_PAGE_DEFAULT     500
+#define LOG_PAGE_MAX         1000
+#define LIST_RUNS_MAX        10000
 #define HISTORY_RUNS_MAX     1000
 
 typedef struct {
@@ -212,6 +214,21 @@ s_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat__Enve
         uint64_t request_id)
 {
     zframe_t *frame = qn_msg_encode (env);
+    if (!frame && request_id) {
+        //  A reply over the message size limit: the client still gets an
+        //  answer, and learns to ask for less.
+        Qanat__Error error = QANAT__ERROR__INIT;
+        error.message = (char *) "the reply would be larger than 16 MiB: ask for less "
+                                 "(a smaller --limit, one task, one metric)";
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request_id;
+        reply.body_case = QANAT__REPLY__BODY_ERROR;
+        reply.error = &error;
+        Qanat__Envelope small = QANAT__ENVELOPE__INIT;
+        small.body_case = QANAT__ENVELOPE__BODY_REPLY;
+        small.reply = &reply;
+        frame = qn_msg_encode (&small);
+    }
     if (!frame) {
         zsys_error ("cannot encode an outgoing message");
         return;
@@ -1661,7 +1678,8 @@ static void
 s_handle_list_runs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
 {
     Qanat__RunList *list = qn_store_list_runs (self->store, request->list_runs->workflow,
-                                               request->list_runs->limit);
+                                               request->list_runs->limit > LIST_RUNS_MAX
+                                               ? LIST_RUNS_MAX: request->list_runs->limit);
     if (!list) {
         s_post_error (self, routing_id, request->id, qn_store_error (self->store));
         return;
@@ -1694,7 +1712,8 @@ s_handle_read_logs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
     if (read->cursor.len == 8)
         for (size_t i = 0; i < 8; i++)
             after = (after << 8) | read->cursor.data [i];
-    uint32_t limit = read->limit && read->limit <= 5000? read->limit: LOG_PAGE_DEFAULT;
+    //  At most 1,000 chunks of at most 8 KiB: a page always fits a message.
+    uint32_t limit = read->limit && read->limit <= LOG_PAGE_MAX? read->limit: LOG_PAGE_DEFAULT;
     Qanat__LogLine **lines = NULL;
     size_t count = 0;
     uint64_t last = after;

@@ -277,7 +277,8 @@ fz_cancel_run (uint64_t run_id)
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_CANCEL_RUN;
     request.cancel_run = &cancel;
-    Qanat__Envelope *reply = fz_request (&request, 2000);
+    //  Generous: a loaded CI machine runs two fuzzers and more at once.
+    Qanat__Envelope *reply = fz_request (&request, 10000);
     int rc = reply? 0: -1;
     qn_msg_free (&reply);
     return rc;
