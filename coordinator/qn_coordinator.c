@@ -17,11 +17,11 @@
 */
 #include "qn_coordinator.h"
 #include "qn_dag.h"
+#include "qn_hash.h"
 #include "qn_keyring.h"
 #include "qn_vault.h"
 #include "qanat.h"
 #include <math.h>
-#include <sodium.h>
 
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
@@ -120,32 +120,6 @@ static int s_reload (qn_coordinator_t *self, char **error_p);
 //  ---------------------------------------------------------------------
 //  Small helpers
 
-//  zhashx's default hash is unkeyed and easy to collide, and czmq grows a
-//  table each time a lookup walks a chain longer than its limit: a few
-//  agent names or routing ids of equal hash, looked up in turn, make a
-//  table grow until allocation fails.  Every table here is keyed by what
-//  peers send, so each uses SipHash with a key made once per process:
-//  collisions cannot be chosen.
-static unsigned char s_hash_key [crypto_shorthash_KEYBYTES];
-
-static size_t
-s_keyed_hash (const void *key)
-{
-    uint64_t hash = 0;
-    crypto_shorthash ((unsigned char *) &hash, (const unsigned char *) key,
-                      strlen ((const char *) key), s_hash_key);
-    return (size_t) hash;
-}
-
-static zhashx_t *
-s_hash_new (void)
-{
-    zhashx_t *hash = zhashx_new ();
-    if (hash)
-        zhashx_set_key_hasher (hash, s_keyed_hash);
-    return hash;
-}
-
 static char *
 s_strdup (const char *text)
 {
@@ -209,26 +183,32 @@ s_append (void ***array, size_t *count, void *item)
 }
 
 //  Queues env for sending after the next successful commit.
+//  An error reply to request_id, encoded.
+static zframe_t *
+s_error_frame (uint64_t request_id, const char *message)
+{
+    Qanat__Error error = QANAT__ERROR__INIT;
+    error.message = (char *) message;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_ERROR;
+    reply.error = &error;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    return qn_msg_encode (&env);
+}
+
 static void
 s_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env,
         uint64_t request_id)
 {
     zframe_t *frame = qn_msg_encode (env);
-    if (!frame && request_id) {
+    if (!frame && request_id)
         //  A reply over the message size limit: the client still gets an
         //  answer, and learns to ask for less.
-        Qanat__Error error = QANAT__ERROR__INIT;
-        error.message = (char *) "the reply would be larger than 16 MiB: ask for less "
-                                 "(a smaller --limit, one task, one metric)";
-        Qanat__Reply reply = QANAT__REPLY__INIT;
-        reply.id = request_id;
-        reply.body_case = QANAT__REPLY__BODY_ERROR;
-        reply.error = &error;
-        Qanat__Envelope small = QANAT__ENVELOPE__INIT;
-        small.body_case = QANAT__ENVELOPE__BODY_REPLY;
-        small.reply = &reply;
-        frame = qn_msg_encode (&small);
-    }
+        frame = s_error_frame (request_id, "the reply would be larger than 16 MiB: ask for "
+                                           "less (a smaller --limit, one task, one metric)");
     if (!frame) {
         zsys_error ("cannot encode an outgoing message");
         return;
@@ -325,7 +305,7 @@ s_agent_new (const char *name)
     agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
     qanat__agent_info__init (agent->info);
     agent->info->name = strdup (name);
-    agent->attempts = s_hash_new ();
+    agent->attempts = qn_hash_new ();
     zhashx_set_destructor (agent->attempts, s_free_item);
     return agent;
 }
@@ -2320,16 +2300,12 @@ s_recover (qn_coordinator_t *self)
         if (out->request_id) {
             char *message = zsys_sprintf ("the coordinator could not store this change (%s); "
                                           "nothing was changed", why);
-            Qanat__Error error = QANAT__ERROR__INIT;
-            error.message = message;
-            Qanat__Reply reply = QANAT__REPLY__INIT;
-            reply.id = out->request_id;
-            reply.body_case = QANAT__REPLY__BODY_ERROR;
-            reply.error = &error;
-            Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-            env.body_case = QANAT__ENVELOPE__BODY_REPLY;
-            env.reply = &reply;
-            s_send_now (out->sock, out->routing_id, &env);
+            zframe_t *frame = s_error_frame (out->request_id, message);
+            zframe_t *id = zframe_dup (out->routing_id);
+            if (frame && zframe_send (&id, out->sock, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0)
+                zframe_send (&frame, out->sock, ZFRAME_DONTWAIT);
+            zframe_destroy (&id);
+            zframe_destroy (&frame);
             free (message);
         }
         out = (outgoing_t *) zlistx_next (self->outbox);
@@ -2685,15 +2661,6 @@ s_bind (zsock_t *sock, const char *endpoint, char **bound_p, char **error_p)
 qn_coordinator_t *
 qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
 {
-    static bool hash_keyed = false;
-    if (!hash_keyed) {
-        if (sodium_init () < 0) {
-            *error_p = strdup ("cannot initialise libsodium");
-            return NULL;
-        }
-        randombytes_buf (s_hash_key, sizeof s_hash_key);
-        hash_keyed = true;
-    }
     qn_coordinator_t *self = (qn_coordinator_t *) zmalloc (sizeof (qn_coordinator_t));
     self->config = *config;
     if (!self->config.heartbeat_ms)
@@ -2705,18 +2672,24 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     self->data_dir = strdup (config->data_dir);
     self->config.data_dir = self->data_dir;
     qanat__stats__init (&self->stats);
-    self->agents = s_hash_new ();
+    self->agents = qn_hash_new ();
+    if (!self->agents) {
+        *error_p = strdup ("cannot make hash tables (libsodium unusable?)");
+        free (self->data_dir);
+        free (self);
+        return NULL;
+    }
     zhashx_set_destructor (self->agents, s_agent_destructor);
-    self->by_route = s_hash_new ();
-    self->runs = s_hash_new ();
+    self->by_route = qn_hash_new ();
+    self->runs = qn_hash_new ();
     zhashx_set_destructor (self->runs, s_run_destructor);
-    self->queues = s_hash_new ();
+    self->queues = qn_hash_new ();
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) zlistx_destroy);
     self->delayed = zlistx_new ();
     zlistx_set_destructor (self->delayed, s_ready_destructor);
-    self->with_credit = s_hash_new ();
+    self->with_credit = qn_hash_new ();
     self->dirty_runs = zlistx_new ();
-    self->acks = s_hash_new ();
+    self->acks = qn_hash_new ();
     zhashx_set_destructor (self->acks, s_pending_ack_destructor);
     self->outbox = zlistx_new ();
     zlistx_set_destructor (self->outbox, s_outgoing_destructor);
@@ -2726,7 +2699,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         qn_coordinator_destroy (&self);
         return NULL;
     }
-    self->strikes = s_hash_new ();
+    self->strikes = qn_hash_new ();
     zhashx_set_destructor (self->strikes, s_free_item);
     if (!config->insecure) {
         //  Secrets only where they can be given out over CURVE.

@@ -1,5 +1,6 @@
 /*  qn_keyring - principals, keys and the ZAP allow-list.  See qn_keyring.h. */
 #include "qn_keyring.h"
+#include "qn_hash.h"
 #include "qn_msg.h"
 #include "qn_token.h"
 #include <sys/stat.h>
@@ -174,7 +175,7 @@ qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endp
     self->admin_key_path = zsys_sprintf ("%s/keys/admin.key", data_dir);
     self->client_endpoint = strdup (client_endpoint);
     self->agent_endpoint = strdup (agent_endpoint);
-    self->principals = zhashx_new ();
+    self->principals = qn_hash_new ();
     zhashx_set_destructor (self->principals, s_principal_destructor);
     mkdir (self->keys_dir, 0700);
     mkdir (self->allowed_dir, 0700);
