@@ -1163,7 +1163,7 @@ s_callback_attempt (qn_agent_t *self, const qn_attempt_key_t *key)
 
 static void
 s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
-              const char *host, const char *workdir)
+              const char *host, const char *workdir, const char *engine_job_id)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
     s_attempt_t *attempt = s_callback_attempt (self, key);
@@ -1178,6 +1178,7 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
     started.pid = pid;
     started.host = (char *) (host? host: "");
     started.workdir = (char *) (workdir? workdir: "");
+    started.engine_job_id = (char *) (engine_job_id? engine_job_id: "");
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_STARTED;
     event.started = &started;
@@ -1412,7 +1413,7 @@ s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
 {
     char reason [600];
     snprintf (reason, sizeof (reason), "cannot start: %.500s", error);
-    s_on_started (self, &attempt->key, 0, self->host, "");
+    s_on_started (self, &attempt->key, 0, self->host, "", "");
     s_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
               false, qn_now_us ());
     s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);

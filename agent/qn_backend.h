@@ -7,10 +7,21 @@
     pollers and timers on the loop it is given.
 
     A backend reports what happens to an attempt through the callbacks in
-    qn_backend_events_t, in this order per attempt: started once, then any
-    number of log and metric calls in the order they happened, then
-    finished once.  After finished the backend forgets the attempt.
-    Callbacks must not call back into the backend.
+    qn_backend_events_t, in this order per attempt: started at most once
+    (when the engine accepted the attempt: a process forked, a Slurm job
+    id returned by sbatch, a Kubernetes Job created), then any number of
+    log, metric and cursor calls in the order they happened, then
+    finished once.  An attempt the engine refused may finish without
+    having started (END_START_FAILED).  After finished the backend forgets
+    the attempt.  Callbacks must not call back into the backend.
+
+    Re-attaching.  A backend whose work outlives the agent (a Slurm job, a
+    Kubernetes Job) sets QN_BACKEND_CAN_REATTACH.  The agent keeps each
+    attempt's engine job id (from started) and the backend's latest
+    cursor in its spool, in the same durable commit as the events before
+    them, so after a crash it can hand both back to reattach: the backend
+    then resumes exactly after the last event the spool holds, with no
+    line lost or repeated.
 */
 #ifndef QN_BACKEND_H_INCLUDED
 #define QN_BACKEND_H_INCLUDED
@@ -35,9 +46,19 @@ typedef struct {
     uint32_t attempt;
 } qn_attempt_key_t;
 
+//  Capability flags (qn_backend_ops_t.flags)
+#define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
+#define QN_BACKEND_REMOTE         2u    //  work runs off this host
+
+#define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
+#define QN_BACKEND_CURSOR_MAX     127
+
 typedef struct {
+    //  pid: the local process (group) id, 0 when the work is not a local
+    //  process.  engine_job_id: the engine's own id ("" for the local
+    //  backend, whose id is the pid); at most QN_BACKEND_JOB_ID_MAX bytes.
     void (*started) (void *arg, const qn_attempt_key_t *key, int64_t pid,
-                     const char *host, const char *workdir);
+                     const char *host, const char *workdir, const char *engine_job_id);
     //  One line or piece of a line, without its newline
     void (*log) (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
                  const void *data, size_t size, bool partial, int64_t time_us);
@@ -48,26 +69,55 @@ typedef struct {
     void (*finished) (void *arg, const qn_attempt_key_t *key, int exit_code,
                       int signal, const char *stack_trace, const char *reason,
                       Qanat__EndKind kind);
+    //  Where the backend stands in the attempt's output, as a short opaque
+    //  text (a byte offset, a timestamp), reported after the log calls it
+    //  covers.  Only backends with QN_BACKEND_CAN_REATTACH call it; the
+    //  agent stores the latest one with the events and gives it back to
+    //  reattach.
+    void (*cursor) (void *arg, const qn_attempt_key_t *key, const char *cursor);
 } qn_backend_events_t;
 
 typedef struct {
     const char *data_dir;       //  the agent's data directory
     const char *host;           //  reported in Started
     int kill_grace_ms;          //  SIGTERM -> SIGKILL; 0 = default
+    const char *agent_name;     //  for labels on engine objects
+    //  The agent's --backend-option values, "backend.key=value", NULL-
+    //  terminated (may be NULL).  A backend reads the ones with its own
+    //  name as prefix (qn_backend_option) and refuses unknown keys of its
+    //  own prefix in create, so that a typo is an error, not a default.
+    char **options;
 } qn_backend_config_t;
 
 typedef struct {
     const char *name;           //  as offered in Register.backends
+    unsigned flags;             //  QN_BACKEND_* capabilities
 
     //  Creates the backend's state on loop.  events and arg must outlive
     //  it.  NULL on failure.
     void *(*create) (zloop_t *loop, const qn_backend_config_t *config,
                      const qn_backend_events_t *events, void *arg);
 
-    //  Starts an attempt.  assign->attempt is not NULL.  On success the
-    //  started callback has been called before this returns.  On failure
-    //  returns -1 with a message in error and no callback made.
+    //  Starts an attempt.  assign->attempt is not NULL; assign->backend
+    //  names this backend and assign->backend_options holds the task's
+    //  options for it (check them: a bad one is a -1 with its message).
+    //  Returns 0 when the attempt is under way: started follows (perhaps
+    //  before this returns, perhaps from the loop later), or finished with
+    //  END_START_FAILED if the engine refuses it.  Returns -1 with a
+    //  message in error and no callback made when it cannot start at all.
+    //  Never blocks on the engine.
     int (*start) (void *self, const Qanat__Assign *assign, char *error, size_t error_size);
+
+    //  Takes back an attempt an earlier agent process started: the engine
+    //  job id it reported in started and the latest cursor ("" if none).
+    //  assign is the attempt's assignment as far as the agent knows it
+    //  after a restart (attempt key, task name, timeout, redact values;
+    //  argv and env may be empty).  Returns 0 when the backend follows the
+    //  attempt again (it then reports logs after the cursor and finished;
+    //  started is not called again), -1 when it cannot, with the reason
+    //  in error.  NULL for backends without QN_BACKEND_CAN_REATTACH.
+    int (*reattach) (void *self, const Qanat__Assign *assign, const char *engine_job_id,
+                     const char *cursor, char *error, size_t error_size);
 
     //  Asks the attempt to stop (SIGTERM, SIGKILL after the grace); it
     //  finishes later with this reason and kind (END_CANCELED for a
@@ -86,15 +136,46 @@ typedef struct {
 
     //  Kills every attempt, waiting up to grace_ms for them to go after
     //  SIGTERM, and reports each as finished with reason and kind
-    //  END_LOST.  Blocks.
+    //  END_LOST.  Blocks, at most about grace_ms.  Remote backends cancel
+    //  their engine jobs here (scancel, Job deletion) the same way.
     void (*shutdown) (void *self, int grace_ms, const char *reason);
 
-    //  Destroys the state (killing what still runs) and nulls the pointer.
+    //  Destroys the state and nulls the pointer.  The local backend kills
+    //  what still runs; a remote backend only lets go (its jobs are
+    //  canceled by shutdown, or re-attached by the next agent).
     void (*destroy) (void **self_p);
 } qn_backend_ops_t;
 
+//  Looks up option "<backend>.<key>" in config->options.  NULL if absent.
+const char *
+    qn_backend_option (const qn_backend_config_t *config, const char *backend,
+                       const char *key);
+
+//  Checks that every option with prefix "<backend>." has a key in known
+//  (NULL-terminated).  -1 with "unknown option backend.key (known: ...)"
+//  in error otherwise.
+int
+    qn_backend_options_check (const qn_backend_config_t *config, const char *backend,
+                              const char *const *known, char *error, size_t error_size);
+
+//  The value of the task's backend option key (Assign.backend_options),
+//  the first one if repeated, or NULL.
+const char *
+    qn_backend_task_option (const Qanat__Assign *assign, const char *key);
+
+//  The backends this agent build offers, NULL-terminated
+extern const qn_backend_ops_t *qn_backends [];
+
+//  The backend named name, or NULL
+const qn_backend_ops_t *
+    qn_backend_find (const char *name);
+
 //  The local fork/exec backend
 extern const qn_backend_ops_t qn_backend_local;
+//  Slurm jobs through sbatch/squeue/scontrol/scancel
+extern const qn_backend_ops_t qn_backend_slurm;
+//  Kubernetes batch/v1 Jobs through the API server (libcurl)
+extern const qn_backend_ops_t qn_backend_kube;
 
 #ifdef __cplusplus
 }

@@ -939,7 +939,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         if (self->timer_id == -1)
             qn_agent_log (QN_LOG_ERROR, "cannot start the process timer");
     }
-    self->events->started (self->arg, &key, pid, self->host, workdir);
+    self->events->started (self->arg, &key, pid, self->host, workdir, "");
     qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
     attempt = NULL;
@@ -1132,6 +1132,7 @@ s_local_destroy (void **state_p)
 
 const qn_backend_ops_t qn_backend_local = {
     .name = "local",
+    .flags = 0,
     .create = s_local_create,
     .start = s_local_start,
     .stop = s_local_stop,

@@ -1,11 +1,17 @@
 #!/bin/sh
 # Installs the Debian 12 packages qanat needs to build, test and run.
 # Used by quickstart.sh, tests/run-all.sh and CI; safe to run again.
+#   --tests  also what the test suite needs: a real Slurm (slurm-wlm,
+#            munge) for the Slurm backend tests, openssl for the fake
+#            Kubernetes API server's certificate.
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
-  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libcmocka-dev libsodium-dev
+  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libcmocka-dev libsodium-dev
   python3 python3-zmq valgrind procps clang-14 libclang-rt-14-dev"
+if [ "${1:-}" = "--tests" ]; then
+    PACKAGES="$PACKAGES slurm-wlm munge openssl"
+fi
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

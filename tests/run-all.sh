@@ -10,7 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
-./packaging/install-deps.sh || exit 1
+./packaging/install-deps.sh --tests || exit 1
 if [ ! -f Makefile ]; then
     ./autogen.sh >/dev/null && ./configure -q || exit 1
 fi
