@@ -6,6 +6,7 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_backend.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 
 #define S_DEFAULT_ENDPOINT  "tcp://127.0.0.1:7711"
 #define S_MAX_LABELS        256
+#define S_MAX_BACKEND_OPTIONS 64
 
 static void
 s_usage (FILE *out)
@@ -67,6 +69,13 @@ s_usage (FILE *out)
         "      --drain-timeout SECONDS after SIGTERM, wait at most this long for tasks\n"
         "                              to finish before killing them (default 0 = no limit;\n"
         "                              a second SIGTERM kills them at once)\n"
+        "  -b, --backend NAME          run tasks through this backend: local, slurm,\n"
+        "                              kubernetes (repeatable, or comma-separated; the\n"
+        "                              first is the default for tasks that name none;\n"
+        "                              default local).  See docs/backends.md\n"
+        "  -o, --backend-option BACKEND.KEY=VALUE\n"
+        "                              a backend's setting (repeatable), e.g.\n"
+        "                              slurm.partition=gpu, kubernetes.namespace=ml\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -328,6 +337,8 @@ main (int argc, char *argv [])
         { "stop-after-disconnect", required_argument, NULL, 'D' },
         { "drain-timeout", required_argument, NULL, 'T' },
         { "join",        required_argument, NULL, 'j' },
+        { "backend",     required_argument, NULL, 'b' },
+        { "backend-option", required_argument, NULL, 'o' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "verbose",     no_argument,       NULL, 'v' },
@@ -359,10 +370,16 @@ main (int argc, char *argv [])
     long long drain_timeout_s = 0;
     bool verbose = false;
     s_labels_t labels = { { NULL }, { NULL }, 0 };
+    const char *backends [QN_AGENT_MAX_BACKENDS];
+    size_t backend_count = 0;
+    char *backend_text [QN_AGENT_MAX_BACKENDS];     //  strtok copies
+    size_t backend_text_count = 0;
+    char *backend_options [S_MAX_BACKEND_OPTIONS + 1] = { NULL };
+    size_t backend_option_count = 0;
     int rc = 1;
 
     int opt;
-    while ((opt = getopt_long (argc, argv, "c:j:n:l:L:s:d:vhV", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:j:n:l:L:s:d:b:o:vhV", options, NULL)) != -1) {
         switch (opt) {
             case 'c':
                 endpoint = optarg;
@@ -407,6 +424,45 @@ main (int argc, char *argv [])
             case 'd':
                 data_dir = optarg;
                 break;
+            case 'b': {
+                if (backend_text_count == QN_AGENT_MAX_BACKENDS
+                ||  !(backend_text [backend_text_count] = strdup (optarg))) {
+                    fprintf (stderr, "qanat-agent: too many --backend options\n");
+                    goto done;
+                }
+                char *save = NULL;
+                for (char *word = strtok_r (backend_text [backend_text_count++], ",", &save);
+                     word; word = strtok_r (NULL, ",", &save)) {
+                    if (backend_count == QN_AGENT_MAX_BACKENDS) {
+                        fprintf (stderr, "qanat-agent: at most %d backends\n",
+                                 QN_AGENT_MAX_BACKENDS);
+                        goto done;
+                    }
+                    if (!qn_backend_find (word)) {
+                        fprintf (stderr, "qanat-agent: unknown backend '%s' (known: local, "
+                                 "slurm, kubernetes)\n", word);
+                        goto done;
+                    }
+                    backends [backend_count++] = word;
+                }
+                break;
+            }
+            case 'o': {
+                const char *dot = strchr (optarg, '.');
+                const char *equals = strchr (optarg, '=');
+                if (!dot || !equals || dot > equals || dot == optarg || equals == dot + 1) {
+                    fprintf (stderr, "qanat-agent: --backend-option wants BACKEND.KEY=VALUE, "
+                             "not '%s'\n", optarg);
+                    goto done;
+                }
+                if (backend_option_count == S_MAX_BACKEND_OPTIONS) {
+                    fprintf (stderr, "qanat-agent: at most %d --backend-option values\n",
+                             S_MAX_BACKEND_OPTIONS);
+                    goto done;
+                }
+                backend_options [backend_option_count++] = optarg;
+                break;
+            }
             case 'M':
                 if (s_parse_size (optarg, &max_unacked) == -1 || max_unacked < 1024) {
                     fprintf (stderr, "qanat-agent: --max-unacked wants a number of bytes "
@@ -584,8 +640,26 @@ main (int argc, char *argv [])
         .stop_after_disconnect_s = (uint32_t) stop_after_s,
         .drain_timeout_s = (uint32_t) drain_timeout_s,
         .cert = identity? qn_agent_identity_cert (identity): NULL,
-        .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL
+        .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL,
+        .backends = backends,
+        .backend_count = backend_count,
+        .backend_options = backend_options
     };
+    //  An option for a backend the agent does not run is a mistake to say
+    for (size_t i = 0; i < backend_option_count; i++) {
+        bool used = false;
+        for (size_t b = 0; b < (backend_count? backend_count: 1) && !used; b++) {
+            const char *backend = backend_count? backends [b]: "local";
+            size_t len = strlen (backend);
+            used = strncmp (backend_options [i], backend, len) == 0
+                && backend_options [i][len] == '.';
+        }
+        if (!used) {
+            fprintf (stderr, "qanat-agent: --backend-option %s is for a backend this agent "
+                     "does not run (add --backend)\n", backend_options [i]);
+            goto done;
+        }
+    }
     char label_text [2048] = "";
     size_t at = 0;
     for (size_t i = 0; i < label_count && at < sizeof (label_text); i++) {
@@ -615,5 +689,7 @@ done:
     }
     qn_agent_identity_destroy (&identity);
     s_labels_free (&labels);
+    for (size_t i = 0; i < backend_text_count; i++)
+        free (backend_text [i]);
     return rc;
 }

@@ -100,7 +100,18 @@ typedef struct {
     uint64_t batch_seq;         //  during a commit: last seq put
     s_redactor_t *redactor;     //  its secrets, or NULL
     s_carry_t carry [S_STREAMS];
+    size_t backend;             //  index into the agent's backends
+    const char *backend_name;   //  its ops' name
+    bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
+    char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
+    char cursor [QN_BACKEND_CURSOR_MAX + 1];
 } s_attempt_t;
+
+//  One backend the agent offers: its ops and its state
+typedef struct {
+    const qn_backend_ops_t *ops;
+    void *state;
+} s_backend_t;
 
 typedef struct {
     s_attempt_t *attempt;
@@ -131,8 +142,8 @@ struct _qn_agent_t {
 
     zsock_t *sock;
     zloop_t *loop;
-    const qn_backend_ops_t *backend_ops;
-    void *backend;
+    s_backend_t backends [QN_AGENT_MAX_BACKENDS];
+    size_t backend_count;       //  the first is the default for tasks that name none
     qn_backend_events_t events;
     qn_spool_t *spool;
 
@@ -759,8 +770,10 @@ s_send_register (qn_agent_t *self)
         }
         reg.n_labels = self->label_count;
         reg.labels = label_ptrs;
-        char *backends [] = { (char *) self->backend_ops->name };
-        reg.n_backends = 1;
+        char *backends [QN_AGENT_MAX_BACKENDS];
+        for (size_t b = 0; b < self->backend_count; b++)
+            backends [b] = (char *) self->backends [b].ops->name;
+        reg.n_backends = self->backend_count;
         reg.backends = backends;
         reg.capacity = self->slots;
         size_t count = 0;
@@ -909,13 +922,15 @@ s_update_pressure (qn_agent_t *self, bool refused)
         if (!self->full)
             qn_agent_log (QN_LOG_WARNING, "%" PRIu64 " bytes of events wait for "
                           "acknowledgement; pausing task output", bytes);
-        self->backend_ops->set_paused (self->backend, true);
+        for (size_t b = 0; b < self->backend_count; b++)
+            self->backends [b].ops->set_paused (self->backends [b].state, true);
     }
     else
     if (self->paused && !self->full && under) {
         self->paused = false;
         qn_agent_log (QN_LOG_INFO, "events acknowledged; resuming task output");
-        self->backend_ops->set_paused (self->backend, false);
+        for (size_t b = 0; b < self->backend_count; b++)
+            self->backends [b].ops->set_paused (self->backends [b].state, false);
     }
 }
 
@@ -929,6 +944,12 @@ s_meta_of (s_attempt_t *attempt, uint64_t next_seq, bool finished, qn_spool_meta
     meta->next_seq = next_seq;
     meta->finished = finished;
     snprintf (meta->task_name, sizeof (meta->task_name), "%s", attempt->task_name);
+    if (attempt->engine_job_id [0]) {
+        snprintf (meta->backend, sizeof (meta->backend), "%s",
+                  attempt->backend_name);
+        memcpy (meta->engine_job_id, attempt->engine_job_id, sizeof (meta->engine_job_id));
+        memcpy (meta->cursor, attempt->cursor, sizeof (meta->cursor));
+    }
 }
 
 static void s_check_drained (qn_agent_t *self);
@@ -1174,15 +1195,33 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
         attempt->start_time = s_process_start_time (pid);
         attempt->meta_dirty = true;
     }
+    if (engine_job_id && *engine_job_id) {
+        //  Kept in the spool with the events, for a re-attach after a crash
+        snprintf (attempt->engine_job_id, sizeof (attempt->engine_job_id), "%s", engine_job_id);
+        attempt->meta_dirty = true;
+    }
     Qanat__Started started = QANAT__STARTED__INIT;
     started.pid = pid;
     started.host = (char *) (host? host: "");
     started.workdir = (char *) (workdir? workdir: "");
     started.engine_job_id = (char *) (engine_job_id? engine_job_id: "");
+    started.backend = (char *) (attempt->backend_name? attempt->backend_name: "");
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_STARTED;
     event.started = &started;
     s_post_event (self, attempt, &event);
+}
+
+static void
+s_on_cursor (void *arg, const qn_attempt_key_t *key, const char *cursor)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    s_attempt_t *attempt = s_callback_attempt (self, key);
+    if (!attempt || !cursor)
+        return;
+    //  The metadata is written in the same commit as the events before it
+    snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor);
+    attempt->meta_dirty = true;
 }
 
 static void
@@ -1332,6 +1371,58 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
 
 static void s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms);
 
+//  Takes back the engine jobs an earlier agent left running, with the
+//  assignments the coordinator returned.  One it no longer counts as
+//  current is re-attached only to be stopped, so that it does not run on
+//  unseen in the engine.
+static void
+s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
+{
+    for (s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts); attempt;
+         attempt = (s_attempt_t *) zhashx_next (self->attempts)) {
+        if (!attempt->awaiting_reattach)
+            continue;
+        attempt->awaiting_reattach = false;
+        Qanat__Assign *held = NULL;
+        for (size_t i = 0; i < welcome->n_held && !held; i++) {
+            Qanat__AttemptRef *ref = welcome->held [i]? welcome->held [i]->attempt: NULL;
+            if (ref && ref->run_id == attempt->key.run_id
+            &&  ref->task_index == attempt->key.task_index && ref->attempt == attempt->key.attempt)
+                held = welcome->held [i];
+        }
+        Qanat__AttemptRef ref;
+        s_attempt_ref (&attempt->key, &ref);
+        Qanat__Assign bare = QANAT__ASSIGN__INIT;
+        bare.attempt = &ref;
+        bare.task_name = attempt->task_name;
+        Qanat__Assign *assign = held? held: &bare;
+        if (held && !attempt->redactor) {
+            bool failed = false;
+            attempt->redactor = s_redactor_new (held->redact, held->n_redact, &failed);
+        }
+        s_backend_t *backend = &self->backends [attempt->backend];
+        char error [512] = "";
+        if (backend->ops->reattach (backend->state, assign, attempt->engine_job_id,
+                                    attempt->cursor, error, sizeof (error)) == -1) {
+            qn_agent_log (QN_LOG_WARNING, "cannot re-attach attempt %" PRIu64 "/%u/%u to %s "
+                          "job %s: %s", attempt->key.run_id, attempt->key.task_index,
+                          attempt->key.attempt, backend->ops->name, attempt->engine_job_id, error);
+            char reason [700];
+            snprintf (reason, sizeof (reason), "agent restarted and could not re-attach to "
+                      "%s job %s: %s", backend->ops->name, attempt->engine_job_id, error);
+            s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_LOST);
+            continue;
+        }
+        qn_agent_log (QN_LOG_INFO, "re-attached attempt %" PRIu64 "/%u/%u to %s job %s",
+                      attempt->key.run_id, attempt->key.task_index, attempt->key.attempt,
+                      backend->ops->name, attempt->engine_job_id);
+        if (!held)
+            backend->ops->stop (backend->state, &attempt->key,
+                                "canceled: the coordinator no longer counts this attempt",
+                                QANAT__END_KIND__END_CANCELED);
+    }
+}
+
 static void
 s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
 {
@@ -1363,6 +1454,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
                   beat, welcome->suspect_after_ms, welcome->lost_after_ms);
     if (self->draining)
         s_send_drain (self);
+    s_reattach_all (self, welcome);
     size_t running = s_running (self);
     self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
     s_pay_credit (self);
@@ -1470,9 +1562,30 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     if (running >= self->slots)
         qn_agent_log (QN_LOG_WARNING, "Assign beyond our %u slots; running it anyway",
                       self->slots);
-    attempt->running = true;
     char error [512] = "";
-    if (self->backend_ops->start (self->backend, assign, error, sizeof (error)) == -1) {
+    const char *wanted = assign->backend && *assign->backend? assign->backend: NULL;
+    size_t backend = 0;
+    while (wanted && backend < self->backend_count
+       &&  !streq (self->backends [backend].ops->name, wanted))
+        backend++;
+    if (backend == self->backend_count) {
+        size_t used = (size_t) snprintf (error, sizeof (error),
+                                         "this agent has no backend '%.64s' (it offers:", wanted);
+        for (size_t b = 0; b < self->backend_count && used < sizeof (error); b++)
+            used += (size_t) snprintf (error + used, sizeof (error) - used, " %s",
+                                       self->backends [b].ops->name);
+        if (used < sizeof (error))
+            snprintf (error + used, sizeof (error) - used, ")");
+        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
+                      key.run_id, key.task_index, key.attempt, error);
+        s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+        return;
+    }
+    attempt->backend = backend;
+    attempt->backend_name = self->backends [backend].ops->name;
+    attempt->running = true;
+    if (self->backends [backend].ops->start (self->backends [backend].state, assign,
+                                             error, sizeof (error)) == -1) {
         char *clean = attempt->redactor? s_redact_string (attempt->redactor, error): NULL;
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt,
@@ -1480,6 +1593,17 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
         free (clean);
         s_fail_start (self, attempt, error);
     }
+}
+
+//  Asks the attempt's backend to stop it.  An attempt still waiting to
+//  be re-attached (no Welcome yet) cannot be stopped yet.
+static int
+s_stop (qn_agent_t *self, s_attempt_t *attempt, const char *reason, Qanat__EndKind kind)
+{
+    if (attempt->awaiting_reattach)
+        return -1;
+    s_backend_t *backend = &self->backends [attempt->backend];
+    return backend->ops->stop (backend->state, &attempt->key, reason, kind);
 }
 
 static void
@@ -1496,8 +1620,7 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
     char reason [600];
     snprintf (reason, sizeof (reason), "canceled: %.500s", cancel->reason? cancel->reason: "");
     if (!attempt || !attempt->running
-    ||  self->backend_ops->stop (self->backend, &key, reason,
-                                 QANAT__END_KIND__END_CANCELED) == -1) {
+    ||  s_stop (self, attempt, reason, QANAT__END_KIND__END_CANCELED) == -1) {
         qn_agent_log (QN_LOG_DEBUG, "Cancel for attempt %" PRIu64 "/%u/%u, not running",
                       key.run_id, key.task_index, key.attempt);
         return;
@@ -1673,8 +1796,7 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
     s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
         if (attempt->running
-        &&  self->backend_ops->stop (self->backend, &attempt->key, reason,
-                                     QANAT__END_KIND__END_LOST) == 0)
+        &&  s_stop (self, attempt, reason, QANAT__END_KIND__END_LOST) == 0)
             stopped++;
         attempt = (s_attempt_t *) zhashx_next (self->attempts);
     }
@@ -1796,6 +1918,25 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     qn_spool_events (self->spool, &meta->key, 0, s_first_seq, &first);
     attempt->acked = attempt->spool_acked = first? first - 1: attempt->committed;
     attempt->sent = attempt->acked;
+    const qn_backend_ops_t *ops = meta->backend [0]? qn_backend_find (meta->backend): NULL;
+    size_t backend = 0;
+    while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
+        backend++;
+    if (!meta->finished && ops && backend < self->backend_count && ops->reattach
+    &&  meta->engine_job_id [0]) {
+        //  Its engine job outlived us: taken back after the Welcome, which
+        //  brings its assignment (and the secrets to redact)
+        attempt->backend = backend;
+        attempt->backend_name = ops->name;
+        attempt->running = true;
+        attempt->awaiting_reattach = true;
+        memcpy (attempt->engine_job_id, meta->engine_job_id, sizeof (attempt->engine_job_id));
+        memcpy (attempt->cursor, meta->cursor, sizeof (attempt->cursor));
+        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) runs as %s job %s; "
+                      "re-attaching once registered", meta->key.run_id, meta->key.task_index,
+                      meta->key.attempt, meta->task_name, ops->name, meta->engine_job_id);
+    }
+    else
     if (!meta->finished) {
         s_kill_leftover (meta);
         s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
@@ -1932,7 +2073,6 @@ qn_agent_new (const qn_agent_config_t *config)
     self->heartbeat_timer = -1;
     self->register_timer = -1;
     self->signal_fd = -1;
-    self->backend_ops = &qn_backend_local;
     self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
 
     //  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
@@ -2009,12 +2149,40 @@ qn_agent_new (const qn_agent_config_t *config)
         self->events.log = s_on_log;
         self->events.metric = s_on_metric;
         self->events.finished = s_on_finished;
+        self->events.cursor = s_on_cursor;
         qn_backend_config_t backend_config = {
-            self->data_dir, self->host, config->kill_grace_ms
+            .data_dir = self->data_dir, .host = self->host,
+            .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
+            .options = config->backend_options
         };
-        self->backend = self->backend_ops->create (self->loop, &backend_config,
-                                                   &self->events, self);
-        ok = self->backend != NULL;
+        const char *local [] = { "local" };
+        const char **names = config->backend_count? config->backends: local;
+        size_t count = config->backend_count? config->backend_count: 1;
+        if (count > QN_AGENT_MAX_BACKENDS) {
+            qn_agent_log (QN_LOG_ERROR, "at most %d backends", QN_AGENT_MAX_BACKENDS);
+            ok = false;
+        }
+        for (size_t b = 0; ok && b < count; b++) {
+            const qn_backend_ops_t *ops = qn_backend_find (names [b]);
+            for (size_t other = 0; ops && other < b; other++)
+                if (self->backends [other].ops == ops)
+                    ops = NULL;
+            if (!ops) {
+                qn_agent_log (QN_LOG_ERROR, "unknown or repeated backend '%s' (known: local, "
+                              "slurm, kubernetes)", names [b]);
+                ok = false;
+                break;
+            }
+            self->backends [b].ops = ops;
+            self->backends [b].state = ops->create (self->loop, &backend_config,
+                                                    &self->events, self);
+            if (!self->backends [b].state) {
+                qn_agent_log (QN_LOG_ERROR, "the %s backend cannot start", ops->name);
+                ok = false;
+                break;
+            }
+            self->backend_count = b + 1;
+        }
     }
     if (ok) {
         //  What an earlier agent left: replayed after our first Welcome
@@ -2080,14 +2248,17 @@ qn_agent_run (qn_agent_t *self)
         zloop_start (self->loop);
 
     if (!self->drained) {
-        size_t running = self->backend_ops->running (self->backend);
+        size_t running = 0;
+        for (size_t b = 0; b < self->backend_count; b++)
+            running += self->backends [b].ops->running (self->backends [b].state);
         if (running)
             qn_agent_log (QN_LOG_INFO, "stopping: killing %zu running attempt(s)", running);
-        self->backend_ops->shutdown (self->backend, S_SHUTDOWN_GRACE_MS,
-                                     self->denied? "killed: the coordinator refuses this "
-                                                   "agent's key"
-                                   : self->fatal? "killed: agent stopped on an error"
-                                                : "killed: agent shutting down");
+        for (size_t b = 0; b < self->backend_count; b++)
+            self->backends [b].ops->shutdown (self->backends [b].state, S_SHUTDOWN_GRACE_MS,
+                                              self->denied? "killed: the coordinator refuses "
+                                                            "this agent's key"
+                                            : self->fatal? "killed: agent stopped on an error"
+                                                         : "killed: agent shutting down");
     }
     //  The last events go to the spool (a later agent replays them), and
     //  out if they can
@@ -2107,8 +2278,9 @@ qn_agent_destroy (qn_agent_t **self_p)
     qn_agent_t *self = *self_p;
     if (!self)
         return;
-    if (self->backend)
-        self->backend_ops->destroy (&self->backend);
+    for (size_t b = 0; b < self->backend_count; b++)
+        if (self->backends [b].state)
+            self->backends [b].ops->destroy (&self->backends [b].state);
     zloop_destroy (&self->loop);
     s_monitor_destroy (self->sock, &self->monitor, &self->monitor_endpoint);
     zsock_destroy (&self->sock);

@@ -46,6 +46,7 @@ extern "C" {
 #endif
 
 #define QN_AGENT_DEFAULT_MAX_BACKOFF_MS  30000
+#define QN_AGENT_MAX_BACKENDS            8
 
 typedef struct {
     const char *endpoint;           //  coordinator's agent endpoint
@@ -68,6 +69,9 @@ typedef struct {
     zcert_t *cert;                  //  our key pair (copied): CURVE client; NULL =
                                     //  plaintext, for a coordinator run --insecure
     const char *server_key;         //  with cert: the coordinator's public key (Z85)
+    const char **backends;          //  backend_count names ("local", "slurm",
+    size_t backend_count;           //  "kubernetes"); the first is the default; 0 = local
+    char **backend_options;         //  "backend.key=value", NULL-terminated; may be NULL
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;

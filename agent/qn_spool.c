@@ -108,7 +108,37 @@ s_event_key (const qn_attempt_key_t *key, uint64_t seq, uint8_t *buffer)
 }
 
 //  Metadata: "QM", version, flags (bit 0: finished), pid, start time,
-//  next seq (be64 each), name length (be16), name.
+//  next seq (be64 each), name length (be16), name; then, when any is set,
+//  backend, engine job id and cursor, each as length (be16) and bytes.
+//  Records without that tail (written before it existed) still read.
+#define S_META_MAX (S_META_HEAD_SIZE + QN_SPOOL_TASK_NAME_MAX + 6 + QN_SPOOL_BACKEND_MAX \
+                    + QN_BACKEND_JOB_ID_MAX + QN_BACKEND_CURSOR_MAX)
+
+static size_t
+s_put_text (uint8_t *buffer, const char *text, size_t max)
+{
+    size_t size = strnlen (text, max);
+    buffer [0] = (uint8_t) (size >> 8);
+    buffer [1] = (uint8_t) size;
+    memcpy (buffer + 2, text, size);
+    return 2 + size;
+}
+
+//  Reads one length-prefixed text of at most max bytes into text (max + 1
+//  bytes).  Returns the bytes used, 0 on malformed input.
+static size_t
+s_get_text (const uint8_t *data, size_t available, char *text, size_t max)
+{
+    if (available < 2)
+        return 0;
+    size_t size = ((size_t) data [0] << 8) | data [1];
+    if (size > max || 2 + size > available || memchr (data + 2, '\0', size))
+        return 0;
+    memcpy (text, data + 2, size);
+    text [size] = '\0';
+    return 2 + size;
+}
+
 static size_t
 s_meta_encode (const qn_spool_meta_t *meta, uint8_t *buffer)
 {
@@ -123,7 +153,13 @@ s_meta_encode (const qn_spool_meta_t *meta, uint8_t *buffer)
     buffer [28] = (uint8_t) (name_size >> 8);
     buffer [29] = (uint8_t) name_size;
     memcpy (buffer + S_META_HEAD_SIZE, meta->task_name, name_size);
-    return S_META_HEAD_SIZE + name_size;
+    size_t size = S_META_HEAD_SIZE + name_size;
+    if (meta->backend [0] || meta->engine_job_id [0] || meta->cursor [0]) {
+        size += s_put_text (buffer + size, meta->backend, QN_SPOOL_BACKEND_MAX);
+        size += s_put_text (buffer + size, meta->engine_job_id, QN_BACKEND_JOB_ID_MAX);
+        size += s_put_text (buffer + size, meta->cursor, QN_BACKEND_CURSOR_MAX);
+    }
+    return size;
 }
 
 static int
@@ -137,9 +173,29 @@ s_meta_decode (const MDB_val *key, const MDB_val *value, qn_spool_meta_t *meta)
         return -1;
     size_t name_size = ((size_t) data [28] << 8) | data [29];
     if (name_size > QN_SPOOL_TASK_NAME_MAX
-    ||  value->mv_size != S_META_HEAD_SIZE + name_size
+    ||  value->mv_size < S_META_HEAD_SIZE + name_size
     ||  memchr (data + S_META_HEAD_SIZE, '\0', name_size))
         return -1;
+    qn_spool_meta_t tail;
+    memset (&tail, 0, sizeof (tail));
+    size_t at = S_META_HEAD_SIZE + name_size;
+    if (value->mv_size > at) {
+        size_t used;
+        if (!(used = s_get_text (data + at, value->mv_size - at, tail.backend,
+                                 QN_SPOOL_BACKEND_MAX)))
+            return -1;
+        at += used;
+        if (!(used = s_get_text (data + at, value->mv_size - at, tail.engine_job_id,
+                                 QN_BACKEND_JOB_ID_MAX)))
+            return -1;
+        at += used;
+        if (!(used = s_get_text (data + at, value->mv_size - at, tail.cursor,
+                                 QN_BACKEND_CURSOR_MAX)))
+            return -1;
+        at += used;
+        if (at != value->mv_size)
+            return -1;
+    }
     memset (meta, 0, sizeof (*meta));
     s_parse_attempt_key ((const uint8_t *) key->mv_data, &meta->key);
     meta->finished = data [3] & 1;
@@ -150,6 +206,9 @@ s_meta_decode (const MDB_val *key, const MDB_val *value, qn_spool_meta_t *meta)
         return -1;
     memcpy (meta->task_name, data + S_META_HEAD_SIZE, name_size);
     meta->task_name [name_size] = '\0';
+    memcpy (meta->backend, tail.backend, sizeof (meta->backend));
+    memcpy (meta->engine_job_id, tail.engine_job_id, sizeof (meta->engine_job_id));
+    memcpy (meta->cursor, tail.cursor, sizeof (meta->cursor));
     return 0;
 }
 
@@ -277,7 +336,7 @@ s_check_meta_of (qn_spool_t *self, MDB_txn *txn, const qn_attempt_key_t *key,
         meta.next_seq = last_seq + 1;
     if (last_finished)
         meta.finished = true;
-    uint8_t buffer [S_META_HEAD_SIZE + QN_SPOOL_TASK_NAME_MAX];
+    uint8_t buffer [S_META_MAX];
     MDB_val value = { s_meta_encode (&meta, buffer), buffer };
     return mdb_put (txn, self->attempts, &k, &value, 0) == 0? 0: -1;
 }
@@ -573,7 +632,7 @@ qn_spool_meta_put (qn_spool_t *self, const qn_spool_meta_t *meta)
         return -1;
     uint8_t raw [S_ATTEMPT_KEY_SIZE];
     s_attempt_key (&meta->key, raw);
-    uint8_t buffer [S_META_HEAD_SIZE + QN_SPOOL_TASK_NAME_MAX];
+    uint8_t buffer [S_META_MAX];
     MDB_val k = { sizeof (raw), raw };
     MDB_val v = { s_meta_encode (meta, buffer), buffer };
     int rc = mdb_put (self->txn, self->attempts, &k, &v, 0);

@@ -45,6 +45,7 @@ extern "C" {
 #define QN_SPOOL_DEFAULT_MAX       (256ULL * 1024 * 1024)
 #define QN_SPOOL_DEFAULT_RESERVE   (1024ULL * 1024)
 #define QN_SPOOL_TASK_NAME_MAX     255
+#define QN_SPOOL_BACKEND_MAX       31
 //  Bytes an event record takes beyond its value (the key)
 #define QN_SPOOL_KEY_SIZE          24
 
@@ -56,6 +57,12 @@ typedef struct {
     uint64_t next_seq;          //  seq the attempt's next event gets
     bool finished;              //  its Finished event is spooled
     char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
+    //  For backends whose work outlives the agent (QN_BACKEND_CAN_REATTACH):
+    //  which backend runs it, the engine's job id and the backend's
+    //  cursor, kept in the same commit as the events they cover.  "" = none.
+    char backend [QN_SPOOL_BACKEND_MAX + 1];
+    char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
+    char cursor [QN_BACKEND_CURSOR_MAX + 1];
 } qn_spool_meta_t;
 
 typedef struct _qn_spool_t qn_spool_t;

@@ -239,6 +239,14 @@ s_print_run_json (FILE *out, Qanat__RunInfo *run)
             s_json_str (out, attempt->end);
             fprintf (out, ",\"pid\":%lld,\"last_seq\":%llu", (long long) attempt->pid,
                      (unsigned long long) attempt->last_seq);
+            fprintf (out, ",\"backend\":");
+            s_json_str (out, attempt->backend);
+            fprintf (out, ",\"engine_job_id\":");
+            s_json_str (out, attempt->engine_job_id);
+            fprintf (out, ",\"environment\":");
+            s_json_str (out, attempt->environment);
+            fprintf (out, ",\"host\":");
+            s_json_str (out, attempt->host);
             fputs (",\"stack_trace\":", out);
             s_json_str (out, attempt->stack_trace);
             fputc ('}', out);
@@ -295,8 +303,8 @@ s_print_run (Qanat__RunInfo *run)
     for (size_t t = 0; t < run->n_tasks; t++)
         if (strlen (run->tasks [t]->name) > width)
             width = strlen (run->tasks [t]->name);
-    printf ("\n%-*s  %-10s %-7s %-16s %-8s %s\n", (int) width, "TASK", "STATUS", "ATTEMPT",
-            "AGENT", "TIME", "NOTE");
+    printf ("\n%-*s  %-10s %-7s %-16s %-8s %-24s %-8s %s\n", (int) width, "TASK", "STATUS",
+            "ATTEMPT", "AGENT", "ENV", "JOB", "TIME", "NOTE");
     for (size_t t = 0; t < run->n_tasks; t++) {
         Qanat__TaskInfo *task = run->tasks [t];
         Qanat__AttemptInfo *attempt = task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
@@ -305,9 +313,23 @@ s_print_run (Qanat__RunInfo *run)
         char attempt_text [16] = "-";
         if (attempt)
             snprintf (attempt_text, sizeof attempt_text, "%u", attempt->attempt);
-        printf ("%-*s  %-10s %-7s %-16s %-8s %s\n", (int) width, task->name,
+        //  Where it ran: the engine and its own id for the attempt
+        char job_text [160] = "-";
+        if (attempt && attempt->engine_job_id && *attempt->engine_job_id)
+            snprintf (job_text, sizeof job_text, "%s %s",
+                      attempt->backend && *attempt->backend? attempt->backend: "job",
+                      attempt->engine_job_id);
+        else
+        if (attempt && attempt->pid > 0)
+            snprintf (job_text, sizeof job_text, "%s pid %lld",
+                      attempt->backend && *attempt->backend? attempt->backend: "local",
+                      (long long) attempt->pid);
+        printf ("%-*s  %-10s %-7s %-16s %-8s %-24s %-8s %s\n", (int) width, task->name,
                 qn_task_status_name (task->status), attempt_text,
                 attempt? attempt->agent: "-",
+                attempt && attempt->environment && *attempt->environment?
+                    attempt->environment: "-",
+                job_text,
                 attempt? s_duration_text (attempt->started_us, attempt->finished_us): "-", note);
         for (size_t c = 0; c < task->n_checks; c++) {
             Qanat__CheckResult *check = task->checks [c];

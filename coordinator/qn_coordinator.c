@@ -336,6 +336,13 @@ s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
 static bool
 s_agent_matches (agent_t *agent, const qn_task_t *task)
 {
+    if (task->backend) {
+        bool offered = false;
+        for (size_t b = 0; b < agent->info->n_backends && !offered; b++)
+            offered = streq (agent->info->backends [b], task->backend);
+        if (!offered)
+            return false;
+    }
     for (size_t s = 0; s < task->selector_count; s++) {
         bool found = false;
         for (size_t l = 0; l < agent->info->n_labels && !found; l++)
@@ -531,8 +538,9 @@ static char *
 s_selector_key (const qn_task_t *spec)
 {
     //  File order is fine: the same workflow always spells it the same way,
-    //  and two spellings of one selector only cost a second queue.
-    size_t size = 1;
+    //  and two spellings of one selector only cost a second queue.  The
+    //  backend is part of what an agent must offer, so part of the key.
+    size_t size = 2 + (spec->backend? strlen (spec->backend): 0);
     for (size_t s = 0; s < spec->selector_count; s++)
         size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
     char *key = (char *) malloc (size);
@@ -543,6 +551,10 @@ s_selector_key (const qn_task_t *spec)
         strcat (key, spec->selector [s].key);
         strcat (key, "=");
         strcat (key, spec->selector [s].value);
+    }
+    if (spec->backend) {
+        strcat (key, "@");
+        strcat (key, spec->backend);
     }
     return key;
 }
@@ -791,19 +803,23 @@ s_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t
 static char *
 s_selector_text (const qn_task_t *spec)
 {
-    if (spec->selector_count == 0)
+    if (spec->selector_count == 0 && !spec->backend)
         return strdup ("any agent");
-    size_t size = 64;
+    size_t size = 64 + (spec->backend? strlen (spec->backend): 0);
     for (size_t s = 0; s < spec->selector_count; s++)
         size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
     char *text = (char *) malloc (size);
-    strcpy (text, "an agent with ");
+    strcpy (text, spec->selector_count? "an agent with ": "an agent");
     for (size_t s = 0; s < spec->selector_count; s++) {
         if (s)
             strcat (text, ",");
         strcat (text, spec->selector [s].key);
         strcat (text, "=");
         strcat (text, spec->selector [s].value);
+    }
+    if (spec->backend) {
+        strcat (text, spec->selector_count? " and backend ": " with backend ");
+        strcat (text, spec->backend);
     }
     return text;
 }
@@ -893,50 +909,60 @@ s_fail_unstartable (qn_coordinator_t *self, run_t *run, size_t index, const char
     s_run_advance (self, run);
 }
 
-static bool
-s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+//  An assignment message and what it owns.
+typedef struct {
+    Qanat__AttemptRef ref;
+    Qanat__Assign assign;
+    zlistx_t *redact;
+} assignment_t;
+
+static void
+s_assignment_free (assignment_t *self)
+{
+    for (size_t i = 0; i < self->assign.n_env; i++)
+        s_free_message (self->assign.env [i]);
+    free (self->assign.env);
+    for (size_t i = 0; i < self->assign.n_backend_options; i++)
+        s_free_message (self->assign.backend_options [i]);
+    free (self->assign.backend_options);
+    free (self->assign.redact);
+    zlistx_destroy (&self->redact);
+}
+
+//  Builds attempt attempt_no of task index: argv, an environment that
+//  tells the task who it is, its secrets' values to redact, its backend
+//  and options.  -1 with *error_p (malloc'd) when a secret it names is
+//  not there.
+static int
+s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t attempt_no,
+                    assignment_t *out, char **error_p)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    Qanat__TaskInfo *task = s_task (run, index);
-    zlistx_t *redact = zlistx_new ();
-    zlistx_set_destructor (redact, (zlistx_destructor_fn *) zstr_free);
-    zlistx_set_duplicator (redact, (zlistx_duplicator_fn *) strdup);
-    char *error = NULL;
-    Qanat__Label **task_env = s_task_env (self, spec, redact, &error);
+    memset (out, 0, sizeof (*out));
+    out->redact = zlistx_new ();
+    zlistx_set_destructor (out->redact, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (out->redact, (zlistx_duplicator_fn *) strdup);
+    Qanat__Label **task_env = s_task_env (self, spec, out->redact, error_p);
     if (!task_env) {
-        s_fail_unstartable (self, run, index, error);
-        free (error);
-        zlistx_destroy (&redact);
-        return false;
+        zlistx_destroy (&out->redact);
+        return -1;
     }
-    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
-    qanat__attempt_info__init (attempt);
-    attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = s_strdup (agent->name);
-    attempt->started_us = qn_now_us ();
-    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    s_replace_string (&task->waiting_reason, s_strdup (""));
-    s_task_clear_checks (run, task);
-    task->retry_at_us = 0;
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
-    s_agent_set_credit (self, agent, agent->info->credit - 1);
-    s_run_advance (self, run);
-
-    //  The assignment: argv, and an environment that tells the task who it is.
-    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
-    ref.run_id = run->id;
-    ref.task_index = (uint32_t) index;
-    ref.attempt = attempt->attempt;
-    Qanat__Assign assign = QANAT__ASSIGN__INIT;
-    assign.attempt = &ref;
-    assign.task_name = spec->name;
-    assign.workflow = run->info->workflow;
-    assign.argv = spec->argv;
-    assign.n_argv = spec->argc;
-    assign.timeout_s = spec->timeout_s;
-    assign.cpus = spec->cpus;
-    assign.memory_mb = spec->memory_mb;
-    assign.gpus = spec->gpus;
+    qanat__attempt_ref__init (&out->ref);
+    out->ref.run_id = run->id;
+    out->ref.task_index = (uint32_t) index;
+    out->ref.attempt = attempt_no;
+    Qanat__Assign *assign = &out->assign;
+    qanat__assign__init (assign);
+    assign->attempt = &out->ref;
+    assign->task_name = spec->name;
+    assign->workflow = run->info->workflow;
+    assign->argv = spec->argv;
+    assign->n_argv = spec->argc;
+    assign->timeout_s = spec->timeout_s;
+    assign->cpus = spec->cpus;
+    assign->memory_mb = spec->memory_mb;
+    assign->gpus = spec->gpus;
+    assign->backend = spec->backend? spec->backend: (char *) "";
     size_t env_count = 3 + run->info->n_params + spec->env_count;
     Qanat__Label **env = (Qanat__Label **) calloc (env_count, sizeof (Qanat__Label *));
     size_t n = 0;
@@ -944,7 +970,7 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     snprintf (number, sizeof number, "%llu", (unsigned long long) run->id);
     env [n++] = s_label_new ("QANAT_RUN_ID", number);
     env [n++] = s_label_new ("QANAT_TASK", spec->name);
-    snprintf (number, sizeof number, "%u", attempt->attempt);
+    snprintf (number, sizeof number, "%u", attempt_no);
     env [n++] = s_label_new ("QANAT_ATTEMPT", number);
     for (size_t p = 0; p < run->info->n_params; p++) {
         char *name = zsys_sprintf ("QANAT_PARAM_%s", run->info->params [p]->name);
@@ -956,24 +982,71 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     for (size_t e = 0; e < spec->env_count; e++)
         env [n++] = task_env [e];
     free (task_env);
-    assign.env = env;
-    assign.n_env = n;
-    size_t redact_count = zlistx_size (redact);
+    assign->env = env;
+    assign->n_env = n;
+    if (spec->backend_option_count) {
+        assign->backend_options = (Qanat__Label **) calloc (spec->backend_option_count,
+                                                            sizeof (Qanat__Label *));
+        for (size_t o = 0; o < spec->backend_option_count; o++)
+            assign->backend_options [o] = s_label_new (spec->backend_options [o].key,
+                                                       spec->backend_options [o].value);
+        assign->n_backend_options = spec->backend_option_count;
+    }
+    size_t redact_count = zlistx_size (out->redact);
     char **values = (char **) calloc (redact_count + 1, sizeof (char *));
     size_t r = 0;
-    for (char *value = (char *) zlistx_first (redact); value; value = (char *) zlistx_next (redact))
+    for (char *value = (char *) zlistx_first (out->redact); value;
+         value = (char *) zlistx_next (out->redact))
         values [r++] = value;
-    assign.redact = values;
-    assign.n_redact = r;
+    assign->redact = values;
+    assign->n_redact = r;
+    return 0;
+}
+
+//  The agent's "env" label: the environment `qanat status` shows.
+static const char *
+s_agent_environment (agent_t *agent)
+{
+    for (size_t l = 0; l < agent->info->n_labels; l++)
+        if (streq (agent->info->labels [l]->key, "env"))
+            return agent->info->labels [l]->value;
+    return "";
+}
+
+static bool
+s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    Qanat__TaskInfo *task = s_task (run, index);
+    char *error = NULL;
+    assignment_t assignment;
+    if (s_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
+                            &assignment, &error) == -1) {
+        s_fail_unstartable (self, run, index, error);
+        free (error);
+        return false;
+    }
+    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
+    qanat__attempt_info__init (attempt);
+    attempt->attempt = (uint32_t) task->n_attempts + 1;
+    attempt->agent = s_strdup (agent->name);
+    attempt->started_us = qn_now_us ();
+    attempt->environment = s_strdup (s_agent_environment (agent));
+    attempt->backend = s_strdup (spec->backend? spec->backend
+                               : agent->info->n_backends? agent->info->backends [0]: "");
+    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    s_replace_string (&task->waiting_reason, s_strdup (""));
+    s_task_clear_checks (run, task);
+    task->retry_at_us = 0;
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
+    s_agent_set_credit (self, agent, agent->info->credit - 1);
+    s_run_advance (self, run);
+
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
-    envelope.assign = &assign;
+    envelope.assign = &assignment.assign;
     s_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
-    for (size_t i = 0; i < n; i++)
-        s_free_message (env [i]);
-    free (env);
-    free (values);
-    zlistx_destroy (&redact);
+    s_assignment_free (&assignment);
     if (self->config.verbose)
         zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
                    spec->name, attempt->attempt, agent->name);
@@ -1037,18 +1110,50 @@ s_dispatch (qn_coordinator_t *self)
 //  ---------------------------------------------------------------------
 //  Agent messages
 
+//  Welcome carries the assignments of the unfinished attempts the agent
+//  holds and we still count as current, so that a restarted agent can
+//  take back engine jobs that outlived it, with their redactions.
 static void
-s_post_welcome (qn_coordinator_t *self, agent_t *agent)
+s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
 {
     Qanat__Welcome welcome = QANAT__WELCOME__INIT;
     welcome.agent_name = agent->name;
     welcome.heartbeat_ms = agent->info->heartbeat_ms;
     welcome.suspect_after_ms = agent->info->suspect_after_ms;
     welcome.lost_after_ms = agent->info->lost_after_ms;
+    size_t held = 0;
+    assignment_t *assignments = reg->n_running?
+        (assignment_t *) calloc (reg->n_running, sizeof (assignment_t)): NULL;
+    Qanat__Assign **held_ptrs = reg->n_running?
+        (Qanat__Assign **) calloc (reg->n_running, sizeof (Qanat__Assign *)): NULL;
+    for (size_t i = 0; assignments && held_ptrs && i < reg->n_running; i++) {
+        Qanat__AttemptRef *ref = reg->running [i];
+        run_t *run = s_run_find (self, ref->run_id);
+        Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
+                                s_task (run, ref->task_index): NULL;
+        Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+        if (!attempt || attempt->attempt != ref->attempt || attempt->finished
+        ||  task->status != QANAT__TASK_STATUS__TASK_RUNNING || !streq (attempt->agent, agent->name))
+            continue;
+        char *error = NULL;
+        if (s_assignment_build (self, run, ref->task_index, ref->attempt,
+                                &assignments [held], &error) == -1) {
+            free (error);
+            continue;
+        }
+        held_ptrs [held] = &assignments [held].assign;
+        held++;
+    }
+    welcome.held = held_ptrs;
+    welcome.n_held = held;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
     s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    for (size_t i = 0; i < held; i++)
+        s_assignment_free (&assignments [i]);
+    free (assignments);
+    free (held_ptrs);
 }
 
 static bool
@@ -1182,7 +1287,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
                            "this attempt is no longer current");
     }
     s_agent_persist (self, agent);
-    s_post_welcome (self, agent);
+    s_post_welcome (self, agent, reg);
     zsys_info ("agent %s registered (%zu labels, %u slots, %u attempts running)",
                agent->name, info->n_labels, info->capacity, info->running);
 }
@@ -1349,9 +1454,18 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
         return;     //  a gap: the agent replays from its last acknowledgement
 
     switch (event->body_case) {
-        case QANAT__EVENT__BODY_STARTED:
-            attempt->pid = event->started->pid;
+        case QANAT__EVENT__BODY_STARTED: {
+            Qanat__Started *started = event->started;
+            attempt->pid = started->pid;
+            //  Shown by `qanat status`; bounded like every agent string
+            if (started->engine_job_id && strlen (started->engine_job_id) <= 255)
+                s_replace_string (&attempt->engine_job_id, s_strdup (started->engine_job_id));
+            if (started->backend && *started->backend && strlen (started->backend) <= 64)
+                s_replace_string (&attempt->backend, s_strdup (started->backend));
+            if (started->host && strlen (started->host) <= 255)
+                s_replace_string (&attempt->host, s_strdup (started->host));
             break;
+        }
         case QANAT__EVENT__BODY_LOG: {
             Qanat__LogLine line = QANAT__LOG_LINE__INIT;
             line.task = task->name;

@@ -69,6 +69,9 @@ typedef struct {
     size_t metrics_count;
     qn_task_check_t *checks;
     size_t checks_count;
+    char *backend;               //  "local", "slurm", "kubernetes"; NULL = the agent's default
+    qn_kv_t *backend_options;    //  the backend's block, flattened (docs/backends.md)
+    size_t backend_option_count;
 } qn_task_t;
 
 typedef struct _qn_workflow_t qn_workflow_t;

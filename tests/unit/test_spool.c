@@ -262,6 +262,10 @@ test_meta_round_trip (void **state)
     other.key.attempt = 5;
     other.finished = false;
     other.task_name [0] = '\0';
+    //  An engine job that outlives the agent: its id and cursor come back
+    snprintf (other.backend, sizeof (other.backend), "slurm");
+    snprintf (other.engine_job_id, sizeof (other.engine_job_id), "4711");
+    snprintf (other.cursor, sizeof (other.cursor), "120:0:33");
     assert_int_equal (qn_spool_meta_put (spool, &other), 0);
     s_put_log (spool, &other.key, 1);
     s_put_log (spool, &other.key, 2);
@@ -280,9 +284,14 @@ test_meta_round_trip (void **state)
     assert_int_equal (got.next_seq, 42);
     assert_true (got.finished);
     assert_string_equal (got.task_name, "train-model");
+    assert_string_equal (got.backend, "");
+    assert_string_equal (got.engine_job_id, "");
     assert_int_equal (qn_spool_meta_get (spool, &other.key, &got), 0);
     assert_false (got.finished);
     assert_string_equal (got.task_name, "");
+    assert_string_equal (got.backend, "slurm");
+    assert_string_equal (got.engine_job_id, "4711");
+    assert_string_equal (got.cursor, "120:0:33");
     qn_attempt_key_t none = { 1, 1, 1 };
     assert_int_equal (qn_spool_meta_get (spool, &none, &got), -1);
 

@@ -1025,10 +1025,92 @@ test_fuzz (void **state)
     assert_true (parsed > 0);
 }
 
+//  backend: and its options block become flat pairs in file order, as
+//  Assign.backend_options carries them.
+static void
+test_backend_options (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok (
+        "name: hybrid\n"
+        "tasks:\n"
+        "  prep:\n"
+        "    run: echo prep\n"
+        "  train:\n"
+        "    run: python train.py\n"
+        "    needs: prep\n"
+        "    backend: slurm\n"
+        "    slurm:\n"
+        "      partition: gpu\n"
+        "      account: ml\n"
+        "      sbatch_args: [\"--exclusive\", \"--constraint=a100\"]\n"
+        "  eval:\n"
+        "    run: python eval.py\n"
+        "    needs: train\n"
+        "    backend: kubernetes\n"
+        "    kubernetes:\n"
+        "      image: python:3.11-slim\n"
+        "      node_selector: {pool: gpu, zone: a}\n"
+        "      tolerations:\n"
+        "        - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}\n"
+        "      image_pull_secrets: regcred\n");
+    const qn_task_t *prep = qn_workflow_task (wf, 0);
+    assert_null (prep->backend);
+    assert_int_equal (prep->backend_option_count, 0);
+    const qn_task_t *train = qn_workflow_task (wf, 1);
+    assert_string_equal (train->backend, "slurm");
+    assert_int_equal (train->backend_option_count, 4);
+    assert_string_equal (train->backend_options [0].key, "partition");
+    assert_string_equal (train->backend_options [0].value, "gpu");
+    assert_string_equal (train->backend_options [1].key, "account");
+    assert_string_equal (train->backend_options [2].key, "sbatch_arg");
+    assert_string_equal (train->backend_options [2].value, "--exclusive");
+    assert_string_equal (train->backend_options [3].value, "--constraint=a100");
+    const qn_task_t *eval = qn_workflow_task (wf, 2);
+    assert_string_equal (eval->backend, "kubernetes");
+    assert_int_equal (eval->backend_option_count, 5);
+    assert_string_equal (eval->backend_options [0].key, "image");
+    assert_string_equal (eval->backend_options [1].key, "node_selector");
+    assert_string_equal (eval->backend_options [1].value, "pool=gpu");
+    assert_string_equal (eval->backend_options [2].value, "zone=a");
+    assert_string_equal (eval->backend_options [3].key, "toleration");
+    assert_string_equal (eval->backend_options [3].value,
+                         "key=nvidia.com/gpu,operator=Exists,effect=NoSchedule");
+    assert_string_equal (eval->backend_options [4].key, "image_pull_secret");
+    assert_string_equal (eval->backend_options [4].value, "regcred");
+    qn_workflow_destroy (&wf);
+}
+
+static void
+test_backend_errors (void **state)
+{
+    (void) state;
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n",
+                   "wf.yaml:5:14: unknown backend 'lambda' (known: local, slurm, kubernetes)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    slurm: {partition: gpu}\n",
+                   "wf.yaml:5:5: 'slurm' options given, but the task's backend is the agent's "
+                   "default (add 'backend: slurm')");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: slurm\n    slurm: {partiton: gpu}\n",
+                   "wf.yaml:6:13: unknown key 'partiton' in 'slurm' (did you mean 'partition'?)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: slurm\n"
+                   "    slurm: {sbatch_args: [\"--output=/etc/x\"]}\n",
+                   "wf.yaml:6:27: sbatch argument '--output=/etc/x' is not allowed (an option "
+                   "starting with '-'; qanat sets --output, --error, --job-name, --chdir itself)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: kubernetes\n"
+                   "    kubernetes: {image: \"a,b\"}\n",
+                   "wf.yaml:6:25: invalid value 'a,b' for 'image' in 'kubernetes' (no control "
+                   "characters or commas)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: kubernetes\n"
+                   "    kubernetes: {tolerations: {key: a}}\n",
+                   "wf.yaml:6:31: expected a list of mappings for 'tolerations'");
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_backend_options),
+        cmocka_unit_test (test_backend_errors),
         cmocka_unit_test (test_full_example),
         cmocka_unit_test (test_minimal_and_block_style),
         cmocka_unit_test (test_units),
