@@ -45,6 +45,7 @@ extern char **environ;
 #define S_METRICS_POLL_MS      150
 #define S_EOF_GRACE_MS         2000
 #define S_PIPE_READ_MAX        65536
+#define S_PACK_MAX             8192     //  bytes of whole lines per log event
 #define S_METRICS_READ_MAX     (1024 * 1024)
 #define S_TASK_NAME_MAX        100
 
@@ -65,6 +66,8 @@ typedef struct {
     bool polling;               //  pipes registered on the loop
     qn_linebuf_t *out_buf;
     qn_linebuf_t *err_buf;
+    bool out_long;              //  inside a long line on stdout (pieces sent)
+    bool err_long;              //  ...on stderr
     qn_stacktrace_t *ring;      //  last stderr lines
 
     int metrics_fd;             //  -1 once read to the end after exit
@@ -234,11 +237,44 @@ s_attempt_terminate (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
 //  ---------------------------------------------------------------------
 //  Output
 
+//  Whole lines that come off the pipe together leave together: one log
+//  event carries as many as fit in S_PACK_MAX bytes, joined by '\n' (the
+//  LogChunk contract).  One event per line would bound a chatty task at
+//  the events per second the agent and the coordinator handle, not at the
+//  bytes.  The pieces of a long line still go one per event, and so does
+//  its last piece: a chunk is either whole lines or part of one line,
+//  never both, and the agent's redactor finds the carry of a split
+//  secret right in front of that last piece.  The pack never outlives one
+//  read, so lines are not held back waiting for more.
 typedef struct {
     s_attempt_t *attempt;
     Qanat__Stream stream;
+    bool *in_long;              //  the stream's long-line flag
     int64_t time_us;
+    size_t packed;              //  bytes in pack
+    char pack [S_PACK_MAX];
 } s_line_ctx_t;
+
+static void
+s_line_ctx_init (s_line_ctx_t *ctx, s_attempt_t *attempt, bool is_out)
+{
+    ctx->attempt = attempt;
+    ctx->stream = is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR;
+    ctx->in_long = is_out? &attempt->out_long: &attempt->err_long;
+    ctx->time_us = qn_now_us ();
+    ctx->packed = 0;
+}
+
+static void
+s_pack_flush (s_line_ctx_t *ctx)
+{
+    if (ctx->packed) {
+        s_attempt_t *attempt = ctx->attempt;
+        attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
+                                       ctx->pack, ctx->packed, false, ctx->time_us);
+        ctx->packed = 0;
+    }
+}
 
 static void
 s_on_log_line (const char *data, size_t size, bool partial, void *arg)
@@ -247,6 +283,19 @@ s_on_log_line (const char *data, size_t size, bool partial, void *arg)
     s_attempt_t *attempt = ctx->attempt;
     if (ctx->stream == QANAT__STREAM__STREAM_STDERR)
         qn_stacktrace_add (attempt->ring, data, size, partial);
+    bool whole = !partial && !*ctx->in_long;
+    *ctx->in_long = partial;
+    if (whole && size <= S_PACK_MAX) {
+        size_t need = (ctx->packed? ctx->packed + 1: 0) + size;
+        if (need > S_PACK_MAX)
+            s_pack_flush (ctx);
+        if (ctx->packed)
+            ctx->pack [ctx->packed++] = '\n';
+        memcpy (ctx->pack + ctx->packed, data, size);
+        ctx->packed += size;
+        return;
+    }
+    s_pack_flush (ctx);
     attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
                                    data, size, partial, ctx->time_us);
 }
@@ -281,12 +330,10 @@ s_close_pipe (s_attempt_t *self, int *fd_p)
     close (*fd_p);
     bool is_out = fd_p == &self->out_fd;
     *fd_p = -1;
-    s_line_ctx_t ctx = {
-        self,
-        is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR,
-        qn_now_us ()
-    };
+    s_line_ctx_t ctx;
+    s_line_ctx_init (&ctx, self, is_out);
     qn_linebuf_flush (is_out? self->out_buf: self->err_buf, s_on_log_line, &ctx);
+    s_pack_flush (&ctx);
     if (self->out_fd == -1 && self->err_fd == -1)
         self->polling = false;
 }
@@ -298,13 +345,11 @@ s_read_pipe (s_attempt_t *self, int *fd_p)
     ssize_t got = read (*fd_p, buffer, sizeof (buffer));
     if (got > 0) {
         bool is_out = fd_p == &self->out_fd;
-        s_line_ctx_t ctx = {
-            self,
-            is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR,
-            qn_now_us ()
-        };
+        s_line_ctx_t ctx;
+        s_line_ctx_init (&ctx, self, is_out);
         qn_linebuf_feed (is_out? self->out_buf: self->err_buf, buffer, (size_t) got,
                          s_on_log_line, &ctx);
+        s_pack_flush (&ctx);
     }
     else
     if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))

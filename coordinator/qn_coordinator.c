@@ -919,6 +919,9 @@ typedef struct {
 static void
 s_assignment_free (assignment_t *self)
 {
+    for (size_t i = 0; self->assign.argv && i < self->assign.n_argv; i++)
+        free (self->assign.argv [i]);
+    free (self->assign.argv);
     for (size_t i = 0; i < self->assign.n_env; i++)
         s_free_message (self->assign.env [i]);
     free (self->assign.env);
@@ -956,7 +959,23 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
     assign->attempt = &out->ref;
     assign->task_name = spec->name;
     assign->workflow = run->info->workflow;
-    assign->argv = spec->argv;
+    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
+    for (size_t p = 0; params && p < run->info->n_params; p++) {
+        params [p].key = run->info->params [p]->name;
+        params [p].value = run->info->params [p]->value;
+    }
+    char *argv_error = NULL;
+    assign->argv = params? qn_workflow_task_argv (spec, params, run->info->n_params, &argv_error)
+                         : NULL;
+    free (params);
+    if (!assign->argv) {
+        *error_p = argv_error? argv_error: strdup ("out of memory");
+        for (size_t e = 0; e < spec->env_count; e++)
+            s_free_message (task_env [e]);
+        free (task_env);
+        zlistx_destroy (&out->redact);
+        return -1;
+    }
     assign->n_argv = spec->argc;
     assign->timeout_s = spec->timeout_s;
     assign->cpus = spec->cpus;

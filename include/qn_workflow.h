@@ -26,10 +26,20 @@ typedef struct {
     char *value;
 } qn_kv_t;
 
+typedef enum {
+    QN_PARAM_STRING = 0,
+    QN_PARAM_INT,                //  a decimal integer that fits in 64 bits
+    QN_PARAM_FLOAT,              //  a finite decimal number
+    QN_PARAM_BOOL                //  true/false (also yes/no, 1/0), kept as "true"/"false"
+} qn_param_type_t;
+
 typedef struct {
     char *name;
-    char *default_value;         //  NULL when the parameter is required
+    char *default_value;         //  NULL when the parameter is required; already checked
     char *description;           //  may be NULL
+    qn_param_type_t type;
+    char **allowed;              //  allowed values, or NULL for any of the type
+    size_t allowed_count;
 } qn_param_t;
 
 typedef struct {
@@ -121,6 +131,26 @@ const qn_param_t *
 qn_kv_t *
     qn_workflow_resolve_params (qn_workflow_t *self, const qn_kv_t *overrides, size_t count,
                                 char **error_p);
+
+//  Checks value against a parameter's type and allowed values.  Returns
+//  the value in canonical form (malloc'd: booleans as "true"/"false"), or
+//  NULL with *error_p a malloc'd message such as "parameter 'epochs'
+//  wants an int, not 'abc'".
+char *
+    qn_workflow_param_check (const qn_param_t *param, const char *value, char **error_p);
+
+//  Name of a parameter type: "string", "int", "float", "bool".
+const char *
+    qn_param_type_name (qn_param_type_t type);
+
+//  A task's argv with every ${{ params.NAME }} replaced by the run's value
+//  (params: count resolved pairs).  In a shell string (task->shell) the
+//  value is inserted single-quoted, so that a value is data, never shell
+//  code.  NULL-terminated, malloc'd (free each string, then the array);
+//  NULL with *error_p set for an unknown parameter or an unclosed ${{.
+char **
+    qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t count,
+                           char **error_p);
 
 //  Frees an array of count pairs made by this module.
 void

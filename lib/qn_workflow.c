@@ -15,7 +15,9 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,7 @@
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
 #define S_MAX_PARAMS    1000
+#define S_PARAM_VALUE_MAX 4096
 #define S_MAX_DEPTH     32
 #define S_NAME_MAX      128
 #define S_MAX_ERRORS    100     //  more are summarised in one line
@@ -66,6 +69,8 @@ typedef struct {
     s_error_t *errors;
     size_t count, cap;
     bool oom;
+    const qn_param_t *params;   //  declared so far (parsed before the tasks)
+    size_t param_count;
 } s_ctx_t;
 
 struct _qn_workflow_t {
@@ -94,7 +99,7 @@ static const char *s_toleration_keys [] = {
     "key", "operator", "value", "effect", "toleration_seconds", NULL
 };
 static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
-static const char *s_param_keys [] = { "default", "description", NULL };
+static const char *s_param_keys [] = { "default", "description", "type", "allowed", NULL };
 static const char *s_check_entry_keys [] = { "expr", "severity", NULL };
 
 
@@ -883,6 +888,7 @@ qn_workflow_destroy (qn_workflow_t **self_p)
             free (self->params [i].name);
             free (self->params [i].default_value);
             free (self->params [i].description);
+            s_strv_free (self->params [i].allowed, self->params [i].allowed_count);
         }
         free (self->params);
         for (size_t i = 0; i < self->task_count; i++)
@@ -1464,6 +1470,35 @@ s_parse_backend (s_ctx_t *ctx, qn_task_t *task, s_node_t *task_map)
     }
 }
 
+static char *s_expand_params (const char *text, bool quote, const qn_kv_t *params,
+                              size_t count, char **error_p);
+
+//  Every ${{ params.NAME }} in the command must name a declared parameter
+static void
+s_check_param_refs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    if (!task->argv)
+        return;
+    qn_kv_t *names = (qn_kv_t *) calloc (ctx->param_count + 1, sizeof (qn_kv_t));
+    if (!names) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t p = 0; p < ctx->param_count; p++) {
+        names [p].key = ctx->params [p].name;
+        names [p].value = (char *) "";
+    }
+    for (size_t i = 0; i < task->argc; i++) {
+        char *error = NULL;
+        char *expanded = s_expand_params (task->argv [i], false, names, ctx->param_count, &error);
+        if (!expanded && error)
+            s_node_error (ctx, node, "%s in the 'run' of task '%s'", error, task->name);
+        free (expanded);
+        free (error);
+    }
+    free (names);
+}
+
 static void
 s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
               s_node_t *key, s_node_t *value)
@@ -1492,8 +1527,10 @@ s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
     s_check_keys (ctx, value, s_task_keys, where);
 
     s_node_t *field;
-    if ((field = s_map_get (value, "run", NULL)))
+    if ((field = s_map_get (value, "run", NULL))) {
         s_parse_run (ctx, task, field);
+        s_check_param_refs (ctx, task, field);
+    }
     else
         s_node_error (ctx, key, "task '%s' has no 'run' command", s_echo (key->value, echo));
 
@@ -1591,12 +1628,16 @@ s_parse_params (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
 
         s_node_t *dflt = value;
         s_node_t *desc = NULL;
+        s_node_t *type = NULL;
+        s_node_t *allowed = NULL;
         if (value->kind == S_MAPPING) {
             char where [S_ECHO_MAX + 32];
             snprintf (where, sizeof (where), " in parameter '%s'", s_echo (key->value, echo));
             s_check_keys (ctx, value, s_param_keys, where);
             dflt = s_map_get (value, "default", NULL);
             desc = s_map_get (value, "description", NULL);
+            type = s_map_get (value, "type", NULL);
+            allowed = s_map_get (value, "allowed", NULL);
         }
         else
         if (value->kind != S_SCALAR) {
@@ -1614,12 +1655,62 @@ s_parse_params (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
                           s_echo (key->value, echo));
             continue;
         }
+        qn_param_type_t param_type = QN_PARAM_STRING;
+        if (type) {
+            static const char *types [] = { "string", "int", "float", "bool", NULL };
+            size_t t = 0;
+            while (types [t] && !(type->kind == S_SCALAR && type->value
+                                  && strcmp (type->value, types [t]) == 0))
+                t++;
+            if (!types [t]) {
+                s_node_error (ctx, type, "unknown type '%s' for parameter '%s' (use string, "
+                              "int, float or bool)", s_echo (type->kind == S_SCALAR
+                              && type->value? type->value: "", echo2), s_echo (key->value, echo));
+                continue;
+            }
+            param_type = (qn_param_type_t) t;
+        }
         qn_param_t *param = &self->params [self->param_count++];
         param->name = s_strdup (ctx, key->value);
-        if (dflt && !s_is_null (dflt))
-            param->default_value = s_strdup (ctx, dflt->value);
+        param->type = param_type;
         if (desc && !s_is_null (desc))
             param->description = s_strdup (ctx, desc->value);
+        if (allowed) {
+            s_node_t **items;
+            size_t count;
+            char *message = NULL;
+            if (s_scalar_list (ctx, allowed, "a list of allowed values for 'allowed'",
+                               &items, &count) == 0 && count > 0) {
+                param->allowed = (char **) calloc (count, sizeof (char *));
+                if (!param->allowed)
+                    ctx->oom = true;
+                for (size_t a = 0; param->allowed && a < count; a++) {
+                    //  Each allowed value must itself be of the type
+                    qn_param_t bare = { param->name, NULL, NULL, param_type, NULL, 0 };
+                    char *canonical = qn_workflow_param_check (&bare, items [a]->value, &message);
+                    if (!canonical) {
+                        s_node_error (ctx, items [a], "%s", message);
+                        free (message);
+                        message = NULL;
+                        continue;
+                    }
+                    param->allowed [param->allowed_count++] = canonical;
+                }
+            }
+            else
+            if (count == 0 && !s_is_null (allowed))
+                s_node_error (ctx, allowed, "'allowed' of parameter '%s' is empty",
+                              s_echo (key->value, echo));
+            free (items);
+        }
+        if (dflt && !s_is_null (dflt)) {
+            char *message = NULL;
+            param->default_value = qn_workflow_param_check (param, dflt->value, &message);
+            if (!param->default_value) {
+                s_node_error (ctx, dflt, "default of %s", message? message: "out of memory");
+                free (message);
+            }
+        }
     }
 }
 
@@ -1909,6 +2000,8 @@ s_parse_workflow (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *root)
     node = s_map_get (root, "params", NULL);
     if (node)
         s_parse_params (ctx, self, node);
+    ctx->params = self->params;
+    ctx->param_count = self->param_count;
 
     node = s_map_get (root, "tasks", &key);
     if (!node) {
@@ -2166,9 +2259,17 @@ qn_workflow_resolve_params (qn_workflow_t *self, const qn_kv_t *overrides, size_
             failed = true;
             continue;
         }
+        char *message = NULL;
+        char *canonical = qn_workflow_param_check (param, value, &message);
+        if (!canonical) {
+            fprintf (stream, "%s%s", failed? "\n": "", message? message: "out of memory");
+            free (message);
+            failed = true;
+            continue;
+        }
         pairs [j].key = strdup (param->name);
-        pairs [j].value = strdup (value);
-        if (!pairs [j].key || !pairs [j].value) {
+        pairs [j].value = canonical;
+        if (!pairs [j].key) {
             fprintf (stream, "%sout of memory", failed? "\n": "");
             failed = true;
         }
@@ -2184,4 +2285,218 @@ qn_workflow_resolve_params (qn_workflow_t *self, const qn_kv_t *overrides, size_
     }
     free (errors);
     return pairs;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Typed parameters
+
+//  A malloc'd formatted string, or NULL
+static char *
+s_format (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char *text = NULL;
+    if (vasprintf (&text, format, args) == -1)
+        text = NULL;
+    va_end (args);
+    return text;
+}
+
+const char *
+qn_param_type_name (qn_param_type_t type)
+{
+    switch (type) {
+        case QN_PARAM_INT:      return "int";
+        case QN_PARAM_FLOAT:    return "float";
+        case QN_PARAM_BOOL:     return "bool";
+        default:                return "string";
+    }
+}
+
+char *
+qn_workflow_param_check (const qn_param_t *param, const char *value, char **error_p)
+{
+    assert (param);
+    s_echo_buf_t echo;
+    if (error_p)
+        *error_p = NULL;
+    if (!value)
+        value = "";
+    char *canonical = NULL;
+    bool ok = true;
+    if (strlen (value) > S_PARAM_VALUE_MAX)
+        ok = false;
+    else
+    if (param->type == QN_PARAM_INT) {
+        char *end = NULL;
+        errno = 0;
+        long long number = strtoll (value, &end, 10);
+        (void) number;
+        ok = *value && !isspace ((unsigned char) *value) && errno == 0 && end && *end == '\0';
+        if (ok)
+            canonical = strdup (value);
+    }
+    else
+    if (param->type == QN_PARAM_FLOAT) {
+        char *end = NULL;
+        errno = 0;
+        double number = strtod (value, &end);
+        //  Decimal only: no hex floats, inf or nan
+        ok = *value && !isspace ((unsigned char) *value) && errno == 0 && end && *end == '\0'
+          && isfinite (number) && !strpbrk (value, "xXnNiI");
+        if (ok)
+            canonical = strdup (value);
+    }
+    else
+    if (param->type == QN_PARAM_BOOL) {
+        static const char *yes [] = { "true", "yes", "on", "1", NULL };
+        static const char *no [] = { "false", "no", "off", "0", NULL };
+        ok = false;
+        for (size_t i = 0; yes [i] && !ok; i++)
+            if (strcasecmp (value, yes [i]) == 0) {
+                canonical = strdup ("true");
+                ok = true;
+            }
+        for (size_t i = 0; no [i] && !ok; i++)
+            if (strcasecmp (value, no [i]) == 0) {
+                canonical = strdup ("false");
+                ok = true;
+            }
+    }
+    else
+        canonical = strdup (value);
+    if (!ok) {
+        if (error_p)
+            *error_p = s_format ("parameter '%s' wants %s %s, not '%s'", param->name,
+                                     param->type == QN_PARAM_INT? "an": "a",
+                                     param->type == QN_PARAM_STRING? "string of at most 4096 bytes"
+                                     : qn_param_type_name (param->type), s_echo (value, echo));
+        return NULL;
+    }
+    if (!canonical)
+        return NULL;
+    if (param->allowed_count) {
+        bool found = false;
+        for (size_t i = 0; i < param->allowed_count && !found; i++)
+            found = strcmp (param->allowed [i], canonical) == 0;
+        if (!found) {
+            if (error_p) {
+                char *list = NULL;
+                size_t size = 0;
+                FILE *stream = open_memstream (&list, &size);
+                for (size_t i = 0; stream && i < param->allowed_count; i++)
+                    fprintf (stream, "%s%s", i? ", ": "", param->allowed [i]);
+                if (stream)
+                    fclose (stream);
+                *error_p = s_format ("parameter '%s' must be one of: %s (not '%s')",
+                                         param->name, list? list: "", s_echo (value, echo));
+                free (list);
+            }
+            free (canonical);
+            return NULL;
+        }
+    }
+    return canonical;
+}
+
+//  value inside single quotes for the shell: ' becomes '\''
+static void
+s_shell_quote (FILE *stream, const char *value)
+{
+    fputc ('\'', stream);
+    for (const char *c = value; *c; c++)
+        if (*c == '\'')
+            fputs ("'\\''", stream);
+        else
+            fputc (*c, stream);
+    fputc ('\'', stream);
+}
+
+//  Expands ${{ params.NAME }} in text.  NULL with *error_p on an unknown
+//  name or an unclosed reference.
+static char *
+s_expand_params (const char *text, bool quote, const qn_kv_t *params, size_t count,
+                 char **error_p)
+{
+    char *out = NULL;
+    size_t size = 0;
+    FILE *stream = open_memstream (&out, &size);
+    if (!stream)
+        return NULL;
+    const char *at = text;
+    bool failed = false;
+    while (!failed) {
+        const char *open = strstr (at, "${{");
+        if (!open) {
+            fputs (at, stream);
+            break;
+        }
+        const char *close = strstr (open + 3, "}}");
+        if (!close) {
+            *error_p = strdup ("'${{' without its closing '}}'");
+            failed = true;
+            break;
+        }
+        fwrite (at, 1, (size_t) (open - at), stream);
+        const char *name = open + 3;
+        while (name < close && isspace ((unsigned char) *name))
+            name++;
+        const char *end = close;
+        while (end > name && isspace ((unsigned char) end [-1]))
+            end--;
+        if (end - name > 7 && strncmp (name, "params.", 7) == 0) {
+            name += 7;
+            const qn_kv_t *found = NULL;
+            for (size_t p = 0; p < count && !found; p++)
+                if (strlen (params [p].key) == (size_t) (end - name)
+                &&  strncmp (params [p].key, name, (size_t) (end - name)) == 0)
+                    found = &params [p];
+            if (!found) {
+                *error_p = s_format ("unknown parameter '%.*s' in '${{ params.%.*s }}'",
+                                         (int) (end - name > 64? 64: end - name), name,
+                                         (int) (end - name > 64? 64: end - name), name);
+                failed = true;
+                break;
+            }
+            if (quote)
+                s_shell_quote (stream, found->value);
+            else
+                fputs (found->value, stream);
+        }
+        else
+            //  Not ours (${{ secrets.X }} is for env): left as written
+            fwrite (open, 1, (size_t) (close + 2 - open), stream);
+        at = close + 2;
+    }
+    fclose (stream);
+    if (failed) {
+        free (out);
+        return NULL;
+    }
+    return out;
+}
+
+char **
+qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t count,
+                       char **error_p)
+{
+    assert (task);
+    *error_p = NULL;
+    char **argv = (char **) calloc (task->argc + 1, sizeof (char *));
+    if (!argv)
+        return NULL;
+    for (size_t i = 0; i < task->argc; i++) {
+        //  A shell string is argv {"/bin/sh", "-c", cmd}: only cmd is ours
+        bool quote = task->shell != NULL && i == task->argc - 1;
+        argv [i] = s_expand_params (task->argv [i], quote, params, count, error_p);
+        if (!argv [i]) {
+            for (size_t j = 0; j < i; j++)
+                free (argv [j]);
+            free (argv);
+            return NULL;
+        }
+    }
+    return argv;
 }

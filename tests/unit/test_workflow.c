@@ -1105,11 +1105,82 @@ test_backend_errors (void **state)
                    "wf.yaml:6:31: expected a list of mappings for 'tolerations'");
 }
 
+//  Typed parameters: defaults and allowed values are checked at parse
+//  time, run values when a run starts; ${{ params.x }} expands in run.
+static void
+test_typed_params (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok (
+        "name: typed\n"
+        "params:\n"
+        "  epochs: {type: int, default: 5}\n"
+        "  lr: {type: float, default: 0.01}\n"
+        "  shuffle: {type: bool, default: yes}\n"
+        "  optimizer: {type: string, default: adam, allowed: [adam, sgd]}\n"
+        "  note: {default: \"it's\"}\n"
+        "tasks:\n"
+        "  train:\n"
+        "    run: python train.py --epochs ${{ params.epochs }} --note ${{params.note}}\n"
+        "  listed:\n"
+        "    run: [echo, \"${{ params.optimizer }}\", \"${{ secrets.TOKEN }}\"]\n");
+    assert_int_equal (qn_workflow_param (wf, 0)->type, QN_PARAM_INT);
+    assert_string_equal (qn_workflow_param (wf, 2)->default_value, "true");
+    assert_int_equal (qn_workflow_param (wf, 3)->allowed_count, 2);
+
+    char *error = NULL;
+    qn_kv_t bad [] = { { (char *) "epochs", (char *) "abc" } };
+    assert_null (qn_workflow_resolve_params (wf, bad, 1, &error));
+    assert_string_equal (error, "parameter 'epochs' wants an int, not 'abc'");
+    free (error);
+    qn_kv_t bad_choice [] = { { (char *) "optimizer", (char *) "rmsprop" } };
+    assert_null (qn_workflow_resolve_params (wf, bad_choice, 1, &error));
+    assert_string_equal (error, "parameter 'optimizer' must be one of: adam, sgd (not 'rmsprop')");
+    free (error);
+    qn_kv_t bad_float [] = { { (char *) "lr", (char *) "nan" } };
+    assert_null (qn_workflow_resolve_params (wf, bad_float, 1, &error));
+    free (error);
+    qn_kv_t good [] = { { (char *) "epochs", (char *) "12" }, { (char *) "shuffle", (char *) "0" } };
+    qn_kv_t *params = qn_workflow_resolve_params (wf, good, 2, &error);
+    assert_non_null (params);
+    assert_string_equal (params [0].value, "12");
+    assert_string_equal (params [2].value, "false");
+
+    //  In a shell string a value is quoted data; in a list it is verbatim
+    char **argv = qn_workflow_task_argv (qn_workflow_task (wf, 0), params, 5, &error);
+    assert_non_null (argv);
+    assert_string_equal (argv [2], "python train.py --epochs '12' --note 'it'\\''s'");
+    for (size_t i = 0; argv [i]; i++)
+        free (argv [i]);
+    free (argv);
+    argv = qn_workflow_task_argv (qn_workflow_task (wf, 1), params, 5, &error);
+    assert_non_null (argv);
+    assert_string_equal (argv [1], "adam");
+    assert_string_equal (argv [2], "${{ secrets.TOKEN }}");
+    for (size_t i = 0; argv [i]; i++)
+        free (argv [i]);
+    free (argv);
+    qn_kv_free (params, 5);
+    qn_workflow_destroy (&wf);
+
+    s_expect_only ("name: w\nparams:\n  n: {type: int, default: ten}\ntasks:\n  a: {run: x}\n",
+                   "wf.yaml:3:27: default of parameter 'n' wants an int, not 'ten'");
+    s_expect_only ("name: w\nparams:\n  n: {type: integer}\ntasks:\n  a: {run: x}\n",
+                   "wf.yaml:3:13: unknown type 'integer' for parameter 'n' (use string, int, "
+                   "float or bool)");
+    s_expect_only ("name: w\nparams:\n  n: {type: int, allowed: [1, two]}\ntasks:\n  a: {run: x}\n",
+                   "wf.yaml:3:31: parameter 'n' wants an int, not 'two'");
+    s_expect_only ("name: w\ntasks:\n  a: {run: \"echo ${{ params.nope }}\"}\n",
+                   "wf.yaml:3:12: unknown parameter 'nope' in '${{ params.nope }}' in the 'run' "
+                   "of task 'a'");
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_backend_options),
+        cmocka_unit_test (test_typed_params),
         cmocka_unit_test (test_backend_errors),
         cmocka_unit_test (test_full_example),
         cmocka_unit_test (test_minimal_and_block_style),

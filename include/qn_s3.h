@@ -1,0 +1,4 @@
+/* placeholder */
+#ifndef qn_s3_H_INCLUDED
+#define qn_s3_H_INCLUDED
+#endif
