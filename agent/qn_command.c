@@ -350,6 +350,8 @@ s_kill (qn_command_t *self)
 static int
 s_on_done (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_command_t *self = (qn_command_t *) arg;
     self->done_timer = -1;              //  a one-shot timer: gone after this
     self->done = true;
@@ -382,6 +384,7 @@ s_check_done (qn_command_t *self)
 static int
 s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
+    (void) loop;
     qn_command_t *self = (qn_command_t *) arg;
     if (item->fd == self->out_fd && self->out_fd != -1)
         s_read (self, &self->out_fd);
@@ -401,6 +404,8 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static int
 s_on_reap_tick (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_command_t *self = (qn_command_t *) arg;
     s_reap (self, false);
     s_check_done (self);
@@ -410,6 +415,8 @@ s_on_reap_tick (zloop_t *loop, int timer_id, void *arg)
 static int
 s_on_timeout (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
+    (void) timer_id;
     qn_command_t *self = (qn_command_t *) arg;
     self->timeout_timer = -1;
     if (self->finishing)

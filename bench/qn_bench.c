@@ -18,6 +18,8 @@
       a  dispatch throughput        d  agent scale (CPU, RSS)
       b  DAG hop latency            e  dispatch cost vs. queue depth
       c  log ingest                 f  memory: coordinator, store, real agent
+      g  (a) with real agents and processes (the local backend)
+      h  (c) with a real agent and 8 real tasks printing as fast as they can
 
     Every figure prints a line "figure: KEY = VALUE UNIT" that scripts can
     read, and the run ends with a summary table.  The exit status is 0 when
@@ -1801,6 +1803,192 @@ s_figure_g (void)
     s_proc_destroy (&proc);
 }
 
+
+//  Lines of run_id stored by the coordinator, read back page by page
+//  (each chunk not partial ends one line more than it holds '\n's), and
+//  the chunks that held them.  -1 on error.
+static long long
+s_count_stored_lines (qn_client_t *client, uint64_t run_id, long long *chunks_p)
+{
+    long long lines = 0, chunks = 0;
+    uint8_t *cursor = NULL;
+    size_t cursor_size = 0;
+    bool more = true;
+    double deadline = s_now () + 300;
+    while (more && s_now () < deadline) {
+        Qanat__ReadLogs read = QANAT__READ_LOGS__INIT;
+        read.run_id = run_id;
+        read.cursor.data = cursor;
+        read.cursor.len = cursor_size;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_READ_LOGS;
+        request.read_logs = &read;
+        char *error = NULL;
+        Qanat__Envelope *reply = qn_client_call (client, &request, &error);
+        if (!reply || reply->reply->body_case != QANAT__REPLY__BODY_LOGS) {
+            s_say ("   read logs: %s\n", error? error: "unexpected reply");
+            free (error);
+            qn_msg_free (&reply);
+            free (cursor);
+            return -1;
+        }
+        Qanat__LogPage *page = reply->reply->logs;
+        for (size_t i = 0; i < page->n_lines; i++) {
+            Qanat__LogChunk *chunk = page->lines [i]->chunk;
+            if (!chunk || chunk->stream != QANAT__STREAM__STREAM_STDOUT)
+                continue;
+            chunks++;
+            if (chunk->partial)
+                continue;
+            lines++;
+            const uint8_t *at = chunk->data.data;
+            const uint8_t *end = at + chunk->data.len;
+            while (at < end && (at = (const uint8_t *) memchr (at, '\n', (size_t) (end - at)))) {
+                lines++;
+                at++;
+            }
+        }
+        more = !(page->run_finished && page->n_lines == 0);
+        free (cursor);
+        cursor = NULL;
+        cursor_size = page->cursor.len;
+        if (cursor_size) {
+            cursor = (uint8_t *) malloc (cursor_size);
+            memcpy (cursor, page->cursor.data, cursor_size);
+        }
+        else
+        if (page->n_lines == 0)
+            more = false;
+        qn_msg_free (&reply);
+    }
+    free (cursor);
+    *chunks_p = chunks;
+    return lines;
+}
+
+//  (c) again, end to end: a real agent, 8 real tasks on it printing
+//  100-byte lines as fast as `yes` can, through the local backend's pipes,
+//  the agent's spool and the coordinator's store.
+static void
+s_figure_h (void)
+{
+    size_t tasks = 8;
+    size_t lines_per_task = s_set.log_mb * 1000000 / LINE_BYTES / tasks;
+    if (lines_per_task == 0)
+        lines_per_task = 1;
+    double total_mb = (double) lines_per_task * tasks * LINE_BYTES / 1e6;
+    s_say ("\n== (c) log ingest with real processes (local backend, real agent) ==\n");
+    s_say ("   %zu tasks on one real qanat-agent (%zu slots), each `yes LINE | head -n %zu`\n"
+           "   (%d-byte lines with their newline), %.0f MB in all; durable commits on both sides;\n"
+           "   from StartRun until the run ended (every line stored: the ends come after the lines)\n",
+           tasks, tasks, lines_per_task, LINE_BYTES, total_mb);
+    proc_t *proc = s_qanatd_start (true);
+    if (!proc) {
+        s_fail ("h real log ingest", "qanatd did not start");
+        return;
+    }
+    qn_client_t *client = s_client_new (proc);
+    char *program = zsys_sprintf ("%s/agent/qanat-agent", s_set.builddir);
+    char *probe = zsys_sprintf ("%s --help 2>&1 | grep -q -- --insecure", program);
+    bool insecure_flag = system (probe) == 0;
+    free (probe);
+    char *data_dir = zsys_sprintf ("%s/agent-log", proc->dir);
+    char *log_path = zsys_sprintf ("%s/agent-log.log", proc->dir);
+    char slots_text [24];
+    snprintf (slots_text, sizeof slots_text, "%zu", tasks);
+    char *argv [] = {
+        program, (char *) "--coordinator", proc->agent_ep, (char *) "--name", (char *) "real-log",
+        (char *) "--slots", slots_text, (char *) "--labels", (char *) "pool=benchlog",
+        (char *) "--data-dir", data_dir, insecure_flag? (char *) "--insecure": NULL, NULL
+    };
+    pid_t pid = client? s_spawn (argv, log_path): -1;
+    bool up = false;
+    double deadline = s_now () + 20;
+    while (pid > 0 && !up && s_now () < deadline && !zsys_interrupted) {
+        up = s_agent_connected (client, "real-log");
+        if (!up)
+            zclock_sleep (50);
+    }
+    if (!up) {
+        s_fail ("h real log ingest", "the real agent did not register");
+        goto done;
+    }
+    //  99 characters and the newline: LINE_BYTES on the pipe
+    char line [LINE_BYTES];
+    memset (line, 'x', LINE_BYTES - 1);
+    line [LINE_BYTES - 1] = 0;
+    char *yaml = NULL;
+    size_t yaml_size = 0;
+    FILE *out = open_memstream (&yaml, &yaml_size);
+    fprintf (out, "name: bench-h\ntasks:\n");
+    for (size_t i = 0; i < tasks; i++)
+        fprintf (out, "  t%zu:\n    run: \"yes %s | head -n %zu\"\n    on: {pool: benchlog}\n",
+                 i, line, lines_per_task);
+    fclose (out);
+
+    pid_t agent_real = s_real_pid (pid, "qanat-agent");
+    Qanat__Stats before, after;
+    memset (&before, 0, sizeof before);
+    memset (&after, 0, sizeof after);
+    s_get_stats (client, &before);
+    long long cpu_q0 = s_proc_cpu_ticks (proc->real);
+    long long cpu_a0 = s_proc_cpu_ticks (agent_real);
+    double started = s_now ();
+    uint64_t run_id = 0;
+    int rc = s_start_run (client, yaml, &run_id);
+    free (yaml);
+    size_t ended = 0, failed = 0;
+    deadline = s_now () + 120 + total_mb;
+    while (rc == 0 && !zsys_interrupted && s_now () < deadline) {
+        if (s_list_runs (client, "bench-h", 1, &ended, &failed) < 0)
+            rc = -1;
+        if (ended >= 1)
+            break;
+        zclock_sleep (10);
+    }
+    double elapsed = s_now () - started;
+    long long cpu_q1 = s_proc_cpu_ticks (proc->real);
+    long long cpu_a1 = s_proc_cpu_ticks (agent_real);
+    s_get_stats (client, &after);
+    if (rc || ended < 1) {
+        s_fail ("h real log ingest", "the run did not finish");
+        goto done;
+    }
+    if (failed)
+        s_say ("   warning: the run did not succeed\n");
+    double ticks = (double) sysconf (_SC_CLK_TCK);
+    double mbps = total_mb / elapsed;
+    double lines_s = (double) lines_per_task * tasks / elapsed;
+    double events = (double) (after.events_committed - before.events_committed);
+    s_say ("   %.1f MB/s, %.0f lines/s (%.2f s); qanatd %.0f%% of a core, agent %.0f%% of a core;\n"
+           "   %.0f events committed (%.1f lines per event)\n",
+           mbps, lines_s, elapsed, (cpu_q1 - cpu_q0) / ticks / elapsed * 100,
+           (cpu_a1 - cpu_a0) / ticks / elapsed * 100, events,
+           events > 0? lines_per_task * tasks / events: 0);
+    long long chunks = 0;
+    long long stored = s_count_stored_lines (client, run_id, &chunks);
+    s_say ("   read back: %lld lines in %lld chunks (expected %zu lines)%s\n", stored, chunks,
+           lines_per_task * tasks, stored == (long long) (lines_per_task * tasks)? "": "  MISMATCH");
+    s_say ("   ratio to target (>= 100 MB/s): %.2f\n", mbps / 100);
+    s_figure ("h.log_ingest_real", mbps, "MB/s");
+    s_figure ("h.log_lines_real", lines_s, "lines/s");
+    char value [48];
+    snprintf (value, sizeof value, "%.1f MB/s", mbps);
+    s_row ("c log ingest (real agent, 8 real tasks)", value, ">= 100 MB/s", mbps >= 100? "yes": "NO");
+    snprintf (value, sizeof value, "%.0f lines/s", lines_s);
+    s_row ("c log ingest, real, lines", value, "", "-");
+    if (stored != (long long) (lines_per_task * tasks))
+        s_fail ("h real log ingest", "stored lines differ from lines printed");
+done:
+    if (pid > 0)
+        s_stop_pid (pid, 10);
+    free (program);
+    free (data_dir);
+    free (log_path);
+    qn_client_destroy (&client);
+    s_proc_destroy (&proc);
+}
+
 static void
 s_figure_f (void)
 {
@@ -1976,12 +2164,14 @@ s_usage (FILE *out)
         "\n"
         "Starts the built qanatd and measures it; prints every figure and a summary.\n"
         "\n"
-        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f)\n"
+        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h;\n"
+        "                     g = a with real processes, h = c with a real agent)\n"
         "  --tasks N          (a) tasks dispatched (default 100000)\n"
+        "  --real-tasks N     (g) tasks run as real processes (default 20000)\n"
         "  --sim-agents N     (a,e,f) simulated agents (default 8)\n"
         "  --slots N          (a,b,e,f) slots per simulated agent (default 64)\n"
         "  --chain N          (b) tasks in the chain (default 1000)\n"
-        "  --log-mb N         (c) megabytes of log lines (default 200)\n"
+        "  --log-mb N         (c,h) megabytes of log lines (default 200)\n"
         "  --log-window N     (c) unacknowledged events per attempt (default 10000)\n"
         "  --agents N[,N..]   (d) simulated agent counts (default 1000,10000)\n"
         "  --window S         (d) measured window in seconds (default 10)\n"
@@ -2199,6 +2389,8 @@ main (int argc, char *argv [])
         s_figure_f ();
     if (s_selected ('g'))
         s_figure_g ();
+    if (s_selected ('h'))
+        s_figure_h ();
 
     char load [128] = "?";
     FILE *file = fopen ("/proc/loadavg", "r");
