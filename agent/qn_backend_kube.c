@@ -101,6 +101,7 @@ typedef struct {
     qn_stacktrace_t *ring;
     bool continuing;            //  the next piece continues a cut line
     bool skip_line;             //  drop the rest of this line
+    bool line_resumed;          //  ...because it was reported before
     bool line_stamped;          //  the line being read had a time
     int64_t line_sec;
     int32_t line_nsec;
@@ -414,7 +415,7 @@ s_metric_line (s_attempt_t *self, const char *text, size_t size)
 {
     size_t prefix = strlen (S_METRIC_PREFIX);
     if (size < prefix || memcmp (text, S_METRIC_PREFIX, prefix) != 0)
-        return true && false;
+        return false;
     char line [512];
     size_t rest = size - prefix;
     if (rest >= sizeof (line)) {
@@ -457,13 +458,14 @@ s_on_piece (const char *data, size_t size, bool partial, void *arg)
 {
     s_attempt_t *self = (s_attempt_t *) arg;
     if (!self->continuing) {
-        const char *space = memchr (data, ' ', size < S_TIME_MAX + 1? size: S_TIME_MAX + 1);
+        size_t look = size < S_TIME_MAX + 1? size: S_TIME_MAX + 1;
+        const char *space = (const char *) memchr (data, ' ', look);
         self->line_stamped = space
             && s_parse_time (data, (size_t) (space - data), &self->line_sec,
                              &self->line_nsec) == 0;
         const char *text = data;
         size_t text_size = size;
-        bool skip = false;
+        self->line_resumed = false;
         if (self->line_stamped) {
             size_t time_len = (size_t) (space - data);
             memcpy (self->line_time, data, time_len);
@@ -475,11 +477,11 @@ s_on_piece (const char *data, size_t size, bool partial, void *arg)
                 int order = s_time_cmp (self->line_sec, self->line_nsec,
                                         self->resume_sec, self->resume_nsec);
                 if (order < 0)
-                    skip = true;
+                    self->line_resumed = true;
                 else
                 if (order == 0 && self->resume_seen < self->resume_count) {
                     self->resume_seen++;
-                    skip = true;
+                    self->line_resumed = true;
                 }
                 else
                     self->resume = false;
@@ -487,20 +489,724 @@ s_on_piece (const char *data, size_t size, bool partial, void *arg)
         }
         else
             self->line_time_us = qn_now_us ();
-        self->skip_line = skip;
-        if (!skip && !partial && s_metric_line (self, text, text_size))
-            self->skip_line = true;
-        else
-        if (!skip)
-            s_emit (self, text, text_size, partial);
+        self->skip_line = self->line_resumed;
+        if (!self->skip_line) {
+            if (!partial && s_metric_line (self, text, text_size))
+                self->skip_line = true;
+            else
+                s_emit (self, text, text_size, partial);
+        }
     }
     else
     if (!self->skip_line)
         s_emit (self, data, size, partial);
     self->continuing = partial;
 
-    //  A whole line is behind us: it counts for the cursor (lines we
-    //  skipped were counted before)
-    if (!partial && self->line_stamped && !self->skip_line_counted_dummy)
-        ;
+    //  A whole new line is behind us: it moves the cursor
+    if (!partial && self->line_stamped && !self->line_resumed) {
+        if (self->cursor_count > 0
+        &&  s_time_cmp (self->line_sec, self->line_nsec,
+                        self->cursor_sec, self->cursor_nsec) == 0)
+            self->cursor_count++;
+        else {
+            snprintf (self->cursor_time, sizeof (self->cursor_time), "%s", self->line_time);
+            self->cursor_sec = self->line_sec;
+            self->cursor_nsec = self->line_nsec;
+            self->cursor_count = 1;
+        }
+        self->cursor_dirty = true;
+    }
 }
+
+static int
+s_log_data (void *arg, uint64_t call, const char *data, size_t size)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    qn_linebuf_feed (self->lines, data, size, s_on_piece, self);
+    s_kube_t *backend = self->backend;
+    if (self->cursor_dirty && backend->events->cursor) {
+        char cursor [QN_BACKEND_CURSOR_MAX + 1];
+        snprintf (cursor, sizeof (cursor), "%s %" PRIu64, self->cursor_time, self->cursor_count);
+        backend->events->cursor (backend->arg, &self->key, cursor);
+        self->cursor_dirty = false;
+    }
+    return 0;
+}
+
+static void s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *error);
+
+//  Follows the pod's log from the cursor on
+static void
+s_log_open (s_attempt_t *self, const char *pod)
+{
+    s_kube_t *backend = self->backend;
+    char since [64] = "";
+    if (self->cursor_count > 0) {
+        //  From the cursor's second on; s_on_piece skips what we had
+        time_t seconds = (time_t) self->cursor_sec;
+        struct tm tm;
+        if (gmtime_r (&seconds, &tm))
+            strftime (since, sizeof (since), "&sinceTime=%Y-%m-%dT%H%%3A%M%%3A%SZ", &tm);
+        self->resume = true;
+        self->resume_sec = self->cursor_sec;
+        self->resume_nsec = self->cursor_nsec;
+        self->resume_count = self->cursor_count;
+        self->resume_seen = 0;
+    }
+    //  A line cut by a broken stream is over: the next one starts afresh
+    qn_linebuf_flush (self->lines, s_on_piece, self);
+    self->continuing = false;
+    char *path = NULL;
+    if (asprintf (&path, "/api/v1/namespaces/%s/pods/%s/log?container=%s&follow=true"
+                  "&timestamps=true%s", self->namespace_name, pod, QN_KUBE_CONTAINER,
+                  since) < 0)
+        return;
+    self->log_ended_ok = false;
+    self->log_call = qn_kube_api_stream (backend->api, path, s_log_data, s_log_done, self);
+    free (path);
+    if (self->log_call && backend->paused)
+        qn_kube_api_pause (backend->api, self->log_call, true);
+}
+
+//  Returns true when the attempt finished (and is gone)
+static bool
+s_maybe_finish (s_attempt_t *self)
+{
+    if (!self->terminal || self->stop_reason)
+        return false;
+    if (self->log_done || !self->outcome.container_started || !*self->outcome.pod) {
+        s_attempt_finish_outcome (self);
+        return true;
+    }
+    return false;
+}
+
+static void
+s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    self->log_call = 0;
+    if (status >= 200 && status < 300) {
+        //  A follow stream ends when the container ends
+        self->log_ended_ok = true;
+        if (self->terminal || !self->outcome.container_running)
+            self->log_done = true;
+    }
+    else {
+        char text [400];
+        s_describe_failure (status, body, error, text, sizeof (text));
+        qn_agent_log (QN_LOG_DEBUG, "kubernetes job %s: log stream ended: %s",
+                      self->engine_id, text);
+        if (self->terminal && ++self->log_tries >= S_LOG_TRIES) {
+            s_system_log (self, "the log of kubernetes job %s ends here: %s",
+                          self->engine_id, text);
+            self->log_done = true;
+        }
+    }
+    if (s_maybe_finish (self))
+        return;
+    //  Find out at once whether the container ended
+    if (!self->log_done && !self->job_call && !self->pods_call && !self->stop_reason)
+        s_poll (self);
+}
+
+
+//  ---------------------------------------------------------------------
+//  Status
+
+static void
+s_evaluate (s_attempt_t *self)
+{
+    s_kube_t *backend = self->backend;
+    qn_kube_outcome_t *outcome = &self->outcome;
+    int64_t now = zclock_mono ();
+    bool ended = outcome->state == QN_KUBE_SUCCEEDED || outcome->state == QN_KUBE_FAILED;
+    if (self->log_ended_ok && !self->log_call && outcome->container_started
+    &&  !outcome->container_running)
+        self->log_done = true;
+    if (outcome->container_started && *outcome->pod && !self->log_call && !self->log_done)
+        s_log_open (self, outcome->pod);
+
+    if (outcome->state == QN_KUBE_PULL_ERROR) {
+        if (!self->pull_error_ms) {
+            self->pull_error_ms = now;
+            s_system_log (self, "kubernetes job %s waits: %s", self->engine_id,
+                          outcome->reason);
+        }
+        if (now - self->pull_error_ms >= backend->pull_grace_ms) {
+            char reason [700];
+            snprintf (reason, sizeof (reason), "kubernetes job %s: %s", self->engine_id,
+                      outcome->reason);
+            s_attempt_stop (self, reason, QANAT__END_KIND__END_START_FAILED);
+        }
+        return;
+    }
+    self->pull_error_ms = 0;
+    if (ended && !self->terminal) {
+        self->terminal = true;
+        self->terminal_ms = now;
+    }
+    s_maybe_finish (self);
+}
+
+static void
+s_pods_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    self->pods_call = 0;
+    if (self->stop_reason)
+        return;
+    if (status < 200 || status >= 300 || !json_is_object (body)) {
+        char text [400];
+        s_describe_failure (status, body, error, text, sizeof (text));
+        qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot list its pods: %s",
+                      self->engine_id, text);
+        return;
+    }
+    qn_kube_outcome (self->job, body, &self->outcome);
+    s_evaluate (self);
+}
+
+//  A re-attached Job must be the attempt's own
+static bool
+s_labels_match (s_attempt_t *self, json_t *job)
+{
+    json_t *labels = json_object_get (json_object_get (job, "metadata"), "labels");
+    char run [32], task [16], attempt [16];
+    snprintf (run, sizeof (run), "%" PRIu64, self->key.run_id);
+    snprintf (task, sizeof (task), "%u", self->key.task_index);
+    snprintf (attempt, sizeof (attempt), "%u", self->key.attempt);
+    const char *have_run = json_string_value (json_object_get (labels, "qanat.io/run"));
+    const char *have_task = json_string_value (json_object_get (labels, "qanat.io/task"));
+    const char *have_attempt = json_string_value (json_object_get (labels, "qanat.io/attempt"));
+    return have_run && streq (have_run, run) && have_task && streq (have_task, task)
+        && have_attempt && streq (have_attempt, attempt);
+}
+
+static void
+s_job_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    self->job_call = 0;
+    if (self->stop_reason)
+        return;
+    char text [400];
+    if (status == 404) {
+        snprintf (text, sizeof (text), "kubernetes job %s no longer exists", self->engine_id);
+        s_attempt_finish (self, -1, text, QANAT__END_KIND__END_LOST);
+        return;
+    }
+    if (status < 200 || status >= 300 || !json_is_object (body)) {
+        s_describe_failure (status, body, error, text, sizeof (text));
+        qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot read it: %s",
+                      self->engine_id, text);
+        return;
+    }
+    if (!self->verified) {
+        if (!s_labels_match (self, body)) {
+            snprintf (text, sizeof (text), "kubernetes job %s belongs to another attempt",
+                      self->engine_id);
+            self->created = false;      //  not ours: do not delete it
+            s_attempt_finish (self, -1, text, QANAT__END_KIND__END_LOST);
+            return;
+        }
+        self->verified = true;
+    }
+    json_decref (self->job);
+    self->job = json_incref (body);
+    char *path = NULL;
+    if (asprintf (&path, "/api/v1/namespaces/%s/pods?labelSelector=%s",
+                  self->namespace_name, self->selector) < 0)
+        return;
+    self->pods_call = qn_kube_api_request (self->backend->api, "GET", path, NULL,
+                                           s_pods_done, self);
+    free (path);
+}
+
+//  Reads the Job, then its pods (s_job_done, s_pods_done)
+static void
+s_poll (s_attempt_t *self)
+{
+    char *path = NULL;
+    if (asprintf (&path, "/apis/batch/v1/namespaces/%s/jobs/%s",
+                  self->namespace_name, self->job_name) < 0)
+        return;
+    self->job_call = qn_kube_api_request (self->backend->api, "GET", path, NULL,
+                                          s_job_done, self);
+    free (path);
+}
+
+static void
+s_delete_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    self->delete_call = 0;
+    bool gone = (status >= 200 && status < 300) || status == 404;
+    if (!gone) {
+        char text [400];
+        s_describe_failure (status, body, error, text, sizeof (text));
+        if (++self->delete_tries < S_DELETE_TRIES) {
+            qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot delete it (%s), "
+                          "trying again", self->engine_id, text);
+            return;             //  the tick tries again
+        }
+        s_system_log (self, "cannot delete kubernetes job %s: %s", self->engine_id, text);
+    }
+    int exit_code = self->outcome.exit_code > 0? self->outcome.exit_code: -1;
+    s_attempt_finish (self, exit_code, self->stop_reason, self->stop_kind);
+}
+
+static void
+s_delete (s_attempt_t *self)
+{
+    if (self->delete_call)
+        return;
+    char *path = NULL;
+    if (asprintf (&path, "/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
+                  self->namespace_name, self->job_name) < 0)
+        return;
+    self->delete_call = qn_kube_api_request (self->backend->api, "DELETE", path, NULL,
+                                             s_delete_done, self);
+    free (path);
+}
+
+//  One step of an attempt, from the tick
+static void
+s_attempt_tick (s_attempt_t *self, int64_t now)
+{
+    if (self->stop_reason) {
+        if (self->created && !self->delete_call)
+            s_delete (self);    //  again, after a failure
+        return;
+    }
+    if (self->deadline_ms && now >= self->deadline_ms) {
+        char reason [64];
+        snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
+        s_attempt_stop (self, reason, QANAT__END_KIND__END_TIMEOUT);
+        return;
+    }
+    if (self->terminal && now - self->terminal_ms >= S_LOG_GRACE_MS) {
+        s_attempt_finish_outcome (self);
+        return;
+    }
+    if (self->created && !self->job_call && !self->pods_call)
+        s_poll (self);
+}
+
+//  Callbacks may pause or resume us, which walks the list: walk a copy
+static int
+s_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_kube_t *self = (s_kube_t *) arg;
+    size_t count = zlistx_size (self->attempts);
+    if (count == 0) {
+        zloop_timer_end (self->loop, self->timer_id);
+        self->timer_id = -1;
+        return 0;
+    }
+    s_attempt_t **attempts = (s_attempt_t **) malloc (count * sizeof (s_attempt_t *));
+    if (!attempts)
+        return 0;
+    size_t index = 0;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt && index < count) {
+        attempts [index++] = attempt;
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < index; i++) {
+        //  An earlier step cannot end another attempt; still, be sure
+        if (zlistx_find (self->attempts, attempts [i]))
+            s_attempt_tick (attempts [i], now);
+    }
+    free (attempts);
+    return 0;
+}
+
+static void
+s_ensure_timer (s_kube_t *self)
+{
+    if (self->timer_id == -1) {
+        self->timer_id = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_tick, self);
+        if (self->timer_id == -1)
+            qn_agent_log (QN_LOG_ERROR, "kubernetes: cannot start the poll timer");
+    }
+}
+
+
+//  ---------------------------------------------------------------------
+//  Starting and re-attaching
+
+static void
+s_create_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    (void) call;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    s_kube_t *backend = self->backend;
+    self->create_call = 0;
+    if (status < 200 || status >= 300) {
+        char text [400];
+        char reason [600];
+        s_describe_failure (status, body, error, text, sizeof (text));
+        snprintf (reason, sizeof (reason), "kubernetes job %s: cannot create it: %s",
+                  self->engine_id, text);
+        if (self->stop_reason)
+            s_attempt_finish (self, -1, self->stop_reason, self->stop_kind);
+        else
+            s_attempt_finish (self, -1, reason, QANAT__END_KIND__END_START_FAILED);
+        return;
+    }
+    self->created = true;
+    self->verified = true;
+    if (self->timeout_s)
+        self->deadline_ms = zclock_mono () + (int64_t) self->timeout_s * 1000
+                          + S_DEADLINE_SLACK_MS;
+    backend->events->started (backend->arg, &self->key, 0, backend->host, "",
+                              self->engine_id);
+    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u started as kubernetes job %s",
+                  self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id);
+    if (self->stop_reason)
+        s_delete (self);
+}
+
+static int
+s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    assert (self);
+    assert (assign && assign->attempt);
+    qn_attempt_key_t key = {
+        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
+    };
+    if (s_lookup (self, &key)) {
+        snprintf (error, error_size, "attempt is already running");
+        return -1;
+    }
+    qn_kube_job_defaults_t defaults = { self->namespace_name, self->image, self->agent_name };
+    char namespace_name [64];
+    json_t *manifest = qn_kube_job_manifest (assign, &defaults, namespace_name,
+                                             sizeof (namespace_name), error, error_size);
+    if (!manifest)
+        return -1;
+    s_attempt_t *attempt = s_attempt_new (self, &key);
+    if (!attempt) {
+        json_decref (manifest);
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    snprintf (attempt->namespace_name, sizeof (attempt->namespace_name), "%s", namespace_name);
+    qn_kube_job_name (assign, attempt->job_name, sizeof (attempt->job_name));
+    snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s/%s",
+              attempt->namespace_name, attempt->job_name);
+    attempt->timeout_s = assign->timeout_s;
+    char *path = NULL;
+    if (asprintf (&path, "/apis/batch/v1/namespaces/%s/jobs", namespace_name) < 0)
+        path = NULL;
+    attempt->create_call = path? qn_kube_api_request (self->api, "POST", path, manifest,
+                                                      s_create_done, attempt): 0;
+    free (path);
+    json_decref (manifest);
+    if (!attempt->create_call) {
+        s_attempt_destroy (&attempt);
+        snprintf (error, error_size, "cannot send the request to the API server");
+        return -1;
+    }
+    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    s_ensure_timer (self);
+    return 0;
+}
+
+//  "<time> <count>" as s_log_data reports it
+static int
+s_parse_cursor (const char *cursor, s_attempt_t *attempt)
+{
+    const char *space = strchr (cursor, ' ');
+    if (!space || (size_t) (space - cursor) > S_TIME_MAX)
+        return -1;
+    int64_t sec;
+    int32_t nsec;
+    if (s_parse_time (cursor, (size_t) (space - cursor), &sec, &nsec) == -1)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long count = strtoull (space + 1, &end, 10);
+    if (errno || !end || *end || end == space + 1 || count == 0 || space [1] == '-')
+        return -1;
+    memcpy (attempt->cursor_time, cursor, (size_t) (space - cursor));
+    attempt->cursor_time [space - cursor] = '\0';
+    attempt->cursor_sec = sec;
+    attempt->cursor_nsec = nsec;
+    attempt->cursor_count = count;
+    return 0;
+}
+
+static bool
+s_dns_name (const char *text, size_t len)
+{
+    if (len == 0 || len > 63)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text [i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (c != '-' || i == 0 || i == len - 1))
+            return false;
+    }
+    return true;
+}
+
+static int
+s_kube_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
+                 const char *cursor, char *error, size_t error_size)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    assert (self);
+    assert (assign && assign->attempt);
+    qn_attempt_key_t key = {
+        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
+    };
+    if (s_lookup (self, &key)) {
+        snprintf (error, error_size, "attempt is already followed");
+        return -1;
+    }
+    const char *slash = engine_job_id? strchr (engine_job_id, '/'): NULL;
+    if (!slash || !s_dns_name (engine_job_id, (size_t) (slash - engine_job_id))
+    ||  !s_dns_name (slash + 1, strlen (slash + 1))) {
+        snprintf (error, error_size, "invalid kubernetes job id '%.100s' (want namespace/name)",
+                  engine_job_id? engine_job_id: "");
+        return -1;
+    }
+    s_attempt_t *attempt = s_attempt_new (self, &key);
+    if (!attempt) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    snprintf (attempt->namespace_name, sizeof (attempt->namespace_name), "%.*s",
+              (int) (slash - engine_job_id), engine_job_id);
+    snprintf (attempt->job_name, sizeof (attempt->job_name), "%s", slash + 1);
+    snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s", engine_job_id);
+    if (cursor && *cursor && s_parse_cursor (cursor, attempt) == -1) {
+        s_attempt_destroy (&attempt);
+        snprintf (error, error_size, "invalid kubernetes log cursor '%.100s'", cursor);
+        return -1;
+    }
+    attempt->created = true;
+    attempt->timeout_s = assign->timeout_s;
+    //  We do not know when it started: the Job's own deadline is the
+    //  timeout, ours only a late backstop
+    if (assign->timeout_s)
+        attempt->deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000
+                             + S_DEADLINE_SLACK_MS;
+    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    s_ensure_timer (self);
+    s_poll (attempt);
+    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u: following kubernetes job %s again "
+                  "from '%s'", key.run_id, key.task_index, key.attempt, engine_job_id,
+                  cursor? cursor: "");
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  The rest of the ops table
+
+static int
+s_parse_ms (const char *text, int min, int max, int *value_p)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol (text, &end, 10);
+    if (errno || !end || *end || end == text || value < min || value > max)
+        return -1;
+    *value_p = (int) value;
+    return 0;
+}
+
+static void s_kube_destroy (void **state_p);
+
+static void *
+s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
+               const qn_backend_events_t *events, void *arg)
+{
+    assert (loop);
+    assert (config);
+    assert (events);
+    char error [512];
+    if (qn_backend_options_check (config, "kubernetes", s_known_options,
+                                  error, sizeof (error)) == -1) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", error);
+        return NULL;
+    }
+    s_kube_t *self = (s_kube_t *) calloc (1, sizeof (s_kube_t));
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->events = events;
+    self->arg = arg;
+    self->timer_id = -1;
+    self->poll_ms = S_DEFAULT_POLL_MS;
+    self->pull_grace_ms = S_DEFAULT_PULL_GRACE_MS;
+    self->attempts = zlistx_new ();
+    self->host = strdup (config->host? config->host: "");
+    self->agent_name = strdup (config->agent_name? config->agent_name: "");
+    const char *poll_ms = qn_backend_option (config, "kubernetes", "poll_ms");
+    const char *pull_grace_ms = qn_backend_option (config, "kubernetes", "pull_grace_ms");
+    const char *image = qn_backend_option (config, "kubernetes", "image");
+    bool ok = self->attempts && self->host && self->agent_name;
+    if (ok && poll_ms && s_parse_ms (poll_ms, 10, 600000, &self->poll_ms) == -1) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: poll_ms wants 10 to 600000");
+        ok = false;
+    }
+    if (ok && pull_grace_ms
+    &&  s_parse_ms (pull_grace_ms, 0, 86400000, &self->pull_grace_ms) == -1) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: pull_grace_ms wants 0 to 86400000");
+        ok = false;
+    }
+    if (ok && image && *image)
+        ok = (self->image = strdup (image)) != NULL;
+    qn_kube_config_t *kube_config = NULL;
+    if (ok) {
+        kube_config = qn_kube_config_resolve (qn_backend_option (config, "kubernetes",
+                                                                 "kubeconfig"),
+                                              qn_backend_option (config, "kubernetes",
+                                                                 "context"),
+                                              error, sizeof (error));
+        if (!kube_config) {
+            qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", error);
+            ok = false;
+        }
+    }
+    if (ok) {
+        const char *namespace_name = qn_backend_option (config, "kubernetes", "namespace");
+        if (!namespace_name || !*namespace_name)
+            namespace_name = kube_config->namespace_name;
+        if (!namespace_name || !*namespace_name)
+            namespace_name = "default";
+        ok = (self->namespace_name = strdup (namespace_name)) != NULL;
+    }
+    if (ok) {
+        qn_agent_log (QN_LOG_INFO, "kubernetes backend: API server %s, namespace %s",
+                      kube_config->server, self->namespace_name);
+        self->api = qn_kube_api_new (loop, &kube_config);
+        ok = self->api != NULL;
+    }
+    qn_kube_config_destroy (&kube_config);
+    if (!ok) {
+        void *state = self;
+        s_kube_destroy (&state);
+        return NULL;
+    }
+    return self;
+}
+
+static int
+s_kube_stop (void *state, const qn_attempt_key_t *key, const char *reason, Qanat__EndKind kind)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    s_attempt_t *attempt = s_lookup (self, key);
+    if (!attempt)
+        return -1;
+    s_attempt_stop (attempt, reason, kind);
+    return 0;
+}
+
+static void
+s_kube_set_paused (void *state, bool paused)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    if (self->paused == paused)
+        return;
+    self->paused = paused;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    while (attempt) {
+        if (attempt->log_call)
+            qn_kube_api_pause (self->api, attempt->log_call, paused);
+        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+    }
+}
+
+static size_t
+s_kube_running (void *state)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    return zlistx_size (self->attempts);
+}
+
+//  Blocking on purpose: we are leaving.  Every Job goes, within the grace.
+static void
+s_kube_shutdown (void *state, int grace_ms, const char *reason)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    int64_t end_ms = zclock_mono () + (grace_ms > 0? grace_ms: 0);
+    s_attempt_t *attempt;
+    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
+        bool may_exist = attempt->created || attempt->create_call;
+        qn_kube_api_cancel (self->api, attempt->create_call);
+        qn_kube_api_cancel (self->api, attempt->job_call);
+        qn_kube_api_cancel (self->api, attempt->pods_call);
+        qn_kube_api_cancel (self->api, attempt->log_call);
+        qn_kube_api_cancel (self->api, attempt->delete_call);
+        attempt->create_call = attempt->job_call = attempt->pods_call = 0;
+        attempt->log_call = attempt->delete_call = 0;
+        int64_t left = end_ms - zclock_mono ();
+        if (may_exist && left > 0) {
+            char path [256];
+            char error [300];
+            snprintf (path, sizeof (path),
+                      "/apis/batch/v1/namespaces/%s/jobs/%s?propagationPolicy=Background",
+                      attempt->namespace_name, attempt->job_name);
+            long status = qn_kube_api_request_sync (self->api, "DELETE", path, NULL,
+                                                    (int) left, error, sizeof (error));
+            if ((status < 200 || status >= 300) && status != 404)
+                qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot delete it: %s",
+                              attempt->engine_id,
+                              status? "the API server refused": error);
+        }
+        else
+        if (may_exist)
+            qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: no time left to delete it",
+                          attempt->engine_id);
+        s_attempt_finish (attempt, -1, reason? reason: "", QANAT__END_KIND__END_LOST);
+    }
+}
+
+static void
+s_kube_destroy (void **state_p)
+{
+    assert (state_p);
+    s_kube_t *self = (s_kube_t *) *state_p;
+    if (!self)
+        return;
+    s_attempt_t *attempt;
+    while (self->attempts && (attempt = (s_attempt_t *) zlistx_detach (self->attempts, NULL)))
+        s_attempt_destroy (&attempt);
+    zlistx_destroy (&self->attempts);
+    qn_kube_api_destroy (&self->api);
+    if (self->timer_id != -1)
+        zloop_timer_end (self->loop, self->timer_id);
+    free (self->host);
+    free (self->agent_name);
+    free (self->namespace_name);
+    free (self->image);
+    free (self);
+    *state_p = NULL;
+}
+
+const qn_backend_ops_t qn_backend_kube = {
+    .name = "kubernetes",
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
+    .create = s_kube_create,
+    .start = s_kube_start,
+    .reattach = s_kube_reattach,
+    .stop = s_kube_stop,
+    .set_paused = s_kube_set_paused,
+    .running = s_kube_running,
+    .shutdown = s_kube_shutdown,
+    .destroy = s_kube_destroy
+};

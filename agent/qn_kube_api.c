@@ -1713,6 +1713,7 @@ qn_kube_outcome (json_t *job, json_t *pods, qn_kube_outcome_t *outcome)
         if (json_is_object (json_object_get (state, "running"))) {
             running = true;
             outcome->container_started = true;
+            outcome->container_running = true;
         }
         if (json_is_object (terminated)) {
             outcome->container_started = true;

@@ -206,6 +206,7 @@ typedef struct {
     int exit_code;              //  the container's, when it terminated (else -1)
     bool timed_out;             //  failed by the Job's activeDeadlineSeconds
     bool container_started;     //  the container runs or ran: its log exists
+    bool container_running;     //  it runs now
     char pod [254];             //  the pod to read the log from, "" if none
     char reason [512];          //  "OOMKilled (exit 137)", "Evicted: ...", "" on success
 } qn_kube_outcome_t;

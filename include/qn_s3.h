@@ -133,15 +133,12 @@ char *
 //  Copies the text of the first <tag>...</tag> element found in the
 //  first size bytes of xml into value (NUL-terminated, at most
 //  value_size - 1 bytes, entities decoded, control characters replaced
-//  by '?').  Returns 0, or -1 when there is no such element or its text
-//  does not fit.  For hostile input: never reads past size.
+//  by '?').  Returns 0, 1 when the text was cut to fit value, or -1
+//  when there is no such element.  For hostile input: never reads past
+//  size, never needs the input NUL-terminated.
 int
     qn_s3_xml_text (const char *xml, size_t size, const char *tag,
                     char *value, size_t value_size);
-
-//  Self test (czmq convention).
-void
-    qn_s3_test (bool verbose);
 
 #ifdef __cplusplus
 }

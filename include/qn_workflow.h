@@ -47,6 +47,35 @@ typedef struct {
     qn_severity_t severity;
 } qn_task_check_t;
 
+//  An output a task declares: a file or directory relative to its
+//  working dir, or a small value it writes to $QANAT_VALUES.
+typedef struct {
+    char *name;
+    char *path;                  //  NULL for a value
+    bool value;
+} qn_output_t;
+
+//  An input: another task's output, staged at path in the working dir
+//  (a value arrives as $QANAT_INPUT_<NAME> only).
+typedef struct {
+    char *name;
+    char *task;                  //  producing task, as written
+    char *output;                //  its output's name
+    char *path;                  //  where to stage it; default the input's name
+    size_t task_index;           //  resolved; the task is also added to needs
+    size_t line, col;
+} qn_input_t;
+
+//  Where a workflow's blobs go: the coordinator (default) or S3
+typedef struct {
+    char *kind;                  //  NULL or "coordinator", "s3"
+    char *bucket;
+    char *prefix;
+    char *endpoint;
+    char *region;
+    bool path_style;
+} qn_artifact_store_t;
+
 //  Endings a retry answers (retry_on).
 #define QN_RETRY_ON_EXIT        1u   //  non-zero exit or a signal of the task's own
 #define QN_RETRY_ON_TIMEOUT     2u
@@ -79,6 +108,11 @@ typedef struct {
     size_t metrics_count;
     qn_task_check_t *checks;
     size_t checks_count;
+    qn_output_t *outputs;
+    size_t output_count;
+    qn_input_t *inputs;
+    size_t input_count;
+    bool cache;                  //  reuse an earlier identical attempt's outputs
     char *backend;               //  "local", "slurm", "kubernetes"; NULL = the agent's default
     qn_kv_t *backend_options;    //  the backend's block, flattened (docs/backends.md)
     size_t backend_option_count;
@@ -117,6 +151,18 @@ const qn_task_t *
 //  Index of the named task, or -1.
 int
     qn_workflow_task_index (qn_workflow_t *self, const char *name);
+
+//  Runs to keep (keep_runs); 0 = the coordinator's default.
+uint32_t
+    qn_workflow_keep_runs (qn_workflow_t *self);
+
+//  The artifact store the workflow asks for (fields may be NULL).
+const qn_artifact_store_t *
+    qn_workflow_artifact_store (qn_workflow_t *self);
+
+//  Index of a task's output by name, or -1.
+int
+    qn_task_output_index (const qn_task_t *task, const char *name);
 
 size_t
     qn_workflow_param_count (qn_workflow_t *self);

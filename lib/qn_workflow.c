@@ -81,12 +81,22 @@ struct _qn_workflow_t {
     qn_task_t *tasks;
     size_t task_count;
     size_t *by_name;            //  task indexes sorted by name, for lookups
+    uint32_t keep_runs;
+    qn_artifact_store_t store;
 };
 
-static const char *s_top_keys [] = { "name", "description", "params", "tasks", NULL };
+static const char *s_top_keys [] = {
+    "name", "description", "params", "tasks", "keep_runs", "artifacts", NULL
+};
+static const char *s_store_keys [] = {
+    "store", "bucket", "prefix", "endpoint", "region", "path_style", NULL
+};
+static const char *s_output_keys [] = { "path", "value", NULL };
+static const char *s_input_keys [] = { "from", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
-    "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes", NULL
+    "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes",
+    "outputs", "inputs", "cache", NULL
 };
 //  The backends a task may name, and the keys of each one's options block
 static const char *s_backend_names [] = { "local", "slurm", "kubernetes", NULL };
@@ -869,6 +879,18 @@ s_task_free (qn_task_t *task)
     qn_kv_free (task->selector, task->selector_count);
     free (task->backend);
     qn_kv_free (task->backend_options, task->backend_option_count);
+    for (size_t i = 0; task->outputs && i < task->output_count; i++) {
+        free (task->outputs [i].name);
+        free (task->outputs [i].path);
+    }
+    free (task->outputs);
+    for (size_t i = 0; task->inputs && i < task->input_count; i++) {
+        free (task->inputs [i].name);
+        free (task->inputs [i].task);
+        free (task->inputs [i].output);
+        free (task->inputs [i].path);
+    }
+    free (task->inputs);
     s_strv_free (task->metrics, task->metrics_count);
     for (size_t i = 0; i < task->checks_count; i++)
         qn_check_destroy (&task->checks [i].check);
@@ -889,6 +911,11 @@ qn_workflow_destroy (qn_workflow_t **self_p)
             free (self->params [i].default_value);
             free (self->params [i].description);
             s_strv_free (self->params [i].allowed, self->params [i].allowed_count);
+        free (self->store.kind);
+        free (self->store.bucket);
+        free (self->store.prefix);
+        free (self->store.endpoint);
+        free (self->store.region);
         }
         free (self->params);
         for (size_t i = 0; i < self->task_count; i++)
@@ -908,7 +935,11 @@ qn_workflow_destroy (qn_workflow_t **self_p)
 typedef struct {
     s_node_t **need_nodes;      //  scalar of each entry in needs
     bool valid_name;
+    s_node_t **stand_ins;       //  positions of needs implied by inputs (owned)
+    size_t stand_in_count;
 } s_task_extra_t;
+
+#define S_MAX_ARTIFACTS 256     //  outputs, and inputs, per task
 
 //  A list field that accepts one scalar or a sequence of scalars.
 //  Returns the scalars through *items_p (pointers into the tree).
@@ -1473,6 +1504,273 @@ s_parse_backend (s_ctx_t *ctx, qn_task_t *task, s_node_t *task_map)
 static char *s_expand_params (const char *text, bool quote, const qn_kv_t *params,
                               size_t count, char **error_p);
 
+//  ---------------------------------------------------------------------
+//  Artifacts: outputs, inputs, cache
+
+//  A path inside the working dir: relative, no "..", no empty or "."
+//  components, printable.  Symlinks are the agent's to check at run time.
+static bool
+s_valid_rel_path (const char *path)
+{
+    size_t len = strlen (path);
+    if (len == 0 || len > 1024 || path [0] == '/')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) path [i] < 0x20 || path [i] == 0x7f || path [i] == '\\')
+            return false;
+    const char *component = path;
+    while (*component) {
+        const char *end = strchr (component, '/');
+        size_t size = end? (size_t) (end - component): strlen (component);
+        //  A trailing slash ("data/") is fine; an empty middle one is not
+        if ((size == 0 && end) || (size == 1 && component [0] == '.')
+        ||  (size == 2 && component [0] == '.' && component [1] == '.'))
+            return size == 0 && end && end [1] == '\0' && end != path;
+        if (!end)
+            break;
+        component = end + 1;
+    }
+    return true;
+}
+
+//  Names of outputs and inputs become QANAT_INPUT_<NAME>: the task-name
+//  alphabet, without '.', which separates TASK.OUTPUT.
+static bool
+s_valid_artifact_name (const char *name)
+{
+    return s_valid_name (name) && !strchr (name, '.');
+}
+
+static void
+s_parse_outputs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    s_echo_buf_t echo;
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping of output names to paths for 'outputs'");
+        return;
+    }
+    size_t pairs = node->count / 2;
+    if (pairs > S_MAX_ARTIFACTS) {
+        s_node_error (ctx, node, "too many outputs: %zu (limit %d)", pairs, S_MAX_ARTIFACTS);
+        return;
+    }
+    task->outputs = (qn_output_t *) calloc (pairs? pairs: 1, sizeof (qn_output_t));
+    if (!task->outputs) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = node->items [2 * i], *value = node->items [2 * i + 1];
+        if (key->skip)
+            continue;
+        if (!s_valid_artifact_name (key->value)) {
+            s_node_error (ctx, key, "invalid output name '%s' (use letters, digits, '_', '-')",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        const char *path = NULL;
+        bool is_value = false;
+        s_node_t *at = value;
+        if (value->kind == S_MAPPING) {
+            s_check_keys (ctx, value, s_output_keys, " in an output");
+            s_node_t *path_node = s_map_get (value, "path", NULL);
+            s_node_t *value_node = s_map_get (value, "value", NULL);
+            if (value_node) {
+                if (value_node->kind != S_SCALAR
+                ||  (strcmp (value_node->value, "true") != 0
+                     && strcmp (value_node->value, "false") != 0)) {
+                    s_node_error (ctx, value_node, "expected true or false for 'value'");
+                    continue;
+                }
+                is_value = strcmp (value_node->value, "true") == 0;
+            }
+            if (path_node) {
+                at = path_node;
+                path = path_node->kind == S_SCALAR? path_node->value: NULL;
+                if (!path) {
+                    s_node_error (ctx, path_node, "expected a path for 'path'");
+                    continue;
+                }
+            }
+            if (is_value && path) {
+                s_node_error (ctx, value, "output '%s' is either a value or a path, not both",
+                              s_echo (key->value, echo));
+                continue;
+            }
+            if (!is_value && !path) {
+                s_node_error (ctx, value, "output '%s' needs a 'path' (or 'value: true')",
+                              s_echo (key->value, echo));
+                continue;
+            }
+        }
+        else
+        if (value->kind == S_SCALAR && !s_is_null (value))
+            path = value->value;
+        else {
+            s_node_error (ctx, value, "expected a path or a mapping for output '%s'",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        if (path && !s_valid_rel_path (path)) {
+            s_node_error (ctx, at, "output '%s': '%s' is not a path inside the working "
+                          "directory (relative, no '..')", s_echo (key->value, echo),
+                          path);
+            continue;
+        }
+        if (qn_task_output_index (task, key->value) >= 0) {
+            s_node_error (ctx, key, "output '%s' is declared twice", s_echo (key->value, echo));
+            continue;
+        }
+        qn_output_t *output = &task->outputs [task->output_count++];
+        output->name = s_strdup (ctx, key->value);
+        output->path = path? s_strdup (ctx, path): NULL;
+        output->value = is_value;
+    }
+}
+
+static void
+s_parse_inputs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+{
+    s_echo_buf_t echo;
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping of input names to TASK.OUTPUT for 'inputs'");
+        return;
+    }
+    size_t pairs = node->count / 2;
+    if (pairs > S_MAX_ARTIFACTS) {
+        s_node_error (ctx, node, "too many inputs: %zu (limit %d)", pairs, S_MAX_ARTIFACTS);
+        return;
+    }
+    task->inputs = (qn_input_t *) calloc (pairs? pairs: 1, sizeof (qn_input_t));
+    if (!task->inputs) {
+        ctx->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < pairs; i++) {
+        s_node_t *key = node->items [2 * i], *value = node->items [2 * i + 1];
+        if (key->skip)
+            continue;
+        if (!s_valid_artifact_name (key->value)) {
+            s_node_error (ctx, key, "invalid input name '%s' (use letters, digits, '_', '-')",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        s_node_t *from = value, *path = NULL;
+        if (value->kind == S_MAPPING) {
+            s_check_keys (ctx, value, s_input_keys, " in an input");
+            from = s_map_get (value, "from", NULL);
+            path = s_map_get (value, "path", NULL);
+            if (!from) {
+                s_node_error (ctx, value, "input '%s' needs 'from: TASK.OUTPUT'",
+                              s_echo (key->value, echo));
+                continue;
+            }
+        }
+        const char *dot = from->kind == S_SCALAR && from->value? strchr (from->value, '.'): NULL;
+        if (!dot || dot == from->value || dot [1] == '\0' || strchr (dot + 1, '.')) {
+            s_node_error (ctx, from, "expected TASK.OUTPUT for input '%s'",
+                          s_echo (key->value, echo));
+            continue;
+        }
+        if (path && (path->kind != S_SCALAR || s_is_null (path)
+                     || !s_valid_rel_path (path->value))) {
+            s_node_error (ctx, path, "input '%s': not a path inside the working directory "
+                          "(relative, no '..')", s_echo (key->value, echo));
+            continue;
+        }
+        qn_input_t *input = &task->inputs [task->input_count++];
+        input->name = s_strdup (ctx, key->value);
+        input->task = (char *) malloc ((size_t) (dot - from->value) + 1);
+        if (input->task) {
+            memcpy (input->task, from->value, (size_t) (dot - from->value));
+            input->task [dot - from->value] = '\0';
+        }
+        else
+            ctx->oom = true;
+        input->output = s_strdup (ctx, dot + 1);
+        input->path = s_strdup (ctx, path? path->value: key->value);
+        input->line = from->line;
+        input->col = from->col;
+        input->task_index = SIZE_MAX;
+    }
+}
+
+static int s_lookup (const qn_task_t *tasks, const size_t *by_name, size_t count,
+                     const char *name);
+
+//  Inputs name their producers: each must exist and declare the output,
+//  and becomes a dependency (added to needs when not there already).
+static void
+s_resolve_inputs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
+{
+    s_echo_buf_t echo, echo2;
+    for (size_t t = 0; t < self->task_count; t++) {
+        qn_task_t *task = &self->tasks [t];
+        for (size_t i = 0; i < task->input_count; i++) {
+            qn_input_t *input = &task->inputs [i];
+            if (!input->task || !input->output)
+                continue;
+            int index = s_lookup (self->tasks, self->by_name, self->task_count, input->task);
+            if (index < 0 || (size_t) index == t) {
+                s_error (ctx, input->line, input->col, "input '%s' of task '%s' comes from %s "
+                         "task '%s'", s_echo (input->name, echo), task->name,
+                         index < 0? "unknown": "its own", s_echo (input->task, echo2));
+                continue;
+            }
+            const qn_task_t *producer = &self->tasks [index];
+            if (qn_task_output_index (producer, input->output) < 0) {
+                s_error (ctx, input->line, input->col, "task '%s' has no output '%s' "
+                         "(for input '%s' of task '%s')", producer->name,
+                         s_echo (input->output, echo), s_echo (input->name, echo2), task->name);
+                continue;
+            }
+            input->task_index = (size_t) index;
+            bool listed = false;
+            for (size_t n = 0; n < task->needs_count && !listed; n++)
+                listed = task->needs [n] && strcmp (task->needs [n], input->task) == 0;
+            if (listed)
+                continue;
+            //  The implicit dependency, with the input's position for errors
+            char **needs = (char **) realloc (task->needs, (task->needs_count + 1) * sizeof (char *));
+            size_t *index_p = (size_t *) realloc (task->need_index,
+                                                 (task->needs_count + 1) * sizeof (size_t));
+            s_node_t **nodes = (s_node_t **) realloc (extra [t].need_nodes,
+                                                     (task->needs_count + 1) * sizeof (s_node_t *));
+            if (needs)
+                task->needs = needs;
+            if (index_p)
+                task->need_index = index_p;
+            if (nodes)
+                extra [t].need_nodes = nodes;
+            if (!needs || !index_p || !nodes) {
+                ctx->oom = true;
+                return;
+            }
+            //  A stand-in node that carries the input's position
+            s_node_t **stand_ins = (s_node_t **) realloc (extra [t].stand_ins,
+                                   (extra [t].stand_in_count + 1) * sizeof (s_node_t *));
+            s_node_t *stand_in = (s_node_t *) calloc (1, sizeof (s_node_t));
+            if (stand_ins)
+                extra [t].stand_ins = stand_ins;
+            if (!stand_ins || !stand_in) {
+                free (stand_in);
+                ctx->oom = true;
+                return;
+            }
+            stand_in->line = input->line;
+            stand_in->col = input->col;
+            stand_ins [extra [t].stand_in_count++] = stand_in;
+            nodes [task->needs_count] = stand_in;
+            needs [task->needs_count] = s_strdup (ctx, input->task);
+            task->needs_count++;
+        }
+    }
+}
+
 //  Every ${{ params.NAME }} in the command must name a declared parameter
 static void
 s_check_param_refs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
@@ -1574,6 +1872,60 @@ s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
     if ((field = s_map_get (value, "checks", NULL)))
         s_parse_checks (ctx, task, field);
     s_parse_backend (ctx, task, value);
+    if ((field = s_map_get (value, "outputs", NULL)))
+        s_parse_outputs (ctx, task, field);
+    if ((field = s_map_get (value, "inputs", NULL)))
+        s_parse_inputs (ctx, task, field);
+    if ((field = s_map_get (value, "cache", NULL))) {
+        if (field->kind != S_SCALAR || (strcmp (field->value, "true") != 0
+                                        && strcmp (field->value, "false") != 0))
+            s_node_error (ctx, field, "expected true or false for 'cache'");
+        else
+            task->cache = strcmp (field->value, "true") == 0;
+    }
+}
+
+static void
+s_parse_store (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
+{
+    s_echo_buf_t echo;
+    if (s_is_null (node))
+        return;
+    if (node->kind != S_MAPPING) {
+        s_node_error (ctx, node, "expected a mapping with store, bucket, ... for 'artifacts'");
+        return;
+    }
+    s_check_keys (ctx, node, s_store_keys, " in 'artifacts'");
+    char **fields [] = { &self->store.kind, &self->store.bucket, &self->store.prefix,
+                         &self->store.endpoint, &self->store.region };
+    for (size_t f = 0; f < 5; f++) {
+        s_node_t *value = s_map_get (node, s_store_keys [f], NULL);
+        if (!value)
+            continue;
+        if (value->kind != S_SCALAR || s_is_null (value) || strlen (value->value) > 1024
+        ||  !s_plain_option (value->value, true)) {
+            s_node_error (ctx, value, "expected a string for '%s' in 'artifacts'",
+                          s_store_keys [f]);
+            continue;
+        }
+        *fields [f] = s_strdup (ctx, value->value);
+    }
+    s_node_t *value = s_map_get (node, "path_style", NULL);
+    if (value) {
+        if (value->kind != S_SCALAR || (strcmp (value->value, "true") != 0
+                                        && strcmp (value->value, "false") != 0))
+            s_node_error (ctx, value, "expected true or false for 'path_style'");
+        else
+            self->store.path_style = strcmp (value->value, "true") == 0;
+    }
+    if (self->store.kind && strcmp (self->store.kind, "coordinator") != 0
+    &&  strcmp (self->store.kind, "s3") != 0) {
+        s_node_error (ctx, s_map_get (node, "store", NULL), "unknown artifact store '%s' "
+                      "(use coordinator or s3)", s_echo (self->store.kind, echo));
+    }
+    else
+    if (self->store.kind && strcmp (self->store.kind, "s3") == 0 && !self->store.bucket)
+        s_node_error (ctx, node, "an s3 artifact store needs a 'bucket'");
 }
 
 static void
@@ -2000,6 +2352,15 @@ s_parse_workflow (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *root)
     node = s_map_get (root, "params", NULL);
     if (node)
         s_parse_params (ctx, self, node);
+    node = s_map_get (root, "keep_runs", NULL);
+    if (node) {
+        s_get_uint32 (ctx, node, "keep_runs", &self->keep_runs);
+        if (self->keep_runs == 0 && node->kind == S_SCALAR)
+            s_node_error (ctx, node, "keep_runs must be at least 1");
+    }
+    node = s_map_get (root, "artifacts", NULL);
+    if (node)
+        s_parse_store (ctx, self, node);
     ctx->params = self->params;
     ctx->param_count = self->param_count;
 
@@ -2054,12 +2415,17 @@ s_parse_workflow (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *root)
         qsort_r (self->by_name, self->task_count, sizeof (size_t), s_by_name_compare,
                  self->tasks);
         if (!ctx->oom) {
+            s_resolve_inputs (ctx, self, extra);
             s_resolve_needs (ctx, self, extra);
             s_find_cycles (ctx, self);
         }
     }
-    for (size_t i = 0; i < pairs; i++)
+    for (size_t i = 0; i < pairs; i++) {
         free (extra [i].need_nodes);
+        for (size_t j = 0; j < extra [i].stand_in_count; j++)
+            free (extra [i].stand_ins [j]);
+        free (extra [i].stand_ins);
+    }
     free (extra);
 }
 
@@ -2499,4 +2865,27 @@ qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t coun
         }
     }
     return argv;
+}
+
+uint32_t
+qn_workflow_keep_runs (qn_workflow_t *self)
+{
+    assert (self);
+    return self->keep_runs;
+}
+
+const qn_artifact_store_t *
+qn_workflow_artifact_store (qn_workflow_t *self)
+{
+    assert (self);
+    return &self->store;
+}
+
+int
+qn_task_output_index (const qn_task_t *task, const char *name)
+{
+    for (size_t i = 0; task && name && i < task->output_count; i++)
+        if (task->outputs [i].name && strcmp (task->outputs [i].name, name) == 0)
+            return (int) i;
+    return -1;
 }

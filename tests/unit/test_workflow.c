@@ -1175,12 +1175,82 @@ test_typed_params (void **state)
                    "of task 'a'");
 }
 
+//  outputs, inputs (with the implied dependency), cache, keep_runs and
+//  the artifact store.
+static void
+test_artifacts (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok (
+        "name: arts\n"
+        "keep_runs: 5\n"
+        "artifacts: {store: s3, bucket: ml, prefix: runs/, endpoint: \"http://127.0.0.1:1\", "
+        "path_style: true}\n"
+        "tasks:\n"
+        "  prepare:\n"
+        "    run: make-data\n"
+        "    outputs:\n"
+        "      dataset: data/\n"
+        "      rows: {value: true}\n"
+        "  train:\n"
+        "    run: train\n"
+        "    cache: true\n"
+        "    inputs:\n"
+        "      dataset: prepare.dataset\n"
+        "      rows: {from: prepare.rows}\n"
+        "      again: {from: prepare.dataset, path: in/d}\n"
+        "    outputs: {model: model.bin}\n");
+    assert_int_equal (qn_workflow_keep_runs (wf), 5);
+    const qn_artifact_store_t *store = qn_workflow_artifact_store (wf);
+    assert_string_equal (store->kind, "s3");
+    assert_string_equal (store->bucket, "ml");
+    assert_true (store->path_style);
+    const qn_task_t *prepare = qn_workflow_task (wf, 0);
+    assert_int_equal (prepare->output_count, 2);
+    assert_string_equal (prepare->outputs [0].path, "data/");
+    assert_true (prepare->outputs [1].value);
+    assert_null (prepare->outputs [1].path);
+    const qn_task_t *train = qn_workflow_task (wf, 1);
+    assert_true (train->cache);
+    assert_int_equal (train->input_count, 3);
+    assert_string_equal (train->inputs [0].task, "prepare");
+    assert_string_equal (train->inputs [0].output, "dataset");
+    assert_string_equal (train->inputs [0].path, "dataset");
+    assert_string_equal (train->inputs [2].path, "in/d");
+    assert_int_equal (train->inputs [1].task_index, 0);
+    //  The input made prepare a dependency, once
+    assert_int_equal (train->needs_count, 1);
+    assert_int_equal (train->need_index [0], 0);
+    qn_workflow_destroy (&wf);
+
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    outputs: {m: ../model.bin}\n",
+                   "wf.yaml:5:18: output 'm': '../model.bin' is not a path inside the working "
+                   "directory (relative, no '..')");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    outputs: {m: /etc/passwd}\n",
+                   "wf.yaml:5:18: output 'm': '/etc/passwd' is not a path inside the working "
+                   "directory (relative, no '..')");
+    s_expect_only ("name: w\ntasks:\n  a: {run: x, outputs: {m: m.bin}}\n"
+                   "  b: {run: y, inputs: {m: a.model}}\n",
+                   "wf.yaml:4:27: task 'a' has no output 'model' (for input 'm' of task 'b')");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: nope.model}}\n",
+                   "wf.yaml:3:27: input 'm' of task 'b' comes from unknown task 'nope'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: model}}\n",
+                   "wf.yaml:3:27: expected TASK.OUTPUT for input 'm'");
+    //  A cycle made only of inputs is still a cycle
+    char *error = s_parse_bad ("name: w\ntasks:\n"
+                               "  a: {run: x, outputs: {o: o}, inputs: {i: b.o}}\n"
+                               "  b: {run: y, outputs: {o: o}, inputs: {i: a.o}}\n");
+    assert_non_null (strstr (error, "cycle"));
+    free (error);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_backend_options),
         cmocka_unit_test (test_typed_params),
+        cmocka_unit_test (test_artifacts),
         cmocka_unit_test (test_backend_errors),
         cmocka_unit_test (test_full_example),
         cmocka_unit_test (test_minimal_and_block_style),
