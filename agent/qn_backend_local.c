@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
+#include <sched.h>
 
 extern char **environ;
 
@@ -48,6 +50,8 @@ extern char **environ;
 #define S_PACK_MAX             8192     //  bytes of whole lines per log event
 #define S_METRICS_READ_MAX     (1024 * 1024)
 #define S_TASK_NAME_MAX        100
+#define S_CHILD_STACK          (256 * 1024)     //  for the child until it execs
+#define S_DEFAULT_PATH         "/bin:/usr/bin"  //  execvp's, when PATH is unset
 
 typedef struct _s_local_t s_local_t;
 
@@ -96,6 +100,8 @@ struct _s_local_t {
     zlistx_t *finished;         //  s_attempt_t finished from a poller, freed on the next timer
     int timer_id;
     bool paused;
+    void *child_stack;          //  S_CHILD_STACK bytes, mapped at the first start
+    int null_fd;                //  /dev/null, the tasks' stdin
 };
 
 static int s_tick (zloop_t *loop, int timer_id, void *arg);
@@ -776,6 +782,74 @@ s_free_strings (char **strings)
     free (strings);
 }
 
+//  What the child needs, all prepared by the parent before the clone:
+//  the child shares the parent's memory and must not allocate.
+typedef struct {
+    char **argv;
+    char **envp;
+    const char *workdir;
+    int null_fd;
+    int out_w;
+    int err_w;
+    int exec_w;
+    const char *cannot_run;
+    const char *path;           //  the task's PATH, to search for argv [0]
+    char *candidate;            //  room for a directory of path + '/' + argv [0]
+    char **sh_argv;             //  room for "/bin/sh", candidate, argv [1..], NULL
+} s_spawn_t;
+
+//  execvp with the task's PATH rather than ours, without touching environ
+//  (shared with the parent) or allocating: each directory in turn; a file
+//  that is not an executable format runs through /bin/sh, as execvp does.
+//  Returns the errno to report when nothing could be run.
+static int
+s_child_exec (s_spawn_t *spawn)
+{
+    const char *name = spawn->argv [0];
+    if (strchr (name, '/')) {
+        execve (name, spawn->argv, spawn->envp);
+        if (errno == ENOEXEC) {
+            spawn->sh_argv [1] = (char *) name;
+            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
+            errno = ENOEXEC;
+        }
+        return errno;
+    }
+    size_t name_size = strlen (name);
+    bool denied = false;
+    int error = ENOENT;
+    const char *dir = spawn->path;
+    while (true) {
+        const char *end = strchr (dir, ':');
+        size_t dir_size = end? (size_t) (end - dir): strlen (dir);
+        char *at = spawn->candidate;
+        //  An empty entry is the current directory
+        if (dir_size) {
+            memcpy (at, dir, dir_size);
+            at += dir_size;
+            *at++ = '/';
+        }
+        memcpy (at, name, name_size + 1);
+        execve (spawn->candidate, spawn->argv, spawn->envp);
+        error = errno;
+        if (error == ENOEXEC) {
+            spawn->sh_argv [1] = spawn->candidate;
+            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
+            return ENOEXEC;
+        }
+        if (error == EACCES)
+            denied = true;
+        else
+        if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV
+        &&  error != ETIMEDOUT && error != ELOOP && error != ENAMETOOLONG)
+            return error;
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    return denied? EACCES: error;
+}
+
 static void
 s_write_all (int fd, const char *text)
 {
@@ -789,19 +863,23 @@ s_write_all (int fd, const char *text)
     }
 }
 
-//  Runs in the forked child, which may share the parent's address space
-//  state with other threads (libzmq's I/O threads): only async-signal-safe
-//  calls from here on, everything else was prepared before fork.
-static void
-s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
-         int exec_w, const char *cannot_run)
+//  Runs in the child, which shares the parent's memory (clone with
+//  CLONE_VM | CLONE_VFORK: no copy of the agent's address space to make
+//  and tear down per task, the calling thread waits until we exec or
+//  exit) but has its own descriptors, cwd and signal handlers.  Only
+//  async-signal-safe calls, no allocation, no global written: everything
+//  was prepared before the clone.
+static int
+s_child (void *arg)
 {
+    s_spawn_t *spawn = (s_spawn_t *) arg;
     setpgid (0, 0);
-    //  The parent blocked every signal around fork: the agent's own
+    //  The parent blocked every signal around the clone: the agent's own
     //  handling (SIGTERM and SIGINT are blocked in the agent and read from
     //  a signalfd) must not carry over to the child, or a cancel that
-    //  lands before exec would be swallowed.  Reset every disposition and
-    //  the mask, then let pending signals in, with their default effect.
+    //  lands before exec would be swallowed, and no handler of the agent
+    //  may run here on its memory.  Reset every disposition and the mask,
+    //  then let pending signals in, with their default effect.
     struct sigaction default_action;
     memset (&default_action, 0, sizeof default_action);
     default_action.sa_handler = SIG_DFL;
@@ -812,27 +890,35 @@ s_child (char **argv, char **envp, const char *workdir, int out_w, int err_w,
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
 
-    int null_fd = open ("/dev/null", O_RDONLY);
-    if (null_fd != -1 && null_fd != STDIN_FILENO) {
-        dup2 (null_fd, STDIN_FILENO);
-        close (null_fd);
-    }
-    dup2 (out_w, STDOUT_FILENO);
-    dup2 (err_w, STDERR_FILENO);
-    if (chdir (workdir) == -1) {
+    if (spawn->null_fd != -1)
+        dup2 (spawn->null_fd, STDIN_FILENO);
+    else
+        close (STDIN_FILENO);
+    dup2 (spawn->out_w, STDOUT_FILENO);
+    dup2 (spawn->err_w, STDERR_FILENO);
+    if (chdir (spawn->workdir) == -1) {
         s_write_all (STDERR_FILENO, "qanat-agent: cannot enter work directory\n");
-        s_write_all (exec_w, "x");
+        s_write_all (spawn->exec_w, "x");
         _exit (127);
     }
-    //  execvp searches the PATH of environ, which must be the task's
-    environ = envp;
-    execvp (argv [0], argv);
-    int error = errno;
-    s_write_all (STDERR_FILENO, cannot_run);
-    s_write_all (STDERR_FILENO, strerror (error));
+    int error = s_child_exec (spawn);
+    //  strerrordesc_np: a constant table, no locale, no allocation
+    const char *text = strerrordesc_np (error);
+    s_write_all (STDERR_FILENO, spawn->cannot_run);
+    s_write_all (STDERR_FILENO, text? text: "cannot execute");
     s_write_all (STDERR_FILENO, "\n");
-    s_write_all (exec_w, "x");
+    s_write_all (spawn->exec_w, "x");
     _exit (error == ENOENT? 127: 126);
+}
+
+//  The value of PATH in envp, or execvp's default.
+static const char *
+s_task_path (char **envp)
+{
+    for (size_t i = 0; envp [i]; i++)
+        if (strncmp (envp [i], "PATH=", 5) == 0)
+            return envp [i] + 5;
+    return S_DEFAULT_PATH;
 }
 
 static int
@@ -867,6 +953,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     char **envp = NULL;
     char **argv = NULL;
     char *cannot_run = NULL;
+    char *candidate = NULL;
+    char **sh_argv = NULL;
     s_attempt_t *attempt = NULL;
     int out_pipe [2] = { -1, -1 };
     int err_pipe [2] = { -1, -1 };
@@ -935,15 +1023,34 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
         goto done;
     }
+    if (!self->child_stack) {
+        void *stack = mmap (NULL, S_CHILD_STACK, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+        self->child_stack = stack == MAP_FAILED? NULL: stack;
+    }
+    const char *path = s_task_path (envp);
+    candidate = (char *) malloc (strlen (path) + strlen (argv [0]) + 2);
+    sh_argv = (char **) calloc (assign->n_argv + 2, sizeof (char *));
+    if (!self->child_stack || !candidate || !sh_argv) {
+        snprintf (error, error_size, "out of memory");
+        goto done;
+    }
+    sh_argv [0] = (char *) "/bin/sh";
+    for (size_t i = 1; i < assign->n_argv; i++)
+        sh_argv [i + 1] = assign->argv [i];
+    s_spawn_t spawn = {
+        argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
+        cannot_run, path, candidate, sh_argv
+    };
     sigset_t all, saved;
     sigfillset (&all);
     pthread_sigmask (SIG_SETMASK, &all, &saved);
-    pid_t pid = fork ();
-    if (pid == 0)
-        s_child (argv, envp, workdir, out_pipe [1], err_pipe [1], exec_pipe [1], cannot_run);
+    //  The stack grows down on every architecture Linux runs us on here
+    pid_t pid = clone (s_child, (char *) self->child_stack + S_CHILD_STACK,
+                       CLONE_VM | CLONE_VFORK | SIGCHLD, &spawn);
     pthread_sigmask (SIG_SETMASK, &saved, NULL);
     if (pid == -1) {
-        snprintf (error, error_size, "cannot fork: %s", strerror (errno));
+        snprintf (error, error_size, "cannot start a process: %s", strerror (errno));
         goto done;
     }
 
@@ -1007,6 +1114,8 @@ done:
     free (workdir);
     free (metrics);
     free (cannot_run);
+    free (candidate);
+    free (sh_argv);
     return rc;
 }
 
@@ -1034,7 +1143,10 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->attempts = zlistx_new ();
     self->finished = zlistx_new ();
     self->timer_id = -1;
+    self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!self->data_dir || !self->host || !self->attempts || !self->finished) {
+        if (self->null_fd != -1)
+            close (self->null_fd);
         zlistx_destroy (&self->attempts);
         zlistx_destroy (&self->finished);
         free (self->data_dir);
@@ -1169,6 +1281,10 @@ s_local_destroy (void **state_p)
     zlistx_destroy (&self->finished);
     if (self->timer_id != -1)
         zloop_timer_end (self->loop, self->timer_id);
+    if (self->child_stack)
+        munmap (self->child_stack, S_CHILD_STACK);
+    if (self->null_fd != -1)
+        close (self->null_fd);
     free (self->data_dir);
     free (self->host);
     free (self);

@@ -203,9 +203,6 @@ s_script (const Qanat__Assign *assign, const char *comment, const char *metrics,
     fputs (" || exit 126\nexec", out);
     for (size_t i = 0; i < assign->n_argv; i++) {
         fputc (' ', out);
-        //  "--": an argv[0] starting with '-' is a command, not an option
-        if (i == 0)
-            fputs ("-- ", out);
         s_shell_quote (out, assign->argv [i]);
     }
     fputc ('\n', out);
@@ -235,7 +232,7 @@ s_value_ok (const char *value)
 static const char *const s_forbidden_long [] = {
     "--output", "--error", "--input", "--open-mode", "--chdir", "--wrap", "--array",
     "--wait", "--test-only", "--job-name", "--parsable", "--help", "--usage", "--version",
-    "--batch", "--export-file", NULL
+    NULL
 };
 //  short forms of the same, and those that take no value (which may be
 //  followed by more letters)
@@ -424,6 +421,8 @@ s_parse_job_id (const char *text, size_t size, char *buffer)
     if (at < size && text [at] == ';') {
         //  the cluster name: one token
         at++;
+        if (at == size || isspace ((unsigned char) text [at]))
+            return -1;
         while (at < size && (isalnum ((unsigned char) text [at]) || text [at] == '_'
                              || text [at] == '-' || text [at] == '.'))
             at++;
@@ -1409,6 +1408,11 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     }
     if (assign->n_argv == 0 || !assign->argv [0] || !*assign->argv [0]) {
         snprintf (error, error_size, "empty command");
+        return -1;
+    }
+    //  sh's exec would take it for an option (bash) or not (dash)
+    if (assign->argv [0][0] == '-') {
+        snprintf (error, error_size, "a command starting with '-' cannot run as a slurm job");
         return -1;
     }
     for (size_t i = 0; i < assign->n_argv; i++)

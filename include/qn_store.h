@@ -180,6 +180,46 @@ int
 
 //  ---- helpers ----
 
+//  ---------------------------------------------------------------------
+//  Artifacts
+
+//  The blob index: hash (64 lowercase hex) -> size and references (the
+//  attempt outputs and cache entries that use it).  get: 1 found, 0 not,
+//  -1 error.  add creates it with 0 references when absent.
+int
+    qn_store_blob_get (qn_store_t *self, const char *hash, uint64_t *size_p, uint32_t *refs_p);
+int
+    qn_store_blob_add (qn_store_t *self, const char *hash, uint64_t size);
+//  Adds delta to its references (never below 0).
+int
+    qn_store_blob_ref (qn_store_t *self, const char *hash, int delta, uint32_t *refs_p);
+int
+    qn_store_blob_delete (qn_store_t *self, const char *hash);
+//  Up to limit blobs nobody references: malloc'd strings (free each, then
+//  the array).
+int
+    qn_store_unreferenced_blobs (qn_store_t *self, char ***hashes_p, size_t *count_p,
+                                 size_t limit);
+
+//  The cache: a task's identity (hex) -> the successful attempt whose
+//  outputs it may reuse.  get: 1 found, 0 not, -1 error.
+int
+    qn_store_put_cache (qn_store_t *self, const char *key, uint64_t run_id, uint32_t task,
+                        uint32_t attempt);
+int
+    qn_store_get_cache (qn_store_t *self, const char *key, uint64_t *run_id_p, uint32_t *task_p,
+                        uint32_t *attempt_p);
+int
+    qn_store_delete_cache (qn_store_t *self, const char *key);
+
+//  Retention: deletes a run with its tasks, logs and metrics.
+int
+    qn_store_delete_run (qn_store_t *self, uint64_t run_id);
+//  A workflow's run ids, oldest first (free *ids_p).
+int
+    qn_store_workflow_run_ids (qn_store_t *self, const char *workflow, uint64_t **ids_p,
+                               size_t *count_p);
+
 //  Frees count protobuf messages and the array itself.
 void
     qn_store_free_array (void *array, size_t count);

@@ -14,6 +14,8 @@
         logs              be64 run_id be64 log_seq -> LogLine
         metrics           be64 run_id be64 metric_seq -> MetricRecord
         agents            name -> AgentInfo
+        blobs             sha256 hex -> be64 size, be32 references
+        cache             cache key hex -> be64 run_id, be32 task, be32 attempt
 
     Names never contain '\0', so "name '\0'" is a prefix that no other
     name's keys share.  Log and metric sequences are not kept as counters:
@@ -61,12 +63,14 @@ typedef enum {
     DB_AGENTS,
     DB_PRINCIPALS,
     DB_SECRETS,
+    DB_BLOBS,
+    DB_CACHE,
     DB_COUNT
 } s_db_t;
 
 static const char *s_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
-    "active", "tasks", "logs", "metrics", "agents", "principals", "secrets"
+    "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache"
 };
 
 //  The last sequence of a run's logs or metrics, remembered so that an
@@ -1534,4 +1538,305 @@ qn_store_list_secrets (qn_store_t *self, char ***names_p, size_t *count_p)
     *names_p = names;
     *count_p = count;
     return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Artifacts: blob index, cache, retention
+
+static bool
+s_valid_hex_key (const char *hash)
+{
+    if (!hash || strlen (hash) != 64)
+        return false;
+    for (size_t i = 0; i < 64; i++)
+        if (!((hash [i] >= '0' && hash [i] <= '9') || (hash [i] >= 'a' && hash [i] <= 'f')))
+            return false;
+    return true;
+}
+
+int
+qn_store_blob_get (qn_store_t *self, const char *hash, uint64_t *size_p, uint32_t *refs_p)
+{
+    assert (self);
+    if (!s_valid_hex_key (hash)) {
+        s_error (self, "invalid blob hash");
+        return -1;
+    }
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_val value;
+    int found = s_get_raw (self, txn, DB_BLOBS, hash, 64, &value);
+    if (found == 1 && value.mv_size != 12)
+        found = 0;              //  a damaged record counts as absent
+    if (found == 1) {
+        if (size_p)
+            *size_p = s_be64_get ((const uint8_t *) value.mv_data);
+        if (refs_p)
+            *refs_p = s_be32_get ((const uint8_t *) value.mv_data + 8);
+    }
+    s_read_end (self, txn);
+    return found;
+}
+
+static int
+s_blob_put (qn_store_t *self, const char *hash, uint64_t size, uint32_t refs)
+{
+    uint8_t value [12];
+    s_be64_put (value, size);
+    s_be32_put (value + 8, refs);
+    return s_put_raw (self, DB_BLOBS, hash, 64, value, sizeof value);
+}
+
+int
+qn_store_blob_add (qn_store_t *self, const char *hash, uint64_t size)
+{
+    assert (self);
+    if (s_need_txn (self))
+        return -1;
+    if (!s_valid_hex_key (hash)) {
+        s_error (self, "invalid blob hash");
+        return -1;
+    }
+    uint64_t old_size;
+    int found = qn_store_blob_get (self, hash, &old_size, NULL);
+    if (found < 0)
+        return -1;
+    return found? 0: s_blob_put (self, hash, size, 0);
+}
+
+int
+qn_store_blob_ref (qn_store_t *self, const char *hash, int delta, uint32_t *refs_p)
+{
+    assert (self);
+    if (s_need_txn (self))
+        return -1;
+    uint64_t size;
+    uint32_t refs;
+    int found = qn_store_blob_get (self, hash, &size, &refs);
+    if (found <= 0) {
+        if (found == 0)
+            s_error (self, "no such blob");
+        return -1;
+    }
+    int64_t next = (int64_t) refs + delta;
+    if (next < 0)
+        next = 0;
+    if (next > UINT32_MAX)
+        next = UINT32_MAX;
+    if (refs_p)
+        *refs_p = (uint32_t) next;
+    return s_blob_put (self, hash, size, (uint32_t) next);
+}
+
+int
+qn_store_blob_delete (qn_store_t *self, const char *hash)
+{
+    assert (self);
+    if (s_need_txn (self) || !s_valid_hex_key (hash))
+        return -1;
+    return s_delete (self, DB_BLOBS, hash, 64);
+}
+
+int
+qn_store_unreferenced_blobs (qn_store_t *self, char ***hashes_p, size_t *count_p, size_t limit)
+{
+    assert (self);
+    *hashes_p = NULL;
+    *count_p = 0;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_cursor *cursor = s_cursor (self, txn, DB_BLOBS);
+    if (!cursor) {
+        s_read_end (self, txn);
+        return -1;
+    }
+    size_t alloc = 0;
+    int result = 0;
+    MDB_val key, value;
+    int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+    while (rc == 0 && *count_p < limit) {
+        if (key.mv_size == 64 && value.mv_size == 12
+        &&  s_be32_get ((const uint8_t *) value.mv_data + 8) == 0) {
+            char *hash = (char *) malloc (65);
+            if (hash) {
+                memcpy (hash, key.mv_data, 64);
+                hash [64] = '\0';
+            }
+            if (!hash || s_array_push (self, (void ***) hashes_p, count_p, &alloc, hash)) {
+                free (hash);
+                result = -1;
+                break;
+            }
+        }
+        rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+    }
+    mdb_cursor_close (cursor);
+    s_read_end (self, txn);
+    if (result) {
+        for (size_t i = 0; i < *count_p; i++)
+            free ((*hashes_p) [i]);
+        free (*hashes_p);
+        *hashes_p = NULL;
+        *count_p = 0;
+    }
+    return result;
+}
+
+int
+qn_store_put_cache (qn_store_t *self, const char *key, uint64_t run_id, uint32_t task,
+                    uint32_t attempt)
+{
+    assert (self);
+    if (s_need_txn (self) || !s_valid_hex_key (key))
+        return -1;
+    uint8_t value [16];
+    s_be64_put (value, run_id);
+    s_be32_put (value + 8, task);
+    s_be32_put (value + 12, attempt);
+    return s_put_raw (self, DB_CACHE, key, 64, value, sizeof value);
+}
+
+int
+qn_store_get_cache (qn_store_t *self, const char *key, uint64_t *run_id_p, uint32_t *task_p,
+                    uint32_t *attempt_p)
+{
+    assert (self);
+    if (!s_valid_hex_key (key))
+        return -1;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_val value;
+    int found = s_get_raw (self, txn, DB_CACHE, key, 64, &value);
+    if (found == 1 && value.mv_size != 16)
+        found = 0;
+    if (found == 1) {
+        const uint8_t *data = (const uint8_t *) value.mv_data;
+        *run_id_p = s_be64_get (data);
+        *task_p = s_be32_get (data + 8);
+        *attempt_p = s_be32_get (data + 12);
+    }
+    s_read_end (self, txn);
+    return found;
+}
+
+int
+qn_store_delete_cache (qn_store_t *self, const char *key)
+{
+    assert (self);
+    if (s_need_txn (self) || !s_valid_hex_key (key))
+        return -1;
+    return s_delete (self, DB_CACHE, key, 64);
+}
+
+//  Deletes every key of db that starts with the 8-byte prefix.
+static int
+s_delete_prefix (qn_store_t *self, s_db_t db, const uint8_t *prefix)
+{
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (self->txn, self->dbi [db], &cursor);
+    if (rc)
+        return s_write_failed (self, db, rc);
+    MDB_val key = { 8, (void *) prefix }, value;
+    rc = mdb_cursor_get (cursor, &key, &value, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size >= 8 && memcmp (key.mv_data, prefix, 8) == 0) {
+        rc = mdb_cursor_del (cursor, 0);
+        if (rc)
+            break;
+        rc = mdb_cursor_get (cursor, &key, &value, MDB_GET_CURRENT);
+        if (rc == EINVAL || rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get (cursor, &key, &value, MDB_SET_RANGE);
+    }
+    mdb_cursor_close (cursor);
+    if (rc && rc != MDB_NOTFOUND)
+        return s_write_failed (self, db, rc);
+    return 0;
+}
+
+int
+qn_store_delete_run (qn_store_t *self, uint64_t run_id)
+{
+    assert (self);
+    if (s_need_txn (self))
+        return -1;
+    uint8_t id [8];
+    s_be64_put (id, run_id);
+    Qanat__RunInfo *run = s_get_run (self, self->txn, run_id);
+    if (run && run->workflow) {
+        size_t len = strlen (run->workflow);
+        if (len + 9 <= self->max_key) {
+            uint8_t key [QN_STORE_KEY_MAX];
+            memcpy (key, run->workflow, len);
+            key [len] = 0;
+            memcpy (key + len + 1, id, 8);
+            if (s_delete (self, DB_RUNS_BY_WORKFLOW, key, len + 9)) {
+                qanat__run_info__free_unpacked (run, NULL);
+                return -1;
+            }
+        }
+    }
+    if (run)
+        qanat__run_info__free_unpacked (run, NULL);
+    if (s_delete (self, DB_RUNS, id, 8) || s_delete (self, DB_ACTIVE, id, 8)
+    ||  s_delete_prefix (self, DB_TASKS, id) || s_delete_prefix (self, DB_LOGS, id)
+    ||  s_delete_prefix (self, DB_METRICS, id))
+        return -1;
+    return 0;
+}
+
+int
+qn_store_workflow_run_ids (qn_store_t *self, const char *workflow, uint64_t **ids_p,
+                           size_t *count_p)
+{
+    assert (self);
+    *ids_p = NULL;
+    *count_p = 0;
+    size_t len = workflow? strlen (workflow): 0;
+    if (len == 0 || len + 9 > self->max_key)
+        return 0;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_cursor *cursor = s_cursor (self, txn, DB_RUNS_BY_WORKFLOW);
+    if (!cursor) {
+        s_read_end (self, txn);
+        return -1;
+    }
+    uint8_t probe [QN_STORE_KEY_MAX];
+    memcpy (probe, workflow, len);
+    probe [len] = 0;
+    MDB_val key = { len + 1, probe }, value;
+    int rc = mdb_cursor_get (cursor, &key, &value, MDB_SET_RANGE);
+    size_t alloc = 0;
+    int result = 0;
+    while (rc == 0) {
+        const uint8_t *data = (const uint8_t *) key.mv_data;
+        if (key.mv_size < len + 1 || memcmp (data, workflow, len) != 0 || data [len] != 0)
+            break;
+        if (key.mv_size == len + 9) {
+            if (*count_p == alloc) {
+                alloc = alloc? alloc * 2: 64;
+                uint64_t *grown = (uint64_t *) realloc (*ids_p, alloc * sizeof (uint64_t));
+                if (!grown) {
+                    s_error (self, "out of memory");
+                    result = -1;
+                    break;
+                }
+                *ids_p = grown;
+            }
+            (*ids_p) [(*count_p)++] = s_be64_get (data + len + 1);
+        }
+        rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+    }
+    mdb_cursor_close (cursor);
+    s_read_end (self, txn);
+    if (result) {
+        free (*ids_p);
+        *ids_p = NULL;
+        *count_p = 0;
+    }
+    return result;
 }

@@ -1108,11 +1108,92 @@ test_map_full (void **state)
     qn_store_destroy (&store);
 }
 
+//  The artifact records: blob references, cache entries, and a run's
+//  deletion taking its tasks, logs and metrics along, nothing else.
+static void
+test_artifact_records (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_store_t *store = s_open (fixture);
+    const char *a = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const char *b = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_blob_add (store, a, 100), 0);
+    assert_int_equal (qn_store_blob_add (store, b, 7), 0);
+    uint32_t refs = 9;
+    assert_int_equal (qn_store_blob_ref (store, a, 2, &refs), 0);
+    assert_int_equal (refs, 2);
+    assert_int_equal (qn_store_blob_add (store, a, 100), 0);        //  kept, not reset
+    assert_int_equal (qn_store_blob_ref (store, a, -1, &refs), 0);
+    assert_int_equal (refs, 1);
+    assert_int_equal (qn_store_blob_ref (store, "not-a-hash", 1, NULL), -1);
+    assert_int_equal (qn_store_put_cache (store, b, 5, 2, 1), 0);
+    s_put_run (store, 5, "wf", QANAT__RUN_STATUS__RUN_SUCCEEDED);
+    s_put_run (store, 6, "wf", QANAT__RUN_STATUS__RUN_SUCCEEDED);
+    s_put_run (store, 7, "wf2", QANAT__RUN_STATUS__RUN_SUCCEEDED);
+    Qanat__TaskInfo task = QANAT__TASK_INFO__INIT;
+    task.name = (char *) "t";
+    assert_int_equal (qn_store_put_task (store, 5, &task), 0);
+    assert_int_equal (qn_store_put_task (store, 6, &task), 0);
+    s_append_log (store, 5, "t", 1, "five");
+    s_append_log (store, 6, "t", 1, "six");
+    assert_int_equal (qn_store_commit (store), 0);
+
+    uint64_t size;
+    assert_int_equal (qn_store_blob_get (store, a, &size, &refs), 1);
+    assert_int_equal (size, 100);
+    assert_int_equal (refs, 1);
+    char **unreferenced;
+    size_t count;
+    assert_int_equal (qn_store_unreferenced_blobs (store, &unreferenced, &count, 10), 0);
+    assert_int_equal (count, 1);
+    assert_string_equal (unreferenced [0], b);
+    free (unreferenced [0]);
+    free (unreferenced);
+    uint64_t run_id;
+    uint32_t task_index, attempt;
+    assert_int_equal (qn_store_get_cache (store, b, &run_id, &task_index, &attempt), 1);
+    assert_int_equal (run_id, 5);
+    assert_int_equal (task_index, 2);
+    assert_int_equal (qn_store_get_cache (store, a, &run_id, &task_index, &attempt), 0);
+
+    uint64_t *ids;
+    assert_int_equal (qn_store_workflow_run_ids (store, "wf", &ids, &count), 0);
+    assert_int_equal (count, 2);
+    assert_int_equal (ids [0], 5);
+    assert_int_equal (ids [1], 6);
+    free (ids);
+
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_delete_run (store, 5), 0);
+    assert_int_equal (qn_store_blob_delete (store, b), 0);
+    assert_int_equal (qn_store_delete_cache (store, b), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+    assert_null (qn_store_get_run (store, 5));
+    Qanat__RunInfo *six = qn_store_get_run (store, 6);
+    assert_non_null (six);
+    s_free (six);
+    Qanat__TaskInfo **tasks;
+    assert_int_equal (qn_store_get_tasks (store, 5, &tasks, &count), 0);
+    assert_int_equal (count, 0);
+    qn_store_free_array (tasks, count);
+    assert_int_equal (qn_store_get_tasks (store, 6, &tasks, &count), 0);
+    assert_int_equal (count, 1);
+    qn_store_free_array (tasks, count);
+    assert_int_equal (qn_store_workflow_run_ids (store, "wf", &ids, &count), 0);
+    assert_int_equal (count, 1);
+    assert_int_equal (ids [0], 6);
+    free (ids);
+    assert_int_equal (qn_store_blob_get (store, b, NULL, NULL), 0);
+    qn_store_destroy (&store);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_open_reopen, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_artifact_records, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_open_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_abort_loses_writes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_crash_recovery, s_setup, s_teardown),
