@@ -1,1 +1,643 @@
-/* placeholder */
+/*  qn_transfer - the agent's end of blob transfers.  See qn_transfer.h for
+    the protocol. */
+#include "qn_transfer.h"
+#include <assert.h>
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum {
+    S_UPLOAD,
+    S_DOWNLOAD
+} s_kind_t;
+
+typedef enum {
+    S_WAITING,              //  another transfer of the hash, or too many, run
+    S_RUNNING,
+    S_DONE                  //  to be reported and removed
+} s_state_t;
+
+typedef struct _s_item_t s_item_t;
+struct _s_item_t {
+    s_kind_t kind;
+    s_state_t state;
+    char hash [QN_BLOB_HASH_HEX + 1];
+    uint64_t size;
+    bool progressed;        //  since the last tick
+    qn_transfer_done_fn *done;
+    void *arg;
+    int status;             //  S_DONE: the outcome
+    char *error;
+    s_item_t *next;         //  in self->items
+    s_item_t *prev;
+    //  Upload
+    int fd;
+    char *path;
+    bool has_attempt;
+    Qanat__AttemptRef attempt;
+    //  Download
+    uint64_t position;      //  bytes in the cache's partial
+    uint64_t asked_end;     //  end of the last want
+    bool refetching;        //  dropping stale chunks until the re-asked one
+    int failures;           //  whole-hash mismatches
+};
+
+struct _qn_transfer_t {
+    qn_blobstore_t *cache;
+    qn_transfer_send_fn *send;
+    void *send_arg;
+    bool connected;
+    s_item_t *items;        //  in the order they were asked for
+    s_item_t *last;
+    size_t count;
+    uint8_t *buffer;        //  one chunk
+    qn_transfer_stats_t stats;
+};
+
+static void
+s_item_destroy (s_item_t **item_p)
+{
+    s_item_t *item = *item_p;
+    if (!item)
+        return;
+    if (item->fd >= 0)
+        close (item->fd);
+    free (item->path);
+    free (item->error);
+    free (item);
+    *item_p = NULL;
+}
+
+qn_transfer_t *
+qn_transfer_new (qn_blobstore_t *cache, qn_transfer_send_fn *send, void *send_arg)
+{
+    assert (cache);
+    assert (send);
+    qn_transfer_t *self = (qn_transfer_t *) calloc (1, sizeof (qn_transfer_t));
+    if (!self)
+        return NULL;
+    self->cache = cache;
+    self->send = send;
+    self->send_arg = send_arg;
+    self->buffer = (uint8_t *) malloc (QN_TRANSFER_CHUNK);
+    if (!self->buffer) {
+        qn_transfer_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+qn_transfer_destroy (qn_transfer_t **self_p)
+{
+    assert (self_p);
+    qn_transfer_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->items) {
+        s_item_t *item = self->items;
+        self->items = item->next;
+        s_item_destroy (&item);
+    }
+    free (self->buffer);
+    free (self);
+    *self_p = NULL;
+}
+
+// ---------------------------------------------------------------------
+// Messages
+
+static int
+s_send (qn_transfer_t *self, Qanat__Envelope *envelope)
+{
+    if (!self->connected)
+        return -1;
+    return self->send (self->send_arg, envelope);
+}
+
+static int
+s_send_want (qn_transfer_t *self, const char *hash, uint64_t offset, uint32_t window,
+             bool complete, const char *error)
+{
+    Qanat__BlobWant want = QANAT__BLOB_WANT__INIT;
+    want.hash = (char *) hash;
+    want.offset = offset;
+    want.window = window;
+    want.complete = complete;
+    if (error)
+        want.error = (char *) error;
+    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
+    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
+    envelope.blob_want = &want;
+    return s_send (self, &envelope);
+}
+
+static int
+s_send_chunk (qn_transfer_t *self, const char *hash, uint64_t offset,
+              const uint8_t *data, size_t size, const char *error)
+{
+    Qanat__BlobChunk chunk = QANAT__BLOB_CHUNK__INIT;
+    uint8_t digest [32];
+    chunk.hash = (char *) hash;
+    chunk.offset = offset;
+    if (error)
+        chunk.error = (char *) error;
+    else {
+        qn_blobstore_hash_chunk (data, size, digest);
+        chunk.data.data = (uint8_t *) data;
+        chunk.data.len = size;
+        chunk.sha256.data = digest;
+        chunk.sha256.len = sizeof digest;
+    }
+    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
+    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
+    envelope.blob_chunk = &chunk;
+    return s_send (self, &envelope);
+}
+
+static int
+s_send_offer (qn_transfer_t *self, s_item_t *item)
+{
+    Qanat__BlobOffer offer = QANAT__BLOB_OFFER__INIT;
+    offer.hash = item->hash;
+    offer.size = item->size;
+    if (item->has_attempt)
+        offer.attempt = &item->attempt;
+    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
+    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_OFFER;
+    envelope.blob_offer = &offer;
+    return s_send (self, &envelope);
+}
+
+// ---------------------------------------------------------------------
+// Bookkeeping
+
+//  Marks an item finished; s_settle reports it.
+static void
+s_complete (qn_transfer_t *self, s_item_t *item, int status, const char *error)
+{
+    if (item->state == S_DONE)
+        return;
+    item->state = S_DONE;
+    item->status = status;
+    free (item->error);
+    item->error = error? strdup (error): NULL;
+    if (item->fd >= 0) {
+        close (item->fd);
+        item->fd = -1;
+    }
+    if (status == 0)
+        self->stats.completed++;
+    else
+        self->stats.failed++;
+}
+
+static s_item_t *
+s_find (qn_transfer_t *self, s_kind_t kind, const char *hash)
+{
+    if (!hash)
+        return NULL;
+    for (s_item_t *item = self->items; item; item = item->next) {
+        if (item->kind == kind && item->state == S_RUNNING && streq (item->hash, hash))
+            return item;
+    }
+    return NULL;
+}
+
+//  Asks for the bytes from offset, up to one window.
+static void
+s_ask (qn_transfer_t *self, s_item_t *item, uint64_t offset)
+{
+    uint64_t rest = item->size - offset;
+    uint32_t window = rest < QN_TRANSFER_WINDOW? (uint32_t) rest: QN_TRANSFER_WINDOW;
+    item->asked_end = offset + window;
+    s_send_want (self, item->hash, offset, window, false, NULL);
+}
+
+//  The download holds every byte: verify the whole, or start again.
+static void
+s_download_finish (qn_transfer_t *self, s_item_t *item)
+{
+    char error [256] = "";
+    if (qn_blobstore_finish (self->cache, item->hash, item->size, error, sizeof error) == 0) {
+        s_send_want (self, item->hash, item->size, 0, true, NULL);
+        s_complete (self, item, 0, NULL);
+        return;
+    }
+    //  finish dropped the partial: the next try starts at 0.
+    item->position = 0;
+    item->refetching = false;
+    //  An empty blob has nothing to fetch again.
+    if (++item->failures >= QN_TRANSFER_MAX_FAILURES || item->size == 0) {
+        s_send_want (self, item->hash, 0, 0, false, "verification failed");
+        s_complete (self, item, -1, error);
+        return;
+    }
+    self->stats.restarts++;
+    s_ask (self, item, 0);
+}
+
+//  Takes a download up from what the cache holds.
+static void
+s_download_resume (qn_transfer_t *self, s_item_t *item)
+{
+    if (qn_blobstore_has (self->cache, item->hash)) {
+        s_complete (self, item, 0, NULL);
+        return;
+    }
+    item->position = qn_blobstore_partial (self->cache, item->hash);
+    if (item->position > item->size) {
+        //  Not the blob we were told of; start clean.
+        qn_blobstore_abandon (self->cache, item->hash);
+        item->position = 0;
+    }
+    item->refetching = false;
+    if (item->position == item->size)
+        s_download_finish (self, item);
+    else
+        s_ask (self, item, item->position);
+}
+
+static bool
+s_can_run (qn_transfer_t *self, s_item_t *candidate)
+{
+    size_t running = 0;
+    for (s_item_t *item = self->items; item; item = item->next) {
+        if (item->kind == candidate->kind && item->state == S_RUNNING) {
+            if (streq (item->hash, candidate->hash))
+                return false;
+            running++;
+        }
+    }
+    return running < QN_TRANSFER_MAX_ACTIVE;
+}
+
+static void
+s_start (qn_transfer_t *self, s_item_t *item)
+{
+    item->state = S_RUNNING;
+    item->progressed = true;
+    if (item->kind == S_UPLOAD)
+        s_send_offer (self, item);
+    else
+        s_download_resume (self, item);
+}
+
+//  Starts what may start and reports what finished, until nothing moves.
+//  Done callbacks run here only, never while the list is being walked,
+//  and they may add transfers.
+static void
+s_settle (qn_transfer_t *self)
+{
+    while (true) {
+        s_item_t *item;
+        for (item = self->items; item; item = item->next) {
+            if (item->state == S_WAITING && s_can_run (self, item))
+                s_start (self, item);
+            if (item->state == S_DONE)
+                break;
+        }
+        if (!item)
+            return;
+        if (item->prev)
+            item->prev->next = item->next;
+        else
+            self->items = item->next;
+        if (item->next)
+            (item->next)->prev = item->prev;
+        else
+            self->last = item->prev;
+        self->count--;
+        if (item->done)
+            item->done (item->arg, item->hash, item->status, item->error);
+        s_item_destroy (&item);
+    }
+}
+
+static s_item_t *
+s_item_new (s_kind_t kind, const char *hash, uint64_t size,
+            qn_transfer_done_fn *done, void *arg)
+{
+    s_item_t *item = (s_item_t *) calloc (1, sizeof (s_item_t));
+    if (!item)
+        return NULL;
+    item->kind = kind;
+    item->state = S_WAITING;
+    memcpy (item->hash, hash, QN_BLOB_HASH_HEX);
+    item->size = size;
+    item->done = done;
+    item->arg = arg;
+    item->fd = -1;
+    return item;
+}
+
+static int
+s_add (qn_transfer_t *self, s_item_t *item)
+{
+    item->prev = self->last;
+    if (self->last)
+        self->last->next = item;
+    else
+        self->items = item;
+    self->last = item;
+    self->count++;
+    s_settle (self);
+    return 0;
+}
+
+// ---------------------------------------------------------------------
+// Public API
+
+int
+qn_transfer_upload (qn_transfer_t *self, const char *hash, uint64_t size,
+                    const char *path, const Qanat__AttemptRef *attempt,
+                    qn_transfer_done_fn *done, void *arg)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash) || !path)
+        return -1;
+    //  O_NONBLOCK: a fifo put in place of the output must not hang us.
+    int fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat (fd, &st) || !S_ISREG (st.st_mode) || (uint64_t) st.st_size != size) {
+        close (fd);
+        return -1;
+    }
+    s_item_t *item = s_item_new (S_UPLOAD, hash, size, done, arg);
+    if (!item) {
+        close (fd);
+        return -1;
+    }
+    item->fd = fd;
+    item->path = strdup (path);
+    if (attempt) {
+        Qanat__AttemptRef init = QANAT__ATTEMPT_REF__INIT;
+        item->attempt = init;
+        item->attempt.run_id = attempt->run_id;
+        item->attempt.task_index = attempt->task_index;
+        item->attempt.attempt = attempt->attempt;
+        item->has_attempt = true;
+    }
+    if (!item->path) {
+        s_item_destroy (&item);
+        return -1;
+    }
+    return s_add (self, item);
+}
+
+int
+qn_transfer_download (qn_transfer_t *self, const char *hash, uint64_t size,
+                      qn_transfer_done_fn *done, void *arg)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash))
+        return -1;
+    s_item_t *item = s_item_new (S_DOWNLOAD, hash, size, done, arg);
+    if (!item)
+        return -1;
+    return s_add (self, item);
+}
+
+static int
+s_pread_all (int fd, uint8_t *buffer, size_t size, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < size) {
+        ssize_t rc = pread (fd, buffer + done, size - done, (off_t) (offset + done));
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            errno = EIO;        //  the file shrank under us
+            return -1;
+        }
+        done += (size_t) rc;
+    }
+    return 0;
+}
+
+//  Answers one want: at most one window of the file, in chunks.
+static void
+s_upload_serve (qn_transfer_t *self, s_item_t *item, uint64_t offset, uint32_t window)
+{
+    uint64_t rest = item->size - offset;
+    uint64_t end = offset + (rest < window? rest: window);
+    for (uint64_t at = offset; at < end; ) {
+        size_t size = end - at < QN_TRANSFER_CHUNK? (size_t) (end - at): QN_TRANSFER_CHUNK;
+        if (s_pread_all (item->fd, self->buffer, size, at)) {
+            char error [256];
+            snprintf (error, sizeof error, "cannot read %s at %" PRIu64 ": %s",
+                      item->path, at, strerror (errno));
+            s_send_chunk (self, item->hash, at, NULL, 0, error);
+            s_complete (self, item, -1, error);
+            return;
+        }
+        if (s_send_chunk (self, item->hash, at, self->buffer, size, NULL))
+            return;             //  not connected: the next want asks again
+        self->stats.bytes_sent += size;
+        at += size;
+    }
+}
+
+void
+qn_transfer_on_want (qn_transfer_t *self, const Qanat__BlobWant *want)
+{
+    assert (self);
+    s_item_t *item = want? s_find (self, S_UPLOAD, want->hash): NULL;
+    if (!item) {
+        self->stats.dropped++;
+        return;
+    }
+    item->progressed = true;
+    if (want->error && *want->error) {
+        char error [512];
+        snprintf (error, sizeof error, "coordinator: %.400s", want->error);
+        s_complete (self, item, -1, error);
+    }
+    else
+    if (want->complete)
+        s_complete (self, item, 0, NULL);
+    else
+    if (want->offset > item->size)
+        self->stats.dropped++;
+    else {
+        uint32_t window = want->window < QN_TRANSFER_WINDOW? want->window: QN_TRANSFER_WINDOW;
+        s_upload_serve (self, item, want->offset, window);
+    }
+    s_settle (self);
+}
+
+//  Asks again from the download's position after a bad or missing chunk;
+//  stale chunks are dropped until that one arrives.
+static void
+s_refetch (qn_transfer_t *self, s_item_t *item)
+{
+    self->stats.chunks_rejected++;
+    item->refetching = true;
+    s_ask (self, item, item->position);
+}
+
+static void
+s_download_chunk (qn_transfer_t *self, s_item_t *item, const Qanat__BlobChunk *chunk)
+{
+    size_t size = chunk->data.len;
+    if (size == 0 || size > QN_TRANSFER_CHUNK || !chunk->data.data
+    ||  chunk->offset > item->size || size > item->size - chunk->offset) {
+        self->stats.dropped++;          //  no sender of ours sends that
+        return;
+    }
+    if (chunk->offset < item->position) {
+        self->stats.dropped++;          //  a duplicate of what we hold
+        return;
+    }
+    if (chunk->offset > item->position) {
+        //  A gap: a chunk went missing (or this is stale after a re-ask).
+        if (item->refetching)
+            self->stats.dropped++;
+        else
+            s_refetch (self, item);
+        return;
+    }
+    uint8_t digest [32];
+    if (chunk->sha256.len != 32 || !chunk->sha256.data
+    ||  qn_blobstore_hash_chunk (chunk->data.data, size, digest)
+    ||  memcmp (digest, chunk->sha256.data, 32)) {
+        s_refetch (self, item);
+        return;
+    }
+    char error [256] = "";
+    //  Verified above: no need to hash it twice.
+    if (qn_blobstore_write (self->cache, item->hash, chunk->offset, chunk->data.data, size,
+                            NULL, error, sizeof error)) {
+        uint64_t partial = qn_blobstore_partial (self->cache, item->hash);
+        if (partial == item->position) {
+            s_complete (self, item, -1, error);     //  the disk, not the data
+            return;
+        }
+        //  The partial changed under us: go on from what it holds.
+        if (partial > item->size) {
+            qn_blobstore_abandon (self->cache, item->hash);
+            partial = 0;
+        }
+        item->position = partial;
+        s_refetch (self, item);
+        return;
+    }
+    item->position += size;
+    item->refetching = false;
+    item->progressed = true;
+    self->stats.bytes_received += size;
+    if (item->position == item->size)
+        s_download_finish (self, item);
+    else
+    if (item->asked_end < item->size && item->asked_end - item->position <= QN_TRANSFER_WINDOW / 2) {
+        //  Half the window consumed: ask for the next bytes, up to one
+        //  window past our position, so one window at most is in flight.
+        uint64_t end = item->position + QN_TRANSFER_WINDOW;
+        if (end > item->size)
+            end = item->size;
+        uint64_t from = item->asked_end;
+        item->asked_end = end;
+        s_send_want (self, item->hash, from, (uint32_t) (end - from), false, NULL);
+    }
+}
+
+void
+qn_transfer_on_chunk (qn_transfer_t *self, const Qanat__BlobChunk *chunk)
+{
+    assert (self);
+    s_item_t *item = chunk? s_find (self, S_DOWNLOAD, chunk->hash): NULL;
+    if (!item) {
+        self->stats.dropped++;
+        return;
+    }
+    if (chunk->error && *chunk->error) {
+        char error [512];
+        snprintf (error, sizeof error, "coordinator: %.400s", chunk->error);
+        //  The sender cannot go on: what we hold of it is of no use.
+        qn_blobstore_abandon (self->cache, item->hash);
+        s_complete (self, item, -1, error);
+    }
+    else
+        s_download_chunk (self, item, chunk);
+    s_settle (self);
+}
+
+//  Takes a running transfer up again from where each end stands.
+static void
+s_resume (qn_transfer_t *self, s_item_t *item)
+{
+    self->stats.resumes++;
+    if (item->kind == S_UPLOAD)
+        s_send_offer (self, item);
+    else
+        s_download_resume (self, item);
+}
+
+void
+qn_transfer_reconnected (qn_transfer_t *self)
+{
+    assert (self);
+    self->connected = true;
+    for (s_item_t *item = self->items; item; item = item->next) {
+        if (item->state == S_RUNNING) {
+            item->progressed = true;
+            s_resume (self, item);
+        }
+    }
+    s_settle (self);
+}
+
+void
+qn_transfer_disconnected (qn_transfer_t *self)
+{
+    assert (self);
+    self->connected = false;
+}
+
+void
+qn_transfer_tick (qn_transfer_t *self)
+{
+    assert (self);
+    if (!self->connected)
+        return;
+    for (s_item_t *item = self->items; item; item = item->next) {
+        if (item->state == S_RUNNING) {
+            if (!item->progressed) {
+                if (item->kind == S_DOWNLOAD)
+                    item->refetching = true;    //  what is in flight may still come
+                self->stats.resumes++;
+                if (item->kind == S_UPLOAD)
+                    s_send_offer (self, item);
+                else
+                    s_ask (self, item, item->position);
+            }
+            item->progressed = false;
+        }
+    }
+    s_settle (self);
+}
+
+size_t
+qn_transfer_active (qn_transfer_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+void
+qn_transfer_stats (qn_transfer_t *self, qn_transfer_stats_t *stats)
+{
+    assert (self);
+    assert (stats);
+    *stats = self->stats;
+}

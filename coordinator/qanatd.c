@@ -27,6 +27,10 @@ s_usage (FILE *out)
         "  --suspect-after-ms N    an agent silent this long gets no new work (default 5000)\n"
         "  --lost-after-ms N       an agent silent this long is lost and its attempts\n"
         "                          are retried (default 30000); agents may bring their own\n"
+        "  --keep-runs N           keep the newest N finished runs of each workflow that\n"
+        "                          sets no keep_runs of its own, deleting older runs'\n"
+        "                          records, logs, metrics and unused blobs (default 0:\n"
+        "                          keep everything)\n"
         "  --no-sync               do not fsync each commit: faster, but a power loss\n"
         "                          loses the last commits (never corrupts the store)\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
@@ -62,6 +66,7 @@ main (int argc, char *argv [])
     char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
+    long keep_runs = 0;
     bool durable = true, verbose = false, insecure = false;
 
     static struct option options [] = {
@@ -73,6 +78,7 @@ main (int argc, char *argv [])
         {"lost-after-ms", required_argument, 0, 'l'},
         {"suspect-after-ms", required_argument, 0, 's'},
         {"no-sync", no_argument, 0, 'n'},
+        {"keep-runs", required_argument, 0, 'k'},
         {"insecure", no_argument, 0, 'I'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
@@ -100,6 +106,8 @@ main (int argc, char *argv [])
                 suspect_after_ms = atol (value);
             if ((value = zconfig_get (config, "qanatd/lost_after_ms", NULL)))
                 lost_after_ms = atol (value);
+            if ((value = zconfig_get (config, "qanatd/keep_runs", NULL)))
+                keep_runs = atol (value);
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
             zconfig_destroy (&config);
@@ -121,6 +129,7 @@ main (int argc, char *argv [])
             case 'l': lost_after_ms = strtol (optarg, &end, 10); break;
             case 's': suspect_after_ms = strtol (optarg, &end, 10); break;
             case 'n': durable = false; break;
+            case 'k': keep_runs = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
@@ -138,6 +147,10 @@ main (int argc, char *argv [])
                  "--heartbeat-ms <= --suspect-after-ms <= --lost-after-ms\n");
         return 2;
     }
+    if (keep_runs < 0 || keep_runs > 100000000) {
+        fprintf (stderr, "qanatd: --keep-runs wants a number from 0 to 100000000\n");
+        return 2;
+    }
     if (!data_dir)
         data_dir = s_default_data_dir ();
     s_mkdir_parents (data_dir);
@@ -153,7 +166,8 @@ main (int argc, char *argv [])
         .suspect_after_ms = (uint32_t) suspect_after_ms,
         .lost_after_ms = (uint32_t) lost_after_ms,
         .verbose = verbose,
-        .insecure = insecure
+        .insecure = insecure,
+        .keep_runs = (uint32_t) keep_runs
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);

@@ -20,6 +20,7 @@
 #include "qn_hash.h"
 #include "qn_keyring.h"
 #include "qn_vault.h"
+#include "qn_artifacts.h"
 #include "qanat.h"
 #include <math.h>
 
@@ -40,6 +41,7 @@ typedef struct {
     bool drained_by_admin;              //  `qanat agent drain`
     bool drained_by_itself;             //  shutting down
     zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
+    zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
     const char *state;                  //  the static name last copied into info->state
 } agent_t;
 
@@ -105,6 +107,8 @@ struct _qn_coordinator_t {
     int64_t started;
     qn_keyring_t *keyring;              //  NULL when --insecure
     qn_vault_t *vault;
+    qn_artifacts_t *artifacts;          //  blob index, cache, retention
+    zhashx_t *uploading;                //  blobs stored for attempts still running (kept from GC)
     const Qanat__Principal *sender;     //  who sent the message being handled
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
     int backoff_ms;                     //  pause after a failed commit, doubled while they fail
@@ -286,6 +290,7 @@ s_agent_destroy (agent_t **agent_p)
         free (agent->route_key);
         s_free_message (agent->info);
         zhashx_destroy (&agent->attempts);
+        zhashx_destroy (&agent->fetchable);
         free (agent);
         *agent_p = NULL;
     }
@@ -306,6 +311,7 @@ s_agent_new (const char *name)
     qanat__agent_info__init (agent->info);
     agent->info->name = strdup (name);
     agent->attempts = qn_hash_new ();
+    agent->fetchable = qn_hash_new ();
     zhashx_set_destructor (agent->attempts, s_free_item);
     return agent;
 }
@@ -589,16 +595,154 @@ s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
     zlistx_add_end (queue, ready);
 }
 
-//  Promotes tasks whose dependencies are done and queues them.
+//  Keeps the newest keep finished runs of a workflow: older ones go with
+//  their tasks, logs and metrics, and blobs no run references any more.
+static void
+s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
+{
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (qn_store_workflow_run_ids (self->store, workflow, &ids, &count) != 0 || count <= keep) {
+        free (ids);
+        return;
+    }
+    if (qn_store_begin (self->store) != 0) {
+        free (ids);
+        return;
+    }
+    size_t deleted = 0;
+    //  Oldest first; runs still in memory (not finished) are never touched,
+    //  and they count among the kept.
+    size_t excess = count - keep;
+    for (size_t i = 0; i < count && deleted < excess; i++) {
+        if (zhashx_lookup (self->runs, s_run_key (ids [i])))
+            continue;
+        Qanat__TaskInfo **tasks = NULL;
+        size_t task_count = 0;
+        if (qn_store_get_tasks (self->store, ids [i], &tasks, &task_count) == 0) {
+            qn_artifacts_release_tasks (self->artifacts, tasks, task_count);
+            qn_store_free_array (tasks, task_count);
+        }
+        if (qn_store_delete_run (self->store, ids [i]) == 0)
+            deleted++;
+    }
+    free (ids);
+    //  Uploads of the last hour may belong to attempts still on their way
+    int64_t now = zclock_mono ();
+    zlistx_t *old = zlistx_new ();
+    for (int64_t *when = (int64_t *) zhashx_first (self->uploading); when;
+         when = (int64_t *) zhashx_next (self->uploading))
+        if (now - *when > 3600 * 1000)
+            zlistx_add_end (old, (void *) zhashx_cursor (self->uploading));
+    for (const char *hash = (const char *) zlistx_first (old); hash;
+         hash = (const char *) zlistx_next (old))
+        zhashx_delete (self->uploading, hash);
+    zlistx_destroy (&old);
+    uint64_t freed = qn_artifacts_collect (self->artifacts, self->uploading);
+    self->stats.runs_deleted += deleted;
+    self->stats.blob_bytes_freed += freed;
+    if (deleted && self->config.verbose)
+        zsys_info ("retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted,
+                   workflow, (unsigned long long) freed);
+}
+
+//  The task's cache key: its command after parameters and its inputs'
+//  hashes, with what else makes it the same work (qn_artifacts).
+static int
+s_cache_key (qn_coordinator_t *self, run_t *run, size_t index, char *key)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
+    for (size_t p = 0; params && p < run->info->n_params; p++) {
+        params [p].key = run->info->params [p]->name;
+        params [p].value = run->info->params [p]->value;
+    }
+    char *error = NULL;
+    char **argv = params? qn_workflow_task_argv (spec, params, run->info->n_params, &error): NULL;
+    free (params);
+    free (error);
+    Qanat__InputSpec **inputs = NULL;
+    size_t input_count = 0;
+    int rc = argv? qn_artifacts_inputs (self->artifacts, spec, run->info, NULL, &inputs,
+                                        &input_count, &error): -1;
+    free (error);
+    if (rc == 0)
+        rc = qn_artifacts_cache_key (self->artifacts, run->info->workflow, spec, argv, inputs,
+                                     input_count, key);
+    qn_artifacts_free_inputs (inputs, input_count);
+    for (size_t i = 0; argv && argv [i]; i++)
+        free (argv [i]);
+    free (argv);
+    return rc;
+}
+
+//  A task with cache: true whose identical work succeeded before takes
+//  that attempt's outputs instead of running.  True when it did.
+static bool
+s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    if (!spec->cache || run->info->no_cache)
+        return false;
+    char key [QN_ARTIFACTS_KEY_HEX + 1];
+    uint64_t source_run = 0;
+    Qanat__AttemptInfo *source = NULL;
+    if (s_cache_key (self, run, index, key) != 0
+    ||  qn_artifacts_cache_lookup (self->artifacts, key, &source_run, &source) != 1)
+        return false;
+    if (qn_store_begin (self->store) != 0) {
+        qanat__attempt_info__free_unpacked (source, NULL);
+        return false;
+    }
+    Qanat__TaskInfo *task = s_task (run, index);
+    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
+    qanat__attempt_info__init (attempt);
+    attempt->attempt = (uint32_t) task->n_attempts + 1;
+    attempt->agent = s_strdup ("");
+    attempt->started_us = attempt->finished_us = qn_now_us ();
+    attempt->finished = true;
+    attempt->end = s_strdup ("cached");
+    attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
+    attempt->backend = s_strdup (source->backend);
+    attempt->engine_job_id = s_strdup ("");
+    attempt->environment = s_strdup (source->environment);
+    attempt->host = s_strdup (source->host);
+    //  The outputs move over, each blob gaining this run's reference
+    attempt->outputs = source->outputs;
+    attempt->n_outputs = source->n_outputs;
+    source->outputs = NULL;
+    source->n_outputs = 0;
+    qanat__attempt_info__free_unpacked (source, NULL);
+    qn_artifacts_ref_outputs (self->artifacts, attempt->outputs, attempt->n_outputs, 1);
+    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    task->cached_from = source_run;
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
+    if (self->config.verbose)
+        zsys_info ("run %llu task %s cached from run %llu", (unsigned long long) run->id,
+                   spec->name, (unsigned long long) source_run);
+    return true;
+}
+
+//  Promotes tasks whose dependencies are done and queues them (or takes
+//  their outputs from the cache).
 static void
 s_run_advance (qn_coordinator_t *self, run_t *run)
 {
     size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, run->scratch);
+    size_t cached = 0;
     for (size_t i = 0; i < promoted; i++) {
         size_t index = run->scratch [i];
         s_task (run, index)->status = QANAT__TASK_STATUS__TASK_QUEUED;
         s_mark_task (run, index);
-        s_queue_ready (self, run, index);
+        if (s_try_cache (self, run, index))
+            cached++;
+        else
+            s_queue_ready (self, run, index);
+    }
+    if (cached) {
+        //  Their dependents may be ready now
+        s_run_advance (self, run);
+        return;
     }
     Qanat__RunStatus status = qn_dag_run_status (run->dag, run->info->cancel_requested,
                                                  run->warnings > 0);
@@ -914,6 +1058,7 @@ typedef struct {
     Qanat__AttemptRef ref;
     Qanat__Assign assign;
     zlistx_t *redact;
+    Qanat__ArtifactStore store;
 } assignment_t;
 
 static void
@@ -930,6 +1075,10 @@ s_assignment_free (assignment_t *self)
     free (self->assign.backend_options);
     free (self->assign.redact);
     zlistx_destroy (&self->redact);
+    qn_artifacts_free_inputs (self->assign.inputs, self->assign.n_inputs);
+    for (size_t i = 0; i < self->assign.n_outputs; i++)
+        free (self->assign.outputs [i]);
+    free (self->assign.outputs);
 }
 
 //  Builds attempt attempt_no of task index: argv, an environment that
@@ -938,7 +1087,7 @@ s_assignment_free (assignment_t *self)
 //  not there.
 static int
 s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t attempt_no,
-                    assignment_t *out, char **error_p)
+                    assignment_t *out, zhashx_t *fetchable, char **error_p)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     memset (out, 0, sizeof (*out));
@@ -1011,6 +1160,35 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
                                                        spec->backend_options [o].value);
         assign->n_backend_options = spec->backend_option_count;
     }
+    //  Artifacts: what to stage, what to collect, where blobs go
+    if (qn_artifacts_inputs (self->artifacts, spec, run->info, fetchable, &assign->inputs,
+                             &assign->n_inputs, error_p) == -1) {
+        assign->redact = NULL;
+        s_assignment_free (out);
+        return -1;
+    }
+    if (spec->output_count) {
+        assign->outputs = (Qanat__OutputSpec **) calloc (spec->output_count, sizeof (void *));
+        for (size_t o = 0; assign->outputs && o < spec->output_count; o++) {
+            Qanat__OutputSpec *output = (Qanat__OutputSpec *) malloc (sizeof (Qanat__OutputSpec));
+            qanat__output_spec__init (output);
+            output->name = spec->outputs [o].name;
+            output->path = spec->outputs [o].path? spec->outputs [o].path: (char *) "";
+            output->value = spec->outputs [o].value;
+            assign->outputs [assign->n_outputs++] = output;
+        }
+    }
+    const qn_artifact_store_t *store = qn_workflow_artifact_store (run->wf);
+    if (store->kind && streq (store->kind, "s3")) {
+        qanat__artifact_store__init (&out->store);
+        out->store.kind = store->kind;
+        out->store.bucket = store->bucket? store->bucket: (char *) "";
+        out->store.prefix = store->prefix? store->prefix: (char *) "";
+        out->store.endpoint = store->endpoint? store->endpoint: (char *) "";
+        out->store.region = store->region? store->region: (char *) "";
+        out->store.path_style = store->path_style;
+        assign->store = &out->store;
+    }
     size_t redact_count = zlistx_size (out->redact);
     char **values = (char **) calloc (redact_count + 1, sizeof (char *));
     size_t r = 0;
@@ -1040,7 +1218,7 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     char *error = NULL;
     assignment_t assignment;
     if (s_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
-                            &assignment, &error) == -1) {
+                            &assignment, agent->fetchable, &error) == -1) {
         s_fail_unstartable (self, run, index, error);
         free (error);
         return false;
@@ -1156,7 +1334,7 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
             continue;
         char *error = NULL;
         if (s_assignment_build (self, run, ref->task_index, ref->attempt,
-                                &assignments [held], &error) == -1) {
+                                &assignments [held], agent->fetchable, &error) == -1) {
             free (error);
             continue;
         }
@@ -1418,6 +1596,21 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
             s_task_attempt_failed (self, run, index, failure, "check");
             free (failure);
             return;
+        }
+        const qn_task_t *spec = qn_workflow_task (run->wf, index);
+        char *missing = qn_store_begin (self->store) == 0
+                      ? qn_artifacts_record (self->artifacts, spec, attempt, finished)
+                      : strdup ("the store cannot record the outputs");
+        if (missing) {
+            s_task_attempt_failed (self, run, index, missing, "output");
+            free (missing);
+            return;
+        }
+        if (spec->cache && !run->info->no_cache) {
+            char key [QN_ARTIFACTS_KEY_HEX + 1];
+            if (s_cache_key (self, run, index, key) == 0)
+                qn_artifacts_cache_put (self->artifacts, key, run->id, (uint32_t) index,
+                                        attempt->attempt);
         }
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
@@ -1720,8 +1913,10 @@ s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
     }
     run_t *run = s_run_new (self, run_id, wf, version, start->workflow->filename, params, param_count);
     qn_kv_free (params, param_count);
-    if (run)
+    if (run) {
         s_replace_string (&run->info->owner, strdup (s_sender_name (self)));
+        run->info->no_cache = start->no_cache;
+    }
     if (!run) {
         s_post_error (self, routing_id, request->id, "out of memory");
         qn_workflow_destroy (&wf);
@@ -2228,6 +2423,48 @@ s_handle_list_secrets (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Requ
     free (names);
 }
 
+//  A piece of a stored blob (`qanat get`), at most 1 MiB so that the
+//  reply fits a message.
+static void
+s_handle_get_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__GetBlob *get = request->get_blob;
+    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
+    uint64_t total = 0;
+    if (!get->hash || !qn_blobstore_valid_hash (get->hash)
+    ||  qn_store_blob_get (self->store, get->hash, &total, NULL) != 1
+    ||  !qn_blobstore_has (blobs, get->hash)) {
+        s_post_error (self, routing_id, request->id, "no such blob");
+        return;
+    }
+    uint32_t size = get->size && get->size < 1024 * 1024? get->size: 1024 * 1024;
+    if (get->offset > total) {
+        s_post_error (self, routing_id, request->id, "offset past the end of the blob");
+        return;
+    }
+    if (size > total - get->offset)
+        size = (uint32_t) (total - get->offset);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    ssize_t got = buffer? qn_blobstore_read (blobs, get->hash, get->offset, buffer, size): -1;
+    if (got < 0) {
+        free (buffer);
+        s_post_error (self, routing_id, request->id, "cannot read the blob");
+        return;
+    }
+    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
+    data.hash = get->hash;
+    data.offset = get->offset;
+    data.total_size = total;
+    data.data.data = buffer;
+    data.data.len = (size_t) got;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_BLOB;
+    reply.blob = &data;
+    s_post_reply (self, routing_id, &reply);
+    free (buffer);
+}
+
 static void
 s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
@@ -2271,6 +2508,7 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         case QANAT__REQUEST__BODY_REVOKE_AGENT: s_handle_revoke_agent (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_SET_SECRET:   s_handle_set_secret (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_LIST_SECRETS: s_handle_list_secrets (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_GET_BLOB:     s_handle_get_blob (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_STATS: {
             Qanat__Reply reply = QANAT__REPLY__INIT;
             reply.id = request->id;
@@ -2513,10 +2751,29 @@ s_end_turn (qn_coordinator_t *self)
     }
     //  Finished runs leave memory once they are safely stored; only a run
     //  that changed this turn can have just finished.
+    zlistx_t *retain = NULL;
     for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
-        if (qn_dag_finished (run->dag) && !run->listed)
+        if (qn_dag_finished (run->dag) && !run->listed) {
+            uint32_t keep = qn_workflow_keep_runs (run->wf);
+            if (!keep)
+                keep = self->config.keep_runs;
+            if (keep) {
+                if (!retain) {
+                    retain = zlistx_new ();
+                    zlistx_set_destructor (retain, (zlistx_destructor_fn *) zstr_free);
+                }
+                zlistx_add_end (retain, zsys_sprintf ("%u %s", keep, run->info->workflow));
+            }
             zhashx_delete (self->runs, s_run_key (run->id));
+        }
     zlistx_destroy (&changed);
+    //  Retention, in a transaction the next turn commits
+    for (char *item = retain? (char *) zlistx_first (retain): NULL; item;
+         item = (char *) zlistx_next (retain)) {
+        char *name = strchr (item, ' ');
+        s_retain (self, name + 1, (uint32_t) atol (item));
+    }
+    zlistx_destroy (&retain);
 
     outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
     while (out) {
@@ -2834,6 +3091,15 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     }
     self->strikes = qn_hash_new ();
     zhashx_set_destructor (self->strikes, s_free_item);
+    char *blob_dir = zsys_sprintf ("%s/blobs", self->data_dir);
+    self->artifacts = blob_dir? qn_artifacts_new (self->store, blob_dir, error_p): NULL;
+    zstr_free (&blob_dir);
+    self->uploading = qn_hash_new ();
+    zhashx_set_destructor (self->uploading, s_free_item);
+    if (!self->artifacts) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
     if (!config->insecure) {
         //  Secrets only where they can be given out over CURVE.
         self->vault = qn_vault_new (self->data_dir, self->store, error_p);
@@ -2880,6 +3146,8 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zsock_destroy (&self->clients_sock);
         qn_keyring_destroy (&self->keyring);
         qn_vault_destroy (&self->vault);
+        qn_artifacts_destroy (&self->artifacts);
+        zhashx_destroy (&self->uploading);
         zhashx_destroy (&self->strikes);
         zlistx_destroy (&self->outbox);
         zhashx_destroy (&self->acks);

@@ -24,6 +24,7 @@ typedef struct {
     uint32_t lost_after_ms;          //  an agent silent this long is lost
     bool verbose;
     bool insecure;                   //  plaintext sockets, no keys: for trusted test setups only
+    uint32_t keep_runs;              //  runs kept per workflow without keep_runs; 0 = all
 } qn_coordinator_config_t;
 
 typedef struct _qn_coordinator_t qn_coordinator_t;

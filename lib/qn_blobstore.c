@@ -343,7 +343,8 @@ qn_blobstore_partial (qn_blobstore_t *self, const char *hash)
         return 0;
     s_partial_t *slot = s_slot_find (self, hash);
     struct stat st;
-    if (slot && fstat (slot->fd, &st) == 0 && (uint64_t) st.st_size == slot->size)
+    if (slot && fstat (slot->fd, &st) == 0 && st.st_nlink > 0
+    &&  (uint64_t) st.st_size == slot->size)
         return slot->size;
     char path [PATH_MAX];
     s_partial_path (self, hash, path, sizeof path);

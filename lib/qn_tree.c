@@ -399,16 +399,13 @@ s_scan_name (s_scan_t *scan, int dir_fd, const char *name, const char *prefix, c
     if (fd < 0)
         s_fail (scan->error_p, "output '%s': '%s': %s", scan->declared, path, strerror (errno));
     else
-    if (S_ISDIR (st.st_mode)) {
+    if (S_ISDIR (st.st_mode))
         rc = s_scan_dir (scan, fd, &st, path, child_real);
-        free (path);
-    }
     else {
         rc = s_scan_file (scan, fd, &st, path);
-        path = NULL;
+        path = NULL;            //  the tree owns it now, or it was freed
     }
-    if (rc && path)
-        free (path);
+    free (path);
     if (fd >= 0)
         close (fd);
     free (child_real);
@@ -826,11 +823,13 @@ s_parse_line (const char *line, size_t length, uint32_t *mode, uint64_t *size, c
 static bool
 s_file_dir_conflict (qn_tree_t *self)
 {
+    char prefix [QN_TREE_MAX_PATH + 1];
     for (size_t i = 0; i < self->count; i++) {
-        char *path = self->entries [i].path;
-        for (char *slash = strchr (path, '/'); slash; slash = strchr (slash + 1, '/')) {
+        //  A copy to cut: the entry itself is in the array searched.
+        snprintf (prefix, sizeof prefix, "%s", self->entries [i].path);
+        for (char *slash = strchr (prefix, '/'); slash; slash = strchr (slash + 1, '/')) {
             *slash = 0;
-            qn_tree_entry_t key = { .path = path };
+            qn_tree_entry_t key = { .path = prefix };
             bool found = bsearch (&key, self->entries, self->count, sizeof (qn_tree_entry_t),
                                   s_entry_compare) != NULL;
             *slash = '/';

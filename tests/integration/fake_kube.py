@@ -559,7 +559,7 @@ class FakeKube:
         self.pods = {}
         self.requests = []
         self.processes = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.version = 1
         self.stopping = False
         self.verbose = verbose

@@ -7,6 +7,8 @@
 //     SignatureDoesNotMatch, 400 XAmzContentSHA256Mismatch), otherwise
 //     the request goes on to s3rver.  Each request is logged as one JSON
 //     line in LOG.  (s3rver 3.7 itself does not verify V4 signatures.)
+// Part 2 of a multipart upload of a key containing "inject-500" fails
+// with 500 InternalError (to test aborts).
 // Prints {"s3rver": PORT, "proxy": PORT} on one line when ready; stops
 // when stdin closes or on SIGTERM.
 // Usage: node server.js DIR BUCKET LOG ACCESS_KEY:SECRET
@@ -61,6 +63,10 @@ async function main() {
         provided: result.provided, expected: result.expected,
       }) + '\n');
       if (size > BODY_MAX) return s3Error(res, 400, 'EntityTooLarge', 'test proxy limit');
+      // Fault injection for the abort path: part 2 of any key containing
+      // "inject-500" fails
+      if (/inject-500/.test(req.url) && /[?&]partNumber=2(&|$)/.test(req.url))
+        return s3Error(res, 500, 'InternalError', 'injected failure');
       if (!result.ok) {
         if (result.reason === 'unknown access key')
           return s3Error(res, 403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.');
