@@ -10,7 +10,10 @@
     invalid workflow; 3 the coordinator could not be reached or refused.
 */
 #include "qanat.h"
+#include "qn_blobstore.h"
+#include "qn_tree.h"
 #include "config.h"
+#include <ftw.h>
 #include <getopt.h>
 #include <fcntl.h>
 #include <time.h>
@@ -30,6 +33,7 @@ typedef struct {
     int timeout_ms;
     bool json;
     bool follow;
+    bool no_cache;
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
@@ -790,6 +794,7 @@ s_cmd_run (options_t *options, int argc, char **argv)
     submit.source.len = size;
     Qanat__StartRun start = QANAT__START_RUN__INIT;
     start.workflow = &submit;
+    start.no_cache = options->no_cache;
     size_t param_count = zlistx_size (options->params);
     start.params = (Qanat__Param **) calloc (param_count + 1, sizeof (Qanat__Param *));
     for (char *pair = (char *) zlistx_first (options->params); pair;
@@ -829,6 +834,231 @@ s_cmd_run (options_t *options, int argc, char **argv)
     int rc = 0;
     if (options->follow)
         rc = s_follow_run (client, run_id);
+    qn_client_destroy (&client);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Artifacts
+
+static const char *
+s_kind_name (Qanat__ArtifactKind kind)
+{
+    return kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR? "dir"
+         : kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? "value": "file";
+}
+
+//  The outputs of a task's successful attempt, or NULL
+static Qanat__AttemptInfo *
+s_output_attempt (Qanat__TaskInfo *task)
+{
+    if (task->status != QANAT__TASK_STATUS__TASK_SUCCEEDED || task->n_attempts == 0)
+        return NULL;
+    return task->attempts [task->n_attempts - 1];
+}
+
+static int
+s_cmd_artifacts (options_t *options, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf (stderr, "usage: qanat artifacts RUN [--json]\n");
+        return EXIT_USAGE;
+    }
+    uint64_t run_id = s_parse_run_id (argv [0]);
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_get_run (client, run_id);
+    Qanat__RunInfo *run = reply->reply->run;
+    if (options->json)
+        printf ("[");
+    else
+        printf ("%-16s %-16s %-6s %12s  %s\n", "TASK", "OUTPUT", "KIND", "SIZE", "SHA-256 / VALUE");
+    bool first = true;
+    for (size_t t = 0; t < run->n_tasks; t++) {
+        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
+        for (size_t o = 0; attempt && o < attempt->n_outputs; o++) {
+            Qanat__OutputRecord *output = attempt->outputs [o];
+            if (options->json) {
+                printf ("%s{\"task\":", first? "": ",");
+                s_json_str (stdout, run->tasks [t]->name);
+                printf (",\"output\":");
+                s_json_str (stdout, output->name);
+                printf (",\"kind\":\"%s\",\"size\":%llu,\"hash\":", s_kind_name (output->kind),
+                        (unsigned long long) output->size);
+                s_json_str (stdout, output->hash);
+                printf (",\"value\":");
+                s_json_str (stdout, output->value);
+                printf (",\"location\":");
+                s_json_str (stdout, output->location);
+                printf (",\"cached_from\":%llu}", (unsigned long long) run->tasks [t]->cached_from);
+            }
+            else
+                printf ("%-16s %-16s %-6s %12llu  %s%s%s\n", run->tasks [t]->name, output->name,
+                        s_kind_name (output->kind), (unsigned long long) output->size,
+                        output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? output->value
+                                                                            : output->hash,
+                        output->location && *output->location? "  ": "",
+                        output->location? output->location: "");
+            first = false;
+        }
+    }
+    if (options->json)
+        printf ("]\n");
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+//  Fetches one blob from the coordinator into blobs, a MiB at a time,
+//  each piece and the whole verified by the blob store.
+static int
+s_fetch_blob (qn_client_t *client, qn_blobstore_t *blobs, const char *hash)
+{
+    if (qn_blobstore_has (blobs, hash))
+        return 0;
+    uint64_t offset = 0, total = 0;
+    do {
+        Qanat__GetBlob get = QANAT__GET_BLOB__INIT;
+        get.hash = (char *) hash;
+        get.offset = offset;
+        get.size = 1024 * 1024;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_GET_BLOB;
+        request.get_blob = &get;
+        Qanat__Envelope *reply = s_call (client, &request);
+        Qanat__BlobData *data = reply->reply->blob;
+        total = data->total_size;
+        char error [256];
+        if (data->offset != offset || (data->data.len == 0 && offset < total)
+        ||  qn_blobstore_write (blobs, hash, offset, data->data.data, data->data.len, NULL,
+                                error, sizeof error)) {
+            fprintf (stderr, "qanat: blob %.12s: bad piece at %llu\n", hash,
+                     (unsigned long long) offset);
+            qn_msg_free (&reply);
+            return -1;
+        }
+        offset += data->data.len;
+        qn_msg_free (&reply);
+    } while (offset < total);
+    char error [256];
+    if (qn_blobstore_finish (blobs, hash, total, error, sizeof error)) {
+        fprintf (stderr, "qanat: blob %.12s: %s\n", hash, error);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+static int
+s_cmd_get (options_t *options, int argc, char **argv)
+{
+    const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
+    if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
+        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH]\n");
+        return EXIT_USAGE;
+    }
+    uint64_t run_id = s_parse_run_id (argv [0]);
+    char *task_name = strndup (argv [1], (size_t) (dot - argv [1]));
+    const char *output_name = dot + 1;
+    qn_client_t *client = s_connect (options);
+    Qanat__Envelope *reply = s_get_run (client, run_id);
+    Qanat__RunInfo *run = reply->reply->run;
+    Qanat__OutputRecord *output = NULL;
+    bool task_found = false;
+    for (size_t t = 0; t < run->n_tasks && !output; t++) {
+        if (!streq (run->tasks [t]->name, task_name))
+            continue;
+        task_found = true;
+        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
+        for (size_t o = 0; attempt && o < attempt->n_outputs && !output; o++)
+            if (streq (attempt->outputs [o]->name, output_name))
+                output = attempt->outputs [o];
+    }
+    int rc = 0;
+    if (!output) {
+        fprintf (stderr, "qanat: run %llu has %s\n", (unsigned long long) run_id, task_found
+                 ? "no such output for that task (it may not have succeeded)": "no such task");
+        rc = EXIT_USAGE;
+    }
+    else
+    if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE) {
+        FILE *out = options->output? fopen (options->output, "w"): stdout;
+        if (!out) {
+            fprintf (stderr, "qanat: %s: %s\n", options->output, strerror (errno));
+            rc = EXIT_USAGE;
+        }
+        else {
+            fprintf (out, "%s\n", output->value);
+            if (out != stdout)
+                fclose (out);
+        }
+    }
+    else
+    if (output->location && *output->location) {
+        fprintf (stderr, "qanat: %s.%s is in %s; fetch it from there\n", task_name, output_name,
+                 output->location);
+        rc = EXIT_USAGE;
+    }
+    else {
+        //  Into a private blob store first, verified, then staged safely
+        const char *tmp = getenv ("TMPDIR");
+        char dir [4096];
+        snprintf (dir, sizeof dir, "%s/qanat-get-XXXXXX", tmp && *tmp? tmp: "/tmp");
+        qn_blobstore_t *blobs = mkdtemp (dir)? qn_blobstore_new (dir): NULL;
+        qn_tree_t *tree = NULL;
+        char *error = NULL;
+        if (!blobs || s_fetch_blob (client, blobs, output->hash))
+            rc = EXIT_COORDINATOR;
+        else
+        if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR) {
+            size_t size = (size_t) output->size;
+            char *text = size < 64 * 1024 * 1024? (char *) malloc (size + 1): NULL;
+            if (text && qn_blobstore_read (blobs, output->hash, 0, text, size) == (ssize_t) size)
+                tree = qn_tree_parse_manifest (text, size, &error);
+            free (text);
+            for (size_t e = 0; tree && e < qn_tree_count (tree) && rc == 0; e++)
+                if (s_fetch_blob (client, blobs, qn_tree_entry (tree, e)->hash))
+                    rc = EXIT_COORDINATOR;
+        }
+        else {
+            //  A file is a tree of one entry with the empty path
+            char *manifest = zsys_sprintf ("%s644 %llu %s \n", QN_TREE_MAGIC,
+                                           (unsigned long long) output->size, output->hash);
+            tree = qn_tree_parse_manifest (manifest, strlen (manifest), &error);
+            zstr_free (&manifest);
+        }
+        if (rc == 0 && tree) {
+            char target [4096];
+            snprintf (target, sizeof target, "%s", options->output? options->output: output_name);
+            char *slash = strrchr (target, '/');
+            const char *parent = slash? (slash == target? "/": target): ".";
+            const char *leaf = slash? slash + 1: target;
+            if (slash)
+                *slash = 0;
+            if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, &error))
+                rc = EXIT_USAGE;
+            else
+                printf ("%s.%s -> %s%s%s (%llu bytes)\n", task_name, output_name,
+                        slash? parent: "", slash? "/": "", leaf,
+                        (unsigned long long) qn_tree_bytes (tree));
+        }
+        else
+        if (rc == 0)
+            rc = EXIT_COORDINATOR;
+        if (error)
+            fprintf (stderr, "qanat: %s\n", error);
+        free (error);
+        qn_tree_destroy (&tree);
+        qn_blobstore_destroy (&blobs);
+        nftw (dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    free (task_name);
+    qn_msg_free (&reply);
     qn_client_destroy (&client);
     return rc;
 }
@@ -1328,7 +1558,7 @@ typedef struct {
 } command_t;
 
 static command_t s_commands [] = {
-    {"run", s_cmd_run, "run FILE [--param NAME=VALUE ...] [--follow]",
+    {"run", s_cmd_run, "run FILE [--param NAME=VALUE ...] [--follow] [--no-cache]",
         "start a run of a workflow file; --follow streams progress and logs to the end"},
     {"runs", s_cmd_runs, "runs [WORKFLOW] [--limit N]", "list runs, newest first"},
     {"status", s_cmd_status, "status RUN", "a run's tasks, attempts, checks and why tasks wait"},
@@ -1346,6 +1576,9 @@ static command_t s_commands [] = {
     {"secret", s_cmd_secret, "secret set NAME < FILE | secret list",
         "store a secret, read from stdin, encrypted at rest (admin)"},
     {"validate", s_cmd_validate, "validate FILE", "check a workflow file without running it"},
+    {"artifacts", s_cmd_artifacts, "artifacts RUN", "the outputs a run's tasks produced"},
+    {"get", s_cmd_get, "get RUN TASK.OUTPUT [-o PATH]",
+        "download an output (file or directory, verified), or print a value"},
     {"stats", s_cmd_stats, "stats", "coordinator counters (malformed messages, events)"},
     {NULL, NULL, NULL, NULL}
 };
@@ -1379,6 +1612,7 @@ main (int argc, char *argv [])
         {"timeout", required_argument, 0, 't'},
         {"json", no_argument, 0, 'j'},
         {"follow", no_argument, 0, 'f'},
+        {"no-cache", no_argument, 0, 'N'},
         {"param", required_argument, 0, 'p'},
         {"attempt", required_argument, 0, 'a'},
         {"limit", required_argument, 0, 'l'},
@@ -1401,6 +1635,7 @@ main (int argc, char *argv [])
             case 't': options.timeout_ms = (int) (atof (optarg) * 1000); break;
             case 'j': options.json = true; break;
             case 'f': options.follow = true; break;
+            case 'N': options.no_cache = true; break;
             case 'p': zlistx_add_end (options.params, optarg); break;
             case 'a': options.attempt = (uint32_t) atoi (optarg); break;
             case 'l': options.limit = (uint32_t) atoi (optarg); break;

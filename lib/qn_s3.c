@@ -440,10 +440,11 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
     qn_s3_t *self = (qn_s3_t *) calloc (1, sizeof (qn_s3_t));
     if (!self || sodium_init () < 0)
         return s_new_fail (self, error_p, "s3: out of memory");
-    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK
-    || !(self->curl = curl_easy_init ())) {
-        if (!self->curl)
-            curl_global_cleanup ();     //  curl_easy_init failed after a good global init
+    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return s_new_fail (self, error_p, "s3: cannot initialise libcurl");
+    //  destroy pairs curl_global_cleanup with a handle; without one, here
+    if (!(self->curl = curl_easy_init ())) {
+        curl_global_cleanup ();
         return s_new_fail (self, error_p, "s3: cannot initialise libcurl");
     }
     self->path_style = config->path_style;
@@ -1436,7 +1437,7 @@ qn_s3_get_file (qn_s3_t *self, const char *key, const char *path,
     if (fd == -1 || fstat (fd, &st) != 0 || !S_ISREG (st.st_mode)
     || lseek (fd, 0, SEEK_END) == (off_t) -1) {
         snprintf (error, error_size, "s3: cannot write %s: %s", part_path,
-                  fd == -1 || !S_ISREG (st.st_mode)? strerror (errno): "not a regular file");
+                  fd != -1 && !S_ISREG (st.st_mode)? "not a regular file": strerror (errno));
         if (fd != -1)
             close (fd);
         free (part_path);
@@ -1461,6 +1462,11 @@ qn_s3_get_file (qn_s3_t *self, const char *key, const char *path,
             }
             continue;
         }
+        if (rc != 0 && req.out_bad_range) {
+            //  this .part cannot be continued: the next try starts over
+            if (ftruncate (fd, 0) != 0)
+                unlink (part_path);
+        }
         if (rc == 0) {
             //  a 206 says the total size: the file must have it now
             uint64_t total = 0;
@@ -1470,7 +1476,6 @@ qn_s3_get_file (qn_s3_t *self, const char *key, const char *path,
             && (fstat (fd, &done) != 0 || (uint64_t) done.st_size != total)) {
                 snprintf (error, error_size, "s3: GET s3://%s/%s: resumed download has the "
                           "wrong size; removed %s", self->bucket, key, part_path);
-                if (ftruncate (fd, 0) != 0) { /* unlinked below anyway */ }
                 unlink (part_path);
                 rc = -1;
             }

@@ -14,7 +14,7 @@ turns that into a skip (exit 77).
 Choices (see the comments in _write_conf): memory is a consumable resource
 and enforced by jobacct_gather/linux with OverMemoryKill, sampled every
 second, so that a job over its --mem ends OUT_OF_MEMORY; the scheduler
-starts a job at once (batch_sched_delay=0, sched_min_interval=0), and
+starts a job at once (batch_sched_delay=0), and
 finished jobs stay visible to scontrol for MinJobAge seconds.
 """
 import os
@@ -134,7 +134,7 @@ class SlurmCluster:
             # Start jobs at once, and keep finished ones visible to
             # scontrol / squeue for a while (the backend polls them).
             "SchedulerType=sched/builtin",
-            "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
+            "SchedulerParameters=batch_sched_delay=0",
             "MinJobAge=%d" % self.min_job_age,
             "KillWait=2",
             "OverTimeLimit=0",
