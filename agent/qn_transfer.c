@@ -30,6 +30,7 @@ struct _s_item_t {
     char hash [QN_BLOB_HASH_HEX + 1];
     uint64_t size;
     bool progressed;        //  since the last tick
+    bool announced;         //  the coordinator was told of it (offer or want)
     qn_transfer_done_fn *done;
     void *arg;
     int status;             //  S_DONE: the outcome
@@ -172,7 +173,10 @@ s_send_offer (qn_transfer_t *self, s_item_t *item)
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_OFFER;
     envelope.blob_offer = &offer;
-    return s_send (self, &envelope);
+    int rc = s_send (self, &envelope);
+    if (rc == 0)
+        item->announced = true;
+    return rc;
 }
 
 // ---------------------------------------------------------------------
@@ -217,7 +221,8 @@ s_ask (qn_transfer_t *self, s_item_t *item, uint64_t offset)
     uint64_t rest = item->size - offset;
     uint32_t window = rest < QN_TRANSFER_WINDOW? (uint32_t) rest: QN_TRANSFER_WINDOW;
     item->asked_end = offset + window;
-    s_send_want (self, item->hash, offset, window, false, NULL);
+    if (s_send_want (self, item->hash, offset, window, false, NULL) == 0)
+        item->announced = true;
 }
 
 //  The download holds every byte: verify the whole, or start again.
@@ -576,7 +581,8 @@ qn_transfer_on_chunk (qn_transfer_t *self, const Qanat__BlobChunk *chunk)
 static void
 s_resume (qn_transfer_t *self, s_item_t *item)
 {
-    self->stats.resumes++;
+    if (item->announced)
+        self->stats.resumes++;
     if (item->kind == S_UPLOAD)
         s_send_offer (self, item);
     else

@@ -559,8 +559,10 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
             rc = -1;
         }
     }
-    if (rc == 0 && (!self->access_key || !self->secret_key || !self->credentials_source))
-        snprintf (error, sizeof error, "s3: out of memory"), rc = -1;
+    if (rc == 0 && (!self->access_key || !self->secret_key || !self->credentials_source)) {
+        snprintf (error, sizeof error, "s3: out of memory");
+        rc = -1;
+    }
     if (rc == 0 && (!*self->access_key || !*self->secret_key
     || strchr (self->access_key, ':') || s_has_control (self->access_key)
     || s_has_control (self->secret_key)
@@ -610,8 +612,10 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
         else
             self->endpoint = s_printf ("https://s3.%s.amazonaws.com", self->region);
     }
-    if (rc == 0 && (!self->bucket || !self->region || !self->sigv4 || !self->endpoint))
-        snprintf (error, sizeof error, "s3: out of memory"), rc = -1;
+    if (rc == 0 && (!self->bucket || !self->region || !self->sigv4 || !self->endpoint)) {
+        snprintf (error, sizeof error, "s3: out of memory");
+        rc = -1;
+    }
 
     s_profile_clear (&credentials_file);
     s_profile_clear (&config_file);

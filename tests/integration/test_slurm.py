@@ -222,7 +222,8 @@ def test_agent_killed_mid_job_reattaches(c):
 if __name__ == "__main__":
     started = time.time()
     try:
-        SLURM = SlurmCluster().start()
+        # QANAT_SLURM_MEMORY=linux forces the fallback without cgroups
+        SLURM = SlurmCluster(memory_enforcement=os.environ.get("QANAT_SLURM_MEMORY") or None).start()
     except SlurmUnavailable as e:
         print("1..0 # SKIP Slurm cannot run here: %s" % e)
         sys.exit(77)

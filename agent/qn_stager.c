@@ -1,0 +1,681 @@
+/*  qn_stager - moves an attempt's artifacts in and out of the agent.  See
+    qn_stager.h.
+
+    Jobs are found by their attempt's key, never by pointer, from the
+    transfer callbacks: a job may be forgotten (the attempt canceled)
+    while its blobs are still on the way, and those blobs then simply land
+    in the cache.  Each hash is fetched or sent once however many jobs
+    wait for it.
+*/
+#include "qn_stager.h"
+#include "qn_tree.h"
+#include "qn_agent.h"
+#include <pthread.h>
+#include <ftw.h>
+
+typedef struct _job_t job_t;
+
+//  One declared output, scanned on the worker thread
+typedef struct {
+    Qanat__OutputSpec *spec;
+    qn_tree_t *tree;
+    char hash [QN_BLOB_HASH_HEX + 1];   //  the file's, or the manifest's
+    uint64_t size;                      //  the file's, or the manifest's bytes
+    char *value;
+} s_output_t;
+
+struct _job_t {
+    qn_stager_t *owner;
+    char name [64];                     //  "run/task/attempt"
+    qn_attempt_key_t key;
+    bool collecting;                    //  else staging inputs
+    void *arg;
+    char *error;                        //  the first failure
+    //  Staging
+    Qanat__Assign *assign;              //  a copy: inputs and outputs
+    qn_tree_t **trees;                  //  per input, once its manifest is known
+    qn_stager_ready_fn *ready;
+    //  Collecting
+    char *workdir;
+    s_output_t *outputs;
+    size_t output_count;
+    qn_stager_collected_fn *collected;
+    pthread_t thread;
+    bool thread_running;
+    int pipe [2];                       //  the worker writes one byte when done
+    //  Either
+    size_t waiting;                     //  blobs still on the way
+};
+
+struct _qn_stager_t {
+    zloop_t *loop;
+    qn_transfer_t *transfer;
+    qn_blobstore_t *cache;
+    char *stage_root;
+    char *values_root;
+    zhashx_t *jobs;                     //  name -> job_t
+    zhashx_t *downloads;                //  hash -> zlistx of job names waiting
+    zhashx_t *uploads;                  //  hash -> zlistx of job names waiting
+};
+
+static void s_job_destroy (job_t **job_p);
+
+static void
+s_key_name (const qn_attempt_key_t *key, char *name, size_t size)
+{
+    snprintf (name, size, "%" PRIu64 "-%u-%u", key->run_id, key->task_index, key->attempt);
+}
+
+static void
+s_job_destructor (void **item)
+{
+    s_job_destroy ((job_t **) item);
+}
+
+static void
+s_list_destructor (void **item)
+{
+    zlistx_destroy ((zlistx_t **) item);
+}
+
+qn_stager_t *
+qn_stager_new (zloop_t *loop, qn_transfer_t *transfer, qn_blobstore_t *cache, const char *data_dir)
+{
+    assert (loop);
+    assert (transfer);
+    assert (cache);
+    qn_stager_t *self = (qn_stager_t *) zmalloc (sizeof (qn_stager_t));
+    self->loop = loop;
+    self->transfer = transfer;
+    self->cache = cache;
+    self->stage_root = zsys_sprintf ("%s/stage", data_dir);
+    self->values_root = zsys_sprintf ("%s/values", data_dir);
+    self->jobs = zhashx_new ();
+    self->downloads = zhashx_new ();
+    self->uploads = zhashx_new ();
+    if (!self->stage_root || !self->values_root || !self->jobs || !self->downloads
+    ||  !self->uploads
+    ||  (mkdir (self->stage_root, 0700) == -1 && errno != EEXIST)
+    ||  (mkdir (self->values_root, 0700) == -1 && errno != EEXIST)) {
+        qn_stager_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->jobs, s_job_destructor);
+    zhashx_set_destructor (self->downloads, s_list_destructor);
+    zhashx_set_destructor (self->uploads, s_list_destructor);
+    return self;
+}
+
+void
+qn_stager_destroy (qn_stager_t **self_p)
+{
+    assert (self_p);
+    qn_stager_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy (&self->jobs);
+    zhashx_destroy (&self->downloads);
+    zhashx_destroy (&self->uploads);
+    zstr_free (&self->stage_root);
+    zstr_free (&self->values_root);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, char *stage, size_t stage_size,
+                 char *values, size_t values_size)
+{
+    char name [64];
+    s_key_name (key, name, sizeof name);
+    if (stage)
+        snprintf (stage, stage_size, "%s/%s", self->stage_root, name);
+    if (values)
+        snprintf (values, values_size, "%s/%s", self->values_root, name);
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st; (void) flag; (void) ftw;
+    //  Staged files are read-only; their directory must be writable to go
+    if (flag == FTW_DP)
+        chmod (path, 0700);
+    return remove (path);
+}
+
+static void
+s_remove_tree (const char *path)
+{
+    struct stat st;
+    if (lstat (path, &st) == 0)
+        nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+s_job_destroy (job_t **job_p)
+{
+    job_t *job = *job_p;
+    if (!job)
+        return;
+    if (job->thread_running)
+        pthread_join (job->thread, NULL);
+    if (job->pipe [0] > 0) {
+        zloop_poller_end (job->owner->loop, &(zmq_pollitem_t) { NULL, job->pipe [0], ZMQ_POLLIN, 0 });
+        close (job->pipe [0]);
+        close (job->pipe [1]);
+    }
+    for (size_t i = 0; job->trees && job->assign && i < job->assign->n_inputs; i++)
+        qn_tree_destroy (&job->trees [i]);
+    free (job->trees);
+    for (size_t i = 0; i < job->output_count; i++) {
+        qn_tree_destroy (&job->outputs [i].tree);
+        free (job->outputs [i].value);
+    }
+    free (job->outputs);
+    if (job->assign)
+        qanat__assign__free_unpacked (job->assign, NULL);
+    free (job->workdir);
+    free (job->error);
+    free (job);
+    *job_p = NULL;
+}
+
+//  A copy of the assignment that outlives the message
+static Qanat__Assign *
+s_copy_assign (const Qanat__Assign *assign)
+{
+    size_t size = qanat__assign__get_packed_size (assign);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    if (!buffer)
+        return NULL;
+    qanat__assign__pack (assign, buffer);
+    Qanat__Assign *copy = qanat__assign__unpack (NULL, size, buffer);
+    free (buffer);
+    return copy;
+}
+
+static job_t *
+s_job_new (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign, void *arg)
+{
+    job_t *job = (job_t *) zmalloc (sizeof (job_t));
+    job->owner = self;
+    job->key = *key;
+    job->arg = arg;
+    job->pipe [0] = job->pipe [1] = -1;
+    s_key_name (key, job->name, sizeof job->name);
+    job->assign = s_copy_assign (assign);
+    if (!job->assign) {
+        free (job);
+        return NULL;
+    }
+    zhashx_delete (self->jobs, job->name);
+    zhashx_insert (self->jobs, job->name, job);
+    return job;
+}
+
+static void
+s_fail (job_t *job, const char *format, ...)
+{
+    if (job->error)
+        return;
+    va_list args;
+    va_start (args, format);
+    job->error = zsys_vprintf (format, args);
+    va_end (args);
+}
+
+//  Adds name to the waiters of hash in table; true if it is the first
+//  (the caller then starts the transfer).
+static bool
+s_wait_for (zhashx_t *table, const char *hash, const char *name)
+{
+    zlistx_t *waiters = (zlistx_t *) zhashx_lookup (table, hash);
+    bool first = waiters == NULL;
+    if (!waiters) {
+        waiters = zlistx_new ();
+        zlistx_set_destructor (waiters, (zlistx_destructor_fn *) zstr_free);
+        zhashx_insert (table, hash, waiters);
+    }
+    zlistx_add_end (waiters, strdup (name));
+    return first;
+}
+
+//  ---------------------------------------------------------------------
+//  Inputs
+
+static void s_downloaded (void *arg, const char *hash, int status, const char *error);
+
+static void
+s_fetch (job_t *job, const char *hash, uint64_t size)
+{
+    qn_stager_t *self = job->owner;
+    job->waiting++;
+    if (s_wait_for (self->downloads, hash, job->name)
+    &&  qn_transfer_download (self->transfer, hash, size, s_downloaded, self) == -1)
+        s_downloaded (self, hash, -1, "invalid blob hash");
+}
+
+//  All blobs are here: stage each input, then report.
+static void
+s_stage_finish (job_t *job)
+{
+    qn_stager_t *self = job->owner;
+    char stage [4096];
+    qn_stager_paths (self, &job->key, stage, sizeof stage, NULL, 0);
+    s_remove_tree (stage);
+    if (!job->error && mkdir (stage, 0700) == -1)
+        s_fail (job, "cannot create %s: %s", stage, strerror (errno));
+    Qanat__Assign *assign = job->assign;
+    Qanat__Label **env = (Qanat__Label **) calloc (assign->n_inputs + 1, sizeof (void *));
+    Qanat__Label *labels = (Qanat__Label *) calloc (assign->n_inputs + 1, sizeof (Qanat__Label));
+    char **texts = (char **) calloc (2 * assign->n_inputs + 1, sizeof (char *));
+    size_t count = 0;
+    for (size_t i = 0; !job->error && env && labels && texts && i < assign->n_inputs; i++) {
+        Qanat__InputSpec *input = assign->inputs [i];
+        char *variable = zsys_sprintf ("QANAT_INPUT_%s", input->name);
+        for (char *c = variable; *c; c++)
+            *c = isalnum ((unsigned char) *c)? (char) toupper ((unsigned char) *c): '_';
+        qanat__label__init (&labels [count]);
+        labels [count].key = texts [2 * count] = variable;
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
+            labels [count].value = texts [2 * count + 1] = strdup (input->value? input->value: "");
+        else {
+            char *error = NULL;
+            if (qn_tree_stage (job->trees [i], self->cache, stage, input->path, &error) == -1) {
+                s_fail (job, "input '%s': %s", input->name, error? error: "cannot stage");
+                free (error);
+            }
+            labels [count].value = texts [2 * count + 1] = strdup (input->path);
+        }
+        env [count] = &labels [count];
+        count++;
+    }
+    if (!env || !labels || !texts)
+        s_fail (job, "out of memory");
+    qn_stager_ready_fn *ready = job->ready;
+    void *arg = job->arg;
+    qn_attempt_key_t key = job->key;
+    char *error = job->error? strdup (job->error): NULL;
+    //  The job ends before the callback, which may forget or start anew
+    zhashx_delete (self->jobs, job->name);
+    ready (arg, &key, error? -1: 0, error, env, error? 0: count);
+    for (size_t i = 0; texts && i < 2 * count; i++)
+        free (texts [i]);
+    free (texts);
+    free (labels);
+    free (env);
+    free (error);
+}
+
+//  A directory input's manifest arrived: fetch every file it lists
+static void
+s_manifest_arrived (job_t *job, size_t index)
+{
+    Qanat__InputSpec *input = job->assign->inputs [index];
+    qn_stager_t *self = job->owner;
+    if (input->size > 64ULL * 1024 * 1024) {
+        s_fail (job, "input '%s': manifest too big", input->name);
+        return;
+    }
+    char *text = (char *) malloc ((size_t) input->size + 1);
+    char *error = NULL;
+    if (text && qn_blobstore_read (self->cache, input->hash, 0, text, (size_t) input->size)
+                == (ssize_t) input->size)
+        job->trees [index] = qn_tree_parse_manifest (text, (size_t) input->size, &error);
+    free (text);
+    if (!job->trees [index]) {
+        s_fail (job, "input '%s': bad manifest: %s", input->name, error? error: "unreadable");
+        free (error);
+        return;
+    }
+    for (size_t e = 0; e < qn_tree_count (job->trees [index]); e++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (job->trees [index], e);
+        s_fetch (job, entry->hash, entry->size);
+    }
+}
+
+static void
+s_downloaded (void *arg, const char *hash, int status, const char *error)
+{
+    qn_stager_t *self = (qn_stager_t *) arg;
+    zlistx_t *waiters = (zlistx_t *) zhashx_lookup (self->downloads, hash);
+    if (!waiters)
+        return;
+    zhashx_freefn (self->downloads, hash, NULL);
+    zhashx_delete (self->downloads, hash);          //  the list is ours now
+    for (char *name = (char *) zlistx_first (waiters); name;
+         name = (char *) zlistx_next (waiters)) {
+        job_t *job = (job_t *) zhashx_lookup (self->jobs, name);
+        if (!job || job->collecting)
+            continue;
+        job->waiting--;
+        if (status != 0)
+            s_fail (job, "input blob %.12s: %s", hash, error? error: "download failed");
+        else
+            for (size_t i = 0; i < job->assign->n_inputs; i++)
+                if (job->assign->inputs [i]->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+                &&  !job->trees [i] && streq (job->assign->inputs [i]->hash, hash))
+                    s_manifest_arrived (job, i);
+        if (job->waiting == 0)
+            s_stage_finish (job);
+    }
+    zlistx_destroy (&waiters);
+}
+
+int
+qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+                  qn_stager_ready_fn *ready, void *arg)
+{
+    assert (self);
+    job_t *job = s_job_new (self, key, assign, arg);
+    if (!job)
+        return -1;
+    job->ready = ready;
+    job->trees = (qn_tree_t **) calloc (assign->n_inputs + 1, sizeof (qn_tree_t *));
+    if (!job->trees) {
+        zhashx_delete (self->jobs, job->name);
+        return -1;
+    }
+    //  Everything to fetch first, so that a blob already cached does not
+    //  finish the job before the others are asked for
+    job->waiting = 1;
+    for (size_t i = 0; i < job->assign->n_inputs && !job->error; i++) {
+        Qanat__InputSpec *input = job->assign->inputs [i];
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
+            continue;
+        if (input->location && *input->location) {
+            s_fail (job, "input '%s' is in %s: this agent reads inputs from the coordinator's "
+                    "store only", input->name, input->location);
+            break;
+        }
+        char *error = NULL;
+        if (!qn_blobstore_valid_hash (input->hash)
+        ||  qn_tree_check_path (input->path, &error) == -1) {
+            s_fail (job, "input '%s': %s", input->name, error? error: "invalid hash");
+            free (error);
+            break;
+        }
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_FILE) {
+            //  A file is a tree of one entry with the empty path
+            char *manifest = zsys_sprintf ("%s644 %" PRIu64 " %s \n", QN_TREE_MAGIC,
+                                           input->size, input->hash);
+            job->trees [i] = manifest? qn_tree_parse_manifest (manifest, strlen (manifest), NULL)
+                                     : NULL;
+            zstr_free (&manifest);
+            if (!job->trees [i]) {
+                s_fail (job, "input '%s': bad size or hash", input->name);
+                break;
+            }
+        }
+        s_fetch (job, input->hash, input->size);
+    }
+    //  The job may have been finished by a cached blob's callback: look
+    //  it up again before the last decrement
+    job = (job_t *) zhashx_lookup (self->jobs, job->name);
+    if (job && --job->waiting == 0)
+        s_stage_finish (job);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Outputs
+
+static void
+s_collected (job_t *job)
+{
+    qn_stager_t *self = job->owner;
+    Qanat__OutputRecord *records = (Qanat__OutputRecord *) calloc (job->output_count + 1,
+                                                                   sizeof (Qanat__OutputRecord));
+    Qanat__OutputRecord **pointers = (Qanat__OutputRecord **) calloc (job->output_count + 1,
+                                                                      sizeof (void *));
+    if (!records || !pointers)
+        s_fail (job, "out of memory");
+    for (size_t i = 0; !job->error && i < job->output_count; i++) {
+        s_output_t *output = &job->outputs [i];
+        qanat__output_record__init (&records [i]);
+        records [i].name = output->spec->name;
+        if (output->spec->value) {
+            records [i].kind = QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+            records [i].value = output->value;
+            records [i].size = strlen (output->value);
+        }
+        else {
+            records [i].kind = qn_tree_is_dir (output->tree)? QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+                                                            : QANAT__ARTIFACT_KIND__ARTIFACT_FILE;
+            records [i].hash = output->hash;
+            records [i].size = output->size;
+        }
+        pointers [i] = &records [i];
+    }
+    qn_stager_collected_fn *collected = job->collected;
+    void *arg = job->arg;
+    qn_attempt_key_t key = job->key;
+    char *error = job->error? strdup (job->error): NULL;
+    size_t count = job->output_count;
+    //  Records point into the job: it goes after the callback
+    zhashx_freefn (self->jobs, job->name, NULL);
+    zhashx_delete (self->jobs, job->name);
+    collected (arg, &key, error? -1: 0, error, error? NULL: pointers, error? 0: count);
+    free (error);
+    free (records);
+    free (pointers);
+    s_job_destroy (&job);
+}
+
+static void
+s_uploaded (void *arg, const char *hash, int status, const char *error)
+{
+    qn_stager_t *self = (qn_stager_t *) arg;
+    zlistx_t *waiters = (zlistx_t *) zhashx_lookup (self->uploads, hash);
+    if (!waiters)
+        return;
+    zhashx_freefn (self->uploads, hash, NULL);
+    zhashx_delete (self->uploads, hash);
+    for (char *name = (char *) zlistx_first (waiters); name;
+         name = (char *) zlistx_next (waiters)) {
+        job_t *job = (job_t *) zhashx_lookup (self->jobs, name);
+        if (!job || !job->collecting)
+            continue;
+        if (status != 0)
+            s_fail (job, "output blob %.12s: %s", hash, error? error: "upload failed");
+        if (--job->waiting == 0)
+            s_collected (job);
+    }
+    zlistx_destroy (&waiters);
+}
+
+static void
+s_send (job_t *job, const char *hash, uint64_t size, const char *path)
+{
+    qn_stager_t *self = job->owner;
+    job->waiting++;
+    if (s_wait_for (self->uploads, hash, job->name)) {
+        Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+        ref.run_id = job->key.run_id;
+        ref.task_index = job->key.task_index;
+        ref.attempt = job->key.attempt;
+        if (qn_transfer_upload (self->transfer, hash, size, path, &ref, s_uploaded, self) == -1)
+            s_uploaded (self, hash, -1, "cannot open the file");
+    }
+}
+
+//  The worker thread: scans and hashes every path output.  It touches
+//  only its job's outputs and the read-only workdir.
+static void *
+s_scan_worker (void *arg)
+{
+    job_t *job = (job_t *) arg;
+    for (size_t i = 0; i < job->output_count && !job->error; i++) {
+        s_output_t *output = &job->outputs [i];
+        if (output->spec->value)
+            continue;
+        char *error = NULL;
+        output->tree = qn_tree_scan (job->workdir, output->spec->path, &error);
+        if (!output->tree) {
+            s_fail (job, "%s", error? error: "cannot scan output");
+            free (error);
+        }
+    }
+    ssize_t rc = write (job->pipe [1], "x", 1);
+    (void) rc;
+    return NULL;
+}
+
+//  Reads the values file: NAME=VALUE lines, the last of a name wins
+static void
+s_read_values (job_t *job)
+{
+    char path [4096];
+    qn_stager_paths (job->owner, &job->key, NULL, 0, path, sizeof path);
+    FILE *file = fopen (path, "r");
+    char *line = NULL;
+    size_t size = 0;
+    ssize_t len;
+    while (file && (len = getline (&line, &size, file)) > 0) {
+        while (len > 0 && (line [len - 1] == '\n' || line [len - 1] == '\r'))
+            line [--len] = 0;
+        char *equals = strchr (line, '=');
+        if (!equals)
+            continue;
+        *equals = 0;
+        for (size_t i = 0; i < job->output_count; i++)
+            if (job->outputs [i].spec->value && streq (job->outputs [i].spec->name, line)) {
+                if (strlen (equals + 1) > QN_STAGER_VALUE_MAX)
+                    s_fail (job, "output '%s': value longer than %d bytes", line,
+                            QN_STAGER_VALUE_MAX);
+                else {
+                    free (job->outputs [i].value);
+                    job->outputs [i].value = strdup (equals + 1);
+                }
+            }
+    }
+    free (line);
+    if (file)
+        fclose (file);
+    for (size_t i = 0; i < job->output_count; i++)
+        if (job->outputs [i].spec->value && !job->outputs [i].value)
+            s_fail (job, "output '%s': the task wrote no value for it to $QANAT_VALUES "
+                    "(a line %s=VALUE)", job->outputs [i].spec->name, job->outputs [i].spec->name);
+}
+
+static int
+s_scan_done (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    job_t *job = (job_t *) arg;
+    qn_stager_t *self = job->owner;
+    char byte;
+    if (read (job->pipe [0], &byte, 1) != 1)
+        return 0;
+    pthread_join (job->thread, NULL);
+    job->thread_running = false;
+    zloop_poller_end (self->loop, &(zmq_pollitem_t) { NULL, job->pipe [0], ZMQ_POLLIN, 0 });
+    close (job->pipe [0]);
+    close (job->pipe [1]);
+    job->pipe [0] = job->pipe [1] = -1;
+    if (!job->error)
+        s_read_values (job);
+    job->waiting = 1;
+    for (size_t i = 0; i < job->output_count && !job->error; i++) {
+        s_output_t *output = &job->outputs [i];
+        if (!output->tree)
+            continue;
+        if (!qn_tree_is_dir (output->tree)) {
+            const qn_tree_entry_t *entry = qn_tree_entry (output->tree, 0);
+            snprintf (output->hash, sizeof output->hash, "%s", entry->hash);
+            output->size = entry->size;
+            char path [8192];
+            snprintf (path, sizeof path, "%s/%s", job->workdir, output->spec->path);
+            s_send (job, entry->hash, entry->size, path);
+            continue;
+        }
+        //  A directory: its manifest (a small blob from the cache), then
+        //  every file from the working directory
+        size_t size = 0;
+        char *manifest = qn_tree_manifest (output->tree, &size);
+        char error [256] = "";
+        char path [8192];
+        if (!manifest || qn_blobstore_put_buffer (self->cache, manifest, size, output->hash,
+                                                  error, sizeof error)
+        ||  qn_blobstore_path (self->cache, output->hash, path, sizeof path)) {
+            s_fail (job, "output '%s': cannot keep its manifest: %s", output->spec->name, error);
+            free (manifest);
+            break;
+        }
+        free (manifest);
+        output->size = size;
+        s_send (job, output->hash, size, path);
+        for (size_t e = 0; e < qn_tree_count (output->tree); e++) {
+            const qn_tree_entry_t *entry = qn_tree_entry (output->tree, e);
+            snprintf (path, sizeof path, "%s/%s/%s", job->workdir, output->spec->path, entry->path);
+            s_send (job, entry->hash, entry->size, path);
+        }
+    }
+    if (--job->waiting == 0)
+        s_collected (job);
+    return 0;
+}
+
+int
+qn_stager_outputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+                   const char *workdir, qn_stager_collected_fn *collected, void *arg)
+{
+    assert (self);
+    job_t *job = s_job_new (self, key, assign, arg);
+    if (!job)
+        return -1;
+    job->collecting = true;
+    job->collected = collected;
+    job->workdir = strdup (workdir? workdir: "");
+    job->output_count = job->assign->n_outputs;
+    job->outputs = (s_output_t *) calloc (job->output_count + 1, sizeof (s_output_t));
+    if (!job->workdir || !job->outputs) {
+        zhashx_delete (self->jobs, job->name);
+        return -1;
+    }
+    for (size_t i = 0; i < job->output_count; i++)
+        job->outputs [i].spec = job->assign->outputs [i];
+    if (!*job->workdir)
+        for (size_t i = 0; i < job->output_count && !job->error; i++)
+            if (!job->outputs [i].spec->value)
+                s_fail (job, "output '%s': this backend has no working directory the agent "
+                        "can read, so only value outputs are possible",
+                        job->outputs [i].spec->name);
+    if (job->error || pipe2 (job->pipe, O_CLOEXEC) == -1) {
+        if (!job->error)
+            s_fail (job, "cannot collect outputs: %s", strerror (errno));
+        job->pipe [0] = job->pipe [1] = -1;
+        s_collected (job);
+        return 0;
+    }
+    zmq_pollitem_t item = { NULL, job->pipe [0], ZMQ_POLLIN, 0 };
+    if (zloop_poller (self->loop, &item, s_scan_done, job) == -1
+    ||  pthread_create (&job->thread, NULL, s_scan_worker, job) != 0) {
+        s_fail (job, "cannot start the output scan");
+        s_collected (job);
+        return 0;
+    }
+    job->thread_running = true;
+    return 0;
+}
+
+void
+qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key)
+{
+    assert (self);
+    char name [64], stage [4096], values [4096];
+    s_key_name (key, name, sizeof name);
+    zhashx_delete (self->jobs, name);
+    qn_stager_paths (self, key, stage, sizeof stage, values, sizeof values);
+    s_remove_tree (stage);
+    unlink (values);
+}
+
+size_t
+qn_stager_busy (qn_stager_t *self)
+{
+    assert (self);
+    return zhashx_size (self->jobs);
+}
