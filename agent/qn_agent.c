@@ -27,6 +27,9 @@
 #endif
 #include "qn_agent.h"
 #include "qn_backend.h"
+#include "qn_blobstore.h"
+#include "qn_transfer.h"
+#include "qn_stager.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
 #include "qn_stacktrace.h"
@@ -103,6 +106,10 @@ typedef struct {
     size_t backend;             //  index into the agent's backends
     const char *backend_name;   //  its ops' name
     bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
+    Qanat__Assign *assign;      //  a copy, when it has inputs or outputs
+    bool staging;               //  inputs on their way; the backend has not started it
+    bool collecting;            //  exited fine; outputs being stored before Finished
+    char workdir [4096];        //  from started: where outputs are collected
     char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
     char cursor [QN_BACKEND_CURSOR_MAX + 1];
 } s_attempt_t;
@@ -142,6 +149,10 @@ struct _qn_agent_t {
 
     zsock_t *sock;
     zloop_t *loop;
+    unsigned beats;             //  heartbeats sent, for the transfer tick
+    qn_blobstore_t *cache;      //  blobs fetched for inputs, manifests of outputs
+    qn_transfer_t *transfer;    //  blob transfers on our socket
+    qn_stager_t *stager;        //  inputs in, outputs out
     s_backend_t backends [QN_AGENT_MAX_BACKENDS];
     size_t backend_count;       //  the first is the default for tasks that name none
     qn_backend_events_t events;
@@ -502,6 +513,8 @@ s_attempt_destructor (void **item)
     s_attempt_t *attempt = (s_attempt_t *) *item;
     if (attempt) {
         s_redactor_destroy (&attempt->redactor);
+        if (attempt->assign)
+            qanat__assign__free_unpacked (attempt->assign, NULL);
         for (int i = 0; i < S_STREAMS; i++)
             s_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
         free (attempt);
@@ -614,6 +627,16 @@ s_send (qn_agent_t *self, Qanat__Envelope *env)
         qn_agent_log (QN_LOG_DEBUG, "could not send a message: %s", zmq_strerror (zmq_errno ()));
     }
     return rc;
+}
+
+//  qn_transfer's way out: blob messages go straight to the socket
+static int
+s_transfer_send (void *arg, Qanat__Envelope *envelope)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    if (!self->registered)
+        return -1;
+    return s_send (self, envelope);
 }
 
 static void
@@ -847,6 +870,8 @@ static void
 s_start_registering (qn_agent_t *self)
 {
     self->registered = false;
+    if (self->transfer)
+        qn_transfer_disconnected (self->transfer);
     s_send_register (self);
     s_schedule_register (self);
 }
@@ -1195,6 +1220,7 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
         attempt->start_time = s_process_start_time (pid);
         attempt->meta_dirty = true;
     }
+    snprintf (attempt->workdir, sizeof attempt->workdir, "%s", workdir? workdir: "");
     if (engine_job_id && *engine_job_id) {
         //  Kept in the spool with the events, for a re-attach after a crash
         snprintf (attempt->engine_job_id, sizeof (attempt->engine_job_id), "%s", engine_job_id);
@@ -1306,10 +1332,13 @@ s_kind_name (Qanat__EndKind kind)
 //  Spools an attempt's Finished (it may use the spool's reserve).  The
 //  reason and stack trace must be redacted already.
 static void
-s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
-                 const char *stack_trace, const char *reason, Qanat__EndKind kind)
+s_post_finished_with (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
+                      const char *stack_trace, const char *reason, Qanat__EndKind kind,
+                      Qanat__OutputRecord **outputs, size_t output_count)
 {
     Qanat__Finished finished = QANAT__FINISHED__INIT;
+    finished.outputs = outputs;
+    finished.n_outputs = output_count;
     finished.exit_code = exit_code;
     finished.signal = signal;
     finished.stack_trace = (char *) (stack_trace? stack_trace: "");
@@ -1320,6 +1349,40 @@ s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int sign
     event.finished = &finished;
     s_post_event (self, attempt, &event);
     attempt->finished = true;
+}
+
+static void
+s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
+                 const char *stack_trace, const char *reason, Qanat__EndKind kind)
+{
+    s_post_finished_with (self, attempt, exit_code, signal, stack_trace, reason, kind, NULL, 0);
+}
+
+static void s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code,
+                             const char *reason, Qanat__EndKind kind);
+
+//  Outputs stored (or not): now the attempt may end
+static void
+s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const char *error,
+                     Qanat__OutputRecord **outputs, size_t count)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    s_attempt_t *attempt = s_attempt_lookup (self, key);
+    if (!attempt || !attempt->collecting)
+        return;
+    attempt->collecting = false;
+    char *clean = attempt->redactor && error? s_redact_string (attempt->redactor, error): NULL;
+    const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
+    if (status != 0)
+        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
+                      key->task_index, key->attempt, reason);
+    //  Exit code 0 with a reason and no outputs: the coordinator fails
+    //  the attempt with that reason
+    s_post_finished_with (self, attempt, 0, 0, "", reason, QANAT__END_KIND__END_EXIT,
+                          outputs, count);
+    free (clean);
+    qn_stager_forget (self->stager, key);
+    s_attempt_ended (self, attempt, 0, reason, QANAT__END_KIND__END_EXIT);
 }
 
 static void
@@ -1345,7 +1408,37 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         stack_trace = clean_trace? clean_trace: "";
         reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
     }
+    if (attempt->assign && attempt->assign->n_outputs && !attempt->collecting
+    &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT) {
+        //  A success ends only once its outputs are stored
+        attempt->collecting = true;
+        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
+                      key->run_id, key->task_index, key->attempt, attempt->assign->n_outputs);
+        if (qn_stager_outputs (self->stager, key, attempt->assign, attempt->workdir,
+                               s_outputs_collected, self) == -1)
+            s_outputs_collected (self, key, -1, "cannot collect the outputs (out of memory)",
+                                 NULL, 0);
+        if (clean_trace)
+            s_wipe_free (clean_trace, strlen (clean_trace));
+        free (clean_reason);
+        return;
+    }
     s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
+    if (attempt->staging || attempt->assign)
+        qn_stager_forget (self->stager, key);
+    attempt->staging = false;
+    s_attempt_ended (self, attempt, exit_code, reason, kind);
+    if (clean_trace)
+        s_wipe_free (clean_trace, strlen (clean_trace));
+    free (clean_reason);
+}
+
+//  The bookkeeping after an attempt's Finished went to the spool
+static void
+s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const char *reason,
+                 Qanat__EndKind kind)
+{
+    const qn_attempt_key_t *key = &attempt->key;
     bool was_running = attempt->running;
     attempt->running = false;
     qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
@@ -1360,9 +1453,6 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         qn_agent_log (QN_LOG_INFO, "draining: %zu attempt(s) still running, %zu held",
                       running, zhashx_size (self->attempts));
     }
-    if (clean_trace)
-        s_wipe_free (clean_trace, strlen (clean_trace));
-    free (clean_reason);
 }
 
 
@@ -1455,6 +1545,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     if (self->draining)
         s_send_drain (self);
     s_reattach_all (self, welcome);
+    qn_transfer_reconnected (self->transfer);
     size_t running = s_running (self);
     self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
     s_pay_credit (self);
@@ -1509,6 +1600,25 @@ s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
     s_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
               false, qn_now_us ());
     s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+}
+
+static void s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+                             Qanat__Label **extra, size_t extra_count);
+static void s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status,
+                            const char *error, Qanat__Label **env, size_t env_count);
+
+//  A copy of an assignment that outlives its message
+static Qanat__Assign *
+s_assign_copy (const Qanat__Assign *assign)
+{
+    size_t size = qanat__assign__get_packed_size (assign);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    if (!buffer)
+        return NULL;
+    qanat__assign__pack (assign, buffer);
+    Qanat__Assign *copy = qanat__assign__unpack (NULL, size, buffer);
+    free (buffer);
+    return copy;
 }
 
 static void
@@ -1584,8 +1694,64 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->backend = backend;
     attempt->backend_name = self->backends [backend].ops->name;
     attempt->running = true;
-    if (self->backends [backend].ops->start (self->backends [backend].state, assign,
-                                             error, sizeof (error)) == -1) {
+    if (assign->n_inputs || assign->n_outputs) {
+        attempt->assign = s_assign_copy (assign);
+        if (!attempt->assign) {
+            s_on_finished (self, &key, -1, 0, "", "agent out of memory",
+                           QANAT__END_KIND__END_START_FAILED);
+            return;
+        }
+    }
+    if (assign->n_inputs) {
+        //  The backend starts once the inputs are staged
+        attempt->staging = true;
+        if (qn_stager_inputs (self->stager, &key, attempt->assign, s_inputs_ready, self) == -1)
+            s_inputs_ready (self, &key, -1, "cannot stage the inputs (out of memory)", NULL, 0);
+        return;
+    }
+    s_start_backend (self, attempt, assign, NULL, 0);
+}
+
+//  Starts the attempt on its backend, with extra environment variables
+//  (inputs, stage directory, values file) added to the assignment's.
+static void
+s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+                 Qanat__Label **extra, size_t extra_count)
+{
+    char error [512] = "";
+    char stage [4096], values [4096];
+    qn_stager_paths (self->stager, &attempt->key, stage, sizeof stage, values, sizeof values);
+    Qanat__Label stage_label = QANAT__LABEL__INIT, values_label = QANAT__LABEL__INIT;
+    stage_label.key = (char *) "QANAT_STAGE_DIR";
+    stage_label.value = stage;
+    values_label.key = (char *) "QANAT_VALUES";
+    values_label.value = values;
+    Qanat__Assign with = *assign;
+    Qanat__Label **env = (Qanat__Label **) calloc (assign->n_env + extra_count + 3,
+                                                   sizeof (Qanat__Label *));
+    if (!env) {
+        s_fail_start (self, attempt, "agent out of memory");
+        return;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < assign->n_env; i++)
+        env [count++] = assign->env [i];
+    for (size_t i = 0; i < extra_count; i++)
+        env [count++] = extra [i];
+    if (assign->n_inputs)
+        env [count++] = &stage_label;
+    bool values_wanted = false;
+    for (size_t i = 0; i < assign->n_outputs; i++)
+        values_wanted = values_wanted || assign->outputs [i]->value;
+    if (values_wanted)
+        env [count++] = &values_label;
+    with.env = env;
+    with.n_env = count;
+    s_backend_t *backend = &self->backends [attempt->backend];
+    int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
+    free (env);
+    const qn_attempt_key_t key = attempt->key;
+    if (rc == -1) {
         char *clean = attempt->redactor? s_redact_string (attempt->redactor, error): NULL;
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt,
@@ -1593,6 +1759,24 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
         free (clean);
         s_fail_start (self, attempt, error);
     }
+}
+
+static void
+s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *error,
+                Qanat__Label **env, size_t env_count)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    s_attempt_t *attempt = s_attempt_lookup (self, key);
+    if (!attempt || !attempt->staging)
+        return;
+    attempt->staging = false;
+    if (status != 0) {
+        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
+                      key->task_index, key->attempt, error);
+        s_fail_start (self, attempt, error? error: "inputs not staged");
+        return;
+    }
+    s_start_backend (self, attempt, attempt->assign, env, env_count);
 }
 
 //  Asks the attempt's backend to stop it.  An attempt still waiting to
@@ -1698,6 +1882,12 @@ s_handle_message (qn_agent_t *self, zmsg_t *msg)
         case QANAT__ENVELOPE__BODY_CANCEL:
             s_handle_cancel (self, env->cancel);
             break;
+        case QANAT__ENVELOPE__BODY_BLOB_WANT:
+            qn_transfer_on_want (self->transfer, env->blob_want);
+            break;
+        case QANAT__ENVELOPE__BODY_BLOB_CHUNK:
+            qn_transfer_on_chunk (self->transfer, env->blob_chunk);
+            break;
         case QANAT__ENVELOPE__BODY_REFUSAL:
             rc = s_handle_refusal (self, env->refusal);
             break;
@@ -1761,8 +1951,13 @@ s_heartbeat (zloop_t *loop, int timer_id, void *arg)
                       "registering again", now - self->last_rx_ms);
         s_start_registering (self);
     }
-    if (self->registered)
+    if (self->registered) {
         s_send_heartbeat (self);
+        //  A transfer that made no progress since the last few beats is
+        //  taken up again (a message lost on the way)
+        if (++self->beats % 4 == 0)
+            qn_transfer_tick (self->transfer);
+    }
     return self->exit_now? -1: 0;
 }
 
@@ -2150,6 +2345,16 @@ qn_agent_new (const qn_agent_config_t *config)
         self->events.metric = s_on_metric;
         self->events.finished = s_on_finished;
         self->events.cursor = s_on_cursor;
+        char blob_dir [4096];
+        snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
+        self->cache = qn_blobstore_new (blob_dir);
+        self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
+        self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
+                                                      self->data_dir): NULL;
+        if (!self->stager) {
+            qn_agent_log (QN_LOG_ERROR, "cannot open the blob cache in %s", blob_dir);
+            ok = false;
+        }
         qn_backend_config_t backend_config = {
             .data_dir = self->data_dir, .host = self->host,
             .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
@@ -2281,6 +2486,9 @@ qn_agent_destroy (qn_agent_t **self_p)
     for (size_t b = 0; b < self->backend_count; b++)
         if (self->backends [b].state)
             self->backends [b].ops->destroy (&self->backends [b].state);
+    qn_stager_destroy (&self->stager);
+    qn_transfer_destroy (&self->transfer);
+    qn_blobstore_destroy (&self->cache);
     zloop_destroy (&self->loop);
     s_monitor_destroy (self->sock, &self->monitor, &self->monitor_endpoint);
     zsock_destroy (&self->sock);

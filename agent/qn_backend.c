@@ -2,8 +2,10 @@
     agent build offers, and the reading of --backend-option values and of
     a task's backend options.  See qn_backend.h for the ops contract.
 */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
@@ -80,4 +82,29 @@ qn_backend_task_option (const Qanat__Assign *assign, const char *key)
         if (assign->backend_options [i]->key && streq (assign->backend_options [i]->key, key))
             return assign->backend_options [i]->value;
     return NULL;
+}
+
+int
+qn_backend_make_workdir (const Qanat__Assign *assign, const char *workdir, char *error,
+                         size_t error_size)
+{
+    const char *stage = NULL;
+    for (size_t i = 0; assign && i < assign->n_env; i++)
+        if (assign->env [i]->key && streq (assign->env [i]->key, "QANAT_STAGE_DIR"))
+            stage = assign->env [i]->value;
+    struct stat st;
+    if (stage && lstat (stage, &st) == 0 && S_ISDIR (st.st_mode)) {
+        //  The staged inputs become the work directory, in one rename
+        if (rename (stage, workdir) == 0)
+            return 0;
+        snprintf (error, error_size, "cannot move the staged inputs %s to %s: %s%s", stage,
+                  workdir, strerror (errno), errno == EXDEV? " (they must be on one filesystem)"
+                                                           : "");
+        return -1;
+    }
+    if (mkdir (workdir, 0700) == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", workdir, strerror (errno));
+        return -1;
+    }
+    return 0;
 }

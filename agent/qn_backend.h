@@ -59,7 +59,9 @@ typedef struct {
     //  backend, whose id is the pid); at most QN_BACKEND_JOB_ID_MAX bytes.
     void (*started) (void *arg, const qn_attempt_key_t *key, int64_t pid,
                      const char *host, const char *workdir, const char *engine_job_id);
-    //  One line or piece of a line, without its newline
+    //  One or more whole lines joined by '\n' (no trailing newline), or one
+    //  piece of a long line (partial, or the last piece after partial ones,
+    //  alone)
     void (*log) (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
                  const void *data, size_t size, bool partial, int64_t time_us);
     void (*metric) (void *arg, const qn_attempt_key_t *key, const char *name,
@@ -162,6 +164,14 @@ int
 //  the first one if repeated, or NULL.
 const char *
     qn_backend_task_option (const Qanat__Assign *assign, const char *key);
+
+//  Creates the attempt's work directory, which must not exist: the stage
+//  directory the agent filled with its inputs ($QANAT_STAGE_DIR in the
+//  assignment's environment) is moved there, else an empty one is made.
+//  -1 with the reason in error.
+int
+    qn_backend_make_workdir (const Qanat__Assign *assign, const char *workdir, char *error,
+                             size_t error_size);
 
 //  The backends this agent build offers, NULL-terminated
 extern const qn_backend_ops_t *qn_backends [];

@@ -998,10 +998,12 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh work directory, even when an earlier agent left one behind
-    if (s_remove_tree (workdir) == -1 || mkdir (workdir, 0700) == -1) {
+    if (s_remove_tree (workdir) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", workdir, strerror (errno));
         goto done;
     }
+    if (qn_backend_make_workdir (assign, workdir, error, error_size) == -1)
+        goto done;
     int metrics_w = open (metrics, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (metrics_w == -1) {
         snprintf (error, error_size, "cannot create %s: %s", metrics, strerror (errno));

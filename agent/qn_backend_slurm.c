@@ -1453,11 +1453,14 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh directory, even when an earlier agent left one behind
-    if (s_remove_tree (attempt->dir) == -1 || s_mkdirs (attempt->dir, 0700) == -1
-    ||  mkdir (workdir, 0700) == -1) {
+    if (s_remove_tree (attempt->dir) == -1 || s_mkdirs (attempt->dir, 0700) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", attempt->dir, strerror (errno));
         goto done;
     }
+    //  Staged inputs, if any, become the work directory (slurm.dir must
+    //  then be on the agent's filesystem, shared with the nodes)
+    if (qn_backend_make_workdir (assign, workdir, error, error_size) == -1)
+        goto done;
     const char *names [3] = { "stdout", "stderr", "metrics" };
     for (int i = 0; i < 3; i++) {
         snprintf (path, sizeof (path), "%s/%s", attempt->dir, names [i]);

@@ -380,18 +380,28 @@ s_print_log_line (Qanat__LogLine *line, bool prefix, bool json, bool *at_line_st
         } while (left);
         return;
     }
-    if (*at_line_start && prefix) {
-        const char *tag = chunk->stream == QANAT__STREAM__STREAM_STDERR? "!"
-                        : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "#": " ";
-        if (line->attempt > 1)
-            printf ("%s.%u%s| ", line->task, line->attempt, tag);
-        else
-            printf ("%s%s| ", line->task, tag);
-    }
-    fwrite (chunk->data.data, 1, chunk->data.len, stdout);
-    if (!chunk->partial)
-        fputc ('\n', stdout);
-    *at_line_start = !chunk->partial;
+    //  Each line of the chunk gets the prefix
+    const char *tag = chunk->stream == QANAT__STREAM__STREAM_STDERR? "!"
+                    : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "#": " ";
+    const char *data = (const char *) chunk->data.data;
+    size_t left = chunk->data.len;
+    do {
+        const char *newline = left? (const char *) memchr (data, '\n', left): NULL;
+        size_t len = newline? (size_t) (newline - data): left;
+        if (*at_line_start && prefix) {
+            if (line->attempt > 1)
+                printf ("%s.%u%s| ", line->task, line->attempt, tag);
+            else
+                printf ("%s%s| ", line->task, tag);
+        }
+        fwrite (data, 1, len, stdout);
+        bool ends = newline || !chunk->partial;
+        if (ends)
+            fputc ('\n', stdout);
+        *at_line_start = ends;
+        data += len + (newline? 1: 0);
+        left -= len + (newline? 1: 0);
+    } while (left);
 }
 
 //  Reads one page of logs; returns true when the run has ended and every

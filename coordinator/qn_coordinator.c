@@ -21,6 +21,7 @@
 #include "qn_keyring.h"
 #include "qn_vault.h"
 #include "qn_artifacts.h"
+#include "qn_blobserver.h"
 #include "qanat.h"
 #include <math.h>
 
@@ -108,6 +109,8 @@ struct _qn_coordinator_t {
     qn_keyring_t *keyring;              //  NULL when --insecure
     qn_vault_t *vault;
     qn_artifacts_t *artifacts;          //  blob index, cache, retention
+    qn_blobserver_t *blobserver;        //  blob transfers with agents
+    int timer_turns;                    //  of s_on_timer, for the blob server's tick
     zhashx_t *uploading;                //  blobs stored for attempts still running (kept from GC)
     const Qanat__Principal *sender;     //  who sent the message being handled
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
@@ -331,6 +334,8 @@ s_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
 static void
 s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
 {
+    if (self->blobserver)
+        qn_blobserver_peer_gone (self->blobserver, agent->name);
     if (agent->route_key)
         zhashx_delete (self->by_route, agent->route_key);
     zstr_free (&agent->route_key);
@@ -1739,6 +1744,82 @@ s_handle_enrol (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Enrol *enro
     s_post (self, self->agents_sock, routing_id, &reply, 0);
 }
 
+//  ---------------------------------------------------------------------
+//  Blob transfers (qn_blobserver does the protocol; we say who may)
+
+static int
+s_blob_send (void *arg, const char *peer, Qanat__Envelope *envelope)
+{
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, peer);
+    if (!agent || !agent->routing_id)
+        return -1;
+    s_post (self, self->agents_sock, agent->routing_id, envelope, 0);
+    return 0;
+}
+
+static void
+s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
+               const Qanat__AttemptRef *attempt)
+{
+    (void) peer;
+    (void) attempt;
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    if (qn_store_begin (self->store) == 0)
+        qn_store_blob_add (self->store, hash, size);
+    //  Kept from retention until its attempt's Finished references it
+    int64_t *when = (int64_t *) malloc (sizeof (int64_t));
+    if (when) {
+        *when = zclock_mono ();
+        zhashx_update (self->uploading, hash, when);
+    }
+    self->stats.blobs_stored++;
+}
+
+//  An agent may store outputs only for an attempt it runs now.
+static void
+s_handle_blob_offer (qn_coordinator_t *self, agent_t *agent, Qanat__BlobOffer *offer)
+{
+    Qanat__AttemptRef *ref = offer->attempt;
+    run_t *run = ref? s_run_find (self, ref->run_id): NULL;
+    Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
+                            s_task (run, ref->task_index): NULL;
+    Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+    if (!attempt || attempt->attempt != ref->attempt || attempt->finished
+    ||  !streq (attempt->agent, agent->name)) {
+        Qanat__BlobWant want = QANAT__BLOB_WANT__INIT;
+        want.hash = offer->hash? offer->hash: (char *) "";
+        want.error = (char *) "not an output of an attempt this agent runs";
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
+        env.blob_want = &want;
+        s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        self->stats.denied++;
+        return;
+    }
+    qn_blobserver_on_offer (self->blobserver, agent->name, offer);
+}
+
+//  An agent may fetch the blobs of its attempts' inputs, nothing else.
+static void
+s_handle_blob_want (qn_coordinator_t *self, agent_t *agent, Qanat__BlobWant *want)
+{
+    bool ends_upload = want->complete || (want->error && *want->error);
+    if (!ends_upload && (!want->hash || !zhashx_lookup (agent->fetchable, want->hash))) {
+        Qanat__BlobChunk chunk = QANAT__BLOB_CHUNK__INIT;
+        chunk.hash = want->hash? want->hash: (char *) "";
+        chunk.offset = want->offset;
+        chunk.error = (char *) "not an input of an attempt this agent runs";
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
+        env.blob_chunk = &chunk;
+        s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        self->stats.denied++;
+        return;
+    }
+    qn_blobserver_on_want (self->blobserver, agent->name, want);
+}
+
 static void
 s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
@@ -1797,6 +1878,15 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
         }
         case QANAT__ENVELOPE__BODY_EVENT:
             s_handle_event (self, agent, env->event);
+            break;
+        case QANAT__ENVELOPE__BODY_BLOB_OFFER:
+            s_handle_blob_offer (self, agent, env->blob_offer);
+            break;
+        case QANAT__ENVELOPE__BODY_BLOB_CHUNK:
+            qn_blobserver_on_chunk (self->blobserver, agent->name, env->blob_chunk);
+            break;
+        case QANAT__ENVELOPE__BODY_BLOB_WANT:
+            s_handle_blob_want (self, agent, env->blob_want);
             break;
         case QANAT__ENVELOPE__BODY_DRAIN:
             agent->drained_by_itself = env->drain->draining;
@@ -2972,6 +3062,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_coordinator_t *self = (qn_coordinator_t *) arg;
     int64_t now = zclock_mono ();
+    if (++self->timer_turns % 8 == 0)           //  every 2 s
+        qn_blobserver_tick (self->blobserver);
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
         bool was_suspect = agent->state && streq (agent->state, "suspect");
@@ -3096,7 +3188,10 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     zstr_free (&blob_dir);
     self->uploading = qn_hash_new ();
     zhashx_set_destructor (self->uploading, s_free_item);
-    if (!self->artifacts) {
+    if (self->artifacts)
+        self->blobserver = qn_blobserver_new (qn_artifacts_blobs (self->artifacts),
+                                              s_blob_send, s_blob_stored, self);
+    if (!self->artifacts || !self->blobserver) {
         qn_coordinator_destroy (&self);
         return NULL;
     }
@@ -3146,6 +3241,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zsock_destroy (&self->clients_sock);
         qn_keyring_destroy (&self->keyring);
         qn_vault_destroy (&self->vault);
+        qn_blobserver_destroy (&self->blobserver);
         qn_artifacts_destroy (&self->artifacts);
         zhashx_destroy (&self->uploading);
         zhashx_destroy (&self->strikes);

@@ -744,6 +744,34 @@ test_dedup (void **state)
     qn_msg_free (&envelope);
     zframe_destroy (&frame);
     assert_int_equal (qn_blobserver_uploads (f->server), 0);
+
+    //  The sending agent goes away: the waiting one takes over from the
+    //  partial.
+    char third [65];
+    s_make_file (f, size, 19, third);
+    assert_int_equal (qn_transfer_upload (f->transfer, third, size, f->file, NULL, s_done, f), 0);
+    qn_blobserver_stats_t before;
+    qn_blobserver_stats (f->server, &before);
+    s_pump (f, before.bytes_in + 1 * MB);
+    offer.hash = third;
+    qn_blobserver_on_offer (f->server, OTHER_PEER, &offer);
+    assert_int_equal (zlist_size (f->to_other), 0);
+    s_disconnect (f);
+    uint64_t partial = qn_blobstore_partial (f->blobs, third);
+    assert_true (partial >= 1 * MB);
+    assert_int_equal (qn_blobserver_uploads (f->server), 1);
+    assert_int_equal (zlist_size (f->to_other), 1);
+    frame = (zframe_t *) zlist_pop (f->to_other);
+    envelope = s_decode (frame);
+    assert_int_equal (envelope->body_case, QANAT__ENVELOPE__BODY_BLOB_WANT);
+    assert_false (envelope->blob_want->complete);
+    assert_int_equal (envelope->blob_want->offset, partial);
+    assert_int_equal (envelope->blob_want->window, QN_BLOBSERVER_WINDOW);
+    qn_msg_free (&envelope);
+    zframe_destroy (&frame);
+    qn_blobserver_peer_gone (f->server, OTHER_PEER);
+    assert_int_equal (qn_blobserver_uploads (f->server), 0);
+    assert_int_equal (qn_blobstore_partial (f->blobs, third), partial);
 }
 
 //  The whole blob does not match its name: tried again from 0, then
