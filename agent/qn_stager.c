@@ -66,16 +66,14 @@ s_key_name (const qn_attempt_key_t *key, char *name, size_t size)
     snprintf (name, size, "%" PRIu64 "-%u-%u", key->run_id, key->task_index, key->attempt);
 }
 
+//  The tables own their items but have no destructors: an item leaves
+//  its table before a callback that might look for it, and is destroyed
+//  after.
 static void
-s_job_destructor (void **item)
+s_forget_job (qn_stager_t *self, job_t *job)
 {
-    s_job_destroy ((job_t **) item);
-}
-
-static void
-s_list_destructor (void **item)
-{
-    zlistx_destroy ((zlistx_t **) item);
+    zhashx_delete (self->jobs, job->name);
+    s_job_destroy (&job);
 }
 
 qn_stager_t *
@@ -100,9 +98,6 @@ qn_stager_new (zloop_t *loop, qn_transfer_t *transfer, qn_blobstore_t *cache, co
         qn_stager_destroy (&self);
         return NULL;
     }
-    zhashx_set_destructor (self->jobs, s_job_destructor);
-    zhashx_set_destructor (self->downloads, s_list_destructor);
-    zhashx_set_destructor (self->uploads, s_list_destructor);
     return self;
 }
 
@@ -113,6 +108,14 @@ qn_stager_destroy (qn_stager_t **self_p)
     qn_stager_t *self = *self_p;
     if (!self)
         return;
+    for (job_t *job = self->jobs? (job_t *) zhashx_first (self->jobs): NULL; job;
+         job = (job_t *) zhashx_next (self->jobs))
+        s_job_destroy (&job);
+    zhashx_t *tables [] = { self->downloads, self->uploads };
+    for (int t = 0; t < 2; t++)
+        for (zlistx_t *list = tables [t]? (zlistx_t *) zhashx_first (tables [t]): NULL; list;
+             list = (zlistx_t *) zhashx_next (tables [t]))
+            zlistx_destroy (&list);
     zhashx_destroy (&self->jobs);
     zhashx_destroy (&self->downloads);
     zhashx_destroy (&self->uploads);
@@ -209,7 +212,9 @@ s_job_new (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *
         free (job);
         return NULL;
     }
-    zhashx_delete (self->jobs, job->name);
+    job_t *old = (job_t *) zhashx_lookup (self->jobs, job->name);
+    if (old)
+        s_forget_job (self, old);
     zhashx_insert (self->jobs, job->name, job);
     return job;
 }
@@ -297,9 +302,10 @@ s_stage_finish (job_t *job)
     void *arg = job->arg;
     qn_attempt_key_t key = job->key;
     char *error = job->error? strdup (job->error): NULL;
-    //  The job ends before the callback, which may forget or start anew
+    //  The job leaves before the callback, which may forget or start anew
     zhashx_delete (self->jobs, job->name);
     ready (arg, &key, error? -1: 0, error, env, error? 0: count);
+    s_job_destroy (&job);
     for (size_t i = 0; texts && i < 2 * count; i++)
         free (texts [i]);
     free (texts);
@@ -342,7 +348,6 @@ s_downloaded (void *arg, const char *hash, int status, const char *error)
     zlistx_t *waiters = (zlistx_t *) zhashx_lookup (self->downloads, hash);
     if (!waiters)
         return;
-    zhashx_freefn (self->downloads, hash, NULL);
     zhashx_delete (self->downloads, hash);          //  the list is ours now
     for (char *name = (char *) zlistx_first (waiters); name;
          name = (char *) zlistx_next (waiters)) {
@@ -374,7 +379,7 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
     job->ready = ready;
     job->trees = (qn_tree_t **) calloc (assign->n_inputs + 1, sizeof (qn_tree_t *));
     if (!job->trees) {
-        zhashx_delete (self->jobs, job->name);
+        s_forget_job (self, job);
         return -1;
     }
     //  Everything to fetch first, so that a blob already cached does not
@@ -412,7 +417,9 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
     }
     //  The job may have been finished by a cached blob's callback: look
     //  it up again before the last decrement
-    job = (job_t *) zhashx_lookup (self->jobs, job->name);
+    char name [64];
+    snprintf (name, sizeof name, "%s", job->name);
+    job = (job_t *) zhashx_lookup (self->jobs, name);
     if (job && --job->waiting == 0)
         s_stage_finish (job);
     return 0;
@@ -454,7 +461,6 @@ s_collected (job_t *job)
     char *error = job->error? strdup (job->error): NULL;
     size_t count = job->output_count;
     //  Records point into the job: it goes after the callback
-    zhashx_freefn (self->jobs, job->name, NULL);
     zhashx_delete (self->jobs, job->name);
     collected (arg, &key, error? -1: 0, error, error? NULL: pointers, error? 0: count);
     free (error);
@@ -470,7 +476,6 @@ s_uploaded (void *arg, const char *hash, int status, const char *error)
     zlistx_t *waiters = (zlistx_t *) zhashx_lookup (self->uploads, hash);
     if (!waiters)
         return;
-    zhashx_freefn (self->uploads, hash, NULL);
     zhashx_delete (self->uploads, hash);
     for (char *name = (char *) zlistx_first (waiters); name;
          name = (char *) zlistx_next (waiters)) {
@@ -632,7 +637,7 @@ qn_stager_outputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__
     job->output_count = job->assign->n_outputs;
     job->outputs = (s_output_t *) calloc (job->output_count + 1, sizeof (s_output_t));
     if (!job->workdir || !job->outputs) {
-        zhashx_delete (self->jobs, job->name);
+        s_forget_job (self, job);
         return -1;
     }
     for (size_t i = 0; i < job->output_count; i++)
@@ -667,7 +672,9 @@ qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key)
     assert (self);
     char name [64], stage [4096], values [4096];
     s_key_name (key, name, sizeof name);
-    zhashx_delete (self->jobs, name);
+    job_t *job = (job_t *) zhashx_lookup (self->jobs, name);
+    if (job)
+        s_forget_job (self, job);
     qn_stager_paths (self, key, stage, sizeof stage, values, sizeof values);
     s_remove_tree (stage);
     unlink (values);

@@ -411,8 +411,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         return self.fail(404, "NotFound", 'pods "%s" not found' % parts[5])
                     return self.send_json(200, pod.obj)
             self.fail(404, "NotFound", "the server could not find the requested resource")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (OSError, ssl.SSLError):
+            # The client went away (a canceled stream, a killed agent)
+            self.close_connection = True
 
     def do_GET(self):
         self.handle_any("GET")
