@@ -10,10 +10,13 @@
 #include "qn_stager.h"
 #include "qn_tree.h"
 #include "qn_agent.h"
+#include "qn_s3.h"
 #include <pthread.h>
 #include <ftw.h>
 
 typedef struct _job_t job_t;
+
+#define QN_STAGER_LOCATION_MAX 2048
 
 //  One declared output, scanned on the worker thread
 typedef struct {
@@ -22,6 +25,7 @@ typedef struct {
     char hash [QN_BLOB_HASH_HEX + 1];   //  the file's, or the manifest's
     uint64_t size;                      //  the file's, or the manifest's bytes
     char *value;
+    char *location;                     //  s3://bucket/key when the store is S3
 } s_output_t;
 
 struct _job_t {
@@ -43,8 +47,13 @@ struct _job_t {
     pthread_t thread;
     bool thread_running;
     int pipe [2];                       //  the worker writes one byte when done
+    void (*after) (job_t *job);         //  then this runs on the loop
     //  Either
     size_t waiting;                     //  blobs still on the way
+    bool s3;                            //  the workflow's store is S3: the worker
+                                        //  thread moves the bytes itself
+    char *stage;                        //  staging: the stage directory
+    char location [QN_STAGER_LOCATION_MAX];   //  outputs: s3://bucket/prefix
 };
 
 struct _qn_stager_t {
@@ -174,11 +183,13 @@ s_job_destroy (job_t **job_p)
     for (size_t i = 0; i < job->output_count; i++) {
         qn_tree_destroy (&job->outputs [i].tree);
         free (job->outputs [i].value);
+        free (job->outputs [i].location);
     }
     free (job->outputs);
     if (job->assign)
         qanat__assign__free_unpacked (job->assign, NULL);
     free (job->workdir);
+    free (job->stage);
     free (job->error);
     free (job);
     *job_p = NULL;
@@ -266,11 +277,7 @@ static void
 s_stage_finish (job_t *job)
 {
     qn_stager_t *self = job->owner;
-    char stage [4096];
-    qn_stager_paths (self, &job->key, stage, sizeof stage, NULL, 0);
-    s_remove_tree (stage);
-    if (!job->error && mkdir (stage, 0700) == -1)
-        s_fail (job, "cannot create %s: %s", stage, strerror (errno));
+    const char *stage = job->stage;
     Qanat__Assign *assign = job->assign;
     Qanat__Label **env = (Qanat__Label **) calloc (assign->n_inputs + 1, sizeof (void *));
     Qanat__Label *labels = (Qanat__Label *) calloc (assign->n_inputs + 1, sizeof (Qanat__Label));
@@ -285,6 +292,10 @@ s_stage_finish (job_t *job)
         labels [count].key = texts [2 * count] = variable;
         if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
             labels [count].value = texts [2 * count + 1] = strdup (input->value? input->value: "");
+        else
+        if (input->location && *input->location)
+            //  Already placed by the S3 worker
+            labels [count].value = texts [2 * count + 1] = strdup (input->path);
         else {
             char *error = NULL;
             if (qn_tree_stage (job->trees [i], self->cache, stage, input->path, &error) == -1) {
@@ -368,6 +379,10 @@ s_downloaded (void *arg, const char *hash, int status, const char *error)
     zlistx_destroy (&waiters);
 }
 
+static int s_fetch_all (job_t *job);
+static int s_start_worker (job_t *job, void *(*worker) (void *));
+static void *s_s3_fetch_worker (void *arg);
+
 int
 qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
                   qn_stager_ready_fn *ready, void *arg)
@@ -378,10 +393,35 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
         return -1;
     job->ready = ready;
     job->trees = (qn_tree_t **) calloc (assign->n_inputs + 1, sizeof (qn_tree_t *));
-    if (!job->trees) {
+    char stage [4096];
+    qn_stager_paths (self, key, stage, sizeof stage, NULL, 0);
+    job->stage = strdup (stage);
+    if (!job->trees || !job->stage) {
         s_forget_job (self, job);
         return -1;
     }
+    s_remove_tree (stage);
+    if (mkdir (stage, 0700) == -1)
+        s_fail (job, "cannot create %s: %s", stage, strerror (errno));
+    for (size_t i = 0; i < job->assign->n_inputs; i++)
+        if (job->assign->inputs [i]->location && *job->assign->inputs [i]->location)
+            job->s3 = true;
+    if (job->s3 && !job->error) {
+        //  S3 inputs first, on a worker thread; then the rest
+        if (s_start_worker (job, s_s3_fetch_worker) == -1)
+            s_fail (job, "cannot start the S3 download");
+        else
+            return 0;
+    }
+    return s_fetch_all (job);
+}
+
+//  Asks for every input blob from the coordinator (those not in S3),
+//  and finishes the job when none is outstanding.
+static int
+s_fetch_all (job_t *job)
+{
+    qn_stager_t *self = job->owner;
     //  Everything to fetch first, so that a blob already cached does not
     //  finish the job before the others are asked for
     job->waiting = 1;
@@ -389,11 +429,8 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
         Qanat__InputSpec *input = job->assign->inputs [i];
         if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
             continue;
-        if (input->location && *input->location) {
-            s_fail (job, "input '%s' is in %s: this agent reads inputs from the coordinator's "
-                    "store only", input->name, input->location);
-            break;
-        }
+        if (input->location && *input->location)
+            continue;           //  fetched by the S3 worker
         char *error = NULL;
         if (!qn_blobstore_valid_hash (input->hash)
         ||  qn_tree_check_path (input->path, &error) == -1) {
@@ -452,6 +489,7 @@ s_collected (job_t *job)
                                                             : QANAT__ARTIFACT_KIND__ARTIFACT_FILE;
             records [i].hash = output->hash;
             records [i].size = output->size;
+            records [i].location = output->location? output->location: (char *) "";
         }
         pointers [i] = &records [i];
     }
@@ -505,6 +543,8 @@ s_send (job_t *job, const char *hash, uint64_t size, const char *path)
     }
 }
 
+static void s_s3_store_outputs (job_t *job);
+
 //  The worker thread: scans and hashes every path output.  It touches
 //  only its job's outputs and the read-only workdir.
 static void *
@@ -522,6 +562,8 @@ s_scan_worker (void *arg)
             free (error);
         }
     }
+    if (job->s3 && !job->error)
+        s_s3_store_outputs (job);
     ssize_t rc = write (job->pipe [1], "x", 1);
     (void) rc;
     return NULL;
@@ -564,8 +606,9 @@ s_read_values (job_t *job)
                     "(a line %s=VALUE)", job->outputs [i].spec->name, job->outputs [i].spec->name);
 }
 
+//  The worker thread is done: join it, then go on on the loop
 static int
-s_scan_done (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+s_worker_done (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
     (void) item;
@@ -580,8 +623,240 @@ s_scan_done (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     close (job->pipe [0]);
     close (job->pipe [1]);
     job->pipe [0] = job->pipe [1] = -1;
+    job->after (job);
+    return 0;
+}
+
+static void
+s_fetch_after (job_t *job)
+{
+    s_fetch_all (job);
+}
+
+static int
+s_start_worker (job_t *job, void *(*worker) (void *))
+{
+    if (pipe2 (job->pipe, O_CLOEXEC) == -1) {
+        job->pipe [0] = job->pipe [1] = -1;
+        return -1;
+    }
+    zmq_pollitem_t item = { NULL, job->pipe [0], ZMQ_POLLIN, 0 };
+    if (zloop_poller (job->owner->loop, &item, s_worker_done, job) == -1)
+        return -1;
+    if (!job->after)
+        job->after = s_fetch_after;
+    if (pthread_create (&job->thread, NULL, worker, job) != 0)
+        return -1;
+    job->thread_running = true;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  S3: the worker thread moves the bytes between the bucket and the
+//  working directory; its own client, nothing shared with the loop but
+//  the job.
+
+static qn_s3_t *
+s_s3_open (job_t *job)
+{
+    const Qanat__ArtifactStore *store = job->assign->store;
+    if (!store || !store->bucket || !*store->bucket) {
+        s_fail (job, "the workflow's S3 store has no bucket");
+        return NULL;
+    }
+    qn_s3_config_t config;
+    memset (&config, 0, sizeof config);
+    config.endpoint = store->endpoint && *store->endpoint? store->endpoint: NULL;
+    config.region = store->region && *store->region? store->region: NULL;
+    config.bucket = store->bucket;
+    config.path_style = store->path_style;
+    char *error = NULL;
+    qn_s3_t *s3 = qn_s3_new (&config, &error);
+    if (!s3)
+        s_fail (job, "s3: %s", error? error: "cannot start the client");
+    free (error);
+    return s3;
+}
+
+//  Objects are content-addressed in the bucket: <prefix>blobs/<sha256>
+static void
+s_s3_key (job_t *job, const char *hash, char *key, size_t size)
+{
+    const char *prefix = job->assign->store && job->assign->store->prefix?
+                         job->assign->store->prefix: "";
+    snprintf (key, size, "%sblobs/%s", prefix, hash);
+}
+
+static int
+s_mkdirs (const char *path)
+{
+    char copy [8192];
+    snprintf (copy, sizeof copy, "%s", path);
+    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        if (mkdir (copy, 0700) == -1 && errno != EEXIST)
+            return -1;
+        *slash = '/';
+    }
+    return 0;
+}
+
+//  Downloads one object to path (creating its directories) and checks its
+//  SHA-256; read-only after.
+static int
+s_s3_fetch_file (job_t *job, qn_s3_t *s3, const char *hash, const char *path)
+{
+    char key [1200], error [512] = "", got [QN_BLOB_HASH_HEX + 1];
+    uint64_t size = 0;
+    s_s3_key (job, hash, key, sizeof key);
+    if (s_mkdirs (path) == -1) {
+        s_fail (job, "cannot create the directories of %s: %s", path, strerror (errno));
+        return -1;
+    }
+    if (qn_s3_get_file (s3, key, path, error, sizeof error) == -1) {
+        s_fail (job, "%s", error);
+        return -1;
+    }
+    if (qn_blobstore_hash_file (path, got, &size, error, sizeof error) == -1
+    ||  strcmp (got, hash) != 0) {
+        s_fail (job, "s3 object %s does not match its SHA-256 %.12s", key, hash);
+        return -1;
+    }
+    chmod (path, 0444);
+    return 0;
+}
+
+static void *
+s_s3_fetch_worker (void *arg)
+{
+    job_t *job = (job_t *) arg;
+    qn_s3_t *s3 = s_s3_open (job);
+    for (size_t i = 0; s3 && i < job->assign->n_inputs && !job->error; i++) {
+        Qanat__InputSpec *input = job->assign->inputs [i];
+        if (!input->location || !*input->location
+        ||  input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
+            continue;
+        char *error = NULL;
+        if (!qn_blobstore_valid_hash (input->hash)
+        ||  qn_tree_check_path (input->path, &error) == -1) {
+            s_fail (job, "input '%s': %s", input->name, error? error: "invalid hash");
+            free (error);
+            break;
+        }
+        char path [8192];
+        snprintf (path, sizeof path, "%s/%s", job->stage, input->path);
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_FILE) {
+            s_s3_fetch_file (job, s3, input->hash, path);
+            continue;
+        }
+        //  A directory: its manifest, then every file it lists
+        char manifest_path [8192];
+        snprintf (manifest_path, sizeof manifest_path, "%s/.manifest-%zu", job->stage, i);
+        if (s_s3_fetch_file (job, s3, input->hash, manifest_path) == -1)
+            break;
+        char *text = NULL;
+        size_t size = 0;
+        FILE *file = fopen (manifest_path, "r");
+        if (file && input->size <= 64ULL * 1024 * 1024) {
+            text = (char *) malloc ((size_t) input->size + 1);
+            size = text? fread (text, 1, (size_t) input->size, file): 0;
+        }
+        if (file)
+            fclose (file);
+        unlink (manifest_path);
+        qn_tree_t *tree = text? qn_tree_parse_manifest (text, size, &error): NULL;
+        free (text);
+        if (!tree) {
+            s_fail (job, "input '%s': bad manifest: %s", input->name, error? error: "unreadable");
+            free (error);
+            break;
+        }
+        for (size_t e = 0; e < qn_tree_count (tree) && !job->error; e++) {
+            const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
+            char file_path [12288];
+            snprintf (file_path, sizeof file_path, "%s/%s", path, entry->path);
+            s_s3_fetch_file (job, s3, entry->hash, file_path);
+        }
+        qn_tree_destroy (&tree);
+    }
+    qn_s3_destroy (&s3);
+    ssize_t rc = write (job->pipe [1], "x", 1);
+    (void) rc;
+    return NULL;
+}
+
+//  Puts one file in the bucket unless an object of that hash is there
+static int
+s_s3_put (job_t *job, qn_s3_t *s3, const char *hash, const char *path, char **location_p)
+{
+    char key [1200], error [512] = "";
+    s_s3_key (job, hash, key, sizeof key);
+    uint64_t size = 0;
+    int found = qn_s3_head (s3, key, &size, error, sizeof error);
+    if (found == -1 || (found == 1 && qn_s3_put_file (s3, key, path, error, sizeof error) == -1)) {
+        s_fail (job, "%s", error);
+        return -1;
+    }
+    if (location_p)
+        *location_p = zsys_sprintf ("s3://%s/%s", job->assign->store->bucket, key);
+    return 0;
+}
+
+//  After the scan (same thread): every path output into the bucket
+static void
+s_s3_store_outputs (job_t *job)
+{
+    qn_s3_t *s3 = s_s3_open (job);
+    for (size_t i = 0; s3 && i < job->output_count && !job->error; i++) {
+        s_output_t *output = &job->outputs [i];
+        if (!output->tree)
+            continue;
+        char path [8192];
+        if (!qn_tree_is_dir (output->tree)) {
+            const qn_tree_entry_t *entry = qn_tree_entry (output->tree, 0);
+            snprintf (output->hash, sizeof output->hash, "%s", entry->hash);
+            output->size = entry->size;
+            snprintf (path, sizeof path, "%s/%s", job->workdir, output->spec->path);
+            s_s3_put (job, s3, entry->hash, path, &output->location);
+            continue;
+        }
+        for (size_t e = 0; e < qn_tree_count (output->tree) && !job->error; e++) {
+            const qn_tree_entry_t *entry = qn_tree_entry (output->tree, e);
+            snprintf (path, sizeof path, "%s/%s/%s", job->workdir, output->spec->path, entry->path);
+            s_s3_put (job, s3, entry->hash, path, NULL);
+        }
+        //  The manifest last: once it is there, every file it lists is
+        size_t size = 0;
+        char *manifest = qn_tree_manifest (output->tree, &size);
+        char manifest_path [4096];
+        snprintf (manifest_path, sizeof manifest_path, "%s.manifest-%zu",
+                  job->owner->values_root, i);
+        FILE *file = manifest? fopen (manifest_path, "w"): NULL;
+        bool written = file && fwrite (manifest, 1, size, file) == size;
+        if (file)
+            written = fclose (file) == 0 && written;
+        free (manifest);
+        if (!written || qn_tree_manifest_hash (output->tree, output->hash) == -1)
+            s_fail (job, "output '%s': cannot write its manifest", output->spec->name);
+        else {
+            output->size = size;
+            s_s3_put (job, s3, output->hash, manifest_path, &output->location);
+        }
+        unlink (manifest_path);
+    }
+    qn_s3_destroy (&s3);
+}
+
+static void
+s_store_outputs (job_t *job)
+{
+    qn_stager_t *self = job->owner;
     if (!job->error)
         s_read_values (job);
+    if (job->s3) {
+        s_collected (job);
+        return;
+    }
     job->waiting = 1;
     for (size_t i = 0; i < job->output_count && !job->error; i++) {
         s_output_t *output = &job->outputs [i];
@@ -620,7 +895,6 @@ s_scan_done (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     }
     if (--job->waiting == 0)
         s_collected (job);
-    return 0;
 }
 
 int
@@ -648,21 +922,13 @@ qn_stager_outputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__
                 s_fail (job, "output '%s': this backend has no working directory the agent "
                         "can read, so only value outputs are possible",
                         job->outputs [i].spec->name);
-    if (job->error || pipe2 (job->pipe, O_CLOEXEC) == -1) {
-        if (!job->error)
-            s_fail (job, "cannot collect outputs: %s", strerror (errno));
-        job->pipe [0] = job->pipe [1] = -1;
+    job->s3 = job->assign->store && job->assign->store->kind
+           && streq (job->assign->store->kind, "s3");
+    job->after = s_store_outputs;
+    if (job->error || s_start_worker (job, s_scan_worker) == -1) {
+        s_fail (job, "cannot collect outputs: %s", strerror (errno));
         s_collected (job);
-        return 0;
     }
-    zmq_pollitem_t item = { NULL, job->pipe [0], ZMQ_POLLIN, 0 };
-    if (zloop_poller (self->loop, &item, s_scan_done, job) == -1
-    ||  pthread_create (&job->thread, NULL, s_scan_worker, job) != 0) {
-        s_fail (job, "cannot start the output scan");
-        s_collected (job);
-        return 0;
-    }
-    job->thread_running = true;
     return 0;
 }
 

@@ -112,7 +112,7 @@ name: manifest
 tasks:
   train:
     backend: kubernetes
-    run: sh -c 'echo "greeting=$GREETING"'
+    run: [sh, -c, 'echo "greeting=$GREETING"']
     env:
       GREETING: hello
     resources: {cpus: 2, memory: 512, gpus: 1}
