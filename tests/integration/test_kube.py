@@ -287,6 +287,24 @@ def test_cancel_deletes_the_job_in_the_background(c, kube):
     check(not kube.fake.pods, "pods left: %s" % list(kube.fake.pods))
 
 
+@with_kube
+def test_stopping_the_agent_deletes_its_jobs(c, kube):
+    c.start_coordinator()
+    kube.agent()
+    run_id = c.start_run(c.write("cancel.yaml", CANCEL))
+    c.wait_for(lambda: "tick 2" in task_lines(c, run_id, "sleepy"), "the first ticks")
+    # The first SIGTERM drains, the second stops at once: shutdown
+    c.signal_agent("k1", signal.SIGTERM)
+    time.sleep(0.2)
+    c.signal_agent("k1", signal.SIGTERM)
+    c.agents["k1"].wait(10)
+    job = "/apis/batch/v1/namespaces/%s/jobs/qanat-%d-sleepy-1" % (NAMESPACE, run_id)
+    deletes = [r for r in kube.fake.find("DELETE") if r["path"] == job]
+    check(len(deletes) == 1 and deletes[0]["query"].get("propagationPolicy") == "Background",
+          "the Job was deleted on the way out: %s" % deletes)
+    c.wait_for(lambda: not kube.fake.live_processes(), "the pod's process to go", timeout=5)
+
+
 REATTACH = """\
 name: reattach
 tasks:
