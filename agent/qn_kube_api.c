@@ -605,6 +605,7 @@ typedef struct {
     size_t max;
     bool overflow;
     bool streaming;
+    bool canceled;              //  from inside libcurl: forgotten when it completes
     bool paused;                //  as applied to curl
     bool want_paused;           //  as asked
     qn_kube_data_fn *data;
@@ -644,7 +645,7 @@ static s_call_t *
 s_call_find (qn_kube_api_t *self, uint64_t id)
 {
     s_call_t *call = (s_call_t *) zlistx_first (self->calls);
-    while (call && call->id != id)
+    while (call && (call->id != id || call->canceled))
         call = (s_call_t *) zlistx_next (self->calls);
     return call;
 }
@@ -672,6 +673,8 @@ s_write (char *data, size_t one, size_t count, void *arg)
 {
     s_call_t *call = (s_call_t *) arg;
     size_t size = one * count;
+    if (call->canceled)
+        return 0;               //  aborts the transfer
     if (call->streaming) {
         long status = 0;
         curl_easy_getinfo (call->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -823,7 +826,7 @@ s_apply_pauses (qn_kube_api_t *self)
         self->pause_dirty = false;
         s_call_t *call = (s_call_t *) zlistx_first (self->calls);
         while (call) {
-            if (call->paused != call->want_paused) {
+            if (call->paused != call->want_paused && !call->canceled) {
                 call->paused = call->want_paused;
                 self->in_curl++;
                 curl_easy_pause (call->easy, call->paused? CURLPAUSE_RECV: CURLPAUSE_CONT);
@@ -855,6 +858,17 @@ s_collect (qn_kube_api_t *self)
             continue;
         zlistx_detach (self->calls, call->handle);
         s_call_complete (self, call, result);
+    }
+    //  Calls canceled while libcurl was on the stack go now
+    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
+    while (call) {
+        s_call_t *next = (s_call_t *) zlistx_next (self->calls);
+        if (call->canceled) {
+            zlistx_detach (self->calls, call->handle);
+            curl_multi_remove_handle (self->multi, call->easy);
+            s_call_destroy (&call);
+        }
+        call = next;
     }
     s_apply_pauses (self);
 }
@@ -1049,10 +1063,17 @@ void
 qn_kube_api_cancel (qn_kube_api_t *self, uint64_t id)
 {
     assert (self);
-    assert (self->in_curl == 0);
     s_call_t *call = id? s_call_find (self, id): NULL;
     if (!call)
         return;
+    if (self->in_curl) {
+        //  libcurl is on the stack: the transfer cannot be removed now;
+        //  it ends at its next write and is then dropped without a word
+        call->canceled = true;
+        call->data = NULL;
+        call->done = NULL;
+        return;
+    }
     zlistx_detach (self->calls, call->handle);
     curl_multi_remove_handle (self->multi, call->easy);
     s_call_destroy (&call);

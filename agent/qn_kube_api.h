@@ -12,7 +12,8 @@
     a JSON request with a completion callback, and a streaming GET (log
     follow) with a data callback and a completion callback.  Callbacks run
     from the loop; a completion callback may start or cancel any call, a
-    data callback may not (it runs inside libcurl).
+    data callback should not (it runs inside libcurl: a call it cancels
+    is only dropped when libcurl lets go of it).
 
     qn_kube_job_manifest builds the batch/v1 Job for an Assign;
     qn_kube_outcome reads what became of it from the Job and its pods.
@@ -137,7 +138,7 @@ uint64_t
                         qn_kube_done_fn *done, void *arg);
 
 //  Cancels a call: its callbacks are not called any more.  Unknown or
-//  finished ids are ignored.  Not from inside a data callback.
+//  finished ids are ignored.  Safe from any callback.
 void
     qn_kube_api_cancel (qn_kube_api_t *self, uint64_t call);
 
