@@ -186,9 +186,9 @@ def test_200mb_file_and_a_value_move_between_agents(c):
     staged = os.path.join(workdir, "model")
     producer_file = [os.path.join(root, "big.bin") for root, _, names
                      in os.walk(c.agent_dir("pa")) if "big.bin" in names]
-    if os.path.exists(staged):
-        for path in producer_file:
-            check(not os.path.samefile(staged, path), "staged input is the producer's own file")
+    check(os.path.isfile(staged) and len(producer_file) == 1,
+          "staged %s, producer's files %s" % (staged, producer_file))
+    check(not os.path.samefile(staged, producer_file[0]), "staged input is the producer's file")
 
     target = os.path.join(c.dir, "fetched.bin")
     got = c.qanat("get", run_id, "prepare.model", "-o", target, timeout_s=60)
