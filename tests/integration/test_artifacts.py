@@ -381,9 +381,8 @@ tasks:
     used, files = objects_usage(coordinator_blobs(c))
     present = [run_id for run_id in ids
                if os.path.exists(blob_path(coordinator_blobs(c), hashes[run_id]))]
-    retention = [l.split("retention: ", 1)[1].strip()
-                 for l in open(os.path.join(c.dir, "qanatd.log"), errors="replace")
-                 if "retention: " in l]
+    with open(os.path.join(c.dir, "qanatd.log"), errors="replace") as log:
+        retention = [l.split("retention: ", 1)[1].strip() for l in log if "retention: " in l]
     print("     blob dir after 6 runs: %d bytes in %d files; blobs of runs %s present"
           % (used, files, present))
     check(present == ids[-2:],
