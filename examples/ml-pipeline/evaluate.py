@@ -46,9 +46,11 @@ def ratio(num, den):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common.add_data_arg(parser)
+    parser.add_argument("--model", metavar="PATH",
+                        help="the model to evaluate (default: DATA/model.json)")
     args = parser.parse_args(argv)
 
-    model = common.read_json(os.path.join(args.data, "model.json"))
+    model = common.read_json(args.model or os.path.join(args.data, "model.json"))
     test_path = os.path.join(args.data, "test.csv")
     names, raw = common.read_csv(test_path)
     if names != model["features"]:

@@ -80,6 +80,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=common.positive_int, default=32)
     parser.add_argument("--seed", type=int, default=os.environ.get("QANAT_PARAM_SEED", "7"),
                         help="seed for the order of the mini-batches")
+    parser.add_argument("--model", metavar="PATH",
+                        help="where to write the model (default: DATA/model.json)")
     args = parser.parse_args(argv)
 
     train_path = os.path.join(args.data, "train.csv")
@@ -122,7 +124,7 @@ def main(argv=None):
         "train_loss": loss,
         "train_accuracy": accuracy,
     }
-    model_path = os.path.join(args.data, "model.json")
+    model_path = args.model or os.path.join(args.data, "model.json")
     common.write_json(model_path, model)
     print("weights: " + ", ".join(f"{n}={w:+.3f}" for n, w in zip(names, weights))
           + f", bias={bias:+.3f}", flush=True)
