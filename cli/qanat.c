@@ -1536,23 +1536,32 @@ s_cmd_stats (options_t *options, int argc, char **argv)
     qn_client_t *client = s_connect (options);
     Qanat__Envelope *reply = s_call (client, &request);
     Qanat__Stats *stats = reply->reply->stats;
-    printf (options->json?
-            "{\"malformed_agent_frames\":%llu,\"malformed_client_frames\":%llu,"
-            "\"bad_version\":%llu,\"events_committed\":%llu,\"duplicate_events\":%llu,"
-            "\"stale_events\":%llu,\"commits\":%llu,\"commit_failures\":%llu,\"denied\":%llu}\n"
-          : "malformed agent frames  %llu\nmalformed client frames %llu\n"
-            "bad protocol versions   %llu\nevents committed        %llu\nduplicate events        %llu\n"
-            "stale events            %llu\ncommits                 %llu\ncommit failures         %llu\n"
-            "denied                  %llu\n",
-            (unsigned long long) stats->malformed_agent_frames,
-            (unsigned long long) stats->malformed_client_frames,
-            (unsigned long long) stats->bad_version,
-            (unsigned long long) stats->events_committed,
-            (unsigned long long) stats->duplicate_events,
-            (unsigned long long) stats->stale_events,
-            (unsigned long long) stats->commits,
-            (unsigned long long) stats->commit_failures,
-            (unsigned long long) stats->denied);
+    struct { const char *key, *label; uint64_t value; } rows [] = {
+        { "malformed_agent_frames", "malformed agent frames", stats->malformed_agent_frames },
+        { "malformed_client_frames", "malformed client frames", stats->malformed_client_frames },
+        { "bad_version", "bad protocol versions", stats->bad_version },
+        { "events_committed", "events committed", stats->events_committed },
+        { "duplicate_events", "duplicate events", stats->duplicate_events },
+        { "stale_events", "stale events", stats->stale_events },
+        { "commits", "commits", stats->commits },
+        { "commit_failures", "commit failures", stats->commit_failures },
+        { "denied", "denied", stats->denied },
+        { "blobs_stored", "blobs stored", stats->blobs_stored },
+        { "blob_bytes_in", "blob bytes in", stats->blob_bytes_in },
+        { "blob_bytes_out", "blob bytes out", stats->blob_bytes_out },
+        { "runs_deleted", "runs deleted (retention)", stats->runs_deleted },
+        { "blob_bytes_freed", "blob bytes freed", stats->blob_bytes_freed },
+    };
+    size_t count = sizeof rows / sizeof rows [0];
+    if (options->json)
+        printf ("{");
+    for (size_t i = 0; i < count; i++)
+        if (options->json)
+            printf ("%s\"%s\":%llu", i? ",": "", rows [i].key, (unsigned long long) rows [i].value);
+        else
+            printf ("%-24s %llu\n", rows [i].label, (unsigned long long) rows [i].value);
+    if (options->json)
+        printf ("}\n");
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;

@@ -78,6 +78,14 @@ typedef struct {
     uint64_t seq;
 } pending_ack_t;
 
+//  A blob stored for an attempt whose Finished has not come yet
+typedef struct {
+    int64_t when;                       //  zclock_mono when it was stored
+    uint64_t run_id;
+    uint32_t task;
+    uint32_t attempt;
+} upload_t;
+
 //  Something to send once the turn's commit has succeeded.
 typedef struct {
     zsock_t *sock;
@@ -635,9 +643,9 @@ s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
     //  Uploads of the last hour may belong to attempts still on their way
     int64_t now = zclock_mono ();
     zlistx_t *old = zlistx_new ();
-    for (int64_t *when = (int64_t *) zhashx_first (self->uploading); when;
-         when = (int64_t *) zhashx_next (self->uploading))
-        if (now - *when > 3600 * 1000)
+    for (upload_t *upload = (upload_t *) zhashx_first (self->uploading); upload;
+         upload = (upload_t *) zhashx_next (self->uploading))
+        if (now - upload->when > 3600 * 1000)
             zlistx_add_end (old, (void *) zhashx_cursor (self->uploading));
     for (const char *hash = (const char *) zlistx_first (old); hash;
          hash = (const char *) zlistx_next (old))
@@ -1586,10 +1594,27 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
     return failure;
 }
 
+//  The attempt's Finished is in: its uploads are referenced by its
+//  record now (or by nothing, and retention may take them).
+static void
+s_uploads_settled (qn_coordinator_t *self, uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    zlistx_t *done = zlistx_new ();
+    for (upload_t *upload = (upload_t *) zhashx_first (self->uploading); upload;
+         upload = (upload_t *) zhashx_next (self->uploading))
+        if (upload->run_id == run_id && upload->task == task && upload->attempt == attempt)
+            zlistx_add_end (done, (void *) zhashx_cursor (self->uploading));
+    for (const char *hash = (const char *) zlistx_first (done); hash;
+         hash = (const char *) zlistx_next (done))
+        zhashx_delete (self->uploading, hash);
+    zlistx_destroy (&done);
+}
+
 static void
 s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
                    Qanat__AttemptInfo *attempt, Qanat__Finished *finished)
 {
+    s_uploads_settled (self, run->id, (uint32_t) index, attempt->attempt);
     attempt->exit_code = finished->exit_code;
     attempt->signal = finished->signal;
     s_replace_string (&attempt->stack_trace, s_strdup (finished->stack_trace));
@@ -1768,10 +1793,15 @@ s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
     if (qn_store_begin (self->store) == 0)
         qn_store_blob_add (self->store, hash, size);
     //  Kept from retention until its attempt's Finished references it
-    int64_t *when = (int64_t *) malloc (sizeof (int64_t));
-    if (when) {
-        *when = zclock_mono ();
-        zhashx_update (self->uploading, hash, when);
+    upload_t *upload = (upload_t *) zmalloc (sizeof (upload_t));
+    if (upload) {
+        upload->when = zclock_mono ();
+        if (attempt) {
+            upload->run_id = attempt->run_id;
+            upload->task = attempt->task_index;
+            upload->attempt = attempt->attempt;
+        }
+        zhashx_update (self->uploading, hash, upload);
     }
     self->stats.blobs_stored++;
 }
@@ -2600,6 +2630,10 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         case QANAT__REQUEST__BODY_LIST_SECRETS: s_handle_list_secrets (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_BLOB:     s_handle_get_blob (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_STATS: {
+            qn_blobserver_stats_t blob_stats;
+            qn_blobserver_stats (self->blobserver, &blob_stats);
+            self->stats.blob_bytes_in = blob_stats.bytes_in;
+            self->stats.blob_bytes_out = blob_stats.bytes_out;
             Qanat__Reply reply = QANAT__REPLY__INIT;
             reply.id = request->id;
             reply.body_case = QANAT__REPLY__BODY_STATS;
