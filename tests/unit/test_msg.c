@@ -188,6 +188,19 @@ s_submit (void)
     return submit;
 }
 
+static Qanat__OutputRecord *
+s_output (const char *name, Qanat__ArtifactKind kind)
+{
+    NEW (output, Qanat__OutputRecord, qanat__output_record__init);
+    output->name = (char *) name;
+    output->kind = kind;
+    output->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    output->size = 200000000;
+    output->value = "1234";
+    output->location = "s3://ml/runs/blobs/0123";
+    return output;
+}
+
 static Qanat__AttemptInfo *
 s_attempt_info (uint32_t number, int32_t exit_code)
 {
@@ -204,6 +217,12 @@ s_attempt_info (uint32_t number, int32_t exit_code)
     info->last_seq = 100000 + number;
     info->pid = 4194304;
     info->end = "timeout";
+    info->backend = "slurm";
+    info->engine_job_id = "4711";
+    info->environment = "hpc";
+    info->host = "login-1.cluster";
+    SET_LIST (info, outputs, s_output ("model", QANAT__ARTIFACT_KIND__ARTIFACT_DIR),
+              s_output ("rows", QANAT__ARTIFACT_KIND__ARTIFACT_VALUE));
     return info;
 }
 
@@ -232,6 +251,7 @@ s_task_info (uint32_t index, const char *name, Qanat__TaskStatus status)
               s_check ("max(loss) < 2.5", "warning", "max(loss) = 1.2"));
     SET_LIST (task, selector, s_label ("gpu", "a100"), s_label ("env", "onprem"));
     task->retry_at_us = 1700000009000000LL;
+    task->cached_from = 41;
     return task;
 }
 
@@ -251,6 +271,7 @@ s_run_info (uint64_t run_id)
     run->cancel_requested = true;
     run->filename = "/home/me/ml/workflow.yaml";
     run->owner = "alice";
+    run->no_cache = true;
     return run;
 }
 
@@ -353,6 +374,8 @@ s_build_event_started (void)
     started->pid = 31337;
     started->host = "node-7.cluster";
     started->workdir = "/var/lib/qanat/runs/42/train.1";
+    started->backend = "kubernetes";
+    started->engine_job_id = "ml/qanat-42-train-1";
     event->started = started;
     return env;
 }
@@ -387,9 +410,12 @@ s_build_event_finished (void)
     finished->stack_trace = "Traceback (most recent call last):\n  ...\nKeyError: 'x'";
     finished->reason = "timed out after 90 s";
     finished->kind = QANAT__END_KIND__END_TIMEOUT;
+    SET_LIST (finished, outputs, s_output ("model", QANAT__ARTIFACT_KIND__ARTIFACT_DIR));
     event->finished = finished;
     return env;
 }
+
+static Qanat__Assign *s_assign_body (void);
 
 static Qanat__Envelope *
 s_build_welcome (void)
@@ -399,13 +425,14 @@ s_build_welcome (void)
     welcome->heartbeat_ms = 1000;
     welcome->suspect_after_ms = 5000;
     welcome->lost_after_ms = 30000;
+    SET_LIST (welcome, held, s_assign_body ());
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_WELCOME);
     env->welcome = welcome;
     return env;
 }
 
-static Qanat__Envelope *
-s_build_assign (void)
+static Qanat__Assign *
+s_assign_body (void)
 {
     NEW (assign, Qanat__Assign, qanat__assign__init);
     assign->attempt = s_ref (42, 1, 3);
@@ -419,8 +446,106 @@ s_build_assign (void)
     assign->memory_mb = 1ULL << 40;
     assign->gpus = 2;
     SET_LIST (assign, redact, "hunter2", "s3cr\xc3\xa9t");
+    assign->backend = "slurm";
+    SET_LIST (assign, backend_options, s_label ("partition", "gpu"),
+              s_label ("sbatch_arg", "--exclusive"));
+    NEW (input, Qanat__InputSpec, qanat__input_spec__init);
+    input->name = "dataset";
+    input->kind = QANAT__ARTIFACT_KIND__ARTIFACT_DIR;
+    input->hash = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    input->size = 182;
+    input->path = "data/in";
+    input->value = "-";
+    input->location = "s3://ml/runs/blobs/fedc";
+    SET_LIST (assign, inputs, input);
+    NEW (output, Qanat__OutputSpec, qanat__output_spec__init);
+    output->name = "model";
+    output->path = "model.bin";
+    output->value = true;
+    SET_LIST (assign, outputs, output);
+    NEW (store, Qanat__ArtifactStore, qanat__artifact_store__init);
+    store->kind = "s3";
+    store->bucket = "ml";
+    store->prefix = "runs/";
+    store->endpoint = "http://127.0.0.1:9000";
+    store->region = "eu-west-1";
+    store->path_style = true;
+    assign->store = store;
+    return assign;
+}
+
+static Qanat__Envelope *
+s_build_assign (void)
+{
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_ASSIGN);
-    env->assign = assign;
+    env->assign = s_assign_body ();
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_blob_offer (void)
+{
+    NEW (offer, Qanat__BlobOffer, qanat__blob_offer__init);
+    offer->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    offer->size = 1ULL << 40;
+    offer->attempt = s_ref (42, 1, 3);
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_BLOB_OFFER);
+    env->blob_offer = offer;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_blob_want (void)
+{
+    NEW (want, Qanat__BlobWant, qanat__blob_want__init);
+    want->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    want->offset = 262144;
+    want->window = 2097152;
+    want->complete = true;
+    want->error = "unknown blob";
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_BLOB_WANT);
+    env->blob_want = want;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_blob_chunk (void)
+{
+    NEW (chunk, Qanat__BlobChunk, qanat__blob_chunk__init);
+    chunk->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    chunk->offset = 524288;
+    chunk->data = s_bytes ("chunk\0data", 10);
+    chunk->sha256 = s_bytes ("0123456789abcdef0123456789abcdef", 32);
+    chunk->error = "gone";
+    Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_BLOB_CHUNK);
+    env->blob_chunk = chunk;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_get_blob (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_GET_BLOB);
+    NEW (get, Qanat__GetBlob, qanat__get_blob__init);
+    get->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    get->offset = 1048576;
+    get->size = 65536;
+    request->get_blob = get;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_blob (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_BLOB);
+    NEW (data, Qanat__BlobData, qanat__blob_data__init);
+    data->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    data->offset = 3;
+    data->total_size = 1ULL << 33;
+    data->data = s_bytes ("abc", 3);
+    reply->blob = data;
     return env;
 }
 
@@ -473,6 +598,7 @@ s_build_request_start_run (void)
     NEW (start, Qanat__StartRun, qanat__start_run__init);
     start->workflow = s_submit ();
     SET_LIST (start, params, s_param ("epochs", "3"), s_param ("dataset", "/data/x y.csv"));
+    start->no_cache = true;
     request->start_run = start;
     return env;
 }
@@ -800,6 +926,11 @@ s_build_reply_stats (void)
     stats->commits = 7;
     stats->commit_failures = 8;
     stats->denied = 9;
+    stats->runs_deleted = 10;
+    stats->blob_bytes_freed = 11;
+    stats->blobs_stored = 12;
+    stats->blob_bytes_in = 13;
+    stats->blob_bytes_out = 14;
     reply->stats = stats;
     return env;
 }
@@ -817,7 +948,8 @@ s_build_reply_stats (void)
     X (request_revoke_agent) X (request_set_secret) X (request_list_secrets) \
     X (reply_token) X (reply_user_key) X (reply_secrets) \
     X (reply_error) X (reply_workflow) X (reply_run) X (reply_runs) X (reply_logs) \
-    X (reply_metrics) X (reply_agents) X (reply_stats)
+    X (reply_metrics) X (reply_agents) X (reply_stats) \
+    X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (reply_blob)
 
 typedef struct {
     const char *name;
