@@ -122,9 +122,11 @@ def stdout_lines(logs, task, attempt):
 
 
 def duplicates(logs):
-    """Lines stored more than once: by (task, attempt, seq), and by content
-    within an attempt (every line our tasks print is unique)."""
-    by_seq = collections.Counter((l["task"], l["attempt"], l["seq"]) for l in logs)
+    """Lines stored more than once: by (task, attempt, seq, line), and by
+    content within an attempt (every line our tasks print is unique).  One
+    event (one seq) may carry several lines: the agent packs the lines of
+    one read into one chunk."""
+    by_seq = collections.Counter((l["task"], l["attempt"], l["seq"], l["data"]) for l in logs)
     by_data = collections.Counter((l["task"], l["attempt"], l["data"]) for l in logs
                                   if l["stream"] == "stdout")
     return max(sum(n - 1 for n in by_seq.values()), sum(n - 1 for n in by_data.values()))
