@@ -3,9 +3,12 @@
     a task's backend options.  See qn_backend.h for the ops contract.
 */
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "qn_msg.h"
+#include "qn_metric.h"
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
@@ -107,4 +110,108 @@ qn_backend_make_workdir (const Qanat__Assign *assign, const char *workdir, char 
         return -1;
     }
     return 0;
+}
+
+void
+qn_backend_system_logv (const qn_backend_events_t *events, void *arg, const qn_attempt_key_t *key,
+                        const char *format, va_list args)
+{
+    char text [512];
+    int size = vsnprintf (text, sizeof (text), format, args);
+    if (size < 0)
+        return;
+    if ((size_t) size >= sizeof (text))
+        size = sizeof (text) - 1;
+    events->log (arg, key, QANAT__STREAM__STREAM_SYSTEM, text, (size_t) size, false,
+                 qn_now_us ());
+}
+
+void
+qn_backend_system_log (const qn_backend_events_t *events, void *arg, const qn_attempt_key_t *key,
+                       const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    qn_backend_system_logv (events, arg, key, format, args);
+    va_end (args);
+}
+
+void
+qn_backend_signal_name (int sig, char *buffer, size_t size)
+{
+    const char *abbrev = sigabbrev_np (sig);
+    if (abbrev)
+        snprintf (buffer, size, "SIG%s", abbrev);
+    else
+        snprintf (buffer, size, "signal %d", sig);
+}
+
+void
+qn_backend_safe_name (const char *name, size_t max, char *buffer, size_t size)
+{
+    size_t at = 0;
+    for (const char *cur = name? name: ""; *cur && at + 1 < size && at < max; cur++) {
+        char c = *cur;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+               || c == '_' || c == '.' || c == '-';
+        buffer [at++] = ok? c: '_';
+    }
+    if (at == 0 && size > 1)
+        buffer [at++] = '_';
+    if (size)
+        buffer [at] = '\0';
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb;
+    (void) flag;
+    (void) ftw;
+    return remove (path);
+}
+
+int
+qn_backend_remove_tree (const char *path)
+{
+    struct stat st;
+    if (lstat (path, &st) == -1)
+        return errno == ENOENT? 0: -1;
+    return nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void
+qn_backend_metrics_line (qn_backend_metrics_t *state, const char *data, size_t size,
+                         bool partial, const qn_backend_events_t *events, void *arg,
+                         const qn_attempt_key_t *key)
+{
+    if (state->overlong) {
+        //  Rest of a line we already reported
+        if (!partial)
+            state->overlong = false;
+        return;
+    }
+    state->line++;
+    if (partial) {
+        state->overlong = true;
+        qn_backend_system_log (events, arg, key, "ignored metrics line %" PRIu64
+                               ": line too long", state->line);
+        return;
+    }
+    bool blank = true;
+    for (size_t i = 0; i < size && blank; i++)
+        if (data [i] != ' ' && data [i] != '\t' && data [i] != '\r')
+            blank = false;
+    if (blank)
+        return;
+    char name [QN_METRIC_NAME_MAX + 1];
+    double value = 0;
+    int64_t step = 0;
+    bool has_step = false;
+    const char *error = NULL;
+    if (qn_metric_parse_line (data, size, name, &value, &step, &has_step, &error) == 0)
+        events->metric (arg, key, name, value, step, has_step, qn_now_us ());
+    else
+        qn_backend_system_log (events, arg, key, "ignored metrics line %" PRIu64 ": %s",
+                               state->line, error? error: "invalid line");
 }

@@ -27,6 +27,7 @@
 #define QN_BACKEND_H_INCLUDED
 
 #include <czmq.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "qanat.pb-c.h"
@@ -172,6 +173,46 @@ const char *
 int
     qn_backend_make_workdir (const Qanat__Assign *assign, const char *workdir, char *error,
                              size_t error_size);
+
+//  ---------------------------------------------------------------------
+//  What backends share
+
+//  A system log line (STREAM_SYSTEM) of an attempt, printf-style; cut at
+//  512 bytes.
+void
+    qn_backend_system_log (const qn_backend_events_t *events, void *arg,
+                           const qn_attempt_key_t *key, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+void
+    qn_backend_system_logv (const qn_backend_events_t *events, void *arg,
+                            const qn_attempt_key_t *key, const char *format, va_list args);
+
+//  "SIGKILL", or "signal 70" for a number without a name.
+void
+    qn_backend_signal_name (int sig, char *buffer, size_t size);
+
+//  Keeps [A-Za-z0-9_.-] of a task name, at most max bytes and never
+//  empty, so that a hostile name cannot leave a directory it names.
+void
+    qn_backend_safe_name (const char *name, size_t max, char *buffer, size_t size);
+
+//  Removes path and everything below it (no symlink followed); a path
+//  that is not there is fine.  0 or -1.
+int
+    qn_backend_remove_tree (const char *path);
+
+//  Where an attempt's metrics file reader stands
+typedef struct {
+    uint64_t line;              //  line number, for messages
+    bool overlong;              //  inside a line longer than a chunk
+} qn_backend_metrics_t;
+
+//  One line (or piece) of an attempt's $QANAT_METRICS file: a metric, or a
+//  system log line saying why it was ignored.  Blank lines are skipped.
+void
+    qn_backend_metrics_line (qn_backend_metrics_t *state, const char *data, size_t size,
+                             bool partial, const qn_backend_events_t *events, void *arg,
+                             const qn_attempt_key_t *key);
 
 //  The backends this agent build offers, NULL-terminated
 extern const qn_backend_ops_t *qn_backends [];

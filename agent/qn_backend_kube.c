@@ -297,17 +297,10 @@ s_lookup (s_kube_t *self, const qn_attempt_key_t *key)
 static void
 s_system_log (s_attempt_t *self, const char *format, ...)
 {
-    char text [600];
     va_list args;
     va_start (args, format);
-    int size = vsnprintf (text, sizeof (text), format, args);
+    qn_backend_system_logv (self->backend->events, self->backend->arg, &self->key, format, args);
     va_end (args);
-    if (size < 0)
-        return;
-    if ((size_t) size >= sizeof (text))
-        size = sizeof (text) - 1;
-    self->backend->events->log (self->backend->arg, &self->key, QANAT__STREAM__STREAM_SYSTEM,
-                                text, (size_t) size, false, qn_now_us ());
 }
 
 //  The message of a Kubernetes Status answer, or the transport error

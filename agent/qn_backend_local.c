@@ -80,8 +80,7 @@ typedef struct {
 
     int metrics_fd;             //  -1 once read to the end after exit
     qn_linebuf_t *metrics_buf;
-    uint64_t metrics_line;      //  line number for error messages
-    bool metrics_overlong;      //  inside a line longer than a chunk
+    qn_backend_metrics_t metrics;   //  where the metrics file reader stands
     int64_t metrics_next_ms;
 
     int64_t deadline_ms;        //  timeout; 0 = none
@@ -310,22 +309,6 @@ s_on_log_line (const char *data, size_t size, bool partial, void *arg)
                                    data, size, partial, ctx->time_us);
 }
 
-static void
-s_system_log (s_attempt_t *self, const char *format, ...)
-{
-    char text [512];
-    va_list args;
-    va_start (args, format);
-    int size = vsnprintf (text, sizeof (text), format, args);
-    va_end (args);
-    if (size < 0)
-        return;
-    if ((size_t) size >= sizeof (text))
-        size = sizeof (text) - 1;
-    self->backend->events->log (self->backend->arg, &self->key, QANAT__STREAM__STREAM_SYSTEM,
-                                text, (size_t) size, false, qn_now_us ());
-}
-
 //  Closes one pipe after its end of file (or when we give up on it),
 //  handing out a last unterminated line.
 static void
@@ -442,37 +425,8 @@ static void
 s_on_metrics_line (const char *data, size_t size, bool partial, void *arg)
 {
     s_attempt_t *self = (s_attempt_t *) arg;
-    if (self->metrics_overlong) {
-        //  Rest of a line we already reported
-        if (!partial)
-            self->metrics_overlong = false;
-        return;
-    }
-    self->metrics_line++;
-    if (partial) {
-        self->metrics_overlong = true;
-        s_system_log (self, "ignored metrics line %" PRIu64 ": line too long",
-                      self->metrics_line);
-        return;
-    }
-    bool blank = true;
-    for (size_t i = 0; i < size && blank; i++)
-        if (data [i] != ' ' && data [i] != '\t' && data [i] != '\r')
-            blank = false;
-    if (blank)
-        return;
-
-    char name [QN_METRIC_NAME_MAX + 1];
-    double value = 0;
-    int64_t step = 0;
-    bool has_step = false;
-    const char *error = NULL;
-    if (qn_metric_parse_line (data, size, name, &value, &step, &has_step, &error) == 0)
-        self->backend->events->metric (self->backend->arg, &self->key, name, value,
-                                       step, has_step, qn_now_us ());
-    else
-        s_system_log (self, "ignored metrics line %" PRIu64 ": %s", self->metrics_line,
-                      error? error: "invalid line");
+    qn_backend_metrics_line (&self->metrics, data, size, partial, self->backend->events,
+                             self->backend->arg, &self->key);
 }
 
 //  Reads up to S_METRICS_READ_MAX new bytes.  Returns 1 when the end of
@@ -499,16 +453,6 @@ s_read_metrics (s_attempt_t *self)
 
 //  ---------------------------------------------------------------------
 //  Finishing
-
-static void
-s_describe_signal (int sig, char *buffer, size_t size)
-{
-    const char *abbrev = sigabbrev_np (sig);
-    if (abbrev)
-        snprintf (buffer, size, "SIG%s", abbrev);
-    else
-        snprintf (buffer, size, "signal %d", sig);
-}
 
 //  The child writes to the close-on-exec pipe only when it could not
 //  exec; a successful exec closes it empty.  Read once the process ended,
@@ -543,7 +487,7 @@ s_attempt_finish (s_attempt_t *self)
     else
     if (sig) {
         char name [64];
-        s_describe_signal (sig, name, sizeof (name));
+        qn_backend_signal_name (sig, name, sizeof (name));
         snprintf (reason, sizeof (reason), "killed by signal %s", name);
     }
     else
@@ -664,47 +608,12 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
 //  ---------------------------------------------------------------------
 //  Starting
 
-//  Keeps [A-Za-z0-9_.-] of a task name so that a hostile name cannot
-//  leave the attempts directory.
-static void
-s_safe_name (const char *name, char *buffer, size_t size)
-{
-    size_t at = 0;
-    for (const char *cur = name; *cur && at + 1 < size && at < S_TASK_NAME_MAX; cur++) {
-        char c = *cur;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-               || c == '_' || c == '.' || c == '-';
-        buffer [at++] = ok? c: '_';
-    }
-    if (at == 0 && size > 1)
-        buffer [at++] = '_';
-    buffer [at] = '\0';
-}
-
 static int
 s_mkdir (const char *path, mode_t mode)
 {
     if (mkdir (path, mode) == 0 || errno == EEXIST)
         return 0;
     return -1;
-}
-
-static int
-s_remove_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove (path);
-}
-
-static int
-s_remove_tree (const char *path)
-{
-    struct stat st;
-    if (lstat (path, &st) == -1)
-        return errno == ENOENT? 0: -1;
-    return nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static bool
@@ -949,7 +858,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         }
 
     char safe [S_TASK_NAME_MAX + 1];
-    s_safe_name (assign->task_name? assign->task_name: "", safe, sizeof (safe));
+    qn_backend_safe_name (assign->task_name? assign->task_name: "", S_TASK_NAME_MAX, safe, sizeof (safe));
     char *attempts_dir = NULL;
     char *dir = NULL;
     char *workdir = NULL;
@@ -998,7 +907,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh work directory, even when an earlier agent left one behind
-    if (s_remove_tree (workdir) == -1) {
+    if (qn_backend_remove_tree (workdir) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", workdir, strerror (errno));
         goto done;
     }

@@ -77,8 +77,7 @@ typedef struct {
     qn_command_t *show;         //  scontrol show job, for the end state
     s_file_t out, err, metrics;
     qn_stacktrace_t *ring;
-    uint64_t metrics_line;
-    bool metrics_overlong;
+    qn_backend_metrics_t metrics_reader;    //  where the metrics file reader stands
     char cursor [QN_BACKEND_CURSOR_MAX + 1];    //  last reported
     size_t env_skipped;         //  environment names sh cannot export
 
@@ -125,22 +124,6 @@ static int s_poll_tick (zloop_t *loop, int timer_id, void *arg);
 
 //  ---------------------------------------------------------------------
 //  Small helpers (pure, unit-tested)
-
-//  Keeps [A-Za-z0-9_.-], at most S_NAME_MAX bytes, never empty
-static void
-s_safe_name (const char *name, char *buffer, size_t size)
-{
-    size_t at = 0;
-    for (const char *cur = name? name: ""; *cur && at + 1 < size && at < S_NAME_MAX; cur++) {
-        char c = *cur;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-               || c == '_' || c == '.' || c == '-';
-        buffer [at++] = ok? c: '_';
-    }
-    if (at == 0 && size > 1)
-        buffer [at++] = '_';
-    buffer [at] = '\0';
-}
 
 //  Writes text single-quoted for sh: every byte literal, ' as '\''
 static void
@@ -597,16 +580,6 @@ s_parse_squeue (const char *text, size_t size, s_squeue_fn *fn, void *arg)
     }
 }
 
-static void
-s_describe_signal (int sig, char *buffer, size_t size)
-{
-    const char *abbrev = sig > 0 && sig < NSIG? sigabbrev_np (sig): NULL;
-    if (abbrev)
-        snprintf (buffer, size, "SIG%s", abbrev);
-    else
-        snprintf (buffer, size, "signal %d", sig);
-}
-
 typedef struct {
     int exit_code;
     int signal;
@@ -658,7 +631,7 @@ s_outcome (const char *job_id, bool gone, const s_job_info_t *info, const char *
     if (streq (state, "FAILED")) {
         char name [64];
         if (sig) {
-            s_describe_signal (sig, name, sizeof (name));
+            qn_backend_signal_name (sig, name, sizeof (name));
             snprintf (outcome->reason, sizeof (outcome->reason), "killed by signal %s", name);
         }
         else
@@ -793,17 +766,10 @@ s_run (s_slurm_t *self, s_argv_t *argv, qn_command_fn *fn, void *arg)
 static void
 s_system_log (s_attempt_t *self, const char *format, ...)
 {
-    char text [512];
     va_list args;
     va_start (args, format);
-    int size = vsnprintf (text, sizeof (text), format, args);
+    qn_backend_system_logv (self->backend->events, self->backend->arg, &self->key, format, args);
     va_end (args);
-    if (size < 0)
-        return;
-    if ((size_t) size >= sizeof (text))
-        size = sizeof (text) - 1;
-    self->backend->events->log (self->backend->arg, &self->key, QANAT__STREAM__STREAM_SYSTEM,
-                                text, (size_t) size, false, qn_now_us ());
 }
 
 //  First line of hostile command output, printable, for a reason
@@ -844,35 +810,8 @@ static void
 s_on_metrics_line (const char *data, size_t size, bool partial, void *arg)
 {
     s_attempt_t *self = (s_attempt_t *) arg;
-    if (self->metrics_overlong) {
-        if (!partial)
-            self->metrics_overlong = false;
-        return;
-    }
-    self->metrics_line++;
-    if (partial) {
-        self->metrics_overlong = true;
-        s_system_log (self, "ignored metrics line %" PRIu64 ": line too long",
-                      self->metrics_line);
-        return;
-    }
-    bool blank = true;
-    for (size_t i = 0; i < size && blank; i++)
-        if (data [i] != ' ' && data [i] != '\t' && data [i] != '\r')
-            blank = false;
-    if (blank)
-        return;
-    char name [QN_METRIC_NAME_MAX + 1];
-    double value = 0;
-    int64_t step = 0;
-    bool has_step = false;
-    const char *error = NULL;
-    if (qn_metric_parse_line (data, size, name, &value, &step, &has_step, &error) == 0)
-        self->backend->events->metric (self->backend->arg, &self->key, name, value,
-                                       step, has_step, qn_now_us ());
-    else
-        s_system_log (self, "ignored metrics line %" PRIu64 ": %s", self->metrics_line,
-                      error? error: "invalid line");
+    qn_backend_metrics_line (&self->metrics_reader, data, size, partial, self->backend->events,
+                             self->backend->arg, &self->key);
 }
 
 //  Reads up to S_READ_MAX new bytes of one file.  Returns 1 at its end
@@ -1260,24 +1199,6 @@ s_tail_tick (zloop_t *loop, int timer_id, void *arg)
 //  Starting
 
 static int
-s_remove_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove (path);
-}
-
-static int
-s_remove_tree (const char *path)
-{
-    struct stat st;
-    if (lstat (path, &st) == -1)
-        return errno == ENOENT? 0: -1;
-    return nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int
 s_mkdirs (const char *path, mode_t mode)
 {
     char *copy = strdup (path);
@@ -1432,8 +1353,8 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     char task [S_NAME_MAX + 1], agent [S_NAME_MAX + 1];
-    s_safe_name (assign->task_name, task, sizeof (task));
-    s_safe_name (self->agent_name, agent, sizeof (agent));
+    qn_backend_safe_name (assign->task_name, S_NAME_MAX, task, sizeof (task));
+    qn_backend_safe_name (self->agent_name, S_NAME_MAX, agent, sizeof (agent));
     char comment [300];
     snprintf (comment, sizeof (comment), "qanat run=%" PRIu64 " task=%s attempt=%u agent=%s",
               key.run_id, task, key.attempt, agent);
@@ -1453,7 +1374,7 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh directory, even when an earlier agent left one behind
-    if (s_remove_tree (attempt->dir) == -1 || s_mkdirs (attempt->dir, 0700) == -1) {
+    if (qn_backend_remove_tree (attempt->dir) == -1 || s_mkdirs (attempt->dir, 0700) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", attempt->dir, strerror (errno));
         goto done;
     }
@@ -1538,7 +1459,7 @@ s_slurm_reattach (void *state, const Qanat__Assign *assign, const char *engine_j
     }
     memcpy (attempt->job_id, job_id, sizeof (job_id));
     char name [S_NAME_MAX + 1];
-    s_safe_name (assign->task_name, name, sizeof (name));
+    qn_backend_safe_name (assign->task_name, S_NAME_MAX, name, sizeof (name));
     if (asprintf (&attempt->job_name, "qanat-%" PRIu64 "-%s-%u", key.run_id, name,
                   key.attempt) < 0)
         attempt->job_name = NULL;

@@ -26,7 +26,7 @@ s_tempdir (void)
 static void
 s_rmdir (char *dir)
 {
-    s_remove_tree (dir);
+    qn_backend_remove_tree (dir);
     free (dir);
 }
 
@@ -190,16 +190,16 @@ test_safe_name (void **state)
 {
     (void) state;
     char buffer [S_NAME_MAX + 1];
-    s_safe_name ("train model/../x", buffer, sizeof (buffer));
+    qn_backend_safe_name ("train model/../x", S_NAME_MAX, buffer, sizeof (buffer));
     assert_string_equal (buffer, "train_model_.._x");
-    s_safe_name ("", buffer, sizeof (buffer));
+    qn_backend_safe_name ("", S_NAME_MAX, buffer, sizeof (buffer));
     assert_string_equal (buffer, "_");
-    s_safe_name (NULL, buffer, sizeof (buffer));
+    qn_backend_safe_name (NULL, S_NAME_MAX, buffer, sizeof (buffer));
     assert_string_equal (buffer, "_");
     char long_name [300];
     memset (long_name, 'a', sizeof (long_name) - 1);
     long_name [sizeof (long_name) - 1] = '\0';
-    s_safe_name (long_name, buffer, sizeof (buffer));
+    qn_backend_safe_name (long_name, S_NAME_MAX, buffer, sizeof (buffer));
     assert_int_equal (strlen (buffer), S_NAME_MAX);
 }
 
