@@ -1607,20 +1607,6 @@ static void s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat
 static void s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status,
                             const char *error, Qanat__Label **env, size_t env_count);
 
-//  A copy of an assignment that outlives its message
-static Qanat__Assign *
-s_assign_copy (const Qanat__Assign *assign)
-{
-    size_t size = qanat__assign__get_packed_size (assign);
-    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
-    if (!buffer)
-        return NULL;
-    qanat__assign__pack (assign, buffer);
-    Qanat__Assign *copy = qanat__assign__unpack (NULL, size, buffer);
-    free (buffer);
-    return copy;
-}
-
 static void
 s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
 {
@@ -1695,7 +1681,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->backend_name = self->backends [backend].ops->name;
     attempt->running = true;
     if (assign->n_inputs || assign->n_outputs) {
-        attempt->assign = s_assign_copy (assign);
+        attempt->assign = qn_backend_assign_copy (assign);
         if (!attempt->assign) {
             s_on_finished (self, &key, -1, 0, "", "agent out of memory",
                            QANAT__END_KIND__END_START_FAILED);

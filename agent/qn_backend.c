@@ -215,3 +215,17 @@ qn_backend_metrics_line (qn_backend_metrics_t *state, const char *data, size_t s
         qn_backend_system_log (events, arg, key, "ignored metrics line %" PRIu64 ": %s",
                                state->line, error? error: "invalid line");
 }
+
+Qanat__Assign *
+qn_backend_assign_copy (const Qanat__Assign *assign)
+{
+    //  Through the codec: every nested message and string copied at once
+    size_t size = qanat__assign__get_packed_size (assign);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    if (!buffer)
+        return NULL;
+    qanat__assign__pack (assign, buffer);
+    Qanat__Assign *copy = qanat__assign__unpack (NULL, size, buffer);
+    free (buffer);
+    return copy;
+}

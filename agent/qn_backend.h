@@ -161,6 +161,11 @@ int
     qn_backend_options_check (const qn_backend_config_t *config, const char *backend,
                               const char *const *known, char *error, size_t error_size);
 
+//  A deep copy of an assignment that outlives its message (free with
+//  qanat__assign__free_unpacked), or NULL.
+Qanat__Assign *
+    qn_backend_assign_copy (const Qanat__Assign *assign);
+
 //  The value of the task's backend option key (Assign.backend_options),
 //  the first one if repeated, or NULL.
 const char *

@@ -12,7 +12,6 @@
 #include "qn_agent.h"
 #include "qn_s3.h"
 #include <pthread.h>
-#include <ftw.h>
 
 typedef struct _job_t job_t;
 
@@ -146,24 +145,6 @@ qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, char *stage, si
         snprintf (values, values_size, "%s/%s", self->values_root, name);
 }
 
-static int
-s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void) st; (void) flag; (void) ftw;
-    //  Staged files are read-only; their directory must be writable to go
-    if (flag == FTW_DP)
-        chmod (path, 0700);
-    return remove (path);
-}
-
-static void
-s_remove_tree (const char *path)
-{
-    struct stat st;
-    if (lstat (path, &st) == 0)
-        nftw (path, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void
 s_job_destroy (job_t **job_p)
 {
@@ -195,20 +176,6 @@ s_job_destroy (job_t **job_p)
     *job_p = NULL;
 }
 
-//  A copy of the assignment that outlives the message
-static Qanat__Assign *
-s_copy_assign (const Qanat__Assign *assign)
-{
-    size_t size = qanat__assign__get_packed_size (assign);
-    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
-    if (!buffer)
-        return NULL;
-    qanat__assign__pack (assign, buffer);
-    Qanat__Assign *copy = qanat__assign__unpack (NULL, size, buffer);
-    free (buffer);
-    return copy;
-}
-
 static job_t *
 s_job_new (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign, void *arg)
 {
@@ -218,7 +185,7 @@ s_job_new (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *
     job->arg = arg;
     job->pipe [0] = job->pipe [1] = -1;
     s_key_name (key, job->name, sizeof job->name);
-    job->assign = s_copy_assign (assign);
+    job->assign = qn_backend_assign_copy (assign);
     if (!job->assign) {
         free (job);
         return NULL;
@@ -400,7 +367,7 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
         s_forget_job (self, job);
         return -1;
     }
-    s_remove_tree (stage);
+    qn_backend_remove_tree (stage);
     if (mkdir (stage, 0700) == -1)
         s_fail (job, "cannot create %s: %s", stage, strerror (errno));
     for (size_t i = 0; i < job->assign->n_inputs; i++)
@@ -942,7 +909,7 @@ qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key)
     if (job)
         s_forget_job (self, job);
     qn_stager_paths (self, key, stage, sizeof stage, values, sizeof values);
-    s_remove_tree (stage);
+    qn_backend_remove_tree (stage);
     unlink (values);
 }
 
