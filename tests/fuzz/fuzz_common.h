@@ -24,6 +24,7 @@
 #include "qn_workflow.h"
 #include "qn_token.h"
 #include "qn_metric.h"
+#include "qn_tree.h"
 
 //  A malloc'd copy of size bytes, NUL-terminated when terminate is set
 //  (for APIs that take C strings) and exactly size bytes otherwise.
@@ -180,6 +181,38 @@ fz_token_one (const uint8_t *data, size_t size)
     int result = qn_token_parse (formatted, &again, &error) == 0
               && memcmp (&token, &again, sizeof token) == 0? 1: -1;
     free (formatted);
+    return result;
+}
+
+//  Parse a directory manifest (from the network or a blob store); one
+//  that parses is canonical: written back, it is the very same bytes.
+static inline int
+fz_manifest_one (const uint8_t *data, size_t size)
+{
+    char *error = NULL;
+    qn_tree_t *tree = qn_tree_parse_manifest ((const char *) data, size, &error);
+    if (!tree) {
+        int rc = error? 0: -1;
+        free (error);
+        return rc;
+    }
+    size_t again_size = 0;
+    char *again = qn_tree_manifest (tree, &again_size);
+    int result = again && again_size == size && memcmp (again, data, size) == 0? 1: -1;
+    for (size_t i = 0; result == 1 && i < qn_tree_count (tree); i++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, i);
+        //  No entry may name a way out of the directory it is staged in
+        if (!entry || entry->path [0] == '/' || entry->mode > 0777)
+            result = -1;
+        for (const char *at = entry? entry->path: ""; result == 1 && *at; ) {
+            size_t len = strcspn (at, "/");
+            if ((len == 2 && at [0] == '.' && at [1] == '.') || (len == 1 && at [0] == '.'))
+                result = -1;
+            at += len + (at [len] == '/');
+        }
+    }
+    free (again);
+    qn_tree_destroy (&tree);
     return result;
 }
 

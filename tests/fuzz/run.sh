@@ -23,7 +23,7 @@ seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 fuzzdir=$srcdir/tests/fuzz
 build=$fuzzdir/build
-ALL_TARGETS="fuzz_envelope fuzz_agent_socket fuzz_client_socket fuzz_workflow fuzz_check fuzz_token fuzz_metric_line"
+ALL_TARGETS="fuzz_envelope fuzz_agent_socket fuzz_client_socket fuzz_workflow fuzz_check fuzz_token fuzz_metric_line fuzz_manifest"
 
 seeds=no
 build_only=no

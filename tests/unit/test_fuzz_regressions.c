@@ -115,6 +115,7 @@ static void test_workflow (void **state)    { (void) state; s_target ("fuzz_work
 static void test_check (void **state)       { (void) state; s_target ("fuzz_check", fz_check_one); }
 static void test_token (void **state)       { (void) state; s_target ("fuzz_token", fz_token_one); }
 static void test_metric_line (void **state) { (void) state; s_target ("fuzz_metric_line", fz_metric_line_one); }
+static void test_manifest (void **state)    { (void) state; s_target ("fuzz_manifest", fz_manifest_one); }
 //  Each socket target gets a coordinator of its own, as each fuzzer
 //  process does.
 static void
@@ -201,6 +202,7 @@ main (void)
         cmocka_unit_test (test_workflow),
         cmocka_unit_test (test_check),
         cmocka_unit_test (test_token),
+        cmocka_unit_test (test_manifest),
         cmocka_unit_test (test_metric_line),
         cmocka_unit_test (test_agent_socket),
         cmocka_unit_test (test_client_socket),
