@@ -911,13 +911,13 @@ qn_workflow_destroy (qn_workflow_t **self_p)
             free (self->params [i].default_value);
             free (self->params [i].description);
             s_strv_free (self->params [i].allowed, self->params [i].allowed_count);
+        }
+        free (self->params);
         free (self->store.kind);
         free (self->store.bucket);
         free (self->store.prefix);
         free (self->store.endpoint);
         free (self->store.region);
-        }
-        free (self->params);
         for (size_t i = 0; i < self->task_count; i++)
             s_task_free (&self->tasks [i]);
         free (self->tasks);
