@@ -43,10 +43,7 @@ struct _s_item_t {
     bool has_attempt;
     Qanat__AttemptRef attempt;
     //  Download
-    uint64_t position;      //  bytes in the cache's partial
-    uint64_t asked_end;     //  end of the last want
-    bool refetching;        //  dropping stale chunks until the re-asked one
-    int failures;           //  whole-hash mismatches
+    qn_blobflow_receiver_t flow;
 };
 
 struct _qn_transfer_t {
@@ -59,6 +56,7 @@ struct _qn_transfer_t {
     size_t count;
     uint8_t *buffer;        //  one chunk
     qn_transfer_stats_t stats;
+    qn_blobflow_tally_t tally;  //  the downloads' chunks, added to stats
 };
 
 static void
@@ -114,9 +112,11 @@ qn_transfer_destroy (qn_transfer_t **self_p)
 // ---------------------------------------------------------------------
 // Messages
 
+//  A qn_blobflow_send_fn over self: nothing goes out while disconnected.
 static int
-s_send (qn_transfer_t *self, Qanat__Envelope *envelope)
+s_send (void *arg, Qanat__Envelope *envelope)
 {
+    qn_transfer_t *self = (qn_transfer_t *) arg;
     if (!self->connected)
         return -1;
     return self->send (self->send_arg, envelope);
@@ -126,40 +126,7 @@ static int
 s_send_want (qn_transfer_t *self, const char *hash, uint64_t offset, uint32_t window,
              bool complete, const char *error)
 {
-    Qanat__BlobWant want = QANAT__BLOB_WANT__INIT;
-    want.hash = (char *) hash;
-    want.offset = offset;
-    want.window = window;
-    want.complete = complete;
-    if (error)
-        want.error = (char *) error;
-    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
-    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
-    envelope.blob_want = &want;
-    return s_send (self, &envelope);
-}
-
-static int
-s_send_chunk (qn_transfer_t *self, const char *hash, uint64_t offset,
-              const uint8_t *data, size_t size, const char *error)
-{
-    Qanat__BlobChunk chunk = QANAT__BLOB_CHUNK__INIT;
-    uint8_t digest [32];
-    chunk.hash = (char *) hash;
-    chunk.offset = offset;
-    if (error)
-        chunk.error = (char *) error;
-    else {
-        qn_blobstore_hash_chunk (data, size, digest);
-        chunk.data.data = (uint8_t *) data;
-        chunk.data.len = size;
-        chunk.sha256.data = digest;
-        chunk.sha256.len = sizeof digest;
-    }
-    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
-    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
-    envelope.blob_chunk = &chunk;
-    return s_send (self, &envelope);
+    return qn_blobflow_send_want (s_send, self, hash, offset, window, complete, error);
 }
 
 static int
@@ -214,59 +181,59 @@ s_find (qn_transfer_t *self, s_kind_t kind, const char *hash)
     return NULL;
 }
 
-//  Asks for the bytes from offset, up to one window.
+//  Asks for a download's bytes as its receiver decided.
 static void
-s_ask (qn_transfer_t *self, s_item_t *item, uint64_t offset)
+s_ask (qn_transfer_t *self, s_item_t *item, const qn_blobflow_want_t *want)
 {
-    uint64_t rest = item->size - offset;
-    uint32_t window = rest < QN_TRANSFER_WINDOW? (uint32_t) rest: QN_TRANSFER_WINDOW;
-    item->asked_end = offset + window;
-    if (s_send_want (self, item->hash, offset, window, false, NULL) == 0)
+    if (s_send_want (self, item->hash, want->offset, want->window, false, NULL) == 0)
         item->announced = true;
 }
 
-//  The download holds every byte: verify the whole, or start again.
+//  Does what a download's receiver decided.
 static void
-s_download_finish (qn_transfer_t *self, s_item_t *item)
+s_download_act (qn_transfer_t *self, s_item_t *item, qn_blobflow_action_t action,
+                const qn_blobflow_want_t *want, const char *error)
 {
-    char error [256] = "";
-    if (qn_blobstore_finish (self->cache, item->hash, item->size, error, sizeof error) == 0) {
-        s_send_want (self, item->hash, item->size, 0, true, NULL);
-        s_complete (self, item, 0, NULL);
-        return;
+    switch (action) {
+        case QN_BLOBFLOW_WANT:
+        case QN_BLOBFLOW_REFETCH:
+        case QN_BLOBFLOW_RESTART:
+            s_ask (self, item, want);
+            break;
+        case QN_BLOBFLOW_WANT_MORE:
+            //  The transfer was announced by its first want already.
+            s_send_want (self, item->hash, want->offset, want->window, false, NULL);
+            break;
+        case QN_BLOBFLOW_COMPLETE:
+            s_send_want (self, item->hash, item->size, 0, true, NULL);
+            s_complete (self, item, 0, NULL);
+            break;
+        case QN_BLOBFLOW_PRESENT:
+            //  Nothing was asked for: the coordinator is not to be told.
+            s_complete (self, item, 0, NULL);
+            break;
+        case QN_BLOBFLOW_FAILED:
+            s_send_want (self, item->hash, 0, 0, false, "verification failed");
+            s_complete (self, item, -1, error);
+            break;
+        case QN_BLOBFLOW_BROKEN:
+            s_complete (self, item, -1, error);     //  the disk, not the data
+            break;
+        case QN_BLOBFLOW_DROPPED:
+        case QN_BLOBFLOW_WRITTEN:
+            break;                                  //  counted in the tally
     }
-    //  finish dropped the partial: the next try starts at 0.
-    item->position = 0;
-    item->refetching = false;
-    //  An empty blob has nothing to fetch again.
-    if (++item->failures >= QN_TRANSFER_MAX_FAILURES || item->size == 0) {
-        s_send_want (self, item->hash, 0, 0, false, "verification failed");
-        s_complete (self, item, -1, error);
-        return;
-    }
-    self->stats.restarts++;
-    s_ask (self, item, 0);
 }
 
 //  Takes a download up from what the cache holds.
 static void
 s_download_resume (qn_transfer_t *self, s_item_t *item)
 {
-    if (qn_blobstore_has (self->cache, item->hash)) {
-        s_complete (self, item, 0, NULL);
-        return;
-    }
-    item->position = qn_blobstore_partial (self->cache, item->hash);
-    if (item->position > item->size) {
-        //  Not the blob we were told of; start clean.
-        qn_blobstore_abandon (self->cache, item->hash);
-        item->position = 0;
-    }
-    item->refetching = false;
-    if (item->position == item->size)
-        s_download_finish (self, item);
-    else
-        s_ask (self, item, item->position);
+    qn_blobflow_want_t want = { 0, 0 };
+    char error [256] = "";
+    qn_blobflow_action_t action = qn_blobflow_resume (&item->flow, self->cache, &want,
+                                                      error, sizeof error);
+    s_download_act (self, item, action, &want, error);
 }
 
 static bool
@@ -326,7 +293,7 @@ s_settle (qn_transfer_t *self)
 }
 
 static s_item_t *
-s_item_new (s_kind_t kind, const char *hash, uint64_t size,
+s_item_new (qn_transfer_t *self, s_kind_t kind, const char *hash, uint64_t size,
             qn_transfer_done_fn *done, void *arg)
 {
     s_item_t *item = (s_item_t *) calloc (1, sizeof (s_item_t));
@@ -339,6 +306,8 @@ s_item_new (s_kind_t kind, const char *hash, uint64_t size,
     item->done = done;
     item->arg = arg;
     item->fd = -1;
+    if (kind == S_DOWNLOAD)
+        qn_blobflow_receiver_init (&item->flow, hash, size, &self->tally);
     return item;
 }
 
@@ -376,7 +345,7 @@ qn_transfer_upload (qn_transfer_t *self, const char *hash, uint64_t size,
         close (fd);
         return -1;
     }
-    s_item_t *item = s_item_new (S_UPLOAD, hash, size, done, arg);
+    s_item_t *item = s_item_new (self, S_UPLOAD, hash, size, done, arg);
     if (!item) {
         close (fd);
         return -1;
@@ -405,7 +374,7 @@ qn_transfer_download (qn_transfer_t *self, const char *hash, uint64_t size,
     assert (self);
     if (!qn_blobstore_valid_hash (hash))
         return -1;
-    s_item_t *item = s_item_new (S_DOWNLOAD, hash, size, done, arg);
+    s_item_t *item = s_item_new (self, S_DOWNLOAD, hash, size, done, arg);
     if (!item)
         return -1;
     return s_add (self, item);
@@ -430,27 +399,20 @@ s_pread_all (int fd, uint8_t *buffer, size_t size, uint64_t offset)
     return 0;
 }
 
-//  Answers one want: at most one window of the file, in chunks.
-static void
-s_upload_serve (qn_transfer_t *self, s_item_t *item, uint64_t offset, uint32_t window)
+//  A qn_blobflow_read_fn over an upload's file: all of size, or an error
+//  (the file is not to change, so a short read is one).
+static ssize_t
+s_upload_read (void *arg, const char *hash, uint64_t offset, uint8_t *buffer, size_t size,
+               char *error, size_t error_size)
 {
-    uint64_t rest = item->size - offset;
-    uint64_t end = offset + (rest < window? rest: window);
-    for (uint64_t at = offset; at < end; ) {
-        size_t size = end - at < QN_TRANSFER_CHUNK? (size_t) (end - at): QN_TRANSFER_CHUNK;
-        if (s_pread_all (item->fd, self->buffer, size, at)) {
-            char error [256];
-            snprintf (error, sizeof error, "cannot read %s at %" PRIu64 ": %s",
-                      item->path, at, strerror (errno));
-            s_send_chunk (self, item->hash, at, NULL, 0, error);
-            s_complete (self, item, -1, error);
-            return;
-        }
-        if (s_send_chunk (self, item->hash, at, self->buffer, size, NULL))
-            return;             //  not connected: the next want asks again
-        self->stats.bytes_sent += size;
-        at += size;
+    (void) hash;                //  the item's own
+    s_item_t *item = (s_item_t *) arg;
+    if (s_pread_all (item->fd, buffer, size, offset)) {
+        snprintf (error, error_size, "cannot read %s at %" PRIu64 ": %s",
+                  item->path, offset, strerror (errno));
+        return -1;
     }
+    return (ssize_t) size;
 }
 
 void
@@ -475,85 +437,17 @@ qn_transfer_on_want (qn_transfer_t *self, const Qanat__BlobWant *want)
     if (want->offset > item->size)
         self->stats.dropped++;
     else {
-        uint32_t window = want->window < QN_TRANSFER_WINDOW? want->window: QN_TRANSFER_WINDOW;
-        s_upload_serve (self, item, want->offset, window);
+        //  At most one window of the file; not connected, the next want
+        //  asks again.
+        char error [256] = "";
+        uint64_t sent = 0;
+        int rc = qn_blobflow_answer (want, item->size, s_upload_read, item, s_send, self,
+                                     self->buffer, &sent, error, sizeof error);
+        self->stats.bytes_sent += sent;
+        if (rc)
+            s_complete (self, item, -1, error);
     }
     s_settle (self);
-}
-
-//  Asks again from the download's position after a bad or missing chunk;
-//  stale chunks are dropped until that one arrives.
-static void
-s_refetch (qn_transfer_t *self, s_item_t *item)
-{
-    self->stats.chunks_rejected++;
-    item->refetching = true;
-    s_ask (self, item, item->position);
-}
-
-static void
-s_download_chunk (qn_transfer_t *self, s_item_t *item, const Qanat__BlobChunk *chunk)
-{
-    size_t size = chunk->data.len;
-    if (size == 0 || size > QN_TRANSFER_CHUNK || !chunk->data.data
-    ||  chunk->offset > item->size || size > item->size - chunk->offset) {
-        self->stats.dropped++;          //  no sender of ours sends that
-        return;
-    }
-    if (chunk->offset < item->position) {
-        self->stats.dropped++;          //  a duplicate of what we hold
-        return;
-    }
-    if (chunk->offset > item->position) {
-        //  A gap: a chunk went missing (or this is stale after a re-ask).
-        if (item->refetching)
-            self->stats.dropped++;
-        else
-            s_refetch (self, item);
-        return;
-    }
-    uint8_t digest [32];
-    if (chunk->sha256.len != 32 || !chunk->sha256.data
-    ||  qn_blobstore_hash_chunk (chunk->data.data, size, digest)
-    ||  memcmp (digest, chunk->sha256.data, 32)) {
-        s_refetch (self, item);
-        return;
-    }
-    char error [256] = "";
-    //  Verified above: no need to hash it twice.
-    if (qn_blobstore_write (self->cache, item->hash, chunk->offset, chunk->data.data, size,
-                            NULL, error, sizeof error)) {
-        uint64_t partial = qn_blobstore_partial (self->cache, item->hash);
-        if (partial == item->position) {
-            s_complete (self, item, -1, error);     //  the disk, not the data
-            return;
-        }
-        //  The partial changed under us: go on from what it holds.
-        if (partial > item->size) {
-            qn_blobstore_abandon (self->cache, item->hash);
-            partial = 0;
-        }
-        item->position = partial;
-        s_refetch (self, item);
-        return;
-    }
-    item->position += size;
-    item->refetching = false;
-    item->progressed = true;
-    self->stats.bytes_received += size;
-    if (item->position == item->size)
-        s_download_finish (self, item);
-    else
-    if (item->asked_end < item->size && item->asked_end - item->position <= QN_TRANSFER_WINDOW / 2) {
-        //  Half the window consumed: ask for the next bytes, up to one
-        //  window past our position, so one window at most is in flight.
-        uint64_t end = item->position + QN_TRANSFER_WINDOW;
-        if (end > item->size)
-            end = item->size;
-        uint64_t from = item->asked_end;
-        item->asked_end = end;
-        s_send_want (self, item->hash, from, (uint32_t) (end - from), false, NULL);
-    }
 }
 
 void
@@ -572,8 +466,16 @@ qn_transfer_on_chunk (qn_transfer_t *self, const Qanat__BlobChunk *chunk)
         qn_blobstore_abandon (self->cache, item->hash);
         s_complete (self, item, -1, error);
     }
-    else
-        s_download_chunk (self, item, chunk);
+    else {
+        qn_blobflow_want_t want = { 0, 0 };
+        size_t written = 0;
+        char error [256] = "";
+        qn_blobflow_action_t action = qn_blobflow_receive (&item->flow, self->cache, chunk,
+                                                           &want, &written, error, sizeof error);
+        if (written)
+            item->progressed = true;
+        s_download_act (self, item, action, &want, error);
+    }
     s_settle (self);
 }
 
@@ -619,13 +521,15 @@ qn_transfer_tick (qn_transfer_t *self)
     for (s_item_t *item = self->items; item; item = item->next) {
         if (item->state == S_RUNNING) {
             if (!item->progressed) {
-                if (item->kind == S_DOWNLOAD)
-                    item->refetching = true;    //  what is in flight may still come
                 self->stats.resumes++;
                 if (item->kind == S_UPLOAD)
                     s_send_offer (self, item);
-                else
-                    s_ask (self, item, item->position);
+                else {
+                    //  What is in flight may still come: drop it.
+                    qn_blobflow_want_t want;
+                    qn_blobflow_refetch (&item->flow, &want);
+                    s_ask (self, item, &want);
+                }
             }
             item->progressed = false;
         }
@@ -646,4 +550,8 @@ qn_transfer_stats (qn_transfer_t *self, qn_transfer_stats_t *stats)
     assert (self);
     assert (stats);
     *stats = self->stats;
+    stats->bytes_received = self->tally.bytes;
+    stats->chunks_rejected = self->tally.rejected;
+    stats->dropped += self->tally.dropped;
+    stats->restarts = self->tally.restarts;
 }

@@ -28,6 +28,10 @@
     may answer BlobWant {complete} at once when it holds the blob already.
     A download starts with the agent's BlobWant.
 
+    The protocol logic both ends share (checking chunks, the wants,
+    answering a want) is in qn_blobflow; this object keeps the agent's
+    bookkeeping: the queue of transfers, their callbacks, stalls, stats.
+
     The object is driven by the agent's loop and never blocks it for long:
     answering one want reads at most one window of the file.  Hashing a
     whole output file before qn_transfer_upload is the caller's business.
@@ -45,18 +49,19 @@
 #include <stdint.h>
 #include "qanat.pb-c.h"
 #include "qn_blobstore.h"
+#include "qn_blobflow.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 //  Largest chunk data sent, and accepted.
-#define QN_TRANSFER_CHUNK        (256 * 1024)
+#define QN_TRANSFER_CHUNK        QN_BLOBFLOW_CHUNK
 //  Bytes asked for at once by a receiver, and the most a sender sends
 //  for one want.
-#define QN_TRANSFER_WINDOW       (2 * 1024 * 1024)
+#define QN_TRANSFER_WINDOW       QN_BLOBFLOW_WINDOW
 //  Whole-hash failures before a receiver gives up.
-#define QN_TRANSFER_MAX_FAILURES 3
+#define QN_TRANSFER_MAX_FAILURES QN_BLOBFLOW_MAX_FAILURES
 //  Uploads, and downloads, running at once; more wait their turn.
 #define QN_TRANSFER_MAX_ACTIVE   4
 

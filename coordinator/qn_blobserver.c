@@ -20,10 +20,7 @@ typedef struct {
     Qanat__AttemptRef attempt;
     bool running;           //  false: waiting for another peer's upload of the hash
     bool progressed;        //  since the last tick
-    uint64_t position;      //  bytes in our partial
-    uint64_t asked_end;     //  end of the last want
-    bool refetching;        //  dropping stale chunks until the re-asked one
-    int failures;           //  whole-hash mismatches
+    qn_blobflow_receiver_t flow;
 } s_upload_t;
 
 struct _qn_blobserver_t {
@@ -37,6 +34,7 @@ struct _qn_blobserver_t {
     zhashx_t *running;      //  hash -> the running s_upload_t of that hash
     uint8_t *buffer;        //  one chunk
     qn_blobserver_stats_t stats;
+    qn_blobflow_tally_t tally;  //  the uploads' chunks, added to stats
 };
 
 static void
@@ -114,44 +112,25 @@ qn_blobserver_set_max_uploads (qn_blobserver_t *self, size_t max_uploads)
 // ---------------------------------------------------------------------
 // Messages
 
+//  Where a message goes: a qn_blobflow_send_fn's argument.
+typedef struct {
+    qn_blobserver_t *self;
+    const char *peer;
+} s_dest_t;
+
+static int
+s_send (void *arg, Qanat__Envelope *envelope)
+{
+    s_dest_t *dest = (s_dest_t *) arg;
+    return dest->self->send (dest->self->arg, dest->peer, envelope);
+}
+
 static int
 s_send_want (qn_blobserver_t *self, const char *peer, const char *hash, uint64_t offset,
              uint32_t window, bool complete, const char *error)
 {
-    Qanat__BlobWant want = QANAT__BLOB_WANT__INIT;
-    want.hash = (char *) hash;
-    want.offset = offset;
-    want.window = window;
-    want.complete = complete;
-    if (error)
-        want.error = (char *) error;
-    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
-    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
-    envelope.blob_want = &want;
-    return self->send (self->arg, peer, &envelope);
-}
-
-static int
-s_send_chunk (qn_blobserver_t *self, const char *peer, const char *hash, uint64_t offset,
-              const uint8_t *data, size_t size, const char *error)
-{
-    Qanat__BlobChunk chunk = QANAT__BLOB_CHUNK__INIT;
-    uint8_t digest [32];
-    chunk.hash = (char *) hash;
-    chunk.offset = offset;
-    if (error)
-        chunk.error = (char *) error;
-    else {
-        qn_blobstore_hash_chunk (data, size, digest);
-        chunk.data.data = (uint8_t *) data;
-        chunk.data.len = size;
-        chunk.sha256.data = digest;
-        chunk.sha256.len = sizeof digest;
-    }
-    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
-    envelope.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
-    envelope.blob_chunk = &chunk;
-    return self->send (self->arg, peer, &envelope);
+    s_dest_t dest = { self, peer };
+    return qn_blobflow_send_want (s_send, &dest, hash, offset, window, complete, error);
 }
 
 // ---------------------------------------------------------------------
@@ -252,39 +231,43 @@ s_end (qn_blobserver_t *self, s_upload_t *upload, int status, const char *error)
     else {
         self->stats.uploads_failed++;
         if (error)
-            s_send_want (self, upload->peer, upload->hash, upload->position, 0, false, error);
+            s_send_want (self, upload->peer, upload->hash, upload->flow.position, 0, false,
+                         error);
     }
     s_remove (self, upload);
 }
 
+//  Does what an upload's receiver decided.  The upload may be gone when
+//  this returns.
 static void
-s_ask (qn_blobserver_t *self, s_upload_t *upload, uint64_t offset)
+s_act (qn_blobserver_t *self, s_upload_t *upload, qn_blobflow_action_t action,
+       const qn_blobflow_want_t *want, const char *error)
 {
-    uint64_t rest = upload->size - offset;
-    uint32_t window = rest < QN_BLOBSERVER_WINDOW? (uint32_t) rest: QN_BLOBSERVER_WINDOW;
-    upload->asked_end = offset + window;
-    s_send_want (self, upload->peer, upload->hash, offset, window, false, NULL);
-}
-
-//  Every byte is here: verify the whole, or start again.  The upload may
-//  be gone when this returns.
-static void
-s_finish (qn_blobserver_t *self, s_upload_t *upload)
-{
-    char error [256] = "";
-    if (qn_blobstore_finish (self->blobs, upload->hash, upload->size, error, sizeof error) == 0) {
-        s_end (self, upload, 0, NULL);
-        return;
+    switch (action) {
+        case QN_BLOBFLOW_WANT:
+        case QN_BLOBFLOW_WANT_MORE:
+        case QN_BLOBFLOW_REFETCH:
+        case QN_BLOBFLOW_RESTART:
+            s_send_want (self, upload->peer, upload->hash, want->offset, want->window,
+                         false, NULL);
+            break;
+        case QN_BLOBFLOW_PRESENT:
+        case QN_BLOBFLOW_COMPLETE:
+            s_end (self, upload, 0, NULL);
+            break;
+        case QN_BLOBFLOW_FAILED:
+            zsys_warning ("blobserver: upload %s from %s failed: %s",
+                          upload->hash, upload->peer, error);
+            s_end (self, upload, -1, error);
+            break;
+        case QN_BLOBFLOW_BROKEN:
+            zsys_error ("blobserver: upload %s from %s: %s", upload->hash, upload->peer, error);
+            s_end (self, upload, -1, error);
+            break;
+        case QN_BLOBFLOW_DROPPED:
+        case QN_BLOBFLOW_WRITTEN:
+            break;                      //  counted in the tally
     }
-    upload->position = 0;
-    upload->refetching = false;
-    if (++upload->failures >= QN_BLOBSERVER_MAX_FAILURES || upload->size == 0) {
-        zsys_warning ("blobserver: upload %s from %s failed: %s", upload->hash, upload->peer, error);
-        s_end (self, upload, -1, error);
-        return;
-    }
-    self->stats.restarts++;
-    s_ask (self, upload, 0);
 }
 
 //  Pulls the upload from what our partial holds.  May end it.
@@ -296,20 +279,11 @@ s_start (qn_blobserver_t *self, s_upload_t *upload)
         zhashx_insert (self->running, upload->hash, upload);
     }
     upload->progressed = true;
-    upload->refetching = false;
-    if (qn_blobstore_has (self->blobs, upload->hash)) {
-        s_end (self, upload, 0, NULL);
-        return;
-    }
-    upload->position = qn_blobstore_partial (self->blobs, upload->hash);
-    if (upload->position > upload->size) {
-        qn_blobstore_abandon (self->blobs, upload->hash);
-        upload->position = 0;
-    }
-    if (upload->position == upload->size)
-        s_finish (self, upload);
-    else
-        s_ask (self, upload, upload->position);
+    qn_blobflow_want_t want = { 0, 0 };
+    char error [256] = "";
+    qn_blobflow_action_t action = qn_blobflow_resume (&upload->flow, self->blobs, &want,
+                                                      error, sizeof error);
+    s_act (self, upload, action, &want, error);
 }
 
 static size_t
@@ -393,6 +367,7 @@ qn_blobserver_on_offer (qn_blobserver_t *self, const char *peer, const Qanat__Bl
     upload->peer = strdup (peer);
     upload->key = s_key (offer->hash, peer);
     upload->size = offer->size;
+    qn_blobflow_receiver_init (&upload->flow, offer->hash, offer->size, &self->tally);
     if (offer->attempt) {
         Qanat__AttemptRef init = QANAT__ATTEMPT_REF__INIT;
         upload->attempt = init;
@@ -408,16 +383,6 @@ qn_blobserver_on_offer (qn_blobserver_t *self, const char *peer, const Qanat__Bl
     //  One writer per partial: a second peer's offer waits its turn.
     if (!zhashx_lookup (self->running, upload->hash))
         s_start (self, upload);
-}
-
-//  Asks again from the upload's position after a bad or missing chunk;
-//  stale chunks are dropped until that one arrives.
-static void
-s_refetch (qn_blobserver_t *self, s_upload_t *upload)
-{
-    self->stats.chunks_rejected++;
-    upload->refetching = true;
-    s_ask (self, upload, upload->position);
 }
 
 void
@@ -441,67 +406,30 @@ qn_blobserver_on_chunk (qn_blobserver_t *self, const char *peer, const Qanat__Bl
         s_remove (self, upload);
         return;
     }
-    size_t size = chunk->data.len;
-    if (size == 0 || size > QN_BLOBSERVER_CHUNK || !chunk->data.data
-    ||  chunk->offset > upload->size || size > upload->size - chunk->offset) {
-        self->stats.dropped++;
-        return;
-    }
-    if (chunk->offset < upload->position) {
-        self->stats.dropped++;          //  a duplicate of what we hold
-        return;
-    }
-    if (chunk->offset > upload->position) {
-        if (upload->refetching)
-            self->stats.dropped++;
-        else
-            s_refetch (self, upload);
-        return;
-    }
-    uint8_t digest [32];
-    if (chunk->sha256.len != 32 || !chunk->sha256.data
-    ||  qn_blobstore_hash_chunk (chunk->data.data, size, digest)
-    ||  memcmp (digest, chunk->sha256.data, 32)) {
-        s_refetch (self, upload);
-        return;
-    }
+    qn_blobflow_want_t want = { 0, 0 };
+    size_t written = 0;
     char error [256] = "";
-    if (qn_blobstore_write (self->blobs, upload->hash, chunk->offset, chunk->data.data, size,
-                            NULL, error, sizeof error)) {
-        uint64_t partial = qn_blobstore_partial (self->blobs, upload->hash);
-        if (partial == upload->position) {
-            zsys_error ("blobserver: upload %s from %s: %s", upload->hash, peer, error);
-            s_end (self, upload, -1, error);
-            return;
-        }
-        if (partial > upload->size) {
-            qn_blobstore_abandon (self->blobs, upload->hash);
-            partial = 0;
-        }
-        upload->position = partial;
-        s_refetch (self, upload);
-        return;
-    }
-    upload->position += size;
-    upload->refetching = false;
-    upload->progressed = true;
-    self->stats.bytes_in += size;
-    if (upload->position == upload->size)
-        s_finish (self, upload);
-    else
-    if (upload->asked_end < upload->size
-    &&  upload->asked_end - upload->position <= QN_BLOBSERVER_WINDOW / 2) {
-        uint64_t end = upload->position + QN_BLOBSERVER_WINDOW;
-        if (end > upload->size)
-            end = upload->size;
-        uint64_t from = upload->asked_end;
-        upload->asked_end = end;
-        s_send_want (self, upload->peer, upload->hash, from, (uint32_t) (end - from), false, NULL);
-    }
+    qn_blobflow_action_t action = qn_blobflow_receive (&upload->flow, self->blobs, chunk,
+                                                       &want, &written, error, sizeof error);
+    if (written)
+        upload->progressed = true;
+    s_act (self, upload, action, &want, error);
 }
 
 // ---------------------------------------------------------------------
 // Downloads
+
+//  A qn_blobflow_read_fn over the store; the end of the blob ends the
+//  answer, a blob that cannot be read is told as such.
+static ssize_t
+s_store_read (void *arg, const char *hash, uint64_t offset, uint8_t *buffer, size_t size,
+              char *error, size_t error_size)
+{
+    ssize_t rc = qn_blobstore_read ((qn_blobstore_t *) arg, hash, offset, buffer, size);
+    if (rc < 0)
+        snprintf (error, error_size, "blob unreadable");
+    return rc;
+}
 
 void
 qn_blobserver_on_want (qn_blobserver_t *self, const char *peer, const Qanat__BlobWant *want)
@@ -514,29 +442,16 @@ qn_blobserver_on_want (qn_blobserver_t *self, const char *peer, const Qanat__Blo
     if (want->complete || (want->error && *want->error) || want->window == 0)
         return;                 //  the download is over: we keep nothing of it
     if (!qn_blobstore_has (self->blobs, want->hash)) {
-        s_send_chunk (self, peer, want->hash, want->offset, NULL, 0, "unknown blob");
+        s_dest_t dest = { self, peer };
+        qn_blobflow_send_error (s_send, &dest, want->hash, want->offset, "unknown blob");
         return;
     }
-    uint32_t window = want->window < QN_BLOBSERVER_WINDOW? want->window: QN_BLOBSERVER_WINDOW;
-    uint64_t end = want->offset > UINT64_MAX - window? UINT64_MAX: want->offset + window;
-    for (uint64_t at = want->offset; at < end; ) {
-        size_t size = end - at < QN_BLOBSERVER_CHUNK? (size_t) (end - at): QN_BLOBSERVER_CHUNK;
-        ssize_t rc = qn_blobstore_read (self->blobs, want->hash, at, self->buffer, size);
-        if (rc < 0) {
-            s_send_chunk (self, peer, want->hash, at, NULL, 0, "blob unreadable");
-            return;
-        }
-        if (rc == 0) {
-            if (at == want->offset)
-                s_send_chunk (self, peer, want->hash, at, NULL, 0, "offset past the end of the blob");
-            return;
-        }
-        s_send_chunk (self, peer, want->hash, at, self->buffer, (size_t) rc, NULL);
-        self->stats.bytes_out += (uint64_t) rc;
-        if ((size_t) rc < size)
-            return;             //  the end of the blob
-        at += size;
-    }
+    s_dest_t dest = { self, peer };
+    char error [256];
+    uint64_t sent = 0;
+    qn_blobflow_answer (want, QN_BLOBFLOW_SIZE_UNKNOWN, s_store_read, self->blobs,
+                        s_send, &dest, self->buffer, &sent, error, sizeof error);
+    self->stats.bytes_out += sent;
 }
 
 // ---------------------------------------------------------------------
@@ -577,10 +492,13 @@ qn_blobserver_tick (qn_blobserver_t *self)
     s_upload_t *upload = (s_upload_t *) zhashx_first (self->uploads);
     while (upload) {
         if (upload->running) {
-            if (!upload->progressed && upload->position < upload->size) {
+            if (!upload->progressed && upload->flow.position < upload->size) {
                 self->stats.resumes++;
-                upload->refetching = true;      //  what is in flight may still come
-                s_ask (self, upload, upload->position);
+                //  What is in flight may still come: drop it.
+                qn_blobflow_want_t want;
+                qn_blobflow_refetch (&upload->flow, &want);
+                s_send_want (self, upload->peer, upload->hash, want.offset, want.window,
+                             false, NULL);
             }
             upload->progressed = false;
         }
@@ -601,4 +519,8 @@ qn_blobserver_stats (qn_blobserver_t *self, qn_blobserver_stats_t *stats)
     assert (self);
     assert (stats);
     *stats = self->stats;
+    stats->bytes_in = self->tally.bytes;
+    stats->chunks_rejected = self->tally.rejected;
+    stats->dropped += self->tally.dropped;
+    stats->restarts = self->tally.restarts;
 }

@@ -22,6 +22,10 @@
     BlobChunk {error = "unknown blob"}.  Who may fetch what is not checked
     here.
 
+    The protocol logic both ends share is in qn_blobflow; this object
+    keeps the coordinator's bookkeeping: uploads per peer and per hash,
+    limits, stalls, stats.
+
     Peers are named by a string (the agent's name); the send callback must
     encode (copy) the envelope before it returns.  The stored callback is
     called once per offer that ends with the blob in the store (uploaded,
@@ -35,15 +39,16 @@
 #include <stdint.h>
 #include "qanat.pb-c.h"
 #include "qn_blobstore.h"
+#include "qn_blobflow.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 //  The same figures as QN_TRANSFER_* on the agent.
-#define QN_BLOBSERVER_CHUNK          (256 * 1024)
-#define QN_BLOBSERVER_WINDOW         (2 * 1024 * 1024)
-#define QN_BLOBSERVER_MAX_FAILURES   3
+#define QN_BLOBSERVER_CHUNK          QN_BLOBFLOW_CHUNK
+#define QN_BLOBSERVER_WINDOW         QN_BLOBFLOW_WINDOW
+#define QN_BLOBSERVER_MAX_FAILURES   QN_BLOBFLOW_MAX_FAILURES
 //  Defaults of the limits.
 #define QN_BLOBSERVER_MAX_SIZE       (1ULL << 40)
 #define QN_BLOBSERVER_MAX_UPLOADS    16
