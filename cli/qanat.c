@@ -330,7 +330,7 @@ s_print_run (Qanat__RunInfo *run)
                       (long long) attempt->pid);
         printf ("%-*s  %-10s %-7s %-16s %-8s %-24s %-8s %s\n", (int) width, task->name,
                 qn_task_status_name (task->status), attempt_text,
-                attempt? attempt->agent: "-",
+                attempt && attempt->agent && *attempt->agent? attempt->agent: "-",
                 attempt && attempt->environment && *attempt->environment?
                     attempt->environment: "-",
                 job_text,
