@@ -323,7 +323,8 @@ fz_start_run (const char *yaml)
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    Qanat__Envelope *reply = fz_request (&request, 2000);
+    //  As generous as the cancel: a durable commit on a loaded machine
+    Qanat__Envelope *reply = fz_request (&request, 10000);
     uint64_t run_id = 0;
     if (reply && reply->reply->body_case == QANAT__REPLY__BODY_RUN)
         run_id = reply->reply->run->run_id;
