@@ -323,7 +323,8 @@ fz_start_run (const char *yaml)
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    //  As generous as the cancel: a durable commit on a loaded machine
+    //  As generous as the cancel: the reply comes back over loopback TCP,
+    //  which a machine running several suites at once can hold up for seconds
     Qanat__Envelope *reply = fz_request (&request, 10000);
     uint64_t run_id = 0;
     if (reply && reply->reply->body_case == QANAT__REPLY__BODY_RUN)
