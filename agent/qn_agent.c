@@ -1679,6 +1679,22 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     }
     attempt->backend = backend;
     attempt->backend_name = self->backends [backend].ops->name;
+    if (!(self->backends [backend].ops->flags & QN_BACKEND_SHARES_FILES)) {
+        //  Its work directory (and $QANAT_VALUES) is out of our reach:
+        //  value inputs only, which travel in the environment
+        bool files = assign->n_outputs > 0;
+        for (size_t i = 0; i < assign->n_inputs; i++)
+            files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+        if (files) {
+            snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
+                      "collect outputs (its work directory is not on the agent's "
+                      "filesystem); it takes value inputs only", attempt->backend_name);
+            qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
+                          key.run_id, key.task_index, key.attempt, error);
+            s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+            return;
+        }
+    }
     attempt->running = true;
     if (assign->n_inputs || assign->n_outputs) {
         attempt->assign = qn_backend_assign_copy (assign);

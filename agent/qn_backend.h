@@ -50,6 +50,8 @@ typedef struct {
 //  Capability flags (qn_backend_ops_t.flags)
 #define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
+#define QN_BACKEND_SHARES_FILES   4u    //  its work directory is on a filesystem the
+                                        //  agent reads and writes: file artifacts work
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127

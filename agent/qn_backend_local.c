@@ -1208,7 +1208,7 @@ s_local_destroy (void **state_p)
 
 const qn_backend_ops_t qn_backend_local = {
     .name = "local",
-    .flags = 0,
+    .flags = QN_BACKEND_SHARES_FILES,
     .create = s_local_create,
     .start = s_local_start,
     .stop = s_local_stop,

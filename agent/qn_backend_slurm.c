@@ -1677,7 +1677,7 @@ s_slurm_destroy (void **state_p)
 
 const qn_backend_ops_t qn_backend_slurm = {
     .name = "slurm",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_SHARES_FILES,
     .create = s_slurm_create,
     .start = s_slurm_start,
     .reattach = s_slurm_reattach,

@@ -265,6 +265,23 @@ tasks:
 
 
 @with_kube
+def test_file_artifacts_are_refused_before_any_job(c, kube):
+    """A pod shares no filesystem with its agent: a task with outputs (or
+    file inputs) ends at once with a reason, and no Job is created."""
+    c.start_coordinator()
+    kube.agent()
+    run_id = c.start_run(c.write("o.yaml", "name: o\ntasks:\n  pod:\n    backend: kubernetes\n"
+                                           "    run: [sh, -c, 'echo x > out.txt']\n"
+                                           "    outputs: {out: out.txt}\n"))
+    run = c.wait_run(run_id)
+    check(run["status"] == "failed", "run: %s" % run)
+    reason = attempt(run, "pod")["reason"]
+    check("kubernetes backend cannot stage file inputs or collect outputs" in reason,
+          "reason: %r" % reason)
+    check(not kube.posts(), "a Job was created: %s" % kube.posts())
+
+
+@with_kube
 def test_cancel_deletes_the_job_in_the_background(c, kube):
     c.start_coordinator()
     kube.agent()
