@@ -2634,6 +2634,7 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
             qn_blobserver_stats (self->blobserver, &blob_stats);
             self->stats.blob_bytes_in = blob_stats.bytes_in;
             self->stats.blob_bytes_out = blob_stats.bytes_out;
+            self->stats.blob_chunks_rejected = blob_stats.chunks_rejected;
             Qanat__Reply reply = QANAT__REPLY__INIT;
             reply.id = request->id;
             reply.body_case = QANAT__REPLY__BODY_STATS;

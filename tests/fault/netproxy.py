@@ -1,7 +1,9 @@
 """A TCP forwarder that a fault test can cut: it sits between agents and
 the coordinator's agent endpoint, and can stop forwarding (pause), throw
 away every connection with whatever bytes are in flight (drop), and
-forward again (resume).
+forward again (resume), or flip one byte of what an agent sends once a
+given number of bytes has passed (corrupt_once), as a bad link or a bad
+NIC would.
 
 Why: a stopped coordinator (SIGSTOP) still has a kernel that accepts TCP
 data for it, and delivers that data once the process continues.  To make
@@ -27,6 +29,10 @@ class Proxy:
         self.paused = False
         self.drop_requested = False
         self.stopping = False
+        self.corrupt_after = None       # bytes from clients before the flip
+        self.corrupted_at = None        # stream offset of the flipped byte
+        self.client_bytes = 0
+        self.clients = set()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -51,6 +57,13 @@ class Proxy:
                     return
             time.sleep(0.01)
 
+    def corrupt_once(self, after_bytes):
+        """Flip one byte of the client-to-server stream once after_bytes
+        have passed (plaintext peers only: CURVE would refuse the frame)."""
+        with self.lock:
+            self.corrupt_after = self.client_bytes + after_bytes
+            self.corrupted_at = None
+
     def resume(self):
         with self.lock:
             self.paused = False
@@ -60,6 +73,19 @@ class Proxy:
             self.stopping = True
         self.thread.join(5)
 
+    def _maybe_corrupt(self, data):
+        with self.lock:
+            start = self.client_bytes
+            self.client_bytes += len(data)
+            if self.corrupt_after is None or self.corrupted_at is not None \
+                    or self.client_bytes <= self.corrupt_after:
+                return data
+            at = max(self.corrupt_after - start, 0)
+            self.corrupted_at = start + at
+        flipped = bytearray(data)
+        flipped[at] ^= 0x5a
+        return bytes(flipped)
+
     def _close_all(self, sel):
         for sock in list(self.pairs):
             try:
@@ -68,6 +94,7 @@ class Proxy:
                 pass
             sock.close()
         self.pairs.clear()
+        self.clients.clear()
 
     def _loop(self):
         sel = selectors.DefaultSelector()
@@ -102,6 +129,7 @@ class Proxy:
                         sel.register(s, selectors.EVENT_READ)
                     self.pairs[client] = upstream
                     self.pairs[upstream] = client
+                    self.clients.add(client)
                     continue
                 if sock not in self.pairs:
                     continue
@@ -112,6 +140,8 @@ class Proxy:
                     continue
                 except OSError:
                     data = b""
+                if data and sock in self.clients:
+                    data = self._maybe_corrupt(data)
                 if data:
                     try:
                         peer.setblocking(True)
@@ -127,6 +157,7 @@ class Proxy:
                         pass
                     s.close()
                     self.pairs.pop(s, None)
+                    self.clients.discard(s)
         self._close_all(sel)
         sel.unregister(self.listener)
         self.listener.close()

@@ -497,5 +497,39 @@ tasks:
           "given: %s" % stdout_of(c, given["run_id"], "t"))
 
 
+def test_a_chunk_corrupted_on_the_wire_is_fetched_again(c):
+    """A byte flipped in flight (a proxy between a plaintext agent and the
+    coordinator, as a bad link would): the chunk's SHA-256 catches it, the
+    coordinator asks for it again, and the stored blob is whole."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
+    import netproxy
+    c.start_coordinator(secure=False)
+    proxy = netproxy.Proxy(c.agent_port)
+    try:
+        c.start_agent("a", endpoint=proxy.endpoint)
+        # 4 MB of data: the flip lands 1 MB into the upload's chunks
+        path = c.write("corrupt.yaml", "name: corrupt\ntasks:\n  produce:\n"
+                       "    run: python3 -c \"import random; open('blob.bin', 'wb')"
+                       ".write(random.Random(3).randbytes(4000000))\"\n"
+                       "    outputs: {blob: blob.bin}\n")
+        expected = hashlib.sha256(random.Random(3).randbytes(4000000)).hexdigest()
+        proxy.corrupt_once(1500000)
+        run = c.wait_run(c.start_run(path), timeout=60)
+        check(run["status"] == "succeeded", "run: %s" % run)
+        check(proxy.corrupted_at is not None, "the proxy never flipped a byte")
+        stats = c.qanat_json("stats")
+        check(stats["blob_chunks_rejected"] >= 1,
+              "the coordinator should have rejected the corrupted chunk: %s" % stats)
+        record = [a for a in c.qanat_json("artifacts", run["run_id"]) if a["output"] == "blob"][0]
+        check(record["hash"] == expected, "recorded hash %s" % record["hash"])
+        stored = os.path.join(c.dir, "coordinator", "blobs", "objects", expected[:2], expected[2:])
+        with open(stored, "rb") as f:
+            check(hashlib.sha256(f.read()).hexdigest() == expected, "the stored blob is whole")
+        print("# flipped byte %d of the agent's stream; %d chunk(s) fetched again" % (
+            proxy.corrupted_at, stats["blob_chunks_rejected"]), flush=True)
+    finally:
+        proxy.close()
+
+
 if __name__ == "__main__":
     harness.main(globals())

@@ -931,6 +931,7 @@ s_build_reply_stats (void)
     stats->blobs_stored = 12;
     stats->blob_bytes_in = 13;
     stats->blob_bytes_out = 14;
+    stats->blob_chunks_rejected = 15;
     reply->stats = stats;
     return env;
 }
