@@ -1550,6 +1550,7 @@ s_cmd_stats (options_t *options, int argc, char **argv)
         { "blob_bytes_in", "blob bytes in", stats->blob_bytes_in },
         { "blob_bytes_out", "blob bytes out", stats->blob_bytes_out },
         { "blob_chunks_rejected", "blob chunks rejected", stats->blob_chunks_rejected },
+        { "sends_refused", "sends refused", stats->sends_refused },
         { "runs_deleted", "runs deleted (retention)", stats->runs_deleted },
         { "blob_bytes_freed", "blob bytes freed", stats->blob_bytes_freed },
     };

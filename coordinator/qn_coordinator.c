@@ -2906,8 +2906,13 @@ s_end_turn (qn_coordinator_t *self)
         out->frame = NULL;
         zframe_t *id = out->routing_id;
         out->routing_id = NULL;
-        if (zframe_send (&id, out->sock, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0)
-            zframe_send (&frame, out->sock, ZFRAME_DONTWAIT);
+        if (zframe_send (&id, out->sock, ZFRAME_MORE | ZFRAME_DONTWAIT) != 0
+        ||  zframe_send (&frame, out->sock, ZFRAME_DONTWAIT) != 0) {
+            self->stats.sends_refused++;
+            if (out->request_id)
+                zsys_warning ("a reply to request %llu could not be sent: %s",
+                              (unsigned long long) out->request_id, zmq_strerror (zmq_errno ()));
+        }
         zframe_destroy (&id);
         zframe_destroy (&frame);
         out = (outgoing_t *) zlistx_next (self->outbox);

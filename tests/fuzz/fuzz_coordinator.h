@@ -110,8 +110,10 @@ fz_request (Qanat__Request *request, int timeout_ms)
     Qanat__Envelope *reply = NULL;
     int64_t deadline = zclock_mono () + timeout_ms;
     while (!reply && zclock_mono () < deadline) {
+        //  No reply yet can also mean a signal cut the wait short
+        //  (libFuzzer's timer ticks every second): wait on to the deadline
         if (!zpoller_wait (poller, (int) (deadline - zclock_mono ())))
-            break;
+            continue;
         frame = zframe_recv (fz_state.reply);
         if (!frame)
             break;
@@ -280,6 +282,29 @@ fz_cancel_run (uint64_t run_id)
     //  Generous: a loaded CI machine runs two fuzzers and more at once.
     Qanat__Envelope *reply = fz_request (&request, 10000);
     int rc = reply? 0: -1;
+    if (!reply) {
+        fprintf (stderr, "fuzz: cancel run %llu: no reply\n", (unsigned long long) run_id);
+        Qanat__GetStats get = QANAT__GET_STATS__INIT;
+        Qanat__Request ask = QANAT__REQUEST__INIT;
+        ask.body_case = QANAT__REQUEST__BODY_GET_STATS;
+        ask.get_stats = &get;
+        Qanat__Envelope *stats = fz_request (&ask, 10000);
+        if (stats && stats->reply->body_case == QANAT__REPLY__BODY_STATS)
+            fprintf (stderr, "fuzz: commits %llu, commit failures %llu, sends refused %llu\n",
+                     (unsigned long long) stats->reply->stats->commits,
+                     (unsigned long long) stats->reply->stats->commit_failures,
+                     (unsigned long long) stats->reply->stats->sends_refused);
+        else
+            fprintf (stderr, "fuzz: no stats either\n");
+        qn_msg_free (&stats);
+        Qanat__Envelope *again = fz_request (&request, 10000);
+        fprintf (stderr, "fuzz: the same cancel again: %s %s\n",
+                 !again? "no reply": again->reply->body_case == QANAT__REPLY__BODY_RUN? "run"
+                 : again->reply->body_case == QANAT__REPLY__BODY_ERROR? "error": "other",
+                 again && again->reply->body_case == QANAT__REPLY__BODY_ERROR
+                 && again->reply->error->message? again->reply->error->message: "");
+        qn_msg_free (&again);
+    }
     qn_msg_free (&reply);
     return rc;
 }
@@ -323,12 +348,18 @@ fz_start_run (const char *yaml)
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    //  As generous as the cancel: the reply comes back over loopback TCP,
-    //  which a machine running several suites at once can hold up for seconds
+    //  As generous as the cancel: a loaded machine may be slow to answer
     Qanat__Envelope *reply = fz_request (&request, 10000);
     uint64_t run_id = 0;
     if (reply && reply->reply->body_case == QANAT__REPLY__BODY_RUN)
         run_id = reply->reply->run->run_id;
+    else
+        //  Say why, for whoever reads the fuzzer's log
+        fprintf (stderr, "fuzz: start run failed: %s\n",
+                 !reply? "no reply"
+                 : reply->reply->body_case == QANAT__REPLY__BODY_ERROR
+                   && reply->reply->error->message? reply->reply->error->message
+                 : "an unexpected reply");
     qn_msg_free (&reply);
     return run_id;
 }

@@ -932,6 +932,7 @@ s_build_reply_stats (void)
     stats->blob_bytes_in = 13;
     stats->blob_bytes_out = 14;
     stats->blob_chunks_rejected = 15;
+    stats->sends_refused = 16;
     reply->stats = stats;
     return env;
 }
