@@ -1244,8 +1244,8 @@ s_cmd_agents (options_t *options, int argc, char **argv)
         printf ("]\n");
     }
     else {
-        printf ("%-20s %-22s %-6s %-8s %-20s %-18s %s\n", "AGENT", "STATE", "SLOTS", "RUNNING",
-                "LAST SEEN", "TIMERS (s)", "LABELS");
+        printf ("%-20s %-22s %-6s %-8s %-20s %-18s %-18s %s\n", "AGENT", "STATE", "SLOTS",
+                "RUNNING", "LAST SEEN", "TIMERS (s)", "BACKENDS", "LABELS");
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
             char state [64], timers [64];
@@ -1253,8 +1253,14 @@ s_cmd_agents (options_t *options, int argc, char **argv)
                       agent->spool_full? ", spool full": "");
             snprintf (timers, sizeof timers, "%g/%g/%g", agent->heartbeat_ms / 1000.0,
                       agent->suspect_after_ms / 1000.0, agent->lost_after_ms / 1000.0);
-            printf ("%-20s %-22s %-6u %-8u %-20s %-18s ", agent->name, state, agent->capacity,
-                    agent->running, s_time_text (agent->last_seen_us), timers);
+            //  The first backend is the agent's default
+            char backends [128] = "";
+            for (size_t b = 0, used = 0; b < agent->n_backends && used < sizeof backends; b++)
+                used += (size_t) snprintf (backends + used, sizeof backends - used, "%s%s",
+                                           b? ",": "", agent->backends [b]);
+            printf ("%-20s %-22s %-6u %-8u %-20s %-18s %-18s ", agent->name, state,
+                    agent->capacity, agent->running, s_time_text (agent->last_seen_us), timers,
+                    *backends? backends: "-");
             for (size_t l = 0; l < agent->n_labels; l++)
                 printf ("%s%s=%s", l? ",": "", agent->labels [l]->key, agent->labels [l]->value);
             printf ("\n");
