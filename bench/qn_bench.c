@@ -194,6 +194,28 @@ s_proc_status_kb (pid_t pid, const char *field)
     return value;
 }
 
+//  A field of /proc/PID/smaps_rollup in KiB (Pss: the process's fair
+//  share of the pages it shares), or -1.
+static long
+s_proc_rollup_kb (pid_t pid, const char *field)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/smaps_rollup", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    char line [256];
+    long value = -1;
+    size_t length = strlen (field);
+    while (fgets (line, sizeof line, file))
+        if (strncmp (line, field, length) == 0 && line [length] == ':') {
+            value = atol (line + length + 1);
+            break;
+        }
+    fclose (file);
+    return value;
+}
+
 static char *
 s_proc_exe (pid_t pid)
 {
@@ -1720,6 +1742,14 @@ s_real_agent_rss (proc_t *proc, qn_client_t *client, char **exe_p)
         pid_t real = s_real_pid (pid, "qanat-agent");
         *exe_p = s_proc_exe (real);
         rss = s_proc_status_kb (real, "VmRSS");
+        //  What the RSS is made of: most of it is shared library pages
+        //  that every process using those libraries shares
+        long anon = s_proc_status_kb (real, "RssAnon");
+        long file = s_proc_status_kb (real, "RssFile");
+        long pss = s_proc_rollup_kb (real, "Pss");
+        if (anon >= 0 && file >= 0)
+            s_say ("   of which anonymous %.2f MiB, file-backed (libraries) %.2f MiB; "
+                   "PSS %.2f MiB\n", anon / 1024.0, file / 1024.0, pss / 1024.0);
     }
     s_stop_pid (pid, 10);
     free (program);
