@@ -229,3 +229,33 @@ qn_backend_assign_copy (const Qanat__Assign *assign)
     free (buffer);
     return copy;
 }
+
+void *
+qn_backend_find_attempt (zlistx_t *list, size_t key_offset, const qn_attempt_key_t *key)
+{
+    for (void *item = zlistx_first (list); item; item = zlistx_next (list)) {
+        const qn_attempt_key_t *own = (const qn_attempt_key_t *) ((char *) item + key_offset);
+        if (own->run_id == key->run_id && own->task_index == key->task_index
+        &&  own->attempt == key->attempt)
+            return item;
+    }
+    return NULL;
+}
+
+int
+qn_backend_mkdirs (const char *path, mode_t mode)
+{
+    char *copy = strdup (path);
+    if (!copy)
+        return -1;
+    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
+        *slash = '\0';
+        if (mkdir (copy, mode) == -1 && errno != EEXIST) {
+            free (copy);
+            return -1;
+        }
+        *slash = '/';
+    }
+    free (copy);
+    return mkdir (path, mode) == -1 && errno != EEXIST? -1: 0;
+}

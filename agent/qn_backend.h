@@ -163,6 +163,11 @@ int
     qn_backend_options_check (const qn_backend_config_t *config, const char *backend,
                               const char *const *known, char *error, size_t error_size);
 
+//  The attempt in list (a zlistx of a backend's own attempt structs, each
+//  holding its qn_attempt_key_t at key_offset) whose key is key, or NULL.
+void *
+    qn_backend_find_attempt (zlistx_t *list, size_t key_offset, const qn_attempt_key_t *key);
+
 //  A deep copy of an assignment that outlives its message (free with
 //  qanat__assign__free_unpacked), or NULL.
 Qanat__Assign *
@@ -207,6 +212,10 @@ void
 //  that is not there is fine.  0 or -1.
 int
     qn_backend_remove_tree (const char *path);
+
+//  Creates path and its missing parents (each with mode).  0 or -1.
+int
+    qn_backend_mkdirs (const char *path, mode_t mode);
 
 //  Where an attempt's metrics file reader stands
 typedef struct {

@@ -41,6 +41,7 @@
     integer) and is not shown as a log line; a malformed one is reported
     as a system line.
 */
+#include <stddef.h>
 #include "qn_backend.h"
 #include "qn_agent.h"
 #include "qn_kube_api.h"
@@ -283,15 +284,8 @@ s_attempt_new (s_kube_t *backend, const qn_attempt_key_t *key)
 static s_attempt_t *
 s_lookup (s_kube_t *self, const qn_attempt_key_t *key)
 {
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt) {
-        if (attempt->key.run_id == key->run_id
-        &&  attempt->key.task_index == key->task_index
-        &&  attempt->key.attempt == key->attempt)
-            return attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
-    return NULL;
+    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
+                                                    offsetof (s_attempt_t, key), key);
 }
 
 static void

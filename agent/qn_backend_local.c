@@ -21,6 +21,7 @@
     end of file (or S_EOF_GRACE_MS passed since the exit, when a grandchild
     holds a pipe open), and the metrics file was read to its end.
 */
+#include <stddef.h>
 #include "qn_backend.h"
 #include <pthread.h>
 #include "qn_agent.h"
@@ -206,15 +207,8 @@ s_attempt_new (s_local_t *backend, const qn_attempt_key_t *key)
 static s_attempt_t *
 s_lookup (s_local_t *self, const qn_attempt_key_t *key)
 {
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt) {
-        if (attempt->key.run_id == key->run_id
-        &&  attempt->key.task_index == key->task_index
-        &&  attempt->key.attempt == key->attempt)
-            return attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
-    return NULL;
+    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
+                                                    offsetof (s_attempt_t, key), key);
 }
 
 //  Process groups outlive their leader as long as a member lives; we

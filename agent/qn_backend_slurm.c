@@ -27,6 +27,7 @@
     anyone else -> END_CANCELED.  A job Slurm no longer knows -> END_LOST.
     Whatever the state, a failure never reports exit code 0.
 */
+#include <stddef.h>
 #include "qn_backend.h"
 #include "qn_agent.h"
 #include "qn_command.h"
@@ -717,15 +718,8 @@ s_attempt_new (s_slurm_t *backend, const qn_attempt_key_t *key)
 static s_attempt_t *
 s_lookup (s_slurm_t *self, const qn_attempt_key_t *key)
 {
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt) {
-        if (attempt->key.run_id == key->run_id
-        &&  attempt->key.task_index == key->task_index
-        &&  attempt->key.attempt == key->attempt)
-            return attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
-    return NULL;
+    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
+                                                    offsetof (s_attempt_t, key), key);
 }
 
 static s_attempt_t *
@@ -1199,24 +1193,6 @@ s_tail_tick (zloop_t *loop, int timer_id, void *arg)
 //  Starting
 
 static int
-s_mkdirs (const char *path, mode_t mode)
-{
-    char *copy = strdup (path);
-    if (!copy)
-        return -1;
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = '\0';
-        if (mkdir (copy, mode) == -1 && errno != EEXIST) {
-            free (copy);
-            return -1;
-        }
-        *slash = '/';
-    }
-    free (copy);
-    return mkdir (path, mode) == -1 && errno != EEXIST? -1: 0;
-}
-
-static int
 s_write_file (const char *path, const char *text, mode_t mode)
 {
     int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -1374,7 +1350,7 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh directory, even when an earlier agent left one behind
-    if (qn_backend_remove_tree (attempt->dir) == -1 || s_mkdirs (attempt->dir, 0700) == -1) {
+    if (qn_backend_remove_tree (attempt->dir) == -1 || qn_backend_mkdirs (attempt->dir, 0700) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", attempt->dir, strerror (errno));
         goto done;
     }
@@ -1545,7 +1521,7 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
         s_slurm_destroy (&state);
         return NULL;
     }
-    if (s_mkdirs (self->dir, 0700) == -1) {
+    if (qn_backend_mkdirs (self->dir, 0700) == -1) {
         qn_agent_log (QN_LOG_ERROR, "slurm backend: cannot create %s: %s", self->dir,
                       strerror (errno));
         void *state = self;

@@ -297,17 +297,9 @@ static void
 s_manifest_arrived (job_t *job, size_t index)
 {
     Qanat__InputSpec *input = job->assign->inputs [index];
-    qn_stager_t *self = job->owner;
-    if (input->size > 64ULL * 1024 * 1024) {
-        s_fail (job, "input '%s': manifest too big", input->name);
-        return;
-    }
-    char *text = (char *) malloc ((size_t) input->size + 1);
     char *error = NULL;
-    if (text && qn_blobstore_read (self->cache, input->hash, 0, text, (size_t) input->size)
-                == (ssize_t) input->size)
-        job->trees [index] = qn_tree_parse_manifest (text, (size_t) input->size, &error);
-    free (text);
+    job->trees [index] = qn_tree_load_manifest (job->owner->cache, input->hash, input->size,
+                                                &error);
     if (!job->trees [index]) {
         s_fail (job, "input '%s': bad manifest: %s", input->name, error? error: "unreadable");
         free (error);
@@ -406,12 +398,7 @@ s_fetch_all (job_t *job)
             break;
         }
         if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_FILE) {
-            //  A file is a tree of one entry with the empty path
-            char *manifest = zsys_sprintf ("%s644 %" PRIu64 " %s \n", QN_TREE_MAGIC,
-                                           input->size, input->hash);
-            job->trees [i] = manifest? qn_tree_parse_manifest (manifest, strlen (manifest), NULL)
-                                     : NULL;
-            zstr_free (&manifest);
+            job->trees [i] = qn_tree_for_file (input->hash, input->size);
             if (!job->trees [i]) {
                 s_fail (job, "input '%s': bad size or hash", input->name);
                 break;
@@ -654,20 +641,6 @@ s_s3_key (job_t *job, const char *hash, char *key, size_t size)
     snprintf (key, size, "%sblobs/%s", prefix, hash);
 }
 
-static int
-s_mkdirs (const char *path)
-{
-    char copy [8192];
-    snprintf (copy, sizeof copy, "%s", path);
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        if (mkdir (copy, 0700) == -1 && errno != EEXIST)
-            return -1;
-        *slash = '/';
-    }
-    return 0;
-}
-
 //  Downloads one object to path (creating its directories) and checks its
 //  SHA-256; read-only after.
 static int
@@ -676,7 +649,12 @@ s_s3_fetch_file (job_t *job, qn_s3_t *s3, const char *hash, const char *path)
     char key [1200], error [512] = "", got [QN_BLOB_HASH_HEX + 1];
     uint64_t size = 0;
     s_s3_key (job, hash, key, sizeof key);
-    if (s_mkdirs (path) == -1) {
+    char parent [8192];
+    snprintf (parent, sizeof parent, "%s", path);
+    char *slash = strrchr (parent, '/');
+    if (slash)
+        *slash = '\0';
+    if (slash && qn_backend_mkdirs (parent, 0700) == -1) {
         s_fail (job, "cannot create the directories of %s: %s", path, strerror (errno));
         return -1;
     }

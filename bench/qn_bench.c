@@ -173,12 +173,13 @@ s_proc_cpu_ticks (pid_t pid)
     return (long long) (utime + stime);
 }
 
-//  A "Name:  N kB" field of /proc/PID/status, in KiB; -1 when missing.
+//  A "Name:  N kB" field of /proc/PID/<file> (status, smaps_rollup), in
+//  KiB; -1 when missing.
 static long
-s_proc_status_kb (pid_t pid, const char *field)
+s_proc_field_kb (pid_t pid, const char *file_name, const char *field)
 {
     char path [64];
-    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    snprintf (path, sizeof path, "/proc/%d/%s", (int) pid, file_name);
     FILE *file = fopen (path, "r");
     if (!file)
         return -1;
@@ -194,26 +195,10 @@ s_proc_status_kb (pid_t pid, const char *field)
     return value;
 }
 
-//  A field of /proc/PID/smaps_rollup in KiB (Pss: the process's fair
-//  share of the pages it shares), or -1.
 static long
-s_proc_rollup_kb (pid_t pid, const char *field)
+s_proc_status_kb (pid_t pid, const char *field)
 {
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/smaps_rollup", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    char line [256];
-    long value = -1;
-    size_t length = strlen (field);
-    while (fgets (line, sizeof line, file))
-        if (strncmp (line, field, length) == 0 && line [length] == ':') {
-            value = atol (line + length + 1);
-            break;
-        }
-    fclose (file);
-    return value;
+    return s_proc_field_kb (pid, "status", field);
 }
 
 static char *
@@ -1746,7 +1731,8 @@ s_real_agent_rss (proc_t *proc, qn_client_t *client, char **exe_p)
         //  that every process using those libraries shares
         long anon = s_proc_status_kb (real, "RssAnon");
         long file = s_proc_status_kb (real, "RssFile");
-        long pss = s_proc_rollup_kb (real, "Pss");
+        //  Pss: the process's fair share of the pages it shares
+        long pss = s_proc_field_kb (real, "smaps_rollup", "Pss");
         if (anon >= 0 && file >= 0)
             s_say ("   of which anonymous %.2f MiB, file-backed (libraries) %.2f MiB; "
                    "PSS %.2f MiB\n", anon / 1024.0, file / 1024.0, pss / 1024.0);

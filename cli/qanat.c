@@ -1026,22 +1026,13 @@ s_cmd_get (options_t *options, int argc, char **argv)
             rc = EXIT_COORDINATOR;
         else
         if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR) {
-            size_t size = (size_t) output->size;
-            char *text = size < 64 * 1024 * 1024? (char *) malloc (size + 1): NULL;
-            if (text && qn_blobstore_read (blobs, output->hash, 0, text, size) == (ssize_t) size)
-                tree = qn_tree_parse_manifest (text, size, &error);
-            free (text);
+            tree = qn_tree_load_manifest (blobs, output->hash, output->size, &error);
             for (size_t e = 0; tree && e < qn_tree_count (tree) && rc == 0; e++)
                 if (s_fetch_blob (client, blobs, qn_tree_entry (tree, e)->hash))
                     rc = EXIT_COORDINATOR;
         }
-        else {
-            //  A file is a tree of one entry with the empty path
-            char *manifest = zsys_sprintf ("%s644 %llu %s \n", QN_TREE_MAGIC,
-                                           (unsigned long long) output->size, output->hash);
-            tree = qn_tree_parse_manifest (manifest, strlen (manifest), &error);
-            zstr_free (&manifest);
-        }
+        else
+            tree = qn_tree_for_file (output->hash, output->size);
         if (rc == 0 && tree) {
             char target [4096];
             snprintf (target, sizeof target, "%s", options->output? options->output: output_name);

@@ -5,10 +5,6 @@
 #include "qn_tree.h"
 #include <sodium.h>
 
-//  A manifest bigger than this is not read back (100,000 entries of
-//  ~200 bytes fit)
-#define S_MANIFEST_MAX  (64u * 1024 * 1024)
-
 struct _qn_artifacts_t {
     qn_store_t *store;
     qn_blobstore_t *blobs;
@@ -59,19 +55,7 @@ qn_artifacts_blobs (qn_artifacts_t *self)
 static qn_tree_t *
 s_manifest (qn_artifacts_t *self, const char *hash, uint64_t size)
 {
-    if (size == 0 || size > S_MANIFEST_MAX || !qn_blobstore_has (self->blobs, hash))
-        return NULL;
-    char *text = (char *) malloc ((size_t) size);
-    if (!text)
-        return NULL;
-    qn_tree_t *tree = NULL;
-    if (qn_blobstore_read (self->blobs, hash, 0, text, (size_t) size) == (ssize_t) size) {
-        char *error = NULL;
-        tree = qn_tree_parse_manifest (text, (size_t) size, &error);
-        free (error);
-    }
-    free (text);
-    return tree;
+    return qn_tree_load_manifest (self->blobs, hash, size, NULL);
 }
 
 //  The attempt of a task that succeeded: its last one

@@ -659,20 +659,32 @@ s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
                    workflow, (unsigned long long) freed);
 }
 
+//  The task's argv with the run's parameters in place (see
+//  qn_workflow_task_argv); NULL with *error_p when it cannot be made.
+static char **
+s_task_argv (run_t *run, const qn_task_t *spec, char **error_p)
+{
+    *error_p = NULL;
+    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
+    if (!params)
+        return NULL;
+    for (size_t p = 0; p < run->info->n_params; p++) {
+        params [p].key = run->info->params [p]->name;
+        params [p].value = run->info->params [p]->value;
+    }
+    char **argv = qn_workflow_task_argv (spec, params, run->info->n_params, error_p);
+    free (params);
+    return argv;
+}
+
 //  The task's cache key: its command after parameters and its inputs'
 //  hashes, with what else makes it the same work (qn_artifacts).
 static int
 s_cache_key (qn_coordinator_t *self, run_t *run, size_t index, char *key)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
-    for (size_t p = 0; params && p < run->info->n_params; p++) {
-        params [p].key = run->info->params [p]->name;
-        params [p].value = run->info->params [p]->value;
-    }
     char *error = NULL;
-    char **argv = params? qn_workflow_task_argv (spec, params, run->info->n_params, &error): NULL;
-    free (params);
+    char **argv = s_task_argv (run, spec, &error);
     free (error);
     Qanat__InputSpec **inputs = NULL;
     size_t input_count = 0;
@@ -1121,15 +1133,8 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
     assign->attempt = &out->ref;
     assign->task_name = spec->name;
     assign->workflow = run->info->workflow;
-    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
-    for (size_t p = 0; params && p < run->info->n_params; p++) {
-        params [p].key = run->info->params [p]->name;
-        params [p].value = run->info->params [p]->value;
-    }
     char *argv_error = NULL;
-    assign->argv = params? qn_workflow_task_argv (spec, params, run->info->n_params, &argv_error)
-                         : NULL;
-    free (params);
+    assign->argv = s_task_argv (run, spec, &argv_error);
     if (!assign->argv) {
         *error_p = argv_error? argv_error: strdup ("out of memory");
         for (size_t e = 0; e < spec->env_count; e++)
@@ -1599,6 +1604,8 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
 static void
 s_uploads_settled (qn_coordinator_t *self, uint64_t run_id, uint32_t task, uint32_t attempt)
 {
+    if (zhashx_size (self->uploading) == 0)
+        return;                 //  the common case: no artifacts in flight
     zlistx_t *done = zlistx_new ();
     for (upload_t *upload = (upload_t *) zhashx_first (self->uploading); upload;
          upload = (upload_t *) zhashx_next (self->uploading))

@@ -105,6 +105,21 @@ int
 qn_tree_t *
     qn_tree_parse_manifest (const char *text, size_t size, char **error_p);
 
+//  The largest manifest qn_tree_load_manifest reads (100,000 entries of
+//  a few hundred bytes fit)
+#define QN_TREE_MANIFEST_MAX (64u * 1024 * 1024)
+
+//  Reads and parses the manifest blob hash (size bytes) from blobs.  NULL
+//  when it is missing, too big, unreadable or not a manifest.
+qn_tree_t *
+    qn_tree_load_manifest (qn_blobstore_t *blobs, const char *hash, uint64_t size,
+                           char **error_p);
+
+//  The tree of a single-file output: one entry with the empty path, so
+//  that a file and a directory stage the same way.  NULL for a bad hash.
+qn_tree_t *
+    qn_tree_for_file (const char *hash, uint64_t size);
+
 //  Materializes the tree at workdir/relpath from blobs, creating parent
 //  directories.  Refuses a symlink at any component of the way (never
 //  writes outside workdir) and a blob missing from the store.

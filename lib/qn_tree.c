@@ -1207,3 +1207,36 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
     free (normal);
     return rc;
 }
+
+qn_tree_t *
+qn_tree_load_manifest (qn_blobstore_t *blobs, const char *hash, uint64_t size, char **error_p)
+{
+    if (error_p)
+        *error_p = NULL;
+    if (size == 0 || size > QN_TREE_MANIFEST_MAX || !qn_blobstore_has (blobs, hash)) {
+        if (error_p)
+            *error_p = strdup (size > QN_TREE_MANIFEST_MAX? "manifest too big"
+                                                          : "manifest missing");
+        return NULL;
+    }
+    char *text = (char *) malloc ((size_t) size);
+    if (!text)
+        return NULL;
+    qn_tree_t *tree = NULL;
+    if (qn_blobstore_read (blobs, hash, 0, text, (size_t) size) == (ssize_t) size)
+        tree = qn_tree_parse_manifest (text, (size_t) size, error_p);
+    else
+    if (error_p)
+        *error_p = strdup ("manifest unreadable");
+    free (text);
+    return tree;
+}
+
+qn_tree_t *
+qn_tree_for_file (const char *hash, uint64_t size)
+{
+    char manifest [sizeof (QN_TREE_MAGIC) + 128];
+    snprintf (manifest, sizeof manifest, "%s644 %llu %s \n", QN_TREE_MAGIC,
+              (unsigned long long) size, hash? hash: "");
+    return qn_tree_parse_manifest (manifest, strlen (manifest), NULL);
+}

@@ -991,7 +991,7 @@ test_backend_reattach (void **state)
     s_drive_t drive = { &ev, s_fake_slurm (), NULL, 2, zclock_mono (), NULL, "COMPLETED" };
     char jobdir [700];
     snprintf (jobdir, sizeof (jobdir), "%s/jobs/7-2-1", drive.fake);
-    assert_int_equal (s_mkdirs (jobdir, 0700), 0);
+    assert_int_equal (qn_backend_mkdirs (jobdir, 0700), 0);
     s_put (jobdir, "stdout", "seen\nnew 1\nnew 2\n");
     s_put (jobdir, "stderr", "");
     s_put (jobdir, "metrics", "a 1\nb 2\n");

@@ -879,11 +879,60 @@ test_stage_missing_or_damaged (void **state)
     qn_tree_destroy (&tree);
 }
 
+//  The helpers the agent, the coordinator and the CLI share: a stored
+//  manifest read back, and the one-entry tree of a file output.
+static void
+test_load_manifest_and_file_tree (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char error [256], a [65], manifest_hash [65];
+    assert_int_equal (qn_blobstore_put_buffer (fixture->blobs, "alpha\n", 6, a, error,
+                                               sizeof error), 0);
+    char manifest [256];
+    snprintf (manifest, sizeof manifest, "%s644 6 %s data/a.csv\n", QN_TREE_MAGIC, a);
+    assert_int_equal (qn_blobstore_put_buffer (fixture->blobs, manifest, strlen (manifest),
+                                               manifest_hash, error, sizeof error), 0);
+    char *message = NULL;
+    qn_tree_t *tree = qn_tree_load_manifest (fixture->blobs, manifest_hash, strlen (manifest),
+                                             &message);
+    assert_non_null (tree);
+    assert_null (message);
+    assert_int_equal (qn_tree_count (tree), 1);
+    assert_string_equal (qn_tree_entry (tree, 0)->path, "data/a.csv");
+    qn_tree_destroy (&tree);
+    //  A blob that is not a manifest, and one that is not there
+    assert_null (qn_tree_load_manifest (fixture->blobs, a, 6, &message));
+    assert_non_null (message);
+    free (message);
+    const char *absent = "0000000000000000000000000000000000000000000000000000000000000000";
+    assert_null (qn_tree_load_manifest (fixture->blobs, absent, 9, &message));
+    assert_string_equal (message, "manifest missing");
+    free (message);
+
+    tree = qn_tree_for_file (a, 6);
+    assert_non_null (tree);
+    assert_false (qn_tree_is_dir (tree));
+    assert_int_equal (qn_tree_count (tree), 1);
+    assert_string_equal (qn_tree_entry (tree, 0)->path, "");
+    assert_string_equal (qn_tree_entry (tree, 0)->hash, a);
+    assert_int_equal (qn_tree_bytes (tree), 6);
+    //  Staged like any tree: the file arrives under its name
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in.csv", NULL), 0);
+    qn_tree_destroy (&tree);
+    char path [256];
+    snprintf (path, sizeof path, "%s/in.csv", fixture->stage);
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_size, 6);
+    assert_null (qn_tree_for_file ("not-a-hash", 6));
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_scan_file, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_load_manifest_and_file_tree, setup, teardown),
         cmocka_unit_test_setup_teardown (test_scan_dir, setup, teardown),
         cmocka_unit_test_setup_teardown (test_scan_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown (test_scan_escapes, setup, teardown),
