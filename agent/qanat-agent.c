@@ -6,6 +6,7 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_s3.h"
 #include "qn_backend.h"
 
 #include <czmq.h>
@@ -76,6 +77,11 @@ s_usage (FILE *out)
         "  -o, --backend-option BACKEND.KEY=VALUE\n"
         "                              a backend's setting (repeatable), e.g.\n"
         "                              slurm.partition=gpu, kubernetes.namespace=ml\n"
+        "      --artifact-store s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&path_style=true]\n"
+        "                              this environment's S3 store: outputs of workflows\n"
+        "                              that name no store go straight there (credentials\n"
+        "                              from the AWS variables or ~/.aws; default: the\n"
+        "                              coordinator's blob store).  See docs/artifacts.md\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -339,6 +345,7 @@ main (int argc, char *argv [])
         { "join",        required_argument, NULL, 'j' },
         { "backend",     required_argument, NULL, 'b' },
         { "backend-option", required_argument, NULL, 'o' },
+        { "artifact-store", required_argument, NULL, 'A' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "verbose",     no_argument,       NULL, 'v' },
@@ -376,6 +383,7 @@ main (int argc, char *argv [])
     size_t backend_text_count = 0;
     char *backend_options [S_MAX_BACKEND_OPTIONS + 1] = { NULL };
     size_t backend_option_count = 0;
+    const char *artifact_store = NULL;
     int rc = 1;
 
     int opt;
@@ -461,6 +469,17 @@ main (int argc, char *argv [])
                     goto done;
                 }
                 backend_options [backend_option_count++] = optarg;
+                break;
+            }
+            case 'A': {
+                qn_s3_store_url_t store;
+                char error [256] = "";
+                if (qn_s3_store_url_parse (optarg, &store, error, sizeof error) == -1) {
+                    fprintf (stderr, "qanat-agent: --artifact-store: %s\n", error);
+                    goto done;
+                }
+                qn_s3_store_url_clear (&store);
+                artifact_store = optarg;
                 break;
             }
             case 'M':
@@ -643,7 +662,8 @@ main (int argc, char *argv [])
         .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL,
         .backends = backends,
         .backend_count = backend_count,
-        .backend_options = backend_options
+        .backend_options = backend_options,
+        .artifact_store = artifact_store
     };
     //  An option for a backend the agent does not run is a mistake to say
     for (size_t i = 0; i < backend_option_count; i++) {

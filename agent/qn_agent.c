@@ -26,6 +26,7 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_s3.h"
 #include "qn_backend.h"
 #include "qn_blobstore.h"
 #include "qn_transfer.h"
@@ -131,6 +132,7 @@ typedef struct {
 } s_pending_t;
 
 struct _qn_agent_t {
+    qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
     char *endpoint;
     char *name;
     char *data_dir;
@@ -1607,6 +1609,28 @@ static void s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat
 static void s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status,
                             const char *error, Qanat__Label **env, size_t env_count);
 
+//  A workflow that names no artifact store gets this environment's, when
+//  the agent was given one: its outputs then go straight to that bucket.
+static int
+s_use_own_store (qn_agent_t *self, Qanat__Assign *assign)
+{
+    const qn_s3_store_url_t *own = &self->artifact_store;
+    Qanat__ArtifactStore *store = (Qanat__ArtifactStore *) malloc (sizeof (*store));
+    if (!store)
+        return -1;
+    qanat__artifact_store__init (store);
+    store->kind = strdup ("s3");
+    store->bucket = strdup (own->bucket);
+    store->prefix = strdup (own->prefix? own->prefix: "");
+    store->endpoint = strdup (own->endpoint? own->endpoint: "");
+    store->region = strdup (own->region? own->region: "");
+    store->path_style = own->path_style;
+    assign->store = store;
+    if (!store->kind || !store->bucket || !store->prefix || !store->endpoint || !store->region)
+        return -1;
+    return 0;
+}
+
 static void
 s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
 {
@@ -1679,7 +1703,9 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     }
     attempt->backend = backend;
     attempt->backend_name = self->backends [backend].ops->name;
-    if (!(self->backends [backend].ops->flags & QN_BACKEND_SHARES_FILES)) {
+    const qn_backend_ops_t *ops = self->backends [backend].ops;
+    if (!(ops->flags & QN_BACKEND_SHARES_FILES)
+    &&  !(ops->shares_files && ops->shares_files (self->backends [backend].state))) {
         //  Its work directory (and $QANAT_VALUES) is out of our reach:
         //  value inputs only, which travel in the environment
         bool files = assign->n_outputs > 0;
@@ -1688,7 +1714,11 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
         if (files) {
             snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
                       "collect outputs (its work directory is not on the agent's "
-                      "filesystem); it takes value inputs only", attempt->backend_name);
+                      "filesystem); it takes value inputs only%s", attempt->backend_name,
+                      streq (attempt->backend_name, "kubernetes")
+                      ? " (give the agent a shared work volume: --backend-option "
+                        "kubernetes.work_claim=PVC --backend-option kubernetes.work_dir=PATH)"
+                      : "");
             qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                           key.run_id, key.task_index, key.attempt, error);
             s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
@@ -1698,6 +1728,11 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->running = true;
     if (assign->n_inputs || assign->n_outputs) {
         attempt->assign = qn_backend_assign_copy (assign);
+        if (attempt->assign && !attempt->assign->store && self->artifact_store.bucket
+        &&  s_use_own_store (self, attempt->assign) == -1) {
+            qanat__assign__free_unpacked (attempt->assign, NULL);
+            attempt->assign = NULL;
+        }
         if (!attempt->assign) {
             s_on_finished (self, &key, -1, 0, "", "agent out of memory",
                            QANAT__END_KIND__END_START_FAILED);
@@ -2357,6 +2392,13 @@ qn_agent_new (const qn_agent_config_t *config)
             qn_agent_log (QN_LOG_ERROR, "cannot open the blob cache in %s", blob_dir);
             ok = false;
         }
+        char store_error [256] = "";
+        if (ok && config->artifact_store
+        &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
+                                   sizeof store_error) == -1) {
+            qn_agent_log (QN_LOG_ERROR, "artifact store: %s", store_error);
+            ok = false;
+        }
         qn_backend_config_t backend_config = {
             .data_dir = self->data_dir, .host = self->host,
             .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
@@ -2489,6 +2531,7 @@ qn_agent_destroy (qn_agent_t **self_p)
         if (self->backends [b].state)
             self->backends [b].ops->destroy (&self->backends [b].state);
     qn_stager_destroy (&self->stager);
+    qn_s3_store_url_clear (&self->artifact_store);
     qn_transfer_destroy (&self->transfer);
     qn_blobstore_destroy (&self->cache);
     zloop_destroy (&self->loop);

@@ -72,6 +72,10 @@ typedef struct {
     const char **backends;          //  backend_count names ("local", "slurm",
     size_t backend_count;           //  "kubernetes"); the first is the default; 0 = local
     char **backend_options;         //  "backend.key=value", NULL-terminated; may be NULL
+    //  This environment's artifact store (--artifact-store), used for the
+    //  outputs of workflows that name no store of their own; checked with
+    //  qn_s3_store_url_parse.  NULL = the coordinator's blob store.
+    const char *artifact_store;
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;

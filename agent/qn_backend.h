@@ -98,6 +98,12 @@ typedef struct {
     const char *name;           //  as offered in Register.backends
     unsigned flags;             //  QN_BACKEND_* capabilities
 
+    //  For a backend whose QN_BACKEND_SHARES_FILES depends on how it was
+    //  configured (a Kubernetes backend with a shared work volume): true
+    //  when this instance's work directories are on a filesystem the
+    //  agent reads and writes.  NULL = the flag alone decides.
+    bool (*shares_files) (void *self);
+
     //  Creates the backend's state on loop.  events and arg must outlive
     //  it.  NULL on failure.
     void *(*create) (zloop_t *loop, const qn_backend_config_t *config,

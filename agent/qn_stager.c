@@ -444,6 +444,9 @@ s_collected (job_t *job)
             records [i].hash = output->hash;
             records [i].size = output->size;
             records [i].location = output->location? output->location: (char *) "";
+            //  Consumers elsewhere fetch it from the store it went to
+            if (output->location)
+                records [i].store = job->assign->store;
         }
         pointers [i] = &records [i];
     }
@@ -611,11 +614,10 @@ s_start_worker (job_t *job, void *(*worker) (void *))
 //  the job.
 
 static qn_s3_t *
-s_s3_open (job_t *job)
+s_s3_open (job_t *job, const Qanat__ArtifactStore *store)
 {
-    const Qanat__ArtifactStore *store = job->assign->store;
     if (!store || !store->bucket || !*store->bucket) {
-        s_fail (job, "the workflow's S3 store has no bucket");
+        s_fail (job, "the S3 store has no bucket");
         return NULL;
     }
     qn_s3_config_t config;
@@ -634,21 +636,44 @@ s_s3_open (job_t *job)
 
 //  Objects are content-addressed in the bucket: <prefix>blobs/<sha256>
 static void
-s_s3_key (job_t *job, const char *hash, char *key, size_t size)
+s_s3_key (const Qanat__ArtifactStore *store, const char *hash, char *key, size_t size)
 {
-    const char *prefix = job->assign->store && job->assign->store->prefix?
-                         job->assign->store->prefix: "";
-    snprintf (key, size, "%sblobs/%s", prefix, hash);
+    snprintf (key, size, "%sblobs/%s", store && store->prefix? store->prefix: "", hash);
+}
+
+//  The store an input is in: its own (the producer's), else the workflow's
+static const Qanat__ArtifactStore *
+s_input_store (job_t *job, const Qanat__InputSpec *input)
+{
+    if (input->store && input->store->bucket && *input->store->bucket)
+        return input->store;
+    return job->assign->store;
+}
+
+static bool
+s_same_store (const Qanat__ArtifactStore *a, const Qanat__ArtifactStore *b)
+{
+    if (a == b)
+        return true;
+    if (!a || !b)
+        return false;
+    const char *fields_a [] = { a->bucket, a->prefix, a->endpoint, a->region };
+    const char *fields_b [] = { b->bucket, b->prefix, b->endpoint, b->region };
+    for (size_t f = 0; f < 4; f++)
+        if (strcmp (fields_a [f]? fields_a [f]: "", fields_b [f]? fields_b [f]: "") != 0)
+            return false;
+    return a->path_style == b->path_style;
 }
 
 //  Downloads one object to path (creating its directories) and checks its
 //  SHA-256; read-only after.
 static int
-s_s3_fetch_file (job_t *job, qn_s3_t *s3, const char *hash, const char *path)
+s_s3_fetch_file (job_t *job, qn_s3_t *s3, const Qanat__ArtifactStore *store, const char *hash,
+                 const char *path)
 {
     char key [1200], error [512] = "", got [QN_BLOB_HASH_HEX + 1];
     uint64_t size = 0;
-    s_s3_key (job, hash, key, sizeof key);
+    s_s3_key (store, hash, key, sizeof key);
     char parent [8192];
     snprintf (parent, sizeof parent, "%s", path);
     char *slash = strrchr (parent, '/');
@@ -675,12 +700,21 @@ static void *
 s_s3_fetch_worker (void *arg)
 {
     job_t *job = (job_t *) arg;
-    qn_s3_t *s3 = s_s3_open (job);
-    for (size_t i = 0; s3 && i < job->assign->n_inputs && !job->error; i++) {
+    qn_s3_t *s3 = NULL;
+    const Qanat__ArtifactStore *open = NULL;    //  the store s3 talks to
+    for (size_t i = 0; i < job->assign->n_inputs && !job->error; i++) {
         Qanat__InputSpec *input = job->assign->inputs [i];
         if (!input->location || !*input->location
         ||  input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
             continue;
+        const Qanat__ArtifactStore *store = s_input_store (job, input);
+        if (!s3 || !s_same_store (store, open)) {
+            qn_s3_destroy (&s3);
+            s3 = s_s3_open (job, store);
+            open = store;
+            if (!s3)
+                break;
+        }
         char *error = NULL;
         if (!qn_blobstore_valid_hash (input->hash)
         ||  qn_tree_check_path (input->path, &error) == -1) {
@@ -691,13 +725,13 @@ s_s3_fetch_worker (void *arg)
         char path [8192];
         snprintf (path, sizeof path, "%s/%s", job->stage, input->path);
         if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_FILE) {
-            s_s3_fetch_file (job, s3, input->hash, path);
+            s_s3_fetch_file (job, s3, store, input->hash, path);
             continue;
         }
         //  A directory: its manifest, then every file it lists
         char manifest_path [8192];
         snprintf (manifest_path, sizeof manifest_path, "%s/.manifest-%zu", job->stage, i);
-        if (s_s3_fetch_file (job, s3, input->hash, manifest_path) == -1)
+        if (s_s3_fetch_file (job, s3, store, input->hash, manifest_path) == -1)
             break;
         char *text = NULL;
         size_t size = 0;
@@ -720,7 +754,7 @@ s_s3_fetch_worker (void *arg)
             const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
             char file_path [12288];
             snprintf (file_path, sizeof file_path, "%s/%s", path, entry->path);
-            s_s3_fetch_file (job, s3, entry->hash, file_path);
+            s_s3_fetch_file (job, s3, store, entry->hash, file_path);
         }
         qn_tree_destroy (&tree);
     }
@@ -735,7 +769,7 @@ static int
 s_s3_put (job_t *job, qn_s3_t *s3, const char *hash, const char *path, char **location_p)
 {
     char key [1200], error [512] = "";
-    s_s3_key (job, hash, key, sizeof key);
+    s_s3_key (job->assign->store, hash, key, sizeof key);
     uint64_t size = 0;
     int found = qn_s3_head (s3, key, &size, error, sizeof error);
     if (found == -1 || (found == 1 && qn_s3_put_file (s3, key, path, error, sizeof error) == -1)) {
@@ -751,7 +785,7 @@ s_s3_put (job_t *job, qn_s3_t *s3, const char *hash, const char *path, char **lo
 static void
 s_s3_store_outputs (job_t *job)
 {
-    qn_s3_t *s3 = s_s3_open (job);
+    qn_s3_t *s3 = s_s3_open (job, job->assign->store);
     for (size_t i = 0; s3 && i < job->output_count && !job->error; i++) {
         s_output_t *output = &job->outputs [i];
         if (!output->tree)

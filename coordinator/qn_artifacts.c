@@ -50,6 +50,42 @@ qn_artifacts_blobs (qn_artifacts_t *self)
     return self->blobs;
 }
 
+//  An S3 store as an agent reports it with an output it put there
+static bool
+s_store_valid (const Qanat__ArtifactStore *store)
+{
+    const char *fields [] = { store->kind, store->bucket, store->prefix, store->endpoint,
+                              store->region };
+    for (size_t f = 0; f < 5; f++)
+        if (fields [f] && strlen (fields [f]) > 1024)
+            return false;
+    if (!store->kind || !streq (store->kind, "s3") || !store->bucket || !*store->bucket
+    ||  strlen (store->bucket) > 63)
+        return false;
+    return !store->endpoint || !*store->endpoint
+        || strncmp (store->endpoint, "http://", 7) == 0
+        || strncmp (store->endpoint, "https://", 8) == 0;
+}
+
+//  A deep copy for another message (freed with it), NULL for NULL
+static Qanat__ArtifactStore *
+s_store_copy (const Qanat__ArtifactStore *store)
+{
+    if (!store)
+        return NULL;
+    Qanat__ArtifactStore *copy = (Qanat__ArtifactStore *) malloc (sizeof (*copy));
+    if (!copy)
+        return NULL;
+    qanat__artifact_store__init (copy);
+    copy->kind = strdup (store->kind? store->kind: "");
+    copy->bucket = strdup (store->bucket? store->bucket: "");
+    copy->prefix = strdup (store->prefix? store->prefix: "");
+    copy->endpoint = strdup (store->endpoint? store->endpoint: "");
+    copy->region = strdup (store->region? store->region: "");
+    copy->path_style = store->path_style;
+    return copy;
+}
+
 //  The manifest of a stored directory output, parsed; NULL if it is not
 //  (or no longer) readable.
 static qn_tree_t *
@@ -113,6 +149,7 @@ qn_artifacts_inputs (qn_artifacts_t *self, const qn_task_t *spec, const Qanat__R
         in->path = strdup (input->path);
         in->value = strdup (output->value? output->value: "");
         in->location = strdup (output->location? output->location: "");
+        in->store = s_store_copy (output->store);
         inputs [count++] = in;
         //  What this agent may now fetch from us
         if (allowed && output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
@@ -237,6 +274,10 @@ qn_artifacts_record (qn_artifacts_t *self, const qn_task_t *spec, Qanat__Attempt
         if (output->location && *output->location) {
             if (strncmp (output->location, "s3://", 5) != 0 || strlen (output->location) > 2048)
                 failure = zsys_sprintf ("output '%s': unknown location", declared->name);
+            else
+            if (output->store && !s_store_valid (output->store))
+                failure = zsys_sprintf ("output '%s': its store is not a valid S3 store",
+                                        declared->name);
         }
         else
             failure = s_check_stored (self, declared, output);
@@ -251,6 +292,8 @@ qn_artifacts_record (qn_artifacts_t *self, const qn_task_t *spec, Qanat__Attempt
             copy->size = found [o]->size;
             copy->value = strdup (found [o]->value? found [o]->value: "");
             copy->location = strdup (found [o]->location? found [o]->location: "");
+            copy->store = copy->location && *copy->location? s_store_copy (found [o]->store)
+                                                            : NULL;
             Qanat__OutputRecord **grown = (Qanat__OutputRecord **) realloc (
                 attempt->outputs, (attempt->n_outputs + 1) * sizeof (void *));
             if (!grown) {

@@ -1196,7 +1196,15 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
             assign->outputs [assign->n_outputs++] = output;
         }
     }
+    //  A store the workflow names, even the coordinator's, wins over the
+    //  one an agent's environment has (qanat-agent --artifact-store)
     const qn_artifact_store_t *store = qn_workflow_artifact_store (run->wf);
+    if (store->kind && streq (store->kind, "coordinator")) {
+        qanat__artifact_store__init (&out->store);
+        out->store.kind = store->kind;
+        assign->store = &out->store;
+    }
+    else
     if (store->kind && streq (store->kind, "s3")) {
         qanat__artifact_store__init (&out->store);
         out->store.kind = store->kind;

@@ -140,6 +140,31 @@ int
     qn_s3_xml_text (const char *xml, size_t size, const char *tag,
                     char *value, size_t value_size);
 
+//  A store written as one URL, the way an agent is told where its
+//  environment keeps artifacts (qanat-agent --artifact-store):
+//      s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&path_style=true|false]
+//  The prefix gets a trailing '/' when it has none, so that keys read
+//  PREFIX/blobs/<sha256>.  Fields are malloc'ed; NULL when not given.
+typedef struct {
+    char *bucket;
+    char *prefix;               //  "" when none
+    char *endpoint;
+    char *region;
+    bool path_style;
+} qn_s3_store_url_t;
+
+//  Parses text into store (which it clears first).  Returns 0, or -1 with
+//  the reason in error and store cleared: a bucket that is not an S3
+//  bucket name, a prefix with control characters or "..", an endpoint
+//  that is not http(s)://, an unknown or repeated query key.
+int
+    qn_s3_store_url_parse (const char *text, qn_s3_store_url_t *store, char *error,
+                           size_t error_size);
+
+//  Frees the fields and zeroes store.
+void
+    qn_s3_store_url_clear (qn_s3_store_url_t *store);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1550,3 +1550,141 @@ qn_s3_delete (qn_s3_t *self, const char *key, char *error, size_t error_size)
     s_request_done (&req);
     return rc;
 }
+
+//  ---------------------------------------------------------------------
+//  Store URLs
+
+void
+qn_s3_store_url_clear (qn_s3_store_url_t *store)
+{
+    assert (store);
+    free (store->bucket);
+    free (store->prefix);
+    free (store->endpoint);
+    free (store->region);
+    memset (store, 0, sizeof (*store));
+}
+
+//  S3's bucket naming rules: 3 to 63 of a-z 0-9 . -, a letter or digit
+//  at both ends
+static bool
+s_bucket_name_ok (const char *name, size_t size)
+{
+    if (size < 3 || size > 63 || !isalnum ((unsigned char) name [0])
+    ||  !isalnum ((unsigned char) name [size - 1]))
+        return false;
+    for (size_t i = 0; i < size; i++)
+        if (!(islower ((unsigned char) name [i]) || isdigit ((unsigned char) name [i])
+              || name [i] == '.' || name [i] == '-'))
+            return false;
+    return true;
+}
+
+static bool
+s_printable (const char *text, size_t size)
+{
+    for (size_t i = 0; i < size; i++)
+        if ((unsigned char) text [i] <= ' ' || text [i] == 0x7f)
+            return false;
+    return true;
+}
+
+int
+qn_s3_store_url_parse (const char *text, qn_s3_store_url_t *store, char *error,
+                       size_t error_size)
+{
+    assert (store);
+    memset (store, 0, sizeof (*store));
+    if (!text || strncmp (text, "s3://", 5) != 0) {
+        snprintf (error, error_size, "a store is written s3://BUCKET[/PREFIX][?endpoint="
+                  "URL&region=NAME&path_style=true]");
+        return -1;
+    }
+    if (strlen (text) > 2048) {
+        snprintf (error, error_size, "the store URL is over 2048 bytes");
+        return -1;
+    }
+    const char *bucket = text + 5;
+    const char *query = strchr (bucket, '?');
+    const char *end = query? query: bucket + strlen (bucket);
+    const char *slash = memchr (bucket, '/', (size_t) (end - bucket));
+    size_t bucket_size = (size_t) ((slash? slash: end) - bucket);
+    if (!s_bucket_name_ok (bucket, bucket_size)) {
+        snprintf (error, error_size, "'%.*s' is not an S3 bucket name (3 to 63 of a-z, "
+                  "0-9, '.' and '-')", (int) (bucket_size > 64? 64: bucket_size), bucket);
+        return -1;
+    }
+    store->bucket = strndup (bucket, bucket_size);
+    const char *prefix = slash? slash + 1: end;
+    size_t prefix_size = (size_t) (end - prefix);
+    if (!s_printable (prefix, prefix_size) || prefix_size > 512 || *prefix == '/'
+    ||  memmem (prefix, prefix_size, "..", 2) || memmem (prefix, prefix_size, "//", 2)) {
+        snprintf (error, error_size, "the prefix must be up to 512 printable characters "
+                  "without '..', '//' or a leading '/'");
+        qn_s3_store_url_clear (store);
+        return -1;
+    }
+    bool slash_needed = prefix_size && prefix [prefix_size - 1] != '/';
+    store->prefix = (char *) malloc (prefix_size + 2);
+    if (store->prefix)
+        snprintf (store->prefix, prefix_size + 2, "%.*s%s", (int) prefix_size, prefix,
+                  slash_needed? "/": "");
+    bool path_style_seen = false;
+    const char *cursor = query? query + 1: NULL;
+    while (cursor && *cursor && store->bucket && store->prefix) {
+        const char *amp = strchr (cursor, '&');
+        size_t size = amp? (size_t) (amp - cursor): strlen (cursor);
+        const char *equals = memchr (cursor, '=', size);
+        size_t key_size = equals? (size_t) (equals - cursor): size;
+        const char *value = equals? equals + 1: cursor + size;
+        size_t value_size = (size_t) (cursor + size - value);
+        char **field = NULL;
+        if (key_size == 8 && strncmp (cursor, "endpoint", 8) == 0)
+            field = &store->endpoint;
+        else
+        if (key_size == 6 && strncmp (cursor, "region", 6) == 0)
+            field = &store->region;
+        else
+        if (!(key_size == 10 && strncmp (cursor, "path_style", 10) == 0)) {
+            snprintf (error, error_size, "unknown store setting '%.*s' (known: endpoint, "
+                      "region, path_style)", (int) (key_size > 32? 32: key_size), cursor);
+            qn_s3_store_url_clear (store);
+            return -1;
+        }
+        if ((field && *field) || (!field && path_style_seen) || !equals || !value_size
+        ||  !s_printable (value, value_size)) {
+            snprintf (error, error_size, "store setting '%.*s' %s", (int) key_size, cursor,
+                      (field && *field) || (!field && path_style_seen)? "given twice"
+                                                                         : "has no value");
+            qn_s3_store_url_clear (store);
+            return -1;
+        }
+        if (!field) {
+            path_style_seen = true;
+            if (value_size == 4 && strncmp (value, "true", 4) == 0)
+                store->path_style = true;
+            else
+            if (!(value_size == 5 && strncmp (value, "false", 5) == 0)) {
+                snprintf (error, error_size, "path_style wants true or false");
+                qn_s3_store_url_clear (store);
+                return -1;
+            }
+        }
+        else
+        if (field == &store->endpoint && strncmp (value, "http://", 7) != 0
+                                      && strncmp (value, "https://", 8) != 0) {
+            snprintf (error, error_size, "the endpoint must be an http:// or https:// URL");
+            qn_s3_store_url_clear (store);
+            return -1;
+        }
+        else
+            *field = strndup (value, value_size);
+        cursor = amp? amp + 1: NULL;
+    }
+    if (!store->bucket || !store->prefix) {
+        snprintf (error, error_size, "out of memory");
+        qn_s3_store_url_clear (store);
+        return -1;
+    }
+    return 0;
+}

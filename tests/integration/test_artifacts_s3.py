@@ -108,6 +108,77 @@ def test_wrong_credentials_fail_the_attempt_with_s3s_answer(c):
           "the attempt fails with S3's own answer: %r" % reason)
 
 
+ENV_WORKFLOW = """\
+name: env-store
+%(store)stasks:
+  produce:
+    on: {env: cloud}
+    run: "seq 1 5000 > table.csv && mkdir -p feats && echo f1 > feats/a && echo n=3 >> $QANAT_VALUES"
+    outputs: {table: table.csv, feats: feats, n: {value: true}}
+  consume:
+    on: {env: onprem}
+    inputs: {table: {from: produce.table, path: table.csv}, feats: produce.feats, n: produce.n}
+    run: "wc -l < table.csv && cat feats/a && echo n=$QANAT_INPUT_N"
+"""
+
+
+def test_an_environments_own_store_for_workflows_that_name_none(c):
+    """The cloud agent has --artifact-store: outputs of a workflow without
+    an artifacts: block go to that bucket under that prefix, and the
+    on-prem agent (no store of its own) fetches them from there, told
+    where by the input's record.  A workflow that names the coordinator's
+    store keeps its blobs there even on the cloud agent."""
+    c.start_coordinator()
+    store = "s3://qanat-test/envs/cloud?endpoint=%s&region=us-east-1&path_style=true" % (
+        SERVER.endpoint)
+    c.start_agent("cloud", labels={"env": "cloud"}, extra=["--artifact-store", store])
+    c.start_agent("onprem", labels={"env": "onprem"})
+    path = c.write("env.yaml", ENV_WORKFLOW % {"store": ""})
+    before = len(SERVER.requests())
+    run_id = c.start_run(path)
+    run = c.wait_run(run_id, timeout=120)
+    check(run["status"] == "succeeded", "run: %s" % run)
+    logs = [(l["task"], l["data"]) for l in c.logs_json(run_id) if l["stream"] == "stdout"]
+    check(("consume", "5000") in logs and ("consume", "f1") in logs and ("consume", "n=3") in logs,
+          "the on-prem task got the file, the directory and the value: %s" % logs)
+    arts = {(a["task"], a["output"]): a for a in c.qanat_json("artifacts", run_id)}
+    table = hashlib.sha256("".join("%d\n" % i for i in range(1, 5001)).encode()).hexdigest()
+    check(arts[("produce", "table")]["location"] == "s3://qanat-test/envs/cloud/blobs/" + table,
+          "the file went to the environment's bucket and prefix: %s" % arts)
+    check(arts[("produce", "feats")]["location"].startswith("s3://qanat-test/envs/cloud/blobs/"),
+          "so did the directory: %s" % arts)
+    stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
+    check(stored == [], "the coordinator stored blobs: %s" % stored)
+    requests = SERVER.requests()[before:]
+    check(all(r.get("ok") for r in requests), "signatures: %s" % [r for r in requests
+                                                                 if not r.get("ok")][:2])
+    check(any(r["method"] == "GET" and table in r["url"] for r in requests),
+          "the on-prem agent fetched the table from the bucket: %s" % [
+              (r["method"], r["url"]) for r in requests])
+
+    # The workflow's own choice wins over the environment's
+    path = c.write("coord.yaml", ENV_WORKFLOW % {"store": "artifacts: {store: coordinator}\n"})
+    run_id = c.start_run(path)
+    run = c.wait_run(run_id, timeout=120)
+    check(run["status"] == "succeeded", "run with the coordinator's store: %s" % run)
+    arts = {(a["task"], a["output"]): a for a in c.qanat_json("artifacts", run_id)}
+    check(not arts[("produce", "table")].get("location"),
+          "store: coordinator keeps the blob with the coordinator: %s" % arts)
+    stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
+    check(stored, "the coordinator's blob store holds the table now")
+
+
+def test_a_bad_artifact_store_url_stops_the_agent_at_once(c):
+    for url, words in (("s3://Bad_Bucket", "not an S3 bucket name"),
+                       ("s3://ok-bucket?endpoint=ftp://x", "http:// or https://"),
+                       ("gs://bucket", "s3://BUCKET")):
+        done = harness.subprocess.run([harness.AGENT, "--artifact-store", url, "--insecure",
+                                       "--data-dir", c.dir], capture_output=True, text=True,
+                                      timeout=20)
+        check(done.returncode != 0 and words in done.stderr,
+              "%s: exit %d, stderr %r" % (url, done.returncode, done.stderr))
+
+
 if __name__ == "__main__":
     missing = s3_server.available()
     if missing:

@@ -188,6 +188,19 @@ s_submit (void)
     return submit;
 }
 
+static Qanat__ArtifactStore *
+s_store (void)
+{
+    NEW (store, Qanat__ArtifactStore, qanat__artifact_store__init);
+    store->kind = "s3";
+    store->bucket = "ml";
+    store->prefix = "runs/";
+    store->endpoint = "http://127.0.0.1:9000";
+    store->region = "eu-west-1";
+    store->path_style = true;
+    return store;
+}
+
 static Qanat__OutputRecord *
 s_output (const char *name, Qanat__ArtifactKind kind)
 {
@@ -198,6 +211,7 @@ s_output (const char *name, Qanat__ArtifactKind kind)
     output->size = 200000000;
     output->value = "1234";
     output->location = "s3://ml/runs/blobs/0123";
+    output->store = s_store ();
     return output;
 }
 
@@ -457,20 +471,14 @@ s_assign_body (void)
     input->path = "data/in";
     input->value = "-";
     input->location = "s3://ml/runs/blobs/fedc";
+    input->store = s_store ();
     SET_LIST (assign, inputs, input);
     NEW (output, Qanat__OutputSpec, qanat__output_spec__init);
     output->name = "model";
     output->path = "model.bin";
     output->value = true;
     SET_LIST (assign, outputs, output);
-    NEW (store, Qanat__ArtifactStore, qanat__artifact_store__init);
-    store->kind = "s3";
-    store->bucket = "ml";
-    store->prefix = "runs/";
-    store->endpoint = "http://127.0.0.1:9000";
-    store->region = "eu-west-1";
-    store->path_style = true;
-    assign->store = store;
+    assign->store = s_store ();
     return assign;
 }
 

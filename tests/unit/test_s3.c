@@ -681,6 +681,63 @@ test_operations_fail_cleanly (void **state)
     qn_s3_destroy (&s3);
 }
 
+static void
+test_store_urls (void **state)
+{
+    (void) state;
+    qn_s3_store_url_t store;
+    char error [256] = "";
+    assert_int_equal (qn_s3_store_url_parse ("s3://ml-data/runs/cloud?endpoint=http://127.0.0.1:4568"
+                                             "&region=eu-west-1&path_style=true",
+                                             &store, error, sizeof error), 0);
+    assert_string_equal (store.bucket, "ml-data");
+    assert_string_equal (store.prefix, "runs/cloud/");
+    assert_string_equal (store.endpoint, "http://127.0.0.1:4568");
+    assert_string_equal (store.region, "eu-west-1");
+    assert_true (store.path_style);
+    qn_s3_store_url_clear (&store);
+    assert_null (store.bucket);
+
+    assert_int_equal (qn_s3_store_url_parse ("s3://bucket.one", &store, error, sizeof error), 0);
+    assert_string_equal (store.bucket, "bucket.one");
+    assert_string_equal (store.prefix, "");
+    assert_null (store.endpoint);
+    assert_null (store.region);
+    assert_false (store.path_style);
+    qn_s3_store_url_clear (&store);
+
+    assert_int_equal (qn_s3_store_url_parse ("s3://b12/p/", &store, error, sizeof error), 0);
+    assert_string_equal (store.prefix, "p/");
+    qn_s3_store_url_clear (&store);
+
+    const char *bad [][2] = {
+        { "http://bucket", "s3://BUCKET" },
+        { "s3://", "not an S3 bucket name" },
+        { "s3://Upper", "not an S3 bucket name" },
+        { "s3://ab", "not an S3 bucket name" },
+        { "s3://-abc", "not an S3 bucket name" },
+        { "s3://abc/../x", "prefix" },
+        { "s3://abc//x", "prefix" },
+        { "s3://abc/a b", "prefix" },
+        { "s3://abc?color=red", "unknown store setting 'color'" },
+        { "s3://abc?region=a&region=b", "given twice" },
+        { "s3://abc?region=", "has no value" },
+        { "s3://abc?region", "has no value" },
+        { "s3://abc?path_style=yes", "path_style wants true or false" },
+        { "s3://abc?endpoint=ftp://x", "http:// or https://" },
+        { "s3://abc?endpoint=http://a\x01b", "has no value" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
+        error [0] = '\0';
+        store.bucket = (char *) "stale";       //  cleared by the parser, not freed
+        assert_int_equal (qn_s3_store_url_parse (bad [i][0], &store, error, sizeof error), -1);
+        assert_null (store.bucket);
+        if (!strstr (error, bad [i][1]))
+            fail_msg ("'%s': error '%s' lacks '%s'", bad [i][0], error, bad [i][1]);
+    }
+    assert_int_equal (qn_s3_store_url_parse (NULL, &store, error, sizeof error), -1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -697,6 +754,7 @@ main (int argc, char **argv)
         cmocka_unit_test (test_key_check),
         cmocka_unit_test_setup_teardown (test_urls, s_setup, s_teardown),
         cmocka_unit_test (test_xml),
+        cmocka_unit_test (test_store_urls),
         cmocka_unit_test_setup_teardown (test_operations_fail_cleanly, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
