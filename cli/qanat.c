@@ -11,6 +11,7 @@
 */
 #include "qanat.h"
 #include "qn_blobstore.h"
+#include "qn_s3.h"
 #include "qn_tree.h"
 #include "config.h"
 #include <ftw.h>
@@ -957,6 +958,74 @@ s_fetch_blob (qn_client_t *client, qn_blobstore_t *blobs, const char *hash)
     return 0;
 }
 
+//  Where `qanat get` takes blobs from: the coordinator, or the S3 store
+//  the output's record names (its producer's or its workflow's)
+typedef struct {
+    qn_client_t *client;
+    qn_s3_t *s3;                //  NULL = the coordinator
+    char *prefix;               //  of the S3 keys: <prefix>blobs/<sha256>
+    const char *scratch;        //  a private directory for downloads
+} s_blob_source_t;
+
+//  Fetches one blob into blobs from the source, verified by its hash
+static int
+s_fetch_from (s_blob_source_t *source, qn_blobstore_t *blobs, const char *hash)
+{
+    if (!source->s3)
+        return s_fetch_blob (source->client, blobs, hash);
+    if (qn_blobstore_has (blobs, hash))
+        return 0;
+    char key [1200], path [4200], error [1400] = "", got [QN_BLOB_HASH_HEX + 1];
+    snprintf (key, sizeof key, "%sblobs/%s", source->prefix, hash);
+    snprintf (path, sizeof path, "%s/download", source->scratch);
+    uint64_t size = 0;
+    int rc = qn_s3_get_file (source->s3, key, path, error, sizeof error);
+    if (rc == 0 && qn_blobstore_put_file (blobs, path, got, &size, error, sizeof error) == 0
+    &&  strcmp (got, hash) != 0) {
+        snprintf (error, sizeof error, "s3 object %s does not match its SHA-256", key);
+        rc = -1;
+    }
+    unlink (path);
+    if (rc == -1 || *error) {
+        fprintf (stderr, "qanat: %s\n", *error? error: "cannot fetch from S3");
+        return -1;
+    }
+    return 0;
+}
+
+//  Opens the S3 store of an output with a location: the store its record
+//  names, else the bucket and prefix of the location itself, with
+//  endpoint and region from the usual AWS places.  -1 with a message.
+static int
+s_open_s3_source (s_blob_source_t *source, const Qanat__OutputRecord *output)
+{
+    const Qanat__ArtifactStore *store = output->store && output->store->bucket
+                                     && *output->store->bucket? output->store: NULL;
+    const char *bucket = output->location + 5;
+    const char *slash = strchr (bucket, '/');
+    const char *blobs = slash? strstr (slash, "blobs/"): NULL;
+    if (!slash || !blobs) {
+        fprintf (stderr, "qanat: cannot read the location %s\n", output->location);
+        return -1;
+    }
+    char *bucket_name = strndup (bucket, (size_t) (slash - bucket));
+    source->prefix = store? strdup (store->prefix? store->prefix: "")
+                          : strndup (slash + 1, (size_t) (blobs - slash - 1));
+    qn_s3_config_t config;
+    memset (&config, 0, sizeof config);
+    config.bucket = store? store->bucket: bucket_name;
+    config.endpoint = store && store->endpoint && *store->endpoint? store->endpoint: NULL;
+    config.region = store && store->region && *store->region? store->region: NULL;
+    config.path_style = store? store->path_style: false;
+    char *error = NULL;
+    source->s3 = bucket_name && source->prefix? qn_s3_new (&config, &error): NULL;
+    if (!source->s3)
+        fprintf (stderr, "qanat: s3: %s\n", error? error: "out of memory");
+    free (error);
+    free (bucket_name);
+    return source->s3? 0: -1;
+}
+
 static int
 s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -1008,28 +1077,27 @@ s_cmd_get (options_t *options, int argc, char **argv)
                 fclose (out);
         }
     }
-    else
-    if (output->location && *output->location) {
-        fprintf (stderr, "qanat: %s.%s is in %s; fetch it from there\n", task_name, output_name,
-                 output->location);
-        rc = EXIT_USAGE;
-    }
     else {
-        //  Into a private blob store first, verified, then staged safely
+        //  Into a private blob store first, verified, then staged safely;
+        //  from the coordinator, or straight from the output's bucket
         const char *tmp = getenv ("TMPDIR");
         char dir [4096];
         snprintf (dir, sizeof dir, "%s/qanat-get-XXXXXX", tmp && *tmp? tmp: "/tmp");
         qn_blobstore_t *blobs = mkdtemp (dir)? qn_blobstore_new (dir): NULL;
+        s_blob_source_t source = { .client = client, .scratch = dir };
         qn_tree_t *tree = NULL;
         char *error = NULL;
-        if (!blobs || s_fetch_blob (client, blobs, output->hash))
-            rc = EXIT_COORDINATOR;
+        int failed = EXIT_COORDINATOR;     //  or the store it is in
+        if (output->location && *output->location && s_open_s3_source (&source, output) == -1)
+            rc = failed;
+        if (rc || !blobs || s_fetch_from (&source, blobs, output->hash))
+            rc = failed;
         else
         if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR) {
             tree = qn_tree_load_manifest (blobs, output->hash, output->size, &error);
             for (size_t e = 0; tree && e < qn_tree_count (tree) && rc == 0; e++)
-                if (s_fetch_blob (client, blobs, qn_tree_entry (tree, e)->hash))
-                    rc = EXIT_COORDINATOR;
+                if (s_fetch_from (&source, blobs, qn_tree_entry (tree, e)->hash))
+                    rc = failed;
         }
         else
             tree = qn_tree_for_file (output->hash, output->size);
@@ -1050,11 +1118,13 @@ s_cmd_get (options_t *options, int argc, char **argv)
         }
         else
         if (rc == 0)
-            rc = EXIT_COORDINATOR;
+            rc = failed;
         if (error)
             fprintf (stderr, "qanat: %s\n", error);
         free (error);
         qn_tree_destroy (&tree);
+        qn_s3_destroy (&source.s3);
+        free (source.prefix);
         qn_blobstore_destroy (&blobs);
         nftw (dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     }

@@ -79,6 +79,17 @@ def test_outputs_and_inputs_go_through_the_bucket_only(c):
     check(any(r["method"] == "GET" and expected in r["url"] for r in requests),
           "the consumer fetched the model from the bucket: %s" % methods)
 
+    # qanat get reads an S3 output straight from the bucket, verified
+    target = os.path.join(c.dir, "got-model.bin")
+    got = c.qanat("get", run_id, "produce.model", "-o", target, timeout_s=60)
+    with open(target, "rb") as f:
+        check(hashlib.sha256(f.read()).hexdigest() == expected,
+              "qanat get: the model's bytes: %s" % got.stdout)
+    target = os.path.join(c.dir, "got-data")
+    c.qanat("get", run_id, "produce.data", "-o", target, timeout_s=60)
+    with open(os.path.join(target, "sub", "rows.csv")) as f:
+        check(len(f.read().splitlines()) == 300, "qanat get: the directory, whole")
+
     # The same content again: found with HEAD, not uploaded twice
     before = len(SERVER.requests())
     run2 = c.wait_run(c.start_run(path), timeout=120)
@@ -149,6 +160,11 @@ def test_an_environments_own_store_for_workflows_that_name_none(c):
           "so did the directory: %s" % arts)
     stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
     check(stored == [], "the coordinator stored blobs: %s" % stored)
+    # qanat get finds the environment's bucket from the record alone
+    target = os.path.join(c.dir, "table.csv")
+    c.qanat("get", run_id, "produce.table", "-o", target, timeout_s=60)
+    with open(target) as f:
+        check(len(f.read().splitlines()) == 5000, "qanat get from the environment's store")
     requests = SERVER.requests()[before:]
     check(all(r.get("ok") for r in requests), "signatures: %s" % [r for r in requests
                                                                  if not r.get("ok")][:2])
