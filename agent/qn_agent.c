@@ -976,6 +976,8 @@ s_meta_of (s_attempt_t *attempt, uint64_t next_seq, bool finished, qn_spool_meta
                   attempt->backend_name);
         memcpy (meta->engine_job_id, attempt->engine_job_id, sizeof (meta->engine_job_id));
         memcpy (meta->cursor, attempt->cursor, sizeof (meta->cursor));
+        if (attempt->assign && attempt->assign->n_outputs)
+            snprintf (meta->workdir, sizeof (meta->workdir), "%s", attempt->workdir);
     }
 }
 
@@ -1463,6 +1465,8 @@ s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const ch
 
 static void s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms);
 
+static int s_use_own_store (qn_agent_t *self, Qanat__Assign *assign);
+
 //  Takes back the engine jobs an earlier agent left running, with the
 //  assignments the coordinator returned.  One it no longer counts as
 //  current is re-attached only to be stopped, so that it does not run on
@@ -1491,6 +1495,16 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
         if (held && !attempt->redactor) {
             bool failed = false;
             attempt->redactor = s_redactor_new (held->redact, held->n_redact, &failed);
+        }
+        if (held && held->n_outputs && !attempt->assign) {
+            //  Its outputs are collected from the work directory the
+            //  spool kept, into the same store as before the restart
+            attempt->assign = qn_backend_assign_copy (held);
+            if (attempt->assign && !attempt->assign->store && self->artifact_store.bucket
+            &&  s_use_own_store (self, attempt->assign) == -1) {
+                qanat__assign__free_unpacked (attempt->assign, NULL);
+                attempt->assign = NULL;
+            }
         }
         s_backend_t *backend = &self->backends [attempt->backend];
         char error [512] = "";
@@ -2164,6 +2178,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
         attempt->awaiting_reattach = true;
         memcpy (attempt->engine_job_id, meta->engine_job_id, sizeof (attempt->engine_job_id));
         memcpy (attempt->cursor, meta->cursor, sizeof (attempt->cursor));
+        snprintf (attempt->workdir, sizeof (attempt->workdir), "%s", meta->workdir);
         qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) runs as %s job %s; "
                       "re-attaching once registered", meta->key.run_id, meta->key.task_index,
                       meta->key.attempt, meta->task_name, ops->name, meta->engine_job_id);

@@ -109,10 +109,11 @@ s_event_key (const qn_attempt_key_t *key, uint64_t seq, uint8_t *buffer)
 
 //  Metadata: "QM", version, flags (bit 0: finished), pid, start time,
 //  next seq (be64 each), name length (be16), name; then, when any is set,
-//  backend, engine job id and cursor, each as length (be16) and bytes.
-//  Records without that tail (written before it existed) still read.
-#define S_META_MAX (S_META_HEAD_SIZE + QN_SPOOL_TASK_NAME_MAX + 6 + QN_SPOOL_BACKEND_MAX \
-                    + QN_BACKEND_JOB_ID_MAX + QN_BACKEND_CURSOR_MAX)
+//  backend, engine job id and cursor, each as length (be16) and bytes,
+//  then the work directory the same way when there is one.  Records
+//  without those tails (written before they existed) still read.
+#define S_META_MAX (S_META_HEAD_SIZE + QN_SPOOL_TASK_NAME_MAX + 8 + QN_SPOOL_BACKEND_MAX \
+                    + QN_BACKEND_JOB_ID_MAX + QN_BACKEND_CURSOR_MAX + QN_SPOOL_WORKDIR_MAX)
 
 static size_t
 s_put_text (uint8_t *buffer, const char *text, size_t max)
@@ -154,10 +155,13 @@ s_meta_encode (const qn_spool_meta_t *meta, uint8_t *buffer)
     buffer [29] = (uint8_t) name_size;
     memcpy (buffer + S_META_HEAD_SIZE, meta->task_name, name_size);
     size_t size = S_META_HEAD_SIZE + name_size;
-    if (meta->backend [0] || meta->engine_job_id [0] || meta->cursor [0]) {
+    if (meta->backend [0] || meta->engine_job_id [0] || meta->cursor [0]
+    ||  meta->workdir [0]) {
         size += s_put_text (buffer + size, meta->backend, QN_SPOOL_BACKEND_MAX);
         size += s_put_text (buffer + size, meta->engine_job_id, QN_BACKEND_JOB_ID_MAX);
         size += s_put_text (buffer + size, meta->cursor, QN_BACKEND_CURSOR_MAX);
+        if (meta->workdir [0])
+            size += s_put_text (buffer + size, meta->workdir, QN_SPOOL_WORKDIR_MAX);
     }
     return size;
 }
@@ -193,6 +197,12 @@ s_meta_decode (const MDB_val *key, const MDB_val *value, qn_spool_meta_t *meta)
                                  QN_BACKEND_CURSOR_MAX)))
             return -1;
         at += used;
+        if (at < value->mv_size) {
+            if (!(used = s_get_text (data + at, value->mv_size - at, tail.workdir,
+                                     QN_SPOOL_WORKDIR_MAX)))
+                return -1;
+            at += used;
+        }
         if (at != value->mv_size)
             return -1;
     }
@@ -209,6 +219,7 @@ s_meta_decode (const MDB_val *key, const MDB_val *value, qn_spool_meta_t *meta)
     memcpy (meta->backend, tail.backend, sizeof (meta->backend));
     memcpy (meta->engine_job_id, tail.engine_job_id, sizeof (meta->engine_job_id));
     memcpy (meta->cursor, tail.cursor, sizeof (meta->cursor));
+    memcpy (meta->workdir, tail.workdir, sizeof (meta->workdir));
     return 0;
 }
 

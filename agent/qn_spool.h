@@ -46,6 +46,7 @@ extern "C" {
 #define QN_SPOOL_DEFAULT_RESERVE   (1024ULL * 1024)
 #define QN_SPOOL_TASK_NAME_MAX     255
 #define QN_SPOOL_BACKEND_MAX       31
+#define QN_SPOOL_WORKDIR_MAX       4095
 //  Bytes an event record takes beyond its value (the key)
 #define QN_SPOOL_KEY_SIZE          24
 
@@ -63,6 +64,9 @@ typedef struct {
     char backend [QN_SPOOL_BACKEND_MAX + 1];
     char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
     char cursor [QN_BACKEND_CURSOR_MAX + 1];
+    //  Where the backend's work directory is, for the outputs of an
+    //  attempt re-attached after a restart; "" = none or unknown.
+    char workdir [QN_SPOOL_WORKDIR_MAX + 1];
 } qn_spool_meta_t;
 
 typedef struct _qn_spool_t qn_spool_t;

@@ -192,7 +192,8 @@ name: slurm-reattach
 tasks:
   count:
     backend: slurm
-    run: sh -c 'for i in $(seq 1 40); do echo "line $i"; echo "step $i $i" >> "$QANAT_METRICS"; sleep 0.2; done'
+    run: sh -c 'for i in $(seq 1 40); do echo "line $i"; echo "step $i $i" >> "$QANAT_METRICS"; sleep 0.2; done; seq 1 40 > counted.txt; echo total=40 >> "$QANAT_VALUES"'
+    outputs: {counted: counted.txt, total: {value: true}}
 """
 
 
@@ -217,6 +218,12 @@ def test_agent_killed_mid_job_reattaches(c):
     series = {s["name"]: s for s in c.qanat_json("metrics", run_id)}
     steps = [p["step"] for p in series.get("step", {}).get("points", [])]
     check(steps == list(range(1, 41)), "every metric once: %s" % steps)
+    # Its outputs are collected by the new agent process, from the work
+    # directory the spool remembered
+    arts = {a["output"]: a for a in c.qanat_json("artifacts", run_id)}
+    check(arts.get("total", {}).get("value") == "40", "the value output: %s" % arts)
+    check(arts.get("counted", {}).get("size") == len("".join("%d\n" % i for i in range(1, 41))),
+          "the file output: %s" % arts)
 
 
 if __name__ == "__main__":

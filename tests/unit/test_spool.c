@@ -266,6 +266,7 @@ test_meta_round_trip (void **state)
     snprintf (other.backend, sizeof (other.backend), "slurm");
     snprintf (other.engine_job_id, sizeof (other.engine_job_id), "4711");
     snprintf (other.cursor, sizeof (other.cursor), "120:0:33");
+    snprintf (other.workdir, sizeof (other.workdir), "/shared/qanat/slurm/7-4-5/work");
     assert_int_equal (qn_spool_meta_put (spool, &other), 0);
     s_put_log (spool, &other.key, 1);
     s_put_log (spool, &other.key, 2);
@@ -286,12 +287,14 @@ test_meta_round_trip (void **state)
     assert_string_equal (got.task_name, "train-model");
     assert_string_equal (got.backend, "");
     assert_string_equal (got.engine_job_id, "");
+    assert_string_equal (got.workdir, "");
     assert_int_equal (qn_spool_meta_get (spool, &other.key, &got), 0);
     assert_false (got.finished);
     assert_string_equal (got.task_name, "");
     assert_string_equal (got.backend, "slurm");
     assert_string_equal (got.engine_job_id, "4711");
     assert_string_equal (got.cursor, "120:0:33");
+    assert_string_equal (got.workdir, "/shared/qanat/slurm/7-4-5/work");
     qn_attempt_key_t none = { 1, 1, 1 };
     assert_int_equal (qn_spool_meta_get (spool, &none, &got), -1);
 
