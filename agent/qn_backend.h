@@ -184,6 +184,14 @@ Qanat__Assign *
 const char *
     qn_backend_task_option (const Qanat__Assign *assign, const char *key);
 
+//  Values.  The agent gives a task that returns values $QANAT_VALUES, a
+//  file on its own disk.  A backend whose work runs where that path
+//  does not exist (a Slurm node, a pod) points $QANAT_VALUES at "values"
+//  beside the work directory instead (dirname (workdir)/values, on the
+//  filesystem it shares with the agent): the agent reads it from there
+//  when it exists, also after a re-attach.
+#define QN_BACKEND_VALUES_NAME  "values"
+
 //  Creates the attempt's work directory, which must not exist: the stage
 //  directory the agent filled with its inputs ($QANAT_STAGE_DIR in the
 //  assignment's environment) is moved there, else an empty one is made.

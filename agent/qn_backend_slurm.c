@@ -178,6 +178,16 @@ s_script (const Qanat__Assign *assign, const char *comment, const char *metrics,
         s_shell_quote (out, label->value);
         fputc ('\n', out);
     }
+    for (size_t i = 0; i < assign->n_env; i++)
+        if (assign->env [i] && assign->env [i]->key
+        &&  streq (assign->env [i]->key, "QANAT_VALUES")) {
+            //  On slurm.dir, which the nodes share: beside the work dir
+            char *values = zsys_sprintf ("%s/../" QN_BACKEND_VALUES_NAME, workdir);
+            fputs ("export QANAT_VALUES=", out);
+            s_shell_quote (out, values? values: "/dev/null");
+            fputc ('\n', out);
+            zstr_free (&values);
+        }
     fputs ("export QANAT_METRICS=", out);
     s_shell_quote (out, metrics);
     fputs ("\nexport QANAT_WORKDIR=", out);

@@ -532,7 +532,19 @@ s_read_values (job_t *job)
 {
     char path [4096];
     qn_stager_paths (job->owner, &job->key, NULL, 0, path, sizeof path);
-    FILE *file = fopen (path, "r");
+    const char *use = path;
+    //  A backend whose work runs off this host keeps the file beside the
+    //  work directory, on the filesystem it shares (see qn_backend.h)
+    const char *slash = strrchr (job->workdir, '/');
+    char beside [4200];
+    if (slash && slash != job->workdir) {
+        snprintf (beside, sizeof beside, "%.*s/values", (int) (slash - job->workdir),
+                  job->workdir);
+        struct stat st;
+        if (lstat (beside, &st) == 0 && S_ISREG (st.st_mode))
+            use = beside;
+    }
+    FILE *file = fopen (use, "r");
     char *line = NULL;
     size_t size = 0;
     ssize_t len;

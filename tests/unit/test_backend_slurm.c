@@ -155,6 +155,39 @@ test_script_round_trip (void **state)
     s_rmdir (dir);
 }
 
+//  $QANAT_VALUES moves beside the work directory, on the shared slurm.dir
+static void
+test_script_values_beside_workdir (void **state)
+{
+    (void) state;
+    char *dir = s_tempdir ();
+    char workdir [512], path [600], values [600];
+    snprintf (workdir, sizeof (workdir), "%s/work", dir);
+    assert_int_equal (mkdir (workdir, 0700), 0);
+    const char *argv [] = { "sh", "-c", "echo v=1 >> \"$QANAT_VALUES\"", NULL };
+    const char *env [] = { "QANAT_VALUES", "/agent-only/values/7-1-1", NULL };
+    s_assign_t *a = s_assign_new (argv, env, NULL);
+    char *script = s_script (&a->assign, "qanat", "/dev/null", workdir, NULL);
+    assert_non_null (script);
+    snprintf (path, sizeof (path), "%s/job.sh", dir);
+    assert_int_equal (s_write_file (path, script, 0700), 0);
+    free (script);
+    char *run [] = { "/bin/sh", path, NULL };
+    qn_command_result_t result;
+    assert_int_equal (qn_command_run (run, NULL, NULL, 10000, &result), 0);
+    assert_int_equal (result.exit_code, 0);
+    qn_command_result_free (&result);
+    snprintf (values, sizeof (values), "%s/" QN_BACKEND_VALUES_NAME, dir);
+    FILE *file = fopen (values, "r");
+    assert_non_null (file);
+    char line [64] = "";
+    assert_non_null (fgets (line, sizeof line, file));
+    fclose (file);
+    assert_string_equal (line, "v=1\n");
+    s_assign_destroy (&a);
+    s_rmdir (dir);
+}
+
 //  An argv[0] starting with '-' is refused: sh's exec differs on it
 static void
 test_script_dash_command (void **state)
@@ -1134,6 +1167,7 @@ main (void)
     qn_agent_log_set_verbose (false);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_script_round_trip),
+        cmocka_unit_test (test_script_values_beside_workdir),
         cmocka_unit_test (test_script_dash_command),
         cmocka_unit_test (test_safe_name),
         cmocka_unit_test (test_sbatch_argv),
