@@ -82,6 +82,12 @@ s_usage (FILE *out)
         "                              that name no store go straight there (credentials\n"
         "                              from the AWS variables or ~/.aws; default: the\n"
         "                              coordinator's blob store).  See docs/artifacts.md\n"
+        "      --cache-max SIZE        bound of the input blob cache (K, M, G suffixes;\n"
+        "                              default 10G, 0 = unbounded): least recently used\n"
+        "                              blobs go first, none used in the last hour\n"
+        "      --cache-keep-recent SECONDS\n"
+        "                              blobs used this recently stay even over the\n"
+        "                              bound (default 3600)\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -346,6 +352,8 @@ main (int argc, char *argv [])
         { "backend",     required_argument, NULL, 'b' },
         { "backend-option", required_argument, NULL, 'o' },
         { "artifact-store", required_argument, NULL, 'A' },
+        { "cache-max",   required_argument, NULL, 'K' },
+        { "cache-keep-recent", required_argument, NULL, 'R' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "verbose",     no_argument,       NULL, 'v' },
@@ -384,6 +392,8 @@ main (int argc, char *argv [])
     char *backend_options [S_MAX_BACKEND_OPTIONS + 1] = { NULL };
     size_t backend_option_count = 0;
     const char *artifact_store = NULL;
+    unsigned long long cache_max = 10ULL * 1024 * 1024 * 1024;
+    long long cache_keep_recent_s = -1;
     int rc = 1;
 
     int opt;
@@ -480,6 +490,25 @@ main (int argc, char *argv [])
                 }
                 qn_s3_store_url_clear (&store);
                 artifact_store = optarg;
+                break;
+            }
+            case 'K':
+                if (s_parse_size (optarg, &cache_max) == -1) {
+                    fprintf (stderr, "qanat-agent: --cache-max wants a number of bytes with "
+                             "an optional K, M or G, not '%s'\n", optarg);
+                    goto done;
+                }
+                break;
+            case 'R': {
+                char *end = NULL;
+                errno = 0;
+                long long seconds = strtoll (optarg, &end, 10);
+                if (errno || end == optarg || *end || seconds < 0 || seconds > 365LL * 86400) {
+                    fprintf (stderr, "qanat-agent: --cache-keep-recent wants seconds (0 to "
+                             "a year), not '%s'\n", optarg);
+                    goto done;
+                }
+                cache_keep_recent_s = seconds;
                 break;
             }
             case 'M':
@@ -663,7 +692,9 @@ main (int argc, char *argv [])
         .backends = backends,
         .backend_count = backend_count,
         .backend_options = backend_options,
-        .artifact_store = artifact_store
+        .artifact_store = artifact_store,
+        .cache_max = (uint64_t) cache_max,
+        .cache_keep_recent_s = (int64_t) cache_keep_recent_s
     };
     //  An option for a backend the agent does not run is a mistake to say
     for (size_t i = 0; i < backend_option_count; i++) {

@@ -133,6 +133,8 @@ typedef struct {
 
 struct _qn_agent_t {
     qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
+    uint64_t cache_max;                 //  blob cache bound; 0 = none
+    int64_t cache_keep_recent_s;        //  blobs used this recently stay
     char *endpoint;
     char *name;
     char *data_dir;
@@ -1812,6 +1814,20 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
     }
 }
 
+//  Keeps the blob cache under its bound once inputs are in place
+static void
+s_trim_cache (qn_agent_t *self)
+{
+    if (!self->cache_max)
+        return;
+    size_t count = 0;
+    uint64_t freed = qn_blobstore_trim (self->cache, self->cache_max, self->cache_keep_recent_s,
+                                        &count);
+    if (count)
+        qn_agent_log (QN_LOG_INFO, "blob cache: removed %zu least recently used blob(s), "
+                      "%" PRIu64 " bytes", count, freed);
+}
+
 static void
 s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *error,
                 Qanat__Label **env, size_t env_count)
@@ -1821,6 +1837,7 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
     if (!attempt || !attempt->staging)
         return;
     attempt->staging = false;
+    s_trim_cache (self);
     if (status != 0) {
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
                       key->task_index, key->attempt, error);
@@ -2406,6 +2423,14 @@ qn_agent_new (const qn_agent_config_t *config)
         if (!self->stager) {
             qn_agent_log (QN_LOG_ERROR, "cannot open the blob cache in %s", blob_dir);
             ok = false;
+        }
+        self->cache_max = config->cache_max;
+        self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
+                                  : config->cache_keep_recent_s;
+        if (self->cache) {
+            //  Downloads of attempts long gone are no resume points
+            qn_blobstore_sweep_partials (self->cache, 24 * 3600);
+            s_trim_cache (self);
         }
         char store_error [256] = "";
         if (ok && config->artifact_store

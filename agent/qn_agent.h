@@ -76,6 +76,11 @@ typedef struct {
     //  outputs of workflows that name no store of their own; checked with
     //  qn_s3_store_url_parse.  NULL = the coordinator's blob store.
     const char *artifact_store;
+    //  Bound of the blob cache (inputs fetched from the coordinator), in
+    //  bytes; the least recently used blobs go first, none used in the
+    //  last hour.  0 = unbounded.
+    uint64_t cache_max;
+    int64_t cache_keep_recent_s;    //  blobs used this recently stay; < 0 = 3600
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;

@@ -194,8 +194,9 @@ const char *
 
 //  Creates the attempt's work directory, which must not exist: the stage
 //  directory the agent filled with its inputs ($QANAT_STAGE_DIR in the
-//  assignment's environment) is moved there, else an empty one is made.
-//  -1 with the reason in error.
+//  assignment's environment) is moved there (copied, then removed, when
+//  workdir is on another filesystem), else an empty one is made.  -1
+//  with the reason in error.
 int
     qn_backend_make_workdir (const Qanat__Assign *assign, const char *workdir, char *error,
                              size_t error_size);
@@ -226,6 +227,14 @@ void
 //  that is not there is fine.  0 or -1.
 int
     qn_backend_remove_tree (const char *path);
+
+//  Moves from (a file, or a directory of regular files and directories)
+//  to to, which must not exist: a rename, or on another filesystem
+//  (EXDEV) a copy keeping the modes, then from is removed.  A copy
+//  refuses symlinks, devices, fifos and sockets (and leaves nothing at
+//  to).  -1 with the reason in error.
+int
+    qn_backend_move (const char *from, const char *to, char *error, size_t error_size);
 
 //  Creates path and its missing parents (each with mode).  0 or -1.
 int

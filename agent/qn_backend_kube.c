@@ -40,6 +40,25 @@
     is a metric point (NAME as for qanat metrics, VALUE a number, N an
     integer) and is not shown as a log line; a malformed one is reported
     as a system line.
+
+    The work volume.  A pod shares no filesystem with its agent, unless
+    the agent is given one: kubernetes.work_claim (a PersistentVolumeClaim,
+    ReadWriteMany unless every pod runs on the agent's node) and
+    kubernetes.work_dir (where the agent itself has that claim mounted).
+    Then each attempt has a directory <work_dir>/<job name> (made afresh
+    at start), mounted in the pod at /qanat through a subPath, so that a
+    pod sees its own attempt and nothing else:
+        /qanat/work     the work directory: the staged inputs are moved
+                        (copied, from another filesystem) there, the
+                        outputs are collected from there after the end
+        /qanat/values   $QANAT_VALUES: beside the work directory, where
+                        the agent reads values (see qn_backend.h)
+    The pod runs in /qanat/work with QANAT_WORKDIR set, and with the
+    agent's group as a supplementary group: the attempt's directories are
+    group-writable and setgid, so whatever user the image runs as can
+    write there and the agent can read back what it wrote.  A pod whose
+    claim does not exist stays Pending (Unschedulable); that fails the
+    attempt to start after pull_grace_ms, as a pull error does.
 */
 #include <stddef.h>
 #include "qn_backend.h"
@@ -51,7 +70,11 @@
 #include "qn_stacktrace.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +87,10 @@
 #define S_DELETE_TRIES              3
 #define S_METRIC_PREFIX             "::qanat-metric "
 #define S_TIME_MAX                  40
+#define S_WORK_VOLUME               "qanat-work"
+#define S_WORK_MOUNT                "/qanat"
+#define S_WORK_POD_DIR              S_WORK_MOUNT "/work"
+#define S_WORK_POD_VALUES           S_WORK_MOUNT "/" QN_BACKEND_VALUES_NAME
 
 typedef struct _s_kube_t s_kube_t;
 
@@ -75,6 +102,8 @@ typedef struct {
     char job_name [64];
     char engine_id [QN_BACKEND_JOB_ID_MAX + 1];
     char selector [192];
+    char *attempt_dir;          //  <work_dir>/<job name>, NULL without a work volume
+    char *workdir;              //  <attempt_dir>/work
     bool created;               //  the Job exists (created or re-attached)
     bool verified;              //  its labels were checked (re-attach)
 
@@ -131,6 +160,8 @@ struct _s_kube_t {
     char *agent_name;
     char *namespace_name;
     char *image;
+    char *work_claim;           //  the shared work volume's claim, or NULL
+    char *work_dir;             //  ...where the agent has it mounted
     int poll_ms;
     int pull_grace_ms;
     zlistx_t *attempts;
@@ -139,7 +170,8 @@ struct _s_kube_t {
 };
 
 static const char *s_known_options [] = {
-    "kubeconfig", "context", "namespace", "image", "poll_ms", "pull_grace_ms", NULL
+    "kubeconfig", "context", "namespace", "image", "poll_ms", "pull_grace_ms",
+    "work_claim", "work_dir", NULL
 };
 
 static void s_poll (s_attempt_t *self);
@@ -260,6 +292,8 @@ s_attempt_destroy (s_attempt_t **self_p)
     qn_linebuf_destroy (&self->lines);
     qn_stacktrace_destroy (&self->ring);
     free (self->stop_reason);
+    free (self->attempt_dir);
+    free (self->workdir);
     free (self);
     *self_p = NULL;
 }
@@ -638,6 +672,40 @@ s_evaluate (s_attempt_t *self)
     s_maybe_finish (self);
 }
 
+//  A pod the scheduler cannot place because its claim does not exist
+//  (the work volume's, the only one we mount) will wait forever, unlike
+//  one waiting for room, which an autoscaler may yet make: the first
+//  reads as a start error, as a bad image does.
+static void
+s_check_unschedulable (json_t *pods, qn_kube_outcome_t *outcome)
+{
+    size_t index;
+    json_t *pod;
+    json_array_foreach (json_object_get (pods, "items"), index, pod) {
+        const char *name = json_string_value (json_object_get (json_object_get (pod,
+                                                                "metadata"), "name"));
+        if (*outcome->pod && (!name || !streq (name, outcome->pod)))
+            continue;
+        size_t at;
+        json_t *condition;
+        json_array_foreach (json_object_get (json_object_get (pod, "status"), "conditions"),
+                            at, condition) {
+            const char *type = json_string_value (json_object_get (condition, "type"));
+            const char *status = json_string_value (json_object_get (condition, "status"));
+            const char *reason = json_string_value (json_object_get (condition, "reason"));
+            const char *message = json_string_value (json_object_get (condition, "message"));
+            if (type && streq (type, "PodScheduled") && status && streq (status, "False")
+            &&  reason && streq (reason, "Unschedulable") && message
+            &&  strstr (message, "persistentvolumeclaim \"") && strstr (message, "not found")) {
+                outcome->state = QN_KUBE_PULL_ERROR;
+                snprintf (outcome->reason, sizeof (outcome->reason), "Unschedulable: %.400s",
+                          message);
+                return;
+            }
+        }
+    }
+}
+
 static void
 s_pods_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
@@ -654,6 +722,8 @@ s_pods_done (void *arg, uint64_t call, long status, json_t *body, const char *er
         return;
     }
     qn_kube_outcome (self->job, body, &self->outcome);
+    if (self->outcome.state == QN_KUBE_PENDING)
+        s_check_unschedulable (body, &self->outcome);
     s_evaluate (self);
 }
 
@@ -855,12 +925,136 @@ s_create_done (void *arg, uint64_t call, long status, json_t *body, const char *
     if (self->timeout_s)
         self->deadline_ms = zclock_mono () + (int64_t) self->timeout_s * 1000
                           + S_DEADLINE_SLACK_MS;
-    backend->events->started (backend->arg, &self->key, 0, backend->host, "",
-                              self->engine_id);
+    //  With a work volume, the agent collects outputs from our work
+    //  directory after finished
+    backend->events->started (backend->arg, &self->key, 0, backend->host,
+                              self->workdir? self->workdir: "", self->engine_id);
     qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u started as kubernetes job %s",
                   self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id);
     if (self->stop_reason)
         s_delete (self);
+}
+
+//  Lets the attempt directory's group into the tree: every directory
+//  group-writable and setgid (what the pod makes stays in that group),
+//  every file group-readable.  Staged files are read-only and may share
+//  their inode with the agent's blob cache: only touched when they lack
+//  the bit.
+static int
+s_share_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) ftw;
+    mode_t want = st->st_mode & 07777;
+    if (flag == FTW_D || flag == FTW_DP)
+        want |= S_ISGID | S_IRWXG;
+    else
+    if (flag == FTW_F && S_ISREG (st->st_mode))
+        want |= S_IRGRP;
+    if (want != (st->st_mode & 07777) && chmod (path, want) == -1)
+        return -1;
+    return 0;
+}
+
+//  The container's environment for the work volume: the agent's own
+//  paths out (the stage directory, its values file), the pod's in
+static json_t *
+s_work_env (json_t *env, bool values)
+{
+    json_t *result = json_array ();
+    size_t index;
+    json_t *variable;
+    json_array_foreach (env, index, variable) {
+        const char *name = json_string_value (json_object_get (variable, "name"));
+        if (name && (streq (name, "QANAT_STAGE_DIR") || streq (name, "QANAT_VALUES")
+                 ||  streq (name, "QANAT_WORKDIR")))
+            continue;
+        json_array_append (result, variable);
+    }
+    json_t *workdir = json_object ();
+    json_object_set_new (workdir, "name", json_string ("QANAT_WORKDIR"));
+    json_object_set_new (workdir, "value", json_string (S_WORK_POD_DIR));
+    json_array_append_new (result, workdir);
+    if (values) {
+        json_t *variable = json_object ();
+        json_object_set_new (variable, "name", json_string ("QANAT_VALUES"));
+        json_object_set_new (variable, "value", json_string (S_WORK_POD_VALUES));
+        json_array_append_new (result, variable);
+    }
+    return result;
+}
+
+//  Mounts the attempt's directory of the work volume in the Job's pod
+static int
+s_mount_work (json_t *manifest, const char *claim, const char *job_name, bool values,
+              gid_t gid)
+{
+    json_t *pod = json_object_get (json_object_get (json_object_get (manifest, "spec"), "template"),
+                           "spec");
+    json_t *container = json_array_get (json_object_get (pod, "containers"), 0);
+    if (!json_is_object (pod) || !json_is_object (container))
+        return -1;
+    json_t *volume = json_pack ("{s:s, s:{s:s}}", "name", S_WORK_VOLUME,
+                                "persistentVolumeClaim", "claimName", claim);
+    json_t *mount = json_pack ("{s:s, s:s, s:s}", "name", S_WORK_VOLUME,
+                               "mountPath", S_WORK_MOUNT, "subPath", job_name);
+    json_t *env = s_work_env (json_object_get (container, "env"), values);
+    if (!volume || !mount || !env) {
+        json_decref (volume);
+        json_decref (mount);
+        json_decref (env);
+        return -1;
+    }
+    json_object_set_new (pod, "volumes", json_pack ("[o]", volume));
+    json_object_set_new (container, "volumeMounts", json_pack ("[o]", mount));
+    json_object_set_new (container, "workingDir", json_string (S_WORK_POD_DIR));
+    json_object_set_new (container, "env", env);
+    //  Whatever user the image runs as, it is in the directory's group
+    if (gid != 0)
+        json_object_set_new (pod, "securityContext",
+                             json_pack ("{s:[I]}", "supplementalGroups", (json_int_t) gid));
+    return 0;
+}
+
+//  Makes the attempt's directory on the work volume, with the staged
+//  inputs as its work directory, and mounts it in the manifest.  -1 with
+//  the reason in error.
+static int
+s_prepare_work (s_kube_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+                json_t *manifest, char *error, size_t error_size)
+{
+    bool values = false;
+    for (size_t i = 0; i < assign->n_env; i++)
+        values = values || (assign->env [i]->key && streq (assign->env [i]->key, "QANAT_VALUES"));
+    if (asprintf (&attempt->attempt_dir, "%s/%s", self->work_dir, attempt->job_name) < 0)
+        attempt->attempt_dir = NULL;
+    if (attempt->attempt_dir && asprintf (&attempt->workdir, "%s/work", attempt->attempt_dir) < 0)
+        attempt->workdir = NULL;
+    if (!attempt->attempt_dir || !attempt->workdir) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    //  Afresh, even when an earlier agent left one behind
+    struct stat st;
+    if (qn_backend_remove_tree (attempt->attempt_dir) == -1
+    ||  mkdir (attempt->attempt_dir, 0700) == -1
+    ||  stat (attempt->attempt_dir, &st) == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", attempt->attempt_dir,
+                  strerror (errno));
+        return -1;
+    }
+    if (qn_backend_make_workdir (assign, attempt->workdir, error, error_size) == -1)
+        return -1;
+    if (nftw (attempt->attempt_dir, s_share_entry, 16, FTW_PHYS) == -1) {
+        snprintf (error, error_size, "cannot open %s to the pod: %s", attempt->attempt_dir,
+                  strerror (errno));
+        return -1;
+    }
+    if (s_mount_work (manifest, self->work_claim, attempt->job_name,
+                      values, st.st_gid) == -1) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -893,6 +1087,14 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
     snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s/%s",
               attempt->namespace_name, attempt->job_name);
     attempt->timeout_s = assign->timeout_s;
+    if (self->work_claim
+    &&  s_prepare_work (self, attempt, assign, manifest, error, error_size) == -1) {
+        json_decref (manifest);
+        if (attempt->attempt_dir)
+            qn_backend_remove_tree (attempt->attempt_dir);
+        s_attempt_destroy (&attempt);
+        return -1;
+    }
     char *path = NULL;
     if (asprintf (&path, "/apis/batch/v1/namespaces/%s/jobs", namespace_name) < 0)
         path = NULL;
@@ -985,6 +1187,8 @@ s_kube_reattach (void *state, const Qanat__Assign *assign, const char *engine_jo
     }
     attempt->created = true;
     attempt->timeout_s = assign->timeout_s;
+    //  With a work volume, the attempt's directory (outputs and values)
+    //  is still there for the agent, which kept where it is in its spool.
     //  We do not know when it started: the Job's own deadline is the
     //  timeout, ours only a late backstop
     if (assign->timeout_s)
@@ -1016,6 +1220,75 @@ s_parse_ms (const char *text, int min, int max, int *value_p)
 }
 
 static void s_kube_destroy (void **state_p);
+
+//  A PersistentVolumeClaim's name: a DNS-1123 subdomain
+static bool
+s_dns_subdomain (const char *text)
+{
+    size_t len = strlen (text);
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text [i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && ((c != '-' && c != '.') || i == 0 || i == len - 1))
+            return false;
+    }
+    return true;
+}
+
+//  kubernetes.work_claim and kubernetes.work_dir: both or neither; the
+//  directory must be there, ours to write.  0, or -1 after logging why.
+static int
+s_work_options (s_kube_t *self, const qn_backend_config_t *config)
+{
+    const char *claim = qn_backend_option (config, "kubernetes", "work_claim");
+    const char *dir = qn_backend_option (config, "kubernetes", "work_dir");
+    if (claim && !*claim)
+        claim = NULL;
+    if (dir && !*dir)
+        dir = NULL;
+    if (!claim && !dir)
+        return 0;
+    if (!claim || !dir) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_claim and work_dir go together "
+                      "(the shared work volume's claim, and where this agent has it mounted)");
+        return -1;
+    }
+    if (!s_dns_subdomain (claim)) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: invalid work_claim '%.100s' (want "
+                      "a PersistentVolumeClaim name)", claim);
+        return -1;
+    }
+    struct stat st;
+    if (dir [0] != '/') {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir '%.200s' is not an "
+                      "absolute path", dir);
+        return -1;
+    }
+    errno = 0;
+    if (stat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir %.200s is not a "
+                      "directory%s%s", dir, errno? ": ": "", errno? strerror (errno): "");
+        return -1;
+    }
+    if (access (dir, W_OK | X_OK) == -1) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir %.200s is not writable by "
+                      "this agent: %s", dir, strerror (errno));
+        return -1;
+    }
+    self->work_claim = strdup (claim);
+    self->work_dir = strdup (dir);
+    if (!self->work_claim || !self->work_dir)
+        return -1;
+    //  "/mnt/work/" and "/mnt/work" name one directory
+    size_t len = strlen (self->work_dir);
+    while (len > 1 && self->work_dir [len - 1] == '/')
+        self->work_dir [--len] = '\0';
+    qn_agent_log (QN_LOG_INFO, "kubernetes backend: work volume %s, mounted here at %s",
+                  self->work_claim, self->work_dir);
+    return 0;
+}
 
 static void *
 s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
@@ -1057,6 +1330,8 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
     }
     if (ok && image && *image)
         ok = (self->image = strdup (image)) != NULL;
+    if (ok)
+        ok = s_work_options (self, config) == 0;
     qn_kube_config_t *kube_config = NULL;
     if (ok) {
         kube_config = qn_kube_config_resolve (qn_backend_option (config, "kubernetes",
@@ -1181,13 +1456,23 @@ s_kube_destroy (void **state_p)
     free (self->agent_name);
     free (self->namespace_name);
     free (self->image);
+    free (self->work_claim);
+    free (self->work_dir);
     free (self);
     *state_p = NULL;
+}
+
+static bool
+s_kube_shares_files (void *state)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    return self && self->work_claim;
 }
 
 const qn_backend_ops_t qn_backend_kube = {
     .name = "kubernetes",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
+    .shares_files = s_kube_shares_files,
     .create = s_kube_create,
     .start = s_kube_start,
     .reattach = s_kube_reattach,

@@ -1166,7 +1166,7 @@ static void
 s_timers_start (s_slurm_t *self)
 {
     if (self->tail_timer == -1)
-        self->tail_timer = zloop_timer (self->loop, S_TAIL_MS, 0, s_tail_tick, self);
+        self->tail_timer = zloop_timer (self->loop, S_TAIL_MS, 1, s_tail_tick, self);
     if (self->poll_timer == -1)
         self->poll_timer = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_poll_tick, self);
     if (self->tail_timer == -1 || self->poll_timer == -1)
@@ -1177,9 +1177,11 @@ s_timers_start (s_slurm_t *self)
 static int
 s_tail_tick (zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop;
     (void) timer_id;
     s_slurm_t *self = (s_slurm_t *) arg;
+    //  One shot, armed again while there is work: a timer must not end
+    //  itself from its own handler (zloop may free it at once)
+    self->tail_timer = -1;
     size_t count = zlistx_size (self->attempts);
     s_attempt_t **attempts = count? (s_attempt_t **) malloc (count * sizeof (s_attempt_t *))
                                   : NULL;
@@ -1194,6 +1196,8 @@ s_tail_tick (zloop_t *loop, int timer_id, void *arg)
         if (s_attempt_step (attempts [i], now))
             s_attempt_remove (attempts [i]);
     free (attempts);
+    if (zlistx_size (self->attempts) && self->tail_timer == -1)
+        self->tail_timer = zloop_timer (loop, S_TAIL_MS, 1, s_tail_tick, self);
     s_timers_stop_if_idle (self);
     return 0;
 }

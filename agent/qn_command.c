@@ -404,11 +404,15 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static int
 s_on_reap_tick (zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop;
     (void) timer_id;
     qn_command_t *self = (qn_command_t *) arg;
+    //  One shot, armed again while needed: a timer must not end itself
+    //  from its own handler (zloop frees it at once once terminated)
+    self->reap_timer = -1;
     s_reap (self, false);
     s_check_done (self);
+    if (!self->exited && !self->finishing)
+        self->reap_timer = zloop_timer (loop, S_REAP_TICK_MS, 1, s_on_reap_tick, self);
     return 0;
 }
 
@@ -475,7 +479,7 @@ qn_command_new (zloop_t *loop, char *const *argv, char *const *env, const char *
     }
     if (self->pid_fd == -1 || s_watch (self, self->pid_fd, ZMQ_POLLIN) == -1) {
         s_close (&self->pid_fd);
-        self->reap_timer = zloop_timer (loop, S_REAP_TICK_MS, 0, s_on_reap_tick, self);
+        self->reap_timer = zloop_timer (loop, S_REAP_TICK_MS, 1, s_on_reap_tick, self);
     }
     if (timeout_ms > 0)
         self->timeout_timer = zloop_timer (loop, (size_t) timeout_ms, 1, s_on_timeout, self);

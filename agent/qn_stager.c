@@ -265,6 +265,10 @@ s_stage_finish (job_t *job)
             labels [count].value = texts [2 * count + 1] = strdup (input->path);
         else {
             char *error = NULL;
+            //  Used now: the cache's bound removes the least recently used
+            qn_blobstore_touch (self->cache, input->hash);
+            for (size_t e = 0; e < qn_tree_count (job->trees [i]); e++)
+                qn_blobstore_touch (self->cache, qn_tree_entry (job->trees [i], e)->hash);
             if (qn_tree_stage (job->trees [i], self->cache, stage, input->path, &error) == -1) {
                 s_fail (job, "input '%s': %s", input->name, error? error: "cannot stage");
                 free (error);
@@ -526,6 +530,8 @@ s_scan_worker (void *arg)
     return NULL;
 }
 
+#define S_VALUES_FILE_MAX  (16 * 1024 * 1024)
+
 //  Reads the values file: NAME=VALUE lines, the last of a name wins
 static void
 s_read_values (job_t *job)
@@ -543,6 +549,13 @@ s_read_values (job_t *job)
         struct stat st;
         if (lstat (beside, &st) == 0 && S_ISREG (st.st_mode))
             use = beside;
+    }
+    //  A few NAME=VALUE lines: a file far larger is a runaway task
+    struct stat st;
+    if (stat (use, &st) == 0 && st.st_size > S_VALUES_FILE_MAX) {
+        s_fail (job, "$QANAT_VALUES holds %lld bytes, more than %d", (long long) st.st_size,
+                S_VALUES_FILE_MAX);
+        return;
     }
     FILE *file = fopen (use, "r");
     char *line = NULL;

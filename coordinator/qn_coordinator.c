@@ -3119,6 +3119,15 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono ();
     if (++self->timer_turns % 8 == 0)           //  every 2 s
         qn_blobserver_tick (self->blobserver);
+    if (self->timer_turns % (4 * 3600) == 1) {  //  at start, then hourly
+        //  Uploads from agents that never came back to finish them
+        uint64_t freed = qn_blobstore_sweep_partials (qn_artifacts_blobs (self->artifacts),
+                                                      QN_COORDINATOR_PARTIAL_MAX_AGE_S);
+        self->stats.blob_bytes_freed += freed;
+        if (freed)
+            zsys_info ("removed %" PRIu64 " bytes of uploads not resumed for %d hours", freed,
+                       QN_COORDINATOR_PARTIAL_MAX_AGE_S / 3600);
+    }
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
         bool was_suspect = agent->state && streq (agent->state, "suspect");

@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  An upload an agent has not resumed for this long is removed: the agent
+//  is gone, or its attempt ended long ago
+#define QN_COORDINATOR_PARTIAL_MAX_AGE_S  (24 * 3600)
+
 typedef struct {
     const char *data_dir;
     const char *client_endpoint;     //  e.g. tcp://127.0.0.1:7710

@@ -145,6 +145,26 @@ int
 uint64_t
     qn_blobstore_bytes (qn_blobstore_t *self);
 
+//  Marks a complete blob as used now (its mtime), for qn_blobstore_trim.
+//  0, or -1 if it is absent.
+int
+    qn_blobstore_touch (qn_blobstore_t *self, const char *hash);
+
+//  Removes partial transfers nobody wrote to for max_age_s seconds (a
+//  sender that never came back), except those open now.  Returns the
+//  bytes freed.
+uint64_t
+    qn_blobstore_sweep_partials (qn_blobstore_t *self, int64_t max_age_s);
+
+//  A cache's bound: removes the least recently used complete blobs
+//  (oldest mtime: stored or touched) until at most max_bytes remain,
+//  sparing every blob used in the last spare_s seconds, which may be on
+//  their way into a task.  Returns the bytes freed; *count_p (may be
+//  NULL) gets the number of blobs removed.
+uint64_t
+    qn_blobstore_trim (qn_blobstore_t *self, uint64_t max_bytes, int64_t spare_s,
+                       size_t *count_p);
+
 #ifdef __cplusplus
 }
 #endif

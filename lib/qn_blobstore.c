@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_IO_BUFFER (256 * 1024)
@@ -827,4 +828,126 @@ qn_blobstore_bytes (qn_blobstore_t *self)
     }
     closedir (top);
     return total;
+}
+
+int
+qn_blobstore_touch (qn_blobstore_t *self, const char *hash)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash))
+        return -1;
+    char path [4096];
+    s_object_path (self, hash, path, sizeof path);
+    //  NULL times = now; allowed on our own read-only files
+    return utimensat (AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW) == 0? 0: -1;
+}
+
+uint64_t
+qn_blobstore_sweep_partials (qn_blobstore_t *self, int64_t max_age_s)
+{
+    assert (self);
+    DIR *handle = opendir (self->partial);
+    if (!handle)
+        return 0;
+    time_t now = time (NULL);
+    uint64_t freed = 0;
+    struct dirent *entry;
+    struct stat st;
+    while ((entry = readdir (handle))) {
+        if (!s_hex_name (entry->d_name, QN_BLOB_HASH_HEX) || s_slot_find (self, entry->d_name))
+            continue;
+        if (fstatat (dirfd (handle), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+        &&  S_ISREG (st.st_mode) && (int64_t) (now - st.st_mtime) > max_age_s
+        &&  unlinkat (dirfd (handle), entry->d_name, 0) == 0)
+            freed += (uint64_t) st.st_size;
+    }
+    closedir (handle);
+    return freed;
+}
+
+typedef struct {
+    char hash [QN_BLOB_HASH_HEX + 1];
+    uint64_t size;
+    int64_t used;                       //  mtime, ns
+} s_trim_entry_t;
+
+static int
+s_trim_order (const void *a, const void *b)
+{
+    const s_trim_entry_t *x = (const s_trim_entry_t *) a;
+    const s_trim_entry_t *y = (const s_trim_entry_t *) b;
+    return x->used < y->used? -1: x->used > y->used? 1: strcmp (x->hash, y->hash);
+}
+
+uint64_t
+qn_blobstore_trim (qn_blobstore_t *self, uint64_t max_bytes, int64_t spare_s, size_t *count_p)
+{
+    assert (self);
+    if (count_p)
+        *count_p = 0;
+    //  Every blob with its size and last use, then the oldest go first
+    s_trim_entry_t *entries = NULL;
+    size_t count = 0, capacity = 0;
+    uint64_t total = 0;
+    DIR *top = opendir (self->objects);
+    struct dirent *entry;
+    while (top && (entry = readdir (top))) {
+        if (!s_hex_name (entry->d_name, 2))
+            continue;
+        int fd = openat (dirfd (top), entry->d_name,
+                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *sub = fd >= 0? fdopendir (fd): NULL;
+        if (!sub) {
+            if (fd >= 0)
+                close (fd);
+            continue;
+        }
+        struct dirent *blob;
+        struct stat st;
+        while ((blob = readdir (sub))) {
+            if (!s_hex_name (blob->d_name, QN_BLOB_HASH_HEX - 2)
+            ||  fstatat (fd, blob->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0
+            ||  !S_ISREG (st.st_mode))
+                continue;
+            if (count == capacity) {
+                size_t grown_capacity = capacity? capacity * 2: 256;
+                s_trim_entry_t *grown = (s_trim_entry_t *) realloc (
+                    entries, grown_capacity * sizeof (s_trim_entry_t));
+                if (!grown)
+                    break;
+                entries = grown;
+                capacity = grown_capacity;
+            }
+            snprintf (entries [count].hash, sizeof entries [count].hash, "%s%s",
+                      entry->d_name, blob->d_name);
+            entries [count].size = (uint64_t) st.st_size;
+            entries [count].used = (int64_t) st.st_mtim.tv_sec * 1000000000
+                                 + st.st_mtim.tv_nsec;
+            total += (uint64_t) st.st_size;
+            count++;
+        }
+        closedir (sub);
+    }
+    if (top)
+        closedir (top);
+    uint64_t freed = 0;
+    if (total > max_bytes && count) {
+        qsort (entries, count, sizeof (s_trim_entry_t), s_trim_order);
+        struct timespec now;
+        clock_gettime (CLOCK_REALTIME, &now);
+        int64_t spare_from = ((int64_t) now.tv_sec - spare_s) * 1000000000 + now.tv_nsec;
+        for (size_t i = 0; i < count && total - freed > max_bytes; i++) {
+            if (entries [i].used >= spare_from)
+                break;                  //  the rest are newer still
+            char path [4096];
+            s_object_path (self, entries [i].hash, path, sizeof path);
+            if (unlink (path) == 0) {
+                freed += entries [i].size;
+                if (count_p)
+                    (*count_p)++;
+            }
+        }
+    }
+    free (entries);
+    return freed;
 }

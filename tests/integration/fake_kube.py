@@ -29,8 +29,19 @@ scenario:
 activeDeadlineSeconds is enforced (Job condition Failed, DeadlineExceeded)
 and backoffLimit counted (Failed, BackoffLimitExceeded).
 
-Standalone: python3 fake_kube.py --port N --dir D [--no-tls] writes D/kubeconfig
-(and with TLS a self-signed CA in D) and serves until interrupted.
+Volumes: a pod's persistentVolumeClaim volumes are claims the fake knows
+(claims={"NAME": HOSTDIR}, or --claim NAME=HOSTDIR), each a host directory.
+A pod naming an unknown claim is never scheduled: it stays Pending with
+the condition PodScheduled False, reason Unschedulable, as the scheduler
+reports it.  A container's volumeMount of a claim maps its mountPath to
+HOSTDIR/subPath (created if missing, as the kubelet does); since the
+container is a local process, its workingDir and the env values that
+start with a mountPath are translated to the host path, and the process
+runs in that working directory.
+
+Standalone: python3 fake_kube.py --port N --dir D [--no-tls] [--claim NAME=HOSTDIR]...
+writes D/kubeconfig (and with TLS a self-signed CA in D) and serves until
+interrupted.
 """
 import argparse
 import base64
@@ -114,6 +125,32 @@ def match_selector(labels, selector):
     return True
 
 
+def volume_errors(pod):
+    """What the API server's validation says of a pod's volumes and
+    mounts, or None."""
+    names = set()
+    for i, volume in enumerate(pod.get("volumes") or []):
+        if not isinstance(volume, dict) or not dns1123_label(volume.get("name")):
+            return "spec.template.spec.volumes[%d].name: Invalid value" % i
+        if volume["name"] in names:
+            return "spec.template.spec.volumes[%d].name: Duplicate value" % i
+        names.add(volume["name"])
+        claim = volume.get("persistentVolumeClaim")
+        if claim is not None and not (isinstance(claim, dict) and claim.get("claimName")):
+            return "spec.template.spec.volumes[%d].persistentVolumeClaim.claimName: " \
+                   "Required value" % i
+    for i, mount in enumerate(pod["containers"][0].get("volumeMounts") or []):
+        where = "spec.template.spec.containers[0].volumeMounts[%d]" % i
+        if not isinstance(mount, dict) or mount.get("name") not in names:
+            return where + ".name: Not found"
+        if not str(mount.get("mountPath", "")).startswith("/"):
+            return where + ".mountPath: Invalid value"
+        sub = mount.get("subPath", "")
+        if sub and (sub.startswith("/") or ".." in sub.split("/")):
+            return where + ".subPath: Invalid value"
+    return None
+
+
 class Pod:
     def __init__(self, job, name):
         self.job = job
@@ -123,6 +160,7 @@ class Pod:
         self.deleted = False
         self.cond = threading.Condition()
         self.process = None
+        self.host_mounts = {}
         template = job.obj["spec"]["template"]
         labels = dict(template.get("metadata", {}).get("labels", {}))
         labels["job-name"] = job.name
@@ -150,7 +188,48 @@ class Pod:
         }
 
     def cstatus(self):
-        return self.obj["status"]["containerStatuses"][0]
+        statuses = self.obj["status"].get("containerStatuses")
+        if not statuses:
+            # Not scheduled: no container status yet
+            return {"state": {"waiting": {"reason": "ContainerCreating"}}}
+        return statuses[0]
+
+    def unschedulable(self, message):
+        """As the scheduler leaves a pod it cannot place."""
+        self.obj["status"] = {
+            "phase": "Pending", "qosClass": "BestEffort",
+            "conditions": [{"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                            "lastTransitionTime": now_rfc3339(), "reason": "Unschedulable",
+                            "message": message}]}
+
+    def mounts(self, claims):
+        """{mountPath: host directory} of the container's claim mounts, or
+        the name of a claim that does not exist."""
+        volumes = {v.get("name"): v for v in self.obj["spec"].get("volumes") or []}
+        for volume in volumes.values():
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim is not None and claim not in claims:
+                return claim
+        result = {}
+        for mount in self.container.get("volumeMounts") or []:
+            volume = volumes.get(mount.get("name")) or {}
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim is None:
+                continue
+            host = claims[claim]
+            if mount.get("subPath"):
+                host = os.path.join(host, mount["subPath"])
+                os.makedirs(host, exist_ok=True)
+            result[mount["mountPath"].rstrip("/") or "/"] = host
+        return result
+
+    @staticmethod
+    def translate(value, mounts):
+        """A path in the pod -> the host path the fake's mount stands for."""
+        for path in sorted(mounts, key=len, reverse=True):
+            if value == path or value.startswith(path.rstrip("/") + "/"):
+                return mounts[path] + value[len(path):]
+        return value
 
     def add_line(self, text):
         with self.cond:
@@ -243,6 +322,20 @@ class Job:
         image = pod.container.get("image", "")
         cs = pod.cstatus()
         time.sleep(0.05)
+        mounts = pod.mounts(self.server.claims)
+        if isinstance(mounts, str):
+            pod.unschedulable('0/1 nodes are available: persistentvolumeclaim "%s" not found. '
+                              'preemption: 0/1 nodes are available: 1 Preemption is not '
+                              'helpful for scheduling.' % mounts)
+            while not pod.deleted and not self.deleted:
+                if deadline is not None and time.time() - started > deadline:
+                    pod.finish_output()
+                    return "deadline"
+                time.sleep(0.05)
+            pod.finish_output()
+            return "stuck"
+        pod.host_mounts = mounts
+
         if image == "fake/pull-error":
             cs["state"] = {"waiting": {"reason": "ErrImagePull",
                                        "message": 'rpc error: code = NotFound desc = failed '
@@ -259,13 +352,17 @@ class Job:
             pod.finish_output()
             return "stuck"
 
+
         argv = list(pod.container.get("command") or []) + list(pod.container.get("args") or [])
         if not argv:
             argv = ["true"]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOSTNAME": pod.name}
         for item in pod.container.get("env") or []:
-            env[item["name"]] = item.get("value", "")
-        workdir = os.path.join(self.server.dir, "pods", pod.name)
+            env[item["name"]] = Pod.translate(item.get("value", ""), mounts)
+        if pod.container.get("workingDir"):
+            workdir = Pod.translate(pod.container["workingDir"], mounts)
+        else:
+            workdir = os.path.join(self.server.dir, "pods", pod.name)
         os.makedirs(workdir, exist_ok=True)
         try:
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -453,6 +550,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                                                  "OnFailure")
             except (KeyError, TypeError, AssertionError):
                 return self.fail(422, "Invalid", 'Job.batch "%s" is invalid: spec.template' % name)
+            invalid = volume_errors(body["spec"]["template"]["spec"])
+            if invalid:
+                return self.fail(422, "Invalid", 'Job.batch "%s" is invalid: %s' % (name, invalid))
             with fake.lock:
                 if (namespace, name) in fake.jobs:
                     return self.fail(409, "AlreadyExists", 'jobs.batch "%s" already exists' % name)
@@ -552,8 +652,9 @@ class ThreadingServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class FakeKube:
     """The server, in a thread of the caller's process."""
 
-    def __init__(self, directory, port=0, tls=True, ca_data=False, verbose=False):
+    def __init__(self, directory, port=0, tls=True, ca_data=False, verbose=False, claims=None):
         self.dir = directory
+        self.claims = dict(claims or {})
         os.makedirs(directory, exist_ok=True)
         self.token = "%032x" % random.getrandbits(128)
         self.jobs = {}
@@ -658,9 +759,17 @@ def main():
     parser.add_argument("--ca-data", action="store_true",
                         help="inline the CA as certificate-authority-data")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--claim", action="append", default=[], metavar="NAME=HOSTDIR",
+                        help="a PersistentVolumeClaim, as a host directory (repeatable)")
     args = parser.parse_args()
+    claims = {}
+    for claim in args.claim:
+        name, equals, host = claim.partition("=")
+        if not equals or not name or not os.path.isdir(host):
+            parser.error("--claim wants NAME=HOSTDIR, an existing directory: %s" % claim)
+        claims[name] = os.path.abspath(host)
     fake = FakeKube(args.dir, args.port, tls=not args.no_tls, ca_data=args.ca_data,
-                    verbose=args.verbose)
+                    verbose=args.verbose, claims=claims)
     print("fake kubernetes API at %s, kubeconfig %s" % (fake.server_url, fake.kubeconfig),
           flush=True)
     fake.start()

@@ -531,5 +531,45 @@ def test_a_chunk_corrupted_on_the_wire_is_fetched_again(c):
         proxy.close()
 
 
+def test_the_agents_blob_cache_stays_under_its_bound(c):
+    """A consumer agent with --cache-max 1M and --cache-keep-recent 0
+    takes three distinct 600 kB inputs, one run after another: after each
+    staging the least recently used blob goes, so its cache never holds
+    more than one, and every run still gets its bytes right."""
+    blob = 600 * 1000
+    c.start_coordinator()
+    c.start_agent("maker", labels={"role": "maker"})
+    c.start_agent("user", labels={"role": "user"},
+                  extra=["--cache-max", "1M", "--cache-keep-recent", "0"])
+    wf = c.write("bounded.yaml", """\
+name: bounded
+tasks:
+  make:
+    on: {role: maker}
+    outputs: {blob: blob.bin}
+    run: %s "cache-$QANAT_RUN_ID" %d > blob.bin
+  use:
+    on: {role: user}
+    inputs: {blob: make.blob}
+    run: sha256sum blob
+""" % (generator(c), blob))
+    for _ in range(3):
+        run_id = c.start_run(wf)
+        run = c.wait_run(run_id)
+        check(run["status"] == "succeeded", "run %d: %s" % (run_id, run["status"]))
+        lines = [l["data"] for l in c.logs_json(run_id)
+                 if l["task"] == "use" and l["stream"] == "stdout"]
+        want = generated_hash("cache-%d" % run_id, blob)
+        check(lines == ["%s  blob" % want], "run %d's consumer read %s" % (run_id, lines))
+        used, files = objects_usage(agent_blobs(c, "user"))
+        check(used <= 1024 * 1024 and files == 1,
+              "the consumer's cache holds %d bytes in %d blobs after run %d" % (used, files, run_id))
+        check(os.path.exists(blob_path(agent_blobs(c, "user"), want)),
+              "the blob just used stays in the cache")
+    with open(os.path.join(c.dir, "agent-user.log"), errors="replace") as log:
+        trims = [l for l in log if "blob cache: removed" in l]
+    check(len(trims) == 2, "two trims logged: %s" % trims)
+
+
 if __name__ == "__main__":
     harness.main(globals())

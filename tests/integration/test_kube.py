@@ -265,9 +265,10 @@ tasks:
 
 
 @with_kube
-def test_file_artifacts_are_refused_before_any_job(c, kube):
-    """A pod shares no filesystem with its agent: a task with outputs (or
-    file inputs) ends at once with a reason, and no Job is created."""
+def test_file_artifacts_without_a_work_volume_are_refused(c, kube):
+    """Without a shared work volume a pod shares no filesystem with its
+    agent: a task with outputs (or file inputs) ends at once with a reason
+    naming the options that would give it one, and no Job is created."""
     c.start_coordinator()
     kube.agent()
     run_id = c.start_run(c.write("o.yaml", "name: o\ntasks:\n  pod:\n    backend: kubernetes\n"
@@ -278,7 +279,191 @@ def test_file_artifacts_are_refused_before_any_job(c, kube):
     reason = attempt(run, "pod")["reason"]
     check("kubernetes backend cannot stage file inputs or collect outputs" in reason,
           "reason: %r" % reason)
+    check("kubernetes.work_claim" in reason and "kubernetes.work_dir" in reason,
+          "the reason should name the work volume options: %r" % reason)
     check(not kube.posts(), "a Job was created: %s" % kube.posts())
+
+
+def work_volume_dir(c):
+    """The host directory standing for the work claim: on another
+    filesystem than the agent's data directory when /dev/shm allows, so
+    that the staged inputs and the values file cross filesystems (a copy,
+    not a rename), as they do from an agent's data volume to a shared
+    one."""
+    import tempfile
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else c.dir
+    return tempfile.mkdtemp(prefix="qanat-work-", dir=base)
+
+
+SHARED = """\
+name: shared
+tasks:
+  prepare:
+    backend: local
+    run: sh -c 'seq 1 100 > data.csv; mkdir -p conf; echo "scale 2" > conf/params; echo rows=100 >> "$QANAT_VALUES"'
+    outputs: {data: data.csv, conf: conf/, rows: {value: true}}
+  pod:
+    backend: kubernetes
+    inputs: {data: prepare.data, conf: prepare.conf, rows: {from: prepare.rows}}
+    run:
+      - sh
+      - -c
+      - |
+        set -e
+        echo "cwd $(pwd) workdir $QANAT_WORKDIR values $QANAT_VALUES stage ${QANAT_STAGE_DIR:-none}"
+        scale=$(cut -d' ' -f2 conf/params)
+        awk -v s="$scale" '{ t += $1 * s } END { print t }' data > total.txt
+        mkdir report
+        echo "rows $QANAT_INPUT_ROWS" > report/summary.txt
+        cp data report/copy.csv
+        echo "sum=$(cat total.txt)" >> "$QANAT_VALUES"
+        echo "pod done $(cat total.txt)"
+    outputs: {total: total.txt, report: report/, sum: {value: true}}
+  verify:
+    backend: local
+    inputs: {total: pod.total, report: pod.report, sum: {from: pod.sum}}
+    run:
+      - sh
+      - -c
+      - |
+        set -e
+        test "$(cat total)" = 10100
+        test "$QANAT_INPUT_SUM" = 10100
+        test "$(cat report/summary.txt)" = "rows 100"
+        seq 1 100 | cmp - report/copy.csv
+        echo "verified $(cat total) $QANAT_INPUT_SUM"
+"""
+
+
+@with_kube
+def test_file_artifacts_through_a_shared_work_volume(c, kube):
+    """With kubernetes.work_claim and kubernetes.work_dir, a pod gets its
+    attempt's directory of the claim at /qanat (subPath): the staged
+    inputs as its work directory, /qanat/values for its values; the agent
+    collects what it wrote from its own mount of the claim."""
+    work = work_volume_dir(c)
+    try:
+        kube.fake.claims["qanat-work"] = work
+        c.start_coordinator()
+        c.start_agent("edge")
+        kube.agent(work_claim="qanat-work", work_dir=work)
+        run_id = c.start_run(c.write("shared.yaml", SHARED))
+        run = c.wait_run(run_id, timeout=60)
+        check(run["status"] == "succeeded", "run %s: %s" % (
+            run["status"], [(t["name"], t["attempts"][-1:]) for t in run["tasks"]]))
+        check(attempt(run, "pod")["backend"] == "kubernetes", "pod ran on %s"
+              % attempt(run, "pod")["backend"])
+        check(attempt(run, "verify")["backend"] == "local", "verify ran on %s"
+              % attempt(run, "verify")["backend"])
+
+        job_name = "qanat-%d-pod-1" % run_id
+        host_work = os.path.join(work, job_name, "work")
+        pod_lines = task_lines(c, run_id, "pod")
+        check("cwd %s workdir %s values %s stage none" % (host_work, host_work,
+                                                          os.path.join(work, job_name, "values"))
+              in pod_lines, "the pod ran in its work directory (the fake's stand-in for "
+              "/qanat/work): %s" % pod_lines)
+        check("pod done 10100" in pod_lines, "the pod read its inputs: %s" % pod_lines)
+        check("verified 10100 10100" in task_lines(c, run_id, "verify"),
+              "verify saw the pod's outputs: %s" % task_lines(c, run_id, "verify"))
+
+        posts = kube.posts()
+        check(len(posts) == 1, "one Job: %s" % [p["path"] for p in posts])
+        pod = posts[0]["body"]["spec"]["template"]["spec"]
+        check(pod.get("volumes") == [{"name": "qanat-work",
+                                      "persistentVolumeClaim": {"claimName": "qanat-work"}}],
+              "volumes %s" % pod.get("volumes"))
+        container = pod["containers"][0]
+        check(container.get("volumeMounts") == [{"name": "qanat-work", "mountPath": "/qanat",
+                                                 "subPath": job_name}],
+              "volumeMounts %s" % container.get("volumeMounts"))
+        check(container.get("workingDir") == "/qanat/work", "workingDir %s"
+              % container.get("workingDir"))
+        env = {e["name"]: e["value"] for e in container["env"]}
+        check(env.get("QANAT_WORKDIR") == "/qanat/work", "QANAT_WORKDIR %s" % env)
+        check(env.get("QANAT_VALUES") == "/qanat/values", "QANAT_VALUES %s" % env)
+        check("QANAT_STAGE_DIR" not in env, "the agent's stage dir leaked into the pod: %s" % env)
+        check(not any(v.startswith(c.dir) for v in env.values()),
+              "an agent-side path in the pod's env: %s" % env)
+        groups = pod.get("securityContext", {}).get("supplementalGroups")
+        gid = os.stat(os.path.join(work, job_name)).st_gid
+        if gid:
+            check(groups == [gid], "the pod should be in the work directory's group %d: %s"
+                  % (gid, pod.get("securityContext")))
+
+        # The attempt's directory: inputs staged, outputs left, and the
+        # values beside the work directory, where the agent read them
+        check(sorted(os.listdir(host_work)) == ["conf", "data", "report", "total.txt"],
+              "work directory %s" % sorted(os.listdir(host_work)))
+        with open(os.path.join(work, job_name, "values")) as f:
+            check("sum=10100" in f.read(), "the pod's values file beside its work directory")
+        mode = os.stat(host_work).st_mode
+        check(mode & 0o2070 == 0o2070, "work directory mode %o: group rwx and setgid" % mode)
+
+        found = {(a["task"], a["output"]): a for a in c.qanat_json("artifacts", run_id)}
+        for output, kind in (("total", "file"), ("report", "directory"), ("sum", "value")):
+            record = found.get(("pod", output))
+            check(record and record["kind"] in (kind, kind[:3]),
+                  "qanat artifacts should list pod.%s (%s): %s" % (output, kind, sorted(found)))
+        check(found[("pod", "sum")]["value"] == "10100", "pod.sum %s" % found[("pod", "sum")])
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@with_kube
+def test_a_missing_work_claim_fails_the_start(c, kube):
+    """A pod whose claim does not exist is never scheduled: after
+    pull_grace_ms the attempt fails to start with the scheduler's message,
+    and its Job goes."""
+    work = work_volume_dir(c)
+    try:
+        c.start_coordinator()
+        kube.agent(work_claim="no-such-claim", work_dir=work, pull_grace_ms=800)
+        run_id = c.start_run(c.write("m.yaml", "name: m\ntasks:\n  pod:\n"
+                                               "    backend: kubernetes\n"
+                                               "    run: [sh, -c, 'echo x > out.txt']\n"
+                                               "    outputs: {out: out.txt}\n"))
+        run = c.wait_run(run_id, timeout=30)
+        check(run["status"] == "failed", "run %s" % run["status"])
+        a = attempt(run, "pod")
+        check(a["end"] == "start", "a missing claim is a start failure: %s" % a)
+        check('persistentvolumeclaim "no-such-claim" not found' in a["reason"]
+              and "Unschedulable" in a["reason"], "reason %r" % a["reason"])
+        job = "/apis/batch/v1/namespaces/%s/jobs/qanat-%d-pod-1" % (NAMESPACE, run_id)
+        check([r for r in kube.fake.find("DELETE") if r["path"] == job],
+              "the stuck Job was deleted")
+    finally:
+        import shutil
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_work_volume_options_are_checked(c):
+    """Both options or neither, and a directory the agent can write: an
+    agent given less does not start."""
+    c.start_coordinator()
+    kube = Kube(c)
+    try:
+        cases = (({"work_claim": "qanat-work"}, "work_claim and work_dir go together"),
+                 ({"work_dir": c.dir}, "work_claim and work_dir go together"),
+                 ({"work_claim": "qanat-work", "work_dir": os.path.join(c.dir, "missing")},
+                  "is not a directory"),
+                 ({"work_claim": "Not_A_Name", "work_dir": c.dir}, "invalid work_claim"),
+                 ({"work_claim": "qanat-work", "work_dir": "relative/dir"},
+                  "is not an absolute path"))
+        for i, (options, message) in enumerate(cases):
+            agent = kube.agent("bad%d" % i, wait=False, **options)
+            try:
+                code = agent.wait(15)
+            except Exception:
+                agent.kill()
+                raise harness.TestFailure("the agent started with %s" % options)
+            check(code != 0, "the agent with %s exited %d" % (options, code))
+            with open(os.path.join(c.dir, "agent-bad%d.log" % i)) as f:
+                log = f.read()
+            check(message in log, "the agent with %s should say %r:\n%s" % (options, message, log))
+    finally:
+        kube.close()
 
 
 @with_kube

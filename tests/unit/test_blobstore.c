@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "qn_blobstore.h"
 
@@ -638,6 +639,77 @@ test_remove_abandon (void **state)
     assert_int_equal (qn_blobstore_remove (blobs, hash), -1);
 }
 
+//  Sets a blob's (or partial's) mtime to seconds ago
+static void
+s_age (const char *path, int64_t seconds)
+{
+    struct timespec times [2];
+    clock_gettime (CLOCK_REALTIME, &times [0]);
+    times [0].tv_sec -= seconds;
+    times [1] = times [0];
+    assert_int_equal (utimensat (AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void
+test_sweep_and_trim (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_blobstore_t *blobs = fixture->blobs;
+    char hashes [4][65], path [512], error [256] = "";
+    const char *contents [] = { "aaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbb", "cccccccccccccccccccccccccccccc",
+                                "dddddddddddddddddddddddddddddddddddddddd" };
+    //  Four blobs of 10, 20, 30, 40 bytes used 400, 300, 200 and 100 s ago
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal (qn_blobstore_put_buffer (blobs, contents [i], strlen (contents [i]),
+                                                   hashes [i], error, sizeof error), 0);
+        assert_int_equal (qn_blobstore_path (blobs, hashes [i], path, sizeof path), 0);
+        s_age (path, 400 - 100 * i);
+    }
+    assert_int_equal (qn_blobstore_bytes (blobs), 100);
+    //  Under the bound: nothing goes
+    size_t removed = 99;
+    assert_int_equal (qn_blobstore_trim (blobs, 100, 0, &removed), 0);
+    assert_int_equal (removed, 0);
+    //  Using the oldest makes it the newest
+    assert_int_equal (qn_blobstore_touch (blobs, hashes [0]), 0);
+    //  Down to 75 bytes: the least recently used (20 bytes) and then the
+    //  next (30) go; the touched one stays
+    assert_int_equal (qn_blobstore_trim (blobs, 75, 0, &removed), 50);
+    assert_int_equal (removed, 2);
+    assert_true (qn_blobstore_has (blobs, hashes [0]));
+    assert_false (qn_blobstore_has (blobs, hashes [1]));
+    assert_false (qn_blobstore_has (blobs, hashes [2]));
+    assert_true (qn_blobstore_has (blobs, hashes [3]));
+    //  Blobs used in the last spare_s seconds stay even over the bound
+    assert_int_equal (qn_blobstore_trim (blobs, 0, 50, &removed), 40);
+    assert_int_equal (removed, 1);
+    assert_true (qn_blobstore_has (blobs, hashes [0]));
+    assert_int_equal (qn_blobstore_touch (blobs, hashes [3]), -1);
+    assert_int_equal (qn_blobstore_touch (blobs, "zz"), -1);
+
+    //  Partials: a stale one goes, a fresh one and an open one stay
+    char stale [65], fresh [65], open_one [65];
+    s_hash_of ("stale transfer", 14, stale);
+    s_hash_of ("fresh transfer", 14, fresh);
+    s_hash_of ("open transfer!", 14, open_one);
+    assert_int_equal (qn_blobstore_write (blobs, stale, 0, "stale", 5, NULL, error, sizeof error), 0);
+    assert_int_equal (qn_blobstore_write (blobs, fresh, 0, "fresh", 5, NULL, error, sizeof error), 0);
+    assert_int_equal (qn_blobstore_write (blobs, open_one, 0, "open", 4, NULL, error, sizeof error), 0);
+    //  Reopening the store closes every open partial; then one is opened again
+    qn_blobstore_destroy (&fixture->blobs);
+    fixture->blobs = blobs = qn_blobstore_new (fixture->store);
+    assert_non_null (blobs);
+    assert_int_equal (qn_blobstore_write (blobs, open_one, 4, " tr", 3, NULL, error, sizeof error), 0);
+    snprintf (path, sizeof path, "%s/partial/%s", fixture->store, stale);
+    s_age (path, 7200);
+    snprintf (path, sizeof path, "%s/partial/%s", fixture->store, open_one);
+    s_age (path, 7200);
+    assert_int_equal (qn_blobstore_sweep_partials (blobs, 3600), 5);
+    assert_int_equal (qn_blobstore_partial (blobs, stale), 0);
+    assert_int_equal (qn_blobstore_partial (blobs, fresh), 5);
+    assert_int_equal (qn_blobstore_partial (blobs, open_one), 7);
+}
+
 int
 main (void)
 {
@@ -658,6 +730,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_hostile_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown (test_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown (test_remove_abandon, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_sweep_and_trim, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
