@@ -25,6 +25,7 @@ typedef struct {
     uint64_t size;                      //  the file's, or the manifest's bytes
     char *value;
     char *location;                     //  s3://bucket/key when the store is S3
+    bool found_in_bucket;               //  an object of it was there already (no PUT)
 } s_output_t;
 
 struct _job_t {
@@ -449,8 +450,10 @@ s_collected (job_t *job)
             records [i].size = output->size;
             records [i].location = output->location? output->location: (char *) "";
             //  Consumers elsewhere fetch it from the store it went to
-            if (output->location)
+            if (output->location) {
                 records [i].store = job->assign->store;
+                records [i].uploaded = !output->found_in_bucket;
+            }
         }
         pointers [i] = &records [i];
     }
@@ -791,18 +794,21 @@ s_s3_fetch_worker (void *arg)
 
 //  Puts one file in the bucket unless an object of that hash is there
 static int
-s_s3_put (job_t *job, qn_s3_t *s3, const char *hash, const char *path, char **location_p)
+s_s3_put (job_t *job, qn_s3_t *s3, s_output_t *output, const char *hash, const char *path,
+          bool top)
 {
     char key [1200], error [512] = "";
     s_s3_key (job->assign->store, hash, key, sizeof key);
     uint64_t size = 0;
-    int found = qn_s3_head (s3, key, &size, error, sizeof error);
-    if (found == -1 || (found == 1 && qn_s3_put_file (s3, key, path, error, sizeof error) == -1)) {
+    int absent = qn_s3_head (s3, key, &size, error, sizeof error);
+    if (absent == -1 || (absent == 1 && qn_s3_put_file (s3, key, path, error, sizeof error) == -1)) {
         s_fail (job, "%s", error);
         return -1;
     }
-    if (location_p)
-        *location_p = zsys_sprintf ("s3://%s/%s", job->assign->store->bucket, key);
+    if (absent == 0)
+        output->found_in_bucket = true;
+    if (top)
+        output->location = zsys_sprintf ("s3://%s/%s", job->assign->store->bucket, key);
     return 0;
 }
 
@@ -821,13 +827,13 @@ s_s3_store_outputs (job_t *job)
             snprintf (output->hash, sizeof output->hash, "%s", entry->hash);
             output->size = entry->size;
             snprintf (path, sizeof path, "%s/%s", job->workdir, output->spec->path);
-            s_s3_put (job, s3, entry->hash, path, &output->location);
+            s_s3_put (job, s3, output, entry->hash, path, true);
             continue;
         }
         for (size_t e = 0; e < qn_tree_count (output->tree) && !job->error; e++) {
             const qn_tree_entry_t *entry = qn_tree_entry (output->tree, e);
             snprintf (path, sizeof path, "%s/%s/%s", job->workdir, output->spec->path, entry->path);
-            s_s3_put (job, s3, entry->hash, path, NULL);
+            s_s3_put (job, s3, output, entry->hash, path, false);
         }
         //  The manifest last: once it is there, every file it lists is
         size_t size = 0;
@@ -844,28 +850,54 @@ s_s3_store_outputs (job_t *job)
             s_fail (job, "output '%s': cannot write its manifest", output->spec->name);
         else {
             output->size = size;
-            s_s3_put (job, s3, output->hash, manifest_path, &output->location);
+            s_s3_put (job, s3, output, output->hash, manifest_path, true);
         }
         unlink (manifest_path);
     }
     qn_s3_destroy (&s3);
 }
 
+//  Keeps a directory output's manifest in the cache (setting its hash
+//  and size) and sends it to the coordinator.  -1 (the job failed) if it
+//  cannot be kept.
+static int
+s_send_manifest (job_t *job, s_output_t *output)
+{
+    size_t size = 0;
+    char *manifest = qn_tree_manifest (output->tree, &size);
+    char error [256] = "", hash [QN_BLOB_HASH_HEX + 1], path [8192];
+    if (!manifest || qn_blobstore_put_buffer (job->owner->cache, manifest, size, hash,
+                                              error, sizeof error)
+    ||  qn_blobstore_path (job->owner->cache, hash, path, sizeof path)) {
+        s_fail (job, "output '%s': cannot keep its manifest: %s", output->spec->name, error);
+        free (manifest);
+        return -1;
+    }
+    free (manifest);
+    snprintf (output->hash, sizeof output->hash, "%s", hash);
+    output->size = size;
+    s_send (job, output->hash, size, path);
+    return 0;
+}
+
 static void
 s_store_outputs (job_t *job)
 {
-    qn_stager_t *self = job->owner;
     if (!job->error)
         s_read_values (job);
-    if (job->s3) {
-        s_collected (job);
-        return;
-    }
     job->waiting = 1;
     for (size_t i = 0; i < job->output_count && !job->error; i++) {
         s_output_t *output = &job->outputs [i];
         if (!output->tree)
             continue;
+        if (job->s3) {
+            //  The bytes are in the bucket; a directory's manifest also
+            //  goes to the coordinator, which reads the files it lists
+            //  to count their references (and to delete them one day)
+            if (qn_tree_is_dir (output->tree))
+                s_send_manifest (job, output);
+            continue;
+        }
         if (!qn_tree_is_dir (output->tree)) {
             const qn_tree_entry_t *entry = qn_tree_entry (output->tree, 0);
             snprintf (output->hash, sizeof output->hash, "%s", entry->hash);
@@ -877,20 +909,9 @@ s_store_outputs (job_t *job)
         }
         //  A directory: its manifest (a small blob from the cache), then
         //  every file from the working directory
-        size_t size = 0;
-        char *manifest = qn_tree_manifest (output->tree, &size);
-        char error [256] = "";
-        char path [8192];
-        if (!manifest || qn_blobstore_put_buffer (self->cache, manifest, size, output->hash,
-                                                  error, sizeof error)
-        ||  qn_blobstore_path (self->cache, output->hash, path, sizeof path)) {
-            s_fail (job, "output '%s': cannot keep its manifest: %s", output->spec->name, error);
-            free (manifest);
+        if (s_send_manifest (job, output) == -1)
             break;
-        }
-        free (manifest);
-        output->size = size;
-        s_send (job, output->hash, size, path);
+        char path [8192];
         for (size_t e = 0; e < qn_tree_count (output->tree); e++) {
             const qn_tree_entry_t *entry = qn_tree_entry (output->tree, e);
             snprintf (path, sizeof path, "%s/%s/%s", job->workdir, output->spec->path, entry->path);

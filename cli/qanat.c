@@ -1620,6 +1620,8 @@ s_cmd_stats (options_t *options, int argc, char **argv)
         { "sends_refused", "sends refused", stats->sends_refused },
         { "runs_deleted", "runs deleted (retention)", stats->runs_deleted },
         { "blob_bytes_freed", "blob bytes freed", stats->blob_bytes_freed },
+        { "s3_objects_deleted", "S3 objects deleted (retention)", stats->s3_objects_deleted },
+        { "s3_delete_failures", "S3 deletions failed", stats->s3_delete_failures },
     };
     size_t count = sizeof rows / sizeof rows [0];
     if (options->json)

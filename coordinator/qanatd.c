@@ -31,6 +31,10 @@ s_usage (FILE *out)
         "                          sets no keep_runs of its own, deleting older runs'\n"
         "                          records, logs, metrics and unused blobs (default 0:\n"
         "                          keep everything)\n"
+        "  --s3-delete-after SECONDS\n"
+        "                          delete an S3 artifact from its bucket once no run has\n"
+        "                          referenced it for this long (default 3600; -1 = never;\n"
+        "                          needs AWS credentials for the bucket, as agents do)\n"
         "  --no-sync               do not fsync each commit: faster, but a power loss\n"
         "                          loses the last commits (never corrupts the store)\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
@@ -67,6 +71,7 @@ main (int argc, char *argv [])
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
     long keep_runs = 0;
+    long s3_delete_after_s = 3600;
     bool durable = true, verbose = false, insecure = false;
 
     static struct option options [] = {
@@ -79,6 +84,7 @@ main (int argc, char *argv [])
         {"suspect-after-ms", required_argument, 0, 's'},
         {"no-sync", no_argument, 0, 'n'},
         {"keep-runs", required_argument, 0, 'k'},
+        {"s3-delete-after", required_argument, 0, 'S'},
         {"insecure", no_argument, 0, 'I'},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
@@ -108,6 +114,8 @@ main (int argc, char *argv [])
                 lost_after_ms = atol (value);
             if ((value = zconfig_get (config, "qanatd/keep_runs", NULL)))
                 keep_runs = atol (value);
+            if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
+                s3_delete_after_s = atol (value);
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
             zconfig_destroy (&config);
@@ -130,6 +138,7 @@ main (int argc, char *argv [])
             case 's': suspect_after_ms = strtol (optarg, &end, 10); break;
             case 'n': durable = false; break;
             case 'k': keep_runs = strtol (optarg, &end, 10); break;
+            case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
@@ -151,6 +160,11 @@ main (int argc, char *argv [])
         fprintf (stderr, "qanatd: --keep-runs wants a number from 0 to 100000000\n");
         return 2;
     }
+    if (s3_delete_after_s < -1 || s3_delete_after_s > 10L * 365 * 86400) {
+        fprintf (stderr, "qanatd: --s3-delete-after wants seconds from 0 to ten years, "
+                 "or -1 for never\n");
+        return 2;
+    }
     if (!data_dir)
         data_dir = s_default_data_dir ();
     s_mkdir_parents (data_dir);
@@ -167,7 +181,8 @@ main (int argc, char *argv [])
         .lost_after_ms = (uint32_t) lost_after_ms,
         .verbose = verbose,
         .insecure = insecure,
-        .keep_runs = (uint32_t) keep_runs
+        .keep_runs = (uint32_t) keep_runs,
+        .s3_delete_after_s = (int64_t) s3_delete_after_s
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);

@@ -86,6 +86,114 @@ s_store_copy (const Qanat__ArtifactStore *store)
     return copy;
 }
 
+//  ---------------------------------------------------------------------
+//  S3 objects: counted like our own blobs, so that retention can delete
+//  them from their bucket (see qn_artifacts_s3_pick).
+
+//  Where an object of hash is in store: its key and its id in the
+//  store's table (SHA-256 of endpoint, bucket and key).
+static void
+s_s3_object (const Qanat__ArtifactStore *store, const char *hash, char id [65], char *key,
+             size_t key_size)
+{
+    snprintf (key, key_size, "%sblobs/%s", store->prefix? store->prefix: "", hash);
+    crypto_hash_sha256_state state;
+    crypto_hash_sha256_init (&state);
+    const char *parts [] = { store->endpoint? store->endpoint: "", "\n", store->bucket, "\n",
+                             key };
+    for (size_t p = 0; p < 5; p++)
+        crypto_hash_sha256_update (&state, (const unsigned char *) parts [p], strlen (parts [p]));
+    unsigned char digest [32];
+    crypto_hash_sha256_final (&state, digest);
+    sodium_bin2hex (id, 65, digest, sizeof digest);
+}
+
+//  An output in S3 whose store we know (records written before outputs
+//  carried their store are not counted)
+static bool
+s_in_s3 (const Qanat__OutputRecord *output)
+{
+    return output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
+        && output->location && *output->location && output->store
+        && s_store_valid (output->store) && qn_blobstore_valid_hash (output->hash);
+}
+
+typedef int (s_s3_fn) (qn_artifacts_t *self, const Qanat__OutputRecord *output,
+                       const char *id, const char *key, uint64_t size, void *arg);
+
+static qn_tree_t *s_manifest (qn_artifacts_t *self, const char *hash, uint64_t size);
+
+//  Calls fn for every S3 object of an output: the file, or a directory's
+//  manifest and every file it lists (from the manifest the agent also
+//  gave us).  Stops at the first fn that does not return 0; returns it.
+static int
+s_s3_each (qn_artifacts_t *self, const Qanat__OutputRecord *output, s_s3_fn *fn, void *arg)
+{
+    char id [65], key [1200];
+    s_s3_object (output->store, output->hash, id, key, sizeof key);
+    int rc = fn (self, output, id, key, output->size, arg);
+    if (rc || output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_DIR)
+        return rc;
+    qn_tree_t *tree = s_manifest (self, output->hash, output->size);
+    for (size_t e = 0; tree && e < qn_tree_count (tree) && !rc; e++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
+        s_s3_object (output->store, entry->hash, id, key, sizeof key);
+        rc = fn (self, output, id, key, entry->size, arg);
+    }
+    qn_tree_destroy (&tree);
+    return rc;
+}
+
+static int
+s_s3_ref_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const char *id,
+              const char *key, uint64_t size, void *arg)
+{
+    int delta = *(int *) arg;
+    int64_t now = zclock_time () * 1000;
+    if (delta > 0) {
+        size_t packed_size = qanat__artifact_store__get_packed_size (output->store);
+        uint8_t *packed = (uint8_t *) malloc (packed_size + 1);
+        char *location = zsys_sprintf ("s3://%s/%s", output->store->bucket, key);
+        int rc = packed && location? 0: -1;
+        if (rc == 0) {
+            qanat__artifact_store__pack (output->store, packed);
+            rc = qn_store_s3_add (self->store, id, location, packed, packed_size, size, now);
+        }
+        free (packed);
+        zstr_free (&location);
+        if (rc)
+            return 0;           //  not counted: it will never be deleted, which is safe
+    }
+    qn_store_s3_ref (self->store, id, delta, now, NULL);
+    return 0;
+}
+
+//  Whether an object may be trusted to be in its bucket: returns 1 when
+//  not.  One retention is deleting may vanish under the record.  One it
+//  has deleted (a tombstone) is there only if this attempt put it back:
+//  an agent that found it by HEAD may have looked before the deletion.
+//  With a record (arg not NULL) the tombstone goes, so that the object
+//  is counted afresh, or put back by a retry of the task.
+static int
+s_s3_check_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const char *id,
+                const char *key, uint64_t size, void *arg)
+{
+    (void) key;
+    (void) size;
+    qn_store_s3_object_t object;
+    if (qn_store_s3_get (self->store, id, &object) != 1)
+        return 0;
+    int state = object.state;
+    qn_store_s3_object_clear (&object);
+    if (state == QN_STORE_S3_LIVE)
+        return 0;
+    if (state == QN_STORE_S3_DELETED && arg) {
+        qn_store_s3_delete (self->store, id);
+        return output->uploaded? 0: 1;
+    }
+    return 1;
+}
+
 //  The manifest of a stored directory output, parsed; NULL if it is not
 //  (or no longer) readable.
 static qn_tree_t *
@@ -181,6 +289,16 @@ qn_artifacts_free_inputs (Qanat__InputSpec **inputs, size_t count)
 static int
 s_ref_output (qn_artifacts_t *self, const Qanat__OutputRecord *output, int delta)
 {
+    if (s_in_s3 (output)) {
+        s_s3_each (self, output, s_s3_ref_one, &delta);
+        //  A directory's manifest is also one of our blobs
+        if (output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_DIR)
+            return 0;
+        if (qn_store_blob_add (self->store, output->hash, output->size)
+        ||  qn_store_blob_ref (self->store, output->hash, delta, NULL))
+            return -1;
+        return 0;
+    }
     if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
     ||  (output->location && *output->location) || !qn_blobstore_valid_hash (output->hash))
         return 0;
@@ -209,6 +327,15 @@ qn_artifacts_ref_outputs (qn_artifacts_t *self, Qanat__OutputRecord **outputs, s
         if (s_ref_output (self, outputs [i], delta))
             rc = -1;
     return rc;
+}
+
+static bool
+s_manifest_whole (qn_artifacts_t *self, const Qanat__OutputRecord *output)
+{
+    qn_tree_t *tree = s_manifest (self, output->hash, output->size);
+    bool whole = tree != NULL;
+    qn_tree_destroy (&tree);
+    return whole;
 }
 
 //  A stored output must be whole: the blob (and for a directory, its
@@ -278,6 +405,16 @@ qn_artifacts_record (qn_artifacts_t *self, const qn_task_t *spec, Qanat__Attempt
             if (output->store && !s_store_valid (output->store))
                 failure = zsys_sprintf ("output '%s': its store is not a valid S3 store",
                                         declared->name);
+            else
+            if (s_in_s3 (output) && output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+            &&  !s_manifest_whole (self, output))
+                failure = zsys_sprintf ("output '%s': its directory manifest did not reach "
+                                        "the coordinator", declared->name);
+            else
+            if (s_in_s3 (output) && s_s3_each (self, output, s_s3_check_one, self) == 1)
+                failure = zsys_sprintf ("output '%s': an S3 object of it was being removed by "
+                                        "retention when the agent found it in the bucket; a "
+                                        "retry stores it again", declared->name);
         }
         else
             failure = s_check_stored (self, declared, output);
@@ -391,6 +528,12 @@ qn_artifacts_cache_lookup (qn_artifacts_t *self, const char *key, uint64_t *run_
     bool whole = true;
     for (size_t o = 0; o < found->n_outputs && whole; o++) {
         const Qanat__OutputRecord *output = found->outputs [o];
+        if (s_in_s3 (output)) {
+            whole = (output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+                     || s_manifest_whole (self, output))
+                 && s_s3_each (self, output, s_s3_check_one, NULL) == 0;
+            continue;
+        }
         if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
         ||  (output->location && *output->location))
             continue;
@@ -455,4 +598,45 @@ qn_artifacts_collect (qn_artifacts_t *self, zhashx_t *keep)
     }
     free (hashes);
     return freed;
+}
+
+int
+qn_artifacts_s3_pick (qn_artifacts_t *self, int64_t now_us, int64_t grace_us,
+                      qn_store_s3_object_t **objects_p, size_t *count_p, size_t limit)
+{
+    assert (self);
+    *objects_p = NULL;
+    *count_p = 0;
+    //  Tombstones live a day: long enough for any late record to meet one
+    qn_store_s3_object_t *old = NULL;
+    size_t old_count = 0;
+    if (qn_store_s3_list (self->store, QN_STORE_S3_DELETED, now_us - 86400LL * 1000000,
+                          &old, &old_count, limit) == 0)
+        for (size_t i = 0; i < old_count; i++)
+            qn_store_s3_delete (self->store, old [i].id);
+    qn_store_s3_objects_free (&old, old_count);
+    if (qn_store_s3_list (self->store, QN_STORE_S3_LIVE, now_us - grace_us, objects_p, count_p,
+                          limit) != 0)
+        return -1;
+    for (size_t i = 0; i < *count_p; i++)
+        qn_store_s3_set_state (self->store, (*objects_p) [i].id, QN_STORE_S3_DELETING, now_us);
+    return 0;
+}
+
+int
+qn_artifacts_s3_deleting (qn_artifacts_t *self, qn_store_s3_object_t **objects_p,
+                          size_t *count_p, size_t limit)
+{
+    assert (self);
+    return qn_store_s3_list (self->store, QN_STORE_S3_DELETING, INT64_MAX, objects_p, count_p,
+                             limit);
+}
+
+void
+qn_artifacts_s3_deleted (qn_artifacts_t *self, const char *id, bool gone, int64_t now_us)
+{
+    assert (self);
+    //  Not deleted (no credentials, refused): live again, tried after the
+    //  next grace
+    qn_store_s3_set_state (self->store, id, gone? QN_STORE_S3_DELETED: QN_STORE_S3_LIVE, now_us);
 }

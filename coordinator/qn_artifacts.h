@@ -102,6 +102,24 @@ int
 uint64_t
     qn_artifacts_collect (qn_artifacts_t *self, zhashx_t *keep);
 
+//  S3 objects to delete from their buckets: those nobody has referenced
+//  since before now_us - grace_us, up to limit, marked DELETING (store in
+//  a transaction; free with qn_store_s3_objects_free).  Also forgets
+//  tombstones older than a day.
+int
+    qn_artifacts_s3_pick (qn_artifacts_t *self, int64_t now_us, int64_t grace_us,
+                          qn_store_s3_object_t **objects_p, size_t *count_p, size_t limit);
+
+//  Those marked DELETING (a deletion a restart cut short), to queue again.
+int
+    qn_artifacts_s3_deleting (qn_artifacts_t *self, qn_store_s3_object_t **objects_p,
+                              size_t *count_p, size_t limit);
+
+//  A deletion ended: gone (a tombstone now) or not (live again, tried
+//  after the next grace).  Store in a transaction.
+void
+    qn_artifacts_s3_deleted (qn_artifacts_t *self, const char *id, bool gone, int64_t now_us);
+
 #ifdef __cplusplus
 }
 #endif

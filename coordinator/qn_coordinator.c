@@ -22,6 +22,7 @@
 #include "qn_vault.h"
 #include "qn_artifacts.h"
 #include "qn_blobserver.h"
+#include "qn_s3gc.h"
 #include "qanat.h"
 #include <math.h>
 
@@ -120,6 +121,9 @@ struct _qn_coordinator_t {
     qn_blobserver_t *blobserver;        //  blob transfers with agents
     int timer_turns;                    //  of s_on_timer, for the blob server's tick
     zhashx_t *uploading;                //  blobs stored for attempts still running (kept from GC)
+    qn_s3gc_t *s3gc;                    //  deletes unreferenced S3 artifacts off the loop
+    zhashx_t *s3_queued;                //  ids of S3 objects handed to s3gc
+    int64_t s3_failure_logged;          //  when a failed deletion was last logged (mono ms)
     const Qanat__Principal *sender;     //  who sent the message being handled
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
     int backoff_ms;                     //  pause after a failed commit, doubled while they fail
@@ -3110,6 +3114,79 @@ s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
 //  Agents silent past the deadline are lost, and so are the attempts they
 //  ran, which then retry by policy.  Attempts of agents that never came
 //  back after our own restart end the same way.
+//  ---------------------------------------------------------------------
+//  S3 retention: objects nobody has referenced for s3_delete_after_s are
+//  deleted from their buckets by qn_s3gc, in two steps on two turns: one
+//  turn marks them DELETING (so that a record arriving meanwhile is
+//  refused, see qn_artifacts), a later one hands those committed to the
+//  worker.  A restart finds the DELETING ones again.
+
+#define S_S3_IN_FLIGHT_MAX  100
+
+static void
+s_on_s3_deleted (void *arg, const char *id, int status, const char *error)
+{
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    zhashx_delete (self->s3_queued, id);
+    if (qn_store_begin (self->store) != 0)
+        return;                 //  still DELETING: queued again after a restart
+    qn_artifacts_s3_deleted (self->artifacts, id, status == 0, qn_now_us ());
+    if (status == 0)
+        self->stats.s3_objects_deleted++;
+    else {
+        self->stats.s3_delete_failures++;
+        int64_t now = zclock_mono ();
+        if (!self->s3_failure_logged || now - self->s3_failure_logged > 600 * 1000) {
+            zsys_warning ("S3 retention: cannot delete an unreferenced artifact (%s); kept, "
+                          "tried again later (give qanatd credentials for the bucket, or "
+                          "--s3-delete-after -1)", error? error: "unknown error");
+            self->s3_failure_logged = now;
+        }
+    }
+    s_end_turn (self);
+}
+
+static void
+s_s3_collect (qn_coordinator_t *self)
+{
+    if (!self->s3gc || self->config.s3_delete_after_s < 0)
+        return;
+    size_t pending = qn_s3gc_pending (self->s3gc);
+    if (pending >= S_S3_IN_FLIGHT_MAX || qn_store_begin (self->store) != 0)
+        return;
+    //  Step two first: what an earlier turn marked, now committed
+    qn_store_s3_object_t *objects = NULL;
+    size_t count = 0;
+    if (qn_artifacts_s3_deleting (self->artifacts, &objects, &count,
+                                  S_S3_IN_FLIGHT_MAX + zhashx_size (self->s3_queued)) == 0)
+        for (size_t i = 0; i < count && pending < S_S3_IN_FLIGHT_MAX; i++) {
+            if (zhashx_lookup (self->s3_queued, objects [i].id))
+                continue;
+            Qanat__ArtifactStore *store = qanat__artifact_store__unpack (
+                NULL, objects [i].store_size, objects [i].store);
+            const char *bucket_end = objects [i].location && store && store->bucket
+                ? objects [i].location + 5 + strlen (store->bucket): NULL;
+            bool queued = bucket_end && strlen (objects [i].location) > 6 + strlen (store->bucket)
+                       && *bucket_end == '/'
+                       && qn_s3gc_delete (self->s3gc, objects [i].id, store, bucket_end + 1) == 0;
+            if (queued) {
+                zhashx_insert (self->s3_queued, objects [i].id, (void *) 1);
+                pending++;
+            }
+            else    //  a row we cannot act on: back to live, tried again later
+                qn_artifacts_s3_deleted (self->artifacts, objects [i].id, false, qn_now_us ());
+            if (store)
+                qanat__artifact_store__free_unpacked (store, NULL);
+        }
+    qn_store_s3_objects_free (&objects, count);
+    //  Step one: mark the next ones
+    if (pending < S_S3_IN_FLIGHT_MAX
+    &&  qn_artifacts_s3_pick (self->artifacts, qn_now_us (),
+                              self->config.s3_delete_after_s * 1000000,
+                              &objects, &count, S_S3_IN_FLIGHT_MAX - pending) == 0)
+        qn_store_s3_objects_free (&objects, count);
+}
+
 static int
 s_on_timer (zloop_t *loop, int timer_id, void *arg)
 {
@@ -3119,6 +3196,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono ();
     if (++self->timer_turns % 8 == 0)           //  every 2 s
         qn_blobserver_tick (self->blobserver);
+    if (self->timer_turns % 4 == 1)             //  every second
+        s_s3_collect (self);
     if (self->timer_turns % (4 * 3600) == 1) {  //  at start, then hourly
         //  Uploads from agents that never came back to finish them
         uint64_t freed = qn_blobstore_sweep_partials (qn_artifacts_blobs (self->artifacts),
@@ -3252,6 +3331,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     zstr_free (&blob_dir);
     self->uploading = qn_hash_new ();
     zhashx_set_destructor (self->uploading, s_free_item);
+    self->s3_queued = qn_hash_new ();
     if (self->artifacts)
         self->blobserver = qn_blobserver_new (qn_artifacts_blobs (self->artifacts),
                                               s_blob_send, s_blob_stored, self);
@@ -3300,6 +3380,8 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
     assert (self_p);
     qn_coordinator_t *self = *self_p;
     if (self) {
+        qn_s3gc_destroy (&self->s3gc);
+        zhashx_destroy (&self->s3_queued);
         zloop_destroy (&self->loop);
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
@@ -3363,6 +3445,12 @@ int
 qn_coordinator_run (qn_coordinator_t *self)
 {
     self->loop = zloop_new ();
+    if (self->config.s3_delete_after_s >= 0) {
+        self->s3gc = qn_s3gc_new (self->loop, s_on_s3_deleted, self);
+        if (!self->s3gc)
+            zsys_warning ("cannot start the S3 deletion worker: S3 artifacts stay in "
+                          "their buckets");
+    }
     zloop_reader (self->loop, self->agents_sock, s_on_agents, self);
     zloop_reader (self->loop, self->clients_sock, s_on_clients, self);
     zloop_timer (self->loop, 250, 0, s_on_timer, self);

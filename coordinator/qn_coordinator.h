@@ -29,6 +29,9 @@ typedef struct {
     bool verbose;
     bool insecure;                   //  plaintext sockets, no keys: for trusted test setups only
     uint32_t keep_runs;              //  runs kept per workflow without keep_runs; 0 = all
+    //  An S3 object no record has referenced for this long is deleted
+    //  from its bucket; -1 = never.  0 in a zeroed config means at once.
+    int64_t s3_delete_after_s;
 } qn_coordinator_config_t;
 
 typedef struct _qn_coordinator_t qn_coordinator_t;

@@ -201,6 +201,79 @@ int
     qn_store_unreferenced_blobs (qn_store_t *self, char ***hashes_p, size_t *count_p,
                                  size_t limit);
 
+//  S3 objects the records point to (outputs in an S3 store), counted like
+//  blobs so that retention can delete them from their bucket.  id names
+//  one object: 64 lowercase hex (the caller hashes endpoint, bucket and
+//  key).  A row goes LIVE -> DELETING (picked for deletion) -> DELETED (a
+//  tombstone, kept a while so that a late record of the object is seen).
+//  Writes need an open transaction.  A stored row that does not decode
+//  (damaged, or written by a newer format) is an error for get, ref and
+//  set_state and is skipped by list; delete removes it like any row.
+#define QN_STORE_S3_LIVE      0
+#define QN_STORE_S3_DELETING  1
+#define QN_STORE_S3_DELETED   2
+
+//  Limits on what one row holds
+#define QN_STORE_S3_LOCATION_MAX  2048
+#define QN_STORE_S3_STORE_MAX     8192
+
+typedef struct {
+    char id [65];
+    char *location;             //  "s3://bucket/key"
+    uint8_t *store;             //  the packed Qanat__ArtifactStore it is in (NULL if empty)
+    size_t store_size;
+    uint64_t size;
+    uint32_t refs;
+    int state;                  //  QN_STORE_S3_*
+    int64_t since_us;           //  LIVE: when refs last fell to 0 (the add time
+                                //  if they never did); else when the state began
+} qn_store_s3_object_t;
+
+//  1 found (object filled; free with qn_store_s3_object_clear), 0 not,
+//  -1 error (bad id, damaged row).  object may be NULL to test presence;
+//  otherwise it is zeroed whenever the result is not 1.
+int
+    qn_store_s3_get (qn_store_t *self, const char *id, qn_store_s3_object_t *object);
+
+//  Creates a LIVE row with 0 references when there is none (since_us =
+//  now_us); does nothing when one exists, whatever its state (but a
+//  damaged row is an error, not replaced: its counts are unknown).
+//  location: 1 to QN_STORE_S3_LOCATION_MAX bytes; store: at most
+//  QN_STORE_S3_STORE_MAX bytes, NULL when store_size is 0.
+int
+    qn_store_s3_add (qn_store_t *self, const char *id, const char *location,
+                     const uint8_t *store, size_t store_size, uint64_t size, int64_t now_us);
+
+//  Adds delta to the references (never below 0, never past UINT32_MAX),
+//  in any state.  When a LIVE row's references fall from above 0 to 0,
+//  since_us = now_us.  -1 when there is no such row.
+int
+    qn_store_s3_ref (qn_store_t *self, const char *id, int delta, int64_t now_us,
+                     uint32_t *refs_p);
+
+//  Sets the state and since_us = now_us.  -1 when there is no such row.
+int
+    qn_store_s3_set_state (qn_store_t *self, const char *id, int state, int64_t now_us);
+
+//  Deleting a missing row is fine.
+int
+    qn_store_s3_delete (qn_store_t *self, const char *id);
+
+//  Up to limit rows (in id order) in state with since_us < before_us,
+//  LIVE ones only when they have no references.  *objects_p is a malloc'd
+//  array (NULL when count is 0); free with qn_store_s3_objects_free.
+int
+    qn_store_s3_list (qn_store_t *self, int state, int64_t before_us,
+                      qn_store_s3_object_t **objects_p, size_t *count_p, size_t limit);
+
+//  Frees what the object holds and zeroes it.
+void
+    qn_store_s3_object_clear (qn_store_s3_object_t *object);
+
+//  Clears count objects, frees the array and sets *objects_p to NULL.
+void
+    qn_store_s3_objects_free (qn_store_s3_object_t **objects_p, size_t count);
+
 //  The cache: a task's identity (hex) -> the successful attempt whose
 //  outputs it may reuse.  get: 1 found, 0 not, -1 error.
 int

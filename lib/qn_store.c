@@ -14,13 +14,22 @@
         logs              be64 run_id be64 log_seq -> LogLine
         metrics           be64 run_id be64 metric_seq -> MetricRecord
         agents            name -> AgentInfo
+        principals        public key (Z85) -> Principal
+        secrets           name -> opaque (already encrypted) bytes
         blobs             sha256 hex -> be64 size, be32 references
         cache             cache key hex -> be64 run_id, be32 task, be32 attempt
+        s3objects         object id hex -> u8 format (1), u8 state, be32 references,
+                          be64 size, be64 since_us, be16 length + location,
+                          be16 length + packed ArtifactStore (exact length)
 
     Names never contain '\0', so "name '\0'" is a prefix that no other
     name's keys share.  Log and metric sequences are not kept as counters:
     the next one is found from the last key of the run, so there is
     nothing that could disagree with the records themselves.
+
+    s3objects rows carry their own format byte so that a later layout can
+    be told from damage; a store opened by this code gains the (empty)
+    sub-database at open, so it needed no schema step.
 
     Map size: 64 GiB on 64-bit hosts (1 GiB on 32-bit), or smaller when the
     process cannot map that much; it is only address space, the file grows
@@ -65,12 +74,14 @@ typedef enum {
     DB_SECRETS,
     DB_BLOBS,
     DB_CACHE,
+    DB_S3OBJECTS,
     DB_COUNT
 } s_db_t;
 
 static const char *s_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
-    "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache"
+    "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
+    "s3objects"
 };
 
 //  The last sequence of a run's logs or metrics, remembered so that an
@@ -1683,6 +1694,376 @@ qn_store_unreferenced_blobs (qn_store_t *self, char ***hashes_p, size_t *count_p
         *count_p = 0;
     }
     return result;
+}
+
+//  ---- S3 objects ----
+
+//  Offsets in an s3objects value (format 1); see the layout at the top.
+#define S3_FORMAT           1
+#define S3_AT_FORMAT        0
+#define S3_AT_STATE         1
+#define S3_AT_REFS          2
+#define S3_AT_SIZE          6
+#define S3_AT_SINCE         14
+#define S3_AT_LOCATION      22          //  be16 length, then the bytes
+#define S3_VALUE_MIN        (S3_AT_LOCATION + 2 + 2)
+#define S3_VALUE_MAX        (S3_VALUE_MIN + QN_STORE_S3_LOCATION_MAX + QN_STORE_S3_STORE_MAX)
+
+static void
+s_be16_put (uint8_t *p, uint16_t v)
+{
+    p [0] = (uint8_t) (v >> 8);
+    p [1] = (uint8_t) v;
+}
+
+static uint16_t
+s_be16_get (const uint8_t *p)
+{
+    return (uint16_t) ((p [0] << 8) | p [1]);
+}
+
+static int
+s_s3_check_id (qn_store_t *self, const char *id)
+{
+    if (!s_valid_hex_key (id)) {
+        s_error (self, "invalid S3 object id");
+        return -1;
+    }
+    return 0;
+}
+
+//  Checks a stored value against format 1, every length exactly; on
+//  success gives where the location and the store are.  0 or -1 with a
+//  message.
+static int
+s_s3_check_value (qn_store_t *self, const MDB_val *value, size_t *location_len_p,
+                  size_t *store_at_p, size_t *store_len_p)
+{
+    const uint8_t *data = (const uint8_t *) value->mv_data;
+    size_t size = value->mv_size;
+    if (size < S3_VALUE_MIN || size > S3_VALUE_MAX) {
+        s_error (self, "damaged S3 object record (%zu bytes)", size);
+        return -1;
+    }
+    if (data [S3_AT_FORMAT] != S3_FORMAT) {
+        s_error (self, "S3 object record has unknown format %u", data [S3_AT_FORMAT]);
+        return -1;
+    }
+    if (data [S3_AT_STATE] > QN_STORE_S3_DELETED) {
+        s_error (self, "S3 object record has unknown state %u", data [S3_AT_STATE]);
+        return -1;
+    }
+    size_t location_len = s_be16_get (data + S3_AT_LOCATION);
+    if (location_len == 0 || location_len > QN_STORE_S3_LOCATION_MAX
+    ||  S3_AT_LOCATION + 2 + location_len + 2 > size
+    ||  memchr (data + S3_AT_LOCATION + 2, 0, location_len)) {
+        s_error (self, "damaged S3 object record (bad location)");
+        return -1;
+    }
+    size_t store_at = S3_AT_LOCATION + 2 + location_len;
+    size_t store_len = s_be16_get (data + store_at);
+    store_at += 2;
+    if (store_len > QN_STORE_S3_STORE_MAX || store_at + store_len != size) {
+        s_error (self, "damaged S3 object record (bad store length)");
+        return -1;
+    }
+    *location_len_p = location_len;
+    *store_at_p = store_at;
+    *store_len_p = store_len;
+    return 0;
+}
+
+//  Fills object from a checked value (id is the caller's).  0 or -1.
+static int
+s_s3_decode (qn_store_t *self, const MDB_val *value, qn_store_s3_object_t *object)
+{
+    size_t location_len, store_at, store_len;
+    if (s_s3_check_value (self, value, &location_len, &store_at, &store_len))
+        return -1;
+    const uint8_t *data = (const uint8_t *) value->mv_data;
+    object->location = strndup ((const char *) data + S3_AT_LOCATION + 2, location_len);
+    if (store_len) {
+        object->store = (uint8_t *) malloc (store_len);
+        if (object->store)
+            memcpy (object->store, data + store_at, store_len);
+    }
+    if (!object->location || (store_len && !object->store)) {
+        free (object->location);
+        free (object->store);
+        object->location = NULL;
+        object->store = NULL;
+        s_error (self, "out of memory");
+        return -1;
+    }
+    object->store_size = store_len;
+    object->size = s_be64_get (data + S3_AT_SIZE);
+    object->refs = s_be32_get (data + S3_AT_REFS);
+    object->state = data [S3_AT_STATE];
+    object->since_us = (int64_t) s_be64_get (data + S3_AT_SINCE);
+    return 0;
+}
+
+void
+qn_store_s3_object_clear (qn_store_s3_object_t *object)
+{
+    if (!object)
+        return;
+    free (object->location);
+    free (object->store);
+    memset (object, 0, sizeof *object);
+}
+
+void
+qn_store_s3_objects_free (qn_store_s3_object_t **objects_p, size_t count)
+{
+    assert (objects_p);
+    qn_store_s3_object_t *objects = *objects_p;
+    if (!objects)
+        return;
+    for (size_t index = 0; index < count; index++)
+        qn_store_s3_object_clear (&objects [index]);
+    free (objects);
+    *objects_p = NULL;
+}
+
+int
+qn_store_s3_get (qn_store_t *self, const char *id, qn_store_s3_object_t *object)
+{
+    assert (self);
+    if (object)
+        memset (object, 0, sizeof *object);
+    if (s_s3_check_id (self, id))
+        return -1;
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_val value;
+    int found = s_get_raw (self, txn, DB_S3OBJECTS, id, 64, &value);
+    if (found == 1) {
+        if (object) {
+            if (s_s3_decode (self, &value, object))
+                found = -1;
+            else
+                memcpy (object->id, id, 65);
+        }
+        else {
+            size_t location_len, store_at, store_len;
+            if (s_s3_check_value (self, &value, &location_len, &store_at, &store_len))
+                found = -1;
+        }
+    }
+    s_read_end (self, txn);
+    return found;
+}
+
+int
+qn_store_s3_add (qn_store_t *self, const char *id, const char *location,
+                 const uint8_t *store, size_t store_size, uint64_t size, int64_t now_us)
+{
+    assert (self);
+    if (s_need_txn (self) || s_s3_check_id (self, id))
+        return -1;
+    size_t location_len = location? strlen (location): 0;
+    if (location_len == 0 || location_len > QN_STORE_S3_LOCATION_MAX) {
+        s_error (self, "S3 object location must have 1 to %d bytes",
+                 QN_STORE_S3_LOCATION_MAX);
+        return -1;
+    }
+    if (store_size > QN_STORE_S3_STORE_MAX || (store_size && !store)) {
+        s_error (self, "S3 object store must have at most %d bytes",
+                 QN_STORE_S3_STORE_MAX);
+        return -1;
+    }
+    //  Any row, whatever its state, stays as it is; a damaged one fails
+    int found = qn_store_s3_get (self, id, NULL);
+    if (found != 0)
+        return found < 0? -1: 0;
+
+    size_t value_size = S3_VALUE_MIN + location_len + store_size;
+    MDB_val k = { 64, (void *) id };
+    MDB_val v = { value_size, NULL };
+    int rc = mdb_put (self->txn, self->dbi [DB_S3OBJECTS], &k, &v, MDB_RESERVE);
+    if (rc)
+        return s_write_failed (self, DB_S3OBJECTS, rc);
+    uint8_t *data = (uint8_t *) v.mv_data;
+    data [S3_AT_FORMAT] = S3_FORMAT;
+    data [S3_AT_STATE] = QN_STORE_S3_LIVE;
+    s_be32_put (data + S3_AT_REFS, 0);
+    s_be64_put (data + S3_AT_SIZE, size);
+    s_be64_put (data + S3_AT_SINCE, (uint64_t) now_us);
+    s_be16_put (data + S3_AT_LOCATION, (uint16_t) location_len);
+    memcpy (data + S3_AT_LOCATION + 2, location, location_len);
+    size_t store_at = S3_AT_LOCATION + 2 + location_len;
+    s_be16_put (data + store_at, (uint16_t) store_size);
+    if (store_size)
+        memcpy (data + store_at + 2, store, store_size);
+    return 0;
+}
+
+//  Rewrites the fixed fields of an existing row, leaving location and
+//  store as they are.  refs_delta is applied (clamped) when apply_refs;
+//  state >= 0 sets the state and since_us.  0 or -1.
+static int
+s_s3_update (qn_store_t *self, const char *id, bool apply_refs, int refs_delta, int state,
+             int64_t now_us, uint32_t *refs_p)
+{
+    if (s_need_txn (self) || s_s3_check_id (self, id))
+        return -1;
+    MDB_val value;
+    int found = s_get_raw (self, self->txn, DB_S3OBJECTS, id, 64, &value);
+    if (found <= 0) {
+        if (found == 0)
+            s_error (self, "no such S3 object");
+        return -1;
+    }
+    size_t location_len, store_at, store_len;
+    if (s_s3_check_value (self, &value, &location_len, &store_at, &store_len))
+        return -1;
+    //  The value lives in LMDB's pages, which the put below may change
+    uint8_t copy [S3_VALUE_MAX];
+    memcpy (copy, value.mv_data, value.mv_size);
+    size_t copy_size = value.mv_size;
+    uint32_t refs = s_be32_get (copy + S3_AT_REFS);
+    if (apply_refs) {
+        int64_t next = (int64_t) refs + refs_delta;
+        if (next < 0)
+            next = 0;
+        if (next > UINT32_MAX)
+            next = UINT32_MAX;
+        //  A LIVE row's grace period runs from when its last user went;
+        //  in the other states since_us is when the state began
+        if (refs > 0 && next == 0 && copy [S3_AT_STATE] == QN_STORE_S3_LIVE)
+            s_be64_put (copy + S3_AT_SINCE, (uint64_t) now_us);
+        refs = (uint32_t) next;
+        s_be32_put (copy + S3_AT_REFS, refs);
+    }
+    if (state >= 0) {
+        copy [S3_AT_STATE] = (uint8_t) state;
+        s_be64_put (copy + S3_AT_SINCE, (uint64_t) now_us);
+    }
+    if (s_put_raw (self, DB_S3OBJECTS, id, 64, copy, copy_size))
+        return -1;
+    if (refs_p)
+        *refs_p = refs;
+    return 0;
+}
+
+int
+qn_store_s3_ref (qn_store_t *self, const char *id, int delta, int64_t now_us, uint32_t *refs_p)
+{
+    assert (self);
+    return s_s3_update (self, id, true, delta, -1, now_us, refs_p);
+}
+
+int
+qn_store_s3_set_state (qn_store_t *self, const char *id, int state, int64_t now_us)
+{
+    assert (self);
+    if (state < QN_STORE_S3_LIVE || state > QN_STORE_S3_DELETED) {
+        s_error (self, "invalid S3 object state %d", state);
+        return -1;
+    }
+    return s_s3_update (self, id, false, 0, state, now_us, NULL);
+}
+
+int
+qn_store_s3_delete (qn_store_t *self, const char *id)
+{
+    assert (self);
+    if (s_need_txn (self) || s_s3_check_id (self, id))
+        return -1;
+    return s_delete (self, DB_S3OBJECTS, id, 64);
+}
+
+//  A whole scan, like the blob index's: retention calls it once in a
+//  while, and rows that do not decode are skipped (reported through
+//  qn_store_error) so that one damaged row cannot stop retention.
+int
+qn_store_s3_list (qn_store_t *self, int state, int64_t before_us,
+                  qn_store_s3_object_t **objects_p, size_t *count_p, size_t limit)
+{
+    assert (self);
+    assert (objects_p);
+    assert (count_p);
+    *objects_p = NULL;
+    *count_p = 0;
+    if (state < QN_STORE_S3_LIVE || state > QN_STORE_S3_DELETED) {
+        s_error (self, "invalid S3 object state %d", state);
+        return -1;
+    }
+    MDB_txn *txn = s_read_begin (self);
+    if (!txn)
+        return -1;
+    MDB_cursor *cursor = s_cursor (self, txn, DB_S3OBJECTS);
+    if (!cursor) {
+        s_read_end (self, txn);
+        return -1;
+    }
+    qn_store_s3_object_t *objects = NULL;
+    size_t count = 0, alloc = 0;
+    int result = 0;
+    MDB_val key, value;
+    int rc = mdb_cursor_get (cursor, &key, &value, MDB_FIRST);
+    while (rc == 0 && count < limit) {
+        const uint8_t *data = (const uint8_t *) value.mv_data;
+        char id [65];
+        size_t location_len, store_at, store_len;
+        if (key.mv_size == 64) {
+            memcpy (id, key.mv_data, 64);
+            id [64] = '\0';
+        }
+        if (key.mv_size != 64 || !s_valid_hex_key (id)) {
+            s_error (self, "skipped an S3 object record with a bad key (%zu bytes)",
+                     key.mv_size);
+            rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+            continue;
+        }
+        //  The filter reads the fixed fields; the decode below copies
+        //  the rest only for rows that are returned
+        if (s_s3_check_value (self, &value, &location_len, &store_at, &store_len)) {
+            rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+            continue;
+        }
+        bool wanted = data [S3_AT_STATE] == state
+                   && (int64_t) s_be64_get (data + S3_AT_SINCE) < before_us
+                   && (state != QN_STORE_S3_LIVE || s_be32_get (data + S3_AT_REFS) == 0);
+        if (wanted) {
+            if (count == alloc) {
+                size_t grown_alloc = alloc? alloc * 2: 16;
+                qn_store_s3_object_t *grown = (qn_store_s3_object_t *) realloc (
+                    objects, grown_alloc * sizeof (qn_store_s3_object_t));
+                if (!grown) {
+                    s_error (self, "out of memory");
+                    result = -1;
+                    break;
+                }
+                objects = grown;
+                alloc = grown_alloc;
+            }
+            qn_store_s3_object_t *object = &objects [count];
+            memset (object, 0, sizeof *object);
+            if (s_s3_decode (self, &value, object)) {
+                result = -1;        //  only out of memory: the value was checked
+                break;
+            }
+            memcpy (object->id, id, 65);
+            count++;
+        }
+        rc = mdb_cursor_get (cursor, &key, &value, MDB_NEXT);
+    }
+    if (result == 0 && rc && rc != MDB_NOTFOUND) {
+        s_error (self, "read from %s failed: %s", s_db_names [DB_S3OBJECTS], mdb_strerror (rc));
+        result = -1;
+    }
+    mdb_cursor_close (cursor);
+    s_read_end (self, txn);
+    if (result) {
+        qn_store_s3_objects_free (&objects, count);
+        return -1;
+    }
+    *objects_p = objects;
+    *count_p = count;
+    return 0;
 }
 
 int

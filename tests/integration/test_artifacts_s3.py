@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import harness
 from harness import check, task
@@ -39,6 +40,13 @@ def blob_files(root):
     return found
 
 
+def check_only_manifests(c, manifests):
+    stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
+    names = sorted(os.path.basename(os.path.dirname(p)) + os.path.basename(p) for p in stored)
+    check(names == sorted(manifests),
+          "the coordinator should hold the manifests %s only, not %s" % (manifests, names))
+
+
 def test_outputs_and_inputs_go_through_the_bucket_only(c):
     c.start_coordinator()
     c.start_agent("a", labels={"role": "a"})
@@ -66,9 +74,9 @@ def test_outputs_and_inputs_go_through_the_bucket_only(c):
           "the directory's manifest is in the bucket: %s" % arts[("produce", "data")])
     check(arts[("produce", "epochs")]["value"] == "12", "value: %s" % arts)
 
-    # Never through the coordinator: its blob store stayed empty
-    stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
-    check(stored == [], "the coordinator stored blobs: %s" % stored)
+    # No file went through the coordinator: its blob store holds only the
+    # directory's manifest (for counting the references of its files)
+    check_only_manifests(c, [arts[("produce", "data")]["hash"]])
 
     requests = SERVER.requests()
     bad = [r for r in requests if not r.get("ok")]
@@ -158,8 +166,7 @@ def test_an_environments_own_store_for_workflows_that_name_none(c):
           "the file went to the environment's bucket and prefix: %s" % arts)
     check(arts[("produce", "feats")]["location"].startswith("s3://qanat-test/envs/cloud/blobs/"),
           "so did the directory: %s" % arts)
-    stored = blob_files(os.path.join(c.dir, "coordinator", "blobs", "objects"))
-    check(stored == [], "the coordinator stored blobs: %s" % stored)
+    check_only_manifests(c, [arts[("produce", "feats")]["hash"]])
     # qanat get finds the environment's bucket from the record alone
     target = os.path.join(c.dir, "table.csv")
     c.qanat("get", run_id, "produce.table", "-o", target, timeout_s=60)
@@ -193,6 +200,80 @@ def test_a_bad_artifact_store_url_stops_the_agent_at_once(c):
                                       timeout=20)
         check(done.returncode != 0 and words in done.stderr,
               "%s: exit %d, stderr %r" % (url, done.returncode, done.stderr))
+
+
+RETAINED = """\
+name: s3-retention
+keep_runs: 2
+tasks:
+  make:
+    run: "echo unique-$QANAT_RUN_ID > own.txt && mkdir -p d && echo shared > d/shared.txt && echo dir-$QANAT_RUN_ID > d/own.txt"
+    outputs: {own: own.txt, d: d}
+"""
+
+
+def bucket_objects(prefix):
+    """The hashes of the objects s3rver holds under <prefix>blobs/."""
+    root = os.path.join(SERVER.dir, "data", SERVER.bucket, *prefix.strip("/").split("/"), "blobs")
+    suffix = "._S3rver_object"
+    found = set()
+    for directory, _, files in os.walk(root):
+        found |= {f[:-len(suffix)] for f in files if f.endswith(suffix)}
+    return found
+
+
+def test_retention_deletes_s3_objects_nobody_references(c):
+    """keep_runs: 2 over four runs in the environment's bucket: the
+    coordinator (--s3-delete-after 0, credentials from its environment)
+    deletes the objects of the two runs it dropped from the bucket, and
+    only those: a file both kept runs still use stays."""
+    c.start_coordinator("--s3-delete-after", "0")
+    store = "s3://qanat-test/retained?endpoint=%s&path_style=true" % SERVER.endpoint
+    c.start_agent("cloud", extra=["--artifact-store", store])
+    path = c.write("retained.yaml", RETAINED)
+    runs = {}
+    for _ in range(4):
+        run_id = c.start_run(path)
+        run = c.wait_run(run_id, timeout=60)
+        check(run["status"] == "succeeded", "run %d: %s" % (run_id, run))
+        runs[run_id] = {a["output"]: a for a in c.qanat_json("artifacts", run_id)}
+    ids = sorted(runs)
+    shared = hashlib.sha256(b"shared\n").hexdigest()
+
+    def objects_of(run_id):
+        own = hashlib.sha256(("unique-%d\n" % run_id).encode()).hexdigest()
+        own_dir = hashlib.sha256(("dir-%d\n" % run_id).encode()).hexdigest()
+        return {own, own_dir, runs[run_id]["d"]["hash"]}
+
+    dropped = set().union(*(objects_of(r) for r in ids[:2]))
+    kept = set().union(*(objects_of(r) for r in ids[2:])) | {shared}
+    check(not dropped & kept, "distinct contents")
+    c.wait_for(lambda: not bucket_objects("retained") & dropped, "the dropped runs' objects deleted",
+               timeout=20)
+    left = bucket_objects("retained")
+    check(left == kept, "the bucket holds %s, want %s (the shared file stays)" % (
+        sorted(left), sorted(kept)))
+    deletes = [r for r in SERVER.requests() if r["method"] == "DELETE"]
+    check(len(deletes) == len(dropped) and all(r.get("ok") for r in deletes),
+          "one signed DELETE per dropped object: %s" % [(r["url"], r.get("ok")) for r in deletes])
+    stats = c.qanat_json("stats")
+    check(stats.get("s3_objects_deleted") == len(dropped), "stats: %s" % stats)
+
+    # Content whose object was deleted, made again: the agent finds
+    # nothing (HEAD), puts it back, and the coordinator trusts that record
+    # over the deletion's tombstone; the object stays, referenced
+    again = hashlib.sha256(("unique-%d\n" % ids[0]).encode()).hexdigest()
+    path = c.write("again.yaml", "name: s3-again\ntasks:\n  make:\n"
+                   "    run: echo unique-%d > own.txt\n    outputs: {own: own.txt}\n" % ids[0])
+    run_id = c.start_run(path)
+    run = c.wait_run(run_id, timeout=60)
+    check(run["status"] == "succeeded", "the same content again: %s" % run)
+    time.sleep(2)                   # two collection passes
+    check(again in bucket_objects("retained"), "the object put back stays")
+    target = os.path.join(c.dir, "again.txt")
+    c.qanat("get", run_id, "make.own", "-o", target, timeout_s=30)
+    with open(target) as f:
+        check(f.read() == "unique-%d\n" % ids[0], "qanat get of the object put back")
 
 
 if __name__ == "__main__":

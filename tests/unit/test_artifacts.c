@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include "qn_artifacts.h"
 #include "qn_tree.h"
+#include <sodium.h>
 
 typedef struct {
     char root [256];
@@ -290,6 +291,158 @@ test_s3_locations_and_inputs (void **state)
         free (records [i]);
 }
 
+//  The id qn_artifacts gives the object of hash in store
+static void
+s_s3_id (const Qanat__ArtifactStore *store, const char *hash, char id [65])
+{
+    char key [300];
+    snprintf (key, sizeof key, "%sblobs/%s", store->prefix, hash);
+    char *text = zsys_sprintf ("%s\n%s\n%s", store->endpoint, store->bucket, key);
+    unsigned char digest [32];
+    crypto_hash_sha256 (digest, (const unsigned char *) text, strlen (text));
+    sodium_bin2hex (id, 65, digest, sizeof digest);
+    zstr_free (&text);
+}
+
+//  S3 outputs are counted per object (a directory: its manifest, kept
+//  here too, and each file); retention picks the unreferenced ones, and
+//  a record of an object it is deleting, or has deleted, is trusted only
+//  when the attempt put it there itself.
+static void
+test_s3_objects_counted_and_deleted (void **state)
+{
+    fixture_t *fix = (fixture_t *) *state;
+    const qn_task_t *prepare = qn_workflow_task (fix->wf, 0);
+    char dir_hash [65], file_hash [65], b_hash [65];
+    size_t dir_size;
+    s_directory (fix, dir_hash, &dir_size, file_hash);
+    s_put (fix, "beta\n", b_hash);
+    Qanat__ArtifactStore store = QANAT__ARTIFACT_STORE__INIT;
+    store.kind = (char *) "s3";
+    store.bucket = (char *) "ml";
+    store.prefix = (char *) "env/";
+    store.endpoint = (char *) "http://127.0.0.1:9000";
+    const char *model = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    char *dir_location = zsys_sprintf ("s3://ml/env/blobs/%s", dir_hash);
+    char *model_location = zsys_sprintf ("s3://ml/env/blobs/%s", model);
+    Qanat__OutputRecord *records [3] = {
+        s_record ("data", QANAT__ARTIFACT_KIND__ARTIFACT_DIR, dir_hash, dir_size, "", dir_location),
+        s_record ("rows", QANAT__ARTIFACT_KIND__ARTIFACT_VALUE, "", 2, "42", ""),
+        s_record ("model", QANAT__ARTIFACT_KIND__ARTIFACT_FILE, model, 9, "", model_location)
+    };
+    records [0]->store = records [2]->store = &store;
+    Qanat__Finished finished = QANAT__FINISHED__INIT;
+    finished.outputs = records;
+    finished.n_outputs = 3;
+    Qanat__AttemptInfo attempt = QANAT__ATTEMPT_INFO__INIT;
+    attempt.attempt = 1;
+    assert_int_equal (qn_store_begin (fix->store), 0);
+    assert_null (qn_artifacts_record (fix->artifacts, prepare, &attempt, &finished));
+    char id_model [65], id_manifest [65], id_a [65], id_b [65];
+    s_s3_id (&store, model, id_model);
+    s_s3_id (&store, dir_hash, id_manifest);
+    s_s3_id (&store, file_hash, id_a);
+    s_s3_id (&store, b_hash, id_b);
+    const char *ids [] = { id_model, id_manifest, id_a, id_b };
+    for (int i = 0; i < 4; i++) {
+        qn_store_s3_object_t object;
+        assert_int_equal (qn_store_s3_get (fix->store, ids [i], &object), 1);
+        assert_int_equal (object.refs, 1);
+        assert_int_equal (object.state, QN_STORE_S3_LIVE);
+        qn_store_s3_object_clear (&object);
+    }
+    qn_store_s3_object_t object;
+    assert_int_equal (qn_store_s3_get (fix->store, id_model, &object), 1);
+    assert_string_equal (object.location, model_location);
+    qn_store_s3_object_clear (&object);
+    uint32_t refs = 0;
+    assert_int_equal (qn_store_blob_get (fix->store, dir_hash, NULL, &refs), 1);
+    assert_int_equal (refs, 1);                         //  the manifest is ours too
+
+    //  Nothing to delete while referenced
+    qn_store_s3_object_t *picked = NULL;
+    size_t count = 9;
+    int64_t now = zclock_time () * 1000;
+    assert_int_equal (qn_artifacts_s3_pick (fix->artifacts, now, 0, &picked, &count, 100), 0);
+    assert_int_equal (count, 0);
+    qn_store_s3_objects_free (&picked, count);
+
+    //  Released: picked once the grace is over, marked DELETING
+    Qanat__AttemptInfo *attempts [1] = { &attempt };
+    Qanat__TaskInfo task = QANAT__TASK_INFO__INIT;
+    task.attempts = attempts;
+    task.n_attempts = 1;
+    Qanat__TaskInfo *tasks [1] = { &task };
+    assert_int_equal (qn_artifacts_release_tasks (fix->artifacts, tasks, 1), 0);
+    now = zclock_time () * 1000;
+    assert_int_equal (qn_artifacts_s3_pick (fix->artifacts, now, 3600LL * 1000000, &picked,
+                                            &count, 100), 0);
+    assert_int_equal (count, 0);                        //  within the grace
+    qn_store_s3_objects_free (&picked, count);
+    assert_int_equal (qn_artifacts_s3_pick (fix->artifacts, now + 1000, 0, &picked, &count, 100),
+                      0);
+    assert_int_equal (count, 4);
+    qn_store_s3_objects_free (&picked, count);
+    assert_int_equal (qn_artifacts_s3_deleting (fix->artifacts, &picked, &count, 100), 0);
+    assert_int_equal (count, 4);
+    qn_store_s3_objects_free (&picked, count);
+
+    //  A record meanwhile (found by HEAD, or even put again) is refused
+    Qanat__AttemptInfo again = QANAT__ATTEMPT_INFO__INIT;
+    again.attempt = 2;
+    records [2]->uploaded = true;
+    char *failure = qn_artifacts_record (fix->artifacts, prepare, &again, &finished);
+    assert_non_null (failure);
+    assert_non_null (strstr (failure, "being removed by retention"));
+    free (failure);
+
+    //  Deleted (tombstones), or not (live again)
+    qn_artifacts_s3_deleted (fix->artifacts, id_model, true, now);
+    qn_artifacts_s3_deleted (fix->artifacts, id_manifest, true, now);
+    qn_artifacts_s3_deleted (fix->artifacts, id_a, true, now);
+    qn_artifacts_s3_deleted (fix->artifacts, id_b, false, now);
+    assert_int_equal (qn_store_s3_get (fix->store, id_b, &object), 1);
+    assert_int_equal (object.state, QN_STORE_S3_LIVE);
+    qn_store_s3_object_clear (&object);
+
+    //  The model found by HEAD after its deletion: refused, tombstone gone
+    records [2]->uploaded = false;
+    records [0]->location = (char *) "";                 //  only the model is in S3 now
+    s_put (fix, "unused\n", b_hash);
+    char local_dir [65];
+    size_t local_size;
+    s_directory (fix, local_dir, &local_size, file_hash);
+    records [0]->hash = local_dir;
+    records [0]->store = NULL;
+    failure = qn_artifacts_record (fix->artifacts, prepare, &again, &finished);
+    assert_non_null (failure);
+    assert_non_null (strstr (failure, "output 'model'"));
+    free (failure);
+    assert_int_equal (qn_store_s3_get (fix->store, id_model, NULL), 0);
+    //  Put back by the retry: trusted, counted afresh
+    records [2]->uploaded = true;
+    qn_artifacts_s3_deleted (fix->artifacts, id_model, true, now);       //  no row: a no-op
+    assert_null (qn_artifacts_record (fix->artifacts, prepare, &again, &finished));
+    assert_int_equal (qn_store_s3_get (fix->store, id_model, &object), 1);
+    assert_int_equal (object.state, QN_STORE_S3_LIVE);
+    assert_int_equal (object.refs, 1);
+    qn_store_s3_object_clear (&object);
+    //  And a tombstone the uploaded record meets is simply replaced
+    qn_store_s3_set_state (fix->store, id_manifest, QN_STORE_S3_DELETED, now);
+    assert_int_equal (qn_store_commit (fix->store), 0);
+
+    for (size_t i = 0; i < attempt.n_outputs; i++)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) attempt.outputs [i], NULL);
+    free (attempt.outputs);
+    for (size_t i = 0; i < again.n_outputs; i++)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) again.outputs [i], NULL);
+    free (again.outputs);
+    for (int i = 0; i < 3; i++)
+        free (records [i]);
+    zstr_free (&dir_location);
+    zstr_free (&model_location);
+}
+
 static void
 test_cache_lookup_needs_every_blob (void **state)
 {
@@ -342,6 +495,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_record_checks_every_declared_output, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_s3_locations_and_inputs, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_s3_objects_counted_and_deleted, s_setup,
+                                         s_teardown),
         cmocka_unit_test_setup_teardown (test_cache_lookup_needs_every_blob, s_setup,
                                          s_teardown),
     };

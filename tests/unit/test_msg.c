@@ -212,6 +212,7 @@ s_output (const char *name, Qanat__ArtifactKind kind)
     output->value = "1234";
     output->location = "s3://ml/runs/blobs/0123";
     output->store = s_store ();
+    output->uploaded = true;
     return output;
 }
 
@@ -941,6 +942,8 @@ s_build_reply_stats (void)
     stats->blob_bytes_out = 14;
     stats->blob_chunks_rejected = 15;
     stats->sends_refused = 16;
+    stats->s3_objects_deleted = 17;
+    stats->s3_delete_failures = 18;
     reply->stats = stats;
     return env;
 }
