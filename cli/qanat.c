@@ -775,6 +775,147 @@ s_follow_run (qn_client_t *client, uint64_t run_id)
     return s_run_exit_code (status);
 }
 
+//  ---------------------------------------------------------------------
+//  Feeding files in: qanat put, and --param NAME=@PATH
+
+//  Puts one blob into the coordinator's store, a MiB at a time, from fd
+//  (or from memory when fd is -1); each answer says how much the
+//  coordinator holds, so a put cut short resumes where it stopped and
+//  content it has already is not sent again.
+static int
+s_put_blob (qn_client_t *client, const char *hash, uint64_t size, int fd, const char *memory)
+{
+    uint8_t *buffer = (uint8_t *) malloc (1024 * 1024);
+    if (!buffer)
+        return -1;
+    uint64_t offset = 0;
+    int stalls = 0;
+    int rc = -1;
+    while (stalls < 3) {
+        size_t len = size - offset > 1024 * 1024? 1024 * 1024: (size_t) (size - offset);
+        const uint8_t *data = buffer;
+        if (fd == -1)
+            data = (const uint8_t *) memory + offset;
+        else
+        if (len && pread (fd, buffer, len, (off_t) offset) != (ssize_t) len) {
+            fprintf (stderr, "qanat: cannot read: %s\n", strerror (errno));
+            break;
+        }
+        Qanat__PutBlob put = QANAT__PUT_BLOB__INIT;
+        put.hash = (char *) hash;
+        put.offset = offset;
+        put.total_size = size;
+        put.data.data = (uint8_t *) data;
+        put.data.len = len;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_PUT_BLOB;
+        request.put_blob = &put;
+        Qanat__Envelope *reply = s_call (client, &request);
+        uint64_t held = reply->reply->blob? reply->reply->blob->offset: 0;
+        qn_msg_free (&reply);
+        if (held == size) {
+            rc = 0;
+            break;
+        }
+        stalls = held == offset + len? 0: stalls + 1;
+        offset = held > size? size: held;
+    }
+    if (rc && stalls >= 3)
+        fprintf (stderr, "qanat: the coordinator does not take blob %.12s\n", hash);
+    free (buffer);
+    return rc;
+}
+
+static int
+s_put_file (qn_client_t *client, const char *path, const char *hash, uint64_t size)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        fprintf (stderr, "qanat: %s: %s\n", path, strerror (errno));
+        return -1;
+    }
+    int rc = s_put_blob (client, hash, size, fd, NULL);
+    close (fd);
+    return rc;
+}
+
+//  Puts a local file or directory (every file, then its manifest) and
+//  returns its reference, "file:<sha256>" or "dir:<sha256>" (malloc'd),
+//  with its bytes in *bytes_p; NULL after saying why.
+static char *
+s_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p)
+{
+    char *full = realpath (path, NULL);
+    struct stat st;
+    if (!full || stat (full, &st) == -1 || !(S_ISREG (st.st_mode) || S_ISDIR (st.st_mode))) {
+        fprintf (stderr, "qanat: %s: %s\n", path, full? "not a file or a directory"
+                                                      : strerror (errno));
+        free (full);
+        return NULL;
+    }
+    char *slash = strrchr (full, '/');
+    const char *leaf = slash + 1;
+    *slash = 0;
+    const char *parent = *full? full: "/";
+    char *error = NULL, *ref = NULL;
+    qn_tree_t *tree = *leaf? qn_tree_scan (parent, leaf, &error): NULL;
+    if (!tree)
+        fprintf (stderr, "qanat: %s: %s\n", path, error? error: "cannot read it");
+    for (size_t e = 0; tree && e < qn_tree_count (tree); e++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
+        char file [8192];
+        if (qn_tree_is_dir (tree))
+            snprintf (file, sizeof file, "%s/%s/%s", parent, leaf, entry->path);
+        else
+            snprintf (file, sizeof file, "%s/%s", parent, leaf);
+        if (s_put_file (client, file, entry->hash, entry->size) == -1)
+            qn_tree_destroy (&tree);
+    }
+    if (tree && !qn_tree_is_dir (tree))
+        ref = zsys_sprintf ("file:%s", qn_tree_entry (tree, 0)->hash);
+    else
+    if (tree) {
+        size_t size = 0;
+        char hash [QN_BLOB_HASH_HEX + 1];
+        char *manifest = qn_tree_manifest (tree, &size);
+        if (manifest && qn_tree_manifest_hash (tree, hash) == 0
+        &&  s_put_blob (client, hash, size, -1, manifest) == 0)
+            ref = zsys_sprintf ("dir:%s", hash);
+        free (manifest);
+    }
+    if (tree)
+        *bytes_p = qn_tree_bytes (tree);
+    qn_tree_destroy (&tree);
+    free (error);
+    free (full);
+    return ref;
+}
+
+static int
+s_cmd_put (options_t *options, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf (stderr, "usage: qanat put PATH [--json]\n");
+        return EXIT_USAGE;
+    }
+    qn_client_t *client = s_connect (options);
+    uint64_t bytes = 0;
+    char *ref = s_put_path (client, argv [0], &bytes);
+    qn_client_destroy (&client);
+    if (!ref)
+        return EXIT_COORDINATOR;
+    if (options->json) {
+        printf ("{\"ref\":");
+        s_json_str (stdout, ref);
+        printf (",\"bytes\":%llu}\n", (unsigned long long) bytes);
+    }
+    else
+        printf ("%s  (%llu bytes; run a workflow with --param NAME=%s for an artifact "
+                "parameter)\n", ref, (unsigned long long) bytes, ref);
+    zstr_free (&ref);
+    return 0;
+}
+
 static int
 s_cmd_run (options_t *options, int argc, char **argv)
 {
@@ -792,13 +933,16 @@ s_cmd_run (options_t *options, int argc, char **argv)
         free (error);
         return EXIT_USAGE;
     }
-    qn_workflow_destroy (&wf);
     size_t size = 0;
     char *source = s_read_file (argv [0], &size);
     if (!source) {
         fprintf (stderr, "qanat: cannot read %s: %s\n", argv [0], strerror (errno));
+        qn_workflow_destroy (&wf);
         return EXIT_USAGE;
     }
+    qn_client_t *client = s_connect (options);
+    zlistx_t *refs = zlistx_new ();
+    zlistx_set_destructor (refs, (zlistx_destructor_fn *) zstr_free);
     Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
     submit.filename = argv [0];
     submit.source.data = (uint8_t *) source;
@@ -821,12 +965,28 @@ s_cmd_run (options_t *options, int argc, char **argv)
         param->name = pair;
         param->value = equals + 1;
         start.params [start.n_params++] = param;
+        //  @PATH for an artifact parameter: the file or directory is put
+        //  first, and the run gets its reference
+        for (size_t p = 0; p < qn_workflow_param_count (wf) && param->value [0] == '@'; p++) {
+            const qn_param_t *declared = qn_workflow_param (wf, p);
+            if (declared->type != QN_PARAM_ARTIFACT || !streq (declared->name, pair))
+                continue;
+            uint64_t bytes = 0;
+            char *ref = s_put_path (client, param->value + 1, &bytes);
+            if (!ref)
+                return EXIT_COORDINATOR;
+            fprintf (stderr, "qanat: put %s as %s (%llu bytes)\n", param->value + 1, ref,
+                     (unsigned long long) bytes);
+            zlistx_add_end (refs, ref);
+            param->value = ref;
+        }
     }
+    qn_workflow_destroy (&wf);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    qn_client_t *client = s_connect (options);
     Qanat__Envelope *reply = s_call (client, &request);
+    zlistx_destroy (&refs);
     for (size_t p = 0; p < start.n_params; p++)
         free (start.params [p]);
     free (start.params);
@@ -1669,6 +1829,8 @@ static command_t s_commands [] = {
     {"artifacts", s_cmd_artifacts, "artifacts RUN", "the outputs a run's tasks produced"},
     {"get", s_cmd_get, "get RUN TASK.OUTPUT [-o PATH]",
         "download an output (file or directory, verified), or print a value"},
+    {"put", s_cmd_put, "put PATH",
+        "feed a file or directory in, for an artifact parameter (run --param NAME=@PATH does it too)"},
     {"stats", s_cmd_stats, "stats", "coordinator counters (malformed messages, events)"},
     {NULL, NULL, NULL, NULL}
 };

@@ -238,10 +238,23 @@ qn_artifacts_inputs (qn_artifacts_t *self, const qn_task_t *spec, const Qanat__R
     size_t count = 0;
     for (size_t i = 0; i < spec->input_count; i++) {
         const qn_input_t *input = &spec->inputs [i];
-        const Qanat__TaskInfo *producer = input->task_index < run->n_tasks?
+        const Qanat__OutputRecord *output = NULL;
+        if (input->param) {
+            //  A blob fed in with qanat put, named by the run's parameter
+            for (size_t a = 0; a < run->n_artifacts && !output; a++)
+                if (run->artifacts [a]->name && streq (run->artifacts [a]->name, input->param))
+                    output = run->artifacts [a];
+            if (!output) {
+                *error_p = zsys_sprintf ("input '%s': the run has no artifact for parameter "
+                                         "'%s'", input->name, input->param);
+                qn_artifacts_free_inputs (inputs, count);
+                return -1;
+            }
+        }
+        const Qanat__TaskInfo *producer = !input->param && input->task_index < run->n_tasks?
                                           run->tasks [input->task_index]: NULL;
-        const Qanat__OutputRecord *output = producer?
-            s_find_output (s_successful_attempt (producer), input->output): NULL;
+        if (producer)
+            output = s_find_output (s_successful_attempt (producer), input->output);
         if (!output) {
             *error_p = zsys_sprintf ("input '%s': task '%s' has no recorded output '%s'",
                                      input->name, input->task, input->output);
@@ -639,4 +652,56 @@ qn_artifacts_s3_deleted (qn_artifacts_t *self, const char *id, bool gone, int64_
     //  Not deleted (no credentials, refused): live again, tried after the
     //  next grace
     qn_store_s3_set_state (self->store, id, gone? QN_STORE_S3_DELETED: QN_STORE_S3_LIVE, now_us);
+}
+
+Qanat__OutputRecord *
+qn_artifacts_param_blob (qn_artifacts_t *self, const char *name, const char *value,
+                         char **error_p)
+{
+    assert (self);
+    *error_p = NULL;
+    bool dir = value && strncmp (value, "dir:", 4) == 0;
+    const char *hash = dir? value + 4: value && strncmp (value, "file:", 5) == 0? value + 5: NULL;
+    if (!hash || !qn_blobstore_valid_hash (hash)) {
+        *error_p = zsys_sprintf ("parameter '%s': not an artifact reference (file:<sha256> or "
+                                 "dir:<sha256>)", name);
+        return NULL;
+    }
+    uint64_t size = 0;
+    if (qn_store_blob_get (self->store, hash, &size, NULL) != 1
+    ||  !qn_blobstore_has (self->blobs, hash)) {
+        *error_p = zsys_sprintf ("parameter '%s': the coordinator has no blob %.12s (feed it "
+                                 "in with qanat put first)", name, hash);
+        return NULL;
+    }
+    if (dir) {
+        qn_tree_t *tree = s_manifest (self, hash, size);
+        if (!tree)
+            *error_p = zsys_sprintf ("parameter '%s': blob %.12s is not a directory", name, hash);
+        for (size_t e = 0; tree && e < qn_tree_count (tree) && !*error_p; e++)
+            if (!qn_blobstore_has (self->blobs, qn_tree_entry (tree, e)->hash))
+                *error_p = zsys_sprintf ("parameter '%s': file '%s' of the directory is not "
+                                         "stored", name, qn_tree_entry (tree, e)->path);
+        qn_tree_destroy (&tree);
+        if (*error_p)
+            return NULL;
+    }
+    Qanat__OutputRecord *record = (Qanat__OutputRecord *) malloc (sizeof (*record));
+    if (!record) {
+        *error_p = strdup ("out of memory");
+        return NULL;
+    }
+    qanat__output_record__init (record);
+    record->name = strdup (name);
+    record->kind = dir? QANAT__ARTIFACT_KIND__ARTIFACT_DIR: QANAT__ARTIFACT_KIND__ARTIFACT_FILE;
+    record->hash = strdup (hash);
+    record->size = size;
+    record->value = strdup ("");
+    record->location = strdup ("");
+    if (!record->name || !record->hash || !record->value || !record->location) {
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) record, NULL);
+        *error_p = strdup ("out of memory");
+        return NULL;
+    }
+    return record;
 }

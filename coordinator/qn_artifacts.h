@@ -102,6 +102,14 @@ int
 uint64_t
     qn_artifacts_collect (qn_artifacts_t *self, zhashx_t *keep);
 
+//  The record of the blob an artifact parameter names (value
+//  "file:<sha256>" or "dir:<sha256>", fed in with qanat put), if it is
+//  whole in the blob store; NULL with *error_p (malloc'd) otherwise.  Free
+//  with protobuf_c_message_free_unpacked.
+Qanat__OutputRecord *
+    qn_artifacts_param_blob (qn_artifacts_t *self, const char *name, const char *value,
+                             char **error_p);
+
 //  S3 objects to delete from their buckets: those nobody has referenced
 //  since before now_us - grace_us, up to limit, marked DELETING (store in
 //  a transaction; free with qn_store_s3_objects_free).  Also forgets

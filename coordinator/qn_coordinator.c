@@ -640,6 +640,11 @@ s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
             qn_artifacts_release_tasks (self->artifacts, tasks, task_count);
             qn_store_free_array (tasks, task_count);
         }
+        Qanat__RunInfo *info = qn_store_get_run (self->store, ids [i]);
+        if (info) {
+            qn_artifacts_ref_outputs (self->artifacts, info->artifacts, info->n_artifacts, -1);
+            qanat__run_info__free_unpacked (info, NULL);
+        }
         if (qn_store_delete_run (self->store, ids [i]) == 0)
             deleted++;
     }
@@ -2050,14 +2055,35 @@ s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
         qn_workflow_destroy (&wf);
         return;
     }
-    run_t *run = s_run_new (self, run_id, wf, version, start->workflow->filename, params, param_count);
+    //  Artifact parameters name blobs fed in with qanat put: each must be
+    //  whole here, and the run references it while it exists
+    Qanat__OutputRecord **artifacts = NULL;
+    size_t artifact_count = 0;
+    for (size_t p = 0; p < param_count && !error; p++) {
+        const qn_param_t *param = qn_workflow_param (wf, p);
+        if (param->type != QN_PARAM_ARTIFACT)
+            continue;
+        Qanat__OutputRecord *record = qn_artifacts_param_blob (self->artifacts, params [p].key,
+                                                               params [p].value, &error);
+        if (record)
+            s_append ((void ***) &artifacts, &artifact_count, record);
+    }
+    run_t *run = error? NULL: s_run_new (self, run_id, wf, version, start->workflow->filename,
+                                          params, param_count);
     qn_kv_free (params, param_count);
     if (run) {
         s_replace_string (&run->info->owner, strdup (s_sender_name (self)));
         run->info->no_cache = start->no_cache;
+        run->info->artifacts = artifacts;
+        run->info->n_artifacts = artifact_count;
+        qn_artifacts_ref_outputs (self->artifacts, artifacts, artifact_count, 1);
     }
     if (!run) {
-        s_post_error (self, routing_id, request->id, "out of memory");
+        for (size_t a = 0; a < artifact_count; a++)
+            protobuf_c_message_free_unpacked ((ProtobufCMessage *) artifacts [a], NULL);
+        free (artifacts);
+        s_post_error (self, routing_id, request->id, error? error: "out of memory");
+        free (error);
         qn_workflow_destroy (&wf);
         return;
     }
@@ -2604,6 +2630,61 @@ s_handle_get_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request 
     free (buffer);
 }
 
+//  A client feeding a blob in (qanat put): pieces in order, each answered
+//  with how many bytes we hold, so that an interrupted put resumes there.
+//  The blob is verified whole, then kept an hour unreferenced (on its way
+//  to a run, like an agent's upload) before retention may take it.
+static void
+s_handle_put_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+{
+    Qanat__PutBlob *put = request->put_blob;
+    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
+    if (!put->hash || !qn_blobstore_valid_hash (put->hash) || put->data.len > 1024 * 1024
+    ||  put->offset > put->total_size || put->data.len > put->total_size - put->offset) {
+        s_post_error (self, routing_id, request->id, "put blob: bad hash, offset or size");
+        return;
+    }
+    char error [256] = "";
+    uint64_t held = qn_blobstore_has (blobs, put->hash)? put->total_size
+                  : qn_blobstore_partial (blobs, put->hash);
+    if (held < put->total_size && put->offset == held && put->data.len) {
+        if (qn_blobstore_write (blobs, put->hash, put->offset, put->data.data, put->data.len,
+                                NULL, error, sizeof error) != 0) {
+            s_post_error (self, routing_id, request->id, error);
+            return;
+        }
+        held += put->data.len;
+    }
+    if (held == put->total_size && !qn_blobstore_has (blobs, put->hash)) {
+        if (qn_blobstore_finish (blobs, put->hash, put->total_size, error, sizeof error) != 0) {
+            qn_blobstore_abandon (blobs, put->hash);
+            s_post_error (self, routing_id, request->id, error);
+            return;
+        }
+        self->stats.blobs_stored++;
+    }
+    if (held == put->total_size) {
+        uint64_t known = 0;
+        if (qn_store_blob_get (self->store, put->hash, &known, NULL) != 1
+        &&  qn_store_begin (self->store) == 0)
+            qn_store_blob_add (self->store, put->hash, put->total_size);
+        upload_t *upload = (upload_t *) zmalloc (sizeof (upload_t));
+        if (upload) {
+            upload->when = zclock_mono ();
+            zhashx_update (self->uploading, put->hash, upload);
+        }
+    }
+    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
+    data.hash = put->hash;
+    data.offset = held;
+    data.total_size = put->total_size;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_BLOB;
+    reply.blob = &data;
+    s_post_reply (self, routing_id, &reply);
+}
+
 static void
 s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
@@ -2648,6 +2729,7 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
         case QANAT__REQUEST__BODY_SET_SECRET:   s_handle_set_secret (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_LIST_SECRETS: s_handle_list_secrets (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_BLOB:     s_handle_get_blob (self, routing_id, request); break;
+        case QANAT__REQUEST__BODY_PUT_BLOB:     s_handle_put_blob (self, routing_id, request); break;
         case QANAT__REQUEST__BODY_GET_STATS: {
             qn_blobserver_stats_t blob_stats;
             qn_blobserver_stats (self->blobserver, &blob_stats);

@@ -30,12 +30,15 @@ typedef enum {
     QN_PARAM_STRING = 0,
     QN_PARAM_INT,                //  a decimal integer that fits in 64 bits
     QN_PARAM_FLOAT,              //  a finite decimal number
-    QN_PARAM_BOOL                //  true/false (also yes/no, 1/0), kept as "true"/"false"
+    QN_PARAM_BOOL,               //  true/false (also yes/no, 1/0), kept as "true"/"false"
+    QN_PARAM_ARTIFACT            //  "file:<sha256>" or "dir:<sha256>": a blob in the
+                                 //  coordinator's store (qanat put); never a default
 } qn_param_type_t;
 
 typedef struct {
     char *name;
-    char *default_value;         //  NULL when the parameter is required; already checked
+    char *default_value;         //  NULL when the parameter is required (always for an
+                                 //  artifact); already checked
     char *description;           //  may be NULL
     qn_param_type_t type;
     char **allowed;              //  allowed values, or NULL for any of the type
@@ -55,14 +58,19 @@ typedef struct {
     bool value;
 } qn_output_t;
 
-//  An input: another task's output, staged at path in the working dir
-//  (a value arrives as $QANAT_INPUT_<NAME> only).
+//  An input: another task's output, or the blob an artifact parameter
+//  names, staged at path in the working dir (a value arrives as
+//  $QANAT_INPUT_<NAME> only).  Exactly one of task (with output) and
+//  param is set.
 typedef struct {
     char *name;
-    char *task;                  //  producing task, as written
-    char *output;                //  its output's name
+    char *task;                  //  producing task, as written; NULL for a param input
+    char *output;                //  its output's name; NULL for a param input
+    char *param;                 //  an artifact parameter of this workflow (checked at
+                                 //  parse time); NULL for a task input.  Adds no need
     char *path;                  //  where to stage it; default the input's name
-    size_t task_index;           //  resolved; the task is also added to needs
+    size_t task_index;           //  resolved; the task is also added to needs.
+                                 //  SIZE_MAX for a param input
     size_t line, col;
 } qn_input_t;
 
@@ -179,13 +187,15 @@ qn_kv_t *
                                 char **error_p);
 
 //  Checks value against a parameter's type and allowed values.  Returns
-//  the value in canonical form (malloc'd: booleans as "true"/"false"), or
-//  NULL with *error_p a malloc'd message such as "parameter 'epochs'
-//  wants an int, not 'abc'".
+//  the value in canonical form (malloc'd: booleans as "true"/"false",
+//  artifact references with their hex lower-cased), or NULL with *error_p
+//  a malloc'd message such as "parameter 'epochs' wants an int, not 'abc'".
+//  An artifact reference is "file:" or "dir:" followed by exactly 64 hex
+//  digits; whether the blob exists is the coordinator's to check.
 char *
     qn_workflow_param_check (const qn_param_t *param, const char *value, char **error_p);
 
-//  Name of a parameter type: "string", "int", "float", "bool".
+//  Name of a parameter type: "string", "int", "float", "bool", "artifact".
 const char *
     qn_param_type_name (qn_param_type_t type);
 

@@ -92,7 +92,7 @@ static const char *s_store_keys [] = {
     "store", "bucket", "prefix", "endpoint", "region", "path_style", NULL
 };
 static const char *s_output_keys [] = { "path", "value", NULL };
-static const char *s_input_keys [] = { "from", "path", NULL };
+static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
     "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes",
@@ -888,6 +888,7 @@ s_task_free (qn_task_t *task)
         free (task->inputs [i].name);
         free (task->inputs [i].task);
         free (task->inputs [i].output);
+        free (task->inputs [i].param);
         free (task->inputs [i].path);
     }
     free (task->inputs);
@@ -1659,22 +1660,40 @@ s_parse_inputs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
                           s_echo (key->value, echo));
             continue;
         }
-        s_node_t *from = value, *path = NULL;
+        s_node_t *from = value, *param = NULL, *path = NULL;
         if (value->kind == S_MAPPING) {
             s_check_keys (ctx, value, s_input_keys, " in an input");
             from = s_map_get (value, "from", NULL);
+            param = s_map_get (value, "param", NULL);
             path = s_map_get (value, "path", NULL);
-            if (!from) {
-                s_node_error (ctx, value, "input '%s' needs 'from: TASK.OUTPUT'",
+            if (from && param) {
+                s_node_error (ctx, value, "input '%s' comes either 'from' a task or from a "
+                              "'param', not both", s_echo (key->value, echo));
+                continue;
+            }
+            if (!from && !param) {
+                s_node_error (ctx, value, "input '%s' needs 'from: TASK.OUTPUT' or "
+                              "'param: NAME'", s_echo (key->value, echo));
+                continue;
+            }
+        }
+        const char *dot = NULL;
+        if (param) {
+            //  Whether it names an artifact parameter is checked once the
+            //  whole file is read (s_resolve_inputs)
+            if (param->kind != S_SCALAR || s_is_null (param)) {
+                s_node_error (ctx, param, "expected a parameter name for 'param' of input '%s'",
                               s_echo (key->value, echo));
                 continue;
             }
         }
-        const char *dot = from->kind == S_SCALAR && from->value? strchr (from->value, '.'): NULL;
-        if (!dot || dot == from->value || dot [1] == '\0' || strchr (dot + 1, '.')) {
-            s_node_error (ctx, from, "expected TASK.OUTPUT for input '%s'",
-                          s_echo (key->value, echo));
-            continue;
+        else {
+            dot = from->kind == S_SCALAR && from->value? strchr (from->value, '.'): NULL;
+            if (!dot || dot == from->value || dot [1] == '\0' || strchr (dot + 1, '.')) {
+                s_node_error (ctx, from, "expected TASK.OUTPUT for input '%s'",
+                              s_echo (key->value, echo));
+                continue;
+            }
         }
         if (path && (path->kind != S_SCALAR || s_is_null (path)
                      || !s_valid_rel_path (path->value))) {
@@ -1684,23 +1703,48 @@ s_parse_inputs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
         }
         qn_input_t *input = &task->inputs [task->input_count++];
         input->name = s_strdup (ctx, key->value);
-        input->task = (char *) malloc ((size_t) (dot - from->value) + 1);
-        if (input->task) {
-            memcpy (input->task, from->value, (size_t) (dot - from->value));
-            input->task [dot - from->value] = '\0';
+        if (param)
+            input->param = s_strdup (ctx, param->value);
+        else {
+            input->task = (char *) malloc ((size_t) (dot - from->value) + 1);
+            if (input->task) {
+                memcpy (input->task, from->value, (size_t) (dot - from->value));
+                input->task [dot - from->value] = '\0';
+            }
+            else
+                ctx->oom = true;
+            input->output = s_strdup (ctx, dot + 1);
         }
-        else
-            ctx->oom = true;
-        input->output = s_strdup (ctx, dot + 1);
         input->path = s_strdup (ctx, path? path->value: key->value);
-        input->line = from->line;
-        input->col = from->col;
+        input->line = param? param->line: from->line;
+        input->col = param? param->col: from->col;
         input->task_index = SIZE_MAX;
     }
 }
 
 static int s_lookup (const qn_task_t *tasks, const size_t *by_name, size_t count,
                      const char *name);
+
+//  A param input names an artifact parameter of the workflow.  Runs after
+//  the whole file is read, so the order of 'params' and 'tasks' in it
+//  does not matter.  No dependency: the blob exists before the run starts.
+static void
+s_resolve_param_input (s_ctx_t *ctx, qn_workflow_t *self, const qn_input_t *input)
+{
+    s_echo_buf_t echo, echo2;
+    const qn_param_t *param = NULL;
+    for (size_t p = 0; p < self->param_count && !param; p++)
+        if (self->params [p].name && strcmp (self->params [p].name, input->param) == 0)
+            param = &self->params [p];
+    if (!param)
+        s_error (ctx, input->line, input->col, "input '%s': no parameter '%s'",
+                 s_echo (input->name, echo), s_echo (input->param, echo2));
+    else
+    if (param->type != QN_PARAM_ARTIFACT)
+        s_error (ctx, input->line, input->col, "input '%s': parameter '%s' is %s %s, "
+                 "not an artifact", s_echo (input->name, echo), param->name,
+                 param->type == QN_PARAM_INT? "an": "a", qn_param_type_name (param->type));
+}
 
 //  Inputs name their producers: each must exist and declare the output,
 //  and becomes a dependency (added to needs when not there already).
@@ -1712,6 +1756,10 @@ s_resolve_inputs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
         qn_task_t *task = &self->tasks [t];
         for (size_t i = 0; i < task->input_count; i++) {
             qn_input_t *input = &task->inputs [i];
+            if (input->param) {
+                s_resolve_param_input (ctx, self, input);
+                continue;
+            }
             if (!input->task || !input->output)
                 continue;
             int index = s_lookup (self->tasks, self->by_name, self->task_count, input->task);
@@ -2009,14 +2057,16 @@ s_parse_params (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
         }
         qn_param_type_t param_type = QN_PARAM_STRING;
         if (type) {
-            static const char *types [] = { "string", "int", "float", "bool", NULL };
+            //  In qn_param_type_t order
+            static const char *types [] = { "string", "int", "float", "bool", "artifact",
+                                            NULL };
             size_t t = 0;
             while (types [t] && !(type->kind == S_SCALAR && type->value
                                   && strcmp (type->value, types [t]) == 0))
                 t++;
             if (!types [t]) {
                 s_node_error (ctx, type, "unknown type '%s' for parameter '%s' (use string, "
-                              "int, float or bool)", s_echo (type->kind == S_SCALAR
+                              "int, float, bool or artifact)", s_echo (type->kind == S_SCALAR
                               && type->value? type->value: "", echo2), s_echo (key->value, echo));
                 continue;
             }
@@ -2027,6 +2077,20 @@ s_parse_params (s_ctx_t *ctx, qn_workflow_t *self, s_node_t *node)
         param->type = param_type;
         if (desc && !s_is_null (desc))
             param->description = s_strdup (ctx, desc->value);
+        //  An artifact is uploaded for one run (qanat put); a default or a
+        //  list would name blobs that nothing keeps alive.  The parameter
+        //  is kept, without them, so that inputs naming it still resolve.
+        if (param_type == QN_PARAM_ARTIFACT && dflt && !s_is_null (dflt)) {
+            s_node_error (ctx, dflt, "artifact parameter '%s' cannot have a default (it "
+                          "would name a blob nobody keeps): give it at run time, e.g. "
+                          "--param %s=@PATH", s_echo (key->value, echo), s_echo (key->value, echo2));
+            dflt = NULL;
+        }
+        if (param_type == QN_PARAM_ARTIFACT && allowed) {
+            s_node_error (ctx, allowed, "artifact parameter '%s' cannot have 'allowed'",
+                          s_echo (key->value, echo));
+            allowed = NULL;
+        }
         if (allowed) {
             s_node_t **items;
             size_t count;
@@ -2670,6 +2734,21 @@ s_format (const char *format, ...)
     return text;
 }
 
+//  "file:" or "dir:" and exactly 64 hex digits (a SHA-256), nothing else.
+//  The prefix is case-sensitive; the hex is not.
+static bool
+s_is_artifact_ref (const char *value)
+{
+    const char *hex = strncmp (value, "file:", 5) == 0? value + 5
+                    : strncmp (value, "dir:", 4) == 0? value + 4: NULL;
+    if (!hex)
+        return false;
+    size_t len = 0;
+    while (len < 64 && isxdigit ((unsigned char) hex [len]))
+        len++;
+    return len == 64 && hex [len] == '\0';
+}
+
 const char *
 qn_param_type_name (qn_param_type_t type)
 {
@@ -2677,6 +2756,7 @@ qn_param_type_name (qn_param_type_t type)
         case QN_PARAM_INT:      return "int";
         case QN_PARAM_FLOAT:    return "float";
         case QN_PARAM_BOOL:     return "bool";
+        case QN_PARAM_ARTIFACT: return "artifact";
         default:                return "string";
     }
 }
@@ -2732,8 +2812,22 @@ qn_workflow_param_check (const qn_param_t *param, const char *value, char **erro
             }
     }
     else
+    if (param->type == QN_PARAM_ARTIFACT) {
+        ok = s_is_artifact_ref (value);
+        if (ok)
+            canonical = strdup (value);
+        //  Hex as qanat put prints it, so that equal references compare equal
+        for (char *c = canonical? strchr (canonical, ':'): NULL; c && *c; c++)
+            *c = (char) tolower ((unsigned char) *c);
+    }
+    else
         canonical = strdup (value);
     if (!ok) {
+        if (error_p && param->type == QN_PARAM_ARTIFACT)
+            *error_p = s_format ("parameter '%s' wants an artifact reference (file:<sha256> "
+                                 "or dir:<sha256>, as qanat put prints), not '%s'",
+                                 param->name, s_echo (value, echo));
+        else
         if (error_p)
             *error_p = s_format ("parameter '%s' wants %s %s, not '%s'", param->name,
                                      param->type == QN_PARAM_INT? "an": "a",

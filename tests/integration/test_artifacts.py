@@ -11,6 +11,7 @@ without trusting qanat, and a retried attempt produces the same blob.
     QANAT_BUILDDIR=$PWD /usr/bin/python3 tests/integration/test_artifacts.py
 """
 import hashlib
+import json
 import os
 import random
 import re
@@ -569,6 +570,58 @@ tasks:
     with open(os.path.join(c.dir, "agent-user.log"), errors="replace") as log:
         trims = [l for l in log if "blob cache: removed" in l]
     check(len(trims) == 2, "two trims logged: %s" % trims)
+
+
+FED = """\
+name: fed
+params:
+  data: {type: artifact}
+  table: {type: artifact}
+tasks:
+  use:
+    inputs: {d: {param: data}, t: {param: table, path: in/table.csv}}
+    run: "cat d/a.txt d/sub/b.txt && wc -l < in/table.csv && sha256sum in/table.csv"
+"""
+
+
+def test_put_feeds_local_files_into_a_run(c):
+    """qanat put stores a local directory in the coordinator and prints its
+    reference; run --param NAME=@PATH puts a file on the way; the task gets
+    both as inputs, verified; a reference to nothing, or not a reference,
+    is refused when the run starts."""
+    c.start_coordinator()
+    c.start_agent("a1")
+    data = os.path.join(c.dir, "local-data")
+    os.makedirs(os.path.join(data, "sub"))
+    with open(os.path.join(data, "a.txt"), "w") as f:
+        f.write("alpha\n")
+    with open(os.path.join(data, "sub", "b.txt"), "w") as f:
+        f.write("beta\n")
+    table = os.path.join(c.dir, "table.csv")
+    with open(table, "w") as f:
+        f.write("".join("%d,x\n" % i for i in range(2500)))
+    put = c.qanat_json("put", data)
+    check(put["ref"].startswith("dir:") and put["bytes"] == 11, "qanat put: %s" % put)
+    again = c.qanat_json("put", data)
+    check(again == put, "the same directory gives the same reference: %s" % again)
+
+    wf = c.write("fed.yaml", FED)
+    started = c.qanat("run", wf, "--param", "data=" + put["ref"], "--param", "table=@" + table,
+                      "--json", timeout_s=30)
+    run_id = json.loads(started.stdout)["run_id"]
+    check("put %s as file:" % table in started.stderr, "run says what it put: %r" % started.stderr)
+    run = c.wait_run(run_id)
+    check(run["status"] == "succeeded", "run: %s" % run)
+    lines = [l["data"] for l in c.logs_json(run_id) if l["stream"] == "stdout"]
+    check(lines[:3] == ["alpha", "beta", "2500"], "the task read its inputs: %s" % lines)
+    check(lines[3].split()[0] == sha256_file(table), "the table's bytes: %s" % lines)
+
+    for value, words in (("file:" + "0" * 64, "has no blob"),
+                         ("abc", "artifact reference")):
+        bad = c.qanat("run", wf, "--param", "data=" + value, "--param", "table=@" + table,
+                      check=False, timeout_s=30)
+        check(bad.returncode != 0 and words in bad.stderr,
+              "%s: exit %d, %r" % (value, bad.returncode, bad.stderr))
 
 
 if __name__ == "__main__":

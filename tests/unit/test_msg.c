@@ -287,6 +287,7 @@ s_run_info (uint64_t run_id)
     run->filename = "/home/me/ml/workflow.yaml";
     run->owner = "alice";
     run->no_cache = true;
+    SET_LIST (run, artifacts, s_output ("dataset", QANAT__ARTIFACT_KIND__ARTIFACT_DIR));
     return run;
 }
 
@@ -541,6 +542,20 @@ s_build_request_get_blob (void)
     get->offset = 1048576;
     get->size = 65536;
     request->get_blob = get;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_put_blob (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_PUT_BLOB);
+    NEW (put, Qanat__PutBlob, qanat__put_blob__init);
+    put->hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    put->offset = 1048576;
+    put->total_size = 3000000;
+    put->data = s_bytes ("piece", 5);
+    request->put_blob = put;
     return env;
 }
 
@@ -962,7 +977,7 @@ s_build_reply_stats (void)
     X (reply_token) X (reply_user_key) X (reply_secrets) \
     X (reply_error) X (reply_workflow) X (reply_run) X (reply_runs) X (reply_logs) \
     X (reply_metrics) X (reply_agents) X (reply_stats) \
-    X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (reply_blob)
+    X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (request_put_blob) X (reply_blob)
 
 typedef struct {
     const char *name;

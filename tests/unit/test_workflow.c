@@ -1167,7 +1167,7 @@ test_typed_params (void **state)
                    "wf.yaml:3:27: default of parameter 'n' wants an int, not 'ten'");
     s_expect_only ("name: w\nparams:\n  n: {type: integer}\ntasks:\n  a: {run: x}\n",
                    "wf.yaml:3:13: unknown type 'integer' for parameter 'n' (use string, int, "
-                   "float or bool)");
+                   "float, bool or artifact)");
     s_expect_only ("name: w\nparams:\n  n: {type: int, allowed: [1, two]}\ntasks:\n  a: {run: x}\n",
                    "wf.yaml:3:31: parameter 'n' wants an int, not 'two'");
     s_expect_only ("name: w\ntasks:\n  a: {run: \"echo ${{ params.nope }}\"}\n",
@@ -1244,6 +1244,209 @@ test_artifacts (void **state)
     free (error);
 }
 
+#define S_HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define S_HEX64_UPPER "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
+
+//  Artifact parameters: the values qn_workflow_param_check takes for them
+static void
+test_artifact_param_check (void **state)
+{
+    (void) state;
+    qn_param_t param = { (char *) "dataset", NULL, NULL, QN_PARAM_ARTIFACT, NULL, 0 };
+    assert_string_equal (qn_param_type_name (QN_PARAM_ARTIFACT), "artifact");
+    char *error = NULL;
+    char *value = qn_workflow_param_check (&param, "file:" S_HEX64, &error);
+    assert_non_null (value);
+    assert_null (error);
+    assert_string_equal (value, "file:" S_HEX64);
+    free (value);
+    value = qn_workflow_param_check (&param, "dir:" S_HEX64, &error);
+    assert_non_null (value);
+    assert_string_equal (value, "dir:" S_HEX64);
+    free (value);
+    //  Upper-case hex is taken and comes back as qanat put prints it
+    value = qn_workflow_param_check (&param, "dir:" S_HEX64_UPPER, &error);
+    assert_non_null (value);
+    assert_string_equal (value, "dir:" S_HEX64);
+    free (value);
+
+    assert_null (qn_workflow_param_check (&param, "abc", &error));
+    assert_string_equal (error, "parameter 'dataset' wants an artifact reference "
+                         "(file:<sha256> or dir:<sha256>, as qanat put prints), not 'abc'");
+    free (error);
+    static const char *refused [] = {
+        "", "file:", "dir:", S_HEX64, ":" S_HEX64, "blob:" S_HEX64, "File:" S_HEX64,
+        "DIR:" S_HEX64, " file:" S_HEX64, "file: " S_HEX64, "file:" S_HEX64 " ",
+        "file:" S_HEX64 "\n", "file:" S_HEX64 "0", "dir:" S_HEX64 "/x",
+        "file:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde",
+        "file:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg",
+        "file:0x23456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "@./data.csv", "file:@./data.csv", NULL
+    };
+    for (size_t i = 0; refused [i]; i++) {
+        error = NULL;
+        value = qn_workflow_param_check (&param, refused [i], &error);
+        if (value)
+            fail_msg ("took '%s' as an artifact reference", refused [i]);
+        assert_non_null (error);
+        assert_non_null (strstr (error, "wants an artifact reference"));
+        free (error);
+    }
+    //  No value, no error pointer: refused without a crash
+    assert_null (qn_workflow_param_check (&param, NULL, &error));
+    free (error);
+    assert_null (qn_workflow_param_check (&param, "x", NULL));
+}
+
+//  Artifact parameters in a workflow, and inputs staged from them
+static void
+test_artifact_params (void **state)
+{
+    (void) state;
+    //  'params' after 'tasks': inputs are resolved once both are read
+    qn_workflow_t *wf = s_parse_ok (
+        "name: put\n"
+        "tasks:\n"
+        "  prep: {run: p, outputs: {out: out/}}\n"
+        "  train:\n"
+        "    run: \"train --data-ref ${{ params.dataset }}\"\n"
+        "    inputs:\n"
+        "      data: {param: dataset}\n"
+        "      cfg: {param: config, path: in/cfg.json}\n"
+        "      mixed: prep.out\n"
+        "      again: {path: in/again, param: dataset}\n"
+        "params:\n"
+        "  dataset: {type: artifact, description: training data}\n"
+        "  config: {type: artifact}\n"
+        "  epochs: {type: int, default: 3}\n");
+    assert_int_equal (qn_workflow_param_count (wf), 3);
+    const qn_param_t *dataset = qn_workflow_param (wf, 0);
+    assert_int_equal (dataset->type, QN_PARAM_ARTIFACT);
+    assert_null (dataset->default_value);
+    assert_int_equal (dataset->allowed_count, 0);
+    assert_string_equal (dataset->description, "training data");
+
+    const qn_task_t *train = qn_workflow_task (wf, 1);
+    assert_int_equal (train->input_count, 4);
+    const qn_input_t *data = &train->inputs [0];
+    assert_string_equal (data->name, "data");
+    assert_string_equal (data->param, "dataset");
+    assert_null (data->task);
+    assert_null (data->output);
+    assert_true (data->task_index == SIZE_MAX);
+    assert_string_equal (data->path, "data");
+    assert_int_equal (data->line, 7);
+    assert_int_equal (data->col, 21);
+    assert_string_equal (train->inputs [1].param, "config");
+    assert_string_equal (train->inputs [1].path, "in/cfg.json");
+    assert_null (train->inputs [2].param);
+    assert_string_equal (train->inputs [2].task, "prep");
+    assert_int_equal (train->inputs [2].task_index, 0);
+    assert_string_equal (train->inputs [3].param, "dataset");
+    assert_string_equal (train->inputs [3].path, "in/again");
+    //  Only the task input makes a dependency
+    assert_int_equal (train->needs_count, 1);
+    assert_string_equal (train->needs [0], "prep");
+    assert_int_equal (train->need_index [0], 0);
+    assert_int_equal (qn_workflow_task (wf, 0)->needs_count, 0);
+
+    //  An artifact parameter is always required
+    char *error = NULL;
+    assert_null (qn_workflow_resolve_params (wf, NULL, 0, &error));
+    assert_string_equal (error, "parameter 'dataset' is required (it has no default)\n"
+                         "parameter 'config' is required (it has no default)");
+    free (error);
+    qn_kv_t bad [] = {
+        { (char *) "dataset", (char *) "@./data.csv" },
+        { (char *) "config", (char *) "file:" S_HEX64 },
+    };
+    assert_null (qn_workflow_resolve_params (wf, bad, 2, &error));
+    assert_string_equal (error, "parameter 'dataset' wants an artifact reference "
+                         "(file:<sha256> or dir:<sha256>, as qanat put prints), "
+                         "not '@./data.csv'");
+    free (error);
+    qn_kv_t good [] = {
+        { (char *) "dataset", (char *) "dir:" S_HEX64_UPPER },
+        { (char *) "config", (char *) "file:" S_HEX64 },
+    };
+    qn_kv_t *params = qn_workflow_resolve_params (wf, good, 2, &error);
+    assert_non_null (params);
+    assert_null (error);
+    assert_string_equal (params [0].value, "dir:" S_HEX64);
+    assert_string_equal (params [1].value, "file:" S_HEX64);
+    assert_string_equal (params [2].value, "3");
+    //  In the command, the parameter is the reference itself
+    char **argv = qn_workflow_task_argv (train, params, 3, &error);
+    assert_non_null (argv);
+    assert_string_equal (argv [2], "train --data-ref 'dir:" S_HEX64 "'");
+    for (size_t i = 0; argv [i]; i++)
+        free (argv [i]);
+    free (argv);
+    qn_kv_free (params, 3);
+    qn_workflow_destroy (&wf);
+
+    //  No default, no allowed; the parameter still exists, so an input
+    //  naming it adds no second error
+    s_expect_only ("name: w\nparams:\n  d: {type: artifact, default: \"file:" S_HEX64 "\"}\n"
+                   "tasks:\n  a: {run: x, inputs: {i: {param: d}}}\n",
+                   "wf.yaml:3:32: artifact parameter 'd' cannot have a default (it would name "
+                   "a blob nobody keeps): give it at run time, e.g. --param d=@PATH");
+    s_expect_only ("name: w\nparams:\n  d: {type: artifact, allowed: [\"file:" S_HEX64 "\"]}\n"
+                   "tasks:\n  a: {run: x, inputs: {i: {param: d}}}\n",
+                   "wf.yaml:3:32: artifact parameter 'd' cannot have 'allowed'");
+    //  A null default is no default
+    wf = s_parse_ok ("name: w\nparams:\n  d: {type: artifact, default: ~}\n"
+                     "tasks:\n  a: {run: x}\n");
+    assert_null (qn_workflow_param (wf, 0)->default_value);
+    qn_workflow_destroy (&wf);
+
+    //  Inputs: from or param, exactly one
+    s_expect_only ("name: w\nparams: {d: {type: artifact}}\ntasks:\n"
+                   "  a: {run: x, outputs: {o: o}}\n"
+                   "  b: {run: y, inputs: {m: {from: a.o, param: d}}}\n",
+                   "wf.yaml:5:27: input 'm' comes either 'from' a task or from a 'param', "
+                   "not both");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {path: x}}}\n",
+                   "wf.yaml:3:27: input 'm' needs 'from: TASK.OUTPUT' or 'param: NAME'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {}}}\n",
+                   "wf.yaml:3:27: input 'm' needs 'from: TASK.OUTPUT' or 'param: NAME'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: [d]}}}\n",
+                   "wf.yaml:3:35: expected a parameter name for 'param' of input 'm'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: }}}\n",
+                   "wf.yaml:3:35: expected a parameter name for 'param' of input 'm'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: ~}}}\n",
+                   "wf.yaml:3:35: expected a parameter name for 'param' of input 'm'");
+    s_expect_only ("name: w\nparams: {d: {type: artifact}}\ntasks:\n"
+                   "  b: {run: y, inputs: {m: {param: d, path: ../x}}}\n",
+                   "wf.yaml:4:44: input 'm': not a path inside the working directory "
+                   "(relative, no '..')");
+    //  The parameter must be declared, and an artifact
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: nope}}}\n",
+                   "wf.yaml:3:35: input 'm': no parameter 'nope'");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: epochs}}}\n"
+                   "params:\n  epochs: {type: int, default: 3}\n",
+                   "wf.yaml:3:35: input 'm': parameter 'epochs' is an int, not an artifact");
+    s_expect_only ("name: w\ntasks:\n  b: {run: y, inputs: {m: {param: p}}}\n"
+                   "params:\n  p: /data\n",
+                   "wf.yaml:3:35: input 'm': parameter 'p' is a string, not an artifact");
+    s_expect_only ("name: w\nparams: {f: {type: float, default: 1.5}}\ntasks:\n"
+                   "  b: {run: y, inputs: {m: {param: f}}}\n",
+                   "wf.yaml:4:35: input 'm': parameter 'f' is a float, not an artifact");
+    //  A misspelt key: named, and the input still lacks its source
+    char *errors = s_parse_bad ("name: w\ntasks:\n  b: {run: y, inputs: {m: {parm: d}}}\n");
+    s_assert_line (errors, "wf.yaml:3:28: unknown key 'parm' in an input (did you mean 'param'?)");
+    s_assert_line (errors, "wf.yaml:3:27: input 'm' needs 'from: TASK.OUTPUT' or 'param: NAME'");
+    assert_int_equal (s_count_lines (errors), 2);
+    free (errors);
+    //  Every input error is reported, each at its place
+    errors = s_parse_bad ("name: w\ntasks:\n  b:\n    run: y\n    inputs:\n"
+                          "      i: {param: x}\n      j: {param: n}\n      k: {param: d}\n"
+                          "params: {n: {type: int}, d: {type: artifact}}\n");
+    assert_string_equal (errors, "wf.yaml:6:18: input 'i': no parameter 'x'\n"
+                         "wf.yaml:7:18: input 'j': parameter 'n' is an int, not an artifact");
+    free (errors);
+}
+
 int
 main (void)
 {
@@ -1251,6 +1454,8 @@ main (void)
         cmocka_unit_test (test_backend_options),
         cmocka_unit_test (test_typed_params),
         cmocka_unit_test (test_artifacts),
+        cmocka_unit_test (test_artifact_param_check),
+        cmocka_unit_test (test_artifact_params),
         cmocka_unit_test (test_backend_errors),
         cmocka_unit_test (test_full_example),
         cmocka_unit_test (test_minimal_and_block_style),
