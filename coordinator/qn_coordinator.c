@@ -124,6 +124,7 @@ struct _qn_coordinator_t {
     qn_s3gc_t *s3gc;                    //  deletes unreferenced S3 artifacts off the loop
     zhashx_t *s3_queued;                //  ids of S3 objects handed to s3gc
     int64_t s3_failure_logged;          //  when a failed deletion was last logged (mono ms)
+    bool s3_collect_due;                //  references fell, or a pass left work: look soon
     const Qanat__Principal *sender;     //  who sent the message being handled
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
     int backoff_ms;                     //  pause after a failed commit, doubled while they fail
@@ -661,6 +662,7 @@ s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
         zhashx_delete (self->uploading, hash);
     zlistx_destroy (&old);
     uint64_t freed = qn_artifacts_collect (self->artifacts, self->uploading);
+    self->s3_collect_due = self->s3_collect_due || deleted > 0;
     self->stats.runs_deleted += deleted;
     self->stats.blob_bytes_freed += freed;
     if (deleted && self->config.verbose)
@@ -3213,6 +3215,7 @@ s_on_s3_deleted (void *arg, const char *id, int status, const char *error)
     if (qn_store_begin (self->store) != 0)
         return;                 //  still DELETING: queued again after a restart
     qn_artifacts_s3_deleted (self->artifacts, id, status == 0, qn_now_us ());
+    self->s3_collect_due = true;        //  room for the next ones
     if (status == 0)
         self->stats.s3_objects_deleted++;
     else {
@@ -3265,8 +3268,12 @@ s_s3_collect (qn_coordinator_t *self)
     if (pending < S_S3_IN_FLIGHT_MAX
     &&  qn_artifacts_s3_pick (self->artifacts, qn_now_us (),
                               self->config.s3_delete_after_s * 1000000,
-                              &objects, &count, S_S3_IN_FLIGHT_MAX - pending) == 0)
+                              &objects, &count, S_S3_IN_FLIGHT_MAX - pending) == 0) {
+        //  Marked this turn: handed over on the next pass, once committed
+        if (count)
+            self->s3_collect_due = true;
         qn_store_s3_objects_free (&objects, count);
+    }
 }
 
 static int
@@ -3278,8 +3285,12 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono ();
     if (++self->timer_turns % 8 == 0)           //  every 2 s
         qn_blobserver_tick (self->blobserver);
-    if (self->timer_turns % 4 == 1)             //  every second
+    //  S3 retention: soon after references fell, else once a minute (for
+    //  objects whose grace has run out since)
+    if ((self->s3_collect_due && self->timer_turns % 4 == 1) || self->timer_turns % 240 == 1) {
+        self->s3_collect_due = false;
         s_s3_collect (self);
+    }
     if (self->timer_turns % (4 * 3600) == 1) {  //  at start, then hourly
         //  Uploads from agents that never came back to finish them
         uint64_t freed = qn_blobstore_sweep_partials (qn_artifacts_blobs (self->artifacts),
