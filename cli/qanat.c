@@ -909,9 +909,12 @@ s_cmd_put (options_t *options, int argc, char **argv)
         s_json_str (stdout, ref);
         printf (",\"bytes\":%llu}\n", (unsigned long long) bytes);
     }
-    else
-        printf ("%s  (%llu bytes; run a workflow with --param NAME=%s for an artifact "
-                "parameter)\n", ref, (unsigned long long) bytes, ref);
+    else {
+        //  The reference alone on stdout, for $(qanat put PATH)
+        printf ("%s\n", ref);
+        fprintf (stderr, "qanat: stored %s (%llu bytes); give it to a run as --param NAME=%s\n",
+                 argv [0], (unsigned long long) bytes, ref);
+    }
     zstr_free (&ref);
     return 0;
 }
@@ -1780,8 +1783,8 @@ s_cmd_stats (options_t *options, int argc, char **argv)
         { "sends_refused", "sends refused", stats->sends_refused },
         { "runs_deleted", "runs deleted (retention)", stats->runs_deleted },
         { "blob_bytes_freed", "blob bytes freed", stats->blob_bytes_freed },
-        { "s3_objects_deleted", "S3 objects deleted (retention)", stats->s3_objects_deleted },
-        { "s3_delete_failures", "S3 deletions failed", stats->s3_delete_failures },
+        { "s3_objects_deleted", "S3 objects deleted", stats->s3_objects_deleted },
+        { "s3_delete_failures", "S3 deletes failed", stats->s3_delete_failures },
     };
     size_t count = sizeof rows / sizeof rows [0];
     if (options->json)
