@@ -1367,6 +1367,15 @@ s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int sign
 static void s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code,
                              const char *reason, Qanat__EndKind kind);
 
+//  Where the attempt's inputs are staged: on its backend's filesystem
+//  when the backend says so (NULL = the agent's stage directory)
+static const char *
+s_stage_root (qn_agent_t *self, s_attempt_t *attempt)
+{
+    const s_backend_t *backend = &self->backends [attempt->backend];
+    return backend->ops->stage_dir? backend->ops->stage_dir (backend->state): NULL;
+}
+
 //  Outputs stored (or not): now the attempt may end
 static void
 s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const char *error,
@@ -1387,7 +1396,7 @@ s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const c
     s_post_finished_with (self, attempt, 0, 0, "", reason, QANAT__END_KIND__END_EXIT,
                           outputs, count);
     free (clean);
-    qn_stager_forget (self->stager, key);
+    qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
     s_attempt_ended (self, attempt, 0, reason, QANAT__END_KIND__END_EXIT);
 }
 
@@ -1431,7 +1440,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
     }
     s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
     if (attempt->staging || attempt->assign)
-        qn_stager_forget (self->stager, key);
+        qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
     attempt->staging = false;
     s_attempt_ended (self, attempt, exit_code, reason, kind);
     if (clean_trace)
@@ -1758,7 +1767,8 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     if (assign->n_inputs) {
         //  The backend starts once the inputs are staged
         attempt->staging = true;
-        if (qn_stager_inputs (self->stager, &key, attempt->assign, s_inputs_ready, self) == -1)
+        if (qn_stager_inputs (self->stager, &key, attempt->assign, s_stage_root (self, attempt),
+                              s_inputs_ready, self) == -1)
             s_inputs_ready (self, &key, -1, "cannot stage the inputs (out of memory)", NULL, 0);
         return;
     }
@@ -1773,7 +1783,8 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
 {
     char error [512] = "";
     char stage [4096], values [4096];
-    qn_stager_paths (self->stager, &attempt->key, stage, sizeof stage, values, sizeof values);
+    qn_stager_paths (self->stager, &attempt->key, s_stage_root (self, attempt), stage,
+                     sizeof stage, values, sizeof values);
     Qanat__Label stage_label = QANAT__LABEL__INIT, values_label = QANAT__LABEL__INIT;
     stage_label.key = (char *) "QANAT_STAGE_DIR";
     stage_label.value = stage;

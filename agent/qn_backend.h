@@ -104,6 +104,12 @@ typedef struct {
     //  agent reads and writes.  NULL = the flag alone decides.
     bool (*shares_files) (void *self);
 
+    //  Where the agent should stage inputs for this backend: a directory
+    //  on the filesystem of its work directories, so that the staged
+    //  inputs become a work directory by a rename.  NULL (or a NULL op)
+    //  = the agent's own stage directory.
+    const char *(*stage_dir) (void *self);
+
     //  Creates the backend's state on loop.  events and arg must outlive
     //  it.  NULL on failure.
     void *(*create) (zloop_t *loop, const qn_backend_config_t *config,

@@ -162,6 +162,7 @@ struct _s_kube_t {
     char *image;
     char *work_claim;           //  the shared work volume's claim, or NULL
     char *work_dir;             //  ...where the agent has it mounted
+    char *stage_dir;            //  <work_dir>/.qanat-stage, where inputs are staged
     int poll_ms;
     int pull_grace_ms;
     zlistx_t *attempts;
@@ -1285,6 +1286,10 @@ s_work_options (s_kube_t *self, const qn_backend_config_t *config)
     size_t len = strlen (self->work_dir);
     while (len > 1 && self->work_dir [len - 1] == '/')
         self->work_dir [--len] = '\0';
+    if (asprintf (&self->stage_dir, "%s/.qanat-stage", self->work_dir) < 0) {
+        self->stage_dir = NULL;
+        return -1;
+    }
     qn_agent_log (QN_LOG_INFO, "kubernetes backend: work volume %s, mounted here at %s",
                   self->work_claim, self->work_dir);
     return 0;
@@ -1458,6 +1463,7 @@ s_kube_destroy (void **state_p)
     free (self->image);
     free (self->work_claim);
     free (self->work_dir);
+    free (self->stage_dir);
     free (self);
     *state_p = NULL;
 }
@@ -1469,10 +1475,20 @@ s_kube_shares_files (void *state)
     return self && self->work_claim;
 }
 
+//  With a work volume, inputs are staged on it (out of every pod's
+//  subPath), so that they become an attempt's work directory by a rename
+static const char *
+s_kube_stage_dir (void *state)
+{
+    s_kube_t *self = (s_kube_t *) state;
+    return self && self->work_claim? self->stage_dir: NULL;
+}
+
 const qn_backend_ops_t qn_backend_kube = {
     .name = "kubernetes",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
     .shares_files = s_kube_shares_files,
+    .stage_dir = s_kube_stage_dir,
     .create = s_kube_create,
     .start = s_kube_start,
     .reattach = s_kube_reattach,

@@ -102,6 +102,7 @@ struct _s_slurm_t {
     const qn_backend_events_t *events;
     void *arg;
     char *dir;
+    char *stage_dir;            //  <dir>/.stage: inputs staged on slurm.dir
     char *host;
     char *agent_name;
     char *bin_dir;              //  NULL = PATH
@@ -1513,6 +1514,8 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
     else
     if (asprintf (&self->dir, "%s/slurm", config->data_dir) < 0)
         self->dir = NULL;
+    if (self->dir && asprintf (&self->stage_dir, "%s/.stage", self->dir) < 0)
+        self->stage_dir = NULL;
     self->host = strdup (config->host? config->host: "");
     self->agent_name = strdup (config->agent_name? config->agent_name: "");
     const char *bin_dir = qn_backend_option (config, "slurm", "bin_dir");
@@ -1656,6 +1659,7 @@ s_slurm_destroy (void **state_p)
     if (self->poll_timer != -1)
         zloop_timer_end (self->loop, self->poll_timer);
     free (self->dir);
+    free (self->stage_dir);
     free (self->host);
     free (self->agent_name);
     free (self->bin_dir);
@@ -1665,9 +1669,18 @@ s_slurm_destroy (void **state_p)
     *state_p = NULL;
 }
 
+//  Inputs are staged on slurm.dir, so that they become a job's work
+//  directory by a rename whatever filesystem the agent's data dir is on
+static const char *
+s_slurm_stage_dir (void *state)
+{
+    return ((s_slurm_t *) state)->stage_dir;
+}
+
 const qn_backend_ops_t qn_backend_slurm = {
     .name = "slurm",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_SHARES_FILES,
+    .stage_dir = s_slurm_stage_dir,
     .create = s_slurm_create,
     .start = s_slurm_start,
     .reattach = s_slurm_reattach,

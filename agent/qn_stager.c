@@ -135,13 +135,13 @@ qn_stager_destroy (qn_stager_t **self_p)
 }
 
 void
-qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, char *stage, size_t stage_size,
-                 char *values, size_t values_size)
+qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, const char *stage_root,
+                 char *stage, size_t stage_size, char *values, size_t values_size)
 {
     char name [64];
     s_key_name (key, name, sizeof name);
     if (stage)
-        snprintf (stage, stage_size, "%s/%s", self->stage_root, name);
+        snprintf (stage, stage_size, "%s/%s", stage_root? stage_root: self->stage_root, name);
     if (values)
         snprintf (values, values_size, "%s/%s", self->values_root, name);
 }
@@ -240,12 +240,61 @@ s_fetch (job_t *job, const char *hash, uint64_t size)
         s_downloaded (self, hash, -1, "invalid blob hash");
 }
 
-//  All blobs are here: stage each input, then report.
+static int s_start_worker (job_t *job, void *(*worker) (void *));
+static void s_stage_report (job_t *job);
+
+//  Stages every input fetched from the coordinator (the S3 worker placed
+//  its own): links from the cache, or copies to another filesystem.
+//  Runs on a worker thread: it reads the job's trees and assign, which
+//  the loop leaves alone until the thread is joined, and the cache's
+//  complete blobs, which no one changes.
+static void *
+s_stage_worker (void *arg)
+{
+    job_t *job = (job_t *) arg;
+    for (size_t i = 0; !job->error && i < job->assign->n_inputs; i++) {
+        Qanat__InputSpec *input = job->assign->inputs [i];
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
+        ||  (input->location && *input->location))
+            continue;
+        char *error = NULL;
+        if (qn_tree_stage (job->trees [i], job->owner->cache, job->stage, input->path,
+                           &error) == -1)
+            s_fail (job, "input '%s': %s", input->name, error? error: "cannot stage");
+        free (error);
+    }
+    ssize_t rc = write (job->pipe [1], "x", 1);
+    (void) rc;
+    return NULL;
+}
+
+//  All blobs are here: mark them used (so that the cache's bound spares
+//  them), stage them on a worker thread, then report.
 static void
 s_stage_finish (job_t *job)
 {
     qn_stager_t *self = job->owner;
-    const char *stage = job->stage;
+    for (size_t i = 0; !job->error && i < job->assign->n_inputs; i++) {
+        Qanat__InputSpec *input = job->assign->inputs [i];
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
+        ||  (input->location && *input->location))
+            continue;
+        qn_blobstore_touch (self->cache, input->hash);
+        for (size_t e = 0; e < qn_tree_count (job->trees [i]); e++)
+            qn_blobstore_touch (self->cache, qn_tree_entry (job->trees [i], e)->hash);
+    }
+    job->after = s_stage_report;
+    if (!job->error && s_start_worker (job, s_stage_worker) == 0)
+        return;
+    s_fail (job, "cannot start staging the inputs");
+    s_stage_report (job);
+}
+
+//  Staged (or failed): the inputs' environment, and the callback.
+static void
+s_stage_report (job_t *job)
+{
+    qn_stager_t *self = job->owner;
     Qanat__Assign *assign = job->assign;
     Qanat__Label **env = (Qanat__Label **) calloc (assign->n_inputs + 1, sizeof (void *));
     Qanat__Label *labels = (Qanat__Label *) calloc (assign->n_inputs + 1, sizeof (Qanat__Label));
@@ -261,21 +310,7 @@ s_stage_finish (job_t *job)
         if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE)
             labels [count].value = texts [2 * count + 1] = strdup (input->value? input->value: "");
         else
-        if (input->location && *input->location)
-            //  Already placed by the S3 worker
             labels [count].value = texts [2 * count + 1] = strdup (input->path);
-        else {
-            char *error = NULL;
-            //  Used now: the cache's bound removes the least recently used
-            qn_blobstore_touch (self->cache, input->hash);
-            for (size_t e = 0; e < qn_tree_count (job->trees [i]); e++)
-                qn_blobstore_touch (self->cache, qn_tree_entry (job->trees [i], e)->hash);
-            if (qn_tree_stage (job->trees [i], self->cache, stage, input->path, &error) == -1) {
-                s_fail (job, "input '%s': %s", input->name, error? error: "cannot stage");
-                free (error);
-            }
-            labels [count].value = texts [2 * count + 1] = strdup (input->path);
-        }
         env [count] = &labels [count];
         count++;
     }
@@ -349,7 +384,7 @@ static void *s_s3_fetch_worker (void *arg);
 
 int
 qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-                  qn_stager_ready_fn *ready, void *arg)
+                  const char *stage_root, qn_stager_ready_fn *ready, void *arg)
 {
     assert (self);
     job_t *job = s_job_new (self, key, assign, arg);
@@ -358,13 +393,15 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
     job->ready = ready;
     job->trees = (qn_tree_t **) calloc (assign->n_inputs + 1, sizeof (qn_tree_t *));
     char stage [4096];
-    qn_stager_paths (self, key, stage, sizeof stage, NULL, 0);
+    qn_stager_paths (self, key, stage_root, stage, sizeof stage, NULL, 0);
     job->stage = strdup (stage);
     if (!job->trees || !job->stage) {
         s_forget_job (self, job);
         return -1;
     }
     qn_backend_remove_tree (stage);
+    if (stage_root && qn_backend_mkdirs (stage_root, 0700) == -1)
+        s_fail (job, "cannot create %s: %s", stage_root, strerror (errno));
     if (mkdir (stage, 0700) == -1)
         s_fail (job, "cannot create %s: %s", stage, strerror (errno));
     for (size_t i = 0; i < job->assign->n_inputs; i++)
@@ -540,7 +577,7 @@ static void
 s_read_values (job_t *job)
 {
     char path [4096];
-    qn_stager_paths (job->owner, &job->key, NULL, 0, path, sizeof path);
+    qn_stager_paths (job->owner, &job->key, NULL, NULL, 0, path, sizeof path);
     const char *use = path;
     //  A backend whose work runs off this host keeps the file beside the
     //  work directory, on the filesystem it shares (see qn_backend.h)
@@ -958,7 +995,7 @@ qn_stager_outputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__
 }
 
 void
-qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key)
+qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key, const char *stage_root)
 {
     assert (self);
     char name [64], stage [4096], values [4096];
@@ -966,7 +1003,7 @@ qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key)
     job_t *job = (job_t *) zhashx_lookup (self->jobs, name);
     if (job)
         s_forget_job (self, job);
-    qn_stager_paths (self, key, stage, sizeof stage, values, sizeof values);
+    qn_stager_paths (self, key, stage_root, stage, sizeof stage, values, sizeof values);
     qn_backend_remove_tree (stage);
     unlink (values);
 }

@@ -57,15 +57,21 @@ void
     qn_stager_destroy (qn_stager_t **self_p);
 
 //  The attempt's stage directory and values file paths (for its env).
+//  stage_root: where its backend wants inputs staged (on the filesystem
+//  of its work directories, so that they move there by a rename), or
+//  NULL for <data_dir>/stage.
 void
-    qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, char *stage, size_t stage_size,
-                     char *values, size_t values_size);
+    qn_stager_paths (qn_stager_t *self, const qn_attempt_key_t *key, const char *stage_root,
+                     char *stage, size_t stage_size, char *values, size_t values_size);
 
-//  Fetches and stages the inputs; ready follows (perhaps at once).
-//  Returns 0, or -1 when it cannot begin (ready not called).
+//  Fetches the inputs, then stages them into the stage directory under
+//  stage_root (as for qn_stager_paths) on a worker thread, since a copy
+//  to another filesystem may take long; ready follows on the loop
+//  (perhaps at once).  Returns 0, or -1 when it cannot begin (ready not
+//  called).
 int
     qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-                      qn_stager_ready_fn *ready, void *arg);
+                      const char *stage_root, qn_stager_ready_fn *ready, void *arg);
 
 //  Collects and uploads the outputs from workdir; collected follows.
 int
@@ -73,9 +79,10 @@ int
                        const char *workdir, qn_stager_collected_fn *collected, void *arg);
 
 //  Forgets an attempt's work in progress (no callback) and removes its
-//  stage directory and values file.
+//  stage directory (under stage_root, as for qn_stager_paths) and values
+//  file.
 void
-    qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key);
+    qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key, const char *stage_root);
 
 //  Attempts with staging or collection under way.
 size_t

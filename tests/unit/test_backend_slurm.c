@@ -218,6 +218,54 @@ test_script_dash_command (void **state)
     s_rmdir (dir);
 }
 
+//  qn_backend_move: a rename on one filesystem, a copy (modes kept, the
+//  source removed) across two, and a symlink refused with nothing left
+static void
+test_move_across_filesystems (void **state)
+{
+    (void) state;
+    char shm_template [] = "/dev/shm/qanat-test-move-XXXXXX";
+    char *from_root = mkdtemp (shm_template);
+    char *to_root = s_tempdir ();
+    struct stat a, b;
+    if (!from_root || stat (from_root, &a) || stat (to_root, &b) || a.st_dev == b.st_dev) {
+        if (from_root)
+            qn_backend_remove_tree (from_root);
+        s_rmdir (to_root);
+        skip ();                //  no second filesystem here
+    }
+    char path [700], from [600], to [600], error [800] = "";
+    snprintf (from, sizeof from, "%s/stage", from_root);
+    snprintf (path, sizeof path, "%s/sub", from);
+    assert_int_equal (qn_backend_mkdirs (path, 0700), 0);
+    snprintf (path, sizeof path, "%s/a.txt", from);
+    assert_int_equal (s_write_file (path, "alpha\n", 0444), 0);
+    snprintf (path, sizeof path, "%s/sub/run.sh", from);
+    assert_int_equal (s_write_file (path, "#!/bin/sh\n", 0755), 0);
+    snprintf (to, sizeof to, "%s/work", to_root);
+    assert_int_equal (qn_backend_move (from, to, error, sizeof error), 0);
+    assert_int_equal (access (from, F_OK), -1);
+    snprintf (path, sizeof path, "%s/a.txt", to);
+    assert_int_equal (stat (path, &a), 0);
+    assert_int_equal (a.st_mode & 0777, 0444);
+    assert_int_equal (a.st_size, 6);
+    snprintf (path, sizeof path, "%s/sub/run.sh", to);
+    assert_int_equal (stat (path, &a), 0);
+    assert_int_equal (a.st_mode & 0777, 0755);
+
+    //  A symlink is never staged: refused, and nothing is left at to
+    snprintf (from, sizeof from, "%s/bad", from_root);
+    assert_int_equal (mkdir (from, 0700), 0);
+    snprintf (path, sizeof path, "%s/link", from);
+    assert_int_equal (symlink ("/etc/passwd", path), 0);
+    snprintf (to, sizeof to, "%s/bad", to_root);
+    assert_int_equal (qn_backend_move (from, to, error, sizeof error), -1);
+    assert_non_null (strstr (error, "a symlink"));
+    assert_int_equal (access (to, F_OK), -1);
+    qn_backend_remove_tree (from_root);
+    s_rmdir (to_root);
+}
+
 static void
 test_safe_name (void **state)
 {
@@ -1168,6 +1216,7 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_script_round_trip),
         cmocka_unit_test (test_script_values_beside_workdir),
+        cmocka_unit_test (test_move_across_filesystems),
         cmocka_unit_test (test_script_dash_command),
         cmocka_unit_test (test_safe_name),
         cmocka_unit_test (test_sbatch_argv),
