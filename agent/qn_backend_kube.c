@@ -48,9 +48,9 @@
     Then each attempt has a directory <work_dir>/<job name> (made afresh
     at start), mounted in the pod at /qanat through a subPath, so that a
     pod sees its own attempt and nothing else:
-        /qanat/work     the work directory: the staged inputs are moved
-                        (copied, from another filesystem) there, the
-                        outputs are collected from there after the end
+        /qanat/work     the work directory: the inputs, staged on the
+                        volume (<work_dir>/.qanat-stage), are renamed
+                        there; the outputs are collected from there
         /qanat/values   $QANAT_VALUES: beside the work directory, where
                         the agent reads values (see qn_backend.h)
     The pod runs in /qanat/work with QANAT_WORKDIR set, and with the
