@@ -11,9 +11,9 @@
 #include "qn_kube_api.h"
 #include "qn_agent.h"
 #include "qn_backend.h"
+#include "qn_curl.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -953,11 +953,10 @@ qn_kube_api_new (zloop_t *loop, qn_kube_config_t **config_p)
 {
     assert (loop);
     assert (config_p && *config_p);
-    static bool curl_ready = false;
-    if (!curl_ready) {
-        if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return NULL;
-        curl_ready = true;
+    char why [256];
+    if (qn_curl_load (why, sizeof why) == -1) {
+        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", why);
+        return NULL;
     }
     qn_kube_api_t *self = (qn_kube_api_t *) calloc (1, sizeof (qn_kube_api_t));
     if (!self)

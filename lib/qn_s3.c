@@ -15,10 +15,10 @@
     kept up to S_BODY_MAX bytes and parsed only for a few XML elements.
 */
 #include "qn_s3.h"
+#include "qn_curl.h"
 
 #include <assert.h>
 #include <ctype.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -440,6 +440,11 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
     qn_s3_t *self = (qn_s3_t *) calloc (1, sizeof (qn_s3_t));
     if (!self || sodium_init () < 0)
         return s_new_fail (self, error_p, "s3: out of memory");
+    char why [256];
+    if (qn_curl_load (why, sizeof why) == -1) {
+        snprintf (error, sizeof error, "s3: %s", why);
+        return s_new_fail (self, error_p, error);
+    }
     if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return s_new_fail (self, error_p, "s3: cannot initialise libcurl");
     //  destroy pairs curl_global_cleanup with a handle; without one, here
