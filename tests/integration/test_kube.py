@@ -7,6 +7,7 @@ with propagationPolicy=Background; an agent killed with -9 re-attaches to
 its Job by its labels and resumes the log without losing or repeating a
 line."""
 import os
+import shutil
 import signal
 import sys
 import time
@@ -541,6 +542,47 @@ def test_agent_kill_9_then_restart_reattaches_without_duplicates(c, kube):
     resumed = kube.fake.find("GET", "/log")[log_reads:]
     check(resumed and resumed[0]["query"].get("sinceTime"),
           "the log resumed from the cursor: %s" % [r["query"] for r in resumed])
+
+
+REATTACH_OUTPUTS = """\
+name: reattach-outputs
+tasks:
+  long:
+    backend: kubernetes
+    run: sh -c 'for i in $(seq 1 40); do echo "line $i"; sleep 0.05; done; seq 1 40 > counted.txt; echo total=40 >> "$QANAT_VALUES"'
+    outputs: {counted: counted.txt, total: {value: true}}
+  after:
+    backend: kubernetes
+    inputs: {counted: long.counted, total: long.total}
+    run: sh -c 'test "$(wc -l < counted)" = 40 && echo "got $QANAT_INPUT_TOTAL"'
+"""
+
+
+@with_kube
+def test_kill_9_with_outputs_on_a_work_volume(c, kube):
+    """An agent killed while its pod runs, then restarted: the outputs of
+    the re-attached attempt are still collected (the spool kept where its
+    work directory is), and the next pod gets them."""
+    work = work_volume_dir(c)
+    try:
+        kube.fake.claims["qanat-work"] = work
+        c.start_coordinator()
+        kube.agent(work_claim="qanat-work", work_dir=work)
+        run_id = c.start_run(c.write("reattach-outputs.yaml", REATTACH_OUTPUTS))
+        c.wait_for(lambda: "line 5" in task_lines(c, run_id, "long"), "the first lines")
+        c.signal_agent("k1", signal.SIGKILL)
+        time.sleep(1.0)
+        kube.agent(work_claim="qanat-work", work_dir=work)
+        run = c.wait_run(run_id, timeout=60)
+        check(run["status"] == "succeeded", "run %s: %s" % (
+            run["status"], [(t["name"], t["attempts"][-1:]) for t in run["tasks"]]))
+        check(attempt(run, "long")["attempt"] == 1, "the same attempt: %s" % attempt(run, "long"))
+        arts = {a["output"]: a for a in c.qanat_json("artifacts", run_id)}
+        check(arts.get("total", {}).get("value") == "40", "the value output: %s" % arts)
+        check("got 40" in task_lines(c, run_id, "after"), "the next pod: %s"
+              % task_lines(c, run_id, "after"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
