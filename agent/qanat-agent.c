@@ -88,6 +88,9 @@ s_usage (FILE *out)
         "      --cache-keep-recent SECONDS\n"
         "                              blobs used this recently stay even over the\n"
         "                              bound (default 3600)\n"
+        "      --keep-workdirs N       keep the work directories of the newest N finished\n"
+        "                              attempts for inspection, remove older ones\n"
+        "                              (default 100)\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -354,6 +357,7 @@ main (int argc, char *argv [])
         { "artifact-store", required_argument, NULL, 'A' },
         { "cache-max",   required_argument, NULL, 'K' },
         { "cache-keep-recent", required_argument, NULL, 'R' },
+        { "keep-workdirs", required_argument, NULL, 'W' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "verbose",     no_argument,       NULL, 'v' },
@@ -394,6 +398,7 @@ main (int argc, char *argv [])
     const char *artifact_store = NULL;
     unsigned long long cache_max = 10ULL * 1024 * 1024 * 1024;
     long long cache_keep_recent_s = -1;
+    int keep_workdirs = -1;
     int rc = 1;
 
     int opt;
@@ -499,6 +504,18 @@ main (int argc, char *argv [])
                     goto done;
                 }
                 break;
+            case 'W': {
+                char *end = NULL;
+                errno = 0;
+                long count = strtol (optarg, &end, 10);
+                if (errno || end == optarg || *end || count < 0 || count > 1000000) {
+                    fprintf (stderr, "qanat-agent: --keep-workdirs wants a number from 0 to "
+                             "1000000, not '%s'\n", optarg);
+                    goto done;
+                }
+                keep_workdirs = (int) count;
+                break;
+            }
             case 'R': {
                 char *end = NULL;
                 errno = 0;
@@ -694,7 +711,8 @@ main (int argc, char *argv [])
         .backend_options = backend_options,
         .artifact_store = artifact_store,
         .cache_max = (uint64_t) cache_max,
-        .cache_keep_recent_s = (int64_t) cache_keep_recent_s
+        .cache_keep_recent_s = (int64_t) cache_keep_recent_s,
+        .keep_workdirs = keep_workdirs
     };
     //  An option for a backend the agent does not run is a mistake to say
     for (size_t i = 0; i < backend_option_count; i++) {

@@ -135,6 +135,8 @@ struct _qn_agent_t {
     qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
     uint64_t cache_max;                 //  blob cache bound; 0 = none
     int64_t cache_keep_recent_s;        //  blobs used this recently stay
+    size_t keep_workdirs;               //  finished attempts' directories kept
+    zlistx_t *kept_dirs;                //  those, oldest first (owned strings)
     char *endpoint;
     char *name;
     char *data_dir;
@@ -1449,6 +1451,32 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
 }
 
 //  The bookkeeping after an attempt's Finished went to the spool
+//  A finished attempt's directory (the parent of its work directory,
+//  with its metrics and values files) stays for inspection until
+//  keep_workdirs newer ones have finished, then goes: an agent's disk
+//  does not fill with every task it ever ran.  Only a directory whose
+//  work/ the backend reported in started is ever removed.
+static void
+s_keep_workdir (qn_agent_t *self, const char *workdir)
+{
+    size_t len = workdir? strlen (workdir): 0;
+    if (!self->kept_dirs || len < 7 || strcmp (workdir + len - 5, "/work") != 0
+    ||  workdir [0] != '/')
+        return;
+    char *dir = strndup (workdir, len - 5);
+    if (!dir || !*dir || strchr (dir + 1, '/') == NULL) {
+        free (dir);             //  never a top-level directory
+        return;
+    }
+    zlistx_add_end (self->kept_dirs, dir);
+    while (zlistx_size (self->kept_dirs) > self->keep_workdirs) {
+        char *oldest = (char *) zlistx_first (self->kept_dirs);
+        if (qn_backend_remove_tree (oldest) == -1)
+            qn_agent_log (QN_LOG_WARNING, "cannot remove %s: %s", oldest, strerror (errno));
+        zlistx_delete (self->kept_dirs, zlistx_cursor (self->kept_dirs));
+    }
+}
+
 static void
 s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const char *reason,
                  Qanat__EndKind kind)
@@ -1463,6 +1491,7 @@ s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const ch
     //  Finished (or at the next Welcome, which recomputes it)
     if (was_running || kind == QANAT__END_KIND__END_START_FAILED)
         self->owed_credit++;
+    s_keep_workdir (self, attempt->workdir);
     if (self->draining) {
         size_t running = s_running (self);
         qn_agent_log (QN_LOG_INFO, "draining: %zu attempt(s) still running, %zu held",
@@ -2436,6 +2465,10 @@ qn_agent_new (const qn_agent_config_t *config)
             ok = false;
         }
         self->cache_max = config->cache_max;
+        self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
+        self->kept_dirs = zlistx_new ();
+        if (self->kept_dirs)
+            zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
         self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
                                   : config->cache_keep_recent_s;
         if (self->cache) {
@@ -2453,7 +2486,8 @@ qn_agent_new (const qn_agent_config_t *config)
         qn_backend_config_t backend_config = {
             .data_dir = self->data_dir, .host = self->host,
             .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
-            .options = config->backend_options
+            .options = config->backend_options,
+            .keep_workdirs = self->keep_workdirs
         };
         const char *local [] = { "local" };
         const char **names = config->backend_count? config->backends: local;
@@ -2582,6 +2616,7 @@ qn_agent_destroy (qn_agent_t **self_p)
         if (self->backends [b].state)
             self->backends [b].ops->destroy (&self->backends [b].state);
     qn_stager_destroy (&self->stager);
+    zlistx_destroy (&self->kept_dirs);
     qn_s3_store_url_clear (&self->artifact_store);
     qn_transfer_destroy (&self->transfer);
     qn_blobstore_destroy (&self->cache);

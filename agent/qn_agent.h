@@ -81,6 +81,9 @@ typedef struct {
     //  last hour.  0 = unbounded.
     uint64_t cache_max;
     int64_t cache_keep_recent_s;    //  blobs used this recently stay; < 0 = 3600
+    //  Work directories of the newest keep_workdirs finished attempts stay
+    //  for inspection; older ones are removed.  < 0 = 100.
+    int keep_workdirs;
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;

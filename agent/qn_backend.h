@@ -92,6 +92,9 @@ typedef struct {
     //  name as prefix (qn_backend_option) and refuses unknown keys of its
     //  own prefix in create, so that a typo is an error, not a default.
     char **options;
+    //  Finished attempts whose directories a backend keeps across agent
+    //  restarts (the local backend sweeps older ones at start)
+    size_t keep_workdirs;
 } qn_backend_config_t;
 
 typedef struct {

@@ -30,6 +30,7 @@
 #include "qn_msg.h"
 #include "qn_stacktrace.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -1032,6 +1033,67 @@ done:
 //  ---------------------------------------------------------------------
 //  The rest of the ops table
 
+typedef struct {
+    char *name;
+    int64_t mtime_ns;
+} s_entry_t;
+
+static int
+s_newest_first (const void *a, const void *b)
+{
+    const s_entry_t *x = (const s_entry_t *) a, *y = (const s_entry_t *) b;
+    return x->mtime_ns > y->mtime_ns? -1: x->mtime_ns < y->mtime_ns? 1
+         : strcmp (x->name, y->name);
+}
+
+//  At start: the attempt directories an earlier agent left behind, but
+//  the newest keep (the agent keeps as many finished ones from now on)
+static void
+s_sweep_attempts (const char *data_dir, size_t keep)
+{
+    char *root = zsys_sprintf ("%s/attempts", data_dir);
+    DIR *handle = root? opendir (root): NULL;
+    s_entry_t *entries = NULL;
+    size_t count = 0, capacity = 0;
+    struct dirent *entry;
+    while (handle && (entry = readdir (handle))) {
+        struct stat st;
+        if (entry->d_name [0] == '.'
+        ||  fstatat (dirfd (handle), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+        ||  !S_ISDIR (st.st_mode))
+            continue;
+        if (count == capacity) {
+            size_t grown_capacity = capacity? capacity * 2: 64;
+            s_entry_t *grown = (s_entry_t *) realloc (entries, grown_capacity * sizeof (s_entry_t));
+            if (!grown)
+                break;
+            entries = grown;
+            capacity = grown_capacity;
+        }
+        entries [count].name = strdup (entry->d_name);
+        entries [count].mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (entries [count].name)
+            count++;
+    }
+    if (handle)
+        closedir (handle);
+    if (count > keep) {
+        qsort (entries, count, sizeof (s_entry_t), s_newest_first);
+        for (size_t i = keep; i < count; i++) {
+            char *path = zsys_sprintf ("%s/%s", root, entries [i].name);
+            if (path)
+                qn_backend_remove_tree (path);
+            zstr_free (&path);
+        }
+        qn_agent_log (QN_LOG_INFO, "removed %zu old attempt directories from %s", count - keep,
+                      root);
+    }
+    for (size_t i = 0; i < count; i++)
+        free (entries [i].name);
+    free (entries);
+    zstr_free (&root);
+}
+
 static void *
 s_local_create (zloop_t *loop, const qn_backend_config_t *config,
                 const qn_backend_events_t *events, void *arg)
@@ -1051,6 +1113,7 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->host = strdup (config->host? config->host: "");
     self->attempts = zlistx_new ();
     self->finished = zlistx_new ();
+    s_sweep_attempts (config->data_dir, config->keep_workdirs);
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!self->data_dir || !self->host || !self->attempts || !self->finished) {

@@ -67,5 +67,28 @@ tasks:
           "every tick exactly once, in order, got %s" % ticks)
 
 
+def test_old_work_directories_go(c):
+    """An agent keeps the directories of its newest --keep-workdirs
+    finished attempts for inspection and removes older ones as attempts
+    finish; restarted with a smaller bound, it sweeps what an earlier
+    process left."""
+    import os
+    c.start_coordinator()
+    c.start_agent("a1", extra=["--keep-workdirs", "2"])
+    wf = c.write("dirs.yaml", "name: dirs\ntasks:\n  t:\n    run: echo hi > note.txt\n")
+    for _ in range(5):
+        run = c.wait_run(c.start_run(wf))
+        check(run["status"] == "succeeded", "run: %s" % run)
+    root = os.path.join(c.agent_dir("a1"), "attempts")
+    left = sorted(os.listdir(root))
+    check(left == ["4-t-1", "5-t-1"], "the newest two attempts' directories: %s" % left)
+    check(os.path.exists(os.path.join(root, "5-t-1", "work", "note.txt")), "kept whole")
+    c.signal_agent("a1", signal.SIGTERM)
+    c.agents["a1"].wait(timeout=15)
+    c.start_agent("a1", extra=["--keep-workdirs", "1"])
+    left = sorted(os.listdir(root))
+    check(left == ["5-t-1"], "swept at start down to the newest one: %s" % left)
+
+
 if __name__ == "__main__":
     harness.main(globals())
