@@ -31,6 +31,7 @@
 #include "qn_blobstore.h"
 #include "qn_transfer.h"
 #include "qn_stager.h"
+#include "qn_sweeper.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
 #include "qn_stacktrace.h"
@@ -137,6 +138,7 @@ struct _qn_agent_t {
     int64_t cache_keep_recent_s;        //  blobs used this recently stay
     size_t keep_workdirs;               //  finished attempts' directories kept
     zlistx_t *kept_dirs;                //  those, oldest first (owned strings)
+    qn_sweeper_t *sweeper;              //  removes the older ones off the loop
     char *endpoint;
     char *name;
     char *data_dir;
@@ -1470,9 +1472,7 @@ s_keep_workdir (qn_agent_t *self, const char *workdir)
     }
     zlistx_add_end (self->kept_dirs, dir);
     while (zlistx_size (self->kept_dirs) > self->keep_workdirs) {
-        char *oldest = (char *) zlistx_first (self->kept_dirs);
-        if (qn_backend_remove_tree (oldest) == -1)
-            qn_agent_log (QN_LOG_WARNING, "cannot remove %s: %s", oldest, strerror (errno));
+        qn_sweeper_remove (self->sweeper, (char *) zlistx_first (self->kept_dirs));
         zlistx_delete (self->kept_dirs, zlistx_cursor (self->kept_dirs));
     }
 }
@@ -2467,6 +2467,7 @@ qn_agent_new (const qn_agent_config_t *config)
         self->cache_max = config->cache_max;
         self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
         self->kept_dirs = zlistx_new ();
+        self->sweeper = qn_sweeper_new ();
         if (self->kept_dirs)
             zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
         self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
@@ -2616,6 +2617,7 @@ qn_agent_destroy (qn_agent_t **self_p)
         if (self->backends [b].state)
             self->backends [b].ops->destroy (&self->backends [b].state);
     qn_stager_destroy (&self->stager);
+    qn_sweeper_destroy (&self->sweeper);
     zlistx_destroy (&self->kept_dirs);
     qn_s3_store_url_clear (&self->artifact_store);
     qn_transfer_destroy (&self->transfer);
