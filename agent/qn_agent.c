@@ -1758,21 +1758,16 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->backend = backend;
     attempt->backend_name = self->backends [backend].ops->name;
     const qn_backend_ops_t *ops = self->backends [backend].ops;
-    if (!(ops->flags & QN_BACKEND_SHARES_FILES)
-    &&  !(ops->shares_files && ops->shares_files (self->backends [backend].state))) {
-        //  Its work directory (and $QANAT_VALUES) is out of our reach:
-        //  value inputs only, which travel in the environment
+    const char *no_files = ops->no_files? ops->no_files (self->backends [backend].state): NULL;
+    if (no_files) {
+        //  Value inputs only, which travel in the environment
         bool files = assign->n_outputs > 0;
         for (size_t i = 0; i < assign->n_inputs; i++)
             files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
         if (files) {
             snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
-                      "collect outputs (its work directory is not on the agent's "
-                      "filesystem); it takes value inputs only%s", attempt->backend_name,
-                      streq (attempt->backend_name, "kubernetes")
-                      ? " (give the agent a shared work volume: --backend-option "
-                        "kubernetes.work_claim=PVC --backend-option kubernetes.work_dir=PATH)"
-                      : "");
+                      "collect outputs here: %s; it takes value inputs only",
+                      attempt->backend_name, no_files);
             qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                           key.run_id, key.task_index, key.attempt, error);
             s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
@@ -2488,7 +2483,8 @@ qn_agent_new (const qn_agent_config_t *config)
             .data_dir = self->data_dir, .host = self->host,
             .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
             .options = config->backend_options,
-            .keep_workdirs = self->keep_workdirs
+            .keep_workdirs = self->keep_workdirs,
+            .sweeper = self->sweeper
         };
         const char *local [] = { "local" };
         const char **names = config->backend_count? config->backends: local;

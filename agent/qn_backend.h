@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "qanat.pb-c.h"
+#include "qn_sweeper.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,8 +51,6 @@ typedef struct {
 //  Capability flags (qn_backend_ops_t.flags)
 #define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
-#define QN_BACKEND_SHARES_FILES   4u    //  its work directory is on a filesystem the
-                                        //  agent reads and writes: file artifacts work
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127
@@ -93,19 +92,21 @@ typedef struct {
     //  own prefix in create, so that a typo is an error, not a default.
     char **options;
     //  Finished attempts whose directories a backend keeps across agent
-    //  restarts (the local backend sweeps older ones at start)
+    //  restarts (the local backend sweeps older ones at start)...
     size_t keep_workdirs;
+    //  ...handing them to the agent's sweeper (NULL: removed at once)
+    qn_sweeper_t *sweeper;
 } qn_backend_config_t;
 
 typedef struct {
     const char *name;           //  as offered in Register.backends
     unsigned flags;             //  QN_BACKEND_* capabilities
 
-    //  For a backend whose QN_BACKEND_SHARES_FILES depends on how it was
-    //  configured (a Kubernetes backend with a shared work volume): true
-    //  when this instance's work directories are on a filesystem the
-    //  agent reads and writes.  NULL = the flag alone decides.
-    bool (*shares_files) (void *self);
+    //  Why this instance cannot stage file inputs or collect outputs (its
+    //  work directories are on no filesystem the agent reads and writes:
+    //  a pod without a shared work volume), or NULL when it can.  A NULL
+    //  op = it can.
+    const char *(*no_files) (void *self);
 
     //  Where the agent should stage inputs for this backend: a directory
     //  on the filesystem of its work directories, so that the staged

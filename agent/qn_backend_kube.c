@@ -1468,11 +1468,14 @@ s_kube_destroy (void **state_p)
     *state_p = NULL;
 }
 
-static bool
-s_kube_shares_files (void *state)
+static const char *
+s_kube_no_files (void *state)
 {
     s_kube_t *self = (s_kube_t *) state;
-    return self && self->work_claim;
+    return self && self->work_claim? NULL
+         : "a pod shares no filesystem with its agent unless the agent has a shared work "
+           "volume (--backend-option kubernetes.work_claim=PVC --backend-option "
+           "kubernetes.work_dir=PATH)";
 }
 
 //  With a work volume, inputs are staged on it (out of every pod's
@@ -1487,7 +1490,7 @@ s_kube_stage_dir (void *state)
 const qn_backend_ops_t qn_backend_kube = {
     .name = "kubernetes",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
-    .shares_files = s_kube_shares_files,
+    .no_files = s_kube_no_files,
     .stage_dir = s_kube_stage_dir,
     .create = s_kube_create,
     .start = s_kube_start,

@@ -1047,9 +1047,10 @@ s_newest_first (const void *a, const void *b)
 }
 
 //  At start: the attempt directories an earlier agent left behind, but
-//  the newest keep (the agent keeps as many finished ones from now on)
+//  the newest keep (the agent keeps as many finished ones from now on),
+//  go to the sweeper, so that thousands of them do not hold up the start
 static void
-s_sweep_attempts (const char *data_dir, size_t keep)
+s_sweep_attempts (const char *data_dir, size_t keep, qn_sweeper_t *sweeper)
 {
     char *root = zsys_sprintf ("%s/attempts", data_dir);
     DIR *handle = root? opendir (root): NULL;
@@ -1082,11 +1083,11 @@ s_sweep_attempts (const char *data_dir, size_t keep)
         for (size_t i = keep; i < count; i++) {
             char *path = zsys_sprintf ("%s/%s", root, entries [i].name);
             if (path)
-                qn_backend_remove_tree (path);
+                qn_sweeper_remove (sweeper, path);
             zstr_free (&path);
         }
-        qn_agent_log (QN_LOG_INFO, "removed %zu old attempt directories from %s", count - keep,
-                      root);
+        qn_agent_log (QN_LOG_INFO, "removing %zu old attempt directories from %s",
+                      count - keep, root);
     }
     for (size_t i = 0; i < count; i++)
         free (entries [i].name);
@@ -1113,7 +1114,7 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->host = strdup (config->host? config->host: "");
     self->attempts = zlistx_new ();
     self->finished = zlistx_new ();
-    s_sweep_attempts (config->data_dir, config->keep_workdirs);
+    s_sweep_attempts (config->data_dir, config->keep_workdirs, config->sweeper);
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     if (!self->data_dir || !self->host || !self->attempts || !self->finished) {
@@ -1265,7 +1266,6 @@ s_local_destroy (void **state_p)
 
 const qn_backend_ops_t qn_backend_local = {
     .name = "local",
-    .flags = QN_BACKEND_SHARES_FILES,
     .create = s_local_create,
     .start = s_local_start,
     .stop = s_local_stop,

@@ -1679,7 +1679,7 @@ s_slurm_stage_dir (void *state)
 
 const qn_backend_ops_t qn_backend_slurm = {
     .name = "slurm",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_SHARES_FILES,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
     .stage_dir = s_slurm_stage_dir,
     .create = s_slurm_create,
     .start = s_slurm_start,

@@ -699,13 +699,6 @@ s_s3_open (job_t *job, const Qanat__ArtifactStore *store)
     return s3;
 }
 
-//  Objects are content-addressed in the bucket: <prefix>blobs/<sha256>
-static void
-s_s3_key (const Qanat__ArtifactStore *store, const char *hash, char *key, size_t size)
-{
-    snprintf (key, size, "%sblobs/%s", store && store->prefix? store->prefix: "", hash);
-}
-
 //  The store an input is in: its own (the producer's), else the workflow's
 static const Qanat__ArtifactStore *
 s_input_store (job_t *job, const Qanat__InputSpec *input)
@@ -738,7 +731,7 @@ s_s3_fetch_file (job_t *job, qn_s3_t *s3, const Qanat__ArtifactStore *store, con
 {
     char key [1200], error [512] = "", got [QN_BLOB_HASH_HEX + 1];
     uint64_t size = 0;
-    s_s3_key (store, hash, key, sizeof key);
+    qn_s3_blob_key (store->prefix, hash, key, sizeof key);
     char parent [8192];
     snprintf (parent, sizeof parent, "%s", path);
     char *slash = strrchr (parent, '/');
@@ -835,7 +828,7 @@ s_s3_put (job_t *job, qn_s3_t *s3, s_output_t *output, const char *hash, const c
           bool top)
 {
     char key [1200], error [512] = "";
-    s_s3_key (job->assign->store, hash, key, sizeof key);
+    qn_s3_blob_key (job->assign->store->prefix, hash, key, sizeof key);
     uint64_t size = 0;
     int absent = qn_s3_head (s3, key, &size, error, sizeof error);
     if (absent == -1 || (absent == 1 && qn_s3_put_file (s3, key, path, error, sizeof error) == -1)) {

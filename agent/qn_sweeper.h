@@ -22,7 +22,8 @@ void
     qn_sweeper_destroy (qn_sweeper_t **self_p);
 
 //  Queues path (copied) for removal with everything under it.  0, or -1
-//  when out of memory (then removed at once, on the caller's thread).
+//  when out of memory or self is NULL (then removed at once, on the
+//  caller's thread).
 int
     qn_sweeper_remove (qn_sweeper_t *self, const char *path);
 

@@ -1139,7 +1139,7 @@ s_fetch_from (s_blob_source_t *source, qn_blobstore_t *blobs, const char *hash)
     if (qn_blobstore_has (blobs, hash))
         return 0;
     char key [1200], path [4200], error [1400] = "", got [QN_BLOB_HASH_HEX + 1];
-    snprintf (key, sizeof key, "%sblobs/%s", source->prefix, hash);
+    qn_s3_blob_key (source->prefix, hash, key, sizeof key);
     snprintf (path, sizeof path, "%s/download", source->scratch);
     uint64_t size = 0;
     int rc = qn_s3_get_file (source->s3, key, path, error, sizeof error);

@@ -3,6 +3,7 @@
 */
 #include "qn_artifacts.h"
 #include "qn_tree.h"
+#include "qn_s3.h"
 #include <sodium.h>
 
 struct _qn_artifacts_t {
@@ -96,7 +97,7 @@ static void
 s_s3_object (const Qanat__ArtifactStore *store, const char *hash, char id [65], char *key,
              size_t key_size)
 {
-    snprintf (key, key_size, "%sblobs/%s", store->prefix? store->prefix: "", hash);
+    qn_s3_blob_key (store->prefix, hash, key, key_size);
     crypto_hash_sha256_state state;
     crypto_hash_sha256_init (&state);
     const char *parts [] = { store->endpoint? store->endpoint: "", "\n", store->bucket, "\n",
@@ -168,12 +169,15 @@ s_s3_ref_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const cha
     return 0;
 }
 
+static bool s_recording = true, s_looking = false;    //  s_s3_check_one's arg
+
 //  Whether an object may be trusted to be in its bucket: returns 1 when
 //  not.  One retention is deleting may vanish under the record.  One it
 //  has deleted (a tombstone) is there only if this attempt put it back:
 //  an agent that found it by HEAD may have looked before the deletion.
-//  With a record (arg not NULL) the tombstone goes, so that the object
-//  is counted afresh, or put back by a retry of the task.
+//  For a record (*arg true) the tombstone goes, so that the object is
+//  counted afresh, or put back by a retry of the task; a cache lookup
+//  (*arg false) only looks.
 static int
 s_s3_check_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const char *id,
                 const char *key, uint64_t size, void *arg)
@@ -187,7 +191,7 @@ s_s3_check_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const c
     qn_store_s3_object_clear (&object);
     if (state == QN_STORE_S3_LIVE)
         return 0;
-    if (state == QN_STORE_S3_DELETED && arg) {
+    if (state == QN_STORE_S3_DELETED && *(bool *) arg) {
         qn_store_s3_delete (self->store, id);
         return output->uploaded? 0: 1;
     }
@@ -424,7 +428,7 @@ qn_artifacts_record (qn_artifacts_t *self, const qn_task_t *spec, Qanat__Attempt
                 failure = zsys_sprintf ("output '%s': its directory manifest did not reach "
                                         "the coordinator", declared->name);
             else
-            if (s_in_s3 (output) && s_s3_each (self, output, s_s3_check_one, self) == 1)
+            if (s_in_s3 (output) && s_s3_each (self, output, s_s3_check_one, &s_recording) == 1)
                 failure = zsys_sprintf ("output '%s': an S3 object of it was being removed by "
                                         "retention when the agent found it in the bucket; a "
                                         "retry stores it again", declared->name);
@@ -544,7 +548,7 @@ qn_artifacts_cache_lookup (qn_artifacts_t *self, const char *key, uint64_t *run_
         if (s_in_s3 (output)) {
             whole = (output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_DIR
                      || s_manifest_whole (self, output))
-                 && s_s3_each (self, output, s_s3_check_one, NULL) == 0;
+                 && s_s3_each (self, output, s_s3_check_one, &s_looking) == 0;
             continue;
         }
         if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE

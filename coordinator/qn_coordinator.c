@@ -1809,16 +1809,15 @@ s_blob_send (void *arg, const char *peer, Qanat__Envelope *envelope)
     return 0;
 }
 
+//  A blob stored on its way to a record (an attempt's output, or a put
+//  for a run's parameter): indexed, and kept from retention for an hour
+//  unless a record references it sooner
 static void
-s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
+s_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
                const Qanat__AttemptRef *attempt)
 {
-    (void) peer;
-    (void) attempt;
-    qn_coordinator_t *self = (qn_coordinator_t *) arg;
     if (qn_store_begin (self->store) == 0)
         qn_store_blob_add (self->store, hash, size);
-    //  Kept from retention until its attempt's Finished references it
     upload_t *upload = (upload_t *) zmalloc (sizeof (upload_t));
     if (upload) {
         upload->when = zclock_mono ();
@@ -1829,6 +1828,15 @@ s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
         }
         zhashx_update (self->uploading, hash, upload);
     }
+}
+
+static void
+s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
+               const Qanat__AttemptRef *attempt)
+{
+    (void) peer;
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    s_keep_upload (self, hash, size, attempt);
     self->stats.blobs_stored++;
 }
 
@@ -2665,17 +2673,8 @@ s_handle_put_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request 
         }
         self->stats.blobs_stored++;
     }
-    if (held == put->total_size) {
-        uint64_t known = 0;
-        if (qn_store_blob_get (self->store, put->hash, &known, NULL) != 1
-        &&  qn_store_begin (self->store) == 0)
-            qn_store_blob_add (self->store, put->hash, put->total_size);
-        upload_t *upload = (upload_t *) zmalloc (sizeof (upload_t));
-        if (upload) {
-            upload->when = zclock_mono ();
-            zhashx_update (self->uploading, put->hash, upload);
-        }
-    }
+    if (held == put->total_size)        //  new, or put again: an hour more
+        s_keep_upload (self, put->hash, put->total_size, NULL);
     Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
     data.hash = put->hash;
     data.offset = held;

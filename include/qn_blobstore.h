@@ -160,7 +160,10 @@ uint64_t
 //  (oldest mtime: stored or touched) until at most max_bytes remain,
 //  sparing every blob used in the last spare_s seconds, which may be on
 //  their way into a task.  Returns the bytes freed; *count_p (may be
-//  NULL) gets the number of blobs removed.
+//  NULL) gets the number of blobs removed.  Walks objects/ only when the
+//  store may be over the bound (what it held at the last trim plus what
+//  this instance stored since): cheap to call after every staging, for a
+//  store only this instance writes.
 uint64_t
     qn_blobstore_trim (qn_blobstore_t *self, uint64_t max_bytes, int64_t spare_s,
                        size_t *count_p);

@@ -24,7 +24,6 @@ extern "C" {
 
 typedef struct {
     CURLcode (*global_init) (long flags);
-    void (*global_cleanup) (void);
     CURL *(*easy_init) (void);
     CURLcode (*easy_setopt) (CURL *curl, CURLoption option, ...);
     CURLcode (*easy_getinfo) (CURL *curl, CURLINFO info, ...);
@@ -47,8 +46,9 @@ typedef struct {
 
 extern qn_curl_api_t qn_curl_api;
 
-//  Loads libcurl (the first call; later ones return what it did; safe
-//  from any thread).  0, or -1 with the reason in error.
+//  Loads libcurl and sets up its global state for the rest of the
+//  process (the first call; later ones return what it did; safe from any
+//  thread).  0, or -1 with the reason in error.
 int
     qn_curl_load (char *error, size_t error_size);
 
@@ -56,8 +56,6 @@ int
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
 #undef curl_multi_setopt
-#define curl_global_init        (*qn_curl_api.global_init)
-#define curl_global_cleanup     (*qn_curl_api.global_cleanup)
 #define curl_easy_init          (*qn_curl_api.easy_init)
 #define curl_easy_setopt        (*qn_curl_api.easy_setopt)
 #define curl_easy_getinfo       (*qn_curl_api.easy_getinfo)

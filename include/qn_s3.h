@@ -140,6 +140,13 @@ int
     qn_s3_xml_text (const char *xml, size_t size, const char *tag,
                     char *value, size_t value_size);
 
+//  The key of a content-addressed blob in an artifact store:
+//  <prefix>blobs/<sha256>, as agents put them, consumers and `qanat get`
+//  fetch them and the coordinator's retention deletes them.  prefix may
+//  be NULL.
+void
+    qn_s3_blob_key (const char *prefix, const char *hash, char *key, size_t key_size);
+
 //  A store written as one URL, the way an agent is told where its
 //  environment keeps artifacts (qanat-agent --artifact-store):
 //      s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME&path_style=true|false]

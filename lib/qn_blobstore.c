@@ -34,6 +34,11 @@ struct _qn_blobstore_t {
     char *partial;
     s_partial_t open [QN_BLOBSTORE_MAX_OPEN];
     uint64_t tick;
+    //  For trim: the bytes objects/ held at the last trim, plus what was
+    //  installed since (removals not taken off: never less than the truth,
+    //  so a trim that sees it under the bound need not walk objects/)
+    bool trim_known;
+    uint64_t trim_bytes;
 };
 
 static void
@@ -420,10 +425,13 @@ s_install (qn_blobstore_t *self, int fd, const char *from, const char *hash,
     }
     char path [PATH_MAX];
     s_object_path (self, hash, path, sizeof path);
+    struct stat st;
+    uint64_t size = fstat (fd, &st) == 0? (uint64_t) st.st_size: 0;
     if (rename (from, path)) {
         s_error (error, error_size, "cannot store blob %s: %s", hash, strerror (errno));
         return -1;
     }
+    self->trim_bytes += size;
     s_fsync_dir (subdir);
     s_fsync_dir (self->partial);
     return 0;
@@ -885,6 +893,8 @@ qn_blobstore_trim (qn_blobstore_t *self, uint64_t max_bytes, int64_t spare_s, si
     assert (self);
     if (count_p)
         *count_p = 0;
+    if (self->trim_known && self->trim_bytes <= max_bytes)
+        return 0;               //  under the bound for sure: no walk
     //  Every blob with its size and last use, then the oldest go first
     s_trim_entry_t *entries = NULL;
     size_t count = 0, capacity = 0;
@@ -949,5 +959,7 @@ qn_blobstore_trim (qn_blobstore_t *self, uint64_t max_bytes, int64_t spare_s, si
         }
     }
     free (entries);
+    self->trim_known = true;
+    self->trim_bytes = total - freed;
     return freed;
 }

@@ -33,7 +33,6 @@ s_load (void)
         void **slot;
     } symbols [] = {
         { "curl_global_init", (void **) &qn_curl_api.global_init },
-        { "curl_global_cleanup", (void **) &qn_curl_api.global_cleanup },
         { "curl_easy_init", (void **) &qn_curl_api.easy_init },
         { "curl_easy_setopt", (void **) &qn_curl_api.easy_setopt },
         { "curl_easy_getinfo", (void **) &qn_curl_api.easy_getinfo },

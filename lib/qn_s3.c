@@ -445,13 +445,9 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
         snprintf (error, sizeof error, "s3: %s", why);
         return s_new_fail (self, error_p, error);
     }
-    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    //  (libcurl's global state was set up once, by qn_curl_load)
+    if (!(self->curl = curl_easy_init ()))
         return s_new_fail (self, error_p, "s3: cannot initialise libcurl");
-    //  destroy pairs curl_global_cleanup with a handle; without one, here
-    if (!(self->curl = curl_easy_init ())) {
-        curl_global_cleanup ();
-        return s_new_fail (self, error_p, "s3: cannot initialise libcurl");
-    }
     self->path_style = config->path_style;
     self->timeout_s = config->timeout_s > 0? config->timeout_s: S_TIMEOUT_DEFAULT_S;
     if (!s_bucket_valid (config->bucket, config->path_style)) {
@@ -638,10 +634,8 @@ qn_s3_destroy (qn_s3_t **self_p)
     qn_s3_t *self = *self_p;
     if (!self)
         return;
-    if (self->curl) {
+    if (self->curl)
         curl_easy_cleanup (self->curl);
-        curl_global_cleanup ();
-    }
     free (self->endpoint);
     free (self->region);
     free (self->bucket);
@@ -1558,6 +1552,12 @@ qn_s3_delete (qn_s3_t *self, const char *key, char *error, size_t error_size)
 
 //  ---------------------------------------------------------------------
 //  Store URLs
+
+void
+qn_s3_blob_key (const char *prefix, const char *hash, char *key, size_t key_size)
+{
+    snprintf (key, key_size, "%sblobs/%s", prefix? prefix: "", hash);
+}
 
 void
 qn_s3_store_url_clear (qn_s3_store_url_t *store)

@@ -88,8 +88,9 @@ def test_old_work_directories_go(c):
     c.signal_agent("a1", signal.SIGTERM)
     c.agents["a1"].wait(timeout=15)
     c.start_agent("a1", extra=["--keep-workdirs", "1"])
-    left = sorted(os.listdir(root))
-    check(left == ["5-t-1"], "swept at start down to the newest one: %s" % left)
+    c.wait_for(lambda: sorted(os.listdir(root)) == ["5-t-1"],
+               "swept at start down to the newest one (%s)" % sorted(os.listdir(root)),
+               timeout=60)
 
 
 if __name__ == "__main__":

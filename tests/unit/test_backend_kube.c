@@ -844,7 +844,8 @@ test_backend_create (void **state)
     qn_backend_events_t events = { s_no_started, NULL, NULL, NULL, NULL };
     //  A typo is an error, not a default
     char *typo [] = { "kubernetes.namespaec=x", NULL };
-    qn_backend_config_t config = { "/tmp", "host", 0, "agent", typo };
+    qn_backend_config_t config = { .data_dir = "/tmp", .host = "host", .agent_name = "agent",
+                                   .options = typo };
     assert_null (qn_backend_kube.create (loop, &config, &events, NULL));
     char *bad_poll [] = { "kubernetes.kubeconfig=/nonexistent", "kubernetes.poll_ms=0", NULL };
     config.options = bad_poll;

@@ -710,6 +710,49 @@ test_sweep_and_trim (void **state)
     assert_int_equal (qn_blobstore_partial (blobs, open_one), 7);
 }
 
+//  A trim walks objects/ only when what this instance stored may have
+//  passed the bound: a file someone else put there is not seen until then
+static void
+test_trim_walks_only_when_over (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_blobstore_t *blobs = fixture->blobs;
+    char a [65], b [65], c [65], foreign [65], path [512], error [256] = "";
+    assert_int_equal (qn_blobstore_put_buffer (blobs, "aaaaaaaaaa", 10, a, error, sizeof error), 0);
+    assert_int_equal (qn_blobstore_put_buffer (blobs, "bbbbbbbbbbbbbbbbbbbb", 20, b, error,
+                                               sizeof error), 0);
+    assert_int_equal (qn_blobstore_trim (blobs, 1000, 0, NULL), 0);     //  walks: 30 bytes
+    //  500 bytes behind the store's back, in the old past
+    char big [500];
+    memset (big, 'f', sizeof big);
+    s_hash_of (big, sizeof big, foreign);
+    snprintf (path, sizeof path, "%s/objects/%.2s", fixture->store, foreign);
+    mkdir (path, 0700);
+    snprintf (path, sizeof path, "%s/objects/%.2s/%s", fixture->store, foreign, foreign + 2);
+    FILE *file = fopen (path, "w");
+    assert_non_null (file);
+    assert_int_equal (fwrite (big, 1, sizeof big, file), sizeof big);
+    fclose (file);
+    s_age (path, 1000);
+    size_t removed = 9;
+    assert_int_equal (qn_blobstore_trim (blobs, 100, 0, &removed), 0);   //  30 <= 100: no walk
+    assert_int_equal (removed, 0);
+    assert_true (qn_blobstore_has (blobs, foreign));
+    //  Storing 80 more may cross the bound: the next trim walks, finds
+    //  610 bytes, and the oldest go first: the foreign file, then a
+    char eighty [80];
+    memset (eighty, 'e', sizeof eighty);
+    assert_int_equal (qn_blobstore_put_buffer (blobs, eighty, sizeof eighty, c, error,
+                                               sizeof error), 0);
+    assert_int_equal (qn_blobstore_trim (blobs, 100, 0, &removed), 510);
+    assert_int_equal (removed, 2);
+    assert_false (qn_blobstore_has (blobs, foreign));
+    assert_false (qn_blobstore_has (blobs, a));
+    assert_true (qn_blobstore_has (blobs, b));
+    assert_true (qn_blobstore_has (blobs, c));
+    assert_int_equal (qn_blobstore_trim (blobs, 100, 0, &removed), 0);   //  100: no walk
+}
+
 int
 main (void)
 {
@@ -731,6 +774,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown (test_remove_abandon, setup, teardown),
         cmocka_unit_test_setup_teardown (test_sweep_and_trim, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_trim_walks_only_when_over, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
