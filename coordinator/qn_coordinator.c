@@ -671,9 +671,10 @@ s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
 }
 
 //  The task's argv with the run's parameters in place (see
-//  qn_workflow_task_argv); NULL with *error_p when it cannot be made.
+//  qn_workflow_task_argv), or as its cache key counts it (identity);
+//  NULL with *error_p when it cannot be made.
 static char **
-s_task_argv (run_t *run, const qn_task_t *spec, char **error_p)
+s_task_argv (run_t *run, const qn_task_t *spec, bool identity, char **error_p)
 {
     *error_p = NULL;
     qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
@@ -683,7 +684,8 @@ s_task_argv (run_t *run, const qn_task_t *spec, char **error_p)
         params [p].key = run->info->params [p]->name;
         params [p].value = run->info->params [p]->value;
     }
-    char **argv = qn_workflow_task_argv (spec, params, run->info->n_params, error_p);
+    char **argv = identity? qn_workflow_task_identity (spec, params, run->info->n_params, error_p)
+                          : qn_workflow_task_argv (spec, params, run->info->n_params, error_p);
     free (params);
     return argv;
 }
@@ -695,7 +697,7 @@ s_cache_key (qn_coordinator_t *self, run_t *run, size_t index, char *key)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     char *error = NULL;
-    char **argv = s_task_argv (run, spec, &error);
+    char **argv = s_task_argv (run, spec, true, &error);
     free (error);
     Qanat__InputSpec **inputs = NULL;
     size_t input_count = 0;
@@ -1145,7 +1147,7 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
     assign->task_name = spec->name;
     assign->workflow = run->info->workflow;
     char *argv_error = NULL;
-    assign->argv = s_task_argv (run, spec, &argv_error);
+    assign->argv = s_task_argv (run, spec, false, &argv_error);
     if (!assign->argv) {
         *error_p = argv_error? argv_error: strdup ("out of memory");
         for (size_t e = 0; e < spec->env_count; e++)

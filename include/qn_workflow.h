@@ -199,14 +199,25 @@ char *
 const char *
     qn_param_type_name (qn_param_type_t type);
 
-//  A task's argv with every ${{ params.NAME }} replaced by the run's value
-//  (params: count resolved pairs).  In a shell string (task->shell) the
-//  value is inserted single-quoted, so that a value is data, never shell
-//  code.  NULL-terminated, malloc'd (free each string, then the array);
-//  NULL with *error_p set for an unknown parameter or an unclosed ${{.
+//  A task's argv, ready to run (params: count resolved pairs).  In a
+//  script a shell reads (a run: string, the SCRIPT of [sh, -c, SCRIPT])
+//  every ${{ params.NAME }} and ${{ secrets.NAME }} becomes an expansion
+//  of QANAT_PARAM_<NAME> / QANAT_SECRET_<NAME>, quoted for where it
+//  stands, so that no value is ever script text (qn_shellref); in any
+//  other argument a parameter's value is inserted as is and a secret is
+//  refused.  NULL-terminated, malloc'd (free each string, then the
+//  array); NULL with *error_p set for an unknown reference, an unclosed
+//  ${{, or a reference where it cannot be made safe.
 char **
     qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t count,
                            char **error_p);
+
+//  The task's command as its cache key counts it: the arguments as
+//  written with the values in (single-quoted in a shell script), a
+//  secret by its name.  Same contract as qn_workflow_task_argv.
+char **
+    qn_workflow_task_identity (const qn_task_t *task, const qn_kv_t *params, size_t count,
+                               char **error_p);
 
 //  Frees an array of count pairs made by this module.
 void

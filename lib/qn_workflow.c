@@ -29,6 +29,7 @@
 
 #include "qn_workflow.h"
 #include "qn_metric.h"
+#include "qn_shellref.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -656,6 +657,42 @@ s_check_keys (s_ctx_t *ctx, s_node_t *map, const char **known, const char *where
 
 //  ---------------------------------------------------------------------
 //  Scalar conversions
+
+//  What a command's ${{ … }} references may name, and the secrets they
+//  named (collected while rewriting shell scripts)
+typedef struct {
+    const qn_kv_t *params;
+    size_t count;
+    char **secrets;
+    size_t secret_count;
+} s_refs_t;
+
+typedef enum {
+    S_EXPAND_EXEC,              //  an argument for exec: values in, secrets refused
+    S_EXPAND_IDENTITY,          //  the cache key's text: values in, secrets by name
+    S_EXPAND_IDENTITY_QUOTED    //  the same for a shell script: values single-quoted
+} s_expand_t;
+
+static char *
+    s_expand_arg (const qn_task_t *task, size_t i, s_refs_t *refs, char **error_p);
+static char *
+    s_format (const char *format, ...);
+
+//  prefix + name upper-cased, every other character '_' (QANAT_PARAM_MY_LR)
+static char *
+s_env_variable (const char *prefix, const char *name, size_t len)
+{
+    size_t plen = strlen (prefix);
+    char *variable = (char *) malloc (plen + len + 1);
+    if (!variable)
+        return NULL;
+    memcpy (variable, prefix, plen);
+    for (size_t i = 0; i < len; i++)
+        variable [plen + i] = isalnum ((unsigned char) name [i])
+                            ? (char) toupper ((unsigned char) name [i]): '_';
+    variable [plen + len] = '\0';
+    return variable;
+}
 
 static char *
 s_strdup (s_ctx_t *ctx, const char *text)
@@ -1502,8 +1539,6 @@ s_parse_backend (s_ctx_t *ctx, qn_task_t *task, s_node_t *task_map)
     }
 }
 
-static char *s_expand_params (const char *text, bool quote, const qn_kv_t *params,
-                              size_t count, char **error_p);
 
 //  ---------------------------------------------------------------------
 //  Artifacts: outputs, inputs, cache
@@ -1819,10 +1854,15 @@ s_resolve_inputs (s_ctx_t *ctx, qn_workflow_t *self, s_task_extra_t *extra)
     }
 }
 
-//  Every ${{ params.NAME }} in the command must name a declared parameter
+//  Every ${{ … }} in the command must name a declared parameter or a
+//  secret, and sit where it can be made data (qn_shellref).  A secret in
+//  a shell string reaches the task through QANAT_SECRET_<NAME>, added
+//  here to the task's env as "${{ secrets.NAME }}" so that it is resolved,
+//  checked and redacted like any other secret in env.
 static void
-s_check_param_refs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
+s_check_refs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
 {
+    s_echo_buf_t echo;
     if (!task->argv)
         return;
     qn_kv_t *names = (qn_kv_t *) calloc (ctx->param_count + 1, sizeof (qn_kv_t));
@@ -1834,15 +1874,48 @@ s_check_param_refs (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
         names [p].key = ctx->params [p].name;
         names [p].value = (char *) "";
     }
+    s_refs_t refs = { names, ctx->param_count, NULL, 0 };
     for (size_t i = 0; i < task->argc; i++) {
         char *error = NULL;
-        char *expanded = s_expand_params (task->argv [i], false, names, ctx->param_count, &error);
+        char *expanded = s_expand_arg (task, i, &refs, &error);
         if (!expanded && error)
-            s_node_error (ctx, node, "%s in the 'run' of task '%s'", error, task->name);
+            s_node_error (ctx, node, "%s in the 'run' of task '%s'", error,
+                          s_echo (task->name, echo));
         free (expanded);
         free (error);
     }
     free (names);
+    for (size_t i = 0; i < refs.secret_count; i++) {
+        const char *secret = refs.secrets [i];
+        char *variable = s_env_variable ("QANAT_SECRET_", secret, strlen (secret));
+        char *value = s_format ("${{ secrets.%s }}", secret);
+        bool clash = false;
+        for (size_t e = 0; variable && e < task->env_count && !clash; e++)
+            if (strcmp (task->env [e].key, variable) == 0) {
+                if (strcmp (task->env [e].value, value) != 0)
+                    s_node_error (ctx, node, "secrets '%s' and '%s' both become %s in the "
+                                  "'run' of task '%s'", s_echo (secret, echo),
+                                  task->env [e].value, variable, task->name);
+                clash = true;
+            }
+        qn_kv_t *env = variable && value && !clash
+                     ? (qn_kv_t *) realloc (task->env, (task->env_count + 1) * sizeof (qn_kv_t))
+                     : NULL;
+        if (env) {
+            task->env = env;
+            task->env [task->env_count].key = variable;
+            task->env [task->env_count].value = value;
+            task->env_count++;
+            variable = value = NULL;
+        }
+        else
+        if (!clash)
+            ctx->oom = true;
+        free (variable);
+        free (value);
+        free (refs.secrets [i]);
+    }
+    free (refs.secrets);
 }
 
 static void
@@ -1872,10 +1945,10 @@ s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
     snprintf (where, sizeof (where), " in task '%s'", s_echo (key->value, echo));
     s_check_keys (ctx, value, s_task_keys, where);
 
-    s_node_t *field;
+    s_node_t *field, *run = NULL;
     if ((field = s_map_get (value, "run", NULL))) {
         s_parse_run (ctx, task, field);
-        s_check_param_refs (ctx, task, field);
+        run = field;
     }
     else
         s_node_error (ctx, key, "task '%s' has no 'run' command", s_echo (key->value, echo));
@@ -1931,6 +2004,9 @@ s_parse_task (s_ctx_t *ctx, qn_task_t *task, s_task_extra_t *extra,
         else
             task->cache = strcmp (field->value, "true") == 0;
     }
+    //  After env: a secret in a shell string adds to it
+    if (run)
+        s_check_refs (ctx, task, run);
 }
 
 static void
@@ -2874,11 +2950,76 @@ s_shell_quote (FILE *stream, const char *value)
     fputc ('\'', stream);
 }
 
-//  Expands ${{ params.NAME }} in text.  NULL with *error_p on an unknown
-//  name or an unclosed reference.
+//  The parameter a reference's inner text names ("params.lr"), or NULL
+static const qn_kv_t *
+s_find_param (const s_refs_t *refs, const char *name, size_t len)
+{
+    for (size_t p = 0; p < refs->count; p++)
+        if (strlen (refs->params [p].key) == len && strncmp (refs->params [p].key, name, len) == 0)
+            return &refs->params [p];
+    return NULL;
+}
+
+//  "unknown …" for a reference that names neither a parameter nor a secret
 static char *
-s_expand_params (const char *text, bool quote, const qn_kv_t *params, size_t count,
-                 char **error_p)
+s_unknown_ref (const char *ref, size_t len)
+{
+    int shown = (int) (len > 64? 64: len);
+    if (len > 7 && strncmp (ref, "params.", 7) == 0)
+        return s_format ("unknown parameter '%.*s' in '${{ %.*s }}'", shown - 7, ref + 7,
+                         shown, ref);
+    return s_format ("unknown reference '${{ %.*s }}' (a command may use params.NAME and "
+                     "secrets.NAME)", shown, ref);
+}
+
+//  A secret name as the vault accepts it: 1 to 128 of [A-Za-z0-9_.-]
+static bool
+s_secret_name_ok (const char *name, size_t len)
+{
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum ((unsigned char) name [i]) && !strchr ("_.-", name [i]))
+            return false;
+    return true;
+}
+
+//  qn_shellref's resolver: params.NAME → QANAT_PARAM_<NAME>, secrets.NAME
+//  → QANAT_SECRET_<NAME> (and the secret remembered for env).
+static char *
+s_resolve_ref (void *arg, const char *ref, size_t len, char **error_p)
+{
+    s_refs_t *refs = (s_refs_t *) arg;
+    if (len > 7 && strncmp (ref, "params.", 7) == 0 && s_find_param (refs, ref + 7, len - 7))
+        return s_env_variable ("QANAT_PARAM_", ref + 7, len - 7);
+    if (len > 8 && strncmp (ref, "secrets.", 8) == 0 && s_secret_name_ok (ref + 8, len - 8)) {
+        char *secret = strndup (ref + 8, len - 8);
+        bool known = false;
+        for (size_t i = 0; secret && i < refs->secret_count && !known; i++)
+            known = strcmp (refs->secrets [i], secret) == 0;
+        char **grown = secret && !known
+                     ? (char **) realloc (refs->secrets, (refs->secret_count + 1) * sizeof (char *))
+                     : NULL;
+        if (grown) {
+            refs->secrets = grown;
+            refs->secrets [refs->secret_count++] = secret;
+        }
+        else
+            free (secret);
+        return s_env_variable ("QANAT_SECRET_", ref + 8, len - 8);
+    }
+    *error_p = s_unknown_ref (ref, len);
+    return NULL;
+}
+
+//  Expands ${{ params.NAME }} in an argument that no shell reads: the
+//  value is the argument's text, as is (exec passes it on untouched).
+//  A secret is refused here: a command line is visible to every user of
+//  the machine (ps, /proc).  NULL with *error_p on a bad reference.  The
+//  identity modes make the text a cache key hashes instead (see
+//  qn_workflow_task_identity).
+static char *
+s_expand_literal (const char *text, s_expand_t mode, const s_refs_t *refs, char **error_p)
 {
     char *out = NULL;
     size_t size = 0;
@@ -2906,28 +3047,26 @@ s_expand_params (const char *text, bool quote, const qn_kv_t *params, size_t cou
         const char *end = close;
         while (end > name && isspace ((unsigned char) end [-1]))
             end--;
-        if (end - name > 7 && strncmp (name, "params.", 7) == 0) {
-            name += 7;
-            const qn_kv_t *found = NULL;
-            for (size_t p = 0; p < count && !found; p++)
-                if (strlen (params [p].key) == (size_t) (end - name)
-                &&  strncmp (params [p].key, name, (size_t) (end - name)) == 0)
-                    found = &params [p];
-            if (!found) {
-                *error_p = s_format ("unknown parameter '%.*s' in '${{ params.%.*s }}'",
-                                         (int) (end - name > 64? 64: end - name), name,
-                                         (int) (end - name > 64? 64: end - name), name);
-                failed = true;
-                break;
-            }
-            if (quote)
-                s_shell_quote (stream, found->value);
-            else
-                fputs (found->value, stream);
-        }
+        size_t len = (size_t) (end - name);
+        const qn_kv_t *found = len > 7 && strncmp (name, "params.", 7) == 0
+                             ? s_find_param (refs, name + 7, len - 7): NULL;
+        if (found && mode == S_EXPAND_IDENTITY_QUOTED)
+            s_shell_quote (stream, found->value);
         else
-            //  Not ours (${{ secrets.X }} is for env): left as written
-            fwrite (open, 1, (size_t) (close + 2 - open), stream);
+        if (found)
+            fputs (found->value, stream);
+        else
+        if (mode != S_EXPAND_EXEC && len > 8 && strncmp (name, "secrets.", 8) == 0)
+            fwrite (open, 1, (size_t) (close + 2 - open), stream);     //  by its name
+        else {
+            *error_p = len > 8 && strncmp (name, "secrets.", 8) == 0
+                     ? s_format ("a secret cannot be an argument of a command run without a "
+                                 "shell (any user of the machine sees it in ps); pass it in "
+                                 "'env' and read the variable")
+                     : s_unknown_ref (name, len);
+            failed = true;
+            break;
+        }
         at = close + 2;
     }
     fclose (stream);
@@ -2938,27 +3077,97 @@ s_expand_params (const char *text, bool quote, const qn_kv_t *params, size_t cou
     return out;
 }
 
-char **
-qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t count,
-                       char **error_p)
+//  Is argument i of the task a script a shell reads?  The string of
+//  run: "…", and in a list [sh|bash|…, OPTIONS, -c, SCRIPT, …] the SCRIPT.
+static bool
+s_is_shell_script (const qn_task_t *task, size_t i)
+{
+    if (task->shell)
+        return i == task->argc - 1;
+    const char *program = strrchr (task->argv [0], '/');
+    program = program? program + 1: task->argv [0];
+    const char *shells [] = { "sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", NULL };
+    bool shell = false;
+    for (size_t s = 0; shells [s] && !shell; s++)
+        shell = strcmp (program, shells [s]) == 0;
+    bool dash_c = false;
+    for (size_t j = 1; shell && j < task->argc; j++) {
+        const char *arg = task->argv [j];
+        bool option = (arg [0] == '-' || arg [0] == '+') && arg [1] && strcmp (arg, "--") != 0;
+        if (!option)
+            return dash_c && j == i;    //  the first operand: -c's script, or a file
+        if (arg [0] == '-' && strchr (arg + 1, 'c'))
+            dash_c = true;
+        if ((strcmp (arg, "-o") == 0 || strcmp (arg, "+o") == 0) && j + 1 < task->argc)
+            j++;                        //  -o NAME
+    }
+    return false;
+}
+
+//  Argument i of the task with its references made: a shell script gets
+//  variable expansions (qn_shellref), any other argument the values.
+static char *
+s_expand_arg (const qn_task_t *task, size_t i, s_refs_t *refs, char **error_p)
+{
+    if (!s_is_shell_script (task, i))
+        return s_expand_literal (task->argv [i], S_EXPAND_EXEC, refs, error_p);
+    size_t offset;
+    char *script = qn_shellref_rewrite (task->argv [i], s_resolve_ref, refs, &offset, error_p);
+    if (!script && *error_p && strncmp (*error_p, "unknown", 7) != 0) {
+        //  Say where: the reference and a little of what follows it
+        const char *at = task->argv [i] + offset;
+        size_t shown = strcspn (at, "\n");
+        char *located = s_format ("%s (at '%.*s')", *error_p, (int) (shown > 40? 40: shown), at);
+        free (*error_p);
+        *error_p = located;
+    }
+    return script;
+}
+
+//  The task's arguments made to run (identity false) or for its cache key
+static char **
+s_task_args (const qn_task_t *task, const qn_kv_t *params, size_t count, bool identity,
+             char **error_p)
 {
     assert (task);
     *error_p = NULL;
     char **argv = (char **) calloc (task->argc + 1, sizeof (char *));
     if (!argv)
         return NULL;
+    s_refs_t refs = { params, count, NULL, 0 };
     for (size_t i = 0; i < task->argc; i++) {
-        //  A shell string is argv {"/bin/sh", "-c", cmd}: only cmd is ours
-        bool quote = task->shell != NULL && i == task->argc - 1;
-        argv [i] = s_expand_params (task->argv [i], quote, params, count, error_p);
+        if (identity)
+            argv [i] = s_expand_literal (task->argv [i], s_is_shell_script (task, i)
+                                         ? S_EXPAND_IDENTITY_QUOTED: S_EXPAND_IDENTITY,
+                                         &refs, error_p);
+        else
+            argv [i] = s_expand_arg (task, i, &refs, error_p);
         if (!argv [i]) {
             for (size_t j = 0; j < i; j++)
                 free (argv [j]);
             free (argv);
-            return NULL;
+            argv = NULL;
+            break;
         }
     }
+    for (size_t i = 0; i < refs.secret_count; i++)
+        free (refs.secrets [i]);
+    free (refs.secrets);
     return argv;
+}
+
+char **
+qn_workflow_task_argv (const qn_task_t *task, const qn_kv_t *params, size_t count,
+                       char **error_p)
+{
+    return s_task_args (task, params, count, false, error_p);
+}
+
+char **
+qn_workflow_task_identity (const qn_task_t *task, const qn_kv_t *params, size_t count,
+                           char **error_p)
+{
+    return s_task_args (task, params, count, true, error_p);
 }
 
 uint32_t

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include "../fuzz/fuzz_common.h"
 #include "../fuzz/fuzz_coordinator.h"
+#include "../fuzz/fuzz_shellref.h"
 
 typedef int (fz_one_fn) (const uint8_t *data, size_t size);
 
@@ -116,6 +117,7 @@ static void test_check (void **state)       { (void) state; s_target ("fuzz_chec
 static void test_token (void **state)       { (void) state; s_target ("fuzz_token", fz_token_one); }
 static void test_metric_line (void **state) { (void) state; s_target ("fuzz_metric_line", fz_metric_line_one); }
 static void test_manifest (void **state)    { (void) state; s_target ("fuzz_manifest", fz_manifest_one); }
+static void test_shellref (void **state)    { (void) state; s_target ("fuzz_shellref", fz_shellref_one); }
 //  Each socket target gets a coordinator of its own, as each fuzzer
 //  process does.
 static void
@@ -204,6 +206,7 @@ main (void)
         cmocka_unit_test (test_token),
         cmocka_unit_test (test_manifest),
         cmocka_unit_test (test_metric_line),
+        cmocka_unit_test (test_shellref),
         cmocka_unit_test (test_agent_socket),
         cmocka_unit_test (test_client_socket),
         cmocka_unit_test (test_socket_effects),

@@ -1123,7 +1123,7 @@ test_typed_params (void **state)
         "  train:\n"
         "    run: python train.py --epochs ${{ params.epochs }} --note ${{params.note}}\n"
         "  listed:\n"
-        "    run: [echo, \"${{ params.optimizer }}\", \"${{ secrets.TOKEN }}\"]\n");
+        "    run: [echo, \"${{ params.optimizer }}\"]\n");
     assert_int_equal (qn_workflow_param (wf, 0)->type, QN_PARAM_INT);
     assert_string_equal (qn_workflow_param (wf, 2)->default_value, "true");
     assert_int_equal (qn_workflow_param (wf, 3)->allowed_count, 2);
@@ -1146,8 +1146,17 @@ test_typed_params (void **state)
     assert_string_equal (params [0].value, "12");
     assert_string_equal (params [2].value, "false");
 
-    //  In a shell string a value is quoted data; in a list it is verbatim
+    //  In a shell string a reference becomes the variable that carries the
+    //  value; in a list the value is verbatim.  The cache key's identity
+    //  has the values, quoted in a shell string.
     char **argv = qn_workflow_task_argv (qn_workflow_task (wf, 0), params, 5, &error);
+    assert_non_null (argv);
+    assert_string_equal (argv [2], "python train.py --epochs \"${QANAT_PARAM_EPOCHS}\" "
+                                   "--note \"${QANAT_PARAM_NOTE}\"");
+    for (size_t i = 0; argv [i]; i++)
+        free (argv [i]);
+    free (argv);
+    argv = qn_workflow_task_identity (qn_workflow_task (wf, 0), params, 5, &error);
     assert_non_null (argv);
     assert_string_equal (argv [2], "python train.py --epochs '12' --note 'it'\\''s'");
     for (size_t i = 0; argv [i]; i++)
@@ -1156,7 +1165,7 @@ test_typed_params (void **state)
     argv = qn_workflow_task_argv (qn_workflow_task (wf, 1), params, 5, &error);
     assert_non_null (argv);
     assert_string_equal (argv [1], "adam");
-    assert_string_equal (argv [2], "${{ secrets.TOKEN }}");
+    assert_null (argv [2]);
     for (size_t i = 0; argv [i]; i++)
         free (argv [i]);
     free (argv);
@@ -1376,7 +1385,7 @@ test_artifact_params (void **state)
     assert_string_equal (params [1].value, "file:" S_HEX64);
     assert_string_equal (params [2].value, "3");
     //  In the command, the parameter is the reference itself
-    char **argv = qn_workflow_task_argv (train, params, 3, &error);
+    char **argv = qn_workflow_task_identity (train, params, 3, &error);
     assert_non_null (argv);
     assert_string_equal (argv [2], "train --data-ref 'dir:" S_HEX64 "'");
     for (size_t i = 0; argv [i]; i++)
