@@ -1236,12 +1236,13 @@ s_parse_checks (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
 static void
 s_parse_retry_on (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
 {
-    static const char *names [] = { "exit", "timeout", "agent_lost", "check", NULL };
+    static const char *names [] = { "exit", "timeout", "agent_lost", "check", "output", NULL };
     static const unsigned flags [] = { QN_RETRY_ON_EXIT, QN_RETRY_ON_TIMEOUT,
-                                       QN_RETRY_ON_AGENT_LOST, QN_RETRY_ON_CHECK };
+                                       QN_RETRY_ON_AGENT_LOST, QN_RETRY_ON_CHECK,
+                                       QN_RETRY_ON_OUTPUT };
     s_node_t **items;
     size_t count;
-    if (s_scalar_list (ctx, node, "a list of exit, timeout, agent_lost, check for 'retry_on'",
+    if (s_scalar_list (ctx, node, "a list of exit, timeout, agent_lost, check, output for 'retry_on'",
                        &items, &count))
         count = 0;
     task->retry_on = 0;
@@ -1253,13 +1254,13 @@ s_parse_retry_on (s_ctx_t *ctx, qn_task_t *task, s_node_t *node)
             task->retry_on |= flags [n];
         else {
             s_echo_buf_t echo;
-            const char *guess = s_closest (items [i]->value, names, 4);
+            const char *guess = s_closest (items [i]->value, names, n);
             if (guess)
                 s_node_error (ctx, items [i], "unknown retry_on value '%s' (did you mean '%s'?)",
                               s_echo (items [i]->value, echo), guess);
             else
                 s_node_error (ctx, items [i], "unknown retry_on value '%s' (use exit, timeout, "
-                              "agent_lost, check)", s_echo (items [i]->value, echo));
+                              "agent_lost, check, output)", s_echo (items [i]->value, echo));
         }
     }
     free (items);
