@@ -1196,12 +1196,34 @@ s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *f
     return remove (path);
 }
 
+//  What `qanat get --json` got: the value, or the file or directory's
+//  hash; and the path and bytes written, if it wrote any.
+static void
+s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *output,
+                     const char *path, uint64_t bytes)
+{
+    fputs ("{\"task\":", out);
+    s_json_str (out, task);
+    fputs (",\"output\":", out);
+    s_json_str (out, output->name);
+    fprintf (out, ",\"kind\":\"%s\"", s_kind_name (output->kind));
+    bool value = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+    fputs (value? ",\"value\":": ",\"hash\":", out);
+    s_json_str (out, value? output->value: output->hash);
+    if (path) {
+        fputs (",\"path\":", out);
+        s_json_str (out, path);
+        fprintf (out, ",\"bytes\":%llu", (unsigned long long) bytes);
+    }
+    fputs ("}\n", out);
+}
+
 static int
 s_cmd_get (options_t *options, int argc, char **argv)
 {
     const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
     if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
-        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH]\n");
+        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH] [--json]\n");
         return EXIT_USAGE;
     }
     uint64_t run_id = s_parse_run_id (argv [0]);
@@ -1235,9 +1257,16 @@ s_cmd_get (options_t *options, int argc, char **argv)
             rc = EXIT_USAGE;
         }
         else {
-            fprintf (out, "%s\n", output->value);
+            //  With -o the file gets the value itself, as without --json
+            if (options->json && out == stdout)
+                s_print_output_json (stdout, task_name, output, NULL, 0);
+            else
+                fprintf (out, "%s\n", output->value);
             if (out != stdout)
                 fclose (out);
+            if (options->json && out != stdout)
+                s_print_output_json (stdout, task_name, output, options->output,
+                                     strlen (output->value) + 1);
         }
     }
     else {
@@ -1274,10 +1303,15 @@ s_cmd_get (options_t *options, int argc, char **argv)
                 *slash = 0;
             if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, &error))
                 rc = EXIT_USAGE;
-            else
-                printf ("%s.%s -> %s%s%s (%llu bytes)\n", task_name, output_name,
-                        slash? parent: "", slash? "/": "", leaf,
-                        (unsigned long long) qn_tree_bytes (tree));
+            else {
+                if (slash)
+                    *slash = '/';
+                if (options->json)
+                    s_print_output_json (stdout, task_name, output, target, qn_tree_bytes (tree));
+                else
+                    printf ("%s.%s -> %s (%llu bytes)\n", task_name, output_name, target,
+                            (unsigned long long) qn_tree_bytes (tree));
+            }
         }
         else
         if (rc == 0)

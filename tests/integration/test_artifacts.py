@@ -285,6 +285,41 @@ tasks:
     # `qanat stats` does not print the blob server's byte counters.
 
 
+def test_get_json_prints_json_for_values_and_files(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    wf = c.write("outs.yaml", """\
+name: outs
+tasks:
+  make:
+    outputs: {greeting: {value: true}, report: report.txt}
+    run: 'echo "greeting=say \\"hi\\"" >> "$QANAT_VALUES"; echo hello > report.txt'
+""")
+    run = c.wait_run(c.start_run(wf))
+    check(run["status"] == "succeeded", "run %s" % run["status"])
+    run_id = run["run_id"]
+    raw = c.qanat("get", run_id, "make.greeting").stdout
+    check(raw == 'say "hi"\n', "the value without --json: %r" % raw)
+    got = c.qanat("get", run_id, "make.greeting", "--json").stdout
+    try:
+        value = json.loads(got)
+    except ValueError:
+        raise harness.TestFailure("get --json of a value is not JSON: %r" % got)
+    check(value == {"task": "make", "output": "greeting", "kind": "value", "value": 'say "hi"'},
+          "get --json of a value: %s" % value)
+    # -o: the file gets the value itself, stdout says what was written
+    target = os.path.join(c.dir, "greeting.txt")
+    written = json.loads(c.qanat("get", run_id, "make.greeting", "-o", target, "--json").stdout)
+    with open(target) as f:
+        check(f.read() == 'say "hi"\n', "the value written by -o")
+    check((written["path"], written["bytes"]) == (target, 9), "get -o --json: %s" % written)
+    target = os.path.join(c.dir, "report.txt")
+    report = json.loads(c.qanat("get", run_id, "make.report", "-o", target, "--json").stdout)
+    check(report == {"task": "make", "output": "report", "kind": "file",
+                     "hash": hashlib.sha256(b"hello\n").hexdigest(), "path": target, "bytes": 6},
+          "get --json of a file: %s" % report)
+
+
 # ---------------------------------------------------------------------------
 
 CACHED = """\
