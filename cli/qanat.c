@@ -193,6 +193,14 @@ s_run_exit_code (Qanat__RunStatus status)
 //  ---------------------------------------------------------------------
 //  Printing runs
 
+//  An attempt that took an earlier run's outputs (cache: true): it ran
+//  nowhere, and its task's cached_from names that run.
+static bool
+s_attempt_cached (const Qanat__AttemptInfo *attempt)
+{
+    return attempt->end && streq (attempt->end, "cached");
+}
+
 static void
 s_print_run_json (FILE *out, Qanat__RunInfo *run)
 {
@@ -252,6 +260,8 @@ s_print_run_json (FILE *out, Qanat__RunInfo *run)
             s_json_str (out, attempt->environment);
             fprintf (out, ",\"host\":");
             s_json_str (out, attempt->host);
+            fprintf (out, ",\"cached_from\":%llu", (unsigned long long)
+                     (s_attempt_cached (attempt)? task->cached_from: 0));
             fputs (",\"stack_trace\":", out);
             s_json_str (out, attempt->stack_trace);
             fputc ('}', out);
@@ -629,13 +639,22 @@ s_follow_print (follow_item_t *item, follow_task_t *state, bool *at_line_start)
         case ITEM_START:
             if (attempt->attempt <= state->started)
                 break;
-            printf ("==> %s started on %s (attempt %u)\n", task->name, attempt->agent, attempt->attempt);
+            if (s_attempt_cached (attempt))
+                printf ("==> %s cached from run %llu\n", task->name,
+                        (unsigned long long) task->cached_from);
+            else
+                printf ("==> %s started on %s (attempt %u)\n", task->name, attempt->agent,
+                        attempt->attempt);
             state->started = attempt->attempt;
             break;
         case ITEM_END: {
             if (attempt->attempt <= state->ended)
                 break;
             state->ended = attempt->attempt;
+            if (s_attempt_cached (attempt)) {
+                state->closed = true;     //  its start line said it all
+                break;
+            }
             bool last = attempt == task->attempts [task->n_attempts - 1];
             const char *outcome = last? qn_task_status_name (task->status): "failed, retrying";
             printf ("==> %s %s in %s", task->name, outcome,

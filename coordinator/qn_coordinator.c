@@ -739,10 +739,12 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     attempt->finished = true;
     attempt->end = s_strdup ("cached");
     attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
-    attempt->backend = s_strdup (source->backend);
+    //  Nothing ran: no agent, backend, host or environment of its own
+    //  (where the outputs were made is in the source run)
+    attempt->backend = s_strdup ("");
     attempt->engine_job_id = s_strdup ("");
-    attempt->environment = s_strdup (source->environment);
-    attempt->host = s_strdup (source->host);
+    attempt->environment = s_strdup ("");
+    attempt->host = s_strdup ("");
     //  The outputs move over, each blob gaining this run's reference
     attempt->outputs = source->outputs;
     attempt->n_outputs = source->n_outputs;

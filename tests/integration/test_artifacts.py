@@ -360,6 +360,17 @@ def test_cache_hit_on_the_second_run_and_no_cache_runs_again(c):
     check((out["hash"], out["cached_from"]) == (expected, first["run_id"]),
           "cached artifacts %s" % out)
     check(stdout_of(c, second["run_id"], "use") == ["hello"], "the cached output reached use")
+    # A cached attempt ran nowhere: no agent, host, backend or environment,
+    # and it names the run whose outputs it took.
+    ran = last_attempt(first, "make")
+    check(ran["host"] != "" and ran["cached_from"] == 0, "the first attempt %s" % ran)
+    where = {k: attempt[k] for k in ("agent", "host", "backend", "environment", "engine_job_id")}
+    check(set(where.values()) == {""} and attempt["end"] == "cached"
+          and attempt["cached_from"] == first["run_id"], "the cached attempt %s" % attempt)
+    followed = c.qanat("run", wf, "--follow", timeout=60).stdout
+    check("==> make cached from run %d\n" % first["run_id"] in followed
+          and "make started on" not in followed and "==> use started on a1" in followed,
+          "followed a cached task:\n" + followed)
 
     third_id = c.qanat_json("run", wf, "--no-cache")["run_id"]
     third = c.wait_run(third_id)
