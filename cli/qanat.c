@@ -7,7 +7,8 @@
 
     Exit codes: 0 done (a followed run succeeded, with or without
     warnings); 1 a followed run failed or was canceled; 2 bad usage or an
-    invalid workflow; 3 the coordinator could not be reached or refused.
+    invalid workflow; 3 the coordinator could not be reached or refused;
+    130 interrupted (Ctrl-C), which stops the client, never a run.
 */
 #include "qanat.h"
 #include "qn_blobstore.h"
@@ -22,6 +23,7 @@
 #define EXIT_RUN_FAILED   1
 #define EXIT_USAGE        2
 #define EXIT_COORDINATOR  3
+#define EXIT_INTERRUPTED  130       //  128 + SIGINT, as a shell reports it
 
 typedef struct {
     const char *endpoint;
@@ -132,6 +134,25 @@ s_duration_text (int64_t from_us, int64_t to_us)
 //  ---------------------------------------------------------------------
 //  Talking to the coordinator
 
+//  The run `--follow` is following, so that Ctrl-C can say where it went
+static uint64_t s_followed_run;
+
+//  Ctrl-C (czmq's handler sets zsys_interrupted) stops this client; the
+//  run it followed goes on, and the user is told how to find it again.
+static void
+s_exit_interrupted (void)
+{
+    fflush (stdout);
+    if (s_followed_run)
+        fprintf (stderr, "\nqanat: interrupted: run %llu continues; follow it again with: "
+                 "qanat logs %llu --follow, or see: qanat status %llu\n",
+                 (unsigned long long) s_followed_run, (unsigned long long) s_followed_run,
+                 (unsigned long long) s_followed_run);
+    else
+        fprintf (stderr, "\nqanat: interrupted\n");
+    exit (EXIT_INTERRUPTED);
+}
+
 static qn_client_t *
 s_connect (options_t *options)
 {
@@ -152,6 +173,8 @@ s_call (qn_client_t *client, Qanat__Request *request)
 {
     char *error = NULL;
     Qanat__Envelope *reply = qn_client_call (client, request, &error);
+    if (!reply && zsys_interrupted)
+        s_exit_interrupted ();
     if (!reply) {
         fprintf (stderr, "qanat: %s\n", error? error: "request failed");
         free (error);
@@ -459,7 +482,11 @@ s_cmd_logs (options_t *options, int argc, char **argv)
     qn_client_t *client = s_connect (options);
     ProtobufCBinaryData cursor = {0, NULL};
     bool at_line_start = true;
+    if (options->follow)
+        s_followed_run = run_id;
     while (true) {
+        if (zsys_interrupted)
+            s_exit_interrupted ();
         size_t count = 0;
         bool finished = s_logs_page (client, run_id, task, options->attempt, &cursor, !task,
                                      options->json, &at_line_start, &count);
@@ -690,6 +717,7 @@ s_follow_slots (Qanat__RunInfo *run)
 static int
 s_follow_run (qn_client_t *client, uint64_t run_id)
 {
+    s_followed_run = run_id;
     Qanat__Envelope *first = s_get_run (client, run_id);
     size_t tracked_count = first->reply->run->n_tasks;
     follow_task_t *tracked = (follow_task_t *) calloc (tracked_count + 1, sizeof (follow_task_t));
@@ -701,6 +729,8 @@ s_follow_run (qn_client_t *client, uint64_t run_id)
     bool at_line_start = true;
     bool finished = false;
     while (!finished) {
+        if (zsys_interrupted)
+            s_exit_interrupted ();
         Qanat__Envelope *snapshot = s_get_run (client, run_id);
         Qanat__ReadLogs read = QANAT__READ_LOGS__INIT;
         read.run_id = run_id;

@@ -1,6 +1,8 @@
 """The CLI as a user meets it: clear errors, validation with file:line:col,
 --help everywhere, --json everywhere, cancel, and logs --follow."""
 import json
+import os
+import signal
 import subprocess
 import time
 import harness
@@ -57,6 +59,14 @@ def _field(data, number):
     return next((value for field, value in _fields(data) if field == number), b"")
 
 
+def _varint(n):
+    out = b""
+    while n > 0x7F:
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
 def test_a_file_over_1_mib_gets_one_message_from_cli_and_coordinator(c):
     """The CLI refuses it before sending; a client that sends it anyway
     gets the same words from the coordinator (docs/workflow-format.md)."""
@@ -86,12 +96,44 @@ def test_a_file_over_1_mib_gets_one_message_from_cli_and_coordinator(c):
     check(message + "\n" == expected, "the coordinator said %r" % message)
 
 
-def _varint(n):
-    out = b""
-    while n > 0x7F:
-        out += bytes([(n & 0x7F) | 0x80])
-        n >>= 7
-    return out + bytes([n])
+
+def _qanat_with_key_only(c, *args, **popen):
+    """qanat with no --coordinator: the endpoint comes from the key file."""
+    env = dict(os.environ)
+    env.pop("QANAT_COORDINATOR", None)
+    return subprocess.Popen([QANAT, "--key", c.key, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def test_ctrl_c_during_run_follow_stops_following_not_the_run(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    wf = c.write("long.yaml", "name: long\ntasks:\n  slow:\n    run: echo working; sleep 3; echo done\n")
+    follow = _qanat_with_key_only(c, "run", wf, "--follow")
+    seen = b""
+    while b"working" not in seen:
+        line = follow.stdout.readline()
+        check(line, "qanat run --follow ended early: %r" % seen)
+        seen += line
+    run_id = int(seen.split()[1])
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=30)
+    err = err.decode(errors="replace")
+    check(follow.returncode == 130, "exit %d, stderr %r" % (follow.returncode, err))
+    check("qanat: interrupted: run %d continues; follow it again with: qanat logs %d --follow, "
+          "or see: qanat status %d\n" % (run_id, run_id, run_id) in err
+          and "cannot reach" not in err, "stderr %r" % err)
+    check(c.qanat_json("status", run_id)["status"] == "running", "the run stopped")
+    check(c.wait_run(run_id)["status"] == "succeeded", "the run did not finish")
+
+
+def test_an_unreachable_coordinator_is_named_as_the_key_file_names_it(c):
+    c.start_coordinator()
+    c.kill_coordinator()
+    result = _qanat_with_key_only(c, "--timeout", "1", "runs")
+    err = result.communicate(timeout=30)[1].decode(errors="replace")
+    check(result.returncode == 3, "exit %d" % result.returncode)
+    check("cannot reach the coordinator at %s: " % c.client_endpoint in err, "stderr %r" % err)
 
 def test_help_on_every_command(c):
     result = subprocess.run([QANAT, "--help"], capture_output=True, text=True)
