@@ -7,7 +7,8 @@
 
     Exit codes: 0 done (a followed run succeeded, with or without
     warnings); 1 a followed run failed or was canceled; 2 bad usage or an
-    invalid workflow; 3 the coordinator could not be reached or refused.
+    invalid workflow; 3 the coordinator could not be reached or refused;
+    130 interrupted (Ctrl-C), which stops the client, never a run.
 */
 #include "qanat.h"
 #include "qn_blobstore.h"
@@ -22,6 +23,7 @@
 #define EXIT_RUN_FAILED   1
 #define EXIT_USAGE        2
 #define EXIT_COORDINATOR  3
+#define EXIT_INTERRUPTED  130       //  128 + SIGINT, as a shell reports it
 
 typedef struct {
     const char *endpoint;
@@ -132,6 +134,25 @@ s_duration_text (int64_t from_us, int64_t to_us)
 //  ---------------------------------------------------------------------
 //  Talking to the coordinator
 
+//  The run `--follow` is following, so that Ctrl-C can say where it went
+static uint64_t s_followed_run;
+
+//  Ctrl-C (czmq's handler sets zsys_interrupted) stops this client; the
+//  run it followed goes on, and the user is told how to find it again.
+static void
+s_exit_interrupted (void)
+{
+    fflush (stdout);
+    if (s_followed_run)
+        fprintf (stderr, "\nqanat: interrupted: run %llu continues; follow it again with: "
+                 "qanat logs %llu --follow, or see: qanat status %llu\n",
+                 (unsigned long long) s_followed_run, (unsigned long long) s_followed_run,
+                 (unsigned long long) s_followed_run);
+    else
+        fprintf (stderr, "\nqanat: interrupted\n");
+    exit (EXIT_INTERRUPTED);
+}
+
 static qn_client_t *
 s_connect (options_t *options)
 {
@@ -152,6 +173,8 @@ s_call (qn_client_t *client, Qanat__Request *request)
 {
     char *error = NULL;
     Qanat__Envelope *reply = qn_client_call (client, request, &error);
+    if (!reply && zsys_interrupted)
+        s_exit_interrupted ();
     if (!reply) {
         fprintf (stderr, "qanat: %s\n", error? error: "request failed");
         free (error);
@@ -192,6 +215,14 @@ s_run_exit_code (Qanat__RunStatus status)
 
 //  ---------------------------------------------------------------------
 //  Printing runs
+
+//  An attempt that took an earlier run's outputs (cache: true): it ran
+//  nowhere, and its task's cached_from names that run.
+static bool
+s_attempt_cached (const Qanat__AttemptInfo *attempt)
+{
+    return attempt->end && streq (attempt->end, "cached");
+}
 
 static void
 s_print_run_json (FILE *out, Qanat__RunInfo *run)
@@ -252,6 +283,8 @@ s_print_run_json (FILE *out, Qanat__RunInfo *run)
             s_json_str (out, attempt->environment);
             fprintf (out, ",\"host\":");
             s_json_str (out, attempt->host);
+            fprintf (out, ",\"cached_from\":%llu", (unsigned long long)
+                     (s_attempt_cached (attempt)? task->cached_from: 0));
             fputs (",\"stack_trace\":", out);
             s_json_str (out, attempt->stack_trace);
             fputc ('}', out);
@@ -449,7 +482,11 @@ s_cmd_logs (options_t *options, int argc, char **argv)
     qn_client_t *client = s_connect (options);
     ProtobufCBinaryData cursor = {0, NULL};
     bool at_line_start = true;
+    if (options->follow)
+        s_followed_run = run_id;
     while (true) {
+        if (zsys_interrupted)
+            s_exit_interrupted ();
         size_t count = 0;
         bool finished = s_logs_page (client, run_id, task, options->attempt, &cursor, !task,
                                      options->json, &at_line_start, &count);
@@ -629,13 +666,22 @@ s_follow_print (follow_item_t *item, follow_task_t *state, bool *at_line_start)
         case ITEM_START:
             if (attempt->attempt <= state->started)
                 break;
-            printf ("==> %s started on %s (attempt %u)\n", task->name, attempt->agent, attempt->attempt);
+            if (s_attempt_cached (attempt))
+                printf ("==> %s cached from run %llu\n", task->name,
+                        (unsigned long long) task->cached_from);
+            else
+                printf ("==> %s started on %s (attempt %u)\n", task->name, attempt->agent,
+                        attempt->attempt);
             state->started = attempt->attempt;
             break;
         case ITEM_END: {
             if (attempt->attempt <= state->ended)
                 break;
             state->ended = attempt->attempt;
+            if (s_attempt_cached (attempt)) {
+                state->closed = true;     //  its start line said it all
+                break;
+            }
             bool last = attempt == task->attempts [task->n_attempts - 1];
             const char *outcome = last? qn_task_status_name (task->status): "failed, retrying";
             printf ("==> %s %s in %s", task->name, outcome,
@@ -671,6 +717,7 @@ s_follow_slots (Qanat__RunInfo *run)
 static int
 s_follow_run (qn_client_t *client, uint64_t run_id)
 {
+    s_followed_run = run_id;
     Qanat__Envelope *first = s_get_run (client, run_id);
     size_t tracked_count = first->reply->run->n_tasks;
     follow_task_t *tracked = (follow_task_t *) calloc (tracked_count + 1, sizeof (follow_task_t));
@@ -682,6 +729,8 @@ s_follow_run (qn_client_t *client, uint64_t run_id)
     bool at_line_start = true;
     bool finished = false;
     while (!finished) {
+        if (zsys_interrupted)
+            s_exit_interrupted ();
         Qanat__Envelope *snapshot = s_get_run (client, run_id);
         Qanat__ReadLogs read = QANAT__READ_LOGS__INIT;
         read.run_id = run_id;
@@ -1196,12 +1245,34 @@ s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *f
     return remove (path);
 }
 
+//  What `qanat get --json` got: the value, or the file or directory's
+//  hash; and the path and bytes written, if it wrote any.
+static void
+s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *output,
+                     const char *path, uint64_t bytes)
+{
+    fputs ("{\"task\":", out);
+    s_json_str (out, task);
+    fputs (",\"output\":", out);
+    s_json_str (out, output->name);
+    fprintf (out, ",\"kind\":\"%s\"", s_kind_name (output->kind));
+    bool value = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+    fputs (value? ",\"value\":": ",\"hash\":", out);
+    s_json_str (out, value? output->value: output->hash);
+    if (path) {
+        fputs (",\"path\":", out);
+        s_json_str (out, path);
+        fprintf (out, ",\"bytes\":%llu", (unsigned long long) bytes);
+    }
+    fputs ("}\n", out);
+}
+
 static int
 s_cmd_get (options_t *options, int argc, char **argv)
 {
     const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
     if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
-        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH]\n");
+        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH] [--json]\n");
         return EXIT_USAGE;
     }
     uint64_t run_id = s_parse_run_id (argv [0]);
@@ -1235,9 +1306,16 @@ s_cmd_get (options_t *options, int argc, char **argv)
             rc = EXIT_USAGE;
         }
         else {
-            fprintf (out, "%s\n", output->value);
+            //  With -o the file gets the value itself, as without --json
+            if (options->json && out == stdout)
+                s_print_output_json (stdout, task_name, output, NULL, 0);
+            else
+                fprintf (out, "%s\n", output->value);
             if (out != stdout)
                 fclose (out);
+            if (options->json && out != stdout)
+                s_print_output_json (stdout, task_name, output, options->output,
+                                     strlen (output->value) + 1);
         }
     }
     else {
@@ -1274,10 +1352,15 @@ s_cmd_get (options_t *options, int argc, char **argv)
                 *slash = 0;
             if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, &error))
                 rc = EXIT_USAGE;
-            else
-                printf ("%s.%s -> %s%s%s (%llu bytes)\n", task_name, output_name,
-                        slash? parent: "", slash? "/": "", leaf,
-                        (unsigned long long) qn_tree_bytes (tree));
+            else {
+                if (slash)
+                    *slash = '/';
+                if (options->json)
+                    s_print_output_json (stdout, task_name, output, target, qn_tree_bytes (tree));
+                else
+                    printf ("%s.%s -> %s (%llu bytes)\n", task_name, output_name, target,
+                            (unsigned long long) qn_tree_bytes (tree));
+            }
         }
         else
         if (rc == 0)

@@ -741,10 +741,12 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     attempt->finished = true;
     attempt->end = s_strdup ("cached");
     attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
-    attempt->backend = s_strdup (source->backend);
+    //  Nothing ran: no agent, backend, host or environment of its own
+    //  (where the outputs were made is in the source run)
+    attempt->backend = s_strdup ("");
     attempt->engine_job_id = s_strdup ("");
-    attempt->environment = s_strdup (source->environment);
-    attempt->host = s_strdup (source->host);
+    attempt->environment = s_strdup ("");
+    attempt->host = s_strdup ("");
     //  The outputs move over, each blob gaining this run's reference
     attempt->outputs = source->outputs;
     attempt->n_outputs = source->n_outputs;
@@ -889,18 +891,31 @@ s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
     return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
 }
 
+//  Every way an attempt ends (AttemptInfo.end), with the retry_on flag
+//  that retries it; an end missing here would never be retried.
+static const struct {
+    const char *end;
+    unsigned retry_on;
+} s_attempt_ends [] = {
+    { "exit",       QN_RETRY_ON_EXIT },
+    { "timeout",    QN_RETRY_ON_TIMEOUT },
+    { "agent_lost", QN_RETRY_ON_AGENT_LOST },
+    { "start",      QN_RETRY_ON_AGENT_LOST },    //  could not start: retried like a lost one
+    { "check",      QN_RETRY_ON_CHECK },
+    { "output",     QN_RETRY_ON_OUTPUT },
+    { "canceled",   0 },                         //  never retried
+    { "cached",     0 },                         //  a success, never a failure
+};
+
 static unsigned
 s_retry_flag (const char *end)
 {
-    if (streq (end, "timeout"))
-        return QN_RETRY_ON_TIMEOUT;
-    if (streq (end, "agent_lost") || streq (end, "start"))
-        return QN_RETRY_ON_AGENT_LOST;
-    if (streq (end, "check"))
-        return QN_RETRY_ON_CHECK;
-    if (streq (end, "exit"))
-        return QN_RETRY_ON_EXIT;
-    return 0;                               //  canceled: never retried
+    size_t count = sizeof s_attempt_ends / sizeof s_attempt_ends [0];
+    for (size_t i = 0; i < count; i++)
+        if (streq (s_attempt_ends [i].end, end))
+            return s_attempt_ends [i].retry_on;
+    assert (!"an attempt end missing from s_attempt_ends");
+    return 0;
 }
 
 //  Exponential backoff with +-20% jitter, so that tasks failing together
@@ -919,8 +934,8 @@ s_retry_delay_us (const qn_task_t *spec, size_t attempts)
 
 //  Ends the current attempt of a task and decides what follows: another
 //  attempt, if retries are left and the task retries this kind of ending,
-//  or failure and the skipping of dependents.  end is one of exit,
-//  timeout, canceled, agent_lost, check, start.
+//  or failure and the skipping of dependents.  end is one of
+//  s_attempt_ends.
 static void
 s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const char *reason,
                        const char *end)

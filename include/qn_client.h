@@ -43,7 +43,9 @@ const char *
 //  Sends request (its id is set here) and waits for the matching reply.
 //  Returns the reply envelope (free with qn_msg_free), whose ->reply is
 //  set, or NULL with *error_p a malloc'd message.  A reply of type Error is
-//  returned as NULL too, with its message in *error_p.
+//  returned as NULL too, with its message in *error_p.  An interrupt
+//  (SIGINT or SIGTERM, zsys_interrupted) stops the wait: NULL with
+//  "interrupted".
 Qanat__Envelope *
     qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p);
 

@@ -89,7 +89,8 @@ typedef struct {
 #define QN_RETRY_ON_TIMEOUT     2u
 #define QN_RETRY_ON_AGENT_LOST  4u   //  the agent was lost or lost the process
 #define QN_RETRY_ON_CHECK       8u   //  an error check failed
-#define QN_RETRY_ON_ALL         15u
+#define QN_RETRY_ON_OUTPUT      16u  //  a declared output is missing or was not stored
+#define QN_RETRY_ON_ALL         31u
 
 typedef struct {
     char *name;

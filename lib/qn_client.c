@@ -69,9 +69,13 @@ qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms,
     if (!endpoint || !*endpoint)
         endpoint = QN_DEFAULT_CLIENT_ENDPOINT;
     qn_client_t *self = (qn_client_t *) zmalloc (sizeof (qn_client_t));
+    //  Copied now: the key file's endpoint lives in cert, freed below
+    self->endpoint = strdup (endpoint);
+    endpoint = self->endpoint;
     self->sock = zsock_new (ZMQ_DEALER);
     if (!self->sock) {
         zcert_destroy (&cert);
+        free (self->endpoint);
         free (self);
         free (error_dummy);
         return NULL;
@@ -89,12 +93,12 @@ qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms,
         *error_p = zsys_sprintf ("cannot connect to '%s': %s", endpoint, zmq_strerror (zmq_errno ()));
         zcert_destroy (&cert);
         zsock_destroy (&self->sock);
+        free (self->endpoint);
         free (self);
         return NULL;
     }
     zcert_destroy (&cert);
     free (error_dummy);
-    self->endpoint = strdup (endpoint);
     self->timeout_ms = timeout_ms > 0? timeout_ms: 5000;
     self->next_id = (uint64_t) getpid () << 32;
     return self;
@@ -151,7 +155,7 @@ qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p)
         return NULL;
     }
     bool sent = false;
-    while (!sent && zclock_mono () < deadline) {
+    while (!sent && !zsys_interrupted && zclock_mono () < deadline) {
         zframe_t *copy = zframe_dup (frame);
         if (zmq_send (zsock_resolve (self->sock), zframe_data (copy), zframe_size (copy),
                       ZMQ_DONTWAIT) >= 0)
@@ -193,8 +197,9 @@ qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p)
     }
     zpoller_destroy (&poller);
     if (!reply) {
+        //  Ctrl-C (czmq's handler) ends the wait: not the coordinator's fault
         if (error_p)
-            *error_p = s_unreachable (self);
+            *error_p = zsys_interrupted? strdup ("interrupted"): s_unreachable (self);
         return NULL;
     }
     if (reply->reply->body_case == QANAT__REPLY__BODY_ERROR) {

@@ -285,6 +285,41 @@ tasks:
     # `qanat stats` does not print the blob server's byte counters.
 
 
+def test_get_json_prints_json_for_values_and_files(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    wf = c.write("outs.yaml", """\
+name: outs
+tasks:
+  make:
+    outputs: {greeting: {value: true}, report: report.txt}
+    run: 'echo "greeting=say \\"hi\\"" >> "$QANAT_VALUES"; echo hello > report.txt'
+""")
+    run = c.wait_run(c.start_run(wf))
+    check(run["status"] == "succeeded", "run %s" % run["status"])
+    run_id = run["run_id"]
+    raw = c.qanat("get", run_id, "make.greeting").stdout
+    check(raw == 'say "hi"\n', "the value without --json: %r" % raw)
+    got = c.qanat("get", run_id, "make.greeting", "--json").stdout
+    try:
+        value = json.loads(got)
+    except ValueError:
+        raise harness.TestFailure("get --json of a value is not JSON: %r" % got)
+    check(value == {"task": "make", "output": "greeting", "kind": "value", "value": 'say "hi"'},
+          "get --json of a value: %s" % value)
+    # -o: the file gets the value itself, stdout says what was written
+    target = os.path.join(c.dir, "greeting.txt")
+    written = json.loads(c.qanat("get", run_id, "make.greeting", "-o", target, "--json").stdout)
+    with open(target) as f:
+        check(f.read() == 'say "hi"\n', "the value written by -o")
+    check((written["path"], written["bytes"]) == (target, 9), "get -o --json: %s" % written)
+    target = os.path.join(c.dir, "report.txt")
+    report = json.loads(c.qanat("get", run_id, "make.report", "-o", target, "--json").stdout)
+    check(report == {"task": "make", "output": "report", "kind": "file",
+                     "hash": hashlib.sha256(b"hello\n").hexdigest(), "path": target, "bytes": 6},
+          "get --json of a file: %s" % report)
+
+
 # ---------------------------------------------------------------------------
 
 CACHED = """\
@@ -325,6 +360,17 @@ def test_cache_hit_on_the_second_run_and_no_cache_runs_again(c):
     check((out["hash"], out["cached_from"]) == (expected, first["run_id"]),
           "cached artifacts %s" % out)
     check(stdout_of(c, second["run_id"], "use") == ["hello"], "the cached output reached use")
+    # A cached attempt ran nowhere: no agent, host, backend or environment,
+    # and it names the run whose outputs it took.
+    ran = last_attempt(first, "make")
+    check(ran["host"] != "" and ran["cached_from"] == 0, "the first attempt %s" % ran)
+    where = {k: attempt[k] for k in ("agent", "host", "backend", "environment", "engine_job_id")}
+    check(set(where.values()) == {""} and attempt["end"] == "cached"
+          and attempt["cached_from"] == first["run_id"], "the cached attempt %s" % attempt)
+    followed = c.qanat("run", wf, "--follow", timeout=60).stdout
+    check("==> make cached from run %d\n" % first["run_id"] in followed
+          and "make started on" not in followed and "==> use started on a1" in followed,
+          "followed a cached task:\n" + followed)
 
     third_id = c.qanat_json("run", wf, "--no-cache")["run_id"]
     third = c.wait_run(third_id)

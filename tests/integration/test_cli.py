@@ -1,6 +1,8 @@
 """The CLI as a user meets it: clear errors, validation with file:line:col,
 --help everywhere, --json everywhere, cancel, and logs --follow."""
 import json
+import os
+import signal
 import subprocess
 import time
 import harness
@@ -30,6 +32,108 @@ def test_validate_reports_file_line_col(c):
     result = subprocess.run([QANAT, "validate", good], capture_output=True, text=True)
     check(result.returncode == 0 and "ok" in result.stdout, "valid file: " + result.stdout + result.stderr)
 
+
+def _fields(data):
+    """(field number, bytes) of a protobuf message's length-delimited
+    fields; varints are skipped."""
+    def varint(at):
+        value = shift = 0
+        while True:
+            value |= (data[at] & 0x7F) << shift
+            shift += 7
+            at += 1
+            if not data[at - 1] & 0x80:
+                return value, at
+    at = 0
+    while at < len(data):
+        key, at = varint(at)
+        if key & 7 == 0:
+            _, at = varint(at)
+            continue
+        size, at = varint(at)
+        yield key >> 3, data[at:at + size]
+        at += size
+
+
+def _field(data, number):
+    return next((value for field, value in _fields(data) if field == number), b"")
+
+
+def _varint(n):
+    out = b""
+    while n > 0x7F:
+        out += bytes([(n & 0x7F) | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def test_a_file_over_1_mib_gets_one_message_from_cli_and_coordinator(c):
+    """The CLI refuses it before sending; a client that sends it anyway
+    gets the same words from the coordinator (docs/workflow-format.md)."""
+    import zmq
+    from test_garbage import envelope, peer, read_cert
+    c.start_coordinator()
+    source = b"#" * (1024 * 1024 + 1)
+    with open(c.write("huge.yaml", ""), "wb") as f:
+        f.write(source)
+    expected = "huge.yaml:1:1: file is larger than 1 MiB\n"
+    for command in ("validate", "run"):
+        result = subprocess.run([QANAT, "--coordinator", c.client_endpoint, "--key", c.key,
+                                 command, "huge.yaml"], capture_output=True, text=True, cwd=c.dir)
+        check((result.returncode, result.stderr) == (2, expected),
+              "qanat %s: exit %d, %r" % (command, result.returncode, result.stderr))
+    # StartRun{workflow: SubmitWorkflow{filename, source}} in Request{id: 7}
+    def submessage(number, body):
+        return bytes([(number << 3) | 2]) + _varint(len(body)) + body
+    workflow = submessage(1, b"huge.yaml") + submessage(2, source)
+    request = b"\x08\x07" + submessage(11, submessage(1, workflow))
+    sock = peer(c.client_endpoint, read_cert(c.key))
+    sock.send(envelope(1, 30, request))
+    check(sock.poll(10000), "no reply from the coordinator")
+    reply = _field(sock.recv(), 31)
+    sock.close()
+    message = _field(_field(reply, 10), 1).decode()
+    check(message + "\n" == expected, "the coordinator said %r" % message)
+
+
+
+def _qanat_with_key_only(c, *args, **popen):
+    """qanat with no --coordinator: the endpoint comes from the key file."""
+    env = dict(os.environ)
+    env.pop("QANAT_COORDINATOR", None)
+    return subprocess.Popen([QANAT, "--key", c.key, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def test_ctrl_c_during_run_follow_stops_following_not_the_run(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    wf = c.write("long.yaml", "name: long\ntasks:\n  slow:\n    run: echo working; sleep 3; echo done\n")
+    follow = _qanat_with_key_only(c, "run", wf, "--follow")
+    seen = b""
+    while b"working" not in seen:
+        line = follow.stdout.readline()
+        check(line, "qanat run --follow ended early: %r" % seen)
+        seen += line
+    run_id = int(seen.split()[1])
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=30)
+    err = err.decode(errors="replace")
+    check(follow.returncode == 130, "exit %d, stderr %r" % (follow.returncode, err))
+    check("qanat: interrupted: run %d continues; follow it again with: qanat logs %d --follow, "
+          "or see: qanat status %d\n" % (run_id, run_id, run_id) in err
+          and "cannot reach" not in err, "stderr %r" % err)
+    check(c.qanat_json("status", run_id)["status"] == "running", "the run stopped")
+    check(c.wait_run(run_id)["status"] == "succeeded", "the run did not finish")
+
+
+def test_an_unreachable_coordinator_is_named_as_the_key_file_names_it(c):
+    c.start_coordinator()
+    c.kill_coordinator()
+    result = _qanat_with_key_only(c, "--timeout", "1", "runs")
+    err = result.communicate(timeout=30)[1].decode(errors="replace")
+    check(result.returncode == 3, "exit %d" % result.returncode)
+    check("cannot reach the coordinator at %s: " % c.client_endpoint in err, "stderr %r" % err)
 
 def test_help_on_every_command(c):
     result = subprocess.run([QANAT, "--help"], capture_output=True, text=True)

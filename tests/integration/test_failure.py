@@ -1,5 +1,7 @@
 """A failing task: its dependents are skipped, independent branches still
 run, the stack trace is stored, and a Python traceback is extracted whole."""
+import json
+
 import harness
 from harness import check, task
 
@@ -103,6 +105,48 @@ tasks:
     check([l["data"] for l in first] == ["first try"], "attempt 1 logs %s" % first)
     check([l["data"] for l in second] == ["second try"], "attempt 2 logs %s" % second)
 
+
+
+def test_a_missing_output_is_retried_by_retry_on_output(c):
+    """An attempt that exits 0 without its declared output ends `output`:
+    retried when retry_on lists output (or by default), not otherwise."""
+    c.start_coordinator()
+    c.start_agent("a1")
+    # Attempt 1 of each task exits 0 without result.txt; attempt 2 writes it.
+    command = ("if [ -e %s/$QANAT_TASK.tried ]; then echo done > result.txt; "
+               "else touch %s/$QANAT_TASK.tried; fi" % (c.dir, c.dir))
+    wf = c.write("outputs.yaml", """\
+name: outputs
+tasks:
+  listed:
+    retries: 1
+    retry_delay: 0s
+    retry_on: [output]
+    outputs: {result: result.txt}
+    run: %(cmd)s
+  default:
+    retries: 1
+    retry_delay: 0s
+    outputs: {result: result.txt}
+    run: %(cmd)s
+  unlisted:
+    retries: 1
+    retry_delay: 0s
+    retry_on: [exit]
+    outputs: {result: result.txt}
+    run: %(cmd)s
+""" % {"cmd": json.dumps(command)})
+    run = c.wait_run(c.start_run(wf))
+    for name in ("listed", "default"):
+        attempts = task(run, name)["attempts"]
+        check(task(run, name)["status"] == "succeeded" and len(attempts) == 2,
+              "%s: %s with %d attempts" % (name, task(run, name)["status"], len(attempts)))
+        check(attempts[0]["end"] == "output" and "result" in attempts[0]["reason"],
+              "%s attempt 1: %s" % (name, attempts[0]))
+    unlisted = task(run, "unlisted")
+    check(unlisted["status"] == "failed" and len(unlisted["attempts"]) == 1,
+          "unlisted: %s with %d attempts" % (unlisted["status"], len(unlisted["attempts"])))
+    check(run["status"] == "failed", "run status %s" % run["status"])
 
 if __name__ == "__main__":
     harness.main(globals())

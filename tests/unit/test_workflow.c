@@ -865,10 +865,11 @@ test_size_limits (void **state)
     text [big] = '\0';
     char *error = NULL;
     assert_null (qn_workflow_parse ("wf.yaml", text, big, &error));
-    assert_string_equal (error, "wf.yaml:1:1: input is larger than 1 MiB (1048577 bytes)");
+    assert_string_equal (error, "wf.yaml:1:1: file is larger than 1 MiB");
     free (error);
 
-    //  The same through a file
+    //  The same message through a file (the CLI reads it, the coordinator
+    //  parses what it is sent)
     char path [] = "/tmp/qn_workflow_big_XXXXXX";
     int fd = mkstemp (path);
     assert_true (fd >= 0);
@@ -876,7 +877,7 @@ test_size_limits (void **state)
     close (fd);
     assert_null (qn_workflow_load (path, &error));
     char *expected = NULL;
-    assert_true (asprintf (&expected, "%s: file is larger than 1 MiB", path) > 0);
+    assert_true (asprintf (&expected, "%s:1:1: file is larger than 1 MiB", path) > 0);
     assert_string_equal (error, expected);
     free (expected);
     free (error);
@@ -1256,6 +1257,22 @@ test_artifacts (void **state)
 #define S_HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define S_HEX64_UPPER "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"
 
+//  retry_on: every ending by name, all of them by default
+static void
+test_retry_on (void **state)
+{
+    (void) state;
+    qn_workflow_t *workflow = s_parse_ok ("name: w\ntasks:\n  a: {run: x}\n"
+                                          "  b: {run: x, retry_on: [output, timeout]}\n");
+    assert_int_equal (qn_workflow_task (workflow, 0)->retry_on, QN_RETRY_ON_ALL);
+    assert_true (QN_RETRY_ON_ALL & QN_RETRY_ON_OUTPUT);
+    assert_int_equal (qn_workflow_task (workflow, 1)->retry_on,
+                      QN_RETRY_ON_OUTPUT | QN_RETRY_ON_TIMEOUT);
+    qn_workflow_destroy (&workflow);
+    s_expect_only ("name: w\ntasks:\n  a: {run: x, retry_on: [outptu]}\n",
+                   "wf.yaml:3:26: unknown retry_on value 'outptu' (did you mean 'output'?)");
+}
+
 //  Artifact parameters: the values qn_workflow_param_check takes for them
 static void
 test_artifact_param_check (void **state)
@@ -1464,6 +1481,7 @@ main (void)
         cmocka_unit_test (test_typed_params),
         cmocka_unit_test (test_artifacts),
         cmocka_unit_test (test_artifact_param_check),
+        cmocka_unit_test (test_retry_on),
         cmocka_unit_test (test_artifact_params),
         cmocka_unit_test (test_backend_errors),
         cmocka_unit_test (test_full_example),
