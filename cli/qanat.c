@@ -32,6 +32,8 @@ typedef struct {
     uint32_t uses;
     const char *labels;
     const char *role;               //  user add
+    const char *allow;              //  secret set: who may use it
+    const char *agent_labels;       //  secret set: agents it may go to
     const char *output;
     int timeout_ms;
     bool json;
@@ -1778,6 +1780,85 @@ s_cmd_user (options_t *options, int argc, char **argv)
     return rc;
 }
 
+//  The access list "user:a,role:b,workflow:c" plus agent labels, or
+//  NULL when neither was given.  Free with s_access_free.
+static Qanat__SecretAccess *
+s_access_new (const char *allow, const char *agent_labels)
+{
+    if (!allow && !agent_labels)
+        return NULL;
+    Qanat__SecretAccess *access = (Qanat__SecretAccess *) malloc (sizeof (Qanat__SecretAccess));
+    qanat__secret_access__init (access);
+    char *copy = strdup (allow? allow: "");
+    for (char *item = strtok (copy, ","); item; item = strtok (NULL, ",")) {
+        access->allow = (char **) realloc (access->allow, (access->n_allow + 1) * sizeof (char *));
+        access->allow [access->n_allow++] = strdup (item);
+    }
+    free (copy);
+    if (s_parse_labels (agent_labels, &access->agents, &access->n_agents)) {
+        fprintf (stderr, "qanat: --agents takes KEY=VALUE,KEY=VALUE\n");
+        exit (EXIT_USAGE);
+    }
+    return access;
+}
+
+static void
+s_access_free (Qanat__SecretAccess *access)
+{
+    if (access) {
+        for (size_t i = 0; i < access->n_allow; i++)
+            free (access->allow [i]);
+        free (access->allow);
+        for (size_t i = 0; i < access->n_agents; i++)
+            s_free_label (access->agents [i]);
+        free (access->agents);
+        free (access);
+    }
+}
+
+//  "role:admin" and, when the secret is scoped to agents, "agents env=prod"
+static void
+s_print_access (const Qanat__SecretAccess *access)
+{
+    for (size_t i = 0; access && i < access->n_allow; i++)
+        printf ("%s%s", i? ",": "", access->allow [i]);
+    for (size_t i = 0; access && i < access->n_agents; i++)
+        printf ("%s%s=%s", i? ",": "  agents ", access->agents [i]->key, access->agents [i]->value);
+}
+
+static void
+s_print_secrets (options_t *options, const Qanat__SecretList *secrets)
+{
+    if (options->json)
+        printf ("[");
+    for (size_t i = 0; i < secrets->n_names; i++) {
+        const Qanat__SecretAccess *access = i < secrets->n_access? secrets->access [i]: NULL;
+        if (!options->json) {
+            printf ("%-24s ", secrets->names [i]);
+            s_print_access (access);
+            printf ("\n");
+            continue;
+        }
+        printf ("%s{\"name\":", i? ",": "");
+        s_json_str (stdout, secrets->names [i]);
+        printf (",\"allow\":[");
+        for (size_t a = 0; access && a < access->n_allow; a++) {
+            printf ("%s", a? ",": "");
+            s_json_str (stdout, access->allow [a]);
+        }
+        printf ("],\"agents\":{");
+        for (size_t a = 0; access && a < access->n_agents; a++) {
+            printf ("%s", a? ",": "");
+            s_json_str (stdout, access->agents [a]->key);
+            printf (":");
+            s_json_str (stdout, access->agents [a]->value);
+        }
+        printf ("}}");
+    }
+    if (options->json)
+        printf ("]\n");
+}
+
 static int
 s_cmd_secret (options_t *options, int argc, char **argv)
 {
@@ -1800,6 +1881,16 @@ s_cmd_secret (options_t *options, int argc, char **argv)
         set.name = argv [1];
         set.value.data = (uint8_t *) value;
         set.value.len = size;
+        set.access = s_access_new (options->allow, options->agent_labels);
+        request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
+        request.set_secret = &set;
+    }
+    else
+    if (argc == 3 && streq (argv [0], "allow")) {
+        //  The list alone: the value stays as it is.
+        set.name = argv [1];
+        set.access = s_access_new (argv [2], options->agent_labels);
+        set.access_only = true;
         request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
         request.set_secret = &set;
     }
@@ -1809,7 +1900,10 @@ s_cmd_secret (options_t *options, int argc, char **argv)
         request.list_secrets = &list;
     }
     else {
-        fprintf (stderr, "usage: qanat secret set NAME < value-file | qanat secret list\n");
+        fprintf (stderr, "usage: qanat secret set NAME [--allow LIST] [--agents k=v,..] < value-file\n"
+                         "       qanat secret allow NAME LIST [--agents k=v,..]\n"
+                         "       qanat secret list\n"
+                         "LIST: user:NAME,role:ROLE,workflow:NAME (default role:admin)\n");
         return EXIT_USAGE;
     }
     qn_client_t *client = s_connect (options);
@@ -1817,21 +1911,15 @@ s_cmd_secret (options_t *options, int argc, char **argv)
     if (value)
         memset (value, 0, set.value.len);
     free (value);
+    s_access_free (set.access);
     Qanat__SecretList *secrets = reply->reply->secrets;
-    if (request.body_case == QANAT__REQUEST__BODY_SET_SECRET)
-        printf ("secret %s set\n", argv [1]);
-    else
-    if (options->json) {
-        printf ("[");
-        for (size_t i = 0; i < secrets->n_names; i++) {
-            printf ("%s", i? ",": "");
-            s_json_str (stdout, secrets->names [i]);
-        }
-        printf ("]\n");
+    if (request.body_case == QANAT__REQUEST__BODY_SET_SECRET && !options->json) {
+        printf ("secret %s %s; may be used by ", argv [1], set.access_only? "allowed": "set");
+        s_print_access (secrets->n_access? secrets->access [0]: NULL);
+        printf ("\n");
     }
     else
-        for (size_t i = 0; i < secrets->n_names; i++)
-            printf ("%s\n", secrets->names [i]);
+        s_print_secrets (options, secrets);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -1909,8 +1997,9 @@ static command_t s_commands [] = {
         "a join token for new agents (admin)"},
     {"user", s_cmd_user, "user add NAME [--role user|admin] [-o KEYFILE]",
         "a user and their client key (admin)"},
-    {"secret", s_cmd_secret, "secret set NAME < FILE | secret list",
-        "store a secret, read from stdin, encrypted at rest (admin)"},
+    {"secret", s_cmd_secret, "secret set NAME [--allow LIST] < FILE | allow NAME LIST | list",
+        "a secret (stdin, sealed at rest) and who may use it: LIST is user:NAME,role:ROLE,"
+        "workflow:NAME (default role:admin), --agents k=v,.. the agents it may go to (admin)"},
     {"validate", s_cmd_validate, "validate FILE", "check a workflow file without running it"},
     {"artifacts", s_cmd_artifacts, "artifacts RUN", "the outputs a run's tasks produced"},
     {"get", s_cmd_get, "get RUN TASK.OUTPUT [-o PATH]",
@@ -1959,6 +2048,8 @@ main (int argc, char *argv [])
         {"uses", required_argument, 0, 'U'},
         {"labels", required_argument, 0, 'L'},
         {"role", required_argument, 0, 'R'},
+        {"allow", required_argument, 0, 'A'},
+        {"agents", required_argument, 0, 'G'},
         {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -1982,6 +2073,8 @@ main (int argc, char *argv [])
             case 'U': options.uses = (uint32_t) atoi (optarg); break;
             case 'L': options.labels = optarg; break;
             case 'R': options.role = optarg; break;
+            case 'A': options.allow = optarg; break;
+            case 'G': options.agent_labels = optarg; break;
             case 'o': options.output = optarg; break;
             case 'h': help = true; break;
             case 'V': printf ("qanat %s\n", PACKAGE_VERSION); return 0;

@@ -1088,6 +1088,89 @@ s_task_env (qn_coordinator_t *self, const qn_task_t *spec, zlistx_t *redact, cha
     return env;
 }
 
+static bool
+s_task_names_secrets (const qn_task_t *spec)
+{
+    for (size_t e = 0; e < spec->env_count; e++)
+        if (strstr (spec->env [e].value, "${{"))
+            return true;
+    return false;
+}
+
+//  Why a run may not have the secrets task refers to, or NULL.  owner and
+//  role are the run's owner's (role NULL: not an admitted user now);
+//  labels are what the task is sure to run with.  Redaction cannot stop a
+//  task that transforms a value, so this is the control on secrets.
+static char *
+s_task_secrets_refusal (qn_coordinator_t *self, const qn_task_t *spec, const char *workflow,
+                        const char *owner, const char *role, const qn_kv_t *labels,
+                        size_t label_count, const char *labels_of)
+{
+    zlistx_t *names = zlistx_new ();
+    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (names, (zlistx_duplicator_fn *) strdup);
+    char *reason = NULL;
+    for (size_t e = 0; e < spec->env_count && !reason; e++)
+        qn_vault_references (spec->env [e].value, names, &reason);
+    qn_vault_use_t use = { owner, role, workflow, labels, label_count, labels_of };
+    for (char *name = (char *) zlistx_first (names); name && !reason;
+         name = (char *) zlistx_next (names))
+        reason = qn_vault_refusal (self->vault, name, &use);
+    zlistx_destroy (&names);
+    return reason;
+}
+
+//  A run is refused at its start when its owner, its workflow or the
+//  agents a task selects may not have a secret it names: before anything
+//  is stored, so that a refused run leaves no trace.  NULL or why not.
+static char *
+s_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf)
+{
+    if (!self->vault || !self->sender)
+        return NULL;            //  --insecure: no secret is given out at all
+    char *reason = NULL;
+    for (size_t t = 0; t < qn_workflow_task_count (wf) && !reason; t++) {
+        const qn_task_t *spec = qn_workflow_task (wf, t);
+        if (!s_task_names_secrets (spec))
+            continue;
+        char *labels_of = zsys_sprintf ("task %s does not select", spec->name);
+        reason = s_task_secrets_refusal (self, spec, qn_workflow_name (wf), self->sender->name,
+                                         self->sender->role, spec->selector,
+                                         spec->selector_count, labels_of);
+        zstr_free (&labels_of);
+    }
+    char *refusal = reason? zsys_sprintf ("run refused: %s", reason): NULL;
+    free (reason);
+    return refusal;
+}
+
+//  Checked again as an attempt is handed out, against the list as it is
+//  now and the agent's granted labels: a list narrowed after the run
+//  started stops its later tasks.  NULL or why not.
+static char *
+s_assign_secrets_refusal (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+{
+    if (!self->vault || !self->keyring)
+        return NULL;
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    if (!s_task_names_secrets (spec))
+        return NULL;
+    const char *owner = run->info->owner && *run->info->owner? run->info->owner: "local";
+    const Qanat__Principal *user = qn_keyring_user (self->keyring, owner);
+    qn_kv_t *labels = (qn_kv_t *) calloc (agent->info->n_labels + 1, sizeof (qn_kv_t));
+    for (size_t l = 0; l < agent->info->n_labels; l++) {
+        labels [l].key = agent->info->labels [l]->key;
+        labels [l].value = agent->info->labels [l]->value;
+    }
+    char *labels_of = zsys_sprintf ("agent %s does not carry", agent->name);
+    char *reason = s_task_secrets_refusal (self, spec, run->info->workflow, owner,
+                                           user? user->role: NULL, labels,
+                                           agent->info->n_labels, labels_of);
+    zstr_free (&labels_of);
+    free (labels);
+    return reason;
+}
+
 //  A task that cannot even be handed out (a secret is missing) fails
 //  without an attempt, and without retries: nothing would change.
 static void
@@ -1269,10 +1352,10 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
 {
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     Qanat__TaskInfo *task = s_task (run, index);
-    char *error = NULL;
+    char *error = s_assign_secrets_refusal (self, run, index, agent);
     assignment_t assignment;
-    if (s_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
-                            &assignment, agent->fetchable, &error) == -1) {
+    if (error || s_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
+                                     &assignment, agent->fetchable, &error) == -1) {
         s_fail_unstartable (self, run, index, error);
         free (error);
         return false;
@@ -2050,6 +2133,11 @@ s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request
     Qanat__StartRun *start = request->start_run;
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
+    if (wf && (error = s_run_secrets_refusal (self, wf))) {
+        self->stats.denied++;
+        zsys_warning ("%s (user %s)", error, s_sender_name (self));
+        qn_workflow_destroy (&wf);
+    }
     if (!wf) {
         s_post_error (self, routing_id, request->id, error);
         free (error);
@@ -2567,6 +2655,37 @@ s_handle_revoke_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Requ
     s_post_agent_reply (self, routing_id, request->id, agent);
 }
 
+//  Replies with secrets' names and access lists, never their values.
+static void
+s_post_secrets (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
+                char **names, size_t count)
+{
+    Qanat__SecretAccess **access = (Qanat__SecretAccess **) calloc (count + 1, sizeof (void *));
+    size_t listed = 0;
+    while (access && listed < count && (access [listed] = qn_vault_access (self->vault, names [listed])))
+        listed++;
+    if (listed < count)
+        s_post_error (self, routing_id, request_id, "cannot read a secret's access list");
+    else {
+        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+        list.names = names;
+        list.n_names = count;
+        list.access = access;
+        list.n_access = count;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request_id;
+        reply.body_case = QANAT__REPLY__BODY_SECRETS;
+        reply.secrets = &list;
+        s_post_reply (self, routing_id, &reply);
+    }
+    for (size_t i = 0; i < listed; i++)
+        protobuf_c_message_free_unpacked (&access [i]->base, NULL);
+    free (access);
+}
+
+//  Sets a value, its access list, or both (admin only).  A value set
+//  without a list keeps the one it has: rotating a password does not
+//  change who may use it.
 static void
 s_handle_set_secret (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
 {
@@ -2579,37 +2698,61 @@ s_handle_set_secret (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reques
                       "a secret name is 1 to 128 letters, digits, '_', '-' or '.'");
         return;
     }
-    if (!self->vault || qn_vault_set (self->vault, set->name, set->value.data, set->value.len)) {
-        s_post_error (self, routing_id, request->id, self->vault? "cannot store the secret (at most 64 KiB)"
-                                                                : "secrets need CURVE: this coordinator runs --insecure");
+    if (!self->vault) {
+        s_post_error (self, routing_id, request->id,
+                      "secrets need CURVE: this coordinator runs --insecure");
         return;
     }
-    zsys_info ("secret %s set by %s", set->name, s_sender_name (self));
-    Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+    void *sealed = NULL;
+    size_t sealed_size = 0;
+    if (set->access_only && (!set->access
+    ||  qn_store_get_secret (self->store, set->name, &sealed, &sealed_size) != 1)) {
+        char *message = set->access? zsys_sprintf ("no secret named %s", set->name)
+                                   : strdup ("no access list given");
+        s_post_error (self, routing_id, request->id, message);
+        free (message);
+        return;
+    }
+    free (sealed);
+    //  Both refusals come before anything is written: a value is never
+    //  stored under a list that was refused, nor the other way round.
+    char *error = NULL;
+    if (!set->access_only && set->value.len > QN_VAULT_SECRET_MAX)
+        error = strdup ("cannot store the secret (at most 64 KiB)");
+    else
+    if (set->access)
+        qn_vault_set_access (self->vault, set->name, set->access, &error);
+    if (!error && !set->access_only
+    &&  qn_vault_set (self->vault, set->name, set->value.data, set->value.len))
+        error = strdup (qn_store_error (self->store));
+    if (error) {
+        s_post_error (self, routing_id, request->id, error);
+        free (error);
+        return;
+    }
+    zsys_info ("secret %s %s by %s", set->name,
+               set->access_only? "access list changed": set->access? "and its access list set": "set",
+               s_sender_name (self));
     char *names [1] = { set->name };
-    list.names = names;
-    list.n_names = 1;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_SECRETS;
-    reply.secrets = &list;
-    s_post_reply (self, routing_id, &reply);
+    s_post_secrets (self, routing_id, request->id, names, 1);
 }
 
 static void
 s_handle_list_secrets (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
 {
-    Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
     char **names = NULL;
     size_t count = 0;
     qn_store_list_secrets (self->store, &names, &count);
-    list.names = names;
-    list.n_names = count;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_SECRETS;
-    reply.secrets = &list;
-    s_post_reply (self, routing_id, &reply);
+    if (self->vault)
+        s_post_secrets (self, routing_id, request->id, names, count);
+    else {
+        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request->id;
+        reply.body_case = QANAT__REPLY__BODY_SECRETS;
+        reply.secrets = &list;
+        s_post_reply (self, routing_id, &reply);
+    }
     for (size_t i = 0; i < count; i++)
         free (names [i]);
     free (names);

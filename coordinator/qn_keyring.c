@@ -304,6 +304,18 @@ qn_keyring_lookup (qn_keyring_t *self, const char *public_key)
     return principal && s_admitted (principal, qn_now_us ())? principal: NULL;
 }
 
+const Qanat__Principal *
+qn_keyring_user (qn_keyring_t *self, const char *name)
+{
+    int64_t now = qn_now_us ();
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, "user") && streq (principal->name, name)
+        &&  s_admitted (principal, now))
+            return principal;
+    return NULL;
+}
+
 char *
 qn_keyring_create_token (qn_keyring_t *self, uint32_t ttl_s, uint32_t uses,
                          Qanat__Label **labels, size_t label_count, int64_t *expires_p,

@@ -48,6 +48,10 @@ const char *
 const Qanat__Principal *
     qn_keyring_lookup (qn_keyring_t *self, const char *public_key);
 
+//  The admitted user named name, or NULL.  Not owned by the caller.
+const Qanat__Principal *
+    qn_keyring_user (qn_keyring_t *self, const char *name);
+
 //  A new join token (a malloc'd string).  ttl_s 0 = 1 hour, uses 0 = 1.
 //  Writes into the store's open transaction.
 char *

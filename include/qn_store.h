@@ -178,6 +178,16 @@ int
 int
     qn_store_list_secrets (qn_store_t *self, char ***names_p, size_t *count_p);
 
+//  Who may use a secret, kept apart from its sealed value.  get: 1 and
+//  *access_p (free with protobuf_c_message_free_unpacked) when stored, 0
+//  when not (the secret is then for role admin only), -1 on error.
+int
+    qn_store_put_secret_access (qn_store_t *self, const char *name,
+                                const Qanat__SecretAccess *access);
+int
+    qn_store_get_secret_access (qn_store_t *self, const char *name,
+                                Qanat__SecretAccess **access_p);
+
 //  ---- helpers ----
 
 //  ---------------------------------------------------------------------

@@ -16,6 +16,7 @@
         agents            name -> AgentInfo
         principals        public key (Z85) -> Principal
         secrets           name -> opaque (already encrypted) bytes
+        secret_access     name -> SecretAccess (who may use it)
         blobs             sha256 hex -> be64 size, be32 references
         cache             cache key hex -> be64 run_id, be32 task, be32 attempt
         s3objects         object id hex -> u8 format (1), u8 state, be32 references,
@@ -29,7 +30,9 @@
 
     s3objects rows carry their own format byte so that a later layout can
     be told from damage; a store opened by this code gains the (empty)
-    sub-database at open, so it needed no schema step.
+    sub-database at open, so it needed no schema step.  secret_access came
+    the same way: a secret without a record there is for role admin only,
+    which is what an older store's secrets mean.
 
     Map size: 64 GiB on 64-bit hosts (1 GiB on 32-bit), or smaller when the
     process cannot map that much; it is only address space, the file grows
@@ -75,13 +78,14 @@ typedef enum {
     DB_BLOBS,
     DB_CACHE,
     DB_S3OBJECTS,
+    DB_SECRET_ACCESS,
     DB_COUNT
 } s_db_t;
 
 static const char *s_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
-    "s3objects"
+    "s3objects", "secret_access"
 };
 
 //  The last sequence of a run's logs or metrics, remembered so that an
@@ -1490,10 +1494,10 @@ qn_store_put_secret (qn_store_t *self, const char *name, const void *data, size_
     return s_put_raw (self, DB_SECRETS, name, strlen (name), data, size);
 }
 
-int
-qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *size_p)
+//  A malloc'd copy of the value of name in db: 1, 0 when not there, -1.
+static int
+s_get_copy (qn_store_t *self, s_db_t db, const char *name, void **data_p, size_t *size_p)
 {
-    assert (self);
     *data_p = NULL;
     *size_p = 0;
     if (s_check_name (self, "secret", name))
@@ -1502,7 +1506,7 @@ qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *
     if (!txn)
         return -1;
     MDB_val value;
-    int found = s_get_raw (self, txn, DB_SECRETS, name, strlen (name), &value);
+    int found = s_get_raw (self, txn, db, name, strlen (name), &value);
     if (found == 1) {
         *data_p = malloc (value.mv_size? value.mv_size: 1);
         if (*data_p) {
@@ -1514,6 +1518,13 @@ qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *
     }
     s_read_end (self, txn);
     return found < 0? -1: found;
+}
+
+int
+qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *size_p)
+{
+    assert (self);
+    return s_get_copy (self, DB_SECRETS, name, data_p, size_p);
 }
 
 int
@@ -1551,6 +1562,33 @@ qn_store_list_secrets (qn_store_t *self, char ***names_p, size_t *count_p)
     return 0;
 }
 
+int
+qn_store_put_secret_access (qn_store_t *self, const char *name, const Qanat__SecretAccess *access)
+{
+    assert (self);
+    assert (access);
+    if (s_need_txn (self) || s_check_name (self, "secret", name))
+        return -1;
+    return s_put_message (self, DB_SECRET_ACCESS, name, strlen (name), &access->base, 0);
+}
+
+int
+qn_store_get_secret_access (qn_store_t *self, const char *name, Qanat__SecretAccess **access_p)
+{
+    assert (self);
+    assert (access_p);
+    *access_p = NULL;
+    MDB_val value = { 0, NULL };
+    int found = s_get_copy (self, DB_SECRET_ACCESS, name, &value.mv_data, &value.mv_size);
+    if (found == 1) {
+        *access_p = (Qanat__SecretAccess *) s_decode (self, DB_SECRET_ACCESS,
+                                                      &qanat__secret_access__descriptor, &value);
+        if (!*access_p)
+            found = -1;
+    }
+    free (value.mv_data);
+    return found;
+}
 
 //  ---------------------------------------------------------------------
 //  Artifacts: blob index, cache, retention

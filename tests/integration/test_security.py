@@ -218,5 +218,190 @@ def test_an_insecure_coordinator_hands_out_no_secrets(c):
     check("secrets are only given out over CURVE" in t["waiting_reason"], "reason: %s" % t)
 
 
+# ---- who may use a secret (access lists) ----
+
+STEAL = ("name: %s\ntasks:\n  steal:\n"
+         "    env: {P: \"${{ secrets.%s }}\"}\n"
+         "    run: sh -c 'echo \"$P\" | rev; echo \"$P\" | base64'\n"
+         "    retries: 0\n")
+
+
+def as_user(c, key, fn, *args, **kwargs):
+    """fn(c, ...) with the CLI using key instead of the admin's."""
+    admin = c.key
+    c.key = key
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        c.key = admin
+
+
+def add_user(c, name, role="user"):
+    path = os.path.join(c.dir, name + ".key")
+    c.qanat("user", "add", name, "--role", role, "-o", path)
+    return path
+
+
+def set_secret(c, name, value, *args):
+    r = qanat_stdin(c, value, "secret", "set", name, *args)
+    check(r.returncode == 0, "secret set %s: %s" % (name, r.stderr))
+    return r
+
+
+def refused_run(c, key, wf, message):
+    """Starts wf as key's user, which must be refused with message."""
+    r = as_user(c, key, c.qanat, "run", wf, check=False)
+    check(r.returncode != 0, "the run started: %s" % r.stdout)
+    check(message in r.stderr, "refusal: %r, expected %r" % (r.stderr, message))
+    return r
+
+
+def everything_written(c):
+    """The text of every log this cluster wrote, and the stores' dumps."""
+    text = ""
+    for path in c.logs:
+        with open(path, errors="replace") as f:
+            text += f.read()
+    for store in [os.path.join(c.dir, "coordinator")] + [
+            os.path.join(c.agent_dir(a), "spool") for a in c.agents]:
+        if os.path.exists(os.path.join(store, "data.mdb")):
+            text += subprocess.run(["mdb_dump", "-a", "-p", store], capture_output=True,
+                                   text=True, errors="replace").stdout
+    return text
+
+
+def test_a_user_cannot_use_a_secret_until_allowed(c):
+    value = "hunter2-topsecret"
+    c.start_coordinator()
+    c.start_agent("a1")
+    set_secret(c, "DBPASS", value)
+    eve = add_user(c, "eve")
+    wf = c.write("steal.yaml", STEAL % ("steal", "DBPASS"))
+    r = refused_run(c, eve, wf, "run refused: secret DBPASS may not be used by user eve "
+                    "(allowed: role:admin)")
+    check(value not in r.stdout + r.stderr, "the value is in the refusal")
+    follow = as_user(c, eve, c.qanat, "run", wf, "--follow", check=False)
+    check(follow.returncode != 0 and "run refused" in follow.stderr, "--follow: %s" % follow)
+    # Nothing stored, nothing dispatched, nothing logged
+    check(c.qanat_json("runs") == [], "runs: %s" % c.qanat_json("runs"))
+    time.sleep(0.5)
+    check(not c.task_processes(), "a task runs: %s" % c.task_processes())
+    check("steal" not in agent_log(c, "a1"), "the agent heard of it:\n" + agent_log(c, "a1"))
+    for text in (value, value[::-1]):
+        check(text not in everything_written(c), "%r was written somewhere" % text)
+
+    # Allowed by name, she can (and so can a rerun of the same file)
+    r = c.qanat("secret", "allow", "DBPASS", "user:eve")
+    check("user:eve" in r.stdout, "secret allow: %s" % r.stdout)
+    run = c.wait_run(as_user(c, eve, c.start_run, wf))
+    check(run["status"] == "succeeded", "eve's allowed run: %s" % run)
+    check(value[::-1] in c.qanat("logs", run["run_id"]).stdout, "the task did not get it")
+    # The admins are not in user:eve's list
+    refused_run(c, c.key, wf, "run refused: secret DBPASS may not be used by user admin "
+                "(allowed: user:eve)")
+
+
+def test_set_with_allow_and_workflow_scope(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    eve = add_user(c, "eve")
+    set_secret(c, "MLKEY", "ml-5ecret-value", "--allow", "user:eve,role:admin,workflow:ml-pipeline")
+    ok = c.write("ml.yaml", STEAL % ("ml-pipeline", "MLKEY"))
+    other = c.write("other.yaml", STEAL % ("scraper", "MLKEY"))
+    run = c.wait_run(as_user(c, eve, c.start_run, ok))
+    check(run["status"] == "succeeded", "the ml-pipeline run: %s" % run)
+    runs_before = len(c.qanat_json("runs"))
+    refused_run(c, eve, other, "run refused: secret MLKEY may not be used by workflow scraper "
+                "(allowed: user:eve, role:admin, workflow:ml-pipeline)")
+    # The admin too: the workflow scope holds for everyone
+    refused_run(c, c.key, other, "may not be used by workflow scraper")
+    check(len(c.qanat_json("runs")) == runs_before, "a refused run was stored")
+    # A role entry: every user
+    set_secret(c, "SHARED", "shared-value", "--allow", "role:user")
+    run = c.wait_run(as_user(c, eve, c.start_run, c.write("s.yaml", STEAL % ("s", "SHARED"))))
+    check(run["status"] == "succeeded", "role:user run: %s" % run)
+    # Bad entries are refused, the list is unchanged
+    for bad in ("bob", "role:root", "user:", "workflow:a/b", "team:x"):
+        r = qanat_stdin(c, "x", "secret", "set", "MLKEY", "--allow", bad)
+        check(r.returncode != 0 and "access list" in r.stderr, "--allow %s: %s" % (bad, r.stderr))
+    r = c.qanat("secret", "allow", "NOSUCH", "user:eve", check=False)
+    check(r.returncode != 0 and "no secret named NOSUCH" in r.stderr, r.stderr)
+
+
+def test_secret_list_shows_access_never_values_and_only_admins_change_it(c):
+    c.start_coordinator()
+    c.start_agent("a1", {"env": "prod"})
+    eve = add_user(c, "eve")
+    set_secret(c, "DBPASS", "db-value-1234")
+    set_secret(c, "MLKEY", "ml-value-5678", "--allow", "user:eve,workflow:ml-pipeline")
+    text = c.qanat("secret", "list").stdout
+    listed = c.qanat_json("secret", "list")
+    for out in (text, str(listed)):
+        check("db-value-1234" not in out and "ml-value-5678" not in out, "a value is listed")
+    check(listed == [{"name": "DBPASS", "allow": ["role:admin"], "agents": {}},
+                     {"name": "MLKEY", "allow": ["user:eve", "workflow:ml-pipeline"],
+                      "agents": {}}], "secret list --json: %s" % listed)
+    lines = text.splitlines()
+    check(lines[0].split() == ["DBPASS", "role:admin"], "text: %r" % text)
+    check(lines[1].split() == ["MLKEY", "user:eve,workflow:ml-pipeline"], "text: %r" % text)
+    # Re-setting the value keeps the list
+    set_secret(c, "MLKEY", "ml-value-rotated")
+    check(c.qanat_json("secret", "list")[1]["allow"] == ["user:eve", "workflow:ml-pipeline"],
+          "the list changed with the value")
+    # Eve may not change a list, nor list them
+    for args in (["secret", "allow", "DBPASS", "user:eve"], ["secret", "list"]):
+        r = as_user(c, eve, c.qanat, *args, check=False)
+        check(r.returncode != 0 and "permission denied: needs role admin" in r.stderr,
+              "eve %s: %s" % (args, r.stderr))
+    r = as_user(c, eve, qanat_stdin, c, "x", "secret", "set", "DBPASS", "--allow", "user:eve")
+    check(r.returncode != 0 and "permission denied: needs role admin" in r.stderr, r.stderr)
+    check(c.qanat_json("secret", "list")[0]["allow"] == ["role:admin"], "eve changed the list")
+
+
+def test_a_list_narrowed_after_the_start_stops_later_tasks(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    eve = add_user(c, "eve")
+    set_secret(c, "DBPASS", "narrowed-value", "--allow", "user:eve")
+    wf = c.write("two.yaml", "name: two\ntasks:\n  first:\n    run: sleep 2\n"
+                 "  second:\n    needs: first\n    env: {P: \"${{ secrets.DBPASS }}\"}\n"
+                 "    run: echo got $P\n")
+    run_id = as_user(c, eve, c.start_run, wf)
+    c.qanat("secret", "allow", "DBPASS", "role:admin")
+    run = c.wait_run(run_id)
+    second = task(run, "second")
+    check(run["status"] == "failed" and second["status"] == "failed", "run: %s" % run)
+    check(second["attempts"] == [], "the second task was dispatched: %s" % second)
+    check("cannot start: secret DBPASS may not be used by user eve (allowed: role:admin)"
+          in second["waiting_reason"], "reason: %s" % second["waiting_reason"])
+    check("narrowed-value" not in everything_written(c), "the value was written")
+
+
+def test_a_secret_scoped_to_agent_labels(c):
+    c.start_coordinator()
+    c.start_agent("dev", {"env": "dev"})
+    c.start_agent("prod", {"env": "prod"})
+    set_secret(c, "PRODKEY", "prod-only-value", "--allow", "role:admin", "--agents", "env=prod")
+    check(c.qanat_json("secret", "list")[0]["agents"] == {"env": "prod"}, "agents not listed")
+    anywhere = c.write("any.yaml", STEAL % ("anywhere", "PRODKEY"))
+    refused_run(c, c.key, anywhere, "run refused: secret PRODKEY is only given to agents "
+                "labelled env=prod: task steal does not select env=prod")
+    pinned = c.write("prod.yaml", (STEAL % ("pinned", "PRODKEY")) + "    on: {env: prod}\n")
+    run = c.wait_run(c.start_run(pinned))
+    check(run["status"] == "succeeded", "pinned run: %s" % run)
+    check(task(run, "steal")["attempts"][0]["agent"] == "prod", "ran on %s" % run)
+    # Labels added after the start stop the tasks not handed out yet
+    two = c.write("two.yaml", "name: two\ntasks:\n  first:\n    run: sleep 2\n"
+                  "  second:\n    needs: first\n    on: {env: prod}\n"
+                  "    env: {P: \"${{ secrets.PRODKEY }}\"}\n    run: echo got $P\n")
+    run_id = c.start_run(two)
+    c.qanat("secret", "allow", "PRODKEY", "role:admin", "--agents", "env=prod,zone=eu")
+    run = c.wait_run(run_id)
+    second = task(run, "second")
+    check(second["status"] == "failed" and second["attempts"] == [], "second: %s" % second)
+    check("cannot start: secret PRODKEY is only given to agents labelled env=prod,zone=eu: "
+          "agent prod does not carry zone=eu" in second["waiting_reason"], second["waiting_reason"])
+
+
 if __name__ == "__main__":
     main(globals())

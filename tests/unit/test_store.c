@@ -111,13 +111,13 @@ s_free (void *msg)
 
 //  Writes raw bytes into one sub-database with LMDB directly, the store
 //  being closed, to play a newer qanatd or a damaged disk.
-static void
-s_raw_put (fixture_t *fixture, const char *db, const void *key, size_t key_size,
-           const void *value, size_t value_size)
+//  A write transaction on sub-database db; commit and close with
+//  s_raw_close.
+static MDB_txn *
+s_raw_open (fixture_t *fixture, const char *db, MDB_dbi *dbi_p)
 {
     MDB_env *env;
     MDB_txn *txn;
-    MDB_dbi dbi;
     assert_int_equal (mdb_env_create (&env), 0);
     assert_int_equal (mdb_env_set_maxdbs (env, 32), 0);
     //  Otherwise LMDB takes the store's recorded map size, which may be
@@ -125,11 +125,27 @@ s_raw_put (fixture_t *fixture, const char *db, const void *key, size_t key_size,
     assert_int_equal (mdb_env_set_mapsize (env, 1 << 20), 0);
     assert_int_equal (mdb_env_open (env, fixture->dir, 0, 0600), 0);
     assert_int_equal (mdb_txn_begin (env, NULL, 0, &txn), 0);
-    assert_int_equal (mdb_dbi_open (txn, db, 0, &dbi), 0);
-    MDB_val k = { key_size, (void *) key }, v = { value_size, (void *) value };
-    assert_int_equal (mdb_put (txn, dbi, &k, &v, 0), 0);
+    assert_int_equal (mdb_dbi_open (txn, db, 0, dbi_p), 0);
+    return txn;
+}
+
+static void
+s_raw_close (MDB_txn *txn)
+{
+    MDB_env *env = mdb_txn_env (txn);
     assert_int_equal (mdb_txn_commit (txn), 0);
     mdb_env_close (env);
+}
+
+static void
+s_raw_put (fixture_t *fixture, const char *db, const void *key, size_t key_size,
+           const void *value, size_t value_size)
+{
+    MDB_dbi dbi;
+    MDB_txn *txn = s_raw_open (fixture, db, &dbi);
+    MDB_val k = { key_size, (void *) key }, v = { value_size, (void *) value };
+    assert_int_equal (mdb_put (txn, dbi, &k, &v, 0), 0);
+    s_raw_close (txn);
 }
 
 static void
@@ -912,6 +928,82 @@ test_agents (void **state)
     qn_store_destroy (&store);
 }
 
+//  Removes a sub-database with LMDB directly, the store being closed: a
+//  store written before that sub-database existed.
+static void
+s_raw_drop (fixture_t *fixture, const char *db)
+{
+    MDB_dbi dbi;
+    MDB_txn *txn = s_raw_open (fixture, db, &dbi);
+    assert_int_equal (mdb_drop (txn, dbi, 1), 0);
+    s_raw_close (txn);
+}
+
+static void
+test_secret_access (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_store_t *store = s_open (fixture);
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_put_secret (store, "OLD", "sealed-1", 8), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+    qn_store_destroy (&store);
+    //  A store from before access lists: no secret_access sub-database
+    s_raw_drop (fixture, "secret_access");
+    store = s_open (fixture);
+    Qanat__SecretAccess *access = NULL;
+    assert_int_equal (qn_store_get_secret_access (store, "OLD", &access), 0);
+    assert_null (access);
+
+    char *allow [] = { "user:eve", "workflow:ml" };
+    Qanat__Label label = QANAT__LABEL__INIT;
+    label.key = "env";
+    label.value = "prod";
+    Qanat__Label *labels [] = { &label };
+    Qanat__SecretAccess stored = QANAT__SECRET_ACCESS__INIT;
+    stored.allow = allow;
+    stored.n_allow = 2;
+    stored.agents = labels;
+    stored.n_agents = 1;
+    assert_int_equal (qn_store_put_secret_access (store, "OLD", &stored), -1);    //  no txn
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_put_secret_access (store, "OLD", &stored), 0);
+    assert_int_equal (qn_store_put_secret_access (store, "", &stored), -1);
+    assert_int_equal (qn_store_commit (store), 0);
+    qn_store_destroy (&store);
+
+    store = s_open (fixture);
+    assert_int_equal (qn_store_get_secret_access (store, "OLD", &access), 1);
+    assert_int_equal (access->n_allow, 2);
+    assert_string_equal (access->allow [0], "user:eve");
+    assert_string_equal (access->allow [1], "workflow:ml");
+    assert_int_equal (access->n_agents, 1);
+    assert_string_equal (access->agents [0]->value, "prod");
+    protobuf_c_message_free_unpacked (&access->base, NULL);
+    //  The sealed value is untouched, and the names list only secrets
+    void *data = NULL;
+    size_t size = 0;
+    assert_int_equal (qn_store_get_secret (store, "OLD", &data, &size), 1);
+    assert_int_equal (size, 8);
+    assert_memory_equal (data, "sealed-1", 8);
+    free (data);
+    char **names = NULL;
+    size_t count = 0;
+    assert_int_equal (qn_store_list_secrets (store, &names, &count), 0);
+    assert_int_equal (count, 1);
+    free (names [0]);
+    free (names);
+    assert_int_equal (qn_store_get_secret_access (store, "NEW", &access), 0);
+    qn_store_destroy (&store);
+
+    //  A damaged record is an error, never an empty list
+    s_raw_put (fixture, "secret_access", "OLD", 3, "\xff\xff", 2);
+    store = s_open (fixture);
+    assert_int_equal (qn_store_get_secret_access (store, "OLD", &access), -1);
+    assert_null (access);
+    qn_store_destroy (&store);
+}
+
 static void
 test_schema (void **state)
 {
@@ -1640,6 +1732,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_metrics, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_agents, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_schema, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_secret_access, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_put_without_txn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_corrupt_records_skipped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_map_full, s_setup, s_teardown),
