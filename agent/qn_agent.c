@@ -34,7 +34,7 @@
 #include "qn_sweeper.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
-#include "qn_stacktrace.h"
+#include "qn_redact.h"
 #include "qn_token.h"
 
 #include <ctype.h>
@@ -68,23 +68,6 @@
 #define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
 #define S_STREAMS               3               //  stdout, stderr, system
 
-//  The secret values of one attempt (Assign.redact), longest first, so
-//  that where two match the longer is hidden whole.
-typedef struct {
-    char **values;
-    size_t *sizes;
-    size_t count;
-    size_t longest;
-    bool first [256];           //  bytes a value starts with: a fast skip
-} s_redactor_t;
-
-//  Bytes held back at the end of a piece of a long line: they could be
-//  the start of a secret that the next piece completes.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_carry_t;
-
 typedef struct {
     qn_attempt_key_t key;
     char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
@@ -103,8 +86,8 @@ typedef struct {
     bool forget;                //  delete from the spool at the next commit
     bool blocked;               //  during a commit: an event did not fit
     uint64_t batch_seq;         //  during a commit: last seq put
-    s_redactor_t *redactor;     //  its secrets, or NULL
-    s_carry_t carry [S_STREAMS];
+    qn_redact_t *redactor;      //  its secrets, or NULL
+    qn_redact_carry_t carry [S_STREAMS];
     size_t backend;             //  index into the agent's backends
     const char *backend_name;   //  its ops' name
     bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
@@ -250,281 +233,16 @@ s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
     snprintf (buffer, size, "%" PRIu64 "/%u/%u", key->run_id, key->task_index, key->attempt);
 }
 
-//  ---------------------------------------------------------------------
-//  Redaction
-//
-//  Every secret value an Assign names in redact is replaced by "***" in
-//  what the attempt reports, before it reaches the spool.  Values of any
-//  length are hidden, even of one byte (which may hide innocent text
-//  too: the operator chose that secret).  A value that spans lines (a
-//  PEM key, a value with a trailing newline) cannot appear whole in one
-//  log line, so each of its lines is hidden as well.
-//
-//  Long lines reach us in 8 KiB pieces (qn_linebuf).  A secret cut by
-//  such a split is still found: at the end of a partial piece, the tail
-//  that could be the start of a secret is held back (in the attempt's
-//  carry for that stream, at most the longest value less one byte) and
-//  put in front of the next piece of the same line.  Pieces may thus be
-//  a little shorter or longer than 8 KiB.
-
-static void
-s_wipe_free (void *data, size_t size)
-{
-    if (data) {
-        explicit_bzero (data, size);
-        free (data);
-    }
-}
-
-static void
-s_redactor_destroy (s_redactor_t **self_p)
-{
-    s_redactor_t *self = *self_p;
-    if (!self)
-        return;
-    for (size_t i = 0; i < self->count; i++)
-        s_wipe_free (self->values [i], self->sizes [i]);
-    free (self->values);
-    free (self->sizes);
-    free (self);
-    *self_p = NULL;
-}
-
-static int
-s_redactor_add (s_redactor_t *self, const char *value, size_t size, size_t room)
-{
-    if (size == 0 || self->count == room)
-        return 0;
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] == size && memcmp (self->values [i], value, size) == 0)
-            return 0;
-    char *copy = (char *) malloc (size);
-    if (!copy)
-        return -1;
-    memcpy (copy, value, size);
-    //  Insert keeping the longest first
-    size_t at = self->count;
-    while (at > 0 && self->sizes [at - 1] < size) {
-        self->values [at] = self->values [at - 1];
-        self->sizes [at] = self->sizes [at - 1];
-        at--;
-    }
-    self->values [at] = copy;
-    self->sizes [at] = size;
-    self->count++;
-    self->first [(uint8_t) value [0]] = true;
-    if (size > self->longest)
-        self->longest = size;
-    return 0;
-}
-
-//  A redactor for the values, or NULL when there are none (or no memory:
-//  then *failed_p is set, and the caller must not run the attempt).
-static s_redactor_t *
-s_redactor_new (char **values, size_t count, bool *failed_p)
-{
-    *failed_p = false;
-    size_t room = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (!values [i])
-            continue;
-        room++;
-        //  Its lines: one more than its newlines, when it has any
-        bool lines = false;
-        for (const char *cur = values [i]; *cur; cur++)
-            if (*cur == '\n') {
-                room++;
-                lines = true;
-            }
-        if (lines)
-            room++;
-    }
-    if (room == 0)
-        return NULL;
-    s_redactor_t *self = (s_redactor_t *) calloc (1, sizeof (s_redactor_t));
-    if (self) {
-        self->values = (char **) calloc (room, sizeof (char *));
-        self->sizes = (size_t *) calloc (room, sizeof (size_t));
-    }
-    if (!self || !self->values || !self->sizes) {
-        s_redactor_destroy (&self);
-        *failed_p = true;
-        return NULL;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const char *value = values [i];
-        if (!value)
-            continue;
-        if (s_redactor_add (self, value, strlen (value), room) == -1)
-            *failed_p = true;
-        if (!strchr (value, '\n'))
-            continue;
-        //  Each line of a multi-line value, without its '\r'
-        const char *line = value;
-        while (*line) {
-            const char *end = strchr (line, '\n');
-            size_t size = end? (size_t) (end - line): strlen (line);
-            size_t kept = size;
-            if (kept && line [kept - 1] == '\r')
-                kept--;
-            if (s_redactor_add (self, line, kept, room) == -1)
-                *failed_p = true;
-            line += size + (end? 1: 0);
-        }
-    }
-    if (*failed_p || self->count == 0)
-        s_redactor_destroy (&self);
-    return self;
-}
-
-//  Length of the longest value that matches in full at text, or 0.
-static size_t
-s_redactor_match (const s_redactor_t *self, const uint8_t *text, size_t left)
-{
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] <= left && memcmp (self->values [i], text, self->sizes [i]) == 0)
-            return self->sizes [i];
-    return 0;
-}
-
-//  True when the left bytes at text are the start of a longer value.
-static bool
-s_redactor_prefix (const s_redactor_t *self, const uint8_t *text, size_t left)
-{
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] > left && memcmp (self->values [i], text, left) == 0)
-            return true;
-    return false;
-}
-
-//  Redacts carry + data into a fresh buffer (caller frees; *out_size its
-//  size).  When partial, a tail that could start a secret goes back into
-//  carry instead of the output.  NULL when out of memory (then nothing
-//  may be reported: the piece is lost rather than shown).
-static uint8_t *
-s_redact (const s_redactor_t *self, s_carry_t *carry, const void *data, size_t size,
-          bool partial, size_t *out_size)
-{
-    size_t total = carry->size + size;
-    uint8_t *text = (uint8_t *) malloc (total + 1);
-    //  Each byte becomes at most "***"
-    uint8_t *out = (uint8_t *) malloc (total * 3 + 1);
-    if (!text || !out) {
-        free (text);
-        free (out);
-        return NULL;
-    }
-    if (carry->size)
-        memcpy (text, carry->data, carry->size);
-    if (size)
-        memcpy (text + carry->size, data, size);
-    s_wipe_free (carry->data, carry->size);
-    carry->data = NULL;
-    carry->size = 0;
-    size_t at = 0;
-    size_t i = 0;
-    while (i < total) {
-        size_t left = total - i;
-        if (self->first [text [i]]) {
-            //  A value the next piece may complete wins over a shorter
-            //  one that matches now: if it does not complete, the
-            //  shorter one still matches then.
-            if (partial && left < self->longest && s_redactor_prefix (self, text + i, left)) {
-                carry->data = (uint8_t *) malloc (left);
-                if (carry->data) {
-                    memcpy (carry->data, text + i, left);
-                    carry->size = left;
-                }
-                else {
-                    memcpy (out + at, "***", 3);
-                    at += 3;
-                }
-                break;
-            }
-            size_t match = s_redactor_match (self, text + i, left);
-            if (match) {
-                memcpy (out + at, "***", 3);
-                at += 3;
-                i += match;
-                continue;
-            }
-        }
-        out [at++] = text [i++];
-    }
-    s_wipe_free (text, total + 1);
-    *out_size = at;
-    return out;
-}
-
-//  A redacted copy of a C string (caller frees), NULL when out of memory.
-static char *
-s_redact_string (const s_redactor_t *self, const char *text)
-{
-    s_carry_t carry = { NULL, 0 };
-    size_t size = 0;
-    uint8_t *out = s_redact (self, &carry, text, strlen (text), false, &size);
-    if (!out)
-        return NULL;
-    out [size] = '\0';
-    return (char *) out;
-}
-
-//  A stack trace: redacted line by line.  A line that qn_stacktrace cut
-//  at its length cap (it then ends in "...") may end in the first bytes
-//  of a secret: those become "***" too.
-static char *
-s_redact_trace (const s_redactor_t *self, const char *trace)
-{
-    size_t size = strlen (trace);
-    //  Each byte becomes at most "***", and each line gains at most "***"
-    char *out = (char *) malloc (size * 3 + 4 * (size / QN_STACKTRACE_LINE_MAX + 2) + 1);
-    if (!out)
-        return NULL;
-    size_t at = 0;
-    const char *line = trace;
-    while (true) {
-        const char *end = strchr (line, '\n');
-        size_t length = end? (size_t) (end - line): strlen (line);
-        bool cut = length >= QN_STACKTRACE_LINE_MAX - 4 && length >= 3
-                && memcmp (line + length - 3, "...", 3) == 0;
-        s_carry_t carry = { NULL, 0 };
-        size_t got = 0;
-        uint8_t *piece = s_redact (self, &carry, line, cut? length - 3: length, cut, &got);
-        if (!piece) {
-            free (out);
-            return NULL;
-        }
-        memcpy (out + at, piece, got);
-        at += got;
-        s_wipe_free (piece, got);
-        if (carry.size) {
-            s_wipe_free (carry.data, carry.size);
-            memcpy (out + at, "***", 3);
-            at += 3;
-        }
-        if (cut) {
-            memcpy (out + at, "...", 3);
-            at += 3;
-        }
-        if (!end)
-            break;
-        out [at++] = '\n';
-        line = end + 1;
-    }
-    out [at] = '\0';
-    return out;
-}
-
 static void
 s_attempt_destructor (void **item)
 {
     s_attempt_t *attempt = (s_attempt_t *) *item;
     if (attempt) {
-        s_redactor_destroy (&attempt->redactor);
+        qn_redact_destroy (&attempt->redactor);
         if (attempt->assign)
             qanat__assign__free_unpacked (attempt->assign, NULL);
         for (int i = 0; i < S_STREAMS; i++)
-            s_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
+            qn_redact_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
         free (attempt);
     }
     *item = NULL;
@@ -1270,9 +988,10 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
         return;
     uint8_t *redacted = NULL;
     if (attempt->redactor) {
-        s_carry_t none = { NULL, 0 };
-        s_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]: &none;
-        redacted = s_redact (attempt->redactor, carry, data, size, partial, &size);
+        qn_redact_carry_t none = { NULL, 0 };
+        qn_redact_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]
+                                                                : &none;
+        redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
         if (!redacted) {
             qn_agent_log (QN_LOG_ERROR, "out of memory redacting a log line of attempt %"
                           PRIu64 "/%u/%u; line dropped", key->run_id, key->task_index,
@@ -1295,7 +1014,7 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
     event.body_case = QANAT__EVENT__BODY_LOG;
     event.log = &chunk;
     s_post_event (self, attempt, &event);
-    s_wipe_free (redacted, size);
+    qn_redact_wipe_free (redacted, size);
 }
 
 static void
@@ -1308,7 +1027,7 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
         return;
     char *redacted = NULL;
     if (attempt->redactor && name) {
-        redacted = s_redact_string (attempt->redactor, name);
+        redacted = qn_redact_string (attempt->redactor, name);
         if (!redacted)
             return;
         name = redacted;
@@ -1390,7 +1109,7 @@ s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const c
     if (!attempt || !attempt->collecting)
         return;
     attempt->collecting = false;
-    char *clean = attempt->redactor && error? s_redact_string (attempt->redactor, error): NULL;
+    char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
     const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
     if (status != 0)
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
@@ -1421,8 +1140,8 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         for (int i = 0; i < S_STREAMS; i++)
             if (attempt->carry [i].size)
                 s_on_log (self, key, (Qanat__Stream) i, "", 0, false, qn_now_us ());
-        clean_trace = s_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
-        clean_reason = s_redact_string (attempt->redactor, reason? reason: "");
+        clean_trace = qn_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
+        clean_reason = qn_redact_string (attempt->redactor, reason? reason: "");
         //  Out of memory: say nothing rather than show a secret
         stack_trace = clean_trace? clean_trace: "";
         reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
@@ -1438,7 +1157,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
             s_outputs_collected (self, key, -1, "cannot collect the outputs (out of memory)",
                                  NULL, 0);
         if (clean_trace)
-            s_wipe_free (clean_trace, strlen (clean_trace));
+            qn_redact_wipe_free (clean_trace, strlen (clean_trace));
         free (clean_reason);
         return;
     }
@@ -1448,7 +1167,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
     attempt->staging = false;
     s_attempt_ended (self, attempt, exit_code, reason, kind);
     if (clean_trace)
-        s_wipe_free (clean_trace, strlen (clean_trace));
+        qn_redact_wipe_free (clean_trace, strlen (clean_trace));
     free (clean_reason);
 }
 
@@ -1534,7 +1253,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
         Qanat__Assign *assign = held? held: &bare;
         if (held && !attempt->redactor) {
             bool failed = false;
-            attempt->redactor = s_redactor_new (held->redact, held->n_redact, &failed);
+            attempt->redactor = qn_redact_new (held->redact, held->n_redact, &failed);
         }
         if (held && held->n_outputs && !attempt->assign) {
             //  Its outputs are collected from the work directory the
@@ -1709,7 +1428,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
               assign->task_name? assign->task_name: "");
     //  Before anything can be reported: even a failed start may echo argv
     bool failed = false;
-    attempt->redactor = s_redactor_new (assign->redact, assign->n_redact, &failed);
+    attempt->redactor = qn_redact_new (assign->redact, assign->n_redact, &failed);
     if (failed) {
         qn_agent_log (QN_LOG_ERROR, "out of memory taking the secrets of attempt %" PRIu64
                       "/%u/%u; refusing it", key.run_id, key.task_index, key.attempt);
@@ -1840,7 +1559,7 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
     free (env);
     const qn_attempt_key_t key = attempt->key;
     if (rc == -1) {
-        char *clean = attempt->redactor? s_redact_string (attempt->redactor, error): NULL;
+        char *clean = attempt->redactor? qn_redact_string (attempt->redactor, error): NULL;
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt,
                       clean? clean: attempt->redactor? "(withheld)": error);

@@ -25,7 +25,7 @@
       engine stops with an error.
     - Assign.redact: every secret value in it is shown as *** in the
       attempt's log chunks (all streams), metric names, Finished reason
-      and stack trace, before anything is spooled.  See s_redact.
+      and stack trace, before anything is spooled.  See qn_redact.h.
     - A restarted agent finds its attempts in the spool, kills what is
       left of their processes, ends those without a Finished as END_LOST,
       reports them all in Register.running and replays their events.
