@@ -6,6 +6,8 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_enrol.h"
+#include "qn_identity.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
 
@@ -258,13 +260,13 @@ s_make_dirs (const char *path, mode_t mode)
 }
 
 static bool
-s_same_labels (s_labels_t *labels, qn_agent_identity_t *identity)
+s_same_labels (s_labels_t *labels, qn_identity_t *identity)
 {
-    size_t count = qn_agent_identity_label_count (identity);
+    size_t count = qn_identity_label_count (identity);
     if (labels->count != count)
         return false;
-    const char **keys = qn_agent_identity_label_keys (identity);
-    const char **values = qn_agent_identity_label_values (identity);
+    const char **keys = qn_identity_label_keys (identity);
+    const char **values = qn_identity_label_values (identity);
     for (size_t i = 0; i < labels->count; i++) {
         size_t j;
         for (j = 0; j < count; j++)
@@ -283,11 +285,11 @@ s_same_labels (s_labels_t *labels, qn_agent_identity_t *identity)
 static int
 s_identify (const char *data_dir, const char *join, bool insecure, const char *endpoint,
             const char *name, s_labels_t *labels, int enrol_timeout_ms,
-            qn_agent_identity_t **identity_p)
+            qn_identity_t **identity_p)
 {
     *identity_p = NULL;
     char path [4200];
-    snprintf (path, sizeof (path), "%s/" QN_AGENT_KEY_FILE, data_dir);
+    snprintf (path, sizeof (path), "%s/" QN_IDENTITY_FILE, data_dir);
     if (insecure) {
         if (join) {
             fprintf (stderr, "qanat-agent: --join and --insecure do not go together: a join "
@@ -302,11 +304,11 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
     if (access (path, F_OK) == 0) {
         if (join)
             qn_agent_log (QN_LOG_INFO, "already enrolled (%s): --join ignored", path);
-        *identity_p = qn_agent_identity_load (path, &error);
+        *identity_p = qn_identity_load (path, &error);
     }
     else
     if (join) {
-        qn_agent_enrol_t request = {
+        qn_enrol_request_t request = {
             .token = join,
             .endpoint = endpoint,
             .name = name,
@@ -316,7 +318,7 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
             .path = path,
             .timeout_ms = enrol_timeout_ms
         };
-        *identity_p = qn_agent_enrol (&request, &error);
+        *identity_p = qn_enrol_join (&request, &error);
     }
     else {
         fprintf (stderr, "qanat-agent: this agent is not enrolled: run it once with --join "
@@ -374,7 +376,7 @@ main (int argc, char *argv [])
     char *join_copy = NULL;
     bool insecure = false;
     long long enrol_timeout_s = 0;
-    qn_agent_identity_t *identity = NULL;
+    qn_identity_t *identity = NULL;
     const char *name = NULL;
     const char *data_dir = NULL;
     long slots = 0;
@@ -667,22 +669,22 @@ main (int argc, char *argv [])
     const char **label_values = (const char **) labels.values;
     size_t label_count = labels.count;
     if (identity) {
-        const char *enrolled = qn_agent_identity_name (identity);
+        const char *enrolled = qn_identity_name (identity);
         if (name && !streq (name, enrolled)) {
-            fprintf (stderr, "qanat-agent: this agent is enrolled as '%s' (%s/" QN_AGENT_KEY_FILE
+            fprintf (stderr, "qanat-agent: this agent is enrolled as '%s' (%s/" QN_IDENTITY_FILE
                      "), not '%s': drop --name, or revoke it and enrol again to rename it\n",
                      enrolled, data_dir, name);
             goto done;
         }
         name = enrolled;
-        label_keys = qn_agent_identity_label_keys (identity);
-        label_values = qn_agent_identity_label_values (identity);
-        label_count = qn_agent_identity_label_count (identity);
+        label_keys = qn_identity_label_keys (identity);
+        label_values = qn_identity_label_values (identity);
+        label_count = qn_identity_label_count (identity);
         if (labels.count && !s_same_labels (&labels, identity))
             qn_agent_log (QN_LOG_WARNING, "--labels differ from the labels granted at "
                           "enrolment; the granted ones apply");
-        if (!endpoint && *qn_agent_identity_endpoint (identity))
-            endpoint = qn_agent_identity_endpoint (identity);
+        if (!endpoint && *qn_identity_endpoint (identity))
+            endpoint = qn_identity_endpoint (identity);
     }
     if (!name)
         name = hostname;
@@ -704,8 +706,8 @@ main (int argc, char *argv [])
         .max_backoff_ms = (uint32_t) max_backoff_ms,
         .stop_after_disconnect_s = (uint32_t) stop_after_s,
         .drain_timeout_s = (uint32_t) drain_timeout_s,
-        .cert = identity? qn_agent_identity_cert (identity): NULL,
-        .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL,
+        .cert = identity? qn_identity_cert (identity): NULL,
+        .server_key = identity? qn_identity_coordinator_key (identity): NULL,
         .backends = backends,
         .backend_count = backend_count,
         .backend_options = backend_options,
@@ -756,7 +758,7 @@ done:
         explicit_bzero (join_copy, strlen (join_copy));
         free (join_copy);
     }
-    qn_agent_identity_destroy (&identity);
+    qn_identity_destroy (&identity);
     s_labels_free (&labels);
     for (size_t i = 0; i < backend_text_count; i++)
         free (backend_text [i]);
