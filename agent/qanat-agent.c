@@ -1,11 +1,15 @@
 /*  qanat-agent - runs qanat tasks on this machine for a coordinator.
 
-    Parses options and hands them to the engine (qn_agent).
+    Parses options (s_options_parse), settles the configuration (timers,
+    data directory, identity: s_options_settle, s_identify, s_configure)
+    and runs the engine, qn_agent (s_run).
 */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_enrol.h"
+#include "qn_identity.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
 
@@ -258,13 +262,13 @@ s_make_dirs (const char *path, mode_t mode)
 }
 
 static bool
-s_same_labels (s_labels_t *labels, qn_agent_identity_t *identity)
+s_same_labels (s_labels_t *labels, qn_identity_t *identity)
 {
-    size_t count = qn_agent_identity_label_count (identity);
+    size_t count = qn_identity_label_count (identity);
     if (labels->count != count)
         return false;
-    const char **keys = qn_agent_identity_label_keys (identity);
-    const char **values = qn_agent_identity_label_values (identity);
+    const char **keys = qn_identity_label_keys (identity);
+    const char **values = qn_identity_label_values (identity);
     for (size_t i = 0; i < labels->count; i++) {
         size_t j;
         for (j = 0; j < count; j++)
@@ -283,11 +287,11 @@ s_same_labels (s_labels_t *labels, qn_agent_identity_t *identity)
 static int
 s_identify (const char *data_dir, const char *join, bool insecure, const char *endpoint,
             const char *name, s_labels_t *labels, int enrol_timeout_ms,
-            qn_agent_identity_t **identity_p)
+            qn_identity_t **identity_p)
 {
     *identity_p = NULL;
     char path [4200];
-    snprintf (path, sizeof (path), "%s/" QN_AGENT_KEY_FILE, data_dir);
+    snprintf (path, sizeof (path), "%s/" QN_IDENTITY_FILE, data_dir);
     if (insecure) {
         if (join) {
             fprintf (stderr, "qanat-agent: --join and --insecure do not go together: a join "
@@ -302,11 +306,11 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
     if (access (path, F_OK) == 0) {
         if (join)
             qn_agent_log (QN_LOG_INFO, "already enrolled (%s): --join ignored", path);
-        *identity_p = qn_agent_identity_load (path, &error);
+        *identity_p = qn_identity_load (path, &error);
     }
     else
     if (join) {
-        qn_agent_enrol_t request = {
+        qn_enrol_request_t request = {
             .token = join,
             .endpoint = endpoint,
             .name = name,
@@ -316,7 +320,7 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
             .path = path,
             .timeout_ms = enrol_timeout_ms
         };
-        *identity_p = qn_agent_enrol (&request, &error);
+        *identity_p = qn_enrol_join (&request, &error);
     }
     else {
         fprintf (stderr, "qanat-agent: this agent is not enrolled: run it once with --join "
@@ -332,8 +336,256 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
     return 0;
 }
 
-int
-main (int argc, char *argv [])
+//  ---------------------------------------------------------------------
+//  Options
+
+//  Everything the command line (and the environment) says
+typedef struct {
+    const char *endpoint;
+    const char *join;
+    char *join_copy;                        //  --join, kept off argv
+    bool insecure;
+    long long enrol_timeout_s;
+    const char *name;
+    const char *data_dir;
+    long slots;
+    unsigned long long max_unacked;
+    unsigned long long spool_max;
+    long long heartbeat_ms;                 //  -1 = not given
+    long long suspect_ms;
+    long long lost_ms;
+    long long profile [3];
+    long long max_backoff_ms;
+    long long stop_after_s;
+    long long drain_timeout_s;
+    bool verbose;
+    s_labels_t labels;
+    const char *backends [QN_AGENT_MAX_BACKENDS];
+    size_t backend_count;
+    char *backend_text [QN_AGENT_MAX_BACKENDS];     //  strtok copies
+    size_t backend_text_count;
+    char *backend_options [S_MAX_BACKEND_OPTIONS + 1];
+    size_t backend_option_count;
+    const char *artifact_store;
+    unsigned long long cache_max;
+    long long cache_keep_recent_s;
+    int keep_workdirs;
+    char default_dir [4096];                //  data_dir when not given
+    char hostname [256];                    //  name when not given
+} s_options_t;
+
+static void
+s_options_init (s_options_t *self)
+{
+    memset (self, 0, sizeof (*self));
+    self->endpoint = getenv ("QANAT_AGENT_ENDPOINT");
+    if (self->endpoint && !*self->endpoint)
+        self->endpoint = NULL;
+    self->join = getenv ("QANAT_JOIN_TOKEN");
+    if (self->join && !*self->join)
+        self->join = NULL;
+    self->heartbeat_ms = -1;
+    self->suspect_ms = -1;
+    self->lost_ms = -1;
+    self->cache_max = 10ULL * 1024 * 1024 * 1024;
+    self->cache_keep_recent_s = -1;
+    self->keep_workdirs = -1;
+}
+
+static void
+s_options_free (s_options_t *self)
+{
+    if (self->join_copy) {
+        explicit_bzero (self->join_copy, strlen (self->join_copy));
+        free (self->join_copy);
+        self->join_copy = NULL;
+    }
+    s_labels_free (&self->labels);
+    for (size_t i = 0; i < self->backend_text_count; i++)
+        free (self->backend_text [i]);
+    self->backend_text_count = 0;
+}
+
+//  --backend NAME[,NAME...]: 0, or -1 with a message
+static int
+s_add_backends (s_options_t *self, const char *text)
+{
+    if (self->backend_text_count == QN_AGENT_MAX_BACKENDS
+    ||  !(self->backend_text [self->backend_text_count] = strdup (text))) {
+        fprintf (stderr, "qanat-agent: too many --backend options\n");
+        return -1;
+    }
+    char *save = NULL;
+    for (char *word = strtok_r (self->backend_text [self->backend_text_count++], ",", &save);
+         word; word = strtok_r (NULL, ",", &save)) {
+        if (self->backend_count == QN_AGENT_MAX_BACKENDS) {
+            fprintf (stderr, "qanat-agent: at most %d backends\n", QN_AGENT_MAX_BACKENDS);
+            return -1;
+        }
+        if (!qn_backend_find (word)) {
+            fprintf (stderr, "qanat-agent: unknown backend '%s' (known: local, "
+                     "slurm, kubernetes)\n", word);
+            return -1;
+        }
+        self->backends [self->backend_count++] = word;
+    }
+    return 0;
+}
+
+//  --backend-option BACKEND.KEY=VALUE: 0, or -1 with a message
+static int
+s_add_backend_option (s_options_t *self, char *text)
+{
+    const char *dot = strchr (text, '.');
+    const char *equals = strchr (text, '=');
+    if (!dot || !equals || dot > equals || dot == text || equals == dot + 1) {
+        fprintf (stderr, "qanat-agent: --backend-option wants BACKEND.KEY=VALUE, "
+                 "not '%s'\n", text);
+        return -1;
+    }
+    if (self->backend_option_count == S_MAX_BACKEND_OPTIONS) {
+        fprintf (stderr, "qanat-agent: at most %d --backend-option values\n",
+                 S_MAX_BACKEND_OPTIONS);
+        return -1;
+    }
+    self->backend_options [self->backend_option_count++] = text;
+    return 0;
+}
+
+//  --profile lan|wan: 0, or -1 with a message
+static int
+s_set_profile (s_options_t *self, const char *text)
+{
+    if (streq (text, "lan")) {
+        self->profile [0] = 1000;
+        self->profile [1] = 5000;
+        self->profile [2] = 30000;
+    }
+    else
+    if (streq (text, "wan")) {
+        self->profile [0] = 10000;
+        self->profile [1] = 120000;
+        self->profile [2] = 600000;
+    }
+    else {
+        fprintf (stderr, "qanat-agent: --profile wants lan or wan, not '%s'\n", text);
+        return -1;
+    }
+    return 0;
+}
+
+//  The options of the engine's capacity and storage (slots, sizes,
+//  counts, the artifact store).  0, or -1 with a message.
+static int
+s_parse_capacity (s_options_t *self, int opt, const char *arg)
+{
+    char *end = NULL;
+    errno = 0;
+    switch (opt) {
+        case 's':
+            self->slots = strtol (arg, &end, 10);
+            if (errno || !end || *end || end == arg || self->slots < 1 || self->slots > 100000) {
+                fprintf (stderr, "qanat-agent: --slots wants a number from 1 to 100000, "
+                         "not '%s'\n", arg);
+                return -1;
+            }
+            return 0;
+        case 'A': {
+            qn_s3_store_url_t store;
+            char error [256] = "";
+            if (qn_s3_store_url_parse (arg, &store, error, sizeof error) == -1) {
+                fprintf (stderr, "qanat-agent: --artifact-store: %s\n", error);
+                return -1;
+            }
+            qn_s3_store_url_clear (&store);
+            self->artifact_store = arg;
+            return 0;
+        }
+        case 'K':
+            if (s_parse_size (arg, &self->cache_max) == -1) {
+                fprintf (stderr, "qanat-agent: --cache-max wants a number of bytes with "
+                         "an optional K, M or G, not '%s'\n", arg);
+                return -1;
+            }
+            return 0;
+        case 'W': {
+            long count = strtol (arg, &end, 10);
+            if (errno || end == arg || *end || count < 0 || count > 1000000) {
+                fprintf (stderr, "qanat-agent: --keep-workdirs wants a number from 0 to "
+                         "1000000, not '%s'\n", arg);
+                return -1;
+            }
+            self->keep_workdirs = (int) count;
+            return 0;
+        }
+        case 'R': {
+            long long seconds = strtoll (arg, &end, 10);
+            if (errno || end == arg || *end || seconds < 0 || seconds > 365LL * 86400) {
+                fprintf (stderr, "qanat-agent: --cache-keep-recent wants seconds (0 to "
+                         "a year), not '%s'\n", arg);
+                return -1;
+            }
+            self->cache_keep_recent_s = seconds;
+            return 0;
+        }
+        case 'M':
+            if (s_parse_size (arg, &self->max_unacked) == -1 || self->max_unacked < 1024) {
+                fprintf (stderr, "qanat-agent: --max-unacked wants a number of bytes "
+                         "(at least 1024), not '%s'\n", arg);
+                return -1;
+            }
+            return 0;
+        case 'S':
+            if (s_parse_size (arg, &self->spool_max) == -1 || self->spool_max < 256 * 1024
+            ||  self->spool_max > (1ULL << 40)) {
+                fprintf (stderr, "qanat-agent: --spool-max wants a number of bytes "
+                         "from 256K to 1024G, not '%s'\n", arg);
+                return -1;
+            }
+            return 0;
+        default:
+            return -1;
+    }
+}
+
+//  The timer options (heartbeat, suspicion, loss, backoff, disconnect,
+//  drain).  0, or -1 with a message.
+static int
+s_parse_timer (s_options_t *self, int opt, const char *arg)
+{
+    switch (opt) {
+        case 'P':
+            return s_set_profile (self, arg);
+        case 'H':
+            if (s_parse_number ("--heartbeat-ms", arg, 0, 600000, &self->heartbeat_ms) == -1)
+                return -1;
+            if (self->heartbeat_ms > 0 && self->heartbeat_ms < 50) {
+                fprintf (stderr, "qanat-agent: --heartbeat-ms must be 0 or at least 50\n");
+                return -1;
+            }
+            return 0;
+        case 'U':
+            return s_parse_number ("--suspect-after-ms", arg, 0, 86400000, &self->suspect_ms);
+        case 'O':
+            return s_parse_number ("--lost-after-ms", arg, 0, 86400000, &self->lost_ms);
+        case 'B':
+            return s_parse_number ("--max-backoff-ms", arg, 250, 3600000,
+                                   &self->max_backoff_ms);
+        case 'D':
+            return s_parse_number ("--stop-after-disconnect", arg, 0, 31536000,
+                                   &self->stop_after_s);
+        case 'T':
+            return s_parse_number ("--drain-timeout", arg, 0, 31536000,
+                                   &self->drain_timeout_s);
+        default:
+            return -1;
+    }
+}
+
+//  Parses the command line.  0 = run; 1 = done, exit 0 (--help,
+//  --version); -1 = exit 1 after a message.
+static int
+s_options_parse (s_options_t *self, int argc, char *argv [])
 {
     static const struct option options [] = {
         { "coordinator", required_argument, NULL, 'c' },
@@ -365,400 +617,276 @@ main (int argc, char *argv [])
         { "version",     no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    const char *endpoint = getenv ("QANAT_AGENT_ENDPOINT");
-    if (endpoint && !*endpoint)
-        endpoint = NULL;
-    const char *join = getenv ("QANAT_JOIN_TOKEN");
-    if (join && !*join)
-        join = NULL;
-    char *join_copy = NULL;
-    bool insecure = false;
-    long long enrol_timeout_s = 0;
-    qn_agent_identity_t *identity = NULL;
-    const char *name = NULL;
-    const char *data_dir = NULL;
-    long slots = 0;
-    unsigned long long max_unacked = 0;
-    unsigned long long spool_max = 0;
-    long long heartbeat_ms = -1;            //  -1 = not given
-    long long suspect_ms = -1;
-    long long lost_ms = -1;
-    long long profile [3] = { 0, 0, 0 };
-    long long max_backoff_ms = 0;
-    long long stop_after_s = 0;
-    long long drain_timeout_s = 0;
-    bool verbose = false;
-    s_labels_t labels = { { NULL }, { NULL }, 0 };
-    const char *backends [QN_AGENT_MAX_BACKENDS];
-    size_t backend_count = 0;
-    char *backend_text [QN_AGENT_MAX_BACKENDS];     //  strtok copies
-    size_t backend_text_count = 0;
-    char *backend_options [S_MAX_BACKEND_OPTIONS + 1] = { NULL };
-    size_t backend_option_count = 0;
-    const char *artifact_store = NULL;
-    unsigned long long cache_max = 10ULL * 1024 * 1024 * 1024;
-    long long cache_keep_recent_s = -1;
-    int keep_workdirs = -1;
-    int rc = 1;
-
     int opt;
     while ((opt = getopt_long (argc, argv, "c:j:n:l:L:s:d:b:o:vhV", options, NULL)) != -1) {
+        int rc = 0;
         switch (opt) {
             case 'c':
-                endpoint = optarg;
+                self->endpoint = optarg;
                 break;
             case 'j':
                 //  Kept aside and wiped from argv, so that ps does not show
                 //  the token for as long as the agent runs
-                free (join_copy);
-                join = join_copy = strdup (optarg);
-                if (!join) {
+                free (self->join_copy);
+                self->join = self->join_copy = strdup (optarg);
+                if (!self->join) {
                     fprintf (stderr, "qanat-agent: out of memory\n");
-                    goto done;
+                    return -1;
                 }
                 memset (optarg, 'x', strlen (optarg));
                 break;
             case 'E':
-                if (s_parse_number ("--enrol-timeout", optarg, 1, 3600, &enrol_timeout_s) == -1)
-                    goto done;
+                rc = s_parse_number ("--enrol-timeout", optarg, 1, 3600, &self->enrol_timeout_s);
                 break;
             case 'I':
-                insecure = true;
+                self->insecure = true;
                 break;
             case 'n':
-                name = optarg;
+                self->name = optarg;
                 break;
             case 'l':
             case 'L':
-                if (s_add_labels (&labels, optarg) == -1)
-                    goto done;
+                rc = s_add_labels (&self->labels, optarg);
                 break;
-            case 's': {
-                char *end = NULL;
-                errno = 0;
-                slots = strtol (optarg, &end, 10);
-                if (errno || !end || *end || end == optarg || slots < 1 || slots > 100000) {
-                    fprintf (stderr, "qanat-agent: --slots wants a number from 1 to 100000, "
-                             "not '%s'\n", optarg);
-                    goto done;
-                }
-                break;
-            }
             case 'd':
-                data_dir = optarg;
+                self->data_dir = optarg;
                 break;
-            case 'b': {
-                if (backend_text_count == QN_AGENT_MAX_BACKENDS
-                ||  !(backend_text [backend_text_count] = strdup (optarg))) {
-                    fprintf (stderr, "qanat-agent: too many --backend options\n");
-                    goto done;
-                }
-                char *save = NULL;
-                for (char *word = strtok_r (backend_text [backend_text_count++], ",", &save);
-                     word; word = strtok_r (NULL, ",", &save)) {
-                    if (backend_count == QN_AGENT_MAX_BACKENDS) {
-                        fprintf (stderr, "qanat-agent: at most %d backends\n",
-                                 QN_AGENT_MAX_BACKENDS);
-                        goto done;
-                    }
-                    if (!qn_backend_find (word)) {
-                        fprintf (stderr, "qanat-agent: unknown backend '%s' (known: local, "
-                                 "slurm, kubernetes)\n", word);
-                        goto done;
-                    }
-                    backends [backend_count++] = word;
-                }
+            case 'b':
+                rc = s_add_backends (self, optarg);
                 break;
-            }
-            case 'o': {
-                const char *dot = strchr (optarg, '.');
-                const char *equals = strchr (optarg, '=');
-                if (!dot || !equals || dot > equals || dot == optarg || equals == dot + 1) {
-                    fprintf (stderr, "qanat-agent: --backend-option wants BACKEND.KEY=VALUE, "
-                             "not '%s'\n", optarg);
-                    goto done;
-                }
-                if (backend_option_count == S_MAX_BACKEND_OPTIONS) {
-                    fprintf (stderr, "qanat-agent: at most %d --backend-option values\n",
-                             S_MAX_BACKEND_OPTIONS);
-                    goto done;
-                }
-                backend_options [backend_option_count++] = optarg;
+            case 'o':
+                rc = s_add_backend_option (self, optarg);
                 break;
-            }
-            case 'A': {
-                qn_s3_store_url_t store;
-                char error [256] = "";
-                if (qn_s3_store_url_parse (optarg, &store, error, sizeof error) == -1) {
-                    fprintf (stderr, "qanat-agent: --artifact-store: %s\n", error);
-                    goto done;
-                }
-                qn_s3_store_url_clear (&store);
-                artifact_store = optarg;
+            case 's': case 'A': case 'K': case 'W': case 'R': case 'M': case 'S':
+                rc = s_parse_capacity (self, opt, optarg);
                 break;
-            }
-            case 'K':
-                if (s_parse_size (optarg, &cache_max) == -1) {
-                    fprintf (stderr, "qanat-agent: --cache-max wants a number of bytes with "
-                             "an optional K, M or G, not '%s'\n", optarg);
-                    goto done;
-                }
-                break;
-            case 'W': {
-                char *end = NULL;
-                errno = 0;
-                long count = strtol (optarg, &end, 10);
-                if (errno || end == optarg || *end || count < 0 || count > 1000000) {
-                    fprintf (stderr, "qanat-agent: --keep-workdirs wants a number from 0 to "
-                             "1000000, not '%s'\n", optarg);
-                    goto done;
-                }
-                keep_workdirs = (int) count;
-                break;
-            }
-            case 'R': {
-                char *end = NULL;
-                errno = 0;
-                long long seconds = strtoll (optarg, &end, 10);
-                if (errno || end == optarg || *end || seconds < 0 || seconds > 365LL * 86400) {
-                    fprintf (stderr, "qanat-agent: --cache-keep-recent wants seconds (0 to "
-                             "a year), not '%s'\n", optarg);
-                    goto done;
-                }
-                cache_keep_recent_s = seconds;
-                break;
-            }
-            case 'M':
-                if (s_parse_size (optarg, &max_unacked) == -1 || max_unacked < 1024) {
-                    fprintf (stderr, "qanat-agent: --max-unacked wants a number of bytes "
-                             "(at least 1024), not '%s'\n", optarg);
-                    goto done;
-                }
-                break;
-            case 'S':
-                if (s_parse_size (optarg, &spool_max) == -1 || spool_max < 256 * 1024
-                ||  spool_max > (1ULL << 40)) {
-                    fprintf (stderr, "qanat-agent: --spool-max wants a number of bytes "
-                             "from 256K to 1024G, not '%s'\n", optarg);
-                    goto done;
-                }
-                break;
-            case 'P':
-                if (streq (optarg, "lan")) {
-                    profile [0] = 1000;
-                    profile [1] = 5000;
-                    profile [2] = 30000;
-                }
-                else
-                if (streq (optarg, "wan")) {
-                    profile [0] = 10000;
-                    profile [1] = 120000;
-                    profile [2] = 600000;
-                }
-                else {
-                    fprintf (stderr, "qanat-agent: --profile wants lan or wan, not '%s'\n",
-                             optarg);
-                    goto done;
-                }
-                break;
-            case 'H':
-                if (s_parse_number ("--heartbeat-ms", optarg, 0, 600000, &heartbeat_ms) == -1)
-                    goto done;
-                if (heartbeat_ms > 0 && heartbeat_ms < 50) {
-                    fprintf (stderr, "qanat-agent: --heartbeat-ms must be 0 or at least 50\n");
-                    goto done;
-                }
-                break;
-            case 'U':
-                if (s_parse_number ("--suspect-after-ms", optarg, 0, 86400000, &suspect_ms) == -1)
-                    goto done;
-                break;
-            case 'O':
-                if (s_parse_number ("--lost-after-ms", optarg, 0, 86400000, &lost_ms) == -1)
-                    goto done;
-                break;
-            case 'B':
-                if (s_parse_number ("--max-backoff-ms", optarg, 250, 3600000,
-                                    &max_backoff_ms) == -1)
-                    goto done;
-                break;
-            case 'D':
-                if (s_parse_number ("--stop-after-disconnect", optarg, 0, 31536000,
-                                    &stop_after_s) == -1)
-                    goto done;
-                break;
-            case 'T':
-                if (s_parse_number ("--drain-timeout", optarg, 0, 31536000,
-                                    &drain_timeout_s) == -1)
-                    goto done;
+            case 'P': case 'H': case 'U': case 'O': case 'B': case 'D': case 'T':
+                rc = s_parse_timer (self, opt, optarg);
                 break;
             case 'v':
-                verbose = true;
+                self->verbose = true;
                 break;
             case 'h':
                 s_usage (stdout);
-                rc = 0;
-                goto done;
+                return 1;
             case 'V':
                 printf ("qanat-agent %s\n", PACKAGE_VERSION);
-                rc = 0;
-                goto done;
+                return 1;
             default:
                 s_usage (stderr);
-                goto done;
+                return -1;
         }
+        if (rc == -1)
+            return -1;
     }
     if (optind < argc) {
         fprintf (stderr, "qanat-agent: unexpected argument '%s'\n", argv [optind]);
         s_usage (stderr);
-        goto done;
+        return -1;
     }
-    if (name && !*name) {
+    if (self->name && !*self->name) {
         fprintf (stderr, "qanat-agent: --name must not be empty\n");
-        goto done;
+        return -1;
     }
-    //  Explicit timers override the profile's, whatever their order
-    if (heartbeat_ms < 0)
-        heartbeat_ms = profile [0];
-    if (suspect_ms < 0)
-        suspect_ms = profile [1];
-    if (lost_ms < 0)
-        lost_ms = profile [2];
-    if (heartbeat_ms && suspect_ms && suspect_ms < heartbeat_ms) {
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Settling the configuration
+
+//  The timers (explicit ones override the profile's, whatever their
+//  order), the slots and the data directory (made when missing).  0, or
+//  -1 with a message.
+static int
+s_options_settle (s_options_t *self)
+{
+    if (self->heartbeat_ms < 0)
+        self->heartbeat_ms = self->profile [0];
+    if (self->suspect_ms < 0)
+        self->suspect_ms = self->profile [1];
+    if (self->lost_ms < 0)
+        self->lost_ms = self->profile [2];
+    if (self->heartbeat_ms && self->suspect_ms && self->suspect_ms < self->heartbeat_ms) {
         fprintf (stderr, "qanat-agent: --suspect-after-ms (%lld) is shorter than the "
-                 "heartbeat (%lld ms)\n", suspect_ms, heartbeat_ms);
-        goto done;
+                 "heartbeat (%lld ms)\n", self->suspect_ms, self->heartbeat_ms);
+        return -1;
     }
-    if (suspect_ms && lost_ms && lost_ms < suspect_ms) {
+    if (self->suspect_ms && self->lost_ms && self->lost_ms < self->suspect_ms) {
         fprintf (stderr, "qanat-agent: --lost-after-ms (%lld) is shorter than "
-                 "--suspect-after-ms (%lld)\n", lost_ms, suspect_ms);
-        goto done;
+                 "--suspect-after-ms (%lld)\n", self->lost_ms, self->suspect_ms);
+        return -1;
     }
-    if (slots == 0) {
+    if (self->slots == 0) {
         long cpus = sysconf (_SC_NPROCESSORS_ONLN);
-        slots = cpus > 0? cpus: 1;
+        self->slots = cpus > 0? cpus: 1;
     }
-    char default_dir [4096];
-    if (!data_dir) {
+    if (!self->data_dir) {
         const char *home = getenv ("HOME");
         if (!home || !*home) {
             fprintf (stderr, "qanat-agent: $HOME is not set; give --data-dir\n");
-            goto done;
+            return -1;
         }
-        snprintf (default_dir, sizeof (default_dir), "%s/.qanat/agent", home);
-        data_dir = default_dir;
+        snprintf (self->default_dir, sizeof (self->default_dir), "%s/.qanat/agent", home);
+        self->data_dir = self->default_dir;
     }
-    if (s_make_dirs (data_dir, 0700) == -1) {
+    if (s_make_dirs (self->data_dir, 0700) == -1) {
         fprintf (stderr, "qanat-agent: cannot create data directory %s: %s\n",
-                 data_dir, strerror (errno));
-        goto done;
+                 self->data_dir, strerror (errno));
+        return -1;
     }
-    qn_agent_log_set_verbose (verbose);
+    return 0;
+}
 
-    char hostname [256] = "";
-    if (!name) {
-        if (gethostname (hostname, sizeof (hostname) - 1) == -1 || !*hostname)
-            snprintf (hostname, sizeof (hostname), "localhost");
+//  An option for a backend the agent does not run is a mistake to say.
+//  0, or -1 with a message.
+static int
+s_check_backend_options (s_options_t *self)
+{
+    for (size_t i = 0; i < self->backend_option_count; i++) {
+        bool used = false;
+        size_t count = self->backend_count? self->backend_count: 1;
+        for (size_t b = 0; b < count && !used; b++) {
+            const char *backend = self->backend_count? self->backends [b]: "local";
+            size_t len = strlen (backend);
+            used = strncmp (self->backend_options [i], backend, len) == 0
+                && self->backend_options [i][len] == '.';
+        }
+        if (!used) {
+            fprintf (stderr, "qanat-agent: --backend-option %s is for a backend this agent "
+                     "does not run (add --backend)\n", self->backend_options [i]);
+            return -1;
+        }
     }
-    if (s_identify (data_dir, join, insecure, endpoint, name? name: hostname, &labels,
-                    (int) enrol_timeout_s * 1000, &identity) == -1)
-        goto done;
-    const char **label_keys = (const char **) labels.keys;
-    const char **label_values = (const char **) labels.values;
-    size_t label_count = labels.count;
+    return 0;
+}
+
+//  The engine's configuration from the options and the identity (NULL
+//  for --insecure): the enrolled name, the granted labels, the endpoint
+//  enrolled through.  The config points into both.  0, or -1 with a
+//  message.
+static int
+s_configure (s_options_t *self, qn_identity_t *identity, qn_agent_config_t *config)
+{
+    const char *name = self->name;
+    const char *endpoint = self->endpoint;
+    const char **label_keys = (const char **) self->labels.keys;
+    const char **label_values = (const char **) self->labels.values;
+    size_t label_count = self->labels.count;
     if (identity) {
-        const char *enrolled = qn_agent_identity_name (identity);
+        const char *enrolled = qn_identity_name (identity);
         if (name && !streq (name, enrolled)) {
-            fprintf (stderr, "qanat-agent: this agent is enrolled as '%s' (%s/" QN_AGENT_KEY_FILE
+            fprintf (stderr, "qanat-agent: this agent is enrolled as '%s' (%s/" QN_IDENTITY_FILE
                      "), not '%s': drop --name, or revoke it and enrol again to rename it\n",
-                     enrolled, data_dir, name);
-            goto done;
+                     enrolled, self->data_dir, name);
+            return -1;
         }
         name = enrolled;
-        label_keys = qn_agent_identity_label_keys (identity);
-        label_values = qn_agent_identity_label_values (identity);
-        label_count = qn_agent_identity_label_count (identity);
-        if (labels.count && !s_same_labels (&labels, identity))
+        label_keys = qn_identity_label_keys (identity);
+        label_values = qn_identity_label_values (identity);
+        label_count = qn_identity_label_count (identity);
+        if (self->labels.count && !s_same_labels (&self->labels, identity))
             qn_agent_log (QN_LOG_WARNING, "--labels differ from the labels granted at "
                           "enrolment; the granted ones apply");
-        if (!endpoint && *qn_agent_identity_endpoint (identity))
-            endpoint = qn_agent_identity_endpoint (identity);
+        if (!endpoint && *qn_identity_endpoint (identity))
+            endpoint = qn_identity_endpoint (identity);
     }
     if (!name)
-        name = hostname;
+        name = self->hostname;
     if (!endpoint)
         endpoint = S_DEFAULT_ENDPOINT;
-    qn_agent_config_t config = {
+    *config = (qn_agent_config_t) {
         .endpoint = endpoint,
         .name = name,
         .label_keys = label_keys,
         .label_values = label_values,
         .label_count = label_count,
-        .slots = (uint32_t) slots,
-        .data_dir = data_dir,
-        .outbox_limit = (size_t) max_unacked,
-        .spool_max = spool_max,
-        .heartbeat_ms = (uint32_t) heartbeat_ms,
-        .suspect_after_ms = (uint32_t) suspect_ms,
-        .lost_after_ms = (uint32_t) lost_ms,
-        .max_backoff_ms = (uint32_t) max_backoff_ms,
-        .stop_after_disconnect_s = (uint32_t) stop_after_s,
-        .drain_timeout_s = (uint32_t) drain_timeout_s,
-        .cert = identity? qn_agent_identity_cert (identity): NULL,
-        .server_key = identity? qn_agent_identity_coordinator_key (identity): NULL,
-        .backends = backends,
-        .backend_count = backend_count,
-        .backend_options = backend_options,
-        .artifact_store = artifact_store,
-        .cache_max = (uint64_t) cache_max,
-        .cache_keep_recent_s = (int64_t) cache_keep_recent_s,
-        .keep_workdirs = keep_workdirs
+        .slots = (uint32_t) self->slots,
+        .data_dir = self->data_dir,
+        .outbox_limit = (size_t) self->max_unacked,
+        .spool_max = self->spool_max,
+        .heartbeat_ms = (uint32_t) self->heartbeat_ms,
+        .suspect_after_ms = (uint32_t) self->suspect_ms,
+        .lost_after_ms = (uint32_t) self->lost_ms,
+        .max_backoff_ms = (uint32_t) self->max_backoff_ms,
+        .stop_after_disconnect_s = (uint32_t) self->stop_after_s,
+        .drain_timeout_s = (uint32_t) self->drain_timeout_s,
+        .cert = identity? qn_identity_cert (identity): NULL,
+        .server_key = identity? qn_identity_coordinator_key (identity): NULL,
+        .backends = self->backends,
+        .backend_count = self->backend_count,
+        .backend_options = self->backend_options,
+        .artifact_store = self->artifact_store,
+        .cache_max = (uint64_t) self->cache_max,
+        .cache_keep_recent_s = (int64_t) self->cache_keep_recent_s,
+        .keep_workdirs = self->keep_workdirs
     };
-    //  An option for a backend the agent does not run is a mistake to say
-    for (size_t i = 0; i < backend_option_count; i++) {
-        bool used = false;
-        for (size_t b = 0; b < (backend_count? backend_count: 1) && !used; b++) {
-            const char *backend = backend_count? backends [b]: "local";
-            size_t len = strlen (backend);
-            used = strncmp (backend_options [i], backend, len) == 0
-                && backend_options [i][len] == '.';
-        }
-        if (!used) {
-            fprintf (stderr, "qanat-agent: --backend-option %s is for a backend this agent "
-                     "does not run (add --backend)\n", backend_options [i]);
-            goto done;
-        }
-    }
+    return 0;
+}
+
+
+//  ---------------------------------------------------------------------
+//  Running
+
+//  Runs the engine until it stops: 0 after a signal, 1 after an error.
+static int
+s_run (const qn_agent_config_t *config, bool secure)
+{
     char label_text [2048] = "";
     size_t at = 0;
-    for (size_t i = 0; i < label_count && at < sizeof (label_text); i++) {
+    for (size_t i = 0; i < config->label_count && at < sizeof (label_text); i++) {
         int n = snprintf (label_text + at, sizeof (label_text) - at, "%s%s=%s",
-                          i? ",": "", label_keys [i], label_values [i]);
+                          i? ",": "", config->label_keys [i], config->label_values [i]);
         if (n < 0)
             break;
         at += (size_t) n;
     }
     qn_agent_log (QN_LOG_INFO, "qanat-agent %s connecting to %s with labels %s and %ld slots"
-                  " (%s)", name, endpoint, label_count? label_text: "(none)", slots,
-                  identity? "CURVE": "plaintext, --insecure");
+                  " (%s)", config->name, config->endpoint,
+                  config->label_count? label_text: "(none)", (long) config->slots,
+                  secure? "CURVE": "plaintext, --insecure");
 
-    qn_agent_t *agent = qn_agent_new (&config);
+    qn_agent_t *agent = qn_agent_new (config);
     if (!agent) {
-        fprintf (stderr, "qanat-agent: cannot start (bad endpoint '%s'?)\n", endpoint);
-        goto done;
+        fprintf (stderr, "qanat-agent: cannot start (bad endpoint '%s'?)\n", config->endpoint);
+        return 1;
     }
-    rc = qn_agent_run (agent) == 0? 0: 1;
+    int rc = qn_agent_run (agent) == 0? 0: 1;
     qn_agent_destroy (&agent);
-    qn_agent_log (QN_LOG_INFO, "qanat-agent %s stopped", name);
+    qn_agent_log (QN_LOG_INFO, "qanat-agent %s stopped", config->name);
+    return rc;
+}
+
+int
+main (int argc, char *argv [])
+{
+    s_options_t options;
+    s_options_init (&options);
+    qn_identity_t *identity = NULL;
+    int rc = 1;
+    int parsed = s_options_parse (&options, argc, argv);
+    if (parsed == 1)
+        rc = 0;
+    if (parsed != 0 || s_options_settle (&options) == -1)
+        goto done;
+    qn_agent_log_set_verbose (options.verbose);
+    if (!options.name) {
+        if (gethostname (options.hostname, sizeof (options.hostname) - 1) == -1
+        ||  !*options.hostname)
+            snprintf (options.hostname, sizeof (options.hostname), "localhost");
+    }
+    if (s_identify (options.data_dir, options.join, options.insecure, options.endpoint,
+                    options.name? options.name: options.hostname, &options.labels,
+                    (int) options.enrol_timeout_s * 1000, &identity) == -1)
+        goto done;
+    qn_agent_config_t config;
+    if (s_configure (&options, identity, &config) == -1
+    ||  s_check_backend_options (&options) == -1)
+        goto done;
+    rc = s_run (&config, identity != NULL);
 
 done:
-    if (join_copy) {
-        explicit_bzero (join_copy, strlen (join_copy));
-        free (join_copy);
-    }
-    qn_agent_identity_destroy (&identity);
-    s_labels_free (&labels);
-    for (size_t i = 0; i < backend_text_count; i++)
-        free (backend_text [i]);
+    qn_identity_destroy (&identity);
+    s_options_free (&options);
     return rc;
 }

@@ -34,12 +34,11 @@
 #include "qn_sweeper.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
-#include "qn_stacktrace.h"
+#include "qn_redact.h"
+#include "qn_handshake.h"
 #include "qn_token.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -68,23 +67,6 @@
 #define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
 #define S_STREAMS               3               //  stdout, stderr, system
 
-//  The secret values of one attempt (Assign.redact), longest first, so
-//  that where two match the longer is hidden whole.
-typedef struct {
-    char **values;
-    size_t *sizes;
-    size_t count;
-    size_t longest;
-    bool first [256];           //  bytes a value starts with: a fast skip
-} s_redactor_t;
-
-//  Bytes held back at the end of a piece of a long line: they could be
-//  the start of a secret that the next piece completes.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} s_carry_t;
-
 typedef struct {
     qn_attempt_key_t key;
     char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
@@ -103,8 +85,8 @@ typedef struct {
     bool forget;                //  delete from the spool at the next commit
     bool blocked;               //  during a commit: an event did not fit
     uint64_t batch_seq;         //  during a commit: last seq put
-    s_redactor_t *redactor;     //  its secrets, or NULL
-    s_carry_t carry [S_STREAMS];
+    qn_redact_t *redactor;      //  its secrets, or NULL
+    qn_redact_carry_t carry [S_STREAMS];
     size_t backend;             //  index into the agent's backends
     const char *backend_name;   //  its ops' name
     bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
@@ -193,8 +175,7 @@ struct _qn_agent_t {
 
     zcert_t *cert;              //  our key pair, NULL = plaintext
     char *server_key;
-    zsock_t *monitor;           //  handshake events of sock (CURVE only)
-    char *monitor_endpoint;
+    qn_handshake_t *handshake;  //  handshake events of sock (CURVE only)
 
     int signal_fd;
     sigset_t saved_mask;
@@ -250,281 +231,16 @@ s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
     snprintf (buffer, size, "%" PRIu64 "/%u/%u", key->run_id, key->task_index, key->attempt);
 }
 
-//  ---------------------------------------------------------------------
-//  Redaction
-//
-//  Every secret value an Assign names in redact is replaced by "***" in
-//  what the attempt reports, before it reaches the spool.  Values of any
-//  length are hidden, even of one byte (which may hide innocent text
-//  too: the operator chose that secret).  A value that spans lines (a
-//  PEM key, a value with a trailing newline) cannot appear whole in one
-//  log line, so each of its lines is hidden as well.
-//
-//  Long lines reach us in 8 KiB pieces (qn_linebuf).  A secret cut by
-//  such a split is still found: at the end of a partial piece, the tail
-//  that could be the start of a secret is held back (in the attempt's
-//  carry for that stream, at most the longest value less one byte) and
-//  put in front of the next piece of the same line.  Pieces may thus be
-//  a little shorter or longer than 8 KiB.
-
-static void
-s_wipe_free (void *data, size_t size)
-{
-    if (data) {
-        explicit_bzero (data, size);
-        free (data);
-    }
-}
-
-static void
-s_redactor_destroy (s_redactor_t **self_p)
-{
-    s_redactor_t *self = *self_p;
-    if (!self)
-        return;
-    for (size_t i = 0; i < self->count; i++)
-        s_wipe_free (self->values [i], self->sizes [i]);
-    free (self->values);
-    free (self->sizes);
-    free (self);
-    *self_p = NULL;
-}
-
-static int
-s_redactor_add (s_redactor_t *self, const char *value, size_t size, size_t room)
-{
-    if (size == 0 || self->count == room)
-        return 0;
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] == size && memcmp (self->values [i], value, size) == 0)
-            return 0;
-    char *copy = (char *) malloc (size);
-    if (!copy)
-        return -1;
-    memcpy (copy, value, size);
-    //  Insert keeping the longest first
-    size_t at = self->count;
-    while (at > 0 && self->sizes [at - 1] < size) {
-        self->values [at] = self->values [at - 1];
-        self->sizes [at] = self->sizes [at - 1];
-        at--;
-    }
-    self->values [at] = copy;
-    self->sizes [at] = size;
-    self->count++;
-    self->first [(uint8_t) value [0]] = true;
-    if (size > self->longest)
-        self->longest = size;
-    return 0;
-}
-
-//  A redactor for the values, or NULL when there are none (or no memory:
-//  then *failed_p is set, and the caller must not run the attempt).
-static s_redactor_t *
-s_redactor_new (char **values, size_t count, bool *failed_p)
-{
-    *failed_p = false;
-    size_t room = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (!values [i])
-            continue;
-        room++;
-        //  Its lines: one more than its newlines, when it has any
-        bool lines = false;
-        for (const char *cur = values [i]; *cur; cur++)
-            if (*cur == '\n') {
-                room++;
-                lines = true;
-            }
-        if (lines)
-            room++;
-    }
-    if (room == 0)
-        return NULL;
-    s_redactor_t *self = (s_redactor_t *) calloc (1, sizeof (s_redactor_t));
-    if (self) {
-        self->values = (char **) calloc (room, sizeof (char *));
-        self->sizes = (size_t *) calloc (room, sizeof (size_t));
-    }
-    if (!self || !self->values || !self->sizes) {
-        s_redactor_destroy (&self);
-        *failed_p = true;
-        return NULL;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const char *value = values [i];
-        if (!value)
-            continue;
-        if (s_redactor_add (self, value, strlen (value), room) == -1)
-            *failed_p = true;
-        if (!strchr (value, '\n'))
-            continue;
-        //  Each line of a multi-line value, without its '\r'
-        const char *line = value;
-        while (*line) {
-            const char *end = strchr (line, '\n');
-            size_t size = end? (size_t) (end - line): strlen (line);
-            size_t kept = size;
-            if (kept && line [kept - 1] == '\r')
-                kept--;
-            if (s_redactor_add (self, line, kept, room) == -1)
-                *failed_p = true;
-            line += size + (end? 1: 0);
-        }
-    }
-    if (*failed_p || self->count == 0)
-        s_redactor_destroy (&self);
-    return self;
-}
-
-//  Length of the longest value that matches in full at text, or 0.
-static size_t
-s_redactor_match (const s_redactor_t *self, const uint8_t *text, size_t left)
-{
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] <= left && memcmp (self->values [i], text, self->sizes [i]) == 0)
-            return self->sizes [i];
-    return 0;
-}
-
-//  True when the left bytes at text are the start of a longer value.
-static bool
-s_redactor_prefix (const s_redactor_t *self, const uint8_t *text, size_t left)
-{
-    for (size_t i = 0; i < self->count; i++)
-        if (self->sizes [i] > left && memcmp (self->values [i], text, left) == 0)
-            return true;
-    return false;
-}
-
-//  Redacts carry + data into a fresh buffer (caller frees; *out_size its
-//  size).  When partial, a tail that could start a secret goes back into
-//  carry instead of the output.  NULL when out of memory (then nothing
-//  may be reported: the piece is lost rather than shown).
-static uint8_t *
-s_redact (const s_redactor_t *self, s_carry_t *carry, const void *data, size_t size,
-          bool partial, size_t *out_size)
-{
-    size_t total = carry->size + size;
-    uint8_t *text = (uint8_t *) malloc (total + 1);
-    //  Each byte becomes at most "***"
-    uint8_t *out = (uint8_t *) malloc (total * 3 + 1);
-    if (!text || !out) {
-        free (text);
-        free (out);
-        return NULL;
-    }
-    if (carry->size)
-        memcpy (text, carry->data, carry->size);
-    if (size)
-        memcpy (text + carry->size, data, size);
-    s_wipe_free (carry->data, carry->size);
-    carry->data = NULL;
-    carry->size = 0;
-    size_t at = 0;
-    size_t i = 0;
-    while (i < total) {
-        size_t left = total - i;
-        if (self->first [text [i]]) {
-            //  A value the next piece may complete wins over a shorter
-            //  one that matches now: if it does not complete, the
-            //  shorter one still matches then.
-            if (partial && left < self->longest && s_redactor_prefix (self, text + i, left)) {
-                carry->data = (uint8_t *) malloc (left);
-                if (carry->data) {
-                    memcpy (carry->data, text + i, left);
-                    carry->size = left;
-                }
-                else {
-                    memcpy (out + at, "***", 3);
-                    at += 3;
-                }
-                break;
-            }
-            size_t match = s_redactor_match (self, text + i, left);
-            if (match) {
-                memcpy (out + at, "***", 3);
-                at += 3;
-                i += match;
-                continue;
-            }
-        }
-        out [at++] = text [i++];
-    }
-    s_wipe_free (text, total + 1);
-    *out_size = at;
-    return out;
-}
-
-//  A redacted copy of a C string (caller frees), NULL when out of memory.
-static char *
-s_redact_string (const s_redactor_t *self, const char *text)
-{
-    s_carry_t carry = { NULL, 0 };
-    size_t size = 0;
-    uint8_t *out = s_redact (self, &carry, text, strlen (text), false, &size);
-    if (!out)
-        return NULL;
-    out [size] = '\0';
-    return (char *) out;
-}
-
-//  A stack trace: redacted line by line.  A line that qn_stacktrace cut
-//  at its length cap (it then ends in "...") may end in the first bytes
-//  of a secret: those become "***" too.
-static char *
-s_redact_trace (const s_redactor_t *self, const char *trace)
-{
-    size_t size = strlen (trace);
-    //  Each byte becomes at most "***", and each line gains at most "***"
-    char *out = (char *) malloc (size * 3 + 4 * (size / QN_STACKTRACE_LINE_MAX + 2) + 1);
-    if (!out)
-        return NULL;
-    size_t at = 0;
-    const char *line = trace;
-    while (true) {
-        const char *end = strchr (line, '\n');
-        size_t length = end? (size_t) (end - line): strlen (line);
-        bool cut = length >= QN_STACKTRACE_LINE_MAX - 4 && length >= 3
-                && memcmp (line + length - 3, "...", 3) == 0;
-        s_carry_t carry = { NULL, 0 };
-        size_t got = 0;
-        uint8_t *piece = s_redact (self, &carry, line, cut? length - 3: length, cut, &got);
-        if (!piece) {
-            free (out);
-            return NULL;
-        }
-        memcpy (out + at, piece, got);
-        at += got;
-        s_wipe_free (piece, got);
-        if (carry.size) {
-            s_wipe_free (carry.data, carry.size);
-            memcpy (out + at, "***", 3);
-            at += 3;
-        }
-        if (cut) {
-            memcpy (out + at, "...", 3);
-            at += 3;
-        }
-        if (!end)
-            break;
-        out [at++] = '\n';
-        line = end + 1;
-    }
-    out [at] = '\0';
-    return out;
-}
-
 static void
 s_attempt_destructor (void **item)
 {
     s_attempt_t *attempt = (s_attempt_t *) *item;
     if (attempt) {
-        s_redactor_destroy (&attempt->redactor);
+        qn_redact_destroy (&attempt->redactor);
         if (attempt->assign)
             qanat__assign__free_unpacked (attempt->assign, NULL);
         for (int i = 0; i < S_STREAMS; i++)
-            s_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
+            qn_redact_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
         free (attempt);
     }
     *item = NULL;
@@ -1270,9 +986,10 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
         return;
     uint8_t *redacted = NULL;
     if (attempt->redactor) {
-        s_carry_t none = { NULL, 0 };
-        s_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]: &none;
-        redacted = s_redact (attempt->redactor, carry, data, size, partial, &size);
+        qn_redact_carry_t none = { NULL, 0 };
+        qn_redact_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]
+                                                                : &none;
+        redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
         if (!redacted) {
             qn_agent_log (QN_LOG_ERROR, "out of memory redacting a log line of attempt %"
                           PRIu64 "/%u/%u; line dropped", key->run_id, key->task_index,
@@ -1295,7 +1012,7 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
     event.body_case = QANAT__EVENT__BODY_LOG;
     event.log = &chunk;
     s_post_event (self, attempt, &event);
-    s_wipe_free (redacted, size);
+    qn_redact_wipe_free (redacted, size);
 }
 
 static void
@@ -1308,7 +1025,7 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
         return;
     char *redacted = NULL;
     if (attempt->redactor && name) {
-        redacted = s_redact_string (attempt->redactor, name);
+        redacted = qn_redact_string (attempt->redactor, name);
         if (!redacted)
             return;
         name = redacted;
@@ -1390,7 +1107,7 @@ s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const c
     if (!attempt || !attempt->collecting)
         return;
     attempt->collecting = false;
-    char *clean = attempt->redactor && error? s_redact_string (attempt->redactor, error): NULL;
+    char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
     const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
     if (status != 0)
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
@@ -1421,8 +1138,8 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         for (int i = 0; i < S_STREAMS; i++)
             if (attempt->carry [i].size)
                 s_on_log (self, key, (Qanat__Stream) i, "", 0, false, qn_now_us ());
-        clean_trace = s_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
-        clean_reason = s_redact_string (attempt->redactor, reason? reason: "");
+        clean_trace = qn_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
+        clean_reason = qn_redact_string (attempt->redactor, reason? reason: "");
         //  Out of memory: say nothing rather than show a secret
         stack_trace = clean_trace? clean_trace: "";
         reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
@@ -1438,7 +1155,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
             s_outputs_collected (self, key, -1, "cannot collect the outputs (out of memory)",
                                  NULL, 0);
         if (clean_trace)
-            s_wipe_free (clean_trace, strlen (clean_trace));
+            qn_redact_wipe_free (clean_trace, strlen (clean_trace));
         free (clean_reason);
         return;
     }
@@ -1448,7 +1165,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
     attempt->staging = false;
     s_attempt_ended (self, attempt, exit_code, reason, kind);
     if (clean_trace)
-        s_wipe_free (clean_trace, strlen (clean_trace));
+        qn_redact_wipe_free (clean_trace, strlen (clean_trace));
     free (clean_reason);
 }
 
@@ -1534,7 +1251,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
         Qanat__Assign *assign = held? held: &bare;
         if (held && !attempt->redactor) {
             bool failed = false;
-            attempt->redactor = s_redactor_new (held->redact, held->n_redact, &failed);
+            attempt->redactor = qn_redact_new (held->redact, held->n_redact, &failed);
         }
         if (held && held->n_outputs && !attempt->assign) {
             //  Its outputs are collected from the work directory the
@@ -1709,7 +1426,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
               assign->task_name? assign->task_name: "");
     //  Before anything can be reported: even a failed start may echo argv
     bool failed = false;
-    attempt->redactor = s_redactor_new (assign->redact, assign->n_redact, &failed);
+    attempt->redactor = qn_redact_new (assign->redact, assign->n_redact, &failed);
     if (failed) {
         qn_agent_log (QN_LOG_ERROR, "out of memory taking the secrets of attempt %" PRIu64
                       "/%u/%u; refusing it", key.run_id, key.task_index, key.attempt);
@@ -1840,7 +1557,7 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
     free (env);
     const qn_attempt_key_t key = attempt->key;
     if (rc == -1) {
-        char *clean = attempt->redactor? s_redact_string (attempt->redactor, error): NULL;
+        char *clean = attempt->redactor? qn_redact_string (attempt->redactor, error): NULL;
         qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt,
                       clean? clean: attempt->redactor? "(withheld)": error);
@@ -2249,76 +1966,17 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
 
 
 //  ---------------------------------------------------------------------
-//  Handshake monitor (CURVE only)
-//
-//  A coordinator whose ZAP handler refuses our key (revoked, and it
-//  restarted since, so no connection is left to carry a Refusal) only
-//  shows in libzmq's socket events: HANDSHAKE_FAILED_AUTH with the ZAP
-//  status code.  400 is a final no; 300 and 500 are the handler's own
-//  trouble and we keep trying.
-
-//  Starts monitoring sock's handshakes on a fresh PAIR socket.  NULL on
-//  failure; *endpoint_p gets the malloc'd inproc endpoint.
-static zsock_t *
-s_monitor_new (zsock_t *sock, char **endpoint_p)
-{
-    static unsigned int counter = 0;
-    char *endpoint = zsys_sprintf ("inproc://qn-agent-monitor-%d-%u", (int) getpid (),
-                                   counter++);
-    if (!endpoint)
-        return NULL;
-    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-               | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
-               | ZMQ_EVENT_DISCONNECTED;
-    zsock_t *monitor = NULL;
-    if (zmq_socket_monitor (zsock_resolve (sock), endpoint, events) == 0) {
-        monitor = zsock_new (ZMQ_PAIR);
-        if (monitor && zsock_connect (monitor, "%s", endpoint) == -1)
-            zsock_destroy (&monitor);
-    }
-    if (!monitor) {
-        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
-        zstr_free (&endpoint);
-    }
-    *endpoint_p = endpoint;
-    return monitor;
-}
-
-static void
-s_monitor_destroy (zsock_t *sock, zsock_t **monitor_p, char **endpoint_p)
-{
-    if (*monitor_p && sock)
-        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
-    zsock_destroy (monitor_p);
-    zstr_free (endpoint_p);
-}
-
-//  Reads one event: 0 with *event_p and *value_p, or -1.
-static int
-s_monitor_read (zsock_t *monitor, uint16_t *event_p, uint32_t *value_p)
-{
-    zmsg_t *msg = zmsg_recv (monitor);
-    if (!msg)
-        return -1;
-    zframe_t *frame = zmsg_first (msg);
-    int rc = -1;
-    if (frame && zframe_size (frame) == 6) {
-        memcpy (event_p, zframe_data (frame), 2);
-        memcpy (value_p, zframe_data (frame) + 2, 4);
-        rc = 0;
-    }
-    zmsg_destroy (&msg);
-    return rc;
-}
+//  Handshake monitor (CURVE only): see qn_handshake.h
 
 static int
 s_monitor_readable (zloop_t *loop, zsock_t *sock, void *arg)
 {
     (void) loop;
+    (void) sock;
     qn_agent_t *self = (qn_agent_t *) arg;
     uint16_t event;
     uint32_t value;
-    if (s_monitor_read (sock, &event, &value) == -1)
+    if (qn_handshake_read (self->handshake, &event, &value) == -1)
         return 0;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == 400) {
         qn_agent_log (QN_LOG_ERROR, "the coordinator refuses this agent's key at the "
@@ -2535,9 +2193,10 @@ qn_agent_new (const qn_agent_config_t *config)
         if (self->cert) {
             zcert_apply (self->cert, self->sock);
             zsock_set_curve_serverkey (self->sock, self->server_key);
-            self->monitor = s_monitor_new (self->sock, &self->monitor_endpoint);
-            if (!self->monitor
-            ||  zloop_reader (self->loop, self->monitor, s_monitor_readable, self) == -1) {
+            self->handshake = qn_handshake_new (self->sock);
+            if (!self->handshake
+            ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
+                              s_monitor_readable, self) == -1) {
                 qn_agent_log (QN_LOG_ERROR, "cannot monitor the coordinator connection");
                 ok = false;
             }
@@ -2619,7 +2278,7 @@ qn_agent_destroy (qn_agent_t **self_p)
     qn_transfer_destroy (&self->transfer);
     qn_blobstore_destroy (&self->cache);
     zloop_destroy (&self->loop);
-    s_monitor_destroy (self->sock, &self->monitor, &self->monitor_endpoint);
+    qn_handshake_destroy (&self->handshake);
     zsock_destroy (&self->sock);
     zcert_destroy (&self->cert);
     free (self->server_key);
@@ -2641,570 +2300,4 @@ qn_agent_destroy (qn_agent_t **self_p)
     free (self->data_dir);
     free (self);
     *self_p = NULL;
-}
-
-
-//  ---------------------------------------------------------------------
-//  Identity: <data-dir>/agent.key
-
-struct _qn_agent_identity_t {
-    zcert_t *cert;
-    char *coordinator_key;
-    char *endpoint;
-    char *name;
-    char **label_keys;
-    char **label_values;
-    size_t label_count;
-};
-
-void
-qn_agent_identity_destroy (qn_agent_identity_t **self_p)
-{
-    assert (self_p);
-    qn_agent_identity_t *self = *self_p;
-    if (!self)
-        return;
-    zcert_destroy (&self->cert);
-    for (size_t i = 0; i < self->label_count; i++) {
-        free (self->label_keys [i]);
-        free (self->label_values [i]);
-    }
-    free (self->label_keys);
-    free (self->label_values);
-    free (self->coordinator_key);
-    free (self->endpoint);
-    free (self->name);
-    free (self);
-    *self_p = NULL;
-}
-
-zcert_t *
-qn_agent_identity_cert (qn_agent_identity_t *self)
-{
-    assert (self);
-    return self->cert;
-}
-
-const char *
-qn_agent_identity_coordinator_key (qn_agent_identity_t *self)
-{
-    assert (self);
-    return self->coordinator_key;
-}
-
-const char *
-qn_agent_identity_endpoint (qn_agent_identity_t *self)
-{
-    assert (self);
-    return self->endpoint;
-}
-
-const char *
-qn_agent_identity_name (qn_agent_identity_t *self)
-{
-    assert (self);
-    return self->name;
-}
-
-size_t
-qn_agent_identity_label_count (qn_agent_identity_t *self)
-{
-    assert (self);
-    return self->label_count;
-}
-
-const char **
-qn_agent_identity_label_keys (qn_agent_identity_t *self)
-{
-    assert (self);
-    return (const char **) self->label_keys;
-}
-
-const char **
-qn_agent_identity_label_values (qn_agent_identity_t *self)
-{
-    assert (self);
-    return (const char **) self->label_values;
-}
-
-static bool
-s_z85_key_ok (const char *text)
-{
-    uint8_t binary [32];
-    return text && strlen (text) == QN_Z85_KEY_SIZE && zmq_z85_decode (binary, text) != NULL;
-}
-
-static bool
-s_name_ok (const char *name)
-{
-    size_t size = name? strlen (name): 0;
-    if (size == 0 || size > 128)
-        return false;
-    for (size_t i = 0; i < size; i++) {
-        char c = name [i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '_' || c == '.' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-//  Label text in a certificate's metadata: czmq writes a value between
-//  double quotes without escaping, so quotes, the separators and
-//  anything not printable are %-escaped.
-static bool
-s_label_byte_plain (uint8_t c)
-{
-    return c > 0x20 && c < 0x7f && c != '%' && c != ',' && c != '=' && c != '"'
-        && c != '\'' && c != '\\' && c != '#';
-}
-
-static void
-s_escape_into (zchunk_t *chunk, const char *text)
-{
-    for (const uint8_t *cur = (const uint8_t *) text; *cur; cur++) {
-        if (s_label_byte_plain (*cur))
-            zchunk_extend (chunk, cur, 1);
-        else {
-            char escaped [4];
-            snprintf (escaped, sizeof (escaped), "%%%02X", *cur);
-            zchunk_extend (chunk, escaped, 3);
-        }
-    }
-}
-
-//  Decodes size bytes of text; NULL on a bad escape.
-static char *
-s_unescape (const char *text, size_t size)
-{
-    char *out = (char *) malloc (size + 1);
-    if (!out)
-        return NULL;
-    size_t at = 0;
-    for (size_t i = 0; i < size; i++) {
-        if (text [i] != '%') {
-            out [at++] = text [i];
-            continue;
-        }
-        unsigned int byte;
-        char hex [3] = { 0, 0, 0 };
-        if (i + 2 >= size) {
-            free (out);
-            return NULL;
-        }
-        hex [0] = text [i + 1];
-        hex [1] = text [i + 2];
-        if (!isxdigit ((unsigned char) hex [0]) || !isxdigit ((unsigned char) hex [1])
-        ||  sscanf (hex, "%2x", &byte) != 1 || byte == 0) {
-            free (out);
-            return NULL;
-        }
-        out [at++] = (char) byte;
-        i += 2;
-    }
-    out [at] = '\0';
-    return out;
-}
-
-static int
-s_identity_add_label (qn_agent_identity_t *self, const char *key, const char *value)
-{
-    char **keys = (char **) realloc (self->label_keys,
-                                     (self->label_count + 1) * sizeof (char *));
-    if (keys)
-        self->label_keys = keys;
-    char **values = (char **) realloc (self->label_values,
-                                       (self->label_count + 1) * sizeof (char *));
-    if (values)
-        self->label_values = values;
-    char *key_copy = strdup (key? key: "");
-    char *value_copy = strdup (value? value: "");
-    if (!keys || !values || !key_copy || !value_copy) {
-        free (key_copy);
-        free (value_copy);
-        return -1;
-    }
-    self->label_keys [self->label_count] = key_copy;
-    self->label_values [self->label_count] = value_copy;
-    self->label_count++;
-    return 0;
-}
-
-//  Parses "k=v,k=v" (escaped) into the identity's labels.
-static int
-s_identity_parse_labels (qn_agent_identity_t *self, const char *text)
-{
-    const char *cur = text;
-    while (*cur) {
-        const char *end = strchr (cur, ',');
-        size_t size = end? (size_t) (end - cur): strlen (cur);
-        const char *eq = (const char *) memchr (cur, '=', size);
-        if (!eq || eq == cur)
-            return -1;
-        char *key = s_unescape (cur, (size_t) (eq - cur));
-        char *value = s_unescape (eq + 1, size - (size_t) (eq - cur) - 1);
-        int rc = key && value? s_identity_add_label (self, key, value): -1;
-        free (key);
-        free (value);
-        if (rc == -1)
-            return -1;
-        if (!end)
-            break;
-        cur = end + 1;
-    }
-    return 0;
-}
-
-qn_agent_identity_t *
-qn_agent_identity_load (const char *path, char **error_p)
-{
-    assert (path);
-    assert (error_p);
-    *error_p = NULL;
-    struct stat st;
-    if (stat (path, &st) == -1) {
-        *error_p = zsys_sprintf ("cannot read %s: %s", path, strerror (errno));
-        return NULL;
-    }
-    if (st.st_mode & 077)
-        qn_agent_log (QN_LOG_WARNING, "%s is readable by others (mode %03o): it holds this "
-                      "agent's secret key; chmod 600 it", path, (unsigned) (st.st_mode & 0777));
-    qn_agent_identity_t *self = (qn_agent_identity_t *) calloc (1, sizeof (*self));
-    if (!self) {
-        *error_p = strdup ("out of memory");
-        return NULL;
-    }
-    self->cert = zcert_load (path);
-    const char *problem = NULL;
-    if (!self->cert)
-        problem = "not a key file";
-    else {
-        //  The public key must be the secret key's: a file with a public
-        //  key only (or a forged one) would not get through the handshake
-        uint8_t derived [32];
-        char derived_txt [QN_Z85_KEY_SIZE + 1];
-        if (zmq_curve_public (derived_txt, zcert_secret_txt (self->cert)) != 0
-        ||  !streq (derived_txt, zcert_public_txt (self->cert))
-        ||  !zmq_z85_decode (derived, derived_txt))
-            problem = "its public key is not its secret key's";
-        else {
-            const char *key = zcert_meta (self->cert, "coordinator-key");
-            const char *name = zcert_meta (self->cert, "name");
-            const char *endpoint = zcert_meta (self->cert, "endpoint");
-            const char *labels = zcert_meta (self->cert, "labels");
-            if (!s_z85_key_ok (key))
-                problem = "no valid coordinator-key";
-            else
-            if (!s_name_ok (name))
-                problem = "no valid name";
-            else {
-                self->coordinator_key = strdup (key);
-                self->name = strdup (name);
-                self->endpoint = strdup (endpoint? endpoint: "");
-                if (!self->coordinator_key || !self->name || !self->endpoint)
-                    problem = "out of memory";
-                else
-                if (labels && s_identity_parse_labels (self, labels) == -1)
-                    problem = "malformed labels";
-            }
-        }
-    }
-    if (problem) {
-        *error_p = zsys_sprintf ("%s: %s (enrol again: delete it and run once with "
-                                 "--join TOKEN)", path, problem);
-        qn_agent_identity_destroy (&self);
-    }
-    return self;
-}
-
-//  Writes the identity (0600) beside path, then renames it into place,
-//  so that a crash never leaves half a key file.
-static int
-s_identity_save (qn_agent_identity_t *self, const char *path, char **error_p)
-{
-    zcert_set_meta (self->cert, "coordinator-key", "%s", self->coordinator_key);
-    zcert_set_meta (self->cert, "endpoint", "%s", self->endpoint);
-    zcert_set_meta (self->cert, "name", "%s", self->name);
-    zchunk_t *labels = zchunk_new (NULL, 256);
-    if (!labels) {
-        *error_p = strdup ("out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < self->label_count; i++) {
-        if (i)
-            zchunk_extend (labels, ",", 1);
-        s_escape_into (labels, self->label_keys [i]);
-        zchunk_extend (labels, "=", 1);
-        s_escape_into (labels, self->label_values [i]);
-    }
-    zchunk_extend (labels, "", 1);
-    zcert_set_meta (self->cert, "labels", "%s", (char *) zchunk_data (labels));
-    zchunk_destroy (&labels);
-
-    char *temp = zsys_sprintf ("%s.new", path);
-    if (!temp) {
-        *error_p = strdup ("out of memory");
-        return -1;
-    }
-    mode_t old = umask (077);
-    unlink (temp);
-    int rc = zcert_save_secret (self->cert, temp);
-    umask (old);
-    if (rc == 0 && chmod (temp, 0600) == 0 && rename (temp, path) == 0) {
-        //  The rename must survive a crash too
-        char *dir = strdup (path);
-        char *slash = dir? strrchr (dir, '/'): NULL;
-        if (slash) {
-            *slash = '\0';
-            int fd = open (*dir? dir: "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (fd != -1) {
-                fsync (fd);
-                close (fd);
-            }
-        }
-        free (dir);
-        zstr_free (&temp);
-        return 0;
-    }
-    *error_p = zsys_sprintf ("cannot write %s: %s", path, strerror (errno));
-    unlink (temp);
-    zstr_free (&temp);
-    return -1;
-}
-
-
-//  ---------------------------------------------------------------------
-//  Enrolment
-
-static int
-s_send_enrol (zsock_t *sock, const qn_agent_enrol_t *request, zcert_t *cert)
-{
-    Qanat__Label *labels = (Qanat__Label *) calloc (request->label_count + 1,
-                                                    sizeof (Qanat__Label));
-    Qanat__Label **label_ptrs = (Qanat__Label **) calloc (request->label_count + 1,
-                                                          sizeof (void *));
-    int rc = -1;
-    if (labels && label_ptrs) {
-        Qanat__Enrol enrol = QANAT__ENROL__INIT;
-        enrol.name = (char *) request->name;
-        enrol.public_key.data = (uint8_t *) zcert_public_key (cert);
-        enrol.public_key.len = 32;
-        for (size_t i = 0; i < request->label_count; i++) {
-            qanat__label__init (&labels [i]);
-            labels [i].key = (char *) request->label_keys [i];
-            labels [i].value = (char *) request->label_values [i];
-            label_ptrs [i] = &labels [i];
-        }
-        enrol.n_labels = request->label_count;
-        enrol.labels = label_ptrs;
-        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-        env.body_case = QANAT__ENVELOPE__BODY_ENROL;
-        env.enrol = &enrol;
-        zframe_t *frame = qn_msg_encode (&env);
-        if (frame && zframe_send (&frame, sock, ZFRAME_DONTWAIT) == 0)
-            rc = 0;
-        zframe_destroy (&frame);
-    }
-    free (labels);
-    free (label_ptrs);
-    return rc;
-}
-
-//  The answer to Enrol, if this message is one: 1 = enrolled (identity
-//  filled), -1 = refused (*error_p set), 0 = something else.
-static int
-s_enrol_answer (zmsg_t *msg, qn_agent_identity_t *identity, char **error_p)
-{
-    if (zmsg_size (msg) != 1)
-        return 0;
-    zframe_t *frame = zmsg_first (msg);
-    qn_msg_status_t status;
-    uint32_t version = 0;
-    Qanat__Envelope *env = qn_msg_decode (zframe_data (frame), zframe_size (frame),
-                                          &status, &version);
-    if (!env)
-        return 0;
-    int rc = 0;
-    if (env->body_case == QANAT__ENVELOPE__BODY_ENROLLED) {
-        Qanat__Enrolled *enrolled = env->enrolled;
-        rc = 1;
-        if (!s_name_ok (enrolled->name)) {
-            *error_p = strdup ("the coordinator answered with an invalid agent name");
-            rc = -1;
-        }
-        else
-        if (!(identity->name = strdup (enrolled->name)))
-            rc = -1;
-        for (size_t i = 0; rc == 1 && i < enrolled->n_labels; i++)
-            if (!enrolled->labels [i]
-            ||  s_identity_add_label (identity, enrolled->labels [i]->key,
-                                      enrolled->labels [i]->value) == -1)
-                rc = -1;
-        if (rc == -1 && !*error_p)
-            *error_p = strdup ("out of memory");
-    }
-    else
-    if (env->body_case == QANAT__ENVELOPE__BODY_REFUSAL) {
-        const char *message = env->refusal->message && *env->refusal->message
-                            ? env->refusal->message: "no reason given";
-        if (env->refusal->code == QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION)
-            *error_p = zsys_sprintf ("the coordinator refused our protocol version: %s", message);
-        else
-            *error_p = zsys_sprintf ("enrolment refused: %s", message);
-        rc = -1;
-    }
-    qn_msg_free (&env);
-    return rc;
-}
-
-qn_agent_identity_t *
-qn_agent_enrol (const qn_agent_enrol_t *request, char **error_p)
-{
-    assert (request);
-    assert (request->token);
-    assert (request->path);
-    assert (error_p);
-    *error_p = NULL;
-    qn_token_t token;
-    const char *problem = NULL;
-    if (qn_token_parse (request->token, &token, &problem) == -1) {
-        *error_p = zsys_sprintf ("bad join token: %s", problem? problem: "malformed");
-        return NULL;
-    }
-    const char *endpoint = request->endpoint && *request->endpoint? request->endpoint
-                                                                  : token.endpoint;
-    if (!*endpoint) {
-        *error_p = strdup ("the join token names no endpoint: give --coordinator");
-        return NULL;
-    }
-    if (!s_name_ok (request->name)) {
-        *error_p = zsys_sprintf ("agent name '%s': use 1 to 128 letters, digits, '_', '.' "
-                                 "or '-'", request->name? request->name: "");
-        return NULL;
-    }
-    qn_agent_identity_t *identity = (qn_agent_identity_t *) calloc (1, sizeof (*identity));
-    uint8_t token_public [32], token_secret [32];
-    zcert_t *token_cert = NULL;
-    zsock_t *sock = NULL;
-    zsock_t *monitor = NULL;
-    char *monitor_endpoint = NULL;
-    zpoller_t *poller = NULL;
-    if (identity) {
-        identity->cert = zcert_new ();
-        identity->coordinator_key = strdup (token.coordinator_key);
-        identity->endpoint = strdup (endpoint);
-    }
-    if (zmq_z85_decode (token_public, token.public_key)
-    &&  zmq_z85_decode (token_secret, token.secret_key))
-        token_cert = zcert_new_from (token_public, token_secret);
-    explicit_bzero (token_secret, sizeof (token_secret));
-    if (identity && identity->cert && identity->coordinator_key && identity->endpoint
-    &&  token_cert && (sock = zsock_new (ZMQ_DEALER))) {
-        qn_msg_prepare_socket (sock);
-        zcert_apply (token_cert, sock);
-        zsock_set_curve_serverkey (sock, token.coordinator_key);
-        zsock_set_reconnect_ivl (sock, 250);
-        zsock_set_reconnect_ivl_max (sock, 1000);
-        monitor = s_monitor_new (sock, &monitor_endpoint);
-        if (monitor)
-            poller = zpoller_new (sock, monitor, NULL);
-    }
-    //  The token's secret goes; its endpoint lives on in the identity
-    explicit_bzero (&token, sizeof (token));
-    endpoint = identity && identity->endpoint? identity->endpoint: "";
-    if (!poller)
-        *error_p = strdup ("cannot set up the enrolment connection (out of memory?)");
-    else
-    if (zsock_connect (sock, "%s", endpoint) == -1)
-        *error_p = zsys_sprintf ("cannot connect to %s: %s", endpoint,
-                                 zmq_strerror (zmq_errno ()));
-
-    //  One Enrol per connection that got through the handshake: a
-    //  message queued on a connection that then dies is lost, and a
-    //  second one on a live connection would meet a spent token.
-    int timeout = request->timeout_ms > 0? request->timeout_ms: QN_AGENT_ENROL_TIMEOUT_MS;
-    int64_t deadline = zclock_mono () + timeout;
-    bool connected = false;
-    bool sent = false;
-    size_t enrols = 0;
-    size_t handshake_failures = 0;
-    int answer = 0;
-    char *late_refusal = NULL;
-    while (!*error_p && answer == 0 && zclock_mono () < deadline) {
-        if (connected && !sent && s_send_enrol (sock, request, identity->cert) == 0) {
-            sent = true;
-            enrols++;
-            qn_agent_log (QN_LOG_INFO, "enrolling as %s with %s", request->name, endpoint);
-        }
-        int64_t wait = deadline - zclock_mono ();
-        if (wait > 100)
-            wait = 100;
-        void *which = zpoller_wait (poller, wait > 0? (int) wait: 0);
-        if (which == monitor) {
-            uint16_t event;
-            uint32_t value;
-            if (s_monitor_read (monitor, &event, &value) == -1)
-                continue;
-            if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-                connected = true;
-                sent = false;
-            }
-            else
-            if (event == ZMQ_EVENT_DISCONNECTED)
-                connected = false;
-            else
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == 400)
-                *error_p = strdup ("enrolment refused: the coordinator does not admit this "
-                                   "join token (used up, expired, or never made there)");
-            else
-                handshake_failures++;
-        }
-        else
-        if (which == sock) {
-            zmsg_t *msg = zmsg_recv (sock);
-            if (!msg)
-                continue;
-            char *refusal = NULL;
-            answer = s_enrol_answer (msg, identity, &refusal);
-            zmsg_destroy (&msg);
-            if (answer == -1 && enrols > 1 && !identity->name) {
-                //  The refusal may answer a second Enrol after the first
-                //  was granted: wait a moment for the Enrolled
-                qn_agent_log (QN_LOG_DEBUG, "%s", refusal? refusal: "refused");
-                int64_t grace = zclock_mono () + 1000;
-                if (deadline > grace)
-                    deadline = grace;
-                zstr_free (&late_refusal);
-                late_refusal = refusal;
-                answer = 0;
-                continue;
-            }
-            if (answer == -1)
-                *error_p = refusal? refusal: strdup ("enrolment refused");
-            else
-                zstr_free (&refusal);
-        }
-        else
-        if (zpoller_terminated (poller))
-            *error_p = strdup ("interrupted");
-    }
-    if (answer == 0 && !*error_p && late_refusal) {
-        *error_p = late_refusal;
-        late_refusal = NULL;
-    }
-    zstr_free (&late_refusal);
-    if (answer == 0 && !*error_p)
-        *error_p = zsys_sprintf ("could not reach the coordinator at %s to enrol (is the "
-                                 "token's coordinator key right? expired token?)%s", endpoint,
-                                 handshake_failures? " (the CURVE handshake failed)": "");
-    if (answer == 1 && s_identity_save (identity, request->path, error_p) == 0)
-        qn_agent_log (QN_LOG_INFO, "enrolled as %s; identity saved in %s", identity->name,
-                      request->path);
-    else
-        qn_agent_identity_destroy (&identity);
-    zpoller_destroy (&poller);
-    s_monitor_destroy (sock, &monitor, &monitor_endpoint);
-    zsock_destroy (&sock);
-    zcert_destroy (&token_cert);
-    return identity;
 }

@@ -25,7 +25,7 @@
       engine stops with an error.
     - Assign.redact: every secret value in it is shown as *** in the
       attempt's log chunks (all streams), metric names, Finished reason
-      and stack trace, before anything is spooled.  See s_redact.
+      and stack trace, before anything is spooled.  See qn_redact.h.
     - A restarted agent finds its attempts in the spool, kills what is
       left of their processes, ends those without a Finished as END_LOST,
       reports them all in Register.running and replays their events.
@@ -107,72 +107,9 @@ int
 void
     qn_agent_destroy (qn_agent_t **self_p);
 
-//  ---------------------------------------------------------------------
-//  The agent's identity: <data-dir>/agent.key, a czmq secret certificate
-//  (0600) with the agent's own key pair, made on this machine at
-//  enrolment, and metadata "coordinator-key" (pinned), "endpoint",
-//  "name" and "labels" (as granted: k=v,k=v, with '%', ',', '=', quotes
-//  and non-printable bytes %-escaped).
-
-#define QN_AGENT_KEY_FILE           "agent.key"
-#define QN_AGENT_ENROL_TIMEOUT_MS   10000
-
-typedef struct _qn_agent_identity_t qn_agent_identity_t;
-
-//  Loads an identity file.  Hostile content is refused (missing or
-//  malformed keys, a public key that is not the secret key's, a bad
-//  coordinator key or name).  NULL with *error_p a malloc'd message.
-qn_agent_identity_t *
-    qn_agent_identity_load (const char *path, char **error_p);
-
-void
-    qn_agent_identity_destroy (qn_agent_identity_t **self_p);
-
-//  The key pair, owned by the identity.
-zcert_t *
-    qn_agent_identity_cert (qn_agent_identity_t *self);
-
-const char *
-    qn_agent_identity_coordinator_key (qn_agent_identity_t *self);
-
-//  The endpoint the agent enrolled through; may be "".
-const char *
-    qn_agent_identity_endpoint (qn_agent_identity_t *self);
-
-const char *
-    qn_agent_identity_name (qn_agent_identity_t *self);
-
-size_t
-    qn_agent_identity_label_count (qn_agent_identity_t *self);
-
-//  Arrays of label_count strings, owned by the identity.
-const char **
-    qn_agent_identity_label_keys (qn_agent_identity_t *self);
-
-const char **
-    qn_agent_identity_label_values (qn_agent_identity_t *self);
-
-typedef struct {
-    const char *token;              //  the join token text
-    const char *endpoint;           //  NULL or "" = the token's
-    const char *name;
-    const char **label_keys;        //  labels asked for (label_count each)
-    const char **label_values;
-    size_t label_count;
-    const char *path;               //  where the identity is saved
-    int timeout_ms;                 //  0 = QN_AGENT_ENROL_TIMEOUT_MS
-} qn_agent_enrol_t;
-
-//  Enrols with a join token: makes our key pair (the secret key never
-//  leaves this machine), connects with the token's key to the
-//  coordinator the token pins, sends Enrol{name, our public key, labels}
-//  and waits for the answer (bounded).  Enrolled -> the identity, with
-//  the labels granted, is saved at path (0600, written aside and renamed
-//  into place) and returned.  A refusal, a handshake the coordinator
-//  refuses, or no answer -> NULL with *error_p a malloc'd message for
-//  the operator.
-qn_agent_identity_t *
-    qn_agent_enrol (const qn_agent_enrol_t *request, char **error_p);
+//  The agent's identity (its key pair, the coordinator's key it pins,
+//  its name and labels) is qn_identity; enrolment with a join token is
+//  qn_enrol.
 
 //  Logging to stderr with a timestamp and a level, shared by the engine,
 //  its backends and main.
