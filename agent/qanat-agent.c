@@ -8,6 +8,7 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_enrol.h"
 #include "qn_identity.h"
 #include "qn_s3.h"
@@ -299,13 +300,13 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
             return -1;
         }
         if (access (path, F_OK) == 0)
-            qn_agent_log (QN_LOG_INFO, "--insecure: not using %s", path);
+            qn_log (QN_LOG_INFO, "agent", "--insecure: not using %s", path);
         return 0;
     }
     char *error = NULL;
     if (access (path, F_OK) == 0) {
         if (join)
-            qn_agent_log (QN_LOG_INFO, "already enrolled (%s): --join ignored", path);
+            qn_log (QN_LOG_INFO, "agent", "already enrolled (%s): --join ignored", path);
         *identity_p = qn_identity_load (path, &error);
     }
     else
@@ -786,7 +787,7 @@ s_configure (s_options_t *self, qn_identity_t *identity, qn_agent_config_t *conf
         label_values = qn_identity_label_values (identity);
         label_count = qn_identity_label_count (identity);
         if (self->labels.count && !s_same_labels (&self->labels, identity))
-            qn_agent_log (QN_LOG_WARNING, "--labels differ from the labels granted at "
+            qn_log (QN_LOG_WARNING, "agent", "--labels differ from the labels granted at "
                           "enrolment; the granted ones apply");
         if (!endpoint && *qn_identity_endpoint (identity))
             endpoint = qn_identity_endpoint (identity);
@@ -841,7 +842,7 @@ s_run (const qn_agent_config_t *config, bool secure)
             break;
         at += (size_t) n;
     }
-    qn_agent_log (QN_LOG_INFO, "qanat-agent %s connecting to %s with labels %s and %ld slots"
+    qn_log (QN_LOG_INFO, "agent", "qanat-agent %s connecting to %s with labels %s and %ld slots"
                   " (%s)", config->name, config->endpoint,
                   config->label_count? label_text: "(none)", (long) config->slots,
                   secure? "CURVE": "plaintext, --insecure");
@@ -853,7 +854,7 @@ s_run (const qn_agent_config_t *config, bool secure)
     }
     int rc = qn_agent_run (agent) == 0? 0: 1;
     qn_agent_destroy (&agent);
-    qn_agent_log (QN_LOG_INFO, "qanat-agent %s stopped", config->name);
+    qn_log (QN_LOG_INFO, "agent", "qanat-agent %s stopped", config->name);
     return rc;
 }
 
@@ -869,7 +870,7 @@ main (int argc, char *argv [])
         rc = 0;
     if (parsed != 0 || s_options_settle (&options) == -1)
         goto done;
-    qn_agent_log_set_verbose (options.verbose);
+    qn_log_set_verbose (options.verbose);
     if (!options.name) {
         if (gethostname (options.hostname, sizeof (options.hostname) - 1) == -1
         ||  !*options.hostname)

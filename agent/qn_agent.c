@@ -26,6 +26,7 @@
 #include "config.h"
 #endif
 #include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
 #include "qn_blobstore.h"
@@ -188,41 +189,6 @@ struct _qn_agent_t {
 
 
 //  ---------------------------------------------------------------------
-//  Logging
-
-static bool s_verbose = false;
-
-void
-qn_agent_log_set_verbose (bool verbose)
-{
-    s_verbose = verbose;
-}
-
-void
-qn_agent_log (qn_log_level_t level, const char *format, ...)
-{
-    if (level == QN_LOG_DEBUG && !s_verbose)
-        return;
-    static const char *names [] = { "debug", "info", "warning", "error" };
-    struct timeval tv;
-    gettimeofday (&tv, NULL);
-    struct tm tm;
-    gmtime_r (&tv.tv_sec, &tm);
-    char stamp [32];
-    strftime (stamp, sizeof (stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-
-    char text [2048];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (text, sizeof (text), format, args);
-    va_end (args);
-    fprintf (stderr, "%s.%03dZ %s: %s\n", stamp, (int) (tv.tv_usec / 1000),
-             names [level], text);
-    fflush (stderr);
-}
-
-
-//  ---------------------------------------------------------------------
 //  Attempts
 
 static void
@@ -348,7 +314,7 @@ s_send (qn_agent_t *self, Qanat__Envelope *env)
     int rc = zframe_send (&frame, self->sock, ZFRAME_DONTWAIT);
     if (rc == -1) {
         zframe_destroy (&frame);
-        qn_agent_log (QN_LOG_DEBUG, "could not send a message: %s", zmq_strerror (zmq_errno ()));
+        qn_log (QN_LOG_DEBUG, "agent", "could not send a message: %s", zmq_strerror (zmq_errno ()));
     }
     return rc;
 }
@@ -430,7 +396,7 @@ s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
     s_flush_ctx_t ctx = { self, attempt, false };
     if (qn_spool_events (self->spool, &attempt->key, attempt->sent + 1,
                          s_send_spooled, &ctx) == -1)
-        qn_agent_log (QN_LOG_ERROR, "cannot read the spool");
+        qn_log (QN_LOG_ERROR, "agent", "cannot read the spool");
     if (ctx.blocked) {
         s_arm_retry (self);
         return -1;
@@ -492,7 +458,7 @@ s_send_drain (qn_agent_t *self)
     env.body_case = QANAT__ENVELOPE__BODY_DRAIN;
     env.drain = &drain;
     if (s_send (self, &env) == 0)
-        qn_agent_log (QN_LOG_INFO, "draining: told the coordinator to send no new work");
+        qn_log (QN_LOG_INFO, "agent", "draining: told the coordinator to send no new work");
 }
 
 static void
@@ -542,7 +508,7 @@ s_send_register (qn_agent_t *self)
         env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
         env.register_ = &reg;
         if (s_send (self, &env) == 0)
-            qn_agent_log (QN_LOG_DEBUG, "sent Register (%zu held%s)", count,
+            qn_log (QN_LOG_DEBUG, "agent", "sent Register (%zu held%s)", count,
                           self->draining? ", draining": "");
     }
     free (labels);
@@ -653,14 +619,14 @@ s_update_pressure (qn_agent_t *self, bool refused)
     uint64_t margin = room / 8 < S_FULL_MARGIN? room / 8: S_FULL_MARGIN;
     if (!self->full && (refused || bytes + margin > room)) {
         self->full = true;
-        qn_agent_log (QN_LOG_WARNING, "agent spool full: %" PRIu64 " of %" PRIu64 " bytes "
+        qn_log (QN_LOG_WARNING, "agent", "agent spool full: %" PRIu64 " of %" PRIu64 " bytes "
                       "wait for acknowledgement; pausing task output, taking no new work",
                       bytes, qn_spool_max (self->spool));
     }
     else
     if (self->full && !refused && bytes <= room / 4 * 3) {
         self->full = false;
-        qn_agent_log (QN_LOG_INFO, "agent spool has room again (%" PRIu64 " bytes); "
+        qn_log (QN_LOG_INFO, "agent", "agent spool has room again (%" PRIu64 " bytes); "
                       "taking work", bytes);
         s_pay_credit (self);
     }
@@ -669,7 +635,7 @@ s_update_pressure (qn_agent_t *self, bool refused)
     if (!self->paused && (self->full || over)) {
         self->paused = true;
         if (!self->full)
-            qn_agent_log (QN_LOG_WARNING, "%" PRIu64 " bytes of events wait for "
+            qn_log (QN_LOG_WARNING, "agent", "%" PRIu64 " bytes of events wait for "
                           "acknowledgement; pausing task output", bytes);
         for (size_t b = 0; b < self->backend_count; b++)
             self->backends [b].ops->set_paused (self->backends [b].state, true);
@@ -677,7 +643,7 @@ s_update_pressure (qn_agent_t *self, bool refused)
     else
     if (self->paused && !self->full && under) {
         self->paused = false;
-        qn_agent_log (QN_LOG_INFO, "events acknowledged; resuming task output");
+        qn_log (QN_LOG_INFO, "agent", "events acknowledged; resuming task output");
         for (size_t b = 0; b < self->backend_count; b++)
             self->backends [b].ops->set_paused (self->backends [b].state, false);
     }
@@ -783,13 +749,13 @@ s_commit (qn_agent_t *self)
             pending = (s_pending_t *) zlistx_next (self->pending);
         }
         if (!self->commit_failing)
-            qn_agent_log (QN_LOG_ERROR, "cannot write the spool; keeping %zu event(s) in "
+            qn_log (QN_LOG_ERROR, "agent", "cannot write the spool; keeping %zu event(s) in "
                           "memory and trying again", zlistx_size (self->pending));
         self->commit_failing = true;
         return -1;
     }
     if (self->commit_failing)
-        qn_agent_log (QN_LOG_INFO, "the spool takes writes again");
+        qn_log (QN_LOG_INFO, "agent", "the spool takes writes again");
     self->commit_failing = false;
 
     //  Committed: the written events leave memory, the rest keep their order
@@ -802,7 +768,7 @@ s_commit (qn_agent_t *self)
                     continue;
                 //  No memory even for a list node: the event is in the
                 //  spool's care no more; say so rather than lose it quietly
-                qn_agent_log (QN_LOG_ERROR, "out of memory: event %" PRIu64 " dropped",
+                qn_log (QN_LOG_ERROR, "agent", "out of memory: event %" PRIu64 " dropped",
                               pending->seq);
                 free (pending);
                 continue;
@@ -836,7 +802,7 @@ s_commit (qn_agent_t *self)
         while ((key = (const char *) zlist_pop (gone))) {
             char name [64];
             snprintf (name, sizeof (name), "%s", key);
-            qn_agent_log (QN_LOG_DEBUG, "attempt %s acknowledged in full; forgotten", name);
+            qn_log (QN_LOG_DEBUG, "agent", "attempt %s acknowledged in full; forgotten", name);
             zhashx_delete (self->attempts, name);
         }
         zlist_destroy (&gone);
@@ -901,7 +867,7 @@ s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
     if (!pending || !zlistx_add_end (self->pending, pending)) {
         //  Only an oversized event (impossible: we cut lines at 8 KiB, and
         //  stack traces are bounded) or no memory gets here
-        qn_agent_log (QN_LOG_ERROR, "cannot store event %" PRIu64 " of attempt %" PRIu64
+        qn_log (QN_LOG_ERROR, "agent", "cannot store event %" PRIu64 " of attempt %" PRIu64
                       "/%u/%u (%zu bytes); dropping it", event->seq, attempt->key.run_id,
                       attempt->key.task_index, attempt->key.attempt, size);
         free (pending);
@@ -928,7 +894,7 @@ s_callback_attempt (qn_agent_t *self, const qn_attempt_key_t *key)
 {
     s_attempt_t *attempt = s_attempt_lookup (self, key);
     if (!attempt)
-        qn_agent_log (QN_LOG_ERROR, "backend reported an unknown attempt %" PRIu64 "/%u/%u",
+        qn_log (QN_LOG_ERROR, "agent", "backend reported an unknown attempt %" PRIu64 "/%u/%u",
                       key->run_id, key->task_index, key->attempt);
     return attempt;
 }
@@ -991,7 +957,7 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
                                                                 : &none;
         redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
         if (!redacted) {
-            qn_agent_log (QN_LOG_ERROR, "out of memory redacting a log line of attempt %"
+            qn_log (QN_LOG_ERROR, "agent", "out of memory redacting a log line of attempt %"
                           PRIu64 "/%u/%u; line dropped", key->run_id, key->task_index,
                           key->attempt);
             return;
@@ -1110,7 +1076,7 @@ s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const c
     char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
     const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
     if (status != 0)
-        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
                       key->task_index, key->attempt, reason);
     //  Exit code 0 with a reason and no outputs: the coordinator fails
     //  the attempt with that reason
@@ -1148,7 +1114,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
     &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT) {
         //  A success ends only once its outputs are stored
         attempt->collecting = true;
-        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
+        qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
                       key->run_id, key->task_index, key->attempt, attempt->assign->n_outputs);
         if (qn_stager_outputs (self->stager, key, attempt->assign, attempt->workdir,
                                s_outputs_collected, self) == -1)
@@ -1201,7 +1167,7 @@ s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const ch
     const qn_attempt_key_t *key = &attempt->key;
     bool was_running = attempt->running;
     attempt->running = false;
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
+    qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
                   key->run_id, key->task_index, key->attempt, s_kind_name (kind), exit_code,
                   reason && *reason? ", ": "", reason? reason: "");
     //  The slot comes back; announced after the commit, behind the
@@ -1211,7 +1177,7 @@ s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const ch
     s_keep_workdir (self, attempt->workdir);
     if (self->draining) {
         size_t running = s_running (self);
-        qn_agent_log (QN_LOG_INFO, "draining: %zu attempt(s) still running, %zu held",
+        qn_log (QN_LOG_INFO, "agent", "draining: %zu attempt(s) still running, %zu held",
                       running, zhashx_size (self->attempts));
     }
 }
@@ -1267,7 +1233,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
         char error [512] = "";
         if (backend->ops->reattach (backend->state, assign, attempt->engine_job_id,
                                     attempt->cursor, error, sizeof (error)) == -1) {
-            qn_agent_log (QN_LOG_WARNING, "cannot re-attach attempt %" PRIu64 "/%u/%u to %s "
+            qn_log (QN_LOG_WARNING, "agent", "cannot re-attach attempt %" PRIu64 "/%u/%u to %s "
                           "job %s: %s", attempt->key.run_id, attempt->key.task_index,
                           attempt->key.attempt, backend->ops->name, attempt->engine_job_id, error);
             char reason [700];
@@ -1276,7 +1242,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
             s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_LOST);
             continue;
         }
-        qn_agent_log (QN_LOG_INFO, "re-attached attempt %" PRIu64 "/%u/%u to %s job %s",
+        qn_log (QN_LOG_INFO, "agent", "re-attached attempt %" PRIu64 "/%u/%u to %s job %s",
                       attempt->key.run_id, attempt->key.task_index, attempt->key.attempt,
                       backend->ops->name, attempt->engine_job_id);
         if (!held)
@@ -1301,7 +1267,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     //  Register we sent on the same connection, the coordinator sees them
     //  after its last reset of our credit.
     if (self->registered) {
-        qn_agent_log (QN_LOG_DEBUG, "extra Welcome ignored");
+        qn_log (QN_LOG_DEBUG, "agent", "extra Welcome ignored");
         return;
     }
     self->registered = true;
@@ -1311,7 +1277,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
         zloop_timer_end (self->loop, self->register_timer);
         self->register_timer = -1;
     }
-    qn_agent_log (QN_LOG_INFO, "registered with the coordinator as %s (heartbeat %u ms, "
+    qn_log (QN_LOG_INFO, "agent", "registered with the coordinator as %s (heartbeat %u ms, "
                   "suspect after %u ms, lost after %u ms)",
                   welcome->agent_name && *welcome->agent_name? welcome->agent_name: self->name,
                   beat, welcome->suspect_after_ms, welcome->lost_after_ms);
@@ -1330,7 +1296,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
         attempt = (s_attempt_t *) zhashx_next (self->attempts);
     }
     if (replay)
-        qn_agent_log (QN_LOG_INFO, "replaying %zu unacknowledged event(s) of %zu attempt(s)",
+        qn_log (QN_LOG_INFO, "agent", "replaying %zu unacknowledged event(s) of %zu attempt(s)",
                       replay, zhashx_size (self->attempts));
     s_flush_all (self);
 }
@@ -1340,14 +1306,14 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
 {
     if (!ack->attempt) {
         self->malformed++;
-        qn_agent_log (QN_LOG_DEBUG, "Ack without an attempt ignored");
+        qn_log (QN_LOG_DEBUG, "agent", "Ack without an attempt ignored");
         return;
     }
     qn_attempt_key_t key = { ack->attempt->run_id, ack->attempt->task_index,
                              ack->attempt->attempt };
     s_attempt_t *attempt = s_attempt_lookup (self, &key);
     if (!attempt) {
-        qn_agent_log (QN_LOG_DEBUG, "Ack for unknown attempt %" PRIu64 "/%u/%u ignored",
+        qn_log (QN_LOG_DEBUG, "agent", "Ack for unknown attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
@@ -1407,19 +1373,19 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
 {
     if (!assign->attempt) {
         self->malformed++;
-        qn_agent_log (QN_LOG_WARNING, "Assign without an attempt ignored");
+        qn_log (QN_LOG_WARNING, "agent", "Assign without an attempt ignored");
         return;
     }
     qn_attempt_key_t key = { assign->attempt->run_id, assign->attempt->task_index,
                              assign->attempt->attempt };
     if (s_attempt_lookup (self, &key)) {
-        qn_agent_log (QN_LOG_WARNING, "duplicate Assign for attempt %" PRIu64 "/%u/%u ignored",
+        qn_log (QN_LOG_WARNING, "agent", "duplicate Assign for attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
     s_attempt_t *attempt = s_attempt_create (self, &key);
     if (!attempt) {
-        qn_agent_log (QN_LOG_ERROR, "out of memory accepting an Assign");
+        qn_log (QN_LOG_ERROR, "agent", "out of memory accepting an Assign");
         return;
     }
     snprintf (attempt->task_name, sizeof (attempt->task_name), "%s",
@@ -1428,7 +1394,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     bool failed = false;
     attempt->redactor = qn_redact_new (assign->redact, assign->n_redact, &failed);
     if (failed) {
-        qn_agent_log (QN_LOG_ERROR, "out of memory taking the secrets of attempt %" PRIu64
+        qn_log (QN_LOG_ERROR, "agent", "out of memory taking the secrets of attempt %" PRIu64
                       "/%u/%u; refusing it", key.run_id, key.task_index, key.attempt);
         s_on_finished (self, &key, -1, 0, "", "agent out of memory",
                        QANAT__END_KIND__END_START_FAILED);
@@ -1444,14 +1410,14 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                       " bytes wait for acknowledgement",
                       qn_spool_committed_bytes (self->spool) + self->pending_bytes,
                       qn_spool_max (self->spool));
-        qn_agent_log (QN_LOG_WARNING, "refusing attempt %" PRIu64 "/%u/%u: %s",
+        qn_log (QN_LOG_WARNING, "agent", "refusing attempt %" PRIu64 "/%u/%u: %s",
                       key.run_id, key.task_index, key.attempt, reason);
         s_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
         return;
     }
     size_t running = s_running (self);
     if (running >= self->slots)
-        qn_agent_log (QN_LOG_WARNING, "Assign beyond our %u slots; running it anyway",
+        qn_log (QN_LOG_WARNING, "agent", "Assign beyond our %u slots; running it anyway",
                       self->slots);
     char error [512] = "";
     const char *wanted = assign->backend && *assign->backend? assign->backend: NULL;
@@ -1467,7 +1433,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                                        self->backends [b].ops->name);
         if (used < sizeof (error))
             snprintf (error + used, sizeof (error) - used, ")");
-        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt, error);
         s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
         return;
@@ -1485,7 +1451,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
                       "collect outputs here: %s; it takes value inputs only",
                       attempt->backend_name, no_files);
-            qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
+            qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                           key.run_id, key.task_index, key.attempt, error);
             s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
             return;
@@ -1558,7 +1524,7 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
     const qn_attempt_key_t key = attempt->key;
     if (rc == -1) {
         char *clean = attempt->redactor? qn_redact_string (attempt->redactor, error): NULL;
-        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u cannot start: %s",
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt,
                       clean? clean: attempt->redactor? "(withheld)": error);
         free (clean);
@@ -1576,7 +1542,7 @@ s_trim_cache (qn_agent_t *self)
     uint64_t freed = qn_blobstore_trim (self->cache, self->cache_max, self->cache_keep_recent_s,
                                         &count);
     if (count)
-        qn_agent_log (QN_LOG_INFO, "blob cache: removed %zu least recently used blob(s), "
+        qn_log (QN_LOG_INFO, "agent", "blob cache: removed %zu least recently used blob(s), "
                       "%" PRIu64 " bytes", count, freed);
 }
 
@@ -1591,7 +1557,7 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
     attempt->staging = false;
     s_trim_cache (self);
     if (status != 0) {
-        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
                       key->task_index, key->attempt, error);
         s_fail_start (self, attempt, error? error: "inputs not staged");
         return;
@@ -1615,7 +1581,7 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
 {
     if (!cancel->attempt) {
         self->malformed++;
-        qn_agent_log (QN_LOG_DEBUG, "Cancel without an attempt ignored");
+        qn_log (QN_LOG_DEBUG, "agent", "Cancel without an attempt ignored");
         return;
     }
     qn_attempt_key_t key = { cancel->attempt->run_id, cancel->attempt->task_index,
@@ -1625,11 +1591,11 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
     snprintf (reason, sizeof (reason), "canceled: %.500s", cancel->reason? cancel->reason: "");
     if (!attempt || !attempt->running
     ||  s_stop (self, attempt, reason, QANAT__END_KIND__END_CANCELED) == -1) {
-        qn_agent_log (QN_LOG_DEBUG, "Cancel for attempt %" PRIu64 "/%u/%u, not running",
+        qn_log (QN_LOG_DEBUG, "agent", "Cancel for attempt %" PRIu64 "/%u/%u, not running",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    qn_agent_log (QN_LOG_INFO, "canceling attempt %" PRIu64 "/%u/%u: %s",
+    qn_log (QN_LOG_INFO, "agent", "canceling attempt %" PRIu64 "/%u/%u: %s",
                   key.run_id, key.task_index, key.attempt,
                   cancel->reason? cancel->reason: "");
 }
@@ -1645,22 +1611,22 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
             //  registered the backoff timer sends Register; however many
             //  refusals come, they add none.
             if (self->registered) {
-                qn_agent_log (QN_LOG_INFO, "coordinator does not know us; registering again");
+                qn_log (QN_LOG_INFO, "agent", "coordinator does not know us; registering again");
                 s_start_registering (self);
             }
             return 0;
         case QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION:
-            qn_agent_log (QN_LOG_ERROR, "coordinator refused our protocol version: %s", message);
+            qn_log (QN_LOG_ERROR, "agent", "coordinator refused our protocol version: %s", message);
             self->fatal = true;
             return -1;
         case QANAT__REFUSAL_CODE__REFUSAL_DENIED:
-            qn_agent_log (QN_LOG_ERROR, "the coordinator refuses this agent's key (revoked?): "
+            qn_log (QN_LOG_ERROR, "agent", "the coordinator refuses this agent's key (revoked?): "
                           "%s; stopping", message);
             self->fatal = true;
             self->denied = true;
             return -1;
         default:
-            qn_agent_log (QN_LOG_WARNING, "coordinator refused a message (code %u): %s",
+            qn_log (QN_LOG_WARNING, "agent", "coordinator refused a message (code %u): %s",
                           refusal->code, message);
             return 0;
     }
@@ -1672,7 +1638,7 @@ s_handle_message (qn_agent_t *self, zmsg_t *msg)
 {
     if (zmsg_size (msg) != 1) {
         self->malformed++;
-        qn_agent_log (QN_LOG_DEBUG, "ignored a message of %zu frames", zmsg_size (msg));
+        qn_log (QN_LOG_DEBUG, "agent", "ignored a message of %zu frames", zmsg_size (msg));
         return 0;
     }
     zframe_t *frame = zmsg_first (msg);
@@ -1682,7 +1648,7 @@ s_handle_message (qn_agent_t *self, zmsg_t *msg)
                                           &status, &version);
     if (!env) {
         self->malformed++;
-        qn_agent_log (QN_LOG_DEBUG, "ignored a frame of %zu bytes: %s (%" PRIu64 " so far)",
+        qn_log (QN_LOG_DEBUG, "agent", "ignored a frame of %zu bytes: %s (%" PRIu64 " so far)",
                       zframe_size (frame), qn_msg_status_str (status), self->malformed);
         return 0;
     }
@@ -1713,7 +1679,7 @@ s_handle_message (qn_agent_t *self, zmsg_t *msg)
             break;
         default:
             self->malformed++;
-            qn_agent_log (QN_LOG_DEBUG, "ignored an unexpected message (body %d)",
+            qn_log (QN_LOG_DEBUG, "agent", "ignored an unexpected message (body %d)",
                           (int) env->body_case);
             break;
     }
@@ -1767,7 +1733,7 @@ s_heartbeat (zloop_t *loop, int timer_id, void *arg)
     qn_agent_t *self = (qn_agent_t *) arg;
     int64_t now = zclock_mono ();
     if (self->registered && now - self->last_rx_ms > s_silence_limit (self)) {
-        qn_agent_log (QN_LOG_WARNING, "no word from the coordinator for %" PRId64 " ms; "
+        qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms; "
                       "registering again", now - self->last_rx_ms);
         s_start_registering (self);
     }
@@ -1816,7 +1782,7 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
         attempt = (s_attempt_t *) zhashx_next (self->attempts);
     }
     if (stopped)
-        qn_agent_log (QN_LOG_WARNING, "no word from the coordinator for %" PRId64 " ms: "
+        qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms: "
                       "stopping %zu attempt(s)", silence, stopped);
     return self->exit_now? -1: 0;
 }
@@ -1828,7 +1794,7 @@ s_check_drained (qn_agent_t *self)
         return;
     if (zhashx_size (self->attempts) > 0 || zlistx_size (self->pending) > 0)
         return;
-    qn_agent_log (QN_LOG_INFO, "drained: every attempt finished and acknowledged; stopping");
+    qn_log (QN_LOG_INFO, "agent", "drained: every attempt finished and acknowledged; stopping");
     self->drained = true;
     self->exit_now = true;
 }
@@ -1839,7 +1805,7 @@ s_drain_timeout (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
-    qn_agent_log (QN_LOG_WARNING, "drain timed out after %us with %zu attempt(s) running "
+    qn_log (QN_LOG_WARNING, "agent", "drain timed out after %us with %zu attempt(s) running "
                   "and %zu held; stopping", self->drain_timeout_s, s_running (self),
                   zhashx_size (self->attempts));
     self->exit_now = true;
@@ -1858,7 +1824,7 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         self->signals++;
         if (self->signals == 1) {
             self->draining = true;
-            qn_agent_log (QN_LOG_INFO, "%s: draining: %zu attempt(s) running, %zu held; "
+            qn_log (QN_LOG_INFO, "agent", "%s: draining: %zu attempt(s) running, %zu held; "
                           "taking no new work (send it again to stop at once)",
                           name, s_running (self), zhashx_size (self->attempts));
             if (self->registered)
@@ -1866,11 +1832,11 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             if (self->drain_timeout_s
             &&  zloop_timer (self->loop, (size_t) self->drain_timeout_s * 1000, 1,
                              s_drain_timeout, self) == -1)
-                qn_agent_log (QN_LOG_ERROR, "cannot start the drain timer");
+                qn_log (QN_LOG_ERROR, "agent", "cannot start the drain timer");
             s_check_drained (self);
         }
         else {
-            qn_agent_log (QN_LOG_INFO, "%s again: stopping now", name);
+            qn_log (QN_LOG_INFO, "agent", "%s again: stopping now", name);
             self->exit_now = true;
         }
     }
@@ -1894,11 +1860,11 @@ s_kill_leftover (const qn_spool_meta_t *meta)
         return;
     uint64_t start_time = s_process_start_time (meta->pid);
     if (start_time && meta->start_time && start_time != meta->start_time) {
-        qn_agent_log (QN_LOG_INFO, "pid %" PRId64 " now belongs to another process; "
+        qn_log (QN_LOG_INFO, "agent", "pid %" PRId64 " now belongs to another process; "
                       "not touching it", meta->pid);
         return;
     }
-    qn_agent_log (QN_LOG_WARNING, "killing process group %" PRId64 " of attempt %" PRIu64
+    qn_log (QN_LOG_WARNING, "agent", "killing process group %" PRId64 " of attempt %" PRIu64
                   "/%u/%u, left by an earlier agent", meta->pid, meta->key.run_id,
                   meta->key.task_index, meta->key.attempt);
     kill (-(pid_t) meta->pid, SIGKILL);
@@ -1948,7 +1914,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
         memcpy (attempt->engine_job_id, meta->engine_job_id, sizeof (attempt->engine_job_id));
         memcpy (attempt->cursor, meta->cursor, sizeof (attempt->cursor));
         snprintf (attempt->workdir, sizeof (attempt->workdir), "%s", meta->workdir);
-        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) runs as %s job %s; "
+        qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u (%s) runs as %s job %s; "
                       "re-attaching once registered", meta->key.run_id, meta->key.task_index,
                       meta->key.attempt, meta->task_name, ops->name, meta->engine_job_id);
     }
@@ -1956,7 +1922,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     if (!meta->finished) {
         s_kill_leftover (meta);
         s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
-        qn_agent_log (QN_LOG_WARNING, "attempt %" PRIu64 "/%u/%u (%s) was running when the "
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u (%s) was running when the "
                       "agent stopped; reporting it lost", meta->key.run_id,
                       meta->key.task_index, meta->key.attempt, meta->task_name);
     }
@@ -1979,7 +1945,7 @@ s_monitor_readable (zloop_t *loop, zsock_t *sock, void *arg)
     if (qn_handshake_read (self->handshake, &event, &value) == -1)
         return 0;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == 400) {
-        qn_agent_log (QN_LOG_ERROR, "the coordinator refuses this agent's key at the "
+        qn_log (QN_LOG_ERROR, "agent", "the coordinator refuses this agent's key at the "
                       "handshake (revoked?); stopping");
         self->fatal = true;
         self->denied = true;
@@ -1987,16 +1953,16 @@ s_monitor_readable (zloop_t *loop, zsock_t *sock, void *arg)
         return -1;
     }
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-        qn_agent_log (QN_LOG_WARNING, "the coordinator's key check failed (ZAP status %u); "
+        qn_log (QN_LOG_WARNING, "agent", "the coordinator's key check failed (ZAP status %u); "
                       "trying again", value);
     else
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
     ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        qn_agent_log (QN_LOG_WARNING, "CURVE handshake with %s failed (is it the coordinator "
+        qn_log (QN_LOG_WARNING, "agent", "CURVE handshake with %s failed (is it the coordinator "
                       "this agent enrolled with?)", self->endpoint);
     else
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-        qn_agent_log (QN_LOG_DEBUG, "CURVE handshake with %s done", self->endpoint);
+        qn_log (QN_LOG_DEBUG, "agent", "CURVE handshake with %s done", self->endpoint);
     return self->exit_now? -1: 0;
 }
 
@@ -2063,7 +2029,7 @@ qn_agent_new (const qn_agent_config_t *config)
         self->server_key = config->server_key? strdup (config->server_key): NULL;
         if (!self->cert || !self->server_key
         ||  strlen (self->server_key) != QN_Z85_KEY_SIZE) {
-            qn_agent_log (QN_LOG_ERROR, "no usable CURVE key pair or coordinator key");
+            qn_log (QN_LOG_ERROR, "agent", "no usable CURVE key pair or coordinator key");
             qn_agent_destroy (&self);
             return NULL;
         }
@@ -2094,7 +2060,7 @@ qn_agent_new (const qn_agent_config_t *config)
         char spool_dir [4096];
         snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
         if (s_mkdir (spool_dir) == -1) {
-            qn_agent_log (QN_LOG_ERROR, "cannot create %s: %s", spool_dir, strerror (errno));
+            qn_log (QN_LOG_ERROR, "agent", "cannot create %s: %s", spool_dir, strerror (errno));
             ok = false;
         }
         else
@@ -2114,7 +2080,7 @@ qn_agent_new (const qn_agent_config_t *config)
         self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
                                                       self->data_dir): NULL;
         if (!self->stager) {
-            qn_agent_log (QN_LOG_ERROR, "cannot open the blob cache in %s", blob_dir);
+            qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
             ok = false;
         }
         self->cache_max = config->cache_max;
@@ -2134,7 +2100,7 @@ qn_agent_new (const qn_agent_config_t *config)
         if (ok && config->artifact_store
         &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
                                    sizeof store_error) == -1) {
-            qn_agent_log (QN_LOG_ERROR, "artifact store: %s", store_error);
+            qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
             ok = false;
         }
         qn_backend_config_t backend_config = {
@@ -2148,7 +2114,7 @@ qn_agent_new (const qn_agent_config_t *config)
         const char **names = config->backend_count? config->backends: local;
         size_t count = config->backend_count? config->backend_count: 1;
         if (count > QN_AGENT_MAX_BACKENDS) {
-            qn_agent_log (QN_LOG_ERROR, "at most %d backends", QN_AGENT_MAX_BACKENDS);
+            qn_log (QN_LOG_ERROR, "agent", "at most %d backends", QN_AGENT_MAX_BACKENDS);
             ok = false;
         }
         for (size_t b = 0; ok && b < count; b++) {
@@ -2157,7 +2123,7 @@ qn_agent_new (const qn_agent_config_t *config)
                 if (self->backends [other].ops == ops)
                     ops = NULL;
             if (!ops) {
-                qn_agent_log (QN_LOG_ERROR, "unknown or repeated backend '%s' (known: local, "
+                qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
                               "slurm, kubernetes)", names [b]);
                 ok = false;
                 break;
@@ -2166,7 +2132,7 @@ qn_agent_new (const qn_agent_config_t *config)
             self->backends [b].state = ops->create (self->loop, &backend_config,
                                                     &self->events, self);
             if (!self->backends [b].state) {
-                qn_agent_log (QN_LOG_ERROR, "the %s backend cannot start", ops->name);
+                qn_log (QN_LOG_ERROR, "agent", "the %s backend cannot start", ops->name);
                 ok = false;
                 break;
             }
@@ -2176,12 +2142,12 @@ qn_agent_new (const qn_agent_config_t *config)
     if (ok) {
         //  What an earlier agent left: replayed after our first Welcome
         if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
-            qn_agent_log (QN_LOG_ERROR, "cannot read the spool's attempts");
+            qn_log (QN_LOG_ERROR, "agent", "cannot read the spool's attempts");
             ok = false;
         }
         else
         if (zhashx_size (self->attempts) > 0) {
-            qn_agent_log (QN_LOG_INFO, "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
+            qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
                           "unacknowledged events from an earlier agent",
                           zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
             if (s_commit (self) == -1)
@@ -2197,7 +2163,7 @@ qn_agent_new (const qn_agent_config_t *config)
             if (!self->handshake
             ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
                               s_monitor_readable, self) == -1) {
-                qn_agent_log (QN_LOG_ERROR, "cannot monitor the coordinator connection");
+                qn_log (QN_LOG_ERROR, "agent", "cannot monitor the coordinator connection");
                 ok = false;
             }
         }
@@ -2207,7 +2173,7 @@ qn_agent_new (const qn_agent_config_t *config)
         zsock_set_reconnect_ivl_max (self->sock, (int) self->max_backoff_ms);
         ok = zsock_connect (self->sock, "%s", self->endpoint) == 0;
         if (!ok)
-            qn_agent_log (QN_LOG_ERROR, "cannot connect to %s: %s", self->endpoint,
+            qn_log (QN_LOG_ERROR, "agent", "cannot connect to %s: %s", self->endpoint,
                           zmq_strerror (zmq_errno ()));
     }
     if (ok)
@@ -2242,7 +2208,7 @@ qn_agent_run (qn_agent_t *self)
         for (size_t b = 0; b < self->backend_count; b++)
             running += self->backends [b].ops->running (self->backends [b].state);
         if (running)
-            qn_agent_log (QN_LOG_INFO, "stopping: killing %zu running attempt(s)", running);
+            qn_log (QN_LOG_INFO, "agent", "stopping: killing %zu running attempt(s)", running);
         for (size_t b = 0; b < self->backend_count; b++)
             self->backends [b].ops->shutdown (self->backends [b].state, S_SHUTDOWN_GRACE_MS,
                                               self->denied? "killed: the coordinator refuses "
@@ -2255,7 +2221,7 @@ qn_agent_run (qn_agent_t *self)
     if (s_commit (self) == 0)
         s_flush_all (self);
     if (zlistx_size (self->pending) > 0)
-        qn_agent_log (QN_LOG_ERROR, "%zu event(s) could not be spooled and are lost",
+        qn_log (QN_LOG_ERROR, "agent", "%zu event(s) could not be spooled and are lost",
                       zlistx_size (self->pending));
     zsock_set_linger (self->sock, 500);
     return self->fatal? -1: 0;

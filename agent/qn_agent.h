@@ -111,22 +111,6 @@ void
 //  its name and labels) is qn_identity; enrolment with a join token is
 //  qn_enrol.
 
-//  Logging to stderr with a timestamp and a level, shared by the engine,
-//  its backends and main.
-typedef enum {
-    QN_LOG_DEBUG,
-    QN_LOG_INFO,
-    QN_LOG_WARNING,
-    QN_LOG_ERROR
-} qn_log_level_t;
-
-void
-    qn_agent_log_set_verbose (bool verbose);
-
-void
-    qn_agent_log (qn_log_level_t level, const char *format, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
 #ifdef __cplusplus
 }
 #endif

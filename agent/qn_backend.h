@@ -233,22 +233,6 @@ void
 void
     qn_backend_safe_name (const char *name, size_t max, char *buffer, size_t size);
 
-//  Removes path and everything below it (no symlink followed); a path
-//  that is not there is fine.  0 or -1.
-int
-    qn_backend_remove_tree (const char *path);
-
-//  Moves from (a file, or a directory of regular files and directories)
-//  to to, which must not exist: a rename, or on another filesystem
-//  (EXDEV) a copy keeping the modes, then from is removed.  A copy
-//  refuses symlinks, devices, fifos and sockets (and leaves nothing at
-//  to).  -1 with the reason in error.
-int
-    qn_backend_move (const char *from, const char *to, char *error, size_t error_size);
-
-//  Creates path and its missing parents (each with mode).  0 or -1.
-int
-    qn_backend_mkdirs (const char *path, mode_t mode);
 
 //  Where an attempt's metrics file reader stands
 typedef struct {

@@ -62,7 +62,8 @@
 */
 #include <stddef.h>
 #include "qn_backend.h"
-#include "qn_agent.h"
+#include "qn_fs.h"
+#include "qn_log.h"
 #include "qn_kube_api.h"
 #include "qn_linebuf.h"
 #include "qn_metric.h"
@@ -368,7 +369,7 @@ s_attempt_finish (s_attempt_t *self, int exit_code, const char *reason, Qanat__E
     char *stack_trace = NULL;
     if (exit_code != 0)
         stack_trace = qn_stacktrace_extract (self->ring);
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (kubernetes job %s) finished: %s",
+    qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u (kubernetes job %s) finished: %s",
                   self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id,
                   reason && *reason? reason: "exit 0");
     zlistx_detach (backend->attempts, self->handle);
@@ -619,7 +620,7 @@ s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     else {
         char text [400];
         s_describe_failure (status, body, error, text, sizeof (text));
-        qn_agent_log (QN_LOG_DEBUG, "kubernetes job %s: log stream ended: %s",
+        qn_log (QN_LOG_DEBUG, "kube", "kubernetes job %s: log stream ended: %s",
                       self->engine_id, text);
         if (self->terminal && ++self->log_tries >= S_LOG_TRIES) {
             s_system_log (self, "the log of kubernetes job %s ends here: %s",
@@ -718,7 +719,7 @@ s_pods_done (void *arg, uint64_t call, long status, json_t *body, const char *er
     if (status < 200 || status >= 300 || !json_is_object (body)) {
         char text [400];
         s_describe_failure (status, body, error, text, sizeof (text));
-        qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot list its pods: %s",
+        qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: cannot list its pods: %s",
                       self->engine_id, text);
         return;
     }
@@ -760,7 +761,7 @@ s_job_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     }
     if (status < 200 || status >= 300 || !json_is_object (body)) {
         s_describe_failure (status, body, error, text, sizeof (text));
-        qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot read it: %s",
+        qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: cannot read it: %s",
                       self->engine_id, text);
         return;
     }
@@ -809,7 +810,7 @@ s_delete_done (void *arg, uint64_t call, long status, json_t *body, const char *
         char text [400];
         s_describe_failure (status, body, error, text, sizeof (text));
         if (++self->delete_tries < S_DELETE_TRIES) {
-            qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot delete it (%s), "
+            qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: cannot delete it (%s), "
                           "trying again", self->engine_id, text);
             return;             //  the tick tries again
         }
@@ -894,7 +895,7 @@ s_ensure_timer (s_kube_t *self)
     if (self->timer_id == -1) {
         self->timer_id = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_tick, self);
         if (self->timer_id == -1)
-            qn_agent_log (QN_LOG_ERROR, "kubernetes: cannot start the poll timer");
+            qn_log (QN_LOG_ERROR, "kube", "kubernetes: cannot start the poll timer");
     }
 }
 
@@ -930,7 +931,7 @@ s_create_done (void *arg, uint64_t call, long status, json_t *body, const char *
     //  directory after finished
     backend->events->started (backend->arg, &self->key, 0, backend->host,
                               self->workdir? self->workdir: "", self->engine_id);
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u started as kubernetes job %s",
+    qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u started as kubernetes job %s",
                   self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id);
     if (self->stop_reason)
         s_delete (self);
@@ -1036,7 +1037,7 @@ s_prepare_work (s_kube_t *self, s_attempt_t *attempt, const Qanat__Assign *assig
     }
     //  Afresh, even when an earlier agent left one behind
     struct stat st;
-    if (qn_backend_remove_tree (attempt->attempt_dir) == -1
+    if (qn_fs_remove_tree (attempt->attempt_dir) == -1
     ||  mkdir (attempt->attempt_dir, 0700) == -1
     ||  stat (attempt->attempt_dir, &st) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", attempt->attempt_dir,
@@ -1092,7 +1093,7 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
     &&  s_prepare_work (self, attempt, assign, manifest, error, error_size) == -1) {
         json_decref (manifest);
         if (attempt->attempt_dir)
-            qn_backend_remove_tree (attempt->attempt_dir);
+            qn_fs_remove_tree (attempt->attempt_dir);
         s_attempt_destroy (&attempt);
         return -1;
     }
@@ -1198,7 +1199,7 @@ s_kube_reattach (void *state, const Qanat__Assign *assign, const char *engine_jo
     attempt->handle = zlistx_add_end (self->attempts, attempt);
     s_ensure_timer (self);
     s_poll (attempt);
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u: following kubernetes job %s again "
+    qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u: following kubernetes job %s again "
                   "from '%s'", key.run_id, key.task_index, key.attempt, engine_job_id,
                   cursor? cursor: "");
     return 0;
@@ -1252,29 +1253,29 @@ s_work_options (s_kube_t *self, const qn_backend_config_t *config)
     if (!claim && !dir)
         return 0;
     if (!claim || !dir) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_claim and work_dir go together "
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: work_claim and work_dir go together "
                       "(the shared work volume's claim, and where this agent has it mounted)");
         return -1;
     }
     if (!s_dns_subdomain (claim)) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: invalid work_claim '%.100s' (want "
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: invalid work_claim '%.100s' (want "
                       "a PersistentVolumeClaim name)", claim);
         return -1;
     }
     struct stat st;
     if (dir [0] != '/') {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir '%.200s' is not an "
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: work_dir '%.200s' is not an "
                       "absolute path", dir);
         return -1;
     }
     errno = 0;
     if (stat (dir, &st) == -1 || !S_ISDIR (st.st_mode)) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir %.200s is not a "
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: work_dir %.200s is not a "
                       "directory%s%s", dir, errno? ": ": "", errno? strerror (errno): "");
         return -1;
     }
     if (access (dir, W_OK | X_OK) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: work_dir %.200s is not writable by "
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: work_dir %.200s is not writable by "
                       "this agent: %s", dir, strerror (errno));
         return -1;
     }
@@ -1290,7 +1291,7 @@ s_work_options (s_kube_t *self, const qn_backend_config_t *config)
         self->stage_dir = NULL;
         return -1;
     }
-    qn_agent_log (QN_LOG_INFO, "kubernetes backend: work volume %s, mounted here at %s",
+    qn_log (QN_LOG_INFO, "kube", "kubernetes backend: work volume %s, mounted here at %s",
                   self->work_claim, self->work_dir);
     return 0;
 }
@@ -1305,7 +1306,7 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
     char error [512];
     if (qn_backend_options_check (config, "kubernetes", s_known_options,
                                   error, sizeof (error)) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", error);
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: %s", error);
         return NULL;
     }
     s_kube_t *self = (s_kube_t *) calloc (1, sizeof (s_kube_t));
@@ -1325,12 +1326,12 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
     const char *image = qn_backend_option (config, "kubernetes", "image");
     bool ok = self->attempts && self->host && self->agent_name;
     if (ok && poll_ms && s_parse_ms (poll_ms, 10, 600000, &self->poll_ms) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: poll_ms wants 10 to 600000");
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: poll_ms wants 10 to 600000");
         ok = false;
     }
     if (ok && pull_grace_ms
     &&  s_parse_ms (pull_grace_ms, 0, 86400000, &self->pull_grace_ms) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: pull_grace_ms wants 0 to 86400000");
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: pull_grace_ms wants 0 to 86400000");
         ok = false;
     }
     if (ok && image && *image)
@@ -1345,7 +1346,7 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
                                                                  "context"),
                                               error, sizeof (error));
         if (!kube_config) {
-            qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", error);
+            qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: %s", error);
             ok = false;
         }
     }
@@ -1358,7 +1359,7 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
         ok = (self->namespace_name = strdup (namespace_name)) != NULL;
     }
     if (ok) {
-        qn_agent_log (QN_LOG_INFO, "kubernetes backend: API server %s, namespace %s",
+        qn_log (QN_LOG_INFO, "kube", "kubernetes backend: API server %s, namespace %s",
                       kube_config->server, self->namespace_name);
         self->api = qn_kube_api_new (loop, &kube_config);
         ok = self->api != NULL;
@@ -1431,13 +1432,13 @@ s_kube_shutdown (void *state, int grace_ms, const char *reason)
             long status = qn_kube_api_request_sync (self->api, "DELETE", path, NULL,
                                                     (int) left, error, sizeof (error));
             if ((status < 200 || status >= 300) && status != 404)
-                qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: cannot delete it: %s",
+                qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: cannot delete it: %s",
                               attempt->engine_id,
                               status? "the API server refused": error);
         }
         else
         if (may_exist)
-            qn_agent_log (QN_LOG_WARNING, "kubernetes job %s: no time left to delete it",
+            qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: no time left to delete it",
                           attempt->engine_id);
         s_attempt_finish (attempt, -1, reason? reason: "", QANAT__END_KIND__END_LOST);
     }

@@ -23,8 +23,9 @@
 */
 #include <stddef.h>
 #include "qn_backend.h"
+#include "qn_fs.h"
 #include <pthread.h>
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_linebuf.h"
 #include "qn_metric.h"
 #include "qn_msg.h"
@@ -522,7 +523,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
     if (!self->exited && self->deadline_ms && now >= self->deadline_ms && !self->stop_reason) {
         char reason [64];
         snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
-        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u %s",
+        qn_log (QN_LOG_INFO, "local", "attempt %" PRIu64 "/%u/%u %s",
                       self->key.run_id, self->key.task_index, self->key.attempt, reason);
         s_attempt_terminate (self, reason, QANAT__END_KIND__END_TIMEOUT);
     }
@@ -546,7 +547,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
             return false;
         //  A grandchild holds a pipe open: stop reading, and stop it, so
         //  that nothing of the task outlives its attempt
-        qn_agent_log (QN_LOG_DEBUG, "attempt %" PRIu64 "/%u/%u: output still open %d ms "
+        qn_log (QN_LOG_DEBUG, "local", "attempt %" PRIu64 "/%u/%u: output still open %d ms "
                       "after exit, killing the process group",
                       self->key.run_id, self->key.task_index, self->key.attempt,
                       S_EOF_GRACE_MS);
@@ -902,7 +903,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh work directory, even when an earlier agent left one behind
-    if (qn_backend_remove_tree (workdir) == -1) {
+    if (qn_fs_remove_tree (workdir) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", workdir, strerror (errno));
         goto done;
     }
@@ -986,7 +987,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         attempt->deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
     attempt->metrics_next_ms = zclock_mono () + S_METRICS_POLL_MS;
     if (!self->paused && s_attempt_poll (attempt) == -1)
-        qn_agent_log (QN_LOG_WARNING, "cannot watch the output of pid %d", (int) pid);
+        qn_log (QN_LOG_WARNING, "local", "cannot watch the output of pid %d", (int) pid);
     attempt->handle = zlistx_add_end (self->attempts, attempt);
     attempt->pid_fd = (int) syscall (SYS_pidfd_open, pid, 0);
     if (attempt->pid_fd != -1) {
@@ -999,10 +1000,10 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     if (self->timer_id == -1) {
         self->timer_id = zloop_timer (self->loop, S_TICK_MS, 0, s_tick, self);
         if (self->timer_id == -1)
-            qn_agent_log (QN_LOG_ERROR, "cannot start the process timer");
+            qn_log (QN_LOG_ERROR, "local", "cannot start the process timer");
     }
     self->events->started (self->arg, &key, pid, self->host, workdir, "");
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
+    qn_log (QN_LOG_INFO, "local", "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
     attempt = NULL;
     rc = 0;
@@ -1086,7 +1087,7 @@ s_sweep_attempts (const char *data_dir, size_t keep, qn_sweeper_t *sweeper)
                 qn_sweeper_remove (sweeper, path);
             zstr_free (&path);
         }
-        qn_agent_log (QN_LOG_INFO, "removing %zu old attempt directories from %s",
+        qn_log (QN_LOG_INFO, "local", "removing %zu old attempt directories from %s",
                       count - keep, root);
     }
     for (size_t i = 0; i < count; i++)

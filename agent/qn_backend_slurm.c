@@ -29,7 +29,8 @@
 */
 #include <stddef.h>
 #include "qn_backend.h"
-#include "qn_agent.h"
+#include "qn_fs.h"
+#include "qn_log.h"
 #include "qn_command.h"
 #include "qn_linebuf.h"
 #include "qn_metric.h"
@@ -905,7 +906,7 @@ s_attempt_finish (s_attempt_t *self)
     char *stack_trace = NULL;
     if (outcome.exit_code != 0 || outcome.signal != 0)
         stack_trace = qn_stacktrace_extract (self->ring);
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u: slurm job %s ended %s%s%s",
+    qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u: slurm job %s ended %s%s%s",
                   self->key.run_id, self->key.task_index, self->key.attempt,
                   self->job_id [0]? self->job_id: "(none)",
                   self->ended? self->state: "(unknown)", *outcome.reason? ": ": "",
@@ -940,7 +941,7 @@ s_on_scancel (qn_command_t *command, const qn_command_result_t *result, void *ar
     if (result->exit_code != 0) {
         char line [200];
         s_first_line (result->err, result->err_size, line, sizeof (line));
-        qn_agent_log (QN_LOG_WARNING, "scancel %s failed (%d): %s", self->job_id,
+        qn_log (QN_LOG_WARNING, "slurm", "scancel %s failed (%d): %s", self->job_id,
                       result->exit_code, line);
         //  Already ended is fine; anything else we try again at the next poll
         if (!strstr (result->err, "Invalid job id") && !strstr (result->err, "already completing"))
@@ -961,7 +962,7 @@ s_send_cancel (s_attempt_t *self)
     self->scancel = s_run (self->backend, &argv, s_on_scancel, self);
     s_argv_free (&argv);
     if (!self->scancel) {
-        qn_agent_log (QN_LOG_WARNING, "cannot run scancel for slurm job %s", self->job_id);
+        qn_log (QN_LOG_WARNING, "slurm", "cannot run scancel for slurm job %s", self->job_id);
         self->cancel_wanted = true;
     }
 }
@@ -1050,7 +1051,7 @@ s_on_squeue (qn_command_t *command, const qn_command_result_t *result, void *arg
     if (!answered) {
         char line [200];
         s_first_line (result->err, result->err_size, line, sizeof (line));
-        qn_agent_log (QN_LOG_WARNING, "squeue failed (%d): %s", result->exit_code, line);
+        qn_log (QN_LOG_WARNING, "slurm", "squeue failed (%d): %s", result->exit_code, line);
     }
     else {
         //  Forget the states of the jobs still running, then take what
@@ -1129,7 +1130,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
     &&  !self->ended && !self->gone) {
         char reason [64];
         snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
-        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u (slurm job %s) %s",
+        qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u (slurm job %s) %s",
                       self->key.run_id, self->key.task_index, self->key.attempt,
                       self->job_id, reason);
         s_attempt_stop (self, reason, QANAT__END_KIND__END_TIMEOUT);
@@ -1171,7 +1172,7 @@ s_timers_start (s_slurm_t *self)
     if (self->poll_timer == -1)
         self->poll_timer = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_poll_tick, self);
     if (self->tail_timer == -1 || self->poll_timer == -1)
-        qn_agent_log (QN_LOG_ERROR, "cannot start the slurm backend's timers");
+        qn_log (QN_LOG_ERROR, "slurm", "cannot start the slurm backend's timers");
 }
 
 //  Callbacks may pause us: walk a copy of the list
@@ -1260,7 +1261,7 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
         snprintf (workdir, sizeof (workdir), "%s/work", self->dir);
         backend->events->started (backend->arg, &self->key, 0, backend->host, workdir,
                                   self->job_id);
-        qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u submitted as slurm job %s (%s)",
+        qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u submitted as slurm job %s (%s)",
                       self->key.run_id, self->key.task_index, self->key.attempt,
                       self->job_id, self->job_name);
         if (self->env_skipped)
@@ -1365,7 +1366,7 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     //  A fresh directory, even when an earlier agent left one behind
-    if (qn_backend_remove_tree (attempt->dir) == -1 || qn_backend_mkdirs (attempt->dir, 0700) == -1) {
+    if (qn_fs_remove_tree (attempt->dir) == -1 || qn_fs_mkdirs (attempt->dir, 0700) == -1) {
         snprintf (error, error_size, "cannot create %s: %s", attempt->dir, strerror (errno));
         goto done;
     }
@@ -1458,7 +1459,7 @@ s_slurm_reattach (void *state, const Qanat__Assign *assign, const char *engine_j
     snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor? cursor: "");
     attempt->handle = zlistx_add_end (self->attempts, attempt);
     s_timers_start (self);
-    qn_agent_log (QN_LOG_INFO, "attempt %" PRIu64 "/%u/%u: following slurm job %s again "
+    qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u: following slurm job %s again "
                   "from %s", key.run_id, key.task_index, key.attempt, job_id,
                   cursor && *cursor? cursor: "the start");
     return 0;
@@ -1480,7 +1481,7 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
     char error [512];
     if (qn_backend_options_check (config, "slurm", s_known_options, error,
                                   sizeof (error)) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "slurm backend: %s", error);
+        qn_log (QN_LOG_ERROR, "slurm", "slurm backend: %s", error);
         return NULL;
     }
     int poll_ms = S_POLL_MS_DEFAULT;
@@ -1489,7 +1490,7 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
         char *end = NULL;
         long value = strtol (poll, &end, 10);
         if (!*poll || *end || value < 10 || value > 3600000) {
-            qn_agent_log (QN_LOG_ERROR, "slurm backend: poll_ms '%s' is not a number of "
+            qn_log (QN_LOG_ERROR, "slurm", "slurm backend: poll_ms '%s' is not a number of "
                           "milliseconds from 10 to 3600000", poll);
             return NULL;
         }
@@ -1532,14 +1533,14 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
         return NULL;
     }
     if (*self->dir != '/') {
-        qn_agent_log (QN_LOG_ERROR, "slurm backend: dir '%s' is not an absolute path",
+        qn_log (QN_LOG_ERROR, "slurm", "slurm backend: dir '%s' is not an absolute path",
                       self->dir);
         void *state = self;
         s_slurm_destroy (&state);
         return NULL;
     }
-    if (qn_backend_mkdirs (self->dir, 0700) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "slurm backend: cannot create %s: %s", self->dir,
+    if (qn_fs_mkdirs (self->dir, 0700) == -1) {
+        qn_log (QN_LOG_ERROR, "slurm", "slurm backend: cannot create %s: %s", self->dir,
                       strerror (errno));
         void *state = self;
         s_slurm_destroy (&state);
@@ -1619,7 +1620,7 @@ s_slurm_shutdown (void *state, int grace_ms, const char *reason)
                             &result) == -1 || result.exit_code != 0) {
             char line [200];
             s_first_line (result.err? result.err: "", result.err_size, line, sizeof (line));
-            qn_agent_log (QN_LOG_WARNING, "scancel at shutdown failed: %s", line);
+            qn_log (QN_LOG_WARNING, "slurm", "scancel at shutdown failed: %s", line);
         }
         qn_command_result_free (&result);
     }

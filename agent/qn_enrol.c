@@ -1,7 +1,7 @@
 /*  qn_enrol - enrols an agent with a join token.  See qn_enrol.h.
 */
 #include "qn_enrol.h"
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_handshake.h"
 #include "qn_msg.h"
 #include "qn_token.h"
@@ -154,7 +154,7 @@ s_exchange (s_conn_t *conn, const qn_enrol_request_t *request, qn_identity_t *id
         &&  s_send_enrol (conn->sock, request, qn_identity_cert (identity)) == 0) {
             sent = true;
             enrols++;
-            qn_agent_log (QN_LOG_INFO, "enrolling as %s with %s", request->name, endpoint);
+            qn_log (QN_LOG_INFO, "enrol", "enrolling as %s with %s", request->name, endpoint);
         }
         int64_t wait = deadline - zclock_mono ();
         if (wait > 100)
@@ -190,7 +190,7 @@ s_exchange (s_conn_t *conn, const qn_enrol_request_t *request, qn_identity_t *id
             if (answer == -1 && enrols > 1 && !qn_identity_name (identity)) {
                 //  The refusal may answer a second Enrol after the first
                 //  was granted: wait a moment for the Enrolled
-                qn_agent_log (QN_LOG_DEBUG, "%s", refusal? refusal: "refused");
+                qn_log (QN_LOG_DEBUG, "enrol", "%s", refusal? refusal: "refused");
                 int64_t grace = zclock_mono () + 1000;
                 if (deadline > grace)
                     deadline = grace;
@@ -259,7 +259,7 @@ qn_enrol_join (const qn_enrol_request_t *request, char **error_p)
                                  zmq_strerror (zmq_errno ()));
     int answer = *error_p? 0: s_exchange (&conn, request, identity, endpoint, error_p);
     if (answer == 1 && qn_identity_save (identity, request->path, error_p) == 0)
-        qn_agent_log (QN_LOG_INFO, "enrolled as %s; identity saved in %s",
+        qn_log (QN_LOG_INFO, "enrol", "enrolled as %s; identity saved in %s",
                       qn_identity_name (identity), request->path);
     else
         qn_identity_destroy (&identity);

@@ -2,7 +2,7 @@
     granted.  See qn_identity.h.
 */
 #include "qn_identity.h"
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_token.h"
 
 #include <assert.h>
@@ -264,7 +264,7 @@ qn_identity_load (const char *path, char **error_p)
         return NULL;
     }
     if (st.st_mode & 077)
-        qn_agent_log (QN_LOG_WARNING, "%s is readable by others (mode %03o): it holds this "
+        qn_log (QN_LOG_WARNING, "identity", "%s is readable by others (mode %03o): it holds this "
                       "agent's secret key; chmod 600 it", path, (unsigned) (st.st_mode & 0777));
     qn_identity_t *self = (qn_identity_t *) calloc (1, sizeof (*self));
     if (!self) {

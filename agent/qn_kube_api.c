@@ -9,7 +9,7 @@
     and their completion callbacks run, outside libcurl.
 */
 #include "qn_kube_api.h"
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_backend.h"
 #include "qn_curl.h"
 
@@ -696,7 +696,7 @@ s_token (qn_kube_api_t *self)
     if (config->token_file && zclock_mono () - self->token_read_ms > S_TOKEN_REREAD_MS) {
         char error [256];
         if (s_read_token_file (config->token_file, &config->token, error, sizeof (error)) == -1)
-            qn_agent_log (QN_LOG_WARNING, "kubernetes: %s (keeping the token we had)", error);
+            qn_log (QN_LOG_WARNING, "kube", "kubernetes: %s (keeping the token we had)", error);
         self->token_read_ms = zclock_mono ();
     }
     return config->token;
@@ -955,7 +955,7 @@ qn_kube_api_new (zloop_t *loop, qn_kube_config_t **config_p)
     assert (config_p && *config_p);
     char why [256];
     if (qn_curl_load (why, sizeof why) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "kubernetes backend: %s", why);
+        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: %s", why);
         return NULL;
     }
     qn_kube_api_t *self = (qn_kube_api_t *) calloc (1, sizeof (qn_kube_api_t));

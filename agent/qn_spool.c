@@ -11,7 +11,7 @@
     the kernel drops it when its holder dies, however it dies.
 */
 #include "qn_spool.h"
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_msg.h"
 
 #include <errno.h>
@@ -461,12 +461,12 @@ qn_spool_new (const char *path, uint64_t max_bytes, uint64_t reserve_bytes)
     snprintf (lock_path, sizeof (lock_path), "%s/agent.lock", path);
     self->lock_fd = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (self->lock_fd == -1) {
-        qn_agent_log (QN_LOG_ERROR, "cannot open %s: %s", lock_path, strerror (errno));
+        qn_log (QN_LOG_ERROR, "spool", "cannot open %s: %s", lock_path, strerror (errno));
         qn_spool_destroy (&self);
         return NULL;
     }
     if (flock (self->lock_fd, LOCK_EX | LOCK_NB) == -1) {
-        qn_agent_log (QN_LOG_ERROR, "spool %s is in use by another agent", path);
+        qn_log (QN_LOG_ERROR, "spool", "spool %s is in use by another agent", path);
         qn_spool_destroy (&self);
         return NULL;
     }
@@ -483,7 +483,7 @@ qn_spool_new (const char *path, uint64_t max_bytes, uint64_t reserve_bytes)
     if (rc == 0)
         rc = mdb_env_open (self->env, path, MDB_NOTLS, 0600);
     if (rc) {
-        qn_agent_log (QN_LOG_ERROR, "cannot open the spool in %s: %s", path, mdb_strerror (rc));
+        qn_log (QN_LOG_ERROR, "spool", "cannot open the spool in %s: %s", path, mdb_strerror (rc));
         qn_spool_destroy (&self);
         return NULL;
     }
@@ -501,12 +501,12 @@ qn_spool_new (const char *path, uint64_t max_bytes, uint64_t reserve_bytes)
     if (txn)
         mdb_txn_abort (txn);
     if (rc) {
-        qn_agent_log (QN_LOG_ERROR, "cannot read the spool in %s: %s", path, mdb_strerror (rc));
+        qn_log (QN_LOG_ERROR, "spool", "cannot read the spool in %s: %s", path, mdb_strerror (rc));
         qn_spool_destroy (&self);
         return NULL;
     }
     if (self->damaged)
-        qn_agent_log (QN_LOG_WARNING, "spool %s: %" PRIu64 " damaged record(s) skipped or "
+        qn_log (QN_LOG_WARNING, "spool", "spool %s: %" PRIu64 " damaged record(s) skipped or "
                       "repaired", path, self->damaged);
     return self;
 }
@@ -540,7 +540,7 @@ s_begin (qn_spool_t *self)
     int rc = mdb_txn_begin (self->env, NULL, 0, &self->txn);
     if (rc) {
         self->txn = NULL;
-        qn_agent_log (QN_LOG_ERROR, "spool: cannot begin a transaction: %s", mdb_strerror (rc));
+        qn_log (QN_LOG_ERROR, "spool", "spool: cannot begin a transaction: %s", mdb_strerror (rc));
         return -1;
     }
     self->txn_failed = false;
@@ -552,7 +552,7 @@ static void
 s_failed (qn_spool_t *self, const char *what, int rc)
 {
     self->txn_failed = true;
-    qn_agent_log (QN_LOG_ERROR, "spool: cannot %s: %s", what, mdb_strerror (rc));
+    qn_log (QN_LOG_ERROR, "spool", "spool: cannot %s: %s", what, mdb_strerror (rc));
 }
 
 int
@@ -686,7 +686,7 @@ qn_spool_commit (qn_spool_t *self)
     self->txn = NULL;
     if (rc) {
         self->delta = 0;
-        qn_agent_log (QN_LOG_ERROR, "spool: commit failed: %s", mdb_strerror (rc));
+        qn_log (QN_LOG_ERROR, "spool", "spool: commit failed: %s", mdb_strerror (rc));
         return -1;
     }
     self->bytes = (uint64_t) ((int64_t) self->bytes + self->delta);

@@ -8,8 +8,9 @@
     wait for it.
 */
 #include "qn_stager.h"
+#include "qn_fs.h"
 #include "qn_tree.h"
-#include "qn_agent.h"
+#include "qn_log.h"
 #include "qn_s3.h"
 #include <pthread.h>
 
@@ -399,8 +400,8 @@ qn_stager_inputs (qn_stager_t *self, const qn_attempt_key_t *key, const Qanat__A
         s_forget_job (self, job);
         return -1;
     }
-    qn_backend_remove_tree (stage);
-    if (stage_root && qn_backend_mkdirs (stage_root, 0700) == -1)
+    qn_fs_remove_tree (stage);
+    if (stage_root && qn_fs_mkdirs (stage_root, 0700) == -1)
         s_fail (job, "cannot create %s: %s", stage_root, strerror (errno));
     if (mkdir (stage, 0700) == -1)
         s_fail (job, "cannot create %s: %s", stage, strerror (errno));
@@ -737,7 +738,7 @@ s_s3_fetch_file (job_t *job, qn_s3_t *s3, const Qanat__ArtifactStore *store, con
     char *slash = strrchr (parent, '/');
     if (slash)
         *slash = '\0';
-    if (slash && qn_backend_mkdirs (parent, 0700) == -1) {
+    if (slash && qn_fs_mkdirs (parent, 0700) == -1) {
         s_fail (job, "cannot create the directories of %s: %s", path, strerror (errno));
         return -1;
     }
@@ -997,7 +998,7 @@ qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key, const char *st
     if (job)
         s_forget_job (self, job);
     qn_stager_paths (self, key, stage_root, stage, sizeof stage, values, sizeof values);
-    qn_backend_remove_tree (stage);
+    qn_fs_remove_tree (stage);
     unlink (values);
 }
 

@@ -2,7 +2,7 @@
     qn_sweeper.h.
 */
 #include "qn_sweeper.h"
-#include "qn_backend.h"
+#include "qn_fs.h"
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -55,7 +55,7 @@ s_run (void *arg)
         if (!self->head)
             self->tail = NULL;
         pthread_mutex_unlock (&self->mutex);
-        qn_backend_remove_tree (item->path);
+        qn_fs_remove_tree (item->path);
         free (item);
         pthread_mutex_lock (&self->mutex);
         self->pending--;
@@ -111,7 +111,7 @@ qn_sweeper_remove (qn_sweeper_t *self, const char *path)
     s_path_t *item = (s_path_t *) malloc (sizeof (s_path_t) + size);
     if (!self || !item) {
         free (item);
-        qn_backend_remove_tree (path);
+        qn_fs_remove_tree (path);
         return -1;
     }
     memcpy (item->path, path, size);

@@ -26,7 +26,7 @@ s_tempdir (void)
 static void
 s_rmdir (char *dir)
 {
-    qn_backend_remove_tree (dir);
+    qn_fs_remove_tree (dir);
     free (dir);
 }
 
@@ -218,7 +218,7 @@ test_script_dash_command (void **state)
     s_rmdir (dir);
 }
 
-//  qn_backend_move: a rename on one filesystem, a copy (modes kept, the
+//  qn_fs_move: a rename on one filesystem, a copy (modes kept, the
 //  source removed) across two, and a symlink refused with nothing left
 static void
 test_move_across_filesystems (void **state)
@@ -230,20 +230,20 @@ test_move_across_filesystems (void **state)
     struct stat a, b;
     if (!from_root || stat (from_root, &a) || stat (to_root, &b) || a.st_dev == b.st_dev) {
         if (from_root)
-            qn_backend_remove_tree (from_root);
+            qn_fs_remove_tree (from_root);
         s_rmdir (to_root);
         skip ();                //  no second filesystem here
     }
     char path [700], from [600], to [600], error [800] = "";
     snprintf (from, sizeof from, "%s/stage", from_root);
     snprintf (path, sizeof path, "%s/sub", from);
-    assert_int_equal (qn_backend_mkdirs (path, 0700), 0);
+    assert_int_equal (qn_fs_mkdirs (path, 0700), 0);
     snprintf (path, sizeof path, "%s/a.txt", from);
     assert_int_equal (s_write_file (path, "alpha\n", 0444), 0);
     snprintf (path, sizeof path, "%s/sub/run.sh", from);
     assert_int_equal (s_write_file (path, "#!/bin/sh\n", 0755), 0);
     snprintf (to, sizeof to, "%s/work", to_root);
-    assert_int_equal (qn_backend_move (from, to, error, sizeof error), 0);
+    assert_int_equal (qn_fs_move (from, to, error, sizeof error), 0);
     assert_int_equal (access (from, F_OK), -1);
     snprintf (path, sizeof path, "%s/a.txt", to);
     assert_int_equal (stat (path, &a), 0);
@@ -259,10 +259,10 @@ test_move_across_filesystems (void **state)
     snprintf (path, sizeof path, "%s/link", from);
     assert_int_equal (symlink ("/etc/passwd", path), 0);
     snprintf (to, sizeof to, "%s/bad", to_root);
-    assert_int_equal (qn_backend_move (from, to, error, sizeof error), -1);
+    assert_int_equal (qn_fs_move (from, to, error, sizeof error), -1);
     assert_non_null (strstr (error, "a symlink"));
     assert_int_equal (access (to, F_OK), -1);
-    qn_backend_remove_tree (from_root);
+    qn_fs_remove_tree (from_root);
     s_rmdir (to_root);
 }
 
@@ -1072,7 +1072,7 @@ test_backend_reattach (void **state)
     s_drive_t drive = { &ev, s_fake_slurm (), NULL, 2, zclock_mono (), NULL, "COMPLETED" };
     char jobdir [700];
     snprintf (jobdir, sizeof (jobdir), "%s/jobs/7-2-1", drive.fake);
-    assert_int_equal (qn_backend_mkdirs (jobdir, 0700), 0);
+    assert_int_equal (qn_fs_mkdirs (jobdir, 0700), 0);
     s_put (jobdir, "stdout", "seen\nnew 1\nnew 2\n");
     s_put (jobdir, "stderr", "");
     s_put (jobdir, "metrics", "a 1\nb 2\n");
@@ -1212,7 +1212,7 @@ test_backend_bad_options (void **state)
 int
 main (void)
 {
-    qn_agent_log_set_verbose (false);
+    qn_log_set_verbose (false);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_script_round_trip),
         cmocka_unit_test (test_script_values_beside_workdir),

@@ -7,6 +7,7 @@
 #include <czmq.h>
 #include <sys/stat.h>
 #include "qn_backend.h"
+#include "qn_fs.h"
 #include "qn_sweeper.h"
 
 static char *
@@ -14,7 +15,7 @@ s_tree (const char *root, int index)
 {
     char *dir = zsys_sprintf ("%s/attempt-%d", root, index);
     char *work = zsys_sprintf ("%s/work/deep/er", dir);
-    assert_int_equal (qn_backend_mkdirs (work, 0700), 0);
+    assert_int_equal (qn_fs_mkdirs (work, 0700), 0);
     char *file = zsys_sprintf ("%s/work/deep/er/file.txt", dir);
     FILE *out = fopen (file, "w");
     assert_non_null (out);

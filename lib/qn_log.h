@@ -1,0 +1,30 @@
+/*  qn_log - one logger for both daemons: a line on stderr with an RFC 3339
+    UTC time (milliseconds), a level and the component that speaks.
+
+        2026-12-07T15:37:18.123Z info spool: replayed 3 events
+
+    Debug lines are printed only when verbose is set.  Lines from several
+    threads do not interleave: each is one write.  Private to qanat's own
+    programs (not installed).
+*/
+#ifndef QN_LOG_H_INCLUDED
+#define QN_LOG_H_INCLUDED
+
+#include <stdbool.h>
+
+typedef enum {
+    QN_LOG_DEBUG,
+    QN_LOG_INFO,
+    QN_LOG_WARNING,
+    QN_LOG_ERROR
+} qn_log_level_t;
+
+//  Print debug lines too (default: not)
+void
+    qn_log_set_verbose (bool verbose);
+
+void
+    qn_log (qn_log_level_t level, const char *component, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+#endif
