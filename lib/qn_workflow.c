@@ -23,9 +23,6 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
-#include <stdarg.h>
-#include <strings.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
