@@ -4,6 +4,9 @@
     optional default, description and list of allowed values.  Values are
     checked, and made canonical (bool to true/false, artifact hex to lower
     case), when the file is read (defaults, allowed) and for each run.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #include <assert.h>
 #include <ctype.h>

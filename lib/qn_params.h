@@ -6,6 +6,9 @@
     The public face is in qn_workflow.h (qn_workflow_param_check,
     qn_param_type_name, qn_workflow_resolve_params); this header is what
     the rest of the workflow parser calls.  Private to libqanat.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #ifndef QN_PARAMS_H_INCLUDED
 #define QN_PARAMS_H_INCLUDED

@@ -1,5 +1,8 @@
 /*  qn_wf_command - a task's command with its ${{ … }} references.  See
     qn_wf_command.h.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #include <assert.h>
 #include <ctype.h>

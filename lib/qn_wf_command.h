@@ -11,6 +11,9 @@
 
     The public face is in qn_workflow.h (qn_workflow_task_argv,
     qn_workflow_task_identity).  Private to libqanat.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #ifndef QN_WF_COMMAND_H_INCLUDED
 #define QN_WF_COMMAND_H_INCLUDED

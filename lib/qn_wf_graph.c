@@ -1,5 +1,8 @@
 /*  qn_wf_graph - the dependency graph of a workflow's tasks.  See
     qn_wf_graph.h.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #include <assert.h>
 #include <stdint.h>

@@ -5,6 +5,9 @@
     Runs once the whole file is read, so the order of `params` and `tasks`
     in it does not matter.  Errors go to the parse's qn_yaml_ctx_t at the
     position of the entry at fault.  Private to libqanat.
+
+    One of the files of the qn_workflow class: it implements part of
+    qn_workflow.h, so the include checker counts it with qn_workflow.
 */
 #ifndef QN_WF_GRAPH_H_INCLUDED
 #define QN_WF_GRAPH_H_INCLUDED
