@@ -128,4 +128,79 @@ struct _qn_coordinator_t {
     bool paused;                        //  readers off until the pause ends
 };
 
+//  ---------------------------------------------------------------------
+//  Small helpers for the messages the engine owns
+
+static inline char *
+qn_engine_strdup (const char *text)
+{
+    return strdup (text? text: "");
+}
+
+//  Replaces a string field of a message we own.  Fields start out as
+//  protobuf-c's shared empty string, which must never be freed.
+static inline void
+qn_engine_replace_string (char **field, char *value)
+{
+    if (*field && *field != protobuf_c_empty_string)
+        free (*field);
+    *field = value;
+}
+
+//  Appends an element to a protobuf repeated field of pointers.
+static inline void
+qn_engine_append (void ***array, size_t *count, void *item)
+{
+    *array = realloc (*array, (*count + 1) * sizeof (void *));
+    (*array) [(*count)++] = item;
+}
+
+static inline void
+qn_engine_free_message (void *message)
+{
+    if (message)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) message, NULL);
+}
+
+//  ---------------------------------------------------------------------
+//  What qn_coordinator.c offers the engine's other files (each is
+//  described where it is defined).  Runs and agents stay the engine's.
+
+//  The key of a run in the runs table, in a buffer the next call reuses.
+char *
+    qn_engine_run_key (uint64_t run_id);
+//  The active run, or NULL (finished, or none).
+run_t *
+    qn_engine_run_find (qn_coordinator_t *self, uint64_t run_id);
+//  A new active run of wf, not yet in the runs table; it takes wf, but
+//  when it returns NULL (it cannot be made) the caller still owns wf.
+run_t *
+    qn_engine_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf,
+                       uint32_t version, const char *filename, const qn_kv_t *params,
+                       size_t param_count);
+void
+    qn_engine_run_advance (qn_coordinator_t *self, run_t *run);
+int
+    qn_engine_run_persist (qn_coordinator_t *self, run_t *run);
+void
+    qn_engine_mark_run (run_t *run);
+void
+    qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run);
+char *
+    qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
+                                   const Qanat__Principal *sender);
+void
+    qn_engine_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why);
+void
+    qn_engine_dispatch (qn_coordinator_t *self);
+void
+    qn_engine_agent_update_state (agent_t *agent, int64_t now);
+void
+    qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent);
+agent_t *
+    qn_engine_agent_revoke (qn_coordinator_t *self, const char *name);
+void
+    qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
+                           const Qanat__AttemptRef *attempt);
+
 #endif
