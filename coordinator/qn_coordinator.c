@@ -17,6 +17,7 @@
 */
 #include "qn_engine.h"
 #include "qn_api.h"
+#include "qn_retention.h"
 #include "qn_hash.h"
 #include <math.h>
 
@@ -459,63 +460,6 @@ s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
     }
     free (key);
     zlistx_add_end (queue, ready);
-}
-
-//  Keeps the newest keep finished runs of a workflow: older ones go with
-//  their tasks, logs and metrics, and blobs no run references any more.
-static void
-s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
-{
-    uint64_t *ids = NULL;
-    size_t count = 0;
-    if (qn_store_workflow_run_ids (self->store, workflow, &ids, &count) != 0 || count <= keep) {
-        free (ids);
-        return;
-    }
-    if (qn_store_begin (self->store) != 0) {
-        free (ids);
-        return;
-    }
-    size_t deleted = 0;
-    //  Oldest first; runs still in memory (not finished) are never touched,
-    //  and they count among the kept.
-    size_t excess = count - keep;
-    for (size_t i = 0; i < count && deleted < excess; i++) {
-        if (zhashx_lookup (self->runs, qn_engine_run_key (ids [i])))
-            continue;
-        Qanat__TaskInfo **tasks = NULL;
-        size_t task_count = 0;
-        if (qn_store_get_tasks (self->store, ids [i], &tasks, &task_count) == 0) {
-            qn_artifacts_release_tasks (self->artifacts, tasks, task_count);
-            qn_store_free_array (tasks, task_count);
-        }
-        Qanat__RunInfo *info = qn_store_get_run (self->store, ids [i]);
-        if (info) {
-            qn_artifacts_ref_outputs (self->artifacts, info->artifacts, info->n_artifacts, -1);
-            qanat__run_info__free_unpacked (info, NULL);
-        }
-        if (qn_store_delete_run (self->store, ids [i]) == 0)
-            deleted++;
-    }
-    free (ids);
-    //  Uploads of the last hour may belong to attempts still on their way
-    int64_t now = zclock_mono ();
-    zlistx_t *old = zlistx_new ();
-    for (upload_t *upload = (upload_t *) zhashx_first (self->uploading); upload;
-         upload = (upload_t *) zhashx_next (self->uploading))
-        if (now - upload->when > 3600 * 1000)
-            zlistx_add_end (old, (void *) zhashx_cursor (self->uploading));
-    for (const char *hash = (const char *) zlistx_first (old); hash;
-         hash = (const char *) zlistx_next (old))
-        zhashx_delete (self->uploading, hash);
-    zlistx_destroy (&old);
-    uint64_t freed = qn_artifacts_collect (self->artifacts, self->uploading);
-    self->s3_collect_due = self->s3_collect_due || deleted > 0;
-    self->stats.runs_deleted += deleted;
-    self->stats.blob_bytes_freed += freed;
-    if (deleted && self->config.verbose)
-        zsys_info ("retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted,
-                   workflow, (unsigned long long) freed);
 }
 
 //  The task's argv with the run's parameters in place (see
@@ -2207,8 +2151,8 @@ s_pause (qn_coordinator_t *self)
     zloop_timer (self->loop, (size_t) self->backoff_ms, 1, s_on_resume, self);
 }
 
-static void
-s_end_turn (qn_coordinator_t *self)
+void
+qn_engine_end_turn (qn_coordinator_t *self)
 {
     qn_engine_dispatch (self);
     zlistx_t *changed = self->dirty_runs;
@@ -2235,23 +2179,13 @@ s_end_turn (qn_coordinator_t *self)
             uint32_t keep = qn_workflow_keep_runs (run->wf);
             if (!keep)
                 keep = self->config.keep_runs;
-            if (keep) {
-                if (!retain) {
-                    retain = zlistx_new ();
-                    zlistx_set_destructor (retain, (zlistx_destructor_fn *) zstr_free);
-                }
-                zlistx_add_end (retain, zsys_sprintf ("%u %s", keep, run->info->workflow));
-            }
+            if (keep)
+                qn_retention_due (&retain, run->info->workflow, keep);
             zhashx_delete (self->runs, qn_engine_run_key (run->id));
         }
     zlistx_destroy (&changed);
     //  Retention, in a transaction the next turn commits
-    for (char *item = retain? (char *) zlistx_first (retain): NULL; item;
-         item = (char *) zlistx_next (retain)) {
-        char *name = strchr (item, ' ');
-        s_retain (self, name + 1, (uint32_t) atol (item));
-    }
-    zlistx_destroy (&retain);
+    qn_retention_apply (self, &retain);
 
     outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
     while (out) {
@@ -2427,7 +2361,7 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
         if ((count & 63) == 63 && zclock_mono () >= until)
             break;
     }
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }
 
@@ -2448,84 +2382,6 @@ s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
 //  Agents silent past the deadline are lost, and so are the attempts they
 //  ran, which then retry by policy.  Attempts of agents that never came
 //  back after our own restart end the same way.
-//  ---------------------------------------------------------------------
-//  S3 retention: objects nobody has referenced for s3_delete_after_s are
-//  deleted from their buckets by qn_s3gc, in two steps on two turns: one
-//  turn marks them DELETING (so that a record arriving meanwhile is
-//  refused, see qn_artifacts), a later one hands those committed to the
-//  worker.  A restart finds the DELETING ones again.
-
-#define S_S3_IN_FLIGHT_MAX  100
-
-static void
-s_on_s3_deleted (void *arg, const char *id, int status, const char *error)
-{
-    qn_coordinator_t *self = (qn_coordinator_t *) arg;
-    zhashx_delete (self->s3_queued, id);
-    if (qn_store_begin (self->store) != 0)
-        return;                 //  still DELETING: queued again after a restart
-    qn_artifacts_s3_deleted (self->artifacts, id, status == 0, qn_now_us ());
-    self->s3_collect_due = true;        //  room for the next ones
-    if (status == 0)
-        self->stats.s3_objects_deleted++;
-    else {
-        self->stats.s3_delete_failures++;
-        int64_t now = zclock_mono ();
-        if (!self->s3_failure_logged || now - self->s3_failure_logged > 600 * 1000) {
-            zsys_warning ("S3 retention: cannot delete an unreferenced artifact (%s); kept, "
-                          "tried again later (give qanatd credentials for the bucket, or "
-                          "--s3-delete-after -1)", error? error: "unknown error");
-            self->s3_failure_logged = now;
-        }
-    }
-    s_end_turn (self);
-}
-
-static void
-s_s3_collect (qn_coordinator_t *self)
-{
-    if (!self->s3gc || self->config.s3_delete_after_s < 0)
-        return;
-    size_t pending = qn_s3gc_pending (self->s3gc);
-    if (pending >= S_S3_IN_FLIGHT_MAX || qn_store_begin (self->store) != 0)
-        return;
-    //  Step two first: what an earlier turn marked, now committed
-    qn_store_s3_object_t *objects = NULL;
-    size_t count = 0;
-    if (qn_artifacts_s3_deleting (self->artifacts, &objects, &count,
-                                  S_S3_IN_FLIGHT_MAX + zhashx_size (self->s3_queued)) == 0)
-        for (size_t i = 0; i < count && pending < S_S3_IN_FLIGHT_MAX; i++) {
-            if (zhashx_lookup (self->s3_queued, objects [i].id))
-                continue;
-            Qanat__ArtifactStore *store = qanat__artifact_store__unpack (
-                NULL, objects [i].store_size, objects [i].store);
-            const char *bucket_end = objects [i].location && store && store->bucket
-                ? objects [i].location + 5 + strlen (store->bucket): NULL;
-            bool queued = bucket_end && strlen (objects [i].location) > 6 + strlen (store->bucket)
-                       && *bucket_end == '/'
-                       && qn_s3gc_delete (self->s3gc, objects [i].id, store, bucket_end + 1) == 0;
-            if (queued) {
-                zhashx_insert (self->s3_queued, objects [i].id, (void *) 1);
-                pending++;
-            }
-            else    //  a row we cannot act on: back to live, tried again later
-                qn_artifacts_s3_deleted (self->artifacts, objects [i].id, false, qn_now_us ());
-            if (store)
-                qanat__artifact_store__free_unpacked (store, NULL);
-        }
-    qn_store_s3_objects_free (&objects, count);
-    //  Step one: mark the next ones
-    if (pending < S_S3_IN_FLIGHT_MAX
-    &&  qn_artifacts_s3_pick (self->artifacts, qn_now_us (),
-                              self->config.s3_delete_after_s * 1000000,
-                              &objects, &count, S_S3_IN_FLIGHT_MAX - pending) == 0) {
-        //  Marked this turn: handed over on the next pass, once committed
-        if (count)
-            self->s3_collect_due = true;
-        qn_store_s3_objects_free (&objects, count);
-    }
-}
-
 static int
 s_on_timer (zloop_t *loop, int timer_id, void *arg)
 {
@@ -2539,7 +2395,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     //  objects whose grace has run out since)
     if ((self->s3_collect_due && self->timer_turns % 4 == 1) || self->timer_turns % 240 == 1) {
         self->s3_collect_due = false;
-        s_s3_collect (self);
+        qn_retention_s3_collect (self);
     }
     if (self->timer_turns % (4 * 3600) == 1) {  //  at start, then hourly
         //  Uploads from agents that never came back to finish them
@@ -2605,7 +2461,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         }
         ready = next;
     }
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }
 
@@ -2775,7 +2631,7 @@ qn_coordinator_feed (qn_coordinator_t *self, bool agents, const void *routing_id
     zmsg_addmem (msg, payload, size);
     s_handle_message (self, agents? self->agents_sock: self->clients_sock, agents, msg);
     zmsg_destroy (&msg);
-    s_end_turn (self);
+    qn_engine_end_turn (self);
 }
 
 const char *
@@ -2789,7 +2645,7 @@ qn_coordinator_run (qn_coordinator_t *self)
 {
     self->loop = zloop_new ();
     if (self->config.s3_delete_after_s >= 0) {
-        self->s3gc = qn_s3gc_new (self->loop, s_on_s3_deleted, self);
+        self->s3gc = qn_s3gc_new (self->loop, qn_retention_on_s3_deleted, self);
         if (!self->s3gc)
             zsys_warning ("cannot start the S3 deletion worker: S3 artifacts stay in "
                           "their buckets");
@@ -2798,6 +2654,6 @@ qn_coordinator_run (qn_coordinator_t *self)
     zloop_reader (self->loop, self->clients_sock, s_on_clients, self);
     zloop_timer (self->loop, 250, 0, s_on_timer, self);
     zloop_start (self->loop);
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }

@@ -199,6 +199,10 @@ void
     qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent);
 agent_t *
     qn_engine_agent_revoke (qn_coordinator_t *self, const char *name);
+//  Ends a loop turn: dispatches, commits once, and only then sends what
+//  waited in the outbox (durable before visible).
+void
+    qn_engine_end_turn (qn_coordinator_t *self);
 void
     qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
                            const Qanat__AttemptRef *attempt);
