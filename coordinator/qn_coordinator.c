@@ -15,121 +15,14 @@
     Messages are hostile until decoded: a frame we cannot decode is counted,
     logged with the peer's identity, and dropped.
 */
-#include "qn_coordinator.h"
-#include "qn_dag.h"
+#include "qn_engine.h"
+#include "qn_api.h"
+#include "qn_retention.h"
 #include "qn_hash.h"
-#include "qn_keyring.h"
-#include "qn_vault.h"
-#include "qn_artifacts.h"
-#include "qn_blobserver.h"
-#include "qn_s3gc.h"
-#include "qanat.h"
 #include <math.h>
 
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
-#define LOG_PAGE_DEFAULT     500
-#define LOG_PAGE_MAX         1000
-#define LIST_RUNS_MAX        10000
-#define HISTORY_RUNS_MAX     1000
-
-typedef struct {
-    char *name;
-    zframe_t *routing_id;               //  NULL while not connected
-    char *route_key;                    //  hex of routing_id, key in by_route
-    Qanat__AgentInfo *info;             //  owned; labels, capacity, credit...
-    int64_t last_seen;                  //  zclock_mono of its last message
-    bool lost;                          //  declared lost (vs. never seen since our start)
-    bool drained_by_admin;              //  `qanat agent drain`
-    bool drained_by_itself;             //  shutting down
-    zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
-    zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
-    const char *state;                  //  the static name last copied into info->state
-} agent_t;
-
-typedef struct _qn_coordinator_t qn_coordinator_t;
-
-typedef struct {
-    uint64_t id;
-    qn_coordinator_t *owner;
-    qn_workflow_t *wf;
-    qn_dag_t *dag;
-    Qanat__RunInfo *info;               //  owned, with every task
-    size_t warnings;                    //  tasks whose latest checks include a failed warning
-    bool dirty;                         //  run record to write
-    bool listed;                        //  in the owner's dirty list
-    bool *dirty_task;                   //  task records to write...
-    size_t *dirty_list;                 //  ...and their indexes
-    size_t dirty_count;
-    size_t *scratch;                    //  room for every task index, for qn_dag
-} run_t;
-
-//  A task waiting for an agent.
-typedef struct {
-    uint64_t run_id;
-    uint32_t task;
-} ready_t;
-
-//  The highest seq of one attempt to acknowledge at the end of the turn.
-typedef struct {
-    zframe_t *routing_id;
-    uint64_t run_id;
-    uint32_t task;
-    uint32_t attempt;
-    uint64_t seq;
-} pending_ack_t;
-
-//  A blob stored for an attempt whose Finished has not come yet
-typedef struct {
-    int64_t when;                       //  zclock_mono when it was stored
-    uint64_t run_id;
-    uint32_t task;
-    uint32_t attempt;
-} upload_t;
-
-//  Something to send once the turn's commit has succeeded.
-typedef struct {
-    zsock_t *sock;
-    zframe_t *routing_id;
-    zframe_t *frame;
-    uint64_t request_id;                //  client replies only, else 0
-} outgoing_t;
-
-struct _qn_coordinator_t {
-    qn_coordinator_config_t config;
-    char *data_dir;
-    qn_store_t *store;
-    zsock_t *agents_sock;
-    zsock_t *clients_sock;
-    char *agent_endpoint;
-    char *client_endpoint;
-    zloop_t *loop;
-    zhashx_t *agents;                   //  name -> agent_t
-    zhashx_t *by_route;                 //  route key -> agent_t (not owned)
-    zhashx_t *runs;                     //  "%llu" id -> run_t
-    zhashx_t *queues;                   //  selector text -> zlistx of ready_t, oldest first
-    zlistx_t *delayed;                  //  ready_t of retries waiting out their backoff
-    zhashx_t *with_credit;              //  name -> agent_t with credit (not owned)
-    zlistx_t *dirty_runs;               //  run_t changed this turn (not owned)
-    zlistx_t *outbox;                   //  outgoing_t
-    zhashx_t *acks;                     //  pending_ack_t by connection and attempt
-    Qanat__Stats stats;
-    int64_t started;
-    qn_keyring_t *keyring;              //  NULL when --insecure
-    qn_vault_t *vault;
-    qn_artifacts_t *artifacts;          //  blob index, cache, retention
-    qn_blobserver_t *blobserver;        //  blob transfers with agents
-    int timer_turns;                    //  of s_on_timer, for the blob server's tick
-    zhashx_t *uploading;                //  blobs stored for attempts still running (kept from GC)
-    qn_s3gc_t *s3gc;                    //  deletes unreferenced S3 artifacts off the loop
-    zhashx_t *s3_queued;                //  ids of S3 objects handed to s3gc
-    int64_t s3_failure_logged;          //  when a failed deletion was last logged (mono ms)
-    bool s3_collect_due;                //  references fell, or a pass left work: look soon
-    const Qanat__Principal *sender;     //  who sent the message being handled
-    zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
-    int backoff_ms;                     //  pause after a failed commit, doubled while they fail
-    bool paused;                        //  readers off until the pause ends
-};
 
 //  A peer that sends this many malformed messages is cut off.
 #define STRIKES_MAX  20
@@ -140,22 +33,6 @@ static int s_reload (qn_coordinator_t *self, char **error_p);
 //  ---------------------------------------------------------------------
 //  Small helpers
 
-static char *
-s_strdup (const char *text)
-{
-    return strdup (text? text: "");
-}
-
-//  Replaces a string field of a message we own.  Fields start out as
-//  protobuf-c's shared empty string, which must never be freed.
-static void
-s_replace_string (char **field, char *value)
-{
-    if (*field && *field != protobuf_c_empty_string)
-        free (*field);
-    *field = value;
-}
-
 static void
 s_free_item (void **item)
 {
@@ -163,15 +40,8 @@ s_free_item (void **item)
     *item = NULL;
 }
 
-static void
-s_free_message (void *message)
-{
-    if (message)
-        protobuf_c_message_free_unpacked ((ProtobufCMessage *) message, NULL);
-}
-
-static char *
-s_run_key (uint64_t run_id)
+char *
+qn_engine_run_key (uint64_t run_id)
 {
     static char key [32];
     snprintf (key, sizeof key, "%llu", (unsigned long long) run_id);
@@ -189,17 +59,9 @@ s_label_new (const char *key, const char *value)
 {
     Qanat__Label *label = (Qanat__Label *) malloc (sizeof (Qanat__Label));
     qanat__label__init (label);
-    label->key = s_strdup (key);
-    label->value = s_strdup (value);
+    label->key = qn_engine_strdup (key);
+    label->value = qn_engine_strdup (value);
     return label;
-}
-
-//  Appends an element to a protobuf repeated field of pointers.
-static void
-s_append (void ***array, size_t *count, void *item)
-{
-    *array = realloc (*array, (*count + 1) * sizeof (void *));
-    (*array) [(*count)++] = item;
 }
 
 //  Queues env for sending after the next successful commit.
@@ -280,19 +142,6 @@ s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
     s_post (self, self->clients_sock, routing_id, &env, reply->id);
 }
 
-static void
-s_post_error (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
-              const char *message)
-{
-    Qanat__Error error = QANAT__ERROR__INIT;
-    error.message = (char *) message;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request_id;
-    reply.body_case = QANAT__REPLY__BODY_ERROR;
-    reply.error = &error;
-    s_post_reply (self, routing_id, &reply);
-}
-
 //  ---------------------------------------------------------------------
 //  Agents
 
@@ -304,7 +153,7 @@ s_agent_destroy (agent_t **agent_p)
         free (agent->name);
         zframe_destroy (&agent->routing_id);
         free (agent->route_key);
-        s_free_message (agent->info);
+        qn_engine_free_message (agent->info);
         zhashx_destroy (&agent->attempts);
         zhashx_destroy (&agent->fetchable);
         free (agent);
@@ -392,8 +241,8 @@ s_agent_state (agent_t *agent, int64_t now)
     return "connected";
 }
 
-static void
-s_agent_update_state (agent_t *agent, int64_t now)
+void
+qn_engine_agent_update_state (agent_t *agent, int64_t now)
 {
     //  The state names are static strings: compare pointers, and copy
     //  into the record only on a change (this runs for every agent on
@@ -401,7 +250,7 @@ s_agent_update_state (agent_t *agent, int64_t now)
     const char *state = s_agent_state (agent, now);
     if (state != agent->state) {
         agent->state = state;
-        s_replace_string (&agent->info->state, strdup (state));
+        qn_engine_replace_string (&agent->info->state, strdup (state));
     }
     agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
     agent->info->drained_by_admin = agent->drained_by_admin;
@@ -420,8 +269,8 @@ s_agent_unavailable (agent_t *agent, int64_t now)
     return NULL;
 }
 
-static void
-s_agent_persist (qn_coordinator_t *self, agent_t *agent)
+void
+qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent)
 {
     if (qn_store_begin (self->store) == 0)
         qn_store_put_agent (self->store, agent->info);
@@ -430,10 +279,10 @@ s_agent_persist (qn_coordinator_t *self, agent_t *agent)
 //  ---------------------------------------------------------------------
 //  Runs
 
-static run_t *
-s_run_find (qn_coordinator_t *self, uint64_t run_id)
+run_t *
+qn_engine_run_find (qn_coordinator_t *self, uint64_t run_id)
 {
-    return (run_t *) zhashx_lookup (self->runs, s_run_key (run_id));
+    return (run_t *) zhashx_lookup (self->runs, qn_engine_run_key (run_id));
 }
 
 static void
@@ -443,7 +292,7 @@ s_run_destroy (run_t **run_p)
     if (run) {
         qn_dag_destroy (&run->dag);
         qn_workflow_destroy (&run->wf);
-        s_free_message (run->info);
+        qn_engine_free_message (run->info);
         free (run->dirty_task);
         free (run->dirty_list);
         free (run->scratch);
@@ -486,15 +335,15 @@ s_task_clear_checks (run_t *run, Qanat__TaskInfo *task)
     if (s_task_warned (task) && run->warnings)
         run->warnings--;
     for (size_t c = 0; c < task->n_checks; c++)
-        s_free_message (task->checks [c]);
+        qn_engine_free_message (task->checks [c]);
     free (task->checks);
     task->checks = NULL;
     task->n_checks = 0;
 }
 
 //  Records that the run's own record changed this turn.
-static void
-s_mark_run (run_t *run)
+void
+qn_engine_mark_run (run_t *run)
 {
     run->dirty = true;
     if (!run->listed) {
@@ -613,63 +462,6 @@ s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
     zlistx_add_end (queue, ready);
 }
 
-//  Keeps the newest keep finished runs of a workflow: older ones go with
-//  their tasks, logs and metrics, and blobs no run references any more.
-static void
-s_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep)
-{
-    uint64_t *ids = NULL;
-    size_t count = 0;
-    if (qn_store_workflow_run_ids (self->store, workflow, &ids, &count) != 0 || count <= keep) {
-        free (ids);
-        return;
-    }
-    if (qn_store_begin (self->store) != 0) {
-        free (ids);
-        return;
-    }
-    size_t deleted = 0;
-    //  Oldest first; runs still in memory (not finished) are never touched,
-    //  and they count among the kept.
-    size_t excess = count - keep;
-    for (size_t i = 0; i < count && deleted < excess; i++) {
-        if (zhashx_lookup (self->runs, s_run_key (ids [i])))
-            continue;
-        Qanat__TaskInfo **tasks = NULL;
-        size_t task_count = 0;
-        if (qn_store_get_tasks (self->store, ids [i], &tasks, &task_count) == 0) {
-            qn_artifacts_release_tasks (self->artifacts, tasks, task_count);
-            qn_store_free_array (tasks, task_count);
-        }
-        Qanat__RunInfo *info = qn_store_get_run (self->store, ids [i]);
-        if (info) {
-            qn_artifacts_ref_outputs (self->artifacts, info->artifacts, info->n_artifacts, -1);
-            qanat__run_info__free_unpacked (info, NULL);
-        }
-        if (qn_store_delete_run (self->store, ids [i]) == 0)
-            deleted++;
-    }
-    free (ids);
-    //  Uploads of the last hour may belong to attempts still on their way
-    int64_t now = zclock_mono ();
-    zlistx_t *old = zlistx_new ();
-    for (upload_t *upload = (upload_t *) zhashx_first (self->uploading); upload;
-         upload = (upload_t *) zhashx_next (self->uploading))
-        if (now - upload->when > 3600 * 1000)
-            zlistx_add_end (old, (void *) zhashx_cursor (self->uploading));
-    for (const char *hash = (const char *) zlistx_first (old); hash;
-         hash = (const char *) zlistx_next (old))
-        zhashx_delete (self->uploading, hash);
-    zlistx_destroy (&old);
-    uint64_t freed = qn_artifacts_collect (self->artifacts, self->uploading);
-    self->s3_collect_due = self->s3_collect_due || deleted > 0;
-    self->stats.runs_deleted += deleted;
-    self->stats.blob_bytes_freed += freed;
-    if (deleted && self->config.verbose)
-        zsys_info ("retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted,
-                   workflow, (unsigned long long) freed);
-}
-
 //  The task's argv with the run's parameters in place (see
 //  qn_workflow_task_argv), or as its cache key counts it (identity);
 //  NULL with *error_p when it cannot be made.
@@ -736,17 +528,17 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
     qanat__attempt_info__init (attempt);
     attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = s_strdup ("");
+    attempt->agent = qn_engine_strdup ("");
     attempt->started_us = attempt->finished_us = qn_now_us ();
     attempt->finished = true;
-    attempt->end = s_strdup ("cached");
+    attempt->end = qn_engine_strdup ("cached");
     attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
     //  Nothing ran: no agent, backend, host or environment of its own
     //  (where the outputs were made is in the source run)
-    attempt->backend = s_strdup ("");
-    attempt->engine_job_id = s_strdup ("");
-    attempt->environment = s_strdup ("");
-    attempt->host = s_strdup ("");
+    attempt->backend = qn_engine_strdup ("");
+    attempt->engine_job_id = qn_engine_strdup ("");
+    attempt->environment = qn_engine_strdup ("");
+    attempt->host = qn_engine_strdup ("");
     //  The outputs move over, each blob gaining this run's reference
     attempt->outputs = source->outputs;
     attempt->n_outputs = source->n_outputs;
@@ -754,7 +546,7 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     source->n_outputs = 0;
     qanat__attempt_info__free_unpacked (source, NULL);
     qn_artifacts_ref_outputs (self->artifacts, attempt->outputs, attempt->n_outputs, 1);
-    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
     task->cached_from = source_run;
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
     if (self->config.verbose)
@@ -765,8 +557,8 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
 
 //  Promotes tasks whose dependencies are done and queues them (or takes
 //  their outputs from the cache).
-static void
-s_run_advance (qn_coordinator_t *self, run_t *run)
+void
+qn_engine_run_advance (qn_coordinator_t *self, run_t *run)
 {
     size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, run->scratch);
     size_t cached = 0;
@@ -781,14 +573,14 @@ s_run_advance (qn_coordinator_t *self, run_t *run)
     }
     if (cached) {
         //  Their dependents may be ready now
-        s_run_advance (self, run);
+        qn_engine_run_advance (self, run);
         return;
     }
     Qanat__RunStatus status = qn_dag_run_status (run->dag, run->info->cancel_requested,
                                                  run->warnings > 0);
     if (status != run->info->status) {
         run->info->status = status;
-        s_mark_run (run);
+        qn_engine_mark_run (run);
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
             if (self->config.verbose)
@@ -817,9 +609,9 @@ s_run_alloc (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf)
     return run;
 }
 
-static run_t *
-s_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
-           const char *filename, const qn_kv_t *params, size_t param_count)
+run_t *
+qn_engine_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
+                   const char *filename, const qn_kv_t *params, size_t param_count)
 {
     run_t *run = s_run_alloc (self, run_id, wf);
     if (!run)
@@ -828,17 +620,17 @@ s_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t 
     Qanat__RunInfo *info = (Qanat__RunInfo *) malloc (sizeof (Qanat__RunInfo));
     qanat__run_info__init (info);
     info->run_id = run_id;
-    info->workflow = s_strdup (qn_workflow_name (wf));
+    info->workflow = qn_engine_strdup (qn_workflow_name (wf));
     info->version = version;
-    info->filename = s_strdup (filename);
+    info->filename = qn_engine_strdup (filename);
     info->status = QANAT__RUN_STATUS__RUN_QUEUED;
     info->created_us = qn_now_us ();
     for (size_t p = 0; p < param_count; p++) {
         Qanat__Param *param = (Qanat__Param *) malloc (sizeof (Qanat__Param));
         qanat__param__init (param);
-        param->name = s_strdup (params [p].key);
-        param->value = s_strdup (params [p].value);
-        s_append ((void ***) &info->params, &info->n_params, param);
+        param->name = qn_engine_strdup (params [p].key);
+        param->value = qn_engine_strdup (params [p].value);
+        qn_engine_append ((void ***) &info->params, &info->n_params, param);
     }
     info->tasks = (Qanat__TaskInfo **) calloc (count + 1, sizeof (Qanat__TaskInfo *));
     for (size_t t = 0; t < count; t++) {
@@ -846,24 +638,24 @@ s_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t 
         Qanat__TaskInfo *task = (Qanat__TaskInfo *) malloc (sizeof (Qanat__TaskInfo));
         qanat__task_info__init (task);
         task->index = (uint32_t) t;
-        task->name = s_strdup (spec->name);
+        task->name = qn_engine_strdup (spec->name);
         for (size_t n = 0; n < spec->needs_count; n++)
-            s_append ((void ***) &task->needs, &task->n_needs, s_strdup (spec->needs [n]));
+            qn_engine_append ((void ***) &task->needs, &task->n_needs, qn_engine_strdup (spec->needs [n]));
         for (size_t s = 0; s < spec->selector_count; s++)
-            s_append ((void ***) &task->selector, &task->n_selector,
-                      s_label_new (spec->selector [s].key, spec->selector [s].value));
+            qn_engine_append ((void ***) &task->selector, &task->n_selector,
+                              s_label_new (spec->selector [s].key, spec->selector [s].value));
         info->tasks [info->n_tasks++] = task;
     }
     run->info = info;
     for (size_t t = 0; t < count; t++)
         s_mark_task (run, t);
-    s_mark_run (run);
+    qn_engine_mark_run (run);
     return run;
 }
 
 //  Writes the run's dirty records into the open transaction.
-static int
-s_run_persist (qn_coordinator_t *self, run_t *run)
+int
+qn_engine_run_persist (qn_coordinator_t *self, run_t *run)
 {
     if (qn_store_begin (self->store))
         return -1;
@@ -945,17 +737,17 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
     if (attempt && !attempt->finished) {
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
-        s_replace_string (&attempt->reason, s_strdup (reason));
+        qn_engine_replace_string (&attempt->reason, qn_engine_strdup (reason));
     }
     if (attempt)
-        s_replace_string (&attempt->end, s_strdup (end));
+        qn_engine_replace_string (&attempt->end, qn_engine_strdup (end));
     const qn_task_t *spec = qn_workflow_task (run->wf, index);
     if (!run->info->cancel_requested && task->n_attempts <= spec->retries
     &&  (spec->retry_on & s_retry_flag (end))) {
         int64_t delay = s_retry_delay_us (spec, task->n_attempts);
         task->retry_at_us = qn_now_us () + delay;
-        s_replace_string (&task->waiting_reason,
-                          zsys_sprintf ("retry %zu of %u in %.1fs, after: %s", task->n_attempts,
+        qn_engine_replace_string (&task->waiting_reason,
+                                  zsys_sprintf ("retry %zu of %u in %.1fs, after: %s", task->n_attempts,
                                         spec->retries, delay / 1e6, reason));
         s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_QUEUED);
         s_queue_ready (self, run, index);
@@ -966,13 +758,13 @@ s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const c
         size_t count = qn_dag_skip_dependents (run->dag, index, changed);
         for (size_t i = 0; i < count; i++) {
             s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-            s_replace_string (&s_task (run, changed [i])->waiting_reason,
-                              zsys_sprintf ("skipped: %s failed", spec->name));
+            qn_engine_replace_string (&s_task (run, changed [i])->waiting_reason,
+                                      zsys_sprintf ("skipped: %s failed", spec->name));
             s_mark_task (run, changed [i]);
         }
     }
     s_mark_task (run, index);
-    s_run_advance (self, run);
+    qn_engine_run_advance (self, run);
 }
 
 static void
@@ -992,6 +784,66 @@ s_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t
     env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
     env.cancel = &cancel;
     s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+}
+
+//  Cancels one task: a running attempt is told to stop and ends as
+//  canceled now (whatever it sends afterwards is no longer current and is
+//  ignored); a task not started is canceled; its dependents are skipped.
+void
+qn_engine_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why)
+{
+    Qanat__TaskInfo *task = s_task (run, index);
+    if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
+        Qanat__AttemptInfo *attempt = s_current_attempt (task);
+        agent_t *agent = s_agent_of (self, attempt);
+        s_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
+        attempt->finished = true;
+        attempt->finished_us = qn_now_us ();
+        qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
+        qn_engine_replace_string (&attempt->end, strdup ("canceled"));
+    }
+    qn_engine_replace_string (&task->waiting_reason, qn_engine_strdup (""));
+    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
+    size_t *changed = run->scratch;
+    size_t count = qn_dag_skip_dependents (run->dag, index, changed);
+    for (size_t i = 0; i < count; i++) {
+        s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
+        qn_engine_replace_string (&s_task (run, changed [i])->waiting_reason,
+                                  zsys_sprintf ("skipped: %s canceled", task->name));
+        s_mark_task (run, changed [i]);
+    }
+}
+
+
+//  Revocation, the engine's part (the key has left the allow-list): the
+//  agent is disconnected at once (its messages are refused from now on),
+//  and the attempts it ran end as "agent revoked" and retry elsewhere by
+//  policy.  Returns the agent, or NULL if none of that name is known.
+agent_t *
+qn_engine_agent_revoke (qn_coordinator_t *self, const char *name)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (agent) {
+        s_agent_disconnect (self, agent);
+        agent->lost = true;
+        zlistx_t *refs = zlistx_new ();
+        for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+             ref = (ready_t *) zhashx_next (agent->attempts)) {
+            ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+            *copy = *ref;
+            zlistx_add_end (refs, copy);
+        }
+        for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
+            run_t *run = qn_engine_run_find (self, ref->run_id);
+            if (run)
+                s_task_attempt_failed (self, run, ref->task, "agent revoked", "agent_lost");
+            free (ref);
+        }
+        zlistx_destroy (&refs);
+        qn_engine_agent_update_state (agent, zclock_mono ());
+        qn_engine_agent_persist (self, agent);
+    }
+    return agent;
 }
 
 //  ---------------------------------------------------------------------
@@ -1047,15 +899,15 @@ s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
     return reason;
 }
 
-static void
-s_explain_waiting (qn_coordinator_t *self, run_t *run)
+void
+qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run)
 {
     int64_t wall = qn_now_us ();
     for (size_t t = 0; t < run->info->n_tasks; t++) {
         Qanat__TaskInfo *task = s_task (run, t);
         if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us <= wall)
-            s_replace_string (&task->waiting_reason,
-                              s_waiting_reason (self, qn_workflow_task (run->wf, t)));
+            qn_engine_replace_string (&task->waiting_reason,
+                                      s_waiting_reason (self, qn_workflow_task (run->wf, t)));
     }
 }
 
@@ -1077,7 +929,7 @@ s_task_env (qn_coordinator_t *self, const qn_task_t *spec, zlistx_t *redact, cha
                 expanded = qn_vault_expand (self->vault, value, redact, error_p);
             if (!expanded) {
                 for (size_t i = 0; i < e; i++)
-                    s_free_message (env [i]);
+                    qn_engine_free_message (env [i]);
                 free (env);
                 return NULL;
             }
@@ -1122,11 +974,13 @@ s_task_secrets_refusal (qn_coordinator_t *self, const qn_task_t *spec, const cha
 
 //  A run is refused at its start when its owner, its workflow or the
 //  agents a task selects may not have a secret it names: before anything
-//  is stored, so that a refused run leaves no trace.  NULL or why not.
-static char *
-s_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf)
+//  is stored, so that a refused run leaves no trace.  sender is who
+//  starts it (NULL: a local administrator, --insecure).  NULL or why not.
+char *
+qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
+                               const Qanat__Principal *sender)
 {
-    if (!self->vault || !self->sender)
+    if (!self->vault || !sender)
         return NULL;            //  --insecure: no secret is given out at all
     char *reason = NULL;
     for (size_t t = 0; t < qn_workflow_task_count (wf) && !reason; t++) {
@@ -1134,8 +988,8 @@ s_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf)
         if (!s_task_names_secrets (spec))
             continue;
         char *labels_of = zsys_sprintf ("task %s does not select", spec->name);
-        reason = s_task_secrets_refusal (self, spec, qn_workflow_name (wf), self->sender->name,
-                                         self->sender->role, spec->selector,
+        reason = s_task_secrets_refusal (self, spec, qn_workflow_name (wf), sender->name,
+                                         sender->role, spec->selector,
                                          spec->selector_count, labels_of);
         zstr_free (&labels_of);
     }
@@ -1177,16 +1031,16 @@ static void
 s_fail_unstartable (qn_coordinator_t *self, run_t *run, size_t index, const char *reason)
 {
     Qanat__TaskInfo *task = s_task (run, index);
-    s_replace_string (&task->waiting_reason, zsys_sprintf ("cannot start: %s", reason));
+    qn_engine_replace_string (&task->waiting_reason, zsys_sprintf ("cannot start: %s", reason));
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
     size_t count = qn_dag_skip_dependents (run->dag, index, run->scratch);
     for (size_t i = 0; i < count; i++) {
         s_task (run, run->scratch [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-        s_replace_string (&s_task (run, run->scratch [i])->waiting_reason,
-                          zsys_sprintf ("skipped: %s failed", task->name));
+        qn_engine_replace_string (&s_task (run, run->scratch [i])->waiting_reason,
+                                  zsys_sprintf ("skipped: %s failed", task->name));
         s_mark_task (run, run->scratch [i]);
     }
-    s_run_advance (self, run);
+    qn_engine_run_advance (self, run);
 }
 
 //  An assignment message and what it owns.
@@ -1204,10 +1058,10 @@ s_assignment_free (assignment_t *self)
         free (self->assign.argv [i]);
     free (self->assign.argv);
     for (size_t i = 0; i < self->assign.n_env; i++)
-        s_free_message (self->assign.env [i]);
+        qn_engine_free_message (self->assign.env [i]);
     free (self->assign.env);
     for (size_t i = 0; i < self->assign.n_backend_options; i++)
-        s_free_message (self->assign.backend_options [i]);
+        qn_engine_free_message (self->assign.backend_options [i]);
     free (self->assign.backend_options);
     free (self->assign.redact);
     zlistx_destroy (&self->redact);
@@ -1249,7 +1103,7 @@ s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t a
     if (!assign->argv) {
         *error_p = argv_error? argv_error: strdup ("out of memory");
         for (size_t e = 0; e < spec->env_count; e++)
-            s_free_message (task_env [e]);
+            qn_engine_free_message (task_env [e]);
         free (task_env);
         zlistx_destroy (&out->redact);
         return -1;
@@ -1363,18 +1217,18 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
     qanat__attempt_info__init (attempt);
     attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = s_strdup (agent->name);
+    attempt->agent = qn_engine_strdup (agent->name);
     attempt->started_us = qn_now_us ();
-    attempt->environment = s_strdup (s_agent_environment (agent));
-    attempt->backend = s_strdup (spec->backend? spec->backend
+    attempt->environment = qn_engine_strdup (s_agent_environment (agent));
+    attempt->backend = qn_engine_strdup (spec->backend? spec->backend
                                : agent->info->n_backends? agent->info->backends [0]: "");
-    s_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    s_replace_string (&task->waiting_reason, s_strdup (""));
+    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    qn_engine_replace_string (&task->waiting_reason, qn_engine_strdup (""));
     s_task_clear_checks (run, task);
     task->retry_at_us = 0;
     s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
     s_agent_set_credit (self, agent, agent->info->credit - 1);
-    s_run_advance (self, run);
+    qn_engine_run_advance (self, run);
 
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
@@ -1390,8 +1244,8 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
 //  One pass over the ready list.  Each task goes to the connected,
 //  matching agent with the most free credit; a task that cannot be placed
 //  stays in the list with the reason recorded for `qanat status`.
-static void
-s_dispatch (qn_coordinator_t *self)
+void
+qn_engine_dispatch (qn_coordinator_t *self)
 {
     if (zhashx_size (self->with_credit) == 0)
         return;
@@ -1405,7 +1259,7 @@ s_dispatch (qn_coordinator_t *self)
         zlistx_t *candidates = zlistx_new ();
         ready_t *ready = (ready_t *) zlistx_first (queue);
         while (ready) {
-            run_t *run = s_run_find (self, ready->run_id);
+            run_t *run = qn_engine_run_find (self, ready->run_id);
             if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
                 spec = qn_workflow_task (run->wf, ready->task);
                 break;
@@ -1422,7 +1276,7 @@ s_dispatch (qn_coordinator_t *self)
         //  left, which spreads work across agents.
         while (zlistx_size (candidates) && (ready = (ready_t *) zlistx_first (queue))) {
             void *handle = zlistx_cursor (queue);
-            run_t *run = s_run_find (self, ready->run_id);
+            run_t *run = qn_engine_run_find (self, ready->run_id);
             if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
                 void *best_handle = NULL;
                 agent_t *best = NULL;
@@ -1462,7 +1316,7 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
         (Qanat__Assign **) calloc (reg->n_running, sizeof (Qanat__Assign *)): NULL;
     for (size_t i = 0; assignments && held_ptrs && i < reg->n_running; i++) {
         Qanat__AttemptRef *ref = reg->running [i];
-        run_t *run = s_run_find (self, ref->run_id);
+        run_t *run = qn_engine_run_find (self, ref->run_id);
         Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
                                 s_task (run, ref->task_index): NULL;
         Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
@@ -1547,20 +1401,20 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
 
     Qanat__AgentInfo *info = agent->info;
     for (size_t i = 0; i < info->n_labels; i++)
-        s_free_message (info->labels [i]);
+        qn_engine_free_message (info->labels [i]);
     free (info->labels);
     info->labels = NULL;
     info->n_labels = 0;
     for (size_t i = 0; i < label_count; i++)
-        s_append ((void ***) &info->labels, &info->n_labels,
-                  s_label_new (labels [i]->key, labels [i]->value));
+        qn_engine_append ((void ***) &info->labels, &info->n_labels,
+                          s_label_new (labels [i]->key, labels [i]->value));
     for (size_t i = 0; i < info->n_backends; i++)
         free (info->backends [i]);
     free (info->backends);
     info->backends = NULL;
     info->n_backends = 0;
     for (size_t i = 0; i < reg->n_backends; i++)
-        s_append ((void ***) &info->backends, &info->n_backends, s_strdup (reg->backends [i]));
+        qn_engine_append ((void ***) &info->backends, &info->n_backends, qn_engine_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
     s_agent_set_credit (self, agent, 0);
     info->connected = true;
@@ -1583,19 +1437,19 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->suspect_after_ms = suspect_after;
     info->lost_after_ms = lost_after;
     info->spool_full = false;
-    s_agent_update_state (agent, zclock_mono ());
+    qn_engine_agent_update_state (agent, zclock_mono ());
 
     //  Reconcile what we believe it runs with what it reports.
     zlistx_t *gone = zlistx_new ();
     for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
          ref = (ready_t *) zhashx_next (agent->attempts)) {
-        run_t *run = s_run_find (self, ref->run_id);
+        run_t *run = qn_engine_run_find (self, ref->run_id);
         Qanat__AttemptInfo *attempt = run? s_current_attempt (s_task (run, ref->task)): NULL;
         if (!attempt || !s_reported (reg, ref->run_id, ref->task, attempt->attempt))
             zlistx_add_end (gone, ref);
     }
     for (ready_t *ref = (ready_t *) zlistx_first (gone); ref; ref = (ready_t *) zlistx_next (gone)) {
-        run_t *run = s_run_find (self, ref->run_id);
+        run_t *run = qn_engine_run_find (self, ref->run_id);
         if (run)
             s_task_attempt_failed (self, run, ref->task, "agent lost: it does not hold this attempt",
                                    "agent_lost");
@@ -1609,7 +1463,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->running = (uint32_t) zhashx_size (agent->attempts);
     for (size_t i = 0; i < reg->n_running; i++) {
         Qanat__AttemptRef *ref = reg->running [i];
-        run_t *run = s_run_find (self, ref->run_id);
+        run_t *run = qn_engine_run_find (self, ref->run_id);
         Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
                                 s_task (run, ref->task_index): NULL;
         Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
@@ -1620,7 +1474,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
             s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                            "this attempt is no longer current");
     }
-    s_agent_persist (self, agent);
+    qn_engine_agent_persist (self, agent);
     s_post_welcome (self, agent, reg);
     zsys_info ("agent %s registered (%zu labels, %u slots, %u attempts running)",
                agent->name, info->n_labels, info->capacity, info->running);
@@ -1704,12 +1558,12 @@ s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t at
         free (values);
         Qanat__CheckResult *result = (Qanat__CheckResult *) malloc (sizeof (Qanat__CheckResult));
         qanat__check_result__init (result);
-        result->expr = s_strdup (qn_check_expr (check));
+        result->expr = qn_engine_strdup (qn_check_expr (check));
         bool warning = spec->checks [c].severity == QN_SEVERITY_WARNING;
-        result->severity = s_strdup (warning? "warning": "error");
+        result->severity = qn_engine_strdup (warning? "warning": "error");
         result->passed = passed;
         result->detail = detail;
-        s_append ((void ***) &task->checks, &task->n_checks, result);
+        qn_engine_append ((void ***) &task->checks, &task->n_checks, result);
         if (!passed && !warning && !failure)
             failure = zsys_sprintf ("check failed: %s", detail);
     }
@@ -1743,8 +1597,8 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
     s_uploads_settled (self, run->id, (uint32_t) index, attempt->attempt);
     attempt->exit_code = finished->exit_code;
     attempt->signal = finished->signal;
-    s_replace_string (&attempt->stack_trace, s_strdup (finished->stack_trace));
-    s_replace_string (&attempt->reason, s_strdup (finished->reason));
+    qn_engine_replace_string (&attempt->stack_trace, qn_engine_strdup (finished->stack_trace));
+    qn_engine_replace_string (&attempt->reason, qn_engine_strdup (finished->reason));
     bool ok = finished->exit_code == 0 && finished->signal == 0;
     if (ok) {
         char *failure = s_evaluate_checks (self, run, index, attempt->attempt);
@@ -1770,9 +1624,9 @@ s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
         }
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
-        s_replace_string (&attempt->end, strdup ("exit"));
+        qn_engine_replace_string (&attempt->end, strdup ("exit"));
         s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
-        s_run_advance (self, run);
+        qn_engine_run_advance (self, run);
     }
     else {
         char *reason = *finished->reason? strdup (finished->reason)
@@ -1798,7 +1652,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
         self->stats.malformed_agent_frames++;
         return;
     }
-    run_t *run = s_run_find (self, ref->run_id);
+    run_t *run = qn_engine_run_find (self, ref->run_id);
     Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
                             s_task (run, ref->task_index): NULL;
     Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
@@ -1827,11 +1681,11 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
             attempt->pid = started->pid;
             //  Shown by `qanat status`; bounded like every agent string
             if (started->engine_job_id && strlen (started->engine_job_id) <= 255)
-                s_replace_string (&attempt->engine_job_id, s_strdup (started->engine_job_id));
+                qn_engine_replace_string (&attempt->engine_job_id, qn_engine_strdup (started->engine_job_id));
             if (started->backend && *started->backend && strlen (started->backend) <= 64)
-                s_replace_string (&attempt->backend, s_strdup (started->backend));
+                qn_engine_replace_string (&attempt->backend, qn_engine_strdup (started->backend));
             if (started->host && strlen (started->host) <= 255)
-                s_replace_string (&attempt->host, s_strdup (started->host));
+                qn_engine_replace_string (&attempt->host, qn_engine_strdup (started->host));
             break;
         }
         case QANAT__EVENT__BODY_LOG: {
@@ -1912,9 +1766,9 @@ s_blob_send (void *arg, const char *peer, Qanat__Envelope *envelope)
 //  A blob stored on its way to a record (an attempt's output, or a put
 //  for a run's parameter): indexed, and kept from retention for an hour
 //  unless a record references it sooner
-static void
-s_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
-               const Qanat__AttemptRef *attempt)
+void
+qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
+                       const Qanat__AttemptRef *attempt)
 {
     if (qn_store_begin (self->store) == 0)
         qn_store_blob_add (self->store, hash, size);
@@ -1936,7 +1790,7 @@ s_blob_stored (void *arg, const char *peer, const char *hash, uint64_t size,
 {
     (void) peer;
     qn_coordinator_t *self = (qn_coordinator_t *) arg;
-    s_keep_upload (self, hash, size, attempt);
+    qn_engine_keep_upload (self, hash, size, attempt);
     self->stats.blobs_stored++;
 }
 
@@ -1945,7 +1799,7 @@ static void
 s_handle_blob_offer (qn_coordinator_t *self, agent_t *agent, Qanat__BlobOffer *offer)
 {
     Qanat__AttemptRef *ref = offer->attempt;
-    run_t *run = ref? s_run_find (self, ref->run_id): NULL;
+    run_t *run = ref? qn_engine_run_find (self, ref->run_id): NULL;
     Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
                             s_task (run, ref->task_index): NULL;
     Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
@@ -2054,8 +1908,8 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             break;
         case QANAT__ENVELOPE__BODY_DRAIN:
             agent->drained_by_itself = env->drain->draining;
-            s_agent_update_state (agent, zclock_mono ());
-            s_agent_persist (self, agent);
+            qn_engine_agent_update_state (agent, zclock_mono ());
+            qn_engine_agent_persist (self, agent);
             zsys_info ("agent %s %s%s%s", agent->name,
                        env->drain->draining? "draining": "takes work again",
                        *env->drain->reason? ": ": "", env->drain->reason);
@@ -2069,781 +1923,14 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
 }
 
 //  ---------------------------------------------------------------------
-//  Client requests
+//  Client requests: qn_api handles them (one table of every kind, with the
+//  role each needs); this socket is one way in.
 
-static bool
-s_is_admin (qn_coordinator_t *self)
-{
-    return !self->sender || streq (self->sender->role, "admin");
-}
-
-static const char *
-s_sender_name (qn_coordinator_t *self)
-{
-    return self->sender? self->sender->name: "local";
-}
-
-
-static qn_workflow_t *
-s_parse_submitted (Qanat__SubmitWorkflow *submit, char **error_p)
-{
-    if (!submit) {
-        *error_p = strdup ("no workflow given");
-        return NULL;
-    }
-    const char *filename = submit->filename && *submit->filename? submit->filename: "workflow";
-    return qn_workflow_parse (filename, (const char *) submit->source.data, submit->source.len,
-                              error_p);
-}
-
+//  A reply to a client waits in the outbox for the turn's commit.
 static void
-s_handle_submit (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
+s_client_reply (qn_api_call_t *call, Qanat__Reply *reply)
 {
-    char *error = NULL;
-    qn_workflow_t *wf = s_parse_submitted (request->submit, &error);
-    if (!wf) {
-        s_post_error (self, routing_id, request->id, error);
-        free (error);
-        return;
-    }
-    Qanat__WorkflowVersion version = QANAT__WORKFLOW_VERSION__INIT;
-    version.name = (char *) qn_workflow_name (wf);
-    uint32_t number = 0;
-    bool created = false;
-    if (qn_store_begin (self->store)
-    ||  qn_store_put_workflow (self->store, version.name, request->submit->filename,
-                               request->submit->source.data, request->submit->source.len,
-                               &number, &created))
-        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
-    else {
-        version.version = number;
-        version.created = created;
-        Qanat__Reply reply = QANAT__REPLY__INIT;
-        reply.id = request->id;
-        reply.body_case = QANAT__REPLY__BODY_WORKFLOW;
-        reply.workflow = &version;
-        s_post_reply (self, routing_id, &reply);
-    }
-    qn_workflow_destroy (&wf);
-}
-
-static void
-s_handle_start_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__StartRun *start = request->start_run;
-    char *error = NULL;
-    qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
-    if (wf && (error = s_run_secrets_refusal (self, wf))) {
-        self->stats.denied++;
-        zsys_warning ("%s (user %s)", error, s_sender_name (self));
-        qn_workflow_destroy (&wf);
-    }
-    if (!wf) {
-        s_post_error (self, routing_id, request->id, error);
-        free (error);
-        return;
-    }
-    qn_kv_t *overrides = (qn_kv_t *) calloc (start->n_params + 1, sizeof (qn_kv_t));
-    for (size_t p = 0; p < start->n_params; p++) {
-        overrides [p].key = start->params [p]->name;
-        overrides [p].value = start->params [p]->value;
-    }
-    qn_kv_t *params = qn_workflow_resolve_params (wf, overrides, start->n_params, &error);
-    free (overrides);
-    if (!params) {
-        s_post_error (self, routing_id, request->id, error);
-        free (error);
-        qn_workflow_destroy (&wf);
-        return;
-    }
-    size_t param_count = qn_workflow_param_count (wf);
-    uint32_t version = 0;
-    bool created = false;
-    uint64_t run_id = 0;
-    if (qn_store_begin (self->store)
-    ||  qn_store_put_workflow (self->store, qn_workflow_name (wf), start->workflow->filename,
-                               start->workflow->source.data, start->workflow->source.len,
-                               &version, &created)
-    ||  qn_store_new_run_id (self->store, &run_id)) {
-        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
-        qn_kv_free (params, param_count);
-        qn_workflow_destroy (&wf);
-        return;
-    }
-    //  Artifact parameters name blobs fed in with qanat put: each must be
-    //  whole here, and the run references it while it exists
-    Qanat__OutputRecord **artifacts = NULL;
-    size_t artifact_count = 0;
-    for (size_t p = 0; p < param_count && !error; p++) {
-        const qn_param_t *param = qn_workflow_param (wf, p);
-        if (param->type != QN_PARAM_ARTIFACT)
-            continue;
-        Qanat__OutputRecord *record = qn_artifacts_param_blob (self->artifacts, params [p].key,
-                                                               params [p].value, &error);
-        if (record)
-            s_append ((void ***) &artifacts, &artifact_count, record);
-    }
-    run_t *run = error? NULL: s_run_new (self, run_id, wf, version, start->workflow->filename,
-                                          params, param_count);
-    qn_kv_free (params, param_count);
-    if (run) {
-        s_replace_string (&run->info->owner, strdup (s_sender_name (self)));
-        run->info->no_cache = start->no_cache;
-        run->info->artifacts = artifacts;
-        run->info->n_artifacts = artifact_count;
-        qn_artifacts_ref_outputs (self->artifacts, artifacts, artifact_count, 1);
-    }
-    if (!run) {
-        for (size_t a = 0; a < artifact_count; a++)
-            protobuf_c_message_free_unpacked ((ProtobufCMessage *) artifacts [a], NULL);
-        free (artifacts);
-        s_post_error (self, routing_id, request->id, error? error: "out of memory");
-        free (error);
-        qn_workflow_destroy (&wf);
-        return;
-    }
-    zhashx_insert (self->runs, s_run_key (run_id), run);
-    s_run_advance (self, run);
-    s_dispatch (self);
-    s_run_persist (self, run);
-    zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
-               run->info->workflow, version);
-
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_RUN;
-    reply.run = run->info;
-    s_post_reply (self, routing_id, &reply);
-}
-
-//  The run as clients see it: from memory while active, else the store.
-//  Sets *owned when the caller must free the result.
-static Qanat__RunInfo *
-s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *owned)
-{
-    run_t *run = s_run_find (self, run_id);
-    if (run) {
-        *owned = false;
-        return run->info;
-    }
-    Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
-    if (info && with_tasks) {
-        Qanat__TaskInfo **tasks = NULL;
-        size_t count = 0;
-        if (qn_store_get_tasks (self->store, run_id, &tasks, &count) == 0) {
-            info->tasks = tasks;
-            info->n_tasks = count;
-        }
-    }
-    *owned = true;
-    return info;
-}
-
-static void
-s_handle_get_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    bool owned = false;
-    run_t *active = s_run_find (self, request->get_run->run_id);
-    if (active)
-        s_explain_waiting (self, active);
-    Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
-    if (!info) {
-        char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_RUN;
-    reply.run = info;
-    s_post_reply (self, routing_id, &reply);
-    if (owned)
-        s_free_message (info);
-}
-
-static void
-s_handle_list_runs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__RunList *list = qn_store_list_runs (self->store, request->list_runs->workflow,
-                                               request->list_runs->limit > LIST_RUNS_MAX
-                                               ? LIST_RUNS_MAX: request->list_runs->limit);
-    if (!list) {
-        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
-        return;
-    }
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_RUNS;
-    reply.runs = list;
-    s_post_reply (self, routing_id, &reply);
-    s_free_message (list);
-}
-
-static void
-s_handle_read_logs (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__ReadLogs *read = request->read_logs;
-    bool owned = false;
-    Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
-    if (!info) {
-        char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    bool finished = info->status != QANAT__RUN_STATUS__RUN_QUEUED
-                 && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
-    if (owned)
-        s_free_message (info);
-    uint64_t after = 0;
-    if (read->cursor.len == 8)
-        for (size_t i = 0; i < 8; i++)
-            after = (after << 8) | read->cursor.data [i];
-    //  At most 1,000 chunks of at most 8 KiB: a page always fits a message.
-    uint32_t limit = read->limit && read->limit <= LOG_PAGE_MAX? read->limit: LOG_PAGE_DEFAULT;
-    Qanat__LogLine **lines = NULL;
-    size_t count = 0;
-    uint64_t last = after;
-    if (qn_store_read_logs (self->store, read->run_id, after, read->task, read->attempt, limit,
-                            &lines, &count, &last)) {
-        s_post_error (self, routing_id, request->id, qn_store_error (self->store));
-        return;
-    }
-    uint8_t cursor [8];
-    for (size_t i = 0; i < 8; i++)
-        cursor [i] = (uint8_t) (last >> (56 - 8 * i));
-    Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
-    page.lines = lines;
-    page.n_lines = count;
-    page.cursor.data = cursor;
-    page.cursor.len = 8;
-    //  The run had ended before we read, so a short page is the very end.
-    page.run_finished = finished && count < limit;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_LOGS;
-    reply.logs = &page;
-    s_post_reply (self, routing_id, &reply);
-    qn_store_free_array (lines, count);
-}
-
-static Qanat__MetricSeries *
-s_series_find (Qanat__MetricReport *report, uint64_t run_id, const char *task, const char *name)
-{
-    for (size_t i = 0; i < report->n_series; i++) {
-        Qanat__MetricSeries *series = report->series [i];
-        if (series->run_id == run_id && streq (series->task, task) && streq (series->name, name))
-            return series;
-    }
-    Qanat__MetricSeries *series = (Qanat__MetricSeries *) malloc (sizeof (Qanat__MetricSeries));
-    qanat__metric_series__init (series);
-    series->run_id = run_id;
-    series->task = s_strdup (task);
-    series->name = s_strdup (name);
-    s_append ((void ***) &report->series, &report->n_series, series);
-    return series;
-}
-
-static Qanat__MetricPoint *
-s_point_copy (const Qanat__MetricPoint *point)
-{
-    Qanat__MetricPoint *copy = (Qanat__MetricPoint *) malloc (sizeof (Qanat__MetricPoint));
-    *copy = *point;
-    copy->name = s_strdup (point->name);
-    return copy;
-}
-
-//  One run: every series.  A workflow: for each of its runs (newest
-//  first), the last value of each metric - the history across runs.
-static void
-s_handle_read_metrics (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__ReadMetrics *read = request->read_metrics;
-    Qanat__MetricReport *report = (Qanat__MetricReport *) malloc (sizeof (Qanat__MetricReport));
-    qanat__metric_report__init (report);
-    uint64_t *run_ids = NULL;
-    size_t run_count = 0;
-    bool history = read->run_id == 0;
-    if (history) {
-        if (!read->workflow || !*read->workflow) {
-            s_post_error (self, routing_id, request->id, "read metrics: give a run or a workflow");
-            s_free_message (report);
-            return;
-        }
-        Qanat__RunList *list = qn_store_list_runs (self->store, read->workflow, HISTORY_RUNS_MAX);
-        if (list) {
-            run_ids = (uint64_t *) calloc (list->n_runs + 1, sizeof (uint64_t));
-            for (size_t i = list->n_runs; i-- > 0; )
-                run_ids [run_count++] = list->runs [i]->run_id;     //  oldest first
-            s_free_message (list);
-        }
-    }
-    else {
-        run_ids = (uint64_t *) calloc (1, sizeof (uint64_t));
-        run_ids [run_count++] = read->run_id;
-    }
-    for (size_t r = 0; r < run_count; r++) {
-        Qanat__MetricRecord **records = NULL;
-        size_t count = 0;
-        if (qn_store_read_metrics (self->store, run_ids [r], read->name, &records, &count))
-            continue;
-        for (size_t i = 0; i < count; i++) {
-            if (!records [i]->point)
-                continue;
-            Qanat__MetricSeries *series = s_series_find (report, run_ids [r], records [i]->task,
-                                                         records [i]->point->name);
-            if (history && series->n_points) {
-                //  Keep only the last value per run.
-                s_free_message (series->points [0]);
-                series->points [0] = s_point_copy (records [i]->point);
-            }
-            else
-                s_append ((void ***) &series->points, &series->n_points,
-                          s_point_copy (records [i]->point));
-        }
-        qn_store_free_array (records, count);
-    }
-    free (run_ids);
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_METRICS;
-    reply.metrics = report;
-    s_post_reply (self, routing_id, &reply);
-    s_free_message (report);
-}
-
-static void
-s_handle_list_agents (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
-    size_t count = zhashx_size (self->agents);
-    list.agents = (Qanat__AgentInfo **) calloc (count + 1, sizeof (Qanat__AgentInfo *));
-    int64_t now = zclock_mono ();
-    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents)) {
-        s_agent_update_state (agent, now);
-        list.agents [list.n_agents++] = agent->info;
-    }
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_AGENTS;
-    reply.agents = &list;
-    s_post_reply (self, routing_id, &reply);
-    free (list.agents);
-}
-
-//  Cancels one task: a running attempt is told to stop and ends as
-//  canceled now (whatever it sends afterwards is no longer current and is
-//  ignored); a task not started is canceled; its dependents are skipped.
-static void
-s_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why)
-{
-    Qanat__TaskInfo *task = s_task (run, index);
-    if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
-        Qanat__AttemptInfo *attempt = s_current_attempt (task);
-        agent_t *agent = s_agent_of (self, attempt);
-        s_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
-        attempt->finished = true;
-        attempt->finished_us = qn_now_us ();
-        s_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
-        s_replace_string (&attempt->end, strdup ("canceled"));
-    }
-    s_replace_string (&task->waiting_reason, s_strdup (""));
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
-    size_t *changed = run->scratch;
-    size_t count = qn_dag_skip_dependents (run->dag, index, changed);
-    for (size_t i = 0; i < count; i++) {
-        s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-        s_replace_string (&s_task (run, changed [i])->waiting_reason,
-                          zsys_sprintf ("skipped: %s canceled", task->name));
-        s_mark_task (run, changed [i]);
-    }
-}
-
-static void
-s_handle_cancel_run (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    uint64_t run_id = request->cancel_run->run_id;
-    const char *task_name = request->cancel_run->task;
-    run_t *run = s_run_find (self, run_id);
-    if (!run) {
-        bool owned;
-        Qanat__RunInfo *info = s_lookup_run (self, run_id, false, &owned);
-        char *message = info? zsys_sprintf ("run %llu has already ended (%s)",
-                                            (unsigned long long) run_id,
-                                            qn_run_status_name (info->status))
-                            : zsys_sprintf ("no run %llu", (unsigned long long) run_id);
-        if (info && owned)
-            s_free_message (info);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    if (!s_is_admin (self) && !streq (run->info->owner, s_sender_name (self))) {
-        self->stats.denied++;
-        char *message = zsys_sprintf ("permission denied: run %llu belongs to %s",
-                                      (unsigned long long) run_id, run->info->owner);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    if (task_name && *task_name) {
-        int index = qn_workflow_task_index (run->wf, task_name);
-        char *message = NULL;
-        if (index < 0)
-            message = zsys_sprintf ("run %llu has no task '%s'", (unsigned long long) run_id, task_name);
-        else
-        if (qn_dag_finished_task (run->dag, (size_t) index))
-            message = zsys_sprintf ("task %s has already ended (%s)", task_name,
-                                    qn_task_status_name (s_task (run, (size_t) index)->status));
-        if (message) {
-            s_post_error (self, routing_id, request->id, message);
-            free (message);
-            return;
-        }
-        s_cancel_task (self, run, (size_t) index, "task canceled");
-        zsys_info ("run %llu task %s canceled", (unsigned long long) run_id, task_name);
-    }
-    else {
-        run->info->cancel_requested = true;
-        s_mark_run (run);
-        for (size_t t = 0; t < run->info->n_tasks; t++)
-            if (!qn_dag_finished_task (run->dag, t))
-                s_cancel_task (self, run, t, "run canceled");
-        zsys_info ("run %llu canceled", (unsigned long long) run_id);
-    }
-    s_run_advance (self, run);
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_RUN;
-    reply.run = run->info;
-    s_post_reply (self, routing_id, &reply);
-}
-
-//  A reply naming one agent (none when agent is NULL).
-static void
-s_post_agent_reply (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
-                    agent_t *agent)
-{
-    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
-    Qanat__AgentInfo *one [1] = { agent? agent->info: NULL };
-    list.agents = one;
-    list.n_agents = agent? 1: 0;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request_id;
-    reply.body_case = QANAT__REPLY__BODY_AGENTS;
-    reply.agents = &list;
-    s_post_reply (self, routing_id, &reply);
-}
-
-//  `qanat agent drain NAME`: the agent finishes what it runs and gets
-//  nothing new until undrained.
-static void
-s_handle_drain_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, request->drain_agent->name);
-    if (!agent) {
-        char *message = zsys_sprintf ("no agent named '%s'", request->drain_agent->name);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    agent->drained_by_admin = request->drain_agent->drain;
-    s_agent_update_state (agent, zclock_mono ());
-    s_agent_persist (self, agent);
-    zsys_info ("agent %s %s by request", agent->name, agent->drained_by_admin? "drained": "undrained");
-    s_post_agent_reply (self, routing_id, request->id, agent);
-}
-
-static void
-s_handle_create_token (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    if (!self->keyring) {
-        s_post_error (self, routing_id, request->id,
-                      "join tokens need CURVE: this coordinator runs --insecure");
-        return;
-    }
-    Qanat__CreateToken *create = request->create_token;
-    int64_t expires = 0;
-    char *id = NULL;
-    char *text = qn_keyring_create_token (self->keyring, create->ttl_s, create->uses,
-                                          create->labels, create->n_labels, &expires, &id);
-    if (!text) {
-        s_post_error (self, routing_id, request->id, "cannot create a join token");
-        return;
-    }
-    zsys_info ("join token %s created by %s", id, s_sender_name (self));
-    Qanat__JoinToken token = QANAT__JOIN_TOKEN__INIT;
-    token.token = text;
-    token.id = id;
-    token.expires_us = expires;
-    token.uses = create->uses? create->uses: 1;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_TOKEN;
-    reply.token = &token;
-    s_post_reply (self, routing_id, &reply);
-    free (text);
-    free (id);
-}
-
-static void
-s_handle_add_user (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    if (!self->keyring) {
-        s_post_error (self, routing_id, request->id, "users need CURVE: this coordinator runs --insecure");
-        return;
-    }
-    char *error = NULL;
-    char *key_file = qn_keyring_add_user (self->keyring, request->add_user->name,
-                                          request->add_user->role, &error);
-    if (!key_file) {
-        s_post_error (self, routing_id, request->id, error);
-        free (error);
-        return;
-    }
-    zsys_info ("user %s (%s) added by %s", request->add_user->name, request->add_user->role,
-               s_sender_name (self));
-    Qanat__UserKey key = QANAT__USER_KEY__INIT;
-    key.name = request->add_user->name;
-    key.role = request->add_user->role;
-    key.key_file = key_file;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_USER_KEY;
-    reply.user_key = &key;
-    s_post_reply (self, routing_id, &reply);
-    free (key_file);
-}
-
-//  Revocation: the key leaves the allow-list, the agent is disconnected at
-//  once (its messages are refused from now on), and the attempts it ran
-//  end as "agent revoked" and retry elsewhere by policy.
-static void
-s_handle_revoke_agent (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    const char *name = request->revoke_agent->name;
-    if (!self->keyring || qn_keyring_revoke_agent (self->keyring, name)) {
-        char *message = zsys_sprintf ("no enrolled agent named '%s'", name);
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
-    if (agent) {
-        s_agent_disconnect (self, agent);
-        agent->lost = true;
-        zlistx_t *refs = zlistx_new ();
-        for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-             ref = (ready_t *) zhashx_next (agent->attempts)) {
-            ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-            *copy = *ref;
-            zlistx_add_end (refs, copy);
-        }
-        for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
-            run_t *run = s_run_find (self, ref->run_id);
-            if (run)
-                s_task_attempt_failed (self, run, ref->task, "agent revoked", "agent_lost");
-            free (ref);
-        }
-        zlistx_destroy (&refs);
-        s_agent_update_state (agent, zclock_mono ());
-        s_agent_persist (self, agent);
-    }
-    zsys_warning ("agent %s revoked by %s", name, s_sender_name (self));
-    s_post_agent_reply (self, routing_id, request->id, agent);
-}
-
-//  Replies with secrets' names and access lists, never their values.
-static void
-s_post_secrets (qn_coordinator_t *self, zframe_t *routing_id, uint64_t request_id,
-                char **names, size_t count)
-{
-    Qanat__SecretAccess **access = (Qanat__SecretAccess **) calloc (count + 1, sizeof (void *));
-    size_t listed = 0;
-    while (access && listed < count && (access [listed] = qn_vault_access (self->vault, names [listed])))
-        listed++;
-    if (listed < count)
-        s_post_error (self, routing_id, request_id, "cannot read a secret's access list");
-    else {
-        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
-        list.names = names;
-        list.n_names = count;
-        list.access = access;
-        list.n_access = count;
-        Qanat__Reply reply = QANAT__REPLY__INIT;
-        reply.id = request_id;
-        reply.body_case = QANAT__REPLY__BODY_SECRETS;
-        reply.secrets = &list;
-        s_post_reply (self, routing_id, &reply);
-    }
-    for (size_t i = 0; i < listed; i++)
-        protobuf_c_message_free_unpacked (&access [i]->base, NULL);
-    free (access);
-}
-
-//  Sets a value, its access list, or both (admin only).  A value set
-//  without a list keeps the one it has: rotating a password does not
-//  change who may use it.
-static void
-s_handle_set_secret (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__SetSecret *set = request->set_secret;
-    bool valid = set->name && *set->name && strlen (set->name) <= 128;
-    for (const char *c = set->name; valid && *c; c++)
-        valid = isalnum ((unsigned char) *c) || *c == '_' || *c == '-' || *c == '.';
-    if (!valid) {
-        s_post_error (self, routing_id, request->id,
-                      "a secret name is 1 to 128 letters, digits, '_', '-' or '.'");
-        return;
-    }
-    if (!self->vault) {
-        s_post_error (self, routing_id, request->id,
-                      "secrets need CURVE: this coordinator runs --insecure");
-        return;
-    }
-    void *sealed = NULL;
-    size_t sealed_size = 0;
-    if (set->access_only && (!set->access
-    ||  qn_store_get_secret (self->store, set->name, &sealed, &sealed_size) != 1)) {
-        char *message = set->access? zsys_sprintf ("no secret named %s", set->name)
-                                   : strdup ("no access list given");
-        s_post_error (self, routing_id, request->id, message);
-        free (message);
-        return;
-    }
-    free (sealed);
-    //  Both refusals come before anything is written: a value is never
-    //  stored under a list that was refused, nor the other way round.
-    char *error = NULL;
-    if (!set->access_only && set->value.len > QN_VAULT_SECRET_MAX)
-        error = strdup ("cannot store the secret (at most 64 KiB)");
-    else
-    if (set->access)
-        qn_vault_set_access (self->vault, set->name, set->access, &error);
-    if (!error && !set->access_only
-    &&  qn_vault_set (self->vault, set->name, set->value.data, set->value.len))
-        error = strdup (qn_store_error (self->store));
-    if (error) {
-        s_post_error (self, routing_id, request->id, error);
-        free (error);
-        return;
-    }
-    zsys_info ("secret %s %s by %s", set->name,
-               set->access_only? "access list changed": set->access? "and its access list set": "set",
-               s_sender_name (self));
-    char *names [1] = { set->name };
-    s_post_secrets (self, routing_id, request->id, names, 1);
-}
-
-static void
-s_handle_list_secrets (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    char **names = NULL;
-    size_t count = 0;
-    qn_store_list_secrets (self->store, &names, &count);
-    if (self->vault)
-        s_post_secrets (self, routing_id, request->id, names, count);
-    else {
-        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
-        Qanat__Reply reply = QANAT__REPLY__INIT;
-        reply.id = request->id;
-        reply.body_case = QANAT__REPLY__BODY_SECRETS;
-        reply.secrets = &list;
-        s_post_reply (self, routing_id, &reply);
-    }
-    for (size_t i = 0; i < count; i++)
-        free (names [i]);
-    free (names);
-}
-
-//  A piece of a stored blob (`qanat get`), at most 1 MiB so that the
-//  reply fits a message.
-static void
-s_handle_get_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__GetBlob *get = request->get_blob;
-    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
-    uint64_t total = 0;
-    if (!get->hash || !qn_blobstore_valid_hash (get->hash)
-    ||  qn_store_blob_get (self->store, get->hash, &total, NULL) != 1
-    ||  !qn_blobstore_has (blobs, get->hash)) {
-        s_post_error (self, routing_id, request->id, "no such blob");
-        return;
-    }
-    uint32_t size = get->size && get->size < 1024 * 1024? get->size: 1024 * 1024;
-    if (get->offset > total) {
-        s_post_error (self, routing_id, request->id, "offset past the end of the blob");
-        return;
-    }
-    if (size > total - get->offset)
-        size = (uint32_t) (total - get->offset);
-    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
-    ssize_t got = buffer? qn_blobstore_read (blobs, get->hash, get->offset, buffer, size): -1;
-    if (got < 0) {
-        free (buffer);
-        s_post_error (self, routing_id, request->id, "cannot read the blob");
-        return;
-    }
-    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
-    data.hash = get->hash;
-    data.offset = get->offset;
-    data.total_size = total;
-    data.data.data = buffer;
-    data.data.len = (size_t) got;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_BLOB;
-    reply.blob = &data;
-    s_post_reply (self, routing_id, &reply);
-    free (buffer);
-}
-
-//  A client feeding a blob in (qanat put): pieces in order, each answered
-//  with how many bytes we hold, so that an interrupted put resumes there.
-//  The blob is verified whole, then kept an hour unreferenced (on its way
-//  to a run, like an agent's upload) before retention may take it.
-static void
-s_handle_put_blob (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Request *request)
-{
-    Qanat__PutBlob *put = request->put_blob;
-    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
-    if (!put->hash || !qn_blobstore_valid_hash (put->hash) || put->data.len > 1024 * 1024
-    ||  put->offset > put->total_size || put->data.len > put->total_size - put->offset) {
-        s_post_error (self, routing_id, request->id, "put blob: bad hash, offset or size");
-        return;
-    }
-    char error [256] = "";
-    uint64_t held = qn_blobstore_has (blobs, put->hash)? put->total_size
-                  : qn_blobstore_partial (blobs, put->hash);
-    if (held < put->total_size && put->offset == held && put->data.len) {
-        if (qn_blobstore_write (blobs, put->hash, put->offset, put->data.data, put->data.len,
-                                NULL, error, sizeof error) != 0) {
-            s_post_error (self, routing_id, request->id, error);
-            return;
-        }
-        held += put->data.len;
-    }
-    if (held == put->total_size && !qn_blobstore_has (blobs, put->hash)) {
-        if (qn_blobstore_finish (blobs, put->hash, put->total_size, error, sizeof error) != 0) {
-            qn_blobstore_abandon (blobs, put->hash);
-            s_post_error (self, routing_id, request->id, error);
-            return;
-        }
-        self->stats.blobs_stored++;
-    }
-    if (held == put->total_size)        //  new, or put again: an hour more
-        s_keep_upload (self, put->hash, put->total_size, NULL);
-    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
-    data.hash = put->hash;
-    data.offset = held;
-    data.total_size = put->total_size;
-    Qanat__Reply reply = QANAT__REPLY__INIT;
-    reply.id = request->id;
-    reply.body_case = QANAT__REPLY__BODY_BLOB;
-    reply.blob = &data;
-    s_post_reply (self, routing_id, &reply);
+    s_post_reply (call->engine, (zframe_t *) call->sink, reply);
 }
 
 static void
@@ -2855,60 +1942,8 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
                   "clients send requests only");
         return;
     }
-    Qanat__Request *request = env->request;
-    //  What a user may not do; an admin may do everything.
-    bool admin_only = request->body_case == QANAT__REQUEST__BODY_DRAIN_AGENT
-                   || request->body_case == QANAT__REQUEST__BODY_CREATE_TOKEN
-                   || request->body_case == QANAT__REQUEST__BODY_ADD_USER
-                   || request->body_case == QANAT__REQUEST__BODY_REVOKE_AGENT
-                   || request->body_case == QANAT__REQUEST__BODY_SET_SECRET
-                   || request->body_case == QANAT__REQUEST__BODY_LIST_SECRETS;
-    if (admin_only && !s_is_admin (self)) {
-        self->stats.denied++;
-        zsys_warning ("user %s was denied an admin request", s_sender_name (self));
-        s_post_error (self, routing_id, request->id, "permission denied: needs role admin");
-        return;
-    }
-    switch (request->body_case) {
-        case QANAT__REQUEST__BODY_SUBMIT:       s_handle_submit (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_START_RUN:
-            if (!request->start_run->workflow)
-                s_post_error (self, routing_id, request->id, "start run: no workflow given");
-            else
-                s_handle_start_run (self, routing_id, request);
-            break;
-        case QANAT__REQUEST__BODY_GET_RUN:      s_handle_get_run (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_LIST_RUNS:    s_handle_list_runs (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_READ_LOGS:    s_handle_read_logs (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_READ_METRICS: s_handle_read_metrics (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_LIST_AGENTS:  s_handle_list_agents (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_CANCEL_RUN:   s_handle_cancel_run (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_DRAIN_AGENT:  s_handle_drain_agent (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_CREATE_TOKEN: s_handle_create_token (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_ADD_USER:     s_handle_add_user (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_REVOKE_AGENT: s_handle_revoke_agent (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_SET_SECRET:   s_handle_set_secret (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_LIST_SECRETS: s_handle_list_secrets (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_GET_BLOB:     s_handle_get_blob (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_PUT_BLOB:     s_handle_put_blob (self, routing_id, request); break;
-        case QANAT__REQUEST__BODY_GET_STATS: {
-            qn_blobserver_stats_t blob_stats;
-            qn_blobserver_stats (self->blobserver, &blob_stats);
-            self->stats.blob_bytes_in = blob_stats.bytes_in;
-            self->stats.blob_bytes_out = blob_stats.bytes_out;
-            self->stats.blob_chunks_rejected = blob_stats.chunks_rejected;
-            Qanat__Reply reply = QANAT__REPLY__INIT;
-            reply.id = request->id;
-            reply.body_case = QANAT__REPLY__BODY_STATS;
-            reply.stats = &self->stats;
-            s_post_reply (self, routing_id, &reply);
-            break;
-        }
-        default:
-            self->stats.malformed_client_frames++;
-            s_post_error (self, routing_id, request->id, "unknown request");
-            break;
-    }
+    qn_api_call_t call = { self, self->sender, s_client_reply, routing_id };
+    qn_api_handle (&call, env->request);
 }
 
 //  ---------------------------------------------------------------------
@@ -2924,7 +1959,7 @@ s_run_load (qn_coordinator_t *self, uint64_t run_id)
     char *error = NULL;
     qn_workflow_t *wf = source? qn_workflow_parse (source->filename, (const char *) source->source.data,
                                                    source->source.len, &error): NULL;
-    s_free_message (source);
+    qn_engine_free_message (source);
     Qanat__TaskInfo **tasks = NULL;
     size_t count = 0;
     if (!wf || qn_store_get_tasks (self->store, run_id, &tasks, &count)
@@ -2938,14 +1973,14 @@ s_run_load (qn_coordinator_t *self, uint64_t run_id)
         info->finished_us = qn_now_us ();
         if (qn_store_begin (self->store) == 0)
             qn_store_put_run (self->store, info);
-        s_free_message (info);
+        qn_engine_free_message (info);
         return NULL;
     }
     run_t *run = s_run_alloc (self, run_id, wf);
     if (!run) {
         qn_store_free_array (tasks, count);
         qn_workflow_destroy (&wf);
-        s_free_message (info);
+        qn_engine_free_message (info);
         return NULL;
     }
     info->tasks = tasks;
@@ -2987,7 +2022,7 @@ s_reload (qn_coordinator_t *self, char **error_p)
         run_t *run = s_run_load (self, ids [i]);
         if (!run)
             continue;
-        zhashx_insert (self->runs, s_run_key (run->id), run);
+        zhashx_insert (self->runs, qn_engine_run_key (run->id), run);
         for (size_t t = 0; t < run->info->n_tasks; t++) {
             Qanat__TaskInfo *task = s_task (run, t);
             if (task->status == QANAT__TASK_STATUS__TASK_QUEUED)
@@ -3002,13 +2037,13 @@ s_reload (qn_coordinator_t *self, char **error_p)
                     agent->info->lost_after_ms = self->config.lost_after_ms;
                     agent->info->suspect_after_ms = self->config.suspect_after_ms;
                     agent->last_seen = zclock_mono ();
-                    s_agent_update_state (agent, agent->last_seen);
+                    qn_engine_agent_update_state (agent, agent->last_seen);
                     zhashx_insert (self->agents, agent->name, agent);
                 }
                 s_track_running (run, t, true);
             }
         }
-        s_run_advance (self, run);
+        qn_engine_run_advance (self, run);
     }
     free (ids);
     return 0;
@@ -3023,7 +2058,7 @@ s_load_agents (qn_coordinator_t *self)
         return;
     for (size_t i = 0; i < count; i++) {
         agent_t *agent = s_agent_new (agents [i]->name);
-        s_free_message (agent->info);
+        qn_engine_free_message (agent->info);
         agent->info = agents [i];
         agent->info->connected = false;
         agent->info->credit = 0;
@@ -3035,7 +2070,7 @@ s_load_agents (qn_coordinator_t *self)
             agent->info->lost_after_ms = self->config.lost_after_ms;
         if (!agent->info->suspect_after_ms)
             agent->info->suspect_after_ms = self->config.suspect_after_ms;
-        s_agent_update_state (agent, zclock_mono ());
+        qn_engine_agent_update_state (agent, zclock_mono ());
         //  Known agents get a full lost deadline from our start to come back.
         agent->last_seen = zclock_mono ();
         zhashx_insert (self->agents, agent->name, agent);
@@ -3116,14 +2151,14 @@ s_pause (qn_coordinator_t *self)
     zloop_timer (self->loop, (size_t) self->backoff_ms, 1, s_on_resume, self);
 }
 
-static void
-s_end_turn (qn_coordinator_t *self)
+void
+qn_engine_end_turn (qn_coordinator_t *self)
 {
-    s_dispatch (self);
+    qn_engine_dispatch (self);
     zlistx_t *changed = self->dirty_runs;
     self->dirty_runs = zlistx_new ();
     for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
-        s_run_persist (self, run);
+        qn_engine_run_persist (self, run);
     bool writing = qn_store_in_txn (self->store);
     if (qn_store_commit (self->store)) {
         zlistx_destroy (&changed);
@@ -3144,23 +2179,13 @@ s_end_turn (qn_coordinator_t *self)
             uint32_t keep = qn_workflow_keep_runs (run->wf);
             if (!keep)
                 keep = self->config.keep_runs;
-            if (keep) {
-                if (!retain) {
-                    retain = zlistx_new ();
-                    zlistx_set_destructor (retain, (zlistx_destructor_fn *) zstr_free);
-                }
-                zlistx_add_end (retain, zsys_sprintf ("%u %s", keep, run->info->workflow));
-            }
-            zhashx_delete (self->runs, s_run_key (run->id));
+            if (keep)
+                qn_retention_due (&retain, run->info->workflow, keep);
+            zhashx_delete (self->runs, qn_engine_run_key (run->id));
         }
     zlistx_destroy (&changed);
     //  Retention, in a transaction the next turn commits
-    for (char *item = retain? (char *) zlistx_first (retain): NULL; item;
-         item = (char *) zlistx_next (retain)) {
-        char *name = strchr (item, ' ');
-        s_retain (self, name + 1, (uint32_t) atol (item));
-    }
-    zlistx_destroy (&retain);
+    qn_retention_apply (self, &retain);
 
     outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
     while (out) {
@@ -3336,7 +2361,7 @@ s_read_socket (qn_coordinator_t *self, zsock_t *sock, bool agents)
         if ((count & 63) == 63 && zclock_mono () >= until)
             break;
     }
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }
 
@@ -3357,84 +2382,6 @@ s_on_clients (zloop_t *loop, zsock_t *sock, void *arg)
 //  Agents silent past the deadline are lost, and so are the attempts they
 //  ran, which then retry by policy.  Attempts of agents that never came
 //  back after our own restart end the same way.
-//  ---------------------------------------------------------------------
-//  S3 retention: objects nobody has referenced for s3_delete_after_s are
-//  deleted from their buckets by qn_s3gc, in two steps on two turns: one
-//  turn marks them DELETING (so that a record arriving meanwhile is
-//  refused, see qn_artifacts), a later one hands those committed to the
-//  worker.  A restart finds the DELETING ones again.
-
-#define S_S3_IN_FLIGHT_MAX  100
-
-static void
-s_on_s3_deleted (void *arg, const char *id, int status, const char *error)
-{
-    qn_coordinator_t *self = (qn_coordinator_t *) arg;
-    zhashx_delete (self->s3_queued, id);
-    if (qn_store_begin (self->store) != 0)
-        return;                 //  still DELETING: queued again after a restart
-    qn_artifacts_s3_deleted (self->artifacts, id, status == 0, qn_now_us ());
-    self->s3_collect_due = true;        //  room for the next ones
-    if (status == 0)
-        self->stats.s3_objects_deleted++;
-    else {
-        self->stats.s3_delete_failures++;
-        int64_t now = zclock_mono ();
-        if (!self->s3_failure_logged || now - self->s3_failure_logged > 600 * 1000) {
-            zsys_warning ("S3 retention: cannot delete an unreferenced artifact (%s); kept, "
-                          "tried again later (give qanatd credentials for the bucket, or "
-                          "--s3-delete-after -1)", error? error: "unknown error");
-            self->s3_failure_logged = now;
-        }
-    }
-    s_end_turn (self);
-}
-
-static void
-s_s3_collect (qn_coordinator_t *self)
-{
-    if (!self->s3gc || self->config.s3_delete_after_s < 0)
-        return;
-    size_t pending = qn_s3gc_pending (self->s3gc);
-    if (pending >= S_S3_IN_FLIGHT_MAX || qn_store_begin (self->store) != 0)
-        return;
-    //  Step two first: what an earlier turn marked, now committed
-    qn_store_s3_object_t *objects = NULL;
-    size_t count = 0;
-    if (qn_artifacts_s3_deleting (self->artifacts, &objects, &count,
-                                  S_S3_IN_FLIGHT_MAX + zhashx_size (self->s3_queued)) == 0)
-        for (size_t i = 0; i < count && pending < S_S3_IN_FLIGHT_MAX; i++) {
-            if (zhashx_lookup (self->s3_queued, objects [i].id))
-                continue;
-            Qanat__ArtifactStore *store = qanat__artifact_store__unpack (
-                NULL, objects [i].store_size, objects [i].store);
-            const char *bucket_end = objects [i].location && store && store->bucket
-                ? objects [i].location + 5 + strlen (store->bucket): NULL;
-            bool queued = bucket_end && strlen (objects [i].location) > 6 + strlen (store->bucket)
-                       && *bucket_end == '/'
-                       && qn_s3gc_delete (self->s3gc, objects [i].id, store, bucket_end + 1) == 0;
-            if (queued) {
-                zhashx_insert (self->s3_queued, objects [i].id, (void *) 1);
-                pending++;
-            }
-            else    //  a row we cannot act on: back to live, tried again later
-                qn_artifacts_s3_deleted (self->artifacts, objects [i].id, false, qn_now_us ());
-            if (store)
-                qanat__artifact_store__free_unpacked (store, NULL);
-        }
-    qn_store_s3_objects_free (&objects, count);
-    //  Step one: mark the next ones
-    if (pending < S_S3_IN_FLIGHT_MAX
-    &&  qn_artifacts_s3_pick (self->artifacts, qn_now_us (),
-                              self->config.s3_delete_after_s * 1000000,
-                              &objects, &count, S_S3_IN_FLIGHT_MAX - pending) == 0) {
-        //  Marked this turn: handed over on the next pass, once committed
-        if (count)
-            self->s3_collect_due = true;
-        qn_store_s3_objects_free (&objects, count);
-    }
-}
-
 static int
 s_on_timer (zloop_t *loop, int timer_id, void *arg)
 {
@@ -3448,7 +2395,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     //  objects whose grace has run out since)
     if ((self->s3_collect_due && self->timer_turns % 4 == 1) || self->timer_turns % 240 == 1) {
         self->s3_collect_due = false;
-        s_s3_collect (self);
+        qn_retention_s3_collect (self);
     }
     if (self->timer_turns % (4 * 3600) == 1) {  //  at start, then hourly
         //  Uploads from agents that never came back to finish them
@@ -3471,13 +2418,13 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
             agent->lost = true;
             agent->info->running = 0;
         }
-        s_agent_update_state (agent, now);
+        qn_engine_agent_update_state (agent, now);
         bool is_suspect = streq (agent->state, "suspect");
         if (is_suspect && !was_suspect)
             zsys_warning ("agent %s suspect: silent for %lld ms", agent->name,
                           (long long) (now - agent->last_seen));
         if (was_suspect != is_suspect || changed)
-            s_agent_persist (self, agent);
+            qn_engine_agent_persist (self, agent);
     }
     //  The attempts of agents gone past their deadline are lost.
     zlistx_t *lost = zlistx_new ();
@@ -3492,7 +2439,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
                 zlistx_add_end (lost, copy);
             }
     for (ready_t *ref = (ready_t *) zlistx_first (lost); ref; ref = (ready_t *) zlistx_next (lost)) {
-        run_t *run = s_run_find (self, ref->run_id);
+        run_t *run = qn_engine_run_find (self, ref->run_id);
         if (run && s_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
             s_task_attempt_failed (self, run, ref->task, "agent lost", "agent_lost");
         free (ref);
@@ -3506,7 +2453,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     while (ready) {
         void *handle = zlistx_cursor (self->delayed);
         ready_t *next = (ready_t *) zlistx_next (self->delayed);
-        run_t *run = s_run_find (self, ready->run_id);
+        run_t *run = qn_engine_run_find (self, ready->run_id);
         if (!run || s_task (run, ready->task)->retry_at_us <= wall) {
             if (run && s_task (run, ready->task)->status == QANAT__TASK_STATUS__TASK_QUEUED)
                 s_queue_ready (self, run, ready->task);
@@ -3514,7 +2461,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         }
         ready = next;
     }
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }
 
@@ -3684,7 +2631,7 @@ qn_coordinator_feed (qn_coordinator_t *self, bool agents, const void *routing_id
     zmsg_addmem (msg, payload, size);
     s_handle_message (self, agents? self->agents_sock: self->clients_sock, agents, msg);
     zmsg_destroy (&msg);
-    s_end_turn (self);
+    qn_engine_end_turn (self);
 }
 
 const char *
@@ -3698,7 +2645,7 @@ qn_coordinator_run (qn_coordinator_t *self)
 {
     self->loop = zloop_new ();
     if (self->config.s3_delete_after_s >= 0) {
-        self->s3gc = qn_s3gc_new (self->loop, s_on_s3_deleted, self);
+        self->s3gc = qn_s3gc_new (self->loop, qn_retention_on_s3_deleted, self);
         if (!self->s3gc)
             zsys_warning ("cannot start the S3 deletion worker: S3 artifacts stay in "
                           "their buckets");
@@ -3707,6 +2654,6 @@ qn_coordinator_run (qn_coordinator_t *self)
     zloop_reader (self->loop, self->clients_sock, s_on_clients, self);
     zloop_timer (self->loop, 250, 0, s_on_timer, self);
     zloop_start (self->loop);
-    s_end_turn (self);
+    qn_engine_end_turn (self);
     return 0;
 }

@@ -1,0 +1,861 @@
+/*  qn_api - the client request layer.  See qn_api.h.
+
+    Every request kind is one row of s_table: its body case, the role it
+    needs and its handler.  qn_api_handle checks the role and calls the
+    handler; a handler reads the engine (call->engine) and answers through
+    call->reply, never through a socket.
+*/
+#include "qn_engine.h"
+#include "qn_api.h"
+
+#define LOG_PAGE_DEFAULT     500
+#define LOG_PAGE_MAX         1000
+#define LIST_RUNS_MAX        10000
+#define HISTORY_RUNS_MAX     1000
+
+//  ---------------------------------------------------------------------
+//  The caller and the reply
+
+//  Without CURVE (--insecure) the caller has no principal: a local
+//  administrator.
+static bool
+s_is_admin (qn_api_call_t *call)
+{
+    return !call->principal || streq (call->principal->role, "admin");
+}
+
+static const char *
+s_sender_name (qn_api_call_t *call)
+{
+    return call->principal? call->principal->name: "local";
+}
+
+static void
+s_reply (qn_api_call_t *call, Qanat__Reply *reply)
+{
+    call->reply (call, reply);
+}
+
+static void
+s_error (qn_api_call_t *call, uint64_t request_id, const char *message)
+{
+    Qanat__Error error = QANAT__ERROR__INIT;
+    error.message = (char *) message;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_ERROR;
+    reply.error = &error;
+    s_reply (call, &reply);
+}
+
+//  ---------------------------------------------------------------------
+//  The handlers
+
+static qn_workflow_t *
+s_parse_submitted (Qanat__SubmitWorkflow *submit, char **error_p)
+{
+    if (!submit) {
+        *error_p = strdup ("no workflow given");
+        return NULL;
+    }
+    const char *filename = submit->filename && *submit->filename? submit->filename: "workflow";
+    return qn_workflow_parse (filename, (const char *) submit->source.data, submit->source.len,
+                              error_p);
+}
+
+static void
+s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    char *error = NULL;
+    qn_workflow_t *wf = s_parse_submitted (request->submit, &error);
+    if (!wf) {
+        s_error (call, request->id, error);
+        free (error);
+        return;
+    }
+    Qanat__WorkflowVersion version = QANAT__WORKFLOW_VERSION__INIT;
+    version.name = (char *) qn_workflow_name (wf);
+    uint32_t number = 0;
+    bool created = false;
+    if (qn_store_begin (self->store)
+    ||  qn_store_put_workflow (self->store, version.name, request->submit->filename,
+                               request->submit->source.data, request->submit->source.len,
+                               &number, &created))
+        s_error (call, request->id, qn_store_error (self->store));
+    else {
+        version.version = number;
+        version.created = created;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request->id;
+        reply.body_case = QANAT__REPLY__BODY_WORKFLOW;
+        reply.workflow = &version;
+        s_reply (call, &reply);
+    }
+    qn_workflow_destroy (&wf);
+}
+
+static void
+s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__StartRun *start = request->start_run;
+    if (!start->workflow) {
+        s_error (call, request->id, "start run: no workflow given");
+        return;
+    }
+    char *error = NULL;
+    qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
+    if (wf && (error = qn_engine_run_secrets_refusal (self, wf, call->principal))) {
+        self->stats.denied++;
+        zsys_warning ("%s (user %s)", error, s_sender_name (call));
+        qn_workflow_destroy (&wf);
+    }
+    if (!wf) {
+        s_error (call, request->id, error);
+        free (error);
+        return;
+    }
+    qn_kv_t *overrides = (qn_kv_t *) calloc (start->n_params + 1, sizeof (qn_kv_t));
+    for (size_t p = 0; p < start->n_params; p++) {
+        overrides [p].key = start->params [p]->name;
+        overrides [p].value = start->params [p]->value;
+    }
+    qn_kv_t *params = qn_workflow_resolve_params (wf, overrides, start->n_params, &error);
+    free (overrides);
+    if (!params) {
+        s_error (call, request->id, error);
+        free (error);
+        qn_workflow_destroy (&wf);
+        return;
+    }
+    size_t param_count = qn_workflow_param_count (wf);
+    uint32_t version = 0;
+    bool created = false;
+    uint64_t run_id = 0;
+    if (qn_store_begin (self->store)
+    ||  qn_store_put_workflow (self->store, qn_workflow_name (wf), start->workflow->filename,
+                               start->workflow->source.data, start->workflow->source.len,
+                               &version, &created)
+    ||  qn_store_new_run_id (self->store, &run_id)) {
+        s_error (call, request->id, qn_store_error (self->store));
+        qn_kv_free (params, param_count);
+        qn_workflow_destroy (&wf);
+        return;
+    }
+    //  Artifact parameters name blobs fed in with qanat put: each must be
+    //  whole here, and the run references it while it exists
+    Qanat__OutputRecord **artifacts = NULL;
+    size_t artifact_count = 0;
+    for (size_t p = 0; p < param_count && !error; p++) {
+        const qn_param_t *param = qn_workflow_param (wf, p);
+        if (param->type != QN_PARAM_ARTIFACT)
+            continue;
+        Qanat__OutputRecord *record = qn_artifacts_param_blob (self->artifacts, params [p].key,
+                                                               params [p].value, &error);
+        if (record)
+            qn_engine_append ((void ***) &artifacts, &artifact_count, record);
+    }
+    run_t *run = error? NULL: qn_engine_run_new (self, run_id, wf, version, start->workflow->filename,
+                                          params, param_count);
+    qn_kv_free (params, param_count);
+    if (run) {
+        qn_engine_replace_string (&run->info->owner, strdup (s_sender_name (call)));
+        run->info->no_cache = start->no_cache;
+        run->info->artifacts = artifacts;
+        run->info->n_artifacts = artifact_count;
+        qn_artifacts_ref_outputs (self->artifacts, artifacts, artifact_count, 1);
+    }
+    if (!run) {
+        for (size_t a = 0; a < artifact_count; a++)
+            protobuf_c_message_free_unpacked ((ProtobufCMessage *) artifacts [a], NULL);
+        free (artifacts);
+        s_error (call, request->id, error? error: "out of memory");
+        free (error);
+        qn_workflow_destroy (&wf);
+        return;
+    }
+    zhashx_insert (self->runs, qn_engine_run_key (run_id), run);
+    qn_engine_run_advance (self, run);
+    qn_engine_dispatch (self);
+    qn_engine_run_persist (self, run);
+    zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
+               run->info->workflow, version);
+
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = run->info;
+    s_reply (call, &reply);
+}
+
+//  The run as clients see it: from memory while active, else the store.
+//  Sets *owned when the caller must free the result.
+static Qanat__RunInfo *
+s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *owned)
+{
+    run_t *run = qn_engine_run_find (self, run_id);
+    if (run) {
+        *owned = false;
+        return run->info;
+    }
+    Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
+    if (info && with_tasks) {
+        Qanat__TaskInfo **tasks = NULL;
+        size_t count = 0;
+        if (qn_store_get_tasks (self->store, run_id, &tasks, &count) == 0) {
+            info->tasks = tasks;
+            info->n_tasks = count;
+        }
+    }
+    *owned = true;
+    return info;
+}
+
+static void
+s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    bool owned = false;
+    run_t *active = qn_engine_run_find (self, request->get_run->run_id);
+    if (active)
+        qn_engine_explain_waiting (self, active);
+    Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
+    if (!info) {
+        char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = info;
+    s_reply (call, &reply);
+    if (owned)
+        qn_engine_free_message (info);
+}
+
+static void
+s_handle_list_runs (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__RunList *list = qn_store_list_runs (self->store, request->list_runs->workflow,
+                                               request->list_runs->limit > LIST_RUNS_MAX
+                                               ? LIST_RUNS_MAX: request->list_runs->limit);
+    if (!list) {
+        s_error (call, request->id, qn_store_error (self->store));
+        return;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUNS;
+    reply.runs = list;
+    s_reply (call, &reply);
+    qn_engine_free_message (list);
+}
+
+static void
+s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__ReadLogs *read = request->read_logs;
+    bool owned = false;
+    Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
+    if (!info) {
+        char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    bool finished = info->status != QANAT__RUN_STATUS__RUN_QUEUED
+                 && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
+    if (owned)
+        qn_engine_free_message (info);
+    uint64_t after = 0;
+    if (read->cursor.len == 8)
+        for (size_t i = 0; i < 8; i++)
+            after = (after << 8) | read->cursor.data [i];
+    //  At most 1,000 chunks of at most 8 KiB: a page always fits a message.
+    uint32_t limit = read->limit && read->limit <= LOG_PAGE_MAX? read->limit: LOG_PAGE_DEFAULT;
+    Qanat__LogLine **lines = NULL;
+    size_t count = 0;
+    uint64_t last = after;
+    if (qn_store_read_logs (self->store, read->run_id, after, read->task, read->attempt, limit,
+                            &lines, &count, &last)) {
+        s_error (call, request->id, qn_store_error (self->store));
+        return;
+    }
+    uint8_t cursor [8];
+    for (size_t i = 0; i < 8; i++)
+        cursor [i] = (uint8_t) (last >> (56 - 8 * i));
+    Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
+    page.lines = lines;
+    page.n_lines = count;
+    page.cursor.data = cursor;
+    page.cursor.len = 8;
+    //  The run had ended before we read, so a short page is the very end.
+    page.run_finished = finished && count < limit;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_LOGS;
+    reply.logs = &page;
+    s_reply (call, &reply);
+    qn_store_free_array (lines, count);
+}
+
+static Qanat__MetricSeries *
+s_series_find (Qanat__MetricReport *report, uint64_t run_id, const char *task, const char *name)
+{
+    for (size_t i = 0; i < report->n_series; i++) {
+        Qanat__MetricSeries *series = report->series [i];
+        if (series->run_id == run_id && streq (series->task, task) && streq (series->name, name))
+            return series;
+    }
+    Qanat__MetricSeries *series = (Qanat__MetricSeries *) malloc (sizeof (Qanat__MetricSeries));
+    qanat__metric_series__init (series);
+    series->run_id = run_id;
+    series->task = qn_engine_strdup (task);
+    series->name = qn_engine_strdup (name);
+    qn_engine_append ((void ***) &report->series, &report->n_series, series);
+    return series;
+}
+
+static Qanat__MetricPoint *
+s_point_copy (const Qanat__MetricPoint *point)
+{
+    Qanat__MetricPoint *copy = (Qanat__MetricPoint *) malloc (sizeof (Qanat__MetricPoint));
+    *copy = *point;
+    copy->name = qn_engine_strdup (point->name);
+    return copy;
+}
+
+//  One run: every series.  A workflow: for each of its runs (newest
+//  first), the last value of each metric - the history across runs.
+static void
+s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__ReadMetrics *read = request->read_metrics;
+    Qanat__MetricReport *report = (Qanat__MetricReport *) malloc (sizeof (Qanat__MetricReport));
+    qanat__metric_report__init (report);
+    uint64_t *run_ids = NULL;
+    size_t run_count = 0;
+    bool history = read->run_id == 0;
+    if (history) {
+        if (!read->workflow || !*read->workflow) {
+            s_error (call, request->id, "read metrics: give a run or a workflow");
+            qn_engine_free_message (report);
+            return;
+        }
+        Qanat__RunList *list = qn_store_list_runs (self->store, read->workflow, HISTORY_RUNS_MAX);
+        if (list) {
+            run_ids = (uint64_t *) calloc (list->n_runs + 1, sizeof (uint64_t));
+            for (size_t i = list->n_runs; i-- > 0; )
+                run_ids [run_count++] = list->runs [i]->run_id;     //  oldest first
+            qn_engine_free_message (list);
+        }
+    }
+    else {
+        run_ids = (uint64_t *) calloc (1, sizeof (uint64_t));
+        run_ids [run_count++] = read->run_id;
+    }
+    for (size_t r = 0; r < run_count; r++) {
+        Qanat__MetricRecord **records = NULL;
+        size_t count = 0;
+        if (qn_store_read_metrics (self->store, run_ids [r], read->name, &records, &count))
+            continue;
+        for (size_t i = 0; i < count; i++) {
+            if (!records [i]->point)
+                continue;
+            Qanat__MetricSeries *series = s_series_find (report, run_ids [r], records [i]->task,
+                                                         records [i]->point->name);
+            if (history && series->n_points) {
+                //  Keep only the last value per run.
+                qn_engine_free_message (series->points [0]);
+                series->points [0] = s_point_copy (records [i]->point);
+            }
+            else
+                qn_engine_append ((void ***) &series->points, &series->n_points,
+                                  s_point_copy (records [i]->point));
+        }
+        qn_store_free_array (records, count);
+    }
+    free (run_ids);
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_METRICS;
+    reply.metrics = report;
+    s_reply (call, &reply);
+    qn_engine_free_message (report);
+}
+
+static void
+s_handle_list_agents (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    size_t count = zhashx_size (self->agents);
+    list.agents = (Qanat__AgentInfo **) calloc (count + 1, sizeof (Qanat__AgentInfo *));
+    int64_t now = zclock_mono ();
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        qn_engine_agent_update_state (agent, now);
+        list.agents [list.n_agents++] = agent->info;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
+    s_reply (call, &reply);
+    free (list.agents);
+}
+
+static void
+s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    uint64_t run_id = request->cancel_run->run_id;
+    const char *task_name = request->cancel_run->task;
+    run_t *run = qn_engine_run_find (self, run_id);
+    if (!run) {
+        bool owned;
+        Qanat__RunInfo *info = s_lookup_run (self, run_id, false, &owned);
+        char *message = info? zsys_sprintf ("run %llu has already ended (%s)",
+                                            (unsigned long long) run_id,
+                                            qn_run_status_name (info->status))
+                            : zsys_sprintf ("no run %llu", (unsigned long long) run_id);
+        if (info && owned)
+            qn_engine_free_message (info);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    if (!s_is_admin (call) && !streq (run->info->owner, s_sender_name (call))) {
+        self->stats.denied++;
+        char *message = zsys_sprintf ("permission denied: run %llu belongs to %s",
+                                      (unsigned long long) run_id, run->info->owner);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    if (task_name && *task_name) {
+        int index = qn_workflow_task_index (run->wf, task_name);
+        char *message = NULL;
+        if (index < 0)
+            message = zsys_sprintf ("run %llu has no task '%s'", (unsigned long long) run_id, task_name);
+        else
+        if (qn_dag_finished_task (run->dag, (size_t) index))
+            message = zsys_sprintf ("task %s has already ended (%s)", task_name,
+                                    qn_task_status_name (run->info->tasks [index]->status));
+        if (message) {
+            s_error (call, request->id, message);
+            free (message);
+            return;
+        }
+        qn_engine_cancel_task (self, run, (size_t) index, "task canceled");
+        zsys_info ("run %llu task %s canceled", (unsigned long long) run_id, task_name);
+    }
+    else {
+        run->info->cancel_requested = true;
+        qn_engine_mark_run (run);
+        for (size_t t = 0; t < run->info->n_tasks; t++)
+            if (!qn_dag_finished_task (run->dag, t))
+                qn_engine_cancel_task (self, run, t, "run canceled");
+        zsys_info ("run %llu canceled", (unsigned long long) run_id);
+    }
+    qn_engine_run_advance (self, run);
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_RUN;
+    reply.run = run->info;
+    s_reply (call, &reply);
+}
+
+//  A reply naming one agent (none when agent is NULL).
+static void
+s_post_agent_reply (qn_api_call_t *call, uint64_t request_id, agent_t *agent)
+{
+    Qanat__AgentList list = QANAT__AGENT_LIST__INIT;
+    Qanat__AgentInfo *one [1] = { agent? agent->info: NULL };
+    list.agents = one;
+    list.n_agents = agent? 1: 0;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_AGENTS;
+    reply.agents = &list;
+    s_reply (call, &reply);
+}
+
+//  `qanat agent drain NAME`: the agent finishes what it runs and gets
+//  nothing new until undrained.
+static void
+s_handle_drain_agent (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, request->drain_agent->name);
+    if (!agent) {
+        char *message = zsys_sprintf ("no agent named '%s'", request->drain_agent->name);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    agent->drained_by_admin = request->drain_agent->drain;
+    qn_engine_agent_update_state (agent, zclock_mono ());
+    qn_engine_agent_persist (self, agent);
+    zsys_info ("agent %s %s by request", agent->name, agent->drained_by_admin? "drained": "undrained");
+    s_post_agent_reply (call, request->id, agent);
+}
+
+static void
+s_handle_create_token (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    if (!self->keyring) {
+        s_error (call, request->id,
+                      "join tokens need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    Qanat__CreateToken *create = request->create_token;
+    int64_t expires = 0;
+    char *id = NULL;
+    char *text = qn_keyring_create_token (self->keyring, create->ttl_s, create->uses,
+                                          create->labels, create->n_labels, &expires, &id);
+    if (!text) {
+        s_error (call, request->id, "cannot create a join token");
+        return;
+    }
+    zsys_info ("join token %s created by %s", id, s_sender_name (call));
+    Qanat__JoinToken token = QANAT__JOIN_TOKEN__INIT;
+    token.token = text;
+    token.id = id;
+    token.expires_us = expires;
+    token.uses = create->uses? create->uses: 1;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_TOKEN;
+    reply.token = &token;
+    s_reply (call, &reply);
+    free (text);
+    free (id);
+}
+
+static void
+s_handle_add_user (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    if (!self->keyring) {
+        s_error (call, request->id, "users need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    char *error = NULL;
+    char *key_file = qn_keyring_add_user (self->keyring, request->add_user->name,
+                                          request->add_user->role, &error);
+    if (!key_file) {
+        s_error (call, request->id, error);
+        free (error);
+        return;
+    }
+    zsys_info ("user %s (%s) added by %s", request->add_user->name, request->add_user->role,
+               s_sender_name (call));
+    Qanat__UserKey key = QANAT__USER_KEY__INIT;
+    key.name = request->add_user->name;
+    key.role = request->add_user->role;
+    key.key_file = key_file;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_USER_KEY;
+    reply.user_key = &key;
+    s_reply (call, &reply);
+    free (key_file);
+}
+
+//  Revocation: the key leaves the allow-list, the agent is disconnected at
+//  once (its messages are refused from now on), and the attempts it ran
+//  end as "agent revoked" and retry elsewhere by policy (the engine's
+//  part: qn_engine_agent_revoke).
+static void
+s_handle_revoke_agent (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    const char *name = request->revoke_agent->name;
+    if (!self->keyring || qn_keyring_revoke_agent (self->keyring, name)) {
+        char *message = zsys_sprintf ("no enrolled agent named '%s'", name);
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    agent_t *agent = qn_engine_agent_revoke (self, name);
+    zsys_warning ("agent %s revoked by %s", name, s_sender_name (call));
+    s_post_agent_reply (call, request->id, agent);
+}
+
+//  Replies with secrets' names and access lists, never their values.
+static void
+s_post_secrets (qn_api_call_t *call, uint64_t request_id, char **names, size_t count)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__SecretAccess **access = (Qanat__SecretAccess **) calloc (count + 1, sizeof (void *));
+    size_t listed = 0;
+    while (access && listed < count && (access [listed] = qn_vault_access (self->vault, names [listed])))
+        listed++;
+    if (listed < count)
+        s_error (call, request_id, "cannot read a secret's access list");
+    else {
+        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+        list.names = names;
+        list.n_names = count;
+        list.access = access;
+        list.n_access = count;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request_id;
+        reply.body_case = QANAT__REPLY__BODY_SECRETS;
+        reply.secrets = &list;
+        s_reply (call, &reply);
+    }
+    for (size_t i = 0; i < listed; i++)
+        protobuf_c_message_free_unpacked (&access [i]->base, NULL);
+    free (access);
+}
+
+//  Sets a value, its access list, or both (admin only).  A value set
+//  without a list keeps the one it has: rotating a password does not
+//  change who may use it.
+static void
+s_handle_set_secret (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__SetSecret *set = request->set_secret;
+    bool valid = set->name && *set->name && strlen (set->name) <= 128;
+    for (const char *c = set->name; valid && *c; c++)
+        valid = isalnum ((unsigned char) *c) || *c == '_' || *c == '-' || *c == '.';
+    if (!valid) {
+        s_error (call, request->id,
+                      "a secret name is 1 to 128 letters, digits, '_', '-' or '.'");
+        return;
+    }
+    if (!self->vault) {
+        s_error (call, request->id,
+                      "secrets need CURVE: this coordinator runs --insecure");
+        return;
+    }
+    void *sealed = NULL;
+    size_t sealed_size = 0;
+    if (set->access_only && (!set->access
+    ||  qn_store_get_secret (self->store, set->name, &sealed, &sealed_size) != 1)) {
+        char *message = set->access? zsys_sprintf ("no secret named %s", set->name)
+                                   : strdup ("no access list given");
+        s_error (call, request->id, message);
+        free (message);
+        return;
+    }
+    free (sealed);
+    //  Both refusals come before anything is written: a value is never
+    //  stored under a list that was refused, nor the other way round.
+    char *error = NULL;
+    if (!set->access_only && set->value.len > QN_VAULT_SECRET_MAX)
+        error = strdup ("cannot store the secret (at most 64 KiB)");
+    else
+    if (set->access)
+        qn_vault_set_access (self->vault, set->name, set->access, &error);
+    if (!error && !set->access_only
+    &&  qn_vault_set (self->vault, set->name, set->value.data, set->value.len))
+        error = strdup (qn_store_error (self->store));
+    if (error) {
+        s_error (call, request->id, error);
+        free (error);
+        return;
+    }
+    zsys_info ("secret %s %s by %s", set->name,
+               set->access_only? "access list changed": set->access? "and its access list set": "set",
+               s_sender_name (call));
+    char *names [1] = { set->name };
+    s_post_secrets (call, request->id, names, 1);
+}
+
+static void
+s_handle_list_secrets (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    char **names = NULL;
+    size_t count = 0;
+    qn_store_list_secrets (self->store, &names, &count);
+    if (self->vault)
+        s_post_secrets (call, request->id, names, count);
+    else {
+        Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request->id;
+        reply.body_case = QANAT__REPLY__BODY_SECRETS;
+        reply.secrets = &list;
+        s_reply (call, &reply);
+    }
+    for (size_t i = 0; i < count; i++)
+        free (names [i]);
+    free (names);
+}
+
+//  A piece of a stored blob (`qanat get`), at most 1 MiB so that the
+//  reply fits a message.
+static void
+s_handle_get_blob (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__GetBlob *get = request->get_blob;
+    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
+    uint64_t total = 0;
+    if (!get->hash || !qn_blobstore_valid_hash (get->hash)
+    ||  qn_store_blob_get (self->store, get->hash, &total, NULL) != 1
+    ||  !qn_blobstore_has (blobs, get->hash)) {
+        s_error (call, request->id, "no such blob");
+        return;
+    }
+    uint32_t size = get->size && get->size < 1024 * 1024? get->size: 1024 * 1024;
+    if (get->offset > total) {
+        s_error (call, request->id, "offset past the end of the blob");
+        return;
+    }
+    if (size > total - get->offset)
+        size = (uint32_t) (total - get->offset);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    ssize_t got = buffer? qn_blobstore_read (blobs, get->hash, get->offset, buffer, size): -1;
+    if (got < 0) {
+        free (buffer);
+        s_error (call, request->id, "cannot read the blob");
+        return;
+    }
+    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
+    data.hash = get->hash;
+    data.offset = get->offset;
+    data.total_size = total;
+    data.data.data = buffer;
+    data.data.len = (size_t) got;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_BLOB;
+    reply.blob = &data;
+    s_reply (call, &reply);
+    free (buffer);
+}
+
+//  A client feeding a blob in (qanat put): pieces in order, each answered
+//  with how many bytes we hold, so that an interrupted put resumes there.
+//  The blob is verified whole, then kept an hour unreferenced (on its way
+//  to a run, like an agent's upload) before retention may take it.
+static void
+s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__PutBlob *put = request->put_blob;
+    qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
+    if (!put->hash || !qn_blobstore_valid_hash (put->hash) || put->data.len > 1024 * 1024
+    ||  put->offset > put->total_size || put->data.len > put->total_size - put->offset) {
+        s_error (call, request->id, "put blob: bad hash, offset or size");
+        return;
+    }
+    char error [256] = "";
+    uint64_t held = qn_blobstore_has (blobs, put->hash)? put->total_size
+                  : qn_blobstore_partial (blobs, put->hash);
+    if (held < put->total_size && put->offset == held && put->data.len) {
+        if (qn_blobstore_write (blobs, put->hash, put->offset, put->data.data, put->data.len,
+                                NULL, error, sizeof error) != 0) {
+            s_error (call, request->id, error);
+            return;
+        }
+        held += put->data.len;
+    }
+    if (held == put->total_size && !qn_blobstore_has (blobs, put->hash)) {
+        if (qn_blobstore_finish (blobs, put->hash, put->total_size, error, sizeof error) != 0) {
+            qn_blobstore_abandon (blobs, put->hash);
+            s_error (call, request->id, error);
+            return;
+        }
+        self->stats.blobs_stored++;
+    }
+    if (held == put->total_size)        //  new, or put again: an hour more
+        qn_engine_keep_upload (self, put->hash, put->total_size, NULL);
+    Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
+    data.hash = put->hash;
+    data.offset = held;
+    data.total_size = put->total_size;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_BLOB;
+    reply.blob = &data;
+    s_reply (call, &reply);
+}
+
+static void
+s_handle_get_stats (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    qn_blobserver_stats_t blob_stats;
+    qn_blobserver_stats (self->blobserver, &blob_stats);
+    self->stats.blob_bytes_in = blob_stats.bytes_in;
+    self->stats.blob_bytes_out = blob_stats.bytes_out;
+    self->stats.blob_chunks_rejected = blob_stats.chunks_rejected;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_STATS;
+    reply.stats = &self->stats;
+    s_reply (call, &reply);
+}
+
+//  ---------------------------------------------------------------------
+//  The table: every request kind once.  What a user may not do is marked
+//  admin; an admin may do everything.
+
+static const qn_api_entry_t s_table [] = {
+    { QANAT__REQUEST__BODY_SUBMIT,       QN_API_USER,  s_handle_submit },
+    { QANAT__REQUEST__BODY_START_RUN,    QN_API_USER,  s_handle_start_run },
+    { QANAT__REQUEST__BODY_GET_RUN,      QN_API_USER,  s_handle_get_run },
+    { QANAT__REQUEST__BODY_LIST_RUNS,    QN_API_USER,  s_handle_list_runs },
+    { QANAT__REQUEST__BODY_READ_LOGS,    QN_API_USER,  s_handle_read_logs },
+    { QANAT__REQUEST__BODY_READ_METRICS, QN_API_USER,  s_handle_read_metrics },
+    { QANAT__REQUEST__BODY_LIST_AGENTS,  QN_API_USER,  s_handle_list_agents },
+    { QANAT__REQUEST__BODY_CANCEL_RUN,   QN_API_USER,  s_handle_cancel_run },
+    { QANAT__REQUEST__BODY_GET_STATS,    QN_API_USER,  s_handle_get_stats },
+    { QANAT__REQUEST__BODY_DRAIN_AGENT,  QN_API_ADMIN, s_handle_drain_agent },
+    { QANAT__REQUEST__BODY_CREATE_TOKEN, QN_API_ADMIN, s_handle_create_token },
+    { QANAT__REQUEST__BODY_ADD_USER,     QN_API_ADMIN, s_handle_add_user },
+    { QANAT__REQUEST__BODY_REVOKE_AGENT, QN_API_ADMIN, s_handle_revoke_agent },
+    { QANAT__REQUEST__BODY_SET_SECRET,   QN_API_ADMIN, s_handle_set_secret },
+    { QANAT__REQUEST__BODY_LIST_SECRETS, QN_API_ADMIN, s_handle_list_secrets },
+    { QANAT__REQUEST__BODY_GET_BLOB,     QN_API_USER,  s_handle_get_blob },
+    { QANAT__REQUEST__BODY_PUT_BLOB,     QN_API_USER,  s_handle_put_blob },
+};
+
+const qn_api_entry_t *
+qn_api_table (size_t *count)
+{
+    *count = sizeof s_table / sizeof s_table [0];
+    return s_table;
+}
+
+const qn_api_entry_t *
+qn_api_entry (Qanat__Request__BodyCase body_case)
+{
+    for (size_t i = 0; i < sizeof s_table / sizeof s_table [0]; i++)
+        if (s_table [i].body_case == body_case)
+            return &s_table [i];
+    return NULL;
+}
+
+void
+qn_api_handle (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    const qn_api_entry_t *entry = qn_api_entry (request->body_case);
+    if (!entry) {
+        self->stats.malformed_client_frames++;
+        s_error (call, request->id, "unknown request");
+        return;
+    }
+    if (entry->role == QN_API_ADMIN && !s_is_admin (call)) {
+        self->stats.denied++;
+        zsys_warning ("user %s was denied an admin request", s_sender_name (call));
+        s_error (call, request->id, "permission denied: needs role admin");
+        return;
+    }
+    entry->handler (call, request);
+}

@@ -1,0 +1,210 @@
+/*  qn_engine - the coordinator engine's private header: the records the
+    engine's files share.  Not installed, not for the programs: only the
+    coordinator's own files (qn_coordinator.c, qn_api.c, ...) include it.
+
+    Who owns what.  The engine (qn_coordinator_t, made and destroyed by
+    qn_coordinator_new/destroy in qn_coordinator.c) owns every record
+    here: the agents (by name), the active runs (by id), the ready queues,
+    the outbox and the pending acknowledgements.  The other files borrow
+    them for the length of one call and never keep a pointer past it:
+    a run may be retired (freed) at the end of any loop turn, an agent
+    record lives as long as the engine.  Fields marked "not owned" point
+    into another of the engine's tables.
+
+    Memory and store: the store is the truth, these records the active
+    part of it (see the contract at the top of qn_coordinator.c: what a
+    turn changes is marked dirty and written in the turn's one commit,
+    and whatever depends on a write waits in the outbox until then).
+*/
+#ifndef QN_ENGINE_H_INCLUDED
+#define QN_ENGINE_H_INCLUDED
+
+#include "qanat.h"
+#include "qn_coordinator.h"
+#include "qn_dag.h"
+#include "qn_keyring.h"
+#include "qn_vault.h"
+#include "qn_artifacts.h"
+#include "qn_blobserver.h"
+#include "qn_s3gc.h"
+//  An agent the engine knows: connected now, or known from the store.
+//  In the engine's agents table by name for the engine's lifetime.
+typedef struct {
+    char *name;
+    zframe_t *routing_id;               //  NULL while not connected
+    char *route_key;                    //  hex of routing_id, key in by_route
+    Qanat__AgentInfo *info;             //  owned; labels, capacity, credit...
+    int64_t last_seen;                  //  zclock_mono of its last message
+    bool lost;                          //  declared lost (vs. never seen since our start)
+    bool drained_by_admin;              //  `qanat agent drain`
+    bool drained_by_itself;             //  shutting down
+    zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
+    zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
+    const char *state;                  //  the static name last copied into info->state
+} agent_t;
+
+//  An active (queued or running) run, in the engine's runs table until
+//  it finishes and is retired at the end of a loop turn.
+typedef struct {
+    uint64_t id;
+    qn_coordinator_t *owner;
+    qn_workflow_t *wf;
+    qn_dag_t *dag;
+    Qanat__RunInfo *info;               //  owned, with every task
+    size_t warnings;                    //  tasks whose latest checks include a failed warning
+    bool dirty;                         //  run record to write
+    bool listed;                        //  in the owner's dirty list
+    bool *dirty_task;                   //  task records to write...
+    size_t *dirty_list;                 //  ...and their indexes
+    size_t dirty_count;
+    size_t *scratch;                    //  room for every task index, for qn_dag
+} run_t;
+
+//  A task waiting for an agent.
+typedef struct {
+    uint64_t run_id;
+    uint32_t task;
+} ready_t;
+
+//  The highest seq of one attempt to acknowledge at the end of the turn.
+typedef struct {
+    zframe_t *routing_id;
+    uint64_t run_id;
+    uint32_t task;
+    uint32_t attempt;
+    uint64_t seq;
+} pending_ack_t;
+
+//  A blob stored for an attempt whose Finished has not come yet
+typedef struct {
+    int64_t when;                       //  zclock_mono when it was stored
+    uint64_t run_id;
+    uint32_t task;
+    uint32_t attempt;
+} upload_t;
+
+//  Something to send once the turn's commit has succeeded.
+typedef struct {
+    zsock_t *sock;
+    zframe_t *routing_id;
+    zframe_t *frame;
+    uint64_t request_id;                //  client replies only, else 0
+} outgoing_t;
+
+//  The engine itself (qn_coordinator.h names it; qn_coordinator.c makes it).
+struct _qn_coordinator_t {
+    qn_coordinator_config_t config;
+    char *data_dir;
+    qn_store_t *store;
+    zsock_t *agents_sock;
+    zsock_t *clients_sock;
+    char *agent_endpoint;
+    char *client_endpoint;
+    zloop_t *loop;
+    zhashx_t *agents;                   //  name -> agent_t
+    zhashx_t *by_route;                 //  route key -> agent_t (not owned)
+    zhashx_t *runs;                     //  "%llu" id -> run_t
+    zhashx_t *queues;                   //  selector text -> zlistx of ready_t, oldest first
+    zlistx_t *delayed;                  //  ready_t of retries waiting out their backoff
+    zhashx_t *with_credit;              //  name -> agent_t with credit (not owned)
+    zlistx_t *dirty_runs;               //  run_t changed this turn (not owned)
+    zlistx_t *outbox;                   //  outgoing_t
+    zhashx_t *acks;                     //  pending_ack_t by connection and attempt
+    Qanat__Stats stats;
+    int64_t started;
+    qn_keyring_t *keyring;              //  NULL when --insecure
+    qn_vault_t *vault;
+    qn_artifacts_t *artifacts;          //  blob index, cache, retention
+    qn_blobserver_t *blobserver;        //  blob transfers with agents
+    int timer_turns;                    //  of s_on_timer, for the blob server's tick
+    zhashx_t *uploading;                //  blobs stored for attempts still running (kept from GC)
+    qn_s3gc_t *s3gc;                    //  deletes unreferenced S3 artifacts off the loop
+    zhashx_t *s3_queued;                //  ids of S3 objects handed to s3gc
+    int64_t s3_failure_logged;          //  when a failed deletion was last logged (mono ms)
+    bool s3_collect_due;                //  references fell, or a pass left work: look soon
+    const Qanat__Principal *sender;     //  who sent the message being handled
+    zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
+    int backoff_ms;                     //  pause after a failed commit, doubled while they fail
+    bool paused;                        //  readers off until the pause ends
+};
+
+//  ---------------------------------------------------------------------
+//  Small helpers for the messages the engine owns
+
+static inline char *
+qn_engine_strdup (const char *text)
+{
+    return strdup (text? text: "");
+}
+
+//  Replaces a string field of a message we own.  Fields start out as
+//  protobuf-c's shared empty string, which must never be freed.
+static inline void
+qn_engine_replace_string (char **field, char *value)
+{
+    if (*field && *field != protobuf_c_empty_string)
+        free (*field);
+    *field = value;
+}
+
+//  Appends an element to a protobuf repeated field of pointers.
+static inline void
+qn_engine_append (void ***array, size_t *count, void *item)
+{
+    *array = realloc (*array, (*count + 1) * sizeof (void *));
+    (*array) [(*count)++] = item;
+}
+
+static inline void
+qn_engine_free_message (void *message)
+{
+    if (message)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) message, NULL);
+}
+
+//  ---------------------------------------------------------------------
+//  What qn_coordinator.c offers the engine's other files (each is
+//  described where it is defined).  Runs and agents stay the engine's.
+
+//  The key of a run in the runs table, in a buffer the next call reuses.
+char *
+    qn_engine_run_key (uint64_t run_id);
+//  The active run, or NULL (finished, or none).
+run_t *
+    qn_engine_run_find (qn_coordinator_t *self, uint64_t run_id);
+//  A new active run of wf, not yet in the runs table; it takes wf, but
+//  when it returns NULL (it cannot be made) the caller still owns wf.
+run_t *
+    qn_engine_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf,
+                       uint32_t version, const char *filename, const qn_kv_t *params,
+                       size_t param_count);
+void
+    qn_engine_run_advance (qn_coordinator_t *self, run_t *run);
+int
+    qn_engine_run_persist (qn_coordinator_t *self, run_t *run);
+void
+    qn_engine_mark_run (run_t *run);
+void
+    qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run);
+char *
+    qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
+                                   const Qanat__Principal *sender);
+void
+    qn_engine_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why);
+void
+    qn_engine_dispatch (qn_coordinator_t *self);
+void
+    qn_engine_agent_update_state (agent_t *agent, int64_t now);
+void
+    qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent);
+agent_t *
+    qn_engine_agent_revoke (qn_coordinator_t *self, const char *name);
+//  Ends a loop turn: dispatches, commits once, and only then sends what
+//  waited in the outbox (durable before visible).
+void
+    qn_engine_end_turn (qn_coordinator_t *self);
+void
+    qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
+                           const Qanat__AttemptRef *attempt);
+
+#endif

@@ -1,0 +1,279 @@
+/*  test_api - the client request layer without its socket: the table
+    covers every Request body case of proto/qanat.proto exactly once, the
+    admin-only kinds are exactly those of the protocol and are refused to a
+    user with the same message as ever, an unknown kind gets the same error
+    as ever, and a few handlers answer through a reply function of the
+    test's own (the engine is a real one, insecure, on loopback; its
+    sockets are bound but never used here).
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "qn_api.h"
+
+#define S_WORKFLOW  "name: api-test\ntasks:\n  a:\n    run: echo a\n"
+
+//  The replies one call gave, copied out of the borrowed message.
+typedef struct {
+    size_t count;
+    Qanat__Reply *last;
+} s_replies_t;
+
+typedef struct {
+    char dir [64];
+    qn_coordinator_t *engine;
+} s_fixture_t;
+
+static void
+s_capture (qn_api_call_t *call, Qanat__Reply *reply)
+{
+    s_replies_t *replies = (s_replies_t *) call->sink;
+    size_t size = qanat__reply__get_packed_size (reply);
+    uint8_t *packed = (uint8_t *) malloc (size? size: 1);
+    assert_non_null (packed);
+    qanat__reply__pack (reply, packed);
+    if (replies->last)
+        qanat__reply__free_unpacked (replies->last, NULL);
+    replies->last = qanat__reply__unpack (NULL, size, packed);
+    assert_non_null (replies->last);
+    free (packed);
+    replies->count++;
+}
+
+//  Handles request as principal (NULL: a local admin) and returns its one
+//  reply; free it with qanat__reply__free_unpacked.
+static Qanat__Reply *
+s_call (qn_coordinator_t *engine, const Qanat__Principal *principal, Qanat__Request *request)
+{
+    s_replies_t replies = { 0, NULL };
+    qn_api_call_t call = { engine, principal, s_capture, &replies };
+    qn_api_handle (&call, request);
+    assert_int_equal (replies.count, 1);
+    assert_int_equal (replies.last->id, request->id);
+    return replies.last;
+}
+
+static void
+s_assert_error (Qanat__Reply *reply, const char *message)
+{
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
+    assert_string_equal (reply->error->message, message);
+    qanat__reply__free_unpacked (reply, NULL);
+}
+
+static int
+s_unlink_cb (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+static int
+s_setup (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
+    snprintf (fixture->dir, sizeof fixture->dir, "/tmp/qanat-test-api-XXXXXX");
+    if (!mkdtemp (fixture->dir))
+        return -1;
+    zsys_set_logstream (NULL);
+    qn_coordinator_config_t config = {
+        .data_dir = fixture->dir,
+        .client_endpoint = "tcp://127.0.0.1:*",
+        .agent_endpoint = "tcp://127.0.0.1:*",
+        .durable = false,
+        .insecure = true,
+        .s3_delete_after_s = -1
+    };
+    char *error = NULL;
+    fixture->engine = qn_coordinator_new (&config, &error);
+    if (!fixture->engine) {
+        fprintf (stderr, "cannot start the coordinator: %s\n", error? error: "?");
+        free (error);
+        return -1;
+    }
+    *state = fixture;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    qn_coordinator_destroy (&fixture->engine);
+    nftw (fixture->dir, s_unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free (fixture);
+    return 0;
+}
+
+static void
+test_table_covers_every_request (void **state)
+{
+    (void) state;
+    size_t count = 0;
+    const qn_api_entry_t *table = qn_api_table (&count);
+    size_t body_cases = 0;
+    const ProtobufCMessageDescriptor *descriptor = &qanat__request__descriptor;
+    for (unsigned f = 0; f < descriptor->n_fields; f++) {
+        const ProtobufCFieldDescriptor *field = &descriptor->fields [f];
+        if (!(field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+            continue;
+        body_cases++;
+        size_t rows = 0;
+        for (size_t i = 0; i < count; i++)
+            if ((unsigned) table [i].body_case == field->id) {
+                rows++;
+                assert_non_null (table [i].handler);
+            }
+        if (rows != 1)
+            fail_msg ("request body %s has %zu rows in the table", field->name, rows);
+        assert_non_null (qn_api_entry ((Qanat__Request__BodyCase) field->id));
+    }
+    assert_true (body_cases > 0);
+    assert_int_equal (count, body_cases);
+    assert_null (qn_api_entry (QANAT__REQUEST__BODY__NOT_SET));
+}
+
+//  The admin-only kinds are the protocol's (docs/protocol.md), no more
+static void
+test_admin_kinds (void **state)
+{
+    (void) state;
+    const Qanat__Request__BodyCase admin [] = {
+        QANAT__REQUEST__BODY_DRAIN_AGENT, QANAT__REQUEST__BODY_CREATE_TOKEN,
+        QANAT__REQUEST__BODY_ADD_USER, QANAT__REQUEST__BODY_REVOKE_AGENT,
+        QANAT__REQUEST__BODY_SET_SECRET, QANAT__REQUEST__BODY_LIST_SECRETS
+    };
+    size_t count = 0;
+    const qn_api_entry_t *table = qn_api_table (&count);
+    size_t admins = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool listed = false;
+        for (size_t a = 0; a < sizeof admin / sizeof admin [0]; a++)
+            listed = listed || table [i].body_case == admin [a];
+        assert_int_equal (table [i].role, listed? QN_API_ADMIN: QN_API_USER);
+        admins += listed;
+    }
+    assert_int_equal (admins, sizeof admin / sizeof admin [0]);
+}
+
+//  Refused before the handler runs: the request bodies are not even set.
+static void
+test_admin_refused_to_user (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    Qanat__Principal user = QANAT__PRINCIPAL__INIT;
+    user.kind = (char *) "user";
+    user.name = (char *) "alice";
+    user.role = (char *) "user";
+    size_t count = 0;
+    const qn_api_entry_t *table = qn_api_table (&count);
+    uint64_t refused = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (table [i].role != QN_API_ADMIN)
+            continue;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.id = 100 + i;
+        request.body_case = table [i].body_case;
+        s_assert_error (s_call (fixture->engine, &user, &request),
+                        "permission denied: needs role admin");
+        refused++;
+    }
+    //  ...and counted as denied
+    Qanat__GetStats get = QANAT__GET_STATS__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 7;
+    request.body_case = QANAT__REQUEST__BODY_GET_STATS;
+    request.get_stats = &get;
+    Qanat__Reply *reply = s_call (fixture->engine, &user, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_STATS);
+    assert_true (reply->stats->denied >= refused);
+    qanat__reply__free_unpacked (reply, NULL);
+}
+
+static void
+test_unknown_and_bad_requests (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 1;
+    s_assert_error (s_call (fixture->engine, NULL, &request), "unknown request");
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    request.id = 2;
+    request.body_case = QANAT__REQUEST__BODY_START_RUN;
+    request.start_run = &start;
+    s_assert_error (s_call (fixture->engine, NULL, &request), "start run: no workflow given");
+    Qanat__GetRun get = QANAT__GET_RUN__INIT;
+    get.run_id = 42;
+    request.id = 3;
+    request.body_case = QANAT__REQUEST__BODY_GET_RUN;
+    request.get_run = &get;
+    s_assert_error (s_call (fixture->engine, NULL, &request), "no run 42");
+}
+
+static void
+test_handlers (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    //  A user may list agents (there are none)
+    Qanat__Principal user = QANAT__PRINCIPAL__INIT;
+    user.kind = (char *) "user";
+    user.name = (char *) "bob";
+    user.role = (char *) "user";
+    Qanat__ListAgents list = QANAT__LIST_AGENTS__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 11;
+    request.body_case = QANAT__REQUEST__BODY_LIST_AGENTS;
+    request.list_agents = &list;
+    Qanat__Reply *reply = s_call (fixture->engine, &user, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_AGENTS);
+    assert_int_equal (reply->agents->n_agents, 0);
+    qanat__reply__free_unpacked (reply, NULL);
+    //  A workflow submitted gets its first version
+    Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
+    submit.filename = (char *) "api-test.yaml";
+    submit.source.data = (uint8_t *) S_WORKFLOW;
+    submit.source.len = strlen (S_WORKFLOW);
+    request.id = 12;
+    request.body_case = QANAT__REQUEST__BODY_SUBMIT;
+    request.submit = &submit;
+    reply = s_call (fixture->engine, NULL, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_WORKFLOW);
+    assert_string_equal (reply->workflow->name, "api-test");
+    assert_int_equal (reply->workflow->version, 1);
+    assert_true (reply->workflow->created);
+    qanat__reply__free_unpacked (reply, NULL);
+    //  A broken one is refused with the parser's words
+    submit.source.data = (uint8_t *) "tasks: [";
+    submit.source.len = strlen ("tasks: [");
+    request.id = 13;
+    reply = s_call (fixture->engine, NULL, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
+    assert_true (strlen (reply->error->message) > 0);
+    qanat__reply__free_unpacked (reply, NULL);
+    //  Secrets need CURVE: an insecure engine says so to its local admin
+    Qanat__SetSecret set = QANAT__SET_SECRET__INIT;
+    set.name = (char *) "token";
+    request.id = 14;
+    request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
+    request.set_secret = &set;
+    s_assert_error (s_call (fixture->engine, NULL, &request),
+                    "secrets need CURVE: this coordinator runs --insecure");
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_table_covers_every_request),
+        cmocka_unit_test (test_admin_kinds),
+        cmocka_unit_test_setup_teardown (test_admin_refused_to_user, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_unknown_and_bad_requests, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_handlers, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
