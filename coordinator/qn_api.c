@@ -4,6 +4,10 @@
     needs and its handler.  qn_api_handle checks the role and calls the
     handler; a handler reads the engine (call->engine) and answers through
     call->reply, never through a socket.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
 */
 #include "qn_engine.h"
 #include "qn_api.h"

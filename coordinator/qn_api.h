@@ -10,6 +10,10 @@
     visible: the engine's reply function queues each reply in the outbox
     until the loop turn's commit succeeded, so whatever a transport does
     it must call qn_api_handle on the engine's loop thread, inside a turn.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
 */
 #ifndef QN_API_H_INCLUDED
 #define QN_API_H_INCLUDED

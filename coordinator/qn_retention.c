@@ -1,4 +1,8 @@
 /*  qn_retention - keep_runs and the S3 collection glue.  See qn_retention.h.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
 */
 #include "qn_engine.h"
 #include "qn_retention.h"

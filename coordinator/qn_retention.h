@@ -5,6 +5,10 @@
 
     Each call runs on the engine's loop, inside a turn, and writes in the
     turn's transaction; the turn's commit makes it so.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
 */
 #ifndef QN_RETENTION_H_INCLUDED
 #define QN_RETENTION_H_INCLUDED
