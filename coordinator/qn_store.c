@@ -1,4 +1,4 @@
-/*  qn_store - the coordinator's metadata store on LMDB.  See include/qn_store.h.
+/*  qn_store - the coordinator's metadata store on LMDB.  See qn_store.h.
 
     Layout: one LMDB environment in the data directory, one named
     sub-database per record kind.  Integers in keys are big-endian so that
