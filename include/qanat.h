@@ -6,7 +6,6 @@
 #include "qn_msg.h"
 #include "qn_check.h"
 #include "qn_workflow.h"
-#include "qn_store.h"
 #include "qn_client.h"
 #include "qn_metric.h"
 #include "qn_token.h"

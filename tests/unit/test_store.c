@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "qn_store.h"
+#include "qn_store_internal.h"     //  store_scan, tested directly
 
 typedef struct {
     char root [256];            //  the mkdtemp directory
@@ -1711,6 +1712,109 @@ test_s3_objects_corrupt (void **state)
     qn_store_destroy (&store);
 }
 
+//  ---------------------------------------------------------------------
+//  store_scan, the one cursor scan behind every listing: prefixes, both
+//  directions, a start key, stop and failure.  Raw keys in the cache
+//  sub-database (store_scan reads any key).
+
+typedef struct {
+    char seen [16][8];
+    size_t count;
+    size_t stop_after;          //  STORE_SCAN_STOP once this many were seen
+    size_t fail_at;             //  STORE_SCAN_FAIL on this one (1-based), 0 never
+} scan_log_t;
+
+static store_scan_t
+s_scan_visit (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    (void) self;
+    (void) value;
+    scan_log_t *log = (scan_log_t *) arg;
+    if (log->count >= log->stop_after)
+        return STORE_SCAN_STOP;
+    assert_true (key->mv_size < sizeof log->seen [0] && log->count < 16);
+    memcpy (log->seen [log->count], key->mv_data, key->mv_size);
+    log->seen [log->count][key->mv_size] = '\0';
+    log->count++;
+    return log->count == log->fail_at? STORE_SCAN_FAIL: STORE_SCAN_NEXT;
+}
+
+static scan_log_t
+s_scan (qn_store_t *store, const char *prefix, size_t prefix_len, const char *from,
+        unsigned flags, size_t stop_after, size_t fail_at, int expected_rc)
+{
+    scan_log_t log = { .stop_after = stop_after, .fail_at = fail_at };
+    MDB_txn *txn = store_read_begin (store);
+    assert_non_null (txn);
+    assert_int_equal (store_scan (store, txn, DB_CACHE, prefix, prefix_len, from,
+                                  from? strlen (from): 0, flags, s_scan_visit, &log),
+                      expected_rc);
+    store_read_end (store, txn);
+    return log;
+}
+
+static void
+test_scan (void **state)
+{
+    qn_store_t *store = s_open ((fixture_t *) *state);
+    static const char *keys [] = {
+        "a", "a\xfe", "a\xff", "a\xff\x01", "a\xff\xff", "b", "b\x00x", "b\x01", "\xff\xff\x01"
+    };
+    size_t sizes [] = { 1, 2, 2, 3, 3, 1, 3, 2, 3 };
+    assert_int_equal (qn_store_begin (store), 0);
+    for (size_t index = 0; index < sizeof sizes / sizeof sizes [0]; index++)
+        assert_int_equal (store_put_raw (store, DB_CACHE, keys [index], sizes [index], "", 0), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+
+    //  Every key, both ways
+    scan_log_t log = s_scan (store, NULL, 0, NULL, 0, 99, 0, 0);
+    assert_int_equal (log.count, 9);
+    assert_string_equal (log.seen [0], "a");
+    assert_string_equal (log.seen [8], "\xff\xff\x01");
+    log = s_scan (store, NULL, 0, NULL, STORE_SCAN_BACKWARD, 99, 0, 0);
+    assert_int_equal (log.count, 9);
+    assert_string_equal (log.seen [0], "\xff\xff\x01");
+    assert_string_equal (log.seen [8], "a");
+
+    //  A prefix ending in 0xff: its range ends before "b"
+    log = s_scan (store, "a\xff", 2, NULL, 0, 99, 0, 0);
+    assert_int_equal (log.count, 3);
+    assert_string_equal (log.seen [0], "a\xff");
+    assert_string_equal (log.seen [2], "a\xff\xff");
+    log = s_scan (store, "a\xff", 2, NULL, STORE_SCAN_BACKWARD, 99, 0, 0);
+    assert_int_equal (log.count, 3);
+    assert_string_equal (log.seen [0], "a\xff\xff");
+    assert_string_equal (log.seen [1], "a\xff\x01");
+    assert_string_equal (log.seen [2], "a\xff");
+    //  All 0xff: nothing lies past the range, so it starts from the last key
+    log = s_scan (store, "\xff\xff", 2, NULL, STORE_SCAN_BACKWARD, 99, 0, 0);
+    assert_int_equal (log.count, 1);
+    assert_string_equal (log.seen [0], "\xff\xff\x01");
+    //  A name and its '\0', as runs_by_workflow uses them
+    log = s_scan (store, "b", 2, NULL, STORE_SCAN_BACKWARD, 99, 0, 0);
+    assert_int_equal (log.count, 1);
+    assert_int_equal (log.seen [0][0], 'b');
+    assert_string_equal (log.seen [0] + 2, "x");
+    //  Nothing with the prefix, either way
+    log = s_scan (store, "c", 1, NULL, 0, 99, 0, 0);
+    assert_int_equal (log.count, 0);
+    log = s_scan (store, "c", 1, NULL, STORE_SCAN_BACKWARD, 99, 0, 0);
+    assert_int_equal (log.count, 0);
+
+    //  A start key inside the prefix's range
+    log = s_scan (store, "a", 1, "a\xff\x01", 0, 99, 0, 0);
+    assert_int_equal (log.count, 2);
+    assert_string_equal (log.seen [0], "a\xff\x01");
+    assert_string_equal (log.seen [1], "a\xff\xff");
+
+    //  Stopped: a success with what was seen; failed: -1
+    log = s_scan (store, NULL, 0, NULL, STORE_SCAN_BACKWARD, 2, 0, 0);
+    assert_int_equal (log.count, 2);
+    log = s_scan (store, "a", 1, NULL, 0, 99, 3, -1);
+    assert_int_equal (log.count, 3);
+    qn_store_destroy (&store);
+}
+
 int
 main (void)
 {
@@ -1736,6 +1840,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_put_without_txn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_corrupt_records_skipped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_map_full, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_scan, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
