@@ -2,6 +2,8 @@
     objects and the cache entries.  Part of the class qn_store: see
     qn_store.c for the key layout and the files, qn_store.h for the
     contract.
+
+    One of the files of the qn_store class.
 */
 #include "qn_store_internal.h"
 

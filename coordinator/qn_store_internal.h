@@ -5,6 +5,8 @@
     holds the object, the sub-database enum and the helpers that every
     record kind uses: key encoding, errors, transactions, record access
     and the one cursor scan.  Only the store's own files include it.
+
+    One of the files of the qn_store class.
 */
 #ifndef QN_STORE_INTERNAL_H_INCLUDED
 #define QN_STORE_INTERNAL_H_INCLUDED

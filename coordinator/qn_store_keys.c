@@ -1,6 +1,8 @@
 /*  qn_store_keys - the store's agents, principals, secrets and the secrets'
     access lists.  Part of the class qn_store: see qn_store.c for the key
     layout and the files, qn_store.h for the contract.
+
+    One of the files of the qn_store class.
 */
 #include "qn_store_internal.h"
 

@@ -1,6 +1,8 @@
 /*  qn_store_runs - the store's workflows, runs, tasks, logs and metrics,
     and deleting a run.  Part of the class qn_store: see qn_store.c for the
     key layout and the files, qn_store.h for the contract.
+
+    One of the files of the qn_store class.
 */
 #include "qn_store_internal.h"
 
