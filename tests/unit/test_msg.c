@@ -366,6 +366,7 @@ s_build_heartbeat (void)
     heartbeat->running = 5;
     heartbeat->spool_bytes = 1u << 30;
     heartbeat->spool_full = true;
+    heartbeat->cache_damaged = 4;
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_HEARTBEAT);
     env->heartbeat = heartbeat;
     return env;
@@ -959,6 +960,7 @@ s_build_reply_stats (void)
     stats->sends_refused = 16;
     stats->s3_objects_deleted = 17;
     stats->s3_delete_failures = 18;
+    stats->agent_cache_damaged = 19;
     reply->stats = stats;
     return env;
 }
