@@ -573,6 +573,7 @@ s_send_heartbeat (qn_agent_t *self)
     beat.running = (uint32_t) s_running (self);
     beat.spool_bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
     beat.spool_full = self->full;
+    beat.cache_damaged = self->stager? qn_stager_damaged (self->stager): 0;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &beat;

@@ -16,6 +16,18 @@
 
 typedef struct _job_t job_t;
 
+//  A cached blob staging could not use (see qn_tree_damage_fn)
+typedef struct {
+    char hash [QN_BLOB_HASH_HEX + 1];
+    uint64_t size;
+    bool missing;
+    struct stat seen;
+} s_damage_t;
+
+//  Rounds of fetching again and staging once more before a blob that
+//  keeps changing in the cache fails the attempt
+#define S_RESTAGES_MAX 2
+
 #define QN_STAGER_LOCATION_MAX 2048
 
 //  One declared output, scanned on the worker thread
@@ -40,6 +52,9 @@ struct _job_t {
     Qanat__Assign *assign;              //  a copy: inputs and outputs
     qn_tree_t **trees;                  //  per input, once its manifest is known
     qn_stager_ready_fn *ready;
+    s_damage_t *damage;                 //  found by the worker, handled on the loop
+    size_t damage_count;
+    unsigned restages;
     //  Collecting
     char *workdir;
     s_output_t *outputs;
@@ -66,6 +81,7 @@ struct _qn_stager_t {
     zhashx_t *jobs;                     //  name -> job_t
     zhashx_t *downloads;                //  hash -> zlistx of job names waiting
     zhashx_t *uploads;                  //  hash -> zlistx of job names waiting
+    uint64_t damaged;                   //  damaged cache entries removed
 };
 
 static void s_job_destroy (job_t **job_p);
@@ -163,6 +179,7 @@ s_job_destroy (job_t **job_p)
     for (size_t i = 0; job->trees && job->assign && i < job->assign->n_inputs; i++)
         qn_tree_destroy (&job->trees [i]);
     free (job->trees);
+    free (job->damage);
     for (size_t i = 0; i < job->output_count; i++) {
         qn_tree_destroy (&job->outputs [i].tree);
         free (job->outputs [i].value);
@@ -231,10 +248,22 @@ s_wait_for (zhashx_t *table, const char *hash, const char *name)
 
 static void s_downloaded (void *arg, const char *hash, int status, const char *error);
 
+//  A damaged cache entry: never fatal, it goes and is fetched again
+static void
+s_damaged (qn_stager_t *self, const char *hash, const char *why)
+{
+    self->damaged++;
+    qn_log (QN_LOG_WARNING, "stager", "blob cache: blob %s was damaged (%s): removed, fetching "
+            "it again", hash, why);
+}
+
 static void
 s_fetch (job_t *job, const char *hash, uint64_t size)
 {
     qn_stager_t *self = job->owner;
+    //  Appended to, truncated, replaced by a symlink: seen without reading
+    if (qn_blobstore_drop_misfit (self->cache, hash, size) == 1)
+        s_damaged (self, hash, "not a file of its size");
     job->waiting++;
     if (s_wait_for (self->downloads, hash, job->name)
     &&  qn_transfer_download (self->transfer, hash, size, s_downloaded, self) == -1)
@@ -243,12 +272,35 @@ s_fetch (job_t *job, const char *hash, uint64_t size)
 
 static int s_start_worker (job_t *job, void *(*worker) (void *));
 static void s_stage_report (job_t *job);
+static void s_stage_checked (job_t *job);
+
+//  A qn_tree_damage_fn, on the worker thread: kept for the loop
+static void
+s_on_damage (void *arg, const char *hash, uint64_t size, const struct stat *seen)
+{
+    job_t *job = (job_t *) arg;
+    s_damage_t *grown = (s_damage_t *) realloc (job->damage,
+                                                (job->damage_count + 1) * sizeof (s_damage_t));
+    if (!grown) {
+        s_fail (job, "out of memory");
+        return;
+    }
+    job->damage = grown;
+    s_damage_t *damage = &job->damage [job->damage_count++];
+    memset (damage, 0, sizeof *damage);
+    snprintf (damage->hash, sizeof damage->hash, "%s", hash);
+    damage->size = size;
+    damage->missing = seen == NULL;
+    if (seen)
+        damage->seen = *seen;
+}
 
 //  Stages every input fetched from the coordinator (the S3 worker placed
-//  its own): links from the cache, or copies to another filesystem.
+//  its own): a copy of each cached blob, the task's own (qn_tree_stage).
 //  Runs on a worker thread: it reads the job's trees and assign, which
 //  the loop leaves alone until the thread is joined, and the cache's
-//  complete blobs, which no one changes.
+//  complete blobs, which the loop may drop meanwhile (another job found
+//  one damaged): a blob gone is reported missing, and fetched again.
 static void *
 s_stage_worker (void *arg)
 {
@@ -260,7 +312,7 @@ s_stage_worker (void *arg)
             continue;
         char *error = NULL;
         if (qn_tree_stage (job->trees [i], job->owner->cache, job->stage, input->path,
-                           &error) == -1)
+                           s_on_damage, job, &error) == -1)
             s_fail (job, "input '%s': %s", input->name, error? error: "cannot stage");
         free (error);
     }
@@ -284,11 +336,43 @@ s_stage_finish (job_t *job)
         for (size_t e = 0; e < qn_tree_count (job->trees [i]); e++)
             qn_blobstore_touch (self->cache, qn_tree_entry (job->trees [i], e)->hash);
     }
-    job->after = s_stage_report;
+    job->after = s_stage_checked;
     if (!job->error && s_start_worker (job, s_stage_worker) == 0)
         return;
     s_fail (job, "cannot start staging the inputs");
     s_stage_report (job);
+}
+
+//  Staged: blobs found damaged in the cache are removed (if still the
+//  file seen), counted and fetched again, then everything is staged once
+//  more; else the report.
+static void
+s_stage_checked (job_t *job)
+{
+    qn_stager_t *self = job->owner;
+    if (job->error || job->damage_count == 0) {
+        s_stage_report (job);
+        return;
+    }
+    if (job->restages++ >= S_RESTAGES_MAX) {
+        s_fail (job, "input blob %s keeps changing in the agent's cache", job->damage [0].hash);
+        s_stage_report (job);
+        return;
+    }
+    s_damage_t *damage = job->damage;
+    size_t count = job->damage_count;
+    job->damage = NULL;
+    job->damage_count = 0;
+    job->waiting = 1;           //  a cached blob must not finish the job early
+    for (size_t i = 0; i < count; i++) {
+        if (!damage [i].missing && qn_blobstore_drop (self->cache, damage [i].hash,
+                                                      &damage [i].seen) == 0)
+            s_damaged (self, damage [i].hash, "its bytes are not its SHA-256");
+        s_fetch (job, damage [i].hash, damage [i].size);
+    }
+    free (damage);
+    if (--job->waiting == 0)
+        s_stage_finish (job);
 }
 
 //  Staged (or failed): the inputs' environment, and the callback.
@@ -1000,6 +1084,13 @@ qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key, const char *st
     qn_stager_paths (self, key, stage_root, stage, sizeof stage, values, sizeof values);
     qn_fs_remove_tree (stage);
     unlink (values);
+}
+
+uint64_t
+qn_stager_damaged (qn_stager_t *self)
+{
+    assert (self);
+    return self->damaged;
 }
 
 size_t

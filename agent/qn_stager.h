@@ -84,6 +84,13 @@ int
 void
     qn_stager_forget (qn_stager_t *self, const qn_attempt_key_t *key, const char *stage_root);
 
+//  Damaged blobs found in the cache and removed (to be fetched again)
+//  since the stager started: a staging checks each cached blob's file
+//  against what it was when its bytes were last hashed, and hashes it
+//  again if it changed.
+uint64_t
+    qn_stager_damaged (qn_stager_t *self);
+
 //  Attempts with staging or collection under way.
 size_t
     qn_stager_busy (qn_stager_t *self);

@@ -1352,7 +1352,7 @@ s_cmd_get (options_t *options, int argc, char **argv)
             const char *leaf = slash? slash + 1: target;
             if (slash)
                 *slash = 0;
-            if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, &error))
+            if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, NULL, NULL, &error))
                 rc = EXIT_USAGE;
             else {
                 if (slash)
@@ -1956,6 +1956,7 @@ s_cmd_stats (options_t *options, int argc, char **argv)
         { "blob_bytes_freed", "blob bytes freed", stats->blob_bytes_freed },
         { "s3_objects_deleted", "S3 objects deleted", stats->s3_objects_deleted },
         { "s3_delete_failures", "S3 deletes failed", stats->s3_delete_failures },
+        { "agent_cache_damaged", "agent cache blobs damaged", stats->agent_cache_damaged },
     };
     size_t count = sizeof rows / sizeof rows [0];
     if (options->json)

@@ -1876,6 +1876,11 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
                 agent->info->spool_full = env->heartbeat->spool_full;
             }
             agent->info->spool_bytes = env->heartbeat->spool_bytes;
+            //  A count lower than the last is a restarted agent's own
+            uint64_t damaged = env->heartbeat->cache_damaged;
+            self->stats.agent_cache_damaged += damaged >= agent->cache_damaged
+                                             ? damaged - agent->cache_damaged: damaged;
+            agent->cache_damaged = damaged;
             Qanat__Heartbeat heartbeat = QANAT__HEARTBEAT__INIT;
             heartbeat.running = agent->info->running;
             Qanat__Envelope reply = QANAT__ENVELOPE__INIT;

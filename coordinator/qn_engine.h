@@ -45,6 +45,7 @@ typedef struct {
     zhashx_t *attempts;                 //  "run:task" of its running attempts -> ready_t
     zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
     const char *state;                  //  the static name last copied into info->state
+    uint64_t cache_damaged;             //  as its last heartbeat said (it counts from its start)
 } agent_t;
 
 //  An active (queued or running) run, in the engine's runs table until

@@ -19,7 +19,16 @@
 
     One process owns a store directory: qn_blobstore_new removes scratch
     files left by a crash, so two live stores on one directory would
-    remove each other's scratch files.  Not thread-safe.
+    remove each other's scratch files.  Not thread-safe, except where a
+    function says so.
+
+    The store remembers what each complete blob's file was (device,
+    inode, size, mtime, ctime) when its SHA-256 was last checked: at
+    install, by qn_blobstore_verify, or by a caller that hashed it
+    (qn_blobstore_vouch).  Any write to the file moves its ctime, so a
+    file that still matches holds the bytes its name says without being
+    read again (qn_blobstore_vouched).  The table is in memory: after a
+    restart every blob is hashed again once.
 */
 #ifndef QN_BLOBSTORE_H_INCLUDED
 #define QN_BLOBSTORE_H_INCLUDED
@@ -27,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -57,8 +67,8 @@ bool
 bool
     qn_blobstore_has (qn_blobstore_t *self, const char *hash);
 
-//  Writes the path of a complete blob into path (for staging by hard link
-//  or copy).  -1 if the hash is invalid, the blob absent or size too small.
+//  Writes the path of a complete blob into path (for staging, which
+//  copies it).  -1 if the hash is invalid, the blob absent or size too small.
 int
     qn_blobstore_path (qn_blobstore_t *self, const char *hash, char *path, size_t size);
 
@@ -128,9 +138,34 @@ ssize_t
                        void *buffer, size_t size);
 
 //  Re-hashes a complete blob; a blob whose content no longer matches its
-//  name is removed.  0 if good, -1 if absent or bad.
+//  name is removed, a good one is vouched for.  0 if good, -1 if absent
+//  or bad.
 int
     qn_blobstore_verify (qn_blobstore_t *self, const char *hash);
+
+//  Thread-safe.  Records st (the blob's file, as fstat or lstat saw it)
+//  as holding the bytes of hash: the caller checked them.
+void
+    qn_blobstore_vouch (qn_blobstore_t *self, const char *hash, const struct stat *st);
+
+//  Thread-safe.  True if st is the blob's file as it was when its bytes
+//  were last checked (see above); false if it changed since, or its
+//  check is not remembered.
+bool
+    qn_blobstore_vouched (qn_blobstore_t *self, const char *hash, const struct stat *st);
+
+//  Removes a complete blob found damaged, if its file is still the one
+//  seen (device and inode) and not vouched for: never a good copy fetched
+//  since.  0 if it removed it, else -1.
+int
+    qn_blobstore_drop (qn_blobstore_t *self, const char *hash, const struct stat *seen);
+
+//  Removes what is at the place of a complete blob if it is not a
+//  regular file of size bytes (appended to, truncated, a symlink...).
+//  1 if it removed something, 0 if there is nothing or it looks whole,
+//  -1 if it could not remove it (or the hash is invalid).
+int
+    qn_blobstore_drop_misfit (qn_blobstore_t *self, const char *hash, uint64_t size);
 
 //  Removes the complete blob and any partial of it.  0 if something was
 //  removed, -1 if there was nothing (or the hash is invalid).
@@ -145,8 +180,8 @@ int
 uint64_t
     qn_blobstore_bytes (qn_blobstore_t *self);
 
-//  Marks a complete blob as used now (its mtime), for qn_blobstore_trim.
-//  0, or -1 if it is absent.
+//  Marks a complete blob as used now (its mtime), for qn_blobstore_trim;
+//  a blob vouched for stays so.  0, or -1 if it is absent.
 int
     qn_blobstore_touch (qn_blobstore_t *self, const char *hash);
 

@@ -24,11 +24,14 @@
     as are devices, fifos and sockets, and names with control characters.
 
     What staging writes: each file is read-only, keeping its execute bits
-    (0444 or 0555).  A file is hard-linked from the blob store when that
-    is possible (same filesystem, non-executable), else copied and
-    verified.  Read-only because a hard-linked input shares its inode with
-    the store: a task writing into it in place would corrupt the cache.
-    An existing file at a target is replaced; other files already in a
+    (0444 or 0555), and is the task's own copy of its blob: a reflink
+    (FICLONE) where the filesystem shares extents, else a copy
+    (copy_file_range, else read and write), never a hard link, so that a
+    task writing to its inputs (it may make them writable: it is the
+    agent's user) changes neither the store nor any other attempt's
+    inputs.  A blob whose file changed since its SHA-256 was last checked
+    (qn_blobstore_vouched) is checked again, on the copy staged.  An
+    existing file at a target is replaced; other files already in a
     target directory are left alone.
 
     Errors: on failure, *error_p (if error_p is not NULL) receives a
@@ -120,12 +123,21 @@ qn_tree_t *
 qn_tree_t *
     qn_tree_for_file (const char *hash, uint64_t size);
 
+//  A blob staging cannot use: missing from the store (seen NULL), or
+//  damaged (not its size, or not its SHA-256), seen being its file then.
+//  Called on the staging thread.
+typedef void (qn_tree_damage_fn) (void *arg, const char *hash, uint64_t size,
+                                  const struct stat *seen);
+
 //  Materializes the tree at workdir/relpath from blobs, creating parent
 //  directories.  Refuses a symlink at any component of the way (never
-//  writes outside workdir) and a blob missing from the store.
+//  writes outside workdir).  A missing or damaged blob is an error, or,
+//  with damaged, is reported there and its file skipped (so the caller
+//  can fetch it again and stage once more).
 int
     qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir,
-                   const char *relpath, char **error_p);
+                   const char *relpath, qn_tree_damage_fn *damaged, void *arg,
+                   char **error_p);
 
 void
     qn_tree_destroy (qn_tree_t **self_p);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +29,22 @@ typedef struct {
     uint64_t used;                      //  LRU tick
 } s_partial_t;
 
+//  What a complete blob's file was when its SHA-256 was last checked.
+//  Any write to it moves its ctime, which no one can set back, so the
+//  same identity means the same bytes.
+typedef struct {
+    char hash [QN_BLOB_HASH_HEX + 1];   //  empty: a free slot
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    struct timespec ctime;
+} s_vouched_t;
+
+//  Slots of the vouched table, direct-mapped by the hash's first hex
+//  digits: a blob that lost its slot is only hashed again when used.
+#define S_VOUCHED_SLOTS 16384
+
 struct _qn_blobstore_t {
     char *dir;
     char *objects;
@@ -39,6 +56,9 @@ struct _qn_blobstore_t {
     //  so a trim that sees it under the bound need not walk objects/)
     bool trim_known;
     uint64_t trim_bytes;
+    //  Staging threads read and write it (qn_blobstore_vouched)
+    pthread_mutex_t vouched_lock;
+    s_vouched_t *vouched;               //  allocated at the first vouch
 };
 
 static void
@@ -162,6 +182,7 @@ qn_blobstore_new (const char *dir)
         return NULL;
     for (int i = 0; i < QN_BLOBSTORE_MAX_OPEN; i++)
         self->open [i].fd = -1;
+    pthread_mutex_init (&self->vouched_lock, NULL);
     self->dir = strdup (dir);
     self->objects = s_join (dir, "objects");
     self->partial = s_join (dir, "partial");
@@ -208,6 +229,8 @@ qn_blobstore_destroy (qn_blobstore_t **self_p)
     free (self->dir);
     free (self->objects);
     free (self->partial);
+    free (self->vouched);
+    pthread_mutex_destroy (&self->vouched_lock);
     free (self);
     *self_p = NULL;
 }
@@ -407,6 +430,58 @@ qn_blobstore_write (qn_blobstore_t *self, const char *hash, uint64_t offset,
     return 0;
 }
 
+//  The slot of hash in the vouched table; the caller holds the lock
+static s_vouched_t *
+s_vouched_slot (qn_blobstore_t *self, const char *hash)
+{
+    unsigned index = 0;
+    for (int i = 0; i < 4; i++)
+        index = index * 16 + (unsigned) (hash [i] <= '9'? hash [i] - '0': hash [i] - 'a' + 10);
+    return &self->vouched [index % S_VOUCHED_SLOTS];
+}
+
+static bool
+s_same_time (struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+void
+qn_blobstore_vouch (qn_blobstore_t *self, const char *hash, const struct stat *st)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash) || !st || !S_ISREG (st->st_mode))
+        return;
+    pthread_mutex_lock (&self->vouched_lock);
+    if (!self->vouched)
+        self->vouched = (s_vouched_t *) calloc (S_VOUCHED_SLOTS, sizeof (s_vouched_t));
+    if (self->vouched) {
+        s_vouched_t *slot = s_vouched_slot (self, hash);
+        memcpy (slot->hash, hash, QN_BLOB_HASH_HEX + 1);
+        slot->dev = st->st_dev;
+        slot->ino = st->st_ino;
+        slot->size = st->st_size;
+        slot->mtime = st->st_mtim;
+        slot->ctime = st->st_ctim;
+    }
+    pthread_mutex_unlock (&self->vouched_lock);
+}
+
+bool
+qn_blobstore_vouched (qn_blobstore_t *self, const char *hash, const struct stat *st)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash) || !st)
+        return false;
+    pthread_mutex_lock (&self->vouched_lock);
+    const s_vouched_t *slot = self->vouched? s_vouched_slot (self, hash): NULL;
+    bool same = slot && strcmp (slot->hash, hash) == 0 && S_ISREG (st->st_mode)
+             && slot->dev == st->st_dev && slot->ino == st->st_ino && slot->size == st->st_size
+             && s_same_time (slot->mtime, st->st_mtim) && s_same_time (slot->ctime, st->st_ctim);
+    pthread_mutex_unlock (&self->vouched_lock);
+    return same;
+}
+
 //  Moves a verified file into objects/, durably: the data is fsynced
 //  before the rename, the directories after it.
 static int
@@ -432,6 +507,9 @@ s_install (qn_blobstore_t *self, int fd, const char *from, const char *hash,
         return -1;
     }
     self->trim_bytes += size;
+    //  After the rename, which may move the ctime
+    if (lstat (path, &st) == 0)
+        qn_blobstore_vouch (self, hash, &st);
     s_fsync_dir (subdir);
     s_fsync_dir (self->partial);
     return 0;
@@ -757,10 +835,15 @@ qn_blobstore_verify (qn_blobstore_t *self, const char *hash)
         return -1;
     char actual [QN_BLOB_HASH_HEX + 1];
     uint64_t size;
-    int rc = qn_blobstore_hash_fd (fd, actual, &size, NULL, 0);
-    close (fd);
-    if (rc == 0 && strcmp (actual, hash) == 0)
+    struct stat before, after;
+    int rc = fstat (fd, &before) == 0? qn_blobstore_hash_fd (fd, actual, &size, NULL, 0): -1;
+    if (rc == 0 && strcmp (actual, hash) == 0) {
+        if (fstat (fd, &after) == 0 && s_same_time (before.st_ctim, after.st_ctim))
+            qn_blobstore_vouch (self, hash, &after);
+        close (fd);
         return 0;
+    }
+    close (fd);
     char path [PATH_MAX];
     s_object_path (self, hash, path, sizeof path);
     unlink (path);
@@ -846,8 +929,50 @@ qn_blobstore_touch (qn_blobstore_t *self, const char *hash)
         return -1;
     char path [4096];
     s_object_path (self, hash, path, sizeof path);
+    //  Our own change moves the ctime: a blob vouched for before it stays
+    //  so (a write landing between the stat and the utimensat would be
+    //  missed; staged inputs are copies, so only a writer outside qanat
+    //  can reach the file)
+    struct stat st;
+    bool vouched = lstat (path, &st) == 0 && qn_blobstore_vouched (self, hash, &st);
     //  NULL times = now; allowed on our own read-only files
-    return utimensat (AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW) == 0? 0: -1;
+    if (utimensat (AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW) != 0)
+        return -1;
+    if (vouched && lstat (path, &st) == 0)
+        qn_blobstore_vouch (self, hash, &st);
+    return 0;
+}
+
+int
+qn_blobstore_drop (qn_blobstore_t *self, const char *hash, const struct stat *seen)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash) || !seen)
+        return -1;
+    char path [PATH_MAX];
+    s_object_path (self, hash, path, sizeof path);
+    struct stat st;
+    //  Not by ctime: the agent's touch moves it.  A good copy fetched
+    //  since (even on a reused inode number) is vouched for.
+    if (lstat (path, &st) != 0 || st.st_dev != seen->st_dev || st.st_ino != seen->st_ino
+    ||  qn_blobstore_vouched (self, hash, &st))
+        return -1;
+    return unlink (path) == 0? 0: -1;
+}
+
+int
+qn_blobstore_drop_misfit (qn_blobstore_t *self, const char *hash, uint64_t size)
+{
+    assert (self);
+    if (!qn_blobstore_valid_hash (hash))
+        return -1;
+    char path [PATH_MAX];
+    s_object_path (self, hash, path, sizeof path);
+    struct stat st;
+    if (lstat (path, &st) != 0 || (S_ISREG (st.st_mode) && (uint64_t) st.st_size == size))
+        return 0;
+    int rc = S_ISDIR (st.st_mode)? rmdir (path): unlink (path);
+    return rc == 0? 1: -1;
 }
 
 uint64_t

@@ -7,11 +7,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -957,123 +958,168 @@ s_stage_dir (int dir_fd, const char *name, const char *shown, const char *relpat
     return fd;
 }
 
-//  Copies blob_fd into fd, verifying the content against hash.
-static int
-s_copy_verified (int blob_fd, int fd, const char *hash)
+#define S_COPY_BUFFER (256 * 1024)
+
+//  Copies up to want bytes at offset through buffer: the bytes copied,
+//  0 at the end of in, -1 on an error
+static ssize_t
+s_copy_chunk (int in, int out, uint8_t *buffer, size_t want, uint64_t offset)
 {
-    uint8_t *buffer = (uint8_t *) malloc (256 * 1024);
-    if (!buffer)
-        return -1;
-    crypto_hash_sha256_state state;
-    crypto_hash_sha256_init (&state);
-    uint64_t offset = 0;
-    int rc = 0;
-    while (rc == 0) {
-        ssize_t got = pread (blob_fd, buffer, 256 * 1024, (off_t) offset);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0) {
-            rc = got < 0? -1: 0;
-            break;
-        }
-        for (ssize_t done = 0; done < got; ) {
-            ssize_t put = write (fd, buffer + done, (size_t) (got - done));
-            if (put < 0 && errno == EINTR)
-                continue;
-            if (put < 0) {
-                rc = -1;
-                break;
-            }
-            done += put;
-        }
-        crypto_hash_sha256_update (&state, buffer, (unsigned long long) got);
-        offset += (uint64_t) got;
+    ssize_t got = pread (in, buffer, want, (off_t) offset);
+    for (ssize_t at = 0; got > 0 && at < got; ) {
+        ssize_t put = pwrite (out, buffer + at, (size_t) (got - at),
+                              (off_t) (offset + (uint64_t) at));
+        if (put > 0)
+            at += put;
+        else
+        if (put == 0 || errno != EINTR)
+            return -1;
     }
-    free (buffer);
-    uint8_t digest [32];
-    crypto_hash_sha256_final (&state, digest);
-    char actual [QN_BLOB_HASH_HEX + 1];
-    static const char digits [] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        actual [2 * i] = digits [digest [i] >> 4];
-        actual [2 * i + 1] = digits [digest [i] & 15];
-    }
-    actual [QN_BLOB_HASH_HEX] = 0;
-    if (rc == 0 && strcmp (actual, hash))
-        rc = -2;
-    return rc;
+    return got;
 }
 
-//  Puts one file at dir_fd/name: through a scratch name and a rename, so
-//  that an existing file (or symlink) there is replaced, not written
-//  through.
+//  Copies size bytes of in to out, both at offset 0: a reflink where the
+//  filesystem shares extents (a write to either then copies them), else
+//  in the kernel, else through a buffer.  Never a hard link: the copy is
+//  the task's own, what it does to it reaches no cache entry and no other
+//  attempt.  A short source gives a short copy, for the caller's checks.
+static int
+s_copy_bytes (int in, int out, uint64_t size)
+{
+#ifdef FICLONE
+    if (ioctl (out, FICLONE, in) == 0)
+        return 0;
+#endif
+    bool kernel = true;
+    uint8_t *buffer = NULL;
+    uint64_t done = 0;
+    while (done < size) {
+        size_t want = size - done > (1u << 30)? (1u << 30): (size_t) (size - done);
+        ssize_t got;
+        if (kernel) {
+            loff_t from = (loff_t) done, to = (loff_t) done;
+            got = copy_file_range (in, &from, out, &to, want, 0);
+            if (got < 0 && errno != EINTR && done == 0) {
+                kernel = false;         //  not between these files: by hand
+                continue;
+            }
+        }
+        else {
+            if (!buffer && !(buffer = (uint8_t *) malloc (S_COPY_BUFFER)))
+                return -1;
+            got = s_copy_chunk (in, out, buffer, want < S_COPY_BUFFER? want: S_COPY_BUFFER,
+                                done);
+        }
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        done += (uint64_t) got;
+    }
+    free (buffer);
+    return done == size? 0: -1;
+}
+
+static bool
+s_same_file (const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size
+        && a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec
+        && a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+//  Where staging reports a blob it cannot use
+typedef struct {
+    qn_tree_damage_fn *fn;              //  NULL: such a blob is an error
+    void *arg;
+} s_report_t;
+
+//  A blob missing (seen NULL) or damaged: reported (0, the entry is
+//  skipped) or an error (-1).
+static int
+s_unusable (const s_report_t *report, const qn_tree_entry_t *entry, const struct stat *seen,
+            const char *why, const char *shown, const char *relpath, char **error_p)
+{
+    if (report->fn) {
+        report->fn (report->arg, entry->hash, entry->size, seen);
+        return 0;
+    }
+    if (seen)
+        s_fail (error_p, "input '%s': '%s': blob %s in the store is damaged%s", relpath, shown,
+                entry->hash, why);
+    else
+        s_fail (error_p, "input '%s': '%s': blob %s is not in the store", relpath, shown,
+                entry->hash);
+    return -1;
+}
+
+//  Puts one file at dir_fd/name, a copy of its blob (s_copy_bytes):
+//  through a scratch name and a rename, so that an existing file (or
+//  symlink) there is replaced, not written through.  The copy is hashed
+//  unless the blob's file is as it was when its bytes were last checked
+//  (qn_blobstore_vouched) before and after the copy.
 static int
 s_stage_file (qn_blobstore_t *blobs, const qn_tree_entry_t *entry, int dir_fd, const char *name,
-              const char *shown, const char *relpath, char **error_p)
+              const char *shown, const char *relpath, const s_report_t *report, char **error_p)
 {
     char blob_path [PATH_MAX];
-    if (qn_blobstore_path (blobs, entry->hash, blob_path, sizeof blob_path)) {
-        s_fail (error_p, "input '%s': '%s': blob %s is not in the store", relpath, shown, entry->hash);
-        return -1;
-    }
-    int blob_fd = open (blob_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    struct stat blob_st;
-    if (blob_fd < 0 || fstat (blob_fd, &blob_st) || !S_ISREG (blob_st.st_mode)
-    ||  (uint64_t) blob_st.st_size != entry->size) {
-        s_fail (error_p, "input '%s': '%s': blob %s in the store is damaged (size differs)",
-                relpath, shown, entry->hash);
+    int blob_fd = qn_blobstore_path (blobs, entry->hash, blob_path, sizeof blob_path) == 0
+                ? open (blob_path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC): -1;
+    struct stat seen, after;
+    if (blob_fd < 0 || fstat (blob_fd, &seen)) {
         if (blob_fd >= 0)
             close (blob_fd);
-        return -1;
+        return s_unusable (report, entry, NULL, "", shown, relpath, error_p);
+    }
+    if (!S_ISREG (seen.st_mode) || (uint64_t) seen.st_size != entry->size) {
+        close (blob_fd);
+        return s_unusable (report, entry, &seen, " (size differs)", shown, relpath, error_p);
     }
     mode_t want = 0444 | (entry->mode & 0111);
     static unsigned counter = 0;
     char scratch [64];
-    int rc = -1;
-    bool linked = false;
-    for (int attempt = 0; attempt < 100 && !linked; attempt++) {
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
         snprintf (scratch, sizeof scratch, ".qanat-stage-%d-%u", (int) getpid (), counter++);
-        if ((blob_st.st_mode & 07777) != want)
+        fd = openat (dir_fd, scratch, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
             break;
-        if (linkat (AT_FDCWD, blob_path, dir_fd, scratch, 0) == 0)
-            linked = true;
-        else
-        if (errno != EEXIST)
-            break;              //  other filesystem, link limit, ...: copy
     }
-    if (linked)
-        rc = 0;
-    else {
-        int fd = -1;
-        for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-            fd = openat (dir_fd, scratch, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-            if (fd < 0 && errno != EEXIST)
-                break;
-            if (fd < 0)
-                snprintf (scratch, sizeof scratch, ".qanat-stage-%d-%u", (int) getpid (), counter++);
-        }
-        if (fd < 0) {
-            s_fail (error_p, "input '%s': cannot create '%s': %s", relpath, shown, strerror (errno));
-            close (blob_fd);
-            return -1;
-        }
-        rc = s_copy_verified (blob_fd, fd, entry->hash);
-        if (rc == 0 && fchmod (fd, want))
+    if (fd < 0) {
+        s_fail (error_p, "input '%s': cannot create '%s': %s", relpath, shown, strerror (errno));
+        close (blob_fd);
+        return -1;
+    }
+    bool trusted = qn_blobstore_vouched (blobs, entry->hash, &seen);
+    int rc = s_copy_bytes (blob_fd, fd, entry->size);
+    if (rc == 0 && fstat (blob_fd, &after))
+        rc = -1;
+    bool damaged = false;
+    if (rc == 0 && !(trusted && qn_blobstore_vouched (blobs, entry->hash, &after))) {
+        //  Changed since it was checked, or never checked by this store:
+        //  what the task will read is checked
+        char actual [QN_BLOB_HASH_HEX + 1];
+        uint64_t size = 0;
+        if (qn_blobstore_hash_fd (fd, actual, &size, NULL, 0))
             rc = -1;
-        if (close (fd))
-            rc = rc? rc: -1;
-        if (rc) {
-            if (rc == -2)
-                s_fail (error_p, "input '%s': '%s': blob %s in the store is damaged", relpath, shown,
-                        entry->hash);
-            else
-                s_fail (error_p, "input '%s': cannot write '%s': %s", relpath, shown, strerror (errno));
-            unlinkat (dir_fd, scratch, 0);
-            close (blob_fd);
-            return -1;
-        }
+        else
+            damaged = size != entry->size || strcmp (actual, entry->hash) != 0;
+        if (rc == 0 && !damaged && s_same_file (&seen, &after))
+            qn_blobstore_vouch (blobs, entry->hash, &after);
     }
+    if (rc == 0 && !damaged && fchmod (fd, want))
+        rc = -1;
+    if (close (fd) && rc == 0)
+        rc = -1;
     close (blob_fd);
+    if (rc || damaged) {
+        int saved = errno;
+        unlinkat (dir_fd, scratch, 0);
+        if (damaged)
+            return s_unusable (report, entry, &after, "", shown, relpath, error_p);
+        s_fail (error_p, "input '%s': cannot write '%s': %s", relpath, shown, strerror (saved));
+        return -1;
+    }
     if (renameat (dir_fd, scratch, dir_fd, name)) {
         int saved = errno;
         if (saved == EISDIR || saved == ENOTEMPTY || saved == EEXIST)
@@ -1083,17 +1129,16 @@ s_stage_file (qn_blobstore_t *blobs, const qn_tree_entry_t *entry, int dir_fd, c
         unlinkat (dir_fd, scratch, 0);
         return -1;
     }
-    //  rename() between two links of one inode does nothing at all.
-    unlinkat (dir_fd, scratch, 0);
     return 0;
 }
 
 int
 qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, const char *relpath,
-               char **error_p)
+               qn_tree_damage_fn *damaged, void *arg, char **error_p)
 {
     assert (self);
     assert (blobs);
+    s_report_t report = { damaged, arg };
     char *normal = s_normalize (relpath, "input", error_p);
     if (!normal)
         return -1;
@@ -1127,7 +1172,8 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
             rc = -1;
         }
         else
-            rc = s_stage_file (blobs, &self->entries [0], dir_fd, last, normal, relpath, error_p);
+            rc = s_stage_file (blobs, &self->entries [0], dir_fd, last, normal, relpath, &report,
+                               error_p);
     }
     else
     if (rc == 0) {
@@ -1192,7 +1238,7 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
                 }
             }
             if (rc == 0)
-                rc = s_stage_file (blobs, entry, open_fd, name, shown, relpath, error_p);
+                rc = s_stage_file (blobs, entry, open_fd, name, shown, relpath, &report, error_p);
             free (shown);
         }
         free (open_path);

@@ -555,6 +555,51 @@ test_strays_and_scratch (void **state)
     assert_int_equal (qn_blobstore_read (fixture->blobs, planted, 0, buffer, sizeof buffer), -1);
 }
 
+//  The store vouches for a blob's file as long as it is the file whose
+//  bytes were checked: stored, touched (its own change), verified; not
+//  once it is written to.  What is not a file of its size is dropped.
+static void
+test_vouched (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char error [256], hash [65], object [512];
+    assert_int_equal (qn_blobstore_put_buffer (fixture->blobs, "abc", 3, hash, error,
+                                               sizeof error), 0);
+    assert_int_equal (qn_blobstore_path (fixture->blobs, hash, object, sizeof object), 0);
+    struct stat st;
+    assert_int_equal (stat (object, &st), 0);
+    assert_true (qn_blobstore_vouched (fixture->blobs, hash, &st));
+    usleep (20000);             //  past the clock's tick, so that times move
+    assert_int_equal (qn_blobstore_touch (fixture->blobs, hash), 0);
+    struct stat touched;
+    assert_int_equal (stat (object, &touched), 0);
+    assert_false (qn_blobstore_vouched (fixture->blobs, hash, &st));
+    assert_true (qn_blobstore_vouched (fixture->blobs, hash, &touched));
+    //  Written in place, same size: no longer vouched for, touched or not
+    usleep (20000);
+    assert_int_equal (chmod (object, 0644), 0);
+    s_write_file (object, "abd", 3);
+    assert_int_equal (stat (object, &st), 0);
+    assert_false (qn_blobstore_vouched (fixture->blobs, hash, &st));
+    assert_int_equal (qn_blobstore_touch (fixture->blobs, hash), 0);
+    assert_int_equal (stat (object, &st), 0);
+    assert_false (qn_blobstore_vouched (fixture->blobs, hash, &st));
+    //  Written back: vouched for again once verified
+    s_write_file (object, "abc", 3);
+    assert_int_equal (qn_blobstore_verify (fixture->blobs, hash), 0);
+    assert_int_equal (stat (object, &st), 0);
+    assert_true (qn_blobstore_vouched (fixture->blobs, hash, &st));
+    assert_false (qn_blobstore_vouched (fixture->blobs, ABC_SHA256 "x", &st));
+    //  Misfits: the right size stays, another size or a symlink goes
+    assert_int_equal (qn_blobstore_drop_misfit (fixture->blobs, hash, 3), 0);
+    assert_int_equal (qn_blobstore_drop_misfit (fixture->blobs, hash, 4), 1);
+    assert_false (qn_blobstore_has (fixture->blobs, hash));
+    assert_int_equal (qn_blobstore_drop_misfit (fixture->blobs, hash, 3), 0);
+    assert_int_equal (symlink ("/etc/passwd", object), 0);
+    assert_int_equal (qn_blobstore_drop_misfit (fixture->blobs, hash, 3), 1);
+    assert_int_equal (lstat (object, &st), -1);
+}
+
 static void
 test_hostile_hashes (void **state)
 {
@@ -770,6 +815,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_empty_blob, setup, teardown),
         cmocka_unit_test_setup_teardown (test_big_file, setup, teardown),
         cmocka_unit_test_setup_teardown (test_strays_and_scratch, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_vouched, setup, teardown),
         cmocka_unit_test_setup_teardown (test_hostile_hashes, setup, teardown),
         cmocka_unit_test_setup_teardown (test_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown (test_remove_abandon, setup, teardown),

@@ -366,6 +366,7 @@ s_build_heartbeat (void)
     heartbeat->running = 5;
     heartbeat->spool_bytes = 1u << 30;
     heartbeat->spool_full = true;
+    heartbeat->cache_damaged = 4;
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_HEARTBEAT);
     env->heartbeat = heartbeat;
     return env;
@@ -794,6 +795,16 @@ s_build_request_revoke_agent (void)
     return env;
 }
 
+//  An access list with one entry and one agent label
+static Qanat__SecretAccess *
+s_secret_access (const char *entry)
+{
+    NEW (access, Qanat__SecretAccess, qanat__secret_access__init);
+    SET_LIST (access, allow, (char *) entry);
+    SET_LIST (access, agents, s_label ("env", "prod"));
+    return access;
+}
+
 static Qanat__Envelope *
 s_build_request_set_secret (void)
 {
@@ -802,6 +813,8 @@ s_build_request_set_secret (void)
     NEW (set, Qanat__SetSecret, qanat__set_secret__init);
     set->name = "DB_PASSWORD";
     set->value = s_bytes ("hunter2\0tail", 12);
+    set->access = s_secret_access ("user:eve");
+    set->access_only = true;
     request->set_secret = set;
     return env;
 }
@@ -850,6 +863,7 @@ s_build_reply_secrets (void)
     Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_SECRETS);
     NEW (list, Qanat__SecretList, qanat__secret_list__init);
     SET_LIST (list, names, "DB_PASSWORD", "S3_KEY");
+    SET_LIST (list, access, s_secret_access ("role:admin"), s_secret_access ("workflow:etl"));
     reply->secrets = list;
     return env;
 }
@@ -959,6 +973,7 @@ s_build_reply_stats (void)
     stats->sends_refused = 16;
     stats->s3_objects_deleted = 17;
     stats->s3_delete_failures = 18;
+    stats->agent_cache_damaged = 19;
     reply->stats = stats;
     return env;
 }
@@ -1491,8 +1506,8 @@ test_every_body_covered (void **state)
         s_assert_populated (&env->base);
         s_arena_free ();
     }
-    const ProtobufCMessageDescriptor *todo [64];
-    const ProtobufCMessageDescriptor *done [64];
+    const ProtobufCMessageDescriptor *todo [256];
+    const ProtobufCMessageDescriptor *done [256];
     size_t todo_count = 0, done_count = 0;
     todo [todo_count++] = &qanat__envelope__descriptor;
     while (todo_count) {

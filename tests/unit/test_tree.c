@@ -694,7 +694,7 @@ test_stage_dir (void **state)
     qn_tree_t *received = qn_tree_parse_manifest (text, size, &error);
     assert_non_null (received);
     free (text);
-    if (qn_tree_stage (received, fixture->blobs, fixture->stage, "inputs/data", &error))
+    if (qn_tree_stage (received, fixture->blobs, fixture->stage, "inputs/data", NULL, NULL, &error))
         fail_msg ("%s", error);
     char *content = s_read (fixture->stage, "inputs/data/data.csv");
     assert_string_equal (content, "1,2,3\n");
@@ -714,7 +714,7 @@ test_stage_dir (void **state)
     snprintf (path, sizeof path, "%s/inputs/data/data.csv", fixture->stage);
     assert_int_equal (stat (path, &st), 0);
     assert_int_equal (st.st_mode & 07777, 0444);
-    //  Hard-linked from the store (same filesystem here).
+    //  A copy, never a link to the store (test_stage_isolated)
     char blob [512];
     struct stat blob_st;
     assert_int_equal (qn_blobstore_path (fixture->blobs, qn_tree_entry (received, 0)->hash,
@@ -724,9 +724,9 @@ test_stage_dir (void **state)
     assert_int_equal (qn_blobstore_path (fixture->blobs, qn_tree_entry (received, 1)->hash,
                                          blob, sizeof blob), 0);
     assert_int_equal (stat (blob, &blob_st), 0);
-    assert_int_equal (st.st_ino, blob_st.st_ino);
+    assert_true (st.st_ino != blob_st.st_ino);
     //  Staging again over the same files: fine, no scratch files left.
-    if (qn_tree_stage (received, fixture->blobs, fixture->stage, "inputs/data", &error))
+    if (qn_tree_stage (received, fixture->blobs, fixture->stage, "inputs/data", NULL, NULL, &error))
         fail_msg ("%s", error);
     qn_tree_t *restaged = qn_tree_scan (fixture->stage, "inputs/data", &error);
     assert_non_null (restaged);
@@ -751,13 +751,15 @@ test_stage_file (void **state)
     char *error = NULL;
     qn_tree_t *tree = qn_tree_scan_store (fixture->work, "model.bin", fixture->blobs, &error);
     assert_non_null (tree);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "a/b/c/model.bin", &error), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "a/b/c/model.bin",
+                                     NULL, NULL, &error), 0);
     char *content = s_read (fixture->stage, "a/b/c/model.bin");
     assert_string_equal (content, "weights");
     free (content);
     //  An existing file is replaced, not written through.
     s_file (fixture->stage, "here.bin", "old content", 0644);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "here.bin", &error), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "here.bin",
+                                     NULL, NULL, &error), 0);
     content = s_read (fixture->stage, "here.bin");
     assert_string_equal (content, "weights");
     free (content);
@@ -766,7 +768,8 @@ test_stage_file (void **state)
     char target [512];
     snprintf (target, sizeof target, "%s/victim", fixture->outside);
     s_link (target, fixture->stage, "trap.bin");
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "trap.bin", &error), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "trap.bin",
+                                     NULL, NULL, &error), 0);
     content = s_read (fixture->outside, "victim");
     assert_string_equal (content, "precious");
     free (content);
@@ -778,7 +781,8 @@ test_stage_file (void **state)
     snprintf (target, sizeof target, "%s/adir", fixture->stage);
     mkdir (target, 0755);
     s_file (fixture->stage, "adir/keep", "keep", 0644);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "adir", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "adir",
+                                     NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "is a directory"));
     free (error);
     error = NULL;
@@ -797,21 +801,23 @@ test_stage_escapes (void **state)
     assert_non_null (tree);
     const char *bad [] = { "../x", "a/../../x", "/tmp/x", "", ".", NULL };
     for (int i = 0; bad [i]; i++) {
-        assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, bad [i], &error), -1);
+        assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, bad [i],
+                                         NULL, NULL, &error), -1);
         assert_non_null (error);
         free (error);
         error = NULL;
     }
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, NULL, &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, NULL, NULL, NULL, &error), -1);
     free (error);
     error = NULL;
     //  A symlink on the way, in the parents or as the target directory.
     s_link (fixture->outside, stage, "evil");
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "evil/in", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "evil/in",
+                                     NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "symlink"));
     free (error);
     error = NULL;
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "evil", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "evil", NULL, NULL, &error), -1);
     free (error);
     error = NULL;
     //  A symlink planted inside the target directory by an earlier task.
@@ -819,7 +825,7 @@ test_stage_escapes (void **state)
     snprintf (path, sizeof path, "%s/in", stage);
     mkdir (path, 0755);
     s_link (fixture->outside, stage, "in/sub");
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "in", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, "in", NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "symlink"));
     free (error);
     error = NULL;
@@ -832,7 +838,8 @@ test_stage_escapes (void **state)
     assert_int_equal (access (path, F_OK), -1);
     //  A hostile manifest cannot escape either (it is refused on parse),
     //  and a bad working directory is an error.
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, "/nonexistent/qanat", "in", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, "/nonexistent/qanat", "in",
+                                     NULL, NULL, &error), -1);
     free (error);
     qn_tree_destroy (&tree);
 }
@@ -847,7 +854,8 @@ test_stage_missing_or_damaged (void **state)
     //  Scanned but not stored: the blobs are missing.
     qn_tree_t *tree = qn_tree_scan (fixture->work, "out", &error);
     assert_non_null (tree);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in",
+                                     NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "not in the store"));
     free (error);
     error = NULL;
@@ -864,7 +872,8 @@ test_stage_missing_or_damaged (void **state)
     FILE *file = fopen (blob, "r+");
     fputs ("#!/bin/xx\n", file);
     fclose (file);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in",
+                                     NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "damaged"));
     free (error);
     error = NULL;
@@ -873,9 +882,141 @@ test_stage_missing_or_damaged (void **state)
     assert_int_equal (qn_blobstore_path (fixture->blobs, plain->hash, blob, sizeof blob), 0);
     assert_int_equal (chmod (blob, 0644), 0);
     assert_int_equal (truncate (blob, 3), 0);
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in2", &error), -1);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in2",
+                                     NULL, NULL, &error), -1);
     assert_non_null (strstr (error, "damaged"));
     free (error);
+    qn_tree_destroy (&tree);
+}
+
+//  A staged input is the task's own: made writable and written to (as
+//  the agent's user may), it changes neither the store nor the same input
+//  staged for another attempt, running or later.
+static void
+test_stage_isolated (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_file (fixture->work, "out/a.bin", "the producer's bytes\n", 0644);
+    s_file (fixture->work, "out/sub/b.bin", "more bytes\n", 0644);
+    char *error = NULL;
+    qn_tree_t *tree = qn_tree_scan_store (fixture->work, "out", fixture->blobs, &error);
+    assert_non_null (tree);
+    char one [512], two [512], path [600];
+    snprintf (one, sizeof one, "%s/one", fixture->dir);
+    snprintf (two, sizeof two, "%s/two", fixture->dir);
+    assert_int_equal (mkdir (one, 0700), 0);
+    assert_int_equal (mkdir (two, 0700), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, one, "in", NULL, NULL, &error), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, two, "in", NULL, NULL, &error), 0);
+    const char *names [] = { "a.bin", "sub/b.bin" };
+    for (size_t i = 0; i < 2; i++) {
+        snprintf (path, sizeof path, "%s/in/%s", one, names [i]);
+        char blob [512];
+        struct stat st, blob_st;
+        assert_int_equal (qn_blobstore_path (fixture->blobs, qn_tree_entry (tree, i)->hash,
+                                             blob, sizeof blob), 0);
+        assert_int_equal (stat (path, &st), 0);
+        assert_int_equal (stat (blob, &blob_st), 0);
+        assert_true (st.st_ino != blob_st.st_ino);
+        assert_int_equal (st.st_mode & 07777, 0444);
+        //  In place, appended, truncated
+        assert_int_equal (chmod (path, 0644), 0);
+        FILE *file = fopen (path, "r+");
+        assert_non_null (file);
+        fputs ("XXXX", file);
+        fclose (file);
+        file = fopen (path, "a");
+        fputs ("more", file);
+        fclose (file);
+        assert_int_equal (qn_blobstore_verify (fixture->blobs, qn_tree_entry (tree, i)->hash), 0);
+        assert_int_equal (truncate (path, 1), 0);
+        assert_int_equal (qn_blobstore_verify (fixture->blobs, qn_tree_entry (tree, i)->hash), 0);
+    }
+    char *content = s_read (two, "in/a.bin");
+    assert_string_equal (content, "the producer's bytes\n");
+    free (content);
+    content = s_read (two, "in/sub/b.bin");
+    assert_string_equal (content, "more bytes\n");
+    free (content);
+    qn_tree_destroy (&tree);
+}
+
+typedef struct {
+    size_t count;
+    char hash [65];
+    bool seen;
+    struct stat st;
+} damage_t;
+
+static void
+s_on_damage (void *arg, const char *hash, uint64_t size, const struct stat *seen)
+{
+    (void) size;
+    damage_t *damage = (damage_t *) arg;
+    damage->count++;
+    snprintf (damage->hash, sizeof damage->hash, "%s", hash);
+    damage->seen = seen != NULL;
+    if (seen)
+        damage->st = *seen;
+}
+
+//  With a damage callback, a blob changed in the store (same size, so
+//  only its SHA-256 tells) or missing is reported and skipped, not an
+//  error: the agent drops it, fetches it again and stages once more.
+static void
+test_stage_reports_damage (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_file (fixture->work, "out/a.bin", "the producer's bytes\n", 0644);
+    s_file (fixture->work, "out/b.bin", "other bytes\n", 0644);
+    char *error = NULL;
+    qn_tree_t *tree = qn_tree_scan_store (fixture->work, "out", fixture->blobs, &error);
+    assert_non_null (tree);
+    const char *hash = qn_tree_entry (tree, 0)->hash;
+    char blob [512];
+    assert_int_equal (qn_blobstore_path (fixture->blobs, hash, blob, sizeof blob), 0);
+    assert_int_equal (chmod (blob, 0644), 0);
+    FILE *file = fopen (blob, "r+");
+    fputs ("XXXX", file);
+    fclose (file);
+    damage_t damage = { 0 };
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in", s_on_damage,
+                                     &damage, &error), 0);
+    assert_int_equal (damage.count, 1);
+    assert_string_equal (damage.hash, hash);
+    assert_true (damage.seen);
+    char path [600];
+    snprintf (path, sizeof path, "%s/in/a.bin", fixture->stage);
+    assert_int_equal (access (path, F_OK), -1);
+    char *content = s_read (fixture->stage, "in/b.bin");
+    assert_string_equal (content, "other bytes\n");
+    free (content);
+    //  Dropped only while it is the file seen
+    assert_int_equal (qn_blobstore_drop (fixture->blobs, hash, &damage.st), 0);
+    assert_false (qn_blobstore_has (fixture->blobs, hash));
+    assert_int_equal (qn_blobstore_drop (fixture->blobs, hash, &damage.st), -1);
+    memset (&damage, 0, sizeof damage);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in", s_on_damage,
+                                     &damage, &error), 0);
+    assert_int_equal (damage.count, 1);
+    assert_false (damage.seen);
+    //  Stored again: staged, and a good copy is not dropped for the old one
+    s_file (fixture->work, "again.bin", "the producer's bytes\n", 0644);
+    char again [65];
+    char message [256];
+    snprintf (path, sizeof path, "%s/again.bin", fixture->work);
+    assert_int_equal (qn_blobstore_put_file (fixture->blobs, path, again, NULL, message,
+                                             sizeof message), 0);
+    struct stat old = damage.st;
+    memset (&damage, 0, sizeof damage);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in", s_on_damage,
+                                     &damage, &error), 0);
+    assert_int_equal (damage.count, 0);
+    content = s_read (fixture->stage, "in/a.bin");
+    assert_string_equal (content, "the producer's bytes\n");
+    free (content);
+    assert_int_equal (qn_blobstore_drop (fixture->blobs, hash, &old), -1);
+    assert_true (qn_blobstore_has (fixture->blobs, hash));
     qn_tree_destroy (&tree);
 }
 
@@ -917,7 +1058,8 @@ test_load_manifest_and_file_tree (void **state)
     assert_string_equal (qn_tree_entry (tree, 0)->hash, a);
     assert_int_equal (qn_tree_bytes (tree), 6);
     //  Staged like any tree: the file arrives under its name
-    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in.csv", NULL), 0);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, "in.csv",
+                                     NULL, NULL, NULL), 0);
     qn_tree_destroy (&tree);
     char path [256];
     snprintf (path, sizeof path, "%s/in.csv", fixture->stage);
@@ -946,6 +1088,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_stage_file, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_missing_or_damaged, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_stage_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_stage_reports_damage, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
