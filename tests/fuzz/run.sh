@@ -60,7 +60,7 @@ proto_dir=$(dirname "$proto_c")
 pkgs="libczmq libzmq libprotobuf-c yaml-0.1 lmdb libcurl libsodium"
 dep_cflags=$(pkg-config --cflags $pkgs) || exit 1
 dep_libs="$(pkg-config --libs $pkgs) -lm"
-includes="-I$srcdir/include -I$srcdir/lib -I$proto_dir -I$srcdir/coordinator -I$fuzzdir"
+includes="-I$srcdir/include/qanat -I$srcdir/lib -I$proto_dir -I$srcdir/coordinator -I$fuzzdir"
 cflags="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Wno-unused-parameter -fno-omit-frame-pointer
         -fno-sanitize-recover=undefined"
 

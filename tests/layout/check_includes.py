@@ -13,7 +13,7 @@ import re
 import sys
 
 SRCDIR = os.environ.get("QANAT_SRCDIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-FOLDERS = ["include", "lib", "coordinator", "agent", "cli"]
+FOLDERS = ["include/qanat", "lib", "coordinator", "agent", "cli"]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 PART_OF = re.compile(r"One of the files of the (qn_\w+) class")
 
