@@ -200,6 +200,21 @@ s_read_file (const char *path, size_t *size_p)
     return data;
 }
 
+//  Loads a workflow file, or says why it is not valid (file:line:col
+//  errors, with one newline at the end) and returns NULL.
+static qn_workflow_t *
+s_load_workflow (const char *path)
+{
+    char *error = NULL;
+    qn_workflow_t *wf = qn_workflow_load (path, &error);
+    if (!wf) {
+        fprintf (stderr, "%s%s", error? error: "invalid workflow",
+                 error && error [strlen (error) - 1] == '\n'? "": "\n");
+        free (error);
+    }
+    return wf;
+}
+
 int
 cli_cmd_run (options_t *options, int argc, char **argv)
 {
@@ -209,14 +224,9 @@ cli_cmd_run (options_t *options, int argc, char **argv)
     }
     //  Validate here first: the user gets file:line:col errors without a
     //  round trip, and the coordinator checks again anyway.
-    char *error = NULL;
-    qn_workflow_t *wf = qn_workflow_load (argv [0], &error);
-    if (!wf) {
-        fprintf (stderr, "%s%s", error? error: "invalid workflow",
-                 error && error [strlen (error) - 1] == '\n'? "": "\n");
-        free (error);
+    qn_workflow_t *wf = s_load_workflow (argv [0]);
+    if (!wf)
         return EXIT_USAGE;
-    }
     size_t size = 0;
     char *source = s_read_file (argv [0], &size);
     if (!source) {
@@ -300,14 +310,9 @@ cli_cmd_validate (options_t *options, int argc, char **argv)
         fprintf (stderr, "usage: qanat validate FILE\n");
         return EXIT_USAGE;
     }
-    char *error = NULL;
-    qn_workflow_t *wf = qn_workflow_load (argv [0], &error);
-    if (!wf) {
-        fprintf (stderr, "%s%s", error? error: "invalid workflow",
-                 error && error [strlen (error) - 1] == '\n'? "": "\n");
-        free (error);
+    qn_workflow_t *wf = s_load_workflow (argv [0]);
+    if (!wf)
         return EXIT_USAGE;
-    }
     if (options->json)
         printf ("{\"valid\":true,\"name\":\"%s\",\"tasks\":%zu}\n", qn_workflow_name (wf),
                 qn_workflow_task_count (wf));
