@@ -1,0 +1,154 @@
+/*  qn_cli - what the files of the qanat command-line client share, and
+    nobody else: the parsed options, the exit codes, the calls to the
+    coordinator, the output helpers, and every command's entry point.
+
+    The client is one program in several files (see the top of qanat.c
+    for which file holds what); only those files include this header.
+
+    One of the files of the qn_cli class.
+*/
+#ifndef QN_CLI_H_INCLUDED
+#define QN_CLI_H_INCLUDED
+
+#include "qanat.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Exit codes: what scripts see (the top of qanat.c says when each comes)
+#define EXIT_RUN_FAILED   1
+#define EXIT_USAGE        2
+#define EXIT_COORDINATOR  3
+#define EXIT_INTERRUPTED  130       //  128 + SIGINT, as a shell reports it
+
+//  The global options; every command takes all of them, and ignores
+//  those it has no use for
+typedef struct {
+    const char *endpoint;
+    const char *key;                //  client key file, "none", or NULL for the default
+    const char *ttl;                //  token create
+    uint32_t uses;
+    const char *labels;
+    const char *role;               //  user add
+    const char *allow;              //  secret set: who may use it
+    const char *agent_labels;       //  secret set: agents it may go to
+    const char *output;
+    int timeout_ms;
+    bool json;
+    bool follow;
+    bool no_cache;
+    uint32_t attempt;
+    uint32_t limit;
+    zlistx_t *params;       //  "k=v" strings
+} options_t;
+
+//  ---------------------------------------------------------------------
+//  Talking to the coordinator (qanat.c)
+
+//  The run that `run --follow` or `logs --follow` is following, so that
+//  Ctrl-C can say where it went; 0 when none
+extern uint64_t cli_followed_run;
+
+//  Ctrl-C: says how to find the followed run again, exits 130
+void
+    cli_exit_interrupted (void);
+
+//  Connects, or exits with EXIT_COORDINATOR after saying why
+qn_client_t *
+    cli_connect (options_t *options);
+
+//  Calls the coordinator; on failure prints the error and exits.
+Qanat__Envelope *
+    cli_call (qn_client_t *client, Qanat__Request *request);
+
+//  A run's snapshot (GetRun), through cli_call
+Qanat__Envelope *
+    cli_get_run (qn_client_t *client, uint64_t run_id);
+
+//  A run id from the command line, or exits with EXIT_USAGE
+uint64_t
+    cli_parse_run_id (const char *text);
+
+//  ---------------------------------------------------------------------
+//  Output helpers (qn_cli_output.c)
+
+//  text as a JSON string, escaped; cli_json_str takes NULL as ""
+void
+    cli_json_string (FILE *out, const char *text, size_t len);
+void
+    cli_json_str (FILE *out, const char *text);
+
+//  Labels as a JSON object {"key":"value",...}
+void
+    cli_json_labels (FILE *out, Qanat__Label **labels, size_t count);
+
+//  A local time, "-" for none; a duration, to now if it has not ended.
+//  Both return a static buffer, good until the next call.
+char *
+    cli_time_text (int64_t us);
+char *
+    cli_duration_text (int64_t from_us, int64_t to_us);
+
+//  ---------------------------------------------------------------------
+//  Runs (qn_cli_runs.c), following one (qn_cli_follow.c)
+
+//  An attempt that took an earlier run's outputs (cache: true)
+bool
+    cli_attempt_cached (const Qanat__AttemptInfo *attempt);
+
+//  A run as JSON (no newline), or as the table `qanat status` shows
+void
+    cli_print_run_json (FILE *out, Qanat__RunInfo *run);
+void
+    cli_print_run (Qanat__RunInfo *run);
+
+//  Streams a started run to its end; returns the exit code it earns
+int
+    cli_follow_run (qn_client_t *client, uint64_t run_id);
+
+//  ---------------------------------------------------------------------
+//  Logs (qn_cli_logs.c), metrics (qn_cli_metrics.c), artifacts
+//  (qn_cli_artifacts.c)
+
+//  Prints one stored log chunk, as text (prefixed with its task when
+//  prefix) or as one JSON object per line
+void
+    cli_print_log_line (Qanat__LogLine *line, bool prefix, bool json, bool *at_line_start);
+
+//  The last value of each of a run's metric series, if it has any
+void
+    cli_print_metric_summary (qn_client_t *client, uint64_t run_id);
+
+//  Puts a local file or directory into the coordinator's store and
+//  returns its reference ("file:<sha256>" or "dir:<sha256>", malloc'd),
+//  with its bytes in *bytes_p; NULL after saying why.
+char *
+    cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p);
+
+//  ---------------------------------------------------------------------
+//  The commands, one function each: the command table in qanat.c calls
+//  them with the words after the command's name.  Each returns the
+//  program's exit code.
+
+//  qn_cli_runs.c
+int cli_cmd_run (options_t *options, int argc, char **argv);
+int cli_cmd_runs (options_t *options, int argc, char **argv);
+int cli_cmd_status (options_t *options, int argc, char **argv);
+int cli_cmd_cancel (options_t *options, int argc, char **argv);
+int cli_cmd_validate (options_t *options, int argc, char **argv);
+//  qn_cli_logs.c, qn_cli_metrics.c
+int cli_cmd_logs (options_t *options, int argc, char **argv);
+int cli_cmd_metrics (options_t *options, int argc, char **argv);
+//  qn_cli_artifacts.c
+int cli_cmd_artifacts (options_t *options, int argc, char **argv);
+int cli_cmd_get (options_t *options, int argc, char **argv);
+int cli_cmd_put (options_t *options, int argc, char **argv);
+//  qn_cli_admin.c
+int cli_cmd_agents (options_t *options, int argc, char **argv);
+int cli_cmd_agent (options_t *options, int argc, char **argv);
+int cli_cmd_token (options_t *options, int argc, char **argv);
+int cli_cmd_user (options_t *options, int argc, char **argv);
+int cli_cmd_secret (options_t *options, int argc, char **argv);
+int cli_cmd_stats (options_t *options, int argc, char **argv);
+
+#endif

@@ -1,0 +1,476 @@
+/*  qn_cli_artifacts - files in and out of the coordinator: put (and
+    run --param NAME=@PATH, through cli_put_path), artifacts, and get,
+    from the coordinator's blob store or straight from an S3 bucket.
+    Everything moves in MiB pieces and is verified by its SHA-256.
+
+    One of the files of the qn_cli class.
+*/
+#include "qn_cli.h"
+#include "qn_blobstore.h"
+#include "qn_s3.h"
+#include "qn_tree.h"
+#include <fcntl.h>
+#include <ftw.h>
+
+//  ---------------------------------------------------------------------
+//  Feeding files in: qanat put, and --param NAME=@PATH
+
+//  Puts one blob into the coordinator's store, a MiB at a time, from fd
+//  (or from memory when fd is -1); each answer says how much the
+//  coordinator holds, so a put cut short resumes where it stopped and
+//  content it has already is not sent again.
+static int
+s_put_blob (qn_client_t *client, const char *hash, uint64_t size, int fd, const char *memory)
+{
+    uint8_t *buffer = (uint8_t *) malloc (1024 * 1024);
+    if (!buffer)
+        return -1;
+    uint64_t offset = 0;
+    int stalls = 0;
+    int rc = -1;
+    while (stalls < 3) {
+        size_t len = size - offset > 1024 * 1024? 1024 * 1024: (size_t) (size - offset);
+        const uint8_t *data = buffer;
+        if (fd == -1)
+            data = (const uint8_t *) memory + offset;
+        else
+        if (len && pread (fd, buffer, len, (off_t) offset) != (ssize_t) len) {
+            fprintf (stderr, "qanat: cannot read: %s\n", strerror (errno));
+            break;
+        }
+        Qanat__PutBlob put = QANAT__PUT_BLOB__INIT;
+        put.hash = (char *) hash;
+        put.offset = offset;
+        put.total_size = size;
+        put.data.data = (uint8_t *) data;
+        put.data.len = len;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_PUT_BLOB;
+        request.put_blob = &put;
+        Qanat__Envelope *reply = cli_call (client, &request);
+        uint64_t held = reply->reply->blob? reply->reply->blob->offset: 0;
+        qn_msg_free (&reply);
+        if (held == size) {
+            rc = 0;
+            break;
+        }
+        stalls = held == offset + len? 0: stalls + 1;
+        offset = held > size? size: held;
+    }
+    if (rc && stalls >= 3)
+        fprintf (stderr, "qanat: the coordinator does not take blob %.12s\n", hash);
+    free (buffer);
+    return rc;
+}
+
+static int
+s_put_file (qn_client_t *client, const char *path, const char *hash, uint64_t size)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        fprintf (stderr, "qanat: %s: %s\n", path, strerror (errno));
+        return -1;
+    }
+    int rc = s_put_blob (client, hash, size, fd, NULL);
+    close (fd);
+    return rc;
+}
+
+//  Puts a local file or directory (every file, then its manifest) and
+//  returns its reference, "file:<sha256>" or "dir:<sha256>" (malloc'd),
+//  with its bytes in *bytes_p; NULL after saying why.
+char *
+cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p)
+{
+    char *full = realpath (path, NULL);
+    struct stat st;
+    if (!full || stat (full, &st) == -1 || !(S_ISREG (st.st_mode) || S_ISDIR (st.st_mode))) {
+        fprintf (stderr, "qanat: %s: %s\n", path, full? "not a file or a directory"
+                                                      : strerror (errno));
+        free (full);
+        return NULL;
+    }
+    char *slash = strrchr (full, '/');
+    const char *leaf = slash + 1;
+    *slash = 0;
+    const char *parent = *full? full: "/";
+    char *error = NULL, *ref = NULL;
+    qn_tree_t *tree = *leaf? qn_tree_scan (parent, leaf, &error): NULL;
+    if (!tree)
+        fprintf (stderr, "qanat: %s: %s\n", path, error? error: "cannot read it");
+    for (size_t e = 0; tree && e < qn_tree_count (tree); e++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
+        char file [8192];
+        if (qn_tree_is_dir (tree))
+            snprintf (file, sizeof file, "%s/%s/%s", parent, leaf, entry->path);
+        else
+            snprintf (file, sizeof file, "%s/%s", parent, leaf);
+        if (s_put_file (client, file, entry->hash, entry->size) == -1)
+            qn_tree_destroy (&tree);
+    }
+    if (tree && !qn_tree_is_dir (tree))
+        ref = zsys_sprintf ("file:%s", qn_tree_entry (tree, 0)->hash);
+    else
+    if (tree) {
+        size_t size = 0;
+        char hash [QN_BLOB_HASH_HEX + 1];
+        char *manifest = qn_tree_manifest (tree, &size);
+        if (manifest && qn_tree_manifest_hash (tree, hash) == 0
+        &&  s_put_blob (client, hash, size, -1, manifest) == 0)
+            ref = zsys_sprintf ("dir:%s", hash);
+        free (manifest);
+    }
+    if (tree)
+        *bytes_p = qn_tree_bytes (tree);
+    qn_tree_destroy (&tree);
+    free (error);
+    free (full);
+    return ref;
+}
+
+int
+cli_cmd_put (options_t *options, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf (stderr, "usage: qanat put PATH [--json]\n");
+        return EXIT_USAGE;
+    }
+    qn_client_t *client = cli_connect (options);
+    uint64_t bytes = 0;
+    char *ref = cli_put_path (client, argv [0], &bytes);
+    qn_client_destroy (&client);
+    if (!ref)
+        return EXIT_COORDINATOR;
+    if (options->json) {
+        printf ("{\"ref\":");
+        cli_json_str (stdout, ref);
+        printf (",\"bytes\":%llu}\n", (unsigned long long) bytes);
+    }
+    else {
+        //  The reference alone on stdout, for $(qanat put PATH)
+        printf ("%s\n", ref);
+        fprintf (stderr, "qanat: stored %s (%llu bytes); give it to a run as --param NAME=%s\n",
+                 argv [0], (unsigned long long) bytes, ref);
+    }
+    zstr_free (&ref);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Getting outputs out: qanat artifacts, qanat get
+
+static const char *
+s_kind_name (Qanat__ArtifactKind kind)
+{
+    return kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR? "dir"
+         : kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? "value": "file";
+}
+
+//  The outputs of a task's successful attempt, or NULL
+static Qanat__AttemptInfo *
+s_output_attempt (Qanat__TaskInfo *task)
+{
+    if (task->status != QANAT__TASK_STATUS__TASK_SUCCEEDED || task->n_attempts == 0)
+        return NULL;
+    return task->attempts [task->n_attempts - 1];
+}
+
+int
+cli_cmd_artifacts (options_t *options, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf (stderr, "usage: qanat artifacts RUN [--json]\n");
+        return EXIT_USAGE;
+    }
+    uint64_t run_id = cli_parse_run_id (argv [0]);
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_get_run (client, run_id);
+    Qanat__RunInfo *run = reply->reply->run;
+    if (options->json)
+        printf ("[");
+    else
+        printf ("%-16s %-16s %-6s %12s  %s\n", "TASK", "OUTPUT", "KIND", "SIZE", "SHA-256 / VALUE");
+    bool first = true;
+    for (size_t t = 0; t < run->n_tasks; t++) {
+        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
+        for (size_t o = 0; attempt && o < attempt->n_outputs; o++) {
+            Qanat__OutputRecord *output = attempt->outputs [o];
+            if (options->json) {
+                printf ("%s{\"task\":", first? "": ",");
+                cli_json_str (stdout, run->tasks [t]->name);
+                printf (",\"output\":");
+                cli_json_str (stdout, output->name);
+                printf (",\"kind\":\"%s\",\"size\":%llu,\"hash\":", s_kind_name (output->kind),
+                        (unsigned long long) output->size);
+                cli_json_str (stdout, output->hash);
+                printf (",\"value\":");
+                cli_json_str (stdout, output->value);
+                printf (",\"location\":");
+                cli_json_str (stdout, output->location);
+                printf (",\"cached_from\":%llu}", (unsigned long long) run->tasks [t]->cached_from);
+            }
+            else
+                printf ("%-16s %-16s %-6s %12llu  %s%s%s\n", run->tasks [t]->name, output->name,
+                        s_kind_name (output->kind), (unsigned long long) output->size,
+                        output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? output->value
+                                                                            : output->hash,
+                        output->location && *output->location? "  ": "",
+                        output->location? output->location: "");
+            first = false;
+        }
+    }
+    if (options->json)
+        printf ("]\n");
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+//  Fetches one blob from the coordinator into blobs, a MiB at a time,
+//  each piece and the whole verified by the blob store.
+static int
+s_fetch_blob (qn_client_t *client, qn_blobstore_t *blobs, const char *hash)
+{
+    if (qn_blobstore_has (blobs, hash))
+        return 0;
+    uint64_t offset = 0, total = 0;
+    do {
+        Qanat__GetBlob get = QANAT__GET_BLOB__INIT;
+        get.hash = (char *) hash;
+        get.offset = offset;
+        get.size = 1024 * 1024;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_GET_BLOB;
+        request.get_blob = &get;
+        Qanat__Envelope *reply = cli_call (client, &request);
+        Qanat__BlobData *data = reply->reply->blob;
+        total = data->total_size;
+        char error [256];
+        if (data->offset != offset || (data->data.len == 0 && offset < total)
+        ||  qn_blobstore_write (blobs, hash, offset, data->data.data, data->data.len, NULL,
+                                error, sizeof error)) {
+            fprintf (stderr, "qanat: blob %.12s: bad piece at %llu\n", hash,
+                     (unsigned long long) offset);
+            qn_msg_free (&reply);
+            return -1;
+        }
+        offset += data->data.len;
+        qn_msg_free (&reply);
+    } while (offset < total);
+    char error [256];
+    if (qn_blobstore_finish (blobs, hash, total, error, sizeof error)) {
+        fprintf (stderr, "qanat: blob %.12s: %s\n", hash, error);
+        return -1;
+    }
+    return 0;
+}
+
+//  Where `qanat get` takes blobs from: the coordinator, or the S3 store
+//  the output's record names (its producer's or its workflow's)
+typedef struct {
+    qn_client_t *client;
+    qn_s3_t *s3;                //  NULL = the coordinator
+    char *prefix;               //  of the S3 keys: <prefix>blobs/<sha256>
+    const char *scratch;        //  a private directory for downloads
+} s_blob_source_t;
+
+//  Fetches one blob into blobs from the source, verified by its hash
+static int
+s_fetch_from (s_blob_source_t *source, qn_blobstore_t *blobs, const char *hash)
+{
+    if (!source->s3)
+        return s_fetch_blob (source->client, blobs, hash);
+    if (qn_blobstore_has (blobs, hash))
+        return 0;
+    char key [1200], path [4200], error [1400] = "", got [QN_BLOB_HASH_HEX + 1];
+    qn_s3_blob_key (source->prefix, hash, key, sizeof key);
+    snprintf (path, sizeof path, "%s/download", source->scratch);
+    uint64_t size = 0;
+    int rc = qn_s3_get_file (source->s3, key, path, error, sizeof error);
+    if (rc == 0 && qn_blobstore_put_file (blobs, path, got, &size, error, sizeof error) == 0
+    &&  strcmp (got, hash) != 0) {
+        snprintf (error, sizeof error, "s3 object %s does not match its SHA-256", key);
+        rc = -1;
+    }
+    unlink (path);
+    if (rc == -1 || *error) {
+        fprintf (stderr, "qanat: %s\n", *error? error: "cannot fetch from S3");
+        return -1;
+    }
+    return 0;
+}
+
+//  Opens the S3 store of an output with a location: the store its record
+//  names, else the bucket and prefix of the location itself, with
+//  endpoint and region from the usual AWS places.  -1 with a message.
+static int
+s_open_s3_source (s_blob_source_t *source, const Qanat__OutputRecord *output)
+{
+    const Qanat__ArtifactStore *store = output->store && output->store->bucket
+                                     && *output->store->bucket? output->store: NULL;
+    const char *bucket = output->location + 5;
+    const char *slash = strchr (bucket, '/');
+    const char *blobs = slash? strstr (slash, "blobs/"): NULL;
+    if (!slash || !blobs) {
+        fprintf (stderr, "qanat: cannot read the location %s\n", output->location);
+        return -1;
+    }
+    char *bucket_name = strndup (bucket, (size_t) (slash - bucket));
+    source->prefix = store? strdup (store->prefix? store->prefix: "")
+                          : strndup (slash + 1, (size_t) (blobs - slash - 1));
+    qn_s3_config_t config;
+    memset (&config, 0, sizeof config);
+    config.bucket = store? store->bucket: bucket_name;
+    config.endpoint = store && store->endpoint && *store->endpoint? store->endpoint: NULL;
+    config.region = store && store->region && *store->region? store->region: NULL;
+    config.path_style = store? store->path_style: false;
+    char *error = NULL;
+    source->s3 = bucket_name && source->prefix? qn_s3_new (&config, &error): NULL;
+    if (!source->s3)
+        fprintf (stderr, "qanat: s3: %s\n", error? error: "out of memory");
+    free (error);
+    free (bucket_name);
+    return source->s3? 0: -1;
+}
+
+static int
+s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+//  What `qanat get --json` got: the value, or the file or directory's
+//  hash; and the path and bytes written, if it wrote any.
+static void
+s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *output,
+                     const char *path, uint64_t bytes)
+{
+    fputs ("{\"task\":", out);
+    cli_json_str (out, task);
+    fputs (",\"output\":", out);
+    cli_json_str (out, output->name);
+    fprintf (out, ",\"kind\":\"%s\"", s_kind_name (output->kind));
+    bool value = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+    fputs (value? ",\"value\":": ",\"hash\":", out);
+    cli_json_str (out, value? output->value: output->hash);
+    if (path) {
+        fputs (",\"path\":", out);
+        cli_json_str (out, path);
+        fprintf (out, ",\"bytes\":%llu", (unsigned long long) bytes);
+    }
+    fputs ("}\n", out);
+}
+
+int
+cli_cmd_get (options_t *options, int argc, char **argv)
+{
+    const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
+    if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
+        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH] [--json]\n");
+        return EXIT_USAGE;
+    }
+    uint64_t run_id = cli_parse_run_id (argv [0]);
+    char *task_name = strndup (argv [1], (size_t) (dot - argv [1]));
+    const char *output_name = dot + 1;
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_get_run (client, run_id);
+    Qanat__RunInfo *run = reply->reply->run;
+    Qanat__OutputRecord *output = NULL;
+    bool task_found = false;
+    for (size_t t = 0; t < run->n_tasks && !output; t++) {
+        if (!streq (run->tasks [t]->name, task_name))
+            continue;
+        task_found = true;
+        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
+        for (size_t o = 0; attempt && o < attempt->n_outputs && !output; o++)
+            if (streq (attempt->outputs [o]->name, output_name))
+                output = attempt->outputs [o];
+    }
+    int rc = 0;
+    if (!output) {
+        fprintf (stderr, "qanat: run %llu has %s\n", (unsigned long long) run_id, task_found
+                 ? "no such output for that task (it may not have succeeded)": "no such task");
+        rc = EXIT_USAGE;
+    }
+    else
+    if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE) {
+        FILE *out = options->output? fopen (options->output, "w"): stdout;
+        if (!out) {
+            fprintf (stderr, "qanat: %s: %s\n", options->output, strerror (errno));
+            rc = EXIT_USAGE;
+        }
+        else {
+            //  With -o the file gets the value itself, as without --json
+            if (options->json && out == stdout)
+                s_print_output_json (stdout, task_name, output, NULL, 0);
+            else
+                fprintf (out, "%s\n", output->value);
+            if (out != stdout)
+                fclose (out);
+            if (options->json && out != stdout)
+                s_print_output_json (stdout, task_name, output, options->output,
+                                     strlen (output->value) + 1);
+        }
+    }
+    else {
+        //  Into a private blob store first, verified, then staged safely;
+        //  from the coordinator, or straight from the output's bucket
+        const char *tmp = getenv ("TMPDIR");
+        char dir [4096];
+        snprintf (dir, sizeof dir, "%s/qanat-get-XXXXXX", tmp && *tmp? tmp: "/tmp");
+        qn_blobstore_t *blobs = mkdtemp (dir)? qn_blobstore_new (dir): NULL;
+        s_blob_source_t source = { .client = client, .scratch = dir };
+        qn_tree_t *tree = NULL;
+        char *error = NULL;
+        int failed = EXIT_COORDINATOR;     //  or the store it is in
+        if (output->location && *output->location && s_open_s3_source (&source, output) == -1)
+            rc = failed;
+        if (rc || !blobs || s_fetch_from (&source, blobs, output->hash))
+            rc = failed;
+        else
+        if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR) {
+            tree = qn_tree_load_manifest (blobs, output->hash, output->size, &error);
+            for (size_t e = 0; tree && e < qn_tree_count (tree) && rc == 0; e++)
+                if (s_fetch_from (&source, blobs, qn_tree_entry (tree, e)->hash))
+                    rc = failed;
+        }
+        else
+            tree = qn_tree_for_file (output->hash, output->size);
+        if (rc == 0 && tree) {
+            char target [4096];
+            snprintf (target, sizeof target, "%s", options->output? options->output: output_name);
+            char *slash = strrchr (target, '/');
+            const char *parent = slash? (slash == target? "/": target): ".";
+            const char *leaf = slash? slash + 1: target;
+            if (slash)
+                *slash = 0;
+            if (!*leaf || qn_tree_stage (tree, blobs, parent, leaf, NULL, NULL, &error))
+                rc = EXIT_USAGE;
+            else {
+                if (slash)
+                    *slash = '/';
+                if (options->json)
+                    s_print_output_json (stdout, task_name, output, target, qn_tree_bytes (tree));
+                else
+                    printf ("%s.%s -> %s (%llu bytes)\n", task_name, output_name, target,
+                            (unsigned long long) qn_tree_bytes (tree));
+            }
+        }
+        else
+        if (rc == 0)
+            rc = failed;
+        if (error)
+            fprintf (stderr, "qanat: %s\n", error);
+        free (error);
+        qn_tree_destroy (&tree);
+        qn_s3_destroy (&source.s3);
+        free (source.prefix);
+        qn_blobstore_destroy (&blobs);
+        nftw (dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    free (task_name);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return rc;
+}
