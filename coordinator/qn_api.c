@@ -11,6 +11,7 @@
 */
 #include "qn_engine.h"
 #include "qn_run.h"
+#include "qn_dispatch.h"
 #include "qn_api.h"
 
 #define LOG_PAGE_DEFAULT     500
@@ -111,7 +112,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     }
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
-    if (wf && (error = qn_engine_run_secrets_refusal (self, wf, call->principal))) {
+    if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
         self->stats.denied++;
         zsys_warning ("%s (user %s)", error, s_sender_name (call));
         qn_workflow_destroy (&wf);
@@ -183,7 +184,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     char key [QN_RUN_KEY_SIZE];
     zhashx_insert (self->runs, qn_run_key (run_id, key), run);
     qn_run_advance (self, run);
-    qn_engine_dispatch (self);
+    qn_dispatch (self);
     qn_run_persist (self, run);
     zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
                run->info->workflow, version);
@@ -225,7 +226,7 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
     bool owned = false;
     run_t *active = qn_run_find (self, request->get_run->run_id);
     if (active)
-        qn_engine_explain_waiting (self, active);
+        qn_dispatch_explain_waiting (self, active);
     Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);

@@ -181,20 +181,24 @@ qn_engine_free_message (void *message)
 //  described where it is defined).  Runs and agents stay the engine's;
 //  the run record and its transitions are qn_run's (qn_run.h).
 
+//  Queues env for sending after the turn's commit (request_id: of the
+//  client request it answers, else 0).
 void
-    qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run);
-char *
-    qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
-                                   const Qanat__Principal *sender);
-//  Queues a task that is ready (or waits out its retry's backoff).
-void
-    qn_engine_queue_ready (qn_coordinator_t *self, run_t *run, size_t index);
+    qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+                    Qanat__Envelope *env, uint64_t request_id);
 //  Tells agent (if connected) to stop an attempt, after the commit.
 void
     qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
                            uint32_t attempt, const char *reason);
+//  An agent's credit, and its place in the set of agents with credit.
 void
-    qn_engine_dispatch (qn_coordinator_t *self);
+    qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit);
+//  True when agent offers what task selects (labels, backend).
+bool
+    qn_engine_agent_matches (agent_t *agent, const qn_task_t *task);
+//  Why an agent that matches a task takes no new work, or NULL.
+const char *
+    qn_engine_agent_unavailable (agent_t *agent, int64_t now);
 void
     qn_engine_agent_update_state (agent_t *agent, int64_t now);
 void

@@ -6,6 +6,7 @@
     qn_coordinator.
 */
 #include "qn_run.h"
+#include "qn_dispatch.h"
 
 //  ---------------------------------------------------------------------
 //  Attempt endings
@@ -327,7 +328,7 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
         if (s_try_cache (self, run, index))
             cached++;
         else
-            qn_engine_queue_ready (self, run, index);
+            qn_dispatch_queue (self, run, index);
     }
     if (cached) {
         //  Their dependents may be ready now
@@ -514,7 +515,7 @@ qn_run_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, qn_end_
                                   zsys_sprintf ("retry %zu of %u in %.1fs, after: %s", task->n_attempts,
                                         spec->retries, delay / 1e6, reason));
         qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_QUEUED);
-        qn_engine_queue_ready (self, run, index);
+        qn_dispatch_queue (self, run, index);
     }
     else {
         qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);

@@ -11,10 +11,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
-#include <stdio.h>
-#include <unistd.h>
 #include "qn_run.h"
+#include "test_engine.h"
 
 #define QUEUED     QANAT__TASK_STATUS__TASK_QUEUED
 #define PENDING    QANAT__TASK_STATUS__TASK_PENDING
@@ -34,58 +32,23 @@
     "  d: {run: \"true\", needs: [b, c]}\n"
 
 typedef struct {
-    char dir [64];
-    qn_coordinator_t *engine;
+    test_engine_t t;                    //  first: test_engine_teardown frees the fixture
     agent_t agent;                      //  unknown to the engine
     Qanat__AgentInfo agent_info;
     uint64_t next_run;
 } s_fixture_t;
 
 static int
-s_unlink_cb (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb; (void) flag; (void) ftw;
-    return remove (path);
-}
-
-static int
 s_setup (void **state)
 {
     s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
-    snprintf (fixture->dir, sizeof fixture->dir, "/tmp/qanat-test-run-XXXXXX");
-    if (!mkdtemp (fixture->dir))
+    if (test_engine_start (&fixture->t, "test-run") != 0)
         return -1;
-    zsys_set_logstream (NULL);
-    qn_coordinator_config_t config = {
-        .data_dir = fixture->dir,
-        .client_endpoint = "tcp://127.0.0.1:*",
-        .agent_endpoint = "tcp://127.0.0.1:*",
-        .durable = false,
-        .insecure = true,
-        .s3_delete_after_s = -1
-    };
-    char *error = NULL;
-    fixture->engine = qn_coordinator_new (&config, &error);
-    if (!fixture->engine) {
-        fprintf (stderr, "cannot start the coordinator: %s\n", error? error: "?");
-        free (error);
-        return -1;
-    }
     qanat__agent_info__init (&fixture->agent_info);
     fixture->agent.name = (char *) "agent-t";
     fixture->agent.info = &fixture->agent_info;
     fixture->next_run = 1;
     *state = fixture;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    s_fixture_t *fixture = (s_fixture_t *) *state;
-    qn_coordinator_destroy (&fixture->engine);
-    nftw (fixture->dir, s_unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free (fixture);
     return 0;
 }
 
@@ -98,12 +61,12 @@ s_start (s_fixture_t *fixture, const char *yaml)
     if (!wf)
         fail_msg ("workflow did not parse: %s", error? error: "?");
     uint64_t id = fixture->next_run++;
-    run_t *run = qn_run_new (fixture->engine, id, wf, 1, "test.yaml", NULL, 0);
+    run_t *run = qn_run_new (fixture->t.engine, id, wf, 1, "test.yaml", NULL, 0);
     assert_non_null (run);
     char key [QN_RUN_KEY_SIZE];
-    zhashx_insert (fixture->engine->runs, qn_run_key (id, key), run);
-    qn_run_advance (fixture->engine, run);
-    assert_ptr_equal (qn_run_find (fixture->engine, id), run);
+    zhashx_insert (fixture->t.engine->runs, qn_run_key (id, key), run);
+    qn_run_advance (fixture->t.engine, run);
+    assert_ptr_equal (qn_run_find (fixture->t.engine, id), run);
     return run;
 }
 
@@ -220,7 +183,7 @@ test_failure_retries_then_skips (void **state)
 
     //  The first exit is retried: queued again, with the reason
     Qanat__AttemptInfo *first = s_run_task (fixture, run, "a");
-    qn_run_attempt_failed (fixture->engine, run, s_index (run, "a"), QN_END_EXIT, "exit code 1");
+    qn_run_attempt_failed (fixture->t.engine, run, s_index (run, "a"), QN_END_EXIT, "exit code 1");
     assert_true (first->finished);
     assert_string_equal (first->end, "exit");
     assert_string_equal (first->reason, "exit code 1");
@@ -234,7 +197,7 @@ test_failure_retries_then_skips (void **state)
     Qanat__AttemptInfo *second = s_run_task (fixture, run, "a");
     assert_int_equal (second->attempt, 2);
     assert_int_equal (s_named (run, "a")->retry_at_us, 0);
-    qn_run_attempt_failed (fixture->engine, run, s_index (run, "a"), QN_END_EXIT, "exit code 2");
+    qn_run_attempt_failed (fixture->t.engine, run, s_index (run, "a"), QN_END_EXIT, "exit code 2");
     s_assert_status (run, "a", FAILED);
     const char *dependents [] = { "b", "c", "d" };
     for (size_t i = 0; i < 3; i++) {
@@ -247,7 +210,7 @@ test_failure_retries_then_skips (void **state)
     assert_true (run->info->finished_us > 0);
 
     //  The turn writes it all and clears the marks
-    assert_int_equal (qn_run_persist (fixture->engine, run), 0);
+    assert_int_equal (qn_run_persist (fixture->t.engine, run), 0);
     assert_false (run->dirty);
     assert_false (run->listed);
     assert_int_equal (run->dirty_count, 0);
@@ -260,7 +223,7 @@ test_ends_not_retried (void **state)
     run_t *run = s_start (fixture, S_DIAMOND);
     //  a retries exits only: a lost agent fails it at once
     s_run_task (fixture, run, "a");
-    qn_run_attempt_failed (fixture->engine, run, s_index (run, "a"), QN_END_AGENT_LOST,
+    qn_run_attempt_failed (fixture->t.engine, run, s_index (run, "a"), QN_END_AGENT_LOST,
                            "agent lost");
     s_assert_status (run, "a", FAILED);
     assert_string_equal (qn_run_current_attempt (s_named (run, "a"))->end, "agent_lost");
@@ -274,11 +237,11 @@ test_success_and_cancel (void **state)
     run_t *run = s_start (fixture, S_DIAMOND);
     Qanat__AttemptInfo *attempt = s_run_task (fixture, run, "a");
     assert_int_equal (run->info->status, QANAT__RUN_STATUS__RUN_QUEUED);
-    qn_run_advance (fixture->engine, run);
+    qn_run_advance (fixture->t.engine, run);
     assert_int_equal (run->info->status, QANAT__RUN_STATUS__RUN_RUNNING);
 
     Qanat__Finished finished = QANAT__FINISHED__INIT;
-    qn_run_attempt_finished (fixture->engine, run, s_index (run, "a"), attempt, &finished);
+    qn_run_attempt_finished (fixture->t.engine, run, s_index (run, "a"), attempt, &finished);
     s_assert_status (run, "a", SUCCEEDED);
     assert_true (attempt->finished);
     assert_string_equal (attempt->end, "exit");
@@ -288,7 +251,7 @@ test_success_and_cancel (void **state)
 
     //  A running task canceled: its attempt ends as canceled, d is skipped
     Qanat__AttemptInfo *b = s_run_task (fixture, run, "b");
-    qn_run_cancel_task (fixture->engine, run, s_index (run, "b"), "task canceled");
+    qn_run_cancel_task (fixture->t.engine, run, s_index (run, "b"), "task canceled");
     s_assert_status (run, "b", CANCELED);
     assert_true (b->finished);
     assert_string_equal (b->end, "canceled");
@@ -296,10 +259,10 @@ test_success_and_cancel (void **state)
     s_assert_status (run, "d", SKIPPED);
     assert_string_equal (s_named (run, "d")->waiting_reason, "skipped: b canceled");
     //  A queued one canceled: no attempt
-    qn_run_cancel_task (fixture->engine, run, s_index (run, "c"), "task canceled");
+    qn_run_cancel_task (fixture->t.engine, run, s_index (run, "c"), "task canceled");
     s_assert_status (run, "c", CANCELED);
     assert_int_equal (s_named (run, "c")->n_attempts, 0);
-    qn_run_advance (fixture->engine, run);
+    qn_run_advance (fixture->t.engine, run);
     assert_int_equal (run->info->status, QANAT__RUN_STATUS__RUN_CANCELED);
 }
 
@@ -308,7 +271,7 @@ test_fail_unstartable (void **state)
 {
     s_fixture_t *fixture = (s_fixture_t *) *state;
     run_t *run = s_start (fixture, S_DIAMOND);
-    qn_run_fail_unstartable (fixture->engine, run, s_index (run, "a"), "secret X is missing");
+    qn_run_fail_unstartable (fixture->t.engine, run, s_index (run, "a"), "secret X is missing");
     s_assert_status (run, "a", FAILED);
     assert_int_equal (s_named (run, "a")->n_attempts, 0);
     assert_string_equal (s_named (run, "a")->waiting_reason, "cannot start: secret X is missing");
@@ -323,10 +286,10 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_ends),
         cmocka_unit_test (test_retry_decision),
-        cmocka_unit_test_setup_teardown (test_failure_retries_then_skips, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_ends_not_retried, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_success_and_cancel, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_fail_unstartable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_failure_retries_then_skips, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_ends_not_retried, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_success_and_cancel, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_fail_unstartable, s_setup, test_engine_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
