@@ -281,6 +281,33 @@ qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, 
 
 
 
+//  Copies the references of the attempts agent runs to refs (they change
+//  as the attempts end).
+static void
+s_agent_collect_attempts (agent_t *agent, zlistx_t *refs)
+{
+    for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+         ref = (ready_t *) zhashx_next (agent->attempts)) {
+        ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+        *copy = *ref;
+        zlistx_add_end (refs, copy);
+    }
+}
+
+//  The attempts of refs, whose agent is gone (lost or revoked), end as
+//  agent_lost for why, and retry by policy.  Destroys refs.
+static void
+s_fail_attempts (qn_coordinator_t *self, zlistx_t *refs, const char *why)
+{
+    for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
+        run_t *run = qn_run_find (self, ref->run_id);
+        if (run && qn_run_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
+            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, why);
+        free (ref);
+    }
+    zlistx_destroy (&refs);
+}
+
 //  Revocation, the engine's part (the key has left the allow-list): the
 //  agent is disconnected at once (its messages are refused from now on),
 //  and the attempts it ran end as "agent revoked" and retry elsewhere by
@@ -293,25 +320,13 @@ qn_engine_agent_revoke (qn_coordinator_t *self, const char *name)
         s_agent_disconnect (self, agent);
         agent->lost = true;
         zlistx_t *refs = zlistx_new ();
-        for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-             ref = (ready_t *) zhashx_next (agent->attempts)) {
-            ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-            *copy = *ref;
-            zlistx_add_end (refs, copy);
-        }
-        for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
-            run_t *run = qn_run_find (self, ref->run_id);
-            if (run)
-                qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, "agent revoked");
-            free (ref);
-        }
-        zlistx_destroy (&refs);
+        s_agent_collect_attempts (agent, refs);
+        s_fail_attempts (self, refs, "agent revoked");
         qn_engine_agent_update_state (agent, zclock_mono ());
         qn_engine_agent_persist (self, agent);
     }
     return agent;
 }
-
 
 //  ---------------------------------------------------------------------
 //  Agent messages
@@ -1315,19 +1330,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
          agent = (agent_t *) zhashx_next (self->agents))
         if (!agent->routing_id && zhashx_size (agent->attempts)
         &&  now - agent->last_seen > agent->info->lost_after_ms)
-            for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-                 ref = (ready_t *) zhashx_next (agent->attempts)) {
-                ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-                *copy = *ref;
-                zlistx_add_end (lost, copy);
-            }
-    for (ready_t *ref = (ready_t *) zlistx_first (lost); ref; ref = (ready_t *) zlistx_next (lost)) {
-        run_t *run = qn_run_find (self, ref->run_id);
-        if (run && qn_run_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
-            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, "agent lost");
-        free (ref);
-    }
-    zlistx_destroy (&lost);
+            s_agent_collect_attempts (agent, lost);
+    s_fail_attempts (self, lost, "agent lost");
     if (self->keyring)
         qn_keyring_expire (self->keyring);
     qn_dispatch_release_delayed (self);
