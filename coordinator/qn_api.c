@@ -10,6 +10,8 @@
     qn_coordinator.
 */
 #include "qn_engine.h"
+#include "qn_run.h"
+#include "qn_dispatch.h"
 #include "qn_api.h"
 
 #define LOG_PAGE_DEFAULT     500
@@ -110,7 +112,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     }
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
-    if (wf && (error = qn_engine_run_secrets_refusal (self, wf, call->principal))) {
+    if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
         self->stats.denied++;
         zsys_warning ("%s (user %s)", error, s_sender_name (call));
         qn_workflow_destroy (&wf);
@@ -160,7 +162,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
         if (record)
             qn_engine_append ((void ***) &artifacts, &artifact_count, record);
     }
-    run_t *run = error? NULL: qn_engine_run_new (self, run_id, wf, version, start->workflow->filename,
+    run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, start->workflow->filename,
                                           params, param_count);
     qn_kv_free (params, param_count);
     if (run) {
@@ -179,10 +181,11 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
         qn_workflow_destroy (&wf);
         return;
     }
-    zhashx_insert (self->runs, qn_engine_run_key (run_id), run);
-    qn_engine_run_advance (self, run);
-    qn_engine_dispatch (self);
-    qn_engine_run_persist (self, run);
+    char key [QN_RUN_KEY_SIZE];
+    zhashx_insert (self->runs, qn_run_key (run_id, key), run);
+    qn_run_advance (self, run);
+    qn_dispatch (self);
+    qn_run_persist (self, run);
     zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
                run->info->workflow, version);
 
@@ -198,7 +201,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
 static Qanat__RunInfo *
 s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *owned)
 {
-    run_t *run = qn_engine_run_find (self, run_id);
+    run_t *run = qn_run_find (self, run_id);
     if (run) {
         *owned = false;
         return run->info;
@@ -221,9 +224,9 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
 {
     qn_coordinator_t *self = call->engine;
     bool owned = false;
-    run_t *active = qn_engine_run_find (self, request->get_run->run_id);
+    run_t *active = qn_run_find (self, request->get_run->run_id);
     if (active)
-        qn_engine_explain_waiting (self, active);
+        qn_dispatch_explain_waiting (self, active);
     Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
@@ -421,7 +424,7 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
     qn_coordinator_t *self = call->engine;
     uint64_t run_id = request->cancel_run->run_id;
     const char *task_name = request->cancel_run->task;
-    run_t *run = qn_engine_run_find (self, run_id);
+    run_t *run = qn_run_find (self, run_id);
     if (!run) {
         bool owned;
         Qanat__RunInfo *info = s_lookup_run (self, run_id, false, &owned);
@@ -457,18 +460,18 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
             free (message);
             return;
         }
-        qn_engine_cancel_task (self, run, (size_t) index, "task canceled");
+        qn_run_cancel_task (self, run, (size_t) index, "task canceled");
         zsys_info ("run %llu task %s canceled", (unsigned long long) run_id, task_name);
     }
     else {
         run->info->cancel_requested = true;
-        qn_engine_mark_run (run);
+        qn_run_mark (run);
         for (size_t t = 0; t < run->info->n_tasks; t++)
             if (!qn_dag_finished_task (run->dag, t))
-                qn_engine_cancel_task (self, run, t, "run canceled");
+                qn_run_cancel_task (self, run, t, "run canceled");
         zsys_info ("run %llu canceled", (unsigned long long) run_id);
     }
-    qn_engine_run_advance (self, run);
+    qn_run_advance (self, run);
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_RUN;

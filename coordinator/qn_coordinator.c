@@ -16,6 +16,8 @@
     logged with the peer's identity, and dropped.
 */
 #include "qn_engine.h"
+#include "qn_run.h"
+#include "qn_dispatch.h"
 #include "qn_api.h"
 #include "qn_retention.h"
 #include "qn_hash.h"
@@ -27,7 +29,6 @@
 //  A peer that sends this many malformed messages is cut off.
 #define STRIKES_MAX  20
 
-static void s_run_destroy (run_t **run_p);
 static int s_reload (qn_coordinator_t *self, char **error_p);
 
 //  ---------------------------------------------------------------------
@@ -40,28 +41,10 @@ s_free_item (void **item)
     *item = NULL;
 }
 
-char *
-qn_engine_run_key (uint64_t run_id)
-{
-    static char key [32];
-    snprintf (key, sizeof key, "%llu", (unsigned long long) run_id);
-    return key;
-}
-
 static char *
 s_route_key (zframe_t *routing_id)
 {
     return zframe_strhex (routing_id);
-}
-
-static Qanat__Label *
-s_label_new (const char *key, const char *value)
-{
-    Qanat__Label *label = (Qanat__Label *) malloc (sizeof (Qanat__Label));
-    qanat__label__init (label);
-    label->key = qn_engine_strdup (key);
-    label->value = qn_engine_strdup (value);
-    return label;
 }
 
 //  Queues env for sending after the next successful commit.
@@ -81,9 +64,9 @@ s_error_frame (uint64_t request_id, const char *message)
     return qn_msg_encode (&env);
 }
 
-static void
-s_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env,
-        uint64_t request_id)
+void
+qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat__Envelope *env,
+                uint64_t request_id)
 {
     zframe_t *frame = qn_msg_encode (env);
     if (!frame && request_id)
@@ -139,7 +122,7 @@ s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_REPLY;
     env.reply = reply;
-    s_post (self, self->clients_sock, routing_id, &env, reply->id);
+    qn_engine_post (self, self->clients_sock, routing_id, &env, reply->id);
 }
 
 //  ---------------------------------------------------------------------
@@ -183,8 +166,8 @@ s_agent_new (const char *name)
 
 //  Credit lives in the agent record; the set of agents with credit is
 //  what dispatch walks.
-static void
-s_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
+void
+qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
 {
     agent->info->credit = credit;
     if (credit && agent->routing_id)
@@ -203,11 +186,11 @@ s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
     zstr_free (&agent->route_key);
     zframe_destroy (&agent->routing_id);
     agent->info->connected = false;
-    s_agent_set_credit (self, agent, 0);
+    qn_engine_agent_set_credit (self, agent, 0);
 }
 
-static bool
-s_agent_matches (agent_t *agent, const qn_task_t *task)
+bool
+qn_engine_agent_matches (agent_t *agent, const qn_task_t *task)
 {
     if (task->backend) {
         bool offered = false;
@@ -257,8 +240,8 @@ qn_engine_agent_update_state (agent_t *agent, int64_t now)
 }
 
 //  Why an agent that matches a task takes no new work, or NULL.
-static const char *
-s_agent_unavailable (agent_t *agent, int64_t now)
+const char *
+qn_engine_agent_unavailable (agent_t *agent, int64_t now)
 {
     if (agent->drained_by_admin || agent->drained_by_itself)
         return "draining";
@@ -276,499 +259,9 @@ qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent)
         qn_store_put_agent (self->store, agent->info);
 }
 
-//  ---------------------------------------------------------------------
-//  Runs
 
-run_t *
-qn_engine_run_find (qn_coordinator_t *self, uint64_t run_id)
-{
-    return (run_t *) zhashx_lookup (self->runs, qn_engine_run_key (run_id));
-}
-
-static void
-s_run_destroy (run_t **run_p)
-{
-    run_t *run = *run_p;
-    if (run) {
-        qn_dag_destroy (&run->dag);
-        qn_workflow_destroy (&run->wf);
-        qn_engine_free_message (run->info);
-        free (run->dirty_task);
-        free (run->dirty_list);
-        free (run->scratch);
-        free (run);
-        *run_p = NULL;
-    }
-}
-
-static void
-s_run_destructor (void **item)
-{
-    s_run_destroy ((run_t **) item);
-}
-
-static Qanat__TaskInfo *
-s_task (run_t *run, size_t index)
-{
-    return run->info->tasks [index];
-}
-
-static Qanat__AttemptInfo *
-s_current_attempt (Qanat__TaskInfo *task)
-{
-    return task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
-}
-
-static bool
-s_task_warned (Qanat__TaskInfo *task)
-{
-    for (size_t c = 0; c < task->n_checks; c++)
-        if (!task->checks [c]->passed && streq (task->checks [c]->severity, "warning"))
-            return true;
-    return false;
-}
-
-//  Check results belong to the latest attempt only.
-static void
-s_task_clear_checks (run_t *run, Qanat__TaskInfo *task)
-{
-    if (s_task_warned (task) && run->warnings)
-        run->warnings--;
-    for (size_t c = 0; c < task->n_checks; c++)
-        qn_engine_free_message (task->checks [c]);
-    free (task->checks);
-    task->checks = NULL;
-    task->n_checks = 0;
-}
-
-//  Records that the run's own record changed this turn.
 void
-qn_engine_mark_run (run_t *run)
-{
-    run->dirty = true;
-    if (!run->listed) {
-        run->listed = true;
-        zlistx_add_end (run->owner->dirty_runs, run);
-    }
-}
-
-//  Records that a task's record changed this turn.
-static void
-s_mark_task (run_t *run, size_t index)
-{
-    if (!run->dirty_task [index]) {
-        run->dirty_task [index] = true;
-        run->dirty_list [run->dirty_count++] = index;
-    }
-    if (!run->listed) {
-        run->listed = true;
-        zlistx_add_end (run->owner->dirty_runs, run);
-    }
-}
-
-static char *
-s_attempt_key (uint64_t run_id, size_t task)
-{
-    return zsys_sprintf ("%llu:%zu", (unsigned long long) run_id, task);
-}
-
-//  Keeps each agent's set of running attempts in step with task statuses:
-//  the set is what lost agents, reconciliation and slot counts read.
-static void
-s_track_running (run_t *run, size_t index, bool running)
-{
-    Qanat__AttemptInfo *attempt = s_current_attempt (s_task (run, index));
-    agent_t *agent = attempt? (agent_t *) zhashx_lookup (run->owner->agents, attempt->agent): NULL;
-    if (!agent)
-        return;
-    char *key = s_attempt_key (run->id, index);
-    if (running) {
-        ready_t *ref = (ready_t *) zmalloc (sizeof (ready_t));
-        ref->run_id = run->id;
-        ref->task = (uint32_t) index;
-        zhashx_update (agent->attempts, key, ref);
-    }
-    else
-        zhashx_delete (agent->attempts, key);
-    zstr_free (&key);
-    agent->info->running = (uint32_t) zhashx_size (agent->attempts);
-}
-
-static void
-s_task_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
-{
-    Qanat__TaskStatus old = s_task (run, index)->status;
-    if (old == QANAT__TASK_STATUS__TASK_RUNNING && status != QANAT__TASK_STATUS__TASK_RUNNING)
-        s_track_running (run, index, false);
-    qn_dag_set_status (run->dag, index, status);
-    s_task (run, index)->status = status;
-    if (status == QANAT__TASK_STATUS__TASK_RUNNING && old != QANAT__TASK_STATUS__TASK_RUNNING)
-        s_track_running (run, index, true);
-    s_mark_task (run, index);
-}
-
-static char *
-s_selector_key (const qn_task_t *spec)
-{
-    //  File order is fine: the same workflow always spells it the same way,
-    //  and two spellings of one selector only cost a second queue.  The
-    //  backend is part of what an agent must offer, so part of the key.
-    size_t size = 2 + (spec->backend? strlen (spec->backend): 0);
-    for (size_t s = 0; s < spec->selector_count; s++)
-        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
-    char *key = (char *) malloc (size);
-    key [0] = 0;
-    for (size_t s = 0; s < spec->selector_count; s++) {
-        if (s)
-            strcat (key, ",");
-        strcat (key, spec->selector [s].key);
-        strcat (key, "=");
-        strcat (key, spec->selector [s].value);
-    }
-    if (spec->backend) {
-        strcat (key, "@");
-        strcat (key, spec->backend);
-    }
-    return key;
-}
-
-static void
-s_ready_destructor (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
-
-//  Ready tasks wait in one queue per label selector, so that dispatch
-//  looks at the queues agents can serve, never at every waiting task.
-static void
-s_queue_ready (qn_coordinator_t *self, run_t *run, size_t index)
-{
-    ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
-    ready->run_id = run->id;
-    ready->task = (uint32_t) index;
-    if (s_task (run, index)->retry_at_us > qn_now_us ()) {
-        zlistx_add_end (self->delayed, ready);
-        return;
-    }
-    char *key = s_selector_key (qn_workflow_task (run->wf, index));
-    zlistx_t *queue = (zlistx_t *) zhashx_lookup (self->queues, key);
-    if (!queue) {
-        queue = zlistx_new ();
-        zlistx_set_destructor (queue, s_ready_destructor);
-        zhashx_insert (self->queues, key, queue);
-    }
-    free (key);
-    zlistx_add_end (queue, ready);
-}
-
-//  The task's argv with the run's parameters in place (see
-//  qn_workflow_task_argv), or as its cache key counts it (identity);
-//  NULL with *error_p when it cannot be made.
-static char **
-s_task_argv (run_t *run, const qn_task_t *spec, bool identity, char **error_p)
-{
-    *error_p = NULL;
-    qn_kv_t *params = (qn_kv_t *) calloc (run->info->n_params + 1, sizeof (qn_kv_t));
-    if (!params)
-        return NULL;
-    for (size_t p = 0; p < run->info->n_params; p++) {
-        params [p].key = run->info->params [p]->name;
-        params [p].value = run->info->params [p]->value;
-    }
-    char **argv = identity? qn_workflow_task_identity (spec, params, run->info->n_params, error_p)
-                          : qn_workflow_task_argv (spec, params, run->info->n_params, error_p);
-    free (params);
-    return argv;
-}
-
-//  The task's cache key: its command after parameters and its inputs'
-//  hashes, with what else makes it the same work (qn_artifacts).
-static int
-s_cache_key (qn_coordinator_t *self, run_t *run, size_t index, char *key)
-{
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    char *error = NULL;
-    char **argv = s_task_argv (run, spec, true, &error);
-    free (error);
-    Qanat__InputSpec **inputs = NULL;
-    size_t input_count = 0;
-    int rc = argv? qn_artifacts_inputs (self->artifacts, spec, run->info, NULL, &inputs,
-                                        &input_count, &error): -1;
-    free (error);
-    if (rc == 0)
-        rc = qn_artifacts_cache_key (self->artifacts, run->info->workflow, spec, argv, inputs,
-                                     input_count, key);
-    qn_artifacts_free_inputs (inputs, input_count);
-    for (size_t i = 0; argv && argv [i]; i++)
-        free (argv [i]);
-    free (argv);
-    return rc;
-}
-
-//  A task with cache: true whose identical work succeeded before takes
-//  that attempt's outputs instead of running.  True when it did.
-static bool
-s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
-{
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    if (!spec->cache || run->info->no_cache)
-        return false;
-    char key [QN_ARTIFACTS_KEY_HEX + 1];
-    uint64_t source_run = 0;
-    Qanat__AttemptInfo *source = NULL;
-    if (s_cache_key (self, run, index, key) != 0
-    ||  qn_artifacts_cache_lookup (self->artifacts, key, &source_run, &source) != 1)
-        return false;
-    if (qn_store_begin (self->store) != 0) {
-        qanat__attempt_info__free_unpacked (source, NULL);
-        return false;
-    }
-    Qanat__TaskInfo *task = s_task (run, index);
-    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
-    qanat__attempt_info__init (attempt);
-    attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = qn_engine_strdup ("");
-    attempt->started_us = attempt->finished_us = qn_now_us ();
-    attempt->finished = true;
-    attempt->end = qn_engine_strdup ("cached");
-    attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
-    //  Nothing ran: no agent, backend, host or environment of its own
-    //  (where the outputs were made is in the source run)
-    attempt->backend = qn_engine_strdup ("");
-    attempt->engine_job_id = qn_engine_strdup ("");
-    attempt->environment = qn_engine_strdup ("");
-    attempt->host = qn_engine_strdup ("");
-    //  The outputs move over, each blob gaining this run's reference
-    attempt->outputs = source->outputs;
-    attempt->n_outputs = source->n_outputs;
-    source->outputs = NULL;
-    source->n_outputs = 0;
-    qanat__attempt_info__free_unpacked (source, NULL);
-    qn_artifacts_ref_outputs (self->artifacts, attempt->outputs, attempt->n_outputs, 1);
-    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    task->cached_from = source_run;
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
-    if (self->config.verbose)
-        zsys_info ("run %llu task %s cached from run %llu", (unsigned long long) run->id,
-                   spec->name, (unsigned long long) source_run);
-    return true;
-}
-
-//  Promotes tasks whose dependencies are done and queues them (or takes
-//  their outputs from the cache).
-void
-qn_engine_run_advance (qn_coordinator_t *self, run_t *run)
-{
-    size_t promoted = run->info->cancel_requested? 0: qn_dag_promote (run->dag, run->scratch);
-    size_t cached = 0;
-    for (size_t i = 0; i < promoted; i++) {
-        size_t index = run->scratch [i];
-        s_task (run, index)->status = QANAT__TASK_STATUS__TASK_QUEUED;
-        s_mark_task (run, index);
-        if (s_try_cache (self, run, index))
-            cached++;
-        else
-            s_queue_ready (self, run, index);
-    }
-    if (cached) {
-        //  Their dependents may be ready now
-        qn_engine_run_advance (self, run);
-        return;
-    }
-    Qanat__RunStatus status = qn_dag_run_status (run->dag, run->info->cancel_requested,
-                                                 run->warnings > 0);
-    if (status != run->info->status) {
-        run->info->status = status;
-        qn_engine_mark_run (run);
-        if (qn_dag_finished (run->dag)) {
-            run->info->finished_us = qn_now_us ();
-            if (self->config.verbose)
-                zsys_info ("run %llu %s", (unsigned long long) run->id, qn_run_status_name (status));
-        }
-    }
-}
-
-//  Builds the in-memory run from a parsed workflow.
-static run_t *
-s_run_alloc (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf)
-{
-    run_t *run = (run_t *) zmalloc (sizeof (run_t));
-    run->id = run_id;
-    run->owner = self;
-    run->wf = wf;
-    run->dag = qn_dag_new (wf);
-    size_t count = qn_workflow_task_count (wf) + 1;
-    run->dirty_task = (bool *) calloc (count, sizeof (bool));
-    run->dirty_list = (size_t *) calloc (count, sizeof (size_t));
-    run->scratch = (size_t *) calloc (count, sizeof (size_t));
-    if (!run->dag || !run->dirty_task || !run->dirty_list || !run->scratch) {
-        run->wf = NULL;                 //  the caller still owns it
-        s_run_destroy (&run);
-    }
-    return run;
-}
-
-run_t *
-qn_engine_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
-                   const char *filename, const qn_kv_t *params, size_t param_count)
-{
-    run_t *run = s_run_alloc (self, run_id, wf);
-    if (!run)
-        return NULL;
-    size_t count = qn_workflow_task_count (wf);
-    Qanat__RunInfo *info = (Qanat__RunInfo *) malloc (sizeof (Qanat__RunInfo));
-    qanat__run_info__init (info);
-    info->run_id = run_id;
-    info->workflow = qn_engine_strdup (qn_workflow_name (wf));
-    info->version = version;
-    info->filename = qn_engine_strdup (filename);
-    info->status = QANAT__RUN_STATUS__RUN_QUEUED;
-    info->created_us = qn_now_us ();
-    for (size_t p = 0; p < param_count; p++) {
-        Qanat__Param *param = (Qanat__Param *) malloc (sizeof (Qanat__Param));
-        qanat__param__init (param);
-        param->name = qn_engine_strdup (params [p].key);
-        param->value = qn_engine_strdup (params [p].value);
-        qn_engine_append ((void ***) &info->params, &info->n_params, param);
-    }
-    info->tasks = (Qanat__TaskInfo **) calloc (count + 1, sizeof (Qanat__TaskInfo *));
-    for (size_t t = 0; t < count; t++) {
-        const qn_task_t *spec = qn_workflow_task (wf, t);
-        Qanat__TaskInfo *task = (Qanat__TaskInfo *) malloc (sizeof (Qanat__TaskInfo));
-        qanat__task_info__init (task);
-        task->index = (uint32_t) t;
-        task->name = qn_engine_strdup (spec->name);
-        for (size_t n = 0; n < spec->needs_count; n++)
-            qn_engine_append ((void ***) &task->needs, &task->n_needs, qn_engine_strdup (spec->needs [n]));
-        for (size_t s = 0; s < spec->selector_count; s++)
-            qn_engine_append ((void ***) &task->selector, &task->n_selector,
-                              s_label_new (spec->selector [s].key, spec->selector [s].value));
-        info->tasks [info->n_tasks++] = task;
-    }
-    run->info = info;
-    for (size_t t = 0; t < count; t++)
-        s_mark_task (run, t);
-    qn_engine_mark_run (run);
-    return run;
-}
-
-//  Writes the run's dirty records into the open transaction.
-int
-qn_engine_run_persist (qn_coordinator_t *self, run_t *run)
-{
-    if (qn_store_begin (self->store))
-        return -1;
-    if (run->dirty) {
-        if (qn_store_put_run (self->store, run->info))
-            return -1;
-        run->dirty = false;
-    }
-    for (size_t i = 0; i < run->dirty_count; i++) {
-        size_t t = run->dirty_list [i];
-        if (qn_store_put_task (self->store, run->id, s_task (run, t)))
-            return -1;
-        run->dirty_task [t] = false;
-    }
-    run->dirty_count = 0;
-    run->listed = false;
-    return 0;
-}
-
-//  Ends the current attempt of a task and decides what follows: another
-//  attempt (retries left), or failure and the skipping of dependents.
-static agent_t *
-s_agent_of (qn_coordinator_t *self, Qanat__AttemptInfo *attempt)
-{
-    return attempt? (agent_t *) zhashx_lookup (self->agents, attempt->agent): NULL;
-}
-
-//  Every way an attempt ends (AttemptInfo.end), with the retry_on flag
-//  that retries it; an end missing here would never be retried.
-static const struct {
-    const char *end;
-    unsigned retry_on;
-} s_attempt_ends [] = {
-    { "exit",       QN_RETRY_ON_EXIT },
-    { "timeout",    QN_RETRY_ON_TIMEOUT },
-    { "agent_lost", QN_RETRY_ON_AGENT_LOST },
-    { "start",      QN_RETRY_ON_AGENT_LOST },    //  could not start: retried like a lost one
-    { "check",      QN_RETRY_ON_CHECK },
-    { "output",     QN_RETRY_ON_OUTPUT },
-    { "canceled",   0 },                         //  never retried
-    { "cached",     0 },                         //  a success, never a failure
-};
-
-static unsigned
-s_retry_flag (const char *end)
-{
-    size_t count = sizeof s_attempt_ends / sizeof s_attempt_ends [0];
-    for (size_t i = 0; i < count; i++)
-        if (streq (s_attempt_ends [i].end, end))
-            return s_attempt_ends [i].retry_on;
-    assert (!"an attempt end missing from s_attempt_ends");
-    return 0;
-}
-
-//  Exponential backoff with +-20% jitter, so that tasks failing together
-//  do not come back together.
-static int64_t
-s_retry_delay_us (const qn_task_t *spec, size_t attempts)
-{
-    double delay = spec->retry_delay_s;
-    for (size_t i = 1; i < attempts && delay < spec->retry_max_delay_s; i++)
-        delay *= 2;
-    if (delay > spec->retry_max_delay_s)
-        delay = spec->retry_max_delay_s;
-    delay *= 0.8 + 0.4 * ((double) randof (1000) / 1000.0);
-    return (int64_t) (delay * 1e6);
-}
-
-//  Ends the current attempt of a task and decides what follows: another
-//  attempt, if retries are left and the task retries this kind of ending,
-//  or failure and the skipping of dependents.  end is one of
-//  s_attempt_ends.
-static void
-s_task_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, const char *reason,
-                       const char *end)
-{
-    Qanat__TaskInfo *task = s_task (run, index);
-    Qanat__AttemptInfo *attempt = s_current_attempt (task);
-    if (attempt && !attempt->finished) {
-        attempt->finished = true;
-        attempt->finished_us = qn_now_us ();
-        qn_engine_replace_string (&attempt->reason, qn_engine_strdup (reason));
-    }
-    if (attempt)
-        qn_engine_replace_string (&attempt->end, qn_engine_strdup (end));
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    if (!run->info->cancel_requested && task->n_attempts <= spec->retries
-    &&  (spec->retry_on & s_retry_flag (end))) {
-        int64_t delay = s_retry_delay_us (spec, task->n_attempts);
-        task->retry_at_us = qn_now_us () + delay;
-        qn_engine_replace_string (&task->waiting_reason,
-                                  zsys_sprintf ("retry %zu of %u in %.1fs, after: %s", task->n_attempts,
-                                        spec->retries, delay / 1e6, reason));
-        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_QUEUED);
-        s_queue_ready (self, run, index);
-    }
-    else {
-        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
-        size_t *changed = run->scratch;
-        size_t count = qn_dag_skip_dependents (run->dag, index, changed);
-        for (size_t i = 0; i < count; i++) {
-            s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-            qn_engine_replace_string (&s_task (run, changed [i])->waiting_reason,
-                                      zsys_sprintf ("skipped: %s failed", spec->name));
-            s_mark_task (run, changed [i]);
-        }
-    }
-    s_mark_task (run, index);
-    qn_engine_run_advance (self, run);
-}
-
-static void
-s_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
+qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
                uint32_t attempt, const char *reason)
 {
     if (!agent || !agent->routing_id)
@@ -783,37 +276,37 @@ s_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
     env.cancel = &cancel;
-    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
 }
 
-//  Cancels one task: a running attempt is told to stop and ends as
-//  canceled now (whatever it sends afterwards is no longer current and is
-//  ignored); a task not started is canceled; its dependents are skipped.
-void
-qn_engine_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why)
+
+
+//  Copies the references of the attempts agent runs to refs (they change
+//  as the attempts end).
+static void
+s_agent_collect_attempts (agent_t *agent, zlistx_t *refs)
 {
-    Qanat__TaskInfo *task = s_task (run, index);
-    if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
-        Qanat__AttemptInfo *attempt = s_current_attempt (task);
-        agent_t *agent = s_agent_of (self, attempt);
-        s_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
-        attempt->finished = true;
-        attempt->finished_us = qn_now_us ();
-        qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
-        qn_engine_replace_string (&attempt->end, strdup ("canceled"));
-    }
-    qn_engine_replace_string (&task->waiting_reason, qn_engine_strdup (""));
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
-    size_t *changed = run->scratch;
-    size_t count = qn_dag_skip_dependents (run->dag, index, changed);
-    for (size_t i = 0; i < count; i++) {
-        s_task (run, changed [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-        qn_engine_replace_string (&s_task (run, changed [i])->waiting_reason,
-                                  zsys_sprintf ("skipped: %s canceled", task->name));
-        s_mark_task (run, changed [i]);
+    for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+         ref = (ready_t *) zhashx_next (agent->attempts)) {
+        ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+        *copy = *ref;
+        zlistx_add_end (refs, copy);
     }
 }
 
+//  The attempts of refs, whose agent is gone (lost or revoked), end as
+//  agent_lost for why, and retry by policy.  Destroys refs.
+static void
+s_fail_attempts (qn_coordinator_t *self, zlistx_t *refs, const char *why)
+{
+    for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
+        run_t *run = qn_run_find (self, ref->run_id);
+        if (run && qn_run_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
+            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, why);
+        free (ref);
+    }
+    zlistx_destroy (&refs);
+}
 
 //  Revocation, the engine's part (the key has left the allow-list): the
 //  agent is disconnected at once (its messages are refused from now on),
@@ -827,472 +320,12 @@ qn_engine_agent_revoke (qn_coordinator_t *self, const char *name)
         s_agent_disconnect (self, agent);
         agent->lost = true;
         zlistx_t *refs = zlistx_new ();
-        for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-             ref = (ready_t *) zhashx_next (agent->attempts)) {
-            ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-            *copy = *ref;
-            zlistx_add_end (refs, copy);
-        }
-        for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
-            run_t *run = qn_engine_run_find (self, ref->run_id);
-            if (run)
-                s_task_attempt_failed (self, run, ref->task, "agent revoked", "agent_lost");
-            free (ref);
-        }
-        zlistx_destroy (&refs);
+        s_agent_collect_attempts (agent, refs);
+        s_fail_attempts (self, refs, "agent revoked");
         qn_engine_agent_update_state (agent, zclock_mono ());
         qn_engine_agent_persist (self, agent);
     }
     return agent;
-}
-
-//  ---------------------------------------------------------------------
-//  Dispatch: match ready tasks to agents with credit and matching labels.
-
-static char *
-s_selector_text (const qn_task_t *spec)
-{
-    if (spec->selector_count == 0 && !spec->backend)
-        return strdup ("any agent");
-    size_t size = 64 + (spec->backend? strlen (spec->backend): 0);
-    for (size_t s = 0; s < spec->selector_count; s++)
-        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
-    char *text = (char *) malloc (size);
-    strcpy (text, spec->selector_count? "an agent with ": "an agent");
-    for (size_t s = 0; s < spec->selector_count; s++) {
-        if (s)
-            strcat (text, ",");
-        strcat (text, spec->selector [s].key);
-        strcat (text, "=");
-        strcat (text, spec->selector [s].value);
-    }
-    if (spec->backend) {
-        strcat (text, spec->selector_count? " and backend ": " with backend ");
-        strcat (text, spec->backend);
-    }
-    return text;
-}
-
-//  Why a queued task has not started, worked out when someone asks
-//  rather than on every dispatch.
-static char *
-s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
-{
-    int64_t now = zclock_mono ();
-    size_t matching = 0;
-    const char *unavailable = NULL;
-    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents)) {
-        if (!agent->routing_id || !s_agent_matches (agent, spec))
-            continue;
-        matching++;
-        const char *why = s_agent_unavailable (agent, now);
-        if (why)
-            unavailable = why;
-    }
-    char *selector = s_selector_text (spec);
-    char *reason = matching
-        ? zsys_sprintf ("waiting for a free slot on %s (%zu connected, all busy%s%s)", selector,
-                        matching, unavailable? " or ": "", unavailable? unavailable: "")
-        : zsys_sprintf ("waiting for %s", selector);
-    free (selector);
-    return reason;
-}
-
-void
-qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run)
-{
-    int64_t wall = qn_now_us ();
-    for (size_t t = 0; t < run->info->n_tasks; t++) {
-        Qanat__TaskInfo *task = s_task (run, t);
-        if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us <= wall)
-            qn_engine_replace_string (&task->waiting_reason,
-                                      s_waiting_reason (self, qn_workflow_task (run->wf, t)));
-    }
-}
-
-//  The task's env with ${{ secrets.NAME }} resolved; the values used go
-//  to redact.  NULL with *error_p when a secret cannot be given.
-static Qanat__Label **
-s_task_env (qn_coordinator_t *self, const qn_task_t *spec, zlistx_t *redact, char **error_p)
-{
-    Qanat__Label **env = (Qanat__Label **) calloc (spec->env_count + 1, sizeof (Qanat__Label *));
-    for (size_t e = 0; e < spec->env_count; e++) {
-        const char *value = spec->env [e].value;
-        char *expanded = NULL;
-        if (strstr (value, "${{")) {
-            if (!self->keyring) {
-                *error_p = strdup ("secrets are only given out over CURVE: this coordinator "
-                                   "runs --insecure");
-            }
-            else
-                expanded = qn_vault_expand (self->vault, value, redact, error_p);
-            if (!expanded) {
-                for (size_t i = 0; i < e; i++)
-                    qn_engine_free_message (env [i]);
-                free (env);
-                return NULL;
-            }
-        }
-        env [e] = s_label_new (spec->env [e].key, expanded? expanded: value);
-        free (expanded);
-    }
-    return env;
-}
-
-static bool
-s_task_names_secrets (const qn_task_t *spec)
-{
-    for (size_t e = 0; e < spec->env_count; e++)
-        if (strstr (spec->env [e].value, "${{"))
-            return true;
-    return false;
-}
-
-//  Why a run may not have the secrets task refers to, or NULL.  owner and
-//  role are the run's owner's (role NULL: not an admitted user now);
-//  labels are what the task is sure to run with.  Redaction cannot stop a
-//  task that transforms a value, so this is the control on secrets.
-static char *
-s_task_secrets_refusal (qn_coordinator_t *self, const qn_task_t *spec, const char *workflow,
-                        const char *owner, const char *role, const qn_kv_t *labels,
-                        size_t label_count, const char *labels_of)
-{
-    zlistx_t *names = zlistx_new ();
-    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
-    zlistx_set_duplicator (names, (zlistx_duplicator_fn *) strdup);
-    char *reason = NULL;
-    for (size_t e = 0; e < spec->env_count && !reason; e++)
-        qn_vault_references (spec->env [e].value, names, &reason);
-    qn_vault_use_t use = { owner, role, workflow, labels, label_count, labels_of };
-    for (char *name = (char *) zlistx_first (names); name && !reason;
-         name = (char *) zlistx_next (names))
-        reason = qn_vault_refusal (self->vault, name, &use);
-    zlistx_destroy (&names);
-    return reason;
-}
-
-//  A run is refused at its start when its owner, its workflow or the
-//  agents a task selects may not have a secret it names: before anything
-//  is stored, so that a refused run leaves no trace.  sender is who
-//  starts it (NULL: a local administrator, --insecure).  NULL or why not.
-char *
-qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
-                               const Qanat__Principal *sender)
-{
-    if (!self->vault || !sender)
-        return NULL;            //  --insecure: no secret is given out at all
-    char *reason = NULL;
-    for (size_t t = 0; t < qn_workflow_task_count (wf) && !reason; t++) {
-        const qn_task_t *spec = qn_workflow_task (wf, t);
-        if (!s_task_names_secrets (spec))
-            continue;
-        char *labels_of = zsys_sprintf ("task %s does not select", spec->name);
-        reason = s_task_secrets_refusal (self, spec, qn_workflow_name (wf), sender->name,
-                                         sender->role, spec->selector,
-                                         spec->selector_count, labels_of);
-        zstr_free (&labels_of);
-    }
-    char *refusal = reason? zsys_sprintf ("run refused: %s", reason): NULL;
-    free (reason);
-    return refusal;
-}
-
-//  Checked again as an attempt is handed out, against the list as it is
-//  now and the agent's granted labels: a list narrowed after the run
-//  started stops its later tasks.  NULL or why not.
-static char *
-s_assign_secrets_refusal (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
-{
-    if (!self->vault || !self->keyring)
-        return NULL;
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    if (!s_task_names_secrets (spec))
-        return NULL;
-    const char *owner = run->info->owner && *run->info->owner? run->info->owner: "local";
-    const Qanat__Principal *user = qn_keyring_user (self->keyring, owner);
-    qn_kv_t *labels = (qn_kv_t *) calloc (agent->info->n_labels + 1, sizeof (qn_kv_t));
-    for (size_t l = 0; l < agent->info->n_labels; l++) {
-        labels [l].key = agent->info->labels [l]->key;
-        labels [l].value = agent->info->labels [l]->value;
-    }
-    char *labels_of = zsys_sprintf ("agent %s does not carry", agent->name);
-    char *reason = s_task_secrets_refusal (self, spec, run->info->workflow, owner,
-                                           user? user->role: NULL, labels,
-                                           agent->info->n_labels, labels_of);
-    zstr_free (&labels_of);
-    free (labels);
-    return reason;
-}
-
-//  A task that cannot even be handed out (a secret is missing) fails
-//  without an attempt, and without retries: nothing would change.
-static void
-s_fail_unstartable (qn_coordinator_t *self, run_t *run, size_t index, const char *reason)
-{
-    Qanat__TaskInfo *task = s_task (run, index);
-    qn_engine_replace_string (&task->waiting_reason, zsys_sprintf ("cannot start: %s", reason));
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_FAILED);
-    size_t count = qn_dag_skip_dependents (run->dag, index, run->scratch);
-    for (size_t i = 0; i < count; i++) {
-        s_task (run, run->scratch [i])->status = QANAT__TASK_STATUS__TASK_SKIPPED;
-        qn_engine_replace_string (&s_task (run, run->scratch [i])->waiting_reason,
-                                  zsys_sprintf ("skipped: %s failed", task->name));
-        s_mark_task (run, run->scratch [i]);
-    }
-    qn_engine_run_advance (self, run);
-}
-
-//  An assignment message and what it owns.
-typedef struct {
-    Qanat__AttemptRef ref;
-    Qanat__Assign assign;
-    zlistx_t *redact;
-    Qanat__ArtifactStore store;
-} assignment_t;
-
-static void
-s_assignment_free (assignment_t *self)
-{
-    for (size_t i = 0; self->assign.argv && i < self->assign.n_argv; i++)
-        free (self->assign.argv [i]);
-    free (self->assign.argv);
-    for (size_t i = 0; i < self->assign.n_env; i++)
-        qn_engine_free_message (self->assign.env [i]);
-    free (self->assign.env);
-    for (size_t i = 0; i < self->assign.n_backend_options; i++)
-        qn_engine_free_message (self->assign.backend_options [i]);
-    free (self->assign.backend_options);
-    free (self->assign.redact);
-    zlistx_destroy (&self->redact);
-    qn_artifacts_free_inputs (self->assign.inputs, self->assign.n_inputs);
-    for (size_t i = 0; i < self->assign.n_outputs; i++)
-        free (self->assign.outputs [i]);
-    free (self->assign.outputs);
-}
-
-//  Builds attempt attempt_no of task index: argv, an environment that
-//  tells the task who it is, its secrets' values to redact, its backend
-//  and options.  -1 with *error_p (malloc'd) when a secret it names is
-//  not there.
-static int
-s_assignment_build (qn_coordinator_t *self, run_t *run, size_t index, uint32_t attempt_no,
-                    assignment_t *out, zhashx_t *fetchable, char **error_p)
-{
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    memset (out, 0, sizeof (*out));
-    out->redact = zlistx_new ();
-    zlistx_set_destructor (out->redact, (zlistx_destructor_fn *) zstr_free);
-    zlistx_set_duplicator (out->redact, (zlistx_duplicator_fn *) strdup);
-    Qanat__Label **task_env = s_task_env (self, spec, out->redact, error_p);
-    if (!task_env) {
-        zlistx_destroy (&out->redact);
-        return -1;
-    }
-    qanat__attempt_ref__init (&out->ref);
-    out->ref.run_id = run->id;
-    out->ref.task_index = (uint32_t) index;
-    out->ref.attempt = attempt_no;
-    Qanat__Assign *assign = &out->assign;
-    qanat__assign__init (assign);
-    assign->attempt = &out->ref;
-    assign->task_name = spec->name;
-    assign->workflow = run->info->workflow;
-    char *argv_error = NULL;
-    assign->argv = s_task_argv (run, spec, false, &argv_error);
-    if (!assign->argv) {
-        *error_p = argv_error? argv_error: strdup ("out of memory");
-        for (size_t e = 0; e < spec->env_count; e++)
-            qn_engine_free_message (task_env [e]);
-        free (task_env);
-        zlistx_destroy (&out->redact);
-        return -1;
-    }
-    assign->n_argv = spec->argc;
-    assign->timeout_s = spec->timeout_s;
-    assign->cpus = spec->cpus;
-    assign->memory_mb = spec->memory_mb;
-    assign->gpus = spec->gpus;
-    assign->backend = spec->backend? spec->backend: (char *) "";
-    size_t env_count = 3 + run->info->n_params + spec->env_count;
-    Qanat__Label **env = (Qanat__Label **) calloc (env_count, sizeof (Qanat__Label *));
-    size_t n = 0;
-    char number [32];
-    snprintf (number, sizeof number, "%llu", (unsigned long long) run->id);
-    env [n++] = s_label_new ("QANAT_RUN_ID", number);
-    env [n++] = s_label_new ("QANAT_TASK", spec->name);
-    snprintf (number, sizeof number, "%u", attempt_no);
-    env [n++] = s_label_new ("QANAT_ATTEMPT", number);
-    for (size_t p = 0; p < run->info->n_params; p++) {
-        char *name = zsys_sprintf ("QANAT_PARAM_%s", run->info->params [p]->name);
-        for (char *c = name; *c; c++)
-            *c = isalnum ((unsigned char) *c)? (char) toupper ((unsigned char) *c): '_';
-        env [n++] = s_label_new (name, run->info->params [p]->value);
-        zstr_free (&name);
-    }
-    for (size_t e = 0; e < spec->env_count; e++)
-        env [n++] = task_env [e];
-    free (task_env);
-    assign->env = env;
-    assign->n_env = n;
-    if (spec->backend_option_count) {
-        assign->backend_options = (Qanat__Label **) calloc (spec->backend_option_count,
-                                                            sizeof (Qanat__Label *));
-        for (size_t o = 0; o < spec->backend_option_count; o++)
-            assign->backend_options [o] = s_label_new (spec->backend_options [o].key,
-                                                       spec->backend_options [o].value);
-        assign->n_backend_options = spec->backend_option_count;
-    }
-    //  Artifacts: what to stage, what to collect, where blobs go
-    if (qn_artifacts_inputs (self->artifacts, spec, run->info, fetchable, &assign->inputs,
-                             &assign->n_inputs, error_p) == -1) {
-        assign->redact = NULL;
-        s_assignment_free (out);
-        return -1;
-    }
-    if (spec->output_count) {
-        assign->outputs = (Qanat__OutputSpec **) calloc (spec->output_count, sizeof (void *));
-        for (size_t o = 0; assign->outputs && o < spec->output_count; o++) {
-            Qanat__OutputSpec *output = (Qanat__OutputSpec *) malloc (sizeof (Qanat__OutputSpec));
-            qanat__output_spec__init (output);
-            output->name = spec->outputs [o].name;
-            output->path = spec->outputs [o].path? spec->outputs [o].path: (char *) "";
-            output->value = spec->outputs [o].value;
-            assign->outputs [assign->n_outputs++] = output;
-        }
-    }
-    //  A store the workflow names, even the coordinator's, wins over the
-    //  one an agent's environment has (qanat-agent --artifact-store)
-    const qn_artifact_store_t *store = qn_workflow_artifact_store (run->wf);
-    if (store->kind && streq (store->kind, "coordinator")) {
-        qanat__artifact_store__init (&out->store);
-        out->store.kind = store->kind;
-        assign->store = &out->store;
-    }
-    else
-    if (store->kind && streq (store->kind, "s3")) {
-        qanat__artifact_store__init (&out->store);
-        out->store.kind = store->kind;
-        out->store.bucket = store->bucket? store->bucket: (char *) "";
-        out->store.prefix = store->prefix? store->prefix: (char *) "";
-        out->store.endpoint = store->endpoint? store->endpoint: (char *) "";
-        out->store.region = store->region? store->region: (char *) "";
-        out->store.path_style = store->path_style;
-        assign->store = &out->store;
-    }
-    size_t redact_count = zlistx_size (out->redact);
-    char **values = (char **) calloc (redact_count + 1, sizeof (char *));
-    size_t r = 0;
-    for (char *value = (char *) zlistx_first (out->redact); value;
-         value = (char *) zlistx_next (out->redact))
-        values [r++] = value;
-    assign->redact = values;
-    assign->n_redact = r;
-    return 0;
-}
-
-//  The agent's "env" label: the environment `qanat status` shows.
-static const char *
-s_agent_environment (agent_t *agent)
-{
-    for (size_t l = 0; l < agent->info->n_labels; l++)
-        if (streq (agent->info->labels [l]->key, "env"))
-            return agent->info->labels [l]->value;
-    return "";
-}
-
-static bool
-s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
-{
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    Qanat__TaskInfo *task = s_task (run, index);
-    char *error = s_assign_secrets_refusal (self, run, index, agent);
-    assignment_t assignment;
-    if (error || s_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
-                                     &assignment, agent->fetchable, &error) == -1) {
-        s_fail_unstartable (self, run, index, error);
-        free (error);
-        return false;
-    }
-    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
-    qanat__attempt_info__init (attempt);
-    attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = qn_engine_strdup (agent->name);
-    attempt->started_us = qn_now_us ();
-    attempt->environment = qn_engine_strdup (s_agent_environment (agent));
-    attempt->backend = qn_engine_strdup (spec->backend? spec->backend
-                               : agent->info->n_backends? agent->info->backends [0]: "");
-    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    qn_engine_replace_string (&task->waiting_reason, qn_engine_strdup (""));
-    s_task_clear_checks (run, task);
-    task->retry_at_us = 0;
-    s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_RUNNING);
-    s_agent_set_credit (self, agent, agent->info->credit - 1);
-    qn_engine_run_advance (self, run);
-
-    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
-    envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
-    envelope.assign = &assignment.assign;
-    s_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
-    s_assignment_free (&assignment);
-    if (self->config.verbose)
-        zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
-                   spec->name, attempt->attempt, agent->name);
-    return true;
-}
-
-//  One pass over the ready list.  Each task goes to the connected,
-//  matching agent with the most free credit; a task that cannot be placed
-//  stays in the list with the reason recorded for `qanat status`.
-void
-qn_engine_dispatch (qn_coordinator_t *self)
-{
-    if (zhashx_size (self->with_credit) == 0)
-        return;
-    int64_t now = zclock_mono ();
-    for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
-         queue = (zlistx_t *) zhashx_next (self->queues)) {
-        if (zlistx_size (queue) == 0)
-            continue;
-        //  The agents that can serve this queue now.
-        const qn_task_t *spec = NULL;
-        zlistx_t *candidates = zlistx_new ();
-        ready_t *ready = (ready_t *) zlistx_first (queue);
-        while (ready) {
-            run_t *run = qn_engine_run_find (self, ready->run_id);
-            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                spec = qn_workflow_task (run->wf, ready->task);
-                break;
-            }
-            zlistx_delete (queue, zlistx_cursor (queue));       //  canceled or gone
-            ready = (ready_t *) zlistx_first (queue);
-        }
-        if (spec)
-            for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
-                 agent = (agent_t *) zhashx_next (self->with_credit))
-                if (s_agent_matches (agent, spec) && !s_agent_unavailable (agent, now))
-                    zlistx_add_end (candidates, agent);
-        //  Hand out tasks in order, each to the candidate with most credit
-        //  left, which spreads work across agents.
-        while (zlistx_size (candidates) && (ready = (ready_t *) zlistx_first (queue))) {
-            void *handle = zlistx_cursor (queue);
-            run_t *run = qn_engine_run_find (self, ready->run_id);
-            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                void *best_handle = NULL;
-                agent_t *best = NULL;
-                for (agent_t *agent = (agent_t *) zlistx_first (candidates); agent;
-                     agent = (agent_t *) zlistx_next (candidates))
-                    if (!best || agent->info->credit > best->info->credit) {
-                        best = agent;
-                        best_handle = zlistx_cursor (candidates);
-                    }
-                if (s_assign (self, run, ready->task, best) && best->info->credit == 0)
-                    zlistx_delete (candidates, best_handle);
-            }
-            zlistx_delete (queue, handle);
-        }
-        zlistx_destroy (&candidates);
-    }
 }
 
 //  ---------------------------------------------------------------------
@@ -1310,22 +343,22 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
     welcome.suspect_after_ms = agent->info->suspect_after_ms;
     welcome.lost_after_ms = agent->info->lost_after_ms;
     size_t held = 0;
-    assignment_t *assignments = reg->n_running?
-        (assignment_t *) calloc (reg->n_running, sizeof (assignment_t)): NULL;
+    qn_assignment_t *assignments = reg->n_running?
+        (qn_assignment_t *) calloc (reg->n_running, sizeof (qn_assignment_t)): NULL;
     Qanat__Assign **held_ptrs = reg->n_running?
         (Qanat__Assign **) calloc (reg->n_running, sizeof (Qanat__Assign *)): NULL;
     for (size_t i = 0; assignments && held_ptrs && i < reg->n_running; i++) {
         Qanat__AttemptRef *ref = reg->running [i];
-        run_t *run = qn_engine_run_find (self, ref->run_id);
+        run_t *run = qn_run_find (self, ref->run_id);
         Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
-                                s_task (run, ref->task_index): NULL;
-        Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+                                qn_run_task (run, ref->task_index): NULL;
+        Qanat__AttemptInfo *attempt = task? qn_run_current_attempt (task): NULL;
         if (!attempt || attempt->attempt != ref->attempt || attempt->finished
         ||  task->status != QANAT__TASK_STATUS__TASK_RUNNING || !streq (attempt->agent, agent->name))
             continue;
         char *error = NULL;
-        if (s_assignment_build (self, run, ref->task_index, ref->attempt,
-                                &assignments [held], agent->fetchable, &error) == -1) {
+        if (qn_dispatch_assignment_build (self, run, ref->task_index, ref->attempt,
+                                          &assignments [held], agent->fetchable, &error) == -1) {
             free (error);
             continue;
         }
@@ -1337,9 +370,9 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
-    s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
     for (size_t i = 0; i < held; i++)
-        s_assignment_free (&assignments [i]);
+        qn_dispatch_assignment_free (&assignments [i]);
     free (assignments);
     free (held_ptrs);
 }
@@ -1407,7 +440,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->n_labels = 0;
     for (size_t i = 0; i < label_count; i++)
         qn_engine_append ((void ***) &info->labels, &info->n_labels,
-                          s_label_new (labels [i]->key, labels [i]->value));
+                          qn_engine_label_new (labels [i]->key, labels [i]->value));
     for (size_t i = 0; i < info->n_backends; i++)
         free (info->backends [i]);
     free (info->backends);
@@ -1416,7 +449,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (size_t i = 0; i < reg->n_backends; i++)
         qn_engine_append ((void ***) &info->backends, &info->n_backends, qn_engine_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
-    s_agent_set_credit (self, agent, 0);
+    qn_engine_agent_set_credit (self, agent, 0);
     info->connected = true;
     info->last_seen_us = qn_now_us ();
     agent->lost = false;
@@ -1443,18 +476,18 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     zlistx_t *gone = zlistx_new ();
     for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
          ref = (ready_t *) zhashx_next (agent->attempts)) {
-        run_t *run = qn_engine_run_find (self, ref->run_id);
-        Qanat__AttemptInfo *attempt = run? s_current_attempt (s_task (run, ref->task)): NULL;
+        run_t *run = qn_run_find (self, ref->run_id);
+        Qanat__AttemptInfo *attempt = run? qn_run_current_attempt (qn_run_task (run, ref->task)): NULL;
         if (!attempt || !s_reported (reg, ref->run_id, ref->task, attempt->attempt))
             zlistx_add_end (gone, ref);
     }
     for (ready_t *ref = (ready_t *) zlistx_first (gone); ref; ref = (ready_t *) zlistx_next (gone)) {
-        run_t *run = qn_engine_run_find (self, ref->run_id);
+        run_t *run = qn_run_find (self, ref->run_id);
         if (run)
-            s_task_attempt_failed (self, run, ref->task, "agent lost: it does not hold this attempt",
-                                   "agent_lost");
+            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST,
+                                   "agent lost: it does not hold this attempt");
         else {
-            char *key = s_attempt_key (ref->run_id, ref->task);
+            char *key = qn_run_attempt_key (ref->run_id, ref->task);
             zhashx_delete (agent->attempts, key);
             zstr_free (&key);
         }
@@ -1463,15 +496,15 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->running = (uint32_t) zhashx_size (agent->attempts);
     for (size_t i = 0; i < reg->n_running; i++) {
         Qanat__AttemptRef *ref = reg->running [i];
-        run_t *run = qn_engine_run_find (self, ref->run_id);
+        run_t *run = qn_run_find (self, ref->run_id);
         Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
-                                s_task (run, ref->task_index): NULL;
-        Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+                                qn_run_task (run, ref->task_index): NULL;
+        Qanat__AttemptInfo *attempt = task? qn_run_current_attempt (task): NULL;
         bool current = attempt && attempt->attempt == ref->attempt
                     && task->status == QANAT__TASK_STATUS__TASK_RUNNING
                     && streq (attempt->agent, agent->name);
         if (!current)
-            s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
+            qn_engine_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                            "this attempt is no longer current");
     }
     qn_engine_agent_persist (self, agent);
@@ -1532,45 +565,6 @@ s_send_acks (qn_coordinator_t *self)
     zhashx_purge (self->acks);
 }
 
-//  Evaluates the task's checks over the metrics its attempt reported.
-//  Returns the first failing error check's description, or NULL.
-static char *
-s_evaluate_checks (qn_coordinator_t *self, run_t *run, size_t index, uint32_t attempt_number)
-{
-    const qn_task_t *spec = qn_workflow_task (run->wf, index);
-    Qanat__TaskInfo *task = s_task (run, index);
-    s_task_clear_checks (run, task);
-    char *failure = NULL;
-    for (size_t c = 0; c < spec->checks_count; c++) {
-        qn_check_t *check = spec->checks [c].check;
-        Qanat__MetricRecord **records = NULL;
-        size_t count = 0;
-        qn_store_read_metrics (self->store, run->id, qn_check_metric (check), &records, &count);
-        double *values = (double *) calloc (count? count: 1, sizeof (double));
-        size_t found = 0;
-        for (size_t r = 0; r < count; r++)
-            if (streq (records [r]->task, spec->name) && records [r]->attempt == attempt_number
-            &&  records [r]->point)
-                values [found++] = records [r]->point->value;
-        qn_store_free_array (records, count);
-        bool passed = false;
-        char *detail = qn_check_eval (check, values, found, &passed);
-        free (values);
-        Qanat__CheckResult *result = (Qanat__CheckResult *) malloc (sizeof (Qanat__CheckResult));
-        qanat__check_result__init (result);
-        result->expr = qn_engine_strdup (qn_check_expr (check));
-        bool warning = spec->checks [c].severity == QN_SEVERITY_WARNING;
-        result->severity = qn_engine_strdup (warning? "warning": "error");
-        result->passed = passed;
-        result->detail = detail;
-        qn_engine_append ((void ***) &task->checks, &task->n_checks, result);
-        if (!passed && !warning && !failure)
-            failure = zsys_sprintf ("check failed: %s", detail);
-    }
-    if (s_task_warned (task))
-        run->warnings++;
-    return failure;
-}
 
 //  The attempt's Finished is in: its uploads are referenced by its
 //  record now (or by nothing, and retention may take them).
@@ -1590,56 +584,6 @@ s_uploads_settled (qn_coordinator_t *self, uint64_t run_id, uint32_t task, uint3
     zlistx_destroy (&done);
 }
 
-static void
-s_handle_finished (qn_coordinator_t *self, run_t *run, size_t index,
-                   Qanat__AttemptInfo *attempt, Qanat__Finished *finished)
-{
-    s_uploads_settled (self, run->id, (uint32_t) index, attempt->attempt);
-    attempt->exit_code = finished->exit_code;
-    attempt->signal = finished->signal;
-    qn_engine_replace_string (&attempt->stack_trace, qn_engine_strdup (finished->stack_trace));
-    qn_engine_replace_string (&attempt->reason, qn_engine_strdup (finished->reason));
-    bool ok = finished->exit_code == 0 && finished->signal == 0;
-    if (ok) {
-        char *failure = s_evaluate_checks (self, run, index, attempt->attempt);
-        if (failure) {
-            s_task_attempt_failed (self, run, index, failure, "check");
-            free (failure);
-            return;
-        }
-        const qn_task_t *spec = qn_workflow_task (run->wf, index);
-        char *missing = qn_store_begin (self->store) == 0
-                      ? qn_artifacts_record (self->artifacts, spec, attempt, finished)
-                      : strdup ("the store cannot record the outputs");
-        if (missing) {
-            s_task_attempt_failed (self, run, index, missing, "output");
-            free (missing);
-            return;
-        }
-        if (spec->cache && !run->info->no_cache) {
-            char key [QN_ARTIFACTS_KEY_HEX + 1];
-            if (s_cache_key (self, run, index, key) == 0)
-                qn_artifacts_cache_put (self->artifacts, key, run->id, (uint32_t) index,
-                                        attempt->attempt);
-        }
-        attempt->finished = true;
-        attempt->finished_us = qn_now_us ();
-        qn_engine_replace_string (&attempt->end, strdup ("exit"));
-        s_task_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
-        qn_engine_run_advance (self, run);
-    }
-    else {
-        char *reason = *finished->reason? strdup (finished->reason)
-                     : finished->signal? zsys_sprintf ("killed by signal %d", finished->signal)
-                     : zsys_sprintf ("exit code %d", finished->exit_code);
-        const char *end = finished->kind == QANAT__END_KIND__END_TIMEOUT? "timeout"
-                        : finished->kind == QANAT__END_KIND__END_CANCELED? "canceled"
-                        : finished->kind == QANAT__END_KIND__END_LOST? "agent_lost"
-                        : finished->kind == QANAT__END_KIND__END_START_FAILED? "start": "exit";
-        s_task_attempt_failed (self, run, index, reason, end);
-        free (reason);
-    }
-}
 
 //  One event of one attempt.  Fencing: only the current attempt of a
 //  running task may change it; anything else is acknowledged (so the agent
@@ -1652,10 +596,10 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
         self->stats.malformed_agent_frames++;
         return;
     }
-    run_t *run = qn_engine_run_find (self, ref->run_id);
+    run_t *run = qn_run_find (self, ref->run_id);
     Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
-                            s_task (run, ref->task_index): NULL;
-    Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+                            qn_run_task (run, ref->task_index): NULL;
+    Qanat__AttemptInfo *attempt = task? qn_run_current_attempt (task): NULL;
     bool current = attempt && attempt->attempt == ref->attempt
                 && task->status == QANAT__TASK_STATUS__TASK_RUNNING
                 && streq (attempt->agent, agent->name);
@@ -1663,7 +607,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
         self->stats.stale_events++;
         s_post_ack (self, agent, ref, event->seq);
         if (event->body_case != QANAT__EVENT__BODY_FINISHED)
-            s_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
+            qn_engine_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                            "this attempt is no longer current");
         return;
     }
@@ -1716,10 +660,12 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
             break;
     }
     attempt->last_seq = event->seq;
-    s_mark_task (run, ref->task_index);
+    qn_run_mark_task (run, ref->task_index);
     self->stats.events_committed++;
-    if (event->body_case == QANAT__EVENT__BODY_FINISHED)
-        s_handle_finished (self, run, ref->task_index, attempt, event->finished);
+    if (event->body_case == QANAT__EVENT__BODY_FINISHED) {
+        s_uploads_settled (self, run->id, ref->task_index, attempt->attempt);
+        qn_run_attempt_finished (self, run, ref->task_index, attempt, event->finished);
+    }
     s_post_ack (self, agent, ref, event->seq);
 }
 
@@ -1746,7 +692,7 @@ s_handle_enrol (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Enrol *enro
     Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
     reply.body_case = QANAT__ENVELOPE__BODY_ENROLLED;
     reply.enrolled = &enrolled;
-    s_post (self, self->agents_sock, routing_id, &reply, 0);
+    qn_engine_post (self, self->agents_sock, routing_id, &reply, 0);
 }
 
 //  ---------------------------------------------------------------------
@@ -1759,7 +705,7 @@ s_blob_send (void *arg, const char *peer, Qanat__Envelope *envelope)
     agent_t *agent = (agent_t *) zhashx_lookup (self->agents, peer);
     if (!agent || !agent->routing_id)
         return -1;
-    s_post (self, self->agents_sock, agent->routing_id, envelope, 0);
+    qn_engine_post (self, self->agents_sock, agent->routing_id, envelope, 0);
     return 0;
 }
 
@@ -1799,10 +745,10 @@ static void
 s_handle_blob_offer (qn_coordinator_t *self, agent_t *agent, Qanat__BlobOffer *offer)
 {
     Qanat__AttemptRef *ref = offer->attempt;
-    run_t *run = ref? qn_engine_run_find (self, ref->run_id): NULL;
+    run_t *run = ref? qn_run_find (self, ref->run_id): NULL;
     Qanat__TaskInfo *task = run && ref->task_index < run->info->n_tasks?
-                            s_task (run, ref->task_index): NULL;
-    Qanat__AttemptInfo *attempt = task? s_current_attempt (task): NULL;
+                            qn_run_task (run, ref->task_index): NULL;
+    Qanat__AttemptInfo *attempt = task? qn_run_current_attempt (task): NULL;
     if (!attempt || attempt->attempt != ref->attempt || attempt->finished
     ||  !streq (attempt->agent, agent->name)) {
         Qanat__BlobWant want = QANAT__BLOB_WANT__INIT;
@@ -1811,7 +757,7 @@ s_handle_blob_offer (qn_coordinator_t *self, agent_t *agent, Qanat__BlobOffer *o
         Qanat__Envelope env = QANAT__ENVELOPE__INIT;
         env.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
         env.blob_want = &want;
-        s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
         self->stats.denied++;
         return;
     }
@@ -1831,7 +777,7 @@ s_handle_blob_want (qn_coordinator_t *self, agent_t *agent, Qanat__BlobWant *wan
         Qanat__Envelope env = QANAT__ENVELOPE__INIT;
         env.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
         env.blob_chunk = &chunk;
-        s_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
         self->stats.denied++;
         return;
     }
@@ -1886,7 +832,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
             reply.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
             reply.heartbeat = &heartbeat;
-            s_post (self, self->agents_sock, routing_id, &reply, 0);
+            qn_engine_post (self, self->agents_sock, routing_id, &reply, 0);
             break;
         }
         case QANAT__ENVELOPE__BODY_CREDIT: {
@@ -1896,7 +842,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             //  their slots; they would never come back.
             uint64_t credit = (uint64_t) agent->info->credit + env->credit->slots;
             uint32_t room = agent->info->capacity;
-            s_agent_set_credit (self, agent, credit > room? room: (uint32_t) credit);
+            qn_engine_agent_set_credit (self, agent, credit > room? room: (uint32_t) credit);
             break;
         }
         case QANAT__ENVELOPE__BODY_EVENT:
@@ -1954,56 +900,6 @@ s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__En
 //  ---------------------------------------------------------------------
 //  Loading from the store (at start, and after a failed commit)
 
-static run_t *
-s_run_load (qn_coordinator_t *self, uint64_t run_id)
-{
-    Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
-    if (!info)
-        return NULL;
-    Qanat__SubmitWorkflow *source = qn_store_get_workflow (self->store, info->workflow, info->version);
-    char *error = NULL;
-    qn_workflow_t *wf = source? qn_workflow_parse (source->filename, (const char *) source->source.data,
-                                                   source->source.len, &error): NULL;
-    qn_engine_free_message (source);
-    Qanat__TaskInfo **tasks = NULL;
-    size_t count = 0;
-    if (!wf || qn_store_get_tasks (self->store, run_id, &tasks, &count)
-    ||  count != qn_workflow_task_count (wf)) {
-        zsys_error ("run %llu cannot be reloaded (%s); it is marked failed",
-                    (unsigned long long) run_id, error? error: "its records are incomplete");
-        free (error);
-        qn_store_free_array (tasks, count);
-        qn_workflow_destroy (&wf);
-        info->status = QANAT__RUN_STATUS__RUN_FAILED;
-        info->finished_us = qn_now_us ();
-        if (qn_store_begin (self->store) == 0)
-            qn_store_put_run (self->store, info);
-        qn_engine_free_message (info);
-        return NULL;
-    }
-    run_t *run = s_run_alloc (self, run_id, wf);
-    if (!run) {
-        qn_store_free_array (tasks, count);
-        qn_workflow_destroy (&wf);
-        qn_engine_free_message (info);
-        return NULL;
-    }
-    info->tasks = tasks;
-    info->n_tasks = count;
-    run->info = info;
-    for (size_t t = 0; t < count; t++) {
-        //  A status we do not know (a damaged record) ends the task.
-        if ((int) tasks [t]->status < 0 || tasks [t]->status > QANAT__TASK_STATUS__TASK_CANCELED)
-            tasks [t]->status = QANAT__TASK_STATUS__TASK_FAILED;
-        qn_dag_set_status (run->dag, t, tasks [t]->status);
-        for (size_t c = 0; c < tasks [t]->n_checks; c++)
-            if (!tasks [t]->checks [c]->passed && streq (tasks [t]->checks [c]->severity, "warning")) {
-                run->warnings++;
-                break;
-            }
-    }
-    return run;
-}
 
 static int
 s_reload (qn_coordinator_t *self, char **error_p)
@@ -2024,19 +920,20 @@ s_reload (qn_coordinator_t *self, char **error_p)
         return -1;
     }
     for (size_t i = 0; i < count; i++) {
-        run_t *run = s_run_load (self, ids [i]);
+        run_t *run = qn_run_load (self, ids [i]);
         if (!run)
             continue;
-        zhashx_insert (self->runs, qn_engine_run_key (run->id), run);
+        char key [QN_RUN_KEY_SIZE];
+        zhashx_insert (self->runs, qn_run_key (run->id, key), run);
         for (size_t t = 0; t < run->info->n_tasks; t++) {
-            Qanat__TaskInfo *task = s_task (run, t);
+            Qanat__TaskInfo *task = qn_run_task (run, t);
             if (task->status == QANAT__TASK_STATUS__TASK_QUEUED)
-                s_queue_ready (self, run, t);
+                qn_dispatch_queue (self, run, t);
             else
             if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
                 //  It waits for its agent to come back and report, or to
                 //  be declared lost; an agent we never knew gets a record.
-                Qanat__AttemptInfo *attempt = s_current_attempt (task);
+                Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
                 if (attempt && !zhashx_lookup (self->agents, attempt->agent)) {
                     agent_t *agent = s_agent_new (attempt->agent);
                     agent->info->lost_after_ms = self->config.lost_after_ms;
@@ -2045,10 +942,10 @@ s_reload (qn_coordinator_t *self, char **error_p)
                     qn_engine_agent_update_state (agent, agent->last_seen);
                     zhashx_insert (self->agents, agent->name, agent);
                 }
-                s_track_running (run, t, true);
+                qn_run_track_running (run, t, true);
             }
         }
-        qn_engine_run_advance (self, run);
+        qn_run_advance (self, run);
     }
     free (ids);
     return 0;
@@ -2159,11 +1056,11 @@ s_pause (qn_coordinator_t *self)
 void
 qn_engine_end_turn (qn_coordinator_t *self)
 {
-    qn_engine_dispatch (self);
+    qn_dispatch (self);
     zlistx_t *changed = self->dirty_runs;
     self->dirty_runs = zlistx_new ();
     for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
-        qn_engine_run_persist (self, run);
+        qn_run_persist (self, run);
     bool writing = qn_store_in_txn (self->store);
     if (qn_store_commit (self->store)) {
         zlistx_destroy (&changed);
@@ -2186,7 +1083,8 @@ qn_engine_end_turn (qn_coordinator_t *self)
                 keep = self->config.keep_runs;
             if (keep)
                 qn_retention_due (&retain, run->info->workflow, keep);
-            zhashx_delete (self->runs, qn_engine_run_key (run->id));
+            char key [QN_RUN_KEY_SIZE];
+            zhashx_delete (self->runs, qn_run_key (run->id, key));
         }
     zlistx_destroy (&changed);
     //  Retention, in a transaction the next turn commits
@@ -2437,35 +1335,11 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
          agent = (agent_t *) zhashx_next (self->agents))
         if (!agent->routing_id && zhashx_size (agent->attempts)
         &&  now - agent->last_seen > agent->info->lost_after_ms)
-            for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-                 ref = (ready_t *) zhashx_next (agent->attempts)) {
-                ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-                *copy = *ref;
-                zlistx_add_end (lost, copy);
-            }
-    for (ready_t *ref = (ready_t *) zlistx_first (lost); ref; ref = (ready_t *) zlistx_next (lost)) {
-        run_t *run = qn_engine_run_find (self, ref->run_id);
-        if (run && s_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
-            s_task_attempt_failed (self, run, ref->task, "agent lost", "agent_lost");
-        free (ref);
-    }
-    zlistx_destroy (&lost);
+            s_agent_collect_attempts (agent, lost);
+    s_fail_attempts (self, lost, "agent lost");
     if (self->keyring)
         qn_keyring_expire (self->keyring);
-    //  Retries whose backoff is over join their queue.
-    int64_t wall = qn_now_us ();
-    ready_t *ready = (ready_t *) zlistx_first (self->delayed);
-    while (ready) {
-        void *handle = zlistx_cursor (self->delayed);
-        ready_t *next = (ready_t *) zlistx_next (self->delayed);
-        run_t *run = qn_engine_run_find (self, ready->run_id);
-        if (!run || s_task (run, ready->task)->retry_at_us <= wall) {
-            if (run && s_task (run, ready->task)->status == QANAT__TASK_STATUS__TASK_QUEUED)
-                s_queue_ready (self, run, ready->task);
-            zlistx_delete (self->delayed, handle);
-        }
-        ready = next;
-    }
+    qn_dispatch_release_delayed (self);
     qn_engine_end_turn (self);
     return 0;
 }
@@ -2511,11 +1385,11 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     zhashx_set_destructor (self->agents, s_agent_destructor);
     self->by_route = qn_hash_new ();
     self->runs = qn_hash_new ();
-    zhashx_set_destructor (self->runs, s_run_destructor);
+    zhashx_set_destructor (self->runs, qn_run_destructor);
     self->queues = qn_hash_new ();
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) zlistx_destroy);
     self->delayed = zlistx_new ();
-    zlistx_set_destructor (self->delayed, s_ready_destructor);
+    zlistx_set_destructor (self->delayed, qn_dispatch_ready_destructor);
     self->with_credit = qn_hash_new ();
     self->dirty_runs = zlistx_new ();
     self->acks = qn_hash_new ();

@@ -160,6 +160,16 @@ qn_engine_append (void ***array, size_t *count, void *item)
     (*array) [(*count)++] = item;
 }
 
+static inline Qanat__Label *
+qn_engine_label_new (const char *key, const char *value)
+{
+    Qanat__Label *label = (Qanat__Label *) malloc (sizeof (Qanat__Label));
+    qanat__label__init (label);
+    label->key = qn_engine_strdup (key);
+    label->value = qn_engine_strdup (value);
+    return label;
+}
+
 static inline void
 qn_engine_free_message (void *message)
 {
@@ -169,35 +179,27 @@ qn_engine_free_message (void *message)
 
 //  ---------------------------------------------------------------------
 //  What qn_coordinator.c offers the engine's other files (each is
-//  described where it is defined).  Runs and agents stay the engine's.
+//  described where it is defined).  Runs and agents stay the engine's;
+//  the run record and its transitions are qn_run's (qn_run.h).
 
-//  The key of a run in the runs table, in a buffer the next call reuses.
-char *
-    qn_engine_run_key (uint64_t run_id);
-//  The active run, or NULL (finished, or none).
-run_t *
-    qn_engine_run_find (qn_coordinator_t *self, uint64_t run_id);
-//  A new active run of wf, not yet in the runs table; it takes wf, but
-//  when it returns NULL (it cannot be made) the caller still owns wf.
-run_t *
-    qn_engine_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf,
-                       uint32_t version, const char *filename, const qn_kv_t *params,
-                       size_t param_count);
+//  Queues env for sending after the turn's commit (request_id: of the
+//  client request it answers, else 0).
 void
-    qn_engine_run_advance (qn_coordinator_t *self, run_t *run);
-int
-    qn_engine_run_persist (qn_coordinator_t *self, run_t *run);
+    qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+                    Qanat__Envelope *env, uint64_t request_id);
+//  Tells agent (if connected) to stop an attempt, after the commit.
 void
-    qn_engine_mark_run (run_t *run);
+    qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
+                           uint32_t attempt, const char *reason);
+//  An agent's credit, and its place in the set of agents with credit.
 void
-    qn_engine_explain_waiting (qn_coordinator_t *self, run_t *run);
-char *
-    qn_engine_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
-                                   const Qanat__Principal *sender);
-void
-    qn_engine_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char *why);
-void
-    qn_engine_dispatch (qn_coordinator_t *self);
+    qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit);
+//  True when agent offers what task selects (labels, backend).
+bool
+    qn_engine_agent_matches (agent_t *agent, const qn_task_t *task);
+//  Why an agent that matches a task takes no new work, or NULL.
+const char *
+    qn_engine_agent_unavailable (agent_t *agent, int64_t now);
 void
     qn_engine_agent_update_state (agent_t *agent, int64_t now);
 void

@@ -5,6 +5,7 @@
     qn_coordinator.
 */
 #include "qn_engine.h"
+#include "qn_run.h"
 #include "qn_retention.h"
 
 //  ---------------------------------------------------------------------
@@ -30,7 +31,7 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
     //  and they count among the kept.
     size_t excess = count - keep;
     for (size_t i = 0; i < count && deleted < excess; i++) {
-        if (zhashx_lookup (self->runs, qn_engine_run_key (ids [i])))
+        if (qn_run_find (self, ids [i]))
             continue;
         Qanat__TaskInfo **tasks = NULL;
         size_t task_count = 0;

@@ -11,10 +11,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
-#include <stdio.h>
-#include <unistd.h>
 #include "qn_api.h"
+#include "test_engine.h"
 
 #define S_WORKFLOW  "name: api-test\ntasks:\n  a:\n    run: echo a\n"
 
@@ -25,8 +23,7 @@ typedef struct {
 } s_replies_t;
 
 typedef struct {
-    char dir [64];
-    qn_coordinator_t *engine;
+    test_engine_t t;                    //  first: test_engine_teardown frees the fixture
 } s_fixture_t;
 
 static void
@@ -67,46 +64,12 @@ s_assert_error (Qanat__Reply *reply, const char *message)
 }
 
 static int
-s_unlink_cb (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb; (void) flag; (void) ftw;
-    return remove (path);
-}
-
-static int
 s_setup (void **state)
 {
     s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
-    snprintf (fixture->dir, sizeof fixture->dir, "/tmp/qanat-test-api-XXXXXX");
-    if (!mkdtemp (fixture->dir))
+    if (test_engine_start (&fixture->t, "test-api") != 0)
         return -1;
-    zsys_set_logstream (NULL);
-    qn_coordinator_config_t config = {
-        .data_dir = fixture->dir,
-        .client_endpoint = "tcp://127.0.0.1:*",
-        .agent_endpoint = "tcp://127.0.0.1:*",
-        .durable = false,
-        .insecure = true,
-        .s3_delete_after_s = -1
-    };
-    char *error = NULL;
-    fixture->engine = qn_coordinator_new (&config, &error);
-    if (!fixture->engine) {
-        fprintf (stderr, "cannot start the coordinator: %s\n", error? error: "?");
-        free (error);
-        return -1;
-    }
     *state = fixture;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    s_fixture_t *fixture = (s_fixture_t *) *state;
-    qn_coordinator_destroy (&fixture->engine);
-    nftw (fixture->dir, s_unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free (fixture);
     return 0;
 }
 
@@ -179,7 +142,7 @@ test_admin_refused_to_user (void **state)
         Qanat__Request request = QANAT__REQUEST__INIT;
         request.id = 100 + i;
         request.body_case = table [i].body_case;
-        s_assert_error (s_call (fixture->engine, &user, &request),
+        s_assert_error (s_call (fixture->t.engine, &user, &request),
                         "permission denied: needs role admin");
         refused++;
     }
@@ -189,7 +152,7 @@ test_admin_refused_to_user (void **state)
     request.id = 7;
     request.body_case = QANAT__REQUEST__BODY_GET_STATS;
     request.get_stats = &get;
-    Qanat__Reply *reply = s_call (fixture->engine, &user, &request);
+    Qanat__Reply *reply = s_call (fixture->t.engine, &user, &request);
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_STATS);
     assert_true (reply->stats->denied >= refused);
     qanat__reply__free_unpacked (reply, NULL);
@@ -201,18 +164,18 @@ test_unknown_and_bad_requests (void **state)
     s_fixture_t *fixture = (s_fixture_t *) *state;
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.id = 1;
-    s_assert_error (s_call (fixture->engine, NULL, &request), "unknown request");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), "unknown request");
     Qanat__StartRun start = QANAT__START_RUN__INIT;
     request.id = 2;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    s_assert_error (s_call (fixture->engine, NULL, &request), "start run: no workflow given");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), "start run: no workflow given");
     Qanat__GetRun get = QANAT__GET_RUN__INIT;
     get.run_id = 42;
     request.id = 3;
     request.body_case = QANAT__REQUEST__BODY_GET_RUN;
     request.get_run = &get;
-    s_assert_error (s_call (fixture->engine, NULL, &request), "no run 42");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), "no run 42");
 }
 
 static void
@@ -229,7 +192,7 @@ test_handlers (void **state)
     request.id = 11;
     request.body_case = QANAT__REQUEST__BODY_LIST_AGENTS;
     request.list_agents = &list;
-    Qanat__Reply *reply = s_call (fixture->engine, &user, &request);
+    Qanat__Reply *reply = s_call (fixture->t.engine, &user, &request);
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_AGENTS);
     assert_int_equal (reply->agents->n_agents, 0);
     qanat__reply__free_unpacked (reply, NULL);
@@ -241,7 +204,7 @@ test_handlers (void **state)
     request.id = 12;
     request.body_case = QANAT__REQUEST__BODY_SUBMIT;
     request.submit = &submit;
-    reply = s_call (fixture->engine, NULL, &request);
+    reply = s_call (fixture->t.engine, NULL, &request);
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_WORKFLOW);
     assert_string_equal (reply->workflow->name, "api-test");
     assert_int_equal (reply->workflow->version, 1);
@@ -251,7 +214,7 @@ test_handlers (void **state)
     submit.source.data = (uint8_t *) "tasks: [";
     submit.source.len = strlen ("tasks: [");
     request.id = 13;
-    reply = s_call (fixture->engine, NULL, &request);
+    reply = s_call (fixture->t.engine, NULL, &request);
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
     assert_true (strlen (reply->error->message) > 0);
     qanat__reply__free_unpacked (reply, NULL);
@@ -261,7 +224,7 @@ test_handlers (void **state)
     request.id = 14;
     request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
     request.set_secret = &set;
-    s_assert_error (s_call (fixture->engine, NULL, &request),
+    s_assert_error (s_call (fixture->t.engine, NULL, &request),
                     "secrets need CURVE: this coordinator runs --insecure");
 }
 
@@ -271,9 +234,9 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_table_covers_every_request),
         cmocka_unit_test (test_admin_kinds),
-        cmocka_unit_test_setup_teardown (test_admin_refused_to_user, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_unknown_and_bad_requests, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_handlers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_admin_refused_to_user, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_unknown_and_bad_requests, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_handlers, s_setup, test_engine_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1,0 +1,494 @@
+/*  qn_dispatch - where ready tasks wait, and how they go out.  See
+    qn_dispatch.h.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
+*/
+#include "qn_dispatch.h"
+#include "qn_run.h"
+
+//  ---------------------------------------------------------------------
+//  Selector queues and delayed retries
+
+static char *
+s_selector_key (const qn_task_t *spec)
+{
+    //  File order is fine: the same workflow always spells it the same way,
+    //  and two spellings of one selector only cost a second queue.  The
+    //  backend is part of what an agent must offer, so part of the key.
+    size_t size = 2 + (spec->backend? strlen (spec->backend): 0);
+    for (size_t s = 0; s < spec->selector_count; s++)
+        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
+    char *key = (char *) malloc (size);
+    key [0] = 0;
+    for (size_t s = 0; s < spec->selector_count; s++) {
+        if (s)
+            strcat (key, ",");
+        strcat (key, spec->selector [s].key);
+        strcat (key, "=");
+        strcat (key, spec->selector [s].value);
+    }
+    if (spec->backend) {
+        strcat (key, "@");
+        strcat (key, spec->backend);
+    }
+    return key;
+}
+
+void
+qn_dispatch_ready_destructor (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+void
+qn_dispatch_queue (qn_coordinator_t *self, run_t *run, size_t index)
+{
+    ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
+    ready->run_id = run->id;
+    ready->task = (uint32_t) index;
+    if (qn_run_task (run, index)->retry_at_us > qn_now_us ()) {
+        zlistx_add_end (self->delayed, ready);
+        return;
+    }
+    char *key = s_selector_key (qn_workflow_task (run->wf, index));
+    zlistx_t *queue = (zlistx_t *) zhashx_lookup (self->queues, key);
+    if (!queue) {
+        queue = zlistx_new ();
+        zlistx_set_destructor (queue, qn_dispatch_ready_destructor);
+        zhashx_insert (self->queues, key, queue);
+    }
+    free (key);
+    zlistx_add_end (queue, ready);
+}
+
+void
+qn_dispatch_release_delayed (qn_coordinator_t *self)
+{
+    int64_t wall = qn_now_us ();
+    ready_t *ready = (ready_t *) zlistx_first (self->delayed);
+    while (ready) {
+        void *handle = zlistx_cursor (self->delayed);
+        ready_t *next = (ready_t *) zlistx_next (self->delayed);
+        run_t *run = qn_run_find (self, ready->run_id);
+        if (!run || qn_run_task (run, ready->task)->retry_at_us <= wall) {
+            if (run && qn_run_task (run, ready->task)->status == QANAT__TASK_STATUS__TASK_QUEUED)
+                qn_dispatch_queue (self, run, ready->task);
+            zlistx_delete (self->delayed, handle);
+        }
+        ready = next;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Waiting reasons
+
+static char *
+s_selector_text (const qn_task_t *spec)
+{
+    if (spec->selector_count == 0 && !spec->backend)
+        return strdup ("any agent");
+    size_t size = 64 + (spec->backend? strlen (spec->backend): 0);
+    for (size_t s = 0; s < spec->selector_count; s++)
+        size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
+    char *text = (char *) malloc (size);
+    strcpy (text, spec->selector_count? "an agent with ": "an agent");
+    for (size_t s = 0; s < spec->selector_count; s++) {
+        if (s)
+            strcat (text, ",");
+        strcat (text, spec->selector [s].key);
+        strcat (text, "=");
+        strcat (text, spec->selector [s].value);
+    }
+    if (spec->backend) {
+        strcat (text, spec->selector_count? " and backend ": " with backend ");
+        strcat (text, spec->backend);
+    }
+    return text;
+}
+
+//  Why a queued task has not started, worked out when someone asks
+//  rather than on every dispatch.
+static char *
+s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
+{
+    int64_t now = zclock_mono ();
+    size_t matching = 0;
+    const char *unavailable = NULL;
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        if (!agent->routing_id || !qn_engine_agent_matches (agent, spec))
+            continue;
+        matching++;
+        const char *why = qn_engine_agent_unavailable (agent, now);
+        if (why)
+            unavailable = why;
+    }
+    char *selector = s_selector_text (spec);
+    char *reason = matching
+        ? zsys_sprintf ("waiting for a free slot on %s (%zu connected, all busy%s%s)", selector,
+                        matching, unavailable? " or ": "", unavailable? unavailable: "")
+        : zsys_sprintf ("waiting for %s", selector);
+    free (selector);
+    return reason;
+}
+
+void
+qn_dispatch_explain_waiting (qn_coordinator_t *self, run_t *run)
+{
+    int64_t wall = qn_now_us ();
+    for (size_t t = 0; t < run->info->n_tasks; t++) {
+        Qanat__TaskInfo *task = qn_run_task (run, t);
+        if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us <= wall)
+            qn_engine_replace_string (&task->waiting_reason,
+                                      s_waiting_reason (self, qn_workflow_task (run->wf, t)));
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Secrets: who may have them, and their values
+
+//  The task's env with ${{ secrets.NAME }} resolved; the values used go
+//  to redact.  NULL with *error_p when a secret cannot be given.
+static Qanat__Label **
+s_task_env (qn_coordinator_t *self, const qn_task_t *spec, zlistx_t *redact, char **error_p)
+{
+    Qanat__Label **env = (Qanat__Label **) calloc (spec->env_count + 1, sizeof (Qanat__Label *));
+    for (size_t e = 0; e < spec->env_count; e++) {
+        const char *value = spec->env [e].value;
+        char *expanded = NULL;
+        if (strstr (value, "${{")) {
+            if (!self->keyring) {
+                *error_p = strdup ("secrets are only given out over CURVE: this coordinator "
+                                   "runs --insecure");
+            }
+            else
+                expanded = qn_vault_expand (self->vault, value, redact, error_p);
+            if (!expanded) {
+                for (size_t i = 0; i < e; i++)
+                    qn_engine_free_message (env [i]);
+                free (env);
+                return NULL;
+            }
+        }
+        env [e] = qn_engine_label_new (spec->env [e].key, expanded? expanded: value);
+        free (expanded);
+    }
+    return env;
+}
+
+static bool
+s_task_names_secrets (const qn_task_t *spec)
+{
+    for (size_t e = 0; e < spec->env_count; e++)
+        if (strstr (spec->env [e].value, "${{"))
+            return true;
+    return false;
+}
+
+//  Why a run may not have the secrets task refers to, or NULL.  owner and
+//  role are the run's owner's (role NULL: not an admitted user now);
+//  labels are what the task is sure to run with.  Redaction cannot stop a
+//  task that transforms a value, so this is the control on secrets.
+static char *
+s_task_secrets_refusal (qn_coordinator_t *self, const qn_task_t *spec, const char *workflow,
+                        const char *owner, const char *role, const qn_kv_t *labels,
+                        size_t label_count, const char *labels_of)
+{
+    zlistx_t *names = zlistx_new ();
+    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (names, (zlistx_duplicator_fn *) strdup);
+    char *reason = NULL;
+    for (size_t e = 0; e < spec->env_count && !reason; e++)
+        qn_vault_references (spec->env [e].value, names, &reason);
+    qn_vault_use_t use = { owner, role, workflow, labels, label_count, labels_of };
+    for (char *name = (char *) zlistx_first (names); name && !reason;
+         name = (char *) zlistx_next (names))
+        reason = qn_vault_refusal (self->vault, name, &use);
+    zlistx_destroy (&names);
+    return reason;
+}
+
+//  A run is refused at its start when its owner, its workflow or the
+//  agents a task selects may not have a secret it names: before anything
+//  is stored, so that a refused run leaves no trace.  sender is who
+//  starts it (NULL: a local administrator, --insecure).  NULL or why not.
+char *
+qn_dispatch_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
+                               const Qanat__Principal *sender)
+{
+    if (!self->vault || !sender)
+        return NULL;            //  --insecure: no secret is given out at all
+    char *reason = NULL;
+    for (size_t t = 0; t < qn_workflow_task_count (wf) && !reason; t++) {
+        const qn_task_t *spec = qn_workflow_task (wf, t);
+        if (!s_task_names_secrets (spec))
+            continue;
+        char *labels_of = zsys_sprintf ("task %s does not select", spec->name);
+        reason = s_task_secrets_refusal (self, spec, qn_workflow_name (wf), sender->name,
+                                         sender->role, spec->selector,
+                                         spec->selector_count, labels_of);
+        zstr_free (&labels_of);
+    }
+    char *refusal = reason? zsys_sprintf ("run refused: %s", reason): NULL;
+    free (reason);
+    return refusal;
+}
+
+//  Checked again as an attempt is handed out, against the list as it is
+//  now and the agent's granted labels: a list narrowed after the run
+//  started stops its later tasks.  NULL or why not.
+static char *
+s_assign_secrets_refusal (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+{
+    if (!self->vault || !self->keyring)
+        return NULL;
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    if (!s_task_names_secrets (spec))
+        return NULL;
+    const char *owner = run->info->owner && *run->info->owner? run->info->owner: "local";
+    const Qanat__Principal *user = qn_keyring_user (self->keyring, owner);
+    qn_kv_t *labels = (qn_kv_t *) calloc (agent->info->n_labels + 1, sizeof (qn_kv_t));
+    for (size_t l = 0; l < agent->info->n_labels; l++) {
+        labels [l].key = agent->info->labels [l]->key;
+        labels [l].value = agent->info->labels [l]->value;
+    }
+    char *labels_of = zsys_sprintf ("agent %s does not carry", agent->name);
+    char *reason = s_task_secrets_refusal (self, spec, run->info->workflow, owner,
+                                           user? user->role: NULL, labels,
+                                           agent->info->n_labels, labels_of);
+    zstr_free (&labels_of);
+    free (labels);
+    return reason;
+}
+
+//  ---------------------------------------------------------------------
+//  Assignments
+
+void
+qn_dispatch_assignment_free (qn_assignment_t *self)
+{
+    for (size_t i = 0; self->assign.argv && i < self->assign.n_argv; i++)
+        free (self->assign.argv [i]);
+    free (self->assign.argv);
+    for (size_t i = 0; i < self->assign.n_env; i++)
+        qn_engine_free_message (self->assign.env [i]);
+    free (self->assign.env);
+    for (size_t i = 0; i < self->assign.n_backend_options; i++)
+        qn_engine_free_message (self->assign.backend_options [i]);
+    free (self->assign.backend_options);
+    free (self->assign.redact);
+    zlistx_destroy (&self->redact);
+    qn_artifacts_free_inputs (self->assign.inputs, self->assign.n_inputs);
+    for (size_t i = 0; i < self->assign.n_outputs; i++)
+        free (self->assign.outputs [i]);
+    free (self->assign.outputs);
+}
+
+//  Builds attempt attempt_no of task index: argv, an environment that
+//  tells the task who it is, its secrets' values to redact, its backend
+//  and options.  -1 with *error_p (malloc'd) when a secret it names is
+//  not there.
+int
+qn_dispatch_assignment_build (qn_coordinator_t *self, run_t *run, size_t index,
+                              uint32_t attempt_no, qn_assignment_t *out, zhashx_t *fetchable,
+                              char **error_p)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    memset (out, 0, sizeof (*out));
+    out->redact = zlistx_new ();
+    zlistx_set_destructor (out->redact, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (out->redact, (zlistx_duplicator_fn *) strdup);
+    Qanat__Label **task_env = s_task_env (self, spec, out->redact, error_p);
+    if (!task_env) {
+        zlistx_destroy (&out->redact);
+        return -1;
+    }
+    qanat__attempt_ref__init (&out->ref);
+    out->ref.run_id = run->id;
+    out->ref.task_index = (uint32_t) index;
+    out->ref.attempt = attempt_no;
+    Qanat__Assign *assign = &out->assign;
+    qanat__assign__init (assign);
+    assign->attempt = &out->ref;
+    assign->task_name = spec->name;
+    assign->workflow = run->info->workflow;
+    char *argv_error = NULL;
+    assign->argv = qn_run_task_argv (run, spec, false, &argv_error);
+    if (!assign->argv) {
+        *error_p = argv_error? argv_error: strdup ("out of memory");
+        for (size_t e = 0; e < spec->env_count; e++)
+            qn_engine_free_message (task_env [e]);
+        free (task_env);
+        zlistx_destroy (&out->redact);
+        return -1;
+    }
+    assign->n_argv = spec->argc;
+    assign->timeout_s = spec->timeout_s;
+    assign->cpus = spec->cpus;
+    assign->memory_mb = spec->memory_mb;
+    assign->gpus = spec->gpus;
+    assign->backend = spec->backend? spec->backend: (char *) "";
+    size_t env_count = 3 + run->info->n_params + spec->env_count;
+    Qanat__Label **env = (Qanat__Label **) calloc (env_count, sizeof (Qanat__Label *));
+    size_t n = 0;
+    char number [32];
+    snprintf (number, sizeof number, "%llu", (unsigned long long) run->id);
+    env [n++] = qn_engine_label_new ("QANAT_RUN_ID", number);
+    env [n++] = qn_engine_label_new ("QANAT_TASK", spec->name);
+    snprintf (number, sizeof number, "%u", attempt_no);
+    env [n++] = qn_engine_label_new ("QANAT_ATTEMPT", number);
+    for (size_t p = 0; p < run->info->n_params; p++) {
+        char *name = zsys_sprintf ("QANAT_PARAM_%s", run->info->params [p]->name);
+        for (char *c = name; *c; c++)
+            *c = isalnum ((unsigned char) *c)? (char) toupper ((unsigned char) *c): '_';
+        env [n++] = qn_engine_label_new (name, run->info->params [p]->value);
+        zstr_free (&name);
+    }
+    for (size_t e = 0; e < spec->env_count; e++)
+        env [n++] = task_env [e];
+    free (task_env);
+    assign->env = env;
+    assign->n_env = n;
+    if (spec->backend_option_count) {
+        assign->backend_options = (Qanat__Label **) calloc (spec->backend_option_count,
+                                                            sizeof (Qanat__Label *));
+        for (size_t o = 0; o < spec->backend_option_count; o++)
+            assign->backend_options [o] = qn_engine_label_new (spec->backend_options [o].key,
+                                                       spec->backend_options [o].value);
+        assign->n_backend_options = spec->backend_option_count;
+    }
+    //  Artifacts: what to stage, what to collect, where blobs go
+    if (qn_artifacts_inputs (self->artifacts, spec, run->info, fetchable, &assign->inputs,
+                             &assign->n_inputs, error_p) == -1) {
+        assign->redact = NULL;
+        qn_dispatch_assignment_free (out);
+        return -1;
+    }
+    if (spec->output_count) {
+        assign->outputs = (Qanat__OutputSpec **) calloc (spec->output_count, sizeof (void *));
+        for (size_t o = 0; assign->outputs && o < spec->output_count; o++) {
+            Qanat__OutputSpec *output = (Qanat__OutputSpec *) malloc (sizeof (Qanat__OutputSpec));
+            qanat__output_spec__init (output);
+            output->name = spec->outputs [o].name;
+            output->path = spec->outputs [o].path? spec->outputs [o].path: (char *) "";
+            output->value = spec->outputs [o].value;
+            assign->outputs [assign->n_outputs++] = output;
+        }
+    }
+    //  A store the workflow names, even the coordinator's, wins over the
+    //  one an agent's environment has (qanat-agent --artifact-store)
+    const qn_artifact_store_t *store = qn_workflow_artifact_store (run->wf);
+    if (store->kind && streq (store->kind, "coordinator")) {
+        qanat__artifact_store__init (&out->store);
+        out->store.kind = store->kind;
+        assign->store = &out->store;
+    }
+    else
+    if (store->kind && streq (store->kind, "s3")) {
+        qanat__artifact_store__init (&out->store);
+        out->store.kind = store->kind;
+        out->store.bucket = store->bucket? store->bucket: (char *) "";
+        out->store.prefix = store->prefix? store->prefix: (char *) "";
+        out->store.endpoint = store->endpoint? store->endpoint: (char *) "";
+        out->store.region = store->region? store->region: (char *) "";
+        out->store.path_style = store->path_style;
+        assign->store = &out->store;
+    }
+    size_t redact_count = zlistx_size (out->redact);
+    char **values = (char **) calloc (redact_count + 1, sizeof (char *));
+    size_t r = 0;
+    for (char *value = (char *) zlistx_first (out->redact); value;
+         value = (char *) zlistx_next (out->redact))
+        values [r++] = value;
+    assign->redact = values;
+    assign->n_redact = r;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Dispatch: match ready tasks to agents with credit and matching labels.
+
+static bool
+s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
+{
+    const qn_task_t *spec = qn_workflow_task (run->wf, index);
+    Qanat__TaskInfo *task = qn_run_task (run, index);
+    char *error = s_assign_secrets_refusal (self, run, index, agent);
+    qn_assignment_t assignment;
+    if (error || qn_dispatch_assignment_build (self, run, index, (uint32_t) task->n_attempts + 1,
+                                               &assignment, agent->fetchable, &error) == -1) {
+        qn_run_fail_unstartable (self, run, index, error);
+        free (error);
+        return false;
+    }
+    Qanat__AttemptInfo *attempt = qn_run_attempt_start (run, index, agent);
+    qn_engine_agent_set_credit (self, agent, agent->info->credit - 1);
+    qn_run_advance (self, run);
+
+    Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
+    envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
+    envelope.assign = &assignment.assign;
+    qn_engine_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
+    qn_dispatch_assignment_free (&assignment);
+    if (self->config.verbose)
+        zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
+                   spec->name, attempt->attempt, agent->name);
+    return true;
+}
+
+//  One pass over the ready list.  Each task goes to the connected,
+//  matching agent with the most free credit; a task that cannot be placed
+//  stays in the list with the reason recorded for `qanat status`.
+void
+qn_dispatch (qn_coordinator_t *self)
+{
+    if (zhashx_size (self->with_credit) == 0)
+        return;
+    int64_t now = zclock_mono ();
+    for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
+         queue = (zlistx_t *) zhashx_next (self->queues)) {
+        if (zlistx_size (queue) == 0)
+            continue;
+        //  The agents that can serve this queue now.
+        const qn_task_t *spec = NULL;
+        zlistx_t *candidates = zlistx_new ();
+        ready_t *ready = (ready_t *) zlistx_first (queue);
+        while (ready) {
+            run_t *run = qn_run_find (self, ready->run_id);
+            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
+                spec = qn_workflow_task (run->wf, ready->task);
+                break;
+            }
+            zlistx_delete (queue, zlistx_cursor (queue));       //  canceled or gone
+            ready = (ready_t *) zlistx_first (queue);
+        }
+        if (spec)
+            for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
+                 agent = (agent_t *) zhashx_next (self->with_credit))
+                if (qn_engine_agent_matches (agent, spec) && !qn_engine_agent_unavailable (agent, now))
+                    zlistx_add_end (candidates, agent);
+        //  Hand out tasks in order, each to the candidate with most credit
+        //  left, which spreads work across agents.
+        while (zlistx_size (candidates) && (ready = (ready_t *) zlistx_first (queue))) {
+            void *handle = zlistx_cursor (queue);
+            run_t *run = qn_run_find (self, ready->run_id);
+            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
+                void *best_handle = NULL;
+                agent_t *best = NULL;
+                for (agent_t *agent = (agent_t *) zlistx_first (candidates); agent;
+                     agent = (agent_t *) zlistx_next (candidates))
+                    if (!best || agent->info->credit > best->info->credit) {
+                        best = agent;
+                        best_handle = zlistx_cursor (candidates);
+                    }
+                if (s_assign (self, run, ready->task, best) && best->info->credit == 0)
+                    zlistx_delete (candidates, best_handle);
+            }
+            zlistx_delete (queue, handle);
+        }
+        zlistx_destroy (&candidates);
+    }
+}
