@@ -5,6 +5,7 @@
     default), and dispatches work.
 */
 #include "qn_coordinator.h"
+#include "qn_log.h"
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
@@ -192,13 +193,18 @@ main (int argc, char *argv [])
         return 1;
     }
     if (!durable)
-        zsys_warning ("--no-sync: commits are not fsynced; a power loss may lose the last ones");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "--no-sync: commits are not fsynced; a power loss may lose the last ones");
     if (insecure) {
-        zsys_warning ("****************************************************************");
-        zsys_warning ("--insecure: NO encryption, NO authentication. Anyone who reaches");
-        zsys_warning ("these sockets can run commands on every agent. Do not use this");
-        zsys_warning ("outside a trusted test setup.");
-        zsys_warning ("****************************************************************");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "--insecure: NO encryption, NO authentication. Anyone who reaches");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "these sockets can run commands on every agent. Do not use this");
+        qn_log (QN_LOG_WARNING, "qanatd", "outside a trusted test setup.");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
     }
     printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
             qn_coordinator_client_endpoint (coordinator),
@@ -209,7 +215,7 @@ main (int argc, char *argv [])
     fflush (stdout);
     qn_coordinator_run (coordinator);
     qn_coordinator_destroy (&coordinator);
-    zsys_info ("stopped");
+    qn_log (QN_LOG_INFO, "qanatd", "stopped");
     free (data_dir);
     free (client_endpoint);
     free (agent_endpoint);

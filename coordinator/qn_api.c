@@ -10,6 +10,7 @@
     qn_coordinator.
 */
 #include "qn_engine.h"
+#include "qn_log.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
 #include "qn_api.h"
@@ -114,7 +115,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
     if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
         self->stats.denied++;
-        zsys_warning ("%s (user %s)", error, s_sender_name (call));
+        qn_log (QN_LOG_WARNING, "api", "%s (user %s)", error, s_sender_name (call));
         qn_workflow_destroy (&wf);
     }
     if (!wf) {
@@ -186,8 +187,8 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     qn_run_advance (self, run);
     qn_dispatch (self);
     qn_run_persist (self, run);
-    zsys_info ("run %llu of %s v%u started", (unsigned long long) run_id,
-               run->info->workflow, version);
+    qn_log (QN_LOG_INFO, "api", "run %llu of %s v%u started", (unsigned long long) run_id,
+            run->info->workflow, version);
 
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
@@ -461,7 +462,8 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
             return;
         }
         qn_run_cancel_task (self, run, (size_t) index, "task canceled");
-        zsys_info ("run %llu task %s canceled", (unsigned long long) run_id, task_name);
+        qn_log (QN_LOG_INFO, "api", "run %llu task %s canceled", (unsigned long long) run_id,
+                task_name);
     }
     else {
         run->info->cancel_requested = true;
@@ -469,7 +471,7 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
         for (size_t t = 0; t < run->info->n_tasks; t++)
             if (!qn_dag_finished_task (run->dag, t))
                 qn_run_cancel_task (self, run, t, "run canceled");
-        zsys_info ("run %llu canceled", (unsigned long long) run_id);
+        qn_log (QN_LOG_INFO, "api", "run %llu canceled", (unsigned long long) run_id);
     }
     qn_run_advance (self, run);
     Qanat__Reply reply = QANAT__REPLY__INIT;
@@ -510,7 +512,8 @@ s_handle_drain_agent (qn_api_call_t *call, Qanat__Request *request)
     agent->drained_by_admin = request->drain_agent->drain;
     qn_engine_agent_update_state (agent, zclock_mono ());
     qn_engine_agent_persist (self, agent);
-    zsys_info ("agent %s %s by request", agent->name, agent->drained_by_admin? "drained": "undrained");
+    qn_log (QN_LOG_INFO, "api", "agent %s %s by request", agent->name,
+            agent->drained_by_admin? "drained": "undrained");
     s_post_agent_reply (call, request->id, agent);
 }
 
@@ -532,7 +535,7 @@ s_handle_create_token (qn_api_call_t *call, Qanat__Request *request)
         s_error (call, request->id, "cannot create a join token");
         return;
     }
-    zsys_info ("join token %s created by %s", id, s_sender_name (call));
+    qn_log (QN_LOG_INFO, "api", "join token %s created by %s", id, s_sender_name (call));
     Qanat__JoinToken token = QANAT__JOIN_TOKEN__INIT;
     token.token = text;
     token.id = id;
@@ -563,8 +566,8 @@ s_handle_add_user (qn_api_call_t *call, Qanat__Request *request)
         free (error);
         return;
     }
-    zsys_info ("user %s (%s) added by %s", request->add_user->name, request->add_user->role,
-               s_sender_name (call));
+    qn_log (QN_LOG_INFO, "api", "user %s (%s) added by %s", request->add_user->name,
+            request->add_user->role, s_sender_name (call));
     Qanat__UserKey key = QANAT__USER_KEY__INIT;
     key.name = request->add_user->name;
     key.role = request->add_user->role;
@@ -593,7 +596,7 @@ s_handle_revoke_agent (qn_api_call_t *call, Qanat__Request *request)
         return;
     }
     agent_t *agent = qn_engine_agent_revoke (self, name);
-    zsys_warning ("agent %s revoked by %s", name, s_sender_name (call));
+    qn_log (QN_LOG_WARNING, "api", "agent %s revoked by %s", name, s_sender_name (call));
     s_post_agent_reply (call, request->id, agent);
 }
 
@@ -673,9 +676,9 @@ s_handle_set_secret (qn_api_call_t *call, Qanat__Request *request)
         free (error);
         return;
     }
-    zsys_info ("secret %s %s by %s", set->name,
-               set->access_only? "access list changed": set->access? "and its access list set": "set",
-               s_sender_name (call));
+    qn_log (QN_LOG_INFO, "api", "secret %s %s by %s", set->name,
+            set->access_only? "access list changed": set->access? "and its access list set": "set",
+            s_sender_name (call));
     char *names [1] = { set->name };
     s_post_secrets (call, request->id, names, 1);
 }
@@ -860,7 +863,7 @@ qn_api_handle (qn_api_call_t *call, Qanat__Request *request)
     }
     if (entry->role == QN_API_ADMIN && !s_is_admin (call)) {
         self->stats.denied++;
-        zsys_warning ("user %s was denied an admin request", s_sender_name (call));
+        qn_log (QN_LOG_WARNING, "api", "user %s was denied an admin request", s_sender_name (call));
         s_error (call, request->id, "permission denied: needs role admin");
         return;
     }

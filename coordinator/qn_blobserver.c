@@ -1,6 +1,7 @@
 /*  qn_blobserver - the coordinator's end of blob transfers.  See
     qn_blobserver.h and agent/qn_transfer.h for the protocol. */
 #include "qn_blobserver.h"
+#include "qn_log.h"
 #include <assert.h>
 #include <czmq.h>
 #include <inttypes.h>
@@ -256,12 +257,13 @@ s_act (qn_blobserver_t *self, s_upload_t *upload, qn_blobflow_action_t action,
             s_end (self, upload, 0, NULL);
             break;
         case QN_BLOBFLOW_FAILED:
-            zsys_warning ("blobserver: upload %s from %s failed: %s",
-                          upload->hash, upload->peer, error);
+            qn_log (QN_LOG_WARNING, "blobs", "blobserver: upload %s from %s failed: %s",
+                    upload->hash, upload->peer, error);
             s_end (self, upload, -1, error);
             break;
         case QN_BLOBFLOW_BROKEN:
-            zsys_error ("blobserver: upload %s from %s: %s", upload->hash, upload->peer, error);
+            qn_log (QN_LOG_ERROR, "blobs", "blobserver: upload %s from %s: %s", upload->hash,
+                    upload->peer, error);
             s_end (self, upload, -1, error);
             break;
         case QN_BLOBFLOW_DROPPED:
@@ -397,7 +399,8 @@ qn_blobserver_on_chunk (qn_blobserver_t *self, const char *peer, const Qanat__Bl
     if (chunk->error && *chunk->error) {
         //  The agent cannot read its file.  The partial stays for a
         //  waiting offer of the same blob, else it is of no use.
-        zsys_warning ("blobserver: upload %s from %s: %.200s", upload->hash, peer, chunk->error);
+        qn_log (QN_LOG_WARNING, "blobs", "blobserver: upload %s from %s: %.200s", upload->hash,
+                peer, chunk->error);
         self->stats.uploads_failed++;
         zlist_t *waiting = s_waiting (self, upload->hash);
         if (!waiting || zlist_size (waiting) == 0)

@@ -16,6 +16,7 @@
     logged with the peer's identity, and dropped.
 */
 #include "qn_engine.h"
+#include "qn_log.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
 #include "qn_api.h"
@@ -75,7 +76,7 @@ qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qan
         frame = s_error_frame (request_id, "the reply would be larger than 16 MiB: ask for "
                                            "less (a smaller --limit, one task, one metric)");
     if (!frame) {
-        zsys_error ("cannot encode an outgoing message");
+        qn_log (QN_LOG_ERROR, "coordinator", "cannot encode an outgoing message");
         return;
     }
     outgoing_t *out = (outgoing_t *) zmalloc (sizeof (outgoing_t));
@@ -509,8 +510,9 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     }
     qn_engine_agent_persist (self, agent);
     s_post_welcome (self, agent, reg);
-    zsys_info ("agent %s registered (%zu labels, %u slots, %u attempts running)",
-               agent->name, info->n_labels, info->capacity, info->running);
+    qn_log (QN_LOG_INFO, "coordinator",
+            "agent %s registered (%zu labels, %u slots, %u attempts running)", agent->name,
+            info->n_labels, info->capacity, info->running);
 }
 
 //  Acknowledgements are coalesced per attempt and connection: one Ack
@@ -679,12 +681,14 @@ s_handle_enrol (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Enrol *enro
         enrol->public_key.len, enrol->labels, enrol->n_labels, &error);
     if (!agent) {
         self->stats.denied++;
-        zsys_warning ("enrolment of agent '%s' refused: %s", enrol->name, error);
+        qn_log (QN_LOG_WARNING, "coordinator", "enrolment of agent '%s' refused: %s", enrol->name,
+                error);
         s_refuse (self->agents_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED, error);
         free (error);
         return;
     }
-    zsys_info ("agent %s enrolled with join token %s", agent->name, self->sender->name);
+    qn_log (QN_LOG_INFO, "coordinator", "agent %s enrolled with join token %s", agent->name,
+            self->sender->name);
     Qanat__Enrolled enrolled = QANAT__ENROLLED__INIT;
     enrolled.name = agent->name;
     enrolled.labels = agent->labels;
@@ -817,8 +821,9 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
     switch (env->body_case) {
         case QANAT__ENVELOPE__BODY_HEARTBEAT: {
             if (agent->info->spool_full != env->heartbeat->spool_full) {
-                zsys_warning ("agent %s %s", agent->name, env->heartbeat->spool_full?
-                              "reports its spool full: no new work for it": "has spool room again");
+                qn_log (QN_LOG_WARNING, "coordinator", "agent %s %s", agent->name,
+                        env->heartbeat->spool_full? "reports its spool full: no new work for it"
+                                                  : "has spool room again");
                 agent->info->spool_full = env->heartbeat->spool_full;
             }
             agent->info->spool_bytes = env->heartbeat->spool_bytes;
@@ -861,9 +866,9 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             agent->drained_by_itself = env->drain->draining;
             qn_engine_agent_update_state (agent, zclock_mono ());
             qn_engine_agent_persist (self, agent);
-            zsys_info ("agent %s %s%s%s", agent->name,
-                       env->drain->draining? "draining": "takes work again",
-                       *env->drain->reason? ": ": "", env->drain->reason);
+            qn_log (QN_LOG_INFO, "coordinator", "agent %s %s%s%s", agent->name,
+                    env->drain->draining? "draining": "takes work again",
+                    *env->drain->reason? ": ": "", env->drain->reason);
             break;
         default:
             self->stats.malformed_agent_frames++;
@@ -989,7 +994,7 @@ static void
 s_recover (qn_coordinator_t *self)
 {
     const char *why = qn_store_error (self->store);
-    zsys_error ("store commit failed (%s); reloading from the store", why);
+    qn_log (QN_LOG_ERROR, "coordinator", "store commit failed (%s); reloading from the store", why);
     outgoing_t *out = (outgoing_t *) zlistx_first (self->outbox);
     while (out) {
         if (out->request_id) {
@@ -1016,7 +1021,7 @@ s_recover (qn_coordinator_t *self)
         }
     char *error = NULL;
     if (s_reload (self, &error)) {
-        zsys_error ("cannot reload from the store: %s", error);
+        qn_log (QN_LOG_ERROR, "coordinator", "cannot reload from the store: %s", error);
         free (error);
     }
     qn_store_abort (self->store);
@@ -1100,8 +1105,9 @@ qn_engine_end_turn (qn_coordinator_t *self)
         ||  zframe_send (&frame, out->sock, ZFRAME_DONTWAIT) != 0) {
             self->stats.sends_refused++;
             if (out->request_id)
-                zsys_warning ("a reply to request %llu could not be sent: %s",
-                              (unsigned long long) out->request_id, zmq_strerror (zmq_errno ()));
+                qn_log (QN_LOG_WARNING, "coordinator",
+                        "a reply to request %llu could not be sent: %s",
+                        (unsigned long long) out->request_id, zmq_strerror (zmq_errno ()));
         }
         zframe_destroy (&id);
         zframe_destroy (&frame);
@@ -1135,9 +1141,10 @@ s_identify (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, zframe_
                                     : streq (principal->kind, "user"));
     if (!fits) {
         self->stats.denied++;
-        zsys_warning ("refused a message from %s key %s: %s", agents? "agent": "client",
-                      key? key: "(none)", principal? "wrong socket for this key"
-                                          : "not admitted (unknown, revoked or expired)");
+        qn_log (QN_LOG_WARNING, "coordinator", "refused a message from %s key %s: %s",
+                agents? "agent": "client", key? key: "(none)",
+                principal? "wrong socket for this key"
+                         : "not admitted (unknown, revoked or expired)");
         s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED,
                   "your key is not admitted here (unknown, revoked or expired)");
         return false;
@@ -1160,8 +1167,8 @@ s_strike (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, bool agen
     }
     if (++*strikes == STRIKES_MAX) {
         const char *who = self->sender? self->sender->name: "";
-        zsys_warning ("cut off %s peer %s%s%s after %d malformed messages", agents? "agent": "client",
-                      key, *who? " key of ": "", who, STRIKES_MAX);
+        qn_log (QN_LOG_WARNING, "coordinator", "cut off %s peer %s%s%s after %d malformed messages",
+                agents? "agent": "client", key, *who? " key of ": "", who, STRIKES_MAX);
         s_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_MALFORMED,
                   "too many malformed messages: cut off");
     }
@@ -1202,8 +1209,9 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
         (*malformed)++;
         char *peer = routing_id? zframe_strhex (routing_id): strdup ("?");
         if (!quiet)
-            zsys_warning ("dropped a message of %zu frames from %s peer %s",
-                          zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
+            qn_log (QN_LOG_WARNING, "coordinator",
+                    "dropped a message of %zu frames from %s peer %s",
+                    zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
         free (peer);
     }
     else {
@@ -1224,8 +1232,9 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
             else
                 (*malformed)++;
             if (!quiet)
-                zsys_warning ("dropped %s (%zu bytes) from %s peer %s", qn_msg_status_str (status),
-                              zframe_size (payload), agents? "agent": "client", peer);
+                qn_log (QN_LOG_WARNING, "coordinator", "dropped %s (%zu bytes) from %s peer %s",
+                        qn_msg_status_str (status), zframe_size (payload),
+                        agents? "agent": "client", peer);
             free (peer);
         }
         else {
@@ -1306,8 +1315,9 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
                                                       QN_COORDINATOR_PARTIAL_MAX_AGE_S);
         self->stats.blob_bytes_freed += freed;
         if (freed)
-            zsys_info ("removed %" PRIu64 " bytes of uploads not resumed for %d hours", freed,
-                       QN_COORDINATOR_PARTIAL_MAX_AGE_S / 3600);
+            qn_log (QN_LOG_INFO, "coordinator",
+                    "removed %" PRIu64 " bytes of uploads not resumed for %d hours", freed,
+                    QN_COORDINATOR_PARTIAL_MAX_AGE_S / 3600);
     }
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
@@ -1315,8 +1325,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         bool changed = false;
         if (agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms) {
             changed = true;
-            zsys_warning ("agent %s lost: silent for %lld ms", agent->name,
-                          (long long) (now - agent->last_seen));
+            qn_log (QN_LOG_WARNING, "coordinator", "agent %s lost: silent for %lld ms", agent->name,
+                    (long long) (now - agent->last_seen));
             s_agent_disconnect (self, agent);
             agent->lost = true;
             agent->info->running = 0;
@@ -1324,8 +1334,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
         qn_engine_agent_update_state (agent, now);
         bool is_suspect = streq (agent->state, "suspect");
         if (is_suspect && !was_suspect)
-            zsys_warning ("agent %s suspect: silent for %lld ms", agent->name,
-                          (long long) (now - agent->last_seen));
+            qn_log (QN_LOG_WARNING, "coordinator", "agent %s suspect: silent for %lld ms",
+                    agent->name, (long long) (now - agent->last_seen));
         if (was_suspect != is_suspect || changed)
             qn_engine_agent_persist (self, agent);
     }
@@ -1526,8 +1536,8 @@ qn_coordinator_run (qn_coordinator_t *self)
     if (self->config.s3_delete_after_s >= 0) {
         self->s3gc = qn_s3gc_new (self->loop, qn_retention_on_s3_deleted, self);
         if (!self->s3gc)
-            zsys_warning ("cannot start the S3 deletion worker: S3 artifacts stay in "
-                          "their buckets");
+            qn_log (QN_LOG_WARNING, "coordinator",
+                    "cannot start the S3 deletion worker: S3 artifacts stay in " "their buckets");
     }
     zloop_reader (self->loop, self->agents_sock, s_on_agents, self);
     zloop_reader (self->loop, self->clients_sock, s_on_clients, self);

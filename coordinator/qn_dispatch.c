@@ -6,6 +6,7 @@
     qn_coordinator.
 */
 #include "qn_dispatch.h"
+#include "qn_log.h"
 #include "qn_run.h"
 
 //  ---------------------------------------------------------------------
@@ -434,8 +435,8 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     qn_engine_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
     qn_dispatch_assignment_free (&assignment);
     if (self->config.verbose)
-        zsys_info ("run %llu task %s attempt %u -> agent %s", (unsigned long long) run->id,
-                   spec->name, attempt->attempt, agent->name);
+        qn_log (QN_LOG_INFO, "dispatch", "run %llu task %s attempt %u -> agent %s",
+                (unsigned long long) run->id, spec->name, attempt->attempt, agent->name);
     return true;
 }
 

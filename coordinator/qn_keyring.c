@@ -1,5 +1,6 @@
 /*  qn_keyring - principals, keys and the ZAP allow-list.  See qn_keyring.h. */
 #include "qn_keyring.h"
+#include "qn_log.h"
 #include "qn_hash.h"
 #include "qn_msg.h"
 #include "qn_token.h"
@@ -198,7 +199,7 @@ qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endp
             qn_keyring_destroy (&self);
             return NULL;
         }
-        zsys_info ("created the coordinator key %s", path);
+        qn_log (QN_LOG_INFO, "keyring", "created the coordinator key %s", path);
     }
     zstr_free (&path);
     path = zsys_sprintf ("%s/coordinator.pub", self->keys_dir);
@@ -242,7 +243,7 @@ qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endp
             qn_keyring_destroy (&self);
             return NULL;
         }
-        zsys_info ("created the admin client key %s", self->admin_key_path);
+        qn_log (QN_LOG_INFO, "keyring", "created the admin client key %s", self->admin_key_path);
     }
     self->auth = zactor_new (zauth, NULL);
     if (!self->auth) {

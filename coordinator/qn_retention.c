@@ -5,6 +5,7 @@
     qn_coordinator.
 */
 #include "qn_engine.h"
+#include "qn_log.h"
 #include "qn_run.h"
 #include "qn_retention.h"
 
@@ -64,8 +65,9 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
     self->stats.runs_deleted += deleted;
     self->stats.blob_bytes_freed += freed;
     if (deleted && self->config.verbose)
-        zsys_info ("retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted,
-                   workflow, (unsigned long long) freed);
+        qn_log (QN_LOG_INFO, "retention",
+                "retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted, workflow,
+                (unsigned long long) freed);
 }
 
 //  A workflow to trim, noted at the end of a turn.
@@ -133,9 +135,11 @@ qn_retention_on_s3_deleted (void *arg, const char *id, int status, const char *e
         self->stats.s3_delete_failures++;
         int64_t now = zclock_mono ();
         if (!self->s3_failure_logged || now - self->s3_failure_logged > 600 * 1000) {
-            zsys_warning ("S3 retention: cannot delete an unreferenced artifact (%s); kept, "
-                          "tried again later (give qanatd credentials for the bucket, or "
-                          "--s3-delete-after -1)", error? error: "unknown error");
+            qn_log (QN_LOG_WARNING, "retention",
+                    "S3 retention: cannot delete an unreferenced artifact (%s); kept, "
+                    "tried again later (give qanatd credentials for the bucket, or "
+                    "--s3-delete-after -1)",
+                    error? error: "unknown error");
             self->s3_failure_logged = now;
         }
     }

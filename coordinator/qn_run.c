@@ -6,6 +6,7 @@
     qn_coordinator.
 */
 #include "qn_run.h"
+#include "qn_log.h"
 #include "qn_dispatch.h"
 
 //  ---------------------------------------------------------------------
@@ -310,8 +311,8 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     task->cached_from = source_run;
     qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
     if (self->config.verbose)
-        zsys_info ("run %llu task %s cached from run %llu", (unsigned long long) run->id,
-                   spec->name, (unsigned long long) source_run);
+        qn_log (QN_LOG_INFO, "run", "run %llu task %s cached from run %llu",
+                (unsigned long long) run->id, spec->name, (unsigned long long) source_run);
     return true;
 }
 
@@ -343,7 +344,8 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
             if (self->config.verbose)
-                zsys_info ("run %llu %s", (unsigned long long) run->id, qn_run_status_name (status));
+                qn_log (QN_LOG_INFO, "run", "run %llu %s", (unsigned long long) run->id,
+                        qn_run_status_name (status));
         }
     }
 }
@@ -655,8 +657,8 @@ qn_run_load (qn_coordinator_t *self, uint64_t run_id)
     size_t count = 0;
     if (!wf || qn_store_get_tasks (self->store, run_id, &tasks, &count)
     ||  count != qn_workflow_task_count (wf)) {
-        zsys_error ("run %llu cannot be reloaded (%s); it is marked failed",
-                    (unsigned long long) run_id, error? error: "its records are incomplete");
+        qn_log (QN_LOG_ERROR, "run", "run %llu cannot be reloaded (%s); it is marked failed",
+                (unsigned long long) run_id, error? error: "its records are incomplete");
         free (error);
         qn_store_free_array (tasks, count);
         qn_workflow_destroy (&wf);

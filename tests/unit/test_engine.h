@@ -1,0 +1,69 @@
+/*  test_engine - a real coordinator engine for the unit tests of its
+    parts: insecure, on loopback, in a data directory of its own that
+    stopping removes.  Its sockets are bound but the tests never use them.
+*/
+#ifndef TEST_ENGINE_H_INCLUDED
+#define TEST_ENGINE_H_INCLUDED
+
+#include <ftw.h>
+#include <stdio.h>
+#include <unistd.h>
+#include "qn_coordinator.h"
+
+typedef struct {
+    char dir [64];
+    qn_coordinator_t *engine;
+} test_engine_t;
+
+static inline int
+s_test_engine_unlink (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+//  0, or -1 when the engine cannot start (said on stderr).
+static inline int
+test_engine_start (test_engine_t *self, const char *name)
+{
+    snprintf (self->dir, sizeof self->dir, "/tmp/qanat-%s-XXXXXX", name);
+    if (!mkdtemp (self->dir))
+        return -1;
+    zsys_set_logstream (NULL);
+    qn_coordinator_config_t config = {
+        .data_dir = self->dir,
+        .client_endpoint = "tcp://127.0.0.1:*",
+        .agent_endpoint = "tcp://127.0.0.1:*",
+        .durable = false,
+        .insecure = true,
+        .s3_delete_after_s = -1
+    };
+    char *error = NULL;
+    self->engine = qn_coordinator_new (&config, &error);
+    if (!self->engine) {
+        fprintf (stderr, "cannot start the coordinator: %s\n", error? error: "?");
+        free (error);
+        return -1;
+    }
+    return 0;
+}
+
+static inline void
+test_engine_stop (test_engine_t *self)
+{
+    qn_coordinator_destroy (&self->engine);
+    nftw (self->dir, s_test_engine_unlink, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+//  A cmocka teardown for a fixture (malloc'd) whose first member is its
+//  test_engine_t.
+static inline int
+test_engine_teardown (void **state)
+{
+    test_engine_t *self = (test_engine_t *) *state;
+    test_engine_stop (self);
+    free (self);
+    return 0;
+}
+
+#endif
