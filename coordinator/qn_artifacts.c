@@ -169,7 +169,7 @@ s_s3_ref_one (qn_artifacts_t *self, const Qanat__OutputRecord *output, const cha
     return 0;
 }
 
-static bool s_recording = true, s_looking = false;    //  s_s3_check_one's arg
+static const bool s_recording = true, s_looking = false;    //  s_s3_check_one's arg
 
 //  Whether an object may be trusted to be in its bucket: returns 1 when
 //  not.  One retention is deleting may vanish under the record.  One it
@@ -428,7 +428,8 @@ qn_artifacts_record (qn_artifacts_t *self, const qn_task_t *spec, Qanat__Attempt
                 failure = zsys_sprintf ("output '%s': its directory manifest did not reach "
                                         "the coordinator", declared->name);
             else
-            if (s_in_s3 (output) && s_s3_each (self, output, s_s3_check_one, &s_recording) == 1)
+            if (s_in_s3 (output)
+            &&  s_s3_each (self, output, s_s3_check_one, (void *) &s_recording) == 1)
                 failure = zsys_sprintf ("output '%s': an S3 object of it was being removed by "
                                         "retention when the agent found it in the bucket; a "
                                         "retry stores it again", declared->name);
@@ -548,7 +549,7 @@ qn_artifacts_cache_lookup (qn_artifacts_t *self, const char *key, uint64_t *run_
         if (s_in_s3 (output)) {
             whole = (output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_DIR
                      || s_manifest_whole (self, output))
-                 && s_s3_each (self, output, s_s3_check_one, &s_looking) == 0;
+                 && s_s3_each (self, output, s_s3_check_one, (void *) &s_looking) == 0;
             continue;
         }
         if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
