@@ -4,9 +4,8 @@
     fresh work/ directory (the process's cwd) and an empty metrics file
     (named by $QANAT_METRICS).  The process runs in its own process group,
     stdin from /dev/null, stdout and stderr on two non-blocking pipes read
-    from the agent's zloop.  Processes start with clone (CLONE_VM |
-    CLONE_VFORK), not fork: copying and tearing down the agent's address
-    space per task was a third of the agent's time per short task.  Whole
+    from the agent's zloop.  Processes start through qn_spawn (clone
+    with CLONE_VM | CLONE_VFORK, not fork: see qn_spawn.h).  Whole
     lines that one read of a pipe brings go out packed in one log event
     (up to S_PACK_MAX bytes, joined by '\n').
 
@@ -24,11 +23,11 @@
 #include <stddef.h>
 #include "qn_backend.h"
 #include "qn_fs.h"
-#include <pthread.h>
 #include "qn_log.h"
 #include "qn_linebuf.h"
 #include "qn_metric.h"
 #include "qn_msg.h"
+#include "qn_spawn.h"
 #include "qn_stacktrace.h"
 
 #include <dirent.h>
@@ -45,10 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
-#include <sys/mman.h>
-#include <sched.h>
-
-extern char **environ;
 
 #define S_TICK_MS              20
 #define S_METRICS_POLL_MS      150
@@ -57,8 +52,6 @@ extern char **environ;
 #define S_PACK_MAX             8192     //  bytes of whole lines per log event
 #define S_METRICS_READ_MAX     (1024 * 1024)
 #define S_TASK_NAME_MAX        100
-#define S_CHILD_STACK          (256 * 1024)     //  for the child until it execs
-#define S_DEFAULT_PATH         "/bin:/usr/bin"  //  execvp's, when PATH is unset
 
 typedef struct _s_local_t s_local_t;
 
@@ -106,7 +99,7 @@ struct _s_local_t {
     zlistx_t *finished;         //  s_attempt_t finished from a poller, freed on the next timer
     int timer_id;
     bool paused;
-    void *child_stack;          //  S_CHILD_STACK bytes, mapped at the first start
+    void *child_stack;          //  qn_spawn's stack, mapped at the first start
     int null_fd;                //  /dev/null, the tasks' stdin
 };
 
@@ -624,210 +617,32 @@ s_env_key_ok (const char *key)
 static char **
 s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir)
 {
-    size_t ours = 0;
-    while (environ && environ [ours])
-        ours++;
-    size_t max = ours + assign->n_env + 3;
-    char **envp = (char **) calloc (max, sizeof (char *));
-    if (!envp)
+    char **extra = (char **) calloc (assign->n_env + 3, sizeof (char *));
+    if (!extra)
         return NULL;
     size_t count = 0;
     bool failed = false;
-
-    //  Later entries replace earlier ones with the same key
-    #define S_ENV_PUT(entry) do { \
-        char *s_entry = (entry); \
-        if (!s_entry) { failed = true; break; } \
-        size_t s_klen = strcspn (s_entry, "="); \
-        size_t s_i; \
-        for (s_i = 0; s_i < count; s_i++) \
-            if (strncmp (envp [s_i], s_entry, s_klen) == 0 && envp [s_i][s_klen] == '=') \
-                break; \
-        if (s_i < count) { free (envp [s_i]); envp [s_i] = s_entry; } \
-        else envp [count++] = s_entry; \
-    } while (0)
-
-    for (size_t i = 0; i < ours && !failed; i++)
-        if (strchr (environ [i], '='))
-            S_ENV_PUT (strdup (environ [i]));
     for (size_t i = 0; i < assign->n_env && !failed; i++) {
         const Qanat__Label *label = assign->env [i];
         if (!label || !s_env_key_ok (label->key))
             continue;
-        char *entry = NULL;
-        if (asprintf (&entry, "%s=%s", label->key, label->value? label->value: "") < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    if (!failed) {
-        char *entry = NULL;
-        if (asprintf (&entry, "QANAT_METRICS=%s", metrics) < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    if (!failed) {
-        char *entry = NULL;
-        if (asprintf (&entry, "QANAT_WORKDIR=%s", workdir) < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    #undef S_ENV_PUT
-    if (failed) {
-        for (size_t i = 0; i < count; i++)
-            free (envp [i]);
-        free (envp);
-        return NULL;
-    }
-    return envp;
-}
-
-static void
-s_free_strings (char **strings)
-{
-    if (!strings)
-        return;
-    for (size_t i = 0; strings [i]; i++)
-        free (strings [i]);
-    free (strings);
-}
-
-//  What the child needs, all prepared by the parent before the clone:
-//  the child shares the parent's memory and must not allocate.
-typedef struct {
-    char **argv;
-    char **envp;
-    const char *workdir;
-    int null_fd;
-    int out_w;
-    int err_w;
-    int exec_w;
-    const char *cannot_run;
-    const char *path;           //  the task's PATH, to search for argv [0]
-    char *candidate;            //  room for a directory of path + '/' + argv [0]
-    char **sh_argv;             //  room for "/bin/sh", candidate, argv [1..], NULL
-} s_spawn_t;
-
-//  execvp with the task's PATH rather than ours, without touching environ
-//  (shared with the parent) or allocating: each directory in turn; a file
-//  that is not an executable format runs through /bin/sh, as execvp does.
-//  Returns the errno to report when nothing could be run.
-static int
-s_child_exec (s_spawn_t *spawn)
-{
-    const char *name = spawn->argv [0];
-    if (strchr (name, '/')) {
-        execve (name, spawn->argv, spawn->envp);
-        if (errno == ENOEXEC) {
-            spawn->sh_argv [1] = (char *) name;
-            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
-            errno = ENOEXEC;
-        }
-        return errno;
-    }
-    size_t name_size = strlen (name);
-    bool denied = false;
-    int error = ENOENT;
-    const char *dir = spawn->path;
-    while (true) {
-        const char *end = strchr (dir, ':');
-        size_t dir_size = end? (size_t) (end - dir): strlen (dir);
-        char *at = spawn->candidate;
-        //  An empty entry is the current directory
-        if (dir_size) {
-            memcpy (at, dir, dir_size);
-            at += dir_size;
-            *at++ = '/';
-        }
-        memcpy (at, name, name_size + 1);
-        execve (spawn->candidate, spawn->argv, spawn->envp);
-        error = errno;
-        if (error == ENOEXEC) {
-            spawn->sh_argv [1] = spawn->candidate;
-            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
-            return ENOEXEC;
-        }
-        if (error == EACCES)
-            denied = true;
+        if (asprintf (&extra [count], "%s=%s", label->key, label->value? label->value: "") < 0)
+            failed = true;
         else
-        if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV
-        &&  error != ETIMEDOUT && error != ELOOP && error != ENAMETOOLONG)
-            return error;
-        if (!end)
-            break;
-        dir = end + 1;
+            count++;
     }
-    return denied? EACCES: error;
-}
-
-static void
-s_write_all (int fd, const char *text)
-{
-    size_t size = strlen (text);
-    while (size > 0) {
-        ssize_t rc = write (fd, text, size);
-        if (rc <= 0)
-            return;
-        text += rc;
-        size -= (size_t) rc;
-    }
-}
-
-//  Runs in the child, which shares the parent's memory (clone with
-//  CLONE_VM | CLONE_VFORK: no copy of the agent's address space to make
-//  and tear down per task, the calling thread waits until we exec or
-//  exit) but has its own descriptors, cwd and signal handlers.  Only
-//  async-signal-safe calls, no allocation, no global written: everything
-//  was prepared before the clone.
-static int
-s_child (void *arg)
-{
-    s_spawn_t *spawn = (s_spawn_t *) arg;
-    setpgid (0, 0);
-    //  The parent blocked every signal around the clone: the agent's own
-    //  handling (SIGTERM and SIGINT are blocked in the agent and read from
-    //  a signalfd) must not carry over to the child, or a cancel that
-    //  lands before exec would be swallowed, and no handler of the agent
-    //  may run here on its memory.  Reset every disposition and the mask,
-    //  then let pending signals in, with their default effect.
-    struct sigaction default_action;
-    memset (&default_action, 0, sizeof default_action);
-    default_action.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction (sig, &default_action, NULL);
-    sigset_t none;
-    sigemptyset (&none);
-    sigprocmask (SIG_SETMASK, &none, NULL);
-
-    if (spawn->null_fd != -1)
-        dup2 (spawn->null_fd, STDIN_FILENO);
+    if (!failed && asprintf (&extra [count], "QANAT_METRICS=%s", metrics) >= 0)
+        count++;
     else
-        close (STDIN_FILENO);
-    dup2 (spawn->out_w, STDOUT_FILENO);
-    dup2 (spawn->err_w, STDERR_FILENO);
-    if (chdir (spawn->workdir) == -1) {
-        s_write_all (STDERR_FILENO, "qanat-agent: cannot enter work directory\n");
-        s_write_all (spawn->exec_w, "x");
-        _exit (127);
-    }
-    int error = s_child_exec (spawn);
-    //  strerrordesc_np: a constant table, no locale, no allocation
-    const char *text = strerrordesc_np (error);
-    s_write_all (STDERR_FILENO, spawn->cannot_run);
-    s_write_all (STDERR_FILENO, text? text: "cannot execute");
-    s_write_all (STDERR_FILENO, "\n");
-    s_write_all (spawn->exec_w, "x");
-    _exit (error == ENOENT? 127: 126);
-}
-
-//  The value of PATH in envp, or execvp's default.
-static const char *
-s_task_path (char **envp)
-{
-    for (size_t i = 0; envp [i]; i++)
-        if (strncmp (envp [i], "PATH=", 5) == 0)
-            return envp [i] + 5;
-    return S_DEFAULT_PATH;
+        failed = true;
+    if (!failed && asprintf (&extra [count], "QANAT_WORKDIR=%s", workdir) >= 0)
+        count++;
+    else
+        failed = true;
+    extra [count] = NULL;
+    char **envp = failed? NULL: qn_spawn_env (extra);
+    qn_spawn_strings_free (extra);
+    return envp;
 }
 
 static int
@@ -862,8 +677,6 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     char **envp = NULL;
     char **argv = NULL;
     char *cannot_run = NULL;
-    char *candidate = NULL;
-    char **sh_argv = NULL;
     s_attempt_t *attempt = NULL;
     int out_pipe [2] = { -1, -1 };
     int err_pipe [2] = { -1, -1 };
@@ -934,39 +747,22 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
         goto done;
     }
+    if (!self->child_stack)
+        self->child_stack = qn_spawn_stack_new ();
     if (!self->child_stack) {
-        void *stack = mmap (NULL, S_CHILD_STACK, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-        self->child_stack = stack == MAP_FAILED? NULL: stack;
-    }
-    const char *path = s_task_path (envp);
-    candidate = (char *) malloc (strlen (path) + strlen (argv [0]) + 2);
-    sh_argv = (char **) calloc (assign->n_argv + 2, sizeof (char *));
-    if (!self->child_stack || !candidate || !sh_argv) {
         snprintf (error, error_size, "out of memory");
         goto done;
     }
-    sh_argv [0] = (char *) "/bin/sh";
-    for (size_t i = 1; i < assign->n_argv; i++)
-        sh_argv [i + 1] = assign->argv [i];
-    s_spawn_t spawn = {
+    qn_spawn_t spawn = {
         argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
-        cannot_run, path, candidate, sh_argv
+        cannot_run, true, 0, self->child_stack
     };
-    sigset_t all, saved;
-    sigfillset (&all);
-    pthread_sigmask (SIG_SETMASK, &all, &saved);
-    //  The stack grows down on every architecture Linux runs us on here
-    pid_t pid = clone (s_child, (char *) self->child_stack + S_CHILD_STACK,
-                       CLONE_VM | CLONE_VFORK | SIGCHLD, &spawn);
-    pthread_sigmask (SIG_SETMASK, &saved, NULL);
+    pid_t pid = qn_spawn (&spawn);
     if (pid == -1) {
         snprintf (error, error_size, "cannot start a process: %s", strerror (errno));
         goto done;
     }
 
-    //  Also from the parent, so that a kill right away reaches the group
-    setpgid (pid, pid);
     close (out_pipe [1]);
     close (err_pipe [1]);
     close (exec_pipe [1]);
@@ -1018,15 +814,13 @@ done:
             close (exec_pipe [i]);
     }
     s_attempt_destroy (&attempt);
-    s_free_strings (envp);
+    qn_spawn_strings_free (envp);
     free (argv);                //  the strings belong to assign
     free (attempts_dir);
     free (dir);
     free (workdir);
     free (metrics);
     free (cannot_run);
-    free (candidate);
-    free (sh_argv);
     return rc;
 }
 
@@ -1255,8 +1049,7 @@ s_local_destroy (void **state_p)
     zlistx_destroy (&self->finished);
     if (self->timer_id != -1)
         zloop_timer_end (self->loop, self->timer_id);
-    if (self->child_stack)
-        munmap (self->child_stack, S_CHILD_STACK);
+    qn_spawn_stack_destroy (&self->child_stack);
     if (self->null_fd != -1)
         close (self->null_fd);
     free (self->data_dir);
