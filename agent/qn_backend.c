@@ -1,8 +1,12 @@
 /*  qn_backend - what every backend shares: the list of backends this
-    agent build offers, and the reading of --backend-option values and of
-    a task's backend options.  See qn_backend.h for the ops contract.
+    agent build offers, the reading of --backend-option values and of a
+    task's backend options, and the front end every engine sits behind
+    (attempt registry, start checks, output streams, finishing, the ops
+    stop, set_paused, running and shutdown).  See qn_backend.h for the ops
+    contract and the front end.
 */
 #include <dirent.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -217,15 +221,415 @@ qn_backend_assign_copy (const Qanat__Assign *assign)
     return copy;
 }
 
-void *
-qn_backend_find_attempt (zlistx_t *list, size_t key_offset, const qn_attempt_key_t *key)
+
+
+//  ---------------------------------------------------------------------
+//  The front end: the attempt registry
+
+int
+qn_backend_front_init (qn_backend_front_t *front, const qn_backend_engine_t *engine,
+                       zloop_t *loop, const qn_backend_config_t *config,
+                       const qn_backend_events_t *events, void *arg)
 {
-    for (void *item = zlistx_first (list); item; item = zlistx_next (list)) {
-        const qn_attempt_key_t *own = (const qn_attempt_key_t *) ((char *) item + key_offset);
-        if (own->run_id == key->run_id && own->task_index == key->task_index
-        &&  own->attempt == key->attempt)
-            return item;
+    assert (front && engine && loop && events);
+    front->engine = engine;
+    front->loop = loop;
+    front->events = events;
+    front->arg = arg;
+    front->paused = false;
+    front->host = strdup (config && config->host? config->host: "");
+    front->attempts = zlistx_new ();
+    return front->host && front->attempts? 0: -1;
+}
+
+void
+qn_backend_front_fini (qn_backend_front_t *front)
+{
+    qn_backend_attempt_t *attempt;
+    while (front->attempts
+       &&  (attempt = (qn_backend_attempt_t *) zlistx_first (front->attempts)))
+        qn_backend_front_remove (front, attempt);
+    zlistx_destroy (&front->attempts);
+    free (front->host);
+    front->host = NULL;
+}
+
+qn_backend_attempt_t *
+qn_backend_front_find (qn_backend_front_t *front, const qn_attempt_key_t *key)
+{
+    qn_backend_attempt_t *attempt = (qn_backend_attempt_t *) zlistx_first (front->attempts);
+    while (attempt) {
+        if (attempt->key.run_id == key->run_id && attempt->key.task_index == key->task_index
+        &&  attempt->key.attempt == key->attempt)
+            return attempt;
+        attempt = (qn_backend_attempt_t *) zlistx_next (front->attempts);
     }
     return NULL;
 }
 
+int
+qn_backend_front_check (qn_backend_front_t *front, const Qanat__Assign *assign,
+                        unsigned checks, qn_attempt_key_t *key, char *error, size_t error_size)
+{
+    assert (assign && assign->attempt);
+    key->run_id = assign->attempt->run_id;
+    key->task_index = assign->attempt->task_index;
+    key->attempt = assign->attempt->attempt;
+    if (qn_backend_front_find (front, key)) {
+        snprintf (error, error_size, "attempt is already running");
+        return -1;
+    }
+    if (!(checks & QN_BACKEND_CHECK_COMMAND))
+        return 0;
+    if (assign->n_argv == 0 || !assign->argv [0] || !*assign->argv [0]) {
+        snprintf (error, error_size, "empty command");
+        return -1;
+    }
+    for (size_t i = 0; i < assign->n_argv; i++)
+        if (!assign->argv [i]) {
+            snprintf (error, error_size, "missing argument %zu", i);
+            return -1;
+        }
+    return 0;
+}
+
+void
+qn_backend_front_add (qn_backend_front_t *front, qn_backend_attempt_t *attempt)
+{
+    attempt->handle = zlistx_add_end (front->attempts, attempt);
+}
+
+void
+qn_backend_front_remove (qn_backend_front_t *front, qn_backend_attempt_t *attempt)
+{
+    if (attempt->handle)
+        zlistx_detach (front->attempts, attempt->handle);
+    attempt->handle = NULL;
+    front->engine->destroy (attempt);
+}
+
+qn_backend_attempt_t **
+qn_backend_front_list (qn_backend_front_t *front, size_t *count)
+{
+    size_t size = zlistx_size (front->attempts);
+    qn_backend_attempt_t **list = size? (qn_backend_attempt_t **)
+                                        malloc (size * sizeof (qn_backend_attempt_t *))
+                                      : NULL;
+    size_t index = 0;
+    qn_backend_attempt_t *attempt = (qn_backend_attempt_t *) zlistx_first (front->attempts);
+    while (list && attempt && index < size) {
+        list [index++] = attempt;
+        attempt = (qn_backend_attempt_t *) zlistx_next (front->attempts);
+    }
+    *count = index;
+    return list;
+}
+
+
+//  ---------------------------------------------------------------------
+//  The front end: ops every engine shares
+
+int
+qn_backend_front_stop (void *self, const qn_attempt_key_t *key, const char *reason,
+                       Qanat__EndKind kind)
+{
+    qn_backend_front_t *front = (qn_backend_front_t *) self;
+    qn_backend_attempt_t *attempt = qn_backend_front_find (front, key);
+    if (!attempt)
+        return -1;
+    front->engine->stop (attempt, reason? reason: "", kind);
+    return 0;
+}
+
+void
+qn_backend_front_set_paused (void *self, bool paused)
+{
+    qn_backend_front_t *front = (qn_backend_front_t *) self;
+    if (front->paused == paused)
+        return;
+    front->paused = paused;
+    if (!front->engine->pause)
+        return;
+    qn_backend_attempt_t *attempt = (qn_backend_attempt_t *) zlistx_first (front->attempts);
+    while (attempt) {
+        front->engine->pause (attempt, paused);
+        attempt = (qn_backend_attempt_t *) zlistx_next (front->attempts);
+    }
+}
+
+size_t
+qn_backend_front_running (void *self)
+{
+    return zlistx_size (((qn_backend_front_t *) self)->attempts);
+}
+
+//  Blocking on purpose (the engine's end_all, bounded by grace_ms): we
+//  are leaving, and the work goes first
+void
+qn_backend_front_shutdown (void *self, int grace_ms, const char *reason)
+{
+    qn_backend_front_t *front = (qn_backend_front_t *) self;
+    if (zlistx_size (front->attempts) == 0)
+        return;
+    reason = reason? reason: "";
+    if (front->engine->end_all)
+        front->engine->end_all (front, grace_ms, reason);
+    qn_backend_attempt_t *attempt;
+    while ((attempt = (qn_backend_attempt_t *) zlistx_first (front->attempts))) {
+        zlistx_detach (front->attempts, attempt->handle);
+        attempt->handle = NULL;
+        front->engine->lost (attempt, reason);
+        front->engine->destroy (attempt);
+    }
+    if (front->engine->idle)
+        front->engine->idle (front);
+}
+
+
+//  ---------------------------------------------------------------------
+//  The front end: an attempt's base
+
+static int
+s_stream_init (qn_backend_stream_t *stream, Qanat__Stream kind, bool traced, bool metrics,
+               size_t pack_max)
+{
+    memset (stream, 0, sizeof (*stream));
+    stream->fd = -1;
+    stream->stream = kind;
+    stream->traced = traced;
+    stream->metrics = metrics;
+    stream->pack_max = pack_max;
+    stream->buf = qn_linebuf_new (0);
+    return stream->buf? 0: -1;
+}
+
+int
+qn_backend_attempt_init (qn_backend_attempt_t *attempt, qn_backend_front_t *front,
+                         const qn_attempt_key_t *key, unsigned parts)
+{
+    memset (attempt, 0, sizeof (*attempt));
+    attempt->front = front;
+    attempt->key = *key;
+    attempt->out.fd = attempt->err.fd = attempt->metrics.fd = -1;
+    attempt->ring = qn_stacktrace_new (0);
+    int rc = attempt->ring? 0: -1;
+    if (parts & QN_BACKEND_ATTEMPT_STREAMS) {
+        rc |= s_stream_init (&attempt->out, QANAT__STREAM__STREAM_STDOUT, false, false, 0);
+        rc |= s_stream_init (&attempt->err, QANAT__STREAM__STREAM_STDERR, true, false, 0);
+        rc |= s_stream_init (&attempt->metrics, QANAT__STREAM__STREAM_SYSTEM, false, true, 0);
+    }
+    return rc;
+}
+
+void
+qn_backend_attempt_fini (qn_backend_attempt_t *attempt)
+{
+    qn_backend_stream_t *streams [3] = { &attempt->out, &attempt->err, &attempt->metrics };
+    for (int i = 0; i < 3; i++) {
+        qn_backend_stream_close (streams [i]);
+        qn_linebuf_destroy (&streams [i]->buf);
+    }
+    qn_stacktrace_destroy (&attempt->ring);
+    free (attempt->stop_reason);
+    attempt->stop_reason = NULL;
+}
+
+bool
+qn_backend_attempt_stopping (qn_backend_attempt_t *attempt, const char *reason,
+                             Qanat__EndKind kind)
+{
+    if (attempt->stop_reason)
+        return false;
+    attempt->stop_reason = strdup (reason? reason: "");
+    attempt->stop_kind = kind;
+    return true;
+}
+
+bool
+qn_backend_attempt_overdue (qn_backend_attempt_t *attempt, int64_t now, char *reason,
+                            size_t reason_size)
+{
+    if (!attempt->deadline_ms || now < attempt->deadline_ms || attempt->stop_reason)
+        return false;
+    snprintf (reason, reason_size, "timed out after %us", attempt->timeout_s);
+    return true;
+}
+
+void
+qn_backend_attempt_log (qn_backend_attempt_t *attempt, Qanat__Stream stream, bool traced,
+                        const char *data, size_t size, bool partial, int64_t time_us)
+{
+    if (traced)
+        qn_stacktrace_add (attempt->ring, data, size, partial);
+    attempt->front->events->log (attempt->front->arg, &attempt->key, stream, data, size,
+                                 partial, time_us);
+}
+
+void
+qn_backend_attempt_system_log (qn_backend_attempt_t *attempt, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    qn_backend_system_logv (attempt->front->events, attempt->front->arg, &attempt->key,
+                            format, args);
+    va_end (args);
+}
+
+void
+qn_backend_attempt_cursor (qn_backend_attempt_t *attempt, const char *cursor)
+{
+    if (streq (cursor, attempt->cursor) || !attempt->front->events->cursor)
+        return;
+    snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor);
+    attempt->front->events->cursor (attempt->front->arg, &attempt->key, cursor);
+}
+
+void
+qn_backend_attempt_finished (qn_backend_attempt_t *attempt, int exit_code, int sig,
+                             const char *reason, Qanat__EndKind kind)
+{
+    char *stack_trace = NULL;
+    if (exit_code != 0 || sig != 0)
+        stack_trace = qn_stacktrace_extract (attempt->ring);
+    attempt->front->events->finished (attempt->front->arg, &attempt->key, exit_code, sig,
+                                      stack_trace? stack_trace: "", reason? reason: "", kind);
+    free (stack_trace);
+}
+
+
+//  ---------------------------------------------------------------------
+//  The front end: output streams
+
+//  Whole lines that come in together leave together: one log event
+//  carries as many as fit in pack_max bytes, joined by '\n' (the
+//  LogChunk contract).  One event per line would bound a chatty task at
+//  the events per second the agent and the coordinator handle, not at
+//  the bytes.  The pieces of a long line still go one per event, and so
+//  does its last piece: a chunk is either whole lines or part of one
+//  line, never both, and the agent's redactor finds the carry of a split
+//  secret right in front of that last piece.  The pack never outlives
+//  one feed, so lines are not held back waiting for more.
+typedef struct {
+    qn_backend_attempt_t *attempt;
+    qn_backend_stream_t *stream;
+    int64_t time_us;
+    size_t packed;              //  bytes in pack
+    char pack [QN_LINEBUF_CHUNK];
+} s_feed_t;
+
+static void
+s_pack_flush (s_feed_t *feed)
+{
+    if (feed->packed) {
+        qn_backend_attempt_t *attempt = feed->attempt;
+        attempt->front->events->log (attempt->front->arg, &attempt->key,
+                                     feed->stream->stream, feed->pack, feed->packed, false,
+                                     feed->time_us);
+        feed->packed = 0;
+    }
+}
+
+static void
+s_on_line (const char *data, size_t size, bool partial, void *arg)
+{
+    s_feed_t *feed = (s_feed_t *) arg;
+    qn_backend_stream_t *stream = feed->stream;
+    qn_backend_attempt_t *attempt = feed->attempt;
+    if (stream->metrics) {
+        qn_backend_metrics_line (&stream->reader, data, size, partial, attempt->front->events,
+                                 attempt->front->arg, &attempt->key);
+        return;
+    }
+    if (stream->traced)
+        qn_stacktrace_add (attempt->ring, data, size, partial);
+    bool whole = !partial && !stream->in_long;
+    stream->in_long = partial;
+    size_t pack_max = stream->pack_max < sizeof (feed->pack)? stream->pack_max
+                                                             : sizeof (feed->pack);
+    if (whole && pack_max && size <= pack_max) {
+        size_t need = (feed->packed? feed->packed + 1: 0) + size;
+        if (need > pack_max)
+            s_pack_flush (feed);
+        if (feed->packed)
+            feed->pack [feed->packed++] = '\n';
+        memcpy (feed->pack + feed->packed, data, size);
+        feed->packed += size;
+        return;
+    }
+    s_pack_flush (feed);
+    attempt->front->events->log (attempt->front->arg, &attempt->key, stream->stream,
+                                 data, size, partial, feed->time_us);
+}
+
+int
+qn_backend_stream_open (qn_backend_stream_t *stream, const char *path, int64_t offset)
+{
+    qn_backend_stream_close (stream);
+    stream->fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (stream->fd == -1)
+        return -1;
+    stream->offset = offset;
+    return 0;
+}
+
+void
+qn_backend_stream_close (qn_backend_stream_t *stream)
+{
+    if (stream->fd != -1)
+        close (stream->fd);
+    stream->fd = -1;
+}
+
+void
+qn_backend_stream_feed (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream,
+                        const void *data, size_t size)
+{
+    s_feed_t feed;
+    feed.attempt = attempt;
+    feed.stream = stream;
+    feed.time_us = qn_now_us ();
+    feed.packed = 0;
+    qn_linebuf_feed (stream->buf, data, size, s_on_line, &feed);
+    s_pack_flush (&feed);
+}
+
+bool
+qn_backend_stream_read (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream,
+                        size_t max)
+{
+    if (stream->fd == -1)
+        return true;
+    char buffer [65536];
+    size_t total = 0;
+    while (total < max) {
+        ssize_t got = pread (stream->fd, buffer, sizeof (buffer), (off_t) stream->offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return true;
+        stream->offset += got;
+        total += (size_t) got;
+        qn_backend_stream_feed (attempt, stream, buffer, (size_t) got);
+    }
+    return false;
+}
+
+void
+qn_backend_stream_flush (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream)
+{
+    if (!stream->buf)
+        return;
+    s_feed_t feed;
+    feed.attempt = attempt;
+    feed.stream = stream;
+    feed.time_us = qn_now_us ();
+    feed.packed = 0;
+    qn_linebuf_flush (stream->buf, s_on_line, &feed);
+    s_pack_flush (&feed);
+}
+
+int64_t
+qn_backend_stream_position (qn_backend_stream_t *stream)
+{
+    return stream->offset - (int64_t) (stream->buf? qn_linebuf_pending (stream->buf): 0);
+}

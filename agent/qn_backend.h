@@ -22,6 +22,22 @@
     them, so after a crash it can hand both back to reattach: the backend
     then resumes exactly after the last event the spool holds, with no
     line lost or repeated.
+
+    The front end.  What every backend does around its engine is written
+    once, in qn_backend.c, and a backend file keeps only its engine: its
+    state embeds a qn_backend_front_t as first member (the attempt
+    registry: every attempt not finished yet, in start order; the events
+    and the loop; the pause flag), and its attempts embed a
+    qn_backend_attempt_t as first member (the key, the first stop reason,
+    the timeout, the stack-trace ring of the last stderr lines, the line
+    buffers of stdout, stderr and the metrics file).  The front end checks
+    a start (qn_backend_front_check), turns bytes of output into log,
+    metric and cursor events in the order above (qn_backend_stream_*),
+    reports finished with the stack trace of a failure
+    (qn_backend_attempt_finished), and implements the ops stop,
+    set_paused, running and shutdown for every engine
+    (qn_backend_front_stop...), through the engine's hooks in
+    qn_backend_engine_t.  A backend's ops table names them directly.
 */
 #ifndef QN_BACKEND_H_INCLUDED
 #define QN_BACKEND_H_INCLUDED
@@ -31,6 +47,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "qanat.pb-c.h"
+#include "qn_linebuf.h"
+#include "qn_stacktrace.h"
 #include "qn_sweeper.h"
 
 #ifdef __cplusplus
@@ -179,11 +197,6 @@ int
     qn_backend_options_check (const qn_backend_config_t *config, const char *backend,
                               const char *const *known, char *error, size_t error_size);
 
-//  The attempt in list (a zlistx of a backend's own attempt structs, each
-//  holding its qn_attempt_key_t at key_offset) whose key is key, or NULL.
-void *
-    qn_backend_find_attempt (zlistx_t *list, size_t key_offset, const qn_attempt_key_t *key);
-
 //  A deep copy of an assignment that outlives its message (free with
 //  qanat__assign__free_unpacked), or NULL.
 Qanat__Assign *
@@ -246,6 +259,204 @@ void
     qn_backend_metrics_line (qn_backend_metrics_t *state, const char *data, size_t size,
                              bool partial, const qn_backend_events_t *events, void *arg,
                              const qn_attempt_key_t *key);
+
+
+//  ---------------------------------------------------------------------
+//  The front end (see the top of this file)
+
+typedef struct _qn_backend_front_t qn_backend_front_t;
+typedef struct _qn_backend_attempt_t qn_backend_attempt_t;
+
+//  What the front end asks of an engine, about one attempt or all
+typedef struct {
+    const char *name;           //  for the agent's own log
+    //  Frees an attempt of the engine (which calls qn_backend_attempt_fini
+    //  on its base).  The attempt is no longer in the list.
+    void (*destroy) (qn_backend_attempt_t *attempt);
+    //  The op stop for a known attempt (reason never NULL): the engine
+    //  ends its work; qn_backend_attempt_stopping keeps the first reason.
+    void (*stop) (qn_backend_attempt_t *attempt, const char *reason, Qanat__EndKind kind);
+    //  Stops or resumes reading one attempt's output (set_paused, after
+    //  the front's paused flag changed).  NULL: the flag is enough (the
+    //  engine's timers look at it).
+    void (*pause) (qn_backend_attempt_t *attempt, bool paused);
+    //  Shutdown, first: ends the engine's work for every attempt in the
+    //  list (signals, scancel, Job deletion), blocking at most about
+    //  grace_ms.  NULL: nothing to end.
+    void (*end_all) (qn_backend_front_t *front, int grace_ms, const char *reason);
+    //  Shutdown, then for each attempt, out of the list: takes the output
+    //  already there and reports finished with reason and END_LOST.
+    void (*lost) (qn_backend_attempt_t *attempt, const char *reason);
+    //  Shutdown, last, with the list empty: stops the engine's timers.
+    //  NULL: none.
+    void (*idle) (qn_backend_front_t *front);
+} qn_backend_engine_t;
+
+struct _qn_backend_front_t {
+    const qn_backend_engine_t *engine;
+    zloop_t *loop;
+    const qn_backend_events_t *events;
+    void *arg;
+    char *host;                 //  config->host, reported in started
+    zlistx_t *attempts;         //  qn_backend_attempt_t *, not finished, in start order
+    bool paused;                //  set_paused: read no output
+};
+
+//  One output of an attempt cut into lines: stdout or stderr (log
+//  events) or the metrics file (metric events).  Read from a file at an
+//  offset (qn_backend_stream_open, _read), or fed what a pipe gave.
+typedef struct {
+    qn_linebuf_t *buf;          //  NULL: the attempt has no such stream
+    int fd;                     //  the file, -1 if none
+    int64_t offset;             //  bytes read from fd
+    Qanat__Stream stream;       //  for log events
+    bool traced;                //  its lines go to the stack-trace ring too
+    size_t pack_max;            //  whole lines packed into one log event up to
+                                //  this many bytes; 0 = one event a line
+    bool in_long;               //  inside a long line (pieces sent)
+    bool metrics;               //  the metrics file: metric events
+    qn_backend_metrics_t reader;    //  ...where its reader stands
+} qn_backend_stream_t;
+
+struct _qn_backend_attempt_t {
+    qn_backend_front_t *front;
+    void *handle;               //  in front->attempts, NULL when not in it
+    qn_attempt_key_t key;
+    qn_stacktrace_t *ring;      //  the last lines of traced streams
+    qn_backend_stream_t out;    //  with QN_BACKEND_ATTEMPT_STREAMS
+    qn_backend_stream_t err;
+    qn_backend_stream_t metrics;
+    uint32_t timeout_s;         //  the assignment's
+    int64_t deadline_ms;        //  zclock_mono of the timeout; 0 = none (yet)
+    char *stop_reason;          //  our stop or timeout, the first one wins
+    Qanat__EndKind stop_kind;   //  goes with stop_reason
+    char cursor [QN_BACKEND_CURSOR_MAX + 1];    //  the last one reported
+};
+
+//  Sets up front for an engine (loop, events and arg as given to create,
+//  the host from config).  -1 when out of memory (fini cleans up).
+int
+    qn_backend_front_init (qn_backend_front_t *front, const qn_backend_engine_t *engine,
+                           zloop_t *loop, const qn_backend_config_t *config,
+                           const qn_backend_events_t *events, void *arg);
+
+//  Destroys the attempts left (engine->destroy, no event) and the list.
+void
+    qn_backend_front_fini (qn_backend_front_t *front);
+
+//  The attempt with this key, or NULL.
+qn_backend_attempt_t *
+    qn_backend_front_find (qn_backend_front_t *front, const qn_attempt_key_t *key);
+
+//  What front_check checks besides the key
+#define QN_BACKEND_CHECK_COMMAND  1u    //  argv: not empty, no argument missing
+
+//  Checks an assignment before start: fills key; -1 with the message in
+//  error when the attempt is already running (or, with CHECK_COMMAND,
+//  its command is empty or an argument missing).
+int
+    qn_backend_front_check (qn_backend_front_t *front, const Qanat__Assign *assign,
+                            unsigned checks, qn_attempt_key_t *key, char *error,
+                            size_t error_size);
+
+//  Puts an attempt at the end of the list.
+void
+    qn_backend_front_add (qn_backend_front_t *front, qn_backend_attempt_t *attempt);
+
+//  Takes the attempt out of the list and destroys it (engine->destroy).
+void
+    qn_backend_front_remove (qn_backend_front_t *front, qn_backend_attempt_t *attempt);
+
+//  A copy of the list (free it), for a timer that walks the attempts
+//  while callbacks may change the list; NULL with count 0 when empty (or
+//  out of memory: try again at the next tick).
+qn_backend_attempt_t **
+    qn_backend_front_list (qn_backend_front_t *front, size_t *count);
+
+//  The ops stop, set_paused, running and shutdown, for any state whose
+//  first member is its qn_backend_front_t.
+int
+    qn_backend_front_stop (void *self, const qn_attempt_key_t *key, const char *reason,
+                           Qanat__EndKind kind);
+void
+    qn_backend_front_set_paused (void *self, bool paused);
+size_t
+    qn_backend_front_running (void *self);
+void
+    qn_backend_front_shutdown (void *self, int grace_ms, const char *reason);
+
+//  What an attempt's base holds besides the key and the ring
+#define QN_BACKEND_ATTEMPT_STREAMS  1u  //  out (stdout), err (stderr, traced), metrics
+
+//  Sets up the base of a new attempt (not in the list yet).  -1 when out
+//  of memory (fini cleans up).
+int
+    qn_backend_attempt_init (qn_backend_attempt_t *attempt, qn_backend_front_t *front,
+                             const qn_attempt_key_t *key, unsigned parts);
+
+//  Frees what the base holds; closes the streams' files.
+void
+    qn_backend_attempt_fini (qn_backend_attempt_t *attempt);
+
+//  Keeps reason and kind as the attempt's stop reason unless it has one.
+//  True when it had none.
+bool
+    qn_backend_attempt_stopping (qn_backend_attempt_t *attempt, const char *reason,
+                                 Qanat__EndKind kind);
+
+//  True when the attempt has a deadline, it passed and no stop reason is
+//  set yet: reason gets "timed out after Ns".
+bool
+    qn_backend_attempt_overdue (qn_backend_attempt_t *attempt, int64_t now, char *reason,
+                                size_t reason_size);
+
+//  A log event (to the ring too when traced).
+void
+    qn_backend_attempt_log (qn_backend_attempt_t *attempt, Qanat__Stream stream, bool traced,
+                            const char *data, size_t size, bool partial, int64_t time_us);
+
+//  A system log line of the attempt, printf-style (qn_backend_system_log).
+void
+    qn_backend_attempt_system_log (qn_backend_attempt_t *attempt, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  A cursor event, unless cursor is the one reported last.
+void
+    qn_backend_attempt_cursor (qn_backend_attempt_t *attempt, const char *cursor);
+
+//  Reports finished (the attempt stays where it is): the stack trace of
+//  the ring when exit_code or sig is not 0.
+void
+    qn_backend_attempt_finished (qn_backend_attempt_t *attempt, int exit_code, int sig,
+                                 const char *reason, Qanat__EndKind kind);
+
+//  Opens stream's file for reading from offset.  -1 with errno.
+int
+    qn_backend_stream_open (qn_backend_stream_t *stream, const char *path, int64_t offset);
+
+//  Closes stream's file, if open.
+void
+    qn_backend_stream_close (qn_backend_stream_t *stream);
+
+//  Bytes that came off a pipe: whole lines and pieces of long ones go out
+//  as events now, the rest waits for its end of line.
+void
+    qn_backend_stream_feed (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream,
+                            const void *data, size_t size);
+
+//  Reads up to max new bytes of stream's file and feeds them.  Returns
+//  true at its end (for now, or when it has none), false when more waits.
+bool
+    qn_backend_stream_read (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream,
+                            size_t max);
+
+//  Hands out the unterminated last line, at the end of the output.
+void
+    qn_backend_stream_flush (qn_backend_attempt_t *attempt, qn_backend_stream_t *stream);
+
+//  The offset up to which the file's lines went out (for a cursor).
+int64_t
+    qn_backend_stream_position (qn_backend_stream_t *stream);
 
 //  The backends this agent build offers, NULL-terminated
 extern const qn_backend_ops_t *qn_backends [];

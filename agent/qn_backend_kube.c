@@ -60,7 +60,6 @@
     claim does not exist stays Pending (Unschedulable); that fails the
     attempt to start after pull_grace_ms, as a pull error does.
 */
-#include <stddef.h>
 #include "qn_backend.h"
 #include "qn_fs.h"
 #include "qn_log.h"
@@ -68,7 +67,6 @@
 #include "qn_linebuf.h"
 #include "qn_metric.h"
 #include "qn_msg.h"
-#include "qn_stacktrace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,7 +74,6 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 
@@ -95,10 +92,11 @@
 
 typedef struct _s_kube_t s_kube_t;
 
+//  An attempt: the front end's part (no streams: the log is parsed here),
+//  then the Job's
 typedef struct {
+    qn_backend_attempt_t base;  //  base.deadline_ms is our backstop timer
     s_kube_t *backend;
-    void *handle;               //  in backend->attempts
-    qn_attempt_key_t key;
     char namespace_name [64];
     char job_name [64];
     char engine_id [QN_BACKEND_JOB_ID_MAX + 1];
@@ -122,14 +120,9 @@ typedef struct {
     bool log_done;              //  the log was read to its end
     int log_tries;              //  streams that failed after the end
     int64_t pull_error_ms;      //  since when the container waits on an error
-    int64_t deadline_ms;        //  our backstop timer; 0 = none
-    uint32_t timeout_s;
-    char *stop_reason;          //  set by stop, timeout or pull error
-    Qanat__EndKind stop_kind;
     int delete_tries;
 
     qn_linebuf_t *lines;
-    qn_stacktrace_t *ring;
     bool continuing;            //  the next piece continues a cut line
     bool skip_line;             //  drop the rest of this line
     bool line_resumed;          //  ...because it was reported before
@@ -153,11 +146,8 @@ typedef struct {
 } s_attempt_t;
 
 struct _s_kube_t {
-    zloop_t *loop;
-    const qn_backend_events_t *events;
-    void *arg;
+    qn_backend_front_t front;   //  the attempts, in start order
     qn_kube_api_t *api;
-    char *host;
     char *agent_name;
     char *namespace_name;
     char *image;
@@ -166,9 +156,7 @@ struct _s_kube_t {
     char *stage_dir;            //  <work_dir>/.qanat-stage, where inputs are staged
     int poll_ms;
     int pull_grace_ms;
-    zlistx_t *attempts;
     int timer_id;
-    bool paused;
 };
 
 static const char *s_known_options [] = {
@@ -292,8 +280,7 @@ s_attempt_destroy (s_attempt_t **self_p)
     qn_kube_api_cancel (api, self->delete_call);
     json_decref (self->job);
     qn_linebuf_destroy (&self->lines);
-    qn_stacktrace_destroy (&self->ring);
-    free (self->stop_reason);
+    qn_backend_attempt_fini (&self->base);
     free (self->attempt_dir);
     free (self->workdir);
     free (self);
@@ -306,13 +293,12 @@ s_attempt_new (s_kube_t *backend, const qn_attempt_key_t *key)
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
+    int rc = qn_backend_attempt_init (&self->base, &backend->front, key, 0);
     self->backend = backend;
-    self->key = *key;
     self->lines = qn_linebuf_new (0);
-    self->ring = qn_stacktrace_new (0);
     qn_kube_selector (key->run_id, key->task_index, key->attempt,
                       self->selector, sizeof (self->selector));
-    if (!self->lines || !self->ring)
+    if (rc == -1 || !self->lines)
         s_attempt_destroy (&self);
     return self;
 }
@@ -320,17 +306,19 @@ s_attempt_new (s_kube_t *backend, const qn_attempt_key_t *key)
 static s_attempt_t *
 s_lookup (s_kube_t *self, const qn_attempt_key_t *key)
 {
-    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
-                                                    offsetof (s_attempt_t, key), key);
+    return (s_attempt_t *) qn_backend_front_find (&self->front, key);
 }
 
+//  Reports the cursor when a new line moved it
 static void
-s_system_log (s_attempt_t *self, const char *format, ...)
+s_report_cursor (s_attempt_t *self)
 {
-    va_list args;
-    va_start (args, format);
-    qn_backend_system_logv (self->backend->events, self->backend->arg, &self->key, format, args);
-    va_end (args);
+    if (!self->cursor_dirty)
+        return;
+    char cursor [QN_BACKEND_CURSOR_MAX + 1];
+    snprintf (cursor, sizeof (cursor), "%s %" PRIu64, self->cursor_time, self->cursor_count);
+    qn_backend_attempt_cursor (&self->base, cursor);
+    self->cursor_dirty = false;
 }
 
 //  The message of a Kubernetes Status answer, or the transport error
@@ -353,29 +341,27 @@ s_describe_failure (long status, json_t *body, const char *error, char *buffer, 
 
 static void s_on_piece (const char *data, size_t size, bool partial, void *arg);
 
+//  Reports finished, out of the list
+static void
+s_attempt_report (s_attempt_t *self, int exit_code, const char *reason, Qanat__EndKind kind)
+{
+    qn_linebuf_flush (self->lines, s_on_piece, self);
+    s_report_cursor (self);
+    qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u (kubernetes job %s) finished: %s",
+                  self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
+                  self->engine_id, reason && *reason? reason: "exit 0");
+    if (self->base.handle)
+        zlistx_detach (self->backend->front.attempts, self->base.handle);
+    self->base.handle = NULL;
+    qn_backend_attempt_finished (&self->base, exit_code, 0, reason, kind);
+}
+
 //  Reports finished and forgets the attempt.  Call with nothing of ours
 //  on the stack that still uses it.
 static void
 s_attempt_finish (s_attempt_t *self, int exit_code, const char *reason, Qanat__EndKind kind)
 {
-    s_kube_t *backend = self->backend;
-    qn_linebuf_flush (self->lines, s_on_piece, self);
-    if (self->cursor_dirty && backend->events->cursor) {
-        char cursor [QN_BACKEND_CURSOR_MAX + 1];
-        snprintf (cursor, sizeof (cursor), "%s %" PRIu64, self->cursor_time, self->cursor_count);
-        backend->events->cursor (backend->arg, &self->key, cursor);
-        self->cursor_dirty = false;
-    }
-    char *stack_trace = NULL;
-    if (exit_code != 0)
-        stack_trace = qn_stacktrace_extract (self->ring);
-    qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u (kubernetes job %s) finished: %s",
-                  self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id,
-                  reason && *reason? reason: "exit 0");
-    zlistx_detach (backend->attempts, self->handle);
-    backend->events->finished (backend->arg, &self->key, exit_code, 0,
-                               stack_trace? stack_trace: "", reason? reason: "", kind);
-    free (stack_trace);
+    s_attempt_report (self, exit_code, reason, kind);
     s_attempt_destroy (&self);
 }
 
@@ -399,12 +385,11 @@ s_attempt_finish_outcome (s_attempt_t *self)
 //  Stops following the Job: the first reason wins.  Deletes the Job if it
 //  exists; finishes once that is done (or right away if there is no Job).
 static void
-s_attempt_stop (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
+s_attempt_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind)
 {
-    if (self->stop_reason)
+    s_attempt_t *self = (s_attempt_t *) base;
+    if (!qn_backend_attempt_stopping (&self->base, reason, kind))
         return;
-    self->stop_reason = strdup (reason? reason: "");
-    self->stop_kind = kind;
     qn_kube_api_t *api = self->backend->api;
     qn_kube_api_cancel (api, self->job_call);
     qn_kube_api_cancel (api, self->pods_call);
@@ -414,7 +399,7 @@ s_attempt_stop (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
         s_delete (self);
     else
     if (!self->create_call)
-        s_attempt_finish (self, -1, self->stop_reason? self->stop_reason: "", kind);
+        s_attempt_finish (self, -1, self->base.stop_reason? self->base.stop_reason: "", kind);
     //  else the answer to the POST decides
 }
 
@@ -425,10 +410,9 @@ s_attempt_stop (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
 static void
 s_emit (s_attempt_t *self, const char *data, size_t size, bool partial)
 {
-    s_kube_t *backend = self->backend;
-    qn_stacktrace_add (self->ring, data, size, partial);
-    backend->events->log (backend->arg, &self->key, QANAT__STREAM__STREAM_STDOUT,
-                          data, size, partial, self->line_time_us);
+    //  Kubernetes mixes both streams: all of it may hold the stack trace
+    qn_backend_attempt_log (&self->base, QANAT__STREAM__STREAM_STDOUT, true, data, size, partial,
+                            self->line_time_us);
 }
 
 //  "::qanat-metric NAME=VALUE [step=N]" -> a metric event.  Returns true
@@ -442,7 +426,7 @@ s_metric_line (s_attempt_t *self, const char *text, size_t size)
     char line [512];
     size_t rest = size - prefix;
     if (rest >= sizeof (line)) {
-        s_system_log (self, "ignored metric line: too long");
+        qn_backend_attempt_system_log (&self->base, "ignored metric line: too long");
         return true;
     }
     memcpy (line, text + prefix, rest);
@@ -454,7 +438,7 @@ s_metric_line (s_attempt_t *self, const char *text, size_t size)
     char *extra = strtok_r (NULL, " \t\r", &save);
     char *equals = pair? strchr (pair, '='): NULL;
     if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
-        s_system_log (self, "ignored metric line: want '::qanat-metric name=value [step=N]'");
+        qn_backend_attempt_system_log (&self->base, "ignored metric line: want '::qanat-metric name=value [step=N]'");
         return true;
     }
     *equals = '\0';
@@ -468,10 +452,10 @@ s_metric_line (s_attempt_t *self, const char *text, size_t size)
     const char *error = NULL;
     if (qn_metric_parse_line (plain, strlen (plain), name, &value, &step_value, &has_step,
                               &error) == 0)
-        self->backend->events->metric (self->backend->arg, &self->key, name, value,
+        self->backend->front.events->metric (self->backend->front.arg, &self->base.key, name, value,
                                        step_value, has_step, self->line_time_us);
     else
-        s_system_log (self, "ignored metric line: %s", error? error: "invalid line");
+        qn_backend_attempt_system_log (&self->base, "ignored metric line: %s", error? error: "invalid line");
     return true;
 }
 
@@ -547,13 +531,7 @@ s_log_data (void *arg, uint64_t call, const char *data, size_t size)
     (void) call;
     s_attempt_t *self = (s_attempt_t *) arg;
     qn_linebuf_feed (self->lines, data, size, s_on_piece, self);
-    s_kube_t *backend = self->backend;
-    if (self->cursor_dirty && backend->events->cursor) {
-        char cursor [QN_BACKEND_CURSOR_MAX + 1];
-        snprintf (cursor, sizeof (cursor), "%s %" PRIu64, self->cursor_time, self->cursor_count);
-        backend->events->cursor (backend->arg, &self->key, cursor);
-        self->cursor_dirty = false;
-    }
+    s_report_cursor (self);
     return 0;
 }
 
@@ -588,7 +566,7 @@ s_log_open (s_attempt_t *self, const char *pod)
     self->log_ended_ok = false;
     self->log_call = qn_kube_api_stream (backend->api, path, s_log_data, s_log_done, self);
     free (path);
-    if (self->log_call && backend->paused)
+    if (self->log_call && backend->front.paused)
         qn_kube_api_pause (backend->api, self->log_call, true);
 }
 
@@ -596,7 +574,7 @@ s_log_open (s_attempt_t *self, const char *pod)
 static bool
 s_maybe_finish (s_attempt_t *self)
 {
-    if (!self->terminal || self->stop_reason)
+    if (!self->terminal || self->base.stop_reason)
         return false;
     if (self->log_done || !self->outcome.container_started || !*self->outcome.pod) {
         s_attempt_finish_outcome (self);
@@ -623,7 +601,7 @@ s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *err
         qn_log (QN_LOG_DEBUG, "kube", "kubernetes job %s: log stream ended: %s",
                       self->engine_id, text);
         if (self->terminal && ++self->log_tries >= S_LOG_TRIES) {
-            s_system_log (self, "the log of kubernetes job %s ends here: %s",
+            qn_backend_attempt_system_log (&self->base, "the log of kubernetes job %s ends here: %s",
                           self->engine_id, text);
             self->log_done = true;
         }
@@ -631,7 +609,7 @@ s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     if (s_maybe_finish (self))
         return;
     //  Find out at once whether the container ended
-    if (!self->log_done && !self->job_call && !self->pods_call && !self->stop_reason)
+    if (!self->log_done && !self->job_call && !self->pods_call && !self->base.stop_reason)
         s_poll (self);
 }
 
@@ -655,14 +633,14 @@ s_evaluate (s_attempt_t *self)
     if (outcome->state == QN_KUBE_PULL_ERROR) {
         if (!self->pull_error_ms) {
             self->pull_error_ms = now;
-            s_system_log (self, "kubernetes job %s waits: %s", self->engine_id,
+            qn_backend_attempt_system_log (&self->base, "kubernetes job %s waits: %s", self->engine_id,
                           outcome->reason);
         }
         if (now - self->pull_error_ms >= backend->pull_grace_ms) {
             char reason [700];
             snprintf (reason, sizeof (reason), "kubernetes job %s: %s", self->engine_id,
                       outcome->reason);
-            s_attempt_stop (self, reason, QANAT__END_KIND__END_START_FAILED);
+            s_attempt_stop (&self->base, reason, QANAT__END_KIND__END_START_FAILED);
         }
         return;
     }
@@ -714,7 +692,7 @@ s_pods_done (void *arg, uint64_t call, long status, json_t *body, const char *er
     (void) call;
     s_attempt_t *self = (s_attempt_t *) arg;
     self->pods_call = 0;
-    if (self->stop_reason)
+    if (self->base.stop_reason)
         return;
     if (status < 200 || status >= 300 || !json_is_object (body)) {
         char text [400];
@@ -735,9 +713,9 @@ s_labels_match (s_attempt_t *self, json_t *job)
 {
     json_t *labels = json_object_get (json_object_get (job, "metadata"), "labels");
     char run [32], task [16], attempt [16];
-    snprintf (run, sizeof (run), "%" PRIu64, self->key.run_id);
-    snprintf (task, sizeof (task), "%u", self->key.task_index);
-    snprintf (attempt, sizeof (attempt), "%u", self->key.attempt);
+    snprintf (run, sizeof (run), "%" PRIu64, self->base.key.run_id);
+    snprintf (task, sizeof (task), "%u", self->base.key.task_index);
+    snprintf (attempt, sizeof (attempt), "%u", self->base.key.attempt);
     const char *have_run = json_string_value (json_object_get (labels, "qanat.io/run"));
     const char *have_task = json_string_value (json_object_get (labels, "qanat.io/task"));
     const char *have_attempt = json_string_value (json_object_get (labels, "qanat.io/attempt"));
@@ -751,7 +729,7 @@ s_job_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     (void) call;
     s_attempt_t *self = (s_attempt_t *) arg;
     self->job_call = 0;
-    if (self->stop_reason)
+    if (self->base.stop_reason)
         return;
     char text [400];
     if (status == 404) {
@@ -814,10 +792,10 @@ s_delete_done (void *arg, uint64_t call, long status, json_t *body, const char *
                           "trying again", self->engine_id, text);
             return;             //  the tick tries again
         }
-        s_system_log (self, "cannot delete kubernetes job %s: %s", self->engine_id, text);
+        qn_backend_attempt_system_log (&self->base, "cannot delete kubernetes job %s: %s", self->engine_id, text);
     }
     int exit_code = self->outcome.exit_code > 0? self->outcome.exit_code: -1;
-    s_attempt_finish (self, exit_code, self->stop_reason, self->stop_kind);
+    s_attempt_finish (self, exit_code, self->base.stop_reason, self->base.stop_kind);
 }
 
 static void
@@ -838,15 +816,14 @@ s_delete (s_attempt_t *self)
 static void
 s_attempt_tick (s_attempt_t *self, int64_t now)
 {
-    if (self->stop_reason) {
+    if (self->base.stop_reason) {
         if (self->created && !self->delete_call)
             s_delete (self);    //  again, after a failure
         return;
     }
-    if (self->deadline_ms && now >= self->deadline_ms) {
-        char reason [64];
-        snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
-        s_attempt_stop (self, reason, QANAT__END_KIND__END_TIMEOUT);
+    char reason [64];
+    if (qn_backend_attempt_overdue (&self->base, now, reason, sizeof (reason))) {
+        s_attempt_stop (&self->base, reason, QANAT__END_KIND__END_TIMEOUT);
         return;
     }
     if (self->terminal && now - self->terminal_ms >= S_LOG_GRACE_MS) {
@@ -864,26 +841,20 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     s_kube_t *self = (s_kube_t *) arg;
-    size_t count = zlistx_size (self->attempts);
+    size_t count = zlistx_size (self->front.attempts);
     if (count == 0) {
-        zloop_timer_end (self->loop, self->timer_id);
+        zloop_timer_end (self->front.loop, self->timer_id);
         self->timer_id = -1;
         return 0;
     }
-    s_attempt_t **attempts = (s_attempt_t **) malloc (count * sizeof (s_attempt_t *));
+    qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
     if (!attempts)
         return 0;
-    size_t index = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt && index < count) {
-        attempts [index++] = attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
     int64_t now = zclock_mono ();
-    for (size_t i = 0; i < index; i++) {
+    for (size_t i = 0; i < count; i++) {
         //  An earlier step cannot end another attempt; still, be sure
-        if (zlistx_find (self->attempts, attempts [i]))
-            s_attempt_tick (attempts [i], now);
+        if (zlistx_find (self->front.attempts, attempts [i]))
+            s_attempt_tick ((s_attempt_t *) attempts [i], now);
     }
     free (attempts);
     return 0;
@@ -893,7 +864,7 @@ static void
 s_ensure_timer (s_kube_t *self)
 {
     if (self->timer_id == -1) {
-        self->timer_id = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_tick, self);
+        self->timer_id = zloop_timer (self->front.loop, (size_t) self->poll_ms, 0, s_tick, self);
         if (self->timer_id == -1)
             qn_log (QN_LOG_ERROR, "kube", "kubernetes: cannot start the poll timer");
     }
@@ -916,24 +887,24 @@ s_create_done (void *arg, uint64_t call, long status, json_t *body, const char *
         s_describe_failure (status, body, error, text, sizeof (text));
         snprintf (reason, sizeof (reason), "kubernetes job %s: cannot create it: %s",
                   self->engine_id, text);
-        if (self->stop_reason)
-            s_attempt_finish (self, -1, self->stop_reason, self->stop_kind);
+        if (self->base.stop_reason)
+            s_attempt_finish (self, -1, self->base.stop_reason, self->base.stop_kind);
         else
             s_attempt_finish (self, -1, reason, QANAT__END_KIND__END_START_FAILED);
         return;
     }
     self->created = true;
     self->verified = true;
-    if (self->timeout_s)
-        self->deadline_ms = zclock_mono () + (int64_t) self->timeout_s * 1000
+    if (self->base.timeout_s)
+        self->base.deadline_ms = zclock_mono () + (int64_t) self->base.timeout_s * 1000
                           + S_DEADLINE_SLACK_MS;
     //  With a work volume, the agent collects outputs from our work
     //  directory after finished
-    backend->events->started (backend->arg, &self->key, 0, backend->host,
+    backend->front.events->started (backend->front.arg, &self->base.key, 0, backend->front.host,
                               self->workdir? self->workdir: "", self->engine_id);
     qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u started as kubernetes job %s",
-                  self->key.run_id, self->key.task_index, self->key.attempt, self->engine_id);
-    if (self->stop_reason)
+                  self->base.key.run_id, self->base.key.task_index, self->base.key.attempt, self->engine_id);
+    if (self->base.stop_reason)
         s_delete (self);
 }
 
@@ -1064,14 +1035,9 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
 {
     s_kube_t *self = (s_kube_t *) state;
     assert (self);
-    assert (assign && assign->attempt);
-    qn_attempt_key_t key = {
-        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
-    };
-    if (s_lookup (self, &key)) {
-        snprintf (error, error_size, "attempt is already running");
+    qn_attempt_key_t key;
+    if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
         return -1;
-    }
     qn_kube_job_defaults_t defaults = { self->namespace_name, self->image, self->agent_name };
     char namespace_name [64];
     json_t *manifest = qn_kube_job_manifest (assign, &defaults, namespace_name,
@@ -1088,7 +1054,7 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
     qn_kube_job_name (assign, attempt->job_name, sizeof (attempt->job_name));
     snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s/%s",
               attempt->namespace_name, attempt->job_name);
-    attempt->timeout_s = assign->timeout_s;
+    attempt->base.timeout_s = assign->timeout_s;
     if (self->work_claim
     &&  s_prepare_work (self, attempt, assign, manifest, error, error_size) == -1) {
         json_decref (manifest);
@@ -1109,7 +1075,7 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
         snprintf (error, error_size, "cannot send the request to the API server");
         return -1;
     }
-    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    qn_backend_front_add (&self->front, &attempt->base);
     s_ensure_timer (self);
     return 0;
 }
@@ -1188,15 +1154,15 @@ s_kube_reattach (void *state, const Qanat__Assign *assign, const char *engine_jo
         return -1;
     }
     attempt->created = true;
-    attempt->timeout_s = assign->timeout_s;
+    attempt->base.timeout_s = assign->timeout_s;
     //  With a work volume, the attempt's directory (outputs and values)
     //  is still there for the agent, which kept where it is in its spool.
     //  We do not know when it started: the Job's own deadline is the
     //  timeout, ours only a late backstop
     if (assign->timeout_s)
-        attempt->deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000
+        attempt->base.deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000
                              + S_DEADLINE_SLACK_MS;
-    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    qn_backend_front_add (&self->front, &attempt->base);
     s_ensure_timer (self);
     s_poll (attempt);
     qn_log (QN_LOG_INFO, "kube", "attempt %" PRIu64 "/%u/%u: following kubernetes job %s again "
@@ -1296,6 +1262,33 @@ s_work_options (s_kube_t *self, const qn_backend_config_t *config)
     return 0;
 }
 
+static void
+s_engine_destroy (qn_backend_attempt_t *base)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    s_attempt_destroy (&attempt);
+}
+
+static void
+s_engine_pause (qn_backend_attempt_t *base, bool paused)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    if (attempt->log_call)
+        qn_kube_api_pause (attempt->backend->api, attempt->log_call, paused);
+}
+
+static void s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason);
+static void s_engine_lost (qn_backend_attempt_t *base, const char *reason);
+
+static const qn_backend_engine_t s_engine = {
+    .name = "kubernetes",
+    .destroy = s_engine_destroy,
+    .stop = s_attempt_stop,
+    .pause = s_engine_pause,
+    .end_all = s_engine_end_all,
+    .lost = s_engine_lost
+};
+
 static void *
 s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
                const qn_backend_events_t *events, void *arg)
@@ -1312,19 +1305,15 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
     s_kube_t *self = (s_kube_t *) calloc (1, sizeof (s_kube_t));
     if (!self)
         return NULL;
-    self->loop = loop;
-    self->events = events;
-    self->arg = arg;
+    int rc = qn_backend_front_init (&self->front, &s_engine, loop, config, events, arg);
     self->timer_id = -1;
     self->poll_ms = S_DEFAULT_POLL_MS;
     self->pull_grace_ms = S_DEFAULT_PULL_GRACE_MS;
-    self->attempts = zlistx_new ();
-    self->host = strdup (config->host? config->host: "");
     self->agent_name = strdup (config->agent_name? config->agent_name: "");
     const char *poll_ms = qn_backend_option (config, "kubernetes", "poll_ms");
     const char *pull_grace_ms = qn_backend_option (config, "kubernetes", "pull_grace_ms");
     const char *image = qn_backend_option (config, "kubernetes", "image");
-    bool ok = self->attempts && self->host && self->agent_name;
+    bool ok = rc == 0 && self->agent_name;
     if (ok && poll_ms && s_parse_ms (poll_ms, 10, 600000, &self->poll_ms) == -1) {
         qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: poll_ms wants 10 to 600000");
         ok = false;
@@ -1373,47 +1362,16 @@ s_kube_create (zloop_t *loop, const qn_backend_config_t *config,
     return self;
 }
 
-static int
-s_kube_stop (void *state, const qn_attempt_key_t *key, const char *reason, Qanat__EndKind kind)
-{
-    s_kube_t *self = (s_kube_t *) state;
-    s_attempt_t *attempt = s_lookup (self, key);
-    if (!attempt)
-        return -1;
-    s_attempt_stop (attempt, reason, kind);
-    return 0;
-}
-
+//  Shutdown: every Job goes, within the grace.  Blocking on purpose: we
+//  are leaving.
 static void
-s_kube_set_paused (void *state, bool paused)
+s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason)
 {
-    s_kube_t *self = (s_kube_t *) state;
-    if (self->paused == paused)
-        return;
-    self->paused = paused;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt) {
-        if (attempt->log_call)
-            qn_kube_api_pause (self->api, attempt->log_call, paused);
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
-}
-
-static size_t
-s_kube_running (void *state)
-{
-    s_kube_t *self = (s_kube_t *) state;
-    return zlistx_size (self->attempts);
-}
-
-//  Blocking on purpose: we are leaving.  Every Job goes, within the grace.
-static void
-s_kube_shutdown (void *state, int grace_ms, const char *reason)
-{
-    s_kube_t *self = (s_kube_t *) state;
+    (void) reason;
+    s_kube_t *self = (s_kube_t *) front;
     int64_t end_ms = zclock_mono () + (grace_ms > 0? grace_ms: 0);
-    s_attempt_t *attempt;
-    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
+    for (; attempt; attempt = (s_attempt_t *) zlistx_next (self->front.attempts)) {
         bool may_exist = attempt->created || attempt->create_call;
         qn_kube_api_cancel (self->api, attempt->create_call);
         qn_kube_api_cancel (self->api, attempt->job_call);
@@ -1440,8 +1398,14 @@ s_kube_shutdown (void *state, int grace_ms, const char *reason)
         if (may_exist)
             qn_log (QN_LOG_WARNING, "kube", "kubernetes job %s: no time left to delete it",
                           attempt->engine_id);
-        s_attempt_finish (attempt, -1, reason? reason: "", QANAT__END_KIND__END_LOST);
     }
+}
+
+//  Shutdown, then: the log read so far, then report
+static void
+s_engine_lost (qn_backend_attempt_t *base, const char *reason)
+{
+    s_attempt_report ((s_attempt_t *) base, -1, reason, QANAT__END_KIND__END_LOST);
 }
 
 static void
@@ -1451,14 +1415,10 @@ s_kube_destroy (void **state_p)
     s_kube_t *self = (s_kube_t *) *state_p;
     if (!self)
         return;
-    s_attempt_t *attempt;
-    while (self->attempts && (attempt = (s_attempt_t *) zlistx_detach (self->attempts, NULL)))
-        s_attempt_destroy (&attempt);
-    zlistx_destroy (&self->attempts);
+    qn_backend_front_fini (&self->front);
     qn_kube_api_destroy (&self->api);
     if (self->timer_id != -1)
-        zloop_timer_end (self->loop, self->timer_id);
-    free (self->host);
+        zloop_timer_end (self->front.loop, self->timer_id);
     free (self->agent_name);
     free (self->namespace_name);
     free (self->image);
@@ -1496,9 +1456,9 @@ const qn_backend_ops_t qn_backend_kube = {
     .create = s_kube_create,
     .start = s_kube_start,
     .reattach = s_kube_reattach,
-    .stop = s_kube_stop,
-    .set_paused = s_kube_set_paused,
-    .running = s_kube_running,
-    .shutdown = s_kube_shutdown,
+    .stop = qn_backend_front_stop,
+    .set_paused = qn_backend_front_set_paused,
+    .running = qn_backend_front_running,
+    .shutdown = qn_backend_front_shutdown,
     .destroy = s_kube_destroy
 };

@@ -4,9 +4,8 @@
     fresh work/ directory (the process's cwd) and an empty metrics file
     (named by $QANAT_METRICS).  The process runs in its own process group,
     stdin from /dev/null, stdout and stderr on two non-blocking pipes read
-    from the agent's zloop.  Processes start with clone (CLONE_VM |
-    CLONE_VFORK), not fork: copying and tearing down the agent's address
-    space per task was a third of the agent's time per short task.  Whole
+    from the agent's zloop.  Processes start through qn_spawn (clone
+    with CLONE_VM | CLONE_VFORK, not fork: see qn_spawn.h).  Whole
     lines that one read of a pipe brings go out packed in one log event
     (up to S_PACK_MAX bytes, joined by '\n').
 
@@ -21,20 +20,15 @@
     end of file (or S_EOF_GRACE_MS passed since the exit, when a grandchild
     holds a pipe open), and the metrics file was read to its end.
 */
-#include <stddef.h>
 #include "qn_backend.h"
 #include "qn_fs.h"
-#include <pthread.h>
 #include "qn_log.h"
-#include "qn_linebuf.h"
-#include "qn_metric.h"
 #include "qn_msg.h"
-#include "qn_stacktrace.h"
+#include "qn_spawn.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -45,10 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
-#include <sys/mman.h>
-#include <sched.h>
-
-extern char **environ;
 
 #define S_TICK_MS              20
 #define S_METRICS_POLL_MS      150
@@ -57,15 +47,14 @@ extern char **environ;
 #define S_PACK_MAX             8192     //  bytes of whole lines per log event
 #define S_METRICS_READ_MAX     (1024 * 1024)
 #define S_TASK_NAME_MAX        100
-#define S_CHILD_STACK          (256 * 1024)     //  for the child until it execs
-#define S_DEFAULT_PATH         "/bin:/usr/bin"  //  execvp's, when PATH is unset
 
 typedef struct _s_local_t s_local_t;
 
+//  An attempt: the front end's part (stdout and stderr fed from the
+//  pipes, the metrics file read), then the process's
 typedef struct {
+    qn_backend_attempt_t base;
     s_local_t *backend;
-    void *handle;               //  in backend->attempts
-    qn_attempt_key_t key;
     char *dir;                  //  the attempt's directory
     pid_t pid;
     bool exited;
@@ -75,38 +64,19 @@ typedef struct {
     int out_fd;                 //  -1 once closed
     int err_fd;
     bool polling;               //  pipes registered on the loop
-    qn_linebuf_t *out_buf;
-    qn_linebuf_t *err_buf;
-    bool out_long;              //  inside a long line on stdout (pieces sent)
-    bool err_long;              //  ...on stderr
-    qn_stacktrace_t *ring;      //  last stderr lines
-
-    int metrics_fd;             //  -1 once read to the end after exit
-    qn_linebuf_t *metrics_buf;
-    qn_backend_metrics_t metrics;   //  where the metrics file reader stands
     int64_t metrics_next_ms;
-
-    int64_t deadline_ms;        //  timeout; 0 = none
-    uint32_t timeout_s;
     int64_t kill_ms;            //  SIGKILL time after a SIGTERM; 0 = none
-    char *stop_reason;          //  set on timeout or cancel
-    Qanat__EndKind stop_kind;   //  goes with stop_reason
     int exec_fd;                //  close-on-exec pipe: bytes = exec failed
     int pid_fd;                 //  pidfd of the process, readable once it exits; -1 if none
 } s_attempt_t;
 
 struct _s_local_t {
-    zloop_t *loop;
-    const qn_backend_events_t *events;
-    void *arg;
+    qn_backend_front_t front;   //  the attempts, in start order
     char *data_dir;
-    char *host;
     int kill_grace_ms;
-    zlistx_t *attempts;         //  s_attempt_t, in start order
     zlistx_t *finished;         //  s_attempt_t finished from a poller, freed on the next timer
     int timer_id;
-    bool paused;
-    void *child_stack;          //  S_CHILD_STACK bytes, mapped at the first start
+    void *child_stack;          //  qn_spawn's stack, mapped at the first start
     int null_fd;                //  /dev/null, the tasks' stdin
 };
 
@@ -125,11 +95,11 @@ s_attempt_unpoll (s_attempt_t *self)
     zmq_pollitem_t item = { NULL, 0, ZMQ_POLLIN, 0 };
     if (self->out_fd != -1) {
         item.fd = self->out_fd;
-        zloop_poller_end (self->backend->loop, &item);
+        zloop_poller_end (self->backend->front.loop, &item);
     }
     if (self->err_fd != -1) {
         item.fd = self->err_fd;
-        zloop_poller_end (self->backend->loop, &item);
+        zloop_poller_end (self->backend->front.loop, &item);
     }
     self->polling = false;
 }
@@ -144,10 +114,10 @@ s_attempt_poll (s_attempt_t *self)
         if (fds [i] == -1)
             continue;
         zmq_pollitem_t item = { NULL, fds [i], ZMQ_POLLIN, 0 };
-        if (zloop_poller (self->backend->loop, &item, s_pipe_readable, self) == -1)
+        if (zloop_poller (self->backend->front.loop, &item, s_pipe_readable, self) == -1)
             return -1;
         //  POLLHUP shows as an error; we see the end of file in read()
-        zloop_poller_set_tolerant (self->backend->loop, &item);
+        zloop_poller_set_tolerant (self->backend->front.loop, &item);
     }
     self->polling = true;
     return 0;
@@ -162,22 +132,16 @@ s_attempt_destroy (s_attempt_t **self_p)
     s_attempt_unpoll (self);
     if (self->pid_fd != -1) {
         zmq_pollitem_t item = { NULL, self->pid_fd, ZMQ_POLLIN, 0 };
-        zloop_poller_end (self->backend->loop, &item);
+        zloop_poller_end (self->backend->front.loop, &item);
         close (self->pid_fd);
     }
     if (self->out_fd != -1)
         close (self->out_fd);
     if (self->err_fd != -1)
         close (self->err_fd);
-    if (self->metrics_fd != -1)
-        close (self->metrics_fd);
     if (self->exec_fd != -1)
         close (self->exec_fd);
-    qn_linebuf_destroy (&self->out_buf);
-    qn_linebuf_destroy (&self->err_buf);
-    qn_linebuf_destroy (&self->metrics_buf);
-    qn_stacktrace_destroy (&self->ring);
-    free (self->stop_reason);
+    qn_backend_attempt_fini (&self->base);
     free (self->dir);
     free (self);
     *self_p = NULL;
@@ -189,28 +153,19 @@ s_attempt_new (s_local_t *backend, const qn_attempt_key_t *key)
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
+    int rc = qn_backend_attempt_init (&self->base, &backend->front, key,
+                                      QN_BACKEND_ATTEMPT_STREAMS);
+    //  Whole lines that one read of a pipe brings go out packed
+    self->base.out.pack_max = self->base.err.pack_max = S_PACK_MAX;
     self->backend = backend;
-    self->key = *key;
     self->pid = -1;
     self->out_fd = -1;
     self->err_fd = -1;
-    self->metrics_fd = -1;
     self->exec_fd = -1;
     self->pid_fd = -1;
-    self->out_buf = qn_linebuf_new (0);
-    self->err_buf = qn_linebuf_new (0);
-    self->metrics_buf = qn_linebuf_new (0);
-    self->ring = qn_stacktrace_new (0);
-    if (!self->out_buf || !self->err_buf || !self->metrics_buf || !self->ring)
+    if (rc == -1)
         s_attempt_destroy (&self);
     return self;
-}
-
-static s_attempt_t *
-s_lookup (s_local_t *self, const qn_attempt_key_t *key)
-{
-    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
-                                                    offsetof (s_attempt_t, key), key);
 }
 
 //  Process groups outlive their leader as long as a member lives; we
@@ -226,12 +181,10 @@ s_attempt_signal (s_attempt_t *self, int sig)
 //  SIGTERM now, SIGKILL after the grace.  The first reason wins: a task
 //  canceled while it is being timed out stays "timed out".
 static void
-s_attempt_terminate (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
+s_attempt_terminate (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind)
 {
-    if (!self->stop_reason) {
-        self->stop_reason = strdup (reason);
-        self->stop_kind = kind;
-    }
+    s_attempt_t *self = (s_attempt_t *) base;
+    qn_backend_attempt_stopping (&self->base, reason, kind);
     if (self->kill_ms)
         return;
     s_attempt_signal (self, SIGTERM);
@@ -242,69 +195,6 @@ s_attempt_terminate (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
 //  ---------------------------------------------------------------------
 //  Output
 
-//  Whole lines that come off the pipe together leave together: one log
-//  event carries as many as fit in S_PACK_MAX bytes, joined by '\n' (the
-//  LogChunk contract).  One event per line would bound a chatty task at
-//  the events per second the agent and the coordinator handle, not at the
-//  bytes.  The pieces of a long line still go one per event, and so does
-//  its last piece: a chunk is either whole lines or part of one line,
-//  never both, and the agent's redactor finds the carry of a split
-//  secret right in front of that last piece.  The pack never outlives one
-//  read, so lines are not held back waiting for more.
-typedef struct {
-    s_attempt_t *attempt;
-    Qanat__Stream stream;
-    bool *in_long;              //  the stream's long-line flag
-    int64_t time_us;
-    size_t packed;              //  bytes in pack
-    char pack [S_PACK_MAX];
-} s_line_ctx_t;
-
-static void
-s_line_ctx_init (s_line_ctx_t *ctx, s_attempt_t *attempt, bool is_out)
-{
-    ctx->attempt = attempt;
-    ctx->stream = is_out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR;
-    ctx->in_long = is_out? &attempt->out_long: &attempt->err_long;
-    ctx->time_us = qn_now_us ();
-    ctx->packed = 0;
-}
-
-static void
-s_pack_flush (s_line_ctx_t *ctx)
-{
-    if (ctx->packed) {
-        s_attempt_t *attempt = ctx->attempt;
-        attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
-                                       ctx->pack, ctx->packed, false, ctx->time_us);
-        ctx->packed = 0;
-    }
-}
-
-static void
-s_on_log_line (const char *data, size_t size, bool partial, void *arg)
-{
-    s_line_ctx_t *ctx = (s_line_ctx_t *) arg;
-    s_attempt_t *attempt = ctx->attempt;
-    if (ctx->stream == QANAT__STREAM__STREAM_STDERR)
-        qn_stacktrace_add (attempt->ring, data, size, partial);
-    bool whole = !partial && !*ctx->in_long;
-    *ctx->in_long = partial;
-    if (whole && size <= S_PACK_MAX) {
-        size_t need = (ctx->packed? ctx->packed + 1: 0) + size;
-        if (need > S_PACK_MAX)
-            s_pack_flush (ctx);
-        if (ctx->packed)
-            ctx->pack [ctx->packed++] = '\n';
-        memcpy (ctx->pack + ctx->packed, data, size);
-        ctx->packed += size;
-        return;
-    }
-    s_pack_flush (ctx);
-    attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
-                                   data, size, partial, ctx->time_us);
-}
-
 //  Closes one pipe after its end of file (or when we give up on it),
 //  handing out a last unterminated line.
 static void
@@ -314,15 +204,12 @@ s_close_pipe (s_attempt_t *self, int *fd_p)
         return;
     if (self->polling) {
         zmq_pollitem_t item = { NULL, *fd_p, ZMQ_POLLIN, 0 };
-        zloop_poller_end (self->backend->loop, &item);
+        zloop_poller_end (self->backend->front.loop, &item);
     }
     close (*fd_p);
     bool is_out = fd_p == &self->out_fd;
     *fd_p = -1;
-    s_line_ctx_t ctx;
-    s_line_ctx_init (&ctx, self, is_out);
-    qn_linebuf_flush (is_out? self->out_buf: self->err_buf, s_on_log_line, &ctx);
-    s_pack_flush (&ctx);
+    qn_backend_stream_flush (&self->base, is_out? &self->base.out: &self->base.err);
     if (self->out_fd == -1 && self->err_fd == -1)
         self->polling = false;
 }
@@ -332,14 +219,10 @@ s_read_pipe (s_attempt_t *self, int *fd_p)
 {
     char buffer [S_PIPE_READ_MAX];
     ssize_t got = read (*fd_p, buffer, sizeof (buffer));
-    if (got > 0) {
-        bool is_out = fd_p == &self->out_fd;
-        s_line_ctx_t ctx;
-        s_line_ctx_init (&ctx, self, is_out);
-        qn_linebuf_feed (is_out? self->out_buf: self->err_buf, buffer, (size_t) got,
-                         s_on_log_line, &ctx);
-        s_pack_flush (&ctx);
-    }
+    if (got > 0)
+        qn_backend_stream_feed (&self->base, fd_p == &self->out_fd? &self->base.out
+                                                                  : &self->base.err,
+                                buffer, (size_t) got);
     else
     if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
         s_close_pipe (self, fd_p);
@@ -368,16 +251,17 @@ s_attempt_kick (s_attempt_t *self)
 {
     s_local_t *backend = self->backend;
     if (s_attempt_step (self, zclock_mono ())) {
-        zlistx_detach (backend->attempts, self->handle);
+        zlistx_detach (backend->front.attempts, self->base.handle);
+        self->base.handle = NULL;
         s_attempt_unpoll (self);
         if (self->pid_fd != -1) {
             zmq_pollitem_t item = { NULL, self->pid_fd, ZMQ_POLLIN, 0 };
-            zloop_poller_end (backend->loop, &item);
+            zloop_poller_end (backend->front.loop, &item);
             close (self->pid_fd);
             self->pid_fd = -1;
         }
         if (zlistx_size (backend->finished) == 0)
-            zloop_timer (backend->loop, 1, 1, s_free_finished, backend);
+            zloop_timer (backend->front.loop, 1, 1, s_free_finished, backend);
         zlistx_add_end (backend->finished, self);
     }
 }
@@ -406,7 +290,7 @@ s_process_exited (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     s_attempt_t *self = (s_attempt_t *) arg;
     //  Readable stays readable: stop watching, the step reaps it.
     zmq_pollitem_t watched = { NULL, self->pid_fd, ZMQ_POLLIN, 0 };
-    zloop_poller_end (self->backend->loop, &watched);
+    zloop_poller_end (self->backend->front.loop, &watched);
     close (self->pid_fd);
     self->pid_fd = -1;
     s_attempt_kick (self);
@@ -417,33 +301,12 @@ s_process_exited (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 //  ---------------------------------------------------------------------
 //  Metrics
 
-static void
-s_on_metrics_line (const char *data, size_t size, bool partial, void *arg)
-{
-    s_attempt_t *self = (s_attempt_t *) arg;
-    qn_backend_metrics_line (&self->metrics, data, size, partial, self->backend->events,
-                             self->backend->arg, &self->key);
-}
-
-//  Reads up to S_METRICS_READ_MAX new bytes.  Returns 1 when the end of
-//  the file was reached, 0 when there is more to read.
-static int
+//  Reads up to S_METRICS_READ_MAX new bytes.  Returns true when the end of
+//  the file was reached, false when there is more to read.
+static bool
 s_read_metrics (s_attempt_t *self)
 {
-    if (self->metrics_fd == -1)
-        return 1;
-    char buffer [65536];
-    size_t total = 0;
-    while (total < S_METRICS_READ_MAX) {
-        ssize_t got = read (self->metrics_fd, buffer, sizeof (buffer));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return 1;
-        qn_linebuf_feed (self->metrics_buf, buffer, (size_t) got, s_on_metrics_line, self);
-        total += (size_t) got;
-    }
-    return 0;
+    return qn_backend_stream_read (&self->base, &self->base.metrics, S_METRICS_READ_MAX);
 }
 
 
@@ -478,8 +341,8 @@ s_attempt_finish (s_attempt_t *self)
         exit_code = 128 + sig;
     }
     char reason [600] = "";
-    if (self->stop_reason)
-        snprintf (reason, sizeof (reason), "%s", self->stop_reason);
+    if (self->base.stop_reason)
+        snprintf (reason, sizeof (reason), "%s", self->base.stop_reason);
     else
     if (sig) {
         char name [64];
@@ -491,18 +354,13 @@ s_attempt_finish (s_attempt_t *self)
         snprintf (reason, sizeof (reason), "exit code %d", exit_code);
 
     Qanat__EndKind kind = QANAT__END_KIND__END_EXIT;
-    if (self->stop_reason)
-        kind = self->stop_kind;
+    if (self->base.stop_reason)
+        kind = self->base.stop_kind;
     else
     if (s_exec_failed (self))
         kind = QANAT__END_KIND__END_START_FAILED;
 
-    char *stack_trace = NULL;
-    if (exit_code != 0 || sig != 0)
-        stack_trace = qn_stacktrace_extract (self->ring);
-    self->backend->events->finished (self->backend->arg, &self->key, exit_code, sig,
-                                     stack_trace? stack_trace: "", reason, kind);
-    free (stack_trace);
+    qn_backend_attempt_finished (&self->base, exit_code, sig, reason, kind);
 }
 
 //  One step of an attempt's life, run from the tick.  Returns true when
@@ -520,19 +378,18 @@ s_attempt_step (s_attempt_t *self, int64_t now)
             self->exit_ms = now;
         }
     }
-    if (!self->exited && self->deadline_ms && now >= self->deadline_ms && !self->stop_reason) {
-        char reason [64];
-        snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
+    char reason [64];
+    if (!self->exited && qn_backend_attempt_overdue (&self->base, now, reason, sizeof (reason))) {
         qn_log (QN_LOG_INFO, "local", "attempt %" PRIu64 "/%u/%u %s",
-                      self->key.run_id, self->key.task_index, self->key.attempt, reason);
-        s_attempt_terminate (self, reason, QANAT__END_KIND__END_TIMEOUT);
+                      self->base.key.run_id, self->base.key.task_index, self->base.key.attempt, reason);
+        s_attempt_terminate (&self->base, reason, QANAT__END_KIND__END_TIMEOUT);
     }
     //  After the grace, kill whatever remains of the group, leader or not
     if (self->kill_ms && now >= self->kill_ms) {
         s_attempt_signal (self, SIGKILL);
         self->kill_ms = 0;
     }
-    if (backend->paused)
+    if (backend->front.paused)
         return false;
 
     if (now >= self->metrics_next_ms && !self->exited) {
@@ -549,7 +406,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
         //  that nothing of the task outlives its attempt
         qn_log (QN_LOG_DEBUG, "local", "attempt %" PRIu64 "/%u/%u: output still open %d ms "
                       "after exit, killing the process group",
-                      self->key.run_id, self->key.task_index, self->key.attempt,
+                      self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
                       S_EOF_GRACE_MS);
         s_attempt_signal (self, SIGKILL);
         s_close_pipe (self, &self->out_fd);
@@ -559,7 +416,7 @@ s_attempt_step (s_attempt_t *self, int64_t now)
     //  stall the loop
     if (!s_read_metrics (self))
         return false;
-    qn_linebuf_flush (self->metrics_buf, s_on_metrics_line, self);
+    qn_backend_stream_flush (&self->base, &self->base.metrics);
     s_attempt_finish (self);
     return true;
 }
@@ -572,29 +429,18 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     s_local_t *self = (s_local_t *) arg;
-    size_t count = zlistx_size (self->attempts);
-    if (count == 0)
-        return 0;
-    s_attempt_t **attempts = (s_attempt_t **) malloc (count * sizeof (s_attempt_t *));
+    size_t count;
+    qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
     if (!attempts)
-        return 0;               //  try again next tick
-    size_t index = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt && index < count) {
-        attempts [index++] = attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
+        return 0;               //  none, or try again next tick
     int64_t now = zclock_mono ();
-    for (size_t i = 0; i < index; i++) {
-        if (s_attempt_step (attempts [i], now)) {
-            zlistx_delete (self->attempts, attempts [i]->handle);
-            s_attempt_destroy (&attempts [i]);
-        }
-    }
+    for (size_t i = 0; i < count; i++)
+        if (s_attempt_step ((s_attempt_t *) attempts [i], now))
+            qn_backend_front_remove (&self->front, attempts [i]);
     free (attempts);
     //  No attempts, no ticking: an idle agent sleeps
-    if (zlistx_size (self->attempts) == 0) {
-        zloop_timer_end (self->loop, self->timer_id);
+    if (zlistx_size (self->front.attempts) == 0) {
+        zloop_timer_end (self->front.loop, self->timer_id);
         self->timer_id = -1;
     }
     return 0;
@@ -624,210 +470,32 @@ s_env_key_ok (const char *key)
 static char **
 s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir)
 {
-    size_t ours = 0;
-    while (environ && environ [ours])
-        ours++;
-    size_t max = ours + assign->n_env + 3;
-    char **envp = (char **) calloc (max, sizeof (char *));
-    if (!envp)
+    char **extra = (char **) calloc (assign->n_env + 3, sizeof (char *));
+    if (!extra)
         return NULL;
     size_t count = 0;
     bool failed = false;
-
-    //  Later entries replace earlier ones with the same key
-    #define S_ENV_PUT(entry) do { \
-        char *s_entry = (entry); \
-        if (!s_entry) { failed = true; break; } \
-        size_t s_klen = strcspn (s_entry, "="); \
-        size_t s_i; \
-        for (s_i = 0; s_i < count; s_i++) \
-            if (strncmp (envp [s_i], s_entry, s_klen) == 0 && envp [s_i][s_klen] == '=') \
-                break; \
-        if (s_i < count) { free (envp [s_i]); envp [s_i] = s_entry; } \
-        else envp [count++] = s_entry; \
-    } while (0)
-
-    for (size_t i = 0; i < ours && !failed; i++)
-        if (strchr (environ [i], '='))
-            S_ENV_PUT (strdup (environ [i]));
     for (size_t i = 0; i < assign->n_env && !failed; i++) {
         const Qanat__Label *label = assign->env [i];
         if (!label || !s_env_key_ok (label->key))
             continue;
-        char *entry = NULL;
-        if (asprintf (&entry, "%s=%s", label->key, label->value? label->value: "") < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    if (!failed) {
-        char *entry = NULL;
-        if (asprintf (&entry, "QANAT_METRICS=%s", metrics) < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    if (!failed) {
-        char *entry = NULL;
-        if (asprintf (&entry, "QANAT_WORKDIR=%s", workdir) < 0)
-            entry = NULL;
-        S_ENV_PUT (entry);
-    }
-    #undef S_ENV_PUT
-    if (failed) {
-        for (size_t i = 0; i < count; i++)
-            free (envp [i]);
-        free (envp);
-        return NULL;
-    }
-    return envp;
-}
-
-static void
-s_free_strings (char **strings)
-{
-    if (!strings)
-        return;
-    for (size_t i = 0; strings [i]; i++)
-        free (strings [i]);
-    free (strings);
-}
-
-//  What the child needs, all prepared by the parent before the clone:
-//  the child shares the parent's memory and must not allocate.
-typedef struct {
-    char **argv;
-    char **envp;
-    const char *workdir;
-    int null_fd;
-    int out_w;
-    int err_w;
-    int exec_w;
-    const char *cannot_run;
-    const char *path;           //  the task's PATH, to search for argv [0]
-    char *candidate;            //  room for a directory of path + '/' + argv [0]
-    char **sh_argv;             //  room for "/bin/sh", candidate, argv [1..], NULL
-} s_spawn_t;
-
-//  execvp with the task's PATH rather than ours, without touching environ
-//  (shared with the parent) or allocating: each directory in turn; a file
-//  that is not an executable format runs through /bin/sh, as execvp does.
-//  Returns the errno to report when nothing could be run.
-static int
-s_child_exec (s_spawn_t *spawn)
-{
-    const char *name = spawn->argv [0];
-    if (strchr (name, '/')) {
-        execve (name, spawn->argv, spawn->envp);
-        if (errno == ENOEXEC) {
-            spawn->sh_argv [1] = (char *) name;
-            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
-            errno = ENOEXEC;
-        }
-        return errno;
-    }
-    size_t name_size = strlen (name);
-    bool denied = false;
-    int error = ENOENT;
-    const char *dir = spawn->path;
-    while (true) {
-        const char *end = strchr (dir, ':');
-        size_t dir_size = end? (size_t) (end - dir): strlen (dir);
-        char *at = spawn->candidate;
-        //  An empty entry is the current directory
-        if (dir_size) {
-            memcpy (at, dir, dir_size);
-            at += dir_size;
-            *at++ = '/';
-        }
-        memcpy (at, name, name_size + 1);
-        execve (spawn->candidate, spawn->argv, spawn->envp);
-        error = errno;
-        if (error == ENOEXEC) {
-            spawn->sh_argv [1] = spawn->candidate;
-            execve ("/bin/sh", spawn->sh_argv, spawn->envp);
-            return ENOEXEC;
-        }
-        if (error == EACCES)
-            denied = true;
+        if (asprintf (&extra [count], "%s=%s", label->key, label->value? label->value: "") < 0)
+            failed = true;
         else
-        if (error != ENOENT && error != ENOTDIR && error != ESTALE && error != ENODEV
-        &&  error != ETIMEDOUT && error != ELOOP && error != ENAMETOOLONG)
-            return error;
-        if (!end)
-            break;
-        dir = end + 1;
+            count++;
     }
-    return denied? EACCES: error;
-}
-
-static void
-s_write_all (int fd, const char *text)
-{
-    size_t size = strlen (text);
-    while (size > 0) {
-        ssize_t rc = write (fd, text, size);
-        if (rc <= 0)
-            return;
-        text += rc;
-        size -= (size_t) rc;
-    }
-}
-
-//  Runs in the child, which shares the parent's memory (clone with
-//  CLONE_VM | CLONE_VFORK: no copy of the agent's address space to make
-//  and tear down per task, the calling thread waits until we exec or
-//  exit) but has its own descriptors, cwd and signal handlers.  Only
-//  async-signal-safe calls, no allocation, no global written: everything
-//  was prepared before the clone.
-static int
-s_child (void *arg)
-{
-    s_spawn_t *spawn = (s_spawn_t *) arg;
-    setpgid (0, 0);
-    //  The parent blocked every signal around the clone: the agent's own
-    //  handling (SIGTERM and SIGINT are blocked in the agent and read from
-    //  a signalfd) must not carry over to the child, or a cancel that
-    //  lands before exec would be swallowed, and no handler of the agent
-    //  may run here on its memory.  Reset every disposition and the mask,
-    //  then let pending signals in, with their default effect.
-    struct sigaction default_action;
-    memset (&default_action, 0, sizeof default_action);
-    default_action.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction (sig, &default_action, NULL);
-    sigset_t none;
-    sigemptyset (&none);
-    sigprocmask (SIG_SETMASK, &none, NULL);
-
-    if (spawn->null_fd != -1)
-        dup2 (spawn->null_fd, STDIN_FILENO);
+    if (!failed && asprintf (&extra [count], "QANAT_METRICS=%s", metrics) >= 0)
+        count++;
     else
-        close (STDIN_FILENO);
-    dup2 (spawn->out_w, STDOUT_FILENO);
-    dup2 (spawn->err_w, STDERR_FILENO);
-    if (chdir (spawn->workdir) == -1) {
-        s_write_all (STDERR_FILENO, "qanat-agent: cannot enter work directory\n");
-        s_write_all (spawn->exec_w, "x");
-        _exit (127);
-    }
-    int error = s_child_exec (spawn);
-    //  strerrordesc_np: a constant table, no locale, no allocation
-    const char *text = strerrordesc_np (error);
-    s_write_all (STDERR_FILENO, spawn->cannot_run);
-    s_write_all (STDERR_FILENO, text? text: "cannot execute");
-    s_write_all (STDERR_FILENO, "\n");
-    s_write_all (spawn->exec_w, "x");
-    _exit (error == ENOENT? 127: 126);
-}
-
-//  The value of PATH in envp, or execvp's default.
-static const char *
-s_task_path (char **envp)
-{
-    for (size_t i = 0; envp [i]; i++)
-        if (strncmp (envp [i], "PATH=", 5) == 0)
-            return envp [i] + 5;
-    return S_DEFAULT_PATH;
+        failed = true;
+    if (!failed && asprintf (&extra [count], "QANAT_WORKDIR=%s", workdir) >= 0)
+        count++;
+    else
+        failed = true;
+    extra [count] = NULL;
+    char **envp = failed? NULL: qn_spawn_env (extra);
+    qn_spawn_strings_free (extra);
+    return envp;
 }
 
 static int
@@ -835,23 +503,10 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
 {
     s_local_t *self = (s_local_t *) state;
     assert (self);
-    assert (assign && assign->attempt);
-    qn_attempt_key_t key = {
-        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
-    };
-    if (s_lookup (self, &key)) {
-        snprintf (error, error_size, "attempt is already running");
+    qn_attempt_key_t key;
+    if (qn_backend_front_check (&self->front, assign, QN_BACKEND_CHECK_COMMAND, &key, error,
+                                error_size) == -1)
         return -1;
-    }
-    if (assign->n_argv == 0 || !assign->argv [0] || !*assign->argv [0]) {
-        snprintf (error, error_size, "empty command");
-        return -1;
-    }
-    for (size_t i = 0; i < assign->n_argv; i++)
-        if (!assign->argv [i]) {
-            snprintf (error, error_size, "missing argument %zu", i);
-            return -1;
-        }
 
     char safe [S_TASK_NAME_MAX + 1];
     qn_backend_safe_name (assign->task_name? assign->task_name: "", S_TASK_NAME_MAX, safe, sizeof (safe));
@@ -862,8 +517,6 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     char **envp = NULL;
     char **argv = NULL;
     char *cannot_run = NULL;
-    char *candidate = NULL;
-    char **sh_argv = NULL;
     s_attempt_t *attempt = NULL;
     int out_pipe [2] = { -1, -1 };
     int err_pipe [2] = { -1, -1 };
@@ -877,7 +530,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         dir = NULL;
     //  Two live tasks whose names differ only in characters we replaced
     //  must not share a directory
-    s_attempt_t *other = (s_attempt_t *) zlistx_first (self->attempts);
+    s_attempt_t *other = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (dir && other) {
         if (other->dir && streq (other->dir, dir)) {
             free (dir);
@@ -886,7 +539,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
                 dir = NULL;
             break;
         }
-        other = (s_attempt_t *) zlistx_next (self->attempts);
+        other = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     if (dir && asprintf (&workdir, "%s/work", dir) < 0)
         workdir = NULL;
@@ -926,47 +579,29 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     for (size_t i = 0; i < assign->n_argv; i++)
         argv [i] = assign->argv [i];
 
-    attempt->metrics_fd = open (metrics, O_RDONLY | O_CLOEXEC);
-    if (attempt->metrics_fd == -1
+    if (qn_backend_stream_open (&attempt->base.metrics, metrics, 0) == -1
     ||  pipe2 (out_pipe, O_CLOEXEC) == -1
     ||  pipe2 (err_pipe, O_CLOEXEC) == -1
     ||  pipe2 (exec_pipe, O_CLOEXEC) == -1) {
         snprintf (error, error_size, "cannot set up the process: %s", strerror (errno));
         goto done;
     }
+    if (!self->child_stack)
+        self->child_stack = qn_spawn_stack_new ();
     if (!self->child_stack) {
-        void *stack = mmap (NULL, S_CHILD_STACK, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-        self->child_stack = stack == MAP_FAILED? NULL: stack;
-    }
-    const char *path = s_task_path (envp);
-    candidate = (char *) malloc (strlen (path) + strlen (argv [0]) + 2);
-    sh_argv = (char **) calloc (assign->n_argv + 2, sizeof (char *));
-    if (!self->child_stack || !candidate || !sh_argv) {
         snprintf (error, error_size, "out of memory");
         goto done;
     }
-    sh_argv [0] = (char *) "/bin/sh";
-    for (size_t i = 1; i < assign->n_argv; i++)
-        sh_argv [i + 1] = assign->argv [i];
-    s_spawn_t spawn = {
+    qn_spawn_t spawn = {
         argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
-        cannot_run, path, candidate, sh_argv
+        cannot_run, true, 0, self->child_stack
     };
-    sigset_t all, saved;
-    sigfillset (&all);
-    pthread_sigmask (SIG_SETMASK, &all, &saved);
-    //  The stack grows down on every architecture Linux runs us on here
-    pid_t pid = clone (s_child, (char *) self->child_stack + S_CHILD_STACK,
-                       CLONE_VM | CLONE_VFORK | SIGCHLD, &spawn);
-    pthread_sigmask (SIG_SETMASK, &saved, NULL);
+    pid_t pid = qn_spawn (&spawn);
     if (pid == -1) {
         snprintf (error, error_size, "cannot start a process: %s", strerror (errno));
         goto done;
     }
 
-    //  Also from the parent, so that a kill right away reaches the group
-    setpgid (pid, pid);
     close (out_pipe [1]);
     close (err_pipe [1]);
     close (exec_pipe [1]);
@@ -982,27 +617,27 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     out_pipe [0] = err_pipe [0] = -1;
     fcntl (attempt->out_fd, F_SETFL, fcntl (attempt->out_fd, F_GETFL) | O_NONBLOCK);
     fcntl (attempt->err_fd, F_SETFL, fcntl (attempt->err_fd, F_GETFL) | O_NONBLOCK);
-    attempt->timeout_s = assign->timeout_s;
+    attempt->base.timeout_s = assign->timeout_s;
     if (assign->timeout_s)
-        attempt->deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
+        attempt->base.deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
     attempt->metrics_next_ms = zclock_mono () + S_METRICS_POLL_MS;
-    if (!self->paused && s_attempt_poll (attempt) == -1)
+    if (!self->front.paused && s_attempt_poll (attempt) == -1)
         qn_log (QN_LOG_WARNING, "local", "cannot watch the output of pid %d", (int) pid);
-    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    qn_backend_front_add (&self->front, &attempt->base);
     attempt->pid_fd = (int) syscall (SYS_pidfd_open, pid, 0);
     if (attempt->pid_fd != -1) {
         zmq_pollitem_t item = { NULL, attempt->pid_fd, ZMQ_POLLIN, 0 };
-        if (zloop_poller (self->loop, &item, s_process_exited, attempt) == -1) {
+        if (zloop_poller (self->front.loop, &item, s_process_exited, attempt) == -1) {
             close (attempt->pid_fd);
             attempt->pid_fd = -1;
         }
     }
     if (self->timer_id == -1) {
-        self->timer_id = zloop_timer (self->loop, S_TICK_MS, 0, s_tick, self);
+        self->timer_id = zloop_timer (self->front.loop, S_TICK_MS, 0, s_tick, self);
         if (self->timer_id == -1)
             qn_log (QN_LOG_ERROR, "local", "cannot start the process timer");
     }
-    self->events->started (self->arg, &key, pid, self->host, workdir, "");
+    self->front.events->started (self->front.arg, &key, pid, self->front.host, workdir, "");
     qn_log (QN_LOG_INFO, "local", "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
     attempt = NULL;
@@ -1018,15 +653,13 @@ done:
             close (exec_pipe [i]);
     }
     s_attempt_destroy (&attempt);
-    s_free_strings (envp);
+    qn_spawn_strings_free (envp);
     free (argv);                //  the strings belong to assign
     free (attempts_dir);
     free (dir);
     free (workdir);
     free (metrics);
     free (cannot_run);
-    free (candidate);
-    free (sh_argv);
     return rc;
 }
 
@@ -1096,6 +729,39 @@ s_sweep_attempts (const char *data_dir, size_t keep, qn_sweeper_t *sweeper)
     zstr_free (&root);
 }
 
+static void
+s_engine_destroy (qn_backend_attempt_t *base)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    s_attempt_destroy (&attempt);
+}
+
+static void
+s_engine_pause (qn_backend_attempt_t *base, bool paused)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    if (paused)
+        s_attempt_unpoll (attempt);
+    else {
+        s_attempt_poll (attempt);
+        //  Time spent paused does not count against the EOF grace
+        if (attempt->exited)
+            attempt->exit_ms = zclock_mono ();
+    }
+}
+
+static void s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason);
+static void s_engine_lost (qn_backend_attempt_t *base, const char *reason);
+
+static const qn_backend_engine_t s_engine = {
+    .name = "local",
+    .destroy = s_engine_destroy,
+    .stop = s_attempt_terminate,
+    .pause = s_engine_pause,
+    .end_all = s_engine_end_all,
+    .lost = s_engine_lost
+};
+
 static void *
 s_local_create (zloop_t *loop, const qn_backend_config_t *config,
                 const qn_backend_events_t *events, void *arg)
@@ -1106,92 +772,44 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     s_local_t *self = (s_local_t *) calloc (1, sizeof (s_local_t));
     if (!self)
         return NULL;
-    self->loop = loop;
-    self->events = events;
-    self->arg = arg;
+    int rc = qn_backend_front_init (&self->front, &s_engine, loop, config, events, arg);
     self->kill_grace_ms = config->kill_grace_ms > 0? config->kill_grace_ms
                                                    : QN_BACKEND_KILL_GRACE_MS;
     self->data_dir = strdup (config->data_dir);
-    self->host = strdup (config->host? config->host: "");
-    self->attempts = zlistx_new ();
     self->finished = zlistx_new ();
     s_sweep_attempts (config->data_dir, config->keep_workdirs, config->sweeper);
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (!self->data_dir || !self->host || !self->attempts || !self->finished) {
+    if (rc == -1 || !self->data_dir || !self->finished) {
         if (self->null_fd != -1)
             close (self->null_fd);
-        zlistx_destroy (&self->attempts);
+        qn_backend_front_fini (&self->front);
         zlistx_destroy (&self->finished);
         free (self->data_dir);
-        free (self->host);
         free (self);
         return NULL;
     }
     return self;
 }
 
-static int
-s_local_stop (void *state, const qn_attempt_key_t *key, const char *reason,
-              Qanat__EndKind kind)
-{
-    s_local_t *self = (s_local_t *) state;
-    s_attempt_t *attempt = s_lookup (self, key);
-    if (!attempt)
-        return -1;
-    s_attempt_terminate (attempt, reason? reason: "", kind);
-    return 0;
-}
-
+//  Shutdown: SIGTERM to every process, SIGKILL after the grace, until all
+//  were reaped.  Blocking on purpose: we are leaving, and want the tasks
+//  gone first.
 static void
-s_local_set_paused (void *state, bool paused)
+s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason)
 {
-    s_local_t *self = (s_local_t *) state;
-    if (self->paused == paused)
-        return;
-    self->paused = paused;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    s_local_t *self = (s_local_t *) front;
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (attempt) {
-        if (paused)
-            s_attempt_unpoll (attempt);
-        else {
-            s_attempt_poll (attempt);
-            //  Time spent paused does not count against the EOF grace
-            if (attempt->exited)
-                attempt->exit_ms = zclock_mono ();
-        }
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
-}
-
-static size_t
-s_local_running (void *state)
-{
-    s_local_t *self = (s_local_t *) state;
-    return zlistx_size (self->attempts);
-}
-
-//  Blocking on purpose: we are leaving, and want the tasks gone first.
-static void
-s_local_shutdown (void *state, int grace_ms, const char *reason)
-{
-    s_local_t *self = (s_local_t *) state;
-    if (zlistx_size (self->attempts) == 0)
-        return;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt) {
-        if (!attempt->stop_reason) {
-            attempt->stop_reason = strdup (reason);
-            attempt->stop_kind = QANAT__END_KIND__END_LOST;
-        }
+        qn_backend_attempt_stopping (&attempt->base, reason, QANAT__END_KIND__END_LOST);
         s_attempt_signal (attempt, SIGTERM);
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+        attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     int64_t kill_at = zclock_mono () + grace_ms;
     bool killed = false;
     while (true) {
         bool all_reaped = true;
-        attempt = (s_attempt_t *) zlistx_first (self->attempts);
+        attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
         while (attempt) {
             if (!attempt->exited) {
                 int status;
@@ -1203,35 +821,39 @@ s_local_shutdown (void *state, int grace_ms, const char *reason)
                 else
                     all_reaped = false;
             }
-            attempt = (s_attempt_t *) zlistx_next (self->attempts);
+            attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
         }
         if (all_reaped)
             break;
         if (!killed && zclock_mono () >= kill_at) {
-            attempt = (s_attempt_t *) zlistx_first (self->attempts);
+            attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
             while (attempt) {
                 s_attempt_signal (attempt, SIGKILL);
-                attempt = (s_attempt_t *) zlistx_next (self->attempts);
+                attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
             }
             killed = true;
         }
         zclock_sleep (S_TICK_MS);
     }
-    //  Take what output is already there, then report
-    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
-        s_attempt_signal (attempt, SIGKILL);
-        for (int i = 0; i < 16 && attempt->out_fd != -1; i++)
-            s_read_pipe (attempt, &attempt->out_fd);
-        for (int i = 0; i < 16 && attempt->err_fd != -1; i++)
-            s_read_pipe (attempt, &attempt->err_fd);
-        s_close_pipe (attempt, &attempt->out_fd);
-        s_close_pipe (attempt, &attempt->err_fd);
-        s_read_metrics (attempt);
-        qn_linebuf_flush (attempt->metrics_buf, s_on_metrics_line, attempt);
-        zlistx_delete (self->attempts, attempt->handle);
-        s_attempt_finish (attempt);
-        s_attempt_destroy (&attempt);
-    }
+}
+
+//  Shutdown, then: what output is already there, then report (with the
+//  stop reason end_all gave it)
+static void
+s_engine_lost (qn_backend_attempt_t *base, const char *reason)
+{
+    (void) reason;
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    s_attempt_signal (attempt, SIGKILL);
+    for (int i = 0; i < 16 && attempt->out_fd != -1; i++)
+        s_read_pipe (attempt, &attempt->out_fd);
+    for (int i = 0; i < 16 && attempt->err_fd != -1; i++)
+        s_read_pipe (attempt, &attempt->err_fd);
+    s_close_pipe (attempt, &attempt->out_fd);
+    s_close_pipe (attempt, &attempt->err_fd);
+    s_read_metrics (attempt);
+    qn_backend_stream_flush (&attempt->base, &attempt->base.metrics);
+    s_attempt_finish (attempt);
 }
 
 static void
@@ -1241,26 +863,23 @@ s_local_destroy (void **state_p)
     s_local_t *self = (s_local_t *) *state_p;
     if (!self)
         return;
-    s_attempt_t *attempt;
-    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
+    while (attempt) {
         s_attempt_signal (attempt, SIGKILL);
         if (!attempt->exited)
             waitpid (attempt->pid, NULL, 0);
-        zlistx_delete (self->attempts, attempt->handle);
-        s_attempt_destroy (&attempt);
+        attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
-    zlistx_destroy (&self->attempts);
+    qn_backend_front_fini (&self->front);
     while ((attempt = (s_attempt_t *) zlistx_detach (self->finished, NULL)))
         s_attempt_destroy (&attempt);
     zlistx_destroy (&self->finished);
     if (self->timer_id != -1)
-        zloop_timer_end (self->loop, self->timer_id);
-    if (self->child_stack)
-        munmap (self->child_stack, S_CHILD_STACK);
+        zloop_timer_end (self->front.loop, self->timer_id);
+    qn_spawn_stack_destroy (&self->child_stack);
     if (self->null_fd != -1)
         close (self->null_fd);
     free (self->data_dir);
-    free (self->host);
     free (self);
     *state_p = NULL;
 }
@@ -1269,9 +888,9 @@ const qn_backend_ops_t qn_backend_local = {
     .name = "local",
     .create = s_local_create,
     .start = s_local_start,
-    .stop = s_local_stop,
-    .set_paused = s_local_set_paused,
-    .running = s_local_running,
-    .shutdown = s_local_shutdown,
+    .stop = qn_backend_front_stop,
+    .set_paused = qn_backend_front_set_paused,
+    .running = qn_backend_front_running,
+    .shutdown = qn_backend_front_shutdown,
     .destroy = s_local_destroy
 };

@@ -27,15 +27,11 @@
     anyone else -> END_CANCELED.  A job Slurm no longer knows -> END_LOST.
     Whatever the state, a failure never reports exit code 0.
 */
-#include <stddef.h>
 #include "qn_backend.h"
 #include "qn_fs.h"
 #include "qn_log.h"
 #include "qn_command.h"
-#include "qn_linebuf.h"
-#include "qn_metric.h"
 #include "qn_msg.h"
-#include "qn_stacktrace.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -61,32 +57,19 @@
 
 typedef struct _s_slurm_t s_slurm_t;
 
+//  An attempt: the front end's part (stdout, stderr and metrics read
+//  from the files the job writes), then the job's
 typedef struct {
-    int fd;                     //  -1 if not open
-    int64_t offset;             //  bytes read into buf
-    qn_linebuf_t *buf;
-} s_file_t;
-
-typedef struct {
+    qn_backend_attempt_t base;
     s_slurm_t *backend;
-    void *handle;               //  in backend->attempts
-    qn_attempt_key_t key;
     char *dir;
     char *job_name;
     char job_id [S_JOB_ID_DIGITS + 1];  //  "" until sbatch answered
     qn_command_t *sbatch;
     qn_command_t *scancel;
     qn_command_t *show;         //  scontrol show job, for the end state
-    s_file_t out, err, metrics;
-    qn_stacktrace_t *ring;
-    qn_backend_metrics_t metrics_reader;    //  where the metrics file reader stands
-    char cursor [QN_BACKEND_CURSOR_MAX + 1];    //  last reported
     size_t env_skipped;         //  environment names sh cannot export
-
-    uint32_t timeout_s;
-    int64_t deadline_ms;        //  0 = none (yet): set once the job runs
-    char *stop_reason;          //  our stop or timeout, first wins
-    Qanat__EndKind stop_kind;
+    //  base.deadline_ms is set once the job runs
     int64_t stop_ms;            //  when we asked scancel; 0 = not yet
     bool cancel_wanted;         //  scancel to (re)send
 
@@ -99,22 +82,17 @@ typedef struct {
 } s_attempt_t;
 
 struct _s_slurm_t {
-    zloop_t *loop;
-    const qn_backend_events_t *events;
-    void *arg;
+    qn_backend_front_t front;   //  the attempts, in start order
     char *dir;
     char *stage_dir;            //  <dir>/.stage: inputs staged on slurm.dir
-    char *host;
     char *agent_name;
     char *bin_dir;              //  NULL = PATH
     char *conf;                 //  NULL = Slurm's default
     char *partition;            //  NULL = Slurm's default
     int poll_ms;
-    zlistx_t *attempts;
     qn_command_t *squeue;
     int tail_timer;
     int poll_timer;
-    bool paused;
 };
 
 static const char *const s_known_options [] = {
@@ -677,14 +655,6 @@ s_outcome (const char *job_id, bool gone, const s_job_info_t *info, const char *
 //  Attempt records
 
 static void
-s_file_close (s_file_t *file)
-{
-    if (file->fd != -1)
-        close (file->fd);
-    file->fd = -1;
-}
-
-static void
 s_attempt_destroy (s_attempt_t **self_p)
 {
     s_attempt_t *self = *self_p;
@@ -693,13 +663,7 @@ s_attempt_destroy (s_attempt_t **self_p)
     qn_command_destroy (&self->sbatch);
     qn_command_destroy (&self->scancel);
     qn_command_destroy (&self->show);
-    s_file_t *files [3] = { &self->out, &self->err, &self->metrics };
-    for (int i = 0; i < 3; i++) {
-        s_file_close (files [i]);
-        qn_linebuf_destroy (&files [i]->buf);
-    }
-    qn_stacktrace_destroy (&self->ring);
-    free (self->stop_reason);
+    qn_backend_attempt_fini (&self->base);
     free (self->job_name);
     free (self->dir);
     free (self);
@@ -712,17 +676,13 @@ s_attempt_new (s_slurm_t *backend, const qn_attempt_key_t *key)
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
+    int rc = qn_backend_attempt_init (&self->base, &backend->front, key,
+                                      QN_BACKEND_ATTEMPT_STREAMS);
     self->backend = backend;
-    self->key = *key;
-    self->out.fd = self->err.fd = self->metrics.fd = -1;
-    self->out.buf = qn_linebuf_new (0);
-    self->err.buf = qn_linebuf_new (0);
-    self->metrics.buf = qn_linebuf_new (0);
-    self->ring = qn_stacktrace_new (0);
     if (asprintf (&self->dir, "%s/%" PRIu64 "-%u-%u", backend->dir, key->run_id,
                   key->task_index, key->attempt) < 0)
         self->dir = NULL;
-    if (!self->out.buf || !self->err.buf || !self->metrics.buf || !self->ring || !self->dir)
+    if (rc == -1 || !self->dir)
         s_attempt_destroy (&self);
     return self;
 }
@@ -730,18 +690,17 @@ s_attempt_new (s_slurm_t *backend, const qn_attempt_key_t *key)
 static s_attempt_t *
 s_lookup (s_slurm_t *self, const qn_attempt_key_t *key)
 {
-    return (s_attempt_t *) qn_backend_find_attempt (self->attempts,
-                                                    offsetof (s_attempt_t, key), key);
+    return (s_attempt_t *) qn_backend_front_find (&self->front, key);
 }
 
 static s_attempt_t *
 s_lookup_job (s_slurm_t *self, const char *job_id)
 {
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (attempt) {
         if (streq (attempt->job_id, job_id))
             return attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+        attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     return NULL;
 }
@@ -763,19 +722,10 @@ s_run (s_slurm_t *self, s_argv_t *argv, qn_command_fn *fn, void *arg)
     s_command_env (self, &env);
     qn_command_t *command = NULL;
     if (!env.failed)
-        command = qn_command_new (self->loop, argv->items, env.items, NULL,
+        command = qn_command_new (self->front.loop, argv->items, env.items, NULL,
                                   S_COMMAND_TIMEOUT_MS, fn, arg);
     s_argv_free (&env);
     return command;
-}
-
-static void
-s_system_log (s_attempt_t *self, const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    qn_backend_system_logv (self->backend->events, self->backend->arg, &self->key, format, args);
-    va_end (args);
 }
 
 //  First line of hostile command output, printable, for a reason
@@ -795,96 +745,36 @@ s_first_line (const char *text, size_t size, char *buffer, size_t buffer_size)
 //  ---------------------------------------------------------------------
 //  Output and metrics
 
-typedef struct {
-    s_attempt_t *attempt;
-    Qanat__Stream stream;
-    int64_t time_us;
-} s_line_ctx_t;
-
-static void
-s_on_log_line (const char *data, size_t size, bool partial, void *arg)
-{
-    s_line_ctx_t *ctx = (s_line_ctx_t *) arg;
-    s_attempt_t *attempt = ctx->attempt;
-    if (ctx->stream == QANAT__STREAM__STREAM_STDERR)
-        qn_stacktrace_add (attempt->ring, data, size, partial);
-    attempt->backend->events->log (attempt->backend->arg, &attempt->key, ctx->stream,
-                                   data, size, partial, ctx->time_us);
-}
-
-static void
-s_on_metrics_line (const char *data, size_t size, bool partial, void *arg)
-{
-    s_attempt_t *self = (s_attempt_t *) arg;
-    qn_backend_metrics_line (&self->metrics_reader, data, size, partial, self->backend->events,
-                             self->backend->arg, &self->key);
-}
-
-//  Reads up to S_READ_MAX new bytes of one file.  Returns 1 at its end
-//  (for now), 0 when there is more.
-static int
-s_read_file (s_attempt_t *self, s_file_t *file)
-{
-    if (file->fd == -1)
-        return 1;
-    char buffer [65536];
-    size_t total = 0;
-    while (total < S_READ_MAX) {
-        ssize_t got = pread (file->fd, buffer, sizeof (buffer), (off_t) file->offset);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return 1;
-        file->offset += got;
-        total += (size_t) got;
-        if (file == &self->metrics)
-            qn_linebuf_feed (file->buf, buffer, (size_t) got, s_on_metrics_line, self);
-        else {
-            s_line_ctx_t ctx = {
-                self,
-                file == &self->out? QANAT__STREAM__STREAM_STDOUT: QANAT__STREAM__STREAM_STDERR,
-                qn_now_us ()
-            };
-            qn_linebuf_feed (file->buf, buffer, (size_t) got, s_on_log_line, &ctx);
-        }
-    }
-    return 0;
-}
-
-//  Reports where we stand, when it moved
+//  Reports where we stand, when it moved: the byte offsets up to which
+//  the three files went out
 static void
 s_report_cursor (s_attempt_t *self)
 {
     char cursor [QN_BACKEND_CURSOR_MAX + 1];
     snprintf (cursor, sizeof (cursor), "%" PRId64 ":%" PRId64 ":%" PRId64,
-              self->out.offset - (int64_t) qn_linebuf_pending (self->out.buf),
-              self->err.offset - (int64_t) qn_linebuf_pending (self->err.buf),
-              self->metrics.offset - (int64_t) qn_linebuf_pending (self->metrics.buf));
-    if (streq (cursor, self->cursor))
-        return;
-    snprintf (self->cursor, sizeof (self->cursor), "%s", cursor);
-    self->backend->events->cursor (self->backend->arg, &self->key, cursor);
+              qn_backend_stream_position (&self->base.out),
+              qn_backend_stream_position (&self->base.err),
+              qn_backend_stream_position (&self->base.metrics));
+    qn_backend_attempt_cursor (&self->base, cursor);
 }
 
-//  Reads what is new in all three files.  Returns true when all were read
-//  to their end.
+//  Reads what is new in all three files, up to S_READ_MAX bytes of each.
+//  Returns true when all were read to their end.
 static bool
 s_read_all (s_attempt_t *self)
 {
-    int done = s_read_file (self, &self->out);
-    done &= s_read_file (self, &self->err);
-    done &= s_read_file (self, &self->metrics);
-    return done == 1;
+    bool done = qn_backend_stream_read (&self->base, &self->base.out, S_READ_MAX);
+    done &= qn_backend_stream_read (&self->base, &self->base.err, S_READ_MAX);
+    done &= qn_backend_stream_read (&self->base, &self->base.metrics, S_READ_MAX);
+    return done;
 }
 
 static void
 s_flush_all (s_attempt_t *self)
 {
-    s_line_ctx_t ctx = { self, QANAT__STREAM__STREAM_STDOUT, qn_now_us () };
-    qn_linebuf_flush (self->out.buf, s_on_log_line, &ctx);
-    ctx.stream = QANAT__STREAM__STREAM_STDERR;
-    qn_linebuf_flush (self->err.buf, s_on_log_line, &ctx);
-    qn_linebuf_flush (self->metrics.buf, s_on_metrics_line, self);
+    qn_backend_stream_flush (&self->base, &self->base.out);
+    qn_backend_stream_flush (&self->base, &self->base.err);
+    qn_backend_stream_flush (&self->base, &self->base.metrics);
 }
 
 
@@ -901,20 +791,15 @@ s_attempt_finish (s_attempt_t *self)
     info.exit_code = self->exit_code;
     info.exit_signal = self->exit_signal;
     s_outcome_t outcome;
-    s_outcome (self->job_id, self->gone || !self->ended, &info, self->stop_reason,
-               self->stop_kind, &outcome);
-    char *stack_trace = NULL;
-    if (outcome.exit_code != 0 || outcome.signal != 0)
-        stack_trace = qn_stacktrace_extract (self->ring);
+    s_outcome (self->job_id, self->gone || !self->ended, &info, self->base.stop_reason,
+               self->base.stop_kind, &outcome);
     qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u: slurm job %s ended %s%s%s",
-                  self->key.run_id, self->key.task_index, self->key.attempt,
+                  self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
                   self->job_id [0]? self->job_id: "(none)",
                   self->ended? self->state: "(unknown)", *outcome.reason? ": ": "",
                   outcome.reason);
-    self->backend->events->finished (self->backend->arg, &self->key, outcome.exit_code,
-                                     outcome.signal, stack_trace? stack_trace: "",
-                                     outcome.reason, outcome.kind);
-    free (stack_trace);
+    qn_backend_attempt_finished (&self->base, outcome.exit_code, outcome.signal, outcome.reason,
+                                 outcome.kind);
 }
 
 static void s_timers_stop_if_idle (s_slurm_t *self);
@@ -924,9 +809,7 @@ static void s_timers_stop_if_idle (s_slurm_t *self);
 static void
 s_attempt_remove (s_attempt_t *attempt)
 {
-    s_slurm_t *self = attempt->backend;
-    zlistx_detach (self->attempts, attempt->handle);
-    s_attempt_destroy (&attempt);
+    qn_backend_front_remove (&attempt->backend->front, &attempt->base);
 }
 
 
@@ -969,12 +852,10 @@ s_send_cancel (s_attempt_t *self)
 
 //  Asks Slurm to end the job; the first reason wins
 static void
-s_attempt_stop (s_attempt_t *self, const char *reason, Qanat__EndKind kind)
+s_attempt_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind)
 {
-    if (!self->stop_reason) {
-        self->stop_reason = strdup (reason? reason: "");
-        self->stop_kind = kind;
-    }
+    s_attempt_t *self = (s_attempt_t *) base;
+    qn_backend_attempt_stopping (&self->base, reason, kind);
     if (self->stop_ms)
         return;
     self->stop_ms = zclock_mono ();
@@ -1036,8 +917,8 @@ s_on_squeue_line (const char *job_id, const char *state, void *arg)
         return;
     snprintf (attempt->state, sizeof (attempt->state), "%s", state);
     //  The timeout counts from when the job runs, not from its submission
-    if (!attempt->deadline_ms && attempt->timeout_s && !streq (state, "PENDING"))
-        attempt->deadline_ms = ctx->now + (int64_t) attempt->timeout_s * 1000;
+    if (!attempt->base.deadline_ms && attempt->base.timeout_s && !streq (state, "PENDING"))
+        attempt->base.deadline_ms = ctx->now + (int64_t) attempt->base.timeout_s * 1000;
     if (s_state_ended (state))
         s_show_job (attempt);
 }
@@ -1056,22 +937,22 @@ s_on_squeue (qn_command_t *command, const qn_command_result_t *result, void *arg
     else {
         //  Forget the states of the jobs still running, then take what
         //  squeue knows
-        s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+        s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
         while (attempt) {
             if (!attempt->ended && !attempt->gone)
                 attempt->state [0] = '\0';
-            attempt = (s_attempt_t *) zlistx_next (self->attempts);
+            attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
         }
         s_squeue_ctx_t ctx = { self, zclock_mono () };
         if (result->exit_code == 0)
             s_parse_squeue (result->out, result->out_size, s_on_squeue_line, &ctx);
         //  A job squeue does not list may have left its memory: ask
         //  scontrol, which says so plainly
-        attempt = (s_attempt_t *) zlistx_first (self->attempts);
+        attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
         while (attempt) {
             if (attempt->job_id [0] && !attempt->state [0] && !attempt->ended)
                 s_show_job (attempt);
-            attempt = (s_attempt_t *) zlistx_next (self->attempts);
+            attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
         }
     }
     qn_command_destroy (&self->squeue);
@@ -1096,7 +977,7 @@ s_poll_tick (zloop_t *loop, int timer_id, void *arg)
     size_t ids_size = 0;
     FILE *out = open_memstream (&ids, &ids_size);
     size_t count = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (attempt && out) {
         if (attempt->job_id [0] && !attempt->ended && !attempt->gone) {
             fprintf (out, "%s%s", count? ",": "", attempt->job_id);
@@ -1104,7 +985,7 @@ s_poll_tick (zloop_t *loop, int timer_id, void *arg)
         }
         if (attempt->cancel_wanted)
             s_send_cancel (attempt);
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+        attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     if (out)
         fclose (out);
@@ -1126,18 +1007,17 @@ s_poll_tick (zloop_t *loop, int timer_id, void *arg)
 static bool
 s_attempt_step (s_attempt_t *self, int64_t now)
 {
-    if (self->deadline_ms && now >= self->deadline_ms && !self->stop_reason
-    &&  !self->ended && !self->gone) {
-        char reason [64];
-        snprintf (reason, sizeof (reason), "timed out after %us", self->timeout_s);
+    char reason [64];
+    if (!self->ended && !self->gone
+    &&  qn_backend_attempt_overdue (&self->base, now, reason, sizeof (reason))) {
         qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u (slurm job %s) %s",
-                      self->key.run_id, self->key.task_index, self->key.attempt,
+                      self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
                       self->job_id, reason);
-        s_attempt_stop (self, reason, QANAT__END_KIND__END_TIMEOUT);
+        s_attempt_stop (&self->base, reason, QANAT__END_KIND__END_TIMEOUT);
     }
     bool given_up = self->stop_ms && now - self->stop_ms > S_STOP_WAIT_MS
                  && !self->sbatch && !self->ended;
-    if (self->backend->paused)
+    if (self->backend->front.paused)
         return false;
     bool at_end = s_read_all (self);
     if ((!self->ended && !self->gone && !given_up) || !at_end) {
@@ -1155,12 +1035,12 @@ s_attempt_step (s_attempt_t *self, int64_t now)
 static void
 s_timers_stop_if_idle (s_slurm_t *self)
 {
-    if (zlistx_size (self->attempts) > 0)
+    if (zlistx_size (self->front.attempts) > 0)
         return;
     if (self->tail_timer != -1)
-        zloop_timer_end (self->loop, self->tail_timer);
+        zloop_timer_end (self->front.loop, self->tail_timer);
     if (self->poll_timer != -1)
-        zloop_timer_end (self->loop, self->poll_timer);
+        zloop_timer_end (self->front.loop, self->poll_timer);
     self->tail_timer = self->poll_timer = -1;
 }
 
@@ -1168,9 +1048,9 @@ static void
 s_timers_start (s_slurm_t *self)
 {
     if (self->tail_timer == -1)
-        self->tail_timer = zloop_timer (self->loop, S_TAIL_MS, 1, s_tail_tick, self);
+        self->tail_timer = zloop_timer (self->front.loop, S_TAIL_MS, 1, s_tail_tick, self);
     if (self->poll_timer == -1)
-        self->poll_timer = zloop_timer (self->loop, (size_t) self->poll_ms, 0, s_poll_tick, self);
+        self->poll_timer = zloop_timer (self->front.loop, (size_t) self->poll_ms, 0, s_poll_tick, self);
     if (self->tail_timer == -1 || self->poll_timer == -1)
         qn_log (QN_LOG_ERROR, "slurm", "cannot start the slurm backend's timers");
 }
@@ -1184,21 +1064,14 @@ s_tail_tick (zloop_t *loop, int timer_id, void *arg)
     //  One shot, armed again while there is work: a timer must not end
     //  itself from its own handler (zloop may free it at once)
     self->tail_timer = -1;
-    size_t count = zlistx_size (self->attempts);
-    s_attempt_t **attempts = count? (s_attempt_t **) malloc (count * sizeof (s_attempt_t *))
-                                  : NULL;
-    size_t index = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
-    while (attempt && attempts && index < count) {
-        attempts [index++] = attempt;
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
-    }
+    size_t count;
+    qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
     int64_t now = zclock_mono ();
-    for (size_t i = 0; i < index; i++)
-        if (s_attempt_step (attempts [i], now))
-            s_attempt_remove (attempts [i]);
+    for (size_t i = 0; i < count; i++)
+        if (s_attempt_step ((s_attempt_t *) attempts [i], now))
+            s_attempt_remove ((s_attempt_t *) attempts [i]);
     free (attempts);
-    if (zlistx_size (self->attempts) && self->tail_timer == -1)
+    if (zlistx_size (self->front.attempts) && self->tail_timer == -1)
         self->tail_timer = zloop_timer (loop, S_TAIL_MS, 1, s_tail_tick, self);
     s_timers_stop_if_idle (self);
     return 0;
@@ -1234,14 +1107,12 @@ static int
 s_open_files (s_attempt_t *self, const int64_t offsets [3])
 {
     const char *names [3] = { "stdout", "stderr", "metrics" };
-    s_file_t *files [3] = { &self->out, &self->err, &self->metrics };
+    qn_backend_stream_t *streams [3] = { &self->base.out, &self->base.err, &self->base.metrics };
     for (int i = 0; i < 3; i++) {
         char path [4096];
         snprintf (path, sizeof (path), "%s/%s", self->dir, names [i]);
-        files [i]->fd = open (path, O_RDONLY | O_CLOEXEC);
-        if (files [i]->fd == -1)
+        if (qn_backend_stream_open (streams [i], path, offsets [i]) == -1)
             return -1;
-        files [i]->offset = offsets [i];
     }
     return 0;
 }
@@ -1259,15 +1130,15 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
         qn_command_destroy (&self->sbatch);
         char workdir [4200];
         snprintf (workdir, sizeof (workdir), "%s/work", self->dir);
-        backend->events->started (backend->arg, &self->key, 0, backend->host, workdir,
+        backend->front.events->started (backend->front.arg, &self->base.key, 0, backend->front.host, workdir,
                                   self->job_id);
         qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u submitted as slurm job %s (%s)",
-                      self->key.run_id, self->key.task_index, self->key.attempt,
+                      self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
                       self->job_id, self->job_name);
         if (self->env_skipped)
-            s_system_log (self, "%zu environment variable(s) with names sh cannot export "
+            qn_backend_attempt_system_log (&self->base, "%zu environment variable(s) with names sh cannot export "
                           "were left out", self->env_skipped);
-        if (self->stop_reason)
+        if (self->base.stop_reason)
             s_send_cancel (self);
         return;
     }
@@ -1276,7 +1147,7 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
         s_first_line (result->out, result->out_size, line, sizeof (line));
         char reason [600];
         snprintf (reason, sizeof (reason), "sbatch printed no job id: '%s'", line);
-        backend->events->finished (backend->arg, &self->key, -1, 0, "", reason,
+        backend->front.events->finished (backend->front.arg, &self->base.key, -1, 0, "", reason,
                                    QANAT__END_KIND__END_START_FAILED);
     }
     else {
@@ -1297,7 +1168,7 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
         else
             snprintf (reason, sizeof (reason), "sbatch failed (exit code %d): %s",
                       result->exit_code, *line? line: "no message");
-        backend->events->finished (backend->arg, &self->key, -1, 0, "", reason,
+        backend->front.events->finished (backend->front.arg, &self->base.key, -1, 0, "", reason,
                                    QANAT__END_KIND__END_START_FAILED);
     }
     //  We are in the command's callback: removing the attempt destroys it,
@@ -1311,28 +1182,15 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
 {
     s_slurm_t *self = (s_slurm_t *) state;
     assert (self);
-    assert (assign && assign->attempt);
-    qn_attempt_key_t key = {
-        assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
-    };
-    if (s_lookup (self, &key)) {
-        snprintf (error, error_size, "attempt is already running");
+    qn_attempt_key_t key;
+    if (qn_backend_front_check (&self->front, assign, QN_BACKEND_CHECK_COMMAND, &key, error,
+                                error_size) == -1)
         return -1;
-    }
-    if (assign->n_argv == 0 || !assign->argv [0] || !*assign->argv [0]) {
-        snprintf (error, error_size, "empty command");
-        return -1;
-    }
     //  sh's exec would take it for an option (bash) or not (dash)
     if (assign->argv [0][0] == '-') {
         snprintf (error, error_size, "a command starting with '-' cannot run as a slurm job");
         return -1;
     }
-    for (size_t i = 0; i < assign->n_argv; i++)
-        if (!assign->argv [i]) {
-            snprintf (error, error_size, "missing argument %zu", i);
-            return -1;
-        }
     if (s_check_task_options (assign, error, error_size) == -1)
         return -1;
 
@@ -1400,8 +1258,8 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         snprintf (error, error_size, "cannot run sbatch");
         goto done;
     }
-    attempt->timeout_s = assign->timeout_s;
-    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    attempt->base.timeout_s = assign->timeout_s;
+    qn_backend_front_add (&self->front, &attempt->base);
     attempt->env_skipped = skipped;
     s_timers_start (self);
     attempt = NULL;
@@ -1455,9 +1313,9 @@ s_slurm_reattach (void *state, const Qanat__Assign *assign, const char *engine_j
     if (asprintf (&attempt->job_name, "qanat-%" PRIu64 "-%s-%u", key.run_id, name,
                   key.attempt) < 0)
         attempt->job_name = NULL;
-    attempt->timeout_s = assign->timeout_s;
-    snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor? cursor: "");
-    attempt->handle = zlistx_add_end (self->attempts, attempt);
+    attempt->base.timeout_s = assign->timeout_s;
+    snprintf (attempt->base.cursor, sizeof (attempt->base.cursor), "%s", cursor? cursor: "");
+    qn_backend_front_add (&self->front, &attempt->base);
     s_timers_start (self);
     qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u: following slurm job %s again "
                   "from %s", key.run_id, key.task_index, key.attempt, job_id,
@@ -1470,6 +1328,27 @@ s_slurm_reattach (void *state, const Qanat__Assign *assign, const char *engine_j
 //  The rest of the ops table
 
 static void s_slurm_destroy (void **state_p);
+
+static void
+s_engine_destroy (qn_backend_attempt_t *base)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    s_attempt_destroy (&attempt);
+}
+
+static void s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason);
+static void s_engine_lost (qn_backend_attempt_t *base, const char *reason);
+static void s_engine_idle (qn_backend_front_t *front);
+
+//  The backend's paused flag is enough: the tail timer reads nothing then
+static const qn_backend_engine_t s_engine = {
+    .name = "slurm",
+    .destroy = s_engine_destroy,
+    .stop = s_attempt_stop,
+    .end_all = s_engine_end_all,
+    .lost = s_engine_lost,
+    .idle = s_engine_idle
+};
 
 static void *
 s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
@@ -1499,12 +1378,9 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
     s_slurm_t *self = (s_slurm_t *) calloc (1, sizeof (s_slurm_t));
     if (!self)
         return NULL;
-    self->loop = loop;
-    self->events = events;
-    self->arg = arg;
+    int rc = qn_backend_front_init (&self->front, &s_engine, loop, config, events, arg);
     self->poll_ms = poll_ms;
     self->tail_timer = self->poll_timer = -1;
-    self->attempts = zlistx_new ();
     const char *dir = qn_backend_option (config, "slurm", "dir");
     if (dir && *dir) {
         self->dir = strdup (dir);
@@ -1517,7 +1393,6 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
         self->dir = NULL;
     if (self->dir && asprintf (&self->stage_dir, "%s/.stage", self->dir) < 0)
         self->stage_dir = NULL;
-    self->host = strdup (config->host? config->host: "");
     self->agent_name = strdup (config->agent_name? config->agent_name: "");
     const char *bin_dir = qn_backend_option (config, "slurm", "bin_dir");
     const char *conf = qn_backend_option (config, "slurm", "conf");
@@ -1525,7 +1400,7 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
     self->bin_dir = bin_dir && *bin_dir? strdup (bin_dir): NULL;
     self->conf = conf && *conf? strdup (conf): NULL;
     self->partition = partition && *partition? strdup (partition): NULL;
-    if (!self->attempts || !self->dir || !self->host || !self->agent_name
+    if (rc == -1 || !self->dir || !self->agent_name
     ||  (bin_dir && *bin_dir && !self->bin_dir) || (conf && *conf && !self->conf)
     ||  (partition && *partition && !self->partition)) {
         void *state = self;
@@ -1549,48 +1424,21 @@ s_slurm_create (zloop_t *loop, const qn_backend_config_t *config,
     return self;
 }
 
-static int
-s_slurm_stop (void *state, const qn_attempt_key_t *key, const char *reason,
-              Qanat__EndKind kind)
-{
-    s_slurm_t *self = (s_slurm_t *) state;
-    s_attempt_t *attempt = s_lookup (self, key);
-    if (!attempt)
-        return -1;
-    s_attempt_stop (attempt, reason, kind);
-    return 0;
-}
-
+//  Shutdown: cancels our jobs first, blocking at most about grace_ms (a
+//  restarted agent could otherwise re-attach them; the contract of
+//  shutdown is that the work goes).
 static void
-s_slurm_set_paused (void *state, bool paused)
+s_engine_end_all (qn_backend_front_t *front, int grace_ms, const char *reason)
 {
-    s_slurm_t *self = (s_slurm_t *) state;
-    self->paused = paused;
-}
-
-static size_t
-s_slurm_running (void *state)
-{
-    s_slurm_t *self = (s_slurm_t *) state;
-    return zlistx_size (self->attempts);
-}
-
-//  Blocking on purpose, bounded by grace_ms: we are leaving, and cancel
-//  our jobs first (a restarted agent could otherwise re-attach them; the
-//  contract of shutdown is that the work goes).
-static void
-s_slurm_shutdown (void *state, int grace_ms, const char *reason)
-{
-    s_slurm_t *self = (s_slurm_t *) state;
-    if (zlistx_size (self->attempts) == 0)
-        return;
+    (void) reason;
+    s_slurm_t *self = (s_slurm_t *) front;
     int64_t deadline = zclock_mono () + (grace_ms > 0? grace_ms: 1000);
     s_argv_t env = { 0 };
     s_command_env (self, &env);
     s_argv_t argv = { 0 };
     s_command_path (&argv, self->bin_dir, "scancel");
     size_t ids = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->attempts);
+    s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (attempt) {
         if (attempt->sbatch) {
             //  Submitted or not, we cannot know: kill sbatch, cancel by name
@@ -1611,7 +1459,7 @@ s_slurm_shutdown (void *state, int grace_ms, const char *reason)
             s_argv_add (&argv, "%s", attempt->job_id);
             ids++;
         }
-        attempt = (s_attempt_t *) zlistx_next (self->attempts);
+        attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     int64_t left = deadline - zclock_mono ();
     if (ids && !argv.failed && !env.failed) {
@@ -1626,19 +1474,23 @@ s_slurm_shutdown (void *state, int grace_ms, const char *reason)
     }
     s_argv_free (&argv);
     s_argv_free (&env);
-    //  What output is already there, then report
-    while ((attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
-        zlistx_detach (self->attempts, attempt->handle);
-        s_read_all (attempt);
-        s_flush_all (attempt);
-        s_report_cursor (attempt);
-        char *stack_trace = qn_stacktrace_extract (attempt->ring);
-        self->events->finished (self->arg, &attempt->key, -1, 0, stack_trace? stack_trace: "",
-                                reason? reason: "", QANAT__END_KIND__END_LOST);
-        free (stack_trace);
-        s_attempt_destroy (&attempt);
-    }
-    s_timers_stop_if_idle (self);
+}
+
+//  Shutdown, then: what output is already there, then report
+static void
+s_engine_lost (qn_backend_attempt_t *base, const char *reason)
+{
+    s_attempt_t *attempt = (s_attempt_t *) base;
+    s_read_all (attempt);
+    s_flush_all (attempt);
+    s_report_cursor (attempt);
+    qn_backend_attempt_finished (&attempt->base, -1, 0, reason, QANAT__END_KIND__END_LOST);
+}
+
+static void
+s_engine_idle (qn_backend_front_t *front)
+{
+    s_timers_stop_if_idle ((s_slurm_t *) front);
 }
 
 static void
@@ -1648,20 +1500,14 @@ s_slurm_destroy (void **state_p)
     s_slurm_t *self = (s_slurm_t *) *state_p;
     if (!self)
         return;
-    s_attempt_t *attempt;
-    while (self->attempts && (attempt = (s_attempt_t *) zlistx_first (self->attempts))) {
-        zlistx_detach (self->attempts, attempt->handle);
-        s_attempt_destroy (&attempt);
-    }
-    zlistx_destroy (&self->attempts);
+    qn_backend_front_fini (&self->front);
     qn_command_destroy (&self->squeue);
     if (self->tail_timer != -1)
-        zloop_timer_end (self->loop, self->tail_timer);
+        zloop_timer_end (self->front.loop, self->tail_timer);
     if (self->poll_timer != -1)
-        zloop_timer_end (self->loop, self->poll_timer);
+        zloop_timer_end (self->front.loop, self->poll_timer);
     free (self->dir);
     free (self->stage_dir);
-    free (self->host);
     free (self->agent_name);
     free (self->bin_dir);
     free (self->conf);
@@ -1685,9 +1531,9 @@ const qn_backend_ops_t qn_backend_slurm = {
     .create = s_slurm_create,
     .start = s_slurm_start,
     .reattach = s_slurm_reattach,
-    .stop = s_slurm_stop,
-    .set_paused = s_slurm_set_paused,
-    .running = s_slurm_running,
-    .shutdown = s_slurm_shutdown,
+    .stop = qn_backend_front_stop,
+    .set_paused = qn_backend_front_set_paused,
+    .running = qn_backend_front_running,
+    .shutdown = qn_backend_front_shutdown,
     .destroy = s_slurm_destroy
 };

@@ -2,19 +2,17 @@
     See qn_command.h.
 */
 #include "qn_command.h"
+#include "qn_spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define S_REAP_TICK_MS   20     //  without pidfd
 #define S_READ_SIZE      16384
@@ -51,54 +49,6 @@ static void s_check_done (qn_command_t *self);
 //  Starting
 
 static void
-s_free_strings (char **strings)
-{
-    if (!strings)
-        return;
-    for (size_t i = 0; strings [i]; i++)
-        free (strings [i]);
-    free (strings);
-}
-
-//  Our environment, with the extra entries replacing ours of the same key
-static char **
-s_build_env (char *const *extra)
-{
-    size_t ours = 0, theirs = 0;
-    while (environ && environ [ours])
-        ours++;
-    while (extra && extra [theirs])
-        theirs++;
-    char **envp = (char **) calloc (ours + theirs + 1, sizeof (char *));
-    if (!envp)
-        return NULL;
-    size_t count = 0;
-    for (size_t i = 0; i < ours + theirs; i++) {
-        const char *entry = i < ours? environ [i]: extra [i - ours];
-        const char *equals = strchr (entry, '=');
-        if (!equals || equals == entry)
-            continue;
-        size_t key_len = (size_t) (equals - entry);
-        size_t at;
-        for (at = 0; at < count; at++)
-            if (strncmp (envp [at], entry, key_len + 1) == 0)
-                break;
-        char *copy = strdup (entry);
-        if (!copy) {
-            s_free_strings (envp);
-            return NULL;
-        }
-        if (at < count) {
-            free (envp [at]);
-            envp [at] = copy;
-        }
-        else
-            envp [count++] = copy;
-    }
-    return envp;
-}
-
-static void
 s_close (int *fd_p)
 {
     if (*fd_p != -1) {
@@ -107,42 +57,13 @@ s_close (int *fd_p)
     }
 }
 
-//  Only async-signal-safe calls in the child: other threads (libzmq's)
-//  share the parent's state.
-static void
-s_child (char *const *argv, char **envp, int in_r, int out_w, int err_w)
-{
-    setpgid (0, 0);
-    struct sigaction default_action;
-    memset (&default_action, 0, sizeof default_action);
-    default_action.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction (sig, &default_action, NULL);
-    sigset_t none;
-    sigemptyset (&none);
-    sigprocmask (SIG_SETMASK, &none, NULL);
-    if (in_r == -1)
-        in_r = open ("/dev/null", O_RDONLY);
-    if (in_r != -1 && in_r != STDIN_FILENO)
-        dup2 (in_r, STDIN_FILENO);
-    dup2 (out_w, STDOUT_FILENO);
-    dup2 (err_w, STDERR_FILENO);
-    environ = envp;
-    execvp (argv [0], argv);
-    static const char message [] = "qanat-agent: cannot run the command\n";
-    ssize_t rc = write (STDERR_FILENO, message, sizeof (message) - 1);
-    (void) rc;
-    _exit (127);
-}
-
-//  Forks the child with its pipes; fills self's descriptors.  -1 when
+//  Starts the child with its pipes; fills self's descriptors.  -1 when
 //  it cannot.
 static int
 s_spawn (qn_command_t *self, char *const *argv, char *const *env, const char *input)
 {
     int out_pipe [2] = { -1, -1 }, err_pipe [2] = { -1, -1 }, in_pipe [2] = { -1, -1 };
-    char **envp = s_build_env (env);
+    char **envp = qn_spawn_env (env);
     int rc = -1;
     if (!envp)
         goto done;
@@ -154,16 +75,13 @@ s_spawn (qn_command_t *self, char *const *argv, char *const *env, const char *in
     }
     if (pipe2 (out_pipe, O_CLOEXEC) == -1 || pipe2 (err_pipe, O_CLOEXEC) == -1)
         goto done;
-    sigset_t all, saved;
-    sigfillset (&all);
-    pthread_sigmask (SIG_SETMASK, &all, &saved);
-    pid_t pid = fork ();
-    if (pid == 0)
-        s_child (argv, envp, in_pipe [0], out_pipe [1], err_pipe [1]);
-    pthread_sigmask (SIG_SETMASK, &saved, NULL);
+    qn_spawn_t spawn = {
+        argv, envp, NULL, in_pipe [0], out_pipe [1], err_pipe [1], -1,
+        "qanat-agent: cannot run the command\n", false, 127, NULL
+    };
+    pid_t pid = qn_spawn (&spawn);
     if (pid == -1)
         goto done;
-    setpgid (pid, pid);
     self->pid = pid;
     self->out_fd = out_pipe [0];
     self->err_fd = err_pipe [0];
@@ -181,7 +99,7 @@ done:
         s_close (&err_pipe [i]);
         s_close (&in_pipe [i]);
     }
-    s_free_strings (envp);
+    qn_spawn_strings_free (envp);
     return rc;
 }
 
