@@ -498,6 +498,50 @@ s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workd
     return envp;
 }
 
+//  The attempt's directory under the agent's data dir (malloc'd), or NULL
+static char *
+s_attempt_dir (s_local_t *self, const qn_attempt_key_t *key, const char *safe)
+{
+    char *dir = NULL;
+    if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u", self->data_dir,
+                  key->run_id, safe, key->attempt) < 0)
+        return NULL;
+    //  Two live tasks whose names differ only in characters we replaced
+    //  must not share a directory
+    s_attempt_t *other = (s_attempt_t *) zlistx_first (self->front.attempts);
+    while (other) {
+        if (other->dir && streq (other->dir, dir)) {
+            free (dir);
+            if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u-%u", self->data_dir,
+                          key->run_id, safe, key->attempt, key->task_index) < 0)
+                dir = NULL;
+            break;
+        }
+        other = (s_attempt_t *) zlistx_next (self->front.attempts);
+    }
+    return dir;
+}
+
+//  Learns of the process's exit through a pidfd where the kernel has
+//  them, and by the tick timer always
+static void
+s_watch_exit (s_local_t *self, s_attempt_t *attempt)
+{
+    attempt->pid_fd = (int) syscall (SYS_pidfd_open, attempt->pid, 0);
+    if (attempt->pid_fd != -1) {
+        zmq_pollitem_t item = { NULL, attempt->pid_fd, ZMQ_POLLIN, 0 };
+        if (zloop_poller (self->front.loop, &item, s_process_exited, attempt) == -1) {
+            close (attempt->pid_fd);
+            attempt->pid_fd = -1;
+        }
+    }
+    if (self->timer_id == -1) {
+        self->timer_id = zloop_timer (self->front.loop, S_TICK_MS, 0, s_tick, self);
+        if (self->timer_id == -1)
+            qn_log (QN_LOG_ERROR, "local", "cannot start the process timer");
+    }
+}
+
 static int
 s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
@@ -525,22 +569,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
 
     if (asprintf (&attempts_dir, "%s/attempts", self->data_dir) < 0)
         attempts_dir = NULL;
-    if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u", self->data_dir,
-                  key.run_id, safe, key.attempt) < 0)
-        dir = NULL;
-    //  Two live tasks whose names differ only in characters we replaced
-    //  must not share a directory
-    s_attempt_t *other = (s_attempt_t *) zlistx_first (self->front.attempts);
-    while (dir && other) {
-        if (other->dir && streq (other->dir, dir)) {
-            free (dir);
-            if (asprintf (&dir, "%s/attempts/%" PRIu64 "-%s-%u-%u", self->data_dir,
-                          key.run_id, safe, key.attempt, key.task_index) < 0)
-                dir = NULL;
-            break;
-        }
-        other = (s_attempt_t *) zlistx_next (self->front.attempts);
-    }
+    dir = s_attempt_dir (self, &key, safe);
     if (dir && asprintf (&workdir, "%s/work", dir) < 0)
         workdir = NULL;
     if (dir && asprintf (&metrics, "%s/metrics", dir) < 0)
@@ -624,19 +653,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     if (!self->front.paused && s_attempt_poll (attempt) == -1)
         qn_log (QN_LOG_WARNING, "local", "cannot watch the output of pid %d", (int) pid);
     qn_backend_front_add (&self->front, &attempt->base);
-    attempt->pid_fd = (int) syscall (SYS_pidfd_open, pid, 0);
-    if (attempt->pid_fd != -1) {
-        zmq_pollitem_t item = { NULL, attempt->pid_fd, ZMQ_POLLIN, 0 };
-        if (zloop_poller (self->front.loop, &item, s_process_exited, attempt) == -1) {
-            close (attempt->pid_fd);
-            attempt->pid_fd = -1;
-        }
-    }
-    if (self->timer_id == -1) {
-        self->timer_id = zloop_timer (self->front.loop, S_TICK_MS, 0, s_tick, self);
-        if (self->timer_id == -1)
-            qn_log (QN_LOG_ERROR, "local", "cannot start the process timer");
-    }
+    s_watch_exit (self, attempt);
     self->front.events->started (self->front.arg, &key, pid, self->front.host, workdir, "");
     qn_log (QN_LOG_INFO, "local", "attempt %" PRIu64 "/%u/%u (%s) started as pid %d in %s",
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);

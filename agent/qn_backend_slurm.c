@@ -31,6 +31,7 @@
 #include "qn_fs.h"
 #include "qn_log.h"
 #include "qn_command.h"
+#include "qn_slurm_text.h"
 #include "qn_msg.h"
 
 #include <ctype.h>
@@ -51,9 +52,6 @@
 #define S_STOP_WAIT_MS          30000       //  after scancel, finish anyway
 #define S_READ_MAX              (1024 * 1024)   //  per file per tick
 #define S_NAME_MAX              64
-#define S_JOB_ID_DIGITS         20
-#define S_STATE_MAX             32
-#define S_REASON_MAX            200
 
 typedef struct _s_slurm_t s_slurm_t;
 
@@ -64,7 +62,7 @@ typedef struct {
     s_slurm_t *backend;
     char *dir;
     char *job_name;
-    char job_id [S_JOB_ID_DIGITS + 1];  //  "" until sbatch answered
+    char job_id [QN_SLURM_JOB_ID_DIGITS + 1];  //  "" until sbatch answered
     qn_command_t *sbatch;
     qn_command_t *scancel;
     qn_command_t *show;         //  scontrol show job, for the end state
@@ -75,8 +73,8 @@ typedef struct {
 
     bool ended;                 //  Slurm reported an end state
     bool gone;                  //  Slurm does not know the job
-    char state [S_STATE_MAX + 1];
-    char reason [S_REASON_MAX + 1];
+    char state [QN_SLURM_STATE_MAX + 1];
+    char reason [QN_SLURM_REASON_MAX + 1];
     int exit_code;              //  from ExitCode=code:signal
     int exit_signal;
 } s_attempt_t;
@@ -377,280 +375,6 @@ s_sbatch_argv (s_argv_t *argv, const char *bin_dir, const char *default_partitio
     s_argv_add (argv, "%s/job.sh", dir);
 }
 
-//  A job id as Slurm prints it: digits, perhaps ";cluster" after them
-//  (sbatch --parsable), surrounded by blanks.  Copies the digits into
-//  buffer (S_JOB_ID_DIGITS + 1 bytes).  -1 if text is anything else.
-static int
-s_parse_job_id (const char *text, size_t size, char *buffer)
-{
-    size_t at = 0;
-    while (at < size && isspace ((unsigned char) text [at]))
-        at++;
-    size_t start = at;
-    while (at < size && isdigit ((unsigned char) text [at]))
-        at++;
-    size_t digits = at - start;
-    if (digits == 0 || digits > S_JOB_ID_DIGITS || text [start] == '0')
-        return -1;
-    if (at < size && text [at] == ';') {
-        //  the cluster name: one token
-        at++;
-        if (at == size || isspace ((unsigned char) text [at]))
-            return -1;
-        while (at < size && (isalnum ((unsigned char) text [at]) || text [at] == '_'
-                             || text [at] == '-' || text [at] == '.'))
-            at++;
-    }
-    while (at < size && isspace ((unsigned char) text [at]))
-        at++;
-    if (at != size)
-        return -1;
-    memcpy (buffer, text + start, digits);
-    buffer [digits] = '\0';
-    return 0;
-}
-
-//  "<stdout>:<stderr>:<metrics>", or "" for all zero.  -1 if malformed.
-static int
-s_parse_cursor (const char *text, int64_t offsets [3])
-{
-    offsets [0] = offsets [1] = offsets [2] = 0;
-    if (!text || !*text)
-        return 0;
-    const char *cur = text;
-    for (int i = 0; i < 3; i++) {
-        if (!isdigit ((unsigned char) *cur))
-            return -1;
-        int64_t value = 0;
-        while (isdigit ((unsigned char) *cur)) {
-            if (value > (INT64_MAX - 9) / 10)
-                return -1;
-            value = value * 10 + (*cur - '0');
-            cur++;
-        }
-        offsets [i] = value;
-        if (i < 2 && *cur++ != ':')
-            return -1;
-    }
-    return *cur? -1: 0;
-}
-
-static bool
-s_state_ended (const char *state)
-{
-    static const char *const ended [] = {
-        "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
-        "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "SPECIAL_EXIT", "REVOKED", NULL
-    };
-    for (size_t i = 0; ended [i]; i++)
-        if (streq (state, ended [i]))
-            return true;
-    return false;
-}
-
-//  Copies a field value into buffer (size bytes), keeping printable
-//  ASCII only.  An empty value or "(null)" gives "".
-static void
-s_copy_field (const char *data, size_t size, char *buffer, size_t buffer_size)
-{
-    size_t at = 0;
-    for (size_t i = 0; i < size && at + 1 < buffer_size; i++)
-        buffer [at++] = data [i] > 0x20 && data [i] < 0x7f? data [i]: '?';
-    buffer [at] = '\0';
-    if (streq (buffer, "(null)"))
-        buffer [0] = '\0';
-}
-
-//  Finds " key=" (or key= at the start) in the first size bytes of line
-//  and returns its value up to the next blank; NULL if absent.  The first
-//  occurrence wins: fields we read come before the free-text ones
-//  (Comment, Command, StdOut) in scontrol's order.
-static const char *
-s_field (const char *line, size_t size, const char *key, size_t *value_size)
-{
-    size_t key_len = strlen (key);
-    for (size_t at = 0; at + key_len + 1 <= size; at++) {
-        if (at > 0 && line [at - 1] != ' ')
-            continue;
-        if (strncmp (line + at, key, key_len) != 0 || line [at + key_len] != '=')
-            continue;
-        const char *value = line + at + key_len + 1;
-        size_t end = at + key_len + 1;
-        while (end < size && line [end] != ' ' && line [end] != '\n')
-            end++;
-        *value_size = (size_t) (line + end - value);
-        return value;
-    }
-    return NULL;
-}
-
-typedef struct {
-    char state [S_STATE_MAX + 1];
-    char reason [S_REASON_MAX + 1];
-    int exit_code;
-    int exit_signal;
-} s_job_info_t;
-
-//  Reads the line of `scontrol show job -o` output for job_id.  Returns
-//  0 with info filled, -1 when no line of text is about that job or its
-//  state is missing.
-static int
-s_parse_show_job (const char *text, size_t size, const char *job_id, s_job_info_t *info)
-{
-    memset (info, 0, sizeof (*info));
-    size_t at = 0;
-    while (at < size) {
-        const char *line = text + at;
-        const char *newline = (const char *) memchr (line, '\n', size - at);
-        size_t line_size = newline? (size_t) (newline - line): size - at;
-        at += line_size + 1;
-        size_t value_size;
-        const char *value = s_field (line, line_size, "JobId", &value_size);
-        if (!value || value != line + 6 || value_size != strlen (job_id)
-        ||  strncmp (value, job_id, value_size) != 0)
-            continue;
-        value = s_field (line, line_size, "JobState", &value_size);
-        if (!value || value_size == 0 || value_size > S_STATE_MAX)
-            return -1;
-        s_copy_field (value, value_size, info->state, sizeof (info->state));
-        value = s_field (line, line_size, "Reason", &value_size);
-        if (value)
-            s_copy_field (value, value_size, info->reason, sizeof (info->reason));
-        if (streq (info->reason, "None"))
-            info->reason [0] = '\0';
-        value = s_field (line, line_size, "ExitCode", &value_size);
-        if (value) {
-            char code [32];
-            s_copy_field (value, value_size, code, sizeof (code));
-            int exit_code = 0, exit_signal = 0;
-            if (sscanf (code, "%d:%d", &exit_code, &exit_signal) == 2) {
-                info->exit_code = exit_code >= 0 && exit_code <= 255? exit_code: 1;
-                info->exit_signal = exit_signal;
-            }
-        }
-        return 0;
-    }
-    return -1;
-}
-
-//  Calls fn for each "<id>|<state>" line of squeue output (-o "%i|%T")
-//  whose id is a plain job id and whose state is a plausible word.
-typedef void (s_squeue_fn) (const char *job_id, const char *state, void *arg);
-
-static void
-s_parse_squeue (const char *text, size_t size, s_squeue_fn *fn, void *arg)
-{
-    size_t at = 0;
-    while (at < size) {
-        const char *line = text + at;
-        const char *newline = (const char *) memchr (line, '\n', size - at);
-        size_t line_size = newline? (size_t) (newline - line): size - at;
-        at += line_size + 1;
-        const char *bar = (const char *) memchr (line, '|', line_size);
-        if (!bar)
-            continue;
-        char job_id [S_JOB_ID_DIGITS + 1];
-        if (s_parse_job_id (line, (size_t) (bar - line), job_id) == -1)
-            continue;
-        size_t state_size = line_size - (size_t) (bar + 1 - line);
-        while (state_size > 0 && isspace ((unsigned char) bar [state_size]))
-            state_size--;
-        if (state_size == 0 || state_size > S_STATE_MAX)
-            continue;
-        char state [S_STATE_MAX + 1];
-        bool word = true;
-        for (size_t i = 0; i < state_size; i++) {
-            char c = bar [1 + i];
-            if (!((c >= 'A' && c <= 'Z') || c == '_'))
-                word = false;
-            state [i] = c;
-        }
-        state [state_size] = '\0';
-        if (word)
-            fn (job_id, state, arg);
-    }
-}
-
-typedef struct {
-    int exit_code;
-    int signal;
-    Qanat__EndKind kind;
-    char reason [600];
-} s_outcome_t;
-
-//  How an attempt ended, from Slurm's end state (or gone), and our stop
-//  reason if we stopped it.
-static void
-s_outcome (const char *job_id, bool gone, const s_job_info_t *info, const char *stop_reason,
-           Qanat__EndKind stop_kind, s_outcome_t *outcome)
-{
-    memset (outcome, 0, sizeof (*outcome));
-    outcome->kind = QANAT__END_KIND__END_EXIT;
-    if (gone) {
-        outcome->exit_code = -1;
-        outcome->kind = QANAT__END_KIND__END_LOST;
-        if (stop_reason) {
-            snprintf (outcome->reason, sizeof (outcome->reason), "%s", stop_reason);
-            outcome->kind = stop_kind;
-        }
-        else
-            snprintf (outcome->reason, sizeof (outcome->reason), "slurm job %s is gone", job_id);
-        return;
-    }
-    //  Signals as Slurm reports them: a real one ends the script
-    int sig = info->exit_signal > 0 && info->exit_signal < 65? info->exit_signal: 0;
-    outcome->signal = sig;
-    outcome->exit_code = sig? 128 + sig: info->exit_code;
-    const char *state = info->state;
-    char detail [S_STATE_MAX + S_REASON_MAX + 64];
-    if (*info->reason)
-        snprintf (detail, sizeof (detail), "slurm job %s: %s (%s)", job_id, state, info->reason);
-    else
-        snprintf (detail, sizeof (detail), "slurm job %s: %s", job_id, state);
-
-    if (stop_reason) {
-        snprintf (outcome->reason, sizeof (outcome->reason), "%s", stop_reason);
-        outcome->kind = stop_kind;
-    }
-    else
-    if (streq (state, "COMPLETED")) {
-        if (outcome->exit_code != 0)
-            snprintf (outcome->reason, sizeof (outcome->reason), "exit code %d",
-                      outcome->exit_code);
-    }
-    else
-    if (streq (state, "FAILED")) {
-        char name [64];
-        if (sig) {
-            qn_backend_signal_name (sig, name, sizeof (name));
-            snprintf (outcome->reason, sizeof (outcome->reason), "killed by signal %s", name);
-        }
-        else
-        if (outcome->exit_code != 0)
-            snprintf (outcome->reason, sizeof (outcome->reason), "exit code %d",
-                      outcome->exit_code);
-        else
-            snprintf (outcome->reason, sizeof (outcome->reason), "%s", detail);
-    }
-    else {
-        snprintf (outcome->reason, sizeof (outcome->reason), "%s", detail);
-        if (streq (state, "TIMEOUT"))
-            outcome->kind = QANAT__END_KIND__END_TIMEOUT;
-        else
-        if (streq (state, "CANCELLED"))
-            outcome->kind = QANAT__END_KIND__END_CANCELED;
-        else
-        if (streq (state, "NODE_FAIL") || streq (state, "PREEMPTED")
-        ||  streq (state, "BOOT_FAIL") || streq (state, "SPECIAL_EXIT")
-        ||  streq (state, "REVOKED"))
-            outcome->kind = QANAT__END_KIND__END_LOST;
-    }
-    //  Only a job that completed may look like a success
-    if (!streq (state, "COMPLETED") && outcome->exit_code == 0 && outcome->signal == 0)
-        outcome->exit_code = -1;
-}
-
-
 //  ---------------------------------------------------------------------
 //  Attempt records
 
@@ -784,14 +508,14 @@ s_flush_all (s_attempt_t *self)
 static void
 s_attempt_finish (s_attempt_t *self)
 {
-    s_job_info_t info;
+    qn_slurm_job_t info;
     memset (&info, 0, sizeof (info));
     snprintf (info.state, sizeof (info.state), "%s", self->state);
     snprintf (info.reason, sizeof (info.reason), "%s", self->reason);
     info.exit_code = self->exit_code;
     info.exit_signal = self->exit_signal;
-    s_outcome_t outcome;
-    s_outcome (self->job_id, self->gone || !self->ended, &info, self->base.stop_reason,
+    qn_slurm_outcome_t outcome;
+    qn_slurm_outcome (self->job_id, self->gone || !self->ended, &info, self->base.stop_reason,
                self->base.stop_kind, &outcome);
     qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u: slurm job %s ended %s%s%s",
                   self->base.key.run_id, self->base.key.task_index, self->base.key.attempt,
@@ -871,10 +595,10 @@ s_on_show (qn_command_t *command, const qn_command_result_t *result, void *arg)
 {
     (void) command;
     s_attempt_t *self = (s_attempt_t *) arg;
-    s_job_info_t info;
+    qn_slurm_job_t info;
     if (result->exit_code == 0
-    &&  s_parse_show_job (result->out, result->out_size, self->job_id, &info) == 0) {
-        if (s_state_ended (info.state)) {
+    &&  qn_slurm_parse_show_job (result->out, result->out_size, self->job_id, &info) == 0) {
+        if (qn_slurm_state_ended (info.state)) {
             self->ended = true;
             snprintf (self->state, sizeof (self->state), "%s", info.state);
             snprintf (self->reason, sizeof (self->reason), "%s", info.reason);
@@ -919,7 +643,7 @@ s_on_squeue_line (const char *job_id, const char *state, void *arg)
     //  The timeout counts from when the job runs, not from its submission
     if (!attempt->base.deadline_ms && attempt->base.timeout_s && !streq (state, "PENDING"))
         attempt->base.deadline_ms = ctx->now + (int64_t) attempt->base.timeout_s * 1000;
-    if (s_state_ended (state))
+    if (qn_slurm_state_ended (state))
         s_show_job (attempt);
 }
 
@@ -945,7 +669,7 @@ s_on_squeue (qn_command_t *command, const qn_command_result_t *result, void *arg
         }
         s_squeue_ctx_t ctx = { self, zclock_mono () };
         if (result->exit_code == 0)
-            s_parse_squeue (result->out, result->out_size, s_on_squeue_line, &ctx);
+            qn_slurm_parse_squeue (result->out, result->out_size, s_on_squeue_line, &ctx);
         //  A job squeue does not list may have left its memory: ask
         //  scontrol, which says so plainly
         attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
@@ -1123,9 +847,9 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
     (void) command;
     s_attempt_t *self = (s_attempt_t *) arg;
     s_slurm_t *backend = self->backend;
-    char job_id [S_JOB_ID_DIGITS + 1];
+    char job_id [QN_SLURM_JOB_ID_DIGITS + 1];
     if (result->exit_code == 0
-    &&  s_parse_job_id (result->out, result->out_size, job_id) == 0) {
+    &&  qn_slurm_parse_job_id (result->out, result->out_size, job_id) == 0) {
         memcpy (self->job_id, job_id, sizeof (job_id));
         qn_command_destroy (&self->sbatch);
         char workdir [4200];
@@ -1281,14 +1005,14 @@ s_slurm_reattach (void *state, const Qanat__Assign *assign, const char *engine_j
     qn_attempt_key_t key = {
         assign->attempt->run_id, assign->attempt->task_index, assign->attempt->attempt
     };
-    char job_id [S_JOB_ID_DIGITS + 1];
+    char job_id [QN_SLURM_JOB_ID_DIGITS + 1];
     int64_t offsets [3];
     if (!engine_job_id
-    ||  s_parse_job_id (engine_job_id, strlen (engine_job_id), job_id) == -1) {
+    ||  qn_slurm_parse_job_id (engine_job_id, strlen (engine_job_id), job_id) == -1) {
         snprintf (error, error_size, "bad slurm job id '%.40s'", engine_job_id? engine_job_id: "");
         return -1;
     }
-    if (s_parse_cursor (cursor, offsets) == -1) {
+    if (qn_slurm_parse_cursor (cursor, offsets) == -1) {
         snprintf (error, error_size, "bad cursor '%.40s'", cursor);
         return -1;
     }

@@ -400,20 +400,20 @@ static void
 test_parse_job_id (void **state)
 {
     (void) state;
-    char id [S_JOB_ID_DIGITS + 1];
-    assert_int_equal (s_parse_job_id ("12\n", 3, id), 0);
+    char id [QN_SLURM_JOB_ID_DIGITS + 1];
+    assert_int_equal (qn_slurm_parse_job_id ("12\n", 3, id), 0);
     assert_string_equal (id, "12");
-    assert_int_equal (s_parse_job_id (" 345;cluster-1\n", 15, id), 0);
+    assert_int_equal (qn_slurm_parse_job_id (" 345;cluster-1\n", 15, id), 0);
     assert_string_equal (id, "345");
     const char *bad [] = {
         "", "\n", "abc", "12abc", "0", "012", "-5", "12 13", "12;a b", "12;",
         "123456789012345678901", "1e5", "12\n13\n", ";x"
     };
     for (size_t i = 0; i < sizeof (bad) / sizeof (bad [0]); i++)
-        assert_int_equal (s_parse_job_id (bad [i], strlen (bad [i]), id), -1);
+        assert_int_equal (qn_slurm_parse_job_id (bad [i], strlen (bad [i]), id), -1);
     //  12; is accepted only with a cluster name; NUL bytes are garbage
-    assert_int_equal (s_parse_job_id ("12\0x", 4, id), -1);
-    assert_int_equal (s_parse_job_id ("12345678901234567890", 20, id), 0);
+    assert_int_equal (qn_slurm_parse_job_id ("12\0x", 4, id), -1);
+    assert_int_equal (qn_slurm_parse_job_id ("12345678901234567890", 20, id), 0);
 }
 
 static void
@@ -421,17 +421,17 @@ test_parse_cursor (void **state)
 {
     (void) state;
     int64_t offsets [3];
-    assert_int_equal (s_parse_cursor ("", offsets), 0);
+    assert_int_equal (qn_slurm_parse_cursor ("", offsets), 0);
     assert_true (offsets [0] == 0 && offsets [1] == 0 && offsets [2] == 0);
-    assert_int_equal (s_parse_cursor (NULL, offsets), 0);
-    assert_int_equal (s_parse_cursor ("10:0:12345678901", offsets), 0);
+    assert_int_equal (qn_slurm_parse_cursor (NULL, offsets), 0);
+    assert_int_equal (qn_slurm_parse_cursor ("10:0:12345678901", offsets), 0);
     assert_true (offsets [0] == 10 && offsets [1] == 0 && offsets [2] == 12345678901LL);
     const char *bad [] = {
         "1", "1:2", "1:2:3:4", "a:b:c", "-1:0:0", "1::3", ":1:2", "1:2:", " 1:2:3",
         "99999999999999999999:0:0"
     };
     for (size_t i = 0; i < sizeof (bad) / sizeof (bad [0]); i++)
-        assert_int_equal (s_parse_cursor (bad [i], offsets), -1);
+        assert_int_equal (qn_slurm_parse_cursor (bad [i], offsets), -1);
 }
 
 static const char *s_show_oom =
@@ -445,25 +445,25 @@ static void
 test_parse_show_job (void **state)
 {
     (void) state;
-    s_job_info_t info;
-    assert_int_equal (s_parse_show_job (s_show_oom, strlen (s_show_oom), "12", &info), 0);
+    qn_slurm_job_t info;
+    assert_int_equal (qn_slurm_parse_show_job (s_show_oom, strlen (s_show_oom), "12", &info), 0);
     assert_string_equal (info.state, "OUT_OF_MEMORY");     //  not the comment's
     assert_string_equal (info.reason, "OutOfMemory");
     assert_int_equal (info.exit_code, 0);
     assert_int_equal (info.exit_signal, 125);
     //  Another job's line is not ours: 1 is not 12, nor is 123
-    assert_int_equal (s_parse_show_job (s_show_oom, strlen (s_show_oom), "1", &info), -1);
-    assert_int_equal (s_parse_show_job (s_show_oom, strlen (s_show_oom), "123", &info), -1);
+    assert_int_equal (qn_slurm_parse_show_job (s_show_oom, strlen (s_show_oom), "1", &info), -1);
+    assert_int_equal (qn_slurm_parse_show_job (s_show_oom, strlen (s_show_oom), "123", &info), -1);
 
     const char *failed = "garbage line\nJobId=5 JobState=FAILED Reason=NonZeroExitCode "
                          "ExitCode=3:0\n";
-    assert_int_equal (s_parse_show_job (failed, strlen (failed), "5", &info), 0);
+    assert_int_equal (qn_slurm_parse_show_job (failed, strlen (failed), "5", &info), 0);
     assert_string_equal (info.state, "FAILED");
     assert_int_equal (info.exit_code, 3);
     assert_int_equal (info.exit_signal, 0);
 
     const char *none = "JobId=6 JobState=CANCELLED Reason=None ExitCode=0:15";
-    assert_int_equal (s_parse_show_job (none, strlen (none), "6", &info), 0);
+    assert_int_equal (qn_slurm_parse_show_job (none, strlen (none), "6", &info), 0);
     assert_string_equal (info.reason, "");
     assert_int_equal (info.exit_signal, 15);
 
@@ -474,10 +474,10 @@ test_parse_show_job (void **state)
         " JobId=6 JobState=FAILED", ""
     };
     for (size_t i = 0; i < sizeof (bad) / sizeof (bad [0]); i++)
-        assert_int_equal (s_parse_show_job (bad [i], strlen (bad [i]), "6", &info), -1);
+        assert_int_equal (qn_slurm_parse_show_job (bad [i], strlen (bad [i]), "6", &info), -1);
     const char *odd = "JobId=6 JobState=FA\x01\xffLED Reason=\x1b[31m ExitCode=999:-4";
-    assert_int_equal (s_parse_show_job (odd, strlen (odd), "6", &info), 0);
-    assert_false (s_state_ended (info.state));
+    assert_int_equal (qn_slurm_parse_show_job (odd, strlen (odd), "6", &info), 0);
+    assert_false (qn_slurm_state_ended (info.state));
     for (const char *c = info.reason; *c; c++)
         assert_true (*c > 0x20 && *c < 0x7f);
     assert_int_equal (info.exit_code, 1);   //  out of range: some failure
@@ -489,7 +489,7 @@ test_parse_show_job (void **state)
         for (size_t i = 0; i < sizeof (noise); i++)
             noise [i] = (char) (rand_r (&seed) % 7 == 0? ' ': rand_r (&seed) % 256);
         memcpy (noise + round, "JobId=6 JobState=", 17);
-        s_parse_show_job (noise, sizeof (noise), "6", &info);
+        qn_slurm_parse_show_job (noise, sizeof (noise), "6", &info);
     }
 }
 
@@ -513,7 +513,7 @@ test_parse_squeue (void **state)
     const char *text = "12|RUNNING\n13|COMPLETED\r\n14_3|PENDING\nxx|FAILED\n15|lower\n"
                        "16|\n|RUNNING\n17|TIMEOUT";
     s_seen_t seen = { 0 };
-    s_parse_squeue (text, strlen (text), s_collect, &seen);
+    qn_slurm_parse_squeue (text, strlen (text), s_collect, &seen);
     assert_int_equal (seen.count, 3);
     assert_string_equal (seen.seen [0], "12=RUNNING");
     assert_string_equal (seen.seen [1], "13=COMPLETED");
@@ -525,11 +525,11 @@ test_parse_squeue (void **state)
     for (size_t i = 0; i < size; i++)
         huge [i] = "9|RUNNING\n" [i % 10];
     seen.count = 0;
-    s_parse_squeue (huge, size, s_collect, &seen);
+    qn_slurm_parse_squeue (huge, size, s_collect, &seen);
     assert_int_equal (seen.count, 16);
     memset (huge, '|', size);
     seen.count = 0;
-    s_parse_squeue (huge, size, s_collect, &seen);
+    qn_slurm_parse_squeue (huge, size, s_collect, &seen);
     assert_int_equal (seen.count, 0);
     free (huge);
 }
@@ -569,25 +569,25 @@ test_outcome (void **state)
           "slurm job 12: DEADLINE" },
     };
     for (size_t i = 0; i < sizeof (cases) / sizeof (cases [0]); i++) {
-        s_job_info_t info;
+        qn_slurm_job_t info;
         memset (&info, 0, sizeof (info));
         snprintf (info.state, sizeof (info.state), "%s", cases [i].state);
         snprintf (info.reason, sizeof (info.reason), "%s", cases [i].reason);
         info.exit_code = cases [i].code;
         info.exit_signal = cases [i].sig;
-        s_outcome_t outcome;
-        s_outcome ("12", false, &info, cases [i].stop, QANAT__END_KIND__END_CANCELED, &outcome);
+        qn_slurm_outcome_t outcome;
+        qn_slurm_outcome ("12", false, &info, cases [i].stop, QANAT__END_KIND__END_CANCELED, &outcome);
         assert_int_equal (outcome.exit_code, cases [i].want_code);
         assert_int_equal (outcome.signal, cases [i].want_sig);
         assert_int_equal (outcome.kind, cases [i].want_kind);
         assert_string_equal (outcome.reason, cases [i].want_reason);
     }
-    s_outcome_t outcome;
-    s_outcome ("12", true, NULL, NULL, 0, &outcome);
+    qn_slurm_outcome_t outcome;
+    qn_slurm_outcome ("12", true, NULL, NULL, 0, &outcome);
     assert_int_equal (outcome.kind, QANAT__END_KIND__END_LOST);
     assert_string_equal (outcome.reason, "slurm job 12 is gone");
     assert_int_not_equal (outcome.exit_code, 0);
-    s_outcome ("12", true, NULL, "timed out after 5s", QANAT__END_KIND__END_TIMEOUT, &outcome);
+    qn_slurm_outcome ("12", true, NULL, "timed out after 5s", QANAT__END_KIND__END_TIMEOUT, &outcome);
     assert_int_equal (outcome.kind, QANAT__END_KIND__END_TIMEOUT);
     assert_string_equal (outcome.reason, "timed out after 5s");
 }
