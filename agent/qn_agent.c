@@ -35,6 +35,7 @@
 #include "qn_sweeper.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
+#include "qn_attempt.h"
 #include "qn_redact.h"
 #include "qn_handshake.h"
 #include "qn_token.h"
@@ -66,38 +67,6 @@
 #define S_BACKOFF_BASE_MS       250
 #define S_WATCHDOG_MS           250
 #define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
-#define S_STREAMS               3               //  stdout, stderr, system
-
-typedef struct {
-    qn_attempt_key_t key;
-    char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
-    int64_t pid;
-    uint64_t start_time;
-    uint64_t next_seq;          //  seq the next event gets
-    uint64_t committed;         //  every event up to here is in the spool
-    uint64_t acked;             //  every event up to here is acknowledged
-    uint64_t spool_acked;       //  acknowledgements applied to the spool
-    uint64_t sent;              //  sent on the current registration
-    size_t pending;             //  events not in the spool yet
-    bool running;               //  the backend has not finished it yet
-    bool finished;              //  its Finished event is stamped
-    bool finished_spooled;      //  ...and committed
-    bool meta_dirty;            //  metadata to write at the next commit
-    bool forget;                //  delete from the spool at the next commit
-    bool blocked;               //  during a commit: an event did not fit
-    uint64_t batch_seq;         //  during a commit: last seq put
-    qn_redact_t *redactor;      //  its secrets, or NULL
-    qn_redact_carry_t carry [S_STREAMS];
-    size_t backend;             //  index into the agent's backends
-    const char *backend_name;   //  its ops' name
-    bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
-    Qanat__Assign *assign;      //  a copy, when it has inputs or outputs
-    bool staging;               //  inputs on their way; the backend has not started it
-    bool collecting;            //  exited fine; outputs being stored before Finished
-    char workdir [4096];        //  from started: where outputs are collected
-    char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
-    char cursor [QN_BACKEND_CURSOR_MAX + 1];
-} s_attempt_t;
 
 //  One backend the agent offers: its ops and its state
 typedef struct {
@@ -106,7 +75,7 @@ typedef struct {
 } s_backend_t;
 
 typedef struct {
-    s_attempt_t *attempt;
+    qn_attempt_t *attempt;
     uint64_t seq;
     bool reserve;               //  may use the spool's reserve (Finished)
     bool finished;
@@ -149,7 +118,7 @@ struct _qn_agent_t {
     qn_backend_events_t events;
     qn_spool_t *spool;
 
-    zhashx_t *attempts;         //  "run/task/attempt" -> s_attempt_t
+    zhashx_t *attempts;         //  "run/task/attempt" -> qn_attempt_t
     zlistx_t *pending;          //  s_pending_t, in the order produced
     uint64_t pending_bytes;     //  as they will count in the spool
     bool commit_armed;
@@ -191,112 +160,14 @@ struct _qn_agent_t {
 //  ---------------------------------------------------------------------
 //  Attempts
 
-static void
-s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
-{
-    snprintf (buffer, size, "%" PRIu64 "/%u/%u", key->run_id, key->task_index, key->attempt);
-}
-
-static void
-s_attempt_destructor (void **item)
-{
-    s_attempt_t *attempt = (s_attempt_t *) *item;
-    if (attempt) {
-        qn_redact_destroy (&attempt->redactor);
-        if (attempt->assign)
-            qanat__assign__free_unpacked (attempt->assign, NULL);
-        for (int i = 0; i < S_STREAMS; i++)
-            qn_redact_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
-        free (attempt);
-    }
-    *item = NULL;
-}
-
-static s_attempt_t *
-s_attempt_lookup (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    char name [64];
-    s_key_string (key, name, sizeof (name));
-    return (s_attempt_t *) zhashx_lookup (self->attempts, name);
-}
-
-static s_attempt_t *
-s_attempt_create (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    s_attempt_t *attempt = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
-    if (!attempt)
-        return NULL;
-    attempt->key = *key;
-    attempt->next_seq = 1;
-    attempt->meta_dirty = true;
-    char name [64];
-    s_key_string (key, name, sizeof (name));
-    if (zhashx_insert (self->attempts, name, attempt) == -1) {
-        free (attempt);
-        return NULL;
-    }
-    return attempt;
-}
-
-static void
-s_attempt_ref (const qn_attempt_key_t *key, Qanat__AttemptRef *ref)
-{
-    qanat__attempt_ref__init (ref);
-    ref->run_id = key->run_id;
-    ref->task_index = key->task_index;
-    ref->attempt = key->attempt;
-}
-
-static size_t
-s_running (qn_agent_t *self)
-{
-    size_t running = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (attempt->running)
-            running++;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    return running;
-}
-
 //  An attempt that ended and whose events are all acknowledged leaves the
 //  spool at the next commit.
 static void
-s_attempt_check_done (s_attempt_t *attempt)
+s_attempt_check_done (qn_attempt_t *attempt)
 {
-    if (!attempt->running && attempt->finished_spooled && attempt->pending == 0
+    if (attempt->state == QN_ATTEMPT_SPOOLED && attempt->pending == 0
     &&  attempt->acked >= attempt->committed)
-        attempt->forget = true;
-}
-
-//  The process's start time in clock ticks since boot, field 22 of
-//  /proc/PID/stat; 0 when it cannot be read.  With the pid it names one
-//  process for good, however pids are reused.
-static uint64_t
-s_process_start_time (int64_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof (path), "/proc/%" PRId64 "/stat", pid);
-    FILE *file = fopen (path, "re");
-    if (!file)
-        return 0;
-    char buffer [1024];
-    size_t got = fread (buffer, 1, sizeof (buffer) - 1, file);
-    fclose (file);
-    buffer [got] = '\0';
-    //  The command name may hold spaces and parentheses: fields count
-    //  from the last ')'; after it comes field 3
-    char *cur = strrchr (buffer, ')');
-    if (!cur)
-        return 0;
-    cur++;
-    for (int field = 3; field < 22 && cur; field++) {
-        cur = strchr (cur + 1, ' ');
-    }
-    if (!cur)
-        return 0;
-    return strtoull (cur + 1, NULL, 10);
+        qn_attempt_advance (attempt, QN_ATTEMPT_DONE);
 }
 
 
@@ -364,7 +235,7 @@ s_event_frame (const void *data, size_t size)
 
 typedef struct {
     qn_agent_t *agent;
-    s_attempt_t *attempt;
+    qn_attempt_t *attempt;
     bool blocked;
 } s_flush_ctx_t;
 
@@ -389,7 +260,7 @@ s_send_spooled (const qn_attempt_key_t *key, uint64_t seq, const void *data, siz
 //  Sends the attempt's committed events after "sent", in seq order, read
 //  back from the spool.  Returns -1 when the socket is full.
 static int
-s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
+s_flush_attempt (qn_agent_t *self, qn_attempt_t *attempt)
 {
     if (!self->registered || attempt->sent >= attempt->committed)
         return 0;
@@ -407,11 +278,11 @@ s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
 static void
 s_flush_all (qn_agent_t *self)
 {
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
         if (s_flush_attempt (self, attempt) == -1)
             break;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
 }
 
@@ -490,12 +361,12 @@ s_send_register (qn_agent_t *self)
         reg.backends = backends;
         reg.capacity = self->slots;
         size_t count = 0;
-        s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+        qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
         while (attempt && count < held) {
-            s_attempt_ref (&attempt->key, &refs [count]);
+            qn_attempt_ref (&attempt->key, &refs [count]);
             ref_ptrs [count] = &refs [count];
             count++;
-            attempt = (s_attempt_t *) zhashx_next (self->attempts);
+            attempt = (qn_attempt_t *) zhashx_next (self->attempts);
         }
         reg.n_running = count;
         reg.running = ref_ptrs;
@@ -570,7 +441,7 @@ static void
 s_send_heartbeat (qn_agent_t *self)
 {
     Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
-    beat.running = (uint32_t) s_running (self);
+    beat.running = (uint32_t) qn_attempt_table_running (self->attempts);
     beat.spool_bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
     beat.spool_full = self->full;
     beat.cache_damaged = self->stager? qn_stager_damaged (self->stager): 0;
@@ -650,26 +521,6 @@ s_update_pressure (qn_agent_t *self, bool refused)
     }
 }
 
-static void
-s_meta_of (s_attempt_t *attempt, uint64_t next_seq, bool finished, qn_spool_meta_t *meta)
-{
-    memset (meta, 0, sizeof (*meta));
-    meta->key = attempt->key;
-    meta->pid = attempt->pid;
-    meta->start_time = attempt->start_time;
-    meta->next_seq = next_seq;
-    meta->finished = finished;
-    snprintf (meta->task_name, sizeof (meta->task_name), "%s", attempt->task_name);
-    if (attempt->engine_job_id [0]) {
-        snprintf (meta->backend, sizeof (meta->backend), "%s",
-                  attempt->backend_name);
-        memcpy (meta->engine_job_id, attempt->engine_job_id, sizeof (meta->engine_job_id));
-        memcpy (meta->cursor, attempt->cursor, sizeof (meta->cursor));
-        if (attempt->assign && attempt->assign->n_outputs)
-            snprintf (meta->workdir, sizeof (meta->workdir), "%s", attempt->workdir);
-    }
-}
-
 static void s_check_drained (qn_agent_t *self);
 
 //  Writes what the turn produced in one transaction.  Returns 0, or -1
@@ -679,16 +530,16 @@ s_commit (qn_agent_t *self)
 {
     bool refused = false;
     bool failed = false;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
         attempt->blocked = false;
         attempt->batch_seq = attempt->committed;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     //  Acknowledgements first: the room they free is for this very batch
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt && !failed) {
-        if (attempt->forget) {
+        if (attempt->state == QN_ATTEMPT_DONE) {
             if (qn_spool_meta_delete (self->spool, &attempt->key) == -1)
                 failed = true;
         }
@@ -696,13 +547,13 @@ s_commit (qn_agent_t *self)
         if (attempt->acked > attempt->spool_acked
         &&  qn_spool_ack (self->spool, &attempt->key, attempt->acked) == -1)
             failed = true;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     //  Events in the order produced; one that does not fit holds back the
     //  rest of its attempt, so that each attempt's spool has no gap
     s_pending_t *pending = (s_pending_t *) zlistx_first (self->pending);
     while (pending && !failed) {
-        s_attempt_t *owner = pending->attempt;
+        qn_attempt_t *owner = pending->attempt;
         if (!owner->blocked) {
             if (qn_spool_put (self->spool, &owner->key, pending->seq, pending->data,
                               pending->size, pending->reserve) == 0
@@ -724,11 +575,11 @@ s_commit (qn_agent_t *self)
         pending = (s_pending_t *) zlistx_next (self->pending);
     }
     //  Metadata of the attempts that changed
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt && !failed) {
-        if (!attempt->forget
+        if (attempt->state != QN_ATTEMPT_DONE
         &&  (attempt->meta_dirty || attempt->batch_seq > attempt->committed)) {
-            bool finished = attempt->finished_spooled;
+            bool finished = attempt->state == QN_ATTEMPT_SPOOLED;
             pending = (s_pending_t *) zlistx_first (self->pending);
             while (pending && !finished) {
                 if (pending->attempt == attempt && pending->written && pending->finished)
@@ -736,11 +587,11 @@ s_commit (qn_agent_t *self)
                 pending = (s_pending_t *) zlistx_next (self->pending);
             }
             qn_spool_meta_t meta;
-            s_meta_of (attempt, attempt->batch_seq + 1, finished, &meta);
+            qn_attempt_meta (attempt, attempt->batch_seq + 1, finished, &meta);
             if (qn_spool_meta_put (self->spool, &meta) == -1)
                 failed = true;
         }
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     if (failed || qn_spool_commit (self->spool) == -1) {
         qn_spool_abort (self->spool);
@@ -774,11 +625,11 @@ s_commit (qn_agent_t *self)
                 free (pending);
                 continue;
             }
-            s_attempt_t *owner = pending->attempt;
+            qn_attempt_t *owner = pending->attempt;
             owner->committed = pending->seq;
             owner->pending--;
             if (pending->finished)
-                owner->finished_spooled = true;
+                qn_attempt_advance (owner, QN_ATTEMPT_SPOOLED);
             self->pending_bytes -= QN_SPOOL_KEY_SIZE + pending->size;
             free (pending);
         }
@@ -786,9 +637,9 @@ s_commit (qn_agent_t *self)
         self->pending = remaining;
     }
     zlist_t *gone = zlist_new ();
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
-        if (attempt->forget) {
+        if (attempt->state == QN_ATTEMPT_DONE) {
             if (gone)
                 zlist_append (gone, (void *) zhashx_cursor (self->attempts));
         }
@@ -796,7 +647,7 @@ s_commit (qn_agent_t *self)
             attempt->spool_acked = attempt->acked;
             attempt->meta_dirty = false;
         }
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     if (gone) {
         const char *key;
@@ -855,10 +706,10 @@ s_commit_retry (zloop_t *loop, int timer_id, void *arg)
 //  Stamps the event with the attempt's next seq and stages it for the
 //  spool; it goes out after the commit at the end of this turn.
 static void
-s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
+s_post_event (qn_agent_t *self, qn_attempt_t *attempt, Qanat__Event *event)
 {
     Qanat__AttemptRef ref;
-    s_attempt_ref (&attempt->key, &ref);
+    qn_attempt_ref (&attempt->key, &ref);
     event->attempt = &ref;
     event->seq = attempt->next_seq;
     size_t size = qanat__event__get_packed_size (event);
@@ -890,10 +741,10 @@ s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
 //  ---------------------------------------------------------------------
 //  Backend callbacks
 
-static s_attempt_t *
+static qn_attempt_t *
 s_callback_attempt (qn_agent_t *self, const qn_attempt_key_t *key)
 {
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
     if (!attempt)
         qn_log (QN_LOG_ERROR, "agent", "backend reported an unknown attempt %" PRIu64 "/%u/%u",
                       key->run_id, key->task_index, key->attempt);
@@ -905,12 +756,12 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
               const char *host, const char *workdir, const char *engine_job_id)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt)
         return;
     if (pid > 0) {
         attempt->pid = pid;
-        attempt->start_time = s_process_start_time (pid);
+        attempt->start_time = qn_attempt_process_start_time (pid);
         attempt->meta_dirty = true;
     }
     snprintf (attempt->workdir, sizeof attempt->workdir, "%s", workdir? workdir: "");
@@ -935,7 +786,7 @@ static void
 s_on_cursor (void *arg, const qn_attempt_key_t *key, const char *cursor)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt || !cursor)
         return;
     //  The metadata is written in the same commit as the events before it
@@ -948,13 +799,13 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
           const void *data, size_t size, bool partial, int64_t time_us)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt)
         return;
     uint8_t *redacted = NULL;
     if (attempt->redactor) {
         qn_redact_carry_t none = { NULL, 0 };
-        qn_redact_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]
+        qn_redact_carry_t *carry = (unsigned) stream < QN_ATTEMPT_STREAMS? &attempt->carry [stream]
                                                                 : &none;
         redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
         if (!redacted) {
@@ -987,7 +838,7 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
              double value, int64_t step, bool has_step, int64_t time_us)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt)
         return;
     char *redacted = NULL;
@@ -1010,23 +861,10 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
     free (redacted);
 }
 
-static const char *
-s_kind_name (Qanat__EndKind kind)
-{
-    switch (kind) {
-        case QANAT__END_KIND__END_EXIT:         return "exit";
-        case QANAT__END_KIND__END_TIMEOUT:      return "timeout";
-        case QANAT__END_KIND__END_CANCELED:     return "canceled";
-        case QANAT__END_KIND__END_LOST:         return "lost";
-        case QANAT__END_KIND__END_START_FAILED: return "start failed";
-        default:                                return "?";
-    }
-}
-
 //  Spools an attempt's Finished (it may use the spool's reserve).  The
 //  reason and stack trace must be redacted already.
 static void
-s_post_finished_with (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
+s_post_finished_with (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, int signal,
                       const char *stack_trace, const char *reason, Qanat__EndKind kind,
                       Qanat__OutputRecord **outputs, size_t output_count)
 {
@@ -1042,23 +880,22 @@ s_post_finished_with (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int
     event.body_case = QANAT__EVENT__BODY_FINISHED;
     event.finished = &finished;
     s_post_event (self, attempt, &event);
-    attempt->finished = true;
 }
 
 static void
-s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
+s_post_finished (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, int signal,
                  const char *stack_trace, const char *reason, Qanat__EndKind kind)
 {
     s_post_finished_with (self, attempt, exit_code, signal, stack_trace, reason, kind, NULL, 0);
 }
 
-static void s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code,
+static void s_attempt_ended (qn_agent_t *self, qn_attempt_t *attempt, int exit_code,
                              const char *reason, Qanat__EndKind kind);
 
 //  Where the attempt's inputs are staged: on its backend's filesystem
 //  when the backend says so (NULL = the agent's stage directory)
 static const char *
-s_stage_root (qn_agent_t *self, s_attempt_t *attempt)
+s_stage_root (qn_agent_t *self, qn_attempt_t *attempt)
 {
     const s_backend_t *backend = &self->backends [attempt->backend];
     return backend->ops->stage_dir? backend->ops->stage_dir (backend->state): NULL;
@@ -1070,10 +907,9 @@ s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const c
                      Qanat__OutputRecord **outputs, size_t count)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
-    if (!attempt || !attempt->collecting)
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
+    if (!attempt || attempt->state != QN_ATTEMPT_COLLECTING)
         return;
-    attempt->collecting = false;
     char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
     const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
     if (status != 0)
@@ -1094,7 +930,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
                Qanat__EndKind kind)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
     if (!attempt)
         return;
     char *clean_trace = NULL;
@@ -1102,7 +938,7 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
     if (attempt->redactor) {
         //  What a line held back at its end (the stream ended inside a
         //  long line) goes out now: alone it is no whole secret
-        for (int i = 0; i < S_STREAMS; i++)
+        for (int i = 0; i < QN_ATTEMPT_STREAMS; i++)
             if (attempt->carry [i].size)
                 s_on_log (self, key, (Qanat__Stream) i, "", 0, false, qn_now_us ());
         clean_trace = qn_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
@@ -1111,10 +947,10 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         stack_trace = clean_trace? clean_trace: "";
         reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
     }
-    if (attempt->assign && attempt->assign->n_outputs && !attempt->collecting
-    &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT) {
+    if (attempt->assign && attempt->assign->n_outputs
+    &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT
+    &&  qn_attempt_advance (attempt, QN_ATTEMPT_COLLECTING) == 0) {
         //  A success ends only once its outputs are stored
-        attempt->collecting = true;
         qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
                       key->run_id, key->task_index, key->attempt, attempt->assign->n_outputs);
         if (qn_stager_outputs (self->stager, key, attempt->assign, attempt->workdir,
@@ -1127,9 +963,8 @@ s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
         return;
     }
     s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
-    if (attempt->staging || attempt->assign)
+    if (attempt->state == QN_ATTEMPT_STAGING || attempt->assign)
         qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
-    attempt->staging = false;
     s_attempt_ended (self, attempt, exit_code, reason, kind);
     if (clean_trace)
         qn_redact_wipe_free (clean_trace, strlen (clean_trace));
@@ -1162,14 +997,14 @@ s_keep_workdir (qn_agent_t *self, const char *workdir)
 }
 
 static void
-s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const char *reason,
+s_attempt_ended (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, const char *reason,
                  Qanat__EndKind kind)
 {
     const qn_attempt_key_t *key = &attempt->key;
-    bool was_running = attempt->running;
-    attempt->running = false;
+    bool was_running = qn_attempt_running (attempt);
+    qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
     qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
-                  key->run_id, key->task_index, key->attempt, s_kind_name (kind), exit_code,
+                  key->run_id, key->task_index, key->attempt, qn_attempt_end_kind_name (kind), exit_code,
                   reason && *reason? ", ": "", reason? reason: "");
     //  The slot comes back; announced after the commit, behind the
     //  Finished (or at the next Welcome, which recomputes it)
@@ -1177,7 +1012,7 @@ s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const ch
         self->owed_credit++;
     s_keep_workdir (self, attempt->workdir);
     if (self->draining) {
-        size_t running = s_running (self);
+        size_t running = qn_attempt_table_running (self->attempts);
         qn_log (QN_LOG_INFO, "agent", "draining: %zu attempt(s) still running, %zu held",
                       running, zhashx_size (self->attempts));
     }
@@ -1198,11 +1033,11 @@ static int s_use_own_store (qn_agent_t *self, Qanat__Assign *assign);
 static void
 s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
 {
-    for (s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts); attempt;
-         attempt = (s_attempt_t *) zhashx_next (self->attempts)) {
-        if (!attempt->awaiting_reattach)
+    for (qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts); attempt;
+         attempt = (qn_attempt_t *) zhashx_next (self->attempts)) {
+        if (attempt->state != QN_ATTEMPT_REATTACHING)
             continue;
-        attempt->awaiting_reattach = false;
+        qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
         Qanat__Assign *held = NULL;
         for (size_t i = 0; i < welcome->n_held && !held; i++) {
             Qanat__AttemptRef *ref = welcome->held [i]? welcome->held [i]->attempt: NULL;
@@ -1211,7 +1046,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
                 held = welcome->held [i];
         }
         Qanat__AttemptRef ref;
-        s_attempt_ref (&attempt->key, &ref);
+        qn_attempt_ref (&attempt->key, &ref);
         Qanat__Assign bare = QANAT__ASSIGN__INIT;
         bare.attempt = &ref;
         bare.task_name = attempt->task_name;
@@ -1286,15 +1121,15 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
         s_send_drain (self);
     s_reattach_all (self, welcome);
     qn_transfer_reconnected (self->transfer);
-    size_t running = s_running (self);
+    size_t running = qn_attempt_table_running (self->attempts);
     self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
     s_pay_credit (self);
     size_t replay = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
         attempt->sent = attempt->acked;
         replay += attempt->committed - attempt->acked;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     if (replay)
         qn_log (QN_LOG_INFO, "agent", "replaying %zu unacknowledged event(s) of %zu attempt(s)",
@@ -1312,7 +1147,7 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
     }
     qn_attempt_key_t key = { ack->attempt->run_id, ack->attempt->task_index,
                              ack->attempt->attempt };
-    s_attempt_t *attempt = s_attempt_lookup (self, &key);
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, &key);
     if (!attempt) {
         qn_log (QN_LOG_DEBUG, "agent", "Ack for unknown attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
@@ -1332,7 +1167,7 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
 //  Reports an attempt that never started: Started with pid 0, the reason
 //  on the system stream, and Finished.
 static void
-s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
+s_fail_start (qn_agent_t *self, qn_attempt_t *attempt, const char *error)
 {
     char reason [600];
     snprintf (reason, sizeof (reason), "cannot start: %.500s", error);
@@ -1342,7 +1177,7 @@ s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
     s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
 }
 
-static void s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+static void s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *assign,
                              Qanat__Label **extra, size_t extra_count);
 static void s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status,
                             const char *error, Qanat__Label **env, size_t env_count);
@@ -1379,12 +1214,12 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     }
     qn_attempt_key_t key = { assign->attempt->run_id, assign->attempt->task_index,
                              assign->attempt->attempt };
-    if (s_attempt_lookup (self, &key)) {
+    if (qn_attempt_lookup (self->attempts, &key)) {
         qn_log (QN_LOG_WARNING, "agent", "duplicate Assign for attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    s_attempt_t *attempt = s_attempt_create (self, &key);
+    qn_attempt_t *attempt = qn_attempt_create (self->attempts, &key);
     if (!attempt) {
         qn_log (QN_LOG_ERROR, "agent", "out of memory accepting an Assign");
         return;
@@ -1416,7 +1251,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
         s_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
         return;
     }
-    size_t running = s_running (self);
+    size_t running = qn_attempt_table_running (self->attempts);
     if (running >= self->slots)
         qn_log (QN_LOG_WARNING, "agent", "Assign beyond our %u slots; running it anyway",
                       self->slots);
@@ -1458,7 +1293,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             return;
         }
     }
-    attempt->running = true;
+    qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
     if (assign->n_inputs || assign->n_outputs) {
         attempt->assign = qn_backend_assign_copy (assign);
         if (attempt->assign && !attempt->assign->store && self->artifact_store.bucket
@@ -1474,7 +1309,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     }
     if (assign->n_inputs) {
         //  The backend starts once the inputs are staged
-        attempt->staging = true;
+        qn_attempt_advance (attempt, QN_ATTEMPT_STAGING);
         if (qn_stager_inputs (self->stager, &key, attempt->assign, s_stage_root (self, attempt),
                               s_inputs_ready, self) == -1)
             s_inputs_ready (self, &key, -1, "cannot stage the inputs (out of memory)", NULL, 0);
@@ -1486,7 +1321,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
 //  Starts the attempt on its backend, with extra environment variables
 //  (inputs, stage directory, values file) added to the assignment's.
 static void
-s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *assign,
                  Qanat__Label **extra, size_t extra_count)
 {
     char error [512] = "";
@@ -1552,10 +1387,10 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
                 Qanat__Label **env, size_t env_count)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
-    if (!attempt || !attempt->staging)
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
+    if (!attempt || attempt->state != QN_ATTEMPT_STAGING)
         return;
-    attempt->staging = false;
+    qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
     s_trim_cache (self);
     if (status != 0) {
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
@@ -1569,9 +1404,9 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
 //  Asks the attempt's backend to stop it.  An attempt still waiting to
 //  be re-attached (no Welcome yet) cannot be stopped yet.
 static int
-s_stop (qn_agent_t *self, s_attempt_t *attempt, const char *reason, Qanat__EndKind kind)
+s_stop (qn_agent_t *self, qn_attempt_t *attempt, const char *reason, Qanat__EndKind kind)
 {
-    if (attempt->awaiting_reattach)
+    if (attempt->state == QN_ATTEMPT_REATTACHING)
         return -1;
     s_backend_t *backend = &self->backends [attempt->backend];
     return backend->ops->stop (backend->state, &attempt->key, reason, kind);
@@ -1587,10 +1422,10 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
     }
     qn_attempt_key_t key = { cancel->attempt->run_id, cancel->attempt->task_index,
                              cancel->attempt->attempt };
-    s_attempt_t *attempt = s_attempt_lookup (self, &key);
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, &key);
     char reason [600];
     snprintf (reason, sizeof (reason), "canceled: %.500s", cancel->reason? cancel->reason: "");
-    if (!attempt || !attempt->running
+    if (!attempt || !qn_attempt_running (attempt)
     ||  s_stop (self, attempt, reason, QANAT__END_KIND__END_CANCELED) == -1) {
         qn_log (QN_LOG_DEBUG, "agent", "Cancel for attempt %" PRIu64 "/%u/%u, not running",
                       key.run_id, key.task_index, key.attempt);
@@ -1775,12 +1610,12 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
     snprintf (reason, sizeof (reason), "stopped: cut off from the coordinator for %us",
               self->stop_after_s);
     size_t stopped = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
-        if (attempt->running
+        if (qn_attempt_running (attempt)
         &&  s_stop (self, attempt, reason, QANAT__END_KIND__END_LOST) == 0)
             stopped++;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     if (stopped)
         qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms: "
@@ -1807,7 +1642,7 @@ s_drain_timeout (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     qn_log (QN_LOG_WARNING, "agent", "drain timed out after %us with %zu attempt(s) running "
-                  "and %zu held; stopping", self->drain_timeout_s, s_running (self),
+                  "and %zu held; stopping", self->drain_timeout_s, qn_attempt_table_running (self->attempts),
                   zhashx_size (self->attempts));
     self->exit_now = true;
     return -1;
@@ -1827,7 +1662,7 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             self->draining = true;
             qn_log (QN_LOG_INFO, "agent", "%s: draining: %zu attempt(s) running, %zu held; "
                           "taking no new work (send it again to stop at once)",
-                          name, s_running (self), zhashx_size (self->attempts));
+                          name, qn_attempt_table_running (self->attempts), zhashx_size (self->attempts));
             if (self->registered)
                 s_send_drain (self);
             if (self->drain_timeout_s
@@ -1850,27 +1685,6 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 static const char *s_lost_reason = "agent restarted: the attempt's process was lost";
 
-//  Kills what is left of an attempt's process group: its pipes died with
-//  the agent that started it, so we cannot take it back.  A live process
-//  with that pid but another start time is not ours (the pid was reused)
-//  and is left alone.
-static void
-s_kill_leftover (const qn_spool_meta_t *meta)
-{
-    if (meta->pid <= 0 || kill (-(pid_t) meta->pid, 0) == -1)
-        return;
-    uint64_t start_time = s_process_start_time (meta->pid);
-    if (start_time && meta->start_time && start_time != meta->start_time) {
-        qn_log (QN_LOG_INFO, "agent", "pid %" PRId64 " now belongs to another process; "
-                      "not touching it", meta->pid);
-        return;
-    }
-    qn_log (QN_LOG_WARNING, "agent", "killing process group %" PRId64 " of attempt %" PRIu64
-                  "/%u/%u, left by an earlier agent", meta->pid, meta->key.run_id,
-                  meta->key.task_index, meta->key.attempt);
-    kill (-(pid_t) meta->pid, SIGKILL);
-}
-
 static int
 s_first_seq (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
              void *arg)
@@ -1886,7 +1700,7 @@ static int
 s_take_over (const qn_spool_meta_t *meta, void *arg)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_create (self, &meta->key);
+    qn_attempt_t *attempt = qn_attempt_create (self->attempts, &meta->key);
     if (!attempt)
         return -1;
     snprintf (attempt->task_name, sizeof (attempt->task_name), "%s", meta->task_name);
@@ -1894,7 +1708,10 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     attempt->start_time = meta->start_time;
     attempt->next_seq = meta->next_seq;
     attempt->committed = meta->next_seq - 1;
-    attempt->finished = attempt->finished_spooled = meta->finished;
+    if (meta->finished) {
+        qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
+        qn_attempt_advance (attempt, QN_ATTEMPT_SPOOLED);
+    }
     attempt->meta_dirty = false;
     uint64_t first = 0;
     qn_spool_events (self->spool, &meta->key, 0, s_first_seq, &first);
@@ -1910,8 +1727,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
         //  brings its assignment (and the secrets to redact)
         attempt->backend = backend;
         attempt->backend_name = ops->name;
-        attempt->running = true;
-        attempt->awaiting_reattach = true;
+        qn_attempt_advance (attempt, QN_ATTEMPT_REATTACHING);
         memcpy (attempt->engine_job_id, meta->engine_job_id, sizeof (attempt->engine_job_id));
         memcpy (attempt->cursor, meta->cursor, sizeof (attempt->cursor));
         snprintf (attempt->workdir, sizeof (attempt->workdir), "%s", meta->workdir);
@@ -1921,8 +1737,9 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     }
     else
     if (!meta->finished) {
-        s_kill_leftover (meta);
+        qn_attempt_kill_leftover (meta);
         s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
+        qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u (%s) was running when the "
                       "agent stopped; reporting it lost", meta->key.run_id,
                       meta->key.task_index, meta->key.attempt, meta->task_name);
@@ -2048,14 +1865,13 @@ qn_agent_new (const qn_agent_config_t *config)
         ok = self->label_keys [i] && self->label_values [i];
     }
     if (ok) {
-        self->attempts = zhashx_new ();
+        self->attempts = qn_attempt_table_new ();
         self->pending = zlistx_new ();
         self->loop = zloop_new ();
         self->sock = zsock_new (ZMQ_DEALER);
         ok = self->attempts && self->pending && self->loop && self->sock;
     }
     if (ok) {
-        zhashx_set_destructor (self->attempts, s_attempt_destructor);
         zlistx_set_destructor (self->pending, s_pending_destructor);
         zloop_set_nonstop (self->loop, true);
         char spool_dir [4096];
