@@ -5,22 +5,14 @@
     not.  Only a registered agent sends events and credit; an agent that
     is not registered spools, and sends Register with backoff.
 
-    Events and the spool.  A backend callback stamps the event with the
-    attempt's next seq, encodes it and queues it in memory ("pending").
-    A zero-delay timer, armed by the first write of a loop turn, fires at
-    the start of the next turn and commits everything the turn produced
-    (events, acknowledgements, attempts' metadata) in one durable LMDB
-    transaction; only then are the events sent, read back from the spool.
-    So a line is on disk before the coordinator can see it, and a chatty
-    task costs one disk flush per pipe read rather than one per line.
-    "sent" marks how far an attempt's events went out on the current
-    registration; a Welcome rewinds it to the acknowledged seq, which
-    replays the rest.  Sends never block: when libzmq's queue is full we
-    retry from a short timer.
+    Events and the spool: a backend callback builds the event and posts
+    it to the outbox (qn_outbox), which stamps it with the attempt's next
+    seq, commits it to the spool at the start of the next loop turn (one
+    transaction for everything the turn produced) and only then hands it
+    to us to send.  A Welcome replays what is not acknowledged.  Sends
+    never block: when libzmq's queue is full we retry from a short timer.
 
-    An event that does not fit in the spool stays pending (in seq order,
-    holding back the later events of its attempt) until acknowledgements
-    make room: none is ever dropped.  Output is paused long before that.
+    Attempts and their life: qn_attempt.
 */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -36,6 +28,7 @@
 #include "qn_msg.h"
 #include "qn_spool.h"
 #include "qn_attempt.h"
+#include "qn_outbox.h"
 #include "qn_redact.h"
 #include "qn_handshake.h"
 #include "qn_token.h"
@@ -66,23 +59,12 @@
 #define S_RECV_BURST            256     //  messages handled per wakeup
 #define S_BACKOFF_BASE_MS       250
 #define S_WATCHDOG_MS           250
-#define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
 
 //  One backend the agent offers: its ops and its state
 typedef struct {
     const qn_backend_ops_t *ops;
     void *state;
 } s_backend_t;
-
-typedef struct {
-    qn_attempt_t *attempt;
-    uint64_t seq;
-    bool reserve;               //  may use the spool's reserve (Finished)
-    bool finished;
-    bool written;               //  put in the open transaction
-    size_t size;
-    uint8_t data [];            //  encoded Event
-} s_pending_t;
 
 struct _qn_agent_t {
     qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
@@ -98,7 +80,6 @@ struct _qn_agent_t {
     char **label_values;
     size_t label_count;
     uint32_t slots;
-    size_t outbox_limit;        //  0 = none beyond the spool's own bound
     char host [256];
     uint32_t ask_heartbeat_ms;
     uint32_t ask_suspect_ms;
@@ -119,13 +100,9 @@ struct _qn_agent_t {
     qn_spool_t *spool;
 
     zhashx_t *attempts;         //  "run/task/attempt" -> qn_attempt_t
-    zlistx_t *pending;          //  s_pending_t, in the order produced
-    uint64_t pending_bytes;     //  as they will count in the spool
+    qn_outbox_t *outbox;        //  their events, on their way out
     bool commit_armed;
     bool commit_retry_armed;
-    bool commit_failing;
-    bool paused;                //  back-pressure applied
-    bool full;                  //  the spool is full: no new work
     uint32_t owed_credit;       //  slots to announce once we may
 
     bool registered;
@@ -160,16 +137,6 @@ struct _qn_agent_t {
 //  ---------------------------------------------------------------------
 //  Attempts
 
-//  An attempt that ended and whose events are all acknowledged leaves the
-//  spool at the next commit.
-static void
-s_attempt_check_done (qn_attempt_t *attempt)
-{
-    if (attempt->state == QN_ATTEMPT_SPOOLED && attempt->pending == 0
-    &&  attempt->acked >= attempt->committed)
-        qn_attempt_advance (attempt, QN_ATTEMPT_DONE);
-}
-
 
 //  ---------------------------------------------------------------------
 //  Sending
@@ -198,6 +165,17 @@ s_transfer_send (void *arg, Qanat__Envelope *envelope)
     if (!self->registered)
         return -1;
     return s_send (self, envelope);
+}
+
+//  Sends what the outbox has committed, while we are registered; when
+//  libzmq's queue is full we retry from a short timer
+static void s_arm_retry (qn_agent_t *self);
+
+static void
+s_flush_all (qn_agent_t *self)
+{
+    if (self->registered && qn_outbox_flush (self->outbox) == -1)
+        s_arm_retry (self);
 }
 
 static void
@@ -233,57 +211,17 @@ s_event_frame (const void *data, size_t size)
     return frame;
 }
 
-typedef struct {
-    qn_agent_t *agent;
-    qn_attempt_t *attempt;
-    bool blocked;
-} s_flush_ctx_t;
-
+//  The outbox's way out: one spooled event, never blocking
 static int
-s_send_spooled (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
-                void *arg)
+s_send_event (void *arg, const void *data, size_t size)
 {
-    (void) key;
-    s_flush_ctx_t *ctx = (s_flush_ctx_t *) arg;
-    if (seq > ctx->attempt->committed)
-        return 1;
+    qn_agent_t *self = (qn_agent_t *) arg;
     zframe_t *frame = s_event_frame (data, size);
-    if (!frame || zframe_send (&frame, ctx->agent->sock, ZFRAME_DONTWAIT) == -1) {
+    if (!frame || zframe_send (&frame, self->sock, ZFRAME_DONTWAIT) == -1) {
         zframe_destroy (&frame);
-        ctx->blocked = true;
-        return 1;
-    }
-    ctx->attempt->sent = seq;
-    return 0;
-}
-
-//  Sends the attempt's committed events after "sent", in seq order, read
-//  back from the spool.  Returns -1 when the socket is full.
-static int
-s_flush_attempt (qn_agent_t *self, qn_attempt_t *attempt)
-{
-    if (!self->registered || attempt->sent >= attempt->committed)
-        return 0;
-    s_flush_ctx_t ctx = { self, attempt, false };
-    if (qn_spool_events (self->spool, &attempt->key, attempt->sent + 1,
-                         s_send_spooled, &ctx) == -1)
-        qn_log (QN_LOG_ERROR, "agent", "cannot read the spool");
-    if (ctx.blocked) {
-        s_arm_retry (self);
         return -1;
     }
     return 0;
-}
-
-static void
-s_flush_all (qn_agent_t *self)
-{
-    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (s_flush_attempt (self, attempt) == -1)
-            break;
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
 }
 
 static int
@@ -313,7 +251,8 @@ s_send_credit (qn_agent_t *self, uint32_t slots)
 static void
 s_pay_credit (qn_agent_t *self)
 {
-    if (!self->registered || self->full || self->draining || self->owed_credit == 0)
+    if (!self->registered || qn_outbox_full (self->outbox) || self->draining
+    ||  self->owed_credit == 0)
         return;
     s_send_credit (self, self->owed_credit);
     self->owed_credit = 0;
@@ -442,8 +381,8 @@ s_send_heartbeat (qn_agent_t *self)
 {
     Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
     beat.running = (uint32_t) qn_attempt_table_running (self->attempts);
-    beat.spool_bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
-    beat.spool_full = self->full;
+    beat.spool_bytes = qn_outbox_bytes (self->outbox);
+    beat.spool_full = qn_outbox_full (self->outbox);
     beat.cache_damaged = self->stager? qn_stager_damaged (self->stager): 0;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
@@ -458,210 +397,32 @@ s_send_heartbeat (qn_agent_t *self)
 static int s_commit_timer (zloop_t *loop, int timer_id, void *arg);
 
 static void
-s_pending_destructor (void **item)
+s_arm_commit (void *arg)
 {
-    free (*item);
-    *item = NULL;
-}
-
-static void
-s_arm_commit (qn_agent_t *self)
-{
+    qn_agent_t *self = (qn_agent_t *) arg;
     if (self->commit_armed || self->commit_retry_armed)
         return;
     if (zloop_timer (self->loop, 0, 1, s_commit_timer, self) != -1)
         self->commit_armed = true;
 }
 
-static uint64_t
-s_normal_room (qn_agent_t *self)
+//  Back-pressure from the outbox: the tasks' output pauses or resumes
+static void
+s_set_paused (void *arg, bool paused)
 {
-    return qn_spool_max (self->spool) - qn_spool_reserve (self->spool);
+    qn_agent_t *self = (qn_agent_t *) arg;
+    for (size_t b = 0; b < self->backend_count; b++)
+        self->backends [b].ops->set_paused (self->backends [b].state, paused);
 }
 
-//  Pauses task output above the unacknowledged-bytes limit, and declares
-//  the spool full (no credit, no new work) when what it holds, with
-//  what waits to enter it, comes within a margin of its normal room.
-//  Both lift again at three quarters.
+//  The spool has room again: the credit we owe may go out
 static void
-s_update_pressure (qn_agent_t *self, bool refused)
+s_spool_room (void *arg)
 {
-    uint64_t bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
-    uint64_t room = s_normal_room (self);
-    uint64_t margin = room / 8 < S_FULL_MARGIN? room / 8: S_FULL_MARGIN;
-    if (!self->full && (refused || bytes + margin > room)) {
-        self->full = true;
-        qn_log (QN_LOG_WARNING, "agent", "agent spool full: %" PRIu64 " of %" PRIu64 " bytes "
-                      "wait for acknowledgement; pausing task output, taking no new work",
-                      bytes, qn_spool_max (self->spool));
-    }
-    else
-    if (self->full && !refused && bytes <= room / 4 * 3) {
-        self->full = false;
-        qn_log (QN_LOG_INFO, "agent", "agent spool has room again (%" PRIu64 " bytes); "
-                      "taking work", bytes);
-        s_pay_credit (self);
-    }
-    bool over = self->outbox_limit && bytes > self->outbox_limit;
-    bool under = !self->outbox_limit || bytes <= self->outbox_limit / 4 * 3;
-    if (!self->paused && (self->full || over)) {
-        self->paused = true;
-        if (!self->full)
-            qn_log (QN_LOG_WARNING, "agent", "%" PRIu64 " bytes of events wait for "
-                          "acknowledgement; pausing task output", bytes);
-        for (size_t b = 0; b < self->backend_count; b++)
-            self->backends [b].ops->set_paused (self->backends [b].state, true);
-    }
-    else
-    if (self->paused && !self->full && under) {
-        self->paused = false;
-        qn_log (QN_LOG_INFO, "agent", "events acknowledged; resuming task output");
-        for (size_t b = 0; b < self->backend_count; b++)
-            self->backends [b].ops->set_paused (self->backends [b].state, false);
-    }
+    s_pay_credit ((qn_agent_t *) arg);
 }
 
 static void s_check_drained (qn_agent_t *self);
-
-//  Writes what the turn produced in one transaction.  Returns 0, or -1
-//  when the spool failed (everything stays staged; we retry later).
-static int
-s_commit (qn_agent_t *self)
-{
-    bool refused = false;
-    bool failed = false;
-    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        attempt->blocked = false;
-        attempt->batch_seq = attempt->committed;
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
-    //  Acknowledgements first: the room they free is for this very batch
-    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt && !failed) {
-        if (attempt->state == QN_ATTEMPT_DONE) {
-            if (qn_spool_meta_delete (self->spool, &attempt->key) == -1)
-                failed = true;
-        }
-        else
-        if (attempt->acked > attempt->spool_acked
-        &&  qn_spool_ack (self->spool, &attempt->key, attempt->acked) == -1)
-            failed = true;
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
-    //  Events in the order produced; one that does not fit holds back the
-    //  rest of its attempt, so that each attempt's spool has no gap
-    s_pending_t *pending = (s_pending_t *) zlistx_first (self->pending);
-    while (pending && !failed) {
-        qn_attempt_t *owner = pending->attempt;
-        if (!owner->blocked) {
-            if (qn_spool_put (self->spool, &owner->key, pending->seq, pending->data,
-                              pending->size, pending->reserve) == 0
-            ||  errno == EEXIST) {
-                pending->written = true;
-                owner->batch_seq = pending->seq;
-            }
-            else
-            if (errno == ENOSPC && !pending->reserve) {
-                owner->blocked = true;
-                refused = true;
-            }
-            else
-            if (errno == ENOSPC)
-                owner->blocked = true;      //  even the reserve is spent
-            else
-                failed = true;
-        }
-        pending = (s_pending_t *) zlistx_next (self->pending);
-    }
-    //  Metadata of the attempts that changed
-    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt && !failed) {
-        if (attempt->state != QN_ATTEMPT_DONE
-        &&  (attempt->meta_dirty || attempt->batch_seq > attempt->committed)) {
-            bool finished = attempt->state == QN_ATTEMPT_SPOOLED;
-            pending = (s_pending_t *) zlistx_first (self->pending);
-            while (pending && !finished) {
-                if (pending->attempt == attempt && pending->written && pending->finished)
-                    finished = true;
-                pending = (s_pending_t *) zlistx_next (self->pending);
-            }
-            qn_spool_meta_t meta;
-            qn_attempt_meta (attempt, attempt->batch_seq + 1, finished, &meta);
-            if (qn_spool_meta_put (self->spool, &meta) == -1)
-                failed = true;
-        }
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
-    if (failed || qn_spool_commit (self->spool) == -1) {
-        qn_spool_abort (self->spool);
-        pending = (s_pending_t *) zlistx_first (self->pending);
-        while (pending) {
-            pending->written = false;
-            pending = (s_pending_t *) zlistx_next (self->pending);
-        }
-        if (!self->commit_failing)
-            qn_log (QN_LOG_ERROR, "agent", "cannot write the spool; keeping %zu event(s) in "
-                          "memory and trying again", zlistx_size (self->pending));
-        self->commit_failing = true;
-        return -1;
-    }
-    if (self->commit_failing)
-        qn_log (QN_LOG_INFO, "agent", "the spool takes writes again");
-    self->commit_failing = false;
-
-    //  Committed: the written events leave memory, the rest keep their order
-    zlistx_t *remaining = zlistx_new ();
-    if (remaining) {
-        zlistx_set_destructor (remaining, s_pending_destructor);
-        while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL))) {
-            if (!pending->written) {
-                if (zlistx_add_end (remaining, pending))
-                    continue;
-                //  No memory even for a list node: the event is in the
-                //  spool's care no more; say so rather than lose it quietly
-                qn_log (QN_LOG_ERROR, "agent", "out of memory: event %" PRIu64 " dropped",
-                              pending->seq);
-                free (pending);
-                continue;
-            }
-            qn_attempt_t *owner = pending->attempt;
-            owner->committed = pending->seq;
-            owner->pending--;
-            if (pending->finished)
-                qn_attempt_advance (owner, QN_ATTEMPT_SPOOLED);
-            self->pending_bytes -= QN_SPOOL_KEY_SIZE + pending->size;
-            free (pending);
-        }
-        zlistx_destroy (&self->pending);
-        self->pending = remaining;
-    }
-    zlist_t *gone = zlist_new ();
-    attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (attempt->state == QN_ATTEMPT_DONE) {
-            if (gone)
-                zlist_append (gone, (void *) zhashx_cursor (self->attempts));
-        }
-        else {
-            attempt->spool_acked = attempt->acked;
-            attempt->meta_dirty = false;
-        }
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
-    if (gone) {
-        const char *key;
-        while ((key = (const char *) zlist_pop (gone))) {
-            char name [64];
-            snprintf (name, sizeof (name), "%s", key);
-            qn_log (QN_LOG_DEBUG, "agent", "attempt %s acknowledged in full; forgotten", name);
-            zhashx_delete (self->attempts, name);
-        }
-        zlist_destroy (&gone);
-    }
-    s_update_pressure (self, refused);
-    return 0;
-}
 
 static int s_commit_retry (zloop_t *loop, int timer_id, void *arg);
 
@@ -670,7 +431,7 @@ static int s_commit_retry (zloop_t *loop, int timer_id, void *arg);
 static void
 s_commit_and_send (qn_agent_t *self)
 {
-    if (s_commit (self) == -1) {
+    if (qn_outbox_commit (self->outbox) == -1) {
         if (!self->commit_retry_armed
         &&  zloop_timer (self->loop, S_COMMIT_RETRY_MS, 1, s_commit_retry, self) != -1)
             self->commit_retry_armed = true;
@@ -701,40 +462,6 @@ s_commit_retry (zloop_t *loop, int timer_id, void *arg)
     self->commit_retry_armed = false;
     s_commit_and_send (self);
     return self->exit_now? -1: 0;
-}
-
-//  Stamps the event with the attempt's next seq and stages it for the
-//  spool; it goes out after the commit at the end of this turn.
-static void
-s_post_event (qn_agent_t *self, qn_attempt_t *attempt, Qanat__Event *event)
-{
-    Qanat__AttemptRef ref;
-    qn_attempt_ref (&attempt->key, &ref);
-    event->attempt = &ref;
-    event->seq = attempt->next_seq;
-    size_t size = qanat__event__get_packed_size (event);
-    s_pending_t *pending = NULL;
-    if (size <= QN_MAX_MESSAGE_SIZE - 64)
-        pending = (s_pending_t *) malloc (sizeof (s_pending_t) + size);
-    if (!pending || !zlistx_add_end (self->pending, pending)) {
-        //  Only an oversized event (impossible: we cut lines at 8 KiB, and
-        //  stack traces are bounded) or no memory gets here
-        qn_log (QN_LOG_ERROR, "agent", "cannot store event %" PRIu64 " of attempt %" PRIu64
-                      "/%u/%u (%zu bytes); dropping it", event->seq, attempt->key.run_id,
-                      attempt->key.task_index, attempt->key.attempt, size);
-        free (pending);
-        return;
-    }
-    pending->attempt = attempt;
-    pending->seq = attempt->next_seq++;
-    pending->finished = event->body_case == QANAT__EVENT__BODY_FINISHED;
-    pending->reserve = pending->finished;
-    pending->written = false;
-    pending->size = size;
-    qanat__event__pack (event, pending->data);
-    attempt->pending++;
-    self->pending_bytes += QN_SPOOL_KEY_SIZE + size;
-    s_arm_commit (self);
 }
 
 
@@ -779,7 +506,7 @@ s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_STARTED;
     event.started = &started;
-    s_post_event (self, attempt, &event);
+    qn_outbox_post (self->outbox, attempt, &event);
 }
 
 static void
@@ -829,7 +556,7 @@ s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_LOG;
     event.log = &chunk;
-    s_post_event (self, attempt, &event);
+    qn_outbox_post (self->outbox, attempt, &event);
     qn_redact_wipe_free (redacted, size);
 }
 
@@ -857,7 +584,7 @@ s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_METRIC;
     event.metric = &point;
-    s_post_event (self, attempt, &event);
+    qn_outbox_post (self->outbox, attempt, &event);
     free (redacted);
 }
 
@@ -879,7 +606,7 @@ s_post_finished_with (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, in
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_FINISHED;
     event.finished = &finished;
-    s_post_event (self, attempt, &event);
+    qn_outbox_post (self->outbox, attempt, &event);
 }
 
 static void
@@ -1124,13 +851,7 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     size_t running = qn_attempt_table_running (self->attempts);
     self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
     s_pay_credit (self);
-    size_t replay = 0;
-    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        attempt->sent = attempt->acked;
-        replay += attempt->committed - attempt->acked;
-        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
-    }
+    size_t replay = qn_outbox_replay (self->outbox);
     if (replay)
         qn_log (QN_LOG_INFO, "agent", "replaying %zu unacknowledged event(s) of %zu attempt(s)",
                       replay, zhashx_size (self->attempts));
@@ -1153,15 +874,7 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    //  Never acknowledge what was not even committed, let alone sent
-    uint64_t seq = ack->seq < attempt->committed? ack->seq: attempt->committed;
-    if (seq <= attempt->acked)
-        return;
-    attempt->acked = seq;
-    if (attempt->sent < seq)
-        attempt->sent = seq;
-    s_attempt_check_done (attempt);
-    s_arm_commit (self);
+    qn_outbox_ack (self->outbox, attempt, ack->seq);
 }
 
 //  Reports an attempt that never started: Started with pid 0, the reason
@@ -1237,14 +950,14 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
         return;
     }
     //  A refusal is one Finished, which the spool's reserve always takes
-    if (self->draining || self->full) {
+    if (self->draining || qn_outbox_full (self->outbox)) {
         char reason [200];
         if (self->draining)
             snprintf (reason, sizeof (reason), "agent draining");
         else
             snprintf (reason, sizeof (reason), "agent spool full: %" PRIu64 " of %" PRIu64
                       " bytes wait for acknowledgement",
-                      qn_spool_committed_bytes (self->spool) + self->pending_bytes,
+                      qn_outbox_bytes (self->outbox),
                       qn_spool_max (self->spool));
         qn_log (QN_LOG_WARNING, "agent", "refusing attempt %" PRIu64 "/%u/%u: %s",
                       key.run_id, key.task_index, key.attempt, reason);
@@ -1628,7 +1341,7 @@ s_check_drained (qn_agent_t *self)
 {
     if (!self->draining || self->exit_now)
         return;
-    if (zhashx_size (self->attempts) > 0 || zlistx_size (self->pending) > 0)
+    if (zhashx_size (self->attempts) > 0 || qn_outbox_pending (self->outbox) > 0)
         return;
     qn_log (QN_LOG_INFO, "agent", "drained: every attempt finished and acknowledged; stopping");
     self->drained = true;
@@ -1686,17 +1399,6 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static const char *s_lost_reason = "agent restarted: the attempt's process was lost";
 
 static int
-s_first_seq (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
-             void *arg)
-{
-    (void) key;
-    (void) data;
-    (void) size;
-    *(uint64_t *) arg = seq;
-    return 1;
-}
-
-static int
 s_take_over (const qn_spool_meta_t *meta, void *arg)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
@@ -1706,17 +1408,11 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     snprintf (attempt->task_name, sizeof (attempt->task_name), "%s", meta->task_name);
     attempt->pid = meta->pid;
     attempt->start_time = meta->start_time;
-    attempt->next_seq = meta->next_seq;
-    attempt->committed = meta->next_seq - 1;
     if (meta->finished) {
         qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
         qn_attempt_advance (attempt, QN_ATTEMPT_SPOOLED);
     }
-    attempt->meta_dirty = false;
-    uint64_t first = 0;
-    qn_spool_events (self->spool, &meta->key, 0, s_first_seq, &first);
-    attempt->acked = attempt->spool_acked = first? first - 1: attempt->committed;
-    attempt->sent = attempt->acked;
+    qn_outbox_adopt (self->outbox, attempt, meta);
     const qn_backend_ops_t *ops = meta->backend [0]? qn_backend_find (meta->backend): NULL;
     size_t backend = 0;
     while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
@@ -1744,7 +1440,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
                       "agent stopped; reporting it lost", meta->key.run_id,
                       meta->key.task_index, meta->key.attempt, meta->task_name);
     }
-    s_attempt_check_done (attempt);
+    qn_outbox_check_done (self->outbox, attempt);
     return 0;
 }
 
@@ -1834,7 +1530,6 @@ qn_agent_new (const qn_agent_config_t *config)
     self->name = strdup (config->name && *config->name? config->name: self->host);
     self->data_dir = strdup (config->data_dir);
     self->slots = config->slots? config->slots: 1;
-    self->outbox_limit = config->outbox_limit;
     self->ask_heartbeat_ms = config->heartbeat_ms;
     self->ask_suspect_ms = config->suspect_after_ms;
     self->ask_lost_ms = config->lost_after_ms;
@@ -1866,13 +1561,11 @@ qn_agent_new (const qn_agent_config_t *config)
     }
     if (ok) {
         self->attempts = qn_attempt_table_new ();
-        self->pending = zlistx_new ();
         self->loop = zloop_new ();
         self->sock = zsock_new (ZMQ_DEALER);
-        ok = self->attempts && self->pending && self->loop && self->sock;
+        ok = self->attempts && self->loop && self->sock;
     }
     if (ok) {
-        zlistx_set_destructor (self->pending, s_pending_destructor);
         zloop_set_nonstop (self->loop, true);
         char spool_dir [4096];
         snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
@@ -1882,7 +1575,12 @@ qn_agent_new (const qn_agent_config_t *config)
         }
         else
             self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
-        ok = ok && self->spool;
+        qn_outbox_handlers_t handlers = { s_send_event, s_arm_commit, s_set_paused,
+                                          s_spool_room };
+        if (self->spool)
+            self->outbox = qn_outbox_new (self->spool, self->attempts, config->outbox_limit,
+                                          &handlers, self);
+        ok = ok && self->spool && self->outbox;
     }
     if (ok) {
         self->events.started = s_on_started;
@@ -1967,7 +1665,7 @@ qn_agent_new (const qn_agent_config_t *config)
             qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
                           "unacknowledged events from an earlier agent",
                           zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
-            if (s_commit (self) == -1)
+            if (qn_outbox_commit (self->outbox) == -1)
                 ok = false;
         }
     }
@@ -2035,11 +1733,11 @@ qn_agent_run (qn_agent_t *self)
     }
     //  The last events go to the spool (a later agent replays them), and
     //  out if they can
-    if (s_commit (self) == 0)
+    if (qn_outbox_commit (self->outbox) == 0)
         s_flush_all (self);
-    if (zlistx_size (self->pending) > 0)
+    if (qn_outbox_pending (self->outbox) > 0)
         qn_log (QN_LOG_ERROR, "agent", "%zu event(s) could not be spooled and are lost",
-                      zlistx_size (self->pending));
+                      qn_outbox_pending (self->outbox));
     zsock_set_linger (self->sock, 500);
     return self->fatal? -1: 0;
 }
@@ -2065,7 +1763,7 @@ qn_agent_destroy (qn_agent_t **self_p)
     zsock_destroy (&self->sock);
     zcert_destroy (&self->cert);
     free (self->server_key);
-    zlistx_destroy (&self->pending);
+    qn_outbox_destroy (&self->outbox);
     zhashx_destroy (&self->attempts);
     qn_spool_destroy (&self->spool);
     if (self->signal_fd != -1)
