@@ -1,9 +1,13 @@
 /*  qn_agent - the agent engine.  See qn_agent.h.
 
-    State of the conversation: we are either registered (a Welcome came
-    after our last Register, and the coordinator has not gone quiet) or
-    not.  Only a registered agent sends events and credit; an agent that
-    is not registered spools, and sends Register with backoff.
+    One of the files of the qn_agent class, with qn_agent_events.c; the
+    engine's state is in qn_agent_internal.h.
+
+    State of the conversation (qn_agent_registration_t): we are either
+    registered (a Welcome came after our last Register, and the
+    coordinator has not gone quiet) or registering.  Only a registered
+    agent sends events and credit; an agent that is not registered
+    spools, and sends Register with backoff.
 
     Events and the spool: a backend callback builds the event and posts
     it to the outbox (qn_outbox), which stamps it with the attempt's next
@@ -17,7 +21,7 @@
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
-#include "qn_agent.h"
+#include "qn_agent_internal.h"
 #include "qn_log.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
@@ -60,86 +64,16 @@
 #define S_BACKOFF_BASE_MS       250
 #define S_WATCHDOG_MS           250
 
-//  One backend the agent offers: its ops and its state
-typedef struct {
-    const qn_backend_ops_t *ops;
-    void *state;
-} s_backend_t;
-
-struct _qn_agent_t {
-    qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
-    uint64_t cache_max;                 //  blob cache bound; 0 = none
-    int64_t cache_keep_recent_s;        //  blobs used this recently stay
-    size_t keep_workdirs;               //  finished attempts' directories kept
-    zlistx_t *kept_dirs;                //  those, oldest first (owned strings)
-    qn_sweeper_t *sweeper;              //  removes the older ones off the loop
-    char *endpoint;
-    char *name;
-    char *data_dir;
-    char **label_keys;
-    char **label_values;
-    size_t label_count;
-    uint32_t slots;
-    char host [256];
-    uint32_t ask_heartbeat_ms;
-    uint32_t ask_suspect_ms;
-    uint32_t ask_lost_ms;
-    uint32_t max_backoff_ms;
-    uint32_t stop_after_s;
-    uint32_t drain_timeout_s;
-
-    zsock_t *sock;
-    zloop_t *loop;
-    unsigned beats;             //  heartbeats sent, for the transfer tick
-    qn_blobstore_t *cache;      //  blobs fetched for inputs, manifests of outputs
-    qn_transfer_t *transfer;    //  blob transfers on our socket
-    qn_stager_t *stager;        //  inputs in, outputs out
-    s_backend_t backends [QN_AGENT_MAX_BACKENDS];
-    size_t backend_count;       //  the first is the default for tasks that name none
-    qn_backend_events_t events;
-    qn_spool_t *spool;
-
-    zhashx_t *attempts;         //  "run/task/attempt" -> qn_attempt_t
-    qn_outbox_t *outbox;        //  their events, on their way out
-    bool commit_armed;
-    bool commit_retry_armed;
-    uint32_t owed_credit;       //  slots to announce once we may
-
-    bool registered;
-    uint32_t heartbeat_ms;
-    uint32_t suspect_after_ms;  //  from the Welcome, 0 = unknown
-    int heartbeat_timer;
-    int register_timer;
-    uint32_t backoff_step;
-    unsigned int seed;
-    int64_t last_rx_ms;
-    int64_t last_register_ms;
-    bool cut_off_stopped;       //  stop_after_disconnect fired
-    bool retry_armed;
-    bool fatal;
-    uint64_t malformed;
-    bool denied;                //  the coordinator refuses our key
-
-    zcert_t *cert;              //  our key pair, NULL = plaintext
-    char *server_key;
-    qn_handshake_t *handshake;  //  handshake events of sock (CURVE only)
-
-    int signal_fd;
-    sigset_t saved_mask;
-    bool mask_saved;
-    int signals;                //  SIGTERM/SIGINT received
-    bool draining;
-    bool drained;               //  the drain completed
-    bool exit_now;              //  handlers return -1 to end the loop
-};
-
-
-//  ---------------------------------------------------------------------
-//  Attempts
 
 
 //  ---------------------------------------------------------------------
 //  Sending
+
+static bool
+s_registered (qn_agent_t *self)
+{
+    return self->registration == QN_AGENT_REGISTERED;
+}
 
 static int s_retry (zloop_t *loop, int timer_id, void *arg);
 
@@ -162,7 +96,7 @@ static int
 s_transfer_send (void *arg, Qanat__Envelope *envelope)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    if (!self->registered)
+    if (!s_registered (self))
         return -1;
     return s_send (self, envelope);
 }
@@ -174,7 +108,7 @@ static void s_arm_retry (qn_agent_t *self);
 static void
 s_flush_all (qn_agent_t *self)
 {
-    if (self->registered && qn_outbox_flush (self->outbox) == -1)
+    if (s_registered (self) && qn_outbox_flush (self->outbox) == -1)
         s_arm_retry (self);
 }
 
@@ -251,7 +185,7 @@ s_send_credit (qn_agent_t *self, uint32_t slots)
 static void
 s_pay_credit (qn_agent_t *self)
 {
-    if (!self->registered || qn_outbox_full (self->outbox) || self->draining
+    if (!s_registered (self) || qn_outbox_full (self->outbox) || self->draining
     ||  self->owed_credit == 0)
         return;
     s_send_credit (self, self->owed_credit);
@@ -358,7 +292,7 @@ s_register_timer (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     self->register_timer = -1;
-    if (!self->registered) {
+    if (!s_registered (self)) {
         s_send_register (self);
         s_schedule_register (self);
     }
@@ -369,7 +303,7 @@ s_register_timer (zloop_t *loop, int timer_id, void *arg)
 static void
 s_start_registering (qn_agent_t *self)
 {
-    self->registered = false;
+    self->registration = QN_AGENT_REGISTERING;
     if (self->transfer)
         qn_transfer_disconnected (self->transfer);
     s_send_register (self);
@@ -466,287 +400,6 @@ s_commit_retry (zloop_t *loop, int timer_id, void *arg)
 
 
 //  ---------------------------------------------------------------------
-//  Backend callbacks
-
-static qn_attempt_t *
-s_callback_attempt (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
-    if (!attempt)
-        qn_log (QN_LOG_ERROR, "agent", "backend reported an unknown attempt %" PRIu64 "/%u/%u",
-                      key->run_id, key->task_index, key->attempt);
-    return attempt;
-}
-
-static void
-s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
-              const char *host, const char *workdir, const char *engine_job_id)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    if (pid > 0) {
-        attempt->pid = pid;
-        attempt->start_time = qn_attempt_process_start_time (pid);
-        attempt->meta_dirty = true;
-    }
-    snprintf (attempt->workdir, sizeof attempt->workdir, "%s", workdir? workdir: "");
-    if (engine_job_id && *engine_job_id) {
-        //  Kept in the spool with the events, for a re-attach after a crash
-        snprintf (attempt->engine_job_id, sizeof (attempt->engine_job_id), "%s", engine_job_id);
-        attempt->meta_dirty = true;
-    }
-    Qanat__Started started = QANAT__STARTED__INIT;
-    started.pid = pid;
-    started.host = (char *) (host? host: "");
-    started.workdir = (char *) (workdir? workdir: "");
-    started.engine_job_id = (char *) (engine_job_id? engine_job_id: "");
-    started.backend = (char *) (attempt->backend_name? attempt->backend_name: "");
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_STARTED;
-    event.started = &started;
-    qn_outbox_post (self->outbox, attempt, &event);
-}
-
-static void
-s_on_cursor (void *arg, const qn_attempt_key_t *key, const char *cursor)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt || !cursor)
-        return;
-    //  The metadata is written in the same commit as the events before it
-    snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor);
-    attempt->meta_dirty = true;
-}
-
-static void
-s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
-          const void *data, size_t size, bool partial, int64_t time_us)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    uint8_t *redacted = NULL;
-    if (attempt->redactor) {
-        qn_redact_carry_t none = { NULL, 0 };
-        qn_redact_carry_t *carry = (unsigned) stream < QN_ATTEMPT_STREAMS? &attempt->carry [stream]
-                                                                : &none;
-        redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
-        if (!redacted) {
-            qn_log (QN_LOG_ERROR, "agent", "out of memory redacting a log line of attempt %"
-                          PRIu64 "/%u/%u; line dropped", key->run_id, key->task_index,
-                          key->attempt);
-            return;
-        }
-        if (partial && size == 0) {     //  all of it held back
-            free (redacted);
-            return;
-        }
-        data = redacted;
-    }
-    Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
-    chunk.stream = stream;
-    chunk.data.data = (uint8_t *) data;
-    chunk.data.len = size;
-    chunk.partial = partial;
-    chunk.time_us = time_us;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_LOG;
-    event.log = &chunk;
-    qn_outbox_post (self->outbox, attempt, &event);
-    qn_redact_wipe_free (redacted, size);
-}
-
-static void
-s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
-             double value, int64_t step, bool has_step, int64_t time_us)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    char *redacted = NULL;
-    if (attempt->redactor && name) {
-        redacted = qn_redact_string (attempt->redactor, name);
-        if (!redacted)
-            return;
-        name = redacted;
-    }
-    Qanat__MetricPoint point = QANAT__METRIC_POINT__INIT;
-    point.name = (char *) name;
-    point.value = value;
-    point.step = step;
-    point.has_step = has_step;
-    point.time_us = time_us;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_METRIC;
-    event.metric = &point;
-    qn_outbox_post (self->outbox, attempt, &event);
-    free (redacted);
-}
-
-//  Spools an attempt's Finished (it may use the spool's reserve).  The
-//  reason and stack trace must be redacted already.
-static void
-s_post_finished_with (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, int signal,
-                      const char *stack_trace, const char *reason, Qanat__EndKind kind,
-                      Qanat__OutputRecord **outputs, size_t output_count)
-{
-    Qanat__Finished finished = QANAT__FINISHED__INIT;
-    finished.outputs = outputs;
-    finished.n_outputs = output_count;
-    finished.exit_code = exit_code;
-    finished.signal = signal;
-    finished.stack_trace = (char *) (stack_trace? stack_trace: "");
-    finished.reason = (char *) (reason? reason: "");
-    finished.kind = kind;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_FINISHED;
-    event.finished = &finished;
-    qn_outbox_post (self->outbox, attempt, &event);
-}
-
-static void
-s_post_finished (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, int signal,
-                 const char *stack_trace, const char *reason, Qanat__EndKind kind)
-{
-    s_post_finished_with (self, attempt, exit_code, signal, stack_trace, reason, kind, NULL, 0);
-}
-
-static void s_attempt_ended (qn_agent_t *self, qn_attempt_t *attempt, int exit_code,
-                             const char *reason, Qanat__EndKind kind);
-
-//  Where the attempt's inputs are staged: on its backend's filesystem
-//  when the backend says so (NULL = the agent's stage directory)
-static const char *
-s_stage_root (qn_agent_t *self, qn_attempt_t *attempt)
-{
-    const s_backend_t *backend = &self->backends [attempt->backend];
-    return backend->ops->stage_dir? backend->ops->stage_dir (backend->state): NULL;
-}
-
-//  Outputs stored (or not): now the attempt may end
-static void
-s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const char *error,
-                     Qanat__OutputRecord **outputs, size_t count)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
-    if (!attempt || attempt->state != QN_ATTEMPT_COLLECTING)
-        return;
-    char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
-    const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
-    if (status != 0)
-        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
-                      key->task_index, key->attempt, reason);
-    //  Exit code 0 with a reason and no outputs: the coordinator fails
-    //  the attempt with that reason
-    s_post_finished_with (self, attempt, 0, 0, "", reason, QANAT__END_KIND__END_EXIT,
-                          outputs, count);
-    free (clean);
-    qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
-    s_attempt_ended (self, attempt, 0, reason, QANAT__END_KIND__END_EXIT);
-}
-
-static void
-s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
-               int signal, const char *stack_trace, const char *reason,
-               Qanat__EndKind kind)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    qn_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    char *clean_trace = NULL;
-    char *clean_reason = NULL;
-    if (attempt->redactor) {
-        //  What a line held back at its end (the stream ended inside a
-        //  long line) goes out now: alone it is no whole secret
-        for (int i = 0; i < QN_ATTEMPT_STREAMS; i++)
-            if (attempt->carry [i].size)
-                s_on_log (self, key, (Qanat__Stream) i, "", 0, false, qn_now_us ());
-        clean_trace = qn_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
-        clean_reason = qn_redact_string (attempt->redactor, reason? reason: "");
-        //  Out of memory: say nothing rather than show a secret
-        stack_trace = clean_trace? clean_trace: "";
-        reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
-    }
-    if (attempt->assign && attempt->assign->n_outputs
-    &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT
-    &&  qn_attempt_advance (attempt, QN_ATTEMPT_COLLECTING) == 0) {
-        //  A success ends only once its outputs are stored
-        qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
-                      key->run_id, key->task_index, key->attempt, attempt->assign->n_outputs);
-        if (qn_stager_outputs (self->stager, key, attempt->assign, attempt->workdir,
-                               s_outputs_collected, self) == -1)
-            s_outputs_collected (self, key, -1, "cannot collect the outputs (out of memory)",
-                                 NULL, 0);
-        if (clean_trace)
-            qn_redact_wipe_free (clean_trace, strlen (clean_trace));
-        free (clean_reason);
-        return;
-    }
-    s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
-    if (attempt->state == QN_ATTEMPT_STAGING || attempt->assign)
-        qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
-    s_attempt_ended (self, attempt, exit_code, reason, kind);
-    if (clean_trace)
-        qn_redact_wipe_free (clean_trace, strlen (clean_trace));
-    free (clean_reason);
-}
-
-//  The bookkeeping after an attempt's Finished went to the spool
-//  A finished attempt's directory (the parent of its work directory,
-//  with its metrics and values files) stays for inspection until
-//  keep_workdirs newer ones have finished, then goes: an agent's disk
-//  does not fill with every task it ever ran.  Only a directory whose
-//  work/ the backend reported in started is ever removed.
-static void
-s_keep_workdir (qn_agent_t *self, const char *workdir)
-{
-    size_t len = workdir? strlen (workdir): 0;
-    if (!self->kept_dirs || len < 7 || strcmp (workdir + len - 5, "/work") != 0
-    ||  workdir [0] != '/')
-        return;
-    char *dir = strndup (workdir, len - 5);
-    if (!dir || !*dir || strchr (dir + 1, '/') == NULL) {
-        free (dir);             //  never a top-level directory
-        return;
-    }
-    zlistx_add_end (self->kept_dirs, dir);
-    while (zlistx_size (self->kept_dirs) > self->keep_workdirs) {
-        qn_sweeper_remove (self->sweeper, (char *) zlistx_first (self->kept_dirs));
-        zlistx_delete (self->kept_dirs, zlistx_cursor (self->kept_dirs));
-    }
-}
-
-static void
-s_attempt_ended (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, const char *reason,
-                 Qanat__EndKind kind)
-{
-    const qn_attempt_key_t *key = &attempt->key;
-    bool was_running = qn_attempt_running (attempt);
-    qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
-    qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
-                  key->run_id, key->task_index, key->attempt, qn_attempt_end_kind_name (kind), exit_code,
-                  reason && *reason? ", ": "", reason? reason: "");
-    //  The slot comes back; announced after the commit, behind the
-    //  Finished (or at the next Welcome, which recomputes it)
-    if (was_running || kind == QANAT__END_KIND__END_START_FAILED)
-        self->owed_credit++;
-    s_keep_workdir (self, attempt->workdir);
-    if (self->draining) {
-        size_t running = qn_attempt_table_running (self->attempts);
-        qn_log (QN_LOG_INFO, "agent", "draining: %zu attempt(s) still running, %zu held",
-                      running, zhashx_size (self->attempts));
-    }
-}
-
-
-//  ---------------------------------------------------------------------
 //  Messages from the coordinator
 
 static void s_set_heartbeat (qn_agent_t *self, uint32_t heartbeat_ms);
@@ -792,7 +445,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
                 attempt->assign = NULL;
             }
         }
-        s_backend_t *backend = &self->backends [attempt->backend];
+        qn_agent_backend_t *backend = &self->backends [attempt->backend];
         char error [512] = "";
         if (backend->ops->reattach (backend->state, assign, attempt->engine_job_id,
                                     attempt->cursor, error, sizeof (error)) == -1) {
@@ -802,7 +455,8 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
             char reason [700];
             snprintf (reason, sizeof (reason), "agent restarted and could not re-attach to "
                       "%s job %s: %s", backend->ops->name, attempt->engine_job_id, error);
-            s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_LOST);
+            qn_agent_on_finished (self, &attempt->key, -1, 0, "", reason,
+                                  QANAT__END_KIND__END_LOST);
             continue;
         }
         qn_log (QN_LOG_INFO, "agent", "re-attached attempt %" PRIu64 "/%u/%u to %s job %s",
@@ -829,11 +483,11 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     //  replay go once, after the first, and since they follow every
     //  Register we sent on the same connection, the coordinator sees them
     //  after its last reset of our credit.
-    if (self->registered) {
+    if (s_registered (self)) {
         qn_log (QN_LOG_DEBUG, "agent", "extra Welcome ignored");
         return;
     }
-    self->registered = true;
+    self->registration = QN_AGENT_REGISTERED;
     self->backoff_step = 0;
     self->cut_off_stopped = false;
     if (self->register_timer != -1) {
@@ -884,10 +538,11 @@ s_fail_start (qn_agent_t *self, qn_attempt_t *attempt, const char *error)
 {
     char reason [600];
     snprintf (reason, sizeof (reason), "cannot start: %.500s", error);
-    s_on_started (self, &attempt->key, 0, self->host, "", "");
-    s_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
-              false, qn_now_us ());
-    s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+    qn_agent_on_started (self, &attempt->key, 0, self->host, "", "");
+    qn_agent_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
+                     false, qn_now_us ());
+    qn_agent_on_finished (self, &attempt->key, -1, 0, "", reason,
+                          QANAT__END_KIND__END_START_FAILED);
 }
 
 static void s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *assign,
@@ -945,8 +600,8 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     if (failed) {
         qn_log (QN_LOG_ERROR, "agent", "out of memory taking the secrets of attempt %" PRIu64
                       "/%u/%u; refusing it", key.run_id, key.task_index, key.attempt);
-        s_on_finished (self, &key, -1, 0, "", "agent out of memory",
-                       QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", "agent out of memory",
+                              QANAT__END_KIND__END_START_FAILED);
         return;
     }
     //  A refusal is one Finished, which the spool's reserve always takes
@@ -961,7 +616,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                       qn_spool_max (self->spool));
         qn_log (QN_LOG_WARNING, "agent", "refusing attempt %" PRIu64 "/%u/%u: %s",
                       key.run_id, key.task_index, key.attempt, reason);
-        s_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
         return;
     }
     size_t running = qn_attempt_table_running (self->attempts);
@@ -984,7 +639,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             snprintf (error + used, sizeof (error) - used, ")");
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt, error);
-        s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
         return;
     }
     attempt->backend = backend;
@@ -1002,7 +657,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                       attempt->backend_name, no_files);
             qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                           key.run_id, key.task_index, key.attempt, error);
-            s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+            qn_agent_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
             return;
         }
     }
@@ -1015,16 +670,16 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             attempt->assign = NULL;
         }
         if (!attempt->assign) {
-            s_on_finished (self, &key, -1, 0, "", "agent out of memory",
-                           QANAT__END_KIND__END_START_FAILED);
+            qn_agent_on_finished (self, &key, -1, 0, "", "agent out of memory",
+                                  QANAT__END_KIND__END_START_FAILED);
             return;
         }
     }
     if (assign->n_inputs) {
         //  The backend starts once the inputs are staged
         qn_attempt_advance (attempt, QN_ATTEMPT_STAGING);
-        if (qn_stager_inputs (self->stager, &key, attempt->assign, s_stage_root (self, attempt),
-                              s_inputs_ready, self) == -1)
+        if (qn_stager_inputs (self->stager, &key, attempt->assign,
+                              qn_agent_stage_root (self, attempt), s_inputs_ready, self) == -1)
             s_inputs_ready (self, &key, -1, "cannot stage the inputs (out of memory)", NULL, 0);
         return;
     }
@@ -1039,7 +694,7 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
 {
     char error [512] = "";
     char stage [4096], values [4096];
-    qn_stager_paths (self->stager, &attempt->key, s_stage_root (self, attempt), stage,
+    qn_stager_paths (self->stager, &attempt->key, qn_agent_stage_root (self, attempt), stage,
                      sizeof stage, values, sizeof values);
     Qanat__Label stage_label = QANAT__LABEL__INIT, values_label = QANAT__LABEL__INIT;
     stage_label.key = (char *) "QANAT_STAGE_DIR";
@@ -1067,7 +722,7 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
         env [count++] = &values_label;
     with.env = env;
     with.n_env = count;
-    s_backend_t *backend = &self->backends [attempt->backend];
+    qn_agent_backend_t *backend = &self->backends [attempt->backend];
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
     free (env);
     const qn_attempt_key_t key = attempt->key;
@@ -1121,7 +776,7 @@ s_stop (qn_agent_t *self, qn_attempt_t *attempt, const char *reason, Qanat__EndK
 {
     if (attempt->state == QN_ATTEMPT_REATTACHING)
         return -1;
-    s_backend_t *backend = &self->backends [attempt->backend];
+    qn_agent_backend_t *backend = &self->backends [attempt->backend];
     return backend->ops->stop (backend->state, &attempt->key, reason, kind);
 }
 
@@ -1159,7 +814,7 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
             //  The coordinator lost us (it restarted).  While we are not
             //  registered the backoff timer sends Register; however many
             //  refusals come, they add none.
-            if (self->registered) {
+            if (s_registered (self)) {
                 qn_log (QN_LOG_INFO, "agent", "coordinator does not know us; registering again");
                 s_start_registering (self);
             }
@@ -1281,12 +936,12 @@ s_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     int64_t now = zclock_mono ();
-    if (self->registered && now - self->last_rx_ms > s_silence_limit (self)) {
+    if (s_registered (self) && now - self->last_rx_ms > s_silence_limit (self)) {
         qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms; "
                       "registering again", now - self->last_rx_ms);
         s_start_registering (self);
     }
-    if (self->registered) {
+    if (s_registered (self)) {
         s_send_heartbeat (self);
         //  A transfer that made no progress since the last few beats is
         //  taken up again (a message lost on the way)
@@ -1355,8 +1010,8 @@ s_drain_timeout (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     qn_log (QN_LOG_WARNING, "agent", "drain timed out after %us with %zu attempt(s) running "
-                  "and %zu held; stopping", self->drain_timeout_s, qn_attempt_table_running (self->attempts),
-                  zhashx_size (self->attempts));
+                  "and %zu held; stopping", self->drain_timeout_s,
+                  qn_attempt_table_running (self->attempts), zhashx_size (self->attempts));
     self->exit_now = true;
     return -1;
 }
@@ -1375,8 +1030,9 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             self->draining = true;
             qn_log (QN_LOG_INFO, "agent", "%s: draining: %zu attempt(s) running, %zu held; "
                           "taking no new work (send it again to stop at once)",
-                          name, qn_attempt_table_running (self->attempts), zhashx_size (self->attempts));
-            if (self->registered)
+                          name, qn_attempt_table_running (self->attempts),
+                          zhashx_size (self->attempts));
+            if (s_registered (self))
                 s_send_drain (self);
             if (self->drain_timeout_s
             &&  zloop_timer (self->loop, (size_t) self->drain_timeout_s * 1000, 1,
@@ -1434,7 +1090,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     else
     if (!meta->finished) {
         qn_attempt_kill_leftover (meta);
-        s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
+        qn_agent_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
         qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u (%s) was running when the "
                       "agent stopped; reporting it lost", meta->key.run_id,
@@ -1498,23 +1154,12 @@ s_mkdir (const char *path)
     return -1;
 }
 
-qn_agent_t *
-qn_agent_new (const qn_agent_config_t *config)
+//  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
+//  must be blocked before libzmq starts its threads, which inherit the
+//  mask; czmq's own handling (zsys_interrupted) is switched off.
+static void
+s_block_signals (qn_agent_t *self)
 {
-    assert (config);
-    assert (config->endpoint);
-    assert (config->data_dir);
-    qn_agent_t *self = (qn_agent_t *) calloc (1, sizeof (qn_agent_t));
-    if (!self)
-        return NULL;
-    self->heartbeat_timer = -1;
-    self->register_timer = -1;
-    self->signal_fd = -1;
-    self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
-
-    //  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
-    //  must be blocked before libzmq starts its threads, which inherit the
-    //  mask; czmq's own handling (zsys_interrupted) is switched off.
     zsys_handler_set (NULL);
     sigset_t signals;
     sigemptyset (&signals);
@@ -1523,7 +1168,13 @@ qn_agent_new (const qn_agent_config_t *config)
     if (pthread_sigmask (SIG_BLOCK, &signals, &self->saved_mask) == 0)
         self->mask_saved = true;
     self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+}
 
+//  Copies the config's values.  Returns false when out of memory, or when
+//  the key pair or the coordinator's key is not usable (logged).
+static bool
+s_take_config (qn_agent_t *self, const qn_agent_config_t *config)
+{
     if (gethostname (self->host, sizeof (self->host) - 1) == -1)
         snprintf (self->host, sizeof (self->host), "localhost");
     self->endpoint = strdup (config->endpoint);
@@ -1543,8 +1194,7 @@ qn_agent_new (const qn_agent_config_t *config)
         if (!self->cert || !self->server_key
         ||  strlen (self->server_key) != QN_Z85_KEY_SIZE) {
             qn_log (QN_LOG_ERROR, "agent", "no usable CURVE key pair or coordinator key");
-            qn_agent_destroy (&self);
-            return NULL;
+            return false;
         }
     }
     self->stop_after_s = config->stop_after_disconnect_s;
@@ -1559,128 +1209,150 @@ qn_agent_new (const qn_agent_config_t *config)
         self->label_values [i] = s_strdup_or_empty (config->label_values [i]);
         ok = self->label_keys [i] && self->label_values [i];
     }
-    if (ok) {
-        self->attempts = qn_attempt_table_new ();
-        self->loop = zloop_new ();
-        self->sock = zsock_new (ZMQ_DEALER);
-        ok = self->attempts && self->loop && self->sock;
+    return ok;
+}
+
+//  The loop, the socket, the table of attempts, the spool in
+//  <data_dir>/spool and the outbox on it
+static bool
+s_open_spool (qn_agent_t *self, const qn_agent_config_t *config)
+{
+    self->attempts = qn_attempt_table_new ();
+    self->loop = zloop_new ();
+    self->sock = zsock_new (ZMQ_DEALER);
+    if (!self->attempts || !self->loop || !self->sock)
+        return false;
+    zloop_set_nonstop (self->loop, true);
+    char spool_dir [4096];
+    snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
+    if (s_mkdir (spool_dir) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot create %s: %s", spool_dir, strerror (errno));
+        return false;
     }
-    if (ok) {
-        zloop_set_nonstop (self->loop, true);
-        char spool_dir [4096];
-        snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
-        if (s_mkdir (spool_dir) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot create %s: %s", spool_dir, strerror (errno));
-            ok = false;
-        }
-        else
-            self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
-        qn_outbox_handlers_t handlers = { s_send_event, s_arm_commit, s_set_paused,
-                                          s_spool_room };
-        if (self->spool)
-            self->outbox = qn_outbox_new (self->spool, self->attempts, config->outbox_limit,
-                                          &handlers, self);
-        ok = ok && self->spool && self->outbox;
+    self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
+    qn_outbox_handlers_t handlers = { s_send_event, s_arm_commit, s_set_paused,
+                                      s_spool_room };
+    if (self->spool)
+        self->outbox = qn_outbox_new (self->spool, self->attempts, config->outbox_limit,
+                                      &handlers, self);
+    return self->spool && self->outbox;
+}
+
+//  The blob cache, the transfers and the stager on it, the sweeper of
+//  old work directories, the artifact store
+static bool
+s_open_cache (qn_agent_t *self, const qn_agent_config_t *config)
+{
+    bool ok = true;
+    char blob_dir [4096];
+    snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
+    self->cache = qn_blobstore_new (blob_dir);
+    self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
+    self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
+                                                  self->data_dir): NULL;
+    if (!self->stager) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
+        ok = false;
     }
-    if (ok) {
-        self->events.started = s_on_started;
-        self->events.log = s_on_log;
-        self->events.metric = s_on_metric;
-        self->events.finished = s_on_finished;
-        self->events.cursor = s_on_cursor;
-        char blob_dir [4096];
-        snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
-        self->cache = qn_blobstore_new (blob_dir);
-        self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
-        self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
-                                                      self->data_dir): NULL;
-        if (!self->stager) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
-            ok = false;
-        }
-        self->cache_max = config->cache_max;
-        self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
-        self->kept_dirs = zlistx_new ();
-        self->sweeper = qn_sweeper_new ();
-        if (self->kept_dirs)
-            zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
-        self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
-                                  : config->cache_keep_recent_s;
-        if (self->cache) {
-            //  Downloads of attempts long gone are no resume points
-            qn_blobstore_sweep_partials (self->cache, 24 * 3600);
-            s_trim_cache (self);
-        }
-        char store_error [256] = "";
-        if (ok && config->artifact_store
-        &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
-                                   sizeof store_error) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
-            ok = false;
-        }
-        qn_backend_config_t backend_config = {
-            .data_dir = self->data_dir, .host = self->host,
-            .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
-            .options = config->backend_options,
-            .keep_workdirs = self->keep_workdirs,
-            .sweeper = self->sweeper
-        };
-        const char *local [] = { "local" };
-        const char **names = config->backend_count? config->backends: local;
-        size_t count = config->backend_count? config->backend_count: 1;
-        if (count > QN_AGENT_MAX_BACKENDS) {
-            qn_log (QN_LOG_ERROR, "agent", "at most %d backends", QN_AGENT_MAX_BACKENDS);
-            ok = false;
-        }
-        for (size_t b = 0; ok && b < count; b++) {
-            const qn_backend_ops_t *ops = qn_backend_find (names [b]);
-            for (size_t other = 0; ops && other < b; other++)
-                if (self->backends [other].ops == ops)
-                    ops = NULL;
-            if (!ops) {
-                qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
-                              "slurm, kubernetes)", names [b]);
-                ok = false;
-                break;
-            }
-            self->backends [b].ops = ops;
-            self->backends [b].state = ops->create (self->loop, &backend_config,
-                                                    &self->events, self);
-            if (!self->backends [b].state) {
-                qn_log (QN_LOG_ERROR, "agent", "the %s backend cannot start", ops->name);
-                ok = false;
-                break;
-            }
-            self->backend_count = b + 1;
-        }
+    self->cache_max = config->cache_max;
+    self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
+    self->kept_dirs = zlistx_new ();
+    self->sweeper = qn_sweeper_new ();
+    if (self->kept_dirs)
+        zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
+    self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
+                              : config->cache_keep_recent_s;
+    if (self->cache) {
+        //  Downloads of attempts long gone are no resume points
+        qn_blobstore_sweep_partials (self->cache, 24 * 3600);
+        s_trim_cache (self);
     }
-    if (ok) {
-        //  What an earlier agent left: replayed after our first Welcome
-        if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot read the spool's attempts");
-            ok = false;
-        }
-        else
-        if (zhashx_size (self->attempts) > 0) {
-            qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
-                          "unacknowledged events from an earlier agent",
-                          zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
-            if (qn_outbox_commit (self->outbox) == -1)
-                ok = false;
-        }
+    char store_error [256] = "";
+    if (ok && config->artifact_store
+    &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
+                               sizeof store_error) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
+        ok = false;
     }
-    if (ok) {
-        qn_msg_prepare_socket (self->sock);
-        if (self->cert) {
-            zcert_apply (self->cert, self->sock);
-            zsock_set_curve_serverkey (self->sock, self->server_key);
-            self->handshake = qn_handshake_new (self->sock);
-            if (!self->handshake
-            ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
-                              s_monitor_readable, self) == -1) {
-                qn_log (QN_LOG_ERROR, "agent", "cannot monitor the coordinator connection");
-                ok = false;
-            }
+    return ok;
+}
+
+//  Creates the backends the config names (local when none), in order
+static bool
+s_open_backends (qn_agent_t *self, const qn_agent_config_t *config, bool ok)
+{
+    qn_backend_config_t backend_config = {
+        .data_dir = self->data_dir, .host = self->host,
+        .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
+        .options = config->backend_options,
+        .keep_workdirs = self->keep_workdirs,
+        .sweeper = self->sweeper
+    };
+    const char *local [] = { "local" };
+    const char **names = config->backend_count? config->backends: local;
+    size_t count = config->backend_count? config->backend_count: 1;
+    if (count > QN_AGENT_MAX_BACKENDS) {
+        qn_log (QN_LOG_ERROR, "agent", "at most %d backends", QN_AGENT_MAX_BACKENDS);
+        ok = false;
+    }
+    for (size_t b = 0; ok && b < count; b++) {
+        const qn_backend_ops_t *ops = qn_backend_find (names [b]);
+        for (size_t other = 0; ops && other < b; other++)
+            if (self->backends [other].ops == ops)
+                ops = NULL;
+        if (!ops) {
+            qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
+                          "slurm, kubernetes)", names [b]);
+            ok = false;
+            break;
+        }
+        self->backends [b].ops = ops;
+        self->backends [b].state = ops->create (self->loop, &backend_config,
+                                                &self->events, self);
+        if (!self->backends [b].state) {
+            qn_log (QN_LOG_ERROR, "agent", "the %s backend cannot start", ops->name);
+            ok = false;
+            break;
+        }
+        self->backend_count = b + 1;
+    }
+    return ok;
+}
+
+//  What an earlier agent left: replayed after our first Welcome
+static bool
+s_take_over_spool (qn_agent_t *self)
+{
+    if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot read the spool's attempts");
+        return false;
+    }
+    if (zhashx_size (self->attempts) > 0) {
+        qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
+                      "unacknowledged events from an earlier agent",
+                      zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
+        if (qn_outbox_commit (self->outbox) == -1)
+            return false;
+    }
+    return true;
+}
+
+//  Connects (CURVE when we have a key pair) and registers the socket,
+//  the signalfd and the watchdog with the loop
+static bool
+s_connect (qn_agent_t *self)
+{
+    bool ok = true;
+    qn_msg_prepare_socket (self->sock);
+    if (self->cert) {
+        zcert_apply (self->cert, self->sock);
+        zsock_set_curve_serverkey (self->sock, self->server_key);
+        self->handshake = qn_handshake_new (self->sock);
+        if (!self->handshake
+        ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
+                          s_monitor_readable, self) == -1) {
+            qn_log (QN_LOG_ERROR, "agent", "cannot monitor the coordinator connection");
+            ok = false;
         }
     }
     if (ok) {
@@ -1699,6 +1371,35 @@ qn_agent_new (const qn_agent_config_t *config)
     }
     if (ok && self->stop_after_s)
         ok = zloop_timer (self->loop, S_WATCHDOG_MS, 0, s_watchdog, self) != -1;
+    return ok;
+}
+
+qn_agent_t *
+qn_agent_new (const qn_agent_config_t *config)
+{
+    assert (config);
+    assert (config->endpoint);
+    assert (config->data_dir);
+    qn_agent_t *self = (qn_agent_t *) calloc (1, sizeof (qn_agent_t));
+    if (!self)
+        return NULL;
+    self->heartbeat_timer = -1;
+    self->register_timer = -1;
+    self->signal_fd = -1;
+    self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
+    s_block_signals (self);
+    bool ok = s_take_config (self, config)
+           && s_open_spool (self, config);
+    if (ok) {
+        self->events.started = qn_agent_on_started;
+        self->events.log = qn_agent_on_log;
+        self->events.metric = qn_agent_on_metric;
+        self->events.finished = qn_agent_on_finished;
+        self->events.cursor = qn_agent_on_cursor;
+        ok = s_open_cache (self, config);
+        ok = s_open_backends (self, config, ok);
+    }
+    ok = ok && s_take_over_spool (self) && s_connect (self);
     if (!ok) {
         qn_agent_destroy (&self);
         return NULL;
