@@ -1,31 +1,27 @@
 /*  qn_agent - the agent engine.  See qn_agent.h.
 
-    State of the conversation: we are either registered (a Welcome came
-    after our last Register, and the coordinator has not gone quiet) or
-    not.  Only a registered agent sends events and credit; an agent that
-    is not registered spools, and sends Register with backoff.
+    One of the files of the qn_agent class, with qn_agent_events.c; the
+    engine's state is in qn_agent_internal.h.
 
-    Events and the spool.  A backend callback stamps the event with the
-    attempt's next seq, encodes it and queues it in memory ("pending").
-    A zero-delay timer, armed by the first write of a loop turn, fires at
-    the start of the next turn and commits everything the turn produced
-    (events, acknowledgements, attempts' metadata) in one durable LMDB
-    transaction; only then are the events sent, read back from the spool.
-    So a line is on disk before the coordinator can see it, and a chatty
-    task costs one disk flush per pipe read rather than one per line.
-    "sent" marks how far an attempt's events went out on the current
-    registration; a Welcome rewinds it to the acknowledged seq, which
-    replays the rest.  Sends never block: when libzmq's queue is full we
-    retry from a short timer.
+    State of the conversation (qn_agent_registration_t): we are either
+    registered (a Welcome came after our last Register, and the
+    coordinator has not gone quiet) or registering.  Only a registered
+    agent sends events and credit; an agent that is not registered
+    spools, and sends Register with backoff.
 
-    An event that does not fit in the spool stays pending (in seq order,
-    holding back the later events of its attempt) until acknowledgements
-    make room: none is ever dropped.  Output is paused long before that.
+    Events and the spool: a backend callback builds the event and posts
+    it to the outbox (qn_outbox), which stamps it with the attempt's next
+    seq, commits it to the spool at the start of the next loop turn (one
+    transaction for everything the turn produced) and only then hands it
+    to us to send.  A Welcome replays what is not acknowledged.  Sends
+    never block: when libzmq's queue is full we retry from a short timer.
+
+    Attempts and their life: qn_attempt.
 */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
-#include "qn_agent.h"
+#include "qn_agent_internal.h"
 #include "qn_log.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
@@ -35,6 +31,8 @@
 #include "qn_sweeper.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
+#include "qn_attempt.h"
+#include "qn_outbox.h"
 #include "qn_redact.h"
 #include "qn_handshake.h"
 #include "qn_token.h"
@@ -65,243 +63,17 @@
 #define S_RECV_BURST            256     //  messages handled per wakeup
 #define S_BACKOFF_BASE_MS       250
 #define S_WATCHDOG_MS           250
-#define S_FULL_MARGIN           (64 * 1024)     //  room kept free of output
-#define S_STREAMS               3               //  stdout, stderr, system
 
-typedef struct {
-    qn_attempt_key_t key;
-    char task_name [QN_SPOOL_TASK_NAME_MAX + 1];
-    int64_t pid;
-    uint64_t start_time;
-    uint64_t next_seq;          //  seq the next event gets
-    uint64_t committed;         //  every event up to here is in the spool
-    uint64_t acked;             //  every event up to here is acknowledged
-    uint64_t spool_acked;       //  acknowledgements applied to the spool
-    uint64_t sent;              //  sent on the current registration
-    size_t pending;             //  events not in the spool yet
-    bool running;               //  the backend has not finished it yet
-    bool finished;              //  its Finished event is stamped
-    bool finished_spooled;      //  ...and committed
-    bool meta_dirty;            //  metadata to write at the next commit
-    bool forget;                //  delete from the spool at the next commit
-    bool blocked;               //  during a commit: an event did not fit
-    uint64_t batch_seq;         //  during a commit: last seq put
-    qn_redact_t *redactor;      //  its secrets, or NULL
-    qn_redact_carry_t carry [S_STREAMS];
-    size_t backend;             //  index into the agent's backends
-    const char *backend_name;   //  its ops' name
-    bool awaiting_reattach;     //  taken over from the spool; re-attached after Welcome
-    Qanat__Assign *assign;      //  a copy, when it has inputs or outputs
-    bool staging;               //  inputs on their way; the backend has not started it
-    bool collecting;            //  exited fine; outputs being stored before Finished
-    char workdir [4096];        //  from started: where outputs are collected
-    char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
-    char cursor [QN_BACKEND_CURSOR_MAX + 1];
-} s_attempt_t;
-
-//  One backend the agent offers: its ops and its state
-typedef struct {
-    const qn_backend_ops_t *ops;
-    void *state;
-} s_backend_t;
-
-typedef struct {
-    s_attempt_t *attempt;
-    uint64_t seq;
-    bool reserve;               //  may use the spool's reserve (Finished)
-    bool finished;
-    bool written;               //  put in the open transaction
-    size_t size;
-    uint8_t data [];            //  encoded Event
-} s_pending_t;
-
-struct _qn_agent_t {
-    qn_s3_store_url_t artifact_store;   //  --artifact-store; bucket NULL = none
-    uint64_t cache_max;                 //  blob cache bound; 0 = none
-    int64_t cache_keep_recent_s;        //  blobs used this recently stay
-    size_t keep_workdirs;               //  finished attempts' directories kept
-    zlistx_t *kept_dirs;                //  those, oldest first (owned strings)
-    qn_sweeper_t *sweeper;              //  removes the older ones off the loop
-    char *endpoint;
-    char *name;
-    char *data_dir;
-    char **label_keys;
-    char **label_values;
-    size_t label_count;
-    uint32_t slots;
-    size_t outbox_limit;        //  0 = none beyond the spool's own bound
-    char host [256];
-    uint32_t ask_heartbeat_ms;
-    uint32_t ask_suspect_ms;
-    uint32_t ask_lost_ms;
-    uint32_t max_backoff_ms;
-    uint32_t stop_after_s;
-    uint32_t drain_timeout_s;
-
-    zsock_t *sock;
-    zloop_t *loop;
-    unsigned beats;             //  heartbeats sent, for the transfer tick
-    qn_blobstore_t *cache;      //  blobs fetched for inputs, manifests of outputs
-    qn_transfer_t *transfer;    //  blob transfers on our socket
-    qn_stager_t *stager;        //  inputs in, outputs out
-    s_backend_t backends [QN_AGENT_MAX_BACKENDS];
-    size_t backend_count;       //  the first is the default for tasks that name none
-    qn_backend_events_t events;
-    qn_spool_t *spool;
-
-    zhashx_t *attempts;         //  "run/task/attempt" -> s_attempt_t
-    zlistx_t *pending;          //  s_pending_t, in the order produced
-    uint64_t pending_bytes;     //  as they will count in the spool
-    bool commit_armed;
-    bool commit_retry_armed;
-    bool commit_failing;
-    bool paused;                //  back-pressure applied
-    bool full;                  //  the spool is full: no new work
-    uint32_t owed_credit;       //  slots to announce once we may
-
-    bool registered;
-    uint32_t heartbeat_ms;
-    uint32_t suspect_after_ms;  //  from the Welcome, 0 = unknown
-    int heartbeat_timer;
-    int register_timer;
-    uint32_t backoff_step;
-    unsigned int seed;
-    int64_t last_rx_ms;
-    int64_t last_register_ms;
-    bool cut_off_stopped;       //  stop_after_disconnect fired
-    bool retry_armed;
-    bool fatal;
-    uint64_t malformed;
-    bool denied;                //  the coordinator refuses our key
-
-    zcert_t *cert;              //  our key pair, NULL = plaintext
-    char *server_key;
-    qn_handshake_t *handshake;  //  handshake events of sock (CURVE only)
-
-    int signal_fd;
-    sigset_t saved_mask;
-    bool mask_saved;
-    int signals;                //  SIGTERM/SIGINT received
-    bool draining;
-    bool drained;               //  the drain completed
-    bool exit_now;              //  handlers return -1 to end the loop
-};
-
-
-//  ---------------------------------------------------------------------
-//  Attempts
-
-static void
-s_key_string (const qn_attempt_key_t *key, char *buffer, size_t size)
-{
-    snprintf (buffer, size, "%" PRIu64 "/%u/%u", key->run_id, key->task_index, key->attempt);
-}
-
-static void
-s_attempt_destructor (void **item)
-{
-    s_attempt_t *attempt = (s_attempt_t *) *item;
-    if (attempt) {
-        qn_redact_destroy (&attempt->redactor);
-        if (attempt->assign)
-            qanat__assign__free_unpacked (attempt->assign, NULL);
-        for (int i = 0; i < S_STREAMS; i++)
-            qn_redact_wipe_free (attempt->carry [i].data, attempt->carry [i].size);
-        free (attempt);
-    }
-    *item = NULL;
-}
-
-static s_attempt_t *
-s_attempt_lookup (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    char name [64];
-    s_key_string (key, name, sizeof (name));
-    return (s_attempt_t *) zhashx_lookup (self->attempts, name);
-}
-
-static s_attempt_t *
-s_attempt_create (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    s_attempt_t *attempt = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
-    if (!attempt)
-        return NULL;
-    attempt->key = *key;
-    attempt->next_seq = 1;
-    attempt->meta_dirty = true;
-    char name [64];
-    s_key_string (key, name, sizeof (name));
-    if (zhashx_insert (self->attempts, name, attempt) == -1) {
-        free (attempt);
-        return NULL;
-    }
-    return attempt;
-}
-
-static void
-s_attempt_ref (const qn_attempt_key_t *key, Qanat__AttemptRef *ref)
-{
-    qanat__attempt_ref__init (ref);
-    ref->run_id = key->run_id;
-    ref->task_index = key->task_index;
-    ref->attempt = key->attempt;
-}
-
-static size_t
-s_running (qn_agent_t *self)
-{
-    size_t running = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (attempt->running)
-            running++;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    return running;
-}
-
-//  An attempt that ended and whose events are all acknowledged leaves the
-//  spool at the next commit.
-static void
-s_attempt_check_done (s_attempt_t *attempt)
-{
-    if (!attempt->running && attempt->finished_spooled && attempt->pending == 0
-    &&  attempt->acked >= attempt->committed)
-        attempt->forget = true;
-}
-
-//  The process's start time in clock ticks since boot, field 22 of
-//  /proc/PID/stat; 0 when it cannot be read.  With the pid it names one
-//  process for good, however pids are reused.
-static uint64_t
-s_process_start_time (int64_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof (path), "/proc/%" PRId64 "/stat", pid);
-    FILE *file = fopen (path, "re");
-    if (!file)
-        return 0;
-    char buffer [1024];
-    size_t got = fread (buffer, 1, sizeof (buffer) - 1, file);
-    fclose (file);
-    buffer [got] = '\0';
-    //  The command name may hold spaces and parentheses: fields count
-    //  from the last ')'; after it comes field 3
-    char *cur = strrchr (buffer, ')');
-    if (!cur)
-        return 0;
-    cur++;
-    for (int field = 3; field < 22 && cur; field++) {
-        cur = strchr (cur + 1, ' ');
-    }
-    if (!cur)
-        return 0;
-    return strtoull (cur + 1, NULL, 10);
-}
 
 
 //  ---------------------------------------------------------------------
 //  Sending
+
+static bool
+s_registered (qn_agent_t *self)
+{
+    return self->registration == QN_AGENT_REGISTERED;
+}
 
 static int s_retry (zloop_t *loop, int timer_id, void *arg);
 
@@ -324,9 +96,20 @@ static int
 s_transfer_send (void *arg, Qanat__Envelope *envelope)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    if (!self->registered)
+    if (!s_registered (self))
         return -1;
     return s_send (self, envelope);
+}
+
+//  Sends what the outbox has committed, while we are registered; when
+//  libzmq's queue is full we retry from a short timer
+static void s_arm_retry (qn_agent_t *self);
+
+static void
+s_flush_all (qn_agent_t *self)
+{
+    if (s_registered (self) && qn_outbox_flush (self->outbox) == -1)
+        s_arm_retry (self);
 }
 
 static void
@@ -362,57 +145,17 @@ s_event_frame (const void *data, size_t size)
     return frame;
 }
 
-typedef struct {
-    qn_agent_t *agent;
-    s_attempt_t *attempt;
-    bool blocked;
-} s_flush_ctx_t;
-
+//  The outbox's way out: one spooled event, never blocking
 static int
-s_send_spooled (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
-                void *arg)
+s_send_event (void *arg, const void *data, size_t size)
 {
-    (void) key;
-    s_flush_ctx_t *ctx = (s_flush_ctx_t *) arg;
-    if (seq > ctx->attempt->committed)
-        return 1;
+    qn_agent_t *self = (qn_agent_t *) arg;
     zframe_t *frame = s_event_frame (data, size);
-    if (!frame || zframe_send (&frame, ctx->agent->sock, ZFRAME_DONTWAIT) == -1) {
+    if (!frame || zframe_send (&frame, self->sock, ZFRAME_DONTWAIT) == -1) {
         zframe_destroy (&frame);
-        ctx->blocked = true;
-        return 1;
-    }
-    ctx->attempt->sent = seq;
-    return 0;
-}
-
-//  Sends the attempt's committed events after "sent", in seq order, read
-//  back from the spool.  Returns -1 when the socket is full.
-static int
-s_flush_attempt (qn_agent_t *self, s_attempt_t *attempt)
-{
-    if (!self->registered || attempt->sent >= attempt->committed)
-        return 0;
-    s_flush_ctx_t ctx = { self, attempt, false };
-    if (qn_spool_events (self->spool, &attempt->key, attempt->sent + 1,
-                         s_send_spooled, &ctx) == -1)
-        qn_log (QN_LOG_ERROR, "agent", "cannot read the spool");
-    if (ctx.blocked) {
-        s_arm_retry (self);
         return -1;
     }
     return 0;
-}
-
-static void
-s_flush_all (qn_agent_t *self)
-{
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (s_flush_attempt (self, attempt) == -1)
-            break;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
 }
 
 static int
@@ -442,7 +185,8 @@ s_send_credit (qn_agent_t *self, uint32_t slots)
 static void
 s_pay_credit (qn_agent_t *self)
 {
-    if (!self->registered || self->full || self->draining || self->owed_credit == 0)
+    if (!s_registered (self) || qn_outbox_full (self->outbox) || self->draining
+    ||  self->owed_credit == 0)
         return;
     s_send_credit (self, self->owed_credit);
     self->owed_credit = 0;
@@ -490,12 +234,12 @@ s_send_register (qn_agent_t *self)
         reg.backends = backends;
         reg.capacity = self->slots;
         size_t count = 0;
-        s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+        qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
         while (attempt && count < held) {
-            s_attempt_ref (&attempt->key, &refs [count]);
+            qn_attempt_ref (&attempt->key, &refs [count]);
             ref_ptrs [count] = &refs [count];
             count++;
-            attempt = (s_attempt_t *) zhashx_next (self->attempts);
+            attempt = (qn_attempt_t *) zhashx_next (self->attempts);
         }
         reg.n_running = count;
         reg.running = ref_ptrs;
@@ -548,7 +292,7 @@ s_register_timer (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     self->register_timer = -1;
-    if (!self->registered) {
+    if (!s_registered (self)) {
         s_send_register (self);
         s_schedule_register (self);
     }
@@ -559,7 +303,7 @@ s_register_timer (zloop_t *loop, int timer_id, void *arg)
 static void
 s_start_registering (qn_agent_t *self)
 {
-    self->registered = false;
+    self->registration = QN_AGENT_REGISTERING;
     if (self->transfer)
         qn_transfer_disconnected (self->transfer);
     s_send_register (self);
@@ -570,9 +314,9 @@ static void
 s_send_heartbeat (qn_agent_t *self)
 {
     Qanat__Heartbeat beat = QANAT__HEARTBEAT__INIT;
-    beat.running = (uint32_t) s_running (self);
-    beat.spool_bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
-    beat.spool_full = self->full;
+    beat.running = (uint32_t) qn_attempt_table_running (self->attempts);
+    beat.spool_bytes = qn_outbox_bytes (self->outbox);
+    beat.spool_full = qn_outbox_full (self->outbox);
     beat.cache_damaged = self->stager? qn_stager_damaged (self->stager): 0;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
@@ -587,230 +331,32 @@ s_send_heartbeat (qn_agent_t *self)
 static int s_commit_timer (zloop_t *loop, int timer_id, void *arg);
 
 static void
-s_pending_destructor (void **item)
+s_arm_commit (void *arg)
 {
-    free (*item);
-    *item = NULL;
-}
-
-static void
-s_arm_commit (qn_agent_t *self)
-{
+    qn_agent_t *self = (qn_agent_t *) arg;
     if (self->commit_armed || self->commit_retry_armed)
         return;
     if (zloop_timer (self->loop, 0, 1, s_commit_timer, self) != -1)
         self->commit_armed = true;
 }
 
-static uint64_t
-s_normal_room (qn_agent_t *self)
+//  Back-pressure from the outbox: the tasks' output pauses or resumes
+static void
+s_set_paused (void *arg, bool paused)
 {
-    return qn_spool_max (self->spool) - qn_spool_reserve (self->spool);
+    qn_agent_t *self = (qn_agent_t *) arg;
+    for (size_t b = 0; b < self->backend_count; b++)
+        self->backends [b].ops->set_paused (self->backends [b].state, paused);
 }
 
-//  Pauses task output above the unacknowledged-bytes limit, and declares
-//  the spool full (no credit, no new work) when what it holds, with
-//  what waits to enter it, comes within a margin of its normal room.
-//  Both lift again at three quarters.
+//  The spool has room again: the credit we owe may go out
 static void
-s_update_pressure (qn_agent_t *self, bool refused)
+s_spool_room (void *arg)
 {
-    uint64_t bytes = qn_spool_committed_bytes (self->spool) + self->pending_bytes;
-    uint64_t room = s_normal_room (self);
-    uint64_t margin = room / 8 < S_FULL_MARGIN? room / 8: S_FULL_MARGIN;
-    if (!self->full && (refused || bytes + margin > room)) {
-        self->full = true;
-        qn_log (QN_LOG_WARNING, "agent", "agent spool full: %" PRIu64 " of %" PRIu64 " bytes "
-                      "wait for acknowledgement; pausing task output, taking no new work",
-                      bytes, qn_spool_max (self->spool));
-    }
-    else
-    if (self->full && !refused && bytes <= room / 4 * 3) {
-        self->full = false;
-        qn_log (QN_LOG_INFO, "agent", "agent spool has room again (%" PRIu64 " bytes); "
-                      "taking work", bytes);
-        s_pay_credit (self);
-    }
-    bool over = self->outbox_limit && bytes > self->outbox_limit;
-    bool under = !self->outbox_limit || bytes <= self->outbox_limit / 4 * 3;
-    if (!self->paused && (self->full || over)) {
-        self->paused = true;
-        if (!self->full)
-            qn_log (QN_LOG_WARNING, "agent", "%" PRIu64 " bytes of events wait for "
-                          "acknowledgement; pausing task output", bytes);
-        for (size_t b = 0; b < self->backend_count; b++)
-            self->backends [b].ops->set_paused (self->backends [b].state, true);
-    }
-    else
-    if (self->paused && !self->full && under) {
-        self->paused = false;
-        qn_log (QN_LOG_INFO, "agent", "events acknowledged; resuming task output");
-        for (size_t b = 0; b < self->backend_count; b++)
-            self->backends [b].ops->set_paused (self->backends [b].state, false);
-    }
-}
-
-static void
-s_meta_of (s_attempt_t *attempt, uint64_t next_seq, bool finished, qn_spool_meta_t *meta)
-{
-    memset (meta, 0, sizeof (*meta));
-    meta->key = attempt->key;
-    meta->pid = attempt->pid;
-    meta->start_time = attempt->start_time;
-    meta->next_seq = next_seq;
-    meta->finished = finished;
-    snprintf (meta->task_name, sizeof (meta->task_name), "%s", attempt->task_name);
-    if (attempt->engine_job_id [0]) {
-        snprintf (meta->backend, sizeof (meta->backend), "%s",
-                  attempt->backend_name);
-        memcpy (meta->engine_job_id, attempt->engine_job_id, sizeof (meta->engine_job_id));
-        memcpy (meta->cursor, attempt->cursor, sizeof (meta->cursor));
-        if (attempt->assign && attempt->assign->n_outputs)
-            snprintf (meta->workdir, sizeof (meta->workdir), "%s", attempt->workdir);
-    }
+    s_pay_credit ((qn_agent_t *) arg);
 }
 
 static void s_check_drained (qn_agent_t *self);
-
-//  Writes what the turn produced in one transaction.  Returns 0, or -1
-//  when the spool failed (everything stays staged; we retry later).
-static int
-s_commit (qn_agent_t *self)
-{
-    bool refused = false;
-    bool failed = false;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        attempt->blocked = false;
-        attempt->batch_seq = attempt->committed;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    //  Acknowledgements first: the room they free is for this very batch
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt && !failed) {
-        if (attempt->forget) {
-            if (qn_spool_meta_delete (self->spool, &attempt->key) == -1)
-                failed = true;
-        }
-        else
-        if (attempt->acked > attempt->spool_acked
-        &&  qn_spool_ack (self->spool, &attempt->key, attempt->acked) == -1)
-            failed = true;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    //  Events in the order produced; one that does not fit holds back the
-    //  rest of its attempt, so that each attempt's spool has no gap
-    s_pending_t *pending = (s_pending_t *) zlistx_first (self->pending);
-    while (pending && !failed) {
-        s_attempt_t *owner = pending->attempt;
-        if (!owner->blocked) {
-            if (qn_spool_put (self->spool, &owner->key, pending->seq, pending->data,
-                              pending->size, pending->reserve) == 0
-            ||  errno == EEXIST) {
-                pending->written = true;
-                owner->batch_seq = pending->seq;
-            }
-            else
-            if (errno == ENOSPC && !pending->reserve) {
-                owner->blocked = true;
-                refused = true;
-            }
-            else
-            if (errno == ENOSPC)
-                owner->blocked = true;      //  even the reserve is spent
-            else
-                failed = true;
-        }
-        pending = (s_pending_t *) zlistx_next (self->pending);
-    }
-    //  Metadata of the attempts that changed
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt && !failed) {
-        if (!attempt->forget
-        &&  (attempt->meta_dirty || attempt->batch_seq > attempt->committed)) {
-            bool finished = attempt->finished_spooled;
-            pending = (s_pending_t *) zlistx_first (self->pending);
-            while (pending && !finished) {
-                if (pending->attempt == attempt && pending->written && pending->finished)
-                    finished = true;
-                pending = (s_pending_t *) zlistx_next (self->pending);
-            }
-            qn_spool_meta_t meta;
-            s_meta_of (attempt, attempt->batch_seq + 1, finished, &meta);
-            if (qn_spool_meta_put (self->spool, &meta) == -1)
-                failed = true;
-        }
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    if (failed || qn_spool_commit (self->spool) == -1) {
-        qn_spool_abort (self->spool);
-        pending = (s_pending_t *) zlistx_first (self->pending);
-        while (pending) {
-            pending->written = false;
-            pending = (s_pending_t *) zlistx_next (self->pending);
-        }
-        if (!self->commit_failing)
-            qn_log (QN_LOG_ERROR, "agent", "cannot write the spool; keeping %zu event(s) in "
-                          "memory and trying again", zlistx_size (self->pending));
-        self->commit_failing = true;
-        return -1;
-    }
-    if (self->commit_failing)
-        qn_log (QN_LOG_INFO, "agent", "the spool takes writes again");
-    self->commit_failing = false;
-
-    //  Committed: the written events leave memory, the rest keep their order
-    zlistx_t *remaining = zlistx_new ();
-    if (remaining) {
-        zlistx_set_destructor (remaining, s_pending_destructor);
-        while ((pending = (s_pending_t *) zlistx_detach (self->pending, NULL))) {
-            if (!pending->written) {
-                if (zlistx_add_end (remaining, pending))
-                    continue;
-                //  No memory even for a list node: the event is in the
-                //  spool's care no more; say so rather than lose it quietly
-                qn_log (QN_LOG_ERROR, "agent", "out of memory: event %" PRIu64 " dropped",
-                              pending->seq);
-                free (pending);
-                continue;
-            }
-            s_attempt_t *owner = pending->attempt;
-            owner->committed = pending->seq;
-            owner->pending--;
-            if (pending->finished)
-                owner->finished_spooled = true;
-            self->pending_bytes -= QN_SPOOL_KEY_SIZE + pending->size;
-            free (pending);
-        }
-        zlistx_destroy (&self->pending);
-        self->pending = remaining;
-    }
-    zlist_t *gone = zlist_new ();
-    attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        if (attempt->forget) {
-            if (gone)
-                zlist_append (gone, (void *) zhashx_cursor (self->attempts));
-        }
-        else {
-            attempt->spool_acked = attempt->acked;
-            attempt->meta_dirty = false;
-        }
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
-    if (gone) {
-        const char *key;
-        while ((key = (const char *) zlist_pop (gone))) {
-            char name [64];
-            snprintf (name, sizeof (name), "%s", key);
-            qn_log (QN_LOG_DEBUG, "agent", "attempt %s acknowledged in full; forgotten", name);
-            zhashx_delete (self->attempts, name);
-        }
-        zlist_destroy (&gone);
-    }
-    s_update_pressure (self, refused);
-    return 0;
-}
 
 static int s_commit_retry (zloop_t *loop, int timer_id, void *arg);
 
@@ -819,7 +365,7 @@ static int s_commit_retry (zloop_t *loop, int timer_id, void *arg);
 static void
 s_commit_and_send (qn_agent_t *self)
 {
-    if (s_commit (self) == -1) {
+    if (qn_outbox_commit (self->outbox) == -1) {
         if (!self->commit_retry_armed
         &&  zloop_timer (self->loop, S_COMMIT_RETRY_MS, 1, s_commit_retry, self) != -1)
             self->commit_retry_armed = true;
@@ -852,337 +398,6 @@ s_commit_retry (zloop_t *loop, int timer_id, void *arg)
     return self->exit_now? -1: 0;
 }
 
-//  Stamps the event with the attempt's next seq and stages it for the
-//  spool; it goes out after the commit at the end of this turn.
-static void
-s_post_event (qn_agent_t *self, s_attempt_t *attempt, Qanat__Event *event)
-{
-    Qanat__AttemptRef ref;
-    s_attempt_ref (&attempt->key, &ref);
-    event->attempt = &ref;
-    event->seq = attempt->next_seq;
-    size_t size = qanat__event__get_packed_size (event);
-    s_pending_t *pending = NULL;
-    if (size <= QN_MAX_MESSAGE_SIZE - 64)
-        pending = (s_pending_t *) malloc (sizeof (s_pending_t) + size);
-    if (!pending || !zlistx_add_end (self->pending, pending)) {
-        //  Only an oversized event (impossible: we cut lines at 8 KiB, and
-        //  stack traces are bounded) or no memory gets here
-        qn_log (QN_LOG_ERROR, "agent", "cannot store event %" PRIu64 " of attempt %" PRIu64
-                      "/%u/%u (%zu bytes); dropping it", event->seq, attempt->key.run_id,
-                      attempt->key.task_index, attempt->key.attempt, size);
-        free (pending);
-        return;
-    }
-    pending->attempt = attempt;
-    pending->seq = attempt->next_seq++;
-    pending->finished = event->body_case == QANAT__EVENT__BODY_FINISHED;
-    pending->reserve = pending->finished;
-    pending->written = false;
-    pending->size = size;
-    qanat__event__pack (event, pending->data);
-    attempt->pending++;
-    self->pending_bytes += QN_SPOOL_KEY_SIZE + size;
-    s_arm_commit (self);
-}
-
-
-//  ---------------------------------------------------------------------
-//  Backend callbacks
-
-static s_attempt_t *
-s_callback_attempt (qn_agent_t *self, const qn_attempt_key_t *key)
-{
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
-    if (!attempt)
-        qn_log (QN_LOG_ERROR, "agent", "backend reported an unknown attempt %" PRIu64 "/%u/%u",
-                      key->run_id, key->task_index, key->attempt);
-    return attempt;
-}
-
-static void
-s_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
-              const char *host, const char *workdir, const char *engine_job_id)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    if (pid > 0) {
-        attempt->pid = pid;
-        attempt->start_time = s_process_start_time (pid);
-        attempt->meta_dirty = true;
-    }
-    snprintf (attempt->workdir, sizeof attempt->workdir, "%s", workdir? workdir: "");
-    if (engine_job_id && *engine_job_id) {
-        //  Kept in the spool with the events, for a re-attach after a crash
-        snprintf (attempt->engine_job_id, sizeof (attempt->engine_job_id), "%s", engine_job_id);
-        attempt->meta_dirty = true;
-    }
-    Qanat__Started started = QANAT__STARTED__INIT;
-    started.pid = pid;
-    started.host = (char *) (host? host: "");
-    started.workdir = (char *) (workdir? workdir: "");
-    started.engine_job_id = (char *) (engine_job_id? engine_job_id: "");
-    started.backend = (char *) (attempt->backend_name? attempt->backend_name: "");
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_STARTED;
-    event.started = &started;
-    s_post_event (self, attempt, &event);
-}
-
-static void
-s_on_cursor (void *arg, const qn_attempt_key_t *key, const char *cursor)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt || !cursor)
-        return;
-    //  The metadata is written in the same commit as the events before it
-    snprintf (attempt->cursor, sizeof (attempt->cursor), "%s", cursor);
-    attempt->meta_dirty = true;
-}
-
-static void
-s_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
-          const void *data, size_t size, bool partial, int64_t time_us)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    uint8_t *redacted = NULL;
-    if (attempt->redactor) {
-        qn_redact_carry_t none = { NULL, 0 };
-        qn_redact_carry_t *carry = (unsigned) stream < S_STREAMS? &attempt->carry [stream]
-                                                                : &none;
-        redacted = qn_redact_bytes (attempt->redactor, carry, data, size, partial, &size);
-        if (!redacted) {
-            qn_log (QN_LOG_ERROR, "agent", "out of memory redacting a log line of attempt %"
-                          PRIu64 "/%u/%u; line dropped", key->run_id, key->task_index,
-                          key->attempt);
-            return;
-        }
-        if (partial && size == 0) {     //  all of it held back
-            free (redacted);
-            return;
-        }
-        data = redacted;
-    }
-    Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
-    chunk.stream = stream;
-    chunk.data.data = (uint8_t *) data;
-    chunk.data.len = size;
-    chunk.partial = partial;
-    chunk.time_us = time_us;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_LOG;
-    event.log = &chunk;
-    s_post_event (self, attempt, &event);
-    qn_redact_wipe_free (redacted, size);
-}
-
-static void
-s_on_metric (void *arg, const qn_attempt_key_t *key, const char *name,
-             double value, int64_t step, bool has_step, int64_t time_us)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    char *redacted = NULL;
-    if (attempt->redactor && name) {
-        redacted = qn_redact_string (attempt->redactor, name);
-        if (!redacted)
-            return;
-        name = redacted;
-    }
-    Qanat__MetricPoint point = QANAT__METRIC_POINT__INIT;
-    point.name = (char *) name;
-    point.value = value;
-    point.step = step;
-    point.has_step = has_step;
-    point.time_us = time_us;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_METRIC;
-    event.metric = &point;
-    s_post_event (self, attempt, &event);
-    free (redacted);
-}
-
-static const char *
-s_kind_name (Qanat__EndKind kind)
-{
-    switch (kind) {
-        case QANAT__END_KIND__END_EXIT:         return "exit";
-        case QANAT__END_KIND__END_TIMEOUT:      return "timeout";
-        case QANAT__END_KIND__END_CANCELED:     return "canceled";
-        case QANAT__END_KIND__END_LOST:         return "lost";
-        case QANAT__END_KIND__END_START_FAILED: return "start failed";
-        default:                                return "?";
-    }
-}
-
-//  Spools an attempt's Finished (it may use the spool's reserve).  The
-//  reason and stack trace must be redacted already.
-static void
-s_post_finished_with (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
-                      const char *stack_trace, const char *reason, Qanat__EndKind kind,
-                      Qanat__OutputRecord **outputs, size_t output_count)
-{
-    Qanat__Finished finished = QANAT__FINISHED__INIT;
-    finished.outputs = outputs;
-    finished.n_outputs = output_count;
-    finished.exit_code = exit_code;
-    finished.signal = signal;
-    finished.stack_trace = (char *) (stack_trace? stack_trace: "");
-    finished.reason = (char *) (reason? reason: "");
-    finished.kind = kind;
-    Qanat__Event event = QANAT__EVENT__INIT;
-    event.body_case = QANAT__EVENT__BODY_FINISHED;
-    event.finished = &finished;
-    s_post_event (self, attempt, &event);
-    attempt->finished = true;
-}
-
-static void
-s_post_finished (qn_agent_t *self, s_attempt_t *attempt, int exit_code, int signal,
-                 const char *stack_trace, const char *reason, Qanat__EndKind kind)
-{
-    s_post_finished_with (self, attempt, exit_code, signal, stack_trace, reason, kind, NULL, 0);
-}
-
-static void s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code,
-                             const char *reason, Qanat__EndKind kind);
-
-//  Where the attempt's inputs are staged: on its backend's filesystem
-//  when the backend says so (NULL = the agent's stage directory)
-static const char *
-s_stage_root (qn_agent_t *self, s_attempt_t *attempt)
-{
-    const s_backend_t *backend = &self->backends [attempt->backend];
-    return backend->ops->stage_dir? backend->ops->stage_dir (backend->state): NULL;
-}
-
-//  Outputs stored (or not): now the attempt may end
-static void
-s_outputs_collected (void *arg, const qn_attempt_key_t *key, int status, const char *error,
-                     Qanat__OutputRecord **outputs, size_t count)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
-    if (!attempt || !attempt->collecting)
-        return;
-    attempt->collecting = false;
-    char *clean = attempt->redactor && error? qn_redact_string (attempt->redactor, error): NULL;
-    const char *reason = status == 0? "": clean? clean: error? error: "outputs not stored";
-    if (status != 0)
-        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
-                      key->task_index, key->attempt, reason);
-    //  Exit code 0 with a reason and no outputs: the coordinator fails
-    //  the attempt with that reason
-    s_post_finished_with (self, attempt, 0, 0, "", reason, QANAT__END_KIND__END_EXIT,
-                          outputs, count);
-    free (clean);
-    qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
-    s_attempt_ended (self, attempt, 0, reason, QANAT__END_KIND__END_EXIT);
-}
-
-static void
-s_on_finished (void *arg, const qn_attempt_key_t *key, int exit_code,
-               int signal, const char *stack_trace, const char *reason,
-               Qanat__EndKind kind)
-{
-    qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_callback_attempt (self, key);
-    if (!attempt)
-        return;
-    char *clean_trace = NULL;
-    char *clean_reason = NULL;
-    if (attempt->redactor) {
-        //  What a line held back at its end (the stream ended inside a
-        //  long line) goes out now: alone it is no whole secret
-        for (int i = 0; i < S_STREAMS; i++)
-            if (attempt->carry [i].size)
-                s_on_log (self, key, (Qanat__Stream) i, "", 0, false, qn_now_us ());
-        clean_trace = qn_redact_trace (attempt->redactor, stack_trace? stack_trace: "");
-        clean_reason = qn_redact_string (attempt->redactor, reason? reason: "");
-        //  Out of memory: say nothing rather than show a secret
-        stack_trace = clean_trace? clean_trace: "";
-        reason = clean_reason? clean_reason: "(reason withheld: out of memory)";
-    }
-    if (attempt->assign && attempt->assign->n_outputs && !attempt->collecting
-    &&  exit_code == 0 && signal == 0 && kind == QANAT__END_KIND__END_EXIT) {
-        //  A success ends only once its outputs are stored
-        attempt->collecting = true;
-        qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u exited 0; storing %zu output(s)",
-                      key->run_id, key->task_index, key->attempt, attempt->assign->n_outputs);
-        if (qn_stager_outputs (self->stager, key, attempt->assign, attempt->workdir,
-                               s_outputs_collected, self) == -1)
-            s_outputs_collected (self, key, -1, "cannot collect the outputs (out of memory)",
-                                 NULL, 0);
-        if (clean_trace)
-            qn_redact_wipe_free (clean_trace, strlen (clean_trace));
-        free (clean_reason);
-        return;
-    }
-    s_post_finished (self, attempt, exit_code, signal, stack_trace, reason, kind);
-    if (attempt->staging || attempt->assign)
-        qn_stager_forget (self->stager, key, s_stage_root (self, attempt));
-    attempt->staging = false;
-    s_attempt_ended (self, attempt, exit_code, reason, kind);
-    if (clean_trace)
-        qn_redact_wipe_free (clean_trace, strlen (clean_trace));
-    free (clean_reason);
-}
-
-//  The bookkeeping after an attempt's Finished went to the spool
-//  A finished attempt's directory (the parent of its work directory,
-//  with its metrics and values files) stays for inspection until
-//  keep_workdirs newer ones have finished, then goes: an agent's disk
-//  does not fill with every task it ever ran.  Only a directory whose
-//  work/ the backend reported in started is ever removed.
-static void
-s_keep_workdir (qn_agent_t *self, const char *workdir)
-{
-    size_t len = workdir? strlen (workdir): 0;
-    if (!self->kept_dirs || len < 7 || strcmp (workdir + len - 5, "/work") != 0
-    ||  workdir [0] != '/')
-        return;
-    char *dir = strndup (workdir, len - 5);
-    if (!dir || !*dir || strchr (dir + 1, '/') == NULL) {
-        free (dir);             //  never a top-level directory
-        return;
-    }
-    zlistx_add_end (self->kept_dirs, dir);
-    while (zlistx_size (self->kept_dirs) > self->keep_workdirs) {
-        qn_sweeper_remove (self->sweeper, (char *) zlistx_first (self->kept_dirs));
-        zlistx_delete (self->kept_dirs, zlistx_cursor (self->kept_dirs));
-    }
-}
-
-static void
-s_attempt_ended (qn_agent_t *self, s_attempt_t *attempt, int exit_code, const char *reason,
-                 Qanat__EndKind kind)
-{
-    const qn_attempt_key_t *key = &attempt->key;
-    bool was_running = attempt->running;
-    attempt->running = false;
-    qn_log (QN_LOG_INFO, "agent", "attempt %" PRIu64 "/%u/%u finished (%s): exit code %d%s%s",
-                  key->run_id, key->task_index, key->attempt, s_kind_name (kind), exit_code,
-                  reason && *reason? ", ": "", reason? reason: "");
-    //  The slot comes back; announced after the commit, behind the
-    //  Finished (or at the next Welcome, which recomputes it)
-    if (was_running || kind == QANAT__END_KIND__END_START_FAILED)
-        self->owed_credit++;
-    s_keep_workdir (self, attempt->workdir);
-    if (self->draining) {
-        size_t running = s_running (self);
-        qn_log (QN_LOG_INFO, "agent", "draining: %zu attempt(s) still running, %zu held",
-                      running, zhashx_size (self->attempts));
-    }
-}
-
 
 //  ---------------------------------------------------------------------
 //  Messages from the coordinator
@@ -1198,11 +413,11 @@ static int s_use_own_store (qn_agent_t *self, Qanat__Assign *assign);
 static void
 s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
 {
-    for (s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts); attempt;
-         attempt = (s_attempt_t *) zhashx_next (self->attempts)) {
-        if (!attempt->awaiting_reattach)
+    for (qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts); attempt;
+         attempt = (qn_attempt_t *) zhashx_next (self->attempts)) {
+        if (attempt->state != QN_ATTEMPT_REATTACHING)
             continue;
-        attempt->awaiting_reattach = false;
+        qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
         Qanat__Assign *held = NULL;
         for (size_t i = 0; i < welcome->n_held && !held; i++) {
             Qanat__AttemptRef *ref = welcome->held [i]? welcome->held [i]->attempt: NULL;
@@ -1211,7 +426,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
                 held = welcome->held [i];
         }
         Qanat__AttemptRef ref;
-        s_attempt_ref (&attempt->key, &ref);
+        qn_attempt_ref (&attempt->key, &ref);
         Qanat__Assign bare = QANAT__ASSIGN__INIT;
         bare.attempt = &ref;
         bare.task_name = attempt->task_name;
@@ -1230,7 +445,7 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
                 attempt->assign = NULL;
             }
         }
-        s_backend_t *backend = &self->backends [attempt->backend];
+        qn_agent_backend_t *backend = &self->backends [attempt->backend];
         char error [512] = "";
         if (backend->ops->reattach (backend->state, assign, attempt->engine_job_id,
                                     attempt->cursor, error, sizeof (error)) == -1) {
@@ -1240,7 +455,8 @@ s_reattach_all (qn_agent_t *self, Qanat__Welcome *welcome)
             char reason [700];
             snprintf (reason, sizeof (reason), "agent restarted and could not re-attach to "
                       "%s job %s: %s", backend->ops->name, attempt->engine_job_id, error);
-            s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_LOST);
+            qn_agent_on_finished (self, &attempt->key, -1, 0, "", reason,
+                                  QANAT__END_KIND__END_LOST);
             continue;
         }
         qn_log (QN_LOG_INFO, "agent", "re-attached attempt %" PRIu64 "/%u/%u to %s job %s",
@@ -1267,11 +483,11 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
     //  replay go once, after the first, and since they follow every
     //  Register we sent on the same connection, the coordinator sees them
     //  after its last reset of our credit.
-    if (self->registered) {
+    if (s_registered (self)) {
         qn_log (QN_LOG_DEBUG, "agent", "extra Welcome ignored");
         return;
     }
-    self->registered = true;
+    self->registration = QN_AGENT_REGISTERED;
     self->backoff_step = 0;
     self->cut_off_stopped = false;
     if (self->register_timer != -1) {
@@ -1286,16 +502,10 @@ s_handle_welcome (qn_agent_t *self, Qanat__Welcome *welcome)
         s_send_drain (self);
     s_reattach_all (self, welcome);
     qn_transfer_reconnected (self->transfer);
-    size_t running = s_running (self);
+    size_t running = qn_attempt_table_running (self->attempts);
     self->owed_credit = self->slots > running? (uint32_t) (self->slots - running): 0;
     s_pay_credit (self);
-    size_t replay = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
-    while (attempt) {
-        attempt->sent = attempt->acked;
-        replay += attempt->committed - attempt->acked;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
-    }
+    size_t replay = qn_outbox_replay (self->outbox);
     if (replay)
         qn_log (QN_LOG_INFO, "agent", "replaying %zu unacknowledged event(s) of %zu attempt(s)",
                       replay, zhashx_size (self->attempts));
@@ -1312,37 +522,30 @@ s_handle_ack (qn_agent_t *self, Qanat__Ack *ack)
     }
     qn_attempt_key_t key = { ack->attempt->run_id, ack->attempt->task_index,
                              ack->attempt->attempt };
-    s_attempt_t *attempt = s_attempt_lookup (self, &key);
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, &key);
     if (!attempt) {
         qn_log (QN_LOG_DEBUG, "agent", "Ack for unknown attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    //  Never acknowledge what was not even committed, let alone sent
-    uint64_t seq = ack->seq < attempt->committed? ack->seq: attempt->committed;
-    if (seq <= attempt->acked)
-        return;
-    attempt->acked = seq;
-    if (attempt->sent < seq)
-        attempt->sent = seq;
-    s_attempt_check_done (attempt);
-    s_arm_commit (self);
+    qn_outbox_ack (self->outbox, attempt, ack->seq);
 }
 
 //  Reports an attempt that never started: Started with pid 0, the reason
 //  on the system stream, and Finished.
 static void
-s_fail_start (qn_agent_t *self, s_attempt_t *attempt, const char *error)
+s_fail_start (qn_agent_t *self, qn_attempt_t *attempt, const char *error)
 {
     char reason [600];
     snprintf (reason, sizeof (reason), "cannot start: %.500s", error);
-    s_on_started (self, &attempt->key, 0, self->host, "", "");
-    s_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
-              false, qn_now_us ());
-    s_on_finished (self, &attempt->key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+    qn_agent_on_started (self, &attempt->key, 0, self->host, "", "");
+    qn_agent_on_log (self, &attempt->key, QANAT__STREAM__STREAM_SYSTEM, reason, strlen (reason),
+                     false, qn_now_us ());
+    qn_agent_on_finished (self, &attempt->key, -1, 0, "", reason,
+                          QANAT__END_KIND__END_START_FAILED);
 }
 
-static void s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+static void s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *assign,
                              Qanat__Label **extra, size_t extra_count);
 static void s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status,
                             const char *error, Qanat__Label **env, size_t env_count);
@@ -1379,12 +582,12 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     }
     qn_attempt_key_t key = { assign->attempt->run_id, assign->attempt->task_index,
                              assign->attempt->attempt };
-    if (s_attempt_lookup (self, &key)) {
+    if (qn_attempt_lookup (self->attempts, &key)) {
         qn_log (QN_LOG_WARNING, "agent", "duplicate Assign for attempt %" PRIu64 "/%u/%u ignored",
                       key.run_id, key.task_index, key.attempt);
         return;
     }
-    s_attempt_t *attempt = s_attempt_create (self, &key);
+    qn_attempt_t *attempt = qn_attempt_create (self->attempts, &key);
     if (!attempt) {
         qn_log (QN_LOG_ERROR, "agent", "out of memory accepting an Assign");
         return;
@@ -1397,26 +600,26 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     if (failed) {
         qn_log (QN_LOG_ERROR, "agent", "out of memory taking the secrets of attempt %" PRIu64
                       "/%u/%u; refusing it", key.run_id, key.task_index, key.attempt);
-        s_on_finished (self, &key, -1, 0, "", "agent out of memory",
-                       QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", "agent out of memory",
+                              QANAT__END_KIND__END_START_FAILED);
         return;
     }
     //  A refusal is one Finished, which the spool's reserve always takes
-    if (self->draining || self->full) {
+    if (self->draining || qn_outbox_full (self->outbox)) {
         char reason [200];
         if (self->draining)
             snprintf (reason, sizeof (reason), "agent draining");
         else
             snprintf (reason, sizeof (reason), "agent spool full: %" PRIu64 " of %" PRIu64
                       " bytes wait for acknowledgement",
-                      qn_spool_committed_bytes (self->spool) + self->pending_bytes,
+                      qn_outbox_bytes (self->outbox),
                       qn_spool_max (self->spool));
         qn_log (QN_LOG_WARNING, "agent", "refusing attempt %" PRIu64 "/%u/%u: %s",
                       key.run_id, key.task_index, key.attempt, reason);
-        s_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", reason, QANAT__END_KIND__END_START_FAILED);
         return;
     }
-    size_t running = s_running (self);
+    size_t running = qn_attempt_table_running (self->attempts);
     if (running >= self->slots)
         qn_log (QN_LOG_WARNING, "agent", "Assign beyond our %u slots; running it anyway",
                       self->slots);
@@ -1436,7 +639,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             snprintf (error + used, sizeof (error) - used, ")");
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                       key.run_id, key.task_index, key.attempt, error);
-        s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+        qn_agent_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
         return;
     }
     attempt->backend = backend;
@@ -1454,11 +657,11 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
                       attempt->backend_name, no_files);
             qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u cannot start: %s",
                           key.run_id, key.task_index, key.attempt, error);
-            s_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
+            qn_agent_on_finished (self, &key, -1, 0, "", error, QANAT__END_KIND__END_START_FAILED);
             return;
         }
     }
-    attempt->running = true;
+    qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
     if (assign->n_inputs || assign->n_outputs) {
         attempt->assign = qn_backend_assign_copy (assign);
         if (attempt->assign && !attempt->assign->store && self->artifact_store.bucket
@@ -1467,16 +670,16 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             attempt->assign = NULL;
         }
         if (!attempt->assign) {
-            s_on_finished (self, &key, -1, 0, "", "agent out of memory",
-                           QANAT__END_KIND__END_START_FAILED);
+            qn_agent_on_finished (self, &key, -1, 0, "", "agent out of memory",
+                                  QANAT__END_KIND__END_START_FAILED);
             return;
         }
     }
     if (assign->n_inputs) {
         //  The backend starts once the inputs are staged
-        attempt->staging = true;
-        if (qn_stager_inputs (self->stager, &key, attempt->assign, s_stage_root (self, attempt),
-                              s_inputs_ready, self) == -1)
+        qn_attempt_advance (attempt, QN_ATTEMPT_STAGING);
+        if (qn_stager_inputs (self->stager, &key, attempt->assign,
+                              qn_agent_stage_root (self, attempt), s_inputs_ready, self) == -1)
             s_inputs_ready (self, &key, -1, "cannot stage the inputs (out of memory)", NULL, 0);
         return;
     }
@@ -1486,12 +689,12 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
 //  Starts the attempt on its backend, with extra environment variables
 //  (inputs, stage directory, values file) added to the assignment's.
 static void
-s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *assign,
                  Qanat__Label **extra, size_t extra_count)
 {
     char error [512] = "";
     char stage [4096], values [4096];
-    qn_stager_paths (self->stager, &attempt->key, s_stage_root (self, attempt), stage,
+    qn_stager_paths (self->stager, &attempt->key, qn_agent_stage_root (self, attempt), stage,
                      sizeof stage, values, sizeof values);
     Qanat__Label stage_label = QANAT__LABEL__INIT, values_label = QANAT__LABEL__INIT;
     stage_label.key = (char *) "QANAT_STAGE_DIR";
@@ -1519,7 +722,7 @@ s_start_backend (qn_agent_t *self, s_attempt_t *attempt, const Qanat__Assign *as
         env [count++] = &values_label;
     with.env = env;
     with.n_env = count;
-    s_backend_t *backend = &self->backends [attempt->backend];
+    qn_agent_backend_t *backend = &self->backends [attempt->backend];
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
     free (env);
     const qn_attempt_key_t key = attempt->key;
@@ -1552,10 +755,10 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
                 Qanat__Label **env, size_t env_count)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_lookup (self, key);
-    if (!attempt || !attempt->staging)
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, key);
+    if (!attempt || attempt->state != QN_ATTEMPT_STAGING)
         return;
-    attempt->staging = false;
+    qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
     s_trim_cache (self);
     if (status != 0) {
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
@@ -1569,11 +772,11 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
 //  Asks the attempt's backend to stop it.  An attempt still waiting to
 //  be re-attached (no Welcome yet) cannot be stopped yet.
 static int
-s_stop (qn_agent_t *self, s_attempt_t *attempt, const char *reason, Qanat__EndKind kind)
+s_stop (qn_agent_t *self, qn_attempt_t *attempt, const char *reason, Qanat__EndKind kind)
 {
-    if (attempt->awaiting_reattach)
+    if (attempt->state == QN_ATTEMPT_REATTACHING)
         return -1;
-    s_backend_t *backend = &self->backends [attempt->backend];
+    qn_agent_backend_t *backend = &self->backends [attempt->backend];
     return backend->ops->stop (backend->state, &attempt->key, reason, kind);
 }
 
@@ -1587,10 +790,10 @@ s_handle_cancel (qn_agent_t *self, Qanat__Cancel *cancel)
     }
     qn_attempt_key_t key = { cancel->attempt->run_id, cancel->attempt->task_index,
                              cancel->attempt->attempt };
-    s_attempt_t *attempt = s_attempt_lookup (self, &key);
+    qn_attempt_t *attempt = qn_attempt_lookup (self->attempts, &key);
     char reason [600];
     snprintf (reason, sizeof (reason), "canceled: %.500s", cancel->reason? cancel->reason: "");
-    if (!attempt || !attempt->running
+    if (!attempt || !qn_attempt_running (attempt)
     ||  s_stop (self, attempt, reason, QANAT__END_KIND__END_CANCELED) == -1) {
         qn_log (QN_LOG_DEBUG, "agent", "Cancel for attempt %" PRIu64 "/%u/%u, not running",
                       key.run_id, key.task_index, key.attempt);
@@ -1611,7 +814,7 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
             //  The coordinator lost us (it restarted).  While we are not
             //  registered the backoff timer sends Register; however many
             //  refusals come, they add none.
-            if (self->registered) {
+            if (s_registered (self)) {
                 qn_log (QN_LOG_INFO, "agent", "coordinator does not know us; registering again");
                 s_start_registering (self);
             }
@@ -1733,12 +936,12 @@ s_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     int64_t now = zclock_mono ();
-    if (self->registered && now - self->last_rx_ms > s_silence_limit (self)) {
+    if (s_registered (self) && now - self->last_rx_ms > s_silence_limit (self)) {
         qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms; "
                       "registering again", now - self->last_rx_ms);
         s_start_registering (self);
     }
-    if (self->registered) {
+    if (s_registered (self)) {
         s_send_heartbeat (self);
         //  A transfer that made no progress since the last few beats is
         //  taken up again (a message lost on the way)
@@ -1775,12 +978,12 @@ s_watchdog (zloop_t *loop, int timer_id, void *arg)
     snprintf (reason, sizeof (reason), "stopped: cut off from the coordinator for %us",
               self->stop_after_s);
     size_t stopped = 0;
-    s_attempt_t *attempt = (s_attempt_t *) zhashx_first (self->attempts);
+    qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
     while (attempt) {
-        if (attempt->running
+        if (qn_attempt_running (attempt)
         &&  s_stop (self, attempt, reason, QANAT__END_KIND__END_LOST) == 0)
             stopped++;
-        attempt = (s_attempt_t *) zhashx_next (self->attempts);
+        attempt = (qn_attempt_t *) zhashx_next (self->attempts);
     }
     if (stopped)
         qn_log (QN_LOG_WARNING, "agent", "no word from the coordinator for %" PRId64 " ms: "
@@ -1793,7 +996,7 @@ s_check_drained (qn_agent_t *self)
 {
     if (!self->draining || self->exit_now)
         return;
-    if (zhashx_size (self->attempts) > 0 || zlistx_size (self->pending) > 0)
+    if (zhashx_size (self->attempts) > 0 || qn_outbox_pending (self->outbox) > 0)
         return;
     qn_log (QN_LOG_INFO, "agent", "drained: every attempt finished and acknowledged; stopping");
     self->drained = true;
@@ -1807,8 +1010,8 @@ s_drain_timeout (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     qn_agent_t *self = (qn_agent_t *) arg;
     qn_log (QN_LOG_WARNING, "agent", "drain timed out after %us with %zu attempt(s) running "
-                  "and %zu held; stopping", self->drain_timeout_s, s_running (self),
-                  zhashx_size (self->attempts));
+                  "and %zu held; stopping", self->drain_timeout_s,
+                  qn_attempt_table_running (self->attempts), zhashx_size (self->attempts));
     self->exit_now = true;
     return -1;
 }
@@ -1827,8 +1030,9 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             self->draining = true;
             qn_log (QN_LOG_INFO, "agent", "%s: draining: %zu attempt(s) running, %zu held; "
                           "taking no new work (send it again to stop at once)",
-                          name, s_running (self), zhashx_size (self->attempts));
-            if (self->registered)
+                          name, qn_attempt_table_running (self->attempts),
+                          zhashx_size (self->attempts));
+            if (s_registered (self))
                 s_send_drain (self);
             if (self->drain_timeout_s
             &&  zloop_timer (self->loop, (size_t) self->drain_timeout_s * 1000, 1,
@@ -1850,56 +1054,21 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 static const char *s_lost_reason = "agent restarted: the attempt's process was lost";
 
-//  Kills what is left of an attempt's process group: its pipes died with
-//  the agent that started it, so we cannot take it back.  A live process
-//  with that pid but another start time is not ours (the pid was reused)
-//  and is left alone.
-static void
-s_kill_leftover (const qn_spool_meta_t *meta)
-{
-    if (meta->pid <= 0 || kill (-(pid_t) meta->pid, 0) == -1)
-        return;
-    uint64_t start_time = s_process_start_time (meta->pid);
-    if (start_time && meta->start_time && start_time != meta->start_time) {
-        qn_log (QN_LOG_INFO, "agent", "pid %" PRId64 " now belongs to another process; "
-                      "not touching it", meta->pid);
-        return;
-    }
-    qn_log (QN_LOG_WARNING, "agent", "killing process group %" PRId64 " of attempt %" PRIu64
-                  "/%u/%u, left by an earlier agent", meta->pid, meta->key.run_id,
-                  meta->key.task_index, meta->key.attempt);
-    kill (-(pid_t) meta->pid, SIGKILL);
-}
-
-static int
-s_first_seq (const qn_attempt_key_t *key, uint64_t seq, const void *data, size_t size,
-             void *arg)
-{
-    (void) key;
-    (void) data;
-    (void) size;
-    *(uint64_t *) arg = seq;
-    return 1;
-}
-
 static int
 s_take_over (const qn_spool_meta_t *meta, void *arg)
 {
     qn_agent_t *self = (qn_agent_t *) arg;
-    s_attempt_t *attempt = s_attempt_create (self, &meta->key);
+    qn_attempt_t *attempt = qn_attempt_create (self->attempts, &meta->key);
     if (!attempt)
         return -1;
     snprintf (attempt->task_name, sizeof (attempt->task_name), "%s", meta->task_name);
     attempt->pid = meta->pid;
     attempt->start_time = meta->start_time;
-    attempt->next_seq = meta->next_seq;
-    attempt->committed = meta->next_seq - 1;
-    attempt->finished = attempt->finished_spooled = meta->finished;
-    attempt->meta_dirty = false;
-    uint64_t first = 0;
-    qn_spool_events (self->spool, &meta->key, 0, s_first_seq, &first);
-    attempt->acked = attempt->spool_acked = first? first - 1: attempt->committed;
-    attempt->sent = attempt->acked;
+    if (meta->finished) {
+        qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
+        qn_attempt_advance (attempt, QN_ATTEMPT_SPOOLED);
+    }
+    qn_outbox_adopt (self->outbox, attempt, meta);
     const qn_backend_ops_t *ops = meta->backend [0]? qn_backend_find (meta->backend): NULL;
     size_t backend = 0;
     while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
@@ -1910,8 +1079,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
         //  brings its assignment (and the secrets to redact)
         attempt->backend = backend;
         attempt->backend_name = ops->name;
-        attempt->running = true;
-        attempt->awaiting_reattach = true;
+        qn_attempt_advance (attempt, QN_ATTEMPT_REATTACHING);
         memcpy (attempt->engine_job_id, meta->engine_job_id, sizeof (attempt->engine_job_id));
         memcpy (attempt->cursor, meta->cursor, sizeof (attempt->cursor));
         snprintf (attempt->workdir, sizeof (attempt->workdir), "%s", meta->workdir);
@@ -1921,13 +1089,14 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     }
     else
     if (!meta->finished) {
-        s_kill_leftover (meta);
-        s_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
+        qn_attempt_kill_leftover (meta);
+        qn_agent_post_finished (self, attempt, -1, 0, "", s_lost_reason, QANAT__END_KIND__END_LOST);
+        qn_attempt_advance (attempt, QN_ATTEMPT_ENDED);
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u (%s) was running when the "
                       "agent stopped; reporting it lost", meta->key.run_id,
                       meta->key.task_index, meta->key.attempt, meta->task_name);
     }
-    s_attempt_check_done (attempt);
+    qn_outbox_check_done (self->outbox, attempt);
     return 0;
 }
 
@@ -1985,23 +1154,12 @@ s_mkdir (const char *path)
     return -1;
 }
 
-qn_agent_t *
-qn_agent_new (const qn_agent_config_t *config)
+//  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
+//  must be blocked before libzmq starts its threads, which inherit the
+//  mask; czmq's own handling (zsys_interrupted) is switched off.
+static void
+s_block_signals (qn_agent_t *self)
 {
-    assert (config);
-    assert (config->endpoint);
-    assert (config->data_dir);
-    qn_agent_t *self = (qn_agent_t *) calloc (1, sizeof (qn_agent_t));
-    if (!self)
-        return NULL;
-    self->heartbeat_timer = -1;
-    self->register_timer = -1;
-    self->signal_fd = -1;
-    self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
-
-    //  SIGTERM and SIGINT arrive on a signalfd that the loop reads.  They
-    //  must be blocked before libzmq starts its threads, which inherit the
-    //  mask; czmq's own handling (zsys_interrupted) is switched off.
     zsys_handler_set (NULL);
     sigset_t signals;
     sigemptyset (&signals);
@@ -2010,14 +1168,19 @@ qn_agent_new (const qn_agent_config_t *config)
     if (pthread_sigmask (SIG_BLOCK, &signals, &self->saved_mask) == 0)
         self->mask_saved = true;
     self->signal_fd = signalfd (-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+}
 
+//  Copies the config's values.  Returns false when out of memory, or when
+//  the key pair or the coordinator's key is not usable (logged).
+static bool
+s_take_config (qn_agent_t *self, const qn_agent_config_t *config)
+{
     if (gethostname (self->host, sizeof (self->host) - 1) == -1)
         snprintf (self->host, sizeof (self->host), "localhost");
     self->endpoint = strdup (config->endpoint);
     self->name = strdup (config->name && *config->name? config->name: self->host);
     self->data_dir = strdup (config->data_dir);
     self->slots = config->slots? config->slots: 1;
-    self->outbox_limit = config->outbox_limit;
     self->ask_heartbeat_ms = config->heartbeat_ms;
     self->ask_suspect_ms = config->suspect_after_ms;
     self->ask_lost_ms = config->lost_after_ms;
@@ -2031,8 +1194,7 @@ qn_agent_new (const qn_agent_config_t *config)
         if (!self->cert || !self->server_key
         ||  strlen (self->server_key) != QN_Z85_KEY_SIZE) {
             qn_log (QN_LOG_ERROR, "agent", "no usable CURVE key pair or coordinator key");
-            qn_agent_destroy (&self);
-            return NULL;
+            return false;
         }
     }
     self->stop_after_s = config->stop_after_disconnect_s;
@@ -2047,126 +1209,150 @@ qn_agent_new (const qn_agent_config_t *config)
         self->label_values [i] = s_strdup_or_empty (config->label_values [i]);
         ok = self->label_keys [i] && self->label_values [i];
     }
-    if (ok) {
-        self->attempts = zhashx_new ();
-        self->pending = zlistx_new ();
-        self->loop = zloop_new ();
-        self->sock = zsock_new (ZMQ_DEALER);
-        ok = self->attempts && self->pending && self->loop && self->sock;
+    return ok;
+}
+
+//  The loop, the socket, the table of attempts, the spool in
+//  <data_dir>/spool and the outbox on it
+static bool
+s_open_spool (qn_agent_t *self, const qn_agent_config_t *config)
+{
+    self->attempts = qn_attempt_table_new ();
+    self->loop = zloop_new ();
+    self->sock = zsock_new (ZMQ_DEALER);
+    if (!self->attempts || !self->loop || !self->sock)
+        return false;
+    zloop_set_nonstop (self->loop, true);
+    char spool_dir [4096];
+    snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
+    if (s_mkdir (spool_dir) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot create %s: %s", spool_dir, strerror (errno));
+        return false;
     }
-    if (ok) {
-        zhashx_set_destructor (self->attempts, s_attempt_destructor);
-        zlistx_set_destructor (self->pending, s_pending_destructor);
-        zloop_set_nonstop (self->loop, true);
-        char spool_dir [4096];
-        snprintf (spool_dir, sizeof (spool_dir), "%s/spool", self->data_dir);
-        if (s_mkdir (spool_dir) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot create %s: %s", spool_dir, strerror (errno));
-            ok = false;
-        }
-        else
-            self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
-        ok = ok && self->spool;
+    self->spool = qn_spool_new (spool_dir, config->spool_max, QN_SPOOL_DEFAULT_RESERVE);
+    qn_outbox_handlers_t handlers = { s_send_event, s_arm_commit, s_set_paused,
+                                      s_spool_room };
+    if (self->spool)
+        self->outbox = qn_outbox_new (self->spool, self->attempts, config->outbox_limit,
+                                      &handlers, self);
+    return self->spool && self->outbox;
+}
+
+//  The blob cache, the transfers and the stager on it, the sweeper of
+//  old work directories, the artifact store
+static bool
+s_open_cache (qn_agent_t *self, const qn_agent_config_t *config)
+{
+    bool ok = true;
+    char blob_dir [4096];
+    snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
+    self->cache = qn_blobstore_new (blob_dir);
+    self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
+    self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
+                                                  self->data_dir): NULL;
+    if (!self->stager) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
+        ok = false;
     }
-    if (ok) {
-        self->events.started = s_on_started;
-        self->events.log = s_on_log;
-        self->events.metric = s_on_metric;
-        self->events.finished = s_on_finished;
-        self->events.cursor = s_on_cursor;
-        char blob_dir [4096];
-        snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
-        self->cache = qn_blobstore_new (blob_dir);
-        self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
-        self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
-                                                      self->data_dir): NULL;
-        if (!self->stager) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
-            ok = false;
-        }
-        self->cache_max = config->cache_max;
-        self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
-        self->kept_dirs = zlistx_new ();
-        self->sweeper = qn_sweeper_new ();
-        if (self->kept_dirs)
-            zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
-        self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
-                                  : config->cache_keep_recent_s;
-        if (self->cache) {
-            //  Downloads of attempts long gone are no resume points
-            qn_blobstore_sweep_partials (self->cache, 24 * 3600);
-            s_trim_cache (self);
-        }
-        char store_error [256] = "";
-        if (ok && config->artifact_store
-        &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
-                                   sizeof store_error) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
-            ok = false;
-        }
-        qn_backend_config_t backend_config = {
-            .data_dir = self->data_dir, .host = self->host,
-            .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
-            .options = config->backend_options,
-            .keep_workdirs = self->keep_workdirs,
-            .sweeper = self->sweeper
-        };
-        const char *local [] = { "local" };
-        const char **names = config->backend_count? config->backends: local;
-        size_t count = config->backend_count? config->backend_count: 1;
-        if (count > QN_AGENT_MAX_BACKENDS) {
-            qn_log (QN_LOG_ERROR, "agent", "at most %d backends", QN_AGENT_MAX_BACKENDS);
-            ok = false;
-        }
-        for (size_t b = 0; ok && b < count; b++) {
-            const qn_backend_ops_t *ops = qn_backend_find (names [b]);
-            for (size_t other = 0; ops && other < b; other++)
-                if (self->backends [other].ops == ops)
-                    ops = NULL;
-            if (!ops) {
-                qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
-                              "slurm, kubernetes)", names [b]);
-                ok = false;
-                break;
-            }
-            self->backends [b].ops = ops;
-            self->backends [b].state = ops->create (self->loop, &backend_config,
-                                                    &self->events, self);
-            if (!self->backends [b].state) {
-                qn_log (QN_LOG_ERROR, "agent", "the %s backend cannot start", ops->name);
-                ok = false;
-                break;
-            }
-            self->backend_count = b + 1;
-        }
+    self->cache_max = config->cache_max;
+    self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
+    self->kept_dirs = zlistx_new ();
+    self->sweeper = qn_sweeper_new ();
+    if (self->kept_dirs)
+        zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
+    self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
+                              : config->cache_keep_recent_s;
+    if (self->cache) {
+        //  Downloads of attempts long gone are no resume points
+        qn_blobstore_sweep_partials (self->cache, 24 * 3600);
+        s_trim_cache (self);
     }
-    if (ok) {
-        //  What an earlier agent left: replayed after our first Welcome
-        if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
-            qn_log (QN_LOG_ERROR, "agent", "cannot read the spool's attempts");
-            ok = false;
-        }
-        else
-        if (zhashx_size (self->attempts) > 0) {
-            qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
-                          "unacknowledged events from an earlier agent",
-                          zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
-            if (s_commit (self) == -1)
-                ok = false;
-        }
+    char store_error [256] = "";
+    if (ok && config->artifact_store
+    &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
+                               sizeof store_error) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
+        ok = false;
     }
-    if (ok) {
-        qn_msg_prepare_socket (self->sock);
-        if (self->cert) {
-            zcert_apply (self->cert, self->sock);
-            zsock_set_curve_serverkey (self->sock, self->server_key);
-            self->handshake = qn_handshake_new (self->sock);
-            if (!self->handshake
-            ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
-                              s_monitor_readable, self) == -1) {
-                qn_log (QN_LOG_ERROR, "agent", "cannot monitor the coordinator connection");
-                ok = false;
-            }
+    return ok;
+}
+
+//  Creates the backends the config names (local when none), in order
+static bool
+s_open_backends (qn_agent_t *self, const qn_agent_config_t *config, bool ok)
+{
+    qn_backend_config_t backend_config = {
+        .data_dir = self->data_dir, .host = self->host,
+        .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
+        .options = config->backend_options,
+        .keep_workdirs = self->keep_workdirs,
+        .sweeper = self->sweeper
+    };
+    const char *local [] = { "local" };
+    const char **names = config->backend_count? config->backends: local;
+    size_t count = config->backend_count? config->backend_count: 1;
+    if (count > QN_AGENT_MAX_BACKENDS) {
+        qn_log (QN_LOG_ERROR, "agent", "at most %d backends", QN_AGENT_MAX_BACKENDS);
+        ok = false;
+    }
+    for (size_t b = 0; ok && b < count; b++) {
+        const qn_backend_ops_t *ops = qn_backend_find (names [b]);
+        for (size_t other = 0; ops && other < b; other++)
+            if (self->backends [other].ops == ops)
+                ops = NULL;
+        if (!ops) {
+            qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
+                          "slurm, kubernetes)", names [b]);
+            ok = false;
+            break;
+        }
+        self->backends [b].ops = ops;
+        self->backends [b].state = ops->create (self->loop, &backend_config,
+                                                &self->events, self);
+        if (!self->backends [b].state) {
+            qn_log (QN_LOG_ERROR, "agent", "the %s backend cannot start", ops->name);
+            ok = false;
+            break;
+        }
+        self->backend_count = b + 1;
+    }
+    return ok;
+}
+
+//  What an earlier agent left: replayed after our first Welcome
+static bool
+s_take_over_spool (qn_agent_t *self)
+{
+    if (qn_spool_metas (self->spool, s_take_over, self) == -1) {
+        qn_log (QN_LOG_ERROR, "agent", "cannot read the spool's attempts");
+        return false;
+    }
+    if (zhashx_size (self->attempts) > 0) {
+        qn_log (QN_LOG_INFO, "agent", "spool holds %zu attempt(s) with %" PRIu64 " bytes of "
+                      "unacknowledged events from an earlier agent",
+                      zhashx_size (self->attempts), qn_spool_committed_bytes (self->spool));
+        if (qn_outbox_commit (self->outbox) == -1)
+            return false;
+    }
+    return true;
+}
+
+//  Connects (CURVE when we have a key pair) and registers the socket,
+//  the signalfd and the watchdog with the loop
+static bool
+s_connect (qn_agent_t *self)
+{
+    bool ok = true;
+    qn_msg_prepare_socket (self->sock);
+    if (self->cert) {
+        zcert_apply (self->cert, self->sock);
+        zsock_set_curve_serverkey (self->sock, self->server_key);
+        self->handshake = qn_handshake_new (self->sock);
+        if (!self->handshake
+        ||  zloop_reader (self->loop, qn_handshake_sock (self->handshake),
+                          s_monitor_readable, self) == -1) {
+            qn_log (QN_LOG_ERROR, "agent", "cannot monitor the coordinator connection");
+            ok = false;
         }
     }
     if (ok) {
@@ -2185,6 +1371,35 @@ qn_agent_new (const qn_agent_config_t *config)
     }
     if (ok && self->stop_after_s)
         ok = zloop_timer (self->loop, S_WATCHDOG_MS, 0, s_watchdog, self) != -1;
+    return ok;
+}
+
+qn_agent_t *
+qn_agent_new (const qn_agent_config_t *config)
+{
+    assert (config);
+    assert (config->endpoint);
+    assert (config->data_dir);
+    qn_agent_t *self = (qn_agent_t *) calloc (1, sizeof (qn_agent_t));
+    if (!self)
+        return NULL;
+    self->heartbeat_timer = -1;
+    self->register_timer = -1;
+    self->signal_fd = -1;
+    self->seed = (unsigned int) (getpid () ^ (unsigned int) zclock_time ());
+    s_block_signals (self);
+    bool ok = s_take_config (self, config)
+           && s_open_spool (self, config);
+    if (ok) {
+        self->events.started = qn_agent_on_started;
+        self->events.log = qn_agent_on_log;
+        self->events.metric = qn_agent_on_metric;
+        self->events.finished = qn_agent_on_finished;
+        self->events.cursor = qn_agent_on_cursor;
+        ok = s_open_cache (self, config);
+        ok = s_open_backends (self, config, ok);
+    }
+    ok = ok && s_take_over_spool (self) && s_connect (self);
     if (!ok) {
         qn_agent_destroy (&self);
         return NULL;
@@ -2219,11 +1434,11 @@ qn_agent_run (qn_agent_t *self)
     }
     //  The last events go to the spool (a later agent replays them), and
     //  out if they can
-    if (s_commit (self) == 0)
+    if (qn_outbox_commit (self->outbox) == 0)
         s_flush_all (self);
-    if (zlistx_size (self->pending) > 0)
+    if (qn_outbox_pending (self->outbox) > 0)
         qn_log (QN_LOG_ERROR, "agent", "%zu event(s) could not be spooled and are lost",
-                      zlistx_size (self->pending));
+                      qn_outbox_pending (self->outbox));
     zsock_set_linger (self->sock, 500);
     return self->fatal? -1: 0;
 }
@@ -2249,7 +1464,7 @@ qn_agent_destroy (qn_agent_t **self_p)
     zsock_destroy (&self->sock);
     zcert_destroy (&self->cert);
     free (self->server_key);
-    zlistx_destroy (&self->pending);
+    qn_outbox_destroy (&self->outbox);
     zhashx_destroy (&self->attempts);
     qn_spool_destroy (&self->spool);
     if (self->signal_fd != -1)
