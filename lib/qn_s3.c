@@ -13,9 +13,14 @@
     1 byte/s for timeout_s seconds) and, for requests without a large
     payload, a total timeout.  Response bodies that are not downloads are
     kept up to S_BODY_MAX bytes and parsed only for a few XML elements.
+
+    Where the keys, region and endpoint come from (the environment and
+    the AWS files) is qn_s3_settings'; this file validates the bucket and
+    part size and does the requests.
 */
 #include "qn_s3.h"
 #include "qn_curl.h"
+#include "qn_s3_settings.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -33,9 +38,6 @@
 
 #define S_TIMEOUT_DEFAULT_S     60
 #define S_BODY_MAX              (64 * 1024)         //  kept of non-download bodies
-#define S_CONFIG_FILE_MAX       (1024 * 1024)       //  AWS credentials/config files
-#define S_VALUE_MAX             4096                //  one value in those files
-#define S_PROFILE_MAX           128
 #define S_ETAG_MAX              256
 #define S_UPLOAD_ID_MAX         1024
 #define S_SMALL_PART_MIN        1024                //  with QANAT_S3_TEST_SMALL_PARTS
@@ -43,14 +45,9 @@
 #define S_EMPTY_SHA256          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct _qn_s3_t {
-    char *endpoint;             //  scheme://host[:port][/prefix], no trailing '/'
-    char *region;
+    qn_s3_settings_t settings;  //  keys, region, endpoint
     char *bucket;
     bool path_style;
-    char *access_key;
-    char *secret_key;
-    char *session_token;        //  NULL = none
-    char *credentials_source;
     char *sigv4;                //  "aws:amz:<region>:s3"
     size_t part_size;
     long timeout_s;
@@ -60,17 +57,6 @@ struct _qn_s3_t {
 
 //  ---------------------------------------------------------------------
 //  Small helpers
-
-static char *
-s_strndup (const char *text, size_t size)
-{
-    char *copy = (char *) malloc (size + 1);
-    if (copy) {
-        memcpy (copy, text, size);
-        copy [size] = '\0';
-    }
-    return copy;
-}
 
 static char *
 s_printf (const char *format, ...)
@@ -102,6 +88,16 @@ s_has_control (const char *text)
         if (*p < 0x20 || *p == 0x7f)
             return true;
     return false;
+}
+
+//  Trims blanks at both ends of [*start, *end).
+static void
+s_trim_range (const char **start, const char **end)
+{
+    while (*start < *end && (**start == ' ' || **start == '\t' || **start == '\r'))
+        (*start)++;
+    while (*end > *start && ((*end) [-1] == ' ' || (*end) [-1] == '\t' || (*end) [-1] == '\r'))
+        (*end)--;
 }
 
 //  Returns the environment variable, or NULL when unset or empty.
@@ -145,225 +141,8 @@ s_encode (const char *text, bool keep_slash)
     return out;
 }
 
-
 //  ---------------------------------------------------------------------
-//  AWS shared credentials and config files (INI)
-
-typedef struct {
-    bool found;                 //  the section exists
-    char *access_key;
-    char *secret_key;
-    char *session_token;
-    char *region;
-    char *endpoint_url;
-} s_profile_t;
-
-static void
-s_profile_clear (s_profile_t *profile)
-{
-    s_free_secret (&profile->access_key);
-    s_free_secret (&profile->secret_key);
-    s_free_secret (&profile->session_token);
-    free (profile->region);
-    free (profile->endpoint_url);
-    memset (profile, 0, sizeof *profile);
-}
-
-//  Reads a whole regular file of at most max bytes, NUL-terminated; a
-//  missing file returns NULL with *missing_p set.  Opens non-blocking so
-//  a FIFO put in place of the file cannot hang us.
-static char *
-s_read_small_file (const char *path, size_t max, size_t *size_p, bool *missing_p,
-                   char *error, size_t error_size)
-{
-    *missing_p = false;
-    int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd == -1) {
-        if (errno == ENOENT || errno == ENOTDIR) {
-            *missing_p = true;
-            return NULL;
-        }
-        snprintf (error, error_size, "s3: cannot open %s: %s", path, strerror (errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode) || (uint64_t) st.st_size > max) {
-        snprintf (error, error_size, "s3: %s is not a regular file of at most %zu bytes",
-                  path, max);
-        close (fd);
-        return NULL;
-    }
-    char *data = (char *) malloc ((size_t) st.st_size + 1);
-    size_t size = 0;
-    while (data && size < (size_t) st.st_size) {
-        ssize_t got = read (fd, data + size, (size_t) st.st_size - size);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        size += (size_t) got;
-    }
-    close (fd);
-    if (!data) {
-        snprintf (error, error_size, "s3: out of memory");
-        return NULL;
-    }
-    data [size] = '\0';
-    *size_p = size;
-    return data;
-}
-
-//  Trims blanks at both ends of [*start, *end).
-static void
-s_trim_range (const char **start, const char **end)
-{
-    while (*start < *end && (**start == ' ' || **start == '\t' || **start == '\r'))
-        (*start)++;
-    while (*end > *start && ((*end) [-1] == ' ' || (*end) [-1] == '\t' || (*end) [-1] == '\r'))
-        (*end)--;
-}
-
-//  True when the section header text [start, end) names the profile: in
-//  the credentials file "[NAME]"; in the config file "[profile NAME]",
-//  or "[default]" for the default profile.
-static bool
-s_section_matches (const char *start, const char *end, const char *profile, bool config_file)
-{
-    s_trim_range (&start, &end);
-    if (config_file && end - start > 8 && memcmp (start, "profile", 7) == 0
-    && (start [7] == ' ' || start [7] == '\t')) {
-        start += 8;
-        s_trim_range (&start, &end);
-    }
-    else
-    if (config_file && strcmp (profile, "default") != 0)
-        return false;
-    return (size_t) (end - start) == strlen (profile)
-        && memcmp (start, profile, (size_t) (end - start)) == 0;
-}
-
-//  Reads the profile's settings from an AWS INI file into profile (later
-//  values win, as in the AWS CLI).  A missing file is not an error.
-//  Indented lines continue a nested setting (e.g. "s3 =") and are
-//  skipped; values with control characters are refused.
-static int
-s_profile_read (const char *path, const char *profile_name, bool config_file,
-                s_profile_t *profile, char *error, size_t error_size)
-{
-    size_t size = 0;
-    bool missing = false;
-    char *data = s_read_small_file (path, S_CONFIG_FILE_MAX, &size, &missing,
-                                    error, error_size);
-    if (!data)
-        return missing? 0: -1;
-
-    static const char *names [] = {
-        "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-        "region", "endpoint_url"
-    };
-    char **slots [] = {
-        &profile->access_key, &profile->secret_key, &profile->session_token,
-        &profile->region, &profile->endpoint_url
-    };
-    int rc = 0;
-    bool in_section = false;
-    const char *line = data;
-    const char *data_end = data + size;
-    unsigned line_number = 0;
-    while (line < data_end && rc == 0) {
-        const char *eol = (const char *) memchr (line, '\n', (size_t) (data_end - line));
-        if (!eol)
-            eol = data_end;
-        const char *next = eol < data_end? eol + 1: eol;
-        line_number++;
-        if (memchr (line, '\0', (size_t) (eol - line))) {
-            snprintf (error, error_size, "s3: %s line %u: NUL byte", path, line_number);
-            rc = -1;
-            break;
-        }
-        bool indented = line < eol && (*line == ' ' || *line == '\t');
-        const char *start = line, *end = eol;
-        s_trim_range (&start, &end);
-        line = next;
-        if (start == end || *start == '#' || *start == ';')
-            continue;
-        if (*start == '[') {
-            const char *close = (const char *) memchr (start, ']', (size_t) (end - start));
-            in_section = close && s_section_matches (start + 1, close, profile_name, config_file);
-            if (in_section)
-                profile->found = true;
-            continue;
-        }
-        if (!in_section || indented)
-            continue;
-        const char *equals = (const char *) memchr (start, '=', (size_t) (end - start));
-        if (!equals)
-            continue;           //  not a setting; the AWS CLI would refuse the file
-        const char *name = start, *name_end = equals;
-        const char *value = equals + 1, *value_end = end;
-        s_trim_range (&name, &name_end);
-        s_trim_range (&value, &value_end);
-        for (size_t i = 0; i < sizeof names / sizeof names [0]; i++) {
-            if ((size_t) (name_end - name) != strlen (names [i])
-            ||  strncasecmp (name, names [i], strlen (names [i])) != 0)
-                continue;
-            if ((size_t) (value_end - value) > S_VALUE_MAX) {
-                snprintf (error, error_size, "s3: %s line %u: %s is too long",
-                          path, line_number, names [i]);
-                rc = -1;
-                break;
-            }
-            char *copy = s_strndup (value, (size_t) (value_end - value));
-            if (!copy) {
-                snprintf (error, error_size, "s3: out of memory");
-                rc = -1;
-                break;
-            }
-            if (s_has_control (copy)) {
-                snprintf (error, error_size, "s3: %s line %u: %s has control characters",
-                          path, line_number, names [i]);
-                s_free_secret (&copy);
-                rc = -1;
-                break;
-            }
-            s_free_secret (slots [i]);
-            *slots [i] = copy;
-        }
-    }
-    sodium_memzero (data, size);
-    free (data);
-    return rc;
-}
-
-//  Returns the path of an AWS file: $env_name, else ~/.aws/<leaf>, else
-//  NULL (no HOME).  Malloc'ed.
-static char *
-s_aws_file (const char *env_name, const char *leaf)
-{
-    const char *path = s_env (env_name);
-    if (path)
-        return strdup (path);
-    const char *home = s_env ("HOME");
-    return home? s_printf ("%s/.aws/%s", home, leaf): NULL;
-}
-
-
-//  ---------------------------------------------------------------------
-//  Settings validation
-
-//  Regions go into the CURLOPT_AWS_SIGV4 string, where ':' would split
-//  it: letters, digits and '-' only.
-static bool
-s_region_valid (const char *region)
-{
-    size_t size = strlen (region);
-    if (size == 0 || size > 64)
-        return false;
-    for (const char *p = region; *p; p++)
-        if (!(islower ((unsigned char) *p) || isdigit ((unsigned char) *p) || *p == '-'))
-            return false;
-    return true;
-}
+//  Settings validation (the rest is qn_s3_settings')
 
 //  Path style allows S3's legacy names (upper case, '_', up to 255);
 //  virtual-host style needs a DNS label sequence.
@@ -383,37 +162,6 @@ s_bucket_valid (const char *bucket, bool path_style)
     return isalnum ((unsigned char) bucket [0]) && isalnum ((unsigned char) bucket [size - 1]);
 }
 
-//  Returns a normalized copy of the endpoint URL (http or https, a host,
-//  no user info, query or fragment, no trailing '/'), or NULL.
-static char *
-s_endpoint_normalize (const char *endpoint)
-{
-    const char *host = NULL;
-    if (strncasecmp (endpoint, "http://", 7) == 0)
-        host = endpoint + 7;
-    else
-    if (strncasecmp (endpoint, "https://", 8) == 0)
-        host = endpoint + 8;
-    if (!host || !*host || *host == '/' || *host == ':' || strlen (endpoint) > 2048)
-        return NULL;
-    for (const char *p = endpoint; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#' || c == '@' || c == '\\')
-            return NULL;
-    }
-    char *copy = strdup (endpoint);
-    if (copy) {
-        size_t size = strlen (copy);
-        while (size > (size_t) (host - endpoint) && copy [size - 1] == '/')
-            copy [--size] = '\0';
-        //  lower-case the scheme so URL building can rely on it
-        for (char *p = copy; *p != ':'; p++)
-            *p = (char) tolower ((unsigned char) *p);
-    }
-    return copy;
-}
-
-
 //  ---------------------------------------------------------------------
 //  Constructor and destructor
 
@@ -424,6 +172,24 @@ s_new_fail (qn_s3_t *self, char **error_p, const char *message)
         *error_p = strdup (message);
     qn_s3_destroy (&self);
     return NULL;
+}
+
+//  The part size: S3 refuses parts under 5 MiB (but the last); tests may
+//  go lower on servers that do not check.
+static int
+s_part_size_set (qn_s3_t *self, size_t part_size, char *error, size_t error_size)
+{
+    if (!part_size)
+        part_size = QN_S3_PART_SIZE_DEFAULT;
+    const char *small = s_env ("QANAT_S3_TEST_SMALL_PARTS");
+    size_t part_min = small && strcmp (small, "1") == 0? S_SMALL_PART_MIN: QN_S3_PART_SIZE_MIN;
+    if (part_size < part_min) {
+        snprintf (error, error_size, "s3: part size %zu is below the minimum %zu",
+                  part_size, part_min);
+        return -1;
+    }
+    self->part_size = part_size < S_PART_SIZE_MAX? part_size: S_PART_SIZE_MAX;
+    return 0;
 }
 
 qn_s3_t *
@@ -456,174 +222,14 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
         return s_new_fail (self, error_p, error);
     }
     self->bucket = strdup (config->bucket);
-
-    //  Part size: S3 refuses parts under 5 MiB (but the last); tests may
-    //  go lower on servers that do not check.
-    size_t part_size = config->part_size? config->part_size: QN_S3_PART_SIZE_DEFAULT;
-    const char *small = s_env ("QANAT_S3_TEST_SMALL_PARTS");
-    size_t part_min = small && strcmp (small, "1") == 0? S_SMALL_PART_MIN: QN_S3_PART_SIZE_MIN;
-    if (part_size < part_min) {
-        snprintf (error, sizeof error, "s3: part size %zu is below the minimum %zu",
-                  part_size, part_min);
+    if (s_part_size_set (self, config->part_size, error, sizeof error) != 0
+    ||  qn_s3_settings_resolve (&self->settings, config->access_key, config->secret_key,
+                                config->session_token, config->region, config->endpoint,
+                                error, sizeof error) != 0)
         return s_new_fail (self, error_p, error);
-    }
-    self->part_size = part_size < S_PART_SIZE_MAX? part_size: S_PART_SIZE_MAX;
-
-    //  The profile's settings from the two files, read only when needed
-    const char *profile_name = s_env ("AWS_PROFILE");
-    bool profile_explicit = profile_name != NULL;
-    if (!profile_name)
-        profile_name = "default";
-    if (strlen (profile_name) > S_PROFILE_MAX || s_has_control (profile_name)
-    || strchr (profile_name, ']')) {
-        snprintf (error, sizeof error, "s3: invalid AWS_PROFILE");
-        return s_new_fail (self, error_p, error);
-    }
-    s_profile_t credentials_file = { 0 }, config_file = { 0 };
-    char *credentials_path = s_aws_file ("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-    char *config_path = s_aws_file ("AWS_CONFIG_FILE", "config");
-    int rc = 0;
-    if (config_path)
-        rc = s_profile_read (config_path, profile_name, true, &config_file,
-                             error, sizeof error);
-
-    //  Keys: config, then environment, then credentials file, then config file
-    const char *env_access = s_env ("AWS_ACCESS_KEY_ID");
-    const char *env_secret = s_env ("AWS_SECRET_ACCESS_KEY");
-    if (rc == 0 && (config->access_key || config->secret_key)) {
-        if (!config->access_key || !config->secret_key) {
-            snprintf (error, sizeof error, "s3: the config gives %s but not %s",
-                      config->access_key? "an access key": "a secret key",
-                      config->access_key? "the secret key": "the access key");
-            rc = -1;
-        }
-        else {
-            self->access_key = strdup (config->access_key);
-            self->secret_key = strdup (config->secret_key);
-            if (config->session_token)
-                self->session_token = strdup (config->session_token);
-            self->credentials_source = strdup ("config");
-        }
-    }
-    else
-    if (rc == 0 && (env_access || env_secret)) {
-        if (!env_access || !env_secret) {
-            snprintf (error, sizeof error, "s3: %s is set but %s is not",
-                      env_access? "AWS_ACCESS_KEY_ID": "AWS_SECRET_ACCESS_KEY",
-                      env_access? "AWS_SECRET_ACCESS_KEY": "AWS_ACCESS_KEY_ID");
-            rc = -1;
-        }
-        else {
-            self->access_key = strdup (env_access);
-            self->secret_key = strdup (env_secret);
-            if (s_env ("AWS_SESSION_TOKEN"))
-                self->session_token = strdup (s_env ("AWS_SESSION_TOKEN"));
-            self->credentials_source = strdup ("environment");
-        }
-    }
-    else
-    if (rc == 0) {
-        if (credentials_path)
-            rc = s_profile_read (credentials_path, profile_name, false, &credentials_file,
-                                 error, sizeof error);
-        s_profile_t *from = NULL;
-        const char *from_path = NULL;
-        if (rc == 0 && credentials_file.access_key && credentials_file.secret_key) {
-            from = &credentials_file;
-            from_path = credentials_path;
-        }
-        else
-        if (rc == 0 && config_file.access_key && config_file.secret_key) {
-            from = &config_file;
-            from_path = config_path;
-        }
-        if (from) {
-            self->access_key = from->access_key;
-            self->secret_key = from->secret_key;
-            self->session_token = from->session_token;
-            from->access_key = from->secret_key = from->session_token = NULL;
-            self->credentials_source = strdup (from_path);
-        }
-        else
-        if (rc == 0) {
-            if (profile_explicit && !credentials_file.found && !config_file.found)
-                snprintf (error, sizeof error,
-                          "s3: AWS profile '%s' not found in %s or %s", profile_name,
-                          credentials_path? credentials_path: "~/.aws/credentials",
-                          config_path? config_path: "~/.aws/config");
-            else
-                snprintf (error, sizeof error,
-                          "s3: no credentials: set AWS_ACCESS_KEY_ID and "
-                          "AWS_SECRET_ACCESS_KEY, or aws_access_key_id and "
-                          "aws_secret_access_key in profile '%s' of %s",
-                          profile_name, credentials_path? credentials_path: "~/.aws/credentials");
-            rc = -1;
-        }
-    }
-    if (rc == 0 && (!self->access_key || !self->secret_key || !self->credentials_source)) {
-        snprintf (error, sizeof error, "s3: out of memory");
-        rc = -1;
-    }
-    if (rc == 0 && (!*self->access_key || !*self->secret_key
-    || strchr (self->access_key, ':') || s_has_control (self->access_key)
-    || s_has_control (self->secret_key)
-    || (self->session_token && s_has_control (self->session_token)))) {
-        snprintf (error, sizeof error,
-                  "s3: invalid credentials from %s (empty, a ':' in the access key, "
-                  "or control characters)", self->credentials_source);
-        rc = -1;
-    }
-
-    //  Region, then endpoint
-    if (rc == 0) {
-        const char *region = config->region;
-        if (!region)
-            region = s_env ("AWS_REGION");
-        if (!region)
-            region = s_env ("AWS_DEFAULT_REGION");
-        if (!region)
-            region = config_file.region;
-        if (!region)
-            region = "us-east-1";
-        if (!s_region_valid (region)) {
-            snprintf (error, sizeof error, "s3: invalid region '%.64s'", region);
-            rc = -1;
-        }
-        else {
-            self->region = strdup (region);
-            self->sigv4 = s_printf ("aws:amz:%s:s3", region);
-        }
-    }
-    if (rc == 0) {
-        const char *endpoint = config->endpoint;
-        if (!endpoint)
-            endpoint = s_env ("AWS_ENDPOINT_URL_S3");
-        if (!endpoint)
-            endpoint = s_env ("AWS_ENDPOINT_URL");
-        if (!endpoint)
-            endpoint = config_file.endpoint_url;
-        if (endpoint) {
-            self->endpoint = s_endpoint_normalize (endpoint);
-            if (!self->endpoint) {
-                snprintf (error, sizeof error,
-                          "s3: invalid endpoint '%.200s' (want http[s]://host[:port])", endpoint);
-                rc = -1;
-            }
-        }
-        else
-            self->endpoint = s_printf ("https://s3.%s.amazonaws.com", self->region);
-    }
-    if (rc == 0 && (!self->bucket || !self->region || !self->sigv4 || !self->endpoint)) {
-        snprintf (error, sizeof error, "s3: out of memory");
-        rc = -1;
-    }
-
-    s_profile_clear (&credentials_file);
-    s_profile_clear (&config_file);
-    free (credentials_path);
-    free (config_path);
-    if (rc != 0)
-        return s_new_fail (self, error_p, error);
+    self->sigv4 = s_printf ("aws:amz:%s:s3", self->settings.region);
+    if (!self->bucket || !self->sigv4)
+        return s_new_fail (self, error_p, "s3: out of memory");
     return self;
 }
 
@@ -636,13 +242,8 @@ qn_s3_destroy (qn_s3_t **self_p)
         return;
     if (self->curl)
         curl_easy_cleanup (self->curl);
-    free (self->endpoint);
-    free (self->region);
+    qn_s3_settings_clear (&self->settings);
     free (self->bucket);
-    s_free_secret (&self->access_key);
-    s_free_secret (&self->secret_key);
-    s_free_secret (&self->session_token);
-    free (self->credentials_source);
     free (self->sigv4);
     free (self);
     *self_p = NULL;
@@ -656,21 +257,21 @@ const char *
 qn_s3_region (qn_s3_t *self)
 {
     assert (self);
-    return self->region;
+    return self->settings.region;
 }
 
 const char *
 qn_s3_endpoint (qn_s3_t *self)
 {
     assert (self);
-    return self->endpoint;
+    return self->settings.endpoint;
 }
 
 const char *
 qn_s3_access_key (qn_s3_t *self)
 {
     assert (self);
-    return self->access_key;
+    return self->settings.access_key;
 }
 
 size_t
@@ -684,18 +285,18 @@ const char *
 qn_s3_credentials_source (qn_s3_t *self)
 {
     assert (self);
-    return self->credentials_source;
+    return self->settings.credentials_source;
 }
 
 bool
 qn_s3_credentials_are (qn_s3_t *self, const char *secret_key, const char *session_token)
 {
     assert (self);
-    if (!secret_key || strcmp (secret_key, self->secret_key) != 0)
+    if (!secret_key || strcmp (secret_key, self->settings.secret_key) != 0)
         return false;
-    if (!session_token || !self->session_token)
-        return !session_token && !self->session_token;
-    return strcmp (session_token, self->session_token) == 0;
+    if (!session_token || !self->settings.session_token)
+        return !session_token && !self->settings.session_token;
+    return strcmp (session_token, self->settings.session_token) == 0;
 }
 
 int
@@ -731,12 +332,12 @@ qn_s3_url (qn_s3_t *self, const char *key, const char *query)
     const char *qv = query && *query? query: "";
     char *url;
     if (self->path_style)
-        url = s_printf ("%s/%s%s%s%s%s", self->endpoint, self->bucket,
+        url = s_printf ("%s/%s%s%s%s%s", self->settings.endpoint, self->bucket,
                         key? "/": "", encoded, q, qv);
     else {
         //  scheme://bucket.host[:port][/prefix]/key
-        const char *host = strstr (self->endpoint, "://") + 3;
-        url = s_printf ("%.*s%s.%s/%s%s%s", (int) (host - self->endpoint), self->endpoint,
+        const char *host = strstr (self->settings.endpoint, "://") + 3;
+        url = s_printf ("%.*s%s.%s/%s%s%s", (int) (host - self->settings.endpoint), self->settings.endpoint,
                         self->bucket, host, encoded, q, qv);
     }
     free (encoded);
@@ -1128,8 +729,8 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
     char *url = qn_s3_url (self, req->key, req->query);
     char header_hash [100];
     snprintf (header_hash, sizeof header_hash, "x-amz-content-sha256: %s", payload_hash);
-    char *header_token = self->session_token?
-        s_printf ("x-amz-security-token: %s", self->session_token): NULL;
+    char *header_token = self->settings.session_token?
+        s_printf ("x-amz-security-token: %s", self->settings.session_token): NULL;
     char *header_type = req->content_type?
         s_printf ("Content-Type: %s", req->content_type): NULL;
     struct curl_slist *headers = curl_slist_append (NULL, header_hash);
@@ -1138,7 +739,7 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
         tail = curl_slist_append (tail, header_token);
     if (tail && header_type)
         tail = curl_slist_append (tail, header_type);
-    if (!url || !tail || (self->session_token && !header_token)
+    if (!url || !tail || (self->settings.session_token && !header_token)
     || (req->content_type && !header_type)) {
         snprintf (error, error_size, "s3: out of memory");
         free (url);
@@ -1162,8 +763,8 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
     curl_easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, self->timeout_s);
     curl_easy_setopt (curl, CURLOPT_USERAGENT, "qanat-s3");
     curl_easy_setopt (curl, CURLOPT_AWS_SIGV4, self->sigv4);
-    curl_easy_setopt (curl, CURLOPT_USERNAME, self->access_key);
-    curl_easy_setopt (curl, CURLOPT_PASSWORD, self->secret_key);
+    curl_easy_setopt (curl, CURLOPT_USERNAME, self->settings.access_key);
+    curl_easy_setopt (curl, CURLOPT_PASSWORD, self->settings.secret_key);
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_write_cb);
     curl_easy_setopt (curl, CURLOPT_WRITEDATA, req);

@@ -1,0 +1,452 @@
+/*  qn_bench_sim - simulated agents: many DEALER sockets in one thread
+    (a zactor) with one zmq_poll over all of them, speaking the real
+    protocol through qn_msg.  They answer at once and run nothing, so
+    the figures they drive measure the control plane only.
+
+    One of the files of the qn_bench class.
+*/
+#include "qn_bench.h"
+
+//  ---------------------------------------------------------------------
+//  Simulated agents: one thread, one zmq_poll over every socket
+
+static int
+s_sim_send (sim_t *self, sim_agent_t *agent, Qanat__Envelope *env)
+{
+    zframe_t *frame = qn_msg_encode (env);
+    if (!frame) {
+        self->send_errors++;
+        return -1;
+    }
+    if (zframe_send (&frame, agent->sock, ZFRAME_DONTWAIT) == -1) {
+        zframe_destroy (&frame);
+        self->send_errors++;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_sim_register (sim_t *self, sim_agent_t *agent)
+{
+    char key [] = "pool", backend [] = "local", version [] = "bench";
+    Qanat__Label label = QANAT__LABEL__INIT;
+    label.key = key;
+    label.value = (char *) self->pool;
+    Qanat__Label *labels [] = { &label };
+    char *backends [] = { backend };
+    Qanat__Register reg = QANAT__REGISTER__INIT;
+    reg.name = agent->name;
+    reg.labels = labels;
+    reg.n_labels = 1;
+    reg.backends = backends;
+    reg.n_backends = 1;
+    reg.capacity = self->capacity;
+    reg.version = version;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    s_sim_send (self, agent, &env);
+}
+
+static void
+s_sim_credit (sim_t *self, sim_agent_t *agent, uint32_t slots)
+{
+    Qanat__Credit credit = QANAT__CREDIT__INIT;
+    credit.slots = slots;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
+    env.credit = &credit;
+    s_sim_send (self, agent, &env);
+}
+
+static void
+s_sim_heartbeat (sim_t *self, sim_agent_t *agent)
+{
+    Qanat__Heartbeat heartbeat = QANAT__HEARTBEAT__INIT;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &heartbeat;
+    if (s_sim_send (self, agent, &env) == 0)
+        self->heartbeats_sent++;
+}
+
+//  Sends one event; body is set by the caller in event.
+static int
+s_sim_event (sim_t *self, sim_agent_t *agent, Qanat__Event *event,
+             uint64_t run_id, uint32_t task, uint32_t attempt, uint64_t seq)
+{
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = run_id;
+    ref.task_index = task;
+    ref.attempt = attempt;
+    event->attempt = &ref;
+    event->seq = seq;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_EVENT;
+    env.event = event;
+    return s_sim_send (self, agent, &env);
+}
+
+static void
+s_sim_started (sim_t *self, sim_agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    char host [] = "bench", workdir [] = "/nonexistent";
+    Qanat__Started started = QANAT__STARTED__INIT;
+    started.pid = 1;
+    started.host = host;
+    started.workdir = workdir;
+    Qanat__Event event = QANAT__EVENT__INIT;
+    event.body_case = QANAT__EVENT__BODY_STARTED;
+    event.started = &started;
+    s_sim_event (self, agent, &event, run_id, task, attempt, 1);
+}
+
+static void
+s_sim_finished (sim_t *self, sim_agent_t *agent, uint64_t run_id, uint32_t task,
+                uint32_t attempt, uint64_t seq)
+{
+    Qanat__Finished finished = QANAT__FINISHED__INIT;
+    Qanat__Event event = QANAT__EVENT__INIT;
+    event.body_case = QANAT__EVENT__BODY_FINISHED;
+    event.finished = &finished;
+    agent->last_finish_ns = bench_now_ns ();
+    s_sim_event (self, agent, &event, run_id, task, attempt, seq);
+    s_sim_credit (self, agent, 1);
+}
+
+static void
+s_sim_on_assign (sim_t *self, size_t index, Qanat__Assign *assign)
+{
+    sim_agent_t *agent = &self->agents [index];
+    int64_t now = bench_now_ns ();
+    self->assigns++;
+    if (!assign->attempt)
+        return;
+    if (self->record_hops && agent->last_finish_ns) {
+        if (self->hop_count == self->hop_alloc) {
+            self->hop_alloc = self->hop_alloc? 2 * self->hop_alloc: 1024;
+            self->hops = (int64_t *) realloc (self->hops, self->hop_alloc * sizeof (int64_t));
+        }
+        self->hops [self->hop_count++] = now - agent->last_finish_ns;
+        agent->last_finish_ns = 0;
+    }
+    uint64_t run_id = assign->attempt->run_id;
+    uint32_t task = assign->attempt->task_index;
+    uint32_t attempt = assign->attempt->attempt;
+    s_sim_started (self, agent, run_id, task, attempt);
+    if (self->mode == SIM_ECHO)
+        s_sim_finished (self, agent, run_id, task, attempt, 2);
+    else
+    if (self->attempt_count < SIM_ATTEMPTS_MAX) {
+        sim_attempt_t *entry = &self->attempts [self->attempt_count++];
+        memset (entry, 0, sizeof *entry);
+        entry->agent = index;
+        entry->run_id = run_id;
+        entry->task = task;
+        entry->attempt = attempt;
+        entry->next_seq = 2;
+    }
+}
+
+static void
+s_sim_on_ack (sim_t *self, zsock_t *pipe, size_t index, Qanat__Ack *ack)
+{
+    self->acks++;
+    if (!ack->attempt)
+        return;
+    if (self->mode == SIM_ECHO) {
+        if (ack->seq == 2)
+            self->finished_acked++;
+        return;
+    }
+    for (size_t i = 0; i < self->attempt_count; i++) {
+        sim_attempt_t *entry = &self->attempts [i];
+        if (entry->agent != index || entry->run_id != ack->attempt->run_id
+        ||  entry->task != ack->attempt->task_index || entry->attempt != ack->attempt->attempt)
+            continue;
+        if (ack->seq > entry->acked) {
+            //  Log lines are seq 2 .. log_lines + 1.
+            uint64_t before = entry->acked > 1? entry->acked - 1: 0;
+            uint64_t after = ack->seq > 1? ack->seq - 1: 0;
+            if (after > self->log_lines)
+                after = self->log_lines;
+            if (after > before)
+                self->log_events_acked += after - before;
+            entry->acked = ack->seq;
+        }
+        if (!entry->done && entry->acked >= self->log_lines + 1) {
+            entry->done = true;
+            self->attempts_done++;
+            self->log_last_ack_ns = bench_now_ns ();
+            s_sim_finished (self, &self->agents [index], entry->run_id, entry->task,
+                            entry->attempt, self->log_lines + 2);
+            if (self->attempts_done == self->log_attempts)
+                zstr_send (pipe, "LOGDONE");
+        }
+        break;
+    }
+}
+
+//  Sends log lines while each attempt's window has room; a bounded burst
+//  per attempt, so acknowledgements are read in between.  Returns true
+//  while lines remain to be sent.
+static bool
+s_sim_stream_logs (sim_t *self)
+{
+    //  lines_per_event lines of LINE_BYTES - 1 characters, joined by '\n':
+    //  a chunk of whole lines, as the agent sends what one read returned.
+    static char *chunk_text = NULL;
+    static size_t chunk_size = 0;
+    size_t per_event = bench_set.lines_per_event? bench_set.lines_per_event: 1;
+    if (!chunk_text) {
+        chunk_size = per_event * LINE_BYTES - 1;
+        chunk_text = (char *) malloc (chunk_size);
+        memset (chunk_text, 'x', chunk_size);
+        for (size_t l = 1; l < per_event; l++)
+            chunk_text [l * LINE_BYTES - 1] = '\n';
+    }
+    bool pending = false;
+    for (size_t i = 0; i < self->attempt_count; i++) {
+        sim_attempt_t *entry = &self->attempts [i];
+        for (int burst = 0; burst < 256 && entry->logs_sent < self->log_lines
+             && entry->next_seq - 1 - entry->acked < self->log_window; burst++) {
+            Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
+            chunk.data.data = (uint8_t *) chunk_text;
+            chunk.data.len = chunk_size;
+            chunk.time_us = qn_now_us ();
+            Qanat__Event event = QANAT__EVENT__INIT;
+            event.body_case = QANAT__EVENT__BODY_LOG;
+            event.log = &chunk;
+            if (!self->log_first_ns)
+                self->log_first_ns = bench_now_ns ();
+            if (s_sim_event (self, &self->agents [entry->agent], &event, entry->run_id,
+                             entry->task, entry->attempt, entry->next_seq))
+                break;
+            entry->next_seq++;
+            entry->logs_sent++;
+        }
+        if (entry->logs_sent < self->log_lines
+        &&  entry->next_seq - 1 - entry->acked < self->log_window)
+            pending = true;
+    }
+    return pending;
+}
+
+static void
+s_sim_on_message (sim_t *self, zsock_t *pipe, size_t index, Qanat__Envelope *env)
+{
+    sim_agent_t *agent = &self->agents [index];
+    switch (env->body_case) {
+        case QANAT__ENVELOPE__BODY_WELCOME:
+            if (!agent->registered) {
+                agent->registered = true;
+                self->registered++;
+                s_sim_credit (self, agent, self->capacity);
+                if (self->registered == self->count) {
+                    self->registered_at = bench_now ();
+                    zstr_send (pipe, "REGISTERED");
+                }
+            }
+            break;
+        case QANAT__ENVELOPE__BODY_ASSIGN:
+            s_sim_on_assign (self, index, env->assign);
+            break;
+        case QANAT__ENVELOPE__BODY_ACK:
+            s_sim_on_ack (self, pipe, index, env->ack);
+            break;
+        case QANAT__ENVELOPE__BODY_HEARTBEAT:
+            self->heartbeat_replies++;
+            break;
+        case QANAT__ENVELOPE__BODY_REFUSAL:
+            self->refusals++;
+            if (env->refusal->code == QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED) {
+                if (agent->registered) {
+                    agent->registered = false;
+                    self->registered--;
+                }
+                s_sim_register (self, agent);
+            }
+            break;
+        default:
+            break;
+    }
+}
+
+void
+bench_sim_actor (zsock_t *pipe, void *args)
+{
+    sim_t *self = (sim_t *) args;
+    self->agents = (sim_agent_t *) calloc (self->count, sizeof (sim_agent_t));
+    zmq_pollitem_t *items = (zmq_pollitem_t *) calloc (self->count + 1, sizeof (zmq_pollitem_t));
+    items [0].socket = zsock_resolve (pipe);
+    items [0].events = ZMQ_POLLIN;
+    zsock_signal (pipe, 0);
+
+    //  Heartbeats are spread evenly over the interval: agent i is due at
+    //  start + i * interval / count, and then every interval.
+    int64_t period_ns = (int64_t) self->heartbeat_ms * 1000000LL;
+    int64_t start_ns = bench_now_ns () + period_ns;
+    size_t cursor = 0;
+    int64_t next_due = start_ns;
+    bool stop = false;
+    while (!stop) {
+        //  Connect more agents while few registrations are outstanding, so
+        //  the coordinator's listen backlog is never flooded.
+        while (self->created < self->count && !self->open_failed
+           &&  self->created - self->registered < self->connect_batch) {
+            sim_agent_t *agent = &self->agents [self->created];
+            snprintf (agent->name, sizeof agent->name, "sim-%zu", self->first_name + self->created);
+            agent->sock = zsock_new (ZMQ_DEALER);
+            if (!agent->sock) {
+                //  Out of descriptors or sockets: say so rather than wait.
+                if (!self->open_failed)
+                    zstr_send (pipe, "FAILED");
+                self->open_failed = true;
+                break;
+            }
+            qn_msg_prepare_socket (agent->sock);
+            zsock_set_sndhwm (agent->sock, 0);
+            zsock_set_rcvhwm (agent->sock, 0);
+            if (zsock_connect (agent->sock, "%s", self->endpoint) == -1) {
+                zsock_destroy (&agent->sock);
+                if (!self->open_failed)
+                    zstr_send (pipe, "FAILED");
+                self->open_failed = true;
+                break;
+            }
+            items [self->created + 1].socket = zsock_resolve (agent->sock);
+            items [self->created + 1].events = ZMQ_POLLIN;
+            s_sim_register (self, agent);
+            self->created++;
+        }
+        bool pending = self->mode == SIM_LOG && s_sim_stream_logs (self);
+        int64_t now = bench_now_ns ();
+        long timeout = pending? 0: (long) ((next_due - now) / 1000000);
+        if (timeout < 0)
+            timeout = 0;
+        if (timeout > 50)
+            timeout = 50;
+        if (zmq_poll (items, (int) self->created + 1, timeout) == -1 && zmq_errno () != EINTR)
+            break;
+        if (items [0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM"))
+                stop = true;
+            else
+            if (streq (command, "FINISHED"))
+                zstr_sendf (pipe, "%llu", (unsigned long long) self->finished_acked);
+            zstr_free (&command);
+        }
+        for (size_t i = 0; i < self->created; i++) {
+            if (!(items [i + 1].revents & ZMQ_POLLIN))
+                continue;
+            void *sock = items [i + 1].socket;
+            for (int count = 0; count < 1000; count++) {
+                zmq_msg_t msg;
+                zmq_msg_init (&msg);
+                if (zmq_msg_recv (&msg, sock, ZMQ_DONTWAIT) == -1) {
+                    zmq_msg_close (&msg);
+                    break;
+                }
+                qn_msg_status_t status;
+                Qanat__Envelope *env = qn_msg_decode (zmq_msg_data (&msg), zmq_msg_size (&msg),
+                                                      &status, NULL);
+                zmq_msg_close (&msg);
+                if (env) {
+                    s_sim_on_message (self, pipe, i, env);
+                    qn_msg_free (&env);
+                }
+            }
+        }
+        //  Heartbeats due by now, in round-robin order.
+        now = bench_now_ns ();
+        while (self->created && next_due <= now) {
+            if (cursor < self->created && self->agents [cursor].registered)
+                s_sim_heartbeat (self, &self->agents [cursor]);
+            cursor++;
+            if (cursor == self->count) {
+                cursor = 0;
+                start_ns += period_ns;
+            }
+            next_due = start_ns + (int64_t) ((double) cursor * period_ns / self->count);
+        }
+    }
+    for (size_t i = 0; i < self->created; i++)
+        zsock_destroy (&self->agents [i].sock);
+    free (items);
+}
+
+sim_t *
+bench_sim_new (const char *endpoint, size_t count, uint32_t capacity, const char *pool)
+{
+    sim_t *self = (sim_t *) zmalloc (sizeof (sim_t));
+    self->endpoint = endpoint;
+    self->count = count;
+    self->capacity = capacity;
+    self->pool = pool;
+    self->mode = SIM_ECHO;
+    self->heartbeat_ms = 1000;
+    self->connect_batch = 200;
+    self->log_window = 10000;
+    return self;
+}
+
+void
+bench_sim_destroy (sim_t **self_p)
+{
+    sim_t *self = *self_p;
+    if (self) {
+        free (self->agents);
+        free (self->hops);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Waits for a word from the simulation; false on timeout.
+bool
+bench_sim_wait (zactor_t *actor, const char *word, double timeout_s)
+{
+    double deadline = bench_now () + timeout_s;
+    zpoller_t *poller = zpoller_new (actor, NULL);
+    bool seen = false;
+    while (!seen && !zsys_interrupted) {
+        double left = deadline - bench_now ();
+        if (left <= 0)
+            break;
+        if (!zpoller_wait (poller, (int) (left * 1000) + 1))
+            continue;
+        char *message = zstr_recv (actor);
+        bool failed = message && streq (message, "FAILED");
+        if (message && streq (message, word))
+            seen = true;
+        zstr_free (&message);
+        if (failed) {
+            bench_say ("   the simulated agents could not open their sockets\n");
+            break;
+        }
+    }
+    zpoller_destroy (&poller);
+    return seen;
+}
+
+uint64_t
+bench_sim_finished_count (zactor_t *actor)
+{
+    zstr_send (actor, "FINISHED");
+    zsock_set_rcvtimeo (actor, 10000);
+    //  Skip any earlier word (REGISTERED) still queued.
+    for (int tries = 0; tries < 4; tries++) {
+        char *answer = zstr_recv (actor);
+        if (!answer)
+            break;
+        if (isdigit ((unsigned char) answer [0])) {
+            uint64_t count = strtoull (answer, NULL, 10);
+            zstr_free (&answer);
+            return count;
+        }
+        zstr_free (&answer);
+    }
+    return 0;
+}
