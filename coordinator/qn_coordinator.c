@@ -19,6 +19,7 @@
 #include "qn_log.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
+#include "qn_fleet.h"
 #include "qn_api.h"
 #include "qn_retention.h"
 #include "qn_hash.h"
@@ -127,139 +128,7 @@ s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
 }
 
 //  ---------------------------------------------------------------------
-//  Agents
-
-static void
-s_agent_destroy (agent_t **agent_p)
-{
-    agent_t *agent = *agent_p;
-    if (agent) {
-        free (agent->name);
-        zframe_destroy (&agent->routing_id);
-        free (agent->route_key);
-        qn_engine_free_message (agent->info);
-        zhashx_destroy (&agent->attempts);
-        zhashx_destroy (&agent->fetchable);
-        free (agent);
-        *agent_p = NULL;
-    }
-}
-
-static void
-s_agent_destructor (void **item)
-{
-    s_agent_destroy ((agent_t **) item);
-}
-
-static agent_t *
-s_agent_new (const char *name)
-{
-    agent_t *agent = (agent_t *) zmalloc (sizeof (agent_t));
-    agent->name = strdup (name);
-    agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
-    qanat__agent_info__init (agent->info);
-    agent->info->name = strdup (name);
-    agent->attempts = qn_hash_new ();
-    agent->fetchable = qn_hash_new ();
-    zhashx_set_destructor (agent->attempts, s_free_item);
-    return agent;
-}
-
-//  Credit lives in the agent record; the set of agents with credit is
-//  what dispatch walks.
-void
-qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
-{
-    agent->info->credit = credit;
-    if (credit && agent->routing_id)
-        zhashx_update (self->with_credit, agent->name, agent);
-    else
-        zhashx_delete (self->with_credit, agent->name);
-}
-
-static void
-s_agent_disconnect (qn_coordinator_t *self, agent_t *agent)
-{
-    if (self->blobserver)
-        qn_blobserver_peer_gone (self->blobserver, agent->name);
-    if (agent->route_key)
-        zhashx_delete (self->by_route, agent->route_key);
-    zstr_free (&agent->route_key);
-    zframe_destroy (&agent->routing_id);
-    agent->info->connected = false;
-    qn_engine_agent_set_credit (self, agent, 0);
-}
-
-bool
-qn_engine_agent_matches (agent_t *agent, const qn_task_t *task)
-{
-    if (task->backend) {
-        bool offered = false;
-        for (size_t b = 0; b < agent->info->n_backends && !offered; b++)
-            offered = streq (agent->info->backends [b], task->backend);
-        if (!offered)
-            return false;
-    }
-    for (size_t s = 0; s < task->selector_count; s++) {
-        bool found = false;
-        for (size_t l = 0; l < agent->info->n_labels && !found; l++)
-            if (streq (agent->info->labels [l]->key, task->selector [s].key)
-            &&  streq (agent->info->labels [l]->value, task->selector [s].value))
-                found = true;
-        if (!found)
-            return false;
-    }
-    return true;
-}
-
-//  connected, suspect (silent past its grace: no new work), lost (silent
-//  past its deadline: its attempts were retried), or disconnected (known
-//  from the store, not seen since our start).
-static const char *
-s_agent_state (agent_t *agent, int64_t now)
-{
-    if (!agent->routing_id)
-        return agent->lost? "lost": "disconnected";
-    if (now - agent->last_seen > agent->info->suspect_after_ms)
-        return "suspect";
-    return "connected";
-}
-
-void
-qn_engine_agent_update_state (agent_t *agent, int64_t now)
-{
-    //  The state names are static strings: compare pointers, and copy
-    //  into the record only on a change (this runs for every agent on
-    //  every timer tick).
-    const char *state = s_agent_state (agent, now);
-    if (state != agent->state) {
-        agent->state = state;
-        qn_engine_replace_string (&agent->info->state, strdup (state));
-    }
-    agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
-    agent->info->drained_by_admin = agent->drained_by_admin;
-}
-
-//  Why an agent that matches a task takes no new work, or NULL.
-const char *
-qn_engine_agent_unavailable (agent_t *agent, int64_t now)
-{
-    if (agent->drained_by_admin || agent->drained_by_itself)
-        return "draining";
-    if (agent->info->spool_full)
-        return "spool full";
-    if (now - agent->last_seen > agent->info->suspect_after_ms)
-        return "suspect";
-    return NULL;
-}
-
-void
-qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent)
-{
-    if (qn_store_begin (self->store) == 0)
-        qn_store_put_agent (self->store, agent->info);
-}
-
+//  Telling an agent
 
 void
 qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
@@ -278,55 +147,6 @@ qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, 
     env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
     env.cancel = &cancel;
     qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
-}
-
-
-
-//  Copies the references of the attempts agent runs to refs (they change
-//  as the attempts end).
-static void
-s_agent_collect_attempts (agent_t *agent, zlistx_t *refs)
-{
-    for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
-         ref = (ready_t *) zhashx_next (agent->attempts)) {
-        ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
-        *copy = *ref;
-        zlistx_add_end (refs, copy);
-    }
-}
-
-//  The attempts of refs, whose agent is gone (lost or revoked), end as
-//  agent_lost for why, and retry by policy.  Destroys refs.
-static void
-s_fail_attempts (qn_coordinator_t *self, zlistx_t *refs, const char *why)
-{
-    for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
-        run_t *run = qn_run_find (self, ref->run_id);
-        if (run && qn_run_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
-            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, why);
-        free (ref);
-    }
-    zlistx_destroy (&refs);
-}
-
-//  Revocation, the engine's part (the key has left the allow-list): the
-//  agent is disconnected at once (its messages are refused from now on),
-//  and the attempts it ran end as "agent revoked" and retry elsewhere by
-//  policy.  Returns the agent, or NULL if none of that name is known.
-agent_t *
-qn_engine_agent_revoke (qn_coordinator_t *self, const char *name)
-{
-    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
-    if (agent) {
-        s_agent_disconnect (self, agent);
-        agent->lost = true;
-        zlistx_t *refs = zlistx_new ();
-        s_agent_collect_attempts (agent, refs);
-        s_fail_attempts (self, refs, "agent revoked");
-        qn_engine_agent_update_state (agent, zclock_mono ());
-        qn_engine_agent_persist (self, agent);
-    }
-    return agent;
 }
 
 //  ---------------------------------------------------------------------
@@ -416,22 +236,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
         labels = self->sender->labels;
         label_count = self->sender->n_labels;
     }
-    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, reg->name);
-    if (!agent) {
-        agent = s_agent_new (reg->name);
-        zhashx_insert (self->agents, agent->name, agent);
-    }
-    else
-        s_agent_disconnect (self, agent);
-    //  A connection that registers under a new name leaves its old one.
-    char *route_key = s_route_key (routing_id);
-    agent_t *previous = (agent_t *) zhashx_lookup (self->by_route, route_key);
-    if (previous && previous != agent)
-        s_agent_disconnect (self, previous);
-    agent->routing_id = zframe_dup (routing_id);
-    agent->route_key = route_key;
-    zhashx_insert (self->by_route, route_key, agent);
-    agent->last_seen = zclock_mono ();
+    agent_t *agent = qn_fleet_connect (self, reg->name, routing_id);
 
     Qanat__AgentInfo *info = agent->info;
     for (size_t i = 0; i < info->n_labels; i++)
@@ -450,7 +255,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (size_t i = 0; i < reg->n_backends; i++)
         qn_engine_append ((void ***) &info->backends, &info->n_backends, qn_engine_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
-    qn_engine_agent_set_credit (self, agent, 0);
+    qn_fleet_set_credit (self, agent, 0);
     info->connected = true;
     info->last_seen_us = qn_now_us ();
     agent->lost = false;
@@ -471,7 +276,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     info->suspect_after_ms = suspect_after;
     info->lost_after_ms = lost_after;
     info->spool_full = false;
-    qn_engine_agent_update_state (agent, zclock_mono ());
+    qn_fleet_update_state (agent, zclock_mono ());
 
     //  Reconcile what we believe it runs with what it reports.
     zlistx_t *gone = zlistx_new ();
@@ -508,7 +313,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
             qn_engine_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                            "this attempt is no longer current");
     }
-    qn_engine_agent_persist (self, agent);
+    qn_fleet_persist (self, agent);
     s_post_welcome (self, agent, reg);
     qn_log (QN_LOG_INFO, "coordinator",
             "agent %s registered (%zu labels, %u slots, %u attempts running)", agent->name,
@@ -807,9 +612,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
         s_handle_register (self, routing_id, env->register_);
         return;
     }
-    char *route_key = s_route_key (routing_id);
-    agent_t *agent = (agent_t *) zhashx_lookup (self->by_route, route_key);
-    free (route_key);
+    agent_t *agent = qn_fleet_by_route (self, routing_id);
     if (!agent) {
         //  We restarted, or declared it lost: it must register again.
         s_refuse (self->agents_sock, routing_id,
@@ -847,7 +650,7 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             //  their slots; they would never come back.
             uint64_t credit = (uint64_t) agent->info->credit + env->credit->slots;
             uint32_t room = agent->info->capacity;
-            qn_engine_agent_set_credit (self, agent, credit > room? room: (uint32_t) credit);
+            qn_fleet_set_credit (self, agent, credit > room? room: (uint32_t) credit);
             break;
         }
         case QANAT__ENVELOPE__BODY_EVENT:
@@ -864,8 +667,8 @@ s_handle_agent_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Env
             break;
         case QANAT__ENVELOPE__BODY_DRAIN:
             agent->drained_by_itself = env->drain->draining;
-            qn_engine_agent_update_state (agent, zclock_mono ());
-            qn_engine_agent_persist (self, agent);
+            qn_fleet_update_state (agent, zclock_mono ());
+            qn_fleet_persist (self, agent);
             qn_log (QN_LOG_INFO, "coordinator", "agent %s %s%s%s", agent->name,
                     env->drain->draining? "draining": "takes work again",
                     *env->drain->reason? ": ": "", env->drain->reason);
@@ -913,11 +716,7 @@ s_reload (qn_coordinator_t *self, char **error_p)
     zhashx_purge (self->runs);
     zhashx_purge (self->queues);
     zlistx_purge (self->delayed);
-    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents)) {
-        zhashx_purge (agent->attempts);
-        agent->info->running = 0;
-    }
+    qn_fleet_forget_attempts (self);
     uint64_t *ids = NULL;
     size_t count = 0;
     if (qn_store_active_runs (self->store, &ids, &count)) {
@@ -939,14 +738,8 @@ s_reload (qn_coordinator_t *self, char **error_p)
                 //  It waits for its agent to come back and report, or to
                 //  be declared lost; an agent we never knew gets a record.
                 Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
-                if (attempt && !zhashx_lookup (self->agents, attempt->agent)) {
-                    agent_t *agent = s_agent_new (attempt->agent);
-                    agent->info->lost_after_ms = self->config.lost_after_ms;
-                    agent->info->suspect_after_ms = self->config.suspect_after_ms;
-                    agent->last_seen = zclock_mono ();
-                    qn_engine_agent_update_state (agent, agent->last_seen);
-                    zhashx_insert (self->agents, agent->name, agent);
-                }
+                if (attempt)
+                    qn_fleet_expect (self, attempt->agent);
                 qn_run_track_running (run, t, true);
             }
         }
@@ -954,35 +747,6 @@ s_reload (qn_coordinator_t *self, char **error_p)
     }
     free (ids);
     return 0;
-}
-
-static void
-s_load_agents (qn_coordinator_t *self)
-{
-    Qanat__AgentInfo **agents = NULL;
-    size_t count = 0;
-    if (qn_store_list_agents (self->store, &agents, &count))
-        return;
-    for (size_t i = 0; i < count; i++) {
-        agent_t *agent = s_agent_new (agents [i]->name);
-        qn_engine_free_message (agent->info);
-        agent->info = agents [i];
-        agent->info->connected = false;
-        agent->info->credit = 0;
-        agent->info->running = 0;
-        //  Only an administrator's drain outlives us; an agent that drained
-        //  itself says so again when it registers.
-        agent->drained_by_admin = agent->info->drained_by_admin;
-        if (!agent->info->lost_after_ms)
-            agent->info->lost_after_ms = self->config.lost_after_ms;
-        if (!agent->info->suspect_after_ms)
-            agent->info->suspect_after_ms = self->config.suspect_after_ms;
-        qn_engine_agent_update_state (agent, zclock_mono ());
-        //  Known agents get a full lost deadline from our start to come back.
-        agent->last_seen = zclock_mono ();
-        zhashx_insert (self->agents, agent->name, agent);
-    }
-    free (agents);
 }
 
 //  ---------------------------------------------------------------------
@@ -1017,7 +781,7 @@ s_recover (qn_coordinator_t *self)
         if (agent->routing_id) {
             s_refuse (self->agents_sock, agent->routing_id,
                       QANAT__REFUSAL_CODE__REFUSAL_NOT_REGISTERED, "register again");
-            s_agent_disconnect (self, agent);
+            qn_fleet_disconnect (self, agent);
         }
     char *error = NULL;
     if (s_reload (self, &error)) {
@@ -1319,34 +1083,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
                     "removed %" PRIu64 " bytes of uploads not resumed for %d hours", freed,
                     QN_COORDINATOR_PARTIAL_MAX_AGE_S / 3600);
     }
-    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents)) {
-        bool was_suspect = agent->state && streq (agent->state, "suspect");
-        bool changed = false;
-        if (agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms) {
-            changed = true;
-            qn_log (QN_LOG_WARNING, "coordinator", "agent %s lost: silent for %lld ms", agent->name,
-                    (long long) (now - agent->last_seen));
-            s_agent_disconnect (self, agent);
-            agent->lost = true;
-            agent->info->running = 0;
-        }
-        qn_engine_agent_update_state (agent, now);
-        bool is_suspect = streq (agent->state, "suspect");
-        if (is_suspect && !was_suspect)
-            qn_log (QN_LOG_WARNING, "coordinator", "agent %s suspect: silent for %lld ms",
-                    agent->name, (long long) (now - agent->last_seen));
-        if (was_suspect != is_suspect || changed)
-            qn_engine_agent_persist (self, agent);
-    }
-    //  The attempts of agents gone past their deadline are lost.
-    zlistx_t *lost = zlistx_new ();
-    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
-         agent = (agent_t *) zhashx_next (self->agents))
-        if (!agent->routing_id && zhashx_size (agent->attempts)
-        &&  now - agent->last_seen > agent->info->lost_after_ms)
-            s_agent_collect_attempts (agent, lost);
-    s_fail_attempts (self, lost, "agent lost");
+    zlistx_t *lost = qn_fleet_sweep (self, now);
+    qn_fleet_fail_attempts (self, &lost, "agent lost");
     if (self->keyring)
         qn_keyring_expire (self->keyring);
     qn_dispatch_release_delayed (self);
@@ -1392,7 +1130,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         free (self);
         return NULL;
     }
-    zhashx_set_destructor (self->agents, s_agent_destructor);
+    zhashx_set_destructor (self->agents, qn_fleet_agent_destructor);
     self->by_route = qn_hash_new ();
     self->runs = qn_hash_new ();
     zhashx_set_destructor (self->runs, qn_run_destructor);
@@ -1441,7 +1179,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
             return NULL;
         }
     }
-    s_load_agents (self);
+    qn_fleet_load (self);
     if (s_reload (self, error_p) || qn_store_commit (self->store)) {
         qn_coordinator_destroy (&self);
         return NULL;

@@ -32,7 +32,8 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 //  An agent the engine knows: connected now, or known from the store.
-//  In the engine's agents table by name for the engine's lifetime.
+//  In the engine's agents table by name for the engine's lifetime
+//  (qn_fleet makes, connects and sweeps them).
 typedef struct {
     char *name;
     zframe_t *routing_id;               //  NULL while not connected
@@ -180,7 +181,8 @@ qn_engine_free_message (void *message)
 //  ---------------------------------------------------------------------
 //  What qn_coordinator.c offers the engine's other files (each is
 //  described where it is defined).  Runs and agents stay the engine's;
-//  the run record and its transitions are qn_run's (qn_run.h).
+//  the run record and its transitions are qn_run's (qn_run.h), the agent
+//  records, routes, credit and liveness qn_fleet's (qn_fleet.h).
 
 //  Queues env for sending after the turn's commit (request_id: of the
 //  client request it answers, else 0).
@@ -191,21 +193,6 @@ void
 void
     qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
                            uint32_t attempt, const char *reason);
-//  An agent's credit, and its place in the set of agents with credit.
-void
-    qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit);
-//  True when agent offers what task selects (labels, backend).
-bool
-    qn_engine_agent_matches (agent_t *agent, const qn_task_t *task);
-//  Why an agent that matches a task takes no new work, or NULL.
-const char *
-    qn_engine_agent_unavailable (agent_t *agent, int64_t now);
-void
-    qn_engine_agent_update_state (agent_t *agent, int64_t now);
-void
-    qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent);
-agent_t *
-    qn_engine_agent_revoke (qn_coordinator_t *self, const char *name);
 //  Ends a loop turn: dispatches, commits once, and only then sends what
 //  waited in the outbox (durable before visible).
 void
