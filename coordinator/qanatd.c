@@ -64,6 +64,26 @@ s_mkdir_parents (const char *path)
     return 0;
 }
 
+//  Says loudly when the coordinator runs without fsync or without CURVE.
+static void
+s_warn_unsafe (bool durable, bool insecure)
+{
+    if (!durable)
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "--no-sync: commits are not fsynced; a power loss may lose the last ones");
+    if (insecure) {
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "--insecure: NO encryption, NO authentication. Anyone who reaches");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "these sockets can run commands on every agent. Do not use this");
+        qn_log (QN_LOG_WARNING, "qanatd", "outside a trusted test setup.");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
+    }
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -192,20 +212,7 @@ main (int argc, char *argv [])
         free (error);
         return 1;
     }
-    if (!durable)
-        qn_log (QN_LOG_WARNING, "qanatd",
-                "--no-sync: commits are not fsynced; a power loss may lose the last ones");
-    if (insecure) {
-        qn_log (QN_LOG_WARNING, "qanatd",
-                "****************************************************************");
-        qn_log (QN_LOG_WARNING, "qanatd",
-                "--insecure: NO encryption, NO authentication. Anyone who reaches");
-        qn_log (QN_LOG_WARNING, "qanatd",
-                "these sockets can run commands on every agent. Do not use this");
-        qn_log (QN_LOG_WARNING, "qanatd", "outside a trusted test setup.");
-        qn_log (QN_LOG_WARNING, "qanatd",
-                "****************************************************************");
-    }
+    s_warn_unsafe (durable, insecure);
     printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
             qn_coordinator_client_endpoint (coordinator),
             qn_coordinator_agent_endpoint (coordinator), data_dir);

@@ -11,6 +11,7 @@
 */
 #include "qn_engine.h"
 #include "qn_log.h"
+#include "qn_agent_link.h"
 #include "qn_fleet.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
@@ -784,7 +785,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
         self->stats.blobs_stored++;
     }
     if (held == put->total_size)        //  new, or put again: an hour more
-        qn_engine_keep_upload (self, put->hash, put->total_size, NULL);
+        qn_agent_link_keep_upload (self, put->hash, put->total_size, NULL);
     Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
     data.hash = put->hash;
     data.offset = held;

@@ -182,23 +182,26 @@ qn_engine_free_message (void *message)
 //  What qn_coordinator.c offers the engine's other files (each is
 //  described where it is defined).  Runs and agents stay the engine's;
 //  the run record and its transitions are qn_run's (qn_run.h), the agent
-//  records, routes, credit and liveness qn_fleet's (qn_fleet.h).
+//  records, routes, credit and liveness qn_fleet's (qn_fleet.h), the
+//  agents' messages qn_agent_link's (qn_agent_link.h).
 
 //  Queues env for sending after the turn's commit (request_id: of the
 //  client request it answers, else 0).
 void
     qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
                     Qanat__Envelope *env, uint64_t request_id);
-//  Tells agent (if connected) to stop an attempt, after the commit.
+//  Sends a refusal now (it depends on no write).
 void
-    qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
-                           uint32_t attempt, const char *reason);
+    qn_engine_refuse (zsock_t *sock, zframe_t *routing_id, Qanat__RefusalCode code,
+                      const char *message);
+//  Acknowledges an attempt's events up to seq after the turn's commit
+//  (one Ack per attempt and connection, with the highest seq of the turn).
+void
+    qn_engine_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref,
+                        uint64_t seq);
 //  Ends a loop turn: dispatches, commits once, and only then sends what
 //  waited in the outbox (durable before visible).
 void
     qn_engine_end_turn (qn_coordinator_t *self);
-void
-    qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
-                           const Qanat__AttemptRef *attempt);
 
 #endif
