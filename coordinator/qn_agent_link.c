@@ -6,6 +6,7 @@
 */
 #include "qn_agent_link.h"
 #include "qn_log.h"
+#include "qn_turn.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
 #include "qn_fleet.h"
@@ -30,7 +31,7 @@ qn_agent_link_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_CANCEL;
     env.cancel = &cancel;
-    qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    qn_turn_post (self, self->agents_sock, agent->routing_id, &env, 0);
 }
 
 //  ---------------------------------------------------------------------
@@ -75,7 +76,7 @@ s_post_welcome (qn_coordinator_t *self, agent_t *agent, Qanat__Register *reg)
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_WELCOME;
     env.welcome = &welcome;
-    qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
+    qn_turn_post (self, self->agents_sock, agent->routing_id, &env, 0);
     for (size_t i = 0; i < held; i++)
         qn_dispatch_assignment_free (&assignments [i]);
     free (assignments);
@@ -247,7 +248,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
                 && streq (attempt->agent, agent->name);
     if (!current) {
         self->stats.stale_events++;
-        qn_engine_post_ack (self, agent, ref, event->seq);
+        qn_turn_post_ack (self, agent, ref, event->seq);
         if (event->body_case != QANAT__EVENT__BODY_FINISHED)
             qn_agent_link_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                                       "this attempt is no longer current");
@@ -255,7 +256,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
     }
     if (event->seq <= attempt->last_seq) {
         self->stats.duplicate_events++;
-        qn_engine_post_ack (self, agent, ref, attempt->last_seq);
+        qn_turn_post_ack (self, agent, ref, attempt->last_seq);
         return;
     }
     if (event->seq != attempt->last_seq + 1)
@@ -308,7 +309,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
         s_uploads_settled (self, run->id, ref->task_index, attempt->attempt);
         qn_run_attempt_finished (self, run, ref->task_index, attempt, event->finished);
     }
-    qn_engine_post_ack (self, agent, ref, event->seq);
+    qn_turn_post_ack (self, agent, ref, event->seq);
 }
 
 //  An agent connected with a join token's key presents its own key.
@@ -337,7 +338,7 @@ s_handle_enrol (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Enrol *enro
     Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
     reply.body_case = QANAT__ENVELOPE__BODY_ENROLLED;
     reply.enrolled = &enrolled;
-    qn_engine_post (self, self->agents_sock, routing_id, &reply, 0);
+    qn_turn_post (self, self->agents_sock, routing_id, &reply, 0);
 }
 
 //  ---------------------------------------------------------------------
@@ -350,7 +351,7 @@ qn_agent_link_blob_send (void *arg, const char *peer, Qanat__Envelope *envelope)
     agent_t *agent = (agent_t *) zhashx_lookup (self->agents, peer);
     if (!agent || !agent->routing_id)
         return -1;
-    qn_engine_post (self, self->agents_sock, agent->routing_id, envelope, 0);
+    qn_turn_post (self, self->agents_sock, agent->routing_id, envelope, 0);
     return 0;
 }
 
@@ -402,7 +403,7 @@ s_handle_blob_offer (qn_coordinator_t *self, agent_t *agent, Qanat__BlobOffer *o
         Qanat__Envelope env = QANAT__ENVELOPE__INIT;
         env.body_case = QANAT__ENVELOPE__BODY_BLOB_WANT;
         env.blob_want = &want;
-        qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        qn_turn_post (self, self->agents_sock, agent->routing_id, &env, 0);
         self->stats.denied++;
         return;
     }
@@ -422,7 +423,7 @@ s_handle_blob_want (qn_coordinator_t *self, agent_t *agent, Qanat__BlobWant *wan
         Qanat__Envelope env = QANAT__ENVELOPE__INIT;
         env.body_case = QANAT__ENVELOPE__BODY_BLOB_CHUNK;
         env.blob_chunk = &chunk;
-        qn_engine_post (self, self->agents_sock, agent->routing_id, &env, 0);
+        qn_turn_post (self, self->agents_sock, agent->routing_id, &env, 0);
         self->stats.denied++;
         return;
     }
@@ -476,7 +477,7 @@ qn_agent_link_handle (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envel
             Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
             reply.body_case = QANAT__ENVELOPE__BODY_HEARTBEAT;
             reply.heartbeat = &heartbeat;
-            qn_engine_post (self, self->agents_sock, routing_id, &reply, 0);
+            qn_turn_post (self, self->agents_sock, routing_id, &reply, 0);
             break;
         }
         case QANAT__ENVELOPE__BODY_CREDIT: {

@@ -7,6 +7,7 @@
 */
 #include "qn_dispatch.h"
 #include "qn_log.h"
+#include "qn_turn.h"
 #include "qn_fleet.h"
 #include "qn_run.h"
 
@@ -433,7 +434,7 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
     envelope.assign = &assignment.assign;
-    qn_engine_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
+    qn_turn_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
     qn_dispatch_assignment_free (&assignment);
     if (self->config.verbose)
         qn_log (QN_LOG_INFO, "dispatch", "run %llu task %s attempt %u -> agent %s",

@@ -12,9 +12,9 @@
     into another of the engine's tables.
 
     Memory and store: the store is the truth, these records the active
-    part of it (see the contract at the top of qn_coordinator.c: what a
-    turn changes is marked dirty and written in the turn's one commit,
-    and whatever depends on a write waits in the outbox until then).
+    part of it (see the contract in qn_turn.h: what a turn changes is
+    marked dirty and written in the turn's one commit, and whatever
+    depends on a write waits in the outbox until then).
 
     One of the files of the qn_coordinator class: it shares the engine's
     records (qn_engine.h), so the include checker counts it with
@@ -183,25 +183,15 @@ qn_engine_free_message (void *message)
 //  described where it is defined).  Runs and agents stay the engine's;
 //  the run record and its transitions are qn_run's (qn_run.h), the agent
 //  records, routes, credit and liveness qn_fleet's (qn_fleet.h), the
-//  agents' messages qn_agent_link's (qn_agent_link.h).
+//  agents' messages qn_agent_link's (qn_agent_link.h), the outbox, acks
+//  and the turn's commit qn_turn's (qn_turn.h).
 
-//  Queues env for sending after the turn's commit (request_id: of the
-//  client request it answers, else 0).
-void
-    qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
-                    Qanat__Envelope *env, uint64_t request_id);
 //  Sends a refusal now (it depends on no write).
 void
     qn_engine_refuse (zsock_t *sock, zframe_t *routing_id, Qanat__RefusalCode code,
                       const char *message);
-//  Acknowledges an attempt's events up to seq after the turn's commit
-//  (one Ack per attempt and connection, with the highest seq of the turn).
+//  The loop reads both sockets (on), or neither (off: a pause).
 void
-    qn_engine_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref,
-                        uint64_t seq);
-//  Ends a loop turn: dispatches, commits once, and only then sends what
-//  waited in the outbox (durable before visible).
-void
-    qn_engine_end_turn (qn_coordinator_t *self);
+    qn_engine_listen (qn_coordinator_t *self, bool on);
 
 #endif
