@@ -64,24 +64,24 @@ s_mkdir_parents (const char *path)
     return 0;
 }
 
-//  Says loudly what an unsafe flag gives up
+//  Says loudly when the coordinator runs without fsync or without CURVE.
 static void
 s_warn_unsafe (bool durable, bool insecure)
 {
     if (!durable)
         qn_log (QN_LOG_WARNING, "qanatd",
                 "--no-sync: commits are not fsynced; a power loss may lose the last ones");
-    if (!insecure)
-        return;
-    const char *box [] = {
-        "****************************************************************",
-        "--insecure: NO encryption, NO authentication. Anyone who reaches",
-        "these sockets can run commands on every agent. Do not use this",
-        "outside a trusted test setup.",
-        "****************************************************************"
-    };
-    for (size_t i = 0; i < sizeof box / sizeof box [0]; i++)
-        qn_log (QN_LOG_WARNING, "qanatd", "%s", box [i]);
+    if (insecure) {
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "--insecure: NO encryption, NO authentication. Anyone who reaches");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "these sockets can run commands on every agent. Do not use this");
+        qn_log (QN_LOG_WARNING, "qanatd", "outside a trusted test setup.");
+        qn_log (QN_LOG_WARNING, "qanatd",
+                "****************************************************************");
+    }
 }
 
 int

@@ -11,6 +11,8 @@
 */
 #include "qn_engine.h"
 #include "qn_log.h"
+#include "qn_agent_link.h"
+#include "qn_fleet.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
 #include "qn_api.h"
@@ -408,7 +410,7 @@ s_handle_list_agents (qn_api_call_t *call, Qanat__Request *request)
     int64_t now = zclock_mono ();
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
-        qn_engine_agent_update_state (agent, now);
+        qn_fleet_update_state (agent, now);
         list.agents [list.n_agents++] = agent->info;
     }
     Qanat__Reply reply = QANAT__REPLY__INIT;
@@ -510,8 +512,8 @@ s_handle_drain_agent (qn_api_call_t *call, Qanat__Request *request)
         return;
     }
     agent->drained_by_admin = request->drain_agent->drain;
-    qn_engine_agent_update_state (agent, zclock_mono ());
-    qn_engine_agent_persist (self, agent);
+    qn_fleet_update_state (agent, zclock_mono ());
+    qn_fleet_persist (self, agent);
     qn_log (QN_LOG_INFO, "api", "agent %s %s by request", agent->name,
             agent->drained_by_admin? "drained": "undrained");
     s_post_agent_reply (call, request->id, agent);
@@ -583,7 +585,7 @@ s_handle_add_user (qn_api_call_t *call, Qanat__Request *request)
 //  Revocation: the key leaves the allow-list, the agent is disconnected at
 //  once (its messages are refused from now on), and the attempts it ran
 //  end as "agent revoked" and retry elsewhere by policy (the engine's
-//  part: qn_engine_agent_revoke).
+//  part: qn_fleet_revoke).
 static void
 s_handle_revoke_agent (qn_api_call_t *call, Qanat__Request *request)
 {
@@ -595,7 +597,7 @@ s_handle_revoke_agent (qn_api_call_t *call, Qanat__Request *request)
         free (message);
         return;
     }
-    agent_t *agent = qn_engine_agent_revoke (self, name);
+    agent_t *agent = qn_fleet_revoke (self, name);
     qn_log (QN_LOG_WARNING, "api", "agent %s revoked by %s", name, s_sender_name (call));
     s_post_agent_reply (call, request->id, agent);
 }
@@ -783,7 +785,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
         self->stats.blobs_stored++;
     }
     if (held == put->total_size)        //  new, or put again: an hour more
-        qn_engine_keep_upload (self, put->hash, put->total_size, NULL);
+        qn_agent_link_keep_upload (self, put->hash, put->total_size, NULL);
     Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
     data.hash = put->hash;
     data.offset = held;

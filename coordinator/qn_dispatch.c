@@ -7,6 +7,8 @@
 */
 #include "qn_dispatch.h"
 #include "qn_log.h"
+#include "qn_turn.h"
+#include "qn_fleet.h"
 #include "qn_run.h"
 
 //  ---------------------------------------------------------------------
@@ -120,10 +122,10 @@ s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
     const char *unavailable = NULL;
     for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
          agent = (agent_t *) zhashx_next (self->agents)) {
-        if (!agent->routing_id || !qn_engine_agent_matches (agent, spec))
+        if (!agent->routing_id || !qn_fleet_matches (agent, spec))
             continue;
         matching++;
-        const char *why = qn_engine_agent_unavailable (agent, now);
+        const char *why = qn_fleet_unavailable (agent, now);
         if (why)
             unavailable = why;
     }
@@ -426,13 +428,13 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
         return false;
     }
     Qanat__AttemptInfo *attempt = qn_run_attempt_start (run, index, agent);
-    qn_engine_agent_set_credit (self, agent, agent->info->credit - 1);
+    qn_fleet_set_credit (self, agent, agent->info->credit - 1);
     qn_run_advance (self, run);
 
     Qanat__Envelope envelope = QANAT__ENVELOPE__INIT;
     envelope.body_case = QANAT__ENVELOPE__BODY_ASSIGN;
     envelope.assign = &assignment.assign;
-    qn_engine_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
+    qn_turn_post (self, self->agents_sock, agent->routing_id, &envelope, 0);
     qn_dispatch_assignment_free (&assignment);
     if (self->config.verbose)
         qn_log (QN_LOG_INFO, "dispatch", "run %llu task %s attempt %u -> agent %s",
@@ -469,7 +471,7 @@ qn_dispatch (qn_coordinator_t *self)
         if (spec)
             for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
                  agent = (agent_t *) zhashx_next (self->with_credit))
-                if (qn_engine_agent_matches (agent, spec) && !qn_engine_agent_unavailable (agent, now))
+                if (qn_fleet_matches (agent, spec) && !qn_fleet_unavailable (agent, now))
                     zlistx_add_end (candidates, agent);
         //  Hand out tasks in order, each to the candidate with most credit
         //  left, which spreads work across agents.

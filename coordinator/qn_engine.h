@@ -12,9 +12,9 @@
     into another of the engine's tables.
 
     Memory and store: the store is the truth, these records the active
-    part of it (see the contract at the top of qn_coordinator.c: what a
-    turn changes is marked dirty and written in the turn's one commit,
-    and whatever depends on a write waits in the outbox until then).
+    part of it (see the contract in qn_turn.h: what a turn changes is
+    marked dirty and written in the turn's one commit, and whatever
+    depends on a write waits in the outbox until then).
 
     One of the files of the qn_coordinator class: it shares the engine's
     records (qn_engine.h), so the include checker counts it with
@@ -32,7 +32,8 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 //  An agent the engine knows: connected now, or known from the store.
-//  In the engine's agents table by name for the engine's lifetime.
+//  In the engine's agents table by name for the engine's lifetime
+//  (qn_fleet makes, connects and sweeps them).
 typedef struct {
     char *name;
     zframe_t *routing_id;               //  NULL while not connected
@@ -180,38 +181,17 @@ qn_engine_free_message (void *message)
 //  ---------------------------------------------------------------------
 //  What qn_coordinator.c offers the engine's other files (each is
 //  described where it is defined).  Runs and agents stay the engine's;
-//  the run record and its transitions are qn_run's (qn_run.h).
+//  the run record and its transitions are qn_run's (qn_run.h), the agent
+//  records, routes, credit and liveness qn_fleet's (qn_fleet.h), the
+//  agents' messages qn_agent_link's (qn_agent_link.h), the outbox, acks
+//  and the turn's commit qn_turn's (qn_turn.h).
 
-//  Queues env for sending after the turn's commit (request_id: of the
-//  client request it answers, else 0).
+//  Sends a refusal now (it depends on no write).
 void
-    qn_engine_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
-                    Qanat__Envelope *env, uint64_t request_id);
-//  Tells agent (if connected) to stop an attempt, after the commit.
+    qn_engine_refuse (zsock_t *sock, zframe_t *routing_id, Qanat__RefusalCode code,
+                      const char *message);
+//  The loop reads both sockets (on), or neither (off: a pause).
 void
-    qn_engine_post_cancel (qn_coordinator_t *self, agent_t *agent, uint64_t run_id, uint32_t task,
-                           uint32_t attempt, const char *reason);
-//  An agent's credit, and its place in the set of agents with credit.
-void
-    qn_engine_agent_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit);
-//  True when agent offers what task selects (labels, backend).
-bool
-    qn_engine_agent_matches (agent_t *agent, const qn_task_t *task);
-//  Why an agent that matches a task takes no new work, or NULL.
-const char *
-    qn_engine_agent_unavailable (agent_t *agent, int64_t now);
-void
-    qn_engine_agent_update_state (agent_t *agent, int64_t now);
-void
-    qn_engine_agent_persist (qn_coordinator_t *self, agent_t *agent);
-agent_t *
-    qn_engine_agent_revoke (qn_coordinator_t *self, const char *name);
-//  Ends a loop turn: dispatches, commits once, and only then sends what
-//  waited in the outbox (durable before visible).
-void
-    qn_engine_end_turn (qn_coordinator_t *self);
-void
-    qn_engine_keep_upload (qn_coordinator_t *self, const char *hash, uint64_t size,
-                           const Qanat__AttemptRef *attempt);
+    qn_engine_listen (qn_coordinator_t *self, bool on);
 
 #endif

@@ -6,6 +6,7 @@
 */
 #include "qn_engine.h"
 #include "qn_log.h"
+#include "qn_turn.h"
 #include "qn_run.h"
 #include "qn_retention.h"
 
@@ -143,7 +144,7 @@ qn_retention_on_s3_deleted (void *arg, const char *id, int status, const char *e
             self->s3_failure_logged = now;
         }
     }
-    qn_engine_end_turn (self);
+    qn_turn_end (self);
 }
 
 void

@@ -7,6 +7,7 @@
 */
 #include "qn_run.h"
 #include "qn_log.h"
+#include "qn_agent_link.h"
 #include "qn_dispatch.h"
 
 //  ---------------------------------------------------------------------
@@ -536,7 +537,7 @@ qn_run_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char
     if (task->status == QANAT__TASK_STATUS__TASK_RUNNING) {
         Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
         agent_t *agent = s_agent_of (self, attempt);
-        qn_engine_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
+        qn_agent_link_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
         qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
         s_attempt_close (attempt, QN_END_CANCELED);
     }

@@ -33,15 +33,9 @@ s_setup (void **state)
     s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
     if (test_engine_start (&fixture->t, "test-dispatch") != 0)
         return -1;
-    char *error = NULL;
-    qn_workflow_t *wf = qn_workflow_parse ("test.yaml", S_WORKFLOW, strlen (S_WORKFLOW), &error);
-    if (!wf) {
-        fprintf (stderr, "workflow did not parse: %s\n", error? error: "?");
+    fixture->run = test_engine_add_run (&fixture->t, 7, S_WORKFLOW);
+    if (!fixture->run)
         return -1;
-    }
-    fixture->run = qn_run_new (fixture->t.engine, 7, wf, 1, "test.yaml", NULL, 0);
-    char key [QN_RUN_KEY_SIZE];
-    zhashx_insert (fixture->t.engine->runs, qn_run_key (7, key), fixture->run);
     *state = fixture;
     return 0;
 }

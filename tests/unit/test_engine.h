@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "qn_coordinator.h"
+#include "qn_run.h"
 
 typedef struct {
     char dir [64];
@@ -53,6 +54,26 @@ test_engine_stop (test_engine_t *self)
 {
     qn_coordinator_destroy (&self->engine);
     nftw (self->dir, s_test_engine_unlink, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+//  A new run id of yaml in the engine's runs table, not advanced; NULL
+//  (said on stderr) when the workflow does not parse.
+static inline run_t *
+test_engine_add_run (test_engine_t *self, uint64_t id, const char *yaml)
+{
+    char *error = NULL;
+    qn_workflow_t *wf = qn_workflow_parse ("test.yaml", yaml, strlen (yaml), &error);
+    if (!wf) {
+        fprintf (stderr, "workflow did not parse: %s\n", error? error: "?");
+        free (error);
+        return NULL;
+    }
+    run_t *run = qn_run_new (self->engine, id, wf, 1, "test.yaml", NULL, 0);
+    if (run) {
+        char key [QN_RUN_KEY_SIZE];
+        zhashx_insert (self->engine->runs, qn_run_key (id, key), run);
+    }
+    return run;
 }
 
 //  A cmocka teardown for a fixture (malloc'd) whose first member is its

@@ -1,0 +1,331 @@
+/*  qn_fleet - the agents the engine knows: records, routes, credit,
+    state and liveness.  See qn_fleet.h.
+
+    One of the files of the qn_coordinator class: it shares the engine's
+    records (qn_engine.h), so the include checker counts it with
+    qn_coordinator.
+*/
+#include "qn_fleet.h"
+#include "qn_log.h"
+#include "qn_run.h"
+#include "qn_hash.h"
+
+//  ---------------------------------------------------------------------
+//  Records
+
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_agent_destroy (agent_t **agent_p)
+{
+    agent_t *agent = *agent_p;
+    if (agent) {
+        free (agent->name);
+        zframe_destroy (&agent->routing_id);
+        free (agent->route_key);
+        qn_engine_free_message (agent->info);
+        zhashx_destroy (&agent->attempts);
+        zhashx_destroy (&agent->fetchable);
+        free (agent);
+        *agent_p = NULL;
+    }
+}
+
+void
+qn_fleet_agent_destructor (void **item)
+{
+    s_agent_destroy ((agent_t **) item);
+}
+
+static agent_t *
+s_agent_new (const char *name)
+{
+    agent_t *agent = (agent_t *) zmalloc (sizeof (agent_t));
+    agent->name = strdup (name);
+    agent->info = (Qanat__AgentInfo *) malloc (sizeof (Qanat__AgentInfo));
+    qanat__agent_info__init (agent->info);
+    agent->info->name = strdup (name);
+    agent->attempts = qn_hash_new ();
+    agent->fetchable = qn_hash_new ();
+    zhashx_set_destructor (agent->attempts, s_free_item);
+    return agent;
+}
+
+void
+qn_fleet_load (qn_coordinator_t *self)
+{
+    Qanat__AgentInfo **agents = NULL;
+    size_t count = 0;
+    if (qn_store_list_agents (self->store, &agents, &count))
+        return;
+    for (size_t i = 0; i < count; i++) {
+        agent_t *agent = s_agent_new (agents [i]->name);
+        qn_engine_free_message (agent->info);
+        agent->info = agents [i];
+        agent->info->connected = false;
+        agent->info->credit = 0;
+        agent->info->running = 0;
+        //  Only an administrator's drain outlives us; an agent that drained
+        //  itself says so again when it registers.
+        agent->drained_by_admin = agent->info->drained_by_admin;
+        if (!agent->info->lost_after_ms)
+            agent->info->lost_after_ms = self->config.lost_after_ms;
+        if (!agent->info->suspect_after_ms)
+            agent->info->suspect_after_ms = self->config.suspect_after_ms;
+        qn_fleet_update_state (agent, zclock_mono ());
+        //  Known agents get a full lost deadline from our start to come back.
+        agent->last_seen = zclock_mono ();
+        zhashx_insert (self->agents, agent->name, agent);
+    }
+    free (agents);
+}
+
+agent_t *
+qn_fleet_expect (qn_coordinator_t *self, const char *name)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (!agent) {
+        agent = s_agent_new (name);
+        agent->info->lost_after_ms = self->config.lost_after_ms;
+        agent->info->suspect_after_ms = self->config.suspect_after_ms;
+        agent->last_seen = zclock_mono ();
+        qn_fleet_update_state (agent, agent->last_seen);
+        zhashx_insert (self->agents, agent->name, agent);
+    }
+    return agent;
+}
+
+void
+qn_fleet_forget_attempts (qn_coordinator_t *self)
+{
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        zhashx_purge (agent->attempts);
+        agent->info->running = 0;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Routes and credit
+
+static char *
+s_route_key (zframe_t *routing_id)
+{
+    return zframe_strhex (routing_id);
+}
+
+agent_t *
+qn_fleet_connect (qn_coordinator_t *self, const char *name, zframe_t *routing_id)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (!agent) {
+        agent = s_agent_new (name);
+        zhashx_insert (self->agents, agent->name, agent);
+    }
+    else
+        qn_fleet_disconnect (self, agent);
+    //  A connection that registers under a new name leaves its old one.
+    char *route_key = s_route_key (routing_id);
+    agent_t *previous = (agent_t *) zhashx_lookup (self->by_route, route_key);
+    if (previous && previous != agent)
+        qn_fleet_disconnect (self, previous);
+    agent->routing_id = zframe_dup (routing_id);
+    agent->route_key = route_key;
+    zhashx_insert (self->by_route, route_key, agent);
+    agent->last_seen = zclock_mono ();
+    return agent;
+}
+
+agent_t *
+qn_fleet_by_route (qn_coordinator_t *self, zframe_t *routing_id)
+{
+    char *route_key = s_route_key (routing_id);
+    agent_t *agent = (agent_t *) zhashx_lookup (self->by_route, route_key);
+    free (route_key);
+    return agent;
+}
+
+void
+qn_fleet_disconnect (qn_coordinator_t *self, agent_t *agent)
+{
+    if (self->blobserver)
+        qn_blobserver_peer_gone (self->blobserver, agent->name);
+    if (agent->route_key)
+        zhashx_delete (self->by_route, agent->route_key);
+    zstr_free (&agent->route_key);
+    zframe_destroy (&agent->routing_id);
+    agent->info->connected = false;
+    qn_fleet_set_credit (self, agent, 0);
+}
+
+//  Credit lives in the agent record; the set of agents with credit is
+//  what dispatch walks.
+void
+qn_fleet_set_credit (qn_coordinator_t *self, agent_t *agent, uint32_t credit)
+{
+    agent->info->credit = credit;
+    if (credit && agent->routing_id)
+        zhashx_update (self->with_credit, agent->name, agent);
+    else
+        zhashx_delete (self->with_credit, agent->name);
+}
+
+//  ---------------------------------------------------------------------
+//  What an agent offers, and its state
+
+bool
+qn_fleet_matches (agent_t *agent, const qn_task_t *task)
+{
+    if (task->backend) {
+        bool offered = false;
+        for (size_t b = 0; b < agent->info->n_backends && !offered; b++)
+            offered = streq (agent->info->backends [b], task->backend);
+        if (!offered)
+            return false;
+    }
+    for (size_t s = 0; s < task->selector_count; s++) {
+        bool found = false;
+        for (size_t l = 0; l < agent->info->n_labels && !found; l++)
+            if (streq (agent->info->labels [l]->key, task->selector [s].key)
+            &&  streq (agent->info->labels [l]->value, task->selector [s].value))
+                found = true;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+//  connected, suspect (silent past its grace: no new work), lost (silent
+//  past its deadline: its attempts were retried), or disconnected (known
+//  from the store, not seen since our start).
+static const char *
+s_agent_state (agent_t *agent, int64_t now)
+{
+    if (!agent->routing_id)
+        return agent->lost? "lost": "disconnected";
+    if (now - agent->last_seen > agent->info->suspect_after_ms)
+        return "suspect";
+    return "connected";
+}
+
+void
+qn_fleet_update_state (agent_t *agent, int64_t now)
+{
+    //  The state names are static strings: compare pointers, and copy
+    //  into the record only on a change (this runs for every agent on
+    //  every timer tick).
+    const char *state = s_agent_state (agent, now);
+    if (state != agent->state) {
+        agent->state = state;
+        qn_engine_replace_string (&agent->info->state, strdup (state));
+    }
+    agent->info->draining = agent->drained_by_admin || agent->drained_by_itself;
+    agent->info->drained_by_admin = agent->drained_by_admin;
+}
+
+const char *
+qn_fleet_unavailable (agent_t *agent, int64_t now)
+{
+    if (agent->drained_by_admin || agent->drained_by_itself)
+        return "draining";
+    if (agent->info->spool_full)
+        return "spool full";
+    if (now - agent->last_seen > agent->info->suspect_after_ms)
+        return "suspect";
+    return NULL;
+}
+
+void
+qn_fleet_persist (qn_coordinator_t *self, agent_t *agent)
+{
+    if (qn_store_begin (self->store) == 0)
+        qn_store_put_agent (self->store, agent->info);
+}
+
+//  ---------------------------------------------------------------------
+//  Agents that are gone, and their attempts
+
+//  Copies the references of the attempts agent runs to refs (they change
+//  as the attempts end).
+static void
+s_collect_attempts (agent_t *agent, zlistx_t *refs)
+{
+    for (ready_t *ref = (ready_t *) zhashx_first (agent->attempts); ref;
+         ref = (ready_t *) zhashx_next (agent->attempts)) {
+        ready_t *copy = (ready_t *) zmalloc (sizeof (ready_t));
+        *copy = *ref;
+        zlistx_add_end (refs, copy);
+    }
+}
+
+void
+qn_fleet_fail_attempts (qn_coordinator_t *self, zlistx_t **refs_p, const char *why)
+{
+    zlistx_t *refs = *refs_p;
+    for (ready_t *ref = (ready_t *) zlistx_first (refs); ref; ref = (ready_t *) zlistx_next (refs)) {
+        run_t *run = qn_run_find (self, ref->run_id);
+        if (run && qn_run_task (run, ref->task)->status == QANAT__TASK_STATUS__TASK_RUNNING)
+            qn_run_attempt_failed (self, run, ref->task, QN_END_AGENT_LOST, why);
+        free (ref);
+    }
+    zlistx_destroy (refs_p);
+}
+
+//  The agent's messages are refused from now on (it is disconnected), and
+//  the attempts it ran retry elsewhere by policy.
+agent_t *
+qn_fleet_revoke (qn_coordinator_t *self, const char *name)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (agent) {
+        qn_fleet_disconnect (self, agent);
+        agent->lost = true;
+        zlistx_t *refs = zlistx_new ();
+        s_collect_attempts (agent, refs);
+        qn_fleet_fail_attempts (self, &refs, "agent revoked");
+        qn_fleet_update_state (agent, zclock_mono ());
+        qn_fleet_persist (self, agent);
+    }
+    return agent;
+}
+
+//  Agents silent past the deadline are lost, and so are the attempts they
+//  ran.  Attempts of agents that never came back after our own restart
+//  end the same way.
+zlistx_t *
+qn_fleet_sweep (qn_coordinator_t *self, int64_t now)
+{
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        bool was_suspect = agent->state && streq (agent->state, "suspect");
+        bool changed = false;
+        if (agent->routing_id && now - agent->last_seen > agent->info->lost_after_ms) {
+            changed = true;
+            qn_log (QN_LOG_WARNING, "coordinator", "agent %s lost: silent for %lld ms", agent->name,
+                    (long long) (now - agent->last_seen));
+            qn_fleet_disconnect (self, agent);
+            agent->lost = true;
+            agent->info->running = 0;
+        }
+        qn_fleet_update_state (agent, now);
+        bool is_suspect = streq (agent->state, "suspect");
+        if (is_suspect && !was_suspect)
+            qn_log (QN_LOG_WARNING, "coordinator", "agent %s suspect: silent for %lld ms",
+                    agent->name, (long long) (now - agent->last_seen));
+        if (was_suspect != is_suspect || changed)
+            qn_fleet_persist (self, agent);
+    }
+    //  The attempts of agents gone past their deadline are lost.
+    zlistx_t *lost = zlistx_new ();
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents))
+        if (!agent->routing_id && zhashx_size (agent->attempts)
+        &&  now - agent->last_seen > agent->info->lost_after_ms)
+            s_collect_attempts (agent, lost);
+    return lost;
+}
