@@ -252,6 +252,29 @@ s_parse_labels (qn_identity_t *self, const char *text)
     return 0;
 }
 
+//  Whether path holds text in zconfig's format at all.  zcert_load on
+//  anything else fails, but czmq's zconfig_load leaks its zfile on that
+//  path: a damaged key file is checked here first, without zfile.
+static bool
+s_parses (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    char text [64 * 1024];
+    size_t size = fread (text, 1, sizeof text - 1, file);
+    bool whole = feof (file);
+    fclose (file);
+    text [size] = '\0';
+    if (!whole || memchr (text, '\0', size))
+        return false;           //  no key file is this large, or binary
+    zconfig_t *config = zconfig_str_load (text);
+    bool parses = config != NULL;
+    zconfig_destroy (&config);
+    explicit_bzero (text, sizeof text);
+    return parses;
+}
+
 qn_identity_t *
 qn_identity_load (const char *path, char **error_p)
 {
@@ -271,7 +294,7 @@ qn_identity_load (const char *path, char **error_p)
         *error_p = strdup ("out of memory");
         return NULL;
     }
-    self->cert = zcert_load (path);
+    self->cert = s_parses (path)? zcert_load (path): NULL;
     const char *problem = NULL;
     if (!self->cert)
         problem = "not a key file";

@@ -19,7 +19,7 @@
 typedef struct {
     qn_task_t tasks [S_TASKS_MAX];
     qn_wf_graph_task_t *extra;
-    qn_yaml_node_t nodes [S_TASKS_MAX][4];
+    qn_yaml_node_t nodes [S_TASKS_MAX][8];       //  needs per task, at most
     size_t count;
     size_t *by_name;
 } s_graph_t;
