@@ -11,6 +11,7 @@
 #include "qn_kube_api.h"
 #include "qn_log.h"
 #include "qn_curl.h"
+#include "qn_file.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,65 +34,6 @@
 
 //  ---------------------------------------------------------------------
 //  Small helpers
-
-//  Reads a whole regular file of at most max bytes, NUL-terminated.
-static char *
-s_read_file (const char *path, size_t max, size_t *size_p, char *error, size_t error_size)
-{
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        snprintf (error, error_size, "cannot open %s: %s", path, strerror (errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode) || (size_t) st.st_size > max) {
-        snprintf (error, error_size, "%s is not a regular file of at most %zu bytes", path, max);
-        close (fd);
-        return NULL;
-    }
-    char *data = (char *) malloc ((size_t) st.st_size + 1);
-    size_t size = 0;
-    while (data && size < (size_t) st.st_size) {
-        ssize_t got = read (fd, data + size, (size_t) st.st_size - size);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        size += (size_t) got;
-    }
-    close (fd);
-    if (!data) {
-        snprintf (error, error_size, "out of memory");
-        return NULL;
-    }
-    data [size] = '\0';
-    if (size_p)
-        *size_p = size;
-    return data;
-}
-
-//  Strips blanks and newlines at both ends, in place.
-static char *
-s_trim (char *text)
-{
-    while (*text && isspace ((unsigned char) *text))
-        text++;
-    size_t len = strlen (text);
-    while (len > 0 && isspace ((unsigned char) text [len - 1]))
-        text [--len] = '\0';
-    return text;
-}
-
-//  True when text has only printable ASCII (no blanks, no control bytes):
-//  what may go into a URL or a header.
-static bool
-s_printable (const char *text)
-{
-    for (const unsigned char *c = (const unsigned char *) text; *c; c++)
-        if (*c <= ' ' || *c >= 0x7f)
-            return false;
-    return true;
-}
 
 static int
 s_b64_value (int c)
@@ -319,7 +261,7 @@ s_check_server (const char *server, char *error, size_t error_size)
         return -1;
     }
     if ((strncmp (server, "https://", 8) != 0 && strncmp (server, "http://", 7) != 0)
-    ||  !s_printable (server) || strlen (server) > 2000) {
+    ||  !qn_kube_printable (server) || strlen (server) > 2000) {
         snprintf (error, error_size, "invalid API server address (want https://host:port)");
         return -1;
     }
@@ -329,11 +271,11 @@ s_check_server (const char *server, char *error, size_t error_size)
 static int
 s_read_token_file (const char *path, char **token_p, char *error, size_t error_size)
 {
-    char *text = s_read_file (path, S_TOKEN_MAX, NULL, error, error_size);
+    char *text = qn_file_read_small (path, S_TOKEN_MAX, NULL, NULL, error, error_size);
     if (!text)
         return -1;
-    char *token = s_trim (text);
-    if (!*token || !s_printable (token)) {
+    char *token = qn_kube_trim (text);
+    if (!*token || !qn_kube_printable (token)) {
         snprintf (error, error_size, "%s does not hold a token", path);
         free (text);
         return -1;
@@ -436,7 +378,7 @@ qn_kube_config_parse (const char *text, size_t size, const char *context_name,
         if (!token_file)
             token_file = s_map_string (&doc, user, "token-file");
         if (token && *token) {
-            if (!s_printable (token)) {
+            if (!qn_kube_printable (token)) {
                 snprintf (error, error_size, "kubeconfig: the user's token is not printable");
                 goto done;
             }
@@ -487,7 +429,7 @@ qn_kube_config_t *
 qn_kube_config_load (const char *path, const char *context, char *error, size_t error_size)
 {
     size_t size = 0;
-    char *text = s_read_file (path, QN_KUBE_CONFIG_MAX, &size, error, error_size);
+    char *text = qn_file_read_small (path, QN_KUBE_CONFIG_MAX, &size, NULL, error, error_size);
     if (!text)
         return NULL;
     char *dir = strdup (path);
@@ -542,9 +484,9 @@ qn_kube_config_in_cluster (const char *secrets_dir, char *error, size_t error_si
     char *path = NULL;
     if (asprintf (&path, "%s/namespace", secrets_dir) >= 0) {
         char ignored [256];
-        char *text = s_read_file (path, 256, NULL, ignored, sizeof (ignored));
-        if (text && *s_trim (text))
-            self->namespace_name = strdup (s_trim (text));
+        char *text = qn_file_read_small (path, 256, NULL, NULL, ignored, sizeof (ignored));
+        if (text && *qn_kube_trim (text))
+            self->namespace_name = strdup (qn_kube_trim (text));
         free (text);
         free (path);
     }

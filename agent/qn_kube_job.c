@@ -20,8 +20,8 @@
 //  Small helpers
 
 //  Strips blanks and newlines at both ends, in place.
-static char *
-s_trim (char *text)
+char *
+qn_kube_trim (char *text)
 {
     while (*text && isspace ((unsigned char) *text))
         text++;
@@ -33,8 +33,8 @@ s_trim (char *text)
 
 //  True when text has only printable ASCII (no blanks, no control bytes):
 //  what may go into a URL or a header.
-static bool
-s_printable (const char *text)
+bool
+qn_kube_printable (const char *text)
 {
     for (const unsigned char *c = (const unsigned char *) text; *c; c++)
         if (*c <= ' ' || *c >= 0x7f)
@@ -222,7 +222,7 @@ static bool
 s_image_ok (const char *image)
 {
     size_t len = strlen (image);
-    return len > 0 && len <= 1024 && s_printable (image);
+    return len > 0 && len <= 1024 && qn_kube_printable (image);
 }
 
 //  "key=K,operator=O,value=V,effect=E,toleration_seconds=N" into a
@@ -250,8 +250,8 @@ s_toleration (const char *text, char *error, size_t error_size)
             break;
         }
         *equals = '\0';
-        const char *name = s_trim (field);
-        const char *value = s_trim (equals + 1);
+        const char *name = qn_kube_trim (field);
+        const char *value = qn_kube_trim (equals + 1);
         if (streq (name, "key")) {
             ok = !*value || s_label_key (value, strlen (value));
             if (ok)

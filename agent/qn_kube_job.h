@@ -76,7 +76,19 @@ typedef struct {
 void
     qn_kube_outcome (json_t *job, json_t *pods, qn_kube_outcome_t *outcome);
 
+
+//  Strips blanks and newlines at both ends of text, in place; returns
+//  where it now starts.
+char *
+    qn_kube_trim (char *text);
+
+//  True when text has only printable ASCII (no blanks, no control bytes):
+//  what may go into a URL or a header.
+bool
+    qn_kube_printable (const char *text);
+
 #ifdef __cplusplus
 }
 #endif
+
 #endif

@@ -58,38 +58,6 @@ struct _qn_s3_t {
 //  ---------------------------------------------------------------------
 //  Small helpers
 
-static char *
-s_printf (const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    char *text = NULL;
-    if (vasprintf (&text, format, args) == -1)
-        text = NULL;
-    va_end (args);
-    return text;
-}
-
-static void
-s_free_secret (char **text_p)
-{
-    if (*text_p) {
-        sodium_memzero (*text_p, strlen (*text_p));
-        free (*text_p);
-        *text_p = NULL;
-    }
-}
-
-//  True when text has a byte that must not go into a header or a URL.
-static bool
-s_has_control (const char *text)
-{
-    for (const unsigned char *p = (const unsigned char *) text; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return true;
-    return false;
-}
-
 //  Trims blanks at both ends of [*start, *end).
 static void
 s_trim_range (const char **start, const char **end)
@@ -98,14 +66,6 @@ s_trim_range (const char **start, const char **end)
         (*start)++;
     while (*end > *start && ((*end) [-1] == ' ' || (*end) [-1] == '\t' || (*end) [-1] == '\r'))
         (*end)--;
-}
-
-//  Returns the environment variable, or NULL when unset or empty.
-static const char *
-s_env (const char *name)
-{
-    const char *value = getenv (name);
-    return value && *value? value: NULL;
 }
 
 static void
@@ -181,7 +141,7 @@ s_part_size_set (qn_s3_t *self, size_t part_size, char *error, size_t error_size
 {
     if (!part_size)
         part_size = QN_S3_PART_SIZE_DEFAULT;
-    const char *small = s_env ("QANAT_S3_TEST_SMALL_PARTS");
+    const char *small = qn_s3_env ("QANAT_S3_TEST_SMALL_PARTS");
     size_t part_min = small && strcmp (small, "1") == 0? S_SMALL_PART_MIN: QN_S3_PART_SIZE_MIN;
     if (part_size < part_min) {
         snprintf (error, error_size, "s3: part size %zu is below the minimum %zu",
@@ -227,7 +187,7 @@ qn_s3_new (const qn_s3_config_t *config, char **error_p)
                                 config->session_token, config->region, config->endpoint,
                                 error, sizeof error) != 0)
         return s_new_fail (self, error_p, error);
-    self->sigv4 = s_printf ("aws:amz:%s:s3", self->settings.region);
+    self->sigv4 = qn_s3_printf ("aws:amz:%s:s3", self->settings.region);
     if (!self->bucket || !self->sigv4)
         return s_new_fail (self, error_p, "s3: out of memory");
     return self;
@@ -311,7 +271,7 @@ qn_s3_key_check (const char *key, char *error, size_t error_size)
         snprintf (error, error_size, "s3: object key longer than %d bytes", QN_S3_KEY_MAX);
         return -1;
     }
-    if (s_has_control (key)) {
+    if (qn_s3_has_control (key)) {
         snprintf (error, error_size, "s3: object key has control characters");
         return -1;
     }
@@ -332,12 +292,12 @@ qn_s3_url (qn_s3_t *self, const char *key, const char *query)
     const char *qv = query && *query? query: "";
     char *url;
     if (self->path_style)
-        url = s_printf ("%s/%s%s%s%s%s", self->settings.endpoint, self->bucket,
+        url = qn_s3_printf ("%s/%s%s%s%s%s", self->settings.endpoint, self->bucket,
                         key? "/": "", encoded, q, qv);
     else {
         //  scheme://bucket.host[:port][/prefix]/key
         const char *host = strstr (self->settings.endpoint, "://") + 3;
-        url = s_printf ("%.*s%s.%s/%s%s%s", (int) (host - self->settings.endpoint), self->settings.endpoint,
+        url = qn_s3_printf ("%.*s%s.%s/%s%s%s", (int) (host - self->settings.endpoint), self->settings.endpoint,
                         self->bucket, host, encoded, q, qv);
     }
     free (encoded);
@@ -730,9 +690,9 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
     char header_hash [100];
     snprintf (header_hash, sizeof header_hash, "x-amz-content-sha256: %s", payload_hash);
     char *header_token = self->settings.session_token?
-        s_printf ("x-amz-security-token: %s", self->settings.session_token): NULL;
+        qn_s3_printf ("x-amz-security-token: %s", self->settings.session_token): NULL;
     char *header_type = req->content_type?
-        s_printf ("Content-Type: %s", req->content_type): NULL;
+        qn_s3_printf ("Content-Type: %s", req->content_type): NULL;
     struct curl_slist *headers = curl_slist_append (NULL, header_hash);
     struct curl_slist *tail = headers;
     if (tail && header_token)
@@ -743,7 +703,7 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
     || (req->content_type && !header_type)) {
         snprintf (error, error_size, "s3: out of memory");
         free (url);
-        s_free_secret (&header_token);
+        qn_s3_free_secret (&header_token);
         free (header_type);
         curl_slist_free_all (headers);
         return -1;
@@ -809,7 +769,7 @@ s_request_run (s_request_t *req, char *error, size_t error_size)
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt (curl, CURLOPT_PASSWORD, "");
     free (url);
-    s_free_secret (&header_token);
+    qn_s3_free_secret (&header_token);
     free (header_type);
     curl_slist_free_all (headers);
 
@@ -889,7 +849,7 @@ s_put_multipart (qn_s3_t *self, const char *key, int fd, uint64_t size,
 
     for (size_t i = 0; rc == 0 && i < parts; i++) {
         free (query);
-        query = s_printf ("partNumber=%zu&uploadId=%s", i + 1, upload_id_encoded);
+        query = qn_s3_printf ("partNumber=%zu&uploadId=%s", i + 1, upload_id_encoded);
         s_request_init (&req, self, "PUT", key);
         req.query = query;
         req.in_fd = fd;
@@ -950,7 +910,7 @@ s_put_multipart (qn_s3_t *self, const char *key, int fd, uint64_t size,
     }
     if (rc == 0) {
         free (query);
-        query = s_printf ("uploadId=%s", upload_id_encoded);
+        query = qn_s3_printf ("uploadId=%s", upload_id_encoded);
         s_request_init (&req, self, "POST", key);
         req.query = query;
         req.content_type = "application/xml";
@@ -966,7 +926,7 @@ s_put_multipart (qn_s3_t *self, const char *key, int fd, uint64_t size,
     }
     if (rc != 0 && upload_id_encoded) {
         free (query);
-        query = s_printf ("uploadId=%s", upload_id_encoded);
+        query = qn_s3_printf ("uploadId=%s", upload_id_encoded);
         if (query) {
             char abort_error [256];
             s_request_init (&req, self, "DELETE", key);
@@ -1031,7 +991,7 @@ qn_s3_get_file (qn_s3_t *self, const char *key, const char *path,
     assert (error && error_size > 0);
     if (qn_s3_key_check (key, error, error_size) != 0)
         return -1;
-    char *part_path = path? s_printf ("%s.part", path): NULL;
+    char *part_path = path? qn_s3_printf ("%s.part", path): NULL;
     if (!part_path) {
         snprintf (error, error_size, path? "s3: out of memory": "s3: no file to download to");
         return -1;

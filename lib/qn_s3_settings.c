@@ -6,6 +6,7 @@
     files, the keys, then region and endpoint.
 */
 #include "qn_s3_settings.h"
+#include "qn_file.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -40,8 +41,8 @@ s_strndup (const char *text, size_t size)
     return copy;
 }
 
-static void
-s_free_secret (char **text_p)
+void
+qn_s3_free_secret (char **text_p)
 {
     if (*text_p) {
         sodium_memzero (*text_p, strlen (*text_p));
@@ -50,8 +51,8 @@ s_free_secret (char **text_p)
     }
 }
 
-static char *
-s_printf (const char *format, ...)
+char *
+qn_s3_printf (const char *format, ...)
 {
     va_list args;
     va_start (args, format);
@@ -63,8 +64,8 @@ s_printf (const char *format, ...)
 }
 
 //  True when text has a byte that must not go into a header or a URL.
-static bool
-s_has_control (const char *text)
+bool
+qn_s3_has_control (const char *text)
 {
     for (const unsigned char *p = (const unsigned char *) text; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
@@ -73,8 +74,8 @@ s_has_control (const char *text)
 }
 
 //  Returns the environment variable, or NULL when unset or empty.
-static const char *
-s_env (const char *name)
+const char *
+qn_s3_env (const char *name)
 {
     const char *value = getenv (name);
     return value && *value? value: NULL;
@@ -96,56 +97,12 @@ typedef struct {
 static void
 s_profile_clear (s_profile_t *profile)
 {
-    s_free_secret (&profile->access_key);
-    s_free_secret (&profile->secret_key);
-    s_free_secret (&profile->session_token);
+    qn_s3_free_secret (&profile->access_key);
+    qn_s3_free_secret (&profile->secret_key);
+    qn_s3_free_secret (&profile->session_token);
     free (profile->region);
     free (profile->endpoint_url);
     memset (profile, 0, sizeof *profile);
-}
-
-//  Reads a whole regular file of at most max bytes, NUL-terminated; a
-//  missing file returns NULL with *missing_p set.  Opens non-blocking so
-//  a FIFO put in place of the file cannot hang us.
-static char *
-s_read_small_file (const char *path, size_t max, size_t *size_p, bool *missing_p,
-                   char *error, size_t error_size)
-{
-    *missing_p = false;
-    int fd = open (path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd == -1) {
-        if (errno == ENOENT || errno == ENOTDIR) {
-            *missing_p = true;
-            return NULL;
-        }
-        snprintf (error, error_size, "s3: cannot open %s: %s", path, strerror (errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat (fd, &st) == -1 || !S_ISREG (st.st_mode) || (uint64_t) st.st_size > max) {
-        snprintf (error, error_size, "s3: %s is not a regular file of at most %zu bytes",
-                  path, max);
-        close (fd);
-        return NULL;
-    }
-    char *data = (char *) malloc ((size_t) st.st_size + 1);
-    size_t size = 0;
-    while (data && size < (size_t) st.st_size) {
-        ssize_t got = read (fd, data + size, (size_t) st.st_size - size);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        size += (size_t) got;
-    }
-    close (fd);
-    if (!data) {
-        snprintf (error, error_size, "s3: out of memory");
-        return NULL;
-    }
-    data [size] = '\0';
-    *size_p = size;
-    return data;
 }
 
 //  Trims blanks at both ends of [*start, *end).
@@ -187,8 +144,11 @@ s_profile_read (const char *path, const char *profile_name, bool config_file,
 {
     size_t size = 0;
     bool missing = false;
-    char *data = s_read_small_file (path, S_CONFIG_FILE_MAX, &size, &missing,
-                                    error, error_size);
+    char reason [512];
+    char *data = qn_file_read_small (path, S_CONFIG_FILE_MAX, &size, &missing,
+                                     reason, sizeof reason);
+    if (!data && !missing)
+        snprintf (error, error_size, "s3: %s", reason);
     if (!data)
         return missing? 0: -1;
 
@@ -254,14 +214,14 @@ s_profile_read (const char *path, const char *profile_name, bool config_file,
                 rc = -1;
                 break;
             }
-            if (s_has_control (copy)) {
+            if (qn_s3_has_control (copy)) {
                 snprintf (error, error_size, "s3: %s line %u: %s has control characters",
                           path, line_number, names [i]);
-                s_free_secret (&copy);
+                qn_s3_free_secret (&copy);
                 rc = -1;
                 break;
             }
-            s_free_secret (slots [i]);
+            qn_s3_free_secret (slots [i]);
             *slots [i] = copy;
         }
     }
@@ -275,11 +235,11 @@ s_profile_read (const char *path, const char *profile_name, bool config_file,
 static char *
 s_aws_file (const char *env_name, const char *leaf)
 {
-    const char *path = s_env (env_name);
+    const char *path = qn_s3_env (env_name);
     if (path)
         return strdup (path);
-    const char *home = s_env ("HOME");
-    return home? s_printf ("%s/.aws/%s", home, leaf): NULL;
+    const char *home = qn_s3_env ("HOME");
+    return home? qn_s3_printf ("%s/.aws/%s", home, leaf): NULL;
 }
 
 
@@ -359,11 +319,11 @@ s_sources_clear (s_sources_t *sources)
 static int
 s_sources_open (s_sources_t *sources, char *error, size_t error_size)
 {
-    sources->name = s_env ("AWS_PROFILE");
+    sources->name = qn_s3_env ("AWS_PROFILE");
     sources->name_explicit = sources->name != NULL;
     if (!sources->name)
         sources->name = "default";
-    if (strlen (sources->name) > S_PROFILE_MAX || s_has_control (sources->name)
+    if (strlen (sources->name) > S_PROFILE_MAX || qn_s3_has_control (sources->name)
     || strchr (sources->name, ']')) {
         snprintf (error, error_size, "s3: invalid AWS_PROFILE");
         return -1;
@@ -433,8 +393,8 @@ s_keys_resolve (qn_s3_settings_t *self, s_sources_t *sources, const char *access
                 const char *secret_key, const char *session_token,
                 char *error, size_t error_size)
 {
-    const char *env_access = s_env ("AWS_ACCESS_KEY_ID");
-    const char *env_secret = s_env ("AWS_SECRET_ACCESS_KEY");
+    const char *env_access = qn_s3_env ("AWS_ACCESS_KEY_ID");
+    const char *env_secret = qn_s3_env ("AWS_SECRET_ACCESS_KEY");
     if (access_key || secret_key) {
         if (!access_key || !secret_key) {
             snprintf (error, error_size, "s3: the config gives %s but not %s",
@@ -458,8 +418,8 @@ s_keys_resolve (qn_s3_settings_t *self, s_sources_t *sources, const char *access
         }
         self->access_key = strdup (env_access);
         self->secret_key = strdup (env_secret);
-        if (s_env ("AWS_SESSION_TOKEN"))
-            self->session_token = strdup (s_env ("AWS_SESSION_TOKEN"));
+        if (qn_s3_env ("AWS_SESSION_TOKEN"))
+            self->session_token = strdup (qn_s3_env ("AWS_SESSION_TOKEN"));
         self->credentials_source = strdup ("environment");
         return 0;
     }
@@ -475,9 +435,9 @@ s_keys_check (qn_s3_settings_t *self, char *error, size_t error_size)
         return -1;
     }
     if (!*self->access_key || !*self->secret_key
-    || strchr (self->access_key, ':') || s_has_control (self->access_key)
-    || s_has_control (self->secret_key)
-    || (self->session_token && s_has_control (self->session_token))) {
+    || strchr (self->access_key, ':') || qn_s3_has_control (self->access_key)
+    || qn_s3_has_control (self->secret_key)
+    || (self->session_token && qn_s3_has_control (self->session_token))) {
         snprintf (error, error_size,
                   "s3: invalid credentials from %s (empty, a ':' in the access key, "
                   "or control characters)", self->credentials_source);
@@ -491,9 +451,9 @@ s_region_resolve (qn_s3_settings_t *self, s_sources_t *sources, const char *regi
                   char *error, size_t error_size)
 {
     if (!region)
-        region = s_env ("AWS_REGION");
+        region = qn_s3_env ("AWS_REGION");
     if (!region)
-        region = s_env ("AWS_DEFAULT_REGION");
+        region = qn_s3_env ("AWS_DEFAULT_REGION");
     if (!region)
         region = sources->config_file.region;
     if (!region)
@@ -512,9 +472,9 @@ s_endpoint_resolve (qn_s3_settings_t *self, s_sources_t *sources, const char *en
                     char *error, size_t error_size)
 {
     if (!endpoint)
-        endpoint = s_env ("AWS_ENDPOINT_URL_S3");
+        endpoint = qn_s3_env ("AWS_ENDPOINT_URL_S3");
     if (!endpoint)
-        endpoint = s_env ("AWS_ENDPOINT_URL");
+        endpoint = qn_s3_env ("AWS_ENDPOINT_URL");
     if (!endpoint)
         endpoint = sources->config_file.endpoint_url;
     if (endpoint) {
@@ -527,7 +487,7 @@ s_endpoint_resolve (qn_s3_settings_t *self, s_sources_t *sources, const char *en
     }
     else
     if (self->region)
-        self->endpoint = s_printf ("https://s3.%s.amazonaws.com", self->region);
+        self->endpoint = qn_s3_printf ("https://s3.%s.amazonaws.com", self->region);
     return 0;
 }
 
@@ -564,9 +524,9 @@ void
 qn_s3_settings_clear (qn_s3_settings_t *self)
 {
     assert (self);
-    s_free_secret (&self->access_key);
-    s_free_secret (&self->secret_key);
-    s_free_secret (&self->session_token);
+    qn_s3_free_secret (&self->access_key);
+    qn_s3_free_secret (&self->secret_key);
+    qn_s3_free_secret (&self->session_token);
     free (self->credentials_source);
     free (self->region);
     free (self->endpoint);

@@ -51,6 +51,23 @@ int
 void
     qn_s3_settings_clear (qn_s3_settings_t *self);
 
+//  Small helpers the S3 client shares with its settings:
+//  a malloc'd formatted string, or NULL
+char *
+    qn_s3_printf (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
+//  Wipes and frees *text_p, and nulls it
+void
+    qn_s3_free_secret (char **text_p);
+
+//  True when text has a byte that must not go into a header or a URL
+bool
+    qn_s3_has_control (const char *text);
+
+//  The environment variable, or NULL when unset or empty
+const char *
+    qn_s3_env (const char *name);
+
 #ifdef __cplusplus
 }
 #endif
