@@ -51,13 +51,34 @@ qn_engine_bridge_bind (qn_coordinator_t *self, char **error_p)
     qn_msg_prepare_socket (self->api_sock);
     zsock_set_router_mandatory (self->api_sock, 0);
     zsock_set_rcvtimeo (self->api_sock, 0);
-    if (zsock_bind (self->api_sock, "%s", api) == -1
-    ||  zsock_bind (self->events_sock, "%s", events) == -1) {
-        *error_p = zsys_sprintf ("cannot bind the HTTP side's sockets (%s, %s): %s", api, events,
+    if (zsock_bind (self->api_sock, "%s", api) == -1) {
+        *error_p = zsys_sprintf ("cannot bind the HTTP side's sockets (%s): %s", api,
                                  zmq_strerror (zmq_errno ()));
         return -1;
     }
+    self->api_endpoint = strdup (api);
+    if (zsock_bind (self->events_sock, "%s", events) == -1) {
+        *error_p = zsys_sprintf ("cannot bind the HTTP side's sockets (%s): %s", events,
+                                 zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    self->events_endpoint = strdup (events);
     return 0;
+}
+
+void
+qn_engine_bridge_close (qn_coordinator_t *self)
+{
+    //  Closing a socket frees its endpoints later, on libzmq's own thread;
+    //  unbinding frees them now
+    if (self->api_sock && self->api_endpoint)
+        zsock_unbind (self->api_sock, "%s", self->api_endpoint);
+    if (self->events_sock && self->events_endpoint)
+        zsock_unbind (self->events_sock, "%s", self->events_endpoint);
+    zsock_destroy (&self->api_sock);
+    zsock_destroy (&self->events_sock);
+    zstr_free (&self->api_endpoint);
+    zstr_free (&self->events_endpoint);
 }
 
 bool

@@ -450,8 +450,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zloop_destroy (&self->loop);
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
-        zsock_destroy (&self->api_sock);
-        zsock_destroy (&self->events_sock);
+        qn_engine_bridge_close (self);
         qn_keyring_destroy (&self->keyring);
         qn_vault_destroy (&self->vault);
         qn_blobserver_destroy (&self->blobserver);

@@ -109,6 +109,8 @@ struct _qn_coordinator_t {
     zsock_t *events_sock;               //  what each commit changed, for the HTTP side
     char *agent_endpoint;
     char *client_endpoint;
+    char *api_endpoint;                 //  as bound, for unbinding (inproc is released at once)
+    char *events_endpoint;
     zloop_t *loop;
     zhashx_t *agents;                   //  name -> agent_t
     zhashx_t *by_route;                 //  route key -> agent_t (not owned)
@@ -218,6 +220,11 @@ bool
 //  The reply function of the bridge's calls (sink: the routing id).
 void
     qn_engine_bridge_reply (qn_api_call_t *call, Qanat__Reply *reply);
+
+//  Unbinds and destroys the two sockets (an inproc endpoint is free again
+//  at once, for the next engine of the process).
+void
+    qn_engine_bridge_close (qn_coordinator_t *self);
 
 //  After a successful commit: publishes "run.<id>." for each run in
 //  changed (run_t, duplicates allowed), then "runs." and "agents." when
