@@ -27,7 +27,7 @@
         qn_cli_artifacts.c  artifacts; get, from the coordinator or S3;
                             put, in resumable pieces
         qn_cli_admin.c      agents, agent drain|undrain|revoke, token,
-                            user, secret, stats
+                            user, apitoken, whoami, secret, stats
 
     A new command is a cli_cmd_NAME function in the file of its family,
     its prototype in qn_cli.h and its row in s_commands below.
@@ -139,6 +139,10 @@ static command_t s_commands [] = {
         "a join token for new agents (admin)"},
     {"user", cli_cmd_user, "user add NAME [--role user|admin] [-o KEYFILE]",
         "a user and their client key (admin)"},
+    {"apitoken", cli_cmd_apitoken,
+        "apitoken create NAME [--role user|admin] [--user U] [--ttl 30d] | list | revoke NAME",
+        "bearer tokens for the HTTP API: a new one is shown once; --ttl 0 never expires (admin)"},
+    {"whoami", cli_cmd_whoami, "whoami", "who the coordinator takes you for, and your role"},
     {"secret", cli_cmd_secret, "secret set NAME [--allow LIST] < FILE | allow NAME LIST | list",
         "a secret (stdin, sealed at rest) and who may use it: LIST is user:NAME,role:ROLE,"
         "workflow:NAME (default role:admin), --agents k=v,.. the agents it may go to (admin)"},
@@ -190,6 +194,7 @@ main (int argc, char *argv [])
         {"uses", required_argument, 0, 'U'},
         {"labels", required_argument, 0, 'L'},
         {"role", required_argument, 0, 'R'},
+        {"user", required_argument, 0, 'S'},
         {"allow", required_argument, 0, 'A'},
         {"agents", required_argument, 0, 'G'},
         {"output", required_argument, 0, 'o'},
@@ -215,6 +220,7 @@ main (int argc, char *argv [])
             case 'U': options.uses = (uint32_t) atoi (optarg); break;
             case 'L': options.labels = optarg; break;
             case 'R': options.role = optarg; break;
+            case 'S': options.user = optarg; break;
             case 'A': options.allow = optarg; break;
             case 'G': options.agent_labels = optarg; break;
             case 'o': options.output = optarg; break;

@@ -29,7 +29,8 @@ typedef struct {
     const char *ttl;                //  token create
     uint32_t uses;
     const char *labels;
-    const char *role;               //  user add
+    const char *role;               //  user add, apitoken create
+    const char *user;               //  apitoken create: whose runs it makes
     const char *allow;              //  secret set: who may use it
     const char *agent_labels;       //  secret set: agents it may go to
     const char *output;
@@ -148,6 +149,8 @@ int cli_cmd_agents (options_t *options, int argc, char **argv);
 int cli_cmd_agent (options_t *options, int argc, char **argv);
 int cli_cmd_token (options_t *options, int argc, char **argv);
 int cli_cmd_user (options_t *options, int argc, char **argv);
+int cli_cmd_apitoken (options_t *options, int argc, char **argv);
+int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
 

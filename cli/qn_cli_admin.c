@@ -1,5 +1,6 @@
 /*  qn_cli_admin - running the coordinator: its agents (agents, agent
-    drain|undrain|revoke), who may join and talk to it (token, user), the
+    drain|undrain|revoke), who may join and talk to it (token, user,
+    apitoken, whoami), the
     secrets it keeps (secret) and its counters (stats).
 
     One of the files of the qn_cli class.
@@ -258,6 +259,165 @@ cli_cmd_user (options_t *options, int argc, char **argv)
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  API tokens (the HTTP API's bearer tokens)
+
+static void
+s_print_api_token_json (const Qanat__ApiToken *token, bool with_text)
+{
+    printf ("{\"name\":");
+    cli_json_str (stdout, token->name);
+    if (with_text) {
+        printf (",\"token\":");
+        cli_json_str (stdout, token->token);
+    }
+    printf (",\"role\":");
+    cli_json_str (stdout, token->role);
+    printf (",\"user\":");
+    cli_json_str (stdout, token->user);
+    printf (",\"created_us\":%lld,\"expires_us\":%lld,\"revoked\":%s}", (long long) token->created_us,
+            (long long) token->expires_us, token->revoked? "true": "false");
+}
+
+static int
+s_apitoken_create (options_t *options, const char *name)
+{
+    Qanat__CreateApiToken create = QANAT__CREATE_API_TOKEN__INIT;
+    create.name = (char *) name;
+    create.role = (char *) (options->role? options->role: "user");
+    create.user = (char *) (options->user? options->user: "");
+    long ttl = options->ttl? s_parse_duration (options->ttl): 0;
+    if (ttl < 0 || ttl > 3650L * 86400) {
+        fprintf (stderr, "qanat: --ttl wants a duration like 3600, 12h, 30d (0: never expires)\n");
+        return EXIT_USAGE;
+    }
+    create.ttl_s = (uint32_t) ttl;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_CREATE_API_TOKEN;
+    request.create_api_token = &create;
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_call (client, &request);
+    Qanat__ApiToken *token = reply->reply->api_token;
+    if (options->json) {
+        s_print_api_token_json (token, true);
+        printf ("\n");
+    }
+    else
+        printf ("%s\n", token->token);
+    fprintf (stderr, "API token %s (user %s, role %s, %s%s): this is the only time it is shown\n",
+             token->name, token->user, token->role, token->expires_us? "expires ": "never expires",
+             token->expires_us? cli_time_text (token->expires_us): "");
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+static int
+s_apitoken_list (options_t *options)
+{
+    Qanat__ListApiTokens list = QANAT__LIST_API_TOKENS__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_LIST_API_TOKENS;
+    request.list_api_tokens = &list;
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_call (client, &request);
+    Qanat__ApiTokenList *tokens = reply->reply->api_tokens;
+    int64_t now = qn_now_us ();
+    if (options->json) {
+        printf ("[");
+        for (size_t i = 0; i < tokens->n_tokens; i++) {
+            printf ("%s", i? ",": "");
+            s_print_api_token_json (tokens->tokens [i], false);
+        }
+        printf ("]\n");
+    }
+    else {
+        printf ("%-24s %-20s %-6s %-8s %-20s %s\n", "NAME", "USER", "ROLE", "STATE", "CREATED",
+                "EXPIRES");
+        for (size_t i = 0; i < tokens->n_tokens; i++) {
+            Qanat__ApiToken *token = tokens->tokens [i];
+            const char *state = token->revoked? "revoked"
+                              : token->expires_us && token->expires_us <= now? "expired": "active";
+            printf ("%-24s %-20s %-6s %-8s %-20s ", token->name, token->user, token->role, state,
+                    cli_time_text (token->created_us));
+            printf ("%s\n", token->expires_us? cli_time_text (token->expires_us): "never");
+        }
+        if (tokens->n_tokens == 0)
+            printf ("no API tokens yet (qanat apitoken create NAME)\n");
+    }
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+static int
+s_apitoken_revoke (options_t *options, const char *name)
+{
+    Qanat__RevokeApiToken revoke = QANAT__REVOKE_API_TOKEN__INIT;
+    revoke.name = (char *) name;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_REVOKE_API_TOKEN;
+    request.revoke_api_token = &revoke;
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_call (client, &request);
+    if (options->json) {
+        s_print_api_token_json (reply->reply->api_token, false);
+        printf ("\n");
+    }
+    else
+        printf ("API token %s revoked\n", reply->reply->api_token->name);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
+int
+cli_cmd_apitoken (options_t *options, int argc, char **argv)
+{
+    if (argc == 2 && streq (argv [0], "create"))
+        return s_apitoken_create (options, argv [1]);
+    if (argc == 1 && streq (argv [0], "list"))
+        return s_apitoken_list (options);
+    if (argc == 2 && streq (argv [0], "revoke"))
+        return s_apitoken_revoke (options, argv [1]);
+    fprintf (stderr, "usage: qanat apitoken create NAME [--role user|admin] [--user U] "
+                     "[--ttl 30d|12h|3600]\n"
+                     "       qanat apitoken list [--json]\n"
+                     "       qanat apitoken revoke NAME\n");
+    return EXIT_USAGE;
+}
+
+int
+cli_cmd_whoami (options_t *options, int argc, char **argv)
+{
+    (void) argv;
+    if (argc != 0) {
+        fprintf (stderr, "usage: qanat whoami [--json]\n");
+        return EXIT_USAGE;
+    }
+    Qanat__WhoAmI whoami = QANAT__WHO_AM_I__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_WHOAMI;
+    request.whoami = &whoami;
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_call (client, &request);
+    Qanat__Principal *principal = reply->reply->whoami;
+    if (options->json) {
+        printf ("{\"kind\":");
+        cli_json_str (stdout, principal->kind);
+        printf (",\"name\":");
+        cli_json_str (stdout, principal->name);
+        printf (",\"role\":");
+        cli_json_str (stdout, principal->role);
+        printf ("}\n");
+    }
+    else
+        printf ("%s (%s, role %s)\n", principal->name, principal->kind, principal->role);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
 }
 
 //  ---------------------------------------------------------------------

@@ -16,11 +16,20 @@
 #include "qn_run.h"
 #include "qn_dispatch.h"
 #include "qn_api.h"
+#include <sodium.h>
 
 #define LOG_PAGE_DEFAULT     500
 #define LOG_PAGE_MAX         1000
 #define LIST_RUNS_MAX        10000
 #define HISTORY_RUNS_MAX     1000
+
+//  What kind of failure an error reply is (Error.code), for transports
+//  that map it (HTTP status codes); the message is what people read.
+#define ERR_BAD              QANAT__ERROR_CODE__ERROR_BAD_REQUEST
+#define ERR_NOT_FOUND        QANAT__ERROR_CODE__ERROR_NOT_FOUND
+#define ERR_DENIED           QANAT__ERROR_CODE__ERROR_DENIED
+#define ERR_CONFLICT         QANAT__ERROR_CODE__ERROR_CONFLICT
+#define ERR_UNAVAILABLE      QANAT__ERROR_CODE__ERROR_UNAVAILABLE
 
 //  ---------------------------------------------------------------------
 //  The caller and the reply
@@ -46,10 +55,11 @@ s_reply (qn_api_call_t *call, Qanat__Reply *reply)
 }
 
 static void
-s_error (qn_api_call_t *call, uint64_t request_id, const char *message)
+s_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code, const char *message)
 {
     Qanat__Error error = QANAT__ERROR__INIT;
     error.message = (char *) message;
+    error.code = code;
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request_id;
     reply.body_case = QANAT__REPLY__BODY_ERROR;
@@ -79,7 +89,7 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (request->submit, &error);
     if (!wf) {
-        s_error (call, request->id, error);
+        s_error (call, request->id, ERR_BAD, error);
         free (error);
         return;
     }
@@ -91,7 +101,7 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     ||  qn_store_put_workflow (self->store, version.name, request->submit->filename,
                                request->submit->source.data, request->submit->source.len,
                                &number, &created))
-        s_error (call, request->id, qn_store_error (self->store));
+        s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
     else {
         version.version = number;
         version.created = created;
@@ -110,18 +120,20 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     qn_coordinator_t *self = call->engine;
     Qanat__StartRun *start = request->start_run;
     if (!start->workflow) {
-        s_error (call, request->id, "start run: no workflow given");
+        s_error (call, request->id, ERR_BAD, "start run: no workflow given");
         return;
     }
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
+    bool denied = false;
     if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
+        denied = true;
         self->stats.denied++;
         qn_log (QN_LOG_WARNING, "api", "%s (user %s)", error, s_sender_name (call));
         qn_workflow_destroy (&wf);
     }
     if (!wf) {
-        s_error (call, request->id, error);
+        s_error (call, request->id, denied? ERR_DENIED: ERR_BAD, error);
         free (error);
         return;
     }
@@ -133,7 +145,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     qn_kv_t *params = qn_workflow_resolve_params (wf, overrides, start->n_params, &error);
     free (overrides);
     if (!params) {
-        s_error (call, request->id, error);
+        s_error (call, request->id, ERR_BAD, error);
         free (error);
         qn_workflow_destroy (&wf);
         return;
@@ -147,7 +159,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
                                start->workflow->source.data, start->workflow->source.len,
                                &version, &created)
     ||  qn_store_new_run_id (self->store, &run_id)) {
-        s_error (call, request->id, qn_store_error (self->store));
+        s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         qn_kv_free (params, param_count);
         qn_workflow_destroy (&wf);
         return;
@@ -179,7 +191,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
         for (size_t a = 0; a < artifact_count; a++)
             protobuf_c_message_free_unpacked ((ProtobufCMessage *) artifacts [a], NULL);
         free (artifacts);
-        s_error (call, request->id, error? error: "out of memory");
+        s_error (call, request->id, error? ERR_BAD: ERR_UNAVAILABLE, error? error: "out of memory");
         free (error);
         qn_workflow_destroy (&wf);
         return;
@@ -233,7 +245,7 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
     Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
         free (message);
         return;
     }
@@ -254,7 +266,7 @@ s_handle_list_runs (qn_api_call_t *call, Qanat__Request *request)
                                                request->list_runs->limit > LIST_RUNS_MAX
                                                ? LIST_RUNS_MAX: request->list_runs->limit);
     if (!list) {
-        s_error (call, request->id, qn_store_error (self->store));
+        s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         return;
     }
     Qanat__Reply reply = QANAT__REPLY__INIT;
@@ -274,7 +286,7 @@ s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
     Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
         free (message);
         return;
     }
@@ -293,7 +305,7 @@ s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
     uint64_t last = after;
     if (qn_store_read_logs (self->store, read->run_id, after, read->task, read->attempt, limit,
                             &lines, &count, &last)) {
-        s_error (call, request->id, qn_store_error (self->store));
+        s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         return;
     }
     uint8_t cursor [8];
@@ -354,7 +366,7 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
     bool history = read->run_id == 0;
     if (history) {
         if (!read->workflow || !*read->workflow) {
-            s_error (call, request->id, "read metrics: give a run or a workflow");
+            s_error (call, request->id, ERR_BAD, "read metrics: give a run or a workflow");
             qn_engine_free_message (report);
             return;
         }
@@ -431,13 +443,14 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
     if (!run) {
         bool owned;
         Qanat__RunInfo *info = s_lookup_run (self, run_id, false, &owned);
+        bool ended = info != NULL;
         char *message = info? zsys_sprintf ("run %llu has already ended (%s)",
                                             (unsigned long long) run_id,
                                             qn_run_status_name (info->status))
                             : zsys_sprintf ("no run %llu", (unsigned long long) run_id);
         if (info && owned)
             qn_engine_free_message (info);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ended? ERR_CONFLICT: ERR_NOT_FOUND, message);
         free (message);
         return;
     }
@@ -445,7 +458,7 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
         self->stats.denied++;
         char *message = zsys_sprintf ("permission denied: run %llu belongs to %s",
                                       (unsigned long long) run_id, run->info->owner);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ERR_DENIED, message);
         free (message);
         return;
     }
@@ -459,7 +472,7 @@ s_handle_cancel_run (qn_api_call_t *call, Qanat__Request *request)
             message = zsys_sprintf ("task %s has already ended (%s)", task_name,
                                     qn_task_status_name (run->info->tasks [index]->status));
         if (message) {
-            s_error (call, request->id, message);
+            s_error (call, request->id, index < 0? ERR_NOT_FOUND: ERR_CONFLICT, message);
             free (message);
             return;
         }
@@ -507,7 +520,7 @@ s_handle_drain_agent (qn_api_call_t *call, Qanat__Request *request)
     agent_t *agent = (agent_t *) zhashx_lookup (self->agents, request->drain_agent->name);
     if (!agent) {
         char *message = zsys_sprintf ("no agent named '%s'", request->drain_agent->name);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
         free (message);
         return;
     }
@@ -524,7 +537,7 @@ s_handle_create_token (qn_api_call_t *call, Qanat__Request *request)
 {
     qn_coordinator_t *self = call->engine;
     if (!self->keyring) {
-        s_error (call, request->id,
+        s_error (call, request->id, ERR_BAD,
                       "join tokens need CURVE: this coordinator runs --insecure");
         return;
     }
@@ -534,7 +547,7 @@ s_handle_create_token (qn_api_call_t *call, Qanat__Request *request)
     char *text = qn_keyring_create_token (self->keyring, create->ttl_s, create->uses,
                                           create->labels, create->n_labels, &expires, &id);
     if (!text) {
-        s_error (call, request->id, "cannot create a join token");
+        s_error (call, request->id, ERR_UNAVAILABLE, "cannot create a join token");
         return;
     }
     qn_log (QN_LOG_INFO, "api", "join token %s created by %s", id, s_sender_name (call));
@@ -557,14 +570,15 @@ s_handle_add_user (qn_api_call_t *call, Qanat__Request *request)
 {
     qn_coordinator_t *self = call->engine;
     if (!self->keyring) {
-        s_error (call, request->id, "users need CURVE: this coordinator runs --insecure");
+        s_error (call, request->id, ERR_BAD, "users need CURVE: this coordinator runs --insecure");
         return;
     }
     char *error = NULL;
+    bool exists = qn_keyring_user (self->keyring, request->add_user->name) != NULL;
     char *key_file = qn_keyring_add_user (self->keyring, request->add_user->name,
                                           request->add_user->role, &error);
     if (!key_file) {
-        s_error (call, request->id, error);
+        s_error (call, request->id, exists? ERR_CONFLICT: ERR_BAD, error);
         free (error);
         return;
     }
@@ -582,6 +596,123 @@ s_handle_add_user (qn_api_call_t *call, Qanat__Request *request)
     free (key_file);
 }
 
+//  Who the caller is: kind, name and role, nothing else of its record
+//  (no key, no hash).
+static void
+s_handle_whoami (qn_api_call_t *call, Qanat__Request *request)
+{
+    Qanat__Principal principal = QANAT__PRINCIPAL__INIT;
+    principal.kind = call->principal? call->principal->kind: "local";
+    principal.name = call->principal? call->principal->name: "admin";
+    principal.role = call->principal? call->principal->role: "admin";
+    principal.expires_us = call->principal? call->principal->expires_us: 0;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_WHOAMI;
+    reply.whoami = &principal;
+    s_reply (call, &reply);
+}
+
+static void
+s_post_api_token (qn_api_call_t *call, uint64_t request_id, const Qanat__ApiToken *record,
+                  char *text)
+{
+    Qanat__ApiToken token = *record;
+    token.token = text? text: "";
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request_id;
+    reply.body_case = QANAT__REPLY__BODY_API_TOKEN;
+    reply.api_token = &token;
+    s_reply (call, &reply);
+}
+
+static bool
+s_api_tokens_refused (qn_api_call_t *call, uint64_t request_id)
+{
+    if (call->engine->keyring)
+        return false;
+    s_error (call, request_id, ERR_BAD,
+             "API tokens need a keyring: this coordinator runs --insecure");
+    return true;
+}
+
+//  The token text is in this reply only: the store keeps its hash.
+static void
+s_handle_create_api_token (qn_api_call_t *call, Qanat__Request *request)
+{
+    if (s_api_tokens_refused (call, request->id))
+        return;
+    Qanat__CreateApiToken *create = request->create_api_token;
+    const Qanat__ApiToken *record = NULL;
+    qn_keyring_failure_t failure;
+    char *error = NULL;
+    char *text = qn_keyring_create_api_token (call->engine->keyring, create->name, create->role,
+                                              create->user, create->ttl_s, &record, &failure,
+                                              &error);
+    if (!text) {
+        s_error (call, request->id, failure == QN_KEYRING_EXISTS? ERR_CONFLICT
+                                  : failure == QN_KEYRING_STORE? ERR_UNAVAILABLE: ERR_BAD, error);
+        free (error);
+        return;
+    }
+    qn_log (QN_LOG_INFO, "api", "API token %s (user %s, role %s) created by %s", record->name,
+            record->user, record->role, s_sender_name (call));
+    s_post_api_token (call, request->id, record, text);
+    sodium_memzero (text, strlen (text));
+    free (text);
+}
+
+static void
+s_handle_list_api_tokens (qn_api_call_t *call, Qanat__Request *request)
+{
+    Qanat__ApiTokenList list = QANAT__API_TOKEN_LIST__INIT;
+    const Qanat__ApiToken **records = NULL;
+    size_t count = 0;
+    if (call->engine->keyring)
+        records = qn_keyring_api_tokens (call->engine->keyring, &count);
+    //  Copies with the token field empty, as stored
+    Qanat__ApiToken *copies = (Qanat__ApiToken *) calloc (count + 1, sizeof (Qanat__ApiToken));
+    Qanat__ApiToken **tokens = (Qanat__ApiToken **) calloc (count + 1, sizeof (void *));
+    if (!copies || !tokens) {
+        s_error (call, request->id, ERR_UNAVAILABLE, "out of memory");
+        count = 0;
+    }
+    else {
+        for (size_t i = 0; i < count; i++) {
+            copies [i] = *records [i];
+            copies [i].token = "";
+            tokens [i] = &copies [i];
+        }
+        list.tokens = tokens;
+        list.n_tokens = count;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.id = request->id;
+        reply.body_case = QANAT__REPLY__BODY_API_TOKENS;
+        reply.api_tokens = &list;
+        s_reply (call, &reply);
+    }
+    free (tokens);
+    free (copies);
+    free (records);
+}
+
+static void
+s_handle_revoke_api_token (qn_api_call_t *call, Qanat__Request *request)
+{
+    if (s_api_tokens_refused (call, request->id))
+        return;
+    const char *name = request->revoke_api_token->name;
+    const Qanat__ApiToken *record = qn_keyring_revoke_api_token (call->engine->keyring, name);
+    if (!record) {
+        char *message = zsys_sprintf ("no API token named '%s'", name);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
+        free (message);
+        return;
+    }
+    qn_log (QN_LOG_WARNING, "api", "API token %s revoked by %s", name, s_sender_name (call));
+    s_post_api_token (call, request->id, record, NULL);
+}
+
 //  Revocation: the key leaves the allow-list, the agent is disconnected at
 //  once (its messages are refused from now on), and the attempts it ran
 //  end as "agent revoked" and retry elsewhere by policy (the engine's
@@ -593,7 +724,7 @@ s_handle_revoke_agent (qn_api_call_t *call, Qanat__Request *request)
     const char *name = request->revoke_agent->name;
     if (!self->keyring || qn_keyring_revoke_agent (self->keyring, name)) {
         char *message = zsys_sprintf ("no enrolled agent named '%s'", name);
-        s_error (call, request->id, message);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
         free (message);
         return;
     }
@@ -612,7 +743,7 @@ s_post_secrets (qn_api_call_t *call, uint64_t request_id, char **names, size_t c
     while (access && listed < count && (access [listed] = qn_vault_access (self->vault, names [listed])))
         listed++;
     if (listed < count)
-        s_error (call, request_id, "cannot read a secret's access list");
+        s_error (call, request_id, ERR_UNAVAILABLE, "cannot read a secret's access list");
     else {
         Qanat__SecretList list = QANAT__SECRET_LIST__INIT;
         list.names = names;
@@ -642,12 +773,12 @@ s_handle_set_secret (qn_api_call_t *call, Qanat__Request *request)
     for (const char *c = set->name; valid && *c; c++)
         valid = isalnum ((unsigned char) *c) || *c == '_' || *c == '-' || *c == '.';
     if (!valid) {
-        s_error (call, request->id,
+        s_error (call, request->id, ERR_BAD,
                       "a secret name is 1 to 128 letters, digits, '_', '-' or '.'");
         return;
     }
     if (!self->vault) {
-        s_error (call, request->id,
+        s_error (call, request->id, ERR_BAD,
                       "secrets need CURVE: this coordinator runs --insecure");
         return;
     }
@@ -657,7 +788,7 @@ s_handle_set_secret (qn_api_call_t *call, Qanat__Request *request)
     ||  qn_store_get_secret (self->store, set->name, &sealed, &sealed_size) != 1)) {
         char *message = set->access? zsys_sprintf ("no secret named %s", set->name)
                                    : strdup ("no access list given");
-        s_error (call, request->id, message);
+        s_error (call, request->id, set->access? ERR_NOT_FOUND: ERR_BAD, message);
         free (message);
         return;
     }
@@ -665,16 +796,19 @@ s_handle_set_secret (qn_api_call_t *call, Qanat__Request *request)
     //  Both refusals come before anything is written: a value is never
     //  stored under a list that was refused, nor the other way round.
     char *error = NULL;
+    Qanat__ErrorCode code = ERR_BAD;
     if (!set->access_only && set->value.len > QN_VAULT_SECRET_MAX)
         error = strdup ("cannot store the secret (at most 64 KiB)");
     else
     if (set->access)
         qn_vault_set_access (self->vault, set->name, set->access, &error);
     if (!error && !set->access_only
-    &&  qn_vault_set (self->vault, set->name, set->value.data, set->value.len))
+    &&  qn_vault_set (self->vault, set->name, set->value.data, set->value.len)) {
         error = strdup (qn_store_error (self->store));
+        code = ERR_UNAVAILABLE;
+    }
     if (error) {
-        s_error (call, request->id, error);
+        s_error (call, request->id, code, error);
         free (error);
         return;
     }
@@ -719,12 +853,12 @@ s_handle_get_blob (qn_api_call_t *call, Qanat__Request *request)
     if (!get->hash || !qn_blobstore_valid_hash (get->hash)
     ||  qn_store_blob_get (self->store, get->hash, &total, NULL) != 1
     ||  !qn_blobstore_has (blobs, get->hash)) {
-        s_error (call, request->id, "no such blob");
+        s_error (call, request->id, ERR_NOT_FOUND, "no such blob");
         return;
     }
     uint32_t size = get->size && get->size < 1024 * 1024? get->size: 1024 * 1024;
     if (get->offset > total) {
-        s_error (call, request->id, "offset past the end of the blob");
+        s_error (call, request->id, ERR_BAD, "offset past the end of the blob");
         return;
     }
     if (size > total - get->offset)
@@ -733,7 +867,7 @@ s_handle_get_blob (qn_api_call_t *call, Qanat__Request *request)
     ssize_t got = buffer? qn_blobstore_read (blobs, get->hash, get->offset, buffer, size): -1;
     if (got < 0) {
         free (buffer);
-        s_error (call, request->id, "cannot read the blob");
+        s_error (call, request->id, ERR_UNAVAILABLE, "cannot read the blob");
         return;
     }
     Qanat__BlobData data = QANAT__BLOB_DATA__INIT;
@@ -762,7 +896,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
     qn_blobstore_t *blobs = qn_artifacts_blobs (self->artifacts);
     if (!put->hash || !qn_blobstore_valid_hash (put->hash) || put->data.len > 1024 * 1024
     ||  put->offset > put->total_size || put->data.len > put->total_size - put->offset) {
-        s_error (call, request->id, "put blob: bad hash, offset or size");
+        s_error (call, request->id, ERR_BAD, "put blob: bad hash, offset or size");
         return;
     }
     char error [256] = "";
@@ -771,7 +905,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
     if (held < put->total_size && put->offset == held && put->data.len) {
         if (qn_blobstore_write (blobs, put->hash, put->offset, put->data.data, put->data.len,
                                 NULL, error, sizeof error) != 0) {
-            s_error (call, request->id, error);
+            s_error (call, request->id, ERR_UNAVAILABLE, error);
             return;
         }
         held += put->data.len;
@@ -779,7 +913,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
     if (held == put->total_size && !qn_blobstore_has (blobs, put->hash)) {
         if (qn_blobstore_finish (blobs, put->hash, put->total_size, error, sizeof error) != 0) {
             qn_blobstore_abandon (blobs, put->hash);
-            s_error (call, request->id, error);
+            s_error (call, request->id, ERR_BAD, error);
             return;
         }
         self->stats.blobs_stored++;
@@ -835,6 +969,10 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_LIST_SECRETS, QN_API_ADMIN, s_handle_list_secrets },
     { QANAT__REQUEST__BODY_GET_BLOB,     QN_API_USER,  s_handle_get_blob },
     { QANAT__REQUEST__BODY_PUT_BLOB,     QN_API_USER,  s_handle_put_blob },
+    { QANAT__REQUEST__BODY_WHOAMI,       QN_API_USER,  s_handle_whoami },
+    { QANAT__REQUEST__BODY_CREATE_API_TOKEN, QN_API_ADMIN, s_handle_create_api_token },
+    { QANAT__REQUEST__BODY_LIST_API_TOKENS,  QN_API_ADMIN, s_handle_list_api_tokens },
+    { QANAT__REQUEST__BODY_REVOKE_API_TOKEN, QN_API_ADMIN, s_handle_revoke_api_token },
 };
 
 const qn_api_entry_t *
@@ -860,13 +998,13 @@ qn_api_handle (qn_api_call_t *call, Qanat__Request *request)
     const qn_api_entry_t *entry = qn_api_entry (request->body_case);
     if (!entry) {
         self->stats.malformed_client_frames++;
-        s_error (call, request->id, "unknown request");
+        s_error (call, request->id, ERR_BAD, "unknown request");
         return;
     }
     if (entry->role == QN_API_ADMIN && !s_is_admin (call)) {
         self->stats.denied++;
         qn_log (QN_LOG_WARNING, "api", "user %s was denied an admin request", s_sender_name (call));
-        s_error (call, request->id, "permission denied: needs role admin");
+        s_error (call, request->id, ERR_DENIED, "permission denied: needs role admin");
         return;
     }
     entry->handler (call, request);

@@ -1,6 +1,7 @@
 /*  qn_coordinator - the coordinator engine.  See qn_coordinator.h.
 
-    The wiring: the two ROUTER sockets, the loop and its timer, a batch
+    The wiring: the ROUTER sockets (agents, clients, and the HTTP side's
+    request bridge of qn_api_bridge.c), the loop and its timer, a batch
     read per turn, who sent each message, and cut-offs for peers that
     keep sending garbage.  The agents' messages are qn_agent_link's, the
     clients' requests qn_api's, the agents' records qn_fleet's.
@@ -83,16 +84,21 @@ s_client_reply (qn_api_call_t *call, Qanat__Reply *reply)
     s_post_reply (call->engine, (zframe_t *) call->sink, reply);
 }
 
+//  A request from the client socket, or from the HTTP side's bridge
+//  (its replies go back there: qn_api_bridge.c).
 static void
-s_handle_client_message (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
+s_handle_client_message (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+                         Qanat__Envelope *env)
 {
     if (env->body_case != QANAT__ENVELOPE__BODY_REQUEST) {
         self->stats.malformed_client_frames++;
-        qn_engine_refuse (self->clients_sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
+        qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_REQUEST,
                           "clients send requests only");
         return;
     }
-    qn_api_call_t call = { self, self->sender, s_client_reply, routing_id };
+    qn_api_call_t call = { self, self->sender,
+                           sock == self->api_sock? qn_engine_bridge_reply: s_client_reply,
+                           routing_id };
     qn_api_handle (&call, env->request);
 }
 
@@ -159,13 +165,16 @@ s_strikes (qn_coordinator_t *self, zframe_t *routing_id)
     return strikes? *strikes: 0;
 }
 
-//  Applies one message of a ROUTER socket (routing id, payload).  Anything
-//  else is dropped and counted; a peer's first few drops are logged with
-//  its identity, then it goes quiet so that a flood cannot fill the log.
+//  Applies one message of a ROUTER socket (routing id, payload; on the
+//  request bridge routing id, credential, payload).  Anything else is
+//  dropped and counted; a peer's first few drops are logged with its
+//  identity, then it goes quiet so that a flood cannot fill the log.
 static void
 s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *msg)
 {
+    bool bridge = sock == self->api_sock;
     zframe_t *routing_id = zmsg_pop (msg);
+    zframe_t *credential = bridge? zmsg_pop (msg): NULL;
     zframe_t *payload = zmsg_pop (msg);
     uint64_t *malformed = agents? &self->stats.malformed_agent_frames
                                 : &self->stats.malformed_client_frames;
@@ -184,7 +193,8 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
         if (!quiet)
             qn_log (QN_LOG_WARNING, "coordinator",
                     "dropped a message of %zu frames from %s peer %s",
-                    zmsg_size (msg) + (payload? 2: 1), agents? "agent": "client", peer);
+                    zmsg_size (msg) + (payload? 2: 1) + (credential? 1: 0),
+                    agents? "agent": bridge? "HTTP": "client", peer);
         free (peer);
     }
     else {
@@ -212,11 +222,13 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
             free (peer);
         }
         else {
-            if (s_identify (self, sock, routing_id, payload, agents)) {
+            bool admitted = bridge? qn_engine_bridge_identify (self, routing_id, credential)
+                                  : s_identify (self, sock, routing_id, payload, agents);
+            if (admitted) {
                 if (agents)
                     qn_agent_link_handle (self, routing_id, env);
                 else
-                    s_handle_client_message (self, routing_id, env);
+                    s_handle_client_message (self, sock, routing_id, env);
             }
             self->sender = NULL;
             qn_msg_free (&env);
@@ -227,6 +239,7 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
     if (routing_id && malformed_after > malformed_before)
         s_strike (self, sock, routing_id, agents);
     zframe_destroy (&routing_id);
+    zframe_destroy (&credential);
     zframe_destroy (&payload);
 }
 
@@ -271,10 +284,12 @@ qn_engine_listen (qn_coordinator_t *self, bool on)
     if (on) {
         zloop_reader (self->loop, self->agents_sock, s_on_agents, self);
         zloop_reader (self->loop, self->clients_sock, s_on_clients, self);
+        zloop_reader (self->loop, self->api_sock, s_on_clients, self);
     }
     else {
         zloop_reader_end (self->loop, self->agents_sock);
         zloop_reader_end (self->loop, self->clients_sock);
+        zloop_reader_end (self->loop, self->api_sock);
     }
 }
 
@@ -415,7 +430,8 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     }
     if (!self->agents_sock || !self->clients_sock
     ||  s_bind (self->agents_sock, config->agent_endpoint, &self->agent_endpoint, error_p)
-    ||  s_bind (self->clients_sock, config->client_endpoint, &self->client_endpoint, error_p)) {
+    ||  s_bind (self->clients_sock, config->client_endpoint, &self->client_endpoint, error_p)
+    ||  qn_engine_bridge_bind (self, error_p)) {
         qn_coordinator_destroy (&self);
         return NULL;
     }
@@ -434,6 +450,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zloop_destroy (&self->loop);
         zsock_destroy (&self->agents_sock);
         zsock_destroy (&self->clients_sock);
+        qn_engine_bridge_close (self);
         qn_keyring_destroy (&self->keyring);
         qn_vault_destroy (&self->vault);
         qn_blobserver_destroy (&self->blobserver);
@@ -482,6 +499,14 @@ qn_coordinator_feed (qn_coordinator_t *self, bool agents, const void *routing_id
     s_handle_message (self, agents? self->agents_sock: self->clients_sock, agents, msg);
     zmsg_destroy (&msg);
     qn_turn_end (self);
+}
+
+void
+qn_coordinator_turn (qn_coordinator_t *self)
+{
+    s_read_socket (self, self->agents_sock, true);
+    s_read_socket (self, self->clients_sock, false);
+    s_read_socket (self, self->api_sock, false);
 }
 
 const char *

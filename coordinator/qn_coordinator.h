@@ -32,7 +32,17 @@ typedef struct {
     //  An S3 object no record has referenced for this long is deleted
     //  from its bucket; -1 = never.  0 in a zeroed config means at once.
     int64_t s3_delete_after_s;
+    //  The HTTP side's two sockets (see qn_api_bridge.c): requests with an
+    //  API token come in on a ROUTER at api_endpoint (NULL: the default,
+    //  inproc://qanat-api), and what each commit changed goes out on a PUB
+    //  at events_endpoint (NULL: inproc://qanat-events).  Two engines in
+    //  one process need endpoints of their own.
+    const char *api_endpoint;
+    const char *events_endpoint;
 } qn_coordinator_config_t;
+
+#define QN_COORDINATOR_API_ENDPOINT     "inproc://qanat-api"
+#define QN_COORDINATOR_EVENTS_ENDPOINT  "inproc://qanat-events"
 
 typedef struct _qn_coordinator_t qn_coordinator_t;
 
@@ -60,6 +70,11 @@ const char *
 void
     qn_coordinator_feed (qn_coordinator_t *self, bool agents, const void *routing_id,
                          size_t id_size, const void *payload, size_t size);
+
+//  One loop turn by hand, for tests: reads what waits on each socket
+//  (the request bridge's too) and ends the turn after each.
+void
+    qn_coordinator_turn (qn_coordinator_t *self);
 
 //  Path of the admin client key, or NULL when insecure.
 const char *

@@ -31,6 +31,7 @@
 #include "qn_artifacts.h"
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
+#include "qn_api.h"
 //  An agent the engine knows: connected now, or known from the store.
 //  In the engine's agents table by name for the engine's lifetime
 //  (qn_fleet makes, connects and sweeps them).
@@ -104,8 +105,12 @@ struct _qn_coordinator_t {
     qn_store_t *store;
     zsock_t *agents_sock;
     zsock_t *clients_sock;
+    zsock_t *api_sock;                  //  the HTTP side's requests (qn_api_bridge.c)
+    zsock_t *events_sock;               //  what each commit changed, for the HTTP side
     char *agent_endpoint;
     char *client_endpoint;
+    char *api_endpoint;                 //  as bound, for unbinding (inproc is released at once)
+    char *events_endpoint;
     zloop_t *loop;
     zhashx_t *agents;                   //  name -> agent_t
     zhashx_t *by_route;                 //  route key -> agent_t (not owned)
@@ -132,6 +137,8 @@ struct _qn_coordinator_t {
     zhashx_t *strikes;                  //  route key -> malformed messages, for cut-offs
     int backoff_ms;                     //  pause after a failed commit, doubled while they fail
     bool paused;                        //  readers off until the pause ends
+    bool runs_changed;                  //  this turn created a run or changed a run's status
+    bool agents_changed;                //  this turn changed an agent's record
 };
 
 //  ---------------------------------------------------------------------
@@ -190,8 +197,39 @@ qn_engine_free_message (void *message)
 void
     qn_engine_refuse (zsock_t *sock, zframe_t *routing_id, Qanat__RefusalCode code,
                       const char *message);
-//  The loop reads both sockets (on), or neither (off: a pause).
+//  The loop reads every socket (on), or none (off: a pause).
 void
     qn_engine_listen (qn_coordinator_t *self, bool on);
+
+//  ---------------------------------------------------------------------
+//  The HTTP side's sockets (qn_api_bridge.c)
+
+//  Binds the request bridge's ROUTER and the notifications' PUB.  0, or
+//  -1 with *error_p (malloc'd).
+int
+    qn_engine_bridge_bind (qn_coordinator_t *self, char **error_p);
+
+//  Who sent a request on the bridge: the principal of its API token
+//  (credential, the request's second frame).  Sets self->sender and
+//  returns true, or refuses (REFUSAL_DENIED) and returns false.  Without
+//  a keyring (--insecure) everyone is a local administrator.
+bool
+    qn_engine_bridge_identify (qn_coordinator_t *self, zframe_t *routing_id,
+                               zframe_t *credential);
+
+//  The reply function of the bridge's calls (sink: the routing id).
+void
+    qn_engine_bridge_reply (qn_api_call_t *call, Qanat__Reply *reply);
+
+//  Unbinds and destroys the two sockets (an inproc endpoint is free again
+//  at once, for the next engine of the process).
+void
+    qn_engine_bridge_close (qn_coordinator_t *self);
+
+//  After a successful commit: publishes "run.<id>." for each run in
+//  changed (run_t, duplicates allowed), then "runs." and "agents." when
+//  the turn's flags say so, each once, and clears the flags.
+void
+    qn_engine_publish (qn_coordinator_t *self, zlistx_t *changed);
 
 #endif

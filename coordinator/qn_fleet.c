@@ -243,6 +243,7 @@ qn_fleet_unavailable (agent_t *agent, int64_t now)
 void
 qn_fleet_persist (qn_coordinator_t *self, agent_t *agent)
 {
+    self->agents_changed = true;            //  every change of the fleet's records comes here
     if (qn_store_begin (self->store) == 0)
         qn_store_put_agent (self->store, agent->info);
 }

@@ -5,6 +5,7 @@
 #include "qn_msg.h"
 #include "qn_token.h"
 #include <sys/stat.h>
+#include <sodium.h>
 
 #define TOKEN_TTL_DEFAULT_S  3600
 #define NAME_MAX_LEN         128
@@ -18,14 +19,34 @@ struct _qn_keyring_t {
     char *agent_endpoint;
     zcert_t *cert;                      //  the coordinator's key pair
     zhashx_t *principals;               //  public key (Z85) -> Qanat__Principal
+    zhashx_t *api_tokens;               //  sha256 hex of the token -> api_token_t
     zactor_t *auth;
 };
+
+//  An API token: its stored record and the principal it stands for
+typedef struct {
+    Qanat__ApiToken *record;
+    Qanat__Principal *principal;
+    char hash [65];                     //  its key in the store
+} api_token_t;
 
 static void
 s_principal_destructor (void **item)
 {
     if (*item) {
         protobuf_c_message_free_unpacked ((ProtobufCMessage *) *item, NULL);
+        *item = NULL;
+    }
+}
+
+static void
+s_api_token_destructor (void **item)
+{
+    api_token_t *token = (api_token_t *) *item;
+    if (token) {
+        protobuf_c_message_free_unpacked (&token->record->base, NULL);
+        protobuf_c_message_free_unpacked (&token->principal->base, NULL);
+        free (token);
         *item = NULL;
     }
 }
@@ -165,6 +186,8 @@ s_has_admin (qn_keyring_t *self)
     return false;
 }
 
+static int s_load_api_tokens (qn_keyring_t *self);
+
 qn_keyring_t *
 qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endpoint,
                 const char *agent_endpoint, char **error_p)
@@ -178,6 +201,8 @@ qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endp
     self->agent_endpoint = strdup (agent_endpoint);
     self->principals = qn_hash_new ();
     zhashx_set_destructor (self->principals, s_principal_destructor);
+    self->api_tokens = qn_hash_new ();
+    zhashx_set_destructor (self->api_tokens, s_api_token_destructor);
     mkdir (self->keys_dir, 0700);
     mkdir (self->allowed_dir, 0700);
     chmod (self->keys_dir, 0700);
@@ -225,6 +250,11 @@ qn_keyring_new (const char *data_dir, qn_store_t *store, const char *client_endp
         s_mirror (self, principals [i]);
     }
     free (principals);
+    if (s_load_api_tokens (self)) {
+        *error_p = strdup (qn_store_error (store));
+        qn_keyring_destroy (&self);
+        return NULL;
+    }
 
     if (!s_has_admin (self)) {
         zcert_t *admin = s_client_cert (self, "admin", "admin");
@@ -265,6 +295,7 @@ qn_keyring_destroy (qn_keyring_t **self_p)
         zactor_destroy (&self->auth);
         zcert_destroy (&self->cert);
         zhashx_destroy (&self->principals);
+        zhashx_destroy (&self->api_tokens);
         free (self->keys_dir);
         free (self->allowed_dir);
         free (self->admin_key_path);
@@ -501,4 +532,196 @@ qn_keyring_expire (qn_keyring_t *self)
                 unlink (path);
             zstr_free (&path);
         }
+}
+
+//  ---------------------------------------------------------------------
+//  API tokens
+
+static bool
+s_valid_api_name (const char *name)
+{
+    return s_valid_name (name) && strlen (name) <= QN_KEYRING_API_NAME_MAX;
+}
+
+//  The principal an API token's record stands for.
+static Qanat__Principal *
+s_api_principal (const Qanat__ApiToken *record)
+{
+    Qanat__Principal *principal = s_principal_new ("apitoken", record->user, "");
+    free (principal->role);
+    principal->role = strdup (record->role);
+    principal->expires_us = record->expires_us;
+    principal->revoked = record->revoked;
+    principal->created_us = record->created_us;
+    return principal;
+}
+
+static void
+s_api_token_add (qn_keyring_t *self, const char *hash, Qanat__ApiToken *record)
+{
+    api_token_t *token = (api_token_t *) zmalloc (sizeof (api_token_t));
+    token->record = record;
+    token->principal = s_api_principal (record);
+    snprintf (token->hash, sizeof token->hash, "%s", hash);
+    zhashx_update (self->api_tokens, hash, token);
+}
+
+static int
+s_load_api_tokens (qn_keyring_t *self)
+{
+    char **hashes = NULL;
+    Qanat__ApiToken **records = NULL;
+    size_t count = 0;
+    if (qn_store_list_api_tokens (self->store, &hashes, &records, &count))
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        s_api_token_add (self, hashes [i], records [i]);
+        free (hashes [i]);
+    }
+    free (hashes);
+    free (records);
+    return 0;
+}
+
+//  The SHA-256 of a token's text, in hex (65 bytes with the '\0').
+static void
+s_token_hash (const char *text, char *hex)
+{
+    uint8_t digest [crypto_hash_sha256_BYTES];
+    crypto_hash_sha256 (digest, (const unsigned char *) text, strlen (text));
+    sodium_bin2hex (hex, 65, digest, sizeof digest);
+}
+
+static api_token_t *
+s_api_token_named (qn_keyring_t *self, const char *name, bool live_only)
+{
+    api_token_t *found = NULL;
+    for (api_token_t *token = (api_token_t *) zhashx_first (self->api_tokens); token;
+         token = (api_token_t *) zhashx_next (self->api_tokens)) {
+        if (!streq (token->record->name, name) || (live_only && token->record->revoked))
+            continue;
+        //  A name may have been used again after a revocation: the live
+        //  one, else the newest
+        if (!found || (found->record->revoked && !token->record->revoked)
+        ||  (found->record->revoked == token->record->revoked
+             && token->record->created_us > found->record->created_us))
+            found = token;
+    }
+    return found;
+}
+
+char *
+qn_keyring_create_api_token (qn_keyring_t *self, const char *name, const char *role,
+                             const char *user, uint32_t ttl_s, const Qanat__ApiToken **record_p,
+                             qn_keyring_failure_t *failure_p, char **error_p)
+{
+    *failure_p = QN_KEYRING_INVALID;
+    if (!user || !*user)
+        user = name;
+    if (!s_valid_api_name (name)) {
+        *error_p = strdup ("an API token name is 1 to 64 letters, digits, '_', '.' or '-'");
+        return NULL;
+    }
+    if (!s_valid_api_name (user)) {
+        *error_p = strdup ("an API token's user is 1 to 64 letters, digits, '_', '.' or '-'");
+        return NULL;
+    }
+    if (!role || (!streq (role, "admin") && !streq (role, "user"))) {
+        *error_p = zsys_sprintf ("unknown role '%s' (use admin or user)", role? role: "");
+        return NULL;
+    }
+    if (s_api_token_named (self, name, true)) {
+        *failure_p = QN_KEYRING_EXISTS;
+        *error_p = zsys_sprintf ("an API token named '%s' exists already: revoke it first "
+                                 "(qanat apitoken revoke %s)", name, name);
+        return NULL;
+    }
+    uint8_t secret [32];
+    randombytes_buf (secret, sizeof secret);
+    size_t size = sodium_base64_ENCODED_LEN (sizeof secret,
+                                             sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char *text = (char *) zmalloc (4 + size);
+    memcpy (text, "qat_", 4);
+    sodium_bin2base64 (text + 4, size, secret, sizeof secret,
+                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero (secret, sizeof secret);
+    char hash [65];
+    s_token_hash (text, hash);
+
+    Qanat__ApiToken *record = (Qanat__ApiToken *) malloc (sizeof (Qanat__ApiToken));
+    qanat__api_token__init (record);
+    record->name = strdup (name);
+    record->role = strdup (role);
+    record->user = strdup (user);
+    record->created_us = qn_now_us ();
+    record->expires_us = ttl_s? record->created_us + (int64_t) ttl_s * 1000000: 0;
+    if (qn_store_begin (self->store) || qn_store_put_api_token (self->store, hash, record)) {
+        *failure_p = QN_KEYRING_STORE;
+        *error_p = strdup (qn_store_error (self->store));
+        protobuf_c_message_free_unpacked (&record->base, NULL);
+        sodium_memzero (text, strlen (text));
+        free (text);
+        return NULL;
+    }
+    s_api_token_add (self, hash, record);
+    *record_p = record;
+    return text;
+}
+
+const Qanat__ApiToken *
+qn_keyring_revoke_api_token (qn_keyring_t *self, const char *name)
+{
+    api_token_t *token = name? s_api_token_named (self, name, false): NULL;
+    if (!token)
+        return NULL;
+    if (!token->record->revoked) {
+        token->record->revoked = true;
+        token->principal->revoked = true;
+        if (qn_store_begin (self->store) == 0)
+            qn_store_put_api_token (self->store, token->hash, token->record);
+    }
+    return token->record;
+}
+
+static int
+s_compare_names (const void *a, const void *b)
+{
+    const Qanat__ApiToken *one = *(const Qanat__ApiToken *const *) a;
+    const Qanat__ApiToken *other = *(const Qanat__ApiToken *const *) b;
+    int order = strcmp (one->name, other->name);
+    if (order == 0)
+        order = one->created_us < other->created_us? -1: one->created_us > other->created_us;
+    return order;
+}
+
+const Qanat__ApiToken **
+qn_keyring_api_tokens (qn_keyring_t *self, size_t *count_p)
+{
+    size_t count = zhashx_size (self->api_tokens);
+    const Qanat__ApiToken **records = (const Qanat__ApiToken **) calloc (count + 1,
+                                                                        sizeof (void *));
+    size_t listed = 0;
+    for (api_token_t *token = (api_token_t *) zhashx_first (self->api_tokens);
+         token && records; token = (api_token_t *) zhashx_next (self->api_tokens))
+        records [listed++] = token->record;
+    if (records)
+        qsort (records, listed, sizeof (void *), s_compare_names);
+    *count_p = records? listed: 0;
+    return records;
+}
+
+const Qanat__Principal *
+qn_keyring_lookup_token (qn_keyring_t *self, const char *token_text)
+{
+    //  Only what could be one of ours is hashed
+    if (!token_text || strncmp (token_text, "qat_", 4) != 0 || strlen (token_text) > 256)
+        return NULL;
+    char hash [65];
+    s_token_hash (token_text, hash);
+    api_token_t *token = (api_token_t *) zhashx_lookup (self->api_tokens, hash);
+    if (!token || token->record->revoked)
+        return NULL;
+    if (token->record->expires_us && token->record->expires_us <= qn_now_us ())
+        return NULL;
+    return token->principal;
 }

@@ -10,6 +10,12 @@
     principal of its sender's key (libzmq's User-Id), which is what makes a
     revocation take effect at once, on live connections too.
 
+    API tokens (bearer tokens of the HTTP API) are principals too, of kind
+    "apitoken": only the SHA-256 of each token is stored (with its name,
+    user, role, expiry and whether it was revoked), and a token is found
+    by hashing what the client presents.  They never reach the ZAP
+    allow-list: they are no CURVE keys.
+
     Files (all 0600, in a 0700 directory):
       keys/coordinator.key   the coordinator's key pair
       keys/admin.key         the first admin's client key (with the
@@ -77,6 +83,44 @@ char *
 //  Revokes every key of agent name.  0, or -1 when no such agent.
 int
     qn_keyring_revoke_agent (qn_keyring_t *self, const char *name);
+
+//  ---- API tokens ----
+
+//  Token names (and their users) are 1 to 64 letters, digits, '.', '_', '-'
+#define QN_KEYRING_API_NAME_MAX  64
+
+//  Why creating an API token failed
+typedef enum {
+    QN_KEYRING_INVALID,                 //  a bad name, user or role
+    QN_KEYRING_EXISTS,                  //  a token of that name exists (not revoked)
+    QN_KEYRING_STORE                    //  the store failed
+} qn_keyring_failure_t;
+
+//  A new API token ("qat_" and 43 characters; malloc'd: show it once).
+//  user NULL or empty = name; ttl_s 0 = no expiry.  *record_p (not owned)
+//  is its record, without the token.  Writes into the store's open
+//  transaction.  NULL with *error_p (malloc'd) and *failure_p on failure.
+char *
+    qn_keyring_create_api_token (qn_keyring_t *self, const char *name, const char *role,
+                                 const char *user, uint32_t ttl_s,
+                                 const Qanat__ApiToken **record_p,
+                                 qn_keyring_failure_t *failure_p, char **error_p);
+
+//  Revokes the API token name, for good.  Its record (not owned), or NULL
+//  when there is none of that name.  Revoking a revoked one changes nothing.
+const Qanat__ApiToken *
+    qn_keyring_revoke_api_token (qn_keyring_t *self, const char *name);
+
+//  Every API token's record (revoked and expired ones too), by name: a
+//  malloc'd array of borrowed records, valid until the keyring changes.
+const Qanat__ApiToken **
+    qn_keyring_api_tokens (qn_keyring_t *self, size_t *count_p);
+
+//  The principal of an API token as a client presents it (kind
+//  "apitoken", name its user, role its role), or NULL when it is unknown,
+//  revoked or expired.  Not owned by the caller.
+const Qanat__Principal *
+    qn_keyring_lookup_token (qn_keyring_t *self, const char *token_text);
 
 //  Drops expired and used-up tokens from the allow-list.
 void

@@ -64,6 +64,8 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
     uint64_t freed = qn_artifacts_collect (self->artifacts, self->uploading);
     self->s3_collect_due = self->s3_collect_due || deleted > 0;
     self->stats.runs_deleted += deleted;
+    if (deleted)
+        self->runs_changed = true;          //  published after the commit that deletes them
     self->stats.blob_bytes_freed += freed;
     if (deleted && self->config.verbose)
         qn_log (QN_LOG_INFO, "retention",

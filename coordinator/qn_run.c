@@ -341,6 +341,7 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
                                                  run->warnings > 0);
     if (status != run->info->status) {
         run->info->status = status;
+        self->runs_changed = true;
         qn_run_mark (run);
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
@@ -412,6 +413,7 @@ qn_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t
     for (size_t t = 0; t < count; t++)
         qn_run_mark_task (run, t);
     qn_run_mark (run);
+    self->runs_changed = true;
     return run;
 }
 

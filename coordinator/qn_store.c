@@ -32,6 +32,7 @@
         principals        public key (Z85) -> Principal
         secrets           name -> opaque (already encrypted) bytes
         secret_access     name -> SecretAccess (who may use it)
+        apitokens         sha256 hex of the token -> ApiToken (without the token)
         blobs             sha256 hex -> be64 size, be32 references
         cache             cache key hex -> be64 run_id, be32 task, be32 attempt
         s3objects         object id hex -> u8 format (1), u8 state, be32 references,
@@ -47,7 +48,8 @@
     be told from damage; a store opened by this code gains the (empty)
     sub-database at open, so it needed no schema step.  secret_access came
     the same way: a secret without a record there is for role admin only,
-    which is what an older store's secrets mean.
+    which is what an older store's secrets mean.  apitokens likewise: an
+    older store has no API tokens.
 
     Map size: 64 GiB on 64-bit hosts (1 GiB on 32-bit), or smaller when the
     process cannot map that much; it is only address space, the file grows
@@ -71,7 +73,7 @@
 const char *const store_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
-    "s3objects", "secret_access"
+    "s3objects", "secret_access", "apitokens"
 };
 
 //  --------------------------------------------------------------------

@@ -165,6 +165,18 @@ int
 int
     qn_store_list_principals (qn_store_t *self, Qanat__Principal ***principals_p, size_t *count_p);
 
+//  ---- API tokens: by the SHA-256 (64 hex digits) of the token ----
+
+//  Inserts or replaces; token->token must be empty (never stored).
+int
+    qn_store_put_api_token (qn_store_t *self, const char *hash_hex, const Qanat__ApiToken *token);
+
+//  Every API token, revoked ones too, with the hash of each (both arrays
+//  the caller's: free the strings and qn_store_free_array the tokens).
+int
+    qn_store_list_api_tokens (qn_store_t *self, char ***hashes_p, Qanat__ApiToken ***tokens_p,
+                              size_t *count_p);
+
 //  ---- secrets: opaque (already encrypted) values by name ----
 
 int

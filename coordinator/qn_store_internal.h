@@ -38,6 +38,7 @@ typedef enum {
     DB_CACHE,
     DB_S3OBJECTS,
     DB_SECRET_ACCESS,
+    DB_API_TOKENS,
     DB_COUNT
 } store_db_t;
 

@@ -221,3 +221,100 @@ qn_store_get_secret_access (qn_store_t *self, const char *name, Qanat__SecretAcc
     free (value.mv_data);
     return found;
 }
+
+//  ---- API tokens ----
+
+static bool
+s_valid_token_hash (const char *hash_hex)
+{
+    if (!hash_hex || strlen (hash_hex) != 64)
+        return false;
+    for (const char *c = hash_hex; *c; c++)
+        if (!strchr ("0123456789abcdef", *c))
+            return false;
+    return true;
+}
+
+int
+qn_store_put_api_token (qn_store_t *self, const char *hash_hex, const Qanat__ApiToken *token)
+{
+    assert (self);
+    assert (token);
+    if (store_need_txn (self))
+        return -1;
+    if (!s_valid_token_hash (hash_hex) || (token->token && *token->token)) {
+        store_set_error (self, "an API token is stored by its hash only");
+        return -1;
+    }
+    return store_put_message (self, DB_API_TOKENS, hash_hex, 64, &token->base, 0);
+}
+
+//  Tokens and their hashes being gathered
+typedef struct {
+    store_gathered_t tokens;
+    char **hashes;
+    size_t hash_count;
+    size_t hash_alloc;
+} s_token_listing_t;
+
+//  One token; a record with a bad key or that does not decode is skipped.
+static store_scan_t
+s_visit_api_token (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    s_token_listing_t *listing = (s_token_listing_t *) arg;
+    if (key->mv_size != 64)
+        return STORE_SCAN_NEXT;
+    char *hash = strndup ((const char *) key->mv_data, 64);
+    if (!s_valid_token_hash (hash)) {
+        free (hash);
+        return STORE_SCAN_NEXT;
+    }
+    ProtobufCMessage *item = store_decode (self, DB_API_TOKENS, &qanat__api_token__descriptor,
+                                           value);
+    if (!item) {
+        free (hash);
+        return STORE_SCAN_NEXT;
+    }
+    if (store_array_push (self, &listing->tokens.items, &listing->tokens.count,
+                          &listing->tokens.alloc, item)) {
+        protobuf_c_message_free_unpacked (item, NULL);
+        free (hash);
+        return STORE_SCAN_FAIL;
+    }
+    if (store_array_push (self, (void ***) &listing->hashes, &listing->hash_count,
+                          &listing->hash_alloc, hash)) {
+        free (hash);
+        listing->tokens.count--;
+        protobuf_c_message_free_unpacked (item, NULL);
+        return STORE_SCAN_FAIL;
+    }
+    return STORE_SCAN_NEXT;
+}
+
+int
+qn_store_list_api_tokens (qn_store_t *self, char ***hashes_p, Qanat__ApiToken ***tokens_p,
+                          size_t *count_p)
+{
+    assert (self);
+    *hashes_p = NULL;
+    *tokens_p = NULL;
+    *count_p = 0;
+    MDB_txn *txn = store_read_begin (self);
+    if (!txn)
+        return -1;
+    s_token_listing_t listing = { { NULL, 0, 0 }, NULL, 0, 0 };
+    int rc = store_scan (self, txn, DB_API_TOKENS, NULL, 0, NULL, 0, 0, s_visit_api_token,
+                         &listing);
+    store_read_end (self, txn);
+    if (rc) {
+        store_free_messages (listing.tokens.items, listing.tokens.count);
+        for (size_t i = 0; i < listing.hash_count; i++)
+            free (listing.hashes [i]);
+        free (listing.hashes);
+        return -1;
+    }
+    *hashes_p = listing.hashes;
+    *tokens_p = (Qanat__ApiToken **) listing.tokens.items;
+    *count_p = listing.tokens.count;
+    return 0;
+}

@@ -18,10 +18,11 @@
 
 //  An error reply to request_id, encoded.
 static zframe_t *
-s_error_frame (uint64_t request_id, const char *message)
+s_error_frame (uint64_t request_id, Qanat__ErrorCode code, const char *message)
 {
     Qanat__Error error = QANAT__ERROR__INIT;
     error.message = (char *) message;
+    error.code = code;
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request_id;
     reply.body_case = QANAT__REPLY__BODY_ERROR;
@@ -41,8 +42,9 @@ qn_turn_post (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, Qanat
     if (!frame && request_id)
         //  A reply over the message size limit: the client still gets an
         //  answer, and learns to ask for less.
-        frame = s_error_frame (request_id, "the reply would be larger than 16 MiB: ask for "
-                                           "less (a smaller --limit, one task, one metric)");
+        frame = s_error_frame (request_id, QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
+                               "the reply would be larger than 16 MiB: ask for "
+                               "less (a smaller --limit, one task, one metric)");
     if (!frame) {
         qn_log (QN_LOG_ERROR, "coordinator", "cannot encode an outgoing message");
         return;
@@ -176,7 +178,8 @@ s_recover (qn_coordinator_t *self)
         if (out->request_id) {
             char *message = zsys_sprintf ("the coordinator could not store this change (%s); "
                                           "nothing was changed", why);
-            zframe_t *frame = s_error_frame (out->request_id, message);
+            zframe_t *frame = s_error_frame (out->request_id, QANAT__ERROR_CODE__ERROR_UNAVAILABLE,
+                                             message);
             zframe_t *id = zframe_dup (out->routing_id);
             if (frame && zframe_send (&id, out->sock, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0)
                 zframe_send (&frame, out->sock, ZFRAME_DONTWAIT);
@@ -241,6 +244,9 @@ qn_turn_end (qn_coordinator_t *self)
     bool writing = qn_store_in_txn (self->store);
     if (qn_store_commit (self->store)) {
         zlistx_destroy (&changed);
+        //  Nothing of this turn happened: nothing to tell the HTTP side
+        self->runs_changed = false;
+        self->agents_changed = false;
         self->stats.commit_failures++;
         s_recover (self);
         s_pause (self);
@@ -250,6 +256,9 @@ qn_turn_end (qn_coordinator_t *self)
         self->stats.commits++;
         self->backoff_ms = 0;
     }
+    //  What changed, for the HTTP side: only now that it is stored, and
+    //  before a finished run leaves memory
+    qn_engine_publish (self, changed);
     //  Finished runs leave memory once they are safely stored; only a run
     //  that changed this turn can have just finished.
     zlistx_t *retain = NULL;

@@ -55,11 +55,13 @@ s_call (qn_coordinator_t *engine, const Qanat__Principal *principal, Qanat__Requ
     return replies.last;
 }
 
+//  An error reply with message and its kind (Error.code)
 static void
-s_assert_error (Qanat__Reply *reply, const char *message)
+s_assert_error (Qanat__Reply *reply, Qanat__ErrorCode code, const char *message)
 {
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
     assert_string_equal (reply->error->message, message);
+    assert_int_equal (reply->error->code, code);
     qanat__reply__free_unpacked (reply, NULL);
 }
 
@@ -109,7 +111,9 @@ test_admin_kinds (void **state)
     const Qanat__Request__BodyCase admin [] = {
         QANAT__REQUEST__BODY_DRAIN_AGENT, QANAT__REQUEST__BODY_CREATE_TOKEN,
         QANAT__REQUEST__BODY_ADD_USER, QANAT__REQUEST__BODY_REVOKE_AGENT,
-        QANAT__REQUEST__BODY_SET_SECRET, QANAT__REQUEST__BODY_LIST_SECRETS
+        QANAT__REQUEST__BODY_SET_SECRET, QANAT__REQUEST__BODY_LIST_SECRETS,
+        QANAT__REQUEST__BODY_CREATE_API_TOKEN, QANAT__REQUEST__BODY_LIST_API_TOKENS,
+        QANAT__REQUEST__BODY_REVOKE_API_TOKEN
     };
     size_t count = 0;
     const qn_api_entry_t *table = qn_api_table (&count);
@@ -143,7 +147,7 @@ test_admin_refused_to_user (void **state)
         request.id = 100 + i;
         request.body_case = table [i].body_case;
         s_assert_error (s_call (fixture->t.engine, &user, &request),
-                        "permission denied: needs role admin");
+                        QANAT__ERROR_CODE__ERROR_DENIED, "permission denied: needs role admin");
         refused++;
     }
     //  ...and counted as denied
@@ -164,18 +168,21 @@ test_unknown_and_bad_requests (void **state)
     s_fixture_t *fixture = (s_fixture_t *) *state;
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.id = 1;
-    s_assert_error (s_call (fixture->t.engine, NULL, &request), "unknown request");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "unknown request");
     Qanat__StartRun start = QANAT__START_RUN__INIT;
     request.id = 2;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    s_assert_error (s_call (fixture->t.engine, NULL, &request), "start run: no workflow given");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "start run: no workflow given");
     Qanat__GetRun get = QANAT__GET_RUN__INIT;
     get.run_id = 42;
     request.id = 3;
     request.body_case = QANAT__REQUEST__BODY_GET_RUN;
     request.get_run = &get;
-    s_assert_error (s_call (fixture->t.engine, NULL, &request), "no run 42");
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), QANAT__ERROR_CODE__ERROR_NOT_FOUND,
+                    "no run 42");
 }
 
 static void
@@ -224,7 +231,7 @@ test_handlers (void **state)
     request.id = 14;
     request.body_case = QANAT__REQUEST__BODY_SET_SECRET;
     request.set_secret = &set;
-    s_assert_error (s_call (fixture->t.engine, NULL, &request),
+    s_assert_error (s_call (fixture->t.engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
                     "secrets need CURVE: this coordinator runs --insecure");
 }
 

@@ -876,6 +876,7 @@ s_build_reply_error (void)
     NEW (error, Qanat__Error, qanat__error__init);
     error->message = "workflow.yaml:3:5: unknown key 'rnu' (did you mean 'run'?)\n"
                      "workflow.yaml:9:1: task 'b' needs unknown task 'z'";
+    error->code = QANAT__ERROR_CODE__ERROR_CONFLICT;
     reply->error = error;
     return env;
 }
@@ -978,6 +979,104 @@ s_build_reply_stats (void)
     return env;
 }
 
+//  API tokens and who the caller is
+static Qanat__Envelope *
+s_build_request_whoami (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_WHOAMI);
+    NEW (whoami, Qanat__WhoAmI, qanat__who_am_i__init);
+    request->whoami = whoami;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_create_api_token (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_CREATE_API_TOKEN);
+    NEW (create, Qanat__CreateApiToken, qanat__create_api_token__init);
+    create->name = "dashboard";
+    create->role = "user";
+    create->ttl_s = 30 * 86400;
+    create->user = "alice";
+    request->create_api_token = create;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_list_api_tokens (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_API_TOKENS);
+    NEW (list, Qanat__ListApiTokens, qanat__list_api_tokens__init);
+    request->list_api_tokens = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_revoke_api_token (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_REVOKE_API_TOKEN);
+    NEW (revoke, Qanat__RevokeApiToken, qanat__revoke_api_token__init);
+    revoke->name = "dashboard";
+    request->revoke_api_token = revoke;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_whoami (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_WHOAMI);
+    NEW (principal, Qanat__Principal, qanat__principal__init);
+    principal->kind = "apitoken";
+    principal->name = "alice";
+    principal->public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    principal->role = "user";
+    SET_LIST (principal, labels, s_label ("env", "onprem"));
+    principal->expires_us = 1796000000000000;
+    principal->uses_left = 1;
+    principal->revoked = true;
+    principal->created_us = 1765000000000000;
+    reply->whoami = principal;
+    return env;
+}
+
+static Qanat__ApiToken *
+s_api_token (const char *name)
+{
+    NEW (token, Qanat__ApiToken, qanat__api_token__init);
+    token->name = (char *) name;
+    token->token = "qat_Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE";
+    token->role = "admin";
+    token->user = "ci-robot";
+    token->created_us = 1765000000000000;
+    token->expires_us = 1796000000000000;
+    token->revoked = true;
+    return token;
+}
+
+static Qanat__Envelope *
+s_build_reply_api_token (void)
+{
+    Qanat__Envelope *env;
+    s_reply (&env, QANAT__REPLY__BODY_API_TOKEN)->api_token = s_api_token ("dashboard");
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_api_tokens (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_API_TOKENS);
+    NEW (list, Qanat__ApiTokenList, qanat__api_token_list__init);
+    SET_LIST (list, tokens, s_api_token ("ci"), s_api_token ("dashboard"));
+    reply->api_tokens = list;
+    return env;
+}
+
 //  The table: every case becomes one cmocka test, and the coverage test
 //  walks them all.
 #define CASES(X) \
@@ -992,7 +1091,9 @@ s_build_reply_stats (void)
     X (reply_token) X (reply_user_key) X (reply_secrets) \
     X (reply_error) X (reply_workflow) X (reply_run) X (reply_runs) X (reply_logs) \
     X (reply_metrics) X (reply_agents) X (reply_stats) \
-    X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (request_put_blob) X (reply_blob)
+    X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (request_put_blob) X (reply_blob) \
+    X (request_whoami) X (request_create_api_token) X (request_list_api_tokens) \
+    X (request_revoke_api_token) X (reply_whoami) X (reply_api_token) X (reply_api_tokens)
 
 typedef struct {
     const char *name;
