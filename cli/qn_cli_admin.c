@@ -603,6 +603,9 @@ cli_cmd_stats (options_t *options, int argc, char **argv)
         { "s3_objects_deleted", "S3 objects deleted", stats->s3_objects_deleted },
         { "s3_delete_failures", "S3 deletes failed", stats->s3_delete_failures },
         { "agent_cache_damaged", "agent cache blobs damaged", stats->agent_cache_damaged },
+        { "log_lines_in", "log lines in", stats->log_lines_in },
+        { "log_bytes_in", "log bytes in", stats->log_bytes_in },
+        { "tasks_dispatched", "tasks dispatched", stats->tasks_dispatched },
     };
     size_t count = sizeof rows / sizeof rows [0];
     if (options->json)

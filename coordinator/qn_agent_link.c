@@ -227,6 +227,19 @@ s_uploads_settled (qn_coordinator_t *self, uint64_t run_id, uint32_t task, uint3
     zlistx_destroy (&done);
 }
 
+//  A log chunk in Stats: its bytes, and its lines (a line cut in pieces
+//  counts once, with the piece that ends it).
+static void
+s_count_log (qn_coordinator_t *self, const Qanat__LogChunk *chunk)
+{
+    if (!chunk || !chunk->data.len)
+        return;
+    self->stats.log_bytes_in += chunk->data.len;
+    uint64_t lines = chunk->partial? 0: 1;
+    for (size_t i = 0; i < chunk->data.len; i++)
+        lines += chunk->data.data [i] == '\n';
+    self->stats.log_lines_in += lines;
+}
 
 //  One event of one attempt.  Fencing: only the current attempt of a
 //  running task may change it; anything else is acknowledged (so the agent
@@ -283,6 +296,7 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
             line.chunk = event->log;
             if (qn_store_begin (self->store) == 0)
                 qn_store_append_log (self->store, run->id, &line, NULL);
+            s_count_log (self, event->log);
             break;
         }
         case QANAT__EVENT__BODY_METRIC: {

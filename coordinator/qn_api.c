@@ -17,6 +17,7 @@
 #include "qn_dispatch.h"
 #include "qn_api.h"
 #include <sodium.h>
+#include "qn_api_views.h"
 
 #define LOG_PAGE_DEFAULT     500
 #define LOG_PAGE_MAX         1000
@@ -114,17 +115,53 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     qn_workflow_destroy (&wf);
 }
 
+//  What a StartRun runs: the file it carries (*stored_p 0), or a version
+//  stored before, by name (*stored_p its number; the caller frees the
+//  source).  NULL with *error_p when it names neither, both, or a version
+//  that is not there.
+static Qanat__SubmitWorkflow *
+s_start_source (qn_coordinator_t *self, Qanat__StartRun *start, uint32_t *stored_p,
+                char **error_p)
+{
+    *stored_p = 0;
+    bool by_name = start->workflow_name && *start->workflow_name;
+    if (!start->workflow && !by_name) {
+        *error_p = strdup ("start run: no workflow given");
+        return NULL;
+    }
+    if (start->workflow && by_name) {
+        *error_p = strdup ("start run: give a workflow file or a stored workflow's name, "
+                           "not both");
+        return NULL;
+    }
+    if (!by_name)
+        return start->workflow;
+    uint32_t version = start->workflow_version;
+    if (version == 0 && qn_store_workflow_latest (self->store, start->workflow_name, &version))
+        version = 0;
+    Qanat__SubmitWorkflow *source = version? qn_store_get_workflow (self->store,
+                                                                    start->workflow_name,
+                                                                    version): NULL;
+    if (!source) {
+        *error_p = start->workflow_version
+                 ? zsys_sprintf ("no such workflow: %.200s version %u", start->workflow_name,
+                                 start->workflow_version)
+                 : zsys_sprintf ("no such workflow: %.200s", start->workflow_name);
+        return NULL;
+    }
+    *stored_p = version;
+    return source;
+}
+
+//  Starts a run of source; version is its stored number, or 0 to store it.
 static void
-s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
+s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow *source,
+             uint32_t version)
 {
     qn_coordinator_t *self = call->engine;
     Qanat__StartRun *start = request->start_run;
-    if (!start->workflow) {
-        s_error (call, request->id, ERR_BAD, "start run: no workflow given");
-        return;
-    }
     char *error = NULL;
-    qn_workflow_t *wf = s_parse_submitted (start->workflow, &error);
+    qn_workflow_t *wf = s_parse_submitted (source, &error);
     bool denied = false;
     if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
         denied = true;
@@ -151,13 +188,12 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
         return;
     }
     size_t param_count = qn_workflow_param_count (wf);
-    uint32_t version = 0;
     bool created = false;
     uint64_t run_id = 0;
     if (qn_store_begin (self->store)
-    ||  qn_store_put_workflow (self->store, qn_workflow_name (wf), start->workflow->filename,
-                               start->workflow->source.data, start->workflow->source.len,
-                               &version, &created)
+    ||  (!version && qn_store_put_workflow (self->store, qn_workflow_name (wf), source->filename,
+                                            source->source.data, source->source.len,
+                                            &version, &created))
     ||  qn_store_new_run_id (self->store, &run_id)) {
         s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         qn_kv_free (params, param_count);
@@ -177,7 +213,7 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
         if (record)
             qn_engine_append ((void ***) &artifacts, &artifact_count, record);
     }
-    run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, start->workflow->filename,
+    run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, source->filename,
                                           params, param_count);
     qn_kv_free (params, param_count);
     if (run) {
@@ -211,6 +247,27 @@ s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
     s_reply (call, &reply);
 }
 
+//  Starts a run of the file given (stored as a new version when its text
+//  changed) or of a stored version, with the same checks either way.
+static void
+s_handle_start_run (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__StartRun *start = request->start_run;
+    char *error = NULL;
+    uint32_t version = 0;
+    Qanat__SubmitWorkflow *source = s_start_source (self, start, &version, &error);
+    if (!source) {
+        s_error (call, request->id, strncmp (error, "no such", 7) == 0? ERR_NOT_FOUND: ERR_BAD,
+                 error);
+        free (error);
+        return;
+    }
+    s_start_run (call, request, source, version);
+    if (source != start->workflow)
+        qn_engine_free_message (source);
+}
+
 //  The run as clients see it: from memory while active, else the store.
 //  Sets *owned when the caller must free the result.
 static Qanat__RunInfo *
@@ -222,6 +279,8 @@ s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *ow
         return run->info;
     }
     Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
+    if (info)
+        qn_api_views_param_types (self, &info, 1);
     if (info && with_tasks) {
         Qanat__TaskInfo **tasks = NULL;
         size_t count = 0;
@@ -258,17 +317,33 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
         qn_engine_free_message (info);
 }
 
+//  Newest first, filtered, from the cursor; the store bounds the work of
+//  one request (qn_store_find_runs) and says where to go on.
 static void
 s_handle_list_runs (qn_api_call_t *call, Qanat__Request *request)
 {
     qn_coordinator_t *self = call->engine;
-    Qanat__RunList *list = qn_store_list_runs (self->store, request->list_runs->workflow,
-                                               request->list_runs->limit > LIST_RUNS_MAX
-                                               ? LIST_RUNS_MAX: request->list_runs->limit);
+    Qanat__ListRuns *listing = request->list_runs;
+    if (listing->has_status && (listing->status < QANAT__RUN_STATUS__RUN_QUEUED
+                            ||  listing->status > QANAT__RUN_STATUS__RUN_CANCELED)) {
+        s_error (call, request->id, ERR_BAD, "list runs: unknown status");
+        return;
+    }
+    qn_store_run_filter_t filter = { 0 };
+    filter.workflow = listing->workflow;
+    filter.owner = listing->owner;
+    filter.has_status = listing->has_status;
+    filter.status = listing->status;
+    filter.created_after_us = listing->created_after_us;
+    filter.created_before_us = listing->created_before_us;
+    filter.before_run_id = listing->before_run_id;
+    filter.limit = listing->limit > LIST_RUNS_MAX? LIST_RUNS_MAX: listing->limit;
+    Qanat__RunList *list = qn_store_find_runs (self->store, &filter);
     if (!list) {
         s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         return;
     }
+    qn_api_views_param_types (self, list->runs, list->n_runs);
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_RUNS;
@@ -298,6 +373,8 @@ s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
     if (read->cursor.len == 8)
         for (size_t i = 0; i < 8; i++)
             after = (after << 8) | read->cursor.data [i];
+    if (read->after_seq)
+        after = read->after_seq;        //  a line's log_seq, e.g. an SSE stream's last event
     //  At most 1,000 chunks of at most 8 KiB: a page always fits a message.
     uint32_t limit = read->limit && read->limit <= LOG_PAGE_MAX? read->limit: LOG_PAGE_DEFAULT;
     Qanat__LogLine **lines = NULL;
@@ -326,10 +403,13 @@ s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
     qn_store_free_array (lines, count);
 }
 
+//  The series of run_id, task and name, made if new.  A run's series
+//  follow each other from first on, so only those are searched.
 static Qanat__MetricSeries *
-s_series_find (Qanat__MetricReport *report, uint64_t run_id, const char *task, const char *name)
+s_series_find (Qanat__MetricReport *report, size_t first, uint64_t run_id, const char *task,
+               const char *name)
 {
-    for (size_t i = 0; i < report->n_series; i++) {
+    for (size_t i = first; i < report->n_series; i++) {
         Qanat__MetricSeries *series = report->series [i];
         if (series->run_id == run_id && streq (series->task, task) && streq (series->name, name))
             return series;
@@ -353,7 +433,8 @@ s_point_copy (const Qanat__MetricPoint *point)
 }
 
 //  One run: every series.  A workflow: for each of its runs (newest
-//  first), the last value of each metric - the history across runs.
+//  first), the last value of each metric - the history across runs - or
+//  with all_points every point of each.
 static void
 s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
 {
@@ -364,6 +445,7 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
     uint64_t *run_ids = NULL;
     size_t run_count = 0;
     bool history = read->run_id == 0;
+    bool last_only = history && !read->all_points;
     if (history) {
         if (!read->workflow || !*read->workflow) {
             s_error (call, request->id, ERR_BAD, "read metrics: give a run or a workflow");
@@ -387,12 +469,14 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
         size_t count = 0;
         if (qn_store_read_metrics (self->store, run_ids [r], read->name, &records, &count))
             continue;
+        size_t first = report->n_series;
         for (size_t i = 0; i < count; i++) {
             if (!records [i]->point)
                 continue;
-            Qanat__MetricSeries *series = s_series_find (report, run_ids [r], records [i]->task,
+            Qanat__MetricSeries *series = s_series_find (report, first, run_ids [r],
+                                                         records [i]->task,
                                                          records [i]->point->name);
-            if (history && series->n_points) {
+            if (last_only && series->n_points) {
                 //  Keep only the last value per run.
                 qn_engine_free_message (series->points [0]);
                 series->points [0] = s_point_copy (records [i]->point);
@@ -410,6 +494,59 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
     reply.metrics = report;
     s_reply (call, &reply);
     qn_engine_free_message (report);
+}
+
+//  Every stored workflow: name, newest version, when it was stored, runs.
+static void
+s_handle_list_workflows (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__WorkflowList list = QANAT__WORKFLOW_LIST__INIT;
+    if (qn_store_list_workflows (self->store, &list.workflows, &list.n_workflows)) {
+        s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
+        return;
+    }
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_WORKFLOWS;
+    reply.workflows = &list;
+    s_reply (call, &reply);
+    qn_store_free_array (list.workflows, list.n_workflows);
+}
+
+//  One stored version's text (0: the newest).
+static void
+s_handle_get_workflow (qn_api_call_t *call, Qanat__Request *request)
+{
+    qn_coordinator_t *self = call->engine;
+    Qanat__GetWorkflow *get = request->get_workflow;
+    const char *name = get->name? get->name: "";
+    uint32_t latest = 0;
+    uint32_t version = get->version;
+    Qanat__SubmitWorkflow *stored = NULL;
+    if (*name && qn_store_workflow_latest (self->store, name, &latest) == 0 && latest
+    &&  version <= latest)
+        stored = qn_store_get_workflow (self->store, name, version? version: latest);
+    if (!stored) {
+        char *message = version? zsys_sprintf ("no such workflow: %.200s version %u", name, version)
+                               : zsys_sprintf ("no such workflow: %.200s", name);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
+        free (message);
+        return;
+    }
+    Qanat__WorkflowSource source = QANAT__WORKFLOW_SOURCE__INIT;
+    source.name = (char *) name;
+    source.version = version? version: latest;
+    source.filename = stored->filename;
+    source.source = stored->source;
+    source.created_us = stored->created_us;
+    source.latest = latest;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_WORKFLOW_SOURCE;
+    reply.workflow_source = &source;
+    s_reply (call, &reply);
+    qn_engine_free_message (stored);
 }
 
 static void
@@ -940,11 +1077,14 @@ s_handle_get_stats (qn_api_call_t *call, Qanat__Request *request)
     self->stats.blob_bytes_in = blob_stats.bytes_in;
     self->stats.blob_bytes_out = blob_stats.bytes_out;
     self->stats.blob_chunks_rejected = blob_stats.chunks_rejected;
+    Qanat__Stats stats;
+    qn_api_views_stats (self, &stats);
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_STATS;
-    reply.stats = &self->stats;
+    reply.stats = &stats;
     s_reply (call, &reply);
+    qn_api_views_stats_free (&stats);
 }
 
 //  ---------------------------------------------------------------------
@@ -958,6 +1098,8 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_LIST_RUNS,    QN_API_USER,  s_handle_list_runs },
     { QANAT__REQUEST__BODY_READ_LOGS,    QN_API_USER,  s_handle_read_logs },
     { QANAT__REQUEST__BODY_READ_METRICS, QN_API_USER,  s_handle_read_metrics },
+    { QANAT__REQUEST__BODY_LIST_WORKFLOWS, QN_API_USER, s_handle_list_workflows },
+    { QANAT__REQUEST__BODY_GET_WORKFLOW, QN_API_USER,  s_handle_get_workflow },
     { QANAT__REQUEST__BODY_LIST_AGENTS,  QN_API_USER,  s_handle_list_agents },
     { QANAT__REQUEST__BODY_CANCEL_RUN,   QN_API_USER,  s_handle_cancel_run },
     { QANAT__REQUEST__BODY_GET_STATS,    QN_API_USER,  s_handle_get_stats },

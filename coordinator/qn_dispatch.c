@@ -428,6 +428,7 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
         return false;
     }
     Qanat__AttemptInfo *attempt = qn_run_attempt_start (run, index, agent);
+    self->stats.tasks_dispatched++;
     qn_fleet_set_credit (self, agent, agent->info->credit - 1);
     qn_run_advance (self, run);
 

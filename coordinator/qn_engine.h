@@ -32,6 +32,12 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 #include "qn_api.h"
+//  Commit latency buckets: at most 0.5, 1, 2, 5, 10, 25, 50, 100, 250 ms,
+//  and longer (qn_turn_latency_bound)
+#define QN_ENGINE_LATENCY_BUCKETS   10
+//  Room for every qn_end_t (qn_run.c checks that it is enough)
+#define QN_ENGINE_END_KINDS         16
+
 //  An agent the engine knows: connected now, or known from the store.
 //  In the engine's agents table by name for the engine's lifetime
 //  (qn_fleet makes, connects and sweeps them).
@@ -122,6 +128,9 @@ struct _qn_coordinator_t {
     zlistx_t *outbox;                   //  outgoing_t
     zhashx_t *acks;                     //  pending_ack_t by connection and attempt
     Qanat__Stats stats;
+    //  Counters that GetStats turns into Stats' repeated fields
+    uint64_t commit_latency [QN_ENGINE_LATENCY_BUCKETS];    //  commits per bucket (qn_turn.c)
+    uint64_t attempts_ended [QN_ENGINE_END_KINDS];          //  by qn_end_t (qn_run.h)
     int64_t started;
     qn_keyring_t *keyring;              //  NULL when --insecure
     qn_vault_t *vault;

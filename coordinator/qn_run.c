@@ -212,10 +212,13 @@ s_skip_dependents (run_t *run, size_t index, const char *what)
     }
 }
 
+_Static_assert (QN_END_COUNT <= QN_ENGINE_END_KINDS, "room for every end in the engine's counters");
+
 //  The attempt ends now, as end.
 static void
-s_attempt_close (Qanat__AttemptInfo *attempt, qn_end_t end)
+s_attempt_close (qn_coordinator_t *self, Qanat__AttemptInfo *attempt, qn_end_t end)
 {
+    self->attempts_ended [end]++;
     attempt->finished = true;
     attempt->finished_us = qn_now_us ();
     qn_engine_replace_string (&attempt->end, strdup (qn_end_name (end)));
@@ -294,6 +297,7 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
     attempt->started_us = attempt->finished_us = qn_now_us ();
     attempt->finished = true;
     attempt->end = qn_engine_strdup (qn_end_name (QN_END_CACHED));
+    self->attempts_ended [QN_END_CACHED]++;
     attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
     //  Nothing ran: no agent, backend, host or environment of its own
     //  (where the outputs were made is in the source run)
@@ -372,6 +376,25 @@ s_run_alloc (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf)
     return run;
 }
 
+void
+qn_run_param_types (Qanat__RunInfo *info, qn_workflow_t *wf)
+{
+    size_t declared = qn_workflow_param_count (wf);
+    for (size_t p = 0; p < info->n_params; p++) {
+        Qanat__Param *param = info->params [p];
+        if (param->type && *param->type)
+            continue;
+        for (size_t d = 0; d < declared; d++) {
+            const qn_param_t *declaration = qn_workflow_param (wf, d);
+            if (param->name && streq (declaration->name, param->name)) {
+                qn_engine_replace_string (&param->type,
+                                          strdup (qn_param_type_name (declaration->type)));
+                break;
+            }
+        }
+    }
+}
+
 run_t *
 qn_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
             const char *filename, const qn_kv_t *params, size_t param_count)
@@ -395,6 +418,7 @@ qn_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t
         param->value = qn_engine_strdup (params [p].value);
         qn_engine_append ((void ***) &info->params, &info->n_params, param);
     }
+    qn_run_param_types (info, wf);
     info->tasks = (Qanat__TaskInfo **) calloc (count + 1, sizeof (Qanat__TaskInfo *));
     for (size_t t = 0; t < count; t++) {
         const qn_task_t *spec = qn_workflow_task (wf, t);
@@ -506,6 +530,7 @@ qn_run_attempt_failed (qn_coordinator_t *self, run_t *run, size_t index, qn_end_
     Qanat__TaskInfo *task = qn_run_task (run, index);
     Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
     if (attempt && !attempt->finished) {
+        self->attempts_ended [end]++;
         attempt->finished = true;
         attempt->finished_us = qn_now_us ();
         qn_engine_replace_string (&attempt->reason, qn_engine_strdup (reason));
@@ -541,7 +566,7 @@ qn_run_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char
         agent_t *agent = s_agent_of (self, attempt);
         qn_agent_link_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
         qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
-        s_attempt_close (attempt, QN_END_CANCELED);
+        s_attempt_close (self, attempt, QN_END_CANCELED);
     }
     qn_engine_replace_string (&task->waiting_reason, qn_engine_strdup (""));
     qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_CANCELED);
@@ -629,7 +654,7 @@ qn_run_attempt_finished (qn_coordinator_t *self, run_t *run, size_t index,
                 qn_artifacts_cache_put (self->artifacts, key, run->id, (uint32_t) index,
                                         attempt->attempt);
         }
-        s_attempt_close (attempt, QN_END_EXIT);
+        s_attempt_close (self, attempt, QN_END_EXIT);
         qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
         qn_run_advance (self, run);
     }
@@ -681,6 +706,7 @@ qn_run_load (qn_coordinator_t *self, uint64_t run_id)
     }
     info->tasks = tasks;
     info->n_tasks = count;
+    qn_run_param_types (info, wf);      //  stored before types were recorded
     run->info = info;
     for (size_t t = 0; t < count; t++) {
         //  A status we do not know (a damaged record) ends the task.

@@ -63,6 +63,12 @@ run_t *
     qn_run_new (qn_coordinator_t *self, uint64_t run_id, qn_workflow_t *wf, uint32_t version,
                 const char *filename, const qn_kv_t *params, size_t param_count);
 
+//  Sets the type of each of the run's params that has none to the one wf
+//  declares ("string", "int", ...): stored runs made before types were
+//  recorded get them from their workflow version.
+void
+    qn_run_param_types (Qanat__RunInfo *info, qn_workflow_t *wf);
+
 //  The active run run_id as the store has it, not yet in the runs table;
 //  NULL if it is not there, or cannot be rebuilt (then it is marked
 //  failed in the open transaction).

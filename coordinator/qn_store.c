@@ -427,7 +427,7 @@ store_scan (qn_store_t *self, MDB_txn *txn, store_db_t db, const void *prefix,
 {
     bool backward = (flags & STORE_SCAN_BACKWARD) != 0;
     assert (prefix_len <= QN_STORE_KEY_MAX);
-    assert (!(backward && from));
+    assert (from_len <= QN_STORE_KEY_MAX);
     MDB_cursor *cursor = store_cursor (self, txn, db);
     if (!cursor)
         return -1;
@@ -435,10 +435,10 @@ store_scan (qn_store_t *self, MDB_txn *txn, store_db_t db, const void *prefix,
     uint8_t past [QN_STORE_KEY_MAX];
     int rc;
     if (backward) {
-        //  Seek past the range and step back, or start from the last key
-        //  when nothing lies past it
-        key.mv_size = s_past_prefix (past, prefix, prefix_len);
-        key.mv_data = past;
+        //  Seek past the range (or to from, which is left out) and step
+        //  back, or start from the last key when nothing lies past it
+        key.mv_size = from? from_len: s_past_prefix (past, prefix, prefix_len);
+        key.mv_data = from? (void *) from: past;
         rc = key.mv_size? mdb_cursor_get (cursor, &key, &value, MDB_SET_RANGE): MDB_NOTFOUND;
         if (rc == 0)
             rc = mdb_cursor_get (cursor, &key, &value, MDB_PREV);

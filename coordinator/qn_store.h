@@ -76,10 +76,22 @@ int
     qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
                            const void *source, size_t len, uint32_t *version_p, bool *created_p);
 
-//  The stored source of one version (filename + source), or NULL.
-//  version 0 means the latest version.
+//  The stored source of one version (filename, source and created_us: 0
+//  for a version stored before it was recorded), or NULL.  version 0
+//  means the latest version.
 Qanat__SubmitWorkflow *
     qn_store_get_workflow (qn_store_t *self, const char *name, uint32_t version);
+
+//  The latest version of name in *version_p, 0 when there is none.  0 or -1.
+int
+    qn_store_workflow_latest (qn_store_t *self, const char *name, uint32_t *version_p);
+
+//  Every stored workflow in name order, with its latest version, when
+//  that was stored, and its runs in the store (malloc'd array of
+//  messages; free with qn_store_free_array).
+int
+    qn_store_list_workflows (qn_store_t *self, Qanat__WorkflowSummary ***workflows_p,
+                             size_t *count_p);
 
 //  ---- runs ----
 
@@ -100,6 +112,31 @@ Qanat__RunInfo *
 //  Newest first; workflow NULL or "" lists every workflow; limit 0 = 50.
 Qanat__RunList *
     qn_store_list_runs (qn_store_t *self, const char *workflow, uint32_t limit);
+
+//  At most this many runs examined by one qn_store_find_runs by default
+#define QN_STORE_FIND_SCAN_CAP  20000
+
+//  Which runs qn_store_find_runs lists; a zero field filters nothing.
+typedef struct {
+    const char *workflow;       //  NULL or "" = every workflow
+    const char *owner;          //  NULL or "" = every owner
+    bool has_status;            //  only runs in status...
+    int status;                 //  ...a Qanat__RunStatus
+    int64_t created_after_us;   //  created_us >= this
+    int64_t created_before_us;  //  created_us < this
+    uint64_t before_run_id;     //  ids below this (the cursor)
+    uint32_t limit;             //  runs returned at most (0 = 50)
+    uint32_t scan_cap;          //  runs examined at most (0 = QN_STORE_FIND_SCAN_CAP)
+} qn_store_run_filter_t;
+
+//  The runs that pass every filter, newest first, walking the runs (or a
+//  workflow's index) down from the cursor.  It stops at limit runs or
+//  after examining scan_cap runs; then list->next_before is the id of the
+//  last run examined (pass it as before_run_id to go on: a page may be
+//  short or empty and more still follow).  next_before is 0 when the walk
+//  reached the first run.  Only runs that pass are decoded whole.
+Qanat__RunList *
+    qn_store_find_runs (qn_store_t *self, const qn_store_run_filter_t *filter);
 
 //  Ids of queued or running runs, oldest first (malloc'd array).
 int
@@ -128,6 +165,7 @@ int
 //  (NULL or "" = every task) and attempt (0 = every attempt).  *last_p gets
 //  the highest log sequence examined, to pass as after next time (it may
 //  be larger than the last returned line's when lines were filtered out).
+//  Each line's log_seq is its log sequence.
 int
     qn_store_read_logs (qn_store_t *self, uint64_t run_id, uint64_t after, const char *task,
                         uint32_t attempt, uint32_t limit, Qanat__LogLine ***lines_p,

@@ -206,7 +206,8 @@ typedef store_scan_t (store_visit_fn) (qn_store_t *self, const MDB_val *key,
 //  STORE_SCAN_BACKWARD, until a key without the prefix, the end, or a visit
 //  that does not return STORE_SCAN_NEXT.  A forward scan starts at from
 //  (a key that starts with prefix) when it is not NULL; a backward one
-//  always starts at the end of the prefix's range.  Records that a visit
+//  starts at the last key before from (from itself left out: a cursor)
+//  when it is not NULL, else at the end of the prefix's range.  Records that a visit
 //  does not want (wrong key size, undecodable, filtered out) are its to
 //  skip.  0 when the scan ended or was stopped; -1 when the cursor could
 //  not be opened or read (with a message) or a visit failed.

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 //  Stop a filtered read after this many records that did not match, so
 //  that one call cannot scan a huge run; the caller continues from *last_p.
@@ -20,6 +21,15 @@
 
 //  --------------------------------------------------------------------
 //  Workflows
+
+//  Wall-clock time for the records' created_us
+static int64_t
+s_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
 
 //  Key name '\0' be32 version, into buffer (sized by store_check_name's limit).
 static size_t
@@ -94,6 +104,7 @@ qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
     submit.filename = (char *) (filename? filename: "");
     submit.source.data = (uint8_t *) source;
     submit.source.len = len;
+    submit.created_us = s_now_us ();
     key_size = s_version_key (key, name, version);
     if (store_put_message (self, DB_VERSIONS, key, key_size, &submit.base, 0))
         return -1;
@@ -129,6 +140,104 @@ qn_store_get_workflow (qn_store_t *self, const char *name, uint32_t version)
     }
     store_read_end (self, txn);
     return submit;
+}
+
+int
+qn_store_workflow_latest (qn_store_t *self, const char *name, uint32_t *version_p)
+{
+    assert (self);
+    assert (version_p);
+    *version_p = 0;
+    if (store_check_name (self, "workflow", name))
+        return -1;
+    MDB_txn *txn = store_read_begin (self);
+    if (!txn)
+        return -1;
+    int rc = s_latest_version (self, txn, name, version_p);
+    store_read_end (self, txn);
+    return rc;
+}
+
+static store_scan_t
+s_visit_count (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    (void) self;
+    (void) key;
+    (void) value;
+    (*(uint32_t *) arg)++;
+    return STORE_SCAN_NEXT;
+}
+
+//  A workflow listing being gathered
+typedef struct {
+    store_gathered_t found;
+    MDB_txn *txn;
+} s_workflow_listing_t;
+
+//  One workflows record (name -> be32 latest): its summary.  A record
+//  that is not one (a bad size) is skipped.
+static store_scan_t
+s_visit_workflow (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    s_workflow_listing_t *listing = (s_workflow_listing_t *) arg;
+    if (value->mv_size != 4 || key->mv_size == 0 || key->mv_size + 9 > self->max_key
+    ||  memchr (key->mv_data, 0, key->mv_size))
+        return STORE_SCAN_NEXT;
+    Qanat__WorkflowSummary *summary = (Qanat__WorkflowSummary *) malloc (sizeof *summary);
+    char *name = (char *) malloc (key->mv_size + 1);
+    if (!summary || !name) {
+        free (summary);
+        free (name);
+        store_set_error (self, "out of memory");
+        return STORE_SCAN_FAIL;
+    }
+    qanat__workflow_summary__init (summary);
+    memcpy (name, key->mv_data, key->mv_size);
+    name [key->mv_size] = 0;
+    summary->name = name;
+    summary->latest = store_be32_get ((const uint8_t *) value->mv_data);
+    uint8_t version_key [QN_STORE_KEY_MAX];
+    size_t key_size = s_version_key (version_key, name, summary->latest);
+    Qanat__SubmitWorkflow *latest = (Qanat__SubmitWorkflow *) store_get_message (
+        self, listing->txn, DB_VERSIONS, version_key, key_size, &qanat__submit_workflow__descriptor);
+    if (latest) {
+        summary->created_us = latest->created_us;
+        qanat__submit_workflow__free_unpacked (latest, NULL);
+    }
+    //  Its runs: the index keys that start with its name and '\0'
+    if (store_scan (self, listing->txn, DB_RUNS_BY_WORKFLOW, name, key->mv_size + 1, NULL, 0,
+                    0, s_visit_count, &summary->runs)
+    ||  store_array_push (self, &listing->found.items, &listing->found.count,
+                          &listing->found.alloc, summary)) {
+        qanat__workflow_summary__free_unpacked (summary, NULL);
+        return STORE_SCAN_FAIL;
+    }
+    return STORE_SCAN_NEXT;
+}
+
+int
+qn_store_list_workflows (qn_store_t *self, Qanat__WorkflowSummary ***workflows_p,
+                         size_t *count_p)
+{
+    assert (self);
+    assert (workflows_p);
+    assert (count_p);
+    *workflows_p = NULL;
+    *count_p = 0;
+    MDB_txn *txn = store_read_begin (self);
+    if (!txn)
+        return -1;
+    s_workflow_listing_t listing = { { NULL, 0, 0 }, txn };
+    int rc = store_scan (self, txn, DB_WORKFLOWS, NULL, 0, NULL, 0, 0, s_visit_workflow,
+                         &listing);
+    store_read_end (self, txn);
+    if (rc) {
+        store_free_messages (listing.found.items, listing.found.count);
+        return -1;
+    }
+    *workflows_p = (Qanat__WorkflowSummary **) listing.found.items;
+    *count_p = listing.found.count;
+    return 0;
 }
 
 //  --------------------------------------------------------------------
@@ -258,19 +367,150 @@ qn_store_get_run (qn_store_t *self, uint64_t run_id)
     return run;
 }
 
+//  --------------------------------------------------------------------
+//  Listing runs: newest first, filtered, from a cursor
+
+//  What a filter reads of a stored run, found in its encoded bytes
+//  without decoding it whole (params, artifacts and strings are skipped).
+typedef struct {
+    int32_t status;             //  field 4
+    int64_t created_us;         //  field 5
+    const uint8_t *owner;       //  field 11, not terminated
+    size_t owner_len;
+} s_run_peek_t;
+
+//  One protobuf varint at *p, at most 10 bytes.  false when it runs off
+//  the end or is too long.
+static bool
+s_varint (const uint8_t **p, const uint8_t *end, uint64_t *value_p)
+{
+    uint64_t value = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        value |= (uint64_t) (byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *value_p = value;
+            return true;
+        }
+    }
+    return false;
+}
+
+//  Walks the top-level fields of an encoded RunInfo.  -1 when it is not
+//  well-formed protobuf (the record is then skipped, as an undecodable
+//  one always was).  A field seen twice keeps its last value, as in a
+//  full decode.
+static int
+s_run_peek (const MDB_val *value, s_run_peek_t *peek)
+{
+    memset (peek, 0, sizeof *peek);
+    const uint8_t *p = (const uint8_t *) value->mv_data;
+    const uint8_t *end = p + value->mv_size;
+    while (p < end) {
+        uint64_t tag, field;
+        if (!s_varint (&p, end, &tag) || (tag >> 3) == 0)
+            return -1;
+        switch (tag & 7) {
+            case 0:
+                if (!s_varint (&p, end, &field))
+                    return -1;
+                if ((tag >> 3) == 4)
+                    peek->status = (int32_t) field;
+                else
+                if ((tag >> 3) == 5)
+                    peek->created_us = (int64_t) field;
+                break;
+            case 1:
+                if (end - p < 8)
+                    return -1;
+                p += 8;
+                break;
+            case 5:
+                if (end - p < 4)
+                    return -1;
+                p += 4;
+                break;
+            case 2:
+                if (!s_varint (&p, end, &field) || field > (uint64_t) (end - p))
+                    return -1;
+                if ((tag >> 3) == 11) {
+                    peek->owner = p;
+                    peek->owner_len = (size_t) field;
+                }
+                p += field;
+                break;
+            default:
+                return -1;      //  groups are not in our messages
+        }
+    }
+    return 0;
+}
+
 //  A run listing being filled, newest first, up to limit runs
 typedef struct {
     Qanat__RunList *list;
     size_t alloc;
+    const qn_store_run_filter_t *filter;
     uint32_t limit;
+    uint32_t scan_cap;
+    bool peek;                  //  the filter reads the record
+    size_t owner_len;
+    uint32_t examined;
+    uint64_t last_examined;     //  the id of the last run examined
     MDB_txn *txn;
     size_t name_len;            //  by workflow: the length of its name
 } s_run_listing_t;
 
-//  Adds run to the listing, or frees it and fails.
-static store_scan_t
-s_run_listing_add (qn_store_t *self, s_run_listing_t *listing, Qanat__RunInfo *run)
+//  Whether the encoded run passes the filters that read the record
+static bool
+s_run_wanted (s_run_listing_t *listing, const MDB_val *value)
 {
+    if (!listing->peek)
+        return true;
+    const qn_store_run_filter_t *filter = listing->filter;
+    s_run_peek_t peek;
+    if (s_run_peek (value, &peek))
+        return false;
+    if (filter->has_status && peek.status != filter->status)
+        return false;
+    if (filter->created_after_us && peek.created_us < filter->created_after_us)
+        return false;
+    if (filter->created_before_us && peek.created_us >= filter->created_before_us)
+        return false;
+    if (listing->owner_len
+    &&  (peek.owner_len != listing->owner_len
+    ||   memcmp (peek.owner, filter->owner, peek.owner_len) != 0))
+        return false;
+    return true;
+}
+
+//  Counts run_id as examined, unless the page is full or the cap reached:
+//  then the listing stops and says where to go on.
+static bool
+s_run_listing_full (s_run_listing_t *listing, uint64_t run_id)
+{
+    if (listing->list->n_runs >= listing->limit || listing->examined >= listing->scan_cap) {
+        listing->list->next_before = listing->last_examined;
+        return true;
+    }
+    listing->examined++;
+    listing->last_examined = run_id;
+    return false;
+}
+
+//  Adds the run encoded in value to the listing if the filters want it.
+//  An undecodable record is skipped.
+static store_scan_t
+s_run_listing_add (qn_store_t *self, s_run_listing_t *listing, uint64_t run_id,
+                   const MDB_val *value)
+{
+    if (!s_run_wanted (listing, value))
+        return STORE_SCAN_NEXT;
+    Qanat__RunInfo *run = (Qanat__RunInfo *) store_decode (
+        self, DB_RUNS, &qanat__run_info__descriptor, value);
+    if (!run)
+        return STORE_SCAN_NEXT;
+    run->run_id = run_id;
     Qanat__RunList *list = listing->list;
     if (store_array_push (self, (void ***) &list->runs, &list->n_runs, &listing->alloc, run)) {
         qanat__run_info__free_unpacked (run, NULL);
@@ -279,78 +519,104 @@ s_run_listing_add (qn_store_t *self, s_run_listing_t *listing, Qanat__RunInfo *r
     return STORE_SCAN_NEXT;
 }
 
-//  One runs_by_workflow entry: the run it points to.  A dangling or
-//  undecodable entry is skipped.
+//  One runs_by_workflow entry: the run it points to.  A dangling entry is
+//  skipped.
 static store_scan_t
 s_visit_workflow_run (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
 {
     (void) value;
     s_run_listing_t *listing = (s_run_listing_t *) arg;
-    if (listing->list->n_runs >= listing->limit)
-        return STORE_SCAN_STOP;
     if (key->mv_size != listing->name_len + 1 + 8)
         return STORE_SCAN_NEXT;
-    const uint8_t *data = (const uint8_t *) key->mv_data;
-    uint64_t run_id = store_be64_get (data + listing->name_len + 1);
-    Qanat__RunInfo *run = s_get_run (self, listing->txn, run_id);
-    return run? s_run_listing_add (self, listing, run): STORE_SCAN_NEXT;
+    uint64_t run_id = store_be64_get ((const uint8_t *) key->mv_data + listing->name_len + 1);
+    if (s_run_listing_full (listing, run_id))
+        return STORE_SCAN_STOP;
+    uint8_t run_key [8];
+    store_be64_put (run_key, run_id);
+    MDB_val run;
+    int rc = store_get_raw (self, listing->txn, DB_RUNS, run_key, sizeof run_key, &run);
+    if (rc < 0)
+        return STORE_SCAN_FAIL;
+    return rc == 1? s_run_listing_add (self, listing, run_id, &run): STORE_SCAN_NEXT;
 }
 
-//  One runs record; an undecodable one is skipped.
+//  One runs record
 static store_scan_t
 s_visit_run (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
 {
     s_run_listing_t *listing = (s_run_listing_t *) arg;
-    if (listing->list->n_runs >= listing->limit)
-        return STORE_SCAN_STOP;
     if (key->mv_size != 8)
         return STORE_SCAN_NEXT;
-    Qanat__RunInfo *run = (Qanat__RunInfo *) store_decode (
-        self, DB_RUNS, &qanat__run_info__descriptor, value);
-    if (!run)
-        return STORE_SCAN_NEXT;
-    run->run_id = store_be64_get ((const uint8_t *) key->mv_data);
-    return s_run_listing_add (self, listing, run);
+    uint64_t run_id = store_be64_get ((const uint8_t *) key->mv_data);
+    if (s_run_listing_full (listing, run_id))
+        return STORE_SCAN_STOP;
+    return s_run_listing_add (self, listing, run_id, value);
 }
 
 //  A workflow's runs come from runs_by_workflow, whose keys for it start
 //  with its name and '\0' (the string with its terminator), walked
-//  backwards; every run from runs, walked backwards.
+//  backwards from the cursor; every run from runs, walked backwards from
+//  the cursor.  Only the runs that pass the filters are decoded.
 Qanat__RunList *
-qn_store_list_runs (qn_store_t *self, const char *workflow, uint32_t limit)
+qn_store_find_runs (qn_store_t *self, const qn_store_run_filter_t *filter)
 {
     assert (self);
-    if (limit == 0)
-        limit = QN_STORE_RUN_LIMIT;
+    assert (filter);
     Qanat__RunList *list = (Qanat__RunList *) malloc (sizeof (Qanat__RunList));
     if (!list) {
         store_set_error (self, "out of memory");
         return NULL;
     }
     qanat__run_list__init (list);
+    const char *workflow = filter->workflow;
+    if (filter->before_run_id == 1)
+        return list;            //  nothing comes before run 1
     MDB_txn *txn = store_read_begin (self);
     if (!txn) {
         free (list);
         return NULL;
     }
-    s_run_listing_t listing = { list, 0, limit, txn, 0 };
+    s_run_listing_t listing = {
+        list, 0, filter, filter->limit? filter->limit: QN_STORE_RUN_LIMIT,
+        filter->scan_cap? filter->scan_cap: QN_STORE_FIND_SCAN_CAP, false,
+        filter->owner? strlen (filter->owner): 0, 0, 0, txn, 0
+    };
+    listing.peek = filter->has_status || filter->created_after_us || filter->created_before_us
+                || listing.owner_len;
+    uint8_t from [QN_STORE_KEY_MAX];
     int rc = 0;
     if (workflow && *workflow) {
         listing.name_len = strlen (workflow);
         //  A workflow whose name cannot form a key cannot have runs
-        if (listing.name_len + 1 + 8 <= self->max_key)
+        if (listing.name_len + 1 + 8 <= self->max_key) {
+            size_t from_len = s_run_index_key (from, workflow, filter->before_run_id);
             rc = store_scan (self, txn, DB_RUNS_BY_WORKFLOW, workflow, listing.name_len + 1,
-                             NULL, 0, STORE_SCAN_BACKWARD, s_visit_workflow_run, &listing);
+                             filter->before_run_id? from: NULL, from_len,
+                             STORE_SCAN_BACKWARD, s_visit_workflow_run, &listing);
+        }
     }
-    else
-        rc = store_scan (self, txn, DB_RUNS, NULL, 0, NULL, 0, STORE_SCAN_BACKWARD,
-                         s_visit_run, &listing);
+    else {
+        store_be64_put (from, filter->before_run_id);
+        rc = store_scan (self, txn, DB_RUNS, NULL, 0, filter->before_run_id? from: NULL, 8,
+                         STORE_SCAN_BACKWARD, s_visit_run, &listing);
+    }
     store_read_end (self, txn);
     if (rc) {
         qanat__run_list__free_unpacked (list, NULL);
         return NULL;
     }
     return list;
+}
+
+Qanat__RunList *
+qn_store_list_runs (qn_store_t *self, const char *workflow, uint32_t limit)
+{
+    qn_store_run_filter_t filter = { 0 };
+    filter.workflow = workflow;
+    filter.limit = limit;
+    //  Unfiltered, a page examines no more runs than it returns
+    filter.scan_cap = UINT32_MAX;
+    return qn_store_find_runs (self, &filter);
 }
 
 //  Run ids being gathered from keys of key_size bytes, each the be64 at
@@ -599,6 +865,8 @@ s_visit_sequence (qn_store_t *self, const MDB_val *key, const MDB_val *value, vo
         return STORE_SCAN_NEXT;
     read->last = store_be64_get ((const uint8_t *) key->mv_data + 8);
     ProtobufCMessage *msg = store_decode (self, read->db, read->descriptor, value);
+    if (msg && read->db == DB_LOGS)
+        ((Qanat__LogLine *) msg)->log_seq = read->last;     //  the key is the truth
     store_gathered_t *kept = &read->kept;
     if (msg && read->keep (msg, read->keep_arg)) {
         if (store_array_push (self, &kept->items, &kept->count, &kept->alloc, msg)) {

@@ -12,6 +12,7 @@
 #include "qn_dispatch.h"
 #include "qn_fleet.h"
 #include "qn_retention.h"
+#include <math.h>
 
 //  ---------------------------------------------------------------------
 //  The outbox and the acknowledgements
@@ -233,6 +234,26 @@ s_pause (qn_coordinator_t *self)
     zloop_timer (self->loop, (size_t) self->backoff_ms, 1, s_on_resume, self);
 }
 
+double
+qn_turn_latency_bound (size_t bucket)
+{
+    static const double bounds [QN_ENGINE_LATENCY_BUCKETS - 1] = {
+        0.5, 1, 2, 5, 10, 25, 50, 100, 250
+    };
+    return bucket < QN_ENGINE_LATENCY_BUCKETS - 1? bounds [bucket]: INFINITY;
+}
+
+//  A successful commit's latency, for the histogram in Stats
+static void
+s_count_latency (qn_coordinator_t *self, double ms)
+{
+    size_t bucket = 0;
+    while (ms > qn_turn_latency_bound (bucket))
+        bucket++;
+    self->commit_latency [bucket]++;
+    self->stats.commit_latency_sum_ms += ms;
+}
+
 void
 qn_turn_end (qn_coordinator_t *self)
 {
@@ -242,6 +263,7 @@ qn_turn_end (qn_coordinator_t *self)
     for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
         qn_run_persist (self, run);
     bool writing = qn_store_in_txn (self->store);
+    int64_t commit_start = zclock_usecs ();
     if (qn_store_commit (self->store)) {
         zlistx_destroy (&changed);
         //  Nothing of this turn happened: nothing to tell the HTTP side
@@ -255,6 +277,7 @@ qn_turn_end (qn_coordinator_t *self)
     if (writing) {
         self->stats.commits++;
         self->backoff_ms = 0;
+        s_count_latency (self, (double) (zclock_usecs () - commit_start) / 1000.0);
     }
     //  What changed, for the HTTP side: only now that it is stored, and
     //  before a finished run leaves memory

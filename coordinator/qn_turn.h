@@ -40,6 +40,12 @@ void
     qn_turn_post_ack (qn_coordinator_t *self, agent_t *agent, Qanat__AttemptRef *ref,
                       uint64_t seq);
 
+//  The upper bound in ms of a commit latency bucket (Stats'
+//  commit_latency_bucket): 0.5, 1, 2, 5, 10, 25, 50, 100, 250, then
+//  INFINITY for the last, QN_ENGINE_LATENCY_BUCKETS - 1.
+double
+    qn_turn_latency_bound (size_t bucket);
+
 //  Ends a loop turn: dispatches, writes the dirty runs, commits once, and
 //  only then retires finished runs and sends what waited in the outbox,
 //  then the acknowledgements.  A failed commit recovers and pauses.

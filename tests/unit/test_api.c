@@ -13,46 +13,18 @@
 #include <cmocka.h>
 #include "qn_api.h"
 #include "test_engine.h"
+#include "test_api_call.h"
 
 #define S_WORKFLOW  "name: api-test\ntasks:\n  a:\n    run: echo a\n"
-
-//  The replies one call gave, copied out of the borrowed message.
-typedef struct {
-    size_t count;
-    Qanat__Reply *last;
-} s_replies_t;
 
 typedef struct {
     test_engine_t t;                    //  first: test_engine_teardown frees the fixture
 } s_fixture_t;
 
-static void
-s_capture (qn_api_call_t *call, Qanat__Reply *reply)
-{
-    s_replies_t *replies = (s_replies_t *) call->sink;
-    size_t size = qanat__reply__get_packed_size (reply);
-    uint8_t *packed = (uint8_t *) malloc (size? size: 1);
-    assert_non_null (packed);
-    qanat__reply__pack (reply, packed);
-    if (replies->last)
-        qanat__reply__free_unpacked (replies->last, NULL);
-    replies->last = qanat__reply__unpack (NULL, size, packed);
-    assert_non_null (replies->last);
-    free (packed);
-    replies->count++;
-}
-
-//  Handles request as principal (NULL: a local admin) and returns its one
-//  reply; free it with qanat__reply__free_unpacked.
 static Qanat__Reply *
 s_call (qn_coordinator_t *engine, const Qanat__Principal *principal, Qanat__Request *request)
 {
-    s_replies_t replies = { 0, NULL };
-    qn_api_call_t call = { engine, principal, s_capture, &replies };
-    qn_api_handle (&call, request);
-    assert_int_equal (replies.count, 1);
-    assert_int_equal (replies.last->id, request->id);
-    return replies.last;
+    return test_api_call (engine, principal, request);
 }
 
 //  An error reply with message and its kind (Error.code)
