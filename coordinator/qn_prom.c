@@ -74,7 +74,7 @@ s_family (qn_prom_t *self, const char *name, const char *help, const char *type)
         return NULL;
     for (size_t i = 0; i < self->count; i++)
         if (strcmp (self->families [i].name, name) == 0)
-            return self->families [i].type == type? self->families + i: NULL;
+            return strcmp (self->families [i].type, type) == 0? self->families + i: NULL;
     if (self->count == self->capacity) {
         size_t capacity = self->capacity? self->capacity * 2: 32;
         s_family_t *grown = (s_family_t *) realloc (self->families,
@@ -138,22 +138,27 @@ s_line (qn_prom_t *self, s_family_t *family, const char *suffix, const char *lab
         self->failed = true;
 }
 
+static void
+s_sample (qn_prom_t *self, const char *name, const char *help, const char *type,
+          const char *label_text, double value)
+{
+    char text [64];
+    s_number (text, sizeof text, value);
+    s_line (self, s_family (self, name, help, type), "", label_text, text);
+}
+
 void
 qn_prom_counter (qn_prom_t *self, const char *name, const char *help,
                  const char *label_text, double value)
 {
-    char text [64];
-    s_number (text, sizeof text, value);
-    s_line (self, s_family (self, name, help, "counter"), "", label_text, text);
+    s_sample (self, name, help, "counter", label_text, value);
 }
 
 void
 qn_prom_gauge (qn_prom_t *self, const char *name, const char *help,
                const char *label_text, double value)
 {
-    char text [64];
-    s_number (text, sizeof text, value);
-    s_line (self, s_family (self, name, help, "gauge"), "", label_text, text);
+    s_sample (self, name, help, "gauge", label_text, value);
 }
 
 void
