@@ -11,25 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "qn_tar.h"
-
-static char s_dir [64];
-
-static int
-s_setup (void **state)
-{
-    (void) state;
-    snprintf (s_dir, sizeof s_dir, "/tmp/qn_test_tar_XXXXXX");
-    return mkdtemp (s_dir)? 0: -1;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void) state;
-    char command [128];
-    snprintf (command, sizeof command, "rm -rf %s", s_dir);
-    return system (command) == 0? 0: -1;
-}
+#include "test_tmpdir.h"
 
 //  One entry as the HTTP side streams it: pax blocks when needed, the
 //  header, the content, the padding
@@ -264,5 +246,5 @@ main (void)
         cmocka_unit_test (test_header_fields),
         cmocka_unit_test (test_refused),
     };
-    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+    return cmocka_run_group_tests (tests, s_tmpdir_setup, s_tmpdir_teardown);
 }
