@@ -10,8 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "qn_diff.h"
-
-static char s_dir [64];
+#include "test_tmpdir.h"
 
 static void
 s_write_file (const char *name, const char *data, size_t size)
@@ -86,23 +85,6 @@ s_check (const char *a, const char *b, int context)
     free (expected);
     free (diff);
     s_check_patch (a, strlen (a), b, strlen (b), context);
-}
-
-static int
-s_setup (void **state)
-{
-    (void) state;
-    snprintf (s_dir, sizeof s_dir, "/tmp/qn_test_diff_XXXXXX");
-    return mkdtemp (s_dir)? 0: -1;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void) state;
-    char command [128];
-    snprintf (command, sizeof command, "rm -rf %s", s_dir);
-    return system (command) == 0? 0: -1;
 }
 
 static void
@@ -239,5 +221,5 @@ main (void)
         cmocka_unit_test (test_caps),
         cmocka_unit_test (test_hostile),
     };
-    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+    return cmocka_run_group_tests (tests, s_tmpdir_setup, s_tmpdir_teardown);
 }
