@@ -329,6 +329,16 @@ test_roles_and_whoami (void **state)
     free (admin);
 }
 
+//  A StartRun of S_WORKFLOW, in the caller's messages
+static void
+s_start_run (Qanat__StartRun *start, Qanat__SubmitWorkflow *workflow)
+{
+    workflow->filename = (char *) "bridge.yaml";
+    workflow->source.data = (uint8_t *) S_WORKFLOW;
+    workflow->source.len = strlen (S_WORKFLOW);
+    start->workflow = workflow;
+}
+
 static void
 test_notifications (void **state)
 {
@@ -337,11 +347,8 @@ test_notifications (void **state)
     free (s_heard (fixture));           //  whatever the start said
     //  A run started: its own topic and the list's
     Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
-    workflow.filename = (char *) "bridge.yaml";
-    workflow.source.data = (uint8_t *) S_WORKFLOW;
-    workflow.source.len = strlen (S_WORKFLOW);
     Qanat__StartRun start = QANAT__START_RUN__INIT;
-    start.workflow = &workflow;
+    s_start_run (&start, &workflow);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.id = 21;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
@@ -383,8 +390,58 @@ test_notifications (void **state)
     free (admin);
 }
 
-//  A commit that fails publishes nothing; the next good one publishes
-//  only its own changes
+//  A run started and canceled in one batch (one turn): each answered,
+//  the run's topic once, and the run retired once
+static void
+test_start_and_cancel_in_one_turn (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    char *admin = s_token (fixture->t.engine, "root", "admin", 0);
+    free (s_heard (fixture));
+    Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    s_start_run (&start, &workflow);
+    Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
+    cancel.run_id = 1;                  //  the first run of a new store
+    Qanat__Request requests [2] = { QANAT__REQUEST__INIT, QANAT__REQUEST__INIT };
+    requests [0].id = 31;
+    requests [0].body_case = QANAT__REQUEST__BODY_START_RUN;
+    requests [0].start_run = &start;
+    requests [1].id = 32;
+    requests [1].body_case = QANAT__REQUEST__BODY_CANCEL_RUN;
+    requests [1].cancel_run = &cancel;
+    for (int i = 0; i < 2; i++) {
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_REQUEST;
+        env.request = &requests [i];
+        zframe_t *payload = qn_msg_encode (&env);
+        zstr_sendm (fixture->dealer, admin);
+        zframe_send (&payload, fixture->dealer, 0);
+    }
+    zclock_sleep (20);                  //  both waiting: one batch
+    qn_coordinator_turn (fixture->t.engine);
+    zsock_set_rcvtimeo (fixture->dealer, 1000);
+    for (int i = 0; i < 2; i++) {
+        zframe_t *frame = zframe_recv (fixture->dealer);
+        assert_non_null (frame);
+        qn_msg_status_t status;
+        Qanat__Envelope *env = qn_msg_decode (zframe_data (frame), zframe_size (frame), &status,
+                                              NULL);
+        zframe_destroy (&frame);
+        assert_non_null (env);
+        assert_int_equal (env->reply->id, 31 + i);
+        assert_int_equal (env->reply->body_case, QANAT__REPLY__BODY_RUN);
+        qn_msg_free (&env);
+    }
+    char *heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. runs. ");
+    free (heard);
+    assert_null (qn_run_find (fixture->t.engine, 1));
+    free (admin);
+}
+
+//  A commit that fails publishes nothing; nor does the next, which
+//  changed nothing
 static void
 test_no_notification_after_failed_commit (void **state)
 {
@@ -555,6 +612,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_malformed_dropped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_roles_and_whoami, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_notifications, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_start_and_cancel_in_one_turn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_no_notification_after_failed_commit, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_two_engines, s_setup, s_teardown),
