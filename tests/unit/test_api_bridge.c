@@ -16,6 +16,7 @@
 #include "test_engine.h"
 #include "qn_engine.h"
 #include "qn_turn.h"
+#include "qn_agent_link.h"
 #include "qn_store_internal.h"          //  to make a commit fail
 #include <sodium.h>
 
@@ -440,6 +441,108 @@ test_start_and_cancel_in_one_turn (void **state)
     free (admin);
 }
 
+//  An agent's message, as if it came on the agent socket
+static void
+s_agent_says (qn_coordinator_t *engine, zframe_t *route, Qanat__Envelope *env)
+{
+    qn_agent_link_handle (engine, route, env);
+    qn_turn_end (engine);
+}
+
+static void
+s_agent_event (qn_coordinator_t *engine, zframe_t *route, uint64_t seq, Qanat__Event *event)
+{
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = 1;
+    ref.task_index = 0;
+    ref.attempt = 1;
+    event->attempt = &ref;
+    event->seq = seq;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_EVENT;
+    env.event = event;
+    s_agent_says (engine, route, &env);
+}
+
+//  The fleet's changes say "agents.", an attempt's events "run.<id>."
+//  alone (the run list did not change), a credit nothing
+static void
+test_fleet_and_event_notifications (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    qn_coordinator_t *engine = fixture->t.engine;
+    char *admin = s_token (engine, "root", "admin", 0);
+    free (s_heard (fixture));
+    zframe_t *route = zframe_new ("\0agent", 6);
+    Qanat__Register reg = QANAT__REGISTER__INIT;
+    reg.name = (char *) "w1";
+    reg.capacity = 1;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    s_agent_says (engine, route, &env);
+    char *heard = s_heard (fixture);
+    assert_string_equal (heard, "agents. ");
+    free (heard);
+    Qanat__Credit credit = QANAT__CREDIT__INIT;
+    credit.slots = 1;
+    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
+    env.credit = &credit;
+    s_agent_says (engine, route, &env);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "");
+    free (heard);
+    //  Started and given to w1 at once
+    Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    s_start_run (&start, &workflow);
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 41;
+    request.body_case = QANAT__REQUEST__BODY_START_RUN;
+    request.start_run = &start;
+    Qanat__Envelope *reply = s_ask (fixture, admin, &request);
+    assert_int_equal (reply->reply->run->run_id, 1);
+    qn_msg_free (&reply);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. runs. ");
+    free (heard);
+    assert_int_equal (qn_run_find (engine, 1)->info->status, QANAT__RUN_STATUS__RUN_RUNNING);
+    //  Its attempt's events: the run's topic only
+    Qanat__Started started = QANAT__STARTED__INIT;
+    started.pid = 42;
+    Qanat__Event event = QANAT__EVENT__INIT;
+    event.body_case = QANAT__EVENT__BODY_STARTED;
+    event.started = &started;
+    s_agent_event (engine, route, 1, &event);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. ");
+    free (heard);
+    Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
+    chunk.data.data = (uint8_t *) "hello\n";
+    chunk.data.len = 6;
+    event.body_case = QANAT__EVENT__BODY_LOG;
+    event.log = &chunk;
+    s_agent_event (engine, route, 2, &event);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. ");
+    free (heard);
+    //  Drained by an admin over the bridge
+    Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
+    drain.name = (char *) "w1";
+    drain.drain = true;
+    request.id = 42;
+    request.body_case = QANAT__REQUEST__BODY_DRAIN_AGENT;
+    request.drain_agent = &drain;
+    reply = s_ask (fixture, admin, &request);
+    assert_int_equal (reply->reply->body_case, QANAT__REPLY__BODY_AGENTS);
+    qn_msg_free (&reply);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "agents. ");
+    free (heard);
+    zframe_destroy (&route);
+    free (admin);
+}
+
 //  A commit that fails publishes nothing; nor does the next, which
 //  changed nothing
 static void
@@ -613,6 +716,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_roles_and_whoami, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_notifications, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_start_and_cancel_in_one_turn, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_fleet_and_event_notifications, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_no_notification_after_failed_commit, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_two_engines, s_setup, s_teardown),
