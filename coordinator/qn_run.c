@@ -459,7 +459,8 @@ qn_run_persist (qn_coordinator_t *self, run_t *run)
         run->dirty_task [t] = false;
     }
     run->dirty_count = 0;
-    run->listed = false;
+    //  run->listed stays: the run is on the turn's list until the turn
+    //  ends (a run listed twice would be retired, and freed, twice)
     return 0;
 }
 

@@ -260,8 +260,10 @@ qn_turn_end (qn_coordinator_t *self)
     qn_dispatch (self);
     zlistx_t *changed = self->dirty_runs;
     self->dirty_runs = zlistx_new ();
-    for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed))
+    for (run_t *run = (run_t *) zlistx_first (changed); run; run = (run_t *) zlistx_next (changed)) {
         qn_run_persist (self, run);
+        run->listed = false;
+    }
     bool writing = qn_store_in_txn (self->store);
     int64_t commit_start = zclock_usecs ();
     if (qn_store_commit (self->store)) {

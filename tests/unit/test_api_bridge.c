@@ -16,6 +16,7 @@
 #include "test_engine.h"
 #include "qn_engine.h"
 #include "qn_turn.h"
+#include "qn_agent_link.h"
 #include "qn_store_internal.h"          //  to make a commit fail
 #include <sodium.h>
 
@@ -329,6 +330,16 @@ test_roles_and_whoami (void **state)
     free (admin);
 }
 
+//  A StartRun of S_WORKFLOW, in the caller's messages
+static void
+s_start_run (Qanat__StartRun *start, Qanat__SubmitWorkflow *workflow)
+{
+    workflow->filename = (char *) "bridge.yaml";
+    workflow->source.data = (uint8_t *) S_WORKFLOW;
+    workflow->source.len = strlen (S_WORKFLOW);
+    start->workflow = workflow;
+}
+
 static void
 test_notifications (void **state)
 {
@@ -337,11 +348,8 @@ test_notifications (void **state)
     free (s_heard (fixture));           //  whatever the start said
     //  A run started: its own topic and the list's
     Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
-    workflow.filename = (char *) "bridge.yaml";
-    workflow.source.data = (uint8_t *) S_WORKFLOW;
-    workflow.source.len = strlen (S_WORKFLOW);
     Qanat__StartRun start = QANAT__START_RUN__INIT;
-    start.workflow = &workflow;
+    s_start_run (&start, &workflow);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.id = 21;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
@@ -383,8 +391,160 @@ test_notifications (void **state)
     free (admin);
 }
 
-//  A commit that fails publishes nothing; the next good one publishes
-//  only its own changes
+//  A run started and canceled in one batch (one turn): each answered,
+//  the run's topic once, and the run retired once
+static void
+test_start_and_cancel_in_one_turn (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    char *admin = s_token (fixture->t.engine, "root", "admin", 0);
+    free (s_heard (fixture));
+    Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    s_start_run (&start, &workflow);
+    Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
+    cancel.run_id = 1;                  //  the first run of a new store
+    Qanat__Request requests [2] = { QANAT__REQUEST__INIT, QANAT__REQUEST__INIT };
+    requests [0].id = 31;
+    requests [0].body_case = QANAT__REQUEST__BODY_START_RUN;
+    requests [0].start_run = &start;
+    requests [1].id = 32;
+    requests [1].body_case = QANAT__REQUEST__BODY_CANCEL_RUN;
+    requests [1].cancel_run = &cancel;
+    for (int i = 0; i < 2; i++) {
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_REQUEST;
+        env.request = &requests [i];
+        zframe_t *payload = qn_msg_encode (&env);
+        zstr_sendm (fixture->dealer, admin);
+        zframe_send (&payload, fixture->dealer, 0);
+    }
+    zclock_sleep (20);                  //  both waiting: one batch
+    qn_coordinator_turn (fixture->t.engine);
+    zsock_set_rcvtimeo (fixture->dealer, 1000);
+    for (int i = 0; i < 2; i++) {
+        zframe_t *frame = zframe_recv (fixture->dealer);
+        assert_non_null (frame);
+        qn_msg_status_t status;
+        Qanat__Envelope *env = qn_msg_decode (zframe_data (frame), zframe_size (frame), &status,
+                                              NULL);
+        zframe_destroy (&frame);
+        assert_non_null (env);
+        assert_int_equal (env->reply->id, 31 + i);
+        assert_int_equal (env->reply->body_case, QANAT__REPLY__BODY_RUN);
+        qn_msg_free (&env);
+    }
+    char *heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. runs. ");
+    free (heard);
+    assert_null (qn_run_find (fixture->t.engine, 1));
+    free (admin);
+}
+
+//  An agent's message, as if it came on the agent socket
+static void
+s_agent_says (qn_coordinator_t *engine, zframe_t *route, Qanat__Envelope *env)
+{
+    qn_agent_link_handle (engine, route, env);
+    qn_turn_end (engine);
+}
+
+static void
+s_agent_event (qn_coordinator_t *engine, zframe_t *route, uint64_t seq, Qanat__Event *event)
+{
+    Qanat__AttemptRef ref = QANAT__ATTEMPT_REF__INIT;
+    ref.run_id = 1;
+    ref.task_index = 0;
+    ref.attempt = 1;
+    event->attempt = &ref;
+    event->seq = seq;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_EVENT;
+    env.event = event;
+    s_agent_says (engine, route, &env);
+}
+
+//  The fleet's changes say "agents.", an attempt's events "run.<id>."
+//  alone (the run list did not change), a credit nothing
+static void
+test_fleet_and_event_notifications (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    qn_coordinator_t *engine = fixture->t.engine;
+    char *admin = s_token (engine, "root", "admin", 0);
+    free (s_heard (fixture));
+    zframe_t *route = zframe_new ("\0agent", 6);
+    Qanat__Register reg = QANAT__REGISTER__INIT;
+    reg.name = (char *) "w1";
+    reg.capacity = 1;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
+    env.register_ = &reg;
+    s_agent_says (engine, route, &env);
+    char *heard = s_heard (fixture);
+    assert_string_equal (heard, "agents. ");
+    free (heard);
+    Qanat__Credit credit = QANAT__CREDIT__INIT;
+    credit.slots = 1;
+    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
+    env.credit = &credit;
+    s_agent_says (engine, route, &env);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "");
+    free (heard);
+    //  Started and given to w1 at once
+    Qanat__SubmitWorkflow workflow = QANAT__SUBMIT_WORKFLOW__INIT;
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    s_start_run (&start, &workflow);
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 41;
+    request.body_case = QANAT__REQUEST__BODY_START_RUN;
+    request.start_run = &start;
+    Qanat__Envelope *reply = s_ask (fixture, admin, &request);
+    assert_int_equal (reply->reply->run->run_id, 1);
+    qn_msg_free (&reply);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. runs. ");
+    free (heard);
+    assert_int_equal (qn_run_find (engine, 1)->info->status, QANAT__RUN_STATUS__RUN_RUNNING);
+    //  Its attempt's events: the run's topic only
+    Qanat__Started started = QANAT__STARTED__INIT;
+    started.pid = 42;
+    Qanat__Event event = QANAT__EVENT__INIT;
+    event.body_case = QANAT__EVENT__BODY_STARTED;
+    event.started = &started;
+    s_agent_event (engine, route, 1, &event);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. ");
+    free (heard);
+    Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
+    chunk.data.data = (uint8_t *) "hello\n";
+    chunk.data.len = 6;
+    event.body_case = QANAT__EVENT__BODY_LOG;
+    event.log = &chunk;
+    s_agent_event (engine, route, 2, &event);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "run.1. ");
+    free (heard);
+    //  Drained by an admin over the bridge
+    Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
+    drain.name = (char *) "w1";
+    drain.drain = true;
+    request.id = 42;
+    request.body_case = QANAT__REQUEST__BODY_DRAIN_AGENT;
+    request.drain_agent = &drain;
+    reply = s_ask (fixture, admin, &request);
+    assert_int_equal (reply->reply->body_case, QANAT__REPLY__BODY_AGENTS);
+    qn_msg_free (&reply);
+    heard = s_heard (fixture);
+    assert_string_equal (heard, "agents. ");
+    free (heard);
+    zframe_destroy (&route);
+    free (admin);
+}
+
+//  A commit that fails publishes nothing; nor does the next, which
+//  changed nothing
 static void
 test_no_notification_after_failed_commit (void **state)
 {
@@ -555,6 +715,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_malformed_dropped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_roles_and_whoami, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_notifications, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_start_and_cancel_in_one_turn, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_fleet_and_event_notifications, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_no_notification_after_failed_commit, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_two_engines, s_setup, s_teardown),
