@@ -2,9 +2,11 @@
 
     Holds every workflow, run and agent in an LMDB store under --data-dir,
     listens for agents and clients on two ZeroMQ endpoints (loopback by
-    default), and dispatches work.
+    default), and dispatches work.  Serves the HTTP/JSON API and the web
+    UI on --http-endpoint (qn_http, on threads of its own).
 */
 #include "qn_coordinator.h"
+#include "qn_http.h"
 #include "qn_log.h"
 #include "qanat.h"
 #include <getopt.h>
@@ -38,6 +40,16 @@ s_usage (FILE *out)
         "                          needs AWS credentials for the bucket, as agents do)\n"
         "  --no-sync               do not fsync each commit: faster, but a power loss\n"
         "                          loses the last commits (never corrupts the store)\n"
+        "  --http-endpoint ADDR:PORT\n"
+        "                          the HTTP API and web UI (default " QN_HTTP_DEFAULT_ENDPOINT ",\n"
+        "                          [IPv6]:PORT too; 'none' = no HTTP)\n"
+        "  --http-cert FILE        PEM certificate (chain) for HTTPS, with --http-key\n"
+        "  --http-key FILE         PEM private key for HTTPS\n"
+        "  --http-insecure         allow plain HTTP on a non-loopback address\n"
+        "  --metrics-public        serve /metrics without a credential to anyone\n"
+        "                          (default: only to loopback clients)\n"
+        "  --web-dir DIR           the web UI's files (default: $QANAT_WEB_DIR, else the\n"
+        "                          installed ones, else the source tree's web/)\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
         "  -v, --verbose           log every dispatch and run result\n"
@@ -84,6 +96,107 @@ s_warn_unsafe (bool durable, bool insecure)
     }
 }
 
+//  Long options without a letter
+enum {
+    OPT_HTTP_ENDPOINT = 1000, OPT_HTTP_CERT, OPT_HTTP_KEY, OPT_HTTP_INSECURE,
+    OPT_METRICS_PUBLIC, OPT_WEB_DIR
+};
+
+//  What the HTTP side is told
+typedef struct {
+    char *endpoint;
+    char *cert;
+    char *key;
+    char *web_dir;
+    bool insecure;
+    bool metrics_public;
+} s_http_options_t;
+
+static bool
+s_is_true (const char *value)
+{
+    return !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
+}
+
+static void
+s_replace (char **field_p, const char *value)
+{
+    free (*field_p);
+    *field_p = strdup (value);
+}
+
+static void
+s_http_config_file (zconfig_t *config, s_http_options_t *http)
+{
+    const char *value;
+    if ((value = zconfig_get (config, "qanatd/http_endpoint", NULL)))
+        s_replace (&http->endpoint, value);
+    if ((value = zconfig_get (config, "qanatd/http_cert", NULL)))
+        s_replace (&http->cert, value);
+    if ((value = zconfig_get (config, "qanatd/http_key", NULL)))
+        s_replace (&http->key, value);
+    if ((value = zconfig_get (config, "qanatd/web_dir", NULL)))
+        s_replace (&http->web_dir, value);
+    if ((value = zconfig_get (config, "qanatd/http_insecure", NULL)))
+        http->insecure = s_is_true (value);
+    if ((value = zconfig_get (config, "qanatd/metrics_public", NULL)))
+        http->metrics_public = s_is_true (value);
+}
+
+//  Where the web UI's files are: --web-dir, $QANAT_WEB_DIR, the source
+//  tree's web/ when this qanatd runs from its build tree (tests and the
+//  quickstart work uninstalled), else the installed ones
+static char *
+s_default_web_dir (void)
+{
+    const char *env = getenv ("QANAT_WEB_DIR");
+    if (env && *env)
+        return strdup (env);
+#if defined (QN_BUILD_DIR) && defined (QN_SOURCE_WEB_DIR)
+    char exe [4096];
+    ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe [len] = 0;
+        size_t build = strlen (QN_BUILD_DIR);
+        if (strncmp (exe, QN_BUILD_DIR, build) == 0 && exe [build] == '/')
+            return strdup (QN_SOURCE_WEB_DIR);
+    }
+#endif
+#ifdef QN_WEB_DIR
+    return strdup (QN_WEB_DIR);
+#else
+    return strdup ("web");
+#endif
+}
+
+//  Starts the HTTP side, or not (--http-endpoint none).  -1 on failure.
+static int
+s_http_start (s_http_options_t *http, qn_http_t **server_p)
+{
+    *server_p = NULL;
+    if (streq (http->endpoint, "none"))
+        return 0;
+    if (!http->web_dir)
+        http->web_dir = s_default_web_dir ();
+    qn_http_config_t config = {
+        .endpoint = http->endpoint,
+        .cert_file = http->cert,
+        .key_file = http->key,
+        .insecure = http->insecure,
+        .metrics_public = http->metrics_public,
+        .web_dir = http->web_dir
+    };
+    char *error = NULL;
+    *server_p = qn_http_new (&config, &error);
+    if (!*server_p) {
+        fprintf (stderr, "qanatd: %s\n", error? error: "cannot start the HTTP server");
+        free (error);
+        return -1;
+    }
+    printf ("web UI and HTTP API on %s\n", qn_http_url (*server_p));
+    return 0;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -94,6 +207,7 @@ main (int argc, char *argv [])
     long keep_runs = 0;
     long s3_delete_after_s = 3600;
     bool durable = true, verbose = false, insecure = false;
+    s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
     static struct option options [] = {
         {"data-dir", required_argument, 0, 'd'},
@@ -107,6 +221,12 @@ main (int argc, char *argv [])
         {"keep-runs", required_argument, 0, 'k'},
         {"s3-delete-after", required_argument, 0, 'S'},
         {"insecure", no_argument, 0, 'I'},
+        {"http-endpoint", required_argument, 0, OPT_HTTP_ENDPOINT},
+        {"http-cert", required_argument, 0, OPT_HTTP_CERT},
+        {"http-key", required_argument, 0, OPT_HTTP_KEY},
+        {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
+        {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
+        {"web-dir", required_argument, 0, OPT_WEB_DIR},
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}
@@ -138,7 +258,8 @@ main (int argc, char *argv [])
             if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
                 s3_delete_after_s = atol (value);
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
-                durable = !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
+                durable = s_is_true (value);
+            s_http_config_file (config, &http);
             zconfig_destroy (&config);
         }
         else
@@ -161,6 +282,12 @@ main (int argc, char *argv [])
             case 'k': keep_runs = strtol (optarg, &end, 10); break;
             case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
+            case OPT_HTTP_ENDPOINT: s_replace (&http.endpoint, optarg); break;
+            case OPT_HTTP_CERT: s_replace (&http.cert, optarg); break;
+            case OPT_HTTP_KEY: s_replace (&http.key, optarg); break;
+            case OPT_HTTP_INSECURE: http.insecure = true; break;
+            case OPT_METRICS_PUBLIC: http.metrics_public = true; break;
+            case OPT_WEB_DIR: s_replace (&http.web_dir, optarg); break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
             default: break;
@@ -219,9 +346,20 @@ main (int argc, char *argv [])
     if (qn_coordinator_admin_key (coordinator))
         printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
                 qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
+    qn_http_t *http_server = NULL;
+    if (s_http_start (&http, &http_server) != 0) {
+        qn_coordinator_destroy (&coordinator);
+        return 1;
+    }
     fflush (stdout);
     qn_coordinator_run (coordinator);
+    //  The HTTP side stops first: nothing of it waits on an engine gone
+    qn_http_destroy (&http_server);
     qn_coordinator_destroy (&coordinator);
+    free (http.endpoint);
+    free (http.cert);
+    free (http.key);
+    free (http.web_dir);
     qn_log (QN_LOG_INFO, "qanatd", "stopped");
     free (data_dir);
     free (client_endpoint);

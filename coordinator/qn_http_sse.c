@@ -1,0 +1,342 @@
+/*  qn_http_sse - server-sent event streams: a run's log lines, a run's
+    state, the run list, the agents.
+
+    One of the files of the qn_http class.
+
+    A stream waits on a SUB socket for the engine's notification of a
+    change ("run.<id>.", "runs.", "agents."), then reads the state again
+    through its own bridge.  Log lines carry their run-wide log sequence
+    as the event id, and a client that reconnects with Last-Event-ID (or
+    ?after=) gets exactly the lines after it: none twice, none lost.
+    State streams send the whole state, and only when it changed.  A
+    comment every 10 s keeps proxies and the idle timeout at bay.  The
+    reader runs on its connection's own thread (one thread per
+    connection), so it may block; it does so in 250 ms slices, watching
+    for the server stopping.
+*/
+#include "qn_http_internal.h"
+#include "qn_json.h"
+
+#define SLICE_MS    250
+
+typedef struct {
+    qn_http_t *server;
+    qn_http_route_id_t kind;
+    char *credential;
+    qn_http_bridge_t *bridge;
+    qn_http_watch_t *watch;
+    Qanat__Request request;         //  the route's engine request, read again on each change
+    uint64_t after;                 //  logs: the last log sequence sent
+    char *pending;                  //  events not yet handed to MHD
+    size_t pending_size;
+    size_t pending_sent;
+    char *last;                     //  state streams: the data sent last
+    bool more;                      //  logs: a page came full, read on at once
+    bool done;
+    int64_t last_write;
+    int error_status;               //  the first read failed: answer this instead
+    json_t *error;
+} s_stream_t;
+
+static void
+s_append (s_stream_t *self, const char *text)
+{
+    size_t len = strlen (text);
+    char *grown = (char *) realloc (self->pending, self->pending_size + len + 1);
+    if (!grown) {
+        self->done = true;          //  out of memory: end the stream, the client reconnects
+        return;
+    }
+    self->pending = grown;
+    memcpy (self->pending + self->pending_size, text, len + 1);
+    self->pending_size += len;
+}
+
+//  One event: "event: NAME\n[id: ID\n]data: JSON\n\n" (JSON is one line)
+static void
+s_event (s_stream_t *self, const char *name, uint64_t id, bool with_id, json_t *data)
+{
+    char *text = data? json_dumps (data, JSON_COMPACT): NULL;
+    char head [96];
+    if (with_id)
+        snprintf (head, sizeof head, "event: %s\nid: %llu\ndata: ", name, (unsigned long long) id);
+    else
+        snprintf (head, sizeof head, "event: %s\ndata: ", name);
+    s_append (self, head);
+    s_append (self, text? text: "{}");
+    s_append (self, "\n\n");
+    free (text);
+}
+
+//  Calls the engine; on failure keeps the error (answered when it is the
+//  first read, else sent as an "error" event for 401/403/404, or retried
+//  at the next wake for 503)
+static Qanat__Reply *
+s_call (s_stream_t *self, Qanat__Request *request, bool first)
+{
+    Qanat__Reply *reply = NULL;
+    char *message = NULL;
+    int rc = qn_http_bridge_call (self->bridge, self->credential, request, &reply,
+                                  self->server->call_timeout_ms, &message);
+    unsigned int status = rc == QN_HTTP_BRIDGE_REFUSED? 401: rc? 503: 0;
+    if (!rc && reply->body_case == QANAT__REPLY__BODY_ERROR) {
+        status = qn_http_error_status (reply->error);
+        message = strdup (reply->error->message);
+        qanat__reply__free_unpacked (reply, NULL);
+        reply = NULL;
+    }
+    if (status) {
+        json_t *error = qn_json_error (qn_http_error_code (status),
+                                       message? message: "refused", NULL);
+        if (first) {
+            self->error_status = (int) status;
+            self->error = error;
+        }
+        else {
+            if (status != 503) {
+                s_event (self, "error", 0, false, error);
+                self->done = true;
+            }
+            json_decref (error);
+        }
+    }
+    free (message);
+    return reply;
+}
+
+//  Sends the state when it changed since the last one sent
+static void
+s_state_event (s_stream_t *self, const char *name, json_t *data)
+{
+    char *text = data? json_dumps (data, JSON_COMPACT | JSON_SORT_KEYS): NULL;
+    if (text && (!self->last || strcmp (text, self->last) != 0)) {
+        s_event (self, name, 0, false, data);
+        free (self->last);
+        self->last = text;
+    }
+    else
+        free (text);
+    json_decref (data);
+}
+
+static void
+s_produce_logs (s_stream_t *self, bool first)
+{
+    self->more = false;
+    self->request.read_logs->after_seq = self->after;
+    Qanat__Reply *reply = s_call (self, &self->request, first);
+    if (!reply)
+        return;
+    if (reply->body_case == QANAT__REPLY__BODY_LOGS) {
+        Qanat__LogPage *page = reply->logs;
+        for (size_t i = 0; i < page->n_lines; i++) {
+            const Qanat__LogLine *line = page->lines [i];
+            if (line->log_seq <= self->after)
+                continue;           //  never twice
+            json_t *json = qn_http_log_line_json (line);
+            s_event (self, "line", line->log_seq, true, json);
+            json_decref (json);
+            self->after = line->log_seq;
+        }
+        if (page->n_lines)
+            self->more = true;
+        else
+        if (page->run_finished) {
+            json_t *end = json_object ();
+            json_object_set_new (end, "next", json_integer ((json_int_t) self->after));
+            s_event (self, "end", self->after, true, end);
+            json_decref (end);
+            self->done = true;
+        }
+    }
+    qanat__reply__free_unpacked (reply, NULL);
+}
+
+static void
+s_produce (s_stream_t *self, bool first)
+{
+    if (self->kind == QN_HTTP_ROUTE_RUN_LOGS_STREAM) {
+        s_produce_logs (self, first);
+        return;
+    }
+    Qanat__Reply *reply = s_call (self, &self->request, first);
+    if (!reply)
+        return;
+    if (self->kind == QN_HTTP_ROUTE_RUN_EVENTS && reply->body_case == QANAT__REPLY__BODY_RUN)
+        s_state_event (self, "run", qn_http_run_json (reply->run));
+    else
+    if (self->kind == QN_HTTP_ROUTE_RUNS_EVENTS && reply->body_case == QANAT__REPLY__BODY_RUNS) {
+        json_t *json = qn_http_run_list_json (reply->runs);
+        s_state_event (self, "runs", json);
+    }
+    else
+    if (self->kind == QN_HTTP_ROUTE_AGENTS_EVENTS && reply->body_case == QANAT__REPLY__BODY_AGENTS)
+        s_state_event (self, "agents", qn_json_from_message (&reply->agents->base));
+    qanat__reply__free_unpacked (reply, NULL);
+}
+
+static ssize_t
+s_read (void *cls, uint64_t pos, char *buffer, size_t max)
+{
+    (void) pos;
+    s_stream_t *self = (s_stream_t *) cls;
+    while (true) {
+        if (self->pending_sent < self->pending_size) {
+            size_t size = self->pending_size - self->pending_sent;
+            if (size > max)
+                size = max;
+            memcpy (buffer, self->pending + self->pending_sent, size);
+            self->pending_sent += size;
+            self->last_write = zclock_mono ();
+            return (ssize_t) size;
+        }
+        free (self->pending);
+        self->pending = NULL;
+        self->pending_size = self->pending_sent = 0;
+        if (self->done || atomic_load (&self->server->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (self->more) {
+            s_produce (self, false);
+            continue;
+        }
+        int64_t quiet = zclock_mono () - self->last_write;
+        if (quiet >= QN_HTTP_KEEPALIVE_MS) {
+            s_append (self, ": keepalive\n\n");
+            continue;
+        }
+        int64_t wait = QN_HTTP_KEEPALIVE_MS - quiet;
+        int rc = qn_http_watch_wait (self->watch, (int) (wait < SLICE_MS? wait: SLICE_MS));
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 1)
+            s_produce (self, false);
+    }
+}
+
+static void
+s_stream_destroy (s_stream_t **self_p)
+{
+    s_stream_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->credential) {
+        pthread_mutex_lock (&self->server->lock);
+        int *count = (int *) zhash_lookup (self->server->streams, self->credential);
+        if (count && --*count <= 0)
+            zhash_delete (self->server->streams, self->credential);
+        pthread_mutex_unlock (&self->server->lock);
+    }
+    qn_http_watch_destroy (&self->watch);
+    qn_http_bridge_destroy (&self->bridge);
+    qn_http_api_request_reset (&self->request);
+    free (self->credential);
+    free (self->pending);
+    free (self->last);
+    json_decref (self->error);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_free (void *cls)
+{
+    s_stream_t *self = (s_stream_t *) cls;
+    s_stream_destroy (&self);
+}
+
+//  Counts a stream against its credential: false past the cap
+static bool
+s_take_slot (qn_http_t *server, const char *credential)
+{
+    bool taken = false;
+    pthread_mutex_lock (&server->lock);
+    int *count = (int *) zhash_lookup (server->streams, credential);
+    if (!count) {
+        int zero = 0;
+        zhash_insert (server->streams, credential, &zero);    //  autofree: copied
+        count = (int *) zhash_lookup (server->streams, credential);
+    }
+    if (count && *count < QN_HTTP_STREAMS_PER_TOKEN) {
+        ++*count;
+        taken = true;
+    }
+    pthread_mutex_unlock (&server->lock);
+    return taken;
+}
+
+//  Where a log stream resumes: Last-Event-ID, else ?after=
+static uint64_t
+s_resume_after (qn_http_call_t *call)
+{
+    const char *last = MHD_lookup_connection_value (call->connection, MHD_HEADER_KIND,
+                                                    "Last-Event-ID");
+    if (last && *last && strlen (last) <= 20) {
+        char *end = NULL;
+        unsigned long long value = strtoull (last, &end, 10);
+        if (*end == 0 && *last >= '0' && *last <= '9')
+            return (uint64_t) value;
+    }
+    return call->route.has_after? call->route.after: 0;
+}
+
+enum MHD_Result
+qn_http_sse_serve (qn_http_call_t *call)
+{
+    qn_http_t *server = call->server;
+    if (!s_take_slot (server, call->credential))
+        return qn_http_send_error (server, call->connection, 429, "unavailable",
+                                   "too many event streams for this credential", NULL);
+    s_stream_t *self = (s_stream_t *) calloc (1, sizeof *self);
+    if (!self)
+        return MHD_NO;
+    self->server = server;
+    self->kind = call->route.id;
+    self->credential = strdup (call->credential);
+    self->bridge = qn_http_bridge_new (server->api_endpoint);
+    //  The stream owns the route's request from now on
+    self->request = call->request;
+    Qanat__Request init = QANAT__REQUEST__INIT;
+    call->request = init;
+    char topic [64];
+    if (self->kind == QN_HTTP_ROUTE_RUNS_EVENTS)
+        snprintf (topic, sizeof topic, "runs.");
+    else
+    if (self->kind == QN_HTTP_ROUTE_AGENTS_EVENTS)
+        snprintf (topic, sizeof topic, "agents.");
+    else
+        snprintf (topic, sizeof topic, "run.%llu.", (unsigned long long) call->route.run_id);
+    const char *topics [] = { topic };
+    char *error = NULL;
+    //  Subscribed before the first read, so no change falls in between
+    self->watch = self->credential && self->bridge
+                ? qn_http_watch_new (server->events_endpoint, topics, 1, &error): NULL;
+    if (!self->watch) {
+        s_stream_destroy (&self);
+        enum MHD_Result rc = qn_http_send_error (server, call->connection, 503, NULL,
+                                                 error? error: "out of memory", NULL);
+        free (error);
+        return rc;
+    }
+    if (self->kind == QN_HTTP_ROUTE_RUN_LOGS_STREAM)
+        self->after = s_resume_after (call);
+    s_append (self, "retry: 2000\n\n");
+    s_produce (self, true);
+    if (self->error) {
+        call->error = self->error;
+        call->error_status = self->error_status;
+        self->error = NULL;
+        s_stream_destroy (&self);
+        return qn_http_send_call_error (call);
+    }
+    self->last_write = zclock_mono ();
+    struct MHD_Response *response = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN,
+                                                                       32 * 1024, s_read,
+                                                                       self, s_free);
+    if (!response) {
+        s_stream_destroy (&self);
+        return MHD_NO;
+    }
+    MHD_add_response_header (response, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header (response, "X-Accel-Buffering", "no");
+    return qn_http_queue (server, call->connection, 200, response, true);
+}

@@ -1,0 +1,656 @@
+/*  test_http - qanatd's HTTP server (qn_http) on a free loopback port,
+    against a fake engine: a thread with a ROUTER on a test endpoint that
+    answers canned replies (a Refusal for any credential but "qat_good").
+    Requests go over raw sockets, so every byte the server sends is seen:
+    the security headers on every response, 401 without a token, 404 for
+    an unknown route, 405 with Allow, 413 for an oversized body, 400
+    naming the field for bad JSON, static files and traversal refused,
+    a download with ETag, 304 and byte ranges, the cookie's Origin check.
+    Also qn_http_api_decode alone.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include "qn_http.h"
+#include "qn_http_api.h"
+#include "qn_http_bridge.h"
+
+#define S_API       "inproc://test-http-api"
+#define S_EVENTS    "inproc://test-http-events"
+#define S_TOKEN     "qat_good"
+#define S_HASH      "abababababababababababababababababababababababababababababababab"
+#define S_BLOB_SIZE 5000
+
+typedef struct {
+    zactor_t *engine;
+    qn_http_t *http;
+    char dir [64];                      //  web root and friends
+    uint16_t port;
+} s_fixture_t;
+
+static uint8_t s_blob [S_BLOB_SIZE];
+
+//  ---------------------------------------------------------------------
+//  The fake engine
+
+static void
+s_answer (zsock_t *router, zframe_t *identity, Qanat__Envelope *reply)
+{
+    zframe_t *payload = qn_msg_encode (reply);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &identity);
+    zmsg_append (msg, &payload);
+    zmsg_send (&msg, router);
+}
+
+static void
+s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
+{
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    Qanat__Principal who = QANAT__PRINCIPAL__INIT;
+    Qanat__RunInfo run = QANAT__RUN_INFO__INIT;
+    Qanat__TaskInfo task = QANAT__TASK_INFO__INIT;
+    Qanat__TaskInfo *tasks [] = { &task };
+    Qanat__AttemptInfo attempt = QANAT__ATTEMPT_INFO__INIT;
+    Qanat__AttemptInfo *attempts [] = { &attempt };
+    Qanat__OutputRecord output = QANAT__OUTPUT_RECORD__INIT;
+    Qanat__OutputRecord *outputs [] = { &output };
+    Qanat__BlobData blob = QANAT__BLOB_DATA__INIT;
+    Qanat__RunList runs = QANAT__RUN_LIST__INIT;
+    Qanat__Error error = QANAT__ERROR__INIT;
+    if (request->body_case == QANAT__REQUEST__BODY_WHOAMI) {
+        who.kind = "apitoken";
+        who.name = "alice";
+        who.role = "user";
+        reply.body_case = QANAT__REPLY__BODY_WHOAMI;
+        reply.whoami = &who;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_GET_RUN && request->get_run->run_id == 7) {
+        run.run_id = 7;
+        run.workflow = "w";
+        run.status = QANAT__RUN_STATUS__RUN_SUCCEEDED;
+        run.n_tasks = 1;
+        run.tasks = tasks;
+        task.name = "t";
+        task.status = QANAT__TASK_STATUS__TASK_SUCCEEDED;
+        task.n_attempts = 1;
+        task.attempts = attempts;
+        attempt.attempt = 1;
+        attempt.n_outputs = 1;
+        attempt.outputs = outputs;
+        output.name = "out";
+        output.hash = S_HASH;
+        output.size = S_BLOB_SIZE;
+        reply.body_case = QANAT__REPLY__BODY_RUN;
+        reply.run = &run;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_GET_BLOB
+    &&  strcmp (request->get_blob->hash, S_HASH) == 0 && request->get_blob->offset <= S_BLOB_SIZE) {
+        uint64_t size = S_BLOB_SIZE - request->get_blob->offset;
+        //  Small pieces, so that a download takes several
+        if (size > 1000)
+            size = 1000;
+        blob.hash = S_HASH;
+        blob.offset = request->get_blob->offset;
+        blob.total_size = S_BLOB_SIZE;
+        blob.data.data = s_blob + blob.offset;
+        blob.data.len = (size_t) size;
+        reply.body_case = QANAT__REPLY__BODY_BLOB;
+        reply.blob = &blob;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_LIST_RUNS) {
+        reply.body_case = QANAT__REPLY__BODY_RUNS;
+        reply.runs = &runs;
+    }
+    else {
+        error.message = "no such thing";
+        error.code = QANAT__ERROR_CODE__ERROR_NOT_FOUND;
+        reply.body_case = QANAT__REPLY__BODY_ERROR;
+        reply.error = &error;
+    }
+    s_answer (router, identity, &env);
+}
+
+static void
+s_engine (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_t *router = zsock_new_router (S_API);
+    zsock_t *pub = zsock_new_pub (S_EVENTS);
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    while (true) {
+        void *which = zpoller_wait (poller, -1);
+        if (which != router)
+            break;                      //  $TERM, or interrupted
+        zmsg_t *msg = zmsg_recv (router);
+        zframe_t *identity = zmsg_pop (msg);
+        zframe_t *credential = zmsg_pop (msg);
+        zframe_t *payload = zmsg_pop (msg);
+        Qanat__Envelope *env = payload? qn_msg_decode (zframe_data (payload), zframe_size (payload),
+                                                       NULL, NULL): NULL;
+        if (!env || env->body_case != QANAT__ENVELOPE__BODY_REQUEST)
+            zframe_destroy (&identity);
+        else
+        if (zframe_size (credential) != strlen (S_TOKEN)
+        ||  memcmp (zframe_data (credential), S_TOKEN, strlen (S_TOKEN)) != 0) {
+            Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
+            refusal.code = QANAT__REFUSAL_CODE__REFUSAL_DENIED;
+            refusal.message = "unknown API token";
+            Qanat__Envelope reply = QANAT__ENVELOPE__INIT;
+            reply.body_case = QANAT__ENVELOPE__BODY_REFUSAL;
+            reply.refusal = &refusal;
+            s_answer (router, identity, &reply);
+        }
+        else
+            s_reply_to (router, identity, env->request);
+        qn_msg_free (&env);
+        zframe_destroy (&credential);
+        zframe_destroy (&payload);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&pub);
+    zsock_destroy (&router);
+}
+
+//  ---------------------------------------------------------------------
+//  Fixture
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    assert_non_null (file);
+    fputs (text, file);
+    fclose (file);
+}
+
+static int
+s_setup (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) calloc (1, sizeof *self);
+    for (size_t i = 0; i < S_BLOB_SIZE; i++)
+        s_blob [i] = (uint8_t) (i * 7 + 3);
+    snprintf (self->dir, sizeof self->dir, "/tmp/test-http-XXXXXX");
+    assert_non_null (mkdtemp (self->dir));
+    char path [256];
+    snprintf (path, sizeof path, "%s/web", self->dir);
+    mkdir (path, 0700);
+    snprintf (path, sizeof path, "%s/web/static", self->dir);
+    mkdir (path, 0700);
+    snprintf (path, sizeof path, "%s/js", self->dir);
+    mkdir (path, 0700);
+    snprintf (path, sizeof path, "%s/web/index.html", self->dir);
+    s_write (path, "<html>INDEX</html>\n");
+    snprintf (path, sizeof path, "%s/web/static/app.js", self->dir);
+    s_write (path, "var app = 1;\n");
+    snprintf (path, sizeof path, "%s/web/secret.txt", self->dir);
+    s_write (path, "SECRET\n");
+    snprintf (path, sizeof path, "%s/outside.txt", self->dir);
+    s_write (path, "OUTSIDE\n");
+    //  A symlink inside static/ pointing out of it
+    char link [256];
+    snprintf (link, sizeof link, "%s/web/static/link.txt", self->dir);
+    assert_int_equal (symlink (path, link), 0);
+    snprintf (path, sizeof path, "%s/js/lib.mjs", self->dir);
+    s_write (path, "export const x = 1;\n");
+
+    self->engine = zactor_new (s_engine, NULL);
+    char web [128], js [128];
+    snprintf (web, sizeof web, "%s/web", self->dir);
+    snprintf (js, sizeof js, "%s/js", self->dir);
+    qn_http_config_t config = {
+        .endpoint = "127.0.0.1:0", .web_dir = web, .javascript_dir = js,
+        .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 3000
+    };
+    char *error = NULL;
+    self->http = qn_http_new (&config, &error);
+    if (!self->http)
+        fprintf (stderr, "qn_http_new: %s\n", error);
+    assert_non_null (self->http);
+    self->port = qn_http_port (self->http);
+    assert_true (self->port > 0);
+    *state = self;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    qn_http_destroy (&self->http);
+    zactor_destroy (&self->engine);
+    char command [128];
+    snprintf (command, sizeof command, "rm -rf %s", self->dir);
+    assert_int_equal (system (command), 0);
+    free (self);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  A raw HTTP client
+
+typedef struct {
+    int status;
+    char *head;                         //  status line and headers
+    char *body;
+    size_t body_size;
+} s_response_t;
+
+//  Sends text as it is, reads until the server closes
+static s_response_t
+s_send (s_fixture_t *self, const char *text, size_t size)
+{
+    s_response_t response = { 0, NULL, NULL, 0 };
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { 0 };
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons (self->port);
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    struct timeval timeout = { 10, 0 };
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    assert_int_equal (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    size_t sent = 0;
+    while (sent < size) {
+        ssize_t rc = send (fd, text + sent, size - sent, MSG_NOSIGNAL);
+        if (rc <= 0)
+            break;              //  the server may answer and close early (413)
+        sent += (size_t) rc;
+    }
+    size_t capacity = 65536, got = 0;
+    char *buffer = (char *) malloc (capacity + 1);
+    while (true) {
+        if (got == capacity) {
+            capacity *= 2;
+            buffer = (char *) realloc (buffer, capacity + 1);
+        }
+        ssize_t rc = recv (fd, buffer + got, capacity - got, 0);
+        if (rc <= 0)
+            break;
+        got += (size_t) rc;
+    }
+    close (fd);
+    buffer [got] = 0;
+    char *end = strstr (buffer, "\r\n\r\n");
+    assert_non_null (end);
+    response.head = strndup (buffer, (size_t) (end - buffer) + 2);
+    response.body_size = got - (size_t) (end + 4 - buffer);
+    response.body = (char *) malloc (response.body_size + 1);
+    memcpy (response.body, end + 4, response.body_size);
+    response.body [response.body_size] = 0;
+    sscanf (buffer, "HTTP/1.1 %d", &response.status);
+    free (buffer);
+    return response;
+}
+
+static s_response_t
+s_request (s_fixture_t *self, const char *method, const char *path, const char *headers,
+           const char *body)
+{
+    char *text = zsys_sprintf ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nConnection: close\r\n"
+                               "%s%s\r\n%s", method, path, (unsigned) self->port,
+                               headers? headers: "", body? "Content-Type: application/json\r\n"
+                                                        : "", "");
+    if (body) {
+        char *with = zsys_sprintf ("%s %s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nConnection: close\r\n"
+                                   "%sContent-Length: %zu\r\n\r\n%s", method, path,
+                                   (unsigned) self->port, headers? headers: "", strlen (body),
+                                   body);
+        zstr_free (&text);
+        text = with;
+    }
+    s_response_t response = s_send (self, text, strlen (text));
+    zstr_free (&text);
+    return response;
+}
+
+static void
+s_response_free (s_response_t *response)
+{
+    free (response->head);
+    free (response->body);
+}
+
+//  The value of a header (a static copy), NULL when absent
+static const char *
+s_header (const s_response_t *response, const char *name)
+{
+    static char value [1024];
+    char *pattern = zsys_sprintf ("\r\n%s: ", name);
+    const char *at = strcasestr (response->head, pattern);
+    const char *start = at? at + strlen (pattern): NULL;
+    zstr_free (&pattern);
+    if (!start)
+        return NULL;
+    const char *end = strstr (start, "\r\n");
+    size_t len = end? (size_t) (end - start): strlen (start);
+    snprintf (value, sizeof value, "%.*s", (int) len, start);
+    return value;
+}
+
+static void
+s_assert_security_headers (const s_response_t *response)
+{
+    const char *csp = s_header (response, "Content-Security-Policy");
+    assert_non_null (csp);
+    assert_non_null (strstr (csp, "default-src 'self'"));
+    assert_non_null (strstr (csp, "frame-ancestors 'none'"));
+    assert_string_equal (s_header (response, "X-Content-Type-Options"), "nosniff");
+    assert_string_equal (s_header (response, "Referrer-Policy"), "no-referrer");
+    assert_string_equal (s_header (response, "X-Frame-Options"), "DENY");
+}
+
+//  ---------------------------------------------------------------------
+//  Tests
+
+static void
+test_auth_and_headers (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_response_t response = s_request (self, "GET", "/api/v1/whoami", NULL, NULL);
+    assert_int_equal (response.status, 401);
+    s_assert_security_headers (&response);
+    assert_non_null (strstr (response.body, "\"unauthorized\""));
+    s_response_free (&response);
+
+    response = s_request (self, "GET", "/api/v1/whoami", "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    s_assert_security_headers (&response);
+    assert_string_equal (s_header (&response, "Cache-Control"), "no-store");
+    assert_string_equal (s_header (&response, "Content-Type"), "application/json");
+    assert_non_null (strstr (response.body, "\"name\":\"alice\""));
+    s_response_free (&response);
+
+    response = s_request (self, "GET", "/api/v1/whoami", "Authorization: Basic eDp5\r\n", NULL);
+    assert_int_equal (response.status, 401);
+    s_response_free (&response);
+
+    //  An engine error maps by its code
+    response = s_request (self, "GET", "/api/v1/runs/12", "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 404);
+    assert_non_null (strstr (response.body, "no such thing"));
+    s_response_free (&response);
+}
+
+static void
+test_routes_refused (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    const char *auth = "Authorization: Bearer qat_good\r\n";
+    s_response_t response = s_request (self, "GET", "/api/v1/nope", auth, NULL);
+    assert_int_equal (response.status, 404);
+    s_assert_security_headers (&response);
+    assert_non_null (strstr (response.body, "\"not_found\""));
+    s_response_free (&response);
+
+    response = s_request (self, "GET", "/api/v1/runs/abc", auth, NULL);
+    assert_int_equal (response.status, 404);
+    s_response_free (&response);
+
+    response = s_request (self, "PUT", "/api/v1/runs", auth, NULL);
+    assert_int_equal (response.status, 405);
+    assert_string_equal (s_header (&response, "Allow"), "GET, POST");
+    s_assert_security_headers (&response);
+    s_response_free (&response);
+
+    //  Too large: refused from its Content-Length, before any of it is read
+    const char *big = "POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      "Authorization: Bearer qat_good\r\nContent-Length: 999999999\r\n\r\n{";
+    response = s_send (self, big, strlen (big));
+    assert_int_equal (response.status, 413);
+    s_assert_security_headers (&response);
+    assert_non_null (strstr (response.body, "\"too_large\""));
+    s_response_free (&response);
+
+    //  Bad JSON, an unknown field, a wrong type: 400 naming the field
+    response = s_request (self, "POST", "/api/v1/runs", auth, "{\"source\": ");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "not valid JSON"));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs", auth, "{\"source\": \"x\", \"colour\": 1}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"colour\""));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs", auth, "{\"source\": 5}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"source\""));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs", auth,
+                          "{\"workflow\": \"w\", \"params\": {\"n\": [1]}}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"params.n\""));
+    s_response_free (&response);
+    response = s_request (self, "GET", "/api/v1/runs?limit=0", auth, NULL);
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"limit\""));
+    s_response_free (&response);
+    response = s_request (self, "GET", "/api/v1/runs?status=happy", auth, NULL);
+    assert_int_equal (response.status, 400);
+    s_response_free (&response);
+    response = s_request (self, "GET", "/api/v1/runs?status=failed&limit=5", auth, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (response.body, "{\"runs\":[],\"next\":null}\n");
+    s_response_free (&response);
+}
+
+static void
+test_cookie_origin (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    //  A cookie-authenticated POST from no origin, or another one: 403
+    s_response_t response = s_request (self, "POST", "/api/v1/runs/7/cancel",
+                                       "Cookie: qanat_session=qat_good\r\n", "{}");
+    assert_int_equal (response.status, 403);
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs/7/cancel",
+                          "Cookie: qanat_session=qat_good\r\nOrigin: http://evil.example\r\n", "{}");
+    assert_int_equal (response.status, 403);
+    s_response_free (&response);
+    //  From its own origin it reaches the engine (whose fake says not found)
+    char headers [200];
+    snprintf (headers, sizeof headers, "Cookie: qanat_session=qat_good\r\n"
+              "Origin: http://127.0.0.1:%u\r\n", (unsigned) self->port);
+    response = s_request (self, "POST", "/api/v1/runs/7/cancel", headers, "{}");
+    assert_int_equal (response.status, 404);
+    s_response_free (&response);
+    //  A GET with the cookie needs no Origin
+    response = s_request (self, "GET", "/api/v1/whoami", "Cookie: qanat_session=qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    s_response_free (&response);
+    //  POST /session checks the token, then sets it as an HttpOnly cookie
+    response = s_request (self, "POST", "/api/v1/session", NULL, "{\"token\": \"qat_bad\"}");
+    assert_int_equal (response.status, 401);
+    assert_null (s_header (&response, "Set-Cookie"));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/session", NULL, "{\"token\": \"qat_good\"}");
+    assert_int_equal (response.status, 200);
+    const char *cookie = s_header (&response, "Set-Cookie");
+    assert_non_null (cookie);
+    assert_non_null (strstr (cookie, "qanat_session=qat_good"));
+    assert_non_null (strstr (cookie, "HttpOnly"));
+    assert_non_null (strstr (cookie, "SameSite=Strict"));
+    assert_null (strstr (cookie, "Secure"));
+    s_response_free (&response);
+}
+
+static void
+test_static_files (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_response_t response = s_request (self, "GET", "/", NULL, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (response.body, "<html>INDEX</html>\n");
+    assert_string_equal (s_header (&response, "Content-Type"), "text/html; charset=utf-8");
+    s_assert_security_headers (&response);
+    s_response_free (&response);
+    response = s_request (self, "GET", "/ui/runs/12/tasks/train/logs", NULL, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (response.body, "<html>INDEX</html>\n");
+    s_response_free (&response);
+    response = s_request (self, "GET", "/static/app.js", NULL, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (response.body, "var app = 1;\n");
+    assert_string_equal (s_header (&response, "Content-Type"), "text/javascript; charset=utf-8");
+    s_response_free (&response);
+    response = s_request (self, "GET", "/javascript/lib.mjs", NULL, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (s_header (&response, "Content-Type"), "text/javascript; charset=utf-8");
+    s_response_free (&response);
+    //  Out of the root: by "..", encoded or not, or by a symlink
+    const char *refused [] = { "/static/../secret.txt", "/static/%2e%2e/secret.txt",
+                               "/static/link.txt", "/static/", "/static//etc/passwd",
+                               "/javascript/../web/secret.txt", "/static/nope.js", "/secret.txt" };
+    for (size_t i = 0; i < sizeof refused / sizeof refused [0]; i++) {
+        response = s_request (self, "GET", refused [i], NULL, NULL);
+        if (response.status != 404)
+            fprintf (stderr, "%s: %d\n", refused [i], response.status);
+        assert_int_equal (response.status, 404);
+        assert_null (strstr (response.body, "SECRET"));
+        assert_null (strstr (response.body, "OUTSIDE"));
+        s_assert_security_headers (&response);
+        s_response_free (&response);
+    }
+    response = s_request (self, "POST", "/static/app.js", NULL, "{}");
+    assert_int_equal (response.status, 405);
+    s_response_free (&response);
+}
+
+static void
+test_download (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    const char *path = "/api/v1/runs/7/artifacts/t/out";
+    s_response_t response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (s_header (&response, "ETag"), "\"" S_HASH "\"");
+    assert_string_equal (s_header (&response, "Accept-Ranges"), "bytes");
+    assert_int_equal (response.body_size, S_BLOB_SIZE);
+    assert_memory_equal (response.body, s_blob, S_BLOB_SIZE);
+    s_assert_security_headers (&response);
+    s_response_free (&response);
+
+    response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n"
+                          "If-None-Match: \"" S_HASH "\"\r\n", NULL);
+    assert_int_equal (response.status, 304);
+    s_response_free (&response);
+
+    //  A range across two of the engine's pieces
+    response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n"
+                          "Range: bytes=990-1009\r\n", NULL);
+    assert_int_equal (response.status, 206);
+    assert_string_equal (s_header (&response, "Content-Range"), "bytes 990-1009/5000");
+    assert_int_equal (response.body_size, 20);
+    assert_memory_equal (response.body, s_blob + 990, 20);
+    s_response_free (&response);
+    response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n"
+                          "Range: bytes=-10\r\n", NULL);
+    assert_int_equal (response.status, 206);
+    assert_memory_equal (response.body, s_blob + S_BLOB_SIZE - 10, 10);
+    s_response_free (&response);
+    //  Several ranges: the whole; past the end: 416
+    response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n"
+                          "Range: bytes=0-1,5-6\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    assert_int_equal (response.body_size, S_BLOB_SIZE);
+    s_response_free (&response);
+    response = s_request (self, "GET", path, "Authorization: Bearer qat_good\r\n"
+                          "Range: bytes=6000-\r\n", NULL);
+    assert_int_equal (response.status, 416);
+    s_response_free (&response);
+    //  No such output
+    response = s_request (self, "GET", "/api/v1/runs/7/artifacts/t/other",
+                          "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 404);
+    s_response_free (&response);
+}
+
+//  qn_http_api_decode alone: the request the CLI would send
+
+static const char *
+s_query (void *arg, const char *key)
+{
+    const char **pairs = (const char **) arg;
+    for (size_t i = 0; pairs [i]; i += 2)
+        if (strcmp (pairs [i], key) == 0)
+            return pairs [i + 1];
+    return NULL;
+}
+
+static void
+test_decode (void **state)
+{
+    (void) state;
+    Qanat__Request request;
+    qn_http_route_t route;
+    json_t *error = NULL;
+    const char *query [] = { "task", "train", "after", "41", "limit", "10", NULL };
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/runs/12/logs/stream", s_query, query,
+                                          NULL, 0, &request, &route, &error), 0);
+    assert_int_equal (route.id, QN_HTTP_ROUTE_RUN_LOGS_STREAM);
+    assert_true (route.stream);
+    assert_int_equal (request.body_case, QANAT__REQUEST__BODY_READ_LOGS);
+    assert_int_equal (request.read_logs->run_id, 12);
+    assert_string_equal (request.read_logs->task, "train");
+    assert_int_equal (request.read_logs->after_seq, 41);
+    assert_int_equal (request.read_logs->limit, 10);
+    qn_http_api_request_reset (&request);
+
+    const char *body = "{\"workflow\": \"w\", \"version\": 3, \"params\": {\"lr\": 0.5, "
+                       "\"deep\": true, \"name\": \"x\"}, \"no_cache\": true}";
+    assert_int_equal (qn_http_api_decode ("POST", "/api/v1/runs", NULL, NULL, body, strlen (body),
+                                          &request, &route, &error), 0);
+    assert_int_equal (route.status, 201);
+    assert_string_equal (request.start_run->workflow_name, "w");
+    assert_int_equal (request.start_run->workflow_version, 3);
+    assert_true (request.start_run->no_cache);
+    assert_int_equal (request.start_run->n_params, 3);
+    qn_http_api_request_reset (&request);
+
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/workflows/w/diff", NULL, NULL, NULL, 0,
+                                          &request, &route, &error), 400);
+    assert_non_null (error);
+    assert_string_equal (json_string_value (json_object_get (json_object_get (error, "error"),
+                                                             "field")), "from");
+    json_decref (error);
+    assert_int_equal (request.body_case, QANAT__REQUEST__BODY__NOT_SET);
+
+    assert_int_equal (qn_http_api_decode ("DELETE", "/api/v1/apitokens/ci", NULL, NULL, NULL, 0,
+                                          &request, &route, &error), 0);
+    assert_string_equal (request.revoke_api_token->name, "ci");
+    qn_http_api_request_reset (&request);
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/runs/0", NULL, NULL, NULL, 0,
+                                          &request, &route, &error), 404);
+    json_decref (error);
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/runs//logs", NULL, NULL, NULL, 0,
+                                          &request, &route, &error), 404);
+    json_decref (error);
+}
+
+int
+main (void)
+{
+    zsys_init ();
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test_setup_teardown (test_auth_and_headers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_routes_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_cookie_origin, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_static_files, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_download, s_setup, s_teardown),
+        cmocka_unit_test (test_decode),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
