@@ -23,7 +23,7 @@ seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 fuzzdir=$srcdir/tests/fuzz
 build=$fuzzdir/build
-ALL_TARGETS="fuzz_envelope fuzz_agent_socket fuzz_client_socket fuzz_workflow fuzz_check fuzz_token fuzz_metric_line fuzz_manifest fuzz_shellref"
+ALL_TARGETS="fuzz_envelope fuzz_agent_socket fuzz_client_socket fuzz_workflow fuzz_check fuzz_token fuzz_metric_line fuzz_manifest fuzz_shellref fuzz_http"
 
 seeds=no
 build_only=no
@@ -57,7 +57,7 @@ if [ ! -f "$proto_c" ]; then
 fi
 proto_dir=$(dirname "$proto_c")
 
-pkgs="libczmq libzmq libprotobuf-c yaml-0.1 lmdb libcurl libsodium"
+pkgs="libczmq libzmq libprotobuf-c yaml-0.1 lmdb libcurl libsodium jansson libmicrohttpd"
 dep_cflags=$(pkg-config --cflags $pkgs) || exit 1
 dep_libs="$(pkg-config --libs $pkgs) -lm"
 includes="-I$srcdir/include/qanat -I$srcdir/lib -I$proto_dir -I$srcdir/coordinator -I$fuzzdir"

@@ -18,6 +18,7 @@
 #include "../fuzz/fuzz_common.h"
 #include "../fuzz/fuzz_coordinator.h"
 #include "../fuzz/fuzz_shellref.h"
+#include "../fuzz/fuzz_http.h"
 
 typedef int (fz_one_fn) (const uint8_t *data, size_t size);
 
@@ -118,6 +119,7 @@ static void test_token (void **state)       { (void) state; s_target ("fuzz_toke
 static void test_metric_line (void **state) { (void) state; s_target ("fuzz_metric_line", fz_metric_line_one); }
 static void test_manifest (void **state)    { (void) state; s_target ("fuzz_manifest", fz_manifest_one); }
 static void test_shellref (void **state)    { (void) state; s_target ("fuzz_shellref", fz_shellref_one); }
+static void test_http (void **state)        { (void) state; s_target ("fuzz_http", fz_http_one); }
 //  Each socket target gets a coordinator of its own, as each fuzzer
 //  process does.
 static void
@@ -207,6 +209,7 @@ main (void)
         cmocka_unit_test (test_manifest),
         cmocka_unit_test (test_metric_line),
         cmocka_unit_test (test_shellref),
+        cmocka_unit_test (test_http),
         cmocka_unit_test (test_agent_socket),
         cmocka_unit_test (test_client_socket),
         cmocka_unit_test (test_socket_effects),
