@@ -302,6 +302,9 @@ bench_qanatd_start (bool durable)
         program, (char *) "--data-dir", self->data_dir,
         (char *) "--client-endpoint", (char *) "tcp://127.0.0.1:*",
         (char *) "--agent-endpoint", (char *) "tcp://127.0.0.1:*",
+        //  No HTTP side: the figures are the engine's (and several
+        //  coordinators may run at once)
+        (char *) "--http-endpoint", (char *) "none",
         (char *) "--insecure", durable? NULL: (char *) "--no-sync", NULL
     };
     self->pid = bench_spawn (argv, self->log_path);

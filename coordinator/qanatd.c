@@ -197,6 +197,44 @@ s_http_start (s_http_options_t *http, qn_http_t **server_p)
     return 0;
 }
 
+static struct option s_options [] = {
+    {"data-dir", required_argument, 0, 'd'},
+    {"client-endpoint", required_argument, 0, 'c'},
+    {"agent-endpoint", required_argument, 0, 'a'},
+    {"config", required_argument, 0, 'f'},
+    {"heartbeat-ms", required_argument, 0, 'b'},
+    {"lost-after-ms", required_argument, 0, 'l'},
+    {"suspect-after-ms", required_argument, 0, 's'},
+    {"no-sync", no_argument, 0, 'n'},
+    {"keep-runs", required_argument, 0, 'k'},
+    {"s3-delete-after", required_argument, 0, 'S'},
+    {"insecure", no_argument, 0, 'I'},
+    {"http-endpoint", required_argument, 0, OPT_HTTP_ENDPOINT},
+    {"http-cert", required_argument, 0, OPT_HTTP_CERT},
+    {"http-key", required_argument, 0, OPT_HTTP_KEY},
+    {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
+    {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
+    {"web-dir", required_argument, 0, OPT_WEB_DIR},
+    {"verbose", no_argument, 0, 'v'},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}
+};
+
+//  A flag of the HTTP side: true when opt is one
+static bool
+s_http_flag (int opt, const char *arg, s_http_options_t *http)
+{
+    switch (opt) {
+        case OPT_HTTP_ENDPOINT: s_replace (&http->endpoint, arg); return true;
+        case OPT_HTTP_CERT: s_replace (&http->cert, arg); return true;
+        case OPT_HTTP_KEY: s_replace (&http->key, arg); return true;
+        case OPT_HTTP_INSECURE: http->insecure = true; return true;
+        case OPT_METRICS_PUBLIC: http->metrics_public = true; return true;
+        case OPT_WEB_DIR: s_replace (&http->web_dir, arg); return true;
+        default: return false;
+    }
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -209,31 +247,9 @@ main (int argc, char *argv [])
     bool durable = true, verbose = false, insecure = false;
     s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
-    static struct option options [] = {
-        {"data-dir", required_argument, 0, 'd'},
-        {"client-endpoint", required_argument, 0, 'c'},
-        {"agent-endpoint", required_argument, 0, 'a'},
-        {"config", required_argument, 0, 'f'},
-        {"heartbeat-ms", required_argument, 0, 'b'},
-        {"lost-after-ms", required_argument, 0, 'l'},
-        {"suspect-after-ms", required_argument, 0, 's'},
-        {"no-sync", no_argument, 0, 'n'},
-        {"keep-runs", required_argument, 0, 'k'},
-        {"s3-delete-after", required_argument, 0, 'S'},
-        {"insecure", no_argument, 0, 'I'},
-        {"http-endpoint", required_argument, 0, OPT_HTTP_ENDPOINT},
-        {"http-cert", required_argument, 0, OPT_HTTP_CERT},
-        {"http-key", required_argument, 0, OPT_HTTP_KEY},
-        {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
-        {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
-        {"web-dir", required_argument, 0, OPT_WEB_DIR},
-        {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}
-    };
     //  First pass: the config file, so that flags override it.
     int opt;
-    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
         if (opt == 'f') {
             zconfig_t *config = zconfig_load (optarg);
             if (!config) {
@@ -269,7 +285,7 @@ main (int argc, char *argv [])
         }
     }
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
         char *end = NULL;
         switch (opt) {
             case 'd': free (data_dir); data_dir = strdup (optarg); break;
@@ -282,15 +298,9 @@ main (int argc, char *argv [])
             case 'k': keep_runs = strtol (optarg, &end, 10); break;
             case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
-            case OPT_HTTP_ENDPOINT: s_replace (&http.endpoint, optarg); break;
-            case OPT_HTTP_CERT: s_replace (&http.cert, optarg); break;
-            case OPT_HTTP_KEY: s_replace (&http.key, optarg); break;
-            case OPT_HTTP_INSECURE: http.insecure = true; break;
-            case OPT_METRICS_PUBLIC: http.metrics_public = true; break;
-            case OPT_WEB_DIR: s_replace (&http.web_dir, optarg); break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
-            default: break;
+            default: s_http_flag (opt, optarg, &http); break;
         }
         if (end && (*end || end == optarg)) {
             fprintf (stderr, "qanatd: '%s' is not a number\n", optarg);

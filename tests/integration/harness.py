@@ -53,6 +53,7 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="qanat-it-%s-" % name)
         self.client_port = free_port()
         self.agent_port = free_port()
+        self.http_port = free_port()
         self.coordinator = None
         self.agents = {}
         self.logs = []
@@ -64,6 +65,11 @@ class Cluster:
     @property
     def agent_endpoint(self):
         return "tcp://127.0.0.1:%d" % self.agent_port
+
+    @property
+    def http_url(self):
+        """The coordinator's HTTP API and web UI"""
+        return "http://127.0.0.1:%d" % self.http_port
 
     def _spawn(self, name, argv):
         path = os.path.join(self.dir, name + ".log")
@@ -84,6 +90,7 @@ class Cluster:
         argv = [QANATD, "--data-dir", data_dir or os.path.join(self.dir, "coordinator"),
                 "--client-endpoint", self.client_endpoint,
                 "--agent-endpoint", self.agent_endpoint,
+                "--http-endpoint", "127.0.0.1:%d" % self.http_port,
                 "--heartbeat-ms", str(heartbeat_ms),
                 "--lost-after-ms", str(lost_after_ms)]
         if suspect_after_ms is not None:
