@@ -79,8 +79,13 @@ qn_http_send_json (qn_http_t *self, struct MHD_Connection *connection, unsigned 
             return MHD_NO;
     }
     size_t size = strlen (text);
-    text = (char *) realloc (text, size + 1 + 1);      //  room for the newline
-    strcat (text, "\n");
+    char *line = (char *) realloc (text, size + 1 + 1);     //  room for the newline
+    if (!line) {
+        free (text);
+        return MHD_NO;
+    }
+    text = line;
+    memcpy (text + size, "\n", 2);
     struct MHD_Response *response =
         MHD_create_response_from_buffer (size + 1, text, MHD_RESPMEM_MUST_FREE);
     if (!response) {
@@ -612,7 +617,6 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
         *error_p = strdup ("out of memory");
         return -1;
     }
-    zhash_autofree (self->streams);
     self->web_dir = config->web_dir? realpath (config->web_dir, NULL): NULL;
     if (!self->web_dir)
         qn_log (QN_LOG_WARNING, "http", "no web UI: cannot find the web directory %s",

@@ -251,10 +251,13 @@ s_take_slot (qn_http_t *server, const char *credential)
     bool taken = false;
     pthread_mutex_lock (&server->lock);
     int *count = (int *) zhash_lookup (server->streams, credential);
-    if (!count) {
-        int zero = 0;
-        zhash_insert (server->streams, credential, &zero);    //  autofree: copied
-        count = (int *) zhash_lookup (server->streams, credential);
+    if (!count && (count = (int *) calloc (1, sizeof *count))) {
+        if (zhash_insert (server->streams, credential, count) == 0)
+            zhash_freefn (server->streams, credential, free);
+        else {
+            free (count);
+            count = NULL;
+        }
     }
     if (count && *count < QN_HTTP_STREAMS_PER_TOKEN) {
         ++*count;

@@ -68,6 +68,35 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
     Qanat__BlobData blob = QANAT__BLOB_DATA__INIT;
     Qanat__RunList runs = QANAT__RUN_LIST__INIT;
     Qanat__Error error = QANAT__ERROR__INIT;
+    Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
+    Qanat__LogLine lines [3], *line_list [3];
+    Qanat__LogChunk chunks [3];
+    char texts [3][16];
+    if (request->body_case == QANAT__REQUEST__BODY_READ_LOGS && request->read_logs->run_id == 7) {
+        //  Run 7 has finished with three lines, log_seq 1 to 3, one per page
+        uint64_t next = request->read_logs->after_seq + 1;
+        for (uint64_t seq = next; seq <= 3 && page.n_lines < 1; seq++) {
+            size_t i = page.n_lines++;
+            Qanat__LogLine line_init = QANAT__LOG_LINE__INIT;
+            Qanat__LogChunk chunk_init = QANAT__LOG_CHUNK__INIT;
+            lines [i] = line_init;
+            chunks [i] = chunk_init;
+            snprintf (texts [i], sizeof texts [i], "line %d", (int) seq);
+            chunks [i].data.data = (uint8_t *) texts [i];
+            chunks [i].data.len = strlen (texts [i]);
+            lines [i].task = "t";
+            lines [i].attempt = 1;
+            lines [i].seq = seq + 10;
+            lines [i].log_seq = seq;
+            lines [i].chunk = &chunks [i];
+            line_list [i] = &lines [i];
+        }
+        page.lines = line_list;
+        page.run_finished = true;
+        reply.body_case = QANAT__REPLY__BODY_LOGS;
+        reply.logs = &page;
+    }
+    else
     if (request->body_case == QANAT__REQUEST__BODY_WHOAMI) {
         who.kind = "apitoken";
         who.name = "alice";
@@ -215,7 +244,7 @@ s_setup (void **state)
     snprintf (js, sizeof js, "%s/js", self->dir);
     qn_http_config_t config = {
         .endpoint = "127.0.0.1:0", .web_dir = web, .javascript_dir = js,
-        .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 3000
+        .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 20000
     };
     char *error = NULL;
     self->http = qn_http_new (&config, &error);
@@ -578,6 +607,46 @@ test_download (void **state)
     s_response_free (&response);
 }
 
+//  A log stream resumes after Last-Event-ID, sends each line once with
+//  its log sequence as id, and ends once the run finished
+static void
+test_log_stream (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_response_t response = s_request (self, "GET", "/api/v1/runs/7/logs/stream",
+                                       "Authorization: Bearer qat_good\r\nLast-Event-ID: 1\r\n",
+                                       NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (s_header (&response, "Content-Type"), "text/event-stream; charset=utf-8");
+    s_assert_security_headers (&response);
+    assert_non_null (strstr (response.body, "retry: 2000\n"));
+    assert_null (strstr (response.body, "line 1"));
+    const char *two = strstr (response.body, "event: line\nid: 2\ndata: {");
+    const char *three = strstr (response.body, "event: line\nid: 3\ndata: {");
+    const char *end = strstr (response.body, "event: end\nid: 3\n");
+    assert_non_null (two);
+    assert_non_null (three);
+    assert_non_null (end);
+    assert_true (two < three && three < end);
+    assert_non_null (strstr (two, "\"text\":\"line 2\""));
+    assert_null (strstr (three + 20, "id: 3\ndata: {\"task"));    //  once
+    s_response_free (&response);
+
+    //  ?after= when there is no Last-Event-ID; an unknown run is an HTTP error
+    response = s_request (self, "GET", "/api/v1/runs/7/logs/stream?after=2",
+                          "Authorization: Bearer qat_good\r\n", NULL);
+    assert_null (strstr (response.body, "line 2"));
+    assert_non_null (strstr (response.body, "line 3"));
+    s_response_free (&response);
+    response = s_request (self, "GET", "/api/v1/runs/8/logs/stream",
+                          "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 404);
+    s_response_free (&response);
+    response = s_request (self, "GET", "/api/v1/runs/7/logs/stream", NULL, NULL);
+    assert_int_equal (response.status, 401);
+    s_response_free (&response);
+}
+
 //  qn_http_api_decode alone: the request the CLI would send
 
 static const char *
@@ -650,6 +719,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_cookie_origin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_static_files, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_download, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
