@@ -85,5 +85,7 @@ rc=$?
 echo
 echo "The coordinator and agent keep running: export QANAT_KEY=$QANAT_KEY (the admin key),"
 echo "then try '$TOP/cli/qanat runs', 'qanat metrics ml-pipeline accuracy'."
+echo "The web UI is on http://127.0.0.1:7780/ (docs/http-api.md): sign in with an API"
+echo "token from '$TOP/cli/qanat apitoken create me --role admin'."
 echo "Stop them with: ./quickstart.sh --stop"
 exit $rc

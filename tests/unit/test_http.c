@@ -20,6 +20,7 @@
 #include "qn_http.h"
 #include "qn_http_api.h"
 #include "qn_http_bridge.h"
+#include "qn_tree.h"
 
 #define S_API       "inproc://test-http-api"
 #define S_EVENTS    "inproc://test-http-events"
@@ -36,6 +37,47 @@ typedef struct {
 
 static uint8_t s_blob [S_BLOB_SIZE];
 
+//  A directory output: its manifest and its two files, served as blobs
+typedef struct {
+    char hash [QN_BLOB_HASH_HEX + 1];
+    char *data;
+    size_t size;
+} s_stored_t;
+static s_stored_t s_stored [3];        //  manifest, a.txt, sub/b.txt
+
+//  Makes the directory tree/ (a.txt, sub/b.txt) under dir and keeps its
+//  manifest and files as the fake engine's blobs
+static void
+s_make_tree (const char *dir)
+{
+    char path [256];
+    snprintf (path, sizeof path, "%s/tree", dir);
+    mkdir (path, 0700);
+    snprintf (path, sizeof path, "%s/tree/sub", dir);
+    mkdir (path, 0700);
+    const char *files [][2] = { { "a.txt", "alpha\n" }, { "sub/b.txt", "beta\n" } };
+    for (size_t i = 0; i < 2; i++) {
+        snprintf (path, sizeof path, "%s/tree/%s", dir, files [i][0]);
+        FILE *file = fopen (path, "w");
+        fputs (files [i][1], file);
+        fclose (file);
+    }
+    char *error = NULL;
+    qn_tree_t *tree = qn_tree_scan (dir, "tree", &error);
+    assert_non_null (tree);
+    assert_int_equal (qn_tree_count (tree), 2);
+    s_stored [0].data = qn_tree_manifest (tree, &s_stored [0].size);
+    assert_int_equal (qn_tree_manifest_hash (tree, s_stored [0].hash), 0);
+    for (size_t i = 0; i < 2; i++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, i);
+        assert_string_equal (entry->path, files [i][0]);
+        snprintf (s_stored [i + 1].hash, sizeof s_stored [i + 1].hash, "%s", entry->hash);
+        s_stored [i + 1].data = strdup (files [i][1]);
+        s_stored [i + 1].size = strlen (files [i][1]);
+    }
+    qn_tree_destroy (&tree);
+}
+
 //  ---------------------------------------------------------------------
 //  The fake engine
 
@@ -47,6 +89,15 @@ s_answer (zsock_t *router, zframe_t *identity, Qanat__Envelope *reply)
     zmsg_append (msg, &identity);
     zmsg_append (msg, &payload);
     zmsg_send (&msg, router);
+}
+
+static const s_stored_t *
+s_stored_blob (const Qanat__GetBlob *get)
+{
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp (get->hash, s_stored [i].hash) == 0 && get->offset <= s_stored [i].size)
+            return &s_stored [i];
+    return NULL;
 }
 
 static void
@@ -64,7 +115,8 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
     Qanat__AttemptInfo attempt = QANAT__ATTEMPT_INFO__INIT;
     Qanat__AttemptInfo *attempts [] = { &attempt };
     Qanat__OutputRecord output = QANAT__OUTPUT_RECORD__INIT;
-    Qanat__OutputRecord *outputs [] = { &output };
+    Qanat__OutputRecord tree = QANAT__OUTPUT_RECORD__INIT;
+    Qanat__OutputRecord *outputs [] = { &output, &tree };
     Qanat__BlobData blob = QANAT__BLOB_DATA__INIT;
     Qanat__RunList runs = QANAT__RUN_LIST__INIT;
     Qanat__Error error = QANAT__ERROR__INIT;
@@ -116,8 +168,12 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
         task.n_attempts = 1;
         task.attempts = attempts;
         attempt.attempt = 1;
-        attempt.n_outputs = 1;
+        attempt.n_outputs = 2;
         attempt.outputs = outputs;
+        tree.name = "tree";
+        tree.kind = QANAT__ARTIFACT_KIND__ARTIFACT_DIR;
+        tree.hash = s_stored [0].hash;
+        tree.size = s_stored [0].size;
         output.name = "out";
         output.hash = S_HASH;
         output.size = S_BLOB_SIZE;
@@ -136,6 +192,17 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
         blob.total_size = S_BLOB_SIZE;
         blob.data.data = s_blob + blob.offset;
         blob.data.len = (size_t) size;
+        reply.body_case = QANAT__REPLY__BODY_BLOB;
+        reply.blob = &blob;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_GET_BLOB && s_stored_blob (request->get_blob)) {
+        const s_stored_t *stored = s_stored_blob (request->get_blob);
+        blob.hash = request->get_blob->hash;
+        blob.offset = request->get_blob->offset;
+        blob.total_size = stored->size;
+        blob.data.data = (uint8_t *) stored->data + blob.offset;
+        blob.data.len = stored->size - blob.offset;
         reply.body_case = QANAT__REPLY__BODY_BLOB;
         reply.blob = &blob;
     }
@@ -237,6 +304,7 @@ s_setup (void **state)
     assert_int_equal (symlink (path, link), 0);
     snprintf (path, sizeof path, "%s/js/lib.mjs", self->dir);
     s_write (path, "export const x = 1;\n");
+    s_make_tree (self->dir);
 
     self->engine = zactor_new (s_engine, NULL);
     char web [128], js [128];
@@ -263,6 +331,10 @@ s_teardown (void **state)
     s_fixture_t *self = (s_fixture_t *) *state;
     qn_http_destroy (&self->http);
     zactor_destroy (&self->engine);
+    for (size_t i = 0; i < 3; i++) {
+        free (s_stored [i].data);
+        s_stored [i].data = NULL;
+    }
     char command [128];
     snprintf (command, sizeof command, "rm -rf %s", self->dir);
     assert_int_equal (system (command), 0);
@@ -607,6 +679,30 @@ test_download (void **state)
     s_response_free (&response);
 }
 
+//  A directory output comes as a tar stream: each file's header (its
+//  path under the output's name), its bytes, padding; two zero blocks
+static void
+test_download_tree (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_response_t response = s_request (self, "GET", "/api/v1/runs/7/artifacts/t/tree",
+                                       "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (s_header (&response, "Content-Type"), "application/x-tar");
+    assert_string_equal (s_header (&response, "Content-Length"), "3072");
+    assert_int_equal (response.body_size, 3072);
+    const char *tar = response.body;
+    assert_string_equal (tar, "tree/a.txt");
+    assert_memory_equal (tar + 257, "ustar", 5);
+    assert_memory_equal (tar + 124, "00000000006", 11);         //  size, octal
+    assert_memory_equal (tar + 512, "alpha\n\0", 7);
+    assert_string_equal (tar + 1024, "tree/sub/b.txt");
+    assert_memory_equal (tar + 1536, "beta\n\0", 6);
+    for (size_t i = 2048; i < 3072; i++)
+        assert_int_equal (tar [i], 0);
+    s_response_free (&response);
+}
+
 //  A log stream resumes after Last-Event-ID, sends each line once with
 //  its log sequence as id, and ends once the run finished
 static void
@@ -719,6 +815,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_cookie_origin, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_static_files, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_download, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_download_tree, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
     };
