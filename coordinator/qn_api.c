@@ -115,6 +115,15 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     qn_workflow_destroy (&wf);
 }
 
+//  The error for a workflow name or version not stored (a hostile name is
+//  cut short)
+static char *
+s_no_such_workflow (const char *name, uint32_t version)
+{
+    return version? zsys_sprintf ("no such workflow: %.200s version %u", name, version)
+                  : zsys_sprintf ("no such workflow: %.200s", name);
+}
+
 //  What a StartRun runs: the file it carries (*stored_p 0), or a version
 //  stored before, by name (*stored_p its number; the caller frees the
 //  source).  NULL with *error_p when it names neither, both, or a version
@@ -143,10 +152,7 @@ s_start_source (qn_coordinator_t *self, Qanat__StartRun *start, uint32_t *stored
                                                                     start->workflow_name,
                                                                     version): NULL;
     if (!source) {
-        *error_p = start->workflow_version
-                 ? zsys_sprintf ("no such workflow: %.200s version %u", start->workflow_name,
-                                 start->workflow_version)
-                 : zsys_sprintf ("no such workflow: %.200s", start->workflow_name);
+        *error_p = s_no_such_workflow (start->workflow_name, start->workflow_version);
         return NULL;
     }
     *stored_p = version;
@@ -279,8 +285,6 @@ s_lookup_run (qn_coordinator_t *self, uint64_t run_id, bool with_tasks, bool *ow
         return run->info;
     }
     Qanat__RunInfo *info = qn_store_get_run (self->store, run_id);
-    if (info)
-        qn_api_views_param_types (self, &info, 1);
     if (info && with_tasks) {
         Qanat__TaskInfo **tasks = NULL;
         size_t count = 0;
@@ -302,6 +306,8 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
     if (active)
         qn_dispatch_explain_waiting (self, active);
     Qanat__RunInfo *info = s_lookup_run (self, request->get_run->run_id, true, &owned);
+    if (info && owned)
+        qn_api_views_param_types (self, &info, 1);
     if (!info) {
         char *message = zsys_sprintf ("no run %llu", (unsigned long long) request->get_run->run_id);
         s_error (call, request->id, ERR_NOT_FOUND, message);
@@ -528,8 +534,7 @@ s_handle_get_workflow (qn_api_call_t *call, Qanat__Request *request)
     &&  version <= latest)
         stored = qn_store_get_workflow (self->store, name, version? version: latest);
     if (!stored) {
-        char *message = version? zsys_sprintf ("no such workflow: %.200s version %u", name, version)
-                               : zsys_sprintf ("no such workflow: %.200s", name);
+        char *message = s_no_such_workflow (name, version);
         s_error (call, request->id, ERR_NOT_FOUND, message);
         free (message);
         return;

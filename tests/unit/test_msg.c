@@ -109,6 +109,7 @@ s_param (const char *name, const char *value)
     NEW (param, Qanat__Param, qanat__param__init);
     param->name = (char *) name;
     param->value = (char *) value;
+    param->type = "int";
     return param;
 }
 
@@ -185,6 +186,7 @@ s_submit (void)
     NEW (submit, Qanat__SubmitWorkflow, qanat__submit_workflow__init);
     submit->filename = "examples/demo/workflow.yaml";
     submit->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
+    submit->created_us = 1700000000000001LL;
     return submit;
 }
 
@@ -299,6 +301,7 @@ s_log_line (const char *task, uint32_t attempt, uint64_t seq, Qanat__Stream stre
     line->attempt = attempt;
     line->seq = seq;
     line->chunk = s_chunk (stream, s_log_data, sizeof (s_log_data) - 1, -(int64_t) seq);
+    line->log_seq = (1ULL << 40) + seq;
     return line;
 }
 
@@ -624,6 +627,8 @@ s_build_request_start_run (void)
     start->workflow = s_submit ();
     SET_LIST (start, params, s_param ("epochs", "3"), s_param ("dataset", "/data/x y.csv"));
     start->no_cache = true;
+    start->workflow_name = "ml-pipeline";
+    start->workflow_version = 3;
     request->start_run = start;
     return env;
 }
@@ -647,6 +652,12 @@ s_build_request_list_runs (void)
     NEW (list, Qanat__ListRuns, qanat__list_runs__init);
     list->workflow = "ml-pipeline";
     list->limit = 50;
+    list->status = QANAT__RUN_STATUS__RUN_CANCELED;
+    list->has_status = true;
+    list->owner = "alice";
+    list->created_after_us = -1;
+    list->created_before_us = INT64_MAX;
+    list->before_run_id = UINT64_MAX;
     request->list_runs = list;
     return env;
 }
@@ -662,6 +673,7 @@ s_build_request_read_logs (void)
     read->attempt = 2;
     read->cursor = s_bytes (s_cursor, sizeof (s_cursor));
     read->limit = 1000;
+    read->after_seq = 1ULL << 50;
     request->read_logs = read;
     return env;
 }
@@ -675,6 +687,7 @@ s_build_request_read_metrics (void)
     read->run_id = 42;
     read->workflow = "ml-pipeline";
     read->name = "loss";
+    read->all_points = true;
     request->read_metrics = read;
     return env;
 }
@@ -909,6 +922,7 @@ s_build_reply_runs (void)
     Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_RUNS);
     NEW (list, Qanat__RunList, qanat__run_list__init);
     SET_LIST (list, runs, s_run_info (44), s_run_info (43), s_run_info (1));
+    list->next_before = 1;
     reply->runs = list;
     return env;
 }
@@ -975,6 +989,16 @@ s_build_reply_stats (void)
     stats->s3_objects_deleted = 17;
     stats->s3_delete_failures = 18;
     stats->agent_cache_damaged = 19;
+    static uint64_t buckets [10] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, UINT64_MAX };
+    stats->commit_latency_bucket = buckets;
+    stats->n_commit_latency_bucket = 10;
+    stats->commit_latency_sum_ms = 0.25;
+    stats->log_lines_in = 22;
+    stats->log_bytes_in = 23;
+    stats->tasks_dispatched = 24;
+    SET_LIST (stats, attempts_ended, s_label ("exit", "3"), s_label ("timeout", "1"));
+    SET_LIST (stats, queue_depth, s_label ("gpu=a100@slurm", "7"));
+    SET_LIST (stats, agents_by_state, s_label ("connected", "2"), s_label ("lost", "0"));
     reply->stats = stats;
     return env;
 }
@@ -1077,6 +1101,67 @@ s_build_reply_api_tokens (void)
     return env;
 }
 
+static Qanat__Envelope *
+s_build_request_list_workflows (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_WORKFLOWS);
+    NEW (list, Qanat__ListWorkflows, qanat__list_workflows__init);
+    request->list_workflows = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_get_workflow (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_GET_WORKFLOW);
+    NEW (get, Qanat__GetWorkflow, qanat__get_workflow__init);
+    get->name = "ml-pipeline";
+    get->version = UINT32_MAX;
+    request->get_workflow = get;
+    return env;
+}
+
+static Qanat__WorkflowSummary *
+s_workflow_summary (const char *name, uint32_t latest)
+{
+    NEW (summary, Qanat__WorkflowSummary, qanat__workflow_summary__init);
+    summary->name = (char *) name;
+    summary->latest = latest;
+    summary->created_us = 1700000000000000LL + latest;
+    summary->runs = 100000 + latest;
+    return summary;
+}
+
+static Qanat__Envelope *
+s_build_reply_workflows (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_WORKFLOWS);
+    NEW (list, Qanat__WorkflowList, qanat__workflow_list__init);
+    SET_LIST (list, workflows, s_workflow_summary ("etl", 1),
+              s_workflow_summary ("ml-pipeline", 12));
+    reply->workflows = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_workflow_source (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_WORKFLOW_SOURCE);
+    NEW (source, Qanat__WorkflowSource, qanat__workflow_source__init);
+    source->name = "demo";
+    source->version = 2;
+    source->filename = "examples/demo/workflow.yaml";
+    source->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
+    source->created_us = 1700000000000002LL;
+    source->latest = 3;
+    reply->workflow_source = source;
+    return env;
+}
+
 //  The table: every case becomes one cmocka test, and the coverage test
 //  walks them all.
 #define CASES(X) \
@@ -1093,7 +1178,8 @@ s_build_reply_api_tokens (void)
     X (reply_metrics) X (reply_agents) X (reply_stats) \
     X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (request_put_blob) X (reply_blob) \
     X (request_whoami) X (request_create_api_token) X (request_list_api_tokens) \
-    X (request_revoke_api_token) X (reply_whoami) X (reply_api_token) X (reply_api_tokens)
+    X (request_revoke_api_token) X (reply_whoami) X (reply_api_token) X (reply_api_tokens) \
+    X (request_list_workflows) X (request_get_workflow) X (reply_workflows) X (reply_workflow_source)
 
 typedef struct {
     const char *name;
