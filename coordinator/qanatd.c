@@ -171,7 +171,7 @@ s_default_web_dir (void)
 
 //  Starts the HTTP side, or not (--http-endpoint none).  -1 on failure.
 static int
-s_http_start (s_http_options_t *http, qn_http_t **server_p)
+s_http_start (s_http_options_t *http, qn_coordinator_t *coordinator, qn_http_t **server_p)
 {
     *server_p = NULL;
     if (streq (http->endpoint, "none"))
@@ -184,7 +184,8 @@ s_http_start (s_http_options_t *http, qn_http_t **server_p)
         .key_file = http->key,
         .insecure = http->insecure,
         .metrics_public = http->metrics_public,
-        .web_dir = http->web_dir
+        .web_dir = http->web_dir,
+        .metrics_credential = qn_coordinator_http_credential (coordinator)
     };
     char *error = NULL;
     *server_p = qn_http_new (&config, &error);
@@ -357,7 +358,7 @@ main (int argc, char *argv [])
         printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
                 qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
     qn_http_t *http_server = NULL;
-    if (s_http_start (&http, &http_server) != 0) {
+    if (s_http_start (&http, coordinator, &http_server) != 0) {
         qn_coordinator_destroy (&coordinator);
         return 1;
     }

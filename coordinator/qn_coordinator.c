@@ -515,6 +515,12 @@ qn_coordinator_admin_key (qn_coordinator_t *self)
     return self->keyring? qn_keyring_admin_key_path (self->keyring): NULL;
 }
 
+const char *
+qn_coordinator_http_credential (qn_coordinator_t *self)
+{
+    return self->keyring && *self->http_credential? self->http_credential: NULL;
+}
+
 int
 qn_coordinator_run (qn_coordinator_t *self)
 {

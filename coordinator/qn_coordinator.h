@@ -76,6 +76,13 @@ void
 void
     qn_coordinator_turn (qn_coordinator_t *self);
 
+//  The credential this process's own HTTP server uses on the request
+//  bridge for what it serves without a caller's token (/metrics from
+//  loopback): a secret made at each start, never stored, with a user's
+//  rights.  NULL when insecure (no keyring: no credential is needed).
+const char *
+    qn_coordinator_http_credential (qn_coordinator_t *self);
+
 //  Path of the admin client key, or NULL when insecure.
 const char *
     qn_coordinator_admin_key (qn_coordinator_t *self);

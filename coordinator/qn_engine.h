@@ -112,6 +112,10 @@ struct _qn_coordinator_t {
     zsock_t *agents_sock;
     zsock_t *clients_sock;
     zsock_t *api_sock;                  //  the HTTP side's requests (qn_api_bridge.c)
+    //  This process's HTTP server's own credential, for what it may serve
+    //  without a caller's token (/metrics from loopback): a user's rights
+    char http_credential [80];
+    Qanat__Principal http_reader;
     zsock_t *events_sock;               //  what each commit changed, for the HTTP side
     char *agent_endpoint;
     char *client_endpoint;

@@ -373,8 +373,12 @@ s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *met
             if (!*call.credential && !self->metrics_public && !s_from_loopback (connection))
                 result = qn_http_send_error (self, connection, 401, NULL,
                                              "/metrics wants a credential from here", NULL);
-            else
+            else {
+                //  Allowed without a token: the server's own credential
+                if (!*call.credential && self->metrics_credential)
+                    call.credential = self->metrics_credential;
                 result = qn_http_routes_metrics (&call);
+            }
             break;
         case QN_HTTP_ROUTE_RUN_ARTIFACT:
             result = qn_http_download_artifact (&call);
@@ -608,6 +612,11 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
 {
     self->call_timeout_ms = config->call_timeout_ms > 0? config->call_timeout_ms: 10000;
     self->metrics_public = config->metrics_public;
+    if (config->metrics_credential
+    &&  !(self->metrics_credential = strdup (config->metrics_credential))) {
+        *error_p = strdup ("out of memory");
+        return -1;
+    }
     self->api_endpoint = strdup (config->api_endpoint? config->api_endpoint
                                                      : QN_HTTP_API_ENDPOINT);
     self->events_endpoint = strdup (config->events_endpoint? config->events_endpoint
@@ -731,6 +740,10 @@ qn_http_destroy (qn_http_t **self_p)
     free (self->api_endpoint);
     free (self->events_endpoint);
     free (self->cert_pem);
+    if (self->metrics_credential) {
+        memset (self->metrics_credential, 0, strlen (self->metrics_credential));
+        free (self->metrics_credential);
+    }
     if (self->key_pem) {
         memset (self->key_pem, 0, strlen (self->key_pem));
         free (self->key_pem);

@@ -43,6 +43,10 @@ typedef struct {
     const char *api_endpoint;       //  NULL = QN_HTTP_API_ENDPOINT
     const char *events_endpoint;    //  NULL = QN_HTTP_EVENTS_ENDPOINT
     int call_timeout_ms;            //  an engine call waits this long (0 = 10 s)
+    //  The credential the server itself uses for /metrics asked without
+    //  one (from loopback, or from anywhere with metrics_public); NULL
+    //  when the engine needs none (qn_coordinator_http_credential)
+    const char *metrics_credential;
 } qn_http_config_t;
 
 typedef struct _qn_http_t qn_http_t;

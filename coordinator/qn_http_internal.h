@@ -35,6 +35,7 @@ struct _qn_http_t {
     char *cert_pem;
     char *key_pem;
     char *url;
+    char *metrics_credential;       //  for /metrics without a caller's token, or NULL
     bool tls;
     bool metrics_public;
     int call_timeout_ms;

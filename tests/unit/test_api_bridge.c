@@ -218,6 +218,36 @@ test_refusals (void **state)
     free (brief);
 }
 
+//  The HTTP server's own credential (for /metrics without a token) is
+//  admitted with a user's rights; an altered one is not, and an
+//  insecure engine has none
+static void
+test_http_credential (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    const char *own = qn_coordinator_http_credential (fixture->t.engine);
+    assert_non_null (own);
+    assert_true (strlen (own) > 40);
+    Qanat__Envelope *reply = s_ask_stats (fixture, own);
+    assert_int_equal (reply->body_case, QANAT__ENVELOPE__BODY_REPLY);
+    assert_int_equal (reply->reply->body_case, QANAT__REPLY__BODY_STATS);
+    qn_msg_free (&reply);
+    char altered [128];
+    snprintf (altered, sizeof altered, "%s", own);
+    altered [strlen (altered) - 1] ^= 1;
+    s_assert_refused (s_ask_stats (fixture, altered),
+                      "this API token is not admitted (unknown, revoked or expired)");
+    //  A user's rights, not an admin's
+    Qanat__ListApiTokens list = QANAT__LIST_API_TOKENS__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_LIST_API_TOKENS;
+    request.list_api_tokens = &list;
+    reply = s_exchange (fixture->t.engine, fixture->dealer, own, strlen (own), &request);
+    assert_int_equal (reply->reply->body_case, QANAT__REPLY__BODY_ERROR);
+    assert_int_equal (reply->reply->error->code, QANAT__ERROR_CODE__ERROR_DENIED);
+    qn_msg_free (&reply);
+}
+
 static void
 test_malformed_dropped (void **state)
 {
@@ -712,6 +742,7 @@ main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_refusals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_http_credential, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_malformed_dropped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_roles_and_whoami, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_notifications, s_setup, s_teardown),

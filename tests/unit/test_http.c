@@ -119,6 +119,8 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
     Qanat__OutputRecord *outputs [] = { &output, &tree };
     Qanat__BlobData blob = QANAT__BLOB_DATA__INIT;
     Qanat__RunList runs = QANAT__RUN_LIST__INIT;
+    Qanat__Stats stats = QANAT__STATS__INIT;
+    Qanat__AgentList agents = QANAT__AGENT_LIST__INIT;
     Qanat__Error error = QANAT__ERROR__INIT;
     Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
     Qanat__LogLine lines [3], *line_list [3];
@@ -205,6 +207,17 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
         blob.data.len = stored->size - blob.offset;
         reply.body_case = QANAT__REPLY__BODY_BLOB;
         reply.blob = &blob;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_GET_STATS) {
+        stats.commits = 42;
+        reply.body_case = QANAT__REPLY__BODY_STATS;
+        reply.stats = &stats;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_LIST_AGENTS) {
+        reply.body_case = QANAT__REPLY__BODY_AGENTS;
+        reply.agents = &agents;
     }
     else
     if (request->body_case == QANAT__REQUEST__BODY_LIST_RUNS) {
@@ -312,7 +325,8 @@ s_setup (void **state)
     snprintf (js, sizeof js, "%s/js", self->dir);
     qn_http_config_t config = {
         .endpoint = "127.0.0.1:0", .web_dir = web, .javascript_dir = js,
-        .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 20000
+        .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 20000,
+        .metrics_credential = S_TOKEN
     };
     char *error = NULL;
     self->http = qn_http_new (&config, &error);
@@ -703,6 +717,31 @@ test_download_tree (void **state)
     s_response_free (&response);
 }
 
+//  /metrics: Prometheus text; from loopback without a token, through the
+//  server's own credential; a token given is checked
+static void
+test_metrics (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_response_t response = s_request (self, "GET", "/", NULL, NULL);      //  one 200 counted
+    s_response_free (&response);
+    response = s_request (self, "GET", "/metrics", NULL, NULL);
+    assert_int_equal (response.status, 200);
+    assert_string_equal (s_header (&response, "Content-Type"),
+                         "text/plain; version=0.0.4; charset=utf-8");
+    s_assert_security_headers (&response);
+    assert_non_null (strstr (response.body, "\nqanat_commits_total 42\n"));
+    assert_non_null (strstr (response.body, "# TYPE qanat_http_requests_total counter\n"));
+    assert_non_null (strstr (response.body, "qanat_http_responses_total{code=\"200\"}"));
+    s_response_free (&response);
+    response = s_request (self, "GET", "/metrics", "Authorization: Bearer qat_wrong\r\n", NULL);
+    assert_int_equal (response.status, 401);
+    s_response_free (&response);
+    response = s_request (self, "POST", "/metrics", NULL, "{}");
+    assert_int_equal (response.status, 405);
+    s_response_free (&response);
+}
+
 //  A log stream resumes after Last-Event-ID, sends each line once with
 //  its log sequence as id, and ends once the run finished
 static void
@@ -817,6 +856,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_download, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_download_tree, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_metrics, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
