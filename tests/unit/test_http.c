@@ -782,6 +782,83 @@ test_log_stream (void **state)
     s_response_free (&response);
 }
 
+//  A slow engine: answers its first request 500 ms late, and every later
+//  one with a reply to another id first, then its own (commits = 2)
+static void
+s_slow_engine (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_t *router = zsock_new_router ("inproc://test-http-slow");
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    int served = 0;
+    while (zpoller_wait (poller, -1) == router) {
+        zmsg_t *msg = zmsg_recv (router);
+        zframe_t *identity = zmsg_pop (msg);
+        zframe_t *credential = zmsg_pop (msg);
+        zframe_t *payload = zmsg_pop (msg);
+        Qanat__Envelope *request = qn_msg_decode (zframe_data (payload), zframe_size (payload),
+                                                  NULL, NULL);
+        Qanat__Stats stats = QANAT__STATS__INIT;
+        Qanat__Reply reply = QANAT__REPLY__INIT;
+        reply.body_case = QANAT__REPLY__BODY_STATS;
+        reply.stats = &stats;
+        Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+        env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+        env.reply = &reply;
+        if (served++ == 0) {
+            zclock_sleep (500);
+            stats.commits = 1;
+        }
+        else {
+            reply.id = request->request->id + 1000;
+            stats.commits = 99;
+            s_answer (router, zframe_dup (identity), &env);
+            stats.commits = 2;
+        }
+        reply.id = request->request->id;
+        s_answer (router, identity, &env);
+        qn_msg_free (&request);
+        zframe_destroy (&credential);
+        zframe_destroy (&payload);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&router);
+}
+
+//  The bridge alone: a call the engine leaves unanswered fails as busy
+//  after its timeout, and its late answer is never taken for the answer
+//  to the next call; a reply to another id is dropped
+static void
+test_bridge_timeout (void **state)
+{
+    (void) state;
+    zactor_t *engine = zactor_new (s_slow_engine, NULL);
+    qn_http_bridge_t *bridge = qn_http_bridge_new ("inproc://test-http-slow");
+    Qanat__GetStats get = QANAT__GET_STATS__INIT;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.body_case = QANAT__REQUEST__BODY_GET_STATS;
+    request.get_stats = &get;
+    Qanat__Reply *reply = NULL;
+    char *error = NULL;
+    int64_t start = zclock_mono ();
+    assert_int_equal (qn_http_bridge_call (bridge, "qat_x", &request, &reply, 200, &error),
+                      QN_HTTP_BRIDGE_FAILED);
+    assert_true (zclock_mono () - start >= 190);
+    assert_string_equal (error, "coordinator busy");
+    zstr_free (&error);
+    assert_null (reply);
+    zclock_sleep (700);                 //  the late answer has been sent by now
+    assert_int_equal (qn_http_bridge_call (bridge, "qat_x", &request, &reply, 5000, &error), 0);
+    assert_non_null (reply);
+    assert_int_equal (reply->id, request.id);
+    assert_int_equal (reply->stats->commits, 2);
+    qanat__reply__free_unpacked (reply, NULL);
+    qn_http_bridge_destroy (&bridge);
+    zactor_destroy (&engine);
+}
+
 //  qn_http_api_decode alone: the request the CLI would send
 
 static const char *
@@ -858,6 +935,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_metrics, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
+        cmocka_unit_test (test_bridge_timeout),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
