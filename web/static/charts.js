@@ -34,7 +34,7 @@ export function lineChart(canvas, { datasets, xTitle, yTitle, xFormat, onPointCl
       datasets: datasets.map((d, i) => ({
         label: d.label, data: d.points, parsing: false, showLine,
         borderColor: seriesColour(i), backgroundColor: seriesColour(i),
-        borderWidth: 1.5, pointRadius: d.points.length > 200 ? 0 : 2.5, pointHoverRadius: 5, tension: 0,
+        borderWidth: 1.5, pointRadius: showLine && d.points.length > 200 ? 0 : 2.5, pointHoverRadius: 5, tension: 0,
       })),
     },
     options: {

@@ -20,6 +20,7 @@ export function mountLogs(root, params, query, app) {
   let partial = false;         // the last line continues in the next chunk
   let matches = [], current = -1, needle = '';
   let follow = true, stamps = false, logSse = null, ended = false;
+  let painted = 0;             // the spacer height last painted (lines may have come since)
 
   const picker = h('select', { 'aria-label': 'attempt', 'data-test': 'attempt-picker' });
   const followBox = h('input', { type: 'checkbox', checked: true, 'data-test': 'follow' });
@@ -54,7 +55,8 @@ export function mountLogs(root, params, query, app) {
   }
   function paint() {
     const total = lines.length;
-    spacer.style.height = `${total * LINE}px`;
+    painted = total * LINE;
+    spacer.style.height = `${painted}px`;
     if (follow) view.scrollTop = view.scrollHeight;
     const w = visibleWindow(view.scrollTop, view.clientHeight, LINE, total);
     rowsEl.style.transform = `translateY(${w.offset}px)`;
@@ -83,7 +85,7 @@ export function mountLogs(root, params, query, app) {
   }
 
   view.addEventListener('scroll', () => {
-    const bottom = atBottom(view.scrollTop, view.clientHeight, lines.length * LINE);
+    const bottom = atBottom(view.scrollTop, view.clientHeight, painted);
     if (follow !== bottom) { follow = bottom; followBox.checked = bottom; }
     schedule();
   }, { passive: true });

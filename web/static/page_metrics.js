@@ -137,7 +137,8 @@ export function mountHistory(root, params, query, app) {
     fig.append(h('div', { class: 'chart-box tall' }, canvas));
     chart = lineChart(canvas, {
       datasets: [{ label: metric, points }], xTitle: 'time', yTitle: metric, xFormat: fmt, showLine: false,
-      onPointClick: (p) => app.router.go(`/ui/runs/${p.run}`),
+      // leave Chart.js's click handler before the page (and chart) goes away
+      onPointClick: (p) => setTimeout(() => app.router.go(`/ui/runs/${p.run}`), 0),
     });
     chart.options.plugins.tooltip.callbacks.label = (item) => `run #${item.raw.run} ${item.raw.task}: ${item.raw.y}`;
     chart.update('none');

@@ -29,13 +29,20 @@ export function mountRun(root, params, query, app) {
       h('span', { class: 'spacer' }),
       h('a', { href: `/ui/runs/${enc(id)}/metrics`, class: 'button' }, 'Metrics')),
     head,
-    h('h2', null, 'Tasks'), dagBox,
+    h('div', { class: 'section-head' }, h('h2', null, 'Tasks'),
+      h('button', { type: 'button', class: 'ghost small', 'aria-pressed': 'false', 'data-test': 'dag-fit', onclick: toggleFit }, 'Fit to width')),
+    dagBox,
     h('h2', null, 'Timeline'), ganttBox,
     h('div', { class: 'two-col' },
       h('div', null, h('h2', null, 'Params'), paramsBox),
       h('div', null, h('h2', null, 'Checks'), checksBox)),
     tracesBox, cachedBox,
     h('h2', null, 'Artifacts'), artifactsBox));
+
+  function toggleFit(ev) {
+    const on = dagBox.classList.toggle('fit');
+    ev.currentTarget.setAttribute('aria-pressed', String(on));
+  }
 
   function changed(key, value) {
     const v = JSON.stringify(value);
