@@ -16,12 +16,14 @@ export function mountRuns(root, params, query, app) {
   let loading = null;            // AbortController of the fetch in flight
   let again = false;
 
-  const wf = h('input', { type: 'search', name: 'workflow', value: filters.workflow, placeholder: 'any', 'data-test': 'filter-workflow' });
+  const wf = h('input', { type: 'search', name: 'workflow', value: filters.workflow, placeholder: 'any', list: 'workflow-names', 'data-test': 'filter-workflow' });
+  const names = h('datalist', { id: 'workflow-names' });
+  api('/workflows').then((d) => { for (const w of d.workflows || []) names.append(h('option', { value: w.name })); }).catch(() => {});
   const st = h('select', { name: 'status', 'data-test': 'filter-status' },
     STATUSES.map((s) => h('option', { value: s, selected: s === filters.status }, s ? s.replace(/_/g, ' ') : 'any')));
   const ow = h('input', { type: 'search', name: 'owner', value: filters.owner, placeholder: 'any', 'data-test': 'filter-owner' });
   const form = h('form', { class: 'filters', role: 'search' },
-    h('label', null, 'Workflow ', wf), h('label', null, 'Status ', st), h('label', null, 'Owner ', ow),
+    h('label', null, 'Workflow ', wf, names), h('label', null, 'Status ', st), h('label', null, 'Owner ', ow),
     h('button', { type: 'submit' }, 'Filter'),
     h('button', { type: 'button', class: 'ghost', onclick: () => { wf.value = ''; st.value = ''; ow.value = ''; apply(); } }, 'Clear'));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); apply(); });

@@ -42,7 +42,11 @@ export class Router {
       const m = route.pattern.exec(pathname);
       if (m) {
         const params = {};
-        (route.names || []).forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
+        try {
+          (route.names || []).forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
+        } catch {
+          return null;                    // a malformed %-escape: no such page
+        }
         return { route, params };
       }
     }
