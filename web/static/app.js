@@ -83,7 +83,7 @@ function showUser() {
   if (app.user) {
     who.append(h('span', { class: 'user-name' }, app.user.name || '?'),
       h('span', { class: `role role-${app.user.role}`, 'data-test': 'role' }, app.user.role || ''));
-    out.hidden = false;
+    out.hidden = app.user.kind === 'local';     // --insecure: no session to end
   } else {
     out.hidden = true;
   }

@@ -200,7 +200,6 @@ export function mountLogs(root, params, query, app) {
   });
   const runSse = stream(`/runs/${enc(id)}/events`, { run: (r) => { if (r && r.tasks) onRun(r); } });
   if (attempt) openLog();
-  view.focus({ preventScroll: true });
   return {
     unmount() {
       if (logSse) logSse.close();

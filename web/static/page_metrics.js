@@ -17,7 +17,7 @@ export function toPoints(series) {
   const t0 = Math.min(...all.map((p) => parseTime(p.time) ?? Infinity));
   return {
     useStep,
-    datasets: series.map((s) => ({
+    datasets: series.slice().sort((a, b) => String(a.task).localeCompare(String(b.task))).map((s) => ({
       label: s.task || `run ${s.run_id}`,
       points: (s.points || []).map((p) => ({
         x: useStep ? p.step : ((parseTime(p.time) ?? t0) - t0) / 1000, y: p.value,
