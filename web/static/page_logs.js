@@ -69,7 +69,8 @@ export function mountLogs(root, params, query, app) {
     const ln = lines[i];
     const div = h('div', { class: ['log-line', `s-${ln.stream}`, isCurrent && 'current'], 'data-test': 'log-line', 'data-line': i });
     if (stamps) div.append(h('span', { class: 'log-time' }, ln.time ? ln.time.slice(11, 23) : '            '));
-    if (ln.stream !== 'stdout') div.append(h('span', { class: 'log-stream' }, ln.stream === 'stderr' ? 'err' : 'sys'));
+    // the gutter is there for stdout too, so every line's text starts in one column
+    div.append(h('span', { class: 'log-stream' }, ln.stream === 'stderr' ? 'err' : ln.stream === 'stdout' ? '' : 'sys'));
     if (needle) appendMarked(div, ln.text, needle); else div.append(ln.text);
     return div;
   }
