@@ -4,14 +4,15 @@
 #   --tests  also what the test suite needs: a real Slurm (slurm-wlm,
 #            munge) for the Slurm backend tests, openssl for the fake
 #            Kubernetes API server's certificate, node and npm for the
-#            local S3 server (s3rver) and the SigV4 cross-check (aws4).
+#            local S3 server (s3rver) and the SigV4 cross-check (aws4),
+#            chromium and libjs-chart.js for the web UI's browser tests.
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libcmocka-dev libsodium-dev
   python3 python3-zmq valgrind procps clang-14 libclang-rt-14-dev"
 if [ "${1:-}" = "--tests" ]; then
-    PACKAGES="$PACKAGES slurm-wlm munge openssl"
+    PACKAGES="$PACKAGES slurm-wlm munge openssl chromium libjs-chart.js"
     # A node from elsewhere (nodesource) is fine; Debian's only if none
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
         || PACKAGES="$PACKAGES nodejs npm"
