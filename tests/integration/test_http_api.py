@@ -389,8 +389,20 @@ def test_agents_drain_undrain_revoke(c):
     check("local" in agents["a1"].get("backends", ["local"]), "backends %s" % agents["a1"])
     r = user.request("POST", "/api/v1/agents/a1/drain")
     check(r.status == 403 and error_of(r)["code"] == "forbidden", "user drains: %r" % r)
+    events = user.sse("/api/v1/agents/events")
+    ev = events.next_event()
+    check(ev and ev[0] == "agents", "first agents event %s" % (ev,))
+    openapi_check.validate(json.loads(ev[2]), {"$ref": "#/components/schemas/AgentList"})
     r = admin.expect(200, "POST", "/api/v1/agents/a1/drain").json()
     check(r["name"] == "a1" and r["draining"] is True, "drain reply %s" % r)
+    pushed = False
+    for _ in range(10):
+        ev = events.next_event()
+        if ev and ev[0] == "agents" and [a for a in json.loads(ev[2])["agents"] if a["name"] == "a1" and a["draining"]]:
+            pushed = True
+            break
+    events.close()
+    check(pushed, "the drain was not pushed on /agents/events")
     a1 = [a for a in user.get("/api/v1/agents")["agents"] if a["name"] == "a1"][0]
     check(a1["draining"], "listed after drain %s" % a1)
     check("draining" in c.qanat("agents").stdout or any(a["draining"] for a in c.qanat_json("agents")),
