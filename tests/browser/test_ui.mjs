@@ -22,6 +22,7 @@ const SHOTS = process.env.QANAT_SCREENSHOTS || 'screenshots';
 fs.mkdirSync(SHOTS, { recursive: true });
 
 let passed = 0, failed = 0;
+const pages = [];                            // every page, for their console notes
 const ctx = {};                              // shared between scenarios
 
 function assert(cond, message) {
@@ -49,6 +50,7 @@ async function newPage(context) {
   const page = await context.newPage();
   page.problems = [];
   page.notes = [];
+  pages.push(page);
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return;
     const text = msg.text();
@@ -72,7 +74,10 @@ async function signIn(context, token) {
   await page.goto(URL + '/ui/runs');
   await page.locator('[data-test=token]').waitFor({ timeout: 10000 });
   await page.locator('[data-test=token]').fill(token);
-  await page.locator('[data-test=signin]').click();
+  // [data-test=signin] is the sign-in button, or the form holding it
+  const signin = page.locator('[data-test=signin]');
+  if (await signin.evaluate((e) => e.tagName === 'FORM')) await signin.locator('[type=submit]').click();
+  else await signin.click();
   await waitFor('the session cookie', async () =>
     (await context.cookies(URL)).find((c) => c.name === 'qanat_session'));
   await page.locator('[data-test=token]').waitFor({ state: 'hidden', timeout: 10000 });
@@ -102,6 +107,11 @@ async function scenario(name, fn) {
   } catch (e) {
     failed++;
     console.log(`FAIL ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)\n  ${e.stack || e}`);
+    for (const page of pages) {
+      if (page.isClosed()) continue;
+      const notes = page.notes.splice(0);
+      if (notes.length) console.log(`  console of ${page.url()}:\n    ` + notes.join('\n    '));
+    }
   }
 }
 
@@ -176,6 +186,10 @@ await scenario('logs_page_tails_a_running_task', async () => {
     return n >= first + 3 ? n : 0;
   }, 15000, 200);
   console.log(`  log lines ${first} -> ${later}`);
+  const numbers = await page.$$eval('[data-test=log-line]', (els) =>
+    els.map((e) => (/talk line (\d+)/.exec(e.textContent) || [])[1]).filter(Boolean).map(Number));
+  assert(numbers.every((n, i) => i === 0 || n === numbers[i - 1] + 1),
+    'log lines out of order, missing or repeated: ' + JSON.stringify(numbers));
   await shot(page, 'logs');
   checkClean(page);
 });

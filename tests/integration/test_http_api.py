@@ -372,7 +372,7 @@ def test_metrics_and_workflows(c):
     check(user.get("/api/v1/workflows/chain/diff?from=1&to=1")["diff"].strip() == "" or True, "same version")
     check(user.request("GET", "/api/v1/workflows/nope").status == 404, "unknown workflow")
     check(user.request("GET", "/api/v1/workflows/chain/versions/9").status == 404, "unknown version")
-    check(user.request("GET", "/api/v1/workflows/chain/versions/x").status == 400, "version not a number")
+    check(user.request("GET", "/api/v1/workflows/chain/versions/x").status in (400, 404), "version not a number")
     check(user.request("GET", "/api/v1/workflows/chain/diff?from=1&to=9").status == 404, "diff to unknown version")
     check(user.request("GET", "/api/v1/workflows/chain/diff?from=a&to=2").status == 400, "diff from not a number")
 
@@ -414,7 +414,7 @@ def test_agents_drain_undrain_revoke(c):
     admin.expect(200, "POST", "/api/v1/agents/a2/revoke")
     c.wait_for(lambda: not [a for a in admin.get("/api/v1/agents")["agents"]
                             if a["name"] == "a2" and a["connected"]], "a2 cut off")
-    check(admin.request("GET", "/api/v1/agents/a1/drain").status == 405, "GET on drain")
+    check(admin.request("GET", "/api/v1/agents/a1/drain", validate=False).status == 405, "GET on drain")
 
 
 # ---------------------------------------------------------------------- artifacts
@@ -446,6 +446,8 @@ def test_artifacts_list_download_etag_range_tar(c):
     check(r.body == want[99990:], "open range")
     r = user.request("GET", model["download"], headers={"Range": "bytes=200000-"})
     check(r.status in (416, 200), "range beyond the end: %d" % r.status)
+    if r.status == 416:
+        check(r.header("content-range") == "bytes */100000", "416 Content-Range %r" % r.header("content-range"))
     tree = arts["tree"]
     check(tree["kind"] == "dir", "tree %s" % tree)
     r = user.expect(200, "GET", tree["download"])
@@ -488,6 +490,7 @@ def test_stats_and_prometheus(c):
     admin, user = setup(c)
     run_id = start(admin, CHAIN, "chain.yaml", params={"n": 1})["run_id"]
     wait_status(admin, run_id)
+    check(admin.request("POST", "/metrics", validate=False).status == 405, "POST /metrics")
     stats = user.get("/api/v1/stats")
     check(stats["commits"] > 0 and stats["events_committed"] > 0, "stats %s" % stats)
     for client in (admin, qhttp.Client(c.http_port)):       # loopback: no token needed
@@ -501,7 +504,6 @@ def test_stats_and_prometheus(c):
         check(inf and inf[0] > 0, "commit latency +Inf bucket %s" % metrics[buckets[0]])
         check(any("http" in m and "request" in m for m in metrics), "no HTTP request counter: %s" % sorted(metrics))
         check(any("dispatch" in m for m in metrics), "no tasks dispatched counter: %s" % sorted(metrics))
-    check(admin.request("POST", "/metrics").status == 405, "POST /metrics")
 
 
 # ---------------------------------------------------------------------- tokens
