@@ -57,15 +57,22 @@ class Client:
     """Requests to 127.0.0.1:port with a bearer token (or none), a new
     connection per request unless keep is set."""
 
-    def __init__(self, port, token=None, host="127.0.0.1", timeout=15):
+    def __init__(self, port, token=None, host="127.0.0.1", timeout=15, source=None):
         self.port = port
         self.token = token
         self.host = host
         self.timeout = timeout
-        self.responses = 0
+        self.source = (source, 0) if source else None     # a local address to connect from
 
     def with_token(self, token):
         return Client(self.port, token, self.host, self.timeout)
+
+    def from_address(self, source):
+        return Client(self.port, self.token, self.host, self.timeout, source)
+
+    def connection(self, timeout=None):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout,
+                                          source_address=self.source)
 
     def request(self, method, path, body=None, headers=None, raw=None, validate=True):
         """Sends one request: body (an object) as JSON, or raw bytes.
@@ -79,7 +86,7 @@ class Client:
         if raw is not None:
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn = self.connection()
         try:
             conn.request(method, path, body=raw, headers=hdrs)
             resp = conn.getresponse()
@@ -87,7 +94,6 @@ class Client:
             r = Response(method, path, resp.status, [(k.lower(), v) for k, v in resp.getheaders()], data)
         finally:
             conn.close()
-        self.responses += 1
         check_security_headers(r)
         ctype = r.header("content-type") or ""
         # 416 is the range protocol's answer (Content-Range: bytes */SIZE)
@@ -124,7 +130,7 @@ class EventStream:
             hdrs["Authorization"] = "Bearer " + client.token
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = str(last_event_id)
-        self.conn = http.client.HTTPConnection(client.host, client.port, timeout=timeout)
+        self.conn = client.connection(timeout)
         self.conn.request("GET", path, headers=hdrs)
         self.resp = self.conn.getresponse()
         r = Response("GET", path, self.resp.status, [(k.lower(), v) for k, v in self.resp.getheaders()], b"")

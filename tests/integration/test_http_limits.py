@@ -123,5 +123,41 @@ def test_connection_flood_leaves_room_for_others(c):
     check(time.time() - started < 20, "flood test overran")
 
 
+STREAMS_PER_TOKEN = 32
+
+
+def test_event_streams_per_token(c):
+    client = setup(c)
+    other = client.with_token(c.create_apitoken("other", "user"))
+    started = time.time()
+    streams = []
+    try:
+        # from two addresses: one address holds at most 32 connections
+        for i in range(STREAMS_PER_TOKEN):
+            stream = client.from_address("127.0.0.%d" % (5 + i % 2)).sse("/api/v1/runs/events")
+            check(stream.next_event(timeout=5)[0] == "runs", "stream %d: no first event" % i)
+            streams.append(stream)
+        r = client.from_address("127.0.0.7").request("GET", "/api/v1/runs/events")
+        check(r.status in (429, 503), "stream %d of one token: %r" % (STREAMS_PER_TOKEN + 1, r))
+        mine = other.from_address("127.0.0.7").sse("/api/v1/runs/events")          # another token is not held back
+        check(mine.next_event(timeout=5)[0] == "runs", "another token's stream")
+        mine.close()
+        served(client)                                   # plain requests still work
+        streams.pop().close()
+        deadline = time.time() + 5
+        while True:                                      # the closed stream's slot comes back
+            try:
+                again = client.sse("/api/v1/runs/events")
+                again.close()
+                break
+            except TestFailure:
+                check(time.time() < deadline, "a closed stream's slot did not come back within 5 s")
+                time.sleep(0.2)
+    finally:
+        for stream in streams:
+            stream.close()
+    check(time.time() - started < 30, "stream cap test overran")
+
+
 if __name__ == "__main__":
     harness.main(globals())
