@@ -62,6 +62,7 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="qanat-it-%s-" % name)
         self.client_port = free_port()
         self.agent_port = free_port()
+        self.http_port = free_port()
         self.coordinator = None
         self.agents = {}
         self.logs = []
@@ -73,6 +74,11 @@ class Cluster:
     @property
     def agent_endpoint(self):
         return "tcp://127.0.0.1:%d" % self.agent_port
+
+    @property
+    def http_url(self):
+        """The coordinator's HTTP API and web UI"""
+        return "http://127.0.0.1:%d" % self.http_port
 
     def _spawn(self, name, argv):
         path = os.path.join(self.dir, name + ".log")
@@ -87,25 +93,24 @@ class Cluster:
                           http_port=None, web_dir=None):
         """Starts qanatd; data_dir defaults to <tmp>/coordinator (the same
         one on every restart); suspect_after_ms is passed only when given.
-        http_port (True = a free port, kept across restarts, or a number)
-        adds --http-endpoint 127.0.0.1:PORT and waits until it accepts
-        connections; web_dir adds --web-dir.
+        Its HTTP side listens on 127.0.0.1:<http_port>, a free port kept
+        across restarts; http_port (True, or a port number to use instead)
+        also waits until that port accepts connections; web_dir adds
+        --web-dir.
         secure (default SECURE) runs it with CURVE: the CLI then uses the
         admin key the coordinator writes into <data-dir>/keys/admin.key;
         otherwise it runs --insecure and the CLI uses --key none."""
         self.secure = SECURE if secure is None else secure
+        if http_port is not None and http_port is not True:
+            self.http_port = http_port
         argv = [QANATD, "--data-dir", data_dir or os.path.join(self.dir, "coordinator"),
                 "--client-endpoint", self.client_endpoint,
                 "--agent-endpoint", self.agent_endpoint,
+                "--http-endpoint", "127.0.0.1:%d" % self.http_port,
                 "--heartbeat-ms", str(heartbeat_ms),
                 "--lost-after-ms", str(lost_after_ms)]
         if suspect_after_ms is not None:
             argv += ["--suspect-after-ms", str(suspect_after_ms)]
-        if http_port is not None:
-            if http_port is True:
-                http_port = getattr(self, "http_port", None) or free_port()
-            self.http_port = http_port
-            argv += ["--http-endpoint", "127.0.0.1:%d" % http_port]
         if web_dir is not None:
             argv += ["--web-dir", web_dir]
         if self.secure:
@@ -122,7 +127,7 @@ class Cluster:
             check(self.coordinator.poll() is None, "qanatd exited at start")
             if os.path.exists(self.key) or self.key == "none":
                 if self.qanat("stats", check=False, timeout_s=1).returncode == 0 \
-                        and (http_port is None or _accepts("127.0.0.1", http_port)):
+                        and (http_port is None or _accepts("127.0.0.1", self.http_port)):
                     return
             time.sleep(0.1)
         raise TestFailure("qanatd did not answer within 15 s")
