@@ -15,6 +15,7 @@ TOP=$(pwd)
 tests/s3/setup.sh || exit 1
 # The browser tests' driver (playwright-core; the browser is Debian's chromium)
 tests/browser/setup.sh || exit 1
+export QANAT_BROWSER_NODE_DIR="$TOP/tests/browser"
 export QANAT_S3_REQUIRED=1 QANAT_S3_NODE_DIR="$TOP/tests/s3"
 if [ ! -f Makefile ]; then
     ./autogen.sh >/dev/null && ./configure -q || exit 1

@@ -9,10 +9,16 @@
 //   QANAT_TALK_SOURCE     a workflow: one task printing a line every 0.25 s
 //   QANAT_SCREENSHOTS     where each page's screenshot goes
 //   QANAT_CHROMIUM        the browser (default /usr/bin/chromium)
+//   QANAT_PLAYWRIGHT      playwright-core's index.mjs (default: resolved here)
 // Prints "ok NAME" / "FAIL NAME" per scenario and "N passed, N failed".
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// QANAT_PLAYWRIGHT: playwright-core's index.mjs when its node_modules is
+// not next to this file (a build from the distribution tarball)
+const { chromium } = await import(process.env.QANAT_PLAYWRIGHT
+  ? pathToFileURL(process.env.QANAT_PLAYWRIGHT).href : 'playwright-core');
 
 const URL = process.env.QANAT_URL;
 const ADMIN = process.env.QANAT_ADMIN_TOKEN;

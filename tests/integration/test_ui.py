@@ -2,7 +2,7 @@
 the HTTP server on and --web-dir at the source tree's web/, one local
 agent, an admin and a user API token (made with the CLI), then runs
 tests/browser/test_ui.mjs (playwright-core, installed by
-tests/browser/setup.sh) and reports its "N passed, N failed".
+tests/browser/setup.sh, or found in $QANAT_BROWSER_NODE_DIR) and reports its "N passed, N failed".
 Screenshots go to tests/browser/screenshots/ in the build tree.
 Skipped (77) only when Chromium is not installed."""
 import os
@@ -42,12 +42,15 @@ def main():
     if not os.access(CHROMIUM, os.X_OK):
         print("1..0 # SKIP Chromium is not installed (%s); apt-get install chromium" % CHROMIUM)
         sys.exit(77)
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+    node_dir = next((d for d in (os.environ.get("QANAT_BROWSER_NODE_DIR"), BROWSER_DIR)
+                     if d and os.path.isdir(os.path.join(d, "node_modules", "playwright-core"))), None)
+    if node_dir is None:
         setup = subprocess.run([os.path.join(BROWSER_DIR, "setup.sh")], capture_output=True, text=True, timeout=300)
         if setup.returncode != 0:
             print("FAIL setup: tests/browser/setup.sh: %s%s" % (setup.stdout, setup.stderr))
             print("0 passed, 1 failed")
             sys.exit(1)
+        node_dir = BROWSER_DIR
     c = harness.Cluster("ui")
     ok = False
     try:
@@ -62,9 +65,7 @@ def main():
                    QANAT_TALK_SOURCE=TALK,
                    QANAT_CHROMIUM=CHROMIUM,
                    QANAT_SCREENSHOTS=os.path.join(BUILD, "tests", "browser", "screenshots"),
-                   NODE_PATH=os.path.join(BROWSER_DIR, "node_modules"))
-        # node resolves 'playwright-core' from the script's directory
-        # upwards; a VPATH build still runs the source tree's script.
+                   QANAT_PLAYWRIGHT=os.path.join(node_dir, "node_modules", "playwright-core", "index.mjs"))
         result = subprocess.run(["node", os.path.join(BROWSER_DIR, "test_ui.mjs")], env=env,
                                 capture_output=True, text=True, timeout=300)
         sys.stdout.write(result.stdout)
