@@ -212,6 +212,20 @@ def _self_test():
         except SchemaError:
             continue
         raise AssertionError("request accepted: %s" % body)
+    def refs(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                resolve(node)               # raises KeyError when dangling
+            for value in node.values():
+                refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                refs(value)
+    refs(spec())
+    for template, item in spec()["paths"].items():
+        for method, op in item.items():
+            for status in op["responses"]:
+                response_schema(method, template, status)
     assert template_of("GET", "/api/v1/runs/events") == "/api/v1/runs/events"
     assert template_of("GET", "/api/v1/runs/12?x=1") == "/api/v1/runs/{id}"
     assert template_of("GET", "/ui/runs/12/metrics") == "/ui/{path}"

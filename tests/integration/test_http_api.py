@@ -5,6 +5,7 @@ for the security headers; every refusal has its status and a JSON error."""
 import hashlib
 import io
 import json
+import os
 import re
 import select
 import socket
@@ -609,9 +610,17 @@ def test_refusals(c):
     for line in (b"GARBAGE\r\n\r\n", b"GET /%00 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET " + b"/a" * 5000 + b" HTTP/1.1\r\n\r\n"):
         raw_request(c.http_port, line)
     check(admin.get("/api/v1/whoami")["role"] == "admin", "server alive after hostile requests")
-    # Static files carry the headers too
+    # Static files carry the headers too, and stay inside their roots
     r = nobody.request("GET", "/", validate=False)
     check(r.status in (200, 404), "GET / %r" % r)
+    for path in ("/static/../../../../../../etc/passwd", "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                 "/javascript/../../../../../etc/passwd", "/javascript/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc/passwd",
+                 "/ui/../../../../../etc/passwd", "/static//etc/passwd", "/static/%00"):
+        r = nobody.request("GET", path, validate=False)
+        check(b"root:" not in r.body and r.status < 500, "%s: %d %r" % (path, r.status, r.body[:80]))
+    if os.path.exists("/usr/share/javascript/chart.js/chart.min.js"):
+        r = nobody.expect(200, "GET", "/javascript/chart.js/chart.min.js", validate=False)
+        check("javascript" in (r.header("content-type") or ""), "chart.js type %r" % r.header("content-type"))
 
 
 def raw_request(port, data, timeout=5):
