@@ -13,6 +13,9 @@ TOP=$(pwd)
 ./packaging/install-deps.sh --tests || exit 1
 # The S3 tests' node packages (s3rver, aws4), from the npm registry once
 tests/s3/setup.sh || exit 1
+# The browser tests' driver (playwright-core; the browser is Debian's chromium)
+tests/browser/setup.sh || exit 1
+export QANAT_BROWSER_NODE_DIR="$TOP/tests/browser"
 export QANAT_S3_REQUIRED=1 QANAT_S3_NODE_DIR="$TOP/tests/s3"
 if [ ! -f Makefile ]; then
     ./autogen.sh >/dev/null && ./configure -q || exit 1

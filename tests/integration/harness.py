@@ -9,6 +9,7 @@ started.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,6 +39,14 @@ class TestFailure(AssertionError):
 def check(condition, message):
     if not condition:
         raise TestFailure(message)
+
+
+def _accepts(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def free_port():
@@ -80,13 +89,20 @@ class Cluster:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     def start_coordinator(self, *extra, heartbeat_ms=200, lost_after_ms=5000,
-                          suspect_after_ms=None, data_dir=None, wait=True, secure=None):
+                          suspect_after_ms=None, data_dir=None, wait=True, secure=None,
+                          http_port=None, web_dir=None):
         """Starts qanatd; data_dir defaults to <tmp>/coordinator (the same
         one on every restart); suspect_after_ms is passed only when given.
+        Its HTTP side listens on 127.0.0.1:<http_port>, a free port kept
+        across restarts; http_port (True, or a port number to use instead)
+        also waits until that port accepts connections; web_dir adds
+        --web-dir.
         secure (default SECURE) runs it with CURVE: the CLI then uses the
         admin key the coordinator writes into <data-dir>/keys/admin.key;
         otherwise it runs --insecure and the CLI uses --key none."""
         self.secure = SECURE if secure is None else secure
+        if http_port is not None and http_port is not True:
+            self.http_port = http_port
         argv = [QANATD, "--data-dir", data_dir or os.path.join(self.dir, "coordinator"),
                 "--client-endpoint", self.client_endpoint,
                 "--agent-endpoint", self.agent_endpoint,
@@ -95,6 +111,8 @@ class Cluster:
                 "--lost-after-ms", str(lost_after_ms)]
         if suspect_after_ms is not None:
             argv += ["--suspect-after-ms", str(suspect_after_ms)]
+        if web_dir is not None:
+            argv += ["--web-dir", web_dir]
         if self.secure:
             self.key = os.path.join(data_dir or os.path.join(self.dir, "coordinator"),
                                     "keys", "admin.key")
@@ -108,10 +126,18 @@ class Cluster:
         while time.time() < deadline:
             check(self.coordinator.poll() is None, "qanatd exited at start")
             if os.path.exists(self.key) or self.key == "none":
-                if self.qanat("stats", check=False, timeout_s=1).returncode == 0:
+                if self.qanat("stats", check=False, timeout_s=1).returncode == 0 \
+                        and (http_port is None or _accepts("127.0.0.1", self.http_port)):
                     return
             time.sleep(0.1)
         raise TestFailure("qanatd did not answer within 15 s")
+
+    def create_apitoken(self, name, role="user", *extra):
+        """An API token (qat_...) made with `qanat apitoken create`."""
+        out = self.qanat("apitoken", "create", name, "--role", role, *extra).stdout
+        found = re.search(r"qat_[A-Za-z0-9_\-]+", out)
+        check(found, "no qat_ token in `qanat apitoken create` output: %r" % out)
+        return found.group(0)
 
     def agent_dir(self, name):
         return os.path.join(self.dir, "agent-" + name)
