@@ -3,13 +3,19 @@
 // id and only touched when their content changed.
 
 import { api, stream } from './api.js';
-import { h, clear, timeEl, badge, formatDuration, refreshTimes, enc } from './util.js';
+import { h, clear, timeEl, badge, formatDuration, refreshTimes, enc, parseTime, toRfc3339, toLocalInput } from './util.js';
 
 const STATUSES = ['', 'queued', 'running', 'succeeded', 'succeeded_with_warnings', 'failed', 'canceled'];
 const PAGE = 50;
 
 export function mountRuns(root, params, query, app) {
-  const filters = { workflow: query.get('workflow') || '', status: query.get('status') || '', owner: query.get('owner') || '' };
+  // after/before bound the creation time; the URL and the API both carry
+  // them as RFC 3339 UTC, the inputs show local time.  A value in the URL
+  // that is no time is dropped rather than sent on to fail.
+  const filters = {
+    workflow: query.get('workflow') || '', status: query.get('status') || '', owner: query.get('owner') || '',
+    after: toRfc3339(parseTime(query.get('after'))), before: toRfc3339(parseTime(query.get('before'))),
+  };
   let cursor = query.get('cursor') || '';
   const prevCursors = [];        // cursors of the newer pages we came through
   let next = null;
@@ -22,10 +28,16 @@ export function mountRuns(root, params, query, app) {
   const st = h('select', { name: 'status', 'data-test': 'filter-status' },
     STATUSES.map((s) => h('option', { value: s, selected: s === filters.status }, s ? s.replace(/_/g, ' ') : 'any')));
   const ow = h('input', { type: 'search', name: 'owner', value: filters.owner, placeholder: 'any', 'data-test': 'filter-owner' });
+  // step 1: seconds are kept, and a URL time with seconds is no step mismatch
+  const af = h('input', { type: 'datetime-local', name: 'after', 'aria-label': 'started after', step: 1, value: toLocalInput(parseTime(filters.after)), 'data-test': 'filter-after' });
+  const bf = h('input', { type: 'datetime-local', name: 'before', 'aria-label': 'started before', step: 1, value: toLocalInput(parseTime(filters.before)), 'data-test': 'filter-before' });
   const form = h('form', { class: 'filters', role: 'search' },
     h('label', null, 'Workflow ', wf, names), h('label', null, 'Status ', st), h('label', null, 'Owner ', ow),
+    // one group, so the range wraps as a whole on a narrow screen
+    h('span', { class: 'range', role: 'group', 'aria-label': 'started between' },
+      h('label', null, 'Started after ', af), h('label', null, 'before ', bf)),
     h('button', { type: 'submit' }, 'Filter'),
-    h('button', { type: 'button', class: 'ghost', onclick: () => { wf.value = ''; st.value = ''; ow.value = ''; apply(); } }, 'Clear'));
+    h('button', { type: 'button', class: 'ghost', onclick: () => { wf.value = ''; st.value = ''; ow.value = ''; af.value = ''; bf.value = ''; apply(); } }, 'Clear'));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); apply(); });
   st.addEventListener('change', apply);
 
@@ -59,6 +71,9 @@ export function mountRuns(root, params, query, app) {
     filters.workflow = wf.value.trim();
     filters.status = st.value;
     filters.owner = ow.value.trim();
+    // a datetime-local value has no zone: Date reads it as local time
+    filters.after = af.value ? toRfc3339(new Date(af.value).getTime()) : '';
+    filters.before = bf.value ? toRfc3339(new Date(bf.value).getTime()) : '';
     cursor = '';
     prevCursors.length = 0;
     app.router.setQuery(queryFor(''));

@@ -54,6 +54,24 @@ export function parseTime(value) {
   return Number.isNaN(ms) ? null : ms;
 }
 
+// RFC 3339 UTC to the second ("2026-12-07T18:00:00Z"), '' for no time
+export function toRfc3339(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '';
+  const d = new Date(ms);
+  if (Number.isNaN(d.getTime())) return '';
+  const text = d.toISOString().replace(/\.\d+Z$/, 'Z');
+  return /^\d{4}-/.test(text) ? text : '';     // years past 9999 or before 0: the API takes none
+}
+
+// The local "YYYY-MM-DDTHH:MM:SS" a datetime-local input shows, '' for none
+export function toLocalInput(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '';
+  const d = new Date(ms);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = (n, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getFullYear(), 4)}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
 export function relativeTime(ms, now = Date.now()) {
   if (ms === null || ms === undefined) return '—';
   const diff = Math.round((now - ms) / 1000);
