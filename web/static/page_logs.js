@@ -4,7 +4,7 @@
 // a window of rows is placed at its offset (log_window.js).
 
 import { api, stream } from './api.js';
-import { h, clear, enc, badge } from './util.js';
+import { h, clear, enc, badge, ACTIVE_RUN } from './util.js';
 import { visibleWindow, scrollToLine, atBottom, nextMatch } from './log_window.js';
 
 const LINE = 18;             // px, the same as .log-line in app.css
@@ -20,6 +20,8 @@ export function mountLogs(root, params, query, app) {
   let partial = false;         // the last line continues in the next chunk
   let matches = [], current = -1, needle = '';
   let follow = true, stamps = false, logSse = null, ended = false;
+  let logUp = null;            // the log stream: null connecting, true open, false reconnecting
+  let runActive = null;        // null until the run is known
   let painted = 0;             // the spacer height last painted (lines may have come since)
 
   const picker = h('select', { 'aria-label': 'attempt', 'data-test': 'attempt-picker' });
@@ -28,7 +30,7 @@ export function mountLogs(root, params, query, app) {
   const search = h('input', { type: 'search', placeholder: 'Search the log', 'aria-label': 'search the log', 'data-test': 'log-search' });
   const count = h('span', { class: 'muted match-count', 'data-test': 'match-count' });
   const download = h('a', { class: 'button', 'data-test': 'log-download' }, 'Download');
-  const statusEl = h('span', { class: 'live' });
+  const statusEl = h('span', { class: 'live', 'data-test': 'live' });
   const taskState = h('span');
   const spacer = h('div', { class: 'log-spacer' });
   const rowsEl = h('div', { class: 'log-lines' });
@@ -144,24 +146,36 @@ export function mountLogs(root, params, query, app) {
     schedule();
   }
 
+  // "live" only while the run is active and the stream open; a finished
+  // run's log is read to its end, then says so
+  function showState() {
+    let text = '…', on = false;
+    if (ended) text = 'finished';
+    else if (logUp === false) text = '○ reconnecting';
+    else if (logUp && runActive) { text = '● live'; on = true; }
+    else if (logUp && runActive === false) text = '';
+    statusEl.textContent = text;
+    statusEl.classList.toggle('on', on);
+  }
+
   function openLog() {
     if (logSse) logSse.close();
-    lines.length = 0; lastId = 0; partial = false; ended = false;
+    lines.length = 0; lastId = 0; partial = false; ended = false; logUp = null;
     findAll();
     download.setAttribute('href', `/api/v1/runs/${enc(id)}/logs.txt?task=${enc(task)}&attempt=${attempt}`);
     download.setAttribute('download', `run${id}-${task}-${attempt}.log`);
-    statusEl.textContent = '…';
+    showState();
     logSse = stream(() => `/runs/${enc(id)}/logs/stream?task=${enc(task)}&attempt=${attempt}${lastId ? `&after=${lastId}` : ''}`, {
       line: addLine,
       end: () => {
         ended = true;
-        statusEl.textContent = 'finished'; statusEl.classList.remove('on');
+        showState();
         if (logSse) logSse.close();
         schedule();
       },
     }, {
-      onUp: () => { statusEl.textContent = '● live'; statusEl.classList.add('on'); },
-      onDown: () => { statusEl.textContent = '○ reconnecting'; statusEl.classList.remove('on'); },
+      onUp: () => { logUp = true; showState(); },
+      onDown: () => { logUp = false; showState(); },
     });
     schedule();
   }
@@ -188,7 +202,11 @@ export function mountLogs(root, params, query, app) {
     } else if (attempt) {
       picker.value = String(attempt);
     }
-    if (!latest && !attempt) info.textContent = 'No attempt has started yet; waiting.';
+    runActive = ACTIVE_RUN.has(run.status);
+    if (!latest && !attempt) info.textContent = runActive ? 'No attempt has started yet; waiting.' : 'This task never ran.';
+    showState();
+    // a finished run changes no more: free its stream slot
+    if (!runActive && runSse) { runSse.close(); runSse = null; }
   }
   picker.addEventListener('change', () => {
     const n = Number(picker.value);
@@ -197,14 +215,15 @@ export function mountLogs(root, params, query, app) {
 
   api(`/runs/${enc(id)}`).then(onRun).catch((e) => {
     app.error(e);
-    if (e.status === 404) { runSse.close(); if (logSse) logSse.close(); }
+    if (e.status === 404) { if (runSse) runSse.close(); if (logSse) logSse.close(); }
   });
-  const runSse = stream(`/runs/${enc(id)}/events`, { run: (r) => { if (r && r.tasks) onRun(r); } });
+  let runSse = null;
+  runSse = stream(`/runs/${enc(id)}/events`, { run: (r) => { if (r && r.tasks) onRun(r); } });
   if (attempt) openLog();
   return {
     unmount() {
       if (logSse) logSse.close();
-      runSse.close();
+      if (runSse) runSse.close();
       cancelAnimationFrame(frame);
       clearTimeout(searchTimer);
       window.removeEventListener('resize', schedule);

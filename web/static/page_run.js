@@ -21,7 +21,7 @@ export function mountRun(root, params, query, app) {
   const tracesBox = h('div');
   const cachedBox = h('div');
   const artifactsBox = h('div');
-  const live = h('span', { class: 'live' });
+  const live = h('span', { class: 'live', 'data-test': 'live' });
   const dag = new DagView(dagBox, { onOpen: (task) => app.router.go(`/ui/runs/${enc(id)}/tasks/${enc(task)}/logs`) });
 
   root.append(h('section', { class: 'page run-page' },
@@ -53,6 +53,7 @@ export function mountRun(root, params, query, app) {
 
   function show(r) {
     run = r;
+    settle(r);
     if (changed('head', [r.status, r.workflow, r.version, r.owner, r.created, r.finished, r.duration_s, r.cancel_requested, r.filename, r.no_cache])) renderHead(r);
     dag.update(r.tasks || []);
     if (changed('gantt', (r.tasks || []).map((t) => [t.name, t.attempts]))) drawGantt(ganttBox, r);
@@ -163,11 +164,23 @@ export function mountRun(root, params, query, app) {
     return out;
   }
 
+  // A finished run changes no more: its stream is closed (it would hold
+  // one of the token's stream slots for nothing) and "live" goes away.
+  let over = false;
+  function settle(r) {
+    if (over || ACTIVE_RUN.has(r.status)) return;
+    over = true;
+    if (sse) sse.close();
+    live.textContent = '';
+    live.classList.remove('on');
+  }
+
   // First paint from a plain GET (its errors show), then the stream.
+  let sse = null;
   api(`/runs/${enc(id)}`).then(show).catch((e) => { app.error(e); if (e.status === 404) sse.close(); });
-  const sse = stream(`/runs/${enc(id)}/events`, { run: (r) => { if (r && r.tasks) show(r); } }, {
-    onUp: () => { live.textContent = '● live'; live.classList.add('on'); },
-    onDown: () => { live.textContent = '○ reconnecting'; live.classList.remove('on'); },
+  sse = stream(`/runs/${enc(id)}/events`, { run: (r) => { if (r && r.tasks) show(r); } }, {
+    onUp: () => { if (!over) { live.textContent = '● live'; live.classList.add('on'); } },
+    onDown: () => { if (!over) { live.textContent = '○ reconnecting'; live.classList.remove('on'); } },
   });
   // running bars grow with the clock
   const tick = setInterval(() => {
