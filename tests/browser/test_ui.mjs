@@ -10,6 +10,7 @@
 //   QANAT_SCREENSHOTS     where each page's screenshot goes
 //   QANAT_CHROMIUM        the browser (default /usr/bin/chromium)
 //   QANAT_PLAYWRIGHT      playwright-core's index.mjs (default: resolved here)
+// The wide (100 tasks) and bulk (10,000 lines) workflows are built here.
 // Prints "ok NAME" / "FAIL NAME" per scenario and "N passed, N failed".
 import fs from 'node:fs';
 import path from 'node:path';
@@ -260,6 +261,199 @@ await scenario('headers_and_csp_on_static_files', async () => {
   assert(h['x-content-type-options'] === 'nosniff', 'nosniff');
   const scripts = await page.$$eval('script', (els) => els.map((e) => e.src ? '' : e.textContent.trim()).filter(Boolean));
   assert(scripts.length === 0, 'inline scripts: ' + scripts.length);
+  checkClean(page);
+});
+
+// ---- scale, time filters, live badge, dark scheme, keyboard ----
+
+// 10 layers of 10 tasks, each needing two of the layer before
+function wideSource() {
+  const out = ['name: ui-wide', 'tasks:'];
+  for (let l = 0; l < 10; l++) {
+    for (let t = 0; t < 10; t++) {
+      out.push(`  l${l}_t${t}:`, '    run: "true"');
+      if (l) out.push(`    needs: [l${l - 1}_t${t}, l${l - 1}_t${(t + 1) % 10}]`);
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+const BULK_SOURCE = `name: ui-bulk
+tasks:
+  bulk:
+    run: sh -c 'seq -f "bulk line %g" 1 10000'
+`;
+
+// WCAG relative luminance and contrast of computed "rgb(...)" colours
+function luminance(css) {
+  const m = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)/.exec(css);
+  assert(m, 'not an rgb colour: ' + css);
+  const [r, g, b] = m.slice(1, 4).map((v) => {
+    const c = Number(v) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function contrast(a, b) {
+  const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+const liveText = (page) => page.locator('[data-test=live]').textContent();
+
+await scenario('finished_run_and_log_are_not_live', async () => {
+  const page = ctx.admin;
+  assert(ctx.chain, 'no chain run');
+  await waitFor('the chain run to finish', async () =>
+    (await api(page, 'GET', `/api/v1/runs/${ctx.chain}`)).json?.status === 'succeeded', 30000, 200);
+  await page.goto(`${URL}/ui/runs/${ctx.chain}`);
+  await page.locator('[data-test=run-status][data-status=succeeded]').waitFor({ timeout: 10000 });
+  await sleep(700);                          // past the stream's connect
+  assert(!/live/.test(await liveText(page)), 'a finished run shows: ' + (await liveText(page)));
+  await page.goto(`${URL}/ui/runs/${ctx.chain}/tasks/report/logs`);
+  await waitFor('the log to end', async () => /finished/.test(await liveText(page)), 10000);
+  assert(/8 lines — end of log/.test(await page.locator('.log-info').textContent()),
+    'log info: ' + (await page.locator('.log-info').textContent()));
+  checkClean(page);
+});
+
+await scenario('runs_time_filters_in_url_and_api', async () => {
+  const page = ctx.admin;
+  const asked = [];
+  const onRequest = (req) => { if (/\/api\/v1\/runs\?/.test(req.url())) asked.push(req.url()); };
+  page.on('request', onRequest);
+  try {
+    await page.goto(`${URL}/ui/runs`);
+    await page.locator('[data-test=run-row]').first().waitFor({ timeout: 10000 });
+    // an hour ahead, as the local time the input shows
+    const ahead = new Date(Date.now() + 3600e3);
+    const p = (n) => String(n).padStart(2, '0');
+    const local = `${ahead.getFullYear()}-${p(ahead.getMonth() + 1)}-${p(ahead.getDate())}T${p(ahead.getHours())}:${p(ahead.getMinutes())}:00`;
+    const iso = new Date(local).toISOString().replace(/\.\d+Z$/, 'Z');
+    await page.locator('[data-test=filter-after]').fill(local);
+    await page.locator('form.filters [type=submit]').click();
+    await waitFor('no rows after the future time', async () => (await page.locator('[data-test=run-row]').count()) === 0, 10000);
+    assert(new globalThis.URL(page.url()).searchParams.get('after') === iso, 'URL ' + page.url());
+    assert(asked.some((u) => new globalThis.URL(u).searchParams.get('after') === iso), 'API asked ' + JSON.stringify(asked));
+    // the filter survives a reload from its URL
+    await page.goto(`${URL}/ui/runs?before=${encodeURIComponent(iso)}`);
+    await page.locator('[data-test=run-row]').first().waitFor({ timeout: 10000 });
+    // Chromium drops ":00" seconds from the value: compare the times
+    const shown = await page.locator('[data-test=filter-before]').inputValue();
+    assert(new Date(shown).getTime() === new Date(local).getTime(), `before input ${shown}, want ${local}`);
+    assert(asked.some((u) => new globalThis.URL(u).searchParams.get('before') === iso), 'API asked ' + JSON.stringify(asked));
+    // a URL value that is no time is dropped, not sent on
+    await page.goto(`${URL}/ui/runs?after=yesterday`);
+    await page.locator('[data-test=run-row]').first().waitFor({ timeout: 10000 });
+    assert(!asked.some((u) => /after=yesterday/.test(u)), 'sent a bad time');
+    await page.goto(`${URL}/ui/runs?after=${encodeURIComponent(iso)}`);
+    await page.locator('[data-test=filter-after]').waitFor();
+    await sleep(300);
+    await shot(page, 'runs-time-filter');
+  } finally {
+    page.off('request', onRequest);
+  }
+  checkClean(page);
+});
+
+await scenario('run_page_lays_out_100_tasks', async () => {
+  const page = ctx.admin;
+  const r = await api(page, 'POST', '/api/v1/runs', { source: wideSource(), filename: 'wide.yaml' });
+  assert(r.status === 201, 'start run: ' + JSON.stringify(r));
+  const id = r.json.run_id;
+  try {
+    await page.goto(`${URL}/ui/runs/${id}`);
+    await waitFor('100 DAG nodes', async () => (await page.locator('[data-test=dag-node]').count()) === 100, 10000);
+    const boxes = await page.$$eval('[data-test=dag-node] rect', (els) =>
+      els.map((e) => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; }));
+    assert(boxes.length === 100, 'node boxes ' + boxes.length);
+    for (let i = 0; i < boxes.length; i++) {
+      const [l, t, rr, b] = boxes[i];
+      assert(rr > l && b > t, `node ${i} has no size`);
+      for (let j = i + 1; j < boxes.length; j++) {
+        const [l2, t2, r2, b2] = boxes[j];
+        assert(l >= r2 || l2 >= rr || t >= b2 || t2 >= b, `nodes ${i} and ${j} overlap: ${boxes[i]} / ${boxes[j]}`);
+      }
+    }
+    const [docW, viewW] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    assert(docW <= viewW, `the page scrolls sideways: ${docW} > ${viewW}`);
+    const box = await page.locator('.dag-box').evaluate((e) => [e.scrollWidth, e.clientWidth]);
+    console.log(`  dag scroll ${box[0]} in ${box[1]} px; page ${docW} in ${viewW} px`);
+    await shot(page, 'run-100-tasks');
+    checkClean(page);
+  } finally {
+    await api(page, 'POST', `/api/v1/runs/${id}/cancel`);    // free the agent's slots
+  }
+});
+
+await scenario('logs_page_virtualises_10000_lines', async () => {
+  const page = ctx.admin;
+  const r = await api(page, 'POST', '/api/v1/runs', { source: BULK_SOURCE, filename: 'bulk.yaml' });
+  assert(r.status === 201, 'start run: ' + JSON.stringify(r));
+  await page.goto(`${URL}/ui/runs/${r.json.run_id}/tasks/bulk/logs`);
+  const info = page.locator('.log-info');
+  await waitFor('10000 lines', async () => /^10000 lines/.test(await info.textContent()), 30000, 200);
+  const inDom = await page.locator('[data-test=log-line]').count();
+  assert(inDom > 0 && inDom < 300, `log lines in the DOM: ${inDom}`);
+  await page.locator('[data-test=log-search]').fill('bulk line 9990');
+  await waitFor('the match', async () => (await page.locator('[data-test=match-count]').textContent()) === '1 / 1', 5000);
+  const current = page.locator('.log-line.current');
+  await current.waitFor({ timeout: 5000 });
+  assert(/bulk line 9990$/.test(await current.textContent()), 'current line ' + (await current.textContent()));
+  const [lineBox, viewBox] = await Promise.all([current.boundingBox(), page.locator('[data-test=log-view]').boundingBox()]);
+  assert(lineBox.y >= viewBox.y && lineBox.y + lineBox.height <= viewBox.y + viewBox.height,
+    `the match is not in view: ${JSON.stringify(lineBox)} in ${JSON.stringify(viewBox)}`);
+  assert((await page.locator('[data-test=log-line]').count()) < 300, 'the DOM grew after the search');
+  console.log(`  log lines in the DOM: ${inDom}`);
+  await shot(page, 'logs-10000-lines');
+  checkClean(page);
+});
+
+await scenario('runs_page_in_the_dark_scheme', async () => {
+  const page = ctx.admin;
+  await page.emulateMedia({ colorScheme: 'dark' });
+  try {
+    await page.goto(`${URL}/ui/runs`);
+    await page.locator('[data-test=run-row]').first().waitFor({ timeout: 10000 });
+    const [bg, fg, cell] = await page.evaluate(() => {
+      const b = getComputedStyle(document.body);
+      const td = document.querySelector('[data-test=run-row] td:nth-child(5)');
+      return [b.backgroundColor, b.color, getComputedStyle(td).color];
+    });
+    assert(luminance(bg) < 0.05, 'the background is not dark: ' + bg);
+    const ratio = contrast(fg, bg);
+    assert(ratio >= 4.5, `body text contrast ${ratio.toFixed(2)} (${fg} on ${bg})`);
+    assert(contrast(cell, bg) >= 4.5, `table text contrast ${contrast(cell, bg).toFixed(2)} (${cell} on ${bg})`);
+    console.log(`  dark: ${fg} on ${bg}, contrast ${ratio.toFixed(1)}`);
+    await shot(page, 'runs-dark');
+    checkClean(page);
+  } finally {
+    await page.emulateMedia({ colorScheme: null });
+  }
+});
+
+await scenario('keyboard_reaches_nav_and_dag_node', async () => {
+  const page = ctx.admin;
+  assert(ctx.chain, 'no chain run');
+  await page.goto(`${URL}/ui/runs/${ctx.chain}`);
+  await page.locator('[data-test=dag-node]').first().waitFor({ timeout: 10000 });
+  const seen = [];
+  let node = null;
+  for (let i = 0; i < 40 && !node; i++) {
+    await page.keyboard.press('Tab');
+    const what = await page.evaluate(() => {
+      const e = document.activeElement;
+      return e ? [e.getAttribute('data-nav') || '', e.getAttribute('data-test') || '', e.getAttribute('data-task') || ''] : null;
+    });
+    seen.push(what);
+    if (what && what[1] === 'dag-node') node = what[2];
+  }
+  const navs = seen.filter((w) => w && w[0]).map((w) => w[0]);
+  assert(['runs', 'workflows', 'agents'].every((n) => navs.includes(n)), 'nav links reached: ' + JSON.stringify(navs));
+  assert(node, 'no DAG node reached in 40 Tabs: ' + JSON.stringify(seen));
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`**/ui/runs/${ctx.chain}/tasks/${node}/logs`, { timeout: 5000 });
+  await page.locator('[data-test=log-line]').first().waitFor({ timeout: 10000 });
   checkClean(page);
 });
 
