@@ -310,6 +310,7 @@ await scenario('finished_run_and_log_are_not_live', async () => {
   await page.locator('[data-test=run-status][data-status=succeeded]').waitFor({ timeout: 10000 });
   await sleep(700);                          // past the stream's connect
   assert(!/live/.test(await liveText(page)), 'a finished run shows: ' + (await liveText(page)));
+  await shot(page, 'run-finished');
   await page.goto(`${URL}/ui/runs/${ctx.chain}/tasks/report/logs`);
   await waitFor('the log to end', async () => /finished/.test(await liveText(page)), 10000);
   assert(/8 lines — end of log/.test(await page.locator('.log-info').textContent()),
@@ -395,6 +396,10 @@ await scenario('logs_page_virtualises_10000_lines', async () => {
   await waitFor('10000 lines', async () => /^10000 lines/.test(await info.textContent()), 30000, 200);
   const inDom = await page.locator('[data-test=log-line]').count();
   assert(inDom > 0 && inDom < 300, `log lines in the DOM: ${inDom}`);
+  // from the top, so the match is out of view until the search scrolls to it
+  await page.locator('[data-test=log-view]').evaluate((e) => { e.scrollTop = 0; });
+  await waitFor('the top of the log', async () =>
+    (await page.locator('[data-test=log-line]').first().textContent()).endsWith('bulk line 1'), 5000);
   await page.locator('[data-test=log-search]').fill('bulk line 9990');
   await waitFor('the match', async () => (await page.locator('[data-test=match-count]').textContent()) === '1 / 1', 5000);
   const current = page.locator('.log-line.current');
