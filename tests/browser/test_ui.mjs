@@ -164,6 +164,8 @@ await scenario('dag_goes_live_from_queued_to_succeeded', async () => {
     }
     return nodes.length === 3 && nodes.every(([, s]) => s === 'succeeded');
   }, 60000, 50);
+  // the run ending while watched takes "live" away, without a reload
+  await waitFor('"live" to go', async () => !/live/.test(await page.locator('[data-test=live]').textContent()), 10000);
   assert(await page.evaluate(() => window.__noReload === true), 'the page reloaded');
   const seqs = Object.values(history);
   assert(seqs.length === 3, 'nodes ' + JSON.stringify(history));
