@@ -80,7 +80,7 @@ fi
 echo
 $QANAT agents
 echo
-$QANAT run examples/ml-pipeline/workflow.yaml --param code_dir="$TOP/examples/ml-pipeline" --follow
+$QANAT run examples/ml-pipeline/workflow.yaml --follow
 rc=$?
 echo
 echo "The coordinator and agent keep running: export QANAT_KEY=$QANAT_KEY (the admin key),"

@@ -646,6 +646,19 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->backend_name = self->backends [backend].ops->name;
     const qn_backend_ops_t *ops = self->backends [backend].ops;
     const char *no_files = ops->no_files? ops->no_files (self->backends [backend].state): NULL;
+    //  Without files in common, the workflow's code (the input at ".")
+    //  is left out: the task's image brings its own
+    Qanat__Assign trimmed;
+    Qanat__InputSpec *kept [assign->n_inputs + 1];
+    if (no_files) {
+        trimmed = *assign;
+        trimmed.inputs = kept;
+        trimmed.n_inputs = 0;
+        for (size_t i = 0; i < assign->n_inputs; i++)
+            if (!streq (assign->inputs [i]->path, "."))
+                kept [trimmed.n_inputs++] = assign->inputs [i];
+        assign = &trimmed;
+    }
     if (no_files) {
         //  Value inputs only, which travel in the environment
         bool files = assign->n_outputs > 0;

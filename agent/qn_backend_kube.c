@@ -1038,6 +1038,11 @@ s_kube_start (void *state, const Qanat__Assign *assign, char *error, size_t erro
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
         return -1;
+    if (assign->workdir && *assign->workdir) {
+        snprintf (error, error_size, "the kubernetes backend cannot run a task in place "
+                  "('workdir'): a pod shares no directory with its agent");
+        return -1;
+    }
     qn_kube_job_defaults_t defaults = { self->namespace_name, self->image, self->agent_name };
     char namespace_name [64];
     json_t *manifest = qn_kube_job_manifest (assign, &defaults, namespace_name,

@@ -542,6 +542,30 @@ s_watch_exit (s_local_t *self, s_attempt_t *attempt)
     }
 }
 
+//  `workdir:` runs the task in place, in a directory the site shares:
+//  *workdir_p becomes it.  -1 with the reason when it is not a directory.
+static int
+s_in_place (const Qanat__Assign *assign, char **workdir_p, char *error, size_t error_size)
+{
+    if (!assign->workdir || !*assign->workdir)
+        return 0;
+    struct stat st;
+    int found = stat (assign->workdir, &st);
+    if (found == -1 || !S_ISDIR (st.st_mode)) {
+        snprintf (error, error_size, "workdir %.300s: %s", assign->workdir,
+                  found == -1? strerror (errno): "not a directory");
+        return -1;
+    }
+    char *copy = strdup (assign->workdir);
+    if (!copy) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    free (*workdir_p);
+    *workdir_p = copy;
+    return 0;
+}
+
 static int
 s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
@@ -590,6 +614,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     if (qn_backend_make_workdir (assign, workdir, error, error_size) == -1)
+        goto done;
+    if (s_in_place (assign, &workdir, error, error_size) == -1)
         goto done;
     int metrics_w = open (metrics, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (metrics_w == -1) {

@@ -61,6 +61,7 @@ typedef struct {
     qn_backend_attempt_t base;
     s_slurm_t *backend;
     char *dir;
+    char *cwd;                  //  `workdir:` (in place), or NULL for <dir>/work
     char *job_name;
     char job_id [QN_SLURM_JOB_ID_DIGITS + 1];  //  "" until sbatch answered
     qn_command_t *sbatch;
@@ -166,12 +167,14 @@ s_script (const Qanat__Assign *assign, const char *comment, const char *metrics,
             fputc ('\n', out);
             zstr_free (&values);
         }
+    //  `workdir:` runs the task in place, on the filesystem the nodes share
+    const char *cwd = assign->workdir && *assign->workdir? assign->workdir: workdir;
     fputs ("export QANAT_METRICS=", out);
     s_shell_quote (out, metrics);
     fputs ("\nexport QANAT_WORKDIR=", out);
-    s_shell_quote (out, workdir);
+    s_shell_quote (out, cwd);
     fputs ("\ncd ", out);
-    s_shell_quote (out, workdir);
+    s_shell_quote (out, cwd);
     fputs (" || exit 126\nexec", out);
     for (size_t i = 0; i < assign->n_argv; i++) {
         fputc (' ', out);
@@ -390,6 +393,7 @@ s_attempt_destroy (s_attempt_t **self_p)
     qn_backend_attempt_fini (&self->base);
     free (self->job_name);
     free (self->dir);
+    free (self->cwd);
     free (self);
     *self_p = NULL;
 }
@@ -854,6 +858,8 @@ s_on_sbatch (qn_command_t *command, const qn_command_result_t *result, void *arg
         qn_command_destroy (&self->sbatch);
         char workdir [4200];
         snprintf (workdir, sizeof (workdir), "%s/work", self->dir);
+        if (self->cwd)
+            snprintf (workdir, sizeof (workdir), "%s", self->cwd);
         backend->front.events->started (backend->front.arg, &self->base.key, 0, backend->front.host, workdir,
                                   self->job_id);
         qn_log (QN_LOG_INFO, "slurm", "attempt %" PRIu64 "/%u/%u submitted as slurm job %s (%s)",
@@ -983,6 +989,8 @@ s_slurm_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     }
     attempt->base.timeout_s = assign->timeout_s;
+    if (assign->workdir && *assign->workdir)
+        attempt->cwd = strdup (assign->workdir);
     qn_backend_front_add (&self->front, &attempt->base);
     attempt->env_skipped = skipped;
     s_timers_start (self);

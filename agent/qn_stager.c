@@ -387,6 +387,8 @@ s_stage_report (job_t *job)
     size_t count = 0;
     for (size_t i = 0; !job->error && env && labels && texts && i < assign->n_inputs; i++) {
         Qanat__InputSpec *input = assign->inputs [i];
+        if (streq (input->path, "."))
+            continue;           //  the code: it is the working directory
         char *variable = zsys_sprintf ("QANAT_INPUT_%s", input->name);
         for (char *c = variable; *c; c++)
             *c = isalnum ((unsigned char) *c)? (char) toupper ((unsigned char) *c): '_';
@@ -518,8 +520,11 @@ s_fetch_all (job_t *job)
         if (input->location && *input->location)
             continue;           //  fetched by the S3 worker
         char *error = NULL;
+        //  The workflow's code is a directory staged at "." itself
+        bool code = input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+                 && streq (input->path, ".");
         if (!qn_blobstore_valid_hash (input->hash)
-        ||  qn_tree_check_path (input->path, &error) == -1) {
+        ||  (!code && qn_tree_check_path (input->path, &error) == -1)) {
             s_fail (job, "input '%s': %s", input->name, error? error: "invalid hash");
             free (error);
             break;

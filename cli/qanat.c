@@ -124,7 +124,7 @@ typedef struct {
 } command_t;
 
 static command_t s_commands [] = {
-    {"run", cli_cmd_run, "run FILE [--param NAME=VALUE ...] [--follow] [--no-cache]",
+    {"run", cli_cmd_run, "run FILE [--param NAME=VALUE ...] [--follow] [--no-cache] [--code-max SIZE]",
         "start a run of a workflow file; --follow streams progress and logs to the end"},
     {"runs", cli_cmd_runs, "runs [WORKFLOW] [--limit N]", "list runs, newest first"},
     {"status", cli_cmd_status, "status RUN", "a run's tasks, attempts, checks and why tasks wait"},
@@ -186,6 +186,7 @@ main (int argc, char *argv [])
         {"json", no_argument, 0, 'j'},
         {"follow", no_argument, 0, 'f'},
         {"no-cache", no_argument, 0, 'N'},
+        {"code-max", required_argument, 0, 'M'},
         {"param", required_argument, 0, 'p'},
         {"attempt", required_argument, 0, 'a'},
         {"limit", required_argument, 0, 'l'},
@@ -212,6 +213,7 @@ main (int argc, char *argv [])
             case 'j': options.json = true; break;
             case 'f': options.follow = true; break;
             case 'N': options.no_cache = true; break;
+            case 'M': options.code_max = optarg; break;
             case 'p': zlistx_add_end (options.params, optarg); break;
             case 'a': options.attempt = (uint32_t) atoi (optarg); break;
             case 'l': options.limit = (uint32_t) atoi (optarg); break;

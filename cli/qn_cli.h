@@ -11,6 +11,7 @@
 #define QN_CLI_H_INCLUDED
 
 #include "qanat.h"
+#include "qn_tree.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ typedef struct {
     bool json;
     bool follow;
     bool no_cache;
+    const char *code_max;           //  run: the largest code to pack (a size)
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
@@ -125,6 +127,22 @@ void
 //  with its bytes in *bytes_p; NULL after saying why.
 char *
     cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p);
+
+//  --code-max SIZE in bytes (default 100 MiB); 0 when SIZE is not a size
+uint64_t
+    cli_code_max (const char *text);
+
+//  As cli_put_path, taking only what keep keeps (qn_tree_scan_filtered).
+char *
+    cli_put_filtered (qn_client_t *client, const char *path, qn_tree_filter_fn *keep,
+                      void *arg, uint64_t *bytes_p);
+
+//  Packs and puts the workflow's code (the folder holding workflow_path,
+//  or its `code:`) for `qanat run`: "dir:<sha256>" in *ref_p (malloc'd),
+//  or NULL with `code: none`.  0, or an exit code after saying why.
+int
+    cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf,
+                   uint64_t max_bytes, char **ref_p);
 
 //  ---------------------------------------------------------------------
 //  The commands, one function each: the command table in qanat.c calls

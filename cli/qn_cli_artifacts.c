@@ -28,8 +28,14 @@ s_put_blob (qn_client_t *client, const char *hash, uint64_t size, int fd, const 
     uint64_t offset = 0;
     int stalls = 0;
     int rc = -1;
+    bool asked = false;
     while (stalls < 3) {
         size_t len = size - offset > 1024 * 1024? 1024 * 1024: (size_t) (size - offset);
+        //  First only ask what the coordinator holds: content it has is
+        //  never sent, and a put cut short resumes where it stopped
+        if (!asked && size > 0)
+            len = 0;
+        asked = true;
         const uint8_t *data = buffer;
         if (fd == -1)
             data = (const uint8_t *) memory + offset;
@@ -82,6 +88,13 @@ s_put_file (qn_client_t *client, const char *path, const char *hash, uint64_t si
 char *
 cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p)
 {
+    return cli_put_filtered (client, path, NULL, NULL, bytes_p);
+}
+
+char *
+cli_put_filtered (qn_client_t *client, const char *path, qn_tree_filter_fn *keep, void *arg,
+                  uint64_t *bytes_p)
+{
     char *full = realpath (path, NULL);
     struct stat st;
     if (!full || stat (full, &st) == -1 || !(S_ISREG (st.st_mode) || S_ISDIR (st.st_mode))) {
@@ -95,7 +108,7 @@ cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p)
     *slash = 0;
     const char *parent = *full? full: "/";
     char *error = NULL, *ref = NULL;
-    qn_tree_t *tree = *leaf? qn_tree_scan (parent, leaf, &error): NULL;
+    qn_tree_t *tree = *leaf? qn_tree_scan_filtered (parent, leaf, keep, arg, &error): NULL;
     if (!tree)
         fprintf (stderr, "qanat: %s: %s\n", path, error? error: "cannot read it");
     for (size_t e = 0; tree && e < qn_tree_count (tree); e++) {

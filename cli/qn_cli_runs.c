@@ -33,7 +33,9 @@ cli_print_run_json (FILE *out, Qanat__RunInfo *run)
         fputc (':', out);
         cli_json_str (out, run->params [p]->value);
     }
-    fputs ("},\"tasks\":[", out);
+    fputs ("},\"code\":", out);
+    cli_json_str (out, run->code? run->code: "");
+    fputs (",\"tasks\":[", out);
     for (size_t t = 0; t < run->n_tasks; t++) {
         Qanat__TaskInfo *task = run->tasks [t];
         if (t)
@@ -122,6 +124,8 @@ cli_print_run (Qanat__RunInfo *run)
             run->version, qn_run_status_name (run->status));
     printf ("started %s", cli_time_text (run->created_us));
     printf ("  took %s\n", cli_duration_text (run->created_us, run->finished_us));
+    if (run->code && *run->code)
+        printf ("code: %.12s\n", run->code);
     if (run->n_params) {
         printf ("params:");
         for (size_t p = 0; p < run->n_params; p++)
@@ -234,7 +238,24 @@ cli_cmd_run (options_t *options, int argc, char **argv)
         qn_workflow_destroy (&wf);
         return EXIT_USAGE;
     }
+    uint64_t code_max = cli_code_max (options->code_max);
+    if (!code_max) {
+        fprintf (stderr, "qanat: --code-max wants a size such as 100M or 2G, not '%s'\n",
+                 options->code_max);
+        free (source);
+        qn_workflow_destroy (&wf);
+        return EXIT_USAGE;
+    }
     qn_client_t *client = cli_connect (options);
+    //  The folder the workflow lives in travels with it
+    char *code = NULL;
+    int code_rc = cli_pack_code (client, argv [0], wf, code_max, &code);
+    if (code_rc) {
+        qn_client_destroy (&client);
+        free (source);
+        qn_workflow_destroy (&wf);
+        return code_rc;
+    }
     zlistx_t *refs = zlistx_new ();
     zlistx_set_destructor (refs, (zlistx_destructor_fn *) zstr_free);
     Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
@@ -244,6 +265,7 @@ cli_cmd_run (options_t *options, int argc, char **argv)
     Qanat__StartRun start = QANAT__START_RUN__INIT;
     start.workflow = &submit;
     start.no_cache = options->no_cache;
+    start.code = code? code: (char *) "";
     size_t param_count = zlistx_size (options->params);
     start.params = (Qanat__Param **) calloc (param_count + 1, sizeof (Qanat__Param *));
     for (char *pair = (char *) zlistx_first (options->params); pair;
@@ -285,6 +307,7 @@ cli_cmd_run (options_t *options, int argc, char **argv)
         free (start.params [p]);
     free (start.params);
     free (source);
+    free (code);
     Qanat__RunInfo *run = reply->reply->run;
     uint64_t run_id = run->run_id;
     if (options->json && !options->follow) {

@@ -219,12 +219,25 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
         if (record)
             qn_engine_append ((void ***) &artifacts, &artifact_count, record);
     }
+    //  The workflow's code, put first like an artifact parameter's directory
+    Qanat__OutputRecord *code = NULL;
+    if (!error && start->code && *start->code) {
+        if (strncmp (start->code, "dir:", 4) != 0)
+            error = zsys_sprintf ("the workflow's code must be a directory (dir:<sha256>), "
+                                  "not '%.80s'", start->code);
+        else
+        if ((code = qn_artifacts_param_blob (self->artifacts, QN_ARTIFACTS_CODE, start->code,
+                                             &error)))
+            qn_engine_append ((void ***) &artifacts, &artifact_count, code);
+    }
     run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, source->filename,
                                           params, param_count);
     qn_kv_free (params, param_count);
     if (run) {
         qn_engine_replace_string (&run->info->owner, strdup (s_sender_name (call)));
         run->info->no_cache = start->no_cache;
+        if (code)
+            qn_engine_replace_string (&run->info->code, strdup (code->hash));
         run->info->artifacts = artifacts;
         run->info->n_artifacts = artifact_count;
         qn_artifacts_ref_outputs (self->artifacts, artifacts, artifact_count, 1);
@@ -1041,6 +1054,7 @@ s_handle_put_blob (qn_api_call_t *call, Qanat__Request *request)
         s_error (call, request->id, ERR_BAD, "put blob: bad hash, offset or size");
         return;
     }
+    self->put_bytes_in += put->data.len;    //  what came over the wire, kept or not
     char error [256] = "";
     uint64_t held = qn_blobstore_has (blobs, put->hash)? put->total_size
                   : qn_blobstore_partial (blobs, put->hash);
@@ -1079,7 +1093,7 @@ s_handle_get_stats (qn_api_call_t *call, Qanat__Request *request)
     qn_coordinator_t *self = call->engine;
     qn_blobserver_stats_t blob_stats;
     qn_blobserver_stats (self->blobserver, &blob_stats);
-    self->stats.blob_bytes_in = blob_stats.bytes_in;
+    self->stats.blob_bytes_in = blob_stats.bytes_in + self->put_bytes_in;
     self->stats.blob_bytes_out = blob_stats.bytes_out;
     self->stats.blob_chunks_rejected = blob_stats.chunks_rejected;
     Qanat__Stats stats;

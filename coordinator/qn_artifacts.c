@@ -233,15 +233,20 @@ qn_artifacts_inputs (qn_artifacts_t *self, const qn_task_t *spec, const Qanat__R
     *inputs_p = NULL;
     *count_p = 0;
     *error_p = NULL;
-    if (spec->input_count == 0)
+    //  The workflow's code comes first, at ".": inputs go over it
+    bool code = run->code && *run->code && !spec->no_code && !spec->workdir;
+    if (spec->input_count == 0 && !code)
         return 0;
-    Qanat__InputSpec **inputs = (Qanat__InputSpec **) calloc (spec->input_count,
+    Qanat__InputSpec **inputs = (Qanat__InputSpec **) calloc (spec->input_count + 1,
                                                               sizeof (Qanat__InputSpec *));
     if (!inputs)
         return -1;
     size_t count = 0;
-    for (size_t i = 0; i < spec->input_count; i++) {
-        const qn_input_t *input = &spec->inputs [i];
+    static const qn_input_t code_input = { .name = (char *) QN_ARTIFACTS_CODE,
+                                           .path = (char *) ".",
+                                           .param = (char *) QN_ARTIFACTS_CODE };
+    for (size_t i = code? 0: 1; i < spec->input_count + 1; i++) {
+        const qn_input_t *input = i? &spec->inputs [i - 1]: &code_input;
         const Qanat__OutputRecord *output = NULL;
         if (input->param) {
             //  A blob fed in with qanat put, named by the run's parameter
@@ -499,6 +504,9 @@ qn_artifacts_cache_key (qn_artifacts_t *self, const char *workflow, const qn_tas
         s_hash_text (&state, "option", spec->backend_options [i].key);
         s_hash_text (&state, "=", spec->backend_options [i].value);
     }
+    //  The code counts as an input (at "."); a task run in place, by where
+    if (spec->workdir)
+        s_hash_text (&state, "workdir", spec->workdir);
     for (size_t i = 0; i < spec->output_count; i++) {
         s_hash_text (&state, "output", spec->outputs [i].name);
         s_hash_text (&state, "path", spec->outputs [i].path);

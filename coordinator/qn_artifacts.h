@@ -102,6 +102,11 @@ int
 uint64_t
     qn_artifacts_collect (qn_artifacts_t *self, zhashx_t *keep);
 
+//  The name of the run's code among its artifacts (no parameter can have
+//  it), and of the input that stages it at "." in every task that has code
+#define QN_ARTIFACTS_CODE ".code"
+
+
 //  The record of the blob an artifact parameter names (value
 //  "file:<sha256>" or "dir:<sha256>", fed in with qanat put), if it is
 //  whole in the blob store; NULL with *error_p (malloc'd) otherwise.  Free

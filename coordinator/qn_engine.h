@@ -132,6 +132,7 @@ struct _qn_coordinator_t {
     zlistx_t *outbox;                   //  outgoing_t
     zhashx_t *acks;                     //  pending_ack_t by connection and attempt
     Qanat__Stats stats;
+    uint64_t put_bytes_in;                  //  blob bytes clients fed in (qanat put, code)
     //  Counters that GetStats turns into Stats' repeated fields
     uint64_t commit_latency [QN_ENGINE_LATENCY_BUCKETS];    //  commits per bucket (qn_turn.c)
     uint64_t attempts_ended [QN_ENGINE_END_KINDS];          //  by qn_end_t (qn_run.h)

@@ -198,6 +198,8 @@ typedef struct {
     dev_t dev [QN_TREE_MAX_DEPTH + 2];  //  directories being scanned, to
     ino_t ino [QN_TREE_MAX_DEPTH + 2];  //  catch loops through symlinks
     int depth;
+    qn_tree_filter_fn *keep;            //  which names to take, or NULL for all
+    void *keep_arg;
 } s_scan_t;
 
 //  Opens a symlink-free path relative to the working directory, never
@@ -353,6 +355,11 @@ s_scan_name (s_scan_t *scan, int dir_fd, const char *name, const char *prefix, c
         free (path);
         return -1;
     }
+    //  A name left out is neither followed nor entered
+    if (scan->keep && !scan->keep (scan->keep_arg, path, S_ISDIR (st.st_mode))) {
+        free (path);
+        return 0;
+    }
     int fd = -1;
     if (S_ISLNK (st.st_mode)) {
         //  A symlink is followed only to a place inside the working dir.
@@ -486,8 +493,9 @@ s_scan_dir (s_scan_t *scan, int fd, const struct stat *st, const char *prefix, c
     return rc;
 }
 
-qn_tree_t *
-qn_tree_scan_store (const char *workdir, const char *relpath, qn_blobstore_t *blobs, char **error_p)
+static qn_tree_t *
+s_scan (const char *workdir, const char *relpath, qn_blobstore_t *blobs,
+        qn_tree_filter_fn *keep, void *keep_arg, char **error_p)
 {
     char *dummy = NULL;
     if (!error_p)
@@ -500,6 +508,8 @@ qn_tree_scan_store (const char *workdir, const char *relpath, qn_blobstore_t *bl
     memset (&scan, 0, sizeof scan);
     scan.declared = relpath;
     scan.blobs = blobs;
+    scan.keep = keep;
+    scan.keep_arg = keep_arg;
     scan.error_p = error_p;
     scan.root_fd = -1;
     qn_tree_t *tree = NULL;
@@ -577,9 +587,22 @@ done:
 }
 
 qn_tree_t *
+qn_tree_scan_store (const char *workdir, const char *relpath, qn_blobstore_t *blobs, char **error_p)
+{
+    return s_scan (workdir, relpath, blobs, NULL, NULL, error_p);
+}
+
+qn_tree_t *
 qn_tree_scan (const char *workdir, const char *relpath, char **error_p)
 {
-    return qn_tree_scan_store (workdir, relpath, NULL, error_p);
+    return s_scan (workdir, relpath, NULL, NULL, NULL, error_p);
+}
+
+qn_tree_t *
+qn_tree_scan_filtered (const char *workdir, const char *relpath, qn_tree_filter_fn *keep,
+                       void *arg, char **error_p)
+{
+    return s_scan (workdir, relpath, NULL, keep, arg, error_p);
 }
 
 bool
@@ -1139,7 +1162,10 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
     assert (self);
     assert (blobs);
     s_report_t report = { damaged, arg };
-    char *normal = s_normalize (relpath, "input", error_p);
+    //  "." is a directory staged as the working directory itself (the
+    //  workflow's code)
+    bool top = self->is_dir && relpath && strcmp (relpath, ".") == 0;
+    char *normal = top? strdup (""): s_normalize (relpath, "input", error_p);
     if (!normal)
         return -1;
     int root_fd = workdir? open (workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC): -1;
@@ -1177,7 +1203,7 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
     }
     else
     if (rc == 0) {
-        int top_fd = s_stage_dir (dir_fd, last, normal, relpath, error_p);
+        int top_fd = top? dup (root_fd): s_stage_dir (dir_fd, last, normal, relpath, error_p);
         if (top_fd < 0)
             rc = -1;
         //  Entries are sorted, so consecutive ones share their directory:
@@ -1187,7 +1213,7 @@ qn_tree_stage (qn_tree_t *self, qn_blobstore_t *blobs, const char *workdir, cons
         for (size_t i = 0; rc == 0 && i < self->count; i++) {
             const qn_tree_entry_t *entry = &self->entries [i];
             char *shown = NULL;
-            if (asprintf (&shown, "%s/%s", normal, entry->path) < 0) {
+            if (asprintf (&shown, "%s%s%s", normal, top? "": "/", entry->path) < 0) {
                 s_fail (error_p, "out of memory");
                 rc = -1;
                 break;

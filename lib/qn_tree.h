@@ -79,6 +79,16 @@ qn_tree_t *
     qn_tree_scan_store (const char *workdir, const char *relpath, qn_blobstore_t *blobs,
                         char **error_p);
 
+//  Which names a filtered scan takes: path is relative to the scanned
+//  directory, is_dir says whether the name itself (not followed) is a
+//  directory.  False leaves it out, and a directory is not entered.
+typedef bool (qn_tree_filter_fn) (void *arg, const char *path, bool is_dir);
+
+//  As qn_tree_scan, taking only what keep keeps.
+qn_tree_t *
+    qn_tree_scan_filtered (const char *workdir, const char *relpath, qn_tree_filter_fn *keep,
+                           void *arg, char **error_p);
+
 bool
     qn_tree_is_dir (qn_tree_t *self);
 
@@ -130,7 +140,7 @@ typedef void (qn_tree_damage_fn) (void *arg, const char *hash, uint64_t size,
                                   const struct stat *seen);
 
 //  Materializes the tree at workdir/relpath from blobs, creating parent
-//  directories.  Refuses a symlink at any component of the way (never
+//  directories; a directory tree with relpath "." goes into workdir itself.  Refuses a symlink at any component of the way (never
 //  writes outside workdir).  A missing or damaged blob is an error, or,
 //  with damaged, is reported there and its file skipped (so the caller
 //  can fetch it again and stage once more).

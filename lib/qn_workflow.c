@@ -51,10 +51,11 @@ struct _qn_workflow_t {
     size_t *by_name;            //  task indexes sorted by name, for lookups
     uint32_t keep_runs;
     qn_artifact_store_t store;
+    char *code;                 //  `code:` as written; NULL = the file's folder
 };
 
 static const char *s_top_keys [] = {
-    "name", "description", "params", "tasks", "keep_runs", "artifacts", NULL
+    "name", "description", "params", "tasks", "keep_runs", "artifacts", "code", NULL
 };
 static const char *s_store_keys [] = {
     "store", "bucket", "prefix", "endpoint", "region", "path_style", NULL
@@ -64,7 +65,7 @@ static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
     "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes",
-    "outputs", "inputs", "cache", NULL
+    "outputs", "inputs", "cache", "code", "workdir", NULL
 };
 //  The backends a task may name, and the keys of each one's options block
 static const char *s_backend_names [] = { "local", "slurm", "kubernetes", NULL };
@@ -147,6 +148,7 @@ s_task_free (qn_task_t *task)
     qn_kv_free (task->env, task->env_count);
     qn_kv_free (task->selector, task->selector_count);
     free (task->backend);
+    free (task->workdir);
     qn_kv_free (task->backend_options, task->backend_option_count);
     for (size_t i = 0; task->outputs && i < task->output_count; i++) {
         free (task->outputs [i].name);
@@ -176,6 +178,7 @@ qn_workflow_destroy (qn_workflow_t **self_p)
         qn_workflow_t *self = *self_p;
         free (self->name);
         free (self->description);
+        free (self->code);
         qn_params_free (self->params, self->param_count);
         free (self->store.kind);
         free (self->store.bucket);
@@ -964,6 +967,49 @@ s_parse_inputs (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node)
 
 
 
+//  A string without control characters, or NULL after saying why
+static const char *
+s_plain_string (qn_yaml_ctx_t *ctx, qn_yaml_node_t *node, const char *what)
+{
+    if (node->kind != QN_YAML_SCALAR || qn_yaml_is_null (node) || !*node->value) {
+        qn_yaml_node_error (ctx, node, "expected a string for '%s'", what);
+        return NULL;
+    }
+    for (const char *c = node->value; *c; c++)
+        if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+            qn_yaml_node_error (ctx, node, "'%s' contains a control character", what);
+            return NULL;
+        }
+    return node->value;
+}
+
+//  A task's `code: none` (no code in its working directory) and
+//  `workdir: /shared/path` (it runs there, in place)
+static void
+s_parse_code (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *value)
+{
+    qn_yaml_node_t *field = qn_yaml_map_get (value, "code", NULL);
+    const char *text = field? s_plain_string (ctx, field, "code"): NULL;
+    if (text && strcmp (text, "none") != 0)
+        qn_yaml_node_error (ctx, field, "a task's 'code' can only be 'none' (the workflow's "
+                            "top-level 'code' names the folder)");
+    else
+    if (text)
+        task->no_code = true;
+    field = qn_yaml_map_get (value, "workdir", NULL);
+    text = field? s_plain_string (ctx, field, "workdir"): NULL;
+    if (text && (text [0] != '/' || strstr (text, "/../") || strcmp (text + strlen (text) - 3,
+                                                                          "/..") == 0))
+        qn_yaml_node_error (ctx, field, "'workdir' must be an absolute path without '..'");
+    else
+    if (text && task->input_count)
+        qn_yaml_node_error (ctx, field, "a task with 'workdir' runs in place: it cannot "
+                            "also have 'inputs'");
+    else
+    if (text)
+        task->workdir = qn_yaml_strdup (ctx, text);
+}
+
 static void
 s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
               qn_wf_graph_task_t *extra, qn_yaml_node_t *key, qn_yaml_node_t *value)
@@ -1054,6 +1100,7 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
         else
             task->cache = strcmp (field->value, "true") == 0;
     }
+    s_parse_code (ctx, task, value);
     //  After env: a secret in a shell string adds to it
     if (run)
         qn_wf_command_check (ctx, task, run, self->params, self->param_count);
@@ -1154,6 +1201,10 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
     node = qn_yaml_map_get (root, "artifacts", NULL);
     if (node)
         s_parse_store (ctx, self, node);
+    node = qn_yaml_map_get (root, "code", NULL);
+    const char *code = node? s_plain_string (ctx, node, "code"): NULL;
+    if (code)
+        self->code = qn_yaml_strdup (ctx, code);
 
     node = qn_yaml_map_get (root, "tasks", &key);
     if (!node) {
@@ -1361,6 +1412,13 @@ qn_workflow_keep_runs (qn_workflow_t *self)
 {
     assert (self);
     return self->keep_runs;
+}
+
+const char *
+qn_workflow_code (qn_workflow_t *self)
+{
+    assert (self);
+    return self->code;
 }
 
 const qn_artifact_store_t *

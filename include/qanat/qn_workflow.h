@@ -122,6 +122,8 @@ typedef struct {
     qn_input_t *inputs;
     size_t input_count;
     bool cache;                  //  reuse an earlier identical attempt's outputs
+    bool no_code;                //  `code: none`: starts in an empty directory
+    char *workdir;               //  `workdir:`: runs in place there, no copy; NULL = none
     char *backend;               //  "local", "slurm", "kubernetes"; NULL = the agent's default
     qn_kv_t *backend_options;    //  the backend's block, flattened (docs/backends.md)
     size_t backend_option_count;
@@ -164,6 +166,11 @@ int
 //  Runs to keep (keep_runs); 0 = the coordinator's default.
 uint32_t
     qn_workflow_keep_runs (qn_workflow_t *self);
+
+//  The workflow's `code:` as written (a folder relative to the file, or
+//  "none"); NULL when absent (the folder holding the file).
+const char *
+    qn_workflow_code (qn_workflow_t *self);
 
 //  The artifact store the workflow asks for (fields may be NULL).
 const qn_artifact_store_t *

@@ -60,6 +60,10 @@ class Cluster:
 
     def __init__(self, name):
         self.dir = tempfile.mkdtemp(prefix="qanat-it-%s-" % name)
+        # Workflows written here travel with their folder (qanat run packs
+        # it): the cluster's own directories and logs stay out of it
+        with open(os.path.join(self.dir, ".qanatignore"), "w") as f:
+            f.write("/*/\n*.log\n")
         self.client_port = free_port()
         self.agent_port = free_port()
         self.http_port = free_port()

@@ -588,8 +588,10 @@ def test_the_agents_blob_cache_stays_under_its_bound(c):
     c.start_agent("maker", labels={"role": "maker"})
     c.start_agent("user", labels={"role": "user"},
                   extra=["--cache-max", "1M", "--cache-keep-recent", "0"])
+    # code: none, so that the cache holds only the inputs' blobs
     wf = c.write("bounded.yaml", """\
 name: bounded
+code: none
 tasks:
   make:
     on: {role: maker}

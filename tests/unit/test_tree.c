@@ -789,6 +789,55 @@ test_stage_file (void **state)
     qn_tree_destroy (&tree);
 }
 
+//  A filtered scan leaves out what the filter refuses, and does not enter
+//  a directory it refuses; a directory staged at "." fills the working
+//  directory itself (the workflow's code), a file cannot be.
+static bool
+s_no_secrets (void *arg, const char *path, bool is_dir)
+{
+    int *calls = (int *) arg;
+    (*calls)++;
+    assert_true (strcmp (path, "code/skip/inner") != 0 && strcmp (path, "skip/inner") != 0);
+    return strcmp (path, "secret.txt") != 0 && !(is_dir && strcmp (path, "skip") == 0);
+}
+
+static void
+test_scan_filtered_and_stage_at_top (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    s_file (fixture->work, "code/main.py", "print(1)\n", 0644);
+    s_file (fixture->work, "code/secret.txt", "s", 0644);
+    s_file (fixture->work, "code/skip/inner", "i", 0644);
+    s_file (fixture->work, "code/lib/util.py", "u", 0755);
+    char *error = NULL;
+    int calls = 0;
+    qn_tree_t *tree = qn_tree_scan_filtered (fixture->work, "code", s_no_secrets, &calls, &error);
+    if (!tree)
+        fail_msg ("%s", error);
+    assert_int_equal (calls, 5);       //  main.py, secret.txt, skip, lib, lib/util.py
+    assert_int_equal (qn_tree_count (tree), 2);
+    assert_string_equal (qn_tree_entry (tree, 0)->path, "lib/util.py");
+    assert_string_equal (qn_tree_entry (tree, 1)->path, "main.py");
+    qn_tree_destroy (&tree);
+    tree = qn_tree_scan_store (fixture->work, "code", fixture->blobs, &error);
+    assert_non_null (tree);
+    if (qn_tree_stage (tree, fixture->blobs, fixture->stage, ".", NULL, NULL, &error))
+        fail_msg ("%s", error);
+    char *content = s_read (fixture->stage, "main.py");
+    assert_string_equal (content, "print(1)\n");
+    free (content);
+    content = s_read (fixture->stage, "skip/inner");
+    assert_string_equal (content, "i");
+    free (content);
+    qn_tree_destroy (&tree);
+    tree = qn_tree_scan_store (fixture->work, "code/main.py", fixture->blobs, &error);
+    assert_non_null (tree);
+    assert_int_equal (qn_tree_stage (tree, fixture->blobs, fixture->stage, ".", NULL, NULL,
+                                     &error), -1);
+    free (error);
+    qn_tree_destroy (&tree);
+}
+
 static void
 test_stage_escapes (void **state)
 {
@@ -799,7 +848,7 @@ test_stage_escapes (void **state)
     char *error = NULL;
     qn_tree_t *tree = qn_tree_scan_store (fixture->work, "out", fixture->blobs, &error);
     assert_non_null (tree);
-    const char *bad [] = { "../x", "a/../../x", "/tmp/x", "", ".", NULL };
+    const char *bad [] = { "../x", "a/../../x", "/tmp/x", "", "./", NULL };
     for (int i = 0; bad [i]; i++) {
         assert_int_equal (qn_tree_stage (tree, fixture->blobs, stage, bad [i],
                                          NULL, NULL, &error), -1);
@@ -1087,6 +1136,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_stage_dir, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_file, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_escapes, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_scan_filtered_and_stage_at_top, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_missing_or_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_isolated, setup, teardown),
         cmocka_unit_test_setup_teardown (test_stage_reports_damage, setup, teardown),
