@@ -454,11 +454,17 @@ s_downloaded (void *arg, const char *hash, int status, const char *error)
         job->waiting--;
         if (status != 0)
             s_fail (job, "input blob %.12s: %s", hash, error? error: "download failed");
-        else
+        else {
+            //  Held while the manifest's files are asked for: a file
+            //  already cached answers at once, and must not finish the
+            //  job under us (it would be staged twice, at once)
+            job->waiting++;
             for (size_t i = 0; i < job->assign->n_inputs; i++)
                 if (job->assign->inputs [i]->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR
                 &&  !job->trees [i] && streq (job->assign->inputs [i]->hash, hash))
                     s_manifest_arrived (job, i);
+            job->waiting--;
+        }
         if (job->waiting == 0)
             s_stage_finish (job);
     }
