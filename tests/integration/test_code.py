@@ -43,13 +43,15 @@ def test_a_script_next_to_the_workflow_runs(c):
     c.start_agent("a1")
     top = project(c, {
         "wf.yaml": SCRIPT_WF,
-        "script.py": "from helpers.greet import greet\nprint(greet('code'))\n",
+        "script.py": "import os\nfrom helpers.greet import greet\nprint(greet('code'))\n"
+                     "print('inputs', sorted(k for k in os.environ if 'INPUT' in k))\n",
         "helpers/__init__.py": "",
         "helpers/greet.py": "def greet(x):\n    return 'hello from ' + x\n",
     })
     run = c.wait_run(c.start_run(os.path.join(top, "wf.yaml")))
     check(run["status"] == "succeeded", "run %s: %s" % (run["status"], json.dumps(run)[:800]))
-    check(stdout_of(c, run["run_id"], "hello") == ["hello from code"],
+    # The code is the working directory, not an input with a variable
+    check(stdout_of(c, run["run_id"], "hello") == ["hello from code", "inputs []"],
           "stdout %s" % stdout_of(c, run["run_id"], "hello"))
     check(len(run["code"]) == 64, "the run records its code hash: %r" % run["code"])
     status = c.qanat("status", run["run_id"]).stdout

@@ -283,6 +283,21 @@ def test_file_artifacts_without_a_work_volume_are_refused(c, kube):
     check("kubernetes.work_claim" in reason and "kubernetes.work_dir" in reason,
           "the reason should name the work volume options: %r" % reason)
     check(not kube.posts(), "a Job was created: %s" % kube.posts())
+    # The workflow's code (the folder of o.yaml) is left out without a
+    # volume, not refused: the image brings its own; workdir: is refused
+    run = c.wait_run(c.start_run(c.write("w.yaml", "name: w\ntasks:\n  pod:\n"
+                                                   "    backend: kubernetes\n"
+                                                   "    run: [sh, -c, 'test ! -e w.yaml']\n"
+                                                   "  shared:\n    backend: kubernetes\n"
+                                                   "    workdir: /srv/shared\n"
+                                                   "    run: [pwd]\n")))
+    check(len(run["code"]) == 64, "the run has code: %s" % run)
+    check(task(run, "pod")["status"] == "succeeded", "a pod with code but no volume: %s"
+          % task(run, "pod"))
+    reason = attempt(run, "shared")["reason"]
+    check(task(run, "shared")["status"] == "failed"
+          and "cannot run a task in place ('workdir')" in reason, "workdir on kubernetes: %r"
+          % reason)
 
 
 def work_volume_dir(c):
@@ -312,6 +327,7 @@ tasks:
       - |
         set -e
         echo "cwd $(pwd) workdir $QANAT_WORKDIR values $QANAT_VALUES stage ${QANAT_STAGE_DIR:-none}"
+        grep -q "^name: shared" shared.yaml
         scale=$(cut -d' ' -f2 conf/params)
         awk -v s="$scale" '{ t += $1 * s } END { print t }' data > total.txt
         mkdir report
@@ -394,7 +410,9 @@ def test_file_artifacts_through_a_shared_work_volume(c, kube):
 
         # The attempt's directory: inputs staged, outputs left, and the
         # values beside the work directory, where the agent read them
-        check(sorted(os.listdir(host_work)) == ["conf", "data", "report", "total.txt"],
+        # ...and the workflow's code (the folder of shared.yaml), staged there too
+        check(sorted(os.listdir(host_work)) == [".qanatignore", "conf", "data", "report",
+                                                "shared.yaml", "total.txt"],
               "work directory %s" % sorted(os.listdir(host_work)))
         with open(os.path.join(work, job_name, "values")) as f:
             check("sum=10100" in f.read(), "the pod's values file beside its work directory")

@@ -111,6 +111,53 @@ def test_diamond_runs_as_slurm_jobs(c):
     check("rows" in series, "rows metric: %s" % series)
 
 
+CODE = """\
+name: slurm-code
+tasks:
+  script:
+    backend: slurm
+    run: python3 tool/count.py rows.txt
+    outputs: {total: total.txt}
+  in-place:
+    backend: slurm
+    workdir: %s
+    run: sh -c 'echo "in $(pwd)"; test ! -e tool; cat note.txt; echo from-job > job.txt'
+"""
+
+
+def test_the_code_travels_to_slurm_jobs_and_workdir_runs_in_place(c):
+    """A Slurm job starts in a copy of the workflow's folder, on slurm.dir
+    like staged inputs; with workdir: it runs in place on the shared path."""
+    start(c)
+    top = os.path.join(c.dir, "proj")
+    shared = os.path.join(c.dir, "shared")
+    os.makedirs(os.path.join(top, "tool"))
+    os.makedirs(shared)
+    with open(os.path.join(top, "tool", "count.py"), "w") as f:
+        f.write("import sys\nn = len(open(sys.argv[1]).read().split())\n"
+                "print('rows', n)\nopen('total.txt', 'w').write(str(n))\n")
+    with open(os.path.join(top, "rows.txt"), "w") as f:
+        f.write("1\n2\n3\n")
+    with open(os.path.join(shared, "note.txt"), "w") as f:
+        f.write("shared note\n")
+    wf = os.path.join(top, "wf.yaml")
+    with open(wf, "w") as f:
+        f.write(CODE % shared)
+    run_id = c.start_run(wf)
+    run = c.wait_run(run_id, timeout=120)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], run))
+    for name in ("script", "in-place"):
+        check_slurm_attempt(attempt_of(run, name), name)
+    text = [(l["task"], l["data"]) for l in c.logs_json(run_id) if l["stream"] == "stdout"]
+    check(("script", "rows 3") in text, "the job ran the packed script: %s" % text)
+    check(("in-place", "in " + shared) in text and ("in-place", "shared note") in text,
+          "the job ran in place: %s" % text)
+    with open(os.path.join(shared, "job.txt")) as f:
+        check(f.read() == "from-job\n", "written in place")
+    arts = {a["output"]: a for a in c.qanat_json("artifacts", run_id)}
+    check(arts.get("total", {}).get("size") == 1, "the output beside the code: %s" % arts)
+
+
 OOM = """\
 name: slurm-oom
 tasks:
