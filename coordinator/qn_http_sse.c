@@ -12,7 +12,8 @@
     comment every 10 s keeps proxies and the idle timeout at bay.  The
     reader runs on its connection's own thread (one thread per
     connection), so it may block; it does so in 250 ms slices, watching
-    for the server stopping.
+    for the server stopping, and on the connection's socket too, so that
+    a client that leaves gives back its stream slot at once.
 */
 #include "qn_http_internal.h"
 #include "qn_json.h"
@@ -34,6 +35,8 @@ typedef struct {
     bool more;                      //  logs: a page came full, read on at once
     bool done;
     int64_t last_write;
+    int fd;                         //  the connection's socket, watched for the client leaving
+    bool peer_spoke;                //  the client sent data: its socket is checked each slice
     int error_status;               //  the first read failed: answer this instead
     json_t *error;
 } s_stream_t;
@@ -205,11 +208,22 @@ s_read (void *cls, uint64_t pos, char *buffer, size_t max)
             continue;
         }
         int64_t wait = QN_HTTP_KEEPALIVE_MS - quiet;
-        int rc = qn_http_watch_wait (self->watch, (int) (wait < SLICE_MS? wait: SLICE_MS));
+        int rc = qn_http_watch_wait (self->watch, (int) (wait < SLICE_MS? wait: SLICE_MS),
+                                     self->peer_spoke? -1: self->fd);
         if (rc < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (rc == 1)
+        if (rc == QN_HTTP_WATCH_CHANGE)
             s_produce (self, false);
+        if ((rc == QN_HTTP_WATCH_PEER || self->peer_spoke) && self->fd >= 0) {
+            //  The client left: free its stream slot and thread now, not
+            //  when a keepalive write fails tens of seconds later
+            if (qn_http_peer_closed (self->fd))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            //  Data we leave unread (a pipelined request, a TLS record)
+            //  keeps the socket readable: stop waiting on it, check it
+            //  once a slice instead
+            self->peer_spoke = true;
+        }
     }
 }
 
@@ -294,6 +308,9 @@ qn_http_sse_serve (qn_http_call_t *call)
         return MHD_NO;
     self->server = server;
     self->kind = call->route.id;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (call->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    self->fd = info? (int) info->connect_fd: -1;
     self->credential = strdup (call->credential);
     self->bridge = qn_http_bridge_new (server->api_endpoint);
     //  The stream owns the route's request from now on
