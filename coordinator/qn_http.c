@@ -324,6 +324,17 @@ s_from_loopback (struct MHD_Connection *connection)
     return false;
 }
 
+//  Whether a route needs the caller's credential (not the session's own
+//  routes, not /metrics, which has rules of its own); unknown routes
+//  are left to the decoder's 404 and 405
+static bool
+s_wants_credential (const char *method, const char *url)
+{
+    qn_http_route_id_t id = qn_http_api_route (method, url);
+    return id != QN_HTTP_ROUTE_NONE && id != QN_HTTP_ROUTE_SESSION_CREATE
+        && id != QN_HTTP_ROUTE_SESSION_DELETE && id != QN_HTTP_ROUTE_METRICS;
+}
+
 static enum MHD_Result
 s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *method,
              const char *url, s_request_t *request)
@@ -342,8 +353,11 @@ s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *met
     enum MHD_Result result = MHD_NO;
     if (s_credential (self, connection, method, &call.credential, &result))
         return result;
-    json_t *error = NULL;
     const char *as = strcmp (method, "HEAD") == 0? "GET": method;
+    if (!*call.credential && self->credential_required && s_wants_credential (as, url))
+        return qn_http_send_error (self, connection, 401, NULL, "no credential: send "
+                                   "Authorization: Bearer <API token> or sign in", NULL);
+    json_t *error = NULL;
     int status = qn_http_api_decode (as, url, s_query, connection, request->body, request->size,
                                      &call.request, &call.route, &error);
     if (status) {
@@ -612,6 +626,7 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
 {
     self->call_timeout_ms = config->call_timeout_ms > 0? config->call_timeout_ms: 10000;
     self->metrics_public = config->metrics_public;
+    self->credential_required = config->credential_required;
     if (config->metrics_credential
     &&  !(self->metrics_credential = strdup (config->metrics_credential))) {
         *error_p = strdup ("out of memory");

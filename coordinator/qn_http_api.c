@@ -716,6 +716,18 @@ s_find (const char *method, const char *path, s_path_t *parts, uint64_t *run_id_
     return NULL;
 }
 
+qn_http_route_id_t
+qn_http_api_route (const char *method, const char *path)
+{
+    s_path_t parts;
+    uint64_t run_id = 0;
+    bool known = false;
+    const s_route_t *row = method && path? s_find (method, path, &parts, &run_id, &known): NULL;
+    if (method && path)
+        free (parts.copy);
+    return row? row->id: QN_HTTP_ROUTE_NONE;
+}
+
 const char *
 qn_http_api_allowed (const char *path)
 {

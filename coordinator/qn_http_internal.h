@@ -38,6 +38,7 @@ struct _qn_http_t {
     char *metrics_credential;       //  for /metrics without a caller's token, or NULL
     bool tls;
     bool metrics_public;
+    bool credential_required;
     int call_timeout_ms;
     uint16_t port;
     atomic_bool stopping;

@@ -326,7 +326,7 @@ s_setup (void **state)
     qn_http_config_t config = {
         .endpoint = "127.0.0.1:0", .web_dir = web, .javascript_dir = js,
         .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 20000,
-        .metrics_credential = S_TOKEN
+        .metrics_credential = S_TOKEN, .credential_required = true
     };
     char *error = NULL;
     self->http = qn_http_new (&config, &error);
@@ -440,6 +440,19 @@ s_response_free (s_response_t *response)
     free (response->body);
 }
 
+static void s_assert_security_headers (const s_response_t *response);
+
+//  One request that must be answered with status (and the usual headers)
+static void
+s_expect (s_fixture_t *self, const char *method, const char *path, const char *headers,
+          const char *body, int status)
+{
+    s_response_t response = s_request (self, method, path, headers, body);
+    assert_int_equal (response.status, status);
+    s_assert_security_headers (&response);
+    s_response_free (&response);
+}
+
 //  The value of a header (a static copy), NULL when absent
 static const char *
 s_header (const s_response_t *response, const char *name)
@@ -493,6 +506,15 @@ test_auth_and_headers (void **state)
     response = s_request (self, "GET", "/api/v1/whoami", "Authorization: Basic eDp5\r\n", NULL);
     assert_int_equal (response.status, 401);
     s_response_free (&response);
+
+    //  No credential at all: 401 before the body or the query is looked
+    //  at (a bad one would otherwise tell a stranger 400) ...
+    s_expect (self, "POST", "/api/v1/runs", NULL, "{\"source\": ", 401);
+    s_expect (self, "GET", "/api/v1/runs?limit=0", NULL, NULL, 401);
+    //  ... but signing in reads its body, and unknown routes stay 404/405
+    s_expect (self, "POST", "/api/v1/session", NULL, "{\"token\": 5}", 400);
+    s_expect (self, "GET", "/api/v1/nope", NULL, NULL, 404);
+    s_expect (self, "PUT", "/api/v1/runs", NULL, NULL, 405);
 
     //  An engine error maps by its code
     response = s_request (self, "GET", "/api/v1/runs/12", "Authorization: Bearer qat_good\r\n", NULL);
