@@ -216,9 +216,11 @@ s_read (void *cls, uint64_t pos, char *buffer, size_t max)
             s_produce (self, false);
         if ((rc == QN_HTTP_WATCH_PEER || self->peer_spoke) && self->fd >= 0) {
             //  The client left: free its stream slot and thread now, not
-            //  when a keepalive write fails tens of seconds later
+            //  when a keepalive write fails tens of seconds later.  An
+            //  orderly end, as nobody is there to be told of an error
+            //  (and MHD would log one for each page a browser leaves)
             if (qn_http_peer_closed (self->fd))
-                return MHD_CONTENT_READER_END_WITH_ERROR;
+                return MHD_CONTENT_READER_END_OF_STREAM;
             //  Data we leave unread (a pipelined request, a TLS record)
             //  keeps the socket readable: stop waiting on it, check it
             //  once a slice instead
