@@ -545,13 +545,18 @@ s_connection (void *cls, struct MHD_Connection *connection, void **socket_contex
 static void
 s_mhd_log (void *cls, const char *format, va_list args)
 {
-    (void) cls;
+    qn_http_t *self = (qn_http_t *) cls;
     char text [512];
     vsnprintf (text, sizeof text, format, args);
     size_t len = strlen (text);
     while (len && (text [len - 1] == '\n' || text [len - 1] == '\r'))
         text [--len] = 0;
     qn_log (QN_LOG_WARNING, "http", "%s", text);
+    //  The first complaint while starting says best why it failed
+    pthread_mutex_lock (&self->lock);
+    if (!self->started && !*self->start_error)
+        snprintf (self->start_error, sizeof self->start_error, "%s", text);
+    pthread_mutex_unlock (&self->lock);
 }
 
 //  ---------------------------------------------------------------------
@@ -605,17 +610,23 @@ bad:
     return -1;
 }
 
+//  Reads a PEM file that holds marker (a certificate, a private key)
 static char *
-s_read_pem (const char *path, char **error_p)
+s_read_pem (const char *path, const char *marker, const char *what, char **error_p)
 {
     FILE *file = fopen (path, "r");
-    char *text = file? (char *) calloc (1, 1024 * 1024 + 1): NULL;
+    if (!file) {
+        *error_p = zsys_sprintf ("cannot read the %s %s: %s", what, path, strerror (errno));
+        return NULL;
+    }
+    char *text = (char *) calloc (1, 1024 * 1024 + 1);
     size_t size = text? fread (text, 1, 1024 * 1024, file): 0;
-    if (file)
-        fclose (file);
-    if (!text || size == 0 || size == 1024 * 1024) {
+    bool failed = ferror (file);
+    fclose (file);
+    if (!text || failed || size == 0 || size == 1024 * 1024 || strlen (text) != size
+    ||  !strstr (text, marker)) {
         free (text);
-        *error_p = zsys_sprintf ("cannot read %s (a PEM file under 1 MiB)", path);
+        *error_p = zsys_sprintf ("%s is not a PEM %s (\"%s\", under 1 MiB)", path, what, marker);
         return NULL;
     }
     return text;
@@ -652,8 +663,10 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
         return -1;
     }
     if (config->cert_file) {
-        self->cert_pem = s_read_pem (config->cert_file, error_p);
-        self->key_pem = self->cert_pem? s_read_pem (config->key_file, error_p): NULL;
+        self->cert_pem = s_read_pem (config->cert_file, "-----BEGIN CERTIFICATE-----",
+                                     "certificate", error_p);
+        self->key_pem = self->cert_pem? s_read_pem (config->key_file, "PRIVATE KEY-----",
+                                                    "private key", error_p): NULL;
         if (!self->key_pem)
             return -1;
         self->tls = true;
@@ -715,10 +728,13 @@ qn_http_new (const qn_http_config_t *config, char **error_p)
     };
     self->daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access, self,
                                      MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+    pthread_mutex_lock (&self->lock);
+    self->started = true;
+    pthread_mutex_unlock (&self->lock);
     if (!self->daemon) {
-        *error_p = zsys_sprintf ("cannot serve HTTP on %s (%s)", endpoint,
-                                 self->tls? "address in use, or a bad certificate or key"
-                                          : "address in use?");
+        *error_p = zsys_sprintf ("cannot serve %s on %s: %s", self->tls? "HTTPS": "HTTP",
+                                 endpoint, *self->start_error? self->start_error
+                                 : "address in use?");
         qn_http_destroy (&self);
         return NULL;
     }

@@ -45,6 +45,8 @@ struct _qn_http_t {
     pthread_mutex_t lock;           //  guards what follows
     uint64_t responses [QN_HTTP_STATUS_MAX];
     uint64_t requests;
+    bool started;                   //  MHD_start_daemon returned
+    char start_error [256];         //  MHD's first complaint before that
     zhash_t *streams;               //  credential -> open event streams (int *)
 };
 
