@@ -212,6 +212,22 @@ s_token_ok (const char *token)
     return true;
 }
 
+//  Whether the request comes from a page of our own origin: its Origin
+//  is this server's scheme and Host.  A request without Origin (not
+//  from a browser's page) passes only when absent_ok.
+static bool
+s_same_origin (qn_http_t *self, struct MHD_Connection *connection, bool absent_ok)
+{
+    const char *origin = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Origin");
+    if (!origin)
+        return absent_ok;
+    const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Host");
+    char own [600];
+    int size = host? snprintf (own, sizeof own, "%s://%s", self->tls? "https": "http", host)
+                   : -1;
+    return size > 0 && (size_t) size < sizeof own && strcmp (origin, own) == 0;
+}
+
 //  The caller's credential: 0 (*credential_p, "" for none), or an HTTP
 //  status already answered.
 static int
@@ -239,17 +255,11 @@ s_credential (qn_http_t *self, struct MHD_Connection *connection, const char *me
     }
     //  A cookie rides along on any request a page makes, so whatever
     //  changes something must come from a page of our own origin
-    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0) {
-        const char *origin = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Origin");
-        const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Host");
-        char own [600] = "";
-        if (host)
-            snprintf (own, sizeof own, "%s://%s", self->tls? "https": "http", host);
-        if (!origin || !host || strcmp (origin, own) != 0) {
-            *result_p = qn_http_send_error (self, connection, 403, NULL,
-                                            "cross-origin request refused", "Origin");
-            return 403;
-        }
+    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0
+    &&  !s_same_origin (self, connection, false)) {
+        *result_p = qn_http_send_error (self, connection, 403, NULL,
+                                        "cross-origin request refused", "Origin");
+        return 403;
     }
     *credential_p = cookie;
     return 0;
@@ -263,6 +273,11 @@ s_session (qn_http_call_t *call)
     qn_http_t *self = call->server;
     const char *secure = self->tls? "; Secure": "";
     char cookie [1200];
+    //  Another site's page must not sign its visitor in (as someone
+    //  else) or out: the browser names that page in Origin
+    if (!s_same_origin (self, call->connection, true))
+        return qn_http_send_error (self, call->connection, 403, NULL,
+                                   "cross-origin request refused", "Origin");
     if (call->route.id == QN_HTTP_ROUTE_SESSION_DELETE) {
         snprintf (cookie, sizeof cookie, SESSION_COOKIE "=; HttpOnly; SameSite=Strict; "
                   "Path=/; Max-Age=0%s", secure);

@@ -95,6 +95,11 @@ int
 qn_http_route_id_t
     qn_http_api_route (const char *method, const char *path);
 
+//  A whole decimal number, digits only and within 64 bits (a header's
+//  value, as Last-Event-ID): false for anything else
+bool
+    qn_http_api_parse_uint (const char *text, uint64_t *value_p);
+
 //  Frees what qn_http_api_decode put in request and leaves it empty.
 void
     qn_http_api_request_reset (Qanat__Request *request);
