@@ -203,6 +203,7 @@ bench_figure_i (void)
 typedef struct {
     double rate;                    //  dispatch tasks/s
     double cpu;                     //  qanatd's share of a core during it
+    double threads [3];             //  of which its engine thread, HTTP threads, others
     size_t followers, connected, complete;
     uint64_t lines_sent, lines_taken, missing, repeated, not_ended;
 } s_phase_t;
@@ -281,9 +282,16 @@ s_follow_phase (bool with, s_phase_t *phase)
         ok = (followers = s_followers_open (proc, run_ids, results)) != NULL;
     if (ok && !with)
         zclock_sleep (1000);
+    long long before [3], after [3];
+    bench_proc_thread_ticks (proc->real, "qanatd", "MHD", before);
+    double started = bench_now ();
     if (ok)
         phase->rate = bench_dispatch_measure (proc, client, "bench-j", bench_set.tasks, "bench",
                                               &phase->cpu, NULL);
+    double elapsed = bench_now () - started;
+    bench_proc_thread_ticks (proc->real, "qanatd", "MHD", after);
+    for (int k = 0; k < 3; k++)
+        phase->threads [k] = (double) (after [k] - before [k]) / sysconf (_SC_CLK_TCK) / elapsed;
     ok = ok && phase->rate > 0;
     zstr_send (log_actor, "STOPLOGS");
     ok = ok && bench_sim_wait (log_actor, "LOGDONE", 60);
@@ -340,10 +348,14 @@ bench_figure_j (void)
         with [p] = on.rate;
         cpu_without [p] = off.cpu;
         cpu_with [p] = on.cpu;
-        bench_say ("   pair %zu: without %.0f tasks/s (qanatd %.0f%% of a core), with %.0f tasks/s (%.0f%%);"
-                   " followers: %zu of %zu got every line once (%llu lines sent, %llu line events taken by all,"
+        bench_say ("   pair %zu: without %.0f tasks/s, with %.0f tasks/s; qanatd's share of a core during the\n"
+                   "     dispatch, engine thread + HTTP threads + others: without %.0f + %.0f + %.0f %%,"
+                   " with %.0f + %.0f + %.0f %%\n"
+                   "     followers: %zu of %zu got every line once (%llu lines sent, %llu line events taken by all,"
                    " %llu missing, %llu repeated, %llu without the end)\n",
-                   p + 1, off.rate, off.cpu * 100, on.rate, on.cpu * 100, on.complete, on.followers,
+                   p + 1, off.rate, on.rate, off.threads [0] * 100, off.threads [1] * 100,
+                   off.threads [2] * 100, on.threads [0] * 100, on.threads [1] * 100, on.threads [2] * 100,
+                   on.complete, on.followers,
                    (unsigned long long) on.lines_sent, (unsigned long long) on.lines_taken,
                    (unsigned long long) on.missing, (unsigned long long) on.repeated,
                    (unsigned long long) on.not_ended);
