@@ -50,7 +50,7 @@ bench_proc_thread_ticks (pid_t pid, const char *engine, const char *http, long l
     while (dir && (entry = readdir (dir))) {
         if (entry->d_name [0] == '.')
             continue;
-        char stat_path [320], buffer [1024];
+        char stat_path [400], buffer [1024];
         snprintf (stat_path, sizeof stat_path, "%s/%s/stat", path, entry->d_name);
         FILE *file = fopen (stat_path, "r");
         size_t size = file? fread (buffer, 1, sizeof buffer - 1, file): 0;
