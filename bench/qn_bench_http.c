@@ -204,6 +204,7 @@ typedef struct {
     double rate;                    //  dispatch tasks/s
     double cpu;                     //  qanatd's share of a core during it
     double threads [3];             //  of which its engine thread, HTTP threads, others
+    double own;                     //  this process's (simulated agents, followers)
     size_t followers, connected, complete;
     uint64_t lines_sent, lines_taken, missing, repeated, not_ended;
 } s_phase_t;
@@ -284,11 +285,12 @@ s_follow_phase (bool with, s_phase_t *phase)
         zclock_sleep (1000);
     long long before [3], after [3];
     bench_proc_thread_ticks (proc->real, "qanatd", "MHD", before);
-    double started = bench_now ();
+    double started = bench_now (), own = s_own_cpu_s ();
     if (ok)
         phase->rate = bench_dispatch_measure (proc, client, "bench-j", bench_set.tasks, "bench",
                                               &phase->cpu, NULL);
     double elapsed = bench_now () - started;
+    phase->own = (s_own_cpu_s () - own) / elapsed;
     bench_proc_thread_ticks (proc->real, "qanatd", "MHD", after);
     for (int k = 0; k < 3; k++)
         phase->threads [k] = (double) (after [k] - before [k]) / sysconf (_SC_CLK_TCK) / elapsed;
@@ -350,11 +352,13 @@ bench_figure_j (void)
         cpu_with [p] = on.cpu;
         bench_say ("   pair %zu: without %.0f tasks/s, with %.0f tasks/s; qanatd's share of a core during the\n"
                    "     dispatch, engine thread + HTTP threads + others: without %.0f + %.0f + %.0f %%,"
-                   " with %.0f + %.0f + %.0f %%\n"
+                   " with %.0f + %.0f + %.0f %%;\n     the bench process (simulated agents, followers):"
+                   " without %.0f %%, with %.0f %%\n"
                    "     followers: %zu of %zu got every line once (%llu lines sent, %llu line events taken by all,"
                    " %llu missing, %llu repeated, %llu without the end)\n",
                    p + 1, off.rate, on.rate, off.threads [0] * 100, off.threads [1] * 100,
                    off.threads [2] * 100, on.threads [0] * 100, on.threads [1] * 100, on.threads [2] * 100,
+                   off.own * 100, on.own * 100,
                    on.complete, on.followers,
                    (unsigned long long) on.lines_sent, (unsigned long long) on.lines_taken,
                    (unsigned long long) on.missing, (unsigned long long) on.repeated,
