@@ -91,7 +91,7 @@ typedef struct {
 long long
     bench_proc_cpu_ticks (pid_t pid);
 void
-    bench_proc_thread_ticks (pid_t pid, const char *engine, const char *http, long long ticks [3]);
+    bench_proc_thread_ns (pid_t pid, const char *engine, const char *http, long long ns [3]);
 long
     bench_proc_field_kb (pid_t pid, const char *file_name, const char *field);
 long

@@ -284,16 +284,16 @@ s_follow_phase (bool with, s_phase_t *phase)
     if (ok && !with)
         zclock_sleep (1000);
     long long before [3], after [3];
-    bench_proc_thread_ticks (proc->real, "qanatd", "MHD", before);
+    bench_proc_thread_ns (proc->real, "qanatd", "MHD", before);
     double started = bench_now (), own = s_own_cpu_s ();
     if (ok)
         phase->rate = bench_dispatch_measure (proc, client, "bench-j", bench_set.tasks, "bench",
                                               &phase->cpu, NULL);
     double elapsed = bench_now () - started;
     phase->own = (s_own_cpu_s () - own) / elapsed;
-    bench_proc_thread_ticks (proc->real, "qanatd", "MHD", after);
+    bench_proc_thread_ns (proc->real, "qanatd", "MHD", after);
     for (int k = 0; k < 3; k++)
-        phase->threads [k] = (double) (after [k] - before [k]) / sysconf (_SC_CLK_TCK) / elapsed;
+        phase->threads [k] = (double) (after [k] - before [k]) / 1e9 / elapsed;
     ok = ok && phase->rate > 0;
     zstr_send (log_actor, "STOPLOGS");
     ok = ok && bench_sim_wait (log_actor, "LOGDONE", 60);

@@ -37,12 +37,14 @@ bench_proc_cpu_ticks (pid_t pid)
     return (long long) (utime + stime);
 }
 
-//  CPU ticks of pid's threads, split by name: those named engine (the
-//  main thread), those whose name starts with http, and the rest.
+//  CPU time (ns, from schedstat: exact, where per-thread ticks round
+//  each short-lived slice down) of pid's threads, split by name: those
+//  named engine (the main thread), those whose name starts with http,
+//  and the rest.
 void
-bench_proc_thread_ticks (pid_t pid, const char *engine, const char *http, long long ticks [3])
+bench_proc_thread_ns (pid_t pid, const char *engine, const char *http, long long ns [3])
 {
-    ticks [0] = ticks [1] = ticks [2] = 0;
+    ns [0] = ns [1] = ns [2] = 0;
     char path [64];
     snprintf (path, sizeof path, "/proc/%d/task", (int) pid);
     DIR *dir = opendir (path);
@@ -50,21 +52,23 @@ bench_proc_thread_ticks (pid_t pid, const char *engine, const char *http, long l
     while (dir && (entry = readdir (dir))) {
         if (entry->d_name [0] == '.')
             continue;
-        char stat_path [400], buffer [1024];
-        snprintf (stat_path, sizeof stat_path, "%s/%s/stat", path, entry->d_name);
-        FILE *file = fopen (stat_path, "r");
-        size_t size = file? fread (buffer, 1, sizeof buffer - 1, file): 0;
+        char file_path [400], name [64] = "";
+        unsigned long long run_ns = 0;
+        snprintf (file_path, sizeof file_path, "%s/%s/comm", path, entry->d_name);
+        FILE *file = fopen (file_path, "r");
+        if (file && fgets (name, sizeof name, file))
+            name [strcspn (name, "\n")] = 0;
         if (file)
             fclose (file);
-        buffer [size] = 0;
-        char *open = strchr (buffer, '('), *close = strrchr (buffer, ')');
-        unsigned long long utime = 0, stime = 0;
-        if (!open || !close || sscanf (close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                                       &utime, &stime) != 2)
+        snprintf (file_path, sizeof file_path, "%s/%s/schedstat", path, entry->d_name);
+        file = fopen (file_path, "r");
+        bool read = file && fscanf (file, "%llu", &run_ns) == 1;
+        if (file)
+            fclose (file);
+        if (!read)
             continue;
-        *close = 0;
-        size_t kind = streq (open + 1, engine)? 0: strncmp (open + 1, http, strlen (http)) == 0? 1: 2;
-        ticks [kind] += (long long) (utime + stime);
+        size_t kind = streq (name, engine)? 0: strncmp (name, http, strlen (http)) == 0? 1: 2;
+        ns [kind] += (long long) run_ns;
     }
     if (dir)
         closedir (dir);
