@@ -205,6 +205,7 @@ typedef struct {
     double cpu;                     //  qanatd's share of a core during it
     double threads [3];             //  of which its engine thread, HTTP threads, others
     double own;                     //  this process's (simulated agents, followers)
+    double commits;                 //  store commits during the dispatch
     size_t followers, connected, complete;
     uint64_t lines_sent, lines_taken, missing, repeated, not_ended;
 } s_phase_t;
@@ -288,7 +289,7 @@ s_follow_phase (bool with, s_phase_t *phase)
     double started = bench_now (), own = s_own_cpu_s ();
     if (ok)
         phase->rate = bench_dispatch_measure (proc, client, "bench-j", bench_set.tasks, "bench",
-                                              &phase->cpu, NULL);
+                                              &phase->cpu, &phase->commits);
     double elapsed = bench_now () - started;
     phase->own = (s_own_cpu_s () - own) / elapsed;
     bench_proc_thread_ns (proc->real, "qanatd", "MHD", after);
@@ -353,12 +354,15 @@ bench_figure_j (void)
         bench_say ("   pair %zu: without %.0f tasks/s, with %.0f tasks/s; qanatd's share of a core during the\n"
                    "     dispatch, engine thread + HTTP threads + others: without %.0f + %.0f + %.0f %%,"
                    " with %.0f + %.0f + %.0f %%;\n     the bench process (simulated agents, followers):"
-                   " without %.0f %%, with %.0f %%\n"
+                   " without %.0f %%, with %.0f %%;\n     store commits during the dispatch: without %.0f"
+                   " (%.0f tasks per commit), with %.0f (%.0f)\n"
                    "     followers: %zu of %zu got every line once (%llu lines sent, %llu line events taken by all,"
                    " %llu missing, %llu repeated, %llu without the end)\n",
                    p + 1, off.rate, on.rate, off.threads [0] * 100, off.threads [1] * 100,
                    off.threads [2] * 100, on.threads [0] * 100, on.threads [1] * 100, on.threads [2] * 100,
-                   off.own * 100, on.own * 100,
+                   off.own * 100, on.own * 100, off.commits,
+                   off.commits > 0? bench_set.tasks / off.commits: 0, on.commits,
+                   on.commits > 0? bench_set.tasks / on.commits: 0,
                    on.complete, on.followers,
                    (unsigned long long) on.lines_sent, (unsigned long long) on.lines_taken,
                    (unsigned long long) on.missing, (unsigned long long) on.repeated,
