@@ -20,7 +20,8 @@ for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.
            f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real \
            i.get_run_rps_1 i.get_run_p99_16 i.list_p50 i.page_p99 i.pages \
            j.dispatch_without j.dispatch_with j.ratio j.followers_complete k.rss_diff; do
-    grep -Eq "^figure: $key = [0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
+    #  A difference may be negative (k.rss_diff)
+    grep -Eq "^figure: $key = -?[0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
 done
 grep -q '^== summary ==' "$out" || missing="$missing summary"
 #  Correctness, not speed: every event-stream follower got every line once
