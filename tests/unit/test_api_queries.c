@@ -512,7 +512,8 @@ test_start_by_name (void **state)
                 "  c: {run: \"true\"}\n"
 
 static Qanat__Reply *
-s_start_reuse (qn_coordinator_t *engine, uint32_t version, uint64_t from, const char *n)
+s_start_reuse (qn_coordinator_t *engine, const Qanat__Principal *principal, uint32_t version,
+               uint64_t from, const char *n)
 {
     Qanat__Param param = QANAT__PARAM__INIT;
     param.name = (char *) "n";
@@ -528,7 +529,7 @@ s_start_reuse (qn_coordinator_t *engine, uint32_t version, uint64_t from, const 
     request.id = 9;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
-    return test_api_call (engine, NULL, &request);
+    return test_api_call (engine, principal, &request);
 }
 
 static const Qanat__TaskInfo *
@@ -587,10 +588,17 @@ test_rerun_reuses_succeeded (void **state)
             s_commit (engine);
             assert_null (qn_run_find (engine, first));
         }
-        Qanat__Reply *reply = s_start_reuse (engine, 1, first, NULL);
+        //  Anyone who may read the run (GetRun: any user) may rerun it, as
+        //  its own run
+        Qanat__Principal bob = QANAT__PRINCIPAL__INIT;
+        bob.kind = (char *) "user";
+        bob.name = (char *) "bob";
+        bob.role = (char *) "user";
+        Qanat__Reply *reply = s_start_reuse (engine, round? &bob: NULL, 1, first, NULL);
         if (reply->body_case != QANAT__REPLY__BODY_RUN)
             fail_msg ("rerun: %s", reply->body_case == QANAT__REPLY__BODY_ERROR
                                    ? reply->error->message: "?");
+        assert_string_equal (reply->run->owner, round? "bob": "local");
         const Qanat__TaskInfo *a = s_task_named (reply->run, "a");
         assert_int_equal (a->status, QANAT__TASK_STATUS__TASK_SUCCEEDED);
         assert_int_equal (a->cached_from, first);
@@ -609,13 +617,13 @@ test_rerun_reuses_succeeded (void **state)
         s_commit (engine);
     }
     //  Not there; other params; another version
-    Qanat__Reply *reply = s_start_reuse (engine, 1, 999, NULL);
+    Qanat__Reply *reply = s_start_reuse (engine, NULL, 1, 999, NULL);
     assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
     assert_int_equal (reply->error->code, QANAT__ERROR_CODE__ERROR_NOT_FOUND);
     s_assert_error (reply, "no run 999");
-    s_assert_error (s_start_reuse (engine, 1, first, "2"), "same params");
+    s_assert_error (s_start_reuse (engine, NULL, 1, first, "2"), "same params");
     s_start_ok (engine, NULL, S_REDO "  d: {run: \"true\"}\n");
-    s_assert_error (s_start_reuse (engine, 2, first, NULL), "not of redo v2");
+    s_assert_error (s_start_reuse (engine, NULL, 2, first, NULL), "not of redo v2");
 }
 
 //  Runs stored before types were recorded get them from their workflow
