@@ -20,6 +20,7 @@
 #define EXIT_RUN_FAILED   1
 #define EXIT_USAGE        2
 #define EXIT_COORDINATOR  3
+#define EXIT_NOT_FOUND    3         //  no such stored workflow (qn_cli_workflows.c)
 #define EXIT_INTERRUPTED  130       //  128 + SIGINT, as a shell reports it
 
 //  The global options; every command takes all of them, and ignores
@@ -40,6 +41,7 @@ typedef struct {
     bool follow;
     bool no_cache;
     const char *code_max;           //  run: the largest code to pack (a size)
+    bool failed_only;               //  rerun: reuse what succeeded
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
@@ -162,6 +164,18 @@ int cli_cmd_metrics (options_t *options, int argc, char **argv);
 int cli_cmd_artifacts (options_t *options, int argc, char **argv);
 int cli_cmd_get (options_t *options, int argc, char **argv);
 int cli_cmd_put (options_t *options, int argc, char **argv);
+//  qn_cli_workflows.c: stored workflows, rerun, run NAME and run -
+int cli_cmd_workflow (options_t *options, int argc, char **argv);
+int cli_cmd_workflows (options_t *options, int argc, char **argv);
+int cli_cmd_rerun (options_t *options, int argc, char **argv);
+//  run with a word that is no existing path: "-" (stdin) or NAME[@V]
+int cli_run_stored (options_t *options, const char *word);
+//  start's params from the --param NAME=VALUE pairs, an artifact's @PATH
+//  put first (as wf declares them); 0 or an exit code after saying why.
+//  Free them with cli_start_params_free.
+int cli_start_params (qn_client_t *client, qn_workflow_t *wf, zlistx_t *pairs,
+                      Qanat__StartRun *start);
+void cli_start_params_free (Qanat__StartRun *start);
 //  qn_cli_admin.c
 int cli_cmd_agents (options_t *options, int argc, char **argv);
 int cli_cmd_agent (options_t *options, int argc, char **argv);
