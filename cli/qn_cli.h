@@ -135,9 +135,11 @@ uint64_t
     cli_code_max (const char *text);
 
 //  As cli_put_path, taking only what keep keeps (qn_tree_scan_filtered).
+//  *unreadable_p (if not NULL) is set when the local files could not be
+//  read, as opposed to put.
 char *
     cli_put_filtered (qn_client_t *client, const char *path, qn_tree_filter_fn *keep,
-                      void *arg, uint64_t *bytes_p);
+                      void *arg, uint64_t *bytes_p, bool *unreadable_p);
 
 //  Packs and puts the workflow's code (the folder holding workflow_path,
 //  or its `code:`) for `qanat run`: "dir:<sha256>" in *ref_p (malloc'd),

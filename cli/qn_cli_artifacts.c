@@ -88,12 +88,12 @@ s_put_file (qn_client_t *client, const char *path, const char *hash, uint64_t si
 char *
 cli_put_path (qn_client_t *client, const char *path, uint64_t *bytes_p)
 {
-    return cli_put_filtered (client, path, NULL, NULL, bytes_p);
+    return cli_put_filtered (client, path, NULL, NULL, bytes_p, NULL);
 }
 
 char *
 cli_put_filtered (qn_client_t *client, const char *path, qn_tree_filter_fn *keep, void *arg,
-                  uint64_t *bytes_p)
+                  uint64_t *bytes_p, bool *unreadable_p)
 {
     char *full = realpath (path, NULL);
     struct stat st;
@@ -111,6 +111,8 @@ cli_put_filtered (qn_client_t *client, const char *path, qn_tree_filter_fn *keep
     qn_tree_t *tree = *leaf? qn_tree_scan_filtered (parent, leaf, keep, arg, &error): NULL;
     if (!tree)
         fprintf (stderr, "qanat: %s: %s\n", path, error? error: "cannot read it");
+    if (!tree && unreadable_p)
+        *unreadable_p = true;
     for (size_t e = 0; tree && e < qn_tree_count (tree); e++) {
         const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
         char file [8192];

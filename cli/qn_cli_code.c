@@ -74,11 +74,14 @@ s_measure (s_pack_t *pack, const char *root, const char *relative, int depth, ui
         struct stat st;
         if (lstat (full, &st) == -1)
             continue;
-        if (S_ISLNK (st.st_mode) && stat (full, &st) == -1)
-            continue;       //  a dangling link: the scan says so
+        bool link = S_ISLNK (st.st_mode);
         if (!s_keep (pack, path, S_ISDIR (st.st_mode)))
             continue;
-        if (S_ISDIR (st.st_mode))
+        if (link && stat (full, &st) == -1)
+            continue;       //  a dangling link: the scan says so
+        //  A linked directory is not measured: it may lead anywhere (the
+        //  scan takes it only if it stays inside the folder)
+        if (S_ISDIR (st.st_mode) && !link)
             s_measure (pack, root, path, depth + 1, max);
         else
         if (S_ISREG (st.st_mode))
@@ -209,8 +212,13 @@ cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf
         rc = EXIT_USAGE;
     }
     uint64_t bytes = 0;
-    if (rc == 0 && !(*ref_p = cli_put_filtered (client, dir, s_keep, &pack, &bytes)))
-        rc = EXIT_COORDINATOR;
+    bool unreadable = false;
+    if (rc == 0 && !(*ref_p = cli_put_filtered (client, dir, s_keep, &pack, &bytes,
+                                                &unreadable)))
+        rc = unreadable? EXIT_USAGE: EXIT_COORDINATOR;
+    if (unreadable)
+        fprintf (stderr, "qanat: that is in the workflow's code; leave it out in "
+                 "%s/.qanatignore, or set 'code: none'\n", dir);
     qn_ignore_destroy (&pack.ignore);
     free (dir);
     return rc;

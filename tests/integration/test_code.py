@@ -94,6 +94,20 @@ def test_qanatignore_leaves_files_out(c):
     check(stdout_of(c, run["run_id"], "look") == ["all-as-expected"], "the task saw other files")
 
 
+def test_a_link_out_of_the_folder_is_refused_unless_left_out(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    top = project(c, {"wf.yaml": SCRIPT_WF, "script.py": "print('ok')\n"})
+    os.symlink("/etc", os.path.join(top, "etc-link"))
+    out = c.qanat("run", os.path.join(top, "wf.yaml"), check=False)
+    check(out.returncode == 2 and "etc-link" in out.stderr
+          and "leave it out in %s/.qanatignore" % top in out.stderr, out.stderr)
+    with open(os.path.join(top, ".qanatignore"), "w") as f:
+        f.write("etc-link\n")
+    run = c.wait_run(c.start_run(os.path.join(top, "wf.yaml")))
+    check(run["status"] == "succeeded", "left out: %s" % run["status"])
+
+
 def test_the_size_guard_names_the_biggest_files(c):
     c.start_coordinator()
     c.start_agent("a1")
