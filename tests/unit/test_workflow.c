@@ -1473,6 +1473,42 @@ test_artifact_params (void **state)
     free (errors);
 }
 
+//  The workflow's code: a top-level folder or none, a task's `code: none`
+//  and `workdir:`, with their errors
+static void
+test_code_and_workdir (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok ("name: c\ncode: ../src\ntasks:\n"
+                                    "  a:\n    run: x\n"
+                                    "  b:\n    code: none\n    run: x\n"
+                                    "  c:\n    workdir: /srv/shared/proj\n    run: x\n");
+    assert_string_equal (qn_workflow_code (wf), "../src");
+    assert_false (qn_workflow_task (wf, 0)->no_code);
+    assert_null (qn_workflow_task (wf, 0)->workdir);
+    assert_true (qn_workflow_task (wf, 1)->no_code);
+    assert_string_equal (qn_workflow_task (wf, 2)->workdir, "/srv/shared/proj");
+    qn_workflow_destroy (&wf);
+    wf = s_parse_ok ("name: c\ntasks:\n  a:\n    run: x\n");
+    assert_null (qn_workflow_code (wf));
+    qn_workflow_destroy (&wf);
+    s_expect_only ("name: c\ntasks:\n  a:\n    run: x\n    code: yes\n",
+                   "wf.yaml:5:11: a task's 'code' can only be 'none' (the workflow's top-level "
+                   "'code' names the folder)");
+    s_expect_only ("name: c\ntasks:\n  a:\n    run: x\n    workdir: rel/dir\n",
+                   "wf.yaml:5:14: 'workdir' must be an absolute path without '..'");
+    s_expect_only ("name: c\ntasks:\n  a:\n    run: x\n    workdir: /a/../etc\n",
+                   "wf.yaml:5:14: 'workdir' must be an absolute path without '..'");
+    s_expect_only ("name: c\ntasks:\n  p:\n    run: x\n    outputs: {o: o}\n"
+                   "  a:\n    run: x\n    inputs: {i: p.o}\n    workdir: /srv\n",
+                   "wf.yaml:9:14: a task with 'workdir' runs in place: it cannot also have "
+                   "'inputs'");
+    s_expect_only ("name: c\ncode: [a]\ntasks:\n  a:\n    run: x\n",
+                   "wf.yaml:2:7: expected a string for 'code'");
+    s_expect_only ("name: c\ncode: \"a\\tb\"\ntasks:\n  a:\n    run: x\n",
+                   "wf.yaml:2:7: 'code' contains a control character");
+}
+
 int
 main (void)
 {
@@ -1506,6 +1542,7 @@ main (void)
         cmocka_unit_test (test_many_errors_capped),
         cmocka_unit_test (test_garbage),
         cmocka_unit_test (test_fuzz),
+        cmocka_unit_test (test_code_and_workdir),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
