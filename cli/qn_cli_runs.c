@@ -24,16 +24,10 @@ cli_print_run_json (FILE *out, Qanat__RunInfo *run)
     cli_json_str (out, run->workflow);
     fprintf (out, ",\"version\":%u,\"status\":", run->version);
     cli_json_str (out, qn_run_status_name (run->status));
-    fprintf (out, ",\"created_us\":%lld,\"finished_us\":%lld,\"params\":{",
+    fprintf (out, ",\"created_us\":%lld,\"finished_us\":%lld,\"params\":",
              (long long) run->created_us, (long long) run->finished_us);
-    for (size_t p = 0; p < run->n_params; p++) {
-        if (p)
-            fputc (',', out);
-        cli_json_str (out, run->params [p]->name);
-        fputc (':', out);
-        cli_json_str (out, run->params [p]->value);
-    }
-    fputs ("},\"tasks\":[", out);
+    cli_json_params (out, run->params, run->n_params);
+    fputs (",\"tasks\":[", out);
     for (size_t t = 0; t < run->n_tasks; t++) {
         Qanat__TaskInfo *task = run->tasks [t];
         if (t)
