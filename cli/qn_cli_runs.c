@@ -364,13 +364,21 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
         printf ("]\n");
     }
     else {
-        printf ("%-6s %-24s %-4s %-24s %-20s %s\n", "RUN", "WORKFLOW", "VER", "STATUS", "STARTED", "TOOK");
+        //  -o wide: who started each run, and with which params
+        printf ("%-6s %-24s %-4s %-24s %-20s %s%s\n", "RUN", "WORKFLOW", "VER", "STATUS", "STARTED",
+                options->wide? "TOOK     ": "TOOK", options->wide? " OWNER            PARAMS": "");
         for (size_t i = 0; i < runs->n_runs; i++) {
             Qanat__RunInfo *run = runs->runs [i];
             printf ("%-6llu %-24s %-4u %-24s %-20s ", (unsigned long long) run->run_id,
                     run->workflow, run->version, qn_run_status_name (run->status),
                     cli_time_text (run->created_us));
-            printf ("%s\n", cli_duration_text (run->created_us, run->finished_us));
+            printf (options->wide? "%-9s": "%s", cli_duration_text (run->created_us, run->finished_us));
+            if (options->wide) {
+                printf (" %-16s", run->owner && *run->owner? run->owner: "-");
+                for (size_t p = 0; p < run->n_params; p++)
+                    printf (" %s=%s", run->params [p]->name, run->params [p]->value);
+            }
+            printf ("\n");
         }
     }
     qn_msg_free (&reply);

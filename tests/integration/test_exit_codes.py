@@ -165,8 +165,12 @@ def test_key_and_socket_mistakes_each_say_what_at_once(c):
     check(took < 1, "unknown key: %.2f s" % took)
 
 
-def _follow_then_interrupt(c, args, wait_for):
-    follow = subprocess.Popen([QANAT, "--coordinator", c.client_endpoint, "--key", c.key, *args],
+def _follow_then_interrupt(c, args, wait_for, key_only=False):
+    """key_only: no --coordinator, the endpoint comes from the key file"""
+    env = dict(os.environ)
+    env.pop("QANAT_COORDINATOR", None)
+    where = [] if key_only else ["--coordinator", c.client_endpoint]
+    follow = subprocess.Popen([QANAT, *where, "--key", c.key, *args], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = b""
     while wait_for not in seen:
@@ -190,7 +194,8 @@ def test_ctrl_c_on_follow_exits_130_at_once_with_the_way_to_stop_the_run(c):
     check(text == "\nrun %d continues (qanat cancel %d to stop it)\n" % (run_id, run_id),
           "run --follow: stderr %r" % text)
     check(took < 1, "run --follow took %.2f s to stop" % took)
-    code, err, took, _ = _follow_then_interrupt(c, ["logs", str(run_id), "--follow"], b"working")
+    code, err, took, _ = _follow_then_interrupt(c, ["logs", str(run_id), "--follow"], b"working",
+                                                key_only=True)
     text = _clean(err)
     check(code == 130 and text == "\nrun %d continues (qanat cancel %d to stop it)\n"
           % (run_id, run_id), "logs --follow: exit %d %r" % (code, text))
@@ -215,6 +220,10 @@ def test_output_json_is_json_and_valid_utf8(c):
                     a.pop("last_seen_us", None)
                 got, want = json.dumps(got), json.dumps(want)
             check(got == want, "qanat %s %s differs from --json" % (" ".join(map(str, args)), flag))
+    # -o wide: the runs table with who and which params
+    wide = c.qanat("runs", "-o", "wide").stdout
+    check("OWNER" in wide and "epochs=5" in wide and "OWNER" not in c.qanat("runs").stdout,
+          "runs -o wide:\n" + wide)
     # a task's raw bytes 0xFF 0xFE: still UTF-8 JSON, U+FFFD for each
     raw = subprocess.run([QANAT, "--coordinator", c.client_endpoint, "--key", c.key,
                           "logs", str(run_id), "--json"], capture_output=True).stdout
