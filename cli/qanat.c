@@ -106,6 +106,12 @@ cli_exit_code (qn_client_t *client)
                              qn_client_refusal_code (client));
 }
 
+int
+cli_failure_code (qn_client_t *client, int local_code)
+{
+    return qn_client_failure (client) == QN_CLIENT_OK? local_code: cli_exit_code (client);
+}
+
 //  Calls the coordinator; on failure prints the error and exits.
 Qanat__Envelope *
 cli_call (qn_client_t *client, Qanat__Request *request)

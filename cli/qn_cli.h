@@ -80,6 +80,12 @@ int
 int
     cli_exit_code_of (qn_client_failure_t failure, int error_code, uint32_t refusal_code);
 
+//  After a helper failed: the code of client's failed call, or local_code
+//  when the calls went well (a missing file is the user's, not the
+//  coordinator's)
+int
+    cli_failure_code (qn_client_t *client, int local_code);
+
 //  The program's name as the user typed it (never libtool's lt-qanat)
 extern const char *cli_program;
 

@@ -138,9 +138,10 @@ cli_cmd_put (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     uint64_t bytes = 0;
     char *ref = cli_put_path (client, argv [0], &bytes);
+    int failed = ref? 0: cli_failure_code (client, EXIT_USAGE);
     qn_client_destroy (&client);
     if (!ref)
-        return EXIT_COORDINATOR;
+        return failed;
     if (options->json) {
         printf ("{\"ref\":");
         cli_json_str (stdout, ref);

@@ -262,7 +262,7 @@ cli_cmd_run (options_t *options, int argc, char **argv)
             uint64_t bytes = 0;
             char *ref = cli_put_path (client, param->value + 1, &bytes);
             if (!ref)
-                return EXIT_COORDINATOR;
+                return cli_failure_code (client, EXIT_USAGE);
             fprintf (stderr, "qanat: put %s as %s (%llu bytes)\n", param->value + 1, ref,
                      (unsigned long long) bytes);
             zlistx_add_end (refs, ref);

@@ -90,6 +90,7 @@ def test_every_exit_code_and_each_not_found(c):
     _expect(c, 2, "did you mean 'needs'",
             "validate", c.write("bad.yaml", "name: b\ntasks:\n  a:\n    run: x\n    need: [c]\n"))
     _expect(c, 2, "use --out bogus", "runs", "-o", "bogus")
+    _expect(c, 2, "No such file or directory", "put", os.path.join(c.dir, "nosuch"))
     # 3: each thing that can be missing says what
     _expect(c, 3, "no run 999", "status", "999")
     _expect(c, 3, "run %d has no task nosuch" % ok, "logs", ok, "nosuch")
