@@ -159,11 +159,37 @@ def test_key_and_socket_mistakes_each_say_what_at_once(c):
     stranger = c.write("stranger.key", re.sub(r'coordinator-key = ".*"',
                                               'coordinator-key = "%s"' % ours.replace("\\", "\\\\"),
                                               text))
+    # as it is, it names another coordinator's public key: no handshake
+    other_key = c.write("other.key", text)
+    result, took = _run([QANAT, "--coordinator", c.client_endpoint, "--key", other_key, "stats"])
+    err = _clean(result.stderr)
+    check(result.returncode == 4 and "no secure handshake with %s" % c.client_endpoint in err,
+          "another coordinator's key: exit %d %r" % (result.returncode, err))
+    check(took < 1, "another coordinator's key: %.2f s" % took)
     result, took = _run([QANAT, "--coordinator", c.client_endpoint, "--key", stranger, "stats"])
     err = _clean(result.stderr)
     check(result.returncode == 4 and "does not admit the key in %s" % stranger in err,
           "unknown key: exit %d %r" % (result.returncode, err))
     check(took < 1, "unknown key: %.2f s" % took)
+
+
+def test_an_insecure_coordinator_names_its_client_socket_too(c):
+    c.start_coordinator(secure=False)
+    result, took = _run([QANAT, "--coordinator", c.agent_endpoint, "--key", "none", "stats"])
+    err = _clean(result.stderr)
+    check(result.returncode == 2 and
+          "this is the agent socket; the CLI talks to %s" % c.client_endpoint in err,
+          "agent socket: exit %d %r" % (result.returncode, err))
+    check(took < 1, "agent socket: %.2f s" % took)
+    # a client key against a plaintext coordinator: no secure handshake
+    secure_key = c.write("client.key", "metadata\n    coordinator-key = \"%s\"\ncurve\n"
+                         "    public-key = \"%s\"\n    secret-key = \"%s\"\n"
+                         % ("a" * 40, "b" * 40, "c" * 40))
+    result, took = _run([QANAT, "--coordinator", c.client_endpoint, "--key", secure_key, "stats"])
+    err = _clean(result.stderr)
+    check(result.returncode == 4 and "no secure handshake with %s" % c.client_endpoint in err
+          and "--key none" in err, "key against --insecure: exit %d %r" % (result.returncode, err))
+    check(took < 1, "key against --insecure: %.2f s" % took)
 
 
 def _follow_then_interrupt(c, args, wait_for, key_only=False):
