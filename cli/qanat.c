@@ -213,9 +213,10 @@ s_usage (FILE *out)
                   "Commands:\n");
     for (command_t *command = s_commands; command->name; command++)
         fprintf (out, "  %-46s %s\n", command->usage, command->summary);
-    fprintf (out, "\nEvery query takes --json (also -o json, --output json); -o wide shows every\n"
-                  "column.  get saves to --out PATH, or writes to stdout with --out -.  The coordinator is ENDPOINT, else $QANAT_COORDINATOR,\n"
-                  "else the key file's, else " QN_DEFAULT_CLIENT_ENDPOINT ".  The client key is KEYFILE, else\n"
+    fprintf (out, "\nEvery query takes --json (also -o json, --output json); runs -o wide adds\n"
+                  "columns.  get saves to --out PATH, or to stdout with --out -.\n"
+                  "The coordinator is ENDPOINT, else $QANAT_COORDINATOR, else the key file's, else\n"
+                  QN_DEFAULT_CLIENT_ENDPOINT ".  The client key is KEYFILE, else\n"
                   "$QANAT_KEY, else ~/.qanat/client.key, else ~/.qanat/coordinator/keys/admin.key;\n"
                   "--key none talks plaintext to a coordinator run with --insecure.\n"
                   "'qanat COMMAND --help' shows one command.\n\n%s", s_exit_codes);
