@@ -192,6 +192,21 @@ def test_an_insecure_coordinator_names_its_client_socket_too(c):
     check(took < 1, "key against --insecure: %.2f s" % took)
 
 
+def test_an_agent_on_the_client_socket_is_told_and_stops(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    c.signal_agent("a1", signal.SIGKILL)
+    agent = c.start_agent("a1", wait=False, endpoint=c.client_endpoint)
+    try:
+        agent.wait(10)
+    except subprocess.TimeoutExpired:
+        raise harness.TestFailure("the agent on the client socket did not stop")
+    with open(os.path.join(c.dir, "agent-a1.log"), errors="replace") as f:
+        log = f.read()
+    check("this is the client socket; agents talk to %s" % c.agent_endpoint in log,
+          "agent log:\n" + log[-2000:])
+
+
 def _follow_then_interrupt(c, args, wait_for, key_only=False):
     """key_only: no --coordinator, the endpoint comes from the key file"""
     env = dict(os.environ)
