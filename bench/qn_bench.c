@@ -20,6 +20,9 @@
       c  log ingest                 f  memory: coordinator, store, real agent
       g  (a) with real agents and processes (the local backend)
       h  (c) with a real agent and 8 real tasks printing as fast as they can
+      i  HTTP: GET a run, the run list and its pages over 100,000 runs
+      j  (a) with 200 event-stream log followers vs without
+      k  RSS with the HTTP server on and idle vs off
 
     Every figure prints a line "figure: KEY = VALUE UNIT" that scripts can
     read, and the run ends with a summary table.  The exit status is 0 when
@@ -34,6 +37,8 @@
       qn_bench_control.c  figures a to f: the control plane, driven by
                           simulated agents
       qn_bench_real.c     figures g and h: real agents and processes
+      qn_bench_http.c     figures i, j and k: the HTTP side
+      qn_bench_httpc.c    the HTTP clients those figures drive it with
 */
 #include "qn_bench.h"
 
@@ -207,8 +212,9 @@ s_usage (FILE *out)
         "\n"
         "Starts the built qanatd and measures it; prints every figure and a summary.\n"
         "\n"
-        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h;\n"
-        "                     g = a with real processes, h = c with a real agent)\n"
+        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h,i,j,k;\n"
+        "                     g = a with real processes, h = c with a real agent;\n"
+        "                     i,j,k = the HTTP side, what `make bench-http` runs)\n"
         "  --tasks N          (a) tasks dispatched (default 100000)\n"
         "  --real-tasks N     (g) tasks run as real processes (default 20000)\n"
         "  --sim-agents N     (a,e,f) simulated agents (default 8)\n"
@@ -221,6 +227,13 @@ s_usage (FILE *out)
         "  --depth N          (e) tasks queued in the deep case (default 1000000)\n"
         "  --depth-tasks N    (e) matching tasks dispatched per case (default 20000)\n"
         "  --runs N           (f) stored runs (default 100000)\n"
+        "  --http-runs N      (i) stored runs (default 100000)\n"
+        "  --http-seconds S   (i) seconds measured per connection count (default 5)\n"
+        "  --http-pages N     (i) run list pages followed by cursor (default 1000)\n"
+        "  --followers N      (j) event-stream log followers (default 200)\n"
+        "  --follow-runs N    (j) runs whose log they follow (default 10)\n"
+        "  --follow-rate R    (j) log lines/s of each followed run (default 100)\n"
+        "  --rss-rounds N     (k) qanatd starts with and without HTTP (default 3)\n"
         "  --no-sync          run every coordinator with --no-sync (not durable: for\n"
         "                     finding what fsync costs; the figures are then not the targets)\n"
         "  --smoke            tiny sizes: the whole suite in well under 20 s\n"
@@ -295,6 +308,13 @@ s_settings_full (void)
     bench_set.depth_shallow = 1000;
     bench_set.depth_tasks = 20000;
     bench_set.runs = 100000;
+    bench_set.http_runs = 100000;
+    bench_set.http_seconds = 5;
+    bench_set.http_pages = 1000;
+    bench_set.followers = 200;
+    bench_set.follow_runs = 10;
+    bench_set.follow_rate = 100;
+    bench_set.rss_rounds = 3;
 }
 
 //  --smoke: tiny sizes, the whole suite in well under 20 s.
@@ -314,6 +334,12 @@ s_settings_smoke (void)
     bench_set.depth_shallow = 1000;
     bench_set.depth_tasks = 1000;
     bench_set.runs = 300;
+    bench_set.http_runs = 300;
+    bench_set.http_seconds = 0.3;
+    bench_set.http_pages = 10;
+    bench_set.followers = 40;
+    bench_set.follow_runs = 4;
+    bench_set.rss_rounds = 1;
 }
 
 //  Sets what one option (but --help) says; -1 for a bad value.
@@ -347,6 +373,13 @@ s_option_apply (int opt, const char *arg)
         case 'd': rc = s_parse_size (arg, &bench_set.depth); break;
         case 'D': rc = s_parse_size (arg, &bench_set.depth_tasks); break;
         case 'r': rc = s_parse_size (arg, &bench_set.runs); break;
+        case 'R': rc = s_parse_size (arg, &bench_set.http_runs); break;
+        case 'T': bench_set.http_seconds = atof (arg); rc = bench_set.http_seconds > 0? 0: -1; break;
+        case 'p': rc = s_parse_size (arg, &bench_set.http_pages); break;
+        case 'F': rc = s_parse_size (arg, &bench_set.followers); break;
+        case 'f': rc = s_parse_size (arg, &bench_set.follow_runs); break;
+        case 'L': bench_set.follow_rate = atof (arg); rc = bench_set.follow_rate > 0? 0: -1; break;
+        case 'K': rc = s_parse_size (arg, &bench_set.rss_rounds); break;
         case 'k': break;
         case 'n': bench_set.no_sync = true; break;
         case 'b': free (bench_set.builddir); bench_set.builddir = strdup (arg); break;
@@ -375,6 +408,13 @@ s_settings_parse (int argc, char *argv [])
         {"depth", required_argument, 0, 'd'},
         {"depth-tasks", required_argument, 0, 'D'},
         {"runs", required_argument, 0, 'r'},
+        {"http-runs", required_argument, 0, 'R'},
+        {"http-seconds", required_argument, 0, 'T'},
+        {"http-pages", required_argument, 0, 'p'},
+        {"followers", required_argument, 0, 'F'},
+        {"follow-runs", required_argument, 0, 'f'},
+        {"follow-rate", required_argument, 0, 'L'},
+        {"rss-rounds", required_argument, 0, 'K'},
         {"smoke", no_argument, 0, 'k'},
         {"no-sync", no_argument, 0, 'n'},
         {"builddir", required_argument, 0, 'b'},
@@ -391,7 +431,7 @@ s_settings_parse (int argc, char *argv [])
             s_usage (stdout);
             return 0;
         }
-        if (!strchr ("otSsclwPGaWdDrknb", opt)) {
+        if (!strchr ("otSsclwPGaWdDrRTpFfLKknb", opt)) {
             s_usage (stderr);
             return 2;
         }
@@ -402,7 +442,9 @@ s_settings_parse (int argc, char *argv [])
     }
     if (bench_set.tasks == 0 || bench_set.agents_a == 0 || bench_set.slots == 0
     ||  bench_set.chain < 2 || bench_set.log_mb == 0 || bench_set.log_window == 0
-    ||  bench_set.scale_count == 0 || bench_set.depth_tasks == 0 || bench_set.runs == 0) {
+    ||  bench_set.scale_count == 0 || bench_set.depth_tasks == 0 || bench_set.runs == 0
+    ||  bench_set.http_runs == 0 || bench_set.http_pages == 0 || bench_set.followers == 0
+    ||  bench_set.follow_runs == 0 || bench_set.follow_runs > SIM_ATTEMPTS_MAX) {
         fprintf (stderr, "qn_bench: sizes must be positive (and --chain at least 2)\n");
         return 2;
     }
@@ -478,6 +520,12 @@ s_run_figures (void)
         bench_figure_g ();
     if (s_selected ('h'))
         bench_figure_h ();
+    if (s_selected ('i'))
+        bench_figure_i ();
+    if (s_selected ('j'))
+        bench_figure_j ();
+    if (s_selected ('k'))
+        bench_figure_k ();
 }
 
 static void

@@ -48,6 +48,13 @@ typedef struct {
     size_t runs;                    //  f: stored runs
     bool smoke;
     size_t real_tasks;              //  g: tasks on real agents
+    size_t http_runs;               //  i: stored runs
+    double http_seconds;            //  i: measured seconds per connection count
+    size_t http_pages;              //  i: run list pages followed by cursor
+    size_t followers;               //  j: event-stream followers
+    size_t follow_runs;             //  j: runs whose log they follow
+    double follow_rate;             //  j: log lines/s of each followed run
+    size_t rss_rounds;              //  k: starts of each kind
     bool no_sync;                   //  every coordinator with --no-sync
     char *builddir;
 } settings_t;
@@ -78,10 +85,13 @@ typedef struct {
     char *log_path;
     char *client_ep;
     char *agent_ep;
+    uint16_t http_port;             //  0 without HTTP
 } proc_t;
 
 long long
     bench_proc_cpu_ticks (pid_t pid);
+void
+    bench_proc_thread_ns (pid_t pid, const char *engine, const char *http, long long ns [3]);
 long
     bench_proc_field_kb (pid_t pid, const char *file_name, const char *field);
 long
@@ -106,6 +116,10 @@ void
     bench_proc_destroy (proc_t **self_p);
 proc_t *
     bench_qanatd_start (bool durable);
+proc_t *
+    bench_qanatd_start_http (bool durable, const char *http);
+int
+    bench_qanatd_restart (proc_t *self, bool durable, const char *http);
 qn_client_t *
     bench_client_new (proc_t *proc);
 int
@@ -141,6 +155,7 @@ typedef struct {
     uint64_t acked;                 //  highest seq acknowledged
     uint64_t logs_sent;
     bool done;                      //  every log line acknowledged
+    int64_t started_ns;             //  when its Assign came
 } sim_attempt_t;
 
 typedef struct {
@@ -157,6 +172,9 @@ typedef struct {
     uint64_t log_lines;             //  log mode: lines per attempt
     uint64_t log_window;            //  log mode: unacknowledged events
     size_t log_attempts;            //  log mode: attempts to expect
+    double log_rate;                //  log mode: events/s per attempt, one line each (0 = as fast
+                                    //  as the window allows, lines_per_event lines each)
+    bool log_stop;                  //  log mode: told to stop sending (STOPLOGS)
 
     //  Results, read after the thread has stopped (or through the pipe).
     sim_agent_t *agents;
@@ -186,7 +204,60 @@ uint64_t
     bench_sim_finished_count (zactor_t *actor);
 
 //  ---------------------------------------------------------------------
-//  Figures (qn_bench_control.c, qn_bench_real.c)
+//  HTTP clients (qn_bench_httpc.c)
+
+typedef struct _bench_http_t bench_http_t;
+typedef struct _bench_followers_t bench_followers_t;
+
+typedef struct {
+    size_t requests;                //  after the warm-up
+    size_t errors;                  //  not 200, or a broken connection
+    double rate;                    //  requests/s
+    double p50_ms, p99_ms;
+} bench_load_t;
+
+typedef struct {
+    uint64_t run_id;                //  the run it follows
+    int status;                     //  of the response head
+    uint64_t lines;                 //  line events taken (each seq once)
+    uint64_t last_seq;              //  the last line's seq (its event id)
+    uint64_t missing;               //  seqs skipped over
+    uint64_t repeated;              //  line events at or below the last seq
+    uint64_t bytes;                 //  event-stream bytes
+    bool ended;                     //  the end event came
+    bool failed;                    //  an error event came
+} bench_follower_t;
+
+bench_http_t *
+    bench_http_connect (const char *source, uint16_t port);
+void
+    bench_http_destroy (bench_http_t **self_p);
+int
+    bench_http_fd (bench_http_t *self);
+int
+    bench_http_send_get (bench_http_t *self, const char *path, const char *bearer);
+int
+    bench_http_read_response (bench_http_t *self, const char **body_p, size_t *size_p);
+int
+    bench_http_get (bench_http_t *self, const char *path, const char *bearer,
+                    const char **body_p, size_t *size_p);
+double
+    bench_http_percentile (int64_t *latencies, size_t count, double q);
+int
+    bench_http_load (uint16_t port, size_t conns, double seconds, uint64_t first_id,
+                     uint64_t last_id, bench_load_t *result);
+bench_followers_t *
+    bench_followers_start (uint16_t port, const uint64_t *run_ids, size_t runs, size_t count,
+                           size_t per_source, bench_follower_t *results);
+size_t
+    bench_followers_connected (bench_followers_t *self);
+size_t
+    bench_followers_ended (bench_followers_t *self);
+void
+    bench_followers_destroy (bench_followers_t **self_p);
+
+//  ---------------------------------------------------------------------
+//  Figures (qn_bench_control.c, qn_bench_real.c, qn_bench_http.c)
 
 double
     bench_dispatch_measure (proc_t *proc, qn_client_t *client, const char *name, size_t tasks,
@@ -211,5 +282,14 @@ void
     bench_figure_g (void);
 void
     bench_figure_h (void);
+bool
+    bench_submit_and_finish (qn_client_t *client, zactor_t *actor, const char *name, size_t runs,
+                             uint64_t *first_id_p, uint64_t *last_id_p);
+void
+    bench_figure_i (void);
+void
+    bench_figure_j (void);
+void
+    bench_figure_k (void);
 
 #endif

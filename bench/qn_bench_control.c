@@ -578,6 +578,41 @@ bench_figure_e (void)
 }
 
 
+//  Submits runs 1-task runs of workflow name, one call at a time, and
+//  waits until the simulated agents of actor finished them all and the
+//  newest are listed as ended.  The first and last run ids when asked.
+bool
+bench_submit_and_finish (qn_client_t *client, zactor_t *actor, const char *name, size_t runs,
+                         uint64_t *first_id_p, uint64_t *last_id_p)
+{
+    char *yaml = bench_workflow_yaml (name, 1, NULL, false);
+    double started = bench_now ();
+    bool ok = true;
+    for (size_t r = 0; r < runs && ok && !zsys_interrupted; r++) {
+        uint64_t run_id = 0;
+        ok = bench_start_run (client, yaml, &run_id) == 0;
+        if (r == 0 && first_id_p)
+            *first_id_p = run_id;
+        if (last_id_p)
+            *last_id_p = run_id;
+        if ((r + 1) % 20000 == 0)
+            bench_say ("   ... %zu runs submitted (%.0f s)\n", r + 1, bench_now () - started);
+    }
+    free (yaml);
+    double deadline = bench_now () + 120;
+    uint64_t finished = 0;
+    while (ok && bench_now () < deadline && !zsys_interrupted
+       && (finished = bench_sim_finished_count (actor)) < runs)
+        zclock_sleep (50);
+    size_t ended = 0, failed = 0;
+    int listed = ok? bench_list_runs (client, name, 50, &ended, &failed): -1;
+    if (finished < runs || listed < 0 || ended < (size_t) listed) {
+        bench_say ("   only %llu of %zu runs finished\n", (unsigned long long) finished, runs);
+        ok = false;
+    }
+    return ok;
+}
+
 void
 bench_figure_f (void)
 {
@@ -601,25 +636,8 @@ bench_figure_f (void)
     long rss0 = bench_proc_status_kb (proc->real, "VmRSS");
     long long used0 = 0, apparent0 = 0;
     bench_du (proc->data_dir, &used0, &apparent0);
-    char *yaml = bench_workflow_yaml ("bench-f", 1, NULL, false);
     double started = bench_now ();
-    for (size_t r = 0; r < bench_set.runs && ok && !zsys_interrupted; r++) {
-        ok = bench_start_run (client, yaml, NULL) == 0;
-        if ((r + 1) % 20000 == 0)
-            bench_say ("   ... %zu runs submitted (%.0f s)\n", r + 1, bench_now () - started);
-    }
-    free (yaml);
-    double deadline = bench_now () + 120;
-    uint64_t finished = 0;
-    while (ok && bench_now () < deadline && !zsys_interrupted
-       && (finished = bench_sim_finished_count (actor)) < bench_set.runs)
-        zclock_sleep (50);
-    size_t ended = 0, failed = 0;
-    int listed = ok? bench_list_runs (client, "bench-f", 50, &ended, &failed): -1;
-    if (finished < bench_set.runs || listed < 0 || ended < (size_t) listed) {
-        bench_say ("   only %llu of %zu runs finished\n", (unsigned long long) finished, bench_set.runs);
-        ok = false;
-    }
+    ok = ok && bench_submit_and_finish (client, actor, "bench-f", bench_set.runs, NULL, NULL);
     double elapsed = bench_now () - started;
     zactor_destroy (&actor);
     zclock_sleep (500);

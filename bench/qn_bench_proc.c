@@ -37,6 +37,43 @@ bench_proc_cpu_ticks (pid_t pid)
     return (long long) (utime + stime);
 }
 
+//  CPU time (ns, from schedstat: exact, where per-thread ticks round
+//  each short-lived slice down) of pid's threads, split by name: those
+//  named engine (the main thread), those whose name starts with http,
+//  and the rest.
+void
+bench_proc_thread_ns (pid_t pid, const char *engine, const char *http, long long ns [3])
+{
+    ns [0] = ns [1] = ns [2] = 0;
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/task", (int) pid);
+    DIR *dir = opendir (path);
+    struct dirent *entry;
+    while (dir && (entry = readdir (dir))) {
+        if (entry->d_name [0] == '.')
+            continue;
+        char file_path [400], name [64] = "";
+        unsigned long long run_ns = 0;
+        snprintf (file_path, sizeof file_path, "%s/%s/comm", path, entry->d_name);
+        FILE *file = fopen (file_path, "r");
+        if (file && fgets (name, sizeof name, file))
+            name [strcspn (name, "\n")] = 0;
+        if (file)
+            fclose (file);
+        snprintf (file_path, sizeof file_path, "%s/%s/schedstat", path, entry->d_name);
+        file = fopen (file_path, "r");
+        bool read = file && fscanf (file, "%llu", &run_ns) == 1;
+        if (file)
+            fclose (file);
+        if (!read)
+            continue;
+        size_t kind = streq (name, engine)? 0: strncmp (name, http, strlen (http)) == 0? 1: 2;
+        ns [kind] += (long long) run_ns;
+    }
+    if (dir)
+        closedir (dir);
+}
+
 //  A "Name:  N kB" field of /proc/PID/<file> (status, smaps_rollup), in
 //  KiB; -1 when missing.
 long
@@ -279,42 +316,33 @@ bench_proc_destroy (proc_t **self_p)
     }
 }
 
-//  Starts qanatd on random loopback ports and waits for the line that
-//  names its endpoints.  durable = false adds --no-sync.
-proc_t *
-bench_qanatd_start (bool durable)
+//  Runs qanatd in self's dir and waits for the lines that name its
+//  endpoints.  http: "none", or ADDR:PORT (port 0 = any free one).
+//  Returns 0, or -1 with the process stopped and its log shown.
+static int
+s_qanatd_launch (proc_t *self, bool durable, const char *http)
 {
     if (bench_set.no_sync)
         durable = false;
-    proc_t *self = (proc_t *) zmalloc (sizeof (proc_t));
-    const char *tmp = getenv ("TMPDIR");
-    char *template = zsys_sprintf ("%s/qanat-bench-XXXXXX", tmp && *tmp? tmp: "/tmp");
-    if (!mkdtemp (template)) {
-        free (template);
-        free (self);
-        return NULL;
-    }
-    self->dir = template;
-    self->data_dir = zsys_sprintf ("%s/coordinator", self->dir);
-    self->log_path = zsys_sprintf ("%s/qanatd.log", self->dir);
+    //  A fresh log: the endpoint lines of an earlier launch are stale
+    unlink (self->log_path);
     char *program = zsys_sprintf ("%s/coordinator/qanatd", bench_set.builddir);
     char *argv [] = {
         program, (char *) "--data-dir", self->data_dir,
         (char *) "--client-endpoint", (char *) "tcp://127.0.0.1:*",
         (char *) "--agent-endpoint", (char *) "tcp://127.0.0.1:*",
-        //  No HTTP side: the figures are the engine's (and several
-        //  coordinators may run at once)
-        (char *) "--http-endpoint", (char *) "none",
+        //  "none" unless a figure measures the HTTP side: the other
+        //  figures are the engine's (and several coordinators may run at once)
+        (char *) "--http-endpoint", (char *) http,
         (char *) "--insecure", durable? NULL: (char *) "--no-sync", NULL
     };
     self->pid = bench_spawn (argv, self->log_path);
     free (program);
-    if (self->pid <= 0) {
-        bench_proc_destroy (&self);
-        return NULL;
-    }
-    double deadline = bench_now () + 20;
-    while (bench_now () < deadline && !self->client_ep) {
+    if (self->pid <= 0)
+        return -1;
+    bool want_http = !streq (http, "none");
+    double deadline = bench_now () + 60;
+    while (bench_now () < deadline && (!self->client_ep || (want_http && !self->http_port))) {
         if (waitpid (self->pid, NULL, WNOHANG) == self->pid) {
             s_child_forget (self->pid);
             self->pid = 0;
@@ -326,28 +354,75 @@ bench_qanatd_start (bool durable)
             char *clients = strstr (line, "clients on ");
             char *agents = strstr (line, ", agents on ");
             char *data = strstr (line, ", data in ");
-            if (clients && agents && data && agents > clients && data > agents) {
+            char *url = strstr (line, "HTTP API on http://");
+            if (!self->client_ep && clients && agents && data && agents > clients && data > agents) {
                 self->client_ep = strndup (clients + 11, (size_t) (agents - clients - 11));
                 self->agent_ep = strndup (agents + 12, (size_t) (data - agents - 12));
-                break;
             }
+            char *port = url? strrchr (url, ':'): NULL;
+            if (port && !self->http_port)
+                self->http_port = (uint16_t) atoi (port + 1);
         }
         if (file)
             fclose (file);
-        if (!self->client_ep)
+        if (!self->client_ep || (want_http && !self->http_port))
             zclock_sleep (20);
     }
-    if (!self->client_ep) {
+    if (!self->client_ep || (want_http && !self->http_port)) {
         bench_say ("qanatd did not start; its log (%s):\n", self->log_path);
         char *command = zsys_sprintf ("tail -20 '%s'", self->log_path);
         if (system (command)) {}
         free (command);
-        bench_proc_destroy (&self);
-        return NULL;
+        bench_stop_pid (self->pid, 5);
+        self->pid = 0;
+        return -1;
     }
     self->real = bench_real_pid (self->pid, "qanatd");
+    free (self->exe);
     self->exe = bench_proc_exe (self->real);
+    return 0;
+}
+
+//  Starts qanatd on random loopback ports, without HTTP.  durable =
+//  false adds --no-sync.
+proc_t *
+bench_qanatd_start (bool durable)
+{
+    return bench_qanatd_start_http (durable, "none");
+}
+
+//  Starts qanatd as bench_qanatd_start does, its HTTP side on http
+//  ("none", or ADDR:PORT; its port then in proc->http_port).
+proc_t *
+bench_qanatd_start_http (bool durable, const char *http)
+{
+    proc_t *self = (proc_t *) zmalloc (sizeof (proc_t));
+    const char *tmp = getenv ("TMPDIR");
+    char *template = zsys_sprintf ("%s/qanat-bench-XXXXXX", tmp && *tmp? tmp: "/tmp");
+    if (!mkdtemp (template)) {
+        free (template);
+        free (self);
+        return NULL;
+    }
+    self->dir = template;
+    self->data_dir = zsys_sprintf ("%s/coordinator", self->dir);
+    self->log_path = zsys_sprintf ("%s/qanatd.log", self->dir);
+    if (s_qanatd_launch (self, durable, http))
+        bench_proc_destroy (&self);
     return self;
+}
+
+//  Stops qanatd politely and starts it again on the same data dir (new
+//  ports).  -1 when it does not come back.
+int
+bench_qanatd_restart (proc_t *self, bool durable, const char *http)
+{
+    bench_stop_pid (self->pid, 60);
+    self->pid = self->real = 0;
+    zstr_free (&self->client_ep);
+    zstr_free (&self->agent_ep);
+    self->http_port = 0;
+    return s_qanatd_launch (self, durable, http);
 }
 
 //  ---------------------------------------------------------------------

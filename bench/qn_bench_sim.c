@@ -146,7 +146,25 @@ s_sim_on_assign (sim_t *self, size_t index, Qanat__Assign *assign)
         entry->task = task;
         entry->attempt = attempt;
         entry->next_seq = 2;
+        entry->started_ns = now;
     }
+}
+
+//  Finishes an attempt once its last line is acknowledged: the last of
+//  log_lines, or of those sent when told to stop (STOPLOGS).
+static void
+s_sim_attempt_check (sim_t *self, zsock_t *pipe, sim_attempt_t *entry)
+{
+    uint64_t last = self->log_stop? entry->logs_sent: self->log_lines;
+    if (entry->done || entry->acked < last + 1 || entry->next_seq != last + 2)
+        return;
+    entry->done = true;
+    self->attempts_done++;
+    self->log_last_ack_ns = bench_now_ns ();
+    s_sim_finished (self, &self->agents [entry->agent], entry->run_id, entry->task,
+                    entry->attempt, entry->next_seq);
+    if (self->attempts_done == self->log_attempts)
+        zstr_send (pipe, "LOGDONE");
 }
 
 static void
@@ -175,15 +193,7 @@ s_sim_on_ack (sim_t *self, zsock_t *pipe, size_t index, Qanat__Ack *ack)
                 self->log_events_acked += after - before;
             entry->acked = ack->seq;
         }
-        if (!entry->done && entry->acked >= self->log_lines + 1) {
-            entry->done = true;
-            self->attempts_done++;
-            self->log_last_ack_ns = bench_now_ns ();
-            s_sim_finished (self, &self->agents [index], entry->run_id, entry->task,
-                            entry->attempt, self->log_lines + 2);
-            if (self->attempts_done == self->log_attempts)
-                zstr_send (pipe, "LOGDONE");
-        }
+        s_sim_attempt_check (self, pipe, entry);
         break;
     }
 }
@@ -207,13 +217,31 @@ s_sim_stream_logs (sim_t *self)
             chunk_text [l * LINE_BYTES - 1] = '\n';
     }
     bool pending = false;
-    for (size_t i = 0; i < self->attempt_count; i++) {
+    int64_t now = bench_now_ns ();
+    for (size_t i = 0; i < self->attempt_count && !self->log_stop; i++) {
         sim_attempt_t *entry = &self->attempts [i];
-        for (int burst = 0; burst < 256 && entry->logs_sent < self->log_lines
+        //  With a rate, no more lines than the time since the attempt
+        //  started allows
+        uint64_t allowed = self->log_rate > 0
+            ? (uint64_t) ((double) (now - entry->started_ns) / 1e9 * self->log_rate) + 1
+            : self->log_lines;
+        if (allowed > self->log_lines)
+            allowed = self->log_lines;
+        for (int burst = 0; burst < 256 && entry->logs_sent < allowed
              && entry->next_seq - 1 - entry->acked < self->log_window; burst++) {
+            char line [LINE_BYTES];
             Qanat__LogChunk chunk = QANAT__LOG_CHUNK__INIT;
             chunk.data.data = (uint8_t *) chunk_text;
             chunk.data.len = chunk_size;
+            if (self->log_rate > 0) {
+                //  One numbered line per event, as a task printing slowly gives
+                int size = snprintf (line, sizeof line, "line %llu of run %llu ",
+                                     (unsigned long long) entry->logs_sent + 1,
+                                     (unsigned long long) entry->run_id);
+                memset (line + size, 'x', sizeof line - 1 - (size_t) size);
+                chunk.data.data = (uint8_t *) line;
+                chunk.data.len = sizeof line - 1;
+            }
             chunk.time_us = qn_now_us ();
             Qanat__Event event = QANAT__EVENT__INIT;
             event.body_case = QANAT__EVENT__BODY_LOG;
@@ -226,7 +254,7 @@ s_sim_stream_logs (sim_t *self)
             entry->next_seq++;
             entry->logs_sent++;
         }
-        if (entry->logs_sent < self->log_lines
+        if (entry->logs_sent < allowed
         &&  entry->next_seq - 1 - entry->acked < self->log_window)
             pending = true;
     }
@@ -251,6 +279,8 @@ s_sim_on_message (sim_t *self, zsock_t *pipe, size_t index, Qanat__Envelope *env
             break;
         case QANAT__ENVELOPE__BODY_ASSIGN:
             s_sim_on_assign (self, index, env->assign);
+            if (self->log_rate > 0 && self->attempt_count == self->log_attempts)
+                zstr_send (pipe, "LOGGING");
             break;
         case QANAT__ENVELOPE__BODY_ACK:
             s_sim_on_ack (self, pipe, index, env->ack);
@@ -323,10 +353,11 @@ bench_sim_actor (zsock_t *pipe, void *args)
         bool pending = self->mode == SIM_LOG && s_sim_stream_logs (self);
         int64_t now = bench_now_ns ();
         long timeout = pending? 0: (long) ((next_due - now) / 1000000);
+        long most = self->log_rate > 0? 5: 50;     //  a paced stream sends on time
         if (timeout < 0)
             timeout = 0;
-        if (timeout > 50)
-            timeout = 50;
+        if (timeout > most)
+            timeout = most;
         if (zmq_poll (items, (int) self->created + 1, timeout) == -1 && zmq_errno () != EINTR)
             break;
         if (items [0].revents & ZMQ_POLLIN) {
@@ -336,6 +367,13 @@ bench_sim_actor (zsock_t *pipe, void *args)
             else
             if (streq (command, "FINISHED"))
                 zstr_sendf (pipe, "%llu", (unsigned long long) self->finished_acked);
+            else
+            if (streq (command, "STOPLOGS")) {
+                //  No more lines: each attempt ends once what it sent is acknowledged
+                self->log_stop = true;
+                for (size_t i = 0; i < self->attempt_count; i++)
+                    s_sim_attempt_check (self, pipe, &self->attempts [i]);
+            }
             zstr_free (&command);
         }
         for (size_t i = 0; i < self->created; i++) {

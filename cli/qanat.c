@@ -24,6 +24,7 @@
         qn_cli_metrics.c    metrics; the summary that ends run --follow
         qn_cli_artifacts.c  artifacts; get, from the coordinator or S3;
                             put, in resumable pieces
+        qn_cli_workflows.c  workflow(s), rerun, run NAME[@V] and run -
         qn_cli_admin.c      agents, agent drain|undrain|revoke, token,
                             user, apitoken, whoami, secret, stats
 
@@ -162,8 +163,15 @@ typedef struct {
 } command_t;
 
 static command_t s_commands [] = {
-    {"run", cli_cmd_run, "run FILE [--param NAME=VALUE ...] [--follow] [--no-cache]",
-        "start a run of a workflow file; --follow streams progress and logs to the end"},
+    {"run", cli_cmd_run, "run FILE|NAME[@V]|- [--param NAME=VALUE ...] [--follow] [--no-cache]",
+        "start a run of a workflow file, a stored workflow (newest or version V), or stdin;"
+        " --follow streams progress and logs to the end"},
+    {"rerun", cli_cmd_rerun, "rerun RUN [--failed-only] [--follow]",
+        "run a run's workflow version again with its params; --failed-only takes the tasks"
+        " that succeeded as cached from it"},
+    {"workflows", cli_cmd_workflows, "workflows", "stored workflows: latest version, when, runs"},
+    {"workflow", cli_cmd_workflow, "workflow publish FILE | show NAME[@V] | diff NAME V1 V2",
+        "store a version without running it, print a version's text, or diff two versions"},
     {"runs", cli_cmd_runs, "runs [WORKFLOW] [--limit N]", "list runs, newest first"},
     {"status", cli_cmd_status, "status RUN", "a run's tasks, attempts, checks and why tasks wait"},
     {"logs", cli_cmd_logs, "logs RUN [TASK] [--attempt N] [--follow]", "a run's logs"},
@@ -271,6 +279,7 @@ main (int argc, char *argv [])
         {"json", no_argument, 0, 'j'},
         {"follow", no_argument, 0, 'f'},
         {"no-cache", no_argument, 0, 'N'},
+        {"failed-only", no_argument, 0, 'F'},
         {"param", required_argument, 0, 'p'},
         {"attempt", required_argument, 0, 'a'},
         {"limit", required_argument, 0, 'l'},
@@ -298,6 +307,7 @@ main (int argc, char *argv [])
             case 'j': options.json = true; break;
             case 'f': options.follow = true; break;
             case 'N': options.no_cache = true; break;
+            case 'F': options.failed_only = true; break;
             case 'p': zlistx_add_end (options.params, optarg); break;
             case 'a': options.attempt = (uint32_t) atoi (optarg); break;
             case 'l': options.limit = (uint32_t) atoi (optarg); break;

@@ -46,6 +46,7 @@ typedef struct {
     bool wide;                      //  -o wide: every column
     bool follow;
     bool no_cache;
+    bool failed_only;               //  rerun: reuse what succeeded
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
@@ -180,6 +181,18 @@ int cli_cmd_metrics (options_t *options, int argc, char **argv);
 int cli_cmd_artifacts (options_t *options, int argc, char **argv);
 int cli_cmd_get (options_t *options, int argc, char **argv);
 int cli_cmd_put (options_t *options, int argc, char **argv);
+//  qn_cli_workflows.c: stored workflows, rerun, run NAME and run -
+int cli_cmd_workflow (options_t *options, int argc, char **argv);
+int cli_cmd_workflows (options_t *options, int argc, char **argv);
+int cli_cmd_rerun (options_t *options, int argc, char **argv);
+//  run with a word that is no existing path: "-" (stdin) or NAME[@V]
+int cli_run_stored (options_t *options, const char *word);
+//  start's params from the --param NAME=VALUE pairs, an artifact's @PATH
+//  put first (as wf declares them); 0 or an exit code after saying why.
+//  Free them with cli_start_params_free.
+int cli_start_params (qn_client_t *client, qn_workflow_t *wf, zlistx_t *pairs,
+                      Qanat__StartRun *start);
+void cli_start_params_free (Qanat__StartRun *start);
 //  qn_cli_admin.c
 int cli_cmd_agents (options_t *options, int argc, char **argv);
 int cli_cmd_agent (options_t *options, int argc, char **argv);

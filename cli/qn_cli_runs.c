@@ -213,9 +213,12 @@ int
 cli_cmd_run (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat run FILE [--param NAME=VALUE ...] [--follow] [--json]\n");
+        fprintf (stderr, "usage: qanat run FILE|NAME[@V]|- [--param NAME=VALUE ...] [--follow] [--json]\n");
         return EXIT_USAGE;
     }
+    //  No such path: stdin, or a stored workflow's name (qn_cli_workflows.c)
+    if (streq (argv [0], "-") || access (argv [0], F_OK) != 0)
+        return cli_run_stored (options, argv [0]);
     //  Validate here first: the user gets file:line:col errors without a
     //  round trip, and the coordinator checks again anyway.
     qn_workflow_t *wf = s_load_workflow (argv [0]);

@@ -185,7 +185,9 @@ s_http_start (s_http_options_t *http, qn_coordinator_t *coordinator, qn_http_t *
         .insecure = http->insecure,
         .metrics_public = http->metrics_public,
         .web_dir = http->web_dir,
-        .metrics_credential = qn_coordinator_http_credential (coordinator)
+        .metrics_credential = qn_coordinator_http_credential (coordinator),
+        //  Set exactly when the engine has a keyring to check tokens against
+        .credential_required = qn_coordinator_http_credential (coordinator) != NULL
     };
     char *error = NULL;
     *server_p = qn_http_new (&config, &error);

@@ -222,6 +222,12 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
     run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, source->filename,
                                           params, param_count);
     qn_kv_free (params, param_count);
+    //  A rerun takes what succeeded before (a run anyone may read: GetRun)
+    if (run && start->reuse_from_run
+    &&  qn_run_reuse (self, run, start->reuse_from_run, &error) != 0) {
+        run->wf = NULL;                 //  still ours, freed below
+        qn_run_destroy (&run);
+    }
     if (run) {
         qn_engine_replace_string (&run->info->owner, strdup (s_sender_name (call)));
         run->info->no_cache = start->no_cache;
@@ -233,7 +239,9 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
         for (size_t a = 0; a < artifact_count; a++)
             protobuf_c_message_free_unpacked ((ProtobufCMessage *) artifacts [a], NULL);
         free (artifacts);
-        s_error (call, request->id, error? ERR_BAD: ERR_UNAVAILABLE, error? error: "out of memory");
+        s_error (call, request->id, !error? ERR_UNAVAILABLE
+                                  : strncmp (error, "no run ", 7) == 0? ERR_NOT_FOUND: ERR_BAD,
+                 error? error: "out of memory");
         free (error);
         qn_workflow_destroy (&wf);
         return;

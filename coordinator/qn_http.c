@@ -212,6 +212,22 @@ s_token_ok (const char *token)
     return true;
 }
 
+//  Whether the request comes from a page of our own origin: its Origin
+//  is this server's scheme and Host.  A request without Origin (not
+//  from a browser's page) passes only when absent_ok.
+static bool
+s_same_origin (qn_http_t *self, struct MHD_Connection *connection, bool absent_ok)
+{
+    const char *origin = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Origin");
+    if (!origin)
+        return absent_ok;
+    const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Host");
+    char own [600];
+    int size = host? snprintf (own, sizeof own, "%s://%s", self->tls? "https": "http", host)
+                   : -1;
+    return size > 0 && (size_t) size < sizeof own && strcmp (origin, own) == 0;
+}
+
 //  The caller's credential: 0 (*credential_p, "" for none), or an HTTP
 //  status already answered.
 static int
@@ -239,17 +255,11 @@ s_credential (qn_http_t *self, struct MHD_Connection *connection, const char *me
     }
     //  A cookie rides along on any request a page makes, so whatever
     //  changes something must come from a page of our own origin
-    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0) {
-        const char *origin = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Origin");
-        const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Host");
-        char own [600] = "";
-        if (host)
-            snprintf (own, sizeof own, "%s://%s", self->tls? "https": "http", host);
-        if (!origin || !host || strcmp (origin, own) != 0) {
-            *result_p = qn_http_send_error (self, connection, 403, NULL,
-                                            "cross-origin request refused", "Origin");
-            return 403;
-        }
+    if (strcmp (method, "GET") != 0 && strcmp (method, "HEAD") != 0
+    &&  !s_same_origin (self, connection, false)) {
+        *result_p = qn_http_send_error (self, connection, 403, NULL,
+                                        "cross-origin request refused", "Origin");
+        return 403;
     }
     *credential_p = cookie;
     return 0;
@@ -263,6 +273,11 @@ s_session (qn_http_call_t *call)
     qn_http_t *self = call->server;
     const char *secure = self->tls? "; Secure": "";
     char cookie [1200];
+    //  Another site's page must not sign its visitor in (as someone
+    //  else) or out: the browser names that page in Origin
+    if (!s_same_origin (self, call->connection, true))
+        return qn_http_send_error (self, call->connection, 403, NULL,
+                                   "cross-origin request refused", "Origin");
     if (call->route.id == QN_HTTP_ROUTE_SESSION_DELETE) {
         snprintf (cookie, sizeof cookie, SESSION_COOKIE "=; HttpOnly; SameSite=Strict; "
                   "Path=/; Max-Age=0%s", secure);
@@ -324,6 +339,17 @@ s_from_loopback (struct MHD_Connection *connection)
     return false;
 }
 
+//  Whether a route needs the caller's credential (not the session's own
+//  routes, not /metrics, which has rules of its own); unknown routes
+//  are left to the decoder's 404 and 405
+static bool
+s_wants_credential (const char *method, const char *url)
+{
+    qn_http_route_id_t id = qn_http_api_route (method, url);
+    return id != QN_HTTP_ROUTE_NONE && id != QN_HTTP_ROUTE_SESSION_CREATE
+        && id != QN_HTTP_ROUTE_SESSION_DELETE && id != QN_HTTP_ROUTE_METRICS;
+}
+
 static enum MHD_Result
 s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *method,
              const char *url, s_request_t *request)
@@ -342,8 +368,11 @@ s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *met
     enum MHD_Result result = MHD_NO;
     if (s_credential (self, connection, method, &call.credential, &result))
         return result;
-    json_t *error = NULL;
     const char *as = strcmp (method, "HEAD") == 0? "GET": method;
+    if (!*call.credential && self->credential_required && s_wants_credential (as, url))
+        return qn_http_send_error (self, connection, 401, NULL, "no credential: send "
+                                   "Authorization: Bearer <API token> or sign in", NULL);
+    json_t *error = NULL;
     int status = qn_http_api_decode (as, url, s_query, connection, request->body, request->size,
                                      &call.request, &call.route, &error);
     if (status) {
@@ -531,13 +560,18 @@ s_connection (void *cls, struct MHD_Connection *connection, void **socket_contex
 static void
 s_mhd_log (void *cls, const char *format, va_list args)
 {
-    (void) cls;
+    qn_http_t *self = (qn_http_t *) cls;
     char text [512];
     vsnprintf (text, sizeof text, format, args);
     size_t len = strlen (text);
     while (len && (text [len - 1] == '\n' || text [len - 1] == '\r'))
         text [--len] = 0;
     qn_log (QN_LOG_WARNING, "http", "%s", text);
+    //  The first complaint while starting says best why it failed
+    pthread_mutex_lock (&self->lock);
+    if (!self->started && !*self->start_error)
+        snprintf (self->start_error, sizeof self->start_error, "%s", text);
+    pthread_mutex_unlock (&self->lock);
 }
 
 //  ---------------------------------------------------------------------
@@ -591,17 +625,23 @@ bad:
     return -1;
 }
 
+//  Reads a PEM file that holds marker (a certificate, a private key)
 static char *
-s_read_pem (const char *path, char **error_p)
+s_read_pem (const char *path, const char *marker, const char *what, char **error_p)
 {
     FILE *file = fopen (path, "r");
-    char *text = file? (char *) calloc (1, 1024 * 1024 + 1): NULL;
+    if (!file) {
+        *error_p = zsys_sprintf ("cannot read the %s %s: %s", what, path, strerror (errno));
+        return NULL;
+    }
+    char *text = (char *) calloc (1, 1024 * 1024 + 1);
     size_t size = text? fread (text, 1, 1024 * 1024, file): 0;
-    if (file)
-        fclose (file);
-    if (!text || size == 0 || size == 1024 * 1024) {
+    bool failed = ferror (file);
+    fclose (file);
+    if (!text || failed || size == 0 || size == 1024 * 1024 || strlen (text) != size
+    ||  !strstr (text, marker)) {
         free (text);
-        *error_p = zsys_sprintf ("cannot read %s (a PEM file under 1 MiB)", path);
+        *error_p = zsys_sprintf ("%s is not a PEM %s (\"%s\", under 1 MiB)", path, what, marker);
         return NULL;
     }
     return text;
@@ -612,6 +652,7 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
 {
     self->call_timeout_ms = config->call_timeout_ms > 0? config->call_timeout_ms: 10000;
     self->metrics_public = config->metrics_public;
+    self->credential_required = config->credential_required;
     if (config->metrics_credential
     &&  !(self->metrics_credential = strdup (config->metrics_credential))) {
         *error_p = strdup ("out of memory");
@@ -637,8 +678,10 @@ s_configure (qn_http_t *self, const qn_http_config_t *config, char **error_p)
         return -1;
     }
     if (config->cert_file) {
-        self->cert_pem = s_read_pem (config->cert_file, error_p);
-        self->key_pem = self->cert_pem? s_read_pem (config->key_file, error_p): NULL;
+        self->cert_pem = s_read_pem (config->cert_file, "-----BEGIN CERTIFICATE-----",
+                                     "certificate", error_p);
+        self->key_pem = self->cert_pem? s_read_pem (config->key_file, "PRIVATE KEY-----",
+                                                    "private key", error_p): NULL;
         if (!self->key_pem)
             return -1;
         self->tls = true;
@@ -700,10 +743,13 @@ qn_http_new (const qn_http_config_t *config, char **error_p)
     };
     self->daemon = MHD_start_daemon (flags, 0, NULL, NULL, s_access, self,
                                      MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+    pthread_mutex_lock (&self->lock);
+    self->started = true;
+    pthread_mutex_unlock (&self->lock);
     if (!self->daemon) {
-        *error_p = zsys_sprintf ("cannot serve HTTP on %s (%s)", endpoint,
-                                 self->tls? "address in use, or a bad certificate or key"
-                                          : "address in use?");
+        *error_p = zsys_sprintf ("cannot serve %s on %s: %s", self->tls? "HTTPS": "HTTP",
+                                 endpoint, *self->start_error? self->start_error
+                                 : "address in use?");
         qn_http_destroy (&self);
         return NULL;
     }

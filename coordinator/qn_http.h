@@ -47,6 +47,9 @@ typedef struct {
     //  one (from loopback, or from anywhere with metrics_public); NULL
     //  when the engine needs none (qn_coordinator_http_credential)
     const char *metrics_credential;
+    //  The engine refuses every request without a credential (it has a
+    //  keyring): such requests get 401 before their body is decoded
+    bool credential_required;
 } qn_http_config_t;
 
 typedef struct _qn_http_t qn_http_t;

@@ -91,6 +91,19 @@ s_parse_uint (const char *text, uint64_t min, uint64_t max, uint64_t *value_p)
     return true;
 }
 
+//  Text fit to be a name or a filter: valid UTF-8 without control
+//  characters, so that nothing downstream (engine logs, JSON) is fooled
+static bool
+s_text_ok (const char *text)
+{
+    for (const char *c = text; *c; c++)
+        if ((unsigned char) *c < 0x20 || *c == 0x7f)
+            return false;
+    json_t *json = json_string (text);  //  NULL when not UTF-8
+    json_decref (json);
+    return json != NULL;
+}
+
 static const char *
 s_arg (s_ctx_t *ctx, const char *key)
 {
@@ -123,6 +136,8 @@ s_arg_text (s_ctx_t *ctx, const char *key, char **field_p)
         return 0;
     if (strlen (text) >= QN_HTTP_NAME_MAX)
         return s_bad (ctx, key, "too long");
+    if (!s_text_ok (text))
+        return s_bad (ctx, key, "must be UTF-8 text without control characters");
     *field_p = strdup (text);
     return *field_p? 0: s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
 }
@@ -660,7 +675,8 @@ s_split (const char *path, s_path_t *out)
         char *slash = strchr (cursor, '/');
         if (slash)
             *slash = 0;
-        if (!*cursor || out->count == SEGMENTS_MAX || strlen (cursor) >= QN_HTTP_NAME_MAX)
+        if (!*cursor || out->count == SEGMENTS_MAX || strlen (cursor) >= QN_HTTP_NAME_MAX
+        ||  !s_text_ok (cursor))
             return false;
         out->part [out->count++] = cursor;
         if (!slash)
@@ -714,6 +730,24 @@ s_find (const char *method, const char *path, s_path_t *parts, uint64_t *run_id_
                 return &s_routes [i];
         }
     return NULL;
+}
+
+bool
+qn_http_api_parse_uint (const char *text, uint64_t *value_p)
+{
+    return s_parse_uint (text, 0, UINT64_MAX, value_p);
+}
+
+qn_http_route_id_t
+qn_http_api_route (const char *method, const char *path)
+{
+    s_path_t parts;
+    uint64_t run_id = 0;
+    bool known = false;
+    const s_route_t *row = method && path? s_find (method, path, &parts, &run_id, &known): NULL;
+    if (method && path)
+        free (parts.copy);
+    return row? row->id: QN_HTTP_ROUTE_NONE;
 }
 
 const char *

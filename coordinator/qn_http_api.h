@@ -89,6 +89,17 @@ int
                         Qanat__Request *request_out, qn_http_route_t *route_out,
                         json_t **error_out);
 
+//  The route that method and path name, QN_HTTP_ROUTE_NONE for none,
+//  without reading query arguments or a body: for what is decided
+//  before the request is decoded (a missing credential).
+qn_http_route_id_t
+    qn_http_api_route (const char *method, const char *path);
+
+//  A whole decimal number, digits only and within 64 bits (a header's
+//  value, as Last-Event-ID): false for anything else
+bool
+    qn_http_api_parse_uint (const char *text, uint64_t *value_p);
+
 //  Frees what qn_http_api_decode put in request and leaves it empty.
 void
     qn_http_api_request_reset (Qanat__Request *request);

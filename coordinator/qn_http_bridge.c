@@ -2,6 +2,8 @@
     for requests, a SUB for change notifications (see qn_http_bridge.h).
 */
 #include "qn_http_bridge.h"
+#include <poll.h>
+#include <sys/socket.h>
 
 struct _qn_http_bridge_t {
     char *endpoint;
@@ -190,11 +192,19 @@ qn_http_watch_destroy (qn_http_watch_t **self_p)
 }
 
 int
-qn_http_watch_wait (qn_http_watch_t *self, int timeout_ms)
+qn_http_watch_wait (qn_http_watch_t *self, int timeout_ms, int peer_fd)
 {
-    int ready = s_wait_readable (self->sub, zclock_mono () + (timeout_ms > 0? timeout_ms: 0));
-    if (ready <= 0)
-        return ready;
+    zmq_pollitem_t items [2] = {
+        { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 },
+        { NULL, peer_fd, ZMQ_POLLIN, 0 }
+    };
+    int rc = zmq_poll (items, peer_fd >= 0? 2: 1, timeout_ms > 0? timeout_ms: 0);
+    if (rc == -1)
+        return errno == EINTR? 0: -1;
+    if (rc == 0)
+        return 0;
+    if (!(items [0].revents & ZMQ_POLLIN))
+        return QN_HTTP_WATCH_PEER;
     //  One wake for a burst: whatever is pending now is taken at once
     zmq_pollitem_t item = { zsock_resolve (self->sub), 0, ZMQ_POLLIN, 0 };
     while (zmq_poll (&item, 1, 0) > 0 && (item.revents & ZMQ_POLLIN)) {
@@ -203,5 +213,24 @@ qn_http_watch_wait (qn_http_watch_t *self, int timeout_ms)
             break;
         zmsg_destroy (&msg);
     }
-    return 1;
+    return QN_HTTP_WATCH_CHANGE;
+}
+
+bool
+qn_http_peer_closed (int fd)
+{
+    //  POLLRDHUP sees the peer's FIN even behind data it sent first (a
+    //  TLS close_notify alert, say), which a peeking recv cannot
+    struct pollfd item = { fd, POLLIN | POLLRDHUP, 0 };
+    int rc = poll (&item, 1, 0);
+    if (rc == -1)
+        return errno != EINTR && errno != ENOMEM;
+    if (rc == 0)
+        return false;
+    if (item.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    char byte;
+    ssize_t size = recv (fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return size == 0
+        || (size == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }

@@ -65,10 +65,21 @@ qn_http_watch_t *
 void
     qn_http_watch_destroy (qn_http_watch_t **self_p);
 
-//  Waits up to timeout_ms for a notification; reads every one pending.
-//  1 when at least one came, 0 on timeout, -1 on failure.
+//  What qn_http_watch_wait returns besides 0 (timeout) and -1 (failure)
+#define QN_HTTP_WATCH_CHANGE     1      //  a notification came (all pending are read)
+#define QN_HTTP_WATCH_PEER       2      //  peer_fd is readable or in error
+
+//  Waits up to timeout_ms for a notification, and on peer_fd (a raw
+//  socket, -1 for none) becoming readable or failing, so that a stream
+//  whose client left ends at once.  A notification wins over the peer.
 int
-    qn_http_watch_wait (qn_http_watch_t *self, int timeout_ms);
+    qn_http_watch_wait (qn_http_watch_t *self, int timeout_ms, int peer_fd);
+
+//  True when the peer of the connected socket fd has closed its side
+//  (or the socket failed).  Never reads anything: data the peer sent
+//  is left where it is.
+bool
+    qn_http_peer_closed (int fd);
 
 #ifdef __cplusplus
 }

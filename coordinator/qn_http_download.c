@@ -513,11 +513,14 @@ s_next_page (s_download_t *self)
         return -1;
     }
     Qanat__LogPage *page = reply->logs;
+    uint64_t before = read->after_seq;
     for (size_t i = 0; i < page->n_lines && rc == 0; i++) {
         const Qanat__LogLine *line = page->lines [i];
-        if (line->log_seq <= read->after_seq || !line->chunk)
+        if (line->log_seq <= read->after_seq)
             continue;
         read->after_seq = line->log_seq;
+        if (!line->chunk)
+            continue;
         const char *data = (const char *) line->chunk->data.data;
         size_t size = line->chunk->data.len;
         //  Each line of the chunk, with its task before it when the file
@@ -541,7 +544,9 @@ s_next_page (s_download_t *self)
             size -= len + 1;
         }
     }
-    if (page->n_lines == 0)
+    //  The end: an empty page, or one that does not move forward (which
+    //  would otherwise be asked for again and again)
+    if (page->n_lines == 0 || read->after_seq == before)
         self->text_done = true;
     qanat__reply__free_unpacked (reply, NULL);
     return rc;

@@ -38,12 +38,15 @@ struct _qn_http_t {
     char *metrics_credential;       //  for /metrics without a caller's token, or NULL
     bool tls;
     bool metrics_public;
+    bool credential_required;
     int call_timeout_ms;
     uint16_t port;
     atomic_bool stopping;
     pthread_mutex_t lock;           //  guards what follows
     uint64_t responses [QN_HTTP_STATUS_MAX];
     uint64_t requests;
+    bool started;                   //  MHD_start_daemon returned
+    char start_error [256];         //  MHD's first complaint before that
     zhash_t *streams;               //  credential -> open event streams (int *)
 };
 

@@ -312,7 +312,7 @@ qn_http_routes_serve (qn_http_call_t *call)
             //  The reply's body as it is: whoami, metrics, workflows, agents, stats, tokens
             const ProtobufCFieldDescriptor *field = protobuf_c_message_descriptor_get_field (
                 &qanat__reply__descriptor, (unsigned) reply->body_case);
-            const ProtobufCMessage *body = field
+            const ProtobufCMessage *body = field && field->type == PROTOBUF_C_TYPE_MESSAGE
                 ? *(const ProtobufCMessage **) ((const char *) reply + field->offset): NULL;
             json = body? qn_json_from_message (body): NULL;
             break;

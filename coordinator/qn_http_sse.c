@@ -12,7 +12,8 @@
     comment every 10 s keeps proxies and the idle timeout at bay.  The
     reader runs on its connection's own thread (one thread per
     connection), so it may block; it does so in 250 ms slices, watching
-    for the server stopping.
+    for the server stopping, and on the connection's socket too, so that
+    a client that leaves gives back its stream slot at once.
 */
 #include "qn_http_internal.h"
 #include "qn_json.h"
@@ -34,6 +35,8 @@ typedef struct {
     bool more;                      //  logs: a page came full, read on at once
     bool done;
     int64_t last_write;
+    int fd;                         //  the connection's socket, watched for the client leaving
+    bool peer_spoke;                //  the client sent data: its socket is checked each slice
     int error_status;               //  the first read failed: answer this instead
     json_t *error;
 } s_stream_t;
@@ -129,6 +132,7 @@ s_produce_logs (s_stream_t *self, bool first)
         return;
     if (reply->body_case == QANAT__REPLY__BODY_LOGS) {
         Qanat__LogPage *page = reply->logs;
+        uint64_t before = self->after;
         for (size_t i = 0; i < page->n_lines; i++) {
             const Qanat__LogLine *line = page->lines [i];
             if (line->log_seq <= self->after)
@@ -138,7 +142,9 @@ s_produce_logs (s_stream_t *self, bool first)
             json_decref (json);
             self->after = line->log_seq;
         }
-        if (page->n_lines)
+        //  Read on at once only while pages move forward: a page of
+        //  lines already sent must not turn into a busy loop
+        if (self->after > before)
             self->more = true;
         else
         if (page->run_finished) {
@@ -205,12 +211,36 @@ s_read (void *cls, uint64_t pos, char *buffer, size_t max)
             continue;
         }
         int64_t wait = QN_HTTP_KEEPALIVE_MS - quiet;
-        int rc = qn_http_watch_wait (self->watch, (int) (wait < SLICE_MS? wait: SLICE_MS));
+        int rc = qn_http_watch_wait (self->watch, (int) (wait < SLICE_MS? wait: SLICE_MS),
+                                     self->peer_spoke? -1: self->fd);
         if (rc < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (rc == 1)
+        if (rc == QN_HTTP_WATCH_CHANGE)
             s_produce (self, false);
+        if ((rc == QN_HTTP_WATCH_PEER || self->peer_spoke) && self->fd >= 0) {
+            //  The client left: free its stream slot and thread now, not
+            //  when a keepalive write fails tens of seconds later.  An
+            //  orderly end, as nobody is there to be told of an error
+            //  (and MHD would log one for each page a browser leaves)
+            if (qn_http_peer_closed (self->fd))
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            //  Data we leave unread (a pipelined request, a TLS record)
+            //  keeps the socket readable: stop waiting on it, check it
+            //  once a slice instead
+            self->peer_spoke = true;
+        }
     }
+}
+
+//  Gives back a stream's slot (s_take_slot)
+static void
+s_give_slot (qn_http_t *server, const char *credential)
+{
+    pthread_mutex_lock (&server->lock);
+    int *count = (int *) zhash_lookup (server->streams, credential);
+    if (count && --*count <= 0)
+        zhash_delete (server->streams, credential);
+    pthread_mutex_unlock (&server->lock);
 }
 
 static void
@@ -219,13 +249,8 @@ s_stream_destroy (s_stream_t **self_p)
     s_stream_t *self = *self_p;
     if (!self)
         return;
-    if (self->credential) {
-        pthread_mutex_lock (&self->server->lock);
-        int *count = (int *) zhash_lookup (self->server->streams, self->credential);
-        if (count && --*count <= 0)
-            zhash_delete (self->server->streams, self->credential);
-        pthread_mutex_unlock (&self->server->lock);
-    }
+    if (self->credential)
+        s_give_slot (self->server, self->credential);
     qn_http_watch_destroy (&self->watch);
     qn_http_bridge_destroy (&self->bridge);
     qn_http_api_request_reset (&self->request);
@@ -273,12 +298,11 @@ s_resume_after (qn_http_call_t *call)
 {
     const char *last = MHD_lookup_connection_value (call->connection, MHD_HEADER_KIND,
                                                     "Last-Event-ID");
-    if (last && *last && strlen (last) <= 20) {
-        char *end = NULL;
-        unsigned long long value = strtoull (last, &end, 10);
-        if (*end == 0 && *last >= '0' && *last <= '9')
-            return (uint64_t) value;
-    }
+    //  Only an id we could have sent; anything else (past 64 bits, say)
+    //  is ignored rather than read as "after everything"
+    uint64_t value = 0;
+    if (last && qn_http_api_parse_uint (last, &value))
+        return value;
     return call->route.has_after? call->route.after: 0;
 }
 
@@ -290,11 +314,19 @@ qn_http_sse_serve (qn_http_call_t *call)
         return qn_http_send_error (server, call->connection, 429, "unavailable",
                                    "too many event streams for this credential", NULL);
     s_stream_t *self = (s_stream_t *) calloc (1, sizeof *self);
-    if (!self)
-        return MHD_NO;
+    char *credential = strdup (call->credential);
+    if (!self || !credential) {
+        s_give_slot (server, call->credential);
+        free (self);
+        free (credential);
+        return qn_http_send_error (server, call->connection, 503, NULL, "out of memory", NULL);
+    }
     self->server = server;
     self->kind = call->route.id;
-    self->credential = strdup (call->credential);
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (call->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    self->fd = info? (int) info->connect_fd: -1;
+    self->credential = credential;
     self->bridge = qn_http_bridge_new (server->api_endpoint);
     //  The stream owns the route's request from now on
     self->request = call->request;
@@ -311,7 +343,7 @@ qn_http_sse_serve (qn_http_call_t *call)
     const char *topics [] = { topic };
     char *error = NULL;
     //  Subscribed before the first read, so no change falls in between
-    self->watch = self->credential && self->bridge
+    self->watch = self->bridge
                 ? qn_http_watch_new (server->events_endpoint, topics, 1, &error): NULL;
     if (!self->watch) {
         s_stream_destroy (&self);

@@ -271,6 +271,37 @@ s_cache_key (qn_coordinator_t *self, run_t *run, size_t index, char *key)
     return rc;
 }
 
+//  The task succeeds without running: one attempt that ended as cached,
+//  taking outputs (an array it owns from now on, each blob gaining this
+//  run's reference) from source_run.
+static void
+s_take_cached (qn_coordinator_t *self, run_t *run, size_t index, uint64_t source_run,
+               Qanat__OutputRecord **outputs, size_t output_count)
+{
+    Qanat__TaskInfo *task = qn_run_task (run, index);
+    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
+    qanat__attempt_info__init (attempt);
+    attempt->attempt = (uint32_t) task->n_attempts + 1;
+    attempt->agent = qn_engine_strdup ("");
+    attempt->started_us = attempt->finished_us = qn_now_us ();
+    attempt->finished = true;
+    attempt->end = qn_engine_strdup (qn_end_name (QN_END_CACHED));
+    self->attempts_ended [QN_END_CACHED]++;
+    attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
+    //  Nothing ran: no agent, backend, host or environment of its own
+    //  (where the outputs were made is in the source run)
+    attempt->backend = qn_engine_strdup ("");
+    attempt->engine_job_id = qn_engine_strdup ("");
+    attempt->environment = qn_engine_strdup ("");
+    attempt->host = qn_engine_strdup ("");
+    attempt->outputs = outputs;
+    attempt->n_outputs = output_count;
+    qn_artifacts_ref_outputs (self->artifacts, attempt->outputs, attempt->n_outputs, 1);
+    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    task->cached_from = source_run;
+    qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
+}
+
 //  A task with cache: true whose identical work succeeded before takes
 //  that attempt's outputs instead of running.  True when it did.
 static bool
@@ -289,36 +320,93 @@ s_try_cache (qn_coordinator_t *self, run_t *run, size_t index)
         qanat__attempt_info__free_unpacked (source, NULL);
         return false;
     }
-    Qanat__TaskInfo *task = qn_run_task (run, index);
-    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
-    qanat__attempt_info__init (attempt);
-    attempt->attempt = (uint32_t) task->n_attempts + 1;
-    attempt->agent = qn_engine_strdup ("");
-    attempt->started_us = attempt->finished_us = qn_now_us ();
-    attempt->finished = true;
-    attempt->end = qn_engine_strdup (qn_end_name (QN_END_CACHED));
-    self->attempts_ended [QN_END_CACHED]++;
-    attempt->reason = zsys_sprintf ("cached from run %llu", (unsigned long long) source_run);
-    //  Nothing ran: no agent, backend, host or environment of its own
-    //  (where the outputs were made is in the source run)
-    attempt->backend = qn_engine_strdup ("");
-    attempt->engine_job_id = qn_engine_strdup ("");
-    attempt->environment = qn_engine_strdup ("");
-    attempt->host = qn_engine_strdup ("");
     //  The outputs move over, each blob gaining this run's reference
-    attempt->outputs = source->outputs;
-    attempt->n_outputs = source->n_outputs;
+    s_take_cached (self, run, index, source_run, source->outputs, source->n_outputs);
     source->outputs = NULL;
     source->n_outputs = 0;
     qanat__attempt_info__free_unpacked (source, NULL);
-    qn_artifacts_ref_outputs (self->artifacts, attempt->outputs, attempt->n_outputs, 1);
-    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
-    task->cached_from = source_run;
-    qn_run_set_status (run, index, QANAT__TASK_STATUS__TASK_SUCCEEDED);
     if (self->config.verbose)
         qn_log (QN_LOG_INFO, "run", "run %llu task %s cached from run %llu",
                 (unsigned long long) run->id, spec->name, (unsigned long long) source_run);
     return true;
+}
+
+//  ---------------------------------------------------------------------
+//  Reruns
+
+//  The same params, by name and value, in any order
+static bool
+s_same_params (const Qanat__RunInfo *a, const Qanat__RunInfo *b)
+{
+    if (a->n_params != b->n_params)
+        return false;
+    for (size_t p = 0; p < a->n_params; p++) {
+        bool found = false;
+        for (size_t q = 0; q < b->n_params && !found; q++)
+            found = streq (a->params [p]->name, b->params [q]->name)
+                 && streq (a->params [p]->value, b->params [q]->value);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+//  A copy of an attempt's outputs (through the wire form: no field is
+//  missed), NULL when it has none or a copy fails
+static Qanat__OutputRecord **
+s_copy_outputs (const Qanat__AttemptInfo *attempt, size_t *count_p)
+{
+    *count_p = 0;
+    Qanat__OutputRecord **copies = NULL;
+    for (size_t o = 0; o < attempt->n_outputs; o++) {
+        size_t size = qanat__output_record__get_packed_size (attempt->outputs [o]);
+        uint8_t *packed = (uint8_t *) malloc (size? size: 1);
+        if (!packed)
+            break;
+        qanat__output_record__pack (attempt->outputs [o], packed);
+        Qanat__OutputRecord *copy = qanat__output_record__unpack (NULL, size, packed);
+        free (packed);
+        if (copy)
+            qn_engine_append ((void ***) &copies, count_p, copy);
+    }
+    return copies;
+}
+
+int
+qn_run_reuse (qn_coordinator_t *self, run_t *run, uint64_t from_id, char **error_p)
+{
+    *error_p = NULL;
+    //  The earlier run from memory while active, else from the store
+    run_t *active = qn_run_find (self, from_id);
+    Qanat__RunInfo *from = active? active->info: qn_store_get_run (self->store, from_id);
+    Qanat__TaskInfo **tasks = active? active->info->tasks: NULL;
+    size_t task_count = active? active->info->n_tasks: 0;
+    if (!from) {
+        *error_p = zsys_sprintf ("no run %llu", (unsigned long long) from_id);
+        return -1;
+    }
+    if (!streq (from->workflow, run->info->workflow) || from->version != run->info->version
+    ||  !s_same_params (from, run->info))
+        *error_p = zsys_sprintf ("run %llu is not of %s v%u with the same params: its tasks "
+                                 "cannot be reused", (unsigned long long) from_id,
+                                 run->info->workflow, run->info->version);
+    else
+    if (!active && qn_store_get_tasks (self->store, from_id, &tasks, &task_count) != 0)
+        *error_p = zsys_sprintf ("cannot read the tasks of run %llu", (unsigned long long) from_id);
+    for (size_t t = 0; t < task_count && !*error_p; t++) {
+        Qanat__AttemptInfo *attempt = qn_run_current_attempt (tasks [t]);
+        int index = qn_workflow_task_index (run->wf, tasks [t]->name);
+        if (tasks [t]->status != QANAT__TASK_STATUS__TASK_SUCCEEDED || !attempt || index < 0)
+            continue;
+        size_t output_count = 0;
+        Qanat__OutputRecord **outputs = s_copy_outputs (attempt, &output_count);
+        s_take_cached (self, run, (size_t) index, from_id, outputs, output_count);
+    }
+    if (!active) {
+        qn_store_free_array (tasks, task_count);
+        qn_engine_free_message (from);
+    }
+    return *error_p? -1: 0;
 }
 
 //  Promotes tasks whose dependencies are done and queues them (or takes

@@ -113,6 +113,14 @@ void
 char *
     qn_run_attempt_key (uint64_t run_id, size_t task);
 
+//  A rerun: every task that succeeded in the earlier run from_id succeeds
+//  in run as cached from it (its outputs reused), before the first
+//  advance; the rest run.  The earlier run must be of the same workflow
+//  version with the same params.  0, or -1 with *error_p ("no run N" when
+//  it is not there).
+int
+    qn_run_reuse (qn_coordinator_t *self, run_t *run, uint64_t from_id, char **error_p);
+
 //  Promotes tasks whose dependencies are done and queues them (or takes
 //  their outputs from the cache); derives the run's status.
 void

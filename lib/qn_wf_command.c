@@ -25,6 +25,7 @@ typedef struct {
     size_t count;
     char **secrets;
     size_t secret_count;
+    const qn_task_t *task;      //  its matrix values, for matrix.KEY
 } s_refs_t;
 
 typedef enum {
@@ -72,6 +73,28 @@ s_find_param (const s_refs_t *refs, const char *name, size_t len)
     return NULL;
 }
 
+//  The matrix value a reference's key names ("lr" of "matrix.lr"), or NULL
+static const qn_kv_t *
+s_find_matrix (const s_refs_t *refs, const char *key, size_t len)
+{
+    for (size_t k = 0; refs->task && k < refs->task->matrix_count; k++)
+        if (strlen (refs->task->matrix [k].key) == len
+        &&  strncmp (refs->task->matrix [k].key, key, len) == 0)
+            return &refs->task->matrix [k];
+    return NULL;
+}
+
+//  The value a reference names: params.NAME or matrix.KEY; NULL for none
+static const qn_kv_t *
+s_find_value (const s_refs_t *refs, const char *ref, size_t len)
+{
+    if (len > 7 && strncmp (ref, "params.", 7) == 0)
+        return s_find_param (refs, ref + 7, len - 7);
+    if (len > 7 && strncmp (ref, "matrix.", 7) == 0)
+        return s_find_matrix (refs, ref + 7, len - 7);
+    return NULL;
+}
+
 //  "unknown …" for a reference that names neither a parameter nor a secret
 static char *
 s_unknown_ref (const char *ref, size_t len)
@@ -80,8 +103,11 @@ s_unknown_ref (const char *ref, size_t len)
     if (len > 7 && strncmp (ref, "params.", 7) == 0)
         return qn_yaml_format ("unknown parameter '%.*s' in '${{ %.*s }}'", shown - 7, ref + 7,
                                shown, ref);
-    return qn_yaml_format ("unknown reference '${{ %.*s }}' (a command may use params.NAME and "
-                           "secrets.NAME)", shown, ref);
+    if (len > 7 && strncmp (ref, "matrix.", 7) == 0)
+        return qn_yaml_format ("unknown matrix key '%.*s' in '${{ %.*s }}'", shown - 7, ref + 7,
+                               shown, ref);
+    return qn_yaml_format ("unknown reference '${{ %.*s }}' (a command may use params.NAME, "
+                           "matrix.KEY and secrets.NAME)", shown, ref);
 }
 
 //  A secret name as the vault accepts it: 1 to 128 of [A-Za-z0-9_.-]
@@ -104,6 +130,8 @@ s_resolve_ref (void *arg, const char *ref, size_t len, char **error_p)
     s_refs_t *refs = (s_refs_t *) arg;
     if (len > 7 && strncmp (ref, "params.", 7) == 0 && s_find_param (refs, ref + 7, len - 7))
         return s_env_variable ("QANAT_PARAM_", ref + 7, len - 7);
+    if (len > 7 && strncmp (ref, "matrix.", 7) == 0 && s_find_matrix (refs, ref + 7, len - 7))
+        return s_env_variable ("QANAT_MATRIX_", ref + 7, len - 7);
     if (len > 8 && strncmp (ref, "secrets.", 8) == 0 && s_secret_name_ok (ref + 8, len - 8)) {
         char *secret = strndup (ref + 8, len - 8);
         bool known = false;
@@ -160,8 +188,7 @@ s_expand_literal (const char *text, s_expand_t mode, const s_refs_t *refs, char 
         while (end > name && isspace ((unsigned char) end [-1]))
             end--;
         size_t len = (size_t) (end - name);
-        const qn_kv_t *found = len > 7 && strncmp (name, "params.", 7) == 0
-                             ? s_find_param (refs, name + 7, len - 7): NULL;
+        const qn_kv_t *found = s_find_value (refs, name, len);
         if (found && mode == S_EXPAND_IDENTITY_QUOTED)
             s_shell_quote (stream, found->value);
         else
@@ -247,7 +274,7 @@ s_task_args (const qn_task_t *task, const qn_kv_t *params, size_t count, bool id
     char **argv = (char **) calloc (task->argc + 1, sizeof (char *));
     if (!argv)
         return NULL;
-    s_refs_t refs = { params, count, NULL, 0 };
+    s_refs_t refs = { params, count, NULL, 0, task };
     for (size_t i = 0; i < task->argc; i++) {
         if (identity)
             argv [i] = s_expand_literal (task->argv [i], s_is_shell_script (task, i)
@@ -308,7 +335,7 @@ qn_wf_command_check (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node,
         names [p].key = params [p].name;
         names [p].value = (char *) "";
     }
-    s_refs_t refs = { names, param_count, NULL, 0 };
+    s_refs_t refs = { names, param_count, NULL, 0, task };
     for (size_t i = 0; i < task->argc; i++) {
         char *error = NULL;
         char *expanded = s_expand_arg (task, i, &refs, &error);

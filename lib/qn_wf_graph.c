@@ -12,6 +12,10 @@
 
 #include "qn_wf_graph.h"
 
+//  A task in messages: a matrix expansion as written, so that its
+//  expansions say the same words once (qn_yaml drops repeats)
+#define S_SHOWN(task)   ((task)->matrix_of? (task)->matrix_of: (task)->name)
+
 #define S_MAX_SUGGEST   50      //  bounds the edit-distance work on hostile input
 #define S_CYCLE_SHOWN   12      //  longer cycles are elided in the middle
 
@@ -101,11 +105,16 @@ s_resolve_inputs (qn_yaml_ctx_t *ctx, qn_wf_graph_t *self, qn_wf_graph_task_t *e
                 continue;
             int index = qn_wf_graph_lookup (self->tasks, self->by_name, self->task_count,
                                             input->task);
+            bool matrix = false;
+            for (size_t m = 0; index < 0 && m < self->task_count && !matrix; m++)
+                matrix = self->tasks [m].matrix_of
+                      && strcmp (self->tasks [m].matrix_of, input->task) == 0;
             if (index < 0 || (size_t) index == t) {
                 qn_yaml_error (ctx, input->line, input->col, "input '%s' of task '%s' comes "
-                               "from %s task '%s'", qn_yaml_echo (input->name, echo), task->name,
-                               index < 0? "unknown": "its own",
-                               qn_yaml_echo (input->task, echo2));
+                               "from %s task '%s'%s", qn_yaml_echo (input->name, echo),
+                               S_SHOWN (task), index >= 0? "its own": matrix? "the matrix"
+                               : "unknown", qn_yaml_echo (input->task, echo2),
+                               matrix? ": inputs from a matrix are not supported": "");
                 continue;
             }
             const qn_task_t *producer = &self->tasks [index];
@@ -113,7 +122,7 @@ s_resolve_inputs (qn_yaml_ctx_t *ctx, qn_wf_graph_t *self, qn_wf_graph_task_t *e
                 qn_yaml_error (ctx, input->line, input->col, "task '%s' has no output '%s' "
                                "(for input '%s' of task '%s')", producer->name,
                                qn_yaml_echo (input->output, echo),
-                               qn_yaml_echo (input->name, echo2), task->name);
+                               qn_yaml_echo (input->name, echo2), S_SHOWN (task));
                 continue;
             }
             input->task_index = (size_t) index;
@@ -200,24 +209,26 @@ s_resolve_needs (qn_yaml_ctx_t *ctx, qn_wf_graph_t *self, qn_wf_graph_task_t *ex
                     close = qn_yaml_closest (need, names, n);
                 if (close)
                     qn_yaml_node_error (ctx, where, "task '%s' needs unknown task '%s' "
-                                        "(did you mean '%s'?)", qn_yaml_echo (task->name, echo),
+                                        "(did you mean '%s'?)",
+                                        qn_yaml_echo (S_SHOWN (task), echo),
                                         qn_yaml_echo (need, echo2), close);
                 else
                     qn_yaml_node_error (ctx, where, "task '%s' needs unknown task '%s'",
-                                        qn_yaml_echo (task->name, echo),
+                                        qn_yaml_echo (S_SHOWN (task), echo),
                                         qn_yaml_echo (need, echo2));
                 continue;
             }
             if ((size_t) index == t) {
                 qn_yaml_node_error (ctx, where, "task '%s' needs itself",
-                                    qn_yaml_echo (task->name, echo));
+                                    qn_yaml_echo (S_SHOWN (task), echo));
                 continue;
             }
             //  seen [index] remembers the last task that needed index, so
             //  a hostile list of a million repeats stays linear
             if (seen [index] == t) {
                 qn_yaml_node_error (ctx, where, "task '%s' needs '%s' more than once",
-                                    qn_yaml_echo (task->name, echo), qn_yaml_echo (need, echo2));
+                                    qn_yaml_echo (S_SHOWN (task), echo),
+                                    qn_yaml_echo (need, echo2));
                 continue;
             }
             seen [index] = t;

@@ -36,6 +36,7 @@
 #include "qn_yaml.h"
 #include "qn_params.h"
 #include "qn_wf_graph.h"
+#include "qn_wf_matrix.h"
 #include "qn_wf_command.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
@@ -64,7 +65,7 @@ static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
     "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes",
-    "outputs", "inputs", "cache", NULL
+    "outputs", "inputs", "cache", "matrix", NULL
 };
 //  The backends a task may name, and the keys of each one's options block
 static const char *s_backend_names [] = { "local", "slurm", "kubernetes", NULL };
@@ -165,6 +166,8 @@ s_task_free (qn_task_t *task)
     for (size_t i = 0; i < task->checks_count; i++)
         qn_check_destroy (&task->checks [i].check);
     free (task->checks);
+    qn_kv_free (task->matrix, task->matrix_count);
+    free (task->matrix_of);
     memset (task, 0, sizeof (qn_task_t));
 }
 
@@ -1173,28 +1176,55 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
         qn_yaml_node_error (ctx, node, "'tasks' is empty: a workflow needs at least one task");
         return;
     }
-    if (pairs > S_MAX_TASKS) {
-        qn_yaml_node_error (ctx, key, "too many tasks: %zu (limit %d)", pairs, S_MAX_TASKS);
-        return;
-    }
-    self->tasks = (qn_task_t *) calloc (pairs, sizeof (qn_task_t));
-    qn_wf_graph_task_t *extra = (qn_wf_graph_task_t *) calloc (pairs, sizeof (qn_wf_graph_task_t));
-    if (!self->tasks || !extra) {
+    //  A task with a matrix becomes one task per combination
+    qn_wf_matrix_t *matrices = (qn_wf_matrix_t *) calloc (pairs, sizeof (qn_wf_matrix_t));
+    size_t total = 0;
+    for (size_t i = 0; matrices && i < pairs; i++)
+        if (!node->items [2 * i]->skip) {
+            size_t n = qn_wf_matrix_parse (ctx, node->items [2 * i], node->items [2 * i + 1],
+                                           &matrices [i]);
+            total += n? n: 1;
+        }
+    if (total > S_MAX_TASKS)
+        qn_yaml_node_error (ctx, key, "too many tasks: %zu (limit %d)", total, S_MAX_TASKS);
+    self->tasks = total <= S_MAX_TASKS? (qn_task_t *) calloc (total + 1, sizeof (qn_task_t)): NULL;
+    qn_wf_graph_task_t *extra = self->tasks? (qn_wf_graph_task_t *) calloc (total + 1,
+                                             sizeof (qn_wf_graph_task_t)): NULL;
+    if (!matrices || !self->tasks || !extra) {
+        for (size_t i = 0; matrices && i < pairs; i++)
+            qn_wf_matrix_free (&matrices [i]);
+        free (matrices);
         free (extra);
-        ctx->oom = true;
+        ctx->oom |= total <= S_MAX_TASKS;
         return;
     }
-    for (size_t i = 0; i < pairs; i++) {
+    bool stop = false;
+    for (size_t i = 0; i < pairs && !stop; i++) {
         qn_yaml_node_t *task_key = node->items [2 * i];
         if (task_key->skip)
             continue;
-        size_t t = self->task_count++;
-        s_parse_task (ctx, self, &self->tasks [t], &extra [t], task_key, node->items [2 * i + 1]);
-        if (!self->tasks [t].name) {
-            self->task_count--;
-            break;
+        size_t combinations = matrices [i].combinations? matrices [i].combinations: 1;
+        size_t errors = ctx->count;
+        //  Every combination has the same errors: the first says them
+        for (size_t c = 0; c < combinations && ctx->count == errors && !stop; c++) {
+            size_t t = self->task_count++;
+            qn_wf_matrix_values (ctx, &matrices [i], c, &self->tasks [t]);
+            s_parse_task (ctx, self, &self->tasks [t], &extra [t], task_key,
+                          node->items [2 * i + 1]);
+            if (!self->tasks [t].name) {
+                qn_kv_free (self->tasks [t].matrix, self->tasks [t].matrix_count);
+                memset (&self->tasks [t], 0, sizeof (qn_task_t));
+                self->task_count--;
+                stop = true;
+            }
+            else
+                qn_wf_matrix_finish (ctx, &self->tasks [t]);
         }
     }
+    for (size_t i = 0; i < pairs; i++)
+        qn_wf_matrix_free (&matrices [i]);
+    free (matrices);
+    qn_wf_matrix_expand_needs (ctx, self->tasks, self->task_count, extra);
     self->by_name = qn_wf_graph_index (self->tasks, self->task_count);
     if (!self->by_name)
         ctx->oom = true;
@@ -1204,7 +1234,7 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
                                 self->params, self->param_count };
         qn_wf_graph_link (ctx, &graph, extra);
     }
-    qn_wf_graph_tasks_free (extra, pairs);
+    qn_wf_graph_tasks_free (extra, total + 1);
 }
 
 

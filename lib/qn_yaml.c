@@ -49,6 +49,13 @@ s_error_v (qn_yaml_ctx_t *ctx, size_t line, size_t col, const char *format, va_l
         ctx->oom = true;
         return;
     }
+    //  The same words at the same place once (a matrix's expansions)
+    for (size_t i = ctx->count; i-- > 0; )
+        if (ctx->errors [i].line == line && ctx->errors [i].col == col
+        &&  strcmp (ctx->errors [i].text, text) == 0) {
+            free (text);
+            return;
+        }
     qn_yaml_error_t *error = &ctx->errors [ctx->count];
     error->line = line;
     error->col = col;

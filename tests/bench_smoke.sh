@@ -17,10 +17,16 @@ cat "$out"
 missing=""
 for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.log_lines \
            d.cpu_20 d.rss_20 d.cpu_200 d.rss_200 e.dispatch_shallow e.dispatch_deep e.ratio \
-           f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real; do
-    grep -Eq "^figure: $key = [0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
+           f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real \
+           i.get_run_rps_1 i.get_run_p99_16 i.list_p50 i.page_p99 i.pages \
+           j.dispatch_without j.dispatch_with j.ratio j.followers_complete k.rss_diff; do
+    #  A difference may be negative (k.rss_diff)
+    grep -Eq "^figure: $key = -?[0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
 done
 grep -q '^== summary ==' "$out" || missing="$missing summary"
+#  Correctness, not speed: every event-stream follower got every line once
+grep -Eq '^figure: j.lines_missing = 0 ' "$out" || missing="$missing j.lines_missing=0"
+grep -Eq '^figure: j.lines_repeated = 0 ' "$out" || missing="$missing j.lines_repeated=0"
 rm -f "$out"
 if [ "$rc" -eq 0 ] && [ -z "$missing" ]; then
     echo "bench smoke: every figure produced"

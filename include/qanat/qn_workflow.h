@@ -125,6 +125,11 @@ typedef struct {
     char *backend;               //  "local", "slurm", "kubernetes"; NULL = the agent's default
     qn_kv_t *backend_options;    //  the backend's block, flattened (docs/backends.md)
     size_t backend_option_count;
+    //  An expansion of a task's matrix: its values (key -> value, in the
+    //  matrix's order) and the task's name as written; none otherwise
+    qn_kv_t *matrix;
+    size_t matrix_count;
+    char *matrix_of;
 } qn_task_t;
 
 typedef struct _qn_workflow_t qn_workflow_t;

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include "qn_api.h"
 #include "qn_turn.h"
+#include "qn_run.h"
 #include "test_engine.h"
 #include "test_api_call.h"
 
@@ -586,6 +587,131 @@ test_start_by_name (void **state)
     s_assert_error (test_api_call (engine, NULL, &request), "start run: no workflow given");
 }
 
+//  A rerun: what succeeded in the earlier run is cached from it, the rest
+//  runs; only a run of the same version with the same params qualifies
+#define S_REDO  "name: redo\n"                                  \
+                "params:\n"                                     \
+                "  n: {default: 1}\n"                           \
+                "tasks:\n"                                      \
+                "  a: {run: \"true\"}\n"                        \
+                "  b: {run: \"true\", needs: [a]}\n"             \
+                "  c: {run: \"true\"}\n"
+
+static Qanat__Reply *
+s_start_reuse (qn_coordinator_t *engine, const Qanat__Principal *principal, uint32_t version,
+               uint64_t from, const char *n)
+{
+    Qanat__Param param = QANAT__PARAM__INIT;
+    param.name = (char *) "n";
+    param.value = (char *) n;
+    Qanat__Param *params [1] = { &param };
+    Qanat__StartRun start = QANAT__START_RUN__INIT;
+    start.workflow_name = (char *) "redo";
+    start.workflow_version = version;
+    start.params = params;
+    start.n_params = n? 1: 0;
+    start.reuse_from_run = from;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 9;
+    request.body_case = QANAT__REQUEST__BODY_START_RUN;
+    request.start_run = &start;
+    return test_api_call (engine, principal, &request);
+}
+
+static const Qanat__TaskInfo *
+s_task_named (const Qanat__RunInfo *run, const char *name)
+{
+    for (size_t t = 0; t < run->n_tasks; t++)
+        if (streq (run->tasks [t]->name, name))
+            return run->tasks [t];
+    fail_msg ("no task %s", name);
+    return NULL;
+}
+
+//  Task a of the active run succeeds with a value output, c cannot start
+static void
+s_finish_first (qn_coordinator_t *engine, uint64_t run_id)
+{
+    run_t *run = qn_run_find (engine, run_id);
+    assert_non_null (run);
+    size_t a = (size_t) qn_workflow_task_index (run->wf, "a");
+    Qanat__AttemptInfo *attempt = (Qanat__AttemptInfo *) malloc (sizeof (Qanat__AttemptInfo));
+    qanat__attempt_info__init (attempt);
+    attempt->attempt = 1;
+    attempt->finished = true;
+    attempt->end = strdup ("exit");
+    Qanat__OutputRecord *output = (Qanat__OutputRecord *) malloc (sizeof (Qanat__OutputRecord));
+    qanat__output_record__init (output);
+    output->name = strdup ("v");
+    output->kind = QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+    output->value = strdup ("42");
+    qn_engine_append ((void ***) &attempt->outputs, &attempt->n_outputs, output);
+    Qanat__TaskInfo *task = qn_run_task (run, a);
+    qn_engine_append ((void ***) &task->attempts, &task->n_attempts, attempt);
+    qn_run_set_status (run, a, QANAT__TASK_STATUS__TASK_SUCCEEDED);
+    qn_run_fail_unstartable (engine, run, (size_t) qn_workflow_task_index (run->wf, "c"),
+                             "no agent");
+    qn_run_advance (engine, run);
+}
+
+static void
+test_rerun_reuses_succeeded (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    qn_coordinator_t *engine = fixture->t.engine;
+    uint64_t first = s_start_ok (engine, NULL, S_REDO);
+    s_finish_first (engine, first);
+    s_commit (engine);
+    //  From the active run (b still queued in it), then from the store
+    //  once it has ended
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            run_t *run = qn_run_find (engine, first);
+            assert_non_null (run);
+            qn_run_fail_unstartable (engine, run, (size_t) qn_workflow_task_index (run->wf, "b"),
+                                     "no agent");
+            qn_run_advance (engine, run);
+            s_commit (engine);
+            assert_null (qn_run_find (engine, first));
+        }
+        //  Anyone who may read the run (GetRun: any user) may rerun it, as
+        //  its own run
+        Qanat__Principal bob = QANAT__PRINCIPAL__INIT;
+        bob.kind = (char *) "user";
+        bob.name = (char *) "bob";
+        bob.role = (char *) "user";
+        Qanat__Reply *reply = s_start_reuse (engine, round? &bob: NULL, 1, first, NULL);
+        if (reply->body_case != QANAT__REPLY__BODY_RUN)
+            fail_msg ("rerun: %s", reply->body_case == QANAT__REPLY__BODY_ERROR
+                                   ? reply->error->message: "?");
+        assert_string_equal (reply->run->owner, round? "bob": "local");
+        const Qanat__TaskInfo *a = s_task_named (reply->run, "a");
+        assert_int_equal (a->status, QANAT__TASK_STATUS__TASK_SUCCEEDED);
+        assert_int_equal (a->cached_from, first);
+        assert_int_equal (a->n_attempts, 1);
+        assert_string_equal (a->attempts [0]->end, "cached");
+        char *reason = zsys_sprintf ("cached from run %llu", (unsigned long long) first);
+        assert_string_equal (a->attempts [0]->reason, reason);
+        free (reason);
+        assert_int_equal (a->attempts [0]->n_outputs, 1);
+        assert_string_equal (a->attempts [0]->outputs [0]->value, "42");
+        //  b waited on a: it runs now, as does c that failed
+        assert_int_equal (s_task_named (reply->run, "b")->status, QANAT__TASK_STATUS__TASK_QUEUED);
+        assert_int_equal (s_task_named (reply->run, "b")->cached_from, 0);
+        assert_int_equal (s_task_named (reply->run, "c")->status, QANAT__TASK_STATUS__TASK_QUEUED);
+        qanat__reply__free_unpacked (reply, NULL);
+        s_commit (engine);
+    }
+    //  Not there; other params; another version
+    Qanat__Reply *reply = s_start_reuse (engine, NULL, 1, 999, NULL);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
+    assert_int_equal (reply->error->code, QANAT__ERROR_CODE__ERROR_NOT_FOUND);
+    s_assert_error (reply, "no run 999");
+    s_assert_error (s_start_reuse (engine, NULL, 1, first, "2"), "same params");
+    s_start_ok (engine, NULL, S_REDO "  d: {run: \"true\"}\n");
+    s_assert_error (s_start_reuse (engine, NULL, 2, first, NULL), "not of redo v2");
+}
+
 //  Runs stored before types were recorded get them from their workflow
 //  version when read
 static void
@@ -708,6 +834,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_workflows, s_setup, test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_queries_not_found, s_setup, test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_start_by_name, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_rerun_reuses_succeeded, s_setup,
+                                         test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_param_types_of_old_runs, s_setup,
                                          test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_stats_additions, s_setup, test_engine_teardown),

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
 #include "qn_http.h"
 #include "qn_http_api.h"
 #include "qn_http_bridge.h"
@@ -36,6 +37,7 @@ typedef struct {
 } s_fixture_t;
 
 static uint8_t s_blob [S_BLOB_SIZE];
+static atomic_int s_stuck_reads;       //  ReadLogs of run 9 the fake engine answered
 
 //  A directory output: its manifest and its two files, served as blobs
 typedef struct {
@@ -126,9 +128,15 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
     Qanat__LogLine lines [3], *line_list [3];
     Qanat__LogChunk chunks [3];
     char texts [3][16];
-    if (request->body_case == QANAT__REQUEST__BODY_READ_LOGS && request->read_logs->run_id == 7) {
-        //  Run 7 has finished with three lines, log_seq 1 to 3, one per page
-        uint64_t next = request->read_logs->after_seq + 1;
+    if (request->body_case == QANAT__REQUEST__BODY_READ_LOGS
+    &&  (request->read_logs->run_id == 7 || request->read_logs->run_id == 9)) {
+        //  Run 7 has finished with three lines, log_seq 1 to 3, one per
+        //  page; run 9's pages always hold its first line, whatever the
+        //  request says (an engine that does not move on)
+        bool stuck = request->read_logs->run_id == 9;
+        if (stuck)
+            s_stuck_reads++;
+        uint64_t next = stuck? 1: request->read_logs->after_seq + 1;
         for (uint64_t seq = next; seq <= 3 && page.n_lines < 1; seq++) {
             size_t i = page.n_lines++;
             Qanat__LogLine line_init = QANAT__LOG_LINE__INIT;
@@ -326,7 +334,7 @@ s_setup (void **state)
     qn_http_config_t config = {
         .endpoint = "127.0.0.1:0", .web_dir = web, .javascript_dir = js,
         .api_endpoint = S_API, .events_endpoint = S_EVENTS, .call_timeout_ms = 20000,
-        .metrics_credential = S_TOKEN
+        .metrics_credential = S_TOKEN, .credential_required = true
     };
     char *error = NULL;
     self->http = qn_http_new (&config, &error);
@@ -440,6 +448,19 @@ s_response_free (s_response_t *response)
     free (response->body);
 }
 
+static void s_assert_security_headers (const s_response_t *response);
+
+//  One request that must be answered with status (and the usual headers)
+static void
+s_expect (s_fixture_t *self, const char *method, const char *path, const char *headers,
+          const char *body, int status)
+{
+    s_response_t response = s_request (self, method, path, headers, body);
+    assert_int_equal (response.status, status);
+    s_assert_security_headers (&response);
+    s_response_free (&response);
+}
+
 //  The value of a header (a static copy), NULL when absent
 static const char *
 s_header (const s_response_t *response, const char *name)
@@ -493,6 +514,15 @@ test_auth_and_headers (void **state)
     response = s_request (self, "GET", "/api/v1/whoami", "Authorization: Basic eDp5\r\n", NULL);
     assert_int_equal (response.status, 401);
     s_response_free (&response);
+
+    //  No credential at all: 401 before the body or the query is looked
+    //  at (a bad one would otherwise tell a stranger 400) ...
+    s_expect (self, "POST", "/api/v1/runs", NULL, "{\"source\": ", 401);
+    s_expect (self, "GET", "/api/v1/runs?limit=0", NULL, NULL, 401);
+    //  ... but signing in reads its body, and unknown routes stay 404/405
+    s_expect (self, "POST", "/api/v1/session", NULL, "{\"token\": 5}", 400);
+    s_expect (self, "GET", "/api/v1/nope", NULL, NULL, 404);
+    s_expect (self, "PUT", "/api/v1/runs", NULL, NULL, 405);
 
     //  An engine error maps by its code
     response = s_request (self, "GET", "/api/v1/runs/12", "Authorization: Bearer qat_good\r\n", NULL);
@@ -586,6 +616,15 @@ test_cookie_origin (void **state)
     response = s_request (self, "GET", "/api/v1/whoami", "Cookie: qanat_session=qat_good\r\n", NULL);
     assert_int_equal (response.status, 200);
     s_response_free (&response);
+    //  Another site's page cannot sign its visitor in or out
+    response = s_request (self, "POST", "/api/v1/session", "Origin: http://evil.example\r\n",
+                          "{\"token\": \"qat_good\"}");
+    assert_int_equal (response.status, 403);
+    assert_null (s_header (&response, "Set-Cookie"));
+    s_response_free (&response);
+    s_expect (self, "DELETE", "/api/v1/session", "Origin: null\r\n", NULL, 403);
+    snprintf (headers, sizeof headers, "Origin: http://127.0.0.1:%u\r\n", (unsigned) self->port);
+    s_expect (self, "POST", "/api/v1/session", headers, "{\"token\": \"qat_good\"}", 200);
     //  POST /session checks the token, then sets it as an HttpOnly cookie
     response = s_request (self, "POST", "/api/v1/session", NULL, "{\"token\": \"qat_bad\"}");
     assert_int_equal (response.status, 401);
@@ -780,6 +819,35 @@ test_log_stream (void **state)
     response = s_request (self, "GET", "/api/v1/runs/7/logs/stream", NULL, NULL);
     assert_int_equal (response.status, 401);
     s_response_free (&response);
+
+    //  A Last-Event-ID past 64 bits is no id we sent: ignored, not read
+    //  as "after everything"
+    response = s_request (self, "GET", "/api/v1/runs/7/logs/stream",
+                          "Authorization: Bearer qat_good\r\nLast-Event-ID: 99999999999999999999\r\n",
+                          NULL);
+    assert_non_null (strstr (response.body, "\"text\":\"line 1\""));
+    s_response_free (&response);
+
+    //  An engine whose pages do not move forward ends the stream and the
+    //  text file (each line once), instead of being asked again forever
+    s_stuck_reads = 0;
+    response = s_request (self, "GET", "/api/v1/runs/9/logs/stream",
+                          "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    const char *line = strstr (response.body, "event: line\nid: 1\n");
+    assert_non_null (line);
+    assert_null (strstr (line + 1, "event: line"));
+    assert_non_null (strstr (response.body, "event: end\nid: 1\n"));
+    s_response_free (&response);
+    assert_in_range (s_stuck_reads, 1, 5);
+    s_stuck_reads = 0;
+    response = s_request (self, "GET", "/api/v1/runs/9/logs.txt",
+                          "Authorization: Bearer qat_good\r\n", NULL);
+    assert_int_equal (response.status, 200);
+    //  (chunked: one chunk of 13 bytes, then the last one)
+    assert_string_equal (response.body, "D\r\n[t#1] line 1\n\r\n0\r\n\r\n");
+    s_response_free (&response);
+    assert_in_range (s_stuck_reads, 1, 5);
 }
 
 //  A slow engine: answers its first request 500 ms late, and every later
@@ -919,6 +987,44 @@ test_decode (void **state)
     assert_int_equal (qn_http_api_decode ("GET", "/api/v1/runs//logs", NULL, NULL, NULL, 0,
                                           &request, &route, &error), 404);
     json_decref (error);
+
+    //  Names in the path and filters in the query are UTF-8 text without
+    //  control characters: nothing else reaches the engine (or its log)
+    const char *paths [][2] = {
+        { "GET", "/api/v1/workflows/a\nb" }, { "POST", "/api/v1/agents/a\x7f/drain" },
+        { "GET", "/api/v1/workflows/\xc3" }, { "DELETE", "/api/v1/apitokens/\xff\xfe" },
+        { "GET", "/api/v1/runs/7/artifacts/t/a\rb" }
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof paths [0]; i++) {
+        assert_int_equal (qn_http_api_decode (paths [i][0], paths [i][1], NULL, NULL, NULL, 0,
+                                              &request, &route, &error), 404);
+        json_decref (error);
+        assert_int_equal (request.body_case, QANAT__REQUEST__BODY__NOT_SET);
+    }
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/workflows/caf\xc3\xa9", NULL, NULL,
+                                          NULL, 0, &request, &route, &error), 0);
+    assert_string_equal (request.get_workflow->name, "caf\xc3\xa9");
+    qn_http_api_request_reset (&request);
+    const char *filters [][3] = {
+        { "/api/v1/runs", "workflow", "a\tb" }, { "/api/v1/runs", "owner", "\xff" },
+        { "/api/v1/runs/7/logs", "task", "t\x1b[31m" }, { "/api/v1/runs/7/metrics", "name", "\xc3(" }
+    };
+    for (size_t i = 0; i < sizeof filters / sizeof filters [0]; i++) {
+        const char *pairs [] = { filters [i][1], filters [i][2], NULL };
+        assert_int_equal (qn_http_api_decode ("GET", filters [i][0], s_query, pairs, NULL, 0,
+                                              &request, &route, &error), 400);
+        assert_string_equal (json_string_value (json_object_get (json_object_get (error, "error"),
+                                                                 "field")), filters [i][1]);
+        json_decref (error);
+    }
+    //  Last-Event-ID and friends: digits within 64 bits, nothing else
+    uint64_t value = 0;
+    assert_true (qn_http_api_parse_uint ("18446744073709551615", &value));
+    assert_true (value == UINT64_MAX);
+    const char *numbers [] = { "18446744073709551616", "99999999999999999999", "-1", "+1", " 1",
+                               "1 ", "0x10", "" };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers [0]; i++)
+        assert_false (qn_http_api_parse_uint (numbers [i], &value));
 }
 
 int
