@@ -842,6 +842,11 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
             self->fatal = true;
             self->denied = true;
             return -1;
+        case QANAT__REFUSAL_CODE__REFUSAL_WRONG_SOCKET:
+            //  Pointed at the client socket: nothing will ever work there
+            qn_log (QN_LOG_ERROR, "agent", "%s; stopping", message);
+            self->fatal = true;
+            return -1;
         default:
             qn_log (QN_LOG_WARNING, "agent", "coordinator refused a message (code %u): %s",
                           refusal->code, message);

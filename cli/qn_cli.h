@@ -12,16 +12,22 @@
 
 #include "qanat.h"
 #include "qn_tree.h"
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
-//  Exit codes: what scripts see (the top of qanat.c says when each comes)
-#define EXIT_RUN_FAILED   1
-#define EXIT_USAGE        2
-#define EXIT_COORDINATOR  3
-#define EXIT_NOT_FOUND    3         //  no such stored workflow (qn_cli_workflows.c)
+//  Exit codes: what scripts see, one table (qanat --help and docs/cli.md
+//  show it; cli_exit_code maps a failed call to it)
+#define EXIT_RUN_FAILED   1         //  the run or task failed (or was canceled)
+#define EXIT_USAGE        2         //  bad usage, invalid workflow, bad key file
+#define EXIT_NOT_FOUND    3         //  no such run, task, attempt, output, workflow...
+#define EXIT_DENIED       4         //  permission denied: role, ownership, key
+#define EXIT_UNREACHABLE  5         //  the coordinator could not be reached in time
+#define EXIT_CONFLICT     6         //  already ended, already exists...
 #define EXIT_INTERRUPTED  130       //  128 + SIGINT, as a shell reports it
+//  The coordinator failed the request: prefer cli_exit_code (client)
+#define EXIT_COORDINATOR  EXIT_UNREACHABLE
 
 //  The global options; every command takes all of them, and ignores
 //  those it has no use for
@@ -35,9 +41,10 @@ typedef struct {
     const char *user;               //  apitoken create: whose runs it makes
     const char *allow;              //  secret set: who may use it
     const char *agent_labels;       //  secret set: agents it may go to
-    const char *output;
+    const char *out;                //  --out FILE: get's target ("-": stdout), user add's key
     int timeout_ms;
-    bool json;
+    bool json;                      //  --json, -o json
+    bool wide;                      //  -o wide: every column
     bool follow;
     bool no_cache;
     const char *code_max;           //  run: the largest code to pack (a size)
@@ -62,9 +69,28 @@ void
 qn_client_t *
     cli_connect (options_t *options);
 
-//  Calls the coordinator; on failure prints the error and exits.
+//  Calls the coordinator; on failure prints the error and exits with
+//  the code cli_exit_code gives.
 Qanat__Envelope *
     cli_call (qn_client_t *client, Qanat__Request *request);
+
+//  The exit code the last failed call of client earns (the table above)
+int
+    cli_exit_code (qn_client_t *client);
+
+//  The exit code a failure of that kind earns; error_code is the Error
+//  reply's, refusal_code the Refusal's
+int
+    cli_exit_code_of (qn_client_failure_t failure, int error_code, uint32_t refusal_code);
+
+//  After a helper failed: the code of client's failed call, or local_code
+//  when the calls went well (a missing file is the user's, not the
+//  coordinator's)
+int
+    cli_failure_code (qn_client_t *client, int local_code);
+
+//  The program's name as the user typed it (never libtool's lt-qanat)
+extern const char *cli_program;
 
 //  A run's snapshot (GetRun), through cli_call
 Qanat__Envelope *
@@ -82,6 +108,15 @@ void
     cli_json_string (FILE *out, const char *text, size_t len);
 void
     cli_json_str (FILE *out, const char *text);
+
+//  Params as a JSON object, each value typed by its Param.type (a number,
+//  true/false, else a string)
+void
+    cli_json_params (FILE *out, Qanat__Param **params, size_t count);
+
+//  Prints value (compact) and a newline on stdout, and drops the reference
+void
+    cli_json_print (json_t *value);
 
 //  Labels as a JSON object {"key":"value",...}
 void

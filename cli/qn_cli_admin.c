@@ -229,7 +229,7 @@ int
 cli_cmd_user (options_t *options, int argc, char **argv)
 {
     if (argc != 2 || !streq (argv [0], "add")) {
-        fprintf (stderr, "usage: qanat user add NAME [--role user|admin] [-o KEYFILE]\n");
+        fprintf (stderr, "usage: qanat user add NAME [--role user|admin] [--out KEYFILE]\n");
         return EXIT_USAGE;
     }
     Qanat__AddUser add = QANAT__ADD_USER__INIT;
@@ -242,15 +242,15 @@ cli_cmd_user (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     const char *key_file = reply->reply->user_key->key_file;
     int rc = 0;
-    if (options->output) {
-        int fd = open (options->output, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (options->out) {
+        int fd = open (options->out, O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd == -1 || write (fd, key_file, strlen (key_file)) != (ssize_t) strlen (key_file)) {
-            fprintf (stderr, "qanat: cannot write %s: %s\n", options->output, strerror (errno));
+            fprintf (stderr, "qanat: cannot write %s: %s\n", options->out, strerror (errno));
             rc = EXIT_USAGE;
         }
         else
             fprintf (stderr, "user %s (%s): key written to %s; use it with --key %s\n",
-                     add.name, add.role, options->output, options->output);
+                     add.name, add.role, options->out, options->out);
         if (fd != -1)
             close (fd);
     }

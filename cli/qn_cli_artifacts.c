@@ -153,9 +153,10 @@ cli_cmd_put (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     uint64_t bytes = 0;
     char *ref = cli_put_path (client, argv [0], &bytes);
+    int failed = ref? 0: cli_failure_code (client, EXIT_USAGE);
     qn_client_destroy (&client);
     if (!ref)
-        return EXIT_COORDINATOR;
+        return failed;
     if (options->json) {
         printf ("{\"ref\":");
         cli_json_str (stdout, ref);
@@ -377,12 +378,37 @@ s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *out
     fputs ("}\n", out);
 }
 
+//  A file output's verified bytes on stdout (get --out -); a directory
+//  has no one stream to go to
+static int
+s_blob_to_stdout (qn_blobstore_t *blobs, const Qanat__OutputRecord *output)
+{
+    if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR) {
+        fprintf (stderr, "%s: %s is a directory: give --out DIR, not --out -\n", cli_program,
+                 output->name);
+        return EXIT_USAGE;
+    }
+    char path [4096];
+    FILE *in = qn_blobstore_path (blobs, output->hash, path, sizeof path) == 0
+             ? fopen (path, "rb"): NULL;
+    if (!in) {
+        fprintf (stderr, "%s: cannot read the fetched %s\n", cli_program, output->name);
+        return EXIT_USAGE;
+    }
+    char buffer [65536];
+    size_t got;
+    while ((got = fread (buffer, 1, sizeof buffer, in)) > 0)
+        fwrite (buffer, 1, got, stdout);
+    fclose (in);
+    return fflush (stdout) == 0? 0: EXIT_USAGE;
+}
+
 int
 cli_cmd_get (options_t *options, int argc, char **argv)
 {
     const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
     if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
-        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [-o PATH] [--json]\n");
+        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [--out PATH|-] [--json]\n");
         return EXIT_USAGE;
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
@@ -403,20 +429,28 @@ cli_cmd_get (options_t *options, int argc, char **argv)
                 output = attempt->outputs [o];
     }
     int rc = 0;
+    //  --out - (or no --out for a value) writes to stdout
+    bool to_file = options->out && !streq (options->out, "-");
+    bool to_stdout = options->out && streq (options->out, "-");
     if (!output) {
-        fprintf (stderr, "qanat: run %llu has %s\n", (unsigned long long) run_id, task_found
-                 ? "no such output for that task (it may not have succeeded)": "no such task");
-        rc = EXIT_USAGE;
+        if (task_found)
+            fprintf (stderr, "%s: task %s of run %llu has no output %s (it may not have "
+                     "succeeded)\n", cli_program, task_name, (unsigned long long) run_id,
+                     output_name);
+        else
+            fprintf (stderr, "%s: run %llu has no task %s\n", cli_program,
+                     (unsigned long long) run_id, task_name);
+        rc = EXIT_NOT_FOUND;
     }
     else
     if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE) {
-        FILE *out = options->output? fopen (options->output, "w"): stdout;
+        FILE *out = to_file? fopen (options->out, "w"): stdout;
         if (!out) {
-            fprintf (stderr, "qanat: %s: %s\n", options->output, strerror (errno));
+            fprintf (stderr, "qanat: %s: %s\n", options->out, strerror (errno));
             rc = EXIT_USAGE;
         }
         else {
-            //  With -o the file gets the value itself, as without --json
+            //  With --out the file gets the value itself, as without --json
             if (options->json && out == stdout)
                 s_print_output_json (stdout, task_name, output, NULL, 0);
             else
@@ -424,7 +458,7 @@ cli_cmd_get (options_t *options, int argc, char **argv)
             if (out != stdout)
                 fclose (out);
             if (options->json && out != stdout)
-                s_print_output_json (stdout, task_name, output, options->output,
+                s_print_output_json (stdout, task_name, output, options->out,
                                      strlen (output->value) + 1);
         }
     }
@@ -452,9 +486,12 @@ cli_cmd_get (options_t *options, int argc, char **argv)
         }
         else
             tree = qn_tree_for_file (output->hash, output->size);
+        if (rc == 0 && tree && to_stdout)
+            rc = s_blob_to_stdout (blobs, output);
+        else
         if (rc == 0 && tree) {
             char target [4096];
-            snprintf (target, sizeof target, "%s", options->output? options->output: output_name);
+            snprintf (target, sizeof target, "%s", options->out? options->out: output_name);
             char *slash = strrchr (target, '/');
             const char *parent = slash? (slash == target? "/": target): ".";
             const char *leaf = slash? slash + 1: target;

@@ -5,6 +5,7 @@
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
 #include <string.h>
 
 void
@@ -21,15 +22,16 @@ cli_print_log_line (Qanat__LogLine *line, bool prefix, bool json, bool *at_line_
         do {
             const char *newline = left? (const char *) memchr (data, '\n', left): NULL;
             size_t len = newline? (size_t) (newline - data): left;
-            fputs ("{\"task\":", stdout);
-            cli_json_str (stdout, line->task);
-            fprintf (stdout, ",\"attempt\":%u,\"seq\":%llu,\"stream\":\"%s\",\"time_us\":%lld,"
-                     "\"partial\":%s,\"data\":", line->attempt, (unsigned long long) line->seq,
-                     chunk->stream == QANAT__STREAM__STREAM_STDERR? "stderr"
-                     : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "system": "stdout",
-                     (long long) chunk->time_us, chunk->partial && !newline? "true": "false");
-            cli_json_string (stdout, data, len);
-            fputs ("}\n", stdout);
+            json_t *object = json_pack ("{s:o,s:I,s:I,s:s,s:I,s:b,s:o}",
+                "task", qn_json_text (line->task, line->task? strlen (line->task): 0),
+                "attempt", (json_int_t) line->attempt,
+                "seq", (json_int_t) line->seq,
+                "stream", chunk->stream == QANAT__STREAM__STREAM_STDERR? "stderr"
+                        : chunk->stream == QANAT__STREAM__STREAM_SYSTEM? "system": "stdout",
+                "time_us", (json_int_t) chunk->time_us,
+                "partial", chunk->partial && !newline,
+                "data", qn_json_text (data, len));
+            cli_json_print (object);
             data += len + (newline? 1: 0);
             left -= len + (newline? 1: 0);
         } while (left);

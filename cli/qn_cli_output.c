@@ -1,36 +1,47 @@
-/*  qn_cli_output - the output helpers every command uses: JSON strings and
-    labels for --json, local times and durations for the tables.
+/*  qn_cli_output - the output helpers every command uses: JSON strings,
+    labels and typed params for --json (made by jansson: valid UTF-8), local times and durations for the tables.
 
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
 #include <string.h>
 #include <time.h>
 
+//  Through jansson, so that the output is valid UTF-8 whatever the bytes
+//  (a task's log, a name): an invalid byte becomes U+FFFD
 void
 cli_json_string (FILE *out, const char *text, size_t len)
 {
-    fputc ('"', out);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) text [i];
-        if (c == '"' || c == '\\')
-            fprintf (out, "\\%c", c);
-        else
-        if (c == '\n')
-            fputs ("\\n", out);
-        else
-        if (c == '\t')
-            fputs ("\\t", out);
-        else
-        if (c == '\r')
-            fputs ("\\r", out);
-        else
-        if (c < 0x20 || c == 0x7f)
-            fprintf (out, "\\u%04x", c);
-        else
-            fputc (c, out);
+    json_t *string = qn_json_text (text, len);
+    if (!string || json_dumpf (string, out, JSON_ENCODE_ANY | JSON_COMPACT))
+        fputs ("\"\"", out);
+    json_decref (string);
+}
+
+void
+cli_json_print (json_t *value)
+{
+    if (value && json_dumpf (value, stdout, JSON_COMPACT | JSON_ENCODE_ANY) == 0)
+        fputc ('\n', stdout);
+    json_decref (value);
+}
+
+void
+cli_json_params (FILE *out, Qanat__Param **params, size_t count)
+{
+    json_t *object = json_object ();
+    for (size_t i = 0; object && i < count; i++) {
+        json_t *name = qn_json_text (params [i]->name, params [i]->name? strlen (params [i]->name): 0);
+        if (name)
+            json_object_set_new (object, json_string_value (name),
+                                 qn_json_param_value (params [i]->value? params [i]->value: "",
+                                                      params [i]->type));
+        json_decref (name);
     }
-    fputc ('"', out);
+    if (!object || json_dumpf (object, out, JSON_COMPACT))
+        fputs ("{}", out);
+    json_decref (object);
 }
 
 void

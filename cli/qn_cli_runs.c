@@ -24,16 +24,10 @@ cli_print_run_json (FILE *out, Qanat__RunInfo *run)
     cli_json_str (out, run->workflow);
     fprintf (out, ",\"version\":%u,\"status\":", run->version);
     cli_json_str (out, qn_run_status_name (run->status));
-    fprintf (out, ",\"created_us\":%lld,\"finished_us\":%lld,\"params\":{",
+    fprintf (out, ",\"created_us\":%lld,\"finished_us\":%lld,\"params\":",
              (long long) run->created_us, (long long) run->finished_us);
-    for (size_t p = 0; p < run->n_params; p++) {
-        if (p)
-            fputc (',', out);
-        cli_json_str (out, run->params [p]->name);
-        fputc (':', out);
-        cli_json_str (out, run->params [p]->value);
-    }
-    fputs ("},\"code\":", out);
+    cli_json_params (out, run->params, run->n_params);
+    fputs (",\"code\":", out);
     cli_json_str (out, run->code? run->code: "");
     fputs (",\"tasks\":[", out);
     for (size_t t = 0; t < run->n_tasks; t++) {
@@ -293,7 +287,7 @@ cli_cmd_run (options_t *options, int argc, char **argv)
             uint64_t bytes = 0;
             char *ref = cli_put_path (client, param->value + 1, &bytes);
             if (!ref)
-                return EXIT_COORDINATOR;
+                return cli_failure_code (client, EXIT_USAGE);
             fprintf (stderr, "qanat: put %s as %s (%llu bytes)\n", param->value + 1, ref,
                      (unsigned long long) bytes);
             zlistx_add_end (refs, ref);
@@ -396,13 +390,21 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
         printf ("]\n");
     }
     else {
-        printf ("%-6s %-24s %-4s %-24s %-20s %s\n", "RUN", "WORKFLOW", "VER", "STATUS", "STARTED", "TOOK");
+        //  -o wide: who started each run, and with which params
+        printf ("%-6s %-24s %-4s %-24s %-20s %s%s\n", "RUN", "WORKFLOW", "VER", "STATUS", "STARTED",
+                options->wide? "TOOK     ": "TOOK", options->wide? " OWNER            PARAMS": "");
         for (size_t i = 0; i < runs->n_runs; i++) {
             Qanat__RunInfo *run = runs->runs [i];
             printf ("%-6llu %-24s %-4u %-24s %-20s ", (unsigned long long) run->run_id,
                     run->workflow, run->version, qn_run_status_name (run->status),
                     cli_time_text (run->created_us));
-            printf ("%s\n", cli_duration_text (run->created_us, run->finished_us));
+            printf (options->wide? "%-9s": "%s", cli_duration_text (run->created_us, run->finished_us));
+            if (options->wide) {
+                printf (" %-16s", run->owner && *run->owner? run->owner: "-");
+                for (size_t p = 0; p < run->n_params; p++)
+                    printf (" %s=%s", run->params [p]->name, run->params [p]->value);
+            }
+            printf ("\n");
         }
     }
     qn_msg_free (&reply);

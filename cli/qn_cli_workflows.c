@@ -79,10 +79,12 @@ s_get_workflow (qn_client_t *client, const char *name, uint32_t version, const c
     Qanat__Envelope *reply = qn_client_call (client, &request, &error);
     if (!reply && zsys_interrupted)
         cli_exit_interrupted ();
-    bool not_found = !reply && error && strncmp (error, "no such workflow", 16) == 0;
+    //  The reply's code, never its words, says what failed
+    int rc = reply? 0: cli_exit_code (client);
+    bool not_found = rc == EXIT_NOT_FOUND;
     if (!reply)
-        fprintf (stderr, "qanat: %s\n", not_found? missing: error? error: "request failed");
-    *rc_p = reply? 0: not_found? EXIT_NOT_FOUND: EXIT_COORDINATOR;
+        fprintf (stderr, "%s: %s\n", cli_program, not_found? missing: error? error: "request failed");
+    *rc_p = rc;
     free (error);
     return reply;
 }
@@ -172,7 +174,7 @@ cli_start_params (qn_client_t *client, qn_workflow_t *wf, zlistx_t *pairs,
         uint64_t bytes = 0;
         char *ref = cli_put_path (client, param->value + 1, &bytes);
         if (!ref)
-            return EXIT_COORDINATOR;
+            return cli_failure_code (client, EXIT_USAGE);
         fprintf (stderr, "qanat: put %s as %s (%llu bytes)\n", param->value + 1, ref,
                  (unsigned long long) bytes);
         free (param->value);

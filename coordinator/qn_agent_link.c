@@ -447,6 +447,12 @@ s_handle_blob_want (qn_coordinator_t *self, agent_t *agent, Qanat__BlobWant *wan
 void
 qn_agent_link_handle (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Envelope *env)
 {
+    //  A client request here is a CLI pointed at the wrong socket
+    //  (without CURVE; with it, the user's key says so first)
+    if (env->body_case == QANAT__ENVELOPE__BODY_REQUEST) {
+        qn_engine_refuse_wrong_socket (self, self->agents_sock, routing_id, true);
+        return;
+    }
     //  A join token's key is good for enrolment and nothing else.
     bool token = self->sender && streq (self->sender->kind, "token");
     if (token != (env->body_case == QANAT__ENVELOPE__BODY_ENROL)) {

@@ -344,6 +344,14 @@ s_handle_get_run (qn_api_call_t *call, Qanat__Request *request)
         qn_engine_free_message (info);
 }
 
+//  A workflow stored under this name (every run stores its version)
+static bool
+s_workflow_known (qn_coordinator_t *self, const char *name)
+{
+    uint32_t latest = 0;
+    return qn_store_workflow_latest (self->store, name, &latest) == 0 && latest > 0;
+}
+
 //  Newest first, filtered, from the cursor; the store bounds the work of
 //  one request (qn_store_find_runs) and says where to go on.
 static void
@@ -370,6 +378,16 @@ s_handle_list_runs (qn_api_call_t *call, Qanat__Request *request)
         s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
         return;
     }
+    //  No runs of a workflow never stored is a name mistyped, not an
+    //  empty history
+    if (list->n_runs == 0 && filter.workflow && *filter.workflow
+    &&  !s_workflow_known (self, filter.workflow)) {
+        char *message = s_no_such_workflow (filter.workflow, 0);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
+        free (message);
+        qn_engine_free_message (list);
+        return;
+    }
     qn_api_views_param_types (self, list->runs, list->n_runs);
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
@@ -379,23 +397,52 @@ s_handle_list_runs (qn_api_call_t *call, Qanat__Request *request)
     qn_engine_free_message (list);
 }
 
+//  Why a run has no logs of this task or attempt (malloc'd), or NULL.
+//  Tasks are fixed when the run starts; attempts come while it runs, so
+//  an attempt is missing only once the run has ended.
+static char *
+s_no_such_log (const Qanat__RunInfo *info, const char *task, uint32_t attempt, bool finished)
+{
+    unsigned long long run_id = (unsigned long long) info->run_id;
+    bool task_seen = !task || !*task;
+    bool attempt_seen = !attempt || !finished;
+    for (size_t t = 0; t < info->n_tasks; t++) {
+        const Qanat__TaskInfo *each = info->tasks [t];
+        if (task && *task && !streq (each->name, task))
+            continue;
+        task_seen = true;
+        for (size_t a = 0; a < each->n_attempts; a++)
+            if (each->attempts [a]->attempt == attempt)
+                attempt_seen = true;
+    }
+    if (!task_seen)
+        return zsys_sprintf ("run %llu has no task %.200s", run_id, task);
+    if (!attempt_seen)
+        return task && *task
+            ? zsys_sprintf ("task %.200s of run %llu has no attempt %u", task, run_id, attempt)
+            : zsys_sprintf ("run %llu has no attempt %u", run_id, attempt);
+    return NULL;
+}
+
 static void
 s_handle_read_logs (qn_api_call_t *call, Qanat__Request *request)
 {
     qn_coordinator_t *self = call->engine;
     Qanat__ReadLogs *read = request->read_logs;
     bool owned = false;
-    Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
-    if (!info) {
-        char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
-        s_error (call, request->id, ERR_NOT_FOUND, message);
-        free (message);
+    bool named = (read->task && *read->task) || read->attempt;
+    Qanat__RunInfo *info = s_lookup_run (self, read->run_id, named, &owned);
+    bool finished = info && info->status != QANAT__RUN_STATUS__RUN_QUEUED
+                         && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
+    char *missing = info? (named? s_no_such_log (info, read->task, read->attempt, finished): NULL)
+                        : zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
+    if (info && owned)
+        qn_engine_free_message (info);
+    if (missing) {
+        s_error (call, request->id, ERR_NOT_FOUND, missing);
+        free (missing);
         return;
     }
-    bool finished = info->status != QANAT__RUN_STATUS__RUN_QUEUED
-                 && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
-    if (owned)
-        qn_engine_free_message (info);
     uint64_t after = 0;
     if (read->cursor.len == 8)
         for (size_t i = 0; i < 8; i++)
@@ -473,6 +520,7 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
     size_t run_count = 0;
     bool history = read->run_id == 0;
     bool last_only = history && !read->all_points;
+    bool named_final = history;         //  no series of a metric named: not found
     if (history) {
         if (!read->workflow || !*read->workflow) {
             s_error (call, request->id, ERR_BAD, "read metrics: give a run or a workflow");
@@ -480,6 +528,14 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
             return;
         }
         Qanat__RunList *list = qn_store_list_runs (self->store, read->workflow, HISTORY_RUNS_MAX);
+        if ((!list || list->n_runs == 0) && !s_workflow_known (self, read->workflow)) {
+            char *message = s_no_such_workflow (read->workflow, 0);
+            s_error (call, request->id, ERR_NOT_FOUND, message);
+            free (message);
+            qn_engine_free_message (list);
+            qn_engine_free_message (report);
+            return;
+        }
         if (list) {
             run_ids = (uint64_t *) calloc (list->n_runs + 1, sizeof (uint64_t));
             for (size_t i = list->n_runs; i-- > 0; )
@@ -488,6 +544,20 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
         }
     }
     else {
+        bool owned = false;
+        Qanat__RunInfo *info = s_lookup_run (self, read->run_id, false, &owned);
+        if (!info) {
+            char *message = zsys_sprintf ("no run %llu", (unsigned long long) read->run_id);
+            s_error (call, request->id, ERR_NOT_FOUND, message);
+            free (message);
+            qn_engine_free_message (report);
+            return;
+        }
+        //  A running run may report the metric later
+        named_final = info->status != QANAT__RUN_STATUS__RUN_QUEUED
+                   && info->status != QANAT__RUN_STATUS__RUN_RUNNING;
+        if (owned)
+            qn_engine_free_message (info);
         run_ids = (uint64_t *) calloc (1, sizeof (uint64_t));
         run_ids [run_count++] = read->run_id;
     }
@@ -515,6 +585,16 @@ s_handle_read_metrics (qn_api_call_t *call, Qanat__Request *request)
         qn_store_free_array (records, count);
     }
     free (run_ids);
+    if (named_final && read->name && *read->name && report->n_series == 0) {
+        char *message = history
+            ? zsys_sprintf ("workflow %.200s has no metric %.200s", read->workflow, read->name)
+            : zsys_sprintf ("run %llu has no metric %.200s", (unsigned long long) read->run_id,
+                            read->name);
+        s_error (call, request->id, ERR_NOT_FOUND, message);
+        free (message);
+        qn_engine_free_message (report);
+        return;
+    }
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_METRICS;

@@ -64,6 +64,17 @@ qn_engine_refuse (zsock_t *sock, zframe_t *routing_id,
     s_send_now (sock, routing_id, &env);
 }
 
+void
+qn_engine_refuse_wrong_socket (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+                               bool agents)
+{
+    char *message = agents
+        ? zsys_sprintf ("this is the agent socket; the CLI talks to %s", self->client_endpoint)
+        : zsys_sprintf ("this is the client socket; agents talk to %s", self->agent_endpoint);
+    qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_WRONG_SOCKET, message);
+    free (message);
+}
+
 static void
 s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
 {
@@ -124,8 +135,11 @@ s_identify (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id, zframe_
                 agents? "agent": "client", key? key: "(none)",
                 principal? "wrong socket for this key"
                          : "not admitted (unknown, revoked or expired)");
-        qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED,
-                          "your key is not admitted here (unknown, revoked or expired)");
+        if (principal)
+            qn_engine_refuse_wrong_socket (self, sock, routing_id, agents);
+        else
+            qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_DENIED,
+                              "your key is not admitted here (unknown, revoked or expired)");
         return false;
     }
     self->sender = principal;

@@ -211,6 +211,12 @@ qn_engine_free_message (void *message)
 void
     qn_engine_refuse (zsock_t *sock, zframe_t *routing_id, Qanat__RefusalCode code,
                       const char *message);
+
+//  Refuses a peer on the wrong socket (a CLI on the agent socket, an
+//  agent on the client one) and says which socket it wants
+void
+    qn_engine_refuse_wrong_socket (qn_coordinator_t *self, zsock_t *sock, zframe_t *routing_id,
+                                   bool agents);
 //  The loop reads every socket (on), or none (off: a pause).
 void
     qn_engine_listen (qn_coordinator_t *self, bool on);

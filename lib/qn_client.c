@@ -1,12 +1,18 @@
 /*  qn_client - request/reply with a coordinator.  See include/qn_client.h. */
 #include "qn_client.h"
+#include "qn_handshake.h"
 
 struct _qn_client_t {
     zsock_t *sock;
     char *endpoint;
+    char *key_path;                 //  the key file used, NULL for plaintext
     int timeout_ms;
     uint64_t next_id;
     bool secure;                    //  CURVE with a client key
+    qn_handshake_t *handshake;      //  a failed handshake ends a call at once
+    qn_client_failure_t failure;    //  why the last call failed
+    int error_code;                 //  of the last Error reply
+    uint32_t refusal_code;          //  of the last Refusal
 };
 
 static char *
@@ -43,25 +49,44 @@ qn_client_new (const char *endpoint, int timeout_ms)
 qn_client_t *
 qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms, char **error_p)
 {
+    return qn_client_new_checked (endpoint, key_path, timeout_ms, NULL, error_p);
+}
+
+qn_client_t *
+qn_client_new_checked (const char *endpoint, const char *key_path, int timeout_ms,
+                       qn_client_failure_t *failure_p, char **error_p)
+{
     char *error_dummy = NULL;
     if (!error_p)
         error_p = &error_dummy;
+    qn_client_failure_t failure_dummy;
+    if (!failure_p)
+        failure_p = &failure_dummy;
+    *failure_p = QN_CLIENT_LOCAL;
     char *path = key_path? (streq (key_path, "none")? NULL: strdup (key_path)): s_default_key ();
     zcert_t *cert = NULL;
     const char *server_key = NULL;
+    if (path && !zsys_file_exists (path)) {
+        //  Said before anything is tried: a typo should not cost a timeout
+        *error_p = zsys_sprintf ("key file %s does not exist", path);
+        *failure_p = QN_CLIENT_BAD_KEY;
+        zstr_free (&path);
+        free (error_dummy);
+        return NULL;
+    }
     if (path) {
         cert = zcert_load (path);
         server_key = cert? zcert_meta (cert, "coordinator-key"): NULL;
         if (!cert || !server_key || strlen (server_key) != 40) {
             *error_p = zsys_sprintf ("%s is not a qanat client key file%s", path,
                                      cert? " (it names no coordinator-key)": "");
+            *failure_p = QN_CLIENT_BAD_KEY;
             zcert_destroy (&cert);
             zstr_free (&path);
             free (error_dummy);
             return NULL;
         }
     }
-    zstr_free (&path);
     if (!endpoint || !*endpoint)
         endpoint = getenv ("QANAT_COORDINATOR");
     if ((!endpoint || !*endpoint) && cert)
@@ -72,10 +97,12 @@ qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms,
     //  Copied now: the key file's endpoint lives in cert, freed below
     self->endpoint = strdup (endpoint);
     endpoint = self->endpoint;
+    self->key_path = path;
     self->sock = zsock_new (ZMQ_DEALER);
     if (!self->sock) {
         zcert_destroy (&cert);
         free (self->endpoint);
+        free (self->key_path);
         free (self);
         free (error_dummy);
         return NULL;
@@ -89,11 +116,17 @@ qn_client_new_keyed (const char *endpoint, const char *key_path, int timeout_ms,
     //  Never queue requests for a peer we have not reached: a dead
     //  coordinator should make the call time out, not pile up work.
     zsock_set_immediate (self->sock, 1);
+    //  Watched before connecting, so that no handshake goes unseen; a
+    //  client without the watch still works, only slower to fail.
+    self->handshake = qn_handshake_new (self->sock);
     if (zsock_connect (self->sock, "%s", endpoint) == -1) {
         *error_p = zsys_sprintf ("cannot connect to '%s': %s", endpoint, zmq_strerror (zmq_errno ()));
+        *failure_p = QN_CLIENT_UNREACHABLE;
         zcert_destroy (&cert);
+        qn_handshake_destroy (&self->handshake);
         zsock_destroy (&self->sock);
         free (self->endpoint);
+        free (self->key_path);
         free (self);
         return NULL;
     }
@@ -110,8 +143,10 @@ qn_client_destroy (qn_client_t **self_p)
     assert (self_p);
     qn_client_t *self = *self_p;
     if (self) {
+        qn_handshake_destroy (&self->handshake);
         zsock_destroy (&self->sock);
         free (self->endpoint);
+        free (self->key_path);
         free (self);
         *self_p = NULL;
     }
@@ -128,51 +163,65 @@ s_unreachable (qn_client_t *self)
 {
     char *message = zsys_sprintf (
         "cannot reach the coordinator at %s: no answer within %.1f s (is qanatd running? "
-        "set --coordinator or QANAT_COORDINATOR%s)", self->endpoint, self->timeout_ms / 1000.0,
-        self->secure? "; is your key (--key, QANAT_KEY) one it admits?"
-                    : "; it may want a client key: --key or QANAT_KEY");
+        "set --coordinator or QANAT_COORDINATOR)", self->endpoint, self->timeout_ms / 1000.0);
     return message;
 }
 
-Qanat__Envelope *
-qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p)
+//  Reads the handshake events waiting; a handshake that cannot succeed
+//  returns its message (malloc'd), else NULL.  A ZAP status other than
+//  400 is the handler's own trouble: libzmq tries again.
+static char *
+s_handshake_failed (qn_client_t *self)
 {
-    assert (self);
-    request->id = ++self->next_id;
-    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-    env.body_case = QANAT__ENVELOPE__BODY_REQUEST;
-    env.request = request;
-
-    int64_t deadline = zclock_mono () + self->timeout_ms;
-    zpoller_t *poller = zpoller_new (self->sock, NULL);
-    //  With ZMQ_IMMEDIATE a send fails (EAGAIN) until the connection is up,
-    //  so retry until the deadline instead of blocking forever.
-    zframe_t *frame = qn_msg_encode (&env);
-    if (!frame) {
-        zpoller_destroy (&poller);
-        if (error_p)
-            *error_p = strdup ("request too large");
+    if (!self->handshake)
         return NULL;
+    zsock_t *events = qn_handshake_sock (self->handshake);
+    while (zsock_events (events) & ZMQ_POLLIN) {
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (qn_handshake_read (self->handshake, &event, &value))
+            break;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH && value == 400)
+            return zsys_sprintf ("the coordinator at %s does not admit the key in %s "
+                                 "(unknown, revoked or expired)", self->endpoint,
+                                 self->key_path);
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        ||  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            return self->secure
+                ? zsys_sprintf ("no secure handshake with %s: it is not the coordinator %s "
+                                "was made for, or it runs --insecure (then use --key none)",
+                                self->endpoint, self->key_path)
+                : zsys_sprintf ("no client key: set QANAT_KEY or use --key (the coordinator "
+                                "at %s wants one)", self->endpoint);
     }
-    bool sent = false;
-    while (!sent && !zsys_interrupted && zclock_mono () < deadline) {
-        zframe_t *copy = zframe_dup (frame);
-        if (zmq_send (zsock_resolve (self->sock), zframe_data (copy), zframe_size (copy),
-                      ZMQ_DONTWAIT) >= 0)
-            sent = true;
-        zframe_destroy (&copy);
-        if (!sent)
-            zclock_sleep (20);
-    }
-    zframe_destroy (&frame);
+    return NULL;
+}
 
+//  Waits for the reply to request_id until the deadline; NULL with
+//  self->failure and *error_p set when none comes.
+static Qanat__Envelope *
+s_wait_reply (qn_client_t *self, uint64_t request_id, int64_t deadline, char **error_p)
+{
+    zpoller_t *poller = zpoller_new (self->sock, NULL);
+    if (self->handshake)
+        zpoller_add (poller, qn_handshake_sock (self->handshake));
     Qanat__Envelope *reply = NULL;
-    while (sent && !reply) {
+    while (!reply) {
         int64_t left = deadline - zclock_mono ();
-        if (left <= 0)
+        if (left <= 0 || zsys_interrupted)
             break;
-        if (!zpoller_wait (poller, (int) left))
+        void *which = zpoller_wait (poller, (int) left);
+        if (!which)
             break;
+        if (which != self->sock) {
+            char *failed = s_handshake_failed (self);
+            if (failed) {
+                self->failure = QN_CLIENT_DENIED;
+                *error_p = failed;
+                break;
+            }
+            continue;
+        }
         zframe_t *in = zframe_recv (self->sock);
         if (!in)
             break;
@@ -182,31 +231,93 @@ qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p)
         if (!candidate)
             continue;
         if (candidate->body_case == QANAT__ENVELOPE__BODY_REFUSAL) {
-            if (error_p)
-                *error_p = zsys_sprintf ("coordinator refused the request: %s",
-                                         candidate->refusal->message);
+            self->failure = QN_CLIENT_REFUSED;
+            self->refusal_code = candidate->refusal->code;
+            *error_p = zsys_sprintf ("the coordinator refused the request: %s",
+                                     candidate->refusal->message);
             qn_msg_free (&candidate);
-            zpoller_destroy (&poller);
-            return NULL;
+            break;
         }
         if (candidate->body_case == QANAT__ENVELOPE__BODY_REPLY
-        &&  candidate->reply->id == request->id)
+        &&  candidate->reply->id == request_id)
             reply = candidate;
         else
             qn_msg_free (&candidate);     //  a late reply to an earlier call
     }
     zpoller_destroy (&poller);
-    if (!reply) {
-        //  Ctrl-C (czmq's handler) ends the wait: not the coordinator's fault
-        if (error_p)
-            *error_p = zsys_interrupted? strdup ("interrupted"): s_unreachable (self);
-        return NULL;
-    }
-    if (reply->reply->body_case == QANAT__REPLY__BODY_ERROR) {
-        if (error_p)
-            *error_p = strdup (reply->reply->error->message);
-        qn_msg_free (&reply);
-        return NULL;
-    }
     return reply;
+}
+
+Qanat__Envelope *
+qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p)
+{
+    assert (self);
+    char *error_dummy = NULL;
+    if (!error_p)
+        error_p = &error_dummy;
+    *error_p = NULL;
+    self->failure = QN_CLIENT_OK;
+    request->id = ++self->next_id;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_REQUEST;
+    env.request = request;
+
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    zframe_t *frame = qn_msg_encode (&env);
+    if (!frame) {
+        self->failure = QN_CLIENT_LOCAL;
+        *error_p = strdup ("request too large");
+        free (error_dummy);
+        return NULL;
+    }
+    //  With ZMQ_IMMEDIATE a send fails (EAGAIN) until the connection is up,
+    //  so retry until the deadline instead of blocking forever; a
+    //  handshake that fails for good ends the wait at once.
+    bool sent = false;
+    while (!sent && !zsys_interrupted && zclock_mono () < deadline && !*error_p) {
+        if (zmq_send (zsock_resolve (self->sock), zframe_data (frame), zframe_size (frame),
+                      ZMQ_DONTWAIT) >= 0)
+            sent = true;
+        else
+        if ((*error_p = s_handshake_failed (self)))
+            self->failure = QN_CLIENT_DENIED;
+        else
+            zclock_sleep (20);
+    }
+    zframe_destroy (&frame);
+    Qanat__Envelope *reply = sent? s_wait_reply (self, request->id, deadline, error_p): NULL;
+    if (!reply && !*error_p) {
+        //  Ctrl-C (czmq's handler) ends the wait: not the coordinator's fault
+        self->failure = zsys_interrupted? QN_CLIENT_INTERRUPTED: QN_CLIENT_UNREACHABLE;
+        *error_p = zsys_interrupted? strdup ("interrupted"): s_unreachable (self);
+    }
+    if (reply && reply->reply->body_case == QANAT__REPLY__BODY_ERROR) {
+        self->failure = QN_CLIENT_ERROR;
+        self->error_code = reply->reply->error->code;
+        *error_p = strdup (reply->reply->error->message);
+        qn_msg_free (&reply);
+    }
+    free (error_dummy);
+    return reply;
+}
+
+qn_client_failure_t
+qn_client_failure (qn_client_t *self)
+{
+    assert (self);
+    return self->failure;
+}
+
+int
+qn_client_error_code (qn_client_t *self)
+{
+    assert (self);
+    return self->error_code;
+}
+
+uint32_t
+qn_client_refusal_code (qn_client_t *self)
+{
+    assert (self);
+    return self->refusal_code;
 }

@@ -40,6 +40,19 @@ void
 const char *
     qn_client_endpoint (qn_client_t *self);
 
+//  Why a call (or qn_client_new_keyed) failed, for a program to act on:
+//  the CLI turns it into its exit code.
+typedef enum {
+    QN_CLIENT_OK = 0,
+    QN_CLIENT_ERROR,            //  an Error reply: its code is qn_client_error_code
+    QN_CLIENT_REFUSED,          //  a Refusal: its code is qn_client_refusal_code
+    QN_CLIENT_DENIED,           //  the CURVE handshake failed: no key, or one not admitted
+    QN_CLIENT_UNREACHABLE,      //  no answer before the deadline
+    QN_CLIENT_INTERRUPTED,      //  SIGINT or SIGTERM stopped the wait
+    QN_CLIENT_BAD_KEY,          //  the key file is missing or is not a client key
+    QN_CLIENT_LOCAL             //  the request could not be sent (too large, no memory)
+} qn_client_failure_t;
+
 //  Sends request (its id is set here) and waits for the matching reply.
 //  Returns the reply envelope (free with qn_msg_free), whose ->reply is
 //  set, or NULL with *error_p a malloc'd message.  A reply of type Error is
@@ -48,6 +61,24 @@ const char *
 //  "interrupted".
 Qanat__Envelope *
     qn_client_call (qn_client_t *self, Qanat__Request *request, char **error_p);
+
+//  Why the last call failed; QN_CLIENT_OK after a reply.
+qn_client_failure_t
+    qn_client_failure (qn_client_t *self);
+
+//  The Qanat__ErrorCode of the last Error reply (QN_CLIENT_ERROR)
+int
+    qn_client_error_code (qn_client_t *self);
+
+//  The Qanat__RefusalCode of the last Refusal (QN_CLIENT_REFUSED)
+uint32_t
+    qn_client_refusal_code (qn_client_t *self);
+
+//  Like qn_client_new_keyed, but on failure also says why in *failure_p
+//  (QN_CLIENT_BAD_KEY or QN_CLIENT_LOCAL).  failure_p may be NULL.
+qn_client_t *
+    qn_client_new_checked (const char *endpoint, const char *key_path, int timeout_ms,
+                           qn_client_failure_t *failure_p, char **error_p);
 
 #ifdef __cplusplus
 }

@@ -81,7 +81,7 @@ def test_users_may_not_manage_tokens_and_whoami(c):
     check(c.qanat("whoami").stdout.strip() == "admin (user, role admin)",
           c.qanat("whoami").stdout)
     bob = os.path.join(c.dir, "bob.key")
-    c.qanat("user", "add", "bob", "--role", "user", "-o", bob)
+    c.qanat("user", "add", "bob", "--role", "user", "--out", bob)
     c.key = bob
     for args in (["apitoken", "create", "b"], ["apitoken", "list"], ["apitoken", "revoke", "b"]):
         r = c.qanat(*args, check=False)

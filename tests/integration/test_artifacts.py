@@ -192,7 +192,7 @@ def test_200mb_file_and_a_value_move_between_agents(c):
     check(not os.path.samefile(staged, producer_file[0]), "staged input is the producer's file")
 
     target = os.path.join(c.dir, "fetched.bin")
-    got = c.qanat("get", run_id, "prepare.model", "-o", target, timeout_s=60)
+    got = c.qanat("get", run_id, "prepare.model", "--out", target, timeout_s=60)
     check(os.path.getsize(target) == 200 * MB and sha256_file(target) == digest,
           "qanat get returned the wrong bytes: %s" % got.stdout)
     value = c.qanat("get", run_id, "prepare.rows").stdout
@@ -309,12 +309,12 @@ tasks:
           "get --json of a value: %s" % value)
     # -o: the file gets the value itself, stdout says what was written
     target = os.path.join(c.dir, "greeting.txt")
-    written = json.loads(c.qanat("get", run_id, "make.greeting", "-o", target, "--json").stdout)
+    written = json.loads(c.qanat("get", run_id, "make.greeting", "--out", target, "--json").stdout)
     with open(target) as f:
         check(f.read() == 'say "hi"\n', "the value written by -o")
     check((written["path"], written["bytes"]) == (target, 9), "get -o --json: %s" % written)
     target = os.path.join(c.dir, "report.txt")
-    report = json.loads(c.qanat("get", run_id, "make.report", "-o", target, "--json").stdout)
+    report = json.loads(c.qanat("get", run_id, "make.report", "--out", target, "--json").stdout)
     check(report == {"task": "make", "output": "report", "kind": "file",
                      "hash": hashlib.sha256(b"hello\n").hexdigest(), "path": target, "bytes": 6},
           "get --json of a file: %s" % report)
@@ -422,7 +422,7 @@ tasks:
         check(logs.returncode != 0, "logs of deleted run %d still there" % run_id)
     for run_id in ids[-2:]:
         target = os.path.join(c.dir, "kept-%d.bin" % run_id)
-        c.qanat("get", run_id, "make.blob", "-o", target)
+        c.qanat("get", run_id, "make.blob", "--out", target)
         check(sha256_file(target) == hashes[run_id], "kept run %d's blob" % run_id)
 
     used, files = objects_usage(coordinator_blobs(c))

@@ -89,12 +89,12 @@ def test_outputs_and_inputs_go_through_the_bucket_only(c):
 
     # qanat get reads an S3 output straight from the bucket, verified
     target = os.path.join(c.dir, "got-model.bin")
-    got = c.qanat("get", run_id, "produce.model", "-o", target, timeout_s=60)
+    got = c.qanat("get", run_id, "produce.model", "--out", target, timeout_s=60)
     with open(target, "rb") as f:
         check(hashlib.sha256(f.read()).hexdigest() == expected,
               "qanat get: the model's bytes: %s" % got.stdout)
     target = os.path.join(c.dir, "got-data")
-    c.qanat("get", run_id, "produce.data", "-o", target, timeout_s=60)
+    c.qanat("get", run_id, "produce.data", "--out", target, timeout_s=60)
     with open(os.path.join(target, "sub", "rows.csv")) as f:
         check(len(f.read().splitlines()) == 300, "qanat get: the directory, whole")
 
@@ -169,7 +169,7 @@ def test_an_environments_own_store_for_workflows_that_name_none(c):
     check_only_manifests(c, [arts[("produce", "feats")]["hash"]])
     # qanat get finds the environment's bucket from the record alone
     target = os.path.join(c.dir, "table.csv")
-    c.qanat("get", run_id, "produce.table", "-o", target, timeout_s=60)
+    c.qanat("get", run_id, "produce.table", "--out", target, timeout_s=60)
     with open(target) as f:
         check(len(f.read().splitlines()) == 5000, "qanat get from the environment's store")
     requests = SERVER.requests()[before:]
@@ -271,7 +271,7 @@ def test_retention_deletes_s3_objects_nobody_references(c):
     time.sleep(2)                   # two collection passes
     check(again in bucket_objects("retained"), "the object put back stays")
     target = os.path.join(c.dir, "again.txt")
-    c.qanat("get", run_id, "make.own", "-o", target, timeout_s=30)
+    c.qanat("get", run_id, "make.own", "--out", target, timeout_s=30)
     with open(target) as f:
         check(f.read() == "unique-%d\n" % ids[0], "qanat get of the object put back")
 

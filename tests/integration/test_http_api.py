@@ -358,7 +358,10 @@ def test_metrics_and_workflows(c):
     history = user.get("/api/v1/workflows/chain/metrics/loss")["series"]
     by_run = {s["run_id"]: [p["value"] for p in s["points"]] for s in history}
     check(by_run == {first: [9, 8, 7, 6, 5], second: [9, 8, 7]}, "history (every point) %s" % by_run)
-    check(user.get("/api/v1/workflows/chain/metrics/nothing")["series"] == [], "unknown metric: no series")
+    user.expect(404, "GET", "/api/v1/workflows/chain/metrics/nothing")   # no such metric
+    user.expect(404, "GET", "/api/v1/workflows/nosuchwf/metrics/loss")
+    user.expect(404, "GET", "/api/v1/runs?workflow=nosuchwf")
+    user.expect(404, "GET", "/api/v1/runs/999/metrics")
     workflows = {w["name"]: w for w in user.get("/api/v1/workflows")["workflows"]}
     check(workflows["chain"]["latest"] == 2, "workflows %s" % workflows)
     wf = user.get("/api/v1/workflows/chain")

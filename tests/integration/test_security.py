@@ -116,7 +116,7 @@ def test_a_user_cannot_create_tokens_or_read_secrets_but_can_run(c):
     c.start_coordinator()
     c.start_agent("a1")
     bob = os.path.join(c.dir, "bob.key")
-    c.qanat("user", "add", "bob", "--role", "user", "-o", bob)
+    c.qanat("user", "add", "bob", "--role", "user", "--out", bob)
     admin = c.key
     c.key = bob
     try:
@@ -238,7 +238,7 @@ def as_user(c, key, fn, *args, **kwargs):
 
 def add_user(c, name, role="user"):
     path = os.path.join(c.dir, name + ".key")
-    c.qanat("user", "add", name, "--role", role, "-o", path)
+    c.qanat("user", "add", name, "--role", role, "--out", path)
     return path
 
 

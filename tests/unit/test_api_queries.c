@@ -353,6 +353,92 @@ test_read_metrics_all_points (void **state)
     qanat__reply__free_unpacked (reply, NULL);
 }
 
+//  A request whose reply must be an Error NOT_FOUND saying message
+static void
+s_assert_not_found (qn_coordinator_t *engine, Qanat__Request *request, const char *message)
+{
+    Qanat__Reply *reply = test_api_call (engine, NULL, request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_ERROR);
+    assert_int_equal (reply->error->code, QANAT__ERROR_CODE__ERROR_NOT_FOUND);
+    s_assert_error (reply, message);
+}
+
+static void
+s_assert_logs_not_found (qn_coordinator_t *engine, uint64_t run_id, const char *task,
+                         uint32_t attempt, const char *message)
+{
+    Qanat__ReadLogs read = QANAT__READ_LOGS__INIT;
+    read.run_id = run_id;
+    read.task = (char *) task;
+    read.attempt = attempt;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 5;
+    request.body_case = QANAT__REQUEST__BODY_READ_LOGS;
+    request.read_logs = &read;
+    s_assert_not_found (engine, &request, message);
+}
+
+static void
+s_assert_metrics_not_found (qn_coordinator_t *engine, uint64_t run_id, const char *workflow,
+                            const char *name, const char *message)
+{
+    Qanat__ReadMetrics read = QANAT__READ_METRICS__INIT;
+    read.run_id = run_id;
+    read.workflow = (char *) workflow;
+    read.name = (char *) name;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 6;
+    request.body_case = QANAT__REQUEST__BODY_READ_METRICS;
+    request.read_metrics = &read;
+    s_assert_not_found (engine, &request, message);
+}
+
+//  A run, task, attempt, workflow or metric that is not there is
+//  NOT_FOUND, never an empty page a script takes for "nothing yet"
+static void
+test_queries_not_found (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    qn_coordinator_t *engine = fixture->t.engine;
+    uint64_t run_id = s_start_ok (engine, NULL, S_TYPED_2);
+    s_commit (engine);
+    s_assert_logs_not_found (engine, 999, NULL, 0, "no run 999");
+    s_assert_logs_not_found (engine, run_id, "nosuch", 0, "has no task nosuch");
+    //  An attempt may still come while the run is active
+    Qanat__Reply *reply = s_read_logs (engine, run_id, 0, "a", 9, NULL);
+    qanat__reply__free_unpacked (reply, NULL);
+    s_assert_metrics_not_found (engine, 999, NULL, NULL, "no run 999");
+    s_assert_metrics_not_found (engine, 0, "nosuchwf", NULL, "no such workflow: nosuchwf");
+    s_assert_metrics_not_found (engine, 0, "typed", "nosuch", "workflow typed has no metric nosuch");
+    Qanat__ListRuns list = QANAT__LIST_RUNS__INIT;
+    list.workflow = (char *) "nosuchwf";
+    reply = s_list_runs (engine, &list);
+    assert_int_equal (reply->error->code, QANAT__ERROR_CODE__ERROR_NOT_FOUND);
+    s_assert_error (reply, "no such workflow: nosuchwf");
+    //  A known workflow with no run matching the filter is an empty list
+    list.workflow = (char *) "typed";
+    list.has_status = true;
+    list.status = QANAT__RUN_STATUS__RUN_FAILED;
+    reply = s_list_runs (engine, &list);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_RUNS);
+    assert_int_equal (reply->runs->n_runs, 0);
+    qanat__reply__free_unpacked (reply, NULL);
+    //  Once the run has ended, an attempt it never had is not found
+    Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
+    cancel.run_id = run_id;
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    request.id = 7;
+    request.body_case = QANAT__REQUEST__BODY_CANCEL_RUN;
+    request.cancel_run = &cancel;
+    reply = test_api_call (engine, NULL, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_RUN);
+    qanat__reply__free_unpacked (reply, NULL);
+    s_commit (engine);
+    s_assert_logs_not_found (engine, run_id, "a", 9, "task a of run 1 has no attempt 9");
+    s_assert_logs_not_found (engine, run_id, NULL, 9, "run 1 has no attempt 9");
+    s_assert_metrics_not_found (engine, run_id, NULL, "loss", "run 1 has no metric loss");
+}
+
 static Qanat__Reply *
 s_get_workflow (qn_coordinator_t *engine, const char *name, uint32_t version)
 {
@@ -746,6 +832,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_read_metrics_all_points, s_setup,
                                          test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_workflows, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_queries_not_found, s_setup, test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_start_by_name, s_setup, test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_rerun_reuses_succeeded, s_setup,
                                          test_engine_teardown),

@@ -105,6 +105,8 @@ export function mountRuns(root, params, query, app) {
       renderRows(data.runs || []);
       app.clearError();
     } catch (e) {
+      // A workflow never stored is 404: no rows, and the message says why
+      if (e.status === 404) { next = null; renderRows([]); }
       app.error(e);
     } finally {
       loading = null;

@@ -19,9 +19,9 @@ qn_handshake_new (zsock_t *sock)
     assert (sock);
     //  Each monitor in this process needs an endpoint of its own.  The
     //  counter is this class's one mutable static: call from one thread
-    //  (the agent's main thread does).
+    //  (the agent.s and the CLI.s main threads do).
     static unsigned int counter = 0;
-    char *endpoint = zsys_sprintf ("inproc://qn-agent-monitor-%d-%u", (int) getpid (),
+    char *endpoint = zsys_sprintf ("inproc://qn-monitor-%d-%u", (int) getpid (),
                                    counter++);
     if (!endpoint)
         return NULL;

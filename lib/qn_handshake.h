@@ -8,8 +8,9 @@
 
     The events come on a PAIR socket (qn_handshake_sock) to poll beside
     the watched one: handshake succeeded, failed (auth, protocol, no
-    detail) and disconnected.  Used by the agent engine (qn_agent) and by
-    enrolment (qn_enrol).
+    detail) and disconnected.  Used by the agent engine (qn_agent), by
+    enrolment (qn_enrol) and by the client (qn_client), which must say at
+    once that its key is refused instead of timing out.
 */
 #ifndef QN_HANDSHAKE_H_INCLUDED
 #define QN_HANDSHAKE_H_INCLUDED
