@@ -65,7 +65,6 @@
 #define S_WATCHDOG_MS           250
 
 
-
 //  ---------------------------------------------------------------------
 //  Sending
 
@@ -646,11 +645,12 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
     attempt->backend_name = self->backends [backend].ops->name;
     const qn_backend_ops_t *ops = self->backends [backend].ops;
     const char *no_files = ops->no_files? ops->no_files (self->backends [backend].state): NULL;
-    //  Without files in common, the workflow's code (the input at ".")
-    //  is left out: the task's image brings its own
     Qanat__Assign trimmed;
     Qanat__InputSpec *kept [assign->n_inputs + 1];
     if (no_files) {
+        //  Without files in common, the workflow's code (the input at ".")
+        //  is left out (the task's image brings its own), and only value
+        //  inputs, which travel in the environment, are possible
         trimmed = *assign;
         trimmed.inputs = kept;
         trimmed.n_inputs = 0;
@@ -658,9 +658,6 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             if (!streq (assign->inputs [i]->path, "."))
                 kept [trimmed.n_inputs++] = assign->inputs [i];
         assign = &trimmed;
-    }
-    if (no_files) {
-        //  Value inputs only, which travel in the environment
         bool files = assign->n_outputs > 0;
         for (size_t i = 0; i < assign->n_inputs; i++)
             files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
@@ -842,8 +839,7 @@ s_handle_refusal (qn_agent_t *self, Qanat__Refusal *refusal)
             self->fatal = true;
             self->denied = true;
             return -1;
-        case QANAT__REFUSAL_CODE__REFUSAL_WRONG_SOCKET:
-            //  Pointed at the client socket: nothing will ever work there
+        case QANAT__REFUSAL_CODE__REFUSAL_WRONG_SOCKET:   //  nothing will ever work there
             qn_log (QN_LOG_ERROR, "agent", "%s; stopping", message);
             self->fatal = true;
             return -1;

@@ -20,6 +20,7 @@ SERVER = None
 
 WORKFLOW = """\
 name: s3-arts
+code: none                  # the code would be blobs on the coordinator; these tests count them
 artifacts: {store: s3, bucket: qanat-test, prefix: "runs/", endpoint: "%(endpoint)s", region: us-east-1, path_style: true}
 tasks:
   produce:
@@ -129,6 +130,7 @@ def test_wrong_credentials_fail_the_attempt_with_s3s_answer(c):
 
 ENV_WORKFLOW = """\
 name: env-store
+code: none
 %(store)stasks:
   produce:
     on: {env: cloud}

@@ -290,6 +290,7 @@ s_run_info (uint64_t run_id)
     run->owner = "alice";
     run->no_cache = true;
     SET_LIST (run, artifacts, s_output ("dataset", QANAT__ARTIFACT_KIND__ARTIFACT_DIR));
+    run->code = "dir:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     return run;
 }
 
@@ -485,6 +486,7 @@ s_assign_body (void)
     output->value = true;
     SET_LIST (assign, outputs, output);
     assign->store = s_store ();
+    assign->workdir = "/shared/projects/ml";
     return assign;
 }
 
@@ -629,6 +631,8 @@ s_build_request_start_run (void)
     start->no_cache = true;
     start->workflow_name = "ml-pipeline";
     start->workflow_version = 3;
+    start->reuse_from_run = 41;
+    start->code = "dir:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
     request->start_run = start;
     return env;
 }
