@@ -34,8 +34,8 @@ def module_of(files):
     owner = {}
     for name, path in files.items():
         with open(path, errors="replace") as f:
-            head = f.read(2000)
-        comment = head.split("*/", 1)[0]
+            text = f.read()
+        comment = text.split("*/", 1)[0]    # the whole first comment, however long
         part = PART_OF.search(" ".join(comment.split()))
         owner[name] = part.group(1) if part else name.rsplit(".", 1)[0]
     return owner
