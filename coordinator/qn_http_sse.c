@@ -15,10 +15,15 @@
     for the server stopping, and on the connection's socket too, so that
     a client that leaves gives back its stream slot at once.
 
-    Reads are coalesced: a change that comes less than COALESCE_MS after
-    the stream's last read is read when that interval is over, together
-    with every change that came meanwhile.  A run that prints a line per
-    commit would otherwise cost each of its followers a read per line.
+    Log and list streams coalesce their reads: a change that comes less
+    than COALESCE_MS after the stream's last read is read when that
+    interval is over, together with every change that came meanwhile.  A
+    run that prints a line per commit would otherwise cost each of its
+    followers a read per line.  Nothing is lost: a log read takes every
+    line after the last one sent, a list read the newest list.  A run's
+    state stream still reads on each change, as it promises each state
+    (a task that ran for 50 ms shows as running); that costs a run's
+    watchers a GetRun per commit of the run.
 */
 #include "qn_http_internal.h"
 #include "qn_json.h"
@@ -264,8 +269,11 @@ s_read (void *cls, uint64_t pos, char *buffer, size_t max)
                : qn_http_watch_wait (self->watch, (int) wait, self->peer_spoke? -1: self->fd);
         if (rc < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (rc == QN_HTTP_WATCH_CHANGE)
+        if (rc == QN_HTTP_WATCH_CHANGE) {
             self->changed = true;   //  read at the top of the loop, or once the interval is over
+            if (self->kind == QN_HTTP_ROUTE_RUN_EVENTS)
+                self->last_read = 0;    //  each state: read now
+        }
         if ((rc == QN_HTTP_WATCH_PEER || self->peer_spoke) && self->fd >= 0) {
             //  The client left: free its stream slot and thread now, not
             //  when a keepalive write fails tens of seconds later.  An
