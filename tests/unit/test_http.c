@@ -38,6 +38,9 @@ typedef struct {
 
 static uint8_t s_blob [S_BLOB_SIZE];
 static atomic_int s_stuck_reads;       //  ReadLogs of run 9 the fake engine answered
+static atomic_int s_live_lines;        //  run 11's lines so far, log_seq 1 to this
+static atomic_bool s_live_finished;    //  run 11 has ended
+static atomic_int s_live_reads;        //  ReadLogs of run 11 the fake engine answered
 
 //  A directory output: its manifest and its two files, served as blobs
 typedef struct {
@@ -102,6 +105,55 @@ s_stored_blob (const Qanat__GetBlob *get)
     return NULL;
 }
 
+//  Fills a line of task t, attempt 1, whose chunk holds text
+static Qanat__LogLine *
+s_log_line (Qanat__LogLine *line, Qanat__LogChunk *chunk, char *text, uint64_t seq,
+            uint64_t log_seq)
+{
+    Qanat__LogLine line_init = QANAT__LOG_LINE__INIT;
+    Qanat__LogChunk chunk_init = QANAT__LOG_CHUNK__INIT;
+    *line = line_init;
+    *chunk = chunk_init;
+    chunk->data.data = (uint8_t *) text;
+    chunk->data.len = strlen (text);
+    line->task = "t";
+    line->attempt = 1;
+    line->seq = seq;
+    line->log_seq = log_seq;
+    line->chunk = chunk;
+    return line;
+}
+
+//  Run 11 is live: its lines so far after the request's after_seq, up
+//  to 64 a page, and the end once it finished and all were read
+static void
+s_live_page (zsock_t *router, zframe_t *identity, Qanat__Request *request)
+{
+    s_live_reads++;
+    bool finished = s_live_finished;
+    uint64_t last = (uint64_t) s_live_lines;
+    Qanat__LogLine lines [64], *line_list [64];
+    Qanat__LogChunk chunks [64];
+    char texts [64][16];
+    Qanat__LogPage page = QANAT__LOG_PAGE__INIT;
+    for (uint64_t seq = request->read_logs->after_seq + 1; seq <= last && page.n_lines < 64;
+         seq++) {
+        size_t i = page.n_lines++;
+        snprintf (texts [i], sizeof texts [i], "live %d", (int) seq);
+        line_list [i] = s_log_line (&lines [i], &chunks [i], texts [i], seq, seq);
+    }
+    page.lines = line_list;
+    page.run_finished = finished && page.n_lines < 64;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    Qanat__Reply reply = QANAT__REPLY__INIT;
+    reply.id = request->id;
+    reply.body_case = QANAT__REPLY__BODY_LOGS;
+    reply.logs = &page;
+    env.body_case = QANAT__ENVELOPE__BODY_REPLY;
+    env.reply = &reply;
+    s_answer (router, identity, &env);
+}
+
 static void
 s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
 {
@@ -139,24 +191,18 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
         uint64_t next = stuck? 1: request->read_logs->after_seq + 1;
         for (uint64_t seq = next; seq <= 3 && page.n_lines < 1; seq++) {
             size_t i = page.n_lines++;
-            Qanat__LogLine line_init = QANAT__LOG_LINE__INIT;
-            Qanat__LogChunk chunk_init = QANAT__LOG_CHUNK__INIT;
-            lines [i] = line_init;
-            chunks [i] = chunk_init;
             snprintf (texts [i], sizeof texts [i], "line %d", (int) seq);
-            chunks [i].data.data = (uint8_t *) texts [i];
-            chunks [i].data.len = strlen (texts [i]);
-            lines [i].task = "t";
-            lines [i].attempt = 1;
-            lines [i].seq = seq + 10;
-            lines [i].log_seq = seq;
-            lines [i].chunk = &chunks [i];
-            line_list [i] = &lines [i];
+            line_list [i] = s_log_line (&lines [i], &chunks [i], texts [i], seq + 10, seq);
         }
         page.lines = line_list;
         page.run_finished = true;
         reply.body_case = QANAT__REPLY__BODY_LOGS;
         reply.logs = &page;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_READ_LOGS && request->read_logs->run_id == 11) {
+        s_live_page (router, identity, request);
+        return;
     }
     else
     if (request->body_case == QANAT__REQUEST__BODY_WHOAMI) {
@@ -251,8 +297,21 @@ s_engine (zsock_t *pipe, void *args)
     zpoller_t *poller = zpoller_new (pipe, router, NULL);
     while (true) {
         void *which = zpoller_wait (poller, -1);
+        if (which == pipe) {
+            //  "PUBLISH" topic: a change notification, as the engine sends
+            char *command = NULL, *topic = NULL;
+            if (zstr_recvx (pipe, &command, &topic, NULL) == 2 && streq (command, "PUBLISH")) {
+                zstr_send (pub, topic);
+                zstr_free (&command);
+                zstr_free (&topic);
+                continue;
+            }
+            zstr_free (&command);
+            zstr_free (&topic);
+            break;                      //  $TERM
+        }
         if (which != router)
-            break;                      //  $TERM, or interrupted
+            break;                      //  interrupted
         zmsg_t *msg = zmsg_recv (router);
         zframe_t *identity = zmsg_pop (msg);
         zframe_t *credential = zmsg_pop (msg);
@@ -374,11 +433,10 @@ typedef struct {
     size_t body_size;
 } s_response_t;
 
-//  Sends text as it is, reads until the server closes
-static s_response_t
-s_send (s_fixture_t *self, const char *text, size_t size)
+//  A connection to the server, reads given up after 10 s
+static int
+s_connect (s_fixture_t *self)
 {
-    s_response_t response = { 0, NULL, NULL, 0 };
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = { 0 };
     addr.sin_family = AF_INET;
@@ -387,6 +445,15 @@ s_send (s_fixture_t *self, const char *text, size_t size)
     struct timeval timeout = { 10, 0 };
     setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     assert_int_equal (connect (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    return fd;
+}
+
+//  Sends text as it is, reads until the server closes
+static s_response_t
+s_send (s_fixture_t *self, const char *text, size_t size)
+{
+    s_response_t response = { 0, NULL, NULL, 0 };
+    int fd = s_connect (self);
     size_t sent = 0;
     while (sent < size) {
         ssize_t rc = send (fd, text + sent, size - sent, MSG_NOSIGNAL);
@@ -850,6 +917,72 @@ test_log_stream (void **state)
     assert_in_range (s_stuck_reads, 1, 5);
 }
 
+//  A burst of changes within one interval costs a stream one read, not
+//  one per change; every line still comes once, in order
+static void
+test_log_stream_coalesce (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    s_live_lines = 0;
+    s_live_finished = false;
+    s_live_reads = 0;
+    int fd = s_connect (self);
+    char *text = zsys_sprintf ("GET /api/v1/runs/11/logs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Connection: close\r\nAuthorization: Bearer qat_good\r\n\r\n");
+    assert_int_equal (send (fd, text, strlen (text), MSG_NOSIGNAL), (ssize_t) strlen (text));
+    zstr_free (&text);
+    size_t capacity = 1 << 20, got = 0;
+    char *buffer = (char *) malloc (capacity + 1);
+    buffer [0] = 0;
+    //  The head comes after the stream's first read (of no lines)
+    while (!strstr (buffer, "retry: 2000")) {
+        ssize_t rc = recv (fd, buffer + got, capacity - got, 0);
+        assert_true (rc > 0);
+        got += (size_t) rc;
+        buffer [got] = 0;
+    }
+    int reads = s_live_reads;
+    //  20 lines, a commit and a notification each, 1 ms apart: all
+    //  within the interval that began with the first read
+    const int burst = 20;
+    for (int i = 0; i < burst; i++) {
+        s_live_lines++;
+        zstr_sendx (self->engine, "PUBLISH", "run.11.", NULL);
+        zclock_sleep (1);
+    }
+    zclock_sleep (400);
+    int burst_reads = s_live_reads - reads;
+    s_live_finished = true;
+    zstr_sendx (self->engine, "PUBLISH", "run.11.", NULL);
+    while (true) {
+        ssize_t rc = recv (fd, buffer + got, capacity - got, 0);
+        if (rc <= 0)
+            break;
+        got += (size_t) rc;
+    }
+    buffer [got] = 0;
+    close (fd);
+    //  One read (two if a loaded machine stretched the burst over two
+    //  intervals); without coalescing, about one a notification
+    assert_in_range (burst_reads, 1, 2);
+    //  ids 1 to 20 once each, in order, then the end
+    const char *at = buffer;
+    for (int i = 1; i <= burst; i++) {
+        char event [64];
+        snprintf (event, sizeof event, "event: line\nid: %d\n", i);
+        const char *found = strstr (at, event);
+        assert_non_null (found);
+        assert_null (strstr (found + 1, event));
+        at = found + 1;
+    }
+    assert_non_null (strstr (at, "event: end\nid: 20\n"));
+    int lines = 0;
+    for (const char *p = buffer; (p = strstr (p, "event: line\n")); p++)
+        lines++;
+    assert_int_equal (lines, burst);
+    free (buffer);
+}
+
 //  A slow engine: answers its first request 500 ms late, and every later
 //  one with a reply to another id first, then its own (commits = 2)
 static void
@@ -1039,6 +1172,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_download, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_download_tree, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_log_stream_coalesce, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_metrics, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
         cmocka_unit_test (test_bridge_timeout),
