@@ -253,8 +253,6 @@ cli_cmd_run (options_t *options, int argc, char **argv)
         qn_workflow_destroy (&wf);
         return code_rc;
     }
-    zlistx_t *refs = zlistx_new ();
-    zlistx_set_destructor (refs, (zlistx_destructor_fn *) zstr_free);
     Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
     submit.filename = argv [0];
     submit.source.data = (uint8_t *) source;
@@ -263,46 +261,21 @@ cli_cmd_run (options_t *options, int argc, char **argv)
     start.workflow = &submit;
     start.no_cache = options->no_cache;
     start.code = code? code: (char *) "";
-    size_t param_count = zlistx_size (options->params);
-    start.params = (Qanat__Param **) calloc (param_count + 1, sizeof (Qanat__Param *));
-    for (char *pair = (char *) zlistx_first (options->params); pair;
-         pair = (char *) zlistx_next (options->params)) {
-        char *equals = strchr (pair, '=');
-        if (!equals || equals == pair) {
-            fprintf (stderr, "qanat: --param wants NAME=VALUE, got '%s'\n", pair);
-            return EXIT_USAGE;
-        }
-        *equals = 0;
-        Qanat__Param *param = (Qanat__Param *) malloc (sizeof (Qanat__Param));
-        qanat__param__init (param);
-        param->name = pair;
-        param->value = equals + 1;
-        start.params [start.n_params++] = param;
-        //  @PATH for an artifact parameter: the file or directory is put
-        //  first, and the run gets its reference
-        for (size_t p = 0; p < qn_workflow_param_count (wf) && param->value [0] == '@'; p++) {
-            const qn_param_t *declared = qn_workflow_param (wf, p);
-            if (declared->type != QN_PARAM_ARTIFACT || !streq (declared->name, pair))
-                continue;
-            uint64_t bytes = 0;
-            char *ref = cli_put_path (client, param->value + 1, &bytes);
-            if (!ref)
-                return cli_failure_code (client, EXIT_USAGE);
-            fprintf (stderr, "qanat: put %s as %s (%llu bytes)\n", param->value + 1, ref,
-                     (unsigned long long) bytes);
-            zlistx_add_end (refs, ref);
-            param->value = ref;
-        }
+    int params_rc = cli_start_params (client, wf, options->params, &start);
+    if (params_rc) {
+        cli_start_params_free (&start);
+        qn_client_destroy (&client);
+        free (source);
+        free (code);
+        qn_workflow_destroy (&wf);
+        return params_rc;
     }
     qn_workflow_destroy (&wf);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_START_RUN;
     request.start_run = &start;
     Qanat__Envelope *reply = cli_call (client, &request);
-    zlistx_destroy (&refs);
-    for (size_t p = 0; p < start.n_params; p++)
-        free (start.params [p]);
-    free (start.params);
+    cli_start_params_free (&start);
     free (source);
     free (code);
     Qanat__RunInfo *run = reply->reply->run;
