@@ -8,6 +8,7 @@
 #include "qn_coordinator.h"
 #include "qn_http.h"
 #include "qn_log.h"
+#include "qn_params.h"
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
@@ -115,7 +116,9 @@ typedef struct {
 static bool
 s_is_true (const char *value)
 {
-    return !streq (value, "no") && !streq (value, "false") && !streq (value, "0");
+    bool truth = true;                  //  a word that is not a boolean: on, as before
+    qn_params_bool (value, &truth);
+    return truth;
 }
 
 static void

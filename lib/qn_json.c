@@ -1,5 +1,6 @@
 /*  qn_json - protocol messages as JSON.  See qn_json.h for the rules. */
 #include "qn_json.h"
+#include "qn_params.h"
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -7,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 //  Deeper than any message of the protocol; a guard for a hostile descriptor
 #define S_DEPTH_MAX 64
@@ -319,14 +319,9 @@ qn_json_param_value (const char *value, const char *type)
     }
     else
     if (type && strcmp (type, "bool") == 0) {
-        static const char *yes [] = { "true", "yes", "on", "1", NULL };
-        static const char *no [] = { "false", "no", "off", "0", NULL };
-        for (size_t i = 0; yes [i]; i++)
-            if (strcasecmp (value, yes [i]) == 0)
-                return json_true ();
-        for (size_t i = 0; no [i]; i++)
-            if (strcasecmp (value, no [i]) == 0)
-                return json_false ();
+        bool truth;
+        if (qn_params_bool (value, &truth) == 0)
+            return json_boolean (truth);
     }
     return s_string (value);
 }

@@ -299,19 +299,10 @@ qn_workflow_param_check (const qn_param_t *param, const char *value, char **erro
     }
     else
     if (param->type == QN_PARAM_BOOL) {
-        static const char *yes [] = { "true", "yes", "on", "1", NULL };
-        static const char *no [] = { "false", "no", "off", "0", NULL };
-        ok = false;
-        for (size_t i = 0; yes [i] && !ok; i++)
-            if (strcasecmp (value, yes [i]) == 0) {
-                canonical = strdup ("true");
-                ok = true;
-            }
-        for (size_t i = 0; no [i] && !ok; i++)
-            if (strcasecmp (value, no [i]) == 0) {
-                canonical = strdup ("false");
-                ok = true;
-            }
+        bool truth = false;
+        ok = qn_params_bool (value, &truth) == 0;
+        if (ok)
+            canonical = strdup (truth? "true": "false");
     }
     else
     if (param->type == QN_PARAM_ARTIFACT) {
@@ -449,4 +440,22 @@ qn_params_resolve (const qn_param_t *params, size_t param_count,
     }
     free (errors);
     return pairs;
+}
+
+int
+qn_params_bool (const char *text, bool *value_p)
+{
+    static const char *yes [] = { "true", "yes", "on", "1", NULL };
+    static const char *no [] = { "false", "no", "off", "0", NULL };
+    for (size_t i = 0; text && yes [i]; i++)
+        if (strcasecmp (text, yes [i]) == 0) {
+            *value_p = true;
+            return 0;
+        }
+    for (size_t i = 0; text && no [i]; i++)
+        if (strcasecmp (text, no [i]) == 0) {
+            *value_p = false;
+            return 0;
+        }
+    return -1;
 }

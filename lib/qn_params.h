@@ -34,4 +34,10 @@ qn_kv_t *
 void
     qn_params_free (qn_param_t *params, size_t count);
 
+//  Reads a boolean word as a bool param takes it (true/yes/on/1,
+//  false/no/off/0, any case) into *value_p; -1 (and *value_p untouched)
+//  for anything else.
+int
+    qn_params_bool (const char *text, bool *value_p);
+
 #endif

@@ -143,6 +143,29 @@ test_resolve (void **state)
     qn_params_free (params, count);
 }
 
+//  One reader of boolean words serves bool params, their JSON and qanatd's
+//  config file
+static void
+test_bool_words (void **state)
+{
+    (void) state;
+    const char *yes [] = { "true", "YES", "On", "1" };
+    const char *no [] = { "false", "No", "OFF", "0" };
+    for (size_t i = 0; i < 4; i++) {
+        bool value = false;
+        assert_int_equal (qn_params_bool (yes [i], &value), 0);
+        assert_true (value);
+        value = true;
+        assert_int_equal (qn_params_bool (no [i], &value), 0);
+        assert_false (value);
+    }
+    bool untouched = true;
+    assert_int_equal (qn_params_bool ("maybe", &untouched), -1);
+    assert_int_equal (qn_params_bool ("", &untouched), -1);
+    assert_int_equal (qn_params_bool (NULL, &untouched), -1);
+    assert_true (untouched);
+}
+
 int
 main (void)
 {
@@ -150,6 +173,7 @@ main (void)
         cmocka_unit_test (test_parse),
         cmocka_unit_test (test_parse_errors),
         cmocka_unit_test (test_resolve),
+        cmocka_unit_test (test_bool_words),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
