@@ -97,8 +97,7 @@ int
 cli_cmd_logs (options_t *options, int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
-        fprintf (stderr, "usage: qanat logs RUN [TASK] [--follow] [--attempt N] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("logs");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     const char *task = argc > 1? argv [1]: NULL;
