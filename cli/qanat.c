@@ -206,6 +206,11 @@ main (int argc, char *argv [])
         cli_help_command (stdout, command);
         return 0;
     }
+    cli_output_init (&options);
+    //  context edits the file itself; completion needs no coordinator
+    if (!streq (name, "context") && !streq (name, "completion")
+    &&  (rc = cli_config_apply (&options)))
+        return rc;
     rc = command->fn (&options, argc - command_at - 1, argv + command_at + 1);
     zlistx_destroy (&options.params);
     return rc;

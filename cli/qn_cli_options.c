@@ -167,6 +167,9 @@ static const cli_command_t s_commands [] = {
     {"secret", cli_cmd_secret, "set NAME < FILE | allow NAME LIST | list",
         "a secret (stdin, sealed at rest) and who may use it (admin)", "set allow list"},
     {"stats", cli_cmd_stats, "", "coordinator counters (malformed messages, events)", NULL},
+    {"context", cli_cmd_context, "add NAME | use NAME | list | show [NAME] | remove NAME",
+        "contexts of the config file: a coordinator and key (and the HTTP API's URL and"
+        " token) under a name", "add use list show remove"},
     {"completion", cli_cmd_completion, "bash|zsh",
         "a shell completion script for qanat, on stdout", "bash zsh"},
     {NULL}
@@ -388,7 +391,7 @@ s_print_globals (FILE *out)
 void
 cli_help_print (FILE *out)
 {
-    fprintf (out, "Usage: %s [OPTIONS] COMMAND [ARGS]\n\n"
+    fprintf (out, "Usage: %s [OPTION]... COMMAND [ARG]...\n\n"
                   "The qanat client: runs, their logs, metrics and outputs, and the"
                   " coordinator's\nusers, agents and secrets.\n\nCommands:\n", cli_program);
     for (const cli_command_t *command = s_commands; command->name; command++) {
@@ -409,7 +412,7 @@ cli_help_command (FILE *out, const cli_command_t *command)
     bool own = false;
     for (const cli_option_t *option = s_options; option->name; option++)
         own |= !streq (option->commands, "*") && cli_option_applies (option, command->name);
-    fprintf (out, "Usage: %s %s%s%s [OPTIONS]\n\n", cli_program, command->name,
+    fprintf (out, "Usage: %s %s%s%s [OPTION]...\n\n", cli_program, command->name,
              *command->args? " ": "", command->args);
     s_wrap (out, command->summary, 0, 0);
     if (own) {
@@ -428,7 +431,7 @@ cli_usage_error (const char *name)
 {
     const cli_command_t *command = cli_command_find (name);
     if (command)
-        fprintf (stderr, "Usage: %s %s%s%s [OPTIONS]\n", cli_program, command->name,
+        fprintf (stderr, "Usage: %s %s%s%s [OPTION]...\n", cli_program, command->name,
                  *command->args? " ": "", command->args);
     fprintf (stderr, "Run '%s %s --help' for more.\n", cli_program, name);
     return EXIT_USAGE;

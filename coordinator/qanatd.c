@@ -12,13 +12,14 @@
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
+#include "qn_file.h"
 #include "config.h"
 
 static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: qanatd [options]\n"
+        "Usage: qanatd [OPTION]...\n"
         "\n"
         "The qanat coordinator.\n"
         "\n"
@@ -54,7 +55,8 @@ s_usage (FILE *out)
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
         "  -v, --verbose           log every dispatch and run result\n"
-        "  -h, --help              this help\n");
+        "  -h, --help              this help\n"
+        "  -V, --version           print the version and exit\n");
 }
 
 static char *
@@ -62,19 +64,6 @@ s_default_data_dir (void)
 {
     const char *home = getenv ("HOME");
     return zsys_sprintf ("%s/.qanat/coordinator", home && *home? home: ".");
-}
-
-static int
-s_mkdir_parents (const char *path)
-{
-    char *copy = strdup (path);
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        mkdir (copy, 0700);
-        *slash = '/';
-    }
-    free (copy);
-    return 0;
 }
 
 //  Says loudly when the coordinator runs without fsync or without CURVE.
@@ -223,6 +212,7 @@ static struct option s_options [] = {
     {"web-dir", required_argument, 0, OPT_WEB_DIR},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0}
 };
 
@@ -255,7 +245,7 @@ main (int argc, char *argv [])
 
     //  First pass: the config file, so that flags override it.
     int opt;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         if (opt == 'f') {
             zconfig_t *config = zconfig_load (optarg);
             if (!config) {
@@ -291,7 +281,7 @@ main (int argc, char *argv [])
         }
     }
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         char *end = NULL;
         switch (opt) {
             case 'd': free (data_dir); data_dir = strdup (optarg); break;
@@ -306,6 +296,7 @@ main (int argc, char *argv [])
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
+            case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
             default: s_http_flag (opt, optarg, &http); break;
         }
         if (end && (*end || end == optarg)) {
@@ -331,7 +322,7 @@ main (int argc, char *argv [])
     }
     if (!data_dir)
         data_dir = s_default_data_dir ();
-    s_mkdir_parents (data_dir);
+    qn_file_make_parents (data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");
