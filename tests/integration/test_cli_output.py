@@ -89,6 +89,19 @@ def test_help_and_completion_come_from_the_table(c):
     check(r.returncode == 2 and "Usage: qanat completion" in r.stderr, "completion fish: %r" % r.stderr)
 
 
+def test_versions_and_one_usage_wording(c):
+    for program in (QANAT, harness.QANATD, harness.AGENT):
+        name = os.path.basename(program)
+        r = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and re.match(r"%s \d+\.\d+" % re.escape(name), r.stdout),
+              "%s --version: %r" % (name, r))
+        r = subprocess.run([program, "--help"], capture_output=True, text=True, timeout=10)
+        check(r.stdout.startswith("Usage: %s [OPTION]..." % name), "%s --help: %r" % (name, r.stdout[:80]))
+    r = subprocess.run([QANAT, "logs"], capture_output=True, text=True)
+    check(r.returncode == 2 and r.stderr.startswith("Usage: qanat logs RUN [TASK] [OPTION]..."),
+          "qanat logs: %r" % r.stderr)
+
+
 def _env(c, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("QANAT_")}
     env["HOME"] = c.dir               # no ~/.qanat/client.key of the machine's
