@@ -140,7 +140,7 @@ s_follow_print (follow_item_t *item, follow_task_t *state, bool *at_line_start)
                 free (retry);
             }
             printf ("\n");
-            state->closed = last;
+            state->closed = last && !retried;
             break;
         }
         case ITEM_NOTE:

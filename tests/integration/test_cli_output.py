@@ -245,6 +245,8 @@ def test_output_people_read(c):
     m = re.search(r"==> flaky failed in [0-9.]+s: .*; retrying in ([0-9.]+)s \(attempt 2 of 2\)",
                   follow.stdout)
     check(m and 2.5 <= float(m.group(1)) <= 8, "retry line:\n" + follow.stdout)
+    check("==> flaky started on a1 (attempt 2)\n" in follow.stdout
+          and "==> flaky succeeded" in follow.stdout, "after the retry:\n" + follow.stdout)
     run_id = int(follow.stdout.split()[1])
     status = c.qanat("status", run_id).stdout
     # numbers keep their digits; columns fit the long name; no colour when piped
