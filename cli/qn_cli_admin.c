@@ -215,7 +215,7 @@ cli_cmd_token (options_t *options, int argc, char **argv)
     }
     else {
         printf ("%s\n", token->token);
-        fprintf (stderr, "join token %s: good for %s until %s; start an agent with\n"
+        fprintf (stderr, "join token %s: good for %s, expires %s; start an agent with\n"
                  "  qanat-agent --join TOKEN --name NAME\n", token->id,
                  cli_plural (token->uses, "agent", "agents"), cli_time_text (token->expires_us));
     }
