@@ -175,7 +175,7 @@ s_config_load (char **error_p)
     if (!text && missing)
         return self;
     if (!text) {
-        *error_p = zsys_sprintf ("%s: %s", self->path, reason);
+        *error_p = strdup (reason);
         s_config_destroy (&self);
         return NULL;
     }
