@@ -85,6 +85,21 @@ def test_help_and_completion_come_from_the_table(c):
         zpath = c.write("_qanat", zsh)
         r = subprocess.run(["zsh", "-n", zpath], capture_output=True, text=True)
         check(r.returncode == 0, "zsh -n: " + r.stderr)
+        # the function with zsh's completion builtins stubbed: what it offers
+        stubs = ('compdef() { :; }; source "%s"; compadd() { shift; print -rl -- "$@"; }; '
+                 '_describe() { local n=$4 x; for x in "${(@P)n}"; do print -r -- "${x%%%%:*}"; done; }; '
+                 '_files() { print FILES; }; words=(%s); CURRENT=$#words; _qanat')
+
+        def zcomplete(*words):
+            out = subprocess.run(["zsh", "-f", "-c", stubs % (zpath, " ".join("'%s'" % w for w in words))],
+                                 capture_output=True, text=True).stdout
+            return sorted(out.split())
+
+        check("runs" in zcomplete("qanat", "ru") and "context" in zcomplete("qanat", ""), "zsh commands")
+        check("--follow" in zcomplete("qanat", "run", "x", "--f")
+              and "--follow" not in zcomplete("qanat", "runs", "--"), "zsh options per command")
+        check(zcomplete("qanat", "context", "") == ["add", "list", "remove", "show", "use"], "zsh subcommands")
+        check(zcomplete("qanat", "-o", "") == ["json", "table", "wide", "yaml"], "zsh -o values")
     r = subprocess.run([QANAT, "completion", "fish"], capture_output=True, text=True)
     check(r.returncode == 2 and "Usage: qanat completion" in r.stderr, "completion fish: %r" % r.stderr)
 
