@@ -200,7 +200,7 @@ s_config_load (char **error_p)
 static void
 s_write_string (FILE *file, const char *value)
 {
-    json_t *string = json_string (value);
+    json_t *string = cli_json_text (value);
     if (!string || json_dumpf (string, file, JSON_ENCODE_ANY))
         fputs ("\"\"", file);
     json_decref (string);
@@ -414,13 +414,13 @@ static json_t *
 s_context_json (config_t *config, context_t *context)
 {
     json_t *object = json_object ();
-    json_object_set_new (object, "name", json_string (context->name));
+    json_object_set_new (object, "name", cli_json_text (context->name));
     json_object_set_new (object, "current",
                          json_boolean (config->current && streq (config->current, context->name)));
     for (int key = 0; key < KEY_COUNT; key++)
         if (key != KEY_TOKEN)
             json_object_set_new (object, s_keys [key], context->values [key]
-                                 ? json_string (context->values [key]): json_null ());
+                                 ? cli_json_text (context->values [key]): json_null ());
     json_object_set_new (object, "token_set", json_boolean (context->values [KEY_TOKEN] != NULL));
     return object;
 }
