@@ -523,8 +523,9 @@ class Flow:
             out = out or sys.stdout
             print("run %s of %s started" % (run.id, self.name), file=out, flush=True)
             for entry in run.logs(follow=True):
-                print("%-12s | %s" % (entry.get("task", ""), entry.get("line", "")),
-                      file=out, flush=True)
+                text = entry.get("text", entry.get("line", ""))
+                for line in text.rstrip("\n").split("\n"):
+                    print("%-12s | %s" % (entry.get("task", ""), line), file=out, flush=True)
             run.wait()
             print("run %s %s" % (run.id, run.status), file=out, flush=True)
         return run
@@ -568,7 +569,7 @@ class Flow:
                 continue
             self._preview_task(node, values, result, root, out)
         result.status = ("failed" if result.failed else
-                         "succeeded with warnings" if result.warnings else "succeeded")
+                         "succeeded_with_warnings" if result.warnings else "succeeded")
         print("preview %s: %s" % (self.name, result.status), file=out, flush=True)
         return result
 
