@@ -19,9 +19,10 @@ _ESCAPES = {"\0": "\\0", "\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v
 class Located(dict):
     """A mapping whose lines come from origin (anything: kept in the map)."""
 
-    def __init__(self, items, origin):
+    def __init__(self, items, origin, comment=None):
         super().__init__(items)
         self.origin = origin
+        self.comment = comment      # written above the mapping's key
 
 
 def _printable(c):
@@ -85,6 +86,8 @@ class Emitter:
         pad = " " * indent
         for k, v in items.items():
             o = getattr(v, "origin", origin)
+            if getattr(v, "comment", None):
+                self.comment(v.comment, indent, o)
             if isinstance(v, dict):
                 if not v:
                     self._line("%s%s: {}" % (pad, key(k)), o)

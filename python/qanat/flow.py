@@ -166,7 +166,11 @@ class Flow:
         self.python = python
         self.file = os.path.abspath(caller.f_code.co_filename)
         self.line = caller.f_lineno
-        self.code_dir = os.path.abspath(code_dir or os.path.dirname(self.file))
+        if code_dir is None:
+            # A notebook cell or the interactive prompt has no folder of
+            # its own: the code is the current directory's
+            code_dir = os.getcwd() if _interactive(self.file) else os.path.dirname(self.file)
+        self.code_dir = os.path.abspath(code_dir)
         self._params = {}
         for pname, spec in (params or {}).items():
             if not isinstance(pname, str) or not _NAME.match(pname):
@@ -257,6 +261,10 @@ class Flow:
 
     # -- the generated workflow -------------------------------------------
     def _module_of(self, op):
+        if _interactive(op.file):
+            raise ValueError("op %s is defined in a notebook cell or at the prompt; agents "
+                             "import ops from files: move it into a .py module in the code "
+                             "folder %s and import it" % (op.name, self.code_dir))
         rel = os.path.relpath(op.file, self.code_dir)
         if not op.file or rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
             raise ValueError("%s:%d: op %s is defined in %s, outside the flow's code folder %s "
@@ -317,7 +325,8 @@ class Flow:
     def _task_yaml(self, node):
         op_origin = (node.op.file, node.op.line, node.task)
         call_origin = (node.file, node.line, node.task)
-        task = _yaml.Located({}, call_origin)
+        task = _yaml.Located({}, call_origin, "%s:%d: %s %s()" % (
+            os.path.relpath(node.file, self.code_dir), node.line, node.op.kind, node.op.name))
         command = ('PYTHONPATH="$PWD/.qanat/lib${PYTHONPATH:+:$PYTHONPATH}" exec %s -m '
                    'qanat.runtime %s %s' % (shlex.quote(self.python), shlex.quote(self.name),
                                             shlex.quote(node.task)))
@@ -512,7 +521,7 @@ class Flow:
         from .errors import InvalidWorkflow
         client = self._client(client)
         source, code = self._ship(client)
-        texts = {k: param_text(v) for k, v in (params or {}).items()}
+        texts = self._run_params(client, params or {})
         try:
             run = _call(client.start, None, params=texts, source=source,
                         filename=self.name + ".yaml", code=code, code_dir=self.code_dir,
@@ -529,6 +538,30 @@ class Flow:
             run.wait()
             print("run %s %s" % (run.id, run.status), file=out, flush=True)
         return run
+
+    def _run_params(self, client, params):
+        """params as the run's texts; a local path given for a File or Dir
+        parameter is put first and passed on as its reference."""
+        texts = {}
+        for name, value in params.items():
+            text = param_text(value) if not isinstance(value, os.PathLike) else os.fspath(value)
+            if (name in self._params and self._ptype(name) == "artifact"
+                    and not text.startswith(("file:", "dir:"))):
+                if os.path.isdir(text):
+                    text = client.put_tree(text)
+                elif os.path.isfile(text):
+                    import hashlib
+                    digest = hashlib.sha256()
+                    with open(text, "rb") as f:
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            digest.update(block)
+                    client.put_file(text, digest.hexdigest(), os.path.getsize(text))
+                    text = "file:" + digest.hexdigest()
+                else:
+                    raise FileNotFoundError("parameter %s: no file or directory %s"
+                                            % (name, text))
+            texts[name] = text
+        return texts
 
     # -- preview ------------------------------------------------------------
     def preview(self, params=None, out=None, workdir=None):
@@ -653,6 +686,14 @@ class _OList(list):
     def __init__(self, value, origin):
         super().__init__(value)
         self.origin = origin
+
+
+def _interactive(path):
+    """True for code that has no file an agent could import: a notebook
+    cell (ipykernel keeps them in temporary files), the prompt, exec()."""
+    base = os.path.basename(path)
+    return (not os.path.isfile(path) or base.startswith("<")
+            or os.sep + "ipykernel_" in path)
 
 
 def _missing():

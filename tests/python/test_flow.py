@@ -18,7 +18,7 @@ import qanat  # noqa: E402
 EXAMPLE = os.path.join(SRC, "examples", "ml-pipeline")
 sys.path.insert(0, EXAMPLE)         # the example's flow imports its step scripts
 
-FLOWS = '''
+FLOWS = r'''
 import os
 import threading
 import qanat
@@ -56,8 +56,9 @@ def locked(xs: list):
 
 
 @qanat.op(on={"env": "a"})
-def on_a() -> str:
-    return "a"
+def on_a(note: qanat.File) -> str:
+    with open(note) as f:
+        return f.read().strip() + "a"
 
 
 @qanat.op(on={"env": "b"})
@@ -70,7 +71,8 @@ def slow() -> int:
     return 1
 
 
-with qanat.Flow("sdk-checks", params={"n": 4}) as checks:
+with qanat.Flow("sdk-checks", params={"n": 4},
+                description='"quoted" ${{ params.n }} # not a comment\n: {[*&!|>\x7f\u00e9') as checks:
     t = total(numbers(checks.params.n))
     below_ten(t)
     below_three(t)
@@ -81,8 +83,8 @@ with qanat.Flow("sdk-explode") as exploding:
 with qanat.Flow("sdk-unpicklable") as unpicklable:
     locked(numbers(2))
 
-with qanat.Flow("sdk-labels") as labels:
-    on_b(on_a())
+with qanat.Flow("sdk-labels", params={"note": qanat.File}) as labels:
+    on_b(on_a(labels.params.note))
 
 with qanat.Flow("sdk-bad") as bad:
     slow()
@@ -168,11 +170,14 @@ class TestFlow(FlowCase):
         self.assertIn("RuntimeError: exploded after 3 numbers", status)
 
     def test_ops_follow_labels_over_two_agents(self):
-        run = self.run_flow(self.flows.labels)
+        note = self.write("note.txt", "n\n")
+        run = self.run_flow(self.flows.labels, {"note": note})      # a local file, put first
         self.assertEqual(run.status, "succeeded", run.info)
         self.assertEqual(attempt(run, "on_a")["agent"], "a1")
         self.assertEqual(attempt(run, "on_b")["agent"], "b1")
-        self.assertEqual(run.values()["on_b"]["value"], '"ab"')
+        self.assertEqual(run.values()["on_b"]["value"], '"nab"')
+        preview = self.flows.labels.preview(params={"note": note}, out=io.StringIO())
+        self.assertEqual(preview.results["on_b"], "nab")
 
     def test_unpicklable_value_names_the_op(self):
         with self.assertRaisesRegex(TypeError, "op locked returned a value that cannot be "
