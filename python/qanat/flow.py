@@ -220,6 +220,10 @@ class Flow:
                 if isinstance(v, Handle) and v._node not in self.nodes:
                     raise ValueError("%s:%d: %s(): %r comes from another flow"
                                      % (file, line, op.name, v))
+                if not isinstance(v, (Handle, ParamHandle)) and _nested_handle(v):
+                    raise TypeError("%s:%d: %s(): argument %s holds a result or a param inside "
+                                    "a list or dict; pass each as an argument of its own"
+                                    % (file, line, op.name, pname))
                 self._infer_param_type(op, pname, v)
             recorded.append((pname, kind, value))
         node = _Node(op, recorded, os.path.abspath(file), line)
@@ -686,6 +690,18 @@ class _OList(list):
     def __init__(self, value, origin):
         super().__init__(value)
         self.origin = origin
+
+
+def _nested_handle(value, depth=0):
+    if isinstance(value, (Handle, ParamHandle)):
+        return True
+    if depth > 20 or isinstance(value, (str, bytes)):
+        return False
+    if isinstance(value, dict):
+        value = list(value.keys()) + list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_nested_handle(v, depth + 1) for v in value)
+    return False
 
 
 def _interactive(path):
