@@ -3,7 +3,8 @@
 Two halves, both standard library only:
 
 - the client (`Client`, `Run`, the errors) speaks the coordinator's
-  HTTP/JSON API: start and follow runs, read logs, metrics, artifacts;
+  HTTP/JSON API (docs/http-api.md): start and follow runs, read logs,
+  metrics and artifacts, publish workflows with their code;
 - authoring (`op`, `metric`, `check`, `Flow`) turns decorated Python
   functions into a workflow: previewed in-process, emitted as the same
   YAML `qanat run` reads, published and run on any agent, where each op
