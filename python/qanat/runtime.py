@@ -117,14 +117,22 @@ def _store(call, result):
             raise TypeError("op %s is annotated -> qanat.%s but returned %r, not a path"
                             % (name, "File" if returns == "file" else "Dir", result))
         path = os.path.abspath(os.fspath(result))
-        if returns == "dir":
-            if not os.path.isdir(path):
-                raise FileNotFoundError("op %s returned %s, which is not a directory"
-                                        % (name, path))
+        want_dir = returns == "dir"
+        if not (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+            raise FileNotFoundError("op %s returned %s, which is not a %s" % (
+                name, path, "directory" if want_dir else "file"))
+        if os.path.abspath(RESULT).startswith(path + os.sep):
+            raise ValueError("op %s returned %s, which holds the task's own output folder; "
+                             "return a folder inside it" % (name, path))
+        if path.startswith(os.getcwd() + os.sep) and not os.path.islink(path):
+            try:
+                os.replace(path, RESULT)    # the op's own file: moved, not copied
+                return None
+            except OSError:
+                pass
+        if want_dir:
             shutil.copytree(path, RESULT, symlinks=False)
         else:
-            if not os.path.isfile(path):
-                raise FileNotFoundError("op %s returned %s, which is not a file" % (name, path))
             shutil.copyfile(path, RESULT)
         return None
     if isinstance(result, (File, Dir)):
