@@ -17,7 +17,12 @@ import os
 import random
 import sys
 
-import qanat
+try:
+    import qanat
+except ImportError:     # a checkout without `pip install ./python`: its own package
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "..", "python"))
+    import qanat
 
 import common
 import evaluate as evaluate_step
@@ -117,7 +122,9 @@ def main(argv):
         return 0
     if command == "run":
         run = flow.run(params=params, follow=True)
-        print(run.metrics().get("accuracy"))
+        for name in ("accuracy", "precision", "recall", "f1"):
+            points = run.metrics().get(name) or [{"value": float("nan")}]
+            print(f"{name:<10} {points[-1]['value']:.4f}")
         return 0 if run.status.startswith("succeeded") else 1
     if command == "publish":
         print(flow.publish())
