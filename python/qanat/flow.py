@@ -151,7 +151,9 @@ class Flow:
     op argument it is passed to.  requirements: packages the flow's code
     needs on the agents (recorded and shown; agents install nothing).
     code_dir: the folder shipped as the tasks' code (default: the folder
-    of the file that creates the flow)."""
+    of the file that creates the flow; in a notebook, the current
+    directory).  description and keep_runs are the workflow's keys;
+    python is the interpreter tasks run ops with."""
 
     def __init__(self, name, params=None, description=None, requirements=None,
                  code_dir=None, keep_runs=None, python="python3"):
@@ -175,7 +177,9 @@ class Flow:
         for pname, spec in (params or {}).items():
             if not isinstance(pname, str) or not _NAME.match(pname):
                 raise ValueError("invalid param name %r" % (pname,))
-            if not isinstance(spec, Param):
+            if spec is None:
+                spec = Param()          # required, typed by the op argument it reaches
+            elif not isinstance(spec, Param):
                 spec = (Param(type=spec) if isinstance(spec, type) else Param(default=spec))
             if (spec.type is None and spec.default is not _missing()
                     and _param_type(spec.default) is None):

@@ -15,6 +15,7 @@ workflow's checks are.
 
 import inspect
 import math
+import numbers
 import os
 import re
 import sys
@@ -71,12 +72,13 @@ def _check_metric(name, value, step):
     if not isinstance(name, str) or not _METRIC_NAME.match(name):
         raise ValueError("invalid metric name %r (letters, digits, '_', '.', '/', '-'; "
                          "starting with a letter or '_')" % (name,))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real admits numpy's scalars too
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError("metric %s: value %r is not a number" % (name, value))
     value = float(value)
     if not math.isfinite(value):
         raise ValueError("metric %s: value %r is not finite" % (name, value))
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
         raise TypeError("metric %s: step %r is not an integer" % (name, step))
     return value
 
@@ -95,7 +97,7 @@ def log_metric(name, value, step=None):
     path = os.environ.get("QANAT_METRICS")
     if not path:
         return
-    line = "%s %r" % (name, value) if step is None else "%s %r %d" % (name, value, step)
+    line = "%s %r" % (name, value) if step is None else "%s %r %d" % (name, value, int(step))
     # One write on an O_APPEND file: lines of parallel writers never mix
     data = (line + "\n").encode("ascii")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
