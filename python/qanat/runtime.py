@@ -54,17 +54,32 @@ def _load_spec(flow_name, task):
     return entry
 
 
+def _missing(error, call, requirements):
+    hint = ("this flow requires %s; " % ", ".join(requirements)) if requirements else ""
+    return MissingRequirement(
+        "%s (op %s, %s): %sagents do not install packages: install it where the agent "
+        "runs, or use an image that has it" % (error, call["name"], call["source"], hint))
+
+
 def _import(call, requirements):
     try:
         target = importlib.import_module(call["module"])
         for part in call["function"].split("."):
             target = getattr(target, part)
     except ModuleNotFoundError as e:
-        hint = ("this flow requires %s; " % ", ".join(requirements)) if requirements else ""
-        raise MissingRequirement(
-            "%s (op %s, %s): %sagents do not install packages: install it where the agent "
-            "runs, or use an image that has it" % (e, call["name"], call["source"], hint)) from e
+        raise _missing(e, call, requirements) from e
     return getattr(target, "fn", target)
+
+
+def _call(call, requirements, own=None):
+    """Calls the op or check of call with its arguments; an import the
+    call makes that fails gets the same hint as the module's."""
+    fn = _import(call, requirements)
+    pos, kw = _arguments(call, own)
+    try:
+        return fn(*pos, **kw)
+    except ModuleNotFoundError as e:
+        raise _missing(e, call, requirements) from e
 
 
 def _input(task, how):
@@ -164,9 +179,7 @@ def run_task(flow_name, task):
     _flow.RUNTIME_ACTIVE = True
     result = None
     if entry["kind"] != "check":
-        fn = _import(entry, requirements)
-        pos, kw = _arguments(entry)
-        result = fn(*pos, **kw)
+        result = _call(entry, requirements)
         value = _store(entry, result)
         if entry["returns"] == "value":
             _write_value("value", value or "")
@@ -175,9 +188,7 @@ def run_task(flow_name, task):
     checks = [entry] if entry["kind"] == "check" else entry.get("checks", [])
     failed = 0
     for call in checks:
-        fn = _import(call, requirements)
-        pos, kw = _arguments(call, result)
-        passed = check_passed(call["name"], fn(*pos, **kw))
+        passed = check_passed(call["name"], _call(call, requirements, result))
         check_task = task if call is entry else _check_task(call)
         log_metric("check." + check_task, 1.0 if passed else 0.0)
         print("qanat: check %s (%s): %s" % (check_task, call["severity"],

@@ -50,6 +50,12 @@ def explode(xs: list) -> int:
     raise RuntimeError("exploded after %d numbers" % len(xs))
 
 
+@qanat.op(requirements=["no-such-package>=1"])
+def needs_missing() -> int:
+    import qanat_test_no_such_module
+    return qanat_test_no_such_module.x
+
+
 @qanat.op
 def locked(xs: list):
     return threading.Lock()
@@ -79,6 +85,7 @@ with qanat.Flow("sdk-checks", params={"n": 4},
 
 with qanat.Flow("sdk-explode") as exploding:
     explode(numbers(3))
+    needs_missing()
 
 with qanat.Flow("sdk-unpicklable") as unpicklable:
     locked(numbers(2))
@@ -168,6 +175,10 @@ class TestFlow(FlowCase):
         self.assertIn("flows.py", trace)
         status = self.c.qanat("status", run.id).stdout
         self.assertIn("RuntimeError: exploded after 3 numbers", status)
+        # a missing package: the import error with the flow's requirements
+        trace = attempt(run, "needs_missing")["stack_trace"]
+        self.assertIn("No module named 'qanat_test_no_such_module'", trace)
+        self.assertIn("requires no-such-package>=1; agents do not install packages", trace)
 
     def test_ops_follow_labels_over_two_agents(self):
         note = self.write("note.txt", "n\n")
