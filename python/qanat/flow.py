@@ -17,6 +17,7 @@ graph is then
   errors of the generated YAML mapped back to the Python line of the op.
 """
 
+import base64
 import inspect
 import json
 import os
@@ -298,8 +299,11 @@ class Flow:
             return {"input": value._node.task, "as": value._node.op.returns}
         if _values._json_exact(value):
             return {"literal": value}
-        data = _values.encode(value, node.op.name)
-        import base64
+        try:
+            data = _values.encode(value, node.op.name)
+        except _values.UnpicklableValue as e:
+            raise _values.UnpicklableValue("%s:%d: an argument of %s() cannot be pickled (%s)" % (
+                node.file, node.line, node.op.name, e.__cause__)) from e
         return {"encoded": base64.b64encode(data).decode("ascii")}
 
     def _call_spec(self, node):
