@@ -339,7 +339,11 @@ class Flow:
         call_origin = (node.file, node.line, node.task)
         task = _yaml.Located({}, call_origin, "%s:%d: %s %s()" % (
             os.path.relpath(node.file, self.code_dir), node.line, node.op.kind, node.op.name))
-        command = ('PYTHONPATH="$PWD/.qanat/lib${PYTHONPATH:+:$PYTHONPATH}" exec %s -m '
+        # A run without the flow's code (a stored version run by name) is
+        # told so, rather than failing on a missing module
+        command = ('[ -d .qanat/lib ] || { echo "qanat: this run has no code of the flow: '
+                   'start it with flow.run(), or qanat rerun RUN" >&2; exit 2; }; '
+                   'PYTHONPATH="$PWD/.qanat/lib${PYTHONPATH:+:$PYTHONPATH}" exec %s -m '
                    'qanat.runtime %s %s' % (shlex.quote(self.python), shlex.quote(self.name),
                                             shlex.quote(node.task)))
         task["run"] = command

@@ -208,6 +208,10 @@ class TestFlow(FlowCase):
         again = self.flows.checks.publish(client=self.admin)
         self.assertEqual(first["version"], again["version"])
         self.assertEqual(self.admin.workflow("sdk-checks")["source"], text)
+        # the stored version has no code: its tasks say so
+        stored = self.admin.run(self.c.start_run("sdk-checks")).wait(timeout=30)
+        self.assertEqual(stored.status, "failed")
+        self.assertIn("this run has no code of the flow", attempt(stored, "numbers")["stack_trace"])
         with self.assertRaises(qanat.InvalidWorkflow) as caught:
             self.flows.bad.publish(client=self.admin)
         line = FLOWS.splitlines().index('@qanat.op(timeout="2 hours")') + 1
