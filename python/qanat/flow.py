@@ -62,6 +62,10 @@ class Handle:
         raise TypeError("%r is the future result of an op; it cannot be unpacked or iterated "
                         "while the flow is built: return one value per op" % self)
 
+    def __getitem__(self, key):
+        raise TypeError("%r is the future result of an op; pass it whole to the next op, which "
+                        "gets the value and can take [%r] of it" % (self, key))
+
 
 class ParamHandle:
     """A flow parameter (`flow.params.NAME`): pass it to ops, which
