@@ -44,6 +44,19 @@ def current():
     return stack[-1] if stack else None
 
 
+class outside_flows:
+    """Context manager: op calls are plain calls again (an op that calls
+    another op while it is previewed, inside a `with Flow` block)."""
+
+    def __enter__(self):
+        self.saved = getattr(_state, "stack", None)
+        _state.stack = []
+
+    def __exit__(self, *exc):
+        _state.stack = self.saved
+        return False
+
+
 class Handle:
     """The future result of an op call inside a flow: pass it to other
     ops.  It has no value while the flow is being built."""
@@ -611,6 +624,14 @@ class Flow:
                 ", ".join(sorted(unknown)), ", ".join(self._params) or "none"))
         root = workdir or tempfile.mkdtemp(prefix="qanat-preview-%s-" % self.name)
         result = Preview(self.name, root)
+        with outside_flows():
+            self._preview_nodes(values, result, root, out)
+        result.status = ("failed" if result.failed else
+                         "succeeded_with_warnings" if result.warnings else "succeeded")
+        print("preview %s: %s" % (self.name, result.status), file=out, flush=True)
+        return result
+
+    def _preview_nodes(self, values, result, root, out):
         for node in self.nodes:
             if node.host is not None:
                 continue
@@ -621,10 +642,6 @@ class Flow:
                 print("%-12s skipped (needs %s)" % (node.task, ", ".join(blocked)), file=out)
                 continue
             self._preview_task(node, values, result, root, out)
-        result.status = ("failed" if result.failed else
-                         "succeeded_with_warnings" if result.warnings else "succeeded")
-        print("preview %s: %s" % (self.name, result.status), file=out, flush=True)
-        return result
 
     def _resolve(self, node, value, values, result, own):
         if isinstance(value, ParamHandle):

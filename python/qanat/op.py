@@ -213,7 +213,8 @@ class Op:
         """Runs the function once, in this process and directory, printing
         its result, the metrics it reports and, for a check, whether it
         passed; returns the result."""
-        with collecting() as points:
+        from .flow import outside_flows
+        with collecting() as points, outside_flows():
             result = self.fn(*args, **kwargs)
         points += metric_points(self.kind, self.name, result)
         print("%s -> %r" % (self.name, result))

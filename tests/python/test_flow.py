@@ -123,6 +123,12 @@ class FlowCase(ClusterCase):
             f.write(FLOWS)
         self.flows = load(self.flows_path, "flows_" + self.id().rsplit(".", 1)[-1])
 
+    def preview(self, flow, params=None):
+        """flow.preview() quietly, its directories in the cluster's."""
+        workdir = os.path.join(self.c.dir, "preview-%s-%d" % (flow.name, len(os.listdir(
+            self.c.dir))))
+        return flow.preview(params=params, out=io.StringIO(), workdir=workdir)
+
     def run_flow(self, flow, params=None):
         return flow.run(params=params, follow=False, client=self.admin).wait(timeout=60)
 
@@ -143,7 +149,7 @@ class TestFlow(FlowCase):
             self.assertEqual(series(ours, name), series(theirs, name), name)
         self.assertEqual(series(ours, "accuracy"), [(0.9325, 0)])
         # preview: the same results and metrics, in this process
-        preview = example.flow.preview(out=io.StringIO())
+        preview = self.preview(example.flow)
         self.assertEqual(preview.status, "succeeded")
         scores = json.loads(run.values()["evaluate"]["value"])
         self.assertEqual(preview.results["evaluate"], scores)
@@ -161,9 +167,9 @@ class TestFlow(FlowCase):
         self.assertEqual(failed.wait(timeout=60).status, "failed")
         status = self.c.qanat("status", failed.id).stdout
         self.assertIn("check.below_ten", status)
-        preview = self.flows.checks.preview(params={"n": 5}, out=io.StringIO())
+        preview = self.preview(self.flows.checks, {"n": 5})
         self.assertEqual(preview.status, "failed")
-        self.assertEqual(self.flows.checks.preview(out=io.StringIO()).status,
+        self.assertEqual(self.preview(self.flows.checks).status,
                          "succeeded_with_warnings")
 
     def test_raising_op_traceback_in_status(self):
@@ -187,13 +193,13 @@ class TestFlow(FlowCase):
         self.assertEqual(attempt(run, "on_a")["agent"], "a1")
         self.assertEqual(attempt(run, "on_b")["agent"], "b1")
         self.assertEqual(run.values()["on_b"]["value"], '"nab"')
-        preview = self.flows.labels.preview(params={"note": note}, out=io.StringIO())
+        preview = self.preview(self.flows.labels, {"note": note})
         self.assertEqual(preview.results["on_b"], "nab")
 
     def test_unpicklable_value_names_the_op(self):
         with self.assertRaisesRegex(TypeError, "op locked returned a value that cannot be "
                                                "pickled"):
-            self.flows.unpicklable.preview(out=io.StringIO())
+            self.preview(self.flows.unpicklable)
         run = self.run_flow(self.flows.unpicklable)
         self.assertEqual(run.status, "failed")
         self.assertIn("op locked returned a value that cannot be pickled",
