@@ -292,7 +292,14 @@ class Flow:
                              "import ops from files: move it into a .py module in the code "
                              "folder %s and import it" % (op.name, self.code_dir))
         rel = os.path.relpath(op.file, self.code_dir)
-        if not op.file or rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
+        outside = not op.file or rel.startswith(".." + os.sep) or rel == ".." or \
+            os.path.isabs(rel)
+        if outside and op.__module__ not in (None, "__main__") and "<locals>" not in \
+                op.__qualname__:
+            # An op of an installed library: agents import it by its name
+            # (and need the library installed, as any requirement)
+            return op.__module__
+        if outside:
             raise ValueError("%s:%d: op %s is defined in %s, outside the flow's code folder %s "
                              "(which is what agents get): move it there, or give "
                              "Flow(code_dir=...)" % (op.file, op.line, op.name, op.file,
