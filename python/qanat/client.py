@@ -96,8 +96,9 @@ class Client:
         stored as a new version when it changed).  params maps names to
         strings, numbers or booleans.  code_dir is packed and put (only
         what the coordinator lacks is sent) as the run's code; code gives
-        a ``dir:<sha256>`` already put instead.  InvalidWorkflow when the
-        workflow or its params are refused."""
+        a ``dir:<sha256>`` already put (see put_tree) and wins over
+        code_dir.  InvalidWorkflow when the workflow or its params are
+        refused."""
         body: Dict[str, Any] = {}
         if source is not None:
             if workflow_or_name is not None:
@@ -114,7 +115,7 @@ class Client:
             body["params"] = dict(params)
         if no_cache:
             body["no_cache"] = True
-        if code_dir is not None:
+        if code is None and code_dir is not None:
             code = self.put_tree(code_dir)
         if code:
             body["code"] = code
@@ -125,13 +126,16 @@ class Client:
     # Workflows and code
 
     def publish(self, source: str, filename: str = "workflow.yaml",
-                code_dir: Optional[str] = None) -> Dict[str, Any]:
+                code_dir: Optional[str] = None, code: Optional[str] = None) -> Dict[str, Any]:
         """Stores workflow text as a new version (or finds it unchanged)
-        without running it; code_dir is packed and put too.  Returns
+        without running it; code_dir is packed and put too (or code, a
+        ``dir:<sha256>`` put already, is taken as it is).  Returns
         ``{"name", "version", "created", "code"}`` (code ``dir:<sha256>``
-        or None).  InvalidWorkflow, with its file, line and column, when
-        the text is refused."""
-        code = self.put_tree(code_dir) if code_dir is not None else None
+        or None): give that code to start() with the version.
+        InvalidWorkflow, with its file, line and column, when the text is
+        refused."""
+        if code is None and code_dir is not None:
+            code = self.put_tree(code_dir)
         _, body = self._http.call("POST", _API + "/workflows",
                                   {"source": source, "filename": filename}, workflow=True)
         body["code"] = code
@@ -199,7 +203,17 @@ class Client:
         return True
 
     def _put(self, sha256: str, body: Any, size: int) -> None:
-        self._http.call_raw("PUT", _API + "/blobs/" + _quote(sha256), body, size)
+        path = _API + "/blobs/" + _quote(sha256)
+        try:
+            self._http.call_raw("PUT", path, body, size)
+        except QanatError as e:
+            # Bytes left by another upload cut short may not have been
+            # this content: the engine dropped them; one more try
+            if e.status != 400 or "hashes to" not in e.message:
+                raise
+            if hasattr(body, "seek"):
+                body.seek(0)
+            self._http.call_raw("PUT", path, body, size)
 
     # -----------------------------------------------------------------
     # Agents and the rest
