@@ -218,6 +218,8 @@ class TestFlow(FlowCase):
         stored = self.admin.run(self.c.start_run("sdk-checks")).wait(timeout=30)
         self.assertEqual(stored.status, "failed")
         self.assertIn("this run has no code of the flow", attempt(stored, "numbers")["stack_trace"])
+        with_code = self.admin.start("sdk-checks", version=first["version"], code=first["code"])
+        self.assertEqual(with_code.wait(timeout=30).status, "succeeded_with_warnings")
         with self.assertRaises(qanat.InvalidWorkflow) as caught:
             self.flows.bad.publish(client=self.admin)
         line = FLOWS.splitlines().index('@qanat.op(timeout="2 hours")') + 1
