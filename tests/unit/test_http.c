@@ -653,6 +653,25 @@ test_routes_refused (void **state)
     response = s_request (self, "GET", "/api/v1/runs?status=happy", auth, NULL);
     assert_int_equal (response.status, 400);
     s_response_free (&response);
+    //  Publish, blobs, code: the hash and the code reference are checked
+    response = s_request (self, "GET", "/api/v1/blobs/ABC", auth, NULL);
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"hash\""));
+    s_response_free (&response);
+    response = s_request (self, "DELETE", "/api/v1/blobs/"
+                          "0000000000000000000000000000000000000000000000000000000000000000", auth, NULL);
+    assert_int_equal (response.status, 405);
+    assert_string_equal (s_header (&response, "Allow"), "GET, PUT");
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs", auth,
+                          "{\"workflow\": \"w\", \"code\": \"file:abc\"}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"code\""));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/workflows", auth, "{\"filename\": \"w.yaml\"}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"source\""));
+    s_response_free (&response);
     response = s_request (self, "GET", "/api/v1/runs?status=failed&limit=5", auth, NULL);
     assert_int_equal (response.status, 200);
     assert_string_equal (response.body, "{\"runs\":[],\"next\":null}\n");
