@@ -427,12 +427,17 @@ class Run:
                        404, "not_found")
 
     def download(self, task: str, output: str, path: str) -> str:
-        """Writes output of task to path: a file as a file, a directory
-        output as a directory (its files under path), a value as a text
-        file.  Every byte is verified against the output's SHA-256 (a
+        """Writes output of task to path: a file as a file (replacing
+        one there), a directory output as a directory (its files under
+        path, which must not exist or be empty), a value as a text file.  Every byte is verified against the output's SHA-256 (a
         directory's against its manifest) before path is made; QanatError
         when it does not match.  Returns path."""
         item = self._artifact(task, output)
+        if os.path.isdir(path) and (item.get("kind") != "dir" or os.listdir(path)):
+            raise QanatError("%s is a directory%s: give a new path"
+                             % (path, "" if item.get("kind") != "dir" else " already holding files"))
+        if item.get("kind") == "dir" and os.path.lexists(path) and not os.path.isdir(path):
+            raise QanatError("%s exists and is not a directory: give a new path" % path)
         if item.get("store") == "s3":
             raise QanatError("output %s of task %s is kept in S3 at %s: read it there"
                              % (output, task, item.get("location")))
