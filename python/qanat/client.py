@@ -12,7 +12,6 @@ of a coordinator, over its HTTP/JSON API (docs/http-api.md).
 Every refusal is an exception from qanat.errors with the server's message.
 """
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -21,11 +20,11 @@ import tarfile
 import tempfile
 import time
 import urllib.parse
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from . import _code, _config
 from ._http import Transport
-from .errors import InvalidWorkflow, NotFound, QanatError, Unreachable
+from .errors import NotFound, QanatError, Unreachable, error_for
 
 __all__ = ["Client", "Run", "FINISHED"]
 
@@ -478,7 +477,6 @@ class Run:
 # ---------------------------------------------------------------------
 
 def _raise_event_error(data: str) -> None:
-    from .errors import error_for
     try:
         error = json.loads(data).get("error", {})
     except (ValueError, AttributeError):

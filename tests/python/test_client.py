@@ -5,7 +5,6 @@ every line exactly once), waited for, canceled, and what they made read
 and downloaded with its SHA-256 checked."""
 import glob
 import hashlib
-import json
 import os
 import socket
 import tempfile
