@@ -376,15 +376,18 @@ class Run:
                         return
                     elif event == "error":
                         _raise_event_error(data)
-                # closed without "end": reconnect at once
-            except Unreachable:
-                now = time.monotonic()
-                if failing_since is None:
-                    failing_since = now
-                elif now - failing_since > reconnect_for:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                # closed without "end": the coordinator went away mid-stream
+                gone: Optional[Unreachable] = None
+            except Unreachable as e:
+                gone = e
+            # Reconnect after a pause that grows while nothing comes back
+            now = time.monotonic()
+            if failing_since is None:
+                failing_since = now
+            elif now - failing_since > reconnect_for:
+                raise gone or Unreachable("the log stream of run %d keeps closing" % self.id)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     # -----------------------------------------------------------------
     # What the run made
