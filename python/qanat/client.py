@@ -12,7 +12,6 @@ of a coordinator, over its HTTP/JSON API (docs/http-api.md).
 Every refusal is an exception from qanat.errors with the server's message.
 """
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -21,11 +20,11 @@ import tarfile
 import tempfile
 import time
 import urllib.parse
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from . import _code, _config
 from ._http import Transport
-from .errors import InvalidWorkflow, NotFound, QanatError, Unreachable
+from .errors import NotFound, QanatError, Unreachable, error_for
 
 __all__ = ["Client", "Run", "FINISHED"]
 
@@ -377,15 +376,18 @@ class Run:
                         return
                     elif event == "error":
                         _raise_event_error(data)
-                # closed without "end": reconnect at once
-            except Unreachable:
-                now = time.monotonic()
-                if failing_since is None:
-                    failing_since = now
-                elif now - failing_since > reconnect_for:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
+                # closed without "end": the coordinator went away mid-stream
+                gone: Optional[Unreachable] = None
+            except Unreachable as e:
+                gone = e
+            # Reconnect after a pause that grows while nothing comes back
+            now = time.monotonic()
+            if failing_since is None:
+                failing_since = now
+            elif now - failing_since > reconnect_for:
+                raise gone or Unreachable("the log stream of run %d keeps closing" % self.id)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     # -----------------------------------------------------------------
     # What the run made
@@ -427,12 +429,17 @@ class Run:
                        404, "not_found")
 
     def download(self, task: str, output: str, path: str) -> str:
-        """Writes output of task to path: a file as a file, a directory
-        output as a directory (its files under path), a value as a text
-        file.  Every byte is verified against the output's SHA-256 (a
+        """Writes output of task to path: a file as a file (replacing
+        one there), a directory output as a directory (its files under
+        path, which must not exist or be empty), a value as a text file.  Every byte is verified against the output's SHA-256 (a
         directory's against its manifest) before path is made; QanatError
         when it does not match.  Returns path."""
         item = self._artifact(task, output)
+        if os.path.isdir(path) and (item.get("kind") != "dir" or os.listdir(path)):
+            raise QanatError("%s is a directory%s: give a new path"
+                             % (path, "" if item.get("kind") != "dir" else " already holding files"))
+        if item.get("kind") == "dir" and os.path.lexists(path) and not os.path.isdir(path):
+            raise QanatError("%s exists and is not a directory: give a new path" % path)
         if item.get("store") == "s3":
             raise QanatError("output %s of task %s is kept in S3 at %s: read it there"
                              % (output, task, item.get("location")))
@@ -473,7 +480,6 @@ class Run:
 # ---------------------------------------------------------------------
 
 def _raise_event_error(data: str) -> None:
-    from .errors import error_for
     try:
         error = json.loads(data).get("error", {})
     except (ValueError, AttributeError):

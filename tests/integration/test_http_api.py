@@ -697,6 +697,12 @@ def test_publish_blobs_and_code(c):
     short_put(c.http_port, user.token, short_digest, len(short), short[:300])
     user.expect(404, "GET", "/api/v1/blobs/" + short_digest)
     put_blob(user, short_digest, short, 201)            # resumed or not, whole now
+    longer = b"claimed, then more"
+    longer_digest = hashlib.sha256(longer).hexdigest()
+    answer = raw_request(c.http_port, ("PUT /api/v1/blobs/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                                       "Content-Length: 7\r\n\r\n" % (longer_digest, user.token)).encode() + longer)
+    check(answer.startswith(b"HTTP/1.1 400") and b"hashes to" in answer, "body longer than claimed: %r" % answer[:300])
+    user.expect(404, "GET", "/api/v1/blobs/" + longer_digest)
     r = user.request("PUT", "/api/v1/blobs/" + other, headers={"Transfer-Encoding": "chunked"}, raw=iter([b"other"]))
     check(r.status == 411, "chunked PUT: %r" % r)
     r = qhttp.Client(c.http_port).request("PUT", "/api/v1/blobs/" + other, raw=b"other")

@@ -5,7 +5,6 @@ every line exactly once), waited for, canceled, and what they made read
 and downloaded with its SHA-256 checked."""
 import glob
 import hashlib
-import json
 import os
 import socket
 import tempfile
@@ -175,6 +174,10 @@ class RunTest(ClusterCase):
             self.assertEqual(f.read(), "4")
         with self.assertRaises(qanat.NotFound):
             last.download("make", "nothing", os.path.join(where, "x"))
+        with self.assertRaises(qanat.QanatError):
+            last.download("make", "tree", tree)              # not empty
+        with self.assertRaises(qanat.QanatError):
+            last.download("make", "model", where)            # a directory
         # A blob damaged in the coordinator's store is not taken as the output
         digest = [a["hash"] for a in runs[0].artifacts() if a["name"] == "model"][0]
         stored = glob.glob(os.path.join(self.c.dir, "coordinator", "**", digest[:2], digest[2:]),

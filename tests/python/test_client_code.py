@@ -2,13 +2,10 @@
 manifest, byte for byte, and so the same hash as the C side (lib/qn_tree,
 lib/qn_ignore) on the same tree; the size guard names the biggest files;
 put_tree sends only what the coordinator lacks (its blob counters)."""
-import hashlib
-import json
 import os
-import subprocess
 
 import clientlib
-from clientlib import ClusterCase, qanat, harness
+from clientlib import ClusterCase, qanat
 from qanat import _code
 
 IGNORE = """\
