@@ -29,11 +29,13 @@
 //  The coordinator failed the request: prefer cli_exit_code (client)
 #define EXIT_COORDINATOR  EXIT_UNREACHABLE
 
-//  The global options; every command takes all of them, and ignores
-//  those it has no use for
+//  The parsed options (cli/qn_cli_options.c has their table: which
+//  command takes which); a command reads only those it takes
 typedef struct {
     const char *endpoint;
     const char *key;                //  client key file, "none", or NULL for the default
+    const char *context;            //  --context: a context of the config file
+    const char *color;              //  --color auto|always|never
     const char *ttl;                //  token create
     uint32_t uses;
     const char *labels;
@@ -42,9 +44,15 @@ typedef struct {
     const char *allow;              //  secret set: who may use it
     const char *agent_labels;       //  secret set: agents it may go to
     const char *out;                //  --out FILE: get's target ("-": stdout), user add's key
+    const char *url;                //  context add: the HTTP API
+    const char *token;              //  context add: its bearer token
+    const char *token_file;         //  context add: a file holding it
     int timeout_ms;
-    bool json;                      //  --json, -o json
+    bool json;                      //  --json, -o json (and -o yaml: printed as YAML)
+    bool yaml;                      //  -o yaml
     bool wide;                      //  -o wide: every column
+    bool help;
+    bool version;
     bool follow;
     bool no_cache;
     const char *code_max;           //  run: the largest code to pack (a size)
@@ -101,6 +109,11 @@ extern const char *cli_program;
 //  A run's snapshot (GetRun), through cli_call
 Qanat__Envelope *
     cli_get_run (qn_client_t *client, uint64_t run_id);
+
+//  A command used wrongly: its Usage: line and where to read more, on
+//  stderr (qn_cli_options.c); returns EXIT_USAGE
+int
+    cli_usage_error (const char *command);
 
 //  A run id from the command line, or exits with EXIT_USAGE
 uint64_t

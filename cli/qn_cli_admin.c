@@ -106,9 +106,7 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
         return 0;
     }
     if (argc != 2 || (!streq (argv [0], "drain") && !streq (argv [0], "undrain"))) {
-        fprintf (stderr, "usage: qanat agent drain|undrain|revoke|remove NAME\n"
-                         "       qanat agent label NAME KEY=VALUE... [KEY-...]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("agent");
     }
     Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
     drain.name = argv [1];
@@ -212,9 +210,7 @@ cli_cmd_token (options_t *options, int argc, char **argv)
     if (argc == 2 && streq (argv [0], "revoke"))
         return cli_token_revoke (options, argv [1]);
     if (argc != 1 || !streq (argv [0], "create")) {
-        fprintf (stderr, "usage: qanat token create [--ttl 1h] [--uses N] [--labels k=v,...]\n"
-                         "       qanat token list | revoke ID\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("token");
     }
     Qanat__CreateToken create = QANAT__CREATE_TOKEN__INIT;
     long ttl = options->ttl? cli_parse_duration (options->ttl): 3600;
@@ -263,9 +259,7 @@ cli_cmd_user (options_t *options, int argc, char **argv)
     if (argc == 2 && streq (argv [0], "revoke"))
         return cli_user_revoke (options, argv [1]);
     if (argc != 2 || !streq (argv [0], "add")) {
-        fprintf (stderr, "usage: qanat user add NAME [--role user|admin] [--out KEYFILE]\n"
-                         "       qanat user list | revoke NAME\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("user");
     }
     Qanat__AddUser add = QANAT__ADD_USER__INIT;
     add.name = argv [1];
@@ -417,11 +411,7 @@ cli_cmd_apitoken (options_t *options, int argc, char **argv)
         return s_apitoken_list (options);
     if (argc == 2 && streq (argv [0], "revoke"))
         return s_apitoken_revoke (options, argv [1]);
-    fprintf (stderr, "usage: qanat apitoken create NAME [--role user|admin] [--user U] "
-                     "[--ttl 30d|12h|3600]\n"
-                     "       qanat apitoken list [--json]\n"
-                     "       qanat apitoken revoke NAME\n");
-    return EXIT_USAGE;
+    return cli_usage_error ("apitoken");
 }
 
 int
@@ -429,8 +419,7 @@ cli_cmd_whoami (options_t *options, int argc, char **argv)
 {
     (void) argv;
     if (argc != 0) {
-        fprintf (stderr, "usage: qanat whoami [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("whoami");
     }
     Qanat__WhoAmI whoami = QANAT__WHO_AM_I__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
@@ -580,11 +569,7 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
         request.list_secrets = &list;
     }
     else {
-        fprintf (stderr, "usage: qanat secret set NAME [--allow LIST] [--agents k=v,..] < value-file\n"
-                         "       qanat secret allow NAME LIST [--agents k=v,..]\n"
-                         "       qanat secret list | delete NAME\n"
-                         "LIST: user:NAME,role:ROLE,workflow:NAME (default role:admin)\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("secret");
     }
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);

@@ -147,8 +147,7 @@ int
 cli_cmd_put (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat put PATH [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("put");
     }
     qn_client_t *client = cli_connect (options);
     uint64_t bytes = 0;
@@ -358,8 +357,7 @@ int
 cli_cmd_artifacts (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat artifacts RUN [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("artifacts");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     qn_client_t *client = cli_connect (options);
@@ -499,8 +497,7 @@ cli_cmd_get (options_t *options, int argc, char **argv)
 {
     const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
     if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
-        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [--out PATH|-] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("get");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     char *task_name = strndup (argv [1], (size_t) (dot - argv [1]));

@@ -231,11 +231,8 @@ s_logs_read (s_view_t *self, uint32_t attempt, bool follow)
 int
 cli_cmd_logs (options_t *options, int argc, char **argv)
 {
-    if (argc < 1 || argc > 2) {
-        fprintf (stderr, "usage: qanat logs RUN [TASK] [--follow] [--attempt N] [--timestamps] "
-                 "[--tail N] [--since 10m|TIME] [--json]\n");
-        return EXIT_USAGE;
-    }
+    if (argc < 1 || argc > 2)
+        return cli_usage_error ("logs");
     uint64_t run_id = cli_parse_run_id (argv [0]);
     unsigned long long tail = 0;
     if (options->tail) {

@@ -261,10 +261,8 @@ cli_agent_label (options_t *options, const char *name, int argc, char **argv)
     Qanat__LabelAgent label = QANAT__LABEL_AGENT__INIT;
     label.name = (char *) name;
     if (argc < 1 || s_label_words (argc, argv, &label)) {
-        if (argc < 1)
-            fprintf (stderr, "usage: %s agent label NAME KEY=VALUE... [KEY-...]\n", cli_program);
         s_label_free (&label);
-        return EXIT_USAGE;
+        return argc < 1? cli_usage_error ("agent"): EXIT_USAGE;
     }
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_LABEL_AGENT;

@@ -217,8 +217,7 @@ int
 cli_cmd_run (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat run FILE|NAME[@V]|- [--param NAME=VALUE ...] [--follow] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("run");
     }
     //  No such path: stdin, or a stored workflow's name (qn_cli_workflows.c)
     if (streq (argv [0], "-") || access (argv [0], F_OK) != 0)
@@ -300,8 +299,7 @@ int
 cli_cmd_validate (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat validate FILE\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("validate");
     }
     qn_workflow_t *wf = s_load_workflow (argv [0]);
     if (!wf)
@@ -320,8 +318,7 @@ int
 cli_cmd_status (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat status RUN [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("status");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     qn_client_t *client = cli_connect (options);
@@ -341,9 +338,7 @@ int
 cli_cmd_runs (options_t *options, int argc, char **argv)
 {
     if (argc > 1) {
-        fprintf (stderr, "usage: qanat runs [WORKFLOW] [--status STATUS] [--since 1d|TIME] "
-                 "[--owner USER] [--limit N] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("runs");
     }
     Qanat__ListRuns list = QANAT__LIST_RUNS__INIT;
     list.workflow = argc? argv [0]: "";
@@ -405,8 +400,7 @@ int
 cli_cmd_cancel (options_t *options, int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
-        fprintf (stderr, "usage: qanat cancel RUN [TASK]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("cancel");
     }
     Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
     cancel.run_id = cli_parse_run_id (argv [0]);
