@@ -533,6 +533,8 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
     Qanat__SetSecret set = QANAT__SET_SECRET__INIT;
     Qanat__ListSecrets list = QANAT__LIST_SECRETS__INIT;
     char *value = NULL;
+    if (argc == 2 && streq (argv [0], "delete"))
+        return cli_secret_delete (options, argv [1]);
     if (argc == 2 && streq (argv [0], "set")) {
         //  From stdin, never from the command line (ps, shell history).
         size_t size = 0, room = 4096;
@@ -562,8 +564,6 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
         request.set_secret = &set;
     }
     else
-    if (argc == 2 && streq (argv [0], "delete"))
-        return cli_secret_delete (options, argv [1]);
     if (argc == 1 && streq (argv [0], "list")) {
         request.body_case = QANAT__REQUEST__BODY_LIST_SECRETS;
         request.list_secrets = &list;
