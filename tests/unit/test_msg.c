@@ -2229,6 +2229,19 @@ test_names (void **state)
     assert_string_equal (qn_run_status_name (QANAT__RUN_STATUS__RUN_FAILED), "failed");
     assert_string_equal (qn_run_status_name (QANAT__RUN_STATUS__RUN_CANCELED), "canceled");
     assert_string_equal (qn_run_status_name ((Qanat__RunStatus) -1), "unknown");
+    //  The words scripts give (runs --status, the HTTP API's ?status=)
+    Qanat__RunStatus status = QANAT__RUN_STATUS__RUN_QUEUED;
+    assert_int_equal (qn_run_status_parse ("failed", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_FAILED);
+    assert_int_equal (qn_run_status_parse ("succeeded_with_warnings", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS);
+    assert_int_equal (qn_run_status_parse ("canceled", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_CANCELED);
+    const char *wrong [] = { "FAILED", "fail", "failedx", "", "succeeded with warnings",
+                             "run_failed", NULL };
+    for (size_t i = 0; i < COUNT (wrong); i++)
+        assert_int_equal (qn_run_status_parse (wrong [i], &status), -1);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_CANCELED);
 
     int64_t before = qn_now_us ();
     assert_true (before > 1600000000LL * 1000000);
