@@ -178,10 +178,11 @@ qn_api_admin_remove_agent (qn_api_call_t *call, Qanat__Request *request)
     else
     if (agent && agent->routing_id) {
         //  Connected and admitted: forgetting it would only last until
-        //  its next message
+        //  its next message.  A stopped agent is taken for connected
+        //  until its lost deadline: it may only be restarting
         code = ERR_CONFLICT;
-        message = zsys_sprintf ("agent %s is connected: revoke it first (qanat agent revoke %s)"
-                                " or stop it", name, name);
+        message = zsys_sprintf ("agent %s is connected (or stopped less than its lost deadline "
+                                "ago): revoke it first (qanat agent revoke %s)", name, name);
     }
     else
     if (self->keyring && qn_keyring_forget_agent (self->keyring, name) < 0) {

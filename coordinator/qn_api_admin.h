@@ -29,8 +29,9 @@ void
 void
     qn_api_admin_delete_secret (qn_api_call_t *call, Qanat__Request *request);
 
-//  Forgets an agent that is not connected (revoked, lost, stopped): its
-//  record and its keys.  Replies with its last record.
+//  Forgets an agent that is not connected (revoked, or lost: a stopped
+//  agent counts as connected until its lost deadline): its record and
+//  its keys.  Replies with its last record.
 void
     qn_api_admin_remove_agent (qn_api_call_t *call, Qanat__Request *request);
 

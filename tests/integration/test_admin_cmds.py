@@ -138,7 +138,8 @@ def test_agent_label_remove_and_enrol_again(c):
           "after a restart: %s" % agent_labels(c, "a1"))
 
     # A connected agent is not forgotten
-    fails(c, 6, "agent a1 is connected: revoke it first", "agent", "remove", "a1")
+    fails(c, 6, "agent a1 is connected (or stopped less than its lost deadline ago): "
+          "revoke it first", "agent", "remove", "a1")
 
     # --join on an enrolled agent: refused, and --force enrols anew
     key_file = os.path.join(c.agent_dir("a1"), "agent.key")
