@@ -29,11 +29,13 @@
 //  The coordinator failed the request: prefer cli_exit_code (client)
 #define EXIT_COORDINATOR  EXIT_UNREACHABLE
 
-//  The global options; every command takes all of them, and ignores
-//  those it has no use for
+//  The parsed options (cli/qn_cli_options.c has their table: which
+//  command takes which); a command reads only those it takes
 typedef struct {
     const char *endpoint;
     const char *key;                //  client key file, "none", or NULL for the default
+    const char *context;            //  --context: a context of the config file
+    const char *color;              //  --color auto|always|never
     const char *ttl;                //  token create
     uint32_t uses;
     const char *labels;
@@ -42,9 +44,15 @@ typedef struct {
     const char *allow;              //  secret set: who may use it
     const char *agent_labels;       //  secret set: agents it may go to
     const char *out;                //  --out FILE: get's target ("-": stdout), user add's key
+    const char *url;                //  context add: the HTTP API
+    const char *token;              //  context add: its bearer token
+    const char *token_file;         //  context add: a file holding it
     int timeout_ms;
-    bool json;                      //  --json, -o json
+    bool json;                      //  --json, -o json (and -o yaml: printed as YAML)
+    bool yaml;                      //  -o yaml
     bool wide;                      //  -o wide: every column
+    bool help;
+    bool version;
     bool follow;
     bool no_cache;
     const char *code_max;           //  run: the largest code to pack (a size)
@@ -52,6 +60,12 @@ typedef struct {
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
+    bool timestamps;                //  logs: each line's time
+    const char *tail;               //  logs: the last N lines (checked by the command)
+    const char *since;              //  logs, runs: a duration back from now, or an RFC 3339 time
+    const char *status;             //  runs: only runs in this status
+    const char *owner;              //  runs: only this user's runs
+    bool force;                     //  get: replace what is at the target
 } options_t;
 
 //  ---------------------------------------------------------------------
@@ -96,9 +110,24 @@ extern const char *cli_program;
 Qanat__Envelope *
     cli_get_run (qn_client_t *client, uint64_t run_id);
 
+//  A command used wrongly: its Usage: line and where to read more, on
+//  stderr (qn_cli_options.c); returns EXIT_USAGE
+int
+    cli_usage_error (const char *command);
+
 //  A run id from the command line, or exits with EXIT_USAGE
 uint64_t
     cli_parse_run_id (const char *text);
+
+//  "90", "90s", "30m", "2h", "1d": seconds (at most 100 years), or -1
+long
+    cli_parse_duration (const char *text);
+
+//  --since: a duration back from now ("10m", "1d") or an RFC 3339 time,
+//  in microseconds since 1970; exits with EXIT_USAGE, naming option,
+//  when it is neither
+int64_t
+    cli_parse_since (const char *option, const char *text);
 
 //  ---------------------------------------------------------------------
 //  Output helpers (qn_cli_output.c)
@@ -222,5 +251,14 @@ int cli_cmd_apitoken (options_t *options, int argc, char **argv);
 int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
+//  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
+//  and relabel (their commands' dispatch is in qn_cli_admin.c)
+int cli_user_list (options_t *options);
+int cli_user_revoke (options_t *options, const char *name);
+int cli_token_list (options_t *options);
+int cli_token_revoke (options_t *options, const char *id);
+int cli_secret_delete (options_t *options, const char *name);
+int cli_agent_remove (options_t *options, const char *name);
+int cli_agent_label (options_t *options, const char *name, int argc, char **argv);
 
 #endif

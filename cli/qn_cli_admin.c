@@ -1,11 +1,14 @@
 /*  qn_cli_admin - running the coordinator: its agents (agents, agent
-    drain|undrain|revoke), who may join and talk to it (token, user,
-    apitoken, whoami), the
-    secrets it keeps (secret) and its counters (stats).
+    drain|undrain|revoke|remove|label), who may join and talk to it
+    (token, user, apitoken, whoami), the secrets it keeps (secret) and
+    its counters (stats).  Listing, revoking, deleting, removing and
+    relabelling are in qn_cli_manage.c.
 
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
+#include <ctype.h>
 #include <fcntl.h>
 
 //  ---------------------------------------------------------------------
@@ -84,6 +87,10 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
 int
 cli_cmd_agent (options_t *options, int argc, char **argv)
 {
+    if (argc == 2 && streq (argv [0], "remove"))
+        return cli_agent_remove (options, argv [1]);
+    if (argc >= 2 && streq (argv [0], "label"))
+        return cli_agent_label (options, argv [1], argc - 2, argv + 2);
     if (argc == 2 && streq (argv [0], "revoke")) {
         Qanat__RevokeAgent revoke = QANAT__REVOKE_AGENT__INIT;
         revoke.name = argv [1];
@@ -99,8 +106,7 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
         return 0;
     }
     if (argc != 2 || (!streq (argv [0], "drain") && !streq (argv [0], "undrain"))) {
-        fprintf (stderr, "usage: qanat agent drain|undrain|revoke NAME\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("agent");
     }
     Qanat__DrainAgent drain = QANAT__DRAIN_AGENT__INIT;
     drain.name = argv [1];
@@ -127,17 +133,34 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  Durations and labels, as --ttl, --labels and --agents take them
 
-//  "90", "90s", "30m", "2h", "1d": seconds, or -1.
-static long
-s_parse_duration (const char *text)
+long
+cli_parse_duration (const char *text)
 {
     char *end = NULL;
+    errno = 0;
     long value = strtol (text, &end, 10);
-    if (end == text || value < 0)
+    if (end == text || value < 0 || errno || !isdigit ((unsigned char) *text))
         return -1;
     long unit = streq (end, "") || streq (end, "s")? 1: streq (end, "m")? 60
               : streq (end, "h")? 3600: streq (end, "d")? 86400: -1;
-    return unit < 0? -1: value * unit;
+    //  A hundred years is more than anything here needs
+    if (unit < 0 || value > 100L * 365 * 86400 / unit)
+        return -1;
+    return value * unit;
+}
+
+int64_t
+cli_parse_since (const char *option, const char *text)
+{
+    long seconds = text? cli_parse_duration (text): -1;
+    int64_t us = 0;
+    if (seconds >= 0)
+        return qn_now_us () - (int64_t) seconds * 1000000;
+    if (text && qn_json_time_parse (text, &us) == 0)
+        return us;
+    fprintf (stderr, "%s: %s wants a duration back from now (30s, 10m, 2h, 1d) or an RFC 3339 "
+             "time (2026-12-07T18:00:00Z), not '%s'\n", cli_program, option, text? text: "");
+    exit (EXIT_USAGE);
 }
 
 //  "k=v,k=v" into labels (malloc'd array of malloc'd labels), or -1.
@@ -182,12 +205,15 @@ s_free_label (Qanat__Label *label)
 int
 cli_cmd_token (options_t *options, int argc, char **argv)
 {
+    if (argc == 1 && streq (argv [0], "list"))
+        return cli_token_list (options);
+    if (argc == 2 && streq (argv [0], "revoke"))
+        return cli_token_revoke (options, argv [1]);
     if (argc != 1 || !streq (argv [0], "create")) {
-        fprintf (stderr, "usage: qanat token create [--ttl 1h] [--uses N] [--labels k=v,...]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("token");
     }
     Qanat__CreateToken create = QANAT__CREATE_TOKEN__INIT;
-    long ttl = options->ttl? s_parse_duration (options->ttl): 3600;
+    long ttl = options->ttl? cli_parse_duration (options->ttl): 3600;
     if (ttl <= 0 || ttl > 365L * 86400) {
         fprintf (stderr, "qanat: --ttl wants a duration like 90s, 30m, 1h, 7d\n");
         return EXIT_USAGE;
@@ -228,9 +254,12 @@ cli_cmd_token (options_t *options, int argc, char **argv)
 int
 cli_cmd_user (options_t *options, int argc, char **argv)
 {
+    if (argc == 1 && streq (argv [0], "list"))
+        return cli_user_list (options);
+    if (argc == 2 && streq (argv [0], "revoke"))
+        return cli_user_revoke (options, argv [1]);
     if (argc != 2 || !streq (argv [0], "add")) {
-        fprintf (stderr, "usage: qanat user add NAME [--role user|admin] [--out KEYFILE]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("user");
     }
     Qanat__AddUser add = QANAT__ADD_USER__INIT;
     add.name = argv [1];
@@ -288,7 +317,7 @@ s_apitoken_create (options_t *options, const char *name)
     create.name = (char *) name;
     create.role = (char *) (options->role? options->role: "user");
     create.user = (char *) (options->user? options->user: "");
-    long ttl = options->ttl? s_parse_duration (options->ttl): 0;
+    long ttl = options->ttl? cli_parse_duration (options->ttl): 0;
     if (ttl < 0 || ttl > 3650L * 86400) {
         fprintf (stderr, "qanat: --ttl wants a duration like 3600, 12h, 30d (0: never expires)\n");
         return EXIT_USAGE;
@@ -382,11 +411,7 @@ cli_cmd_apitoken (options_t *options, int argc, char **argv)
         return s_apitoken_list (options);
     if (argc == 2 && streq (argv [0], "revoke"))
         return s_apitoken_revoke (options, argv [1]);
-    fprintf (stderr, "usage: qanat apitoken create NAME [--role user|admin] [--user U] "
-                     "[--ttl 30d|12h|3600]\n"
-                     "       qanat apitoken list [--json]\n"
-                     "       qanat apitoken revoke NAME\n");
-    return EXIT_USAGE;
+    return cli_usage_error ("apitoken");
 }
 
 int
@@ -394,8 +419,7 @@ cli_cmd_whoami (options_t *options, int argc, char **argv)
 {
     (void) argv;
     if (argc != 0) {
-        fprintf (stderr, "usage: qanat whoami [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("whoami");
     }
     Qanat__WhoAmI whoami = QANAT__WHO_AM_I__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
@@ -509,6 +533,8 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
     Qanat__SetSecret set = QANAT__SET_SECRET__INIT;
     Qanat__ListSecrets list = QANAT__LIST_SECRETS__INIT;
     char *value = NULL;
+    if (argc == 2 && streq (argv [0], "delete"))
+        return cli_secret_delete (options, argv [1]);
     if (argc == 2 && streq (argv [0], "set")) {
         //  From stdin, never from the command line (ps, shell history).
         size_t size = 0, room = 4096;
@@ -543,11 +569,7 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
         request.list_secrets = &list;
     }
     else {
-        fprintf (stderr, "usage: qanat secret set NAME [--allow LIST] [--agents k=v,..] < value-file\n"
-                         "       qanat secret allow NAME LIST [--agents k=v,..]\n"
-                         "       qanat secret list\n"
-                         "LIST: user:NAME,role:ROLE,workflow:NAME (default role:admin)\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("secret");
     }
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);

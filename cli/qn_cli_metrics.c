@@ -33,8 +33,7 @@ int
 cli_cmd_metrics (options_t *options, int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
-        fprintf (stderr, "usage: qanat metrics RUN|WORKFLOW [NAME] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("metrics");
     }
     Qanat__ReadMetrics read = QANAT__READ_METRICS__INIT;
     bool history = !isdigit ((unsigned char) argv [0][0]);

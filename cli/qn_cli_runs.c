@@ -217,8 +217,7 @@ int
 cli_cmd_run (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat run FILE|NAME[@V]|- [--param NAME=VALUE ...] [--follow] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("run");
     }
     //  No such path: stdin, or a stored workflow's name (qn_cli_workflows.c)
     if (streq (argv [0], "-") || access (argv [0], F_OK) != 0)
@@ -300,8 +299,7 @@ int
 cli_cmd_validate (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat validate FILE\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("validate");
     }
     qn_workflow_t *wf = s_load_workflow (argv [0]);
     if (!wf)
@@ -320,8 +318,7 @@ int
 cli_cmd_status (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat status RUN [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("status");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     qn_client_t *client = cli_connect (options);
@@ -341,12 +338,27 @@ int
 cli_cmd_runs (options_t *options, int argc, char **argv)
 {
     if (argc > 1) {
-        fprintf (stderr, "usage: qanat runs [WORKFLOW] [--limit N] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("runs");
     }
     Qanat__ListRuns list = QANAT__LIST_RUNS__INIT;
     list.workflow = argc? argv [0]: "";
     list.limit = options->limit;
+    if (options->status) {
+        if (qn_run_status_parse (options->status, &list.status)) {
+            fprintf (stderr, "%s: --status wants queued, running, succeeded, "
+                     "succeeded_with_warnings, failed or canceled, not '%s'\n", cli_program,
+                     options->status);
+            return EXIT_USAGE;
+        }
+        list.has_status = true;
+    }
+    if (options->owner && !*options->owner) {
+        fprintf (stderr, "%s: --owner wants a user's name\n", cli_program);
+        return EXIT_USAGE;
+    }
+    list.owner = (char *) (options->owner? options->owner: "");
+    if (options->since)
+        list.created_after_us = cli_parse_since ("--since", options->since);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_LIST_RUNS;
     request.list_runs = &list;
@@ -363,20 +375,19 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
         printf ("]\n");
     }
     else {
-        //  -o wide: who started each run, and with which params
-        printf ("%-6s %-24s %-4s %-24s %-20s %s%s\n", "RUN", "WORKFLOW", "VER", "STATUS", "STARTED",
-                options->wide? "TOOK     ": "TOOK", options->wide? " OWNER            PARAMS": "");
+        //  -o wide: with which params
+        printf ("%-6s %-24s %-4s %-24s %-16s %-20s %s%s\n", "RUN", "WORKFLOW", "VER", "STATUS",
+                "OWNER", "STARTED", options->wide? "TOOK     ": "TOOK",
+                options->wide? " PARAMS": "");
         for (size_t i = 0; i < runs->n_runs; i++) {
             Qanat__RunInfo *run = runs->runs [i];
-            printf ("%-6llu %-24s %-4u %-24s %-20s ", (unsigned long long) run->run_id,
+            printf ("%-6llu %-24s %-4u %-24s %-16s ", (unsigned long long) run->run_id,
                     run->workflow, run->version, qn_run_status_name (run->status),
-                    cli_time_text (run->created_us));
+                    run->owner && *run->owner? run->owner: "-");
+            printf ("%-20s ", cli_time_text (run->created_us));
             printf (options->wide? "%-9s": "%s", cli_duration_text (run->created_us, run->finished_us));
-            if (options->wide) {
-                printf (" %-16s", run->owner && *run->owner? run->owner: "-");
-                for (size_t p = 0; p < run->n_params; p++)
-                    printf (" %s=%s", run->params [p]->name, run->params [p]->value);
-            }
+            for (size_t p = 0; options->wide && p < run->n_params; p++)
+                printf (" %s=%s", run->params [p]->name, run->params [p]->value);
             printf ("\n");
         }
     }
@@ -389,8 +400,7 @@ int
 cli_cmd_cancel (options_t *options, int argc, char **argv)
 {
     if (argc < 1 || argc > 2) {
-        fprintf (stderr, "usage: qanat cancel RUN [TASK]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("cancel");
     }
     Qanat__CancelRun cancel = QANAT__CANCEL_RUN__INIT;
     cancel.run_id = cli_parse_run_id (argv [0]);

@@ -297,8 +297,7 @@ int
 cli_cmd_rerun (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat rerun RUN [--failed-only] [--follow] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("rerun");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     qn_client_t *client = cli_connect (options);
@@ -339,8 +338,7 @@ cli_cmd_workflows (options_t *options, int argc, char **argv)
 {
     (void) argv;
     if (argc != 0) {
-        fprintf (stderr, "usage: qanat workflows [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("workflows");
     }
     Qanat__ListWorkflows list = QANAT__LIST_WORKFLOWS__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
@@ -462,8 +460,9 @@ s_diff (options_t *options, const char *name, const char *from_text, const char 
 {
     uint32_t versions [2] = { s_parse_version (from_text), s_parse_version (to_text) };
     if (!qn_yaml_name_valid (name) || !versions [0] || !versions [1]) {
-        fprintf (stderr, "usage: qanat workflow diff NAME V1 V2 (versions are 1, 2, ...)\n");
-        return EXIT_USAGE;
+        fprintf (stderr, "%s: workflow diff takes a workflow's name and two versions (1, 2, ...)\n",
+                 cli_program);
+        return cli_usage_error ("workflow");
     }
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *replies [2] = { NULL, NULL };
@@ -514,6 +513,5 @@ cli_cmd_workflow (options_t *options, int argc, char **argv)
         return s_show (options, argv [1]);
     if (argc == 4 && streq (argv [0], "diff"))
         return s_diff (options, argv [1], argv [2], argv [3]);
-    fprintf (stderr, "usage: qanat workflow publish FILE | show NAME[@V] | diff NAME V1 V2\n");
-    return EXIT_USAGE;
+    return cli_usage_error ("workflow");
 }

@@ -18,6 +18,7 @@
 #include "qn_api.h"
 #include <sodium.h>
 #include "qn_api_views.h"
+#include "qn_api_admin.h"
 
 #define LOG_PAGE_DEFAULT     500
 #define LOG_PAGE_MAX         1000
@@ -66,6 +67,19 @@ s_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code, const 
     reply.body_case = QANAT__REPLY__BODY_ERROR;
     reply.error = &error;
     s_reply (call, &reply);
+}
+
+void
+qn_api_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code,
+              const char *message)
+{
+    s_error (call, request_id, code, message);
+}
+
+const char *
+qn_api_caller (qn_api_call_t *call)
+{
+    return s_sender_name (call);
 }
 
 //  ---------------------------------------------------------------------
@@ -1222,6 +1236,13 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_CREATE_API_TOKEN, QN_API_ADMIN, s_handle_create_api_token },
     { QANAT__REQUEST__BODY_LIST_API_TOKENS,  QN_API_ADMIN, s_handle_list_api_tokens },
     { QANAT__REQUEST__BODY_REVOKE_API_TOKEN, QN_API_ADMIN, s_handle_revoke_api_token },
+    { QANAT__REQUEST__BODY_LIST_USERS,   QN_API_ADMIN, qn_api_admin_list_users },
+    { QANAT__REQUEST__BODY_REVOKE_USER,  QN_API_ADMIN, qn_api_admin_revoke_user },
+    { QANAT__REQUEST__BODY_LIST_TOKENS,  QN_API_ADMIN, qn_api_admin_list_tokens },
+    { QANAT__REQUEST__BODY_REVOKE_TOKEN, QN_API_ADMIN, qn_api_admin_revoke_token },
+    { QANAT__REQUEST__BODY_DELETE_SECRET, QN_API_ADMIN, qn_api_admin_delete_secret },
+    { QANAT__REQUEST__BODY_REMOVE_AGENT, QN_API_ADMIN, qn_api_admin_remove_agent },
+    { QANAT__REQUEST__BODY_LABEL_AGENT,  QN_API_ADMIN, qn_api_admin_label_agent },
 };
 
 const qn_api_entry_t *

@@ -262,27 +262,6 @@ s_build_session (s_ctx_t *ctx)
     return s_build_whoami (ctx);
 }
 
-//  A run status by its JSON name ("succeeded_with_warnings")
-static int
-s_run_status (const char *name, int *value_p)
-{
-    const ProtobufCEnumDescriptor *desc = &qanat__run_status__descriptor;
-    for (unsigned i = 0; i < desc->n_values; i++) {
-        const char *full = desc->values [i].name;       //  RUN_SUCCEEDED
-        const char *bare = strncmp (full, "RUN_", 4) == 0? full + 4: full;
-        if (strlen (bare) != strlen (name))
-            continue;
-        bool same = true;
-        for (size_t c = 0; bare [c] && same; c++)
-            same = tolower ((unsigned char) bare [c]) == name [c];
-        if (same) {
-            *value_p = desc->values [i].value;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 //  An RFC 3339 time argument: 0 absent, 1 read, -1 refused
 static int
 s_arg_time (s_ctx_t *ctx, const char *key, int64_t *us_p)
@@ -310,11 +289,9 @@ s_build_list_runs (s_ctx_t *ctx)
     ||  s_arg_uint (ctx, "limit", 1, LIMIT_MAX, &limit) < 0)
         return -1;
     if (status) {
-        int value = 0;
-        if (s_run_status (status, &value))
+        if (qn_run_status_parse (status, &msg->status))
             return s_bad (ctx, "status", "wants queued, running, succeeded, "
                           "succeeded_with_warnings, failed or canceled");
-        msg->status = (Qanat__RunStatus) value;
         msg->has_status = true;
     }
     msg->before_run_id = cursor;
