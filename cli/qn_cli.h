@@ -206,11 +206,12 @@ char *
                       void *arg, uint64_t *bytes_p, bool *unreadable_p);
 
 //  Packs and puts the workflow's code (the folder holding workflow_path,
-//  or its `code:`) for `qanat run`: "dir:<sha256>" in *ref_p (malloc'd),
-//  or NULL with `code: none`.  0, or an exit code after saying why.
+//  or its `code:`) for `qanat run` and `workflow publish`, up to max_text
+//  (--code-max; NULL: 100 MiB): "dir:<sha256>" in *ref_p (malloc'd), or
+//  NULL with `code: none`.  0, or an exit code after saying why.
 int
     cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf,
-                   uint64_t max_bytes, char **ref_p);
+                   const char *max_text, char **ref_p);
 
 //  ---------------------------------------------------------------------
 //  The commands, one function each: the command table in qanat.c calls

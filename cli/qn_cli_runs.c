@@ -234,18 +234,10 @@ cli_cmd_run (options_t *options, int argc, char **argv)
         qn_workflow_destroy (&wf);
         return EXIT_USAGE;
     }
-    uint64_t code_max = cli_code_max (options->code_max);
-    if (!code_max) {
-        fprintf (stderr, "qanat: --code-max wants a size such as 100M or 2G, not '%s'\n",
-                 options->code_max);
-        free (source);
-        qn_workflow_destroy (&wf);
-        return EXIT_USAGE;
-    }
     qn_client_t *client = cli_connect (options);
     //  The folder the workflow lives in travels with it
     char *code = NULL;
-    int code_rc = cli_pack_code (client, argv [0], wf, code_max, &code);
+    int code_rc = cli_pack_code (client, argv [0], wf, options->code_max, &code);
     if (code_rc) {
         qn_client_destroy (&client);
         free (source);

@@ -392,31 +392,38 @@ s_publish (options_t *options, const char *path)
     //  Checked here first for file:line:col errors without a round trip
     qn_workflow_t *wf = s_parse (path, source, size);
     int rc = EXIT_USAGE;
-    if (wf) {
-        qn_workflow_destroy (&wf);
+    qn_client_t *client = wf? cli_connect (options): NULL;
+    //  The version keeps its code, as run FILE's does: run NAME gets it
+    char *code = NULL;
+    if (wf)
+        rc = cli_pack_code (client, path, wf, options->code_max, &code);
+    qn_workflow_destroy (&wf);
+    if (client && rc == 0) {
         Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
         submit.filename = (char *) path;
         submit.source.data = (uint8_t *) source;
         submit.source.len = size;
+        submit.code = code? code: (char *) "";
         Qanat__Request request = QANAT__REQUEST__INIT;
         request.body_case = QANAT__REQUEST__BODY_SUBMIT;
         request.submit = &submit;
-        qn_client_t *client = cli_connect (options);
         Qanat__Envelope *reply = cli_call (client, &request);
         Qanat__WorkflowVersion *version = reply->reply->workflow;
         if (options->json) {
             printf ("{\"name\":");
             cli_json_str (stdout, version->name);
-            printf (",\"version\":%u,\"created\":%s}\n", version->version,
+            printf (",\"version\":%u,\"created\":%s,\"code\":", version->version,
                     version->created? "true": "false");
+            cli_json_str (stdout, version->code);
+            printf ("}\n");
         }
         else
             printf ("%s v%u (%s)\n", version->name, version->version,
                     version->created? "new": "unchanged");
         qn_msg_free (&reply);
-        qn_client_destroy (&client);
-        rc = 0;
     }
+    qn_client_destroy (&client);
+    free (code);
     free (source);
     return rc;
 }
@@ -442,6 +449,8 @@ s_show (options_t *options, const char *ref)
         printf (",\"version\":%u,\"latest\":%u,\"created_us\":%lld,\"filename\":",
                 source->version, source->latest, (long long) source->created_us);
         cli_json_str (stdout, source->filename);
+        printf (",\"code\":");
+        cli_json_str (stdout, source->code);
         printf (",\"source\":");
         cli_json_string (stdout, (const char *) source->source.data, source->source.len);
         printf ("}\n");

@@ -76,6 +76,13 @@ int
     qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
                            const void *source, size_t len, uint32_t *version_p, bool *created_p);
 
+//  The same, with the version's code ("dir:<sha256>"; NULL or "" = none):
+//  the same text with other code is a new version.
+int
+    qn_store_put_workflow_code (qn_store_t *self, const char *name, const char *filename,
+                                const void *source, size_t len, const char *code,
+                                uint32_t *version_p, bool *created_p);
+
 //  The stored source of one version (filename, source and created_us: 0
 //  for a version stored before it was recorded), or NULL.  version 0
 //  means the latest version.
