@@ -98,7 +98,7 @@ static const cli_option_t s_options [] = {
     {"no-cache", 0, NULL, "run every task, taking no cached outputs", NULL,
         "run rerun", NULL, CLI_OPT_FLAG, FIELD (no_cache)},
     {"code-max", 0, "SIZE", "the largest code folder to pack (K, M, G: binary)", "100M",
-        "run", NULL, CLI_OPT_TEXT, FIELD (code_max)},
+        "run workflow", NULL, CLI_OPT_TEXT, FIELD (code_max)},
     {"failed-only", 0, NULL, "run only the tasks that did not succeed; the rest are"
         " taken from RUN as cached", NULL, "rerun", NULL, CLI_OPT_FLAG, FIELD (failed_only)},
     {"attempt", 0, "N", "only attempt N of the task", "every attempt",

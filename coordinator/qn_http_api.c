@@ -354,6 +354,22 @@ s_submit_fill (s_ctx_t *ctx, Qanat__SubmitWorkflow *submit, const char *source,
     return 0;
 }
 
+//  "code": the workflow's code put first (PUT /blobs), a directory's
+//  manifest hash, into *code_p (malloc'd; NULL when absent or empty)
+static int
+s_body_code (s_ctx_t *ctx, char **code_p)
+{
+    const char *code = NULL;
+    if (s_body_string (ctx, "code", false, &code) < 0)
+        return -1;
+    if (!code || !*code)
+        return 0;
+    if (strncmp (code, "dir:", 4) != 0 || !qn_blobstore_valid_hash (code + 4))
+        return s_bad (ctx, "code", "wants dir:<sha256> (the manifest's hash, 64 hex digits)");
+    *code_p = strdup (code);
+    return *code_p? 0: s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
+}
+
 static int
 s_build_start_run (s_ctx_t *ctx)
 {
@@ -364,7 +380,7 @@ s_build_start_run (s_ctx_t *ctx)
     S_NEW (Qanat__StartRun, QANAT__START_RUN__INIT);
     ctx->request->body_case = QANAT__REQUEST__BODY_START_RUN;
     ctx->request->start_run = msg;
-    const char *source = NULL, *filename = NULL, *workflow = NULL, *code = NULL;
+    const char *source = NULL, *filename = NULL, *workflow = NULL;
     uint64_t version = 0;
     bool no_cache = false;
     int has_source = s_body_string (ctx, "source", false, &source);
@@ -372,17 +388,9 @@ s_build_start_run (s_ctx_t *ctx)
     if (has_name < 0 || s_body_string (ctx, "filename", false, &filename) < 0
     ||  s_body_uint (ctx, "version", UINT32_MAX, &version) < 0
     ||  s_body_bool (ctx, "no_cache", &no_cache) < 0
-    ||  s_body_string (ctx, "code", false, &code) < 0)
+    ||  s_body_code (ctx, &msg->code) < 0)
         return -1;
     msg->no_cache = no_cache;
-    //  The code put first (PUT /blobs): a directory's manifest hash
-    if (code && *code) {
-        if (strncmp (code, "dir:", 4) != 0 || !qn_blobstore_valid_hash (code + 4))
-            return s_bad (ctx, "code", "wants dir:<sha256> (the manifest's hash, 64 hex digits)");
-        msg->code = strdup (code);
-        if (!msg->code)
-            return s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
-    }
     if (has_source && has_name)
         return s_bad (ctx, "workflow", "give either source or workflow, not both");
     if (!has_source && !has_name)
@@ -537,7 +545,7 @@ s_build_get_workflow (s_ctx_t *ctx)
 static int
 s_build_publish (s_ctx_t *ctx)
 {
-    static const char *const keys [] = { "source", "filename", NULL };
+    static const char *const keys [] = { "source", "filename", "code", NULL };
     const char *source = NULL, *filename = NULL;
     if (s_check_keys (ctx, keys) || s_body_string (ctx, "source", true, &source) < 0
     ||  s_body_string (ctx, "filename", false, &filename) < 0)
@@ -545,7 +553,7 @@ s_build_publish (s_ctx_t *ctx)
     S_NEW (Qanat__SubmitWorkflow, QANAT__SUBMIT_WORKFLOW__INIT);
     ctx->request->body_case = QANAT__REQUEST__BODY_SUBMIT;
     ctx->request->submit = msg;
-    return s_submit_fill (ctx, msg, source, filename);
+    return s_body_code (ctx, &msg->code) || s_submit_fill (ctx, msg, source, filename);
 }
 
 //  blobs/{sha256}: the hash is the blob's name, lowercase hex only

@@ -128,16 +128,19 @@ class Client:
                 code_dir: Optional[str] = None, code: Optional[str] = None) -> Dict[str, Any]:
         """Stores workflow text as a new version (or finds it unchanged)
         without running it; code_dir is packed and put too (or code, a
-        ``dir:<sha256>`` put already, is taken as it is).  Returns
-        ``{"name", "version", "created", "code"}`` (code ``dir:<sha256>``
-        or None): give that code to start() with the version.
+        ``dir:<sha256>`` put already, is taken as it is).  The version
+        keeps its code: a run of it by name gets that code, and the same
+        text with other code is a new version.  Returns ``{"name",
+        "version", "created", "code"}`` (code ``dir:<sha256>`` or None).
         InvalidWorkflow, with its file, line and column, when the text is
         refused."""
         if code is None and code_dir is not None:
             code = self.put_tree(code_dir)
-        _, body = self._http.call("POST", _API + "/workflows",
-                                  {"source": source, "filename": filename}, workflow=True)
-        body["code"] = code
+        request = {"source": source, "filename": filename}
+        if code:
+            request["code"] = code
+        _, body = self._http.call("POST", _API + "/workflows", request, workflow=True)
+        body["code"] = body.get("code") or None
         return body
 
     def workflows(self) -> List[Dict[str, Any]]:

@@ -366,7 +366,7 @@ class Flow:
         # A run without the flow's code (a stored version run by name) is
         # told so, rather than failing on a missing module
         command = ('[ -d .qanat/lib ] || { echo "qanat: this run has no code of the flow: '
-                   'start it with flow.run(), or qanat rerun RUN" >&2; exit 2; }; '
+                   'start it with flow.run() or publish it with flow.publish()" >&2; exit 2; }; '
                    'PYTHONPATH="$PWD/.qanat/lib${PYTHONPATH:+:$PYTHONPATH}" exec %s -m '
                    'qanat.runtime %s %s' % (shlex.quote(self.python), shlex.quote(self.name),
                                             shlex.quote(node.task)))
@@ -537,21 +537,17 @@ class Flow:
 
     def publish(self, client=None):
         """Stores the flow as the workflow's next version (unchanged: the
-        same version) with its code; returns {"name", "version", ...}."""
+        same version) with its code, which a run of that version by name
+        (`qanat run NAME`) gets; returns {"name", "version", "created",
+        "code"}."""
         self._refuse_in_runtime("publish")
         from .errors import InvalidWorkflow
         client = self._client(client)
         source, code = self._ship(client)
         try:
-            if "code" in inspect.signature(client.publish).parameters:
-                return client.publish(source, filename=self.name + ".yaml", code=code)
-            # A client that only packs a folder itself: the code (with the
-            # runtime) is put above, and reported here
-            reply = client.publish(source, filename=self.name + ".yaml")
+            return client.publish(source, filename=self.name + ".yaml", code=code)
         except InvalidWorkflow as e:
             raise self._invalid(e) from None
-        reply["code"] = code
-        return reply
 
     def run(self, params=None, follow=True, client=None, no_cache=False, out=None):
         """Starts a run of this flow with params (name -> value) and
@@ -563,9 +559,8 @@ class Flow:
         source, code = self._ship(client)
         texts = self._run_params(client, params or {})
         try:
-            run = _call(client.start, None, params=texts, source=source,
-                        filename=self.name + ".yaml", code=code, code_dir=self.code_dir,
-                        no_cache=no_cache)
+            run = client.start(None, params=texts, source=source,
+                               filename=self.name + ".yaml", code=code, no_cache=no_cache)
         except InvalidWorkflow as e:
             raise self._invalid(e) from None
         if follow:
@@ -755,19 +750,6 @@ def _interactive(path):
 def _missing():
     from .op import _MISSING
     return _MISSING
-
-
-def _call(fn, *args, **kwargs):
-    """Calls a Client method with the keywords it takes (code= or
-    code_dir= for the shipped code)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return fn(*args, **kwargs)
-    if "code" in params:
-        kwargs.pop("code_dir", None)
-    else:
-        kwargs.pop("code", None)
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in params})
 
 
 def _travel(op, value):

@@ -657,9 +657,9 @@ def test_publish_blobs_and_code(c):
     body = {"source": talker("pub", 2), "filename": "pub.yaml"}
     openapi_check.check_request("POST", "/api/v1/workflows", body)
     first = user.expect(201, "POST", "/api/v1/workflows", body).json()
-    check(first == {"name": "pub", "version": 1, "created": True}, "publish %s" % first)
+    check(first == {"name": "pub", "version": 1, "created": True, "code": ""}, "publish %s" % first)
     again = user.expect(200, "POST", "/api/v1/workflows", body).json()
-    check(again == {"name": "pub", "version": 1, "created": False}, "republish %s" % again)
+    check(again == {"name": "pub", "version": 1, "created": False, "code": ""}, "republish %s" % again)
     changed = user.expect(201, "POST", "/api/v1/workflows", dict(body, source=talker("pub", 3))).json()
     check(changed["version"] == 2, "changed text %s" % changed)
     check(user.get("/api/v1/runs")["runs"] == [], "publishing started a run")
@@ -726,6 +726,23 @@ def test_publish_blobs_and_code(c):
         check(r.status == 400 and error_of(r).get("field") == "code", "code %s: %r" % (code, r))
     r = user.request("POST", "/api/v1/runs", {"source": wf, "code": "dir:" + other})
     check(r.status in (400, 404), "code never put: %r" % r)
+    # A version keeps its code (the run above stored text and code as
+    # version 1): the same again is that version, a run by name gets it
+    body = {"source": wf, "filename": "coded.yaml", "code": "dir:" + manifest_hash}
+    published = user.expect(200, "POST", "/api/v1/workflows", body).json()
+    check(published == {"name": "coded", "version": 1, "created": False, "code": body["code"]},
+          "published code %s" % published)
+    bare = user.expect(201, "POST", "/api/v1/workflows", dict(body, code="")).json()
+    check(bare["version"] == 2 and bare["code"] == "", "the same text without code %s" % bare)
+    check(user.expect(201, "POST", "/api/v1/workflows", body).json()["version"] == 3,
+          "the code again after a version without it")
+    shown = user.get("/api/v1/workflows/coded/versions/%d" % published["version"])
+    check(shown["code"] == body["code"], "the version's code %s" % shown)
+    by_name = user.expect(201, "POST", "/api/v1/runs", {"workflow": "coded"}).json()
+    check(by_name["code"] == manifest_hash, "a run by name gets the version's code %s" % by_name)
+    check(wait_status(user, by_name["run_id"])["status"] == "succeeded", "the run by name")
+    r = user.request("POST", "/api/v1/workflows", dict(body, code="dir:" + other))
+    check(r.status == 400 and "no blob" in error_of(r)["message"], "publish with code never put: %r" % r)
 
 
 SAMPLE = {"id": "1", "name": "x", "task": "t", "version": "1", "metric": "m", "path": "p", "hash": "0" * 64}

@@ -214,12 +214,16 @@ class TestFlow(FlowCase):
         again = self.flows.checks.publish(client=self.admin)
         self.assertEqual(first["version"], again["version"])
         self.assertEqual(self.admin.workflow("sdk-checks")["source"], text)
-        # the stored version has no code: its tasks say so
+        # the stored version keeps its code: qanat run NAME runs it
+        self.assertTrue(first["code"].startswith("dir:"), first)
+        self.assertEqual(self.admin.workflow("sdk-checks")["code"], first["code"])
         stored = self.admin.run(self.c.start_run("sdk-checks")).wait(timeout=30)
-        self.assertEqual(stored.status, "failed")
-        self.assertIn("this run has no code of the flow", attempt(stored, "numbers")["stack_trace"])
-        with_code = self.admin.start("sdk-checks", version=first["version"], code=first["code"])
-        self.assertEqual(with_code.wait(timeout=30).status, "succeeded_with_warnings")
+        self.assertEqual(stored.status, "succeeded_with_warnings")
+        self.assertEqual("dir:" + stored.info["code"], first["code"])
+        # the generated text run without its code says what is missing
+        bare = self.admin.start(None, source=text, filename="checks.yaml").wait(timeout=30)
+        self.assertEqual(bare.status, "failed")
+        self.assertIn("this run has no code of the flow", attempt(bare, "numbers")["stack_trace"])
         with self.assertRaises(qanat.InvalidWorkflow) as caught:
             self.flows.bad.publish(client=self.admin)
         line = FLOWS.splitlines().index('@qanat.op(timeout="2 hours")') + 1

@@ -187,6 +187,7 @@ s_submit (void)
     submit->filename = "examples/demo/workflow.yaml";
     submit->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
     submit->created_us = 1700000000000001LL;
+    submit->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     return submit;
 }
 
@@ -907,6 +908,7 @@ s_build_reply_workflow (void)
     version->name = "ml-pipeline";
     version->version = 7;
     version->created = true;
+    version->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     reply->workflow = version;
     return env;
 }
@@ -1162,6 +1164,7 @@ s_build_reply_workflow_source (void)
     source->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
     source->created_us = 1700000000000002LL;
     source->latest = 3;
+    source->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     reply->workflow_source = source;
     return env;
 }
