@@ -30,6 +30,8 @@
         qn_cli_workflows.c  workflow(s), rerun, run NAME[@V] and run -
         qn_cli_admin.c      agents, agent drain|undrain|revoke, token,
                             user, apitoken, whoami, secret, stats
+        qn_cli_manage.c     user list|revoke, token list|revoke, secret
+                            delete, agent remove|label
 
     A new command is a cli_cmd_NAME function in the file of its family,
     its prototype in qn_cli.h and its row in s_commands

@@ -60,6 +60,12 @@ typedef struct {
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
+    bool timestamps;                //  logs: each line's time
+    const char *tail;               //  logs: the last N lines (checked by the command)
+    const char *since;              //  logs, runs: a duration back from now, or an RFC 3339 time
+    const char *status;             //  runs: only runs in this status
+    const char *owner;              //  runs: only this user's runs
+    bool force;                     //  get: replace what is at the target
 } options_t;
 
 //  ---------------------------------------------------------------------
@@ -112,6 +118,16 @@ int
 //  A run id from the command line, or exits with EXIT_USAGE
 uint64_t
     cli_parse_run_id (const char *text);
+
+//  "90", "90s", "30m", "2h", "1d": seconds (at most 100 years), or -1
+long
+    cli_parse_duration (const char *text);
+
+//  --since: a duration back from now ("10m", "1d") or an RFC 3339 time,
+//  in microseconds since 1970; exits with EXIT_USAGE, naming option,
+//  when it is neither
+int64_t
+    cli_parse_since (const char *option, const char *text);
 
 //  ---------------------------------------------------------------------
 //  Output helpers (qn_cli_output.c)
@@ -241,11 +257,12 @@ char *
                       void *arg, uint64_t *bytes_p, bool *unreadable_p);
 
 //  Packs and puts the workflow's code (the folder holding workflow_path,
-//  or its `code:`) for `qanat run`: "dir:<sha256>" in *ref_p (malloc'd),
-//  or NULL with `code: none`.  0, or an exit code after saying why.
+//  or its `code:`) for `qanat run` and `workflow publish`, up to max_text
+//  (--code-max; NULL: 100 MiB): "dir:<sha256>" in *ref_p (malloc'd), or
+//  NULL with `code: none`.  0, or an exit code after saying why.
 int
     cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf,
-                   uint64_t max_bytes, char **ref_p);
+                   const char *max_text, char **ref_p);
 
 //  ---------------------------------------------------------------------
 //  The commands, one function each: the command table in qanat.c calls
@@ -292,5 +309,14 @@ int cli_cmd_context (options_t *options, int argc, char **argv);
 //  unset from the selected context; 0, or an exit code after saying why
 //  (a malformed file, a context that is not there)
 int cli_config_apply (options_t *options);
+//  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
+//  and relabel (their commands' dispatch is in qn_cli_admin.c)
+int cli_user_list (options_t *options);
+int cli_user_revoke (options_t *options, const char *name);
+int cli_token_list (options_t *options);
+int cli_token_revoke (options_t *options, const char *id);
+int cli_secret_delete (options_t *options, const char *name);
+int cli_agent_remove (options_t *options, const char *name);
+int cli_agent_label (options_t *options, const char *name, int argc, char **argv);
 
 #endif

@@ -1,11 +1,14 @@
 /*  qn_cli_admin - running the coordinator: its agents (agents, agent
-    drain|undrain|revoke), who may join and talk to it (token, user,
-    apitoken, whoami), the
-    secrets it keeps (secret) and its counters (stats).
+    drain|undrain|revoke|remove|label), who may join and talk to it
+    (token, user, apitoken, whoami), the secrets it keeps (secret) and
+    its counters (stats).  Listing, revoking, deleting, removing and
+    relabelling are in qn_cli_manage.c.
 
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
+#include <ctype.h>
 #include <fcntl.h>
 
 //  ---------------------------------------------------------------------
@@ -87,6 +90,10 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
 int
 cli_cmd_agent (options_t *options, int argc, char **argv)
 {
+    if (argc == 2 && streq (argv [0], "remove"))
+        return cli_agent_remove (options, argv [1]);
+    if (argc >= 2 && streq (argv [0], "label"))
+        return cli_agent_label (options, argv [1], argc - 2, argv + 2);
     if (argc == 2 && streq (argv [0], "revoke")) {
         Qanat__RevokeAgent revoke = QANAT__REVOKE_AGENT__INIT;
         revoke.name = argv [1];
@@ -131,17 +138,34 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  Durations and labels, as --ttl, --labels and --agents take them
 
-//  "90", "90s", "30m", "2h", "1d": seconds, or -1.
-static long
-s_parse_duration (const char *text)
+long
+cli_parse_duration (const char *text)
 {
     char *end = NULL;
+    errno = 0;
     long value = strtol (text, &end, 10);
-    if (end == text || value < 0)
+    if (end == text || value < 0 || errno || !isdigit ((unsigned char) *text))
         return -1;
     long unit = streq (end, "") || streq (end, "s")? 1: streq (end, "m")? 60
               : streq (end, "h")? 3600: streq (end, "d")? 86400: -1;
-    return unit < 0? -1: value * unit;
+    //  A hundred years is more than anything here needs
+    if (unit < 0 || value > 100L * 365 * 86400 / unit)
+        return -1;
+    return value * unit;
+}
+
+int64_t
+cli_parse_since (const char *option, const char *text)
+{
+    long seconds = text? cli_parse_duration (text): -1;
+    int64_t us = 0;
+    if (seconds >= 0)
+        return qn_now_us () - (int64_t) seconds * 1000000;
+    if (text && qn_json_time_parse (text, &us) == 0)
+        return us;
+    fprintf (stderr, "%s: %s wants a duration back from now (30s, 10m, 2h, 1d) or an RFC 3339 "
+             "time (2026-12-07T18:00:00Z), not '%s'\n", cli_program, option, text? text: "");
+    exit (EXIT_USAGE);
 }
 
 //  "k=v,k=v" into labels (malloc'd array of malloc'd labels), or -1.
@@ -186,11 +210,15 @@ s_free_label (Qanat__Label *label)
 int
 cli_cmd_token (options_t *options, int argc, char **argv)
 {
+    if (argc == 1 && streq (argv [0], "list"))
+        return cli_token_list (options);
+    if (argc == 2 && streq (argv [0], "revoke"))
+        return cli_token_revoke (options, argv [1]);
     if (argc != 1 || !streq (argv [0], "create")) {
         return cli_usage_error ("token");
     }
     Qanat__CreateToken create = QANAT__CREATE_TOKEN__INIT;
-    long ttl = options->ttl? s_parse_duration (options->ttl): 3600;
+    long ttl = options->ttl? cli_parse_duration (options->ttl): 3600;
     if (ttl <= 0 || ttl > 365L * 86400) {
         fprintf (stderr, "qanat: --ttl wants a duration like 90s, 30m, 1h, 7d\n");
         return EXIT_USAGE;
@@ -230,6 +258,10 @@ cli_cmd_token (options_t *options, int argc, char **argv)
 int
 cli_cmd_user (options_t *options, int argc, char **argv)
 {
+    if (argc == 1 && streq (argv [0], "list"))
+        return cli_user_list (options);
+    if (argc == 2 && streq (argv [0], "revoke"))
+        return cli_user_revoke (options, argv [1]);
     if (argc != 2 || !streq (argv [0], "add")) {
         return cli_usage_error ("user");
     }
@@ -288,7 +320,7 @@ s_apitoken_create (options_t *options, const char *name)
     create.name = (char *) name;
     create.role = (char *) (options->role? options->role: "user");
     create.user = (char *) (options->user? options->user: "");
-    long ttl = options->ttl? s_parse_duration (options->ttl): 0;
+    long ttl = options->ttl? cli_parse_duration (options->ttl): 0;
     if (ttl < 0 || ttl > 3650L * 86400) {
         fprintf (stderr, "qanat: --ttl wants a duration like 3600, 12h, 30d (0: never expires)\n");
         return EXIT_USAGE;
@@ -495,6 +527,8 @@ cli_cmd_secret (options_t *options, int argc, char **argv)
     Qanat__SetSecret set = QANAT__SET_SECRET__INIT;
     Qanat__ListSecrets list = QANAT__LIST_SECRETS__INIT;
     char *value = NULL;
+    if (argc == 2 && streq (argv [0], "delete"))
+        return cli_secret_delete (options, argv [1]);
     if (argc == 2 && streq (argv [0], "set")) {
         //  From stdin, never from the command line (ps, shell history).
         size_t size = 0, room = 4096;

@@ -290,18 +290,10 @@ cli_cmd_run (options_t *options, int argc, char **argv)
         qn_workflow_destroy (&wf);
         return EXIT_USAGE;
     }
-    uint64_t code_max = cli_code_max (options->code_max);
-    if (!code_max) {
-        fprintf (stderr, "qanat: --code-max wants a size such as 100M or 2G, not '%s'\n",
-                 options->code_max);
-        free (source);
-        qn_workflow_destroy (&wf);
-        return EXIT_USAGE;
-    }
     qn_client_t *client = cli_connect (options);
     //  The folder the workflow lives in travels with it
     char *code = NULL;
-    int code_rc = cli_pack_code (client, argv [0], wf, code_max, &code);
+    int code_rc = cli_pack_code (client, argv [0], wf, options->code_max, &code);
     if (code_rc) {
         qn_client_destroy (&client);
         free (source);
@@ -398,6 +390,22 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
     Qanat__ListRuns list = QANAT__LIST_RUNS__INIT;
     list.workflow = argc? argv [0]: "";
     list.limit = options->limit;
+    if (options->status) {
+        if (qn_run_status_parse (options->status, &list.status)) {
+            fprintf (stderr, "%s: --status wants queued, running, succeeded, "
+                     "succeeded_with_warnings, failed or canceled, not '%s'\n", cli_program,
+                     options->status);
+            return EXIT_USAGE;
+        }
+        list.has_status = true;
+    }
+    if (options->owner && !*options->owner) {
+        fprintf (stderr, "%s: --owner wants a user's name\n", cli_program);
+        return EXIT_USAGE;
+    }
+    list.owner = (char *) (options->owner? options->owner: "");
+    if (options->since)
+        list.created_after_us = cli_parse_since ("--since", options->since);
     Qanat__Request request = QANAT__REQUEST__INIT;
     request.body_case = QANAT__REQUEST__BODY_LIST_RUNS;
     request.list_runs = &list;
@@ -411,10 +419,10 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
         cli_json_print (list);
     }
     else {
-        //  -o wide: who started each run, and with which params
+        //  -o wide: with which params
         cli_table_t *table = cli_table_new (options->wide
-            ? "RUN WORKFLOW VER STATUS STARTED TOOK OWNER PARAMS"
-            : "RUN WORKFLOW VER STATUS STARTED TOOK");
+            ? "RUN WORKFLOW VER STATUS OWNER STARTED TOOK PARAMS"
+            : "RUN WORKFLOW VER STATUS OWNER STARTED TOOK");
         for (size_t i = 0; i < runs->n_runs; i++) {
             Qanat__RunInfo *run = runs->runs [i];
             char id [24], version [16];
@@ -430,8 +438,8 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
                 params = longer;
             }
             cli_table_add (table, id, run->workflow, version,
-                           cli_status_paint (qn_run_status_name (run->status)), started, took,
-                           run->owner, params);
+                           cli_status_paint (qn_run_status_name (run->status)), run->owner,
+                           started, took, params);
             free (started);
             free (took);
             free (params);

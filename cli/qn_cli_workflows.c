@@ -387,30 +387,36 @@ s_publish (options_t *options, const char *path)
     //  Checked here first for file:line:col errors without a round trip
     qn_workflow_t *wf = s_parse (path, source, size);
     int rc = EXIT_USAGE;
-    if (wf) {
-        qn_workflow_destroy (&wf);
+    qn_client_t *client = wf? cli_connect (options): NULL;
+    //  The version keeps its code, as run FILE's does: run NAME gets it
+    char *code = NULL;
+    if (wf)
+        rc = cli_pack_code (client, path, wf, options->code_max, &code);
+    qn_workflow_destroy (&wf);
+    if (client && rc == 0) {
         Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
         submit.filename = (char *) path;
         submit.source.data = (uint8_t *) source;
         submit.source.len = size;
+        submit.code = code? code: (char *) "";
         Qanat__Request request = QANAT__REQUEST__INIT;
         request.body_case = QANAT__REQUEST__BODY_SUBMIT;
         request.submit = &submit;
-        qn_client_t *client = cli_connect (options);
         Qanat__Envelope *reply = cli_call (client, &request);
         Qanat__WorkflowVersion *version = reply->reply->workflow;
         if (options->json) {
-            cli_json_print (json_pack ("{s:o,s:I,s:b}", "name", cli_json_text (version->name),
+            cli_json_print (json_pack ("{s:o,s:I,s:b,s:o}", "name", cli_json_text (version->name),
                                        "version", (json_int_t) version->version,
-                                       "created", version->created));
+                                       "created", version->created,
+                                       "code", cli_json_text (version->code)));
         }
         else
             printf ("%s v%u (%s)\n", version->name, version->version,
                     version->created? "new": "unchanged");
         qn_msg_free (&reply);
-        qn_client_destroy (&client);
-        rc = 0;
     }
+    qn_client_destroy (&client);
+    free (code);
     free (source);
     return rc;
 }
@@ -432,11 +438,12 @@ s_show (options_t *options, const char *ref)
     Qanat__WorkflowSource *source = reply? reply->reply->workflow_source: NULL;
     if (source && options->json) {
         json_t *text = qn_json_text ((const char *) source->source.data, source->source.len);
-        cli_json_print (json_pack ("{s:o,s:I,s:I,s:I,s:o,s:o}", "name", cli_json_text (source->name),
+        cli_json_print (json_pack ("{s:o,s:I,s:I,s:I,s:o,s:o,s:o}", "name", cli_json_text (source->name),
                                    "version", (json_int_t) source->version,
                                    "latest", (json_int_t) source->latest,
                                    "created_us", (json_int_t) source->created_us,
                                    "filename", cli_json_text (source->filename),
+                                   "code", cli_json_text (source->code),
                                    "source", text? text: json_string ("")));
     }
     else

@@ -295,6 +295,37 @@ qn_fleet_revoke (qn_coordinator_t *self, const char *name)
     return agent;
 }
 
+bool
+qn_fleet_remove (qn_coordinator_t *self, const char *name)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (!agent)
+        return false;
+    qn_fleet_disconnect (self, agent);
+    zlistx_t *refs = zlistx_new ();
+    s_collect_attempts (agent, refs);
+    qn_fleet_fail_attempts (self, &refs, "agent removed");
+    self->agents_changed = true;
+    if (qn_store_begin (self->store) == 0)
+        qn_store_delete_agent (self->store, name);
+    zhashx_delete (self->agents, name);
+    return true;
+}
+
+void
+qn_fleet_relabel (agent_t *agent, Qanat__Label **labels, size_t count)
+{
+    Qanat__AgentInfo *info = agent->info;
+    for (size_t i = 0; i < info->n_labels; i++)
+        qn_engine_free_message (info->labels [i]);
+    free (info->labels);
+    info->labels = NULL;
+    info->n_labels = 0;
+    for (size_t i = 0; i < count; i++)
+        qn_engine_append ((void ***) &info->labels, &info->n_labels,
+                          qn_engine_label_new (labels [i]->key, labels [i]->value));
+}
+
 //  Agents silent past the deadline are lost, and so are the attempts they
 //  ran.  Attempts of agents that never came back after our own restart
 //  end the same way.
