@@ -252,6 +252,9 @@ int cli_cmd_apitoken (options_t *options, int argc, char **argv);
 int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
+int cli_cmd_notifications (options_t *options, int argc, char **argv);
+//  Prints the run's failed notifications, if any (qanat status)
+void cli_notify_failures (qn_client_t *client, uint64_t run_id);
 //  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
 //  and relabel (their commands' dispatch is in qn_cli_admin.c)
 int cli_user_list (options_t *options);

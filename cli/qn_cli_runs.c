@@ -319,8 +319,10 @@ cli_cmd_status (options_t *options, int argc, char **argv)
         cli_print_run_json (stdout, reply->reply->run);
         printf ("\n");
     }
-    else
+    else {
         cli_print_run (reply->reply->run);
+        cli_notify_failures (client, run_id);
+    }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
