@@ -63,9 +63,12 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
 {
     Qanat__RunInfo *info = run->info;
     const char *status = qn_run_status_name (info->status);
-    char *link = self->config.public_url && *self->config.public_url
-               ? zsys_sprintf ("%s/#/runs/%llu", self->config.public_url,
-                               (unsigned long long) run->id): NULL;
+    const char *base = self->config.public_url? self->config.public_url: "";
+    int base_len = (int) strlen (base);
+    while (base_len > 0 && base [base_len - 1] == '/')
+        base_len--;
+    char *link = base_len? zsys_sprintf ("%.*s/ui/runs/%llu", base_len, base,
+                                         (unsigned long long) run->id): NULL;
     json_t *failed = json_array ();
     char *text = zsys_sprintf ("qanat: run %llu of %s (version %u) %s\n",
                                (unsigned long long) run->id, info->workflow, info->version, status);
@@ -135,6 +138,7 @@ void
 qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
 {
     const qn_wf_notify_t *rules = qn_workflow_notify (run->wf);
+    bool from_default = !rules;
     if (!rules)
         rules = self->notify_default;
     unsigned events = rules? s_events (run): 0;
@@ -165,6 +169,7 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
         entry.idempotency_key = zsys_sprintf ("qanat-run-%llu-%s-%zu",
                                               (unsigned long long) run->id, event, i);
         entry.owner = run->info->owner;
+        entry.from_default = from_default;
         entry.body.data = (uint8_t *) body;
         entry.body.len = body? strlen (body): 0;
         entry.text = text;
@@ -210,6 +215,43 @@ qn_notify_signature (const char *key, int64_t t, const char *body, char *buf)
     return buf;
 }
 
+//  Why a run of workflow by owner (of role) may not have a secret text
+//  names, or NULL.  A notification goes to no agent: a secret limited to
+//  agents with labels is refused.
+static char *
+s_refusal (qn_coordinator_t *self, const char *text, const char *owner, const char *role,
+           const char *workflow)
+{
+    char *error = NULL;
+    zlistx_t *names = zlistx_new ();
+    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_duplicator (names, (zlistx_duplicator_fn *) strdup);
+    qn_vault_references (text, names, &error);
+    qn_vault_use_t use = { owner, role, workflow, NULL, 0, "a notification does not select" };
+    for (char *name = (char *) zlistx_first (names); name && !error;
+         name = (char *) zlistx_next (names))
+        error = qn_vault_refusal (self->vault, name, &use);
+    zlistx_destroy (&names);
+    return error;
+}
+
+char *
+qn_notify_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf, const char *owner,
+                           const char *role)
+{
+    const qn_wf_notify_t *rules = qn_workflow_notify (wf);
+    char *reason = NULL;
+    for (size_t i = 0; self->vault && rules && i < rules->channel_count && !reason; i++) {
+        const qn_notify_channel_t *channel = &rules->channels [i];
+        const char *fields [] = { channel->url, channel->secret, channel->user,
+                                  channel->password };
+        for (size_t f = 0; f < 4 && !reason; f++)
+            if (fields [f] && strstr (fields [f], "${{"))
+                reason = s_refusal (self, fields [f], owner, role, qn_workflow_name (wf));
+    }
+    return reason;
+}
+
 //  A field with its ${{ secrets.NAME }} resolved, if the run's owner and
 //  workflow may use them.  NULL with *error_p (naming the secret, never
 //  its value).
@@ -222,20 +264,14 @@ s_resolve (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *text, c
         *error_p = strdup ("secrets need a coordinator with keys (not --insecure)");
         return NULL;
     }
-    zlistx_t *names = zlistx_new ();
-    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
-    zlistx_set_duplicator (names, (zlistx_duplicator_fn *) strdup);
-    qn_vault_references (text, names, error_p);
-    const char *owner = *entry->owner? entry->owner: "local";
-    const Qanat__Principal *user = self->keyring? qn_keyring_user (self->keyring, owner): NULL;
-    qn_vault_use_t use = { owner, self->keyring? (user? user->role: NULL): "admin",
-                           entry->workflow, NULL, 0, "a notification does not select" };
-    for (char *name = (char *) zlistx_first (names); name && !*error_p;
-         name = (char *) zlistx_next (names))
-        *error_p = qn_vault_refusal (self->vault, name, &use);
-    zlistx_destroy (&names);
-    if (*error_p)
-        return NULL;
+    if (!entry->from_default) {
+        const char *owner = *entry->owner? entry->owner: "local";
+        const Qanat__Principal *user = self->keyring? qn_keyring_user (self->keyring, owner): NULL;
+        *error_p = s_refusal (self, text, owner, self->keyring? (user? user->role: NULL): "admin",
+                              entry->workflow);
+        if (*error_p)
+            return NULL;
+    }
     zlistx_t *redact = zlistx_new ();
     zlistx_set_destructor (redact, (zlistx_destructor_fn *) zstr_free);
     zlistx_set_duplicator (redact, (zlistx_duplicator_fn *) strdup);

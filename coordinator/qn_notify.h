@@ -51,6 +51,12 @@ void
 const char *
     qn_notify_signature (const char *key, int64_t t, const char *body, char *buf);
 
+//  Why a run of wf by owner (of role) may not have a secret its notify:
+//  names, or NULL (malloc'd; names the secret, never its value).
+char *
+    qn_notify_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf, const char *owner,
+                               const char *role);
+
 //  ListNotifications
 void
     qn_notify_api_list (qn_api_call_t *call, Qanat__Request *request);

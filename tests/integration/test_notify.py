@@ -67,10 +67,10 @@ def verify(headers, body):
     check(abs(int(parts["t"]) - time.time()) < 300, "old timestamp %s" % parts["t"])
 
 
-def set_secret(c, name, value):
+def set_secret(c, name, value, *extra):
     r = subprocess.run([harness.QANAT, "--coordinator", c.client_endpoint, "--key", c.key,
-                        "secret", "set", name], input=value, capture_output=True, text=True,
-                       timeout=30)
+                        "secret", "set", name, *extra], input=value, capture_output=True,
+                       text=True, timeout=30)
     check(r.returncode == 0, "secret set: %s" % r.stderr)
 
 
@@ -99,7 +99,7 @@ def wait_state(c, run_id, state, timeout=20):
 def test_webhook_signed_once_and_retried_with_same_key(c):
     receiver = Receiver(fail=1)
     try:
-        c.start_coordinator("--public-url", "http://qanat.example")
+        c.start_coordinator("--public-url", "http://qanat.example/")
         c.start_agent("a1")
         set_secret(c, "HOOK", HOOK_SECRET)
         run_id = c.start_run(workflow(c, "hooked", receiver.url()))
@@ -114,7 +114,7 @@ def test_webhook_signed_once_and_retried_with_same_key(c):
         check(event["run"] == run_id and event["workflow"] == "hooked"
               and event["status"] == "failed" and event["version"] == 1, "payload %s" % event)
         check(event["failed_tasks"][0]["task"] == "work", "failed tasks %s" % event)
-        check(event["url"] == "http://qanat.example/#/runs/%d" % run_id, "link %s" % event)
+        check(event["url"] == "http://qanat.example/ui/runs/%d" % run_id, "link %s" % event)
         entry = notifications(c, run_id)[0]
         check(entry["attempts"] == 2 and entry["last_error"].startswith("HTTP 500"),
               "attempts and last error: %s" % entry)
@@ -214,6 +214,33 @@ def test_email_through_local_smtp(c):
         print("email: 1 mail to %s" % ",".join(mail.rcpt_tos))
     finally:
         controller.stop()
+
+
+def test_give_up_shows_in_status(c):
+    port = free_port()
+    c.start_coordinator("--notify-give-up", "2")
+    c.start_agent("a1")
+    set_secret(c, "HOOK", HOOK_SECRET)
+    run_id = c.start_run(workflow(c, "nobody", "http://127.0.0.1:%d/hook?token=abc" % port))
+    c.wait_run(run_id)
+    wait_state(c, run_id, "failed", timeout=15)
+    entry = notifications(c, run_id)[0]
+    check(entry["attempts"] >= 2 and "onnect" in entry["last_error"], "entry %s" % entry)
+    check("token=abc" not in entry["target"], "the URL's query is masked: %s" % entry)
+    status = c.qanat("status", run_id).stdout
+    check("notification webhook to http://127.0.0.1:%d/hook failed after" % port in status,
+          "status shows the failure:\n%s" % status)
+    print("given up after %d attempts: %s" % (entry["attempts"], entry["last_error"]))
+
+
+def test_secret_access_is_checked(c):
+    c.start_coordinator()
+    c.start_agent("a1")
+    set_secret(c, "HOOK", HOOK_SECRET, "--allow", "role:admin,workflow:other")
+    r = c.qanat("run", workflow(c, "hooked", "http://127.0.0.1:9/x"), check=False)
+    check(r.returncode != 0 and "run refused" in r.stderr and "HOOK" in r.stderr,
+          "a run whose notify names a secret it may not use is refused: %s" % r.stderr)
+    check(HOOK_SECRET not in r.stderr, "the value is not shown")
 
 
 def test_bad_notify_is_refused_with_position(c):

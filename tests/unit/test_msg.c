@@ -1325,6 +1325,7 @@ s_build_reply_notifications (void)
     entry->from = "qanat@example.com";
     entry->user = "qanat";
     entry->password = "${{ secrets.SMTP }}";
+    entry->from_default = true;
     SET_LIST (list, entries, entry);
     reply->notifications = list;
     return env;
