@@ -493,7 +493,7 @@ qn_notify_api_list (qn_api_call_t *call, Qanat__Request *request)
     Qanat__ListNotifications *list = request->list_notifications;
     Qanat__NotifEntry **entries = NULL;
     size_t count = 0;
-    size_t limit = list->limit && list->limit < 1000? list->limit: 100;
+    size_t limit = list->limit && list->limit < 1000? list->limit: 50;
     if (qn_store_list_notifs (self->store, list->run_id, limit, &entries, &count)) {
         qn_api_error (call, request->id, QANAT__ERROR_CODE__ERROR_UNAVAILABLE,
                       qn_store_error (self->store));
