@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness
+import openapi_check
 from harness import check, free_port, main
 
 HOOK_SECRET = "whsec-test-0123456789"
@@ -119,6 +121,19 @@ def test_webhook_signed_once_and_retried_with_same_key(c):
         check(entry["attempts"] == 2 and entry["last_error"].startswith("HTTP 500"),
               "attempts and last error: %s" % entry)
         check(HOOK_SECRET not in c.qanat("notifications", run_id).stdout, "secret shown")
+        # The same over HTTP, for a user's API token
+        token = c.create_apitoken("reader")
+        request = urllib.request.Request(
+            "http://127.0.0.1:%d/api/v1/runs/%d/notifications" % (c.http_port, run_id),
+            headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            listed = json.loads(answer.read())
+        openapi_check.check_path("GET", "/api/v1/runs/%d/notifications" % run_id, 200, listed)
+        got = listed["entries"][0]
+        check(got["state"] == "delivered" and got["attempts"] == 2 and got["kind"] == "webhook"
+              and got["idempotency_key"] == keys.copy().pop(), "over HTTP: %s" % listed)
+        check("secret" not in got and "body" not in got and "password" not in got,
+              "settings stay in the store: %s" % got)
         # A succeeded run is not in on: [failed]: nothing is sent
         ok_id = c.start_run(workflow(c, "hooked", receiver.url(), fail=False))
         c.wait_run(ok_id)
