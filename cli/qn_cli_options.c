@@ -415,8 +415,9 @@ cli_help_print (FILE *out)
                   "The qanat client: runs, their logs, metrics and outputs, and the"
                   " coordinator's\nusers, agents and secrets.\n\nCommands:\n", cli_program);
     for (const cli_command_t *command = s_commands; command->name; command++) {
-        fprintf (out, "  %-12s", command->name);
-        s_wrap (out, command->summary, 14, 14);
+        //  The longest name (notifications) and a space
+        fprintf (out, "  %-14s", command->name);
+        s_wrap (out, command->summary, 16, 16);
     }
     fprintf (out, "\n");
     s_print_globals (out);
