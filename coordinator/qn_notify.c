@@ -148,8 +148,11 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < rules->channel_count; i++) {
         const qn_notify_channel_t *channel = &rules->channels [i];
-        if (!(channel->on & events))
-            continue;
+        Qanat__NotifEntry *known = (channel->on & events)
+                                 ? qn_store_get_notif (self->store, run->id, (uint32_t) i): NULL;
+        qn_engine_free_message (known);
+        if (!(channel->on & events) || known)
+            continue;           //  not listened to, or written by an earlier commit
         unsigned match = channel->on & events;
         const char *event = qn_wf_notify_event_name ((match & QN_NOTIFY_ON_CHECK_FAILED)
                                                      ? QN_NOTIFY_ON_CHECK_FAILED: match);

@@ -38,7 +38,9 @@ qn_notify_t *
 void
     qn_notify_destroy (qn_notify_t **self_p);
 
-//  A run just ended: writes its notifications in the open transaction.
+//  A run that has ended is being written: writes its notifications in
+//  the same (open) transaction, each once (an entry already stored, from
+//  an earlier commit of the same end, is left as it is).
 void
     qn_notify_run_ended (qn_coordinator_t *self, run_t *run);
 

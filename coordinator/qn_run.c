@@ -438,7 +438,6 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
         qn_run_mark (run);
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
-            qn_notify_run_ended (self, run);
             if (self->config.verbose)
                 qn_log (QN_LOG_INFO, "run", "run %llu %s", (unsigned long long) run->id,
                         qn_run_status_name (status));
@@ -540,6 +539,9 @@ qn_run_persist (qn_coordinator_t *self, run_t *run)
     if (run->dirty) {
         if (qn_store_put_run (self->store, run->info))
             return -1;
+        //  Its notifications go in the commit that stores its end
+        if (qn_dag_finished (run->dag))
+            qn_notify_run_ended (self, run);
         run->dirty = false;
     }
     for (size_t i = 0; i < run->dirty_count; i++) {

@@ -145,6 +145,41 @@ def test_webhook_signed_once_and_retried_with_same_key(c):
         receiver.stop()
 
 
+def test_slack_on_check_failed_and_warnings(c):
+    receiver = Receiver()
+    try:
+        c.start_coordinator()
+        c.start_agent("a1")
+        set_secret(c, "SLACK", receiver.url())
+        def flow(name, checks, run="echo no metrics"):
+            return c.write(name + ".yaml",
+                           "name: %s\nnotify:\n  on: [check_failed, succeeded_with_warnings]\n"
+                           "  slack: {webhook: \"${{ secrets.SLACK }}\"}\n"
+                           "tasks:\n  t:\n    run: %s\n    retries: 0\n    checks: %s\n"
+                           % (name, run, checks))
+        checked = c.start_run(flow("checked", "[loss < 1]"))
+        warned = c.start_run(flow("warned", "[{expr: \"loss < 1\", severity: warning}]"))
+        plain = c.start_run(flow("plain", "[]", run="exit 4"))
+        for run_id in (checked, warned, plain):
+            c.wait_run(run_id)
+        wait_state(c, checked, "delivered")
+        wait_state(c, warned, "delivered")
+        time.sleep(0.5)
+        check(notifications(c, plain) == [], "a plain failure is no check_failed")
+        texts = sorted(json.loads(body)["text"] for _, body in receiver.posts)
+        check(len(texts) == 2, "two Slack messages: %s" % texts)
+        check(texts[0].startswith("qanat: run %d of checked (version 1) failed" % checked)
+              and "task t failed" in texts[0], "check_failed text: %r" % texts[0])
+        check(texts[1].startswith("qanat: run %d of warned (version 1) succeeded with warnings"
+                                  % warned), "warnings text: %r" % texts[1])
+        events = sorted(n["event"] for n in notifications(c)[:2])
+        check(events == ["check_failed", "succeeded_with_warnings"], "events %s" % events)
+        check(all(n["target"] == "${{ secrets.SLACK }}" for n in notifications(c)),
+              "the Slack URL is shown as its reference")
+    finally:
+        receiver.stop()
+
+
 def test_undelivered_survive_kill_9(c):
     port = free_port()
     c.start_coordinator()
