@@ -9,6 +9,7 @@
 #include "qn_turn.h"
 #include "qn_run.h"
 #include "qn_log.h"
+#include "qn_json.h"
 #include <jansson.h>
 #include <sodium.h>
 
@@ -77,8 +78,11 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
         if (task->status != QANAT__TASK_STATUS__TASK_FAILED)
             continue;
         char *reason = s_reason (task);
-        json_array_append_new (failed, json_pack ("{s:s, s:s}", "task", task->name,
-                                                  "reason", reason));
+        //  A reason is an agent's text: any bytes, made valid UTF-8
+        json_t *item = json_object ();
+        json_object_set_new (item, "task", qn_json_text (task->name, strlen (task->name)));
+        json_object_set_new (item, "reason", qn_json_text (reason, strlen (reason)));
+        json_array_append_new (failed, item);
         char *more = zsys_sprintf ("%s  task %s failed: %s\n", text, task->name, reason);
         free (text);
         text = more;
@@ -89,7 +93,7 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
         free (text);
         text = more;
     }
-    json_t *body = json_pack ("{s:I, s:s, s:i, s:s, s:s, s:s, s:I, s:I, s:o}",
+    json_t *body = json_pack ("{s:I, s:s, s:i, s:s, s:s, s:s?, s:I, s:I, s:o}",
                               "run", (json_int_t) run->id, "workflow", info->workflow,
                               "version", (int) info->version, "status", status, "event", event,
                               "owner", info->owner, "created_us", (json_int_t) info->created_us,
@@ -97,7 +101,9 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
                               "failed_tasks", failed);
     if (link)
         json_object_set_new (body, "url", json_string (link));
-    *body_p = json_dumps (body, JSON_COMPACT | JSON_SORT_KEYS);
+    *body_p = body? json_dumps (body, JSON_COMPACT | JSON_SORT_KEYS): NULL;
+    if (!*body_p)
+        *body_p = strdup ("{}");
     *text_p = text;
     json_decref (body);
     free (link);
@@ -341,7 +347,8 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
         }
         else
         if (streq (entry->kind, "slack")) {
-            json_t *message = json_pack ("{s:s}", "text", entry->text);
+            json_t *message = json_object ();
+            json_object_set_new (message, "text", qn_json_text (entry->text, strlen (entry->text)));
             body = json_dumps (message, JSON_COMPACT);
             json_decref (message);
             headers = zsys_sprintf ("Content-Type: application/json\nIdempotency-Key: %s",
@@ -360,9 +367,9 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
         request.headers = headers;
         request.to = to;
         request.from = from;
-        rc = qn_notify_worker_send (self->notifier->worker, &request);
+        rc = body? qn_notify_worker_send (self->notifier->worker, &request): -1;
         if (rc)
-            *error_p = strdup ("the notification thread did not take it");
+            *error_p = strdup (body? "the notification thread did not take it": "out of memory");
         free (body);
         free (headers);
         free (to);
