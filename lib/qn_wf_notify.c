@@ -327,7 +327,7 @@ qn_wf_notify_load (const char *path, char **error_p)
     char reason [512];
     char *text = qn_file_read_small (path, 1024 * 1024, &len, NULL, reason, sizeof reason);
     if (!text) {
-        *error_p = qn_yaml_format ("%s: %s", path, reason);
+        *error_p = strdup (reason);
         return NULL;
     }
     qn_yaml_ctx_t ctx = { .filename = path };

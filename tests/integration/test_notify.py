@@ -293,6 +293,25 @@ def test_secret_access_is_checked(c):
     check(HOOK_SECRET not in r.stderr, "the value is not shown")
 
 
+def test_coordinator_default_for_workflows_without_notify(c):
+    receiver = Receiver()
+    try:
+        default = c.write("notify.yaml", "notify:\n  on: [failed]\n  webhook: {url: \"%s\", "
+                          "secret: \"${{ secrets.HOOK }}\"}\n" % receiver.url())
+        c.start_coordinator("--notify-file", default)
+        c.start_agent("a1")
+        # The operator's secret, scoped to no user's runs: the default may use it
+        set_secret(c, "HOOK", HOOK_SECRET, "--allow", "user:nobody")
+        plain = c.write("plain.yaml", "name: plain\ntasks:\n  t:\n    run: exit 1\n    retries: 0\n")
+        run_id = c.start_run(plain)
+        c.wait_run(run_id)
+        wait_state(c, run_id, "delivered")
+        check(len(receiver.posts) == 1, "one post: %d" % len(receiver.posts))
+        verify(*receiver.posts[0])
+    finally:
+        receiver.stop()
+
+
 def test_bad_notify_is_refused_with_position(c):
     c.start_coordinator()
     wf = c.write("bad.yaml", "name: bad\nnotify:\n  on: [failled]\n  webhook: {url: ftp://x}\n"
