@@ -309,6 +309,9 @@ int cli_cmd_context (options_t *options, int argc, char **argv);
 //  unset from the selected context; 0, or an exit code after saying why
 //  (a malformed file, a context that is not there)
 int cli_config_apply (options_t *options);
+int cli_cmd_notifications (options_t *options, int argc, char **argv);
+//  Prints the run's failed notifications, if any (qanat status)
+void cli_notify_failures (qn_client_t *client, uint64_t run_id);
 //  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
 //  and relabel (their commands' dispatch is in qn_cli_admin.c)
 int cli_user_list (options_t *options);

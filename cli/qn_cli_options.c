@@ -103,7 +103,8 @@ static const cli_option_t s_options [] = {
         " taken from RUN as cached", NULL, "rerun", NULL, CLI_OPT_FLAG, FIELD (failed_only)},
     {"attempt", 0, "N", "only attempt N of the task", "every attempt",
         "logs", NULL, CLI_OPT_COUNT, FIELD (attempt)},
-    {"limit", 0, "N", "at most N runs", "50", "runs", NULL, CLI_OPT_COUNT, FIELD (limit)},
+    {"limit", 0, "N", "list at most N", "50", "runs notifications", NULL,
+        CLI_OPT_COUNT, FIELD (limit)},
     {"timestamps", 0, NULL, "each line starts with its time (RFC 3339, UTC)", NULL,
         "logs", NULL, CLI_OPT_FLAG, FIELD (timestamps)},
     {"tail", 0, "N", "only the last N lines (of those --since keeps)", "every line",
@@ -158,6 +159,8 @@ static const cli_command_t s_commands [] = {
     {"runs", cli_cmd_runs, "[WORKFLOW]", "list runs, newest first", NULL},
     {"status", cli_cmd_status, "RUN", "a run's tasks, attempts, checks and why tasks wait",
         NULL},
+    {"notifications", cli_cmd_notifications, "[RUN]",
+        "notifications of runs' endings: channel, target, state, attempts, last error", NULL},
     {"logs", cli_cmd_logs, "RUN [TASK]", "a run's logs", NULL},
     {"metrics", cli_cmd_metrics, "RUN|WORKFLOW [NAME]",
         "a run's metric series, or a workflow's last value per run", NULL},
@@ -415,8 +418,9 @@ cli_help_print (FILE *out)
                   "The qanat client: runs, their logs, metrics and outputs, and the"
                   " coordinator's\nusers, agents and secrets.\n\nCommands:\n", cli_program);
     for (const cli_command_t *command = s_commands; command->name; command++) {
-        fprintf (out, "  %-12s", command->name);
-        s_wrap (out, command->summary, 14, 14);
+        //  The longest name (notifications) and a space
+        fprintf (out, "  %-14s", command->name);
+        s_wrap (out, command->summary, 16, 16);
     }
     fprintf (out, "\n");
     s_print_globals (out);

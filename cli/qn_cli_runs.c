@@ -374,8 +374,10 @@ cli_cmd_status (options_t *options, int argc, char **argv)
     if (options->json) {
         cli_json_print (cli_run_json (reply->reply->run));
     }
-    else
+    else {
         cli_print_run (reply->reply->run);
+        cli_notify_failures (client, run_id);
+    }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;

@@ -52,6 +52,12 @@ s_usage (FILE *out)
         "                          (default: only to loopback clients)\n"
         "  --web-dir DIR           the web UI's files (default: $QANAT_WEB_DIR, else the\n"
         "                          installed ones, else the source tree's web/)\n"
+        "  --notify-file FILE      a YAML file with a 'notify:' block: the notifications\n"
+        "                          of workflows without their own (docs/notifications.md)\n"
+        "  --notify-give-up SECONDS\n"
+        "                          retry a notification this long, then mark it failed\n"
+        "                          (default 86400)\n"
+        "  --public-url URL        the web UI's address, for links in notifications\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
         "  -v, --verbose           log every dispatch and run result\n"
@@ -210,6 +216,9 @@ static struct option s_options [] = {
     {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
     {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
     {"web-dir", required_argument, 0, OPT_WEB_DIR},
+    {"notify-file", required_argument, 0, 'N'},
+    {"notify-give-up", required_argument, 0, 'G'},
+    {"public-url", required_argument, 0, 'P'},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -231,6 +240,44 @@ s_http_flag (int opt, const char *arg, s_http_options_t *http)
     }
 }
 
+//  Notifications' settings (qn_notify.h)
+typedef struct {
+    char *file;
+    char *public_url;
+    long give_up_s;
+} s_notify_options_t;
+
+static void
+s_notify_config_file (zconfig_t *config, s_notify_options_t *notify)
+{
+    const char *value;
+    if ((value = zconfig_get (config, "qanatd/notify_file", NULL)))
+        s_replace (&notify->file, value);
+    if ((value = zconfig_get (config, "qanatd/notify_give_up", NULL)))
+        notify->give_up_s = atol (value);
+    if ((value = zconfig_get (config, "qanatd/public_url", NULL)))
+        s_replace (&notify->public_url, value);
+}
+
+static void
+s_notify_options_free (s_notify_options_t *notify)
+{
+    free (notify->file);
+    free (notify->public_url);
+}
+
+//  A notification flag: true when opt is one (*end_p for a number's end)
+static bool
+s_notify_flag (int opt, const char *arg, s_notify_options_t *notify, char **end_p)
+{
+    switch (opt) {
+        case 'N': s_replace (&notify->file, arg); return true;
+        case 'G': notify->give_up_s = strtol (arg, end_p, 10); return true;
+        case 'P': s_replace (&notify->public_url, arg); return true;
+        default: return false;
+    }
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -240,6 +287,7 @@ main (int argc, char *argv [])
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
     long keep_runs = 0;
     long s3_delete_after_s = 3600;
+    s_notify_options_t notify = { NULL, NULL, 86400 };
     bool durable = true, verbose = false, insecure = false;
     s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
@@ -269,6 +317,7 @@ main (int argc, char *argv [])
                 keep_runs = atol (value);
             if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
                 s3_delete_after_s = atol (value);
+            s_notify_config_file (config, &notify);
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = s_is_true (value);
             s_http_config_file (config, &http);
@@ -297,7 +346,10 @@ main (int argc, char *argv [])
             case 'v': verbose = true; break;
             case 'h': s_usage (stdout); return 0;
             case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
-            default: s_http_flag (opt, optarg, &http); break;
+            default:
+                if (!s_notify_flag (opt, optarg, &notify, &end))
+                    s_http_flag (opt, optarg, &http);
+                break;
         }
         if (end && (*end || end == optarg)) {
             fprintf (stderr, "qanatd: '%s' is not a number\n", optarg);
@@ -320,6 +372,8 @@ main (int argc, char *argv [])
                  "or -1 for never\n");
         return 2;
     }
+    if (notify.give_up_s < 1 || notify.give_up_s > 30L * 86400)
+        return fprintf (stderr, "qanatd: --notify-give-up wants seconds from 1 to 30 days\n"), 2;
     if (!data_dir)
         data_dir = s_default_data_dir ();
     qn_file_make_parents (data_dir);
@@ -337,7 +391,10 @@ main (int argc, char *argv [])
         .verbose = verbose,
         .insecure = insecure,
         .keep_runs = (uint32_t) keep_runs,
-        .s3_delete_after_s = (int64_t) s3_delete_after_s
+        .s3_delete_after_s = (int64_t) s3_delete_after_s,
+        .notify_file = notify.file,
+        .notify_give_up_s = notify.give_up_s,
+        .public_url = notify.public_url
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
@@ -371,5 +428,6 @@ main (int argc, char *argv [])
     free (data_dir);
     free (client_endpoint);
     free (agent_endpoint);
+    s_notify_options_free (&notify);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include "qn_turn.h"
 #include "qn_fleet.h"
 #include "qn_run.h"
+#include "qn_notify.h"
 
 //  ---------------------------------------------------------------------
 //  Selector queues and delayed retries
@@ -235,6 +236,8 @@ qn_dispatch_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
                                          spec->selector_count, labels_of);
         zstr_free (&labels_of);
     }
+    if (!reason)
+        reason = qn_notify_secrets_refusal (self, wf, sender->name, sender->role);
     char *refusal = reason? zsys_sprintf ("run refused: %s", reason): NULL;
     free (reason);
     return refusal;

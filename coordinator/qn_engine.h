@@ -32,6 +32,7 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 #include "qn_api.h"
+#include "qn_wf_notify.h"
 //  Commit latency buckets: at most 0.5, 1, 2, 5, 10, 25, 50, 100, 250 ms,
 //  and longer (qn_turn_latency_bound)
 #define QN_ENGINE_LATENCY_BUCKETS   10
@@ -153,6 +154,8 @@ struct _qn_coordinator_t {
     bool paused;                        //  readers off until the pause ends
     bool runs_changed;                  //  this turn created a run or changed a run's status
     bool agents_changed;                //  this turn changed an agent's record
+    struct _qn_notify_t *notifier;      //  sends the notifications' outbox (qn_notify.c)
+    qn_wf_notify_t *notify_default;     //  --notify-file: for workflows without notify:
 };
 
 //  ---------------------------------------------------------------------

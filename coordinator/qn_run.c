@@ -9,6 +9,7 @@
 #include "qn_log.h"
 #include "qn_agent_link.h"
 #include "qn_dispatch.h"
+#include "qn_notify.h"
 
 //  ---------------------------------------------------------------------
 //  Attempt endings
@@ -538,6 +539,9 @@ qn_run_persist (qn_coordinator_t *self, run_t *run)
     if (run->dirty) {
         if (qn_store_put_run (self->store, run->info))
             return -1;
+        //  Its notifications go in the commit that stores its end
+        if (qn_dag_finished (run->dag))
+            qn_notify_run_ended (self, run);
         run->dirty = false;
     }
     for (size_t i = 0; i < run->dirty_count; i++) {

@@ -39,6 +39,8 @@ typedef enum {
     DB_S3OBJECTS,
     DB_SECRET_ACCESS,
     DB_API_TOKENS,
+    DB_NOTIF_OUTBOX,
+    DB_NOTIF_PENDING,
     DB_COUNT
 } store_db_t;
 

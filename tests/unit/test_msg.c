@@ -1279,6 +1279,58 @@ s_build_reply_principals (void)
     return env;
 }
 
+static Qanat__Envelope *
+s_build_request_list_notifications (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_NOTIFICATIONS);
+    NEW (list, Qanat__ListNotifications, qanat__list_notifications__init);
+    list->run_id = 42;
+    list->limit = 10;
+    request->list_notifications = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_notifications (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_NOTIFICATIONS);
+    NEW (list, Qanat__NotifList, qanat__notif_list__init);
+    NEW (entry, Qanat__NotifEntry, qanat__notif_entry__init);
+    entry->run_id = 42;
+    entry->channel = 1;
+    entry->workflow = "train";
+    entry->version = 3;
+    entry->event = "check_failed";
+    entry->kind = "email";
+    entry->target = "ops@example.com via smtps://mail.example:465";
+    entry->state = "failed";
+    entry->attempts = 7;
+    entry->last_error = "HTTP 500: try later";
+    entry->created_us = 1765000000000000;
+    entry->next_attempt_us = 1765000000000001;
+    entry->done_us = 1765000000000002;
+    entry->idempotency_key = "qanat-run-42-check_failed-1";
+    entry->owner = "alice";
+    static uint8_t body [] = "{\"run\":42}";
+    entry->body.data = body;
+    entry->body.len = sizeof body - 1;
+    entry->text = "qanat: run 42 of train (version 3) failed";
+    entry->url = "smtps://mail.example:465";
+    entry->secret = "${{ secrets.HOOK }}";
+    static char *to [] = { "ops@example.com", "dev@example.com" };
+    entry->to = to;
+    entry->n_to = 2;
+    entry->from = "qanat@example.com";
+    entry->user = "qanat";
+    entry->password = "${{ secrets.SMTP }}";
+    entry->from_default = true;
+    SET_LIST (list, entries, entry);
+    reply->notifications = list;
+    return env;
+}
+
 //  The table: every case becomes one cmocka test, and the coverage test
 //  walks them all.
 #define CASES(X) \
@@ -1299,7 +1351,8 @@ s_build_reply_principals (void)
     X (request_list_workflows) X (request_get_workflow) X (reply_workflows) X (reply_workflow_source) \
     X (request_list_users) X (request_revoke_user) X (request_list_tokens) \
     X (request_revoke_token) X (request_delete_secret) X (request_remove_agent) \
-    X (request_label_agent) X (reply_principals)
+    X (request_label_agent) X (reply_principals) \
+    X (request_list_notifications) X (reply_notifications)
 
 typedef struct {
     const char *name;
