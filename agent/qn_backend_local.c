@@ -25,6 +25,7 @@
 #include "qn_log.h"
 #include "qn_msg.h"
 #include "qn_spawn.h"
+#include "qn_resources.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -78,6 +79,7 @@ struct _s_local_t {
     int timer_id;
     void *child_stack;          //  qn_spawn's stack, mapped at the first start
     int null_fd;                //  /dev/null, the tasks' stdin
+    qn_resources_t *resources;  //  GPUs and cgroups per attempt; NULL = none
 };
 
 static int s_tick (zloop_t *loop, int timer_id, void *arg);
@@ -353,6 +355,13 @@ s_attempt_finish (s_attempt_t *self)
     if (exit_code != 0)
         snprintf (reason, sizeof (reason), "exit code %d", exit_code);
 
+    //  Its GPUs are free again; the OOM killer's end says so (unless a
+    //  cancel or timeout ended it first)
+    char oom [128];
+    if (self->backend->resources
+    &&  qn_resources_attempt_end (self->backend->resources, &self->base.key, oom, sizeof oom)
+    &&  !self->base.stop_reason)
+        snprintf (reason, sizeof (reason), "%s", oom);
     Qanat__EndKind kind = QANAT__END_KIND__END_EXIT;
     if (self->base.stop_reason)
         kind = self->base.stop_kind;
@@ -468,9 +477,10 @@ s_env_key_ok (const char *key)
 //  QANAT_* variables we own.  Returns a NULL-terminated array of strings
 //  (all owned by the array), or NULL.
 static char **
-s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir)
+s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir,
+             const qn_resources_grant_t *grant)
 {
-    char **extra = (char **) calloc (assign->n_env + 3, sizeof (char *));
+    char **extra = (char **) calloc (assign->n_env + 5, sizeof (char *));
     if (!extra)
         return NULL;
     size_t count = 0;
@@ -492,6 +502,13 @@ s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workd
         count++;
     else
         failed = true;
+    //  Exactly the GPUs it was given (none: none), on a machine that has some
+    for (int i = 0; grant->gpus_visible && i < 2 && !failed; i++)
+        if (asprintf (&extra [count], "%s=%s", i? "NVIDIA_VISIBLE_DEVICES": "CUDA_VISIBLE_DEVICES",
+                      *grant->gpus || !i? grant->gpus: "none") >= 0)
+            count++;
+        else
+            failed = true;
     extra [count] = NULL;
     char **envp = failed? NULL: qn_spawn_env (extra);
     qn_spawn_strings_free (extra);
@@ -590,6 +607,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     int err_pipe [2] = { -1, -1 };
     int exec_pipe [2] = { -1, -1 };
     int rc = -1;
+    qn_resources_grant_t grant = { false, "", -1 };
+    bool granted = false;
 
     if (asprintf (&attempts_dir, "%s/attempts", self->data_dir) < 0)
         attempts_dir = NULL;
@@ -624,8 +643,12 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     }
     close (metrics_w);
 
+    if (self->resources && qn_resources_attempt_begin (self->resources, &key, assign, &grant,
+                                                       error, error_size) == -1)
+        goto done;
+    granted = self->resources != NULL;
     attempt = s_attempt_new (self, &key);
-    envp = s_build_env (assign, metrics, workdir);
+    envp = s_build_env (assign, metrics, workdir, &grant);
     argv = (char **) calloc (assign->n_argv + 1, sizeof (char *));
     if (!attempt || !envp || !argv) {
         snprintf (error, error_size, "out of memory");
@@ -649,7 +672,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     }
     qn_spawn_t spawn = {
         argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
-        cannot_run, true, 0, self->child_stack
+        cannot_run, true, 0, self->child_stack, grant.cgroup_fd != -1, grant.cgroup_fd
     };
     pid_t pid = qn_spawn (&spawn);
     if (pid == -1) {
@@ -685,8 +708,15 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
     attempt = NULL;
     rc = 0;
+    granted = false;
 
 done:
+    if (grant.cgroup_fd != -1)
+        close (grant.cgroup_fd);
+    if (granted) {
+        char ignored [8];
+        qn_resources_attempt_end (self->resources, &key, ignored, sizeof ignored);
+    }
     for (int i = 0; i < 2; i++) {
         if (out_pipe [i] != -1)
             close (out_pipe [i]);
@@ -823,6 +853,7 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     s_sweep_attempts (config->data_dir, config->keep_workdirs, config->sweeper);
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    self->resources = config->resources;
     if (rc == -1 || !self->data_dir || !self->finished) {
         if (self->null_fd != -1)
             close (self->null_fd);

@@ -11,6 +11,42 @@
 //  ---------------------------------------------------------------------
 //  Agents
 
+//  Memory in MiB as "512M" or "15.5G"
+static void
+s_memory_text (uint64_t mb, char *text, size_t size)
+{
+    if (mb < 1024)
+        snprintf (text, size, "%lluM", (unsigned long long) mb);
+    else
+        snprintf (text, size, "%.3gG", mb / 1024.0);
+}
+
+//  Used/total of each resource ("cpu 2/8 mem 4G/16G gpu 1/2"), or "-"
+//  for an agent that counts slots only
+static void
+s_resources_text (const Qanat__AgentInfo *agent, char *text, size_t size)
+{
+    if (!agent->total) {
+        snprintf (text, size, "-");
+        return;
+    }
+    const Qanat__Resources *used = agent->used? agent->used: agent->total;
+    char used_mem [32], total_mem [32];
+    s_memory_text (agent->used? used->memory_mb: 0, used_mem, sizeof used_mem);
+    s_memory_text (agent->total->memory_mb, total_mem, sizeof total_mem);
+    snprintf (text, size, "cpu %u/%u mem %s/%s gpu %u/%u", agent->used? used->cpus: 0,
+              agent->total->cpus, used_mem, total_mem, agent->used? used->gpus: 0,
+              agent->total->gpus);
+}
+
+static void
+s_resources_json (const char *name, const Qanat__Resources *res)
+{
+    if (res)
+        printf (",\"%s\":{\"cpus\":%u,\"memory_mb\":%llu,\"gpus\":%u}", name, res->cpus,
+                (unsigned long long) res->memory_mb, res->gpus);
+}
+
 int
 cli_cmd_agents (options_t *options, int argc, char **argv)
 {
@@ -42,16 +78,30 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
                     (long long) agent->last_seen_us);
             cli_json_str (stdout, agent->state);
             printf (",\"draining\":%s,\"heartbeat_ms\":%u,\"suspect_after_ms\":%u,"
-                    "\"lost_after_ms\":%u,\"spool_bytes\":%llu,\"spool_full\":%s}",
+                    "\"lost_after_ms\":%u,\"spool_bytes\":%llu,\"spool_full\":%s",
                     agent->draining? "true": "false", agent->heartbeat_ms,
                     agent->suspect_after_ms, agent->lost_after_ms,
                     (unsigned long long) agent->spool_bytes, agent->spool_full? "true": "false");
+            s_resources_json ("total", agent->total);
+            s_resources_json ("used", agent->total? agent->used: NULL);
+            printf (",\"gpus\":[");
+            for (size_t g = 0; g < agent->n_gpus; g++) {
+                printf ("%s{\"index\":%u,\"uuid\":", g? ",": "", agent->gpus [g]->index);
+                cli_json_str (stdout, agent->gpus [g]->uuid);
+                printf (",\"name\":");
+                cli_json_str (stdout, agent->gpus [g]->name);
+                printf (",\"memory_mb\":%llu}", (unsigned long long) agent->gpus [g]->memory_mb);
+            }
+            printf ("],\"confinement\":");
+            cli_json_str (stdout, agent->confinement);
+            printf ("}");
         }
         printf ("]\n");
     }
     else {
-        printf ("%-20s %-22s %-6s %-8s %-20s %-18s %-18s %s\n", "AGENT", "STATE", "SLOTS",
-                "RUNNING", "LAST SEEN", "TIMERS (s)", "BACKENDS", "LABELS");
+        printf ("%-20s %-22s %-6s %-8s %-29s %-20s %-18s %-18s %s%s\n", "AGENT", "STATE",
+                "SLOTS", "RUNNING", "RESOURCES (used/total)", "LAST SEEN", "TIMERS (s)",
+                "BACKENDS", "LABELS", options->wide? "  GPUS  CONFINEMENT": "");
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
             char state [64], timers [64];
@@ -64,11 +114,20 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
             for (size_t b = 0, used = 0; b < agent->n_backends && used < sizeof backends; b++)
                 used += (size_t) snprintf (backends + used, sizeof backends - used, "%s%s",
                                            b? ",": "", agent->backends [b]);
-            printf ("%-20s %-22s %-6u %-8u %-20s %-18s %-18s ", agent->name, state,
-                    agent->capacity, agent->running, cli_time_text (agent->last_seen_us), timers,
-                    *backends? backends: "-");
+            char resources [96];
+            s_resources_text (agent, resources, sizeof resources);
+            printf ("%-20s %-22s %-6u %-8u %-29s %-20s %-18s %-18s ", agent->name, state,
+                    agent->capacity, agent->running, resources,
+                    cli_time_text (agent->last_seen_us), timers, *backends? backends: "-");
             for (size_t l = 0; l < agent->n_labels; l++)
                 printf ("%s%s=%s", l? ",": "", agent->labels [l]->key, agent->labels [l]->value);
+            //  -o wide: each GPU (index:model) and whether attempts are confined
+            for (size_t g = 0; options->wide && g < agent->n_gpus; g++)
+                printf ("%s%u:%s", g? ",": "  ", agent->gpus [g]->index,
+                        *agent->gpus [g]->name? agent->gpus [g]->name: "gpu");
+            if (options->wide)
+                printf ("%s%s", agent->n_gpus? "  ": "  -  ",
+                        *agent->confinement? agent->confinement: "-");
             printf ("\n");
         }
         if (agents->n_agents == 0)
