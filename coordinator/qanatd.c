@@ -9,6 +9,7 @@
 #include "qn_http.h"
 #include "qn_log.h"
 #include "qn_params.h"
+#include "qn_placement.h"
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
@@ -53,6 +54,9 @@ s_usage (FILE *out)
         "                          installed ones, else the source tree's web/)\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
+        "  --placement pack|spread among the agents a task fits on, the tightest fit\n"
+        "                          (pack, the default) or the loosest (spread); see\n"
+        "                          docs/scheduling.md\n"
         "  -v, --verbose           log every dispatch and run result\n"
         "  -h, --help              this help\n");
 }
@@ -221,6 +225,7 @@ static struct option s_options [] = {
     {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
     {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
     {"web-dir", required_argument, 0, OPT_WEB_DIR},
+    {"placement", required_argument, 0, 'P'},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}
@@ -241,6 +246,16 @@ s_http_flag (int opt, const char *arg, s_http_options_t *http)
     }
 }
 
+//  --placement (or placement in the config file): 0, or -1 with a message
+static int
+s_placement (const char *text, qn_placement_mode_t *mode)
+{
+    if (qn_placement_mode_parse (text, mode) == 0)
+        return 0;
+    fprintf (stderr, "qanatd: placement wants pack or spread, not '%s'\n", text);
+    return -1;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -251,6 +266,7 @@ main (int argc, char *argv [])
     long keep_runs = 0;
     long s3_delete_after_s = 3600;
     bool durable = true, verbose = false, insecure = false;
+    qn_placement_mode_t placement = QN_PLACEMENT_PACK;
     s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
     //  First pass: the config file, so that flags override it.
@@ -279,6 +295,11 @@ main (int argc, char *argv [])
                 keep_runs = atol (value);
             if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
                 s3_delete_after_s = atol (value);
+            if ((value = zconfig_get (config, "qanatd/placement", NULL))
+            &&  s_placement (value, &placement) == -1) {
+                zconfig_destroy (&config);
+                return 2;
+            }
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = s_is_true (value);
             s_http_config_file (config, &http);
@@ -305,6 +326,7 @@ main (int argc, char *argv [])
             case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
+            case 'P': if (s_placement (optarg, &placement) == -1) return 2; break;
             case 'h': s_usage (stdout); return 0;
             default: s_http_flag (opt, optarg, &http); break;
         }
@@ -346,7 +368,8 @@ main (int argc, char *argv [])
         .verbose = verbose,
         .insecure = insecure,
         .keep_runs = (uint32_t) keep_runs,
-        .s3_delete_after_s = (int64_t) s3_delete_after_s
+        .s3_delete_after_s = (int64_t) s3_delete_after_s,
+        .spread = placement == QN_PLACEMENT_SPREAD
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);

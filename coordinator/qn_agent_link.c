@@ -125,11 +125,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     agent_t *agent = qn_fleet_connect (self, reg->name, routing_id);
 
     Qanat__AgentInfo *info = agent->info;
-    for (size_t i = 0; i < info->n_labels; i++)
-        qn_engine_free_message (info->labels [i]);
-    free (info->labels);
-    info->labels = NULL;
-    info->n_labels = 0;
+    qn_engine_free_repeated ((void ***) &info->labels, &info->n_labels);
     for (size_t i = 0; i < label_count; i++)
         qn_engine_append ((void ***) &info->labels, &info->n_labels,
                           qn_engine_label_new (labels [i]->key, labels [i]->value));
@@ -141,6 +137,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (size_t i = 0; i < reg->n_backends; i++)
         qn_engine_append ((void ***) &info->backends, &info->n_backends, qn_engine_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
+    qn_fleet_set_resources (agent, reg);
     qn_fleet_set_credit (self, agent, 0);
     info->connected = true;
     info->last_seen_us = qn_now_us ();

@@ -39,6 +39,9 @@ typedef struct {
     //  one process need endpoints of their own.
     const char *api_endpoint;
     const char *events_endpoint;
+    //  Among the agents a task fits on: false = the tightest fit
+    //  (bin-packing), true = the loosest (spread).  docs/scheduling.md
+    bool spread;
 } qn_coordinator_config_t;
 
 #define QN_COORDINATOR_API_ENDPOINT     "inproc://qanat-api"

@@ -32,6 +32,7 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 #include "qn_api.h"
+#include "qn_placement.h"
 //  Commit latency buckets: at most 0.5, 1, 2, 5, 10, 25, 50, 100, 250 ms,
 //  and longer (qn_turn_latency_bound)
 #define QN_ENGINE_LATENCY_BUCKETS   10
@@ -54,6 +55,7 @@ typedef struct {
     zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
     const char *state;                  //  the static name last copied into info->state
     uint64_t cache_damaged;             //  as its last heartbeat said (it counts from its start)
+    qn_place_t place;                   //  what it has and its running attempts use
 } agent_t;
 
 //  An active (queued or running) run, in the engine's runs table until
@@ -180,6 +182,17 @@ qn_engine_append (void ***array, size_t *count, void *item)
 {
     *array = realloc (*array, (*count + 1) * sizeof (void *));
     (*array) [(*count)++] = item;
+}
+
+//  Frees every message of a repeated field of a message we own, and empties it.
+static inline void
+qn_engine_free_repeated (void ***array, size_t *count)
+{
+    for (size_t i = 0; i < *count; i++)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) (*array) [i], NULL);
+    free (*array);
+    *array = NULL;
+    *count = 0;
 }
 
 static inline Qanat__Label *

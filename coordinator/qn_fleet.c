@@ -70,6 +70,15 @@ qn_fleet_load (qn_coordinator_t *self)
         agent->info->connected = false;
         agent->info->credit = 0;
         agent->info->running = 0;
+        //  What it has stands until it registers; what it uses is counted
+        //  again from the running attempts the store holds
+        agent->place.tracked = agent->info->total != NULL;
+        if (agent->info->total) {
+            agent->place.total.cpus = agent->info->total->cpus;
+            agent->place.total.memory_mb = agent->info->total->memory_mb;
+            agent->place.total.gpus = agent->info->total->gpus;
+        }
+        qn_fleet_show_resources (agent);
         //  Only an administrator's drain outlives us; an agent that drained
         //  itself says so again when it registers.
         agent->drained_by_admin = agent->info->drained_by_admin;
@@ -107,6 +116,8 @@ qn_fleet_forget_attempts (qn_coordinator_t *self)
          agent = (agent_t *) zhashx_next (self->agents)) {
         zhashx_purge (agent->attempts);
         agent->info->running = 0;
+        memset (&agent->place.used, 0, sizeof (agent->place.used));
+        qn_fleet_show_resources (agent);
     }
 }
 
@@ -329,4 +340,135 @@ qn_fleet_sweep (qn_coordinator_t *self, int64_t now)
         &&  now - agent->last_seen > agent->info->lost_after_ms)
             s_collect_attempts (agent, lost);
     return lost;
+}
+
+//  ---------------------------------------------------------------------
+//  Resources: what an agent has, and what its attempts use
+
+qn_res_t
+qn_fleet_need (const qn_task_t *task, const char *backend)
+{
+    qn_res_t need = { 0, 0, 0 };
+    if (backend && streq (backend, "local")) {
+        need.cpus = task->cpus;
+        need.memory_mb = task->memory_mb;
+        need.gpus = task->gpus;
+    }
+    return need;
+}
+
+char *
+qn_fleet_gpu_label (const char *model, char *text, size_t size)
+{
+    //  Vendor and family words carry nothing; the words up to the first
+    //  one with a digit name the model, each cut at its first '-'
+    static const char *noise [] = { "nvidia", "geforce", "tesla", NULL };
+    size_t used = 0;
+    text [0] = 0;
+    const char *word = model;
+    while (word && *word && used + 1 < size) {
+        while (*word == ' ')
+            word++;
+        size_t length = strcspn (word, " ");
+        if (!length)
+            break;
+        char lower [64];
+        size_t cut = strcspn (word, " -");
+        if (cut >= sizeof lower)
+            cut = sizeof lower - 1;
+        bool digit = false;
+        for (size_t i = 0; i < cut; i++) {
+            char c = word [i];
+            lower [i] = (char) tolower ((unsigned char) c);
+            if (!isalnum ((unsigned char) c) && c != '.' && c != '_')
+                lower [i] = '_';
+            digit = digit || isdigit ((unsigned char) c);
+        }
+        lower [cut] = 0;
+        bool skip = false;
+        for (size_t n = 0; noise [n]; n++)
+            skip = skip || streq (lower, noise [n]);
+        if (!skip && cut) {
+            int wrote = snprintf (text + used, size - used, "%s%s", used? "-": "", lower);
+            used = wrote > 0 && (size_t) wrote < size - used? used + (size_t) wrote: size - 1;
+            if (digit)
+                break;
+        }
+        word += length;
+    }
+    return text;
+}
+
+static Qanat__Resources *
+s_resources_new (const qn_res_t *res)
+{
+    Qanat__Resources *message = (Qanat__Resources *) malloc (sizeof (Qanat__Resources));
+    if (message) {
+        qanat__resources__init (message);
+        message->cpus = res->cpus;
+        message->memory_mb = res->memory_mb;
+        message->gpus = res->gpus;
+    }
+    return message;
+}
+
+void
+qn_fleet_show_resources (agent_t *agent)
+{
+    Qanat__AgentInfo *info = agent->info;
+    qn_engine_free_message (info->total);
+    qn_engine_free_message (info->used);
+    info->total = agent->place.tracked? s_resources_new (&agent->place.total): NULL;
+    info->used = agent->place.tracked? s_resources_new (&agent->place.used): NULL;
+}
+
+static const char *
+s_label (Qanat__AgentInfo *info, const char *key)
+{
+    for (size_t l = 0; l < info->n_labels; l++)
+        if (streq (info->labels [l]->key, key))
+            return info->labels [l]->value;
+    return NULL;
+}
+
+void
+qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg)
+{
+    Qanat__AgentInfo *info = agent->info;
+    qn_engine_free_repeated ((void ***) &info->gpus, &info->n_gpus);
+    agent->place.tracked = reg->resources != NULL;
+    qn_res_t total = { 0, 0, 0 };
+    if (reg->resources) {
+        total.cpus = reg->resources->cpus;
+        total.memory_mb = reg->resources->memory_mb;
+        total.gpus = reg->resources->gpus;
+    }
+    agent->place.total = total;
+    //  Bounded like every agent string: a GPU list is a few dozen entries
+    for (size_t g = 0; reg->resources && g < reg->n_gpus && g < 256; g++) {
+        const Qanat__Gpu *from = reg->gpus [g];
+        Qanat__Gpu *gpu = (Qanat__Gpu *) malloc (sizeof (Qanat__Gpu));
+        qanat__gpu__init (gpu);
+        gpu->index = from->index;
+        gpu->uuid = strndup (from->uuid? from->uuid: "", 128);
+        gpu->name = strndup (from->name? from->name: "", 128);
+        gpu->memory_mb = from->memory_mb;
+        qn_engine_append ((void ***) &info->gpus, &info->n_gpus, gpu);
+    }
+    qn_engine_replace_string (&info->confinement,
+                              strndup (reg->confinement? reg->confinement: "", 256));
+    qn_fleet_show_resources (agent);
+    if (!info->n_gpus || !*info->gpus [0]->name)
+        return;
+    char model [64];
+    qn_fleet_gpu_label (info->gpus [0]->name, model, sizeof model);
+    const char *given = s_label (info, "gpu");
+    if (!given && *model)
+        qn_engine_append ((void ***) &info->labels, &info->n_labels,
+                          qn_engine_label_new ("gpu", model));
+    else
+    if (given && !streq (given, model))
+        qn_log (QN_LOG_WARNING, "coordinator", "agent %s has GPU %s, but its label gpu=%s "
+                "stays (the label it was given wins over the detected model %s)",
+                agent->name, info->gpus [0]->name, given, model);
 }

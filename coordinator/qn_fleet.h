@@ -59,6 +59,28 @@ void
 bool
     qn_fleet_matches (agent_t *agent, const qn_task_t *task);
 
+//  What task asks of an agent's machine when it runs on backend there:
+//  its resources on the local backend, nothing on one that fronts a
+//  cluster (whose engine places the work itself).
+qn_res_t
+    qn_fleet_need (const qn_task_t *task, const char *backend);
+
+//  Takes what the agent reports it has from its Register (resources,
+//  GPUs, confinement) and adds the label gpu=<model> of its first GPU,
+//  unless a label gpu is already there (the granted or given one wins,
+//  and a different detected model is logged).
+void
+    qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg);
+
+//  Copies the agent's placement record into its AgentInfo (total, used).
+void
+    qn_fleet_show_resources (agent_t *agent);
+
+//  The label value of a GPU's model name: "NVIDIA A100-SXM4-80GB" ->
+//  "a100", "NVIDIA GeForce RTX 4090" -> "rtx-4090"; into text.
+char *
+    qn_fleet_gpu_label (const char *model, char *text, size_t size);
+
 //  Why an agent that matches a task takes no new work, or NULL.
 const char *
     qn_fleet_unavailable (agent_t *agent, int64_t now);
