@@ -15,6 +15,9 @@
 static void
 s_memory_text (uint64_t mb, char *text, size_t size)
 {
+    if (mb == 0)
+        snprintf (text, size, "0");
+    else
     if (mb < 1024)
         snprintf (text, size, "%lluM", (unsigned long long) mb);
     else

@@ -399,15 +399,21 @@ qn_fleet_gpu_label (const char *model, char *text, size_t size)
     return text;
 }
 
+static void
+s_resources_copy (Qanat__Resources *message, const qn_res_t *res)
+{
+    message->cpus = res->cpus;
+    message->memory_mb = res->memory_mb;
+    message->gpus = res->gpus;
+}
+
 static Qanat__Resources *
 s_resources_new (const qn_res_t *res)
 {
     Qanat__Resources *message = (Qanat__Resources *) malloc (sizeof (Qanat__Resources));
     if (message) {
         qanat__resources__init (message);
-        message->cpus = res->cpus;
-        message->memory_mb = res->memory_mb;
-        message->gpus = res->gpus;
+        s_resources_copy (message, res);
     }
     return message;
 }
@@ -415,7 +421,14 @@ s_resources_new (const qn_res_t *res)
 void
 qn_fleet_show_resources (agent_t *agent)
 {
+    //  In place while the agent stays tracked (this runs as attempts start
+    //  and end)
     Qanat__AgentInfo *info = agent->info;
+    if (agent->place.tracked && info->total && info->used) {
+        s_resources_copy (info->total, &agent->place.total);
+        s_resources_copy (info->used, &agent->place.used);
+        return;
+    }
     qn_engine_free_message (info->total);
     qn_engine_free_message (info->used);
     info->total = agent->place.tracked? s_resources_new (&agent->place.total): NULL;

@@ -171,24 +171,26 @@ qn_run_track_running (run_t *run, size_t index, bool running)
     char *key = qn_run_attempt_key (run->id, index);
     //  What it asks of the agent's machine counts while it is in the set
     //  (local backend only: a cluster's engine places its own work)
-    bool counted = zhashx_lookup (agent->attempts, key) != NULL;
     qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, index), attempt->backend);
+    bool counts = !qn_res_empty (&need);
+    bool counted = counts && zhashx_lookup (agent->attempts, key) != NULL;
     if (running) {
         ready_t *ref = (ready_t *) zmalloc (sizeof (ready_t));
         ref->run_id = run->id;
         ref->task = (uint32_t) index;
         zhashx_update (agent->attempts, key, ref);
-        if (!counted)
+        if (counts && !counted)
             qn_placement_take (&agent->place, &need);
     }
-    else
-    if (counted) {
+    else {
         zhashx_delete (agent->attempts, key);
-        qn_placement_give (&agent->place, &need);
+        if (counted)
+            qn_placement_give (&agent->place, &need);
     }
     zstr_free (&key);
     agent->info->running = (uint32_t) zhashx_size (agent->attempts);
-    qn_fleet_show_resources (agent);
+    if (counts)
+        qn_fleet_show_resources (agent);
 }
 
 //  ---------------------------------------------------------------------
