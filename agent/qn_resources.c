@@ -53,12 +53,15 @@ s_read_line (const char *path, char *buf, size_t size)
     return 0;
 }
 
+//  Writes text to a cgroup interface file (O_CREAT changes nothing on
+//  cgroupfs, where the file exists or cannot be made, and lets a plain
+//  directory stand in for one in the tests).  0 or -1.
 static int
 s_write_text (const char *dir, const char *name, const char *text)
 {
     char path [PATH_MAX];
     snprintf (path, sizeof path, "%s/%s", dir, name);
-    int fd = open (path, O_WRONLY | O_CLOEXEC);
+    int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd == -1)
         return -1;
     ssize_t wrote = write (fd, text, strlen (text));
@@ -337,6 +340,18 @@ s_resources_override (qn_resources_t *self, const char *text, bool gpus_given, c
     return rc;
 }
 
+//  True when the space-separated list holds word
+static bool
+s_has_word (const char *list, const char *word)
+{
+    size_t length = strlen (word);
+    for (const char *at = strstr (list, word); at; at = strstr (at + 1, word))
+        if ((at == list || at [-1] == ' ' || at [-1] == '+')
+        &&  (at [length] == ' ' || at [length] == 0))
+            return true;
+    return false;
+}
+
 //  Our group, made ready for attempt groups below it: the agent moves to
 //  a leaf of its own (a group with controllers for its children may hold
 //  no process), and the memory (and cpu) controllers are enabled for the
@@ -353,7 +368,7 @@ s_setup_cgroup (qn_resources_t *self, const char *root_given)
         self->confinement = strdup ("none: no cgroup v2 hierarchy");
     else
     if (s_read_line (file, controllers, sizeof controllers) == -1
-    ||  !strstr (controllers, "memory"))
+    ||  !s_has_word (controllers, "memory"))
         self->confinement = zsys_sprintf ("none: the memory controller is not available in "
                                           "the agent's cgroup %s", own);
     else
@@ -366,7 +381,7 @@ s_setup_cgroup (qn_resources_t *self, const char *root_given)
         return;
     }
     char *leaf = zsys_sprintf ("%s/qanat-agent-%d", own, (int) getpid ());
-    bool cpu = strstr (controllers, "cpu") != NULL;
+    bool cpu = s_has_word (controllers, "cpu");
     const char *enable = cpu? "+memory +cpu": "+memory";
     if ((mkdir (leaf, 0755) == -1 && errno != EEXIST)
     ||  s_write_text (leaf, "cgroup.procs", "0\n") == -1
@@ -389,7 +404,7 @@ s_setup_cgroup (qn_resources_t *self, const char *root_given)
         char line [256] = "";
         snprintf (file, sizeof file, "%s/cgroup.subtree_control", own);
         s_read_line (file, line, sizeof line);
-        self->cpu_controller = strstr (line, "cpu") != NULL;
+        self->cpu_controller = s_has_word (line, "cpu");
         self->cgroup = own;
         own = NULL;
         self->confinement = strdup ("cgroup");
@@ -520,7 +535,7 @@ s_cgroup_make (qn_resources_t *self, const qn_attempt_key_t *key, const Qanat__A
     if (rc == 0) {
         char procs [PATH_MAX];
         snprintf (procs, sizeof procs, "%s/cgroup.procs", grant->cgroup);
-        out->cgroup_fd = open (procs, O_WRONLY | O_CLOEXEC);
+        out->cgroup_fd = open (procs, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         rc = out->cgroup_fd == -1? -1: 0;
     }
     if (rc == -1) {
