@@ -594,30 +594,27 @@ qn_dispatch (qn_coordinator_t *self)
         size_t count = 0;
         for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
              agent = (agent_t *) zhashx_next (self->with_credit))
-            if (qn_fleet_matches (agent, spec) && !qn_fleet_unavailable (agent, now)
-            &&  qn_placement_fits (&agent->place, &need)) {
+            //  The arithmetic first: it rules out most agents for a big task
+            if (qn_placement_fits (&agent->place, &need) && qn_fleet_matches (agent, spec)
+            &&  !qn_fleet_unavailable (agent, now)) {
                 candidates [count] = agent;
                 places [count] = &agent->place;
                 credit [count++] = agent->info->credit;
             }
-        //  Hand out tasks in order, each to the candidate chosen; one left
-        //  without credit or room leaves the list.
-        while (count && (ready = (ready_t *) zlistx_first (queue))) {
+        //  Hand out tasks in order, each to the first candidate of the heap
+        //  (the order of qn_placement_choose); one left without credit or
+        //  room leaves it.
+        qn_placement_heap_t heap = { places, credit, (void **) candidates, count, need, mode };
+        qn_placement_heap_make (&heap);
+        while (heap.count && (ready = (ready_t *) zlistx_first (queue))) {
             void *handle = zlistx_cursor (queue);
             run_t *run = qn_run_find (self, ready->run_id);
             if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                int best = qn_placement_choose (places, credit, count, &need, mode);
-                if (best < 0)
-                    break;                  //  cannot happen: every candidate fits
-                agent_t *agent = candidates [best];
+                agent_t *agent = candidates [0];
                 s_assign (self, run, ready->task, agent);
-                credit [best] = agent->info->credit;
-                if (agent->info->credit == 0 || !qn_placement_fits (&agent->place, &need)) {
-                    count--;
-                    candidates [best] = candidates [count];
-                    places [best] = places [count];
-                    credit [best] = credit [count];
-                }
+                credit [0] = agent->info->credit;
+                qn_placement_heap_update_first (&heap, agent->info->credit > 0
+                                                && qn_placement_fits (&agent->place, &need));
             }
             zlistx_delete (queue, handle);
         }

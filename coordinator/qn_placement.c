@@ -128,6 +128,75 @@ qn_placement_choose (const qn_place_t *const *places, const uint32_t *credit, si
     return best;
 }
 
+//  True when candidate i goes before candidate j (qn_placement_choose's
+//  order, without its last tie-break on the index)
+static bool
+s_before (const qn_placement_heap_t *heap, size_t i, size_t j)
+{
+    const qn_place_t *a = heap->places [i], *b = heap->places [j];
+    if (!qn_res_empty (&heap->need)) {
+        if (a->tracked != b->tracked)
+            return a->tracked;
+        if (a->tracked) {
+            double left_a = s_left (a, &heap->need), left_b = s_left (b, &heap->need);
+            if (left_a != left_b)
+                return heap->mode == QN_PLACEMENT_PACK? left_a < left_b: left_a > left_b;
+        }
+    }
+    return heap->credit [i] > heap->credit [j];
+}
+
+static void
+s_swap (qn_placement_heap_t *heap, size_t i, size_t j)
+{
+    const qn_place_t *place = heap->places [i];
+    heap->places [i] = heap->places [j];
+    heap->places [j] = place;
+    uint32_t credit = heap->credit [i];
+    heap->credit [i] = heap->credit [j];
+    heap->credit [j] = credit;
+    void *item = heap->items [i];
+    heap->items [i] = heap->items [j];
+    heap->items [j] = item;
+}
+
+static void
+s_sift_down (qn_placement_heap_t *heap, size_t i)
+{
+    while (true) {
+        size_t best = i, left = 2 * i + 1, right = left + 1;
+        if (left < heap->count && s_before (heap, left, best))
+            best = left;
+        if (right < heap->count && s_before (heap, right, best))
+            best = right;
+        if (best == i)
+            return;
+        s_swap (heap, i, best);
+        i = best;
+    }
+}
+
+void
+qn_placement_heap_make (qn_placement_heap_t *heap)
+{
+    for (size_t i = heap->count / 2; i-- > 0;)
+        s_sift_down (heap, i);
+}
+
+void
+qn_placement_heap_update_first (qn_placement_heap_t *heap, bool keep)
+{
+    if (!heap->count)
+        return;
+    if (!keep) {
+        heap->count--;
+        if (!heap->count)
+            return;
+        s_swap (heap, 0, heap->count);
+    }
+    s_sift_down (heap, 0);
+}
+
 //  Appends "key=value" to text (comma first unless it is empty).
 static void
 s_append (char *text, size_t size, const char *key, uint64_t value, bool memory)

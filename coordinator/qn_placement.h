@@ -78,6 +78,29 @@ int
     qn_placement_choose (const qn_place_t *const *places, const uint32_t *credit,
                          size_t count, const qn_res_t *need, qn_placement_mode_t mode);
 
+//  The candidates of one queue in one dispatch pass, kept as a binary
+//  heap in the caller's three arrays (swapped together) so that the first
+//  is always where the next task of the queue goes, by the order of
+//  qn_placement_choose: placing a task costs O(log candidates), not a
+//  scan of them all.
+typedef struct {
+    const qn_place_t **places;
+    uint32_t *credit;           //  > 0 each
+    void **items;               //  the caller's records, moved with them
+    size_t count;
+    qn_res_t need;              //  what every task of the queue asks
+    qn_placement_mode_t mode;
+} qn_placement_heap_t;
+
+//  Puts the candidates in heap order (each must fit need).
+void
+    qn_placement_heap_make (qn_placement_heap_t *heap);
+
+//  The first candidate's credit or use changed: back in order, or out of
+//  the heap when keep is false (no credit left, or need no longer fits).
+void
+    qn_placement_heap_update_first (qn_placement_heap_t *heap, bool keep);
+
 //  Writes need as "cpus=2,memory=4G,gpus=1" (only what it asks) into
 //  text; returns text.
 char *

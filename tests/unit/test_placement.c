@@ -136,6 +136,52 @@ test_choose_randomized (void **state)
     }
 }
 
+//  The heap hands every task of a queue to the agent
+//  qn_placement_choose would pick among those left (same free GPUs, same
+//  credit), as tasks take room and credit, until none fits.
+static void
+test_heap_follows_choose (void **state)
+{
+    (void) state;
+    unsigned int seed = 23;
+    for (int round = 0; round < 500; round++) {
+        qn_place_t fleet [16];
+        const qn_place_t *places [16];
+        uint32_t credit [16];
+        void *items [16];
+        qn_res_t need = { 0, 0, (uint32_t) (rand_r (&seed) % 3) };
+        size_t count = 0;
+        for (size_t i = 0; i < 16; i++) {
+            uint32_t total = (uint32_t) (rand_r (&seed) % 9);
+            qn_place_t place = { rand_r (&seed) % 8 != 0, { 64, 1 << 20, total },
+                                 { 0, 0, total? (uint32_t) (rand_r (&seed) % (total + 1)): 0 } };
+            fleet [i] = place;
+            if (!qn_placement_fits (&fleet [i], &need))
+                continue;
+            places [count] = &fleet [i];
+            items [count] = &fleet [i];
+            credit [count++] = 1 + (uint32_t) (rand_r (&seed) % 4);
+        }
+        qn_placement_mode_t mode = (qn_placement_mode_t) (round % 2);
+        qn_placement_heap_t heap = { places, credit, items, count, need, mode };
+        qn_placement_heap_make (&heap);
+        while (heap.count) {
+            int chosen = qn_placement_choose (places, credit, heap.count, &need, mode);
+            assert_true (chosen >= 0);
+            qn_place_t *first = (qn_place_t *) items [0];
+            assert_ptr_equal (places [0], first);
+            assert_int_equal (first->tracked, places [chosen]->tracked);
+            if (first->tracked && need.gpus)
+                assert_int_equal (qn_placement_free (first).gpus,
+                                  qn_placement_free (places [chosen]).gpus);
+            assert_int_equal (credit [0], credit [chosen]);
+            qn_placement_take (first, &need);
+            credit [0]--;
+            qn_placement_heap_update_first (&heap, credit [0] > 0 && qn_placement_fits (first, &need));
+        }
+    }
+}
+
 //  ---------------------------------------------------------------------
 //  Dispatch with random agents and tasks
 
@@ -304,6 +350,7 @@ main (void)
         cmocka_unit_test (test_words),
         cmocka_unit_test (test_pack_and_spread),
         cmocka_unit_test (test_choose_randomized),
+        cmocka_unit_test (test_heap_follows_choose),
         cmocka_unit_test_setup_teardown (test_dispatch_randomized, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
