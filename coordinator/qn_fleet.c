@@ -449,16 +449,20 @@ qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg)
 {
     Qanat__AgentInfo *info = agent->info;
     qn_engine_free_repeated ((void ***) &info->gpus, &info->n_gpus);
-    agent->place.tracked = reg->resources != NULL;
+    //  Only an agent that runs tasks itself by default counts resources
+    //  (its attempts are counted as local ones); one in front of a cluster
+    //  that sends them anyway counts slots only
+    agent->place.tracked = reg->resources != NULL
+                        && (info->n_backends == 0 || streq (info->backends [0], "local"));
     qn_res_t total = { 0, 0, 0 };
-    if (reg->resources) {
+    if (agent->place.tracked) {
         total.cpus = reg->resources->cpus;
         total.memory_mb = reg->resources->memory_mb;
         total.gpus = reg->resources->gpus;
     }
     agent->place.total = total;
     //  Bounded like every agent string: a GPU list is a few dozen entries
-    for (size_t g = 0; reg->resources && g < reg->n_gpus && g < 256; g++) {
+    for (size_t g = 0; agent->place.tracked && g < reg->n_gpus && g < 256; g++) {
         const Qanat__Gpu *from = reg->gpus [g];
         Qanat__Gpu *gpu = (Qanat__Gpu *) malloc (sizeof (Qanat__Gpu));
         qanat__gpu__init (gpu);

@@ -309,6 +309,60 @@ s_check (s_fixture_t *fixture, run_t **runs, size_t run_count, bool dispatched)
 }
 
 static void
+test_gpu_label (void **state)
+{
+    (void) state;
+    const char *cases [][2] = {
+        { "NVIDIA A100-SXM4-80GB", "a100" }, { "NVIDIA H100 80GB HBM3", "h100" },
+        { "NVIDIA GeForce RTX 4090", "rtx-4090" }, { "Tesla V100-SXM2-16GB", "v100" },
+        { "NVIDIA RTX A6000", "rtx-a6000" }, { "Tesla T4", "t4" }, { "NVIDIA L4", "l4" },
+        { "  ", "" }, { "NVIDIA", "" }, { "Weird/Name 7", "weird_name-7" }
+    };
+    char text [64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++)
+        assert_string_equal (qn_fleet_gpu_label (cases [i][0], text, sizeof text), cases [i][1]);
+    char small [4];
+    assert_string_equal (qn_fleet_gpu_label ("NVIDIA A100-SXM4-80GB", small, sizeof small), "a10");
+}
+
+//  What Register says: the gpu label added unless the agent has one, and
+//  resources counted only on an agent whose default backend is local
+static void
+test_register_resources (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *) *state;
+    unsigned int seed = 1;
+    agent_t *agent = s_agent (fixture, 0, &seed);
+    Qanat__Resources resources = QANAT__RESOURCES__INIT;
+    resources.cpus = 8;
+    resources.gpus = 1;
+    Qanat__Gpu gpu = QANAT__GPU__INIT;
+    gpu.name = "NVIDIA A100-SXM4-80GB";
+    Qanat__Gpu *gpus [] = { &gpu };
+    Qanat__Register reg = QANAT__REGISTER__INIT;
+    reg.resources = &resources;
+    reg.gpus = gpus;
+    reg.n_gpus = 1;
+    qn_fleet_set_resources (agent, &reg);
+    assert_true (agent->place.tracked);
+    assert_int_equal (agent->info->total->gpus, 1);
+    assert_string_equal (agent->info->labels [agent->info->n_labels - 1]->key, "gpu");
+    assert_string_equal (agent->info->labels [agent->info->n_labels - 1]->value, "a100");
+    //  Registering again with a gpu label of its own: that one stays alone
+    size_t labels = agent->info->n_labels;
+    qn_fleet_set_resources (agent, &reg);
+    assert_int_equal (agent->info->n_labels, labels);
+    //  A default backend in front of a cluster: slots only
+    free (agent->info->backends [0]);
+    agent->info->backends [0] = strdup ("slurm");
+    qn_fleet_set_resources (agent, &reg);
+    assert_false (agent->place.tracked);
+    assert_null (agent->info->total);
+    qn_res_t need = { 64, 0, 8 };
+    assert_true (qn_placement_fits (&agent->place, &need));
+}
+
+static void
 test_dispatch_randomized (void **state)
 {
     s_fixture_t *fixture = (s_fixture_t *) *state;
@@ -351,6 +405,8 @@ main (void)
         cmocka_unit_test (test_pack_and_spread),
         cmocka_unit_test (test_choose_randomized),
         cmocka_unit_test (test_heap_follows_choose),
+        cmocka_unit_test (test_gpu_label),
+        cmocka_unit_test_setup_teardown (test_register_resources, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_dispatch_randomized, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
