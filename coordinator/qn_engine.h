@@ -56,6 +56,10 @@ typedef struct {
     const char *state;                  //  the static name last copied into info->state
     uint64_t cache_damaged;             //  as its last heartbeat said (it counts from its start)
     qn_place_t place;                   //  what it has and its running attempts use
+    //  "run:task:attempt" -> qn_res_t of attempts no longer current that
+    //  it may still run (canceled, fenced: killed, not yet ended there);
+    //  counted in place.used until their Finished comes (qn_fleet_hold)
+    zhashx_t *held;
 } agent_t;
 
 //  An active (queued or running) run, in the engine's runs table until

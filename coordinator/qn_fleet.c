@@ -31,6 +31,7 @@ s_agent_destroy (agent_t **agent_p)
         qn_engine_free_message (agent->info);
         zhashx_destroy (&agent->attempts);
         zhashx_destroy (&agent->fetchable);
+        zhashx_destroy (&agent->held);
         free (agent);
         *agent_p = NULL;
     }
@@ -52,7 +53,9 @@ s_agent_new (const char *name)
     agent->info->name = strdup (name);
     agent->attempts = qn_hash_new ();
     agent->fetchable = qn_hash_new ();
+    agent->held = qn_hash_new ();
     zhashx_set_destructor (agent->attempts, s_free_item);
+    zhashx_set_destructor (agent->held, s_free_item);
     return agent;
 }
 
@@ -172,6 +175,9 @@ qn_fleet_disconnect (qn_coordinator_t *self, agent_t *agent)
     zframe_destroy (&agent->routing_id);
     agent->info->connected = false;
     qn_fleet_set_credit (self, agent, 0);
+    //  What it was still killing is its own affair until it registers
+    //  again and says what it holds
+    qn_fleet_release_all (agent);
 }
 
 //  Credit lives in the agent record; the set of agents with credit is
@@ -344,6 +350,58 @@ qn_fleet_sweep (qn_coordinator_t *self, int64_t now)
 
 //  ---------------------------------------------------------------------
 //  Resources: what an agent has, and what its attempts use
+
+static char *
+s_held_key (uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    return zsys_sprintf ("%llu:%u:%u", (unsigned long long) run_id, task, attempt);
+}
+
+void
+qn_fleet_hold (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt,
+               const qn_res_t *need)
+{
+    if (!agent->routing_id || qn_res_empty (need))
+        return;
+    char *key = s_held_key (run_id, task, attempt);
+    if (!zhashx_lookup (agent->held, key)) {
+        qn_res_t *held = (qn_res_t *) malloc (sizeof (qn_res_t));
+        if (held) {
+            *held = *need;
+            zhashx_insert (agent->held, key, held);
+            qn_placement_take (&agent->place, need);
+            qn_fleet_show_resources (agent);
+        }
+    }
+    free (key);
+}
+
+void
+qn_fleet_release (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    if (zhashx_size (agent->held) == 0)
+        return;                 //  the common case
+    char *key = s_held_key (run_id, task, attempt);
+    qn_res_t *held = (qn_res_t *) zhashx_lookup (agent->held, key);
+    if (held) {
+        qn_placement_give (&agent->place, held);
+        zhashx_delete (agent->held, key);
+        qn_fleet_show_resources (agent);
+    }
+    free (key);
+}
+
+void
+qn_fleet_release_all (agent_t *agent)
+{
+    for (qn_res_t *held = (qn_res_t *) zhashx_first (agent->held); held;
+         held = (qn_res_t *) zhashx_next (agent->held))
+        qn_placement_give (&agent->place, held);
+    if (zhashx_size (agent->held)) {
+        zhashx_purge (agent->held);
+        qn_fleet_show_resources (agent);
+    }
+}
 
 qn_res_t
 qn_fleet_need (const qn_task_t *task, const char *backend)

@@ -65,6 +65,20 @@ bool
 qn_res_t
     qn_fleet_need (const qn_task_t *task, const char *backend);
 
+//  An attempt that is no longer current but may still run on agent (it
+//  was canceled, or the agent reports it after it was retried elsewhere):
+//  what it asks (need) stays counted as used there until its Finished
+//  comes (qn_fleet_release), the agent disconnects or registers again
+//  (qn_fleet_release_all), so that nothing is placed on resources a
+//  process being killed still holds.  Nothing for a disconnected agent.
+void
+    qn_fleet_hold (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt,
+                   const qn_res_t *need);
+void
+    qn_fleet_release (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt);
+void
+    qn_fleet_release_all (agent_t *agent);
+
 //  Takes what the agent reports it has from its Register (resources,
 //  GPUs, confinement) and adds the label gpu=<model> of its first GPU,
 //  unless a label gpu is already there (the granted or given one wins,

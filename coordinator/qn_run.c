@@ -667,6 +667,10 @@ qn_run_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char
         Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
         agent_t *agent = s_agent_of (self, attempt);
         qn_agent_link_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
+        if (agent) {
+            qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, index), attempt->backend);
+            qn_fleet_hold (agent, run->id, (uint32_t) index, attempt->attempt, &need);
+        }
         qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
         s_attempt_close (self, attempt, QN_END_CANCELED);
     }

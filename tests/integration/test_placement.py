@@ -250,6 +250,40 @@ tasks:
           "in use after the runs")
 
 
+def test_a_canceled_attempt_holds_its_gpus_until_it_is_gone(c):
+    c.start_coordinator()
+    c.start_agent("node", slots=2, timers=TIMERS, extra=["--gpus", "0,1"])
+    # It ignores SIGTERM (the agent kills it after a grace) and writes the
+    # time into beat as long as it lives
+    beat = os.path.join(c.dir, "beat")
+    stubborn = c.start_run(c.write("stubborn.yaml", """\
+name: stubborn
+tasks:
+  hold:
+    run: sh -c 'trap "" TERM; while :; do date +%%s.%%N > %s.new; mv %s.new %s; sleep 0.05; done'
+    resources: {gpus: 2}
+""" % (beat, beat, beat)))
+    c.wait_for(lambda: task(c.qanat_json("status", stubborn), "hold")["status"] == "running",
+               "the stubborn task to run")
+    c.qanat("cancel", stubborn)
+    canceled = time.time()
+    check(agents_by_name(c)["node"]["used"]["gpus"] == 2, "the GPUs are free before it is gone")
+    record = os.path.join(c.dir, "record")
+    after = c.start_run(c.write("after.yaml", "name: after\ntasks:\n  next:\n    run: %s\n"
+                                "    resources: {gpus: 2}\n" % record_cmd(record, "0")))
+    run = c.wait_run(after, timeout=30)
+    check(run["status"] == "succeeded" and len(task(run, "next")["attempts"]) == 1,
+          "the next GPU task: %s, %r" % (run["status"], task(run, "next")["attempts"]))
+    starts, _ = read_record(record)
+    with open(beat) as f:
+        last_beat = float(f.read())
+    check(last_beat - canceled > 0.5, "the stubborn task lived %.1f s after the cancel"
+          % (last_beat - canceled))
+    check(starts["next"][0] > last_beat,
+          "the next task started %.2f s before the old one was gone" % (last_beat - starts["next"][0]))
+    check(agents_by_name(c)["node"]["used"]["gpus"] == 0, "GPUs in use after both")
+
+
 def test_memory_limit_is_enforced_in_a_cgroup(c):
     c.start_coordinator()
     c.start_agent("box", timers=TIMERS)
