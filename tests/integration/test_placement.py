@@ -33,6 +33,13 @@ def record_cmd(record, seconds):
             % (record, seconds, record))
 
 
+def out_path(c, name):
+    """A file the tasks write, in a folder `qanat run` does not pack (the
+    cluster's .qanatignore leaves out its folders)."""
+    os.makedirs(os.path.join(c.dir, "out"), exist_ok=True)
+    return os.path.join(c.dir, "out", name)
+
+
 def read_record(path):
     starts, ends = {}, {}
     with open(path) as f:
@@ -62,7 +69,7 @@ def test_tasks_see_only_their_gpus(c):
     check(agents["g1"]["total"] == {"cpus": 8, "memory_mb": 8192, "gpus": 3},
           "g1 reports what --gpus/--resources say: %r" % agents["g1"])
     check([g["index"] for g in agents["g2"]["gpus"]] == [4, 5], "g2's GPU indices")
-    record = os.path.join(c.dir, "record")
+    record = out_path(c, "record")
     tasks = ["tasks:"]
     sizes = {"one%d" % i: 1 for i in range(3)}
     sizes.update({"two%d" % i: 2 for i in range(2)})
@@ -114,7 +121,7 @@ def test_gpu_model_label_from_nvidia_smi(c):
     check(dgx["total"]["gpus"] == 2 and dgx["gpus"][1]["uuid"] == "GPU-aaaa-0001"
           and dgx["gpus"][0]["memory_mb"] == 81920, "GPUs from nvidia-smi: %r" % dgx["gpus"])
     check(agents["plain"]["total"]["gpus"] == 0, "--gpus none")
-    record = os.path.join(c.dir, "record")
+    record = out_path(c, "record")
     path = c.write("a100.yaml", "name: a100\ntasks:\n  t:\n    on: {gpu: a100}\n    run: %s\n"
                    % record_cmd(record, "0"))
     run = c.wait_run(c.start_run(path), timeout=20)
@@ -129,7 +136,7 @@ def test_no_over_commit_with_mixed_tasks(c):
     for name in ("m1", "m2"):
         c.start_agent(name, slots=8, timers=TIMERS,
                       extra=["--resources", "cpus=4,memory=4G,gpus=2"])
-    record = os.path.join(c.dir, "record")
+    record = out_path(c, "record")
     rng = random.Random(19)
     wants = {}
     lines = ["name: mixed", "tasks:"]
@@ -209,7 +216,7 @@ def test_coordinator_kill_9_keeps_the_accounting_exact(c):
     c.start_coordinator()
     c.start_agent("node", slots=4, timers=TIMERS,
                   extra=["--gpus", "0,1", "--resources", "cpus=4,memory=4G"])
-    record = os.path.join(c.dir, "record")
+    record = out_path(c, "record")
     halves = c.start_run(c.write("halves.yaml", """\
 name: halves
 tasks:
@@ -255,7 +262,7 @@ def test_a_canceled_attempt_holds_its_gpus_until_it_is_gone(c):
     c.start_agent("node", slots=2, timers=TIMERS, extra=["--gpus", "0,1"])
     # It ignores SIGTERM (the agent kills it after a grace) and writes the
     # time into beat as long as it lives
-    beat = os.path.join(c.dir, "beat")
+    beat = out_path(c, "beat")
     stubborn = c.start_run(c.write("stubborn.yaml", """\
 name: stubborn
 tasks:
@@ -268,7 +275,7 @@ tasks:
     c.qanat("cancel", stubborn)
     canceled = time.time()
     check(agents_by_name(c)["node"]["used"]["gpus"] == 2, "the GPUs are free before it is gone")
-    record = os.path.join(c.dir, "record")
+    record = out_path(c, "record")
     after = c.start_run(c.write("after.yaml", "name: after\ntasks:\n  next:\n    run: %s\n"
                                 "    resources: {gpus: 2}\n" % record_cmd(record, "0")))
     run = c.wait_run(after, timeout=30)
