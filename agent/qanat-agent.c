@@ -47,6 +47,9 @@ s_usage (FILE *out)
         "  -j, --join TOKEN            enrol with a join token (made by `qanat token\n"
         "                              create`; default $QANAT_JOIN_TOKEN), once: the\n"
         "                              identity goes to <data-dir>/agent.key\n"
+        "      --force                 with --join, enrol anew even when enrolled: a new\n"
+        "                              key replaces <data-dir>/agent.key (without it,\n"
+        "                              --join on an enrolled agent is refused)\n"
         "      --enrol-timeout SECONDS how long to wait for the coordinator to answer\n"
         "                              the enrolment (default 10)\n"
         "      --insecure              plaintext, no keys: only for a coordinator run\n"
@@ -293,9 +296,13 @@ s_same_labels (s_labels_t *labels, qn_identity_t *identity)
 //  <data-dir>/agent.key, made first by enrolling with the join token when
 //  there is none.  Returns 0 with *identity_p (NULL for --insecure), or
 //  -1 after telling the operator why.
+//  An identity that exists is kept: --join then is refused, unless force
+//  (enrol anew, replacing it); a token from $QANAT_JOIN_TOKEN (join_flag
+//  false) is ignored, so that a container restarted with the same
+//  environment keeps its identity.
 static int
-s_identify (const char *data_dir, const char *join, bool insecure, const char *endpoint,
-            const char *name, s_labels_t *labels, int enrol_timeout_ms,
+s_identify (const char *data_dir, const char *join, bool join_flag, bool force, bool insecure,
+            const char *endpoint, const char *name, s_labels_t *labels, int enrol_timeout_ms,
             qn_identity_t **identity_p)
 {
     *identity_p = NULL;
@@ -312,13 +319,25 @@ s_identify (const char *data_dir, const char *join, bool insecure, const char *e
         return 0;
     }
     char *error = NULL;
-    if (access (path, F_OK) == 0) {
+    bool enrolled = access (path, F_OK) == 0;
+    if (enrolled && join && join_flag && !force) {
+        fprintf (stderr, "qanat-agent: this agent is already enrolled (%s): --join would "
+                 "replace its identity; add --force to enrol anew with a new key (an agent of "
+                 "the same name must be revoked first: qanat agent revoke NAME), or drop "
+                 "--join to run as enrolled\n", path);
+        return -1;
+    }
+    if (enrolled && !(join && force)) {
         if (join)
-            qn_log (QN_LOG_INFO, "agent", "already enrolled (%s): --join ignored", path);
+            qn_log (QN_LOG_INFO, "agent", "already enrolled (%s): $QANAT_JOIN_TOKEN ignored "
+                    "(--force enrols anew)", path);
         *identity_p = qn_identity_load (path, &error);
     }
     else
     if (join) {
+        if (enrolled)
+            qn_log (QN_LOG_WARNING, "agent", "--force: enrolling anew; %s is replaced once "
+                    "the coordinator accepts the new key", path);
         qn_enrol_request_t request = {
             .token = join,
             .endpoint = endpoint,
@@ -353,6 +372,7 @@ typedef struct {
     const char *endpoint;
     const char *join;
     char *join_copy;                        //  --join, kept off argv
+    bool force;                             //  --force: enrol again when enrolled
     bool insecure;
     long long enrol_timeout_s;
     const char *name;
@@ -625,6 +645,7 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
         { "resources",   required_argument, NULL, 'X' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
+        { "force",       no_argument,       NULL, 'F' },
         { "verbose",     no_argument,       NULL, 'v' },
         { "help",        no_argument,       NULL, 'h' },
         { "version",     no_argument,       NULL, 'V' },
@@ -653,6 +674,9 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
                 break;
             case 'I':
                 self->insecure = true;
+                break;
+            case 'F':
+                self->force = true;
                 break;
             case 'n':
                 self->name = optarg;
@@ -929,7 +953,8 @@ main (int argc, char *argv [])
         ||  !*options.hostname)
             snprintf (options.hostname, sizeof (options.hostname), "localhost");
     }
-    if (s_identify (options.data_dir, options.join, options.insecure, options.endpoint,
+    if (s_identify (options.data_dir, options.join, options.join_copy != NULL, options.force,
+                    options.insecure, options.endpoint,
                     options.name? options.name: options.hostname, &options.labels,
                     (int) options.enrol_timeout_s * 1000, &identity) == -1)
         goto done;

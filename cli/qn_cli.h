@@ -29,11 +29,13 @@
 //  The coordinator failed the request: prefer cli_exit_code (client)
 #define EXIT_COORDINATOR  EXIT_UNREACHABLE
 
-//  The global options; every command takes all of them, and ignores
-//  those it has no use for
+//  The parsed options (cli/qn_cli_options.c has their table: which
+//  command takes which); a command reads only those it takes
 typedef struct {
     const char *endpoint;
     const char *key;                //  client key file, "none", or NULL for the default
+    const char *context;            //  --context: a context of the config file
+    const char *color;              //  --color auto|always|never
     const char *ttl;                //  token create
     uint32_t uses;
     const char *labels;
@@ -42,9 +44,15 @@ typedef struct {
     const char *allow;              //  secret set: who may use it
     const char *agent_labels;       //  secret set: agents it may go to
     const char *out;                //  --out FILE: get's target ("-": stdout), user add's key
+    const char *url;                //  context add: the HTTP API
+    const char *token;              //  context add: its bearer token
+    const char *token_file;         //  context add: a file holding it
     int timeout_ms;
-    bool json;                      //  --json, -o json
+    bool json;                      //  --json, -o json (and -o yaml: printed as YAML)
+    bool yaml;                      //  -o yaml
     bool wide;                      //  -o wide: every column
+    bool help;
+    bool version;
     bool follow;
     bool no_cache;
     const char *code_max;           //  run: the largest code to pack (a size)
@@ -52,6 +60,12 @@ typedef struct {
     uint32_t attempt;
     uint32_t limit;
     zlistx_t *params;       //  "k=v" strings
+    bool timestamps;                //  logs: each line's time
+    const char *tail;               //  logs: the last N lines (checked by the command)
+    const char *since;              //  logs, runs: a duration back from now, or an RFC 3339 time
+    const char *status;             //  runs: only runs in this status
+    const char *owner;              //  runs: only this user's runs
+    bool force;                     //  get: replace what is at the target
 } options_t;
 
 //  ---------------------------------------------------------------------
@@ -96,33 +110,88 @@ extern const char *cli_program;
 Qanat__Envelope *
     cli_get_run (qn_client_t *client, uint64_t run_id);
 
+//  A command used wrongly: its Usage: line and where to read more, on
+//  stderr (qn_cli_options.c); returns EXIT_USAGE
+int
+    cli_usage_error (const char *command);
+
 //  A run id from the command line, or exits with EXIT_USAGE
 uint64_t
     cli_parse_run_id (const char *text);
 
+//  "90", "90s", "30m", "2h", "1d": seconds (at most 100 years), or -1
+long
+    cli_parse_duration (const char *text);
+
+//  --since: a duration back from now ("10m", "1d") or an RFC 3339 time,
+//  in microseconds since 1970; exits with EXIT_USAGE, naming option,
+//  when it is neither
+int64_t
+    cli_parse_since (const char *option, const char *text);
+
 //  ---------------------------------------------------------------------
 //  Output helpers (qn_cli_output.c)
 
-//  text as a JSON string, escaped; cli_json_str takes NULL as ""
-void
-    cli_json_string (FILE *out, const char *text, size_t len);
-void
-    cli_json_str (FILE *out, const char *text);
+//  JSON values made with jansson, so that the output is valid UTF-8
+//  (invalid bytes become U+FFFD): text (NULL as ""); params typed by
+//  their Param.type (a number, true/false, else a string); labels as
+//  {"key":"value",...}.  New references.
+json_t *
+    cli_json_text (const char *text);
+json_t *
+    cli_json_params (Qanat__Param **params, size_t count);
+json_t *
+    cli_json_labels (Qanat__Label **labels, size_t count);
 
-//  Params as a JSON object, each value typed by its Param.type (a number,
-//  true/false, else a string)
-void
-    cli_json_params (FILE *out, Qanat__Param **params, size_t count);
-
-//  Prints value (compact) and a newline on stdout, and drops the reference
+//  Prints value (compact JSON and a newline, or YAML with -o yaml) on
+//  stdout, and drops the reference.  Every --json output goes through
+//  here.
 void
     cli_json_print (json_t *value);
 
-//  Labels as a JSON object {"key":"value",...}
-void
-    cli_json_labels (FILE *out, Qanat__Label **labels, size_t count);
+//  value as one YAML document on out (qn_cli_yaml.c); explicit_start
+//  writes "---" first.  0, or -1 when libyaml failed.
+int
+    cli_yaml_print (FILE *out, json_t *value, bool explicit_start);
 
-//  A local time, "-" for none; a duration, to now if it has not ended.
+//  Decides colour (--color, NO_COLOR, a terminal), relative times (a
+//  terminal) and YAML (-o yaml) once, before the command runs
+void
+    cli_output_init (options_t *options);
+extern bool cli_color;
+extern bool cli_output_yaml;
+
+//  status wrapped in its colour when colour is on (red failures, green
+//  successes, yellow retries and cancels, cyan running)
+const char *
+    cli_status_paint (const char *status);
+
+//  "1 task", "2 tasks"
+const char *
+    cli_plural (uint64_t count, const char *one, const char *many);
+
+//  value with the fewest digits that read back as it: 0.1, 519264360000
+const char *
+    cli_number_text (double value);
+
+//  A table whose columns are as wide as their widest cell.  headers is
+//  space-separated ("RUN WORKFLOW >SIZE": '>' aligns right); each row
+//  gives one string per column (NULL or "" is shown "-").
+typedef struct _cli_table_t cli_table_t;
+cli_table_t *
+    cli_table_new (const char *headers);
+void
+    cli_table_add (cli_table_t *self, ...);
+//  A line printed as it is under the last row added (a check, a trace)
+void
+    cli_table_note (cli_table_t *self, const char *note);
+void
+    cli_table_print (cli_table_t *self, FILE *out);
+void
+    cli_table_destroy (cli_table_t **self_p);
+
+//  A time, "-" for none: "3 min ago" on a terminal (within a week), else
+//  local "YYYY-MM-DD HH:MM:SS"; a duration, to now if it has not ended.
 //  Both return a static buffer, good until the next call.
 char *
     cli_time_text (int64_t us);
@@ -136,11 +205,22 @@ char *
 bool
     cli_attempt_cached (const Qanat__AttemptInfo *attempt);
 
-//  A run as JSON (no newline), or as the table `qanat status` shows
-void
-    cli_print_run_json (FILE *out, Qanat__RunInfo *run);
+//  A run as JSON (a new reference), or as the table `qanat status` shows
+json_t *
+    cli_run_json (Qanat__RunInfo *run);
 void
     cli_print_run (Qanat__RunInfo *run);
+
+//  What the NOTE column says of a task (malloc'd): why it waits, a
+//  retry counting down to its start, or its attempt's reason
+char *
+    cli_task_note (const Qanat__TaskInfo *task, const Qanat__AttemptInfo *attempt);
+
+//  "retrying in 2.3s (attempt 2 of 3)" after attempts [failed] failed
+//  (malloc'd): the real wait, from its end to the next start (or the
+//  planned one); retries is the task's, when known (0: unknown)
+char *
+    cli_retry_text (const Qanat__TaskInfo *task, size_t failed, unsigned retries);
 
 //  Streams a started run to its end; returns the exit code it earns
 int
@@ -177,11 +257,12 @@ char *
                       void *arg, uint64_t *bytes_p, bool *unreadable_p);
 
 //  Packs and puts the workflow's code (the folder holding workflow_path,
-//  or its `code:`) for `qanat run`: "dir:<sha256>" in *ref_p (malloc'd),
-//  or NULL with `code: none`.  0, or an exit code after saying why.
+//  or its `code:`) for `qanat run` and `workflow publish`, up to max_text
+//  (--code-max; NULL: 100 MiB): "dir:<sha256>" in *ref_p (malloc'd), or
+//  NULL with `code: none`.  0, or an exit code after saying why.
 int
     cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf,
-                   uint64_t max_bytes, char **ref_p);
+                   const char *max_text, char **ref_p);
 
 //  ---------------------------------------------------------------------
 //  The commands, one function each: the command table in qanat.c calls
@@ -222,5 +303,20 @@ int cli_cmd_apitoken (options_t *options, int argc, char **argv);
 int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
+//  qn_cli_config.c: the config file's contexts
+int cli_cmd_context (options_t *options, int argc, char **argv);
+//  Fills the coordinator and key the flags and the environment left
+//  unset from the selected context; 0, or an exit code after saying why
+//  (a malformed file, a context that is not there)
+int cli_config_apply (options_t *options);
+//  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
+//  and relabel (their commands' dispatch is in qn_cli_admin.c)
+int cli_user_list (options_t *options);
+int cli_user_revoke (options_t *options, const char *name);
+int cli_token_list (options_t *options);
+int cli_token_revoke (options_t *options, const char *id);
+int cli_secret_delete (options_t *options, const char *name);
+int cli_agent_remove (options_t *options, const char *name);
+int cli_agent_label (options_t *options, const char *name, int argc, char **argv);
 
 #endif

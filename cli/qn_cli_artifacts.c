@@ -147,8 +147,7 @@ int
 cli_cmd_put (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat put PATH [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("put");
     }
     qn_client_t *client = cli_connect (options);
     uint64_t bytes = 0;
@@ -158,9 +157,7 @@ cli_cmd_put (options_t *options, int argc, char **argv)
     if (!ref)
         return failed;
     if (options->json) {
-        printf ("{\"ref\":");
-        cli_json_str (stdout, ref);
-        printf (",\"bytes\":%llu}\n", (unsigned long long) bytes);
+        cli_json_print (json_pack ("{s:o,s:I}", "ref", cli_json_text (ref), "bytes", (json_int_t) bytes));
     }
     else {
         //  The reference alone on stdout, for $(qanat put PATH)
@@ -189,57 +186,6 @@ s_output_attempt (Qanat__TaskInfo *task)
     if (task->status != QANAT__TASK_STATUS__TASK_SUCCEEDED || task->n_attempts == 0)
         return NULL;
     return task->attempts [task->n_attempts - 1];
-}
-
-int
-cli_cmd_artifacts (options_t *options, int argc, char **argv)
-{
-    if (argc != 1) {
-        fprintf (stderr, "usage: qanat artifacts RUN [--json]\n");
-        return EXIT_USAGE;
-    }
-    uint64_t run_id = cli_parse_run_id (argv [0]);
-    qn_client_t *client = cli_connect (options);
-    Qanat__Envelope *reply = cli_get_run (client, run_id);
-    Qanat__RunInfo *run = reply->reply->run;
-    if (options->json)
-        printf ("[");
-    else
-        printf ("%-16s %-16s %-6s %12s  %s\n", "TASK", "OUTPUT", "KIND", "SIZE", "SHA-256 / VALUE");
-    bool first = true;
-    for (size_t t = 0; t < run->n_tasks; t++) {
-        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
-        for (size_t o = 0; attempt && o < attempt->n_outputs; o++) {
-            Qanat__OutputRecord *output = attempt->outputs [o];
-            if (options->json) {
-                printf ("%s{\"task\":", first? "": ",");
-                cli_json_str (stdout, run->tasks [t]->name);
-                printf (",\"output\":");
-                cli_json_str (stdout, output->name);
-                printf (",\"kind\":\"%s\",\"size\":%llu,\"hash\":", s_kind_name (output->kind),
-                        (unsigned long long) output->size);
-                cli_json_str (stdout, output->hash);
-                printf (",\"value\":");
-                cli_json_str (stdout, output->value);
-                printf (",\"location\":");
-                cli_json_str (stdout, output->location);
-                printf (",\"cached_from\":%llu}", (unsigned long long) run->tasks [t]->cached_from);
-            }
-            else
-                printf ("%-16s %-16s %-6s %12llu  %s%s%s\n", run->tasks [t]->name, output->name,
-                        s_kind_name (output->kind), (unsigned long long) output->size,
-                        output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? output->value
-                                                                            : output->hash,
-                        output->location && *output->location? "  ": "",
-                        output->location? output->location: "");
-            first = false;
-        }
-    }
-    if (options->json)
-        printf ("]\n");
-    qn_msg_free (&reply);
-    qn_client_destroy (&client);
-    return 0;
 }
 
 //  Fetches one blob from the coordinator into blobs, a MiB at a time,
@@ -356,26 +302,121 @@ s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *f
     return remove (path);
 }
 
+//  A private blob store for downloads, made when first needed
+typedef struct {
+    qn_client_t *client;
+    char dir [4096];
+    qn_blobstore_t *blobs;
+} s_scratch_t;
+
+static qn_blobstore_t *
+s_scratch_blobs (s_scratch_t *self)
+{
+    if (!self->blobs && !*self->dir) {
+        const char *tmp = getenv ("TMPDIR");
+        snprintf (self->dir, sizeof self->dir, "%s/qanat-get-XXXXXX", tmp && *tmp? tmp: "/tmp");
+        if (mkdtemp (self->dir))
+            self->blobs = qn_blobstore_new (self->dir);
+        else
+            strcpy (self->dir, "-");    //  tried: not again
+    }
+    return self->blobs;
+}
+
+static void
+s_scratch_free (s_scratch_t *self)
+{
+    qn_blobstore_destroy (&self->blobs);
+    if (*self->dir && !streq (self->dir, "-"))
+        nftw (self->dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+//  The bytes of a directory output's files, from its manifest (fetched
+//  from where the output is); -1 when it cannot be read
+static int64_t
+s_dir_bytes (s_scratch_t *scratch, const Qanat__OutputRecord *output)
+{
+    qn_blobstore_t *blobs = s_scratch_blobs (scratch);
+    s_blob_source_t source = { .client = scratch->client, .scratch = scratch->dir };
+    int64_t bytes = -1;
+    if (blobs && (!output->location || !*output->location || s_open_s3_source (&source, output) == 0)
+    &&  s_fetch_from (&source, blobs, output->hash) == 0) {
+        qn_tree_t *tree = qn_tree_load_manifest (blobs, output->hash, output->size, NULL);
+        if (tree)
+            bytes = (int64_t) qn_tree_bytes (tree);
+        qn_tree_destroy (&tree);
+    }
+    qn_s3_destroy (&source.s3);
+    free (source.prefix);
+    return bytes;
+}
+
+int
+cli_cmd_artifacts (options_t *options, int argc, char **argv)
+{
+    if (argc != 1) {
+        return cli_usage_error ("artifacts");
+    }
+    uint64_t run_id = cli_parse_run_id (argv [0]);
+    qn_client_t *client = cli_connect (options);
+    Qanat__Envelope *reply = cli_get_run (client, run_id);
+    Qanat__RunInfo *run = reply->reply->run;
+    s_scratch_t scratch = { .client = client };
+    json_t *items = json_array ();
+    cli_table_t *table = cli_table_new ("TASK OUTPUT KIND >SIZE SHA-256/VALUE LOCATION");
+    for (size_t t = 0; t < run->n_tasks; t++) {
+        Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
+        for (size_t o = 0; attempt && o < attempt->n_outputs; o++) {
+            Qanat__OutputRecord *output = attempt->outputs [o];
+            //  A directory's record holds its manifest's size: the files' sum is in it
+            int64_t size = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_DIR
+                         ? s_dir_bytes (&scratch, output): (int64_t) output->size;
+            char size_text [32] = "?";
+            if (size >= 0)
+                snprintf (size_text, sizeof size_text, "%lld", (long long) size);
+            json_array_append_new (items, json_pack ("{s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:I}",
+                "task", cli_json_text (run->tasks [t]->name),
+                "output", cli_json_text (output->name), "kind", s_kind_name (output->kind),
+                "size", size >= 0? json_integer (size): json_null (),
+                "hash", cli_json_text (output->hash), "value", cli_json_text (output->value),
+                "location", cli_json_text (output->location),
+                "cached_from", (json_int_t) run->tasks [t]->cached_from));
+            cli_table_add (table, run->tasks [t]->name, output->name, s_kind_name (output->kind),
+                           size_text, output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
+                                      ? output->value: output->hash,
+                           output->location);
+        }
+    }
+    if (options->json)
+        cli_json_print (items);
+    else {
+        json_decref (items);
+        cli_table_print (table, stdout);
+    }
+    cli_table_destroy (&table);
+    s_scratch_free (&scratch);
+    qn_msg_free (&reply);
+    qn_client_destroy (&client);
+    return 0;
+}
+
 //  What `qanat get --json` got: the value, or the file or directory's
 //  hash; and the path and bytes written, if it wrote any.
 static void
-s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *output,
+s_print_output_json (const char *task, const Qanat__OutputRecord *output,
                      const char *path, uint64_t bytes)
 {
-    fputs ("{\"task\":", out);
-    cli_json_str (out, task);
-    fputs (",\"output\":", out);
-    cli_json_str (out, output->name);
-    fprintf (out, ",\"kind\":\"%s\"", s_kind_name (output->kind));
     bool value = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
-    fputs (value? ",\"value\":": ",\"hash\":", out);
-    cli_json_str (out, value? output->value: output->hash);
+    json_t *object = json_pack ("{s:o,s:o,s:s}", "task", cli_json_text (task),
+                                "output", cli_json_text (output->name),
+                                "kind", s_kind_name (output->kind));
+    json_object_set_new (object, value? "value": "hash",
+                         cli_json_text (value? output->value: output->hash));
     if (path) {
-        fputs (",\"path\":", out);
-        cli_json_str (out, path);
-        fprintf (out, ",\"bytes\":%llu", (unsigned long long) bytes);
+        json_object_set_new (object, "path", cli_json_text (path));
+        json_object_set_new (object, "bytes", json_integer ((json_int_t) bytes));
     }
-    fputs ("}\n", out);
+    cli_json_print (object);
 }
 
 //  A file output's verified bytes on stdout (get --out -); a directory
@@ -403,13 +444,46 @@ s_blob_to_stdout (qn_blobstore_t *blobs, const Qanat__OutputRecord *output)
     return fflush (stdout) == 0? 0: EXIT_USAGE;
 }
 
+//  A target that exists is replaced only with --force: true (after saying
+//  so) when it must be left alone
+static bool
+s_target_taken (options_t *options, const char *target)
+{
+    struct stat st;
+    if (options->force || lstat (target, &st) == -1)
+        return false;
+    fprintf (stderr, "%s: %s exists: add --force to replace it%s\n", cli_program, target,
+             S_ISDIR (st.st_mode)? " (files of the output replace theirs; others stay)": "");
+    return true;
+}
+
+//  Staging leaves files read-only (0444 or 0555, as tasks get their
+//  inputs); a download is the user's: 0666 or 0777 (the recorded execute
+//  bit) less the umask, as any new file
+static void
+s_user_modes (qn_tree_t *tree, const char *target)
+{
+    mode_t mask = umask (0);
+    umask (mask);
+    for (size_t e = 0; e < qn_tree_count (tree); e++) {
+        const qn_tree_entry_t *entry = qn_tree_entry (tree, e);
+        char path [8192];
+        if (qn_tree_is_dir (tree))
+            snprintf (path, sizeof path, "%s/%s", target, entry->path);
+        else
+            snprintf (path, sizeof path, "%s", target);
+        if (chmod (path, ((entry->mode & 0111)? 0777: 0666) & ~mask))
+            fprintf (stderr, "%s: cannot set the mode of %s: %s\n", cli_program, path,
+                     strerror (errno));
+    }
+}
+
 int
 cli_cmd_get (options_t *options, int argc, char **argv)
 {
     const char *dot = argc == 2? strchr (argv [1], '.'): NULL;
     if (argc != 2 || !dot || dot == argv [1] || !dot [1]) {
-        fprintf (stderr, "usage: qanat get RUN TASK.OUTPUT [--out PATH|-] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("get");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     char *task_name = strndup (argv [1], (size_t) (dot - argv [1]));
@@ -443,6 +517,10 @@ cli_cmd_get (options_t *options, int argc, char **argv)
         rc = EXIT_NOT_FOUND;
     }
     else
+    if ((to_file || (!to_stdout && output->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE))
+    &&  s_target_taken (options, to_file? options->out: output_name))
+        rc = EXIT_CONFLICT;
+    else
     if (output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE) {
         FILE *out = to_file? fopen (options->out, "w"): stdout;
         if (!out) {
@@ -452,24 +530,22 @@ cli_cmd_get (options_t *options, int argc, char **argv)
         else {
             //  With --out the file gets the value itself, as without --json
             if (options->json && out == stdout)
-                s_print_output_json (stdout, task_name, output, NULL, 0);
+                s_print_output_json (task_name, output, NULL, 0);
             else
                 fprintf (out, "%s\n", output->value);
             if (out != stdout)
                 fclose (out);
             if (options->json && out != stdout)
-                s_print_output_json (stdout, task_name, output, options->out,
+                s_print_output_json (task_name, output, options->out,
                                      strlen (output->value) + 1);
         }
     }
     else {
         //  Into a private blob store first, verified, then staged safely;
         //  from the coordinator, or straight from the output's bucket
-        const char *tmp = getenv ("TMPDIR");
-        char dir [4096];
-        snprintf (dir, sizeof dir, "%s/qanat-get-XXXXXX", tmp && *tmp? tmp: "/tmp");
-        qn_blobstore_t *blobs = mkdtemp (dir)? qn_blobstore_new (dir): NULL;
-        s_blob_source_t source = { .client = client, .scratch = dir };
+        s_scratch_t scratch = { .client = client };
+        qn_blobstore_t *blobs = s_scratch_blobs (&scratch);
+        s_blob_source_t source = { .client = client, .scratch = scratch.dir };
         qn_tree_t *tree = NULL;
         char *error = NULL;
         int failed = EXIT_COORDINATOR;     //  or the store it is in
@@ -502,8 +578,9 @@ cli_cmd_get (options_t *options, int argc, char **argv)
             else {
                 if (slash)
                     *slash = '/';
+                s_user_modes (tree, target);
                 if (options->json)
-                    s_print_output_json (stdout, task_name, output, target, qn_tree_bytes (tree));
+                    s_print_output_json (task_name, output, target, qn_tree_bytes (tree));
                 else
                     printf ("%s.%s -> %s (%llu bytes)\n", task_name, output_name, target,
                             (unsigned long long) qn_tree_bytes (tree));
@@ -518,8 +595,7 @@ cli_cmd_get (options_t *options, int argc, char **argv)
         qn_tree_destroy (&tree);
         qn_s3_destroy (&source.s3);
         free (source.prefix);
-        qn_blobstore_destroy (&blobs);
-        nftw (dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        s_scratch_free (&scratch);
     }
     free (task_name);
     qn_msg_free (&reply);

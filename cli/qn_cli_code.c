@@ -182,9 +182,15 @@ s_load_ignore (const char *dir, bool *failed)
 
 int
 cli_pack_code (qn_client_t *client, const char *workflow_path, qn_workflow_t *wf,
-               uint64_t max_bytes, char **ref_p)
+               const char *max_text, char **ref_p)
 {
     *ref_p = NULL;
+    uint64_t max_bytes = cli_code_max (max_text);
+    if (!max_bytes) {
+        fprintf (stderr, "qanat: --code-max wants a size such as 100M or 2G, not '%s'\n",
+                 max_text);
+        return EXIT_USAGE;
+    }
     const char *code = qn_workflow_code (wf);
     if (code && streq (code, "none"))
         return 0;

@@ -17,6 +17,7 @@
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
 #include "qn_diff.h"
 #include "qn_yaml.h"
 
@@ -195,8 +196,7 @@ s_start (options_t *options, qn_client_t *client, Qanat__StartRun *start)
     Qanat__RunInfo *run = reply->reply->run;
     uint64_t run_id = run->run_id;
     if (options->json && !options->follow) {
-        cli_print_run_json (stdout, run);
-        printf ("\n");
+        cli_json_print (cli_run_json (run));
     }
     else {
         printf ("run %llu of %s v%u started", (unsigned long long) run_id, run->workflow,
@@ -206,7 +206,7 @@ s_start (options_t *options, qn_client_t *client, Qanat__StartRun *start)
             cached += run->tasks [t]->cached_from == start->reuse_from_run
                    && start->reuse_from_run;
         if (start->reuse_from_run)
-            printf (" (%zu task%s cached from run %llu)", cached, cached == 1? "": "s",
+            printf (" (%s cached from run %llu)", cli_plural (cached, "task", "tasks"),
                     (unsigned long long) start->reuse_from_run);
         printf ("\n");
     }
@@ -297,8 +297,7 @@ int
 cli_cmd_rerun (options_t *options, int argc, char **argv)
 {
     if (argc != 1) {
-        fprintf (stderr, "usage: qanat rerun RUN [--failed-only] [--follow] [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("rerun");
     }
     uint64_t run_id = cli_parse_run_id (argv [0]);
     qn_client_t *client = cli_connect (options);
@@ -339,8 +338,7 @@ cli_cmd_workflows (options_t *options, int argc, char **argv)
 {
     (void) argv;
     if (argc != 0) {
-        fprintf (stderr, "usage: qanat workflows [--json]\n");
-        return EXIT_USAGE;
+        return cli_usage_error ("workflows");
     }
     Qanat__ListWorkflows list = QANAT__LIST_WORKFLOWS__INIT;
     Qanat__Request request = QANAT__REQUEST__INIT;
@@ -349,31 +347,26 @@ cli_cmd_workflows (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__WorkflowList *workflows = reply->reply->workflows;
-    size_t width = 8;
-    for (size_t i = 0; i < workflows->n_workflows; i++)
-        if (strlen (workflows->workflows [i]->name) > width)
-            width = strlen (workflows->workflows [i]->name);
-    if (!options->json)
-        printf ("%-*s  %-6s %-20s %s\n", (int) width, "WORKFLOW", "LATEST", "CREATED", "RUNS");
-    else
-        printf ("[");
+    json_t *items = json_array ();
+    cli_table_t *table = cli_table_new ("WORKFLOW LATEST CREATED RUNS");
     for (size_t i = 0; i < workflows->n_workflows; i++) {
         Qanat__WorkflowSummary *summary = workflows->workflows [i];
-        if (options->json) {
-            printf ("%s{\"name\":", i? ",": "");
-            cli_json_str (stdout, summary->name);
-            printf (",\"latest\":%u,\"created_us\":%lld,\"runs\":%u}", summary->latest,
-                    (long long) summary->created_us, summary->runs);
-        }
-        else {
-            char latest [16];
-            snprintf (latest, sizeof latest, "v%u", summary->latest);
-            printf ("%-*s  %-6s %-20s %u\n", (int) width, summary->name, latest,
-                    summary->created_us? cli_time_text (summary->created_us): "-", summary->runs);
-        }
+        json_array_append_new (items, json_pack ("{s:o,s:I,s:I,s:I}",
+            "name", cli_json_text (summary->name), "latest", (json_int_t) summary->latest,
+            "created_us", (json_int_t) summary->created_us, "runs", (json_int_t) summary->runs));
+        char latest [16], runs [16];
+        snprintf (latest, sizeof latest, "v%u", summary->latest);
+        snprintf (runs, sizeof runs, "%u", summary->runs);
+        cli_table_add (table, summary->name, latest,
+                       summary->created_us? cli_time_text (summary->created_us): "-", runs);
     }
     if (options->json)
-        printf ("]\n");
+        cli_json_print (items);
+    else {
+        json_decref (items);
+        cli_table_print (table, stdout);
+    }
+    cli_table_destroy (&table);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -394,31 +387,36 @@ s_publish (options_t *options, const char *path)
     //  Checked here first for file:line:col errors without a round trip
     qn_workflow_t *wf = s_parse (path, source, size);
     int rc = EXIT_USAGE;
-    if (wf) {
-        qn_workflow_destroy (&wf);
+    qn_client_t *client = wf? cli_connect (options): NULL;
+    //  The version keeps its code, as run FILE's does: run NAME gets it
+    char *code = NULL;
+    if (wf)
+        rc = cli_pack_code (client, path, wf, options->code_max, &code);
+    qn_workflow_destroy (&wf);
+    if (client && rc == 0) {
         Qanat__SubmitWorkflow submit = QANAT__SUBMIT_WORKFLOW__INIT;
         submit.filename = (char *) path;
         submit.source.data = (uint8_t *) source;
         submit.source.len = size;
+        submit.code = code? code: (char *) "";
         Qanat__Request request = QANAT__REQUEST__INIT;
         request.body_case = QANAT__REQUEST__BODY_SUBMIT;
         request.submit = &submit;
-        qn_client_t *client = cli_connect (options);
         Qanat__Envelope *reply = cli_call (client, &request);
         Qanat__WorkflowVersion *version = reply->reply->workflow;
         if (options->json) {
-            printf ("{\"name\":");
-            cli_json_str (stdout, version->name);
-            printf (",\"version\":%u,\"created\":%s}\n", version->version,
-                    version->created? "true": "false");
+            cli_json_print (json_pack ("{s:o,s:I,s:b,s:o}", "name", cli_json_text (version->name),
+                                       "version", (json_int_t) version->version,
+                                       "created", version->created,
+                                       "code", cli_json_text (version->code)));
         }
         else
             printf ("%s v%u (%s)\n", version->name, version->version,
                     version->created? "new": "unchanged");
         qn_msg_free (&reply);
-        qn_client_destroy (&client);
-        rc = 0;
     }
+    qn_client_destroy (&client);
+    free (code);
     free (source);
     return rc;
 }
@@ -439,14 +437,14 @@ s_show (options_t *options, const char *ref)
     free (missing);
     Qanat__WorkflowSource *source = reply? reply->reply->workflow_source: NULL;
     if (source && options->json) {
-        printf ("{\"name\":");
-        cli_json_str (stdout, source->name);
-        printf (",\"version\":%u,\"latest\":%u,\"created_us\":%lld,\"filename\":",
-                source->version, source->latest, (long long) source->created_us);
-        cli_json_str (stdout, source->filename);
-        printf (",\"source\":");
-        cli_json_string (stdout, (const char *) source->source.data, source->source.len);
-        printf ("}\n");
+        json_t *text = qn_json_text ((const char *) source->source.data, source->source.len);
+        cli_json_print (json_pack ("{s:o,s:I,s:I,s:I,s:o,s:o,s:o}", "name", cli_json_text (source->name),
+                                   "version", (json_int_t) source->version,
+                                   "latest", (json_int_t) source->latest,
+                                   "created_us", (json_int_t) source->created_us,
+                                   "filename", cli_json_text (source->filename),
+                                   "code", cli_json_text (source->code),
+                                   "source", text? text: json_string ("")));
     }
     else
     if (source)
@@ -462,8 +460,9 @@ s_diff (options_t *options, const char *name, const char *from_text, const char 
 {
     uint32_t versions [2] = { s_parse_version (from_text), s_parse_version (to_text) };
     if (!qn_yaml_name_valid (name) || !versions [0] || !versions [1]) {
-        fprintf (stderr, "usage: qanat workflow diff NAME V1 V2 (versions are 1, 2, ...)\n");
-        return EXIT_USAGE;
+        fprintf (stderr, "%s: workflow diff takes a workflow's name and two versions (1, 2, ...)\n",
+                 cli_program);
+        return cli_usage_error ("workflow");
     }
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *replies [2] = { NULL, NULL };
@@ -487,11 +486,9 @@ s_diff (options_t *options, const char *name, const char *from_text, const char 
         }
         else
         if (options->json) {
-            printf ("{\"name\":");
-            cli_json_str (stdout, name);
-            printf (",\"from\":%u,\"to\":%u,\"diff\":", a->version, b->version);
-            cli_json_str (stdout, diff);
-            printf ("}\n");
+            cli_json_print (json_pack ("{s:o,s:I,s:I,s:o}", "name", cli_json_text (name),
+                                       "from", (json_int_t) a->version, "to", (json_int_t) b->version,
+                                       "diff", cli_json_text (diff)));
         }
         else
             fputs (diff, stdout);
@@ -514,6 +511,5 @@ cli_cmd_workflow (options_t *options, int argc, char **argv)
         return s_show (options, argv [1]);
     if (argc == 4 && streq (argv [0], "diff"))
         return s_diff (options, argv [1], argv [2], argv [3]);
-    fprintf (stderr, "usage: qanat workflow publish FILE | show NAME[@V] | diff NAME V1 V2\n");
-    return EXIT_USAGE;
+    return cli_usage_error ("workflow");
 }

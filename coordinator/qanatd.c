@@ -13,13 +13,14 @@
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
+#include "qn_file.h"
 #include "config.h"
 
 static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: qanatd [options]\n"
+        "Usage: qanatd [OPTION]...\n"
         "\n"
         "The qanat coordinator.\n"
         "\n"
@@ -58,7 +59,8 @@ s_usage (FILE *out)
         "                          (pack, the default) or the loosest (spread); see\n"
         "                          docs/scheduling.md\n"
         "  -v, --verbose           log every dispatch and run result\n"
-        "  -h, --help              this help\n");
+        "  -h, --help              this help\n"
+        "  -V, --version           print the version and exit\n");
 }
 
 static char *
@@ -66,19 +68,6 @@ s_default_data_dir (void)
 {
     const char *home = getenv ("HOME");
     return zsys_sprintf ("%s/.qanat/coordinator", home && *home? home: ".");
-}
-
-static int
-s_mkdir_parents (const char *path)
-{
-    char *copy = strdup (path);
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        mkdir (copy, 0700);
-        *slash = '/';
-    }
-    free (copy);
-    return 0;
 }
 
 //  Says loudly when the coordinator runs without fsync or without CURVE.
@@ -228,6 +217,7 @@ static struct option s_options [] = {
     {"placement", required_argument, 0, 'P'},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0}
 };
 
@@ -271,7 +261,7 @@ main (int argc, char *argv [])
 
     //  First pass: the config file, so that flags override it.
     int opt;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         if (opt == 'f') {
             zconfig_t *config = zconfig_load (optarg);
             if (!config) {
@@ -312,7 +302,7 @@ main (int argc, char *argv [])
         }
     }
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         char *end = NULL;
         switch (opt) {
             case 'd': free (data_dir); data_dir = strdup (optarg); break;
@@ -328,6 +318,7 @@ main (int argc, char *argv [])
             case 'v': verbose = true; break;
             case 'P': if (s_placement (optarg, &placement) == -1) return 2; break;
             case 'h': s_usage (stdout); return 0;
+            case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
             default: s_http_flag (opt, optarg, &http); break;
         }
         if (end && (*end || end == optarg)) {
@@ -353,7 +344,7 @@ main (int argc, char *argv [])
     }
     if (!data_dir)
         data_dir = s_default_data_dir ();
-    s_mkdir_parents (data_dir);
+    qn_file_make_parents (data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");

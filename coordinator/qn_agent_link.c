@@ -125,10 +125,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     agent_t *agent = qn_fleet_connect (self, reg->name, routing_id);
 
     Qanat__AgentInfo *info = agent->info;
-    qn_engine_free_repeated ((void ***) &info->labels, &info->n_labels);
-    for (size_t i = 0; i < label_count; i++)
-        qn_engine_append ((void ***) &info->labels, &info->n_labels,
-                          qn_engine_label_new (labels [i]->key, labels [i]->value));
+    qn_fleet_relabel (agent, labels, label_count);
     for (size_t i = 0; i < info->n_backends; i++)
         free (info->backends [i]);
     free (info->backends);

@@ -18,6 +18,7 @@
 #include "qn_api.h"
 #include <sodium.h>
 #include "qn_api_views.h"
+#include "qn_api_admin.h"
 
 #define LOG_PAGE_DEFAULT     500
 #define LOG_PAGE_MAX         1000
@@ -68,6 +69,19 @@ s_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code, const 
     s_reply (call, &reply);
 }
 
+void
+qn_api_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code,
+              const char *message)
+{
+    s_error (call, request_id, code, message);
+}
+
+const char *
+qn_api_caller (qn_api_call_t *call)
+{
+    return s_sender_name (call);
+}
+
 //  ---------------------------------------------------------------------
 //  The handlers
 
@@ -81,6 +95,35 @@ s_parse_submitted (Qanat__SubmitWorkflow *submit, char **error_p)
     const char *filename = submit->filename && *submit->filename? submit->filename: "workflow";
     return qn_workflow_parse (filename, (const char *) submit->source.data, submit->source.len,
                               error_p);
+}
+
+//  The record of a workflow's code ("dir:<sha256>", whole here), or NULL
+//  with *error_p
+static Qanat__OutputRecord *
+s_code_record (qn_coordinator_t *self, const char *code, char **error_p)
+{
+    if (strncmp (code, "dir:", 4) != 0) {
+        *error_p = zsys_sprintf ("the workflow's code must be a directory (dir:<sha256>), "
+                                 "not '%.80s'", code);
+        return NULL;
+    }
+    return qn_artifacts_param_blob (self->artifacts, QN_ARTIFACTS_CODE, code, error_p);
+}
+
+//  Stores source as a version (with its code, which a new version keeps
+//  referenced for as long as it exists); the store's transaction is open
+static int
+s_put_version (qn_coordinator_t *self, const char *name, Qanat__SubmitWorkflow *source,
+               Qanat__OutputRecord *code, uint32_t *version_p, bool *created_p)
+{
+    char *ref = code? zsys_sprintf ("dir:%s", code->hash): NULL;
+    int rc = qn_store_put_workflow_code (self->store, name, source->filename,
+                                         source->source.data, source->source.len, ref,
+                                         version_p, created_p);
+    if (rc == 0 && code && *created_p)
+        rc = qn_artifacts_ref_outputs (self->artifacts, &code, 1, 1);
+    zstr_free (&ref);
+    return rc;
 }
 
 static void
@@ -98,20 +141,28 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     version.name = (char *) qn_workflow_name (wf);
     uint32_t number = 0;
     bool created = false;
+    const char *code_ref = request->submit->code;
+    Qanat__OutputRecord *code = NULL;
+    if (code_ref && *code_ref && !(code = s_code_record (self, code_ref, &error))) {
+        s_error (call, request->id, ERR_BAD, error);
+        free (error);
+    }
+    else
     if (qn_store_begin (self->store)
-    ||  qn_store_put_workflow (self->store, version.name, request->submit->filename,
-                               request->submit->source.data, request->submit->source.len,
-                               &number, &created))
+    ||  s_put_version (self, version.name, request->submit, code, &number, &created))
         s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
     else {
         version.version = number;
         version.created = created;
+        version.code = (char *) (code_ref? code_ref: "");
         Qanat__Reply reply = QANAT__REPLY__INIT;
         reply.id = request->id;
         reply.body_case = QANAT__REPLY__BODY_WORKFLOW;
         reply.workflow = &version;
         s_reply (call, &reply);
     }
+    if (code)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) code, NULL);
     qn_workflow_destroy (&wf);
 }
 
@@ -196,12 +247,25 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
     size_t param_count = qn_workflow_param_count (wf);
     bool created = false;
     uint64_t run_id = 0;
+    //  The workflow's code, put first like an artifact parameter's
+    //  directory: the one given, else (by name) the stored version's
+    const char *code_ref = start->code && *start->code? start->code
+                         : version && source->code? source->code: "";
+    Qanat__OutputRecord *code = NULL;
+    if (*code_ref && !(code = s_code_record (self, code_ref, &error))) {
+        s_error (call, request->id, ERR_BAD, error);
+        free (error);
+        qn_kv_free (params, param_count);
+        qn_workflow_destroy (&wf);
+        return;
+    }
     if (qn_store_begin (self->store)
-    ||  (!version && qn_store_put_workflow (self->store, qn_workflow_name (wf), source->filename,
-                                            source->source.data, source->source.len,
-                                            &version, &created))
+    ||  (!version && s_put_version (self, qn_workflow_name (wf), source, code,
+                                    &version, &created))
     ||  qn_store_new_run_id (self->store, &run_id)) {
         s_error (call, request->id, ERR_UNAVAILABLE, qn_store_error (self->store));
+        if (code)
+            protobuf_c_message_free_unpacked ((ProtobufCMessage *) code, NULL);
         qn_kv_free (params, param_count);
         qn_workflow_destroy (&wf);
         return;
@@ -219,15 +283,10 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
         if (record)
             qn_engine_append ((void ***) &artifacts, &artifact_count, record);
     }
-    //  The workflow's code, put first like an artifact parameter's directory
-    Qanat__OutputRecord *code = NULL;
-    if (!error && start->code && *start->code) {
-        if (strncmp (start->code, "dir:", 4) != 0)
-            error = zsys_sprintf ("the workflow's code must be a directory (dir:<sha256>), "
-                                  "not '%.80s'", start->code);
+    if (code) {
+        if (error)
+            protobuf_c_message_free_unpacked ((ProtobufCMessage *) code, NULL);
         else
-        if ((code = qn_artifacts_param_blob (self->artifacts, QN_ARTIFACTS_CODE, start->code,
-                                             &error)))
             qn_engine_append ((void ***) &artifacts, &artifact_count, code);
     }
     run_t *run = error? NULL: qn_run_new (self, run_id, wf, version, source->filename,
@@ -647,6 +706,7 @@ s_handle_get_workflow (qn_api_call_t *call, Qanat__Request *request)
     source.source = stored->source;
     source.created_us = stored->created_us;
     source.latest = latest;
+    source.code = stored->code;
     Qanat__Reply reply = QANAT__REPLY__INIT;
     reply.id = request->id;
     reply.body_case = QANAT__REPLY__BODY_WORKFLOW_SOURCE;
@@ -1222,6 +1282,13 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_CREATE_API_TOKEN, QN_API_ADMIN, s_handle_create_api_token },
     { QANAT__REQUEST__BODY_LIST_API_TOKENS,  QN_API_ADMIN, s_handle_list_api_tokens },
     { QANAT__REQUEST__BODY_REVOKE_API_TOKEN, QN_API_ADMIN, s_handle_revoke_api_token },
+    { QANAT__REQUEST__BODY_LIST_USERS,   QN_API_ADMIN, qn_api_admin_list_users },
+    { QANAT__REQUEST__BODY_REVOKE_USER,  QN_API_ADMIN, qn_api_admin_revoke_user },
+    { QANAT__REQUEST__BODY_LIST_TOKENS,  QN_API_ADMIN, qn_api_admin_list_tokens },
+    { QANAT__REQUEST__BODY_REVOKE_TOKEN, QN_API_ADMIN, qn_api_admin_revoke_token },
+    { QANAT__REQUEST__BODY_DELETE_SECRET, QN_API_ADMIN, qn_api_admin_delete_secret },
+    { QANAT__REQUEST__BODY_REMOVE_AGENT, QN_API_ADMIN, qn_api_admin_remove_agent },
+    { QANAT__REQUEST__BODY_LABEL_AGENT,  QN_API_ADMIN, qn_api_admin_label_agent },
 };
 
 const qn_api_entry_t *

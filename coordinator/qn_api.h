@@ -58,6 +58,14 @@ void
 const qn_api_entry_t *
     qn_api_entry (Qanat__Request__BodyCase body_case);
 
+//  For the handlers in the class's other files (qn_api_admin.c): an
+//  error reply, and the caller's name for the log.
+void
+    qn_api_error (qn_api_call_t *call, uint64_t request_id, Qanat__ErrorCode code,
+                  const char *message);
+const char *
+    qn_api_caller (qn_api_call_t *call);
+
 //  The whole table (for tests and documentation).
 const qn_api_entry_t *
     qn_api_table (size_t *count);

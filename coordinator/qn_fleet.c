@@ -10,6 +10,8 @@
 #include "qn_run.h"
 #include "qn_hash.h"
 
+static void s_gpu_label (agent_t *agent);
+
 //  ---------------------------------------------------------------------
 //  Records
 
@@ -312,6 +314,34 @@ qn_fleet_revoke (qn_coordinator_t *self, const char *name)
     return agent;
 }
 
+bool
+qn_fleet_remove (qn_coordinator_t *self, const char *name)
+{
+    agent_t *agent = (agent_t *) zhashx_lookup (self->agents, name);
+    if (!agent)
+        return false;
+    qn_fleet_disconnect (self, agent);
+    zlistx_t *refs = zlistx_new ();
+    s_collect_attempts (agent, refs);
+    qn_fleet_fail_attempts (self, &refs, "agent removed");
+    self->agents_changed = true;
+    if (qn_store_begin (self->store) == 0)
+        qn_store_delete_agent (self->store, name);
+    zhashx_delete (self->agents, name);
+    return true;
+}
+
+void
+qn_fleet_relabel (agent_t *agent, Qanat__Label **labels, size_t count)
+{
+    Qanat__AgentInfo *info = agent->info;
+    qn_engine_free_repeated ((void ***) &info->labels, &info->n_labels);
+    for (size_t i = 0; i < count; i++)
+        qn_engine_append ((void ***) &info->labels, &info->n_labels,
+                          qn_engine_label_new (labels [i]->key, labels [i]->value));
+    s_gpu_label (agent);
+}
+
 //  Agents silent past the deadline are lost, and so are the attempts they
 //  ran.  Attempts of agents that never came back after our own restart
 //  end the same way.
@@ -533,6 +563,15 @@ qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg)
     qn_engine_replace_string (&info->confinement,
                               strndup (reg->confinement? reg->confinement: "", 256));
     qn_fleet_show_resources (agent);
+    s_gpu_label (agent);
+}
+
+//  The label gpu=<model> of the agent's first GPU, unless it has a gpu
+//  label already (the one it was given wins; a different model is logged)
+static void
+s_gpu_label (agent_t *agent)
+{
+    Qanat__AgentInfo *info = agent->info;
     if (!info->n_gpus || !*info->gpus [0]->name)
         return;
     char model [64];

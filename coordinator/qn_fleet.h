@@ -113,6 +113,18 @@ void
 agent_t *
     qn_fleet_revoke (qn_coordinator_t *self, const char *name);
 
+//  Forgets agent name (not connected: the caller checks): the attempts it
+//  ran end as "agent removed" and retry by policy, and its record leaves
+//  the engine and the store.  False if no agent of that name is known.
+bool
+    qn_fleet_remove (qn_coordinator_t *self, const char *name);
+
+//  Gives agent its labels from now on (copies them); the caller persists
+//  it (qn_fleet_persist), and dispatch places tasks by them at the end of
+//  the turn.
+void
+    qn_fleet_relabel (agent_t *agent, Qanat__Label **labels, size_t count);
+
 //  The liveness sweep (every timer tick): an agent silent past its grace
 //  is suspect (no new work), past its deadline lost (disconnected).
 //  Returns the attempts (ready_t) of the agents gone past their deadline,

@@ -27,6 +27,7 @@ typedef struct {
     size_t capacity;
     bool too_large;
     uint64_t discarded;
+    qn_http_upload_t *upload;       //  PUT /blobs: the body goes to the engine
 } s_request_t;
 
 //  ---------------------------------------------------------------------
@@ -350,49 +351,83 @@ s_wants_credential (const char *method, const char *url)
         && id != QN_HTTP_ROUTE_SESSION_DELETE && id != QN_HTTP_ROUTE_METRICS;
 }
 
+//  What every API request goes through first: its connection's bridge,
+//  the credential (401 without one where one is needed, before the body
+//  or query is looked at), then the decoding.  0 with call ready, or 1
+//  with the answer queued (*result_p).
+static int
+s_call_begin (qn_http_t *self, struct MHD_Connection *connection, const char *method,
+              const char *url, s_request_t *request, qn_http_call_t *call,
+              enum MHD_Result *result_p)
+{
+    memset (call, 0, sizeof *call);
+    call->server = self;
+    call->connection = connection;
+    call->method = method;
+    call->path = url;
+    *result_p = MHD_NO;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    call->conn = info? (qn_http_conn_t *) info->socket_context: NULL;
+    if (!call->conn)
+        return 1;
+    if (s_credential (self, connection, method, &call->credential, result_p))
+        return 1;
+    const char *as = strcmp (method, "HEAD") == 0? "GET": method;
+    if (!*call->credential && self->credential_required && s_wants_credential (as, url)) {
+        *result_p = qn_http_send_error (self, connection, 401, NULL, "no credential: send "
+                                        "Authorization: Bearer <API token> or sign in", NULL);
+        return 1;
+    }
+    json_t *error = NULL;
+    int status = qn_http_api_decode (as, url, s_query, connection, request->body, request->size,
+                                     &call->request, &call->route, &error);
+    if (status == 0)
+        return 0;
+    if (status != 405) {
+        *result_p = qn_http_send_json (self, connection, (unsigned int) status, error);
+        return 1;
+    }
+    char *text = json_dumps (error, JSON_COMPACT);
+    json_decref (error);
+    struct MHD_Response *response = text
+        ? MHD_create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE)
+        : NULL;
+    if (!response) {
+        free (text);
+        return 1;
+    }
+    const char *allowed = qn_http_api_allowed (url);
+    MHD_add_response_header (response, "Allow", allowed? allowed: "GET");
+    MHD_add_response_header (response, "Content-Type", "application/json");
+    *result_p = qn_http_queue (self, connection, 405, response, true);
+    return 1;
+}
+
+//  PUT /blobs/{sha256}, once its headers are in: the body is fed to the
+//  engine as it arrives (qn_http_blobs.c), never kept whole
+static enum MHD_Result
+s_begin_upload (qn_http_t *self, struct MHD_Connection *connection, const char *method,
+                const char *url, s_request_t *request)
+{
+    qn_http_call_t call;
+    enum MHD_Result result = MHD_NO;
+    if (s_call_begin (self, connection, method, url, request, &call, &result))
+        return result;
+    request->upload = qn_http_blobs_begin (&call, &result);
+    qn_http_api_request_reset (&call.request);
+    json_decref (call.error);
+    return result;
+}
+
 static enum MHD_Result
 s_serve_api (qn_http_t *self, struct MHD_Connection *connection, const char *method,
              const char *url, s_request_t *request)
 {
     qn_http_call_t call;
-    memset (&call, 0, sizeof call);
-    call.server = self;
-    call.connection = connection;
-    call.method = method;
-    call.path = url;
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info (connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    call.conn = info? (qn_http_conn_t *) info->socket_context: NULL;
-    if (!call.conn)
-        return MHD_NO;
     enum MHD_Result result = MHD_NO;
-    if (s_credential (self, connection, method, &call.credential, &result))
+    if (s_call_begin (self, connection, method, url, request, &call, &result))
         return result;
-    const char *as = strcmp (method, "HEAD") == 0? "GET": method;
-    if (!*call.credential && self->credential_required && s_wants_credential (as, url))
-        return qn_http_send_error (self, connection, 401, NULL, "no credential: send "
-                                   "Authorization: Bearer <API token> or sign in", NULL);
-    json_t *error = NULL;
-    int status = qn_http_api_decode (as, url, s_query, connection, request->body, request->size,
-                                     &call.request, &call.route, &error);
-    if (status) {
-        if (status == 405) {
-            char *text = json_dumps (error, JSON_COMPACT);
-            json_decref (error);
-            struct MHD_Response *response = text
-                ? MHD_create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE)
-                : NULL;
-            if (!response) {
-                free (text);
-                return MHD_NO;
-            }
-            const char *allowed = qn_http_api_allowed (url);
-            MHD_add_response_header (response, "Allow", allowed? allowed: "GET");
-            MHD_add_response_header (response, "Content-Type", "application/json");
-            return qn_http_queue (self, connection, 405, response, true);
-        }
-        return qn_http_send_json (self, connection, (unsigned int) status, error);
-    }
     switch (call.route.id) {
         case QN_HTTP_ROUTE_SESSION_CREATE:
         case QN_HTTP_ROUTE_SESSION_DELETE:
@@ -437,7 +472,8 @@ s_header_size (void *cls, enum MHD_ValueKind kind, const char *key, const char *
 
 //  Checks what is known once the headers are in: 0, or answered
 static int
-s_first_checks (qn_http_t *self, struct MHD_Connection *connection, enum MHD_Result *result_p)
+s_first_checks (qn_http_t *self, struct MHD_Connection *connection, bool upload,
+                enum MHD_Result *result_p)
 {
     size_t headers = 0;
     MHD_get_connection_values (connection, MHD_HEADER_KIND, s_header_size, &headers);
@@ -448,7 +484,7 @@ s_first_checks (qn_http_t *self, struct MHD_Connection *connection, enum MHD_Res
     }
     const char *length = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
                                                       MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && strtoull (length, NULL, 10) > QN_MAX_MESSAGE_SIZE) {
+    if (!upload && length && strtoull (length, NULL, 10) > QN_MAX_MESSAGE_SIZE) {
         *result_p = qn_http_send_error (self, connection, 413, NULL,
                                         "request body over the limit", NULL);
         return 413;
@@ -498,15 +534,20 @@ s_access (void *cls, struct MHD_Connection *connection, const char *url, const c
         self->requests++;
         pthread_mutex_unlock (&self->lock);
         enum MHD_Result result = MHD_NO;
-        if (s_first_checks (self, connection, &result))
+        bool upload = qn_http_api_route (method, url) == QN_HTTP_ROUTE_BLOB_PUT;
+        if (s_first_checks (self, connection, upload, &result))
             return result;
-        return MHD_YES;
+        return upload? s_begin_upload (self, connection, method, url, request): MHD_YES;
     }
     if (*upload_data_size) {
-        int rc = s_take_upload (request, upload_data, *upload_data_size);
+        int rc = request->upload
+               ? qn_http_blobs_take (request->upload, upload_data, *upload_data_size)
+               : s_take_upload (request, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return rc == 0? MHD_YES: MHD_NO;
     }
+    if (request->upload)
+        return qn_http_blobs_finish (request->upload);
     if (request->too_large)
         return qn_http_send_error (self, connection, 413, NULL, "request body over the limit",
                                    NULL);
@@ -528,6 +569,7 @@ s_completed (void *cls, struct MHD_Connection *connection, void **req_cls,
     (void) toe;
     s_request_t *request = (s_request_t *) *req_cls;
     if (request) {
+        qn_http_blobs_destroy (&request->upload);
         free (request->body);
         free (request);
         *req_cls = NULL;

@@ -11,6 +11,7 @@
 */
 #include "qn_http_api.h"
 #include "qn_json.h"
+#include "qn_blobstore.h"
 
 #define SEGMENTS_MAX    8
 #define LIMIT_MAX       1000
@@ -261,27 +262,6 @@ s_build_session (s_ctx_t *ctx)
     return s_build_whoami (ctx);
 }
 
-//  A run status by its JSON name ("succeeded_with_warnings")
-static int
-s_run_status (const char *name, int *value_p)
-{
-    const ProtobufCEnumDescriptor *desc = &qanat__run_status__descriptor;
-    for (unsigned i = 0; i < desc->n_values; i++) {
-        const char *full = desc->values [i].name;       //  RUN_SUCCEEDED
-        const char *bare = strncmp (full, "RUN_", 4) == 0? full + 4: full;
-        if (strlen (bare) != strlen (name))
-            continue;
-        bool same = true;
-        for (size_t c = 0; bare [c] && same; c++)
-            same = tolower ((unsigned char) bare [c]) == name [c];
-        if (same) {
-            *value_p = desc->values [i].value;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 //  An RFC 3339 time argument: 0 absent, 1 read, -1 refused
 static int
 s_arg_time (s_ctx_t *ctx, const char *key, int64_t *us_p)
@@ -309,11 +289,9 @@ s_build_list_runs (s_ctx_t *ctx)
     ||  s_arg_uint (ctx, "limit", 1, LIMIT_MAX, &limit) < 0)
         return -1;
     if (status) {
-        int value = 0;
-        if (s_run_status (status, &value))
+        if (qn_run_status_parse (status, &msg->status))
             return s_bad (ctx, "status", "wants queued, running, succeeded, "
                           "succeeded_with_warnings, failed or canceled");
-        msg->status = (Qanat__RunStatus) value;
         msg->has_status = true;
     }
     msg->before_run_id = cursor;
@@ -360,11 +338,43 @@ s_body_params (s_ctx_t *ctx, Qanat__StartRun *start)
     return 0;
 }
 
+//  A workflow file's text as the body gives it ("source", checked by
+//  s_body_string) and its name
+static int
+s_submit_fill (s_ctx_t *ctx, Qanat__SubmitWorkflow *submit, const char *source,
+               const char *filename)
+{
+    submit->filename = s_dup (filename && *filename? filename: "workflow.yaml");
+    size_t size = json_string_length (json_object_get (ctx->body, "source"));
+    submit->source.data = (uint8_t *) malloc (size? size: 1);
+    if (!submit->filename || !submit->source.data)
+        return s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
+    memcpy (submit->source.data, source, size);
+    submit->source.len = size;
+    return 0;
+}
+
+//  "code": the workflow's code put first (PUT /blobs), a directory's
+//  manifest hash, into *code_p (malloc'd; NULL when absent or empty)
+static int
+s_body_code (s_ctx_t *ctx, char **code_p)
+{
+    const char *code = NULL;
+    if (s_body_string (ctx, "code", false, &code) < 0)
+        return -1;
+    if (!code || !*code)
+        return 0;
+    if (strncmp (code, "dir:", 4) != 0 || !qn_blobstore_valid_hash (code + 4))
+        return s_bad (ctx, "code", "wants dir:<sha256> (the manifest's hash, 64 hex digits)");
+    *code_p = strdup (code);
+    return *code_p? 0: s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
+}
+
 static int
 s_build_start_run (s_ctx_t *ctx)
 {
     static const char *const keys [] =
-        { "source", "filename", "workflow", "version", "params", "no_cache", NULL };
+        { "source", "filename", "workflow", "version", "params", "no_cache", "code", NULL };
     if (s_check_keys (ctx, keys))
         return -1;
     S_NEW (Qanat__StartRun, QANAT__START_RUN__INIT);
@@ -377,7 +387,8 @@ s_build_start_run (s_ctx_t *ctx)
     int has_name = has_source < 0? -1: s_body_string (ctx, "workflow", false, &workflow);
     if (has_name < 0 || s_body_string (ctx, "filename", false, &filename) < 0
     ||  s_body_uint (ctx, "version", UINT32_MAX, &version) < 0
-    ||  s_body_bool (ctx, "no_cache", &no_cache) < 0)
+    ||  s_body_bool (ctx, "no_cache", &no_cache) < 0
+    ||  s_body_code (ctx, &msg->code) < 0)
         return -1;
     msg->no_cache = no_cache;
     if (has_source && has_name)
@@ -393,13 +404,8 @@ s_build_start_run (s_ctx_t *ctx)
         Qanat__SubmitWorkflow submit_init = QANAT__SUBMIT_WORKFLOW__INIT;
         *submit = submit_init;
         msg->workflow = submit;         //  attached first: freed with the request
-        submit->filename = s_dup (filename && *filename? filename: "workflow.yaml");
-        size_t size = json_string_length (json_object_get (ctx->body, "source"));
-        submit->source.data = (uint8_t *) malloc (size? size: 1);
-        if (!submit->filename || !submit->source.data)
-            return s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
-        memcpy (submit->source.data, source, size);
-        submit->source.len = size;
+        if (s_submit_fill (ctx, submit, source, filename))
+            return -1;
     }
     else {
         if (s_name_ok (ctx, "workflow", workflow))
@@ -535,6 +541,56 @@ s_build_get_workflow (s_ctx_t *ctx)
     return 0;
 }
 
+//  POST /workflows: store a version without running it
+static int
+s_build_publish (s_ctx_t *ctx)
+{
+    static const char *const keys [] = { "source", "filename", "code", NULL };
+    const char *source = NULL, *filename = NULL;
+    if (s_check_keys (ctx, keys) || s_body_string (ctx, "source", true, &source) < 0
+    ||  s_body_string (ctx, "filename", false, &filename) < 0)
+        return -1;
+    S_NEW (Qanat__SubmitWorkflow, QANAT__SUBMIT_WORKFLOW__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_SUBMIT;
+    ctx->request->submit = msg;
+    return s_body_code (ctx, &msg->code) || s_submit_fill (ctx, msg, source, filename);
+}
+
+//  blobs/{sha256}: the hash is the blob's name, lowercase hex only
+static int
+s_blob_hash (s_ctx_t *ctx, char **hash_p)
+{
+    const char *hash = ctx->path->part [1];
+    if (!qn_blobstore_valid_hash (hash))
+        return s_bad (ctx, "hash", "wants a SHA-256 in lowercase hex (64 digits 0-9a-f)");
+    snprintf (ctx->route->name, sizeof ctx->route->name, "%s", hash);
+    *hash_p = strdup (hash);
+    return *hash_p? 0: s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
+}
+
+//  GET /blobs/{sha256}: whether the coordinator holds it, by reading
+//  its first byte (the answer carries its size)
+static int
+s_build_get_blob (s_ctx_t *ctx)
+{
+    S_NEW (Qanat__GetBlob, QANAT__GET_BLOB__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_GET_BLOB;
+    ctx->request->get_blob = msg;
+    msg->size = 1;
+    return s_blob_hash (ctx, &msg->hash);
+}
+
+//  PUT /blobs/{sha256}: the raw body is fed to the engine as PutBlob
+//  pieces by the server (qn_http_blobs.c); here only the hash is read
+static int
+s_build_put_blob (s_ctx_t *ctx)
+{
+    S_NEW (Qanat__PutBlob, QANAT__PUT_BLOB__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_PUT_BLOB;
+    ctx->request->put_blob = msg;
+    return s_blob_hash (ctx, &msg->hash);
+}
+
 static int
 s_build_list_agents (s_ctx_t *ctx)
 {
@@ -642,6 +698,7 @@ static const s_route_t s_routes [] = {
     { "GET",    "runs/#/artifacts",       QN_HTTP_ROUTE_RUN_ARTIFACTS,    200, 0, 0, s_build_get_run },
     { "GET",    "runs/#/artifacts/*/*",   QN_HTTP_ROUTE_RUN_ARTIFACT,     200, 0, 0, s_build_artifact },
     { "GET",    "workflows",              QN_HTTP_ROUTE_WORKFLOWS_LIST,   200, 0, 0, s_build_list_workflows },
+    { "POST",   "workflows",              QN_HTTP_ROUTE_WORKFLOW_PUBLISH, 201, 0, 1, s_build_publish },
     { "GET",    "workflows/*",            QN_HTTP_ROUTE_WORKFLOW_GET,     200, 0, 0, s_build_get_workflow },
     { "GET",    "workflows/*/versions/*", QN_HTTP_ROUTE_WORKFLOW_VERSION, 200, 0, 0, s_build_get_workflow },
     { "GET",    "workflows/*/diff",       QN_HTTP_ROUTE_WORKFLOW_DIFF,    200, 0, 0, s_build_get_workflow },
@@ -652,6 +709,8 @@ static const s_route_t s_routes [] = {
     { "POST",   "agents/*/undrain",       QN_HTTP_ROUTE_AGENT_UNDRAIN,    200, 0, 0, s_build_agent_action },
     { "POST",   "agents/*/revoke",        QN_HTTP_ROUTE_AGENT_REVOKE,     200, 0, 0, s_build_agent_action },
     { "GET",    "stats",                  QN_HTTP_ROUTE_STATS,            200, 0, 0, s_build_stats },
+    { "GET",    "blobs/*",                QN_HTTP_ROUTE_BLOB_GET,         200, 0, 0, s_build_get_blob },
+    { "PUT",    "blobs/*",                QN_HTTP_ROUTE_BLOB_PUT,         201, 0, 0, s_build_put_blob },
     { "GET",    "apitokens",              QN_HTTP_ROUTE_APITOKENS_LIST,   200, 0, 0, s_build_list_tokens },
     { "POST",   "apitokens",              QN_HTTP_ROUTE_APITOKEN_CREATE,  201, 0, 1, s_build_create_token },
     { "DELETE", "apitokens/*",            QN_HTTP_ROUTE_APITOKEN_REVOKE,  200, 0, 0, s_build_revoke_token },
@@ -759,15 +818,17 @@ qn_http_api_allowed (const char *path)
     uint64_t run_id;
     const char *allowed = NULL;
     if (s_split (path, &parts)) {
-        bool get = false, post = false, del = false;
+        bool get = false, post = false, del = false, put = false;
         for (size_t i = 0; i < ROUTE_COUNT; i++)
             if (s_match (s_routes [i].pattern, &parts, &run_id)) {
                 get |= strcmp (s_routes [i].method, "GET") == 0;
                 post |= strcmp (s_routes [i].method, "POST") == 0;
                 del |= strcmp (s_routes [i].method, "DELETE") == 0;
+                put |= strcmp (s_routes [i].method, "PUT") == 0;
             }
-        allowed = get && post? "GET, POST": get && del? "GET, DELETE": post && del? "POST, DELETE"
-                : get? "GET": post? "POST": del? "DELETE": NULL;
+        allowed = get && post? "GET, POST": get && del? "GET, DELETE": get && put? "GET, PUT"
+                : post && del? "POST, DELETE"
+                : get? "GET": post? "POST": del? "DELETE": put? "PUT": NULL;
     }
     free (parts.copy);
     return allowed;

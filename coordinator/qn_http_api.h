@@ -55,7 +55,10 @@ typedef enum {
     QN_HTTP_ROUTE_APITOKENS_LIST,
     QN_HTTP_ROUTE_APITOKEN_CREATE,
     QN_HTTP_ROUTE_APITOKEN_REVOKE,
-    QN_HTTP_ROUTE_METRICS               //  /metrics, Prometheus text
+    QN_HTTP_ROUTE_METRICS,              //  /metrics, Prometheus text
+    QN_HTTP_ROUTE_WORKFLOW_PUBLISH,     //  POST /workflows
+    QN_HTTP_ROUTE_BLOB_GET,             //  GET /blobs/{sha256}
+    QN_HTTP_ROUTE_BLOB_PUT              //  PUT /blobs/{sha256}: a raw body, streamed
 } qn_http_route_id_t;
 
 //  What a decoded request is, beyond its engine Request
@@ -65,7 +68,7 @@ typedef struct {
     bool stream;                        //  a server-sent event stream
     uint64_t run_id;
     char task [QN_HTTP_NAME_MAX];       //  artifact's task
-    char name [QN_HTTP_NAME_MAX];       //  artifact, workflow, agent or token name
+    char name [QN_HTTP_NAME_MAX];       //  artifact, workflow, agent or token name, blob hash
     uint32_t from, to;                  //  workflow diff versions
     uint64_t after;                     //  logs: after this log sequence
     bool has_after;

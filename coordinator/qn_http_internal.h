@@ -5,7 +5,8 @@
     qn_http.c: the daemon, limits, security headers, static files, the
     session cookie, /metrics; qn_http_api.c: requests decoded;
     qn_http_routes.c: JSON routes; qn_http_sse.c: event streams;
-    qn_http_download.c: artifacts and logs.txt.
+    qn_http_download.c: artifacts and logs.txt; qn_http_blobs.c: blob
+    uploads.
 */
 #ifndef QN_HTTP_INTERNAL_H_INCLUDED
 #define QN_HTTP_INTERNAL_H_INCLUDED
@@ -25,6 +26,7 @@
 #define QN_HTTP_KEEPALIVE_MS        10000
 #define QN_HTTP_STATUS_MAX          600
 #define QN_HTTP_BLOB_PIECE          (1024 * 1024)
+#define QN_HTTP_BLOB_MAX            (64ull * 1024 * 1024 * 1024)
 
 struct _qn_http_t {
     struct MHD_Daemon *daemon;
@@ -139,5 +141,30 @@ enum MHD_Result
 
 enum MHD_Result
     qn_http_download_logs (qn_http_call_t *call);
+
+//  ---- blob uploads (qn_http_blobs.c) ----
+
+typedef struct _qn_http_upload_t qn_http_upload_t;
+
+//  Starts PUT /blobs/{sha256} for a decoded call (its hash in
+//  route.name): checks Content-Length and asks the engine what it holds.
+//  The upload, or NULL when already answered (*result_p).
+qn_http_upload_t *
+    qn_http_blobs_begin (qn_http_call_t *call, enum MHD_Result *result_p);
+
+//  Feeds body bytes as they come; -1 to drop the connection
+int
+    qn_http_blobs_take (qn_http_upload_t *self, const char *data, size_t size);
+
+//  The body is in: the last piece, then the answer (201, 200, or the error)
+enum MHD_Result
+    qn_http_blobs_finish (qn_http_upload_t *self);
+
+void
+    qn_http_blobs_destroy (qn_http_upload_t **self_p);
+
+//  {"hash": ..., "size": ...}
+json_t *
+    qn_http_blob_json (const char *hash, uint64_t size);
 
 #endif

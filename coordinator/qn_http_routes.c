@@ -298,6 +298,17 @@ qn_http_routes_serve (qn_http_call_t *call)
         case QN_HTTP_ROUTE_AGENT_REVOKE:
             json = s_agent_json (&call->route, reply);
             break;
+        case QN_HTTP_ROUTE_WORKFLOW_PUBLISH:
+            json = reply->body_case == QANAT__REPLY__BODY_WORKFLOW
+                 ? qn_json_from_message (&reply->workflow->base): NULL;
+            //  An unchanged text is no new version: 200, not 201
+            if (json && !reply->workflow->created)
+                call->route.status = 200;
+            break;
+        case QN_HTTP_ROUTE_BLOB_GET:
+            json = reply->body_case == QANAT__REPLY__BODY_BLOB
+                 ? qn_http_blob_json (call->route.name, reply->blob->total_size): NULL;
+            break;
         case QN_HTTP_ROUTE_WHOAMI:
         case QN_HTTP_ROUTE_RUN_METRICS:
         case QN_HTTP_ROUTE_WORKFLOW_METRIC:

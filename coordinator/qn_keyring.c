@@ -535,6 +535,241 @@ qn_keyring_expire (qn_keyring_t *self)
 }
 
 //  ---------------------------------------------------------------------
+//  Administration
+
+//  Listings go by name, then by creation (a name may come back after a
+//  revocation)
+static int
+s_by_name (const char *name, int64_t created_us, const char *other_name, int64_t other_created_us)
+{
+    int order = strcmp (name, other_name);
+    if (order == 0)
+        order = created_us < other_created_us? -1: created_us > other_created_us;
+    return order;
+}
+
+static int
+s_compare_principals (const void *a, const void *b)
+{
+    const Qanat__Principal *one = *(const Qanat__Principal *const *) a;
+    const Qanat__Principal *other = *(const Qanat__Principal *const *) b;
+    return s_by_name (one->name, one->created_us, other->name, other->created_us);
+}
+
+const Qanat__Principal **
+qn_keyring_list (qn_keyring_t *self, const char *kind, size_t *count_p)
+{
+    size_t count = zhashx_size (self->principals);
+    const Qanat__Principal **list = (const Qanat__Principal **) calloc (count + 1,
+                                                                       sizeof (void *));
+    size_t listed = 0;
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal && list; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, kind))
+            list [listed++] = principal;
+    if (list)
+        qsort (list, listed, sizeof (void *), s_compare_principals);
+    *count_p = list? listed: 0;
+    return list;
+}
+
+//  The live principal of kind named name, or NULL
+static Qanat__Principal *
+s_live_named (qn_keyring_t *self, const char *kind, const char *name)
+{
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, kind) && streq (principal->name, name) && !principal->revoked)
+            return principal;
+    return NULL;
+}
+
+//  Writes a changed principal and mirrors it; -1 when the store failed
+static int
+s_rewrite (qn_keyring_t *self, Qanat__Principal *principal)
+{
+    if (qn_store_begin (self->store) || qn_store_put_principal (self->store, principal))
+        return -1;
+    s_mirror (self, principal);
+    return 0;
+}
+
+const Qanat__Principal *
+qn_keyring_revoke_user (qn_keyring_t *self, const char *name, qn_keyring_change_t *failure_p,
+                        char **error_p)
+{
+    Qanat__Principal *user = name? s_live_named (self, "user", name): NULL;
+    if (!user) {
+        *failure_p = QN_KEYRING_NOT_FOUND;
+        *error_p = zsys_sprintf ("no user named '%s' (qanat user list shows them)",
+                                 name? name: "");
+        return NULL;
+    }
+    user->revoked = true;
+    //  Somebody must be left to undo a mistake
+    if (streq (user->role, "admin") && !s_has_admin (self)) {
+        user->revoked = false;
+        *failure_p = QN_KEYRING_REFUSED;
+        *error_p = zsys_sprintf ("'%s' is the last admin: add another admin first "
+                                 "(qanat user add NAME --role admin)", name);
+        return NULL;
+    }
+    if (s_rewrite (self, user)) {
+        user->revoked = false;
+        *failure_p = QN_KEYRING_FAILED;
+        *error_p = strdup (qn_store_error (self->store));
+        return NULL;
+    }
+    return user;
+}
+
+const Qanat__Principal *
+qn_keyring_revoke_token (qn_keyring_t *self, const char *id)
+{
+    for (Qanat__Principal *token = (Qanat__Principal *) zhashx_first (self->principals); token;
+         token = (Qanat__Principal *) zhashx_next (self->principals))
+        if (id && streq (token->kind, "token") && streq (token->name, id)) {
+            if (!token->revoked) {
+                token->revoked = true;
+                if (s_rewrite (self, token))
+                    qn_log (QN_LOG_ERROR, "keyring", "cannot store the revocation of token %s: %s",
+                            id, qn_store_error (self->store));
+            }
+            return token;
+        }
+    return NULL;
+}
+
+const Qanat__Principal *
+qn_keyring_agent (qn_keyring_t *self, const char *name)
+{
+    return name? s_live_named (self, "agent", name): NULL;
+}
+
+int
+qn_keyring_forget_agent (qn_keyring_t *self, const char *name)
+{
+    //  Keys first gathered: the table cannot change under its iterator
+    zlistx_t *keys = zlistx_new ();
+    for (Qanat__Principal *principal = (Qanat__Principal *) zhashx_first (self->principals);
+         principal; principal = (Qanat__Principal *) zhashx_next (self->principals))
+        if (streq (principal->kind, "agent") && streq (principal->name, name))
+            zlistx_add_end (keys, principal->public_key);
+    int forgotten = 0;
+    for (const char *key = (const char *) zlistx_first (keys); key && forgotten >= 0;
+         key = (const char *) zlistx_next (keys)) {
+        if (qn_store_begin (self->store) || qn_store_delete_principal (self->store, key))
+            forgotten = -1;
+        else {
+            char *path = s_allowed_path (self, key);
+            if (path)
+                unlink (path);
+            zstr_free (&path);
+            zhashx_delete (self->principals, key);
+            forgotten++;
+        }
+    }
+    zlistx_destroy (&keys);
+    return forgotten;
+}
+
+//  A label an admin may set: the key as a name, the value printable, at
+//  most 256 bytes, without the ',' that separates labels on a command line
+static bool
+s_valid_label (const Qanat__Label *label)
+{
+    if (!label->key || !s_valid_name (label->key) || !label->value || strlen (label->value) > 256)
+        return false;
+    for (const char *c = label->value; *c; c++)
+        if ((unsigned char) *c < 0x20 || *c == 0x7f || *c == ',')
+            return false;
+    return true;
+}
+
+//  A deep copy (through its wire form), or NULL
+static Qanat__Principal *
+s_principal_copy (const Qanat__Principal *principal)
+{
+    size_t size = qanat__principal__get_packed_size (principal);
+    uint8_t *buffer = (uint8_t *) malloc (size? size: 1);
+    Qanat__Principal *copy = NULL;
+    if (buffer) {
+        qanat__principal__pack (principal, buffer);
+        copy = qanat__principal__unpack (NULL, size, buffer);
+        free (buffer);
+    }
+    return copy;
+}
+
+static void
+s_label_remove (Qanat__Principal *agent, const char *key)
+{
+    for (size_t i = 0; i < agent->n_labels; i++)
+        if (streq (agent->labels [i]->key, key)) {
+            protobuf_c_message_free_unpacked (&agent->labels [i]->base, NULL);
+            memmove (agent->labels + i, agent->labels + i + 1,
+                     (agent->n_labels - i - 1) * sizeof (void *));
+            agent->n_labels--;
+            return;
+        }
+}
+
+const Qanat__Principal *
+qn_keyring_label_agent (qn_keyring_t *self, const char *name, Qanat__Label **set,
+                        size_t set_count, char **remove, size_t remove_count,
+                        qn_keyring_change_t *failure_p, char **error_p)
+{
+    Qanat__Principal *agent = name? s_live_named (self, "agent", name): NULL;
+    if (!agent) {
+        *failure_p = QN_KEYRING_NOT_FOUND;
+        *error_p = zsys_sprintf ("no enrolled agent named '%s'", name? name: "");
+        return NULL;
+    }
+    for (size_t i = 0; i < set_count; i++)
+        if (!s_valid_label (set [i])) {
+            *failure_p = QN_KEYRING_BAD;
+            *error_p = zsys_sprintf ("label '%s=%s': the key is 1 to 128 letters, digits, '_', "
+                                     "'.' or '-', the value at most 256 printable characters "
+                                     "without ','", set [i]->key? set [i]->key: "",
+                                     set [i]->value? set [i]->value: "");
+            return NULL;
+        }
+    if (agent->n_labels + set_count > 256) {
+        *failure_p = QN_KEYRING_BAD;
+        *error_p = strdup ("an agent has at most 256 labels");
+        return NULL;
+    }
+    //  The new set is made on a copy: a failed write leaves the old one
+    Qanat__Principal *copy = s_principal_copy (agent);
+    if (!copy) {
+        *failure_p = QN_KEYRING_FAILED;
+        *error_p = strdup ("out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < remove_count; i++)
+        s_label_remove (copy, remove [i]);
+    for (size_t i = 0; i < set_count; i++) {
+        s_label_remove (copy, set [i]->key);
+        Qanat__Label **grown = (Qanat__Label **) realloc (copy->labels,
+                                                          (copy->n_labels + 1) * sizeof (void *));
+        if (grown) {
+            copy->labels = grown;
+            Qanat__Label **one = s_copy_labels (set + i, 1);
+            copy->labels [copy->n_labels++] = one [0];
+            free (one);
+        }
+    }
+    if (qn_store_begin (self->store) || qn_store_put_principal (self->store, copy)) {
+        s_principal_destructor ((void **) &copy);
+        *failure_p = QN_KEYRING_FAILED;
+        *error_p = strdup (qn_store_error (self->store));
+        return NULL;
+    }
+    zhashx_update (self->principals, copy->public_key, copy);
+    return copy;
+}
+
+//  ---------------------------------------------------------------------
 //  API tokens
 
 static bool
@@ -688,10 +923,7 @@ s_compare_names (const void *a, const void *b)
 {
     const Qanat__ApiToken *one = *(const Qanat__ApiToken *const *) a;
     const Qanat__ApiToken *other = *(const Qanat__ApiToken *const *) b;
-    int order = strcmp (one->name, other->name);
-    if (order == 0)
-        order = one->created_us < other->created_us? -1: one->created_us > other->created_us;
-    return order;
+    return s_by_name (one->name, one->created_us, other->name, other->created_us);
 }
 
 const Qanat__ApiToken **

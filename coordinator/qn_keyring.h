@@ -84,6 +84,53 @@ char *
 int
     qn_keyring_revoke_agent (qn_keyring_t *self, const char *name);
 
+//  ---- administration: listing, revoking, forgetting, relabelling ----
+
+//  Why an administrative change failed
+typedef enum {
+    QN_KEYRING_NOT_FOUND = 1,           //  no such principal (live, where it says)
+    QN_KEYRING_REFUSED,                 //  it would leave the coordinator without an admin
+    QN_KEYRING_BAD,                     //  a bad label
+    QN_KEYRING_FAILED                   //  the store failed
+} qn_keyring_change_t;
+
+//  Every principal of kind ("user", "token", "agent"), revoked ones too,
+//  by name then creation: a malloc'd array of borrowed records, valid
+//  until the keyring changes.
+const Qanat__Principal **
+    qn_keyring_list (qn_keyring_t *self, const char *kind, size_t *count_p);
+
+//  Revokes the live user name: its key is refused from the next message
+//  on.  The last admin is not revoked.  Its record (not owned), or NULL
+//  with *failure_p and *error_p (malloc'd).
+const Qanat__Principal *
+    qn_keyring_revoke_user (qn_keyring_t *self, const char *name,
+                            qn_keyring_change_t *failure_p, char **error_p);
+
+//  Revokes the join token id (no more enrolments with it).  Its record
+//  (not owned), or NULL when there is no token of that id.  Revoking a
+//  revoked one changes nothing.
+const Qanat__Principal *
+    qn_keyring_revoke_token (qn_keyring_t *self, const char *id);
+
+//  The live (not revoked) principal of agent name, or NULL.  Not owned.
+const Qanat__Principal *
+    qn_keyring_agent (qn_keyring_t *self, const char *name);
+
+//  Forgets agent name: every key it had leaves the store and the
+//  allow-list.  The number of keys forgotten (0: none known), or -1 when
+//  the store failed.
+int
+    qn_keyring_forget_agent (qn_keyring_t *self, const char *name);
+
+//  Changes the labels of the live agent name: set adds or replaces
+//  key=value, remove takes keys away.  Its record (not owned), or NULL
+//  with *failure_p and *error_p (malloc'd).
+const Qanat__Principal *
+    qn_keyring_label_agent (qn_keyring_t *self, const char *name, Qanat__Label **set,
+                            size_t set_count, char **remove, size_t remove_count,
+                            qn_keyring_change_t *failure_p, char **error_p);
+
 //  ---- API tokens ----
 
 //  Token names (and their users) are 1 to 64 letters, digits, '.', '_', '-'

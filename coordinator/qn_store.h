@@ -76,6 +76,13 @@ int
     qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
                            const void *source, size_t len, uint32_t *version_p, bool *created_p);
 
+//  The same, with the version's code ("dir:<sha256>"; NULL or "" = none):
+//  the same text with other code is a new version.
+int
+    qn_store_put_workflow_code (qn_store_t *self, const char *name, const char *filename,
+                                const void *source, size_t len, const char *code,
+                                uint32_t *version_p, bool *created_p);
+
 //  The stored source of one version (filename, source and created_us: 0
 //  for a version stored before it was recorded), or NULL.  version 0
 //  means the latest version.
@@ -187,6 +194,10 @@ int
 int
     qn_store_put_agent (qn_store_t *self, const Qanat__AgentInfo *agent);
 
+//  Forgets an agent's record (not there is fine).
+int
+    qn_store_delete_agent (qn_store_t *self, const char *name);
+
 //  Every agent ever registered, by name.
 int
     qn_store_list_agents (qn_store_t *self, Qanat__AgentInfo ***agents_p, size_t *count_p);
@@ -223,6 +234,10 @@ int
 //  1 and a malloc'd copy when found, 0 when not, -1 on error.
 int
     qn_store_get_secret (qn_store_t *self, const char *name, void **data_p, size_t *size_p);
+
+//  Deletes a secret's value and its access list (not there is fine).
+int
+    qn_store_delete_secret (qn_store_t *self, const char *name);
 
 //  Names only, in order (malloc'd array of malloc'd strings).
 int

@@ -23,6 +23,15 @@ qn_store_put_agent (qn_store_t *self, const Qanat__AgentInfo *agent)
     return store_put_message (self, DB_AGENTS, agent->name, strlen (agent->name), &agent->base, 0);
 }
 
+int
+qn_store_delete_agent (qn_store_t *self, const char *name)
+{
+    assert (self);
+    if (store_need_txn (self) || store_check_name (self, "agent", name))
+        return -1;
+    return store_delete (self, DB_AGENTS, name, strlen (name));
+}
+
 //  Decoded messages being gathered from one sub-database
 typedef struct {
     store_db_t db;
@@ -115,6 +124,17 @@ qn_store_put_secret (qn_store_t *self, const char *name, const void *data, size_
     if (store_need_txn (self) || store_check_name (self, "secret", name))
         return -1;
     return store_put_raw (self, DB_SECRETS, name, strlen (name), data, size);
+}
+
+int
+qn_store_delete_secret (qn_store_t *self, const char *name)
+{
+    assert (self);
+    if (store_need_txn (self) || store_check_name (self, "secret", name))
+        return -1;
+    if (store_delete (self, DB_SECRETS, name, strlen (name)))
+        return -1;
+    return store_delete (self, DB_SECRET_ACCESS, name, strlen (name));
 }
 
 //  A malloc'd copy of the value of name in db: 1, 0 when not there, -1.

@@ -64,7 +64,18 @@ int
 qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
                        const void *source, size_t len, uint32_t *version_p, bool *created_p)
 {
+    return qn_store_put_workflow_code (self, name, filename, source, len, NULL,
+                                       version_p, created_p);
+}
+
+int
+qn_store_put_workflow_code (qn_store_t *self, const char *name, const char *filename,
+                            const void *source, size_t len, const char *code,
+                            uint32_t *version_p, bool *created_p)
+{
     assert (self);
+    if (!code)
+        code = "";
     if (store_need_txn (self) || store_check_name (self, "workflow", name))
         return -1;
     if (!source && len) {
@@ -84,7 +95,8 @@ qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
         //  A missing or undecodable latest version just gets a new one
         bool same = stored
                  && stored->source.len == len
-                 && (len == 0 || memcmp (stored->source.data, source, len) == 0);
+                 && (len == 0 || memcmp (stored->source.data, source, len) == 0)
+                 && strcmp (stored->code? stored->code: "", code) == 0;
         if (stored)
             protobuf_c_message_free_unpacked ((ProtobufCMessage *) stored, NULL);
         if (same) {
@@ -105,6 +117,7 @@ qn_store_put_workflow (qn_store_t *self, const char *name, const char *filename,
     submit.source.data = (uint8_t *) source;
     submit.source.len = len;
     submit.created_us = s_now_us ();
+    submit.code = (char *) code;
     key_size = s_version_key (key, name, version);
     if (store_put_message (self, DB_VERSIONS, key, key_size, &submit.base, 0))
         return -1;

@@ -1,6 +1,7 @@
 /*  qn_msg - protocol envelope codec.  See include/qn_msg.h. */
 #include "qn_msg.h"
 #include <sys/time.h>
+#include <ctype.h>
 
 zframe_t *
 qn_msg_encode (Qanat__Envelope *env)
@@ -150,6 +151,26 @@ qn_msg_prepare_socket (zsock_t *sock)
     zsock_set_maxmsgsize (sock, QN_MAX_MESSAGE_SIZE + 1024);
     zsock_set_linger (sock, 0);
     return 0;
+}
+
+int
+qn_run_status_parse (const char *word, Qanat__RunStatus *status_p)
+{
+    const ProtobufCEnumDescriptor *desc = &qanat__run_status__descriptor;
+    for (unsigned i = 0; word && i < desc->n_values; i++) {
+        const char *full = desc->values [i].name;       //  RUN_SUCCEEDED
+        const char *bare = strncmp (full, "RUN_", 4) == 0? full + 4: full;
+        if (strlen (bare) != strlen (word))
+            continue;
+        bool same = true;
+        for (size_t c = 0; bare [c] && same; c++)
+            same = tolower ((unsigned char) bare [c]) == word [c];
+        if (same) {
+            *status_p = (Qanat__RunStatus) desc->values [i].value;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 int64_t

@@ -27,7 +27,7 @@ passed=0; failed=0; status=0
 # Adds up the per-test results of one build tree's logs: each test reports
 # its own cases ("N passed, N failed" or cmocka's summary).
 count_logs () {
-    for log in "$1"/tests/layout/*.log "$1"/tests/unit/*.log "$1"/tests/integration/*.log "$1"/tests/fault/*.log "$1"/tests/*.log; do
+    for log in "$1"/tests/layout/*.log "$1"/tests/unit/*.log "$1"/tests/integration/*.log "$1"/tests/python/*.log "$1"/tests/fault/*.log "$1"/tests/*.log; do
         [ -f "$log" ] || continue
         case "$log" in *test-suite.log|*check-output.log) continue;; esac
         line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)

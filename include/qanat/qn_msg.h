@@ -60,6 +60,12 @@ const char *
 const char *
     qn_run_status_name (Qanat__RunStatus status);
 
+//  A run status from its word as scripts give it: queued, running,
+//  succeeded, succeeded_with_warnings, failed, canceled (the enum's name
+//  without RUN_, lower case).  0 with *status_p, or -1.
+int
+    qn_run_status_parse (const char *word, Qanat__RunStatus *status_p);
+
 //  Current wall-clock time in microseconds.
 int64_t
     qn_now_us (void);

@@ -72,7 +72,7 @@ def test_hostile_names_and_bad_options(c):
     r = c.qanat("apitoken", "create", "x", "--ttl", "soon", check=False)
     check(r.returncode == 2 and "--ttl" in r.stderr, r.stderr)
     r = c.qanat("apitoken", "frobnicate", check=False)
-    check(r.returncode == 2 and "usage: qanat apitoken" in r.stderr, r.stderr)
+    check(r.returncode == 2 and "Usage: qanat apitoken" in r.stderr, r.stderr)
     check(c.qanat_json("apitoken", "list") == [], "something was created")
 
 

@@ -134,14 +134,36 @@ def test_an_unreachable_coordinator_is_named_as_the_key_file_names_it(c):
     check(result.returncode == 5, "exit %d" % result.returncode)
     check("cannot reach the coordinator at %s: " % c.client_endpoint in err, "stderr %r" % err)
 
+def _help_commands():
+    """The commands `qanat --help` lists, from its Commands: section"""
+    out = subprocess.run([QANAT, "--help"], capture_output=True, text=True).stdout
+    section = out.split("Commands:\n")[1].split("\n\n")[0]
+    return [line.split()[0] for line in section.splitlines() if line.startswith("  ") and line[2] != " "]
+
+
 def test_help_on_every_command(c):
     result = subprocess.run([QANAT, "--help"], capture_output=True, text=True)
-    check(result.returncode == 0, "qanat --help")
-    for command in ("run", "runs", "status", "logs", "metrics", "agents", "cancel", "validate"):
-        check(command in result.stdout, "%s missing from help" % command)
+    check(result.returncode == 0 and result.stdout.startswith("Usage: qanat "), "qanat --help")
+    commands = _help_commands()
+    for command in ("run", "runs", "status", "logs", "metrics", "agents", "cancel", "validate",
+                    "completion"):
+        check(command in commands, "%s missing from help" % command)
+    for command in commands:
         one = subprocess.run([QANAT, command, "--help"], capture_output=True, text=True)
-        check(one.returncode == 0 and ("usage: qanat " + command) in one.stdout,
+        check(one.returncode == 0 and one.stdout.startswith("Usage: qanat " + command + " "),
               "%s --help: %s" % (command, one.stdout + one.stderr))
+        check("3    not found" in one.stdout and "--coordinator ENDPOINT" in one.stdout,
+              "%s --help lacks the exit codes or the global options" % command)
+    # an option of another command is a usage error that names the command
+    result = subprocess.run([QANAT, "runs", "--follow"], capture_output=True, text=True)
+    check(result.returncode == 2 and "runs does not take --follow" in result.stderr,
+          "runs --follow: %d %r" % (result.returncode, result.stderr))
+    result = subprocess.run([QANAT, "--limit", "3", "status", "1"], capture_output=True, text=True)
+    check(result.returncode == 2 and "status does not take --limit" in result.stderr,
+          "--limit status: %d %r" % (result.returncode, result.stderr))
+    result = subprocess.run([QANAT, "runs", "--limit", "many"], capture_output=True, text=True)
+    check(result.returncode == 2 and "--limit takes a whole number" in result.stderr,
+          "--limit many: %r" % result.stderr)
 
 
 def test_cancel_kills_the_running_task(c):

@@ -632,7 +632,120 @@ def test_refusals(c):
         check("javascript" in (r.header("content-type") or ""), "chart.js type %r" % r.header("content-type"))
 
 
-SAMPLE = {"id": "1", "name": "x", "task": "t", "version": "1", "metric": "m", "path": "p"}
+# ---------------------------------------------------------------------- publish, blobs, code
+
+def put_blob(client, digest, data, expect=None):
+    r = client.request("PUT", "/api/v1/blobs/" + digest, raw=data,
+                       headers={"Content-Type": "application/octet-stream"})
+    if expect is not None:
+        check(r.status == expect, "PUT blob: expected %d: %r" % (expect, r))
+    return r
+
+
+def short_put(port, token, digest, claimed, data):
+    """A PUT whose body stops before its Content-Length: the client goes."""
+    head = ("PUT /api/v1/blobs/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+            "Content-Length: %d\r\n\r\n" % (digest, port, token, claimed)).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head + data)
+        time.sleep(0.3)
+
+
+def test_publish_blobs_and_code(c):
+    admin, user = setup(c)
+    # Publish: a version without a run; the same text again is no new one
+    body = {"source": talker("pub", 2), "filename": "pub.yaml"}
+    openapi_check.check_request("POST", "/api/v1/workflows", body)
+    first = user.expect(201, "POST", "/api/v1/workflows", body).json()
+    check(first == {"name": "pub", "version": 1, "created": True, "code": ""}, "publish %s" % first)
+    again = user.expect(200, "POST", "/api/v1/workflows", body).json()
+    check(again == {"name": "pub", "version": 1, "created": False, "code": ""}, "republish %s" % again)
+    changed = user.expect(201, "POST", "/api/v1/workflows", dict(body, source=talker("pub", 3))).json()
+    check(changed["version"] == 2, "changed text %s" % changed)
+    check(user.get("/api/v1/runs")["runs"] == [], "publishing started a run")
+    r = user.request("POST", "/api/v1/workflows", {"source": "name: x\ntasks:\n  a:\n    run: echo\n    need: [b]\n",
+                                                   "filename": "bad.yaml"})
+    check(r.status == 400 and error_of(r)["message"].startswith("bad.yaml:5:5:"), "bad workflow %r" % r)
+    for bad, field in (({"filename": "x.yaml"}, "source"), ({"source": "x", "code": "dir:"}, "code"),
+                       ({"source": 1}, "source")):
+        r = user.request("POST", "/api/v1/workflows", bad)
+        check(r.status == 400 and error_of(r).get("field") == field, "publish %s: %r" % (bad, r))
+    # Blobs: absent, put (fed in MiB pieces), held, put again for nothing
+    data = os.urandom(2 * 1024 * 1024 + 777)
+    digest = hashlib.sha256(data).hexdigest()
+    user.expect(404, "GET", "/api/v1/blobs/" + digest)
+    bytes_in = user.get("/api/v1/stats")["blob_bytes_in"]
+    stored = put_blob(user, digest, data, 201).json()
+    check(stored == {"hash": digest, "size": len(data)}, "PUT %s" % stored)
+    check(user.get("/api/v1/blobs/" + digest) == stored, "GET after PUT")
+    check(put_blob(user, digest, data, 200).json() == stored, "PUT again")
+    check(user.get("/api/v1/stats")["blob_bytes_in"] == bytes_in + len(data), "held content fed again")
+    # Hostile: a bad hash, content that is not its hash, a size that cannot
+    # be the held blob's, a body cut short, no length; nothing is stored
+    for name in ("ABC", digest.upper(), digest[:-1], digest + "0", "g" * 64):
+        for method in ("GET", "PUT"):
+            r = user.request(method, "/api/v1/blobs/" + name, raw=b"x" if method == "PUT" else None)
+            check(r.status == 400 and error_of(r).get("field") == "hash", "%s %s: %r" % (method, name, r))
+    other = hashlib.sha256(b"other").hexdigest()
+    r = put_blob(user, other, b"not other", 400)
+    check("hashes to" in error_of(r)["message"], "mismatch message %r" % r)
+    user.expect(404, "GET", "/api/v1/blobs/" + other)
+    r = put_blob(user, digest, data[:100], 409)
+    check("not the content" in error_of(r)["message"], "size conflict %r" % r)
+    short = b"short body " * 100
+    short_digest = hashlib.sha256(short).hexdigest()
+    short_put(c.http_port, user.token, short_digest, len(short), short[:300])
+    user.expect(404, "GET", "/api/v1/blobs/" + short_digest)
+    put_blob(user, short_digest, short, 201)            # resumed or not, whole now
+    longer = b"claimed, then more"
+    longer_digest = hashlib.sha256(longer).hexdigest()
+    answer = raw_request(c.http_port, ("PUT /api/v1/blobs/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                                       "Content-Length: 7\r\n\r\n" % (longer_digest, user.token)).encode() + longer)
+    check(answer.startswith(b"HTTP/1.1 400") and b"hashes to" in answer, "body longer than claimed: %r" % answer[:300])
+    user.expect(404, "GET", "/api/v1/blobs/" + longer_digest)
+    r = user.request("PUT", "/api/v1/blobs/" + other, headers={"Transfer-Encoding": "chunked"}, raw=iter([b"other"]))
+    check(r.status == 411, "chunked PUT: %r" % r)
+    r = qhttp.Client(c.http_port).request("PUT", "/api/v1/blobs/" + other, raw=b"other")
+    check(r.status == 401, "PUT without a token: %r" % r)
+    user.expect(404, "GET", "/api/v1/blobs/" + other)
+    # Code: a file and its manifest put, then a run that starts in it
+    script = b"echo from the code\n"
+    script_hash = hashlib.sha256(script).hexdigest()
+    manifest = b"qanat-tree 1\n644 %d %s run.sh\n" % (len(script), script_hash.encode())
+    manifest_hash = hashlib.sha256(manifest).hexdigest()
+    put_blob(user, script_hash, script, 201)
+    put_blob(user, manifest_hash, manifest, 201)
+    wf = "name: coded\ntasks:\n  t:\n    run: sh run.sh\n"
+    run = start(user, wf, "coded.yaml", code="dir:" + manifest_hash)
+    check(run["code"] == manifest_hash, "the run's code %s" % run.get("code"))
+    check(wait_status(user, run["run_id"])["status"] == "succeeded", "the coded run")
+    lines = user.get("/api/v1/runs/%d/logs" % run["run_id"])["lines"]
+    check("from the code" in "".join(l["text"] for l in lines), "the code's output %s" % lines)
+    for code in ("file:" + script_hash, "dir:" + manifest_hash.upper(), "dir:xyz"):
+        r = user.request("POST", "/api/v1/runs", {"source": wf, "code": code})
+        check(r.status == 400 and error_of(r).get("field") == "code", "code %s: %r" % (code, r))
+    r = user.request("POST", "/api/v1/runs", {"source": wf, "code": "dir:" + other})
+    check(r.status in (400, 404), "code never put: %r" % r)
+    # A version keeps its code (the run above stored text and code as
+    # version 1): the same again is that version, a run by name gets it
+    body = {"source": wf, "filename": "coded.yaml", "code": "dir:" + manifest_hash}
+    published = user.expect(200, "POST", "/api/v1/workflows", body).json()
+    check(published == {"name": "coded", "version": 1, "created": False, "code": body["code"]},
+          "published code %s" % published)
+    bare = user.expect(201, "POST", "/api/v1/workflows", dict(body, code="")).json()
+    check(bare["version"] == 2 and bare["code"] == "", "the same text without code %s" % bare)
+    check(user.expect(201, "POST", "/api/v1/workflows", body).json()["version"] == 3,
+          "the code again after a version without it")
+    shown = user.get("/api/v1/workflows/coded/versions/%d" % published["version"])
+    check(shown["code"] == body["code"], "the version's code %s" % shown)
+    by_name = user.expect(201, "POST", "/api/v1/runs", {"workflow": "coded"}).json()
+    check(by_name["code"] == manifest_hash, "a run by name gets the version's code %s" % by_name)
+    check(wait_status(user, by_name["run_id"])["status"] == "succeeded", "the run by name")
+    r = user.request("POST", "/api/v1/workflows", dict(body, code="dir:" + other))
+    check(r.status == 400 and "no blob" in error_of(r)["message"], "publish with code never put: %r" % r)
+
+
+SAMPLE = {"id": "1", "name": "x", "task": "t", "version": "1", "metric": "m", "path": "p", "hash": "0" * 64}
 
 
 def test_every_documented_route_is_served(c):

@@ -1,4 +1,5 @@
-"""Stored workflows through the CLI: publish (new, then unchanged), the
+"""Stored workflows through the CLI: publish (new, then unchanged; with
+its code, which run NAME gets), the
 workflows table, show and diff of versions, run NAME and NAME@V, run -
 from stdin, an unknown name, and rerun (same version and params; with
 --failed-only the tasks that succeeded are cached from the old run)."""
@@ -24,8 +25,10 @@ def test_publish_twice_is_unchanged_and_listed(c):
     out = c.qanat("workflow", "publish", path).stdout
     check(out.strip() == "stored v1 (unchanged)", "second publish: " + out)
     c.write("stored.yaml", V2)
-    check(c.qanat_json("workflow", "publish", path) == {"name": "stored", "version": 2,
-                                                        "created": True}, "v2 json")
+    published = c.qanat_json("workflow", "publish", path)
+    check({k: published[k] for k in ("name", "version", "created")}
+          == {"name": "stored", "version": 2, "created": True}, "v2 json: %r" % published)
+    check(published["code"].startswith("dir:"), "v2 code: %r" % published)
     # Nothing ran
     check(c.qanat_json("runs") == [], "publish started a run")
     listed = c.qanat_json("workflows")
@@ -190,6 +193,47 @@ def test_rerun_failed_only_reuses_what_succeeded(c):
     check(_lines(os.path.join(c.dir, "c.count")) == ["c"], "c did not run")
     status = c.qanat("status", second["run_id"]).stdout
     check("cached from run %d" % first["run_id"] in status, "status: " + status)
+
+
+def test_published_code_runs_by_name(c):
+    """A version keeps the code it was published with: run NAME from a
+    folder without the files still finds them; new code is a new version."""
+    _start(c)
+    project = os.path.join(c.dir, "project")
+    os.mkdir(project)
+    wf = os.path.join(project, "tool.yaml")
+    with open(wf, "w") as f:
+        f.write("name: tool\ntasks:\n  a:\n    run: python3 helper.py\n")
+    helper = os.path.join(project, "helper.py")
+    with open(helper, "w") as f:
+        f.write("print('helper says one')\n")
+    first = c.qanat_json("workflow", "publish", wf)
+    check(first["version"] == 1 and first["code"].startswith("dir:"), "publish: %r" % first)
+    shown = c.qanat_json("workflow", "show", "tool")
+    check(shown["code"] == first["code"], "show keeps the code: %r" % shown)
+    again = c.qanat_json("workflow", "publish", wf)
+    check(again["version"] == 1 and not again["created"], "unchanged code: %r" % again)
+    with open(helper, "w") as f:
+        f.write("print('helper says two')\n")
+    second = c.qanat_json("workflow", "publish", wf)
+    check(second["version"] == 2 and second["created"] and second["code"] != first["code"],
+          "the same text with new code is a new version: %r" % second)
+    elsewhere = os.path.join(c.dir, "elsewhere2")
+    os.mkdir(elsewhere)
+    argv = [QANAT, "--coordinator", c.client_endpoint, "--key", getattr(c, "key", "none")]
+    for ref, said in (("tool", "helper says two"), ("tool@1", "helper says one")):
+        result = subprocess.run(argv + ["run", ref, "--follow"], capture_output=True, text=True,
+                                cwd=elsewhere, timeout=60)
+        check(result.returncode == 0 and said in result.stdout,
+              "run %s: %s%s" % (ref, result.stdout, result.stderr))
+    run = c.qanat_json("runs")[0]
+    check(c.qanat_json("status", str(run["run_id"]))["code"] == first["code"][4:],
+          "the run records the version's code")
+    # code: none publishes no code
+    bare = os.path.join(project, "bare.yaml")
+    with open(bare, "w") as f:
+        f.write("name: bare\ncode: none\ntasks:\n  a:\n    run: echo bare\n")
+    check(c.qanat_json("workflow", "publish", bare)["code"] == "", "code: none")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,10 @@ test_admin_kinds (void **state)
         QANAT__REQUEST__BODY_ADD_USER, QANAT__REQUEST__BODY_REVOKE_AGENT,
         QANAT__REQUEST__BODY_SET_SECRET, QANAT__REQUEST__BODY_LIST_SECRETS,
         QANAT__REQUEST__BODY_CREATE_API_TOKEN, QANAT__REQUEST__BODY_LIST_API_TOKENS,
-        QANAT__REQUEST__BODY_REVOKE_API_TOKEN
+        QANAT__REQUEST__BODY_REVOKE_API_TOKEN, QANAT__REQUEST__BODY_LIST_USERS,
+        QANAT__REQUEST__BODY_REVOKE_USER, QANAT__REQUEST__BODY_LIST_TOKENS,
+        QANAT__REQUEST__BODY_REVOKE_TOKEN, QANAT__REQUEST__BODY_DELETE_SECRET,
+        QANAT__REQUEST__BODY_REMOVE_AGENT, QANAT__REQUEST__BODY_LABEL_AGENT
     };
     size_t count = 0;
     const qn_api_entry_t *table = qn_api_table (&count);
@@ -157,6 +160,47 @@ test_unknown_and_bad_requests (void **state)
                     "no run 42");
 }
 
+//  The administrative requests on an insecure engine: nothing to find,
+//  and no keyring for users, tokens or labels
+static void
+s_admin_handlers (qn_coordinator_t *engine)
+{
+    Qanat__Request request = QANAT__REQUEST__INIT;
+    Qanat__RemoveAgent remove = QANAT__REMOVE_AGENT__INIT;
+    remove.name = (char *) "gone-1";
+    request.id = 20;
+    request.body_case = QANAT__REQUEST__BODY_REMOVE_AGENT;
+    request.remove_agent = &remove;
+    s_assert_error (s_call (engine, NULL, &request), QANAT__ERROR_CODE__ERROR_NOT_FOUND,
+                    "no agent named 'gone-1'");
+    Qanat__LabelAgent label = QANAT__LABEL_AGENT__INIT;
+    label.name = (char *) "gone-1";
+    request.body_case = QANAT__REQUEST__BODY_LABEL_AGENT;
+    request.label_agent = &label;
+    s_assert_error (s_call (engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "this coordinator runs --insecure: an agent's labels are its own "
+                    "(qanat-agent --label)");
+    Qanat__DeleteSecret delete_secret = QANAT__DELETE_SECRET__INIT;
+    delete_secret.name = (char *) "nope";
+    request.body_case = QANAT__REQUEST__BODY_DELETE_SECRET;
+    request.delete_secret = &delete_secret;
+    s_assert_error (s_call (engine, NULL, &request), QANAT__ERROR_CODE__ERROR_NOT_FOUND,
+                    "no secret named 'nope' (qanat secret list shows them)");
+    Qanat__RevokeUser revoke = QANAT__REVOKE_USER__INIT;
+    revoke.name = (char *) "alice";
+    request.body_case = QANAT__REQUEST__BODY_REVOKE_USER;
+    request.revoke_user = &revoke;
+    s_assert_error (s_call (engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
+                    "users need CURVE: this coordinator runs --insecure");
+    Qanat__ListUsers list = QANAT__LIST_USERS__INIT;
+    request.body_case = QANAT__REQUEST__BODY_LIST_USERS;
+    request.list_users = &list;
+    Qanat__Reply *reply = s_call (engine, NULL, &request);
+    assert_int_equal (reply->body_case, QANAT__REPLY__BODY_PRINCIPALS);
+    assert_int_equal (reply->principals->n_principals, 0);
+    qanat__reply__free_unpacked (reply, NULL);
+}
+
 static void
 test_handlers (void **state)
 {
@@ -205,6 +249,7 @@ test_handlers (void **state)
     request.set_secret = &set;
     s_assert_error (s_call (fixture->t.engine, NULL, &request), QANAT__ERROR_CODE__ERROR_BAD_REQUEST,
                     "secrets need CURVE: this coordinator runs --insecure");
+    s_admin_handlers (fixture->t.engine);
 }
 
 int

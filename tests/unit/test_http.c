@@ -5,7 +5,8 @@
     the security headers on every response, 401 without a token, 404 for
     an unknown route, 405 with Allow, 413 for an oversized body, 400
     naming the field for bad JSON, static files and traversal refused,
-    a download with ETag, 304 and byte ranges, the cookie's Origin check.
+    a download with ETag, 304 and byte ranges, the cookie's Origin check,
+    a blob upload fed to the engine in MiB pieces.
     Also qn_http_api_decode alone.
 */
 #include <stdarg.h>
@@ -41,6 +42,10 @@ static atomic_int s_stuck_reads;       //  ReadLogs of run 9 the fake engine ans
 static atomic_int s_live_lines;        //  run 11's lines so far, log_seq 1 to this
 static atomic_bool s_live_finished;    //  run 11 has ended
 static atomic_int s_live_reads;        //  ReadLogs of run 11 the fake engine answered
+static atomic_ullong s_put_held;       //  bytes of the blob being put the fake engine holds
+static atomic_int s_put_pieces;        //  PutBlob requests with data
+static atomic_ullong s_put_biggest;    //  the largest piece
+static atomic_ullong s_put_first;      //  the offset of the first piece with data
 
 //  A directory output: its manifest and its two files, served as blobs
 typedef struct {
@@ -259,6 +264,24 @@ s_reply_to (zsock_t *router, zframe_t *identity, Qanat__Request *request)
         blob.total_size = stored->size;
         blob.data.data = (uint8_t *) stored->data + blob.offset;
         blob.data.len = stored->size - blob.offset;
+        reply.body_case = QANAT__REPLY__BODY_BLOB;
+        reply.blob = &blob;
+    }
+    else
+    if (request->body_case == QANAT__REQUEST__BODY_PUT_BLOB) {
+        //  Pieces taken in order from what is held, each answered with it
+        const Qanat__PutBlob *put = request->put_blob;
+        if (put->data.len) {
+            if (s_put_pieces++ == 0)
+                s_put_first = put->offset;
+            if (put->data.len > s_put_biggest)
+                s_put_biggest = put->data.len;
+        }
+        if (put->offset == s_put_held)
+            s_put_held += put->data.len;
+        blob.hash = put->hash;
+        blob.offset = s_put_held;
+        blob.total_size = put->total_size;
         reply.body_case = QANAT__REPLY__BODY_BLOB;
         reply.blob = &blob;
     }
@@ -652,6 +675,25 @@ test_routes_refused (void **state)
     s_response_free (&response);
     response = s_request (self, "GET", "/api/v1/runs?status=happy", auth, NULL);
     assert_int_equal (response.status, 400);
+    s_response_free (&response);
+    //  Publish, blobs, code: the hash and the code reference are checked
+    response = s_request (self, "GET", "/api/v1/blobs/ABC", auth, NULL);
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"hash\""));
+    s_response_free (&response);
+    response = s_request (self, "DELETE", "/api/v1/blobs/"
+                          "0000000000000000000000000000000000000000000000000000000000000000", auth, NULL);
+    assert_int_equal (response.status, 405);
+    assert_string_equal (s_header (&response, "Allow"), "GET, PUT");
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/runs", auth,
+                          "{\"workflow\": \"w\", \"code\": \"file:abc\"}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"code\""));
+    s_response_free (&response);
+    response = s_request (self, "POST", "/api/v1/workflows", auth, "{\"filename\": \"w.yaml\"}");
+    assert_int_equal (response.status, 400);
+    assert_non_null (strstr (response.body, "\"field\":\"source\""));
     s_response_free (&response);
     response = s_request (self, "GET", "/api/v1/runs?status=failed&limit=5", auth, NULL);
     assert_int_equal (response.status, 200);
@@ -1160,6 +1202,52 @@ test_decode (void **state)
         assert_false (qn_http_api_parse_uint (numbers [i], &value));
 }
 
+//  PUT /blobs: the body goes to the engine in pieces of at most 1 MiB as
+//  it arrives, after what the engine holds already (an upload resumed)
+static void
+test_blob_upload (void **state)
+{
+    s_fixture_t *self = (s_fixture_t *) *state;
+    const char *hash = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    size_t size = 2 * 1024 * 1024 + 512 * 1024 + 3;
+    s_put_held = 1000;                  //  left by an upload cut short
+    s_put_pieces = 0;
+    s_put_biggest = 0;
+    char *head = zsys_sprintf ("PUT /api/v1/blobs/%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                               "Authorization: Bearer " S_TOKEN "\r\nContent-Length: %zu\r\n\r\n",
+                               hash, size);
+    size_t head_size = strlen (head);
+    char *text = (char *) malloc (head_size + size);
+    memcpy (text, head, head_size);
+    memset (text + head_size, 'z', size);
+    s_response_t response = s_send (self, text, head_size + size);
+    assert_int_equal (response.status, 201);
+    s_assert_security_headers (&response);
+    char *want = zsys_sprintf ("{\"hash\":\"%s\",\"size\":%zu}\n", hash, size);
+    assert_string_equal (response.body, want);
+    assert_true (s_put_held == size);
+    assert_true (s_put_first == 1000);
+    assert_true (s_put_biggest == 1024 * 1024);
+    assert_int_equal (s_put_pieces, 3);
+    zstr_free (&want);
+    s_response_free (&response);
+    free (text);
+    zstr_free (&head);
+    //  No length: 411; no token: 401, before a byte of the body is read
+    const char *chunked = "PUT /api/v1/blobs/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+                          " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer " S_TOKEN
+                          "\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    response = s_send (self, chunked, strlen (chunked));
+    assert_int_equal (response.status, 411);
+    s_response_free (&response);
+    const char *stranger = "PUT /api/v1/blobs/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+                           " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 999999999999"
+                           "\r\n\r\nabc";
+    response = s_send (self, stranger, strlen (stranger));
+    assert_int_equal (response.status, 401);
+    s_response_free (&response);
+}
+
 int
 main (void)
 {
@@ -1174,6 +1262,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_log_stream, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_log_stream_coalesce, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_metrics, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_blob_upload, s_setup, s_teardown),
         cmocka_unit_test (test_decode),
         cmocka_unit_test (test_bridge_timeout),
     };

@@ -435,6 +435,121 @@ test_revoke (void **state)
     free (token_key);
 }
 
+//  The id of the token whose key is token_key
+static char *
+s_token_id (fixture_t *fixture, const char *token_key)
+{
+    const Qanat__Principal *token = qn_keyring_lookup (fixture->keyring, token_key);
+    assert_non_null (token);
+    return strdup (token->name);
+}
+
+static void
+test_administration (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    char *error = NULL;
+    qn_keyring_change_t failure = 0;
+    char *text = qn_keyring_add_user (fixture->keyring, "alice", "user", &error);
+    assert_non_null (text);
+    char *alice_key = s_public_of_text (text);
+    free (text);
+
+    //  Users listed by name, revoked ones too; tokens apart
+    char *token_key = s_token (fixture, 3600, 2, NULL, 0, NULL);
+    size_t count = 0;
+    const Qanat__Principal **users = qn_keyring_list (fixture->keyring, "user", &count);
+    assert_int_equal (count, 2);
+    assert_string_equal (users [0]->name, "admin");
+    assert_string_equal (users [1]->name, "alice");
+    free (users);
+    const Qanat__Principal **tokens = qn_keyring_list (fixture->keyring, "token", &count);
+    assert_int_equal (count, 1);
+    assert_int_equal (tokens [0]->uses_left, 2);
+    free (tokens);
+
+    //  A revoked user's key is refused at once, and the allow-list drops it
+    const Qanat__Principal *alice = qn_keyring_revoke_user (fixture->keyring, "alice", &failure,
+                                                            &error);
+    assert_non_null (alice);
+    assert_true (alice->revoked);
+    assert_null (qn_keyring_lookup (fixture->keyring, alice_key));
+    assert_false (s_allowed (fixture, alice_key));
+    assert_null (qn_keyring_revoke_user (fixture->keyring, "alice", &failure, &error));
+    assert_int_equal (failure, QN_KEYRING_NOT_FOUND);
+    zstr_free (&error);
+    //  The last admin stays
+    assert_null (qn_keyring_revoke_user (fixture->keyring, "admin", &failure, &error));
+    assert_int_equal (failure, QN_KEYRING_REFUSED);
+    assert_non_null (strstr (error, "last admin"));
+    zstr_free (&error);
+    assert_non_null (qn_keyring_user (fixture->keyring, "admin"));
+    users = qn_keyring_list (fixture->keyring, "user", &count);
+    assert_int_equal (count, 2);
+    free (users);
+
+    //  A revoked token enrols nobody
+    char *id = s_token_id (fixture, token_key);
+    assert_non_null (qn_keyring_revoke_token (fixture->keyring, id));
+    assert_null (qn_keyring_lookup (fixture->keyring, token_key));
+    assert_null (s_enrol (fixture, token_key, "late", NULL));
+    assert_null (qn_keyring_revoke_token (fixture->keyring, "t00000000"));
+
+    //  Relabelling: set, replace and remove, kept across a restart
+    char *other = s_token (fixture, 3600, 1, NULL, 0, NULL);
+    char agent_key [QN_Z85_KEY_SIZE + 1];
+    assert_non_null (s_enrol (fixture, other, "gpu-1", agent_key));
+    Qanat__Label zone = QANAT__LABEL__INIT, gpu = QANAT__LABEL__INIT, bad = QANAT__LABEL__INIT;
+    zone.key = "zone"; zone.value = "a";
+    gpu.key = "gpu"; gpu.value = "a100";
+    bad.key = "x y"; bad.value = "1";
+    Qanat__Label *set [] = { &zone, &gpu };
+    const Qanat__Principal *agent = qn_keyring_label_agent (fixture->keyring, "gpu-1", set, 2,
+                                                            NULL, 0, &failure, &error);
+    assert_non_null (agent);
+    assert_int_equal (agent->n_labels, 2);
+    zone.value = "b";
+    char *remove [] = { "gpu" };
+    agent = qn_keyring_label_agent (fixture->keyring, "gpu-1", set, 1, remove, 1, &failure,
+                                    &error);
+    assert_non_null (agent);
+    assert_int_equal (agent->n_labels, 1);
+    assert_string_equal (agent->labels [0]->value, "b");
+    assert_ptr_equal (qn_keyring_lookup (fixture->keyring, agent_key), agent);
+    Qanat__Label *bad_set [] = { &bad };
+    assert_null (qn_keyring_label_agent (fixture->keyring, "gpu-1", bad_set, 1, NULL, 0,
+                                         &failure, &error));
+    assert_int_equal (failure, QN_KEYRING_BAD);
+    zstr_free (&error);
+    assert_null (qn_keyring_label_agent (fixture->keyring, "nobody", set, 1, NULL, 0,
+                                         &failure, &error));
+    assert_int_equal (failure, QN_KEYRING_NOT_FOUND);
+    zstr_free (&error);
+
+    s_close (fixture);
+    s_open (fixture);
+    assert_null (qn_keyring_lookup (fixture->keyring, alice_key));
+    assert_null (qn_keyring_lookup (fixture->keyring, token_key));
+    agent = qn_keyring_agent (fixture->keyring, "gpu-1");
+    assert_non_null (agent);
+    assert_int_equal (agent->n_labels, 1);
+    assert_string_equal (agent->labels [0]->key, "zone");
+
+    //  Forgetting an agent takes its keys out of the store and the allow-list
+    assert_true (s_allowed (fixture, agent_key));
+    assert_int_equal (qn_keyring_forget_agent (fixture->keyring, "gpu-1"), 1);
+    assert_null (qn_keyring_lookup (fixture->keyring, agent_key));
+    assert_false (s_allowed (fixture, agent_key));
+    assert_int_equal (qn_keyring_forget_agent (fixture->keyring, "gpu-1"), 0);
+    s_close (fixture);
+    s_open (fixture);
+    assert_null (qn_keyring_agent (fixture->keyring, "gpu-1"));
+    free (other);
+    free (id);
+    free (token_key);
+    free (alice_key);
+}
+
 static void
 test_unknown_keys (void **state)
 {
@@ -575,6 +690,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_token_uses, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_token_expiry, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_revoke, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_administration, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_unknown_keys, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_hostile_names, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_token_labels, s_setup, s_teardown),

@@ -187,6 +187,7 @@ s_submit (void)
     submit->filename = "examples/demo/workflow.yaml";
     submit->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
     submit->created_us = 1700000000000001LL;
+    submit->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     return submit;
 }
 
@@ -935,6 +936,7 @@ s_build_reply_workflow (void)
     version->name = "ml-pipeline";
     version->version = 7;
     version->created = true;
+    version->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     reply->workflow = version;
     return env;
 }
@@ -1190,7 +1192,118 @@ s_build_reply_workflow_source (void)
     source->source = s_bytes (s_yaml, sizeof (s_yaml) - 1);
     source->created_us = 1700000000000002LL;
     source->latest = 3;
+    source->code = "dir:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
     reply->workflow_source = source;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_list_users (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_USERS);
+    NEW (list, Qanat__ListUsers, qanat__list_users__init);
+    request->list_users = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_revoke_user (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_REVOKE_USER);
+    NEW (revoke, Qanat__RevokeUser, qanat__revoke_user__init);
+    revoke->name = "alice";
+    request->revoke_user = revoke;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_list_tokens (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_TOKENS);
+    NEW (list, Qanat__ListTokens, qanat__list_tokens__init);
+    request->list_tokens = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_revoke_token (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_REVOKE_TOKEN);
+    NEW (revoke, Qanat__RevokeToken, qanat__revoke_token__init);
+    revoke->id = "t0badcafe";
+    request->revoke_token = revoke;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_delete_secret (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_DELETE_SECRET);
+    NEW (remove, Qanat__DeleteSecret, qanat__delete_secret__init);
+    remove->name = "db-password";
+    request->delete_secret = remove;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_remove_agent (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_REMOVE_AGENT);
+    NEW (remove, Qanat__RemoveAgent, qanat__remove_agent__init);
+    remove->name = "gpu-1";
+    request->remove_agent = remove;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_label_agent (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LABEL_AGENT);
+    NEW (label, Qanat__LabelAgent, qanat__label_agent__init);
+    label->name = "gpu-1";
+    SET_LIST (label, set, s_label ("gpu", "a100"), s_label ("zone", "b"));
+    static char *removed [] = { "old", "stale" };
+    label->remove = removed;
+    label->n_remove = 2;
+    request->label_agent = label;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_principals (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_PRINCIPALS);
+    NEW (list, Qanat__PrincipalList, qanat__principal_list__init);
+    NEW (user, Qanat__Principal, qanat__principal__init);
+    user->kind = "user";
+    user->name = "alice";
+    user->public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    user->role = "admin";
+    SET_LIST (user, labels, s_label ("team", "ml"));
+    user->expires_us = 1;
+    user->uses_left = 1;
+    user->revoked = true;
+    user->created_us = 1765000000000000;
+    NEW (token, Qanat__Principal, qanat__principal__init);
+    token->kind = "token";
+    token->name = "t0badcafe";
+    token->public_key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf8";
+    token->role = "agent";
+    token->revoked = true;
+    SET_LIST (token, labels, s_label ("env", "onprem"));
+    token->expires_us = 1796000000000000;
+    token->uses_left = 3;
+    token->created_us = 1765000000000001;
+    SET_LIST (list, principals, user, token);
+    reply->principals = list;
     return env;
 }
 
@@ -1211,7 +1324,10 @@ s_build_reply_workflow_source (void)
     X (blob_offer) X (blob_want) X (blob_chunk) X (request_get_blob) X (request_put_blob) X (reply_blob) \
     X (request_whoami) X (request_create_api_token) X (request_list_api_tokens) \
     X (request_revoke_api_token) X (reply_whoami) X (reply_api_token) X (reply_api_tokens) \
-    X (request_list_workflows) X (request_get_workflow) X (reply_workflows) X (reply_workflow_source)
+    X (request_list_workflows) X (request_get_workflow) X (reply_workflows) X (reply_workflow_source) \
+    X (request_list_users) X (request_revoke_user) X (request_list_tokens) \
+    X (request_revoke_token) X (request_delete_secret) X (request_remove_agent) \
+    X (request_label_agent) X (reply_principals)
 
 typedef struct {
     const char *name;
@@ -2144,6 +2260,19 @@ test_names (void **state)
     assert_string_equal (qn_run_status_name (QANAT__RUN_STATUS__RUN_FAILED), "failed");
     assert_string_equal (qn_run_status_name (QANAT__RUN_STATUS__RUN_CANCELED), "canceled");
     assert_string_equal (qn_run_status_name ((Qanat__RunStatus) -1), "unknown");
+    //  The words scripts give (runs --status, the HTTP API's ?status=)
+    Qanat__RunStatus status = QANAT__RUN_STATUS__RUN_QUEUED;
+    assert_int_equal (qn_run_status_parse ("failed", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_FAILED);
+    assert_int_equal (qn_run_status_parse ("succeeded_with_warnings", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS);
+    assert_int_equal (qn_run_status_parse ("canceled", &status), 0);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_CANCELED);
+    const char *wrong [] = { "FAILED", "fail", "failedx", "", "succeeded with warnings",
+                             "run_failed", NULL };
+    for (size_t i = 0; i < COUNT (wrong); i++)
+        assert_int_equal (qn_run_status_parse (wrong [i], &status), -1);
+    assert_int_equal (status, QANAT__RUN_STATUS__RUN_CANCELED);
 
     int64_t before = qn_now_us ();
     assert_true (before > 1600000000LL * 1000000);
