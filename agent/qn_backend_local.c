@@ -480,7 +480,7 @@ static char **
 s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir,
              const qn_resources_grant_t *grant)
 {
-    char **extra = (char **) calloc (assign->n_env + 5, sizeof (char *));
+    char **extra = (char **) calloc (assign->n_env + 6, sizeof (char *));
     if (!extra)
         return NULL;
     size_t count = 0;
@@ -502,7 +502,15 @@ s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workd
         count++;
     else
         failed = true;
-    //  Exactly the GPUs it was given (none: none), on a machine that has some
+    //  Exactly the GPUs it was given (none: none), on a machine that has
+    //  some, counted as nvidia-smi counts them (CUDA's own order puts the
+    //  fastest first)
+    if (!failed && grant->gpus_visible) {
+        if ((extra [count] = strdup ("CUDA_DEVICE_ORDER=PCI_BUS_ID")))
+            count++;
+        else
+            failed = true;
+    }
     for (int i = 0; grant->gpus_visible && i < 2 && !failed; i++)
         if (asprintf (&extra [count], "%s=%s", i? "NVIDIA_VISIBLE_DEVICES": "CUDA_VISIBLE_DEVICES",
                       *grant->gpus || !i? grant->gpus: "none") >= 0)

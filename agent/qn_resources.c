@@ -224,9 +224,9 @@ s_trim (char *text)
     return text;
 }
 
-//  NVIDIA GPUs, from nvidia-smi when it is in PATH.
-static void
-s_detect_gpus (qn_resources_t *self)
+//  True when program is an executable in PATH
+static bool
+s_in_path (const char *program)
 {
     const char *path = getenv ("PATH");
     bool found = false;
@@ -234,14 +234,25 @@ s_detect_gpus (qn_resources_t *self)
     char *save = NULL;
     for (char *dir = strtok_r (copy, ":", &save); dir && !found; dir = strtok_r (NULL, ":", &save)) {
         char file [PATH_MAX];
-        snprintf (file, sizeof file, "%s/nvidia-smi", dir);
+        snprintf (file, sizeof file, "%s/%s", dir, program);
         found = access (file, X_OK) == 0;
     }
     free (copy);
-    if (!found)
+    return found;
+}
+
+//  NVIDIA GPUs, from nvidia-smi when it is in PATH (within 30 s: a hung
+//  driver must not hang the agent's start)
+static void
+s_detect_gpus (qn_resources_t *self)
+{
+    if (!s_in_path ("nvidia-smi"))
         return;
-    FILE *pipe = popen ("nvidia-smi --query-gpu=index,uuid,name,memory.total "
-                        "--format=csv,noheader 2>/dev/null", "re");
+    FILE *pipe = popen (s_in_path ("timeout")
+                        ? "timeout 30 nvidia-smi --query-gpu=index,uuid,name,memory.total "
+                          "--format=csv,noheader 2>/dev/null"
+                        : "nvidia-smi --query-gpu=index,uuid,name,memory.total "
+                          "--format=csv,noheader 2>/dev/null", "re");
     if (!pipe)
         return;
     char line [1024];

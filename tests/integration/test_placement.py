@@ -28,7 +28,8 @@ echo "1, GPU-aaaa-0001, NVIDIA A100-SXM4-80GB, 81920 MiB"
 def record_cmd(record, seconds):
     """A task's command: record its start (with its GPUs) and end."""
     return ("sh -c 'echo \"$QANAT_TASK - start $(date +%%s.%%N) "
-            "cuda=${CUDA_VISIBLE_DEVICES-unset} nvidia=${NVIDIA_VISIBLE_DEVICES-unset}\" >> %s; sleep %s; "
+            "cuda=${CUDA_VISIBLE_DEVICES-unset} nvidia=${NVIDIA_VISIBLE_DEVICES-unset} "
+            "order=${CUDA_DEVICE_ORDER-unset}\" >> %s; sleep %s; "
             "echo \"$QANAT_TASK - end $(date +%%s.%%N)\" >> %s'"
             % (record, seconds, record))
 
@@ -47,7 +48,7 @@ def read_record(path):
             parts = line.split()
             if parts[2] == "start":
                 starts[parts[0]] = (float(parts[3]), parts[4][len("cuda="):],
-                                    parts[5][len("nvidia="):])
+                                    parts[5][len("nvidia="):], parts[6][len("order="):])
             else:
                 ends[parts[0]] = float(parts[3])
     return starts, ends
@@ -90,6 +91,7 @@ def test_tasks_see_only_their_gpus(c):
         check(seen <= owned[agent], "%s sees %r, not all of %s's" % (name, visible, agent))
         check(starts[name][2] == (visible if visible else "none"),
               "NVIDIA_VISIBLE_DEVICES of %s: %r" % (name, starts[name][2]))
+        check(starts[name][3] == "PCI_BUS_ID", "CUDA_DEVICE_ORDER of %s: %r" % (name, starts[name][3]))
     # Tasks that overlapped on one agent never shared a GPU
     names = list(sizes)
     for a in names:
