@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -59,7 +60,10 @@ typedef struct {
     char *dir;                  //  the attempt's directory
     pid_t pid;
     bool exited;
-    int status;                 //  from waitpid
+    int status;                 //  from wait4
+    struct rusage usage;        //  its resource use, from wait4
+    bool has_usage;
+    bool report_usage;          //  it asked for resources: report what it used
     int64_t exit_ms;            //  zclock_mono when reaped
 
     int out_fd;                 //  -1 once closed
@@ -355,6 +359,20 @@ s_attempt_finish (s_attempt_t *self)
     if (exit_code != 0)
         snprintf (reason, sizeof (reason), "exit code %d", exit_code);
 
+    //  What an attempt that asked for resources used, as its metrics: the
+    //  peak resident memory of its largest process (bytes) and the CPU
+    //  time of the process and the children it waited for (seconds)
+    if (self->has_usage && self->report_usage) {
+        const struct rusage *usage = &self->usage;
+        int64_t now_us = zclock_time () * 1000;
+        double cpu = usage->ru_utime.tv_sec + usage->ru_stime.tv_sec
+                   + (usage->ru_utime.tv_usec + usage->ru_stime.tv_usec) / 1e6;
+        const qn_backend_events_t *events = self->backend->front.events;
+        events->metric (self->backend->front.arg, &self->base.key, "qanat.peak_rss",
+                        (double) usage->ru_maxrss * 1024, 0, false, now_us);
+        events->metric (self->backend->front.arg, &self->base.key, "qanat.cpu_seconds", cpu,
+                        0, false, now_us);
+    }
     //  Its GPUs are free again; the OOM killer's end says so (unless a
     //  cancel or timeout ended it first)
     char oom [128];
@@ -380,10 +398,11 @@ s_attempt_step (s_attempt_t *self, int64_t now)
     s_local_t *backend = self->backend;
     if (!self->exited) {
         int status;
-        pid_t rc = waitpid (self->pid, &status, WNOHANG);
+        pid_t rc = wait4 (self->pid, &status, WNOHANG, &self->usage);
         if (rc == self->pid || (rc == -1 && errno == ECHILD)) {
             self->exited = true;
             self->status = rc == self->pid? status: 0;
+            self->has_usage = rc == self->pid;
             self->exit_ms = now;
         }
     }
@@ -704,6 +723,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     fcntl (attempt->out_fd, F_SETFL, fcntl (attempt->out_fd, F_GETFL) | O_NONBLOCK);
     fcntl (attempt->err_fd, F_SETFL, fcntl (attempt->err_fd, F_GETFL) | O_NONBLOCK);
     attempt->base.timeout_s = assign->timeout_s;
+    attempt->report_usage = assign->cpus || assign->memory_mb || assign->gpus;
     if (assign->timeout_s)
         attempt->base.deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
     attempt->metrics_next_ms = zclock_mono () + S_METRICS_POLL_MS;

@@ -293,6 +293,24 @@ tasks:
     check(agents_by_name(c)["node"]["used"]["gpus"] == 0, "GPUs in use after both")
 
 
+def test_an_attempt_that_asks_for_resources_reports_what_it_used(c):
+    c.start_coordinator()
+    c.start_agent("box", timers=TIMERS, extra=["--resources", "cpus=2,memory=2G"])
+    run = c.wait_run(c.start_run(c.write("use.yaml", """\
+name: use
+tasks:
+  use:
+    run: ["python3", "-c", "import time\\nb = bytearray(64 << 20)\\nt = time.process_time()\\nwhile time.process_time() - t < 0.3: pass"]
+    resources: {cpus: 1, memory: 512M}
+""")), timeout=30)
+    check(run["status"] == "succeeded", "run: %s" % run["status"])
+    series = {s["name"]: [p["value"] for p in s["points"]] for s in c.qanat_json("metrics", run["run_id"])}
+    check(len(series.get("qanat.peak_rss", [])) == 1 and series["qanat.peak_rss"][0] >= 64 << 20,
+          "qanat.peak_rss: %r" % series.get("qanat.peak_rss"))
+    check(len(series.get("qanat.cpu_seconds", [])) == 1 and series["qanat.cpu_seconds"][0] >= 0.25,
+          "qanat.cpu_seconds: %r" % series.get("qanat.cpu_seconds"))
+
+
 def test_memory_limit_is_enforced_in_a_cgroup(c):
     c.start_coordinator()
     c.start_agent("box", timers=TIMERS)
