@@ -14,6 +14,65 @@
 //  ---------------------------------------------------------------------
 //  Agents
 
+//  Memory in MiB as "512M" or "15.5G"
+static void
+s_memory_text (uint64_t mb, char *text, size_t size)
+{
+    if (mb == 0)
+        snprintf (text, size, "0");
+    else
+    if (mb < 1024)
+        snprintf (text, size, "%lluM", (unsigned long long) mb);
+    else
+        snprintf (text, size, "%.3gG", mb / 1024.0);
+}
+
+//  Used/total of each resource ("cpu 2/8 mem 4G/16G gpu 1/2"), or "-"
+//  for an agent that counts slots only
+static void
+s_resources_text (const Qanat__AgentInfo *agent, char *text, size_t size)
+{
+    if (!agent->total) {
+        snprintf (text, size, "-");
+        return;
+    }
+    const Qanat__Resources *used = agent->used? agent->used: agent->total;
+    char used_mem [32], total_mem [32];
+    s_memory_text (agent->used? used->memory_mb: 0, used_mem, sizeof used_mem);
+    s_memory_text (agent->total->memory_mb, total_mem, sizeof total_mem);
+    snprintf (text, size, "cpu %u/%u mem %s/%s gpu %u/%u", agent->used? used->cpus: 0,
+              agent->total->cpus, used_mem, total_mem, agent->used? used->gpus: 0,
+              agent->total->gpus);
+}
+
+static json_t *
+s_resources_json (const Qanat__Resources *res)
+{
+    return json_pack ("{s:I,s:I,s:I}", "cpus", (json_int_t) res->cpus,
+                      "memory_mb", (json_int_t) res->memory_mb, "gpus", (json_int_t) res->gpus);
+}
+
+//  What an agent has for the local backend: total, used, its GPUs and
+//  whether its attempts are confined (nothing for an agent that counts
+//  slots only)
+static void
+s_agent_resources_json (json_t *object, const Qanat__AgentInfo *agent)
+{
+    if (agent->total) {
+        json_object_set_new (object, "total", s_resources_json (agent->total));
+        Qanat__Resources none = QANAT__RESOURCES__INIT;
+        json_object_set_new (object, "used", s_resources_json (agent->used? agent->used: &none));
+    }
+    json_t *gpus = json_array ();
+    for (size_t g = 0; g < agent->n_gpus; g++)
+        json_array_append_new (gpus, json_pack ("{s:I,s:o,s:o,s:I}",
+            "index", (json_int_t) agent->gpus [g]->index, "uuid", cli_json_text (agent->gpus [g]->uuid),
+            "name", cli_json_text (agent->gpus [g]->name),
+            "memory_mb", (json_int_t) agent->gpus [g]->memory_mb));
+    json_object_set_new (object, "gpus", gpus);
+    json_object_set_new (object, "confinement", cli_json_text (agent->confinement));
+}
+
 int
 cli_cmd_agents (options_t *options, int argc, char **argv)
 {
@@ -33,7 +92,7 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
             json_t *backends = json_array ();
             for (size_t b = 0; b < agent->n_backends; b++)
                 json_array_append_new (backends, cli_json_text (agent->backends [b]));
-            json_array_append_new (list, json_pack (
+            json_t *object = json_pack (
                 "{s:o,s:o,s:o,s:I,s:I,s:I,s:b,s:I,s:o,s:b,s:I,s:I,s:I,s:I,s:b}",
                 "name", cli_json_text (agent->name),
                 "labels", cli_json_labels (agent->labels, agent->n_labels),
@@ -45,12 +104,17 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
                 "heartbeat_ms", (json_int_t) agent->heartbeat_ms,
                 "suspect_after_ms", (json_int_t) agent->suspect_after_ms,
                 "lost_after_ms", (json_int_t) agent->lost_after_ms,
-                "spool_bytes", (json_int_t) agent->spool_bytes, "spool_full", agent->spool_full));
+                "spool_bytes", (json_int_t) agent->spool_bytes, "spool_full", agent->spool_full);
+            s_agent_resources_json (object, agent);
+            json_array_append_new (list, object);
         }
         cli_json_print (list);
     }
     else {
-        cli_table_t *table = cli_table_new ("AGENT STATE SLOTS RUNNING LAST_SEEN TIMERS(s) BACKENDS LABELS");
+        //  -o wide: each GPU (index:model) and whether attempts are confined
+        cli_table_t *table = cli_table_new (options->wide
+            ? "AGENT STATE SLOTS RUNNING RESOURCES LAST_SEEN TIMERS(s) BACKENDS LABELS GPUS CONFINEMENT"
+            : "AGENT STATE SLOTS RUNNING RESOURCES LAST_SEEN TIMERS(s) BACKENDS LABELS");
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
             char state [160], timers [96], slots [16], running [16];
@@ -71,8 +135,16 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
             for (size_t l = 0, used = 0; l < agent->n_labels && used < sizeof labels; l++)
                 used += (size_t) snprintf (labels + used, sizeof labels - used, "%s%s=%s", l? ",": "",
                                            agent->labels [l]->key, agent->labels [l]->value);
-            cli_table_add (table, agent->name, state, slots, running,
-                           cli_time_text (agent->last_seen_us), timers, backends, labels);
+            char resources [96], gpus [512] = "";
+            s_resources_text (agent, resources, sizeof resources);
+            for (size_t g = 0, used = 0; g < agent->n_gpus && used < sizeof gpus; g++)
+                used += (size_t) snprintf (gpus + used, sizeof gpus - used, "%s%u:%s", g? ",": "",
+                                           agent->gpus [g]->index, *agent->gpus [g]->name
+                                           ? agent->gpus [g]->name: "gpu");
+            //  (a table without the wide columns reads the first nine)
+            cli_table_add (table, agent->name, state, slots, running, resources,
+                           cli_time_text (agent->last_seen_us), timers, backends, labels, gpus,
+                           agent->confinement);
         }
         if (agents->n_agents)
             cli_table_print (table, stdout);
@@ -80,7 +152,8 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
         if (agents->n_agents == 0)
             printf ("no agents have registered yet\n");
         else
-            printf ("\nTIMERS: heartbeat / suspect after / lost after\n");
+            printf ("\nRESOURCES: used/total of the machine, for agents that run tasks themselves\n"
+                    "TIMERS: heartbeat / suspect after / lost after\n");
     }
     qn_msg_free (&reply);
     qn_client_destroy (&client);

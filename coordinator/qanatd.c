@@ -9,6 +9,7 @@
 #include "qn_http.h"
 #include "qn_log.h"
 #include "qn_params.h"
+#include "qn_placement.h"
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
@@ -60,6 +61,9 @@ s_usage (FILE *out)
         "  --public-url URL        the web UI's address, for links in notifications\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
+        "  --placement pack|spread among the agents a task fits on, the tightest fit\n"
+        "                          (pack, the default) or the loosest (spread); see\n"
+        "                          docs/scheduling.md\n"
         "  -v, --verbose           log every dispatch and run result\n"
         "  -h, --help              this help\n"
         "  -V, --version           print the version and exit\n");
@@ -95,7 +99,7 @@ s_warn_unsafe (bool durable, bool insecure)
 //  Long options without a letter
 enum {
     OPT_HTTP_ENDPOINT = 1000, OPT_HTTP_CERT, OPT_HTTP_KEY, OPT_HTTP_INSECURE,
-    OPT_METRICS_PUBLIC, OPT_WEB_DIR
+    OPT_METRICS_PUBLIC, OPT_WEB_DIR, OPT_PLACEMENT
 };
 
 //  What the HTTP side is told
@@ -219,6 +223,7 @@ static struct option s_options [] = {
     {"notify-file", required_argument, 0, 'N'},
     {"notify-give-up", required_argument, 0, 'G'},
     {"public-url", required_argument, 0, 'P'},
+    {"placement", required_argument, 0, OPT_PLACEMENT},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -278,6 +283,39 @@ s_notify_flag (int opt, const char *arg, s_notify_options_t *notify, char **end_
     }
 }
 
+//  --placement (or placement in the config file): 0, or -1 with a message
+static int
+s_placement (const char *text, qn_placement_mode_t *mode)
+{
+    if (qn_placement_mode_parse (text, mode) == 0)
+        return 0;
+    fprintf (stderr, "qanatd: placement wants pack or spread, not '%s'\n", text);
+    return -1;
+}
+
+//  Where it listens and the first admin's key, for the one who started it
+static void
+s_print_started (qn_coordinator_t *coordinator, const char *data_dir)
+{
+    printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
+            qn_coordinator_client_endpoint (coordinator),
+            qn_coordinator_agent_endpoint (coordinator), data_dir);
+    if (qn_coordinator_admin_key (coordinator))
+        printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
+                qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
+}
+
+//  A number of the config file's qanatd section, when it has the key
+static void
+s_config_number (zconfig_t *config, const char *key, long *value_p)
+{
+    char path [64];
+    snprintf (path, sizeof path, "qanatd/%s", key);
+    const char *value = zconfig_get (config, path, NULL);
+    if (value)
+        *value_p = atol (value);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -289,6 +327,7 @@ main (int argc, char *argv [])
     long s3_delete_after_s = 3600;
     s_notify_options_t notify = { NULL, NULL, 86400 };
     bool durable = true, verbose = false, insecure = false;
+    qn_placement_mode_t placement = QN_PLACEMENT_PACK;
     s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
     //  First pass: the config file, so that flags override it.
@@ -307,17 +346,15 @@ main (int argc, char *argv [])
                 { free (client_endpoint); client_endpoint = strdup (value); }
             if ((value = zconfig_get (config, "qanatd/agent_endpoint", NULL)))
                 { free (agent_endpoint); agent_endpoint = strdup (value); }
-            if ((value = zconfig_get (config, "qanatd/heartbeat_ms", NULL)))
-                heartbeat_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/suspect_after_ms", NULL)))
-                suspect_after_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/lost_after_ms", NULL)))
-                lost_after_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/keep_runs", NULL)))
-                keep_runs = atol (value);
-            if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
-                s3_delete_after_s = atol (value);
+            s_config_number (config, "heartbeat_ms", &heartbeat_ms);
+            s_config_number (config, "suspect_after_ms", &suspect_after_ms);
+            s_config_number (config, "lost_after_ms", &lost_after_ms);
+            s_config_number (config, "keep_runs", &keep_runs);
+            s_config_number (config, "s3_delete_after", &s3_delete_after_s);
             s_notify_config_file (config, &notify);
+            if ((value = zconfig_get (config, "qanatd/placement", NULL))
+            &&  s_placement (value, &placement) == -1)
+                return zconfig_destroy (&config), 2;
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = s_is_true (value);
             s_http_config_file (config, &http);
@@ -344,6 +381,7 @@ main (int argc, char *argv [])
             case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
+            case OPT_PLACEMENT: if (s_placement (optarg, &placement) == -1) return 2; break;
             case 'h': s_usage (stdout); return 0;
             case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
             default:
@@ -394,7 +432,8 @@ main (int argc, char *argv [])
         .s3_delete_after_s = (int64_t) s3_delete_after_s,
         .notify_file = notify.file,
         .notify_give_up_s = notify.give_up_s,
-        .public_url = notify.public_url
+        .public_url = notify.public_url,
+        .spread = placement == QN_PLACEMENT_SPREAD
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
@@ -404,12 +443,7 @@ main (int argc, char *argv [])
         return 1;
     }
     s_warn_unsafe (durable, insecure);
-    printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
-            qn_coordinator_client_endpoint (coordinator),
-            qn_coordinator_agent_endpoint (coordinator), data_dir);
-    if (qn_coordinator_admin_key (coordinator))
-        printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
-                qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
+    s_print_started (coordinator, data_dir);
     qn_http_t *http_server = NULL;
     if (s_http_start (&http, coordinator, &http_server) != 0) {
         qn_coordinator_destroy (&coordinator);

@@ -46,6 +46,9 @@ typedef struct {
     const char *notify_file;
     int64_t notify_give_up_s;
     const char *public_url;
+    //  Among the agents a task fits on: false = the tightest fit
+    //  (bin-packing), true = the loosest (spread).  docs/scheduling.md
+    bool spread;
 } qn_coordinator_config_t;
 
 #define QN_COORDINATOR_API_ENDPOINT     "inproc://qanat-api"

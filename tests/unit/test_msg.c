@@ -319,6 +319,27 @@ s_series (uint64_t run_id, const char *task, const char *name)
     return series;
 }
 
+static Qanat__Resources *
+s_resources (uint32_t cpus, uint64_t memory_mb, uint32_t gpus)
+{
+    NEW (res, Qanat__Resources, qanat__resources__init);
+    res->cpus = cpus;
+    res->memory_mb = memory_mb;
+    res->gpus = gpus;
+    return res;
+}
+
+static Qanat__Gpu *
+s_gpu (uint32_t index, const char *name)
+{
+    NEW (gpu, Qanat__Gpu, qanat__gpu__init);
+    gpu->index = index;
+    gpu->uuid = "GPU-5d1c2f0e-7a1b-4c3d-9e8f-0123456789ab";
+    gpu->name = (char *) name;
+    gpu->memory_mb = 81920;
+    return gpu;
+}
+
 static Qanat__AgentInfo *
 s_agent_info (const char *name)
 {
@@ -339,6 +360,10 @@ s_agent_info (const char *name)
     agent->spool_bytes = UINT64_MAX - 1;
     agent->spool_full = true;
     agent->drained_by_admin = true;
+    agent->total = s_resources (128, UINT64_MAX, 8);
+    agent->used = s_resources (UINT32_MAX, 1, 7);
+    SET_LIST (agent, gpus, s_gpu (3, "NVIDIA A100-SXM4-80GB"), s_gpu (UINT32_MAX, "L4"));
+    agent->confinement = "none: no cgroup v2 hierarchy";
     return agent;
 }
 
@@ -359,6 +384,9 @@ s_build_register (void)
     reg->suspect_after_ms = 120000;
     reg->lost_after_ms = 600000;
     reg->draining = true;
+    reg->resources = s_resources (64, 512 * 1024, 2);
+    SET_LIST (reg, gpus, s_gpu (4, "NVIDIA H100 80GB HBM3"), s_gpu (5, "NVIDIA H100 80GB HBM3"));
+    reg->confinement = "cgroup";
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_REGISTER);
     env->register_ = reg;
     return env;
