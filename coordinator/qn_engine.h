@@ -153,6 +153,7 @@ struct _qn_coordinator_t {
     bool paused;                        //  readers off until the pause ends
     bool runs_changed;                  //  this turn created a run or changed a run's status
     bool agents_changed;                //  this turn changed an agent's record
+    struct _qn_scheduler_t *scheduler;  //  schedules and triggers (qn_scheduler.c)
 };
 
 //  ---------------------------------------------------------------------

@@ -14,6 +14,8 @@
                           metrics, and deleting a run (retention)
         qn_store_keys.c   agents, principals, secrets and their access lists
         qn_store_blobs.c  the blob index, S3 objects and cache entries
+        qn_store_sched.c  the scheduler's ticks, cursors, pauses and triggers
+                          (its own layout at its top)
 
     Layout: one LMDB environment in the data directory, one named
     sub-database per record kind.  Integers in keys are big-endian so that
@@ -73,7 +75,8 @@
 const char *const store_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
-    "s3objects", "secret_access", "apitokens"
+    "s3objects", "secret_access", "apitokens",
+    "sched_ticks", "sched_cursors", "sched_paused", "sched_pending", "sched_triggered"
 };
 
 //  --------------------------------------------------------------------

@@ -39,6 +39,11 @@ typedef enum {
     DB_S3OBJECTS,
     DB_SECRET_ACCESS,
     DB_API_TOKENS,
+    DB_SCHED_TICKS,
+    DB_SCHED_CURSORS,
+    DB_SCHED_PAUSED,
+    DB_SCHED_PENDING,
+    DB_SCHED_TRIGGERED,
     DB_COUNT
 } store_db_t;
 
