@@ -341,7 +341,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->keyring)
         qn_keyring_expire (self->keyring);
     qn_dispatch_release_delayed (self);
-    if (self->timer_turns % 4 == 0)             //  every second
+    if (self->timer_turns % 4 == 1)             //  every second, from the start
         qn_scheduler_pass (self);
     qn_turn_end (self);
     return 0;
