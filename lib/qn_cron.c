@@ -116,11 +116,14 @@ s_parse_field (const s_field_t *field, const char *text, size_t len, size_t base
                 hi = field->hi;
         }
         if (lo < field->lo || hi > field->hi || lo > hi)
-            return s_fail (error_p, offset_p, base + item,
-                           lo > hi && lo <= field->hi && hi >= field->lo
-                           ? "bad %s field: range %u-%u goes backwards"
-                           : "bad %s field: %u-%u is out of range", field->name, lo, hi,
-                           field->lo, field->hi);
+        {
+            if (lo > hi && lo <= field->hi && hi >= field->lo)
+                return s_fail (error_p, offset_p, base + item,
+                               "bad %s field: range %u-%u goes backwards", field->name, lo, hi);
+            unsigned bad = lo < field->lo || lo > field->hi? lo: hi;
+            return s_fail (error_p, offset_p, base + item, "bad %s field: %u is out of range "
+                           "%u-%u", field->name, bad, field->lo, field->hi);
+        }
         for (unsigned v = lo; v <= hi; v += step)
             bits |= 1ull << v;
         if (at == len)
