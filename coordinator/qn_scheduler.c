@@ -6,8 +6,11 @@
     every schedule: the ticks due since its cursor (the last tick it
     considered, or the moment it first saw the schedule) are each started
     or recorded skipped, and the cursor moves to the newest.  A run is
-    started through the same StartRun handler a client uses, as the user
-    "schedule" (or "trigger"), so it gets every check a client's run gets.
+    started through the same StartRun handler a client uses, as "@schedule"
+    (or "@trigger") with no role, so it gets every check a client's run
+    gets: no user can be named so (user names have no '@'), so such a run
+    uses only the secrets whose access list names its workflow, whoever
+    published it.
 */
 #include "qn_engine.h"
 #include "qn_scheduler.h"
@@ -172,7 +175,7 @@ s_start (qn_coordinator_t *engine, const char *name, uint32_t version, const qn_
         Qanat__Principal who = QANAT__PRINCIPAL__INIT;
         who.kind = "user";
         who.name = (char *) owner;
-        who.role = "admin";
+        who.role = "";                  //  no role: only workflow:NAME secrets
         qn_api_call_t call = { engine, &who, s_on_reply, &started };
         started.error [0] = '\0';
         qn_api_handle (&call, &request);
@@ -225,7 +228,7 @@ s_tick (qn_coordinator_t *engine, const char *name, s_entry_t *entry, uint32_t i
                   sched->max_active, *active);
     else
     if (s_start (engine, name, entry->version, schedule->params, schedule->param_count,
-                 "schedule", &record.run_id, record.reason, sizeof record.reason) == 0) {
+                 "@schedule", &record.run_id, record.reason, sizeof record.reason) == 0) {
         record.reason [0] = '\0';
         (*active)++;
     }
@@ -353,7 +356,7 @@ s_fire (qn_coordinator_t *engine, Qanat__RunInfo *upstream)
             snprintf (why, sizeof why, "max_active %u reached", sched->max_active);
         else
             s_start (engine, name, entry->version, params, params? sched->trigger_param_count: 0,
-                     "trigger", &run_id, why, sizeof why);
+                     "@trigger", &run_id, why, sizeof why);
         qn_kv_free (params, sched->trigger_param_count);
         if (qn_store_begin (engine->store) == 0)
             qn_store_sched_triggered_put (engine->store, upstream->run_id, name, run_id);

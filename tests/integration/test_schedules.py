@@ -2,7 +2,8 @@
 the test moves (QANAT_TEST_CLOCK_FILE holds seconds added to the system
 time): ticks start runs with the schedule's params; kill -9 at a tick
 leaves exactly one run per tick; catchup none/latest/all after downtime;
-max_active and pause/resume record skipped ticks with why; a trigger
+max_active and pause/resume record skipped ticks with why; a scheduled
+run gets a secret only when its access list names user:@schedule; a trigger
 starts the downstream workflow once per upstream run, with its run id and
 a value output, and not after a failure; a restart between an upstream
 run's end and the downstream start still gives exactly one; trigger
@@ -80,7 +81,7 @@ def test_ticks_start_runs(c):
         _wait_runs(c, "tick", k)
     runs = _runs(c, "tick")
     owners = c.qanat("runs", "tick").stdout.splitlines()[1:]
-    check(len(owners) == 3 and all(" schedule " in r for r in owners), "owners: %r" % owners)
+    check(len(owners) == 3 and all(" @schedule " in r for r in owners), "owners: %r" % owners)
     last = c.wait_run(runs[0]["run_id"])
     check(last["status"] == "succeeded" and last["params"]["epochs"] == "3", "run: %r" % last)
     lines = [l["data"].strip() for l in c.logs_json(last["run_id"], "a")]
@@ -177,6 +178,34 @@ def test_pause_resume(c):
     check(bad.returncode != 0 and "no such workflow" in bad.stderr, "unknown: " + bad.stderr)
 
 
+def test_scheduled_runs_secrets(c):
+    _start(c, agent=True)
+    import subprocess
+    subprocess.run([harness.QANAT, "--coordinator", c.client_endpoint, "--key", c.key,
+                    "secret", "set", "TOKEN"], input="s3cr3t\n", text=True, check=True,
+                   capture_output=True)
+    t0 = _base()
+    _clock(c, t0 + 5)
+    _publish(c, "sec", extra="", cron="* * * * *")
+    # The same workflow with a secret: an admin's secret is not lent to it
+    path = c.write(os.path.join("sec", "wf.yaml"), (EVERY_MINUTE % ("sec", "* * * * *", "none", ""))
+                   .replace("tasks:", "tasks:\n  s: {run: test -n \"$T\", env: {T: \"${{ secrets.TOKEN }}\"}}"))
+    c.qanat("workflow", "publish", path)
+    _clock(c, t0 + 65)
+    c.wait_for(lambda: _rows(c)[0]["last_tick_us"] == (t0 + 60) * 10**6, "tick 1")
+    row = _rows(c)[0]
+    check(row["last_run"] == 0 and "run refused" in row["last_skipped"], "row: %r" % row)
+    check(_runs(c, "sec") == [], "a run started with an admin-only secret")
+    c.qanat("secret", "allow", "TOKEN", "workflow:sec")         # not enough: an owner
+    _clock(c, t0 + 125)
+    c.wait_for(lambda: _rows(c)[0]["last_tick_us"] == (t0 + 120) * 10**6, "tick 2")
+    check(_runs(c, "sec") == [], "workflow:sec alone lent an admin's secret")
+    c.qanat("secret", "allow", "TOKEN", "user:@schedule,workflow:sec")
+    _clock(c, t0 + 185)
+    runs = _wait_runs(c, "sec", 1)
+    check(c.wait_run(runs[0]["run_id"])["status"] == "succeeded", "workflow:sec secret")
+
+
 UPSTREAM = """name: up
 params:
   fail: {default: "no"}
@@ -218,7 +247,7 @@ def test_cascade(c):
     b = c.wait_run(runs[0]["run_id"])
     check(b["params"]["from_run"] == str(a) and b["params"]["got"] == "up-value"
           and b["status"] == "succeeded", "downstream: %r" % b)
-    check(" trigger " in c.qanat("runs", "down").stdout, "owner trigger")
+    check(" @trigger " in c.qanat("runs", "down").stdout, "owner @trigger")
     check(_runs(c, "onfail") == [], "on: failed fired after a success")
     # A failure: no "down", one "onfail"
     f = c.qanat_json("run", "up", "--param", "fail=yes")["run_id"]
