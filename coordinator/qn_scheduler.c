@@ -25,6 +25,8 @@
 typedef struct {
     uint32_t version;
     qn_workflow_t *wf;              //  NULL when it does not parse
+    qn_tz_t **zones;                //  per schedule, loaded once; NULL for none
+    size_t zone_count;
 } s_entry_t;
 
 struct _qn_scheduler_t {
@@ -43,6 +45,9 @@ s_entry_destroy (void **item)
 {
     s_entry_t *entry = (s_entry_t *) *item;
     if (entry) {
+        for (size_t i = 0; i < entry->zone_count; i++)
+            qn_tz_destroy (&entry->zones [i]);
+        free (entry->zones);
         qn_workflow_destroy (&entry->wf);
         free (entry);
         *item = NULL;
@@ -91,21 +96,30 @@ s_now (qn_scheduler_t *self)
     return now;
 }
 
+//  Notes a workflow whose newest version the scheduler has not parsed
+static void
+s_note_latest (void *arg, const char *name, uint32_t latest)
+{
+    zhashx_t **changed = (zhashx_t **) arg;
+    s_entry_t *entry = (s_entry_t *) zhashx_lookup ((zhashx_t *) changed [0], name);
+    if (!entry || entry->version != latest)
+        zhashx_update (changed [1], name, (void *) (uintptr_t) latest);
+}
+
 //  Brings the parsed newest versions up to date
 static void
 s_refresh (qn_coordinator_t *engine)
 {
     qn_scheduler_t *self = engine->scheduler;
-    Qanat__WorkflowSummary **list = NULL;
-    size_t count = 0;
-    if (qn_store_list_workflows (engine->store, &list, &count))
+    zhashx_t *changed [2] = { self->workflows, zhashx_new () };
+    if (qn_store_sched_latest (engine->store, s_note_latest, changed)) {
+        zhashx_destroy (&changed [1]);
         return;
-    for (size_t i = 0; i < count; i++) {
-        s_entry_t *entry = (s_entry_t *) zhashx_lookup (self->workflows, list [i]->name);
-        if (entry && entry->version == list [i]->latest)
-            continue;
-        Qanat__SubmitWorkflow *source = qn_store_get_workflow (engine->store, list [i]->name,
-                                                               list [i]->latest);
+    }
+    for (void *item = zhashx_first (changed [1]); item; item = zhashx_next (changed [1])) {
+        const char *name = (const char *) zhashx_cursor (changed [1]);
+        uint32_t latest = (uint32_t) (uintptr_t) item;
+        Qanat__SubmitWorkflow *source = qn_store_get_workflow (engine->store, name, latest);
         char *error = NULL;
         qn_workflow_t *wf = source? qn_workflow_parse (source->filename,
                                                        (const char *) source->source.data,
@@ -113,14 +127,22 @@ s_refresh (qn_coordinator_t *engine)
         qn_engine_free_message (source);
         if (!wf)
             qn_log (QN_LOG_WARNING, "scheduler", "workflow %s v%u does not parse: %s",
-                    list [i]->name, list [i]->latest, error? error: "not found");
+                    name, latest, error? error: "not found");
         free (error);
-        entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
-        entry->version = list [i]->latest;
+        s_entry_t *entry = (s_entry_t *) zmalloc (sizeof (s_entry_t));
+        entry->version = latest;
         entry->wf = wf;
-        zhashx_update (self->workflows, list [i]->name, entry);
+        const qn_wf_schedule_t *sched = wf? qn_workflow_schedule (wf): NULL;
+        if (sched && sched->schedule_count)
+            entry->zones = (qn_tz_t **) calloc (sched->schedule_count, sizeof (qn_tz_t *));
+        for (size_t i = 0; entry->zones && i < sched->schedule_count; i++) {
+            entry->zones [i] = qn_tz_load (sched->schedules [i].timezone, &error);
+            zstr_free (&error);
+        }
+        entry->zone_count = entry->zones? sched->schedule_count: 0;
+        zhashx_update (self->workflows, name, entry);
     }
-    qn_store_free_array (list, count);
+    zhashx_destroy (&changed [1]);
 }
 
 static size_t
@@ -259,16 +281,12 @@ s_schedule_pass (qn_coordinator_t *engine, const char *name, s_entry_t *entry, u
             qn_store_sched_cursor_put (engine->store, name, index, now);
         return;
     }
-    char *error = NULL;
-    qn_tz_t *tz = qn_tz_load (schedule->timezone, &error);
-    if (!tz) {
-        free (error);
+    const qn_tz_t *tz = index < entry->zone_count? entry->zones [index]: NULL;
+    if (!tz)
         return;
-    }
     int64_t ticks [QN_SCHEDULER_MISSED_MAX];
     size_t kept = 0;
     size_t total = s_due_ticks (schedule, tz, cursor, now, ticks, &kept);
-    qn_tz_destroy (&tz);
     if (total > kept)
         qn_log (QN_LOG_WARNING, "scheduler", "%s schedule %u: %zu ticks missed, the oldest "
                 "%zu left unrecorded", name, index, total, total - kept);
@@ -531,12 +549,9 @@ s_row (qn_coordinator_t *engine, const char *name, s_entry_t *entry, int index, 
     if (qn_store_sched_cursor_get (engine->store, name, (uint32_t) index, &cursor) != 1
     ||  cursor > now)
         cursor = now;
-    char *error = NULL;
-    qn_tz_t *tz = qn_tz_load (schedule->timezone, &error);
-    free (error);
+    const qn_tz_t *tz = (size_t) index < entry->zone_count? entry->zones [index]: NULL;
     if (tz && qn_cron_next (&schedule->cron, tz, cursor, &next) == 0)
         row->next_tick_us = next * 1000000;
-    qn_tz_destroy (&tz);
     qn_store_tick_t last;
     if (qn_store_sched_tick_last (engine->store, name, (uint32_t) index, &last) == 1) {
         row->last_tick_us = last.tick * 1000000;

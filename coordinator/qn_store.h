@@ -107,6 +107,12 @@ int
 //  Up to max of them, oldest first.  0 or -1.
 int
     qn_store_sched_pending_list (qn_store_t *self, uint64_t *ids, size_t max, size_t *count_p);
+//  Every stored workflow's name and newest version, in name order, without
+//  counting runs as qn_store_list_workflows does (the scheduler asks every
+//  second).  The visit must not use the store.  0 or -1.
+typedef void (qn_store_sched_latest_fn) (void *arg, const char *name, uint32_t latest);
+int
+    qn_store_sched_latest (qn_store_t *self, qn_store_sched_latest_fn *visit, void *arg);
 //  The run that upstream's end started of workflow name
 int
     qn_store_sched_triggered_get (qn_store_t *self, uint64_t upstream, const char *name,

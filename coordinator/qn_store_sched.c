@@ -247,3 +247,34 @@ qn_store_sched_triggered_put (qn_store_t *self, uint64_t upstream, const char *n
     store_be64_put (value, run_id);
     return store_put_raw (self, DB_SCHED_TRIGGERED, key, key_size, value, 8);
 }
+
+typedef struct {
+    qn_store_sched_latest_fn *visit;
+    void *arg;
+} s_latest_t;
+
+static store_scan_t
+s_visit_latest (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    (void) self;
+    s_latest_t *latest = (s_latest_t *) arg;
+    char name [QN_STORE_KEY_MAX + 1];
+    if (value->mv_size != 4 || key->mv_size == 0 || key->mv_size > QN_STORE_KEY_MAX)
+        return STORE_SCAN_NEXT;
+    memcpy (name, key->mv_data, key->mv_size);
+    name [key->mv_size] = '\0';
+    latest->visit (latest->arg, name, store_be32_get ((const uint8_t *) value->mv_data));
+    return STORE_SCAN_NEXT;
+}
+
+int
+qn_store_sched_latest (qn_store_t *self, qn_store_sched_latest_fn *visit, void *arg)
+{
+    MDB_txn *txn = store_read_begin (self);
+    if (!txn)
+        return -1;
+    s_latest_t latest = { visit, arg };
+    int rc = store_scan (self, txn, DB_WORKFLOWS, NULL, 0, NULL, 0, 0, s_visit_latest, &latest);
+    store_read_end (self, txn);
+    return rc;
+}
