@@ -284,6 +284,11 @@ s_schedule_pass (qn_coordinator_t *engine, const char *name, s_entry_t *entry, u
     const qn_tz_t *tz = index < entry->zone_count? entry->zones [index]: NULL;
     if (!tz)
         return;
+    if (now - cursor > QN_SCHEDULER_LOOKBACK_S) {
+        qn_log (QN_LOG_WARNING, "scheduler", "%s schedule %u: ticks more than 31 days old "
+                "are dropped unrecorded", name, index);
+        cursor = now - QN_SCHEDULER_LOOKBACK_S;
+    }
     int64_t ticks [QN_SCHEDULER_MISSED_MAX];
     size_t kept = 0;
     size_t total = s_due_ticks (schedule, tz, cursor, now, ticks, &kept);

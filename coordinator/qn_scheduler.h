@@ -29,8 +29,10 @@
 //  A tick up to this late runs under any catchup; older ones were missed
 //  (the coordinator was down) and follow the schedule's catchup
 #define QN_SCHEDULER_GRACE_S        60
-//  At most this many missed ticks of one schedule are recorded per pass
+//  At most this many missed ticks of one schedule are recorded per pass,
+//  and none older than this (so that a long outage costs one short pass)
 #define QN_SCHEDULER_MISSED_MAX     100
+#define QN_SCHEDULER_LOOKBACK_S     (31 * 86400)
 
 typedef struct _qn_scheduler_t qn_scheduler_t;
 
