@@ -1,6 +1,7 @@
 """Schedules and triggers with a real coordinator whose scheduler clock
 the test moves (QANAT_TEST_CLOCK_FILE holds seconds added to the system
-time): ticks start runs with the schedule's params; kill -9 at a tick
+time): ticks start runs with the schedule's params; 02:30 in
+Europe/Berlin runs once on both daylight-saving days; kill -9 at a tick
 leaves exactly one run per tick; catchup none/latest/all after downtime;
 max_active and pause/resume record skipped ticks with why; a scheduled
 run gets a secret only when its access list names user:@schedule; a trigger
@@ -95,6 +96,40 @@ def test_ticks_start_runs(c):
     # By hand it still runs
     c.qanat("run", "tick")
     check(len(_runs(c, "tick")) == 4, "run NAME by hand")
+
+
+def test_daylight_saving_berlin(c):
+    """02:30 Europe/Berlin: once at the jump on 2027-03-28 (02:00 -> 03:00),
+    once at the first 02:30 on 2027-10-31 (03:00 -> 02:00), never twice."""
+    _start(c)
+    spring = 1806195600                 # 2027-03-28 01:00 UTC: 02:00 CET becomes 03:00 CEST
+    _clock(c, spring - 600)
+    text = (EVERY_MINUTE % ("dst", "30 2 * * *", "none", "")).replace(
+        "catchup: none", "catchup: none\n  timezone: Europe/Berlin")
+    _publish_text(c, "dst", text)
+    time.sleep(1.3)
+    row = _rows(c)[0]
+    check(row["timezone"] == "Europe/Berlin" and row["next_tick_us"] == spring * 10**6,
+          "spring next tick: %r" % row)
+    _clock(c, spring + 20)
+    _wait_runs(c, "dst", 1)
+    _clock(c, spring + 45 * 60)         # 03:45 CEST: no second 02:30
+    time.sleep(1.2)
+    check(len(_runs(c, "dst")) == 1, "spring forward ran twice")
+    fall = 1824942600                   # 2027-10-31 00:30 UTC: 02:30 CEST, the first pass
+    _clock(c, fall - 600)
+    time.sleep(1.2)
+    check(_rows(c)[0]["next_tick_us"] == fall * 10**6, "fall next tick: %r" % _rows(c)[0])
+    _clock(c, fall + 20)
+    _wait_runs(c, "dst", 2)
+    _clock(c, fall + 3600 + 20)         # 02:30 CET, the second pass
+    time.sleep(1.2)
+    _clock(c, fall + 3600 + 40 * 60)
+    time.sleep(1.2)
+    check(len(_runs(c, "dst")) == 2, "fall back ran 02:30 twice")
+    row = _rows(c)[0]
+    check(row["last_tick_us"] == fall * 10**6
+          and row["next_tick_us"] == (fall + 86400 + 3600) * 10**6, "after fall: %r" % row)
 
 
 def test_kill_at_tick_exactly_once(c):
