@@ -403,10 +403,13 @@ s_trigger_pass (qn_coordinator_t *engine)
         return;
     for (size_t i = 0; i < count; i++) {
         Qanat__RunInfo *info = qn_store_get_run (engine->store, ids [i]);
-        if (info && info->status > QANAT__RUN_STATUS__RUN_RUNNING)
+        //  A run that ended in this very turn is written at its end: the
+        //  next pass sees its final status
+        bool ended = info && info->status > QANAT__RUN_STATUS__RUN_RUNNING;
+        if (ended)
             s_fire (engine, info);
         qn_engine_free_message (info);
-        if (qn_store_begin (engine->store) == 0)
+        if ((ended || !info) && qn_store_begin (engine->store) == 0)
             qn_store_sched_pending_delete (engine->store, ids [i]);
     }
 }
@@ -417,6 +420,12 @@ qn_scheduler_run_ended (qn_coordinator_t *engine, uint64_t run_id)
     if (qn_store_begin (engine->store) || qn_store_sched_pending_put (engine->store, run_id))
         qn_log (QN_LOG_ERROR, "scheduler", "run %" PRIu64 ": %s", run_id,
                 qn_store_error (engine->store));
+}
+
+int64_t
+qn_scheduler_now (qn_coordinator_t *engine)
+{
+    return s_now (engine->scheduler);
 }
 
 void

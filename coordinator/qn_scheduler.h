@@ -47,6 +47,12 @@ void
 void
     qn_scheduler_pass (qn_coordinator_t *engine);
 
+//  Seconds since the epoch as the scheduler sees them (the system clock,
+//  moved by QANAT_TEST_CLOCK_FILE in tests); for other timers that tests
+//  want to move too
+int64_t
+    qn_scheduler_now (qn_coordinator_t *engine);
+
 //  A run reached its final status (qn_run): its triggers fire on a pass
 void
     qn_scheduler_run_ended (qn_coordinator_t *engine, uint64_t run_id);
