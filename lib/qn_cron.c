@@ -192,11 +192,10 @@ qn_cron_parse (const char *text, qn_cron_t *cron, char **error_p, size_t *offset
     return 0;
 }
 
-bool
-qn_cron_matches (const qn_cron_t *cron, int64_t days, unsigned hour, unsigned minute)
+//  The day part: month, and day of month and/or of week
+static bool
+s_day_matches (const qn_cron_t *cron, int64_t days)
 {
-    if (!(cron->minutes & (1ull << minute)) || !(cron->hours & (1u << hour)))
-        return false;
     int64_t year;
     unsigned month, day;
     qn_tz_civil_from_days (days, &year, &month, &day);
@@ -208,6 +207,13 @@ qn_cron_matches (const qn_cron_t *cron, int64_t days, unsigned hour, unsigned mi
     if (cron->days_star || cron->weekdays_star)
         return dom && dow;
     return dom || dow;
+}
+
+bool
+qn_cron_matches (const qn_cron_t *cron, int64_t days, unsigned hour, unsigned minute)
+{
+    return hour < 24 && minute < 60 && (cron->minutes & (1ull << minute))
+        && (cron->hours & (1u << hour)) && s_day_matches (cron, days);
 }
 
 //  The instant a matching wall time fires (see qn_cron.h), if after after
@@ -237,16 +243,13 @@ qn_cron_next (const qn_cron_t *cron, const qn_tz_t *tz, int64_t after, int64_t *
     int64_t start = (wall >= 0? wall / 60: (wall - 59) / 60) * 60 + 60;
     int64_t day0 = (start >= 0? start / 86400: (start - 86399) / 86400);
     for (int64_t d = day0; d <= day0 + S_SEARCH_DAYS; d++) {
-        int64_t year;
-        unsigned month, dom;
-        qn_tz_civil_from_days (d, &year, &month, &dom);
-        if (!(cron->months & (1u << month)))
+        if (!s_day_matches (cron, d))
             continue;
         for (unsigned h = 0; h < 24; h++) {
             if (!(cron->hours & (1u << h)))
                 continue;
             for (unsigned m = 0; m < 60; m++) {
-                if (!(cron->minutes & (1ull << m)) || !qn_cron_matches (cron, d, h, m))
+                if (!(cron->minutes & (1ull << m)))
                     continue;
                 int64_t candidate = d * 86400 + h * 3600 + m * 60;
                 if (candidate < start)
