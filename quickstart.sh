@@ -56,7 +56,12 @@ if ! $QANAT --timeout 1 stats >/dev/null 2>&1; then
     done
     echo "qanatd started (log: $STATE/qanatd.log)"
 fi
-if ! $QANAT agents --json 2>/dev/null | grep -q '"name":"local","labels":{[^}]*},"backends":\[[^]]*\],"capacity":[0-9]*,"credit":[0-9]*,"running":[0-9]*,"connected":true'; then
+local_connected() {
+    $QANAT agents --json 2>/dev/null | python3 -c '
+import json, sys
+sys.exit(0 if any(a.get("name") == "local" and a.get("connected") for a in json.load(sys.stdin)) else 1)'
+}
+if ! local_connected; then
     # The first start enrols with a join token; later ones use agent.key.
     set --
     if [ ! -f "$STATE/agent/agent.key" ]; then
@@ -68,7 +73,7 @@ if ! $QANAT agents --json 2>/dev/null | grep -q '"name":"local","labels":{[^}]*}
         --data-dir "$STATE/agent" "$@" >>"$STATE/agent.log" 2>&1 &
     echo $! >"$STATE/agent.pid"
     i=0
-    until $QANAT agents --json 2>/dev/null | grep -q '"connected":true'; do
+    until local_connected; do
         i=$((i + 1)); [ $i -gt 50 ] && { cat "$STATE/agent.log"; exit 1; }
         sleep 0.2
     done
@@ -77,15 +82,26 @@ if ! $QANAT agents --json 2>/dev/null | grep -q '"name":"local","labels":{[^}]*}
     # stop for one an admin drained; this agent is ours: it takes work.
     $QANAT agent undrain local >/dev/null 2>&1
 fi
+# The CLI and the Python SDK find this coordinator through a context of
+# the client config file (the first context added becomes the current one)
+if ! $QANAT context show quickstart >/dev/null 2>&1; then
+    api_token=$($QANAT apitoken create "quickstart-$(date +%s)" --role admin 2>/dev/null |
+                grep -o 'qat_[A-Za-z0-9_-]*')
+    [ -n "$api_token" ] &&
+    $QANAT context add quickstart --key "$QANAT_KEY" --url http://127.0.0.1:7780 \
+        --token "$api_token" >/dev/null &&
+    echo "context 'quickstart' added to ${XDG_CONFIG_HOME:-$HOME/.config}/qanat/config.yaml"
+fi
 echo
 $QANAT agents
 echo
 $QANAT run examples/ml-pipeline/workflow.yaml --follow
 rc=$?
 echo
-echo "The coordinator and agent keep running: export QANAT_KEY=$QANAT_KEY (the admin key),"
-echo "then try '$TOP/cli/qanat runs', 'qanat metrics ml-pipeline accuracy'."
-echo "The web UI is on http://127.0.0.1:7780/ (docs/http-api.md): sign in with an API"
+echo "The coordinator and agent keep running. Try '$TOP/cli/qanat runs',"
+echo "'cli/qanat metrics ml-pipeline accuracy', or the same pipeline in Python:"
+echo "'python3 examples/ml-pipeline/flow.py run' (docs/python.md)."
+echo "The web UI is on http://127.0.0.1:7780/ (docs/web-ui.md): sign in with an API"
 echo "token from '$TOP/cli/qanat apitoken create me --role admin'."
 echo "Stop them with: ./quickstart.sh --stop"
 exit $rc

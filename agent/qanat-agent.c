@@ -13,10 +13,12 @@
 #include "qn_identity.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
+#include "qn_resources.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,12 @@ s_usage (FILE *out)
         "                              enrolled, the granted labels are used\n"
         "  -L, --label K=V             one label (repeatable)\n"
         "  -s, --slots N               tasks run at once (default: online CPUs)\n"
+        "      --gpus I,J...           this machine's GPUs by index, instead of asking\n"
+        "                              nvidia-smi ('none': no GPU)\n"
+        "      --resources cpus=N,memory=SIZE,gpus=N\n"
+        "                              what this machine offers tasks, instead of what\n"
+        "                              is detected (CPU affinity and cgroup quota,\n"
+        "                              memory, NVIDIA GPUs).  See docs/scheduling.md\n"
         "  -d, --data-dir DIR          attempts' directories and the event spool\n"
         "                              (default $HOME/.qanat/agent)\n"
         "      --spool-max BYTES       bound of the durable event spool (default 256M;\n"
@@ -391,6 +399,8 @@ typedef struct {
     unsigned long long cache_max;
     long long cache_keep_recent_s;
     int keep_workdirs;
+    const char *gpus;                       //  --gpus, NULL = detect
+    const char *resources;                  //  --resources, NULL = detect
     char default_dir [4096];                //  data_dir when not given
     char hostname [256];                    //  name when not given
 } s_options_t;
@@ -631,6 +641,8 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
         { "cache-max",   required_argument, NULL, 'K' },
         { "cache-keep-recent", required_argument, NULL, 'R' },
         { "keep-workdirs", required_argument, NULL, 'W' },
+        { "gpus",        required_argument, NULL, 'G' },
+        { "resources",   required_argument, NULL, 'X' },
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "force",       no_argument,       NULL, 'F' },
@@ -687,6 +699,12 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
                 break;
             case 'P': case 'H': case 'U': case 'O': case 'B': case 'D': case 'T':
                 rc = s_parse_timer (self, opt, optarg);
+                break;
+            case 'G':
+                self->gpus = optarg;
+                break;
+            case 'X':
+                self->resources = optarg;
                 break;
             case 'v':
                 self->verbose = true;
@@ -850,6 +868,40 @@ s_configure (s_options_t *self, qn_identity_t *identity, qn_agent_config_t *conf
 }
 
 
+//  What this machine offers the local backend, when that is the default
+//  one (an agent in front of a cluster counts slots only).  0, or -1 with
+//  a message.
+static int
+s_machine (s_options_t *self, qn_resources_t **machine_p)
+{
+    if (self->backend_count && !streq (self->backends [0], "local")) {
+        if (self->gpus || self->resources) {
+            fprintf (stderr, "qanat-agent: --gpus and --resources describe this machine for "
+                     "the local backend, and the default backend here is %s\n",
+                     self->backends [0]);
+            return -1;
+        }
+        return 0;
+    }
+    char *error = NULL;
+    *machine_p = qn_resources_new (self->gpus, self->resources, NULL, &error);
+    if (!*machine_p) {
+        fprintf (stderr, "qanat-agent: %s\n", error? error: "out of memory");
+        free (error);
+        return -1;
+    }
+    qn_resources_t *machine = *machine_p;
+    qn_log (QN_LOG_INFO, "agent", "this machine offers %u CPUs, %" PRIu64 " MiB of memory and "
+            "%u GPUs", qn_resources_cpus (machine), qn_resources_memory_mb (machine),
+            qn_resources_gpus (machine));
+    const char *confinement = qn_resources_confinement (machine);
+    if (!streq (confinement, "cgroup"))
+        qn_log (QN_LOG_WARNING, "agent", "attempts are not held to their CPUs and memory (%s); "
+                "GPUs are still given out one attempt at a time.  See docs/scheduling.md",
+                confinement);
+    return 0;
+}
+
 //  ---------------------------------------------------------------------
 //  Running
 
@@ -888,6 +940,7 @@ main (int argc, char *argv [])
     s_options_t options;
     s_options_init (&options);
     qn_identity_t *identity = NULL;
+    qn_resources_t *machine = NULL;
     int rc = 1;
     int parsed = s_options_parse (&options, argc, argv);
     if (parsed == 1)
@@ -907,11 +960,14 @@ main (int argc, char *argv [])
         goto done;
     qn_agent_config_t config;
     if (s_configure (&options, identity, &config) == -1
-    ||  s_check_backend_options (&options) == -1)
+    ||  s_check_backend_options (&options) == -1
+    ||  s_machine (&options, &machine) == -1)
         goto done;
+    config.resources = machine;
     rc = s_run (&config, identity != NULL);
 
 done:
+    qn_resources_destroy (&machine);
     qn_identity_destroy (&identity);
     s_options_free (&options);
     return rc;

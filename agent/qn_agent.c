@@ -29,6 +29,7 @@
 #include "qn_transfer.h"
 #include "qn_stager.h"
 #include "qn_sweeper.h"
+#include "qn_resources.h"
 #include "qn_msg.h"
 #include "qn_spool.h"
 #include "qn_attempt.h"
@@ -168,17 +169,6 @@ s_retry (zloop_t *loop, int timer_id, void *arg)
     return self->exit_now? -1: 0;
 }
 
-static void
-s_send_credit (qn_agent_t *self, uint32_t slots)
-{
-    Qanat__Credit credit = QANAT__CREDIT__INIT;
-    credit.slots = slots;
-    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
-    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
-    env.credit = &credit;
-    s_send (self, &env);
-}
-
 //  Credit goes out only while we may take work: registered, spool not
 //  full, not draining.  What we could not announce waits here.
 static void
@@ -187,7 +177,12 @@ s_pay_credit (qn_agent_t *self)
     if (!s_registered (self) || qn_outbox_full (self->outbox) || self->draining
     ||  self->owed_credit == 0)
         return;
-    s_send_credit (self, self->owed_credit);
+    Qanat__Credit credit = QANAT__CREDIT__INIT;
+    credit.slots = self->owed_credit;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.body_case = QANAT__ENVELOPE__BODY_CREDIT;
+    env.credit = &credit;
+    s_send (self, &env);
     self->owed_credit = 0;
 }
 
@@ -232,6 +227,8 @@ s_send_register (qn_agent_t *self)
         reg.n_backends = self->backend_count;
         reg.backends = backends;
         reg.capacity = self->slots;
+        if (self->resources)        //  the machine, for the local backend
+            qn_resources_register (self->resources, &reg);
         size_t count = 0;
         qn_attempt_t *attempt = (qn_attempt_t *) zhashx_first (self->attempts);
         while (attempt && count < held) {
@@ -1299,8 +1296,8 @@ s_open_backends (qn_agent_t *self, const qn_agent_config_t *config, bool ok)
         .data_dir = self->data_dir, .host = self->host,
         .kill_grace_ms = config->kill_grace_ms, .agent_name = self->name,
         .options = config->backend_options,
-        .keep_workdirs = self->keep_workdirs,
-        .sweeper = self->sweeper
+        .keep_workdirs = self->keep_workdirs, .sweeper = self->sweeper,
+        .resources = self->resources = config->resources
     };
     const char *local [] = { "local" };
     const char **names = config->backend_count? config->backends: local;

@@ -84,6 +84,10 @@ typedef struct {
     //  Work directories of the newest keep_workdirs finished attempts stay
     //  for inspection; older ones are removed.  < 0 = 100.
     int keep_workdirs;
+    //  What this machine has for the local backend, reported in Register
+    //  and handed out per attempt (qn_resources.h; not owned, outlives the
+    //  engine).  NULL: the agent fronts a cluster, only its slots count.
+    struct _qn_resources_t *resources;
 } qn_agent_config_t;
 
 typedef struct _qn_agent_t qn_agent_t;

@@ -48,6 +48,7 @@ struct _qn_agent_t {
     uint64_t cache_max;                 //  blob cache bound; 0 = none
     int64_t cache_keep_recent_s;        //  blobs used this recently stay
     size_t keep_workdirs;               //  finished attempts' directories kept
+    qn_resources_t *resources;          //  what the machine has (not owned); NULL = unreported
     zlistx_t *kept_dirs;                //  those, oldest first (owned strings)
     qn_sweeper_t *sweeper;              //  removes the older ones off the loop
     char *endpoint;

@@ -66,6 +66,9 @@ typedef struct {
     uint32_t attempt;
 } qn_attempt_key_t;
 
+//  What the machine has and each attempt gets (qn_resources.h)
+typedef struct _qn_resources_t qn_resources_t;
+
 //  Capability flags (qn_backend_ops_t.flags)
 #define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
@@ -114,6 +117,9 @@ typedef struct {
     size_t keep_workdirs;
     //  ...handing them to the agent's sweeper (NULL: removed at once)
     qn_sweeper_t *sweeper;
+    //  The machine's CPUs, memory and GPUs, for the local backend to hand
+    //  out and confine (NULL: attempts get no GPUs named, no cgroup)
+    qn_resources_t *resources;
 } qn_backend_config_t;
 
 typedef struct {

@@ -25,6 +25,7 @@
 #include "qn_log.h"
 #include "qn_msg.h"
 #include "qn_spawn.h"
+#include "qn_resources.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/syscall.h>
@@ -58,7 +60,10 @@ typedef struct {
     char *dir;                  //  the attempt's directory
     pid_t pid;
     bool exited;
-    int status;                 //  from waitpid
+    int status;                 //  from wait4
+    struct rusage usage;        //  its resource use, from wait4
+    bool has_usage;
+    bool report_usage;          //  it asked for resources: report what it used
     int64_t exit_ms;            //  zclock_mono when reaped
 
     int out_fd;                 //  -1 once closed
@@ -78,6 +83,7 @@ struct _s_local_t {
     int timer_id;
     void *child_stack;          //  qn_spawn's stack, mapped at the first start
     int null_fd;                //  /dev/null, the tasks' stdin
+    qn_resources_t *resources;  //  GPUs and cgroups per attempt; NULL = none
 };
 
 static int s_tick (zloop_t *loop, int timer_id, void *arg);
@@ -353,6 +359,27 @@ s_attempt_finish (s_attempt_t *self)
     if (exit_code != 0)
         snprintf (reason, sizeof (reason), "exit code %d", exit_code);
 
+    //  What an attempt that asked for resources used, as its metrics: the
+    //  peak resident memory of its largest process (bytes) and the CPU
+    //  time of the process and the children it waited for (seconds)
+    if (self->has_usage && self->report_usage) {
+        const struct rusage *usage = &self->usage;
+        int64_t now_us = zclock_time () * 1000;
+        double cpu = usage->ru_utime.tv_sec + usage->ru_stime.tv_sec
+                   + (usage->ru_utime.tv_usec + usage->ru_stime.tv_usec) / 1e6;
+        const qn_backend_events_t *events = self->backend->front.events;
+        events->metric (self->backend->front.arg, &self->base.key, "qanat.peak_rss",
+                        (double) usage->ru_maxrss * 1024, 0, false, now_us);
+        events->metric (self->backend->front.arg, &self->base.key, "qanat.cpu_seconds", cpu,
+                        0, false, now_us);
+    }
+    //  Its GPUs are free again; the OOM killer's end says so (unless a
+    //  cancel or timeout ended it first)
+    char oom [128];
+    if (self->backend->resources
+    &&  qn_resources_attempt_end (self->backend->resources, &self->base.key, oom, sizeof oom)
+    &&  !self->base.stop_reason)
+        snprintf (reason, sizeof (reason), "%s", oom);
     Qanat__EndKind kind = QANAT__END_KIND__END_EXIT;
     if (self->base.stop_reason)
         kind = self->base.stop_kind;
@@ -371,10 +398,11 @@ s_attempt_step (s_attempt_t *self, int64_t now)
     s_local_t *backend = self->backend;
     if (!self->exited) {
         int status;
-        pid_t rc = waitpid (self->pid, &status, WNOHANG);
+        pid_t rc = wait4 (self->pid, &status, WNOHANG, &self->usage);
         if (rc == self->pid || (rc == -1 && errno == ECHILD)) {
             self->exited = true;
             self->status = rc == self->pid? status: 0;
+            self->has_usage = rc == self->pid;
             self->exit_ms = now;
         }
     }
@@ -468,9 +496,10 @@ s_env_key_ok (const char *key)
 //  QANAT_* variables we own.  Returns a NULL-terminated array of strings
 //  (all owned by the array), or NULL.
 static char **
-s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir)
+s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workdir,
+             const qn_resources_grant_t *grant)
 {
-    char **extra = (char **) calloc (assign->n_env + 3, sizeof (char *));
+    char **extra = (char **) calloc (assign->n_env + 6, sizeof (char *));
     if (!extra)
         return NULL;
     size_t count = 0;
@@ -492,6 +521,21 @@ s_build_env (const Qanat__Assign *assign, const char *metrics, const char *workd
         count++;
     else
         failed = true;
+    //  Exactly the GPUs it was given (none: none), on a machine that has
+    //  some, counted as nvidia-smi counts them (CUDA's own order puts the
+    //  fastest first)
+    if (!failed && grant->gpus_visible) {
+        if ((extra [count] = strdup ("CUDA_DEVICE_ORDER=PCI_BUS_ID")))
+            count++;
+        else
+            failed = true;
+    }
+    for (int i = 0; grant->gpus_visible && i < 2 && !failed; i++)
+        if (asprintf (&extra [count], "%s=%s", i? "NVIDIA_VISIBLE_DEVICES": "CUDA_VISIBLE_DEVICES",
+                      *grant->gpus || !i? grant->gpus: "none") >= 0)
+            count++;
+        else
+            failed = true;
     extra [count] = NULL;
     char **envp = failed? NULL: qn_spawn_env (extra);
     qn_spawn_strings_free (extra);
@@ -566,6 +610,19 @@ s_in_place (const Qanat__Assign *assign, char **workdir_p, char *error, size_t e
     return 0;
 }
 
+//  An empty file at path (the attempt's $QANAT_METRICS); 0 or -1
+static int
+s_create_empty (const char *path, char *error, size_t error_size)
+{
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd == -1) {
+        snprintf (error, error_size, "cannot create %s: %s", path, strerror (errno));
+        return -1;
+    }
+    close (fd);
+    return 0;
+}
+
 static int
 s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
@@ -590,6 +647,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     int err_pipe [2] = { -1, -1 };
     int exec_pipe [2] = { -1, -1 };
     int rc = -1;
+    qn_resources_grant_t grant = { false, "", -1 };
+    bool granted = false;
 
     if (asprintf (&attempts_dir, "%s/attempts", self->data_dir) < 0)
         attempts_dir = NULL;
@@ -617,15 +676,15 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         goto done;
     if (s_in_place (assign, &workdir, error, error_size) == -1)
         goto done;
-    int metrics_w = open (metrics, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (metrics_w == -1) {
-        snprintf (error, error_size, "cannot create %s: %s", metrics, strerror (errno));
+    if (s_create_empty (metrics, error, error_size) == -1)
         goto done;
-    }
-    close (metrics_w);
 
+    if (self->resources && qn_resources_attempt_begin (self->resources, &key, assign, &grant,
+                                                       error, error_size) == -1)
+        goto done;
+    granted = self->resources != NULL;
     attempt = s_attempt_new (self, &key);
-    envp = s_build_env (assign, metrics, workdir);
+    envp = s_build_env (assign, metrics, workdir, &grant);
     argv = (char **) calloc (assign->n_argv + 1, sizeof (char *));
     if (!attempt || !envp || !argv) {
         snprintf (error, error_size, "out of memory");
@@ -649,7 +708,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     }
     qn_spawn_t spawn = {
         argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
-        cannot_run, true, 0, self->child_stack
+        cannot_run, true, 0, self->child_stack, grant.cgroup_fd != -1, grant.cgroup_fd
     };
     pid_t pid = qn_spawn (&spawn);
     if (pid == -1) {
@@ -673,6 +732,7 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     fcntl (attempt->out_fd, F_SETFL, fcntl (attempt->out_fd, F_GETFL) | O_NONBLOCK);
     fcntl (attempt->err_fd, F_SETFL, fcntl (attempt->err_fd, F_GETFL) | O_NONBLOCK);
     attempt->base.timeout_s = assign->timeout_s;
+    attempt->report_usage = assign->cpus || assign->memory_mb || assign->gpus;
     if (assign->timeout_s)
         attempt->base.deadline_ms = zclock_mono () + (int64_t) assign->timeout_s * 1000;
     attempt->metrics_next_ms = zclock_mono () + S_METRICS_POLL_MS;
@@ -685,8 +745,15 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
                   key.run_id, key.task_index, key.attempt, safe, (int) pid, workdir);
     attempt = NULL;
     rc = 0;
+    granted = false;
 
 done:
+    if (grant.cgroup_fd != -1)
+        close (grant.cgroup_fd);
+    if (granted) {
+        char ignored [8];
+        qn_resources_attempt_end (self->resources, &key, ignored, sizeof ignored);
+    }
     for (int i = 0; i < 2; i++) {
         if (out_pipe [i] != -1)
             close (out_pipe [i]);
@@ -823,6 +890,7 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     s_sweep_attempts (config->data_dir, config->keep_workdirs, config->sweeper);
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+    self->resources = config->resources;
     if (rc == -1 || !self->data_dir || !self->finished) {
         if (self->null_fd != -1)
             close (self->null_fd);

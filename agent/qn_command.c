@@ -77,7 +77,7 @@ s_spawn (qn_command_t *self, char *const *argv, char *const *env, const char *in
         goto done;
     qn_spawn_t spawn = {
         argv, envp, NULL, in_pipe [0], out_pipe [1], err_pipe [1], -1,
-        "qanat-agent: cannot run the command\n", false, 127, NULL
+        "qanat-agent: cannot run the command\n", false, 127, NULL, false, -1
     };
     pid_t pid = qn_spawn (&spawn);
     if (pid == -1)

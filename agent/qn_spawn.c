@@ -173,6 +173,11 @@ s_child (void *arg)
         for (int fd = 3; fd < child->fd_max; fd++)
             fcntl (fd, F_SETFD, FD_CLOEXEC);
 
+    //  Into the attempt's cgroup before anything of the task runs (its
+    //  children are born there too); running unconfined would be worse
+    //  than not running
+    if (spawn->join_cgroup && write (spawn->cgroup_fd, "0\n", 2) != 2)
+        s_fail (spawn, "qanat-agent: cannot join the attempt's cgroup\n", 0, 127);
     if (spawn->workdir && chdir (spawn->workdir) == -1)
         s_fail (spawn, "qanat-agent: cannot enter work directory\n", 0, 127);
     int error = s_exec (child);

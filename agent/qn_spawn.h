@@ -57,6 +57,11 @@ typedef struct {
     //  until it execs, reused from start to start; NULL = one mapped for
     //  this start alone
     void *stack;
+    //  When join_cgroup: the child writes itself to cgroup_fd (open on a
+    //  cgroup v2 group's cgroup.procs) before anything else, so that the
+    //  task and all it starts are held to that group's limits
+    bool join_cgroup;
+    int cgroup_fd;
 } qn_spawn_t;
 
 //  Starts the child.  Returns its pid, or -1 with errno set when no

@@ -23,6 +23,7 @@
       i  HTTP: GET a run, the run list and its pages over 100,000 runs
       j  (a) with 200 event-stream log followers vs without
       k  RSS with the HTTP server on and idle vs off
+      l  (a) with resource matching over 1,000 agents of mixed sizes
 
     Every figure prints a line "figure: KEY = VALUE UNIT" that scripts can
     read, and the run ends with a summary table.  The exit status is 0 when
@@ -212,9 +213,10 @@ s_usage (FILE *out)
         "\n"
         "Starts the built qanatd and measures it; prints every figure and a summary.\n"
         "\n"
-        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h,i,j,k;\n"
+        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h,i,j,k,l;\n"
         "                     g = a with real processes, h = c with a real agent;\n"
-        "                     i,j,k = the HTTP side, what `make bench-http` runs)\n"
+        "                     i,j,k = the HTTP side, what `make bench-http` runs;\n"
+        "                     l = a with resource matching over 1,000 agents)\n"
         "  --tasks N          (a) tasks dispatched (default 100000)\n"
         "  --real-tasks N     (g) tasks run as real processes (default 20000)\n"
         "  --sim-agents N     (a,e,f) simulated agents (default 8)\n"
@@ -295,6 +297,7 @@ s_settings_full (void)
     bench_set.tasks = 100000;
     bench_set.real_tasks = 20000;
     bench_set.agents_a = 8;
+    bench_set.agents_l = 1000;
     bench_set.slots = 64;
     bench_set.chain = 1000;
     bench_set.log_mb = 200;
@@ -340,6 +343,7 @@ s_settings_smoke (void)
     bench_set.followers = 40;
     bench_set.follow_runs = 4;
     bench_set.rss_rounds = 1;
+    bench_set.agents_l = 50;
 }
 
 //  Sets what one option (but --help) says; -1 for a bad value.
@@ -465,7 +469,8 @@ s_settings_parse (int argc, char *argv [])
 static void
 s_process_setup (void)
 {
-    size_t most_agents = bench_set.agents_a;
+    size_t most_agents = bench_set.agents_a > bench_set.agents_l? bench_set.agents_a
+                                                                : bench_set.agents_l;
     for (size_t k = 0; k < bench_set.scale_count; k++)
         if (bench_set.scale [k] > most_agents)
             most_agents = bench_set.scale [k];
@@ -526,6 +531,8 @@ s_run_figures (void)
         bench_figure_j ();
     if (s_selected ('k'))
         bench_figure_k ();
+    if (s_selected ('l'))
+        bench_figure_l ();
 }
 
 static void

@@ -56,6 +56,8 @@ typedef struct {
     double follow_rate;             //  j: log lines/s of each followed run
     size_t rss_rounds;              //  k: starts of each kind
     bool no_sync;                   //  every coordinator with --no-sync
+    size_t agents_l;                //  l: simulated agents of mixed sizes
+    bool mixed_resources;           //  l: while it runs, tasks ask for resources
     char *builddir;
 } settings_t;
 
@@ -164,6 +166,7 @@ typedef struct {
     size_t count;
     uint32_t capacity;
     const char *pool;               //  label pool=<pool>
+    bool resources;                 //  report resources: one agent in 4 with GPUs
     sim_mode_t mode;
     int heartbeat_ms;
     size_t connect_batch;           //  outstanding registrations at most
@@ -291,5 +294,7 @@ void
     bench_figure_j (void);
 void
     bench_figure_k (void);
+void
+    bench_figure_l (void);
 
 #endif

@@ -561,6 +561,10 @@ bench_workflow_yaml (const char *name, size_t count, const char *pool, bool chai
             fprintf (out, "    on: {pool: %s}\n", pool);
         if (chain && i > 0)
             fprintf (out, "    needs: [t%zu]\n", i - 1);
+        //  (l) one task in ten a GPU task, the others small CPU tasks
+        if (bench_set.mixed_resources)
+            fprintf (out, "    resources: %s\n", i % 10 == 9? "{cpus: 4, memory: 16G, gpus: 1}"
+                                                          : "{cpus: 1, memory: 1G}");
     }
     fclose (out);
     return text;

@@ -43,6 +43,15 @@ s_sim_register (sim_t *self, sim_agent_t *agent)
     reg.n_backends = 1;
     reg.capacity = self->capacity;
     reg.version = version;
+    //  (l) 64 CPUs each; one agent in 4 with 8 GPUs and 512 GiB, the
+    //  others with 256 GiB and none
+    Qanat__Resources resources = QANAT__RESOURCES__INIT;
+    bool gpus = (agent - self->agents) % 4 == 0;
+    resources.cpus = 64;
+    resources.memory_mb = gpus? 512 * 1024: 256 * 1024;
+    resources.gpus = gpus? 8: 0;
+    if (self->resources)
+        reg.resources = &resources;
     Qanat__Envelope env = QANAT__ENVELOPE__INIT;
     env.body_case = QANAT__ENVELOPE__BODY_REGISTER;
     env.register_ = &reg;

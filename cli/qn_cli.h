@@ -132,26 +132,66 @@ int64_t
 //  ---------------------------------------------------------------------
 //  Output helpers (qn_cli_output.c)
 
-//  text as a JSON string, escaped; cli_json_str takes NULL as ""
-void
-    cli_json_string (FILE *out, const char *text, size_t len);
-void
-    cli_json_str (FILE *out, const char *text);
+//  JSON values made with jansson, so that the output is valid UTF-8
+//  (invalid bytes become U+FFFD): text (NULL as ""); params typed by
+//  their Param.type (a number, true/false, else a string); labels as
+//  {"key":"value",...}.  New references.
+json_t *
+    cli_json_text (const char *text);
+json_t *
+    cli_json_params (Qanat__Param **params, size_t count);
+json_t *
+    cli_json_labels (Qanat__Label **labels, size_t count);
 
-//  Params as a JSON object, each value typed by its Param.type (a number,
-//  true/false, else a string)
-void
-    cli_json_params (FILE *out, Qanat__Param **params, size_t count);
-
-//  Prints value (compact) and a newline on stdout, and drops the reference
+//  Prints value (compact JSON and a newline, or YAML with -o yaml) on
+//  stdout, and drops the reference.  Every --json output goes through
+//  here.
 void
     cli_json_print (json_t *value);
 
-//  Labels as a JSON object {"key":"value",...}
-void
-    cli_json_labels (FILE *out, Qanat__Label **labels, size_t count);
+//  value as one YAML document on out (qn_cli_yaml.c); explicit_start
+//  writes "---" first.  0, or -1 when libyaml failed.
+int
+    cli_yaml_print (FILE *out, json_t *value, bool explicit_start);
 
-//  A local time, "-" for none; a duration, to now if it has not ended.
+//  Decides colour (--color, NO_COLOR, a terminal), relative times (a
+//  terminal) and YAML (-o yaml) once, before the command runs
+void
+    cli_output_init (options_t *options);
+extern bool cli_color;
+extern bool cli_output_yaml;
+
+//  status wrapped in its colour when colour is on (red failures, green
+//  successes, yellow retries and cancels, cyan running)
+const char *
+    cli_status_paint (const char *status);
+
+//  "1 task", "2 tasks"
+const char *
+    cli_plural (uint64_t count, const char *one, const char *many);
+
+//  value with the fewest digits that read back as it: 0.1, 519264360000
+const char *
+    cli_number_text (double value);
+
+//  A table whose columns are as wide as their widest cell.  headers is
+//  space-separated ("RUN WORKFLOW >SIZE": '>' aligns right); each row
+//  gives one string per column (NULL or "" is shown "-").
+typedef struct _cli_table_t cli_table_t;
+cli_table_t *
+    cli_table_new (const char *headers);
+void
+    cli_table_add (cli_table_t *self, ...);
+//  A line printed as it is under the last row added (a check, a trace)
+void
+    cli_table_note (cli_table_t *self, const char *note);
+void
+    cli_table_print (cli_table_t *self, FILE *out);
+void
+    cli_table_destroy (cli_table_t **self_p);
+
+//  A time, "-" for none: "3 min ago" on a terminal (within a week), else
+//  local "YYYY-MM-DD HH:MM:SS"; a duration, to now if it has not ended.
 //  Both return a static buffer, good until the next call.
 char *
     cli_time_text (int64_t us);
@@ -165,11 +205,22 @@ char *
 bool
     cli_attempt_cached (const Qanat__AttemptInfo *attempt);
 
-//  A run as JSON (no newline), or as the table `qanat status` shows
-void
-    cli_print_run_json (FILE *out, Qanat__RunInfo *run);
+//  A run as JSON (a new reference), or as the table `qanat status` shows
+json_t *
+    cli_run_json (Qanat__RunInfo *run);
 void
     cli_print_run (Qanat__RunInfo *run);
+
+//  What the NOTE column says of a task (malloc'd): why it waits, a
+//  retry counting down to its start, or its attempt's reason
+char *
+    cli_task_note (const Qanat__TaskInfo *task, const Qanat__AttemptInfo *attempt);
+
+//  "retrying in 2.3s (attempt 2 of 3)" after attempts [failed] failed
+//  (malloc'd): the real wait, from its end to the next start (or the
+//  planned one); retries is the task's, when known (0: unknown)
+char *
+    cli_retry_text (const Qanat__TaskInfo *task, size_t failed, unsigned retries);
 
 //  Streams a started run to its end; returns the exit code it earns
 int
@@ -255,6 +306,15 @@ int cli_cmd_apitoken (options_t *options, int argc, char **argv);
 int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
+//  qn_cli_config.c: the config file's contexts
+int cli_cmd_context (options_t *options, int argc, char **argv);
+//  Fills the coordinator and key the flags and the environment left
+//  unset from the selected context; 0, or an exit code after saying why
+//  (a malformed file, a context that is not there)
+int cli_config_apply (options_t *options);
+int cli_cmd_notifications (options_t *options, int argc, char **argv);
+//  Prints the run's failed notifications, if any (qanat status)
+void cli_notify_failures (qn_client_t *client, uint64_t run_id);
 //  qn_cli_manage.c: the sub-commands that list, revoke, delete, remove
 //  and relabel (their commands' dispatch is in qn_cli_admin.c)
 int cli_user_list (options_t *options);

@@ -14,6 +14,65 @@
 //  ---------------------------------------------------------------------
 //  Agents
 
+//  Memory in MiB as "512M" or "15.5G"
+static void
+s_memory_text (uint64_t mb, char *text, size_t size)
+{
+    if (mb == 0)
+        snprintf (text, size, "0");
+    else
+    if (mb < 1024)
+        snprintf (text, size, "%lluM", (unsigned long long) mb);
+    else
+        snprintf (text, size, "%.3gG", mb / 1024.0);
+}
+
+//  Used/total of each resource ("cpu 2/8 mem 4G/16G gpu 1/2"), or "-"
+//  for an agent that counts slots only
+static void
+s_resources_text (const Qanat__AgentInfo *agent, char *text, size_t size)
+{
+    if (!agent->total) {
+        snprintf (text, size, "-");
+        return;
+    }
+    const Qanat__Resources *used = agent->used? agent->used: agent->total;
+    char used_mem [32], total_mem [32];
+    s_memory_text (agent->used? used->memory_mb: 0, used_mem, sizeof used_mem);
+    s_memory_text (agent->total->memory_mb, total_mem, sizeof total_mem);
+    snprintf (text, size, "cpu %u/%u mem %s/%s gpu %u/%u", agent->used? used->cpus: 0,
+              agent->total->cpus, used_mem, total_mem, agent->used? used->gpus: 0,
+              agent->total->gpus);
+}
+
+static json_t *
+s_resources_json (const Qanat__Resources *res)
+{
+    return json_pack ("{s:I,s:I,s:I}", "cpus", (json_int_t) res->cpus,
+                      "memory_mb", (json_int_t) res->memory_mb, "gpus", (json_int_t) res->gpus);
+}
+
+//  What an agent has for the local backend: total, used, its GPUs and
+//  whether its attempts are confined (nothing for an agent that counts
+//  slots only)
+static void
+s_agent_resources_json (json_t *object, const Qanat__AgentInfo *agent)
+{
+    if (agent->total) {
+        json_object_set_new (object, "total", s_resources_json (agent->total));
+        Qanat__Resources none = QANAT__RESOURCES__INIT;
+        json_object_set_new (object, "used", s_resources_json (agent->used? agent->used: &none));
+    }
+    json_t *gpus = json_array ();
+    for (size_t g = 0; g < agent->n_gpus; g++)
+        json_array_append_new (gpus, json_pack ("{s:I,s:o,s:o,s:I}",
+            "index", (json_int_t) agent->gpus [g]->index, "uuid", cli_json_text (agent->gpus [g]->uuid),
+            "name", cli_json_text (agent->gpus [g]->name),
+            "memory_mb", (json_int_t) agent->gpus [g]->memory_mb));
+    json_object_set_new (object, "gpus", gpus);
+    json_object_set_new (object, "confinement", cli_json_text (agent->confinement));
+}
+
 int
 cli_cmd_agents (options_t *options, int argc, char **argv)
 {
@@ -27,57 +86,74 @@ cli_cmd_agents (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__AgentList *agents = reply->reply->agents;
     if (options->json) {
-        printf ("[");
+        json_t *list = json_array ();
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
-            printf ("%s{\"name\":", i? ",": "");
-            cli_json_str (stdout, agent->name);
-            printf (",\"labels\":");
-            cli_json_labels (stdout, agent->labels, agent->n_labels);
-            printf (",\"backends\":[");
-            for (size_t b = 0; b < agent->n_backends; b++) {
-                printf ("%s", b? ",": "");
-                cli_json_str (stdout, agent->backends [b]);
-            }
-            printf ("],\"capacity\":%u,\"credit\":%u,\"running\":%u,\"connected\":%s,"
-                    "\"last_seen_us\":%lld,\"state\":", agent->capacity, agent->credit,
-                    agent->running, agent->connected? "true": "false",
-                    (long long) agent->last_seen_us);
-            cli_json_str (stdout, agent->state);
-            printf (",\"draining\":%s,\"heartbeat_ms\":%u,\"suspect_after_ms\":%u,"
-                    "\"lost_after_ms\":%u,\"spool_bytes\":%llu,\"spool_full\":%s}",
-                    agent->draining? "true": "false", agent->heartbeat_ms,
-                    agent->suspect_after_ms, agent->lost_after_ms,
-                    (unsigned long long) agent->spool_bytes, agent->spool_full? "true": "false");
+            json_t *backends = json_array ();
+            for (size_t b = 0; b < agent->n_backends; b++)
+                json_array_append_new (backends, cli_json_text (agent->backends [b]));
+            json_t *object = json_pack (
+                "{s:o,s:o,s:o,s:I,s:I,s:I,s:b,s:I,s:o,s:b,s:I,s:I,s:I,s:I,s:b}",
+                "name", cli_json_text (agent->name),
+                "labels", cli_json_labels (agent->labels, agent->n_labels),
+                "backends", backends,
+                "capacity", (json_int_t) agent->capacity, "credit", (json_int_t) agent->credit,
+                "running", (json_int_t) agent->running, "connected", agent->connected,
+                "last_seen_us", (json_int_t) agent->last_seen_us,
+                "state", cli_json_text (agent->state), "draining", agent->draining,
+                "heartbeat_ms", (json_int_t) agent->heartbeat_ms,
+                "suspect_after_ms", (json_int_t) agent->suspect_after_ms,
+                "lost_after_ms", (json_int_t) agent->lost_after_ms,
+                "spool_bytes", (json_int_t) agent->spool_bytes, "spool_full", agent->spool_full);
+            s_agent_resources_json (object, agent);
+            json_array_append_new (list, object);
         }
-        printf ("]\n");
+        cli_json_print (list);
     }
     else {
-        printf ("%-20s %-22s %-6s %-8s %-20s %-18s %-18s %s\n", "AGENT", "STATE", "SLOTS",
-                "RUNNING", "LAST SEEN", "TIMERS (s)", "BACKENDS", "LABELS");
+        //  -o wide: each GPU (index:model) and whether attempts are confined
+        cli_table_t *table = cli_table_new (options->wide
+            ? "AGENT STATE SLOTS RUNNING RESOURCES LAST_SEEN TIMERS(s) BACKENDS LABELS GPUS CONFINEMENT"
+            : "AGENT STATE SLOTS RUNNING RESOURCES LAST_SEEN TIMERS(s) BACKENDS LABELS");
         for (size_t i = 0; i < agents->n_agents; i++) {
             Qanat__AgentInfo *agent = agents->agents [i];
-            char state [64], timers [64];
-            snprintf (state, sizeof state, "%s%s%s", agent->state, agent->draining? ", draining": "",
-                      agent->spool_full? ", spool full": "");
-            snprintf (timers, sizeof timers, "%g/%g/%g", agent->heartbeat_ms / 1000.0,
-                      agent->suspect_after_ms / 1000.0, agent->lost_after_ms / 1000.0);
+            char state [160], timers [96], slots [16], running [16];
+            snprintf (state, sizeof state, "%s%s%s", cli_status_paint (agent->state),
+                      agent->draining? ", draining": "", agent->spool_full? ", spool full": "");
+            snprintf (timers, sizeof timers, "%s/", cli_number_text (agent->heartbeat_ms / 1000.0));
+            snprintf (timers + strlen (timers), sizeof timers - strlen (timers), "%s/",
+                      cli_number_text (agent->suspect_after_ms / 1000.0));
+            snprintf (timers + strlen (timers), sizeof timers - strlen (timers), "%s",
+                      cli_number_text (agent->lost_after_ms / 1000.0));
+            snprintf (slots, sizeof slots, "%u", agent->capacity);
+            snprintf (running, sizeof running, "%u", agent->running);
             //  The first backend is the agent's default
-            char backends [128] = "";
+            char backends [128] = "", labels [512] = "";
             for (size_t b = 0, used = 0; b < agent->n_backends && used < sizeof backends; b++)
                 used += (size_t) snprintf (backends + used, sizeof backends - used, "%s%s",
                                            b? ",": "", agent->backends [b]);
-            printf ("%-20s %-22s %-6u %-8u %-20s %-18s %-18s ", agent->name, state,
-                    agent->capacity, agent->running, cli_time_text (agent->last_seen_us), timers,
-                    *backends? backends: "-");
-            for (size_t l = 0; l < agent->n_labels; l++)
-                printf ("%s%s=%s", l? ",": "", agent->labels [l]->key, agent->labels [l]->value);
-            printf ("\n");
+            for (size_t l = 0, used = 0; l < agent->n_labels && used < sizeof labels; l++)
+                used += (size_t) snprintf (labels + used, sizeof labels - used, "%s%s=%s", l? ",": "",
+                                           agent->labels [l]->key, agent->labels [l]->value);
+            char resources [96], gpus [512] = "";
+            s_resources_text (agent, resources, sizeof resources);
+            for (size_t g = 0, used = 0; g < agent->n_gpus && used < sizeof gpus; g++)
+                used += (size_t) snprintf (gpus + used, sizeof gpus - used, "%s%u:%s", g? ",": "",
+                                           agent->gpus [g]->index, *agent->gpus [g]->name
+                                           ? agent->gpus [g]->name: "gpu");
+            //  (a table without the wide columns reads the first nine)
+            cli_table_add (table, agent->name, state, slots, running, resources,
+                           cli_time_text (agent->last_seen_us), timers, backends, labels, gpus,
+                           agent->confinement);
         }
+        if (agents->n_agents)
+            cli_table_print (table, stdout);
+        cli_table_destroy (&table);
         if (agents->n_agents == 0)
             printf ("no agents have registered yet\n");
         else
-            printf ("\nTIMERS: heartbeat / suspect after / lost after\n");
+            printf ("\nRESOURCES: used/total of the machine, for agents that run tasks themselves\n"
+                    "TIMERS: heartbeat / suspect after / lost after\n");
     }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
@@ -99,8 +175,10 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
         request.revoke_agent = &revoke;
         qn_client_t *client = cli_connect (options);
         Qanat__Envelope *reply = cli_call (client, &request);
-        printf (options->json? "{\"revoked\":\"%s\"}\n"
-                             : "agent %s revoked: its key is refused from now on\n", argv [1]);
+        if (options->json)
+            cli_json_print (json_pack ("{s:o}", "revoked", cli_json_text (argv [1])));
+        else
+            printf ("agent %s revoked: its key is refused from now on\n", argv [1]);
         qn_msg_free (&reply);
         qn_client_destroy (&client);
         return 0;
@@ -118,13 +196,13 @@ cli_cmd_agent (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__AgentInfo *agent = reply->reply->agents->n_agents? reply->reply->agents->agents [0]: NULL;
     if (options->json && agent)
-        printf ("{\"name\":\"%s\",\"draining\":%s,\"running\":%u}\n", agent->name,
-                agent->draining? "true": "false", agent->running);
+        cli_json_print (json_pack ("{s:o,s:b,s:I}", "name", cli_json_text (agent->name),
+                                   "draining", agent->draining, "running", (json_int_t) agent->running));
     else
     if (agent)
-        printf ("agent %s %s (%u attempts running)\n", agent->name,
+        printf ("agent %s %s (%s running)\n", agent->name,
                 agent->draining? "draining: it finishes what it runs and takes nothing new"
-                               : "takes work again", agent->running);
+                               : "takes work again", cli_plural (agent->running, "attempt", "attempts"));
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -231,17 +309,16 @@ cli_cmd_token (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__JoinToken *token = reply->reply->token;
     if (options->json) {
-        printf ("{\"token\":");
-        cli_json_str (stdout, token->token);
-        printf (",\"id\":");
-        cli_json_str (stdout, token->id);
-        printf (",\"expires_us\":%lld,\"uses\":%u}\n", (long long) token->expires_us, token->uses);
+        cli_json_print (json_pack ("{s:o,s:o,s:I,s:I}", "token", cli_json_text (token->token),
+                                   "id", cli_json_text (token->id),
+                                   "expires_us", (json_int_t) token->expires_us,
+                                   "uses", (json_int_t) token->uses));
     }
     else {
         printf ("%s\n", token->token);
-        fprintf (stderr, "join token %s: good for %u agent%s until %s; start an agent with\n"
-                 "  qanat-agent --join TOKEN --name NAME\n", token->id, token->uses,
-                 token->uses == 1? "": "s", cli_time_text (token->expires_us));
+        fprintf (stderr, "join token %s: good for %s, expires %s; start an agent with\n"
+                 "  qanat-agent --join TOKEN --name NAME\n", token->id,
+                 cli_plural (token->uses, "agent", "agents"), cli_time_text (token->expires_us));
     }
     for (size_t i = 0; i < create.n_labels; i++)
         s_free_label (create.labels [i]);
@@ -293,21 +370,20 @@ cli_cmd_user (options_t *options, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  API tokens (the HTTP API's bearer tokens)
 
-static void
-s_print_api_token_json (const Qanat__ApiToken *token, bool with_text)
+static json_t *
+s_api_token_json (const Qanat__ApiToken *token, bool with_text)
 {
-    printf ("{\"name\":");
-    cli_json_str (stdout, token->name);
-    if (with_text) {
-        printf (",\"token\":");
-        cli_json_str (stdout, token->token);
-    }
-    printf (",\"role\":");
-    cli_json_str (stdout, token->role);
-    printf (",\"user\":");
-    cli_json_str (stdout, token->user);
-    printf (",\"created_us\":%lld,\"expires_us\":%lld,\"revoked\":%s}", (long long) token->created_us,
-            (long long) token->expires_us, token->revoked? "true": "false");
+    json_t *object = json_pack ("{s:o}", "name", cli_json_text (token->name));
+    if (with_text)
+        json_object_set_new (object, "token", cli_json_text (token->token));
+    json_t *rest = json_pack ("{s:o,s:o,s:I,s:I,s:b}", "role", cli_json_text (token->role),
+                              "user", cli_json_text (token->user),
+                              "created_us", (json_int_t) token->created_us,
+                              "expires_us", (json_int_t) token->expires_us,
+                              "revoked", token->revoked);
+    json_object_update (object, rest);
+    json_decref (rest);
+    return object;
 }
 
 static int
@@ -330,8 +406,7 @@ s_apitoken_create (options_t *options, const char *name)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__ApiToken *token = reply->reply->api_token;
     if (options->json) {
-        s_print_api_token_json (token, true);
-        printf ("\n");
+        cli_json_print (s_api_token_json (token, true));
     }
     else
         printf ("%s\n", token->token);
@@ -355,24 +430,25 @@ s_apitoken_list (options_t *options)
     Qanat__ApiTokenList *tokens = reply->reply->api_tokens;
     int64_t now = qn_now_us ();
     if (options->json) {
-        printf ("[");
-        for (size_t i = 0; i < tokens->n_tokens; i++) {
-            printf ("%s", i? ",": "");
-            s_print_api_token_json (tokens->tokens [i], false);
-        }
-        printf ("]\n");
+        json_t *items = json_array ();
+        for (size_t i = 0; i < tokens->n_tokens; i++)
+            json_array_append_new (items, s_api_token_json (tokens->tokens [i], false));
+        cli_json_print (items);
     }
     else {
-        printf ("%-24s %-20s %-6s %-8s %-20s %s\n", "NAME", "USER", "ROLE", "STATE", "CREATED",
-                "EXPIRES");
+        cli_table_t *table = cli_table_new ("NAME USER ROLE STATE CREATED EXPIRES");
         for (size_t i = 0; i < tokens->n_tokens; i++) {
             Qanat__ApiToken *token = tokens->tokens [i];
             const char *state = token->revoked? "revoked"
                               : token->expires_us && token->expires_us <= now? "expired": "active";
-            printf ("%-24s %-20s %-6s %-8s %-20s ", token->name, token->user, token->role, state,
-                    cli_time_text (token->created_us));
-            printf ("%s\n", token->expires_us? cli_time_text (token->expires_us): "never");
+            char *created = strdup (cli_time_text (token->created_us));
+            cli_table_add (table, token->name, token->user, token->role, cli_status_paint (state),
+                           created, token->expires_us? cli_time_text (token->expires_us): "never");
+            free (created);
         }
+        if (tokens->n_tokens)
+            cli_table_print (table, stdout);
+        cli_table_destroy (&table);
         if (tokens->n_tokens == 0)
             printf ("no API tokens yet (qanat apitoken create NAME)\n");
     }
@@ -392,8 +468,7 @@ s_apitoken_revoke (options_t *options, const char *name)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);
     if (options->json) {
-        s_print_api_token_json (reply->reply->api_token, false);
-        printf ("\n");
+        cli_json_print (s_api_token_json (reply->reply->api_token, false));
     }
     else
         printf ("API token %s revoked\n", reply->reply->api_token->name);
@@ -429,13 +504,9 @@ cli_cmd_whoami (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__Principal *principal = reply->reply->whoami;
     if (options->json) {
-        printf ("{\"kind\":");
-        cli_json_str (stdout, principal->kind);
-        printf (",\"name\":");
-        cli_json_str (stdout, principal->name);
-        printf (",\"role\":");
-        cli_json_str (stdout, principal->role);
-        printf ("}\n");
+        cli_json_print (json_pack ("{s:o,s:o,s:o}", "kind", cli_json_text (principal->kind),
+                                   "name", cli_json_text (principal->name),
+                                   "role", cli_json_text (principal->role)));
     }
     else
         printf ("%s (%s, role %s)\n", principal->name, principal->kind, principal->role);
@@ -496,34 +567,30 @@ s_print_access (const Qanat__SecretAccess *access)
 static void
 s_print_secrets (options_t *options, const Qanat__SecretList *secrets)
 {
-    if (options->json)
-        printf ("[");
+    json_t *items = json_array ();
+    size_t width = 4;
+    for (size_t i = 0; i < secrets->n_names; i++)
+        if (strlen (secrets->names [i]) > width)
+            width = strlen (secrets->names [i]);
     for (size_t i = 0; i < secrets->n_names; i++) {
         const Qanat__SecretAccess *access = i < secrets->n_access? secrets->access [i]: NULL;
         if (!options->json) {
-            printf ("%-24s ", secrets->names [i]);
+            printf ("%-*s  ", (int) width, secrets->names [i]);
             s_print_access (access);
             printf ("\n");
             continue;
         }
-        printf ("%s{\"name\":", i? ",": "");
-        cli_json_str (stdout, secrets->names [i]);
-        printf (",\"allow\":[");
-        for (size_t a = 0; access && a < access->n_allow; a++) {
-            printf ("%s", a? ",": "");
-            cli_json_str (stdout, access->allow [a]);
-        }
-        printf ("],\"agents\":{");
-        for (size_t a = 0; access && a < access->n_agents; a++) {
-            printf ("%s", a? ",": "");
-            cli_json_str (stdout, access->agents [a]->key);
-            printf (":");
-            cli_json_str (stdout, access->agents [a]->value);
-        }
-        printf ("}}");
+        json_t *allow = json_array ();
+        for (size_t a = 0; access && a < access->n_allow; a++)
+            json_array_append_new (allow, cli_json_text (access->allow [a]));
+        json_array_append_new (items, json_pack ("{s:o,s:o,s:o}",
+            "name", cli_json_text (secrets->names [i]), "allow", allow,
+            "agents", access? cli_json_labels (access->agents, access->n_agents): json_object ()));
     }
     if (options->json)
-        printf ("]\n");
+        cli_json_print (items);
+    else
+        json_decref (items);
 }
 
 int
@@ -630,15 +697,16 @@ cli_cmd_stats (options_t *options, int argc, char **argv)
         { "tasks_dispatched", "tasks dispatched", stats->tasks_dispatched },
     };
     size_t count = sizeof rows / sizeof rows [0];
-    if (options->json)
-        printf ("{");
+    json_t *object = json_object ();
     for (size_t i = 0; i < count; i++)
         if (options->json)
-            printf ("%s\"%s\":%llu", i? ",": "", rows [i].key, (unsigned long long) rows [i].value);
+            json_object_set_new (object, rows [i].key, json_integer ((json_int_t) rows [i].value));
         else
-            printf ("%-24s %llu\n", rows [i].label, (unsigned long long) rows [i].value);
+            printf ("%-26s %llu\n", rows [i].label, (unsigned long long) rows [i].value);
     if (options->json)
-        printf ("}\n");
+        cli_json_print (object);
+    else
+        json_decref (object);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;

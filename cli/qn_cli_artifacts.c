@@ -157,9 +157,7 @@ cli_cmd_put (options_t *options, int argc, char **argv)
     if (!ref)
         return failed;
     if (options->json) {
-        printf ("{\"ref\":");
-        cli_json_str (stdout, ref);
-        printf (",\"bytes\":%llu}\n", (unsigned long long) bytes);
+        cli_json_print (json_pack ("{s:o,s:I}", "ref", cli_json_text (ref), "bytes", (json_int_t) bytes));
     }
     else {
         //  The reference alone on stdout, for $(qanat put PATH)
@@ -364,11 +362,8 @@ cli_cmd_artifacts (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_get_run (client, run_id);
     Qanat__RunInfo *run = reply->reply->run;
     s_scratch_t scratch = { .client = client };
-    if (options->json)
-        printf ("[");
-    else
-        printf ("%-16s %-16s %-6s %12s  %s\n", "TASK", "OUTPUT", "KIND", "SIZE", "SHA-256 / VALUE");
-    bool first = true;
+    json_t *items = json_array ();
+    cli_table_t *table = cli_table_new ("TASK OUTPUT KIND >SIZE SHA-256/VALUE LOCATION");
     for (size_t t = 0; t < run->n_tasks; t++) {
         Qanat__AttemptInfo *attempt = s_output_attempt (run->tasks [t]);
         for (size_t o = 0; attempt && o < attempt->n_outputs; o++) {
@@ -379,32 +374,26 @@ cli_cmd_artifacts (options_t *options, int argc, char **argv)
             char size_text [32] = "?";
             if (size >= 0)
                 snprintf (size_text, sizeof size_text, "%lld", (long long) size);
-            if (options->json) {
-                printf ("%s{\"task\":", first? "": ",");
-                cli_json_str (stdout, run->tasks [t]->name);
-                printf (",\"output\":");
-                cli_json_str (stdout, output->name);
-                printf (",\"kind\":\"%s\",\"size\":%s,\"hash\":", s_kind_name (output->kind),
-                        size >= 0? size_text: "null");
-                cli_json_str (stdout, output->hash);
-                printf (",\"value\":");
-                cli_json_str (stdout, output->value);
-                printf (",\"location\":");
-                cli_json_str (stdout, output->location);
-                printf (",\"cached_from\":%llu}", (unsigned long long) run->tasks [t]->cached_from);
-            }
-            else
-                printf ("%-16s %-16s %-6s %12s  %s%s%s\n", run->tasks [t]->name, output->name,
-                        s_kind_name (output->kind), size_text,
-                        output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE? output->value
-                                                                            : output->hash,
-                        output->location && *output->location? "  ": "",
-                        output->location? output->location: "");
-            first = false;
+            json_array_append_new (items, json_pack ("{s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:I}",
+                "task", cli_json_text (run->tasks [t]->name),
+                "output", cli_json_text (output->name), "kind", s_kind_name (output->kind),
+                "size", size >= 0? json_integer (size): json_null (),
+                "hash", cli_json_text (output->hash), "value", cli_json_text (output->value),
+                "location", cli_json_text (output->location),
+                "cached_from", (json_int_t) run->tasks [t]->cached_from));
+            cli_table_add (table, run->tasks [t]->name, output->name, s_kind_name (output->kind),
+                           size_text, output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE
+                                      ? output->value: output->hash,
+                           output->location);
         }
     }
     if (options->json)
-        printf ("]\n");
+        cli_json_print (items);
+    else {
+        json_decref (items);
+        cli_table_print (table, stdout);
+    }
+    cli_table_destroy (&table);
     s_scratch_free (&scratch);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
@@ -414,23 +403,20 @@ cli_cmd_artifacts (options_t *options, int argc, char **argv)
 //  What `qanat get --json` got: the value, or the file or directory's
 //  hash; and the path and bytes written, if it wrote any.
 static void
-s_print_output_json (FILE *out, const char *task, const Qanat__OutputRecord *output,
+s_print_output_json (const char *task, const Qanat__OutputRecord *output,
                      const char *path, uint64_t bytes)
 {
-    fputs ("{\"task\":", out);
-    cli_json_str (out, task);
-    fputs (",\"output\":", out);
-    cli_json_str (out, output->name);
-    fprintf (out, ",\"kind\":\"%s\"", s_kind_name (output->kind));
     bool value = output->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
-    fputs (value? ",\"value\":": ",\"hash\":", out);
-    cli_json_str (out, value? output->value: output->hash);
+    json_t *object = json_pack ("{s:o,s:o,s:s}", "task", cli_json_text (task),
+                                "output", cli_json_text (output->name),
+                                "kind", s_kind_name (output->kind));
+    json_object_set_new (object, value? "value": "hash",
+                         cli_json_text (value? output->value: output->hash));
     if (path) {
-        fputs (",\"path\":", out);
-        cli_json_str (out, path);
-        fprintf (out, ",\"bytes\":%llu", (unsigned long long) bytes);
+        json_object_set_new (object, "path", cli_json_text (path));
+        json_object_set_new (object, "bytes", json_integer ((json_int_t) bytes));
     }
-    fputs ("}\n", out);
+    cli_json_print (object);
 }
 
 //  A file output's verified bytes on stdout (get --out -); a directory
@@ -544,13 +530,13 @@ cli_cmd_get (options_t *options, int argc, char **argv)
         else {
             //  With --out the file gets the value itself, as without --json
             if (options->json && out == stdout)
-                s_print_output_json (stdout, task_name, output, NULL, 0);
+                s_print_output_json (task_name, output, NULL, 0);
             else
                 fprintf (out, "%s\n", output->value);
             if (out != stdout)
                 fclose (out);
             if (options->json && out != stdout)
-                s_print_output_json (stdout, task_name, output, options->out,
+                s_print_output_json (task_name, output, options->out,
                                      strlen (output->value) + 1);
         }
     }
@@ -594,7 +580,7 @@ cli_cmd_get (options_t *options, int argc, char **argv)
                     *slash = '/';
                 s_user_modes (tree, target);
                 if (options->json)
-                    s_print_output_json (stdout, task_name, output, target, qn_tree_bytes (tree));
+                    s_print_output_json (task_name, output, target, qn_tree_bytes (tree));
                 else
                     printf ("%s.%s -> %s (%llu bytes)\n", task_name, output_name, target,
                             (unsigned long long) qn_tree_bytes (tree));

@@ -28,6 +28,7 @@ typedef struct {
     uint32_t ended;                 //  highest attempt announced as ended
     bool closed;                    //  final status printed
     char *note;                     //  last waiting reason printed
+    unsigned retries;               //  from a "retry N of R" reason seen, 0 if none
 } follow_task_t;
 
 static int
@@ -74,10 +75,16 @@ s_follow_collect (Qanat__RunInfo *run, follow_task_t *tracked, size_t tracked_co
             if (attempt->attempt > state->started)
                 items [(*count)++] = (follow_item_t) {attempt->started_us, ITEM_START, *count, task, attempt, NULL};
             bool last = a + 1 == task->n_attempts;
-            bool over = last? s_task_ended (task->status): attempt->finished;
+            //  A failed attempt whose retry waits ends now, with the wait
+            bool waits = attempt->finished && task->status == QANAT__TASK_STATUS__TASK_QUEUED;
+            bool over = last? s_task_ended (task->status) || waits: attempt->finished;
             if (with_ends && over && attempt->attempt > state->ended)
                 items [(*count)++] = (follow_item_t) {attempt->finished_us, ITEM_END, *count, task, attempt, NULL};
         }
+        unsigned retry = 0, retries = 0;
+        if (task->waiting_reason
+        &&  sscanf (task->waiting_reason, "retry %u of %u", &retry, &retries) == 2)
+            state->retries = retries;
         bool note = task->n_attempts == 0 && task->waiting_reason && *task->waiting_reason
                  && (!state->note || !streq (state->note, task->waiting_reason));
         if (with_ends && note)
@@ -118,13 +125,22 @@ s_follow_print (follow_item_t *item, follow_task_t *state, bool *at_line_start)
                 break;
             }
             bool last = attempt == task->attempts [task->n_attempts - 1];
-            const char *outcome = last? qn_task_status_name (task->status): "failed, retrying";
-            printf ("==> %s %s in %s", task->name, outcome,
+            bool retried = !last || task->status == QANAT__TASK_STATUS__TASK_QUEUED;
+            printf ("==> %s %s in %s", task->name,
+                    cli_status_paint (retried? "failed": qn_task_status_name (task->status)),
                     cli_duration_text (attempt->started_us, attempt->finished_us));
             if (attempt->reason && *attempt->reason)
                 printf (": %s", attempt->reason);
+            if (retried) {
+                size_t index = 0;
+                while (task->attempts [index] != attempt)
+                    index++;
+                char *retry = cli_retry_text (task, index, state->retries);
+                printf ("; %s", retry);
+                free (retry);
+            }
             printf ("\n");
-            state->closed = last;
+            state->closed = last && !retried;
             break;
         }
         case ITEM_NOTE:

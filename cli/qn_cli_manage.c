@@ -6,7 +6,6 @@
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
-#include "qn_json.h"
 #include <string.h>
 
 //  Calls the coordinator with one request body; prints its error and
@@ -25,12 +24,6 @@ s_done (Qanat__Envelope **reply_p, qn_client_t **client_p)
     qn_client_destroy (client_p);
 }
 
-static json_t *
-s_text (const char *text)
-{
-    return qn_json_text (text? text: "", text? strlen (text): 0);
-}
-
 //  A change that names one thing: calls the coordinator (exits on
 //  failure), then says what was done, as {key: name, done: true} or as
 //  the line text (a format with the name twice at most)
@@ -41,23 +34,13 @@ s_act (options_t *options, Qanat__Request *request, const char *key, const char 
     qn_client_t *client = NULL;
     Qanat__Envelope *reply = s_call (options, &client, request);
     if (options->json)
-        cli_json_print (json_pack ("{s:o,s:b}", key, s_text (name), done, true));
+        cli_json_print (json_pack ("{s:o,s:b}", key, cli_json_text (name), done, true));
     else {
         printf (text, name, name);
         printf ("\n");
     }
     s_done (&reply, &client);
     return 0;
-}
-
-static json_t *
-s_labels_json (Qanat__Label **labels, size_t count)
-{
-    json_t *object = json_object ();
-    for (size_t i = 0; object && i < count; i++)
-        json_object_set_new (object, labels [i]->key? labels [i]->key: "",
-                             s_text (labels [i]->value));
-    return object;
 }
 
 //  "k=v,k=v", or "-" for none (a static buffer, good until the next call)
@@ -93,21 +76,23 @@ cli_user_list (options_t *options)
     Qanat__Envelope *reply = s_call (options, &client, &request);
     Qanat__PrincipalList *users = reply->reply->principals;
     json_t *array = options->json? json_array (): NULL;
-    if (!options->json)
-        printf ("%-24s %-6s %-8s %s\n", "USER", "ROLE", "STATE", "CREATED");
+    cli_table_t *table = cli_table_new ("USER ROLE STATE CREATED");
     for (size_t i = 0; i < users->n_principals; i++) {
         Qanat__Principal *user = users->principals [i];
         if (array)
             json_array_append_new (array, json_pack ("{s:o,s:o,s:s,s:b,s:I}",
-                "name", s_text (user->name), "role", s_text (user->role),
+                "name", cli_json_text (user->name), "role", cli_json_text (user->role),
                 "state", s_user_state (user), "revoked", user->revoked,
                 "created_us", (json_int_t) user->created_us));
         else
-            printf ("%-24s %-6s %-8s %s\n", user->name, user->role, s_user_state (user),
-                    cli_time_text (user->created_us));
+            cli_table_add (table, user->name, user->role, cli_status_paint (s_user_state (user)),
+                           cli_time_text (user->created_us));
     }
     if (array)
         cli_json_print (array);
+    else
+        cli_table_print (table, stdout);
+    cli_table_destroy (&table);
     s_done (&reply, &client);
     return 0;
 }
@@ -146,20 +131,22 @@ cli_token_list (options_t *options)
     Qanat__PrincipalList *tokens = reply->reply->principals;
     int64_t now = qn_now_us ();
     json_t *array = options->json? json_array (): NULL;
-    if (!options->json)
-        printf ("%-10s %-8s %-20s %-9s %s\n", "ID", "STATE", "EXPIRES", "USES LEFT", "LABELS");
+    cli_table_t *table = cli_table_new ("ID STATE EXPIRES USES_LEFT LABELS");
     for (size_t i = 0; i < tokens->n_principals; i++) {
         Qanat__Principal *token = tokens->principals [i];
         const char *state = s_token_state (token, now);
         if (array)
             json_array_append_new (array, json_pack ("{s:o,s:s,s:I,s:i,s:o,s:b,s:I}",
-                "id", s_text (token->name), "state", state,
+                "id", cli_json_text (token->name), "state", state,
                 "expires_us", (json_int_t) token->expires_us, "uses_left", (int) token->uses_left,
-                "labels", s_labels_json (token->labels, token->n_labels),
+                "labels", cli_json_labels (token->labels, token->n_labels),
                 "revoked", token->revoked, "created_us", (json_int_t) token->created_us));
         else {
-            printf ("%-10s %-8s %-20s ", token->name, state, cli_time_text (token->expires_us));
-            printf ("%-9u %s\n", token->uses_left, s_labels_text (token->labels, token->n_labels));
+            char uses [16];
+            snprintf (uses, sizeof uses, "%u", token->uses_left);
+            cli_table_add (table, token->name, cli_status_paint (state),
+                           cli_time_text (token->expires_us), uses,
+                           s_labels_text (token->labels, token->n_labels));
         }
     }
     if (array)
@@ -167,6 +154,9 @@ cli_token_list (options_t *options)
     else
     if (tokens->n_principals == 0)
         printf ("no join tokens yet (qanat token create)\n");
+    else
+        cli_table_print (table, stdout);
+    cli_table_destroy (&table);
     s_done (&reply, &client);
     return 0;
 }
@@ -275,8 +265,8 @@ cli_agent_label (options_t *options, const char *name, int argc, char **argv)
     Qanat__Label **labels = agent? agent->labels: NULL;
     size_t count = agent? agent->n_labels: 0;
     if (options->json)
-        cli_json_print (json_pack ("{s:o,s:o}", "name", s_text (name),
-                                   "labels", s_labels_json (labels, count)));
+        cli_json_print (json_pack ("{s:o,s:o}", "name", cli_json_text (name),
+                                   "labels", cli_json_labels (labels, count)));
     else
         printf ("agent %s labels: %s\n", name, s_labels_text (labels, count));
     s_done (&reply, &client);

@@ -18,13 +18,17 @@ cli_print_metric_summary (qn_client_t *client, uint64_t run_id)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__MetricReport *report = reply->reply->metrics;
     if (report->n_series) {
-        printf ("\nmetrics (last value, points):\n");
+        printf ("\n");
+        cli_table_t *table = cli_table_new ("TASK METRIC >LAST POINTS");
         for (size_t i = 0; i < report->n_series; i++) {
             Qanat__MetricSeries *series = report->series [i];
             if (series->n_points)
-                printf ("  %-12s %-16s %-12g (%zu points)\n", series->task, series->name,
-                        series->points [series->n_points - 1]->value, series->n_points);
+                cli_table_add (table, series->task, series->name,
+                               cli_number_text (series->points [series->n_points - 1]->value),
+                               cli_plural (series->n_points, "point", "points"));
         }
+        cli_table_print (table, stdout);
+        cli_table_destroy (&table);
     }
     qn_msg_free (&reply);
 }
@@ -49,46 +53,50 @@ cli_cmd_metrics (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__MetricReport *report = reply->reply->metrics;
     if (options->json) {
-        printf ("[");
+        json_t *list = json_array ();
         for (size_t i = 0; i < report->n_series; i++) {
             Qanat__MetricSeries *series = report->series [i];
-            printf ("%s{\"run_id\":%llu,\"task\":", i? ",": "", (unsigned long long) series->run_id);
-            cli_json_str (stdout, series->task);
-            printf (",\"name\":");
-            cli_json_str (stdout, series->name);
-            printf (",\"points\":[");
+            json_t *points = json_array ();
             for (size_t p = 0; p < series->n_points; p++) {
                 Qanat__MetricPoint *point = series->points [p];
-                printf ("%s{\"value\":%.17g,\"time_us\":%lld", p? ",": "", point->value,
-                        (long long) point->time_us);
+                json_t *item = json_pack ("{s:f,s:I}", "value", point->value,
+                                          "time_us", (json_int_t) point->time_us);
                 if (point->has_step)
-                    printf (",\"step\":%lld", (long long) point->step);
-                printf ("}");
+                    json_object_set_new (item, "step", json_integer (point->step));
+                json_array_append_new (points, item);
             }
-            printf ("]}");
+            json_array_append_new (list, json_pack ("{s:I,s:o,s:o,s:o}",
+                "run_id", (json_int_t) series->run_id, "task", cli_json_text (series->task),
+                "name", cli_json_text (series->name), "points", points));
         }
-        printf ("]\n");
+        cli_json_print (list);
     }
     else
     if (history) {
-        printf ("%-6s %-16s %-20s %s\n", "RUN", "TASK", "METRIC", "VALUE");
+        cli_table_t *table = cli_table_new ("RUN TASK METRIC >VALUE");
         for (size_t i = 0; i < report->n_series; i++) {
             Qanat__MetricSeries *series = report->series [i];
+            char run [24];
+            snprintf (run, sizeof run, "%llu", (unsigned long long) series->run_id);
             if (series->n_points)
-                printf ("%-6llu %-16s %-20s %g\n", (unsigned long long) series->run_id,
-                        series->task, series->name, series->points [0]->value);
+                cli_table_add (table, run, series->task, series->name,
+                               cli_number_text (series->points [0]->value));
         }
+        cli_table_print (table, stdout);
+        cli_table_destroy (&table);
     }
     else {
         for (size_t i = 0; i < report->n_series; i++) {
             Qanat__MetricSeries *series = report->series [i];
-            printf ("%s %s (%zu points)\n", series->task, series->name, series->n_points);
+            printf ("%s %s (%s)\n", series->task, series->name,
+                    cli_plural (series->n_points, "point", "points"));
             for (size_t p = 0; p < series->n_points; p++) {
                 Qanat__MetricPoint *point = series->points [p];
                 if (point->has_step)
-                    printf ("  step %-6lld %g\n", (long long) point->step, point->value);
+                    printf ("  step %-6lld %s\n", (long long) point->step,
+                            cli_number_text (point->value));
                 else
-                    printf ("  %g\n", point->value);
+                    printf ("  %s\n", cli_number_text (point->value));
             }
         }
     }

@@ -103,7 +103,8 @@ static const cli_option_t s_options [] = {
         " taken from RUN as cached", NULL, "rerun", NULL, CLI_OPT_FLAG, FIELD (failed_only)},
     {"attempt", 0, "N", "only attempt N of the task", "every attempt",
         "logs", NULL, CLI_OPT_COUNT, FIELD (attempt)},
-    {"limit", 0, "N", "at most N runs", "50", "runs", NULL, CLI_OPT_COUNT, FIELD (limit)},
+    {"limit", 0, "N", "list at most N", "50", "runs notifications", NULL,
+        CLI_OPT_COUNT, FIELD (limit)},
     {"timestamps", 0, NULL, "each line starts with its time (RFC 3339, UTC)", NULL,
         "logs", NULL, CLI_OPT_FLAG, FIELD (timestamps)},
     {"tail", 0, "N", "only the last N lines (of those --since keeps)", "every line",
@@ -163,6 +164,8 @@ static const cli_command_t s_commands [] = {
     {"runs", cli_cmd_runs, "[WORKFLOW]", "list runs, newest first", NULL},
     {"status", cli_cmd_status, "RUN", "a run's tasks, attempts, checks and why tasks wait",
         NULL},
+    {"notifications", cli_cmd_notifications, "[RUN]",
+        "notifications of runs' endings: channel, target, state, attempts, last error", NULL},
     {"logs", cli_cmd_logs, "RUN [TASK]", "a run's logs", NULL},
     {"metrics", cli_cmd_metrics, "RUN|WORKFLOW [NAME]",
         "a run's metric series, or a workflow's last value per run", NULL},
@@ -192,6 +195,9 @@ static const cli_command_t s_commands [] = {
         "a secret (stdin, sealed at rest) and who may use it, or delete one (admin)",
         "set allow list delete"},
     {"stats", cli_cmd_stats, "", "coordinator counters (malformed messages, events)", NULL},
+    {"context", cli_cmd_context, "add NAME | use NAME | list | show [NAME] | remove NAME",
+        "contexts of the config file: a coordinator and key (and the HTTP API's URL and"
+        " token) under a name", "add use list show remove"},
     {"completion", cli_cmd_completion, "bash|zsh",
         "a shell completion script for qanat, on stdout", "bash zsh"},
     {NULL}
@@ -413,12 +419,13 @@ s_print_globals (FILE *out)
 void
 cli_help_print (FILE *out)
 {
-    fprintf (out, "Usage: %s [OPTIONS] COMMAND [ARGS]\n\n"
+    fprintf (out, "Usage: %s [OPTION]... COMMAND [ARG]...\n\n"
                   "The qanat client: runs, their logs, metrics and outputs, and the"
                   " coordinator's\nusers, agents and secrets.\n\nCommands:\n", cli_program);
     for (const cli_command_t *command = s_commands; command->name; command++) {
-        fprintf (out, "  %-12s", command->name);
-        s_wrap (out, command->summary, 14, 14);
+        //  The longest name (notifications) and a space
+        fprintf (out, "  %-14s", command->name);
+        s_wrap (out, command->summary, 16, 16);
     }
     fprintf (out, "\n");
     s_print_globals (out);
@@ -434,7 +441,7 @@ cli_help_command (FILE *out, const cli_command_t *command)
     bool own = false;
     for (const cli_option_t *option = s_options; option->name; option++)
         own |= !streq (option->commands, "*") && cli_option_applies (option, command->name);
-    fprintf (out, "Usage: %s %s%s%s [OPTIONS]\n\n", cli_program, command->name,
+    fprintf (out, "Usage: %s %s%s%s [OPTION]...\n\n", cli_program, command->name,
              *command->args? " ": "", command->args);
     s_wrap (out, command->summary, 0, 0);
     if (own) {
@@ -453,7 +460,7 @@ cli_usage_error (const char *name)
 {
     const cli_command_t *command = cli_command_find (name);
     if (command)
-        fprintf (stderr, "Usage: %s %s%s%s [OPTIONS]\n", cli_program, command->name,
+        fprintf (stderr, "Usage: %s %s%s%s [OPTION]...\n", cli_program, command->name,
                  *command->args? " ": "", command->args);
     fprintf (stderr, "Run '%s %s --help' for more.\n", cli_program, name);
     return EXIT_USAGE;

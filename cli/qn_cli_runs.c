@@ -17,105 +17,184 @@ cli_attempt_cached (const Qanat__AttemptInfo *attempt)
     return attempt->end && streq (attempt->end, "cached");
 }
 
-void
-cli_print_run_json (FILE *out, Qanat__RunInfo *run)
+static json_t *
+s_attempt_json (Qanat__TaskInfo *task, Qanat__AttemptInfo *attempt)
 {
-    fprintf (out, "{\"run_id\":%llu,\"workflow\":", (unsigned long long) run->run_id);
-    cli_json_str (out, run->workflow);
-    fprintf (out, ",\"version\":%u,\"status\":", run->version);
-    cli_json_str (out, qn_run_status_name (run->status));
-    fprintf (out, ",\"created_us\":%lld,\"finished_us\":%lld,\"params\":",
-             (long long) run->created_us, (long long) run->finished_us);
-    cli_json_params (out, run->params, run->n_params);
-    fputs (",\"code\":", out);
-    cli_json_str (out, run->code? run->code: "");
-    fputs (",\"tasks\":[", out);
-    for (size_t t = 0; t < run->n_tasks; t++) {
-        Qanat__TaskInfo *task = run->tasks [t];
-        if (t)
-            fputc (',', out);
-        fputs ("{\"name\":", out);
-        cli_json_str (out, task->name);
-        fputs (",\"status\":", out);
-        cli_json_str (out, qn_task_status_name (task->status));
-        fputs (",\"needs\":[", out);
-        for (size_t n = 0; n < task->n_needs; n++) {
-            if (n)
-                fputc (',', out);
-            cli_json_str (out, task->needs [n]);
-        }
-        fputs ("],\"on\":", out);
-        cli_json_labels (out, task->selector, task->n_selector);
-        fputs (",\"waiting_reason\":", out);
-        cli_json_str (out, task->waiting_reason);
-        fputs (",\"attempts\":[", out);
-        for (size_t a = 0; a < task->n_attempts; a++) {
-            Qanat__AttemptInfo *attempt = task->attempts [a];
-            if (a)
-                fputc (',', out);
-            fprintf (out, "{\"attempt\":%u,\"agent\":", attempt->attempt);
-            cli_json_str (out, attempt->agent);
-            fprintf (out, ",\"started_us\":%lld,\"finished_us\":%lld,\"finished\":%s,"
-                     "\"exit_code\":%d,\"signal\":%d,\"reason\":",
-                     (long long) attempt->started_us, (long long) attempt->finished_us,
-                     attempt->finished? "true": "false", attempt->exit_code, attempt->signal);
-            cli_json_str (out, attempt->reason);
-            fputs (",\"end\":", out);
-            cli_json_str (out, attempt->end);
-            fprintf (out, ",\"pid\":%lld,\"last_seq\":%llu", (long long) attempt->pid,
-                     (unsigned long long) attempt->last_seq);
-            fprintf (out, ",\"backend\":");
-            cli_json_str (out, attempt->backend);
-            fprintf (out, ",\"engine_job_id\":");
-            cli_json_str (out, attempt->engine_job_id);
-            fprintf (out, ",\"environment\":");
-            cli_json_str (out, attempt->environment);
-            fprintf (out, ",\"host\":");
-            cli_json_str (out, attempt->host);
-            fprintf (out, ",\"cached_from\":%llu", (unsigned long long)
-                     (cli_attempt_cached (attempt)? task->cached_from: 0));
-            fputs (",\"stack_trace\":", out);
-            cli_json_str (out, attempt->stack_trace);
-            fputc ('}', out);
-        }
-        fputs ("],\"checks\":[", out);
-        for (size_t c = 0; c < task->n_checks; c++) {
-            Qanat__CheckResult *check = task->checks [c];
-            if (c)
-                fputc (',', out);
-            fputs ("{\"expr\":", out);
-            cli_json_str (out, check->expr);
-            fputs (",\"severity\":", out);
-            cli_json_str (out, check->severity);
-            fprintf (out, ",\"passed\":%s,\"detail\":", check->passed? "true": "false");
-            cli_json_str (out, check->detail);
-            fputc ('}', out);
-        }
-        fputs ("]}", out);
+    return json_pack ("{s:I,s:o,s:I,s:I,s:b,s:i,s:i,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:I,s:o}",
+        "attempt", (json_int_t) attempt->attempt,
+        "agent", cli_json_text (attempt->agent),
+        "started_us", (json_int_t) attempt->started_us,
+        "finished_us", (json_int_t) attempt->finished_us,
+        "finished", attempt->finished,
+        "exit_code", attempt->exit_code,
+        "signal", attempt->signal,
+        "reason", cli_json_text (attempt->reason),
+        "end", cli_json_text (attempt->end),
+        "pid", (json_int_t) attempt->pid,
+        "last_seq", (json_int_t) attempt->last_seq,
+        "backend", cli_json_text (attempt->backend),
+        "engine_job_id", cli_json_text (attempt->engine_job_id),
+        "environment", cli_json_text (attempt->environment),
+        "host", cli_json_text (attempt->host),
+        "cached_from", (json_int_t) (cli_attempt_cached (attempt)? task->cached_from: 0),
+        "stack_trace", cli_json_text (attempt->stack_trace));
+}
+
+static json_t *
+s_task_json (Qanat__TaskInfo *task)
+{
+    json_t *needs = json_array ();
+    for (size_t n = 0; n < task->n_needs; n++)
+        json_array_append_new (needs, cli_json_text (task->needs [n]));
+    json_t *attempts = json_array ();
+    for (size_t a = 0; a < task->n_attempts; a++)
+        json_array_append_new (attempts, s_attempt_json (task, task->attempts [a]));
+    json_t *checks = json_array ();
+    for (size_t c = 0; c < task->n_checks; c++) {
+        Qanat__CheckResult *check = task->checks [c];
+        json_array_append_new (checks, json_pack ("{s:o,s:o,s:b,s:o}",
+            "expr", cli_json_text (check->expr), "severity", cli_json_text (check->severity),
+            "passed", check->passed, "detail", cli_json_text (check->detail)));
     }
-    fputs ("]}", out);
+    return json_pack ("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+        "name", cli_json_text (task->name),
+        "status", json_string (qn_task_status_name (task->status)),
+        "needs", needs,
+        "on", cli_json_labels (task->selector, task->n_selector),
+        "waiting_reason", cli_json_text (task->waiting_reason),
+        "attempts", attempts,
+        "checks", checks);
+}
+
+json_t *
+cli_run_json (Qanat__RunInfo *run)
+{
+    json_t *tasks = json_array ();
+    for (size_t t = 0; t < run->n_tasks; t++)
+        json_array_append_new (tasks, s_task_json (run->tasks [t]));
+    return json_pack ("{s:I,s:o,s:I,s:s,s:I,s:I,s:o,s:o,s:o}",
+        "run_id", (json_int_t) run->run_id,
+        "workflow", cli_json_text (run->workflow),
+        "version", (json_int_t) run->version,
+        "status", qn_run_status_name (run->status),
+        "created_us", (json_int_t) run->created_us,
+        "finished_us", (json_int_t) run->finished_us,
+        "params", cli_json_params (run->params, run->n_params),
+        "code", cli_json_text (run->code),
+        "tasks", tasks);
+}
+
+//  The wait before a retry: until it started, or until retry_at_us
+//  (the coordinator's plan) while it has not
+static double
+s_retry_wait_s (const Qanat__TaskInfo *task, size_t failed)
+{
+    const Qanat__AttemptInfo *attempt = task->attempts [failed];
+    int64_t next_us = failed + 1 < task->n_attempts? task->attempts [failed + 1]->started_us
+                    : task->retry_at_us;
+    if (next_us <= 0 || attempt->finished_us <= 0 || next_us < attempt->finished_us)
+        return -1;
+    return (double) (next_us - attempt->finished_us) / 1e6;
+}
+
+char *
+cli_retry_text (const Qanat__TaskInfo *task, size_t failed, unsigned retries)
+{
+    double wait = s_retry_wait_s (task, failed);
+    //  The total comes from the coordinator's "retry N of R ..." note
+    unsigned retry = 0;
+    const char *reason = task->waiting_reason? task->waiting_reason: "";
+    if (sscanf (reason, "retry %u of %u", &retry, &retries) != 2)
+        retry = 0;
+    bool counted = retries > 0;
+    char total [32] = "";
+    if (counted)
+        snprintf (total, sizeof total, " of %u", retries + 1);
+    return wait < 0? zsys_sprintf ("retrying (attempt %zu%s)", failed + 2, total)
+                   : zsys_sprintf ("retrying in %.1fs (attempt %zu%s)", wait, failed + 2, total);
+}
+
+char *
+cli_task_note (const Qanat__TaskInfo *task, const Qanat__AttemptInfo *attempt)
+{
+    const char *reason = task->waiting_reason;
+    if (reason && *reason) {
+        //  A queued retry counts down: "retry 1 of 3 in 4.2s, after: ..."
+        //  with the time left now, not when the coordinator wrote it
+        const char *in = strstr (reason, " in ");
+        const char *after = strstr (reason, ", after: ");
+        if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us > 0
+        &&  strncmp (reason, "retry ", 6) == 0 && in && after && in < after) {
+            double left = (double) (task->retry_at_us - qn_now_us ()) / 1e6;
+            return left > 0
+                ? zsys_sprintf ("%.*s in %.1fs%s", (int) (in - reason), reason, left, after)
+                : zsys_sprintf ("%.*s due now%s", (int) (in - reason), reason, after);
+        }
+        return strdup (reason);
+    }
+    return strdup (attempt && attempt->reason? attempt->reason: "");
 }
 
 static void
-s_print_stack_trace (const char *trace)
+s_note_stack_trace (cli_table_t *table, const char *trace)
 {
     if (!trace || !*trace)
         return;
-    printf ("    stack trace:\n");
+    cli_table_note (table, "    stack trace:");
     const char *line = trace;
     while (*line) {
         const char *end = strchr (line, '\n');
         size_t len = end? (size_t) (end - line): strlen (line);
-        printf ("      %.*s\n", (int) len, line);
+        char *text = zsys_sprintf ("      %.*s", (int) len, line);
+        cli_table_note (table, text);
+        free (text);
         line += len + (end? 1: 0);
     }
+}
+
+//  The notes under a task's row: its checks, the stack trace of its
+//  failure, its earlier attempts
+static void
+s_note_task (cli_table_t *table, Qanat__TaskInfo *task, Qanat__AttemptInfo *attempt)
+{
+    for (size_t c = 0; c < task->n_checks; c++) {
+        Qanat__CheckResult *check = task->checks [c];
+        char *text = zsys_sprintf ("    check %s %s (%s): %s",
+                                   cli_status_paint (check->passed? "passed": "FAILED"),
+                                   check->expr, check->severity, check->detail);
+        cli_table_note (table, text);
+        free (text);
+    }
+    if (task->status == QANAT__TASK_STATUS__TASK_FAILED && attempt)
+        s_note_stack_trace (table, attempt->stack_trace);
+    for (size_t a = 0; a + 1 < task->n_attempts; a++) {
+        char *text = zsys_sprintf ("    earlier attempt %u on %s: %s", task->attempts [a]->attempt,
+                                   task->attempts [a]->agent, task->attempts [a]->reason);
+        cli_table_note (table, text);
+        free (text);
+    }
+}
+
+//  Where an attempt ran: the engine and its own id for it
+static void
+s_job_text (Qanat__AttemptInfo *attempt, char *text, size_t size)
+{
+    snprintf (text, size, "-");
+    if (attempt && attempt->engine_job_id && *attempt->engine_job_id)
+        snprintf (text, size, "%s %s", attempt->backend && *attempt->backend? attempt->backend: "job",
+                  attempt->engine_job_id);
+    else
+    if (attempt && attempt->pid > 0)
+        snprintf (text, size, "%s pid %lld",
+                  attempt->backend && *attempt->backend? attempt->backend: "local",
+                  (long long) attempt->pid);
 }
 
 void
 cli_print_run (Qanat__RunInfo *run)
 {
     printf ("run %llu  %s v%u  %s\n", (unsigned long long) run->run_id, run->workflow,
-            run->version, qn_run_status_name (run->status));
+            run->version, cli_status_paint (qn_run_status_name (run->status)));
     printf ("started %s", cli_time_text (run->created_us));
     printf ("  took %s\n", cli_duration_text (run->created_us, run->finished_us));
     if (run->code && *run->code)
@@ -128,50 +207,27 @@ cli_print_run (Qanat__RunInfo *run)
     }
     if (!run->n_tasks)
         return;
-    size_t width = 4;
-    for (size_t t = 0; t < run->n_tasks; t++)
-        if (strlen (run->tasks [t]->name) > width)
-            width = strlen (run->tasks [t]->name);
-    printf ("\n%-*s  %-10s %-7s %-16s %-8s %-24s %-8s %s\n", (int) width, "TASK", "STATUS",
-            "ATTEMPT", "AGENT", "ENV", "JOB", "TIME", "NOTE");
+    printf ("\n");
+    cli_table_t *table = cli_table_new ("TASK STATUS ATTEMPT AGENT ENV JOB TIME NOTE");
     for (size_t t = 0; t < run->n_tasks; t++) {
         Qanat__TaskInfo *task = run->tasks [t];
         Qanat__AttemptInfo *attempt = task->n_attempts? task->attempts [task->n_attempts - 1]: NULL;
-        const char *note = task->waiting_reason && *task->waiting_reason? task->waiting_reason
-                         : attempt && attempt->reason && *attempt->reason? attempt->reason: "";
+        char *note = cli_task_note (task, attempt);
         char attempt_text [16] = "-";
         if (attempt)
             snprintf (attempt_text, sizeof attempt_text, "%u", attempt->attempt);
-        //  Where it ran: the engine and its own id for the attempt
-        char job_text [160] = "-";
-        if (attempt && attempt->engine_job_id && *attempt->engine_job_id)
-            snprintf (job_text, sizeof job_text, "%s %s",
-                      attempt->backend && *attempt->backend? attempt->backend: "job",
-                      attempt->engine_job_id);
-        else
-        if (attempt && attempt->pid > 0)
-            snprintf (job_text, sizeof job_text, "%s pid %lld",
-                      attempt->backend && *attempt->backend? attempt->backend: "local",
-                      (long long) attempt->pid);
-        printf ("%-*s  %-10s %-7s %-16s %-8s %-24s %-8s %s\n", (int) width, task->name,
-                qn_task_status_name (task->status), attempt_text,
-                attempt && attempt->agent && *attempt->agent? attempt->agent: "-",
-                attempt && attempt->environment && *attempt->environment?
-                    attempt->environment: "-",
-                job_text,
-                attempt? cli_duration_text (attempt->started_us, attempt->finished_us): "-", note);
-        for (size_t c = 0; c < task->n_checks; c++) {
-            Qanat__CheckResult *check = task->checks [c];
-            printf ("    check %s %s (%s): %s\n", check->passed? "passed": "FAILED", check->expr,
-                    check->severity, check->detail);
-        }
-        if (task->status == QANAT__TASK_STATUS__TASK_FAILED && attempt)
-            s_print_stack_trace (attempt->stack_trace);
-        if (task->n_attempts > 1)
-            for (size_t a = 0; a + 1 < task->n_attempts; a++)
-                printf ("    earlier attempt %u on %s: %s\n", task->attempts [a]->attempt,
-                        task->attempts [a]->agent, task->attempts [a]->reason);
+        char job_text [160];
+        s_job_text (attempt, job_text, sizeof job_text);
+        char *took = strdup (attempt? cli_duration_text (attempt->started_us, attempt->finished_us): "-");
+        cli_table_add (table, task->name, cli_status_paint (qn_task_status_name (task->status)),
+                       attempt_text, attempt? attempt->agent: NULL,
+                       attempt? attempt->environment: NULL, job_text, took, note);
+        free (took);
+        free (note);
+        s_note_task (table, task, attempt);
     }
+    cli_table_print (table, stdout);
+    cli_table_destroy (&table);
 }
 
 //  ---------------------------------------------------------------------
@@ -272,8 +328,7 @@ cli_cmd_run (options_t *options, int argc, char **argv)
     Qanat__RunInfo *run = reply->reply->run;
     uint64_t run_id = run->run_id;
     if (options->json && !options->follow) {
-        cli_print_run_json (stdout, run);
-        printf ("\n");
+        cli_json_print (cli_run_json (run));
     }
     else
         printf ("run %llu of %s v%u started\n", (unsigned long long) run_id, run->workflow,
@@ -297,11 +352,12 @@ cli_cmd_validate (options_t *options, int argc, char **argv)
     if (!wf)
         return EXIT_USAGE;
     if (options->json)
-        printf ("{\"valid\":true,\"name\":\"%s\",\"tasks\":%zu}\n", qn_workflow_name (wf),
-                qn_workflow_task_count (wf));
+        cli_json_print (json_pack ("{s:b,s:o,s:I}", "valid", 1,
+                                   "name", cli_json_text (qn_workflow_name (wf)),
+                                   "tasks", (json_int_t) qn_workflow_task_count (wf)));
     else
-        printf ("%s: ok, workflow '%s' with %zu tasks\n", argv [0], qn_workflow_name (wf),
-                qn_workflow_task_count (wf));
+        printf ("%s: ok, workflow '%s' with %s\n", argv [0], qn_workflow_name (wf),
+                cli_plural (qn_workflow_task_count (wf), "task", "tasks"));
     qn_workflow_destroy (&wf);
     return 0;
 }
@@ -316,11 +372,12 @@ cli_cmd_status (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_get_run (client, run_id);
     if (options->json) {
-        cli_print_run_json (stdout, reply->reply->run);
-        printf ("\n");
+        cli_json_print (cli_run_json (reply->reply->run));
     }
-    else
+    else {
         cli_print_run (reply->reply->run);
+        cli_notify_failures (client, run_id);
+    }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -358,30 +415,39 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__RunList *runs = reply->reply->runs;
     if (options->json) {
-        printf ("[");
-        for (size_t i = 0; i < runs->n_runs; i++) {
-            if (i)
-                printf (",");
-            cli_print_run_json (stdout, runs->runs [i]);
-        }
-        printf ("]\n");
+        json_t *list = json_array ();
+        for (size_t i = 0; i < runs->n_runs; i++)
+            json_array_append_new (list, cli_run_json (runs->runs [i]));
+        cli_json_print (list);
     }
     else {
         //  -o wide: with which params
-        printf ("%-6s %-24s %-4s %-24s %-16s %-20s %s%s\n", "RUN", "WORKFLOW", "VER", "STATUS",
-                "OWNER", "STARTED", options->wide? "TOOK     ": "TOOK",
-                options->wide? " PARAMS": "");
+        cli_table_t *table = cli_table_new (options->wide
+            ? "RUN WORKFLOW VER STATUS OWNER STARTED TOOK PARAMS"
+            : "RUN WORKFLOW VER STATUS OWNER STARTED TOOK");
         for (size_t i = 0; i < runs->n_runs; i++) {
             Qanat__RunInfo *run = runs->runs [i];
-            printf ("%-6llu %-24s %-4u %-24s %-16s ", (unsigned long long) run->run_id,
-                    run->workflow, run->version, qn_run_status_name (run->status),
-                    run->owner && *run->owner? run->owner: "-");
-            printf ("%-20s ", cli_time_text (run->created_us));
-            printf (options->wide? "%-9s": "%s", cli_duration_text (run->created_us, run->finished_us));
-            for (size_t p = 0; options->wide && p < run->n_params; p++)
-                printf (" %s=%s", run->params [p]->name, run->params [p]->value);
-            printf ("\n");
+            char id [24], version [16];
+            snprintf (id, sizeof id, "%llu", (unsigned long long) run->run_id);
+            snprintf (version, sizeof version, "%u", run->version);
+            char *started = strdup (cli_time_text (run->created_us));
+            char *took = strdup (cli_duration_text (run->created_us, run->finished_us));
+            char *params = strdup ("");
+            for (size_t p = 0; options->wide && p < run->n_params; p++) {
+                char *longer = zsys_sprintf ("%s%s%s=%s", params, p? " ": "",
+                                             run->params [p]->name, run->params [p]->value);
+                free (params);
+                params = longer;
+            }
+            cli_table_add (table, id, run->workflow, version,
+                           cli_status_paint (qn_run_status_name (run->status)), run->owner,
+                           started, took, params);
+            free (started);
+            free (took);
+            free (params);
         }
+        cli_table_print (table, stdout);
+        cli_table_destroy (&table);
     }
     qn_msg_free (&reply);
     qn_client_destroy (&client);
@@ -403,8 +469,7 @@ cli_cmd_cancel (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);
     if (options->json) {
-        cli_print_run_json (stdout, reply->reply->run);
-        printf ("\n");
+        cli_json_print (cli_run_json (reply->reply->run));
     }
     else
     if (argc > 1)

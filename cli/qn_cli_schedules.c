@@ -11,54 +11,43 @@
 */
 #include "qn_cli.h"
 
-static void
-s_print_json (Qanat__ScheduleList *list)
+//  A list of strings as a JSON array
+static json_t *
+s_json_strings (char **items, size_t count)
 {
-    printf ("[");
-    for (size_t i = 0; i < list->n_schedules; i++) {
-        Qanat__ScheduleInfo *row = list->schedules [i];
-        printf ("%s{\"workflow\":", i? ",": "");
-        cli_json_str (stdout, row->workflow);
-        printf (",\"version\":%u,\"index\":%u,\"cron\":", row->version, row->index);
-        cli_json_str (stdout, row->cron);
-        printf (",\"timezone\":");
-        cli_json_str (stdout, row->timezone);
-        printf (",\"catchup\":");
-        cli_json_str (stdout, row->catchup);
-        printf (",\"next_tick_us\":%lld,\"last_tick_us\":%lld,\"last_run\":%llu,"
-                "\"last_run_status\":", (long long) row->next_tick_us,
-                (long long) row->last_tick_us, (unsigned long long) row->last_run);
-        cli_json_str (stdout, row->last_run? qn_run_status_name (row->last_run_status): "");
-        printf (",\"last_skipped\":");
-        cli_json_str (stdout, row->last_skipped);
-        printf (",\"paused\":%s,\"max_active\":%u,\"trigger_after\":[",
-                row->paused? "true": "false", row->max_active);
-        for (size_t a = 0; a < row->n_trigger_after; a++) {
-            printf ("%s", a? ",": "");
-            cli_json_str (stdout, row->trigger_after [a]);
-        }
-        printf ("],\"trigger_on\":[");
-        for (size_t a = 0; a < row->n_trigger_on; a++) {
-            printf ("%s", a? ",": "");
-            cli_json_str (stdout, row->trigger_on [a]);
-        }
-        printf ("]}");
-    }
-    printf ("]\n");
+    json_t *array = json_array ();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new (array, cli_json_text (items [i]));
+    return array;
+}
+
+static json_t *
+s_row_json (Qanat__ScheduleInfo *row)
+{
+    return json_pack ("{s:o,s:I,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:o,s:o,s:b,s:I,s:o,s:o}",
+        "workflow", cli_json_text (row->workflow), "version", (json_int_t) row->version,
+        "index", (json_int_t) row->index, "cron", cli_json_text (row->cron),
+        "timezone", cli_json_text (row->timezone), "catchup", cli_json_text (row->catchup),
+        "next_tick_us", (json_int_t) row->next_tick_us,
+        "last_tick_us", (json_int_t) row->last_tick_us,
+        "last_run", (json_int_t) row->last_run,
+        "last_run_status", cli_json_text (row->last_run?
+                                          qn_run_status_name (row->last_run_status): ""),
+        "last_skipped", cli_json_text (row->last_skipped), "paused", (int) row->paused,
+        "max_active", (json_int_t) row->max_active,
+        "trigger_after", s_json_strings (row->trigger_after, row->n_trigger_after),
+        "trigger_on", s_json_strings (row->trigger_on, row->n_trigger_on));
 }
 
 static void
-s_print_table (Qanat__ScheduleList *list)
+s_print (Qanat__ScheduleList *list, bool json)
 {
-    size_t width = 8;
-    for (size_t i = 0; i < list->n_schedules; i++)
-        if (strlen (list->schedules [i]->workflow) > width)
-            width = strlen (list->schedules [i]->workflow);
-    printf ("%-*s  %-16s %-14s %-19s  %-19s  %s\n", (int) width, "WORKFLOW", "CRON", "TIMEZONE",
-            "NEXT TICK", "LAST TICK", "LAST RUN");
+    json_t *items = json_array ();
+    cli_table_t *table = cli_table_new ("WORKFLOW CRON TIMEZONE NEXT_TICK LAST_TICK LAST_RUN");
     for (size_t i = 0; i < list->n_schedules; i++) {
         Qanat__ScheduleInfo *row = list->schedules [i];
-        char cron [64], next [32], last [32], run [256];
+        json_array_append_new (items, s_row_json (row));
+        char cron [256], next [32], last [32], run [256];
         if (*row->cron)
             snprintf (cron, sizeof cron, "%s", row->cron);
         else {
@@ -67,7 +56,8 @@ s_print_table (Qanat__ScheduleList *list)
                 used += (size_t) snprintf (cron + used, sizeof cron - used, "%s%s", a? ",": "",
                                            row->trigger_after [a]);
         }
-        snprintf (next, sizeof next, "%s", row->paused? "paused": cli_time_text (row->next_tick_us));
+        snprintf (next, sizeof next, "%s", row->paused? "paused"
+                                         : cli_time_text (row->next_tick_us));
         snprintf (last, sizeof last, "%s", cli_time_text (row->last_tick_us));
         if (row->last_run)
             snprintf (run, sizeof run, "%llu %s", (unsigned long long) row->last_run,
@@ -75,9 +65,15 @@ s_print_table (Qanat__ScheduleList *list)
         else
             snprintf (run, sizeof run, "%s%s", *row->last_skipped? "skipped: ": "-",
                       row->last_skipped);
-        printf ("%-*s  %-16s %-14s %-19s  %-19s  %s\n", (int) width, row->workflow, cron,
-                *row->timezone? row->timezone: "-", next, last, run);
+        cli_table_add (table, row->workflow, cron, row->timezone, next, last, run);
     }
+    if (json)
+        cli_json_print (items);
+    else {
+        json_decref (items);
+        cli_table_print (table, stdout);
+    }
+    cli_table_destroy (&table);
 }
 
 static int
@@ -89,10 +85,7 @@ s_call (options_t *options, Qanat__Request *request)
     if (reply->reply->body_case != QANAT__REPLY__BODY_SCHEDULES || !list)
         fprintf (stderr, "%s: unexpected reply\n", cli_program);
     else
-    if (options->json)
-        s_print_json (list);
-    else
-        s_print_table (list);
+        s_print (list, options->json);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;

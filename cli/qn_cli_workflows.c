@@ -17,6 +17,7 @@
     One of the files of the qn_cli class.
 */
 #include "qn_cli.h"
+#include "qn_json.h"
 #include "qn_diff.h"
 #include "qn_yaml.h"
 
@@ -195,8 +196,7 @@ s_start (options_t *options, qn_client_t *client, Qanat__StartRun *start)
     Qanat__RunInfo *run = reply->reply->run;
     uint64_t run_id = run->run_id;
     if (options->json && !options->follow) {
-        cli_print_run_json (stdout, run);
-        printf ("\n");
+        cli_json_print (cli_run_json (run));
     }
     else {
         printf ("run %llu of %s v%u started", (unsigned long long) run_id, run->workflow,
@@ -206,7 +206,7 @@ s_start (options_t *options, qn_client_t *client, Qanat__StartRun *start)
             cached += run->tasks [t]->cached_from == start->reuse_from_run
                    && start->reuse_from_run;
         if (start->reuse_from_run)
-            printf (" (%zu task%s cached from run %llu)", cached, cached == 1? "": "s",
+            printf (" (%s cached from run %llu)", cli_plural (cached, "task", "tasks"),
                     (unsigned long long) start->reuse_from_run);
         printf ("\n");
     }
@@ -347,31 +347,26 @@ cli_cmd_workflows (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);
     Qanat__WorkflowList *workflows = reply->reply->workflows;
-    size_t width = 8;
-    for (size_t i = 0; i < workflows->n_workflows; i++)
-        if (strlen (workflows->workflows [i]->name) > width)
-            width = strlen (workflows->workflows [i]->name);
-    if (!options->json)
-        printf ("%-*s  %-6s %-20s %s\n", (int) width, "WORKFLOW", "LATEST", "CREATED", "RUNS");
-    else
-        printf ("[");
+    json_t *items = json_array ();
+    cli_table_t *table = cli_table_new ("WORKFLOW LATEST CREATED RUNS");
     for (size_t i = 0; i < workflows->n_workflows; i++) {
         Qanat__WorkflowSummary *summary = workflows->workflows [i];
-        if (options->json) {
-            printf ("%s{\"name\":", i? ",": "");
-            cli_json_str (stdout, summary->name);
-            printf (",\"latest\":%u,\"created_us\":%lld,\"runs\":%u}", summary->latest,
-                    (long long) summary->created_us, summary->runs);
-        }
-        else {
-            char latest [16];
-            snprintf (latest, sizeof latest, "v%u", summary->latest);
-            printf ("%-*s  %-6s %-20s %u\n", (int) width, summary->name, latest,
-                    summary->created_us? cli_time_text (summary->created_us): "-", summary->runs);
-        }
+        json_array_append_new (items, json_pack ("{s:o,s:I,s:I,s:I}",
+            "name", cli_json_text (summary->name), "latest", (json_int_t) summary->latest,
+            "created_us", (json_int_t) summary->created_us, "runs", (json_int_t) summary->runs));
+        char latest [16], runs [16];
+        snprintf (latest, sizeof latest, "v%u", summary->latest);
+        snprintf (runs, sizeof runs, "%u", summary->runs);
+        cli_table_add (table, summary->name, latest,
+                       summary->created_us? cli_time_text (summary->created_us): "-", runs);
     }
     if (options->json)
-        printf ("]\n");
+        cli_json_print (items);
+    else {
+        json_decref (items);
+        cli_table_print (table, stdout);
+    }
+    cli_table_destroy (&table);
     qn_msg_free (&reply);
     qn_client_destroy (&client);
     return 0;
@@ -410,12 +405,10 @@ s_publish (options_t *options, const char *path)
         Qanat__Envelope *reply = cli_call (client, &request);
         Qanat__WorkflowVersion *version = reply->reply->workflow;
         if (options->json) {
-            printf ("{\"name\":");
-            cli_json_str (stdout, version->name);
-            printf (",\"version\":%u,\"created\":%s,\"code\":", version->version,
-                    version->created? "true": "false");
-            cli_json_str (stdout, version->code);
-            printf ("}\n");
+            cli_json_print (json_pack ("{s:o,s:I,s:b,s:o}", "name", cli_json_text (version->name),
+                                       "version", (json_int_t) version->version,
+                                       "created", version->created,
+                                       "code", cli_json_text (version->code)));
         }
         else
             printf ("%s v%u (%s)\n", version->name, version->version,
@@ -444,16 +437,14 @@ s_show (options_t *options, const char *ref)
     free (missing);
     Qanat__WorkflowSource *source = reply? reply->reply->workflow_source: NULL;
     if (source && options->json) {
-        printf ("{\"name\":");
-        cli_json_str (stdout, source->name);
-        printf (",\"version\":%u,\"latest\":%u,\"created_us\":%lld,\"filename\":",
-                source->version, source->latest, (long long) source->created_us);
-        cli_json_str (stdout, source->filename);
-        printf (",\"code\":");
-        cli_json_str (stdout, source->code);
-        printf (",\"source\":");
-        cli_json_string (stdout, (const char *) source->source.data, source->source.len);
-        printf ("}\n");
+        json_t *text = qn_json_text ((const char *) source->source.data, source->source.len);
+        cli_json_print (json_pack ("{s:o,s:I,s:I,s:I,s:o,s:o,s:o}", "name", cli_json_text (source->name),
+                                   "version", (json_int_t) source->version,
+                                   "latest", (json_int_t) source->latest,
+                                   "created_us", (json_int_t) source->created_us,
+                                   "filename", cli_json_text (source->filename),
+                                   "code", cli_json_text (source->code),
+                                   "source", text? text: json_string ("")));
     }
     else
     if (source)
@@ -495,11 +486,9 @@ s_diff (options_t *options, const char *name, const char *from_text, const char 
         }
         else
         if (options->json) {
-            printf ("{\"name\":");
-            cli_json_str (stdout, name);
-            printf (",\"from\":%u,\"to\":%u,\"diff\":", a->version, b->version);
-            cli_json_str (stdout, diff);
-            printf ("}\n");
+            cli_json_print (json_pack ("{s:o,s:I,s:I,s:o}", "name", cli_json_text (name),
+                                       "from", (json_int_t) a->version, "to", (json_int_t) b->version,
+                                       "diff", cli_json_text (diff)));
         }
         else
             fputs (diff, stdout);

@@ -9,16 +9,18 @@
 #include "qn_http.h"
 #include "qn_log.h"
 #include "qn_params.h"
+#include "qn_placement.h"
 #include "qanat.h"
 #include <getopt.h>
 #include <sys/stat.h>
+#include "qn_file.h"
 #include "config.h"
 
 static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: qanatd [options]\n"
+        "Usage: qanatd [OPTION]...\n"
         "\n"
         "The qanat coordinator.\n"
         "\n"
@@ -51,10 +53,20 @@ s_usage (FILE *out)
         "                          (default: only to loopback clients)\n"
         "  --web-dir DIR           the web UI's files (default: $QANAT_WEB_DIR, else the\n"
         "                          installed ones, else the source tree's web/)\n"
+        "  --notify-file FILE      a YAML file with a 'notify:' block: the notifications\n"
+        "                          of workflows without their own (docs/notifications.md)\n"
+        "  --notify-give-up SECONDS\n"
+        "                          retry a notification this long, then mark it failed\n"
+        "                          (default 86400)\n"
+        "  --public-url URL        the web UI's address, for links in notifications\n"
         "  --insecure              plaintext sockets, no keys, everyone an admin: only for\n"
         "                          a trusted test setup on one machine\n"
+        "  --placement pack|spread among the agents a task fits on, the tightest fit\n"
+        "                          (pack, the default) or the loosest (spread); see\n"
+        "                          docs/scheduling.md\n"
         "  -v, --verbose           log every dispatch and run result\n"
-        "  -h, --help              this help\n");
+        "  -h, --help              this help\n"
+        "  -V, --version           print the version and exit\n");
 }
 
 static char *
@@ -62,19 +74,6 @@ s_default_data_dir (void)
 {
     const char *home = getenv ("HOME");
     return zsys_sprintf ("%s/.qanat/coordinator", home && *home? home: ".");
-}
-
-static int
-s_mkdir_parents (const char *path)
-{
-    char *copy = strdup (path);
-    for (char *slash = strchr (copy + 1, '/'); slash; slash = strchr (slash + 1, '/')) {
-        *slash = 0;
-        mkdir (copy, 0700);
-        *slash = '/';
-    }
-    free (copy);
-    return 0;
 }
 
 //  Says loudly when the coordinator runs without fsync or without CURVE.
@@ -100,7 +99,7 @@ s_warn_unsafe (bool durable, bool insecure)
 //  Long options without a letter
 enum {
     OPT_HTTP_ENDPOINT = 1000, OPT_HTTP_CERT, OPT_HTTP_KEY, OPT_HTTP_INSECURE,
-    OPT_METRICS_PUBLIC, OPT_WEB_DIR
+    OPT_METRICS_PUBLIC, OPT_WEB_DIR, OPT_PLACEMENT
 };
 
 //  What the HTTP side is told
@@ -221,8 +220,13 @@ static struct option s_options [] = {
     {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
     {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
     {"web-dir", required_argument, 0, OPT_WEB_DIR},
+    {"notify-file", required_argument, 0, 'N'},
+    {"notify-give-up", required_argument, 0, 'G'},
+    {"public-url", required_argument, 0, 'P'},
+    {"placement", required_argument, 0, OPT_PLACEMENT},
     {"verbose", no_argument, 0, 'v'},
     {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0}
 };
 
@@ -241,6 +245,77 @@ s_http_flag (int opt, const char *arg, s_http_options_t *http)
     }
 }
 
+//  Notifications' settings (qn_notify.h)
+typedef struct {
+    char *file;
+    char *public_url;
+    long give_up_s;
+} s_notify_options_t;
+
+static void
+s_notify_config_file (zconfig_t *config, s_notify_options_t *notify)
+{
+    const char *value;
+    if ((value = zconfig_get (config, "qanatd/notify_file", NULL)))
+        s_replace (&notify->file, value);
+    if ((value = zconfig_get (config, "qanatd/notify_give_up", NULL)))
+        notify->give_up_s = atol (value);
+    if ((value = zconfig_get (config, "qanatd/public_url", NULL)))
+        s_replace (&notify->public_url, value);
+}
+
+static void
+s_notify_options_free (s_notify_options_t *notify)
+{
+    free (notify->file);
+    free (notify->public_url);
+}
+
+//  A notification flag: true when opt is one (*end_p for a number's end)
+static bool
+s_notify_flag (int opt, const char *arg, s_notify_options_t *notify, char **end_p)
+{
+    switch (opt) {
+        case 'N': s_replace (&notify->file, arg); return true;
+        case 'G': notify->give_up_s = strtol (arg, end_p, 10); return true;
+        case 'P': s_replace (&notify->public_url, arg); return true;
+        default: return false;
+    }
+}
+
+//  --placement (or placement in the config file): 0, or -1 with a message
+static int
+s_placement (const char *text, qn_placement_mode_t *mode)
+{
+    if (qn_placement_mode_parse (text, mode) == 0)
+        return 0;
+    fprintf (stderr, "qanatd: placement wants pack or spread, not '%s'\n", text);
+    return -1;
+}
+
+//  Where it listens and the first admin's key, for the one who started it
+static void
+s_print_started (qn_coordinator_t *coordinator, const char *data_dir)
+{
+    printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
+            qn_coordinator_client_endpoint (coordinator),
+            qn_coordinator_agent_endpoint (coordinator), data_dir);
+    if (qn_coordinator_admin_key (coordinator))
+        printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
+                qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
+}
+
+//  A number of the config file's qanatd section, when it has the key
+static void
+s_config_number (zconfig_t *config, const char *key, long *value_p)
+{
+    char path [64];
+    snprintf (path, sizeof path, "qanatd/%s", key);
+    const char *value = zconfig_get (config, path, NULL);
+    if (value)
+        *value_p = atol (value);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -250,12 +325,14 @@ main (int argc, char *argv [])
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
     long keep_runs = 0;
     long s3_delete_after_s = 3600;
+    s_notify_options_t notify = { NULL, NULL, 86400 };
     bool durable = true, verbose = false, insecure = false;
+    qn_placement_mode_t placement = QN_PLACEMENT_PACK;
     s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
 
     //  First pass: the config file, so that flags override it.
     int opt;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         if (opt == 'f') {
             zconfig_t *config = zconfig_load (optarg);
             if (!config) {
@@ -269,16 +346,15 @@ main (int argc, char *argv [])
                 { free (client_endpoint); client_endpoint = strdup (value); }
             if ((value = zconfig_get (config, "qanatd/agent_endpoint", NULL)))
                 { free (agent_endpoint); agent_endpoint = strdup (value); }
-            if ((value = zconfig_get (config, "qanatd/heartbeat_ms", NULL)))
-                heartbeat_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/suspect_after_ms", NULL)))
-                suspect_after_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/lost_after_ms", NULL)))
-                lost_after_ms = atol (value);
-            if ((value = zconfig_get (config, "qanatd/keep_runs", NULL)))
-                keep_runs = atol (value);
-            if ((value = zconfig_get (config, "qanatd/s3_delete_after", NULL)))
-                s3_delete_after_s = atol (value);
+            s_config_number (config, "heartbeat_ms", &heartbeat_ms);
+            s_config_number (config, "suspect_after_ms", &suspect_after_ms);
+            s_config_number (config, "lost_after_ms", &lost_after_ms);
+            s_config_number (config, "keep_runs", &keep_runs);
+            s_config_number (config, "s3_delete_after", &s3_delete_after_s);
+            s_notify_config_file (config, &notify);
+            if ((value = zconfig_get (config, "qanatd/placement", NULL))
+            &&  s_placement (value, &placement) == -1)
+                return zconfig_destroy (&config), 2;
             if ((value = zconfig_get (config, "qanatd/sync", NULL)))
                 durable = s_is_true (value);
             s_http_config_file (config, &http);
@@ -291,7 +367,7 @@ main (int argc, char *argv [])
         }
     }
     optind = 1;
-    while ((opt = getopt_long (argc, argv, "vh", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
         char *end = NULL;
         switch (opt) {
             case 'd': free (data_dir); data_dir = strdup (optarg); break;
@@ -305,8 +381,13 @@ main (int argc, char *argv [])
             case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
             case 'I': insecure = true; break;
             case 'v': verbose = true; break;
+            case OPT_PLACEMENT: if (s_placement (optarg, &placement) == -1) return 2; break;
             case 'h': s_usage (stdout); return 0;
-            default: s_http_flag (opt, optarg, &http); break;
+            case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
+            default:
+                if (!s_notify_flag (opt, optarg, &notify, &end))
+                    s_http_flag (opt, optarg, &http);
+                break;
         }
         if (end && (*end || end == optarg)) {
             fprintf (stderr, "qanatd: '%s' is not a number\n", optarg);
@@ -329,9 +410,11 @@ main (int argc, char *argv [])
                  "or -1 for never\n");
         return 2;
     }
+    if (notify.give_up_s < 1 || notify.give_up_s > 30L * 86400)
+        return fprintf (stderr, "qanatd: --notify-give-up wants seconds from 1 to 30 days\n"), 2;
     if (!data_dir)
         data_dir = s_default_data_dir ();
-    s_mkdir_parents (data_dir);
+    qn_file_make_parents (data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");
@@ -346,7 +429,11 @@ main (int argc, char *argv [])
         .verbose = verbose,
         .insecure = insecure,
         .keep_runs = (uint32_t) keep_runs,
-        .s3_delete_after_s = (int64_t) s3_delete_after_s
+        .s3_delete_after_s = (int64_t) s3_delete_after_s,
+        .notify_file = notify.file,
+        .notify_give_up_s = notify.give_up_s,
+        .public_url = notify.public_url,
+        .spread = placement == QN_PLACEMENT_SPREAD
     };
     char *error = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
@@ -356,12 +443,7 @@ main (int argc, char *argv [])
         return 1;
     }
     s_warn_unsafe (durable, insecure);
-    printf ("qanatd %s: clients on %s, agents on %s, data in %s\n", PACKAGE_VERSION,
-            qn_coordinator_client_endpoint (coordinator),
-            qn_coordinator_agent_endpoint (coordinator), data_dir);
-    if (qn_coordinator_admin_key (coordinator))
-        printf ("admin client key: %s (qanat --key %s, or QANAT_KEY)\n",
-                qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
+    s_print_started (coordinator, data_dir);
     qn_http_t *http_server = NULL;
     if (s_http_start (&http, coordinator, &http_server) != 0) {
         qn_coordinator_destroy (&coordinator);
@@ -380,5 +462,6 @@ main (int argc, char *argv [])
     free (data_dir);
     free (client_endpoint);
     free (agent_endpoint);
+    s_notify_options_free (&notify);
     return 0;
 }

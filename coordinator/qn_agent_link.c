@@ -134,6 +134,7 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
     for (size_t i = 0; i < reg->n_backends; i++)
         qn_engine_append ((void ***) &info->backends, &info->n_backends, qn_engine_strdup (reg->backends [i]));
     info->capacity = reg->capacity;
+    qn_fleet_set_resources (agent, reg);
     qn_fleet_set_credit (self, agent, 0);
     info->connected = true;
     info->last_seen_us = qn_now_us ();
@@ -188,9 +189,18 @@ s_handle_register (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Register
         bool current = attempt && attempt->attempt == ref->attempt
                     && task->status == QANAT__TASK_STATUS__TASK_RUNNING
                     && streq (attempt->agent, agent->name);
-        if (!current)
+        if (!current) {
             qn_agent_link_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                                       "this attempt is no longer current");
+            //  Its process may still hold what it asked until it ends
+            Qanat__AttemptInfo *old = task && ref->attempt && ref->attempt <= task->n_attempts
+                                    ? task->attempts [ref->attempt - 1]: NULL;
+            if (old && streq (old->agent, agent->name)) {
+                qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, ref->task_index),
+                                               old->backend);
+                qn_fleet_hold (agent, ref->run_id, ref->task_index, ref->attempt, &need);
+            }
+        }
     }
     qn_fleet_persist (self, agent);
     s_post_welcome (self, agent, reg);
@@ -255,7 +265,9 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
     if (!current) {
         self->stats.stale_events++;
         qn_turn_post_ack (self, agent, ref, event->seq);
-        if (event->body_case != QANAT__EVENT__BODY_FINISHED)
+        if (event->body_case == QANAT__EVENT__BODY_FINISHED)
+            qn_fleet_release (agent, ref->run_id, ref->task_index, ref->attempt);
+        else
             qn_agent_link_post_cancel (self, agent, ref->run_id, ref->task_index, ref->attempt,
                                       "this attempt is no longer current");
         return;

@@ -23,6 +23,8 @@
 #include "qn_retention.h"
 #include "qn_scheduler.h"
 #include "qn_hash.h"
+#include "qn_notify.h"
+#include "qn_wf_notify.h"
 
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
@@ -343,6 +345,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     qn_dispatch_release_delayed (self);
     if (self->timer_turns % 4 == 1)             //  every second, from the start
         qn_scheduler_pass (self);
+    qn_notify_tick (self);
     qn_turn_end (self);
     return 0;
 }
@@ -405,6 +408,13 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         qn_coordinator_destroy (&self);
         return NULL;
     }
+    if (!self->config.notify_give_up_s)
+        self->config.notify_give_up_s = 24 * 3600;
+    if (config->notify_file
+    &&  !(self->notify_default = qn_wf_notify_load (config->notify_file, error_p))) {
+        qn_coordinator_destroy (&self);
+        return NULL;
+    }
     self->strikes = qn_hash_new ();
     zhashx_set_destructor (self->strikes, s_free_item);
     char *blob_dir = zsys_sprintf ("%s/blobs", self->data_dir);
@@ -464,6 +474,8 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
     qn_coordinator_t *self = *self_p;
     if (self) {
         qn_s3gc_destroy (&self->s3gc);
+        qn_notify_destroy (&self->notifier);
+        qn_wf_notify_destroy (&self->notify_default);
         zhashx_destroy (&self->s3_queued);
         zloop_destroy (&self->loop);
         zsock_destroy (&self->agents_sock);
@@ -550,6 +562,7 @@ qn_coordinator_run (qn_coordinator_t *self)
             qn_log (QN_LOG_WARNING, "coordinator",
                     "cannot start the S3 deletion worker: S3 artifacts stay in " "their buckets");
     }
+    self->notifier = qn_notify_new (self);
     qn_engine_listen (self, true);
     zloop_timer (self->loop, 250, 0, s_on_timer, self);
     zloop_start (self->loop);

@@ -39,6 +39,16 @@ typedef struct {
     //  one process need endpoints of their own.
     const char *api_endpoint;
     const char *events_endpoint;
+    //  Notifications (qn_notify.h): the default `notify:` for workflows
+    //  without one (a YAML file, NULL = none), how long a notification is
+    //  retried (0 in a zeroed config: 24 h), and the web UI's address for
+    //  links (NULL = none)
+    const char *notify_file;
+    int64_t notify_give_up_s;
+    const char *public_url;
+    //  Among the agents a task fits on: false = the tightest fit
+    //  (bin-packing), true = the loosest (spread).  docs/scheduling.md
+    bool spread;
 } qn_coordinator_config_t;
 
 #define QN_COORDINATOR_API_ENDPOINT     "inproc://qanat-api"

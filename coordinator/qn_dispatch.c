@@ -10,6 +10,7 @@
 #include "qn_turn.h"
 #include "qn_fleet.h"
 #include "qn_run.h"
+#include "qn_notify.h"
 
 //  ---------------------------------------------------------------------
 //  Selector queues and delayed retries
@@ -19,8 +20,11 @@ s_selector_key (const qn_task_t *spec)
 {
     //  File order is fine: the same workflow always spells it the same way,
     //  and two spellings of one selector only cost a second queue.  The
-    //  backend is part of what an agent must offer, so part of the key.
-    size_t size = 2 + (spec->backend? strlen (spec->backend): 0);
+    //  backend is part of what an agent must offer, so part of the key;
+    //  so is what the task asks for, so that every task of a queue fits
+    //  where its first one does (a queue whose first task fits nowhere
+    //  is passed over whole: the cost per placement stays flat).
+    size_t size = 2 + 64 + (spec->backend? strlen (spec->backend): 0);
     for (size_t s = 0; s < spec->selector_count; s++)
         size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
     char *key = (char *) malloc (size);
@@ -36,6 +40,9 @@ s_selector_key (const qn_task_t *spec)
         strcat (key, "@");
         strcat (key, spec->backend);
     }
+    if (spec->cpus || spec->memory_mb || spec->gpus)
+        sprintf (key + strlen (key), "#%u,%llu,%u", spec->cpus,
+                 (unsigned long long) spec->memory_mb, spec->gpus);
     return key;
 }
 
@@ -112,11 +119,101 @@ s_selector_text (const qn_task_t *spec)
     return text;
 }
 
+static qn_res_t s_queue_need (const qn_task_t *spec);
+
+//  Appends text to a reason being built (NULL-safe, at most 2 KiB).
+static void
+s_reason_add (char *reason, size_t size, const char *text)
+{
+    size_t used = strlen (reason);
+    if (used + 1 < size)
+        snprintf (reason + used, size - used, "%s", text);
+}
+
+//  Why a task asking need (not nothing) waits: what the connected agents
+//  that match it lack, or that none of them could ever hold it.  NULL
+//  when no connected agent matches it.
+static char *
+s_resources_reason (qn_coordinator_t *self, const qn_task_t *spec, const qn_res_t *need)
+{
+    int64_t now = zclock_mono ();
+    char wants [96];
+    qn_placement_text (need, wants, sizeof wants);
+    char agents [1024] = "";
+    size_t matching = 0, listed = 0, could = 0;
+    qn_res_t largest = { 0, 0, 0 };
+    for (agent_t *agent = (agent_t *) zhashx_first (self->agents); agent;
+         agent = (agent_t *) zhashx_next (self->agents)) {
+        if (!agent->routing_id || !qn_fleet_matches (agent, spec))
+            continue;
+        matching++;
+        if (agent->place.total.cpus > largest.cpus)
+            largest.cpus = agent->place.total.cpus;
+        if (agent->place.total.memory_mb > largest.memory_mb)
+            largest.memory_mb = agent->place.total.memory_mb;
+        if (agent->place.total.gpus > largest.gpus)
+            largest.gpus = agent->place.total.gpus;
+        if (!qn_placement_could_fit (&agent->place, need))
+            continue;
+        could++;
+        if (++listed > 5)
+            continue;
+        char line [300];
+        const char *why = qn_fleet_unavailable (agent, now);
+        char short_ [96];
+        if (why)
+            snprintf (line, sizeof line, "%s is %s", agent->name, why);
+        else
+        if (!qn_placement_fits (&agent->place, need))
+            snprintf (line, sizeof line, "%s has %s free", agent->name,
+                      qn_placement_short_text (&agent->place, need, short_, sizeof short_));
+        else
+            snprintf (line, sizeof line, "%s has no free slot", agent->name);
+        s_reason_add (agents, sizeof agents, *agents? ", ": "");
+        s_reason_add (agents, sizeof agents, line);
+    }
+    if (!matching)
+        return NULL;
+    if (could == 0) {
+        //  Name a resource no agent has enough of, with the largest there is
+        qn_res_t most = { 0, 0, 0 };
+        qn_res_t short_ = { 0, 0, 0 };
+        if (need->gpus > largest.gpus)
+            short_.gpus = need->gpus, most.gpus = largest.gpus;
+        else
+        if (need->memory_mb > largest.memory_mb)
+            short_.memory_mb = need->memory_mb, most.memory_mb = largest.memory_mb;
+        else
+        if (need->cpus > largest.cpus)
+            short_.cpus = need->cpus, most.cpus = largest.cpus;
+        if (qn_res_empty (&short_))
+            return zsys_sprintf ("no connected agent has %s together", wants);
+        char one [64], top [64];
+        qn_placement_text (&short_, one, sizeof one);
+        qn_placement_text (&most, top, sizeof top);
+        const char *value = strchr (top, '=');
+        return zsys_sprintf ("no connected agent has %s (largest: %s)", one,
+                             value? value + 1: "0");
+    }
+    if (listed > 5) {
+        char more [48];
+        snprintf (more, sizeof more, " and %zu more", listed - 5);
+        s_reason_add (agents, sizeof agents, more);
+    }
+    return zsys_sprintf ("waiting: needs %s; %s", wants, agents);
+}
+
 //  Why a queued task has not started, worked out when someone asks
 //  rather than on every dispatch.
 static char *
 s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
 {
+    qn_res_t need = s_queue_need (spec);
+    if (!qn_res_empty (&need)) {
+        char *reason = s_resources_reason (self, spec, &need);
+        if (reason)
+            return reason;
+    }
     int64_t now = zclock_mono ();
     size_t matching = 0;
     const char *unavailable = NULL;
@@ -235,6 +332,8 @@ qn_dispatch_run_secrets_refusal (qn_coordinator_t *self, qn_workflow_t *wf,
                                          spec->selector_count, labels_of);
         zstr_free (&labels_of);
     }
+    if (!reason)
+        reason = qn_notify_secrets_refusal (self, wf, sender->name, sender->role);
     char *refusal = reason? zsys_sprintf ("run refused: %s", reason): NULL;
     free (reason);
     return refusal;
@@ -444,22 +543,44 @@ s_assign (qn_coordinator_t *self, run_t *run, size_t index, agent_t *agent)
     return true;
 }
 
+//  What the tasks of a queue ask of an agent's machine: an agent that
+//  tracks resources runs the local backend by default (one whose default
+//  fronts a cluster reports none, and every task fits there).
+static qn_res_t
+s_queue_need (const qn_task_t *spec)
+{
+    return qn_fleet_need (spec, spec->backend? spec->backend: "local");
+}
+
 //  One pass over the ready list.  Each task goes to the connected,
-//  matching agent with the most free credit; a task that cannot be placed
-//  stays in the list with the reason recorded for `qanat status`.
+//  matching agent it fits on (qn_placement_choose: the tightest fit, or
+//  the loosest with --placement spread; a task asking for nothing to the
+//  most free credit); a task that cannot be placed stays in its queue, and
+//  `qanat status` asks why (qn_dispatch_explain_waiting).
 void
 qn_dispatch (qn_coordinator_t *self)
 {
-    if (zhashx_size (self->with_credit) == 0)
+    size_t agents = zhashx_size (self->with_credit);
+    if (agents == 0)
         return;
     int64_t now = zclock_mono ();
+    qn_placement_mode_t mode = self->config.spread? QN_PLACEMENT_SPREAD: QN_PLACEMENT_PACK;
+    agent_t **candidates = (agent_t **) malloc (agents * sizeof (agent_t *));
+    const qn_place_t **places = (const qn_place_t **) malloc (agents * sizeof (qn_place_t *));
+    uint32_t *credit = (uint32_t *) malloc (agents * sizeof (uint32_t));
+    if (!candidates || !places || !credit) {
+        free (candidates);
+        free (places);
+        free (credit);
+        return;
+    }
     for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
          queue = (zlistx_t *) zhashx_next (self->queues)) {
         if (zlistx_size (queue) == 0)
             continue;
-        //  The agents that can serve this queue now.
+        //  The agents that can serve this queue now: every task in it asks
+        //  the same, so one that does not fit now fits none of them.
         const qn_task_t *spec = NULL;
-        zlistx_t *candidates = zlistx_new ();
         ready_t *ready = (ready_t *) zlistx_first (queue);
         while (ready) {
             run_t *run = qn_run_find (self, ready->run_id);
@@ -470,30 +591,38 @@ qn_dispatch (qn_coordinator_t *self)
             zlistx_delete (queue, zlistx_cursor (queue));       //  canceled or gone
             ready = (ready_t *) zlistx_first (queue);
         }
-        if (spec)
-            for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
-                 agent = (agent_t *) zhashx_next (self->with_credit))
-                if (qn_fleet_matches (agent, spec) && !qn_fleet_unavailable (agent, now))
-                    zlistx_add_end (candidates, agent);
-        //  Hand out tasks in order, each to the candidate with most credit
-        //  left, which spreads work across agents.
-        while (zlistx_size (candidates) && (ready = (ready_t *) zlistx_first (queue))) {
+        if (!spec)
+            continue;
+        qn_res_t need = s_queue_need (spec);
+        size_t count = 0;
+        for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
+             agent = (agent_t *) zhashx_next (self->with_credit))
+            //  The arithmetic first: it rules out most agents for a big task
+            if (qn_placement_fits (&agent->place, &need) && qn_fleet_matches (agent, spec)
+            &&  !qn_fleet_unavailable (agent, now)) {
+                candidates [count] = agent;
+                places [count] = &agent->place;
+                credit [count++] = agent->info->credit;
+            }
+        //  Hand out tasks in order, each to the first candidate of the heap
+        //  (the order of qn_placement_choose); one left without credit or
+        //  room leaves it.
+        qn_placement_heap_t heap = { places, credit, (void **) candidates, count, need, mode };
+        qn_placement_heap_make (&heap);
+        while (heap.count && (ready = (ready_t *) zlistx_first (queue))) {
             void *handle = zlistx_cursor (queue);
             run_t *run = qn_run_find (self, ready->run_id);
             if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                void *best_handle = NULL;
-                agent_t *best = NULL;
-                for (agent_t *agent = (agent_t *) zlistx_first (candidates); agent;
-                     agent = (agent_t *) zlistx_next (candidates))
-                    if (!best || agent->info->credit > best->info->credit) {
-                        best = agent;
-                        best_handle = zlistx_cursor (candidates);
-                    }
-                if (s_assign (self, run, ready->task, best) && best->info->credit == 0)
-                    zlistx_delete (candidates, best_handle);
+                agent_t *agent = candidates [0];
+                s_assign (self, run, ready->task, agent);
+                credit [0] = agent->info->credit;
+                qn_placement_heap_update_first (&heap, agent->info->credit > 0
+                                                && qn_placement_fits (&agent->place, &need));
             }
             zlistx_delete (queue, handle);
         }
-        zlistx_destroy (&candidates);
     }
+    free (candidates);
+    free (places);
+    free (credit);
 }

@@ -32,6 +32,8 @@
 #include "qn_blobserver.h"
 #include "qn_s3gc.h"
 #include "qn_api.h"
+#include "qn_wf_notify.h"
+#include "qn_placement.h"
 //  Commit latency buckets: at most 0.5, 1, 2, 5, 10, 25, 50, 100, 250 ms,
 //  and longer (qn_turn_latency_bound)
 #define QN_ENGINE_LATENCY_BUCKETS   10
@@ -54,6 +56,11 @@ typedef struct {
     zhashx_t *fetchable;                //  blob hashes its attempts' inputs use (a set)
     const char *state;                  //  the static name last copied into info->state
     uint64_t cache_damaged;             //  as its last heartbeat said (it counts from its start)
+    qn_place_t place;                   //  what it has and its running attempts use
+    //  "run:task:attempt" -> qn_res_t of attempts no longer current that
+    //  it may still run (canceled, fenced: killed, not yet ended there);
+    //  counted in place.used until their Finished comes (qn_fleet_hold)
+    zhashx_t *held;
 } agent_t;
 
 //  An active (queued or running) run, in the engine's runs table until
@@ -154,6 +161,8 @@ struct _qn_coordinator_t {
     bool runs_changed;                  //  this turn created a run or changed a run's status
     bool agents_changed;                //  this turn changed an agent's record
     struct _qn_scheduler_t *scheduler;  //  schedules and triggers (qn_scheduler.c)
+    struct _qn_notify_t *notifier;      //  sends the notifications' outbox (qn_notify.c)
+    qn_wf_notify_t *notify_default;     //  --notify-file: for workflows without notify:
 };
 
 //  ---------------------------------------------------------------------
@@ -181,6 +190,17 @@ qn_engine_append (void ***array, size_t *count, void *item)
 {
     *array = realloc (*array, (*count + 1) * sizeof (void *));
     (*array) [(*count)++] = item;
+}
+
+//  Frees every message of a repeated field of a message we own, and empties it.
+static inline void
+qn_engine_free_repeated (void ***array, size_t *count)
+{
+    for (size_t i = 0; i < *count; i++)
+        protobuf_c_message_free_unpacked ((ProtobufCMessage *) (*array) [i], NULL);
+    free (*array);
+    *array = NULL;
+    *count = 0;
 }
 
 static inline Qanat__Label *

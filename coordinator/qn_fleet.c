@@ -10,6 +10,8 @@
 #include "qn_run.h"
 #include "qn_hash.h"
 
+static void s_gpu_label (agent_t *agent);
+
 //  ---------------------------------------------------------------------
 //  Records
 
@@ -31,6 +33,7 @@ s_agent_destroy (agent_t **agent_p)
         qn_engine_free_message (agent->info);
         zhashx_destroy (&agent->attempts);
         zhashx_destroy (&agent->fetchable);
+        zhashx_destroy (&agent->held);
         free (agent);
         *agent_p = NULL;
     }
@@ -52,7 +55,9 @@ s_agent_new (const char *name)
     agent->info->name = strdup (name);
     agent->attempts = qn_hash_new ();
     agent->fetchable = qn_hash_new ();
+    agent->held = qn_hash_new ();
     zhashx_set_destructor (agent->attempts, s_free_item);
+    zhashx_set_destructor (agent->held, s_free_item);
     return agent;
 }
 
@@ -70,6 +75,15 @@ qn_fleet_load (qn_coordinator_t *self)
         agent->info->connected = false;
         agent->info->credit = 0;
         agent->info->running = 0;
+        //  What it has stands until it registers; what it uses is counted
+        //  again from the running attempts the store holds
+        agent->place.tracked = agent->info->total != NULL;
+        if (agent->info->total) {
+            agent->place.total.cpus = agent->info->total->cpus;
+            agent->place.total.memory_mb = agent->info->total->memory_mb;
+            agent->place.total.gpus = agent->info->total->gpus;
+        }
+        qn_fleet_show_resources (agent);
         //  Only an administrator's drain outlives us; an agent that drained
         //  itself says so again when it registers.
         agent->drained_by_admin = agent->info->drained_by_admin;
@@ -107,6 +121,8 @@ qn_fleet_forget_attempts (qn_coordinator_t *self)
          agent = (agent_t *) zhashx_next (self->agents)) {
         zhashx_purge (agent->attempts);
         agent->info->running = 0;
+        memset (&agent->place.used, 0, sizeof (agent->place.used));
+        qn_fleet_show_resources (agent);
     }
 }
 
@@ -161,6 +177,9 @@ qn_fleet_disconnect (qn_coordinator_t *self, agent_t *agent)
     zframe_destroy (&agent->routing_id);
     agent->info->connected = false;
     qn_fleet_set_credit (self, agent, 0);
+    //  What it was still killing is its own affair until it registers
+    //  again and says what it holds
+    qn_fleet_release_all (agent);
 }
 
 //  Credit lives in the agent record; the set of agents with credit is
@@ -316,14 +335,11 @@ void
 qn_fleet_relabel (agent_t *agent, Qanat__Label **labels, size_t count)
 {
     Qanat__AgentInfo *info = agent->info;
-    for (size_t i = 0; i < info->n_labels; i++)
-        qn_engine_free_message (info->labels [i]);
-    free (info->labels);
-    info->labels = NULL;
-    info->n_labels = 0;
+    qn_engine_free_repeated ((void ***) &info->labels, &info->n_labels);
     for (size_t i = 0; i < count; i++)
         qn_engine_append ((void ***) &info->labels, &info->n_labels,
                           qn_engine_label_new (labels [i]->key, labels [i]->value));
+    s_gpu_label (agent);
 }
 
 //  Agents silent past the deadline are lost, and so are the attempts they
@@ -360,4 +376,213 @@ qn_fleet_sweep (qn_coordinator_t *self, int64_t now)
         &&  now - agent->last_seen > agent->info->lost_after_ms)
             s_collect_attempts (agent, lost);
     return lost;
+}
+
+//  ---------------------------------------------------------------------
+//  Resources: what an agent has, and what its attempts use
+
+static char *
+s_held_key (uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    return zsys_sprintf ("%llu:%u:%u", (unsigned long long) run_id, task, attempt);
+}
+
+void
+qn_fleet_hold (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt,
+               const qn_res_t *need)
+{
+    if (!agent->routing_id || qn_res_empty (need))
+        return;
+    char *key = s_held_key (run_id, task, attempt);
+    if (!zhashx_lookup (agent->held, key)) {
+        qn_res_t *held = (qn_res_t *) malloc (sizeof (qn_res_t));
+        if (held) {
+            *held = *need;
+            zhashx_insert (agent->held, key, held);
+            qn_placement_take (&agent->place, need);
+            qn_fleet_show_resources (agent);
+        }
+    }
+    free (key);
+}
+
+void
+qn_fleet_release (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt)
+{
+    if (zhashx_size (agent->held) == 0)
+        return;                 //  the common case
+    char *key = s_held_key (run_id, task, attempt);
+    qn_res_t *held = (qn_res_t *) zhashx_lookup (agent->held, key);
+    if (held) {
+        qn_placement_give (&agent->place, held);
+        zhashx_delete (agent->held, key);
+        qn_fleet_show_resources (agent);
+    }
+    free (key);
+}
+
+void
+qn_fleet_release_all (agent_t *agent)
+{
+    for (qn_res_t *held = (qn_res_t *) zhashx_first (agent->held); held;
+         held = (qn_res_t *) zhashx_next (agent->held))
+        qn_placement_give (&agent->place, held);
+    if (zhashx_size (agent->held)) {
+        zhashx_purge (agent->held);
+        qn_fleet_show_resources (agent);
+    }
+}
+
+qn_res_t
+qn_fleet_need (const qn_task_t *task, const char *backend)
+{
+    qn_res_t need = { 0, 0, 0 };
+    if (backend && streq (backend, "local")) {
+        need.cpus = task->cpus;
+        need.memory_mb = task->memory_mb;
+        need.gpus = task->gpus;
+    }
+    return need;
+}
+
+char *
+qn_fleet_gpu_label (const char *model, char *text, size_t size)
+{
+    //  Vendor and family words carry nothing; the words up to the first
+    //  one with a digit name the model, each cut at its first '-'
+    static const char *noise [] = { "nvidia", "geforce", "tesla", NULL };
+    size_t used = 0;
+    text [0] = 0;
+    const char *word = model;
+    while (word && *word && used + 1 < size) {
+        while (*word == ' ')
+            word++;
+        size_t length = strcspn (word, " ");
+        if (!length)
+            break;
+        char lower [64];
+        size_t cut = strcspn (word, " -");
+        if (cut >= sizeof lower)
+            cut = sizeof lower - 1;
+        bool digit = false;
+        for (size_t i = 0; i < cut; i++) {
+            char c = word [i];
+            lower [i] = (char) tolower ((unsigned char) c);
+            if (!isalnum ((unsigned char) c) && c != '.' && c != '_')
+                lower [i] = '_';
+            digit = digit || isdigit ((unsigned char) c);
+        }
+        lower [cut] = 0;
+        bool skip = false;
+        for (size_t n = 0; noise [n]; n++)
+            skip = skip || streq (lower, noise [n]);
+        if (!skip && cut) {
+            int wrote = snprintf (text + used, size - used, "%s%s", used? "-": "", lower);
+            used = wrote > 0 && (size_t) wrote < size - used? used + (size_t) wrote: size - 1;
+            if (digit)
+                break;
+        }
+        word += length;
+    }
+    return text;
+}
+
+static void
+s_resources_copy (Qanat__Resources *message, const qn_res_t *res)
+{
+    message->cpus = res->cpus;
+    message->memory_mb = res->memory_mb;
+    message->gpus = res->gpus;
+}
+
+static Qanat__Resources *
+s_resources_new (const qn_res_t *res)
+{
+    Qanat__Resources *message = (Qanat__Resources *) malloc (sizeof (Qanat__Resources));
+    if (message) {
+        qanat__resources__init (message);
+        s_resources_copy (message, res);
+    }
+    return message;
+}
+
+void
+qn_fleet_show_resources (agent_t *agent)
+{
+    //  In place while the agent stays tracked (this runs as attempts start
+    //  and end)
+    Qanat__AgentInfo *info = agent->info;
+    if (agent->place.tracked && info->total && info->used) {
+        s_resources_copy (info->total, &agent->place.total);
+        s_resources_copy (info->used, &agent->place.used);
+        return;
+    }
+    qn_engine_free_message (info->total);
+    qn_engine_free_message (info->used);
+    info->total = agent->place.tracked? s_resources_new (&agent->place.total): NULL;
+    info->used = agent->place.tracked? s_resources_new (&agent->place.used): NULL;
+}
+
+static const char *
+s_label (Qanat__AgentInfo *info, const char *key)
+{
+    for (size_t l = 0; l < info->n_labels; l++)
+        if (streq (info->labels [l]->key, key))
+            return info->labels [l]->value;
+    return NULL;
+}
+
+void
+qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg)
+{
+    Qanat__AgentInfo *info = agent->info;
+    qn_engine_free_repeated ((void ***) &info->gpus, &info->n_gpus);
+    //  Only an agent that runs tasks itself by default counts resources
+    //  (its attempts are counted as local ones); one in front of a cluster
+    //  that sends them anyway counts slots only
+    agent->place.tracked = reg->resources != NULL
+                        && (info->n_backends == 0 || streq (info->backends [0], "local"));
+    qn_res_t total = { 0, 0, 0 };
+    if (agent->place.tracked) {
+        total.cpus = reg->resources->cpus;
+        total.memory_mb = reg->resources->memory_mb;
+        total.gpus = reg->resources->gpus;
+    }
+    agent->place.total = total;
+    //  Bounded like every agent string: a GPU list is a few dozen entries
+    for (size_t g = 0; agent->place.tracked && g < reg->n_gpus && g < 256; g++) {
+        const Qanat__Gpu *from = reg->gpus [g];
+        Qanat__Gpu *gpu = (Qanat__Gpu *) malloc (sizeof (Qanat__Gpu));
+        qanat__gpu__init (gpu);
+        gpu->index = from->index;
+        gpu->uuid = strndup (from->uuid? from->uuid: "", 128);
+        gpu->name = strndup (from->name? from->name: "", 128);
+        gpu->memory_mb = from->memory_mb;
+        qn_engine_append ((void ***) &info->gpus, &info->n_gpus, gpu);
+    }
+    qn_engine_replace_string (&info->confinement,
+                              strndup (reg->confinement? reg->confinement: "", 256));
+    qn_fleet_show_resources (agent);
+    s_gpu_label (agent);
+}
+
+//  The label gpu=<model> of the agent's first GPU, unless it has a gpu
+//  label already (the one it was given wins; a different model is logged)
+static void
+s_gpu_label (agent_t *agent)
+{
+    Qanat__AgentInfo *info = agent->info;
+    if (!info->n_gpus || !*info->gpus [0]->name)
+        return;
+    char model [64];
+    qn_fleet_gpu_label (info->gpus [0]->name, model, sizeof model);
+    const char *given = s_label (info, "gpu");
+    if (!given && *model)
+        qn_engine_append ((void ***) &info->labels, &info->n_labels,
+                          qn_engine_label_new ("gpu", model));
+    else
+    if (given && !streq (given, model))
+        qn_log (QN_LOG_WARNING, "coordinator", "agent %s has GPU %s, but its label gpu=%s "
+                "stays (the label it was given wins over the detected model %s)",
+                agent->name, info->gpus [0]->name, given, model);
 }

@@ -59,6 +59,42 @@ void
 bool
     qn_fleet_matches (agent_t *agent, const qn_task_t *task);
 
+//  What task asks of an agent's machine when it runs on backend there:
+//  its resources on the local backend, nothing on one that fronts a
+//  cluster (whose engine places the work itself).
+qn_res_t
+    qn_fleet_need (const qn_task_t *task, const char *backend);
+
+//  An attempt that is no longer current but may still run on agent (it
+//  was canceled, or the agent reports it after it was retried elsewhere):
+//  what it asks (need) stays counted as used there until its Finished
+//  comes (qn_fleet_release), the agent disconnects or registers again
+//  (qn_fleet_release_all), so that nothing is placed on resources a
+//  process being killed still holds.  Nothing for a disconnected agent.
+void
+    qn_fleet_hold (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt,
+                   const qn_res_t *need);
+void
+    qn_fleet_release (agent_t *agent, uint64_t run_id, uint32_t task, uint32_t attempt);
+void
+    qn_fleet_release_all (agent_t *agent);
+
+//  Takes what the agent reports it has from its Register (resources,
+//  GPUs, confinement) and adds the label gpu=<model> of its first GPU,
+//  unless a label gpu is already there (the granted or given one wins,
+//  and a different detected model is logged).
+void
+    qn_fleet_set_resources (agent_t *agent, const Qanat__Register *reg);
+
+//  Copies the agent's placement record into its AgentInfo (total, used).
+void
+    qn_fleet_show_resources (agent_t *agent);
+
+//  The label value of a GPU's model name: "NVIDIA A100-SXM4-80GB" ->
+//  "a100", "NVIDIA GeForce RTX 4090" -> "rtx-4090"; into text.
+char *
+    qn_fleet_gpu_label (const char *model, char *text, size_t size);
+
 //  Why an agent that matches a task takes no new work, or NULL.
 const char *
     qn_fleet_unavailable (agent_t *agent, int64_t now);

@@ -429,6 +429,16 @@ s_build_get_run (s_ctx_t *ctx)
 }
 
 static int
+s_build_notifications (s_ctx_t *ctx)
+{
+    S_NEW (Qanat__ListNotifications, QANAT__LIST_NOTIFICATIONS__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_LIST_NOTIFICATIONS;
+    ctx->request->list_notifications = msg;
+    msg->run_id = ctx->route->run_id;
+    return 0;
+}
+
+static int
 s_build_artifact (s_ctx_t *ctx)
 {
     snprintf (ctx->route->task, sizeof ctx->route->task, "%s", ctx->path->part [3]);
@@ -696,6 +706,7 @@ static const s_route_t s_routes [] = {
     { "GET",    "runs/#/events",          QN_HTTP_ROUTE_RUN_EVENTS,       200, 1, 0, s_build_get_run },
     { "GET",    "runs/#/metrics",         QN_HTTP_ROUTE_RUN_METRICS,      200, 0, 0, s_build_read_metrics },
     { "GET",    "runs/#/artifacts",       QN_HTTP_ROUTE_RUN_ARTIFACTS,    200, 0, 0, s_build_get_run },
+    { "GET",    "runs/#/notifications",   QN_HTTP_ROUTE_RUN_NOTIFICATIONS, 200, 0, 0, s_build_notifications },
     { "GET",    "runs/#/artifacts/*/*",   QN_HTTP_ROUTE_RUN_ARTIFACT,     200, 0, 0, s_build_artifact },
     { "GET",    "workflows",              QN_HTTP_ROUTE_WORKFLOWS_LIST,   200, 0, 0, s_build_list_workflows },
     { "POST",   "workflows",              QN_HTTP_ROUTE_WORKFLOW_PUBLISH, 201, 0, 1, s_build_publish },

@@ -261,6 +261,24 @@ s_diff_json (qn_http_call_t *call, Qanat__Reply *first, int *status_p)
     return json;
 }
 
+//  A run's notifications: what a listing shows, without the settings the
+//  store keeps for sending (left empty by the engine)
+static json_t *
+s_notifications_json (const Qanat__NotifList *list)
+{
+    static const char *internal [] = {
+        "body", "text", "url", "secret", "to", "from", "user", "password", "from_default", NULL
+    };
+    json_t *json = qn_json_from_message (&list->base);
+    json_t *entries = json? json_object_get (json, "entries"): NULL;
+    size_t index;
+    json_t *entry;
+    json_array_foreach (entries, index, entry)
+        for (size_t i = 0; internal [i]; i++)
+            json_object_del (entry, internal [i]);
+    return json;
+}
+
 enum MHD_Result
 qn_http_routes_serve (qn_http_call_t *call)
 {
@@ -304,6 +322,10 @@ qn_http_routes_serve (qn_http_call_t *call)
             //  An unchanged text is no new version: 200, not 201
             if (json && !reply->workflow->created)
                 call->route.status = 200;
+            break;
+        case QN_HTTP_ROUTE_RUN_NOTIFICATIONS:
+            json = reply->body_case == QANAT__REPLY__BODY_NOTIFICATIONS
+                 ? s_notifications_json (reply->notifications): NULL;
             break;
         case QN_HTTP_ROUTE_BLOB_GET:
             json = reply->body_case == QANAT__REPLY__BODY_BLOB

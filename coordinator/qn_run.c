@@ -10,6 +10,8 @@
 #include "qn_agent_link.h"
 #include "qn_dispatch.h"
 #include "qn_scheduler.h"
+#include "qn_notify.h"
+#include "qn_fleet.h"
 
 //  ---------------------------------------------------------------------
 //  Attempt endings
@@ -169,16 +171,28 @@ qn_run_track_running (run_t *run, size_t index, bool running)
     if (!agent)
         return;
     char *key = qn_run_attempt_key (run->id, index);
+    //  What it asks of the agent's machine counts while it is in the set
+    //  (local backend only: a cluster's engine places its own work)
+    qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, index), attempt->backend);
+    bool counts = !qn_res_empty (&need);
+    bool counted = counts && zhashx_lookup (agent->attempts, key) != NULL;
     if (running) {
         ready_t *ref = (ready_t *) zmalloc (sizeof (ready_t));
         ref->run_id = run->id;
         ref->task = (uint32_t) index;
         zhashx_update (agent->attempts, key, ref);
+        if (counts && !counted)
+            qn_placement_take (&agent->place, &need);
     }
-    else
+    else {
         zhashx_delete (agent->attempts, key);
+        if (counted)
+            qn_placement_give (&agent->place, &need);
+    }
     zstr_free (&key);
     agent->info->running = (uint32_t) zhashx_size (agent->attempts);
+    if (counts)
+        qn_fleet_show_resources (agent);
 }
 
 //  ---------------------------------------------------------------------
@@ -540,6 +554,9 @@ qn_run_persist (qn_coordinator_t *self, run_t *run)
     if (run->dirty) {
         if (qn_store_put_run (self->store, run->info))
             return -1;
+        //  Its notifications go in the commit that stores its end
+        if (qn_dag_finished (run->dag))
+            qn_notify_run_ended (self, run);
         run->dirty = false;
     }
     for (size_t i = 0; i < run->dirty_count; i++) {
@@ -656,6 +673,10 @@ qn_run_cancel_task (qn_coordinator_t *self, run_t *run, size_t index, const char
         Qanat__AttemptInfo *attempt = qn_run_current_attempt (task);
         agent_t *agent = s_agent_of (self, attempt);
         qn_agent_link_post_cancel (self, agent, run->id, (uint32_t) index, attempt->attempt, why);
+        if (agent) {
+            qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, index), attempt->backend);
+            qn_fleet_hold (agent, run->id, (uint32_t) index, attempt->attempt, &need);
+        }
         qn_engine_replace_string (&attempt->reason, zsys_sprintf ("canceled: %s", why));
         s_attempt_close (self, attempt, QN_END_CANCELED);
     }

@@ -16,6 +16,7 @@
         qn_store_blobs.c  the blob index, S3 objects and cache entries
         qn_store_sched.c  the scheduler's ticks, cursors, pauses and triggers
                           (its own layout at its top)
+        qn_store_notify.c the notifications' outbox
 
     Layout: one LMDB environment in the data directory, one named
     sub-database per record kind.  Integers in keys are big-endian so that
@@ -37,6 +38,8 @@
         apitokens         sha256 hex of the token -> ApiToken (without the token)
         blobs             sha256 hex -> be64 size, be32 references
         cache             cache key hex -> be64 run_id, be32 task, be32 attempt
+        notif_outbox      be64 run_id be32 channel -> NotifEntry
+        notif_pending     be64 run_id be32 channel -> empty (pending entries only)
         s3objects         object id hex -> u8 format (1), u8 state, be32 references,
                           be64 size, be64 since_us, be16 length + location,
                           be16 length + packed ArtifactStore (exact length)
@@ -76,7 +79,8 @@ const char *const store_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
     "s3objects", "secret_access", "apitokens",
-    "sched_ticks", "sched_cursors", "sched_paused", "sched_pending", "sched_triggered"
+    "sched_ticks", "sched_cursors", "sched_paused", "sched_pending", "sched_triggered",
+    "notif_outbox", "notif_pending"
 };
 
 //  --------------------------------------------------------------------

@@ -421,6 +421,25 @@ int
     qn_store_workflow_run_ids (qn_store_t *self, const char *workflow, uint64_t **ids_p,
                                size_t *count_p);
 
+//  ---- the notifications' outbox (qn_store_notify.c) ----
+
+//  Writes an entry (in the open transaction); a "pending" one is also in
+//  the pending index, any other state is not.  0 or -1.
+int
+    qn_store_put_notif (qn_store_t *self, const Qanat__NotifEntry *entry);
+//  One entry, or NULL
+Qanat__NotifEntry *
+    qn_store_get_notif (qn_store_t *self, uint64_t run_id, uint32_t channel);
+//  A run's entries in channel order, or (run_id 0) every run's, newest
+//  run first; at most limit.  Free with qn_store_free_array.  0 or -1.
+int
+    qn_store_list_notifs (qn_store_t *self, uint64_t run_id, size_t limit,
+                          Qanat__NotifEntry ***entries_p, size_t *count_p);
+//  Pending entries, oldest run first, at most limit.  0 or -1.
+int
+    qn_store_pending_notifs (qn_store_t *self, size_t limit, Qanat__NotifEntry ***entries_p,
+                             size_t *count_p);
+
 //  Frees count protobuf messages and the array itself.
 void
     qn_store_free_array (void *array, size_t count);

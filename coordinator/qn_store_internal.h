@@ -44,6 +44,8 @@ typedef enum {
     DB_SCHED_PAUSED,
     DB_SCHED_PENDING,
     DB_SCHED_TRIGGERED,
+    DB_NOTIF_OUTBOX,
+    DB_NOTIF_PENDING,
     DB_COUNT
 } store_db_t;
 

@@ -50,6 +50,8 @@ s_load (void)
         { "curl_multi_socket_action", (void **) &qn_curl_api.multi_socket_action },
         { "curl_multi_info_read", (void **) &qn_curl_api.multi_info_read },
         { "curl_multi_cleanup", (void **) &qn_curl_api.multi_cleanup },
+        { "curl_multi_perform", (void **) &qn_curl_api.multi_perform },
+        { "curl_multi_wait", (void **) &qn_curl_api.multi_wait },
     };
     for (size_t i = 0; i < sizeof symbols / sizeof symbols [0]; i++) {
         *symbols [i].slot = dlsym (library, symbols [i].name);

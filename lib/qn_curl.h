@@ -1,6 +1,6 @@
 /*  qn_curl - libcurl, loaded when first needed.
 
-    Only the S3 store and the Kubernetes backend talk HTTP.  Linking
+    Only the S3 store, the Kubernetes backend and notifications talk HTTP.  Linking
     libcurl maps it and what it pulls in (OpenSSL, GnuTLS, Kerberos, LDAP,
     libssh2, ...) into every agent, coordinator and CLI process at start:
     about 5 MiB of resident memory per agent that never uses them.  Code
@@ -42,6 +42,9 @@ typedef struct {
                                       int *running);
     CURLMsg *(*multi_info_read) (CURLM *multi, int *queued);
     CURLMcode (*multi_cleanup) (CURLM *multi);
+    CURLMcode (*multi_perform) (CURLM *multi, int *running);
+    CURLMcode (*multi_wait) (CURLM *multi, struct curl_waitfd *extra, unsigned extra_count,
+                             int timeout_ms, int *ready);
 } qn_curl_api_t;
 
 extern qn_curl_api_t qn_curl_api;
@@ -73,6 +76,8 @@ int
 #define curl_multi_socket_action (*qn_curl_api.multi_socket_action)
 #define curl_multi_info_read    (*qn_curl_api.multi_info_read)
 #define curl_multi_cleanup      (*qn_curl_api.multi_cleanup)
+#define curl_multi_perform      (*qn_curl_api.multi_perform)
+#define curl_multi_wait         (*qn_curl_api.multi_wait)
 
 #ifdef __cplusplus
 }

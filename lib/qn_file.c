@@ -51,3 +51,15 @@ qn_file_read_small (const char *path, size_t max, size_t *size_p, bool *missing_
         *size_p = size;
     return data;
 }
+
+void
+qn_file_make_parents (const char *path)
+{
+    char *copy = strdup (path);
+    for (char *slash = copy? strchr (copy + 1, '/'): NULL; slash; slash = strchr (slash + 1, '/')) {
+        *slash = 0;
+        mkdir (copy, 0700);
+        *slash = '/';
+    }
+    free (copy);
+}

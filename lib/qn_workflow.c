@@ -39,6 +39,7 @@
 #include "qn_wf_matrix.h"
 #include "qn_wf_schedule.h"
 #include "qn_wf_command.h"
+#include "qn_wf_notify.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -55,10 +56,11 @@ struct _qn_workflow_t {
     qn_artifact_store_t store;
     char *code;                 //  `code:` as written; NULL = the file's folder
     qn_wf_schedule_t *schedule; //  schedule, max_active, trigger; NULL = none
+    qn_wf_notify_t *notify;     //  `notify:`, NULL = none
 };
 
 static const char *s_top_keys [] = {
-    "name", "description", "params", "tasks", "keep_runs", "artifacts", "code",
+    "name", "description", "params", "tasks", "keep_runs", "artifacts", "code", "notify",
     QN_WF_SCHEDULE_KEYS, NULL
 };
 static const char *s_store_keys [] = {
@@ -186,6 +188,7 @@ qn_workflow_destroy (qn_workflow_t **self_p)
         free (self->description);
         free (self->code);
         qn_wf_schedule_destroy (&self->schedule);
+        qn_wf_notify_destroy (&self->notify);
         qn_params_free (self->params, self->param_count);
         free (self->store.kind);
         free (self->store.bucket);
@@ -1213,6 +1216,7 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
     const char *code = node? s_plain_string (ctx, node, "code"): NULL;
     if (code)
         self->code = qn_yaml_strdup (ctx, code);
+    self->notify = qn_wf_notify_parse (ctx, qn_yaml_map_get (root, "notify", NULL));
 
     node = qn_yaml_map_get (root, "tasks", &key);
     if (!node) {
@@ -1460,6 +1464,13 @@ const qn_wf_schedule_t *
 qn_workflow_schedule (qn_workflow_t *self)
 {
     return self->schedule;
+}
+
+const qn_wf_notify_t *
+qn_workflow_notify (qn_workflow_t *self)
+{
+    assert (self);
+    return self->notify;
 }
 
 const qn_artifact_store_t *

@@ -5,14 +5,16 @@
 #            munge) for the Slurm backend tests, openssl for the fake
 #            Kubernetes API server's certificate, node and npm for the
 #            local S3 server (s3rver) and the SigV4 cross-check (aws4),
-#            chromium and libjs-chart.js for the web UI's browser tests.
+#            chromium and libjs-chart.js for the web UI's browser tests,
+#            zsh (and bash, perl: Debian's own) for the completion and
+#            -o yaml tests of the CLI.
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libsodium-dev
-  python3 python3-zmq valgrind procps clang-14 libclang-rt-14-dev"
+  python3 python3-zmq python3-aiosmtpd valgrind procps clang-14 libclang-rt-14-dev"
 if [ "${1:-}" = "--tests" ]; then
-    PACKAGES="$PACKAGES slurm-wlm munge openssl chromium libjs-chart.js"
+    PACKAGES="$PACKAGES slurm-wlm munge openssl chromium libjs-chart.js zsh"
     # A node from elsewhere (nodesource) is fine; Debian's only if none
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
         || PACKAGES="$PACKAGES nodejs npm"

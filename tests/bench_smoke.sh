@@ -19,7 +19,8 @@ for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.
            d.cpu_20 d.rss_20 d.cpu_200 d.rss_200 e.dispatch_shallow e.dispatch_deep e.ratio \
            f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real \
            i.get_run_rps_1 i.get_run_p99_16 i.list_p50 i.page_p99 i.pages \
-           j.dispatch_without j.dispatch_with j.ratio j.followers_complete k.rss_diff; do
+           j.dispatch_without j.dispatch_with j.ratio j.followers_complete k.rss_diff \
+           l.dispatch; do
     #  A difference may be negative (k.rss_diff)
     grep -Eq "^figure: $key = -?[0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
 done

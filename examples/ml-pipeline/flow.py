@@ -127,7 +127,10 @@ def main(argv):
             print(f"{name:<10} {points[-1]['value']:.4f}")
         return 0 if run.status.startswith("succeeded") else 1
     if command == "publish":
-        print(flow.publish())
+        stored = flow.publish()
+        print(f"{stored['name']} v{stored['version']} "
+              f"({'new' if stored['created'] else 'unchanged'}): "
+              f"run it by name with 'qanat run {stored['name']}'")
         return 0
     print("usage: flow.py preview|yaml|run|publish [NAME=VALUE ...]", file=sys.stderr)
     return 2

@@ -177,6 +177,11 @@ uint32_t
 const char *
     qn_workflow_code (qn_workflow_t *self);
 
+//  The workflow's `notify:` (lib/qn_wf_notify.h), NULL when absent
+typedef struct _qn_wf_notify_t qn_wf_notify_t;
+const qn_wf_notify_t *
+    qn_workflow_notify (qn_workflow_t *self);
+
 //  The artifact store the workflow asks for (fields may be NULL).
 const qn_artifact_store_t *
     qn_workflow_artifact_store (qn_workflow_t *self);

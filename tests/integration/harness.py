@@ -9,6 +9,7 @@ started.
 """
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -49,7 +50,27 @@ def _accepts(host, port):
         return False
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
+    """A port free now, below the kernel's ephemeral range: a port the
+    kernel hands out (bind to 0) may become some other process's
+    outgoing connection's before qanatd binds it; these never do."""
+    low = max(_ephemeral_low(), 12000)
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -319,6 +319,27 @@ s_series (uint64_t run_id, const char *task, const char *name)
     return series;
 }
 
+static Qanat__Resources *
+s_resources (uint32_t cpus, uint64_t memory_mb, uint32_t gpus)
+{
+    NEW (res, Qanat__Resources, qanat__resources__init);
+    res->cpus = cpus;
+    res->memory_mb = memory_mb;
+    res->gpus = gpus;
+    return res;
+}
+
+static Qanat__Gpu *
+s_gpu (uint32_t index, const char *name)
+{
+    NEW (gpu, Qanat__Gpu, qanat__gpu__init);
+    gpu->index = index;
+    gpu->uuid = "GPU-5d1c2f0e-7a1b-4c3d-9e8f-0123456789ab";
+    gpu->name = (char *) name;
+    gpu->memory_mb = 81920;
+    return gpu;
+}
+
 static Qanat__AgentInfo *
 s_agent_info (const char *name)
 {
@@ -339,6 +360,10 @@ s_agent_info (const char *name)
     agent->spool_bytes = UINT64_MAX - 1;
     agent->spool_full = true;
     agent->drained_by_admin = true;
+    agent->total = s_resources (128, UINT64_MAX, 8);
+    agent->used = s_resources (UINT32_MAX, 1, 7);
+    SET_LIST (agent, gpus, s_gpu (3, "NVIDIA A100-SXM4-80GB"), s_gpu (UINT32_MAX, "L4"));
+    agent->confinement = "none: no cgroup v2 hierarchy";
     return agent;
 }
 
@@ -359,6 +384,9 @@ s_build_register (void)
     reg->suspect_after_ms = 120000;
     reg->lost_after_ms = 600000;
     reg->draining = true;
+    reg->resources = s_resources (64, 512 * 1024, 2);
+    SET_LIST (reg, gpus, s_gpu (4, "NVIDIA H100 80GB HBM3"), s_gpu (5, "NVIDIA H100 80GB HBM3"));
+    reg->confinement = "cgroup";
     Qanat__Envelope *env = s_envelope (QANAT__ENVELOPE__BODY_REGISTER);
     env->register_ = reg;
     return env;
@@ -1280,6 +1308,58 @@ s_build_reply_principals (void)
 }
 
 static Qanat__Envelope *
+s_build_request_list_notifications (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_NOTIFICATIONS);
+    NEW (list, Qanat__ListNotifications, qanat__list_notifications__init);
+    list->run_id = 42;
+    list->limit = 10;
+    request->list_notifications = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_notifications (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_NOTIFICATIONS);
+    NEW (list, Qanat__NotifList, qanat__notif_list__init);
+    NEW (entry, Qanat__NotifEntry, qanat__notif_entry__init);
+    entry->run_id = 42;
+    entry->channel = 1;
+    entry->workflow = "train";
+    entry->version = 3;
+    entry->event = "check_failed";
+    entry->kind = "email";
+    entry->target = "ops@example.com via smtps://mail.example:465";
+    entry->state = "failed";
+    entry->attempts = 7;
+    entry->last_error = "HTTP 500: try later";
+    entry->created_us = 1765000000000000;
+    entry->next_attempt_us = 1765000000000001;
+    entry->done_us = 1765000000000002;
+    entry->idempotency_key = "qanat-run-42-check_failed-1";
+    entry->owner = "alice";
+    static uint8_t body [] = "{\"run\":42}";
+    entry->body.data = body;
+    entry->body.len = sizeof body - 1;
+    entry->text = "qanat: run 42 of train (version 3) failed";
+    entry->url = "smtps://mail.example:465";
+    entry->secret = "${{ secrets.HOOK }}";
+    static char *to [] = { "ops@example.com", "dev@example.com" };
+    entry->to = to;
+    entry->n_to = 2;
+    entry->from = "qanat@example.com";
+    entry->user = "qanat";
+    entry->password = "${{ secrets.SMTP }}";
+    entry->from_default = true;
+    SET_LIST (list, entries, entry);
+    reply->notifications = list;
+    return env;
+}
+
+static Qanat__Envelope *
 s_build_request_list_schedules (void)
 {
     Qanat__Envelope *env;
@@ -1351,6 +1431,7 @@ s_build_reply_schedules (void)
     X (request_list_users) X (request_revoke_user) X (request_list_tokens) \
     X (request_revoke_token) X (request_delete_secret) X (request_remove_agent) \
     X (request_label_agent) X (reply_principals) \
+    X (request_list_notifications) X (reply_notifications) \
     X (request_list_schedules) X (request_schedule_pause) X (reply_schedules)
 
 typedef struct {

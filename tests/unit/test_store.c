@@ -346,6 +346,64 @@ test_abort_loses_writes (void **state)
     qn_store_destroy (&store);
 }
 
+//  The notifications' outbox: a run's entries in channel order, every
+//  run's newest first, and the pending index following the state
+static void
+test_notif_outbox (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_store_t *store = s_open (fixture);
+    assert_int_equal (qn_store_begin (store), 0);
+    for (uint64_t run = 1; run <= 3; run++)
+        for (uint32_t channel = 0; channel < 2; channel++) {
+            Qanat__NotifEntry entry = QANAT__NOTIF_ENTRY__INIT;
+            entry.run_id = run;
+            entry.channel = channel;
+            entry.kind = channel? "slack": "webhook";
+            entry.state = run == 2? "delivered": "pending";
+            assert_int_equal (qn_store_put_notif (store, &entry), 0);
+        }
+    assert_int_equal (qn_store_commit (store), 0);
+
+    Qanat__NotifEntry **entries = NULL;
+    size_t count = 0;
+    assert_int_equal (qn_store_list_notifs (store, 3, 0, &entries, &count), 0);
+    assert_int_equal (count, 2);
+    assert_int_equal (entries [0]->run_id, 3);
+    assert_int_equal (entries [0]->channel, 0);
+    assert_string_equal (entries [1]->kind, "slack");
+    qn_store_free_array (entries, count);
+    assert_int_equal (qn_store_list_notifs (store, 0, 3, &entries, &count), 0);
+    assert_int_equal (count, 3);
+    assert_int_equal (entries [0]->run_id, 3);
+    assert_int_equal (entries [2]->run_id, 2);
+    qn_store_free_array (entries, count);
+    assert_int_equal (qn_store_list_notifs (store, 9, 0, &entries, &count), 0);
+    assert_int_equal (count, 0);
+    free (entries);
+
+    //  Pending: runs 1 and 3; delivering one takes it off the index
+    assert_int_equal (qn_store_pending_notifs (store, 10, &entries, &count), 0);
+    assert_int_equal (count, 4);
+    assert_int_equal (entries [0]->run_id, 1);
+    assert_int_equal (entries [3]->run_id, 3);
+    qn_store_free_array (entries, count);
+    Qanat__NotifEntry *entry = qn_store_get_notif (store, 1, 1);
+    assert_non_null (entry);
+    char *was = entry->state;           //  the unpacked string, put back before freeing
+    entry->state = "delivered";
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_put_notif (store, entry), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+    entry->state = was;
+    protobuf_c_message_free_unpacked (&entry->base, NULL);
+    assert_int_equal (qn_store_pending_notifs (store, 10, &entries, &count), 0);
+    assert_int_equal (count, 3);
+    qn_store_free_array (entries, count);
+    assert_null (qn_store_get_notif (store, 7, 0));
+    qn_store_destroy (&store);
+}
+
 //  A process killed with a transaction open: what it committed is there,
 //  what it had not committed is not, and the store opens without help.
 static void
@@ -1825,6 +1883,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_s3_objects_corrupt, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_open_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_abort_loses_writes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_notif_outbox, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_crash_recovery, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_reads_see_open_txn, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_workflow_versions, s_setup, s_teardown),

@@ -71,16 +71,27 @@ export function mountAgents(root, params, query, app) {
       h('td', null, (a.backends || []).join(', ')),
       h('td', { class: 'num' }, h('span', { class: 'slots', title: `${used} running of ${cap} slots` },
         h('meter', { min: 0, max: Math.max(cap, 1), value: used }), ` ${used}/${cap}`)),
-      h('td', null, resources(a.resources)),
+      h('td', { 'data-test': 'agent-resources' }, resources(a)),
       h('td', null, timeEl(a.last_seen)),
       h('td', null, a.draining ? h('span', { class: 'badge st-canceled' }, a.drained_by_admin ? 'by admin' : 'yes') : 'no', ' ',
         a.spool_full ? h('span', { class: 'badge st-failed', title: `spool ${formatBytes(a.spool_bytes)}` }, 'spool full') : null),
       action);
   }
 
-  function resources(r) {
-    if (!r || typeof r !== 'object') return h('span', { class: 'muted' }, '—');
-    return Object.entries(r).map(([k, v]) => h('span', { class: 'chip' }, `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`));
+  // Used/total of each resource the agent reported (none: it counts slots only)
+  function resources(a) {
+    const t = a.total, u = a.used || {};
+    if (!t || typeof t !== 'object') return h('span', { class: 'muted', title: 'slots only' }, '—');
+    const mem = (mb) => (mb ? formatBytes(mb * 1048576) : '0');
+    const models = [...new Set((a.gpus || []).map((g) => g.name).filter(Boolean))].join(', ');
+    const chip = (text, title) => h('span', { class: 'chip', title }, text);
+    return [
+      chip(`cpu ${u.cpus ?? 0}/${t.cpus ?? 0}`, 'CPUs in use / offered'),
+      chip(`mem ${mem(u.memory_mb)}/${mem(t.memory_mb)}`, 'memory in use / offered'),
+      t.gpus ? chip(`gpu ${u.gpus ?? 0}/${t.gpus}`, models || 'GPUs in use / offered') : null,
+      a.confinement && a.confinement !== 'cgroup'
+        ? h('span', { class: 'muted', title: a.confinement }, ' not confined') : null,
+    ];
   }
 
   async function act(ev, name, what) {
