@@ -60,6 +60,25 @@ def _rows(c, name=None):
     return c.qanat_json("schedules", *([name] if name else []))
 
 
+def _split_by_kill(c, pattern, keys):
+    """For the k-th kill (keys[k]: what the log line names, a tick or an
+    upstream run), whether the coordinator killed then had logged its line
+    (before the kill) or the one started after it (after the restart)."""
+    import re
+    with open(os.path.join(c.dir, "qanatd.log"), errors="replace") as f:
+        # Each start logs (unbuffered, unlike the banner) that its clock is moved
+        instances = f.read().split("the scheduler's clock is moved by")[1:]
+    where = {}
+    for i, text in enumerate(instances):
+        for m in re.finditer(pattern, text):
+            where.setdefault(int(m.group(1)), []).append(i)
+    check(all(len(v) == 1 for v in where.values()), "a line twice: %r" % where)
+    before = sum(1 for k, key in enumerate(keys) if where.get(key) == [k])
+    after = sum(1 for k, key in enumerate(keys) if where.get(key) == [k + 1])
+    check(before + after == len(keys), "lines: %r for %r" % (where, keys))
+    return before, after
+
+
 def _wait_runs(c, name, count, timeout=10):
     c.wait_for(lambda: len(_runs(c, name)) >= count, "%d runs of %s" % (count, name), timeout)
     time.sleep(1.2)                     # one more pass: nothing more comes
@@ -141,15 +160,19 @@ def test_kill_at_tick_exactly_once(c):
     random.seed(18)
     for k in range(1, kills + 1):
         _clock(c, t0 + 60 * k + 1)
-        # Somewhere around the pass that fires the tick (one a second)
-        time.sleep(random.uniform(0.0, 1.1))
+        # Around the pass that fires the tick (one a second): some kills
+        # come before it, some after
+        time.sleep((0.0, 0.25, 0.5, 1.0)[k % 4] + random.uniform(0.0, 0.1))
         c.kill_coordinator()
         c.start_coordinator()
         # The tick is handled once the coordinator is back, if not before
         c.wait_for(lambda: _rows(c)[0]["last_tick_us"] == (t0 + 60 * k) * 10**6,
                    "tick %d" % k)
     runs = _wait_runs(c, "once", kills)
-    print("  kill -9 at %d ticks: %d runs, one per tick" % (kills, len(runs)))
+    before, after = _split_by_kill(c, r"once schedule 0 tick (\d+): run",
+                                   [t0 + 60 * k for k in range(1, kills + 1)])
+    print("  kill -9 at %d ticks: %d runs, one per tick (%d started before the kill, %d after "
+          "the restart)" % (kills, len(runs), before, after))
     row = _rows(c)[0]
     check(row["last_tick_us"] == (t0 + 60 * kills) * 10**6, "last tick: %r" % row)
 
@@ -311,13 +334,15 @@ def test_cascade_restart_exactly_once(c):
         a = c.qanat_json("run", "up")["run_id"]
         ups.append(a)
         c.wait_for(lambda: c.qanat_json("status", a)["status"] == "succeeded", "up to end", 30)
-        time.sleep(random.uniform(0.0, 1.0))
+        time.sleep((0.0, 1.2, 0.3, 0.6)[len(ups) % 4])
         c.kill_coordinator()
         c.start_coordinator()
     runs = _wait_runs(c, "down", rounds, timeout=20)
     froms = sorted(int(c.qanat_json("status", r["run_id"])["params"]["from_run"]) for r in runs)
     check(froms == sorted(ups), "downstream per upstream: %r vs %r" % (froms, ups))
-    print("  kill -9 after %d upstream ends: %d downstream runs, one each" % (rounds, len(runs)))
+    before, after = _split_by_kill(c, r"run (\d+) of up ended succeeded: run", ups)
+    print("  kill -9 after %d upstream ends: %d downstream runs, one each (%d started before the "
+          "kill, %d after the restart)" % (rounds, len(runs), before, after))
 
 
 if __name__ == "__main__":
