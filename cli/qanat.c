@@ -28,6 +28,7 @@
         qn_cli_artifacts.c  artifacts; get, from the coordinator or S3;
                             put, in resumable pieces
         qn_cli_workflows.c  workflow(s), rerun, run NAME[@V] and run -
+        qn_cli_schedules.c  schedules, schedule pause|resume
         qn_cli_admin.c      agents, agent drain|undrain|revoke, token,
                             user, apitoken, whoami, secret, stats
         qn_cli_manage.c     user list|revoke, token list|revoke, secret

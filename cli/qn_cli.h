@@ -285,6 +285,9 @@ int cli_cmd_put (options_t *options, int argc, char **argv);
 //  qn_cli_workflows.c: stored workflows, rerun, run NAME and run -
 int cli_cmd_workflow (options_t *options, int argc, char **argv);
 int cli_cmd_workflows (options_t *options, int argc, char **argv);
+//  qn_cli_schedules.c: schedules and triggers
+int cli_cmd_schedules (options_t *options, int argc, char **argv);
+int cli_cmd_schedule (options_t *options, int argc, char **argv);
 int cli_cmd_rerun (options_t *options, int argc, char **argv);
 //  run with a word that is no existing path: "-" (stdin) or NAME[@V]
 int cli_run_stored (options_t *options, const char *word);

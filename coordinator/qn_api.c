@@ -19,6 +19,7 @@
 #include <sodium.h>
 #include "qn_api_views.h"
 #include "qn_api_admin.h"
+#include "qn_scheduler.h"
 #include "qn_notify.h"
 
 #define LOG_PAGE_DEFAULT     500
@@ -133,6 +134,8 @@ s_handle_submit (qn_api_call_t *call, Qanat__Request *request)
     qn_coordinator_t *self = call->engine;
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (request->submit, &error);
+    if (wf && qn_scheduler_check_cycle (self, wf, &error))
+        qn_workflow_destroy (&wf);
     if (!wf) {
         s_error (call, request->id, ERR_BAD, error);
         free (error);
@@ -220,6 +223,8 @@ s_start_run (qn_api_call_t *call, Qanat__Request *request, Qanat__SubmitWorkflow
     Qanat__StartRun *start = request->start_run;
     char *error = NULL;
     qn_workflow_t *wf = s_parse_submitted (source, &error);
+    if (wf && !version && qn_scheduler_check_cycle (self, wf, &error))
+        qn_workflow_destroy (&wf);
     bool denied = false;
     if (wf && (error = qn_dispatch_run_secrets_refusal (self, wf, call->principal))) {
         denied = true;
@@ -1268,6 +1273,8 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_READ_METRICS, QN_API_USER,  s_handle_read_metrics },
     { QANAT__REQUEST__BODY_LIST_WORKFLOWS, QN_API_USER, s_handle_list_workflows },
     { QANAT__REQUEST__BODY_GET_WORKFLOW, QN_API_USER,  s_handle_get_workflow },
+    { QANAT__REQUEST__BODY_LIST_SCHEDULES, QN_API_USER, qn_scheduler_handle_list },
+    { QANAT__REQUEST__BODY_SCHEDULE_PAUSE, QN_API_ADMIN, qn_scheduler_handle_pause },
     { QANAT__REQUEST__BODY_LIST_AGENTS,  QN_API_USER,  s_handle_list_agents },
     { QANAT__REQUEST__BODY_CANCEL_RUN,   QN_API_USER,  s_handle_cancel_run },
     { QANAT__REQUEST__BODY_GET_STATS,    QN_API_USER,  s_handle_get_stats },

@@ -21,6 +21,7 @@
 #include "qn_agent_link.h"
 #include "qn_api.h"
 #include "qn_retention.h"
+#include "qn_scheduler.h"
 #include "qn_hash.h"
 #include "qn_notify.h"
 #include "qn_wf_notify.h"
@@ -342,6 +343,8 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->keyring)
         qn_keyring_expire (self->keyring);
     qn_dispatch_release_delayed (self);
+    if (self->timer_turns % 4 == 1)             //  every second, from the start
+        qn_scheduler_pass (self);
     qn_notify_tick (self);
     qn_turn_end (self);
     return 0;
@@ -442,6 +445,7 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
         }
     }
     qn_fleet_load (self);
+    self->scheduler = qn_scheduler_new ();
     if (qn_turn_reload (self, error_p) || qn_store_commit (self->store)) {
         qn_coordinator_destroy (&self);
         return NULL;
@@ -479,6 +483,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         qn_engine_bridge_close (self);
         qn_keyring_destroy (&self->keyring);
         qn_vault_destroy (&self->vault);
+        qn_scheduler_destroy (&self->scheduler);
         qn_blobserver_destroy (&self->blobserver);
         qn_artifacts_destroy (&self->artifacts);
         zhashx_destroy (&self->uploading);

@@ -160,6 +160,7 @@ struct _qn_coordinator_t {
     bool paused;                        //  readers off until the pause ends
     bool runs_changed;                  //  this turn created a run or changed a run's status
     bool agents_changed;                //  this turn changed an agent's record
+    struct _qn_scheduler_t *scheduler;  //  schedules and triggers (qn_scheduler.c)
     struct _qn_notify_t *notifier;      //  sends the notifications' outbox (qn_notify.c)
     qn_wf_notify_t *notify_default;     //  --notify-file: for workflows without notify:
 };

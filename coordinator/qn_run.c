@@ -9,6 +9,7 @@
 #include "qn_log.h"
 #include "qn_agent_link.h"
 #include "qn_dispatch.h"
+#include "qn_scheduler.h"
 #include "qn_notify.h"
 #include "qn_fleet.h"
 
@@ -451,6 +452,7 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
         qn_run_mark (run);
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
+            qn_scheduler_run_ended (self, run->id);
             if (self->config.verbose)
                 qn_log (QN_LOG_INFO, "run", "run %llu %s", (unsigned long long) run->id,
                         qn_run_status_name (status));

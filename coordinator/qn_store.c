@@ -14,6 +14,8 @@
                           metrics, and deleting a run (retention)
         qn_store_keys.c   agents, principals, secrets and their access lists
         qn_store_blobs.c  the blob index, S3 objects and cache entries
+        qn_store_sched.c  the scheduler's ticks, cursors, pauses and triggers
+                          (its own layout at its top)
         qn_store_notify.c the notifications' outbox
 
     Layout: one LMDB environment in the data directory, one named
@@ -76,7 +78,9 @@
 const char *const store_db_names [DB_COUNT] = {
     "meta", "workflows", "versions", "runs", "runs_by_workflow",
     "active", "tasks", "logs", "metrics", "agents", "principals", "secrets", "blobs", "cache",
-    "s3objects", "secret_access", "apitokens", "notif_outbox", "notif_pending"
+    "s3objects", "secret_access", "apitokens",
+    "sched_ticks", "sched_cursors", "sched_paused", "sched_pending", "sched_triggered",
+    "notif_outbox", "notif_pending"
 };
 
 //  --------------------------------------------------------------------

@@ -68,6 +68,59 @@ void
 bool
     qn_store_in_txn (qn_store_t *self);
 
+//  ---- schedules and triggers (qn_store_sched.c; writes need an open
+//  transaction; getters return 1 found, 0 not found, -1 error) ----
+
+//  What one schedule tick did: the run it started, or 0 and why not
+typedef struct {
+    int64_t tick;               //  seconds since the epoch
+    uint64_t run_id;
+    char reason [200];
+} qn_store_tick_t;
+
+int
+    qn_store_sched_tick_put (qn_store_t *self, const char *name, uint32_t index,
+                             const qn_store_tick_t *tick);
+int
+    qn_store_sched_tick_get (qn_store_t *self, const char *name, uint32_t index, int64_t tick,
+                             qn_store_tick_t *out);
+//  The newest tick recorded for the schedule
+int
+    qn_store_sched_tick_last (qn_store_t *self, const char *name, uint32_t index,
+                              qn_store_tick_t *out);
+//  The last tick the scheduler considered (or when it first saw the schedule)
+int
+    qn_store_sched_cursor_get (qn_store_t *self, const char *name, uint32_t index,
+                               int64_t *cursor_p);
+int
+    qn_store_sched_cursor_put (qn_store_t *self, const char *name, uint32_t index,
+                               int64_t cursor);
+int
+    qn_store_sched_paused (qn_store_t *self, const char *name);
+int
+    qn_store_sched_set_paused (qn_store_t *self, const char *name, bool paused);
+//  Runs that ended and whose triggers have not fired yet
+int
+    qn_store_sched_pending_put (qn_store_t *self, uint64_t run_id);
+int
+    qn_store_sched_pending_delete (qn_store_t *self, uint64_t run_id);
+//  Up to max of them, oldest first.  0 or -1.
+int
+    qn_store_sched_pending_list (qn_store_t *self, uint64_t *ids, size_t max, size_t *count_p);
+//  Every stored workflow's name and newest version, in name order, without
+//  counting runs as qn_store_list_workflows does (the scheduler asks every
+//  second).  The visit must not use the store.  0 or -1.
+typedef void (qn_store_sched_latest_fn) (void *arg, const char *name, uint32_t latest);
+int
+    qn_store_sched_latest (qn_store_t *self, qn_store_sched_latest_fn *visit, void *arg);
+//  The run that upstream's end started of workflow name
+int
+    qn_store_sched_triggered_get (qn_store_t *self, uint64_t upstream, const char *name,
+                                  uint64_t *run_id_p);
+int
+    qn_store_sched_triggered_put (qn_store_t *self, uint64_t upstream, const char *name,
+                                  uint64_t run_id);
+
 //  ---- workflows (writes need an open transaction) ----
 
 //  Stores source as a new version of workflow name, unless it is byte for

@@ -236,6 +236,9 @@ s_entry_invalid (const char *entry)
                              entry);
     if (role && !streq (rest, "admin") && !streq (rest, "user"))
         return zsys_sprintf ("access list: '%s': the roles are admin and user", entry);
+    //  The owners of the runs the scheduler starts (docs/schedules.md)
+    if (user && (streq (rest, "@schedule") || streq (rest, "@trigger")))
+        return NULL;
     if (!s_valid_name (rest))
         return zsys_sprintf ("access list: '%s': a name is 1 to 128 letters, digits, "
                              "'_', '.' or '-'", entry);

@@ -37,6 +37,7 @@
 #include "qn_params.h"
 #include "qn_wf_graph.h"
 #include "qn_wf_matrix.h"
+#include "qn_wf_schedule.h"
 #include "qn_wf_command.h"
 #include "qn_wf_notify.h"
 
@@ -54,11 +55,13 @@ struct _qn_workflow_t {
     uint32_t keep_runs;
     qn_artifact_store_t store;
     char *code;                 //  `code:` as written; NULL = the file's folder
+    qn_wf_schedule_t *schedule; //  schedule, max_active, trigger; NULL = none
     qn_wf_notify_t *notify;     //  `notify:`, NULL = none
 };
 
 static const char *s_top_keys [] = {
-    "name", "description", "params", "tasks", "keep_runs", "artifacts", "code", "notify", NULL
+    "name", "description", "params", "tasks", "keep_runs", "artifacts", "code", "notify",
+    QN_WF_SCHEDULE_KEYS, NULL
 };
 static const char *s_store_keys [] = {
     "store", "bucket", "prefix", "endpoint", "region", "path_style", NULL
@@ -184,6 +187,7 @@ qn_workflow_destroy (qn_workflow_t **self_p)
         free (self->name);
         free (self->description);
         free (self->code);
+        qn_wf_schedule_destroy (&self->schedule);
         qn_wf_notify_destroy (&self->notify);
         qn_params_free (self->params, self->param_count);
         free (self->store.kind);
@@ -1198,6 +1202,7 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
     node = qn_yaml_map_get (root, "params", NULL);
     if (node)
         qn_params_parse (ctx, node, &self->params, &self->param_count);
+    self->schedule = qn_wf_schedule_parse (ctx, root, self->params, self->param_count);
     node = qn_yaml_map_get (root, "keep_runs", NULL);
     if (node) {
         qn_yaml_uint32 (ctx, node, "keep_runs", &self->keep_runs);
@@ -1453,6 +1458,12 @@ qn_workflow_code (qn_workflow_t *self)
 {
     assert (self);
     return self->code;
+}
+
+const qn_wf_schedule_t *
+qn_workflow_schedule (qn_workflow_t *self)
+{
+    return self->schedule;
 }
 
 const qn_wf_notify_t *

@@ -1359,6 +1359,57 @@ s_build_reply_notifications (void)
     return env;
 }
 
+static Qanat__Envelope *
+s_build_request_list_schedules (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_SCHEDULES);
+    NEW (list, Qanat__ListSchedules, qanat__list_schedules__init);
+    list->workflow = "nightly";
+    request->list_schedules = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_schedule_pause (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_SCHEDULE_PAUSE);
+    NEW (pause, Qanat__SchedulePause, qanat__schedule_pause__init);
+    pause->workflow = "nightly";
+    pause->paused = true;
+    request->schedule_pause = pause;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_schedules (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_SCHEDULES);
+    NEW (list, Qanat__ScheduleList, qanat__schedule_list__init);
+    NEW (row, Qanat__ScheduleInfo, qanat__schedule_info__init);
+    row->workflow = "nightly";
+    row->version = 3;
+    row->index = 1;
+    row->cron = "0 3 * * 1-5";
+    row->timezone = "Europe/Berlin";
+    row->catchup = "latest";
+    row->next_tick_us = 1765000000000000;
+    row->last_tick_us = 1764900000000000;
+    row->last_run = UINT64_MAX;
+    row->last_run_status = QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS;
+    row->last_skipped = "max_active 1 reached";
+    row->paused = true;
+    row->max_active = 2;
+    SET_LIST (row, trigger_after, "prepare", "clean");
+    SET_LIST (row, trigger_on, "succeeded");
+    SET_LIST (list, schedules, row);
+    list->now_us = 1765000000000001;
+    reply->schedules = list;
+    return env;
+}
+
 //  The table: every case becomes one cmocka test, and the coverage test
 //  walks them all.
 #define CASES(X) \
@@ -1380,7 +1431,8 @@ s_build_reply_notifications (void)
     X (request_list_users) X (request_revoke_user) X (request_list_tokens) \
     X (request_revoke_token) X (request_delete_secret) X (request_remove_agent) \
     X (request_label_agent) X (reply_principals) \
-    X (request_list_notifications) X (reply_notifications)
+    X (request_list_notifications) X (reply_notifications) \
+    X (request_list_schedules) X (request_schedule_pause) X (reply_schedules)
 
 typedef struct {
     const char *name;
