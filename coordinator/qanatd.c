@@ -316,9 +316,29 @@ s_config_number (zconfig_t *config, const char *key, long *value_p)
         *value_p = atol (value);
 }
 
+//  --help and --version need nothing else, and are answered before
+//  anything is allocated: 0 after answering, -1 when neither is asked
+static int
+s_help_or_version (int argc, char *argv [])
+{
+    for (int i = 1; i < argc && !streq (argv [i], "--"); i++) {
+        if (streq (argv [i], "--version") || streq (argv [i], "-V")) {
+            printf ("qanatd %s\n", PACKAGE_VERSION);
+            return 0;
+        }
+        if (streq (argv [i], "--help") || streq (argv [i], "-h")) {
+            s_usage (stdout);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 int
 main (int argc, char *argv [])
 {
+    if (s_help_or_version (argc, argv) == 0)
+        return 0;
     char *data_dir = NULL;
     char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
