@@ -24,6 +24,7 @@
       j  (a) with 200 event-stream log followers vs without
       k  RSS with the HTTP server on and idle vs off
       l  (a) with resource matching over 1,000 agents of mixed sizes
+      m  1-task runs notifying a webhook receiver that hangs vs without
 
     Every figure prints a line "figure: KEY = VALUE UNIT" that scripts can
     read, and the run ends with a summary table.  The exit status is 0 when
@@ -35,8 +36,8 @@
       qn_bench_proc.c     the processes it starts (qanatd, the real
                           agent), /proc readings, client calls
       qn_bench_sim.c      the simulated agents
-      qn_bench_control.c  figures a to f: the control plane, driven by
-                          simulated agents
+      qn_bench_control.c  figures a to f, l and m: the control plane,
+                          driven by simulated agents
       qn_bench_real.c     figures g and h: real agents and processes
       qn_bench_http.c     figures i, j and k: the HTTP side
       qn_bench_httpc.c    the HTTP clients those figures drive it with
@@ -213,10 +214,11 @@ s_usage (FILE *out)
         "\n"
         "Starts the built qanatd and measures it; prints every figure and a summary.\n"
         "\n"
-        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h,i,j,k,l;\n"
+        "  --only LIST        figures to run, e.g. a,b (default: a,b,c,d,e,f,g,h,i,j,k,l,m;\n"
         "                     g = a with real processes, h = c with a real agent;\n"
         "                     i,j,k = the HTTP side, what `make bench-http` runs;\n"
-        "                     l = a with resource matching over 1,000 agents)\n"
+        "                     l = a with resource matching over 1,000 agents;\n"
+        "                     m = 1-task runs notifying a hanging webhook vs not)\n"
         "  --tasks N          (a) tasks dispatched (default 100000)\n"
         "  --real-tasks N     (g) tasks run as real processes (default 20000)\n"
         "  --sim-agents N     (a,e,f) simulated agents (default 8)\n"
@@ -236,6 +238,7 @@ s_usage (FILE *out)
         "  --follow-runs N    (j) runs whose log they follow (default 10)\n"
         "  --follow-rate R    (j) log lines/s of each followed run (default 100)\n"
         "  --rss-rounds N     (k) qanatd starts with and without HTTP (default 3)\n"
+        "  --notify-runs N    (m) 1-task runs per measurement (default 10000)\n"
         "  --no-sync          run every coordinator with --no-sync (not durable: for\n"
         "                     finding what fsync costs; the figures are then not the targets)\n"
         "  --smoke            tiny sizes: the whole suite in well under 20 s\n"
@@ -318,6 +321,7 @@ s_settings_full (void)
     bench_set.follow_runs = 10;
     bench_set.follow_rate = 100;
     bench_set.rss_rounds = 3;
+    bench_set.notify_runs = 10000;
 }
 
 //  --smoke: tiny sizes, the whole suite in well under 20 s.
@@ -344,6 +348,7 @@ s_settings_smoke (void)
     bench_set.follow_runs = 4;
     bench_set.rss_rounds = 1;
     bench_set.agents_l = 50;
+    bench_set.notify_runs = 50;
 }
 
 //  Sets what one option (but --help) says; -1 for a bad value.
@@ -384,6 +389,7 @@ s_option_apply (int opt, const char *arg)
         case 'f': rc = s_parse_size (arg, &bench_set.follow_runs); break;
         case 'L': bench_set.follow_rate = atof (arg); rc = bench_set.follow_rate > 0? 0: -1; break;
         case 'K': rc = s_parse_size (arg, &bench_set.rss_rounds); break;
+        case 'N': rc = s_parse_size (arg, &bench_set.notify_runs); break;
         case 'k': break;
         case 'n': bench_set.no_sync = true; break;
         case 'b': free (bench_set.builddir); bench_set.builddir = strdup (arg); break;
@@ -419,6 +425,7 @@ s_settings_parse (int argc, char *argv [])
         {"follow-runs", required_argument, 0, 'f'},
         {"follow-rate", required_argument, 0, 'L'},
         {"rss-rounds", required_argument, 0, 'K'},
+        {"notify-runs", required_argument, 0, 'N'},
         {"smoke", no_argument, 0, 'k'},
         {"no-sync", no_argument, 0, 'n'},
         {"builddir", required_argument, 0, 'b'},
@@ -435,7 +442,7 @@ s_settings_parse (int argc, char *argv [])
             s_usage (stdout);
             return 0;
         }
-        if (!strchr ("otSsclwPGaWdDrRTpFfLKknb", opt)) {
+        if (!strchr ("otSsclwPGaWdDrRTpFfLKNknb", opt)) {
             s_usage (stderr);
             return 2;
         }
@@ -448,7 +455,8 @@ s_settings_parse (int argc, char *argv [])
     ||  bench_set.chain < 2 || bench_set.log_mb == 0 || bench_set.log_window == 0
     ||  bench_set.scale_count == 0 || bench_set.depth_tasks == 0 || bench_set.runs == 0
     ||  bench_set.http_runs == 0 || bench_set.http_pages == 0 || bench_set.followers == 0
-    ||  bench_set.follow_runs == 0 || bench_set.follow_runs > SIM_ATTEMPTS_MAX) {
+    ||  bench_set.follow_runs == 0 || bench_set.follow_runs > SIM_ATTEMPTS_MAX
+    ||  bench_set.notify_runs == 0) {
         fprintf (stderr, "qn_bench: sizes must be positive (and --chain at least 2)\n");
         return 2;
     }
@@ -533,6 +541,8 @@ s_run_figures (void)
         bench_figure_k ();
     if (s_selected ('l'))
         bench_figure_l ();
+    if (s_selected ('m'))
+        bench_figure_m ();
 }
 
 static void

@@ -58,6 +58,8 @@ typedef struct {
     bool no_sync;                   //  every coordinator with --no-sync
     size_t agents_l;                //  l: simulated agents of mixed sizes
     bool mixed_resources;           //  l: while it runs, tasks ask for resources
+    size_t notify_runs;             //  m: 1-task runs per measurement
+    const char *notify_url;         //  m: while set, workflows notify this webhook
     char *builddir;
 } settings_t;
 
@@ -296,5 +298,7 @@ void
     bench_figure_k (void);
 void
     bench_figure_l (void);
+void
+    bench_figure_m (void);
 
 #endif

@@ -1,11 +1,14 @@
 /*  qn_bench_control - the figures of the control plane, driven by
     simulated agents: (a) dispatch throughput, (b) DAG hop latency,
     (c) log ingest, (d) agent scale, (e) dispatch cost vs. queue depth,
-    (f) memory of the coordinator, its store and a real agent.
+    (f) memory of the coordinator, its store and a real agent,
+    (l) dispatch with resource matching, (m) dispatch while every run's
+    end queues a webhook to a receiver that hangs.
 
     One of the files of the qn_bench class.
 */
 #include "qn_bench.h"
+#include <netinet/tcp.h>
 
 //  ---------------------------------------------------------------------
 //  Figures
@@ -732,4 +735,238 @@ bench_figure_l (void)
     bench_sim_destroy (&sim);
     qn_client_destroy (&client);
     bench_proc_destroy (&proc);
+}
+
+//  (m) A receiver that hangs: a loopback socket that listens with a
+//  backlog of 1 and never accepts.  The kernel completes the first
+//  connections into its accept queue, where their requests wait for an
+//  answer that never comes; once the queue is full it drops every new
+//  SYN, so later deliveries wait for libcurl's connect limit.  Returns
+//  the socket and its port, or -1.
+static int
+s_hanging_receiver (uint16_t *port_p)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr;
+    memset (&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    socklen_t size = sizeof addr;
+    if (fd < 0 || bind (fd, (struct sockaddr *) &addr, sizeof addr) || listen (fd, 1)
+    ||  getsockname (fd, (struct sockaddr *) &addr, &size)) {
+        if (fd >= 0)
+            close (fd);
+        return -1;
+    }
+    *port_p = ntohs (addr.sin_port);
+    return fd;
+}
+
+//  Connections waiting in a listening socket's accept queue (Linux gives
+//  it as tcpi_unacked of a socket in LISTEN), or -1.
+static long
+s_accept_queue (int fd)
+{
+    struct tcp_info info;
+    socklen_t size = sizeof info;
+    if (getsockopt (fd, IPPROTO_TCP, TCP_INFO, &info, &size))
+        return -1;
+    return (long) info.tcpi_unacked;
+}
+
+typedef struct {
+    size_t listed;                  //  entries of our runs seen
+    size_t expected;                //  entries there must be
+    size_t delivered;
+    unsigned long long attempts;    //  attempts whose result was recorded
+    long queued;                    //  connections in the receiver's accept queue
+} notif_seen_t;
+
+//  Reads back the outbox after a round with notify: the first run's entry
+//  and the newest 999 (a listing's most), each of which must be one of
+//  the round's runs and not delivered (nothing answers).  -1 on an error.
+static int
+s_notif_check (qn_client_t *client, uint64_t first_id, uint64_t last_id, size_t runs,
+               notif_seen_t *seen)
+{
+    memset (seen, 0, sizeof *seen);
+    size_t newest = runs < 999? runs: 999;
+    seen->expected = newest + (runs > newest? 1: 0);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && runs == newest)
+            break;
+        Qanat__ListNotifications list = QANAT__LIST_NOTIFICATIONS__INIT;
+        list.run_id = pass == 0? 0: first_id;
+        list.limit = pass == 0? (uint32_t) newest: 1;
+        Qanat__Request request = QANAT__REQUEST__INIT;
+        request.body_case = QANAT__REQUEST__BODY_LIST_NOTIFICATIONS;
+        request.list_notifications = &list;
+        char *error = NULL;
+        Qanat__Envelope *reply = qn_client_call (client, &request, &error);
+        if (!reply || reply->reply->body_case != QANAT__REPLY__BODY_NOTIFICATIONS) {
+            bench_say ("   list notifications: %s\n", error? error: "unexpected reply");
+            free (error);
+            qn_msg_free (&reply);
+            return -1;
+        }
+        Qanat__NotifList *entries = reply->reply->notifications;
+        for (size_t i = 0; i < entries->n_entries; i++) {
+            Qanat__NotifEntry *entry = entries->entries [i];
+            if (entry->run_id < first_id || entry->run_id > last_id || entry->channel != 0
+            ||  !streq (entry->kind, "webhook"))
+                continue;
+            seen->listed++;
+            seen->attempts += entry->attempts;
+            if (streq (entry->state, "delivered"))
+                seen->delivered++;
+        }
+        qn_msg_free (&reply);
+    }
+    return 0;
+}
+
+//  One measurement of (m) on a fresh qanatd: runs 1-task runs, submitted
+//  one call at a time, each notifying url when it is given.  Returns
+//  runs/s from the first StartRun to the last run ended, or -1.  With
+//  url, it then waits (5 s at most) until the sender has reached the
+//  receiver, so that a round shorter than the sender's tick still
+//  shows that deliveries are tried.
+static double
+s_notify_round (const char *url, int receiver, size_t runs, notif_seen_t *seen, double *cpu_p)
+{
+    proc_t *proc = bench_qanatd_start (true);
+    qn_client_t *client = proc? bench_client_new (proc): NULL;
+    if (!client) {
+        bench_proc_destroy (&proc);
+        return -1;
+    }
+    zactor_t *actor = NULL;
+    sim_t *sim = s_sim_start (proc, bench_set.agents_a, bench_set.slots, "bench", &actor);
+    double rate = -1;
+    uint64_t first_id = 0, last_id = 0;
+    if (bench_sim_wait (actor, "REGISTERED", 60)) {
+        bench_set.notify_url = url;
+        long long cpu0 = bench_proc_cpu_ticks (proc->real);
+        double started = bench_now ();
+        bool ok = bench_submit_and_finish (client, actor, url? "bench-m-notify": "bench-m",
+                                           runs, &first_id, &last_id);
+        double elapsed = bench_now () - started;
+        long long cpu1 = bench_proc_cpu_ticks (proc->real);
+        bench_set.notify_url = NULL;
+        if (ok) {
+            rate = runs / elapsed;
+            *cpu_p = (double) (cpu1 - cpu0) / sysconf (_SC_CLK_TCK) / elapsed;
+        }
+        if (ok && url && s_notif_check (client, first_id, last_id, runs, seen))
+            rate = -1;
+        double deadline = bench_now () + 5;
+        while (url && (seen->queued = s_accept_queue (receiver)) == 0 && bench_now () < deadline)
+            zclock_sleep (50);
+    }
+    zactor_destroy (&actor);
+    bench_sim_destroy (&sim);
+    qn_client_destroy (&client);
+    bench_proc_destroy (&proc);
+    return rate;
+}
+
+static int
+s_compare_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y? -1: x > y;
+}
+
+//  The median of count values (sorts them).
+static double
+s_median (double *values, size_t count)
+{
+    qsort (values, count, sizeof (double), s_compare_double);
+    return values [count / 2];
+}
+
+//  rates and cpu_us: [0] without notify, [1] with, one value per pair.
+static void
+s_figure_m_report (double rates [2][3], double cpu_us [2][3], size_t pairs, notif_seen_t *seen)
+{
+    double rate_without = s_median (rates [0], pairs), rate_with = s_median (rates [1], pairs);
+    double cpu_without = s_median (cpu_us [0], pairs), cpu_with = s_median (cpu_us [1], pairs);
+    double ratio = rate_with / rate_without;
+    bench_say ("   medians: without %.0f runs/s, with %.0f runs/s; with / without %.3f (target >= 0.90);\n"
+               "   qanatd CPU per run %.0f us without, %.0f us with\n",
+               rate_without, rate_with, ratio, cpu_without, cpu_with);
+    bench_say ("   outbox, read back after each round (the first run's entry and the newest 999):\n"
+               "   %zu notification(s) missing, %zu delivered, %llu failed attempt(s) recorded;\n"
+               "   %ld connection(s) in the receiver's accept queue after the last round\n",
+               seen->expected - seen->listed,
+               seen->delivered, seen->attempts, seen->queued);
+    bench_figure ("m.dispatch_without", rate_without, "runs/s");
+    bench_figure ("m.dispatch_with", rate_with, "runs/s");
+    bench_figure ("m.ratio", ratio, "");
+    bench_figure ("m.cpu_per_run_without", cpu_without, "us");
+    bench_figure ("m.cpu_per_run_with", cpu_with, "us");
+    bench_figure ("m.notifications_missing", (double) (seen->expected - seen->listed), "");
+    bench_figure ("m.receiver_connections", (double) seen->queued, "");
+    char value [48];
+    snprintf (value, sizeof value, "%.0f runs/s", rate_without);
+    bench_row ("m 1-task runs, no notify (ctl plane, sim)", value, "", "-");
+    snprintf (value, sizeof value, "%.0f runs/s", rate_with);
+    bench_row ("m 1-task runs, webhook to a hung receiver", value, "", "-");
+    snprintf (value, sizeof value, "%.3f", ratio);
+    bench_row ("m with / without notify", value, ">= 0.90",
+               ratio >= 0.9 && seen->listed == seen->expected && seen->delivered == 0
+               && seen->queued > 0? "yes": "NO");
+}
+
+void
+bench_figure_m (void)
+{
+    size_t pairs = bench_set.smoke? 1: 3;
+    size_t runs = bench_set.notify_runs;
+    bench_say ("\n== (m) dispatch with notifications to a receiver that hangs (control plane, simulated agents) ==\n");
+    bench_say ("   %zu runs of one `true` task, submitted one call at a time, on %zu simulated agents x %u\n"
+               "   slots; without notify and with notify: {on: [succeeded, failed], webhook} to a\n"
+               "   loopback port that listens and never accepts; a fresh durable qanatd for each;\n"
+               "   %zu pair(s) (which goes first alternates), medians; from the first StartRun until\n"
+               "   every run ended\n",
+               runs, bench_set.agents_a, bench_set.slots, pairs);
+    uint16_t port = 0;
+    int receiver = s_hanging_receiver (&port);
+    if (receiver < 0) {
+        bench_fail ("m dispatch with notify", "cannot open the receiver's socket");
+        return;
+    }
+    char url [64];
+    snprintf (url, sizeof url, "http://127.0.0.1:%u/hook", port);
+    double rates [2][3], cpu_us [2][3];
+    notif_seen_t total, seen;
+    memset (&total, 0, sizeof total);
+    bool ok = true;
+    for (size_t k = 0; k < pairs && ok; k++) {
+        //  Which goes first alternates: a machine getting busier or
+        //  quieter then favours neither
+        for (int turn = 0; turn < 2 && ok; turn++) {
+            int notify = (int) (k + turn) % 2;
+            double cpu = 0;
+            rates [notify][k] = s_notify_round (notify? url: NULL, notify? receiver: -1, runs,
+                                                &seen, &cpu);
+            ok = rates [notify][k] > 0;
+            cpu_us [notify][k] = ok? cpu / rates [notify][k] * 1e6: 0;
+        }
+        if (ok) {
+            total.expected += seen.expected;
+            total.listed += seen.listed;
+            total.delivered += seen.delivered;
+            total.attempts += seen.attempts;
+            total.queued = seen.queued;
+            bench_say ("   pair %zu: without %.0f runs/s (qanatd %.0f us of CPU per run), with %.0f runs/s\n"
+                       "   (%.0f us): %.3f\n", k + 1, rates [0][k], cpu_us [0][k], rates [1][k],
+                       cpu_us [1][k], rates [1][k] / rates [0][k]);
+        }
+    }
+    close (receiver);
+    if (!ok)
+        bench_fail ("m dispatch with notify", "the runs did not finish, or the outbox could not be read");
+    else
+        s_figure_m_report (rates, cpu_us, pairs, &total);
 }

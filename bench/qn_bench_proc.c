@@ -554,7 +554,12 @@ bench_workflow_yaml (const char *name, size_t count, const char *pool, bool chai
     FILE *out = open_memstream (&text, &size);
     if (!out)
         return NULL;
-    fprintf (out, "name: %s\ntasks:\n", name);
+    fprintf (out, "name: %s\n", name);
+    //  (m) every run's end queues a webhook
+    if (bench_set.notify_url)
+        fprintf (out, "notify: {on: [succeeded, failed], webhook: {url: \"%s\"}}\n",
+                 bench_set.notify_url);
+    fprintf (out, "tasks:\n");
     for (size_t i = 0; i < count; i++) {
         fprintf (out, "  t%zu:\n    run: \"true\"\n", i);
         if (pool)

@@ -20,7 +20,7 @@ for key in a.dispatch b.hop_median b.hop_p90 b.hop_p99 b.hop_max c.log_ingest c.
            f.coordinator_rss f.store_size_per_100k f.agent_rss g.dispatch_real \
            i.get_run_rps_1 i.get_run_p99_16 i.list_p50 i.page_p99 i.pages \
            j.dispatch_without j.dispatch_with j.ratio j.followers_complete k.rss_diff \
-           l.dispatch; do
+           l.dispatch m.dispatch_without m.dispatch_with m.ratio; do
     #  A difference may be negative (k.rss_diff)
     grep -Eq "^figure: $key = -?[0-9][0-9.e+-]*( |\$)" "$out" || missing="$missing $key"
 done
@@ -28,6 +28,9 @@ grep -q '^== summary ==' "$out" || missing="$missing summary"
 #  Correctness, not speed: every event-stream follower got every line once
 grep -Eq '^figure: j.lines_missing = 0 ' "$out" || missing="$missing j.lines_missing=0"
 grep -Eq '^figure: j.lines_repeated = 0 ' "$out" || missing="$missing j.lines_repeated=0"
+#  Every run's notification was queued, and deliveries reached the hung receiver
+grep -Eq '^figure: m.notifications_missing = 0 ' "$out" || missing="$missing m.notifications_missing=0"
+grep -Eq '^figure: m.receiver_connections = [1-9]' "$out" || missing="$missing m.receiver_connections>0"
 rm -f "$out"
 if [ "$rc" -eq 0 ] && [ -z "$missing" ]; then
     echo "bench smoke: every figure produced"
