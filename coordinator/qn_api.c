@@ -122,6 +122,8 @@ s_put_version (qn_coordinator_t *self, const char *name, Qanat__SubmitWorkflow *
     int rc = qn_store_put_workflow_code (self->store, name, source->filename,
                                          source->source.data, source->source.len, ref,
                                          version_p, created_p);
+    if (rc == 0 && *created_p)
+        qn_scheduler_versions_changed (self->scheduler);
     if (rc == 0 && code && *created_p)
         rc = qn_artifacts_ref_outputs (self->artifacts, &code, 1, 1);
     zstr_free (&ref);

@@ -31,6 +31,9 @@ typedef struct {
 
 struct _qn_scheduler_t {
     zhashx_t *workflows;            //  name -> s_entry_t
+    //  A version may have been stored (or a reload may have dropped one)
+    //  since the newest versions were last read: read them again
+    bool stale;
     char *clock_file;               //  QANAT_TEST_CLOCK_FILE, or NULL
 };
 
@@ -60,6 +63,7 @@ qn_scheduler_new (void)
     qn_scheduler_t *self = (qn_scheduler_t *) zmalloc (sizeof (qn_scheduler_t));
     self->workflows = zhashx_new ();
     zhashx_set_destructor (self->workflows, s_entry_destroy);
+    self->stale = true;
     const char *clock = getenv ("QANAT_TEST_CLOCK_FILE");
     if (clock && *clock) {
         self->clock_file = strdup (clock);
@@ -111,11 +115,14 @@ static void
 s_refresh (qn_coordinator_t *engine)
 {
     qn_scheduler_t *self = engine->scheduler;
+    if (!self->stale)
+        return;
     zhashx_t *changed [2] = { self->workflows, zhashx_new () };
     if (qn_store_sched_latest (engine->store, s_note_latest, changed)) {
         zhashx_destroy (&changed [1]);
         return;
     }
+    self->stale = false;
     for (void *item = zhashx_first (changed [1]); item; item = zhashx_next (changed [1])) {
         const char *name = (const char *) zhashx_cursor (changed [1]);
         uint32_t latest = (uint32_t) (uintptr_t) item;
@@ -426,6 +433,13 @@ int64_t
 qn_scheduler_now (qn_coordinator_t *engine)
 {
     return s_now (engine->scheduler);
+}
+
+void
+qn_scheduler_versions_changed (qn_scheduler_t *self)
+{
+    if (self)
+        self->stale = true;
 }
 
 void

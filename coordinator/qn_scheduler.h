@@ -47,6 +47,11 @@ void
 void
     qn_scheduler_pass (qn_coordinator_t *engine);
 
+//  A workflow version was stored, or the engine reloaded its state: the
+//  next pass reads the newest versions again (until then it reads none)
+void
+    qn_scheduler_versions_changed (qn_scheduler_t *self);
+
 //  Seconds since the epoch as the scheduler sees them (the system clock,
 //  moved by QANAT_TEST_CLOCK_FILE in tests); for other timers that tests
 //  want to move too

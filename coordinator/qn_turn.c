@@ -12,6 +12,7 @@
 #include "qn_dispatch.h"
 #include "qn_fleet.h"
 #include "qn_retention.h"
+#include "qn_scheduler.h"
 #include <math.h>
 
 //  ---------------------------------------------------------------------
@@ -127,6 +128,7 @@ s_send_acks (qn_coordinator_t *self)
 int
 qn_turn_reload (qn_coordinator_t *self, char **error_p)
 {
+    qn_scheduler_versions_changed (self->scheduler);
     zlistx_purge (self->dirty_runs);
     zhashx_purge (self->runs);
     zhashx_purge (self->queues);
