@@ -315,6 +315,9 @@ await scenario('finished_run_and_log_are_not_live', async () => {
   await shot(page, 'run-finished');
   await page.goto(`${URL}/ui/runs/${ctx.chain}/tasks/report/logs`);
   await waitFor('the log to end', async () => /finished/.test(await liveText(page)), 10000);
+  // the lines of the last page may be drawn a moment after the stream ends
+  await waitFor('all 8 lines', async () =>
+    /8 lines — end of log/.test(await page.locator('.log-info').textContent()), 5000).catch(() => {});
   assert(/8 lines — end of log/.test(await page.locator('.log-info').textContent()),
     'log info: ' + (await page.locator('.log-info').textContent()));
   checkClean(page);
