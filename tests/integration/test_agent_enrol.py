@@ -3,7 +3,10 @@ one join token with --uses enrols several agents, each under its own
 name, and each then starts without a token; the bundle made by
 packaging/bundle/make-bundle.sh (`make agent-bundle`) is unpacked in a
 temporary $HOME by a user who is not root, enrols, runs with --daemon
-(pid file) and runs a task, with its libraries from the bundle."""
+(pid file) and runs a task, with its libraries from the bundle;
+packaging/nodes/install-agents.sh installs the bundle on two "hosts"
+(ssh and scp replaced by local stand-ins, each host its own $HOME and
+host name) with one token, and both agents run tasks."""
 import os
 import pwd
 import shutil
@@ -127,6 +130,61 @@ def test_bundle_runs_from_home_without_root(cluster):
         check(not os.path.exists(pid_file), "the pid file outlived the agent")
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+SSH_SHIM = """#!/bin/sh
+# ssh HOST COMMAND...: runs COMMAND as ssh would (one string for a shell),
+# in a UTS namespace named HOST, with HOST's own $HOME
+host=$1; shift
+export HOME=%(homes)s/$host PATH=/usr/bin:/bin
+mkdir -p "$HOME"
+exec unshare --uts sh -c 'hostname "$0"; exec sh -c "$1"' "$host" "$*"
+"""
+SCP_SHIM = """#!/bin/sh
+# scp -q FILE HOST:PATH
+cp "$2" "${3#*:}"
+"""
+
+
+def test_install_agents_script_on_two_hosts(cluster):
+    if os.geteuid() != 0:
+        print("skipped: the host stand-ins need root (unshare --uts)")
+        return
+    cluster.start_coordinator()
+    made = subprocess.run(["sh", os.path.join(SRC, "packaging", "bundle", "make-bundle.sh"),
+                           AGENT, "9.9.9", cluster.dir], capture_output=True, text=True, timeout=60)
+    check(made.returncode == 0, "make-bundle.sh: %s" % made.stderr)
+    bundle = made.stdout.strip().splitlines()[-1]
+    homes = os.path.join(cluster.dir, "homes")
+    shims = {}
+    for name, text in (("ssh", SSH_SHIM % {"homes": homes}), ("scp", SCP_SHIM)):
+        shims[name] = os.path.join(cluster.dir, "fake-" + name)
+        with open(shims[name], "w") as f:
+            f.write(text)
+        os.chmod(shims[name], 0o755)
+    token = cluster.create_token(uses=2)
+    env = dict(os.environ, SSH=shims["ssh"], SCP=shims["scp"])
+    pids = []
+    try:
+        out = subprocess.run(["sh", os.path.join(SRC, "packaging", "nodes", "install-agents.sh"),
+                              "--token", token, "--bundle", bundle, "--labels", "site=hpc",
+                              "hpc-n1", "hpc-n2"], capture_output=True, text=True, timeout=60, env=env)
+        for host in ("hpc-n1", "hpc-n2"):
+            pid_file = os.path.join(homes, host, ".qanat", "agent", "agent.pid")
+            if os.path.exists(pid_file):
+                pids.append(int(open(pid_file).read()))
+        check(out.returncode == 0, "install-agents.sh: %r %r" % (out.stdout, out.stderr))
+        check("hpc-n1 ok" in out.stdout and "hpc-n2 ok" in out.stdout, out.stdout)
+        cluster.wait_for(lambda: {a["name"] for a in cluster.qanat_json("agents") if a["connected"]}
+                         == {"hpc-n1", "hpc-n2"}, "both hosts' agents to connect")
+        _run_workflow(cluster)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, 15)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":
