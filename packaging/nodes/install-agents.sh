@@ -64,7 +64,7 @@ fi'
 
 one_host () {
     host=$1
-    remote=/tmp/qanat-agent-install-$$-$(basename "$file")
+    remote=/tmp/qanat-agent-install-$$-$host-$(basename "$file")
     script=$REMOTE_BUNDLE; [ -n "$deb" ] && script=$REMOTE_DEB
     if ! err=$($SCP -q "$file" "$host:$remote" 2>&1); then
         echo "$host failed: copy: $err"; return 1; fi

@@ -20,8 +20,9 @@ passed=0; failed=0
 ok () { passed=$((passed + 1)); echo "ok - $1"; }
 not_ok () { failed=$((failed + 1)); echo "not ok - $1"; }
 finish () { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
-step_start=$(date +%s)
-elapsed () { echo "($(( $(date +%s) - step_start )) s)"; step_start=$(date +%s); }
+started=$(date +%s)
+# Seconds since the stage started (run in $(...), so no state to keep)
+elapsed () { echo "(at $(( $(date +%s) - started )) s)"; }
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -133,6 +134,6 @@ if [ -n "$line" ]; then
     passed=$((passed + p)); failed=$((failed + f))
 fi
 [ $rc -ne 0 ] && [ -z "$line" ] && not_ok "the steps inside the tree ended early (exit $rc)"
-echo "inside the tree $(elapsed)"
+echo "done $(elapsed)"
 $SUDO rm -rf "$ROOT"
 finish
