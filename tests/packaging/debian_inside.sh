@@ -84,6 +84,38 @@ check "qanat-agent enrol as root" qanat-agent enrol --token "$TOKEN" --coordinat
 check "the agent's key belongs to qanat-agent" test "$(stat -c %U /var/lib/qanat-agent/agent.key 2>/dev/null)" = qanat-agent
 check "the agent starts without a token" start_agent node1
 check "a workflow runs to success" timeout 60 qanat --key $KEY run /qanat-test/wf/hello.yaml --follow
+
+# ---- the agent's container (packaging/container/Containerfile), its
+# root file system at /ctr: the Containerfile's user, the package, the
+# agent as that user with the image's command ----
+if [ -d /ctr ]; then
+    mount -t proc proc /ctr/proc
+    # The Containerfile's first RUN: the user and its data directory
+    user_cmd=$(awk '/^RUN groupadd/ { on = 1; sub(/^RUN /, "") }
+                    on { print; if ($0 !~ /\\$/) exit }' /qanat-test/Containerfile)
+    check "the Containerfile's user made in the container's tree" chroot /ctr sh -c "$user_cmd"
+    check "qanat-agent installed there (dpkg -i)" sh -c 'chroot /ctr sh -c "dpkg -i /tmp/qanat-agent_*.deb" >/tmp/ctr-dpkg.log 2>&1 || { cat /tmp/ctr-dpkg.log; false; }'
+    uid=$(sed -n 's/^USER \([0-9]*\):.*/\1/p' /qanat-test/Containerfile)
+    check "the Containerfile runs as a non-root user ($uid)" test -n "$uid" -a "$uid" != 0
+    cmd=$(sed -n 's/^CMD \["\(.*\)"\]/\1/p' /qanat-test/Containerfile)
+    check "the agent enrols in the container, as $uid" chroot --userspec=$uid:$uid /ctr env HOME=/var/lib/qanat-agent \
+        /usr/bin/qanat-agent enrol --token "$TOKEN" --name ctr --labels where=container \
+        --coordinator tcp://127.0.0.1:7711 $cmd
+    chroot --userspec=$uid:$uid /ctr env HOME=/var/lib/qanat-agent /usr/bin/qanat-agent $cmd >>/tmp/ctr-agent.log 2>&1 &
+    CTR_PID=$!
+    check "the container's agent connects" sh -c 'for i in $(seq 100); do
+        qanat --key '$KEY' agents 2>/dev/null | grep -q "^ctr .*connected" && exit 0; sleep 0.1; done; exit 1'
+    cat > /qanat-test/wf/ctr.yaml <<YAML
+name: in-container
+tasks:
+  where:
+    on: {where: container}
+    run: test "\$(id -u)" = $uid && test -f /etc/debian_version && ! test -e /qanat-test
+YAML
+    check "a task runs in the container's tree as $uid" timeout 60 qanat --key $KEY run /qanat-test/wf/ctr.yaml --follow
+    kill -TERM $CTR_PID; wait $CTR_PID
+    umount /ctr/proc
+fi
 stop_all
 
 # ---- upgrade, the store kept ----

@@ -104,8 +104,37 @@ if [ ! -f "$tarball" ]; then
 fi
 ROOT="$WORK/root"
 $SUDO mkdir -p "$ROOT" && $SUDO tar -C "$ROOT" -xf "$tarball" \
+    && $SUDO mkdir -p "$ROOT/qanat-test/v1" "$ROOT/qanat-test/v2" \
     && ok "a Debian 12 tree with mmdebstrap (${deps%,}) $(elapsed)" \
     || { not_ok "a Debian 12 tree"; finish; }
+
+# ---- 4b. the agent's container root file system, as
+# packaging/container/Containerfile makes it (no image builder here):
+# Debian 12 minbase with systemd-standalone-sysusers and what qanat-agent
+# depends on; debian_inside.sh makes its user with the Containerfile's
+# own commands, installs the package and runs the agent in it (nested
+# chroot at /ctr) ----
+agent_deb=$(ls "$WORK"/v1/qanat-agent_*.deb)
+ctr_deps=$(dpkg-deb -f "$agent_deb" Depends | tr ',' '\n' | sed 's/[(|].*//; s/ //g' \
+        | grep -v -e '^$' -e '^systemd$' | sort -u | tr '\n' ',')
+ctr_key=$(echo "$ctr_deps" | md5sum | cut -c1-12)
+ctr_tarball="$WORK/cache/container-$ctr_key.tar"
+if [ ! -f "$ctr_tarball" ]; then
+    rm -f "$WORK"/cache/container-*.tar
+    if $SUDO mmdebstrap --quiet --variant=minbase --include="systemd-standalone-sysusers,${ctr_deps%,}" \
+            bookworm "$WORK/cache/partial.tar" "$MIRROR" >"$WORK/mmdebstrap.log" 2>&1; then
+        mv "$WORK/cache/partial.tar" "$ctr_tarball"
+    else
+        tail -20 "$WORK/mmdebstrap.log"; not_ok "mmdebstrap the container's tree"
+    fi
+fi
+if [ -f "$ctr_tarball" ]; then
+    $SUDO mkdir -p "$ROOT/ctr" && $SUDO tar -C "$ROOT/ctr" -xf "$ctr_tarball" \
+        && $SUDO cp "$agent_deb" "$ROOT/ctr/tmp/" \
+        && $SUDO cp "$SRC/packaging/container/Containerfile" "$ROOT/qanat-test/Containerfile" \
+        && ok "the container's tree with mmdebstrap (systemd-standalone-sysusers,${ctr_deps%,}) $(elapsed)" \
+        || not_ok "the container's tree"
+fi
 
 # ---- 5. inside the tree: install, run, upgrade, run again ----
 # libqanat-dev is for building against libqanat: it brings headers and
@@ -116,7 +145,6 @@ public=$( (cd "$SRC/include/qanat" && ls *.h; echo qanat.pb-c.h) | sort | tr '\n
 [ "$headers" = "$public" ] && ok "libqanat-dev holds the public headers only" \
     || not_ok "libqanat-dev's headers: $headers (public: $public)"
 
-$SUDO mkdir -p "$ROOT/qanat-test/v1" "$ROOT/qanat-test/v2"
 for v in v1 v2; do
     for deb in "$WORK/$v"/*.deb; do
         case "$deb" in *-dbgsym_*|*/libqanat-dev_*) continue;; esac
