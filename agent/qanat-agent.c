@@ -361,10 +361,10 @@ s_identify (const char *data_dir, const char *join, bool join_flag, bool force, 
     char *error = NULL;
     bool enrolled = access (path, F_OK) == 0;
     if (enrolled && join && join_flag && !force) {
-        fprintf (stderr, "qanat-agent: this agent is already enrolled (%s): --join would "
-                 "replace its identity; add --force to enrol anew with a new key (an agent of "
-                 "the same name must be revoked first: qanat agent revoke NAME), or drop "
-                 "--join to run as enrolled\n", path);
+        fprintf (stderr, "qanat-agent: this agent is already enrolled (%s): a new "
+                 "enrolment would replace its identity; add --force to enrol anew with a new "
+                 "key (an agent of the same name must be revoked first: qanat agent revoke "
+                 "NAME), or start it without a token to run as enrolled\n", path);
         return -1;
     }
     if (enrolled && !(join && force)) {
