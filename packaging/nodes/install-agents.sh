@@ -14,6 +14,8 @@
 # Hosts may also come on stdin, one a line (e.g. from a Slurm node list:
 # scontrol show hostnames | install-agents.sh ... -).  SSH and SCP name
 # the commands used (default ssh, scp; e.g. SSH="ssh -o BatchMode=yes").
+# Run again, it upgrades and restarts the agents; a node enrolled already
+# keeps its identity (no token use).
 # A line per host says "HOST ok" or "HOST failed: why"; the exit status
 # is the number of hosts that failed (at most 100).
 set -u
@@ -45,12 +47,13 @@ case "$parallel" in ''|*[!0-9]*|0) echo "install-agents.sh: --parallel wants a n
 # The token travels on stdin, never on a command line (ps).
 REMOTE_DEB='set -e; f=$1; read -r t; l=$2
 sudo apt-get install -y -q "$f" >/dev/null
-sudo qanat-agent enrol --token "$t" ${l:+--labels "$l"} --force
+sudo test -f /var/lib/qanat-agent/agent.key \
+    || sudo qanat-agent enrol --token "$t" ${l:+--labels "$l"}
 sudo systemctl restart qanat-agent
 rm -f "$f"'
 REMOTE_BUNDLE='set -e; f=$1; read -r t; l=$2; d=$HOME/.local/lib/qanat-agent
 mkdir -p "$d"; tar -xzf "$f" --strip-components=1 -C "$d"; rm -f "$f"
-"$d/bin/qanat-agent" enrol --token "$t" ${l:+--labels "$l"} --force
+test -f "$HOME/.qanat/agent/agent.key" || "$d/bin/qanat-agent" enrol --token "$t" ${l:+--labels "$l"}
 if systemctl --user show-environment >/dev/null 2>&1; then
     mkdir -p "$HOME/.config/systemd/user"
     cp "$d/share/qanat-agent.service" "$HOME/.config/systemd/user/"

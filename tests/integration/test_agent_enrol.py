@@ -165,7 +165,8 @@ def test_install_agents_script_on_two_hosts(cluster):
     token = cluster.create_token(uses=2)
     env = dict(os.environ, SSH=shims["ssh"], SCP=shims["scp"])
     pids = []
-    try:
+
+    def install():
         out = subprocess.run(["sh", os.path.join(SRC, "packaging", "nodes", "install-agents.sh"),
                               "--token", token, "--bundle", bundle, "--labels", "site=hpc",
                               "hpc-n1", "hpc-n2"], capture_output=True, text=True, timeout=60, env=env)
@@ -178,6 +179,14 @@ def test_install_agents_script_on_two_hosts(cluster):
         cluster.wait_for(lambda: {a["name"] for a in cluster.qanat_json("agents") if a["connected"]}
                          == {"hpc-n1", "hpc-n2"}, "both hosts' agents to connect")
         _run_workflow(cluster)
+
+    try:
+        install()
+        # Again (an upgrade): the token is used up, the enrolled nodes keep
+        # their identities and their agents are restarted
+        first = list(pids)
+        install()
+        check(len(pids) == 4 and not set(pids[2:]) & set(first), "not restarted: %s" % pids)
     finally:
         for pid in pids:
             try:
