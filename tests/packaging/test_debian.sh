@@ -48,21 +48,21 @@ if [ "${QANAT_DEB_REUSE:-0}" = 1 ] && ls "$WORK"/v1/*.changes >/dev/null 2>&1; t
     rm -rf "$WORK/v2"; mkdir -p "$WORK/v2"
     ok "dpkg-buildpackage: the last build's packages reused"
 else
-rm -rf "$WORK/src" "$WORK/v1" "$WORK/v2"
-mkdir -p "$WORK/src" "$WORK/v1" "$WORK/v2" "$WORK/cache"
-if [ -d "$SRC/.git" ] || [ -f "$SRC/.git" ]; then
-    git -C "$SRC" ls-files -co --exclude-standard -z | (cd "$SRC" && xargs -0 tar -cf - --no-recursion --ignore-failed-read 2>/dev/null) \
-        | tar -xf - -C "$WORK/src"
-else
-    tar -C "$SRC" --exclude=./build-deb --exclude=./build-sanitizers -cf - . | tar -xf - -C "$WORK/src"
-fi
-if (cd "$WORK/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b \
-        >"$WORK/build.log" 2>&1); then
-    mv "$WORK"/*.deb "$WORK"/*.changes "$WORK"/*.buildinfo "$WORK/v1/"
-    ok "dpkg-buildpackage -us -uc -b $(elapsed)"
-else
-    tail -40 "$WORK/build.log"; not_ok "dpkg-buildpackage -us -uc -b"; finish
-fi
+    rm -rf "$WORK/src" "$WORK/v1" "$WORK/v2"
+    mkdir -p "$WORK/src" "$WORK/v1" "$WORK/v2" "$WORK/cache"
+    if [ -d "$SRC/.git" ] || [ -f "$SRC/.git" ]; then
+        git -C "$SRC" ls-files -co --exclude-standard -z | (cd "$SRC" && xargs -0 tar -cf - --no-recursion --ignore-failed-read 2>/dev/null) \
+            | tar -xf - -C "$WORK/src"
+    else
+        tar -C "$SRC" --exclude=./build-deb --exclude=./build-sanitizers -cf - . | tar -xf - -C "$WORK/src"
+    fi
+    if (cd "$WORK/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b \
+            >"$WORK/build.log" 2>&1); then
+        mv "$WORK"/*.deb "$WORK"/*.changes "$WORK"/*.buildinfo "$WORK/v1/"
+        ok "dpkg-buildpackage -us -uc -b $(elapsed)"
+    else
+        tail -40 "$WORK/build.log"; not_ok "dpkg-buildpackage -us -uc -b"; finish
+    fi
 fi
 
 # ---- 2. lintian: clean but for the overrides in debian/*.lintian-overrides ----
