@@ -668,11 +668,14 @@ qn_dispatch (qn_coordinator_t *self)
         size_t placed = 0;
         for (size_t q = 0; q < count && zhashx_size (self->with_credit); q++) {
             qn_share_queue_t *entry = &order [q];
-            if (!qn_share_ready (self, entry))
+            //  A queue that stopped for any reason but fair share cannot
+            //  place more in this pass: credit, room and limits only shrink
+            if (entry->done || !qn_share_ready (self, entry))
                 continue;       //  empty, or its pool or task limit reached: passed over whole
             entry->capped = false;
             placed += s_place_queue (self, entry, &heap, candidates, now, order, count);
             again |= entry->capped;
+            entry->done = !entry->capped;
         }
         again &= placed > 0;
     }

@@ -40,6 +40,7 @@ typedef struct {
     bool several;               //  peers of another owner wait too
     size_t room;                //  attempts its pool and task limit allow now
     bool capped;                //  fair share stopped it this sweep
+    bool done;                  //  it stopped for another reason: not again this pass
 } qn_share_queue_t;
 
 //  The non-empty queues in visiting order (*count_p of them), or NULL;

@@ -160,8 +160,16 @@ def test_coordinator_kill_9_keeps_pools_exact(c):
     first = c.start_run(c.write("first.yaml", "name: first\ntasks:\n  f:\n    pool: one\n"
                                 "    run: %s\n" % record_cmd(record, "3")))
     c.wait_for(lambda: running(c, first, "f"), "f to run")
+    # A workflow of concurrency 1: one run running, one held back
+    one = c.write("one.yaml", "name: one\nconcurrency: 1\ntasks:\n  o:\n    run: %s\n"
+                  % record_cmd(record, "3").replace("$QANAT_TASK", "o$QANAT_RUN_ID"))
+    busy, held = c.start_run(one), c.start_run(one)
+    c.wait_for(lambda: running(c, busy, "o"), "the first run of one to run")
     c.kill_coordinator(signal.SIGKILL)
     c.start_coordinator()
+    status = c.qanat_json("status", held)
+    check(task(status, "o")["status"] == "queued" and status["waiting_reason"].startswith(
+        "waiting: workflow one runs at most 1"), "after kill -9 the held run: %r" % status)
     c.wait_for(lambda: pools_by_name(c)["one"]["used"] == 1, "the pool to count f again")
     check(pools_by_name(c)["one"]["value"] == 1 and pools_by_name(c)["one"]["set"],
           "pool size after kill -9: %r" % pools_by_name(c)["one"])
@@ -172,10 +180,12 @@ def test_coordinator_kill_9_keeps_pools_exact(c):
     time.sleep(0.5)
     check(task(c.qanat_json("status", second), "s")["status"] == "queued",
           "s started while f held the pool")
-    for run_id in (first, second):
+    for run_id in (first, second, busy, held):
         check(c.wait_run(run_id, timeout=30)["status"] == "succeeded", "run %s" % run_id)
     starts, ends = read_record(record)
     check(starts["s"] >= ends["f"] - 0.01, "s started before f ended")
+    check(starts["o%s" % held] >= ends["o%s" % busy] - 0.01,
+          "the held run started before the running one ended")
     check(pools_by_name(c)["one"]["used"] == 0, "the pool counts an attempt after both")
 
 
