@@ -156,57 +156,22 @@ test_workflow_keys (void **state)
 
 #define S_AGENTS  4
 
-typedef struct {
-    test_engine_t t;                    //  first: test_engine_teardown frees the fixture
-    zframe_t *routes [S_AGENTS];
-    agent_t *agents [S_AGENTS];
-} s_fixture_t;
+typedef test_fleet_t s_fixture_t;
 
 static int
 s_setup (void **state)
 {
-    s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
-    if (test_engine_start (&fixture->t, "test-limits") != 0)
-        return -1;
-    *state = fixture;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    s_fixture_t *fixture = (s_fixture_t *) *state;
-    for (size_t i = 0; i < S_AGENTS; i++)
-        zframe_destroy (&fixture->routes [i]);
-    return test_engine_teardown (state);
+    return test_fleet_start (state, "test-limits");
 }
 
 //  A connected agent with zone=a|b, cpus CPUs and credit slots
 static agent_t *
 s_agent (s_fixture_t *fixture, size_t i, uint32_t cpus, uint32_t credit)
 {
-    char name [32];
-    snprintf (name, sizeof name, "agent-%zu", i);
-    fixture->routes [i] = zframe_new (name, strlen (name));
-    agent_t *agent = qn_fleet_connect (fixture->t.engine, name, fixture->routes [i]);
-    agent->info->connected = true;
-    agent->info->suspect_after_ms = 3600000;
-    agent->info->lost_after_ms = 3600000;
-    qn_engine_append ((void ***) &agent->info->labels, &agent->info->n_labels,
-                      qn_engine_label_new ("zone", i % 2? "a": "b"));
-    qn_engine_append ((void ***) &agent->info->backends, &agent->info->n_backends,
-                      strdup ("local"));
     Qanat__Resources resources = QANAT__RESOURCES__INIT;
     resources.cpus = cpus;
     resources.memory_mb = 65536;
-    Qanat__Register reg = QANAT__REGISTER__INIT;
-    reg.resources = &resources;
-    qn_fleet_set_resources (agent, &reg);
-    agent->info->capacity = credit;
-    qn_fleet_set_credit (fixture->t.engine, agent, credit);
-    qn_fleet_update_state (agent, zclock_mono ());
-    fixture->agents [i] = agent;
-    return agent;
+    return test_fleet_agent (fixture, i, &resources, credit);
 }
 
 //  A run of yaml owned by owner, advanced (its ready tasks queued)
@@ -464,11 +429,11 @@ main (void)
         cmocka_unit_test (test_pools_and_weights),
         cmocka_unit_test (test_ageing_key),
         cmocka_unit_test (test_workflow_keys),
-        cmocka_unit_test_setup_teardown (test_priorities_and_ageing, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_workflow_concurrency, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_fair_share_equal, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_fair_share_weighted, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_limits_randomized, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_priorities_and_ageing, s_setup, test_fleet_teardown),
+        cmocka_unit_test_setup_teardown (test_workflow_concurrency, s_setup, test_fleet_teardown),
+        cmocka_unit_test_setup_teardown (test_fair_share_equal, s_setup, test_fleet_teardown),
+        cmocka_unit_test_setup_teardown (test_fair_share_weighted, s_setup, test_fleet_teardown),
+        cmocka_unit_test_setup_teardown (test_limits_randomized, s_setup, test_fleet_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
