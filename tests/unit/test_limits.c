@@ -415,6 +415,8 @@ test_limits_randomized (void **state)
                 }
     }
     //  Every attempt ended: nothing counted any more
+    for (size_t r = 0; r < 6; r++)
+        s_end_all (engine, runs [r]);
     for (int p = 0; p < 3; p++) {
         char name [4] = { 'p', (char) ('0' + p), 0 };
         assert_int_equal (qn_limits_pool_used (engine->limits, name), 0);
