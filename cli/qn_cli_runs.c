@@ -443,7 +443,8 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
                 params = longer;
             }
             //  A run its workflow's concurrency holds back says so
-            bool held = run->waiting_reason && *run->waiting_reason;
+            bool held = run->waiting_reason && *run->waiting_reason
+                     && run->status == QANAT__RUN_STATUS__RUN_QUEUED;
             cli_table_add (table, id, run->workflow, version,
                            held? "waiting": cli_status_paint (qn_run_status_name (run->status)),
                            run->owner,

@@ -317,6 +317,11 @@ qn_share_admit (qn_coordinator_t *self, run_t *run, ready_t *ready)
 void
 qn_share_run_ended (qn_coordinator_t *self, run_t *run)
 {
+    if (run->info->waiting_reason && *run->info->waiting_reason) {
+        //  Canceled while held: it waits for nothing any more
+        qn_engine_replace_string (&run->info->waiting_reason, qn_engine_strdup (""));
+        qn_run_mark (run);
+    }
     if (!run->admitted || !self->admitted)
         return;
     run->admitted = false;

@@ -250,7 +250,15 @@ test_workflow_concurrency (void **state)
                        "  b:\n    run: \"true\"\n";
     run_t *first = s_run (fixture, 1, "alice", yaml);
     run_t *second = s_run (fixture, 2, "alice", yaml);
+    run_t *third = s_run (fixture, 3, "alice", yaml);
     qn_dispatch (engine);
+    //  Canceled while held (as CancelRun does): it waits for nothing
+    assert_string_not_equal (third->info->waiting_reason, "");
+    third->info->cancel_requested = true;
+    for (size_t t = 0; t < third->info->n_tasks; t++)
+        qn_run_cancel_task (engine, third, t, "run canceled");
+    qn_run_advance (engine, third);
+    assert_string_equal (third->info->waiting_reason, "");
     assert_int_equal (s_running (first), 2);
     assert_int_equal (s_running (second), 0);
     assert_string_equal (second->info->waiting_reason,
