@@ -56,12 +56,13 @@ s_task_json (Qanat__TaskInfo *task)
             "expr", cli_json_text (check->expr), "severity", cli_json_text (check->severity),
             "passed", check->passed, "detail", cli_json_text (check->detail)));
     }
-    return json_pack ("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+    return json_pack ("{s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o}",
         "name", cli_json_text (task->name),
         "status", json_string (qn_task_status_name (task->status)),
         "needs", needs,
         "on", cli_json_labels (task->selector, task->n_selector),
         "waiting_reason", cli_json_text (task->waiting_reason),
+        "queued_us", (json_int_t) task->queued_us,
         "attempts", attempts,
         "checks", checks);
 }

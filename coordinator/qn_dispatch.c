@@ -84,8 +84,11 @@ qn_dispatch_queue (qn_coordinator_t *self, run_t *run, size_t index)
     ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
     ready->run_id = run->id;
     ready->task = (uint32_t) index;
-    ready->queued_us = qn_now_us ();
-    if (qn_run_task (run, index)->retry_at_us > ready->queued_us) {
+    //  Ageing counts from when it became queued, kept across restarts
+    int64_t now = qn_now_us ();
+    int64_t queued = qn_run_task (run, index)->queued_us;
+    ready->queued_us = queued > 0 && queued <= now? queued: now;
+    if (qn_run_task (run, index)->retry_at_us > now) {
         zlistx_add_end (self->delayed, ready);
         return;
     }

@@ -210,6 +210,8 @@ qn_run_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
         qn_run_track_running (run, index, false);
     qn_dag_set_status (run->dag, index, status);
     qn_run_task (run, index)->status = status;
+    if (status == QANAT__TASK_STATUS__TASK_QUEUED && old != status)
+        qn_run_task (run, index)->queued_us = qn_now_us ();
     if (status == QANAT__TASK_STATUS__TASK_RUNNING && old != QANAT__TASK_STATUS__TASK_RUNNING)
         qn_run_track_running (run, index, true);
     qn_run_mark_task (run, index);

@@ -165,9 +165,13 @@ def test_coordinator_kill_9_keeps_pools_exact(c):
                   % record_cmd(record, "3").replace("$QANAT_TASK", "o$QANAT_RUN_ID"))
     busy, held = c.start_run(one), c.start_run(one)
     c.wait_for(lambda: running(c, busy, "o"), "the first run of one to run")
+    queued_us = task(c.qanat_json("status", held), "o")["queued_us"]
     c.kill_coordinator(signal.SIGKILL)
     c.start_coordinator()
     status = c.qanat_json("status", held)
+    # Its ageing counts from when it was queued, not from the restart
+    check(queued_us > 0 and task(status, "o")["queued_us"] == queued_us,
+          "queued_us %r, after kill -9 %r" % (queued_us, task(status, "o")["queued_us"]))
     check(task(status, "o")["status"] == "queued" and status["waiting_reason"].startswith(
         "waiting: workflow one runs at most 1"), "after kill -9 the held run: %r" % status)
     c.wait_for(lambda: pools_by_name(c)["one"]["used"] == 1, "the pool to count f again")

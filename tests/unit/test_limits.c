@@ -219,6 +219,8 @@ test_priorities_and_ageing (void **state)
     run_t *normal = s_run (fixture, 2, "alice", "name: normal\ntasks:\n  t:\n    run: \"true\"\n");
     run_t *high = s_run (fixture, 3, "alice", "name: high\npriority: high\ntasks:\n  t:\n"
                          "    run: \"true\"\n");
+    assert_true (qn_run_task (low, 0)->queued_us > 0);
+    assert_true (qn_run_task (low, 0)->queued_us <= qn_run_task (high, 0)->queued_us);
     agent_t *agent = s_agent (fixture, 0, 8, 1);
     qn_dispatch (engine);
     assert_int_equal (s_running (high), 1);

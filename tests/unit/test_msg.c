@@ -270,6 +270,7 @@ s_task_info (uint32_t index, const char *name, Qanat__TaskStatus status)
     SET_LIST (task, selector, s_label ("gpu", "a100"), s_label ("env", "onprem"));
     task->retry_at_us = 1700000009000000LL;
     task->cached_from = 41;
+    task->queued_us = 1700000008000000LL;
     return task;
 }
 
