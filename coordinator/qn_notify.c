@@ -58,21 +58,23 @@ s_reason (Qanat__TaskInfo *task)
     return zsys_sprintf ("%s %d", *attempt->end? attempt->end: "exit", attempt->exit_code);
 }
 
-//  The webhook's JSON and the plain text of Slack and email
+//  The webhook's JSON and the plain text of Slack and email, from the
+//  stored run (built when it is sent, not in the commit of the run's end)
 static void
-s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p, char **text_p)
+s_message (qn_coordinator_t *self, Qanat__RunInfo *info, const char *event, char **body_p,
+           char **text_p)
 {
-    Qanat__RunInfo *info = run->info;
     const char *status = qn_run_status_name (info->status);
     const char *base = self->config.public_url? self->config.public_url: "";
     int base_len = (int) strlen (base);
     while (base_len > 0 && base [base_len - 1] == '/')
         base_len--;
     char *link = base_len? zsys_sprintf ("%.*s/ui/runs/%llu", base_len, base,
-                                         (unsigned long long) run->id): NULL;
+                                         (unsigned long long) info->run_id): NULL;
     json_t *failed = json_array ();
     char *text = zsys_sprintf ("qanat: run %llu of %s (version %u) %s\n",
-                               (unsigned long long) run->id, info->workflow, info->version, status);
+                               (unsigned long long) info->run_id, info->workflow, info->version,
+                               status);
     for (size_t t = 0; t < info->n_tasks; t++) {
         Qanat__TaskInfo *task = info->tasks [t];
         if (task->status != QANAT__TASK_STATUS__TASK_FAILED)
@@ -94,7 +96,7 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
         text = more;
     }
     json_t *body = json_pack ("{s:I, s:s, s:i, s:s, s:s, s:s?, s:I, s:I, s:o}",
-                              "run", (json_int_t) run->id, "workflow", info->workflow,
+                              "run", (json_int_t) info->run_id, "workflow", info->workflow,
                               "version", (int) info->version, "status", status, "event", event,
                               "owner", info->owner, "created_us", (json_int_t) info->created_us,
                               "finished_us", (json_int_t) info->finished_us,
@@ -134,12 +136,6 @@ s_target (const qn_notify_channel_t *channel)
     return target;
 }
 
-static char *
-s_strdup_or_empty (const char *text)
-{
-    return strdup (text? text: "");
-}
-
 void
 qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
 {
@@ -150,20 +146,18 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
     unsigned events = rules? s_events (run): 0;
     if (!events)
         return;
-    char *body = NULL, *text = NULL;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < rules->channel_count; i++) {
         const qn_notify_channel_t *channel = &rules->channels [i];
-        Qanat__NotifEntry *known = (channel->on & events)
-                                 ? qn_store_get_notif (self->store, run->id, (uint32_t) i): NULL;
-        qn_engine_free_message (known);
-        if (!(channel->on & events) || known)
-            continue;           //  not listened to, or written by an earlier commit
+        //  Not listened to, or written by an earlier commit of this end
+        if (!(channel->on & events)
+        ||  qn_store_has_notif (self->store, run->id, (uint32_t) i) != 0)
+            continue;
         unsigned match = channel->on & events;
         const char *event = qn_wf_notify_event_name ((match & QN_NOTIFY_ON_CHECK_FAILED)
                                                      ? QN_NOTIFY_ON_CHECK_FAILED: match);
-        if (!body)
-            s_message (self, run, event, &body, &text);
+        //  A compact record: the message itself is made from the stored
+        //  run when it is sent
         Qanat__NotifEntry entry = QANAT__NOTIF_ENTRY__INIT;
         entry.run_id = run->id;
         entry.channel = (uint32_t) i;
@@ -179,29 +173,19 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
                                               (unsigned long long) run->id, event, i);
         entry.owner = run->info->owner;
         entry.from_default = from_default;
-        entry.body.data = (uint8_t *) body;
-        entry.body.len = body? strlen (body): 0;
-        entry.text = text;
-        entry.url = s_strdup_or_empty (channel->url);
-        entry.secret = s_strdup_or_empty (channel->secret);
+        entry.url = (char *) (channel->url? channel->url: S_EMPTY);
+        entry.secret = (char *) (channel->secret? channel->secret: S_EMPTY);
         entry.to = channel->to;
         entry.n_to = channel->to_count;
-        entry.from = s_strdup_or_empty (channel->from);
-        entry.user = s_strdup_or_empty (channel->user);
-        entry.password = s_strdup_or_empty (channel->password);
+        entry.from = (char *) (channel->from? channel->from: S_EMPTY);
+        entry.user = (char *) (channel->user? channel->user: S_EMPTY);
+        entry.password = (char *) (channel->password? channel->password: S_EMPTY);
         if (qn_store_begin (self->store) || qn_store_put_notif (self->store, &entry))
             qn_log (QN_LOG_ERROR, "notify", "cannot queue a notification of run %llu: %s",
                     (unsigned long long) run->id, qn_store_error (self->store));
         free (entry.target);
         free (entry.idempotency_key);
-        free (entry.url);
-        free (entry.secret);
-        free (entry.from);
-        free (entry.user);
-        free (entry.password);
     }
-    free (body);
-    free (text);
 }
 
 //  ---------------------------------------------------------------------
@@ -307,10 +291,40 @@ s_record (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *state, c
                 entry->kind, state, error? ": ": "", error? error: "");
 }
 
+//  The message of an entry: the one it carries (written by an older
+//  coordinator), else made from the stored run.  -1 with *error_p.
+static int
+s_content (qn_coordinator_t *self, Qanat__NotifEntry *entry, char **json_p, char **text_p,
+           char **error_p)
+{
+    if (entry->body.len) {
+        *json_p = strndup ((const char *) entry->body.data, entry->body.len);
+        *text_p = strdup (entry->text);
+        return 0;
+    }
+    Qanat__RunInfo *info = qn_store_get_run (self->store, entry->run_id);
+    if (!info) {
+        *error_p = strdup ("the run is no longer stored");
+        return -1;
+    }
+    Qanat__TaskInfo **tasks = NULL;
+    size_t count = 0;
+    if (qn_store_get_tasks (self->store, entry->run_id, &tasks, &count) == 0) {
+        info->tasks = tasks;
+        info->n_tasks = count;
+    }
+    s_message (self, info, entry->event, json_p, text_p);
+    qn_engine_free_message (info);
+    return 0;
+}
+
 //  The request for the worker; -1 with *error_p when it cannot be made
 static int
 s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char **error_p)
 {
+    char *json = NULL, *text = NULL;
+    if (s_content (self, entry, &json, &text, error_p))
+        return -1;
     char *url = s_resolve (self, entry, entry->url, error_p);
     char *secret = url? s_resolve (self, entry, entry->secret, error_p): NULL;
     char *user = secret? s_resolve (self, entry, entry->user, error_p): NULL;
@@ -342,20 +356,21 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
                                  "Content-Type: text/plain; charset=utf-8\r\n\r\n%s",
                                  entry->from, to_header, (unsigned long long) entry->run_id,
                                  entry->workflow, entry->event, date, entry->idempotency_key,
-                                 entry->text);
+                                 text);
             free (to_header);
         }
         else
         if (streq (entry->kind, "slack")) {
             json_t *message = json_object ();
-            json_object_set_new (message, "text", qn_json_text (entry->text, strlen (entry->text)));
+            json_object_set_new (message, "text", qn_json_text (text, strlen (text)));
             body = json_dumps (message, JSON_COMPACT);
             json_decref (message);
             headers = zsys_sprintf ("Content-Type: application/json\nIdempotency-Key: %s",
                                     entry->idempotency_key);
         }
         else {
-            body = strndup ((const char *) entry->body.data, entry->body.len);
+            body = json;
+            json = NULL;
             char signature [96] = "";
             if (*secret)
                 qn_notify_signature (secret, (int64_t) time (NULL), body, signature);
@@ -375,6 +390,8 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
         free (to);
         free (from);
     }
+    free (json);
+    free (text);
     free (url);
     if (secret)
         sodium_memzero (secret, strlen (secret));
@@ -386,15 +403,27 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
     return rc;
 }
 
-void
-qn_notify_tick (qn_coordinator_t *self)
+//  Whether a pending entry is being sent: the scan skips it undecoded
+static bool
+s_in_flight (uint64_t run_id, uint32_t channel, void *arg)
+{
+    char id [48];
+    snprintf (id, sizeof id, "%llu:%u", (unsigned long long) run_id, channel);
+    return zhashx_lookup ((zhashx_t *) arg, id) != NULL;
+}
+
+//  Sends due pending entries while there is room, looking at most at
+//  limit of those not in flight
+static void
+s_fill (qn_coordinator_t *self, size_t limit)
 {
     qn_notify_t *notifier = self->notifier;
     if (!notifier || zhashx_size (notifier->in_flight) >= QN_NOTIFY_IN_FLIGHT_MAX)
         return;
     Qanat__NotifEntry **entries = NULL;
     size_t count = 0;
-    if (qn_store_pending_notifs (self->store, 256, &entries, &count))
+    if (qn_store_pending_notifs (self->store, limit, s_in_flight, notifier->in_flight,
+                                 &entries, &count))
         return;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < count; i++) {
@@ -416,17 +445,20 @@ qn_notify_tick (qn_coordinator_t *self)
     qn_store_free_array (entries, count);
 }
 
-//  A result from the worker
-static int
-s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
+void
+qn_notify_tick (qn_coordinator_t *self)
 {
-    (void) loop;
-    qn_coordinator_t *self = (qn_coordinator_t *) arg;
-    zmsg_t *msg = zmsg_recv (pipe);
-    char *command = msg? zmsg_popstr (msg): NULL;
-    char *id = msg? zmsg_popstr (msg): NULL;
-    char *status = msg? zmsg_popstr (msg): NULL;
-    char *error = msg? zmsg_popstr (msg): NULL;
+    s_fill (self, 256);
+}
+
+//  Records one result from the worker (in the open transaction)
+static void
+s_result (qn_coordinator_t *self, zmsg_t *msg)
+{
+    char *command = zmsg_popstr (msg);
+    char *id = zmsg_popstr (msg);
+    char *status = zmsg_popstr (msg);
+    char *error = zmsg_popstr (msg);
     unsigned long long run_id = 0;
     unsigned channel = 0;
     if (command && streq (command, "DONE") && id && status && error
@@ -451,13 +483,32 @@ s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
                 s_record (self, entry, "pending", error);
         }
         qn_engine_free_message (entry);
-        qn_turn_end (self);
     }
     zstr_free (&command);
     zstr_free (&id);
     zstr_free (&status);
     zstr_free (&error);
-    zmsg_destroy (&msg);
+}
+
+//  Results from the worker: every one waiting is recorded, and the slots
+//  they free are filled at once.  The records ride on the next commit
+//  (the next turn's, at the latest the timer's a quarter second later):
+//  a result lost in a crash only means that the entry is sent again.
+static int
+s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    for (size_t n = 0; n < 2 * QN_NOTIFY_IN_FLIGHT_MAX; n++) {
+        if (n && !(zsock_events (pipe) & ZMQ_POLLIN))
+            break;
+        zmsg_t *msg = zmsg_recv (pipe);
+        if (!msg)
+            break;
+        s_result (self, msg);
+        zmsg_destroy (&msg);
+    }
+    s_fill (self, QN_NOTIFY_IN_FLIGHT_MAX);
     return 0;
 }
 
