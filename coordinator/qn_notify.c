@@ -26,17 +26,17 @@ struct _qn_notify_t {
 
 //  The run's endings, as QN_NOTIFY_ON_* flags
 static unsigned
-s_events (run_t *run)
+s_events (Qanat__RunInfo *info)
 {
-    switch (run->info->status) {
+    switch (info->status) {
         case QANAT__RUN_STATUS__RUN_SUCCEEDED: return QN_NOTIFY_ON_SUCCEEDED;
         case QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS: return QN_NOTIFY_ON_WARNINGS;
         case QANAT__RUN_STATUS__RUN_CANCELED: return QN_NOTIFY_ON_CANCELED;
         case QANAT__RUN_STATUS__RUN_FAILED: break;
         default: return 0;
     }
-    for (size_t t = 0; t < run->info->n_tasks; t++) {
-        Qanat__TaskInfo *task = run->info->tasks [t];
+    for (size_t t = 0; t < info->n_tasks; t++) {
+        Qanat__TaskInfo *task = info->tasks [t];
         for (size_t c = 0; c < task->n_checks; c++)
             if (!task->checks [c]->passed && streq (task->checks [c]->severity, "error"))
                 return QN_NOTIFY_ON_FAILED | QN_NOTIFY_ON_CHECK_FAILED;
@@ -139,19 +139,26 @@ s_target (const qn_notify_channel_t *channel)
 void
 qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
 {
-    const qn_wf_notify_t *rules = qn_workflow_notify (run->wf);
+    qn_notify_ended (self, run->info, run->wf);
+}
+
+void
+qn_notify_ended (qn_coordinator_t *self, Qanat__RunInfo *info, qn_workflow_t *wf)
+{
+    const qn_wf_notify_t *rules = wf? qn_workflow_notify (wf): NULL;
     bool from_default = !rules;
     if (!rules)
         rules = self->notify_default;
-    unsigned events = rules? s_events (run): 0;
+    unsigned events = rules? s_events (info): 0;
     if (!events)
         return;
+    uint64_t run_id = info->run_id;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < rules->channel_count; i++) {
         const qn_notify_channel_t *channel = &rules->channels [i];
         //  Not listened to, or written by an earlier commit of this end
         if (!(channel->on & events)
-        ||  qn_store_has_notif (self->store, run->id, (uint32_t) i) != 0)
+        ||  qn_store_has_notif (self->store, run_id, (uint32_t) i) != 0)
             continue;
         unsigned match = channel->on & events;
         const char *event = qn_wf_notify_event_name ((match & QN_NOTIFY_ON_CHECK_FAILED)
@@ -159,10 +166,10 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
         //  A compact record: the message itself is made from the stored
         //  run when it is sent
         Qanat__NotifEntry entry = QANAT__NOTIF_ENTRY__INIT;
-        entry.run_id = run->id;
+        entry.run_id = run_id;
         entry.channel = (uint32_t) i;
-        entry.workflow = run->info->workflow;
-        entry.version = run->info->version;
+        entry.workflow = info->workflow;
+        entry.version = info->version;
         entry.event = (char *) event;
         entry.kind = (char *) qn_wf_notify_kind_name (channel->kind);
         entry.target = s_target (channel);
@@ -170,8 +177,8 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
         entry.created_us = now;
         entry.next_attempt_us = now;
         entry.idempotency_key = zsys_sprintf ("qanat-run-%llu-%s-%zu",
-                                              (unsigned long long) run->id, event, i);
-        entry.owner = run->info->owner;
+                                              (unsigned long long) run_id, event, i);
+        entry.owner = info->owner;
         entry.from_default = from_default;
         entry.url = (char *) (channel->url? channel->url: S_EMPTY);
         entry.secret = (char *) (channel->secret? channel->secret: S_EMPTY);
@@ -182,7 +189,7 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
         entry.password = (char *) (channel->password? channel->password: S_EMPTY);
         if (qn_store_begin (self->store) || qn_store_put_notif (self->store, &entry))
             qn_log (QN_LOG_ERROR, "notify", "cannot queue a notification of run %llu: %s",
-                    (unsigned long long) run->id, qn_store_error (self->store));
+                    (unsigned long long) run_id, qn_store_error (self->store));
         free (entry.target);
         free (entry.idempotency_key);
     }

@@ -43,6 +43,11 @@ void
 //  an earlier commit of the same end, is left as it is).
 void
     qn_notify_run_ended (qn_coordinator_t *self, run_t *run);
+//  The same for a run that is not in memory (one that could not be
+//  reloaded): wf is its workflow when it could be read, else NULL (the
+//  coordinator's default notify: applies)
+void
+    qn_notify_ended (qn_coordinator_t *self, Qanat__RunInfo *info, qn_workflow_t *wf);
 
 //  The timer's turn: sends what is due.
 void
