@@ -2,13 +2,15 @@
 
     When a run ends in a state one of its workflow's `notify:` channels
     lists (or the coordinator's default, --notify-file, for a workflow
-    without one), one NotifEntry per channel is written in the same
-    commit as the run's end: nothing is sent before the ending is stored,
-    and a stored ending always has its notifications.  The loop's timer
-    picks due pending entries, resolves their secrets (checked against
-    the run's owner and workflow as env secrets are), and hands them to
-    qn_notify_worker, which sends them on its own thread.  Each result
-    comes back as a message and is recorded: delivered, or retried with
+    without one), one compact NotifEntry per channel is written in the
+    same commit as the run's end: nothing is sent before the ending is
+    stored, and a stored ending always has its notifications.  The
+    message is made from the stored run when the entry is sent.  The
+    loop's timer, and every batch of results, picks due pending entries,
+    resolves their secrets (checked against the run's owner and workflow
+    as env secrets are), and hands them to qn_notify_worker, which sends
+    them on its own thread.  Each result comes back as a message and is
+    recorded (in the next commit): delivered, or retried with
     exponential backoff (1 s doubling, at most 5 minutes apart) until
     --notify-give-up has passed since the run ended, then failed with the
     last error.  Delivered at least once: an entry whose result was not
