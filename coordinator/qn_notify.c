@@ -515,7 +515,9 @@ s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
         s_result (self, msg);
         zmsg_destroy (&msg);
     }
-    s_fill (self, QN_NOTIFY_IN_FLIGHT_MAX);
+    //  As many as there are free slots (entries waiting for a retry may
+    //  take some of them: the timer's pass looks further)
+    s_fill (self, QN_NOTIFY_IN_FLIGHT_MAX - zhashx_size (self->notifier->in_flight));
     return 0;
 }
 
