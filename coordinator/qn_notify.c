@@ -19,6 +19,8 @@ struct _qn_notify_t {
     qn_coordinator_t *engine;
     zactor_t *worker;
     zhashx_t *in_flight;                //  "run:channel" -> the attempt's start (a set)
+    zhashx_t *results;                  //  "run:channel" -> "0", or "1" and the error:
+                                        //  ended attempts, recorded at the next timer
 };
 
 //  ---------------------------------------------------------------------
@@ -410,13 +412,20 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
     return rc;
 }
 
-//  Whether a pending entry is being sent: the scan skips it undecoded
+//  Whether a pending entry is being sent, or its result waits to be
+//  recorded: the scan skips it undecoded
+static bool
+s_busy (qn_notify_t *notifier, const char *id)
+{
+    return zhashx_lookup (notifier->in_flight, id) || zhashx_lookup (notifier->results, id);
+}
+
 static bool
 s_in_flight (uint64_t run_id, uint32_t channel, void *arg)
 {
     char id [48];
     snprintf (id, sizeof id, "%llu:%u", (unsigned long long) run_id, channel);
-    return zhashx_lookup ((zhashx_t *) arg, id) != NULL;
+    return s_busy ((qn_notify_t *) arg, id);
 }
 
 //  Sends due pending entries while there is room, looking at most at
@@ -429,15 +438,14 @@ s_fill (qn_coordinator_t *self, size_t limit)
         return;
     Qanat__NotifEntry **entries = NULL;
     size_t count = 0;
-    if (qn_store_pending_notifs (self->store, limit, s_in_flight, notifier->in_flight,
-                                 &entries, &count))
+    if (qn_store_pending_notifs (self->store, limit, s_in_flight, notifier, &entries, &count))
         return;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < count; i++) {
         Qanat__NotifEntry *entry = entries [i];
         char id [48];
         snprintf (id, sizeof id, "%llu:%u", (unsigned long long) entry->run_id, entry->channel);
-        if (entry->next_attempt_us > now || zhashx_lookup (notifier->in_flight, id)
+        if (entry->next_attempt_us > now || s_busy (notifier, id)
         ||  zhashx_size (notifier->in_flight) >= QN_NOTIFY_IN_FLIGHT_MAX)
             continue;
         char *error = NULL;
@@ -452,13 +460,51 @@ s_fill (qn_coordinator_t *self, size_t limit)
     qn_store_free_array (entries, count);
 }
 
+//  Records one attempt's result (in the open transaction)
+static void
+s_record_result (qn_coordinator_t *self, const char *id, const char *result)
+{
+    unsigned long long run_id = 0;
+    unsigned channel = 0;
+    if (sscanf (id, "%llu:%u", &run_id, &channel) != 2)
+        return;
+    Qanat__NotifEntry *entry = qn_store_get_notif (self->store, run_id, channel);
+    if (entry && streq (entry->state, "pending")) {
+        entry->attempts++;
+        int64_t now = qn_now_us ();
+        int64_t backoff_s = entry->attempts < 9? (int64_t) 1 << (entry->attempts - 1)
+                                               : QN_NOTIFY_BACKOFF_MAX_S;
+        if (backoff_s > QN_NOTIFY_BACKOFF_MAX_S)
+            backoff_s = QN_NOTIFY_BACKOFF_MAX_S;
+        entry->next_attempt_us = now + backoff_s * 1000000;
+        if (*result == '0')
+            s_record (self, entry, "delivered", NULL);
+        else
+        if (entry->next_attempt_us - entry->created_us
+            > self->config.notify_give_up_s * 1000000)
+            s_record (self, entry, "failed", result + 1);
+        else
+            s_record (self, entry, "pending", result + 1);
+    }
+    qn_engine_free_message (entry);
+}
+
 void
 qn_notify_tick (qn_coordinator_t *self)
 {
+    qn_notify_t *notifier = self->notifier;
+    if (!notifier)
+        return;
+    //  The results of the last quarter second, in this turn's one commit
+    for (const char *result = (const char *) zhashx_first (notifier->results); result;
+         result = (const char *) zhashx_next (notifier->results))
+        s_record_result (self, (const char *) zhashx_cursor (notifier->results), result);
+    zhashx_purge (notifier->results);
     s_fill (self, 256);
 }
 
-//  Records one result from the worker (in the open transaction)
+//  Takes one result from the worker: its slot is free, its record waits
+//  for the timer
 static void
 s_result (qn_coordinator_t *self, zmsg_t *msg)
 {
@@ -469,27 +515,11 @@ s_result (qn_coordinator_t *self, zmsg_t *msg)
     unsigned long long run_id = 0;
     unsigned channel = 0;
     if (command && streq (command, "DONE") && id && status && error
-    &&  sscanf (id, "%llu:%u", &run_id, &channel) == 2) {
+    &&  sscanf (id, "%llu:%u", &run_id, &channel) == 2
+    &&  zhashx_lookup (self->notifier->in_flight, id)) {
         zhashx_delete (self->notifier->in_flight, id);
-        Qanat__NotifEntry *entry = qn_store_get_notif (self->store, run_id, channel);
-        if (entry && streq (entry->state, "pending")) {
-            entry->attempts++;
-            int64_t now = qn_now_us ();
-            int64_t backoff_s = entry->attempts < 9? (int64_t) 1 << (entry->attempts - 1)
-                                                   : QN_NOTIFY_BACKOFF_MAX_S;
-            if (backoff_s > QN_NOTIFY_BACKOFF_MAX_S)
-                backoff_s = QN_NOTIFY_BACKOFF_MAX_S;
-            entry->next_attempt_us = now + backoff_s * 1000000;
-            if (streq (status, "0"))
-                s_record (self, entry, "delivered", NULL);
-            else
-            if (entry->next_attempt_us - entry->created_us
-                > self->config.notify_give_up_s * 1000000)
-                s_record (self, entry, "failed", error);
-            else
-                s_record (self, entry, "pending", error);
-        }
-        qn_engine_free_message (entry);
+        zhashx_update (self->notifier->results, id,
+                       streq (status, "0")? strdup ("0"): zsys_sprintf ("1%s", error));
     }
     zstr_free (&command);
     zstr_free (&id);
@@ -497,10 +527,11 @@ s_result (qn_coordinator_t *self, zmsg_t *msg)
     zstr_free (&error);
 }
 
-//  Results from the worker: every one waiting is recorded, and the slots
-//  they free are filled at once.  The records ride on the next commit
-//  (the next turn's, at the latest the timer's a quarter second later):
-//  a result lost in a crash only means that the entry is sent again.
+//  Results from the worker: every one waiting is taken, and the slots
+//  they free are filled at once.  They are recorded together in the
+//  timer's turn, a quarter second later at most, so that the commits of
+//  runs do not grow with them: a result lost in a crash only means that
+//  the entry is sent again.
 static int
 s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
 {
@@ -535,6 +566,8 @@ qn_notify_new (qn_coordinator_t *engine)
     self->engine = engine;
     self->worker = worker;
     self->in_flight = zhashx_new ();
+    self->results = zhashx_new ();
+    zhashx_set_destructor (self->results, (zhashx_destructor_fn *) zstr_free);
     zloop_reader (engine->loop, zactor_sock (worker), s_on_result, engine);
     return self;
 }
@@ -549,6 +582,7 @@ qn_notify_destroy (qn_notify_t **self_p)
         zloop_reader_end (self->engine->loop, zactor_sock (self->worker));
     zactor_destroy (&self->worker);
     zhashx_destroy (&self->in_flight);
+    zhashx_destroy (&self->results);       //  not recorded: sent again after a restart
     free (self);
     *self_p = NULL;
 }

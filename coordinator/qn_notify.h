@@ -9,8 +9,9 @@
     loop's timer, and every batch of results, picks due pending entries,
     resolves their secrets (checked against the run's owner and workflow
     as env secrets are), and hands them to qn_notify_worker, which sends
-    them on its own thread.  Each result comes back as a message and is
-    recorded (in the next commit): delivered, or retried with
+    them on its own thread.  Each result comes back as a message, frees
+    its slot at once, and is recorded with the others at the timer's next
+    turn (one commit a quarter second): delivered, or retried with
     exponential backoff (1 s doubling, at most 5 minutes apart) until
     --notify-give-up has passed since the run ended, then failed with the
     last error.  Delivered at least once: an entry whose result was not
