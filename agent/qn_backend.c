@@ -15,12 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "qn_msg.h"
+#include "qn_log.h"
 #include "qn_fs.h"
 #include "qn_metric.h"
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
-    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, NULL
+    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, &qn_backend_lambda,
+    &qn_backend_databricks, NULL
 };
 
 const qn_backend_ops_t *
@@ -237,6 +239,7 @@ qn_backend_front_init (qn_backend_front_t *front, const qn_backend_engine_t *eng
     front->events = events;
     front->arg = arg;
     front->paused = false;
+    front->timer_id = front->soon_id = -1;
     front->host = strdup (config && config->host? config->host: "");
     front->attempts = zlistx_new ();
     return front->host && front->attempts? 0: -1;
@@ -252,6 +255,38 @@ qn_backend_front_fini (qn_backend_front_t *front)
     zlistx_destroy (&front->attempts);
     free (front->host);
     front->host = NULL;
+    if (front->timer_id != -1 && front->loop)
+        zloop_timer_end (front->loop, front->timer_id);
+    if (front->soon_id != -1 && front->loop)
+        zloop_timer_end (front->loop, front->soon_id);
+    front->timer_id = front->soon_id = -1;
+}
+
+static int
+s_front_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    qn_backend_front_t *front = (qn_backend_front_t *) arg;
+    if (timer_id == front->soon_id)
+        front->soon_id = -1;    //  one-shot: the loop ends it
+    if (qn_backend_front_each (front, front->tick) == 0 && front->timer_id != -1) {
+        zloop_timer_end (front->loop, front->timer_id);
+        front->timer_id = -1;
+    }
+    return 0;
+}
+
+void
+qn_backend_front_ticking (qn_backend_front_t *front, size_t interval_ms,
+                          void (*tick) (qn_backend_attempt_t *attempt, int64_t now))
+{
+    front->tick = tick;
+    if (front->timer_id == -1)
+        front->timer_id = zloop_timer (front->loop, interval_ms, 0, s_front_tick, front);
+    if (front->soon_id == -1)
+        front->soon_id = zloop_timer (front->loop, 5, 1, s_front_tick, front);
+    if (front->timer_id == -1)
+        qn_log (QN_LOG_ERROR, "agent", "%s backend: cannot start its timer", front->engine->name);
 }
 
 qn_backend_attempt_t *
@@ -328,6 +363,24 @@ qn_backend_front_list (qn_backend_front_t *front, size_t *count)
 
 //  ---------------------------------------------------------------------
 //  The front end: ops every engine shares
+
+size_t
+qn_backend_front_each (qn_backend_front_t *front,
+                       void (*tick) (qn_backend_attempt_t *attempt, int64_t now))
+{
+    size_t count = zlistx_size (front->attempts);
+    if (count == 0)
+        return 0;
+    qn_backend_attempt_t **attempts = qn_backend_front_list (front, &count);
+    if (!attempts)
+        return count;           //  out of memory: the next tick tries again
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < count; i++)
+        if (zlistx_find (front->attempts, attempts [i]))
+            tick (attempts [i], now);
+    free (attempts);
+    return count;
+}
 
 int
 qn_backend_front_stop (void *self, const qn_attempt_key_t *key, const char *reason,
@@ -494,6 +547,53 @@ qn_backend_attempt_finished (qn_backend_attempt_t *attempt, int exit_code, int s
     attempt->front->events->finished (attempt->front->arg, &attempt->key, exit_code, sig,
                                       stack_trace? stack_trace: "", reason? reason: "", kind);
     free (stack_trace);
+}
+
+
+//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event (qn_backend.h)
+bool
+qn_backend_attempt_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                                int64_t time_us)
+{
+    size_t prefix = strlen (QN_BACKEND_METRIC_PREFIX);
+    if (size < prefix || memcmp (text, QN_BACKEND_METRIC_PREFIX, prefix) != 0)
+        return false;
+    char line [512];
+    size_t rest = size - prefix;
+    if (rest >= sizeof (line)) {
+        qn_backend_attempt_system_log (attempt, "ignored metric line: too long");
+        return true;
+    }
+    memcpy (line, text + prefix, rest);
+    line [rest] = '\0';
+    //  NAME=VALUE [step=N] -> "NAME VALUE [N]" as qanat metric files have it
+    char *save = NULL;
+    char *pair = strtok_r (line, " \t\r", &save);
+    char *step = strtok_r (NULL, " \t\r", &save);
+    char *extra = strtok_r (NULL, " \t\r", &save);
+    char *equals = pair? strchr (pair, '='): NULL;
+    if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
+        qn_backend_attempt_system_log (attempt, "ignored metric line: want '::qanat-metric "
+                                       "name=value [step=N]'");
+        return true;
+    }
+    *equals = '\0';
+    char plain [540];
+    snprintf (plain, sizeof (plain), "%s %s%s%s", pair, equals + 1, step? " ": "",
+              step? step + 5: "");
+    char name [QN_METRIC_NAME_MAX + 1];
+    double value = 0;
+    int64_t step_value = 0;
+    bool has_step = false;
+    const char *error = NULL;
+    if (qn_metric_parse_line (plain, strlen (plain), name, &value, &step_value, &has_step,
+                              &error) == 0)
+        attempt->front->events->metric (attempt->front->arg, &attempt->key, name, value,
+                                        step_value, has_step, time_us);
+    else
+        qn_backend_attempt_system_log (attempt, "ignored metric line: %s",
+                                       error? error: "invalid line");
+    return true;
 }
 
 

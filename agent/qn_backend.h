@@ -75,6 +75,7 @@ typedef struct _qn_resources_t qn_resources_t;
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127
+#define QN_BACKEND_URL_MAX        1024
 
 typedef struct {
     //  pid: the local process (group) id, 0 when the work is not a local
@@ -100,6 +101,10 @@ typedef struct {
     //  agent stores the latest one with the events and gives it back to
     //  reattach.
     void (*cursor) (void *arg, const qn_attempt_key_t *key, const char *cursor);
+    //  The engine's web page for the attempt (Databricks run page, Ray
+    //  dashboard), an http(s) URL of at most QN_BACKEND_URL_MAX bytes.
+    //  Called before started, which carries it to the coordinator.
+    void (*link) (void *arg, const qn_attempt_key_t *key, const char *url);
 } qn_backend_events_t;
 
 typedef struct {
@@ -306,6 +311,10 @@ struct _qn_backend_front_t {
     char *host;                 //  config->host, reported in started
     zlistx_t *attempts;         //  qn_backend_attempt_t *, not finished, in start order
     bool paused;                //  set_paused: read no output
+    //  qn_backend_front_ticking's timers (-1 = none) and what they run
+    int timer_id;
+    int soon_id;
+    void (*tick) (qn_backend_attempt_t *attempt, int64_t now);
 };
 
 //  One output of an attempt cut into lines: stdout or stderr (log
@@ -379,6 +388,22 @@ void
 qn_backend_attempt_t **
     qn_backend_front_list (qn_backend_front_t *front, size_t *count);
 
+//  Runs tick (now = zclock_mono) on every attempt in the list, walking a
+//  copy (a tick may end attempts, callbacks may pause); returns how many
+//  attempts there were, 0 when the engine's timer may end.
+size_t
+    qn_backend_front_each (qn_backend_front_t *front,
+                           void (*tick) (qn_backend_attempt_t *attempt, int64_t now));
+
+//  Runs tick on every attempt every interval_ms from now on, until the
+//  list is empty, and once in a few milliseconds: after the agent's
+//  commit of a started just reported (its 0 ms timer comes first), so
+//  that the spool knows an attempt before its engine does.  For engines
+//  that poll (REST backends).  The timers end with fini.
+void
+    qn_backend_front_ticking (qn_backend_front_t *front, size_t interval_ms,
+                              void (*tick) (qn_backend_attempt_t *attempt, int64_t now));
+
 //  The ops stop, set_paused, running and shutdown, for any state whose
 //  first member is its qn_backend_front_t.
 int
@@ -420,6 +445,17 @@ bool
 void
     qn_backend_attempt_log (qn_backend_attempt_t *attempt, Qanat__Stream stream, bool traced,
                             const char *data, size_t size, bool partial, int64_t time_us);
+
+//  Metrics of work that has no $QANAT_METRICS file the agent can read (a
+//  pod, a Lambda function, a Databricks run) come as log lines
+//      ::qanat-metric NAME=VALUE [step=N]
+//  (NAME as for qanat metrics, VALUE a number, N an integer).  True when
+//  text (one whole line) is one: reported as a metric at time_us, or as
+//  a system line saying why it was refused; false for a plain line.
+#define QN_BACKEND_METRIC_PREFIX  "::qanat-metric "
+bool
+    qn_backend_attempt_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                                    int64_t time_us);
 
 //  A system log line of the attempt, printf-style (qn_backend_system_log).
 void
@@ -477,6 +513,10 @@ extern const qn_backend_ops_t qn_backend_local;
 extern const qn_backend_ops_t qn_backend_slurm;
 //  Kubernetes batch/v1 Jobs through the API server (libcurl)
 extern const qn_backend_ops_t qn_backend_kube;
+//  Synchronous invocations of AWS Lambda functions, logs from CloudWatch
+extern const qn_backend_ops_t qn_backend_lambda;
+//  One-time Databricks runs through the Jobs API 2.1
+extern const qn_backend_ops_t qn_backend_databricks;
 
 #ifdef __cplusplus
 }
