@@ -148,6 +148,7 @@ typedef struct {
     char name [32];
     bool registered;
     int64_t last_finish_ns;         //  when it sent its last Finished
+    bool touched;                   //  sent to since it was last drained
 } sim_agent_t;
 
 typedef struct {
@@ -184,6 +185,8 @@ typedef struct {
     //  Results, read after the thread has stopped (or through the pipe).
     sim_agent_t *agents;
     size_t created;
+    size_t *touched;                //  agents sent to since their last drain
+    size_t touched_count;
     size_t registered;
     double registered_at;           //  bench_now () when the last registered
     uint64_t assigns, finished_acked, acks, refusals, send_errors;
