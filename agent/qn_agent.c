@@ -1407,6 +1407,7 @@ qn_agent_new (const qn_agent_config_t *config)
         self->events.metric = qn_agent_on_metric;
         self->events.finished = qn_agent_on_finished;
         self->events.cursor = qn_agent_on_cursor;
+        self->events.link = qn_agent_on_link;
         ok = s_open_cache (self, config);
         ok = s_open_backends (self, config, ok);
     }

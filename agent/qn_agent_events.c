@@ -54,10 +54,26 @@ qn_agent_on_started (void *arg, const qn_attempt_key_t *key, int64_t pid,
     started.workdir = (char *) (workdir? workdir: "");
     started.engine_job_id = (char *) (engine_job_id? engine_job_id: "");
     started.backend = (char *) (attempt->backend_name? attempt->backend_name: "");
+    started.engine_url = attempt->engine_url? attempt->engine_url: "";
     Qanat__Event event = QANAT__EVENT__INIT;
     event.body_case = QANAT__EVENT__BODY_STARTED;
     event.started = &started;
     qn_outbox_post (self->outbox, attempt, &event);
+}
+
+void
+qn_agent_on_link (void *arg, const qn_attempt_key_t *key, const char *url)
+{
+    qn_agent_t *self = (qn_agent_t *) arg;
+    qn_attempt_t *attempt = s_callback_attempt (self, key);
+    if (!attempt || !url || strlen (url) > QN_BACKEND_URL_MAX
+    ||  (strncmp (url, "https://", 8) != 0 && strncmp (url, "http://", 7) != 0))
+        return;
+    char *copy = strdup (url);
+    if (copy) {
+        free (attempt->engine_url);
+        attempt->engine_url = copy;
+    }
 }
 
 void

@@ -121,6 +121,8 @@ void
 void
     qn_agent_on_cursor (void *arg, const qn_attempt_key_t *key, const char *cursor);
 void
+    qn_agent_on_link (void *arg, const qn_attempt_key_t *key, const char *url);
+void
     qn_agent_on_log (void *arg, const qn_attempt_key_t *key, Qanat__Stream stream,
                      const void *data, size_t size, bool partial, int64_t time_us);
 void

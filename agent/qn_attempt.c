@@ -18,6 +18,7 @@ s_attempt_destructor (void **item)
     qn_attempt_t *attempt = (qn_attempt_t *) *item;
     if (attempt) {
         qn_redact_destroy (&attempt->redactor);
+        free (attempt->engine_url);
         if (attempt->assign)
             qanat__assign__free_unpacked (attempt->assign, NULL);
         for (int i = 0; i < QN_ATTEMPT_STREAMS; i++)

@@ -93,6 +93,7 @@ typedef struct {
     char workdir [4096];        //  from started: where outputs are collected
     char engine_job_id [QN_BACKEND_JOB_ID_MAX + 1];
     char cursor [QN_BACKEND_CURSOR_MAX + 1];
+    char *engine_url;           //  from link, sent with started; NULL = none
 } qn_attempt_t;
 
 //  A table of attempts, "run/task/attempt" -> qn_attempt_t, which owns

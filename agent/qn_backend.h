@@ -75,6 +75,7 @@ typedef struct _qn_resources_t qn_resources_t;
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127
+#define QN_BACKEND_URL_MAX        1024
 
 typedef struct {
     //  pid: the local process (group) id, 0 when the work is not a local
@@ -100,6 +101,10 @@ typedef struct {
     //  agent stores the latest one with the events and gives it back to
     //  reattach.
     void (*cursor) (void *arg, const qn_attempt_key_t *key, const char *cursor);
+    //  The engine's web page for the attempt (Databricks run page, Ray
+    //  dashboard), an http(s) URL of at most QN_BACKEND_URL_MAX bytes.
+    //  Called before started, which carries it to the coordinator.
+    void (*link) (void *arg, const qn_attempt_key_t *key, const char *url);
 } qn_backend_events_t;
 
 typedef struct {

@@ -4,13 +4,12 @@
     libcurl's multi interface is driven by the loop: CURLMOPT_SOCKETFUNCTION
     turns each socket curl wants watched into a zloop poller (replaced when
     the wanted events change, ended on CURL_POLL_REMOVE), and
-    CURLMOPT_TIMERFUNCTION keeps one one-shot zloop timer.  Both call
-    curl_multi_socket_action, after which finished transfers are collected
-    and their completion callbacks run, outside libcurl.
+    CURLMOPT_TIMERFUNCTION keeps one one-shot zloop timer (qn_rest, which
+    this client wraps with the cluster's TLS settings and bearer token).
 */
 #include "qn_kube_api.h"
 #include "qn_log.h"
-#include "qn_curl.h"
+#include "qn_rest.h"
 #include "qn_file.h"
 
 #include <ctype.h>
@@ -27,9 +26,6 @@
 #define S_SECRETS_DIR           "/var/run/secrets/kubernetes.io/serviceaccount"
 #define S_TOKEN_REREAD_MS       60000
 #define S_TOKEN_MAX             (64 * 1024)
-#define S_CONNECT_TIMEOUT_MS    10000
-#define S_REQUEST_TIMEOUT_MS    30000
-#define S_ERROR_BODY_MAX        (64 * 1024)
 
 
 //  ---------------------------------------------------------------------
@@ -105,23 +101,7 @@ qn_kube_base64_decode (const char *text, size_t *size_p)
 char *
 qn_kube_escape (const char *text)
 {
-    static const char hex [] = "0123456789ABCDEF";
-    size_t len = strlen (text);
-    char *out = (char *) malloc (len * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t at = 0;
-    for (const unsigned char *c = (const unsigned char *) text; *c; c++) {
-        if (isalnum (*c) || *c == '-' || *c == '_' || *c == '.' || *c == '~')
-            out [at++] = (char) *c;
-        else {
-            out [at++] = '%';
-            out [at++] = hex [*c >> 4];
-            out [at++] = hex [*c & 15];
-        }
-    }
-    out [at] = '\0';
-    return out;
+    return qn_rest_escape (text);
 }
 
 
@@ -532,101 +512,14 @@ qn_kube_config_resolve (const char *path, const char *context, char *error, size
 
 
 //  ---------------------------------------------------------------------
-//  The client
-
-typedef struct {
-    qn_kube_api_t *api;
-    void *handle;               //  in api->calls
-    uint64_t id;
-    CURL *easy;
-    struct curl_slist *headers;
-    char *request_body;
-    char *buffer;               //  the answer (JSON calls, error answers of streams)
-    size_t size;
-    size_t max;
-    bool overflow;
-    bool streaming;
-    bool canceled;              //  from inside libcurl: forgotten when it completes
-    bool paused;                //  as applied to curl
-    bool want_paused;           //  as asked
-    qn_kube_data_fn *data;
-    qn_kube_done_fn *done;
-    void *arg;
-    char errbuf [CURL_ERROR_SIZE];
-} s_call_t;
+//  The client: qn_rest, with the cluster's TLS settings and token on
+//  every call
 
 struct _qn_kube_api_t {
-    zloop_t *loop;
     qn_kube_config_t *config;
-    CURLM *multi;
-    zlistx_t *calls;            //  s_call_t in flight
-    uint64_t next_id;
-    int timer_id;
-    int in_curl;                //  > 0 while inside libcurl: defer pauses
-    bool pause_dirty;
+    qn_rest_t *rest;
     int64_t token_read_ms;
 };
-
-static void
-s_call_destroy (s_call_t **self_p)
-{
-    s_call_t *self = *self_p;
-    if (!self)
-        return;
-    if (self->easy)
-        curl_easy_cleanup (self->easy);
-    curl_slist_free_all (self->headers);
-    free (self->request_body);
-    free (self->buffer);
-    free (self);
-    *self_p = NULL;
-}
-
-static s_call_t *
-s_call_find (qn_kube_api_t *self, uint64_t id)
-{
-    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
-    while (call && (call->id != id || call->canceled))
-        call = (s_call_t *) zlistx_next (self->calls);
-    return call;
-}
-
-//  Bounded buffering of an answer
-static size_t
-s_buffer_append (s_call_t *call, const char *data, size_t size)
-{
-    if (call->overflow || call->size + size > call->max) {
-        call->overflow = true;
-        return size;
-    }
-    char *grown = (char *) realloc (call->buffer, call->size + size + 1);
-    if (!grown)
-        return 0;
-    call->buffer = grown;
-    memcpy (call->buffer + call->size, data, size);
-    call->size += size;
-    call->buffer [call->size] = '\0';
-    return size;
-}
-
-static size_t
-s_write (char *data, size_t one, size_t count, void *arg)
-{
-    s_call_t *call = (s_call_t *) arg;
-    size_t size = one * count;
-    if (call->canceled)
-        return 0;               //  aborts the transfer
-    if (call->streaming) {
-        long status = 0;
-        curl_easy_getinfo (call->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (status >= 200 && status < 300) {
-            if (call->data && call->data (call->arg, call->id, data, size) == -1)
-                return 0;
-            return size;
-        }
-    }
-    return s_buffer_append (call, data, size);
-}
 
 //  The bearer token, re-read from its file now and then: service account
 //  tokens are rotated under our feet.
@@ -643,33 +536,11 @@ s_token (qn_kube_api_t *self)
     return config->token;
 }
 
-//  An easy handle for one request, ready to run.  -1 when out of memory.
 static int
-s_call_setup (qn_kube_api_t *self, s_call_t *call, const char *method, const char *path,
-              json_t *body, long timeout_ms)
+s_setup (void *arg, CURL *easy, struct curl_slist **headers)
 {
+    qn_kube_api_t *self = (qn_kube_api_t *) arg;
     qn_kube_config_t *config = self->config;
-    char *url = NULL;
-    if (asprintf (&url, "%s%s", config->server, path) < 0)
-        return -1;
-    call->easy = curl_easy_init ();
-    if (!call->easy) {
-        free (url);
-        return -1;
-    }
-    CURL *easy = call->easy;
-    curl_easy_setopt (easy, CURLOPT_URL, url);
-    free (url);                 //  curl keeps its own copy
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, call);
-    curl_easy_setopt (easy, CURLOPT_ERRORBUFFER, call->errbuf);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt (easy, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt (easy, CURLOPT_CONNECTTIMEOUT_MS, (long) S_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt (easy, CURLOPT_USERAGENT, "qanat-agent");
     if (config->insecure) {
         curl_easy_setopt (easy, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt (easy, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -698,194 +569,18 @@ s_call_setup (qn_kube_api_t *self, s_call_t *call, const char *method, const cha
     if (config->key_file)
         curl_easy_setopt (easy, CURLOPT_SSLKEY, config->key_file);
 
-    struct curl_slist *headers = curl_slist_append (NULL, "Accept: application/json");
     const char *token = s_token (self);
-    if (headers && token) {
-        char *header = NULL;
-        if (asprintf (&header, "Authorization: Bearer %s", token) < 0)
-            header = NULL;
-        struct curl_slist *more = header? curl_slist_append (headers, header): NULL;
-        if (header) {
-            memset (header, 0, strlen (header));
-            free (header);
-        }
-        if (!more) {
-            curl_slist_free_all (headers);
-            headers = NULL;
-        }
-    }
-    if (!headers)
-        return -1;
-    call->headers = headers;
-    if (body) {
-        call->request_body = json_dumps (body, JSON_COMPACT);
-        struct curl_slist *more = call->request_body?
-            curl_slist_append (call->headers, "Content-Type: application/json"): NULL;
-        if (!more)
-            return -1;
-        curl_easy_setopt (easy, CURLOPT_POSTFIELDS, call->request_body);
-        curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long) strlen (call->request_body));
-    }
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, call->headers);
-    if (streq (method, "GET"))
-        curl_easy_setopt (easy, CURLOPT_HTTPGET, 1L);
-    else
-    if (!streq (method, "POST") || !body)
-        curl_easy_setopt (easy, CURLOPT_CUSTOMREQUEST, method);
-    return 0;
-}
-
-//  Runs the completion of one transfer and forgets it.
-static void
-s_call_complete (qn_kube_api_t *self, s_call_t *call, CURLcode result)
-{
-    (void) self;
-    long status = 0;
-    char error [CURL_ERROR_SIZE + 64] = "";
-    json_t *body = NULL;
-    if (result == CURLE_OK) {
-        curl_easy_getinfo (call->easy, CURLINFO_RESPONSE_CODE, &status);
-        if (call->overflow)
-            snprintf (error, sizeof (error), "answer larger than %zu bytes", call->max);
-        else
-        if (call->buffer && call->size > 0)
-            body = json_loadb (call->buffer, call->size, 0, NULL);
-    }
-    else
-        snprintf (error, sizeof (error), "%s%s%s", curl_easy_strerror (result),
-                  *call->errbuf? ": ": "", call->errbuf);
-    if (call->done)
-        call->done (call->arg, call->id, status, body, error);
-    json_decref (body);
-    s_call_destroy (&call);
-}
-
-static void
-s_apply_pauses (qn_kube_api_t *self)
-{
-    while (self->pause_dirty) {
-        self->pause_dirty = false;
-        s_call_t *call = (s_call_t *) zlistx_first (self->calls);
-        while (call) {
-            if (call->paused != call->want_paused && !call->canceled) {
-                call->paused = call->want_paused;
-                self->in_curl++;
-                curl_easy_pause (call->easy, call->paused? CURLPAUSE_RECV: CURLPAUSE_CONT);
-                self->in_curl--;
-                //  Unpausing may have delivered data, whose callback may
-                //  have changed the list: start over
-                self->pause_dirty = true;
-                break;
-            }
-            call = (s_call_t *) zlistx_next (self->calls);
-        }
-    }
-}
-
-static void
-s_collect (qn_kube_api_t *self)
-{
-    CURLMsg *message;
-    int left;
-    while ((message = curl_multi_info_read (self->multi, &left))) {
-        if (message->msg != CURLMSG_DONE)
-            continue;
-        CURL *easy = message->easy_handle;
-        CURLcode result = message->data.result;
-        s_call_t *call = NULL;
-        curl_easy_getinfo (easy, CURLINFO_PRIVATE, (char **) &call);
-        curl_multi_remove_handle (self->multi, easy);
-        if (!call)
-            continue;
-        zlistx_detach (self->calls, call->handle);
-        s_call_complete (self, call, result);
-    }
-    //  Calls canceled while libcurl was on the stack go now
-    s_call_t *call = (s_call_t *) zlistx_first (self->calls);
-    while (call) {
-        s_call_t *next = (s_call_t *) zlistx_next (self->calls);
-        if (call->canceled) {
-            zlistx_detach (self->calls, call->handle);
-            curl_multi_remove_handle (self->multi, call->easy);
-            s_call_destroy (&call);
-        }
-        call = next;
-    }
-    s_apply_pauses (self);
-}
-
-static void
-s_action (qn_kube_api_t *self, curl_socket_t fd, int flags)
-{
-    int running = 0;
-    self->in_curl++;
-    curl_multi_socket_action (self->multi, fd, flags, &running);
-    self->in_curl--;
-    s_collect (self);
-}
-
-static int
-s_socket_ready (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    qn_kube_api_t *self = (qn_kube_api_t *) arg;
-    int flags = 0;
-    if (item->revents & ZMQ_POLLIN)
-        flags |= CURL_CSELECT_IN;
-    if (item->revents & ZMQ_POLLOUT)
-        flags |= CURL_CSELECT_OUT;
-    if (item->revents & ZMQ_POLLERR)
-        flags |= CURL_CSELECT_ERR;
-    s_action (self, item->fd, flags);
-    return 0;
-}
-
-static int
-s_timer_fired (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    qn_kube_api_t *self = (qn_kube_api_t *) arg;
-    if (timer_id == self->timer_id)
-        self->timer_id = -1;    //  one-shot: the loop ends it
-    s_action (self, CURL_SOCKET_TIMEOUT, 0);
-    return 0;
-}
-
-static int
-s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    (void) easy;
-    (void) socketp;
-    qn_kube_api_t *self = (qn_kube_api_t *) userp;
-    zmq_pollitem_t item = { NULL, fd, 0, 0 };
-    zloop_poller_end (self->loop, &item);
-    if (what == CURL_POLL_REMOVE)
+    if (!token)
         return 0;
-    if (what & CURL_POLL_IN)
-        item.events |= ZMQ_POLLIN;
-    if (what & CURL_POLL_OUT)
-        item.events |= ZMQ_POLLOUT;
-    if (zloop_poller (self->loop, &item, s_socket_ready, self) == -1)
+    char *header = NULL;
+    if (asprintf (&header, "Authorization: Bearer %s", token) < 0)
         return -1;
-    zloop_poller_set_tolerant (self->loop, &item);
-    return 0;
-}
-
-static int
-s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
-{
-    (void) multi;
-    qn_kube_api_t *self = (qn_kube_api_t *) userp;
-    if (self->timer_id != -1) {
-        zloop_timer_end (self->loop, self->timer_id);
-        self->timer_id = -1;
-    }
-    if (timeout_ms >= 0) {
-        self->timer_id = zloop_timer (self->loop, timeout_ms > 0? (size_t) timeout_ms: 1, 1,
-                                      s_timer_fired, self);
-        if (self->timer_id == -1)
-            return -1;
-    }
+    struct curl_slist *more = curl_slist_append (*headers, header);
+    memset (header, 0, strlen (header));
+    free (header);
+    if (!more)
+        return -1;
+    *headers = more;
     return 0;
 }
 
@@ -894,31 +589,15 @@ qn_kube_api_new (zloop_t *loop, qn_kube_config_t **config_p)
 {
     assert (loop);
     assert (config_p && *config_p);
-    char why [256];
-    if (qn_curl_load (why, sizeof why) == -1) {
-        qn_log (QN_LOG_ERROR, "kube", "kubernetes backend: %s", why);
-        return NULL;
-    }
     qn_kube_api_t *self = (qn_kube_api_t *) calloc (1, sizeof (qn_kube_api_t));
     if (!self)
         return NULL;
-    self->loop = loop;
-    self->timer_id = -1;
-    self->next_id = 1;
     self->token_read_ms = zclock_mono ();
-    self->multi = curl_multi_init ();
-    self->calls = zlistx_new ();
-    if (!self->multi || !self->calls) {
-        if (self->multi)
-            curl_multi_cleanup (self->multi);
-        zlistx_destroy (&self->calls);
+    self->rest = qn_rest_new (loop, "kubernetes", s_setup, self);
+    if (!self->rest) {
         free (self);
         return NULL;
     }
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
     self->config = *config_p;
     *config_p = NULL;
     return self;
@@ -931,15 +610,7 @@ qn_kube_api_destroy (qn_kube_api_t **self_p)
     qn_kube_api_t *self = *self_p;
     if (!self)
         return;
-    s_call_t *call;
-    while ((call = (s_call_t *) zlistx_detach (self->calls, NULL))) {
-        curl_multi_remove_handle (self->multi, call->easy);
-        s_call_destroy (&call);
-    }
-    zlistx_destroy (&self->calls);
-    curl_multi_cleanup (self->multi);
-    if (self->timer_id != -1)
-        zloop_timer_end (self->loop, self->timer_id);
+    qn_rest_destroy (&self->rest);
     qn_kube_config_destroy (&self->config);
     free (self);
     *self_p = NULL;
@@ -951,38 +622,21 @@ qn_kube_api_config (qn_kube_api_t *self)
     return self->config;
 }
 
+//  Starts a call on the API server's path
 static uint64_t
 s_start (qn_kube_api_t *self, const char *method, const char *path, json_t *body,
          bool streaming, qn_kube_data_fn *data, qn_kube_done_fn *done, void *arg)
 {
     assert (self);
     assert (method && path);
-    s_call_t *call = (s_call_t *) calloc (1, sizeof (s_call_t));
-    if (!call)
+    char *url = NULL;
+    if (asprintf (&url, "%s%s", self->config->server, path) < 0)
         return 0;
-    call->api = self;
-    call->id = self->next_id++;
-    call->streaming = streaming;
-    call->max = streaming? S_ERROR_BODY_MAX: QN_KUBE_RESPONSE_MAX;
-    call->data = data;
-    call->done = done;
-    call->arg = arg;
-    if (s_call_setup (self, call, method, path, body,
-                      streaming? 0L: (long) S_REQUEST_TIMEOUT_MS) == -1) {
-        s_call_destroy (&call);
-        return 0;
-    }
-    call->handle = zlistx_add_end (self->calls, call);
-    if (!call->handle) {
-        s_call_destroy (&call);
-        return 0;
-    }
-    if (curl_multi_add_handle (self->multi, call->easy) != CURLM_OK) {
-        zlistx_detach (self->calls, call->handle);
-        s_call_destroy (&call);
-        return 0;
-    }
-    return call->id;
+    qn_rest_call_t call = { .method = method, .url = url, .json = body };
+    uint64_t id = streaming? qn_rest_stream (self->rest, &call, data, done, arg)
+                      : qn_rest_request (self->rest, &call, done, arg);
+    free (url);
+    return id;
 }
 
 uint64_t
@@ -1003,39 +657,20 @@ void
 qn_kube_api_cancel (qn_kube_api_t *self, uint64_t id)
 {
     assert (self);
-    s_call_t *call = id? s_call_find (self, id): NULL;
-    if (!call)
-        return;
-    if (self->in_curl) {
-        //  libcurl is on the stack: the transfer cannot be removed now;
-        //  it ends at its next write and is then dropped without a word
-        call->canceled = true;
-        call->data = NULL;
-        call->done = NULL;
-        return;
-    }
-    zlistx_detach (self->calls, call->handle);
-    curl_multi_remove_handle (self->multi, call->easy);
-    s_call_destroy (&call);
+    qn_rest_cancel (self->rest, id);
 }
 
 void
 qn_kube_api_pause (qn_kube_api_t *self, uint64_t id, bool paused)
 {
     assert (self);
-    s_call_t *call = id? s_call_find (self, id): NULL;
-    if (!call || !call->streaming)
-        return;
-    call->want_paused = paused;
-    self->pause_dirty = true;
-    if (self->in_curl == 0)
-        s_apply_pauses (self);
+    qn_rest_pause (self->rest, id, paused);
 }
 
 size_t
 qn_kube_api_active (qn_kube_api_t *self)
 {
-    return zlistx_size (self->calls);
+    return qn_rest_active (self->rest);
 }
 
 long
@@ -1043,23 +678,14 @@ qn_kube_api_request_sync (qn_kube_api_t *self, const char *method, const char *p
                           json_t *body, int timeout_ms, char *error, size_t error_size)
 {
     assert (self);
-    s_call_t *call = (s_call_t *) calloc (1, sizeof (s_call_t));
-    if (!call) {
+    char *url = NULL;
+    if (asprintf (&url, "%s%s", self->config->server, path) < 0) {
         snprintf (error, error_size, "out of memory");
         return 0;
     }
-    call->max = S_ERROR_BODY_MAX;
-    long status = 0;
-    if (s_call_setup (self, call, method, path, body, timeout_ms > 0? timeout_ms: 1) == -1)
-        snprintf (error, error_size, "out of memory");
-    else {
-        CURLcode result = curl_easy_perform (call->easy);
-        if (result == CURLE_OK)
-            curl_easy_getinfo (call->easy, CURLINFO_RESPONSE_CODE, &status);
-        else
-            snprintf (error, error_size, "%s%s%s", curl_easy_strerror (result),
-                      *call->errbuf? ": ": "", call->errbuf);
-    }
-    s_call_destroy (&call);
+    qn_rest_call_t call = { .method = method, .url = url, .json = body,
+                            .timeout_ms = timeout_ms > 0? timeout_ms: 1 };
+    long status = qn_rest_request_sync (self->rest, &call, error, error_size);
+    free (url);
     return status;
 }

@@ -6,9 +6,9 @@
     read from a kubeconfig file (parsed with libyaml, as hostile input) or
     from the in-cluster service account.
 
-    qn_kube_api_t runs HTTP requests through libcurl's multi interface,
-    driven by the zloop: curl's sockets become zloop pollers and its timer
-    a zloop timer, so no request ever blocks the loop.  Two kinds of call:
+    qn_kube_api_t runs HTTP requests through qn_rest (libcurl's multi
+    interface driven by the zloop), adding the cluster's TLS settings and
+    bearer token to each, so no request ever blocks the loop.  Two kinds of call:
     a JSON request with a completion callback, and a streaming GET (log
     follow) with a data callback and a completion callback.  Callbacks run
     from the loop; a completion callback may start or cancel any call, a
@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include "qanat.pb-c.h"
 #include "qn_kube_job.h"
+#include "qn_rest.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,7 +35,7 @@ extern "C" {
 
 //  Largest kubeconfig we read, and largest JSON answer we accept
 #define QN_KUBE_CONFIG_MAX      (1024 * 1024)
-#define QN_KUBE_RESPONSE_MAX    (16 * 1024 * 1024)
+#define QN_KUBE_RESPONSE_MAX    QN_REST_RESPONSE_MAX
 
 //  ---------------------------------------------------------------------
 //  Where the API server is and who we are
@@ -97,16 +98,9 @@ char *
 
 typedef struct _qn_kube_api_t qn_kube_api_t;
 
-//  A finished call: status is the HTTP status, 0 when the request failed
-//  before an answer (error says why).  body is the parsed JSON answer
-//  (borrowed, NULL when there was none or it was not JSON).
-typedef void (qn_kube_done_fn) (void *arg, uint64_t call, long status, json_t *body,
-                                const char *error);
-
-//  Bytes of a streamed answer as they arrive (only with status 2xx).
-//  Returns 0 to go on, -1 to abort the stream (it then completes with
-//  status 0).
-typedef int (qn_kube_data_fn) (void *arg, uint64_t call, const char *data, size_t size);
+//  A finished call and the bytes of a streamed answer: as qn_rest's
+typedef qn_rest_done_fn qn_kube_done_fn;
+typedef qn_rest_data_fn qn_kube_data_fn;
 
 //  Creates a client on loop, taking the configuration (*config_p is
 //  nulled).  NULL on failure.

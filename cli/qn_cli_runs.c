@@ -20,7 +20,7 @@ cli_attempt_cached (const Qanat__AttemptInfo *attempt)
 static json_t *
 s_attempt_json (Qanat__TaskInfo *task, Qanat__AttemptInfo *attempt)
 {
-    return json_pack ("{s:I,s:o,s:I,s:I,s:b,s:i,s:i,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:I,s:o}",
+    return json_pack ("{s:I,s:o,s:I,s:I,s:b,s:i,s:i,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:I,s:o}",
         "attempt", (json_int_t) attempt->attempt,
         "agent", cli_json_text (attempt->agent),
         "started_us", (json_int_t) attempt->started_us,
@@ -34,6 +34,7 @@ s_attempt_json (Qanat__TaskInfo *task, Qanat__AttemptInfo *attempt)
         "last_seq", (json_int_t) attempt->last_seq,
         "backend", cli_json_text (attempt->backend),
         "engine_job_id", cli_json_text (attempt->engine_job_id),
+        "engine_url", cli_json_text (attempt->engine_url),
         "environment", cli_json_text (attempt->environment),
         "host", cli_json_text (attempt->host),
         "cached_from", (json_int_t) (cli_attempt_cached (attempt)? task->cached_from: 0),
@@ -152,11 +153,16 @@ s_note_stack_trace (cli_table_t *table, const char *trace)
     }
 }
 
-//  The notes under a task's row: its checks, the stack trace of its
-//  failure, its earlier attempts
+//  The notes under a task's row: the engine's page for its attempt, its
+//  checks, the stack trace of its failure, its earlier attempts
 static void
 s_note_task (cli_table_t *table, Qanat__TaskInfo *task, Qanat__AttemptInfo *attempt)
 {
+    if (attempt && attempt->engine_url && *attempt->engine_url) {
+        char *text = zsys_sprintf ("    engine page: %s", attempt->engine_url);
+        cli_table_note (table, text);
+        free (text);
+    }
     for (size_t c = 0; c < task->n_checks; c++) {
         Qanat__CheckResult *check = task->checks [c];
         char *text = zsys_sprintf ("    check %s %s (%s): %s",

@@ -287,6 +287,11 @@ s_handle_event (qn_coordinator_t *self, agent_t *agent, Qanat__Event *event)
             //  Shown by `qanat status`; bounded like every agent string
             if (started->engine_job_id && strlen (started->engine_job_id) <= 255)
                 qn_engine_replace_string (&attempt->engine_job_id, qn_engine_strdup (started->engine_job_id));
+            //  A link, only as http(s): the web UI makes it an anchor
+            if (started->engine_url && strlen (started->engine_url) <= 1024
+            &&  (strncmp (started->engine_url, "https://", 8) == 0
+            ||   strncmp (started->engine_url, "http://", 7) == 0))
+                qn_engine_replace_string (&attempt->engine_url, qn_engine_strdup (started->engine_url));
             if (started->backend && *started->backend && strlen (started->backend) <= 64)
                 qn_engine_replace_string (&attempt->backend, qn_engine_strdup (started->backend));
             if (started->host && strlen (started->host) <= 255)

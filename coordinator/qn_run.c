@@ -307,6 +307,7 @@ s_take_cached (qn_coordinator_t *self, run_t *run, size_t index, uint64_t source
     //  (where the outputs were made is in the source run)
     attempt->backend = qn_engine_strdup ("");
     attempt->engine_job_id = qn_engine_strdup ("");
+    attempt->engine_url = qn_engine_strdup ("");
     attempt->environment = qn_engine_strdup ("");
     attempt->host = qn_engine_strdup ("");
     attempt->outputs = outputs;

@@ -79,11 +79,12 @@ s_string (const char *text)
     return qn_json_text (text, text? strlen (text): 0);
 }
 
-static json_t *
-s_base64 (const uint8_t *data, size_t size)
+char *
+qn_json_base64 (const void *bytes, size_t size)
 {
     static const char alphabet [] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *data = (const uint8_t *) bytes;
     if (size > SIZE_MAX / 4 * 3 - 3)
         return NULL;
     size_t length = (size + 2) / 3 * 4;
@@ -102,7 +103,17 @@ s_base64 (const uint8_t *data, size_t size)
         text [used++] = at + 1 < size? alphabet [(group >> 6) & 63]: '=';
         text [used++] = at + 2 < size? alphabet [group & 63]: '=';
     }
-    json_t *string = json_stringn_nocheck (text, used);
+    text [used] = '\0';
+    return text;
+}
+
+static json_t *
+s_base64 (const uint8_t *data, size_t size)
+{
+    char *text = qn_json_base64 (data, size);
+    if (!text)
+        return NULL;
+    json_t *string = json_stringn_nocheck (text, strlen (text));
     free (text);
     return string;
 }

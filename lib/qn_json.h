@@ -88,6 +88,11 @@ int
 json_t *
     qn_json_text (const void *data, size_t size);
 
+//  Standard base64 (RFC 4648, padded) of size bytes, as a fresh string.
+//  NULL when out of memory.
+char *
+    qn_json_base64 (const void *data, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,12 +13,13 @@
 
     The parser's files, one concern each (all but this one private):
       qn_yaml.c        the tree, the error list, "did you mean", typed scalars
-      qn_workflow.c    the keys and the tasks: top level, task fields, the
-                       backends' blocks, outputs and inputs; the public API
+      qn_workflow.c    the keys and the tasks: top level, task fields,
+                       outputs and inputs; the public API
       qn_params.c      typed parameters: `params:`, value checks, a run's values
       qn_wf_graph.c    needs, inputs linked to outputs, cycles
       qn_wf_command.c  ${{ … }} in a task's command: checks, argv, cache key
                        (the shell side is qn_shellref.c)
+      qn_wf_backend.c  `backend:` and the backends' option blocks, one table
 */
 #include <assert.h>
 #include <ctype.h>
@@ -40,6 +41,7 @@
 #include "qn_wf_schedule.h"
 #include "qn_wf_command.h"
 #include "qn_wf_notify.h"
+#include "qn_wf_backend.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -70,18 +72,8 @@ static const char *s_output_keys [] = { "path", "value", NULL };
 static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
-    "retry_on", "timeout", "metrics", "checks", "backend", "slurm", "kubernetes",
+    "retry_on", "timeout", "metrics", "checks", "backend", QN_WF_BACKEND_BLOCKS,
     "outputs", "inputs", "cache", "matrix", "code", "workdir", NULL
-};
-//  The backends a task may name, and the keys of each one's options block
-static const char *s_backend_names [] = { "local", "slurm", "kubernetes", NULL };
-static const char *s_slurm_keys [] = { "partition", "account", "qos", "sbatch_args", NULL };
-static const char *s_kube_keys [] = {
-    "image", "namespace", "node_selector", "tolerations", "service_account",
-    "image_pull_secrets", NULL
-};
-static const char *s_toleration_keys [] = {
-    "key", "operator", "value", "effect", "toleration_seconds", NULL
 };
 static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
 static const char *s_check_entry_keys [] = { "expr", "severity", NULL };
@@ -508,253 +500,6 @@ s_parse_retry_on (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node)
 }
 
 //  ---------------------------------------------------------------------
-//  Backend options: `backend:` and its block (`slurm:`, `kubernetes:`)
-//  become flat key/value pairs, in file order, as Assign.backend_options
-//  carries them; repeated keys (sbatch_arg, node_selector, toleration,
-//  image_pull_secret) keep their order.
-
-#define S_MAX_BACKEND_OPTIONS 64
-
-static void
-s_option_add (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *at, const char *key,
-              const char *value)
-{
-    if (task->backend_option_count >= S_MAX_BACKEND_OPTIONS) {
-        qn_yaml_node_error (ctx, at, "too many backend options (limit %d)", S_MAX_BACKEND_OPTIONS);
-        return;
-    }
-    qn_kv_t *grown = (qn_kv_t *) realloc (task->backend_options,
-                                          (task->backend_option_count + 1) * sizeof (qn_kv_t));
-    if (!grown) {
-        ctx->oom = true;
-        return;
-    }
-    task->backend_options = grown;
-    grown [task->backend_option_count].key = qn_yaml_strdup (ctx, key);
-    grown [task->backend_option_count].value = qn_yaml_strdup (ctx, value);
-    task->backend_option_count++;
-}
-
-//  A value that goes into a flat "k=v,k=v" option must not carry the
-//  separators, nor anything unprintable.
-static bool
-s_plain_option (const char *text, bool allow_equals)
-{
-    if (strlen (text) > 1024)
-        return false;
-    for (const char *c = text; *c; c++)
-        if ((unsigned char) *c < 0x20 || *c == 0x7f || *c == ',' || (!allow_equals && *c == '='))
-            return false;
-    return true;
-}
-
-static void
-s_option_scalar (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *value, const char *block,
-                 const char *key)
-{
-    qn_yaml_echo_t echo;
-    if (value->kind != QN_YAML_SCALAR || qn_yaml_is_null (value) || value->value [0] == '\0') {
-        qn_yaml_node_error (ctx, value, "expected a non-empty string for '%s' in '%s'", key, block);
-        return;
-    }
-    if (!s_plain_option (value->value, true)) {
-        qn_yaml_node_error (ctx, value,
-                            "invalid value '%s' for '%s' in '%s' (no control characters "
-                            "or commas)", qn_yaml_echo (value->value, echo), key, block);
-        return;
-    }
-    s_option_add (ctx, task, value, key, value->value);
-}
-
-static void
-s_option_list (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *value, const char *block,
-               const char *key, const char *option)
-{
-    qn_yaml_echo_t echo;
-    qn_yaml_node_t **items;
-    size_t count;
-    char expected [96];
-    snprintf (expected, sizeof (expected), "a string or a list of strings for '%s' in '%s'",
-              key, block);
-    if (qn_yaml_scalar_list (ctx, value, expected, &items, &count) == 0)
-        for (size_t i = 0; i < count; i++) {
-            if (items [i]->value [0] == '\0' || !s_plain_option (items [i]->value, true))
-                qn_yaml_node_error (ctx, items [i], "invalid value '%s' in '%s' of '%s'",
-                                    qn_yaml_echo (items [i]->value, echo), key, block);
-            else
-                s_option_add (ctx, task, items [i], option, items [i]->value);
-        }
-    free (items);
-}
-
-static void
-s_parse_slurm (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node)
-{
-    if (node->kind != QN_YAML_MAPPING) {
-        qn_yaml_node_error (ctx, node,
-                            "expected a mapping with partition, account, qos, sbatch_args "
-                            "for 'slurm'");
-        return;
-    }
-    qn_yaml_check_keys (ctx, node, s_slurm_keys, " in 'slurm'");
-    for (size_t i = 0; i + 1 < node->count; i += 2) {
-        qn_yaml_node_t *key = node->items [i], *value = node->items [i + 1];
-        if (key->skip || !qn_yaml_is_known (key->value, s_slurm_keys))
-            continue;
-        if ((strcmp (key->value, "sbatch_args") == 0)) {
-            qn_yaml_node_t **items;
-            size_t count;
-            if (qn_yaml_scalar_list (ctx, value, "a list of sbatch arguments for 'sbatch_args'",
-                                     &items, &count) == 0)
-                for (size_t a = 0; a < count; a++) {
-                    //  Our own script decides these; an override would
-                    //  break log following or the job's identity
-                    const char *arg = items [a]->value;
-                    if (arg [0] != '-' || strncmp (arg, "--output", 8) == 0
-                    ||  strncmp (arg, "--error", 7) == 0 || strncmp (arg, "--job-name", 10) == 0
-                    ||  strncmp (arg, "--chdir", 7) == 0 || strncmp (arg, "--wrap", 6) == 0
-                    ||  strncmp (arg, "--parsable", 10) == 0 || strlen (arg) > 1024)
-                        qn_yaml_node_error (ctx, items [a],
-                                            "sbatch argument '%.64s' is not allowed "
-                                            "(an option starting with '-'; qanat sets --output, "
-                                            "--error, --job-name, --chdir itself)", arg);
-                    else
-                        s_option_add (ctx, task, items [a], "sbatch_arg", arg);
-                }
-            free (items);
-        }
-        else
-            s_option_scalar (ctx, task, value, "slurm", key->value);
-    }
-}
-
-//  tolerations: a list of mappings, each flattened to
-//  "key=K,operator=O,value=V,effect=E,toleration_seconds=N".
-static void
-s_parse_tolerations (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node)
-{
-    qn_yaml_echo_t echo;
-    if (node->kind != QN_YAML_SEQUENCE) {
-        qn_yaml_node_error (ctx, node, "expected a list of mappings for 'tolerations'");
-        return;
-    }
-    for (size_t i = 0; i < node->count; i++) {
-        qn_yaml_node_t *item = node->items [i];
-        if (item->kind != QN_YAML_MAPPING) {
-            qn_yaml_node_error (ctx, item, "expected a mapping with key, operator, value, effect, "
-                                "toleration_seconds in 'tolerations'");
-            continue;
-        }
-        qn_yaml_check_keys (ctx, item, s_toleration_keys, " in a toleration");
-        char flat [2048] = "";
-        size_t used = 0;
-        bool ok = true;
-        for (size_t k = 0; k + 1 < item->count; k += 2) {
-            qn_yaml_node_t *key = item->items [k], *value = item->items [k + 1];
-            if (key->skip || !qn_yaml_is_known (key->value, s_toleration_keys))
-                continue;
-            if (value->kind != QN_YAML_SCALAR || qn_yaml_is_null (value)
-            ||  !s_plain_option (value->value, false) || strlen (value->value) > 253) {
-                qn_yaml_node_error (ctx, value, "invalid value '%s' for '%s' in a toleration",
-                                    qn_yaml_echo (value->value? value->value: "", echo),
-                                    key->value);
-                ok = false;
-                continue;
-            }
-            used += (size_t) snprintf (flat + used, sizeof (flat) - used, "%s%s=%s",
-                                       used? ",": "", key->value, value->value);
-        }
-        if (ok && used)
-            s_option_add (ctx, task, item, "toleration", flat);
-    }
-}
-
-static void
-s_parse_kube (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *node)
-{
-    qn_yaml_echo_t echo;
-    if (node->kind != QN_YAML_MAPPING) {
-        qn_yaml_node_error (ctx, node,
-                            "expected a mapping with image, namespace, ... for 'kubernetes'");
-        return;
-    }
-    qn_yaml_check_keys (ctx, node, s_kube_keys, " in 'kubernetes'");
-    for (size_t i = 0; i + 1 < node->count; i += 2) {
-        qn_yaml_node_t *key = node->items [i], *value = node->items [i + 1];
-        if (key->skip || !qn_yaml_is_known (key->value, s_kube_keys))
-            continue;
-        if ((strcmp (key->value, "node_selector") == 0)) {
-            if (value->kind != QN_YAML_MAPPING) {
-                qn_yaml_node_error (ctx, value,
-                                    "expected a mapping of node labels for 'node_selector'");
-                continue;
-            }
-            for (size_t k = 0; k + 1 < value->count; k += 2) {
-                qn_yaml_node_t *label = value->items [k], *wanted = value->items [k + 1];
-                if (label->skip)
-                    continue;
-                if (wanted->kind != QN_YAML_SCALAR || qn_yaml_is_null (wanted)
-                ||  !s_plain_option (label->value, false) || label->value [0] == '\0'
-                ||  !s_plain_option (wanted->value, false)) {
-                    qn_yaml_node_error (ctx, wanted, "invalid node selector '%s'",
-                                        qn_yaml_echo (label->value, echo));
-                    continue;
-                }
-                char pair [2100];
-                snprintf (pair, sizeof (pair), "%s=%s", label->value, wanted->value);
-                s_option_add (ctx, task, label, "node_selector", pair);
-            }
-        }
-        else
-        if ((strcmp (key->value, "tolerations") == 0))
-            s_parse_tolerations (ctx, task, value);
-        else
-        if ((strcmp (key->value, "image_pull_secrets") == 0))
-            s_option_list (ctx, task, value, "kubernetes", "image_pull_secrets",
-                           "image_pull_secret");
-        else
-            s_option_scalar (ctx, task, value, "kubernetes", key->value);
-    }
-}
-
-static void
-s_parse_backend (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *task_map)
-{
-    qn_yaml_echo_t echo;
-    qn_yaml_node_t *field = qn_yaml_map_get (task_map, "backend", NULL);
-    if (field) {
-        if (field->kind != QN_YAML_SCALAR || qn_yaml_is_null (field)
-        ||  !qn_yaml_is_known (field->value, s_backend_names)) {
-            qn_yaml_node_error (ctx, field,
-                                "unknown backend '%s' (known: local, slurm, kubernetes)",
-                                qn_yaml_echo (field->kind == QN_YAML_SCALAR
-                                              ? field->value: "", echo));
-            return;
-        }
-        task->backend = qn_yaml_strdup (ctx, field->value);
-    }
-    qn_yaml_node_t *key;
-    static const char *blocks [] = { "slurm", "kubernetes", NULL };
-    for (size_t b = 0; blocks [b]; b++) {
-        qn_yaml_node_t *block = qn_yaml_map_get (task_map, blocks [b], &key);
-        if (!block || qn_yaml_is_null (block))
-            continue;
-        if (!task->backend || strcmp (task->backend, blocks [b]) != 0) {
-            qn_yaml_node_error (ctx, key, "'%s' options given, but the task's backend is %s%s%s "
-                                "(add 'backend: %s')", blocks [b], task->backend? "'": "",
-                                task->backend? task->backend: "the agent's default",
-                                task->backend? "'": "", blocks [b]);
-            continue;
-        }
-        if (b == 0)
-            s_parse_slurm (ctx, task, block);
-        else
-            s_parse_kube (ctx, task, block);
-    }
-}
-
-
-//  ---------------------------------------------------------------------
 //  Artifacts: outputs, inputs, cache
 
 //  A path inside the working dir: relative, no "..", no empty or "."
@@ -1098,7 +843,7 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
         s_parse_metrics (ctx, task, field);
     if ((field = qn_yaml_map_get (value, "checks", NULL)))
         s_parse_checks (ctx, task, field);
-    s_parse_backend (ctx, task, value);
+    qn_wf_backend_parse (ctx, task, value);
     if ((field = qn_yaml_map_get (value, "outputs", NULL)))
         s_parse_outputs (ctx, task, field);
     if ((field = qn_yaml_map_get (value, "inputs", NULL)))
@@ -1135,7 +880,7 @@ s_parse_store (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *node)
         if (!value)
             continue;
         if (value->kind != QN_YAML_SCALAR || qn_yaml_is_null (value) || strlen (value->value) > 1024
-        ||  !s_plain_option (value->value, true)) {
+        ||  !qn_wf_backend_plain (value->value, true)) {
             qn_yaml_node_error (ctx, value, "expected a string for '%s' in 'artifacts'",
                                 s_store_keys [f]);
             continue;

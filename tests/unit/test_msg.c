@@ -237,6 +237,7 @@ s_attempt_info (uint32_t number, int32_t exit_code)
     info->end = "timeout";
     info->backend = "slurm";
     info->engine_job_id = "4711";
+    info->engine_url = "https://console.example/jobs/4711";
     info->environment = "hpc";
     info->host = "login-1.cluster";
     SET_LIST (info, outputs, s_output ("model", QANAT__ARTIFACT_KIND__ARTIFACT_DIR),
@@ -426,6 +427,7 @@ s_build_event_started (void)
     started->workdir = "/var/lib/qanat/runs/42/train.1";
     started->backend = "kubernetes";
     started->engine_job_id = "ml/qanat-42-train-1";
+    started->engine_url = "https://adb-1.azuredatabricks.net/?o=1#job/7/run/42";
     event->started = started;
     return env;
 }

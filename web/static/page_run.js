@@ -20,6 +20,7 @@ export function mountRun(root, params, query, app) {
   const checksBox = h('div');
   const tracesBox = h('div');
   const cachedBox = h('div');
+  const enginesBox = h('div');
   const artifactsBox = h('div');
   const live = h('span', { class: 'live', 'data-test': 'live' });
   const dag = new DagView(dagBox, { onOpen: (task) => app.router.go(`/ui/runs/${enc(id)}/tasks/${enc(task)}/logs`) });
@@ -36,7 +37,7 @@ export function mountRun(root, params, query, app) {
     h('div', { class: 'two-col' },
       h('div', null, h('h2', null, 'Params'), paramsBox),
       h('div', null, h('h2', null, 'Checks'), checksBox)),
-    tracesBox, cachedBox,
+    tracesBox, cachedBox, enginesBox,
     h('h2', null, 'Artifacts'), artifactsBox));
 
   function toggleFit(ev) {
@@ -61,6 +62,7 @@ export function mountRun(root, params, query, app) {
     if (changed('checks', (r.tasks || []).map((t) => t.checks))) renderChecks(r);
     if (changed('traces', (r.tasks || []).map((t) => (t.attempts || []).map((a) => a.stack_trace)))) renderTraces(r);
     if (changed('cached', (r.tasks || []).map((t) => t.cached_from))) renderCached(r);
+    if (changed('engines', (r.tasks || []).map((t) => (t.attempts || []).map((a) => [a.engine_job_id, a.engine_url])))) renderEngines(r);
     if (changed('outputs', [r.artifacts, (r.tasks || []).map((t) => (t.attempts || []).map((a) => a.outputs))])) loadArtifacts();
   }
 
@@ -132,6 +134,20 @@ export function mountRun(root, params, query, app) {
     const items = (r.tasks || []).filter((t) => t.cached_from).map((t) =>
       h('li', null, h('code', null, t.name), ' reused the outputs of ', h('a', { href: `/ui/runs/${t.cached_from}`, 'data-test': 'cached-from' }, `run #${t.cached_from}`)));
     if (items.length) cachedBox.append(h('h2', null, 'Cached'), h('ul', { class: 'plain' }, items));
+  }
+
+  // Each attempt's job on its engine, linked to the engine's page where
+  // the engine has one (the coordinator keeps only http(s) links)
+  function renderEngines(r) {
+    clear(enginesBox);
+    const items = [];
+    for (const t of r.tasks || []) for (const a of t.attempts || []) {
+      if (!a.engine_url || !/^https?:\/\//.test(a.engine_url)) continue;
+      items.push(h('li', null, `${t.name} attempt ${a.attempt}: `,
+        h('a', { href: a.engine_url, target: '_blank', rel: 'noopener noreferrer', 'data-test': 'engine-link' },
+          `${a.backend || 'engine'} ${a.engine_job_id || 'page'}`)));
+    }
+    if (items.length) enginesBox.append(h('h2', null, 'Engine pages'), h('ul', { class: 'plain' }, items));
   }
 
   async function loadArtifacts() {
