@@ -655,7 +655,12 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             if (!streq (assign->inputs [i]->path, "."))
                 kept [trimmed.n_inputs++] = assign->inputs [i];
         assign = &trimmed;
-        bool files = assign->n_outputs > 0;
+        //  Value outputs may come back without files in common (a values
+        //  file the backend writes beside its work directory)
+        bool files = false;
+        for (size_t i = 0; i < assign->n_outputs; i++)
+            files = files || !assign->outputs [i]->value
+                 || !(ops->flags & QN_BACKEND_VALUE_OUTPUTS);
         for (size_t i = 0; i < assign->n_inputs; i++)
             files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
         if (files) {

@@ -20,7 +20,8 @@
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
-    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, NULL
+    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube,
+    &qn_backend_ray, &qn_backend_airflow, NULL
 };
 
 const qn_backend_ops_t *

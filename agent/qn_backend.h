@@ -72,6 +72,8 @@ typedef struct _qn_resources_t qn_resources_t;
 //  Capability flags (qn_backend_ops_t.flags)
 #define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
+#define QN_BACKEND_VALUE_OUTPUTS  4u    //  with no_files, value outputs still come
+                                        //  back (the backend writes the values file)
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127
@@ -482,6 +484,10 @@ extern const qn_backend_ops_t qn_backend_local;
 extern const qn_backend_ops_t qn_backend_slurm;
 //  Kubernetes batch/v1 Jobs through the API server (libcurl)
 extern const qn_backend_ops_t qn_backend_kube;
+//  Ray jobs through the dashboard's Jobs REST API (libcurl)
+extern const qn_backend_ops_t qn_backend_ray;
+//  Airflow DAG runs through the stable REST API (libcurl)
+extern const qn_backend_ops_t qn_backend_airflow;
 
 #ifdef __cplusplus
 }

@@ -678,7 +678,7 @@ s_airflow_no_files (void *state)
 
 const qn_backend_ops_t qn_backend_airflow = {
     .name = "airflow",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS,
     .no_files = s_airflow_no_files,
     .create = s_airflow_create,
     .start = s_airflow_start,

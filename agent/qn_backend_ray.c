@@ -504,7 +504,7 @@ s_ray_no_files (void *state)
 
 const qn_backend_ops_t qn_backend_ray = {
     .name = "ray",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS,
     .no_files = s_ray_no_files,
     .create = s_ray_create,
     .start = s_ray_start,

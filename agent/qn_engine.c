@@ -593,7 +593,8 @@ qn_engine_started (qn_engine_attempt_t *attempt, const char *engine_url)
     attempt->tries = 0;
     if (attempt->base.timeout_s && !attempt->base.deadline_ms)
         attempt->base.deadline_ms = zclock_mono () + (int64_t) attempt->base.timeout_s * 1000;
-    (void) engine_url;
+    if (engine_url && front->events->link)
+        front->events->link (front->arg, &attempt->base.key, engine_url);
     front->events->started (front->arg, &attempt->base.key, 0, front->host, attempt->workdir,
                             attempt->engine_id);
     qn_log (QN_LOG_INFO, self->ops->name, "attempt %" PRIu64 "/%u/%u started as %s %s",
