@@ -735,6 +735,16 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
     with.env = env;
     with.n_env = count;
     qn_agent_backend_t *backend = &self->backends [attempt->backend];
+    if (backend->ops->flags & QN_BACKEND_RESUBMIT) {
+        //  The attempt and its backend in the spool before the engine
+        //  hears of it: after a crash in between, the next agent submits
+        //  again under the same key instead of losing the attempt
+        attempt->meta_dirty = true;
+        if (qn_outbox_commit (self->outbox) == -1)
+            qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: cannot record it "
+                    "before its submit", attempt->key.run_id, attempt->key.task_index,
+                    attempt->key.attempt);
+    }
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
     free (env);
     const qn_attempt_key_t key = attempt->key;
@@ -1090,7 +1100,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
         backend++;
     if (!meta->finished && ops && backend < self->backend_count && ops->reattach
-    &&  meta->engine_job_id [0]) {
+    &&  (meta->engine_job_id [0] || (ops->flags & QN_BACKEND_RESUBMIT))) {
         //  Its engine job outlived us: taken back after the Welcome, which
         //  brings its assignment (and the secrets to redact)
         attempt->backend = backend;

@@ -74,6 +74,10 @@ typedef struct _qn_resources_t qn_resources_t;
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
 #define QN_BACKEND_VALUE_OUTPUTS  4u    //  with no_files, value outputs still come
                                         //  back (the backend writes the values file)
+#define QN_BACKEND_RESUBMIT       8u    //  reattach with engine job id "" submits the
+                                        //  attempt again under its idempotent key: the
+                                        //  engine finds work it has already (an agent
+                                        //  killed between its submit and the record)
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127

@@ -88,13 +88,14 @@ s_attempt_destroy (qn_engine_attempt_t *base)
 }
 
 static s_attempt_t *
-s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *dag_id)
+s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *dag_id,
+               const char *task_name, const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->try_number = 1;
-    int rc = qn_engine_attempt_init (&self->base, backend, key);
+    int rc = qn_engine_attempt_init (&self->base, backend, key, task_name, id);
     snprintf (self->dag_id, sizeof (self->dag_id), "%s", dag_id);
     snprintf (self->base.engine_id, sizeof (self->base.engine_id), "%s/%s", dag_id,
               self->base.id);
@@ -102,7 +103,8 @@ s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *da
     self->dag_path = dag? zsys_sprintf ("%s/api/v1/dags/%s/dagRuns/%s", backend->url, dag,
                                         self->base.id): NULL;
     free (dag);
-    if (rc == -1 || !self->dag_path) {
+    if (rc == -1 || !self->dag_path
+    ||  strlen (dag_id) + 1 + strlen (self->base.id) > QN_BACKEND_JOB_ID_MAX) {
         s_attempt_destroy (&self->base);
         return NULL;
     }
@@ -528,11 +530,11 @@ s_trigger_body (s_attempt_t *attempt, const Qanat__Assign *assign,
     else
         conf = json_object ();
     json_t *inputs = json_object ();
-    size_t prefix = strlen ("QANAT_INPUT_");
-    for (size_t i = 0; inputs && i < assign->n_env; i++) {
-        const char *key = assign->env [i]->key, *value = assign->env [i]->value;
-        if (key && value && strncmp (key, "QANAT_INPUT_", prefix) == 0 && key [prefix])
-            json_object_set_new (inputs, key + prefix, json_string (value));
+    for (size_t i = 0; inputs && i < assign->n_inputs; i++) {
+        const Qanat__InputSpec *input = assign->inputs [i];
+        if (input->kind == QANAT__ARTIFACT_KIND__ARTIFACT_VALUE && input->name)
+            json_object_set_new (inputs, input->name,
+                                 json_string (input->value? input->value: ""));
     }
     char run [32], task [16], number [16];
     snprintf (run, sizeof (run), "%" PRIu64, assign->attempt->run_id);
@@ -592,9 +594,11 @@ s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t e
                   dag_id? dag_id: "");
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id);
+    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id, assign->task_name, NULL);
     if (!attempt) {
-        snprintf (error, error_size, "out of memory");
+        snprintf (error, error_size, "airflow: '%.100s/qanat-...' is longer than an engine "
+                  "job id may be (%d bytes; a shorter dag_id or task name), or out of memory",
+                  dag_id, QN_BACKEND_JOB_ID_MAX);
         return -1;
     }
     attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
@@ -622,6 +626,31 @@ s_parse_cursor (const char *cursor, s_attempt_t *attempt)
     return 0;
 }
 
+//  After an agent killed between its trigger and the record of it: the
+//  same dag_run_id again, which finds the run if it was made
+static int
+s_retrigger (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+             char *error, size_t error_size)
+{
+    const char *dag_id = qn_backend_task_option (assign, "dag_id");
+    s_attempt_t *attempt = dag_id && s_dag_id_valid (dag_id)
+                         ? s_attempt_new (self, key, dag_id, assign->task_name, NULL): NULL;
+    if (!attempt) {
+        snprintf (error, error_size, "no record of the trigger, and no dag_id to trigger again");
+        return -1;
+    }
+    attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
+    if (!attempt->trigger
+    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
+    qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: no record of its trigger; "
+            "triggering airflow dag run %s again", key->run_id, key->task_index, key->attempt,
+            attempt->base.engine_id);
+    return 0;
+}
+
 static int
 s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                     const char *cursor, char *error, size_t error_size)
@@ -631,12 +660,15 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
     qn_attempt_key_t key;
     if (qn_engine_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    const char *slash = engine_job_id? strchr (engine_job_id, '/'): NULL;
+    if (!engine_job_id || !*engine_job_id)
+        return s_retrigger (self, &key, assign, error, error_size);
+    const char *slash = strchr (engine_job_id, '/');
     char dag_id [QN_BACKEND_JOB_ID_MAX + 1] = "";
     if (slash && (size_t) (slash - engine_job_id) < sizeof (dag_id))
         snprintf (dag_id, sizeof (dag_id), "%.*s", (int) (slash - engine_job_id),
                   engine_job_id);
-    s_attempt_t *attempt = s_dag_id_valid (dag_id)? s_attempt_new (self, &key, dag_id): NULL;
+    s_attempt_t *attempt = s_dag_id_valid (dag_id)
+                         ? s_attempt_new (self, &key, dag_id, NULL, slash + 1): NULL;
     if (!attempt || !streq (attempt->base.engine_id, engine_job_id)) {
         snprintf (error, error_size, "invalid airflow dag run id '%.100s' (want "
                   "DAG/qanat-RUN-TASK-ATTEMPT)", engine_job_id? engine_job_id: "");
@@ -649,7 +681,7 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         s_attempt_destroy (&attempt->base);
         return -1;
     }
-    attempt->base.exists = true;
+    attempt->base.exists = attempt->base.announced = true;
     qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size);
     qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: following airflow dag run %s "
             "again from '%s'", key.run_id, key.task_index, key.attempt, attempt->base.engine_id,
@@ -678,7 +710,8 @@ s_airflow_no_files (void *state)
 
 const qn_backend_ops_t qn_backend_airflow = {
     .name = "airflow",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
+           | QN_BACKEND_RESUBMIT,
     .no_files = s_airflow_no_files,
     .create = s_airflow_create,
     .start = s_airflow_start,

@@ -69,13 +69,14 @@ s_attempt_destroy (qn_engine_attempt_t *base)
 }
 
 static s_attempt_t *
-s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key)
+s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *task_name,
+               const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->exit_code = -1;
-    if (qn_engine_attempt_init (&self->base, backend, key) == -1) {
+    if (qn_engine_attempt_init (&self->base, backend, key, task_name, id) == -1) {
         s_attempt_destroy (&self->base);
         return NULL;
     }
@@ -308,6 +309,12 @@ static const qn_engine_ops_t s_ops = {
 static char *
 s_entrypoint (const Qanat__Assign *assign)
 {
+    //  A shell command (run as text) is Ray's entrypoint as it is: Ray
+    //  runs it with a shell too, and shows it readable
+    if (assign->n_argv == 3 && (streq (assign->argv [0], "/bin/sh")
+                            ||  streq (assign->argv [0], "sh"))
+    &&  streq (assign->argv [1], "-c"))
+        return strdup (assign->argv [2]);
     size_t size = 1;
     for (size_t i = 0; i < assign->n_argv; i++)
         size += 4 * strlen (assign->argv [i]) + 3;
@@ -378,6 +385,17 @@ s_submit_body (s_attempt_t *attempt, const Qanat__Assign *assign, char *error,
         &&  !streq (key, "QANAT_WORKDIR"))
             json_object_set_new (env, key, json_string (value));
     }
+    //  Value inputs, also when the assignment came back without the
+    //  agent's additions (a resubmission after a restart)
+    for (size_t i = 0; i < assign->n_inputs; i++) {
+        const Qanat__InputSpec *input = assign->inputs [i];
+        if (input->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE || !input->name)
+            continue;
+        char variable [200];
+        snprintf (variable, sizeof (variable), "QANAT_INPUT_%s", input->name);
+        if (!json_object_get (env, variable))
+            json_object_set_new (env, variable, json_string (input->value? input->value: ""));
+    }
     char run [32], task [16], number [16];
     snprintf (run, sizeof (run), "%" PRIu64, assign->attempt->run_id);
     snprintf (task, sizeof (task), "%u", assign->attempt->task_index);
@@ -432,7 +450,7 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
                   "(give the agent --backend-option ray.address=...)", self->url, address);
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key);
+    s_attempt_t *attempt = s_attempt_new (self, &key, assign->task_name, NULL);
     if (!attempt) {
         snprintf (error, error_size, "out of memory");
         return -1;
@@ -446,6 +464,33 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
     return 0;
 }
 
+//  After an agent killed between its submit and the record of it: the
+//  same submission_id again, which finds the job if it was made (the
+//  full assignment at hand), or looks it up (without one)
+static int
+s_resubmit (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+            char *error, size_t error_size)
+{
+    s_attempt_t *attempt = s_attempt_new (self, key, assign->task_name, NULL);
+    if (!attempt) {
+        snprintf (error, error_size, "out of memory");
+        return -1;
+    }
+    if (assign->n_argv)
+        attempt->submit = s_submit_body (attempt, assign, error, error_size);
+    else
+        attempt->base.exists = true;
+    if ((assign->n_argv && !attempt->submit)
+    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
+    qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: no record of its submit; "
+            "submitting ray job %s again", key->run_id, key->task_index, key->attempt,
+            attempt->base.id);
+    return 0;
+}
+
 static int
 s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                 const char *cursor, char *error, size_t error_size)
@@ -455,27 +500,25 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     qn_attempt_key_t key;
     if (qn_engine_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    s_attempt_t *attempt = s_attempt_new (self, &key);
+    bool again = !engine_job_id || !*engine_job_id;
+    if (again)
+        return s_resubmit (self, &key, assign, error, error_size);
+    s_attempt_t *attempt = s_attempt_new (self, &key, NULL, engine_job_id);
     if (!attempt) {
-        snprintf (error, error_size, "out of memory");
+        snprintf (error, error_size, "invalid ray job id '%.100s' (want qanat-%" PRIu64
+                  "-TASK-%u)", engine_job_id? engine_job_id: "", key.run_id, key.attempt);
         return -1;
     }
     char *end = NULL;
     errno = 0;
     long long offset = cursor && *cursor? strtoll (cursor, &end, 10): 0;
-    if (!engine_job_id || !streq (engine_job_id, attempt->base.id)) {
-        snprintf (error, error_size, "invalid ray job id '%.100s' (want %s)",
-                  engine_job_id? engine_job_id: "", attempt->base.id);
-        s_attempt_destroy (&attempt->base);
-        return -1;
-    }
     if (cursor && *cursor && (errno || !end || *end || offset < 0)) {
         snprintf (error, error_size, "invalid ray log cursor '%.100s'", cursor);
         s_attempt_destroy (&attempt->base);
         return -1;
     }
     attempt->offset = offset;
-    attempt->base.exists = true;
+    attempt->base.exists = attempt->base.announced = true;
     qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size);
     qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: following ray job %s again from "
             "byte %lld", key.run_id, key.task_index, key.attempt, attempt->base.id, offset);
@@ -504,7 +547,8 @@ s_ray_no_files (void *state)
 
 const qn_backend_ops_t qn_backend_ray = {
     .name = "ray",
-    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS,
+    .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
+           | QN_BACKEND_RESUBMIT,
     .no_files = s_ray_no_files,
     .create = s_ray_create,
     .start = s_ray_start,

@@ -431,11 +431,30 @@ qn_engine_reattach_key (qn_engine_t *self, const Qanat__Assign *assign, qn_attem
 
 int
 qn_engine_attempt_init (qn_engine_attempt_t *attempt, qn_engine_t *engine,
-                        const qn_attempt_key_t *key)
+                        const qn_attempt_key_t *key, const char *task_name, const char *id)
 {
     attempt->engine = engine;
-    snprintf (attempt->id, sizeof (attempt->id), "qanat-%" PRIu64 "-%u-%u", key->run_id,
-              key->task_index, key->attempt);
+    char name [49];
+    if (task_name && *task_name)
+        qn_backend_safe_name (task_name, 48, name, sizeof (name));
+    else
+        snprintf (name, sizeof (name), "%u", key->task_index);
+    char head [28], tail [12];
+    snprintf (head, sizeof (head), "qanat-%" PRIu64 "-", key->run_id);
+    snprintf (tail, sizeof (tail), "-%u", key->attempt);
+    if (id) {
+        size_t len = strlen (id);
+        bool safe = len < sizeof (attempt->id) && len > strlen (head) + strlen (tail)
+                 && strncmp (id, head, strlen (head)) == 0
+                 && streq (id + len - strlen (tail), tail);
+        for (const char *c = id; safe && *c; c++)
+            safe = isalnum ((unsigned char) *c) || *c == '_' || *c == '.' || *c == '-';
+        if (!safe)
+            return -1;
+        snprintf (attempt->id, sizeof (attempt->id), "%s", id);
+    }
+    else
+        snprintf (attempt->id, sizeof (attempt->id), "%s%s%s", head, name, tail);
     snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s", attempt->id);
     int rc = qn_backend_attempt_init (&attempt->base, &engine->front, key, 0);
     attempt->dir = zsys_sprintf ("%s/%s/%s", engine->data_dir, engine->ops->name, attempt->id);
@@ -500,7 +519,6 @@ qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
     if (attempt->exists) {
         //  Re-attached: when it started is not known here, the timeout
         //  runs from now
-        attempt->announced = true;
         if (timeout_s)
             attempt->base.deadline_ms = zclock_mono () + (int64_t) timeout_s * 1000;
     }

@@ -44,7 +44,7 @@ up_for_retry and runs again as the next try.  Runs are queued for
 queued_s first.
 
 Faults: inject (method, path_regex, status, count, retry_after), delay_s,
-expire_token () / set_token (), as in fake_ray.
+trigger_delay_s, expire_token () / set_token (), as in fake_ray.
 """
 import base64
 import datetime
@@ -163,6 +163,7 @@ class FakeAirflow:
         self.expired = False
         self.queued_s, self.page_chars = queued_s, page_chars
         self.delay_s = 0.0
+        self.trigger_delay_s = 0.0  # a trigger's answer comes this late (the run exists)
         self.dags = {}
         self.runs = {}
         self.requests, self.violations, self.faults = [], [], []
@@ -347,7 +348,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:
+            pass                # the client went (an agent killed mid-call)
 
     def _bad(self, status, title, detail):
         self.owner.violation("%s %s: %s" % (self.command, self.path, detail))
@@ -460,6 +464,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                                           body["dag_run_id"]):
             return self._bad(400, "Bad Request", "dag_run_id is missing or invalid")
         run = fake.trigger(dag_id, body)
+        if run is not None and fake.trigger_delay_s:
+            time.sleep(fake.trigger_delay_s)
         if run is None:
             return self._send(409, problem(409, "Already exists", "DAGRun with DAG ID: '%s' "
                                            "and DAGRun ID: '%s' already exists"

@@ -37,7 +37,8 @@ URI) as its directory.  It stays PENDING for pending_s first.
 
 Faults: inject(method, path_regex, status, count, retry_after) answers the
 next count matching requests with status (a 429 with Retry-After); delay_s
-slows every answer; expire_token() makes the current token answer 401
+slows every answer, submit_delay_s a submit's (after the job exists);
+expire_token() makes the current token answer 401
 until set_token() gives a new one.
 
 Standalone: python3 fake_ray.py --port N [--token T]
@@ -103,6 +104,7 @@ class FakeRay:
         self.expired = False
         self.pending_s = pending_s
         self.delay_s = 0.0
+        self.submit_delay_s = 0.0   # a submit's answer comes this late (the job exists)
         self.jobs = {}
         self.requests = []
         self.violations = []
@@ -289,7 +291,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except OSError:
+            pass                # the client went (an agent killed mid-call)
 
     def _bad(self, status, text):
         self.owner.violation("%s %s: %s" % (self.command, self.path, text))
@@ -347,6 +352,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(400, "Traceback (most recent call last):\nValueError: Job "
                                   "with submission_id %s already exists. Please use a "
                                   "different submission_id." % sid)
+            if fake.submit_delay_s:
+                time.sleep(fake.submit_delay_s)
             return self._send(200, {"job_id": job.submission_id,
                                     "submission_id": job.submission_id})
         match = re.fullmatch(r"/api/jobs/([^/]+)(/logs|/logs/tail|/stop)?", path)
