@@ -655,15 +655,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             if (!streq (assign->inputs [i]->path, "."))
                 kept [trimmed.n_inputs++] = assign->inputs [i];
         assign = &trimmed;
-        //  Value outputs may come back without files in common (a values
-        //  file the backend writes beside its work directory)
-        bool files = false;
-        for (size_t i = 0; i < assign->n_outputs; i++)
-            files = files || !assign->outputs [i]->value
-                 || !(ops->flags & QN_BACKEND_VALUE_OUTPUTS);
-        for (size_t i = 0; i < assign->n_inputs; i++)
-            files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
-        if (files) {
+        if (qn_agent_wants_files (ops, assign)) {
             snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
                       "collect outputs here: %s; it takes value inputs only",
                       attempt->backend_name, no_files);
@@ -735,16 +727,8 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
     with.env = env;
     with.n_env = count;
     qn_agent_backend_t *backend = &self->backends [attempt->backend];
-    if (backend->ops->flags & QN_BACKEND_RESUBMIT) {
-        //  The attempt and its backend in the spool before the engine
-        //  hears of it: after a crash in between, the next agent submits
-        //  again under the same key instead of losing the attempt
-        attempt->meta_dirty = true;
-        if (qn_outbox_commit (self->outbox) == -1)
-            qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: cannot record it "
-                    "before its submit", attempt->key.run_id, attempt->key.task_index,
-                    attempt->key.attempt);
-    }
+    if (backend->ops->flags & QN_BACKEND_RESUBMIT)
+        qn_agent_record_before_submit (self, attempt);
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
     free (env);
     const qn_attempt_key_t key = attempt->key;

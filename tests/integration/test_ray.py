@@ -294,5 +294,32 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     check(lines == ["line %d" % i for i in range(1, 51)], "every line exactly once: %s" % lines)
 
 
+BAD_BLOCKS = """\
+name: bad
+tasks:
+  a:
+    backend: ray
+    run: echo a
+    ray:
+      runtime_env: {working_dir: x, secrets: y}
+  b:
+    backend: airflow
+    run: "true"
+    airflow: {conf: {qanat: 1}}
+"""
+
+
+def test_bad_blocks_are_refused_at_file_line_col(c):
+    c.start_coordinator()
+    result = c.qanat("run", c.write("bad.yaml", BAD_BLOCKS), check=False)
+    check(result.returncode != 0, "the run was refused")
+    err = result.stderr
+    check("bad.yaml:7:20: invalid 'runtime_env' in 'ray' (unknown runtime_env field 'secrets')"
+          in err, "runtime_env error: %s" % err)
+    check("bad.yaml:11:14: 'airflow' needs 'dag_id'" in err, "dag_id error: %s" % err)
+    check("invalid 'conf' in 'airflow' (the key 'qanat' is qanat's own)" in err,
+          "conf error: %s" % err)
+
+
 if __name__ == "__main__":
     harness.main(globals())
