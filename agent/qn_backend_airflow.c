@@ -23,7 +23,7 @@
     its start and skips B bytes: no line lost or repeated.
 
     Lines: Airflow writes "[time] {file.py:N} LEVEL - text"; qanat's
-    marker lines (qn_engine.h) are looked for in the text.  stop PATCHes
+    marker lines (qn_remote.h) are looked for in the text.  stop PATCHes
     the DAG run's state to failed (Airflow then fails its running task
     instances and skips the rest).  A failed run ends with the failed task
     instance named in the reason and its log's last lines as the stack
@@ -34,7 +34,7 @@
     credentials and fail after S_AUTH_TRIES with Airflow's own message.
 */
 #include "qn_backend.h"
-#include "qn_engine.h"
+#include "qn_remote.h"
 #include "qn_log.h"
 #include "qn_msg.h"
 
@@ -48,7 +48,7 @@
 #define S_LINE_MAX              (64 * 1024)
 
 typedef struct {
-    qn_engine_attempt_t base;   //  first; base.id is the dag_run_id
+    qn_remote_attempt_t base;   //  first; base.id is the dag_run_id
     char dag_id [QN_BACKEND_JOB_ID_MAX + 1];
     char *dag_path;             //  <url>/api/v1/dags/<dag>/dagRuns/<run>, escaped
     json_t *trigger;            //  the body, kept for tries again
@@ -75,10 +75,10 @@ static void s_log_next (s_attempt_t *self);
 //  Attempt records
 
 static void
-s_attempt_destroy (qn_engine_attempt_t *base)
+s_attempt_destroy (qn_remote_attempt_t *base)
 {
     s_attempt_t *self = (s_attempt_t *) base;
-    qn_engine_attempt_fini (&self->base);
+    qn_remote_attempt_fini (&self->base);
     json_decref (self->trigger);
     json_decref (self->instances);
     free (self->dag_path);
@@ -88,14 +88,14 @@ s_attempt_destroy (qn_engine_attempt_t *base)
 }
 
 static s_attempt_t *
-s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *dag_id,
+s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *dag_id,
                const char *task_name, const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->try_number = 1;
-    int rc = qn_engine_attempt_init (&self->base, backend, key, task_name, id);
+    int rc = qn_remote_attempt_init (&self->base, backend, key, task_name, id);
     snprintf (self->dag_id, sizeof (self->dag_id), "%s", dag_id);
     snprintf (self->base.engine_id, sizeof (self->base.engine_id), "%s/%s", dag_id,
               self->base.id);
@@ -115,7 +115,7 @@ static void
 s_finish_outcome (s_attempt_t *self)
 {
     if (streq (self->state, "success")) {
-        qn_engine_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
+        qn_remote_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
         return;
     }
     char reason [600];
@@ -125,18 +125,18 @@ s_finish_outcome (s_attempt_t *self)
     else
         snprintf (reason, sizeof (reason), "airflow dag run %s: %s", self->base.engine_id,
                   self->state);
-    qn_engine_finish (&self->base, 1, reason, QANAT__END_KIND__END_EXIT);
+    qn_remote_finish (&self->base, 1, reason, QANAT__END_KIND__END_EXIT);
 }
 
 #define S_REPLY \
     s_attempt_t *self = (s_attempt_t *) arg; \
     self->base.call = 0; \
-    qn_engine_reply_t answer; \
-    qn_engine_reply (self->base.engine->rest, call, status, body, error, &answer); \
-    const qn_engine_reply_t *reply = &answer
+    qn_remote_reply_t answer; \
+    qn_remote_reply (self->base.engine->rest, call, status, body, error, &answer); \
+    const qn_remote_reply_t *reply = &answer
 
 static bool
-s_ok (const qn_engine_reply_t *reply)
+s_ok (const qn_remote_reply_t *reply)
 {
     return reply->status >= 200 && reply->status < 300 && json_is_object (reply->json);
 }
@@ -150,7 +150,7 @@ s_announce (s_attempt_t *self)
     snprintf (url, sizeof (url), "%s/dags/%s/grid?dag_run_id=%s", self->base.engine->url,
               dag? dag: "", self->base.id);
     free (dag);
-    qn_engine_started (&self->base, url);
+    qn_remote_started (&self->base, url);
 }
 
 //  A run found by its dag_run_id must be this attempt's own
@@ -202,7 +202,7 @@ s_line (s_attempt_t *self, const char *line, size_t size, int64_t end_at)
     //  Lines a re-attached agent had handed out already are dropped
     if (end_at <= self->skip)
         return;
-    qn_engine_log_line (&self->base.base, self->base.values, line, size, s_payload (line, size),
+    qn_remote_log_line (&self->base.base, self->base.values, line, size, s_payload (line, size),
                         qn_now_us ());
 }
 
@@ -302,7 +302,7 @@ s_log_done (void *arg, uint64_t call, long status, json_t *body, const char *err
                 s_log_next (self);
             return;
         }
-        qn_engine_trouble (&self->base, reply, "read a task log", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
+        qn_remote_trouble (&self->base, reply, "read a task log", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
         return;
     }
     self->base.tries = 0;
@@ -353,7 +353,7 @@ s_log_next (s_attempt_t *self)
                              token? token: "") < 0)
         url = NULL;
     if (url)
-        qn_engine_request (&self->base, "GET", url, NULL, s_log_done);
+        qn_remote_request (&self->base, "GET", url, NULL, s_log_done);
     free (url);
     free (escaped);
     free (token);
@@ -378,7 +378,7 @@ s_instances_done (void *arg, uint64_t call, long status, json_t *body, const cha
 {
     S_REPLY;
     if (!s_ok (reply)) {
-        qn_engine_trouble (&self->base, reply, "list its task instances", S_POLL_TRIES,
+        qn_remote_trouble (&self->base, reply, "list its task instances", S_POLL_TRIES,
                    QANAT__END_KIND__END_LOST);
         return;
     }
@@ -420,7 +420,7 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
 {
     S_REPLY;
     if (!s_ok (reply)) {
-        qn_engine_trouble (&self->base, reply, "read it", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
+        qn_remote_trouble (&self->base, reply, "read it", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
         return;
     }
     self->base.tries = self->base.auth_failures = 0;
@@ -430,7 +430,7 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
             snprintf (reason, sizeof (reason), "airflow dag run %s belongs to something else "
                       "(its conf names another attempt)", self->base.engine_id);
             self->base.exists = false;       //  not ours: never fail it
-            qn_engine_finish (&self->base, -1, reason, QANAT__END_KIND__END_START_FAILED);
+            qn_remote_finish (&self->base, -1, reason, QANAT__END_KIND__END_START_FAILED);
             return;
         }
         if (!self->base.announced)
@@ -441,7 +441,7 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     snprintf (self->state, sizeof (self->state), "%s", state? state: "");
     char url [1200];
     snprintf (url, sizeof (url), "%s/taskInstances", self->dag_path);
-    qn_engine_request (&self->base, "GET", url, NULL, s_instances_done);
+    qn_remote_request (&self->base, "GET", url, NULL, s_instances_done);
 }
 
 static void
@@ -450,7 +450,7 @@ s_trigger_done (void *arg, uint64_t call, long status, json_t *body, const char 
     S_REPLY;
     if (s_ok (reply)) {
         s_announce (self);
-        qn_engine_next (&self->base);
+        qn_remote_next (&self->base);
         return;
     }
     if (reply->status == 409) {
@@ -458,10 +458,10 @@ s_trigger_done (void *arg, uint64_t call, long status, json_t *body, const char 
                 self->base.engine_id);
         self->base.exists = true;
         self->base.tries = 0;
-        qn_engine_next (&self->base);
+        qn_remote_next (&self->base);
         return;
     }
-    qn_engine_trouble (&self->base, reply, "trigger it", S_TRIGGER_TRIES,
+    qn_remote_trouble (&self->base, reply, "trigger it", S_TRIGGER_TRIES,
                        QANAT__END_KIND__END_START_FAILED);
 }
 
@@ -470,24 +470,24 @@ s_trigger_done (void *arg, uint64_t call, long status, json_t *body, const char 
 //  The engine's steps
 
 static void
-s_step (qn_engine_attempt_t *base)
+s_step (qn_remote_attempt_t *base)
 {
     s_attempt_t *self = (s_attempt_t *) base;
     if (base->exists) {
-        qn_engine_request (base, "GET", self->dag_path, NULL, s_run_done);
+        qn_remote_request (base, "GET", self->dag_path, NULL, s_run_done);
         return;
     }
     char *dag = qn_rest_escape (self->dag_id);
     char url [1000];
     snprintf (url, sizeof (url), "%s/api/v1/dags/%s/dagRuns", base->engine->url, dag? dag: "");
     free (dag);
-    qn_engine_request (base, "POST", url, self->trigger, s_trigger_done);
+    qn_remote_request (base, "POST", url, self->trigger, s_trigger_done);
 }
 
 //  A cancel fails the run: Airflow fails its running task instances and
 //  skips the rest
 static bool
-s_end_call (qn_engine_attempt_t *base, qn_rest_call_t *call, char *url, size_t url_size)
+s_end_call (qn_remote_attempt_t *base, qn_rest_call_t *call, char *url, size_t url_size)
 {
     snprintf (url, url_size, "%s", ((s_attempt_t *) base)->dag_path);
     call->method = "PATCH";
@@ -496,7 +496,7 @@ s_end_call (qn_engine_attempt_t *base, qn_rest_call_t *call, char *url, size_t u
     return call->json != NULL;
 }
 
-static const qn_engine_ops_t s_ops = {
+static const qn_remote_ops_t s_ops = {
     .name = "airflow",
     .what = "airflow dag run",
     .url_option = "url",
@@ -577,7 +577,7 @@ s_dag_id_valid (const char *dag_id)
 static int
 s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
-    qn_engine_t *self = (qn_engine_t *) state;
+    qn_remote_t *self = (qn_remote_t *) state;
     assert (self);
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
@@ -603,7 +603,7 @@ s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t e
     }
     attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
     if (!attempt->trigger
-    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
     }
@@ -629,7 +629,7 @@ s_parse_cursor (const char *cursor, s_attempt_t *attempt)
 //  After an agent killed between its trigger and the record of it: the
 //  same dag_run_id again, which finds the run if it was made
 static int
-s_retrigger (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+s_retrigger (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
              char *error, size_t error_size)
 {
     const char *dag_id = qn_backend_task_option (assign, "dag_id");
@@ -641,7 +641,7 @@ s_retrigger (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign
     }
     attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
     if (!attempt->trigger
-    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
     }
@@ -655,10 +655,10 @@ static int
 s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                     const char *cursor, char *error, size_t error_size)
 {
-    qn_engine_t *self = (qn_engine_t *) state;
+    qn_remote_t *self = (qn_remote_t *) state;
     assert (self);
     qn_attempt_key_t key;
-    if (qn_engine_reattach_key (self, assign, &key, error, error_size) == -1)
+    if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
     if (!engine_job_id || !*engine_job_id)
         return s_retrigger (self, &key, assign, error, error_size);
@@ -682,7 +682,7 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         return -1;
     }
     attempt->base.exists = attempt->base.announced = true;
-    qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size);
+    qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size);
     qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: following airflow dag run %s "
             "again from '%s'", key.run_id, key.task_index, key.attempt, attempt->base.engine_id,
             cursor? cursor: "");
@@ -697,7 +697,7 @@ static void *
 s_airflow_create (zloop_t *loop, const qn_backend_config_t *config,
                   const qn_backend_events_t *events, void *arg)
 {
-    return qn_engine_create (&s_ops, loop, config, events, arg);
+    return qn_remote_create (&s_ops, loop, config, events, arg);
 }
 
 static const char *
@@ -705,7 +705,7 @@ s_airflow_no_files (void *state)
 {
     (void) state;
     return "an Airflow DAG run shares no filesystem with its agent (value inputs travel in "
-           "its conf, value outputs as '" QN_ENGINE_OUTPUT_PREFIX "NAME=VALUE' log lines)";
+           "its conf, value outputs as '" QN_REMOTE_OUTPUT_PREFIX "NAME=VALUE' log lines)";
 }
 
 const qn_backend_ops_t qn_backend_airflow = {
@@ -720,5 +720,5 @@ const qn_backend_ops_t qn_backend_airflow = {
     .set_paused = qn_backend_front_set_paused,
     .running = qn_backend_front_running,
     .shutdown = qn_backend_front_shutdown,
-    .destroy = qn_engine_destroy
+    .destroy = qn_remote_destroy
 };

@@ -17,7 +17,7 @@
     FAILED, STOPPED, and its message), then GET /api/jobs/<id>/logs (the
     driver log so far).  The cursor is the byte offset of the log up to
     which whole lines went out: a re-attach resumes there, no line lost
-    or repeated.  Lines are qn_engine_log's (metrics and value outputs by
+    or repeated.  Lines are qn_remote_log's (metrics and value outputs by
     marker lines).  stop POSTs /api/jobs/<id>/stop.
 
     Throttling and outages: a 429 or 5xx answer, or no answer, is tried
@@ -27,7 +27,7 @@
     S_AUTH_TRIES in a row fail the attempt with the dashboard's message.
 */
 #include "qn_backend.h"
-#include "qn_engine.h"
+#include "qn_remote.h"
 #include "qn_log.h"
 #include "qn_msg.h"
 
@@ -40,7 +40,7 @@
 #define S_LINE_MAX              (64 * 1024)
 
 typedef struct {
-    qn_engine_attempt_t base;   //  first; base.id is the submission_id
+    qn_remote_attempt_t base;   //  first; base.id is the submission_id
     json_t *submit;             //  the body, kept for tries again
     int64_t offset;             //  log bytes handed out as whole lines
     char status [16];           //  as last read
@@ -59,24 +59,24 @@ static void s_logs_done (void *arg, uint64_t call, long status, json_t *body,
 //  Attempt records
 
 static void
-s_attempt_destroy (qn_engine_attempt_t *base)
+s_attempt_destroy (qn_remote_attempt_t *base)
 {
     s_attempt_t *self = (s_attempt_t *) base;
-    qn_engine_attempt_fini (&self->base);
+    qn_remote_attempt_fini (&self->base);
     json_decref (self->submit);
     free (self->message);
     free (self);
 }
 
 static s_attempt_t *
-s_attempt_new (qn_engine_t *backend, const qn_attempt_key_t *key, const char *task_name,
+s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *task_name,
                const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->exit_code = -1;
-    if (qn_engine_attempt_init (&self->base, backend, key, task_name, id) == -1) {
+    if (qn_remote_attempt_init (&self->base, backend, key, task_name, id) == -1) {
         s_attempt_destroy (&self->base);
         return NULL;
     }
@@ -96,7 +96,7 @@ static void
 s_finish_outcome (s_attempt_t *self)
 {
     if (streq (self->status, "SUCCEEDED")) {
-        qn_engine_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
+        qn_remote_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
         return;
     }
     const char *message = self->message? self->message: "";
@@ -105,9 +105,9 @@ s_finish_outcome (s_attempt_t *self)
     snprintf (reason, sizeof (reason), "ray job %s: %s%s%.*s", self->base.id, self->status,
               len? ": ": "", (int) (len > 400? 400: len), message);
     if (streq (self->status, "STOPPED"))
-        qn_engine_finish (&self->base, -1, reason, QANAT__END_KIND__END_CANCELED);
+        qn_remote_finish (&self->base, -1, reason, QANAT__END_KIND__END_CANCELED);
     else
-        qn_engine_finish (&self->base, self->exit_code > 0? self->exit_code: 1, reason,
+        qn_remote_finish (&self->base, self->exit_code > 0? self->exit_code: 1, reason,
                           self->setup_failed? QANAT__END_KIND__END_START_FAILED
                                             : QANAT__END_KIND__END_EXIT);
 }
@@ -119,16 +119,16 @@ s_finish_outcome (s_attempt_t *self)
 #define S_REPLY \
     s_attempt_t *self = (s_attempt_t *) arg; \
     self->base.call = 0; \
-    qn_engine_reply_t answer; \
-    qn_engine_reply (self->base.engine->rest, call, status, body, error, &answer); \
-    const qn_engine_reply_t *reply = &answer
+    qn_remote_reply_t answer; \
+    qn_remote_reply (self->base.engine->rest, call, status, body, error, &answer); \
+    const qn_remote_reply_t *reply = &answer
 
 static void
 s_announce (s_attempt_t *self)
 {
     char url [700];
     snprintf (url, sizeof (url), "%s/#/jobs/%s", self->base.engine->url, self->base.id);
-    qn_engine_started (&self->base, url);
+    qn_remote_started (&self->base, url);
 }
 
 static void
@@ -137,7 +137,7 @@ s_submit_done (void *arg, uint64_t call, long status, json_t *body, const char *
     S_REPLY;
     if (status >= 200 && status < 300) {
         s_announce (self);
-        qn_engine_next (&self->base);
+        qn_remote_next (&self->base);
         return;
     }
     //  Our own earlier submit (an agent that crashed before recording
@@ -147,10 +147,10 @@ s_submit_done (void *arg, uint64_t call, long status, json_t *body, const char *
         qn_log (QN_LOG_INFO, "ray", "ray job %s exists already: following it", self->base.id);
         self->base.exists = true;
         self->base.tries = 0;
-        qn_engine_next (&self->base);
+        qn_remote_next (&self->base);
         return;
     }
-    qn_engine_trouble (&self->base, reply, "submit it", S_SUBMIT_TRIES,
+    qn_remote_trouble (&self->base, reply, "submit it", S_SUBMIT_TRIES,
                        QANAT__END_KIND__END_START_FAILED);
 }
 
@@ -176,7 +176,7 @@ s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *
 {
     S_REPLY;
     if (status < 200 || status >= 300 || !json_is_object (body)) {
-        qn_engine_trouble (&self->base, reply, "read its status", S_POLL_TRIES,
+        qn_remote_trouble (&self->base, reply, "read its status", S_POLL_TRIES,
                            QANAT__END_KIND__END_LOST);
         return;
     }
@@ -187,7 +187,7 @@ s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *
             snprintf (reason, sizeof (reason), "ray job %s belongs to something else (its "
                       "metadata names another attempt)", self->base.id);
             self->base.exists = false;      //  not ours: never stop it
-            qn_engine_finish (&self->base, -1, reason, QANAT__END_KIND__END_START_FAILED);
+            qn_remote_finish (&self->base, -1, reason, QANAT__END_KIND__END_START_FAILED);
             return;
         }
         if (!self->base.announced)
@@ -209,7 +209,7 @@ s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *
     //  Then the log, read to its end once the job is over
     char url [700];
     s_url (self, "/logs", url, sizeof (url));
-    qn_engine_request (&self->base, "GET", url, NULL, s_logs_done);
+    qn_remote_request (&self->base, "GET", url, NULL, s_logs_done);
 }
 
 //  Hands out the whole lines of the log past the offset; at the end (the
@@ -233,7 +233,7 @@ s_take_log (s_attempt_t *self, const char *text, size_t size, bool end)
             break;              //  its end is yet to come
         if (len > S_LINE_MAX)
             len = S_LINE_MAX;   //  a runaway line goes out in pieces
-        qn_engine_log_line (&self->base.base, self->base.values, start, len, 0, now);
+        qn_remote_log_line (&self->base.base, self->base.values, start, len, 0, now);
         at += len + (newline && start + len == newline? 1: 0);
     }
     self->offset = (int64_t) at;
@@ -247,7 +247,7 @@ s_logs_done (void *arg, uint64_t call, long status, json_t *body, const char *er
 {
     S_REPLY;
     if (status < 200 || status >= 300) {
-        qn_engine_trouble (&self->base, reply, "read its log", S_POLL_TRIES,
+        qn_remote_trouble (&self->base, reply, "read its log", S_POLL_TRIES,
                            QANAT__END_KIND__END_LOST);
         return;
     }
@@ -267,23 +267,23 @@ s_logs_done (void *arg, uint64_t call, long status, json_t *body, const char *er
 //  The engine's steps
 
 static void
-s_step (qn_engine_attempt_t *base)
+s_step (qn_remote_attempt_t *base)
 {
     s_attempt_t *self = (s_attempt_t *) base;
     char url [700];
     if (!base->exists) {
         //  The submit's path ends with '/', as the dashboard routes it
         snprintf (url, sizeof (url), "%s/api/jobs/", base->engine->url);
-        qn_engine_request (base, "POST", url, self->submit, s_submit_done);
+        qn_remote_request (base, "POST", url, self->submit, s_submit_done);
     }
     else {
         s_url (self, "", url, sizeof (url));
-        qn_engine_request (base, "GET", url, NULL, s_status_done);
+        qn_remote_request (base, "GET", url, NULL, s_status_done);
     }
 }
 
 static bool
-s_end_call (qn_engine_attempt_t *base, qn_rest_call_t *call, char *url, size_t url_size)
+s_end_call (qn_remote_attempt_t *base, qn_rest_call_t *call, char *url, size_t url_size)
 {
     s_url ((s_attempt_t *) base, "/stop", url, url_size);
     call->method = "POST";
@@ -291,7 +291,7 @@ s_end_call (qn_engine_attempt_t *base, qn_rest_call_t *call, char *url, size_t u
     return true;
 }
 
-static const qn_engine_ops_t s_ops = {
+static const qn_remote_ops_t s_ops = {
     .name = "ray",
     .what = "ray job",
     .url_option = "address",
@@ -433,7 +433,7 @@ s_submit_body (s_attempt_t *attempt, const Qanat__Assign *assign, char *error,
 static int
 s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
-    qn_engine_t *self = (qn_engine_t *) state;
+    qn_remote_t *self = (qn_remote_t *) state;
     assert (self);
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, QN_BACKEND_CHECK_COMMAND, &key,
@@ -457,7 +457,7 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
     }
     attempt->submit = s_submit_body (attempt, assign, error, error_size);
     if (!attempt->submit
-    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
     }
@@ -468,7 +468,7 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
 //  same submission_id again, which finds the job if it was made (the
 //  full assignment at hand), or looks it up (without one)
 static int
-s_resubmit (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
+s_resubmit (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
             char *error, size_t error_size)
 {
     s_attempt_t *attempt = s_attempt_new (self, key, assign->task_name, NULL);
@@ -481,7 +481,7 @@ s_resubmit (qn_engine_t *self, const qn_attempt_key_t *key, const Qanat__Assign 
     else
         attempt->base.exists = true;
     if ((assign->n_argv && !attempt->submit)
-    ||  qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
     }
@@ -495,10 +495,10 @@ static int
 s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                 const char *cursor, char *error, size_t error_size)
 {
-    qn_engine_t *self = (qn_engine_t *) state;
+    qn_remote_t *self = (qn_remote_t *) state;
     assert (self);
     qn_attempt_key_t key;
-    if (qn_engine_reattach_key (self, assign, &key, error, error_size) == -1)
+    if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
     bool again = !engine_job_id || !*engine_job_id;
     if (again)
@@ -519,7 +519,7 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     }
     attempt->offset = offset;
     attempt->base.exists = attempt->base.announced = true;
-    qn_engine_follow (&attempt->base, assign->timeout_s, error, error_size);
+    qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size);
     qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: following ray job %s again from "
             "byte %lld", key.run_id, key.task_index, key.attempt, attempt->base.id, offset);
     return 0;
@@ -533,7 +533,7 @@ static void *
 s_ray_create (zloop_t *loop, const qn_backend_config_t *config,
               const qn_backend_events_t *events, void *arg)
 {
-    return qn_engine_create (&s_ops, loop, config, events, arg);
+    return qn_remote_create (&s_ops, loop, config, events, arg);
 }
 
 static const char *
@@ -541,7 +541,7 @@ s_ray_no_files (void *state)
 {
     (void) state;
     return "a Ray job shares no filesystem with its agent (value inputs travel in "
-           "runtime_env.env_vars, value outputs as '" QN_ENGINE_OUTPUT_PREFIX "NAME=VALUE' "
+           "runtime_env.env_vars, value outputs as '" QN_REMOTE_OUTPUT_PREFIX "NAME=VALUE' "
            "log lines)";
 }
 
@@ -557,5 +557,5 @@ const qn_backend_ops_t qn_backend_ray = {
     .set_paused = qn_backend_front_set_paused,
     .running = qn_backend_front_running,
     .shutdown = qn_backend_front_shutdown,
-    .destroy = qn_engine_destroy
+    .destroy = qn_remote_destroy
 };

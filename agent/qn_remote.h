@@ -1,4 +1,4 @@
-/*  qn_engine - what the backends of remote engines reached over REST
+/*  qn_remote - what the backends of remote engines reached over REST
     (Ray, Airflow) share: their log lines as qanat events, their
     credentials, and their answers read as one kind of reply.
 
@@ -16,8 +16,8 @@
     line.  Every other line is a log line (stdout, kept for the stack
     trace).  A malformed marker line is reported as a system line.
 */
-#ifndef QN_ENGINE_H_INCLUDED
-#define QN_ENGINE_H_INCLUDED
+#ifndef QN_REMOTE_H_INCLUDED
+#define QN_REMOTE_H_INCLUDED
 
 #include "qn_backend.h"
 #include "qn_rest.h"
@@ -26,8 +26,8 @@
 extern "C" {
 #endif
 
-#define QN_ENGINE_METRIC_PREFIX  "::qanat-metric "
-#define QN_ENGINE_OUTPUT_PREFIX  "::qanat-output "
+#define QN_REMOTE_METRIC_PREFIX  "::qanat-metric "
+#define QN_REMOTE_OUTPUT_PREFIX  "::qanat-output "
 
 //  One whole line (no newline) of an attempt's engine log.  The task's
 //  own text starts at payload (0, or after the engine's own prefix such
@@ -35,14 +35,14 @@ extern "C" {
 //  there.  values_path: the attempt's values file, NULL when it has none
 //  (an output line is then refused with a system line).
 void
-    qn_engine_log_line (qn_backend_attempt_t *attempt, const char *values_path,
+    qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path,
                         const char *line, size_t size, size_t payload, int64_t time_us);
 
 //  Makes <dir> and <dir>/work (the work directory reported in started,
 //  whose "values" sibling the agent reads) if missing.  -1 with the
 //  reason in error.
 int
-    qn_engine_log_dirs (const char *dir, char *error, size_t error_size);
+    qn_remote_log_dirs (const char *dir, char *error, size_t error_size);
 
 //  ---------------------------------------------------------------------
 //  Credentials, only ever from the agent's side (--backend-option paths
@@ -54,16 +54,16 @@ typedef struct {
     char *username;             //  basic auth, with...
     char *password_file;        //  ...the password in this file, or NULL
     char *ca_file;              //  CA bundle for https, or NULL (the system's)
-} qn_engine_auth_t;
+} qn_remote_auth_t;
 
 //  Frees the fields of auth.
 void
-    qn_engine_auth_fini (qn_engine_auth_t *auth);
+    qn_remote_auth_fini (qn_remote_auth_t *auth);
 
-//  A qn_rest_setup_fn for a qn_engine_auth_t *: the Authorization header
+//  A qn_rest_setup_fn for a qn_remote_auth_t *: the Authorization header
 //  and the CA.  Refuses the call when a credentials file cannot be read.
 int
-    qn_engine_setup (void *arg, CURL *easy, struct curl_slist **headers);
+    qn_remote_setup (void *arg, CURL *easy, struct curl_slist **headers);
 
 //  ---------------------------------------------------------------------
 //  Answers
@@ -75,31 +75,31 @@ typedef struct {
     size_t size;
     const char *error;          //  why there was no answer
     int64_t retry_after_ms;     //  -1 = none
-} qn_engine_reply_t;
+} qn_remote_reply_t;
 
 //  Fills reply inside a qn_rest completion callback.
 void
-    qn_engine_reply (qn_rest_t *rest, uint64_t call, long status, json_t *body,
-                     const char *error, qn_engine_reply_t *reply);
+    qn_remote_reply (qn_rest_t *rest, uint64_t call, long status, json_t *body,
+                     const char *error, qn_remote_reply_t *reply);
 
 //  "HTTP 429: <the engine's message>" (its JSON detail, message or title,
 //  else the first line of its text), or the transport's error.
 void
-    qn_engine_describe (const qn_engine_reply_t *reply, char *buffer, size_t size);
+    qn_remote_describe (const qn_remote_reply_t *reply, char *buffer, size_t size);
 
 //  How long to wait before try number tries after reply: its Retry-After,
 //  else exponential backoff from 500 ms up to 60 s.
 int64_t
-    qn_engine_wait_ms (const qn_engine_reply_t *reply, unsigned tries);
+    qn_remote_wait_ms (const qn_remote_reply_t *reply, unsigned tries);
 
 //  ---------------------------------------------------------------------
 //  A backend of a remote engine: its state and its attempts' common part,
 //  the poll timer, one call in flight per attempt, waits after troubles,
-//  stop, shutdown.  The backend's own state embeds qn_engine_t first, its
-//  attempts qn_engine_attempt_t first.
+//  stop, shutdown.  The backend's own state embeds qn_remote_t first, its
+//  attempts qn_remote_attempt_t first.
 
-typedef struct _qn_engine_t qn_engine_t;
-typedef struct _qn_engine_attempt_t qn_engine_attempt_t;
+typedef struct _qn_remote_t qn_remote_t;
+typedef struct _qn_remote_attempt_t qn_remote_attempt_t;
 
 typedef struct {
     const char *name;           //  "ray": options prefix, log source, data subdirectory
@@ -109,20 +109,20 @@ typedef struct {
     bool needs_credentials;     //  a token file or a user and password file, always
     //  The attempt's next call (no call is in flight, no stop asked):
     //  start the work when it does not exist yet, else poll it.
-    void (*step) (qn_engine_attempt_t *attempt);
+    void (*step) (qn_remote_attempt_t *attempt);
     //  The call that ends the attempt's work (a stop, a state change):
     //  fills call (its url in url), false when there is none.
-    bool (*end_call) (qn_engine_attempt_t *attempt, qn_rest_call_t *call, char *url,
+    bool (*end_call) (qn_remote_attempt_t *attempt, qn_rest_call_t *call, char *url,
                       size_t url_size);
-    //  Frees an attempt (which calls qn_engine_attempt_fini).
-    void (*destroy) (qn_engine_attempt_t *attempt);
-} qn_engine_ops_t;
+    //  Frees an attempt (which calls qn_remote_attempt_fini).
+    void (*destroy) (qn_remote_attempt_t *attempt);
+} qn_remote_ops_t;
 
-struct _qn_engine_t {
+struct _qn_remote_t {
     qn_backend_front_t front;   //  first: the front end's ops work on us
-    const qn_engine_ops_t *ops;
+    const qn_remote_ops_t *ops;
     qn_rest_t *rest;
-    qn_engine_auth_t auth;
+    qn_remote_auth_t auth;
     char *url;                  //  the engine's address, no trailing '/'
     char *data_dir;
     char *agent_name;
@@ -130,9 +130,9 @@ struct _qn_engine_t {
     int timer_id;
 };
 
-struct _qn_engine_attempt_t {
+struct _qn_remote_attempt_t {
     qn_backend_attempt_t base;  //  first
-    qn_engine_t *engine;
+    qn_remote_t *engine;
     char id [96];               //  qanat-<run>-<task name>-<attempt>, the idempotent key
     char engine_id [QN_BACKEND_JOB_ID_MAX + 1];
     char *dir;                  //  <data_dir>/<name>/<id>: work/ and values
@@ -150,29 +150,29 @@ struct _qn_engine_attempt_t {
 //  Sets up the common state from the agent's options (known: the
 //  backend's, NULL-terminated, besides url_option, token_file, username,
 //  password_file, ca_file and poll_ms).  -1 after logging why (call
-//  qn_engine_fini all the same).
+//  qn_remote_fini all the same).
 int
-    qn_engine_init (qn_engine_t *self, const qn_engine_ops_t *ops, zloop_t *loop,
+    qn_remote_init (qn_remote_t *self, const qn_remote_ops_t *ops, zloop_t *loop,
                     const qn_backend_config_t *config, const qn_backend_events_t *events,
                     void *arg);
 
 //  Destroys the attempts left and frees the common state.
 void
-    qn_engine_fini (qn_engine_t *self);
+    qn_remote_fini (qn_remote_t *self);
 
 //  The ops create and destroy for a backend whose state is a bare
-//  qn_engine_t: a new state (NULL after logging why), and its end.
+//  qn_remote_t: a new state (NULL after logging why), and its end.
 void *
-    qn_engine_create (const qn_engine_ops_t *ops, zloop_t *loop,
+    qn_remote_create (const qn_remote_ops_t *ops, zloop_t *loop,
                       const qn_backend_config_t *config, const qn_backend_events_t *events,
                       void *arg);
 void
-    qn_engine_destroy (void **state_p);
+    qn_remote_destroy (void **state_p);
 
 //  The attempt key of a re-attach's assignment; -1 with the reason in
 //  error when that attempt is followed already.
 int
-    qn_engine_reattach_key (qn_engine_t *self, const Qanat__Assign *assign,
+    qn_remote_reattach_key (qn_remote_t *self, const Qanat__Assign *assign,
                             qn_attempt_key_t *key, char *error, size_t error_size);
 
 //  Sets up an attempt's common part.  Its id is qanat-<run>-<task>-<attempt>
@@ -181,37 +181,37 @@ int
 //  knows, which must start with qanat-<run>- and end with -<attempt>).
 //  -1 when out of memory or id does not fit.
 int
-    qn_engine_attempt_init (qn_engine_attempt_t *attempt, qn_engine_t *engine,
+    qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
                             const qn_attempt_key_t *key, const char *task_name,
                             const char *id);
 
 //  Frees an attempt's common part, cancelling its call.
 void
-    qn_engine_attempt_fini (qn_engine_attempt_t *attempt);
+    qn_remote_attempt_fini (qn_remote_attempt_t *attempt);
 
 //  Follows a new attempt (start: makes its directories; its first call
 //  is made now, -1 with the reason in error when none could be) or an
 //  existing one (reattach: exists set).
 int
-    qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
+    qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
                       size_t error_size);
 
 //  The attempt's next step, unless a call is in flight or a wait is on.
 void
-    qn_engine_next (qn_engine_attempt_t *attempt);
+    qn_remote_next (qn_remote_attempt_t *attempt);
 
 //  Starts a call (Accept: application/json) as the attempt's one call.
 void
-    qn_engine_request (qn_engine_attempt_t *attempt, const char *method, const char *url,
+    qn_remote_request (qn_remote_attempt_t *attempt, const char *method, const char *url,
                        json_t *body, qn_rest_done_fn *done);
 
 //  Reports started with the engine's job id and the link to its page.
 void
-    qn_engine_started (qn_engine_attempt_t *attempt, const char *engine_url);
+    qn_remote_started (qn_remote_attempt_t *attempt, const char *engine_url);
 
 //  Reports finished and destroys the attempt.
 void
-    qn_engine_finish (qn_engine_attempt_t *attempt, int exit_code, const char *reason,
+    qn_remote_finish (qn_remote_attempt_t *attempt, int exit_code, const char *reason,
                       Qanat__EndKind kind);
 
 //  An answer that is not a success.  Transient ones (no answer, 429,
@@ -220,12 +220,12 @@ void
 //  kind and the engine's own message (or its stop reason).  True when it
 //  finished (and is gone).
 bool
-    qn_engine_trouble (qn_engine_attempt_t *attempt, const qn_engine_reply_t *reply,
+    qn_remote_trouble (qn_remote_attempt_t *attempt, const qn_remote_reply_t *reply,
                        const char *what, int max_tries, Qanat__EndKind kind);
 
-//  The ops stop, for a front end of qn_engine_t
+//  The ops stop, for a front end of qn_remote_t
 void
-    qn_engine_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind);
+    qn_remote_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind);
 
 #ifdef __cplusplus
 }

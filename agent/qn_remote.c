@@ -1,6 +1,6 @@
-/*  qn_engine - what the Ray and Airflow backends share.  See qn_engine.h.
+/*  qn_remote - what the Ray and Airflow backends share.  See qn_remote.h.
 */
-#include "qn_engine.h"
+#include "qn_remote.h"
 #include "qn_log.h"
 #include "qn_metric.h"
 #include "qn_msg.h"
@@ -33,7 +33,7 @@ s_metric (qn_backend_attempt_t *attempt, const char *text, size_t size, int64_t 
     char *equals = pair? strchr (pair, '='): NULL;
     if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
         qn_backend_attempt_system_log (attempt, "ignored metric line: want '"
-                                       QN_ENGINE_METRIC_PREFIX "name=value [step=N]'");
+                                       QN_REMOTE_METRIC_PREFIX "name=value [step=N]'");
         return;
     }
     *equals = '\0';
@@ -70,7 +70,7 @@ s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *te
     }
     if (!valid) {
         qn_backend_attempt_system_log (attempt, "ignored output line: want '"
-                                       QN_ENGINE_OUTPUT_PREFIX "name=value'");
+                                       QN_REMOTE_OUTPUT_PREFIX "name=value'");
         return;
     }
     if (!values_path) {
@@ -92,7 +92,7 @@ s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *te
 }
 
 void
-qn_engine_log_line (qn_backend_attempt_t *attempt, const char *values_path, const char *line,
+qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, const char *line,
                     size_t size, size_t payload, int64_t time_us)
 {
     if (payload > size)
@@ -101,12 +101,12 @@ qn_engine_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
     size_t text_size = size - payload;
     while (text_size && (text [text_size - 1] == '\r'))
         text_size--;
-    size_t metric = strlen (QN_ENGINE_METRIC_PREFIX);
-    size_t output = strlen (QN_ENGINE_OUTPUT_PREFIX);
-    if (text_size >= metric && memcmp (text, QN_ENGINE_METRIC_PREFIX, metric) == 0)
+    size_t metric = strlen (QN_REMOTE_METRIC_PREFIX);
+    size_t output = strlen (QN_REMOTE_OUTPUT_PREFIX);
+    if (text_size >= metric && memcmp (text, QN_REMOTE_METRIC_PREFIX, metric) == 0)
         s_metric (attempt, text + metric, text_size - metric, time_us);
     else
-    if (text_size >= output && memcmp (text, QN_ENGINE_OUTPUT_PREFIX, output) == 0)
+    if (text_size >= output && memcmp (text, QN_REMOTE_OUTPUT_PREFIX, output) == 0)
         s_output (attempt, values_path, text + output, text_size - output);
     else
         qn_backend_attempt_log (attempt, QANAT__STREAM__STREAM_STDOUT, true, line, size, false,
@@ -114,7 +114,7 @@ qn_engine_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
 }
 
 int
-qn_engine_log_dirs (const char *dir, char *error, size_t error_size)
+qn_remote_log_dirs (const char *dir, char *error, size_t error_size)
 {
     char work [4096];
     snprintf (work, sizeof (work), "%s/work", dir);
@@ -131,7 +131,7 @@ qn_engine_log_dirs (const char *dir, char *error, size_t error_size)
 //  Credentials
 
 void
-qn_engine_auth_fini (qn_engine_auth_t *auth)
+qn_remote_auth_fini (qn_remote_auth_t *auth)
 {
     free (auth->token_file);
     free (auth->username);
@@ -158,9 +158,9 @@ s_read_secret (const char *path, char *buffer, size_t size)
 }
 
 int
-qn_engine_setup (void *arg, CURL *easy, struct curl_slist **headers)
+qn_remote_setup (void *arg, CURL *easy, struct curl_slist **headers)
 {
-    qn_engine_auth_t *auth = (qn_engine_auth_t *) arg;
+    qn_remote_auth_t *auth = (qn_remote_auth_t *) arg;
     if (!auth)
         return 0;
     if (auth->ca_file)
@@ -207,8 +207,8 @@ qn_engine_setup (void *arg, CURL *easy, struct curl_slist **headers)
 //  Answers
 
 void
-qn_engine_reply (qn_rest_t *rest, uint64_t call, long status, json_t *body, const char *error,
-                 qn_engine_reply_t *reply)
+qn_remote_reply (qn_rest_t *rest, uint64_t call, long status, json_t *body, const char *error,
+                 qn_remote_reply_t *reply)
 {
     memset (reply, 0, sizeof (*reply));
     reply->status = status;
@@ -219,7 +219,7 @@ qn_engine_reply (qn_rest_t *rest, uint64_t call, long status, json_t *body, cons
 }
 
 void
-qn_engine_describe (const qn_engine_reply_t *reply, char *buffer, size_t size)
+qn_remote_describe (const qn_remote_reply_t *reply, char *buffer, size_t size)
 {
     if (reply->status == 0) {
         snprintf (buffer, size, "%s", reply->error && *reply->error? reply->error: "no answer");
@@ -256,7 +256,7 @@ qn_engine_describe (const qn_engine_reply_t *reply, char *buffer, size_t size)
 }
 
 int64_t
-qn_engine_wait_ms (const qn_engine_reply_t *reply, unsigned tries)
+qn_remote_wait_ms (const qn_remote_reply_t *reply, unsigned tries)
 {
     return qn_rest_backoff_ms (tries? tries: 1, reply->retry_after_ms, 500, 60000);
 }
@@ -275,7 +275,7 @@ static void s_hook_lost (qn_backend_attempt_t *base, const char *reason);
 static const qn_backend_engine_t s_hooks = {
     .name = "remote engine",
     .destroy = s_hook_destroy,
-    .stop = qn_engine_stop,
+    .stop = qn_remote_stop,
     .end_all = s_hook_end_all,
     .lost = s_hook_lost
 };
@@ -283,7 +283,7 @@ static const qn_backend_engine_t s_hooks = {
 //  Credentials from the options, else the environment (<NAME>_TOKEN_FILE,
 //  <NAME>_USERNAME, <NAME>_PASSWORD_FILE, the name upper-cased)
 static int
-s_auth (qn_engine_t *self, const qn_backend_config_t *config)
+s_auth (qn_remote_t *self, const qn_backend_config_t *config)
 {
     const char *name = self->ops->name;
     static const char *keys [] = { "token_file", "username", "password_file", "ca_file" };
@@ -317,7 +317,7 @@ s_auth (qn_engine_t *self, const qn_backend_config_t *config)
 }
 
 int
-qn_engine_init (qn_engine_t *self, const qn_engine_ops_t *ops, zloop_t *loop,
+qn_remote_init (qn_remote_t *self, const qn_remote_ops_t *ops, zloop_t *loop,
                 const qn_backend_config_t *config, const qn_backend_events_t *events, void *arg)
 {
     self->ops = ops;
@@ -367,7 +367,7 @@ qn_engine_init (qn_engine_t *self, const qn_engine_ops_t *ops, zloop_t *loop,
                 strerror (errno));
         return -1;
     }
-    self->rest = qn_rest_new (loop, name, qn_engine_setup, &self->auth);
+    self->rest = qn_rest_new (loop, name, qn_remote_setup, &self->auth);
     if (!self->rest)
         return -1;
     qn_log (QN_LOG_INFO, name, "%s backend: %s", name, self->url);
@@ -375,11 +375,11 @@ qn_engine_init (qn_engine_t *self, const qn_engine_ops_t *ops, zloop_t *loop,
 }
 
 void
-qn_engine_fini (qn_engine_t *self)
+qn_remote_fini (qn_remote_t *self)
 {
     qn_backend_front_fini (&self->front);
     qn_rest_destroy (&self->rest);
-    qn_engine_auth_fini (&self->auth);
+    qn_remote_auth_fini (&self->auth);
     if (self->timer_id != -1)
         zloop_timer_end (self->front.loop, self->timer_id);
     self->timer_id = -1;
@@ -389,33 +389,33 @@ qn_engine_fini (qn_engine_t *self)
 }
 
 void *
-qn_engine_create (const qn_engine_ops_t *ops, zloop_t *loop, const qn_backend_config_t *config,
+qn_remote_create (const qn_remote_ops_t *ops, zloop_t *loop, const qn_backend_config_t *config,
                   const qn_backend_events_t *events, void *arg)
 {
     assert (loop && config && events);
-    qn_engine_t *self = (qn_engine_t *) calloc (1, sizeof (qn_engine_t));
-    if (self && qn_engine_init (self, ops, loop, config, events, arg) == -1) {
+    qn_remote_t *self = (qn_remote_t *) calloc (1, sizeof (qn_remote_t));
+    if (self && qn_remote_init (self, ops, loop, config, events, arg) == -1) {
         void *state = self;
-        qn_engine_destroy (&state);
+        qn_remote_destroy (&state);
         self = NULL;
     }
     return self;
 }
 
 void
-qn_engine_destroy (void **state_p)
+qn_remote_destroy (void **state_p)
 {
     assert (state_p);
-    qn_engine_t *self = (qn_engine_t *) *state_p;
+    qn_remote_t *self = (qn_remote_t *) *state_p;
     if (!self)
         return;
-    qn_engine_fini (self);
+    qn_remote_fini (self);
     free (self);
     *state_p = NULL;
 }
 
 int
-qn_engine_reattach_key (qn_engine_t *self, const Qanat__Assign *assign, qn_attempt_key_t *key,
+qn_remote_reattach_key (qn_remote_t *self, const Qanat__Assign *assign, qn_attempt_key_t *key,
                         char *error, size_t error_size)
 {
     assert (assign && assign->attempt);
@@ -430,7 +430,7 @@ qn_engine_reattach_key (qn_engine_t *self, const Qanat__Assign *assign, qn_attem
 }
 
 int
-qn_engine_attempt_init (qn_engine_attempt_t *attempt, qn_engine_t *engine,
+qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
                         const qn_attempt_key_t *key, const char *task_name, const char *id)
 {
     attempt->engine = engine;
@@ -465,9 +465,9 @@ qn_engine_attempt_init (qn_engine_attempt_t *attempt, qn_engine_t *engine,
 }
 
 void
-qn_engine_attempt_fini (qn_engine_attempt_t *attempt)
+qn_remote_attempt_fini (qn_remote_attempt_t *attempt)
 {
-    if (attempt->engine)
+    if (attempt->engine && attempt->engine->rest && attempt->call)
         qn_rest_cancel (attempt->engine->rest, attempt->call);
     attempt->call = 0;
     qn_backend_attempt_fini (&attempt->base);
@@ -485,7 +485,7 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
-    qn_engine_t *self = (qn_engine_t *) arg;
+    qn_remote_t *self = (qn_remote_t *) arg;
     size_t count = 0;
     qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
     if (!attempts) {
@@ -502,19 +502,19 @@ s_tick (zloop_t *loop, int timer_id, void *arg)
             continue;
         char reason [64];
         if (qn_backend_attempt_overdue (attempts [i], now, reason, sizeof (reason)))
-            qn_engine_stop (attempts [i], reason, QANAT__END_KIND__END_TIMEOUT);
+            qn_remote_stop (attempts [i], reason, QANAT__END_KIND__END_TIMEOUT);
         else
-            qn_engine_next ((qn_engine_attempt_t *) attempts [i]);
+            qn_remote_next ((qn_remote_attempt_t *) attempts [i]);
     }
     free (attempts);
     return 0;
 }
 
 int
-qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
+qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
                   size_t error_size)
 {
-    qn_engine_t *self = attempt->engine;
+    qn_remote_t *self = attempt->engine;
     attempt->base.timeout_s = timeout_s;
     if (attempt->exists) {
         //  Re-attached: when it started is not known here, the timeout
@@ -523,7 +523,7 @@ qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
             attempt->base.deadline_ms = zclock_mono () + (int64_t) timeout_s * 1000;
     }
     char why [300];
-    if (qn_engine_log_dirs (attempt->dir, why, sizeof (why)) == -1) {
+    if (qn_remote_log_dirs (attempt->dir, why, sizeof (why)) == -1) {
         if (!attempt->exists) {
             snprintf (error, error_size, "%s", why);
             return -1;
@@ -538,7 +538,7 @@ qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
             qn_log (QN_LOG_ERROR, self->ops->name, "%s: cannot start the poll timer",
                     self->ops->name);
     }
-    qn_engine_next (attempt);
+    qn_remote_next (attempt);
     if (!attempt->exists && !attempt->call) {
         //  Out of the list, not destroyed: the caller does that
         zlistx_detach (self->front.attempts, attempt->base.handle);
@@ -555,46 +555,46 @@ qn_engine_follow (qn_engine_attempt_t *attempt, uint32_t timeout_s, char *error,
 static void
 s_end_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
-    qn_engine_attempt_t *attempt = (qn_engine_attempt_t *) arg;
-    qn_engine_t *self = attempt->engine;
+    qn_remote_attempt_t *attempt = (qn_remote_attempt_t *) arg;
+    qn_remote_t *self = attempt->engine;
     attempt->call = 0;
-    qn_engine_reply_t reply;
-    qn_engine_reply (self->rest, call, status, body, error, &reply);
+    qn_remote_reply_t reply;
+    qn_remote_reply (self->rest, call, status, body, error, &reply);
     if ((status >= 200 && status < 300) || status == 404 || ++attempt->tries >= S_END_TRIES) {
         if (status < 200 || (status >= 300 && status != 404)) {
             char text [400];
-            qn_engine_describe (&reply, text, sizeof (text));
+            qn_remote_describe (&reply, text, sizeof (text));
             qn_backend_attempt_system_log (&attempt->base, "cannot end %s %s: %s",
                                            self->ops->what, attempt->engine_id, text);
         }
-        qn_engine_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
+        qn_remote_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
         return;
     }
-    attempt->not_before = zclock_mono () + qn_engine_wait_ms (&reply, (unsigned) attempt->tries);
+    attempt->not_before = zclock_mono () + qn_remote_wait_ms (&reply, (unsigned) attempt->tries);
 }
 
 void
-qn_engine_next (qn_engine_attempt_t *attempt)
+qn_remote_next (qn_remote_attempt_t *attempt)
 {
     if (attempt->call || zclock_mono () < attempt->not_before)
         return;
     if (attempt->base.stop_reason) {
-        qn_engine_t *self = attempt->engine;
+        qn_remote_t *self = attempt->engine;
         char url [1200];
         qn_rest_call_t call;
         memset (&call, 0, sizeof (call));
         if (attempt->exists && self->ops->end_call (attempt, &call, url, sizeof (url))) {
-            qn_engine_request (attempt, call.method, call.url, call.json, s_end_done);
+            qn_remote_request (attempt, call.method, call.url, call.json, s_end_done);
             json_decref (call.json);
         }
         else
-            qn_engine_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
+            qn_remote_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
         return;
     }
     attempt->engine->ops->step (attempt);
 }
 void
-qn_engine_request (qn_engine_attempt_t *attempt, const char *method, const char *url,
+qn_remote_request (qn_remote_attempt_t *attempt, const char *method, const char *url,
                    json_t *body, qn_rest_done_fn *done)
 {
     static const char *const headers [] = { "Accept: application/json", NULL };
@@ -603,9 +603,9 @@ qn_engine_request (qn_engine_attempt_t *attempt, const char *method, const char 
 }
 
 void
-qn_engine_started (qn_engine_attempt_t *attempt, const char *engine_url)
+qn_remote_started (qn_remote_attempt_t *attempt, const char *engine_url)
 {
-    qn_engine_t *self = attempt->engine;
+    qn_remote_t *self = attempt->engine;
     qn_backend_front_t *front = &self->front;
     attempt->exists = attempt->verified = attempt->announced = true;
     attempt->tries = 0;
@@ -621,10 +621,10 @@ qn_engine_started (qn_engine_attempt_t *attempt, const char *engine_url)
 }
 
 void
-qn_engine_finish (qn_engine_attempt_t *attempt, int exit_code, const char *reason,
+qn_remote_finish (qn_remote_attempt_t *attempt, int exit_code, const char *reason,
                   Qanat__EndKind kind)
 {
-    qn_engine_t *self = attempt->engine;
+    qn_remote_t *self = attempt->engine;
     qn_log (QN_LOG_INFO, self->ops->name, "attempt %" PRIu64 "/%u/%u (%s %s) finished: %s",
             attempt->base.key.run_id, attempt->base.key.task_index, attempt->base.key.attempt,
             self->ops->what, attempt->engine_id, reason && *reason? reason: "success");
@@ -636,13 +636,13 @@ qn_engine_finish (qn_engine_attempt_t *attempt, int exit_code, const char *reaso
 }
 
 bool
-qn_engine_trouble (qn_engine_attempt_t *attempt, const qn_engine_reply_t *reply,
+qn_remote_trouble (qn_remote_attempt_t *attempt, const qn_remote_reply_t *reply,
                    const char *what, int max_tries, Qanat__EndKind kind)
 {
-    qn_engine_t *self = attempt->engine;
+    qn_remote_t *self = attempt->engine;
     char text [400];
-    qn_engine_describe (reply, text, sizeof (text));
-    int64_t wait_ms = qn_engine_wait_ms (reply, (unsigned) ++attempt->tries);
+    qn_remote_describe (reply, text, sizeof (text));
+    int64_t wait_ms = qn_remote_wait_ms (reply, (unsigned) ++attempt->tries);
     attempt->not_before = zclock_mono () + wait_ms;
     bool auth = reply->status == 401 || reply->status == 403;
     if (auth)
@@ -663,16 +663,16 @@ qn_engine_trouble (qn_engine_attempt_t *attempt, const qn_engine_reply_t *reply,
         snprintf (reason, sizeof (reason), "%s %s: cannot %s: %s", self->ops->what,
                   attempt->engine_id, what, text);
     if (attempt->base.stop_reason)
-        qn_engine_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
+        qn_remote_finish (attempt, -1, attempt->base.stop_reason, attempt->base.stop_kind);
     else
-        qn_engine_finish (attempt, -1, reason, gone? QANAT__END_KIND__END_LOST: kind);
+        qn_remote_finish (attempt, -1, reason, gone? QANAT__END_KIND__END_LOST: kind);
     return true;
 }
 
 void
-qn_engine_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind)
+qn_remote_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind kind)
 {
-    qn_engine_attempt_t *attempt = (qn_engine_attempt_t *) base;
+    qn_remote_attempt_t *attempt = (qn_remote_attempt_t *) base;
     if (!qn_backend_attempt_stopping (base, reason, kind))
         return;
     //  A poll in flight is dropped; a submit in flight decides
@@ -682,13 +682,13 @@ qn_engine_stop (qn_backend_attempt_t *base, const char *reason, Qanat__EndKind k
     }
     attempt->tries = 0;
     attempt->not_before = 0;
-    qn_engine_next (attempt);
+    qn_remote_next (attempt);
 }
 
 static void
 s_hook_destroy (qn_backend_attempt_t *base)
 {
-    qn_engine_attempt_t *attempt = (qn_engine_attempt_t *) base;
+    qn_remote_attempt_t *attempt = (qn_remote_attempt_t *) base;
     attempt->engine->ops->destroy (attempt);
 }
 
@@ -698,10 +698,10 @@ static void
 s_hook_end_all (qn_backend_front_t *front, int grace_ms, const char *reason)
 {
     (void) reason;
-    qn_engine_t *self = (qn_engine_t *) front;
+    qn_remote_t *self = (qn_remote_t *) front;
     int64_t end_ms = zclock_mono () + (grace_ms > 0? grace_ms: 0);
-    qn_engine_attempt_t *attempt = (qn_engine_attempt_t *) zlistx_first (front->attempts);
-    for (; attempt; attempt = (qn_engine_attempt_t *) zlistx_next (front->attempts)) {
+    qn_remote_attempt_t *attempt = (qn_remote_attempt_t *) zlistx_first (front->attempts);
+    for (; attempt; attempt = (qn_remote_attempt_t *) zlistx_next (front->attempts)) {
         bool may_exist = attempt->exists || attempt->call;
         qn_rest_cancel (self->rest, attempt->call);
         attempt->call = 0;
