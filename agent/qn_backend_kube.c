@@ -64,8 +64,8 @@
 #include "qn_fs.h"
 #include "qn_log.h"
 #include "qn_kube_api.h"
+#include "qn_remote.h"
 #include "qn_linebuf.h"
-#include "qn_metric.h"
 #include "qn_msg.h"
 
 #include <errno.h>
@@ -83,7 +83,6 @@
 #define S_LOG_GRACE_MS              10000
 #define S_LOG_TRIES                 3
 #define S_DELETE_TRIES              3
-#define S_METRIC_PREFIX             "::qanat-metric "
 #define S_TIME_MAX                  40
 #define S_WORK_VOLUME               "qanat-work"
 #define S_WORK_MOUNT                "/qanat"
@@ -415,48 +414,13 @@ s_emit (s_attempt_t *self, const char *data, size_t size, bool partial)
                             self->line_time_us);
 }
 
-//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event.  Returns true
-//  when the line was one (reported or refused), false for a plain line.
+//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event (qn_remote's
+//  rule for every backend that reads metrics from a log).  True when the
+//  line was one (reported or refused), false for a plain line.
 static bool
 s_metric_line (s_attempt_t *self, const char *text, size_t size)
 {
-    size_t prefix = strlen (S_METRIC_PREFIX);
-    if (size < prefix || memcmp (text, S_METRIC_PREFIX, prefix) != 0)
-        return false;
-    char line [512];
-    size_t rest = size - prefix;
-    if (rest >= sizeof (line)) {
-        qn_backend_attempt_system_log (&self->base, "ignored metric line: too long");
-        return true;
-    }
-    memcpy (line, text + prefix, rest);
-    line [rest] = '\0';
-    //  NAME=VALUE [step=N] -> "NAME VALUE [N]" as qanat metric files have it
-    char *save = NULL;
-    char *pair = strtok_r (line, " \t\r", &save);
-    char *step = strtok_r (NULL, " \t\r", &save);
-    char *extra = strtok_r (NULL, " \t\r", &save);
-    char *equals = pair? strchr (pair, '='): NULL;
-    if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
-        qn_backend_attempt_system_log (&self->base, "ignored metric line: want '::qanat-metric name=value [step=N]'");
-        return true;
-    }
-    *equals = '\0';
-    char plain [540];
-    snprintf (plain, sizeof (plain), "%s %s%s%s", pair, equals + 1, step? " ": "",
-              step? step + 5: "");
-    char name [QN_METRIC_NAME_MAX + 1];
-    double value = 0;
-    int64_t step_value = 0;
-    bool has_step = false;
-    const char *error = NULL;
-    if (qn_metric_parse_line (plain, strlen (plain), name, &value, &step_value, &has_step,
-                              &error) == 0)
-        self->backend->front.events->metric (self->backend->front.arg, &self->base.key, name, value,
-                                       step_value, has_step, self->line_time_us);
-    else
-        qn_backend_attempt_system_log (&self->base, "ignored metric line: %s", error? error: "invalid line");
-    return true;
+    return qn_remote_metric_line (&self->base, text, size, self->line_time_us);
 }
 
 //  One line, or piece of a long line, of the timestamped log

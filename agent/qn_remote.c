@@ -91,6 +91,17 @@ s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *te
         close (fd);
 }
 
+bool
+qn_remote_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                       int64_t time_us)
+{
+    size_t prefix = strlen (QN_REMOTE_METRIC_PREFIX);
+    if (size < prefix || memcmp (text, QN_REMOTE_METRIC_PREFIX, prefix) != 0)
+        return false;
+    s_metric (attempt, text + prefix, size - prefix, time_us);
+    return true;
+}
+
 void
 qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, const char *line,
                     size_t size, size_t payload, int64_t time_us)
@@ -101,11 +112,9 @@ qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
     size_t text_size = size - payload;
     while (text_size && (text [text_size - 1] == '\r'))
         text_size--;
-    size_t metric = strlen (QN_REMOTE_METRIC_PREFIX);
     size_t output = strlen (QN_REMOTE_OUTPUT_PREFIX);
-    if (text_size >= metric && memcmp (text, QN_REMOTE_METRIC_PREFIX, metric) == 0)
-        s_metric (attempt, text + metric, text_size - metric, time_us);
-    else
+    if (qn_remote_metric_line (attempt, text, text_size, time_us))
+        return;
     if (text_size >= output && memcmp (text, QN_REMOTE_OUTPUT_PREFIX, output) == 0)
         s_output (attempt, values_path, text + output, text_size - output);
     else

@@ -38,6 +38,13 @@ void
     qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path,
                         const char *line, size_t size, size_t payload, int64_t time_us);
 
+//  A whole line starting with QN_REMOTE_METRIC_PREFIX becomes a metric
+//  event (or a system line saying why it cannot); false for any other
+//  line.  For any backend that reads metrics from a log (Kubernetes too).
+bool
+    qn_remote_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                           int64_t time_us);
+
 //  Makes <dir> and <dir>/work (the work directory reported in started,
 //  whose "values" sibling the agent reads) if missing.  -1 with the
 //  reason in error.
