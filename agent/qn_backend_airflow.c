@@ -347,10 +347,16 @@ s_log_next (s_attempt_t *self)
     const char *task = json_string_value (json_object_get (instance, "task_id"));
     char *escaped = qn_rest_escape (task? task: "");
     char *token = self->token? qn_rest_escape (self->token): NULL;
+    //  A mapped task's instances share its task_id: map_index tells them
+    //  apart
+    json_int_t map_index = json_integer_value (json_object_get (instance, "map_index"));
+    char mapped [40] = "";
+    if (json_is_integer (json_object_get (instance, "map_index")) && map_index >= 0)
+        snprintf (mapped, sizeof (mapped), "&map_index=%" JSON_INTEGER_FORMAT, map_index);
     char *url = NULL;
-    if (escaped && asprintf (&url, "%s/taskInstances/%s/logs/%d?full_content=false%s%s",
-                             self->dag_path, escaped, self->try_number, token? "&token=": "",
-                             token? token: "") < 0)
+    if (escaped && asprintf (&url, "%s/taskInstances/%s/logs/%d?full_content=false%s%s%s",
+                             self->dag_path, escaped, self->try_number, mapped,
+                             token? "&token=": "", token? token: "") < 0)
         url = NULL;
     if (url)
         qn_remote_request (&self->base, "GET", url, NULL, s_log_done);
@@ -370,7 +376,10 @@ s_instance_order (const void *a, const void *b)
         return order;
     const char *xt = json_string_value (json_object_get (x, "task_id"));
     const char *yt = json_string_value (json_object_get (y, "task_id"));
-    return strcmp (xt? xt: "", yt? yt: "");
+    order = strcmp (xt? xt: "", yt? yt: "");
+    json_int_t xm = json_integer_value (json_object_get (x, "map_index"));
+    json_int_t ym = json_integer_value (json_object_get (y, "map_index"));
+    return order? order: xm < ym? -1: xm > ym;
 }
 
 static void
