@@ -20,7 +20,7 @@
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
-    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube,
+    &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, &qn_backend_lambda,
     &qn_backend_ray, &qn_backend_airflow, NULL
 };
 
@@ -495,6 +495,53 @@ qn_backend_attempt_finished (qn_backend_attempt_t *attempt, int exit_code, int s
     attempt->front->events->finished (attempt->front->arg, &attempt->key, exit_code, sig,
                                       stack_trace? stack_trace: "", reason? reason: "", kind);
     free (stack_trace);
+}
+
+
+//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event (qn_backend.h)
+bool
+qn_backend_attempt_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                                int64_t time_us)
+{
+    size_t prefix = strlen (QN_BACKEND_METRIC_PREFIX);
+    if (size < prefix || memcmp (text, QN_BACKEND_METRIC_PREFIX, prefix) != 0)
+        return false;
+    char line [512];
+    size_t rest = size - prefix;
+    if (rest >= sizeof (line)) {
+        qn_backend_attempt_system_log (attempt, "ignored metric line: too long");
+        return true;
+    }
+    memcpy (line, text + prefix, rest);
+    line [rest] = '\0';
+    //  NAME=VALUE [step=N] -> "NAME VALUE [N]" as qanat metric files have it
+    char *save = NULL;
+    char *pair = strtok_r (line, " \t\r", &save);
+    char *step = strtok_r (NULL, " \t\r", &save);
+    char *extra = strtok_r (NULL, " \t\r", &save);
+    char *equals = pair? strchr (pair, '='): NULL;
+    if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
+        qn_backend_attempt_system_log (attempt, "ignored metric line: want '::qanat-metric "
+                                       "name=value [step=N]'");
+        return true;
+    }
+    *equals = '\0';
+    char plain [540];
+    snprintf (plain, sizeof (plain), "%s %s%s%s", pair, equals + 1, step? " ": "",
+              step? step + 5: "");
+    char name [QN_METRIC_NAME_MAX + 1];
+    double value = 0;
+    int64_t step_value = 0;
+    bool has_step = false;
+    const char *error = NULL;
+    if (qn_metric_parse_line (plain, strlen (plain), name, &value, &step_value, &has_step,
+                              &error) == 0)
+        attempt->front->events->metric (attempt->front->arg, &attempt->key, name, value,
+                                        step_value, has_step, time_us);
+    else
+        qn_backend_attempt_system_log (attempt, "ignored metric line: %s",
+                                       error? error: "invalid line");
+    return true;
 }
 
 

@@ -432,6 +432,17 @@ void
     qn_backend_attempt_log (qn_backend_attempt_t *attempt, Qanat__Stream stream, bool traced,
                             const char *data, size_t size, bool partial, int64_t time_us);
 
+//  Metrics of work that has no $QANAT_METRICS file the agent can read (a
+//  pod, a Lambda function, a Databricks run) come as log lines
+//      ::qanat-metric NAME=VALUE [step=N]
+//  (NAME as for qanat metrics, VALUE a number, N an integer).  True when
+//  text (one whole line) is one: reported as a metric at time_us, or as
+//  a system line saying why it was refused; false for a plain line.
+#define QN_BACKEND_METRIC_PREFIX  "::qanat-metric "
+bool
+    qn_backend_attempt_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
+                                    int64_t time_us);
+
 //  A system log line of the attempt, printf-style (qn_backend_system_log).
 void
     qn_backend_attempt_system_log (qn_backend_attempt_t *attempt, const char *format, ...)
@@ -488,6 +499,8 @@ extern const qn_backend_ops_t qn_backend_local;
 extern const qn_backend_ops_t qn_backend_slurm;
 //  Kubernetes batch/v1 Jobs through the API server (libcurl)
 extern const qn_backend_ops_t qn_backend_kube;
+//  Synchronous invocations of AWS Lambda functions, logs from CloudWatch
+extern const qn_backend_ops_t qn_backend_lambda;
 //  Ray jobs through the dashboard's Jobs REST API (libcurl)
 extern const qn_backend_ops_t qn_backend_ray;
 //  Airflow DAG runs through the stable REST API (libcurl)

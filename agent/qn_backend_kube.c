@@ -64,7 +64,6 @@
 #include "qn_fs.h"
 #include "qn_log.h"
 #include "qn_kube_api.h"
-#include "qn_remote.h"
 #include "qn_linebuf.h"
 #include "qn_msg.h"
 
@@ -414,13 +413,12 @@ s_emit (s_attempt_t *self, const char *data, size_t size, bool partial)
                             self->line_time_us);
 }
 
-//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event (qn_remote's
-//  rule for every backend that reads metrics from a log).  True when the
-//  line was one (reported or refused), false for a plain line.
+//  "::qanat-metric NAME=VALUE [step=N]" -> a metric event (the rule every
+//  remote backend shares, qn_backend.h)
 static bool
 s_metric_line (s_attempt_t *self, const char *text, size_t size)
 {
-    return qn_remote_metric_line (&self->base, text, size, self->line_time_us);
+    return qn_backend_attempt_metric_line (&self->base, text, size, self->line_time_us);
 }
 
 //  One line, or piece of a long line, of the timestamped log

@@ -2,7 +2,6 @@
 */
 #include "qn_remote.h"
 #include "qn_log.h"
-#include "qn_metric.h"
 #include "qn_msg.h"
 
 #include <ctype.h>
@@ -14,46 +13,6 @@
 #include <unistd.h>
 
 #define S_MARKER_MAX  4096
-
-//  "NAME=VALUE [step=N]" -> a metric event
-static void
-s_metric (qn_backend_attempt_t *attempt, const char *text, size_t size, int64_t time_us)
-{
-    char line [S_MARKER_MAX];
-    if (size >= sizeof (line)) {
-        qn_backend_attempt_system_log (attempt, "ignored metric line: too long");
-        return;
-    }
-    memcpy (line, text, size);
-    line [size] = '\0';
-    char *save = NULL;
-    char *pair = strtok_r (line, " \t\r", &save);
-    char *step = strtok_r (NULL, " \t\r", &save);
-    char *extra = strtok_r (NULL, " \t\r", &save);
-    char *equals = pair? strchr (pair, '='): NULL;
-    if (!equals || extra || (step && strncmp (step, "step=", 5) != 0)) {
-        qn_backend_attempt_system_log (attempt, "ignored metric line: want '"
-                                       QN_REMOTE_METRIC_PREFIX "name=value [step=N]'");
-        return;
-    }
-    *equals = '\0';
-    //  As a metrics file has it: "NAME VALUE [STEP]"
-    char plain [S_MARKER_MAX + 8];
-    snprintf (plain, sizeof (plain), "%s %s%s%s", pair, equals + 1, step? " ": "",
-              step? step + 5: "");
-    char name [QN_METRIC_NAME_MAX + 1];
-    double value = 0;
-    int64_t step_value = 0;
-    bool has_step = false;
-    const char *error = NULL;
-    if (qn_metric_parse_line (plain, strlen (plain), name, &value, &step_value, &has_step,
-                              &error) == 0)
-        attempt->front->events->metric (attempt->front->arg, &attempt->key, name, value,
-                                        step_value, has_step, time_us);
-    else
-        qn_backend_attempt_system_log (attempt, "ignored metric line: %s",
-                                       error? error: "invalid line");
-}
 
 //  "NAME=VALUE" -> a line of the values file
 static void
@@ -91,17 +50,6 @@ s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *te
         close (fd);
 }
 
-bool
-qn_remote_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
-                       int64_t time_us)
-{
-    size_t prefix = strlen (QN_REMOTE_METRIC_PREFIX);
-    if (size < prefix || memcmp (text, QN_REMOTE_METRIC_PREFIX, prefix) != 0)
-        return false;
-    s_metric (attempt, text + prefix, size - prefix, time_us);
-    return true;
-}
-
 void
 qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, const char *line,
                     size_t size, size_t payload, int64_t time_us)
@@ -113,7 +61,7 @@ qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
     while (text_size && (text [text_size - 1] == '\r'))
         text_size--;
     size_t output = strlen (QN_REMOTE_OUTPUT_PREFIX);
-    if (qn_remote_metric_line (attempt, text, text_size, time_us))
+    if (qn_backend_attempt_metric_line (attempt, text, text_size, time_us))
         return;
     if (text_size >= output && memcmp (text, QN_REMOTE_OUTPUT_PREFIX, output) == 0)
         s_output (attempt, values_path, text + output, text_size - output);

@@ -10,7 +10,8 @@
     are qanat's, wherever the engine lets the task's output through:
         ::qanat-metric NAME=VALUE [step=N]     a metric point
         ::qanat-output NAME=VALUE              a value output
-    A metric becomes a metric event; a value is appended as NAME=VALUE
+    A metric becomes a metric event (qn_backend_attempt_metric_line, the
+    rule of every backend without a metrics file); a value is appended as NAME=VALUE
     to the attempt's values file (beside its work directory, where the
     agent reads values, see qn_backend.h); neither is shown as a log
     line.  Every other line is a log line (stdout, kept for the stack
@@ -26,7 +27,6 @@
 extern "C" {
 #endif
 
-#define QN_REMOTE_METRIC_PREFIX  "::qanat-metric "
 #define QN_REMOTE_OUTPUT_PREFIX  "::qanat-output "
 
 //  One whole line (no newline) of an attempt's engine log.  The task's
@@ -37,13 +37,6 @@ extern "C" {
 void
     qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path,
                         const char *line, size_t size, size_t payload, int64_t time_us);
-
-//  A whole line starting with QN_REMOTE_METRIC_PREFIX becomes a metric
-//  event (or a system line saying why it cannot); false for any other
-//  line.  For any backend that reads metrics from a log (Kubernetes too).
-bool
-    qn_remote_metric_line (qn_backend_attempt_t *attempt, const char *text, size_t size,
-                           int64_t time_us);
 
 //  Makes <dir> and <dir>/work (the work directory reported in started,
 //  whose "values" sibling the agent reads) if missing.  -1 with the

@@ -28,7 +28,8 @@ typedef struct {
     uint64_t id;
     CURL *easy;
     struct curl_slist *headers;
-    char *request_body;
+    char *request_body;         //  our copy: the caller's may go once the call starts
+    size_t request_size;
     char *buffer;               //  the answer (whole calls, error answers of streams)
     size_t size;
     size_t max;
@@ -70,7 +71,7 @@ s_call_destroy (s_call_t **self_p)
     curl_slist_free_all (self->headers);
     if (self->request_body) {
         //  Bodies may carry tokens (OAuth client credentials)
-        memset (self->request_body, 0, strlen (self->request_body));
+        memset (self->request_body, 0, self->request_size);
         free (self->request_body);
     }
     free (self->buffer);
@@ -188,6 +189,7 @@ s_call_setup (qn_rest_t *self, s_call_t *call, const qn_rest_call_t *spec, long 
     bool has_body = spec->json || spec->body;
     if (spec->json) {
         call->request_body = json_dumps (spec->json, JSON_COMPACT);
+        call->request_size = call->request_body? strlen (call->request_body): 0;
         if (!call->request_body
         ||  !s_append (&call->headers, "Content-Type: application/json"))
             return -1;
@@ -202,9 +204,13 @@ s_call_setup (qn_rest_t *self, s_call_t *call, const qn_rest_call_t *spec, long 
             return -1;
         struct curl_slist *more = s_append (&call->headers, type);
         free (type);
-        if (!more)
+        call->request_body = (char *) malloc (spec->body_size + 1);
+        if (!more || !call->request_body)
             return -1;
-        curl_easy_setopt (easy, CURLOPT_POSTFIELDS, spec->body);
+        memcpy (call->request_body, spec->body, spec->body_size);
+        call->request_body [spec->body_size] = '\0';
+        call->request_size = spec->body_size;
+        curl_easy_setopt (easy, CURLOPT_POSTFIELDS, call->request_body);
         curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long) spec->body_size);
     }
     curl_easy_setopt (easy, CURLOPT_HTTPHEADER, call->headers);

@@ -59,7 +59,7 @@ typedef struct {
     const char *method;         //  NULL = "GET", or "POST" when there is a body
     const char *url;            //  full URL, query escaped
     json_t *json;               //  JSON body (borrowed), or
-    const char *body;           //  a raw body of body_size bytes
+    const char *body;           //  a raw body of body_size bytes (copied)
     size_t body_size;
     const char *content_type;   //  of a raw body; NULL = application/json
     const char *const *headers; //  extra "Name: value" headers, NULL-terminated

@@ -2,6 +2,7 @@
     as one table.  See qn_wf_backend.h.
 */
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +155,58 @@ static const qn_wf_backend_key_t s_airflow_keys [] = {
     S_END
 };
 
+//  A function's name, partial ARN or ARN (with its qualifier, if any)
+static bool
+s_lambda_function (const char *text, char *why, size_t why_size)
+{
+    size_t len = strlen (text);
+    bool ok = len > 0 && len <= 170;
+    for (const char *c = text; ok && *c; c++)
+        ok = isalnum ((unsigned char) *c) || strchr ("-_:.$", *c);
+    if (!ok)
+        snprintf (why, why_size, "a function name, partial ARN or ARN: letters, digits, "
+                  "'-', '_', ':', at most 170 characters");
+    return ok;
+}
+
+static bool
+s_lambda_qualifier (const char *text, char *why, size_t why_size)
+{
+    size_t len = strlen (text);
+    bool ok = len > 0 && len <= 128;
+    for (const char *c = text; ok && *c; c++)
+        ok = isalnum ((unsigned char) *c) || strchr ("-_$", *c);
+    if (!ok)
+        snprintf (why, why_size, "a version number or an alias");
+    return ok;
+}
+
+static bool
+s_aws_region (const char *text, char *why, size_t why_size)
+{
+    size_t len = strlen (text);
+    bool ok = len > 0 && len <= 32;
+    for (const char *c = text; ok && *c; c++)
+        ok = islower ((unsigned char) *c) || isdigit ((unsigned char) *c) || *c == '-';
+    if (!ok)
+        snprintf (why, why_size, "a region such as eu-west-1");
+    return ok;
+}
+
+static const qn_wf_backend_key_t s_lambda_keys [] = {
+    { .key = "function", .kind = QN_WF_OPT_SCALAR, .check = s_lambda_function,
+      .required = true },
+    { .key = "qualifier", .kind = QN_WF_OPT_SCALAR, .check = s_lambda_qualifier },
+    { .key = "region", .kind = QN_WF_OPT_SCALAR, .check = s_aws_region },
+    { .key = "payload", .kind = QN_WF_OPT_JSON },
+    S_END
+};
+
 static const qn_wf_backend_t s_backends [] = {
     { .name = "local" },
     { .name = "slurm", .hint = "partition, account, qos, sbatch_args", .keys = s_slurm_keys },
     { .name = "kubernetes", .hint = "image, namespace, ...", .keys = s_kube_keys },
+    { .name = "lambda", .hint = "function, qualifier, region, payload", .keys = s_lambda_keys },
     { .name = "ray", .hint = "address, runtime_env, entrypoint_resources", .keys = s_ray_keys },
     { .name = "airflow", .hint = "url, dag_id, conf", .keys = s_airflow_keys },
     { .name = NULL }
@@ -518,4 +567,13 @@ qn_wf_backend_parse (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *task_m
         }
         s_parse_block (ctx, task, backend, block);
     }
+    //  A backend with required keys needs its block
+    const qn_wf_backend_t *chosen = task->backend? qn_wf_backend_find (task->backend): NULL;
+    for (const qn_wf_backend_key_t *key = chosen && chosen->keys? chosen->keys: NULL;
+         key && key->key; key++)
+        if (key->required && qn_yaml_is_null (qn_yaml_map_get (task_map, chosen->name, NULL))) {
+            qn_yaml_node_error (ctx, field, "backend '%s' needs a '%s:' block with '%s'",
+                                chosen->name, chosen->name, key->key);
+            break;
+        }
 }

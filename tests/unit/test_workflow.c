@@ -472,8 +472,8 @@ test_unknown_keys (void **state)
                    "wf.yaml:3:8: unknown key 'defualt' in parameter 'lr' "
                    "(did you mean 'default'?)");
     //  Far from everything: no suggestion; two letters are not "close" to 'on'
-    s_expect_only ("name: w\ntasks: {a: {run: x, xy: 1}}\n",
-                   "wf.yaml:2:21: unknown key 'xy' in task 'a'");
+    s_expect_only ("name: w\ntasks: {a: {run: x, qqqq: 1}}\n",
+                   "wf.yaml:2:21: unknown key 'qqqq' in task 'a'");
 }
 
 static void
@@ -1082,12 +1082,51 @@ test_backend_options (void **state)
     qn_workflow_destroy (&wf);
 }
 
+//  A Lambda block: its payload any YAML value, kept as compact JSON with
+//  plain scalars typed; the function is required, values are checked
+static void
+test_backend_lambda (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok (
+        "name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n"
+        "    lambda:\n      function: arn:aws:lambda:eu-west-1:123456789012:function:score\n"
+        "      qualifier: live\n      region: eu-west-1\n"
+        "      payload: {n: 3, ok: true, none: null, s: \"3\", list: [a, 1.5], "
+        "lr: \"${{ params.lr }}\"}\n");
+    const qn_task_t *task = qn_workflow_task (wf, 0);
+    assert_string_equal (task->backend, "lambda");
+    assert_int_equal (task->backend_option_count, 4);
+    assert_string_equal (task->backend_options [0].key, "function");
+    assert_string_equal (task->backend_options [1].value, "live");
+    assert_string_equal (task->backend_options [3].key, "payload");
+    assert_string_equal (task->backend_options [3].value,
+                         "{\"n\":3,\"ok\":true,\"none\":null,\"s\":\"3\",\"list\":[\"a\",1.5],"
+                         "\"lr\":\"${{ params.lr }}\"}");
+    qn_workflow_destroy (&wf);
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n",
+                   "wf.yaml:5:14: backend 'lambda' needs a 'lambda:' block with 'function'");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n"
+                   "    lambda: {qualifier: live}\n",
+                   "wf.yaml:6:13: 'lambda' needs 'function'");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n"
+                   "    lambda: {function: f, region: EU/West}\n",
+                   "wf.yaml:6:35: invalid value 'EU/West' for 'region' in 'lambda' "
+                   "(a region such as eu-west-1)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n"
+                   "    lambda: {function: \"f/../g\"}\n",
+                   "wf.yaml:6:24: invalid value 'f/../g' for 'function' in 'lambda' (a function "
+                   "name, partial ARN or ARN: letters, digits, '-', '_', ':', at most 170 "
+                   "characters)");
+}
+
 static void
 test_backend_errors (void **state)
 {
     (void) state;
-    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambda\n",
-                   "wf.yaml:5:14: unknown backend 'lambda' (known: local, slurm, kubernetes)");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambada\n",
+                   "wf.yaml:5:14: unknown backend 'lambada' (known: local, slurm, kubernetes, "
+                   "lambda, ray, airflow)");
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    slurm: {partition: gpu}\n",
                    "wf.yaml:5:5: 'slurm' options given, but the task's backend is the agent's "
                    "default (add 'backend: slurm')");
@@ -1520,6 +1559,7 @@ main (void)
         cmocka_unit_test (test_retry_on),
         cmocka_unit_test (test_artifact_params),
         cmocka_unit_test (test_backend_errors),
+        cmocka_unit_test (test_backend_lambda),
         cmocka_unit_test (test_full_example),
         cmocka_unit_test (test_minimal_and_block_style),
         cmocka_unit_test (test_units),
