@@ -50,16 +50,16 @@ import base64
 import datetime
 import hashlib
 import hmac
-import http.server
 import json
 import os
 import re
 import signal
-import socketserver
 import subprocess
 import threading
 import time
 import urllib.parse
+
+import fake_http
 
 DAG_RUN_FIELDS = {"dag_run_id": str, "logical_date": str, "execution_date": str,
                   "data_interval_start": str, "data_interval_end": str, "conf": dict,
@@ -154,61 +154,30 @@ class DagRun:
         }
 
 
-class FakeAirflow:
+class FakeAirflow(fake_http.FakeServer):
     def __init__(self, directory, user="qanat", password="s3cret-pw", token=None,
                  queued_s=0.3, page_chars=300):
+        super().__init__(token)
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
-        self.user, self.password, self.token = user, password, token
-        self.expired = False
+        self.user, self.password = user, password
         self.queued_s, self.page_chars = queued_s, page_chars
-        self.delay_s = 0.0
         self.trigger_delay_s = 0.0  # a trigger's answer comes this late (the run exists)
         self.dags = {}
         self.runs = {}
-        self.requests, self.violations, self.faults = [], [], []
-        self.lock = threading.Lock()
-        self.server = None
 
-    # -- control ---------------------------------------------------------
-    def start(self):
-        self.server = _Server(("127.0.0.1", 0), type("H", (_Handler,), {"owner": self}))
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server.server_address[1]
+    def start(self, port=0):
+        return self.serve(_Handler, port)
 
     def stop(self):
         for run in list(self.runs.values()):
             for ti in run.tis:
                 if ti.process and ti.process.poll() is None:
                     _kill(ti.process)
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        self.stop_server()
 
     def add_dag(self, dag_id, tasks):
         self.dags[dag_id] = [(t[0], t[1], t[2] if len(t) > 2 else 0) for t in tasks]
-
-    def inject(self, method, path_regex, status, count=1, retry_after=None):
-        with self.lock:
-            self.faults.append([method, re.compile(path_regex), status, count, retry_after])
-
-    def expire_token(self):
-        self.expired = True
-
-    def set_token(self, token):
-        self.token, self.expired = token, False
-
-    def find(self, method, path_part=""):
-        with self.lock:
-            return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
-
-    def violation(self, text):
-        with self.lock:
-            self.violations.append(text)
 
     # -- runs ------------------------------------------------------------
     def trigger(self, dag_id, body):
@@ -312,46 +281,10 @@ def problem(status, title, detail):
             "title": title, "status": status, "detail": detail}
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    owner = None
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PATCH(self):
-        self._handle("PATCH")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
+class _Handler(fake_http.Handler):
     def _send(self, status, body, headers=()):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/problem+json" if status >= 400
-                         else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-        except OSError:
-            pass                # the client went (an agent killed mid-call)
+        self.reply(status, json.dumps(body).encode(), "application/problem+json"
+                   if status >= 400 else "application/json", headers)
 
     def _bad(self, status, title, detail):
         self.owner.violation("%s %s: %s" % (self.command, self.path, detail))
@@ -366,44 +299,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except ValueError:
                 return False
             return user == fake.user and password == fake.password
-        if auth.startswith("Bearer ") and fake.token is not None:
-            return auth[7:] == fake.token and not fake.expired
-        return False
+        return self.bearer_ok()
 
-    def _handle(self, method):
+    def handle_method(self, method):
         fake = self.owner
-        parsed = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        record = {"method": method, "path": parsed.path, "query": query,
-                  "headers": dict(self.headers.items()), "body": None, "time": time.time()}
-        if raw:
-            try:
-                record["body"] = json.loads(raw)
-            except ValueError:
-                record["body"] = raw
-        with fake.lock:
-            fake.requests.append(record)
-        if fake.delay_s:
-            time.sleep(fake.delay_s)
+        path, query, raw, body = self.record(method)
         if not self._authorized():
             return self._send(401, problem(401, "Unauthorized", "Token expired or invalid"
                                            if fake.expired else "Not authenticated"),
                               [("WWW-Authenticate", "Basic")])
-        with fake.lock:
-            for fault in fake.faults:
-                if fault[3] > 0 and fault[0] == method and fault[1].search(parsed.path):
-                    fault[3] -= 1
-                    headers = [("Retry-After", str(fault[4]))] if fault[4] is not None else []
-                    title = "Too Many Requests" if fault[2] == 429 else "Internal Server Error"
-                    return self._send(fault[2], problem(fault[2], title, "injected"), headers)
+        fault = fake.take_fault(method, path)
+        if fault:
+            headers = [("Retry-After", str(fault[1]))] if fault[1] is not None else []
+            title = "Too Many Requests" if fault[0] == 429 else "Internal Server Error"
+            return self._send(fault[0], problem(fault[0], title, "injected"), headers)
         if "application/json" not in (self.headers.get("Accept") or ""):
             return self._bad(406, "Not Acceptable", "Accept must name application/json")
         if raw and method in ("POST", "PATCH") and not (
                 self.headers.get("Content-Type") or "").startswith("application/json"):
             return self._bad(415, "Unsupported Media Type", "Content-Type must be JSON")
-        self._route(method, parsed.path, query, raw, record["body"])
+        self._route(method, path, query, raw, body)
 
     def _route(self, method, path, query, raw, body):
         fake = self.owner

@@ -44,16 +44,16 @@ until set_token() gives a new one.
 Standalone: python3 fake_ray.py --port N [--token T]
 """
 import argparse
-import http.server
 import json
 import os
 import re
 import signal
-import socketserver
 import subprocess
 import threading
 import time
 import urllib.parse
+
+import fake_http
 
 SUBMIT_FIELDS = {
     "entrypoint": str, "submission_id": str, "job_id": str, "runtime_env": dict,
@@ -96,61 +96,23 @@ class Job:
         }
 
 
-class FakeRay:
+class FakeRay(fake_http.FakeServer):
     def __init__(self, directory, token=None, pending_s=0.3):
+        super().__init__(token)
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
-        self.token = token
-        self.expired = False
         self.pending_s = pending_s
-        self.delay_s = 0.0
         self.submit_delay_s = 0.0   # a submit's answer comes this late (the job exists)
         self.jobs = {}
-        self.requests = []
-        self.violations = []
-        self.faults = []
-        self.lock = threading.Lock()
-        self.server = None
 
-    # -- control ---------------------------------------------------------
-    def start(self):
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d" % self.server.server_address[1]
+    def start(self, port=0):
+        return self.serve(_Handler, port)
 
     def stop(self):
         for job in list(self.jobs.values()):
             if job.process and job.process.poll() is None:
                 _kill(job.process)
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-    def inject(self, method, path_regex, status, count=1, retry_after=None):
-        with self.lock:
-            self.faults.append([method, re.compile(path_regex), status, count, retry_after])
-
-    def expire_token(self):
-        self.expired = True
-
-    def set_token(self, token):
-        self.token, self.expired = token, False
-
-    def find(self, method, path_part=""):
-        with self.lock:
-            return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
-
-    def violation(self, text):
-        with self.lock:
-            self.violations.append(text)
+        self.stop_server()
 
     # -- jobs ------------------------------------------------------------
     def submit(self, body):
@@ -255,80 +217,28 @@ def check_submit(body):
     return None
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    owner = None
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self._handle("GET")
-
-    def do_POST(self):
-        self._handle("POST")
-
-    def do_PUT(self):
-        self._handle("PUT")
-
-    def do_DELETE(self):
-        self._handle("DELETE")
-
-    def do_PATCH(self):
-        self._handle("PATCH")
-
+class _Handler(fake_http.Handler):
     def _send(self, status, body, headers=()):
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8" if isinstance(body, str)
-                         else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-        except OSError:
-            pass                # the client went (an agent killed mid-call)
+        text = isinstance(body, str)
+        self.reply(status, body.encode() if text else json.dumps(body).encode(),
+                   "text/plain; charset=utf-8" if text else "application/json", headers)
 
     def _bad(self, status, text):
         self.owner.violation("%s %s: %s" % (self.command, self.path, text))
         self._send(status, text)
 
-    def _handle(self, method):
+    def handle_method(self, method):
         fake = self.owner
-        parsed = urllib.parse.urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        record = {"method": method, "path": parsed.path, "query": parsed.query,
-                  "headers": dict(self.headers.items()), "body": None, "time": time.time()}
-        if raw:
-            try:
-                record["body"] = json.loads(raw)
-            except ValueError:
-                record["body"] = raw
-        with fake.lock:
-            fake.requests.append(record)
-        if fake.delay_s:
-            time.sleep(fake.delay_s)
-        if fake.token is not None:
-            auth = self.headers.get("Authorization") or ""
-            if auth != "Bearer " + fake.token or fake.expired:
-                self._send(401, "401: Unauthorized (token invalid or expired)")
-                return
-        with fake.lock:
-            for fault in fake.faults:
-                if fault[3] > 0 and fault[0] == method and fault[1].search(parsed.path):
-                    fault[3] -= 1
-                    headers = [("Retry-After", str(fault[4]))] if fault[4] is not None else []
-                    self._send(fault[2], "%d: injected" % fault[2], headers)
-                    return
-        self._route(method, parsed.path, raw, record["body"])
+        path, query, raw, body = self.record(method)
+        if fake.token is not None and not self.bearer_ok():
+            self._send(401, "401: Unauthorized (token invalid or expired)")
+            return
+        fault = fake.take_fault(method, path)
+        if fault:
+            headers = [("Retry-After", str(fault[1]))] if fault[1] is not None else []
+            self._send(fault[0], "%d: injected" % fault[0], headers)
+            return
+        self._route(method, path, raw, body)
 
     def _route(self, method, path, raw, body):
         fake = self.owner
@@ -387,13 +297,13 @@ def main():
     parser.add_argument("--dir", default="/tmp/fake-ray")
     parser.add_argument("--token")
     args = parser.parse_args()
-    fake = FakeRay(args.dir, token=args.token)
-    fake.server = _Server(("127.0.0.1", args.port), type("H", (_Handler,), {"owner": fake}))
+    fake = FakeRay(args.dir, token=args.token).start(args.port)
     print(fake.url, flush=True)
     try:
-        fake.server.serve_forever()
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        fake.stop()
 
 
 if __name__ == "__main__":
