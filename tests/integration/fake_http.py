@@ -91,6 +91,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_DELETE(self):
         self.guarded("DELETE")
 
+    def handle(self):
+        try:
+            super().handle()
+        except ConnectionError:
+            pass                # the client went between requests
+
     def guarded(self, method):
         try:
             self.handle_method(method)

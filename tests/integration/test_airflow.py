@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness                      # noqa: E402
-from harness import check, task     # noqa: E402
+from harness import check, task_lines, last_attempt as attempt  # noqa: E402
 import fake_airflow                 # noqa: E402
 
 TICKS = "for i in $(seq 1 %d); do echo \"tick $i\"; sleep %s; done"
@@ -67,16 +67,6 @@ def with_airflow(fn, **options):
             airflow.close()
     wrapped.__name__ = fn.__name__
     return wrapped
-
-
-def attempt(run, name):
-    attempts = task(run, name)["attempts"]
-    check(attempts, "task %s has no attempt" % name)
-    return attempts[-1]
-
-
-def task_lines(c, run_id, name):
-    return [l["data"] for l in c.logs_json(run_id, name) if l["stream"] != "system"]
 
 
 def said(c, run_id, name):

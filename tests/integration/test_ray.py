@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness                      # noqa: E402
-from harness import check, task     # noqa: E402
+from harness import check, task_lines, last_attempt as attempt  # noqa: E402
 import fake_ray                     # noqa: E402
 
 
@@ -48,16 +48,6 @@ def with_ray(fn):
             ray.close()
     wrapped.__name__ = fn.__name__
     return wrapped
-
-
-def attempt(run, name):
-    attempts = task(run, name)["attempts"]
-    check(attempts, "task %s has no attempt" % name)
-    return attempts[-1]
-
-
-def task_lines(c, run_id, name):
-    return [l["data"] for l in c.logs_json(run_id, name) if l["stream"] != "system"]
 
 
 FOLLOW = """\
