@@ -15,13 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "qn_msg.h"
+#include "qn_log.h"
 #include "qn_fs.h"
 #include "qn_metric.h"
 #include "qn_backend.h"
 
 const qn_backend_ops_t *qn_backends [] = {
     &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, &qn_backend_lambda,
-    &qn_backend_ray, &qn_backend_airflow, NULL
+    &qn_backend_databricks, &qn_backend_ray, &qn_backend_airflow, NULL
 };
 
 const qn_backend_ops_t *
@@ -238,6 +239,7 @@ qn_backend_front_init (qn_backend_front_t *front, const qn_backend_engine_t *eng
     front->events = events;
     front->arg = arg;
     front->paused = false;
+    front->timer_id = front->soon_id = -1;
     front->host = strdup (config && config->host? config->host: "");
     front->attempts = zlistx_new ();
     return front->host && front->attempts? 0: -1;
@@ -253,6 +255,38 @@ qn_backend_front_fini (qn_backend_front_t *front)
     zlistx_destroy (&front->attempts);
     free (front->host);
     front->host = NULL;
+    if (front->timer_id != -1 && front->loop)
+        zloop_timer_end (front->loop, front->timer_id);
+    if (front->soon_id != -1 && front->loop)
+        zloop_timer_end (front->loop, front->soon_id);
+    front->timer_id = front->soon_id = -1;
+}
+
+static int
+s_front_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    qn_backend_front_t *front = (qn_backend_front_t *) arg;
+    if (timer_id == front->soon_id)
+        front->soon_id = -1;    //  one-shot: the loop ends it
+    if (qn_backend_front_each (front, front->tick) == 0 && front->timer_id != -1) {
+        zloop_timer_end (front->loop, front->timer_id);
+        front->timer_id = -1;
+    }
+    return 0;
+}
+
+void
+qn_backend_front_ticking (qn_backend_front_t *front, size_t interval_ms,
+                          void (*tick) (qn_backend_attempt_t *attempt, int64_t now))
+{
+    front->tick = tick;
+    if (front->timer_id == -1)
+        front->timer_id = zloop_timer (front->loop, interval_ms, 0, s_front_tick, front);
+    if (front->soon_id == -1)
+        front->soon_id = zloop_timer (front->loop, 5, 1, s_front_tick, front);
+    if (front->timer_id == -1)
+        qn_log (QN_LOG_ERROR, "agent", "%s backend: cannot start its timer", front->engine->name);
 }
 
 qn_backend_attempt_t *
@@ -329,6 +363,24 @@ qn_backend_front_list (qn_backend_front_t *front, size_t *count)
 
 //  ---------------------------------------------------------------------
 //  The front end: ops every engine shares
+
+size_t
+qn_backend_front_each (qn_backend_front_t *front,
+                       void (*tick) (qn_backend_attempt_t *attempt, int64_t now))
+{
+    size_t count = zlistx_size (front->attempts);
+    if (count == 0)
+        return 0;
+    qn_backend_attempt_t **attempts = qn_backend_front_list (front, &count);
+    if (!attempts)
+        return count;           //  out of memory: the next tick tries again
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < count; i++)
+        if (zlistx_find (front->attempts, attempts [i]))
+            tick (attempts [i], now);
+    free (attempts);
+    return count;
+}
 
 int
 qn_backend_front_stop (void *self, const qn_attempt_key_t *key, const char *reason,

@@ -317,6 +317,10 @@ struct _qn_backend_front_t {
     char *host;                 //  config->host, reported in started
     zlistx_t *attempts;         //  qn_backend_attempt_t *, not finished, in start order
     bool paused;                //  set_paused: read no output
+    //  qn_backend_front_ticking's timers (-1 = none) and what they run
+    int timer_id;
+    int soon_id;
+    void (*tick) (qn_backend_attempt_t *attempt, int64_t now);
 };
 
 //  One output of an attempt cut into lines: stdout or stderr (log
@@ -389,6 +393,22 @@ void
 //  out of memory: try again at the next tick).
 qn_backend_attempt_t **
     qn_backend_front_list (qn_backend_front_t *front, size_t *count);
+
+//  Runs tick (now = zclock_mono) on every attempt in the list, walking a
+//  copy (a tick may end attempts, callbacks may pause); returns how many
+//  attempts there were, 0 when the engine's timer may end.
+size_t
+    qn_backend_front_each (qn_backend_front_t *front,
+                           void (*tick) (qn_backend_attempt_t *attempt, int64_t now));
+
+//  Runs tick on every attempt every interval_ms from now on, until the
+//  list is empty, and once in a few milliseconds: after the agent's
+//  commit of a started just reported (its 0 ms timer comes first), so
+//  that the spool knows an attempt before its engine does.  For engines
+//  that poll (REST backends).  The timers end with fini.
+void
+    qn_backend_front_ticking (qn_backend_front_t *front, size_t interval_ms,
+                              void (*tick) (qn_backend_attempt_t *attempt, int64_t now));
 
 //  The ops stop, set_paused, running and shutdown, for any state whose
 //  first member is its qn_backend_front_t.
@@ -501,6 +521,8 @@ extern const qn_backend_ops_t qn_backend_slurm;
 extern const qn_backend_ops_t qn_backend_kube;
 //  Synchronous invocations of AWS Lambda functions, logs from CloudWatch
 extern const qn_backend_ops_t qn_backend_lambda;
+//  One-time Databricks runs through the Jobs API 2.1
+extern const qn_backend_ops_t qn_backend_databricks;
 //  Ray jobs through the dashboard's Jobs REST API (libcurl)
 extern const qn_backend_ops_t qn_backend_ray;
 //  Airflow DAG runs through the stable REST API (libcurl)

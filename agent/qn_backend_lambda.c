@@ -112,7 +112,6 @@ struct _s_lambda_t {
     int poll_ms;
     int log_grace_ms;
     unsigned max_tries;
-    int timer_id;
 };
 
 static const char *s_known_options [] = {
@@ -665,38 +664,16 @@ s_attempt_tick (s_attempt_t *self, int64_t now)
         s_logs_query (self);
 }
 
-static int
-s_tick (zloop_t *loop, int timer_id, void *arg)
+static void
+s_each_tick (qn_backend_attempt_t *attempt, int64_t now)
 {
-    (void) loop;
-    s_lambda_t *self = (s_lambda_t *) arg;
-    size_t count = zlistx_size (self->front.attempts);
-    if (count == 0 && timer_id == self->timer_id) {
-        zloop_timer_end (self->front.loop, self->timer_id);
-        self->timer_id = -1;
-        return 0;
-    }
-    qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
-    if (!attempts)
-        return 0;
-    int64_t now = zclock_mono ();
-    for (size_t i = 0; i < count; i++)
-        if (zlistx_find (self->front.attempts, attempts [i]))
-            s_attempt_tick ((s_attempt_t *) attempts [i], now);
-    free (attempts);
-    return 0;
+    s_attempt_tick ((s_attempt_t *) attempt, now);
 }
 
 static void
 s_ensure_timer (s_lambda_t *self)
 {
-    if (self->timer_id == -1)
-        self->timer_id = zloop_timer (self->front.loop, (size_t) (self->poll_ms < 50
-                                                                  ? self->poll_ms: 50),
-                                      0, s_tick, self);
-    //  Soon, once: after the agent's commit of started (a 0 ms timer set
-    //  before this one), so the spool knows the attempt before Lambda does
-    zloop_timer (self->front.loop, 5, 1, s_tick, self);
+    qn_backend_front_ticking (&self->front, 50, s_each_tick);
 }
 
 
@@ -862,21 +839,12 @@ s_engine_lost (qn_backend_attempt_t *base, const char *reason)
     s_attempt_report (self, -1, text, QANAT__END_KIND__END_LOST);
 }
 
-static void
-s_engine_idle (qn_backend_front_t *front)
-{
-    s_lambda_t *self = (s_lambda_t *) front;
-    if (self->timer_id != -1)
-        zloop_timer_end (self->front.loop, self->timer_id);
-    self->timer_id = -1;
-}
 
 static const qn_backend_engine_t s_engine = {
     .name = "lambda",
     .destroy = s_engine_destroy,
     .stop = s_attempt_stop,
-    .lost = s_engine_lost,
-    .idle = s_engine_idle
+    .lost = s_engine_lost
 };
 
 static void s_lambda_destroy (void **state_p);
@@ -911,7 +879,6 @@ s_lambda_create (zloop_t *loop, const qn_backend_config_t *config,
     s_lambda_t *self = (s_lambda_t *) calloc (1, sizeof (s_lambda_t));
     if (!self)
         return NULL;
-    self->timer_id = -1;
     self->poll_ms = S_DEFAULT_POLL_MS;
     self->log_grace_ms = S_DEFAULT_LOG_GRACE_MS;
     int max_tries = S_DEFAULT_MAX_TRIES;
@@ -956,8 +923,6 @@ s_lambda_destroy (void **state_p)
         return;
     qn_backend_front_fini (&self->front);
     qn_rest_destroy (&self->rest);
-    if (self->timer_id != -1)
-        zloop_timer_end (self->front.loop, self->timer_id);
     qn_s3_settings_clear (&self->aws);
     free (self->endpoint);
     free (self->logs_endpoint);

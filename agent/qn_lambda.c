@@ -11,6 +11,8 @@
 #include <string.h>
 
 #define S_VALUE_MAX     (64 * 1024)
+//  Reals as people write them (0.93, not 0.93000000000000005)
+#define S_VALUE_FLAGS   (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION (15))
 
 //  ---------------------------------------------------------------------
 //  The payload
@@ -272,7 +274,7 @@ qn_lambda_write_values (const Qanat__Assign *assign, const char *text, size_t si
             continue;
         char *value = NULL;
         if (strcmp (output->name, "result") == 0)
-            value = result? json_dumps (result, JSON_COMPACT | JSON_ENCODE_ANY)
+            value = result? json_dumps (result, S_VALUE_FLAGS)
                           : strndup (text? text: "", size);
         else {
             json_t *member = json_object_get (result, output->name);
@@ -280,7 +282,7 @@ qn_lambda_write_values (const Qanat__Assign *assign, const char *text, size_t si
                 value = strdup (json_string_value (member));
             else
             if (member)
-                value = json_dumps (member, JSON_COMPACT | JSON_ENCODE_ANY);
+                value = json_dumps (member, S_VALUE_FLAGS);
             else {
                 snprintf (error, error_size, "output '%s': the function's result has no "
                           "member '%s'", output->name, output->name);

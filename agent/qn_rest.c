@@ -218,6 +218,9 @@ s_call_setup (qn_rest_t *self, s_call_t *call, const qn_rest_call_t *spec, long 
         curl_easy_setopt (easy, CURLOPT_AWS_SIGV4, spec->aws_sigv4);
         curl_easy_setopt (easy, CURLOPT_USERPWD, spec->userpwd? spec->userpwd: "");
     }
+    else
+    if (spec->userpwd)
+        curl_easy_setopt (easy, CURLOPT_USERPWD, spec->userpwd);   //  HTTP Basic
     const char *method = spec->method? spec->method: has_body? "POST": "GET";
     if (streq (method, "GET") && !has_body)
         curl_easy_setopt (easy, CURLOPT_HTTPGET, 1L);

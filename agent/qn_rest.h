@@ -65,7 +65,8 @@ typedef struct {
     const char *const *headers; //  extra "Name: value" headers, NULL-terminated
     long timeout_ms;            //  0 = 30 s for whole answers, none for streams
     const char *aws_sigv4;      //  "aws:amz:REGION:SERVICE" to sign, or NULL
-    const char *userpwd;        //  "ACCESS_KEY:SECRET" with aws_sigv4
+    const char *userpwd;        //  "ACCESS_KEY:SECRET" with aws_sigv4, else "USER:PASSWORD"
+                                //  for HTTP Basic
 } qn_rest_call_t;
 
 //  Creates a client on loop; setup (may be NULL) runs for every call with

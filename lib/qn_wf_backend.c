@@ -202,11 +202,25 @@ static const qn_wf_backend_key_t s_lambda_keys [] = {
     S_END
 };
 
+//  One task kind (python_file, package_name with entry_point, or
+//  notebook_path) on one cluster (existing_cluster_id or new_cluster): the
+//  agent checks the combination
+static const qn_wf_backend_key_t s_databricks_keys [] = {
+    S_SCALAR ("python_file"), S_SCALAR ("package_name"), S_SCALAR ("entry_point"),
+    S_SCALAR ("notebook_path"), S_SCALAR ("existing_cluster_id"),
+    { .key = "parameters", .kind = QN_WF_OPT_JSON },
+    { .key = "new_cluster", .kind = QN_WF_OPT_JSON },
+    { .key = "libraries", .kind = QN_WF_OPT_JSON },
+    S_END
+};
+
 static const qn_wf_backend_t s_backends [] = {
     { .name = "local" },
     { .name = "slurm", .hint = "partition, account, qos, sbatch_args", .keys = s_slurm_keys },
     { .name = "kubernetes", .hint = "image, namespace, ...", .keys = s_kube_keys },
     { .name = "lambda", .hint = "function, qualifier, region, payload", .keys = s_lambda_keys },
+    { .name = "databricks", .hint = "python_file, notebook_path, new_cluster, ...",
+      .keys = s_databricks_keys },
     { .name = "ray", .hint = "address, runtime_env, entrypoint_resources", .keys = s_ray_keys },
     { .name = "airflow", .hint = "url, dag_id, conf", .keys = s_airflow_keys },
     { .name = NULL }

@@ -1126,7 +1126,7 @@ test_backend_errors (void **state)
     (void) state;
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambada\n",
                    "wf.yaml:5:14: unknown backend 'lambada' (known: local, slurm, kubernetes, "
-                   "lambda, ray, airflow)");
+                   "lambda, databricks, ray, airflow)");
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    slurm: {partition: gpu}\n",
                    "wf.yaml:5:5: 'slurm' options given, but the task's backend is the agent's "
                    "default (add 'backend: slurm')");
