@@ -278,7 +278,6 @@ qn_remote_init (qn_remote_t *self, const qn_remote_ops_t *ops, zloop_t *loop,
                 const qn_backend_config_t *config, const qn_backend_events_t *events, void *arg)
 {
     self->ops = ops;
-    self->timer_id = -1;
     self->poll_ms = S_DEFAULT_POLL_MS;
     const char *name = ops->name;
     if (qn_backend_front_init (&self->front, &s_hooks, loop, config, events, arg) == -1)
@@ -337,9 +336,6 @@ qn_remote_fini (qn_remote_t *self)
     qn_backend_front_fini (&self->front);
     qn_rest_destroy (&self->rest);
     qn_remote_auth_fini (&self->auth);
-    if (self->timer_id != -1)
-        zloop_timer_end (self->front.loop, self->timer_id);
-    self->timer_id = -1;
     free (self->url);
     free (self->data_dir);
     free (self->agent_name);
@@ -437,34 +433,15 @@ qn_remote_attempt_fini (qn_remote_attempt_t *attempt)
 //  ---------------------------------------------------------------------
 //  Following attempts
 
-static int
-s_tick (zloop_t *loop, int timer_id, void *arg)
+//  One step of an attempt, from the front's timer
+static void
+s_tick (qn_backend_attempt_t *base, int64_t now)
 {
-    (void) loop;
-    (void) timer_id;
-    qn_remote_t *self = (qn_remote_t *) arg;
-    size_t count = 0;
-    qn_backend_attempt_t **attempts = qn_backend_front_list (&self->front, &count);
-    if (!attempts) {
-        if (zlistx_size (self->front.attempts) == 0) {
-            zloop_timer_end (self->front.loop, self->timer_id);
-            self->timer_id = -1;
-        }
-        return 0;
-    }
-    int64_t now = zclock_mono ();
-    for (size_t i = 0; i < count; i++) {
-        //  An attempt may end another's: only those still listed
-        if (!zlistx_find (self->front.attempts, attempts [i]))
-            continue;
-        char reason [64];
-        if (qn_backend_attempt_overdue (attempts [i], now, reason, sizeof (reason)))
-            qn_remote_stop (attempts [i], reason, QANAT__END_KIND__END_TIMEOUT);
-        else
-            qn_remote_next ((qn_remote_attempt_t *) attempts [i]);
-    }
-    free (attempts);
-    return 0;
+    char reason [64];
+    if (qn_backend_attempt_overdue (base, now, reason, sizeof (reason)))
+        qn_remote_stop (base, reason, QANAT__END_KIND__END_TIMEOUT);
+    else
+        qn_remote_next ((qn_remote_attempt_t *) base);
 }
 
 int
@@ -489,12 +466,7 @@ qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
                 attempt->engine_id, why);
     }
     qn_backend_front_add (&self->front, &attempt->base);
-    if (self->timer_id == -1) {
-        self->timer_id = zloop_timer (self->front.loop, (size_t) self->poll_ms, 0, s_tick, self);
-        if (self->timer_id == -1)
-            qn_log (QN_LOG_ERROR, self->ops->name, "%s: cannot start the poll timer",
-                    self->ops->name);
-    }
+    qn_backend_front_ticking (&self->front, (size_t) self->poll_ms, s_tick);
     qn_remote_next (attempt);
     if (!attempt->exists && !attempt->call) {
         //  Out of the list, not destroyed: the caller does that

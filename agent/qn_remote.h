@@ -127,7 +127,6 @@ struct _qn_remote_t {
     char *data_dir;
     char *agent_name;
     int poll_ms;
-    int timer_id;
 };
 
 struct _qn_remote_attempt_t {

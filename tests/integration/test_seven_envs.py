@@ -115,8 +115,49 @@ def lambda_step(c, last):
     return LAMBDA % last, "score", fake.stop, ("score", "aws", "lambda", r"bump@.*")
 
 
+DATABRICKS = """\
+  analyse:
+    on: {env: databricks}
+    backend: databricks
+    run: analyse
+    inputs: {n: %s.n}
+    databricks: {notebook_path: /Repos/ml/analyse, existing_cluster_id: 0601-182128-dcbte59m}
+    outputs: {n: {value: true}}
+"""
+
+
+def databricks_step(c, last):
+    """Databricks: a notebook run on an existing cluster adds one; the
+    workspace and its token from the environment, as test_databricks.py
+    gives them."""
+    import json
+    import fake_databricks
+    fake = fake_databricks.FakeDatabricks().start()
+
+    def script(task_spec):
+        n = int(task_spec["notebook_task"]["base_parameters"]["n"])
+        return {"duration": 0.5, "logs": "databricks got %d\n" % n,
+                "notebook_result": json.dumps({"n": n + 1})}
+    fake.script = script
+    env = {"DATABRICKS_HOST": fake.endpoint, "DATABRICKS_TOKEN": fake.pat}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        c.start_agent("dbx", labels={"env": "databricks"},
+                      extra=["--backend", "databricks",
+                             "--backend-option", "databricks.poll_ms=100"])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return DATABRICKS % last, "analyse", fake.stop, ("analyse", "databricks", "databricks",
+                                                     r"[0-9]+")
+
+
 #  What each cloud step needs beyond this file: its fake, its backend
-CLOUD_STEPS = {"lambda": lambda_step}
+CLOUD_STEPS = {"lambda": lambda_step, "databricks": databricks_step}
 
 
 def cloud_steps(c, last):
