@@ -83,6 +83,20 @@ LAMBDA = """\
 """
 
 
+def agent_with_env(c, name, label, env, extra):
+    """Starts an agent whose credentials come from its environment."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        c.start_agent(name, labels={"env": label}, extra=extra)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def lambda_step(c, last):
     """AWS Lambda: the fake's function adds one; credentials from the AWS
     files, as test_lambda.py gives them."""
@@ -98,20 +112,10 @@ def lambda_step(c, last):
     fake.write_credentials(aws)
     env = {"AWS_SHARED_CREDENTIALS_FILE": os.path.join(aws, "credentials"),
            "AWS_CONFIG_FILE": os.path.join(aws, "config")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        c.start_agent("aws", labels={"env": "aws"},
-                      extra=["--backend", "lambda",
-                             "--backend-option", "lambda.endpoint=" + fake.endpoint,
-                             "--backend-option", "lambda.logs_endpoint=" + fake.endpoint,
-                             "--backend-option", "lambda.poll_ms=100"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    agent_with_env(c, "aws", "aws", env,
+                   ["--backend", "lambda", "--backend-option", "lambda.endpoint=" + fake.endpoint,
+                    "--backend-option", "lambda.logs_endpoint=" + fake.endpoint,
+                    "--backend-option", "lambda.poll_ms=100"])
     return LAMBDA % last, "score", fake.stop, ("score", "aws", "lambda", r"bump@.*")
 
 
@@ -140,18 +144,8 @@ def databricks_step(c, last):
                 "notebook_result": json.dumps({"n": n + 1})}
     fake.script = script
     env = {"DATABRICKS_HOST": fake.endpoint, "DATABRICKS_TOKEN": fake.pat}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        c.start_agent("dbx", labels={"env": "databricks"},
-                      extra=["--backend", "databricks",
-                             "--backend-option", "databricks.poll_ms=100"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    agent_with_env(c, "dbx", "databricks", env,
+                   ["--backend", "databricks", "--backend-option", "databricks.poll_ms=100"])
     return DATABRICKS % last, "analyse", fake.stop, ("analyse", "databricks", "databricks",
                                                      r"[0-9]+")
 
