@@ -224,6 +224,7 @@ qn_remote_wait_ms (const qn_remote_reply_t *reply, unsigned tries)
 
 #define S_DEFAULT_POLL_MS   1000
 #define S_AUTH_TRIES        3
+#define S_UNSENT_TRIES      10
 
 static void s_hook_destroy (qn_backend_attempt_t *base);
 static void s_hook_end_all (qn_backend_front_t *front, int grace_ms, const char *reason);
@@ -437,11 +438,23 @@ qn_remote_attempt_fini (qn_remote_attempt_t *attempt)
 static void
 s_tick (qn_backend_attempt_t *base, int64_t now)
 {
-    char reason [64];
+    qn_remote_attempt_t *attempt = (qn_remote_attempt_t *) base;
+    char reason [300];
+    if (attempt->unsent >= S_UNSENT_TRIES) {
+        snprintf (reason, sizeof (reason), "%s %s: cannot make a request to %.100s (can the "
+                  "agent read its credentials files?)", attempt->engine->ops->what,
+                  attempt->engine_id, attempt->engine->url);
+        qn_remote_finish (attempt, -1, attempt->base.stop_reason? attempt->base.stop_reason
+                                                                 : reason,
+                          attempt->base.stop_reason? attempt->base.stop_kind
+                          : attempt->exists? QANAT__END_KIND__END_LOST
+                                           : QANAT__END_KIND__END_START_FAILED);
+    }
+    else
     if (qn_backend_attempt_overdue (base, now, reason, sizeof (reason)))
         qn_remote_stop (base, reason, QANAT__END_KIND__END_TIMEOUT);
     else
-        qn_remote_next ((qn_remote_attempt_t *) base);
+        qn_remote_next (attempt);
 }
 
 int
@@ -529,6 +542,14 @@ qn_remote_request (qn_remote_attempt_t *attempt, const char *method, const char 
     static const char *const headers [] = { "Accept: application/json", NULL };
     qn_rest_call_t call = { .method = method, .url = url, .json = body, .headers = headers };
     attempt->call = qn_rest_request (attempt->engine->rest, &call, done, attempt);
+    //  Not even sent (a credentials file that cannot be read): the tick
+    //  tries again a little later, and gives up after a while
+    if (attempt->call)
+        attempt->unsent = 0;
+    else {
+        attempt->unsent++;
+        attempt->not_before = zclock_mono () + 1000;
+    }
 }
 
 void

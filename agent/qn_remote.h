@@ -143,6 +143,7 @@ struct _qn_remote_attempt_t {
     uint64_t call;              //  the one call in flight, 0 = none
     int tries;                  //  of the call being tried again
     int auth_failures;          //  401/403 in a row
+    int unsent;                 //  calls in a row that could not be made
     int64_t not_before;         //  zclock_mono: no call before (Retry-After, backoff)
 };
 

@@ -234,6 +234,19 @@ def test_a_revoked_token_fails_the_attempt_with_the_engines_message(c, ray):
     check("tok-1" not in a.get("reason", ""), "the token stays out of the reason")
 
 
+@with_ray
+def test_an_unreadable_token_file_ends_the_attempt(c, ray):
+    c.start_coordinator()
+    ray.agent()
+    run_id = c.start_run(c.write("sleepy.yaml", SLEEPY))
+    c.wait_for(lambda: "tick 2" in task_lines(c, run_id, "sleepy"), "the first ticks")
+    os.unlink(ray.token_file)
+    run = c.wait_run(run_id, timeout=30)
+    a = attempt(run, "sleepy")
+    check(a["end"] == "agent_lost" and "cannot make a request" in a.get("reason", ""),
+          "end %s, reason %r" % (a["end"], a.get("reason")))
+
+
 REATTACH = """\
 name: reattach
 tasks:
