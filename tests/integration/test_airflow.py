@@ -209,6 +209,7 @@ def test_throttling_errors_and_an_expired_token_are_waited_out(c):
         airflow.agent(bearer=True)
         airflow.fake.inject("POST", r"/dagRuns$", 429, count=2, retry_after=1)
         airflow.fake.inject("GET", r"/dagRuns/[^/]+$", 500, count=2)
+        airflow.fake.delay_s = 0.15     # and every answer slow
         run_id = c.start_run(c.write("long.yaml", LONG))
         c.wait_for(lambda: "tick 3" in said(c, run_id, "both"), "the first ticks")
         airflow.fake.expire_token()
