@@ -410,6 +410,8 @@ s_submit_body (s_attempt_t *attempt, const Qanat__Assign *assign, char *error,
                                           assign->task_name? assign->task_name: "",
                                           "qanat.agent", attempt->base.engine->agent_name)
                              : NULL;
+    if (!entrypoint)
+        json_decref (runtime_env);      //  json_pack took it otherwise
     free (entrypoint);
     if (!body) {
         json_decref (resources);
