@@ -243,7 +243,8 @@ s_take (s_attempt_t *self, const char *data, size_t size, bool end)
         self->taken += (int64_t) used;
         at += used;
     }
-    memmove (self->carry, self->carry + at, self->carry_size - at);
+    if (at && self->carry_size > at)
+        memmove (self->carry, self->carry + at, self->carry_size - at);
     self->carry_size -= at;
     s_report_cursor (self);
 }
