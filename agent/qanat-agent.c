@@ -2,7 +2,9 @@
 
     Parses options (s_options_parse), settles the configuration (timers,
     data directory, identity: s_options_settle, s_identify, s_configure)
-    and runs the engine, qn_agent (s_run).
+    and runs the engine, qn_agent (s_run), in the foreground or detached
+    (--daemon).  `qanat-agent enrol` (s_enrol_main) only enrols: a
+    one-time step before the service starts, without a token from then on.
 */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -14,10 +16,13 @@
 #include "qn_s3.h"
 #include "qn_backend.h"
 #include "qn_resources.h"
+#include "qn_daemon.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -39,6 +44,7 @@ s_usage (FILE *out)
 {
     fprintf (out,
         "Usage: qanat-agent [OPTION]...\n"
+        "       qanat-agent enrol --token TOKEN [OPTION]...  (see qanat-agent enrol --help)\n"
         "Run qanat tasks on this machine for a coordinator.\n"
         "\n"
         "  -c, --coordinator ENDPOINT  coordinator's agent endpoint (default\n"
@@ -107,9 +113,43 @@ s_usage (FILE *out)
         "      --keep-workdirs N       keep the work directories of the newest N finished\n"
         "                              attempts for inspection, remove older ones\n"
         "                              (default 100)\n"
+        "      --daemon                run in the background (no service manager needed):\n"
+        "                              the process id goes to the pid file, the output\n"
+        "                              to the log file; refused while the pid file names\n"
+        "                              a running agent\n"
+        "      --pid-file FILE         with --daemon (default <data-dir>/agent.pid)\n"
+        "      --log-file FILE         with --daemon (default <data-dir>/agent.log)\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
+}
+
+static void
+s_enrol_usage (FILE *out)
+{
+    fprintf (out,
+        "Usage: qanat-agent enrol --token TOKEN [OPTION]...\n"
+        "Enrol this agent with a coordinator, once, and exit: the agent's key, name,\n"
+        "labels and coordinator go to <data-dir>/agent.key, and the agent then starts\n"
+        "without a token (e.g. systemctl start qanat-agent).  One token made with\n"
+        "`qanat token create --uses N` enrols N agents, each under its own name.\n"
+        "\n"
+        "  -t, --token TOKEN           the join token (default $QANAT_JOIN_TOKEN)\n"
+        "  -c, --coordinator ENDPOINT  the coordinator's agent endpoint (default: the\n"
+        "                              one the token names)\n"
+        "  -n, --name NAME             the agent's name (default: the host name)\n"
+        "  -l, --labels K=V[,K=V...]   labels asked for (repeatable)\n"
+        "  -L, --label K=V             one label (repeatable)\n"
+        "  -d, --data-dir DIR          where the key goes (default: as root, when the\n"
+        "                              user qanat-agent exists, /var/lib/qanat-agent;\n"
+        "                              else $HOME/.qanat/agent)\n"
+        "  -u, --user USER             as root, give the data directory and key to USER\n"
+        "                              (default qanat-agent, when it exists and the data\n"
+        "                              directory is the default one)\n"
+        "      --force                 enrol anew even when enrolled (a new key)\n"
+        "      --enrol-timeout SECONDS how long to wait for the coordinator (default 10)\n"
+        "  -v, --verbose               log debugging detail\n"
+        "  -h, --help                  show this help and exit\n");
 }
 
 //  A number of bytes with an optional K, M or G suffix (powers of 1024).
@@ -321,10 +361,10 @@ s_identify (const char *data_dir, const char *join, bool join_flag, bool force, 
     char *error = NULL;
     bool enrolled = access (path, F_OK) == 0;
     if (enrolled && join && join_flag && !force) {
-        fprintf (stderr, "qanat-agent: this agent is already enrolled (%s): --join would "
-                 "replace its identity; add --force to enrol anew with a new key (an agent of "
-                 "the same name must be revoked first: qanat agent revoke NAME), or drop "
-                 "--join to run as enrolled\n", path);
+        fprintf (stderr, "qanat-agent: this agent is already enrolled (%s): a new "
+                 "enrolment would replace its identity; add --force to enrol anew with a new "
+                 "key (an agent of the same name must be revoked first: qanat agent revoke "
+                 "NAME), or start it without a token to run as enrolled\n", path);
         return -1;
     }
     if (enrolled && !(join && force)) {
@@ -399,6 +439,11 @@ typedef struct {
     unsigned long long cache_max;
     long long cache_keep_recent_s;
     int keep_workdirs;
+    bool daemon;                            //  --daemon
+    const char *pid_file;
+    const char *log_file;
+    char pid_default [4200];
+    char log_default [4200];
     const char *gpus;                       //  --gpus, NULL = detect
     const char *resources;                  //  --resources, NULL = detect
     char default_dir [4096];                //  data_dir when not given
@@ -435,6 +480,21 @@ s_options_free (s_options_t *self)
     for (size_t i = 0; i < self->backend_text_count; i++)
         free (self->backend_text [i]);
     self->backend_text_count = 0;
+}
+
+//  --join / enrol --token: kept aside and wiped from argv, so that ps
+//  does not show the token for as long as the agent runs.  0, or -1.
+static int
+s_keep_token (s_options_t *self, char *text)
+{
+    free (self->join_copy);
+    self->join = self->join_copy = strdup (text);
+    if (!self->join) {
+        fprintf (stderr, "qanat-agent: out of memory\n");
+        return -1;
+    }
+    memset (text, 'x', strlen (text));
+    return 0;
 }
 
 //  --backend NAME[,NAME...]: 0, or -1 with a message
@@ -646,6 +706,9 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
         { "enrol-timeout", required_argument, NULL, 'E' },
         { "insecure",    no_argument,       NULL, 'I' },
         { "force",       no_argument,       NULL, 'F' },
+        { "daemon",      no_argument,       NULL, 'Z' },
+        { "pid-file",    required_argument, NULL, 'Q' },
+        { "log-file",    required_argument, NULL, 'Y' },
         { "verbose",     no_argument,       NULL, 'v' },
         { "help",        no_argument,       NULL, 'h' },
         { "version",     no_argument,       NULL, 'V' },
@@ -659,15 +722,7 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
                 self->endpoint = optarg;
                 break;
             case 'j':
-                //  Kept aside and wiped from argv, so that ps does not show
-                //  the token for as long as the agent runs
-                free (self->join_copy);
-                self->join = self->join_copy = strdup (optarg);
-                if (!self->join) {
-                    fprintf (stderr, "qanat-agent: out of memory\n");
-                    return -1;
-                }
-                memset (optarg, 'x', strlen (optarg));
+                rc = s_keep_token (self, optarg);
                 break;
             case 'E':
                 rc = s_parse_number ("--enrol-timeout", optarg, 1, 3600, &self->enrol_timeout_s);
@@ -706,6 +761,15 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
             case 'X':
                 self->resources = optarg;
                 break;
+            case 'Z':
+                self->daemon = true;
+                break;
+            case 'Q':
+                self->pid_file = optarg;
+                break;
+            case 'Y':
+                self->log_file = optarg;
+                break;
             case 'v':
                 self->verbose = true;
                 break;
@@ -729,6 +793,15 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
     }
     if (self->name && !*self->name) {
         fprintf (stderr, "qanat-agent: --name must not be empty\n");
+        return -1;
+    }
+    if ((self->pid_file || self->log_file) && !self->daemon) {
+        fprintf (stderr, "qanat-agent: --pid-file and --log-file go with --daemon\n");
+        return -1;
+    }
+    if (self->daemon && self->join_copy) {
+        fprintf (stderr, "qanat-agent: enrol first (qanat-agent enrol --token TOKEN), then "
+                 "start with --daemon\n");
         return -1;
     }
     return 0;
@@ -905,6 +978,34 @@ s_machine (s_options_t *self, qn_resources_t **machine_p)
 //  ---------------------------------------------------------------------
 //  Running
 
+//  --daemon: into the background, once per pid file.  0 in the
+//  background process, -1 with a message.
+static int
+s_detach (s_options_t *self)
+{
+    if (!self->pid_file) {
+        snprintf (self->pid_default, sizeof self->pid_default, "%s/agent.pid", self->data_dir);
+        self->pid_file = self->pid_default;
+    }
+    if (!self->log_file) {
+        snprintf (self->log_default, sizeof self->log_default, "%s/agent.log", self->data_dir);
+        self->log_file = self->log_default;
+    }
+    pid_t running = qn_daemon_running (self->pid_file);
+    if (running) {
+        fprintf (stderr, "qanat-agent: already running as pid %ld (%s)\n",
+                 (long) running, self->pid_file);
+        return -1;
+    }
+    const char *error = NULL;
+    if (qn_daemon_detach (self->pid_file, self->log_file, &error) == -1) {
+        fprintf (stderr, "qanat-agent: --daemon: %s (%s, %s): %s\n", error,
+                 self->pid_file, self->log_file, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 //  Runs the engine until it stops: 0 after a signal, 1 after an error.
 static int
 s_run (const qn_agent_config_t *config, bool secure)
@@ -934,9 +1035,156 @@ s_run (const qn_agent_config_t *config, bool secure)
     return rc;
 }
 
+//  ---------------------------------------------------------------------
+//  qanat-agent enrol
+
+//  The options of `qanat-agent enrol`.  0 = enrol; 1 = done (--help);
+//  -1 = exit 1 after a message.
+static int
+s_enrol_parse (s_options_t *self, const char **user_p, int argc, char *argv [])
+{
+    static const struct option options [] = {
+        { "token",       required_argument, NULL, 't' },
+        { "coordinator", required_argument, NULL, 'c' },
+        { "name",        required_argument, NULL, 'n' },
+        { "labels",      required_argument, NULL, 'l' },
+        { "label",       required_argument, NULL, 'L' },
+        { "data-dir",    required_argument, NULL, 'd' },
+        { "user",        required_argument, NULL, 'u' },
+        { "force",       no_argument,       NULL, 'F' },
+        { "enrol-timeout", required_argument, NULL, 'E' },
+        { "verbose",     no_argument,       NULL, 'v' },
+        { "help",        no_argument,       NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int opt;
+    while ((opt = getopt_long (argc, argv, "t:c:n:l:L:d:u:vh", options, NULL)) != -1) {
+        int rc = 0;
+        switch (opt) {
+            case 't':
+                rc = s_keep_token (self, optarg);
+                break;
+            case 'c': self->endpoint = optarg; break;
+            case 'n': self->name = optarg; break;
+            case 'l': case 'L': rc = s_add_labels (&self->labels, optarg); break;
+            case 'd': self->data_dir = optarg; break;
+            case 'u': *user_p = optarg; break;
+            case 'F': self->force = true; break;
+            case 'E':
+                rc = s_parse_number ("--enrol-timeout", optarg, 1, 3600, &self->enrol_timeout_s);
+                break;
+            case 'v': self->verbose = true; break;
+            case 'h':
+                s_enrol_usage (stdout);
+                return 1;
+            default:
+                s_enrol_usage (stderr);
+                return -1;
+        }
+        if (rc == -1)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf (stderr, "qanat-agent enrol: unexpected argument '%s'\n", argv [optind]);
+        return -1;
+    }
+    if (!self->join) {
+        fprintf (stderr, "qanat-agent enrol: no token: give --token TOKEN (made by `qanat "
+                 "token create`) or set $QANAT_JOIN_TOKEN\n");
+        return -1;
+    }
+    if (self->name && !*self->name) {
+        fprintf (stderr, "qanat-agent enrol: --name must not be empty\n");
+        return -1;
+    }
+    return 0;
+}
+
+//  Who owns the data directory after enrolment: as root, --user, else
+//  the service user when the data directory is the service's (the
+//  default).  Fills *owner (pw_name NULL: nobody else).  0, or -1 with
+//  a message.
+static int
+s_enrol_owner (s_options_t *self, const char *user, struct passwd *owner)
+{
+    owner->pw_name = NULL;
+    struct passwd *found = NULL;
+    if (geteuid () != 0) {
+        if (user) {
+            fprintf (stderr, "qanat-agent enrol: --user needs root\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (user) {
+        found = getpwnam (user);
+        if (!found) {
+            fprintf (stderr, "qanat-agent enrol: no user '%s' on this machine\n", user);
+            return -1;
+        }
+    }
+    else
+    if (!self->data_dir && (found = getpwnam ("qanat-agent")))
+        self->data_dir = "/var/lib/qanat-agent";
+    if (found)
+        *owner = *found;
+    return 0;
+}
+
+//  Gives path to the owner, if any.  0, or -1 with a message.
+static int
+s_enrol_chown (const struct passwd *owner, const char *path)
+{
+    if (owner->pw_name && chown (path, owner->pw_uid, owner->pw_gid) == -1) {
+        fprintf (stderr, "qanat-agent enrol: cannot give %s to %s: %s\n",
+                 path, owner->pw_name, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_enrol_main (int argc, char *argv [])
+{
+    s_options_t options;
+    s_options_init (&options);
+    qn_identity_t *identity = NULL;
+    const char *user = NULL;
+    struct passwd owner;
+    int rc = 1;
+    int parsed = s_enrol_parse (&options, &user, argc, argv);
+    if (parsed == 1)
+        rc = 0;
+    if (parsed != 0 || s_enrol_owner (&options, user, &owner) == -1
+    ||  s_options_settle (&options) == -1)
+        goto done;
+    qn_log_set_verbose (options.verbose);
+    if (!options.name
+    &&  (gethostname (options.hostname, sizeof (options.hostname) - 1) == -1 || !*options.hostname))
+        snprintf (options.hostname, sizeof (options.hostname), "localhost");
+    if (s_identify (options.data_dir, options.join, true, options.force, false,
+                    options.endpoint, options.name? options.name: options.hostname,
+                    &options.labels, (int) options.enrol_timeout_s * 1000, &identity) == -1)
+        goto done;
+    char key [4200];
+    snprintf (key, sizeof key, "%s/" QN_IDENTITY_FILE, options.data_dir);
+    if (s_enrol_chown (&owner, options.data_dir) == -1 || s_enrol_chown (&owner, key) == -1)
+        goto done;
+    printf ("enrolled as %s with %s; key in %s%s%s\n", qn_identity_name (identity),
+            *qn_identity_endpoint (identity)? qn_identity_endpoint (identity): "the coordinator",
+            key, owner.pw_name? ", owned by ": "", owner.pw_name? owner.pw_name: "");
+    rc = 0;
+done:
+    qn_identity_destroy (&identity);
+    s_options_free (&options);
+    return rc;
+}
+
 int
 main (int argc, char *argv [])
 {
+    if (argc > 1 && streq (argv [1], "enrol"))
+        return s_enrol_main (argc - 1, argv + 1);
     s_options_t options;
     s_options_init (&options);
     qn_identity_t *identity = NULL;
@@ -964,7 +1212,11 @@ main (int argc, char *argv [])
     ||  s_machine (&options, &machine) == -1)
         goto done;
     config.resources = machine;
+    if (options.daemon && s_detach (&options) == -1)
+        goto done;
     rc = s_run (&config, identity != NULL);
+    if (options.daemon)
+        qn_daemon_forget (options.pid_file);
 
 done:
     qn_resources_destroy (&machine);

@@ -86,6 +86,8 @@ struct _s_dbx_t {
     char *access_token;         //  from the token endpoint
     int64_t token_expiry_ms;    //  zclock_mono
     uint64_t token_call;
+    unsigned token_failures;    //  in a row: at max_tries, attempts give up
+    char token_error [600];
     int poll_ms;
     unsigned max_tries;
 };
@@ -185,8 +187,18 @@ s_token_done (void *arg, uint64_t call, long status, json_t *body, const char *e
     if (status != 200 || !token || strlen (token) >= S_TOKEN_MAX) {
         char message [600];
         s_engine_error (status, body, error, message, sizeof (message));
+        const char *oauth = json_string_value (json_object_get (body, "error_description"));
+        if (oauth)
+            snprintf (message, sizeof (message), "%s (HTTP %ld)", oauth, status);
         qn_log (QN_LOG_WARNING, "databricks", "databricks: no OAuth token from %s/oidc/v1/token: "
                 "%s", self->host, message);
+        snprintf (self->token_error, sizeof (self->token_error), "%s", message);
+        self->token_failures++;
+        //  The old token was refused or is about to be: no call uses it
+        if (self->access_token)
+            memset (self->access_token, 0, strlen (self->access_token));
+        free (self->access_token);
+        self->access_token = NULL;
         self->token_expiry_ms = zclock_mono () + S_BACKOFF_BASE_MS * 4;    //  soon again
         return;
     }
@@ -194,6 +206,7 @@ s_token_done (void *arg, uint64_t call, long status, json_t *body, const char *e
         memset (self->access_token, 0, strlen (self->access_token));
     free (self->access_token);
     self->access_token = strdup (token);
+    self->token_failures = 0;
     //  Renewed a minute before it expires (or halfway, for short ones)
     int64_t life_ms = (int64_t) (expires > 0? expires: 3600) * 1000;
     int64_t margin = life_ms > 2 * S_TOKEN_MARGIN_MS? S_TOKEN_MARGIN_MS: life_ms / 2;
@@ -454,8 +467,19 @@ s_attempt_tick (s_attempt_t *self, int64_t now)
         s_attempt_stop (&self->base, reason, QANAT__END_KIND__END_TIMEOUT);
         return;
     }
-    if (self->call || !self->next_ms || now < self->next_ms || !s_token_ready (self->backend, now))
+    if (self->call || !self->next_ms || now < self->next_ms)
         return;
+    if (!s_token_ready (self->backend, now)) {
+        //  Never stuck on a token that does not come
+        if (self->backend->token_failures >= self->backend->max_tries) {
+            char reason [800];
+            snprintf (reason, sizeof (reason), "databricks: no OAuth token (gave up after %u "
+                      "tries): %s", self->backend->token_failures, self->backend->token_error);
+            s_attempt_finish (self, -1, NULL, reason, self->run_id
+                              ? QANAT__END_KIND__END_EXIT: QANAT__END_KIND__END_START_FAILED);
+        }
+        return;
+    }
     self->next_ms = 0;
     if (!self->run_id)
         s_submit (self);
@@ -606,10 +630,23 @@ s_prepare (s_attempt_t *self, const Qanat__Assign *assign, char *error, size_t e
     return 0;
 }
 
+//  libcurl is loaded with the first attempt, not with the agent
+static int
+s_rest_ready (s_dbx_t *self, char *error, size_t error_size)
+{
+    if (!self->rest)
+        self->rest = qn_rest_new (self->front.loop, "databricks", s_setup, self);
+    if (!self->rest)
+        snprintf (error, error_size, "databricks: cannot load libcurl (see the agent's log)");
+    return self->rest? 0: -1;
+}
+
 static int
 s_dbx_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
     s_dbx_t *self = (s_dbx_t *) state;
+    if (s_rest_ready (self, error, error_size) == -1)
+        return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
         return -1;
@@ -639,6 +676,8 @@ s_dbx_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
 {
     (void) cursor;
     s_dbx_t *self = (s_dbx_t *) state;
+    if (s_rest_ready (self, error, error_size) == -1)
+        return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
         return -1;
@@ -774,8 +813,6 @@ s_dbx_create (zloop_t *loop, const qn_backend_config_t *config,
     if (ok && max_tries)
         self->max_tries = (unsigned) atoi (max_tries);
     ok = ok && s_credentials (self, config, error, sizeof (error)) == 0;
-    if (ok)
-        ok = (self->rest = qn_rest_new (loop, "databricks", s_setup, self)) != NULL;
     if (!ok) {
         if (*error)
             qn_log (QN_LOG_ERROR, "databricks", "databricks backend: %s", error);

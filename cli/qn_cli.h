@@ -288,6 +288,10 @@ int cli_cmd_workflows (options_t *options, int argc, char **argv);
 //  qn_cli_schedules.c: schedules and triggers
 int cli_cmd_schedules (options_t *options, int argc, char **argv);
 int cli_cmd_schedule (options_t *options, int argc, char **argv);
+int cli_cmd_pools (options_t *options, int argc, char **argv);
+int cli_cmd_pool (options_t *options, int argc, char **argv);
+//  `user weights` and `user weight NAME W`; -1 for any other words
+int cli_user_weights (options_t *options, int argc, char **argv);
 int cli_cmd_rerun (options_t *options, int argc, char **argv);
 //  run with a word that is no existing path: "-" (stdin) or NAME[@V]
 int cli_run_stored (options_t *options, const char *word);

@@ -335,6 +335,9 @@ cli_cmd_user (options_t *options, int argc, char **argv)
         return cli_user_list (options);
     if (argc == 2 && streq (argv [0], "revoke"))
         return cli_user_revoke (options, argv [1]);
+    int rc = cli_user_weights (options, argc, argv);
+    if (rc != -1)
+        return rc;
     if (argc != 2 || !streq (argv [0], "add")) {
         return cli_usage_error ("user");
     }
@@ -347,7 +350,7 @@ cli_cmd_user (options_t *options, int argc, char **argv)
     qn_client_t *client = cli_connect (options);
     Qanat__Envelope *reply = cli_call (client, &request);
     const char *key_file = reply->reply->user_key->key_file;
-    int rc = 0;
+    rc = 0;
     if (options->out) {
         int fd = open (options->out, O_WRONLY | O_CREAT | O_EXCL, 0600);
         if (fd == -1 || write (fd, key_file, strlen (key_file)) != (ssize_t) strlen (key_file)) {

@@ -184,9 +184,12 @@ static const cli_command_t s_commands [] = {
     {"token", cli_cmd_token, "create | list | revoke ID",
         "join tokens for new agents: make one, list them (id, expiry, uses left, labels),"
         " or revoke one (admin)", "create list revoke"},
-    {"user", cli_cmd_user, "add NAME | list | revoke NAME",
+    {"user", cli_cmd_user, "add NAME | list | revoke NAME | weight NAME W | weights",
         "users and their client keys: add one, list them, or revoke one (its key is refused"
-        " at once) (admin)", "add list revoke"},
+        " at once); an owner's fair-share weight (admin)", "add list revoke weight weights"},
+    {"pools", cli_cmd_pools, "", "named pools: size, attempts using them, tasks waiting", NULL},
+    {"pool", cli_cmd_pool, "set NAME N",
+        "size a named pool shared across workflows (0: back to 1) (admin)", "set"},
     {"apitoken", cli_cmd_apitoken, "create NAME | list | revoke NAME",
         "bearer tokens for the HTTP API: a new one is shown once (admin)",
         "create list revoke"},

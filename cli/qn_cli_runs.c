@@ -57,12 +57,13 @@ s_task_json (Qanat__TaskInfo *task)
             "expr", cli_json_text (check->expr), "severity", cli_json_text (check->severity),
             "passed", check->passed, "detail", cli_json_text (check->detail)));
     }
-    return json_pack ("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+    return json_pack ("{s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o}",
         "name", cli_json_text (task->name),
         "status", json_string (qn_task_status_name (task->status)),
         "needs", needs,
         "on", cli_json_labels (task->selector, task->n_selector),
         "waiting_reason", cli_json_text (task->waiting_reason),
+        "queued_us", (json_int_t) task->queued_us,
         "attempts", attempts,
         "checks", checks);
 }
@@ -73,11 +74,12 @@ cli_run_json (Qanat__RunInfo *run)
     json_t *tasks = json_array ();
     for (size_t t = 0; t < run->n_tasks; t++)
         json_array_append_new (tasks, s_task_json (run->tasks [t]));
-    return json_pack ("{s:I,s:o,s:I,s:s,s:I,s:I,s:o,s:o,s:o}",
+    return json_pack ("{s:I,s:o,s:I,s:s,s:o,s:I,s:I,s:o,s:o,s:o}",
         "run_id", (json_int_t) run->run_id,
         "workflow", cli_json_text (run->workflow),
         "version", (json_int_t) run->version,
         "status", qn_run_status_name (run->status),
+        "waiting_reason", cli_json_text (run->waiting_reason),
         "created_us", (json_int_t) run->created_us,
         "finished_us", (json_int_t) run->finished_us,
         "params", cli_json_params (run->params, run->n_params),
@@ -201,6 +203,8 @@ cli_print_run (Qanat__RunInfo *run)
 {
     printf ("run %llu  %s v%u  %s\n", (unsigned long long) run->run_id, run->workflow,
             run->version, cli_status_paint (qn_run_status_name (run->status)));
+    if (run->waiting_reason && *run->waiting_reason)
+        printf ("%s\n", run->waiting_reason);
     printf ("started %s", cli_time_text (run->created_us));
     printf ("  took %s\n", cli_duration_text (run->created_us, run->finished_us));
     if (run->code && *run->code)
@@ -445,8 +449,12 @@ cli_cmd_runs (options_t *options, int argc, char **argv)
                 free (params);
                 params = longer;
             }
+            //  A run its workflow's concurrency holds back says so
+            bool held = run->waiting_reason && *run->waiting_reason
+                     && run->status == QANAT__RUN_STATUS__RUN_QUEUED;
             cli_table_add (table, id, run->workflow, version,
-                           cli_status_paint (qn_run_status_name (run->status)), run->owner,
+                           held? "waiting": cli_status_paint (qn_run_status_name (run->status)),
+                           run->owner,
                            started, took, params);
             free (started);
             free (took);

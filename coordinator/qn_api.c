@@ -15,6 +15,7 @@
 #include "qn_fleet.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
+#include "qn_share.h"
 #include "qn_api.h"
 #include <sodium.h>
 #include "qn_api_views.h"
@@ -1300,6 +1301,8 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_REMOVE_AGENT, QN_API_ADMIN, qn_api_admin_remove_agent },
     { QANAT__REQUEST__BODY_LABEL_AGENT,  QN_API_ADMIN, qn_api_admin_label_agent },
     { QANAT__REQUEST__BODY_LIST_NOTIFICATIONS, QN_API_USER, qn_notify_api_list },
+    { QANAT__REQUEST__BODY_SET_LIMIT,    QN_API_ADMIN, qn_share_handle_set },
+    { QANAT__REQUEST__BODY_LIST_LIMITS,  QN_API_USER,  qn_share_handle_list },
 };
 
 const qn_api_entry_t *

@@ -127,10 +127,26 @@ qn_api_views_stats (qn_coordinator_t *self, Qanat__Stats *stats)
 
     stats->queue_depth = NULL;
     stats->n_queue_depth = 0;
+    //  By shape (selector, backend, resources): the queues of one shape
+    //  for each priority, pool, task limit and owner count together
     for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
-         queue = (zlistx_t *) zhashx_next (self->queues))
-        s_add_count (&stats->queue_depth, &stats->n_queue_depth,
-                     (const char *) zhashx_cursor (self->queues), s_queue_depth (self, queue));
+         queue = (zlistx_t *) zhashx_next (self->queues)) {
+        const char *key = (const char *) zhashx_cursor (self->queues);
+        char *shape = strndup (key, strcspn (key, "!%^~"));
+        uint64_t depth = s_queue_depth (self, queue);
+        size_t q = 0;
+        while (q < stats->n_queue_depth && strcmp (stats->queue_depth [q]->key, shape) != 0)
+            q++;
+        if (shape && q < stats->n_queue_depth) {
+            depth += strtoull (stats->queue_depth [q]->value, NULL, 10);
+            char text [24];
+            snprintf (text, sizeof text, "%" PRIu64, depth);
+            qn_engine_replace_string (&stats->queue_depth [q]->value, strdup (text));
+        }
+        else
+            s_add_count (&stats->queue_depth, &stats->n_queue_depth, shape? shape: key, depth);
+        free (shape);
+    }
 
     //  Every state, even with no agent in it, so that the shape is stable
     static const char *states [] = { "connected", "suspect", "lost", "disconnected" };

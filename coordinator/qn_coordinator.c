@@ -17,6 +17,7 @@
 #include "qn_turn.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
+#include "qn_share.h"
 #include "qn_fleet.h"
 #include "qn_agent_link.h"
 #include "qn_api.h"
@@ -404,7 +405,8 @@ qn_coordinator_new (const qn_coordinator_config_t *config, char **error_p)
     zlistx_set_destructor (self->outbox, qn_turn_outgoing_destructor);
 
     self->store = qn_store_new (self->data_dir, config->durable, error_p);
-    if (!self->store) {
+    self->limits = self->store? qn_dispatch_limits_load (self, error_p): NULL;
+    if (!self->store || !self->limits) {
         qn_coordinator_destroy (&self);
         return NULL;
     }
@@ -495,6 +497,8 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
         zhashx_destroy (&self->with_credit);
         zlistx_destroy (&self->dirty_runs);
         zhashx_destroy (&self->runs);
+        qn_limits_destroy (&self->limits);
+        zhashx_destroy (&self->admitted);
         zhashx_destroy (&self->by_route);
         zhashx_destroy (&self->agents);
         if (self->store)

@@ -11,20 +11,29 @@
 #include "qn_fleet.h"
 #include "qn_run.h"
 #include "qn_notify.h"
+#include "qn_share.h"
 
 //  ---------------------------------------------------------------------
 //  Selector queues and delayed retries
 
 static char *
-s_selector_key (const qn_task_t *spec)
+s_selector_key (run_t *run, const qn_task_t *spec)
 {
     //  File order is fine: the same workflow always spells it the same way,
     //  and two spellings of one selector only cost a second queue.  The
     //  backend is part of what an agent must offer, so part of the key;
     //  so is what the task asks for, so that every task of a queue fits
     //  where its first one does (a queue whose first task fits nowhere
-    //  is passed over whole: the cost per placement stays flat).
-    size_t size = 2 + 64 + (spec->backend? strlen (spec->backend): 0);
+    //  is passed over whole: the cost per placement stays flat).  So are
+    //  its priority, pool, task limit and owner: every task of a queue
+    //  has the same room and rank, and a queue whose pool is full is
+    //  passed over whole too.
+    const char *owner = run->info->owner? run->info->owner: "";
+    const char *workflow = run->info->workflow? run->info->workflow: "";
+    size_t size = 2 + 64 + (spec->backend? strlen (spec->backend): 0) + 16
+                + (spec->pool? strlen (spec->pool) + 1: 0)
+                + (spec->concurrency? strlen (workflow) + strlen (spec->name) + 2: 0)
+                + strlen (owner) + 1;
     for (size_t s = 0; s < spec->selector_count; s++)
         size += strlen (spec->selector [s].key) + strlen (spec->selector [s].value) + 2;
     char *key = (char *) malloc (size);
@@ -43,6 +52,22 @@ s_selector_key (const qn_task_t *spec)
     if (spec->cpus || spec->memory_mb || spec->gpus)
         sprintf (key + strlen (key), "#%u,%llu,%u", spec->cpus,
                  (unsigned long long) spec->memory_mb, spec->gpus);
+    if (spec->priority)
+        sprintf (key + strlen (key), "!%d", spec->priority);
+    if (spec->pool) {
+        strcat (key, "%");
+        strcat (key, spec->pool);
+    }
+    if (spec->concurrency) {
+        strcat (key, "^");
+        strcat (key, workflow);
+        strcat (key, "/");
+        strcat (key, spec->name);
+    }
+    if (*owner) {
+        strcat (key, "~");
+        strcat (key, owner);
+    }
     return key;
 }
 
@@ -59,11 +84,17 @@ qn_dispatch_queue (qn_coordinator_t *self, run_t *run, size_t index)
     ready_t *ready = (ready_t *) zmalloc (sizeof (ready_t));
     ready->run_id = run->id;
     ready->task = (uint32_t) index;
-    if (qn_run_task (run, index)->retry_at_us > qn_now_us ()) {
+    //  Ageing counts from when it became queued, kept across restarts
+    int64_t now = qn_now_us ();
+    int64_t queued = qn_run_task (run, index)->queued_us;
+    ready->queued_us = queued > 0 && queued <= now? queued: now;
+    if (qn_run_task (run, index)->retry_at_us > now) {
         zlistx_add_end (self->delayed, ready);
         return;
     }
-    char *key = s_selector_key (qn_workflow_task (run->wf, index));
+    if (!qn_share_admit (self, run, ready))
+        return;                 //  held until a run of its workflow ends
+    char *key = s_selector_key (run, qn_workflow_task (run->wf, index));
     zlistx_t *queue = (zlistx_t *) zhashx_lookup (self->queues, key);
     if (!queue) {
         queue = zlistx_new ();
@@ -206,8 +237,13 @@ s_resources_reason (qn_coordinator_t *self, const qn_task_t *spec, const qn_res_
 //  Why a queued task has not started, worked out when someone asks
 //  rather than on every dispatch.
 static char *
-s_waiting_reason (qn_coordinator_t *self, const qn_task_t *spec)
+s_waiting_reason (qn_coordinator_t *self, run_t *run, const qn_task_t *spec)
 {
+    if (!run->admitted && run->info->waiting_reason && *run->info->waiting_reason)
+        return strdup (run->info->waiting_reason);
+    char *limit = qn_share_waiting_reason (self, run, spec);
+    if (limit)
+        return limit;
     qn_res_t need = s_queue_need (spec);
     if (!qn_res_empty (&need)) {
         char *reason = s_resources_reason (self, spec, &need);
@@ -243,7 +279,7 @@ qn_dispatch_explain_waiting (qn_coordinator_t *self, run_t *run)
         Qanat__TaskInfo *task = qn_run_task (run, t);
         if (task->status == QANAT__TASK_STATUS__TASK_QUEUED && task->retry_at_us <= wall)
             qn_engine_replace_string (&task->waiting_reason,
-                                      s_waiting_reason (self, qn_workflow_task (run->wf, t)));
+                                      s_waiting_reason (self, run, qn_workflow_task (run->wf, t)));
     }
 }
 
@@ -552,11 +588,67 @@ s_queue_need (const qn_task_t *spec)
     return qn_fleet_need (spec, spec->backend? spec->backend: "local");
 }
 
-//  One pass over the ready list.  Each task goes to the connected,
-//  matching agent it fits on (qn_placement_choose: the tightest fit, or
-//  the loosest with --placement spread; a task asking for nothing to the
-//  most free credit); a task that cannot be placed stays in its queue, and
-//  `qanat status` asks why (qn_dispatch_explain_waiting).
+//  The candidates of a queue: the connected, matching agents with credit
+//  it fits on now (every task in it asks the same, so one that does not
+//  fit now fits none of them), in heap order.
+static void
+s_candidates (qn_coordinator_t *self, const qn_task_t *spec, qn_placement_heap_t *heap,
+              agent_t **candidates, int64_t now)
+{
+    size_t count = 0;
+    for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
+         agent = (agent_t *) zhashx_next (self->with_credit))
+        //  The arithmetic first: it rules out most agents for a big task
+        if (qn_placement_fits (&agent->place, &heap->need) && qn_fleet_matches (agent, spec)
+        &&  !qn_fleet_unavailable (agent, now)) {
+            candidates [count] = agent;
+            heap->places [count] = &agent->place;
+            heap->credit [count++] = agent->info->credit;
+        }
+    heap->count = count;
+    qn_placement_heap_make (heap);
+}
+
+//  Places up to limit tasks of one queue (in order, each to the first
+//  candidate of the heap: the order of qn_placement_choose); stops early
+//  when stop says so (fair share).  The number placed.
+static size_t
+s_place_queue (qn_coordinator_t *self, qn_share_queue_t *entry, qn_placement_heap_t *heap,
+               agent_t **candidates, int64_t now, qn_share_queue_t *order, size_t count)
+{
+    zlistx_t *queue = entry->queue;
+    heap->need = s_queue_need (entry->spec);
+    s_candidates (self, entry->spec, heap, candidates, now);
+    size_t placed = 0;
+    ready_t *ready;
+    while (heap->count && placed < entry->room && (ready = (ready_t *) zlistx_first (queue))) {
+        if (qn_share_over (self, entry, order, count)) {
+            entry->capped = true;
+            break;
+        }
+        void *handle = zlistx_cursor (queue);
+        run_t *run = qn_run_find (self, ready->run_id);
+        if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
+            agent_t *agent = candidates [0];
+            if (s_assign (self, run, ready->task, agent))
+                placed++;
+            heap->credit [0] = agent->info->credit;
+            qn_placement_heap_update_first (heap, agent->info->credit > 0
+                                            && qn_placement_fits (&agent->place, &heap->need));
+        }
+        zlistx_delete (queue, handle);
+    }
+    return placed;
+}
+
+//  One pass over the ready list.  The queues go in the order of
+//  qn_share_order (priority with ageing, then the owner furthest below
+//  its share); each task goes to the connected, matching agent it fits
+//  on (qn_placement_choose: the tightest fit, or the loosest with
+//  --placement spread; a task asking for nothing to the most free
+//  credit); a queue whose pool or task limit is reached is passed over
+//  whole; a task that cannot be placed stays in its queue, and `qanat
+//  status` asks why (qn_dispatch_explain_waiting).
 void
 qn_dispatch (qn_coordinator_t *self)
 {
@@ -568,60 +660,29 @@ qn_dispatch (qn_coordinator_t *self)
     agent_t **candidates = (agent_t **) malloc (agents * sizeof (agent_t *));
     const qn_place_t **places = (const qn_place_t **) malloc (agents * sizeof (qn_place_t *));
     uint32_t *credit = (uint32_t *) malloc (agents * sizeof (uint32_t));
-    if (!candidates || !places || !credit) {
-        free (candidates);
-        free (places);
-        free (credit);
-        return;
-    }
-    for (zlistx_t *queue = (zlistx_t *) zhashx_first (self->queues); queue;
-         queue = (zlistx_t *) zhashx_next (self->queues)) {
-        if (zlistx_size (queue) == 0)
-            continue;
-        //  The agents that can serve this queue now: every task in it asks
-        //  the same, so one that does not fit now fits none of them.
-        const qn_task_t *spec = NULL;
-        ready_t *ready = (ready_t *) zlistx_first (queue);
-        while (ready) {
-            run_t *run = qn_run_find (self, ready->run_id);
-            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                spec = qn_workflow_task (run->wf, ready->task);
-                break;
-            }
-            zlistx_delete (queue, zlistx_cursor (queue));       //  canceled or gone
-            ready = (ready_t *) zlistx_first (queue);
+    size_t count = 0;
+    qn_share_queue_t *order = candidates && places && credit? qn_share_order (self, &count): NULL;
+    qn_placement_heap_t heap = { places, credit, (void **) candidates, 0, { 0, 0, 0 }, mode };
+    //  While fair share held a queue back and others placed, go again:
+    //  the shares have moved
+    bool again = true;
+    for (int sweep = 0; order && again && sweep < 64; sweep++) {
+        again = false;
+        size_t placed = 0;
+        for (size_t q = 0; q < count && zhashx_size (self->with_credit); q++) {
+            qn_share_queue_t *entry = &order [q];
+            //  A queue that stopped for any reason but fair share cannot
+            //  place more in this pass: credit, room and limits only shrink
+            if (entry->done || !qn_share_ready (self, entry))
+                continue;       //  empty, or its pool or task limit reached: passed over whole
+            entry->capped = false;
+            placed += s_place_queue (self, entry, &heap, candidates, now, order, count);
+            again |= entry->capped;
+            entry->done = !entry->capped;
         }
-        if (!spec)
-            continue;
-        qn_res_t need = s_queue_need (spec);
-        size_t count = 0;
-        for (agent_t *agent = (agent_t *) zhashx_first (self->with_credit); agent;
-             agent = (agent_t *) zhashx_next (self->with_credit))
-            //  The arithmetic first: it rules out most agents for a big task
-            if (qn_placement_fits (&agent->place, &need) && qn_fleet_matches (agent, spec)
-            &&  !qn_fleet_unavailable (agent, now)) {
-                candidates [count] = agent;
-                places [count] = &agent->place;
-                credit [count++] = agent->info->credit;
-            }
-        //  Hand out tasks in order, each to the first candidate of the heap
-        //  (the order of qn_placement_choose); one left without credit or
-        //  room leaves it.
-        qn_placement_heap_t heap = { places, credit, (void **) candidates, count, need, mode };
-        qn_placement_heap_make (&heap);
-        while (heap.count && (ready = (ready_t *) zlistx_first (queue))) {
-            void *handle = zlistx_cursor (queue);
-            run_t *run = qn_run_find (self, ready->run_id);
-            if (run && qn_dag_status (run->dag, ready->task) == QANAT__TASK_STATUS__TASK_QUEUED) {
-                agent_t *agent = candidates [0];
-                s_assign (self, run, ready->task, agent);
-                credit [0] = agent->info->credit;
-                qn_placement_heap_update_first (&heap, agent->info->credit > 0
-                                                && qn_placement_fits (&agent->place, &need));
-            }
-            zlistx_delete (queue, handle);
-        }
+        again &= placed > 0;
     }
+    qn_share_order_free (&order, count);
     free (candidates);
     free (places);
     free (credit);

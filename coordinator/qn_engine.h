@@ -34,6 +34,7 @@
 #include "qn_api.h"
 #include "qn_wf_notify.h"
 #include "qn_placement.h"
+#include "qn_limits.h"
 //  Commit latency buckets: at most 0.5, 1, 2, 5, 10, 25, 50, 100, 250 ms,
 //  and longer (qn_turn_latency_bound)
 #define QN_ENGINE_LATENCY_BUCKETS   10
@@ -78,12 +79,14 @@ typedef struct {
     size_t *dirty_list;                 //  ...and their indexes
     size_t dirty_count;
     size_t *scratch;                    //  room for every task index, for qn_dag
+    bool admitted;                      //  counted against its workflow's concurrency
 } run_t;
 
 //  A task waiting for an agent.
 typedef struct {
     uint64_t run_id;
     uint32_t task;
+    int64_t queued_us;                  //  when it joined its queue (priority ageing)
 } ready_t;
 
 //  The highest seq of one attempt to acknowledge at the end of the turn.
@@ -163,6 +166,8 @@ struct _qn_coordinator_t {
     struct _qn_scheduler_t *scheduler;  //  schedules and triggers (qn_scheduler.c)
     struct _qn_notify_t *notifier;      //  sends the notifications' outbox (qn_notify.c)
     qn_wf_notify_t *notify_default;     //  --notify-file: for workflows without notify:
+    qn_limits_t *limits;                //  pools, weights, running counts (qn_dispatch.c)
+    zhashx_t *admitted;                 //  workflow -> runs admitted under its concurrency
 };
 
 //  ---------------------------------------------------------------------

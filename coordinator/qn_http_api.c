@@ -631,6 +631,15 @@ s_build_agent_action (s_ctx_t *ctx)
 }
 
 static int
+s_build_list_limits (s_ctx_t *ctx)
+{
+    S_NEW (Qanat__ListLimits, QANAT__LIST_LIMITS__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_LIST_LIMITS;
+    ctx->request->list_limits = msg;
+    return 0;
+}
+
+static int
 s_build_stats (s_ctx_t *ctx)
 {
     S_NEW (Qanat__GetStats, QANAT__GET_STATS__INIT);
@@ -720,6 +729,7 @@ static const s_route_t s_routes [] = {
     { "POST",   "agents/*/undrain",       QN_HTTP_ROUTE_AGENT_UNDRAIN,    200, 0, 0, s_build_agent_action },
     { "POST",   "agents/*/revoke",        QN_HTTP_ROUTE_AGENT_REVOKE,     200, 0, 0, s_build_agent_action },
     { "GET",    "stats",                  QN_HTTP_ROUTE_STATS,            200, 0, 0, s_build_stats },
+    { "GET",    "limits",                 QN_HTTP_ROUTE_LIMITS_LIST,      200, 0, 0, s_build_list_limits },
     { "GET",    "blobs/*",                QN_HTTP_ROUTE_BLOB_GET,         200, 0, 0, s_build_get_blob },
     { "PUT",    "blobs/*",                QN_HTTP_ROUTE_BLOB_PUT,         201, 0, 0, s_build_put_blob },
     { "GET",    "apitokens",              QN_HTTP_ROUTE_APITOKENS_LIST,   200, 0, 0, s_build_list_tokens },

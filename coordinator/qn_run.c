@@ -9,6 +9,7 @@
 #include "qn_log.h"
 #include "qn_agent_link.h"
 #include "qn_dispatch.h"
+#include "qn_share.h"
 #include "qn_scheduler.h"
 #include "qn_notify.h"
 #include "qn_fleet.h"
@@ -175,7 +176,10 @@ qn_run_track_running (run_t *run, size_t index, bool running)
     //  (local backend only: a cluster's engine places its own work)
     qn_res_t need = qn_fleet_need (qn_workflow_task (run->wf, index), attempt->backend);
     bool counts = !qn_res_empty (&need);
-    bool counted = counts && zhashx_lookup (agent->attempts, key) != NULL;
+    bool listed = zhashx_lookup (agent->attempts, key) != NULL;
+    bool counted = counts && listed;
+    if (running != listed)
+        qn_share_count (run->owner, run, index, running);
     if (running) {
         ready_t *ref = (ready_t *) zmalloc (sizeof (ready_t));
         ref->run_id = run->id;
@@ -206,6 +210,8 @@ qn_run_set_status (run_t *run, size_t index, Qanat__TaskStatus status)
         qn_run_track_running (run, index, false);
     qn_dag_set_status (run->dag, index, status);
     qn_run_task (run, index)->status = status;
+    if (status == QANAT__TASK_STATUS__TASK_QUEUED && old != status)
+        qn_run_task (run, index)->queued_us = qn_now_us ();
     if (status == QANAT__TASK_STATUS__TASK_RUNNING && old != QANAT__TASK_STATUS__TASK_RUNNING)
         qn_run_track_running (run, index, true);
     qn_run_mark_task (run, index);
@@ -454,6 +460,7 @@ qn_run_advance (qn_coordinator_t *self, run_t *run)
         if (qn_dag_finished (run->dag)) {
             run->info->finished_us = qn_now_us ();
             qn_scheduler_run_ended (self, run->id);
+            qn_share_run_ended (self, run);
             if (self->config.verbose)
                 qn_log (QN_LOG_INFO, "run", "run %llu %s", (unsigned long long) run->id,
                         qn_run_status_name (status));

@@ -444,6 +444,17 @@ int
 void
     qn_store_free_array (void *array, size_t count);
 
+//  Pool sizes and owners' weights (qn_store_limits.c): kind is "pool" or
+//  "weight"; value 0 deletes.  0 or -1.
+int
+    qn_store_limit_put (qn_store_t *self, const char *kind, const char *name, uint32_t value);
+
+typedef void (qn_store_limit_fn) (const char *kind, const char *name, uint32_t value,
+                                  void *arg);
+//  Visits every stored limit.  0 or -1.
+int
+    qn_store_limit_each (qn_store_t *self, qn_store_limit_fn *visit, void *arg);
+
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,7 @@
 #include "qn_wf_command.h"
 #include "qn_wf_notify.h"
 #include "qn_wf_backend.h"
+#include "qn_wf_limits.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -59,11 +60,12 @@ struct _qn_workflow_t {
     char *code;                 //  `code:` as written; NULL = the file's folder
     qn_wf_schedule_t *schedule; //  schedule, max_active, trigger; NULL = none
     qn_wf_notify_t *notify;     //  `notify:`, NULL = none
+    qn_wf_limits_t limits;      //  priority, concurrency
 };
 
 static const char *s_top_keys [] = {
     "name", "description", "params", "tasks", "keep_runs", "artifacts", "code", "notify",
-    QN_WF_SCHEDULE_KEYS, NULL
+    QN_WF_SCHEDULE_KEYS, QN_WF_LIMITS_KEYS, NULL
 };
 static const char *s_store_keys [] = {
     "store", "bucket", "prefix", "endpoint", "region", "path_style", NULL
@@ -73,13 +75,10 @@ static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
     "retry_on", "timeout", "metrics", "checks", "backend", QN_WF_BACKEND_BLOCKS,
-    "outputs", "inputs", "cache", "matrix", "code", "workdir", NULL
+    "outputs", "inputs", "cache", "matrix", "code", "workdir", QN_WF_LIMITS_TASK_KEYS, NULL
 };
 static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
 static const char *s_check_entry_keys [] = { "expr", "severity", NULL };
-
-
-
 
 //  The same rule as the metrics file: one definition, in qn_metric.
 static bool
@@ -147,6 +146,7 @@ s_task_free (qn_task_t *task)
     qn_kv_free (task->selector, task->selector_count);
     free (task->backend);
     free (task->workdir);
+    free (task->pool);
     qn_kv_free (task->backend_options, task->backend_option_count);
     for (size_t i = 0; task->outputs && i < task->output_count; i++) {
         free (task->outputs [i].name);
@@ -856,6 +856,7 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
             task->cache = strcmp (field->value, "true") == 0;
     }
     s_parse_code (ctx, task, value);
+    qn_wf_limits_parse_task (ctx, value, &self->limits, task);
     //  After env: a secret in a shell string adds to it
     if (run)
         qn_wf_command_check (ctx, task, run, self->params, self->param_count);
@@ -948,6 +949,7 @@ s_parse_workflow (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_yaml_node_t *root)
     if (node)
         qn_params_parse (ctx, node, &self->params, &self->param_count);
     self->schedule = qn_wf_schedule_parse (ctx, root, self->params, self->param_count);
+    qn_wf_limits_parse (ctx, root, &self->limits);
     node = qn_yaml_map_get (root, "keep_runs", NULL);
     if (node) {
         qn_yaml_uint32 (ctx, node, "keep_runs", &self->keep_runs);
@@ -1209,6 +1211,12 @@ const qn_wf_schedule_t *
 qn_workflow_schedule (qn_workflow_t *self)
 {
     return self->schedule;
+}
+
+const qn_wf_limits_t *
+qn_workflow_limits (qn_workflow_t *self)
+{
+    return &self->limits;
 }
 
 const qn_wf_notify_t *

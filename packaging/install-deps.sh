@@ -7,14 +7,20 @@
 #            local S3 server (s3rver) and the SigV4 cross-check (aws4),
 #            chromium and libjs-chart.js for the web UI's browser tests,
 #            zsh (and bash, perl: Debian's own) for the completion and
-#            -o yaml tests of the CLI.
+#            -o yaml tests of the CLI, and what the Debian package
+#            stage (tests/packaging/test_debian.sh) builds and checks
+#            with: debhelper, dh-python, lintian, mmdebstrap.
+# patchelf makes the agent bundle (make agent-bundle), help2man the man
+# pages (make install, debian/).
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libsodium-dev
-  python3 python3-zmq python3-aiosmtpd valgrind procps clang-14 libclang-rt-14-dev"
+  python3 python3-zmq python3-aiosmtpd valgrind procps clang-14 libclang-rt-14-dev
+  patchelf help2man"
 if [ "${1:-}" = "--tests" ]; then
-    PACKAGES="$PACKAGES slurm-wlm munge openssl chromium libjs-chart.js zsh"
+    PACKAGES="$PACKAGES slurm-wlm munge openssl chromium libjs-chart.js zsh
+      debhelper dh-python lintian mmdebstrap"
     # A node from elsewhere (nodesource) is fine; Debian's only if none
     command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
         || PACKAGES="$PACKAGES nodejs npm"

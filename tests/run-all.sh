@@ -5,7 +5,11 @@
 #      the fault-injection suite and the benchmark smoke test;
 #   2. the same suite again, built with AddressSanitizer and
 #      UndefinedBehaviorSanitizer (from `make dist`, in build-sanitizers/);
-#   3. every libFuzzer target for FUZZ_SECONDS seconds each (default 60).
+#   3. every libFuzzer target for FUZZ_SECONDS seconds each (default 60);
+#   4. the Debian packages: built once, lintian, installed into a clean
+#      Debian 12 tree (mmdebstrap), run, upgraded, run again
+#      (tests/packaging/test_debian.sh; skipped, saying why, when
+#      deb.debian.org cannot be reached).
 # QANAT_QUICK=1 runs step 1 only.
 set -u
 cd "$(dirname "$0")/.."
@@ -78,6 +82,19 @@ if [ "${QANAT_QUICK:-0}" != 1 ]; then
     rc=$?
     grep -vE '^(INFO|#[0-9]|Done|MERGE|==)' tests/fuzz-output.log | tail -15
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' tests/fuzz-output.log | tail -1)
+    if [ -n "$line" ]; then
+        p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+        passed=$((passed + p)); failed=$((failed + f))
+    fi
+    if [ $rc -ne 0 ]; then status=1; [ -z "$line" ] && failed=$((failed + 1)); fi
+
+    echo "== 4. Debian packages"
+    started=$(date +%s)
+    sh tests/packaging/test_debian.sh >tests/packaging/test_debian.log 2>&1
+    rc=$?
+    grep -E '^(ok|not ok|SKIP)' tests/packaging/test_debian.log
+    echo "($(( $(date +%s) - started )) s)"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' tests/packaging/test_debian.log | tail -1)
     if [ -n "$line" ]; then
         p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
         passed=$((passed + p)); failed=$((failed + f))

@@ -132,6 +132,9 @@ typedef struct {
     qn_kv_t *matrix;
     size_t matrix_count;
     char *matrix_of;
+    int32_t priority;            //  `priority:` (default the workflow's); higher goes first
+    uint32_t concurrency;        //  attempts of this task across runs at once; 0 = no limit
+    char *pool;                  //  `pool:`: a named pool's slot per attempt; NULL = none
 } qn_task_t;
 
 typedef struct _qn_workflow_t qn_workflow_t;

@@ -40,7 +40,7 @@ TASK_KINDS = ("spark_python_task", "python_wheel_task", "notebook_task")
 SUBMIT_MEMBERS = {"run_name", "tasks", "idempotency_token", "timeout_seconds",
                   "access_control_list", "git_source", "health", "notification_settings",
                   "webhook_notifications", "email_notifications", "environments", "queue",
-                  "run_as", "budget_policy_id"}
+                  "run_as", "budget_policy_id", "usage_policy_id"}
 TASK_MEMBERS = set(TASK_KINDS) | {"task_key", "existing_cluster_id", "new_cluster", "libraries",
                                   "timeout_seconds", "depends_on", "description", "run_if",
                                   "environment_key", "max_retries"}

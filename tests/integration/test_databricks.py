@@ -33,7 +33,8 @@ class Workspace:
 
     def agent(self, name="d1"):
         return self.c.start_agent(name, extra=["--backend", "databricks",
-                                               "--backend-option", "databricks.poll_ms=100"])
+                                               "--backend-option", "databricks.poll_ms=100",
+                                               "--backend-option", "databricks.max_tries=4"])
 
     def close(self):
         self.fake.stop()
@@ -186,6 +187,15 @@ def test_oauth_throttling_and_5xx_are_retried(c, ws):
     check(any("REQUEST_LIMIT_EXCEEDED" in n and "trying again" in n for n in notes),
           "throttling shows: %s" % notes)
     check(len(ws.fake.runs) == 1, "one run: %s" % list(ws.fake.runs))
+
+    # A secret the workspace refuses: the attempt fails with its message,
+    # it does not wait for a token forever
+    ws.fake.client_secret = "rotated"
+    ws.fake.tokens.clear()
+    run = c.wait_run(c.start_run(c.write("py.yaml", PYTHON)), timeout=40)
+    a = attempt(run, "etl")
+    check(run["status"] == "failed" and "Client authentication failed" in a["reason"]
+          and "gave up after" in a["reason"], "refused client: %s" % a)
 
 
 @with_workspace()

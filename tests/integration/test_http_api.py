@@ -497,6 +497,11 @@ def test_stats_and_prometheus(c):
     check(admin.request("POST", "/metrics", validate=False).status == 405, "POST /metrics")
     stats = user.get("/api/v1/stats")
     check(stats["commits"] > 0 and stats["events_committed"] > 0, "stats %s" % stats)
+    # Pools and weights (docs/scheduling.md): a pool set through the CLI is listed
+    c.qanat("pool", "set", "lic", "3")
+    pools = [p for p in user.get("/api/v1/limits")["limits"] if p["kind"] == "pool"]
+    check(pools == [{"kind": "pool", "name": "lic", "value": 3, "set": True, "used": 0,
+                     "waiting": 0}], "GET /api/v1/limits: %r" % pools)
     for client in (admin, qhttp.Client(c.http_port)):       # loopback: no token needed
         r = client.expect(200, "GET", "/metrics")
         check((r.header("content-type") or "").startswith("text/plain"), "type %r" % r.header("content-type"))

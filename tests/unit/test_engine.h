@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "qn_coordinator.h"
 #include "qn_run.h"
+#include "qn_fleet.h"
 
 typedef struct {
     char dir [64];
@@ -85,6 +86,65 @@ test_engine_teardown (void **state)
     test_engine_stop (self);
     free (self);
     return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  An engine with simulated agents, for the tests of dispatch
+
+#define TEST_FLEET_MAX  8
+
+typedef struct {
+    test_engine_t t;                    //  first: test_engine_teardown frees the fixture
+    zframe_t *routes [TEST_FLEET_MAX];
+    agent_t *agents [TEST_FLEET_MAX];
+} test_fleet_t;
+
+//  For a cmocka setup: *state is the new fleet.  0 or -1.
+static inline int
+test_fleet_start (void **state, const char *name)
+{
+    test_fleet_t *fleet = (test_fleet_t *) calloc (1, sizeof (test_fleet_t));
+    if (!fleet || test_engine_start (&fleet->t, name) != 0) {
+        free (fleet);
+        return -1;
+    }
+    *state = fleet;
+    return 0;
+}
+
+static inline int
+test_fleet_teardown (void **state)
+{
+    test_fleet_t *fleet = (test_fleet_t *) *state;
+    for (size_t i = 0; i < TEST_FLEET_MAX; i++)
+        zframe_destroy (&fleet->routes [i]);
+    return test_engine_teardown (state);
+}
+
+//  Connects agent-I with label zone=a (odd I) or b, the local backend,
+//  what resources say it has (as its Register would) and credit slots
+static inline agent_t *
+test_fleet_agent (test_fleet_t *fleet, size_t i, Qanat__Resources *resources, uint32_t credit)
+{
+    char name [32];
+    snprintf (name, sizeof name, "agent-%zu", i);
+    fleet->routes [i] = zframe_new (name, strlen (name));
+    agent_t *agent = qn_fleet_connect (fleet->t.engine, name, fleet->routes [i]);
+    agent->info->connected = true;
+    agent->info->suspect_after_ms = 3600000;
+    agent->info->lost_after_ms = 3600000;
+    qn_engine_append ((void ***) &agent->info->labels, &agent->info->n_labels,
+                      qn_engine_label_new ("zone", i % 2? "a": "b"));
+    qn_engine_append ((void ***) &agent->info->backends, &agent->info->n_backends,
+                      strdup ("local"));
+    Qanat__Register reg = QANAT__REGISTER__INIT;
+    reg.resources = resources;
+    qn_fleet_set_resources (agent, &reg);
+    agent->info->capacity = credit;
+    qn_fleet_set_credit (fleet->t.engine, agent, credit);
+    qn_fleet_update_state (agent, zclock_mono ());
+    fleet->agents [i] = agent;
+    return agent;
 }
 
 #endif

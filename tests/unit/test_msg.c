@@ -271,6 +271,7 @@ s_task_info (uint32_t index, const char *name, Qanat__TaskStatus status)
     SET_LIST (task, selector, s_label ("gpu", "a100"), s_label ("env", "onprem"));
     task->retry_at_us = 1700000009000000LL;
     task->cached_from = 41;
+    task->queued_us = 1700000008000000LL;
     return task;
 }
 
@@ -293,6 +294,7 @@ s_run_info (uint64_t run_id)
     run->no_cache = true;
     SET_LIST (run, artifacts, s_output ("dataset", QANAT__ARTIFACT_KIND__ARTIFACT_DIR));
     run->code = "dir:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    run->waiting_reason = "waiting: workflow ml-pipeline runs at most 1 at once (1 running)";
     return run;
 }
 
@@ -1385,6 +1387,48 @@ s_build_request_schedule_pause (void)
 }
 
 static Qanat__Envelope *
+s_build_request_set_limit (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_SET_LIMIT);
+    NEW (set, Qanat__SetLimit, qanat__set_limit__init);
+    set->kind = "pool";
+    set->name = "gpu-a100";
+    set->value = 4;
+    request->set_limit = set;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_request_list_limits (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_LIST_LIMITS);
+    NEW (list, Qanat__ListLimits, qanat__list_limits__init);
+    list->kind = "weight";
+    request->list_limits = list;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_limits (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_LIMITS);
+    NEW (list, Qanat__LimitList, qanat__limit_list__init);
+    NEW (item, Qanat__LimitInfo, qanat__limit_info__init);
+    item->kind = "pool";
+    item->name = "gpu-a100";
+    item->value = 4;
+    item->set = true;
+    item->used = 3;
+    item->waiting = 17;
+    SET_LIST (list, limits, item);
+    reply->limits = list;
+    return env;
+}
+
+static Qanat__Envelope *
 s_build_reply_schedules (void)
 {
     Qanat__Envelope *env;
@@ -1434,7 +1478,8 @@ s_build_reply_schedules (void)
     X (request_revoke_token) X (request_delete_secret) X (request_remove_agent) \
     X (request_label_agent) X (reply_principals) \
     X (request_list_notifications) X (reply_notifications) \
-    X (request_list_schedules) X (request_schedule_pause) X (reply_schedules)
+    X (request_list_schedules) X (request_schedule_pause) X (reply_schedules) \
+    X (request_set_limit) X (request_list_limits) X (reply_limits)
 
 typedef struct {
     const char *name;

@@ -188,59 +188,24 @@ test_heap_follows_choose (void **state)
 #define S_AGENTS  6
 #define S_TASKS   60
 
-typedef struct {
-    test_engine_t t;                    //  first: test_engine_teardown frees the fixture
-    zframe_t *routes [S_AGENTS];
-    agent_t *agents [S_AGENTS];
-} s_fixture_t;
+typedef test_fleet_t s_fixture_t;
 
 static int
 s_setup (void **state)
 {
-    s_fixture_t *fixture = (s_fixture_t *) calloc (1, sizeof (s_fixture_t));
-    if (test_engine_start (&fixture->t, "test-placement") != 0)
-        return -1;
-    *state = fixture;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    s_fixture_t *fixture = (s_fixture_t *) *state;
-    for (size_t i = 0; i < S_AGENTS; i++)
-        zframe_destroy (&fixture->routes [i]);
-    return test_engine_teardown (state);
+    return test_fleet_start (state, "test-placement");
 }
 
 //  A connected agent with label zone=a|b that reports what it has, as its
-//  Register would, and one slot per CPU of credit
+//  Register would, and one slot per CPU of credit (and two more)
 static agent_t *
 s_agent (s_fixture_t *fixture, size_t i, unsigned int *seed)
 {
-    char name [32];
-    snprintf (name, sizeof name, "agent-%zu", i);
-    fixture->routes [i] = zframe_new (name, strlen (name));
-    agent_t *agent = qn_fleet_connect (fixture->t.engine, name, fixture->routes [i]);
-    agent->info->connected = true;
-    agent->info->suspect_after_ms = 3600000;
-    agent->info->lost_after_ms = 3600000;
-    qn_engine_append ((void ***) &agent->info->labels, &agent->info->n_labels,
-                      qn_engine_label_new ("zone", i % 2? "a": "b"));
-    qn_engine_append ((void ***) &agent->info->backends, &agent->info->n_backends,
-                      strdup ("local"));
     Qanat__Resources resources = QANAT__RESOURCES__INIT;
     resources.cpus = 1 + (uint32_t) (rand_r (seed) % 8);
     resources.memory_mb = 1024 * (1 + (uint64_t) (rand_r (seed) % 8));
     resources.gpus = (uint32_t) (rand_r (seed) % 4);
-    Qanat__Register reg = QANAT__REGISTER__INIT;
-    reg.resources = &resources;
-    qn_fleet_set_resources (agent, &reg);
-    agent->info->capacity = resources.cpus + 2;
-    qn_fleet_set_credit (fixture->t.engine, agent, agent->info->capacity);
-    qn_fleet_update_state (agent, zclock_mono ());
-    fixture->agents [i] = agent;
-    return agent;
+    return test_fleet_agent (fixture, i, &resources, resources.cpus + 2);
 }
 
 static run_t *
@@ -422,8 +387,8 @@ main (void)
         cmocka_unit_test (test_choose_randomized),
         cmocka_unit_test (test_heap_follows_choose),
         cmocka_unit_test (test_gpu_label),
-        cmocka_unit_test_setup_teardown (test_register_resources, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_dispatch_randomized, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_register_resources, s_setup, test_fleet_teardown),
+        cmocka_unit_test_setup_teardown (test_dispatch_randomized, s_setup, test_fleet_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
