@@ -692,7 +692,10 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         return -1;
     }
     attempt->base.exists = attempt->base.announced = true;
-    qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size);
+    if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: following airflow dag run %s "
             "again from '%s'", key.run_id, key.task_index, key.attempt, attempt->base.engine_id,
             cursor? cursor: "");

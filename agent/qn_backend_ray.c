@@ -521,7 +521,10 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     }
     attempt->offset = offset;
     attempt->base.exists = attempt->base.announced = true;
-    qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size);
+    if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: following ray job %s again from "
             "byte %lld", key.run_id, key.task_index, key.attempt, attempt->base.id, offset);
     return 0;

@@ -324,9 +324,8 @@ qn_remote_init (qn_remote_t *self, const qn_remote_ops_t *ops, zloop_t *loop,
                 strerror (errno));
         return -1;
     }
-    self->rest = qn_rest_new (loop, name, qn_remote_setup, &self->auth);
-    if (!self->rest)
-        return -1;
+    //  libcurl is loaded with the first attempt (qn_remote_follow), not
+    //  with the agent
     qn_log (QN_LOG_INFO, name, "%s backend: %s", name, self->url);
     return 0;
 }
@@ -462,6 +461,14 @@ qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
                   size_t error_size)
 {
     qn_remote_t *self = attempt->engine;
+    if (!self->rest)
+        self->rest = qn_rest_new (self->front.loop, self->ops->name, qn_remote_setup,
+                                  &self->auth);
+    if (!self->rest) {
+        snprintf (error, error_size, "%s: cannot load libcurl (see the agent's log)",
+                  self->ops->name);
+        return -1;
+    }
     attempt->base.timeout_s = timeout_s;
     if (attempt->exists) {
         //  Re-attached: when it started is not known here, the timeout
