@@ -24,7 +24,7 @@
       j  (a) with 200 event-stream log followers vs without
       k  RSS with the HTTP server on and idle vs off
       l  (a) with resource matching over 1,000 agents of mixed sizes
-      m  1-task runs notifying a webhook receiver that hangs vs without
+      m  1-task runs notifying a webhook receiver that answers, or hangs, vs without
 
     Every figure prints a line "figure: KEY = VALUE UNIT" that scripts can
     read, and the run ends with a summary table.  The exit status is 0 when
@@ -218,7 +218,7 @@ s_usage (FILE *out)
         "                     g = a with real processes, h = c with a real agent;\n"
         "                     i,j,k = the HTTP side, what `make bench-http` runs;\n"
         "                     l = a with resource matching over 1,000 agents;\n"
-        "                     m = 1-task runs notifying a hanging webhook vs not)\n"
+        "                     m = 1-task runs notifying an answering or hanging webhook vs not)\n"
         "  --tasks N          (a) tasks dispatched (default 100000)\n"
         "  --real-tasks N     (g) tasks run as real processes (default 20000)\n"
         "  --sim-agents N     (a,e,f) simulated agents (default 8)\n"

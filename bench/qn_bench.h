@@ -213,6 +213,7 @@ uint64_t
 
 typedef struct _bench_http_t bench_http_t;
 typedef struct _bench_followers_t bench_followers_t;
+typedef struct _bench_receiver_t bench_receiver_t;
 
 typedef struct {
     size_t requests;                //  after the warm-up
@@ -300,5 +301,17 @@ void
     bench_figure_l (void);
 void
     bench_figure_m (void);
+
+//  (m) A webhook receiver on its own thread that answers every request
+//  at once; NULL when it cannot listen
+bench_receiver_t *
+    bench_receiver_new (void);
+void
+    bench_receiver_destroy (bench_receiver_t **self_p);
+uint16_t
+    bench_receiver_port (bench_receiver_t *self);
+//  Requests answered so far
+unsigned long
+    bench_receiver_requests (bench_receiver_t *self);
 
 #endif

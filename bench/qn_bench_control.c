@@ -3,7 +3,7 @@
     (c) log ingest, (d) agent scale, (e) dispatch cost vs. queue depth,
     (f) memory of the coordinator, its store and a real agent,
     (l) dispatch with resource matching, (m) dispatch while every run's
-    end queues a webhook to a receiver that hangs.
+    end queues a webhook to a receiver that answers at once or hangs.
 
     One of the files of the qn_bench class.
 */
@@ -829,10 +829,11 @@ s_notif_check (qn_client_t *client, uint64_t first_id, uint64_t last_id, size_t 
 //  one call at a time, each notifying url when it is given.  Returns
 //  runs/s from the first StartRun to the last run ended, or -1.  With
 //  url, it then waits (5 s at most) until the sender has reached the
-//  receiver, so that a round shorter than the sender's tick still
-//  shows that deliveries are tried.
+//  receiver (answering or hung), so that a round shorter than the
+//  sender's tick still shows that deliveries are made or tried.
 static double
-s_notify_round (const char *url, int receiver, size_t runs, notif_seen_t *seen, double *cpu_p)
+s_notify_round (const char *url, int receiver, bench_receiver_t *answering, size_t runs,
+                notif_seen_t *seen, double *cpu_p)
 {
     proc_t *proc = bench_qanatd_start (true);
     qn_client_t *client = proc? bench_client_new (proc): NULL;
@@ -846,6 +847,7 @@ s_notify_round (const char *url, int receiver, size_t runs, notif_seen_t *seen, 
     uint64_t first_id = 0, last_id = 0;
     if (bench_sim_wait (actor, "REGISTERED", 60)) {
         bench_set.notify_url = url;
+        unsigned long answered = answering? bench_receiver_requests (answering): 0;
         long long cpu0 = bench_proc_cpu_ticks (proc->real);
         double started = bench_now ();
         bool ok = bench_submit_and_finish (client, actor, url? "bench-m-notify": "bench-m",
@@ -853,14 +855,21 @@ s_notify_round (const char *url, int receiver, size_t runs, notif_seen_t *seen, 
         double elapsed = bench_now () - started;
         long long cpu1 = bench_proc_cpu_ticks (proc->real);
         bench_set.notify_url = NULL;
+        double deadline = bench_now () + 5;
+        while (ok && answering && bench_receiver_requests (answering) == answered
+           &&  bench_now () < deadline)
+            zclock_sleep (20);
+        if (ok && answering)
+            zclock_sleep (300);         //  its result recorded
         if (ok) {
             rate = runs / elapsed;
             *cpu_p = (double) (cpu1 - cpu0) / sysconf (_SC_CLK_TCK) / elapsed;
         }
         if (ok && url && s_notif_check (client, first_id, last_id, runs, seen))
             rate = -1;
-        double deadline = bench_now () + 5;
-        while (url && (seen->queued = s_accept_queue (receiver)) == 0 && bench_now () < deadline)
+        deadline = bench_now () + 5;
+        while (url && !answering && (seen->queued = s_accept_queue (receiver)) == 0
+           &&  bench_now () < deadline)
             zclock_sleep (50);
     }
     zactor_destroy (&actor);
@@ -885,88 +894,123 @@ s_median (double *values, size_t count)
     return values [count / 2];
 }
 
-//  rates and cpu_us: [0] without notify, [1] with, one value per pair.
+//  (m) is measured three ways: without notify, notifying a receiver that
+//  answers at once, notifying one that hangs
+#define S_M_VARIANTS    3
+#define S_M_ROUNDS_MAX  3
+
 static void
-s_figure_m_report (double rates [2][3], double cpu_us [2][3], size_t pairs, notif_seen_t *seen)
+s_notif_add (notif_seen_t *total, const notif_seen_t *seen)
 {
-    double rate_without = s_median (rates [0], pairs), rate_with = s_median (rates [1], pairs);
-    double cpu_without = s_median (cpu_us [0], pairs), cpu_with = s_median (cpu_us [1], pairs);
-    double ratio = rate_with / rate_without;
-    bench_say ("   medians: without %.0f runs/s, with %.0f runs/s; with / without %.3f (target >= 0.90);\n"
-               "   qanatd CPU per run %.0f us without, %.0f us with\n",
-               rate_without, rate_with, ratio, cpu_without, cpu_with);
+    total->expected += seen->expected;
+    total->listed += seen->listed;
+    total->delivered += seen->delivered;
+    total->attempts += seen->attempts;
+    total->queued = seen->queued;
+}
+
+//  rates and cpu_us: one row per variant, one value per round
+static void
+s_figure_m_report (double rates [S_M_VARIANTS][S_M_ROUNDS_MAX],
+                   double cpu_us [S_M_VARIANTS][S_M_ROUNDS_MAX], size_t rounds,
+                   notif_seen_t *seen, unsigned long answered)
+{
+    double rate [S_M_VARIANTS], cpu [S_M_VARIANTS];
+    for (size_t v = 0; v < S_M_VARIANTS; v++) {
+        rate [v] = s_median (rates [v], rounds);
+        cpu [v] = s_median (cpu_us [v], rounds);
+    }
+    double ratio = rate [2] / rate [0], ratio_answering = rate [1] / rate [0];
+    bench_say ("   medians: without %.0f runs/s, answering receiver %.0f, hung receiver %.0f;\n"
+               "   answering / without %.3f, hung / without %.3f (target >= 0.90);\n"
+               "   qanatd CPU per run %.0f us without, %.0f us answering, %.0f us hung\n",
+               rate [0], rate [1], rate [2], ratio_answering, ratio, cpu [0], cpu [1], cpu [2]);
     bench_say ("   outbox, read back after each round (the first run's entry and the newest 999):\n"
-               "   %zu notification(s) missing, %zu delivered, %llu failed attempt(s) recorded;\n"
-               "   %ld connection(s) in the receiver's accept queue after the last round\n",
-               seen->expected - seen->listed,
-               seen->delivered, seen->attempts, seen->queued);
-    bench_figure ("m.dispatch_without", rate_without, "runs/s");
-    bench_figure ("m.dispatch_with", rate_with, "runs/s");
+               "   answering: %zu notification(s) missing, %zu delivered (the receiver answered\n"
+               "   %lu requests); hung: %zu missing, %zu delivered, %llu failed attempt(s)\n"
+               "   recorded, %ld connection(s) in the receiver's accept queue after the last round\n",
+               seen [1].expected - seen [1].listed, seen [1].delivered, answered,
+               seen [2].expected - seen [2].listed, seen [2].delivered, seen [2].attempts,
+               seen [2].queued);
+    bench_figure ("m.dispatch_without", rate [0], "runs/s");
+    bench_figure ("m.dispatch_answering", rate [1], "runs/s");
+    bench_figure ("m.dispatch_with", rate [2], "runs/s");
+    bench_figure ("m.ratio_answering", ratio_answering, "");
     bench_figure ("m.ratio", ratio, "");
-    bench_figure ("m.cpu_per_run_without", cpu_without, "us");
-    bench_figure ("m.cpu_per_run_with", cpu_with, "us");
-    bench_figure ("m.notifications_missing", (double) (seen->expected - seen->listed), "");
-    bench_figure ("m.receiver_connections", (double) seen->queued, "");
+    bench_figure ("m.cpu_per_run_without", cpu [0], "us");
+    bench_figure ("m.cpu_per_run_answering", cpu [1], "us");
+    bench_figure ("m.cpu_per_run_with", cpu [2], "us");
+    bench_figure ("m.notifications_missing",
+                  (double) (seen [1].expected - seen [1].listed + seen [2].expected - seen [2].listed), "");
+    bench_figure ("m.receiver_connections", (double) seen [2].queued, "");
     char value [48];
-    snprintf (value, sizeof value, "%.0f runs/s", rate_without);
+    snprintf (value, sizeof value, "%.0f runs/s", rate [0]);
     bench_row ("m 1-task runs, no notify (ctl plane, sim)", value, "", "-");
-    snprintf (value, sizeof value, "%.0f runs/s", rate_with);
+    snprintf (value, sizeof value, "%.0f runs/s", rate [1]);
+    bench_row ("m 1-task runs, webhook answering at once", value, "", "-");
+    snprintf (value, sizeof value, "%.0f runs/s", rate [2]);
     bench_row ("m 1-task runs, webhook to a hung receiver", value, "", "-");
+    snprintf (value, sizeof value, "%.3f", ratio_answering);
+    bench_row ("m answering receiver / without notify", value, "", "-");
     snprintf (value, sizeof value, "%.3f", ratio);
-    bench_row ("m with / without notify", value, ">= 0.90",
-               ratio >= 0.9 && seen->listed == seen->expected && seen->delivered == 0
-               && seen->queued > 0? "yes": "NO");
+    bench_row ("m hung receiver / without notify", value, ">= 0.90",
+               ratio >= 0.9 && seen [2].listed == seen [2].expected && seen [2].delivered == 0
+               && seen [1].listed == seen [1].expected && seen [2].queued > 0? "yes": "NO");
 }
 
 void
 bench_figure_m (void)
 {
-    size_t pairs = bench_set.smoke? 1: 3;
+    size_t rounds = bench_set.smoke? 1: S_M_ROUNDS_MAX;
     size_t runs = bench_set.notify_runs;
-    bench_say ("\n== (m) dispatch with notifications to a receiver that hangs (control plane, simulated agents) ==\n");
+    bench_say ("\n== (m) dispatch with notifications: a receiver that answers, one that hangs (control plane, simulated agents) ==\n");
     bench_say ("   %zu runs of one `true` task, submitted one call at a time, on %zu simulated agents x %u\n"
-               "   slots; without notify and with notify: {on: [succeeded, failed], webhook} to a\n"
-               "   loopback port that listens and never accepts; a fresh durable qanatd for each;\n"
-               "   %zu pair(s) (which goes first alternates), medians; from the first StartRun until\n"
-               "   every run ended\n",
-               runs, bench_set.agents_a, bench_set.slots, pairs);
+               "   slots; without notify, and with notify: {on: [succeeded, failed], webhook} to a\n"
+               "   loopback receiver that answers 200 at once, or to a loopback port that listens\n"
+               "   and never accepts; a fresh qanatd for each; %zu round(s) of the three (their order\n"
+               "   rotates), medians; from the first StartRun until every run ended\n",
+               runs, bench_set.agents_a, bench_set.slots, rounds);
     uint16_t port = 0;
     int receiver = s_hanging_receiver (&port);
-    if (receiver < 0) {
-        bench_fail ("m dispatch with notify", "cannot open the receiver's socket");
+    bench_receiver_t *answering = receiver >= 0? bench_receiver_new (): NULL;
+    if (!answering) {
+        if (receiver >= 0)
+            close (receiver);
+        bench_fail ("m dispatch with notify", "cannot open the receivers' sockets");
         return;
     }
-    char url [64];
-    snprintf (url, sizeof url, "http://127.0.0.1:%u/hook", port);
-    double rates [2][3], cpu_us [2][3];
-    notif_seen_t total, seen;
-    memset (&total, 0, sizeof total);
+    char url [S_M_VARIANTS][64] = { "" };
+    snprintf (url [1], sizeof url [1], "http://127.0.0.1:%u/hook", bench_receiver_port (answering));
+    snprintf (url [2], sizeof url [2], "http://127.0.0.1:%u/hook", port);
+    double rates [S_M_VARIANTS][S_M_ROUNDS_MAX], cpu_us [S_M_VARIANTS][S_M_ROUNDS_MAX];
+    notif_seen_t total [S_M_VARIANTS];
+    memset (total, 0, sizeof total);
     bool ok = true;
-    for (size_t k = 0; k < pairs && ok; k++) {
-        //  Which goes first alternates: a machine getting busier or
-        //  quieter then favours neither
-        for (int turn = 0; turn < 2 && ok; turn++) {
-            int notify = (int) (k + turn) % 2;
+    for (size_t k = 0; k < rounds && ok; k++) {
+        //  The order rotates: a machine getting busier or quieter then
+        //  favours none of the three
+        for (size_t turn = 0; turn < S_M_VARIANTS && ok; turn++) {
+            size_t v = (k + turn) % S_M_VARIANTS;
             double cpu = 0;
-            rates [notify][k] = s_notify_round (notify? url: NULL, notify? receiver: -1, runs,
-                                                &seen, &cpu);
-            ok = rates [notify][k] > 0;
-            cpu_us [notify][k] = ok? cpu / rates [notify][k] * 1e6: 0;
+            notif_seen_t seen;
+            memset (&seen, 0, sizeof seen);
+            rates [v][k] = s_notify_round (v? url [v]: NULL, v == 2? receiver: -1,
+                                           v == 1? answering: NULL, runs, &seen, &cpu);
+            ok = rates [v][k] > 0;
+            cpu_us [v][k] = ok? cpu / rates [v][k] * 1e6: 0;
+            s_notif_add (&total [v], &seen);
         }
-        if (ok) {
-            total.expected += seen.expected;
-            total.listed += seen.listed;
-            total.delivered += seen.delivered;
-            total.attempts += seen.attempts;
-            total.queued = seen.queued;
-            bench_say ("   pair %zu: without %.0f runs/s (qanatd %.0f us of CPU per run), with %.0f runs/s\n"
-                       "   (%.0f us): %.3f\n", k + 1, rates [0][k], cpu_us [0][k], rates [1][k],
-                       cpu_us [1][k], rates [1][k] / rates [0][k]);
-        }
+        if (ok)
+            bench_say ("   round %zu: without %.0f runs/s (qanatd %.0f us of CPU per run), answering\n"
+                       "   %.0f runs/s (%.0f us), hung %.0f runs/s (%.0f us): %.3f, %.3f\n", k + 1,
+                       rates [0][k], cpu_us [0][k], rates [1][k], cpu_us [1][k], rates [2][k],
+                       cpu_us [2][k], rates [1][k] / rates [0][k], rates [2][k] / rates [0][k]);
     }
+    unsigned long answered = bench_receiver_requests (answering);
+    bench_receiver_destroy (&answering);
     close (receiver);
     if (!ok)
         bench_fail ("m dispatch with notify", "the runs did not finish, or the outbox could not be read");
     else
-        s_figure_m_report (rates, cpu_us, pairs, &total);
+        s_figure_m_report (rates, cpu_us, rounds, total, answered);
 }

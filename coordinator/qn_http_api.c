@@ -640,6 +640,30 @@ s_build_list_limits (s_ctx_t *ctx)
 }
 
 static int
+s_build_list_schedules (s_ctx_t *ctx)
+{
+    S_NEW (Qanat__ListSchedules, QANAT__LIST_SCHEDULES__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_LIST_SCHEDULES;
+    ctx->request->list_schedules = msg;
+    return 0;
+}
+
+//  Pauses or resumes every schedule of a workflow (admin, as the CLI)
+static int
+s_build_schedule_pause (s_ctx_t *ctx)
+{
+    const char *name = ctx->path->part [1];
+    if (s_name_ok (ctx, "workflow", name))
+        return -1;
+    S_NEW (Qanat__SchedulePause, QANAT__SCHEDULE_PAUSE__INIT);
+    ctx->request->body_case = QANAT__REQUEST__BODY_SCHEDULE_PAUSE;
+    ctx->request->schedule_pause = msg;
+    msg->paused = ctx->route->id == QN_HTTP_ROUTE_SCHEDULE_PAUSE;
+    msg->workflow = strdup (name);
+    return msg->workflow? 0: s_refuse (ctx, 503, "unavailable", NULL, "out of memory");
+}
+
+static int
 s_build_stats (s_ctx_t *ctx)
 {
     S_NEW (Qanat__GetStats, QANAT__GET_STATS__INIT);
@@ -730,6 +754,9 @@ static const s_route_t s_routes [] = {
     { "POST",   "agents/*/revoke",        QN_HTTP_ROUTE_AGENT_REVOKE,     200, 0, 0, s_build_agent_action },
     { "GET",    "stats",                  QN_HTTP_ROUTE_STATS,            200, 0, 0, s_build_stats },
     { "GET",    "limits",                 QN_HTTP_ROUTE_LIMITS_LIST,      200, 0, 0, s_build_list_limits },
+    { "GET",    "schedules",              QN_HTTP_ROUTE_SCHEDULES_LIST,   200, 0, 0, s_build_list_schedules },
+    { "POST",   "schedules/*/pause",      QN_HTTP_ROUTE_SCHEDULE_PAUSE,   200, 0, 0, s_build_schedule_pause },
+    { "POST",   "schedules/*/resume",     QN_HTTP_ROUTE_SCHEDULE_RESUME,  200, 0, 0, s_build_schedule_pause },
     { "GET",    "blobs/*",                QN_HTTP_ROUTE_BLOB_GET,         200, 0, 0, s_build_get_blob },
     { "PUT",    "blobs/*",                QN_HTTP_ROUTE_BLOB_PUT,         201, 0, 0, s_build_put_blob },
     { "GET",    "apitokens",              QN_HTTP_ROUTE_APITOKENS_LIST,   200, 0, 0, s_build_list_tokens },

@@ -60,7 +60,10 @@ typedef enum {
     QN_HTTP_ROUTE_BLOB_GET,             //  GET /blobs/{sha256}
     QN_HTTP_ROUTE_BLOB_PUT,             //  PUT /blobs/{sha256}: a raw body, streamed
     QN_HTTP_ROUTE_RUN_NOTIFICATIONS,    //  GET /runs/{id}/notifications
-    QN_HTTP_ROUTE_LIMITS_LIST           //  GET /limits: pools and owners' weights
+    QN_HTTP_ROUTE_LIMITS_LIST,          //  GET /limits: pools and owners' weights
+    QN_HTTP_ROUTE_SCHEDULES_LIST,       //  GET /schedules
+    QN_HTTP_ROUTE_SCHEDULE_PAUSE,       //  POST /schedules/{workflow}/pause
+    QN_HTTP_ROUTE_SCHEDULE_RESUME       //  POST /schedules/{workflow}/resume
 } qn_http_route_id_t;
 
 //  What a decoded request is, beyond its engine Request

@@ -19,6 +19,8 @@ struct _qn_notify_t {
     qn_coordinator_t *engine;
     zactor_t *worker;
     zhashx_t *in_flight;                //  "run:channel" -> the attempt's start (a set)
+    zhashx_t *results;                  //  "run:channel" -> "0", or "1" and the error:
+                                        //  ended attempts, recorded at the next timer
 };
 
 //  ---------------------------------------------------------------------
@@ -26,17 +28,17 @@ struct _qn_notify_t {
 
 //  The run's endings, as QN_NOTIFY_ON_* flags
 static unsigned
-s_events (run_t *run)
+s_events (Qanat__RunInfo *info)
 {
-    switch (run->info->status) {
+    switch (info->status) {
         case QANAT__RUN_STATUS__RUN_SUCCEEDED: return QN_NOTIFY_ON_SUCCEEDED;
         case QANAT__RUN_STATUS__RUN_SUCCEEDED_WITH_WARNINGS: return QN_NOTIFY_ON_WARNINGS;
         case QANAT__RUN_STATUS__RUN_CANCELED: return QN_NOTIFY_ON_CANCELED;
         case QANAT__RUN_STATUS__RUN_FAILED: break;
         default: return 0;
     }
-    for (size_t t = 0; t < run->info->n_tasks; t++) {
-        Qanat__TaskInfo *task = run->info->tasks [t];
+    for (size_t t = 0; t < info->n_tasks; t++) {
+        Qanat__TaskInfo *task = info->tasks [t];
         for (size_t c = 0; c < task->n_checks; c++)
             if (!task->checks [c]->passed && streq (task->checks [c]->severity, "error"))
                 return QN_NOTIFY_ON_FAILED | QN_NOTIFY_ON_CHECK_FAILED;
@@ -58,21 +60,23 @@ s_reason (Qanat__TaskInfo *task)
     return zsys_sprintf ("%s %d", *attempt->end? attempt->end: "exit", attempt->exit_code);
 }
 
-//  The webhook's JSON and the plain text of Slack and email
+//  The webhook's JSON and the plain text of Slack and email, from the
+//  stored run (built when it is sent, not in the commit of the run's end)
 static void
-s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p, char **text_p)
+s_message (qn_coordinator_t *self, Qanat__RunInfo *info, const char *event, char **body_p,
+           char **text_p)
 {
-    Qanat__RunInfo *info = run->info;
     const char *status = qn_run_status_name (info->status);
     const char *base = self->config.public_url? self->config.public_url: "";
     int base_len = (int) strlen (base);
     while (base_len > 0 && base [base_len - 1] == '/')
         base_len--;
     char *link = base_len? zsys_sprintf ("%.*s/ui/runs/%llu", base_len, base,
-                                         (unsigned long long) run->id): NULL;
+                                         (unsigned long long) info->run_id): NULL;
     json_t *failed = json_array ();
     char *text = zsys_sprintf ("qanat: run %llu of %s (version %u) %s\n",
-                               (unsigned long long) run->id, info->workflow, info->version, status);
+                               (unsigned long long) info->run_id, info->workflow, info->version,
+                               status);
     for (size_t t = 0; t < info->n_tasks; t++) {
         Qanat__TaskInfo *task = info->tasks [t];
         if (task->status != QANAT__TASK_STATUS__TASK_FAILED)
@@ -94,7 +98,7 @@ s_message (qn_coordinator_t *self, run_t *run, const char *event, char **body_p,
         text = more;
     }
     json_t *body = json_pack ("{s:I, s:s, s:i, s:s, s:s, s:s?, s:I, s:I, s:o}",
-                              "run", (json_int_t) run->id, "workflow", info->workflow,
+                              "run", (json_int_t) info->run_id, "workflow", info->workflow,
                               "version", (int) info->version, "status", status, "event", event,
                               "owner", info->owner, "created_us", (json_int_t) info->created_us,
                               "finished_us", (json_int_t) info->finished_us,
@@ -134,41 +138,40 @@ s_target (const qn_notify_channel_t *channel)
     return target;
 }
 
-static char *
-s_strdup_or_empty (const char *text)
-{
-    return strdup (text? text: "");
-}
-
 void
 qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
 {
-    const qn_wf_notify_t *rules = qn_workflow_notify (run->wf);
+    qn_notify_ended (self, run->info, run->wf);
+}
+
+void
+qn_notify_ended (qn_coordinator_t *self, Qanat__RunInfo *info, qn_workflow_t *wf)
+{
+    const qn_wf_notify_t *rules = wf? qn_workflow_notify (wf): NULL;
     bool from_default = !rules;
     if (!rules)
         rules = self->notify_default;
-    unsigned events = rules? s_events (run): 0;
+    unsigned events = rules? s_events (info): 0;
     if (!events)
         return;
-    char *body = NULL, *text = NULL;
+    uint64_t run_id = info->run_id;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < rules->channel_count; i++) {
         const qn_notify_channel_t *channel = &rules->channels [i];
-        Qanat__NotifEntry *known = (channel->on & events)
-                                 ? qn_store_get_notif (self->store, run->id, (uint32_t) i): NULL;
-        qn_engine_free_message (known);
-        if (!(channel->on & events) || known)
-            continue;           //  not listened to, or written by an earlier commit
+        //  Not listened to, or written by an earlier commit of this end
+        if (!(channel->on & events)
+        ||  qn_store_has_notif (self->store, run_id, (uint32_t) i) != 0)
+            continue;
         unsigned match = channel->on & events;
         const char *event = qn_wf_notify_event_name ((match & QN_NOTIFY_ON_CHECK_FAILED)
                                                      ? QN_NOTIFY_ON_CHECK_FAILED: match);
-        if (!body)
-            s_message (self, run, event, &body, &text);
+        //  A compact record: the message itself is made from the stored
+        //  run when it is sent
         Qanat__NotifEntry entry = QANAT__NOTIF_ENTRY__INIT;
-        entry.run_id = run->id;
+        entry.run_id = run_id;
         entry.channel = (uint32_t) i;
-        entry.workflow = run->info->workflow;
-        entry.version = run->info->version;
+        entry.workflow = info->workflow;
+        entry.version = info->version;
         entry.event = (char *) event;
         entry.kind = (char *) qn_wf_notify_kind_name (channel->kind);
         entry.target = s_target (channel);
@@ -176,32 +179,22 @@ qn_notify_run_ended (qn_coordinator_t *self, run_t *run)
         entry.created_us = now;
         entry.next_attempt_us = now;
         entry.idempotency_key = zsys_sprintf ("qanat-run-%llu-%s-%zu",
-                                              (unsigned long long) run->id, event, i);
-        entry.owner = run->info->owner;
+                                              (unsigned long long) run_id, event, i);
+        entry.owner = info->owner;
         entry.from_default = from_default;
-        entry.body.data = (uint8_t *) body;
-        entry.body.len = body? strlen (body): 0;
-        entry.text = text;
-        entry.url = s_strdup_or_empty (channel->url);
-        entry.secret = s_strdup_or_empty (channel->secret);
+        entry.url = (char *) (channel->url? channel->url: S_EMPTY);
+        entry.secret = (char *) (channel->secret? channel->secret: S_EMPTY);
         entry.to = channel->to;
         entry.n_to = channel->to_count;
-        entry.from = s_strdup_or_empty (channel->from);
-        entry.user = s_strdup_or_empty (channel->user);
-        entry.password = s_strdup_or_empty (channel->password);
+        entry.from = (char *) (channel->from? channel->from: S_EMPTY);
+        entry.user = (char *) (channel->user? channel->user: S_EMPTY);
+        entry.password = (char *) (channel->password? channel->password: S_EMPTY);
         if (qn_store_begin (self->store) || qn_store_put_notif (self->store, &entry))
             qn_log (QN_LOG_ERROR, "notify", "cannot queue a notification of run %llu: %s",
-                    (unsigned long long) run->id, qn_store_error (self->store));
+                    (unsigned long long) run_id, qn_store_error (self->store));
         free (entry.target);
         free (entry.idempotency_key);
-        free (entry.url);
-        free (entry.secret);
-        free (entry.from);
-        free (entry.user);
-        free (entry.password);
     }
-    free (body);
-    free (text);
 }
 
 //  ---------------------------------------------------------------------
@@ -307,10 +300,40 @@ s_record (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *state, c
                 entry->kind, state, error? ": ": "", error? error: "");
 }
 
+//  The message of an entry: the one it carries (written by an older
+//  coordinator), else made from the stored run.  -1 with *error_p.
+static int
+s_content (qn_coordinator_t *self, Qanat__NotifEntry *entry, char **json_p, char **text_p,
+           char **error_p)
+{
+    if (entry->body.len) {
+        *json_p = strndup ((const char *) entry->body.data, entry->body.len);
+        *text_p = strdup (entry->text);
+        return 0;
+    }
+    Qanat__RunInfo *info = qn_store_get_run (self->store, entry->run_id);
+    if (!info) {
+        *error_p = strdup ("the run is no longer stored");
+        return -1;
+    }
+    Qanat__TaskInfo **tasks = NULL;
+    size_t count = 0;
+    if (qn_store_get_tasks (self->store, entry->run_id, &tasks, &count) == 0) {
+        info->tasks = tasks;
+        info->n_tasks = count;
+    }
+    s_message (self, info, entry->event, json_p, text_p);
+    qn_engine_free_message (info);
+    return 0;
+}
+
 //  The request for the worker; -1 with *error_p when it cannot be made
 static int
 s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char **error_p)
 {
+    char *json = NULL, *text = NULL;
+    if (s_content (self, entry, &json, &text, error_p))
+        return -1;
     char *url = s_resolve (self, entry, entry->url, error_p);
     char *secret = url? s_resolve (self, entry, entry->secret, error_p): NULL;
     char *user = secret? s_resolve (self, entry, entry->user, error_p): NULL;
@@ -342,20 +365,21 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
                                  "Content-Type: text/plain; charset=utf-8\r\n\r\n%s",
                                  entry->from, to_header, (unsigned long long) entry->run_id,
                                  entry->workflow, entry->event, date, entry->idempotency_key,
-                                 entry->text);
+                                 text);
             free (to_header);
         }
         else
         if (streq (entry->kind, "slack")) {
             json_t *message = json_object ();
-            json_object_set_new (message, "text", qn_json_text (entry->text, strlen (entry->text)));
+            json_object_set_new (message, "text", qn_json_text (text, strlen (text)));
             body = json_dumps (message, JSON_COMPACT);
             json_decref (message);
             headers = zsys_sprintf ("Content-Type: application/json\nIdempotency-Key: %s",
                                     entry->idempotency_key);
         }
         else {
-            body = strndup ((const char *) entry->body.data, entry->body.len);
+            body = json;
+            json = NULL;
             char signature [96] = "";
             if (*secret)
                 qn_notify_signature (secret, (int64_t) time (NULL), body, signature);
@@ -375,6 +399,8 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
         free (to);
         free (from);
     }
+    free (json);
+    free (text);
     free (url);
     if (secret)
         sodium_memzero (secret, strlen (secret));
@@ -386,22 +412,40 @@ s_send (qn_coordinator_t *self, Qanat__NotifEntry *entry, const char *id, char *
     return rc;
 }
 
-void
-qn_notify_tick (qn_coordinator_t *self)
+//  Whether a pending entry is being sent, or its result waits to be
+//  recorded: the scan skips it undecoded
+static bool
+s_busy (qn_notify_t *notifier, const char *id)
+{
+    return zhashx_lookup (notifier->in_flight, id) || zhashx_lookup (notifier->results, id);
+}
+
+static bool
+s_in_flight (uint64_t run_id, uint32_t channel, void *arg)
+{
+    char id [48];
+    snprintf (id, sizeof id, "%llu:%u", (unsigned long long) run_id, channel);
+    return s_busy ((qn_notify_t *) arg, id);
+}
+
+//  Sends due pending entries while there is room, looking at most at
+//  limit of those not in flight
+static void
+s_fill (qn_coordinator_t *self, size_t limit)
 {
     qn_notify_t *notifier = self->notifier;
     if (!notifier || zhashx_size (notifier->in_flight) >= QN_NOTIFY_IN_FLIGHT_MAX)
         return;
     Qanat__NotifEntry **entries = NULL;
     size_t count = 0;
-    if (qn_store_pending_notifs (self->store, 256, &entries, &count))
+    if (qn_store_pending_notifs (self->store, limit, s_in_flight, notifier, &entries, &count))
         return;
     int64_t now = qn_now_us ();
     for (size_t i = 0; i < count; i++) {
         Qanat__NotifEntry *entry = entries [i];
         char id [48];
         snprintf (id, sizeof id, "%llu:%u", (unsigned long long) entry->run_id, entry->channel);
-        if (entry->next_attempt_us > now || zhashx_lookup (notifier->in_flight, id)
+        if (entry->next_attempt_us > now || s_busy (notifier, id)
         ||  zhashx_size (notifier->in_flight) >= QN_NOTIFY_IN_FLIGHT_MAX)
             continue;
         char *error = NULL;
@@ -416,48 +460,95 @@ qn_notify_tick (qn_coordinator_t *self)
     qn_store_free_array (entries, count);
 }
 
-//  A result from the worker
-static int
-s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
+//  Records one attempt's result (in the open transaction)
+static void
+s_record_result (qn_coordinator_t *self, const char *id, const char *result)
 {
-    (void) loop;
-    qn_coordinator_t *self = (qn_coordinator_t *) arg;
-    zmsg_t *msg = zmsg_recv (pipe);
-    char *command = msg? zmsg_popstr (msg): NULL;
-    char *id = msg? zmsg_popstr (msg): NULL;
-    char *status = msg? zmsg_popstr (msg): NULL;
-    char *error = msg? zmsg_popstr (msg): NULL;
+    unsigned long long run_id = 0;
+    unsigned channel = 0;
+    if (sscanf (id, "%llu:%u", &run_id, &channel) != 2)
+        return;
+    Qanat__NotifEntry *entry = qn_store_get_notif (self->store, run_id, channel);
+    if (entry && streq (entry->state, "pending")) {
+        entry->attempts++;
+        int64_t now = qn_now_us ();
+        int64_t backoff_s = entry->attempts < 9? (int64_t) 1 << (entry->attempts - 1)
+                                               : QN_NOTIFY_BACKOFF_MAX_S;
+        if (backoff_s > QN_NOTIFY_BACKOFF_MAX_S)
+            backoff_s = QN_NOTIFY_BACKOFF_MAX_S;
+        entry->next_attempt_us = now + backoff_s * 1000000;
+        if (*result == '0')
+            s_record (self, entry, "delivered", NULL);
+        else
+        if (entry->next_attempt_us - entry->created_us
+            > self->config.notify_give_up_s * 1000000)
+            s_record (self, entry, "failed", result + 1);
+        else
+            s_record (self, entry, "pending", result + 1);
+    }
+    qn_engine_free_message (entry);
+}
+
+void
+qn_notify_tick (qn_coordinator_t *self)
+{
+    qn_notify_t *notifier = self->notifier;
+    if (!notifier)
+        return;
+    //  The results of the last quarter second, in this turn's one commit
+    for (const char *result = (const char *) zhashx_first (notifier->results); result;
+         result = (const char *) zhashx_next (notifier->results))
+        s_record_result (self, (const char *) zhashx_cursor (notifier->results), result);
+    zhashx_purge (notifier->results);
+    s_fill (self, 256);
+}
+
+//  Takes one result from the worker: its slot is free, its record waits
+//  for the timer
+static void
+s_result (qn_coordinator_t *self, zmsg_t *msg)
+{
+    char *command = zmsg_popstr (msg);
+    char *id = zmsg_popstr (msg);
+    char *status = zmsg_popstr (msg);
+    char *error = zmsg_popstr (msg);
     unsigned long long run_id = 0;
     unsigned channel = 0;
     if (command && streq (command, "DONE") && id && status && error
-    &&  sscanf (id, "%llu:%u", &run_id, &channel) == 2) {
+    &&  sscanf (id, "%llu:%u", &run_id, &channel) == 2
+    &&  zhashx_lookup (self->notifier->in_flight, id)) {
         zhashx_delete (self->notifier->in_flight, id);
-        Qanat__NotifEntry *entry = qn_store_get_notif (self->store, run_id, channel);
-        if (entry && streq (entry->state, "pending")) {
-            entry->attempts++;
-            int64_t now = qn_now_us ();
-            int64_t backoff_s = entry->attempts < 9? (int64_t) 1 << (entry->attempts - 1)
-                                                   : QN_NOTIFY_BACKOFF_MAX_S;
-            if (backoff_s > QN_NOTIFY_BACKOFF_MAX_S)
-                backoff_s = QN_NOTIFY_BACKOFF_MAX_S;
-            entry->next_attempt_us = now + backoff_s * 1000000;
-            if (streq (status, "0"))
-                s_record (self, entry, "delivered", NULL);
-            else
-            if (entry->next_attempt_us - entry->created_us
-                > self->config.notify_give_up_s * 1000000)
-                s_record (self, entry, "failed", error);
-            else
-                s_record (self, entry, "pending", error);
-        }
-        qn_engine_free_message (entry);
-        qn_turn_end (self);
+        zhashx_update (self->notifier->results, id,
+                       streq (status, "0")? strdup ("0"): zsys_sprintf ("1%s", error));
     }
     zstr_free (&command);
     zstr_free (&id);
     zstr_free (&status);
     zstr_free (&error);
-    zmsg_destroy (&msg);
+}
+
+//  Results from the worker: every one waiting is taken, and the slots
+//  they free are filled at once.  They are recorded together in the
+//  timer's turn, a quarter second later at most, so that the commits of
+//  runs do not grow with them: a result lost in a crash only means that
+//  the entry is sent again.
+static int
+s_on_result (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void) loop;
+    qn_coordinator_t *self = (qn_coordinator_t *) arg;
+    for (size_t n = 0; n < 2 * QN_NOTIFY_IN_FLIGHT_MAX; n++) {
+        if (n && !(zsock_events (pipe) & ZMQ_POLLIN))
+            break;
+        zmsg_t *msg = zmsg_recv (pipe);
+        if (!msg)
+            break;
+        s_result (self, msg);
+        zmsg_destroy (&msg);
+    }
+    //  As many as there are free slots (entries waiting for a retry may
+    //  take some of them: the timer's pass looks further)
+    s_fill (self, QN_NOTIFY_IN_FLIGHT_MAX - zhashx_size (self->notifier->in_flight));
     return 0;
 }
 
@@ -475,6 +566,8 @@ qn_notify_new (qn_coordinator_t *engine)
     self->engine = engine;
     self->worker = worker;
     self->in_flight = zhashx_new ();
+    self->results = zhashx_new ();
+    zhashx_set_destructor (self->results, (zhashx_destructor_fn *) zstr_free);
     zloop_reader (engine->loop, zactor_sock (worker), s_on_result, engine);
     return self;
 }
@@ -489,6 +582,7 @@ qn_notify_destroy (qn_notify_t **self_p)
         zloop_reader_end (self->engine->loop, zactor_sock (self->worker));
     zactor_destroy (&self->worker);
     zhashx_destroy (&self->in_flight);
+    zhashx_destroy (&self->results);       //  not recorded: sent again after a restart
     free (self);
     *self_p = NULL;
 }

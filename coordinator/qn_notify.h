@@ -2,13 +2,16 @@
 
     When a run ends in a state one of its workflow's `notify:` channels
     lists (or the coordinator's default, --notify-file, for a workflow
-    without one), one NotifEntry per channel is written in the same
-    commit as the run's end: nothing is sent before the ending is stored,
-    and a stored ending always has its notifications.  The loop's timer
-    picks due pending entries, resolves their secrets (checked against
-    the run's owner and workflow as env secrets are), and hands them to
-    qn_notify_worker, which sends them on its own thread.  Each result
-    comes back as a message and is recorded: delivered, or retried with
+    without one), one compact NotifEntry per channel is written in the
+    same commit as the run's end: nothing is sent before the ending is
+    stored, and a stored ending always has its notifications.  The
+    message is made from the stored run when the entry is sent.  The
+    loop's timer, and every batch of results, picks due pending entries,
+    resolves their secrets (checked against the run's owner and workflow
+    as env secrets are), and hands them to qn_notify_worker, which sends
+    them on its own thread.  Each result comes back as a message, frees
+    its slot at once, and is recorded with the others at the timer's next
+    turn (one commit a quarter second): delivered, or retried with
     exponential backoff (1 s doubling, at most 5 minutes apart) until
     --notify-give-up has passed since the run ended, then failed with the
     last error.  Delivered at least once: an entry whose result was not
@@ -43,6 +46,11 @@ void
 //  an earlier commit of the same end, is left as it is).
 void
     qn_notify_run_ended (qn_coordinator_t *self, run_t *run);
+//  The same for a run that is not in memory (one that could not be
+//  reloaded): wf is its workflow when it could be read, else NULL (the
+//  coordinator's default notify: applies)
+void
+    qn_notify_ended (qn_coordinator_t *self, Qanat__RunInfo *info, qn_workflow_t *wf);
 
 //  The timer's turn: sends what is due.
 void

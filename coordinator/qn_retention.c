@@ -28,12 +28,13 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
         free (ids);
         return;
     }
-    size_t deleted = 0;
+    size_t deleted = 0, records = 0;
     //  Oldest first; runs still in memory (not finished) are never touched,
-    //  and they count among the kept.
+    //  nor runs with notifications still to send (made from the stored
+    //  run); they count among the kept.  ids [0..deleted) become the deleted.
     size_t excess = count - keep;
     for (size_t i = 0; i < count && deleted < excess; i++) {
-        if (qn_run_find (self, ids [i]))
+        if (qn_run_find (self, ids [i]) || qn_store_notifs_pending (self->store, ids [i]) != 0)
             continue;
         Qanat__TaskInfo **tasks = NULL;
         size_t task_count = 0;
@@ -46,9 +47,15 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
             qn_artifacts_ref_outputs (self->artifacts, info->artifacts, info->n_artifacts, -1);
             qanat__run_info__free_unpacked (info, NULL);
         }
-        if (qn_store_delete_run (self->store, ids [i]) == 0)
-            deleted++;
+        //  With the run go its notifications (sent or not: a pending one
+        //  could no longer be written) and, below, its schedule records
+        if (qn_store_delete_run (self->store, ids [i]) == 0
+        &&  qn_store_delete_notifs (self->store, ids [i], &records) == 0)
+            ids [deleted++] = ids [i];
     }
+    if (deleted && qn_store_sched_prune (self->store, workflow, ids, deleted, &records))
+        qn_log (QN_LOG_ERROR, "retention", "cannot prune the schedule records of %s: %s",
+                workflow, qn_store_error (self->store));
     free (ids);
     //  Uploads of the last hour may belong to attempts still on their way
     int64_t now = zclock_mono ();
@@ -69,7 +76,8 @@ qn_retention_retain (qn_coordinator_t *self, const char *workflow, uint32_t keep
     self->stats.blob_bytes_freed += freed;
     if (deleted && self->config.verbose)
         qn_log (QN_LOG_INFO, "retention",
-                "retention: %zu run(s) of %s deleted, %llu blob bytes freed", deleted, workflow,
+                "retention: %zu run(s) of %s deleted with %zu notification and schedule "
+                "record(s), %llu blob bytes freed", deleted, workflow, records,
                 (unsigned long long) freed);
 }
 

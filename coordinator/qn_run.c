@@ -808,12 +808,18 @@ qn_run_load (qn_coordinator_t *self, uint64_t run_id)
         qn_log (QN_LOG_ERROR, "run", "run %llu cannot be reloaded (%s); it is marked failed",
                 (unsigned long long) run_id, error? error: "its records are incomplete");
         free (error);
-        qn_store_free_array (tasks, count);
-        qn_workflow_destroy (&wf);
+        info->tasks = tasks;                //  for the notifications' failed tasks
+        info->n_tasks = count;
         info->status = QANAT__RUN_STATUS__RUN_FAILED;
         info->finished_us = qn_now_us ();
-        if (qn_store_begin (self->store) == 0)
+        //  It ended: its triggers and notifications go in the same commit,
+        //  as for any run's end
+        if (qn_store_begin (self->store) == 0) {
             qn_store_put_run (self->store, info);
+            qn_notify_ended (self, info, wf);
+            qn_scheduler_run_ended (self, run_id);
+        }
+        qn_workflow_destroy (&wf);
         qn_engine_free_message (info);
         return NULL;
     }

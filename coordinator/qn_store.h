@@ -88,6 +88,15 @@ int
 int
     qn_store_sched_tick_last (qn_store_t *self, const char *name, uint32_t index,
                               qn_store_tick_t *out);
+//  With retention, once deleted (count run ids of workflow name, sorted
+//  here) are gone in the open transaction: removes the tick records of
+//  those runs and the skipped ticks older than them (never a tick the
+//  scheduler has yet to pass, nor a schedule's newest record), and what
+//  those runs triggered once their triggers have fired.  Adds the
+//  records removed to *pruned_p.  0 or -1.
+int
+    qn_store_sched_prune (qn_store_t *self, const char *name, uint64_t *deleted, size_t count,
+                          size_t *pruned_p);
 //  The last tick the scheduler considered (or when it first saw the schedule)
 int
     qn_store_sched_cursor_get (qn_store_t *self, const char *name, uint32_t index,
@@ -423,22 +432,35 @@ int
 
 //  ---- the notifications' outbox (qn_store_notify.c) ----
 
-//  Writes an entry (in the open transaction); a "pending" one is also in
-//  the pending index, any other state is not.  0 or -1.
+//  Writes an entry (in the open transaction): a "pending" one into the
+//  pending table, any other state into the outbox.  0 or -1.
 int
     qn_store_put_notif (qn_store_t *self, const Qanat__NotifEntry *entry);
 //  One entry, or NULL
 Qanat__NotifEntry *
     qn_store_get_notif (qn_store_t *self, uint64_t run_id, uint32_t channel);
+//  Whether the entry is stored, without decoding it: 1, 0, or -1
+int
+    qn_store_has_notif (qn_store_t *self, uint64_t run_id, uint32_t channel);
+//  Whether a run has an entry still to send: 1, 0, or -1
+int
+    qn_store_notifs_pending (qn_store_t *self, uint64_t run_id);
+//  Deletes every entry of a run (in the open transaction), adding their
+//  number to *deleted_p when given.  0 or -1.
+int
+    qn_store_delete_notifs (qn_store_t *self, uint64_t run_id, size_t *deleted_p);
 //  A run's entries in channel order, or (run_id 0) every run's, newest
 //  run first; at most limit.  Free with qn_store_free_array.  0 or -1.
 int
     qn_store_list_notifs (qn_store_t *self, uint64_t run_id, size_t limit,
                           Qanat__NotifEntry ***entries_p, size_t *count_p);
-//  Pending entries, oldest run first, at most limit.  0 or -1.
+//  Whether a pending entry is passed over (not decoded, not counted)
+typedef bool (qn_store_notif_skip_fn) (uint64_t run_id, uint32_t channel, void *arg);
+//  Pending entries, oldest run first, at most limit of those skip (when
+//  given) does not pass over.  0 or -1.
 int
-    qn_store_pending_notifs (qn_store_t *self, size_t limit, Qanat__NotifEntry ***entries_p,
-                             size_t *count_p);
+    qn_store_pending_notifs (qn_store_t *self, size_t limit, qn_store_notif_skip_fn *skip,
+                             void *skip_arg, Qanat__NotifEntry ***entries_p, size_t *count_p);
 
 //  Frees count protobuf messages and the array itself.
 void

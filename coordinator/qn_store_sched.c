@@ -14,6 +14,7 @@
 */
 #include "qn_store_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 //  name '\0' be32 index [be64 tick]; 0 when the name does not fit
@@ -276,5 +277,172 @@ qn_store_sched_latest (qn_store_t *self, qn_store_sched_latest_fn *visit, void *
     s_latest_t latest = { visit, arg };
     int rc = store_scan (self, txn, DB_WORKFLOWS, NULL, 0, NULL, 0, 0, s_visit_latest, &latest);
     store_read_end (self, txn);
+    return rc;
+}
+
+//  --------------------------------------------------------------------
+//  Pruning with retention
+
+typedef struct {
+    uint32_t index;                 //  the schedule
+    int64_t tick;
+    uint64_t run_id;
+    bool drop;
+} s_tick_row_t;
+
+typedef struct {
+    s_tick_row_t *rows;
+    size_t count, alloc;
+    size_t name_len;
+} s_ticks_t;
+
+static store_scan_t
+s_visit_tick (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    s_ticks_t *ticks = (s_ticks_t *) arg;
+    if (key->mv_size != ticks->name_len + 13 || value->mv_size < 8)
+        return STORE_SCAN_NEXT;
+    if (ticks->count == ticks->alloc) {
+        size_t alloc = ticks->alloc? 2 * ticks->alloc: 64;
+        s_tick_row_t *rows = (s_tick_row_t *) realloc (ticks->rows, alloc * sizeof *rows);
+        if (!rows) {
+            store_set_error (self, "out of memory");
+            return STORE_SCAN_FAIL;
+        }
+        ticks->rows = rows;
+        ticks->alloc = alloc;
+    }
+    const uint8_t *bytes = (const uint8_t *) key->mv_data + ticks->name_len + 1;
+    s_tick_row_t *row = &ticks->rows [ticks->count++];
+    row->index = store_be32_get (bytes);
+    row->tick = (int64_t) store_be64_get (bytes + 4);
+    row->run_id = store_be64_get ((const uint8_t *) value->mv_data);
+    row->drop = false;
+    return STORE_SCAN_NEXT;
+}
+
+static int
+s_compare_id (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y? -1: x > y;
+}
+
+//  Marks what may go of one schedule's rows (first..end, oldest first):
+//  ticks of deleted runs, then skipped ticks older than the newest of
+//  those; never a tick after the cursor, nor the schedule's newest
+static void
+s_mark_schedule (s_tick_row_t *rows, size_t first, size_t end, int64_t cursor,
+                 const uint64_t *deleted, size_t deleted_count)
+{
+    int64_t newest_dropped = INT64_MIN;
+    for (size_t r = first; r + 1 < end; r++)
+        if (rows [r].run_id && rows [r].tick <= cursor
+        &&  bsearch (&rows [r].run_id, deleted, deleted_count, sizeof (uint64_t), s_compare_id)) {
+            rows [r].drop = true;
+            newest_dropped = rows [r].tick;
+        }
+    for (size_t r = first; r + 1 < end; r++)
+        if (!rows [r].run_id && rows [r].tick < newest_dropped)
+            rows [r].drop = true;
+}
+
+typedef struct {
+    uint8_t (*keys) [QN_STORE_KEY_MAX];
+    size_t *sizes;
+    size_t count, alloc;
+} s_keys_t;
+
+static store_scan_t
+s_visit_key (qn_store_t *self, const MDB_val *key, const MDB_val *value, void *arg)
+{
+    (void) value;
+    s_keys_t *keys = (s_keys_t *) arg;
+    if (key->mv_size > QN_STORE_KEY_MAX)
+        return STORE_SCAN_NEXT;
+    if (keys->count == keys->alloc) {
+        size_t alloc = keys->alloc? 2 * keys->alloc: 8;
+        void *more = realloc (keys->keys, alloc * QN_STORE_KEY_MAX);
+        size_t *sizes = more? (size_t *) realloc (keys->sizes, alloc * sizeof (size_t)): NULL;
+        if (more)
+            keys->keys = (uint8_t (*) [QN_STORE_KEY_MAX]) more;
+        if (!sizes) {
+            store_set_error (self, "out of memory");
+            return STORE_SCAN_FAIL;
+        }
+        keys->sizes = sizes;
+        keys->alloc = alloc;
+    }
+    memcpy (keys->keys [keys->count], key->mv_data, key->mv_size);
+    keys->sizes [keys->count++] = key->mv_size;
+    return STORE_SCAN_NEXT;
+}
+
+//  Deletes the keys of db under prefix, counting them into *deleted_p
+static int
+s_delete_prefix (qn_store_t *self, store_db_t db, const uint8_t *prefix, size_t prefix_size,
+                 size_t *deleted_p)
+{
+    s_keys_t keys = { NULL, NULL, 0, 0 };
+    int rc = store_scan (self, self->txn, db, prefix, prefix_size, NULL, 0, 0, s_visit_key,
+                         &keys);
+    for (size_t k = 0; rc == 0 && k < keys.count; k++) {
+        rc = store_delete (self, db, keys.keys [k], keys.sizes [k]);
+        if (rc == 0 && deleted_p)
+            (*deleted_p)++;
+    }
+    free (keys.keys);
+    free (keys.sizes);
+    return rc;
+}
+
+int
+qn_store_sched_prune (qn_store_t *self, const char *name, uint64_t *deleted, size_t count,
+                      size_t *pruned_p)
+{
+    uint8_t key [QN_STORE_KEY_MAX];
+    size_t key_size = s_tick_key (self, key, name, 0, false, 0);
+    if (!key_size || store_need_txn (self))
+        return -1;
+    size_t prefix_size = key_size - 4;      //  name '\0': every schedule
+    qsort (deleted, count, sizeof (uint64_t), s_compare_id);
+    s_ticks_t ticks = { NULL, 0, 0, strlen (name) };
+    int rc = store_scan (self, self->txn, DB_SCHED_TICKS, key, prefix_size, NULL, 0, 0,
+                         s_visit_tick, &ticks);
+    //  Rows come by schedule, then tick
+    for (size_t first = 0, end; rc == 0 && first < ticks.count; first = end) {
+        for (end = first; end < ticks.count && ticks.rows [end].index == ticks.rows [first].index; )
+            end++;
+        int64_t cursor;
+        int found = qn_store_sched_cursor_get (self, name, ticks.rows [first].index, &cursor);
+        if (found < 0)
+            rc = -1;
+        else
+        if (found)
+            s_mark_schedule (ticks.rows, first, end, cursor, deleted, count);
+    }
+    for (size_t r = 0; rc == 0 && r < ticks.count; r++)
+        if (ticks.rows [r].drop) {
+            size_t size = s_tick_key (self, key, name, ticks.rows [r].index, true,
+                                      ticks.rows [r].tick);
+            rc = store_delete (self, DB_SCHED_TICKS, key, size);
+            if (rc == 0 && pruned_p)
+                (*pruned_p)++;
+        }
+    //  What triggered runs of a deleted upstream run: its end cannot fire
+    //  again once its own triggers have (it is no longer pending)
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        uint8_t id [8], pending_key [8];
+        store_be64_put (id, deleted [i]);
+        memcpy (pending_key, id, 8);
+        MDB_val value;
+        int pending = store_get_raw (self, self->txn, DB_SCHED_PENDING, pending_key, 8, &value);
+        if (pending < 0)
+            rc = -1;
+        else
+        if (!pending)
+            rc = s_delete_prefix (self, DB_SCHED_TRIGGERED, id, 8, pruned_p);
+    }
+    free (ticks.rows);
     return rc;
 }

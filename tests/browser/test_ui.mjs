@@ -255,6 +255,51 @@ await scenario('user_sees_no_drain_and_gets_403', async () => {
   await context.close();
 });
 
+const NIGHTLY_SOURCE = `name: ui-nightly
+schedule: {cron: "0 3 * * *", timezone: "Europe/Berlin"}
+tasks:
+  t: {run: "true"}
+`;
+
+await scenario('schedules_page_pauses_and_resumes', async () => {
+  const page = ctx.admin;
+  const pub = await api(page, 'POST', '/api/v1/workflows', { source: NIGHTLY_SOURCE, filename: 'nightly.yaml' });
+  assert(pub.status === 201 || pub.status === 200, 'publish: ' + JSON.stringify(pub));
+  await page.goto(`${URL}/ui/schedules`);
+  const row = page.locator('[data-test=schedule-row][data-workflow=ui-nightly]');
+  await row.waitFor({ timeout: 15000 });
+  const text = await row.textContent();
+  assert(/0 3 \* \* \*/.test(text) && /Europe\/Berlin/.test(text), 'row: ' + text);
+  await waitFor('the next tick', async () => (await row.locator('[data-test=schedule-next] time').count()) === 1, 10000);
+  await row.locator('[data-test=schedule-pause]').click();
+  await waitFor('the row to show paused', async () => (await row.getAttribute('data-paused')) === 'true', 10000);
+  const listed = await api(page, 'GET', '/api/v1/schedules');
+  assert(listed.json.schedules.find((x) => x.workflow === 'ui-nightly').paused, 'the API does not show the pause');
+  await shot(page, 'schedules');
+  await row.locator('[data-test=schedule-resume]').click();
+  await waitFor('the row to show resumed', async () => (await row.getAttribute('data-paused')) === 'false', 10000);
+  checkClean(page);
+});
+
+await scenario('run_page_shows_its_notifications', async () => {
+  const page = ctx.admin;
+  // Nothing listens on the discard port: the webhook stays pending with its error
+  const source = 'name: ui-notify\nnotify: {on: [succeeded], webhook: {url: "http://127.0.0.1:9/hook"}}\n' +
+    'tasks:\n  t: {run: "true"}\n';
+  const r = await api(page, 'POST', '/api/v1/runs', { source, filename: 'notify.yaml' });
+  assert(r.status === 201, 'start: ' + JSON.stringify(r));
+  await page.goto(`${URL}/ui/runs/${r.json.run_id}`);
+  const row = page.locator('[data-test=notification-row]');
+  await row.first().waitFor({ timeout: 15000 });
+  assert((await row.count()) === 1, 'notification rows: ' + (await row.count()));
+  await waitFor('the failed attempt to show', async () => /refused|connect|Couldn't/i.test(await row.textContent()), 15000);
+  const text = await row.textContent();
+  assert((await row.getAttribute('data-state')) === 'pending' && /webhook/.test(text) && /127\.0\.0\.1:9\/hook/.test(text),
+    'row: ' + text);
+  await shot(page, 'run-notifications');
+  checkClean(page);
+});
+
 await scenario('headers_and_csp_on_static_files', async () => {
   const page = ctx.admin;
   const resp = await page.goto(`${URL}/ui/runs/${ctx.chain || 1}`);
@@ -459,7 +504,7 @@ await scenario('keyboard_reaches_nav_and_dag_node', async () => {
     if (what && what[1] === 'dag-node') node = what[2];
   }
   const navs = seen.filter((w) => w && w[0]).map((w) => w[0]);
-  assert(['runs', 'workflows', 'agents'].every((n) => navs.includes(n)), 'nav links reached: ' + JSON.stringify(navs));
+  assert(['runs', 'workflows', 'schedules', 'agents'].every((n) => navs.includes(n)), 'nav links reached: ' + JSON.stringify(navs));
   assert(node, 'no DAG node reached in 40 Tabs: ' + JSON.stringify(seen));
   await page.keyboard.press('Enter');
   await page.waitForURL(`**/ui/runs/${ctx.chain}/tasks/${node}/logs`, { timeout: 5000 });

@@ -750,7 +750,7 @@ def test_publish_blobs_and_code(c):
     check(r.status == 400 and "no blob" in error_of(r)["message"], "publish with code never put: %r" % r)
 
 
-SAMPLE = {"id": "1", "name": "x", "task": "t", "version": "1", "metric": "m", "path": "p", "hash": "0" * 64}
+SAMPLE = {"id": "1", "name": "x", "workflow": "x", "task": "t", "version": "1", "metric": "m", "path": "p", "hash": "0" * 64}
 
 
 def test_every_documented_route_is_served(c):

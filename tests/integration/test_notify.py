@@ -24,18 +24,22 @@ HOOK_SECRET = "whsec-test-0123456789"
 
 class Receiver:
     """A webhook receiver in a thread: records every POST; answers 500 to
-    the first `fail` requests, and hangs `hang` seconds when told to."""
+    the first `fail` requests, hangs `hang` seconds when told to, and holds
+    the first request until `release` is set when `hold` is given."""
 
-    def __init__(self, fail=0, hang=0, port=None):
+    def __init__(self, fail=0, hang=0, port=None, hold=False):
         self.posts = []
         self.fail = fail
         self.hang = hang
+        self.release = threading.Event() if hold else None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.posts.append((dict(self.headers), body))
+                if outer.release and len(outer.posts) == 1:
+                    outer.release.wait(60)
                 if outer.hang:
                     time.sleep(outer.hang)
                 code = 500 if outer.fail > 0 else 200
@@ -202,6 +206,41 @@ def test_undelivered_survive_kill_9(c):
         runs = sorted(json.loads(b)["run"] for _, b in receiver.posts)
         check(runs == sorted(ids), "each run's notification exactly once: %s" % runs)
         print("after kill -9: %d delivered, %d posts" % (len(ids), len(receiver.posts)))
+    finally:
+        receiver.stop()
+
+
+def test_kill_9_while_delivery_in_flight(c):
+    """The coordinator is killed while the receiver holds its request: the
+    attempt's result was never recorded, so after the restart the same
+    notification goes out again, with the same Idempotency-Key, and is
+    recorded delivered once."""
+    receiver = Receiver(hold=True)
+    try:
+        c.start_coordinator()
+        c.start_agent("a1")
+        set_secret(c, "HOOK", HOOK_SECRET)
+        run_id = c.start_run(workflow(c, "held", receiver.url()))
+        c.wait_run(run_id)
+        c.wait_for(lambda: len(receiver.posts) == 1, "the receiver holds the request")
+        check([n["state"] for n in notifications(c, run_id)] == ["pending"],
+              "in flight: %s" % notifications(c, run_id))
+        c.kill_coordinator()
+        receiver.release.set()          # its answer goes to a dead connection
+        c.start_coordinator()
+        wait_state(c, run_id, "delivered", timeout=30)
+        time.sleep(1.5)                 # nothing more comes
+        keys = [h["Idempotency-Key"] for h, _ in receiver.posts]
+        runs = [json.loads(b)["run"] for _, b in receiver.posts]
+        for headers, body in receiver.posts:
+            verify(headers, body)
+        check(len(keys) == 2 and keys[0] == keys[1] and runs == [run_id, run_id],
+              "posts after kill -9 in flight: keys %s, runs %s" % (keys, runs))
+        entry = notifications(c, run_id)[0]
+        check(entry["attempts"] == 1 and entry["idempotency_key"] == keys[0],
+              "entry: %s" % entry)
+        print("kill -9 with the delivery in flight: %d posts, one key %s, 1 delivered"
+              % (len(keys), keys[0]))
     finally:
         receiver.stop()
 

@@ -8,11 +8,19 @@ run gets a secret only when its access list names user:@schedule; a trigger
 starts the downstream workflow once per upstream run, with its run id and
 a value output, and not after a failure; a restart between an upstream
 run's end and the downstream start still gives exactly one; trigger
-cycles are refused when published."""
+cycles are refused when published; retention (keep_runs) takes the tick
+records and notifications of the runs it deletes with them."""
+import http.server
+import json
 import os
 import random
+import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 import harness
+import openapi_check
 from harness import check
 
 EVERY_MINUTE = """name: %s
@@ -324,6 +332,108 @@ def test_cascade(c):
     selfish = DOWNSTREAM.replace("after: [up]", "after: [self]") % ("self", "succeeded")
     bad = _publish_text(c, "self", selfish, check_ok=False)
     check(bad.returncode != 0 and "trigger cycle" in bad.stderr, "self cycle: " + bad.stderr)
+
+
+def _entries(c, table):
+    """Records in one of the coordinator store's tables (mdb_stat reads
+    beside the running coordinator)."""
+    out = subprocess.run(["mdb_stat", "-s", table, os.path.join(c.dir, "coordinator")],
+                         capture_output=True, text=True, timeout=30)
+    check(out.returncode == 0, "mdb_stat %s: %s" % (table, out.stderr))
+    return int(out.stdout.split("Entries:")[1].split()[0])
+
+
+def test_retention_prunes_ticks_and_notifications(c):
+    posts = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", harness.free_port()), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _start(c, agent=True)
+        t0 = _base()
+        _clock(c, t0 + 5)
+        hook = 'notify: {on: [succeeded], webhook: {url: "http://127.0.0.1:%d/h"}}\nkeep_runs: 2\n'
+        _publish(c, "kept", extra=hook % server.server_address[1])
+        counts = []
+        for k in range(1, 6):
+            _clock(c, t0 + 60 * k + 5)
+            c.wait_for(lambda: len(posts) == k, "tick %d's run notified" % k, 20)
+            c.wait_for(lambda: all(n["state"] == "delivered" for n in c.qanat_json("notifications")),
+                       "delivered recorded", 10)
+            counts.append((_entries(c, "sched_ticks"),
+                           _entries(c, "notif_outbox") + _entries(c, "notif_pending")))
+        runs = [r["run_id"] for r in _runs(c, "kept")]
+        listed = c.qanat_json("notifications")
+        print("  tick records and notifications after each of 5 ticks (keep_runs: 2): %s"
+              % counts)
+        check(len(runs) == 2, "runs kept: %r" % runs)
+        check(sorted(n["run"] for n in listed) == sorted(runs), "notifications: %r" % listed)
+        check(counts[-1] == (2, 2), "records after 5 ticks: %r (want 2 ticks, 2 notifications)"
+              % (counts[-1],))
+        row = _rows(c, "kept")[0]
+        check(row["last_tick_us"] == (t0 + 300) * 10**6 and row["last_run"] == max(runs),
+              "row: %r" % row)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _api(c, method, path, token):
+    """(status, JSON body) of a call to the HTTP API with an API token."""
+    request = urllib.request.Request("http://127.0.0.1:%d/api/v1/%s" % (c.http_port, path),
+                                     method=method, data=b"" if method == "POST" else None,
+                                     headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_schedules_over_http(c):
+    _start(c, agent=True, http_port=True)
+    t0 = _base()
+    _clock(c, t0 + 5)
+    _publish(c, "web")
+    _clock(c, t0 + 65)
+    _wait_runs(c, "web", 1)
+    reader, admin = c.create_apitoken("reader"), c.create_apitoken("boss", "admin")
+    status, listed = _api(c, "GET", "schedules", reader)
+    check(status == 200, "GET /schedules: %d %r" % (status, listed))
+    openapi_check.check("GET", "/api/v1/schedules", 200, listed)
+    rows = listed["schedules"]
+    cli = _rows(c)
+    check(len(rows) == 1 and rows[0]["workflow"] == "web" and rows[0]["cron"] == "* * * * *"
+          and rows[0]["last_run"] == cli[0]["last_run"] and rows[0]["paused"] is False
+          and rows[0]["last_run_status"] == cli[0]["last_run_status"],
+          "over HTTP %r, CLI %r" % (rows, cli))
+    # Pausing is the admin's, as with the CLI
+    status, body = _api(c, "POST", "schedules/web/pause", reader)
+    check(status == 403, "a user paused: %d %r" % (status, body))
+    status, body = _api(c, "POST", "schedules/web/pause", admin)
+    check(status == 200 and body["schedules"][0]["paused"] is True, "pause: %d %r" % (status, body))
+    openapi_check.check("POST", "/api/v1/schedules/{workflow}/pause", 200, body)
+    check(_rows(c, "web")[0]["paused"] is True, "the CLI sees it paused")
+    _clock(c, t0 + 125)
+    time.sleep(1.5)
+    check(len(_runs(c, "web")) == 1, "a paused schedule ran")
+    status, body = _api(c, "POST", "schedules/web/resume", admin)
+    check(status == 200 and body["schedules"][0]["paused"] is False, "resume: %d %r" % (status, body))
+    _clock(c, t0 + 185)
+    _wait_runs(c, "web", 2)
+    status, body = _api(c, "POST", "schedules/nosuch/pause", admin)
+    check(status in (400, 404), "an unknown workflow: %d %r" % (status, body))
+    status, body = _api(c, "GET", "schedules/web/pause", admin)
+    check(status == 405, "GET on pause: %d" % status)
 
 
 def test_cascade_restart_exactly_once(c):

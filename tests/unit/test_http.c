@@ -1156,6 +1156,21 @@ test_decode (void **state)
                                           &request, &route, &error), 0);
     assert_string_equal (request.revoke_api_token->name, "ci");
     qn_http_api_request_reset (&request);
+    //  The schedule routes: the requests of qanat schedules and schedule pause|resume
+    assert_int_equal (qn_http_api_decode ("GET", "/api/v1/schedules", NULL, NULL, NULL, 0,
+                                          &request, &route, &error), 0);
+    assert_int_equal (request.body_case, QANAT__REQUEST__BODY_LIST_SCHEDULES);
+    qn_http_api_request_reset (&request);
+    assert_int_equal (qn_http_api_decode ("POST", "/api/v1/schedules/nightly/pause", NULL, NULL,
+                                          NULL, 0, &request, &route, &error), 0);
+    assert_string_equal (request.schedule_pause->workflow, "nightly");
+    assert_true (request.schedule_pause->paused);
+    qn_http_api_request_reset (&request);
+    assert_int_equal (qn_http_api_decode ("POST", "/api/v1/schedules/nightly/resume", NULL, NULL,
+                                          NULL, 0, &request, &route, &error), 0);
+    assert_int_equal (route.id, QN_HTTP_ROUTE_SCHEDULE_RESUME);
+    assert_false (request.schedule_pause->paused);
+    qn_http_api_request_reset (&request);
     assert_int_equal (qn_http_api_decode ("GET", "/api/v1/runs/0", NULL, NULL, NULL, 0,
                                           &request, &route, &error), 404);
     json_decref (error);

@@ -383,7 +383,7 @@ test_notif_outbox (void **state)
     free (entries);
 
     //  Pending: runs 1 and 3; delivering one takes it off the index
-    assert_int_equal (qn_store_pending_notifs (store, 10, &entries, &count), 0);
+    assert_int_equal (qn_store_pending_notifs (store, 10, NULL, NULL, &entries, &count), 0);
     assert_int_equal (count, 4);
     assert_int_equal (entries [0]->run_id, 1);
     assert_int_equal (entries [3]->run_id, 3);
@@ -397,7 +397,7 @@ test_notif_outbox (void **state)
     assert_int_equal (qn_store_commit (store), 0);
     entry->state = was;
     protobuf_c_message_free_unpacked (&entry->base, NULL);
-    assert_int_equal (qn_store_pending_notifs (store, 10, &entries, &count), 0);
+    assert_int_equal (qn_store_pending_notifs (store, 10, NULL, NULL, &entries, &count), 0);
     assert_int_equal (count, 3);
     qn_store_free_array (entries, count);
     assert_null (qn_store_get_notif (store, 7, 0));

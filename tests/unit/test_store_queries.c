@@ -2,7 +2,8 @@
     newest first through every filter and from a cursor, page after page,
     none lost or repeated, a request's work capped with a cursor to go on
     (damaged records skipped), log lines with their run-wide sequence, and
-    the stored workflows with their newest versions, times and runs.
+    the stored workflows with their newest versions, times and runs, and
+    notification entries written by an earlier version of the outbox.
     Every test gets its own temporary store, removed afterwards.
 */
 #include <stdarg.h>
@@ -430,6 +431,67 @@ test_list_workflows (void **state)
     qanat__submit_workflow__free_unpacked (two, NULL);
 }
 
+//  An outbox written by an earlier version: a pending entry whole in
+//  notif_outbox with an empty marker in notif_pending.  It is listed once,
+//  found by the sender, and moves like a new one when it is delivered.
+static void
+test_older_outbox_entries (void **state)
+{
+    fixture_t *fixture = (fixture_t *) *state;
+    qn_store_t *store = fixture->store;
+    Qanat__NotifEntry old = QANAT__NOTIF_ENTRY__INIT;
+    old.run_id = 5;
+    old.kind = "webhook";
+    old.state = "pending";
+    old.body.data = (uint8_t *) "{\"run\":5}";
+    old.body.len = 9;
+    uint8_t key [12];
+    store_be64_put (key, 5);
+    store_be32_put (key + 8, 0);
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (store_put_message (store, DB_NOTIF_OUTBOX, key, sizeof key, &old.base, 0), 0);
+    assert_int_equal (store_put_raw (store, DB_NOTIF_PENDING, key, sizeof key, "", 0), 0);
+    Qanat__NotifEntry fresh = QANAT__NOTIF_ENTRY__INIT;
+    fresh.run_id = 6;
+    fresh.kind = "slack";
+    fresh.state = "pending";
+    assert_int_equal (qn_store_put_notif (store, &fresh), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+
+    Qanat__NotifEntry **entries = NULL;
+    size_t count = 0;
+    assert_int_equal (qn_store_list_notifs (store, 0, 10, &entries, &count), 0);
+    assert_int_equal (count, 2);
+    assert_int_equal (entries [0]->run_id, 6);
+    assert_int_equal (entries [1]->run_id, 5);
+    assert_int_equal (entries [1]->body.len, 9);
+    qn_store_free_array (entries, count);
+    assert_int_equal (qn_store_pending_notifs (store, 10, NULL, NULL, &entries, &count), 0);
+    assert_int_equal (count, 2);
+    assert_int_equal (entries [0]->run_id, 5);
+    qn_store_free_array (entries, count);
+    assert_int_equal (qn_store_notifs_pending (store, 5), 1);
+
+    Qanat__NotifEntry *entry = qn_store_get_notif (store, 5, 0);
+    assert_non_null (entry);
+    char *was = entry->state;
+    entry->state = "delivered";
+    assert_int_equal (qn_store_begin (store), 0);
+    assert_int_equal (qn_store_put_notif (store, entry), 0);
+    assert_int_equal (qn_store_commit (store), 0);
+    entry->state = was;
+    protobuf_c_message_free_unpacked (&entry->base, NULL);
+    assert_int_equal (qn_store_notifs_pending (store, 5), 0);
+    assert_int_equal (qn_store_list_notifs (store, 5, 0, &entries, &count), 0);
+    assert_int_equal (count, 1);
+    assert_string_equal (entries [0]->state, "delivered");
+    qn_store_free_array (entries, count);
+    assert_int_equal (qn_store_pending_notifs (store, 10, NULL, NULL, &entries, &count), 0);
+    assert_int_equal (count, 1);
+    assert_int_equal (entries [0]->run_id, 6);
+    qn_store_free_array (entries, count);
+}
+
 int
 main (void)
 {
@@ -439,6 +501,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_damaged_records_skipped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_log_sequence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_list_workflows, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_older_outbox_entries, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
     outbox until the turn's commit, acknowledgements are coalesced (one
     per attempt and connection, the highest seq), the dirty runs are
     written in the turn's one commit, and a reload rebuilds the active
-    runs and their queues from the store.  The engine is a real one
+    runs and their queues from the store; a run it cannot rebuild ends
+    failed with its notifications and triggers.  The engine is a real one
     (insecure, on loopback, its sockets bound but never used: a ROUTER
     socket drops what it cannot route).
 */
@@ -118,12 +119,60 @@ test_commit_and_reload (void **state)
     qn_turn_end (engine);
 }
 
+#define S_NOTIFYING \
+    "name: turn-notify\n" \
+    "notify: {on: [failed], webhook: {url: \"http://127.0.0.1:9/h\"}}\n" \
+    "tasks:\n" \
+    "  one: {run: \"true\"}\n" \
+    "  two: {run: \"true\", needs: [one]}\n"
+
+//  A run whose records do not match its stored workflow (three tasks
+//  there, two stored) is marked failed at the reload; that end, as any,
+//  writes its notification and is noted for its triggers, in the same
+//  commit.
+static void
+test_unreloadable_run_ends (void **state)
+{
+    test_engine_t *t = (test_engine_t *) *state;
+    qn_coordinator_t *engine = t->engine;
+    const char *stored = S_NOTIFYING "  three: {run: \"true\"}\n";
+    uint32_t version = 0;
+    bool created = false;
+    assert_int_equal (qn_store_begin (engine->store), 0);
+    assert_int_equal (qn_store_put_workflow (engine->store, "turn-notify", "test.yaml", stored,
+                                             strlen (stored), &version, &created), 0);
+    run_t *run = test_engine_add_run (t, 4, S_NOTIFYING);
+    assert_non_null (run);
+    qn_run_advance (engine, run);
+    qn_turn_end (engine);
+
+    char *error = NULL;
+    assert_int_equal (qn_turn_reload (engine, &error), 0);
+    assert_null (qn_run_find (engine, 4));
+    Qanat__RunInfo *info = qn_store_get_run (engine->store, 4);
+    assert_non_null (info);
+    assert_int_equal (info->status, QANAT__RUN_STATUS__RUN_FAILED);
+    qanat__run_info__free_unpacked (info, NULL);
+    Qanat__NotifEntry **entries = NULL;
+    size_t count = 0;
+    assert_int_equal (qn_store_list_notifs (engine->store, 4, 0, &entries, &count), 0);
+    assert_int_equal (count, 1);
+    assert_string_equal (entries [0]->event, "failed");
+    assert_string_equal (entries [0]->state, "pending");
+    qn_store_free_array (entries, count);
+    uint64_t ids [4];
+    assert_int_equal (qn_store_sched_pending_list (engine->store, ids, 4, &count), 0);
+    assert_int_equal (count, 1);
+    assert_int_equal (ids [0], 4);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test_setup_teardown (test_outbox_and_acks, s_setup, test_engine_teardown),
         cmocka_unit_test_setup_teardown (test_commit_and_reload, s_setup, test_engine_teardown),
+        cmocka_unit_test_setup_teardown (test_unreloadable_run_ends, s_setup, test_engine_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

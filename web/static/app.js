@@ -12,6 +12,7 @@ import { mountMetrics, mountHistory } from './page_metrics.js';
 import { mountCompare } from './page_compare.js';
 import { mountWorkflows, mountWorkflow } from './page_workflow.js';
 import { mountAgents } from './page_agents.js';
+import { mountSchedules } from './page_schedules.js';
 
 const SEG = '([^/]+)';
 const routes = [
@@ -24,6 +25,7 @@ const routes = [
   { pattern: new RegExp(`^/ui/workflows/${SEG}/?$`), names: ['name'], page: mountWorkflow, nav: 'workflows' },
   { pattern: new RegExp(`^/ui/workflows/${SEG}/metrics/${SEG}/?$`), names: ['name', 'metric'], page: mountHistory, nav: 'workflows' },
   { pattern: /^\/ui\/agents\/?$/, page: mountAgents, nav: 'agents' },
+  { pattern: /^\/ui\/schedules\/?$/, page: mountSchedules, nav: 'schedules' },
 ];
 
 const main = document.getElementById('main');

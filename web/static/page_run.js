@@ -1,5 +1,6 @@
 // One run: header, params, the live DAG, the attempt timeline, checks,
-// stack traces, cached-from links and artifacts.  The run's event stream
+// stack traces, cached-from links, artifacts and the notifications of its
+// end (read again every 5 s while one is pending).  The run's event stream
 // sends the whole Run on every change; sections are rebuilt only when
 // their own content changed.
 
@@ -22,6 +23,7 @@ export function mountRun(root, params, query, app) {
   const cachedBox = h('div');
   const enginesBox = h('div');
   const artifactsBox = h('div');
+  const notifsBox = h('div');
   const live = h('span', { class: 'live', 'data-test': 'live' });
   const dag = new DagView(dagBox, { onOpen: (task) => app.router.go(`/ui/runs/${enc(id)}/tasks/${enc(task)}/logs`) });
 
@@ -38,7 +40,8 @@ export function mountRun(root, params, query, app) {
       h('div', null, h('h2', null, 'Params'), paramsBox),
       h('div', null, h('h2', null, 'Checks'), checksBox)),
     tracesBox, cachedBox, enginesBox,
-    h('h2', null, 'Artifacts'), artifactsBox));
+    h('h2', null, 'Artifacts'), artifactsBox,
+    notifsBox));
 
   function toggleFit(ev) {
     const on = dagBox.classList.toggle('fit');
@@ -64,6 +67,28 @@ export function mountRun(root, params, query, app) {
     if (changed('cached', (r.tasks || []).map((t) => t.cached_from))) renderCached(r);
     if (changed('engines', (r.tasks || []).map((t) => (t.attempts || []).map((a) => [a.engine_job_id, a.engine_url])))) renderEngines(r);
     if (changed('outputs', [r.artifacts, (r.tasks || []).map((t) => (t.attempts || []).map((a) => a.outputs))])) loadArtifacts();
+    if (changed('ended', r.status) && !ACTIVE_RUN.has(r.status)) loadNotifications();
+  }
+
+  // The notifications of the run's end: one row per channel, its state
+  let notifsPending = false;
+  async function loadNotifications() {
+    let entries;
+    try {
+      entries = (await api(`/runs/${enc(id)}/notifications`)).entries || [];
+    } catch (e) { if (e.status !== 404) app.error(e); return; }
+    notifsPending = entries.some((n) => n.state === 'pending');
+    if (!changed('notifs', entries)) return;
+    clear(notifsBox);
+    if (!entries.length) return;
+    notifsBox.append(h('h2', null, 'Notifications'), h('table', { class: 'grid', 'data-test': 'notifications' },
+      h('thead', null, h('tr', null, h('th', null, 'Channel'), h('th', null, 'Event'), h('th', null, 'Target'), h('th', null, 'State'),
+        h('th', { class: 'num' }, 'Attempts'), h('th', null, 'Last error'), h('th', null, 'Done'))),
+      h('tbody', null, entries.map((n) => h('tr', { 'data-test': 'notification-row', 'data-state': n.state },
+        h('td', null, n.kind), h('td', null, (n.event || '').replace(/_/g, ' ')), h('td', null, h('code', null, n.target || '')),
+        h('td', null, h('span', { class: `badge ${n.state === 'delivered' ? 'st-succeeded' : n.state === 'failed' ? 'st-failed' : 'st-queued'}` }, n.state)),
+        h('td', { class: 'num' }, String(n.attempts || 0)), h('td', null, n.last_error || ''),
+        h('td', null, n.state === 'pending' ? h('span', { class: 'muted' }, 'next ', timeEl(n.next_attempt)) : timeEl(n.done)))))));
   }
 
   function renderHead(r) {
@@ -202,6 +227,7 @@ export function mountRun(root, params, query, app) {
   const tick = setInterval(() => {
     refreshTimes(head);
     if (run && ACTIVE_RUN.has(run.status)) drawGantt(ganttBox, run);
+    if (notifsPending) loadNotifications();
   }, 5000);
   return { unmount() { sse.close(); clearInterval(tick); } };
 }
