@@ -655,10 +655,7 @@ s_handle_assign (qn_agent_t *self, Qanat__Assign *assign)
             if (!streq (assign->inputs [i]->path, "."))
                 kept [trimmed.n_inputs++] = assign->inputs [i];
         assign = &trimmed;
-        bool files = assign->n_outputs > 0;
-        for (size_t i = 0; i < assign->n_inputs; i++)
-            files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
-        if (files) {
+        if (qn_agent_wants_files (ops, assign)) {
             snprintf (error, sizeof (error), "the %s backend cannot stage file inputs or "
                       "collect outputs here: %s; it takes value inputs only",
                       attempt->backend_name, no_files);
@@ -730,6 +727,8 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
     with.env = env;
     with.n_env = count;
     qn_agent_backend_t *backend = &self->backends [attempt->backend];
+    if (backend->ops->flags & QN_BACKEND_RESUBMIT)
+        qn_agent_record_before_submit (self, attempt);
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
     free (env);
     const qn_attempt_key_t key = attempt->key;
@@ -1085,7 +1084,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
         backend++;
     if (!meta->finished && ops && backend < self->backend_count && ops->reattach
-    &&  meta->engine_job_id [0]) {
+    &&  (meta->engine_job_id [0] || (ops->flags & QN_BACKEND_RESUBMIT))) {
         //  Its engine job outlived us: taken back after the Welcome, which
         //  brings its assignment (and the secrets to redact)
         attempt->backend = backend;

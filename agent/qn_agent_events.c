@@ -313,3 +313,25 @@ s_attempt_ended (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, const c
 }
 
 
+
+void
+qn_agent_record_before_submit (qn_agent_t *self, qn_attempt_t *attempt)
+{
+    attempt->meta_dirty = true;
+    if (qn_outbox_commit (self->outbox) == -1)
+        qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: cannot record it before "
+                "its submit", attempt->key.run_id, attempt->key.task_index,
+                attempt->key.attempt);
+}
+
+bool
+qn_agent_wants_files (const qn_backend_ops_t *ops, const Qanat__Assign *assign)
+{
+    bool files = false;
+    for (size_t i = 0; i < assign->n_outputs; i++)
+        files = files || !assign->outputs [i]->value
+             || !(ops->flags & QN_BACKEND_VALUE_OUTPUTS);
+    for (size_t i = 0; i < assign->n_inputs; i++)
+        files = files || assign->inputs [i]->kind != QANAT__ARTIFACT_KIND__ARTIFACT_VALUE;
+    return files;
+}

@@ -136,6 +136,19 @@ void
 
 //  Spools an attempt's Finished (it may use the spool's reserve).  The
 //  reason and stack trace must be redacted already.
+//  True when the assignment has file inputs or outputs a backend without
+//  files in common cannot take (value outputs may come back through its
+//  values file, QN_BACKEND_VALUE_OUTPUTS).
+bool
+    qn_agent_wants_files (const qn_backend_ops_t *ops, const Qanat__Assign *assign);
+
+//  Commits the attempt's record (its backend) to the spool now, before
+//  its engine hears of it: after a crash in between, the next agent
+//  submits again under the same key (QN_BACKEND_RESUBMIT) instead of
+//  losing the attempt.
+void
+    qn_agent_record_before_submit (qn_agent_t *self, qn_attempt_t *attempt);
+
 void
     qn_agent_post_finished (qn_agent_t *self, qn_attempt_t *attempt, int exit_code, int signal,
                             const char *stack_trace, const char *reason, Qanat__EndKind kind);

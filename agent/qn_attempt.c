@@ -163,9 +163,11 @@ qn_attempt_meta (const qn_attempt_t *self, uint64_t next_seq, bool finished,
     meta->next_seq = next_seq;
     meta->finished = finished;
     snprintf (meta->task_name, sizeof (meta->task_name), "%s", self->task_name);
+    //  The backend also before its engine job id (a resubmission after
+    //  a crash, QN_BACKEND_RESUBMIT)
+    if (self->backend_name)
+        snprintf (meta->backend, sizeof (meta->backend), "%s", self->backend_name);
     if (self->engine_job_id [0]) {
-        snprintf (meta->backend, sizeof (meta->backend), "%s",
-                  self->backend_name);
         memcpy (meta->engine_job_id, self->engine_job_id, sizeof (meta->engine_job_id));
         memcpy (meta->cursor, self->cursor, sizeof (meta->cursor));
         if (self->assign && self->assign->n_outputs)

@@ -22,7 +22,7 @@
 
 const qn_backend_ops_t *qn_backends [] = {
     &qn_backend_local, &qn_backend_slurm, &qn_backend_kube, &qn_backend_lambda,
-    &qn_backend_databricks, NULL
+    &qn_backend_databricks, &qn_backend_ray, &qn_backend_airflow, NULL
 };
 
 const qn_backend_ops_t *

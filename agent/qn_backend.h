@@ -72,6 +72,12 @@ typedef struct _qn_resources_t qn_resources_t;
 //  Capability flags (qn_backend_ops_t.flags)
 #define QN_BACKEND_CAN_REATTACH   1u    //  work survives an agent restart
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
+#define QN_BACKEND_VALUE_OUTPUTS  4u    //  with no_files, value outputs still come
+                                        //  back (the backend writes the values file)
+#define QN_BACKEND_RESUBMIT       8u    //  reattach with engine job id "" submits the
+                                        //  attempt again under its idempotent key: the
+                                        //  engine finds work it has already (an agent
+                                        //  killed between its submit and the record)
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127
@@ -517,6 +523,10 @@ extern const qn_backend_ops_t qn_backend_kube;
 extern const qn_backend_ops_t qn_backend_lambda;
 //  One-time Databricks runs through the Jobs API 2.1
 extern const qn_backend_ops_t qn_backend_databricks;
+//  Ray jobs through the dashboard's Jobs REST API (libcurl)
+extern const qn_backend_ops_t qn_backend_ray;
+//  Airflow DAG runs through the stable REST API (libcurl)
+extern const qn_backend_ops_t qn_backend_airflow;
 
 #ifdef __cplusplus
 }

@@ -65,7 +65,6 @@
 #include "qn_log.h"
 #include "qn_kube_api.h"
 #include "qn_linebuf.h"
-#include "qn_metric.h"
 #include "qn_msg.h"
 
 #include <errno.h>

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <jansson.h>
 
@@ -38,6 +39,119 @@ static const qn_wf_backend_key_t s_kube_keys [] = {
     { .key = "tolerations", .kind = QN_WF_OPT_CUSTOM, .parse = s_parse_tolerations },
     S_SCALAR ("service_account"),
     { .key = "image_pull_secrets", .kind = QN_WF_OPT_LIST, .option = "image_pull_secret" },
+    S_END
+};
+
+//  Ray and Airflow: an engine's address, and mappings passed on as JSON
+
+static bool
+s_check_url (const char *text, char *why, size_t why_size)
+{
+    if (strncmp (text, "http://", 7) == 0 || strncmp (text, "https://", 8) == 0)
+        return true;
+    snprintf (why, why_size, "an http:// or https:// URL");
+    return false;
+}
+
+//  The JSON text of a mapping, parsed; NULL with why when it is not one
+static json_t *
+s_mapping (const char *text, char *why, size_t why_size)
+{
+    json_t *value = json_loads (text, 0, NULL);
+    if (json_is_object (value))
+        return value;
+    json_decref (value);
+    snprintf (why, why_size, "a mapping");
+    return NULL;
+}
+
+static bool
+s_check_runtime_env (const char *text, char *why, size_t why_size)
+{
+    static const char *known [] = {
+        "working_dir", "env_vars", "py_modules", "pip", "uv", "conda", "container",
+        "image_uri", "excludes", "config", "java_jars", NULL
+    };
+    json_t *env = s_mapping (text, why, why_size);
+    const char *key;
+    json_t *value;
+    bool ok = env != NULL;
+    json_object_foreach (env, key, value) {
+        size_t i = 0;
+        while (known [i] && strcmp (known [i], key) != 0)
+            i++;
+        if (!known [i]) {
+            snprintf (why, why_size, "unknown runtime_env field '%.40s'", key);
+            ok = false;
+            break;
+        }
+    }
+    json_t *vars = json_object_get (env, "env_vars");
+    json_object_foreach (vars, key, value)
+        if (!json_is_string (value)) {
+            snprintf (why, why_size, "env_vars values are strings");
+            ok = false;
+            break;
+        }
+    if (ok && vars && !json_is_object (vars)) {
+        snprintf (why, why_size, "env_vars is a mapping");
+        ok = false;
+    }
+    json_decref (env);
+    return ok;
+}
+
+static bool
+s_check_resources (const char *text, char *why, size_t why_size)
+{
+    json_t *resources = s_mapping (text, why, why_size);
+    const char *key;
+    json_t *value;
+    bool ok = resources != NULL;
+    json_object_foreach (resources, key, value)
+        if (!json_is_number (value) || json_number_value (value) < 0) {
+            snprintf (why, why_size, "amounts are numbers, 0 or more");
+            ok = false;
+            break;
+        }
+    json_decref (resources);
+    return ok;
+}
+
+static bool
+s_check_conf (const char *text, char *why, size_t why_size)
+{
+    json_t *conf = s_mapping (text, why, why_size);
+    bool ok = conf && !json_object_get (conf, "qanat");
+    if (conf && !ok)
+        snprintf (why, why_size, "the key 'qanat' is qanat's own");
+    json_decref (conf);
+    return ok;
+}
+
+static bool
+s_check_dag_id (const char *text, char *why, size_t why_size)
+{
+    size_t len = strlen (text);
+    bool ok = len > 0 && len <= 100;
+    for (const char *c = text; ok && *c; c++)
+        ok = isalnum ((unsigned char) *c) || *c == '_' || *c == '.' || *c == '-';
+    if (!ok)
+        snprintf (why, why_size, "letters, digits, '_', '.', '-', at most 100");
+    return ok;
+}
+
+static const qn_wf_backend_key_t s_ray_keys [] = {
+    { .key = "address", .kind = QN_WF_OPT_SCALAR, .check = s_check_url },
+    { .key = "runtime_env", .kind = QN_WF_OPT_JSON, .check = s_check_runtime_env },
+    { .key = "entrypoint_resources", .kind = QN_WF_OPT_JSON, .check = s_check_resources },
+    S_END
+};
+
+static const qn_wf_backend_key_t s_airflow_keys [] = {
+    { .key = "url", .kind = QN_WF_OPT_SCALAR, .check = s_check_url },
+    { .key = "dag_id", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id, .required = true },
+    { .key = "conf", .kind = QN_WF_OPT_JSON, .check = s_check_conf },
     S_END
 };
 
@@ -107,6 +221,8 @@ static const qn_wf_backend_t s_backends [] = {
     { .name = "lambda", .hint = "function, qualifier, region, payload", .keys = s_lambda_keys },
     { .name = "databricks", .hint = "python_file, notebook_path, new_cluster, ...",
       .keys = s_databricks_keys },
+    { .name = "ray", .hint = "address, runtime_env, entrypoint_resources", .keys = s_ray_keys },
+    { .name = "airflow", .hint = "url, dag_id, conf", .keys = s_airflow_keys },
     { .name = NULL }
 };
 
@@ -274,8 +390,16 @@ s_option_json (qn_yaml_ctx_t *ctx, qn_task_t *task, qn_yaml_node_t *value, const
     if (strlen (text) > S_JSON_MAX)
         qn_yaml_node_error (ctx, value, "'%s' in '%s' is larger than %d bytes as JSON",
                             key->key, block, S_JSON_MAX);
-    else
-        qn_wf_backend_option_add (ctx, task, value, key->option? key->option: key->key, text);
+    else {
+        //  A check of a JSON key gets the JSON text
+        char why [160] = "";
+        if (key->check && !key->check (text, why, sizeof (why)))
+            qn_yaml_node_error (ctx, value, "invalid '%s' in '%s'%s%s%s", key->key, block,
+                                *why? " (": "", why, *why? ")": "");
+        else
+            qn_wf_backend_option_add (ctx, task, value, key->option? key->option: key->key,
+                                      text);
+    }
     free (text);
 }
 

@@ -20,7 +20,7 @@
 #include "qn_yaml.h"
 
 //  The task keys that are backend blocks (for the task's key check)
-#define QN_WF_BACKEND_BLOCKS    "slurm", "kubernetes", "lambda", "databricks"
+#define QN_WF_BACKEND_BLOCKS    "slurm", "kubernetes", "lambda", "databricks", "ray", "airflow"
 
 #define QN_WF_BACKEND_OPTIONS_MAX   64      //  flat options per task
 

@@ -358,6 +358,18 @@ def task(run, name):
     raise TestFailure("no task %s in run" % name)
 
 
+def last_attempt(run, name):
+    """The last attempt of task name in a run's status."""
+    attempts = task(run, name)["attempts"]
+    check(attempts, "task %s has no attempt" % name)
+    return attempts[-1]
+
+
+def task_lines(c, run_id, name):
+    """What task name printed in run run_id, without the system lines."""
+    return [l["data"] for l in c.logs_json(run_id, name) if l["stream"] != "system"]
+
+
 def main(namespace):
     tests = [(name, fn) for name, fn in namespace.items()
              if name.startswith("test_") and callable(fn)]

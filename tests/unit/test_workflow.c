@@ -472,8 +472,8 @@ test_unknown_keys (void **state)
                    "wf.yaml:3:8: unknown key 'defualt' in parameter 'lr' "
                    "(did you mean 'default'?)");
     //  Far from everything: no suggestion; two letters are not "close" to 'on'
-    s_expect_only ("name: w\ntasks: {a: {run: x, xy: 1}}\n",
-                   "wf.yaml:2:21: unknown key 'xy' in task 'a'");
+    s_expect_only ("name: w\ntasks: {a: {run: x, qqqq: 1}}\n",
+                   "wf.yaml:2:21: unknown key 'qqqq' in task 'a'");
 }
 
 static void
@@ -1126,7 +1126,7 @@ test_backend_errors (void **state)
     (void) state;
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    backend: lambada\n",
                    "wf.yaml:5:14: unknown backend 'lambada' (known: local, slurm, kubernetes, "
-                   "lambda, databricks)");
+                   "lambda, databricks, ray, airflow)");
     s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    slurm: {partition: gpu}\n",
                    "wf.yaml:5:5: 'slurm' options given, but the task's backend is the agent's "
                    "default (add 'backend: slurm')");
