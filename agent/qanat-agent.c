@@ -968,10 +968,14 @@ s_machine (s_options_t *self, qn_resources_t **machine_p)
             "%u GPUs", qn_resources_cpus (machine), qn_resources_memory_mb (machine),
             qn_resources_gpus (machine));
     const char *confinement = qn_resources_confinement (machine);
-    if (!streq (confinement, "cgroup"))
+    if (strncmp (confinement, "none", 4) == 0)
         qn_log (QN_LOG_WARNING, "agent", "attempts are not held to their CPUs and memory (%s); "
                 "GPUs are still given out one attempt at a time.  See docs/scheduling.md",
                 confinement);
+    else
+    if (!streq (confinement, "cgroup"))
+        qn_log (QN_LOG_WARNING, "agent", "attempts are held to their memory, not their CPUs "
+                "(%s).  See docs/scheduling.md", confinement);
     return 0;
 }
 

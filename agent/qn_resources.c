@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <signal.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@ struct _qn_resources_t {
     uint64_t gpus_taken;        //  bit i: gpus [i] belongs to a running attempt
     char *cgroup;               //  our delegated group (attempts go below), or NULL
     bool cpu_controller;        //  cpu.max can be set in it
+    bool v1;                    //  cgroup is a v1 memory group (memory only)
     char *confinement;
     Qanat__Resources reported;
     zhashx_t *grants;           //  "run:task:attempt" -> s_grant_t
@@ -140,6 +142,61 @@ s_own_cgroup (const char *root)
             dir = zsys_sprintf ("%s%s", root, streq (line + 3, "/")? "": line + 3);
     }
     fclose (file);
+    return dir;
+}
+
+//  Our group in the cgroup v1 memory hierarchy (malloc'd) or NULL: older
+//  kernels and HPC distributions still mount the controllers there.  The
+//  mount's root (field 4 of mountinfo) is cut from the path the group has
+//  in /proc/self/cgroup, as a cgroup namespace shows it.
+static char *
+s_own_memory_cgroup_v1 (void)
+{
+    FILE *file = fopen ("/proc/self/mountinfo", "re");
+    if (!file)
+        return NULL;
+    char line [4096], root [1024] = "", mount [1024] = "";
+    while (!*mount && fgets (line, sizeof line, file)) {
+        //  id parent major:minor root mountpoint options ... - cgroup source super
+        char *dash = strstr (line, " - cgroup ");
+        if (!dash)
+            continue;
+        char source [256] = "", super [512] = "";
+        if (sscanf (dash + 10, "%255s %511s", source, super) != 2)
+            continue;
+        bool memory = false;
+        char *state = NULL;
+        for (char *option = strtok_r (super, ",", &state); option;
+             option = strtok_r (NULL, ",", &state))
+            memory |= streq (option, "memory");
+        if (memory && sscanf (line, "%*s %*s %*s %1023s %1023s", root, mount) != 2)
+            *mount = 0;
+    }
+    fclose (file);
+    file = *mount? fopen ("/proc/self/cgroup", "re"): NULL;
+    char *dir = NULL;
+    while (file && !dir && fgets (line, sizeof line, file)) {
+        line [strcspn (line, "\n")] = 0;
+        char *controllers = strchr (line, ':');
+        char *path = controllers? strchr (controllers + 1, ':'): NULL;
+        if (!path)
+            continue;
+        *path++ = 0;
+        bool memory = false;
+        char *state = NULL;
+        for (char *name = strtok_r (controllers + 1, ",", &state); name;
+             name = strtok_r (NULL, ",", &state))
+            memory |= streq (name, "memory");
+        if (!memory)
+            continue;
+        size_t cut = streq (root, "/")? 0: strlen (root);
+        if (cut && strncmp (path, root, cut) != 0)
+            break;
+        path += cut;
+        dir = zsys_sprintf ("%s%s", mount, streq (path, "/")? "": path);
+    }
+    if (file)
+        fclose (file);
     return dir;
 }
 
@@ -363,6 +420,37 @@ s_has_word (const char *list, const char *word)
     return false;
 }
 
+//  Without a usable cgroup v2 group: the v1 memory hierarchy, when our
+//  group there is writable.  A v1 group may hold processes and children
+//  both, so the agent stays where it is.  Memory only: CPUs are not held
+//  on v1, and the confinement says so.  Keeps the v2 reason otherwise.
+static void
+s_setup_cgroup_v1 (qn_resources_t *self)
+{
+    char *own = s_own_memory_cgroup_v1 ();
+    char file [PATH_MAX];
+    if (own)
+        snprintf (file, sizeof file, "%s/memory.limit_in_bytes", own);
+    if (!own || access (file, R_OK) == -1 || access (own, W_OK) == -1) {
+        free (own);
+        return;
+    }
+    DIR *dir = opendir (own);
+    struct dirent *entry;
+    while (dir && (entry = readdir (dir)))
+        if (strncmp (entry->d_name, "qanat-", 6) == 0) {
+            char *path = zsys_sprintf ("%s/%s", own, entry->d_name);
+            rmdir (path);
+            free (path);
+        }
+    if (dir)
+        closedir (dir);
+    self->cgroup = own;
+    self->v1 = true;
+    free (self->confinement);
+    self->confinement = strdup ("cgroup v1: memory only");
+}
+
 //  Our group, made ready for attempt groups below it: the agent moves to
 //  a leaf of its own (a group with controllers for its children may hold
 //  no process), and the memory (and cpu) controllers are enabled for the
@@ -389,6 +477,8 @@ s_setup_cgroup (qn_resources_t *self, const char *root_given)
     if (self->confinement) {
         free (root);
         free (own);
+        if (!root_given)            //  tests give a v2 tree of their own
+            s_setup_cgroup_v1 (self);
         return;
     }
     char *leaf = zsys_sprintf ("%s/qanat-agent-%d", own, (int) getpid ());
@@ -447,6 +537,19 @@ qn_resources_new (const char *gpus, const char *resources, const char *cgroup_ro
     }
     free (root);
     free (own);
+    if (!cgroup_root) {
+        //  A v1 memory limit on our group (a container's, a batch job's)
+        char *v1 = s_own_memory_cgroup_v1 ();
+        char file [PATH_MAX], line [64];
+        unsigned long long bytes = 0;
+        if (v1)
+            snprintf (file, sizeof file, "%s/memory.limit_in_bytes", v1);
+        if (v1 && s_read_line (file, line, sizeof line) == 0
+        &&  sscanf (line, "%llu", &bytes) == 1 && bytes < (1ULL << 60)
+        &&  bytes / (1024 * 1024) < self->memory_mb)
+            self->memory_mb = bytes / (1024 * 1024);
+        free (v1);
+    }
     if (!gpus)
         s_detect_gpus (self);
     self->grants = zhashx_new ();
@@ -535,8 +638,12 @@ s_cgroup_make (qn_resources_t *self, const qn_attempt_key_t *key, const Qanat__A
     int rc = mkdir (grant->cgroup, 0755) == -1 && errno != EEXIST? -1: 0;
     if (rc == 0 && assign->memory_mb) {
         snprintf (text, sizeof text, "%" PRIu64 "\n", assign->memory_mb * 1024 * 1024);
-        rc = s_write_text (grant->cgroup, "memory.max", text);
-        s_write_text (grant->cgroup, "memory.swap.max", "0\n");    //  absent without swap
+        rc = s_write_text (grant->cgroup, self->v1? "memory.limit_in_bytes": "memory.max", text);
+        //  No swap beyond it (the files are absent where swap is not accounted)
+        if (self->v1)
+            s_write_text (grant->cgroup, "memory.memsw.limit_in_bytes", text);
+        else
+            s_write_text (grant->cgroup, "memory.swap.max", "0\n");
         grant->memory_mb = assign->memory_mb;
     }
     if (rc == 0 && assign->cpus && self->cpu_controller) {
@@ -584,7 +691,7 @@ qn_resources_attempt_begin (qn_resources_t *self, const qn_attempt_key_t *key,
                   self->gpus [g].index);
         taken++;
     }
-    if (self->cgroup && (assign->memory_mb || assign->cpus)
+    if (self->cgroup && (assign->memory_mb || (assign->cpus && !self->v1))
     &&  s_cgroup_make (self, key, assign, grant, out, error, error_size) == -1) {
         free (grant);
         return -1;
@@ -603,6 +710,21 @@ qn_resources_attempt_begin (qn_resources_t *self, const qn_attempt_key_t *key,
     return 0;
 }
 
+//  Kills every process left in a v1 group (v1 has no cgroup.kill)
+static void
+s_kill_procs (const char *dir)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/cgroup.procs", dir);
+    FILE *file = fopen (path, "re");
+    long pid;
+    while (file && fscanf (file, "%ld", &pid) == 1)
+        if (pid > 0)
+            kill ((pid_t) pid, SIGKILL);
+    if (file)
+        fclose (file);
+}
+
 bool
 qn_resources_attempt_end (qn_resources_t *self, const qn_attempt_key_t *key, char *reason,
                           size_t reason_size)
@@ -614,7 +736,8 @@ qn_resources_attempt_end (qn_resources_t *self, const qn_attempt_key_t *key, cha
         self->gpus_taken &= ~grant->gpus;
         if (grant->cgroup) {
             char file [PATH_MAX], line [256];
-            snprintf (file, sizeof file, "%s/memory.events", grant->cgroup);
+            snprintf (file, sizeof file, "%s/%s", grant->cgroup,
+                      self->v1? "memory.oom_control": "memory.events");
             FILE *events = fopen (file, "re");
             unsigned long long kills = 0;
             while (events && fgets (line, sizeof line, events))
@@ -628,7 +751,10 @@ qn_resources_attempt_end (qn_resources_t *self, const qn_attempt_key_t *key, cha
                 oom = true;
             }
             //  What is left of it goes with the group
-            s_write_text (grant->cgroup, "cgroup.kill", "1\n");
+            if (self->v1)
+                s_kill_procs (grant->cgroup);
+            else
+                s_write_text (grant->cgroup, "cgroup.kill", "1\n");
             for (int tries = 0; tries < 20 && rmdir (grant->cgroup) == -1 && errno == EBUSY; tries++)
                 zclock_sleep (5);
             free (grant->cgroup);

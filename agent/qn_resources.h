@@ -13,8 +13,10 @@
     agent's own cgroup v2 group is delegated to it (writable, with the
     memory controller), a child group holding memory.max,
     memory.swap.max and cpu.max, whose oom_kill count says whether the
-    OOM killer ended the attempt.  Without such a group attempts are not
-    confined, and the agent says so once at start.
+    OOM killer ended the attempt.  Failing that, a writable group in the
+    cgroup v1 memory hierarchy gets the same for memory only
+    (memory.limit_in_bytes, memory.oom_control).  Without either,
+    attempts are not confined, and the agent says so once at start.
 */
 #ifndef QN_RESOURCES_H_INCLUDED
 #define QN_RESOURCES_H_INCLUDED
