@@ -420,6 +420,22 @@ s_has_word (const char *list, const char *word)
     return false;
 }
 
+//  Groups an earlier agent left in dir (removed only when empty)
+static void
+s_remove_stale_groups (const char *own)
+{
+    DIR *dir = opendir (own);
+    struct dirent *entry;
+    while (dir && (entry = readdir (dir)))
+        if (strncmp (entry->d_name, "qanat-", 6) == 0) {
+            char *path = zsys_sprintf ("%s/%s", own, entry->d_name);
+            rmdir (path);
+            free (path);
+        }
+    if (dir)
+        closedir (dir);
+}
+
 //  Without a usable cgroup v2 group: the v1 memory hierarchy, when our
 //  group there is writable.  A v1 group may hold processes and children
 //  both, so the agent stays where it is.  Memory only: CPUs are not held
@@ -435,16 +451,7 @@ s_setup_cgroup_v1 (qn_resources_t *self)
         free (own);
         return;
     }
-    DIR *dir = opendir (own);
-    struct dirent *entry;
-    while (dir && (entry = readdir (dir)))
-        if (strncmp (entry->d_name, "qanat-", 6) == 0) {
-            char *path = zsys_sprintf ("%s/%s", own, entry->d_name);
-            rmdir (path);
-            free (path);
-        }
-    if (dir)
-        closedir (dir);
+    s_remove_stale_groups (own);
     self->cgroup = own;
     self->v1 = true;
     free (self->confinement);
@@ -491,17 +498,7 @@ s_setup_cgroup (qn_resources_t *self, const char *root_given)
         self->confinement = zsys_sprintf ("none: cannot set up the agent's cgroup %s: %s", own,
                                           strerror (errno));
     else {
-        //  Groups an earlier agent left (removed only when empty)
-        DIR *dir = opendir (own);
-        struct dirent *entry;
-        while (dir && (entry = readdir (dir)))
-            if (strncmp (entry->d_name, "qanat-", 6) == 0) {
-                char *path = zsys_sprintf ("%s/%s", own, entry->d_name);
-                rmdir (path);
-                free (path);
-            }
-        if (dir)
-            closedir (dir);
+        s_remove_stale_groups (own);
         char line [256] = "";
         snprintf (file, sizeof file, "%s/cgroup.subtree_control", own);
         s_read_line (file, line, sizeof line);
