@@ -26,6 +26,7 @@
 #include "qn_hash.h"
 #include "qn_notify.h"
 #include "qn_wf_notify.h"
+#include "qn_api_backup.h"
 
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
@@ -347,6 +348,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->timer_turns % 4 == 1)             //  every second, from the start
         qn_scheduler_pass (self);
     qn_notify_tick (self);
+    qn_api_backup_poll (self);
     qn_turn_end (self);
     return 0;
 }
@@ -475,6 +477,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
     assert (self_p);
     qn_coordinator_t *self = *self_p;
     if (self) {
+        qn_api_backup_destroy (&self->backup);     //  waits for its copy of the store
         qn_s3gc_destroy (&self->s3gc);
         qn_notify_destroy (&self->notifier);
         qn_wf_notify_destroy (&self->notify_default);
