@@ -439,8 +439,7 @@ main (int argc, char *argv [])
     if (!data_dir)
         data_dir = s_default_data_dir ();
     qn_file_make_parents (data_dir);
-    if (restore)                //  installs a backup into an empty data dir, then exits
-        return qn_backup_restore_main (restore, data_dir);
+    if (restore)    return qn_backup_restore_main (restore, data_dir);     //  and exits
 
     zsys_init ();
     zsys_set_logident ("qanatd");
