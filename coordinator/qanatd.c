@@ -337,6 +337,7 @@ s_help_or_version (int argc, char *argv [])
     return -1;
 }
 
+//  Longer than 150 lines: a case per option until options are table rows
 int
 main (int argc, char *argv [])
 {
@@ -439,7 +440,8 @@ main (int argc, char *argv [])
     if (!data_dir)
         data_dir = s_default_data_dir ();
     qn_file_make_parents (data_dir);
-    if (restore)    return qn_backup_restore_main (restore, data_dir);     //  and exits
+    if (restore)                //  installs a backup into an empty data dir, then exits
+        return qn_backup_restore_main (restore, data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");
