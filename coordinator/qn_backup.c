@@ -720,6 +720,15 @@ qn_backup_verify (const char *dir, char **error_p)
     return s_check (dir, NULL, NULL, error_p);
 }
 
+//  A string of the manifest, "?" when absent (it was checked for files
+//  and counts only)
+static const char *
+s_text (json_t *manifest, const char *name)
+{
+    const char *text = json_string_value (json_object_get (manifest, name));
+    return text? text: "?";
+}
+
 static json_int_t
 s_count (json_t *manifest, const char *name)
 {
@@ -768,8 +777,7 @@ qn_backup_restore (const char *dir, const char *data_dir, char **summary_p, char
     *summary_p = s_format (
         "restored the backup of %s (qanat %s, store schema %lld) into %s: %lld runs, "
         "%lld tasks, %lld log lines, %lld metric points, %lld blobs, %lld bytes",
-        json_string_value (json_object_get (manifest, "created")),
-        json_string_value (json_object_get (manifest, "qanat_version")),
+        s_text (manifest, "created"), s_text (manifest, "qanat_version"),
         (long long) json_integer_value (json_object_get (manifest, "schema")), data_dir,
         (long long) s_count (manifest, "runs"), (long long) s_count (manifest, "tasks"),
         (long long) s_count (manifest, "logs"), (long long) s_count (manifest, "metrics"),
