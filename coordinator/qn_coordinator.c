@@ -80,6 +80,31 @@ qn_engine_refuse_wrong_socket (qn_coordinator_t *self, zsock_t *sock, zframe_t *
     free (message);
 }
 
+//  A peer of another protocol version drops envelopes stamped with ours
+//  unread, so the refusal that tells it why (naming both versions) is
+//  stamped with its version: Envelope.refusal and Refusal are the same in
+//  every version, so it can read them.
+static void
+s_refuse_version (zsock_t *sock, zframe_t *routing_id, uint32_t version, const char *message)
+{
+    Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
+    refusal.code = QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION;
+    refusal.message = (char *) message;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.version = version;
+    env.body_case = QANAT__ENVELOPE__BODY_REFUSAL;
+    env.refusal = &refusal;
+    zframe_t *frame = zframe_new (NULL, qanat__envelope__get_packed_size (&env));
+    zframe_t *id = zframe_dup (routing_id);
+    if (frame && id) {
+        qanat__envelope__pack (&env, zframe_data (frame));
+        if (zframe_send (&id, sock, ZFRAME_MORE) == 0)
+            zframe_send (&frame, sock, 0);
+    }
+    zframe_destroy (&id);
+    zframe_destroy (&frame);
+}
+
 static void
 s_post_reply (qn_coordinator_t *self, zframe_t *routing_id, Qanat__Reply *reply)
 {
@@ -228,8 +253,7 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
                 char *message = zsys_sprintf ("protocol version %u is not supported; this "
                                               "coordinator speaks version %u",
                                               version, QN_PROTOCOL_VERSION);
-                qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION,
-                                  message);
+                s_refuse_version (sock, routing_id, version, message);
                 free (message);
             }
             else

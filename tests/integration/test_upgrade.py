@@ -64,6 +64,10 @@ def test_other_protocol_version_is_refused_naming_both(c):
     text = reply.decode("utf-8", "replace")
     check("99" in text and "version 1" in text,
           "the refusal names both versions: %r" % text)
+    # Stamped with the peer's version (field 1 = 99), so that a peer of
+    # that version does not drop it unread; its body is a Refusal (field 24)
+    check(reply[:4] == bytes([0x08, 99, 0xc2, 0x01]),
+          "the refusal carries the peer's version: %r" % reply[:8])
 
 
 def test_previous_release_agent_runs_tasks(c):
