@@ -33,6 +33,7 @@
                             user, apitoken, whoami, secret, stats
         qn_cli_manage.c     user list|revoke, token list|revoke, secret
                             delete, agent remove|label
+        qn_cli_backup.c     admin backup (waits for the verified copy)
 
     A new command is a cli_cmd_NAME function in the file of its family,
     its prototype in qn_cli.h and its row in s_commands

@@ -310,6 +310,7 @@ int cli_cmd_apitoken (options_t *options, int argc, char **argv);
 int cli_cmd_whoami (options_t *options, int argc, char **argv);
 int cli_cmd_secret (options_t *options, int argc, char **argv);
 int cli_cmd_stats (options_t *options, int argc, char **argv);
+int cli_cmd_admin (options_t *options, int argc, char **argv);
 //  qn_cli_config.c: the config file's contexts
 int cli_cmd_context (options_t *options, int argc, char **argv);
 //  Fills the coordinator and key the flags and the environment left

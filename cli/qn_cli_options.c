@@ -198,6 +198,9 @@ static const cli_command_t s_commands [] = {
         "a secret (stdin, sealed at rest) and who may use it, or delete one (admin)",
         "set allow list delete"},
     {"stats", cli_cmd_stats, "", "coordinator counters (malformed messages, events)", NULL},
+    {"admin", cli_cmd_admin, "backup DIR",
+        "a verified copy of the coordinator's store, blobs and keys into DIR (absent or"
+        " empty) on the coordinator's host; waits up to 10 minutes (admin)", "backup"},
     {"context", cli_cmd_context, "add NAME | use NAME | list | show [NAME] | remove NAME",
         "contexts of the config file: a coordinator and key (and the HTTP API's URL and"
         " token) under a name", "add use list show remove"},

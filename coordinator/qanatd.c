@@ -6,6 +6,7 @@
     UI on --http-endpoint (qn_http, on threads of its own).
 */
 #include "qn_coordinator.h"
+#include "qn_backup.h"
 #include "qn_http.h"
 #include "qn_log.h"
 #include "qn_params.h"
@@ -25,6 +26,7 @@ s_usage (FILE *out)
         "The qanat coordinator.\n"
         "\n"
         "  --data-dir DIR          where the LMDB store lives (default ~/.qanat/coordinator)\n"
+        "  --restore DIR           install the backup DIR into an empty --data-dir, and exit\n"
         "  --client-endpoint EP    socket for the CLI and clients (default " QN_DEFAULT_CLIENT_ENDPOINT ")\n"
         "  --agent-endpoint EP     socket agents connect to (default " QN_DEFAULT_AGENT_ENDPOINT ")\n"
         "  --config FILE           read settings from a ZPL file (keys as the long options,\n"
@@ -204,6 +206,7 @@ s_http_start (s_http_options_t *http, qn_coordinator_t *coordinator, qn_http_t *
 
 static struct option s_options [] = {
     {"data-dir", required_argument, 0, 'd'},
+    {"restore", required_argument, 0, 'R'},
     {"client-endpoint", required_argument, 0, 'c'},
     {"agent-endpoint", required_argument, 0, 'a'},
     {"config", required_argument, 0, 'f'},
@@ -334,12 +337,13 @@ s_help_or_version (int argc, char *argv [])
     return -1;
 }
 
+//  Longer than 150 lines: a case per option until options are table rows
 int
 main (int argc, char *argv [])
 {
     if (s_help_or_version (argc, argv) == 0)
         return 0;
-    char *data_dir = NULL;
+    char *data_dir = NULL, *restore = NULL;
     char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
     char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
     long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
@@ -391,6 +395,7 @@ main (int argc, char *argv [])
         char *end = NULL;
         switch (opt) {
             case 'd': free (data_dir); data_dir = strdup (optarg); break;
+            case 'R': restore = optarg; break;
             case 'c': free (client_endpoint); client_endpoint = strdup (optarg); break;
             case 'a': free (agent_endpoint); agent_endpoint = strdup (optarg); break;
             case 'b': heartbeat_ms = strtol (optarg, &end, 10); break;
@@ -435,6 +440,8 @@ main (int argc, char *argv [])
     if (!data_dir)
         data_dir = s_default_data_dir ();
     qn_file_make_parents (data_dir);
+    if (restore)                //  installs a backup into an empty data dir, then exits
+        return qn_backup_restore_main (restore, data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");

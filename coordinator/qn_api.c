@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include "qn_api_views.h"
 #include "qn_api_admin.h"
+#include "qn_api_backup.h"
 #include "qn_scheduler.h"
 #include "qn_notify.h"
 
@@ -1298,6 +1299,7 @@ static const qn_api_entry_t s_table [] = {
     { QANAT__REQUEST__BODY_LIST_TOKENS,  QN_API_ADMIN, qn_api_admin_list_tokens },
     { QANAT__REQUEST__BODY_REVOKE_TOKEN, QN_API_ADMIN, qn_api_admin_revoke_token },
     { QANAT__REQUEST__BODY_DELETE_SECRET, QN_API_ADMIN, qn_api_admin_delete_secret },
+    { QANAT__REQUEST__BODY_BACKUP, QN_API_ADMIN, qn_api_backup_start },
     { QANAT__REQUEST__BODY_REMOVE_AGENT, QN_API_ADMIN, qn_api_admin_remove_agent },
     { QANAT__REQUEST__BODY_LABEL_AGENT,  QN_API_ADMIN, qn_api_admin_label_agent },
     { QANAT__REQUEST__BODY_LIST_NOTIFICATIONS, QN_API_USER, qn_notify_api_list },

@@ -26,6 +26,7 @@
 #include "qn_hash.h"
 #include "qn_notify.h"
 #include "qn_wf_notify.h"
+#include "qn_api_backup.h"
 
 #define BATCH_MAX            8192       //  messages read per socket per turn, at most...
 #define BATCH_MS             2          //  ...and for at most this long: one commit each
@@ -77,6 +78,31 @@ qn_engine_refuse_wrong_socket (qn_coordinator_t *self, zsock_t *sock, zframe_t *
         : zsys_sprintf ("this is the client socket; agents talk to %s", self->agent_endpoint);
     qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_WRONG_SOCKET, message);
     free (message);
+}
+
+//  A peer of another protocol version drops envelopes stamped with ours
+//  unread, so the refusal that tells it why (naming both versions) is
+//  stamped with its version: Envelope.refusal and Refusal are the same in
+//  every version, so it can read them.
+static void
+s_refuse_version (zsock_t *sock, zframe_t *routing_id, uint32_t version, const char *message)
+{
+    Qanat__Refusal refusal = QANAT__REFUSAL__INIT;
+    refusal.code = QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION;
+    refusal.message = (char *) message;
+    Qanat__Envelope env = QANAT__ENVELOPE__INIT;
+    env.version = version;
+    env.body_case = QANAT__ENVELOPE__BODY_REFUSAL;
+    env.refusal = &refusal;
+    zframe_t *frame = zframe_new (NULL, qanat__envelope__get_packed_size (&env));
+    zframe_t *id = zframe_dup (routing_id);
+    if (frame && id) {
+        qanat__envelope__pack (&env, zframe_data (frame));
+        if (zframe_send (&id, sock, ZFRAME_MORE) == 0)
+            zframe_send (&frame, sock, 0);
+    }
+    zframe_destroy (&id);
+    zframe_destroy (&frame);
 }
 
 static void
@@ -227,8 +253,7 @@ s_handle_message (qn_coordinator_t *self, zsock_t *sock, bool agents, zmsg_t *ms
                 char *message = zsys_sprintf ("protocol version %u is not supported; this "
                                               "coordinator speaks version %u",
                                               version, QN_PROTOCOL_VERSION);
-                qn_engine_refuse (sock, routing_id, QANAT__REFUSAL_CODE__REFUSAL_BAD_VERSION,
-                                  message);
+                s_refuse_version (sock, routing_id, version, message);
                 free (message);
             }
             else
@@ -347,6 +372,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     if (self->timer_turns % 4 == 1)             //  every second, from the start
         qn_scheduler_pass (self);
     qn_notify_tick (self);
+    qn_api_backup_poll (self);
     qn_turn_end (self);
     return 0;
 }
@@ -475,6 +501,7 @@ qn_coordinator_destroy (qn_coordinator_t **self_p)
     assert (self_p);
     qn_coordinator_t *self = *self_p;
     if (self) {
+        qn_api_backup_destroy (&self->backup);     //  waits for its copy of the store
         qn_s3gc_destroy (&self->s3gc);
         qn_notify_destroy (&self->notifier);
         qn_wf_notify_destroy (&self->notify_default);

@@ -168,6 +168,7 @@ struct _qn_coordinator_t {
     qn_wf_notify_t *notify_default;     //  --notify-file: for workflows without notify:
     qn_limits_t *limits;                //  pools, weights, running counts (qn_dispatch.c)
     zhashx_t *admitted;                 //  workflow -> runs admitted under its concurrency
+    struct _qn_api_backup_t *backup;    //  the backup being taken, if any (qn_api_backup.c)
 };
 
 //  ---------------------------------------------------------------------

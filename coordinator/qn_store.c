@@ -710,3 +710,18 @@ qn_store_destroy (qn_store_t **self_p)
     *self_p = NULL;
 }
 
+
+//  Only self->env is touched, and LMDB's environment is thread-safe: the
+//  copy takes a read transaction of its own (MDB_NOTLS lets it live on
+//  any thread) and writers go on meanwhile.
+int
+qn_store_copy (qn_store_t *self, const char *dir, char **error_p)
+{
+    assert (self);
+    int rc = mdb_env_copy2 (self->env, dir, MDB_CP_COMPACT);
+    if (rc) {
+        s_new_error (error_p, "cannot copy the store into %s: %s", dir, mdb_strerror (rc));
+        return -1;
+    }
+    return 0;
+}

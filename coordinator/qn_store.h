@@ -44,6 +44,13 @@ typedef struct _qn_store_t qn_store_t;
 qn_store_t *
     qn_store_new (const char *dir, bool durable, char **error_p);
 
+//  Writes a compacted, consistent copy of the store (one snapshot: the
+//  writes committed when it starts) as dir/data.mdb; dir must exist and
+//  hold no data.mdb.  Safe to call from another thread while the owner
+//  keeps using the store (backups).  0, or -1 with *error_p (malloc'd).
+int
+    qn_store_copy (qn_store_t *self, const char *dir, char **error_p);
+
 void
     qn_store_destroy (qn_store_t **self_p);
 

@@ -1429,6 +1429,31 @@ s_build_reply_limits (void)
 }
 
 static Qanat__Envelope *
+s_build_request_backup (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Request *request = s_request (&env, QANAT__REQUEST__BODY_BACKUP);
+    NEW (backup, Qanat__Backup, qanat__backup__init);
+    backup->dir = "/var/backups/qanat/monday";
+    request->backup = backup;
+    return env;
+}
+
+static Qanat__Envelope *
+s_build_reply_backup_done (void)
+{
+    Qanat__Envelope *env;
+    Qanat__Reply *reply = s_reply (&env, QANAT__REPLY__BODY_BACKUP_DONE);
+    NEW (done, Qanat__BackupDone, qanat__backup_done__init);
+    done->dir = "/var/backups/qanat/monday";
+    done->manifest = "{\"format\": \"qanat-backup 1\"}";
+    done->bytes = 123456789;
+    done->elapsed_ms = 4321;
+    reply->backup_done = done;
+    return env;
+}
+
+static Qanat__Envelope *
 s_build_reply_schedules (void)
 {
     Qanat__Envelope *env;
@@ -1479,7 +1504,8 @@ s_build_reply_schedules (void)
     X (request_label_agent) X (reply_principals) \
     X (request_list_notifications) X (reply_notifications) \
     X (request_list_schedules) X (request_schedule_pause) X (reply_schedules) \
-    X (request_set_limit) X (request_list_limits) X (reply_limits)
+    X (request_set_limit) X (request_list_limits) X (reply_limits) \
+    X (request_backup) X (reply_backup_done)
 
 typedef struct {
     const char *name;
