@@ -6,10 +6,12 @@
     dag_run_id is qanat-<run>-<task>-<attempt>: POST .../dagRuns with that
     id and conf = the task's airflow.conf mapping plus "qanat": {run,
     task, task_name, attempt, agent, inputs: {NAME: value}} (the value
-    inputs).  Airflow refuses a second run with a known dag_run_id (409):
-    after an agent crash between the trigger and its record the trigger
-    finds the run already there, checks that its conf names this
-    attempt, and follows it, so the DAG never runs twice for one attempt.
+    inputs).  Airflow refuses a second run with a known dag_run_id (409).
+    The engine job id is reported before the trigger (qn_backend.h,
+    "Submit, then record?"): a re-attach reads that run, triggers it when
+    Airflow does not know it (404), and a trigger that finds it checks
+    that its conf names this attempt and follows it, so the DAG never
+    runs twice for one attempt.
     The engine job id is "<dag_id>/<dag_run_id>".
 
     Every poll_ms: GET the DAG run (queued, running, success, failed),
@@ -429,6 +431,16 @@ static void
 s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
     S_REPLY;
+    if (reply->status == 404 && !self->base.verified && self->trigger) {
+        //  Re-attached to an id the agent recorded before its trigger,
+        //  which never reached Airflow: triggered now
+        qn_log (QN_LOG_INFO, "airflow", "airflow dag run %s is not there: triggering it",
+                self->base.engine_id);
+        self->base.exists = false;
+        self->base.tries = 0;
+        qn_remote_next (&self->base);
+        return;
+    }
     if (!s_ok (reply)) {
         qn_remote_trouble (&self->base, reply, "read it", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
         return;
@@ -636,31 +648,6 @@ s_parse_cursor (const char *cursor, s_attempt_t *attempt)
     return 0;
 }
 
-//  After an agent killed between its trigger and the record of it: the
-//  same dag_run_id again, which finds the run if it was made
-static int
-s_retrigger (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-             char *error, size_t error_size)
-{
-    const char *dag_id = qn_backend_task_option (assign, "dag_id");
-    s_attempt_t *attempt = dag_id && s_dag_id_valid (dag_id)
-                         ? s_attempt_new (self, key, dag_id, assign->task_name, NULL): NULL;
-    if (!attempt) {
-        snprintf (error, error_size, "no record of the trigger, and no dag_id to trigger again");
-        return -1;
-    }
-    attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
-    if (!attempt->trigger
-    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
-        s_attempt_destroy (&attempt->base);
-        return -1;
-    }
-    qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: no record of its trigger; "
-            "triggering airflow dag run %s again", key->run_id, key->task_index, key->attempt,
-            attempt->base.engine_id);
-    return 0;
-}
-
 static int
 s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                     const char *cursor, char *error, size_t error_size)
@@ -670,8 +657,6 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
     qn_attempt_key_t key;
     if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    if (!engine_job_id || !*engine_job_id)
-        return s_retrigger (self, &key, assign, error, error_size);
     const char *slash = strchr (engine_job_id, '/');
     char dag_id [QN_BACKEND_JOB_ID_MAX + 1] = "";
     if (slash && (size_t) (slash - engine_job_id) < sizeof (dag_id))
@@ -692,6 +677,11 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         return -1;
     }
     attempt->base.exists = attempt->base.announced = true;
+    //  Kept for a run Airflow does not know (s_run_done)
+    if (!(attempt->trigger = s_trigger_body (attempt, assign, error, error_size))) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
@@ -724,7 +714,7 @@ s_airflow_no_files (void *state)
 const qn_backend_ops_t qn_backend_airflow = {
     .name = "airflow",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
-           | QN_BACKEND_RESUBMIT,
+,
     .no_files = s_airflow_no_files,
     .create = s_airflow_create,
     .start = s_airflow_start,

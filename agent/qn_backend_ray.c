@@ -8,10 +8,11 @@
     entrypoint_num_cpus / _num_gpus / _memory from its resources,
     entrypoint_resources from the block, and metadata naming the attempt
     (qanat.run, qanat.task, qanat.attempt, qanat.agent).  Ray refuses a
-    second job with a known submission_id: after an agent crash between
-    the submit and its record, the resubmission finds the job already
-    there (a 400 saying so), checks its metadata and follows it, so the
-    work never starts twice.
+    second job with a known submission_id.  The submission_id is reported
+    as the engine job id before the submit (qn_backend.h, "Submit, then
+    record?"): a re-attach reads that job, submits it when the dashboard
+    does not know it (404), and a submit that finds it (a 400 saying so)
+    checks its metadata and follows it, so the work never starts twice.
 
     Every poll_ms: GET /api/jobs/<id> (status PENDING, RUNNING, SUCCEEDED,
     FAILED, STOPPED, and its message), then GET /api/jobs/<id>/logs (the
@@ -175,6 +176,15 @@ static void
 s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
     S_REPLY;
+    if (status == 404 && !self->base.verified && self->submit) {
+        //  Re-attached to an id the agent recorded before its submit,
+        //  which never reached the dashboard: submitted now
+        qn_log (QN_LOG_INFO, "ray", "ray job %s is not there: submitting it", self->base.id);
+        self->base.exists = false;
+        self->base.tries = 0;
+        qn_remote_next (&self->base);
+        return;
+    }
     if (status < 200 || status >= 300 || !json_is_object (body)) {
         qn_remote_trouble (&self->base, reply, "read its status", S_POLL_TRIES,
                            QANAT__END_KIND__END_LOST);
@@ -466,33 +476,6 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
     return 0;
 }
 
-//  After an agent killed between its submit and the record of it: the
-//  same submission_id again, which finds the job if it was made (the
-//  full assignment at hand), or looks it up (without one)
-static int
-s_resubmit (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-            char *error, size_t error_size)
-{
-    s_attempt_t *attempt = s_attempt_new (self, key, assign->task_name, NULL);
-    if (!attempt) {
-        snprintf (error, error_size, "out of memory");
-        return -1;
-    }
-    if (assign->n_argv)
-        attempt->submit = s_submit_body (attempt, assign, error, error_size);
-    else
-        attempt->base.exists = true;
-    if ((assign->n_argv && !attempt->submit)
-    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
-        s_attempt_destroy (&attempt->base);
-        return -1;
-    }
-    qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: no record of its submit; "
-            "submitting ray job %s again", key->run_id, key->task_index, key->attempt,
-            attempt->base.id);
-    return 0;
-}
-
 static int
 s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                 const char *cursor, char *error, size_t error_size)
@@ -502,9 +485,6 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     qn_attempt_key_t key;
     if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    bool again = !engine_job_id || !*engine_job_id;
-    if (again)
-        return s_resubmit (self, &key, assign, error, error_size);
     s_attempt_t *attempt = s_attempt_new (self, &key, NULL, engine_job_id);
     if (!attempt) {
         snprintf (error, error_size, "invalid ray job id '%.100s' (want qanat-%" PRIu64
@@ -521,6 +501,12 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     }
     attempt->offset = offset;
     attempt->base.exists = attempt->base.announced = true;
+    //  Kept for a job the dashboard does not know (s_status_done)
+    if (assign->n_argv && !(attempt->submit = s_submit_body (attempt, assign, error,
+                                                              error_size))) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
@@ -553,7 +539,7 @@ s_ray_no_files (void *state)
 const qn_backend_ops_t qn_backend_ray = {
     .name = "ray",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
-           | QN_BACKEND_RESUBMIT,
+,
     .no_files = s_ray_no_files,
     .create = s_ray_create,
     .start = s_ray_start,

@@ -487,6 +487,11 @@ qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
     }
     qn_backend_front_add (&self->front, &attempt->base);
     qn_backend_front_ticking (&self->front, (size_t) self->poll_ms, s_tick);
+    if (!attempt->exists && !attempt->announced)
+        //  The id first (qn_backend.h, "Submit, then record?"): the agent
+        //  records it before the submit below leaves, at the next turn
+        self->front.events->started (self->front.arg, &attempt->base.key, 0, self->front.host,
+                                     attempt->workdir, attempt->engine_id);
     qn_remote_next (attempt);
     if (!attempt->exists && !attempt->call) {
         //  Out of the list, not destroyed: the caller does that

@@ -44,7 +44,7 @@ up_for_retry and runs again as the next try.  Runs are queued for
 queued_s first.
 
 Faults: inject (method, path_regex, status, count, retry_after), delay_s,
-trigger_delay_s, expire_token () / set_token (), as in fake_ray.
+trigger_delay_s, trigger_lost_s (held, then 503: no run made), expire_token () / set_token (), as in fake_ray.
 """
 import base64
 import datetime
@@ -163,6 +163,7 @@ class FakeAirflow(fake_http.FakeServer):
         self.user, self.password = user, password
         self.queued_s, self.page_chars = queued_s, page_chars
         self.trigger_delay_s = 0.0  # a trigger's answer comes this late (the run exists)
+        self.trigger_lost_s = 0.0   # a trigger is held this long, then 503, no run made
         self.dags = {}
         self.runs = {}
 
@@ -378,6 +379,10 @@ class _Handler(fake_http.Handler):
         if not body.get("dag_run_id") or not re.fullmatch(r"[A-Za-z0-9_.~:+-]{1,250}",
                                                           body["dag_run_id"]):
             return self._bad(400, "Bad Request", "dag_run_id is missing or invalid")
+        if fake.trigger_lost_s:
+            # Held, then refused: the run is never made
+            time.sleep(fake.trigger_lost_s)
+            return self._send(503, problem(503, "Service Unavailable", "try again"))
         run = fake.trigger(dag_id, body)
         if run is not None and fake.trigger_delay_s:
             time.sleep(fake.trigger_delay_s)

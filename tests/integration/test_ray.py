@@ -289,12 +289,30 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "long")))
     check(list(ray.fake.jobs) == [sid], "one job: %s" % list(ray.fake.jobs))
     posts = ray.fake.find("POST")
-    check(len(posts) == 2 and all(p["body"]["submission_id"] == sid for p in posts),
-          "the same submission_id again: %s" % [p["body"].get("submission_id") for p in posts])
+    check(len(posts) == 1, "the recorded id is followed, not submitted again: %d" % len(posts))
     a = attempt(run, "long")
     check(a["attempt"] == 1 and a["engine_job_id"] == sid, "the same attempt: %s" % a)
     lines = task_lines(c, run_id, "long")
     check(lines == ["line %d" % i for i in range(1, 51)], "every line exactly once: %s" % lines)
+
+    # Killed while a submit that never reaches Ray is in flight: the id
+    # was recorded first, the new agent finds no such job and submits it
+    ray.fake.submit_lost_s = 3.0
+    run_id = c.start_run(c.write("reattach.yaml", REATTACH))
+    sid = "qanat-%d-long-1" % run_id
+    c.wait_for(lambda: len(ray.fake.find("POST")) == 2, "the lost submit")
+    time.sleep(0.3)
+    c.signal_agent("r1", signal.SIGKILL)
+    ray.fake.submit_lost_s = 0.0
+    ray.agent()
+    run = c.wait_run(run_id, timeout=40)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "long")))
+    posts = ray.fake.find("POST")
+    check(len(posts) == 3 and posts[2]["body"]["submission_id"] == sid,
+          "submitted again under the same id: %s" % [p["body"].get("submission_id") for p in posts])
+    check(attempt(run, "long")["attempt"] == 1, "the same attempt: %s" % attempt(run, "long"))
+    check(sorted(ray.fake.jobs)[-1:] == [sid] and len(ray.fake.jobs) == 2,
+          "one job per attempt: %s" % list(ray.fake.jobs))
 
 
 BAD_BLOCKS = """\
