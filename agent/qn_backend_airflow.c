@@ -3,7 +3,7 @@
     for the ops contract.
 
     An attempt is one DAG run of the task's airflow.dag_id whose
-    dag_run_id is qanat-<run>-<task>-<attempt>: POST .../dagRuns with that
+    dag_run_id is qanat-<run>-<task index>-<attempt>: POST .../dagRuns with that
     id and conf = the task's airflow.conf mapping plus "qanat": {run,
     task, task_name, attempt, agent, inputs: {NAME: value}} (the value
     inputs).  Airflow refuses a second run with a known dag_run_id (409).
@@ -91,13 +91,13 @@ s_attempt_destroy (qn_remote_attempt_t *base)
 
 static s_attempt_t *
 s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *dag_id,
-               const char *task_name, const char *id)
+               const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->try_number = 1;
-    int rc = qn_remote_attempt_init (&self->base, backend, key, task_name, id);
+    int rc = qn_remote_attempt_init (&self->base, backend, key, id);
     snprintf (self->dag_id, sizeof (self->dag_id), "%s", dag_id);
     snprintf (self->base.engine_id, sizeof (self->base.engine_id), "%s/%s", dag_id,
               self->base.id);
@@ -616,10 +616,10 @@ s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t e
                   dag_id? dag_id: "");
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id, assign->task_name, NULL);
+    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id, NULL);
     if (!attempt) {
         snprintf (error, error_size, "airflow: '%.100s/qanat-...' is longer than an engine "
-                  "job id may be (%d bytes; a shorter dag_id or task name), or out of memory",
+                  "job id may be (%d bytes; a shorter dag_id), or out of memory",
                   dag_id, QN_BACKEND_JOB_ID_MAX);
         return -1;
     }
@@ -663,7 +663,7 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         snprintf (dag_id, sizeof (dag_id), "%.*s", (int) (slash - engine_job_id),
                   engine_job_id);
     s_attempt_t *attempt = s_dag_id_valid (dag_id)
-                         ? s_attempt_new (self, &key, dag_id, NULL, slash + 1): NULL;
+                         ? s_attempt_new (self, &key, dag_id, slash + 1): NULL;
     if (!attempt || !streq (attempt->base.engine_id, engine_job_id)) {
         snprintf (error, error_size, "invalid airflow dag run id '%.100s' (want "
                   "DAG/qanat-RUN-TASK-ATTEMPT)", engine_job_id? engine_job_id: "");

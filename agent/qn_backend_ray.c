@@ -1,7 +1,7 @@
 /*  qn_backend_ray - runs attempts as Ray jobs through the Jobs REST API of
     a Ray cluster's dashboard.  See qn_backend.h for the ops contract.
 
-    An attempt is one job whose submission_id is qanat-<run>-<task>-<attempt>:
+    An attempt is one job whose submission_id is qanat-<run>-<task index>-<attempt>:
     POST /api/jobs/ with the task's command as entrypoint (its argv
     shell-quoted), runtime_env.env_vars from its environment,
     runtime_env.working_dir and pip from the task's `ray:` block,
@@ -70,14 +70,13 @@ s_attempt_destroy (qn_remote_attempt_t *base)
 }
 
 static s_attempt_t *
-s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *task_name,
-               const char *id)
+s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->exit_code = -1;
-    if (qn_remote_attempt_init (&self->base, backend, key, task_name, id) == -1) {
+    if (qn_remote_attempt_init (&self->base, backend, key, id) == -1) {
         s_attempt_destroy (&self->base);
         return NULL;
     }
@@ -462,7 +461,7 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
                   "(give the agent --backend-option ray.address=...)", self->url, address);
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key, assign->task_name, NULL);
+    s_attempt_t *attempt = s_attempt_new (self, &key, NULL);
     if (!attempt) {
         snprintf (error, error_size, "out of memory");
         return -1;
@@ -485,10 +484,11 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     qn_attempt_key_t key;
     if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    s_attempt_t *attempt = s_attempt_new (self, &key, NULL, engine_job_id);
+    s_attempt_t *attempt = s_attempt_new (self, &key, engine_job_id);
     if (!attempt) {
         snprintf (error, error_size, "invalid ray job id '%.100s' (want qanat-%" PRIu64
-                  "-TASK-%u)", engine_job_id? engine_job_id: "", key.run_id, key.attempt);
+                  "-%u-%u)", engine_job_id? engine_job_id: "", key.run_id, key.task_index,
+                  key.attempt);
         return -1;
     }
     char *end = NULL;

@@ -384,14 +384,9 @@ qn_remote_reattach_key (qn_remote_t *self, const Qanat__Assign *assign, qn_attem
 
 int
 qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
-                        const qn_attempt_key_t *key, const char *task_name, const char *id)
+                        const qn_attempt_key_t *key, const char *id)
 {
     attempt->engine = engine;
-    char name [49];
-    if (task_name && *task_name)
-        qn_backend_safe_name (task_name, 48, name, sizeof (name));
-    else
-        snprintf (name, sizeof (name), "%u", key->task_index);
     char head [28], tail [12];
     snprintf (head, sizeof (head), "qanat-%" PRIu64 "-", key->run_id);
     snprintf (tail, sizeof (tail), "-%u", key->attempt);
@@ -407,7 +402,7 @@ qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
         snprintf (attempt->id, sizeof (attempt->id), "%s", id);
     }
     else
-        snprintf (attempt->id, sizeof (attempt->id), "%s%s%s", head, name, tail);
+        snprintf (attempt->id, sizeof (attempt->id), "%s%u%s", head, key->task_index, tail);
     snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s", attempt->id);
     int rc = qn_backend_attempt_init (&attempt->base, &engine->front, key, 0);
     attempt->dir = zsys_sprintf ("%s/%s/%s", engine->data_dir, engine->ops->name, attempt->id);

@@ -114,7 +114,7 @@ def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
     check(loss and [(p["value"], p["step"]) for p in loss[0]["points"]] == [(0.5, 2)],
           "the metric: %s" % loss)
     a = attempt(run, "train")
-    rid = "qanat-%d-train-1" % run_id
+    rid = "qanat-%d-0-1" % run_id
     check(a["engine_job_id"] == "pipeline/" + rid, "engine job id %s" % a)
     check(a.get("engine_url") == "%s/dags/pipeline/grid?dag_run_id=%s" % (airflow.fake.url, rid),
           "link %s" % a.get("engine_url"))
@@ -153,7 +153,7 @@ def test_a_failed_run_names_its_task_and_its_log_tail(c, airflow):
     run = c.wait_run(run_id)
     check(run["status"] == "failed", "run %s" % run["status"])
     a = attempt(run, "fit")
-    check(a.get("reason") == "airflow dag run flaky/qanat-%d-fit-1: failed (task fit failed)"
+    check(a.get("reason") == "airflow dag run flaky/qanat-%d-0-1: failed (task fit failed)"
           % run_id, "reason %r" % a.get("reason"))
     check("AirflowException: Bash command failed" in a.get("stack_trace", ""),
           "stack trace %r" % a.get("stack_trace"))
@@ -185,9 +185,9 @@ def test_cancel_fails_the_dag_run(c, airflow):
     check(run["status"] == "canceled", "run %s" % run["status"])
     patches = airflow.fake.find("PATCH")
     check(len(patches) == 1 and patches[0]["body"] == {"state": "failed"}
-          and patches[0]["path"] == "/api/v1/dags/slow/dagRuns/qanat-%d-wait-1" % run_id,
+          and patches[0]["path"] == "/api/v1/dags/slow/dagRuns/qanat-%d-0-1" % run_id,
           "one PATCH to failed: %s" % patches)
-    dag_run = airflow.fake.runs[("slow", "qanat-%d-wait-1" % run_id)]
+    dag_run = airflow.fake.runs[("slow", "qanat-%d-0-1" % run_id)]
     check(dag_run.state == "failed" and dag_run.tis[0].state == "failed",
           "the run and its task failed: %s %s" % (dag_run.state, dag_run.tis[0].state))
 
@@ -255,7 +255,7 @@ def test_a_crash_between_trigger_and_record_triggers_once(c, airflow):
     airflow.agent()
     airflow.fake.trigger_delay_s = 3.0
     run_id = c.start_run(c.write("long.yaml", LONG))
-    rid = "qanat-%d-both-1" % run_id
+    rid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: ("long", rid) in airflow.fake.runs, "the run to exist")
     time.sleep(0.5)
     c.signal_agent("a1", signal.SIGKILL)
@@ -274,7 +274,7 @@ def test_a_crash_between_trigger_and_record_triggers_once(c, airflow):
     # id was recorded first, the new agent finds no such run and triggers it
     airflow.fake.trigger_lost_s = 3.0
     run_id = c.start_run(c.write("long.yaml", LONG))
-    rid = "qanat-%d-both-1" % run_id
+    rid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: len(airflow.fake.find("POST")) == 2, "the lost trigger")
     time.sleep(0.3)
     c.signal_agent("a1", signal.SIGKILL)

@@ -88,7 +88,7 @@ def test_a_task_runs_as_a_job_and_its_log_follows(c, ray):
     check(task_lines(c, run_id, "after") == ["got 20"], "the value went along: %s"
           % task_lines(c, run_id, "after"))
     a = attempt(run, "count")
-    sid = "qanat-%d-count-1" % run_id
+    sid = "qanat-%d-0-1" % run_id
     check(a["engine_job_id"] == sid, "engine job id %s" % a)
     check(a.get("engine_url") == "%s/#/jobs/%s" % (ray.fake.url, sid), "link %s" % a)
     posts = [r for r in ray.fake.find("POST") if r["path"] == "/api/jobs/"]
@@ -133,7 +133,7 @@ def test_a_failed_job_ends_with_rays_message(c, ray):
     a = attempt(run, "broken")
     check(a["exit_code"] == 3, "exit code %s" % a)
     reason = a.get("reason", "")
-    check(reason.startswith("ray job qanat-%d-broken-1: FAILED: Job entrypoint command failed "
+    check(reason.startswith("ray job qanat-%d-0-1: FAILED: Job entrypoint command failed "
                             "with exit code 3" % run_id), "reason %r" % reason)
     check("ValueError: bad shape" in a.get("stack_trace", ""), "stack trace %r" % a)
 
@@ -180,9 +180,9 @@ def test_cancel_stops_the_job(c, ray):
     check(run["status"] == "canceled", "run %s" % run["status"])
     check(attempt(run, "sleepy")["end"] == "canceled", "end %s" % attempt(run, "sleepy"))
     stops = ray.fake.find("POST", "/stop")
-    check(len(stops) == 1 and stops[0]["path"] == "/api/jobs/qanat-%d-sleepy-1/stop" % run_id,
+    check(len(stops) == 1 and stops[0]["path"] == "/api/jobs/qanat-%d-0-1/stop" % run_id,
           "one stop: %s" % stops)
-    c.wait_for(lambda: ray.fake.jobs["qanat-%d-sleepy-1" % run_id].status == "STOPPED",
+    c.wait_for(lambda: ray.fake.jobs["qanat-%d-0-1" % run_id].status == "STOPPED",
                "the job to stop", timeout=5)
 
 
@@ -279,7 +279,7 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     ray.agent()
     ray.fake.submit_delay_s = 3.0   # the job exists, its answer is late
     run_id = c.start_run(c.write("reattach.yaml", REATTACH))
-    sid = "qanat-%d-long-1" % run_id
+    sid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: sid in ray.fake.jobs, "the job to exist")
     time.sleep(0.5)
     c.signal_agent("r1", signal.SIGKILL)
@@ -299,7 +299,7 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     # was recorded first, the new agent finds no such job and submits it
     ray.fake.submit_lost_s = 3.0
     run_id = c.start_run(c.write("reattach.yaml", REATTACH))
-    sid = "qanat-%d-long-1" % run_id
+    sid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: len(ray.fake.find("POST")) == 2, "the lost submit")
     time.sleep(0.3)
     c.signal_agent("r1", signal.SIGKILL)

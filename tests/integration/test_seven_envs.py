@@ -204,10 +204,11 @@ def test_one_run_across_seven_environments(c):
         check(run["status"] == "succeeded", "run ended %s: %s" % (
             run["status"], [(t["name"], t["attempts"][-1:]) for t in run["tasks"]]))
 
+        index = [t["name"] for t in run["tasks"]].index
         rows = [("prepare", "onprem", "local", None),
                 ("train", "hpc", "slurm", r"[1-9][0-9]*"),
-                ("tune", "ray", "ray", r"qanat-%d-tune-1" % run_id),
-                ("etl", "airflow", "airflow", r"chain/qanat-%d-etl-1" % run_id)] + \
+                ("tune", "ray", "ray", r"qanat-%d-%d-1" % (run_id, index("tune"))),
+                ("etl", "airflow", "airflow", r"chain/qanat-%d-%d-1" % (run_id, index("etl")))] + \
             cloud_rows + \
             [("publish", "k8s", "kubernetes", r"qanat-test/qanat-%d-publish-1" % run_id)]
         if not PARTIAL:
