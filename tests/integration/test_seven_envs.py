@@ -52,7 +52,6 @@ tasks:
   etl:
     on: {env: airflow}
     backend: airflow
-    run: "true"
     inputs: {n: tune.n}
     outputs: {n: {value: true}}
     airflow: {dag_id: chain}
@@ -76,7 +75,6 @@ LAMBDA = """\
   score:
     on: {env: aws}
     backend: lambda
-    run: bump
     inputs: {n: %s.n}
     lambda: {function: bump, payload: {n: "${{ inputs.n }}"}}
     outputs: {n: {value: true}}
@@ -123,7 +121,6 @@ DATABRICKS = """\
   analyse:
     on: {env: databricks}
     backend: databricks
-    run: analyse
     inputs: {n: %s.n}
     databricks: {notebook_path: /Repos/ml/analyse, existing_cluster_id: 0601-182128-dcbte59m}
     outputs: {n: {value: true}}
