@@ -15,7 +15,7 @@
     The engine job id is "<dag_id>/<dag_run_id>".
 
     Every poll_ms: GET the DAG run (queued, running, success, failed),
-    its task instances, then the log of the one being followed, page by
+    its task instances (limit and offset, page after page), then the log of the one being followed, page by
     page (continuation_token), try by try.  Task instances are followed
     one after the other in the order they started (start_date, then
     task_id); a task instance's tries in order.  The cursor is "K T B":
@@ -48,6 +48,8 @@
 #define S_POLL_TRIES            30
 #define S_PAGES_PER_TICK        50          //  log pages read in one go at most
 #define S_LINE_MAX              (64 * 1024)
+#define S_INSTANCES_PAGE        100         //  Airflow's default and usual maximum_page_limit
+#define S_INSTANCES_MAX         10000       //  task instances of one run read at most
 
 typedef struct {
     qn_remote_attempt_t base;   //  first; base.id is the dag_run_id
@@ -56,6 +58,7 @@ typedef struct {
     json_t *trigger;            //  the body, kept for tries again
     char state [16];            //  the run's, as last read
     json_t *instances;          //  its started task instances as last read, in order
+    json_t *listing;            //  the pages of the task instance list read so far
     //  Where the log stands
     size_t followed;            //  K: task instances read to their end
     int try_number;             //  T, from 1
@@ -71,6 +74,8 @@ typedef struct {
 
 
 static void s_log_next (s_attempt_t *self);
+static void s_instances_done (void *arg, uint64_t call, long status, json_t *body,
+                              const char *error);
 
 
 //  ---------------------------------------------------------------------
@@ -83,6 +88,7 @@ s_attempt_destroy (qn_remote_attempt_t *base)
     qn_remote_attempt_fini (&self->base);
     json_decref (self->trigger);
     json_decref (self->instances);
+    json_decref (self->listing);
     free (self->dag_path);
     free (self->carry);
     free (self->token);
@@ -385,6 +391,17 @@ s_instance_order (const void *a, const void *b)
     return order? order: xm < ym? -1: xm > ym;
 }
 
+//  One page of the task instance list (limit and offset: Airflow answers
+//  at most its maximum_page_limit, 100 by default, whatever is asked)
+static void
+s_instances_page (s_attempt_t *self, size_t offset)
+{
+    char url [1200];
+    snprintf (url, sizeof (url), "%s/taskInstances?limit=%d&offset=%zu", self->dag_path,
+              S_INSTANCES_PAGE, offset);
+    qn_remote_request (&self->base, "GET", url, NULL, s_instances_done);
+}
+
 static void
 s_instances_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
@@ -395,13 +412,27 @@ s_instances_done (void *arg, uint64_t call, long status, json_t *body, const cha
         return;
     }
     self->base.tries = 0;
+    json_t *page = json_object_get (reply->json, "task_instances");
+    if (!self->listing)
+        self->listing = json_array ();
+    if (!self->listing || (json_is_array (page) && json_array_extend (self->listing, page)))
+        return;
+    size_t have = json_array_size (self->listing);
+    json_int_t total = json_integer_value (json_object_get (reply->json, "total_entries"));
+    if (json_array_size (page) && (json_int_t) have < total && have < S_INSTANCES_MAX) {
+        s_instances_page (self, have);
+        return;
+    }
     //  The started ones, in the order they started: the order of a re-
     //  attach's cursor
-    json_t *list = json_object_get (reply->json, "task_instances");
+    json_t *list = self->listing;
+    self->listing = NULL;
     size_t count = json_array_size (list);
     json_t **started = (json_t **) calloc (count + 1, sizeof (json_t *));
-    if (!started)
+    if (!started) {
+        json_decref (list);
         return;
+    }
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
         json_t *instance = json_array_get (list, i);
@@ -419,6 +450,7 @@ s_instances_done (void *arg, uint64_t call, long status, json_t *body, const cha
     for (size_t i = 0; sorted && i < kept; i++)
         json_array_append (sorted, started [i]);
     free (started);
+    json_decref (list);
     if (!sorted)
         return;
     json_decref (self->instances);
@@ -461,9 +493,9 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     }
     const char *state = json_string_value (json_object_get (reply->json, "state"));
     snprintf (self->state, sizeof (self->state), "%s", state? state: "");
-    char url [1200];
-    snprintf (url, sizeof (url), "%s/taskInstances", self->dag_path);
-    qn_remote_request (&self->base, "GET", url, NULL, s_instances_done);
+    json_decref (self->listing);
+    self->listing = NULL;
+    s_instances_page (self, 0);
 }
 
 static void

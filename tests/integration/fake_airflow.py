@@ -14,7 +14,8 @@ the backend uses:
         "failed" | "queued"}: failed ends the run, its running task
         instances failed, the others not started skipped
   GET   /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances
-        {"task_instances": [...], "total_entries": N}
+        {"task_instances": [...], "total_entries": N}, offset/limit paged
+        (limit at most page_limit, 100 as Airflow's maximum_page_limit)
   GET   .../taskInstances/{task_id}/logs/{task_try_number}?full_content=&
         token=&map_index=   with Accept: application/json
         {"content", "continuation_token"}: a page of the try's log from
@@ -164,6 +165,7 @@ class FakeAirflow(fake_http.FakeServer):
         self.queued_s, self.page_chars = queued_s, page_chars
         self.trigger_delay_s = 0.0  # a trigger's answer comes this late (the run exists)
         self.trigger_lost_s = 0.0   # a trigger is held this long, then 503, no run made
+        self.page_limit = 100       # maximum_page_limit: task instances per page at most
         self.dags = {}
         self.runs = {}
 
@@ -357,8 +359,18 @@ class _Handler(fake_http.Handler):
         if task_id is None:
             if query.keys() - TI_QUERY:
                 return self._bad(400, "Bad Request", "unknown query parameters")
+            # offset/limit as documented: limit at most the webserver's
+            # maximum_page_limit (page_limit here), default 100
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                return self._bad(400, "Bad Request", "limit and offset must be integers")
+            if limit < 1 or offset < 0:
+                return self._bad(400, "Bad Request", "limit must be >= 1, offset >= 0")
             tis = [ti.json() for ti in run.tis]
-            return self._send(200, {"task_instances": tis, "total_entries": len(tis)})
+            page = tis[offset:offset + min(limit, fake.page_limit)]
+            return self._send(200, {"task_instances": page, "total_entries": len(tis)})
         return self._log(run, task_id, try_text, query)
 
     def _no_query(self, query):

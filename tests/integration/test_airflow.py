@@ -98,6 +98,7 @@ tasks:
 def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
     c.start_coordinator()
     airflow.agent()
+    airflow.fake.page_limit = 1     # one task instance per page: all are read all the same
     run_id = c.start_run(c.write("pipeline.yaml", PIPELINE))
     c.wait_for(lambda: "tick 3" in said(c, run_id, "train"), "the first ticks")
     check(c.qanat_json("status", run_id)["status"] == "running",
@@ -131,6 +132,10 @@ def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
           "the value input: %s" % posts[1]["body"]["conf"])
     pages = [r for r in airflow.fake.find("GET", "/logs/") if "token" in r["query"]]
     check(pages, "the logs were read page by page")
+    listed = [r["query"] for r in airflow.fake.find("GET", "/taskInstances")
+              if r["path"].endswith("/taskInstances")]
+    check(any(q.get("offset") == ["1"] for q in listed), "task instances page by page: %s"
+          % listed[:4])
     check(all(r["headers"].get("Authorization", "").startswith("Basic ")
               for r in airflow.fake.requests), "basic auth on every request")
 
