@@ -70,6 +70,10 @@ typedef struct {
     char *token;                //  the next page's continuation_token, or NULL
     int pages;
     char failed_task [256];     //  the last task instance seen failed
+    char *xcom_task;            //  airflow.xcom_task: its XCom gives value outputs
+    char *xcom_key;             //  airflow.xcom_key, default return_value
+    char *sole_output;          //  the one value output, when there is one
+    bool xcom_read;
 } s_attempt_t;
 
 
@@ -89,6 +93,9 @@ s_attempt_destroy (qn_remote_attempt_t *base)
     json_decref (self->trigger);
     json_decref (self->instances);
     json_decref (self->listing);
+    free (self->xcom_task);
+    free (self->xcom_key);
+    free (self->sole_output);
     free (self->dag_path);
     free (self->carry);
     free (self->token);
@@ -119,9 +126,24 @@ s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *da
     return self;
 }
 
+static void s_xcom_done (void *arg, uint64_t call, long status, json_t *body,
+                         const char *error);
+
 static void
 s_finish_outcome (s_attempt_t *self)
 {
+    if (streq (self->state, "success") && self->xcom_task && !self->xcom_read) {
+        //  The values first: GET .../taskInstances/<task>/xcomEntries/<key>
+        char *task = qn_rest_escape (self->xcom_task);
+        char *key = qn_rest_escape (self->xcom_key);
+        char url [1400];
+        snprintf (url, sizeof (url), "%s/taskInstances/%s/xcomEntries/%s", self->dag_path,
+                  task? task: "", key? key: "");
+        free (task);
+        free (key);
+        qn_remote_request (&self->base, "GET", url, NULL, s_xcom_done);
+        return;
+    }
     if (streq (self->state, "success")) {
         qn_remote_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
         return;
@@ -498,6 +520,58 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     s_instances_page (self, 0);
 }
 
+//  One value output of the XCom's JSON object: its text as it is, any
+//  other JSON value as compact JSON
+static void
+s_xcom_output (s_attempt_t *self, const char *name, json_t *value)
+{
+    char *text = json_is_string (value)? strdup (json_string_value (value))
+                                       : json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY
+                                                     | JSON_REAL_PRECISION (15));
+    char *line = text? zsys_sprintf ("%s=%s", name, text): NULL;
+    if (line)
+        qn_remote_output (&self->base.base, self->base.values, line, strlen (line));
+    zstr_free (&line);
+    free (text);
+}
+
+//  The XCom's value (Airflow gives it as text): a JSON object is one
+//  value output per key; anything else is the task's sole value output
+static void
+s_xcom_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    S_REPLY;
+    if (reply->status != 404 && !s_ok (reply)) {
+        qn_remote_trouble (&self->base, reply, "read its XCom", S_POLL_TRIES,
+                           QANAT__END_KIND__END_LOST);
+        return;
+    }
+    self->xcom_read = true;
+    json_t *value = reply->status == 404? NULL: json_object_get (reply->json, "value");
+    json_t *parsed = json_is_string (value)
+                   ? json_loads (json_string_value (value), JSON_DECODE_ANY, NULL): NULL;
+    json_t *object = json_is_object (value)? value: json_is_object (parsed)? parsed: NULL;
+    if (!value)
+        qn_backend_attempt_system_log (&self->base.base, "airflow: no XCom '%s' from task %s",
+                                       self->xcom_key, self->xcom_task);
+    else
+    if (object) {
+        const char *name;
+        json_t *item;
+        json_object_foreach (object, name, item)
+            s_xcom_output (self, name, item);
+    }
+    else
+    if (self->sole_output)
+        s_xcom_output (self, self->sole_output, value);
+    else
+        qn_backend_attempt_system_log (&self->base.base, "airflow: the XCom '%s' of task %s "
+                                       "is not a JSON object, and the task has not exactly "
+                                       "one value output", self->xcom_key, self->xcom_task);
+    json_decref (parsed);
+    s_finish_outcome (self);
+}
+
 static void
 s_trigger_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
@@ -566,6 +640,29 @@ static const qn_remote_ops_t s_ops = {
 //  Starting and re-attaching
 
 //  The DAG run's body: dag_run_id, conf (the task's, and qanat's), note
+//  Where value outputs come from besides ::qanat-output lines: the
+//  XCom of airflow.xcom_task, if named.  -1 when out of memory.
+static int
+s_xcom_options (s_attempt_t *attempt, const Qanat__Assign *assign)
+{
+    const char *task = qn_backend_task_option (assign, "xcom_task");
+    const char *key = qn_backend_task_option (assign, "xcom_key");
+    size_t values = 0;
+    for (size_t i = 0; i < assign->n_outputs; i++)
+        if (assign->outputs [i]->value) {
+            values++;
+            free (attempt->sole_output);
+            attempt->sole_output = strdup (assign->outputs [i]->name);
+        }
+    if (values != 1)
+        zstr_free (&attempt->sole_output);
+    if (!task)
+        return 0;
+    attempt->xcom_task = strdup (task);
+    attempt->xcom_key = strdup (key? key: "return_value");
+    return attempt->xcom_task && attempt->xcom_key? 0: -1;
+}
+
 static json_t *
 s_trigger_body (s_attempt_t *attempt, const Qanat__Assign *assign,
                 char *error, size_t error_size)
@@ -656,6 +753,11 @@ s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t e
         return -1;
     }
     attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
+    if (attempt->trigger && s_xcom_options (attempt, assign) == -1) {
+        snprintf (error, error_size, "out of memory");
+        json_decref (attempt->trigger);
+        attempt->trigger = NULL;
+    }
     if (!attempt->trigger
     ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
@@ -710,7 +812,10 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
     }
     attempt->base.exists = attempt->base.announced = true;
     //  Kept for a run Airflow does not know (s_run_done)
-    if (!(attempt->trigger = s_trigger_body (attempt, assign, error, error_size))) {
+    if (!(attempt->trigger = s_trigger_body (attempt, assign, error, error_size))
+    ||  s_xcom_options (attempt, assign) == -1) {
+        if (attempt->trigger)
+            snprintf (error, error_size, "out of memory");
         s_attempt_destroy (&attempt->base);
         return -1;
     }

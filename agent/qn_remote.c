@@ -14,10 +14,9 @@
 
 #define S_MARKER_MAX  4096
 
-//  "NAME=VALUE" -> a line of the values file
-static void
-s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *text,
-          size_t size)
+void
+qn_remote_output (qn_backend_attempt_t *attempt, const char *values_path, const char *text,
+                  size_t size)
 {
     const char *equals = (const char *) memchr (text, '=', size);
     size_t name_len = equals? (size_t) (equals - text): 0;
@@ -64,7 +63,7 @@ qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
     if (qn_backend_attempt_metric_line (attempt, text, text_size, time_us))
         return;
     if (text_size >= output && memcmp (text, QN_REMOTE_OUTPUT_PREFIX, output) == 0)
-        s_output (attempt, values_path, text + output, text_size - output);
+        qn_remote_output (attempt, values_path, text + output, text_size - output);
     else
         qn_backend_attempt_log (attempt, QANAT__STREAM__STREAM_STDOUT, true, line, size, false,
                                 time_us);

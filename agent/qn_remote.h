@@ -38,6 +38,12 @@ void
     qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path,
                         const char *line, size_t size, size_t payload, int64_t time_us);
 
+//  Appends "NAME=VALUE" (size bytes, no newline) to the attempt's values
+//  file; a bad name, no values file or a failed write is a system line.
+void
+    qn_remote_output (qn_backend_attempt_t *attempt, const char *values_path,
+                      const char *text, size_t size);
+
 //  Makes <dir> and <dir>/work (the work directory reported in started,
 //  whose "values" sibling the agent reads) if missing.  -1 with the
 //  reason in error.

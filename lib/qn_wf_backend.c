@@ -152,6 +152,8 @@ static const qn_wf_backend_key_t s_airflow_keys [] = {
     { .key = "url", .kind = QN_WF_OPT_SCALAR, .check = s_check_url },
     { .key = "dag_id", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id, .required = true },
     { .key = "conf", .kind = QN_WF_OPT_JSON, .check = s_check_conf },
+    { .key = "xcom_task", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id },
+    { .key = "xcom_key", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id },
     S_END
 };
 
@@ -223,7 +225,7 @@ static const qn_wf_backend_t s_backends [] = {
     { .name = "databricks", .hint = "python_file, notebook_path, new_cluster, ...",
       .keys = s_databricks_keys, .no_command = true },
     { .name = "ray", .hint = "address, runtime_env, entrypoint_resources", .keys = s_ray_keys },
-    { .name = "airflow", .hint = "url, dag_id, conf", .keys = s_airflow_keys,
+    { .name = "airflow", .hint = "url, dag_id, conf, xcom_task, xcom_key", .keys = s_airflow_keys,
       .no_command = true },
     { .name = NULL }
 };

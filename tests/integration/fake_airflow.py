@@ -23,6 +23,12 @@ the backend uses:
         token is signed (a foreign one is 400 "Bad Signature") and says
         end_of_log once the try is over and read to its end
 
+  GET   .../taskInstances/{task_id}/xcomEntries/{xcom_key}?map_index=&
+        deserialize=&stringify=   the XCom schema {key, timestamp,
+        execution_date, map_index, task_id, dag_id, value}; a task's
+        return_value is the last line of its output (BashOperator's
+        do_xcom_push), value as text; 404 for none
+
 Errors are problem+json {"type", "title", "status", "detail"}, as
 connexion sends them.  Auth: basic (user, password) or a bearer token;
 anything else is 401.
@@ -106,6 +112,7 @@ class TaskInstance:
         self.try_number = 0
         self.start = self.end = None
         self.logs = {}              # try -> text
+        self.xcom = {}              # key -> value as text
         self.process = None
 
     def write(self, text):
@@ -236,13 +243,17 @@ class FakeAirflow(fake_http.FakeServer):
         ti.process = subprocess.Popen(["/bin/sh", "-c", ti.command], env=env, cwd=self.dir,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        last = None
         for raw in ti.process.stdout:
-            ti.runner("INFO", "subprocess.py:93", raw.decode("utf-8", "replace").rstrip("\n"))
+            last = raw.decode("utf-8", "replace").rstrip("\n")
+            ti.runner("INFO", "subprocess.py:93", last)
         code = ti.process.wait()
         ti.runner("INFO", "subprocess.py:97", "Command exited with return code %d" % code)
         if run.canceled:
             return False
         if code == 0:
+            if last is not None:    # BashOperator's do_xcom_push: the last line
+                ti.xcom["return_value"] = last
             ti.runner("INFO", "taskinstance.py:1400", "Marking task as SUCCESS. dag_id=%s, "
                       "task_id=%s" % (run.dag_id, ti.task_id))
             return True
@@ -326,11 +337,11 @@ class _Handler(fake_http.Handler):
     def _route(self, method, path, query, raw, body):
         fake = self.owner
         m = re.fullmatch(r"/api/v1/dags/([^/]+)/dagRuns(?:/([^/]+)(?:/taskInstances(?:/([^/]+)"
-                         r"/logs/([^/]+))?)?)?", path)
+                         r"(?:/logs/([^/]+)|/xcomEntries/([^/]+)))?)?)?", path)
         if not m:
             return self._bad(404, "Not Found", "no such endpoint: " + path)
-        dag_id, run_id, task_id, try_text = (urllib.parse.unquote(g) if g else g
-                                             for g in m.groups())
+        dag_id, run_id, task_id, try_text, xcom_key = (urllib.parse.unquote(g) if g else g
+                                                       for g in m.groups())
         if dag_id not in fake.dags:
             return self._send(404, problem(404, "DAG not found", "DAG with dag_id: '%s' not "
                                            "found" % dag_id))
@@ -371,7 +382,23 @@ class _Handler(fake_http.Handler):
             tis = [ti.json() for ti in run.tis]
             page = tis[offset:offset + min(limit, fake.page_limit)]
             return self._send(200, {"task_instances": page, "total_entries": len(tis)})
+        if xcom_key is not None:
+            return self._xcom(run, task_id, xcom_key, query)
         return self._log(run, task_id, try_text, query)
+
+    def _xcom(self, run, task_id, key, query):
+        """GET .../xcomEntries/{xcom_key}: the XCom schema, its value as
+        text (no deserialize: the stored value stringified)"""
+        if query.keys() - {"map_index", "deserialize", "stringify"}:
+            return self._bad(400, "Bad Request", "unknown query parameters")
+        ti = next((t for t in run.tis if t.task_id == task_id), None)
+        if ti is None or key not in ti.xcom:
+            return self._send(404, problem(404, "XCom entry not found", "XCom entry with "
+                                           "key: '%s' not found" % key))
+        return self._send(200, {"key": key, "timestamp": iso(ti.end),
+                                "execution_date": iso(run.logical), "map_index": -1,
+                                "task_id": task_id, "dag_id": run.dag_id,
+                                "value": ti.xcom[key]})
 
     def _no_query(self, query):
         if query:

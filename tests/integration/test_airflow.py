@@ -38,6 +38,9 @@ class Airflow:
             ("fit", "echo 'fitting'; echo 'ValueError: bad shape' >&2; exit 4", 1),
             ("report", "echo never")])
         self.fake.add_dag("slow", [("wait", TICKS % (300, "0.1"))])
+        self.fake.add_dag("scores", [("score", "echo scoring; echo '{\"auc\": 0.91, "
+                                                "\"label\": \"good\"}'")])
+        self.fake.add_dag("counts", [("count", "echo counting; echo 42")])
         self.fake.add_dag("long", [("one", TICKS % (25, "0.05")), ("two", TICKS % (25, "0.05"))])
         self.password_file = c.write("airflow-password", "s3cret-pw\n")
         self.token_file = c.write("airflow-token", "%s\n" % (token or ""))
@@ -138,6 +141,39 @@ def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
           % listed[:4])
     check(all(r["headers"].get("Authorization", "").startswith("Basic ")
               for r in airflow.fake.requests), "basic auth on every request")
+
+
+XCOM = """\
+name: xcom
+tasks:
+  score:
+    backend: airflow
+    outputs: {auc: {value: true}, label: {value: true}}
+    airflow: {dag_id: scores, xcom_task: score}
+  count:
+    backend: airflow
+    outputs: {n: {value: true}}
+    airflow: {dag_id: counts, xcom_task: count, xcom_key: return_value}
+  use:
+    backend: airflow
+    inputs: {auc: score.auc, label: score.label, n: count.n}
+    airflow: {dag_id: counts}
+"""
+
+
+@with_airflow
+def test_value_outputs_from_a_tasks_xcom(c, airflow):
+    c.start_coordinator()
+    airflow.agent()
+    run_id = c.start_run(c.write("xcom.yaml", XCOM))
+    run = c.wait_run(run_id)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], run["tasks"]))
+    reads = [r["path"] for r in airflow.fake.find("GET", "/xcomEntries/")]
+    check(any(p.endswith("/taskInstances/score/xcomEntries/return_value") for p in reads),
+          "the XCom was read: %s" % reads)
+    use = [p for p in airflow.fake.find("POST") if p["path"].endswith("/counts/dagRuns")][-1]
+    check(use["body"]["conf"]["qanat"]["inputs"] == {"auc": "0.91", "label": "good", "n": "42"},
+          "a JSON object's keys, and a sole output's value: %s" % use["body"]["conf"])
 
 
 FLAKY = """\
