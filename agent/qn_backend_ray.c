@@ -16,7 +16,10 @@
 
     Every poll_ms: GET /api/jobs/<id> (status PENDING, RUNNING, SUCCEEDED,
     FAILED, STOPPED, and its message), then GET /api/jobs/<id>/logs (the
-    driver log so far).  The cursor is the byte offset of the log up to
+    driver log so far: Ray has no offset to read from, only the whole
+    log, so a log of N MiB is read every N + 1 polls at most, up to
+    S_LOG_WAIT_MAX_MS apart, and always at the end; one past
+    QN_REST_RESPONSE_MAX is no longer read, the job still followed).  The cursor is the byte offset of the log up to
     which whole lines went out: a re-attach resumes there, no line lost
     or repeated.  Lines are qn_remote_log's (metrics and value outputs by
     marker lines).  stop POSTs /api/jobs/<id>/stop.
@@ -39,6 +42,9 @@
 #define S_SUBMIT_TRIES          8
 #define S_POLL_TRIES            30          //  polls in a row without an answer
 #define S_LINE_MAX              (64 * 1024)
+#define S_LOG_STEP              (1024 * 1024)   //  a read of the whole log per this
+                                                //  much of it waits one poll more
+#define S_LOG_WAIT_MAX_MS       30000
 
 typedef struct {
     qn_remote_attempt_t base;   //  first; base.id is the submission_id
@@ -49,6 +55,8 @@ typedef struct {
     bool setup_failed;          //  error_type RUNTIME_ENV_SETUP_FAILED
     int exit_code;              //  driver_exit_code, -1 if none
     bool terminal;              //  SUCCEEDED, FAILED or STOPPED
+    int64_t next_log_ms;        //  zclock_mono: no log read before, while it runs
+    bool log_capped;            //  past QN_REST_RESPONSE_MAX: no longer read
 } s_attempt_t;
 
 
@@ -215,7 +223,14 @@ s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *
         self->exit_code = (int) json_integer_value (code);
     self->terminal = streq (self->status, "SUCCEEDED") || streq (self->status, "FAILED")
                   || streq (self->status, "STOPPED");
-    //  Then the log, read to its end once the job is over
+    //  Then the log, read to its end once the job is over; while it runs,
+    //  a large log is read less often (each read sends all of it)
+    if (self->log_capped && self->terminal) {
+        s_finish_outcome (self);
+        return;
+    }
+    if (self->log_capped || (!self->terminal && zclock_mono () < self->next_log_ms))
+        return;
     char url [700];
     s_url (self, "/logs", url, sizeof (url));
     qn_remote_request (&self->base, "GET", url, NULL, s_logs_done);
@@ -261,7 +276,22 @@ s_logs_done (void *arg, uint64_t call, long status, json_t *body, const char *er
         return;
     }
     self->base.tries = 0;
+    if (error && *error) {
+        //  An answer past QN_REST_RESPONSE_MAX (it was not kept)
+        qn_backend_attempt_system_log (&self->base.base, "the log of ray job %s is past %d "
+                                       "MiB: it is no longer read (the job is still "
+                                       "followed)", self->base.id,
+                                       QN_REST_RESPONSE_MAX / (1024 * 1024));
+        self->log_capped = true;
+        if (self->terminal)
+            s_finish_outcome (self);
+        return;
+    }
     json_t *logs = json_object_get (body, "logs");
+    int64_t waits = (int64_t) (json_string_length (logs) / S_LOG_STEP);
+    int64_t wait_ms = waits * self->base.engine->poll_ms;
+    self->next_log_ms = zclock_mono () + (wait_ms < S_LOG_WAIT_MAX_MS? wait_ms
+                                                                      : S_LOG_WAIT_MAX_MS);
     //  Paused (back-pressure): the next poll reads it
     if (self->base.base.front->paused)
         return;

@@ -247,6 +247,34 @@ def test_an_unreadable_token_file_ends_the_attempt(c, ray):
           "end %s, reason %r" % (a["end"], a.get("reason")))
 
 
+BIG = """\
+name: big
+tasks:
+  big:
+    backend: ray
+    run: sh -c 'head -c 3000000 /dev/zero | tr "\\\\0" x | fold -w 1000; echo; for i in $(seq 1 30); do echo "tick $i"; sleep 0.05; done'
+"""
+
+
+@with_ray
+def test_a_large_log_is_read_less_often_and_every_line_once(c, ray):
+    # Ray serves the whole log at each read: past 1 MiB the agent reads
+    # it every few polls only, and still hands out every line once
+    c.start_coordinator()
+    ray.agent()
+    run_id = c.start_run(c.write("big.yaml", BIG))
+    run = c.wait_run(run_id, timeout=40)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "big")))
+    lines = task_lines(c, run_id, "big")
+    check(lines == ["x" * 1000] * 3000 + ["tick %d" % i for i in range(1, 31)],
+          "every line once: %d lines, %s" % (len(lines), lines[-3:]))
+    gets = [r["path"] for r in ray.fake.find("GET", "/api/jobs/")]
+    logs = [p for p in gets if p.endswith("/logs")]
+    polls = len(gets) - len(logs)
+    check(len(logs) * 2 < polls, "the log read less often than the status: %d of %d"
+          % (len(logs), polls))
+
+
 REATTACH = """\
 name: reattach
 tasks:
