@@ -252,7 +252,7 @@ name: big
 tasks:
   big:
     backend: ray
-    run: sh -c 'head -c 3000000 /dev/zero | tr "\\\\0" x | fold -w 1000; echo; for i in $(seq 1 30); do echo "tick $i"; sleep 0.05; done'
+    run: sh -c 'head -c 5000000 /dev/zero | tr "\\\\0" x | fold -w 1000; echo; for i in $(seq 1 60); do echo "tick $i"; sleep 0.05; done'
 """
 
 
@@ -266,7 +266,7 @@ def test_a_large_log_is_read_less_often_and_every_line_once(c, ray):
     run = c.wait_run(run_id, timeout=40)
     check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "big")))
     lines = task_lines(c, run_id, "big")
-    check(lines == ["x" * 1000] * 3000 + ["tick %d" % i for i in range(1, 31)],
+    check(lines == ["x" * 1000] * 5000 + ["tick %d" % i for i in range(1, 61)],
           "every line once: %d lines, %s" % (len(lines), lines[-3:]))
     gets = [r["path"] for r in ray.fake.find("GET", "/api/jobs/")]
     logs = [p for p in gets if p.endswith("/logs")]
