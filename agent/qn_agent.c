@@ -727,9 +727,11 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
     with.env = env;
     with.n_env = count;
     qn_agent_backend_t *backend = &self->backends [attempt->backend];
-    if (backend->ops->flags & QN_BACKEND_RESUBMIT)
-        qn_agent_record_before_submit (self, attempt);
     int rc = backend->ops->start (backend->state, &with, error, sizeof (error));
+    //  A remote backend reported started from start (), with the id it
+    //  submits under, before any byte of its submit left: on the spool now
+    if (rc == 0 && attempt->engine_job_id [0])
+        qn_agent_record_before_submit (self, attempt);
     free (env);
     const qn_attempt_key_t key = attempt->key;
     if (rc == -1) {
@@ -1084,7 +1086,7 @@ s_take_over (const qn_spool_meta_t *meta, void *arg)
     while (ops && backend < self->backend_count && self->backends [backend].ops != ops)
         backend++;
     if (!meta->finished && ops && backend < self->backend_count && ops->reattach
-    &&  (meta->engine_job_id [0] || (ops->flags & QN_BACKEND_RESUBMIT))) {
+    &&  meta->engine_job_id [0]) {
         //  Its engine job outlived us: taken back after the Welcome, which
         //  brings its assignment (and the secrets to redact)
         attempt->backend = backend;

@@ -142,10 +142,11 @@ void
 bool
     qn_agent_wants_files (const qn_backend_ops_t *ops, const Qanat__Assign *assign);
 
-//  Commits the attempt's record (its backend) to the spool now, before
-//  its engine hears of it: after a crash in between, the next agent
-//  submits again under the same key (QN_BACKEND_RESUBMIT) instead of
-//  losing the attempt.
+//  Commits the attempt's record (its backend and the engine job id its
+//  backend reported from start) to the spool now, before its engine
+//  hears of it: after a crash in between, the next agent re-attaches by
+//  that id, and the backend submits again under the same idempotent key
+//  when the engine has no such work.
 void
     qn_agent_record_before_submit (qn_agent_t *self, qn_attempt_t *attempt);
 

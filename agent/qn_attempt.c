@@ -163,8 +163,8 @@ qn_attempt_meta (const qn_attempt_t *self, uint64_t next_seq, bool finished,
     meta->next_seq = next_seq;
     meta->finished = finished;
     snprintf (meta->task_name, sizeof (meta->task_name), "%s", self->task_name);
-    //  The backend also before its engine job id (a resubmission after
-    //  a crash, QN_BACKEND_RESUBMIT)
+    //  The backend, with the engine job id a remote backend reports
+    //  before its submit (see qn_agent_record_before_submit)
     if (self->backend_name)
         snprintf (meta->backend, sizeof (meta->backend), "%s", self->backend_name);
     if (self->engine_job_id [0]) {

@@ -23,6 +23,15 @@
     then resumes exactly after the last event the spool holds, with no
     line lost or repeated.
 
+    Submit, then record?  A backend of a remote engine (Lambda,
+    Databricks, Ray, Airflow) reports started from start itself, with an
+    engine job id it knows before submitting (its idempotent key, or
+    what finds the invocation's log), and sends nothing before start
+    returns; the agent commits that record to the spool right then.  An
+    agent killed at any point after start has the id: reattach asks the
+    engine, and submits again under the same key when the engine has no
+    such work, so the work never starts twice and is never lost.
+
     The front end.  What every backend does around its engine is written
     once, in qn_backend.c, and a backend file keeps only its engine: its
     state embeds a qn_backend_front_t as first member (the attempt
@@ -74,10 +83,6 @@ typedef struct _qn_resources_t qn_resources_t;
 #define QN_BACKEND_REMOTE         2u    //  work runs off this host
 #define QN_BACKEND_VALUE_OUTPUTS  4u    //  with no_files, value outputs still come
                                         //  back (the backend writes the values file)
-#define QN_BACKEND_RESUBMIT       8u    //  reattach with engine job id "" submits the
-                                        //  attempt again under its idempotent key: the
-                                        //  engine finds work it has already (an agent
-                                        //  killed between its submit and the record)
 
 #define QN_BACKEND_JOB_ID_MAX     127   //  engine job ids longer are refused
 #define QN_BACKEND_CURSOR_MAX     127

@@ -3,17 +3,19 @@
     for the ops contract.
 
     An attempt is one DAG run of the task's airflow.dag_id whose
-    dag_run_id is qanat-<run>-<task>-<attempt>: POST .../dagRuns with that
+    dag_run_id is qanat-<run>-<task index>-<attempt>: POST .../dagRuns with that
     id and conf = the task's airflow.conf mapping plus "qanat": {run,
     task, task_name, attempt, agent, inputs: {NAME: value}} (the value
-    inputs).  Airflow refuses a second run with a known dag_run_id (409):
-    after an agent crash between the trigger and its record the trigger
-    finds the run already there, checks that its conf names this
-    attempt, and follows it, so the DAG never runs twice for one attempt.
+    inputs).  Airflow refuses a second run with a known dag_run_id (409).
+    The engine job id is reported before the trigger (qn_backend.h,
+    "Submit, then record?"): a re-attach reads that run, triggers it when
+    Airflow does not know it (404), and a trigger that finds it checks
+    that its conf names this attempt and follows it, so the DAG never
+    runs twice for one attempt.
     The engine job id is "<dag_id>/<dag_run_id>".
 
     Every poll_ms: GET the DAG run (queued, running, success, failed),
-    its task instances, then the log of the one being followed, page by
+    its task instances (limit and offset, page after page), then the log of the one being followed, page by
     page (continuation_token), try by try.  Task instances are followed
     one after the other in the order they started (start_date, then
     task_id); a task instance's tries in order.  The cursor is "K T B":
@@ -46,6 +48,8 @@
 #define S_POLL_TRIES            30
 #define S_PAGES_PER_TICK        50          //  log pages read in one go at most
 #define S_LINE_MAX              (64 * 1024)
+#define S_INSTANCES_PAGE        100         //  Airflow's default and usual maximum_page_limit
+#define S_INSTANCES_MAX         10000       //  task instances of one run read at most
 
 typedef struct {
     qn_remote_attempt_t base;   //  first; base.id is the dag_run_id
@@ -54,6 +58,7 @@ typedef struct {
     json_t *trigger;            //  the body, kept for tries again
     char state [16];            //  the run's, as last read
     json_t *instances;          //  its started task instances as last read, in order
+    json_t *listing;            //  the pages of the task instance list read so far
     //  Where the log stands
     size_t followed;            //  K: task instances read to their end
     int try_number;             //  T, from 1
@@ -65,10 +70,16 @@ typedef struct {
     char *token;                //  the next page's continuation_token, or NULL
     int pages;
     char failed_task [256];     //  the last task instance seen failed
+    char *xcom_task;            //  airflow.xcom_task: its XCom gives value outputs
+    char *xcom_key;             //  airflow.xcom_key, default return_value
+    char *sole_output;          //  the one value output, when there is one
+    bool xcom_read;
 } s_attempt_t;
 
 
 static void s_log_next (s_attempt_t *self);
+static void s_instances_done (void *arg, uint64_t call, long status, json_t *body,
+                              const char *error);
 
 
 //  ---------------------------------------------------------------------
@@ -81,6 +92,10 @@ s_attempt_destroy (qn_remote_attempt_t *base)
     qn_remote_attempt_fini (&self->base);
     json_decref (self->trigger);
     json_decref (self->instances);
+    json_decref (self->listing);
+    free (self->xcom_task);
+    free (self->xcom_key);
+    free (self->sole_output);
     free (self->dag_path);
     free (self->carry);
     free (self->token);
@@ -89,13 +104,13 @@ s_attempt_destroy (qn_remote_attempt_t *base)
 
 static s_attempt_t *
 s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *dag_id,
-               const char *task_name, const char *id)
+               const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->try_number = 1;
-    int rc = qn_remote_attempt_init (&self->base, backend, key, task_name, id);
+    int rc = qn_remote_attempt_init (&self->base, backend, key, id);
     snprintf (self->dag_id, sizeof (self->dag_id), "%s", dag_id);
     snprintf (self->base.engine_id, sizeof (self->base.engine_id), "%s/%s", dag_id,
               self->base.id);
@@ -111,9 +126,24 @@ s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *da
     return self;
 }
 
+static void s_xcom_done (void *arg, uint64_t call, long status, json_t *body,
+                         const char *error);
+
 static void
 s_finish_outcome (s_attempt_t *self)
 {
+    if (streq (self->state, "success") && self->xcom_task && !self->xcom_read) {
+        //  The values first: GET .../taskInstances/<task>/xcomEntries/<key>
+        char *task = qn_rest_escape (self->xcom_task);
+        char *key = qn_rest_escape (self->xcom_key);
+        char url [1400];
+        snprintf (url, sizeof (url), "%s/taskInstances/%s/xcomEntries/%s", self->dag_path,
+                  task? task: "", key? key: "");
+        free (task);
+        free (key);
+        qn_remote_request (&self->base, "GET", url, NULL, s_xcom_done);
+        return;
+    }
     if (streq (self->state, "success")) {
         qn_remote_finish (&self->base, 0, "", QANAT__END_KIND__END_EXIT);
         return;
@@ -383,6 +413,17 @@ s_instance_order (const void *a, const void *b)
     return order? order: xm < ym? -1: xm > ym;
 }
 
+//  One page of the task instance list (limit and offset: Airflow answers
+//  at most its maximum_page_limit, 100 by default, whatever is asked)
+static void
+s_instances_page (s_attempt_t *self, size_t offset)
+{
+    char url [1200];
+    snprintf (url, sizeof (url), "%s/taskInstances?limit=%d&offset=%zu", self->dag_path,
+              S_INSTANCES_PAGE, offset);
+    qn_remote_request (&self->base, "GET", url, NULL, s_instances_done);
+}
+
 static void
 s_instances_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
@@ -393,13 +434,27 @@ s_instances_done (void *arg, uint64_t call, long status, json_t *body, const cha
         return;
     }
     self->base.tries = 0;
+    json_t *page = json_object_get (reply->json, "task_instances");
+    if (!self->listing)
+        self->listing = json_array ();
+    if (!self->listing || (json_is_array (page) && json_array_extend (self->listing, page)))
+        return;
+    size_t have = json_array_size (self->listing);
+    json_int_t total = json_integer_value (json_object_get (reply->json, "total_entries"));
+    if (json_array_size (page) && (json_int_t) have < total && have < S_INSTANCES_MAX) {
+        s_instances_page (self, have);
+        return;
+    }
     //  The started ones, in the order they started: the order of a re-
     //  attach's cursor
-    json_t *list = json_object_get (reply->json, "task_instances");
+    json_t *list = self->listing;
+    self->listing = NULL;
     size_t count = json_array_size (list);
     json_t **started = (json_t **) calloc (count + 1, sizeof (json_t *));
-    if (!started)
+    if (!started) {
+        json_decref (list);
         return;
+    }
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
         json_t *instance = json_array_get (list, i);
@@ -417,6 +472,7 @@ s_instances_done (void *arg, uint64_t call, long status, json_t *body, const cha
     for (size_t i = 0; sorted && i < kept; i++)
         json_array_append (sorted, started [i]);
     free (started);
+    json_decref (list);
     if (!sorted)
         return;
     json_decref (self->instances);
@@ -429,6 +485,16 @@ static void
 s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
     S_REPLY;
+    if (reply->status == 404 && !self->base.verified && self->trigger) {
+        //  Re-attached to an id the agent recorded before its trigger,
+        //  which never reached Airflow: triggered now
+        qn_log (QN_LOG_INFO, "airflow", "airflow dag run %s is not there: triggering it",
+                self->base.engine_id);
+        self->base.exists = false;
+        self->base.tries = 0;
+        qn_remote_next (&self->base);
+        return;
+    }
     if (!s_ok (reply)) {
         qn_remote_trouble (&self->base, reply, "read it", S_POLL_TRIES, QANAT__END_KIND__END_LOST);
         return;
@@ -449,9 +515,61 @@ s_run_done (void *arg, uint64_t call, long status, json_t *body, const char *err
     }
     const char *state = json_string_value (json_object_get (reply->json, "state"));
     snprintf (self->state, sizeof (self->state), "%s", state? state: "");
-    char url [1200];
-    snprintf (url, sizeof (url), "%s/taskInstances", self->dag_path);
-    qn_remote_request (&self->base, "GET", url, NULL, s_instances_done);
+    json_decref (self->listing);
+    self->listing = NULL;
+    s_instances_page (self, 0);
+}
+
+//  One value output of the XCom's JSON object: its text as it is, any
+//  other JSON value as compact JSON
+static void
+s_xcom_output (s_attempt_t *self, const char *name, json_t *value)
+{
+    char *text = json_is_string (value)? strdup (json_string_value (value))
+                                       : json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY
+                                                     | JSON_REAL_PRECISION (15));
+    char *line = text? zsys_sprintf ("%s=%s", name, text): NULL;
+    if (line)
+        qn_remote_output (&self->base.base, self->base.values, line, strlen (line));
+    zstr_free (&line);
+    free (text);
+}
+
+//  The XCom's value (Airflow gives it as text): a JSON object is one
+//  value output per key; anything else is the task's sole value output
+static void
+s_xcom_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
+{
+    S_REPLY;
+    if (reply->status != 404 && !s_ok (reply)) {
+        qn_remote_trouble (&self->base, reply, "read its XCom", S_POLL_TRIES,
+                           QANAT__END_KIND__END_LOST);
+        return;
+    }
+    self->xcom_read = true;
+    json_t *value = reply->status == 404? NULL: json_object_get (reply->json, "value");
+    json_t *parsed = json_is_string (value)
+                   ? json_loads (json_string_value (value), JSON_DECODE_ANY, NULL): NULL;
+    json_t *object = json_is_object (value)? value: json_is_object (parsed)? parsed: NULL;
+    if (!value)
+        qn_backend_attempt_system_log (&self->base.base, "airflow: no XCom '%s' from task %s",
+                                       self->xcom_key, self->xcom_task);
+    else
+    if (object) {
+        const char *name;
+        json_t *item;
+        json_object_foreach (object, name, item)
+            s_xcom_output (self, name, item);
+    }
+    else
+    if (self->sole_output)
+        s_xcom_output (self, self->sole_output, value);
+    else
+        qn_backend_attempt_system_log (&self->base.base, "airflow: the XCom '%s' of task %s "
+                                       "is not a JSON object, and the task has not exactly "
+                                       "one value output", self->xcom_key, self->xcom_task);
+    json_decref (parsed);
+    s_finish_outcome (self);
 }
 
 static void
@@ -522,6 +640,29 @@ static const qn_remote_ops_t s_ops = {
 //  Starting and re-attaching
 
 //  The DAG run's body: dag_run_id, conf (the task's, and qanat's), note
+//  Where value outputs come from besides ::qanat-output lines: the
+//  XCom of airflow.xcom_task, if named.  -1 when out of memory.
+static int
+s_xcom_options (s_attempt_t *attempt, const Qanat__Assign *assign)
+{
+    const char *task = qn_backend_task_option (assign, "xcom_task");
+    const char *key = qn_backend_task_option (assign, "xcom_key");
+    size_t values = 0;
+    for (size_t i = 0; i < assign->n_outputs; i++)
+        if (assign->outputs [i]->value) {
+            values++;
+            free (attempt->sole_output);
+            attempt->sole_output = strdup (assign->outputs [i]->name);
+        }
+    if (values != 1)
+        zstr_free (&attempt->sole_output);
+    if (!task)
+        return 0;
+    attempt->xcom_task = strdup (task);
+    attempt->xcom_key = strdup (key? key: "return_value");
+    return attempt->xcom_task && attempt->xcom_key? 0: -1;
+}
+
 static json_t *
 s_trigger_body (s_attempt_t *attempt, const Qanat__Assign *assign,
                 char *error, size_t error_size)
@@ -604,14 +745,19 @@ s_airflow_start (void *state, const Qanat__Assign *assign, char *error, size_t e
                   dag_id? dag_id: "");
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id, assign->task_name, NULL);
+    s_attempt_t *attempt = s_attempt_new (self, &key, dag_id, NULL);
     if (!attempt) {
         snprintf (error, error_size, "airflow: '%.100s/qanat-...' is longer than an engine "
-                  "job id may be (%d bytes; a shorter dag_id or task name), or out of memory",
+                  "job id may be (%d bytes; a shorter dag_id), or out of memory",
                   dag_id, QN_BACKEND_JOB_ID_MAX);
         return -1;
     }
     attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
+    if (attempt->trigger && s_xcom_options (attempt, assign) == -1) {
+        snprintf (error, error_size, "out of memory");
+        json_decref (attempt->trigger);
+        attempt->trigger = NULL;
+    }
     if (!attempt->trigger
     ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
@@ -636,31 +782,6 @@ s_parse_cursor (const char *cursor, s_attempt_t *attempt)
     return 0;
 }
 
-//  After an agent killed between its trigger and the record of it: the
-//  same dag_run_id again, which finds the run if it was made
-static int
-s_retrigger (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-             char *error, size_t error_size)
-{
-    const char *dag_id = qn_backend_task_option (assign, "dag_id");
-    s_attempt_t *attempt = dag_id && s_dag_id_valid (dag_id)
-                         ? s_attempt_new (self, key, dag_id, assign->task_name, NULL): NULL;
-    if (!attempt) {
-        snprintf (error, error_size, "no record of the trigger, and no dag_id to trigger again");
-        return -1;
-    }
-    attempt->trigger = s_trigger_body (attempt, assign, error, error_size);
-    if (!attempt->trigger
-    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
-        s_attempt_destroy (&attempt->base);
-        return -1;
-    }
-    qn_log (QN_LOG_INFO, "airflow", "attempt %" PRIu64 "/%u/%u: no record of its trigger; "
-            "triggering airflow dag run %s again", key->run_id, key->task_index, key->attempt,
-            attempt->base.engine_id);
-    return 0;
-}
-
 static int
 s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                     const char *cursor, char *error, size_t error_size)
@@ -670,15 +791,13 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
     qn_attempt_key_t key;
     if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    if (!engine_job_id || !*engine_job_id)
-        return s_retrigger (self, &key, assign, error, error_size);
     const char *slash = strchr (engine_job_id, '/');
     char dag_id [QN_BACKEND_JOB_ID_MAX + 1] = "";
     if (slash && (size_t) (slash - engine_job_id) < sizeof (dag_id))
         snprintf (dag_id, sizeof (dag_id), "%.*s", (int) (slash - engine_job_id),
                   engine_job_id);
     s_attempt_t *attempt = s_dag_id_valid (dag_id)
-                         ? s_attempt_new (self, &key, dag_id, NULL, slash + 1): NULL;
+                         ? s_attempt_new (self, &key, dag_id, slash + 1): NULL;
     if (!attempt || !streq (attempt->base.engine_id, engine_job_id)) {
         snprintf (error, error_size, "invalid airflow dag run id '%.100s' (want "
                   "DAG/qanat-RUN-TASK-ATTEMPT)", engine_job_id? engine_job_id: "");
@@ -692,6 +811,14 @@ s_airflow_reattach (void *state, const Qanat__Assign *assign, const char *engine
         return -1;
     }
     attempt->base.exists = attempt->base.announced = true;
+    //  Kept for a run Airflow does not know (s_run_done)
+    if (!(attempt->trigger = s_trigger_body (attempt, assign, error, error_size))
+    ||  s_xcom_options (attempt, assign) == -1) {
+        if (attempt->trigger)
+            snprintf (error, error_size, "out of memory");
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
@@ -724,7 +851,7 @@ s_airflow_no_files (void *state)
 const qn_backend_ops_t qn_backend_airflow = {
     .name = "airflow",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
-           | QN_BACKEND_RESUBMIT,
+,
     .no_files = s_airflow_no_files,
     .create = s_airflow_create,
     .start = s_airflow_start,

@@ -1,21 +1,25 @@
 /*  qn_backend_ray - runs attempts as Ray jobs through the Jobs REST API of
     a Ray cluster's dashboard.  See qn_backend.h for the ops contract.
 
-    An attempt is one job whose submission_id is qanat-<run>-<task>-<attempt>:
+    An attempt is one job whose submission_id is qanat-<run>-<task index>-<attempt>:
     POST /api/jobs/ with the task's command as entrypoint (its argv
     shell-quoted), runtime_env.env_vars from its environment,
     runtime_env.working_dir and pip from the task's `ray:` block,
     entrypoint_num_cpus / _num_gpus / _memory from its resources,
     entrypoint_resources from the block, and metadata naming the attempt
     (qanat.run, qanat.task, qanat.attempt, qanat.agent).  Ray refuses a
-    second job with a known submission_id: after an agent crash between
-    the submit and its record, the resubmission finds the job already
-    there (a 400 saying so), checks its metadata and follows it, so the
-    work never starts twice.
+    second job with a known submission_id.  The submission_id is reported
+    as the engine job id before the submit (qn_backend.h, "Submit, then
+    record?"): a re-attach reads that job, submits it when the dashboard
+    does not know it (404), and a submit that finds it (a 400 saying so)
+    checks its metadata and follows it, so the work never starts twice.
 
     Every poll_ms: GET /api/jobs/<id> (status PENDING, RUNNING, SUCCEEDED,
     FAILED, STOPPED, and its message), then GET /api/jobs/<id>/logs (the
-    driver log so far).  The cursor is the byte offset of the log up to
+    driver log so far: Ray has no offset to read from, only the whole
+    log, so a log of N MiB is read every N + 1 polls at most, up to
+    S_LOG_WAIT_MAX_MS apart, and always at the end; one past
+    QN_REST_RESPONSE_MAX is no longer read, the job still followed).  The cursor is the byte offset of the log up to
     which whole lines went out: a re-attach resumes there, no line lost
     or repeated.  Lines are qn_remote_log's (metrics and value outputs by
     marker lines).  stop POSTs /api/jobs/<id>/stop.
@@ -38,6 +42,9 @@
 #define S_SUBMIT_TRIES          8
 #define S_POLL_TRIES            30          //  polls in a row without an answer
 #define S_LINE_MAX              (64 * 1024)
+#define S_LOG_STEP              (1024 * 1024)   //  a read of the whole log per this
+                                                //  much of it waits one poll more
+#define S_LOG_WAIT_MAX_MS       30000
 
 typedef struct {
     qn_remote_attempt_t base;   //  first; base.id is the submission_id
@@ -48,6 +55,8 @@ typedef struct {
     bool setup_failed;          //  error_type RUNTIME_ENV_SETUP_FAILED
     int exit_code;              //  driver_exit_code, -1 if none
     bool terminal;              //  SUCCEEDED, FAILED or STOPPED
+    int64_t next_log_ms;        //  zclock_mono: no log read before, while it runs
+    bool log_capped;            //  past QN_REST_RESPONSE_MAX: no longer read
 } s_attempt_t;
 
 
@@ -69,14 +78,13 @@ s_attempt_destroy (qn_remote_attempt_t *base)
 }
 
 static s_attempt_t *
-s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *task_name,
-               const char *id)
+s_attempt_new (qn_remote_t *backend, const qn_attempt_key_t *key, const char *id)
 {
     s_attempt_t *self = (s_attempt_t *) calloc (1, sizeof (s_attempt_t));
     if (!self)
         return NULL;
     self->exit_code = -1;
-    if (qn_remote_attempt_init (&self->base, backend, key, task_name, id) == -1) {
+    if (qn_remote_attempt_init (&self->base, backend, key, id) == -1) {
         s_attempt_destroy (&self->base);
         return NULL;
     }
@@ -175,6 +183,15 @@ static void
 s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *error)
 {
     S_REPLY;
+    if (status == 404 && !self->base.verified && self->submit) {
+        //  Re-attached to an id the agent recorded before its submit,
+        //  which never reached the dashboard: submitted now
+        qn_log (QN_LOG_INFO, "ray", "ray job %s is not there: submitting it", self->base.id);
+        self->base.exists = false;
+        self->base.tries = 0;
+        qn_remote_next (&self->base);
+        return;
+    }
     if (status < 200 || status >= 300 || !json_is_object (body)) {
         qn_remote_trouble (&self->base, reply, "read its status", S_POLL_TRIES,
                            QANAT__END_KIND__END_LOST);
@@ -206,7 +223,14 @@ s_status_done (void *arg, uint64_t call, long status, json_t *body, const char *
         self->exit_code = (int) json_integer_value (code);
     self->terminal = streq (self->status, "SUCCEEDED") || streq (self->status, "FAILED")
                   || streq (self->status, "STOPPED");
-    //  Then the log, read to its end once the job is over
+    //  Then the log, read to its end once the job is over; while it runs,
+    //  a large log is read less often (each read sends all of it)
+    if (self->log_capped && self->terminal) {
+        s_finish_outcome (self);
+        return;
+    }
+    if (self->log_capped || (!self->terminal && zclock_mono () < self->next_log_ms))
+        return;
     char url [700];
     s_url (self, "/logs", url, sizeof (url));
     qn_remote_request (&self->base, "GET", url, NULL, s_logs_done);
@@ -252,7 +276,22 @@ s_logs_done (void *arg, uint64_t call, long status, json_t *body, const char *er
         return;
     }
     self->base.tries = 0;
+    if (error && *error) {
+        //  An answer past QN_REST_RESPONSE_MAX (it was not kept)
+        qn_backend_attempt_system_log (&self->base.base, "the log of ray job %s is past %d "
+                                       "MiB: it is no longer read (the job is still "
+                                       "followed)", self->base.id,
+                                       QN_REST_RESPONSE_MAX / (1024 * 1024));
+        self->log_capped = true;
+        if (self->terminal)
+            s_finish_outcome (self);
+        return;
+    }
     json_t *logs = json_object_get (body, "logs");
+    int64_t waits = (int64_t) (json_string_length (logs) / S_LOG_STEP);
+    int64_t wait_ms = waits * self->base.engine->poll_ms;
+    self->next_log_ms = zclock_mono () + (wait_ms < S_LOG_WAIT_MAX_MS? wait_ms
+                                                                      : S_LOG_WAIT_MAX_MS);
     //  Paused (back-pressure): the next poll reads it
     if (self->base.base.front->paused)
         return;
@@ -452,7 +491,7 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
                   "(give the agent --backend-option ray.address=...)", self->url, address);
         return -1;
     }
-    s_attempt_t *attempt = s_attempt_new (self, &key, assign->task_name, NULL);
+    s_attempt_t *attempt = s_attempt_new (self, &key, NULL);
     if (!attempt) {
         snprintf (error, error_size, "out of memory");
         return -1;
@@ -466,33 +505,6 @@ s_ray_start (void *state, const Qanat__Assign *assign, char *error, size_t error
     return 0;
 }
 
-//  After an agent killed between its submit and the record of it: the
-//  same submission_id again, which finds the job if it was made (the
-//  full assignment at hand), or looks it up (without one)
-static int
-s_resubmit (qn_remote_t *self, const qn_attempt_key_t *key, const Qanat__Assign *assign,
-            char *error, size_t error_size)
-{
-    s_attempt_t *attempt = s_attempt_new (self, key, assign->task_name, NULL);
-    if (!attempt) {
-        snprintf (error, error_size, "out of memory");
-        return -1;
-    }
-    if (assign->n_argv)
-        attempt->submit = s_submit_body (attempt, assign, error, error_size);
-    else
-        attempt->base.exists = true;
-    if ((assign->n_argv && !attempt->submit)
-    ||  qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
-        s_attempt_destroy (&attempt->base);
-        return -1;
-    }
-    qn_log (QN_LOG_INFO, "ray", "attempt %" PRIu64 "/%u/%u: no record of its submit; "
-            "submitting ray job %s again", key->run_id, key->task_index, key->attempt,
-            attempt->base.id);
-    return 0;
-}
-
 static int
 s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job_id,
                 const char *cursor, char *error, size_t error_size)
@@ -502,13 +514,11 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     qn_attempt_key_t key;
     if (qn_remote_reattach_key (self, assign, &key, error, error_size) == -1)
         return -1;
-    bool again = !engine_job_id || !*engine_job_id;
-    if (again)
-        return s_resubmit (self, &key, assign, error, error_size);
-    s_attempt_t *attempt = s_attempt_new (self, &key, NULL, engine_job_id);
+    s_attempt_t *attempt = s_attempt_new (self, &key, engine_job_id);
     if (!attempt) {
         snprintf (error, error_size, "invalid ray job id '%.100s' (want qanat-%" PRIu64
-                  "-TASK-%u)", engine_job_id? engine_job_id: "", key.run_id, key.attempt);
+                  "-%u-%u)", engine_job_id? engine_job_id: "", key.run_id, key.task_index,
+                  key.attempt);
         return -1;
     }
     char *end = NULL;
@@ -521,6 +531,12 @@ s_ray_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
     }
     attempt->offset = offset;
     attempt->base.exists = attempt->base.announced = true;
+    //  Kept for a job the dashboard does not know (s_status_done)
+    if (assign->n_argv && !(attempt->submit = s_submit_body (attempt, assign, error,
+                                                              error_size))) {
+        s_attempt_destroy (&attempt->base);
+        return -1;
+    }
     if (qn_remote_follow (&attempt->base, assign->timeout_s, error, error_size) == -1) {
         s_attempt_destroy (&attempt->base);
         return -1;
@@ -553,7 +569,7 @@ s_ray_no_files (void *state)
 const qn_backend_ops_t qn_backend_ray = {
     .name = "ray",
     .flags = QN_BACKEND_CAN_REATTACH | QN_BACKEND_REMOTE | QN_BACKEND_VALUE_OUTPUTS
-           | QN_BACKEND_RESUBMIT,
+,
     .no_files = s_ray_no_files,
     .create = s_ray_create,
     .start = s_ray_start,

@@ -14,10 +14,9 @@
 
 #define S_MARKER_MAX  4096
 
-//  "NAME=VALUE" -> a line of the values file
-static void
-s_output (qn_backend_attempt_t *attempt, const char *values_path, const char *text,
-          size_t size)
+void
+qn_remote_output (qn_backend_attempt_t *attempt, const char *values_path, const char *text,
+                  size_t size)
 {
     const char *equals = (const char *) memchr (text, '=', size);
     size_t name_len = equals? (size_t) (equals - text): 0;
@@ -64,7 +63,7 @@ qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path, cons
     if (qn_backend_attempt_metric_line (attempt, text, text_size, time_us))
         return;
     if (text_size >= output && memcmp (text, QN_REMOTE_OUTPUT_PREFIX, output) == 0)
-        s_output (attempt, values_path, text + output, text_size - output);
+        qn_remote_output (attempt, values_path, text + output, text_size - output);
     else
         qn_backend_attempt_log (attempt, QANAT__STREAM__STREAM_STDOUT, true, line, size, false,
                                 time_us);
@@ -384,14 +383,9 @@ qn_remote_reattach_key (qn_remote_t *self, const Qanat__Assign *assign, qn_attem
 
 int
 qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
-                        const qn_attempt_key_t *key, const char *task_name, const char *id)
+                        const qn_attempt_key_t *key, const char *id)
 {
     attempt->engine = engine;
-    char name [49];
-    if (task_name && *task_name)
-        qn_backend_safe_name (task_name, 48, name, sizeof (name));
-    else
-        snprintf (name, sizeof (name), "%u", key->task_index);
     char head [28], tail [12];
     snprintf (head, sizeof (head), "qanat-%" PRIu64 "-", key->run_id);
     snprintf (tail, sizeof (tail), "-%u", key->attempt);
@@ -407,7 +401,7 @@ qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
         snprintf (attempt->id, sizeof (attempt->id), "%s", id);
     }
     else
-        snprintf (attempt->id, sizeof (attempt->id), "%s%s%s", head, name, tail);
+        snprintf (attempt->id, sizeof (attempt->id), "%s%u%s", head, key->task_index, tail);
     snprintf (attempt->engine_id, sizeof (attempt->engine_id), "%s", attempt->id);
     int rc = qn_backend_attempt_init (&attempt->base, &engine->front, key, 0);
     attempt->dir = zsys_sprintf ("%s/%s/%s", engine->data_dir, engine->ops->name, attempt->id);
@@ -487,6 +481,11 @@ qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
     }
     qn_backend_front_add (&self->front, &attempt->base);
     qn_backend_front_ticking (&self->front, (size_t) self->poll_ms, s_tick);
+    if (!attempt->exists && !attempt->announced)
+        //  The id first (qn_backend.h, "Submit, then record?"): the agent
+        //  records it before the submit below leaves, at the next turn
+        self->front.events->started (self->front.arg, &attempt->base.key, 0, self->front.host,
+                                     attempt->workdir, attempt->engine_id);
     qn_remote_next (attempt);
     if (!attempt->exists && !attempt->call) {
         //  Out of the list, not destroyed: the caller does that

@@ -38,6 +38,12 @@ void
     qn_remote_log_line (qn_backend_attempt_t *attempt, const char *values_path,
                         const char *line, size_t size, size_t payload, int64_t time_us);
 
+//  Appends "NAME=VALUE" (size bytes, no newline) to the attempt's values
+//  file; a bad name, no values file or a failed write is a system line.
+void
+    qn_remote_output (qn_backend_attempt_t *attempt, const char *values_path,
+                      const char *text, size_t size);
+
 //  Makes <dir> and <dir>/work (the work directory reported in started,
 //  whose "values" sibling the agent reads) if missing.  -1 with the
 //  reason in error.
@@ -132,7 +138,7 @@ struct _qn_remote_t {
 struct _qn_remote_attempt_t {
     qn_backend_attempt_t base;  //  first
     qn_remote_t *engine;
-    char id [96];               //  qanat-<run>-<task name>-<attempt>, the idempotent key
+    char id [96];               //  qanat-<run>-<task index>-<attempt>, the idempotent key
     char engine_id [QN_BACKEND_JOB_ID_MAX + 1];
     char *dir;                  //  <data_dir>/<name>/<id>: work/ and values
     char *values;
@@ -175,15 +181,15 @@ int
     qn_remote_reattach_key (qn_remote_t *self, const Qanat__Assign *assign,
                             qn_attempt_key_t *key, char *error, size_t error_size);
 
-//  Sets up an attempt's common part.  Its id is qanat-<run>-<task>-<attempt>
-//  with the task's name (its safe characters, at most 48; the index when
-//  there is none), or id when not NULL (a re-attach: the id the engine
-//  knows, which must start with qanat-<run>- and end with -<attempt>).
-//  -1 when out of memory or id does not fit.
+//  Sets up an attempt's common part.  Its id is the idempotent key of
+//  every backend, qanat-<run>-<task index>-<attempt> (decimal numbers
+//  only: any engine takes it, and at most 48 bytes it fits Databricks'
+//  64), or id when not NULL (a re-attach: the id the engine knows, which
+//  must start with qanat-<run>- and end with -<attempt>).  -1 when out
+//  of memory or id does not fit.
 int
     qn_remote_attempt_init (qn_remote_attempt_t *attempt, qn_remote_t *engine,
-                            const qn_attempt_key_t *key, const char *task_name,
-                            const char *id);
+                            const qn_attempt_key_t *key, const char *id);
 
 //  Frees an attempt's common part, cancelling its call.
 void

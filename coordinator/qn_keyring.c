@@ -87,15 +87,21 @@ s_admitted (const Qanat__Principal *principal, int64_t now)
     return true;
 }
 
-//  Keeps the allow-list file of a principal in step with its state.
+//  Keeps the allow-list file of a principal in step with its state, and
+//  has the ZAP handler read the list again after a change.  zauth's own
+//  check looks only at the folder's time (in seconds), file count and
+//  total size: a token used up and the agent it enrolled in the same
+//  second, with names of the same length (t1234abcd, workspace), change
+//  none of them, and the new agent was refused at every handshake.
 static void
 s_mirror (qn_keyring_t *self, const Qanat__Principal *principal)
 {
     char *path = s_allowed_path (self, principal->public_key);
     if (!path)
         return;
+    bool existed = zsys_file_exists (path);
     if (s_admitted (principal, qn_now_us ())) {
-        if (!zsys_file_exists (path)) {
+        if (!existed) {
             uint8_t public_key [32], no_secret [32] = {0};
             zmq_z85_decode (public_key, principal->public_key);
             zcert_t *cert = zcert_new_from (public_key, no_secret);
@@ -109,6 +115,10 @@ s_mirror (qn_keyring_t *self, const Qanat__Principal *principal)
     }
     else
         unlink (path);
+    if (self->auth && existed != zsys_file_exists (path)) {
+        zstr_sendx (self->auth, "CURVE", self->allowed_dir, NULL);
+        zsock_wait (self->auth);
+    }
     zstr_free (&path);
 }
 

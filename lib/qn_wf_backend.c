@@ -152,6 +152,8 @@ static const qn_wf_backend_key_t s_airflow_keys [] = {
     { .key = "url", .kind = QN_WF_OPT_SCALAR, .check = s_check_url },
     { .key = "dag_id", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id, .required = true },
     { .key = "conf", .kind = QN_WF_OPT_JSON, .check = s_check_conf },
+    { .key = "xcom_task", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id },
+    { .key = "xcom_key", .kind = QN_WF_OPT_SCALAR, .check = s_check_dag_id },
     S_END
 };
 
@@ -218,11 +220,13 @@ static const qn_wf_backend_t s_backends [] = {
     { .name = "local" },
     { .name = "slurm", .hint = "partition, account, qos, sbatch_args", .keys = s_slurm_keys },
     { .name = "kubernetes", .hint = "image, namespace, ...", .keys = s_kube_keys },
-    { .name = "lambda", .hint = "function, qualifier, region, payload", .keys = s_lambda_keys },
+    { .name = "lambda", .hint = "function, qualifier, region, payload", .keys = s_lambda_keys,
+      .no_command = true },
     { .name = "databricks", .hint = "python_file, notebook_path, new_cluster, ...",
-      .keys = s_databricks_keys },
+      .keys = s_databricks_keys, .no_command = true },
     { .name = "ray", .hint = "address, runtime_env, entrypoint_resources", .keys = s_ray_keys },
-    { .name = "airflow", .hint = "url, dag_id, conf", .keys = s_airflow_keys },
+    { .name = "airflow", .hint = "url, dag_id, conf, xcom_task, xcom_key", .keys = s_airflow_keys,
+      .no_command = true },
     { .name = NULL }
 };
 
@@ -238,6 +242,13 @@ qn_wf_backend_find (const char *name)
         if (strcmp (backend->name, name) == 0)
             return backend;
     return NULL;
+}
+
+bool
+qn_wf_backend_runs_without_command (const char *name)
+{
+    const qn_wf_backend_t *backend = name? qn_wf_backend_find (name): NULL;
+    return backend && backend->no_command;
 }
 
 //  ---------------------------------------------------------------------

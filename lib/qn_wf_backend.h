@@ -52,6 +52,8 @@ struct _qn_wf_backend_key_t {
 
 typedef struct {
     const char *name;           //  the backend, and its block's key
+    bool no_command;            //  runs no command of ours: 'run' is optional
+                                //  (a Lambda function, a Databricks task, a DAG)
     const char *hint;           //  "partition, account, ..." for errors
     const qn_wf_backend_key_t *keys;    //  ends with a NULL key; NULL = no block
 } qn_wf_backend_t;
@@ -59,6 +61,11 @@ typedef struct {
 //  The backend named name, or NULL.
 const qn_wf_backend_t *
     qn_wf_backend_find (const char *name);
+
+//  True when a task of backend name (NULL: the agent's default, which
+//  runs commands) needs no 'run'.
+bool
+    qn_wf_backend_runs_without_command (const char *name);
 
 //  Parses `backend:` and the backend blocks of the task mapping task_map.
 void

@@ -800,9 +800,6 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
         s_parse_run (ctx, task, field);
         run = field;
     }
-    else
-        qn_yaml_node_error (ctx, key, "task '%s' has no 'run' command",
-                            qn_yaml_echo (key->value, echo));
 
     if ((field = qn_yaml_map_get (value, "needs", NULL))) {
         size_t count;
@@ -844,6 +841,10 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
     if ((field = qn_yaml_map_get (value, "checks", NULL)))
         s_parse_checks (ctx, task, field);
     qn_wf_backend_parse (ctx, task, value);
+    //  After the backend: some run no command of ours
+    if (!run && !qn_wf_backend_runs_without_command (task->backend))
+        qn_yaml_node_error (ctx, key, "task '%s' has no 'run' command",
+                            qn_yaml_echo (key->value, echo));
     if ((field = qn_yaml_map_get (value, "outputs", NULL)))
         s_parse_outputs (ctx, task, field);
     if ((field = qn_yaml_map_get (value, "inputs", NULL)))

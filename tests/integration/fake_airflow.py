@@ -14,13 +14,20 @@ the backend uses:
         "failed" | "queued"}: failed ends the run, its running task
         instances failed, the others not started skipped
   GET   /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances
-        {"task_instances": [...], "total_entries": N}
+        {"task_instances": [...], "total_entries": N}, offset/limit paged
+        (limit at most page_limit, 100 as Airflow's maximum_page_limit)
   GET   .../taskInstances/{task_id}/logs/{task_try_number}?full_content=&
         token=&map_index=   with Accept: application/json
         {"content", "continuation_token"}: a page of the try's log from
         the token's log_pos on (page_chars at most), and a new token; the
         token is signed (a foreign one is 400 "Bad Signature") and says
         end_of_log once the try is over and read to its end
+
+  GET   .../taskInstances/{task_id}/xcomEntries/{xcom_key}?map_index=&
+        deserialize=&stringify=   the XCom schema {key, timestamp,
+        execution_date, map_index, task_id, dag_id, value}; a task's
+        return_value is the last line of its output (BashOperator's
+        do_xcom_push), value as text; 404 for none
 
 Errors are problem+json {"type", "title", "status", "detail"}, as
 connexion sends them.  Auth: basic (user, password) or a bearer token;
@@ -44,7 +51,7 @@ up_for_retry and runs again as the next try.  Runs are queued for
 queued_s first.
 
 Faults: inject (method, path_regex, status, count, retry_after), delay_s,
-trigger_delay_s, expire_token () / set_token (), as in fake_ray.
+trigger_delay_s, trigger_lost_s (held, then 503: no run made), expire_token () / set_token (), as in fake_ray.
 """
 import base64
 import datetime
@@ -105,6 +112,7 @@ class TaskInstance:
         self.try_number = 0
         self.start = self.end = None
         self.logs = {}              # try -> text
+        self.xcom = {}              # key -> value as text
         self.process = None
 
     def write(self, text):
@@ -163,6 +171,8 @@ class FakeAirflow(fake_http.FakeServer):
         self.user, self.password = user, password
         self.queued_s, self.page_chars = queued_s, page_chars
         self.trigger_delay_s = 0.0  # a trigger's answer comes this late (the run exists)
+        self.trigger_lost_s = 0.0   # a trigger is held this long, then 503, no run made
+        self.page_limit = 100       # maximum_page_limit: task instances per page at most
         self.dags = {}
         self.runs = {}
 
@@ -233,13 +243,17 @@ class FakeAirflow(fake_http.FakeServer):
         ti.process = subprocess.Popen(["/bin/sh", "-c", ti.command], env=env, cwd=self.dir,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        last = None
         for raw in ti.process.stdout:
-            ti.runner("INFO", "subprocess.py:93", raw.decode("utf-8", "replace").rstrip("\n"))
+            last = raw.decode("utf-8", "replace").rstrip("\n")
+            ti.runner("INFO", "subprocess.py:93", last)
         code = ti.process.wait()
         ti.runner("INFO", "subprocess.py:97", "Command exited with return code %d" % code)
         if run.canceled:
             return False
         if code == 0:
+            if last is not None:    # BashOperator's do_xcom_push: the last line
+                ti.xcom["return_value"] = last
             ti.runner("INFO", "taskinstance.py:1400", "Marking task as SUCCESS. dag_id=%s, "
                       "task_id=%s" % (run.dag_id, ti.task_id))
             return True
@@ -323,11 +337,11 @@ class _Handler(fake_http.Handler):
     def _route(self, method, path, query, raw, body):
         fake = self.owner
         m = re.fullmatch(r"/api/v1/dags/([^/]+)/dagRuns(?:/([^/]+)(?:/taskInstances(?:/([^/]+)"
-                         r"/logs/([^/]+))?)?)?", path)
+                         r"(?:/logs/([^/]+)|/xcomEntries/([^/]+)))?)?)?", path)
         if not m:
             return self._bad(404, "Not Found", "no such endpoint: " + path)
-        dag_id, run_id, task_id, try_text = (urllib.parse.unquote(g) if g else g
-                                             for g in m.groups())
+        dag_id, run_id, task_id, try_text, xcom_key = (urllib.parse.unquote(g) if g else g
+                                                       for g in m.groups())
         if dag_id not in fake.dags:
             return self._send(404, problem(404, "DAG not found", "DAG with dag_id: '%s' not "
                                            "found" % dag_id))
@@ -356,9 +370,35 @@ class _Handler(fake_http.Handler):
         if task_id is None:
             if query.keys() - TI_QUERY:
                 return self._bad(400, "Bad Request", "unknown query parameters")
+            # offset/limit as documented: limit at most the webserver's
+            # maximum_page_limit (page_limit here), default 100
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                return self._bad(400, "Bad Request", "limit and offset must be integers")
+            if limit < 1 or offset < 0:
+                return self._bad(400, "Bad Request", "limit must be >= 1, offset >= 0")
             tis = [ti.json() for ti in run.tis]
-            return self._send(200, {"task_instances": tis, "total_entries": len(tis)})
+            page = tis[offset:offset + min(limit, fake.page_limit)]
+            return self._send(200, {"task_instances": page, "total_entries": len(tis)})
+        if xcom_key is not None:
+            return self._xcom(run, task_id, xcom_key, query)
         return self._log(run, task_id, try_text, query)
+
+    def _xcom(self, run, task_id, key, query):
+        """GET .../xcomEntries/{xcom_key}: the XCom schema, its value as
+        text (no deserialize: the stored value stringified)"""
+        if query.keys() - {"map_index", "deserialize", "stringify"}:
+            return self._bad(400, "Bad Request", "unknown query parameters")
+        ti = next((t for t in run.tis if t.task_id == task_id), None)
+        if ti is None or key not in ti.xcom:
+            return self._send(404, problem(404, "XCom entry not found", "XCom entry with "
+                                           "key: '%s' not found" % key))
+        return self._send(200, {"key": key, "timestamp": iso(ti.end),
+                                "execution_date": iso(run.logical), "map_index": -1,
+                                "task_id": task_id, "dag_id": run.dag_id,
+                                "value": ti.xcom[key]})
 
     def _no_query(self, query):
         if query:
@@ -378,6 +418,10 @@ class _Handler(fake_http.Handler):
         if not body.get("dag_run_id") or not re.fullmatch(r"[A-Za-z0-9_.~:+-]{1,250}",
                                                           body["dag_run_id"]):
             return self._bad(400, "Bad Request", "dag_run_id is missing or invalid")
+        if fake.trigger_lost_s:
+            # Held, then refused: the run is never made
+            time.sleep(fake.trigger_lost_s)
+            return self._send(503, problem(503, "Service Unavailable", "try again"))
         run = fake.trigger(dag_id, body)
         if run is not None and fake.trigger_delay_s:
             time.sleep(fake.trigger_delay_s)

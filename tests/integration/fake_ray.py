@@ -38,6 +38,7 @@ URI) as its directory.  It stays PENDING for pending_s first.
 Faults: inject(method, path_regex, status, count, retry_after) answers the
 next count matching requests with status (a 429 with Retry-After); delay_s
 slows every answer, submit_delay_s a submit's (after the job exists);
+submit_lost_s holds a submit, then answers 503 without making the job;
 expire_token() makes the current token answer 401
 until set_token() gives a new one.
 
@@ -103,6 +104,7 @@ class FakeRay(fake_http.FakeServer):
         os.makedirs(directory, exist_ok=True)
         self.pending_s = pending_s
         self.submit_delay_s = 0.0   # a submit's answer comes this late (the job exists)
+        self.submit_lost_s = 0.0    # a submit is held this long, then 503, no job made
         self.jobs = {}
 
     def start(self, port=0):
@@ -256,6 +258,10 @@ class _Handler(fake_http.Handler):
             problem = check_submit(body)
             if problem:
                 return self._bad(400, "Bad Request: " + problem)
+            if fake.submit_lost_s:
+                # Held, then refused: the job is never made
+                time.sleep(fake.submit_lost_s)
+                return self._send(503, "Service Unavailable")
             job = fake.submit(body)
             if job is None:
                 sid = body.get("submission_id") or body.get("job_id")

@@ -67,6 +67,19 @@ def test_one_token_enrols_many_agents(cluster):
     _run_workflow(cluster)
 
 
+def test_an_agent_enrolled_in_the_second_of_its_token_is_admitted(cluster):
+    # A one-use token (t + 8 hex) used up and an agent of a name as long
+    # enrolled in the same second leave the allow-list folder's time, file
+    # count and size as they were: the ZAP handler must still read it again
+    cluster.start_coordinator()
+    for name in ("workspace", "agent-901", "agent-902"):
+        token = cluster.create_token(uses=1)
+        cluster.start_agent(name, token=token, wait=False)
+        cluster.wait_for(lambda: any(a["name"] == name and a["connected"]
+                                     for a in cluster.qanat_json("agents")),
+                         "agent %s to register" % name, timeout=10)
+
+
 def _as_user(argv, home, user):
     """argv run as user (nobody when we are root; else ourselves), with
     only HOME and PATH from the environment."""

@@ -38,6 +38,9 @@ class Airflow:
             ("fit", "echo 'fitting'; echo 'ValueError: bad shape' >&2; exit 4", 1),
             ("report", "echo never")])
         self.fake.add_dag("slow", [("wait", TICKS % (300, "0.1"))])
+        self.fake.add_dag("scores", [("score", "echo scoring; echo '{\"auc\": 0.91, "
+                                                "\"label\": \"good\"}'")])
+        self.fake.add_dag("counts", [("count", "echo counting; echo 42")])
         self.fake.add_dag("long", [("one", TICKS % (25, "0.05")), ("two", TICKS % (25, "0.05"))])
         self.password_file = c.write("airflow-password", "s3cret-pw\n")
         self.token_file = c.write("airflow-token", "%s\n" % (token or ""))
@@ -98,6 +101,7 @@ tasks:
 def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
     c.start_coordinator()
     airflow.agent()
+    airflow.fake.page_limit = 1     # one task instance per page: all are read all the same
     run_id = c.start_run(c.write("pipeline.yaml", PIPELINE))
     c.wait_for(lambda: "tick 3" in said(c, run_id, "train"), "the first ticks")
     check(c.qanat_json("status", run_id)["status"] == "running",
@@ -114,7 +118,7 @@ def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
     check(loss and [(p["value"], p["step"]) for p in loss[0]["points"]] == [(0.5, 2)],
           "the metric: %s" % loss)
     a = attempt(run, "train")
-    rid = "qanat-%d-train-1" % run_id
+    rid = "qanat-%d-0-1" % run_id
     check(a["engine_job_id"] == "pipeline/" + rid, "engine job id %s" % a)
     check(a.get("engine_url") == "%s/dags/pipeline/grid?dag_run_id=%s" % (airflow.fake.url, rid),
           "link %s" % a.get("engine_url"))
@@ -131,8 +135,45 @@ def test_a_task_triggers_a_dag_run_and_its_logs_follow(c, airflow):
           "the value input: %s" % posts[1]["body"]["conf"])
     pages = [r for r in airflow.fake.find("GET", "/logs/") if "token" in r["query"]]
     check(pages, "the logs were read page by page")
+    listed = [r["query"] for r in airflow.fake.find("GET", "/taskInstances")
+              if r["path"].endswith("/taskInstances")]
+    check(any(q.get("offset") == ["1"] for q in listed), "task instances page by page: %s"
+          % listed[:4])
     check(all(r["headers"].get("Authorization", "").startswith("Basic ")
               for r in airflow.fake.requests), "basic auth on every request")
+
+
+XCOM = """\
+name: xcom
+tasks:
+  score:
+    backend: airflow
+    outputs: {auc: {value: true}, label: {value: true}}
+    airflow: {dag_id: scores, xcom_task: score}
+  count:
+    backend: airflow
+    outputs: {n: {value: true}}
+    airflow: {dag_id: counts, xcom_task: count, xcom_key: return_value}
+  use:
+    backend: airflow
+    inputs: {auc: score.auc, label: score.label, n: count.n}
+    airflow: {dag_id: counts}
+"""
+
+
+@with_airflow
+def test_value_outputs_from_a_tasks_xcom(c, airflow):
+    c.start_coordinator()
+    airflow.agent()
+    run_id = c.start_run(c.write("xcom.yaml", XCOM))
+    run = c.wait_run(run_id)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], run["tasks"]))
+    reads = [r["path"] for r in airflow.fake.find("GET", "/xcomEntries/")]
+    check(any(p.endswith("/taskInstances/score/xcomEntries/return_value") for p in reads),
+          "the XCom was read: %s" % reads)
+    use = [p for p in airflow.fake.find("POST") if p["path"].endswith("/counts/dagRuns")][-1]
+    check(use["body"]["conf"]["qanat"]["inputs"] == {"auc": "0.91", "label": "good", "n": "42"},
+          "a JSON object's keys, and a sole output's value: %s" % use["body"]["conf"])
 
 
 FLAKY = """\
@@ -153,7 +194,7 @@ def test_a_failed_run_names_its_task_and_its_log_tail(c, airflow):
     run = c.wait_run(run_id)
     check(run["status"] == "failed", "run %s" % run["status"])
     a = attempt(run, "fit")
-    check(a.get("reason") == "airflow dag run flaky/qanat-%d-fit-1: failed (task fit failed)"
+    check(a.get("reason") == "airflow dag run flaky/qanat-%d-0-1: failed (task fit failed)"
           % run_id, "reason %r" % a.get("reason"))
     check("AirflowException: Bash command failed" in a.get("stack_trace", ""),
           "stack trace %r" % a.get("stack_trace"))
@@ -185,9 +226,9 @@ def test_cancel_fails_the_dag_run(c, airflow):
     check(run["status"] == "canceled", "run %s" % run["status"])
     patches = airflow.fake.find("PATCH")
     check(len(patches) == 1 and patches[0]["body"] == {"state": "failed"}
-          and patches[0]["path"] == "/api/v1/dags/slow/dagRuns/qanat-%d-wait-1" % run_id,
+          and patches[0]["path"] == "/api/v1/dags/slow/dagRuns/qanat-%d-0-1" % run_id,
           "one PATCH to failed: %s" % patches)
-    dag_run = airflow.fake.runs[("slow", "qanat-%d-wait-1" % run_id)]
+    dag_run = airflow.fake.runs[("slow", "qanat-%d-0-1" % run_id)]
     check(dag_run.state == "failed" and dag_run.tis[0].state == "failed",
           "the run and its task failed: %s %s" % (dag_run.state, dag_run.tis[0].state))
 
@@ -255,7 +296,7 @@ def test_a_crash_between_trigger_and_record_triggers_once(c, airflow):
     airflow.agent()
     airflow.fake.trigger_delay_s = 3.0
     run_id = c.start_run(c.write("long.yaml", LONG))
-    rid = "qanat-%d-both-1" % run_id
+    rid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: ("long", rid) in airflow.fake.runs, "the run to exist")
     time.sleep(0.5)
     c.signal_agent("a1", signal.SIGKILL)
@@ -265,11 +306,29 @@ def test_a_crash_between_trigger_and_record_triggers_once(c, airflow):
     check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "both")))
     check(list(airflow.fake.runs) == [("long", rid)], "one run: %s" % list(airflow.fake.runs))
     posts = airflow.fake.find("POST")
-    check(len(posts) == 2 and all(p["body"]["dag_run_id"] == rid for p in posts),
-          "the same dag_run_id again: %s" % [p["body"].get("dag_run_id") for p in posts])
+    check(len(posts) == 1, "the recorded id is followed, not triggered again: %d" % len(posts))
     check(attempt(run, "both")["attempt"] == 1, "the same attempt")
     check(said(c, run_id, "both") == ["tick %d" % i for i in range(1, 26)] * 2,
           "every tick once: %s" % said(c, run_id, "both"))
+
+    # Killed while a trigger that never reaches Airflow is in flight: the
+    # id was recorded first, the new agent finds no such run and triggers it
+    airflow.fake.trigger_lost_s = 3.0
+    run_id = c.start_run(c.write("long.yaml", LONG))
+    rid = "qanat-%d-0-1" % run_id
+    c.wait_for(lambda: len(airflow.fake.find("POST")) == 2, "the lost trigger")
+    time.sleep(0.3)
+    c.signal_agent("a1", signal.SIGKILL)
+    airflow.fake.trigger_lost_s = 0.0
+    airflow.agent()
+    run = c.wait_run(run_id, timeout=40)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "both")))
+    posts = airflow.fake.find("POST")
+    check(len(posts) == 3 and posts[2]["body"]["dag_run_id"] == rid,
+          "triggered again under the same id: %s" % [p["body"].get("dag_run_id") for p in posts])
+    check(attempt(run, "both")["attempt"] == 1, "the same attempt")
+    check(("long", rid) in airflow.fake.runs and len(airflow.fake.runs) == 2,
+          "one run per attempt: %s" % list(airflow.fake.runs))
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_a_task_runs_as_a_job_and_its_log_follows(c, ray):
     check(task_lines(c, run_id, "after") == ["got 20"], "the value went along: %s"
           % task_lines(c, run_id, "after"))
     a = attempt(run, "count")
-    sid = "qanat-%d-count-1" % run_id
+    sid = "qanat-%d-0-1" % run_id
     check(a["engine_job_id"] == sid, "engine job id %s" % a)
     check(a.get("engine_url") == "%s/#/jobs/%s" % (ray.fake.url, sid), "link %s" % a)
     posts = [r for r in ray.fake.find("POST") if r["path"] == "/api/jobs/"]
@@ -133,7 +133,7 @@ def test_a_failed_job_ends_with_rays_message(c, ray):
     a = attempt(run, "broken")
     check(a["exit_code"] == 3, "exit code %s" % a)
     reason = a.get("reason", "")
-    check(reason.startswith("ray job qanat-%d-broken-1: FAILED: Job entrypoint command failed "
+    check(reason.startswith("ray job qanat-%d-0-1: FAILED: Job entrypoint command failed "
                             "with exit code 3" % run_id), "reason %r" % reason)
     check("ValueError: bad shape" in a.get("stack_trace", ""), "stack trace %r" % a)
 
@@ -180,9 +180,9 @@ def test_cancel_stops_the_job(c, ray):
     check(run["status"] == "canceled", "run %s" % run["status"])
     check(attempt(run, "sleepy")["end"] == "canceled", "end %s" % attempt(run, "sleepy"))
     stops = ray.fake.find("POST", "/stop")
-    check(len(stops) == 1 and stops[0]["path"] == "/api/jobs/qanat-%d-sleepy-1/stop" % run_id,
+    check(len(stops) == 1 and stops[0]["path"] == "/api/jobs/qanat-%d-0-1/stop" % run_id,
           "one stop: %s" % stops)
-    c.wait_for(lambda: ray.fake.jobs["qanat-%d-sleepy-1" % run_id].status == "STOPPED",
+    c.wait_for(lambda: ray.fake.jobs["qanat-%d-0-1" % run_id].status == "STOPPED",
                "the job to stop", timeout=5)
 
 
@@ -247,6 +247,34 @@ def test_an_unreadable_token_file_ends_the_attempt(c, ray):
           "end %s, reason %r" % (a["end"], a.get("reason")))
 
 
+BIG = """\
+name: big
+tasks:
+  big:
+    backend: ray
+    run: sh -c 'head -c 5000000 /dev/zero | tr "\\\\0" x | fold -w 1000; echo; for i in $(seq 1 60); do echo "tick $i"; sleep 0.05; done'
+"""
+
+
+@with_ray
+def test_a_large_log_is_read_less_often_and_every_line_once(c, ray):
+    # Ray serves the whole log at each read: past 1 MiB the agent reads
+    # it every few polls only, and still hands out every line once
+    c.start_coordinator()
+    ray.agent()
+    run_id = c.start_run(c.write("big.yaml", BIG))
+    run = c.wait_run(run_id, timeout=40)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "big")))
+    lines = task_lines(c, run_id, "big")
+    check(lines == ["x" * 1000] * 5000 + ["tick %d" % i for i in range(1, 61)],
+          "every line once: %d lines, %s" % (len(lines), lines[-3:]))
+    gets = [r["path"] for r in ray.fake.find("GET", "/api/jobs/")]
+    logs = [p for p in gets if p.endswith("/logs")]
+    polls = len(gets) - len(logs)
+    check(len(logs) * 2 < polls, "the log read less often than the status: %d of %d"
+          % (len(logs), polls))
+
+
 REATTACH = """\
 name: reattach
 tasks:
@@ -279,7 +307,7 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     ray.agent()
     ray.fake.submit_delay_s = 3.0   # the job exists, its answer is late
     run_id = c.start_run(c.write("reattach.yaml", REATTACH))
-    sid = "qanat-%d-long-1" % run_id
+    sid = "qanat-%d-0-1" % run_id
     c.wait_for(lambda: sid in ray.fake.jobs, "the job to exist")
     time.sleep(0.5)
     c.signal_agent("r1", signal.SIGKILL)
@@ -289,12 +317,30 @@ def test_a_crash_between_submit_and_record_submits_once(c, ray):
     check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "long")))
     check(list(ray.fake.jobs) == [sid], "one job: %s" % list(ray.fake.jobs))
     posts = ray.fake.find("POST")
-    check(len(posts) == 2 and all(p["body"]["submission_id"] == sid for p in posts),
-          "the same submission_id again: %s" % [p["body"].get("submission_id") for p in posts])
+    check(len(posts) == 1, "the recorded id is followed, not submitted again: %d" % len(posts))
     a = attempt(run, "long")
     check(a["attempt"] == 1 and a["engine_job_id"] == sid, "the same attempt: %s" % a)
     lines = task_lines(c, run_id, "long")
     check(lines == ["line %d" % i for i in range(1, 51)], "every line exactly once: %s" % lines)
+
+    # Killed while a submit that never reaches Ray is in flight: the id
+    # was recorded first, the new agent finds no such job and submits it
+    ray.fake.submit_lost_s = 3.0
+    run_id = c.start_run(c.write("reattach.yaml", REATTACH))
+    sid = "qanat-%d-0-1" % run_id
+    c.wait_for(lambda: len(ray.fake.find("POST")) == 2, "the lost submit")
+    time.sleep(0.3)
+    c.signal_agent("r1", signal.SIGKILL)
+    ray.fake.submit_lost_s = 0.0
+    ray.agent()
+    run = c.wait_run(run_id, timeout=40)
+    check(run["status"] == "succeeded", "run %s: %s" % (run["status"], attempt(run, "long")))
+    posts = ray.fake.find("POST")
+    check(len(posts) == 3 and posts[2]["body"]["submission_id"] == sid,
+          "submitted again under the same id: %s" % [p["body"].get("submission_id") for p in posts])
+    check(attempt(run, "long")["attempt"] == 1, "the same attempt: %s" % attempt(run, "long"))
+    check(sorted(ray.fake.jobs)[-1:] == [sid] and len(ray.fake.jobs) == 2,
+          "one job per attempt: %s" % list(ray.fake.jobs))
 
 
 BAD_BLOCKS = """\

@@ -52,7 +52,6 @@ tasks:
   etl:
     on: {env: airflow}
     backend: airflow
-    run: "true"
     inputs: {n: tune.n}
     outputs: {n: {value: true}}
     airflow: {dag_id: chain}
@@ -76,7 +75,6 @@ LAMBDA = """\
   score:
     on: {env: aws}
     backend: lambda
-    run: bump
     inputs: {n: %s.n}
     lambda: {function: bump, payload: {n: "${{ inputs.n }}"}}
     outputs: {n: {value: true}}
@@ -123,7 +121,6 @@ DATABRICKS = """\
   analyse:
     on: {env: databricks}
     backend: databricks
-    run: analyse
     inputs: {n: %s.n}
     databricks: {notebook_path: /Repos/ml/analyse, existing_cluster_id: 0601-182128-dcbte59m}
     outputs: {n: {value: true}}
@@ -204,10 +201,11 @@ def test_one_run_across_seven_environments(c):
         check(run["status"] == "succeeded", "run ended %s: %s" % (
             run["status"], [(t["name"], t["attempts"][-1:]) for t in run["tasks"]]))
 
+        index = [t["name"] for t in run["tasks"]].index
         rows = [("prepare", "onprem", "local", None),
                 ("train", "hpc", "slurm", r"[1-9][0-9]*"),
-                ("tune", "ray", "ray", r"qanat-%d-tune-1" % run_id),
-                ("etl", "airflow", "airflow", r"chain/qanat-%d-etl-1" % run_id)] + \
+                ("tune", "ray", "ray", r"qanat-%d-%d-1" % (run_id, index("tune"))),
+                ("etl", "airflow", "airflow", r"chain/qanat-%d-%d-1" % (run_id, index("etl")))] + \
             cloud_rows + \
             [("publish", "k8s", "kubernetes", r"qanat-test/qanat-%d-publish-1" % run_id)]
         if not PARTIAL:

@@ -182,15 +182,11 @@ test_attempt_ids (void **state)
     qn_attempt_key_t key = { 7, 2, 3 };
     qn_remote_attempt_t attempt;
     memset (&attempt, 0, sizeof (attempt));
-    assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, "train/x", NULL), 0);
-    assert_string_equal (attempt.id, "qanat-7-train_x-3");
-    assert_string_equal (attempt.workdir, "/tmp/test/qanat-7-train_x-3/work");
-    assert_string_equal (attempt.values, "/tmp/test/qanat-7-train_x-3/values");
-    qn_remote_attempt_fini (&attempt);
-
-    memset (&attempt, 0, sizeof (attempt));
-    assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, NULL, NULL), 0);
+    //  The task's index, never its name: any engine takes the key
+    assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, NULL), 0);
     assert_string_equal (attempt.id, "qanat-7-2-3");
+    assert_string_equal (attempt.workdir, "/tmp/test/qanat-7-2-3/work");
+    assert_string_equal (attempt.values, "/tmp/test/qanat-7-2-3/values");
     qn_remote_attempt_fini (&attempt);
 
     //  A re-attach's id must be this attempt's, in the safe alphabet
@@ -199,12 +195,11 @@ test_attempt_ids (void **state)
     };
     for (int i = 0; bad [i]; i++) {
         memset (&attempt, 0, sizeof (attempt));
-        assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, NULL, bad [i]), -1);
+        assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, bad [i]), -1);
         qn_remote_attempt_fini (&attempt);
     }
     memset (&attempt, 0, sizeof (attempt));
-    assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, NULL,
-                                              "qanat-7-train-3"), 0);
+    assert_int_equal (qn_remote_attempt_init (&attempt, &engine, &key, "qanat-7-train-3"), 0);
     assert_string_equal (attempt.engine_id, "qanat-7-train-3");
     qn_remote_attempt_fini (&attempt);
 }

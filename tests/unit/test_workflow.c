@@ -1118,6 +1118,16 @@ test_backend_lambda (void **state)
                    "wf.yaml:6:24: invalid value 'f/../g' for 'function' in 'lambda' (a function "
                    "name, partial ARN or ARN: letters, digits, '-', '_', ':', at most 170 "
                    "characters)");
+    //  'run' only for the backends that run a command
+    wf = s_parse_ok ("name: w\ntasks:\n  a:\n    backend: lambda\n    lambda: {function: f}\n"
+                     "  b:\n    backend: airflow\n    airflow: {dag_id: d}\n");
+    assert_int_equal (qn_workflow_task (wf, 0)->argc, 0);
+    assert_null (qn_workflow_task (wf, 1)->argv);
+    qn_workflow_destroy (&wf);
+    s_expect_only ("name: w\ntasks:\n  a:\n    backend: slurm\n",
+                   "wf.yaml:3:3: task 'a' has no 'run' command");
+    s_expect_only ("name: w\ntasks:\n  a:\n    backend: ray\n",
+                   "wf.yaml:3:3: task 'a' has no 'run' command");
 }
 
 static void
