@@ -11,12 +11,14 @@
 #endif
 #include "qn_agent.h"
 #include "qn_log.h"
+#include "qn_config.h"
 #include "qn_enrol.h"
 #include "qn_identity.h"
 #include "qn_s3.h"
 #include "qn_backend.h"
 #include "qn_resources.h"
 #include "qn_daemon.h"
+#include "qn_sdnotify.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -119,6 +121,12 @@ s_usage (FILE *out)
         "                              a running agent\n"
         "      --pid-file FILE         with --daemon (default <data-dir>/agent.pid)\n"
         "      --log-file FILE         with --daemon (default <data-dir>/agent.log)\n"
+        "      --config FILE           read settings from a YAML file (/etc/qanat/agent.yaml;\n"
+        "                              keys as the long options with '_' for '-'; flags\n"
+        "                              override it; docs/configuration.md)\n"
+        "      --check-config          check the config file and options, print the\n"
+        "                              effective settings and exit (0 = good, 2 = not)\n"
+        "      --log-format text|json  log lines as text (default) or JSON objects\n"
         "  -v, --verbose               log debugging detail\n"
         "  -h, --help                  show this help and exit\n"
         "  -V, --version               show the version and exit\n");
@@ -407,6 +415,90 @@ s_identify (const char *data_dir, const char *join, bool join_flag, bool force, 
 //  ---------------------------------------------------------------------
 //  Options
 
+//  Long options without a letter of their own
+enum { OPT_LOG_FORMAT = 1000, OPT_CHECK_CONFIG };
+
+//  Every option of the service once: its long name is also its key in
+//  the config file (with '_' for '-'), and its type and range are checked
+//  for both (lib/qn_config.h).  Adding an option is a row here, a case in
+//  s_options_parse (or s_parse_capacity, s_parse_timer) and its line in
+//  s_usage.  The letters of options without a short form are only
+//  getopt's values (S_SHORT_OPTIONS has the short ones).
+static const qn_config_option_t s_table [] = {
+    { "coordinator", 'c', QN_CONFIG_STRING, 0, 0, NULL,
+      "($QANAT_AGENT_ENDPOINT, else the enrolled one, else " S_DEFAULT_ENDPOINT ")", 0 },
+    { "join", 'j', QN_CONFIG_STRING, 0, 0, NULL, "($QANAT_JOIN_TOKEN)", QN_CONFIG_SECRET },
+    { "force", 'F', QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "enrol-timeout", 'E', QN_CONFIG_NUMBER, 1, 3600, NULL, "10", 0 },
+    { "insecure", 'I', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "name", 'n', QN_CONFIG_STRING, 0, 0, NULL, "(the enrolled name, else the host name)", 0 },
+    { "labels", 'l', QN_CONFIG_LIST, 0, 0, NULL, "(the enrolled ones)", 0 },
+    { "label", 'L', QN_CONFIG_LIST, 0, 0, NULL, "(the enrolled ones)", 0 },
+    { "slots", 's', QN_CONFIG_NUMBER, 1, 100000, NULL, "(online CPUs)", 0 },
+    { "gpus", 'G', QN_CONFIG_STRING, 0, 0, NULL, "(detected with nvidia-smi)", 0 },
+    { "resources", 'X', QN_CONFIG_STRING, 0, 0, NULL, "(detected)", 0 },
+    { "data-dir", 'd', QN_CONFIG_STRING, 0, 0, NULL, "($HOME/.qanat/agent)", 0 },
+    { "spool-max", 'S', QN_CONFIG_SIZE, 256 * 1024, 1LL << 40, NULL, "256M", 0 },
+    { "max-unacked", 'M', QN_CONFIG_SIZE, 1024, 1LL << 40, NULL, "(when the spool is full)", 0 },
+    { "profile", 'P', QN_CONFIG_CHOICE, 0, 0, "lan|wan", "(the coordinator decides)", 0 },
+    { "heartbeat-ms", 'H', QN_CONFIG_NUMBER, 0, 600000, NULL, "0", 0 },
+    { "suspect-after-ms", 'U', QN_CONFIG_NUMBER, 0, 86400000, NULL, "0", 0 },
+    { "lost-after-ms", 'O', QN_CONFIG_NUMBER, 0, 86400000, NULL, "0", 0 },
+    { "max-backoff-ms", 'B', QN_CONFIG_NUMBER, 250, 3600000, NULL, "30000", 0 },
+    { "stop-after-disconnect", 'D', QN_CONFIG_NUMBER, 0, 31536000, NULL, "0", 0 },
+    { "drain-timeout", 'T', QN_CONFIG_NUMBER, 0, 31536000, NULL, "0", 0 },
+    { "backend", 'b', QN_CONFIG_LIST, 0, 0, NULL, "local", 0 },
+    { "backend-option", 'o', QN_CONFIG_LIST, 0, 0, NULL, "(none)", 0 },
+    { "artifact-store", 'A', QN_CONFIG_STRING, 0, 0, NULL, "(the coordinator's blob store)", 0 },
+    { "cache-max", 'K', QN_CONFIG_SIZE, 0, 1LL << 50, NULL, "10G", 0 },
+    { "cache-keep-recent", 'R', QN_CONFIG_NUMBER, 0, 365LL * 86400, NULL, "3600", 0 },
+    { "keep-workdirs", 'W', QN_CONFIG_NUMBER, 0, 1000000, NULL, "100", 0 },
+    { "daemon", 'Z', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "pid-file", 'Q', QN_CONFIG_STRING, 0, 0, NULL, "(<data-dir>/agent.pid)", 0 },
+    { "log-file", 'Y', QN_CONFIG_STRING, 0, 0, NULL, "(<data-dir>/agent.log)", 0 },
+    { "log-format", OPT_LOG_FORMAT, QN_CONFIG_CHOICE, 0, 0, "text|json", "text", 0 },
+    { "verbose", 'v', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "config", 'f', QN_CONFIG_STRING, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "check-config", OPT_CHECK_CONFIG, QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "help", 'h', QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "version", 'V', QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { NULL, 0, 0, 0, 0, NULL, NULL, 0 }
+};
+#define S_SHORT_OPTIONS "c:j:n:l:L:s:d:b:o:vhV"
+
+//  An option's value against its row.  0, or -1 with a message.
+static int
+s_check_value (int opt, const char *arg)
+{
+    char *error = NULL;
+    for (size_t i = 0; s_table [i].name; i++)
+        if (s_table [i].val == opt && arg && qn_config_check (&s_table [i], arg, &error) == -1) {
+            fprintf (stderr, "qanat-agent: --%s %s\n", s_table [i].name, error);
+            free (error);
+            return -1;
+        }
+    return 0;
+}
+
+//  The join token is wiped from the real argv too (ps shows that one)
+static void
+s_wipe_join (int argc, char *argv [])
+{
+    for (int i = 1; i < argc && strcmp (argv [i], "--") != 0; i++) {
+        char *token = NULL;
+        if ((streq (argv [i], "--join") || streq (argv [i], "-j")) && i + 1 < argc)
+            token = argv [++i];
+        else
+        if (strncmp (argv [i], "--join=", 7) == 0)
+            token = argv [i] + 7;
+        else
+        if (strncmp (argv [i], "-j", 2) == 0)
+            token = argv [i] + 2;
+        if (token)
+            memset (token, 'x', strlen (token));
+    }
+}
+
 //  Everything the command line (and the environment) says
 typedef struct {
     const char *endpoint;
@@ -446,6 +538,10 @@ typedef struct {
     char log_default [4200];
     const char *gpus;                       //  --gpus, NULL = detect
     const char *resources;                  //  --resources, NULL = detect
+    bool check_config;                      //  --check-config
+    qn_log_format_t log_format;
+    int argc;                               //  the config file's settings, then argv
+    char **argv;
     char default_dir [4096];                //  data_dir when not given
     char hostname [256];                    //  name when not given
 } s_options_t;
@@ -477,6 +573,8 @@ s_options_free (s_options_t *self)
         self->join_copy = NULL;
     }
     s_labels_free (&self->labels);
+    qn_config_argv_free (self->argc, self->argv);
+    self->argv = NULL;
     for (size_t i = 0; i < self->backend_text_count; i++)
         free (self->backend_text [i]);
     self->backend_text_count = 0;
@@ -678,46 +776,33 @@ s_parse_timer (s_options_t *self, int opt, const char *arg)
 static int
 s_options_parse (s_options_t *self, int argc, char *argv [])
 {
-    static const struct option options [] = {
-        { "coordinator", required_argument, NULL, 'c' },
-        { "name",        required_argument, NULL, 'n' },
-        { "labels",      required_argument, NULL, 'l' },
-        { "label",       required_argument, NULL, 'L' },
-        { "slots",       required_argument, NULL, 's' },
-        { "data-dir",    required_argument, NULL, 'd' },
-        { "max-unacked", required_argument, NULL, 'M' },
-        { "spool-max",   required_argument, NULL, 'S' },
-        { "profile",     required_argument, NULL, 'P' },
-        { "heartbeat-ms", required_argument, NULL, 'H' },
-        { "suspect-after-ms", required_argument, NULL, 'U' },
-        { "lost-after-ms", required_argument, NULL, 'O' },
-        { "max-backoff-ms", required_argument, NULL, 'B' },
-        { "stop-after-disconnect", required_argument, NULL, 'D' },
-        { "drain-timeout", required_argument, NULL, 'T' },
-        { "join",        required_argument, NULL, 'j' },
-        { "backend",     required_argument, NULL, 'b' },
-        { "backend-option", required_argument, NULL, 'o' },
-        { "artifact-store", required_argument, NULL, 'A' },
-        { "cache-max",   required_argument, NULL, 'K' },
-        { "cache-keep-recent", required_argument, NULL, 'R' },
-        { "keep-workdirs", required_argument, NULL, 'W' },
-        { "gpus",        required_argument, NULL, 'G' },
-        { "resources",   required_argument, NULL, 'X' },
-        { "enrol-timeout", required_argument, NULL, 'E' },
-        { "insecure",    no_argument,       NULL, 'I' },
-        { "force",       no_argument,       NULL, 'F' },
-        { "daemon",      no_argument,       NULL, 'Z' },
-        { "pid-file",    required_argument, NULL, 'Q' },
-        { "log-file",    required_argument, NULL, 'Y' },
-        { "verbose",     no_argument,       NULL, 'v' },
-        { "help",        no_argument,       NULL, 'h' },
-        { "version",     no_argument,       NULL, 'V' },
-        { NULL, 0, NULL, 0 }
-    };
+    char *error = NULL;
+    if (qn_config_argv (s_table, argc, argv, &self->argc, &self->argv, &error) == -1) {
+        fprintf (stderr, "qanat-agent: %s\n", error);
+        free (error);
+        return -1;
+    }
+    s_wipe_join (argc, argv);
+    argc = self->argc;
+    argv = self->argv;
+    struct option *options = qn_config_getopt (s_table);
+    if (!options)
+        return -1;
+    optind = 0;
     int opt;
-    while ((opt = getopt_long (argc, argv, "c:j:n:l:L:s:d:b:o:vhV", options, NULL)) != -1) {
-        int rc = 0;
-        switch (opt) {
+    while ((opt = getopt_long (argc, argv, S_SHORT_OPTIONS, options, NULL)) != -1) {
+        int rc = s_check_value (opt, optarg);
+        switch (rc == 0? opt: 0) {
+            case 0:
+                break;
+            case 'f':
+                break;                  //  read by qn_config_argv
+            case OPT_CHECK_CONFIG:
+                self->check_config = true;
+                break;
+            case OPT_LOG_FORMAT:
+                qn_log_format_parse (optarg, &self->log_format);
+                break;
             case 'c':
                 self->endpoint = optarg;
                 break;
@@ -775,17 +860,18 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
                 break;
             case 'h':
                 s_usage (stdout);
-                return 1;
+                return free (options), 1;
             case 'V':
                 printf ("qanat-agent %s\n", PACKAGE_VERSION);
-                return 1;
+                return free (options), 1;
             default:
                 s_usage (stderr);
-                return -1;
+                return free (options), -1;
         }
         if (rc == -1)
-            return -1;
+            return free (options), -1;
     }
+    free (options);
     if (optind < argc) {
         fprintf (stderr, "qanat-agent: unexpected argument '%s'\n", argv [optind]);
         s_usage (stderr);
@@ -846,7 +932,7 @@ s_options_settle (s_options_t *self)
         snprintf (self->default_dir, sizeof (self->default_dir), "%s/.qanat/agent", home);
         self->data_dir = self->default_dir;
     }
-    if (s_make_dirs (self->data_dir, 0700) == -1) {
+    if (!self->check_config && s_make_dirs (self->data_dir, 0700) == -1) {
         fprintf (stderr, "qanat-agent: cannot create data directory %s: %s\n",
                  self->data_dir, strerror (errno));
         return -1;
@@ -1033,7 +1119,10 @@ s_run (const qn_agent_config_t *config, bool secure)
         fprintf (stderr, "qanat-agent: cannot start (bad endpoint '%s'?)\n", config->endpoint);
         return 1;
     }
+    //  Connecting is ZeroMQ's from here on: ready to systemd (Type=notify)
+    qn_sdnotify_ready ();
     int rc = qn_agent_run (agent) == 0? 0: 1;
+    qn_sdnotify_stopping ();
     qn_agent_destroy (&agent);
     qn_log (QN_LOG_INFO, "agent", "qanat-agent %s stopped", config->name);
     return rc;
@@ -1194,12 +1283,24 @@ main (int argc, char *argv [])
     qn_identity_t *identity = NULL;
     qn_resources_t *machine = NULL;
     int rc = 1;
+    //  --check-config: exit 0 with the settings, or 2 with what is wrong
+    bool checking = false;
+    for (int i = 1; i < argc && !streq (argv [i], "--"); i++)
+        checking |= streq (argv [i], "--check-config");
     int parsed = s_options_parse (&options, argc, argv);
     if (parsed == 1)
         rc = 0;
     if (parsed != 0 || s_options_settle (&options) == -1)
         goto done;
     qn_log_set_verbose (options.verbose);
+    qn_log_set_format (options.log_format);
+    if (checking) {
+        if (s_check_backend_options (&options) == 0) {
+            qn_config_print (stdout, s_table, S_SHORT_OPTIONS, options.argc, options.argv);
+            rc = 0;
+        }
+        goto done;
+    }
     if (!options.name) {
         if (gethostname (options.hostname, sizeof (options.hostname) - 1) == -1
         ||  !*options.hostname)
@@ -1218,11 +1319,14 @@ main (int argc, char *argv [])
     config.resources = machine;
     if (options.daemon && s_detach (&options) == -1)
         goto done;
+    qn_log_set_format (options.log_format);     //  stderr may be the log file now
     rc = s_run (&config, identity != NULL);
     if (options.daemon)
         qn_daemon_forget (options.pid_file);
 
 done:
+    if (checking && rc != 0)
+        rc = 2;
     qn_resources_destroy (&machine);
     qn_identity_destroy (&identity);
     s_options_free (&options);

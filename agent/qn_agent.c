@@ -1040,6 +1040,7 @@ s_signal_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         self->signals++;
         if (self->signals == 1) {
             self->draining = true;
+            qn_sdnotify_stopping ();
             qn_log (QN_LOG_INFO, "agent", "%s: draining: %zu attempt(s) running, %zu held; "
                           "taking no new work (send it again to stop at once)",
                           name, qn_attempt_table_running (self->attempts),
@@ -1429,6 +1430,7 @@ qn_agent_run (qn_agent_t *self)
     s_set_heartbeat (self, self->ask_heartbeat_ms? self->ask_heartbeat_ms
                                                  : S_DEFAULT_HEARTBEAT_MS);
     s_start_registering (self);
+    zloop_timer (self->loop, 1000, 0, qn_agent_sd_tick, self);
     if (!self->exit_now)
         zloop_start (self->loop);
 

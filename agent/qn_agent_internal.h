@@ -18,6 +18,7 @@
 #include "qn_handshake.h"
 #include "qn_outbox.h"
 #include "qn_s3.h"
+#include "qn_sdnotify.h"
 #include "qn_spool.h"
 #include "qn_stager.h"
 #include "qn_sweeper.h"
@@ -158,6 +159,11 @@ void
 //  when the backend says so (NULL = the agent's stage directory)
 const char *
     qn_agent_stage_root (qn_agent_t *self, qn_attempt_t *attempt);
+
+//  systemd, from a one-second timer of the loop: the watchdog, and now
+//  and then a status line (qn_agent_sd.c)
+int
+    qn_agent_sd_tick (zloop_t *loop, int timer_id, void *arg);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,8 @@
 #include "qn_backup.h"
 #include "qn_http.h"
 #include "qn_log.h"
+#include "qn_config.h"
+#include "qn_sdnotify.h"
 #include "qn_params.h"
 #include "qn_placement.h"
 #include "qanat.h"
@@ -29,8 +31,11 @@ s_usage (FILE *out)
         "  --restore DIR           install the backup DIR into an empty --data-dir, and exit\n"
         "  --client-endpoint EP    socket for the CLI and clients (default " QN_DEFAULT_CLIENT_ENDPOINT ")\n"
         "  --agent-endpoint EP     socket agents connect to (default " QN_DEFAULT_AGENT_ENDPOINT ")\n"
-        "  --config FILE           read settings from a ZPL file (keys as the long options,\n"
-        "                          with '_' for '-', under a 'qanatd' section)\n"
+        "  --config FILE           read settings from a YAML file (/etc/qanat/qanatd.yaml;\n"
+        "                          keys as the long options with '_' for '-'; flags\n"
+        "                          override it; docs/configuration.md)\n"
+        "  --check-config          check the config file and options, print the\n"
+        "                          effective settings and exit (0 = good, 2 = not)\n"
         "  --heartbeat-ms N        heartbeat interval agents are told to use (default 1000)\n"
         "  --suspect-after-ms N    an agent silent this long gets no new work (default 5000)\n"
         "  --lost-after-ms N       an agent silent this long is lost and its attempts\n"
@@ -66,6 +71,7 @@ s_usage (FILE *out)
         "  --placement pack|spread among the agents a task fits on, the tightest fit\n"
         "                          (pack, the default) or the loosest (spread); see\n"
         "                          docs/scheduling.md\n"
+        "  --log-format text|json  log lines as text (default) or one JSON object each\n"
         "  -v, --verbose           log every dispatch and run result\n"
         "  -h, --help              this help\n"
         "  -V, --version           print the version and exit\n");
@@ -101,8 +107,45 @@ s_warn_unsafe (bool durable, bool insecure)
 //  Long options without a letter
 enum {
     OPT_HTTP_ENDPOINT = 1000, OPT_HTTP_CERT, OPT_HTTP_KEY, OPT_HTTP_INSECURE,
-    OPT_METRICS_PUBLIC, OPT_WEB_DIR, OPT_PLACEMENT
+    OPT_METRICS_PUBLIC, OPT_WEB_DIR, OPT_PLACEMENT, OPT_LOG_FORMAT, OPT_CHECK_CONFIG
 };
+
+//  Every option once: its long name is also its key in the config file
+//  (with '_' for '-'), its type and range are checked for both
+//  (lib/qn_config.h).  Adding an option is a row here, a case in s_flag
+//  (or s_http_flag, s_notify_flag) and its line in s_usage.
+static const qn_config_option_t s_table [] = {
+    { "data-dir", 'd', QN_CONFIG_STRING, 0, 0, NULL, "(~/.qanat/coordinator)", 0 },
+    { "client-endpoint", 'c', QN_CONFIG_STRING, 0, 0, NULL, QN_DEFAULT_CLIENT_ENDPOINT, 0 },
+    { "agent-endpoint", 'a', QN_CONFIG_STRING, 0, 0, NULL, QN_DEFAULT_AGENT_ENDPOINT, 0 },
+    { "heartbeat-ms", 'b', QN_CONFIG_NUMBER, 10, 3600000, NULL, "1000", 0 },
+    { "suspect-after-ms", 's', QN_CONFIG_NUMBER, 10, 86400000, NULL, "5000", 0 },
+    { "lost-after-ms", 'l', QN_CONFIG_NUMBER, 10, 86400000, NULL, "30000", 0 },
+    { "keep-runs", 'k', QN_CONFIG_NUMBER, 0, 100000000, NULL, "0", 0 },
+    { "s3-delete-after", 'S', QN_CONFIG_NUMBER, -1, 10LL * 365 * 86400, NULL, "3600", 0 },
+    { "no-sync", 'n', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "http-endpoint", OPT_HTTP_ENDPOINT, QN_CONFIG_STRING, 0, 0, NULL,
+      QN_HTTP_DEFAULT_ENDPOINT, 0 },
+    { "http-cert", OPT_HTTP_CERT, QN_CONFIG_STRING, 0, 0, NULL, "(plain HTTP)", 0 },
+    { "http-key", OPT_HTTP_KEY, QN_CONFIG_STRING, 0, 0, NULL, "(plain HTTP)", 0 },
+    { "http-insecure", OPT_HTTP_INSECURE, QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "metrics-public", OPT_METRICS_PUBLIC, QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "web-dir", OPT_WEB_DIR, QN_CONFIG_STRING, 0, 0, NULL, "(the installed web UI)", 0 },
+    { "notify-file", 'N', QN_CONFIG_STRING, 0, 0, NULL, "(none)", 0 },
+    { "notify-give-up", 'G', QN_CONFIG_NUMBER, 1, 30L * 86400, NULL, "86400", 0 },
+    { "public-url", 'P', QN_CONFIG_STRING, 0, 0, NULL, "(none)", 0 },
+    { "placement", OPT_PLACEMENT, QN_CONFIG_CHOICE, 0, 0, "pack|spread", "pack", 0 },
+    { "insecure", 'I', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "log-format", OPT_LOG_FORMAT, QN_CONFIG_CHOICE, 0, 0, "text|json", "text", 0 },
+    { "verbose", 'v', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
+    { "config", 'f', QN_CONFIG_STRING, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "restore", 'R', QN_CONFIG_STRING, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "check-config", OPT_CHECK_CONFIG, QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "help", 'h', QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { "version", 'V', QN_CONFIG_FLAG, 0, 0, NULL, NULL, QN_CONFIG_CLI_ONLY },
+    { NULL, 0, 0, 0, 0, NULL, NULL, 0 }
+};
+#define S_SHORT_OPTIONS "vhV"
 
 //  What the HTTP side is told
 typedef struct {
@@ -114,37 +157,11 @@ typedef struct {
     bool metrics_public;
 } s_http_options_t;
 
-static bool
-s_is_true (const char *value)
-{
-    bool truth = true;                  //  a word that is not a boolean: on, as before
-    qn_params_bool (value, &truth);
-    return truth;
-}
-
 static void
 s_replace (char **field_p, const char *value)
 {
     free (*field_p);
     *field_p = strdup (value);
-}
-
-static void
-s_http_config_file (zconfig_t *config, s_http_options_t *http)
-{
-    const char *value;
-    if ((value = zconfig_get (config, "qanatd/http_endpoint", NULL)))
-        s_replace (&http->endpoint, value);
-    if ((value = zconfig_get (config, "qanatd/http_cert", NULL)))
-        s_replace (&http->cert, value);
-    if ((value = zconfig_get (config, "qanatd/http_key", NULL)))
-        s_replace (&http->key, value);
-    if ((value = zconfig_get (config, "qanatd/web_dir", NULL)))
-        s_replace (&http->web_dir, value);
-    if ((value = zconfig_get (config, "qanatd/http_insecure", NULL)))
-        http->insecure = s_is_true (value);
-    if ((value = zconfig_get (config, "qanatd/metrics_public", NULL)))
-        http->metrics_public = s_is_true (value);
 }
 
 //  Where the web UI's files are: --web-dir, $QANAT_WEB_DIR, the source
@@ -204,34 +221,6 @@ s_http_start (s_http_options_t *http, qn_coordinator_t *coordinator, qn_http_t *
     return 0;
 }
 
-static struct option s_options [] = {
-    {"data-dir", required_argument, 0, 'd'},
-    {"restore", required_argument, 0, 'R'},
-    {"client-endpoint", required_argument, 0, 'c'},
-    {"agent-endpoint", required_argument, 0, 'a'},
-    {"config", required_argument, 0, 'f'},
-    {"heartbeat-ms", required_argument, 0, 'b'},
-    {"lost-after-ms", required_argument, 0, 'l'},
-    {"suspect-after-ms", required_argument, 0, 's'},
-    {"no-sync", no_argument, 0, 'n'},
-    {"keep-runs", required_argument, 0, 'k'},
-    {"s3-delete-after", required_argument, 0, 'S'},
-    {"insecure", no_argument, 0, 'I'},
-    {"http-endpoint", required_argument, 0, OPT_HTTP_ENDPOINT},
-    {"http-cert", required_argument, 0, OPT_HTTP_CERT},
-    {"http-key", required_argument, 0, OPT_HTTP_KEY},
-    {"http-insecure", no_argument, 0, OPT_HTTP_INSECURE},
-    {"metrics-public", no_argument, 0, OPT_METRICS_PUBLIC},
-    {"web-dir", required_argument, 0, OPT_WEB_DIR},
-    {"notify-file", required_argument, 0, 'N'},
-    {"notify-give-up", required_argument, 0, 'G'},
-    {"public-url", required_argument, 0, 'P'},
-    {"placement", required_argument, 0, OPT_PLACEMENT},
-    {"verbose", no_argument, 0, 'v'},
-    {"help", no_argument, 0, 'h'},
-    {"version", no_argument, 0, 'V'},
-    {0, 0, 0, 0}
-};
 
 //  A flag of the HTTP side: true when opt is one
 static bool
@@ -256,31 +245,19 @@ typedef struct {
 } s_notify_options_t;
 
 static void
-s_notify_config_file (zconfig_t *config, s_notify_options_t *notify)
-{
-    const char *value;
-    if ((value = zconfig_get (config, "qanatd/notify_file", NULL)))
-        s_replace (&notify->file, value);
-    if ((value = zconfig_get (config, "qanatd/notify_give_up", NULL)))
-        notify->give_up_s = atol (value);
-    if ((value = zconfig_get (config, "qanatd/public_url", NULL)))
-        s_replace (&notify->public_url, value);
-}
-
-static void
 s_notify_options_free (s_notify_options_t *notify)
 {
     free (notify->file);
     free (notify->public_url);
 }
 
-//  A notification flag: true when opt is one (*end_p for a number's end)
+//  A notification flag: true when opt is one
 static bool
-s_notify_flag (int opt, const char *arg, s_notify_options_t *notify, char **end_p)
+s_notify_flag (int opt, const char *arg, s_notify_options_t *notify)
 {
     switch (opt) {
         case 'N': s_replace (&notify->file, arg); return true;
-        case 'G': notify->give_up_s = strtol (arg, end_p, 10); return true;
+        case 'G': notify->give_up_s = atol (arg); return true;
         case 'P': s_replace (&notify->public_url, arg); return true;
         default: return false;
     }
@@ -308,17 +285,6 @@ s_print_started (qn_coordinator_t *coordinator, const char *data_dir)
                 qn_coordinator_admin_key (coordinator), qn_coordinator_admin_key (coordinator));
 }
 
-//  A number of the config file's qanatd section, when it has the key
-static void
-s_config_number (zconfig_t *config, const char *key, long *value_p)
-{
-    char path [64];
-    snprintf (path, sizeof path, "qanatd/%s", key);
-    const char *value = zconfig_get (config, path, NULL);
-    if (value)
-        *value_p = atol (value);
-}
-
 //  --help and --version need nothing else, and are answered before
 //  anything is allocated: 0 after answering, -1 when neither is asked
 static int
@@ -337,158 +303,216 @@ s_help_or_version (int argc, char *argv [])
     return -1;
 }
 
-//  Longer than 150 lines: a case per option until options are table rows
+//  Everything the config file and the command line say
+typedef struct {
+    char *data_dir;
+    char *client_endpoint;
+    char *agent_endpoint;
+    char *restore;                  //  --restore DIR: install a backup, then exit
+    long heartbeat_ms, suspect_after_ms, lost_after_ms;
+    long keep_runs;
+    long s3_delete_after_s;
+    s_notify_options_t notify;
+    bool durable, verbose, insecure, check_config;
+    qn_placement_mode_t placement;
+    qn_log_format_t log_format;
+    s_http_options_t http;
+} s_settings_t;
+
+static void
+s_settings_init (s_settings_t *self)
+{
+    *self = (s_settings_t) {
+        .client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT),
+        .agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT),
+        .heartbeat_ms = 1000, .suspect_after_ms = 5000, .lost_after_ms = 30000,
+        .s3_delete_after_s = 3600,
+        .notify = { NULL, NULL, 86400 },
+        .durable = true,
+        .placement = QN_PLACEMENT_PACK,
+        .http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false }
+    };
+}
+
+static void
+s_settings_free (s_settings_t *self)
+{
+    free (self->http.endpoint);
+    free (self->http.cert);
+    free (self->http.key);
+    free (self->http.web_dir);
+    free (self->data_dir);
+    free (self->client_endpoint);
+    free (self->agent_endpoint);
+    free (self->restore);
+    s_notify_options_free (&self->notify);
+}
+
+//  One option (its value already checked against its row).  0, or -1
+//  with a message.
+static int
+s_flag (s_settings_t *self, int opt, const char *arg)
+{
+    switch (opt) {
+        case 'd': s_replace (&self->data_dir, arg); break;
+        case 'c': s_replace (&self->client_endpoint, arg); break;
+        case 'a': s_replace (&self->agent_endpoint, arg); break;
+        case 'R': s_replace (&self->restore, arg); break;
+        case 'b': self->heartbeat_ms = atol (arg); break;
+        case 'l': self->lost_after_ms = atol (arg); break;
+        case 's': self->suspect_after_ms = atol (arg); break;
+        case 'n': self->durable = false; break;
+        case 'k': self->keep_runs = atol (arg); break;
+        case 'S': self->s3_delete_after_s = atol (arg); break;
+        case 'I': self->insecure = true; break;
+        case 'v': self->verbose = true; break;
+        case 'f': break;                //  read by qn_config_argv
+        case OPT_CHECK_CONFIG: self->check_config = true; break;
+        case OPT_PLACEMENT: return s_placement (arg, &self->placement);
+        case OPT_LOG_FORMAT: qn_log_format_parse (arg, &self->log_format); break;
+        default:
+            if (!s_notify_flag (opt, arg, &self->notify)
+            &&  !s_http_flag (opt, arg, &self->http)) {
+                s_usage (stderr);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+//  The options that tie together.  0, or -1 with a message.
+static int
+s_settings_check (s_settings_t *self)
+{
+    if (self->suspect_after_ms > self->lost_after_ms)
+        self->suspect_after_ms = self->lost_after_ms;
+    if (self->suspect_after_ms < self->heartbeat_ms) {
+        fprintf (stderr, "qanatd: need heartbeat_ms <= suspect_after_ms <= lost_after_ms "
+                 "(--heartbeat-ms, --suspect-after-ms, --lost-after-ms)\n");
+        return -1;
+    }
+    return 0;
+}
+
+//  The config file (--config), then the command line over it.  0 = run,
+//  1 = done (--check-config printed the settings), -1 = exit 2 after a
+//  message.
+static int
+s_settings_parse (s_settings_t *self, int argc, char *argv [])
+{
+    int merged_argc = 0;
+    char **merged = NULL;
+    char *error = NULL;
+    if (qn_config_argv (s_table, argc, argv, &merged_argc, &merged, &error) == -1) {
+        fprintf (stderr, "qanatd: %s\n", error);
+        free (error);
+        return -1;
+    }
+    struct option *options = qn_config_getopt (s_table);
+    int rc = options? 0: -1, opt, index = -1;
+    optind = 0;
+    while (rc == 0
+       && (opt = getopt_long (merged_argc, merged, S_SHORT_OPTIONS, options, &index)) != -1) {
+        const qn_config_option_t *row = NULL;
+        for (size_t i = 0; s_table [i].name && !row; i++)
+            if (s_table [i].val == opt)
+                row = &s_table [i];
+        if (row && optarg && qn_config_check (row, optarg, &error) == -1) {
+            fprintf (stderr, "qanatd: --%s %s\n", row->name, error);
+            free (error);
+            rc = -1;
+        }
+        else
+        if (opt == '?') {
+            s_usage (stderr);
+            rc = -1;
+        }
+        else
+            rc = s_flag (self, opt, optarg);
+    }
+    if (rc == 0 && optind < merged_argc) {
+        fprintf (stderr, "qanatd: unexpected argument '%s'\n", merged [optind]);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = s_settings_check (self);
+    if (rc == 0 && self->check_config) {
+        qn_config_print (stdout, s_table, S_SHORT_OPTIONS, merged_argc, merged);
+        rc = 1;
+    }
+    free (options);
+    qn_config_argv_free (merged_argc, merged);
+    return rc;
+}
+
 int
 main (int argc, char *argv [])
 {
     if (s_help_or_version (argc, argv) == 0)
         return 0;
-    char *data_dir = NULL, *restore = NULL;
-    char *client_endpoint = strdup (QN_DEFAULT_CLIENT_ENDPOINT);
-    char *agent_endpoint = strdup (QN_DEFAULT_AGENT_ENDPOINT);
-    long heartbeat_ms = 1000, suspect_after_ms = 5000, lost_after_ms = 30000;
-    long keep_runs = 0;
-    long s3_delete_after_s = 3600;
-    s_notify_options_t notify = { NULL, NULL, 86400 };
-    bool durable = true, verbose = false, insecure = false;
-    qn_placement_mode_t placement = QN_PLACEMENT_PACK;
-    s_http_options_t http = { strdup (QN_HTTP_DEFAULT_ENDPOINT), NULL, NULL, NULL, false, false };
-
-    //  First pass: the config file, so that flags override it.
-    int opt;
-    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
-        if (opt == 'f') {
-            zconfig_t *config = zconfig_load (optarg);
-            if (!config) {
-                fprintf (stderr, "qanatd: cannot read config file %s\n", optarg);
-                return 2;
-            }
-            const char *value;
-            if ((value = zconfig_get (config, "qanatd/data_dir", NULL)))
-                { free (data_dir); data_dir = strdup (value); }
-            if ((value = zconfig_get (config, "qanatd/client_endpoint", NULL)))
-                { free (client_endpoint); client_endpoint = strdup (value); }
-            if ((value = zconfig_get (config, "qanatd/agent_endpoint", NULL)))
-                { free (agent_endpoint); agent_endpoint = strdup (value); }
-            s_config_number (config, "heartbeat_ms", &heartbeat_ms);
-            s_config_number (config, "suspect_after_ms", &suspect_after_ms);
-            s_config_number (config, "lost_after_ms", &lost_after_ms);
-            s_config_number (config, "keep_runs", &keep_runs);
-            s_config_number (config, "s3_delete_after", &s3_delete_after_s);
-            s_notify_config_file (config, &notify);
-            if ((value = zconfig_get (config, "qanatd/placement", NULL))
-            &&  s_placement (value, &placement) == -1)
-                return zconfig_destroy (&config), 2;
-            if ((value = zconfig_get (config, "qanatd/sync", NULL)))
-                durable = s_is_true (value);
-            s_http_config_file (config, &http);
-            zconfig_destroy (&config);
-        }
-        else
-        if (opt == '?') {
-            s_usage (stderr);
-            return 2;
-        }
+    s_settings_t settings;
+    s_settings_init (&settings);
+    int parsed = s_settings_parse (&settings, argc, argv);
+    if (parsed != 0) {
+        s_settings_free (&settings);
+        return parsed == 1? 0: 2;
     }
-    optind = 1;
-    while ((opt = getopt_long (argc, argv, "vhV", s_options, NULL)) != -1) {
-        char *end = NULL;
-        switch (opt) {
-            case 'd': free (data_dir); data_dir = strdup (optarg); break;
-            case 'R': restore = optarg; break;
-            case 'c': free (client_endpoint); client_endpoint = strdup (optarg); break;
-            case 'a': free (agent_endpoint); agent_endpoint = strdup (optarg); break;
-            case 'b': heartbeat_ms = strtol (optarg, &end, 10); break;
-            case 'l': lost_after_ms = strtol (optarg, &end, 10); break;
-            case 's': suspect_after_ms = strtol (optarg, &end, 10); break;
-            case 'n': durable = false; break;
-            case 'k': keep_runs = strtol (optarg, &end, 10); break;
-            case 'S': s3_delete_after_s = strtol (optarg, &end, 10); break;
-            case 'I': insecure = true; break;
-            case 'v': verbose = true; break;
-            case OPT_PLACEMENT: if (s_placement (optarg, &placement) == -1) return 2; break;
-            case 'h': s_usage (stdout); return 0;
-            case 'V': printf ("qanatd %s\n", PACKAGE_VERSION); return 0;
-            default:
-                if (!s_notify_flag (opt, optarg, &notify, &end))
-                    s_http_flag (opt, optarg, &http);
-                break;
-        }
-        if (end && (*end || end == optarg)) {
-            fprintf (stderr, "qanatd: '%s' is not a number\n", optarg);
-            return 2;
-        }
+    qn_log_set_format (settings.log_format);
+    if (!settings.data_dir)
+        settings.data_dir = s_default_data_dir ();
+    qn_file_make_parents (settings.data_dir);
+    if (settings.restore) {     //  installs a backup into an empty data dir, then exits
+        int rc = qn_backup_restore_main (settings.restore, settings.data_dir);
+        s_settings_free (&settings);
+        return rc;
     }
-    if (suspect_after_ms > lost_after_ms)
-        suspect_after_ms = lost_after_ms;
-    if (heartbeat_ms < 10 || heartbeat_ms > 3600000 || suspect_after_ms < heartbeat_ms) {
-        fprintf (stderr, "qanatd: need 10 <= --heartbeat-ms <= 3600000 and "
-                 "--heartbeat-ms <= --suspect-after-ms <= --lost-after-ms\n");
-        return 2;
-    }
-    if (keep_runs < 0 || keep_runs > 100000000) {
-        fprintf (stderr, "qanatd: --keep-runs wants a number from 0 to 100000000\n");
-        return 2;
-    }
-    if (s3_delete_after_s < -1 || s3_delete_after_s > 10L * 365 * 86400) {
-        fprintf (stderr, "qanatd: --s3-delete-after wants seconds from 0 to ten years, "
-                 "or -1 for never\n");
-        return 2;
-    }
-    if (notify.give_up_s < 1 || notify.give_up_s > 30L * 86400)
-        return fprintf (stderr, "qanatd: --notify-give-up wants seconds from 1 to 30 days\n"), 2;
-    if (!data_dir)
-        data_dir = s_default_data_dir ();
-    qn_file_make_parents (data_dir);
-    if (restore)                //  installs a backup into an empty data dir, then exits
-        return qn_backup_restore_main (restore, data_dir);
 
     zsys_init ();
     zsys_set_logident ("qanatd");
+    s_settings_t *my = &settings;
     qn_coordinator_config_t config = {
-        .data_dir = data_dir,
-        .client_endpoint = client_endpoint,
-        .agent_endpoint = agent_endpoint,
-        .durable = durable,
-        .heartbeat_ms = (uint32_t) heartbeat_ms,
-        .suspect_after_ms = (uint32_t) suspect_after_ms,
-        .lost_after_ms = (uint32_t) lost_after_ms,
-        .verbose = verbose,
-        .insecure = insecure,
-        .keep_runs = (uint32_t) keep_runs,
-        .s3_delete_after_s = (int64_t) s3_delete_after_s,
-        .notify_file = notify.file,
-        .notify_give_up_s = notify.give_up_s,
-        .public_url = notify.public_url,
-        .spread = placement == QN_PLACEMENT_SPREAD
+        .data_dir = my->data_dir,
+        .client_endpoint = my->client_endpoint,
+        .agent_endpoint = my->agent_endpoint,
+        .durable = my->durable,
+        .heartbeat_ms = (uint32_t) my->heartbeat_ms,
+        .suspect_after_ms = (uint32_t) my->suspect_after_ms,
+        .lost_after_ms = (uint32_t) my->lost_after_ms,
+        .verbose = my->verbose,
+        .insecure = my->insecure,
+        .keep_runs = (uint32_t) my->keep_runs,
+        .s3_delete_after_s = (int64_t) my->s3_delete_after_s,
+        .notify_file = my->notify.file,
+        .notify_give_up_s = my->notify.give_up_s,
+        .public_url = my->notify.public_url,
+        .spread = my->placement == QN_PLACEMENT_SPREAD
     };
     char *error = NULL;
+    int rc = 1;
+    qn_http_t *http_server = NULL;
     qn_coordinator_t *coordinator = qn_coordinator_new (&config, &error);
     if (!coordinator) {
         fprintf (stderr, "qanatd: %s\n", error? error: "cannot start");
         free (error);
-        return 1;
+        goto done;
     }
-    s_warn_unsafe (durable, insecure);
-    s_print_started (coordinator, data_dir);
-    qn_http_t *http_server = NULL;
-    if (s_http_start (&http, coordinator, &http_server) != 0) {
-        qn_coordinator_destroy (&coordinator);
-        return 1;
-    }
+    s_warn_unsafe (my->durable, my->insecure);
+    s_print_started (coordinator, my->data_dir);
+    if (s_http_start (&my->http, coordinator, &http_server) != 0)
+        goto done;
     fflush (stdout);
+    //  The store is open and every socket bound: systemd may start what
+    //  waits on us (Type=notify)
+    qn_sdnotify_ready ();
     qn_coordinator_run (coordinator);
+    qn_sdnotify_stopping ();
+    rc = 0;
+done:
     //  The HTTP side stops first: nothing of it waits on an engine gone
     qn_http_destroy (&http_server);
     qn_coordinator_destroy (&coordinator);
-    free (http.endpoint);
-    free (http.cert);
-    free (http.key);
-    free (http.web_dir);
-    qn_log (QN_LOG_INFO, "qanatd", "stopped");
-    free (data_dir);
-    free (client_endpoint);
-    free (agent_endpoint);
-    s_notify_options_free (&notify);
-    return 0;
+    if (rc == 0)
+        qn_log (QN_LOG_INFO, "qanatd", "stopped");
+    s_settings_free (&settings);
+    return rc;
 }

@@ -14,6 +14,7 @@
 */
 #include "qn_engine.h"
 #include "qn_log.h"
+#include "qn_sdnotify.h"
 #include "qn_turn.h"
 #include "qn_run.h"
 #include "qn_dispatch.h"
@@ -348,6 +349,11 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     int64_t now = zclock_mono ();
     if (++self->timer_turns % 8 == 0)           //  every 2 s
         qn_blobserver_tick (self->blobserver);
+    //  systemd: alive (this loop turns), and a summary every 10 s
+    qn_sdnotify_watchdog ();
+    if (self->timer_turns % 40 == 1)
+        qn_sdnotify_status ("%zu runs active, %zu agents connected",
+                            zhashx_size (self->runs), zhashx_size (self->by_route));
     //  S3 retention: soon after references fell, else once a minute (for
     //  objects whose grace has run out since)
     if ((self->s3_collect_due && self->timer_turns % 4 == 1) || self->timer_turns % 240 == 1) {

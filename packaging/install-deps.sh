@@ -15,7 +15,7 @@
 set -e
 PACKAGES="build-essential autoconf automake libtool pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler
-  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libcmocka-dev libsodium-dev
+  liblmdb-dev lmdb-utils libcurl4-openssl-dev libyaml-dev libjansson-dev libmicrohttpd-dev libsystemd-dev libcmocka-dev libsodium-dev
   python3 python3-zmq python3-aiosmtpd valgrind procps clang-14 libclang-rt-14-dev
   patchelf help2man"
 if [ "${1:-}" = "--tests" ]; then

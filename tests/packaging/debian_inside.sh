@@ -32,9 +32,7 @@ start_qanatd () {
     return 1
 }
 start_agent () {
-    set -a; . /etc/qanat/agent.env; set +a
-    runuser -u qanat-agent -- $(unit_exec qanat-agent.service | sed "s|\$QANAT_AGENT_OPTIONS|$QANAT_AGENT_OPTIONS|") \
-        >>/tmp/agent.log 2>&1 &
+    runuser -u qanat-agent -- $(unit_exec qanat-agent.service) >>/tmp/agent.log 2>&1 &
     AGENT_PID=$!
     i=0; while [ $i -lt 100 ]; do
         Q agents 2>/dev/null | grep -q "^$1 .*connected\|^$1 .*idle\|^$1 .*ready" && return 0
@@ -65,8 +63,12 @@ check "/var/lib/qanat is qanat's, 0700" test "$(stat -c '%U %a' /var/lib/qanat)"
 check "units enabled" test -L /etc/systemd/system/multi-user.target.wants/qanatd.service \
     -a -L /etc/systemd/system/multi-user.target.wants/qanat-agent.service
 check "conffiles under /etc/qanat" sh -c \
-    'dpkg-query -W -f="\${Conffiles}\n" qanatd qanat-agent | grep -q /etc/qanat/qanatd.cfg && \
-     dpkg-query -W -f="\${Conffiles}\n" qanatd qanat-agent | grep -q /etc/qanat/agent.env'
+    'dpkg-query -W -f="\${Conffiles}\n" qanatd qanat-agent | grep -q /etc/qanat/qanatd.yaml && \
+     dpkg-query -W -f="\${Conffiles}\n" qanatd qanat-agent | grep -q /etc/qanat/agent.yaml'
+check "Type=notify units with a watchdog" sh -c 'for u in qanatd qanat-agent; do
+    grep -q "^Type=notify" /lib/systemd/system/$u.service && grep -q "^WatchdogSec=" /lib/systemd/system/$u.service || exit 1; done'
+check "the shipped config files pass --check-config" sh -c \
+    'qanatd --config /etc/qanat/qanatd.yaml --check-config >/dev/null && qanat-agent --config /etc/qanat/agent.yaml --check-config >/dev/null'
 check "no hard-coded /usr/local in the units" sh -c '! grep -q /usr/local /lib/systemd/system/qanat*.service'
 check "man pages and completion" test -f /usr/share/man/man1/qanatd.1.gz -a -f /usr/share/man/man1/qanat-agent.1.gz \
     -a -f /usr/share/man/man1/qanat.1.gz -a -f /usr/share/bash-completion/completions/qanat \
@@ -75,7 +77,7 @@ check "no compiler came with the packages" sh -c '! command -v cc && ! command -
 check "the Python module imports" python3 -c 'import qanat, qanat.client'
 
 # ---- run ----
-echo "# a comment of the admin's" >> /etc/qanat/qanatd.cfg
+echo "# a comment of the admin's" >> /etc/qanat/qanatd.yaml
 check "qanatd starts as qanat from its unit's command" start_qanatd
 TOKEN=$(Q token create --uses 5 -o json 2>/dev/null | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
 check "a join token for 5 agents" test -n "$TOKEN"
@@ -122,7 +124,7 @@ stop_all
 if dpkg -i /qanat-test/v2/*.deb >/tmp/dpkg.log 2>&1; then ok "dpkg -i the newer packages (upgrade)"
 else cat /tmp/dpkg.log; not_ok "dpkg -i the newer packages (upgrade)"; fi
 check "upgraded to the newer version" sh -c 'dpkg-query -W -f="\${Version}" qanatd | grep -q "+1$"'
-check "the admin's conffile change kept" grep -q "comment of the admin" /etc/qanat/qanatd.cfg
+check "the admin's conffile change kept" grep -q "comment of the admin" /etc/qanat/qanatd.yaml
 check "qanatd starts again on its store" start_qanatd
 check "the agent starts again, enrolled" start_agent node1
 check "a workflow runs to success after the upgrade" timeout 60 qanat --key $KEY run /qanat-test/wf/hello.yaml --follow
