@@ -744,20 +744,6 @@ s_start_backend (qn_agent_t *self, qn_attempt_t *attempt, const Qanat__Assign *a
     }
 }
 
-//  Keeps the blob cache under its bound once inputs are in place
-static void
-s_trim_cache (qn_agent_t *self)
-{
-    if (!self->cache_max)
-        return;
-    size_t count = 0;
-    uint64_t freed = qn_blobstore_trim (self->cache, self->cache_max, self->cache_keep_recent_s,
-                                        &count);
-    if (count)
-        qn_log (QN_LOG_INFO, "agent", "blob cache: removed %zu least recently used blob(s), "
-                      "%" PRIu64 " bytes", count, freed);
-}
-
 static void
 s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *error,
                 Qanat__Label **env, size_t env_count)
@@ -767,7 +753,7 @@ s_inputs_ready (void *arg, const qn_attempt_key_t *key, int status, const char *
     if (!attempt || attempt->state != QN_ATTEMPT_STAGING)
         return;
     qn_attempt_advance (attempt, QN_ATTEMPT_RUNNING);
-    s_trim_cache (self);
+    qn_agent_cache_trim (self);
     if (status != 0) {
         qn_log (QN_LOG_WARNING, "agent", "attempt %" PRIu64 "/%u/%u: %s", key->run_id,
                       key->task_index, key->attempt, error);
@@ -1251,45 +1237,6 @@ s_open_spool (qn_agent_t *self, const qn_agent_config_t *config)
     return self->spool && self->outbox;
 }
 
-//  The blob cache, the transfers and the stager on it, the sweeper of
-//  old work directories, the artifact store
-static bool
-s_open_cache (qn_agent_t *self, const qn_agent_config_t *config)
-{
-    bool ok = true;
-    char blob_dir [4096];
-    snprintf (blob_dir, sizeof blob_dir, "%s/blobs", self->data_dir);
-    self->cache = qn_blobstore_new (blob_dir);
-    self->transfer = self->cache? qn_transfer_new (self->cache, s_transfer_send, self): NULL;
-    self->stager = self->transfer? qn_stager_new (self->loop, self->transfer, self->cache,
-                                                  self->data_dir): NULL;
-    if (!self->stager) {
-        qn_log (QN_LOG_ERROR, "agent", "cannot open the blob cache in %s", blob_dir);
-        ok = false;
-    }
-    self->cache_max = config->cache_max;
-    self->keep_workdirs = config->keep_workdirs < 0? 100: (size_t) config->keep_workdirs;
-    self->kept_dirs = zlistx_new ();
-    self->sweeper = qn_sweeper_new ();
-    if (self->kept_dirs)
-        zlistx_set_destructor (self->kept_dirs, (zlistx_destructor_fn *) zstr_free);
-    self->cache_keep_recent_s = config->cache_keep_recent_s < 0? 3600
-                              : config->cache_keep_recent_s;
-    if (self->cache) {
-        //  Downloads of attempts long gone are no resume points
-        qn_blobstore_sweep_partials (self->cache, 24 * 3600);
-        s_trim_cache (self);
-    }
-    char store_error [256] = "";
-    if (ok && config->artifact_store
-    &&  qn_s3_store_url_parse (config->artifact_store, &self->artifact_store, store_error,
-                               sizeof store_error) == -1) {
-        qn_log (QN_LOG_ERROR, "agent", "artifact store: %s", store_error);
-        ok = false;
-    }
-    return ok;
-}
-
 //  Creates the backends the config names (local when none), in order
 static bool
 s_open_backends (qn_agent_t *self, const qn_agent_config_t *config, bool ok)
@@ -1410,7 +1357,7 @@ qn_agent_new (const qn_agent_config_t *config)
         self->events.finished = qn_agent_on_finished;
         self->events.cursor = qn_agent_on_cursor;
         self->events.link = qn_agent_on_link;
-        ok = s_open_cache (self, config);
+        ok = qn_agent_cache_open (self, config, s_transfer_send);
         ok = s_open_backends (self, config, ok);
     }
     ok = ok && s_take_over_spool (self) && s_connect (self);

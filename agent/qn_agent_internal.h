@@ -160,6 +160,17 @@ void
 const char *
     qn_agent_stage_root (qn_agent_t *self, qn_attempt_t *attempt);
 
+//  The blob cache, the transfers and the stager on it (send is how blob
+//  messages leave), the sweeper of old work directories, the artifact
+//  store; false when one cannot be opened (qn_agent_cache.c)
+bool
+    qn_agent_cache_open (qn_agent_t *self, const qn_agent_config_t *config,
+                         qn_transfer_send_fn *send);
+
+//  Keeps the blob cache under its bound (qn_agent_cache.c)
+void
+    qn_agent_cache_trim (qn_agent_t *self);
+
 //  systemd, from a one-second timer of the loop: the watchdog, and now
 //  and then a status line (qn_agent_sd.c)
 int
