@@ -190,7 +190,8 @@ qn_store_list_notifs (qn_store_t *self, uint64_t run_id, size_t limit,
         store_free_messages (gathered->items, gathered->count);
         return -1;
     }
-    qsort (gathered->items, gathered->count, sizeof (void *), run_id? s_order: s_order_newest);
+    if (gathered->count)            //  items is NULL when both tables had none
+        qsort (gathered->items, gathered->count, sizeof (void *), run_id? s_order: s_order_newest);
     while (gathered->count > limit)
         protobuf_c_message_free_unpacked (gathered->items [--gathered->count], NULL);
     *entries_p = (Qanat__NotifEntry **) gathered->items;
