@@ -113,6 +113,8 @@ s_usage (FILE *out)
         "      --keep-workdirs N       keep the work directories of the newest N finished\n"
         "                              attempts for inspection, remove older ones\n"
         "                              (default 100)\n"
+        "      --warm-python N         keep up to N warm Python workers for SDK ops\n"
+        "                              (docs/python.md; local.warm_rss_mb bounds each)\n"
         "      --daemon                run in the background (no service manager needed):\n"
         "                              the process id goes to the pid file, the output\n"
         "                              to the log file; refused while the pid file names\n"
@@ -701,6 +703,7 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
         { "cache-max",   required_argument, NULL, 'K' },
         { "cache-keep-recent", required_argument, NULL, 'R' },
         { "keep-workdirs", required_argument, NULL, 'W' },
+        { "warm-python", required_argument, NULL, 'w' },
         { "gpus",        required_argument, NULL, 'G' },
         { "resources",   required_argument, NULL, 'X' },
         { "enrol-timeout", required_argument, NULL, 'E' },
@@ -749,6 +752,19 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
             case 'o':
                 rc = s_add_backend_option (self, optarg);
                 break;
+            case 'w': {         //  --warm-python N: the local backend's option warm_python
+                static char warm [48];
+                int count = atoi (optarg);
+                snprintf (warm, sizeof warm, "local.warm_python=%d", count);
+                if (count < 0 || count > 64 || strspn (optarg, "0123456789") != strlen (optarg)) {
+                    fprintf (stderr, "qanat-agent: --warm-python wants 0 to 64, not '%s'\n",
+                             optarg);
+                    rc = -1;
+                }
+                else
+                    rc = s_add_backend_option (self, warm);
+                break;
+            }
             case 's': case 'A': case 'K': case 'W': case 'R': case 'M': case 'S':
                 rc = s_parse_capacity (self, opt, optarg);
                 break;
