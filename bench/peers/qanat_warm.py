@@ -13,9 +13,9 @@ loopback) and AGENTS qanat-agent processes with --slots SLOTS and
       staging the input and the code, the call in a warm worker, the
       value stored and collected).
 
-The first op of each worker pays for starting Python; both flows run once
-untimed first (same code, so the same workers) so that (a) and (b) see
-warm workers, as Celery's bench sees its started pool.
+The first op of each worker pays for starting Python (in (a), 8 of
+3,000); the chain runs once untimed first (same code, so the same
+workers), as Celery's bench sees its started pool.
 
 Prints "peer: q.warm.KEY = VALUE UNIT".  Every wait has a deadline; every
 process it starts is stopped at the end.
@@ -97,7 +97,7 @@ def load_flows(top):
     return module
 
 
-def phases(top, run_id):
+def phases(top, run_id, info):
     """Medians (ms) of an attempt's phases from the agents' logs: the call
     in the worker (started -> exited) and storing its outputs (exited ->
     finished): where the time of an op goes on the agent."""
@@ -119,7 +119,12 @@ def phases(top, run_id):
             if "exited" in t and "started as" in t]
     store = [(t["finished"] - t["exited"]) * 1000 for t in seen.values()
              if "finished" in t and "exited" in t]
-    return (statistics.median(call) if call else 0, statistics.median(store) if store else 0)
+    # qanatd's assign (started_us) -> the agent's start: the message, the
+    # staging of the code and inputs, the hand-over to the worker
+    tasks = info["tasks"]
+    stage = [(t["started as"] - tasks[int(i)]["attempts"][-1]["started_us"] / 1e6) * 1000
+             for i, t in seen.items() if "started as" in t and int(i) < len(tasks)]
+    return tuple(statistics.median(x) if x else 0 for x in (stage, call, store))
 
 
 def run(client, flow, deadline):
@@ -162,11 +167,14 @@ def main():
             " flow.run() to the last run's end; the first op of each worker started Python"
             % (tasks, runs, tasks // runs, wall))
         args.tasks = tasks
-        call, store = [statistics.median(x) for x in zip(*(phases(top, d.id) for d in done))]
-        say("   profile: a slot takes %.1f ms per op; of that (agents' logs, medians) the call"
-            " in a warm worker %.1f ms, storing its outputs %.1f ms; the rest is staging the"
-            " code and inputs, and messages" % (wall * 1000 * args.agents * args.slots
-                                               / args.tasks, call, store))
+        stage, call, store = [statistics.median(x) for x in
+                              zip(*(phases(top, d.id, i) for d, i in zip(done, infos)))]
+        say("   profile: a slot takes %.1f ms per op; of that (qanatd's and the agents' logs,"
+            " medians) assign -> started in the worker (message, staging of code and inputs)"
+            " %.1f ms, the call %.1f ms, storing its outputs %.1f ms; the rest is Finished ->"
+            " the next assign" % (wall * 1000 * args.agents * args.slots / args.tasks,
+                                  stage, call, store))
+        peers.say_peer("q.warm.stage_median", stage, "ms")
         peers.say_peer("q.warm.call_median", call, "ms")
         peers.say_peer("q.warm.store_median", store, "ms")
         peers.say_peer("q.warm.tasks", args.tasks, "tasks")

@@ -72,6 +72,8 @@ def _run(workdir, command, env):
               "publish it with flow.publish()", file=sys.stderr)
         return 2
     from qanat import runtime, flow as _flow
+    if runtime.SPEC_CACHE is None:
+        runtime.SPEC_CACHE = {}
     flow_name, task = _flow_task(command)
     sys.argv = ["qanat.runtime", flow_name, task]
     try:
