@@ -17,7 +17,8 @@ The first op of each worker pays for starting Python (in (a), 8 of
 3,000); the chain runs once untimed first (same code, so the same
 workers), as Celery's bench sees its started pool.
 
-Prints "peer: q.warm.KEY = VALUE UNIT".  Every wait has a deadline; every
+QANAT_PEERS_WARM_OFF=1 runs the same ops as processes (no --warm-python),
+for comparison.  Prints "peer: q.warm.KEY = VALUE UNIT".  Every wait has a deadline; every
 process it starts is stopped at the end.
 """
 import argparse
@@ -80,7 +81,9 @@ class WarmCluster(Cluster):
         if name == "qanatd":
             argv = argv + ["--http-endpoint", "127.0.0.1:%d" % self.http_port]
         elif name.startswith("agent"):
-            argv = argv + ["--warm-python", str(self.slots)] + (
+            warm = [] if os.environ.get("QANAT_PEERS_WARM_OFF") else ["--warm-python",
+                                                                      str(self.slots)]
+            argv = argv + warm + (
                 ["--verbose"] if os.environ.get("QANAT_PEERS_VERBOSE") else [])
         super()._spawn(name, argv)
 
