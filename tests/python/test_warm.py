@@ -2,8 +2,8 @@
 many small ops whose logs, metrics and values stay their own, ops that
 reuse two workers, a crash (os._exit) that replaces its worker and fails
 its attempt (retried), a timeout and a cancel that kill only the worker
-running that op, and two flows (two code hashes) that never share a
-worker."""
+running that op, two flows (two code hashes) that never share a
+worker, and a memory bound that replaces a worker after its op."""
 import os
 import sys
 import time
@@ -41,6 +41,7 @@ def who(after: int = 0) -> str:
 @qanat.op(retries=1)
 def crash() -> int:
     print("about to crash", flush=True)
+    print("pid %d" % os.getpid(), flush=True)
     if os.environ.get("QANAT_ATTEMPT") == "1":
         os._exit(7)
     return 1
@@ -174,7 +175,9 @@ class TestWarm(ClusterCase):
         self.assertEqual(tries[0]["exit_code"], 7, tries[0])
         printed = lines(run, "crash")
         self.assertEqual(printed.count("about to crash"), 2, printed)
-        self.assertTrue(set(before).isdisjoint(self.workers()) or not before)
+        pids = [p for p in printed if p.startswith("pid ")]
+        self.assertEqual(len(set(pids)), 2, "the crashed worker was replaced: %r" % pids)
+        self.assertEqual(before, [])
 
     def test_timeout_kills_only_that_worker_and_exception_trace(self):
         run = self.run_flow(self.flows.timing_out)
@@ -211,6 +214,27 @@ class TestWarm(ClusterCase):
         pids_one = {one.values()[t["name"]]["value"].strip('"').split(" ")[0] for t in one.tasks}
         pids_two = {two.values()[t["name"]]["value"].strip('"').split(" ")[0] for t in two.tasks}
         self.assertTrue(pids_one.isdisjoint(pids_two), (pids_one, pids_two))
+
+
+class TestWarmMemory(TestWarm):
+    """A worker whose memory after an op is past local.warm_rss_mb is
+    replaced: with a bound of 1 MB every op gets a new worker."""
+
+    def setUp(self):
+        ClusterCase.setUp(self)
+        self.c.start_agent("a1", slots=1, extra=("--warm-python", "1", "--backend-option",
+                                                 "local.warm_rss_mb=1"))
+        self.flows = self.flows_in("code")
+
+    def test_memory_bound_replaces_each_worker(self):
+        run = self.run_flow(self.flows.whos)
+        self.assertEqual(run.status, "succeeded", run.info)
+        pids = {run.values()[t["name"]]["value"].strip('"').split(" ")[0] for t in run.tasks}
+        self.assertEqual(len(pids), 4, pids)
+
+
+for _name in [n for n in vars(TestWarm) if n.startswith("test_")]:
+    setattr(TestWarmMemory, _name, None)     # only its own test
 
 
 if __name__ == "__main__":
