@@ -994,6 +994,14 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->resources = config->resources;
     const char *warm = qn_backend_option (config, "local", "warm_python");
     const char *rss = qn_backend_option (config, "local", "warm_rss_mb");
+    //  Whole numbers only: a typo must not mean "no pool" or "no bound"
+    if ((warm && (!*warm || strspn (warm, "0123456789") != strlen (warm) || atoi (warm) > 64))
+    ||  (rss && (!*rss || strspn (rss, "0123456789") != strlen (rss) || strlen (rss) > 9))) {
+        qn_log (QN_LOG_ERROR, "local", "local.warm_python wants 0 to 64 and local.warm_rss_mb "
+                "a number of MB, not '%s' and '%s'", warm? warm: "", rss? rss: "");
+        rc = -1;
+    }
+    else
     if (warm && atoi (warm) > 0) {
         self->warm = qn_warm_new ((size_t) atoi (warm), rss? (size_t) atol (rss): 0);
         if (!self->warm)
