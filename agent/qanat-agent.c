@@ -115,6 +115,8 @@ s_usage (FILE *out)
         "      --keep-workdirs N       keep the work directories of the newest N finished\n"
         "                              attempts for inspection, remove older ones\n"
         "                              (default 100)\n"
+        "      --warm-python N         keep up to N warm Python workers for SDK ops\n"
+        "                              (docs/python.md; local.warm_rss_mb bounds each)\n"
         "      --daemon                run in the background (no service manager needed):\n"
         "                              the process id goes to the pid file, the output\n"
         "                              to the log file; refused while the pid file names\n"
@@ -453,6 +455,7 @@ static const qn_config_option_t s_table [] = {
     { "cache-max", 'K', QN_CONFIG_SIZE, 0, 1LL << 50, NULL, "10G", 0 },
     { "cache-keep-recent", 'R', QN_CONFIG_NUMBER, 0, 365LL * 86400, NULL, "3600", 0 },
     { "keep-workdirs", 'W', QN_CONFIG_NUMBER, 0, 1000000, NULL, "100", 0 },
+    { "warm-python", 'w', QN_CONFIG_NUMBER, 0, 64, NULL, "0", 0 },
     { "daemon", 'Z', QN_CONFIG_FLAG, 0, 0, NULL, NULL, 0 },
     { "pid-file", 'Q', QN_CONFIG_STRING, 0, 0, NULL, "(<data-dir>/agent.pid)", 0 },
     { "log-file", 'Y', QN_CONFIG_STRING, 0, 0, NULL, "(<data-dir>/agent.log)", 0 },
@@ -834,6 +837,19 @@ s_options_parse (s_options_t *self, int argc, char *argv [])
             case 'o':
                 rc = s_add_backend_option (self, optarg);
                 break;
+            case 'w': {         //  --warm-python N: the local backend's option warm_python
+                static char warm [48];
+                int count = atoi (optarg);
+                snprintf (warm, sizeof warm, "local.warm_python=%d", count);
+                if (count < 0 || count > 64 || strspn (optarg, "0123456789") != strlen (optarg)) {
+                    fprintf (stderr, "qanat-agent: --warm-python wants 0 to 64, not '%s'\n",
+                             optarg);
+                    rc = -1;
+                }
+                else
+                    rc = s_add_backend_option (self, warm);
+                break;
+            }
             case 's': case 'A': case 'K': case 'W': case 'R': case 'M': case 'S':
                 rc = s_parse_capacity (self, opt, optarg);
                 break;

@@ -26,6 +26,7 @@
 #include "qn_msg.h"
 #include "qn_spawn.h"
 #include "qn_resources.h"
+#include "qn_warm.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -73,6 +74,12 @@ typedef struct {
     int64_t kill_ms;            //  SIGKILL time after a SIGTERM; 0 = none
     int exec_fd;                //  close-on-exec pipe: bytes = exec failed
     int pid_fd;                 //  pidfd of the process, readable once it exits; -1 if none
+    //  A warm op: the worker running it (pid is the worker's), whether
+    //  its socket is on the loop, whether we signalled or reaped it
+    qn_warm_worker_t *warm;
+    bool warm_polling;
+    bool warm_signalled;
+    bool warm_reaped;
 } s_attempt_t;
 
 struct _s_local_t {
@@ -84,6 +91,7 @@ struct _s_local_t {
     void *child_stack;          //  qn_spawn's stack, mapped at the first start
     int null_fd;                //  /dev/null, the tasks' stdin
     qn_resources_t *resources;  //  GPUs and cgroups per attempt; NULL = none
+    qn_warm_t *warm;            //  warm Python workers (--warm-python); NULL = none
 };
 
 static int s_tick (zloop_t *loop, int timer_id, void *arg);
@@ -130,12 +138,25 @@ s_attempt_poll (s_attempt_t *self)
 }
 
 static void
+s_warm_unpoll (s_attempt_t *self)
+{
+    if (!self->warm_polling)
+        return;
+    zmq_pollitem_t item = { NULL, qn_warm_fd (self->warm), ZMQ_POLLIN, 0 };
+    zloop_poller_end (self->backend->front.loop, &item);
+    self->warm_polling = false;
+}
+
+static void
 s_attempt_destroy (s_attempt_t **self_p)
 {
     s_attempt_t *self = *self_p;
     if (!self)
         return;
     s_attempt_unpoll (self);
+    s_warm_unpoll (self);
+    if (self->warm)
+        qn_warm_release (self->backend->warm, self->warm, false, self->warm_reaped);
     if (self->pid_fd != -1) {
         zmq_pollitem_t item = { NULL, self->pid_fd, ZMQ_POLLIN, 0 };
         zloop_poller_end (self->backend->front.loop, &item);
@@ -180,8 +201,10 @@ s_attempt_new (s_local_t *backend, const qn_attempt_key_t *key)
 static void
 s_attempt_signal (s_attempt_t *self, int sig)
 {
-    if (self->pid > 0)
+    if (self->pid > 0 && !(self->warm && self->warm_reaped)) {
         kill (-self->pid, sig);
+        self->warm_signalled = self->warm != NULL;
+    }
 }
 
 //  SIGTERM now, SIGKILL after the grace.  The first reason wins: a task
@@ -260,6 +283,7 @@ s_attempt_kick (s_attempt_t *self)
         zlistx_detach (backend->front.attempts, self->base.handle);
         self->base.handle = NULL;
         s_attempt_unpoll (self);
+        s_warm_unpoll (self);
         if (self->pid_fd != -1) {
             zmq_pollitem_t item = { NULL, self->pid_fd, ZMQ_POLLIN, 0 };
             zloop_poller_end (backend->front.loop, &item);
@@ -301,6 +325,60 @@ s_process_exited (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     self->pid_fd = -1;
     s_attempt_kick (self);
     return 0;
+}
+
+
+//  The warm worker's answer: the op's end, as a process's exit would be
+static int
+s_warm_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    (void) item;
+    s_attempt_t *self = (s_attempt_t *) arg;
+    int exit_code = 0;
+    int rc = qn_warm_reply (self->warm, &exit_code);
+    if (rc == 0)
+        return 0;
+    s_warm_unpoll (self);       //  an answer, or the worker's end: its exit is reaped
+    if (rc == 1 && !self->exited) {
+        self->exited = true;
+        self->status = W_EXITCODE (exit_code, 0);
+        self->exit_ms = zclock_mono ();
+        s_attempt_kick (self);
+    }
+    return 0;
+}
+
+//  Hands the op to a warm worker of its code when it is one and the pool
+//  has one: the worker's pid (the exec pipe closed: nothing execs), or -1
+//  (run a process).
+static pid_t
+s_warm_start (s_local_t *self, s_attempt_t *attempt, const Qanat__Assign *assign,
+              const char *workdir, char **envp, int out_fd, int err_fd, int exec_pipe [2],
+              const qn_resources_grant_t *grant)
+{
+    const char *code = self->warm? qn_warm_code (assign): NULL;
+    //  A worker cannot join a cgroup or change its GPUs per op
+    if (!code || grant->cgroup_fd != -1 || grant->gpus_visible)
+        return -1;
+    qn_warm_worker_t *worker = qn_warm_take (self->warm, code, workdir, envp, out_fd, err_fd);
+    if (!worker)
+        return -1;
+    if (qn_warm_send (worker, workdir, assign->argv [2], envp, out_fd, err_fd) == -1) {
+        qn_warm_release (self->warm, worker, false, false);
+        return -1;
+    }
+    attempt->warm = worker;
+    zmq_pollitem_t item = { NULL, qn_warm_fd (worker), ZMQ_POLLIN, 0 };
+    if (zloop_poller (self->front.loop, &item, s_warm_readable, attempt) == 0) {
+        zloop_poller_set_tolerant (self->front.loop, &item);
+        attempt->warm_polling = true;
+    }
+    for (int i = 0; i < 2; i++) {
+        close (exec_pipe [i]);
+        exec_pipe [i] = -1;
+    }
+    return qn_warm_pid (worker);
 }
 
 
@@ -380,7 +458,27 @@ s_attempt_finish (s_attempt_t *self)
     &&  qn_resources_attempt_end (self->backend->resources, &self->base.key, oom, sizeof oom)
     &&  !self->base.stop_reason)
         snprintf (reason, sizeof (reason), "%s", oom);
+    //  A warm worker goes back to the pool when its op ended normally; one
+    //  that died of a signal we did not send was lost, as an agent would
+    //  be (the attempt is retried)
+    bool worker_lost = false;
+    if (self->warm) {
+        bool healthy = !self->base.stop_reason && !self->warm_signalled && !self->warm_reaped;
+        worker_lost = self->warm_reaped && sig && !self->base.stop_reason;
+        s_warm_unpoll (self);
+        qn_warm_release (self->backend->warm, self->warm, healthy, self->warm_reaped);
+        self->warm = NULL;
+        if (worker_lost) {
+            char name [64];
+            qn_backend_signal_name (sig, name, sizeof (name));
+            snprintf (reason, sizeof (reason), "its warm Python worker was killed by signal %s",
+                      name);
+        }
+    }
     Qanat__EndKind kind = QANAT__END_KIND__END_EXIT;
+    if (worker_lost)
+        kind = QANAT__END_KIND__END_LOST;
+    else
     if (self->base.stop_reason)
         kind = self->base.stop_kind;
     else
@@ -402,7 +500,8 @@ s_attempt_step (s_attempt_t *self, int64_t now)
         if (rc == self->pid || (rc == -1 && errno == ECHILD)) {
             self->exited = true;
             self->status = rc == self->pid? status: 0;
-            self->has_usage = rc == self->pid;
+            self->has_usage = rc == self->pid && !self->warm;
+            self->warm_reaped = self->warm != NULL;
             self->exit_ms = now;
         }
     }
@@ -710,8 +809,9 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
         argv, envp, workdir, self->null_fd, out_pipe [1], err_pipe [1], exec_pipe [1],
         cannot_run, true, 0, self->child_stack, grant.cgroup_fd != -1, grant.cgroup_fd
     };
-    pid_t pid = qn_spawn (&spawn);
-    if (pid == -1) {
+    pid_t pid = s_warm_start (self, attempt, assign, workdir, envp, out_pipe [1], err_pipe [1],
+                              exec_pipe, &grant);
+    if (pid == -1 && (pid = qn_spawn (&spawn)) == -1) {
         snprintf (error, error_size, "cannot start a process: %s", strerror (errno));
         goto done;
     }
@@ -722,7 +822,8 @@ s_local_start (void *state, const Qanat__Assign *assign, char *error, size_t err
     out_pipe [1] = err_pipe [1] = exec_pipe [1] = -1;
     attempt->exec_fd = exec_pipe [0];
     exec_pipe [0] = -1;
-    fcntl (attempt->exec_fd, F_SETFL, fcntl (attempt->exec_fd, F_GETFL) | O_NONBLOCK);
+    if (attempt->exec_fd != -1)
+        fcntl (attempt->exec_fd, F_SETFL, fcntl (attempt->exec_fd, F_GETFL) | O_NONBLOCK);
     attempt->pid = pid;
     attempt->dir = dir;
     dir = NULL;
@@ -891,6 +992,21 @@ s_local_create (zloop_t *loop, const qn_backend_config_t *config,
     self->timer_id = -1;
     self->null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
     self->resources = config->resources;
+    const char *warm = qn_backend_option (config, "local", "warm_python");
+    const char *rss = qn_backend_option (config, "local", "warm_rss_mb");
+    //  Whole numbers only: a typo must not mean "no pool" or "no bound"
+    if ((warm && (!*warm || strspn (warm, "0123456789") != strlen (warm) || atoi (warm) > 64))
+    ||  (rss && (!*rss || strspn (rss, "0123456789") != strlen (rss) || strlen (rss) > 9))) {
+        qn_log (QN_LOG_ERROR, "local", "local.warm_python wants 0 to 64 and local.warm_rss_mb "
+                "a number of MB, not '%s' and '%s'", warm? warm: "", rss? rss: "");
+        rc = -1;
+    }
+    else
+    if (warm && atoi (warm) > 0) {
+        self->warm = qn_warm_new ((size_t) atoi (warm), rss? (size_t) atol (rss): 0);
+        if (!self->warm)
+            rc = -1;
+    }
     if (rc == -1 || !self->data_dir || !self->finished) {
         if (self->null_fd != -1)
             close (self->null_fd);
@@ -977,8 +1093,9 @@ s_local_destroy (void **state_p)
     s_attempt_t *attempt = (s_attempt_t *) zlistx_first (self->front.attempts);
     while (attempt) {
         s_attempt_signal (attempt, SIGKILL);
-        if (!attempt->exited)
+        if (!attempt->exited || (attempt->warm && !attempt->warm_reaped))
             waitpid (attempt->pid, NULL, 0);
+        attempt->warm_reaped = attempt->warm != NULL;
         attempt = (s_attempt_t *) zlistx_next (self->front.attempts);
     }
     qn_backend_front_fini (&self->front);
@@ -988,6 +1105,7 @@ s_local_destroy (void **state_p)
     if (self->timer_id != -1)
         zloop_timer_end (self->front.loop, self->timer_id);
     qn_spawn_stack_destroy (&self->child_stack);
+    qn_warm_destroy (&self->warm);
     if (self->null_fd != -1)
         close (self->null_fd);
     free (self->data_dir);

@@ -470,6 +470,7 @@ qn_dispatch_assignment_build (qn_coordinator_t *self, run_t *run, size_t index,
     assign->gpus = spec->gpus;
     assign->backend = spec->backend? spec->backend: (char *) "";
     assign->workdir = spec->workdir? spec->workdir: (char *) "";
+    assign->warm = spec->warm;
     size_t env_count = 3 + run->info->n_params + spec->env_count;
     Qanat__Label **env = (Qanat__Label **) calloc (env_count, sizeof (Qanat__Label *));
     size_t n = 0;

@@ -43,6 +43,7 @@
 #include "qn_wf_notify.h"
 #include "qn_wf_backend.h"
 #include "qn_wf_limits.h"
+#include "qn_wf_warm.h"
 
 #define S_MAX_INPUT     (1024 * 1024)
 #define S_MAX_TASKS     10000
@@ -75,7 +76,8 @@ static const char *s_input_keys [] = { "from", "param", "path", NULL };
 static const char *s_task_keys [] = {
     "run", "needs", "env", "on", "resources", "retries", "retry_delay", "retry_max_delay",
     "retry_on", "timeout", "metrics", "checks", "backend", QN_WF_BACKEND_BLOCKS,
-    "outputs", "inputs", "cache", "matrix", "code", "workdir", QN_WF_LIMITS_TASK_KEYS, NULL
+    "outputs", "inputs", "cache", "matrix", "code", "workdir", QN_WF_LIMITS_TASK_KEYS,
+    QN_WF_WARM_TASK_KEYS, NULL
 };
 static const char *s_resource_keys [] = { "cpus", "memory", "gpus", NULL };
 static const char *s_check_entry_keys [] = { "expr", "severity", NULL };
@@ -858,6 +860,7 @@ s_parse_task (qn_yaml_ctx_t *ctx, qn_workflow_t *self, qn_task_t *task,
     }
     s_parse_code (ctx, task, value);
     qn_wf_limits_parse_task (ctx, value, &self->limits, task);
+    qn_wf_warm_parse_task (ctx, value, task);
     //  After env: a secret in a shell string adds to it
     if (run)
         qn_wf_command_check (ctx, task, run, self->params, self->param_count);

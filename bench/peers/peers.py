@@ -188,6 +188,12 @@ ROWS = [
      "slurm.tuned.stamp.cycle_median", "Slurm tuned, {slurm.tuned.chain}-chain (in-job clock)", False),
     ("chain link, start -> next start, median", "q.real.cycle_median", "real agents, {q.real.chain}-chain `true`",
      "celery.cycle_median", "Celery+Redis, {celery.chain}-chain (in-task clock)", False),
+    ("trivial-op throughput, warm Python", "q.warm.throughput",
+     "warm workers, {q.warm.tasks} SDK ops", "celery.throughput",
+     "Celery+Redis, {celery.tasks} tasks", True),
+    ("chain link, start -> next start, median", "q.warm.cycle_median",
+     "warm workers, {q.warm.chain}-chain SDK ops", "celery.cycle_median",
+     "Celery+Redis, {celery.chain}-chain (in-task clock)", False),
 ]
 
 

@@ -7,13 +7,16 @@
 # bench/peers/results-<date>.txt.  Takes minutes: run by hand
 # (`make bench-peers`), not in CI.
 #
-#   QANAT_PEERS        which parts to run (default "qanat slurm celery")
+#   QANAT_PEERS        which parts to run (default "qanat warm slurm celery";
+#                      "warm celery" = warm Python ops beside Celery)
 #   QANAT_PEERS_AGENTS real agents for qanat (default 4), --slots = nproc
 #   Sizes: SLURM_PEERS_JOBS (1000 tuned), SLURM_PEERS_DEFAULT_JOBS (200
 #          with defaults: 2 jobs per 3 s there), SLURM_PEERS_CHAIN (20),
 #          CELERY_PEERS_TASKS (10000), CELERY_PEERS_CHAIN (1000),
 #          QANAT_PEERS_TASKS (1000), QANAT_PEERS_CHAIN (100),
-#          QANAT_PEERS_BENCH_TASKS (10000), QANAT_PEERS_BENCH_CHAIN (1000)
+#          QANAT_PEERS_BENCH_TASKS (10000), QANAT_PEERS_BENCH_CHAIN (1000),
+#          QANAT_PEERS_WARM_TASKS (3000), QANAT_PEERS_WARM_CHAIN (50),
+#          QANAT_PEERS_WARM_AGENTS (2) x QANAT_PEERS_WARM_SLOTS (4)
 # bash, also when started as `sh run.sh` (make runs $(SHELL), often dash).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
@@ -21,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 srcdir=$(cd "$here/../.." && pwd)
 builddir=${QANAT_BUILDDIR:-$srcdir}
 PY=/usr/bin/python3
-PARTS=${QANAT_PEERS:-qanat slurm celery}
+PARTS=${QANAT_PEERS:-qanat warm slurm celery}
 
 if [ ! -x "$PY" ]; then
     echo "bench-peers: needs Debian's $PY (apt-get install python3)" >&2
@@ -75,6 +78,12 @@ wanted () { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
             "$PY" "$here/qanat_real.py" --builddir "$builddir" \
             --agents "${QANAT_PEERS_AGENTS:-4}" --slots "$(nproc)" \
             --tasks "${QANAT_PEERS_TASKS:-1000}" --chain "${QANAT_PEERS_CHAIN:-100}"
+    fi
+    if wanted warm; then
+        section "qanat, warm Python ops (bench/peers/qanat_warm.py)" \
+            "$PY" "$here/qanat_warm.py" --builddir "$builddir" \
+            --agents "${QANAT_PEERS_WARM_AGENTS:-2}" --slots "${QANAT_PEERS_WARM_SLOTS:-4}" \
+            --tasks "${QANAT_PEERS_WARM_TASKS:-3000}" --chain "${QANAT_PEERS_WARM_CHAIN:-50}"
     fi
     wanted slurm && section "Slurm, one node (bench/peers/slurm.sh)" bash "$here/slurm.sh"
     wanted celery && section "Celery + Redis (bench/peers/celery.sh)" bash "$here/celery.sh"

@@ -123,6 +123,7 @@ typedef struct {
     size_t input_count;
     bool cache;                  //  reuse an earlier identical attempt's outputs
     bool no_code;                //  `code: none`: starts in an empty directory
+    bool warm;                   //  `warm: true`: may run in a warm Python worker
     char *workdir;               //  `workdir:`: runs in place there, no copy; NULL = none
     char *backend;               //  "local", "slurm", "kubernetes"; NULL = the agent's default
     qn_kv_t *backend_options;    //  the backend's block, flattened (docs/backends.md)

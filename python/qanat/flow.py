@@ -398,6 +398,10 @@ class Flow:
                 else:
                     value = _OStr(param_text(value), op_origin)
                 task[key] = value
+        # An agent with warm Python workers may run it as a call in one
+        # (workers are `python3`: another interpreter always runs as a process)
+        warm = options.get("warm", True) and self.python == "python3"
+        task["warm"] = _OStr("true" if warm else "false", op_origin)
         if node.op.kind != "check":
             task["outputs"] = {"result": ".qanat/out/result"}
             if node.op.returns == "value":

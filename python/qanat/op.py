@@ -142,6 +142,7 @@ _OPTIONS = {
     "resources": (dict,), "retries": (int, str), "retry_delay": (int, str),
     "retry_on": (list, tuple), "timeout": (int, str), "cache": (bool,),
     "env": (dict,), "requirements": (list, tuple), "metrics": (list, tuple),
+    "warm": (bool,),
 }
 
 
@@ -236,7 +237,7 @@ def _decorator(kind, fn, options):
 
 def op(fn=None, *, on=None, backend=None, slurm=None, kubernetes=None, resources=None,
        retries=None, retry_delay=None, retry_on=None, timeout=None, cache=None, env=None,
-       requirements=None, metrics=None):
+       requirements=None, metrics=None, warm=None):
     """Marks a function as an op: one task of a flow.
 
     Options are the workflow format's task keys (docs/workflow-format.md):
@@ -245,12 +246,13 @@ def op(fn=None, *, on=None, backend=None, slurm=None, kubernetes=None, resources
     `resources={"gpus": 1, "memory": "8G"}`, `retries=2`, `retry_delay="10s"`,
     `retry_on=[...]`, `timeout="2h"`, `cache=True`, `env={...}`,
     `metrics=[names]` (informational), `requirements=["numpy>=1.26"]`
-    (recorded and shown: agents do not install packages)."""
+    (recorded and shown: agents do not install packages), `warm=False`
+    (always a new process, even on an agent with warm Python workers)."""
     return _decorator("op", fn, dict(on=on, backend=backend, slurm=slurm, kubernetes=kubernetes,
                                      resources=resources, retries=retries,
                                      retry_delay=retry_delay, retry_on=retry_on,
                                      timeout=timeout, cache=cache, env=env,
-                                     requirements=requirements, metrics=metrics))
+                                     requirements=requirements, metrics=metrics, warm=warm))
 
 
 def metric(fn=None, **options):

@@ -39,11 +39,22 @@ class MissingRequirement(ImportError):
     """A module the op imports is not installed on this agent."""
 
 
+# Call graphs read, by flow name, in a warm worker (qanat._worker sets it
+# to a dict): its ops all come from one code, so one flow's graph is the
+# same file in every op's directory
+SPEC_CACHE = None
+
+
 def _load_spec(flow_name, task):
     path = os.path.join(".qanat", "flows", flow_name + ".json")
     try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
+        if SPEC_CACHE is not None and flow_name in SPEC_CACHE:
+            spec = SPEC_CACHE[flow_name]
+        else:
+            with open(path, encoding="utf-8") as f:
+                spec = json.load(f)
+            if SPEC_CACHE is not None:
+                SPEC_CACHE[flow_name] = spec
     except OSError as e:
         raise SystemExit("qanat.runtime: cannot read %s (%s): run this in a task's working "
                          "directory, which holds the flow's code" % (path, e.strerror))

@@ -1,7 +1,8 @@
 """Fault-injection suite: real qanatd and qanat-agent processes on loopback,
 driven through the `qanat` CLI (tests/integration/harness.py), with faults
 injected from outside: kill -9, SIGSTOP/SIGCONT partitions, a full disk,
-a task that ignores SIGTERM, drain, and a crash with unsent events.
+a task that ignores SIGTERM, drain, a crash with unsent events, and
+kill -9 of a warm Python worker mid-op (fault_warm.py).
 
 Each scenario counts, from `qanat logs --json` and `qanat metrics --json`:
   lost        expected log lines or metric points that are missing
@@ -30,6 +31,7 @@ sys.path.insert(0, HERE)
 import harness                      # noqa: E402
 from harness import Cluster, TestFailure, check, agent_has_flag   # noqa: E402
 import netproxy                     # noqa: E402
+import fault_warm                   # noqa: E402
 
 # Short timers so that the suite runs in minutes: heartbeat every 100 ms,
 # suspect after 500 ms of silence, lost after 2 s.
@@ -690,6 +692,8 @@ SCENARIOS = [
     ("d", "full disk under the store", scenario_d),
     ("e", "SIGTERM-proof task; drain/undrain", scenario_e),
     ("f", "kill -9 agent with unsent events", scenario_f),
+    ("g", "kill -9 warm Python worker mid-op",
+     lambda r: fault_warm.scenario_g(r, sys.modules[__name__])),
 ]
 
 

@@ -520,6 +520,7 @@ s_assign_body (void)
     SET_LIST (assign, outputs, output);
     assign->store = s_store ();
     assign->workdir = "/shared/projects/ml";
+    assign->warm = true;
     return assign;
 }
 

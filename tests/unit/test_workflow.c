@@ -1524,6 +1524,25 @@ test_artifact_params (void **state)
 
 //  The workflow's code: a top-level folder or none, a task's `code: none`
 //  and `workdir:`, with their errors
+//  `warm:` (qn_wf_warm): true, false, absent; anything else is an error
+static void
+test_warm (void **state)
+{
+    (void) state;
+    qn_workflow_t *wf = s_parse_ok ("name: w\ntasks:\n"
+                                    "  a:\n    run: x\n    warm: true\n"
+                                    "  b:\n    run: x\n    warm: false\n"
+                                    "  c:\n    run: x\n");
+    assert_true (qn_workflow_task (wf, 0)->warm);
+    assert_false (qn_workflow_task (wf, 1)->warm);
+    assert_false (qn_workflow_task (wf, 2)->warm);
+    qn_workflow_destroy (&wf);
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    warm: yes\n",
+                   "wf.yaml:5:11: expected true or false for 'warm'");
+    s_expect_only ("name: w\ntasks:\n  a:\n    run: x\n    warm: [true]\n",
+                   "wf.yaml:5:11: expected true or false for 'warm'");
+}
+
 static void
 test_code_and_workdir (void **state)
 {
@@ -1593,6 +1612,7 @@ main (void)
         cmocka_unit_test (test_garbage),
         cmocka_unit_test (test_fuzz),
         cmocka_unit_test (test_code_and_workdir),
+        cmocka_unit_test (test_warm),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
