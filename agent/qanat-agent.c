@@ -615,8 +615,9 @@ s_add_backends (s_options_t *self, const char *text)
             return -1;
         }
         if (!qn_backend_find (word)) {
-            fprintf (stderr, "qanat-agent: unknown backend '%s' (known: local, "
-                     "slurm, kubernetes)\n", word);
+            char known [256];
+            fprintf (stderr, "qanat-agent: unknown backend '%s' (known: %s)\n", word,
+                     qn_backend_names (known, sizeof known));
             return -1;
         }
         self->backends [self->backend_count++] = word;

@@ -1261,8 +1261,9 @@ s_open_backends (qn_agent_t *self, const qn_agent_config_t *config, bool ok)
             if (self->backends [other].ops == ops)
                 ops = NULL;
         if (!ops) {
-            qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: local, "
-                          "slurm, kubernetes)", names [b]);
+            char known [256];
+            qn_log (QN_LOG_ERROR, "agent", "unknown or repeated backend '%s' (known: %s)",
+                    names [b], qn_backend_names (known, sizeof known));
             ok = false;
             break;
         }

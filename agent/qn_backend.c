@@ -34,6 +34,17 @@ qn_backend_find (const char *name)
     return NULL;
 }
 
+const char *
+qn_backend_names (char *buf, size_t size)
+{
+    buf [0] = 0;
+    for (size_t i = 0; qn_backends [i]; i++) {
+        size_t used = strlen (buf);
+        snprintf (buf + used, size - used, "%s%s", i? ", ": "", qn_backends [i]->name);
+    }
+    return buf;
+}
+
 //  The key part of "<backend>.<key>=value" when the prefix is backend's,
 //  else NULL.
 static const char *

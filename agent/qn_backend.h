@@ -518,6 +518,10 @@ extern const qn_backend_ops_t *qn_backends [];
 const qn_backend_ops_t *
     qn_backend_find (const char *name);
 
+//  The names of every backend, comma-separated, into buf (for messages)
+const char *
+    qn_backend_names (char *buf, size_t size);
+
 //  The local fork/exec backend
 extern const qn_backend_ops_t qn_backend_local;
 //  Slurm jobs through sbatch/squeue/scontrol/scancel
