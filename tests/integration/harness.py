@@ -58,13 +58,21 @@ def _ephemeral_low():
         return 32768
 
 
+_handed_out = set()
+
+
 def free_port():
     """A port free now, below the kernel's ephemeral range: a port the
     kernel hands out (bind to 0) may become some other process's
-    outgoing connection's before qanatd binds it; these never do."""
+    outgoing connection's before qanatd binds it; these never do.  Never
+    the same port twice in one test process: a cluster takes three before
+    it binds any."""
     low = max(_ephemeral_low(), 12000)
     for _ in range(200):
         port = random.randrange(10000, low)
+        if port in _handed_out:
+            continue
+        _handed_out.add(port)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
