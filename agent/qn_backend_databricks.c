@@ -630,22 +630,12 @@ s_prepare (s_attempt_t *self, const Qanat__Assign *assign, char *error, size_t e
     return 0;
 }
 
-//  libcurl is loaded with the first attempt, not with the agent
-static int
-s_rest_ready (s_dbx_t *self, char *error, size_t error_size)
-{
-    if (!self->rest)
-        self->rest = qn_rest_new (self->front.loop, "databricks", s_setup, self);
-    if (!self->rest)
-        snprintf (error, error_size, "databricks: cannot load libcurl (see the agent's log)");
-    return self->rest? 0: -1;
-}
-
 static int
 s_dbx_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
     s_dbx_t *self = (s_dbx_t *) state;
-    if (s_rest_ready (self, error, error_size) == -1)
+    if (qn_rest_ensure (&self->rest, self->front.loop, "databricks", s_setup, self, error,
+                        error_size) == -1)
         return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
@@ -676,7 +666,8 @@ s_dbx_reattach (void *state, const Qanat__Assign *assign, const char *engine_job
 {
     (void) cursor;
     s_dbx_t *self = (s_dbx_t *) state;
-    if (s_rest_ready (self, error, error_size) == -1)
+    if (qn_rest_ensure (&self->rest, self->front.loop, "databricks", s_setup, self, error,
+                        error_size) == -1)
         return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)

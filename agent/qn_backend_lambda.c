@@ -720,23 +720,12 @@ s_options (s_lambda_t *backend, s_attempt_t *attempt, const Qanat__Assign *assig
     return 0;
 }
 
-//  libcurl is loaded with the first attempt, not with the agent: an agent
-//  that offers the backend but runs nothing on it stays small
-static int
-s_rest_ready (s_lambda_t *self, char *error, size_t error_size)
-{
-    if (!self->rest)
-        self->rest = qn_rest_new (self->front.loop, "lambda", NULL, NULL);
-    if (!self->rest)
-        snprintf (error, error_size, "lambda: cannot load libcurl (see the agent's log)");
-    return self->rest? 0: -1;
-}
-
 static int
 s_lambda_start (void *state, const Qanat__Assign *assign, char *error, size_t error_size)
 {
     s_lambda_t *self = (s_lambda_t *) state;
-    if (s_rest_ready (self, error, error_size) == -1)
+    if (qn_rest_ensure (&self->rest, self->front.loop, "lambda", NULL, NULL, error,
+                        error_size) == -1)
         return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)
@@ -791,7 +780,8 @@ s_lambda_reattach (void *state, const Qanat__Assign *assign, const char *engine_
                    const char *cursor, char *error, size_t error_size)
 {
     s_lambda_t *self = (s_lambda_t *) state;
-    if (s_rest_ready (self, error, error_size) == -1)
+    if (qn_rest_ensure (&self->rest, self->front.loop, "lambda", NULL, NULL, error,
+                        error_size) == -1)
         return -1;
     qn_attempt_key_t key;
     if (qn_backend_front_check (&self->front, assign, 0, &key, error, error_size) == -1)

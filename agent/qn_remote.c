@@ -455,14 +455,9 @@ qn_remote_follow (qn_remote_attempt_t *attempt, uint32_t timeout_s, char *error,
                   size_t error_size)
 {
     qn_remote_t *self = attempt->engine;
-    if (!self->rest)
-        self->rest = qn_rest_new (self->front.loop, self->ops->name, qn_remote_setup,
-                                  &self->auth);
-    if (!self->rest) {
-        snprintf (error, error_size, "%s: cannot load libcurl (see the agent's log)",
-                  self->ops->name);
+    if (qn_rest_ensure (&self->rest, self->front.loop, self->ops->name, qn_remote_setup,
+                        &self->auth, error, error_size) == -1)
         return -1;
-    }
     attempt->base.timeout_s = timeout_s;
     if (attempt->exists) {
         //  Re-attached: when it started is not known here, the timeout

@@ -387,6 +387,17 @@ s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+int
+qn_rest_ensure (qn_rest_t **rest_p, zloop_t *loop, const char *name,
+                qn_rest_setup_fn *setup, void *setup_arg, char *error, size_t error_size)
+{
+    if (!*rest_p)
+        *rest_p = qn_rest_new (loop, name, setup, setup_arg);
+    if (!*rest_p)
+        snprintf (error, error_size, "%s: cannot load libcurl (see the agent's log)", name);
+    return *rest_p? 0: -1;
+}
+
 qn_rest_t *
 qn_rest_new (zloop_t *loop, const char *name, qn_rest_setup_fn *setup, void *setup_arg)
 {

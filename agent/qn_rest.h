@@ -74,6 +74,13 @@ typedef struct {
 qn_rest_t *
     qn_rest_new (zloop_t *loop, const char *name, qn_rest_setup_fn *setup, void *setup_arg);
 
+//  *rest_p, made with qn_rest_new on first use (libcurl is loaded with a
+//  backend's first attempt, not with the agent).  0, or -1 with a message
+//  naming the backend in error.
+int
+    qn_rest_ensure (qn_rest_t **rest_p, zloop_t *loop, const char *name,
+                    qn_rest_setup_fn *setup, void *setup_arg, char *error, size_t error_size);
+
 //  Cancels every call without calling back, and destroys the client.
 void
     qn_rest_destroy (qn_rest_t **self_p);
